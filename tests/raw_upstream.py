@@ -12,7 +12,13 @@ It runs its own event loop in a thread. The request's ``model`` picks the behavi
 - ``endless``: a stream whose one event starts and never ends (64 KiB pieces without a blank
   line), until the gateway closes the connection;
 - ``interleaved``: a stream of two parallel tool calls whose argument deltas alternate between
-  the calls (as some servers stream them), with correct indices (keep-alive).
+  the calls (as some servers stream them), with correct indices (keep-alive);
+- ``toolong-llamacpp``: llama.cpp's server refusing a request longer than its context: HTTP 500
+  (as before ggml-org/llama.cpp#16486), type ``exceed_context_size_error``, a numeric code;
+- ``toolong-azure``: Azure OpenAI's refusal of an over-long GPT-5 prompt: HTTP 400 with no code,
+  only the message saying so;
+- ``flagged-prompt``, ``flagged-cyber``: OpenAI's usage-policy refusals that name no content
+  policy in their code (400 ``invalid_prompt``, 400 ``cyber_policy``).
 
 After ``stray`` and ``408`` the connection is read until the gateway closes it, which sets
 ``dropped`` (the number of such connections the gateway closed is ``dropped_count``).
@@ -39,6 +45,33 @@ def _answer(text: str, status: str = "200 OK") -> bytes:
     }).encode()
     head = f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
     return head.encode() + body
+
+
+# The error bodies of the ``toolong-*`` and ``flagged-*`` models, as those servers write them.
+_TOO_LONG = {
+    "toolong-llamacpp": ("500 Internal Server Error", {"error": {
+        "code": 500, "type": "exceed_context_size_error", "n_prompt_tokens": 9000, "n_ctx": 4096,
+        "message": "the request exceeds the available context size. try increasing the context "
+                   "size or enable context shift"}}),
+    "toolong-azure": ("400 Bad Request", {"error": {
+        "code": None, "param": None, "type": "invalid_request_error",
+        "message": "Input tokens exceed the configured limit of 272000 tokens. Your messages "
+                   "resulted in 509178 tokens. Please reduce the length of the messages."}}),
+    "flagged-prompt": ("400 Bad Request", {"error": {
+        "code": "invalid_prompt", "param": None, "type": "invalid_request_error",
+        "message": "Invalid prompt: your prompt was flagged as potentially violating our usage "
+                   "policy. Please try again with a different prompt."}}),
+    "flagged-cyber": ("400 Bad Request", {"error": {
+        "code": "cyber_policy", "param": None, "type": "invalid_request",
+        "message": "This content was flagged for possible cybersecurity risk. If this seems wrong, "
+                   "try rephrasing your request."}}),
+}
+
+
+def _error(status: str, body: dict[str, Any]) -> bytes:
+    data = json.dumps(body).encode()
+    head = f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+    return head.encode() + data
 
 
 def _chunk(data: bytes) -> bytes:
@@ -178,6 +211,10 @@ class RawUpstream:
             for event in _interleaved_calls():
                 writer.write(_chunk(event))
             writer.write(b"0\r\n\r\n")
+            await writer.drain()
+            return True
+        if model in _TOO_LONG:
+            writer.write(_error(*_TOO_LONG[model]))
             await writer.drain()
             return True
         writer.write(_answer(f"unknown model {model}", "404 Not Found"))

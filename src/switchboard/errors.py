@@ -340,6 +340,16 @@ def spec(error: GatewayError) -> ErrorSpec:
                      error_class(error) in RETRYABLE_CLASSES, source)
 
 
+# OpenAI's refusals of a prompt under its usage policies that do not say "content_policy": the
+# reasoning models' 400 ``invalid_prompt`` ("your prompt was flagged as potentially violating
+# our usage policy") and ``cyber_policy`` ("flagged for possible cybersecurity risk").
+_POLICY_CODES = frozenset({"cyber_policy"})
+
+
+def _policy_refusal(code: str, message: str) -> bool:
+    return code in _POLICY_CODES or (code == "invalid_prompt" and "policy" in message.lower())
+
+
 # Error classes, as retries, fallbacks and cooldowns are configured (config ``router``):
 # whether a failure is the deployment's (another may succeed) or the caller's (none will).
 def error_class(error: GatewayError) -> str:
@@ -355,7 +365,7 @@ def error_class(error: GatewayError) -> str:
     if isinstance(error, UpstreamAuthFailed):
         return "auth"
     code = error.code or ""
-    if "content_filter" in code or "content_policy" in code:
+    if "content_filter" in code or "content_policy" in code or _policy_refusal(code, error.message):
         return "content_policy"
     if code in ("context_length_exceeded", "context_window_exceeded"):
         return "context_window"

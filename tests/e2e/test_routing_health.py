@@ -1,9 +1,12 @@
 """Cooldowns, half-open probes and context-window pre-routing on a real gateway, against the
-mock upstream's fault injection. Every test runs embedded (SQLite, state in the process) and as
-a cluster (PostgreSQL and Redis); two instances sharing Redis see the same cooldown."""
+mock upstream's fault injection; a 503 for a model whose deployments are all out says in its
+``Retry-After`` when the first may be tried again. Every test runs embedded (SQLite, state in
+the process) and as a cluster (PostgreSQL and Redis); two instances sharing Redis see the same
+cooldown."""
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -121,7 +124,7 @@ def _error(resp: httpx.Response) -> dict[str, Any]:
     return error
 
 
-def _exhaust(gw: Gateway, model: str) -> list[int]:
+def _exhaust(gw: Gateway, model: str, cooldown: float = COOLDOWN) -> list[int]:
     """Failing requests until every deployment of ``model`` is out (a 503): the statuses seen."""
     statuses: list[int] = []
 
@@ -134,6 +137,9 @@ def _exhaust(gw: Gateway, model: str) -> list[int]:
     error = _error(refused)
     assert error["code"] == "no_healthy_deployment" and f"'{model}'" in error["message"]
     assert error["type"] == "api_error"
+    # When to come back: the first deployment's cooldown ends within it (whole seconds, at least 1).
+    assert 1 <= int(refused.headers["retry-after"]) <= math.ceil(cooldown), refused.headers
+    assert "x-should-retry" not in refused.headers
     return statuses
 
 
@@ -380,7 +386,7 @@ def test_a_cooldown_opened_on_one_instance_is_seen_by_the_other_within_a_second(
 ) -> None:
     first, second = two_instances
     assert chat(second, "flaky-shared", "fine here").status_code == 200
-    _exhaust(first, "flaky-shared")
+    _exhaust(first, "flaky-shared", cooldown=30)
     opened = time.monotonic()
 
     def refused() -> httpx.Response | None:
@@ -390,6 +396,7 @@ def test_a_cooldown_opened_on_one_instance_is_seen_by_the_other_within_a_second(
     resp = poll(refused, "the other instance never saw the cooldown", deadline=1.0)
     assert time.monotonic() - opened < 1.0
     assert _error(resp)["code"] == "no_healthy_deployment"
+    assert 25 <= int(resp.headers["retry-after"]) <= 30  # the cooldown's end, as announced
 
 
 def test_an_instance_restarted_during_a_cooldown_sends_the_deployment_nothing(

@@ -7,7 +7,13 @@ raw_upstream.py): what a caller sees, and that the next caller is not affected.
 - a stream event that never ends is refused with a 502 once it passes its bound, instead of
   being buffered (and re-scanned) until ``total``;
 - parallel tool calls whose argument pieces alternate between the calls reach an Anthropic
-  client as whole, separate tool_use blocks (Anthropic streams one block at a time).
+  client as whole, separate tool_use blocks (Anthropic streams one block at a time);
+- a host's "request too long" in its own words (llama.cpp's 500 typed
+  ``exceed_context_size_error``, Azure's code-less GPT-5 message) is OpenAI's 400
+  ``context_length_exceeded`` and goes to the group's context-window fallback;
+- a model entry's own ``timeouts`` bound its calls, not its provider's;
+- OpenAI's usage-policy refusals (``invalid_prompt``, ``cyber_policy``) are content-policy
+  failures: they go to the group's fallbacks, as a content filter's do.
 """
 
 from __future__ import annotations
@@ -25,6 +31,9 @@ from tests.servers import MASTER_KEY, Gateway, start_gateway
 
 FIRST_BYTE = 1.0
 TOTAL = 20.0
+TOO_LONG_HOSTS = ("llamacpp", "azure")
+FLAGGED = ("flagged-prompt", "flagged-cyber")
+MODEL_FIRST_BYTE = 0.3
 
 
 @pytest.fixture(scope="module")
@@ -40,10 +49,26 @@ def gateway(raw: RawUpstream, tmp_path_factory: pytest.TempPathFactory) -> Itera
         "providers": [{
             "name": "raw", "type": "openai", "api_base": raw.url, "api_key": "sk-raw-upstream-key",
             "timeouts": {"connect": 2, "first_byte": FIRST_BYTE, "total": TOTAL},
+        }, {
+            "name": "raw-llamacpp", "type": "openai-compatible", "api_base": raw.url,
+            "preset": "custom",
+        }, {
+            "name": "raw-azure", "type": "azure", "api_base": raw.url.removesuffix("/v1"),
+            "api_key": "azure-raw-upstream-key",
         }],
-        "models": [{"name": name, "provider": "raw", "model": name}
-                   for name in ("echo", "stray", "408", "headhang", "endless", "interleaved")],
-        "router": {"num_retries": 0},
+        "models": [
+            *({"name": name, "provider": "raw", "model": name}
+              for name in ("echo", "stray", "408", "headhang", "endless", "interleaved")),
+            *({"name": f"{host}-too-long{alone}", "provider": f"raw-{host}", "model": f"toolong-{host}"}
+              for host in TOO_LONG_HOSTS for alone in ("", "-alone")),
+            *({"name": name, "provider": "raw", "model": name} for name in FLAGGED),
+            # The same upstream model under a model entry's own, shorter first_byte.
+            {"name": "headhang-impatient", "provider": "raw", "model": "headhang",
+             "timeouts": {"first_byte": MODEL_FIRST_BYTE}},
+        ],
+        "router": {"num_retries": 0,
+                   "context_window_fallbacks": {f"{host}-too-long": ["echo"] for host in TOO_LONG_HOSTS},
+                   "fallbacks": {name: ["echo"] for name in FLAGGED}},
         "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
     }
     gw = start_gateway(config, tmp_path_factory.mktemp("raw-upstream"))
@@ -98,6 +123,20 @@ def test_a_head_trickled_line_by_line_times_out_after_first_byte(client: openai.
     assert ask(client, "echo", "still there?") == "echo:still there?"
 
 
+def test_a_model_entrys_own_timeouts_override_its_providers(client: openai.OpenAI) -> None:
+    for stream in (False, True):
+        started = time.monotonic()
+        with pytest.raises(openai.APIStatusError) as exc:
+            if stream:
+                list(client.chat.completions.create(
+                    model="headhang-impatient", messages=[{"role": "user", "content": "hi"}], stream=True))
+            else:
+                ask(client, "headhang-impatient", "hi")
+        took = time.monotonic() - started
+        assert_error(exc.value, 504, "upstream_timeout")
+        assert MODEL_FIRST_BYTE <= took < FIRST_BYTE, took
+
+
 def test_a_stream_event_that_never_ends_is_a_502_long_before_total(client: openai.OpenAI) -> None:
     started = time.monotonic()
     with pytest.raises(openai.APIStatusError) as exc:
@@ -127,3 +166,30 @@ def test_interleaved_parallel_tool_calls_reach_an_anthropic_client_whole(gateway
             stopped.add(event.index)
         elif event.type == "content_block_delta":
             assert event.index not in stopped
+
+
+@pytest.mark.parametrize("host", TOO_LONG_HOSTS)
+def test_a_hosts_own_words_for_too_long_are_a_context_length_error(client: openai.OpenAI, host: str) -> None:
+    # Alone, the caller gets OpenAI's error for it (a 400 it can act on by shortening), not a
+    # 502 to retry (llama.cpp's 500) nor an unnamed 400 (Azure's message without a code).
+    with pytest.raises(openai.BadRequestError) as exc:
+        ask(client, f"{host}-too-long-alone", "a very long story")
+    assert_error(exc.value, 400, "context_length_exceeded")
+    assert exc.value.response.json()["error"]["type"] == "invalid_request_error"
+    # With a context-window fallback configured, that group answers instead.
+    raw = client.chat.completions.with_raw_response.create(
+        model=f"{host}-too-long", messages=[{"role": "user", "content": "a very long story"}])
+    assert raw.parse().choices[0].message.content == "echo:a very long story"
+    assert raw.headers["x-switchboard-model"] == "echo"
+    assert raw.headers["x-switchboard-attempts"] == "2"
+
+
+@pytest.mark.parametrize("model", FLAGGED)
+def test_a_usage_policy_refusal_goes_to_the_fallbacks_as_a_content_filter_does(
+    client: openai.OpenAI, model: str,
+) -> None:
+    raw = client.chat.completions.with_raw_response.create(
+        model=model, messages=[{"role": "user", "content": "a flagged question"}])
+    assert raw.parse().choices[0].message.content == "echo:a flagged question"
+    assert raw.headers["x-switchboard-model"] == "echo"
+    assert raw.headers["x-switchboard-attempts"] == "2"

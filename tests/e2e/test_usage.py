@@ -40,6 +40,10 @@ def usage_config(config: dict[str, Any]) -> dict[str, Any]:
         if m["name"] == "gpt-4o-mini":
             m["info"] = dict(PRICES)
     config["models"].append({"name": "house-model", "provider": "local-openai", "model": "house-llm-7b"})
+    # Gemini's batchEmbedContents reports no token counts (the mock's neither).
+    config["providers"].append({"name": "studio", "type": "gemini", "api_base": config["providers"][0][
+        "api_base"].removesuffix("/v1"), "api_key": "${UPSTREAM_KEY}"})
+    config["models"].append({"name": "gemini-embed", "provider": "studio", "model": "gemini-embedding-001"})
     config["spend"] = {"flush_seconds": 0.1}
     return config
 
@@ -187,6 +191,34 @@ def test_every_request_id_has_one_record_and_failures_have_their_status(deployme
     assert bad.status == failed.value.status_code >= 500 and bad.error_code is not None
     assert bad.cost_usd == 0 and bad.completion_tokens == 0
     assert records[ids[-1]].completion_tokens == 0 and records[ids[-1]].prompt_tokens > 0  # embeddings
+
+
+def test_an_embedding_whose_provider_reports_no_tokens_is_counted_at_the_estimate(
+    deployment: Deployment,
+) -> None:
+    text = "embed these words please " * 40
+    raw = deployment.sdk().embeddings.with_raw_response.create(model="gemini-embed", input=[text, text])
+    reply = raw.parse()
+    assert len(reply.data) == 2 and reply.usage.prompt_tokens == 0  # as Gemini reported it
+    header = Decimal(raw.headers["x-switchboard-cost-usd"])
+    rid = raw.headers["x-request-id"]
+    record = deployment.wait_for({rid})[rid]
+    # Google bills the input: recorded, priced and flagged as the estimate, never as free.
+    assert record.prompt_tokens > 100 and record.completion_tokens == 0
+    assert record.metadata.get("estimated") is True
+    assert record.cost_usd == header == record.prompt_tokens * Decimal("0.15") / MTOK
+    # The token limit keeps it too: a key with room for one such call is refused the second,
+    # however long after the first (its reservation is not given back as unused).
+    tpm = record.prompt_tokens * 3 // 2
+    key = httpx.post(f"{deployment.gateway.url}/admin/v1/keys", headers=ADMIN, timeout=10,
+                     json={"models": ["*"], "tpm_limit": tpm}).json()["key"]
+    client = deployment.sdk(key)
+    first = client.embeddings.with_raw_response.create(model="gemini-embed", input=[text, text])
+    deployment.wait_for({first.headers["x-request-id"]})  # answered and recorded
+    with pytest.raises(openai.RateLimitError) as refused:
+        client.embeddings.create(model="gemini-embed", input=[text, text])
+    assert refused.value.response.headers["x-ratelimit-limit-tokens"] == str(tpm)
+    assert int(refused.value.response.headers["x-ratelimit-remaining-tokens"]) < record.prompt_tokens
 
 
 def test_an_unpriced_model_is_flagged_never_a_silent_zero(deployment: Deployment) -> None:

@@ -372,6 +372,8 @@ def test_html_error_page() -> None:
 def test_context_length_detection() -> None:
     assert is_context_length("This model's maximum context length is 8192 tokens")
     assert is_context_length("prompt is too long: 210000 tokens > 200000 maximum")
+    assert is_context_length("Input tokens exceed the configured limit of 272000 tokens.")
+    assert is_context_length("the request exceeds the available context size. try increasing it")
     assert not is_context_length("Invalid value for 'temperature'")
     assert not is_context_length(None)
 

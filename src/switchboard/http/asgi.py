@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from switchboard.errors import PayloadTooLarge
+from switchboard.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -60,6 +61,39 @@ async def read_body(receive: Receive, limit: int, declared: str | None) -> bytes
         parts.append(chunk)
         if not message.get("more_body"):
             return b"".join(parts)
+
+
+# The request content codings a body may come in (RFC 9110 8.4.1), as zlib's window bits: gzip
+# (and its old name x-gzip) and deflate (the zlib format). Others (br, zstd) are refused by name.
+_CODINGS = {"gzip": 31, "x-gzip": 31, "deflate": 15}
+
+
+def inflate_body(body: bytes, coding: str | None, limit: int) -> bytes:
+    """A request body as its ``Content-Encoding`` says it was compressed, decompressed to at most
+    ``limit`` bytes (413 past it: a small compressed body may inflate to gigabytes). Clients that
+    compress large bodies (agents sending long conversations) would otherwise get "not valid
+    JSON"; an unknown coding is a 415 naming it, a corrupt or truncated body a 400."""
+    if coding is None:
+        return body
+    name = coding.strip().lower()
+    if name in ("", "identity"):
+        return body
+    wbits = _CODINGS.get(name)
+    if wbits is None:
+        raise UnsupportedMediaType(
+            f"unsupported content encoding '{name[:40]}'; send the body uncompressed, or as gzip or deflate",
+            code="unsupported_content_encoding")
+    inflater = zlib.decompressobj(wbits)
+    try:
+        plain = inflater.decompress(body, limit + 1)
+    except zlib.error:
+        plain = None
+    if plain is not None and len(plain) > limit:
+        raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes once decompressed")
+    if plain is None or not inflater.eof or inflater.unused_data:
+        raise InvalidRequest(f"the request body is not one whole {name} stream, as its Content-Encoding says",
+                             code="invalid_content_encoding")
+    return plain
 
 
 def encode_headers(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:

@@ -40,6 +40,7 @@ from switchboard.http.asgi import (
     Scope,
     Send,
     encode_headers,
+    inflate_body,
     read_body,
 )
 from switchboard.http.disconnect import ClientGone, until_disconnect
@@ -54,7 +55,8 @@ log = logging.getLogger("switchboard.http")
 
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # Headers whose repetition is ambiguous: which key, which body type, which id counts.
-_SINGLE_VALUED = ("authorization", "x-api-key", "x-goog-api-key", "content-type", "x-request-id")
+_SINGLE_VALUED = ("authorization", "x-api-key", "x-goog-api-key", "content-type", "content-encoding",
+                  "x-request-id")
 
 # The inbound API of a request no endpoint took (count_refused): only its context needs one.
 _UNROUTED = OpenAIJson("")
@@ -314,7 +316,8 @@ class Endpoint:
             return None
         try:
             check_content_type(ctx.headers)
-            ctx.body = await read_body(receive, self._limit, ctx.headers.get("content-length"))
+            body = await read_body(receive, self._limit, ctx.headers.get("content-length"))
+            ctx.body = inflate_body(body, ctx.headers.get("content-encoding"), self._limit)
         except GatewayError as err:
             return err
         except ConnectionAbortedError:

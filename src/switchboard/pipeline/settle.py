@@ -6,9 +6,10 @@ stream: once it has ended; also on errors and client disconnects), both are sett
 the call really used, by one callback rather than one per stage:
 
 - the token buckets are corrected by the difference between the usage the provider reported
-  and the estimate (a stream cut before its final usage: the tokens the usage stage estimated
-  for it, as its budgets are; a failed call with no usage gives its tokens back; a call that
-  succeeded without reporting usage keeps the estimate);
+  and the estimate (a stream cut before its final usage, or an embeddings answer that reported
+  no input tokens: the tokens the usage stage estimated for it, as its budgets are; a failed
+  call with no usage gives its tokens back; a call that succeeded without reporting usage keeps
+  the estimate);
 - the budget reservation is replaced by the cost the usage stage recorded (``ctx.spent``).
 
 The budget stage registers the settlement after its ``call_next`` (so it runs after the usage
@@ -76,11 +77,15 @@ class Settlement:
     async def __call__(self, ctx: RequestContext) -> None:
         limiter = self.limiter
         if limiter is not None:
-            used = used_tokens(ctx.usage)
             spent = ctx.spent
-            if used is None and spent is not None and spent.estimated:
-                used = spent.tokens  # a stream cut short: what it produced, as recorded
-            elif used is None:
+            reported = used_tokens(ctx.usage)
+            if spent is not None and spent.estimated:
+                # What the usage record estimated: a stream cut short (what it produced), or an
+                # embeddings answer whose provider reported no input tokens (its input).
+                used = spent.tokens
+            elif reported is not None:
+                used = reported
+            else:
                 # No usage reported: a failed call gives its reservation back; otherwise it stands.
                 status = ctx.outcome.status
                 used = self.reserved if 0 < status < 400 else 0

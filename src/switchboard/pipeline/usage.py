@@ -179,6 +179,17 @@ def _cut_short(ctx: RequestContext, call: _Call) -> Tokens:
     return so_far._replace(input=_estimated_prompt(ctx, call), output=output)
 
 
+def _unreported_input(ctx: RequestContext, call: _Call, counted: Tokens) -> tuple[Tokens, bool]:
+    """The tokens of an embeddings answer that reported no input tokens (Gemini's
+    ``batchEmbedContents`` and Cohere models on Bedrock report none): the provider bills the
+    input all the same, so it is recorded, priced and settled at the estimate limits and budgets
+    reserved, flagged ``estimated``, never as a free call. An input that counts 0 stays 0."""
+    estimate = _estimated_prompt(ctx, call)
+    if estimate <= 0:
+        return counted, False
+    return counted._replace(input=estimate), True
+
+
 class UsageStage:
     name = "usage"
 
@@ -208,11 +219,14 @@ class UsageStage:
             info = call.info = self._prices.of_route(ctx.route)
         if isinstance(result, Reply | RawReply):  # raw: a media answer (text, subtitles)
             counted = split(ctx.usage)
+            estimated = False
+            if not counted.prompt and ctx.operation == "embeddings":
+                counted, estimated = _unreported_input(ctx, call, counted)
             price = with_units(cost(info, counted), info, counted, ctx.usage)
             ctx.response_headers[COST_HEADER] = format_nano_usd(price.nano_usd)
             if price.unpriced:  # never a silent 0: the cost left some tokens out
                 ctx.response_headers[UNPRICED_HEADER] = "true"
-            self._spool(ctx, call, result.status, counted, price)
+            self._spool(ctx, call, result.status, counted, price, estimated=estimated)
             return result
         if isinstance(result, StreamReply):
             collect = _relayed_output if result.native else _relayed_text

@@ -122,9 +122,16 @@ def normalise_completion(obj: JSON, target: Target) -> JSON:
 
 _CONTEXT_LENGTH = re.compile(
     r"context (length|window)|too large for model|prompt is too long|maximum (context|input) length"
-    r"|tokens \+ `max_new_tokens` must be",
+    r"|tokens \+ `max_new_tokens` must be"
+    # Azure OpenAI (GPT-5 family), with no code: "Input tokens exceed the configured limit of
+    # 272000 tokens"; llama.cpp's server: "the request exceeds the available context size".
+    r"|input tokens exceed the configured limit|exceeds the available context size",
     re.IGNORECASE,
 )
+# Error types that mean "the request is too long", whatever the status: llama.cpp's server
+# answered this one with HTTP 500 before ggml-org/llama.cpp#16486, which would otherwise be a
+# server error, retried and never sent to the context-window fallbacks.
+_CONTEXT_LENGTH_TYPES = frozenset({"exceed_context_size_error"})
 
 
 def is_context_length(message: str | None) -> bool:
@@ -153,9 +160,14 @@ def error_from_fields(
     code: str | None = None,
     param: str | None = None,
 ) -> GatewayError:
-    """:func:`upstream_error`, with context-length errors given OpenAI's code whatever the host said."""
-    if status in (400, 413, 422) and code != "context_length_exceeded" and is_context_length(message):
-        code, status = "context_length_exceeded", 400
+    """:func:`upstream_error`, with context-length errors given OpenAI's status, type and code
+    whatever the host said (the router's ``context_window`` class, and so the context-window
+    fallbacks, go by that code)."""
+    if code != "context_length_exceeded" and (
+        (type in _CONTEXT_LENGTH_TYPES and 400 <= status < 600)
+        or (status in (400, 413, 422) and is_context_length(message))
+    ):
+        code, status, type = "context_length_exceeded", 400, "invalid_request_error"
     return upstream_error(status, headers, target, message, type=type, code=code, param=param)
 
 

@@ -184,6 +184,19 @@ class Health:
             return False
         return self._shared is None or self._won(route, state, now)
 
+    def ready_in(self, routes: Iterable[Route]) -> float | None:
+        """The seconds until the first of ``routes`` may be sent an attempt again (its cooldown
+        over, or its half-open probe answered or lapsed): 0 when one may now; None for no routes.
+        A refusal's ``Retry-After``: error path only."""
+        now = self._clock()
+        soonest: float | None = None
+        for route in routes:
+            state = self._states.get((route.target.name, route.deployment))
+            wait = 0.0 if state is None or not state.tripped else max(0.0, state.until - now,
+                                                                      state.probe_until - now)
+            soonest = wait if soonest is None else min(soonest, wait)
+        return soonest
+
     def claims(self, routes: Iterable[Route]) -> Awaitable[None] | None:
         """Cluster: the claims in Redis of the half-open deployments among ``routes`` whose probe
         no attempt holds and this instance has no claim on, asked for now so that the request

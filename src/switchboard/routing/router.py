@@ -9,6 +9,7 @@ and asks for a fallback group's plan when it runs out.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Awaitable, Iterator
 from typing import NamedTuple, Protocol
@@ -127,9 +128,13 @@ class Router:
                 largest = max(size for size in sizes if size is not None)
                 return prerouting.too_large(needs.tokens, f"the largest context window of the model "
                                             f"'{group.name}'", largest)
+        # When the first of them may be tried again, so clients wait that long rather than
+        # retry at once (the SDKs' own backoff is about a second; a cooldown lasts 30 s).
+        wait = self.health.ready_in(allowed)
+        headers = {"retry-after": str(max(1, math.ceil(wait)))} if wait is not None else None
         return UpstreamUnavailable(
             f"no healthy deployment of the model '{group.name}': every one that may serve this "
-            "request is cooling down after failures", code="no_healthy_deployment")
+            "request is cooling down after failures", code="no_healthy_deployment", headers=headers)
 
     def unfit(self, route: Route, needs: Needs = ANYWHERE) -> GatewayError | None:
         """Why ``route`` may never serve this request, whatever its health: 403

@@ -18,7 +18,7 @@ from contextlib import aclosing
 from switchboard.context import StreamReply
 from switchboard.errors import GatewayError, NotFound
 from switchboard.http.anthropic.batches import ANTHROPIC_FILES, MESSAGE_BATCHES
-from switchboard.http.asgi import Receive, Scope, Send, read_body
+from switchboard.http.asgi import Receive, Scope, Send, inflate_body, read_body
 from switchboard.http.disconnect import ClientGone, until_disconnect
 from switchboard.http.endpoint import Responder, check_content_type, finish, request_headers, request_id
 from switchboard.http.errors import MethodNotAllowed, unknown_url
@@ -170,7 +170,8 @@ class FilesEndpoint:
                     limit = self._max_message_batch if action == "create_message_batch" else MAX_JSON_BYTES
                     try:
                         check_content_type(headers)
-                        ctx.body = await read_body(receive, limit, headers.get("content-length"))
+                        body = await read_body(receive, limit, headers.get("content-length"))
+                        ctx.body = inflate_body(body, headers.get("content-encoding"), limit)
                     except GatewayError as err:
                         await out.error(err)
                         return

@@ -1,0 +1,89 @@
+"""Compressed request bodies (``Content-Encoding``): agents that send long conversations may
+compress them. gzip (and x-gzip) and deflate are read on every endpoint with a JSON body, held
+to ``server.max_body_bytes`` once decompressed as well as on the wire; another coding is a 415
+naming it, and a corrupt or cut stream a 400, never "not valid JSON". Parsing happens before any
+state is read: the embedded default suffices."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import zlib
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.servers import MASTER_KEY, Gateway, Mock, openai_config, start_gateway
+
+LIMIT = 65536
+AUTH = {"Authorization": f"Bearer {MASTER_KEY}", "Content-Type": "application/json"}
+CHAT = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "squeezed"}]}).encode()
+CODINGS = {"gzip": gzip.compress, "x-gzip": gzip.compress, "deflate": zlib.compress}
+
+
+@pytest.fixture(scope="module")
+def gateway(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    config = openai_config(mock_upstream, max_body_bytes=LIMIT)
+    config["files"] = {"provider": "local-openai"}  # /v1/batches reads its JSON body on its own edge
+    gw = start_gateway(config, tmp_path_factory.mktemp("request-encoding"))
+    yield gw
+    gw.process.stop()
+
+
+def post(gateway: Gateway, path: str, body: bytes, coding: str) -> httpx.Response:
+    headers = {**AUTH, "Content-Encoding": coding, "anthropic-version": "2023-06-01"}
+    return httpx.post(gateway.url + path, content=body, headers=headers, timeout=30)
+
+
+@pytest.mark.parametrize("coding", sorted(CODINGS))
+def test_a_compressed_body_is_read_as_the_json_it_holds(gateway: Gateway, coding: str) -> None:
+    answer = post(gateway, "/v1/chat/completions", CODINGS[coding](CHAT), coding)
+    assert answer.status_code == 200, answer.text
+    assert "squeezed" in answer.json()["choices"][0]["message"]["content"]
+    messages = json.dumps({"model": "gpt-4o-mini", "max_tokens": 20,
+                           "messages": [{"role": "user", "content": "squeezed too"}]}).encode()
+    answer = post(gateway, "/v1/messages", CODINGS[coding](messages), coding.upper())
+    assert answer.status_code == 200, answer.text
+    assert "squeezed too" in answer.json()["content"][0]["text"]
+    # The batches edge reads its body too: what it holds is then judged as usual.
+    batch = json.dumps({"input_file_id": "file-none", "endpoint": "/v1/chat/completions",
+                        "completion_window": "24h"}).encode()
+    answer = post(gateway, "/v1/batches", CODINGS[coding](batch), coding)
+    assert answer.status_code == 404 and "file-none" in answer.text, answer.text
+
+
+def test_a_body_that_inflates_past_the_limit_is_a_413(gateway: Gateway) -> None:
+    padded = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "0" * LIMIT}]})
+    bomb = gzip.compress(padded.encode())
+    assert len(bomb) < LIMIT // 10  # small on the wire
+    answer = post(gateway, "/v1/chat/completions", bomb, "gzip")
+    assert answer.status_code == 413, answer.text
+    error = answer.json()["error"]
+    assert error["type"] == "invalid_request_error" and "decompressed" in error["message"]
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/batches"])
+@pytest.mark.parametrize("coding", ["br", "zstd", "compress"])
+def test_another_coding_is_a_415_naming_it(gateway: Gateway, coding: str, path: str) -> None:
+    answer = post(gateway, path, b"(\xb5/\xfd not json", coding)
+    assert answer.status_code == 415, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "unsupported_content_encoding" and f"'{coding}'" in error["message"]
+
+
+@pytest.mark.parametrize("body", [gzip.compress(CHAT)[:-12], b"\x1f\x8b not gzip at all",
+                                  gzip.compress(CHAT) + b"trailing"], ids=["cut", "corrupt", "trailing"])
+def test_a_stream_that_is_not_one_whole_gzip_is_a_400(gateway: Gateway, body: bytes) -> None:
+    answer = post(gateway, "/v1/chat/completions", body, "gzip")
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "invalid_content_encoding" and "gzip" in error["message"]
+
+
+def test_identity_and_a_repeated_coding(gateway: Gateway) -> None:
+    assert post(gateway, "/v1/chat/completions", CHAT, "identity").status_code == 200
+    headers = [*AUTH.items(), ("Content-Encoding", "gzip"), ("Content-Encoding", "gzip")]
+    answer = httpx.post(gateway.url + "/v1/chat/completions", content=gzip.compress(gzip.compress(CHAT)),
+                        headers=headers, timeout=30)
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "duplicate_header", answer.text
