@@ -673,3 +673,21 @@ def test_a_responses_prompt_cache_breakpoint_is_the_chat_parts() -> None:
     assert user["content"] == [{"type": "image_url", "prompt_cache_breakpoint": mark,
                                 "image_url": {"url": "https://x.test/a.png", "detail": "original"}}]
     assert tool["content"] == [{"type": "text", "text": "ok", "prompt_cache_breakpoint": mark}]
+
+
+@pytest.mark.parametrize("field", ["response", "responseJsonSchema"])
+def test_a_gemini_function_return_schema_is_refused_by_name(field: str) -> None:
+    declaration = {"name": "f", field: {"type": "object"}}
+    body = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}],
+            "tools": [{"functionDeclarations": [declaration]}]}
+    with pytest.raises(InvalidRequest) as refused:
+        gemini_request.generate_request(orjson.dumps(body), "gemini", stream=False)
+    assert refused.value.param == f"tools[0].functionDeclarations[0].{field}"
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_gemini_enhanced_civic_answers_are_the_canonical_extension(enabled: bool) -> None:
+    body = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}],
+            "generationConfig": {"enableEnhancedCivicAnswers": enabled}}
+    request = gemini_request.generate_request(orjson.dumps(body), "gemini", stream=False).request
+    assert request.get("enable_enhanced_civic_answers") is (True if enabled else None)
