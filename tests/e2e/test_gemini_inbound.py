@@ -256,6 +256,56 @@ def test_a_low_media_resolution_is_refused_where_images_have_no_resolution(
     assert captured(mock_upstream, marker, timeout=0.5) == []
 
 
+def _ask_civic(client: genai.Client, model: str, marker: str, enabled: bool = True) -> None:
+    client.models.generate_content(
+        model=model, contents=f"Who can vote? mock:capture={marker}",
+        config=types.GenerateContentConfig(enable_enhanced_civic_answers=enabled),
+    )
+
+
+def test_enhanced_civic_answers_reach_a_gemini_upstream(client: genai.Client, mock_upstream: Mock) -> None:
+    """Before: checked and not sent, so Gemini answered without them."""
+    marker = new_marker()
+    _ask_civic(client, "gem-via-gemini", marker)
+    [record] = captured(mock_upstream, marker)
+    assert record["body"]["generationConfig"]["enableEnhancedCivicAnswers"] is True
+
+
+@pytest.mark.parametrize("model", ["gem-via-openai", "gem-via-anthropic"])
+def test_enhanced_civic_answers_are_refused_by_name_elsewhere(
+    client: genai.Client, mock_upstream: Mock, model: str
+) -> None:
+    marker = new_marker()
+    with pytest.raises(errors.ClientError) as refused:
+        _ask_civic(client, model, marker)
+    assert refused.value.code == 400
+    assert "generationConfig.enableEnhancedCivicAnswers" in str(refused.value.message)
+    assert captured(mock_upstream, marker, timeout=0.5) == []
+    # false asks for nothing: served.
+    marker = new_marker()
+    _ask_civic(client, model, marker, enabled=False)
+    [record] = captured(mock_upstream, marker)
+    assert "enableEnhancedCivicAnswers" not in str(record["body"])
+
+
+@pytest.mark.parametrize("field", ["response", "responseJsonSchema"])
+def test_a_function_return_schema_is_refused_by_name(
+    gw: Gateway, key: str, mock_upstream: Mock, field: str
+) -> None:
+    """Before: checked and not sent, though Gemini shows the model a function's return type."""
+    marker = new_marker()
+    schema = {"type": "OBJECT", "properties": {"celsius": {"type": "NUMBER"}}}
+    declaration = {"name": "get_weather", "parametersJsonSchema": {"type": "object"},
+                   field: schema if field == "response" else {"type": "object"}}
+    resp = httpx.post(f"{gw.url}/v1beta/models/gem-via-gemini:generateContent",
+                      json={"contents": [{"parts": [{"text": f"weather? mock:capture={marker}"}]}],
+                            "tools": [{"functionDeclarations": [declaration]}]},
+                      headers={"x-goog-api-key": key}, timeout=10)
+    assert resp.status_code == 400, resp.text
+    assert f"tools[0].functionDeclarations[0].{field}" in resp.json()["error"]["message"]
+    assert captured(mock_upstream, marker, timeout=0.5) == []
+
+
 def test_json_response_schema(client: genai.Client, model: str) -> None:
     response = client.models.generate_content(
         model=model,

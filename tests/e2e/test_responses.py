@@ -695,6 +695,58 @@ def test_new_sdk_fields_reach_a_native_deployment_as_sent(
     assert {k: record["body"][k] for k in NATIVE_FIELDS} == NATIVE_FIELDS
 
 
+# Keys inside input items and function tools the chat form has no room for (a function's
+# namespace, programmatic callers, deferred tools): a 400 naming their path when translated, as
+# sent to a native deployment.
+_NAMESPACED_CALL = {"type": "function_call", "call_id": "call_ns", "name": "lookup", "arguments": "{}",
+                    "namespace": "crm"}
+NESTED_REFUSALS: dict[str, dict[str, Any]] = {
+    "input[0].namespace": {"input": [_NAMESPACED_CALL,
+                                     {"type": "function_call_output", "call_id": "call_ns", "output": "ok"}]},
+    "tools[0].defer_loading": {"input": "x", "tools": [{**WEATHER, "defer_loading": True}]},
+    "reasoning.context": {"input": "x", "reasoning": {"context": "all_turns"}},
+}
+
+
+@pytest.mark.parametrize("param", sorted(NESTED_REFUSALS))
+def test_nested_keys_without_a_chat_counterpart_are_refused_by_path_when_translated(
+    client: openai.OpenAI, mock_upstream: Mock, param: str
+) -> None:
+    marker = new_marker()
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.responses.create(model="via-anthropic", instructions=f"mock:capture={marker}",
+                                **NESTED_REFUSALS[param])
+    assert refused.value.param == param and refused.value.code == "unsupported_parameter"
+    assert captured(mock_upstream, marker, timeout=0.5) == []
+
+
+@pytest.mark.parametrize("param", sorted(NESTED_REFUSALS))
+def test_nested_keys_reach_a_native_deployment_as_sent(
+    client: openai.OpenAI, native: str, mock_upstream: Mock, param: str
+) -> None:
+    marker = new_marker()
+    body = NESTED_REFUSALS[param]
+    client.responses.create(model=native, instructions=f"mock:capture={marker}", **body)
+    [record] = captured(mock_upstream, marker)
+    sent = record["body"]
+    for name in body:
+        assert sent[name] == body[name]
+
+
+def test_prompt_cache_breakpoints_and_original_detail_reach_the_chat_parts(
+    client: openai.OpenAI, mock_upstream: Mock
+) -> None:
+    marker, mark = new_marker(), {"mode": "explicit", "ttl": "30m"}
+    client.responses.create(model="via-openai", input=[{"role": "user", "content": [
+        {"type": "input_text", "text": f"long prefix mock:capture={marker}", "prompt_cache_breakpoint": mark},
+        {"type": "input_image", "image_url": PIXEL, "detail": "original"},
+    ]}])
+    [record] = captured(mock_upstream, marker)
+    text, image = record["body"]["messages"][0]["content"]
+    assert text["prompt_cache_breakpoint"] == mark
+    assert image["image_url"]["detail"] == "original"
+
+
 # -- Codex CLI -------------------------------------------------------------------------------------
 # The request shapes Codex CLI sends with wire_api = "responses" (openai/codex, codex-rs: the
 # ResponsesApiRequest it serializes, its headers, and the items it replays each turn with

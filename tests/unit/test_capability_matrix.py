@@ -127,10 +127,12 @@ def test_response_cell(provider_type: str, row: str) -> None:
 
 def test_check_looks_only_at_refused_rows() -> None:
     # The check is on the hot path: for OpenAI it is one look-up and one set look per request,
-    # then two field tests when the request has top_k or stop (more than 5 stop sequences are
-    # within more than 4: not tested on their own).
-    assert [row.name for row in capabilities._refused("openai")] == ["top_k", "stop:more_than_4"]
-    assert [row.name for row in capabilities._refused("azure")] == ["top_k", "stop:more_than_4"]
+    # then a field test only when the request has top_k, stop or Gemini's
+    # enable_enhanced_civic_answers (more than 5 stop sequences are within more than 4: not
+    # tested on their own).
+    looked_at = ["top_k", "stop:more_than_4", "enable_enhanced_civic_answers"]
+    assert [row.name for row in capabilities._refused("openai")] == looked_at
+    assert [row.name for row in capabilities._refused("azure")] == looked_at
     stops = [row.name for row in capabilities._refused("gemini") if row.param == "stop"]
     assert stops == ["stop:more_than_5"]
 

@@ -24,13 +24,14 @@ from google.genai import types as genai
 from openai.types.chat.completion_create_params import CompletionCreateParamsBase
 from openai.types.responses.response_create_params import ResponseCreateParamsBase
 
-from switchboard.errors import InvalidRequest
+from switchboard.errors import InvalidRequest, UnsupportedParameter
 from switchboard.http.anthropic.content import BLOCK_KEYS, messages
 from switchboard.http.anthropic.request import ACCEPTED, REFUSED, messages_request
 from switchboard.http.gemini import content as gemini_content
 from switchboard.http.gemini import request as gemini_request
 from switchboard.http.gemini.fields import camel
-from switchboard.http.responses.request import KNOWN_FIELDS, check_fields
+from switchboard.http.responses.request import KNOWN_FIELDS, check_fields, without_unsupported
+from switchboard.http.responses.request import translate as responses_translate
 from switchboard.providers.capabilities.rows import REQUEST_ROWS
 from switchboard.providers.params import CHAT_PARAMS
 
@@ -395,3 +396,298 @@ def test_every_gemini_field_not_sent_is_a_known_one() -> None:
     known = set().union(*(names for _, names in GEMINI_MODELS.values()))
     named = {path.rsplit(".", 1)[-1] for path in gemini_request.NOT_SENT}
     assert named <= known, sorted(named - known)
+
+
+# -- the Responses API's nested input (openai.types.responses) -------------------------------------
+
+
+def literal_types(td: type) -> set[str]:
+    """Every value of a TypedDict's ``type`` Literal, through Required / Optional / Union."""
+    found: set[str] = set()
+
+    def walk(hint: object) -> None:
+        if typing.get_origin(hint) is typing.Literal:
+            found.update(str(v) for v in typing.get_args(hint))
+        for arg in () if typing.get_origin(hint) is typing.Literal else typing.get_args(hint):
+            walk(arg)
+
+    walk(typing.get_type_hints(td)["type"])
+    return found
+
+
+_RESPONSES_HINTS = typing.get_type_hints(ResponseCreateParamsBase)
+# The input item types a translated deployment takes (http/responses/request.py input_messages).
+TRANSLATED_ITEMS = frozenset({"message", "function_call", "function_call_output", "reasoning"})
+# type -> its TypedDicts (three for "message": the easy form, the input form, an earlier output).
+RESPONSES_ITEMS: dict[str, list[type]] = {}
+for _item in typed_dicts(_RESPONSES_HINTS["input"]):
+    for _kind in literal_types(_item):
+        RESPONSES_ITEMS.setdefault(_kind, []).append(_item)
+RESPONSES_TOOLS = {kind: td for td in typed_dicts(_RESPONSES_HINTS["tools"]) for kind in literal_types(td)}
+RESPONSES_TOOL_CHOICES = {kind for td in typed_dicts(_RESPONSES_HINTS["tool_choice"])
+                          for kind in literal_types(td)}
+
+_SENT = "translated"
+_ITEM_TYPE = "the item, part, tool or format type: the translated types are read, the others refused by type"
+_NOT_SENT = "set when an item comes back from the API: describes the item, not the request; not sent"
+_PHASE = ("a label OpenAI's own models read on their earlier assistant turns (commentary or final "
+          "answer); the text is sent, the label has no chat counterpart: not sent")
+_BREAKPOINT = "translated: the chat part's prompt_cache_breakpoint (row:prompt_cache_breakpoint)"
+_FILE = "input_file parts: refused by type (input[i].content[j].type)"
+_OUTPUT_PART = "a function_call_output part other than text: refused (input[i].output[j])"
+_CALLER = "refused unless {type: direct} (input[i].caller): programmatic tool calls"
+_REFUSED_KEY = "refused on translated deployments, by its path, unless at its default; native: sent"
+_REASONING_ITEM = "reasoning items are dropped whole: a model's own reasoning is not sent to another"
+_ANNOTATION = "an earlier answer's citations (output_text.annotations): not sent, the text is"
+_LOGPROB = "an earlier answer's logprobs (output_text.logprobs): not sent, the text is"
+
+# ``TypedDict.key`` -> how a translated deployment decides it. Keys below one decided whole
+# (RESPONSES_WHOLE) are not walked into.
+RESPONSES_NESTED: dict[str, str] = {
+    # Messages: the SDK's easy form, the input form and an earlier output (all type "message").
+    "EasyInputMessageParam.content": "translated: text, or parts each translated or refused by type",
+    "EasyInputMessageParam.phase": _PHASE,
+    "EasyInputMessageParam.role": "translated (developer -> system)",
+    "EasyInputMessageParam.type": _ITEM_TYPE,
+    "Message.content": "translated: parts each translated or refused by type",
+    "Message.role": "translated (developer -> system)",
+    "Message.status": _NOT_SENT,
+    "Message.type": _ITEM_TYPE,
+    "ResponseOutputMessageParam.content": "translated: output_text and refusal parts, as text",
+    "ResponseOutputMessageParam.id": "checked (unique, as OpenAI); an item label: not sent",
+    "ResponseOutputMessageParam.phase": _PHASE,
+    "ResponseOutputMessageParam.role": "translated (assistant)",
+    "ResponseOutputMessageParam.status": _NOT_SENT,
+    "ResponseOutputMessageParam.type": _ITEM_TYPE,
+    # Parts.
+    "ResponseInputTextParam.text": _SENT,
+    "ResponseInputTextParam.type": _ITEM_TYPE,
+    "ResponseInputTextParam.prompt_cache_breakpoint": _BREAKPOINT,
+    "PromptCacheBreakpoint.mode": _BREAKPOINT,
+    "PromptCacheBreakpoint.ttl": _BREAKPOINT,
+    "ResponseInputImageParam.detail": "translated: image_url.detail (row:image_url.detail:low)",
+    "ResponseInputImageParam.file_id": "refused (input[i].content[j].file_id): an OpenAI Files API id",
+    "ResponseInputImageParam.image_url": "translated: image_url.url",
+    "ResponseInputImageParam.prompt_cache_breakpoint": _BREAKPOINT,
+    "ResponseInputImageParam.type": _ITEM_TYPE,
+    **{f"ResponseInputFileParam.{key}": _FILE for key in (
+        "detail", "file_data", "file_id", "file_url", "filename", "prompt_cache_breakpoint", "type")},
+    "ResponseOutputTextParam.annotations": _ANNOTATION,
+    "ResponseOutputTextParam.logprobs": _LOGPROB,
+    "ResponseOutputTextParam.text": _SENT,
+    "ResponseOutputTextParam.type": _ITEM_TYPE,
+    "ResponseOutputRefusalParam.refusal": "translated: the assistant turn's text",
+    "ResponseOutputRefusalParam.type": _ITEM_TYPE,
+    # Function calls and their outputs.
+    "ResponseFunctionToolCallParam.arguments": "translated: the tool call's arguments",
+    "ResponseFunctionToolCallParam.async": _REFUSED_KEY,
+    "ResponseFunctionToolCallParam.call_id": "translated: the tool call's id",
+    "ResponseFunctionToolCallParam.caller": _CALLER,
+    "ResponseFunctionToolCallParam.id": _NOT_SENT,
+    "ResponseFunctionToolCallParam.name": "translated: the tool call's function name",
+    "ResponseFunctionToolCallParam.namespace": _REFUSED_KEY,
+    "ResponseFunctionToolCallParam.status": _NOT_SENT,
+    "ResponseFunctionToolCallParam.type": _ITEM_TYPE,
+    "CallerDirect.type": _CALLER,
+    "CallerProgram.caller_id": _CALLER,
+    "CallerProgram.type": _CALLER,
+    "FunctionCallOutput.call_id": "translated: the tool message's tool_call_id",
+    "FunctionCallOutput.caller": _CALLER,
+    "FunctionCallOutput.id": _NOT_SENT,
+    # The call it answers (call_id) names the function already.
+    "FunctionCallOutput.name": "not sent: the call with this call_id names the function",
+    "FunctionCallOutput.namespace": _REFUSED_KEY,
+    "FunctionCallOutput.output": "translated: the tool message's content (text parts)",
+    "FunctionCallOutput.status": _NOT_SENT,
+    "FunctionCallOutput.type": _ITEM_TYPE,
+    "FunctionCallOutputCallerDirect.type": _CALLER,
+    "FunctionCallOutputCallerProgram.caller_id": _CALLER,
+    "FunctionCallOutputCallerProgram.type": _CALLER,
+    "ResponseInputTextContentParam.prompt_cache_breakpoint": _BREAKPOINT,
+    "ResponseInputTextContentParam.text": "translated: the tool message's text",
+    "ResponseInputTextContentParam.type": _ITEM_TYPE,
+    **{f"ResponseInputImageContentParam.{key}": _OUTPUT_PART for key in (
+        "detail", "file_id", "image_url", "prompt_cache_breakpoint", "type")},
+    **{f"ResponseInputFileContentParam.{key}": _OUTPUT_PART for key in (
+        "detail", "file_data", "file_id", "file_url", "filename", "prompt_cache_breakpoint", "type")},
+    # Reasoning items.
+    **{f"ResponseReasoningItemParam.{key}": _REASONING_ITEM for key in (
+        "content", "encrypted_content", "id", "status", "summary", "type")},
+    # Function tools (the other tool types are refused by type).
+    "FunctionToolParam.allowed_callers": _REFUSED_KEY + " (['direct'])",
+    "FunctionToolParam.async": _REFUSED_KEY,
+    "FunctionToolParam.defer_loading": _REFUSED_KEY + ": tool search is not translated",
+    "FunctionToolParam.description": "translated",
+    "FunctionToolParam.name": "translated",
+    "FunctionToolParam.output_schema": _REFUSED_KEY,
+    "FunctionToolParam.parameters": "translated",
+    "FunctionToolParam.strict": "translated as sent (docs/api-responses.md, function tools' strict)",
+    "FunctionToolParam.type": _ITEM_TYPE,
+    # text and reasoning.
+    "ResponseTextConfigParam.format": "translated: response_format",
+    "ResponseTextConfigParam.verbosity": "accepted, not sent (docs/api-responses.md): a length hint",
+    "ResponseFormatText.type": _ITEM_TYPE,
+    "ResponseFormatJSONObject.type": _ITEM_TYPE,
+    "ResponseFormatTextJSONSchemaConfigParam.description": "translated: json_schema.description",
+    "ResponseFormatTextJSONSchemaConfigParam.name": "translated: json_schema.name",
+    "ResponseFormatTextJSONSchemaConfigParam.schema": "translated: json_schema.schema",
+    "ResponseFormatTextJSONSchemaConfigParam.strict": "translated: json_schema.strict",
+    "ResponseFormatTextJSONSchemaConfigParam.type": _ITEM_TYPE,
+    "Reasoning.context": _REFUSED_KEY + ": which earlier reasoning the model sees",
+    "Reasoning.effort": "translated: reasoning_effort (row:reasoning_effort)",
+    "Reasoning.generate_summary": "accepted, not sent (as summary)",
+    "Reasoning.mode": _REFUSED_KEY + ": OpenAI's execution mode",
+    "Reasoning.summary": "accepted, not sent (docs/api-responses.md): translated answers have no summary",
+}
+# Keys decided with their whole value: the TypedDicts inside them are not walked.
+RESPONSES_WHOLE = {"ResponseOutputTextParam.annotations", "ResponseOutputTextParam.logprobs",
+                   *(key for key, why in RESPONSES_NESTED.items() if why == _REASONING_ITEM)}
+
+
+def responses_keys(annotation: object, found: set[str]) -> None:
+    """``TypedDict.key`` of every TypedDict ``annotation`` reaches, not below RESPONSES_WHOLE."""
+    for td in typed_dicts(annotation):
+        hints = typing.get_type_hints(td)
+        keys = {f"{td.__name__}.{key}" for key in hints}
+        if keys <= found:
+            continue
+        found |= keys
+        for key, hint in hints.items():
+            if f"{td.__name__}.{key}" not in RESPONSES_WHOLE:
+                responses_keys(hint, found)
+
+
+def responses_nested_keys() -> set[str]:
+    found: set[str] = set()
+    for kind in TRANSLATED_ITEMS:
+        for td in RESPONSES_ITEMS[kind]:
+            responses_keys(td, found)
+    for name in ("text", "reasoning"):
+        responses_keys(_RESPONSES_HINTS[name], found)
+    responses_keys(RESPONSES_TOOLS["function"], found)
+    return found
+
+
+def test_every_nested_responses_key_is_decided() -> None:
+    found = responses_nested_keys()
+    missing = found - set(RESPONSES_NESTED)
+    assert not missing, f"decide in http/responses/request.py (translate or refuse): {sorted(missing)}"
+    assert not set(RESPONSES_NESTED) - found, "keys the installed SDK no longer has"
+
+
+def _responses(**fields: Any) -> dict[str, Any]:
+    return {"model": "m", "input": "hi", **fields}
+
+
+_CALL = {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"}
+_RESULT = {"type": "function_call_output", "call_id": "c1", "output": "ok"}
+_FUNCTION = {"type": "function", "name": "f", "parameters": {"type": "object"}, "strict": None}
+# Each key refused on translated deployments: (a request with it, the param named, its default).
+RESPONSES_REFUSED_KEYS: dict[str, tuple[dict[str, Any], str, dict[str, Any]]] = {
+    "ResponseFunctionToolCallParam.namespace": (
+        _responses(input=[{**_CALL, "namespace": "crm"}, _RESULT]), "input[0].namespace",
+        _responses(input=[{**_CALL, "namespace": None}, _RESULT])),
+    "ResponseFunctionToolCallParam.caller": (
+        _responses(input=[{**_CALL, "caller": {"type": "program", "caller_id": "p1"}}, _RESULT]),
+        "input[0].caller", _responses(input=[{**_CALL, "caller": {"type": "direct"}}, _RESULT])),
+    "ResponseFunctionToolCallParam.async": (
+        _responses(input=[{**_CALL, "async": True}, _RESULT]), "input[0].async",
+        _responses(input=[{**_CALL, "async": False}, _RESULT])),
+    "FunctionCallOutput.namespace": (
+        _responses(input=[_CALL, {**_RESULT, "namespace": "crm"}]), "input[1].namespace",
+        _responses(input=[_CALL, {**_RESULT, "namespace": None}])),
+    "FunctionCallOutput.caller": (
+        _responses(input=[_CALL, {**_RESULT, "caller": {"type": "program", "caller_id": "p1"}}]),
+        "input[1].caller", _responses(input=[_CALL, {**_RESULT, "caller": {"type": "direct"}}])),
+    "FunctionToolParam.allowed_callers": (
+        _responses(tools=[{**_FUNCTION, "allowed_callers": ["programmatic"]}]), "tools[0].allowed_callers",
+        _responses(tools=[{**_FUNCTION, "allowed_callers": ["direct"]}])),
+    "FunctionToolParam.async": (
+        _responses(tools=[{**_FUNCTION, "async": True}]), "tools[0].async",
+        _responses(tools=[{**_FUNCTION, "async": False}])),
+    "FunctionToolParam.defer_loading": (
+        _responses(tools=[{**_FUNCTION, "defer_loading": True}]), "tools[0].defer_loading",
+        _responses(tools=[{**_FUNCTION, "defer_loading": False}])),
+    "FunctionToolParam.output_schema": (
+        _responses(tools=[{**_FUNCTION, "output_schema": {"type": "object"}}]), "tools[0].output_schema",
+        _responses(tools=[{**_FUNCTION, "output_schema": None}])),
+    "Reasoning.context": (
+        _responses(reasoning={"context": "all_turns"}), "reasoning.context",
+        _responses(reasoning={"context": None})),
+    "Reasoning.mode": (_responses(reasoning={"mode": "pro"}), "reasoning.mode", _responses(reasoning={})),
+}
+
+
+def test_every_refused_responses_key_has_a_probe() -> None:
+    refused = {key for key, why in RESPONSES_NESTED.items() if why.startswith(_REFUSED_KEY)}
+    refused |= {key for key, why in RESPONSES_NESTED.items() if why == _CALLER and key.endswith(".caller")}
+    assert refused == set(RESPONSES_REFUSED_KEYS)
+
+
+@pytest.mark.parametrize("key", sorted(RESPONSES_REFUSED_KEYS))
+def test_a_refused_responses_key_is_named_and_its_default_is_taken(key: str) -> None:
+    body, param, default = RESPONSES_REFUSED_KEYS[key]
+    with pytest.raises(UnsupportedParameter) as refused:
+        responses_translate(body)
+    assert refused.value.param == param
+    responses_translate(default)
+    # A native deployment gets it as sent; the canonical request is the rest (api.py).
+    responses_translate(without_unsupported(body))
+
+
+@pytest.mark.parametrize("kind", sorted(set(RESPONSES_ITEMS) - TRANSLATED_ITEMS))
+def test_every_other_responses_item_type_is_refused_by_type(kind: str) -> None:
+    with pytest.raises(UnsupportedParameter) as refused:
+        responses_translate(_responses(input=[{"type": "message", "role": "user", "content": "hi"},
+                                              {"type": kind}]))
+    assert refused.value.param == "input[1].type" and kind in refused.value.message
+
+
+@pytest.mark.parametrize("kind", sorted(set(RESPONSES_TOOLS) - {"function", "mcp"}))
+def test_every_other_responses_tool_type_is_refused_by_type(kind: str) -> None:
+    # mcp: run by the gateway's tool loop against its registered servers (mcp/tool_spec.py).
+    with pytest.raises(UnsupportedParameter) as refused:
+        responses_translate(_responses(tools=[{"type": kind}]))
+    assert refused.value.param == "tools[0].type" and kind in refused.value.message
+
+
+@pytest.mark.parametrize("kind", sorted(RESPONSES_TOOL_CHOICES - {"function"}))
+def test_every_other_responses_tool_choice_is_refused_by_type(kind: str) -> None:
+    with pytest.raises(UnsupportedParameter) as refused:
+        responses_translate(_responses(tools=[_FUNCTION], tool_choice={"type": kind}))
+    assert refused.value.param == "tool_choice.type"
+
+
+def test_a_responses_prompt_cache_breakpoint_is_the_chat_parts() -> None:
+    mark = {"mode": "explicit", "ttl": "30m"}
+    request = responses_translate(_responses(input=[
+        {"role": "developer",
+         "content": [{"type": "input_text", "text": "rules", "prompt_cache_breakpoint": mark}]},
+        {"role": "user", "content": [{"type": "input_image", "image_url": "https://x.test/a.png",
+                                      "detail": "original", "prompt_cache_breakpoint": mark}]},
+        _CALL,
+        {**_RESULT, "output": [{"type": "input_text", "text": "ok", "prompt_cache_breakpoint": mark}]},
+    ])).request
+    system, user, _, tool = request["messages"]
+    assert system["content"] == [{"type": "text", "text": "rules", "prompt_cache_breakpoint": mark}]
+    assert user["content"] == [{"type": "image_url", "prompt_cache_breakpoint": mark,
+                                "image_url": {"url": "https://x.test/a.png", "detail": "original"}}]
+    assert tool["content"] == [{"type": "text", "text": "ok", "prompt_cache_breakpoint": mark}]
+
+
+@pytest.mark.parametrize("field", ["response", "responseJsonSchema"])
+def test_a_gemini_function_return_schema_is_refused_by_name(field: str) -> None:
+    declaration = {"name": "f", field: {"type": "object"}}
+    body = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}],
+            "tools": [{"functionDeclarations": [declaration]}]}
+    with pytest.raises(InvalidRequest) as refused:
+        gemini_request.generate_request(orjson.dumps(body), "gemini", stream=False)
+    assert refused.value.param == f"tools[0].functionDeclarations[0].{field}"
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_gemini_enhanced_civic_answers_are_the_canonical_extension(enabled: bool) -> None:
+    body = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}],
+            "generationConfig": {"enableEnhancedCivicAnswers": enabled}}
+    request = gemini_request.generate_request(orjson.dumps(body), "gemini", stream=False).request
+    assert request.get("enable_enhanced_civic_answers") is (True if enabled else None)

@@ -65,7 +65,7 @@ _VERTEX_TOP = _TOP | {"labels"}  # custom metadata labels exist on Vertex AI onl
 _GENERATION = {"temperature", "topP", "topK", "candidateCount", "maxOutputTokens", "stopSequences", "seed",
                "presencePenalty", "frequencyPenalty", "responseMimeType", "responseSchema",
                "responseJsonSchema", "responseLogprobs", "logprobs", "thinkingConfig", "responseModalities",
-               "mediaResolution"}
+               "mediaResolution", "enableEnhancedCivicAnswers"}
 _SCHEMA = {"type", "format", "title", "description", "nullable", "enum", "maxItems", "minItems", "properties",
            "required", "minProperties", "maxProperties", "minLength", "maxLength", "pattern", "example",
            "anyOf", "propertyOrdering", "default", "items", "minimum", "maximum"}

@@ -28,7 +28,10 @@ PREFIXES = ("/v1beta/models/", "/v1/models/")
 _MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/+~-]{0,255}$")
 
 # Canonical parameters an error may name, as this API calls them (request.py maps them in).
-CALLER_PARAMS = {"stop": "generationConfig.stopSequences"}
+CALLER_PARAMS = {
+    "stop": "generationConfig.stopSequences",
+    "enable_enhanced_civic_answers": "generationConfig.enableEnhancedCivicAnswers",
+}
 
 # thinkingConfig.includeThoughts of the requests under way that asked for it, by context.
 _THOUGHTS: dict[int, bool] = {}

@@ -23,10 +23,13 @@ https://ai.google.dev/api/tokens#method:-models.counttokens.
     safetySettings                      -> safety_settings (the same list; sent to gemini and
                                            vertex upstreams, not sent elsewhere)
     mediaResolution LOW (also a part's) -> image_url.detail "low" on the images
-    labels, serviceTier, store, other mediaResolution levels, enableEnhancedCivicAnswers,
+    enableEnhancedCivicAnswers true     -> enable_enhanced_civic_answers (sent to gemini upstreams,
+                                           refused by the others: capability matrix)
+    labels, serviceTier, store, other mediaResolution levels,
         toolConfig.retrievalConfig      -> checked, then not sent (NOT_SENT says why)
-Built-in Google tools, cachedContent, logprobs and non-text output modalities are a 400 naming
-the field; any other field is the 400 Google answers for an unknown name.
+Built-in Google tools, cachedContent, logprobs, non-text output modalities and a function's
+response / responseJsonSchema are a 400 naming the field; any other field is the 400 Google
+answers for an unknown name.
 """
 
 from __future__ import annotations
@@ -98,11 +101,8 @@ NOT_SENT: dict[str, str] = {
     "store": "whether Google keeps the request: the gateway does not send it to Google's store",
     "generationConfig.mediaResolution": "LOW is translated; the others are Google's token budgets per image, "
                                         "which other providers set themselves",
-    "generationConfig.enableEnhancedCivicAnswers": "a Google policy switch for election answers",
     "toolConfig.retrievalConfig": "the location for Google's built-in search tools, which are refused",
     "tools[].functionDeclarations[].behavior": "blocking or not: a Live API notion, without effect here",
-    "tools[].functionDeclarations[].response": "the function's return schema: documentation for the client",
-    "tools[].functionDeclarations[].responseJsonSchema": "the function's return schema, as JSON Schema",
     "contents[].parts[].mediaResolution": "LOW is translated; numTokens and the other levels as for "
                                           "generationConfig.mediaResolution",
     "contents[].parts[].thought": "thought parts of earlier turns are not sent: no upstream can continue "
@@ -139,11 +139,13 @@ def _declaration(value: Any, path: str) -> JSON:
         parameters = plain_json_schema(decl["parametersJsonSchema"], join(path, "parametersJsonSchema"))
     else:
         parameters = {"type": "object", "properties": {}}
-    # response / responseJsonSchema describe what the client's function returns: checked, not sent.
-    if decl.get("response") is not None:
-        json_schema(decl["response"], join(path, "response"))
-    if decl.get("responseJsonSchema") is not None:
-        plain_json_schema(decl["responseJsonSchema"], join(path, "responseJsonSchema"))
+    # The function's return type is part of the declaration Gemini gives the model (Google's
+    # FunctionDeclaration reference), and no other provider's function tools have one: refused by
+    # name. The SDK sends it only to Vertex AI, never to the Gemini API.
+    for key in ("response", "responseJsonSchema"):
+        if decl.get(key) is not None:
+            raise unsupported(join(path, key), "a function's return schema has no equivalent in the "
+                              "gateway's function tools")
     if decl.get("behavior") is not None:
         string(decl["behavior"], join(path, "behavior"))
     function: JSON = {"name": name, "parameters": parameters}
@@ -306,8 +308,11 @@ def _generation(value: Any, out: JSON) -> bool:
     for key in ("speechConfig", "imageConfig", "audioTimestamp"):
         if config.get(key) is not None and config[key] is not False:
             raise unsupported(f"{path}.{key}", "audio and image output are not translated")
-    if config.get("enableEnhancedCivicAnswers") is not None:
-        boolean(config["enableEnhancedCivicAnswers"], f"{path}.enableEnhancedCivicAnswers")
+    civic = config.get("enableEnhancedCivicAnswers")
+    if civic is not None and boolean(civic, f"{path}.enableEnhancedCivicAnswers"):
+        # Gemini's own answers to civic (election) questions: sent to gemini upstreams, refused by
+        # the others (capability row enable_enhanced_civic_answers); false asks for nothing.
+        out["enable_enhanced_civic_answers"] = True
     if config.get("mediaResolution") is not None:
         resolution = enum(config["mediaResolution"], f"{path}.mediaResolution", MEDIA_RESOLUTIONS)
         if resolution == "MEDIA_RESOLUTION_LOW":  # every image at low resolution (content.low_detail)

@@ -9,10 +9,16 @@ Reference: https://platform.openai.com/docs/api-reference/responses/create. The 
     input items:
       message {role, content}           -> a message; roles user, assistant, system, developer;
                                            input_text/output_text -> text parts, input_image ->
-                                           image_url parts, refusal -> assistant text
+                                           image_url parts, refusal -> assistant text; a
+                                           part's prompt_cache_breakpoint -> the chat part's
       function_call {call_id, name, arguments} -> an assistant message's tool_calls
       function_call_output {call_id, output}   -> a tool message
       reasoning                         -> dropped (never sent upstream)
+      other item types                  -> refused by type (input[i].type)
+    Inside the items and function tools, keys with no chat equivalent (a function's namespace,
+    programmatic callers, async calls, deferred tools, output schemas) are refused by path unless
+    at their default; id, status, phase and annotations describe earlier output and are not sent
+    (tests/unit/test_sdk_params.py RESPONSES_NESTED decides every key of the installed SDK).
     tools [{type: function, name, description, parameters, strict}] -> chat tools
     tools [{type: mcp, server_label, ...}] -> kept as they are: the gateway's tool loop
                                            (mcp/loop.py, docs/mcp.md) runs them
@@ -29,9 +35,10 @@ Reference: https://platform.openai.com/docs/api-reference/responses/create. The 
                                            stored) and not sent upstream
 
 Built-in tools (web_search, file_search, computer_use, code_interpreter, image_generation,
-local_shell, custom tools) and fields with no chat equivalent (background, conversation, prompt,
-top_logprobs, max_tool_calls, truncation "auto", file inputs, moderation, prompt_cache_options,
-prompt_cache_retention, context_management, image) answer 400 naming the feature (a ``responses:
+local_shell, custom, namespace, tool_search tools) and fields with no chat equivalent (background,
+conversation, prompt, top_logprobs, max_tool_calls, truncation "auto", file inputs, moderation,
+prompt_cache_options, prompt_cache_retention, context_management, image, reasoning.context,
+reasoning.mode) answer 400 naming the feature (a ``responses:
 native`` deployment gets them as sent, but background); an unknown top-level field answers 400
 as OpenAI does.
 """
@@ -59,6 +66,7 @@ BUILTIN_TOOLS = frozenset(
         "file_search",
         "computer_use_preview",
         "computer_use",
+        "computer",
         "code_interpreter",
         "mcp",
         "image_generation",
@@ -66,6 +74,9 @@ BUILTIN_TOOLS = frozenset(
         "shell",
         "custom",
         "apply_patch",
+        "programmatic_tool_calling",
+        "namespace",  # functions grouped under a name, called as namespace + name
+        "tool_search",
     }
 )
 # Accepted include values: nothing the gateway returns depends on them.
@@ -182,12 +193,23 @@ def _image(part: JSON, path: str) -> JSON:
             f"{path}.image_url", "Missing required parameter: 'image_url'.", "missing_required_parameter"
         )
     detail = part.get("detail", "auto")
-    if detail not in ("auto", "low", "high"):
-        raise fail(f"{path}.detail", "Invalid value: expected one of 'auto', 'low', 'high'.", "invalid_value")
+    if detail not in ("auto", "low", "high", "original"):
+        raise fail(f"{path}.detail", "Invalid value: expected one of 'auto', 'low', 'high', 'original'.",
+                   "invalid_value")
     image: JSON = {"url": url}
     if detail != "auto":
-        image["detail"] = detail
-    return {"type": "image_url", "image_url": image}
+        image["detail"] = detail  # the chat form has the same four values
+    return _breakpoint(part, {"type": "image_url", "image_url": image})
+
+
+def _breakpoint(part: JSON, out: JSON) -> JSON:
+    """``out`` (a chat part) with the Responses part's ``prompt_cache_breakpoint``: the chat part's
+    field of the same name and shape (the capability row ``prompt_cache_breakpoint`` decides it
+    per provider)."""
+    mark = part.get("prompt_cache_breakpoint")
+    if mark is not None:
+        out["prompt_cache_breakpoint"] = mark
+    return out
 
 
 def _content(content: Any, role: str, path: str) -> str | list[JSON]:
@@ -206,7 +228,9 @@ def _content(content: Any, role: str, path: str) -> str | list[JSON]:
             raise fail(where, f"Invalid type for '{where}': expected an object.", "invalid_type")
         kind = part.get("type")
         if kind in ("input_text", "output_text"):
-            parts.append({"type": "text", "text": _string(part.get("text"), f"{where}.text")})
+            # An output_text's annotations and logprobs describe an earlier answer: not sent.
+            text = _string(part.get("text"), f"{where}.text")
+            parts.append(_breakpoint(part, {"type": "text", "text": text}))
         elif kind == "refusal":
             parts.append({"type": "text", "text": _string(part.get("refusal"), f"{where}.refusal")})
         elif kind == "input_image":
@@ -224,7 +248,7 @@ def _content(content: Any, role: str, path: str) -> str | list[JSON]:
                 "'input_text', 'input_image', 'output_text' and 'refusal'.",
                 "invalid_value",
             )
-    if role in ("assistant", "system", "developer") and all(p["type"] == "text" for p in parts):
+    if role in ("assistant", "system", "developer") and all(p.keys() == {"type", "text"} for p in parts):
         return "".join(p["text"] for p in parts)  # plain text: every upstream takes it
     return parts
 
@@ -233,17 +257,61 @@ def _arguments(value: Any, path: str) -> str:
     return _string(value, path)
 
 
-def _output(value: Any, path: str) -> str:
+def _output(value: Any, path: str) -> str | list[JSON]:
     if isinstance(value, str):
         return value
     if isinstance(value, list):  # output as content parts: their text
-        texts = []
+        parts = []
         for i, part in enumerate(value):
             if not isinstance(part, dict) or part.get("type") not in ("input_text", "output_text"):
                 raise unsupported(f"{path}[{i}]", "a function_call_output part other than text")
-            texts.append(_string(part.get("text"), f"{path}[{i}].text"))
-        return "".join(texts)
+            text = _string(part.get("text"), f"{path}[{i}].text")
+            parts.append(_breakpoint(part, {"type": "text", "text": text}))
+        if any("prompt_cache_breakpoint" in p for p in parts):
+            return parts  # text parts, so that the breakpoint stays where it was put
+        return "".join(p["text"] for p in parts)
     raise fail(path, f"Invalid type for '{path}': expected a string.", "invalid_type")
+
+
+# Keys of the translated input items (and function tools) with no chat equivalent that change what
+# the model is told: refused on translated deployments (400 naming the path) unless at the value
+# that asks for nothing (None, False, a direct caller); a native deployment gets them as sent.
+# Their ``id`` and ``status`` (set when an item comes back from the API), a message's ``phase`` (a
+# label OpenAI's own models read on their earlier turns; the text is sent) and an output's
+# ``name`` (the call it answers names the function) are accepted and not sent.
+_ITEM_REFUSED: dict[str, dict[str, str]] = {
+    "function_call": {
+        "namespace": "function namespaces",
+        "caller": "programmatic tool calls",
+        "async": "asynchronous function calls",
+    },
+    "function_call_output": {"namespace": "function namespaces", "caller": "programmatic tool calls"},
+}
+_TOOL_REFUSED = {
+    "allowed_callers": "programmatic tool calls",
+    "async": "asynchronous function calls",
+    "defer_loading": "tools loaded by a tool search",
+    "output_schema": "a function's output schema",
+}
+
+
+def _asks_for_nothing(key: str, value: Any) -> bool:
+    """Whether a refused key's value is its default, which the chat form already means."""
+    if key == "caller":
+        return value is None or value == {"type": "direct"}
+    if key == "allowed_callers":
+        return value is None or value == ["direct"]
+    return value is None or value is False
+
+
+def _refuse_keys(value: JSON, refused: dict[str, str], path: str) -> None:
+    for key, feature in refused.items():
+        if not _asks_for_nothing(key, value.get(key)):
+            raise unsupported(f"{path}.{key}", feature)
+
+
+def _without_keys(value: JSON, refused: dict[str, str]) -> JSON:
+    return {k: v for k, v in value.items() if k not in refused}
 
 
 def input_messages(value: Any) -> tuple[list[JSON], list[JSON]]:
@@ -286,6 +354,7 @@ def input_messages(value: Any) -> tuple[list[JSON], list[JSON]]:
             content = _content(item["content"], role, f"{path}.content")
             messages.append({"role": "system" if role == "developer" else role, "content": content})
         elif kind == "function_call":
+            _refuse_keys(item, _ITEM_REFUSED[kind], path)
             call_id = _string(item.get("call_id"), f"{path}.call_id")
             name = _string(item.get("name"), f"{path}.name")
             call = {
@@ -308,6 +377,7 @@ def input_messages(value: Any) -> tuple[list[JSON], list[JSON]]:
             else:
                 messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
         elif kind == "function_call_output":
+            _refuse_keys(item, _ITEM_REFUSED[kind], path)
             call_id = _string(item.get("call_id"), f"{path}.call_id")
             messages.append(
                 {
@@ -341,6 +411,7 @@ def _tool(tool: Any, path: str) -> JSON:
         ):
             raise unsupported(f"{path}.type", f"the built-in tool '{kind}'")
         raise fail(f"{path}.type", f"Invalid value: '{str(kind)[:60]}'.", "invalid_value")
+    _refuse_keys(tool, _TOOL_REFUSED, path)
     name = tool.get("name")
     if not isinstance(name, str) or not _FUNCTION_NAME.match(name):
         raise fail(
@@ -445,11 +516,17 @@ def _text(value: Any, out: JSON) -> JSON:
     return dict(value)
 
 
+# Reasoning options of OpenAI's own models with no chat equivalent: which earlier reasoning items
+# the model sees (a translated deployment sends none) and its execution mode ("pro").
+_REASONING_REFUSED = {"context": "reasoning.context", "mode": "reasoning.mode"}
+
+
 def _reasoning(value: Any, out: JSON) -> JSON:
     if not isinstance(value, dict):
         raise fail("reasoning", "Invalid type for 'reasoning': expected an object.", "invalid_type")
+    _refuse_keys(value, _REASONING_REFUSED, "reasoning")
     for key in value:
-        if key not in ("effort", "summary", "generate_summary"):
+        if key not in ("effort", "summary", "generate_summary", *_REASONING_REFUSED):
             raise fail(
                 f"reasoning.{str(key)[:40]}",
                 f"Unknown parameter: 'reasoning.{str(key)[:40]}'.",
@@ -726,8 +803,11 @@ def _supported_part(part: Any) -> bool:
 def _supported_item(item: Any) -> Any:
     if not isinstance(item, dict):
         return item
-    if item.get("type", "message") not in ("message", "function_call", "function_call_output", "reasoning"):
+    kind = item.get("type", "message")
+    if kind not in ("message", "function_call", "function_call_output", "reasoning"):
         return None
+    if kind in _ITEM_REFUSED:
+        item = _without_keys(item, _ITEM_REFUSED[kind])
     if isinstance(item.get("content"), list):
         return {**item, "content": [p for p in item["content"] if _supported_part(p)]}
     output = item.get("output")
@@ -744,7 +824,13 @@ def without_unsupported(body: JSON) -> JSON:
     if out.get("truncation") == "auto":
         del out["truncation"]
     if isinstance(out.get("tools"), list):
-        out["tools"] = [t for t in out["tools"] if not isinstance(t, dict) or t.get("type") == "function"]
+        out["tools"] = [
+            _without_keys(t, _TOOL_REFUSED) if isinstance(t, dict) else t
+            for t in out["tools"]
+            if not isinstance(t, dict) or t.get("type") == "function"
+        ]
+    if isinstance(out.get("reasoning"), dict):
+        out["reasoning"] = _without_keys(out["reasoning"], _REASONING_REFUSED)
     choice = out.get("tool_choice")
     if isinstance(choice, dict) and choice.get("type") != "function":
         del out["tool_choice"]

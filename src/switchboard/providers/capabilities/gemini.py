@@ -65,6 +65,7 @@ CELLS: dict[str, Cell] = {
     "safety_identifier": refused("no equivalent"),
     "prompt_cache_key": refused("no equivalent (caching is implicit)"),
     "safety_settings": translated("safetySettings"),
+    "enable_enhanced_civic_answers": translated(f"{_CONFIG}.enableEnhancedCivicAnswers"),
     # Response features.
     "reasoning": translated("choices.0.message.reasoning_content", "thought parts"),
     "reasoning.signature": translated(

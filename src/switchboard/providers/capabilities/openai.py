@@ -27,6 +27,7 @@ _CELLS = {
                            "base64 (PDF): file parts"),
     "tool.is_error": translated(note="content prefixed 'Error: '"),
     "safety_settings": NOT_SENT_SAFETY,
+    "enable_enhanced_civic_answers": refused("the Gemini API's own answers"),
     "messages.audio": passed("on a shared provider account only with the caller's own credential "
                              "(docs/access.md)"),
     "usage.cache_read": translated("usage.prompt_tokens_details.cached_tokens"),

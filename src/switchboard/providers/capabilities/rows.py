@@ -348,6 +348,16 @@ FEATURE_ROWS: tuple[Row, ...] = (
         lambda r: bool(r.get("safety_settings")),
         _without("safety_settings"),
     ),
+    # Gemini's enhanced civic (election) answers (canonical extension from the Gemini-format API):
+    # a different answer, which only the Gemini API gives; false asks for nothing.
+    Row(
+        "enable_enhanced_civic_answers", "enable_enhanced_civic_answers",
+        "parameter 'enable_enhanced_civic_answers' (Gemini's enhanced civic answers)",
+        {"enable_enhanced_civic_answers": True},
+        _given("enable_enhanced_civic_answers"),
+        _without("enable_enhanced_civic_answers"),
+        _has("enable_enhanced_civic_answers"),
+    ),
 )
 
 def _custom_calls(m: JSON) -> list[int]:

@@ -3,7 +3,7 @@ plus custom metadata labels, which Vertex AI takes on generateContent and the Ge
 
 from __future__ import annotations
 
-from switchboard.providers.capabilities import Table, translated
+from switchboard.providers.capabilities import Table, refused, translated
 from switchboard.providers.capabilities.gemini import CELLS, SAMPLES, table
 
 _VERTEX = {
@@ -11,6 +11,8 @@ _VERTEX = {
     "stop:more_than_5": translated("generationConfig.stopSequences", "Vertex AI takes up to 16"),
     "metadata": translated("labels", "each key/value must be a valid label (lower case, <= 63 chars)"),
     "user": translated("labels.user", "when it is a valid label value; otherwise not sent"),
+    # Google's reference: "This field is not supported in Vertex AI."
+    "enable_enhanced_civic_answers": refused("a Gemini API field Vertex AI does not take"),
 }
 
 TABLE: Table = table({**CELLS, **_VERTEX})

@@ -465,6 +465,8 @@ def generation_config(request: JSON, target: Target) -> JSON:
         config["thinkingConfig"] = thinking
     if low_resolution(request, target):
         config["mediaResolution"] = "MEDIA_RESOLUTION_LOW"
+    if request.get("enable_enhanced_civic_answers"):  # vertex refuses it (capability table)
+        config["enableEnhancedCivicAnswers"] = True
     return config
 
 
