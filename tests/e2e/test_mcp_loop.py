@@ -208,6 +208,32 @@ def test_a_streamed_responses_request_gets_the_items_as_events(deployment: Deplo
     assert [i.type for i in final.output] == ["mcp_list_tools", "mcp_call", "message"]
 
 
+def test_a_replayed_output_with_store_false_is_the_loops_conversation(deployment: Deployment) -> None:
+    # As Codex and other agents do with store: false: the whole output of a turn is the next input.
+    client = deployment.sdk(deployment.key()[0])
+    tools: Any = [notes("read_note")]
+    first = client.responses.create(model=MODEL, input="Read a note", tools=tools, store=False)
+    assert [item.type for item in first.output] == ["mcp_list_tools", "mcp_call", "message"]
+    call = first.output[1]
+    marker = new_marker()
+    replay: Any = [{"role": "user", "content": "Read a note"},
+                   *(item.model_dump(exclude_none=True) for item in first.output),
+                   {"role": "user", "content": f"And the next one mock:capture={marker}"}]
+    second = client.responses.create(model=MODEL, input=replay, tools=tools, store=False)
+    assert second.status == "completed"
+    # The model gets the first turn as the loop gave it: the call and its result, then the answer.
+    sent = captured(deployment.mock, marker, count=2)[0]["body"]["messages"]
+    assert sent[:4] == [
+        {"role": "user", "content": "Read a note"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": call.id, "type": "function",
+             "function": {"name": "notes__read_note", "arguments": call.arguments}}]},  # type: ignore[union-attr]
+        {"role": "tool", "tool_call_id": call.id, "content": "no such note"},
+        {"role": "assistant", "content": first.output_text},
+    ]
+    assert sent[4]["role"] == "user" and len(sent) == 5
+
+
 def test_the_loop_stops_after_max_tool_steps(deployment: Deployment) -> None:
     key, key_id = deployment.key()
     client = deployment.sdk(key)

@@ -417,7 +417,8 @@ def literal_types(td: type) -> set[str]:
 
 _RESPONSES_HINTS = typing.get_type_hints(ResponseCreateParamsBase)
 # The input item types a translated deployment takes (http/responses/request.py input_messages).
-TRANSLATED_ITEMS = frozenset({"message", "function_call", "function_call_output", "reasoning"})
+TRANSLATED_ITEMS = frozenset({"message", "function_call", "function_call_output", "reasoning", "mcp_call",
+                              "mcp_list_tools"})
 # type -> its TypedDicts (three for "message": the easy form, the input form, an earlier output).
 RESPONSES_ITEMS: dict[str, list[type]] = {}
 for _item in typed_dicts(_RESPONSES_HINTS["input"]):
@@ -438,6 +439,7 @@ _OUTPUT_PART = "a function_call_output part other than text: refused (input[i].o
 _CALLER = "refused unless {type: direct} (input[i].caller): programmatic tool calls"
 _REFUSED_KEY = "refused on translated deployments, by its path, unless at its default; native: sent"
 _REASONING_ITEM = "reasoning items are dropped whole: a model's own reasoning is not sent to another"
+_MCP_LISTING = "mcp_list_tools items (the tool loop's output, replayed) are accepted whole, not sent"
 _ANNOTATION = "an earlier answer's citations (output_text.annotations): not sent, the text is"
 _LOGPROB = "an earlier answer's logprobs (output_text.logprobs): not sent, the text is"
 
@@ -513,6 +515,17 @@ RESPONSES_NESTED: dict[str, str] = {
     # Reasoning items.
     **{f"ResponseReasoningItemParam.{key}": _REASONING_ITEM for key in (
         "content", "encrypted_content", "id", "status", "summary", "type")},
+    # The gateway's tool loop's items, replayed (mcp/offer.py replayed()).
+    **{f"McpListTools.{key}": _MCP_LISTING for key in ("error", "id", "server_label", "tools", "type")},
+    "McpCall.id": "translated: the assistant tool call's id and the tool message's tool_call_id",
+    "McpCall.server_label": "translated: the tool call's function name <server_label>__<name>",
+    "McpCall.name": "translated: the tool call's function name <server_label>__<name>",
+    "McpCall.arguments": "translated: the tool call's arguments",
+    "McpCall.output": "translated: the tool message's content",
+    "McpCall.error": "translated whole: the tool message's content ('Error: ...')",
+    "McpCall.approval_request_id": _NOT_SENT,
+    "McpCall.status": _NOT_SENT,
+    "McpCall.type": _ITEM_TYPE,
     # Function tools (the other tool types are refused by type).
     "FunctionToolParam.allowed_callers": _REFUSED_KEY + " (['direct'])",
     "FunctionToolParam.async": _REFUSED_KEY,
@@ -541,7 +554,8 @@ RESPONSES_NESTED: dict[str, str] = {
 }
 # Keys decided with their whole value: the TypedDicts inside them are not walked.
 RESPONSES_WHOLE = {"ResponseOutputTextParam.annotations", "ResponseOutputTextParam.logprobs",
-                   *(key for key, why in RESPONSES_NESTED.items() if why == _REASONING_ITEM)}
+                   "McpCall.error",
+                   *(key for key, why in RESPONSES_NESTED.items() if why in (_REASONING_ITEM, _MCP_LISTING))}
 
 
 def responses_keys(annotation: object, found: set[str]) -> None:
@@ -656,6 +670,43 @@ def test_every_other_responses_tool_choice_is_refused_by_type(kind: str) -> None
     with pytest.raises(UnsupportedParameter) as refused:
         responses_translate(_responses(tools=[_FUNCTION], tool_choice={"type": kind}))
     assert refused.value.param == "tool_choice.type"
+
+
+_MCP_CALL = {"id": "mcp_1", "type": "mcp_call", "server_label": "notes", "name": "read note",
+             "arguments": '{"id": 1}', "output": "text", "error": None, "status": "completed",
+             "approval_request_id": None}
+
+
+@pytest.mark.parametrize(("error", "fed_back"), [
+    (None, "text"),
+    ({"type": "mcp_tool_execution_error", "content": []}, "Error: text"),
+    ({"type": "mcp_protocol_error", "code": -32602, "message": "bad arguments"}, "Error: bad arguments"),
+    ({"type": "http_error", "code": 503, "message": "down"}, "Error: down"),
+])
+def test_a_replayed_mcp_call_is_the_loops_call_and_result(error: Any, fed_back: str) -> None:
+    listing = {"id": "mcpl_1", "type": "mcp_list_tools", "server_label": "notes", "tools": [], "error": None}
+    request = responses_translate(_responses(input=[
+        {"role": "user", "content": "hi"}, listing, {**_MCP_CALL, "error": error}])).request
+    assert request["messages"][1:] == [
+        # The function name the loop offered (mcp/offer.py: <server>__<tool>, made safe).
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "mcp_1", "type": "function",
+             "function": {"name": "notes__read_note", "arguments": '{"id": 1}'}}]},
+        {"role": "tool", "tool_call_id": "mcp_1", "content": fed_back},
+    ]
+
+
+@pytest.mark.parametrize(("item", "param"), [
+    ({**_MCP_CALL, "server_label": None}, "input[0].server_label"),
+    ({**_MCP_CALL, "arguments": {"id": 1}}, "input[0].arguments"),
+    ({**_MCP_CALL, "output": 3}, "input[0].output"),
+    ({**_MCP_CALL, "error": "boom"}, "input[0].error"),
+    ({"type": "mcp_list_tools", "tools": []}, "input[0].server_label"),
+])
+def test_a_bad_replayed_mcp_item_is_named(item: Any, param: str) -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        responses_translate(_responses(input=[item]))
+    assert refused.value.param == param
 
 
 def test_a_responses_prompt_cache_breakpoint_is_the_chat_parts() -> None:

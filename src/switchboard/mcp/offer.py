@@ -147,6 +147,34 @@ def _error_of(exc: BaseException) -> JSON:
     }
 
 
+# -- replayed calls --------------------------------------------------------------------------------
+
+
+def replayed(item: Mapping[str, Any], call_id: str) -> tuple[JSON, str]:
+    """An ``mcp_call`` output item sent back as input (``store: false`` clients replay the whole
+    output): (the assistant's tool call, the text fed back), as ``run`` in loop.py and
+    :func:`call_tool` gave them to the model. The model's own call id is not in the item: the
+    item's id stands for it."""
+    function = _function_name(f"{item['server_label']}{SEPARATOR}{item['name']}", set())
+    arguments = item.get("arguments")
+    arguments = arguments if isinstance(arguments, str) else "{}"
+    call: JSON = {"id": call_id, "type": "function", "function": {"name": function, "arguments": arguments}}
+    return call, fed_back(item)
+
+
+def fed_back(item: Mapping[str, Any]) -> str:
+    """The text :func:`call_tool` fed back to the model for its ``mcp_call`` item."""
+    output = item.get("output")
+    text = output if isinstance(output, str) else ""
+    error = item.get("error")
+    if not isinstance(error, dict):
+        return text
+    if error.get("type") == "mcp_tool_execution_error":  # the tool's own error: its text
+        return f"Error: {text}"
+    message = error.get("message")
+    return f"Error: {message if isinstance(message, str) else text}"
+
+
 CallTool = Callable[[str, dict[str, Any]], Awaitable[Mapping[str, Any]]]
 
 

@@ -14,6 +14,11 @@ Reference: https://platform.openai.com/docs/api-reference/responses/create. The 
       function_call {call_id, name, arguments} -> an assistant message's tool_calls
       function_call_output {call_id, output}   -> a tool message
       reasoning                         -> dropped (never sent upstream)
+      mcp_call {id, server_label, name, arguments, output, error} (the tool loop's output, replayed)
+                                        -> an assistant message's tool_calls (function
+                                           <server_label>__<name>, id the item's) and a tool
+                                           message with what the loop fed back (mcp/offer.py)
+      mcp_list_tools                    -> accepted, not sent (a listing tells the model nothing)
       other item types                  -> refused by type (input[i].type)
     Inside the items and function tools, keys with no chat equivalent (a function's namespace,
     programmatic callers, async calls, deferred tools, output schemas) are refused by path unless
@@ -51,6 +56,7 @@ from typing import Any
 
 from switchboard.errors import InvalidRequest, UnsupportedParameter
 from switchboard.http.openai_api import parse_object
+from switchboard.mcp.offer import new_id, replayed
 from switchboard.providers.account import tool_object
 
 JSON = dict[str, Any]
@@ -366,16 +372,7 @@ def input_messages(value: Any) -> tuple[list[JSON], list[JSON]]:
                 },
             }
             calls.add(call_id)
-            last = messages[-1] if messages else None
-            # Calls after an assistant message (or after other calls) belong to that message.
-            if (
-                last is not None
-                and last["role"] == "assistant"
-                and isinstance(last.get("content"), str | None)
-            ):
-                last.setdefault("tool_calls", []).append(call)
-            else:
-                messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+            _append_call(messages, call)
         elif kind == "function_call_output":
             _refuse_keys(item, _ITEM_REFUSED[kind], path)
             call_id = _string(item.get("call_id"), f"{path}.call_id")
@@ -388,12 +385,45 @@ def input_messages(value: Any) -> tuple[list[JSON], list[JSON]]:
             )
         elif kind == "reasoning":
             continue  # the model's own reasoning: not sent to other models
+        elif kind == "mcp_call":
+            # A call of the gateway's tool loop: the assistant's call and its result, as the loop
+            # gave them to the model.
+            given = item.get("id")
+            call_id = new_id("mcp_") if given is None else _string(given, f"{path}.id")
+            call, text = replayed(_mcp_call(item, path), call_id)
+            _append_call(messages, call)
+            messages.append({"role": "tool", "tool_call_id": call["id"], "content": text})
+        elif kind == "mcp_list_tools":
+            # The tools a server listed: offered again by this request's own mcp tools, if any;
+            # the listing itself tells the model nothing.
+            _string(item.get("server_label"), f"{path}.server_label")
         elif kind == "item_reference":
             raise unsupported(f"{path}.type", "the input item 'item_reference'")
         else:
             raise unsupported(f"{path}.type", f"the input item '{str(kind)[:60]}'")
     items = [dict(item) for item in value]
     return messages, items
+
+
+def _append_call(messages: list[JSON], call: JSON) -> None:
+    """``call`` as an assistant tool call: calls after an assistant message (or after other
+    calls) belong to that message."""
+    last = messages[-1] if messages else None
+    if last is not None and last["role"] == "assistant" and isinstance(last.get("content"), str | None):
+        last.setdefault("tool_calls", []).append(call)
+    else:
+        messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+
+
+def _mcp_call(item: JSON, path: str) -> JSON:
+    """An ``mcp_call`` input item, checked: the keys its replay reads."""
+    for key in ("server_label", "name", "arguments"):
+        _string(item.get(key), f"{path}.{key}")
+    if item.get("output") is not None:
+        _string(item["output"], f"{path}.output")
+    if item.get("error") is not None and not isinstance(item["error"], dict):
+        raise fail(f"{path}.error", f"Invalid type for '{path}.error': expected an object.", "invalid_type")
+    return item
 
 
 # -- tools ---------------------------------------------------------------------------------------
@@ -804,7 +834,8 @@ def _supported_item(item: Any) -> Any:
     if not isinstance(item, dict):
         return item
     kind = item.get("type", "message")
-    if kind not in ("message", "function_call", "function_call_output", "reasoning"):
+    if kind not in ("message", "function_call", "function_call_output", "reasoning", "mcp_call",
+                    "mcp_list_tools"):
         return None
     if kind in _ITEM_REFUSED:
         item = _without_keys(item, _ITEM_REFUSED[kind])
