@@ -245,6 +245,56 @@ def test_tool_choice_none_and_named(client: openai.OpenAI, model: str) -> None:
     assert [item.name for item in named.output if item.type == "function_call"] == ["get_weather"]
 
 
+NEWS = {**WEATHER, "name": "get_news", "description": "Headlines"}
+# provider type -> what reaches the upstream for allowed_tools (None: refused as on chat, 400 naming
+# tool_choice: Anthropic and Converse have no form of it).
+ALLOWED_TOOLS_SENT: dict[str, Any] = {
+    "openai": lambda body: body["tool_choice"] == {"type": "allowed_tools", "allowed_tools": {
+        "mode": "required", "tools": [{"type": "function", "function": {"name": "get_weather"}}]}},
+    "gemini": lambda body: body["toolConfig"]["functionCallingConfig"] == {
+        "mode": "ANY", "allowedFunctionNames": ["get_weather"]},
+    "anthropic": None,
+    "bedrock": None,
+}
+
+
+def test_allowed_tools_is_the_chat_tool_choice(
+    client: openai.OpenAI, model: str, mock_upstream: Mock
+) -> None:
+    marker = new_marker()
+    choice: Any = {"type": "allowed_tools", "mode": "required",
+                   "tools": [{"type": "function", "name": "get_weather"}]}
+    tools: Any = [WEATHER, NEWS]
+    sent = ALLOWED_TOOLS_SENT[model.removeprefix("via-")]
+    if sent is None:
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.responses.create(model=model, input=f"weather? mock:capture={marker}", tools=tools,
+                                    tool_choice=choice)
+        assert refused.value.body["param"] == "tool_choice"  # type: ignore[index]
+        return
+    response = client.responses.create(model=model, input=f"weather? mock:capture={marker}", tools=tools,
+                                       tool_choice=choice)
+    assert response.tool_choice.type == "allowed_tools"  # type: ignore[union-attr]
+    assert [item.name for item in response.output if item.type == "function_call"] == ["get_weather"]
+    [record] = captured(mock_upstream, marker)
+    assert sent(record["body"]), record["body"]
+
+
+@pytest.mark.parametrize(("choice", "param"), [
+    ({"type": "allowed_tools", "mode": "sometimes", "tools": [{"type": "function", "name": "get_weather"}]},
+     "tool_choice.mode"),
+    ({"type": "allowed_tools", "mode": "auto", "tools": [{"type": "function", "name": "nope"}]},
+     "tool_choice.tools[0].name"),
+    ({"type": "allowed_tools", "mode": "auto", "tools": []}, "tool_choice.tools"),
+    ({"type": "allowed_tools", "mode": "auto", "tools": [{"type": "mcp", "server_label": "notes"}]},
+     "tool_choice.tools[0].type"),
+])
+def test_bad_allowed_tools_are_named(client: openai.OpenAI, choice: Any, param: str) -> None:
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.responses.create(model="via-openai", input="weather?", tools=[WEATHER], tool_choice=choice)
+    assert refused.value.body["param"] == param  # type: ignore[index]
+
+
 def test_json_schema(client: openai.OpenAI, model: str) -> None:
     response = client.responses.create(model=model, input="Say hi as JSON", text={"format": SCHEMA})
     assert isinstance(json.loads(response.output_text)["answer"], str)

@@ -665,7 +665,7 @@ def test_every_other_responses_tool_type_is_refused_by_type(kind: str) -> None:
     assert refused.value.param == "tools[0].type" and kind in refused.value.message
 
 
-@pytest.mark.parametrize("kind", sorted(RESPONSES_TOOL_CHOICES - {"function"}))
+@pytest.mark.parametrize("kind", sorted(RESPONSES_TOOL_CHOICES - {"function", "allowed_tools"}))
 def test_every_other_responses_tool_choice_is_refused_by_type(kind: str) -> None:
     with pytest.raises(UnsupportedParameter) as refused:
         responses_translate(_responses(tools=[_FUNCTION], tool_choice={"type": kind}))
@@ -709,6 +709,11 @@ def test_a_bad_replayed_mcp_item_is_named(item: Any, param: str) -> None:
     assert refused.value.param == param
 
 
+def test_responses_allowed_tools_is_the_chat_form() -> None:
+    choice = {"type": "allowed_tools", "mode": "auto", "tools": [{"type": "function", "name": "f"}]}
+    request = responses_translate(_responses(tools=[_FUNCTION], tool_choice=choice)).request
+    assert request["tool_choice"] == {"type": "allowed_tools", "allowed_tools": {
+        "mode": "auto", "tools": [{"type": "function", "function": {"name": "f"}}]}}
 def test_a_responses_prompt_cache_breakpoint_is_the_chat_parts() -> None:
     mark = {"mode": "explicit", "ttl": "30m"}
     request = responses_translate(_responses(input=[

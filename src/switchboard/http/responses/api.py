@@ -42,12 +42,15 @@ RESPONSES_PARAMS = {
 # A function tool's fields, by canonical path: request.py keeps the tools in order, and a
 # Responses function tool has name, parameters and strict at its top level.
 _TOOL_FUNCTION = re.compile(r"tools\[(\d+)\]\.function\.")
+_ALLOWED_TOOLS = "tool_choice.allowed_tools."
 
 
 def responses_param(param: str) -> str | None:
     """``param`` as a Responses caller spells it, or None when it is spelt the same."""
     if (given := RESPONSES_PARAMS.get(param)) is not None:
         return given
+    if param.startswith(_ALLOWED_TOOLS):  # request.py's allowed_tools: mode and tools at the top
+        return "tool_choice." + param[len(_ALLOWED_TOOLS):]
     match = _TOOL_FUNCTION.match(param)
     return None if match is None else f"tools[{match[1]}]." + param[match.end():]
 

@@ -28,6 +28,9 @@ Reference: https://platform.openai.com/docs/api-reference/responses/create. The 
     tools [{type: mcp, server_label, ...}] -> kept as they are: the gateway's tool loop
                                            (mcp/loop.py, docs/mcp.md) runs them
     tool_choice auto|none|required|{type: function, name} -> tool_choice
+    tool_choice {type: allowed_tools, mode, tools: [{type: function, name}]}
+                                        -> tool_choice {type: allowed_tools, allowed_tools: {mode,
+                                           tools: [{type: function, function: {name}}]}}
     max_output_tokens                   -> max_completion_tokens
     temperature, top_p                  -> temperature, top_p
     text.format json_schema|json_object -> response_format
@@ -491,13 +494,43 @@ def _tool_choice(value: Any, names: set[str]) -> Any:
                 "tool_choice", f"Tool choice '{name[:100]}' not found in 'tools' parameter.", "invalid_value"
             )
         return {"type": "function", "function": {"name": name}}
+    if isinstance(value, dict) and value.get("type") == "allowed_tools":
+        return _allowed_tools(value, names)
     if isinstance(value, dict) and isinstance(value.get("type"), str):
         raise unsupported("tool_choice.type", f"tool_choice '{value['type'][:60]}'")
     raise fail(
         "tool_choice",
-        "Invalid value for 'tool_choice': expected 'auto', 'none', 'required' or a function.",
+        "Invalid value for 'tool_choice': expected 'auto', 'none', 'required', a function or "
+        "allowed_tools.",
         "invalid_value",
     )
+
+
+def _allowed_tools(value: JSON, names: set[str]) -> JSON:
+    """``{type: allowed_tools, mode, tools: [{type: function, name}]}`` -> the chat form
+    ``{type: allowed_tools, allowed_tools: {mode, tools: [{type: function, function: {name}}]}}``,
+    which each provider then sends, translates or refuses as on chat. Entries of other tool types
+    (MCP servers, built-in tools) have no chat equivalent: refused by path."""
+    mode = value.get("mode")
+    if mode not in ("auto", "required"):
+        raise fail("tool_choice.mode", "Invalid value: expected 'auto' or 'required'.", "invalid_value")
+    tools = value.get("tools")
+    if not isinstance(tools, list) or not tools:
+        raise fail("tool_choice.tools", "Invalid 'tool_choice.tools': expected a non-empty array of tools.",
+                   "invalid_value")
+    allowed: list[JSON] = []
+    for i, tool in enumerate(tools):
+        path = f"tool_choice.tools[{i}]"
+        if not isinstance(tool, dict):
+            raise fail(path, f"Invalid type for '{path}': expected an object.", "invalid_type")
+        if tool.get("type") != "function":
+            raise unsupported(f"{path}.type", f"an allowed tool of type '{str(tool.get('type'))[:60]}'")
+        name = _string(tool.get("name"), f"{path}.name")
+        if name not in names:
+            raise fail(f"{path}.name", f"Tool '{name[:100]}' not found in 'tools' parameter.",
+                       "invalid_value")
+        allowed.append({"type": "function", "function": {"name": name}})
+    return {"type": "allowed_tools", "allowed_tools": {"mode": mode, "tools": allowed}}
 
 
 # -- text and reasoning --------------------------------------------------------------------------
