@@ -295,6 +295,34 @@ def test_bad_allowed_tools_are_named(client: openai.OpenAI, choice: Any, param: 
     assert refused.value.body["param"] == param  # type: ignore[index]
 
 
+# provider type -> the efforts it has no level for (refused, 400 naming reasoning.effort); the others
+# reach the upstream (OpenAI: as sent; the others: their own control).
+NO_EFFORT_LEVEL = {"openai": set(), "gemini": {"xhigh", "max"}, "anthropic": set(),
+                   "bedrock": {"xhigh", "max"}}
+
+
+@pytest.mark.parametrize("effort", ["none", "minimal", "low", "medium", "high", "xhigh", "max"])
+def test_every_sdk_reasoning_effort_is_sent_or_refused_by_name(
+    client: openai.OpenAI, model: str, effort: Any, mock_upstream: Mock
+) -> None:
+    marker = new_marker()
+    if effort in NO_EFFORT_LEVEL[model.removeprefix("via-")]:
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.responses.create(model=model, input="hi", reasoning={"effort": effort})
+        assert refused.value.body["param"] == "reasoning.effort"  # type: ignore[index]
+        assert effort in refused.value.body["message"]  # type: ignore[index]
+        return
+    response = client.responses.create(model=model, input=f"hi mock:capture={marker}",
+                                       reasoning={"effort": effort}, max_output_tokens=20000)
+    assert response.reasoning is not None and response.reasoning.effort == effort
+    [record] = captured(mock_upstream, marker)
+    if model == "via-openai":
+        assert record["body"]["reasoning_effort"] == effort
+    if model == "via-anthropic" and effort in ("xhigh", "max"):  # Anthropic's levels of the same names
+        assert record["body"]["output_config"] == {"effort": effort}
+        assert record["body"]["thinking"] == {"type": "adaptive"}
+
+
 def test_json_schema(client: openai.OpenAI, model: str) -> None:
     response = client.responses.create(model=model, input="Say hi as JSON", text={"format": SCHEMA})
     assert isinstance(json.loads(response.output_text)["answer"], str)

@@ -71,6 +71,28 @@ def test_reasoning_effort_becomes_a_thinking_budget(effort: str, budget: int) ->
     assert body["max_tokens"] == 20000
 
 
+@pytest.mark.parametrize("effort", ["xhigh", "max"])
+def test_reasoning_effort_above_high_is_anthropics_effort_level(effort: str) -> None:
+    # Anthropic's own levels of the same names, with the thinking that sets its own budget.
+    body = build(reasoning_effort=effort, max_tokens=20000)
+    assert body["output_config"] == {"effort": effort}
+    assert body["thinking"] == {"type": "adaptive"} and body["max_tokens"] == 20000
+    assert build(reasoning_effort=effort)["max_tokens"] == 4096 + 16384  # the room "high" gives
+    # thinking wins over reasoning_effort, as for the other levels.
+    given = build(reasoning_effort=effort, thinking={"type": "enabled", "budget_tokens": 2000},
+                  max_tokens=9000)
+    assert "output_config" not in given and given["thinking"]["type"] == "enabled"
+
+
+def test_reasoning_effort_above_high_joins_a_json_schema_output_config() -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}}
+    spec = {"name": "a", "schema": schema, "strict": True}
+    body = build(reasoning_effort="max", max_tokens=20000,
+                 response_format={"type": "json_schema", "json_schema": spec})
+    assert body["output_config"]["effort"] == "max"
+    assert body["output_config"]["format"]["type"] == "json_schema"
+
+
 def test_reasoning_effort_budget_stays_below_max_tokens() -> None:
     assert build(reasoning_effort="high", max_tokens=5000)["thinking"]["budget_tokens"] == 4999
     assert build(reasoning_effort="high")["max_tokens"] == 4096 + 16384

@@ -714,6 +714,14 @@ def test_responses_allowed_tools_is_the_chat_form() -> None:
     request = responses_translate(_responses(tools=[_FUNCTION], tool_choice=choice)).request
     assert request["tool_choice"] == {"type": "allowed_tools", "allowed_tools": {
         "mode": "auto", "tools": [{"type": "function", "function": {"name": "f"}}]}}
+
+
+@pytest.mark.parametrize("effort", ["none", "minimal", "low", "medium", "high", "xhigh", "max"])
+def test_every_sdk_reasoning_effort_is_carried(effort: str) -> None:
+    request = responses_translate(_responses(reasoning={"effort": effort})).request
+    assert request["reasoning_effort"] == effort
+
+
 def test_a_responses_prompt_cache_breakpoint_is_the_chat_parts() -> None:
     mark = {"mode": "explicit", "ttl": "30m"}
     request = responses_translate(_responses(input=[

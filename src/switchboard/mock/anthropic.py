@@ -240,10 +240,16 @@ def _check_sampling(body: dict[str, Any]) -> None:
                 raise Invalid(f"metadata.{key}: Extra inputs are not permitted")
 
 
+# Anthropic's effort levels (https://platform.claude.com/docs/en/build-with-claude/effort).
+_EFFORTS = ("low", "medium", "high", "xhigh", "max")
+
+
 def _check_output_config(config: Any) -> None:
     if config is None:
         return
     fmt = config.get("format") if isinstance(config, dict) else "invalid"
+    if isinstance(config, dict) and config.get("effort") not in (None, *_EFFORTS):
+        raise Invalid("output_config.effort: Input should be 'low', 'medium', 'high', 'xhigh' or 'max'")
     if fmt is None:
         return
     schema = fmt.get("schema") if isinstance(fmt, dict) else None

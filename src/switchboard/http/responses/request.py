@@ -582,6 +582,9 @@ def _text(value: Any, out: JSON) -> JSON:
 # Reasoning options of OpenAI's own models with no chat equivalent: which earlier reasoning items
 # the model sees (a translated deployment sends none) and its execution mode ("pro").
 _REASONING_REFUSED = {"context": "reasoning.context", "mode": "reasoning.mode"}
+# The openai SDK's ReasoningEffort values: carried as reasoning_effort, which each adapter maps
+# where its provider has the level and refuses by name where it has none (docs/providers.md).
+_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
 
 
 def _reasoning(value: Any, out: JSON) -> JSON:
@@ -597,10 +600,10 @@ def _reasoning(value: Any, out: JSON) -> JSON:
             )
     effort = value.get("effort")
     if effort is not None:
-        if effort not in ("none", "minimal", "low", "medium", "high", "xhigh"):
+        if effort not in _EFFORTS:
             raise fail(
                 "reasoning.effort",
-                "Invalid value: expected 'none', 'minimal', 'low', 'medium', 'high' or 'xhigh'.",
+                "Invalid value: expected 'none', 'minimal', 'low', 'medium', 'high', 'xhigh' or 'max'.",
                 "invalid_value",
             )
         out["reasoning_effort"] = effort

@@ -80,6 +80,8 @@ def build_body(request: JSON, target: Target) -> JSON:
     _sampling(request, body)
     _tools(request, body)
     _response_format(request, body, options)
+    if (effort := thinking.effort_level(request)) is not None:
+        body.setdefault("output_config", {})["effort"] = effort
     if think is not None and think["type"] != "disabled":
         thinking.check_tool_choice(body.get("tool_choice"), request)
     if request.get("stream"):

@@ -19,7 +19,12 @@ from switchboard.providers.target import Target
 MIN_BUDGET = 1024
 # reasoning_effort -> budget_tokens. "none" turns thinking off (nothing is sent).
 EFFORT_BUDGETS = {"minimal": 1024, "low": 1024, "medium": 4096, "high": 16384}
-_EFFORTS = ("none", *EFFORT_BUDGETS)
+# reasoning_effort levels above high: Anthropic's own effort levels of the same names
+# (output_config.effort, https://platform.claude.com/docs/en/build-with-claude/effort), with
+# adaptive thinking (the model sets its own budget), as Anthropic pairs them on the models that
+# have these levels. Without a max_tokens, the answer keeps the room "high" gives it.
+EFFORT_LEVELS = ("xhigh", "max")
+_EFFORTS = ("none", *EFFORT_BUDGETS, *EFFORT_LEVELS)
 
 
 def _int(value: Any) -> bool:
@@ -37,10 +42,13 @@ def thinking(request: JSON, max_tokens: int, explicit: bool) -> tuple[JSON | Non
     if effort is None:
         return None, max_tokens
     if effort not in _EFFORTS:
-        raise InvalidRequest(f"'reasoning_effort' must be one of {', '.join(_EFFORTS)}",
+        raise InvalidRequest(f"'reasoning_effort' '{str(effort)[:20]}' is no level of provider type "
+                             f"'anthropic': send one of {', '.join(_EFFORTS)}",
                              param="reasoning_effort", code="invalid_value")
     if effort == "none":
         return None, max_tokens
+    if effort in EFFORT_LEVELS:
+        return {"type": "adaptive"}, max_tokens if explicit else max_tokens + EFFORT_BUDGETS["high"]
     budget = EFFORT_BUDGETS[effort]
     if not explicit:
         return {"type": "enabled", "budget_tokens": budget}, max_tokens + budget
@@ -50,6 +58,15 @@ def thinking(request: JSON, max_tokens: int, explicit: bool) -> tuple[JSON | Non
             f"'reasoning_effort' needs max_tokens above {MIN_BUDGET} on provider type 'anthropic' (thinking "
             f"budgets start at {MIN_BUDGET} tokens)", param="reasoning_effort")
     return {"type": "enabled", "budget_tokens": budget}, max_tokens
+
+
+def effort_level(request: JSON) -> str | None:
+    """Anthropic's ``output_config.effort`` for ``request``: its ``reasoning_effort`` when that is
+    one of Anthropic's levels above high and no ``thinking`` (which wins) was sent, else None."""
+    effort = request.get("reasoning_effort")
+    if request.get("thinking") is None and effort in EFFORT_LEVELS:
+        return str(effort)
+    return None
 
 
 def _given(value: Any, max_tokens: int, explicit: bool) -> tuple[JSON | None, int]:

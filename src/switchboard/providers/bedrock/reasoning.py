@@ -48,7 +48,8 @@ def _budget(request: JSON) -> tuple[int, str] | None:
     if effort in (None, "none"):
         return None
     if effort not in EFFORT_BUDGETS:
-        raise InvalidRequest("'reasoning_effort' must be one of none, minimal, low, medium, high",
+        raise InvalidRequest(f"'reasoning_effort' '{str(effort)[:20]}' has no Converse thinking budget: send "
+                             "one of none, minimal, low, medium, high",
                              param="reasoning_effort", code="invalid_value")
     return EFFORT_BUDGETS[effort], "reasoning_effort"
 

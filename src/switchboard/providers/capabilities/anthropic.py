@@ -29,7 +29,9 @@ TABLE: Table = seed(
     user=translated("metadata.user_id"),
     safety_identifier=translated("metadata.user_id", "when no user is sent"),
     reasoning_effort=translated(
-        "thinking.budget_tokens", "minimal/low 1024, medium 4096, high 16384 (below max_tokens); none: off"
+        "thinking.budget_tokens",
+        "minimal/low 1024, medium 4096, high 16384 (below max_tokens); none: off; xhigh, max: "
+        "output_config.effort with adaptive thinking",
     ),
     metadata=refused("Anthropic's metadata holds only user_id"),
     service_tier=refused("Anthropic's tiers (auto, standard_only) are not OpenAI's"),

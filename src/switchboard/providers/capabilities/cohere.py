@@ -39,7 +39,8 @@ TABLE: Table = seed(
     parallel_tool_calls=translated(note="true is Cohere's own behaviour: not sent"),
     parallel_tool_calls_is_false=translated(note=ENFORCED),
     reasoning_effort=translated(
-        "thinking", "none: disabled; minimal 512, low 1024, medium 8192 tokens; high: the model's budget"
+        "thinking", "none: disabled; minimal 512, low 1024, medium 8192 tokens; high: the model's budget; "
+        "xhigh, max: refused"
     ),
     thinking=translated("thinking", "budget_tokens → token_budget"),
     tool_choice_is_none=translated("tool_choice", "NONE"),

@@ -302,7 +302,8 @@ def _thinking(request: JSON) -> JSON | None:
         return {"type": "disabled"}
     if effort not in _EFFORT_BUDGETS:
         allowed = ", ".join(("none", *_EFFORT_BUDGETS))
-        raise _invalid(f"'reasoning_effort' must be one of {allowed}", "reasoning_effort")
+        raise _invalid(f"'reasoning_effort' '{str(effort)[:20]}' has no Cohere thinking budget: send one of "
+                       f"{allowed}", "reasoning_effort")
     budget = _EFFORT_BUDGETS[effort]
     return {"type": "enabled"} if budget is None else {"type": "enabled", "token_budget": budget}
 

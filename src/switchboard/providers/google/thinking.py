@@ -57,7 +57,8 @@ def _from_thinking(thinking: Any) -> JSON:
 def _from_effort(effort: Any, model: str) -> JSON:
     if effort not in EFFORTS:
         raise InvalidRequest(
-            f"'reasoning_effort' must be one of {', '.join(EFFORTS)}", param="reasoning_effort",
+            f"'reasoning_effort' '{str(effort)[:20]}' has no Gemini thinking level: send one of "
+            f"{', '.join(EFFORTS)}", param="reasoning_effort",
             code="invalid_value",
         )
     if not budget_model(model):
