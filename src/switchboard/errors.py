@@ -18,6 +18,8 @@ the boundary where they occur, never in the handlers.
     ├── RateLimited               429 rate_limit_error       (the gateway's own limits)
     ├── UpstreamError             (status from the upstream) errors reported by a provider
     │   ├── UpstreamRateLimited   429 rate_limit_error       a provider's 429
+    │   ├── UpstreamQuotaExhausted 402 insufficient_quota    code=insufficient_quota (the
+    │   │                                                    provider account's credit or quota)
     │   ├── UpstreamBadGateway    502 api_error              code=upstream_error
     │   ├── UpstreamUnavailable   503 api_error              code=upstream_overloaded
     │   ├── UpstreamAuthFailed    502 api_error              code=upstream_authentication_failed
@@ -196,6 +198,18 @@ class UpstreamRateLimited(UpstreamError):
     code = "rate_limit_exceeded"
 
 
+class UpstreamQuotaExhausted(UpstreamError):
+    """The provider account cannot pay for any request (Anthropic's 402 ``billing_error``,
+    OpenRouter's 402, OpenAI's 429 ``insufficient_quota``): not the caller's bad request and not
+    a rate limit that passes in seconds. Its own error class, ``billing``: another deployment
+    may serve (fallbacks), this one is cooled down, a retry on it is pointless. The status is the
+    upstream's (402, or 429 as OpenAI sends it)."""
+
+    status = 402
+    type = "insufficient_quota"
+    code = "insufficient_quota"
+
+
 class UpstreamUnavailable(UpstreamError):
     status = 503
     code = "upstream_overloaded"
@@ -252,6 +266,7 @@ OPENAI_TYPE_BY_STATUS: dict[int, str] = {
 ANTHROPIC_TYPE_BY_STATUS: dict[int, str] = {
     400: "invalid_request_error",
     401: "authentication_error",
+    402: "billing_error",
     403: "permission_error",
     404: "not_found_error",
     413: "request_too_large",
@@ -322,6 +337,7 @@ ERROR_TABLE: dict[type[GatewayError], ErrorSpec] = dict([
     _row(UpstreamError, "api_error", True),
     _row(UpstreamBadGateway, "api_error", True),
     _row(UpstreamRateLimited, "rate_limit_error", True),
+    _row(UpstreamQuotaExhausted, "billing_error", False),
     _row(UpstreamUnavailable, "overloaded_error", True),
     _row(UpstreamAuthFailed, "api_error", False),
     _row(UpstreamTimeout, "timeout_error", True),
@@ -353,8 +369,8 @@ def _policy_refusal(code: str, message: str) -> bool:
 # Error classes, as retries, fallbacks and cooldowns are configured (config ``router``):
 # whether a failure is the deployment's (another may succeed) or the caller's (none will).
 def error_class(error: GatewayError) -> str:
-    """rate_limit, server_error, timeout, connection, content_policy, context_window, auth or
-    bad_request for what came from (or about) an upstream; "gateway" for the gateway's own
+    """rate_limit, server_error, timeout, connection, content_policy, context_window, auth,
+    billing or bad_request for what came from (or about) an upstream; "gateway" for the gateway's own
     refusals (a limit, a budget, a bad request caught before any call)."""
     if not error.from_upstream:
         return "gateway"
@@ -364,6 +380,8 @@ def error_class(error: GatewayError) -> str:
         return "connection"
     if isinstance(error, UpstreamAuthFailed):
         return "auth"
+    if isinstance(error, UpstreamQuotaExhausted):
+        return "billing"
     code = error.code or ""
     if "content_filter" in code or "content_policy" in code or _policy_refusal(code, error.message):
         return "content_policy"

@@ -282,7 +282,10 @@ def test_credentials_never_in_gateway_output(mock_upstream: Mock, tmp_path: Path
     ("directives", "status", "type_", "code"),
     [
         # upstream rate limit: the upstream's own code is kept
-        ("mock:status=429 mock:error_code=insufficient_quota", 429, "rate_limit_error", "insufficient_quota"),
+        ("mock:status=429 mock:error_code=tokens", 429, "rate_limit_error", "tokens"),
+        # the provider account out of quota: OpenAI's shape (error class billing)
+        ("mock:status=429 mock:error_code=insufficient_quota", 429, "insufficient_quota",
+         "insufficient_quota"),
         # upstream rejected the gateway's credentials
         ("mock:status=401", 502, "api_error", "upstream_authentication_failed"),
         ("mock:status=403", 502, "api_error", "upstream_authentication_failed"),

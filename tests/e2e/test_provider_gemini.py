@@ -45,11 +45,17 @@ def gemini_config(mock: Mock) -> dict[str, Any]:
         "providers": [
             {"name": "studio", "type": "gemini", "api_base": mock.url, "api_key": "${UPSTREAM_KEY}"},
             {"name": "studio-bad-key", "type": "gemini", "api_base": mock.url, "api_key": BAD_KEY},
+            {"name": "openai", "type": "openai", "api_base": f"{mock.url}/v1", "api_key": "${UPSTREAM_KEY}"},
         ],
         "models": [
             {"name": "gemini-flash", "provider": "studio", "model": "gemini-2.5-flash"},
             {"name": "gemini-3", "provider": "studio", "model": "gemini-3-pro-preview"},
             {"name": "gemini-embed", "provider": "studio", "model": "gemini-embedding-001"},
+            # A group mixing providers: a list Gemini cannot take in one call goes to OpenAI's.
+            {"name": "mixed-embed", "deployment": "gemini", "provider": "studio",
+             "model": "gemini-embedding-001"},
+            {"name": "mixed-embed", "deployment": "openai", "provider": "openai",
+             "model": "text-embedding-3-small"},
             {"name": "gemini-misconfigured", "provider": "studio-bad-key", "model": "gemini-2.5-flash"},
         ],
         "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
@@ -353,6 +359,34 @@ def test_embeddings(client: openai.OpenAI) -> None:
     assert [d.index for d in result.data] == [0, 1]
     assert all(len(d.embedding) == 16 for d in result.data)
     assert result.data[0].embedding != result.data[1].embedding
+
+
+def test_embeddings_of_a_full_batch(client: openai.OpenAI) -> None:
+    # 100 inputs: the most batchEmbedContents takes in one call (the mock refuses more, as Google).
+    result = client.embeddings.create(model="gemini-embed", input=[f"text {i}" for i in range(100)],
+                                      dimensions=8)
+    assert [d.index for d in result.data] == list(range(100))
+
+
+def test_more_embeddings_inputs_than_gemini_takes_are_a_400_naming_input(
+    client: openai.OpenAI, mock_upstream: Mock,
+) -> None:
+    marker = new_marker()
+    inputs = [f"mock:capture={marker}", *(f"text {i}" for i in range(100))]
+    with pytest.raises(openai.BadRequestError) as info:
+        client.embeddings.create(model="gemini-embed", input=inputs)
+    error = info.value
+    assert error.param == "input" and error.code == "too_many_inputs"
+    assert "at most 100 inputs" in error.message and "101" in error.message
+    assert captured(mock_upstream, marker, timeout=0.5) == []  # refused before any call
+
+
+def test_a_mixed_group_embeds_a_long_list_where_it_fits(client: openai.OpenAI) -> None:
+    for _ in range(3):  # whichever deployment the strategy picks first
+        raw = client.embeddings.with_raw_response.create(
+            model="mixed-embed", input=[f"text {i}" for i in range(150)])
+        assert raw.headers["x-switchboard-deployment"] == "openai"
+        assert len(raw.parse().data) == 150
 
 
 def test_unsupported_parameter_is_named(client: openai.OpenAI) -> None:

@@ -181,6 +181,15 @@ def test_embeddings_with_token_usage(client: openai.OpenAI) -> None:
     assert result.usage.prompt_tokens == 3
 
 
+def test_more_embeddings_inputs_than_vertex_takes_are_a_400_naming_input(client: openai.OpenAI) -> None:
+    # predict takes at most 250 instances (the mock refuses more, as Vertex AI).
+    assert len(client.embeddings.create(model="vertex-embed", input=["x"] * 250).data) == 250
+    with pytest.raises(openai.BadRequestError) as info:
+        client.embeddings.create(model="vertex-embed", input=["x"] * 251)
+    assert info.value.param == "input" and info.value.code == "too_many_inputs"
+    assert "at most 250 inputs" in info.value.message
+
+
 def test_access_token_is_cached(client: openai.OpenAI, mock_upstream: Mock) -> None:
     ask(client, "warm up")
     before = httpx.get(f"{mock_upstream.url}/vertex/stats").json()["issued"][EMAIL]

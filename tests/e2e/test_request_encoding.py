@@ -6,15 +6,18 @@ state is read: the embedded default suffices."""
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
+import random
 import zlib
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.servers import MASTER_KEY, Gateway, Mock, openai_config, start_gateway
+from switchboard.http.asgi import INFLATE_IN_THREAD_BYTES
+from tests.servers import MASTER_KEY, Gateway, Mock, captured, new_marker, openai_config, start_gateway
 
 LIMIT = 65536
 AUTH = {"Authorization": f"Bearer {MASTER_KEY}", "Content-Type": "application/json"}
@@ -87,3 +90,62 @@ def test_identity_and_a_repeated_coding(gateway: Gateway) -> None:
     answer = httpx.post(gateway.url + "/v1/chat/completions", content=gzip.compress(gzip.compress(CHAT)),
                         headers=headers, timeout=30)
     assert answer.status_code == 400 and answer.json()["error"]["code"] == "duplicate_header", answer.text
+
+
+def test_mcp_reads_a_compressed_json_rpc_body(gateway: Gateway) -> None:
+    rpc = json.dumps({"jsonrpc": "2.0", "id": 7, "method": "tools/list"}).encode()
+    headers = {**AUTH, "Content-Encoding": "gzip", "Accept": "application/json"}
+    answer = httpx.post(gateway.url + "/mcp", content=gzip.compress(rpc), headers=headers, timeout=30)
+    assert answer.status_code == 200, answer.text
+    reply = answer.json()
+    assert reply["id"] == 7 and "tools" in reply["result"], reply
+
+
+def _form(boundary: str) -> bytes:
+    return (f"--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jsonl\"\r\n"
+            f"Content-Type: application/jsonl\r\n\r\n{{}}\r\n--{boundary}--\r\n").encode()
+
+
+@pytest.mark.parametrize("path", ["/v1/files", "/v1/audio/transcriptions"])
+@pytest.mark.parametrize("coding", ["gzip", "br"])
+def test_a_streamed_multipart_upload_refuses_a_compressed_body(
+    gateway: Gateway, path: str, coding: str,
+) -> None:
+    # The multipart endpoints parse the body as it arrives: a compressed one is a clear 415, not
+    # a complaint about a boundary the parser never found.
+    boundary = "squeezedboundary"
+    headers = {"Authorization": f"Bearer {MASTER_KEY}", "Content-Encoding": coding,
+               "Content-Type": f"multipart/form-data; boundary={boundary}"}
+    squeezed = gzip.compress(_form(boundary))
+    answer = httpx.post(gateway.url + path, content=squeezed, headers=headers, timeout=30)
+    assert answer.status_code == 415, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "unsupported_content_encoding" and f"'{coding}'" in error["message"], error
+    # Uncompressed, the same upload is read (the transcription then fails on its made-up audio).
+    del headers["Content-Encoding"]
+    plain = httpx.post(gateway.url + path, content=_form(boundary), headers=headers, timeout=30)
+    assert plain.status_code != 415, plain.text
+
+
+def test_a_large_compressed_body_is_read_whole(
+    mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    # Over INFLATE_IN_THREAD_BYTES on the wire: decompressed in a worker thread, with the same result.
+    config = openai_config(mock_upstream, max_body_bytes=8 << 20)
+    config["models"].append({"name": "roomy", "provider": "local-openai", "model": "gpt-4o-mini",
+                             "info": {"context_window": 10_000_000}})
+    gw = start_gateway(config, tmp_path_factory.mktemp("request-encoding-large"))
+    try:
+        noise = base64.b64encode(random.Random(7).randbytes(3 << 20)).decode()
+        body = json.dumps({"model": "roomy", "max_tokens": 5,
+                           "messages": [{"role": "user", "content": f"mock:capture={new_marker()} {noise}"}]})
+        squeezed = gzip.compress(body.encode())
+        assert len(squeezed) > INFLATE_IN_THREAD_BYTES
+        marker = json.loads(body)["messages"][0]["content"].split()[0].split("=")[1]
+        answer = post(gw, "/v1/chat/completions", squeezed, "gzip")
+        assert answer.status_code == 200, answer.text[:500]
+        sent = captured(mock_upstream, marker)
+        assert sent[0]["body"]["messages"][0]["content"].endswith(noise[-100:])
+    finally:
+        gw.process.stop()

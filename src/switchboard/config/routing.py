@@ -17,11 +17,11 @@ STRATEGIES = ("weighted", "round-robin", "least-busy", "latency", "cost", "headr
 Strategy = Literal["weighted", "round-robin", "least-busy", "latency", "cost", "headroom"]
 # Error classes retries and fallbacks are configured by (docs/routing.md).
 ERROR_CLASSES = ("rate_limit", "server_error", "timeout", "connection", "content_policy",
-                 "context_window", "auth", "bad_request")
+                 "context_window", "auth", "billing", "bad_request")
 ErrorClass = Literal["rate_limit", "server_error", "timeout", "connection", "content_policy",
-                     "context_window", "auth", "bad_request"]
+                     "context_window", "auth", "billing", "bad_request"]
 _Name = Annotated[str, Field(min_length=1, max_length=256)]
-_Classes = Annotated[tuple[ErrorClass, ...], Field(max_length=8)]
+_Classes = Annotated[tuple[ErrorClass, ...], Field(max_length=len(ERROR_CLASSES))]
 _Chains = Annotated[dict[_Name, Annotated[list[_Name], Field(max_length=10)]], Field(max_length=10_000)]
 
 
@@ -45,8 +45,9 @@ class CooldownConfig(Strict):
     min_requests: Annotated[int, Field(ge=1, le=100_000)] = 10
     window_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
     seconds: Annotated[float, Field(gt=0, le=86_400)] = 30.0
-    # Error classes that count as a deployment's failure (a caller's bad request never does).
-    on: _Classes = ("rate_limit", "server_error", "timeout", "connection", "auth")
+    # Error classes that count as a deployment's failure (a caller's bad request never does);
+    # ``billing``: an account out of credit or quota fails every request until someone pays.
+    on: _Classes = ("rate_limit", "server_error", "timeout", "connection", "auth", "billing")
 
 
 class HealthCheckConfig(Strict):
@@ -193,7 +194,8 @@ class RouterConfig(Strict):
     num_retries: Annotated[int, Field(ge=0, le=10)] = 2
     # Ordered chains to other groups when the group's attempts fail with a ``fallback_on`` class.
     fallbacks: _Chains = Field(default_factory=dict)
-    fallback_on: _Classes = ("rate_limit", "server_error", "timeout", "connection", "content_policy")
+    fallback_on: _Classes = ("rate_limit", "server_error", "timeout", "connection", "content_policy",
+                             "billing")
     # Larger groups for a request that fits none of the group's deployments' context windows.
     context_window_fallbacks: _Chains = Field(default_factory=dict)
     # Other names a group answers to: {alias: group}.

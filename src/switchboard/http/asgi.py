@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import zlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -66,6 +67,34 @@ async def read_body(receive: Receive, limit: int, declared: str | None) -> bytes
 # The request content codings a body may come in (RFC 9110 8.4.1), as zlib's window bits: gzip
 # (and its old name x-gzip) and deflate (the zlib format). Others (br, zstd) are refused by name.
 _CODINGS = {"gzip": 31, "x-gzip": 31, "deflate": 15}
+# A compressed body at least this large is inflated in a worker thread: tens of MiB of output
+# take tens of milliseconds, which would stall every other request on the event loop (zlib
+# releases the GIL while it works). Smaller ones take well under a millisecond: not worth a thread.
+INFLATE_IN_THREAD_BYTES = 1 << 20
+
+
+def _plain(coding: str | None) -> bool:
+    return coding is None or coding.strip().lower() in ("", "identity")
+
+
+async def inflate_request_body(body: bytes, coding: str | None, limit: int) -> bytes:
+    """:func:`inflate_body`, off the event loop for a body of ``INFLATE_IN_THREAD_BYTES`` or
+    more. Callers skip it when there is no ``Content-Encoding`` (the common case)."""
+    if len(body) >= INFLATE_IN_THREAD_BYTES and not _plain(coding):
+        return await asyncio.to_thread(inflate_body, body, coding, limit)
+    return inflate_body(body, coding, limit)
+
+
+def refuse_content_encoding(coding: str | None) -> None:
+    """For the endpoints that parse their body as it streams in (multipart uploads): a compressed
+    body is a 415 saying so, not a confusing multipart parse error. Decompressing there would have
+    to be bounded and streamed through the parser, for a case clients do not send in practice."""
+    if not _plain(coding):
+        assert coding is not None
+        name = coding.strip().lower()[:40]
+        raise UnsupportedMediaType(
+            f"this endpoint takes no compressed body (Content-Encoding '{name}'); send it uncompressed",
+            code="unsupported_content_encoding")
 
 
 def inflate_body(body: bytes, coding: str | None, limit: int) -> bytes:

@@ -40,7 +40,7 @@ from switchboard.http.asgi import (
     Scope,
     Send,
     encode_headers,
-    inflate_body,
+    inflate_request_body,
     read_body,
 )
 from switchboard.http.disconnect import ClientGone, until_disconnect
@@ -317,7 +317,9 @@ class Endpoint:
         try:
             check_content_type(ctx.headers)
             body = await read_body(receive, self._limit, ctx.headers.get("content-length"))
-            ctx.body = inflate_body(body, ctx.headers.get("content-encoding"), self._limit)
+            if (coding := ctx.headers.get("content-encoding")) is not None:
+                body = await inflate_request_body(body, coding, self._limit)
+            ctx.body = body
         except GatewayError as err:
             return err
         except ConnectionAbortedError:

@@ -604,12 +604,19 @@ async def _generate(request: Request, model: str, stream: bool, vertex: bool) ->
 
 # -- embeddings ----------------------------------------------------------------------------------
 
+# Inputs per call, as Google enforces them: batchEmbedContents' requests, predict's instances.
+GEMINI_MAX_INPUTS = 100
+VERTEX_MAX_INPUTS = 250
+
 
 async def _batch_embed(request: Request, model: str) -> Response:
     body = await read_json(request)
     reqs = body.get("requests") if isinstance(body, dict) else None
     if not isinstance(reqs, list) or not reqs:
         return error(400, "* BatchEmbedContentsRequest.requests: requests is not specified\n")
+    if len(reqs) > GEMINI_MAX_INPUTS:  # as Google answers a longer batch
+        where = "BatchEmbedContentsRequest.requests"
+        return error(400, f"* {where}: at most {GEMINI_MAX_INPUTS} requests can be in one batch\n")
     vectors = []
     for i, item in enumerate(reqs):
         if not isinstance(item, dict) or item.get("model") != f"models/{model}":
@@ -635,6 +642,8 @@ async def _predict(request: Request, model: str) -> Response:
     instances = body.get("instances") if isinstance(body, dict) else None
     if not isinstance(instances, list) or not instances:
         return error(400, "instances is required")
+    if len(instances) > VERTEX_MAX_INPUTS:
+        return error(400, f"at most {VERTEX_MAX_INPUTS} input texts per request, got {len(instances)}")
     dims = T.dimensions((body.get("parameters") or {}).get("outputDimensionality"))
     if dims is None:
         return error(400, f"parameters.outputDimensionality must be an integer from 1 to {T.MAX_DIMENSIONS}")

@@ -6,6 +6,9 @@ Adapters extract (message, type, code, param) from their provider's error body a
     upstream status        -> client status / type
     401, 403               -> 502 api_error, code upstream_authentication_failed (a gateway
                               configuration problem; the credential is never echoed)
+    402, or a billing code  -> same status (402, or 429 as OpenAI sends insufficient_quota),
+    (BILLING_CODES)           type insufficient_quota, the provider's code or
+                              insufficient_quota, x-should-retry: false (error class billing)
     429                    -> 429 rate_limit_error, Retry-After carried over (normalised:
                               see retry_after_headers)
     413                    -> 413 invalid_request_error, the provider's code or
@@ -29,9 +32,11 @@ from typing import Any
 
 from switchboard.errors import (
     OPENAI_TYPE_BY_STATUS,
+    SHOULD_RETRY,
     GatewayError,
     UpstreamAuthFailed,
     UpstreamBadGateway,
+    UpstreamQuotaExhausted,
     UpstreamRateLimited,
     UpstreamTimeout,
     UpstreamUnavailable,
@@ -48,6 +53,12 @@ MAX_RETRY_AFTER_SECONDS = 86_400
 # A delay as upstreams write it: ASCII digits, perhaps a fraction ("1.5"). Not " 5", "-5", "1_0",
 # "inf", "1e3" or other scripts' digits, which float() would also read.
 _DELAY = re.compile(r"[0-9]{1,20}(?:\.[0-9]{1,20})?")
+# Codes that say the provider account has no credit or quota left, whatever status carried them:
+# OpenAI's 429 insufficient_quota (and billing_not_active, billing_hard_limit_reached, the latter
+# a 400 from the images API), Anthropic's billing_error (402). A 402 is one whatever its code
+# (OpenRouter: "Insufficient credits").
+BILLING_CODES = frozenset({"insufficient_quota", "billing_error", "billing_not_active",
+                           "billing_hard_limit_reached"})
 
 
 def retry_after_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -106,6 +117,10 @@ def upstream_error(
         return UpstreamAuthFailed(
             f"{where} rejected the gateway's credentials (HTTP {status}); check the provider configuration"
         )
+    if status == 402 or (code in BILLING_CODES and 400 <= status < 500):
+        # Nothing succeeds before someone pays: the SDKs must not retry it (they would a 429).
+        return UpstreamQuotaExhausted(text, status=status, code=code or "insufficient_quota",
+                                      headers={**carried, SHOULD_RETRY: "false"})
     if status == 429:
         return UpstreamRateLimited(text, code=code or "rate_limit_exceeded", headers=carried)
     if status in (408, 504):

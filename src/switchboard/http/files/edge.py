@@ -18,7 +18,14 @@ from contextlib import aclosing
 from switchboard.context import StreamReply
 from switchboard.errors import GatewayError, NotFound
 from switchboard.http.anthropic.batches import ANTHROPIC_FILES, MESSAGE_BATCHES
-from switchboard.http.asgi import Receive, Scope, Send, inflate_body, read_body
+from switchboard.http.asgi import (
+    Receive,
+    Scope,
+    Send,
+    inflate_request_body,
+    read_body,
+    refuse_content_encoding,
+)
 from switchboard.http.disconnect import ClientGone, until_disconnect
 from switchboard.http.endpoint import Responder, check_content_type, finish, request_headers, request_id
 from switchboard.http.errors import MethodNotAllowed, unknown_url
@@ -162,6 +169,11 @@ class FilesEndpoint:
             if failure is not None:
                 await out.error(failure)
             elif action == "upload":
+                try:  # the multipart body is parsed as it streams in: never decompressed
+                    refuse_content_encoding(headers.get("content-encoding"))
+                except GatewayError as err:
+                    await out.error(err)
+                    return
                 # The terminal reads the body; a client that leaves is seen by that read.
                 ctx.receive = receive
                 await self._serve(ctx, out)
@@ -171,7 +183,9 @@ class FilesEndpoint:
                     try:
                         check_content_type(headers)
                         body = await read_body(receive, limit, headers.get("content-length"))
-                        ctx.body = inflate_body(body, headers.get("content-encoding"), limit)
+                        if (coding := headers.get("content-encoding")) is not None:
+                            body = await inflate_request_body(body, coding, limit)
+                        ctx.body = body
                     except GatewayError as err:
                         await out.error(err)
                         return

@@ -25,7 +25,7 @@ import orjson
 from switchboard.context import RequestContext, StreamReply
 from switchboard.errors import GatewayError, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 from switchboard.http import validate as v
-from switchboard.http.asgi import Receive
+from switchboard.http.asgi import Receive, refuse_content_encoding
 from switchboard.http.endpoint import Endpoint, Responder, timing_headers
 from switchboard.http.errors import ServerShuttingDown
 from switchboard.http.media.multipart import Form, FormLimits, InvalidMultipart, read_form
@@ -435,6 +435,10 @@ class FormEndpoint(RelayEndpoint):
         media = (ctx.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
         if media != "multipart/form-data":
             return UnsupportedMediaType(f"unsupported content type '{media[:100]}'; send multipart/form-data")
+        try:
+            refuse_content_encoding(ctx.headers.get("content-encoding"))
+        except GatewayError as err:
+            return err
         try:
             form = await read_form(receive, ctx.headers.get("content-type"),
                                    ctx.headers.get("content-length"), self._form_limits)

@@ -4,20 +4,30 @@ References: https://ai.google.dev/api/embeddings#method:-models.batchembedconten
 https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/text-embeddings-api
 (instances[].content, parameters.outputDimensionality, predictions[].embeddings.values and
 statistics.token_count). Gemini's batch endpoint reports no token counts: usage is then 0.
+
+Each endpoint takes a bounded number of inputs per call (Gemini: 100 requests, "at most 100
+requests can be in one batch"; Vertex AI: 250 instances). A longer ``input`` is refused before
+the call, naming the limit, as the deployment's own refusal (UnsupportedParameter): another
+deployment of a mixed group that takes it (OpenAI: 2048) then serves. Splitting it into several
+upstream calls would make one request several attempts' worth of calls, retries and usage.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from switchboard.errors import InvalidRequest
+from switchboard.errors import InvalidRequest, UnsupportedParameter
 from switchboard.providers.errors import invalid_body
 from switchboard.providers.target import Target
 
 JSON = dict[str, Any]
 
+# Inputs per upstream call: Gemini's batchEmbedContents and Vertex AI's predict.
+GEMINI_MAX_INPUTS = 100
+VERTEX_MAX_INPUTS = 250
 
-def texts(request: JSON, target: Target) -> list[str]:
+
+def texts(request: JSON, target: Target, most: int) -> list[str]:
     value = request.get("input")
     items = [value] if isinstance(value, str) else value if isinstance(value, list) else []
     if not items or not all(isinstance(x, str) for x in items):
@@ -26,6 +36,13 @@ def texts(request: JSON, target: Target) -> list[str]:
             "array of strings (token arrays are not supported)",
             param="input",
             code="invalid_value",
+        )
+    if len(items) > most:
+        raise UnsupportedParameter(
+            f"provider type '{target.provider_type}' embeds at most {most} inputs per request: 'input' "
+            f"has {len(items)}; send them in several requests",
+            param="input",
+            code="too_many_inputs",
         )
     return items
 
@@ -38,7 +55,7 @@ def batch_embed_body(request: JSON, target: Target) -> JSON:
     name = f"models/{model_id(target.model)}"
     dims = request.get("dimensions")
     requests = []
-    for text in texts(request, target):
+    for text in texts(request, target, GEMINI_MAX_INPUTS):
         item: JSON = {"model": name, "content": {"parts": [{"text": text}]}}
         if dims is not None:
             item["outputDimensionality"] = dims
@@ -47,7 +64,7 @@ def batch_embed_body(request: JSON, target: Target) -> JSON:
 
 
 def predict_body(request: JSON, target: Target) -> JSON:
-    body: JSON = {"instances": [{"content": text} for text in texts(request, target)]}
+    body: JSON = {"instances": [{"content": text} for text in texts(request, target, VERTEX_MAX_INPUTS)]}
     if request.get("dimensions") is not None:
         body["parameters"] = {"outputDimensionality": request["dimensions"]}
     return body
