@@ -381,6 +381,19 @@ def test_more_embeddings_inputs_than_gemini_takes_are_a_400_naming_input(
     assert captured(mock_upstream, marker, timeout=0.5) == []  # refused before any call
 
 
+def test_a_context_window_bounds_each_embeddings_input_not_the_list(client: openai.OpenAI) -> None:
+    # gemini-embedding-001's window is 2,048 tokens: 40 inputs of some 300 tokens each are far
+    # more than that together, and each fits.
+    inputs = [f"text {i} " + "word " * 300 for i in range(40)]
+    result = client.embeddings.create(model="gemini-embed", input=inputs, dimensions=8)
+    assert [d.index for d in result.data] == list(range(40))
+    # One input larger than the window is refused before the call, naming the input.
+    with pytest.raises(openai.BadRequestError) as info:
+        client.embeddings.create(model="gemini-embed", input=["short", "word " * 3000])
+    assert info.value.code == "context_length_exceeded" and info.value.param == "input"
+    assert "an input of this request needs" in info.value.message
+
+
 def test_a_mixed_group_embeds_a_long_list_where_it_fits(client: openai.OpenAI) -> None:
     for _ in range(3):  # whichever deployment the strategy picks first
         raw = client.embeddings.with_raw_response.create(

@@ -16,6 +16,7 @@ from switchboard.routing.groups import TOKEN_STRATEGIES, Group
 from switchboard.routing.pinning import PIN_DEPLOYMENT, PIN_STRATEGY, pinned, unfit_pin
 from switchboard.routing.router import ANYWHERE, Needs, Router
 from switchboard.routing.table import Route
+from switchboard.tokens import largest_input
 
 
 class RouteStage:
@@ -70,6 +71,9 @@ class RouteStage:
         if _fits_uncounted(ctx, group, smallest):
             return ANYWHERE if regions is None else Needs(regions)
         prompt, output = self._count(ctx, group)
+        if ctx.operation == "embeddings":
+            model = ctx.route.target.model if ctx.route is not None else None
+            return Needs(regions, largest_input(ctx.request, model=model), prompt, output, per_input=True)
         return Needs(regions, prompt + (output or 0), prompt, output)
 
     @staticmethod

@@ -53,8 +53,12 @@ def outside_regions(what: str, regions: frozenset[str] | None, param: str | None
                             param=param, code="region_not_allowed")
 
 
-def too_large(needed: int, what: str, largest: int) -> InvalidRequest:
-    """400 ``context_length_exceeded``: the request needs more tokens than ``what`` holds."""
+def too_large(needed: int, what: str, largest: int, per_input: bool = False) -> InvalidRequest:
+    """400 ``context_length_exceeded``: the request needs more tokens than ``what`` holds (with
+    ``per_input``, its largest embeddings input does: a window bounds each input, not the list)."""
+    if per_input:
+        return InvalidRequest(f"an input of this request needs {needed} tokens, more than {what} "
+                              f"({largest} tokens)", param="input", code="context_length_exceeded")
     return InvalidRequest(f"this request needs {needed} tokens (prompt and max_tokens), more than {what} "
                           f"({largest} tokens)", param="messages", code="context_length_exceeded")
 

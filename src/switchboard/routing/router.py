@@ -34,6 +34,7 @@ class Needs(NamedTuple):
     tokens: int | None = None  # prompt plus the output bound, for context windows; None: unchecked
     prompt_tokens: int = 0  # the prompt estimate, for the cost and headroom strategies
     output_tokens: int | None = None  # the request's output bound (cost); None: not given
+    per_input: bool = False  # ``tokens`` is the largest embeddings input's (a window bounds each)
 
 
 ANYWHERE = Needs()
@@ -127,7 +128,7 @@ class Router:
             if all(size is not None and size < needs.tokens for size in sizes):
                 largest = max(size for size in sizes if size is not None)
                 return prerouting.too_large(needs.tokens, f"the largest context window of the model "
-                                            f"'{group.name}'", largest)
+                                            f"'{group.name}'", largest, needs.per_input)
         # When the first of them may be tried again, so clients wait that long rather than
         # retry at once (the SDKs' own backoff is about a second; a cooldown lasts 30 s).
         wait = self.health.ready_in(allowed)
@@ -146,7 +147,7 @@ class Router:
         if not prerouting.fits(route, needs.tokens, self.windows):
             assert needs.tokens is not None and self.windows is not None  # else it fits
             size = self.windows(route) or 0
-            return prerouting.too_large(needs.tokens, f"the context window of {what}", size)
+            return prerouting.too_large(needs.tokens, f"the context window of {what}", size, needs.per_input)
         return None
 
     def take(self, route: Route) -> Taken:

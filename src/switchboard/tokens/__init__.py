@@ -9,6 +9,7 @@ from switchboard.tokens.count import (
     count,
     encoding_for,
     estimate,
+    largest_input,
     max_completion_tokens,
 )
 from switchboard.tokens.encodings import EncodingFileError, count_text, preload
@@ -22,6 +23,7 @@ __all__ = [
     "count_text",
     "encoding_for",
     "estimate",
+    "largest_input",
     "max_completion_tokens",
     "preload",
 ]

@@ -293,6 +293,16 @@ def estimate(
     return math.ceil(count(request, operation, "o200k_base", name) * OTHER_PROVIDER_FACTOR)
 
 
+def largest_input(request: Mapping[str, Any], *, model: str | None = None) -> int:
+    """Tokens of an embeddings request's largest input, by :func:`estimate`'s rules: a model's
+    context window bounds each input it embeds, not the list."""
+    value = request.get("input")
+    items: list[Any] = [value]
+    if isinstance(value, list) and value and not all(isinstance(x, int) for x in value):
+        items = value
+    return max(estimate({"input": item}, "embeddings", model=model) for item in items)
+
+
 def max_completion_tokens(
     request: Mapping[str, Any], operation: str = "chat", model_info: ModelInfoLike | None = None
 ) -> int | None:
