@@ -295,7 +295,7 @@ def test_down_hanging_and_malformed_servers_fail_fast_and_alone(deployment: Depl
             started = time.monotonic()
             down = await refusal(client, "down__anything", {})
             assert down.error.data["status"] in (502, 503)  # type: ignore[index]
-            assert time.monotonic() - started < 3
+            assert time.monotonic() - started < 10  # refused at once, not its 60 s call timeout
             bad = await refusal(client, "bad__anything", {})
             assert bad.error.data["code"] == "mcp_malformed_reply"  # type: ignore[index]
             # A hanging tool is bounded by its server's timeout (2 s); others answer meanwhile.
