@@ -2,7 +2,10 @@
 file's content and a service's body. For the edge tests of clients that stall or leave.
 
 It counts what it wrote (``written``), the answers it started and finished (a finished one: its
-connection was dropped by the gateway), and sets ``ended`` each time one finishes.
+connection was dropped by the gateway), and sets ``ended`` each time one finishes. Each answer
+is also kept in ``answers`` (in the order they started) with its own count, and
+:meth:`EndlessUpstream.blocked` says whether answers are held by the gateway, read from their
+connections' flow control rather than from a pause in the counts.
 """
 
 from __future__ import annotations
@@ -11,9 +14,11 @@ import asyncio
 import json
 import socket
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from aiohttp.base_protocol import BaseProtocol
 
 from tests.servers import free_port
 
@@ -27,6 +32,23 @@ RAW_BLOCK = b"\0" * 65536
 ENDLESS = 16 * 1024 * MIB  # what one answer writes at most: far more than any test's bound
 
 
+@dataclass
+class Answer:
+    """One answer being written: what it wrote, whether it ended, and its connection (whose
+    ``writing_paused`` is asyncio's flow control: the kernel's send buffer is full and more than
+    the high-water mark waits in the transport, so the answer's next write waits for the gateway
+    to read)."""
+
+    protocol: BaseProtocol | None
+    written: int = 0
+    finished: bool = False
+
+    @property
+    def held(self) -> bool:
+        """Ended, or waiting for the gateway to read: it writes nothing until the gateway does."""
+        return self.finished or (self.protocol is not None and self.protocol.writing_paused)
+
+
 class EndlessUpstream:
     """The upstream, on a free port in its own thread. ``send_buffer``: the socket send buffer
     of each answer (small: what it writes is what the gateway reads, not buffers filling)."""
@@ -37,6 +59,7 @@ class EndlessUpstream:
         self.started = 0
         self.finished = 0
         self.ended = threading.Event()
+        self.answers: list[Answer] = []  # appended in the server's thread, in the order started
         self._send_buffer = send_buffer
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -81,6 +104,15 @@ class EndlessUpstream:
         self._ready.set()
         self._loop.run_forever()
 
+    def blocked(self, since: int = 0) -> bool:
+        """Whether every answer from the ``since``-th started on is held (see :attr:`Answer.held`),
+        at one instant: looked at in the server's own thread, between its writes."""
+
+        async def look() -> bool:
+            return all(answer.held for answer in self.answers[since:])
+
+        return asyncio.run_coroutine_threadsafe(look(), self._loop).result(30)
+
     def stop(self) -> None:
         async def cleanup() -> None:
             if self._runner is not None:
@@ -97,14 +129,18 @@ class EndlessUpstream:
         sock = request.transport.get_extra_info("socket") if request.transport else None
         if sock is not None and self._send_buffer is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self._send_buffer)
+        answer = Answer(request.protocol)
+        self.answers.append(answer)
         self.started += 1
         try:
             for _ in range(ENDLESS // len(block)):
                 await resp.write(block)
                 self.written += len(block)
+                answer.written += len(block)
         except (ConnectionError, asyncio.CancelledError):
             pass  # the gateway dropped the connection
         finally:
+            answer.finished = True
             self.finished += 1
             self.ended.set()
         return resp

@@ -45,6 +45,48 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# A socket bound and never listening: a connection to its port is refused at once, and no other
+# process can bind the port (nor use it for an outgoing connection) while it is held. It is held
+# for the test process's life, so one port serves every "nothing answers here" in the session.
+_refusing: socket.socket | None = None
+
+
+def refused_port() -> int:
+    """A port where every connection is refused for the rest of the test process: for an
+    upstream, store or collector that must stay unreachable. A port from :func:`free_port`
+    that nothing binds may be taken by another process meanwhile, which then answers."""
+    global _refusing
+    if _refusing is None:
+        # No SO_REUSEADDR: with it on both sockets, Linux lets another socket bind a port
+        # whose holder does not listen.
+        _refusing = socket.socket()
+        _refusing.bind(("127.0.0.1", 0))
+    return int(_refusing.getsockname()[1])
+
+
+@dataclass
+class ReservedPort:
+    """A port refused (see :func:`refused_port`) until :meth:`release`, for a server that is
+    down until a test starts it there: nobody else can take the port meanwhile."""
+
+    port: int
+    _socket: socket.socket | None
+
+    def release(self) -> int:
+        """Free the port for the server about to bind it (the process that binds it should be
+        started right after); the port."""
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+        return self.port
+
+
+def reserve_port() -> ReservedPort:
+    held = socket.socket()  # no SO_REUSEADDR: see refused_port
+    held.bind(("127.0.0.1", 0))
+    return ReservedPort(int(held.getsockname()[1]), held)
+
+
 def port_taken(process: Process) -> bool:
     """Whether ``process`` ended because its port was taken (our check before start-up, or
     uvicorn's bind after it)."""
@@ -293,7 +335,7 @@ def openai_config(mock: Mock, **server: Any) -> dict[str, Any]:
                 "api_base": f"{mock.url}/v1",
                 "api_key": "sk-wrong-key-123",
             },
-            {"name": "nowhere", "type": "openai", "api_base": f"http://127.0.0.1:{free_port()}/v1"},
+            {"name": "nowhere", "type": "openai", "api_base": f"http://127.0.0.1:{refused_port()}/v1"},
             {
                 "name": "slow",
                 "type": "openai",

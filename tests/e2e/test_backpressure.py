@@ -100,21 +100,15 @@ def wait_for(condition: object, what: str, deadline: float = 60.0) -> None:
         time.sleep(0.1)
 
 
-def idle(upstream: EndlessUpstream) -> None:
-    """Until the upstream no longer writes for earlier tests (their calls dropped or paused), so
-    that what it writes from now on is this test's."""
-    settled(upstream)
-
-
-def settled(upstream: EndlessUpstream, deadline: float = 120.0) -> None:
-    """Until the upstream can write no more (every stream paused by the gateway): its count
-    unchanged over a second. Fails if it keeps writing past the deadline."""
+def settled(upstream: EndlessUpstream, since: int = 0, deadline: float = 120.0) -> None:
+    """Until every answer the upstream started from the ``since``-th on can write no more: ended
+    or held by the gateway, seen on the upstream's side of each connection (its writes wait for
+    the gateway to read), not guessed from a pause in its counts, which a stalled process fakes.
+    Fails if one keeps being read past the deadline."""
     end = time.monotonic() + deadline
-    last = -1
-    while upstream.written != last:
+    while not upstream.blocked(since):
         assert time.monotonic() < end, f"the upstream is still writing after {deadline} s"
-        last = upstream.written
-        time.sleep(1.0)
+        time.sleep(0.1)
 
 
 def closed_by_server(sock: socket.socket, deadline: float = 30.0) -> bool:
@@ -148,11 +142,11 @@ def chat_works(gw: Gateway) -> None:
 def test_a_client_that_reads_nothing_stops_the_upstream_and_is_cut_off(
     impatient: Gateway, upstream: EndlessUpstream, kind: str
 ) -> None:
-    idle(upstream)
-    started, finished, written = upstream.started, upstream.finished, upstream.written
+    started = upstream.started
     sock = stalled_client(impatient, kind)
     try:
         wait_for(lambda: upstream.started > started, "the upstream call")
+        answer = upstream.answers[started]  # this test's: the earlier tests' calls all started
         # Cut off after the send timeout, its connection closed by the server...
         peer = f"127.0.0.1:{sock.getsockname()[1]} "
         line = impatient.process.wait_for_all(peer, "took none of the answer", timeout=30)
@@ -161,8 +155,8 @@ def test_a_client_that_reads_nothing_stops_the_upstream_and_is_cut_off(
     finally:
         sock.close()
     # ...and the upstream call dropped with it, having written what the buffers hold, not more.
-    wait_for(lambda: upstream.finished > finished, "the upstream connection dropped")
-    assert upstream.written - written < BYTES_PER_STALLED
+    wait_for(lambda: answer.finished, "the upstream connection dropped")
+    assert answer.written < BYTES_PER_STALLED
     chat_works(impatient)
 
 
@@ -185,14 +179,14 @@ def test_a_slow_reader_is_not_cut_off(impatient: Gateway, upstream: EndlessUpstr
 
 def test_many_stalled_streams_hold_bounded_memory(patient: Gateway, upstream: EndlessUpstream) -> None:
     chat_works(patient)  # the first request's one-time costs are not counted below
-    idle(upstream)
-    before_rss, started, written = rss(patient), upstream.started, upstream.written
+    settled(upstream)  # the earlier tests' calls ended or held: this test's memory is measured
+    before_rss, started = rss(patient), upstream.started
     socks = [stalled_client(patient, "chat") for _ in range(STALLED)]
     try:
         wait_for(lambda: upstream.started - started >= STALLED, "every stream's upstream call", 120)
-        settled(upstream)
+        settled(upstream, started)
         grown = rss(patient) - before_rss
-        per_stream = (upstream.written - written) / STALLED
+        per_stream = sum(answer.written for answer in upstream.answers[started:]) / STALLED
         assert per_stream < BYTES_PER_STALLED, f"{per_stream / MIB:.1f} MiB written per stalled stream"
         assert grown < STALLED * RSS_PER_STALLED + RSS_SLACK, f"resident memory grew {grown / MIB:.0f} MiB"
     finally:

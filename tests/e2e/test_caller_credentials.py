@@ -25,9 +25,9 @@ from tests.servers import (
     Gateway,
     Mock,
     captured,
-    free_port,
     new_marker,
     openai_config,
+    refused_port,
     start_gateway,
     start_mock,
 )
@@ -66,7 +66,7 @@ def byo_config(mock: Mock, by_key: Mock, by_oauth: Mock) -> dict[str, Any]:
     ]
     # Opted-in providers nothing listens for: their groups fall back (or retry) elsewhere.
     for name in ("byo-dead-fallback", "byo-dead-mixed", "byo-dead-anthropic"):
-        config["providers"].append({"name": name, "type": "openai", "api_base": f"http://127.0.0.1:{free_port()}/v1",
+        config["providers"].append({"name": name, "type": "openai", "api_base": f"http://127.0.0.1:{refused_port()}/v1",
                                     **allow})
     config["models"] += [
         {"name": "byo-down", "provider": "byo-dead-fallback", "model": "gpt-4o-mini"},

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import openai
 import pytest
 
-from tests.servers import MASTER_KEY, Gateway, free_port, spawn
+from tests.servers import MASTER_KEY, Gateway, refused_port, spawn
 
 
 def keys(gateway: Gateway, *args: str, key: str = MASTER_KEY) -> tuple[int, str]:
@@ -120,7 +120,7 @@ def test_errors_are_one_line_and_exit_1(gateway: Gateway) -> None:
     assert code == 1 and "key_not_found" in output
     code, output = keys(gateway, "create", "-m", "m", "--metadata", "no-equals-sign")
     assert code == 2 and "NAME=VALUE" in output
-    nowhere = Gateway(free_port(), gateway.process, gateway.config_path)
+    nowhere = Gateway(refused_port(), gateway.process, gateway.config_path)
     code, output = keys(nowhere, "list")
     assert code == 1 and "cannot reach the gateway" in output
 

@@ -23,7 +23,7 @@ import yaml
 from switchboard.access.oidc import issuer_tag
 from tests.e2e.sdk import ask, stream_text
 from tests.oidc_provider import BAD, IdentityProvider, bad_tokens, new_key
-from tests.servers import MASTER_KEY, Gateway, Mock, free_port, openai_config, spawn, start_gateway
+from tests.servers import MASTER_KEY, Gateway, Mock, openai_config, refused_port, spawn, start_gateway
 from tests.services import Postgres, RedisServer
 
 COOLDOWN = 2.0  # jwks_refetch_cooldown_seconds of the Keycloak-style issuer
@@ -130,7 +130,7 @@ def deployment(
         redis: RedisServer = request.getfixturevalue("redis_server")
         config["database"] = {"url": postgres.create_database(f"jwt_{uuid.uuid4().hex[:8]}")}
         config["redis"] = {"url": redis.url}
-    down_issuer = f"http://127.0.0.1:{free_port()}/nobody"
+    down_issuer = f"http://127.0.0.1:{refused_port()}/nobody"
     config["auth"]["oidc"] = oidc_config(idp, partner, down_issuer, slow)
     config["files"] = {"provider": "local-openai"}
     gw = start_gateway(config, tmp_path_factory.mktemp(f"jwt-{request.param}"))

@@ -27,7 +27,7 @@ from switchboard.mcp.upstream import MAX_BACKOFF
 from tests.e2e.test_metrics import parse, total
 from tests.mcp_servers import McpUpstream, start_mcp_server, start_mcp_servers
 from tests.otlp_receiver import OtlpReceiver
-from tests.servers import MASTER_KEY, Gateway, free_port, start_gateway
+from tests.servers import MASTER_KEY, Gateway, ReservedPort, refused_port, reserve_port, start_gateway
 from tests.services import Postgres, RedisServer
 
 ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
@@ -61,7 +61,7 @@ def mcp_config(upstreams: dict[str, McpUpstream], phoenix: int, otlp: OtlpReceiv
             {"name": "math", "url": upstreams["math"].url},
             {"name": "paid", "url": upstreams["math"].url, "price_per_call": 0.01,
              "tool_prices": {"multiply": 0.5}},
-            {"name": "down", "url": f"http://127.0.0.1:{free_port()}/mcp", "connect_timeout_seconds": 1},
+            {"name": "down", "url": f"http://127.0.0.1:{refused_port()}/mcp", "connect_timeout_seconds": 1},
             {"name": "bad", "url": upstreams["malformed"].url},
             {"name": "cutting", "url": upstreams["cutting"].url,
              "headers": {"Authorization": f"Bearer {CUTTING_SECRET}"}},
@@ -93,7 +93,9 @@ def mcp_config(upstreams: dict[str, McpUpstream], phoenix: int, otlp: OtlpReceiv
 class Deployment:
     kind: str
     gateway: Gateway
-    phoenix: int  # the port of the server that is down until a test starts it
+    # The port of the server that is down until a test starts it: held (connections refused,
+    # nobody else binds it) until then.
+    phoenix: ReservedPort
 
     @property
     def url(self) -> str:
@@ -129,8 +131,8 @@ class Deployment:
 @pytest.fixture(scope="module", params=["embedded", "cluster"])
 def deployment(request: pytest.FixtureRequest, upstreams: dict[str, McpUpstream], otlp: OtlpReceiver,
                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    phoenix = free_port()
-    config = mcp_config(upstreams, phoenix, otlp)
+    phoenix = reserve_port()
+    config = mcp_config(upstreams, phoenix.port, otlp)
     if request.param == "cluster":
         postgres: Postgres = request.getfixturevalue("postgres")
         redis: RedisServer = request.getfixturevalue("redis_server")
@@ -139,6 +141,7 @@ def deployment(request: pytest.FixtureRequest, upstreams: dict[str, McpUpstream]
     gw = start_gateway(config, tmp_path_factory.mktemp(f"mcp-{request.param}"))
     yield Deployment(request.param, gw, phoenix)
     gw.process.stop()
+    phoenix.release()
 
 
 @asynccontextmanager
@@ -292,7 +295,7 @@ def test_down_hanging_and_malformed_servers_fail_fast_and_alone(deployment: Depl
             started = time.monotonic()
             down = await refusal(client, "down__anything", {})
             assert down.error.data["status"] in (502, 503)  # type: ignore[index]
-            assert time.monotonic() - started < 3
+            assert time.monotonic() - started < 10  # refused at once, not its 60 s call timeout
             bad = await refusal(client, "bad__anything", {})
             assert bad.error.data["code"] == "mcp_malformed_reply"  # type: ignore[index]
             # A hanging tool is bounded by its server's timeout (2 s); others answer meanwhile.
@@ -389,7 +392,7 @@ def test_a_down_server_comes_back_after_a_success(deployment: Deployment) -> Non
                 tools, notices = await names(client)
                 assert "math__add" in tools and not any(t.startswith("phoenix__") for t in tools)
                 assert any(n.startswith("phoenix:") for n in notices)
-            server = start_mcp_server("math", port=deployment.phoenix)
+            server = start_mcp_server("math", port=deployment.phoenix.release())
             try:
                 # The next retry of a down server comes after its backoff, which doubles up to
                 # MAX_BACKOFF while it stays down: how long depends on how long this module's

@@ -39,6 +39,7 @@ from tests.servers import (
     free_port,
     new_marker,
     openai_config,
+    refused_port,
     spawn,
     start_gateway,
 )
@@ -121,7 +122,7 @@ def deployment(request: pytest.FixtureRequest, mock_upstream: Mock, notes_server
         {"name": "notes", "url": notes_server.url},
         {"name": "local", "transport": "stdio", "command": [sys.executable, STDIO_SCRIPT],
          "env": {"PYTHONPATH": os.environ.get("PYTHONPATH", "")}, "connect_timeout_seconds": 60},
-        {"name": "down", "url": f"http://127.0.0.1:{free_port()}/mcp", "connect_timeout_seconds": 1},
+        {"name": "down", "url": f"http://127.0.0.1:{refused_port()}/mcp", "connect_timeout_seconds": 1},
         {"name": "extras", "url": extras_server},
     ]
     # Results are bounded below the stdio message bound (max_argument_bytes 1 MiB + 64 KiB).

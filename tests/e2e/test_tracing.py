@@ -30,9 +30,9 @@ from tests.servers import (
     Gateway,
     Mock,
     captured,
-    free_port,
     new_marker,
     openai_config,
+    refused_port,
     spawn,
     start_gateway,
 )
@@ -322,7 +322,7 @@ def test_a_collector_that_is_down_fails_no_request(
     kind: str, request: pytest.FixtureRequest, mock_upstream: Mock, tmp_path: Path,
 ) -> None:
     config = openai_config(mock_upstream)
-    config["tracing"] = {"enabled": True, "endpoint": f"http://127.0.0.1:{free_port()}/v1/traces",
+    config["tracing"] = {"enabled": True, "endpoint": f"http://127.0.0.1:{refused_port()}/v1/traces",
                          "export_interval_seconds": 0.1, "timeout_seconds": 1}
     if kind == "cluster":
         postgres: Postgres = request.getfixturevalue("postgres")
@@ -349,7 +349,7 @@ def test_a_key_in_the_collectors_query_string_is_never_logged(mock_upstream: Moc
     config = openai_config(mock_upstream)
     # A timeout long enough for a retry: the first failure is logged as a transient error.
     config["tracing"] = {"enabled": True, "export_interval_seconds": 0.1, "timeout_seconds": 5,
-                         "endpoint": f"http://127.0.0.1:{free_port()}/v1/traces?api_key={secret}&x=1"}
+                         "endpoint": f"http://127.0.0.1:{refused_port()}/v1/traces?api_key={secret}&x=1"}
     gw = start_gateway(config, tmp_path)
     try:
         client = openai.OpenAI(base_url=gw.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)

@@ -19,7 +19,17 @@ from switchboard.stores.factory import open_database
 from switchboard.stores.sql.migrate import head
 from switchboard.stores.sql.urls import async_url
 from tests.e2e.sdk import ask
-from tests.servers import MASTER_KEY, SECRET_KEY, Child, Mock, free_port, launch, openai_config, start_gateway
+from tests.servers import (
+    MASTER_KEY,
+    SECRET_KEY,
+    Child,
+    Mock,
+    free_port,
+    launch,
+    openai_config,
+    refused_port,
+    start_gateway,
+)
 from tests.services import Postgres, RedisServer
 
 AUTH = {"auth": {"master_key": MASTER_KEY, "secret_key": SECRET_KEY}}
@@ -120,7 +130,7 @@ def test_serve_on_postgresql_and_redis_with_two_workers_answers_chat(
 
 
 def test_serve_with_unreachable_postgresql_fails_in_one_line(tmp_path: Path) -> None:
-    url = f"postgresql://sb:hunter2-secret@127.0.0.1:{free_port()}/sb"
+    url = f"postgresql://sb:hunter2-secret@127.0.0.1:{refused_port()}/sb"
     config = write(tmp_path, {**AUTH, "database": {"url": url}})
     started = time.monotonic()
     rc, output = finish(cli(["serve", "--config", str(config), "--port", str(free_port())], tmp_path))
@@ -133,7 +143,7 @@ def test_serve_with_unreachable_postgresql_fails_in_one_line(tmp_path: Path) -> 
 
 
 def test_serve_with_unreachable_redis_fails_in_one_line(tmp_path: Path) -> None:
-    config = write(tmp_path, {**AUTH, "redis": {"url": f"redis://127.0.0.1:{free_port()}/0"}})
+    config = write(tmp_path, {**AUTH, "redis": {"url": f"redis://127.0.0.1:{refused_port()}/0"}})
     rc, output = finish(cli(["serve", "--config", str(config), "--port", str(free_port())], tmp_path))
     assert rc == 1
     assert output.strip().splitlines() == [output.strip()]

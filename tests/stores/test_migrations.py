@@ -23,7 +23,7 @@ from switchboard.stores.sql import tables
 from switchboard.stores.sql.engine import create_engine
 from switchboard.stores.sql.migrate import _config, head
 from switchboard.stores.sql.urls import async_url, sqlite_path
-from tests.servers import free_port
+from tests.servers import refused_port
 from tests.services import Postgres
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -72,7 +72,7 @@ async def test_a_schema_newer_than_this_version_is_refused(fresh_url: str) -> No
 
 
 async def test_unreachable_postgresql_fails_fast_with_one_line() -> None:
-    url = async_url(f"postgresql://sb:hunter2-secret@127.0.0.1:{free_port()}/sb", Path("/unused"))
+    url = async_url(f"postgresql://sb:hunter2-secret@127.0.0.1:{refused_port()}/sb", Path("/unused"))
     started = time.monotonic()
     with pytest.raises(StoreError) as info:
         await open_database(url)
@@ -84,7 +84,7 @@ async def test_unreachable_postgresql_fails_fast_with_one_line() -> None:
 
 async def test_unreachable_redis_fails_with_one_line(tmp_path: Path) -> None:
     with pytest.raises(StoreError) as info:
-        await open_at(async_url(None, tmp_path), f"redis://:pw-secret@127.0.0.1:{free_port()}/0")
+        await open_at(async_url(None, tmp_path), f"redis://:pw-secret@127.0.0.1:{refused_port()}/0")
     message = str(info.value)
     assert message.startswith("cannot reach redis at redis://:***@127.0.0.1:")
     assert "pw-secret" not in message and "\n" not in message

@@ -5,7 +5,6 @@ script cache recovered, a failed connection reported to every caller."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 
 import pytest
@@ -18,6 +17,7 @@ from switchboard.stores.protocols import Bucket, Charge
 from switchboard.stores.redis.batch import batch_for
 from switchboard.stores.redis.budgets import RedisBudgetCounters
 from switchboard.stores.redis.limits import RedisRateLimiter
+from tests.servers import refused_port
 from tests.services import RedisServer
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -100,10 +100,7 @@ async def test_a_flushed_script_cache_is_reloaded(client: Redis) -> None:
 
 
 async def test_a_connection_failure_reaches_every_caller() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # nothing listens here once closed
-    client = Redis.from_url(f"redis://127.0.0.1:{port}/0", socket_connect_timeout=2)
+    client = Redis.from_url(f"redis://127.0.0.1:{refused_port()}/0", socket_connect_timeout=2)
     try:
         limiter = RedisRateLimiter(client)
         results = await asyncio.gather(

@@ -169,11 +169,12 @@ async def test_a_silent_server_fails_calls_at_once_until_a_ping_is_answered(
     try:
         with pytest.raises(RedisTimeoutError):
             await RedisRateLimiter(client).acquire([BUCKET])
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        with pytest.raises(RedisTimeoutError, match="has not answered"):
+        # Refused by the silence mark before anything is sent ("has not answered for"), not
+        # after another reply timeout ("did not answer within"): told by the error itself, as
+        # a clock bound under the 0.3 s timeout is not on a loaded machine.
+        with pytest.raises(RedisTimeoutError, match="has not answered") as refused:
             await RedisRateLimiter(client).acquire([BUCKET])
-        assert loop.time() - started < 0.1  # not another reply timeout
+        assert "did not answer within" not in str(refused.value)
         wire = batch_for(client)._wire
         assert wire is not None
         answering.set()

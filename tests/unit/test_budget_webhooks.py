@@ -9,7 +9,6 @@ import hashlib
 import hmac
 import itertools
 import logging
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +27,7 @@ from switchboard.spend.budgets.webhooks import (
     sign,
     verify,
 )
+from tests.servers import refused_port
 from tests.webhook_receiver import HANG, Received, WebhookReceiver
 
 SECRET = "whsec_0123456789abcdef"
@@ -293,10 +293,8 @@ async def test_a_receiver_that_never_answers_is_given_up_within_bounds() -> None
 
 
 async def test_connection_refused_is_retried_then_given_up(caplog: pytest.LogCaptureFixture) -> None:
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    sender = WebhookSender(config(f"http://127.0.0.1:{port}/hook", max_attempts=3), backoff_base=BASE)
+    url = f"http://127.0.0.1:{refused_port()}/hook"  # connections refused
+    sender = WebhookSender(config(url, max_attempts=3), backoff_base=BASE)
     await sender.start()
     sender.send(event(8))
     await asyncio.wait_for(sender.wait_idle(), 10)

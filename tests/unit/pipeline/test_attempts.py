@@ -435,14 +435,14 @@ async def test_a_retry_is_cut_at_the_deadline_and_nothing_more_is_tried() -> Non
         calls.append(ctx.route.deployment)  # type: ignore[attr-defined]
         if len(calls) == 1:
             raise UpstreamBadGateway("boom")
-        await asyncio.sleep(5)  # the retry hangs
+        await asyncio.sleep(60)  # the retry hangs: far longer than the bound below
         return Reply({})
 
     ctx = new_context(deadline=time.perf_counter() + 0.3, group=g, candidates=[A, B])
     began = time.perf_counter()
     with pytest.raises(UpstreamTimeout) as caught:
         await AttemptStage(router, RouterConfig())(ctx, chain)
-    assert time.perf_counter() - began < 1.0
+    assert time.perf_counter() - began < 10  # cut at the 0.3 s deadline, not after the 60 s hang
     assert caught.value.code == "deadline_exceeded" and caught.value.status == 504
     assert calls == ["a", "b"] and router.in_flight == 0
     assert ctx.response_headers["x-switchboard-attempts"] == "2"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import gzip
-import socket
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -30,6 +29,7 @@ from switchboard.upstream import http1
 from switchboard.upstream.auth import StaticHeaderAuth
 from switchboard.upstream.client import DEFAULT_MAX_RESPONSE_BYTES, IDLE_SECONDS, UpstreamClient
 from switchboard.upstream.request import UpstreamRequest
+from tests.servers import refused_port
 
 KEY = "sk-test-0123456789abcdefghijkl"
 # Bounds a wait the test expects to end at once (an event the upstream sets): a hang fails fast.
@@ -985,9 +985,7 @@ async def test_a_stream_that_stalls_between_pieces_times_out_after_first_byte() 
 
 
 async def test_a_refused_connection_is_unreachable() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = refused_port()
     async with upstream_client() as client:
         with pytest.raises(UpstreamUnreachable):
             await client.send(UpstreamRequest("POST", f"http://127.0.0.1:{port}/v1/x", b"{}"), None)
