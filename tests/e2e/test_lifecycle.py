@@ -313,7 +313,10 @@ def test_client_disconnect_cancels_upstream_stream(gateway: Gateway, mock_upstre
             "POST", f"{gateway.base_url}/chat/completions", json=body, headers={**AUTH, "X-Request-Id": rid}
         ) as resp,
     ):
-        first = next(resp.iter_lines())
+        # The line iterator is kept: dropping it would close the connection at once (httpx's
+        # stream closes when its generator is collected), before the check below.
+        lines = resp.iter_lines()
+        first = next(lines)
         assert first.startswith("data: ")
         # ~10 s of chunks are still to come upstream.
         assert captured(mock_upstream, marker)[0]["outcome"] == "pending"
