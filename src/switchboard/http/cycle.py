@@ -141,9 +141,12 @@ def new_cycle(
     keep_alive: bool, on_response: Any,
 ) -> GatewayCycle:
     """A :class:`GatewayCycle` with the attributes ``RequestResponseCycle.__init__`` sets, in its
-    order. Calling the class runs its ``__init__`` through a keyword-argument call (a dict of
-    eleven entries built and unpacked per request); this plain call and the stores cost less.
-    tests/unit/test_protocol_cycles.py checks the attributes against uvicorn's own."""
+    order. The cycle is born a GatewayCycle: uvicorn's cycle built with keyword arguments and its
+    class changed afterwards (as before) measured some 25,000 instructions a request more
+    (docs/benchmarks.md), of which the keyword-argument call is a small part; the rest is put
+    down to the changed class (an object whose class changes after it is made no longer gets the
+    interpreter's specialised attribute access, and the cycle's attributes are read many times
+    a request). tests/unit/test_protocol_scope.py checks the attributes against uvicorn's own."""
     cycle: GatewayCycle = _new(GatewayCycle)
     cycle.scope = scope
     cycle.transport = transport
