@@ -14,6 +14,7 @@ and anything unusual (an access log, a second start, a refused header, a length 
 plain digits), go to uvicorn's own ``send``, which then raises the error it would have raised.
 
 Relies on these uvicorn internals (0.55), to be rechecked on every uvicorn upgrade:
+``RequestResponseCycle.__init__`` (:func:`new_cycle` sets its attributes itself, in its order),
 ``RequestResponseCycle.send`` and the attributes it keeps (``flow``, ``disconnected``,
 ``response_started``, ``waiting_for_100_continue``, ``default_headers``, ``access_log``,
 ``chunked_encoding``, ``expected_content_length``, ``keep_alive``, ``scope``, ``transport``), and
@@ -129,6 +130,43 @@ class GatewayCycle(RequestResponseCycle):
             content.append(b"transfer-encoding: chunked\r\n")
         content.append(b"\r\n")
         self.transport.write(b"".join(content))
+
+
+_new = object.__new__
+
+
+def new_cycle(
+    scope: Any, transport: Any, flow: Any, logger: Any, access_logger: Any, access_log: bool,
+    default_headers: list[tuple[bytes, bytes]], message_event: Any, expect_100_continue: bool,
+    keep_alive: bool, on_response: Any,
+) -> GatewayCycle:
+    """A :class:`GatewayCycle` with the attributes ``RequestResponseCycle.__init__`` sets, in its
+    order. The cycle is born a GatewayCycle: uvicorn's cycle built with keyword arguments and its
+    class changed afterwards (as before) measured some 25,000 instructions a request more
+    (docs/benchmarks.md), of which the keyword-argument call is a small part; the rest is put
+    down to the changed class (an object whose class changes after it is made no longer gets the
+    interpreter's specialised attribute access, and the cycle's attributes are read many times
+    a request). tests/unit/test_protocol_scope.py checks the attributes against uvicorn's own."""
+    cycle: GatewayCycle = _new(GatewayCycle)
+    cycle.scope = scope
+    cycle.transport = transport
+    cycle.flow = flow
+    cycle.logger = logger
+    cycle.access_logger = access_logger
+    cycle.access_log = access_log
+    cycle.default_headers = default_headers
+    cycle.message_event = message_event
+    cycle.on_response = on_response
+    cycle.disconnected = False
+    cycle.keep_alive = keep_alive
+    cycle.waiting_for_100_continue = expect_100_continue
+    cycle.body = bytearray()
+    cycle.more_body = True
+    cycle.response_started = False
+    cycle.response_complete = False
+    cycle.chunked_encoding = None
+    cycle.expected_content_length = 0
+    return cycle
 
 
 async def gone() -> None:

@@ -20,17 +20,23 @@ uvicorn does not do by itself:
 - a streamed (unknown-length) reply to an HTTP/1.0 client is sent as-is and ended by closing the
   connection, since HTTP/1.0 has no chunked encoding.
 
-Every refusal is an OpenAI-shaped JSON error. Relies on these uvicorn internals (0.54), to be
+Every refusal is an OpenAI-shaped JSON error. Relies on these uvicorn internals (0.55), to be
 rechecked on every uvicorn upgrade: the ``HttpToolsProtocol`` methods ``connection_made``,
-``connection_lost``, ``data_received``, ``on_headers_complete``, ``on_body``,
-``on_message_complete``, ``pause_writing``, ``resume_writing`` and ``send_400_response``
-(overridden, each calling the original except the last), ``on_response_complete`` and
-``_unset_keepalive_if_required`` (replaced: the keep-alive timer is one per connection) and its
-attributes ``cycle``, ``flow``, ``connections``, ``pipeline``, ``timeout_keep_alive``,
-``timeout_keep_alive_task``, ``timeout_keep_alive_handler``, ``_start_asgi_task``,
-``headers``, ``scope``, ``parser``, ``transport``, ``loop``, ``logger``, ``server_state``; and
-``RequestResponseCycle.send`` (wrapped for HTTP/1.0, and for a body that spans reads) with the
-cycle's ``transport``, ``keep_alive``, ``chunked_encoding``, ``expected_content_length``,
+``connection_lost``, ``data_received``, ``on_body``, ``pause_writing``, ``resume_writing`` and
+``send_400_response`` (overridden, each calling the original except the last),
+``on_response_complete`` and ``_unset_keepalive_if_required`` (replaced: the keep-alive timer is
+one per connection), ``on_headers_complete`` and ``on_message_complete`` (replaced by uvicorn's
+steps written out, so the request's cycle is built without a keyword-argument call and no
+``super()`` call is paid per request: to be compared with uvicorn's own on every upgrade;
+tests/unit/test_protocol_scope.py compares the scope and cycle the application gets), the
+module's ``service_unavailable``, and the protocol's attributes ``cycle``, ``flow``,
+``connections``, ``tasks``, ``pipeline``, ``timeout_keep_alive``, ``timeout_keep_alive_task``,
+``timeout_keep_alive_handler``, ``_start_asgi_task``, ``_should_upgrade``, ``url``, ``headers``,
+``expect_100_continue``, ``scope``, ``root_path``, ``limit_concurrency``, ``app``, ``parser``,
+``transport``, ``loop``, ``logger``, ``access_logger``, ``access_log``, ``server_state``; and
+``RequestResponseCycle.__init__``'s attributes (http/cycle.py's ``new_cycle`` sets them itself)
+and ``send`` (wrapped for HTTP/1.0, and for a body that spans reads) with the cycle's
+``transport``, ``keep_alive``, ``chunked_encoding``, ``expected_content_length``, ``more_body``,
 ``response_started``, ``response_complete``, ``disconnected`` and ``message_event``.
 """
 
@@ -44,13 +50,15 @@ import termios
 from dataclasses import dataclass
 from types import MethodType
 from typing import Any
+from urllib.parse import unquote
 
 import orjson
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+from httptools import parse_url
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle, service_unavailable
 
 from switchboard.http.asgi import ABORT, BODY_TIMED_OUT
 from switchboard.http.cork import CorkedTransport
-from switchboard.http.cycle import GatewayCycle, abort, gone
+from switchboard.http.cycle import abort, gone, new_cycle
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -307,15 +315,52 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         if (self._header_bytes > limit or not self._header_bytes) and self._header_size() > limit:
             self._header_too_large()
             return
-        super().on_headers_complete()
-        cycle = self.cycle
-        if cycle is None or cycle.scope is not self.scope:  # upgraded: not an HTTP request cycle
-            return
-        cycle.__class__ = GatewayCycle  # its response head costs less to write (http/cycle.py)
-        if not cycle.keep_alive:  # HTTP/1.0, or "connection: close"
-            cycle.transport = _CloseGuard(self, self.transport)  # type: ignore[assignment]
-            if self.scope["http_version"] == "1.0":
-                cycle.send = MethodType(_close_delimited_send, cycle)  # type: ignore[method-assign]
+        self._start_request()
+
+    def _start_request(self) -> None:
+        """uvicorn's ``on_headers_complete``, step for step, with the request's cycle a
+        :class:`GatewayCycle` made by :func:`new_cycle` (its response head costs less to write,
+        and it is built without a keyword-argument call), then the edge's wrapping of a
+        ``connection: close`` cycle."""
+        parser = self.parser
+        scope = self.scope
+        http_version = parser.get_http_version()
+        scope["method"] = parser.get_method().decode("ascii")
+        if http_version != "1.1":
+            scope["http_version"] = http_version
+        if parser.should_upgrade() and self._should_upgrade():
+            return  # upgraded: not an HTTP request cycle
+        parsed_url = parse_url(self.url)
+        raw_path = parsed_url.path
+        path = raw_path.decode("ascii")
+        if "%" in path:
+            path = unquote(path)
+        scope["path"] = self.root_path + path
+        scope["raw_path"] = self.root_path.encode("ascii") + raw_path
+        scope["query_string"] = parsed_url.query or b""
+        limit = self.limit_concurrency
+        if limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit):
+            app = service_unavailable
+            self.logger.warning("Exceeded concurrency limit.")
+        else:
+            app = self.app
+        keep_alive = http_version != "1.0" and parser.should_keep_alive()
+        transport = self.transport
+        if not keep_alive:  # HTTP/1.0, or "connection: close": closing becomes a lingering close
+            transport = _CloseGuard(self, transport)  # type: ignore[assignment]
+        existing = self.cycle
+        self.cycle = cycle = new_cycle(
+            scope, transport, self.flow, self.logger, self.access_logger, self.access_log,
+            self.server_state.default_headers, asyncio.Event(), self.expect_100_continue, keep_alive,
+            self.on_response_complete,
+        )
+        if http_version == "1.0":
+            cycle.send = MethodType(_close_delimited_send, cycle)  # type: ignore[method-assign]
+        if existing is None or existing.response_complete:
+            self._start_asgi_task(cycle, app)
+        else:  # pipelined: queued behind the request being answered
+            self.flow.pause_reading()
+            self.pipeline.appendleft((cycle, app))
 
     def on_body(self, body: bytes) -> None:
         if self._lingering:
@@ -333,7 +378,12 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         if self._body_timer is not None:
             self._body_timer.cancel()
             self._body_timer = None
-        super().on_message_complete()
+        # uvicorn's, inline.
+        cycle = self.cycle
+        if (self.parser.should_upgrade() and self._should_upgrade()) or cycle.response_complete:
+            return
+        cycle.more_body = False
+        cycle.message_event.set()
 
     def on_response_complete(self) -> None:
         # The current cycle is the answered request's, unless a pipelined request arrived
