@@ -235,6 +235,36 @@ def test_a_replayed_output_with_store_false_is_the_loops_conversation(deployment
     assert sent[4]["role"] == "user" and len(sent) == 5
 
 
+def test_a_stored_turn_continued_by_id_keeps_the_loops_calls(deployment: Deployment) -> None:
+    # previous_response_id gives the model what a store: false replay of the same output gives it.
+    client = deployment.sdk(deployment.key()[0])
+    tools: Any = [notes("read_note")]
+    first = client.responses.create(model=MODEL, input="Read a note", tools=tools)
+    assert [item.type for item in first.output] == ["mcp_list_tools", "mcp_call", "message"]
+    call = first.output[1]
+    marker = new_marker()
+    second = client.responses.create(model=MODEL, previous_response_id=first.id, tools=tools,
+                                     input=f"And the next one mock:capture={marker}")
+    assert second.status == "completed" and second.previous_response_id == first.id
+    sent = captured(deployment.mock, marker, count=2)[0]["body"]["messages"]
+    assert sent[:4] == [
+        {"role": "user", "content": "Read a note"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": call.id, "type": "function",
+             "function": {"name": "notes__read_note", "arguments": call.arguments}}]},  # type: ignore[union-attr]
+        {"role": "tool", "tool_call_id": call.id, "content": "no such note"},
+        {"role": "assistant", "content": first.output_text},
+    ]
+    assert len(sent) == 5 and sent[4]["content"] == f"And the next one mock:capture={marker}"
+    # A turn continuing the second one still carries the first turn's calls (and the second's).
+    third_marker = new_marker()
+    third = client.responses.create(model=MODEL, previous_response_id=second.id,
+                                    input=f"Once more mock:capture={third_marker}")
+    assert third.status == "completed"
+    later = captured(deployment.mock, third_marker)[0]["body"]["messages"]
+    assert later[:4] == sent[:4] and later[-1]["content"] == f"Once more mock:capture={third_marker}"
+
+
 def test_the_loop_stops_after_max_tool_steps(deployment: Deployment) -> None:
     key, key_id = deployment.key()
     client = deployment.sdk(key)

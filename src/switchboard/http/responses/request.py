@@ -59,6 +59,7 @@ from typing import Any
 
 from switchboard.errors import InvalidRequest, UnsupportedParameter
 from switchboard.http.openai_api import parse_object
+from switchboard.http.responses.response import append_call
 from switchboard.mcp.offer import new_id, replayed
 from switchboard.providers.account import tool_object
 
@@ -375,7 +376,7 @@ def input_messages(value: Any) -> tuple[list[JSON], list[JSON]]:
                 },
             }
             calls.add(call_id)
-            _append_call(messages, call)
+            append_call(messages, call)
         elif kind == "function_call_output":
             _refuse_keys(item, _ITEM_REFUSED[kind], path)
             call_id = _string(item.get("call_id"), f"{path}.call_id")
@@ -394,7 +395,7 @@ def input_messages(value: Any) -> tuple[list[JSON], list[JSON]]:
             given = item.get("id")
             call_id = new_id("mcp_") if given is None else _string(given, f"{path}.id")
             call, text = replayed(_mcp_call(item, path), call_id)
-            _append_call(messages, call)
+            append_call(messages, call)
             messages.append({"role": "tool", "tool_call_id": call["id"], "content": text})
         elif kind == "mcp_list_tools":
             # The tools a server listed: offered again by this request's own mcp tools, if any;
@@ -406,16 +407,6 @@ def input_messages(value: Any) -> tuple[list[JSON], list[JSON]]:
             raise unsupported(f"{path}.type", f"the input item '{str(kind)[:60]}'")
     items = [dict(item) for item in value]
     return messages, items
-
-
-def _append_call(messages: list[JSON], call: JSON) -> None:
-    """``call`` as an assistant tool call: calls after an assistant message (or after other
-    calls) belong to that message."""
-    last = messages[-1] if messages else None
-    if last is not None and last["role"] == "assistant" and isinstance(last.get("content"), str | None):
-        last.setdefault("tool_calls", []).append(call)
-    else:
-        messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
 
 
 def _mcp_call(item: JSON, path: str) -> JSON:

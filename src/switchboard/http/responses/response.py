@@ -14,6 +14,8 @@ import secrets
 import time
 from typing import Any
 
+from switchboard.mcp.offer import replayed
+
 JSON = dict[str, Any]
 
 
@@ -141,32 +143,50 @@ def from_chat(body: JSON, base: JSON) -> JSON:
     return finished(base, output, choice.get("finish_reason"), body.get("usage"))
 
 
+def append_call(messages: list[JSON], call: JSON) -> None:
+    """``call`` as an assistant tool call: calls after an assistant message (or after other
+    calls) belong to that message."""
+    last = messages[-1] if messages else None
+    if last is not None and last["role"] == "assistant" and isinstance(last.get("content"), str | None):
+        last.setdefault("tool_calls", []).append(call)
+    else:
+        messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+
+
 def assistant_messages(output: list[JSON]) -> list[JSON]:
     """The canonical messages of a response's output, for the conversation a later
-    ``previous_response_id`` continues (reasoning is not carried over)."""
-    text_parts: list[str] = []
-    calls: list[JSON] = []
+    ``previous_response_id`` continues: what the same output replayed as input items gives the
+    model (request.input_messages), so a stored turn and a replayed one (``store: false``) read
+    the same upstream. The tool loop's ``mcp_call`` items are its calls and the results fed back;
+    ``mcp_list_tools`` and reasoning are not carried over."""
+    messages: list[JSON] = []
     for item in output:
-        if item.get("type") == "message":
-            for part in item.get("content") or ():
-                if part.get("type") == "output_text":
-                    text_parts.append(part.get("text") or "")
-                elif part.get("type") == "refusal":
-                    text_parts.append(part.get("refusal") or "")
-        elif item.get("type") == "function_call":
-            calls.append(
-                {
-                    "id": item["call_id"],
-                    "type": "function",
-                    "function": {"name": item["name"], "arguments": item["arguments"]},
-                }
-            )
-    if not text_parts and not calls:
-        return []
-    message: JSON = {"role": "assistant", "content": "".join(text_parts) if text_parts else None}
-    if calls:
-        message["tool_calls"] = calls
-    return [message]
+        kind = item.get("type")
+        if kind == "message":
+            text = _message_text(item)
+            if text is not None:
+                messages.append({"role": "assistant", "content": text})
+        elif kind == "function_call":
+            function = {"name": item["name"], "arguments": item["arguments"]}
+            append_call(messages, {"id": item["call_id"], "type": "function", "function": function})
+        elif kind == "mcp_call" and isinstance(item.get("server_label"), str) and isinstance(
+            item.get("name"), str
+        ):
+            call, text = replayed(item, item.get("id") or new_id("mcp_"))
+            append_call(messages, call)
+            messages.append({"role": "tool", "tool_call_id": call["id"], "content": text})
+    return messages
+
+
+def _message_text(item: JSON) -> str | None:
+    """A message item's text (refusals as text), None when it has none."""
+    parts: list[str] = []
+    for part in item.get("content") or ():
+        if part.get("type") == "output_text":
+            parts.append(part.get("text") or "")
+        elif part.get("type") == "refusal":
+            parts.append(part.get("refusal") or "")
+    return "".join(parts) if parts else None
 
 
 def output_text(response: JSON) -> str:
