@@ -15,6 +15,7 @@ from tests.e2e.sdk import ask
 from tests.servers import MASTER_KEY, Gateway, Mock, captured, new_marker, start_gateway
 
 CLAUDE = "anthropic.claude-3-7-sonnet-20250219-v1:0"
+OPUS = "us.anthropic.claude-opus-4-6-v1"
 NOVA = "us.amazon.nova-2-lite-v1:0"
 LLAMA = "meta.llama3-70b-instruct-v1:0"
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
@@ -31,6 +32,7 @@ def _config(mock: Mock) -> dict[str, Any]:
         "providers": [provider],
         "models": [
             {"name": "claude", "provider": "aws", "model": CLAUDE},
+            {"name": "opus", "provider": "aws", "model": OPUS},
             {"name": "nova", "provider": "aws", "model": NOVA},
             {"name": "llama", "provider": "aws", "model": LLAMA},
         ],
@@ -176,6 +178,35 @@ def test_reasoning_effort_thinks_and_the_signature_survives_a_round_trip(
     with pytest.raises(openai.BadRequestError) as err:
         sdk.chat.completions.create(model="claude", messages=messages, reasoning_effort="medium")
     assert "signature" in err.value.message
+
+
+def test_effort_above_high_is_claudes_adaptive_thinking_with_its_effort(
+    sdk: openai.OpenAI, claude: anthropic.Anthropic, mock_upstream: Mock
+) -> None:
+    # reasoning_effort (OpenAI) and output_config.effort (Anthropic) xhigh / max: Claude's own
+    # effort control, as the anthropic provider type sends it.
+    marker = new_marker()
+    resp = sdk.chat.completions.create(model="opus", messages=ask(f"prove it mock:capture={marker}"),
+                                       reasoning_effort="max")  # type: ignore[arg-type]
+    body = sent(mock_upstream, marker)
+    assert body["additionalModelRequestFields"] == {"thinking": {"type": "adaptive"},
+                                                    "output_config": {"effort": "max"}}
+    assert body["inferenceConfig"]["maxTokens"] == 16384 + 4096  # the room "high" gives the answer
+    assert resp.choices[0].message.content and extra(resp.choices[0].message)["reasoning_content"]
+    marker = new_marker()
+    message = claude.messages.create(
+        model="opus", max_tokens=2000, extra_body={"output_config": {"effort": "xhigh"}},
+        messages=[{"role": "user", "content": f"and this mock:capture={marker}"}],
+    )
+    body = sent(mock_upstream, marker)
+    assert body["additionalModelRequestFields"] == {"thinking": {"type": "adaptive"},
+                                                    "output_config": {"effort": "xhigh"}}
+    assert body["inferenceConfig"]["maxTokens"] == 2000
+    assert [b.type for b in message.content] == ["thinking", "text"]
+    # Nova has no such level: a 400 naming the parameter, as for any unknown level.
+    with pytest.raises(openai.BadRequestError) as err:
+        sdk.chat.completions.create(model="nova", messages=ask("hi"), reasoning_effort="xhigh")  # type: ignore[arg-type]
+    assert err.value.param == "reasoning_effort" and err.value.status_code == 400
 
 
 def test_thinking_streams_reasoning_content_then_the_signature(sdk: openai.OpenAI) -> None:

@@ -46,13 +46,15 @@ def thinking_asked(model: str, extra: dict[str, Any]) -> bool:
     if thinking is not None:
         require(is_claude(model), f"The model {model} does not accept the additionalModelRequestFields key "
                 "thinking.")
-        require(isinstance(thinking, dict) and thinking.get("type") in ("enabled", "disabled"),
-                "thinking.type: Input should be 'enabled' or 'disabled'")
+        require(isinstance(thinking, dict) and thinking.get("type") in ("enabled", "disabled", "adaptive"),
+                "thinking.type: Input should be 'enabled', 'disabled' or 'adaptive'")
         if thinking["type"] == "enabled":
             budget = thinking.get("budget_tokens")
             require(isinstance(budget, int) and budget >= 1024, "thinking.budget_tokens: Input should be "
                     "greater than or equal to 1024")
-        return bool(thinking["type"] == "enabled")
+        _effort(extra.get("output_config"))
+        return bool(thinking["type"] in ("enabled", "adaptive"))
+    _effort(extra.get("output_config"))
     if reasoning is not None:
         require("nova-2" in model, f"The model {model} does not accept the additionalModelRequestFields key "
                 "reasoningConfig.")
@@ -61,6 +63,16 @@ def thinking_asked(model: str, extra: dict[str, Any]) -> bool:
                 "reasoningConfig.maxReasoningEffort must be low, medium or high.")
         return bool(reasoning.get("type") == "enabled")
     return False
+
+
+def _effort(config: Any) -> None:
+    """Claude's ``output_config`` (its effort levels), as the Messages API checks it."""
+    if config is None:
+        return
+    require(isinstance(config, dict) and set(config) <= {"effort", "format"}, "output_config: Extra inputs "
+            "are not permitted")
+    require(config.get("effort") in (None, "low", "medium", "high", "xhigh", "max"),
+            "output_config.effort: Input should be 'low', 'medium', 'high', 'xhigh' or 'max'")
 
 
 def check_budget(extra: dict[str, Any], inference: dict[str, Any]) -> None:

@@ -6,6 +6,12 @@ canonical ``reasoning_content`` / ``thinking_blocks``.
   (minimal and low 1024, medium 4096, high 16384), kept below ``max_tokens`` (Claude's rule); an
   explicit budget at or above ``max_tokens`` is a 400. Without ``max_tokens``, ``maxTokens`` is
   set to the budget plus 4096 so the answer has room.
+  ``reasoning_effort`` xhigh and max are Anthropic's effort levels of the same names:
+  ``thinking: {type: adaptive}`` with ``output_config: {effort}`` (the model sets its own budget),
+  as the Anthropic adapter sends them and as Bedrock documents them for Claude (Messages API
+  fields, no beta flag: https://docs.aws.amazon.com/bedrock/latest/userguide/
+  claude-messages-adaptive-thinking.html); without ``max_tokens`` the answer keeps the room
+  "high" gives it. Claude models without these levels answer Bedrock's own 400.
 - Nova 2: ``reasoningConfig: {type: enabled, maxReasoningEffort: low|medium|high}``; minimal is
   low, and a ``thinking`` budget picks the effort (below 4096 low, below 16384 medium, else high).
 - Other families have no reasoning control in Converse: refused unless ``drop_params``.
@@ -25,6 +31,8 @@ from switchboard.providers.params import drops
 from switchboard.providers.target import Target
 
 EFFORT_BUDGETS = {"minimal": 1024, "low": 1024, "medium": 4096, "high": 16384}
+# Levels above high: Claude's own effort control (output_config.effort), no budget of ours.
+EFFORT_LEVELS = ("xhigh", "max")
 MIN_BUDGET = 1024  # Claude's smallest thinking budget
 ANSWER_ROOM = 4096  # maxTokens beyond the budget when the caller set no max_tokens
 
@@ -49,13 +57,17 @@ def _budget(request: JSON) -> tuple[int, str] | None:
         return None
     if effort not in EFFORT_BUDGETS:
         raise InvalidRequest(f"'reasoning_effort' '{str(effort)[:20]}' has no Converse thinking budget: send "
-                             "one of none, minimal, low, medium, high",
+                             "one of none, minimal, low, medium, high (xhigh, max: Claude models only)",
                              param="reasoning_effort", code="invalid_value")
     return EFFORT_BUDGETS[effort], "reasoning_effort"
 
 
 def reasoning_fields(request: JSON, target: Target, max_tokens: int | None) -> tuple[JSON, int | None]:
     """(fields for additionalModelRequestFields, the maxTokens to send)."""
+    effort = request.get("reasoning_effort")
+    if effort in EFFORT_LEVELS and request.get("thinking") is None and is_claude(target.model):
+        room = max_tokens if max_tokens is not None else EFFORT_BUDGETS["high"] + ANSWER_ROOM
+        return {"thinking": {"type": "adaptive"}, "output_config": {"effort": effort}}, room
     asked = _budget(request)
     if asked is None:
         return {}, max_tokens

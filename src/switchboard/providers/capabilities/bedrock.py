@@ -34,8 +34,9 @@ TABLE: Table = seed(
     response_format=translated("outputConfig.textFormat", "json_schema only; json_object refused"),
     user=translated("requestMetadata.user", "a 400 when it does not fit requestMetadata"),
     metadata=translated("requestMetadata", "at most 16 entries of <= 256 characters; a 400 otherwise"),
-    reasoning_effort=translated(f"{_EXTRA}.thinking", "Claude: thinking budget; Nova 2: reasoningConfig; "
-                                "other models refused; xhigh, max: refused"),
+    reasoning_effort=translated(f"{_EXTRA}.thinking", "Claude: thinking budget (xhigh, max: adaptive "
+                                "thinking and output_config.effort); Nova 2: reasoningConfig; other models "
+                                "refused"),
     thinking=translated(f"{_EXTRA}.thinking", "Claude: as sent; Nova 2: reasoningConfig; other models "
                         "refused"),
     top_k=translated(f"{_EXTRA}.top_k"),
