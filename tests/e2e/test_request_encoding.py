@@ -1,5 +1,6 @@
 """Compressed request bodies (``Content-Encoding``): agents that send long conversations may
-compress them. gzip (and x-gzip) and deflate are read on every endpoint with a JSON body, held
+compress them. gzip (and x-gzip), deflate and zstd (OpenAI's Codex CLI) are read on every endpoint
+with a JSON body, held
 to ``server.max_body_bytes`` once decompressed as well as on the wire; another coding is a 415
 naming it, and a corrupt or cut stream a 400, never "not valid JSON". Parsing happens before any
 state is read: the embedded default suffices."""
@@ -10,11 +11,14 @@ import base64
 import gzip
 import json
 import random
+import struct
 import zlib
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
+import zstandard
 
 from switchboard.http.asgi import INFLATE_IN_THREAD_BYTES
 from tests.servers import MASTER_KEY, Gateway, Mock, captured, new_marker, openai_config, start_gateway
@@ -22,7 +26,14 @@ from tests.servers import MASTER_KEY, Gateway, Mock, captured, new_marker, opena
 LIMIT = 65536
 AUTH = {"Authorization": f"Bearer {MASTER_KEY}", "Content-Type": "application/json"}
 CHAT = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "squeezed"}]}).encode()
-CODINGS = {"gzip": gzip.compress, "x-gzip": gzip.compress, "deflate": zlib.compress}
+CODINGS = {"gzip": gzip.compress, "x-gzip": gzip.compress, "deflate": zlib.compress,
+           "zstd": zstandard.compress}
+
+
+def zstd_stream(data: bytes) -> bytes:
+    """zstd as a streaming encoder writes it (Codex CLI's): no content size in the frame header."""
+    encoder = zstandard.ZstdCompressor().compressobj()
+    return encoder.compress(data) + encoder.flush()
 
 
 @pytest.fixture(scope="module")
@@ -56,18 +67,40 @@ def test_a_compressed_body_is_read_as_the_json_it_holds(gateway: Gateway, coding
     assert answer.status_code == 404 and "file-none" in answer.text, answer.text
 
 
-def test_a_body_that_inflates_past_the_limit_is_a_413(gateway: Gateway) -> None:
+@pytest.mark.parametrize(("coding", "squeeze"), [("gzip", gzip.compress), ("zstd", zstandard.compress),
+                                                ("zstd", zstd_stream)], ids=["gzip", "zstd", "zstd-stream"])
+def test_a_body_that_inflates_past_the_limit_is_a_413(gateway: Gateway, coding: str, squeeze: Any) -> None:
     padded = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "0" * LIMIT}]})
-    bomb = gzip.compress(padded.encode())
+    bomb = squeeze(padded.encode())
     assert len(bomb) < LIMIT // 10  # small on the wire
-    answer = post(gateway, "/v1/chat/completions", bomb, "gzip")
+    answer = post(gateway, "/v1/chat/completions", bomb, coding)
     assert answer.status_code == 413, answer.text
     error = answer.json()["error"]
     assert error["type"] == "invalid_request_error" and "decompressed" in error["message"]
 
 
+def _zstd_frame(data: bytes, claimed: int) -> bytes:
+    """One zstd frame holding ``data`` as a raw block, its header claiming ``claimed`` bytes (RFC
+    8878 3.1.1: an 8-byte content size, a 1 MiB window)."""
+    header = b"\x28\xb5\x2f\xfd" + bytes([0xC0, 0x50]) + struct.pack("<Q", claimed)
+    return header + (1 | len(data) << 3).to_bytes(3, "little") + data  # the last block, raw
+
+
+def test_a_zstd_frame_claiming_a_huge_size_is_refused_without_allocating_it(gateway: Gateway) -> None:
+    honest = post(gateway, "/v1/chat/completions", _zstd_frame(CHAT, len(CHAT)), "zstd")
+    assert honest.status_code == 200, honest.text
+    # The header says 1 TiB: not allocated (the process would fail); the frame ends long before.
+    lying = post(gateway, "/v1/chat/completions", _zstd_frame(CHAT, 1 << 40), "zstd")
+    assert lying.status_code == 400, lying.text
+    assert lying.json()["error"]["code"] == "invalid_content_encoding"
+    # A header whose size is past the limit, with that much behind it, is the usual 413.
+    padded = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "0" * LIMIT}]})
+    large = post(gateway, "/v1/chat/completions", _zstd_frame(padded.encode(), len(padded)), "zstd")
+    assert large.status_code == 413, large.text
+
+
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/batches"])
-@pytest.mark.parametrize("coding", ["br", "zstd", "compress"])
+@pytest.mark.parametrize("coding", ["br", "compress"])
 def test_another_coding_is_a_415_naming_it(gateway: Gateway, coding: str, path: str) -> None:
     answer = post(gateway, path, b"(\xb5/\xfd not json", coding)
     assert answer.status_code == 415, answer.text
@@ -82,6 +115,26 @@ def test_a_stream_that_is_not_one_whole_gzip_is_a_400(gateway: Gateway, body: by
     assert answer.status_code == 400, answer.text
     error = answer.json()["error"]
     assert error["code"] == "invalid_content_encoding" and "gzip" in error["message"]
+
+
+@pytest.mark.parametrize("body", [zstandard.compress(CHAT)[:-6], zstd_stream(CHAT)[:-3],
+                                  b"(\xb5/\xfd not zstd", b"\x1f\x8b gzip, not zstd",
+                                  zstandard.compress(CHAT) + b"trailing", b""],
+                         ids=["cut", "cut-stream", "corrupt", "other-coding", "trailing", "empty"])
+def test_a_stream_that_is_not_whole_zstd_frames_is_a_400(gateway: Gateway, body: bytes) -> None:
+    answer = post(gateway, "/v1/chat/completions", body, "zstd")
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "invalid_content_encoding" and "zstd" in error["message"]
+
+
+def test_zstd_frames_one_after_another_are_one_body(gateway: Gateway) -> None:
+    # RFC 8878: a zstd content may be several frames; they are read as one.
+    half = len(CHAT) // 2
+    answer = post(gateway, "/v1/chat/completions",
+                  zstandard.compress(CHAT[:half]) + zstd_stream(CHAT[half:]), "zstd")
+    assert answer.status_code == 200, answer.text
+    assert "squeezed" in answer.json()["choices"][0]["message"]["content"]
 
 
 def test_identity_and_a_repeated_coding(gateway: Gateway) -> None:
@@ -140,12 +193,13 @@ def test_a_large_compressed_body_is_read_whole(
         noise = base64.b64encode(random.Random(7).randbytes(3 << 20)).decode()
         body = json.dumps({"model": "roomy", "max_tokens": 5,
                            "messages": [{"role": "user", "content": f"mock:capture={new_marker()} {noise}"}]})
-        squeezed = gzip.compress(body.encode())
-        assert len(squeezed) > INFLATE_IN_THREAD_BYTES
         marker = json.loads(body)["messages"][0]["content"].split()[0].split("=")[1]
-        answer = post(gw, "/v1/chat/completions", squeezed, "gzip")
-        assert answer.status_code == 200, answer.text[:500]
-        sent = captured(mock_upstream, marker)
-        assert sent[0]["body"]["messages"][0]["content"].endswith(noise[-100:])
+        for n, (coding, squeeze) in enumerate([("gzip", gzip.compress), ("zstd", zstd_stream)], 1):
+            squeezed = squeeze(body.encode())
+            assert len(squeezed) > INFLATE_IN_THREAD_BYTES
+            answer = post(gw, "/v1/chat/completions", squeezed, coding)
+            assert answer.status_code == 200, answer.text[:500]
+            sent = captured(mock_upstream, marker, count=n)
+            assert sent[-1]["body"]["messages"][0]["content"].endswith(noise[-100:]), coding
     finally:
         gw.process.stop()

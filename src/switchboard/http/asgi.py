@@ -7,6 +7,8 @@ import zlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+import zstandard
+
 from switchboard.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 
 Scope = MutableMapping[str, Any]
@@ -64,9 +66,14 @@ async def read_body(receive: Receive, limit: int, declared: str | None) -> bytes
             return b"".join(parts)
 
 
-# The request content codings a body may come in (RFC 9110 8.4.1), as zlib's window bits: gzip
-# (and its old name x-gzip) and deflate (the zlib format). Others (br, zstd) are refused by name.
+# The request content codings a body may come in (RFC 9110 8.4.1): gzip (and its old name x-gzip)
+# and deflate (the zlib format), as zlib's window bits, and zstd (OpenAI's Codex CLI sends it).
+# Others (br, compress) are refused by name.
 _CODINGS = {"gzip": 31, "x-gzip": 31, "deflate": 15}
+ZSTD = "zstd"
+# The largest zstd window a body may ask the decoder to keep: 8 MiB, the bound RFC 9659 sets for
+# the zstd content coding (a frame may otherwise ask for gigabytes of memory).
+ZSTD_MAX_WINDOW = 8 << 20
 # A compressed body at least this large is inflated in a worker thread: tens of MiB of output
 # take tens of milliseconds, which would stall every other request on the event loop (zlib
 # releases the GIL while it works). Smaller ones take well under a millisecond: not worth a thread.
@@ -107,22 +114,59 @@ def inflate_body(body: bytes, coding: str | None, limit: int) -> bytes:
     name = coding.strip().lower()
     if name in ("", "identity"):
         return body
-    wbits = _CODINGS.get(name)
-    if wbits is None:
+    if name == ZSTD:
+        plain = _unzstd(body, limit)
+    elif (wbits := _CODINGS.get(name)) is not None:
+        plain = _inflate(body, wbits, limit)
+    else:
         raise UnsupportedMediaType(
-            f"unsupported content encoding '{name[:40]}'; send the body uncompressed, or as gzip or deflate",
-            code="unsupported_content_encoding")
+            f"unsupported content encoding '{name[:40]}'; send the body uncompressed, or as gzip, deflate or "
+            "zstd", code="unsupported_content_encoding")
+    if plain is None:
+        raise InvalidRequest(f"the request body is not one whole {name} stream, as its Content-Encoding says",
+                             code="invalid_content_encoding")
+    return plain
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"request body exceeds the limit of {limit} bytes once decompressed")
+
+
+def _inflate(body: bytes, wbits: int, limit: int) -> bytes | None:
+    """A gzip or zlib stream decompressed (at most ``limit`` bytes); None when it is not one whole
+    stream."""
     inflater = zlib.decompressobj(wbits)
     try:
         plain = inflater.decompress(body, limit + 1)
     except zlib.error:
-        plain = None
-    if plain is not None and len(plain) > limit:
-        raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes once decompressed")
-    if plain is None or not inflater.eof or inflater.unused_data:
-        raise InvalidRequest(f"the request body is not one whole {name} stream, as its Content-Encoding says",
-                             code="invalid_content_encoding")
-    return plain
+        return None
+    if len(plain) > limit:
+        raise _too_large(limit)
+    return plain if inflater.eof and not inflater.unused_data else None
+
+
+def _unzstd(body: bytes, limit: int) -> bytes | None:
+    """Zstandard frames (RFC 8878: one after another are one content) decompressed, at most
+    ``limit`` bytes; None when they are not whole frames. A stream reader finds out the size first,
+    reading no more than ``limit`` + 1 bytes (a frame header's content size is not trusted: it would
+    be allocated at once); it does not notice a cut frame, so the frames are then decompressed one
+    by one, each checked to its end (as much output again, already known to fit)."""
+    decompressor = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW)
+    try:
+        if len(decompressor.stream_reader(body, read_across_frames=True).read(limit + 1)) > limit:
+            raise _too_large(limit)
+        parts: list[bytes] = []
+        rest = body
+        while True:
+            frame = decompressor.decompressobj()
+            parts.append(frame.decompress(rest))
+            if not frame.eof:
+                return None
+            rest = frame.unused_data
+            if not rest:
+                return b"".join(parts)
+    except zstandard.ZstdError:
+        return None
 
 
 def encode_headers(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
