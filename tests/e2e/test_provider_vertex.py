@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.e2e.test_provider_gemini import PIXEL, WEATHER_TOOL
-from tests.servers import MASTER_KEY, Gateway, Mock, start_gateway
+from tests.servers import MASTER_KEY, Gateway, Mock, captured, new_marker, start_gateway
 
 EMAIL = "switchboard-e2e@mock-project.iam.gserviceaccount.com"
 ROGUE_EMAIL = "rogue@mock-project.iam.gserviceaccount.com"
@@ -77,6 +77,10 @@ def vertex_gateway(
             {"name": "vertex-flash", "provider": "vertex", "model": "gemini-2.5-flash"},
             {"name": "vertex-global-flash", "provider": "vertex-global", "model": "gemini-2.5-flash"},
             {"name": "vertex-embed", "provider": "vertex", "model": "text-embedding-005"},
+            {"name": "gemini-embed", "provider": "vertex", "model": "gemini-embedding-001"},
+            # A group with a deployment that takes one input per call and one that takes many.
+            {"name": "embed-either", "provider": "vertex", "model": "gemini-embedding-001"},
+            {"name": "embed-either", "provider": "vertex", "model": "text-embedding-005"},
             {"name": "vertex-rogue", "provider": "vertex-rogue", "model": "gemini-2.5-flash"},
             {"name": "vertex-bom", "provider": "vertex-bom", "model": "gemini-2.5-flash"},
         ],
@@ -188,6 +192,25 @@ def test_more_embeddings_inputs_than_vertex_takes_are_a_400_naming_input(client:
         client.embeddings.create(model="vertex-embed", input=["x"] * 251)
     assert info.value.param == "input" and info.value.code == "too_many_inputs"
     assert "at most 250 inputs" in info.value.message
+
+
+def test_gemini_embedding_001_takes_one_input_per_request(client: openai.OpenAI, mock_upstream: Mock) -> None:
+    # Vertex AI's gemini-embedding-001 takes one instance per predict call (the mock refuses more,
+    # as Vertex AI): a longer input is refused before the call, naming input.
+    assert len(client.embeddings.create(model="gemini-embed", input="alpha beta").data) == 1
+    assert len(client.embeddings.create(model="gemini-embed", input=["alpha"]).data) == 1
+    marker = new_marker()
+    with pytest.raises(openai.BadRequestError) as info:
+        client.embeddings.create(model="gemini-embed", input=[f"a mock:capture={marker}", "b", "c"])
+    assert info.value.status_code == 400
+    assert info.value.param == "input" and info.value.code == "too_many_inputs"
+    assert "one input per request" in info.value.message and "'input' has 3" in info.value.message
+    assert captured(mock_upstream, marker, timeout=0.5) == []  # nothing was sent
+    # In a group with a deployment that takes them all, that one serves, whichever was picked first.
+    for _ in range(3):
+        both = client.embeddings.create(model="embed-either", input=["alpha", "beta"], dimensions=8)
+        assert [len(d.embedding) for d in both.data] == [8, 8]
+        assert both.model == "text-embedding-005"
 
 
 def test_access_token_is_cached(client: openai.OpenAI, mock_upstream: Mock) -> None:

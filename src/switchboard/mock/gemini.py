@@ -607,6 +607,7 @@ async def _generate(request: Request, model: str, stream: bool, vertex: bool) ->
 # Inputs per call, as Google enforces them: batchEmbedContents' requests, predict's instances.
 GEMINI_MAX_INPUTS = 100
 VERTEX_MAX_INPUTS = 250
+VERTEX_SINGLE_INPUT = frozenset({"gemini-embedding-001"})  # "supports one instance per request"
 
 
 async def _batch_embed(request: Request, model: str) -> Response:
@@ -644,6 +645,10 @@ async def _predict(request: Request, model: str) -> Response:
         return error(400, "instances is required")
     if len(instances) > VERTEX_MAX_INPUTS:
         return error(400, f"at most {VERTEX_MAX_INPUTS} input texts per request, got {len(instances)}")
+    if model in VERTEX_SINGLE_INPUT and len(instances) > 1:
+        return error(400, "Unable to submit request because it included too many instances. Reduce the "
+                     "number of instances and try again: batchSize must be 1 but the entered value was "
+                     f"{len(instances)}.")
     dims = T.dimensions((body.get("parameters") or {}).get("outputDimensionality"))
     if dims is None:
         return error(400, f"parameters.outputDimensionality must be an integer from 1 to {T.MAX_DIMENSIONS}")

@@ -6,7 +6,8 @@ https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/text-embed
 statistics.token_count). Gemini's batch endpoint reports no token counts: usage is then 0.
 
 Each endpoint takes a bounded number of inputs per call (Gemini: 100 requests, "at most 100
-requests can be in one batch"; Vertex AI: 250 instances). A longer ``input`` is refused before
+requests can be in one batch"; Vertex AI: 250 instances, and one for ``gemini-embedding-001``,
+which "supports one instance per request"). A longer ``input`` is refused before
 the call, naming the limit, as the deployment's own refusal (UnsupportedParameter): another
 deployment of a mixed group that takes it (OpenAI: 2048) then serves. Splitting it into several
 upstream calls would make one request several attempts' worth of calls, retries and usage.
@@ -25,6 +26,13 @@ JSON = dict[str, Any]
 # Inputs per upstream call: Gemini's batchEmbedContents and Vertex AI's predict.
 GEMINI_MAX_INPUTS = 100
 VERTEX_MAX_INPUTS = 250
+# Vertex AI models that take one instance per predict call (Google's text embeddings docs).
+VERTEX_SINGLE_INPUT = frozenset({"gemini-embedding-001"})
+
+
+def vertex_max_inputs(model: str) -> int:
+    """Inputs per predict call for the Vertex AI model ``model`` (an id, or a path ending in one)."""
+    return 1 if model.rsplit("/", 1)[-1] in VERTEX_SINGLE_INPUT else VERTEX_MAX_INPUTS
 
 
 def texts(request: JSON, target: Target, most: int) -> list[str]:
@@ -38,9 +46,13 @@ def texts(request: JSON, target: Target, most: int) -> list[str]:
             code="invalid_value",
         )
     if len(items) > most:
+        limit = (
+            f"model '{target.model}' on provider type '{target.provider_type}' embeds one input per request"
+            if most == 1
+            else f"provider type '{target.provider_type}' embeds at most {most} inputs per request"
+        )
         raise UnsupportedParameter(
-            f"provider type '{target.provider_type}' embeds at most {most} inputs per request: 'input' "
-            f"has {len(items)}; send them in several requests",
+            f"{limit}: 'input' has {len(items)}; send them in several requests",
             param="input",
             code="too_many_inputs",
         )
@@ -64,7 +76,8 @@ def batch_embed_body(request: JSON, target: Target) -> JSON:
 
 
 def predict_body(request: JSON, target: Target) -> JSON:
-    body: JSON = {"instances": [{"content": text} for text in texts(request, target, VERTEX_MAX_INPUTS)]}
+    most = vertex_max_inputs(target.model)
+    body: JSON = {"instances": [{"content": text} for text in texts(request, target, most)]}
     if request.get("dimensions") is not None:
         body["parameters"] = {"outputDimensionality": request["dimensions"]}
     return body
