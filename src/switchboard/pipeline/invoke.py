@@ -16,8 +16,7 @@ from switchboard.context import Reply, RequestContext, Result, StreamReply
 from switchboard.errors import GatewayError, UnsupportedParameter, UpstreamBadGateway
 from switchboard.pipeline import caller_credentials
 from switchboard.pipeline.native import exchange_for
-from switchboard.providers.anthropic.native import output_text
-from switchboard.providers.base import JSON, OUTPUT, PARTIAL, WIRE, ProviderAdapter, StreamDecoder
+from switchboard.providers.base import JSON, PARTIAL, WIRE, ProviderAdapter, StreamDecoder
 from switchboard.providers.embedding_encoding import apply_encoding_format
 from switchboard.providers.target import Target
 from switchboard.providers.tool_calls import first_tool_call, serial_decoder
@@ -150,7 +149,10 @@ async def _relay(
     The chunks that only open the stream (:func:`_says_nothing`) are held and given with the
     first batch that says something: the attempts stage retries a stream that fails before its
     first batch, and an upstream that opens and then fails (Anthropic's overloaded_error after
-    message_start, an error event after the role chunk) has given the client nothing yet."""
+    message_start, an error event after the role chunk) has given the client nothing yet. A
+    pass-through stream's events are judged by its decoder (``says_nothing``, providers/base.py),
+    which knows its provider's events; canonical chunks by :func:`_says_nothing`."""
+    says_nothing: Callable[[dict[str, Any]], bool] = getattr(decoder, "says_nothing", _says_nothing)
     waiting = True
     opening: list[dict[str, Any]] | None = []  # None once a batch said something
     try:
@@ -163,7 +165,7 @@ async def _relay(
                         ctx.upstream_seconds += time.perf_counter() - began
                     _note_usage(ctx, batch)
                     if opening is not None:
-                        if all(map(_says_nothing, batch)):
+                        if all(map(says_nothing, batch)):
                             opening += batch
                             continue
                         batch, opening = opening + batch, None
@@ -188,19 +190,9 @@ async def _relay(
         yield batch
 
 
-# The Responses API's events that open a stream before any output.
-_RESPONSES_OPENING = frozenset({"response.created", "response.in_progress"})
-
-
 def _says_nothing(chunk: dict[str, Any]) -> bool:
-    """Whether ``chunk`` only opens the stream: a role chunk without content, Anthropic's
-    message_start, a ping or an empty block's start (pass-through), the Responses API's
-    response.created. Read only until a chunk says something, so a stream pays it once or twice."""
-    if WIRE in chunk:  # an Anthropic event relayed as it came (providers/anthropic/native.py)
-        output = chunk.get(OUTPUT)
-        return "choices" not in chunk and (output is None or not output_text(output))
-    if (native := chunk.get("native")) is not None:  # a Responses API event (openai_responses.py)
-        return isinstance(native, dict) and native.get("type") in _RESPONSES_OPENING
+    """Whether canonical ``chunk`` only opens the stream: a role chunk without content. Read only
+    until a chunk says something, so a stream pays it once or twice."""
     if chunk.get("usage"):
         return False
     for choice in chunk.get("choices") or ():

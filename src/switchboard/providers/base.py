@@ -43,6 +43,12 @@ class StreamDecoder(Protocol):
 
     When an error event follows good events in one read, return the good chunks first and raise
     the error on the next call (``feed`` or ``close``), so nothing the provider sent is lost.
+
+    A pass-through decoder, whose chunks carry the upstream's own events rather than canonical
+    chunks, also has ``says_nothing(chunk) -> bool``: whether the event only opens the stream (the
+    terminal holds such events until one says something, so a stream that fails before any
+    content can be retried; pipeline/invoke.py). Translated decoders have none: their canonical
+    chunks are judged by the terminal itself.
     """
 
     def feed(self, data: bytes) -> list[JSON]: ...

@@ -30,6 +30,8 @@ from switchboard.upstream.request import UpstreamRequest
 # The first Azure OpenAI API version with the Responses API; older configured versions use it.
 AZURE_RESPONSES_VERSION = "2025-03-01-preview"
 _ENDS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+# The events that open a stream before any output.
+_OPENING = frozenset({"response.created", "response.in_progress"})
 # Events whose ``delta`` is output (text, refusal, reasoning, tool input): kept under OUTPUT, to
 # estimate the output of a stream cut before its final event.
 _DELTAS = frozenset({
@@ -177,6 +179,13 @@ class NativeDecoder:
                     chunk["usage"] = usage
             out.append(chunk)
         return out
+
+    @staticmethod
+    def says_nothing(chunk: JSON) -> bool:
+        """Whether ``chunk`` only opens the stream (response.created, response.in_progress): held
+        by the terminal until an event with output (pipeline/invoke.py)."""
+        native = chunk.get("native")
+        return isinstance(native, dict) and native.get("type") in _OPENING
 
     def close(self) -> list[JSON]:
         if self._error is not None:

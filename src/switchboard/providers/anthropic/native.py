@@ -153,6 +153,14 @@ class NativeStream:
             self._failure = exc  # raised on the next call: what came before it is delivered first
         return out
 
+    @staticmethod
+    def says_nothing(chunk: JSON) -> bool:
+        """Whether ``chunk`` only opens the stream: message_start, a ping, an empty block's start
+        (the terminal holds these until an event with content, pipeline/invoke.py). Read only
+        until an event says something, so a stream pays it once or twice."""
+        output = chunk.get(OUTPUT)
+        return "choices" not in chunk and (output is None or not output_text(output))
+
     def _chunk(self, block: bytes) -> JSON:
         name = _event_name(block)
         if name is None and block[:3] == BOM:
