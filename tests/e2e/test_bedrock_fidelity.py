@@ -232,6 +232,24 @@ def test_nova_reasoning_config_and_refusal_elsewhere(sdk: openai.OpenAI, mock_up
     assert err.value.param == "reasoning_effort"
 
 
+@pytest.mark.parametrize("effort", ["high", "xhigh", "max"])
+def test_every_effort_is_dropped_or_refused_alike_where_converse_has_no_control(
+    sdk: openai.OpenAI, mock_upstream: Mock, effort: str
+) -> None:
+    # Llama has no reasoning control: a level above high is no invalid value there, only one
+    # more level of a parameter the model cannot take.
+    marker = new_marker()
+    resp = sdk.chat.completions.create(model="llama", messages=ask(f"hi mock:capture={marker}"),
+                                       reasoning_effort=effort,  # type: ignore[arg-type]
+                                       extra_body={"drop_params": True})
+    assert resp.choices[0].message.content
+    assert "additionalModelRequestFields" not in sent(mock_upstream, marker)
+    with pytest.raises(openai.BadRequestError) as err:
+        sdk.chat.completions.create(model="llama", messages=ask("hi"), reasoning_effort=effort)  # type: ignore[arg-type]
+    assert err.value.status_code == 400 and err.value.param == "reasoning_effort"
+    assert err.value.code == "unsupported_parameter" and "drop_params" in err.value.message
+
+
 # ---- 4. prompt caching ----
 
 def _cached_request(marker: str) -> dict[str, Any]:

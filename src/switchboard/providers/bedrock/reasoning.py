@@ -14,7 +14,8 @@ canonical ``reasoning_content`` / ``thinking_blocks``.
   "high" gives it. Claude models without these levels answer Bedrock's own 400.
 - Nova 2: ``reasoningConfig: {type: enabled, maxReasoningEffort: low|medium|high}``; minimal is
   low, and a ``thinking`` budget picks the effort (below 4096 low, below 16384 medium, else high).
-- Other families have no reasoning control in Converse: refused unless ``drop_params``.
+- Other families have no reasoning control in Converse: refused unless ``drop_params``, whatever
+  the level (xhigh and max as high).
 
 ``thinking`` wins over ``reasoning_effort`` when both are sent; ``thinking: {type: disabled}``
 and ``reasoning_effort: "none"`` ask for the default (no thinking) and send nothing.
@@ -68,17 +69,31 @@ def reasoning_fields(request: JSON, target: Target, max_tokens: int | None) -> t
     if effort in EFFORT_LEVELS and request.get("thinking") is None and is_claude(target.model):
         room = max_tokens if max_tokens is not None else EFFORT_BUDGETS["high"] + ANSWER_ROOM
         return {"thinking": {"type": "adaptive"}, "output_config": {"effort": effort}}, room
+    if not is_claude(target.model) and not is_nova_reasoner(target.model):
+        return _no_control(request, target), max_tokens
     asked = _budget(request)
     if asked is None:
         return {}, max_tokens
     budget, param = asked
     if is_claude(target.model):
         return _claude(budget, param, max_tokens)
-    if is_nova_reasoner(target.model):
-        effort = "low" if budget < 4096 else "medium" if budget < 16384 else "high"
-        return {"reasoningConfig": {"type": "enabled", "maxReasoningEffort": effort}}, max_tokens
+    effort = "low" if budget < 4096 else "medium" if budget < 16384 else "high"
+    return {"reasoningConfig": {"type": "enabled", "maxReasoningEffort": effort}}, max_tokens
+
+
+def _no_control(request: JSON, target: Target) -> JSON:
+    """A family without a reasoning control: whatever thinking is asked for, whatever its level,
+    is dropped with ``drop_params`` and refused without it (the value is not judged first, so
+    xhigh is treated as high is)."""
+    thinking = request.get("thinking")
+    if thinking is not None and not (isinstance(thinking, dict) and thinking.get("type") == "disabled"):
+        param = "thinking"
+    elif request.get("reasoning_effort") not in (None, "none"):
+        param = "reasoning_effort"
+    else:
+        return {}
     if drops(request, target):
-        return {}, max_tokens
+        return {}
     raise UnsupportedParameter(
         f"parameter '{param}' is not supported by provider type 'bedrock' for model '{target.name}' "
         f"({target.model}): Converse has a reasoning control only for Claude and Nova 2 models; set "
