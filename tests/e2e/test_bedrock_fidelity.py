@@ -232,6 +232,58 @@ def test_nova_reasoning_config_and_refusal_elsewhere(sdk: openai.OpenAI, mock_up
     assert err.value.param == "reasoning_effort"
 
 
+THINKING = {  # the budget path and the adaptive path
+    "budget": ("claude", {"reasoning_effort": "medium"}),
+    "adaptive": ("opus", {"reasoning_effort": "max"}),
+}
+
+
+@pytest.mark.parametrize("path", THINKING)
+def test_sampling_settings_claude_refuses_while_thinking_are_ours_to_refuse_or_drop(
+    sdk: openai.OpenAI, mock_upstream: Mock, path: str
+) -> None:
+    model, think = THINKING[path]
+    for name, value in (("temperature", 0.5), ("top_k", 5)):
+        marker = new_marker()
+        with pytest.raises(openai.BadRequestError) as err:
+            sdk.chat.completions.create(model=model, messages=ask(f"hi mock:capture={marker}"),
+                                        extra_body={**think, name: value})
+        assert err.value.param == name and err.value.code == "unsupported_parameter"
+        assert "thinking on provider type 'bedrock'" in err.value.message
+        assert captured(mock_upstream, marker, timeout=0) == []  # refused before any call
+    marker = new_marker()
+    resp = sdk.chat.completions.create(model=model, messages=ask(f"hi mock:capture={marker}"),
+                                       extra_body={**think, "temperature": 0.5, "top_k": 5,
+                                                   "drop_params": True})
+    assert resp.choices[0].message.content
+    body = sent(mock_upstream, marker)
+    assert "temperature" not in body["inferenceConfig"]
+    assert "top_k" not in body["additionalModelRequestFields"]
+    assert body["additionalModelRequestFields"]["thinking"]["type"] in ("enabled", "adaptive")
+
+
+@pytest.mark.parametrize("path", THINKING)
+def test_a_forced_tool_choice_is_refused_while_claude_thinks(
+    sdk: openai.OpenAI, mock_upstream: Mock, path: str
+) -> None:
+    model, think = THINKING[path]
+    named = {"type": "function", "function": {"name": "get_weather"}}
+    for choice in ("required", named):
+        marker = new_marker()
+        with pytest.raises(openai.BadRequestError) as err:
+            sdk.chat.completions.create(model=model, messages=ask(f"weather? mock:capture={marker}"),
+                                        tools=[TOOL], tool_choice=choice, extra_body=think)  # type: ignore[arg-type]
+        assert err.value.status_code == 400 and err.value.param == "tool_choice"
+        assert "provider type 'bedrock' does not allow with thinking" in err.value.message
+        assert captured(mock_upstream, marker, timeout=0) == []
+    # The model choosing its tools is fine while thinking.
+    marker = new_marker()
+    resp = sdk.chat.completions.create(model=model, messages=ask(f"weather? mock:capture={marker}"),
+                                       tools=[TOOL], tool_choice="auto", extra_body=think)
+    assert resp.choices[0].message.content or resp.choices[0].message.tool_calls
+    assert sent(mock_upstream, marker)["toolConfig"]["toolChoice"] == {"auto": {}}
+
+
 @pytest.mark.parametrize("effort", ["high", "xhigh", "max"])
 def test_every_effort_is_dropped_or_refused_alike_where_converse_has_no_control(
     sdk: openai.OpenAI, mock_upstream: Mock, effort: str

@@ -38,8 +38,8 @@ def test_effort_budget_stays_below_max_tokens() -> None:
 def test_thinking_is_sent_as_given_and_checked() -> None:
     thinking = {"type": "enabled", "budget_tokens": 2048}
     _, body, _ = build({"messages": [user("x")], "thinking": thinking, "reasoning_effort": "high",
-                        "max_tokens": 4000, "top_k": 5})
-    assert body["additionalModelRequestFields"] == {"thinking": thinking, "top_k": 5}
+                        "max_tokens": 4000})
+    assert body["additionalModelRequestFields"] == {"thinking": thinking}
     _, body, _ = build({"messages": [user("x")], "thinking": {"type": "disabled"}})
     assert "additionalModelRequestFields" not in body
     for bad, param in [({"type": "enabled", "budget_tokens": 10}, "thinking.budget_tokens"),

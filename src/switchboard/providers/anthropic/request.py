@@ -83,7 +83,7 @@ def build_body(request: JSON, target: Target) -> JSON:
     if (effort := thinking.effort_level(request)) is not None:
         body.setdefault("output_config", {})["effort"] = effort
     if think is not None and think["type"] != "disabled":
-        thinking.check_tool_choice(body.get("tool_choice"), request)
+        thinking.check_tool_choice((body.get("tool_choice") or {}).get("type"), request, target)
     if request.get("stream"):
         body["stream"] = True
     return body

@@ -90,7 +90,8 @@ def _given(value: Any, max_tokens: int, explicit: bool) -> tuple[JSON | None, in
 
 def sampling_conflicts(request: JSON, target: Target) -> JSON:
     """``request`` without the sampling settings Anthropic refuses while thinking, when
-    ``drop_params`` asks for that; else a 400 naming the first one."""
+    ``drop_params`` asks for that; else a 400 naming the first one. Shared with Bedrock's Claude
+    models, which have the same rule."""
     conflicts = [
         key for key, ok in (
             ("temperature", lambda v: v == 1),
@@ -105,9 +106,9 @@ def sampling_conflicts(request: JSON, target: Target) -> JSON:
         return {k: v for k, v in request.items() if k not in conflicts}
     name = conflicts[0]
     raise UnsupportedParameter(
-        f"parameter '{name}' cannot be combined with thinking on provider type 'anthropic' (model "
-        f"'{target.name}'): temperature must be 1 or unset, top_p 0.95-1, top_k unset; set drop_params: "
-        'true on the model, or send "drop_params": true, to drop it instead', param=name)
+        f"parameter '{name}' cannot be combined with thinking on provider type '{target.provider_type}' "
+        f"(model '{target.name}'): temperature must be 1 or unset, top_p 0.95-1, top_k unset; set "
+        'drop_params: true on the model, or send "drop_params": true, to drop it instead', param=name)
 
 
 def fits_tool_loop(messages: list[JSON]) -> bool:
@@ -121,15 +122,18 @@ def fits_tool_loop(messages: list[JSON]) -> bool:
     return messages[-2]["role"] != "assistant" or opening.get("type") in ("thinking", "redacted_thinking")
 
 
-def check_tool_choice(choice: Any, request: JSON) -> None:
-    """While thinking, Anthropic lets the model choose its tools (auto or none) and refuses a
-    forced one: tool_choice required or naming a function, or JSON mode emulated with a tool."""
-    if not isinstance(choice, dict) or choice.get("type") not in ("any", "tool"):
+def check_tool_choice(kind: Any, request: JSON, target: Target) -> None:
+    """While thinking, Claude lets the model choose its tools (auto or none) and refuses a forced
+    one: tool_choice required or naming a function, or JSON mode emulated with a tool. ``kind``
+    is the choice as sent upstream: Anthropic's ``tool_choice.type``, or the key of Converse's
+    ``toolChoice`` on Bedrock's Claude models (the same names: auto, any, tool)."""
+    if kind not in ("any", "tool"):
         return
     param = "tool_choice" if request.get("tool_choice") not in (None, "auto", "none") else "response_format"
     raise InvalidRequest(
-        f"{param} forces a tool call, which provider type 'anthropic' does not allow with thinking; let "
-        "the model choose (tool_choice auto), or for JSON send a strict json_schema", param=param)
+        f"{param} forces a tool call, which provider type '{target.provider_type}' does not allow with "
+        "thinking; let the model choose (tool_choice auto), or for JSON send a strict json_schema",
+        param=param)
 
 
 def blocks(value: Any, param: str) -> list[JSON]:

@@ -13,6 +13,7 @@ import orjson
 
 from switchboard.errors import UnsupportedParameter
 from switchboard.providers import capabilities
+from switchboard.providers.anthropic.thinking import check_tool_choice, sampling_conflicts
 from switchboard.providers.base import JSON
 from switchboard.providers.bedrock.messages import conversation, tools_as_text
 from switchboard.providers.bedrock.metadata import request_metadata
@@ -37,11 +38,18 @@ def converse_body(request: JSON, target: Target) -> JSON:
         body["system"] = system
     max_tokens = request.get("max_completion_tokens") or request.get("max_tokens")
     extra, max_tokens = reasoning_fields(request, target, max_tokens)
+    # Claude thinking (a budget or adaptive): Anthropic's own rules, checked as the anthropic
+    # provider type checks them, so the caller gets our 400 naming the field, not Bedrock's.
+    claude_thinks = "thinking" in extra
+    if claude_thinks:
+        request = sampling_conflicts(request, target)
     if inference := _inference_config(request, max_tokens):
         body["inferenceConfig"] = inference
     config = None if no_tools else tool_config(request, turns, target)
     if config:
         body["toolConfig"] = config
+        if claude_thinks:
+            check_tool_choice(next(iter(config.get("toolChoice") or {}), None), request, target)
     if serial := serial_tool_choice(request, config, target):
         extra["tool_choice"] = serial
     # Sampling parameters Converse has no field for go to the model as-is.
