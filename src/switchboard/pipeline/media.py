@@ -20,8 +20,7 @@ from switchboard.catalog import ModelInfo
 from switchboard.context import RawReply, Reply, RequestContext, Result, StreamReply
 from switchboard.errors import InvalidRequest
 from switchboard.pipeline import caller_credentials
-from switchboard.providers.media import OPERATION_NAMES, MediaReply, MediaStreamUsage
-from switchboard.providers.openai_media import SPEECH_TYPES
+from switchboard.providers.media import OPERATION_NAMES, SPEECH_TYPES, MediaReply, MediaStreamUsage
 from switchboard.spend.cost import Prices
 from switchboard.upstream.client import UpstreamStream
 from switchboard.upstream.request import UpstreamRequest

@@ -17,8 +17,8 @@ priced when ``spend.refuse_unpriced`` is set. After it:
   (``metadata.estimated``), and so does ``ctx.spent``, which the rate limits settle to.
 
 A translated stream's text is read from its canonical chunks; a same-dialect stream's from what
-its decoder marked as output (``providers.base.OUTPUT``): kept as it passes, and Anthropic's
-unparsed events parsed only when an estimate needs them.
+its decoder marked as output (``providers.base.OUTPUT``): kept as it passes, and unparsed events
+(Anthropic's) read by the route's adapter (``output_text``) only when an estimate needs them.
 
 Spooling is one local ``write`` (``spend/ledger.py``); the database is written behind it. The
 record is built straight from the context as the ledger's row (``USAGE_ROW``), its cost in whole
@@ -49,8 +49,7 @@ from switchboard.context import (
 from switchboard.errors import InvalidRequest
 from switchboard.pipeline.chain import Handler, map_result
 from switchboard.providers import counts
-from switchboard.providers.anthropic.native import output_text
-from switchboard.providers.base import OUTPUT
+from switchboard.providers.base import OUTPUT, ProviderAdapter
 from switchboard.providers.counts import TOKENS_MAX
 from switchboard.spend.cost import Cost, Prices, Tokens, cost, format_nano_usd, is_unpriced, split
 from switchboard.spend.ledger import LedgerWriter
@@ -158,7 +157,9 @@ def _estimated_output(ctx: RequestContext, call: _Call) -> int:
     route = ctx.route
     model = call.info.model if call.info is not None else (route.target.model if route else "")
     call.bound()
-    text = "".join(t if isinstance(t, str) else output_text(t) for t in call.text)
+    # Unparsed events are read by the adapter of the route that streamed them: the last one.
+    read = route.adapter.output_text if route is not None else ProviderAdapter().output_text
+    text = "".join(t if isinstance(t, str) else read(t) for t in call.text)
     encoding = tokens.encoding_for(model)
     output = tokens.count_text(text, encoding or "o200k_base")
     if call.dropped and call.kept:  # what was not kept counts at the rate of what was

@@ -28,9 +28,9 @@ WIRE = "wire"
 PARTIAL = "partial"
 # In a same-dialect stream's chunk: the output its event carries (a text, thinking or tool-input
 # delta), kept by the usage stage to estimate a stream cut before its final usage. A ``str`` is
-# the text itself (a decoder that parsed the event anyway); ``bytes`` is an Anthropic event that
-# was relayed unparsed, read only if such an estimate is needed
-# (providers/anthropic/native.py, ``output_text``).
+# the text itself (a decoder that parsed the event anyway); ``bytes`` is an event that was
+# relayed unparsed (Anthropic's), read only if such an estimate is needed, by the adapter of the
+# route that streamed it (``ProviderAdapter.output_text``).
 OUTPUT = "output"
 
 
@@ -115,6 +115,15 @@ class ProviderAdapter:
     def media_stream(self, operation: str, request: JSON, target: Target) -> MediaStreamUsage:
         """What watches a streamed media answer (``stream: true``) relayed as it is."""
         raise self._unsupported("streaming " + OPERATION_NAMES.get(operation, operation), target)
+
+    # streams relayed as they are (pipeline/native.py)
+    def output_text(self, mark: bytes) -> str:
+        """The output an event of a same-dialect stream carries, which its decoder marked with
+        ``OUTPUT`` as the event's unparsed bytes: read only to estimate a stream cut before its
+        final usage (pipeline/usage.py), so the relay never parses such events. An adapter whose
+        pass-through decoder marks bytes overrides this; the default counts the bytes as text
+        (an estimate too high rather than none)."""
+        return mark.decode("utf-8", "replace")
 
     # errors
     def error(self, status: int, headers: Mapping[str, str], body: bytes, target: Target) -> GatewayError:

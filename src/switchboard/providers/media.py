@@ -27,6 +27,11 @@ OPERATION_NAMES: dict[str, str] = {
     "speech": "text to speech",
 }
 
+# The speech endpoint's audio formats, by its response_format (default mp3): the API's own table
+# (docs/api-media.md), the content type of an answer whose upstream named none.
+SPEECH_TYPES = {"mp3": "audio/mpeg", "opus": "audio/ogg", "aac": "audio/aac", "flac": "audio/flac",
+                "wav": "audio/wav", "pcm": "audio/pcm"}
+
 
 # Uploads and the multipart bodies built from them stay in memory up to this size, then spill to a
 # temporary file: an upload is never held whole in memory.

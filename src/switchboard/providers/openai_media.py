@@ -21,7 +21,15 @@ import orjson
 
 from switchboard.providers.counts import count
 from switchboard.providers.errors import invalid_body, loads, loads_object
-from switchboard.providers.media import JSON, FilePart, MediaReply, document_texts, multipart, rerank_reply
+from switchboard.providers.media import (
+    JSON,
+    SPEECH_TYPES,
+    FilePart,
+    MediaReply,
+    document_texts,
+    multipart,
+    rerank_reply,
+)
 from switchboard.providers.sse import SSEParser
 from switchboard.providers.target import Target
 from switchboard.upstream.request import UpstreamRequest
@@ -36,9 +44,6 @@ PATHS: dict[str, str] = {
     "rerank": "/rerank",
 }
 MULTIPART = frozenset({"image_edits", "transcriptions", "translations"})
-# Audio formats of the speech endpoint, by response_format (default mp3).
-SPEECH_TYPES = {"mp3": "audio/mpeg", "opus": "audio/ogg", "aac": "audio/aac", "flac": "audio/flac",
-                "wav": "audio/wav", "pcm": "audio/pcm"}
 # Transcription formats answered as text, by response_format.
 TEXT_TYPES = {"text": "text/plain; charset=utf-8", "srt": "application/x-subrip; charset=utf-8",
               "vtt": "text/vtt; charset=utf-8"}

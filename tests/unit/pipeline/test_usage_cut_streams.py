@@ -22,6 +22,7 @@ from switchboard.http.anthropic.messages import MESSAGES
 from switchboard.pipeline.invoke import _note_usage
 from switchboard.pipeline.settle import Settlement
 from switchboard.pipeline.usage import UsageStage
+from switchboard.providers.anthropic import AnthropicAdapter
 from switchboard.providers.anthropic.native import NativeStream
 from switchboard.providers.openai_responses import NativeDecoder
 from switchboard.providers.sse import MAX_EVENT_BYTES
@@ -82,7 +83,9 @@ async def run(decoder: Any, events: list[bytes], fail: bool = False, to_end: boo
     """Each event one upstream read; the client reads every batch, then the stream is cut: the
     upstream fails (``fail``) or the client leaves; or (``to_end``) it ends as the upstream's did."""
     ctx = RequestContext("rid-1", "chat", MESSAGES, {}, b"{}", time.perf_counter())
-    ctx.route = SimpleNamespace(target=target(), deployment="d", entry=None)  # type: ignore[assignment]
+    # The adapter reads the unparsed events an estimate needs (ProviderAdapter.output_text).
+    ctx.route = SimpleNamespace(target=target(), deployment="d", entry=None,  # type: ignore[assignment]
+                                adapter=AnthropicAdapter())
     ctx.stream = True
     ctx.prompt_tokens = 50  # the offline estimate limits and budgets took
     writer = Writer()

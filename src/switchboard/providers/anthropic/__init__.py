@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from switchboard.config.schema import ProviderConfig
 from switchboard.errors import GatewayError
-from switchboard.providers.anthropic import response
+from switchboard.providers.anthropic import native, response
 from switchboard.providers.anthropic.options import AnthropicOptions
 from switchboard.providers.anthropic.request import (
     COUNT_TOKENS_PATH,
@@ -68,6 +68,10 @@ class AnthropicAdapter(ProviderAdapter):
 
     def answer_error(self, headers: Mapping[str, str], body: bytes, target: Target) -> GatewayError | None:
         return response.answer_error(headers, body, target)
+
+    def output_text(self, mark: bytes) -> str:
+        # The pass-through stream (native.NativeStream) marks content block events unparsed.
+        return native.output_text(mark)
 
 
 def _auth(config: ProviderConfig, options: BaseModel) -> UpstreamAuth:
