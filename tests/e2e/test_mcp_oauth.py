@@ -473,6 +473,7 @@ def test_a_stored_servers_new_url_or_client_drops_every_users_tokens(world: Worl
     # Back where it was: the old token is gone for good; authorizing again works.
     admin.ok("PATCH", path, {"url": world.mcp.url}, params=scope)
     must_authorize("whoami", {})
+    assert len(deleted_audits()) == 1  # no user had a token any more: nothing deleted, no entry
     assert authorize(world, "mover@idp", key=key, server=name).status_code == 200
     assert asyncio.run(call("whoami", {})) == "mover@idp"
     # Another client of the authorization server: the tokens go as well.
@@ -527,6 +528,19 @@ def test_every_users_tokens_deleted_by_a_server_change_or_removal_are_revoked(wo
     entries = world.admin.ok("GET", "/admin/v1/audit", params={"tenant": tenant, "limit": 10})["data"]
     assert [e["action"] for e in entries[:2]] == ["mcp_server.tokens_deleted", "mcp_server.delete"]
     assert entries[0]["after"] == {"name": name, "tokens_deleted": 1, "reason": "the server was deleted"}
+
+
+def test_a_change_or_removal_that_deletes_no_token_audits_no_deletion(world: World) -> None:
+    """An OAuth server no user has authorized yet: moving it and removing it delete no token, so
+    only the change and the removal are audited."""
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    name = stored_oauth_server(world, tenant)
+    path, scope = f"/admin/v1/mcp/servers/{name}", {"tenant": tenant}
+    world.admin.ok("PATCH", path, {"url": world.math.url}, params=scope)
+    world.admin.ok("DELETE", path, params=scope)
+    entries = world.admin.ok("GET", "/admin/v1/audit", params={"tenant": tenant, "limit": 10})["data"]
+    servers = [e["action"] for e in entries if e["action"].startswith("mcp_server.")]
+    assert servers == ["mcp_server.delete", "mcp_server.update", "mcp_server.create"]
 
 
 def test_with_configured_endpoints_tokens_are_revoked_at_the_configured_revocation_url(world: World) -> None:

@@ -10,11 +10,11 @@ path may be its credential, as a hosted server's is).
 Every change is audited and published on the change feed (mcp/stored.py), so every instance
 serves it within moments. A change of a server's URL or of its OAuth authorization server or
 client deletes every user's tokens for it (audited as ``mcp_server.tokens_deleted``, as is an
-OAuth server's removal, with their number): tokens issued for one resource are never sent to
-another. Deleted tokens (those too of a removed
-server) are revoked at the authorization server where it offers revocation, in the background
-(mcp/revocation.py): the answer does not wait for it. Roles: the ``mcp_server`` rows of the
-permission table; another tenant's server is 404.
+OAuth server's removal, with their number, when there were any): tokens issued for one
+resource are never sent to another. Deleted tokens (those too of a removed server) are revoked
+at the authorization server where it offers revocation, in the background (mcp/revocation.py):
+the answer does not wait for it. Roles: the ``mcp_server`` rows of the permission table; another
+tenant's server is 404.
 """
 
 from __future__ import annotations
@@ -553,7 +553,10 @@ async def _forget_tokens(request: Request, record: McpServerRecord, moved: bool,
 
 async def _tokens_deleted(request: Request, record: McpServerRecord, count: int, reason: str) -> None:
     """The audit entry saying how many users' tokens for the server went, and why (the change
-    or removal's own entry cannot: the tokens are no field of the server)."""
+    or removal's own entry cannot: the tokens are no field of the server). None when no user had
+    one: nothing was deleted, and the change or removal has its own entry."""
+    if count == 0:
+        return
     await audit.record(request, "mcp_server.tokens_deleted", "mcp_server", record.id,
                        after={"name": record.name, "tokens_deleted": count, "reason": reason},
                        tenant=record.tenant_id)
