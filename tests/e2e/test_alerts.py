@@ -377,7 +377,7 @@ def test_a_parameter_given_twice_is_a_400(pair: Pair) -> None:
     resp = httpx.get(f"{pair.first.url}/admin/v1/alerts?limit=1&limit=2", headers=ADMIN, timeout=10)
     assert resp.status_code == 400, resp.text
     error = resp.json()["error"]
-    assert (error["code"], error["param"]) == ("invalid_value", "limit")
+    assert (error["code"], error["param"]) == ("duplicate_parameter", "limit")
 
 
 @pytest.mark.parametrize(("change", "problem"), [

@@ -277,7 +277,7 @@ def test_bad_input_is_a_400_with_a_code(world: World, params: dict[str, str], co
 def test_a_parameter_given_twice_is_a_400(world: World) -> None:
     resp = httpx.get(f"{world.deployment.gateway.url}/admin/v1/analytics?interval=hour&interval=day",
                      headers=ADMIN, timeout=30)
-    assert resp.status_code == 400 and resp.json()["error"]["code"] == "invalid_value"
+    assert resp.status_code == 400 and resp.json()["error"]["code"] == "duplicate_parameter"
 
 
 def test_the_cli_prints_a_table_and_json(world: World) -> None:

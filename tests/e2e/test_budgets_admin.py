@@ -248,7 +248,7 @@ def test_bad_budget_requests_beyond_the_body(deployment: Gateway) -> None:
         assert resp.status_code == 400 and resp.json()["error"]["code"] == "invalid_value"
     # A filter the list does not take, or one given twice, is not ignored.
     for path, param, code in (("/admin/v1/budgets?subject=team-x", "subject", "unknown_parameter"),
-                              ("/admin/v1/budgets?scope=team&scope=key", "scope", "invalid_value")):
+                              ("/admin/v1/budgets?scope=team&scope=key", "scope", "duplicate_parameter")):
         resp = admin(gw, "GET", path)
         assert resp.status_code == 400, resp.text
         assert (resp.json()["error"]["param"], resp.json()["error"]["code"]) == (param, code)

@@ -489,6 +489,7 @@ def test_the_audit_cursor_takes_any_id_and_each_parameter_once(deployment: Deplo
     assert [e["resource_id"] for e in last.json()["data"]] == [created["id"]]  # the newest entry
     twice = httpx.get(f"{audit_url}?limit=1&limit=2", headers=ADMIN, timeout=10)
     assert twice.status_code == 400 and twice.json()["error"]["param"] == "limit", twice.text
+    assert twice.json()["error"]["code"] == "duplicate_parameter"
 
 
 async def _together(*calls: tuple[str, str, dict[str, Any] | None]) -> list[httpx.Response]:

@@ -351,7 +351,7 @@ def test_bad_decisions_and_queries_are_400(deployment: Deployment) -> None:
     misspelt = httpx.get(deployment.subs, headers=ADMIN, params={"statuss": "approved"}, timeout=10)
     cases.append((misspelt, "statuss", "unknown_parameter"))
     twice = httpx.get(f"{deployment.subs}?status=approved&status=pending", headers=ADMIN, timeout=10)
-    cases.append((twice, "status", "invalid_value"))
+    cases.append((twice, "status", "duplicate_parameter"))
     for resp, param, code in cases:
         assert resp.status_code == 400, resp.text
         assert (resp.json()["error"]["param"], resp.json()["error"]["code"]) == (param, code)

@@ -102,7 +102,7 @@ def _known(request: Request, allowed: tuple[str, ...]) -> None:
         if name not in allowed:
             raise InvalidRequest(f"{name[:64]}: unknown parameter", param=name[:64], code="unknown_parameter")
         if name in seen:
-            raise InvalidRequest(f"{name}: given more than once", param=name, code="invalid_value")
+            raise InvalidRequest(f"{name}: given more than once", param=name, code="duplicate_parameter")
         seen.add(name)
 
 

@@ -90,7 +90,7 @@ def query_params(request: Request, allowed: Collection[str], *, nonblank: bool =
         if name not in allowed:
             raise InvalidRequest(f"{name[:64]}: unknown parameter", param=name[:64], code="unknown_parameter")
         if name in found:
-            raise InvalidRequest(f"{name}: given more than once", param=name, code="invalid_value")
+            raise InvalidRequest(f"{name}: given more than once", param=name, code="duplicate_parameter")
         if len(value) > MAX_VALUE or (nonblank and not value.strip()):
             expected = f"1 to {MAX_VALUE} characters" if nonblank else f"at most {MAX_VALUE} characters"
             raise InvalidRequest(f"{name}: expected {expected}", param=name, code="invalid_value")
