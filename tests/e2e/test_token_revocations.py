@@ -57,9 +57,10 @@ class Pair:
         return httpx.request(method, f"{gw.url}{path}", headers={"Authorization": f"Bearer {token}"},
                              timeout=10, **kwargs)
 
-    def revoke(self, token: str = MASTER_KEY, **body: Any) -> dict[str, Any]:
+    def revoke(self, token: str = MASTER_KEY, expect: int = 201, **body: Any) -> dict[str, Any]:
+        """POST a revocation: 201 when it is the user's first, 200 when it replaces one."""
         resp = self.call("POST", PATH, token, json=body)
-        assert resp.status_code == 201, resp.text
+        assert resp.status_code == expect, resp.text
         return dict(resp.json())
 
     def models(self, token: str, on: Gateway) -> httpx.Response:
@@ -166,8 +167,10 @@ def test_a_revoked_callers_tokens_are_refused_at_once_and_a_new_sign_in_works(pa
 def test_a_block_refuses_new_sign_ins_until_it_is_deleted(pair: Pair) -> None:
     user = _user()
     first = pair.revoke(user=user, tenant="acme")  # the master key names the tenant
-    blocked = pair.revoke(user=user, tenant="acme", block=True, reason="under investigation")
+    blocked = pair.revoke(user=user, tenant="acme", block=True, reason="under investigation", expect=200)
     assert blocked["id"] == first["id"] and blocked["block"] is True  # replaced, the same record
+    assert blocked["created_at"] == first["created_at"]  # created once; the audit says when replaced
+    assert pair.call("GET", f"{PATH}/{first['id']}", on=pair.second).json() == blocked
     fresh = pair.token(user, iat=_issued_after(blocked))
     for gw in (pair.first, pair.second):
         _wait_for(lambda gw=gw: pair.models(fresh, gw).status_code == 401,  # type: ignore[misc]
@@ -203,14 +206,15 @@ def test_the_same_revocation_asked_again_changes_nothing_unless_the_role_widens_
 
     assert actions() == ["token_revocation.create"]
     # One field differs: an update, audited.
-    changed = pair.revoke(pair.admin_token(), **{**fields, "reason": "left the company"})
+    changed = pair.revoke(pair.admin_token(), expect=200, **{**fields, "reason": "left the company"})
     assert changed["id"] == record["id"] and changed["reason"] == "left the company"
+    assert changed["created_at"] == record["created_at"] and changed["created_by"] != record["created_by"]
     assert actions() == ["token_revocation.update", "token_revocation.create"]
     # The platform admin asking for the same: it now covers platform-admin tokens too, an update.
     issued = math.floor(datetime.fromisoformat(record["not_before"]).timestamp()) - 5
     above = pair.token(user, roles=("sb-platform",), iat=issued)
     assert pair.models(above, pair.first).status_code == 200
-    widened = pair.revoke(**{**fields, "reason": "left the company", "tenant": "acme"})
+    widened = pair.revoke(expect=200, **{**fields, "reason": "left the company", "tenant": "acme"})
     assert widened["created_by_role"] == "platform_admin"
     assert actions() == ["token_revocation.update", "token_revocation.update", "token_revocation.create"]
     assert _code(pair.models(above, pair.first)) == (401, "token_revoked")

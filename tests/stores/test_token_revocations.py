@@ -36,8 +36,13 @@ async def test_one_record_per_user_and_tenants_kept_apart(backend: Backend) -> N
     assert store is not None
     stored, before = await store.put(_record("trv_1", "acme", "alice", reason="left"))
     assert before is None and stored.id == "trv_1"
-    replaced, before = await store.put(_record("trv_2", "acme", "alice", block=True))
+    later = stored.created_at + timedelta(minutes=5)
+    replaced, before = await store.put(_record("trv_2", "acme", "alice", block=True, created_at=later))
     assert replaced.id == "trv_1" and replaced.block and before is not None and before.reason == "left"
+    # A replacement keeps when the record was created, in the answer and as stored.
+    assert replaced.created_at == stored.created_at
+    kept = await store.get("acme", "trv_1")
+    assert kept is not None and kept.created_at == stored.created_at and kept.block
     await store.put(_record("trv_3", "globex", "alice"))
     assert await store.get("acme", "trv_3") is None and await store.delete("acme", "trv_3") is False
     got = await store.get("globex", "trv_3")

@@ -2,12 +2,12 @@
 (docs/access.md, "Revoking a JWT caller").
 
 ``POST`` revokes the tokens of one user of a tenant issued before ``not_before`` (default: now),
-or with ``block`` every token of the user until the revocation is deleted; a second revocation
-of the same user replaces the first. ``GET`` lists them (paginated by id) or reads one;
-``DELETE`` lifts one. Every change is read again here before the answer and published on the
-change feed, so every instance applies it within about a second (access/revocations.py). Tenant
-admins manage their tenant's; the platform admin any tenant's; another tenant's record answers
-404 ``token_revocation_not_found``.
+or with ``block`` every token of the user until the revocation is deleted (201); a second
+revocation of the same user replaces the first (200, the same id and ``created_at``). ``GET``
+lists them (paginated by id) or reads one; ``DELETE`` lifts one. Every change is read again here
+before the answer and published on the change feed, so every instance applies it within about a
+second (access/revocations.py). Tenant admins manage their tenant's; the platform admin any
+tenant's; another tenant's record answers 404 ``token_revocation_not_found``.
 """
 
 from __future__ import annotations
@@ -139,6 +139,8 @@ async def create_revocation(
         response.status_code = 200
         return public(stored)
     await _changed(request)
+    if before is not None:  # replaced: the record existed already, as a budget set again is 200
+        response.status_code = 200
     action = "token_revocation.create" if before is None else "token_revocation.update"
     await audit.record(request, action, "token_revocation", stored.id,
                        before=None if before is None else public(before), after=public(stored), tenant=tenant)

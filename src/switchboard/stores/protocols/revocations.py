@@ -39,7 +39,8 @@ class TooManyRevocations(Exception):
 class TokenRevocationStore(Protocol):
     async def put(self, record: TokenRevocation, *, cap: int | None = None
                   ) -> tuple[TokenRevocation, TokenRevocation | None]:
-        """Insert, or replace the revocation of the same (tenant, user), keeping its id. Returns
+        """Insert, or replace the revocation of the same (tenant, user), keeping its id and
+        ``created_at`` (the rest, ``created_by`` and its role included, is the new one's). Returns
         what is stored now and what was before (None: new); ``(before, before)``, nothing written,
         when the record would revoke the same tokens of the same roles (``not_before``, ``block``,
         ``reason``, ``expires_at``, ``created_by_role`` equal). A new record when the tenant has

@@ -88,8 +88,10 @@ class SqlTokenRevocationStore:
                 return record, None
             if _settings(before) == _settings(record):
                 return before, before  # the revocation as it is already: nothing written (nor audited)
+            # A replacement: the record (its id, when it was created) stays, as a budget's does.
+            del values["created_at"]
             await conn.execute(sa.update(t).where(t.c.id == before.id).values(**values))
-        return replace(record, id=before.id), before
+        return replace(record, id=before.id, created_at=before.created_at), before
 
     async def get(self, tenant_id: str, revocation_id: str) -> TokenRevocation | None:
         return await self._one(sa.select(t).where(t.c.tenant_id == tenant_id, t.c.id == revocation_id))
