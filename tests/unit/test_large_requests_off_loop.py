@@ -1,7 +1,8 @@
 """A large request's heavy steps run in a worker thread, so the event loop keeps serving the other
 requests meanwhile: its parse and validation (decode), the walk over its parts for named files,
-the token count that checks it against context windows, the serialisation of a large files or
-batches call, and the freeing of a large message batch once sent. A small request does each
+the token count that checks it against context windows, its translation for the provider (and
+the parse of a large answer), the serialisation of a large files or batches call, and the
+freeing of a large message batch once sent. A small request does each
 inline: no thread hop on the common path.
 
 Each step is run beside a task standing for the other requests on the loop: when the step runs
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from types import SimpleNamespace
 from typing import Any, TypeVar, cast
 
 import orjson
@@ -25,8 +27,11 @@ from switchboard.http.files.references import FileReferenceStage
 from switchboard.http.files.service import FileService
 from switchboard.http.files.upstream import SERIALISE_IN_THREAD_BYTES, Upstream
 from switchboard.pipeline.decode import DecodeStage
+from switchboard.pipeline.invoke import invoke
 from switchboard.pipeline.route import RouteStage
 from switchboard.tokens import estimate
+from switchboard.upstream.client import UpstreamReply
+from switchboard.upstream.request import UpstreamRequest
 from tests.unit.pipeline.fakes import context
 from tests.unit.routing.health_world import router
 
@@ -148,3 +153,48 @@ async def test_a_large_batch_is_freed_off_the_loop_once_sent(count: int, threade
     _, ticks = await _ticks_while(lambda: release(requests))
     assert (ticks > 0) is threaded
     assert len(requests) == (0 if threaded else 10)  # a small one is left to go as ever
+
+
+class _Adapter:
+    """A provider's translation, as the terminal calls it: the canonical request as JSON, and
+    an answer's JSON as the canonical reply."""
+
+    def chat_request(self, request: dict[str, Any], target: Any) -> UpstreamRequest:
+        return UpstreamRequest("POST", "http://up/v1/chat/completions", orjson.dumps(request))
+
+    def chat_response(self, body: bytes, target: Any) -> dict[str, Any]:
+        return dict(orjson.loads(body))
+
+
+class _Provider:
+    """The upstream client: answers at once (no wait of its own on the loop) with ``answer``."""
+
+    def __init__(self, answer: bytes) -> None:
+        self.answer = answer
+        self.sent: list[bytes | None] = []
+
+    async def send(self, request: UpstreamRequest, timeout: Any) -> UpstreamReply:
+        self.sent.append(request.body)
+        return UpstreamReply(200, {}, self.answer)
+
+
+def _answer(text: str) -> bytes:
+    return orjson.dumps({"id": "c", "object": "chat.completion", "model": "m", "choices": [
+        {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]})
+
+
+@pytest.mark.parametrize(("request_body", "answer", "threaded"), [
+    (LARGE, _answer("short"), True),  # the translation and serialisation of the request
+    (SMALL, _answer("x" * LARGE_BODY_BYTES), True),  # the parse of the answer
+    (SMALL, _answer("short"), False),
+])
+async def test_a_large_exchange_is_translated_and_parsed_off_the_loop(
+        request_body: dict[str, Any], answer: bytes, threaded: bool) -> None:
+    provider = _Provider(answer)
+    ctx = context(body=orjson.dumps(request_body), request=request_body)
+    ctx.route = cast(Any, SimpleNamespace(adapter=_Adapter(), client=provider, timeout=None, entry=None,
+                                          target=SimpleNamespace(provider_type="openai")))
+    result, ticks = await _ticks_while(lambda: invoke(ctx))
+    assert provider.sent == [orjson.dumps(request_body)]
+    assert isinstance(result, Reply) and result.body == orjson.loads(answer)
+    assert (ticks > 0) is threaded
