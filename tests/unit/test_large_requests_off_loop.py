@@ -1,8 +1,8 @@
 """A large request's heavy steps run in a worker thread, so the event loop keeps serving the other
 requests meanwhile: its parse and validation (decode), the walk over its parts for named files,
-the token count that checks it against context windows, its translation for the provider (and
-the parse of a large answer), the serialisation of a large files or batches call, and the
-freeing of a large message batch once sent. A small request does each
+the token count that checks it against context windows, its translation for the provider, the
+parse of a large answer and its encoding for the client, the serialisation of a large files or
+batches call, and the freeing of a large message batch once sent. A small request does each
 inline: no thread hop on the common path.
 
 Each step is run beside a task standing for the other requests on the loop: when the step runs
@@ -12,6 +12,7 @@ before the step ends (``ticks == 0``). No timing is involved."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Awaitable, Callable
 from types import SimpleNamespace
 from typing import Any, TypeVar, cast
@@ -20,19 +21,22 @@ import orjson
 import pytest
 
 from switchboard.config.schema import Timeouts
-from switchboard.context import LARGE_BODY_BYTES, Reply, RequestContext, Result
+from switchboard.context import LARGE_BODY_BYTES, InboundAPI, Reply, RequestContext, Result
 from switchboard.errors import InvalidRequest
+from switchboard.http import openai_api
+from switchboard.http.endpoint import Endpoint
 from switchboard.http.files.message_requests import RELEASE_IN_THREAD, release
 from switchboard.http.files.references import FileReferenceStage
 from switchboard.http.files.service import FileService
 from switchboard.http.files.upstream import SERIALISE_IN_THREAD_BYTES, Upstream
+from switchboard.http.state import ServerState
 from switchboard.pipeline.decode import DecodeStage
 from switchboard.pipeline.invoke import invoke
 from switchboard.pipeline.route import RouteStage
 from switchboard.tokens import estimate
 from switchboard.upstream.client import UpstreamReply
 from switchboard.upstream.request import UpstreamRequest
-from tests.unit.pipeline.fakes import context
+from tests.unit.pipeline.fakes import Client, context, terminal_returning
 from tests.unit.routing.health_world import router
 
 T = TypeVar("T")
@@ -198,3 +202,31 @@ async def test_a_large_exchange_is_translated_and_parsed_off_the_loop(
     assert provider.sent == [orjson.dumps(request_body)]
     assert isinstance(result, Reply) and result.body == orjson.loads(answer)
     assert (ticks > 0) is threaded
+
+
+class _Watched:
+    """The chat API's encoder, noting the thread each answer is encoded in."""
+
+    def __init__(self, inbound: InboundAPI) -> None:
+        self._inbound = inbound
+        self.threads: list[int] = []
+
+    def encode(self, ctx: RequestContext, body: dict[str, Any], native: bool = False) -> bytes:
+        self.threads.append(threading.get_ident())
+        return self._inbound.encode(ctx, body, native)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inbound, name)
+
+
+@pytest.mark.parametrize("large", [True, False])
+async def test_a_large_answer_is_encoded_for_the_client_off_the_loop(large: bool) -> None:
+    watched = _Watched(openai_api.CHAT)
+    answer = orjson.loads(_answer("an answer"))
+    edge = Endpoint(cast(InboundAPI, watched), terminal_returning(Reply(answer, large=large)), ServerState(),
+                    max_body_bytes=1024, deadline_seconds=60)
+    client = Client(body=b'{"model": "m"}')
+    await edge(client.scope(), client.receive, client.send)
+    assert client.status == 200 and client.json()["choices"] == answer["choices"]
+    assert len(watched.threads) == 1
+    assert (watched.threads[0] != threading.get_ident()) is large

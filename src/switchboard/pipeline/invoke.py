@@ -143,9 +143,11 @@ async def invoke(ctx: RequestContext) -> Result:
         raise caller_credentials.blamed(ctx, adapter.error(reply.status, reply.headers, reply.body, target))
     if len(reply.body) <= LARGE_BODY_BYTES:
         body, ctx.usage = exchange.reply(ctx, route, reply.body)
-    else:  # a large answer (an embeddings batch: up to 150 MB) parsed and translated off the loop
-        body, ctx.usage = await asyncio.to_thread(exchange.reply, ctx, route, reply.body)
-    return Reply(body, native=exchange.native)
+        return Reply(body, native=exchange.native)
+    # A large answer (an embeddings batch: up to 150 MB) parsed and translated off the loop, and
+    # marked so that the edge encodes it there too.
+    body, ctx.usage = await asyncio.to_thread(exchange.reply, ctx, route, reply.body)
+    return Reply(body, native=exchange.native, large=True)
 
 
 async def _relay(
