@@ -309,6 +309,9 @@ class Reply:
     # True when ``body`` is the upstream's reply in the inbound API's own wire format (a
     # same-dialect pass-through, pipeline/native.py): the encoder writes it as it is.
     native: bool = False
+    # True when the upstream's answer was large (over LARGE_BODY_BYTES): the edge encodes it for
+    # the client in a worker thread, not on the event loop (an embeddings batch: up to 150 MB).
+    large: bool = False
 
 
 @dataclass(slots=True)

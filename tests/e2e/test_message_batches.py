@@ -480,6 +480,26 @@ def test_the_callers_anthropic_version_reaches_the_upstream_on_every_call(world:
 
 
 
+def test_a_batch_past_a_mebibyte_reaches_the_upstream_whole(world: World) -> None:
+    """A large create body is parsed, checked and written again for the provider in worker
+    threads (message_requests.py, files/upstream.py): every request arrives, in order, each with
+    its model rewritten to the deployment's id and its text as sent."""
+    client = world.sdk(world.key(["*"])["key"])
+    marker = new_marker()
+    text = "a fairly long line of batch text. " * 60  # about 2 KB a request
+    requests = [request(f"r{i}", f"{text}{i}", "claude-small" if i % 2 else "claude") for i in range(600)]
+    requests[0] = request("r0", f"{text}0 mock:capture={marker}")
+    assert len(orjson.dumps({"requests": requests})) > 1 << 20
+    batch = client.messages.batches.create(requests=requests)  # type: ignore[arg-type]
+    assert batch.request_counts.processing == 600
+    (seen,) = [r for r in captured(world.mock, marker, outcome="completed") if r["method"] == "POST"]
+    sent = seen["body"]["requests"]
+    assert [r["custom_id"] for r in sent] == [f"r{i}" for i in range(600)]
+    assert [r["params"]["model"] for r in sent[:2]] == ["claude-sonnet-4-5", "claude-haiku-4-5"]
+    assert sent[599]["params"]["messages"] == [{"role": "user", "content": f"{text}599"}]
+    client.messages.batches.cancel(batch.id)
+
+
 def test_a_batch_whose_caller_leaves_while_the_provider_answers_is_recorded_for_the_key(world: World) -> None:
     """The caller closes its connection while the provider is still answering the create: the
     provider creates the batch all the same, so the gateway carries the call on and records the

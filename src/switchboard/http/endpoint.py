@@ -210,7 +210,10 @@ class Responder:
             await self.error(UNEXPECTED.error(ctx.request_id, exc))
             return None
         if isinstance(result, Reply):
-            body = ctx.inbound.encode(ctx, result.body, result.native)
+            if result.large:  # a large answer is encoded off the event loop (context.Reply)
+                body = await asyncio.to_thread(ctx.inbound.encode, ctx, result.body, result.native)
+            else:
+                body = ctx.inbound.encode(ctx, result.body, result.native)
             await self.body(result.status, body, ctx.response_headers)
         elif isinstance(result, RawReply):
             await self.raw(result)
@@ -336,7 +339,10 @@ class Endpoint:
             await out.error(UNEXPECTED.error(ctx.request_id, exc))
             return
         if isinstance(result, Reply):
-            body = self.inbound.encode(ctx, result.body, result.native)
+            if result.large:  # a large answer is encoded off the event loop (context.Reply)
+                body = await asyncio.to_thread(self.inbound.encode, ctx, result.body, result.native)
+            else:
+                body = self.inbound.encode(ctx, result.body, result.native)
             await out.body(result.status, body, ctx.response_headers)
         elif isinstance(result, StreamReply):
             await self._stream(ctx, result, out)

@@ -17,7 +17,14 @@ class DecodeStage:
 
     async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
         try:
-            ctx.inbound.decode(ctx)
+            if len(ctx.body) <= LARGE_BODY_BYTES:
+                ctx.inbound.decode(ctx)
+            else:
+                # A large body's parse and validation (megabytes of JSON, thousands of messages
+                # checked one by one) run in a worker thread: orjson lets go of the GIL while it
+                # parses and the validation's loop is preempted, so the event loop keeps serving
+                # the other requests. A small body stays inline: no thread hop on the common path.
+                await asyncio.to_thread(ctx.inbound.decode, ctx)
         except GatewayError as error:
             # Refused by validation: the metrics and the failure log still name the model the
             # body named (the metrics only if the configuration knows it: observability/metrics.py).

@@ -7,12 +7,13 @@ exchange of pipeline/native.py instead: the same call, its body and reply untran
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from switchboard.context import Reply, RequestContext, Result, StreamReply
+from switchboard.context import LARGE_BODY_BYTES, Reply, RequestContext, Result, StreamReply
 from switchboard.errors import GatewayError, UnsupportedParameter, UpstreamBadGateway
 from switchboard.pipeline import caller_credentials
 from switchboard.pipeline.native import exchange_for
@@ -98,7 +99,12 @@ async def invoke(ctx: RequestContext) -> Result:
     assert route is not None, "the route stage runs first"
     exchange: Exchange = exchange_for(ctx, route) or OPERATIONS[ctx.operation]
     adapter, target = route.adapter, route.target
-    upstream = exchange.request(ctx, route)
+    if len(ctx.body) <= LARGE_BODY_BYTES:
+        upstream = exchange.request(ctx, route)
+    else:
+        # A large request's translation (thousands of messages, megabytes of base64) and its
+        # serialisation run in a worker thread, not on the loop serving the other requests.
+        upstream = await asyncio.to_thread(exchange.request, ctx, route)
     if ctx.caller_credential is not None:
         caller_credentials.attach(ctx, route, upstream)
     if ctx.upstream_headers is not None:  # e.g. the attempt's traceparent (pipeline/trace.py)
@@ -134,8 +140,13 @@ async def invoke(ctx: RequestContext) -> Result:
     ctx.mark("upstream_done", done)
     if reply.status >= 400:
         raise caller_credentials.blamed(ctx, adapter.error(reply.status, reply.headers, reply.body, target))
-    body, ctx.usage = exchange.reply(ctx, route, reply.body)
-    return Reply(body, native=exchange.native)
+    if len(reply.body) <= LARGE_BODY_BYTES:
+        body, ctx.usage = exchange.reply(ctx, route, reply.body)
+        return Reply(body, native=exchange.native)
+    # A large answer (an embeddings batch: up to 150 MB) parsed and translated off the loop, and
+    # marked so that the edge encodes it there too.
+    body, ctx.usage = await asyncio.to_thread(exchange.reply, ctx, route, reply.body)
+    return Reply(body, native=exchange.native, large=True)
 
 
 async def _relay(

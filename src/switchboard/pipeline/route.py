@@ -8,7 +8,9 @@ until then, so the stages in between (limits, budgets) see the deployment most l
 
 from __future__ import annotations
 
-from switchboard.context import RequestContext, Result
+import asyncio
+
+from switchboard.context import LARGE_BODY_BYTES, RequestContext, Result
 from switchboard.errors import ModelNotFound
 from switchboard.limits.estimate import max_output_tokens
 from switchboard.pipeline.chain import Handler
@@ -39,7 +41,14 @@ class RouteStage:
         claims = self._router.claims(group)
         if claims is not None:
             await claims
-        ctx.needs = self._needs(ctx, group)
+        # A large body's tokens (a long prompt, thousands of messages, an embeddings batch) take
+        # from milliseconds to seconds to count: that runs in a worker thread (tiktoken releases
+        # the GIL, and the walk over the messages is preempted), not on the loop serving every
+        # other request. A small body's stays inline: no thread hop on the common path.
+        if len(ctx.body) <= LARGE_BODY_BYTES:
+            ctx.needs = self._needs(ctx, group)
+        else:
+            ctx.needs = await asyncio.to_thread(self._needs, ctx, group)
         headers = ctx.headers
         if PIN_DEPLOYMENT in headers or PIN_STRATEGY in headers:
             candidates = pinned(self._router, group, ctx.needs, headers)

@@ -29,7 +29,7 @@ from switchboard.http.anthropic.request import check_headers
 from switchboard.http.errors import StoreUnavailable
 from switchboard.http.files import message_costing
 from switchboard.http.files.costing import ModelTotals
-from switchboard.http.files.message_requests import MessageRequests
+from switchboard.http.files.message_requests import MessageRequests, release
 from switchboard.http.files.message_upstream import BATCHES_PATH, resolve_anthropic
 from switchboard.http.files.multipart import safe_content_type
 from switchboard.http.files.service import (
@@ -98,13 +98,18 @@ class MessageBatches:
         sent = await asyncio.to_thread(message_costing.sent_models, checked.requests)  # per request
         # From the call on, carried to its end even when the caller leaves meanwhile: the
         # provider may create the batch all the same, which must not run there unrecorded.
-        obj = await self._files.unrecorded.carried(self._created(upstream, checked.requests, sent, p))
+        obj = await self._files.unrecorded.carried(self._created(upstream, checked.requests, sent, p,
+                                                                 len(ctx.body)))
         return Reply(obj)
 
     async def _created(self, upstream: Upstream, requests: list[dict[str, Any]], sent: dict[str, Any],
-                       p: Principal) -> dict[str, Any]:
-        """The batch created upstream and recorded as ``p``'s (``sent``: its models record)."""
-        obj = shown(await upstream.call("POST", BATCHES_PATH, {"requests": requests}))
+                       p: Principal, size: int) -> dict[str, Any]:
+        """The batch created upstream and recorded as ``p``'s (``sent``: its models record;
+        ``size``: the create body's, which the upstream body's is about)."""
+        try:
+            obj = shown(await upstream.call("POST", BATCHES_PATH, {"requests": requests}, size=size))
+        finally:
+            await release(requests)  # sent (or not): not needed any more, freed off the loop
         batch_id = owned_id(obj, upstream)
 
         async def forget_models() -> None:

@@ -13,10 +13,11 @@ primary-key read.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from switchboard.context import RequestContext, Result
+from switchboard.context import LARGE_BODY_BYTES, RequestContext, Result
 from switchboard.errors import InvalidRequest
 from switchboard.http.files.named import chat_files, responses_files
 from switchboard.http.files.service import FileService
@@ -38,12 +39,22 @@ class FileReferenceStage:
         self._raw_body = raw_body
 
     async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
-        named = chat_files(ctx.request.get("messages"))
-        if self._raw_body is not None:
-            named += responses_files(self._raw_body(ctx))
+        # The walk over a large request's parts (thousands of messages) runs in a worker thread,
+        # not on the event loop; a small one's stays inline (no thread hop on the common path).
+        if len(ctx.body) <= LARGE_BODY_BYTES:
+            named = self._named(ctx)
+        else:
+            named = await asyncio.to_thread(self._named, ctx)
         if named:
             await self._check(ctx, named)
         return await call_next(ctx)
+
+    def _named(self, ctx: RequestContext) -> list[tuple[str, str]]:
+        """The file ids the request names, with the parameter naming each."""
+        named = chat_files(ctx.request.get("messages"))
+        if self._raw_body is not None:
+            named += responses_files(self._raw_body(ctx))
+        return named
 
     async def _check(self, ctx: RequestContext, named: list[tuple[str, str]]) -> None:
         assert ctx.principal is not None  # after authentication

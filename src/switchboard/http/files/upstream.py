@@ -3,6 +3,7 @@ configuration (never a URL from the caller), and the calls made to it."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -24,6 +25,11 @@ from switchboard.upstream.client import UpstreamClient, UpstreamReply, UpstreamS
 from switchboard.upstream.request import UpstreamRequest
 
 FILE_TYPES = frozenset({"openai", "azure"})
+# A call whose body came from a request at least this large is serialised in a worker thread:
+# a message batch's 32 MiB take tens of milliseconds to write as JSON, which would stall every
+# other request on the event loop (orjson lets go of the GIL meanwhile). The size is the one the
+# caller already knows, so a small call pays one comparison and no thread hop.
+SERIALISE_IN_THREAD_BYTES = 1 << 20
 DEFAULT_AZURE_VERSION = "2024-10-21"
 
 
@@ -52,9 +58,15 @@ class Upstream:
         return f"{base}?{urlencode(params)}" if params else base
 
     async def call(self, method: str, path: str, body: Any = None, *,
-                   query: Mapping[str, str] | None = None) -> dict[str, Any]:
-        """A JSON exchange; an upstream error is raised as the gateway's error."""
-        data = None if body is None else orjson.dumps(body)
+                   query: Mapping[str, str] | None = None, size: int = 0) -> dict[str, Any]:
+        """A JSON exchange; an upstream error is raised as the gateway's error. ``size``: about
+        how large ``body`` is as JSON (the request it came from), when it may be large."""
+        if body is None:
+            data = None
+        elif size < SERIALISE_IN_THREAD_BYTES:
+            data = orjson.dumps(body)
+        else:
+            data = await asyncio.to_thread(orjson.dumps, body)
         request = UpstreamRequest(method, self.url(path, query), data, dict(self.headers))
         reply = await self.client.send(request, self.timeouts)
         return self.parse(reply)
