@@ -15,6 +15,8 @@ within about 0.2 % run after run, so two source trees can be compared exactly:
     python bench/instructions.py --defer-flush            # the request path alone, no database write
     python bench/instructions.py --profile full --defer-flush --baseline bench/instructions-baseline.json
                                                           # exit 1 if a count grew past the tolerance
+    python bench/instructions.py --profile full --keep /tmp/cg  # callgrind's output kept, per gateway
+                                                          # (callgrind_annotate /tmp/cg/callgrind-...)
 
 The gateway runs under callgrind with instrumentation off while it starts and warms up; only
 the measured requests are counted (sequential keep-alive requests to the same nginx upstream as
