@@ -15,6 +15,8 @@ within about 0.2 % run after run, so two source trees can be compared exactly:
     python bench/instructions.py --defer-flush            # the request path alone, no database write
     python bench/instructions.py --profile full --defer-flush --baseline bench/instructions-baseline.json
                                                           # exit 1 if a count grew past the tolerance
+    python bench/instructions.py --profile full --keep /tmp/cg  # callgrind's output kept, per gateway
+                                                          # (callgrind_annotate /tmp/cg/callgrind-...)
 
 The gateway runs under callgrind with instrumentation off while it starts and warms up; only
 the measured requests are counted (sequential keep-alive requests to the same nginx upstream as
@@ -32,6 +34,7 @@ import argparse
 import http.client
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -98,7 +101,7 @@ DEFERRED_TOUCH = "auth:\n  last_used_interval_seconds: 3600\n"
 
 def measure(
     src: Path, mode: str, requests: int, root: Path, base: str, *, api_key: bool = False, full: bool = False,
-    defer_flush: bool = False, group: bool = False, metrics: bool = True,
+    defer_flush: bool = False, group: bool = False, metrics: bool = True, keep: Path | None = None,
 ) -> float:
     """Instructions per request; ``api_key``: a plain issued key; ``full``: the full path's key
     (RPM/TPM limits and a budget, ``run.FULL_KEY``); ``group``: each model a group of two
@@ -147,6 +150,10 @@ def measure(
     finally:
         proc.terminate()
         proc.wait(120)
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        for path in out.parent.glob(out.name + "*"):
+            shutil.copy(path, keep / path.name)
     return _total(out) / requests
 
 
@@ -170,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="Prometheus metrics (metrics.enabled) of the measured gateway (default on)")
     parser.add_argument("--defer-flush", action="store_true",
                         help="leave the usage ledger's database writes out of the measurement")
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="copy callgrind's output of each measured gateway to DIR "
+                        "(read it with callgrind_annotate)")
     parser.add_argument("--baseline", type=Path, metavar="FILE",
                         help="compare the counts with FILE's; exit 1 if one is more than --tolerance higher")
     parser.add_argument("--save-baseline", type=Path, metavar="FILE", help="write the counts to FILE")
@@ -184,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
 
         def one(mode: str, **kind: bool) -> float:
             kind.setdefault("metrics", args.metrics == "on")
-            count = measure(src, mode, args.requests, root, base, defer_flush=args.defer_flush, **kind)
+            count = measure(src, mode, args.requests, root, base, defer_flush=args.defer_flush,
+                            keep=args.keep, **kind)
             counts[_label(mode, **kind)] = count
             return count
 

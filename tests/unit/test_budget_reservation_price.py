@@ -20,7 +20,8 @@ def test_a_reservation_costs_what_the_tokens_cost_rounded_up(
 ) -> None:
     info = ModelInfo(model="m", provider_types=("openai",), input_cost_per_mtok=inp, output_cost_per_mtok=out)
     stage = BudgetStage(BudgetsConfig(), lambda: None, None, None)  # type: ignore[arg-type]
-    _, per_input, per_output, times, over = stage._quote(info)
+    _, per_input, per_output, times, over, unit_priced = stage._quote(info)
+    assert not unit_priced  # no media unit priced: the media estimate is not asked for
     units = prompt * per_input + output * per_output
     quoted = units * times if over == 1 else -(-units // over)
     assert quoted == cost(info, Tokens(input=prompt, output=output)).nano_usd_up
@@ -39,9 +40,21 @@ def test_a_prompt_token_is_reserved_at_its_dearest_price(
                      output_cost_per_mtok=15.0, cache_write_5m_cost_per_mtok=write_5m,
                      cache_write_1h_cost_per_mtok=write_1h)
     stage = BudgetStage(BudgetsConfig(), lambda: None, None, None)  # type: ignore[arg-type]
-    _, per_input, _, times, over = stage._quote(info)
+    _, per_input, _, times, over, _ = stage._quote(info)
     prompt = 20_003
     quoted = prompt * per_input * times if over == 1 else -(-(prompt * per_input) // over)
     assert quoted == round(prompt * dearest * 1000)  # nano-USD
     for written in (Tokens(cache_write_5m=prompt), Tokens(cache_write_1h=prompt), Tokens(input=prompt)):
         assert cost(info, written).nano_usd_up <= quoted
+
+
+@pytest.mark.parametrize("field", ["search_unit_cost", "output_cost_per_image", "input_cost_per_audio_second",
+                                   "input_cost_per_mchar"])
+def test_a_quote_says_whether_its_record_prices_a_media_unit(field: str) -> None:
+    # The stage asks for the media units' estimate only of a record whose quote says it prices
+    # one (spend/units.py): the same record without that price is quoted as not unit-priced.
+    stage = BudgetStage(BudgetsConfig(), lambda: None, None, None)  # type: ignore[arg-type]
+    priced = ModelInfo(model="m", provider_types=("openai",), input_cost_per_mtok=1.0, **{field: 0.5})
+    plain = ModelInfo(model="m", provider_types=("openai",), input_cost_per_mtok=1.0)
+    assert stage._quote(priced)[5] is True
+    assert stage._quote(plain)[5] is False

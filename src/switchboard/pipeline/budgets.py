@@ -52,8 +52,9 @@ _WARN_EVERY = 10.0
 
 _QUOTES_MAX = 4096
 # A catalog record, its input and output prices per token in units of 10**-exponent USD, and how
-# a number of units becomes nano-USD (times the first, or divided by the second, rounded up).
-_Quote = tuple[ModelInfo, int, int, int, int]
+# a number of units becomes nano-USD (times the first, or divided by the second, rounded up),
+# and whether it prices a media unit (most records price none: their media estimate is 0).
+_Quote = tuple[ModelInfo, int, int, int, int, bool]
 
 
 # One prompt token, each way it can be billed (the dearest is reserved).
@@ -147,10 +148,11 @@ class BudgetStage:
             quote = self._quotes.get(id(info))
             if quote is None or quote[0] is not info:
                 quote = self._quote(info)
-            _, per_input, per_output, times, over = quote
+            _, per_input, per_output, times, over, unit_priced = quote
             units = prompt * per_input + output * per_output
             usd = units * times if over == 1 else -(-units // over)  # rounded up
-            usd += units_estimate(ctx.operation, ctx.request, info)  # media units (spend/units.py)
+            if unit_priced:  # media units (spend/units.py); asked only of a record that prices some
+                usd += units_estimate(ctx.operation, ctx.request, info)
         if len(budgets) == 1:
             return [usd if budgets[0].unit == "usd" else prompt + output]
         return [usd if b.unit == "usd" else prompt + output for b in budgets]
@@ -170,7 +172,8 @@ class BudgetStage:
             per_output = per_output._replace(units=per_output.units * 10 ** (scale - per_output.exponent),
                                              exponent=scale)
         shift = per_input.exponent - 9
-        quote = (info, per_input.units, per_output.units, 10 ** max(0, -shift), 10 ** max(0, shift))
+        quote = (info, per_input.units, per_output.units, 10 ** max(0, -shift), 10 ** max(0, shift),
+                 info.unit_priced)
         if len(self._quotes) >= _QUOTES_MAX:
             self._quotes.clear()
         self._quotes[id(info)] = quote
