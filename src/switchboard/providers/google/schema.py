@@ -240,7 +240,7 @@ def _weaker(walk: _Walk, path: str, what: str) -> UnsupportedParameter:
 def _types(node: JSON) -> tuple[bool, list[str]]:
     raw = node.get("type")
     listed = raw if isinstance(raw, list) else [raw] if isinstance(raw, str) else []
-    types = [t for t in listed if t in _TYPES]
+    types = [t for t in listed if isinstance(t, str) and t in _TYPES]  # an item may be any JSON
     return "null" in listed, types
 
 
