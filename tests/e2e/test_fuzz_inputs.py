@@ -1,15 +1,20 @@
 """Malformed request bodies found by mutating valid ones (wrong types at a JSON path, values
 nested deeper than the gateway can write): each is a 400 in the shape of the API it came in on,
-never a 500, whatever provider type the model is served by."""
+never a 500, whatever provider type the model is served by. The last test mutates valid bodies
+itself, a bounded and derandomized run of the same invariant."""
 
 from __future__ import annotations
 
+import copy
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import openai
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.servers import MASTER_KEY, UPSTREAM_KEY, Gateway, Mock, start_gateway
 
@@ -19,6 +24,7 @@ GOOGLE = {"x-goog-api-key": MASTER_KEY, "Content-Type": "application/json"}
 # Arrays and objects nested past what the gateway reads (128 levels) and below orjson's own
 # parse limit (1,024): read, then failing wherever the gateway wrote them.
 TOO_DEEP = 300
+SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 
 
 def nested(levels: int) -> Any:
@@ -135,6 +141,104 @@ def test_an_admin_body_nested_too_deeply_is_a_400(gw: Gateway) -> None:
     for path, body in (("/admin/v1/prompts", prompt), ("/admin/v1/providers", provider)):
         resp = httpx.post(f"{gw.url}{path}", headers=OPENAI, json=body, timeout=30)
         assert openai_error(resp)["code"] == "invalid_json", path
+
+
+# -- the bounded mutation run --------------------------------------------------------------------
+
+def chat_body(model: str) -> dict[str, Any]:
+    return {"model": model, "max_tokens": 20, "temperature": 0.5, "messages": [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": [{"type": "text", "text": "weather?"}]},
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function", "function": {
+            "name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "18C"}],
+        "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": SCHEMA}}]}
+
+
+def messages_body(model: str) -> dict[str, Any]:
+    return {"model": model, "max_tokens": 20, "system": "be brief", "messages": [
+        {"role": "user", "content": [{"type": "text", "text": "weather?"}]},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "get_weather",
+                                           "input": {"city": "Paris"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "18C"}]}],
+        "tools": [{"name": "get_weather", "input_schema": SCHEMA}]}
+
+
+def gemini_body(model: str) -> dict[str, Any]:
+    return {"contents": [{"role": "user", "parts": [{"text": "weather?"}]},
+                         {"role": "model", "parts": [{"functionCall": {"name": "get_weather",
+                                                                       "args": {"city": "Paris"}}}]},
+                         {"role": "user", "parts": [{"functionResponse": {"name": "get_weather",
+                                                                          "response": {"t": "18C"}}}]}],
+            "tools": [{"functionDeclarations": [{"name": "get_weather", "parameters": {
+                "type": "OBJECT", "properties": {"city": {"type": "STRING"}}}}]}],
+            "generationConfig": {"maxOutputTokens": 20}}
+
+
+def responses_body(model: str) -> dict[str, Any]:
+    return {"model": model, "store": False, "max_output_tokens": 20, "input": [
+        {"role": "user", "content": [{"type": "input_text", "text": "weather?"}]},
+        {"type": "function_call", "call_id": "c1", "name": "get_weather", "arguments": '{"city": "Paris"}'},
+        {"type": "function_call_output", "call_id": "c1", "output": "18C"}],
+        "tools": [{"type": "function", "name": "get_weather", "parameters": SCHEMA}]}
+
+
+# (api, path, headers, valid body)
+APIS = [
+    ("openai", "/v1/chat/completions", OPENAI, chat_body),
+    ("openai", "/v1/responses", OPENAI, responses_body),
+    ("anthropic", "/v1/messages", ANTHROPIC, messages_body),
+    ("google", "/v1beta/models/{model}:generateContent", GOOGLE, gemini_body),
+]
+MODELS = ["gpt", "claude", "gemini", "bedrock"]
+ODD = [None, True, 0, -1, 2**63, 1e308, "", "\ud800", "x" * 5000, [], {}, [None], {"type": None},
+       ["user"], {"a": [{}]}, nested(TOO_DEEP)]
+
+
+def paths(value: Any, at: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    found = [at]
+    if isinstance(value, dict):
+        found += [p for k, v in value.items() for p in paths(v, (*at, k))]
+    elif isinstance(value, list):
+        found += [p for i, v in enumerate(value) for p in paths(v, (*at, i))]
+    return found
+
+
+def replaced(body: dict[str, Any], at: tuple[Any, ...], value: Any) -> dict[str, Any]:
+    out = copy.deepcopy(body)
+    parent: Any = out
+    for key in at[:-1]:
+        parent = parent[key]
+    parent[at[-1]] = value
+    return out
+
+
+def error_in_shape(api: str, resp: httpx.Response) -> bool:
+    body = resp.json()
+    if api == "anthropic":
+        return body.get("type") == "error" and isinstance(body["error"].get("message"), str)
+    if api == "google":
+        return body["error"].get("code") == resp.status_code and isinstance(body["error"].get("status"), str)
+    return set(body["error"]) == {"message", "type", "param", "code"}
+
+
+@settings(max_examples=100, derandomize=True, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=st.data())
+def test_a_valid_body_with_one_value_replaced_is_never_a_server_error(
+        gw: Gateway, data: st.DataObject) -> None:
+    api, path, headers, build = data.draw(st.sampled_from(APIS))
+    model = data.draw(st.sampled_from(MODELS))
+    valid = build(model)
+    at = data.draw(st.sampled_from(paths(valid)[1:]))
+    body = replaced(valid, at, data.draw(st.sampled_from(ODD)))
+    # Python's writer: it escapes the lone surrogate as a client may (orjson refuses to write
+    # one) and writes past orjson's 254 levels.
+    raw = json.dumps(body).encode()
+    resp = httpx.post(f"{gw.url}{path.format(model=model)}", headers=headers, content=raw, timeout=30)
+    assert resp.status_code < 500, (api, model, at, resp.text)
+    if resp.status_code >= 400:
+        assert error_in_shape(api, resp), (api, model, at, resp.text)
 
 
 def test_the_gateway_serves_after_the_run(client: openai.OpenAI, gw: Gateway) -> None:
