@@ -95,13 +95,29 @@ def test_a_batch_whose_endpoint_is_an_array_is_a_400_naming_it(gw: Gateway) -> N
     assert (error["param"], error["code"]) == ("endpoint", "invalid_value")
 
 
-def test_a_gemini_schema_type_list_holding_an_object_is_served(client: openai.OpenAI) -> None:
-    # Gemini's schema translation looked each listed type up in a set: an object in the list broke
-    # it. It is no type, so it is passed over as an unknown type name is.
-    schema = {"type": "object", "properties": {"city": {"type": [{"a": 1}, "string"]}}}
+CITY = {"city": {"type": "string"}}
+# Parts of a tool's JSON schema of the wrong kind, which Gemini's schema translation read as if
+# they had the right one: each is passed over (as an unknown type name is), the rest translated.
+MALFORMED_SCHEMAS = {
+    "a type list holding an object": {"type": "object",
+                                      "properties": {"city": {"type": [{"a": 1}, "string"]}}},
+    "required a number": {"type": "object", "properties": CITY, "required": 5},
+    "$defs an array": {"type": "object", "properties": CITY, "$defs": [1]},
+    "definitions a string": {"type": "object", "properties": CITY, "definitions": "x"},
+    "allOf over properties that are an array": {"type": "object", "properties": ["city"],
+                                                "allOf": [{"properties": CITY}]},
+    "allOf over required a number": {"type": "object", "properties": CITY, "required": 5,
+                                     "allOf": [{"required": ["city"]}]},
+}
+
+
+@pytest.mark.parametrize("strict", [False, True])
+@pytest.mark.parametrize("schema", list(MALFORMED_SCHEMAS.values()), ids=list(MALFORMED_SCHEMAS))
+def test_a_gemini_tool_schema_with_a_part_of_the_wrong_kind_is_served(
+        client: openai.OpenAI, schema: dict[str, Any], strict: bool) -> None:
+    tool = {"type": "function", "function": {"name": "get_weather", "parameters": schema, "strict": strict}}
     reply = client.chat.completions.create(model="gemini", messages=[{"role": "user", "content": "weather?"}],
-                                           tools=[{"type": "function", "function": {
-                                               "name": "get_weather", "parameters": schema}}])
+                                           tools=[tool])  # type: ignore[list-item]
     assert reply.choices[0].message.tool_calls
 
 
