@@ -42,6 +42,7 @@ def gw(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             {"name": "oa", "type": "openai", "api_base": f"{mock_upstream.url}/v1", **key},
             {"name": "claude", "type": "anthropic", "api_base": mock_upstream.url, **key},
             {"name": "studio", "type": "gemini", "api_base": mock_upstream.url, **key},
+            {"name": "co", "type": "cohere", "api_base": mock_upstream.url, **key},
             {"name": "aws", "type": "bedrock", "api_base": mock_upstream.url, "aws_access_key_id": "AKIDTEST",
              "aws_secret_access_key": "${UPSTREAM_KEY}", "aws_region": "us-east-1"},
         ],
@@ -49,6 +50,7 @@ def gw(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             {"name": "gpt", "provider": "oa", "model": "gpt-4o-mini"},
             {"name": "claude", "provider": "claude", "model": "claude-sonnet-4-5"},
             {"name": "gemini", "provider": "studio", "model": "gemini-2.5-flash"},
+            {"name": "cohere", "provider": "co", "model": "command-a-reasoning-08-2025"},
             {"name": "bedrock", "provider": "aws", "model": "anthropic.claude-3-7-sonnet-20250219-v1:0"},
             {"name": "embed", "provider": "oa", "model": "text-embedding-3-small"},
         ],
@@ -119,6 +121,15 @@ def test_a_gemini_tool_schema_with_a_part_of_the_wrong_kind_is_served(
     reply = client.chat.completions.create(model="gemini", messages=[{"role": "user", "content": "weather?"}],
                                            tools=[tool])  # type: ignore[list-item]
     assert reply.choices[0].message.tool_calls
+
+
+@pytest.mark.parametrize("model", ["bedrock", "cohere"])
+def test_a_reasoning_effort_that_is_an_array_is_a_400_naming_it(client: openai.OpenAI, model: str) -> None:
+    # Looked up in the provider's table of budgets as it came: an array raised TypeError.
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}],
+                                       reasoning_effort=["low"])  # type: ignore[arg-type]
+    assert err.value.param == "reasoning_effort" and err.value.code == "invalid_value"
 
 
 def test_a_body_nested_too_deeply_is_a_400_on_every_inbound_api(gw: Gateway) -> None:
