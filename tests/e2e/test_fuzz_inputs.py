@@ -53,6 +53,7 @@ def gw(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             {"name": "cohere", "provider": "co", "model": "command-a-reasoning-08-2025"},
             {"name": "bedrock", "provider": "aws", "model": "anthropic.claude-3-7-sonnet-20250219-v1:0"},
             {"name": "embed", "provider": "oa", "model": "text-embedding-3-small"},
+            {"name": "bedrock-embed", "provider": "aws", "model": "cohere.embed-english-v3"},
         ],
         "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
     }
@@ -130,6 +131,14 @@ def test_a_reasoning_effort_that_is_an_array_is_a_400_naming_it(client: openai.O
         client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}],
                                        reasoning_effort=["low"])  # type: ignore[arg-type]
     assert err.value.param == "reasoning_effort" and err.value.code == "invalid_value"
+
+
+def test_a_bedrock_cohere_embedding_input_type_that_is_an_array_is_a_400_naming_it(
+        client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as err:
+        client.embeddings.create(model="bedrock-embed", input="hi",
+                                 extra_body={"input_type": ["search_query"]})
+    assert err.value.param == "input_type"
 
 
 def test_a_body_nested_too_deeply_is_a_400_on_every_inbound_api(gw: Gateway) -> None:
