@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.mcp_servers import McpUpstream, start_mcp_server
 from tests.servers import MASTER_KEY, UPSTREAM_KEY, Gateway, Mock, start_gateway
 
 OPENAI = {"Authorization": f"Bearer {MASTER_KEY}", "Content-Type": "application/json"}
@@ -35,7 +36,15 @@ def nested(levels: int) -> Any:
 
 
 @pytest.fixture(scope="module")
-def gw(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+def mcp_math() -> Iterator[McpUpstream]:
+    server = start_mcp_server("math")
+    yield server
+    server.process.stop()
+
+
+@pytest.fixture(scope="module")
+def gw(mock_upstream: Mock, mcp_math: McpUpstream,
+       tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     key = {"api_key": "${UPSTREAM_KEY}"}
     config: dict[str, Any] = {
         "providers": [
@@ -56,6 +65,7 @@ def gw(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             {"name": "bedrock-embed", "provider": "aws", "model": "cohere.embed-english-v3"},
         ],
         "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
+        "mcp_servers": [{"name": "math", "url": mcp_math.url}],
     }
     gateway = start_gateway(config, tmp_path_factory.mktemp("fuzz-inputs"))
     yield gateway
@@ -167,6 +177,26 @@ def test_a_body_nested_too_deeply_is_a_400_on_every_inbound_api(gw: Gateway) -> 
     shallow = {"model": "gpt", "messages": [{"role": "user", "content": "hi"}], "metadata_": nested(120)}
     resp = httpx.post(f"{gw.base_url}/chat/completions", headers=OPENAI, json=shallow, timeout=30)
     assert resp.status_code == 200, resp.text
+
+
+def test_an_mcp_tool_call_nested_too_deeply_is_an_invalid_request(gw: Gateway) -> None:
+    # The arguments, checked against the tool's schema and then written on to the server.
+    headers = {**OPENAI, "Accept": "application/json, text/event-stream"}
+
+    def rpc(message: dict[str, Any], session: str | None = None) -> httpx.Response:
+        extra = {"mcp-session-id": session} if session else {}
+        return httpx.post(f"{gw.url}/mcp", headers={**headers, **extra}, json=message, timeout=30)
+
+    opened = rpc({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
+    assert opened.status_code == 200, opened.text
+    session = opened.headers.get("mcp-session-id")
+    rpc({"jsonrpc": "2.0", "method": "notifications/initialized"}, session)
+    call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+            "params": {"name": "math__add", "arguments": {"a": nested(TOO_DEEP), "b": 2}}}
+    answer = rpc(call, session).json()
+    assert answer["id"] == 7 and answer["error"]["code"] == -32600, answer
+    assert answer["error"]["message"] == "the message nests deeper than 128 levels of arrays and objects"
 
 
 def test_an_admin_body_nested_too_deeply_is_a_400(gw: Gateway) -> None:
