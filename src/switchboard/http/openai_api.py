@@ -10,6 +10,7 @@ import orjson
 from switchboard.context import RequestContext
 from switchboard.errors import GatewayError, InvalidRequest
 from switchboard.http import validate
+from switchboard.jsonio import MAX_DEPTH, too_deep
 
 _DONE = b"data: [DONE]\n\n"
 
@@ -18,10 +19,18 @@ def parse_json(body: bytes) -> Any:
     if not body:
         raise InvalidRequest("the request body is empty; send a JSON object", code="invalid_json")
     try:
-        return orjson.loads(body)
+        value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         reason = str(exc).split(":", 1)[0]
         raise InvalidRequest(f"the request body is not valid JSON: {reason}", code="invalid_json") from None
+    if too_deep(value):
+        raise too_deep_body()
+    return value
+
+
+def too_deep_body() -> InvalidRequest:
+    return InvalidRequest(
+        f"the request body nests deeper than {MAX_DEPTH} levels of arrays and objects", code="invalid_json")
 
 
 def parse_object(body: bytes) -> dict[str, Any]:

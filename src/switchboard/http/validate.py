@@ -268,7 +268,7 @@ def messages(body: dict[str, Any]) -> list[dict[str, Any]]:
         if not isinstance(msg, dict):
             raise _fail(f"messages[{i}]", "must be an object")
         role = msg.get("role")
-        if role not in ROLES:
+        if not isinstance(role, str) or role not in ROLES:  # an array or object cannot be looked up
             raise _fail(f"messages[{i}].role", f"must be one of {', '.join(sorted(ROLES))}")
         content = msg.get("content")
         if not isinstance(content, str):  # text needs no further look: no call for it

@@ -89,13 +89,13 @@ def arguments_for(parameters: Any) -> dict[str, Any]:
     """Arguments satisfying a JSON schema's required properties, for mock tool calls."""
     if not isinstance(parameters, dict):
         return {}
-    props = parameters.get("properties") or {}
-    required = parameters.get("required") or list(props)
+    props, names = _properties(parameters)
     samples = {"string": "Paris", "integer": 1, "number": 1.5, "boolean": True, "array": [], "object": {},
                "null": None}
     out: dict[str, Any] = {}
-    for name in required:
-        spec = props.get(name) or {}
+    for name in names:
+        spec = props.get(name)
+        spec = spec if isinstance(spec, dict) else {}
         if isinstance(spec.get("enum"), list) and spec["enum"]:
             out[name] = spec["enum"][0]
         else:
@@ -114,10 +114,21 @@ def sample_for(schema: Any, depth: int = 0) -> Any:
         return sample_for(schema["anyOf"][0], depth + 1)
     kind = _first_type(schema.get("type", "object" if "properties" in schema else "string"))
     if kind == "object":
-        props = schema.get("properties") or {}
-        names = schema.get("required") or props
+        props, names = _properties(schema)
         return {name: sample_for(props.get(name) or {}, depth + 1) for name in names}
     return {"string": "Paris", "integer": 1, "number": 1.5, "boolean": True, "array": []}.get(kind)
+
+
+def _properties(schema: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """An object schema's properties and the names to fill in (the required ones, else all).
+    A schema the caller got wrong (properties that are no object, a required that is no list
+    of names) is read as far as it makes sense, as a lenient server would, not failed with a
+    500 that a gateway in front would have to report as the provider's failure."""
+    props = schema.get("properties")
+    props = props if isinstance(props, dict) else {}
+    required = schema.get("required")
+    names = required if isinstance(required, list) and required else list(props)
+    return props, [name for name in names if isinstance(name, str)]
 
 
 def _first_type(kind: Any) -> Any:

@@ -29,6 +29,8 @@ from fastapi import Request
 
 from switchboard.errors import InvalidRequest
 from switchboard.http.admin.body_types import declared_at, is_decimal
+from switchboard.http.openai_api import too_deep_body
+from switchboard.jsonio import too_deep
 
 _BAD = re.compile("[\x00\ud800-\udfff]")
 # In a UTF-8 JSON body's bytes, what may be one of those or a number no store holds
@@ -159,12 +161,11 @@ async def refuse_unstorable_input(request: Request) -> None:
     raw = await request.body()
     if (encoding := json.detect_encoding(raw)) != "utf-8":
         raise _not_utf8(encoding)
-    if not _may_hold_bad(raw):
-        return
     try:
         body = await request.json()  # cached: FastAPI parsed a route's JSON body so before us
     except (ValueError, RecursionError):
         return  # not JSON (or too deep): the route refuses it in its own words
-    found = _in_json(body, request.scope.get("route"))
-    if found is not None:
+    if _may_hold_bad(raw) and (found := _in_json(body, request.scope.get("route"))) is not None:
         raise _refuse(*found)
+    if too_deep(body):  # the routes write it with orjson (stored, measured): refused as on the model API
+        raise too_deep_body()

@@ -339,7 +339,7 @@ class FileService:
         if not isinstance(source, str) or not source:
             raise InvalidRequest("'input_file_id' must be a file id", param="input_file_id",
                                  code="missing_required_parameter" if source is None else "invalid_type")
-        if endpoint not in ENDPOINTS:
+        if not isinstance(endpoint, str) or endpoint not in ENDPOINTS:  # an array cannot be looked up
             raise InvalidRequest(f"'endpoint' must be one of {', '.join(sorted(ENDPOINTS))}",
                                  param="endpoint", code="invalid_value")
         if window != "24h":

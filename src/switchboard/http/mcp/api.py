@@ -13,6 +13,7 @@ import orjson
 from switchboard.context import RawReply, Reply, RequestContext, Result, StreamReply
 from switchboard.errors import GatewayError, InternalError
 from switchboard.http.endpoint import Endpoint, Responder
+from switchboard.jsonio import MAX_DEPTH, too_deep
 from switchboard.mcp.passthrough import CLIENTS
 from switchboard.mcp.relay import RELAY, Relay
 
@@ -103,6 +104,9 @@ class McpAPI:
             rid = _wide_integer(ctx.body)
         if "id" in message and (isinstance(rid, bool) or not isinstance(rid, str | int | orjson.Fragment)):
             raise RpcFailure(INVALID_REQUEST, "id must be a string or an integer", "invalid_request")
+        if too_deep(message):  # as on the model API: written on (a tool's arguments), it could not be
+            raise RpcFailure(INVALID_REQUEST, f"the message nests deeper than {MAX_DEPTH} levels of arrays "
+                             "and objects", "invalid_request", rid)
         method = message.get("method")
         if "method" in message:
             if not isinstance(method, str) or not method or len(method) > 200:

@@ -350,7 +350,7 @@ def input_messages(value: Any) -> tuple[list[JSON], list[JSON]]:
         kind = item.get("type", "message")
         if kind == "message":
             role = item.get("role")
-            if role not in _ROLES:
+            if not isinstance(role, str) or role not in _ROLES:  # an array or object cannot be looked up
                 raise fail(
                     f"{path}.role",
                     f"Invalid value: '{str(role)[:40]}'. Supported values are: 'user', "

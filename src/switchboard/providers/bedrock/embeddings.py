@@ -62,7 +62,7 @@ def invoke_body(request: JSON, target: Target) -> JSON:
             body["dimensions"] = request["dimensions"]
         return body
     input_type = request.get("input_type") or "search_document"
-    if input_type not in COHERE_INPUT_TYPES:
+    if not isinstance(input_type, str) or input_type not in COHERE_INPUT_TYPES:  # an array: no lookup
         raise InvalidRequest(f"input_type must be one of {', '.join(sorted(COHERE_INPUT_TYPES))}",
                              param="input_type")
     return {"texts": texts, "input_type": input_type}

@@ -56,7 +56,7 @@ def _budget(request: JSON) -> tuple[int, str] | None:
     effort = request.get("reasoning_effort")
     if effort in (None, "none"):
         return None
-    if effort not in EFFORT_BUDGETS:
+    if not isinstance(effort, str) or effort not in EFFORT_BUDGETS:  # an array cannot be looked up
         raise InvalidRequest(f"'reasoning_effort' '{str(effort)[:20]}' has no Converse thinking budget: send "
                              "one of none, minimal, low, medium, high (xhigh, max: Claude models only)",
                              param="reasoning_effort", code="invalid_value")

@@ -300,7 +300,7 @@ def _thinking(request: JSON) -> JSON | None:
         return None
     if effort == "none":
         return {"type": "disabled"}
-    if effort not in _EFFORT_BUDGETS:
+    if not isinstance(effort, str) or effort not in _EFFORT_BUDGETS:  # an array cannot be looked up
         allowed = ", ".join(("none", *_EFFORT_BUDGETS))
         raise _invalid(f"'reasoning_effort' '{str(effort)[:20]}' has no Cohere thinking budget: send one of "
                        f"{allowed}", "reasoning_effort")

@@ -90,8 +90,19 @@ def clean_schema(schema: Any, param: str = "schema", strict: bool = False) -> JS
     the path below it."""
     if not isinstance(schema, dict):
         return {}
-    defs = {**(schema.get("definitions") or {}), **(schema.get("$defs") or {})}
+    defs = {**_mapping(schema.get("definitions")), **_mapping(schema.get("$defs"))}
     return _clean(schema, _Walk(defs, param, strict), 0, "", ())
+
+
+def _mapping(value: Any) -> JSON:
+    """A keyword that must hold an object (``$defs``, ``properties``): anything else the caller
+    wrote there (an array, a number) is no schema and is read as none."""
+    return value if isinstance(value, dict) else {}
+
+
+def _listed(value: Any) -> list[Any]:
+    """A keyword that must hold an array (``required``): anything else is read as none."""
+    return value if isinstance(value, list) else []
 
 
 def has_properties(schema: JSON) -> bool:
@@ -135,12 +146,12 @@ def _merge_all_of(node: JSON, parts: list[JSON], walk: _Walk, path: str) -> JSON
     for part in parts:
         for key, value in part.items():
             if key == "properties" and isinstance(value, dict):
-                props = merged.get("properties") or {}
+                props = _mapping(merged.get("properties"))
                 if walk.strict and any(k in props and props[k] != v for k, v in value.items()):
                     raise _weaker(walk, f"{path}.allOf", "'allOf' giving one property two schemas")
                 merged["properties"] = {**props, **value}
             elif key == "required" and isinstance(value, list):
-                merged["required"] = [*(merged.get("required") or []), *value]
+                merged["required"] = [*_listed(merged.get("required")), *value]
             elif walk.strict and key not in _NOTES and key in merged and merged[key] != value:
                 raise _weaker(walk, f"{path}.allOf", f"'allOf' with two values of '{key}'")
             else:
@@ -240,7 +251,7 @@ def _weaker(walk: _Walk, path: str, what: str) -> UnsupportedParameter:
 def _types(node: JSON) -> tuple[bool, list[str]]:
     raw = node.get("type")
     listed = raw if isinstance(raw, list) else [raw] if isinstance(raw, str) else []
-    types = [t for t in listed if t in _TYPES]
+    types = [t for t in listed if isinstance(t, str) and t in _TYPES]  # an item may be any JSON
     return "null" in listed, types
 
 
@@ -286,7 +297,7 @@ def _children(node: JSON, out: JSON, walk: _Walk, depth: int, path: str, refs: t
         out["properties"] = {
             str(k): _clean(v, walk, depth + 1, f"{path}.properties.{k}", refs) for k, v in props.items()
         }
-        required = [r for r in node.get("required") or [] if isinstance(r, str) and r in props]
+        required = [r for r in _listed(node.get("required")) if isinstance(r, str) and r in props]
         if required:
             out["required"] = required
         out.setdefault("type", "OBJECT")
