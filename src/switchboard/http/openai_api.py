@@ -23,7 +23,9 @@ def parse_json(body: bytes) -> Any:
     except orjson.JSONDecodeError as exc:
         reason = str(exc).split(":", 1)[0]
         raise InvalidRequest(f"the request body is not valid JSON: {reason}", code="invalid_json") from None
-    if too_deep(value):
+    # A body with no more brackets than the bound cannot nest past it (brackets inside strings
+    # only make the count larger): two byte scans, far cheaper than the depth check's write.
+    if body.count(b"[") + body.count(b"{") > MAX_DEPTH and too_deep(value):
         raise too_deep_body()
     return value
 
