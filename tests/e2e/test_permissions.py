@@ -276,3 +276,43 @@ def _untouched(admin: Admin, worlds: tuple[TenantWorld, TenantWorld]) -> None:
             assert shown["status"] == "pending"
         assert admin.ok("GET", f"/admin/v1/limits/{world.limit}")["rpm"] == 1_000_000
         assert admin.ok("GET", f"/admin/v1/budgets/{world.budget}")["max_amount"] == 1_000_000
+
+
+def test_a_key_above_the_callers_role_is_neither_limited_nor_budgeted_by_it(
+    gateway: Gateway, worlds: tuple[TenantWorld, TenantWorld]
+) -> None:
+    """A key's budget or rate limit stops it (or frees it) as a block does, so, as blocking it,
+    setting, replacing or removing one is not for a caller below the key's role: a tenant admin
+    reads the budget and limit of a platform admin's key of its tenant, and changes neither."""
+    admin, world = Admin(gateway.url), worlds[0]
+    tenant_admin = world.caller(admin, "tenant_admin")
+    body = {"models": ["*"], "tenant": world.tenant, "role": "platform_admin"}
+    above = admin.ok("POST", "/admin/v1/keys", body, status=201)
+    on_key = {"scope": "key", "subject": above["id"]}
+    on_key_model = {"scope": "key_model", "key": above["id"], "model": "gpt-4o-mini"}
+    budget = admin.ok("PUT", "/admin/v1/budgets", {**on_key, "tenant": world.tenant, "max_amount": 1000})
+    limit = admin.ok("PUT", "/admin/v1/limits", {**on_key_model, "tenant": world.tenant, "rpm": 1000})
+    for method, path, body in [
+        ("PUT", "/admin/v1/budgets", {**on_key, "max_amount": 0.000001}),
+        ("PUT", "/admin/v1/limits", {**on_key_model, "rpm": 1}),
+        ("DELETE", f"/admin/v1/budgets/{budget['id']}", None),
+        ("DELETE", f"/admin/v1/limits/{limit['id']}", None),
+    ]:
+        resp = tenant_admin.call(method, path, json=body)
+        assert resp.status_code == 403 and resp.json()["error"]["code"] == "permission_denied", resp.text
+    assert tenant_admin.ok("GET", f"/admin/v1/budgets/{budget['id']}")["max_amount"] == 1000
+    assert tenant_admin.ok("GET", f"/admin/v1/limits/{limit['id']}")["rpm"] == 1000
+    for record in (budget, limit):
+        params = {"tenant": world.tenant, "resource_id": record["id"]}
+        entries = admin.ok("GET", "/admin/v1/audit", params=params)
+        assert [e["action"] for e in entries["data"]] in (["budget.set"], ["limit.set"])
+    # A key of its own role is its to budget and limit, and to free again.
+    own = world.key_ids["tenant_admin"]
+    mine = tenant_admin.ok("PUT", "/admin/v1/budgets", {"scope": "key", "subject": own, "max_amount": 1000})
+    tenant_admin.ok("DELETE", f"/admin/v1/budgets/{mine['id']}")
+    body = {"scope": "key_model", "key": own, "model": "gpt-4o-mini", "rpm": 1000}
+    mine = tenant_admin.ok("PUT", "/admin/v1/limits", body)
+    tenant_admin.ok("DELETE", f"/admin/v1/limits/{mine['id']}")
+    admin.ok("DELETE", f"/admin/v1/budgets/{budget['id']}")
+    admin.ok("DELETE", f"/admin/v1/limits/{limit['id']}")
+    admin.ok("DELETE", f"/admin/v1/keys/{above['id']}")

@@ -243,6 +243,32 @@ def test_a_caller_above_the_revokers_role_is_not_cut_off(pair: Pair) -> None:
     assert pair.models(above, pair.first).status_code == 200
 
 
+def test_a_tenant_admin_neither_weakens_nor_lifts_the_platform_admins_revocation(pair: Pair) -> None:
+    """As a key's block: a revocation is replaced or deleted only by its maker's role or above, so
+    a tenant admin reads the platform admin's block of one of its users but cannot undo it."""
+    user = _user()
+    record = pair.revoke(user=user, tenant="acme", block=True)
+    admin = pair.admin_token()
+    assert pair.call("GET", f"{PATH}/{record['id']}", admin).json() == record
+    for method, path, body in (
+        ("POST", PATH, {"user": user, "block": False}),  # a replacement lifting the block
+        ("POST", PATH, {"user": user, "block": True, "not_before": record["not_before"]}),  # covering less
+        ("DELETE", f"{PATH}/{record['id']}", None),
+    ):
+        resp = pair.call(method, path, admin, on=pair.second, json=body)
+        assert _code(resp) == (403, "permission_denied"), f"{method} {body}: {resp.text}"
+        assert "platform_admin" in resp.json()["error"]["message"]
+    assert pair.call("GET", f"{PATH}/{record['id']}").json() == record  # untouched
+    assert _code(pair.models(pair.token(user), pair.second)) == (401, "token_revoked")
+    audit = pair.call("GET", "/admin/v1/audit", params={"resource_id": record["id"], "tenant": "acme"})
+    assert [e["action"] for e in audit.json()["data"]] == ["token_revocation.create"]
+    # The platform admin lifts it; a tenant admin's own is the tenant admin's to replace and lift.
+    assert pair.call("DELETE", f"{PATH}/{record['id']}").status_code == 200
+    own = pair.revoke(admin, user=user, block=True)
+    assert pair.revoke(pair.admin_token(), expect=200, user=user, block=False)["id"] == own["id"]
+    assert pair.call("DELETE", f"{PATH}/{own['id']}", pair.admin_token(), on=pair.second).status_code == 200
+
+
 def test_another_tenants_admin_can_neither_see_nor_lift_nor_create(pair: Pair) -> None:
     user = _user()
     record = pair.revoke(pair.admin_token(), user=user)

@@ -34,7 +34,13 @@ from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import AdminBody
 from switchboard.http.admin.query import query_params
-from switchboard.http.admin.scoping import TenantQuery, new_id, scoped_subject, tenant_in_reach
+from switchboard.http.admin.scoping import (
+    TenantQuery,
+    key_not_above,
+    new_id,
+    scoped_subject,
+    tenant_in_reach,
+)
 from switchboard.stores import Stores
 from switchboard.stores.protocols import BUDGET_PERIODS, BUDGET_SCOPES, BUDGET_UNITS, BudgetRecord
 
@@ -187,12 +193,13 @@ def _amount(body: BudgetSet) -> Decimal:
     return Decimal(int(body.max_amount))
 
 
-async def _subject(body: BudgetSet, tenant: str, stores: Stores) -> str:
+async def _subject(access: Access, body: BudgetSet, tenant: str, stores: Stores) -> str:
     subject = await scoped_subject(stores, tenant, body.scope, body.subject, "budget")
     if body.scope == "key":
         key = await stores.keys.get(tenant, subject)
         if key is None or not key.enabled:  # a revoked key spends nothing more
             raise NotFound(f"no key with id '{subject[:64]}'", code="key_not_found")
+        key_not_above(access, key)
         return key.lineage  # held for the whole rotation chain: a rotated key keeps it
     return subject
 
@@ -226,7 +233,8 @@ async def set_budget(
         raise NotFound(f"no tenant '{tenant[:64]}'", code="tenant_not_found")
     now = datetime.now(UTC)
     record = BudgetRecord(
-        id=new_id("bud"), tenant_id=tenant, scope=body.scope, subject=await _subject(body, tenant, stores),
+        id=new_id("bud"), tenant_id=tenant, scope=body.scope,
+        subject=await _subject(access, body, tenant, stores),
         max_amount=amount, unit=body.unit, period=body.period, timezone=body.timezone,
         thresholds=None if body.thresholds is None else tuple(body.thresholds),
         downgrade_model=None if body.downgrade is None else body.downgrade.model,
@@ -279,6 +287,8 @@ async def delete_budget(
     stores = _stores(request)
     assert stores.budgets is not None
     record = await _in_reach(access, stores, budget_id)
+    if record.scope == "key":  # subject: the key's lineage, the id of the first key of its chain
+        key_not_above(access, await stores.keys.get(record.tenant_id, record.subject))
     if not await stores.budgets.delete(record.tenant_id, budget_id):
         raise NotFound(f"no budget with id '{budget_id[:64]}'", code="budget_not_found")
     await _changed(request, record.tenant_id)

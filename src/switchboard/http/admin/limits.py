@@ -23,7 +23,13 @@ from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import AdminBody
 from switchboard.http.admin.query import query_params
-from switchboard.http.admin.scoping import TenantQuery, new_id, scoped_subject, tenant_in_reach
+from switchboard.http.admin.scoping import (
+    TenantQuery,
+    key_not_above,
+    new_id,
+    scoped_subject,
+    tenant_in_reach,
+)
 from switchboard.stores import Stores
 from switchboard.stores.protocols import LIMIT_SCOPES, LimitRecord
 
@@ -82,7 +88,7 @@ async def _changed(request: Request, tenant: str) -> None:
         await cache.changed(tenant)
 
 
-async def _subject(body: LimitSet, tenant: str, stores: Stores) -> str:
+async def _subject(access: Access, body: LimitSet, tenant: str, stores: Stores) -> str:
     subject = body.subject
     if (body.key is not None or body.model is not None) != (body.scope == "key_model"):
         raise InvalidRequest("key and model: for the scope 'key_model' (and only for it), name both",
@@ -94,6 +100,7 @@ async def _subject(body: LimitSet, tenant: str, stores: Stores) -> str:
         key = await stores.keys.get(tenant, body.key)
         if key is None:
             raise NotFound(f"no key with id '{body.key[:64]}'", code="key_not_found")
+        key_not_above(access, key)
         return f"{key.lineage}:{body.model}"  # held for the whole rotation chain
     return await scoped_subject(stores, tenant, body.scope, subject, "limit")
 
@@ -131,7 +138,8 @@ async def set_limits(
         raise NotFound(f"no tenant '{tenant[:64]}'", code="tenant_not_found")
     now = datetime.now(UTC)
     record = LimitRecord(
-        id=new_id("lim"), tenant_id=tenant, scope=body.scope, subject=await _subject(body, tenant, stores),
+        id=new_id("lim"), tenant_id=tenant, scope=body.scope,
+        subject=await _subject(access, body, tenant, stores),
         rpm=body.rpm, tpm=body.tpm, tpd=body.tpd, created_at=now, updated_at=now,
         created_by=access.principal.id,
     )
@@ -172,6 +180,8 @@ async def delete_limits(
     stores = _stores(request)
     assert stores.limits is not None
     record = await _in_reach(access, stores, limit_id)
+    if record.scope == "key_model":  # subject: "<key lineage>:<model>", the lineage a key id
+        key_not_above(access, await stores.keys.get(record.tenant_id, record.subject.split(":", 1)[0]))
     if not await stores.limits.delete(record.tenant_id, limit_id):
         raise NotFound(f"no rate limit with id '{limit_id[:64]}'", code="limit_not_found")
     await _changed(request, record.tenant_id)

@@ -11,12 +11,13 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Query
 from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, StringConstraints
 
-from switchboard.access.roles import Reach
-from switchboard.errors import Conflict, GatewayError, InvalidRequest, NotFound
+from switchboard.access.roles import Reach, may_grant
+from switchboard.errors import Conflict, GatewayError, InvalidRequest, NotFound, PermissionDenied
 from switchboard.http.admin.authz import Access
 from switchboard.http.admin.body import LINE
 from switchboard.http.admin.query import Limit as Limit  # the one page size of every list
 from switchboard.stores import Stores, Team, User
+from switchboard.stores.protocols import KeyRecord
 
 Ident = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:@-]+$")]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200), LINE]
@@ -148,6 +149,15 @@ async def scoped_subject(stores: Stores, tenant: str, scope: str, subject: str |
     if scope == "user" and await stores.tenancy.get_user(tenant, subject) is None:
         raise NotFound(f"no user '{subject[:64]}'", code="user_not_found")
     return subject
+
+
+def key_not_above(access: Access, key: KeyRecord | None) -> None:
+    """A key's budget or rate limit can stop it as a block does, so, as blocking it, setting,
+    replacing or removing one is not for a caller whose role is below the key's (403; it may
+    still read them): a tenant admin does not throttle or unbudget a platform admin's key."""
+    if key is not None and not may_grant(access.principal.role, key.role):
+        raise PermissionDenied(f"the role '{access.principal.role}' may not set or remove the limits or "
+                               f"budget of a key with the role '{key.role}'", code="permission_denied")
 
 
 async def team_in_reach(access: Access, stores: Stores, team_id: str) -> Team:

@@ -7,7 +7,9 @@ revocation of the same user replaces the first (200, the same id and ``created_a
 lists them (paginated by id) or reads one; ``DELETE`` lifts one. Every change is read again here
 before the answer and published on the change feed, so every instance applies it within about a
 second (access/revocations.py). Tenant admins manage their tenant's; the platform admin any
-tenant's; another tenant's record answers 404 ``token_revocation_not_found``.
+tenant's; another tenant's record answers 404 ``token_revocation_not_found``. As a key's block,
+a revocation is replaced or lifted only by its maker's role or above: a tenant admin may read
+the platform admin's, not weaken or delete it (403 ``permission_denied``).
 """
 
 from __future__ import annotations
@@ -20,15 +22,20 @@ from pydantic import AfterValidator, ConfigDict, Field, StrictBool, StringConstr
 
 from switchboard.access.oidc import mapped_user
 from switchboard.access.revocations import TOPIC
-from switchboard.access.roles import Reach
-from switchboard.errors import Conflict, NotFound
+from switchboard.access.roles import ROLES, Reach, may_grant
+from switchboard.errors import Conflict, NotFound, PermissionDenied
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import PROSE, AdminBody
 from switchboard.http.admin.query import query_params
 from switchboard.http.admin.scoping import After, Ident, Limit, TenantQuery, UtcTime, new_id, page
 from switchboard.stores import Stores
-from switchboard.stores.protocols import TokenRevocation, TokenRevocationStore, TooManyRevocations
+from switchboard.stores.protocols import (
+    RevocationOutranked,
+    TokenRevocation,
+    TokenRevocationStore,
+    TooManyRevocations,
+)
 
 router = APIRouter(prefix="/admin/v1/token-revocations", tags=["token revocations"])
 
@@ -99,6 +106,18 @@ async def _changed(request: Request) -> None:
         await request.app.state.services.stores().feed.publish(TOPIC, "changed")
 
 
+def _overrides(access: Access) -> tuple[str, ...]:
+    """The roles whose revocations the caller may replace or delete: its own and those below."""
+    return tuple(role for role in ROLES if may_grant(access.principal.role, role))
+
+
+def _outranked(access: Access, error: RevocationOutranked, doing: str) -> PermissionDenied:
+    return PermissionDenied(
+        f"the revocation of '{error.record.user_id}' was made by a caller with the role "
+        f"'{error.record.created_by_role}': the role '{access.principal.role}' may not {doing} it",
+        code="permission_denied")
+
+
 def _not_found(revocation_id: str) -> NotFound:
     return NotFound(f"no token revocation with id '{revocation_id[:64]}'", code="token_revocation_not_found")
 
@@ -128,7 +147,9 @@ async def create_revocation(
         created_by=access.principal.id, created_by_role=access.principal.role,
     )
     try:
-        stored, before = await store.put(record, cap=MAX_PER_TENANT)
+        stored, before = await store.put(record, cap=MAX_PER_TENANT, overrides=_overrides(access))
+    except RevocationOutranked as error:
+        raise _outranked(access, error, "replace") from None
     except TooManyRevocations:
         raise Conflict(f"the tenant has {MAX_PER_TENANT} token revocations, the most it may have: delete "
                        "those that no longer matter (older than the longest token lifetime)") from None
@@ -179,7 +200,11 @@ async def delete_revocation(
 ) -> dict[str, Any]:
     store = _store(request)
     record = await _in_reach(access, store, revocation_id)
-    if not await store.delete(record.tenant_id, revocation_id):
+    try:
+        deleted = await store.delete(record.tenant_id, revocation_id, overrides=_overrides(access))
+    except RevocationOutranked as error:
+        raise _outranked(access, error, "lift") from None
+    if not deleted:
         raise _not_found(revocation_id)
     await _changed(request)
     await audit.record(request, "token_revocation.delete", "token_revocation", revocation_id,

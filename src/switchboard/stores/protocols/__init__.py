@@ -107,6 +107,7 @@ from switchboard.stores.protocols.providers import (
     SplitOverride,
 )
 from switchboard.stores.protocols.revocations import (
+    RevocationOutranked,
     TokenRevocation,
     TokenRevocationStore,
     TooManyRevocations,
@@ -220,6 +221,7 @@ __all__ = [
     "Reserved",
     "ResponseStore",
     "RetentionDone",
+    "RevocationOutranked",
     "RoutingOverride",
     "RoutingState",
     "RoutingStore",

@@ -5,6 +5,7 @@ table: ``access/revocations.py`` keeps every record in memory."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -36,16 +37,27 @@ class TooManyRevocations(Exception):
     """A new record would take the tenant past the cap ``put`` was given."""
 
 
+class RevocationOutranked(Exception):
+    """The stored record was made by a role the caller may not override (as a key's block is
+    lifted only by its blocker's role or above): it is left as it is."""
+
+    def __init__(self, record: TokenRevocation) -> None:
+        super().__init__(record.id)
+        self.record = record
+
+
 class TokenRevocationStore(Protocol):
-    async def put(self, record: TokenRevocation, *, cap: int | None = None
-                  ) -> tuple[TokenRevocation, TokenRevocation | None]:
+    async def put(self, record: TokenRevocation, *, cap: int | None = None,
+                  overrides: Collection[str] | None = None) -> tuple[TokenRevocation, TokenRevocation | None]:
         """Insert, or replace the revocation of the same (tenant, user), keeping its id and
         ``created_at`` (the rest, ``created_by`` and its role included, is the new one's). Returns
         what is stored now and what was before (None: new); ``(before, before)``, nothing written,
         when the record would revoke the same tokens of the same roles (``not_before``, ``block``,
         ``reason``, ``expires_at``, ``created_by_role`` equal). A new record when the tenant has
         ``cap`` already raises TooManyRevocations; checked with the insert, so creations at once
-        cannot pass it together (a replacement always may)."""
+        cannot pass it together (a replacement always may). A record to replace whose
+        ``created_by_role`` is not in ``overrides`` (None: any) raises RevocationOutranked, checked
+        on the row as locked for the replacement."""
 
     async def get(self, tenant_id: str, revocation_id: str) -> TokenRevocation | None: ...
 
@@ -64,4 +76,8 @@ class TokenRevocationStore(Protocol):
     async def purge_expired(self, now: datetime) -> int:
         """Delete the records whose ``expires_at`` has passed; how many were."""
 
-    async def delete(self, tenant_id: str, revocation_id: str) -> bool: ...
+    async def delete(self, tenant_id: str, revocation_id: str, *, overrides: Collection[str] | None = None
+                     ) -> bool:
+        """Whether the record was there and is deleted; one whose ``created_by_role`` is not in
+        ``overrides`` (None: any) is kept and raises RevocationOutranked (checked by the delete
+        statement itself, so a replacement by a higher role meanwhile is never deleted)."""

@@ -4,6 +4,7 @@ feed says so and periodically."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -12,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from switchboard.stores.protocols import TokenRevocation, TooManyRevocations
+from switchboard.stores.protocols import RevocationOutranked, TokenRevocation, TooManyRevocations
 from switchboard.stores.sql.tables import token_revocations as t
 from switchboard.stores.sql.times import from_db, to_db
 
@@ -58,14 +59,14 @@ class SqlTokenRevocationStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def put(self, record: TokenRevocation, *, cap: int | None = None
-                  ) -> tuple[TokenRevocation, TokenRevocation | None]:
+    async def put(self, record: TokenRevocation, *, cap: int | None = None,
+                  overrides: Collection[str] | None = None) -> tuple[TokenRevocation, TokenRevocation | None]:
         try:
-            return await self._put(record, cap)
+            return await self._put(record, cap, overrides)
         except IntegrityError:  # created by someone else meanwhile: now it is a replacement
-            return await self._put(record, cap)
+            return await self._put(record, cap, overrides)
 
-    async def _put(self, record: TokenRevocation, cap: int | None
+    async def _put(self, record: TokenRevocation, cap: int | None, overrides: Collection[str] | None
                    ) -> tuple[TokenRevocation, TokenRevocation | None]:
         values = {
             "not_before": to_db(record.not_before), "block": record.block, "reason": record.reason,
@@ -86,6 +87,10 @@ class SqlTokenRevocationStore:
                 await _insert(conn, {"id": record.id, "tenant_id": record.tenant_id,
                                      "user_id": record.user_id, **values}, cap)
                 return record, None
+            if overrides is not None and before.created_by_role not in overrides:
+                # Made by a role above the caller's: replacing it would narrow whose tokens it
+                # covers or lift its block, so it stays (checked on the locked row).
+                raise RevocationOutranked(before)
             if _settings(before) == _settings(record):
                 return before, before  # the revocation as it is already: nothing written (nor audited)
             # A replacement: the record (its id, when it was created) stays, as a budget's does.
@@ -130,8 +135,24 @@ class SqlTokenRevocationStore:
             result = await conn.execute(stmt)
         return int(result.rowcount or 0)
 
-    async def delete(self, tenant_id: str, revocation_id: str) -> bool:
-        stmt = sa.delete(t).where(t.c.tenant_id == tenant_id, t.c.id == revocation_id)
-        async with self._engine.begin() as conn:
-            result = await conn.execute(stmt)
-        return bool(result.rowcount)
+    async def delete(self, tenant_id: str, revocation_id: str, *, overrides: Collection[str] | None = None
+                     ) -> bool:
+        where = (t.c.tenant_id == tenant_id, t.c.id == revocation_id)
+        stmt = sa.delete(t).where(*where)
+        if overrides is not None:
+            # The role is checked by the delete itself: a record a higher role replaced after the
+            # caller read it is never deleted.
+            stmt = stmt.where(t.c.created_by_role.in_(list(overrides)))
+        for _ in range(3):  # a record replaced by a role within reach meanwhile: delete it again
+            async with self._engine.begin() as conn:
+                if (await conn.execute(stmt)).rowcount:
+                    return True
+                if overrides is None:
+                    return False
+                row = (await conn.execute(sa.select(t).where(*where))).first()
+            if row is None:
+                return False
+            kept = _record(row)
+            if kept.created_by_role not in overrides:
+                raise RevocationOutranked(kept)
+        raise RevocationOutranked(kept)
