@@ -15,21 +15,17 @@ For each (route, caller) the documented outcome (docs/access.md):
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import fastapi.routing
 import httpx
 import pytest
-from fastapi.dependencies.models import Dependant
-from fastapi.routing import APIRoute
 
-from switchboard.access.roles import ROLES, TABLE, Reach, reach
-from switchboard.http.admin.app import AdminServices, create_admin_app
+from switchboard.access.roles import ROLES, Reach, reach
+from tests.e2e.admin_routes import Route, admin_routes
 from tests.e2e.tenancy_world import GATED, Admin, TenantWorld, build_world
 from tests.oidc_provider import IdentityProvider
 from tests.servers import MASTER_KEY, Gateway, Mock, openai_config, start_gateway
@@ -40,55 +36,7 @@ ROLE_CLAIMS = {"platform_admin": "sb-platform", "tenant_admin": "sb-admin", "tea
                "developer": "sb-dev", "viewer": "sb-viewer"}
 
 
-@dataclass(frozen=True)
-class Route:
-    method: str
-    path: str
-    resource: str
-    action: str
-
-    @property
-    def by_id(self) -> bool:
-        return "{" in self.path
-
-    @property
-    def collection(self) -> str:
-        return self.path.split("/{", 1)[0]
-
-    def url(self, record_id: str) -> str:
-        return re.sub(r"\{[^}]+\}", record_id, self.path)
-
-
-def _decision(dependant: Dependant) -> tuple[str, str] | None:
-    names = {f"allow_{r}_{a}": (r, a) for r, actions in TABLE.items() for a in actions}
-    stack = list(dependant.dependencies)
-    while stack:
-        dep = stack.pop()
-        if getattr(dep.call, "__name__", "") in names:
-            return names[dep.call.__name__]
-        stack.extend(dep.dependencies)
-    return None
-
-
-def _routes() -> list[Route]:
-    """Every route of the admin application under /admin (not only /admin/v1), with its decision."""
-    app = create_admin_app(AdminServices(**{f.name: None for f in fields(AdminServices)}))
-    flatten = getattr(fastapi.routing, "iter_route_contexts", None)
-    found, undecided = [], []
-    for route in flatten(app.routes) if flatten else app.routes:
-        original = getattr(route, "original_route", route)
-        if not isinstance(original, APIRoute) or not route.path.startswith("/admin/"):
-            continue
-        decision = _decision(route.dependant)
-        if decision is None:
-            undecided.append(route.path)
-            continue
-        found.extend(Route(m, route.path, *decision) for m in sorted(original.methods))
-    assert not undecided, f"admin routes without an allow(resource, action) decision: {undecided}"
-    return found
-
-
-ROUTES = _routes()
+ROUTES = admin_routes("/admin/")  # those outside /admin/v1 too
 BODIES: dict[str, Any] = {"PATCH": {"name": "hijacked"}, "POST": {}}
 BODY_BY_SUFFIX: dict[str, Any] = {"/reject": {"reason": "probe"},
                                   "/mcp/servers/{name}": {"description": "probe"}}

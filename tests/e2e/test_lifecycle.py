@@ -257,7 +257,10 @@ def test_sighup_with_workers_replaces_them_with_the_same_settings(
         os.kill(parent, signal.SIGHUP)
         text = "".join(c.choices[0].delta.content or "" for c in [first, *stream] if c.choices)
         assert text == " ".join(["x"] * 20)
-        _poll(lambda: not _workers(parent) & before and len(_workers(parent)) == 2, "replaced workers")
+        # One worker after the other starts and the old one drains: on a loaded machine each
+        # start (imports, configuration, stores) takes several seconds.
+        _poll(lambda: not _workers(parent) & before and len(_workers(parent)) == 2, "replaced workers",
+              timeout=90)
         with httpx.Client(timeout=30) as http:
             resp = http.post(f"{gw.base_url}/chat/completions", headers=AUTH,
                              json={"model": "gpt-4o-mini", "messages": ask("after the restart")})

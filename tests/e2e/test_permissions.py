@@ -16,19 +16,14 @@ the code and this test cannot drift.
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import fastapi.routing
 import pytest
-from fastapi.dependencies.models import Dependant
-from fastapi.routing import APIRoute
 
 from switchboard.access import roles
-from switchboard.access.roles import ROLES, TABLE, Reach, reach
-from switchboard.http.admin.app import AdminServices, create_admin_app
+from switchboard.access.roles import ROLES, Reach, reach
+from tests.e2e.admin_routes import Route, admin_routes
 from tests.e2e.tenancy_world import Admin, TenantWorld, build_world, deployment_fixture
 from tests.servers import Gateway
 
@@ -40,58 +35,7 @@ SHARED = {"provider", "model", "routing"}
 gateway = deployment_fixture("gateway")
 
 
-@dataclass(frozen=True)
-class Route:
-    method: str
-    path: str
-    resource: str
-    action: str
-
-    @property
-    def by_id(self) -> bool:
-        return "{" in self.path
-
-    @property
-    def collection(self) -> str:
-        return self.path.split("/{", 1)[0]
-
-    def url(self, record_id: str) -> str:
-        return re.sub(r"\{[^}]+\}", record_id, self.path)
-
-
-def _allow_of(dependant: Dependant) -> tuple[str, str] | None:
-    names = {f"allow_{r}_{a}": (r, a) for r, actions in TABLE.items() for a in actions}
-    stack = list(dependant.dependencies)
-    while stack:
-        dep = stack.pop()
-        name = getattr(dep.call, "__name__", "")
-        if name in names:
-            return names[name]
-        stack.extend(dep.dependencies)
-    return None
-
-
-def admin_routes() -> list[Route]:
-    # Building the app reads no service: the routes are all this needs.
-    app = create_admin_app(AdminServices(**{f.name: None for f in fields(AdminServices)}))
-    # Newer FastAPI keeps included routers as such; iter_route_contexts flattens them.
-    flatten = getattr(fastapi.routing, "iter_route_contexts", None)
-    found, missing = [], []
-    for route in flatten(app.routes) if flatten else app.routes:
-        original = getattr(route, "original_route", route)
-        if not isinstance(original, APIRoute) or not route.path.startswith("/admin/v1/"):
-            continue
-        allowed = _allow_of(route.dependant)
-        if allowed is None:
-            missing.append(route.path)
-            continue
-        for method in sorted(original.methods):
-            found.append(Route(method, route.path, *allowed))
-    assert not missing, f"admin routes without an allow(resource, action) dependency: {missing}"
-    return found
-
-
-ROUTES = admin_routes()
+ROUTES = admin_routes("/admin/v1/")
 
 
 def test_every_admin_route_declares_its_permission_and_the_walk_covers_them() -> None:

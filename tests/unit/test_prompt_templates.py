@@ -4,6 +4,7 @@ variables against their schema, and the reference a chat request makes (prompts/
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import tracemalloc
 from collections.abc import Iterator
@@ -394,9 +395,24 @@ async def test_slow_renders_beyond_the_bound_are_refused_at_once(
     """Slow renders handed to the worker threads are bounded: one more is 503, not a wait of
     minutes; the count goes down as the threads finish, so later renders run again."""
     monkeypatch.setattr(templates, "MAX_WAITING_RENDERS", 2)
+    # The two renders handed to the threads wait there until the other two have been refused:
+    # on a loaded machine a thread could otherwise reach its deadline (and leave the count)
+    # while the loop still tries the later renders inline.
+    release = threading.Event()
+    in_thread = templates._in_thread
+
+    def held(version: Any, variables: Any) -> Any:
+        release.wait(60)
+        return in_thread(version, variables)
+
+    monkeypatch.setattr(templates, "_in_thread", held)
     costly = {"text": "a" * 900_000, "items": ["x"] * 50_000}
-    results = await asyncio.gather(*(render_async(version(COSTLY), costly) for _ in range(4)),
-                                   return_exceptions=True)
+    tasks = [asyncio.ensure_future(render_async(version(COSTLY), costly)) for _ in range(4)]
+    pending: set[asyncio.Future[Any]] = set(tasks)
+    while len(pending) > 2:
+        _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+    release.set()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
     busy = [r for r in results if isinstance(r, templates.RenderBusy)]
     assert len(busy) == 2 and busy[0].status == 503 and busy[0].headers == {"retry-after": "1"}
     assert all(isinstance(r, RenderError) for r in results if r not in busy)
