@@ -7,7 +7,9 @@ from pathlib import Path
 import openai
 import pytest
 
+from switchboard.stores.sql.urls import async_url
 from tests import forkserver
+from tests.schemas import migrate, migrated_sqlite
 from tests.servers import MASTER_KEY, Gateway, Mock, openai_config, start_gateway, start_mock
 from tests.services import Postgres, RedisServer, start_postgres, start_redis
 
@@ -97,6 +99,38 @@ def redis_emptied_per_module() -> None:
 
 
 @pytest.fixture
-def fresh_database_url(postgres: Postgres) -> str:
-    """A new, empty PostgreSQL database (config form: ``postgresql://...``)."""
-    return postgres.create_database(f"test_{next(_databases)}")
+def fresh_database_url(postgres: Postgres) -> Iterator[str]:
+    """A new, empty PostgreSQL database (config form: ``postgresql://...``), dropped after the
+    test (a session makes hundreds: see tests/services.py)."""
+    name = f"test_{next(_databases)}"
+    yield postgres.create_database(name)
+    postgres.drop_database(name)
+
+
+# Databases at the newest schema revision (tests/schemas.py), for tests about what the stores do
+# with their rows rather than about migrating. Tests about migrating use the empty
+# ``fresh_database_url`` (or the ``fresh_url`` of tests/stores).
+
+
+@pytest.fixture(scope="session")
+def schema_template(postgres: Postgres) -> str:
+    """The name of a PostgreSQL database migrated once per session, copied by
+    ``migrated_database_url``. Nothing connects to it after this."""
+    name = "schema_template"
+    migrate(async_url(postgres.create_database(name), Path()))
+    return name
+
+
+@pytest.fixture
+def migrated_database_url(postgres: Postgres, schema_template: str) -> Iterator[str]:
+    """A new PostgreSQL database at the newest revision, with no rows (config form), dropped
+    after the test."""
+    name = f"test_{next(_databases)}"
+    yield postgres.create_database(name, template=schema_template)
+    postgres.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def sqlite_schema(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database file migrated once per session, copied by ``schemas.copy_sqlite``."""
+    return migrated_sqlite(tmp_path_factory.mktemp("sqlite-schema"))

@@ -1,9 +1,11 @@
 """Fixtures for the store contract tests: real servers, fresh databases, both implementations.
 
-- ``postgres``, ``redis_server`` and ``fresh_database_url`` come from tests/conftest.py.
+- ``postgres``, ``redis_server``, ``fresh_database_url`` and the migrated copies
+  (``migrated_database_url``, ``sqlite_schema``: tests/schemas.py) come from tests/conftest.py.
 - ``backend``: parametrised ``embedded`` (SQLite in tmp + memory) and ``cluster`` (PostgreSQL +
-  Redis); ``backend.stores`` is open, ``backend.clock`` a ManualClock driving the in-memory stores
-  and the Redis counters, ``await backend.peer()`` another instance on the same state.
+  Redis), each on a copy of a database migrated once per session; ``backend.stores`` is open,
+  ``backend.clock`` a ManualClock driving the in-memory stores and the Redis counters,
+  ``await backend.peer()`` another instance on the same state.
 
 Async fixtures run on the session event loop (pyproject), so the async tests here do too:
 ``pytestmark = pytest.mark.asyncio(loop_scope="session")``.
@@ -22,6 +24,7 @@ from switchboard.stores import Stores
 from switchboard.stores.clock import ManualClock
 from switchboard.stores.factory import open_at
 from switchboard.stores.sql.urls import async_url
+from tests.schemas import copy_sqlite
 from tests.services import RedisServer
 
 
@@ -49,10 +52,13 @@ class Backend:
 
 
 async def _backend(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    # A database already at the newest revision (tests/conftest.py): these tests are about the
+    # stores; migrating is the subject of fresh_url's tests and tests/stores/test_migrations.py.
     if kind == "embedded":
-        b = Backend("embedded", async_url(None, tmp_path), None, ManualClock())
+        b = Backend("embedded", copy_sqlite(request.getfixturevalue("sqlite_schema"), tmp_path), None,
+                    ManualClock())
     else:
-        database = request.getfixturevalue("fresh_database_url")
+        database = request.getfixturevalue("migrated_database_url")
         redis: RedisServer = request.getfixturevalue("redis_server")
         redis.flush()
         b = Backend("cluster", async_url(database, tmp_path), redis.url, ManualClock())

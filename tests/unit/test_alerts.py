@@ -26,7 +26,7 @@ from switchboard.routing.health import Health
 from switchboard.stores import Stores
 from switchboard.stores.factory import open_at
 from switchboard.stores.protocols import Incident, IncidentQuery, IncidentStore
-from switchboard.stores.sql.urls import async_url
+from tests.schemas import copy_sqlite
 from tests.unit.routing.health_world import Clock, route, router
 from tests.webhook_receiver import WebhookReceiver
 
@@ -41,8 +41,9 @@ def _config(url: str, *rules: dict[str, Any]) -> AlertsConfig:
 
 
 @pytest.fixture
-async def stores(tmp_path: Path) -> AsyncIterator[Stores]:
-    opened = await open_at(async_url(None, tmp_path), None)
+async def stores(tmp_path: Path, sqlite_schema: Path) -> AsyncIterator[Stores]:
+    # A database migrated once (tests/schemas.py): these tests are about the incidents.
+    opened = await open_at(copy_sqlite(sqlite_schema, tmp_path), None)
     yield opened
     await opened.close()
 

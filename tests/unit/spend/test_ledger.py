@@ -23,7 +23,7 @@ from switchboard.spend.ledger import LedgerWriter, decode, encode
 from switchboard.stores import Stores, UsageRecord
 from switchboard.stores.factory import open_at
 from switchboard.stores.protocols import UsageRow
-from switchboard.stores.sql.urls import async_url
+from tests.schemas import copy_sqlite
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -38,8 +38,9 @@ def record(rid: str, **fields: object) -> UsageRecord:
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def stores(tmp_path: Path) -> AsyncIterator[Stores]:
-    opened = await open_at(async_url(None, tmp_path / "db"), None)
+async def stores(tmp_path: Path, sqlite_schema: Path) -> AsyncIterator[Stores]:
+    # A database migrated once (tests/schemas.py): these tests are about the ledger writer.
+    opened = await open_at(copy_sqlite(sqlite_schema, tmp_path / "db"), None)
     yield opened
     await opened.close()
 
