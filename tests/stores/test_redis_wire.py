@@ -59,7 +59,8 @@ async def test_a_batched_script_call_is_packed_as_its_command(redis_server: Redi
     try:
         script = batch_for(client).script("return #KEYS + #ARGV")
         head = ["EVALSHA", script.script.sha]
-        calls = [(["a", "b"], ["", 10, 1.5, b"\x00"]), (["c", "d"], ["x", 11, 2, "é"]), ([], []), (["e"], [1])]
+        calls: list[tuple[list[str], list[str | int | float | bytes]]] = [
+            (["a", "b"], ["", 10, 1.5, b"\x00"]), (["c", "d"], ["x", 11, 2, "é"]), ([], []), (["e"], [1])]
         for _ in range(2):  # the second time each call's start is the one kept for its counts
             pieces: list[bytes] = []
             for keys, args in calls:
