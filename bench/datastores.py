@@ -72,6 +72,15 @@ def redis_commands(url: str) -> dict[str, int]:
     return calls
 
 
+def redis_set(url: str, key: str, value: str) -> None:
+    """SET ``key`` ``value`` (no spaces in either: an inline command)."""
+    host, port = url.removeprefix("redis://").split("/")[0].split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(f"SET {key} {value}\r\n".encode())
+        if not sock.recv(64).startswith(b"+OK"):
+            raise RuntimeError(f"redis refused SET {key}")
+
+
 def _bulk_len(data: bytes) -> int:
     """The full length of a RESP bulk string reply once its header has arrived."""
     head, sep, _ = data.partition(b"\r\n")

@@ -9,6 +9,7 @@ within about 0.2 % run after run, so two source trees can be compared exactly:
     python bench/instructions.py --src /path/to/other/src # another tree (e.g. a git worktree)
     python bench/instructions.py --key-cost               # an API key against the master key
     python bench/instructions.py --profile full           # the full path against the bare path
+    python bench/instructions.py --profile cluster        # the full path in cluster mode against embedded
     python bench/instructions.py --profile group          # a group of two deployments against one
     python bench/instructions.py --profile metrics        # Prometheus metrics on against off
     python bench/instructions.py --metrics off            # this checkout with metrics off
@@ -25,12 +26,21 @@ requests slowed some fifty-fold leave only a handful of records per 0.5 s flush,
 fixed cost weighs far more per request than under load; ``--defer-flush`` leaves them out (flush
 every 60 s or 10,000 records), with the keys' last-used writes (every hour instead of every 5 s),
 and ``bench/ledger.py`` measures the flush per record by batch size.
-Needs valgrind (Debian package ``valgrind``) and nginx. Not a test.
+
+``--profile cluster`` measures the full path twice in one run: on the embedded default (SQLite,
+in-process state) and in cluster mode (PostgreSQL and Redis, fresh servers started as
+``bench/run.py``'s cluster target starts them, on its load CPU). Only the gateway process is
+counted, so the difference is the cluster stores' client side: the Redis scripts' arguments,
+their encoding and the replies (stores/redis/), the change feed's reader, and the ledger's
+PostgreSQL writes (left out with ``--defer-flush``).
+Needs valgrind (Debian package ``valgrind``) and nginx; PostgreSQL and Redis for ``cluster``.
+Not a test.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -93,6 +103,19 @@ def _issue_key(port: int) -> str:
     return str(json.loads(data)["key"])
 
 
+# The budget counters' "Redis lost its data" marker (stores/redis/budgets.py's LOST_MARKER).
+LOST_MARKER = "sb:bg:{bg}:since"
+# The cluster profile's secret (any fixed one: its database is fresh each run).
+CLUSTER_SECRET = "bench-secret-key-bench-secret-key"
+
+
+def _cluster_config(cluster: tuple[str, str] | None) -> str:
+    if cluster is None:
+        return ""
+    database, redis = cluster
+    return f"database:\n  url: {database}\nredis:\n  url: {redis}\n"
+
+
 DEFERRED_FLUSH = "spend:\n  flush_seconds: 60\n  flush_batch: 10000\n"
 # Keys' last-used times are written every 5 s: whether the measured window holds two or three of
 # those writes (some 15 million instructions each under callgrind) would decide a 5 % difference.
@@ -102,20 +125,24 @@ DEFERRED_TOUCH = "auth:\n  last_used_interval_seconds: 3600\n"
 def measure(
     src: Path, mode: str, requests: int, root: Path, base: str, *, api_key: bool = False, full: bool = False,
     defer_flush: bool = False, group: bool = False, metrics: bool = True, keep: Path | None = None,
+    cluster: tuple[str, str] | None = None,
 ) -> float:
     """Instructions per request; ``api_key``: a plain issued key; ``full``: the full path's key
     (RPM/TPM limits and a budget, ``run.FULL_KEY``); ``group``: each model a group of two
-    deployments on the same upstream (weighted strategy); ``metrics``: Prometheus metrics on."""
+    deployments on the same upstream (weighted strategy); ``metrics``: Prometheus metrics on;
+    ``cluster``: (database URL, Redis URL) of the cluster mode's stores."""
     tag = (f"{mode}-{'full' if full else 'key' if api_key else 'master'}{'-group' if group else ''}"
-           f"{'' if metrics else '-nometrics'}")
+           f"{'' if metrics else '-nometrics'}{'-cluster' if cluster else ''}")
     config = root / f"switchboard-{tag}.yaml"
-    text = harness.switchboard_config(base, group, metrics)
+    text = harness.switchboard_config(base, group, metrics, _cluster_config(cluster))
     if defer_flush:
         text = text.replace("auth:\n", DEFERRED_TOUCH, 1) + DEFERRED_FLUSH
     config.write_text(text)
     port = free_port()
     out = root / f"callgrind-{tag}.out"
     env = {**os.environ, "PYTHONPATH": str(src), "SWITCHBOARD_DATA_DIR": str(root / f"data-{tag}")}
+    if cluster is not None:  # a shared database needs the secret that keys the API-key hashes
+        env["SWITCHBOARD_SECRET_KEY"] = CLUSTER_SECRET
     cmd = [
         tool("valgrind"), "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
         sys.executable, "-m", "switchboard", "serve", "--config", str(config), "--port", str(port),
@@ -168,11 +195,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="measure the master key and an API key in the same run and compare them; "
                         "exit 1 if the API key costs more than --max-key-cost percent")
     parser.add_argument("--max-key-cost", type=float, default=5.0, help="percent (default 5)")
-    parser.add_argument("--profile", choices=("bare", "full", "group", "metrics"), default="bare",
+    parser.add_argument("--profile", choices=("bare", "full", "group", "metrics", "cluster"), default="bare",
                         help="full: measure the master key (bare path) and a virtual key with RPM/TPM "
                         "limits and a budget (full path) in the same run, and compare them; group: "
                         "one deployment against a group of two, in the same run; metrics: the bare "
-                        "path with Prometheus metrics off against on, in the same run")
+                        "path with Prometheus metrics off against on, in the same run; cluster: the "
+                        "full path on the embedded default against cluster mode (PostgreSQL and "
+                        "Redis), in the same run")
     parser.add_argument("--metrics", choices=("on", "off"), default="on",
                         help="Prometheus metrics (metrics.enabled) of the measured gateway (default on)")
     parser.add_argument("--defer-flush", action="store_true",
@@ -188,19 +217,26 @@ def main(argv: list[str] | None = None) -> int:
     src = args.src.resolve()
     over = False
     counts: dict[str, float] = {}
-    with tempfile.TemporaryDirectory(prefix="sb-instr-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="sb-instr-") as tmp, contextlib.ExitStack() as stack:
         root = Path(tmp)
         nginx, base = upstream.nginx(root / "nginx", cpu=None)
+        cluster = _datastores(stack) if args.profile == "cluster" else None
 
-        def one(mode: str, **kind: bool) -> float:
+        def one(mode: str, *, clustered: bool = False, **kind: bool) -> float:
             kind.setdefault("metrics", args.metrics == "on")
             count = measure(src, mode, args.requests, root, base, defer_flush=args.defer_flush,
-                            keep=args.keep, **kind)
-            counts[_label(mode, **kind)] = count
+                            keep=args.keep, cluster=cluster if clustered else None, **kind)
+            counts[_label(mode, clustered=clustered, **kind)] = count
             return count
 
         with nginx:
             for mode in harness.MODES:
+                if args.profile == "cluster":
+                    embedded = one(mode, full=True)
+                    clustered = one(mode, full=True, clustered=True)
+                    print(f"{mode:<11} full path embedded {embedded:>10,.0f}  cluster {clustered:>10,.0f} "
+                          f" ({(clustered / embedded - 1) * 100:+.1f} %, {src})", flush=True)
+                    continue
                 if args.profile == "metrics":
                     off = one(mode, metrics=False)
                     on = one(mode, metrics=True)
@@ -240,10 +276,25 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if over else 0
 
 
+def _datastores(stack: contextlib.ExitStack) -> tuple[str, str]:
+    """(database URL, Redis URL) of fresh PostgreSQL and Redis servers, pinned to the load CPU
+    as bench/run.py's cluster target has them, stopped when ``stack`` closes. Each measured
+    gateway migrates the database on start (a no-op after the first) and issues its own key."""
+    import datastores
+
+    database, redis = stack.enter_context(datastores.cluster(harness.LOAD_CPU))
+    # A fresh Redis looks to the budget counters like one that lost its data: their first rebuild
+    # would wait a ledger flush interval (60 s with --defer-flush) for other instances' records.
+    # The marker says the counters have been in Redis all along, as in a long-running deployment.
+    datastores.redis_set(redis, LOST_MARKER, "0")
+    return database, redis
+
+
 def _label(mode: str, *, api_key: bool = False, full: bool = False, group: bool = False,
-           metrics: bool = True) -> str:
+           metrics: bool = True, clustered: bool = False) -> str:
     who = "full path" if full else "API key" if api_key else "master key"
-    return f"{who}{', group' if group else ''}{'' if metrics else ', metrics off'} {mode}"
+    where = ", cluster" if clustered else ""
+    return f"{who}{', group' if group else ''}{'' if metrics else ', metrics off'}{where} {mode}"
 
 
 def environment() -> dict[str, str]:

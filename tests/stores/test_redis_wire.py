@@ -54,6 +54,24 @@ async def test_commands_are_packed_as_resp_bulk_strings() -> None:
         assert bulk([1, 1.0, "1", "é"]) == b"$1\r\n1\r\n$3\r\n1.0\r\n$1\r\n1\r\n$2\r\n\xc3\xa9\r\n"
 
 
+async def test_a_batched_script_call_is_packed_as_its_command(redis_server: RedisServer) -> None:
+    client = Redis.from_url(redis_server.url)
+    try:
+        script = batch_for(client).script("return #KEYS + #ARGV")
+        head = ["EVALSHA", script.script.sha]
+        calls: list[tuple[list[str], list[str | int | float | bytes]]] = [
+            (["a", "b"], ["", 10, 1.5, b"\x00"]), (["c", "d"], ["x", 11, 2, "é"]), ([], []), (["e"], [1])]
+        for _ in range(2):  # the second time each call's start is the one kept for its counts
+            pieces: list[bytes] = []
+            for keys, args in calls:
+                script.pack_into(pieces, keys, args)
+            assert b"".join(pieces) == b"".join(command([*head, len(k), *k, *a]) for k, a in calls)
+        # and Redis reads them so: each call's keys and arguments counted as sent
+        assert await asyncio.gather(*(script(keys=k, args=a) for k, a in calls)) == [6, 6, 0, 2]
+    finally:
+        await closing(client)
+
+
 async def test_a_unix_socket_url_uses_the_wire(redis_server: RedisServer, admin: Redis) -> None:
     client = Redis.from_url(f"unix://{redis_server.socket_path}")
     try:

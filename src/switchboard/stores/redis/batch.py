@@ -24,27 +24,46 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, ResponseError
 
 from switchboard.stores.redis.silence import silence_for
-from switchboard.stores.redis.wire import Wire, bulk, command
+from switchboard.stores.redis.wire import Wire, bulk, bulk_into, command
 
 _Call = tuple["BatchedScript", Sequence[Any], Sequence[Any], "asyncio.Future[Any]"]
 _BATCHES: weakref.WeakKeyDictionary[Redis, ScriptBatch] = weakref.WeakKeyDictionary()
+_LEADS_MAX = 64
 
 
 class BatchedScript:
     """A registered script whose calls join the current pass's pipeline."""
 
-    __slots__ = ("_batch", "_head", "script")
+    __slots__ = ("_batch", "_head", "_leads", "script")
 
     def __init__(self, batch: ScriptBatch, script: AsyncScript) -> None:
         self._batch = batch
         self.script = script
         self._head = bulk(["EVALSHA", script.sha])  # the same two arguments on every call
+        # A call's start (array length, EVALSHA, the SHA, the key count) by its counts of keys
+        # and arguments: a few shapes per script, built once rather than on every call.
+        self._leads: dict[tuple[int, int], bytes] = {}
 
     def __call__(self, keys: Sequence[Any], args: Sequence[Any]) -> asyncio.Future[Any]:
         return self._batch.add(self, keys, args)
 
     def packed(self, keys: Sequence[Any], args: Sequence[Any]) -> bytes:
-        return command([len(keys), *keys, *args], head=self._head, head_count=2)
+        out: list[bytes] = []
+        self.pack_into(out, keys, args)
+        return b"".join(out)
+
+    def pack_into(self, out: list[bytes], keys: Sequence[Any], args: Sequence[Any]) -> None:
+        """The call in RESP, its pieces appended to ``out`` (the batch joins them once)."""
+        shape = (len(keys), len(args))
+        lead = self._leads.get(shape)
+        if lead is None:
+            if len(self._leads) >= _LEADS_MAX:  # key counts come from configuration: few shapes
+                self._leads.clear()
+            count = 2 + shape[0] + shape[1]  # EVALSHA and the SHA, then keys and arguments
+            lead = self._leads[shape] = command([shape[0]], head=self._head, head_count=count)
+        out.append(lead)
+        bulk_into(out, keys)
+        bulk_into(out, args)
 
 
 class ScriptBatch:
@@ -81,7 +100,9 @@ class ScriptBatch:
             for *_, future in calls:
                 future.cancel()
             raise
-        for (script, keys, args, future), result in zip(calls, results, strict=True):
+        # Plain zip: a reply per call by construction (the wire waits for that many, redis-py's
+        # pipeline returns one per command), and strict=True is a keyword zip parses every time.
+        for (script, keys, args, future), result in zip(calls, results):  # noqa: B905
             if _no_script(result):  # a restarted or flushed Redis: load, run alone
                 try:
                     # One after the other: were Redis to go quiet meanwhile, only the first would
@@ -98,8 +119,10 @@ class ScriptBatch:
 
     async def _send(self, calls: list[_Call]) -> list[Any]:
         if self._wire is not None:
-            payload = b"".join(script.packed(keys, args) for script, keys, args, _ in calls)
-            return await self._wire.call(payload, len(calls))
+            pieces: list[bytes] = []
+            for script, keys, args, _ in calls:
+                script.pack_into(pieces, keys, args)
+            return await self._wire.call(b"".join(pieces), len(calls))
         return await self._silence.call(lambda: self._pipelined(calls))
 
     async def _pipelined(self, calls: list[_Call]) -> list[Any]:

@@ -165,7 +165,9 @@ class RedisRateLimiter:
         keys: list[str] = []
         args: list[int | str] = [self._now(), LIMIT_SLOTS]
         window = 0.0
-        for b, index in zip(buckets, slots, strict=True):
+        # Plain zip: the slots are the acquired states', one per bucket (strict=True would parse
+        # its keyword on every request).
+        for b, index in zip(buckets, slots):  # noqa: B905
             if b.amount == 0:
                 continue
             g = slot_ms(b.window)

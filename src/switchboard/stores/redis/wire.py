@@ -49,7 +49,13 @@ def _encode(part: Arg) -> bytes:
 
 def bulk(parts: Sequence[Arg]) -> bytes:
     """Arguments as RESP bulk strings (numbers as their decimal text, as redis-py sends them)."""
-    out = []
+    out: list[bytes] = []
+    bulk_into(out, parts)
+    return b"".join(out)
+
+
+def bulk_into(out: list[bytes], parts: Sequence[Arg]) -> None:
+    """``bulk``'s pieces appended to ``out``: a batch's commands are joined once, not each."""
     cache = _ENCODED
     for part in parts:
         kind = type(part)
@@ -62,7 +68,6 @@ def bulk(parts: Sequence[Arg]) -> bytes:
         else:
             data = _encode(part)
         out.append(data)
-    return b"".join(out)
 
 
 def command(parts: Sequence[Arg], *, head: bytes = b"", head_count: int = 0) -> bytes:
