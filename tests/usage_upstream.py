@@ -3,8 +3,10 @@ Gemini shapes, streamed and not: for e2e tests of what the gateway records from 
 usage it cannot trust (a count near 2**64, negative, a float, a string, null).
 
 The request's last message text is a JSON value (``18446744073709551615``, ``-5``, ``12.5``,
-``"12"``, ``null``): every count of the usage it answers with is that value. It runs an HTTP
-server in a thread of the test process and answers:
+``"12"``, ``null``): every count of the usage it answers with is that value; the text
+``no-usage`` (NO_USAGE) has an OpenAI answer carry no usage at all, and its stream no usage
+chunk (as some OpenAI-compatible hosts answer). It runs an HTTP server in a thread of the test
+process and answers:
 
 - ``POST /v1/chat/completions`` (OpenAI; a stream ends with a usage chunk of its own);
 - ``POST /v1/messages`` (Anthropic; a stream's message_start and message_delta carry usage);
@@ -21,6 +23,7 @@ from typing import Any
 from tests.servers import free_port
 
 ANSWER = "counted"
+NO_USAGE = "no-usage"
 
 
 def _last_text(body: dict[str, Any]) -> str:
@@ -85,10 +88,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)))
-        value = json.loads(_last_text(body))
+        text = _last_text(body)
+        value = None if text == NO_USAGE else json.loads(text)
         path = self.path.split("?")[0]
         if path.endswith("/chat/completions"):
             reply, events = _openai(value, body.get("model", "m"))
+            if text == NO_USAGE:
+                del reply["usage"]
+                events = events[:-1]
             stream, named = bool(body.get("stream")), False
         elif path.endswith("/messages"):
             reply, events = _anthropic(value, body.get("model", "m"))

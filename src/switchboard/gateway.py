@@ -508,7 +508,8 @@ class Gateway:
             self.metrics.watch(self.usage, self.bodies, self.last_used, self.stores.checks)
             await self.metrics.start()  # the metrics.port listener, when configured
         self.files.start(self.stores.files, self.stores.ledger, lambda: self.budgets, self.stores.keys,
-                         lambda: self.subscriptions)
+                         lambda: self.subscriptions,
+                         self.metrics.batch_charged if self.metrics is not None else None)
         self.message_batches.use(lambda: self.subscriptions)
         self.responses.start()  # the purge of expired stored responses
         await self.mcp_auth.start(self.stores, keyring, self.mcp_registry)

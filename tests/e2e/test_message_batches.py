@@ -22,6 +22,7 @@ import anthropic
 import httpx
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from switchboard.stores.factory import open_at
 from switchboard.stores.protocols import MESSAGE_BATCH_MODELS
@@ -86,6 +87,7 @@ def world(request: pytest.FixtureRequest, mock_upstream: Mock,
          "info": dict(LATEST_PRICES)},
     ]
     config["files"] = {"poll_seconds": 1, "max_message_batch_bytes": MAX_BODY}
+    config["metrics"] = {"labels": ["key"]}  # a test's own batches, in the token and cost counters
     if request.param == "cluster":
         postgres, redis = request.getfixturevalue("postgres"), request.getfixturevalue("redis_server")
         config["database"] = {"url": postgres.create_database(f"msgbatch_{uuid.uuid4().hex[:8]}")}
@@ -392,6 +394,39 @@ def test_an_ended_batch_is_priced_once_at_half_price(world: World) -> None:
     # Deleted: its record stays, once.
     client.messages.batches.delete(batch.id)
     assert world.requests_of(created["id"]) == 1
+
+
+def batch_counters(world: World, key_id: str) -> tuple[float, float, float]:
+    """The key's batches in the metrics: (input tokens, output tokens, cost in USD)."""
+    resp = httpx.get(f"{world.gateway.url}/metrics", headers=ADMIN, timeout=30)
+    assert resp.status_code == 200, resp.text
+    found = {"switchboard_input_tokens_total": 0.0, "switchboard_output_tokens_total": 0.0,
+             "switchboard_cost_usd_total": 0.0}
+    for family in text_string_to_metric_families(resp.text):
+        for sample in family.samples:
+            if (sample.name in found and sample.labels.get("key") == key_id
+                    and sample.labels.get("operation") == "batches"):
+                found[sample.name] += sample.value
+    return tuple(found.values())  # type: ignore[return-value]
+
+
+def test_an_ended_batch_counts_in_the_token_and_cost_metrics_once(world: World) -> None:
+    """The ledger's record of a batch is in the token and cost counters too, with the same
+    numbers, however often the batch is looked at after it ended."""
+    created = world.key(["*"])
+    client = world.sdk(created["key"])
+    batch = client.messages.batches.create(requests=[request("a", "counted in metrics"), request("b", "too")])
+    ended(client, batch.id)
+    record = wait_for(world.database, {batch.id}, tenant=world.tenant)[batch.id]
+    assert record.cost_usd > 0
+    expected = (float(record.prompt_tokens), float(record.completion_tokens), float(record.cost_usd))
+    deadline = time.monotonic() + 10
+    while (seen := batch_counters(world, created["id"]))[0] != expected[0]:
+        assert time.monotonic() < deadline, f"the batch's tokens never reached the metrics: {seen}"
+        time.sleep(0.05)
+    for _ in range(3):  # seen again by its owner (and the poller): counted once
+        client.messages.batches.retrieve(batch.id)
+    assert batch_counters(world, created["id"]) == pytest.approx(expected, abs=1e-12)
 
 
 def test_the_poller_prices_a_batch_nobody_looks_at(world: World) -> None:

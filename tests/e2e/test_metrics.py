@@ -258,6 +258,37 @@ def test_a_stream_the_client_left_before_its_first_chunk_is_labelled_a_stream(de
     assert delta(name, model="gpt-4o-mini", status="499", stream="true") == 1
 
 
+def test_tokens_and_cost_of_cut_and_abandoned_streams_match_the_ledger(deployment: Deployment) -> None:
+    """A stream the upstream breaks and one the client leaves are charged in the ledger for
+    what was produced (estimated); the token and cost counters carry the same amounts."""
+    delta = Delta(deployment)
+    client = deployment.sdk()
+    seen: set[str] = set()
+    with pytest.raises(openai.APIError), client.chat.completions.with_streaming_response.create(
+        model="gpt-4o-mini", stream=True, messages=ask("mock:fail_after=2 broken stream"),
+    ) as broken:  # the error event after two chunks
+        seen.add(broken.headers["x-request-id"])
+        list(broken.parse())
+    body = {"model": "gpt-4o-mini", "stream": True,
+            "messages": ask("mock:chunk_delay_ms=200 a long answer the client leaves early")}
+    url = f"{deployment.gateway.base_url}/chat/completions"
+    with httpx.Client(headers=ADMIN, timeout=30) as http, http.stream("POST", url, json=body) as left:
+        seen.add(left.headers["x-request-id"])
+        lines = left.iter_lines()
+        while not next(lines).startswith("data: {"):  # the first chunk, then the client goes
+            pass
+    records = ledger.wait_for(ledger.database_of(deployment.config, deployment.tmp), seen)
+    charged = [records[rid] for rid in seen]
+    assert all(r.metadata.get("estimated") and r.completion_tokens > 0 for r in charged)
+    prompt = sum(r.prompt_tokens for r in charged)
+    delta.settle("switchboard_input_tokens_total", prompt, model="gpt-4o-mini")
+    completion = sum(r.completion_tokens for r in charged)
+    assert delta("switchboard_output_tokens_total", model="gpt-4o-mini") == completion
+    cost = sum(r.cost_usd for r in charged)
+    assert cost > 0
+    assert delta("switchboard_cost_usd_total", model="gpt-4o-mini") == pytest.approx(float(cost), abs=1e-12)
+
+
 def test_admin_errors_are_counted_and_logged_with_their_code(deployment: Deployment) -> None:
     delta = Delta(deployment)
     url = deployment.gateway.url

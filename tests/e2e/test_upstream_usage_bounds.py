@@ -4,15 +4,18 @@ OpenAI, Anthropic and Gemini shapes, streamed or not, translated or passed throu
 gets its answer, and the call's usage record is written (docs/spend.md, "Counts an upstream
 reports"): a count above the bound is recorded as the bound and flagged ``usage_clamped``, a
 count that is not a whole number of tokens counts as none and is flagged ``usage_invalid`` (a
-missing one, null, is not). Checked in the ledger and through the usage API. On the embedded
+missing one, null, is not). Checked in the ledger and through the usage API. An answer with no
+usage at all is estimated, and its budgets and token limit count the estimate. On the embedded
 default (SQLite) and on a cluster (PostgreSQL + Redis)."""
 
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +29,7 @@ from switchboard.stores.protocols import UsageRecord
 from tests import ledger
 from tests.servers import MASTER_KEY, Gateway, start_gateway
 from tests.services import Postgres, RedisServer
-from tests.usage_upstream import ANSWER, UsageUpstream
+from tests.usage_upstream import ANSWER, NO_USAGE, UsageUpstream
 
 ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
 PRICES = {"input_cost_per_mtok": 3.0, "output_cost_per_mtok": 15.0}
@@ -58,11 +61,14 @@ def _config(up: UsageUpstream) -> dict[str, Any]:
     return {
         "providers": [
             {"name": "oai", "type": "openai", "api_base": f"{up.url}/v1", "api_key": "k"},
+            {"name": "silent", "type": "openai-compatible", "api_base": f"{up.url}/v1", "api_key": "k"},
             {"name": "anth", "type": "anthropic", "api_base": up.url, "api_key": "k"},
             {"name": "studio", "type": "gemini", "api_base": up.url, "api_key": "k"},
         ],
         "models": [
             {"name": "gpt-usage", "provider": "oai", "model": "gpt-4o-mini", "info": PRICES},
+            # A host that reports no usage at all, as some OpenAI-compatible ones do.
+            {"name": "gpt-silent", "provider": "silent", "model": "gpt-4o-mini", "info": PRICES},
             {"name": "claude-usage", "provider": "anth", "model": "claude-sonnet-4-5", "info": PRICES},
             {"name": "gemini-usage", "provider": "studio", "model": "gemini-2.5-flash", "info": PRICES},
         ],
@@ -182,3 +188,51 @@ def test_the_usage_report_sums_the_bounded_counts(world: World) -> None:
         assert row["requests"] >= 2
         assert 0 < row["prompt_tokens"] <= row["requests"] * TOKENS_MAX
         assert 0 < row["completion_tokens"] <= row["requests"] * TOKENS_MAX
+
+
+def test_an_answer_without_usage_is_estimated_and_charged_alike_everywhere(world: World) -> None:
+    """An upstream that reports no usage (none in the answer, no usage chunk in the stream) is
+    not a free call: the record is estimated (the prompt as limits and budgets estimate it, the
+    output from the text answered) and priced, the cost header, the key's budgets and its token
+    limit all count that same estimate."""
+    url = world.gateway.url
+    made = httpx.post(f"{url}/admin/v1/keys", json={"models": ["*"], "tpm_limit": 100_000},
+                      headers=ADMIN, timeout=30)
+    assert made.status_code == 201, made.text
+    key = made.json()
+    for unit, amount in (("usd", 10), ("tokens", 1_000_000)):
+        budget = {"scope": "key", "subject": key["id"], "unit": unit, "max_amount": amount, "period": "total"}
+        resp = httpx.put(f"{url}/admin/v1/budgets", json=budget, headers=ADMIN, timeout=30)
+        assert resp.status_code == 200, resp.text
+    client = openai.OpenAI(base_url=world.gateway.base_url, api_key=key["key"], max_retries=0, timeout=30)
+    messages: Any = [{"role": "user", "content": NO_USAGE}]
+    first = client.chat.completions.with_raw_response.create(model="gpt-silent", messages=messages)
+    assert first.parse().choices[0].message.content == ANSWER and first.parse().usage is None
+    with client.chat.completions.with_streaming_response.create(
+        model="gpt-silent", messages=messages, stream=True, stream_options={"include_usage": True},
+    ) as streamed:
+        chunks = list(streamed.parse())
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == ANSWER
+    assert not any(c.usage for c in chunks)
+    ids = {first.headers["x-request-id"], streamed.headers["x-request-id"]}
+    records = {rid: record for rid, record in world.records(ids).items() if rid in ids}
+    for record in records.values():
+        assert record.metadata.get("estimated") is True
+        assert record.prompt_tokens > 0 and record.completion_tokens > 0 and record.cost_usd > 0
+    assert Decimal(first.headers["x-switchboard-cost-usd"]) == records[first.headers["x-request-id"]].cost_usd
+    used = sum(r.prompt_tokens + r.completion_tokens for r in records.values())
+    cost = sum(r.cost_usd for r in records.values())
+
+    def spent() -> dict[str, Any]:
+        data = httpx.get(f"{url}/admin/v1/budgets", params={"scope": "key"}, headers=ADMIN, timeout=30).json()
+        mine = [b for b in data["data"] if b["subject"] == key["id"]]
+        return {b["unit"]: Decimal(str(b["status"]["spent"])) for b in mine}
+
+    deadline = time.monotonic() + 10  # settled after the responses, and the records written
+    while (now := spent()) != {"usd": cost, "tokens": used}:
+        assert time.monotonic() < deadline, f"the budgets spent {now}, the ledger {cost} USD, {used} tokens"
+        time.sleep(0.05)
+    # The same request again reserves what the first did: the token limit counts the two since.
+    third = client.chat.completions.with_raw_response.create(model="gpt-silent", messages=messages)
+    remaining = [int(r.headers["x-ratelimit-remaining-tokens"]) for r in (first, third)]
+    assert remaining[0] - remaining[1] == used

@@ -133,9 +133,10 @@ async def finish(ctx: RequestContext, scope: Scope, unserved: Unserved | None = 
     if ctx.post_response is not None:
         await ctx.run_after_response()
     elif unserved is not None:
-        # With metrics on, the observe stage is the first of every chain and registers the first
-        # callback at once: none registered means the edge refused the request before its chain
-        # (413, 415, a repeated header, 408, 499), and only this counts it. Error path only.
+        # With metrics on, the observe stage is the first of every chain and registers a
+        # callback on every way out of it: none registered means the edge refused the request
+        # before its chain (413, 415, a repeated header, 408, 499), and only this counts it.
+        # Error path only.
         unserved(ctx)
     if outcome.status >= 400 or outcome.client_disconnected:
         log_failure(ctx)

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from switchboard.routing.health import Health
     from switchboard.routing.live import Snapshot
     from switchboard.routing.table import Route
+    from switchboard.stores import UsageRecord
 
 log = logging.getLogger("switchboard.metrics")
 
@@ -612,11 +613,31 @@ class Metrics:
         if self._writers is not None:
             self._writers.flush()
 
+    def batch_charged(self, record: UsageRecord) -> None:
+        """A batch's ledger record, written when the batch was priced (http/files/service.py,
+        on the one instance that stored it): its tokens and cost, which no request carried, under
+        ``operation="batches"``, its provider and model (``other`` unless a configured name), so
+        the token and cost counters add up to the ledger. Rare: straight to prometheus-client."""
+        extras = {"tenant": record.tenant_id, "team": record.team_id, "key": record.key_id,
+                  "user": record.user_id}
+        labels = (self._known(record.model), "", "", record.provider or "", "batches",
+                  *(self._bounded(i, extras[name] or "") for i, name in enumerate(self._extra)))
+        if record.prompt_tokens:
+            self.input_tokens.labels(*labels).inc(record.prompt_tokens)
+        if record.completion_tokens:
+            self.output_tokens.labels(*labels).inc(record.completion_tokens)
+        if record.cost_usd:
+            self.cost.labels(*labels).inc(float(record.cost_usd))
+
     def _model(self, ctx: RequestContext) -> str:
         """The requested model name when it is one the configuration knows, else ``other``."""
         model = ctx.request.get("model") if ctx.request else None
         if not isinstance(model, str):
             return ""
+        return self._known(model)
+
+    def _known(self, model: str) -> str:
+        """``model`` when the configuration knows the name, else ``other``."""
         current = self._table.current
         if model in current.groups or model in current.splits or model in self._semantic:
             return model

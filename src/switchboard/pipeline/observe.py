@@ -27,16 +27,23 @@ class ObserveStage:
         self._metrics = metrics
 
     async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
-        ctx.after(self._after)
         metrics = self._metrics
         if metrics is None:
-            return await call_next(ctx)
+            try:
+                return await call_next(ctx)
+            finally:
+                ctx.after(self._after)  # registered last: see below
         metrics.began()  # ended by its observe(), in _after, however the request ends
         try:
             result = await call_next(ctx)
         except GatewayError as error:
             metrics.refused(error)
             raise
+        finally:
+            # Registered last, once the inner stages have registered theirs, so the observers run
+            # after the usage stage has recorded what a failed, cut or abandoned call cost
+            # (ctx.spent): the token and cost counters then match the ledger.
+            ctx.after(self._after)
         if type(result) is StreamReply:  # the edge starts writing it at once (outcome.stream)
             metrics.stream_began()
         return result

@@ -6,10 +6,10 @@ stream: once it has ended; also on errors and client disconnects), both are sett
 the call really used, by one callback rather than one per stage:
 
 - the token buckets are corrected by the difference between the usage the provider reported
-  and the estimate (a stream cut before its final usage, or an embeddings answer that reported
-  no input tokens: the tokens the usage stage estimated for it, as its budgets are; a failed
-  call with no usage gives its tokens back; a call that succeeded without reporting usage keeps
-  the estimate);
+  and the estimate (a stream cut before its final usage, a chat or completions answer that
+  reported no usage, or an embeddings answer that reported no input tokens: the tokens the usage
+  stage estimated for it, as its budgets are; a failed call with no usage gives its tokens back;
+  another call that succeeded without reporting usage keeps the estimate);
 - the budget reservation is replaced by the cost the usage stage recorded (``ctx.spent``).
 
 The budget stage registers the settlement after its ``call_next`` (so it runs after the usage

@@ -14,7 +14,9 @@ priced when ``spend.refuse_unpriced`` is set. After it:
   (``switchboard.tokens``): the prompt as the upstream reported it so far (Anthropic's
   message_start), else as limits and budgets estimate it, the output from the text relayed to
   the client (or the upstream's count so far, if larger); the record says so
-  (``metadata.estimated``), and so does ``ctx.spent``, which the rate limits settle to.
+  (``metadata.estimated``), and so does ``ctx.spent``, which the rate limits settle to;
+- a chat or completions answer (a reply, or a stream that ended) with no usage at all, from a
+  host that reports none: estimated the same way (the output from the reply's text), never free.
 
 A translated stream's text is read from its canonical chunks; a same-dialect stream's from what
 its decoder marked as output (``providers.base.OUTPUT``): kept as it passes, and unparsed events
@@ -180,6 +182,29 @@ def _cut_short(ctx: RequestContext, call: _Call) -> Tokens:
     return so_far._replace(input=_estimated_prompt(ctx, call), output=output)
 
 
+def _reply_output(body: Any, out: list[str | bytes]) -> None:
+    """A canonical reply's output text (message content, reasoning, tool calls; completions'
+    text), read as a stream's deltas are."""
+    choices = body.get("choices") if isinstance(body, dict) else None
+    if isinstance(choices, list):
+        _relayed_text([{"choices": [{"delta": c.get("message") or {}, "text": c.get("text")}
+                                    for c in choices if isinstance(c, dict)]}], out)
+
+
+def _unreported_usage(ctx: RequestContext, result: Result, call: _Call) -> bool:
+    """True when a chat or completions call answered without any usage (some OpenAI-compatible
+    hosts report none, or none in a stream): it is then recorded as a cut stream is, estimated,
+    never as a free call. Media calls are priced by their own units and embeddings apart."""
+    if ctx.usage or ctx.operation not in _TOKEN_CALLS:
+        return False
+    if isinstance(result, Reply) and not result.native:  # a stream collected its output as it went
+        _reply_output(result.body, call.text)
+    return True
+
+
+_TOKEN_CALLS = frozenset({"chat", "completions"})
+
+
 def _unreported_input(ctx: RequestContext, call: _Call, counted: Tokens) -> tuple[Tokens, bool]:
     """The tokens of an embeddings answer that reported no input tokens (Gemini's
     ``batchEmbedContents`` and Cohere models on Bedrock report none): the provider bills the
@@ -221,8 +246,11 @@ class UsageStage:
         if isinstance(result, Reply | RawReply):  # raw: a media answer (text, subtitles)
             counted = split(ctx.usage)
             estimated = False
-            if not counted.prompt and ctx.operation == "embeddings":
-                counted, estimated = _unreported_input(ctx, call, counted)
+            if not counted.prompt:  # reported no input: the estimate (a call is never free)
+                if ctx.operation == "embeddings":
+                    counted, estimated = _unreported_input(ctx, call, counted)
+                elif result.status < 400 and _unreported_usage(ctx, result, call):
+                    counted, estimated = _cut_short(ctx, call), True
             price = with_units(cost(info, counted), info, counted, ctx.usage)
             ctx.response_headers[COST_HEADER] = format_nano_usd(price.nano_usd)
             if price.unpriced:  # never a silent 0: the cost left some tokens out
@@ -238,9 +266,11 @@ class UsageStage:
 
             def ended(error: BaseException | None) -> None:
                 if error is None:
-                    # Ended without its final usage but with a usage so far (Anthropic's
-                    # message_stop with no message_delta): estimated, as a cut stream is.
-                    cut = ctx.usage is None and ctx.partial_usage is not None
+                    # Ended without its final usage, with a usage so far (Anthropic's
+                    # message_stop with no message_delta) or none at all (a host that reports
+                    # none in a stream): estimated, as a cut stream is.
+                    cut = ctx.usage is None and (ctx.partial_usage is not None
+                                                 or _unreported_usage(ctx, result, call))
                     done = _cut_short(ctx, call) if cut else split(ctx.usage)
                     price = with_units(cost(info, done), info, done, ctx.usage)
                     self._spool(ctx, call, 200, done, price, estimated=cut)

@@ -113,6 +113,7 @@ class FileService:
         self._store: FileStore | None = None
         self._ledger: UsageLedger | None = None
         self._budgets: Callable[[], BudgetBook | None] = lambda: None
+        self._charged: Callable[[UsageRecord], None] | None = None  # the metrics' batch_charged
         self._keys: KeyStore | None = None
         self._poller: asyncio.Task[None] | None = None
         # Batches being priced by this instance, set when done: a second look waits for the first.
@@ -127,8 +128,10 @@ class FileService:
 
     def start(self, store: FileStore | None, ledger: UsageLedger,
               budgets: Callable[[], BudgetBook | None] | None = None, keys: KeyStore | None = None,
-              subscriptions: Callable[[], SubscriptionCache | None] | None = None) -> None:
+              subscriptions: Callable[[], SubscriptionCache | None] | None = None,
+              charged: Callable[[UsageRecord], None] | None = None) -> None:
         self._store = store
+        self._charged = charged
         if subscriptions is not None:
             self._access.use(subscriptions)
         self._ledger = ledger
@@ -505,6 +508,8 @@ class FileService:
             if new:
                 self.costed += 1
                 log.info("batch %s: cost recorded in the usage ledger", owned.id)
+                if self._charged is not None:  # once, by the writer of the row, as the budgets
+                    self._charged(record)
                 await self._count_in_budgets(owned, record)
             return bool(new)
         except Exception:
