@@ -212,6 +212,10 @@ def _preload() -> None:
             continue
         with contextlib.suppress(ImportError):
             importlib.import_module(info.name)
+    # What migrating a new database loads (stores/sql/migrate.py imports Alembic only then): most
+    # children start on a new one.
+    for name in ("alembic.command", "alembic.runtime.migration", "alembic.script"):
+        importlib.import_module(name)
     import rich.console  # noqa: F401 - what the CLI modules build on
     import typer  # noqa: F401
 

@@ -1,54 +1,100 @@
-"""Command line: parse arguments, load settings, run. Nothing else happens here."""
+"""Command line: parse arguments, load settings, run. Nothing else happens here.
+
+Only what the command line names is imported and built: the command groups defined in modules of
+their own (``_GROUPS``) are loaded when a command line or a help page reaches them, and the
+settings' schema when a command reads settings. Building every command's parameters and importing
+every command's module was most of the start-up of each process, a gateway's included.
+"""
 
 from __future__ import annotations
 
+import importlib
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+import typer.main
+from typer.core import TyperGroup
+from typer.models import TyperInfo
 
 from switchboard import __version__
-from switchboard.cli_analytics import analytics_app
-from switchboard.cli_budgets import budgets_app
-from switchboard.cli_keys import keys_app
-from switchboard.cli_logs import logs_app
-from switchboard.cli_mcp import mcp_app
 from switchboard.cli_output import err, error, line, out
-from switchboard.cli_prompts import prompts_app
-from switchboard.cli_providers import models_app, providers_app
-from switchboard.cli_routing import routing_app
-from switchboard.cli_tenancy import service_accounts_app, teams_app, tenants_app, users_app
-from switchboard.cli_tokens import tokens_app
 from switchboard.cli_usage import usage
-from switchboard.config.schema import Settings
-from switchboard.settings.loader import ConfigError, check, load
 
 if TYPE_CHECKING:
+    from switchboard.config.schema import Settings
     from switchboard.crypto.rotate import Rotated
+    from switchboard.settings.loader import ConfigError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Switchboard, a self-hosted LLM gateway.")
+# The command groups, in the order help lists them (after the plain commands): None for those
+# defined below, "module:attribute" for the Typer app of one defined in a module of its own.
+_GROUPS: dict[str, str | None] = {
+    "config": None,
+    "db": None,
+    "keys": "switchboard.cli_keys:keys_app",
+    "providers": "switchboard.cli_providers:providers_app",
+    "models": "switchboard.cli_providers:models_app",
+    "secrets": None,
+    "tenants": "switchboard.cli_tenancy:tenants_app",
+    "teams": "switchboard.cli_tenancy:teams_app",
+    "users": "switchboard.cli_tenancy:users_app",
+    "service-accounts": "switchboard.cli_tenancy:service_accounts_app",
+    "logs": "switchboard.cli_logs:logs_app",
+    "budgets": "switchboard.cli_budgets:budgets_app",
+    "routing": "switchboard.cli_routing:routing_app",
+    "analytics": "switchboard.cli_analytics:analytics_app",
+    "prompts": "switchboard.cli_prompts:prompts_app",
+    "mcp": "switchboard.cli_mcp:mcp_app",
+    "tokens": "switchboard.cli_tokens:tokens_app",
+}
+
+
+class _Commands(dict[str, Any]):
+    """A group's commands by name; a group named by ``_GROUPS`` is imported and built on its first
+    lookup (Typer and Click look commands up with ``get``; they only list the names)."""
+
+    def get(self, name: str, default: Any = None) -> Any:
+        found = super().get(name, default)
+        if isinstance(found, str):
+            found = self[name] = _build_group(name, found)
+        return found
+
+
+def _build_group(name: str, where: str) -> TyperGroup:
+    module, attribute = where.split(":")
+    # As app.add_typer(sub_app, name=name) would have built it, with the top-level app's settings.
+    return typer.main.get_group_from_info(
+        TyperInfo(getattr(importlib.import_module(module), attribute), name=name),
+        pretty_exceptions_short=app.pretty_exceptions_short,
+        rich_markup_mode=app.rich_markup_mode,
+        suggest_commands=app.suggest_commands,
+    )
+
+
+class _LazyGroup(TyperGroup):
+    """The top-level group: the plain commands, then ``_GROUPS`` in their order, each built when
+    first looked up."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        built = dict(self.commands)
+        commands = _Commands({n: c for n, c in built.items() if n not in _GROUPS})
+        for name, where in _GROUPS.items():
+            commands[name] = built[name] if where is None else where
+        self.commands = commands
+
+
+app = typer.Typer(
+    cls=_LazyGroup, add_completion=False, no_args_is_help=True, help="Switchboard, a self-hosted LLM gateway."
+)
 config_app = typer.Typer(no_args_is_help=True, help="Work with configuration files.")
 app.add_typer(config_app, name="config")
 db_app = typer.Typer(no_args_is_help=True, help="Work with the database.")
 app.add_typer(db_app, name="db")
-app.add_typer(keys_app, name="keys")
-app.add_typer(providers_app, name="providers")
-app.add_typer(models_app, name="models")
 secrets_app = typer.Typer(no_args_is_help=True, help="Work with the secrets stored in the database.")
 app.add_typer(secrets_app, name="secrets")
-app.add_typer(tenants_app, name="tenants")
-app.add_typer(teams_app, name="teams")
-app.add_typer(users_app, name="users")
-app.add_typer(service_accounts_app, name="service-accounts")
 app.command("usage")(usage)
-app.add_typer(logs_app, name="logs")
-app.add_typer(budgets_app, name="budgets")
-app.add_typer(routing_app, name="routing")
-app.add_typer(analytics_app, name="analytics")
-app.add_typer(prompts_app, name="prompts")
-app.add_typer(mcp_app, name="mcp")
-app.add_typer(tokens_app, name="tokens")
 
 
 def _print_version(value: bool) -> None:
@@ -87,6 +133,7 @@ def serve(
     from switchboard.server import ServeOptions, listen_problem, resolve_settings
     from switchboard.server import serve as run
     from switchboard.settings.embedded import master_key, url_host
+    from switchboard.settings.loader import ConfigError
 
     opts = ServeOptions(str(config) if config else None, host, port, workers)
     # Before the settings: they read the key file this creates on the first start.
@@ -134,6 +181,8 @@ def serve(
 def config_check(file: Annotated[Path, typer.Argument(help="YAML config file to validate.")]) -> None:
     """Validate a config file; exit 0 when valid, 2 with every problem listed otherwise (and the
     checks that could not run because what they read has problems)."""
+    from switchboard.settings.loader import ConfigError, check
+
     try:
         settings = check(file)
     except ConfigError as exc:
@@ -145,15 +194,18 @@ def config_check(file: Annotated[Path, typer.Argument(help="YAML config file to 
 def _open_stores_or_exit(settings: Settings | None, upgrade_only: bool = False) -> None:
     import asyncio
 
-    from switchboard.gateway import check_serving
     from switchboard.stores import StoreError
-    from switchboard.stores.factory import upgrade_database
 
     try:
         if upgrade_only:
+            from switchboard.stores.factory import upgrade_database
+
             database, revision = asyncio.run(upgrade_database(settings))
             out.print(line(f"{database}: schema at revision {revision} (the newest)"))
         else:
+            # Only serve checks what the gateway needs (importing it is most of `db upgrade`).
+            from switchboard.gateway import check_serving
+
             assert settings is not None
             asyncio.run(check_serving(settings))
     except StoreError as exc:
@@ -167,6 +219,8 @@ def db_upgrade(
 ) -> None:
     """Apply pending database migrations (serve does this too at start). Without --config: the
     SQLite file in the data dir."""
+    from switchboard.settings.loader import ConfigError, load
+
     settings = None
     if config is not None:
         try:
@@ -190,6 +244,7 @@ def secrets_rotate(
     from switchboard.crypto.keyring import from_settings
     from switchboard.crypto.rotate import Stopped, audit_entry, rotate_all
     from switchboard.server import ServeOptions, resolve_settings
+    from switchboard.settings.loader import ConfigError
     from switchboard.stores import StoreError, open_stores
 
     try:

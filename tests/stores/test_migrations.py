@@ -4,6 +4,7 @@ schema newer than this version is refused."""
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -50,6 +51,33 @@ async def test_open_applies_migrations_and_again_is_a_no_op(fresh_url: str) -> N
     assert first == (sorted(["alembic_version", *tables.metadata.tables]), [head()])
     assert {"api_keys", "audit_log", "usage_records"} <= set(first[0])
     assert await schema(fresh_url) == first
+
+
+# A process of its own: this one has imported Alembic already.
+_OPEN_AND_REPORT = """
+import asyncio, sys
+from switchboard.stores.factory import open_database
+
+async def main():
+    engine, revision = await open_database(sys.argv[1])
+    await engine.dispose()
+    print(revision, "alembic" in sys.modules)
+
+asyncio.run(main())
+"""
+
+
+async def test_a_database_at_head_is_opened_without_loading_alembic(fresh_url: str) -> None:
+    """Every start but the first after an upgrade: the stored revision is the head, so neither
+    Alembic nor the migration scripts are loaded (most of the cost of opening the database)."""
+    migrated = await schema(fresh_url)
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _OPEN_AND_REPORT, fresh_url,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await child.communicate()
+    assert child.returncode == 0, err.decode()
+    assert out.decode().split() == [head(), "False"]
+    assert await schema(fresh_url) == migrated
 
 
 async def test_several_instances_opening_a_fresh_database_at_once_all_succeed(fresh_url: str) -> None:

@@ -4,6 +4,9 @@ PostgreSQL: a transaction-scoped advisory lock, so instances starting together q
 but the first find nothing to do (DDL is transactional there: a failed migration leaves nothing
 behind). SQLite: an exclusive ``fcntl`` lock on a file beside the database, taken off the loop.
 A database at a revision this version does not know is refused: a newer Switchboard migrated it.
+
+A database already at ``HEAD`` (every start but the first after an upgrade) is recognised from its
+``alembic_version`` row alone: Alembic, its templates and the migration scripts are not loaded.
 """
 
 from __future__ import annotations
@@ -14,24 +17,30 @@ import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from switchboard.stores.errors import StoreError
 from switchboard.stores.sql.urls import sqlite_path
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 # pg_advisory_xact_lock key: "switchboard migrations", any fixed 64-bit number works.
 PG_LOCK_ID = 0x5377_4D69_6772_6174
 LOCK_TIMEOUT = 120.0
+# The newest revision in migrations/versions/, known without reading the scripts: importing Alembic
+# (Mako, Pygments) and loading every script costs more than the rest of opening the database.
+# A new migration updates it; tests/unit/test_migration_head.py checks it is Alembic's head.
+HEAD = "0036"
 
 
 def _config(connection: sa.Connection | None = None) -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["connection"] = connection
@@ -39,16 +48,37 @@ def _config(connection: sa.Connection | None = None) -> Config:
 
 
 def head() -> str:
+    """Alembic's head, from the scripts (``HEAD`` is the constant the migrator uses)."""
+    from alembic.script import ScriptDirectory
+
     rev = ScriptDirectory.from_config(_config()).get_current_head()
     assert rev is not None
     return rev
 
 
 def _current(connection: sa.Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     return MigrationContext.configure(connection).get_current_revision()
 
 
+def _stored(connection: sa.Connection) -> list[str]:
+    """The revisions recorded in the database, read as Alembic reads them; none when it is new."""
+    if not sa.inspect(connection).has_table("alembic_version"):  # Alembic's default version table
+        return []
+    return list(connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalars())
+
+
 def _upgrade(connection: sa.Connection) -> str:
+    if _stored(connection) == [HEAD]:
+        return HEAD  # up to date: nothing for Alembic to do, so it is not loaded
+    return _alembic_upgrade(connection)
+
+
+def _alembic_upgrade(connection: sa.Connection) -> str:
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
     cfg = _config(connection)
     current = _current(connection)
     script = ScriptDirectory.from_config(cfg)
