@@ -45,14 +45,19 @@ def count_pipelines(client: Redis, monkeypatch: pytest.MonkeyPatch) -> list[obje
     connection, or redis-py pipelines."""
     opened: list[object] = []
     wire = batch_for(client)._wire
-    if wire is not None:
-        send = wire.call
+    if wire is not None:  # a batch reaches it by call() (to connect) or send_now() (connected)
+        call, send_now = wire.call, wire.send_now
 
-        async def sent(payload: bytes, count: int) -> list[object]:
+        async def called(payload: bytes, count: int) -> list[object]:
             opened.append(payload)
-            return await send(payload, count)
+            return await call(payload, count)
 
-        monkeypatch.setattr(wire, "call", sent)
+        def sent_now(payload: bytes, count: int) -> asyncio.Future[list[object]]:
+            opened.append(payload)
+            return send_now(payload, count)
+
+        monkeypatch.setattr(wire, "call", called)
+        monkeypatch.setattr(wire, "send_now", sent_now)
         return opened
     original = client.pipeline
 
@@ -112,3 +117,24 @@ async def test_a_connection_failure_reaches_every_caller() -> None:
             await limiter.acquire([Bucket("key:x:rpm", 5, 60, 1)])
     finally:
         await client.aclose()
+
+
+async def test_a_connected_wire_takes_the_batch_without_a_task(
+    client: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once the wire is connected a batch is written from the loop's callback and its replies
+    handed over from the wire's future: the task (to connect, for TLS) is not used."""
+    limiter = RedisRateLimiter(client)
+    assert (await limiter.acquire([Bucket("key:t:rpm", 5, 60, 1)])).refused is None  # connects
+    batch = batch_for(client)
+    run = batch._run
+    ran: list[int] = []
+
+    async def counted(calls: list[object]) -> None:
+        ran.append(len(calls))
+        await run(calls)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(batch, "_run", counted)
+    results = await asyncio.gather(*(limiter.acquire([Bucket("key:t:rpm", 5, 60, 1)]) for _ in range(6)))
+    assert [r.refused for r in results].count(None) == 4  # one admitted before, five in all
+    assert ran == ([] if batch._wire is not None else [6])

@@ -17,6 +17,7 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.connection import Connection
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from switchboard.stores.protocols import Again, Bucket, Charge
@@ -202,18 +203,22 @@ async def test_scripts_run_again_after_noscript_fail_at_once_once_redis_goes_qui
     assert (await limiter.acquire([BUCKET])).refused is None
     await client.script_flush()
     batch = batch_for(client)
-    send = batch._send
+    settle = batch._settle
 
-    async def then_quiet(calls: Any) -> list[Any]:  # the batch's own round trip, then SIGSTOP
-        results = await send(calls)
+    replied: list[list[Any]] = []
+
+    def then_quiet(calls: Any, results: list[Any]) -> None:  # the batch's own replies, then SIGSTOP
+        replied.append(results)
         frozen_redis.proc.send_signal(signal.SIGSTOP)
-        return results
+        settle(calls, results)
 
-    monkeypatch.setattr(batch, "_send", then_quiet)
+    monkeypatch.setattr(batch, "_settle", then_quiet)
     results = await asyncio.gather(*(limiter.acquire([BUCKET]) for _ in range(4)), return_exceptions=True)
     assert all(isinstance(r, RedisTimeoutError) for r in results), results
     assert sum("has not answered" in str(r) for r in results) == 3, results
-    monkeypatch.setattr(batch, "_send", send)
+    assert len(replied) == 1 and len(replied[0]) == 4  # one round trip for the four, answered
+    assert all(isinstance(r, ResponseError) for r in replied[0]), replied  # NOSCRIPT each
+    monkeypatch.setattr(batch, "_settle", settle)
     frozen_redis.proc.send_signal(signal.SIGCONT)
     await _answering_again(client)
     assert (await limiter.acquire([BUCKET])).refused is None

@@ -9,6 +9,11 @@ pipeline: the same commands in the same order, each script still atomic, one rou
 all of them. The batch goes out on its own pipelined connection (stores/redis/wire.py) where
 the URL allows, else (TLS) through redis-py's pipeline. Either way a Redis that stopped
 answering fails the batch at once (stores/redis/silence.py) after the first timeout.
+
+On a connected wire a batch costs no task: a loop callback writes it and the wire's future hands
+each caller its reply (a task per batch was some 7,300 instructions, three a request at
+concurrency 1; docs/benchmarks.md). A task remains for what must wait: connecting, redis-py's
+pipeline, a silent Redis's immediate failure, and the calls answered NOSCRIPT, run again alone.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as ReplyTimeout
 
 from switchboard.stores.redis.silence import silence_for
 from switchboard.stores.redis.wire import Wire, bulk, bulk_into, command
@@ -80,30 +86,80 @@ class ScriptBatch:
     def add(self, script: BatchedScript, keys: Sequence[Any], args: Sequence[Any]) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        if not self._queue:  # the first call of this pass: the task starts at the next pass
-            task = loop.create_task(self._run())
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
+        if not self._queue:  # the first call of this pass: the batch leaves at the next pass
+            loop.call_soon(self._flush)
         self._queue.append((script, keys, args, future))
         return future
 
-    async def _run(self) -> None:
+    def _flush(self) -> None:
+        """The pass's calls onto the wire, written here when it is connected and Redis is not
+        silent: no task, its replies handed to the callers from the wire's future. A task only
+        to connect, while silent (it fails them at once), and for redis-py's pipeline (TLS)."""
         calls, self._queue = self._queue, []
+        wire = self._wire
+        if wire is not None and wire.ready():
+            try:
+                pieces: list[bytes] = []
+                for script, keys, args, _ in calls:
+                    script.pack_into(pieces, keys, args)
+                sent = wire.send_now(b"".join(pieces), len(calls))
+            except Exception as exc:  # a callback's error would reach no caller: hand it on
+                _fail(calls, exc)
+                return
+            sent.add_done_callback(partial(self._replied, calls))
+            return
+        task = asyncio.get_running_loop().create_task(self._run(calls))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    def _replied(self, calls: list[_Call], sent: asyncio.Future[list[Any]]) -> None:
+        if sent.cancelled():  # the loop shutting down
+            for *_, future in calls:
+                future.cancel()
+            return
+        exc = sent.exception()
+        if exc is not None:  # as Wire.call: a reply timeout marks Redis silent, all callers hear it
+            if isinstance(exc, ReplyTimeout):
+                self._silence.went_silent()
+            _fail(calls, exc)
+            return
+        self._settle(calls, sent.result())
+
+    async def _run(self, calls: list[_Call]) -> None:
         try:
             results = await self._send(calls)
         except Exception as exc:  # the connection failed: every caller hears it
-            for *_, future in calls:
-                if not future.done():
-                    future.set_exception(exc)
+            _fail(calls, exc)
             return
         except BaseException:  # shutting down
             for *_, future in calls:
                 future.cancel()
             raise
+        self._settle(calls, results)
+
+    def _settle(self, calls: list[_Call], results: list[Any]) -> None:
+        """Each caller its reply; calls Redis answered NOSCRIPT run again, in a task."""
         # Plain zip: a reply per call by construction (the wire waits for that many, redis-py's
         # pipeline returns one per command), and strict=True is a keyword zip parses every time.
-        for (script, keys, args, future), result in zip(calls, results):  # noqa: B905
-            if _no_script(result):  # a restarted or flushed Redis: load, run alone
+        for (_, _, _, future), result in zip(calls, results):  # noqa: B905
+            if _no_script(result):
+                task = asyncio.get_running_loop().create_task(self._again(calls, results))
+                self._running.add(task)
+                task.add_done_callback(self._running.discard)
+                return
+            if future.done():  # the caller was cancelled meanwhile
+                continue
+            if isinstance(result, Exception):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+    async def _again(self, calls: list[_Call], results: list[Any]) -> None:
+        """The rest of a batch from its first NOSCRIPT on (a restarted or flushed Redis):
+        those calls loaded and run alone, in order, the others answered as they came."""
+        start = next(i for i, result in enumerate(results) if _no_script(result))
+        for (script, keys, args, future), result in zip(calls[start:], results[start:]):  # noqa: B905
+            if _no_script(result):
                 try:
                     # One after the other: were Redis to go quiet meanwhile, only the first would
                     # wait out the timeout, the others failing at once (stores/redis/silence.py).
@@ -135,6 +191,12 @@ class ScriptBatch:
         if self._wire is not None:
             await self._wire.close()
         await self._silence.close()
+
+
+def _fail(calls: list[_Call], exc: BaseException) -> None:
+    for *_, future in calls:
+        if not future.done():
+            future.set_exception(exc)
 
 
 def _no_script(result: object) -> bool:

@@ -219,6 +219,18 @@ class Wire:
             self.silence.went_silent()
             raise
 
+    def ready(self) -> bool:
+        """Whether a batch can be written at once (``send_now``): connected, Redis not silent."""
+        protocol = self._protocol
+        return (not self.silence.silent and protocol is not None and protocol.transport is not None
+                and not protocol.transport.is_closing())
+
+    def send_now(self, payload: bytes, count: int) -> asyncio.Future[list[Any]]:
+        """``call`` without a coroutine, when ``ready()``: the commands written now; their
+        replies, when all have come. A ``ReplyTimeout`` is the caller's to mark (``went_silent``)."""
+        assert self._protocol is not None
+        return self._protocol.send(payload, count)
+
     async def ping(self) -> None:
         """A PING on a fresh connection of the wire's kind, closed after (the silence's probe)."""
         protocol = await self._connect()
