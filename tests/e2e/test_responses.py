@@ -297,8 +297,7 @@ def test_bad_allowed_tools_are_named(client: openai.OpenAI, choice: Any, param: 
 
 # provider type -> the efforts it has no level for (refused, 400 naming reasoning.effort); the others
 # reach the upstream (OpenAI: as sent; the others: their own control).
-NO_EFFORT_LEVEL = {"openai": set(), "gemini": {"xhigh", "max"}, "anthropic": set(),
-                   "bedrock": {"xhigh", "max"}}
+NO_EFFORT_LEVEL = {"openai": set(), "gemini": {"xhigh", "max"}, "anthropic": set(), "bedrock": set()}
 
 
 @pytest.mark.parametrize("effort", ["none", "minimal", "low", "medium", "high", "xhigh", "max"])
@@ -321,6 +320,9 @@ def test_every_sdk_reasoning_effort_is_sent_or_refused_by_name(
     if model == "via-anthropic" and effort in ("xhigh", "max"):  # Anthropic's levels of the same names
         assert record["body"]["output_config"] == {"effort": effort}
         assert record["body"]["thinking"] == {"type": "adaptive"}
+    if model == "via-bedrock" and effort in ("xhigh", "max"):  # Claude's adaptive thinking there too
+        fields = record["body"]["additionalModelRequestFields"]
+        assert fields["output_config"] == {"effort": effort} and fields["thinking"] == {"type": "adaptive"}
 
 
 def test_json_schema(client: openai.OpenAI, model: str) -> None:
