@@ -34,6 +34,7 @@ from switchboard.http.anthropic import models as anthropic_models
 from switchboard.http.apis import PREFIX as APIS_PREFIX
 from switchboard.http.apis import ApiDocs, ApiInbound, ApiRoutes
 from switchboard.http.asgi import JSON_CT, Receive, Scope, Send, send_bytes
+from switchboard.http.cors import Cors
 from switchboard.http.disconnect import ClientGone
 from switchboard.http.endpoint import Endpoint, count_refused, request_id
 from switchboard.http.errors import MethodNotAllowed, unknown_url
@@ -72,6 +73,8 @@ class SwitchboardApp:
         # With metrics on, what the edge refuses before a chain runs is counted too.
         metrics = self.gateway.metrics
         self.state = ServerState(metrics.observe_unserved if metrics is not None else None)
+        # server.cors: None while no origin is allowed, so a request pays one attribute test.
+        self._cors = Cors(settings.server.cors, self.state) if settings.server.cors.enabled else None
         self.routes: dict[tuple[str, str], ASGIApp] = {}
         for path, inbound in _OPENAI_PATHS.items():
             terminal = self.gateway.model_terminal(inbound.operation)
@@ -234,6 +237,11 @@ class SwitchboardApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
+            if self._cors is not None:  # before routing: a preflight is answered before auth
+                cors_send = await self._cors.edge(scope, send)
+                if cors_send is None:  # a preflight, answered
+                    return
+                send = cors_send
             path = scope["path"]
             handler = self.routes.get((scope["method"], path))
             if handler is not None:

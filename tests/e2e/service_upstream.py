@@ -10,7 +10,9 @@ lists them, oldest first) and answers:
 - anything else: the request echoed as JSON (method, path, raw path, query, headers, body), with
   the status ``?status=N``, gzip-compressed with ``?gzip=1``, and with ``?encoding=NAME``
   compressed (gzip, the only codec at hand) and labelled ``Content-Encoding: NAME``, as a
-  server answering in br or zstd would send it: unreadable as plain text.
+  server answering in br or zstd would send it: unreadable as plain text; with ``?cors=1`` it
+  carries CORS headers of its own (``Access-Control-Allow-Origin: *``), as a service made for
+  browsers answers.
 """
 
 from __future__ import annotations
@@ -103,6 +105,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     status = int(params.get("status", "200"))
     extra = [(b"set-cookie", b"session=upstream-secret"), (b"x-upstream", b"echo"),
              (b"cache-control", b"no-store")]
+    if "cors" in params:
+        extra += [(b"access-control-allow-origin", b"*"), (b"access-control-expose-headers", b"x-upstream")]
     data = json.dumps(echo).encode()
     if "gzip" in params:  # ?gzip=1: the echo compressed, as a server honouring Accept-Encoding sends it
         data = gzip.compress(data)

@@ -82,6 +82,7 @@ from switchboard.config.routing import (  # noqa: F401 (re-exported)
 )
 from switchboard.config.server import (  # noqa: F401 (re-exported)
     LOG_LEVELS,
+    CorsConfig,
     DatabaseConfig,
     EgressConfig,
     FilesConfig,

@@ -7,16 +7,143 @@ Part of the configuration schema (config/schema.py re-exports every name).
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from switchboard.config.base import MAX_CONNECTIONS, MAX_SECONDS, MIB, Strict
 from switchboard.config.urls import database_url_problem, redis_url_problem
 
 # The levels `server.log_level` accepts, most verbose first (case-insensitive).
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+# An origin as browsers send it (RFC 6454 serialisation): scheme "://" host [":" port], no path.
+# In the configuration the host may start with "*." (any subdomain of the rest).
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+ORIGIN = re.compile(rf"([a-z][a-z0-9+.-]{{0,31}})://(\*\.)?({_LABEL}(?:\.{_LABEL})*|\[[0-9a-f:.]{{2,45}}\])"
+                    r"(?::([0-9]{1,5}))?")
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
+# A header name (RFC 9110 token); in allow_headers it may end in "*" (a family: x-stainless-*).
+_TOKEN = re.compile(r"[!#$%&'+.^_`|~0-9a-z-]+")
+MAX_ORIGINS = 1000
+
+# What the official SDKs (openai, anthropic, google-genai, the MCP clients) send and the request
+# headers the API documents; the SDKs' x-stainless-* family changes between releases, hence the
+# wildcard.
+DEFAULT_ALLOW_HEADERS = [
+    "authorization", "content-type", "x-api-key", "x-goog-api-key", "x-goog-api-client",
+    "anthropic-version", "anthropic-beta", "anthropic-dangerous-direct-browser-access",
+    "openai-organization", "openai-project", "x-stainless-*", "x-request-id", "x-provider-authorization",
+    "x-switchboard-deployment", "x-switchboard-strategy", "x-switchboard-model", "x-switchboard-session",
+    "mcp-session-id", "mcp-protocol-version", "last-event-id",
+]
+# The response headers the API documents: a browser script reads only these (and the
+# CORS-safelisted ones, content-type and the like).
+DEFAULT_EXPOSE_HEADERS = [
+    "x-request-id", "retry-after", "retry-after-ms", "x-should-retry",
+    "x-ratelimit-limit-requests", "x-ratelimit-limit-tokens", "x-ratelimit-remaining-requests",
+    "x-ratelimit-remaining-tokens", "x-ratelimit-reset-requests", "x-ratelimit-reset-tokens",
+    "x-ratelimit-scope", "anthropic-ratelimit-requests-limit", "anthropic-ratelimit-requests-remaining",
+    "anthropic-ratelimit-requests-reset", "anthropic-ratelimit-tokens-limit",
+    "anthropic-ratelimit-tokens-remaining", "anthropic-ratelimit-tokens-reset",
+    "x-switchboard-cost-usd", "x-switchboard-cost-unpriced", "x-switchboard-model",
+    "x-switchboard-deployment", "x-switchboard-attempts", "x-switchboard-route", "x-switchboard-split",
+    "x-switchboard-budget-downgrade", "x-switchboard-budget-scope", "x-switchboard-overhead-ms",
+    "x-switchboard-upstream-ms", "x-switchboard-session", "x-switchboard-session-turns",
+    "x-switchboard-mcp-steps", "x-switchboard-api-version", "mcp-session-id",
+]
+
+
+HeaderName = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+def normal_origin(entry: str) -> str:
+    """An ``allow_origins`` entry as browsers write the origin: lower case, without the scheme's
+    default port. Raises ValueError naming what is wrong (a path, a trailing slash, no scheme)."""
+    value = entry.strip().lower()
+    if value == "*":
+        return value
+    found = ORIGIN.fullmatch(value)
+    if found is None:
+        raise ValueError(f"{entry!r} is not an origin: scheme://host[:port] with no path or trailing slash "
+                         "(e.g. https://chat.corp.example), https://*.corp.example, or *")
+    scheme, wildcard, host, port = found.groups()
+    if wildcard and host.startswith("["):
+        raise ValueError(f"{entry!r}: a wildcard only before a host name, not an address")
+    if port is not None and not 0 < int(port) <= 65535:
+        raise ValueError(f"{entry!r}: port out of range")
+    if port is not None and _DEFAULT_PORTS.get(scheme) == port.lstrip("0"):
+        port = None  # browsers leave the default port out of the origin they send
+    return f"{scheme}://{wildcard or ''}{host}" + (f":{int(port)}" if port is not None else "")
+
+
+def _header_names(names: list[str], *, family: bool) -> list[str]:
+    out: list[str] = []
+    for name in names:
+        value = name.strip().lower()
+        bare = value[:-1] if family and value.endswith("*") else value
+        if value != "*" and (not bare or _TOKEN.fullmatch(bare) is None):
+            shape = " (or a prefix ending in *)" if family else ""
+            raise ValueError(f"{name!r} is not a header name{shape}")
+        if value not in out:
+            out.append(value)
+    return out
+
+
+class CorsConfig(Strict):
+    """Cross-origin calls from browser applications (docs/api.md, "CORS"). Off unless
+    ``allow_origins`` names some."""
+
+    allow_origins: Annotated[list[Annotated[str, Field(min_length=1, max_length=300)]],
+                             Field(max_length=MAX_ORIGINS)] = Field(default_factory=list)
+    allow_headers: Annotated[list[HeaderName], Field(max_length=1000)] = Field(
+        default_factory=lambda: list(DEFAULT_ALLOW_HEADERS))
+    expose_headers: Annotated[list[HeaderName], Field(max_length=1000)] = Field(
+        default_factory=lambda: list(DEFAULT_EXPOSE_HEADERS))
+    # How long a browser may keep a preflight's answer (Chrome caps it at 2 hours, Firefox at 1 day).
+    max_age: Annotated[int, Field(ge=0, le=86_400)] = 600
+    allow_credentials: bool = False
+    # The admin API too: off by default, as an admin key in a browser page is one script
+    # injection away from anyone (and the admin UI, /docs, is served from the gateway itself).
+    admin: bool = False
+
+    @field_validator("allow_origins")
+    @classmethod
+    def _origins(cls, entries: list[str]) -> list[str]:
+        out: list[str] = []
+        for entry in entries:
+            if (value := normal_origin(entry)) not in out:
+                out.append(value)
+        return out
+
+    @field_validator("allow_headers")
+    @classmethod
+    def _allow(cls, names: list[str]) -> list[str]:
+        return _header_names(names, family=True)
+
+    @field_validator("expose_headers")
+    @classmethod
+    def _expose(cls, names: list[str]) -> list[str]:
+        return _header_names(names, family=False)
+
+    @model_validator(mode="after")
+    def _credentials(self) -> CorsConfig:
+        # The Fetch standard ignores "*" on a request with credentials: the browser would refuse
+        # every answer, so say it here rather than let every call fail.
+        if self.allow_credentials and "*" in self.allow_origins:
+            raise ValueError("allow_credentials: true cannot be combined with allow_origins '*'; "
+                             "list the origins")
+        if self.allow_credentials and "*" in self.expose_headers:
+            raise ValueError("allow_credentials: true cannot be combined with expose_headers '*'; "
+                             "list the headers")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.allow_origins)
 
 
 class ServerConfig(Strict):
@@ -60,6 +187,8 @@ class ServerConfig(Strict):
     # How often freed memory is handed back to the operating system (glibc's malloc_trim), so
     # resident memory follows the load down after a burst; 0: never.
     memory_trim_seconds: Annotated[float, Field(ge=0, le=86_400)] = 30.0
+    # Cross-origin calls from browser applications; off (no header added) by default.
+    cors: CorsConfig = Field(default_factory=CorsConfig)
 
     @field_validator("log_level")
     @classmethod
