@@ -9,6 +9,7 @@ empty; a bad configuration refused at load.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -123,6 +124,22 @@ def test_a_preflight_not_allowed_is_403_without_the_allow_headers(cors: Gateway)
         assert what in resp.json()["error"]["message"]
         assert cors_headers(resp) == {}, what
     assert "'x-custom'" in cases["header"].json()["error"]["message"]
+
+
+def test_a_requested_header_that_is_no_header_name_is_refused_not_echoed(cors: Gateway) -> None:
+    # Within an allowed prefix (x-stainless-*), but no header name (a control character does
+    # not get this far: the connection refuses it as malformed HTTP). It is not echoed back.
+    with socket.create_connection(("127.0.0.1", cors.port), timeout=10) as sock:
+        sock.sendall(b"OPTIONS /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nOrigin: " + APP.encode()
+                     + b"\r\nAccess-Control-Request-Method: POST\r\n"
+                     b"Access-Control-Request-Headers: content-type, x-stainless-(os)\xff\r\n"
+                     b"Connection: close\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 403 "), answer
+    assert b'"code":"cors_not_allowed"' in answer
+    assert b"access-control-allow-origin" not in answer.lower()
 
 
 @pytest.mark.parametrize("origin", [

@@ -49,6 +49,9 @@ _ALLOW_METHODS = b"GET, HEAD, POST, PUT, PATCH, DELETE"
 # quantifier: linear in the header's length, which the edge bounds (server.max_header_bytes).
 _ORIGIN = re.compile(rb"([a-z][a-z0-9+.-]*)://([a-z0-9][a-z0-9.-]*|\[[0-9a-f:.]+\])(?::([0-9]{1,5}))?")
 _MAX_ORIGIN = 300  # bytes: longer is no origin a browser sends
+# A header name (RFC 9110 token), lower case: a requested name is echoed in the answer only if it
+# is one (a control character there would make the response head invalid).
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")
 _ACCESS_CONTROL = b"access-control-"
 _SHOWN = 100  # characters of a refused method or header named in the 403
 
@@ -157,10 +160,11 @@ class Cors:
             return "this origin may not call the API from a browser (server.cors.allow_origins)"
         if method not in METHODS:
             return f"method {method[:_SHOWN]!r} is not allowed from a browser"
-        if not self._any_header:
-            for name in asked:
-                if name not in self._headers and not name.startswith(self._header_families):
-                    return f"request header {name[:_SHOWN]!r} is not allowed (server.cors.allow_headers)"
+        for name in asked:
+            if name in self._headers:
+                continue
+            if not (self._any_header or name.startswith(self._header_families)) or not _TOKEN.fullmatch(name):
+                return f"request header {name[:_SHOWN]!r} is not allowed (server.cors.allow_headers)"
         return None
 
 
