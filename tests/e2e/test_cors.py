@@ -9,6 +9,8 @@ empty; a bad configuration refused at load.
 
 from __future__ import annotations
 
+import concurrent.futures
+import signal
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +22,17 @@ import pytest
 import yaml
 
 from tests.e2e.test_services import Upstream, start_upstream
-from tests.servers import MASTER_KEY, Gateway, Mock, free_port, openai_config, spawn, start_gateway
+from tests.servers import (
+    MASTER_KEY,
+    Gateway,
+    Mock,
+    captured,
+    free_port,
+    new_marker,
+    openai_config,
+    spawn,
+    start_gateway,
+)
 
 APP = "https://chat.corp.example"
 WILD = "https://notebook.apps.example"  # allowed by https://*.apps.example
@@ -227,6 +239,28 @@ def test_every_kind_of_error_carries_the_headers(cors: Gateway) -> None:
     # The MCP endpoint and a prompt API, refused before their chains' work.
     assert_allowed(call("/mcp", key=False, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
     assert_allowed(call("/apis/no-such-api", json={}))
+
+
+def test_the_edges_503_at_shutdown_carries_the_headers(mock_upstream: Mock, tmp_path: Path) -> None:
+    """A request still running when the grace period ends is answered by the endpoint itself
+    (503 server_shutting_down): still an answer a page can read."""
+    config = openai_config(mock_upstream, graceful_shutdown_seconds=0, cors={"allow_origins": [APP]})
+    gw = start_gateway(config, tmp_path)
+    marker = new_marker()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(httpx.post, gw.url + "/v1/chat/completions", timeout=30,
+                              headers={"Origin": APP, **AUTH},
+                              json={**CHAT, "messages": [{"role": "user",
+                                                          "content": f"mock:hang=1 mock:capture={marker}"}]})
+        assert captured(mock_upstream, marker, outcome="pending")[0]["outcome"] == "pending"
+        gw.process.proc.send_signal(signal.SIGTERM)
+        resp = pending.result()
+    assert gw.process.wait_exit(30) == 0
+    assert resp.status_code == 503, resp.text
+    assert resp.json()["error"]["code"] == "server_shutting_down"
+    assert resp.headers[ACAO] == APP
+    assert resp.headers["vary"] == "origin"
+    assert "x-request-id" in resp.headers["access-control-expose-headers"]
 
 
 def test_a_service_answer_keeps_only_the_gateways_cors_headers(cors: Gateway) -> None:
