@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from switchboard.errors import UpstreamAuthFailed
 from switchboard.jsonio import loads, loads_object
+from switchboard.upstream.outbound import Outbound
 from switchboard.upstream.request import UpstreamRequest
 
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
@@ -137,9 +138,16 @@ class ServiceAccountAuth:
         self._fresh_until = 0.0  # when the next request fetches a new token
         self._refreshes = 0  # refreshes finished, so a waiter can tell one ran while it waited
         self._failure: UpstreamAuthFailed | None = None
+        # The provider's TLS context and proxy (providers[].tls, .proxy): the token endpoint is
+        # reached the same way as the provider.
+        self._outbound: Outbound | None = None
 
     def __repr__(self) -> str:
         return f"ServiceAccountAuth({self._account.client_email})"
+
+    def route(self, outbound: Outbound) -> None:
+        """Fetch tokens through the provider's own proxy and TLS context (before first use)."""
+        self._outbound = outbound
 
     async def apply(self, request: UpstreamRequest) -> None:
         request.headers["Authorization"] = f"Bearer {await self.token()}"
@@ -194,10 +202,15 @@ class ServiceAccountAuth:
         now = self._clock()
         form = {"grant_type": JWT_BEARER_GRANT, "assertion": signed_assertion(self._account, int(now))}
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout, trust_env=False)
+            self._session = self._open_session()
         try:
             async with self._session.post(self._account.token_uri, data=form) as resp:
                 status, body = resp.status, await resp.read()
+        except aiohttp.ClientProxyConnectionError:
+            raise self._fail(f"the proxy {self._shown_proxy()} could not be reached") from None
+        except aiohttp.ClientHttpProxyError as exc:
+            why = f"the proxy {self._shown_proxy()} refused the tunnel (HTTP {exc.status})"
+            raise self._fail(why) from None
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise self._fail(f"the token endpoint could not be reached ({type(exc).__name__})") from None
         answer = _object(body)
@@ -207,6 +220,19 @@ class ServiceAccountAuth:
         if not isinstance(token, str) or not token:
             raise self._fail("the token endpoint sent no access token")
         return token, now + cached_for(answer.get("expires_in"))
+
+
+    def _open_session(self) -> aiohttp.ClientSession:
+        outbound = self._outbound
+        if outbound is None:
+            return aiohttp.ClientSession(timeout=self._timeout, trust_env=False)
+        connector = aiohttp.TCPConnector(ssl=outbound.ssl if outbound.ssl is not None else True)
+        proxy = outbound.proxy.url if outbound.proxy is not None else None
+        return aiohttp.ClientSession(connector=connector, timeout=self._timeout, trust_env=False, proxy=proxy)
+
+    def _shown_proxy(self) -> str:
+        proxy = self._outbound.proxy if self._outbound is not None else None
+        return proxy.shown if proxy is not None else "(none)"
 
 
 def cached_for(expires_in: Any) -> float:
