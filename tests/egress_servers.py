@@ -6,8 +6,11 @@
 - :class:`TlsUpstream`: an OpenAI-shaped upstream serving HTTPS with a certificate of that CA,
   optionally requiring a client certificate (mutual TLS); it answers ``tls:<the model>`` and
   records the client certificate's common name of each connection;
-- :class:`ConnectProxy`: an HTTP proxy that only tunnels (CONNECT), counting the tunnels it
-  opened, optionally requiring Basic credentials (407 otherwise).
+- :class:`TlsFront`: HTTPS with a certificate of that CA in front of a plain-HTTP server (the
+  mock upstream), so every provider format it serves is reached over TLS;
+- :class:`ConnectProxy`: an HTTP proxy tunnelling (CONNECT) and forwarding requests in the
+  absolute form (``POST http://host/path``), counting both, optionally requiring Basic
+  credentials (407 otherwise).
 
 Each runs its own event loop in a thread, on a port from :func:`tests.servers.free_port`.
 """
@@ -25,6 +28,7 @@ import threading
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -178,6 +182,29 @@ class TlsUpstream(_Threaded):
             writer.close()
 
 
+class TlsFront(_Threaded):
+    """TLS terminated here, the bytes passed on to 127.0.0.1:``backend``."""
+
+    def __init__(self, cert_file: Path, key_file: Path, backend: int) -> None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(cert_file, key_file)
+        self._backend = backend
+        super().__init__(self._serve, context)
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            backend_reader, backend_writer = await asyncio.open_connection("127.0.0.1", self._backend)
+            await asyncio.gather(_pipe(reader, backend_writer), _pipe(backend_reader, writer))
+        except (ConnectionError, ssl.SSLError):
+            pass
+        finally:
+            writer.close()
+
+
 def _chat_answer(text: str) -> bytes:
     body = json.dumps({
         "id": "chatcmpl-tls", "object": "chat.completion", "created": 1, "model": "tls",
@@ -189,7 +216,7 @@ def _chat_answer(text: str) -> bytes:
 
 
 class ConnectProxy(_Threaded):
-    """Tunnels only; ``credentials`` (user, password): anything else is answered 407."""
+    """Tunnels and forwards; ``credentials`` (user, password): anything else is answered 407."""
 
     def __init__(self, credentials: tuple[str, str] | None = None) -> None:
         self._expected = None
@@ -198,6 +225,7 @@ class ConnectProxy(_Threaded):
             self._expected = f"Basic {token}"
         self.tunnels = 0  # CONNECTs accepted
         self.refused = 0  # CONNECTs answered 407
+        self.forwarded = 0  # requests in the absolute form passed on (one per connection)
         self.targets: list[str] = []
         super().__init__(self._serve)
 
@@ -206,14 +234,14 @@ class ConnectProxy(_Threaded):
             request = await _head(reader)
             if request is None:
                 return
-            method, target, _ = request[0].split(" ", 2)
-            if method != "CONNECT":
-                writer.write(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
-                return
+            method, target, version = request[0].split(" ", 2)
             if self._expected is not None and request[1].get("proxy-authorization") != self._expected:
                 self.refused += 1
                 writer.write(b"HTTP/1.1 407 Proxy Authentication Required\r\n"
                              b"Proxy-Authenticate: Basic realm=\"test\"\r\nContent-Length: 0\r\n\r\n")
+                return
+            if method != "CONNECT":
+                await self._forward(method, target, version, request[1], reader, writer)
                 return
             host, _, port = target.rpartition(":")
             upstream_reader, upstream_writer = await asyncio.open_connection(host.strip("[]"), int(port))
@@ -227,8 +255,25 @@ class ConnectProxy(_Threaded):
             writer.close()
 
 
+    async def _forward(self, method: str, target: str, version: str, headers: dict[str, str],
+                       reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One request in the absolute form, sent on in the origin form (its connection closed
+        after the answer), without the Proxy-Authorization meant for this proxy."""
+        url = urlsplit(target)
+        upstream_reader, upstream_writer = await asyncio.open_connection(url.hostname, url.port or 80)
+        self.forwarded += 1
+        path = url.path + (f"?{url.query}" if url.query else "")
+        kept = {k: v for k, v in headers.items() if k not in ("proxy-authorization", "connection")}
+        head = "".join(f"{k}: {v}\r\n" for k, v in kept.items())
+        upstream_writer.write(f"{method} {path} {version}\r\n{head}connection: close\r\n\r\n".encode())
+        length = int(headers.get("content-length", "0"))
+        upstream_writer.write(await reader.readexactly(length))
+        await _pipe(upstream_reader, writer)
+        upstream_writer.close()
+
+
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    with contextlib.suppress(ConnectionError):
+    with contextlib.suppress(ConnectionError, ssl.SSLError):
         while data := await reader.read(65536):
             writer.write(data)
             await writer.drain()

@@ -6,6 +6,7 @@ the admin API and the log show of the proxy's credentials (nothing)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +18,10 @@ import pytest
 import yaml
 
 from tests.e2e.sdk import ask
-from tests.egress_servers import ConnectProxy, PrivateCA, TlsUpstream
-from tests.servers import MASTER_KEY, Gateway, Process, refused_port, spawn, start_gateway
+from tests.e2e.test_media_openai import wav
+from tests.e2e.test_provider_vertex import EMAIL, write_service_account
+from tests.egress_servers import ConnectProxy, PrivateCA, TlsFront, TlsUpstream
+from tests.servers import MASTER_KEY, Gateway, Mock, Process, refused_port, spawn, start_gateway
 
 PROXY_USER = "corp-user"
 PROXY_PASSWORD = "proxy-pass-7f3e9a1c"  # never in an answer, the admin API or the log
@@ -239,3 +242,90 @@ def test_an_https_proxy_is_a_config_error_shown_without_its_password(tmp_path: P
                   **({"egress": {"proxy": proxy}} if where == "egress" else {}))
     assert "unsupported proxy scheme 'https'" in proc.output
     assert PROXY_PASSWORD not in proc.output
+
+
+# -- every path to a provider: Vertex's token, Bedrock, a streamed upload ---------------------
+
+
+@dataclass
+class MockWorld:
+    gateway: Gateway
+    proxy: ConnectProxy
+    front: TlsFront
+
+    @property
+    def client(self) -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.gateway.base_url, api_key=MASTER_KEY, max_retries=0)
+
+
+@pytest.fixture(scope="module")
+def mock_world(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MockWorld]:
+    """The mock upstream (every provider format) behind HTTPS of a private CA, reached only
+    through a proxy with credentials (egress.proxy)."""
+    tmp = tmp_path_factory.mktemp("egress-mock")
+    ca = PrivateCA(tmp)
+    front = TlsFront(*ca.issue("front"), backend=mock_upstream.port)
+    proxy = ConnectProxy((PROXY_USER, PROXY_PASSWORD))
+    account = tmp / "sa.json"
+    # The service account's token endpoint is the mock's, over the same HTTPS front.
+    write_service_account(account, mock_upstream, EMAIL, publish=True)
+    info = json.loads(account.read_text())
+    account.write_text(json.dumps({**info, "token_uri": f"{front.url}/vertex/token"}))
+    tls = {"ca_file": str(ca.cert_file)}
+    config = {
+        "providers": [
+            {"name": "vertex", "type": "vertex", "api_base": front.url, "vertex_project": "mock-project",
+             "vertex_location": "us-central1", "credentials_file": str(account), "tls": tls},
+            {"name": "aws", "type": "bedrock", "api_base": front.url, "aws_access_key_id": "AKIDTEST",
+             "aws_secret_access_key": "${UPSTREAM_KEY}", "aws_region": "us-east-1", "tls": tls},
+            {"name": "openai", "type": "openai", "api_base": f"{front.url}/v1", "api_key": "${UPSTREAM_KEY}",
+             "tls": tls},
+            {"name": "plain", "type": "openai", "api_base": f"{mock_upstream.url}/v1",
+             "api_key": "${UPSTREAM_KEY}"},
+        ],
+        "models": [
+            {"name": "vertex-flash", "provider": "vertex", "model": "gemini-2.5-flash"},
+            {"name": "claude", "provider": "aws", "model": "anthropic.claude-3-7-sonnet-20250219-v1:0"},
+            {"name": "whisper-1", "provider": "openai", "model": "whisper-1"},
+            {"name": "plain-http", "provider": "plain", "model": "gpt-4o-mini"},
+        ],
+        "egress": {"proxy": f"http://{PROXY_USER}:{PROXY_PASSWORD}@127.0.0.1:{proxy.port}"},
+        "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
+    }
+    gateway = start_gateway(config, tmp)
+    yield MockWorld(gateway, proxy, front)
+    gateway.process.stop()
+    front.stop()
+    proxy.stop()
+
+
+def test_vertex_fetches_its_token_and_calls_through_the_proxy(mock_world: MockWorld) -> None:
+    before = mock_world.proxy.tunnels
+    answer = mock_world.client.chat.completions.create(model="vertex-flash", messages=ask("hi"))
+    assert answer.choices[0].message.content
+    # One tunnel for the token endpoint (its own session), one for the call.
+    assert mock_world.proxy.tunnels >= before + 2
+    assert set(mock_world.proxy.targets[before:]) == {f"127.0.0.1:{mock_world.front.port}"}
+
+
+def test_bedrock_calls_through_the_proxy(mock_world: MockWorld) -> None:
+    before = mock_world.proxy.tunnels
+    answer = mock_world.client.chat.completions.create(model="claude", messages=ask("hi"))
+    assert answer.choices[0].message.content
+    assert mock_world.proxy.tunnels == before + 1
+
+
+def test_a_streamed_upload_goes_through_the_proxy_with_the_providers_tls(mock_world: MockWorld) -> None:
+    before = mock_world.proxy.tunnels
+    audio = ("a.wav", wav(0.1), "audio/wav")
+    done = mock_world.client.audio.transcriptions.create(model="whisper-1", file=audio)
+    assert isinstance(done.text, str)
+    assert mock_world.proxy.tunnels == before + 1
+
+
+def test_a_plain_http_provider_goes_through_the_proxy_in_its_forward_form(mock_world: MockWorld) -> None:
+    before, tunnels = mock_world.proxy.forwarded, mock_world.proxy.tunnels
+    answer = mock_world.client.chat.completions.create(model="plain-http", messages=ask("hi"))
+    assert answer.choices[0].message.content
+    assert mock_world.proxy.forwarded == before + 1
+    assert mock_world.proxy.tunnels == tunnels
