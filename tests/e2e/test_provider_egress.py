@@ -106,10 +106,13 @@ def test_a_private_ca_in_ca_file_is_trusted(world: World) -> None:
 
 
 def test_without_the_ca_the_certificate_is_refused_with_a_clear_502(world: World) -> None:
+    # The same origin as "trusted", whose connections it never gets: pools are per provider.
+    assert world.ask("trusted") == "tls:trusted"
     error = world.refusal("untrusted")
     assert error["code"] == "upstream_unreachable"
     assert "provider 'untrusted'" in error["message"]
     assert "certificate verify failed" in error["message"]
+    assert world.ask("trusted") == "tls:trusted"
 
 
 def test_verify_false_connects_and_is_warned_about_once(world: World) -> None:
@@ -177,6 +180,16 @@ def test_the_admin_api_masks_proxy_credentials(world: World) -> None:
     assert shown["mtls"]["tls"]["client_cert"].endswith("gateway-client.pem")
     for secret in (PROXY_PASSWORD, WRONG_PASSWORD, DOWN_PASSWORD):
         assert secret not in resp.text
+
+
+@pytest.mark.parametrize("field", [{"proxy": "http://proxy:3128"}, {"tls": {"verify": False}},
+                                   {"options": {"proxy": "http://proxy:3128"}}])
+def test_stored_providers_take_neither_tls_nor_proxy(world: World, field: dict[str, Any]) -> None:
+    body = {"name": "stored", "type": "openai", "api_base": world.upstream.url, **field}
+    admin = {"Authorization": f"Bearer {MASTER_KEY}"}
+    resp = httpx.post(f"{world.gateway.url}/admin/v1/providers", json=body, headers=admin)
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error"]["param"] in ("proxy", "tls", "options.proxy")
 
 
 def test_the_log_holds_no_proxy_credential(world: World) -> None:

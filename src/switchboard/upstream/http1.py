@@ -31,11 +31,14 @@ import sys
 import zlib
 from collections import deque
 from collections.abc import AsyncIterator, ItemsView, Iterator, KeysView, Mapping, ValuesView
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
+
+if TYPE_CHECKING:
+    from switchboard.upstream.outbound import Proxy
 
 # A streamed body is read from the socket up to this much ahead of the caller, then the socket
 # is paused until the caller has taken it below LOW_WATER.
@@ -678,14 +681,14 @@ class Pool:
         limit: int,
         idle_seconds: float,
         context: ssl.SSLContext | None = None,
-        proxy: Any = None,
+        proxy: Proxy | None = None,
     ) -> None:
         self._tls = target.tls
         self._host = target.host
         self._port = target.port
         # The provider's own TLS context (upstream/outbound.py); None: the system store.
         self._context = context
-        # An upstream/outbound.Proxy (host, port, authorization, shown); None: direct.
+        # The proxy to tunnel through (host, port, Proxy-Authorization); None: direct.
         self._proxy = proxy
         self._limit = limit
         self._idle_seconds = idle_seconds
@@ -809,6 +812,7 @@ class Pool:
         """A TLS connection to the origin inside a CONNECT tunnel through the proxy. The
         proxy's refusal (407, 403) or absence is a ProxyFailed naming it, never its password."""
         proxy = self._proxy
+        assert proxy is not None
         try:
             raw, tunnel = await loop.create_connection(lambda: _Tunnel(loop), proxy.host, proxy.port)
         except OSError as exc:
