@@ -102,7 +102,7 @@ from switchboard.config.spend import (  # noqa: F401 (re-exported)
     SpendConfig,
     check_timezone,
 )
-from switchboard.config.urls import check_http_url  # noqa: F401 (re-exported)
+from switchboard.config.urls import check_http_url, proxy_url_problem  # noqa: F401 (re-exported)
 
 
 class Settings(Strict):
@@ -152,6 +152,8 @@ class Settings(Strict):
             return data
         if isinstance(proxy, SecretStr):
             proxy = proxy.get_secret_value()
+        if not isinstance(proxy, str) or proxy_url_problem(proxy) is not None:
+            return data  # refused as egress.proxy, once (not again for every provider)
         filled = [_with_proxy(p, proxy) for p in providers]
         return {**data, "providers": filled}
 
