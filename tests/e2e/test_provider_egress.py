@@ -289,6 +289,10 @@ def mock_world(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) ->
         "providers": [
             {"name": "vertex", "type": "vertex", "api_base": front.url, "vertex_project": "mock-project",
              "vertex_location": "us-central1", "credentials_file": str(account), "tls": tls},
+            {"name": "vertex-wrong", "type": "vertex", "api_base": front.url,
+             "vertex_project": "mock-project", "vertex_location": "us-central1",
+             "credentials_file": str(account), "tls": tls,
+             "proxy": f"http://{PROXY_USER}:{WRONG_PASSWORD}@127.0.0.1:{proxy.port}"},
             {"name": "aws", "type": "bedrock", "api_base": front.url, "aws_access_key_id": "AKIDTEST",
              "aws_secret_access_key": "${UPSTREAM_KEY}", "aws_region": "us-east-1", "tls": tls},
             {"name": "openai", "type": "openai", "api_base": f"{front.url}/v1", "api_key": "${UPSTREAM_KEY}",
@@ -298,6 +302,7 @@ def mock_world(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) ->
         ],
         "models": [
             {"name": "vertex-flash", "provider": "vertex", "model": "gemini-2.5-flash"},
+            {"name": "vertex-wrong", "provider": "vertex-wrong", "model": "gemini-2.5-flash"},
             {"name": "claude", "provider": "aws", "model": "anthropic.claude-3-7-sonnet-20250219-v1:0"},
             {"name": "whisper-1", "provider": "openai", "model": "whisper-1"},
             {"name": "plain-http", "provider": "plain", "model": "gpt-4o-mini"},
@@ -319,6 +324,17 @@ def test_vertex_fetches_its_token_and_calls_through_the_proxy(mock_world: MockWo
     # One tunnel for the token endpoint (its own session), one for the call.
     assert mock_world.proxy.tunnels >= before + 2
     assert set(mock_world.proxy.targets[before:]) == {f"127.0.0.1:{mock_world.front.port}"}
+
+
+def test_a_proxy_refusing_vertexs_token_fetch_is_a_502_naming_it(mock_world: MockWorld) -> None:
+    with pytest.raises(openai.APIStatusError) as exc:
+        mock_world.client.chat.completions.create(model="vertex-wrong", messages=ask("hi"))
+    assert exc.value.status_code == 502
+    error = exc.value.response.json()["error"]
+    assert error["code"] == "upstream_unreachable"
+    assert "provider 'vertex-wrong'" in error["message"] and "access token" in error["message"]
+    assert f"proxy http://127.0.0.1:{mock_world.proxy.port} refused the tunnel: HTTP 407" in error["message"]
+    assert WRONG_PASSWORD not in error["message"]
 
 
 def test_bedrock_calls_through_the_proxy(mock_world: MockWorld) -> None:
