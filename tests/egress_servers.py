@@ -224,7 +224,7 @@ class ConnectProxy(_Threaded):
             token = base64.b64encode(f"{credentials[0]}:{credentials[1]}".encode()).decode()
             self._expected = f"Basic {token}"
         self.tunnels = 0  # CONNECTs accepted
-        self.refused = 0  # CONNECTs answered 407
+        self.refused = 0  # CONNECTs and forwarded requests answered 407
         self.forwarded = 0  # requests in the absolute form passed on (one per connection)
         self.targets: list[str] = []
         super().__init__(self._serve)

@@ -299,6 +299,9 @@ def mock_world(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) ->
              "tls": tls},
             {"name": "plain", "type": "openai", "api_base": f"{mock_upstream.url}/v1",
              "api_key": "${UPSTREAM_KEY}"},
+            {"name": "plain-wrong", "type": "openai", "api_base": f"{mock_upstream.url}/v1",
+             "api_key": "${UPSTREAM_KEY}",
+             "proxy": f"http://{PROXY_USER}:{WRONG_PASSWORD}@127.0.0.1:{proxy.port}"},
         ],
         "models": [
             {"name": "vertex-flash", "provider": "vertex", "model": "gemini-2.5-flash"},
@@ -306,6 +309,7 @@ def mock_world(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) ->
             {"name": "claude", "provider": "aws", "model": "anthropic.claude-3-7-sonnet-20250219-v1:0"},
             {"name": "whisper-1", "provider": "openai", "model": "whisper-1"},
             {"name": "plain-http", "provider": "plain", "model": "gpt-4o-mini"},
+            {"name": "plain-http-wrong", "provider": "plain-wrong", "model": "gpt-4o-mini"},
         ],
         "egress": {"proxy": f"http://{PROXY_USER}:{PROXY_PASSWORD}@127.0.0.1:{proxy.port}"},
         "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
@@ -358,3 +362,13 @@ def test_a_plain_http_provider_goes_through_the_proxy_in_its_forward_form(mock_w
     assert answer.choices[0].message.content
     assert mock_world.proxy.forwarded == before + 1
     assert mock_world.proxy.tunnels == tunnels
+
+
+def test_a_forward_proxys_407_is_a_502_naming_it(mock_world: MockWorld) -> None:
+    with pytest.raises(openai.APIStatusError) as exc:
+        mock_world.client.chat.completions.create(model="plain-http-wrong", messages=ask("hi"))
+    assert exc.value.status_code == 502
+    error = exc.value.response.json()["error"]
+    assert error["code"] == "upstream_unreachable"
+    assert f"proxy http://127.0.0.1:{mock_world.proxy.port} refused the request: HTTP 407" in error["message"]
+    assert WRONG_PASSWORD not in error["message"]

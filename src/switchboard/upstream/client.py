@@ -234,10 +234,17 @@ class UpstreamClient:
         url = self._url(request.url)
         data = request.body if request.upload is None else request.upload  # a file: streamed
         if limits is None:  # the provider's own timeouts, set on the session
-            return await session.request(request.method, url, data=data, headers=headers)
-        return await session.request(
-            request.method, url, data=data, headers=headers, timeout=self._client_timeout(limits)
-        )
+            resp = await session.request(request.method, url, data=data, headers=headers)
+        else:
+            resp = await session.request(
+                request.method, url, data=data, headers=headers, timeout=self._client_timeout(limits)
+            )
+        if resp.status == 407 and self._proxy is not None:
+            # Plain http goes to the proxy in its forward form: its refusal comes back as an
+            # answer, not as a failed tunnel. Only a proxy answers 407.
+            resp.close()
+            raise http1.ProxyFailed(f"the proxy {self._proxy.shown} refused the request: HTTP 407")
+        return resp
 
     def _open_caller_session(self) -> aiohttp.ClientSession:
         assert self._session is not None
