@@ -72,6 +72,7 @@ _PROSE = object()  # a default told in words: not compared, listed in _PROSE_DEF
 # Rows whose default is said in words (or depends on something else), with the reason.
 _PROSE_DEFAULTS = {
     "providers.api_base": "per provider type",
+    "providers.proxy": "the file's egress.proxy, written into the entry when the file is loaded",
     "models.timeouts": "the provider's timeouts",
     "models.deployment": "derived from provider and model",
     "auth.oidc.algorithms": "every asymmetric algorithm",

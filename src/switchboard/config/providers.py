@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, SecretStr, field_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from switchboard.config.base import MAX_CONNECTIONS, MAX_SECONDS, MIB, ExactScalars, Strict
 from switchboard.config.catalog import ModelEntryInfo
+from switchboard.config.server import checked_proxy
 from switchboard.config.urls import check_http_url
 
 
@@ -31,6 +32,29 @@ class TimeoutsOverride(Strict):
 
     def over(self, base: Timeouts) -> Timeouts:
         return base.model_copy(update={k: v for k, v in self.model_dump().items() if v is not None})
+
+
+Path = Annotated[str, Field(min_length=1, max_length=4096)]
+
+
+class ProviderTls(Strict):
+    """How the gateway's TLS connections to one provider are checked and identify themselves
+    (docs/configuration.md, ``providers[].tls``). The files are read, and the context built, once
+    at start-up (upstream/outbound.py); never per request."""
+
+    # A PEM bundle of the CAs trusted for this provider, instead of the system's store.
+    ca_file: Path | None = None
+    # A client certificate (PEM, with its chain) and its key, for mutual TLS.
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    # False: the provider's certificate is not checked at all (a warning at start-up says so).
+    verify: bool = True
+
+    @model_validator(mode="after")
+    def _pair(self) -> ProviderTls:
+        if (self.client_cert is None) != (self.client_key is None):
+            raise ValueError("client_cert and client_key go together (the certificate and its private key)")
+        return self
 
 
 class ProviderConfig(ExactScalars):
@@ -67,6 +91,16 @@ class ProviderConfig(ExactScalars):
     # refuse (docs/limits.md).
     rpm: Annotated[int, Field(ge=1, le=1_000_000_000_000)] | None = None
     tpm: Annotated[int, Field(ge=1, le=1_000_000_000_000)] | None = None
+    # TLS to this provider: its own CA bundle, a client certificate, or no check (YAML only).
+    tls: ProviderTls | None = None
+    # The outbound HTTP proxy to reach this provider through (YAML only): absent, the file's
+    # ``egress.proxy`` (Settings fills it in); null or "": none. A secret (it may hold a password).
+    proxy: SecretStr | None = None
+
+    @field_validator("proxy")
+    @classmethod
+    def _proxy(cls, value: SecretStr | None) -> SecretStr | None:
+        return checked_proxy(value)
 
     @field_validator("api_base")
     @classmethod

@@ -16,9 +16,9 @@ see ``config.yamlfile`` and ``config.base``.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 
 from switchboard.config.access import (  # noqa: F401 (re-exported)
     ASYMMETRIC_JWT_ALGORITHMS,
@@ -58,6 +58,7 @@ from switchboard.config.prompts import ApisConfig, PromptsConfig
 from switchboard.config.providers import (  # noqa: F401 (re-exported)
     ModelConfig,
     ProviderConfig,
+    ProviderTls,
     Timeouts,
     TimeoutsOverride,
     deployment_names,
@@ -102,7 +103,7 @@ from switchboard.config.spend import (  # noqa: F401 (re-exported)
     SpendConfig,
     check_timezone,
 )
-from switchboard.config.urls import check_http_url  # noqa: F401 (re-exported)
+from switchboard.config.urls import check_http_url, proxy_url_problem  # noqa: F401 (re-exported)
 
 
 class Settings(Strict):
@@ -136,6 +137,26 @@ class Settings(Strict):
     mcp: McpConfig = McpConfig()
     # Set for the embedded default: serve the built-in mock upstream under /mock.
     builtin_mock: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_proxy(cls, data: Any) -> Any:
+        """``egress.proxy`` written into every provider entry that names no ``proxy`` of its
+        own, so each entry holds the proxy it uses (the admin API shows it, the workers get it);
+        an entry's ``proxy: null`` or ``""`` keeps it out."""
+        if not isinstance(data, dict):
+            return data
+        egress = data.get("egress")
+        proxy = egress.get("proxy") if isinstance(egress, dict) else getattr(egress, "proxy", None)
+        providers = data.get("providers")
+        if not proxy or not isinstance(providers, list):
+            return data
+        if isinstance(proxy, SecretStr):
+            proxy = proxy.get_secret_value()
+        if not isinstance(proxy, str) or proxy_url_problem(proxy) is not None:
+            return data  # refused as egress.proxy, once (not again for every provider)
+        filled = [_with_proxy(p, proxy) for p in providers]
+        return {**data, "providers": filled}
 
     @model_validator(mode="after")
     def _references(self) -> Settings:
@@ -238,3 +259,13 @@ class Settings(Strict):
                     listed = ", ".join(sorted(names)) or "none"
                     raise ValueError(f"router.splits[{i}]: the model {split.model!r} has no deployment "
                                      f"{arm.deployment!r} (deployments: {listed})")
+
+
+def _with_proxy(entry: Any, proxy: str) -> Any:
+    """A provider entry (as written, or already a ProviderConfig) with ``proxy`` unless it names
+    its own (null and "" included)."""
+    if isinstance(entry, dict):
+        return entry if "proxy" in entry else {**entry, "proxy": proxy}
+    if isinstance(entry, ProviderConfig) and "proxy" not in entry.model_fields_set:
+        return entry.model_copy(update={"proxy": SecretStr(proxy)})  # checked as egress.proxy
+    return entry

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from switchboard.config.base import MAX_CONNECTIONS, MAX_SECONDS, MIB, Strict
-from switchboard.config.urls import database_url_problem, redis_url_problem
+from switchboard.config.urls import database_url_problem, proxy_url_problem, redis_url_problem
 
 # The levels `server.log_level` accepts, most verbose first (case-insensitive).
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -235,6 +235,25 @@ class EgressConfig(Strict):
             elif "*" in entry.removeprefix("*."):
                 raise ValueError(f"{entry!r}: a wildcard only as the first label ('*.example.internal')")
         return entries
+
+    # The outbound HTTP proxy of every provider declared in the configuration file that names no
+    # ``proxy`` of its own (docs/configuration.md, ``egress``); a secret when it holds a password.
+    proxy: SecretStr | None = None
+
+    @field_validator("proxy")
+    @classmethod
+    def _proxy(cls, value: SecretStr | None) -> SecretStr | None:
+        return checked_proxy(value)
+
+
+def checked_proxy(value: SecretStr | None) -> SecretStr | None:
+    """A proxy URL as configured: None for none ("" included, a provider's way to opt out of
+    ``egress.proxy``), else the URL, refused unless it is one (the password never shown)."""
+    if value is None or not value.get_secret_value():
+        return None
+    if (problem := proxy_url_problem(value.get_secret_value())) is not None:
+        raise ValueError(problem)
+    return value
 
 
 class DatabaseConfig(Strict):

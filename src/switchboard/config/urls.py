@@ -144,3 +144,24 @@ def check_http_url(value: str, *, secret_path: bool = False) -> str:
         raise ValueError(f"the host of {shown!r} is an IPv4 address in a decimal, hexadecimal, octal or "
                          "shortened form; write it as four decimal numbers (e.g. 127.0.0.1)")
     return value
+
+
+def proxy_url_problem(url: str) -> str | None:
+    """None when ``url`` is a usable outbound proxy (``http://[user:password@]host[:port]``),
+    else why not, never echoing the password. Only plain-HTTP proxies: a request to an https
+    provider is tunnelled through them (CONNECT), so it stays encrypted end to end."""
+    if "://" not in url:
+        return "expected a URL such as http://proxy.internal:3128 or http://user:password@proxy:3128"
+    scheme = url.split("://", 1)[0].lower()
+    if scheme != "http":
+        return (f"unsupported proxy scheme {scheme!r}: use http:// (requests to https providers are "
+                "tunnelled through it with CONNECT and stay encrypted end to end)")
+    try:
+        parts = _split(url)
+    except ValueError:
+        return "proxy URL: the port is not a number"
+    if not parts.hostname:
+        return "proxy URL needs a host: http://proxy.internal:3128"
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        return "proxy URL: no path, query or fragment (http://[user:password@]host:port)"
+    return None

@@ -11,7 +11,9 @@ from pydantic import BaseModel, SecretStr, ValidationError
 
 from switchboard.config.schema import ProviderConfig
 from switchboard.providers.spec import ProviderSpec
+from switchboard.upstream import outbound
 from switchboard.upstream.auth import StaticHeaderAuth
+from switchboard.upstream.outbound import Outbound
 from switchboard.upstream.userinfo import UrlCredential, split_userinfo
 
 _MODULES: tuple[str, ...] = (
@@ -50,6 +52,8 @@ class ResolvedProvider:
     api_base: str  # without a trailing slash, and without user info (taken out as ``url_credential``)
     # The base URL's user info, sent as ``Authorization: Basic`` (upstream/userinfo.py).
     url_credential: UrlCredential | None = None
+    # Its TLS context and proxy (``tls``, ``proxy``: YAML providers only), built here, once.
+    outbound: Outbound | None = None
 
     @property
     def name(self) -> str:
@@ -67,7 +71,11 @@ def resolve(config: ProviderConfig) -> ResolvedProvider:
     api_base = spec.api_base(config, options)
     assert api_base is not None, "checked when the config was loaded"
     api_base, url_credential = split_userinfo(api_base)
-    return ResolvedProvider(config, spec, options, api_base, url_credential)
+    try:
+        egress = outbound.build(config)
+    except outbound.OutboundError as exc:  # checked at load (check_provider): a file changed since
+        raise outbound.OutboundError(f"provider '{config.name}': {exc}") from None
+    return ResolvedProvider(config, spec, options, api_base, url_credential, egress)
 
 
 def check_provider(config: ProviderConfig, keyed: bool | None = None) -> list[str]:
@@ -88,6 +96,10 @@ def check_provider(config: ProviderConfig, keyed: bool | None = None) -> list[st
             problems.append(f"{key}: {msg.removeprefix('Value error, ')}")
         return problems
     api_base = spec.api_base(config, options)
+    try:
+        outbound.build(config)  # the tls files read as serving will read them
+    except outbound.OutboundError as exc:
+        problems.append(str(exc))
     if api_base is None:
         problems.append("api_base: required for this provider type")
     elif split_userinfo(api_base)[1] is not None:

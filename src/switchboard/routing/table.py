@@ -16,8 +16,10 @@ from switchboard.providers import registry
 from switchboard.providers.base import ProviderAdapter
 from switchboard.providers.registry import ResolvedProvider
 from switchboard.providers.target import Target
+from switchboard.upstream import outbound
 from switchboard.upstream.auth import RotatingAuth
 from switchboard.upstream.client import UpstreamClient
+from switchboard.upstream.google_auth import ServiceAccountAuth
 
 
 @dataclass(slots=True, frozen=True)
@@ -37,7 +39,10 @@ class Route:
 
 
 def resolve_providers(settings: Settings) -> dict[str, ResolvedProvider]:
-    """Every provider entry resolved once (options validated, api_base worked out), by name."""
+    """Every provider entry resolved once (options validated, api_base worked out, TLS context
+    and proxy built), by name."""
+    for p in settings.providers:
+        outbound.warn_unverified(p)
     return {p.name: registry.resolve(p) for p in settings.providers}
 
 
@@ -54,12 +59,16 @@ def make_client(resolved: ResolvedProvider, keys: list[str]) -> UpstreamClient:
     def with_key(key: str | None) -> ProviderConfig:
         return p.model_copy(update={"api_key": None if key is None else SecretStr(key), "api_keys": []})
 
-    if len(keys) <= 1:  # the common case: fixed headers folded into the session
-        auth = resolved.spec.make_auth(with_key(keys[0] if keys else None), resolved.options)
-    else:
-        auth = RotatingAuth([resolved.spec.make_auth(with_key(k), resolved.options) for k in keys])
+    given: list[str | None] = list(keys) or [None]
+    schemes = [resolved.spec.make_auth(with_key(k), resolved.options) for k in given]
+    if resolved.outbound is not None:  # a token fetched for it goes the provider's way too
+        for scheme in schemes:
+            if isinstance(scheme, ServiceAccountAuth):
+                scheme.route(resolved.outbound)
+    # One key, the common case: fixed headers folded into the session.
+    auth = schemes[0] if len(schemes) == 1 else RotatingAuth(schemes)
     return UpstreamClient(p.name, auth, p.max_connections, dict(p.headers), p.timeouts, p.max_response_bytes,
-                          resolved.url_credential)
+                          resolved.url_credential, resolved.outbound)
 
 
 def build_clients(

@@ -23,6 +23,7 @@ from switchboard.errors import (
 from switchboard.jsonio import BOM
 from switchboard.upstream import http1, scrub
 from switchboard.upstream.auth import StaticHeaderAuth, UpstreamAuth
+from switchboard.upstream.outbound import Outbound
 from switchboard.upstream.request import UpstreamRequest
 from switchboard.upstream.userinfo import UrlCredential
 
@@ -72,8 +73,12 @@ class UpstreamClient:
         timeouts: Timeouts,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         url_credential: UrlCredential | None = None,
+        outbound: Outbound | None = None,
     ) -> None:
         self.provider = provider
+        # The provider's own TLS context and proxy (providers[].tls, .proxy); None: neither.
+        self._context = outbound.ssl if outbound is not None else None
+        self._proxy = outbound.proxy if outbound is not None else None
         self.auth = auth
         self.max_response_bytes = max_response_bytes
         self._max_connections = max_connections
@@ -110,11 +115,14 @@ class UpstreamClient:
         self._fixed_secrets = scrub.header_secrets(headers) + (auth.secrets() if self._static else [])
         if url_credential is not None:
             self._fixed_secrets += url_credential.secrets()
+        if self._proxy is not None:  # a proxy's error page may echo its credential
+            self._fixed_secrets += self._proxy.secrets()
         self._needles = scrub.forms(self._fixed_secrets)
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(
-            limit=self._max_connections, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=IDLE_SECONDS
+            limit=self._max_connections, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=IDLE_SECONDS,
+            ssl=self._context if self._context is not None else True,
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
@@ -123,6 +131,7 @@ class UpstreamClient:
             headers=self._headers,
             timeout=self._timeout,
             raise_for_status=False,
+            proxy=self._proxy.url if self._proxy is not None else None,
         )
 
     async def close(self) -> None:
@@ -142,6 +151,18 @@ class UpstreamClient:
         where = f"provider '{self.provider}'"
         if isinstance(exc, TimeoutError):
             return UpstreamTimeout(f"{where} did not answer in time")
+        if isinstance(exc, http1.ProxyFailed | http1.TlsFailed):  # their messages name no secret
+            return UpstreamUnreachable(f"cannot connect to {where}: {exc}")
+        if self._proxy is not None and isinstance(exc, aiohttp.ClientProxyConnectionError):
+            return UpstreamUnreachable(f"cannot connect to {where}: cannot connect to the proxy "
+                                       f"{self._proxy.shown}")
+        if self._proxy is not None and isinstance(exc, aiohttp.ClientHttpProxyError):
+            return UpstreamUnreachable(f"cannot connect to {where}: the proxy {self._proxy.shown} refused "
+                                       f"the tunnel: HTTP {exc.status}")
+        if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+            why = getattr(exc.certificate_error, "verify_message", None) or "certificate refused"
+            return UpstreamUnreachable(f"cannot connect to {where}: TLS handshake failed: certificate "
+                                       f"verify failed: {why} (tls.ca_file)")
         if isinstance(exc, aiohttp.ClientConnectorError | http1.ConnectFailed):
             return UpstreamUnreachable(f"cannot connect to {where}")
         if isinstance(exc, aiohttp.ClientError | http1.Http1Error):
@@ -175,7 +196,8 @@ class UpstreamClient:
         head = http1.request_head(request.method, target, block, host, length)
         pool = self._pools.get(target.origin)
         if pool is None:
-            pool = self._pools[target.origin] = http1.Pool(target, self._max_connections, IDLE_SECONDS)
+            pool = self._pools[target.origin] = http1.Pool(
+                target, self._max_connections, IDLE_SECONDS, self._context, self._proxy)
         return await pool.request(
             target, head, body, connect=limits.connect, read_gap=limits.first_byte, total=limits.total
         )
@@ -191,7 +213,10 @@ class UpstreamClient:
             # use again at once, on the requests that come next.
             del self._targets[next(iter(self._targets))]
         url = self._url(text)
-        target = self._targets[text] = http1.Target(url) if http1.supports(url) else None
+        # Through a proxy the lean client speaks only CONNECT (https); plain http goes in the
+        # proxy's forward form, which aiohttp writes.
+        usable = http1.supports(url) and (self._proxy is None or url.scheme == "https")
+        target = self._targets[text] = http1.Target(url) if usable else None
         return target
 
     async def _open_aiohttp(
@@ -209,10 +234,17 @@ class UpstreamClient:
         url = self._url(request.url)
         data = request.body if request.upload is None else request.upload  # a file: streamed
         if limits is None:  # the provider's own timeouts, set on the session
-            return await session.request(request.method, url, data=data, headers=headers)
-        return await session.request(
-            request.method, url, data=data, headers=headers, timeout=self._client_timeout(limits)
-        )
+            resp = await session.request(request.method, url, data=data, headers=headers)
+        else:
+            resp = await session.request(
+                request.method, url, data=data, headers=headers, timeout=self._client_timeout(limits)
+            )
+        if resp.status == 407 and self._proxy is not None:
+            # Plain http goes to the proxy in its forward form: its refusal comes back as an
+            # answer, not as a failed tunnel. Only a proxy answers 407.
+            resp.close()
+            raise http1.ProxyFailed(f"the proxy {self._proxy.shown} refused the request: HTTP 407")
+        return resp
 
     def _open_caller_session(self) -> aiohttp.ClientSession:
         assert self._session is not None
@@ -224,6 +256,7 @@ class UpstreamClient:
             headers=self._base_headers,
             timeout=self._timeout,
             raise_for_status=False,
+            proxy=self._proxy.url if self._proxy is not None else None,
         )
         return self._caller_session
 

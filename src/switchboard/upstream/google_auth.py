@@ -27,8 +27,9 @@ import orjson
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from switchboard.errors import UpstreamAuthFailed
+from switchboard.errors import UpstreamAuthFailed, UpstreamUnreachable
 from switchboard.jsonio import loads, loads_object
+from switchboard.upstream.outbound import Outbound
 from switchboard.upstream.request import UpstreamRequest
 
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
@@ -136,10 +137,17 @@ class ServiceAccountAuth:
         self._previous: str | None = None
         self._fresh_until = 0.0  # when the next request fetches a new token
         self._refreshes = 0  # refreshes finished, so a waiter can tell one ran while it waited
-        self._failure: UpstreamAuthFailed | None = None
+        self._failure: UpstreamAuthFailed | UpstreamUnreachable | None = None
+        # The provider's TLS context and proxy (providers[].tls, .proxy): the token endpoint is
+        # reached the same way as the provider.
+        self._outbound: Outbound | None = None
 
     def __repr__(self) -> str:
         return f"ServiceAccountAuth({self._account.client_email})"
+
+    def route(self, outbound: Outbound) -> None:
+        """Fetch tokens through the provider's own proxy and TLS context (before first use)."""
+        self._outbound = outbound
 
     async def apply(self, request: UpstreamRequest) -> None:
         request.headers["Authorization"] = f"Bearer {await self.token()}"
@@ -172,11 +180,11 @@ class ServiceAccountAuth:
                 return token
             if self._refreshes != seen and self._failure is not None:
                 # The refresh this caller waited for failed: share its outcome, don't retry at once.
-                raise UpstreamAuthFailed(self._failure.message)
+                raise type(self._failure)(self._failure.message)
             try:
                 token, self._fresh_until = await self._refresh()
                 self._previous, self._token = self._token, token
-            except UpstreamAuthFailed as exc:
+            except (UpstreamAuthFailed, UpstreamUnreachable) as exc:
                 # (A cancelled refresh counts as none: whoever waited tries again itself.)
                 self._failure, self._refreshes = exc, self._refreshes + 1
                 raise
@@ -194,10 +202,14 @@ class ServiceAccountAuth:
         now = self._clock()
         form = {"grant_type": JWT_BEARER_GRANT, "assertion": signed_assertion(self._account, int(now))}
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout, trust_env=False)
+            self._session = self._open_session()
         try:
             async with self._session.post(self._account.token_uri, data=form) as resp:
                 status, body = resp.status, await resp.read()
+        except aiohttp.ClientProxyConnectionError:
+            raise self._unreachable("cannot connect to the proxy {proxy}") from None
+        except aiohttp.ClientHttpProxyError as exc:
+            raise self._unreachable(f"the proxy {{proxy}} refused the tunnel: HTTP {exc.status}") from None
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise self._fail(f"the token endpoint could not be reached ({type(exc).__name__})") from None
         answer = _object(body)
@@ -207,6 +219,23 @@ class ServiceAccountAuth:
         if not isinstance(token, str) or not token:
             raise self._fail("the token endpoint sent no access token")
         return token, now + cached_for(answer.get("expires_in"))
+
+    def _open_session(self) -> aiohttp.ClientSession:
+        outbound = self._outbound
+        if outbound is None:
+            return aiohttp.ClientSession(timeout=self._timeout, trust_env=False)
+        connector = aiohttp.TCPConnector(ssl=outbound.ssl if outbound.ssl is not None else True)
+        proxy = outbound.proxy.url if outbound.proxy is not None else None
+        return aiohttp.ClientSession(connector=connector, timeout=self._timeout, trust_env=False, proxy=proxy)
+
+    def _unreachable(self, why: str) -> UpstreamUnreachable:
+        """The proxy failed the token fetch: a connection error of the provider's, as its calls'
+        would be (retried, fallen back from), naming the proxy (``{proxy}`` in ``why``) as
+        ``http://host:port``, none of its credentials."""
+        proxy = self._outbound.proxy if self._outbound is not None else None
+        why = why.format(proxy=proxy.shown if proxy is not None else "")
+        where = f"provider '{self._provider}'"
+        return UpstreamUnreachable(f"cannot connect to {where} for its access token: {why}")
 
 
 def cached_for(expires_in: Any) -> float:

@@ -5,8 +5,10 @@ Why not aiohttp here: on this path aiohttp's request and response machinery (req
 payload registry, timer objects, stream readers, multidicts) cost about seven times the CPU of
 the bytes on the wire; the upstream client was the largest single cost of a proxied request
 (docs/benchmarks.md). This module does only what the gateway's upstream calls need: a body of
-known length, no redirects, no cookies, no proxies; JSON APIs answering with a length, chunked
-or until close. Anything else (streamed uploads) still goes through aiohttp (upstream/client.py).
+known length, no redirects, no cookies; JSON APIs answering with a length, chunked or until
+close; an https origin reached through an HTTP proxy's CONNECT tunnel, with the provider's own
+TLS context (upstream/outbound.py). Anything else (streamed uploads, plain http through a proxy)
+still goes through aiohttp (upstream/client.py).
 
 Timeouts: ``connect`` bounds waiting for a pooled connection and the TCP/TLS set-up, the read
 timeout (the provider's ``first_byte``) the whole response head, from the request's sending
@@ -29,11 +31,14 @@ import sys
 import zlib
 from collections import deque
 from collections.abc import AsyncIterator, ItemsView, Iterator, KeysView, Mapping, ValuesView
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
+
+if TYPE_CHECKING:
+    from switchboard.upstream.outbound import Proxy
 
 # A streamed body is read from the socket up to this much ahead of the caller, then the socket
 # is paused until the caller has taken it below LOW_WATER.
@@ -71,6 +76,15 @@ class ConnectFailed(Http1Error):
     """No connection could be opened (refused, unreachable, TLS handshake failed)."""
 
 
+class TlsFailed(ConnectFailed):
+    """The provider's certificate was refused (or the handshake failed): the message says why."""
+
+
+class ProxyFailed(ConnectFailed):
+    """The outbound proxy could not be reached or refused the tunnel; the message names the
+    proxy as ``http://host:port``, never its credentials."""
+
+
 class Disconnected(Http1Error):
     """The upstream closed the connection before its answer was complete."""
 
@@ -88,6 +102,15 @@ def _ssl_context() -> ssl.SSLContext:
     if _SSL is None:  # built once: loading the system's CA store costs milliseconds
         _SSL = ssl.create_default_context()
     return _SSL
+
+
+def _tls_failure(exc: ssl.SSLError) -> TlsFailed:
+    """Why a handshake failed, as OpenSSL says it (``unable to get local issuer certificate``):
+    no certificate content, nothing secret."""
+    verify = getattr(exc, "verify_message", None)
+    if verify:  # the hint: a private CA is trusted through providers[].tls.ca_file
+        return TlsFailed(f"TLS handshake failed: certificate verify failed: {verify} (tls.ca_file)")
+    return TlsFailed(f"TLS handshake failed: {str(exc.reason or type(exc).__name__).lower()}")
 
 
 def _check(name: str, value: str) -> None:
@@ -619,13 +642,54 @@ class Response:
             self._pool.put(conn)
 
 
-class Pool:
-    """Keep-alive connections to one origin, at most ``limit`` open at once."""
+class _Tunnel(asyncio.Protocol):
+    """A connection to an HTTP proxy until it answers CONNECT: the answer's status and reason,
+    once its head is complete (a 2xx: the connection is the tunnel from then on)."""
 
-    def __init__(self, target: Target, limit: int, idle_seconds: float) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.answer: asyncio.Future[tuple[int, str]] = loop.create_future()
+        self._buffer = b""
+
+    def data_received(self, data: bytes) -> None:
+        if self.answer.done():
+            return
+        self._buffer += data
+        end = self._buffer.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self._buffer) > MAX_HEAD_BYTES:
+                self.answer.set_exception(BadResponse("its answer to CONNECT never ended"))
+            return
+        line = self._buffer[:end].split(b"\r\n", 1)[0].decode("latin-1")
+        parts = line.split(" ", 2)
+        if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+            self.answer.set_exception(BadResponse("its answer to CONNECT is not HTTP"))
+            return
+        self.answer.set_result((int(parts[1]), parts[2].strip()[:100] if len(parts) > 2 else ""))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.answer.done():
+            self.answer.set_exception(Disconnected("it closed the connection before answering CONNECT"))
+
+
+class Pool:
+    """Keep-alive connections to one origin, at most ``limit`` open at once; with ``proxy``
+    (https origins only) each connection is a CONNECT tunnel through it."""
+
+    def __init__(
+        self,
+        target: Target,
+        limit: int,
+        idle_seconds: float,
+        context: ssl.SSLContext | None = None,
+        proxy: Proxy | None = None,
+    ) -> None:
         self._tls = target.tls
         self._host = target.host
         self._port = target.port
+        # The provider's own TLS context (upstream/outbound.py); None: the system store.
+        self._context = context
+        # The proxy to tunnel through (host, port, Proxy-Authorization); None: direct.
+        self._proxy = proxy
         self._limit = limit
         self._idle_seconds = idle_seconds
         self._idle: list[_Conn] = []
@@ -717,21 +781,64 @@ class Pool:
             raise ConnectFailed("client closed")
         self._open += 1
         try:
-            opening = loop.create_connection(
-                lambda: _Conn(loop), self._host, self._port,
-                ssl=_ssl_context() if self._tls else None,
-                server_hostname=self._host if self._tls else None,
-            )
+            if self._proxy is not None:
+                opening = self._tunnel(loop)
+            else:
+                opening = loop.create_connection(
+                    lambda: _Conn(loop), self._host, self._port,
+                    ssl=(self._context or _ssl_context()) if self._tls else None,
+                    server_hostname=self._host if self._tls else None,
+                )
             _, conn = await (asyncio.wait_for(opening, seconds) if seconds else opening)
-        except (OSError, ssl.SSLError) as exc:
+        except ssl.SSLError as exc:
+            self._open -= 1
+            self._next()
+            raise _tls_failure(exc) from None
+        except OSError as exc:
             self._open -= 1
             self._next()
             raise ConnectFailed(f"cannot connect: {type(exc).__name__}") from None
+        except Http1Error:
+            self._open -= 1
+            self._next()
+            raise
         except BaseException:
             self._open -= 1
             self._next()
             raise
         return conn
+
+    async def _tunnel(self, loop: asyncio.AbstractEventLoop) -> tuple[asyncio.BaseTransport, _Conn]:
+        """A TLS connection to the origin inside a CONNECT tunnel through the proxy. The
+        proxy's refusal (407, 403) or absence is a ProxyFailed naming it, never its password."""
+        proxy = self._proxy
+        assert proxy is not None
+        try:
+            raw, tunnel = await loop.create_connection(lambda: _Tunnel(loop), proxy.host, proxy.port)
+        except OSError as exc:
+            raise ProxyFailed(f"cannot connect to the proxy {proxy.shown}: {type(exc).__name__}") from None
+        try:
+            host = f"[{self._host}]" if ":" in self._host else self._host
+            authority = f"{host}:{self._port}"
+            auth = f"Proxy-Authorization: {proxy.authorization}\r\n" if proxy.authorization else ""
+            raw.write(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n{auth}\r\n".encode())
+            try:
+                status, reason = await tunnel.answer
+            except Http1Error as exc:
+                raise ProxyFailed(f"the proxy {proxy.shown} failed: {exc}") from None
+            if not 200 <= status < 300:
+                raise ProxyFailed(f"the proxy {proxy.shown} refused the tunnel to {authority}: "
+                                  f"HTTP {status} {reason}".rstrip())
+            conn = _Conn(loop)
+            context = self._context or _ssl_context()
+            transport = await loop.start_tls(raw, conn, context, server_hostname=self._host)
+            if transport is None:
+                raise ConnectFailed("the tunnel closed during the TLS handshake")
+            conn.connection_made(transport)
+        except BaseException:
+            raw.close()
+            raise
+        return transport, conn
 
     def put(self, conn: _Conn) -> None:
         """Take back a connection after an exchange: kept if it can serve another."""

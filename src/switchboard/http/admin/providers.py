@@ -257,6 +257,9 @@ def config_public(p: ProviderConfig) -> dict[str, Any]:
         "allow_caller_credentials": p.allow_caller_credentials,
         "rpm": p.rpm,
         "tpm": p.tpm,
+        # The proxy with its password masked, and the TLS files by path (their content is never read out).
+        "proxy": shown_url(p.proxy.get_secret_value()) if p.proxy is not None else None,
+        "tls": p.tls.model_dump() if p.tls is not None else None,
         "credentials": creds,
         "source": "config",
         "read_only": True,
