@@ -11,10 +11,10 @@ from switchboard import catalog, tokens
 from switchboard.access import keys as keyfmt
 from switchboard.access.cache import KeyCache
 from switchboard.access.last_used import LastUsed
-from switchboard.access.oidc import OidcVerifier, TokenRefused
 from switchboard.access.residency import ResidencyCache
 from switchboard.access.revocations import TokenRevocations
 from switchboard.access.subscriptions import SubscriptionCache
+from switchboard.access.tokens import TokenRefused
 from switchboard.access.unchecked import UncheckedKeys
 from switchboard.apis.cache import ApiCache
 from switchboard.apis.sessions import SessionBook
@@ -90,6 +90,7 @@ from switchboard.stores.factory import data_dir
 from switchboard.upstream.egress import EgressPolicy
 
 if TYPE_CHECKING:
+    from switchboard.access.oidc import OidcVerifier
     from switchboard.observability.tracing import Tracing
 
 # Files and batches: limits and budgets, no model call at request time (http/files/).
@@ -101,6 +102,17 @@ MODEL_CALLS = frozenset({
     # media (http/media, pipeline/media.py)
     "rerank", "moderations", "image_generations", "image_edits", "transcriptions", "translations", "speech",
 })
+
+
+def _oidc_verifier(settings: Settings) -> OidcVerifier | None:
+    """The JWT verifier when ``auth.oidc`` lists identity providers. Imported here, once, rather
+    than at start: PyJWT and the cryptography it loads would cost every start tens of
+    milliseconds for a feature most gateways do not configure."""
+    if not settings.auth.oidc:
+        return None
+    from switchboard.access.oidc import OidcVerifier  # only when configured (see above)
+
+    return OidcVerifier(settings.auth.oidc)
 
 
 async def configured_hashing_key(stores: Stores, settings: Settings) -> bytes | None:
@@ -132,7 +144,7 @@ class Gateway:
         self.settings = settings
         secret = settings.auth.secret_key
         # JWT callers, when identity providers are configured; its HTTP session opens in start().
-        self.oidc = OidcVerifier(settings.auth.oidc) if settings.auth.oidc else None
+        self.oidc = _oidc_verifier(settings)
         self.authenticator = Authenticator(
             settings.auth.master_key.get_secret_value(), secret.get_secret_value() if secret else None,
             self.oidc,

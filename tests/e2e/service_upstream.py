@@ -9,9 +9,11 @@ lists them, oldest first) and answers:
 - ``/binary?word=W``: bytes that are not text (NULs, invalid UTF-8) around the word W;
 - anything else: the request echoed as JSON (method, path, raw path, query, headers, body), with
   the status ``?status=N``, gzip-compressed with ``?gzip=1``, and with ``?encoding=NAME``
-  compressed (gzip, the only codec at hand) and labelled ``Content-Encoding: NAME``, as a
-  server answering in br or zstd would send it: unreadable as plain text; with ``?cors=1`` it
-  carries CORS headers of its own (``Access-Control-Allow-Origin: *``), as a service made for
+  compressed and labelled ``Content-Encoding: NAME``: zstd-compressed for ``zstd`` (its frame
+  asking for a window of 2**N bytes with ``&window_log=N``), gzip-compressed for any other name
+  (br has no codec at hand), as a server answering in br would send it: unreadable as plain text.
+  ``?pad=N`` adds N spaces of padding to the echo, after the request's headers; with ``?cors=1``
+  it carries CORS headers of its own (``Access-Control-Allow-Origin: *``), as a service made for
   browsers answers.
 """
 
@@ -26,6 +28,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import uvicorn
+import zstandard
 
 SEEN: list[dict[str, Any]] = []
 
@@ -107,14 +110,27 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
              (b"cache-control", b"no-store")]
     if "cors" in params:
         extra += [(b"access-control-allow-origin", b"*"), (b"access-control-expose-headers", b"x-upstream")]
+    if "pad" in params:
+        echo["pad"] = " " * int(params["pad"])
     data = json.dumps(echo).encode()
     if "gzip" in params:  # ?gzip=1: the echo compressed, as a server honouring Accept-Encoding sends it
         data = gzip.compress(data)
         extra.append((b"content-encoding", b"gzip"))
     elif "encoding" in params:
-        data = gzip.compress(data)
+        data = _zstd(data, params.get("window_log")) if params["encoding"] == "zstd" else gzip.compress(data)
         extra.append((b"content-encoding", params["encoding"].encode()))
     await _reply(send, status, data, extra=extra)
+
+
+def _zstd(data: bytes, window_log: str | None) -> bytes:
+    """``data`` as one zstd frame; with ``window_log``, one whose header asks for that window
+    (its content size left out, so the decoder cannot size the window down)."""
+    if window_log is None:
+        return zstandard.compress(data)
+    params = zstandard.ZstdCompressionParameters.from_level(3, window_log=int(window_log),
+                                                             write_content_size=False)
+    packer = zstandard.ZstdCompressor(compression_params=params).compressobj()
+    return packer.compress(data) + packer.flush()
 
 
 async def _reply(send: Any, status: int, body: bytes, *, content_type: bytes = b"application/json",

@@ -336,13 +336,14 @@ def test_unsigned_thinking_from_another_provider_is_left_out_of_a_translated_rep
     assert message.stop_reason == "end_turn"
     assert "hmm" not in str(upstream_body(mock_upstream, marker))
 
-def test_adaptive_thinking_goes_to_anthropic_and_is_a_clear_400_elsewhere(
+def test_adaptive_thinking_goes_to_claude_and_is_a_clear_400_elsewhere(
     client: anthropic.Anthropic, model: str
 ) -> None:
+    # Claude takes it on Anthropic and on Bedrock (additionalModelRequestFields.thinking).
     ask: dict[str, Any] = {"model": model, "max_tokens": 2048,
                            "messages": [{"role": "user", "content": "hi"}],
                            "extra_body": {"thinking": {"type": "adaptive"}}}
-    if model == "claude-via-anthropic":
+    if model in ("claude-via-anthropic", "claude-via-bedrock"):
         assert client.messages.create(**ask).stop_reason == "end_turn"
         return
     with pytest.raises(anthropic.BadRequestError) as err:  # no equivalent: refused, not dropped

@@ -284,6 +284,71 @@ def test_a_forced_tool_choice_is_refused_while_claude_thinks(
     assert sent(mock_upstream, marker)["toolConfig"]["toolChoice"] == {"auto": {}}
 
 
+@pytest.mark.parametrize("path", THINKING)
+def test_a_tool_loop_whose_calls_kept_no_signed_thinking_goes_on_without_thinking(
+    sdk: openai.OpenAI, mock_upstream: Mock, path: str
+) -> None:
+    # Claude refuses thinking on a turn answering tool calls whose assistant turn does not open
+    # with its signed thinking: that turn goes without it, as on the anthropic provider type.
+    model, think = THINKING[path]
+    marker = new_marker()
+    messages: list[Any] = ask(f"weather in Rome? mock:capture={marker}")
+    first = sdk.chat.completions.create(model=model, messages=messages, tools=[TOOL], extra_body=think)
+    message = first.choices[0].message
+    assert message.tool_calls and extra(message)["thinking_blocks"]
+    call = message.tool_calls[0]
+    turn = {"role": "assistant", "content": message.content, "tool_calls": [call.model_dump()]}
+    result = {"role": "tool", "tool_call_id": call.id, "content": "22 degrees"}
+    # With its thinking kept, the loop thinks on.
+    kept = sdk.chat.completions.create(model=model, tools=[TOOL], extra_body=think, messages=[
+        *messages, {**turn, "thinking_blocks": extra(message)["thinking_blocks"]}, result])
+    assert kept.choices[0].message.content
+    assert "thinking" in sent(mock_upstream, marker, count=2)["additionalModelRequestFields"]
+    # Without it (the calls came from another provider, or the client kept none): no thinking,
+    # no maxTokens made room for it; an effort level stays.
+    lost = sdk.chat.completions.create(model=model, tools=[TOOL], extra_body=think,
+                                       messages=[*messages, turn, result])
+    assert lost.choices[0].message.content
+    body = sent(mock_upstream, marker, count=3)
+    assert "thinking" not in body.get("additionalModelRequestFields", {})
+    assert "maxTokens" not in body.get("inferenceConfig", {})
+    if path == "adaptive":
+        assert body["additionalModelRequestFields"] == {"output_config": {"effort": "max"}}
+    # A tool loop answered by text (tool_choice none) needs no thinking block: it thinks.
+    text = sdk.chat.completions.create(model=model, tools=[TOOL], tool_choice="none", extra_body=think,
+                                       messages=[*messages, turn, result])
+    assert text.choices[0].message.content
+    assert "thinking" in sent(mock_upstream, marker, count=4)["additionalModelRequestFields"]
+
+
+def test_canonical_adaptive_thinking_is_claudes_adaptive_thinking(
+    sdk: openai.OpenAI, claude: anthropic.Anthropic, mock_upstream: Mock
+) -> None:
+    # thinking: {type: adaptive} (the model sets its own budget), as Bedrock documents it for
+    # Claude and as the anthropic provider type sends it; no effort level is added.
+    marker = new_marker()
+    resp = sdk.chat.completions.create(model="opus", messages=ask(f"prove it mock:capture={marker}"),
+                                       extra_body={"thinking": {"type": "adaptive"}})
+    body = sent(mock_upstream, marker)
+    assert body["additionalModelRequestFields"] == {"thinking": {"type": "adaptive"}}
+    assert body["inferenceConfig"]["maxTokens"] == 16384 + 4096  # the room xhigh gets
+    assert resp.choices[0].message.content and extra(resp.choices[0].message)["reasoning_content"]
+    marker = new_marker()
+    message = claude.messages.create(
+        model="opus", max_tokens=2000, extra_body={"thinking": {"type": "adaptive"}},
+        messages=[{"role": "user", "content": f"and this mock:capture={marker}"}],
+    )
+    body = sent(mock_upstream, marker)
+    assert body["additionalModelRequestFields"] == {"thinking": {"type": "adaptive"}}
+    assert body["inferenceConfig"]["maxTokens"] == 2000
+    assert [b.type for b in message.content] == ["thinking", "text"]
+    # Nova's reasoning control takes an effort, never adaptive: a 400 naming the field.
+    with pytest.raises(openai.BadRequestError) as err:
+        sdk.chat.completions.create(model="nova", messages=ask("hi"),
+                                    extra_body={"thinking": {"type": "adaptive"}})
+    assert err.value.param == "thinking.type" and err.value.code == "invalid_value"
+
+
 @pytest.mark.parametrize("effort", ["high", "xhigh", "max"])
 def test_every_effort_is_dropped_or_refused_alike_where_converse_has_no_control(
     sdk: openai.OpenAI, mock_upstream: Mock, effort: str

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.mcp_servers import McpUpstream, start_mcp_server
-from tests.servers import MASTER_KEY, UPSTREAM_KEY, Gateway, Mock, start_gateway
+from tests.servers import MASTER_KEY, UPSTREAM_KEY, Gateway, Mock, captured, new_marker, start_gateway
 
 OPENAI = {"Authorization": f"Bearer {MASTER_KEY}", "Content-Type": "application/json"}
 ANTHROPIC = {"x-api-key": MASTER_KEY, "anthropic-version": "2023-06-01", "Content-Type": "application/json"}
@@ -63,6 +63,7 @@ def gw(mock_upstream: Mock, mcp_math: McpUpstream,
             {"name": "bedrock", "provider": "aws", "model": "anthropic.claude-3-7-sonnet-20250219-v1:0"},
             {"name": "embed", "provider": "oa", "model": "text-embedding-3-small"},
             {"name": "bedrock-embed", "provider": "aws", "model": "cohere.embed-english-v3"},
+            {"name": "cohere-embed", "provider": "co", "model": "embed-v4.0"},
         ],
         "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
         "mcp_servers": [{"name": "math", "url": mcp_math.url}],
@@ -143,12 +144,25 @@ def test_a_reasoning_effort_that_is_an_array_is_a_400_naming_it(client: openai.O
     assert err.value.param == "reasoning_effort" and err.value.code == "invalid_value"
 
 
-def test_a_bedrock_cohere_embedding_input_type_that_is_an_array_is_a_400_naming_it(
-        client: openai.OpenAI) -> None:
+@pytest.mark.parametrize("value", [["search_query"], 5, {"type": "search_query"}, "poetry"])
+@pytest.mark.parametrize("model", ["bedrock-embed", "cohere-embed"])
+def test_a_cohere_embedding_input_type_cohere_does_not_take_is_a_400_naming_it(
+        client: openai.OpenAI, mock_upstream: Mock, model: str, value: Any) -> None:
+    # Cohere's models take one of four names as a string, on Cohere's API and on Bedrock alike:
+    # anything else is refused the same way on both, before any call (not replaced by the
+    # default, nor looked up in a table as it came).
+    marker = new_marker()
     with pytest.raises(openai.BadRequestError) as err:
-        client.embeddings.create(model="bedrock-embed", input="hi",
-                                 extra_body={"input_type": ["search_query"]})
-    assert err.value.param == "input_type"
+        client.embeddings.create(model=model, input=f"hi mock:capture={marker}",
+                                 extra_body={"input_type": value})
+    assert err.value.param == "input_type" and err.value.code == "invalid_value"
+    assert "search_document" in err.value.message
+    assert captured(mock_upstream, marker, timeout=0) == []
+    # One of the four goes as sent.
+    marker = new_marker()
+    client.embeddings.create(model=model, input=f"hi mock:capture={marker}",
+                             extra_body={"input_type": "clustering"})
+    assert captured(mock_upstream, marker)[-1]["body"]["input_type"] == "clustering"
 
 
 def test_a_body_nested_too_deeply_is_a_400_on_every_inbound_api(gw: Gateway) -> None:

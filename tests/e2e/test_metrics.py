@@ -232,6 +232,26 @@ def test_a_gemini_request_refused_by_validation_is_counted_under_the_model_of_it
     assert not any(unknown in str(labels) for _, labels in delta.after)
 
 
+@pytest.mark.parametrize("deployment", ["embedded"], indirect=True)  # no state involved
+def test_a_query_parameter_given_twice_is_counted_as_a_duplicate_parameter(deployment: Deployment) -> None:
+    """Anthropic's model list and the Gemini API's ``?key=`` answer in their own error shapes,
+    which carry no code; the metrics (and the failed-request log line) name it as the admin
+    lists' do: ``duplicate_parameter``."""
+    delta = Delta(deployment)
+    url = deployment.gateway.url
+    listed = httpx.get(f"{url}/v1/models?limit=2&limit=3", timeout=10,
+                       headers={"x-api-key": MASTER_KEY, "anthropic-version": "2023-06-01"})
+    assert listed.status_code == 400 and listed.json()["error"]["type"] == "invalid_request_error"
+    keyed = httpx.post(f"{url}/v1beta/models/gpt-4o-mini:generateContent?key={MASTER_KEY}&key=other",
+                       json={"contents": [{"parts": [{"text": "hi"}]}]}, timeout=10)
+    assert keyed.status_code == 400 and keyed.json()["error"]["status"] == "INVALID_ARGUMENT"
+    name = "switchboard_requests_total"
+    delta.settle(name, 2, status="400", code="duplicate_parameter")
+    assert delta(name, status="400", code="invalid_value") == 0
+    line = deployment.gateway.process.wait_for_all("request failed", "path=/v1/models")
+    assert "status=400 code=duplicate_parameter" in line
+
+
 def test_a_stream_failing_after_its_first_chunk_counts_its_first_token(deployment: Deployment) -> None:
     delta = Delta(deployment)
     client = deployment.sdk()

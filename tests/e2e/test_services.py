@@ -25,6 +25,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+import zstandard
 
 from tests.servers import MASTER_KEY, Gateway, Mock, Process, free_port, openai_config, start_gateway
 from tests.services import Postgres, RedisServer
@@ -250,10 +251,6 @@ def test_a_service_error_echoing_its_credential_is_scrubbed_for_caller_and_log(w
     assert "/base/login" in str(record["response"])
     failing = world.call("GET", "/services/echo/x?status=503", key)
     assert failing.status_code == 503 and SERVICE_SECRET not in failing.text
-    # A compressed error is inflated to be scrubbed, and relayed so (no Content-Encoding left).
-    packed = world.call("GET", "/services/echo/x?status=403&gzip=1", key, headers={"Accept-Encoding": "gzip"})
-    assert packed.status_code == 403 and "content-encoding" not in packed.headers
-    assert packed.json()["headers"]["x-service-token"] == "[redacted]" and SERVICE_SECRET not in packed.text
     # A service without credentials among its headers: its errors are relayed as they came.
     plain = world.call("GET", "/services/limited/x?status=400", key)
     assert plain.status_code == 400 and plain.json()["path"] == "/x"
@@ -261,19 +258,49 @@ def test_a_service_error_echoing_its_credential_is_scrubbed_for_caller_and_log(w
     assert ok.status_code == 200 and ok.json()["headers"]["x-service-token"] == SERVICE_SECRET
 
 
+# The limit a scrubbed error body is cut to for "echo": its max_response_bytes (under 1 MiB).
+ECHO_MAX_RESPONSE = 100_000
+
+
+@pytest.mark.parametrize("query", ["gzip=1", "encoding=zstd"])
+def test_a_gzip_or_zstd_service_error_is_decompressed_scrubbed_and_bounded(world: World, query: str) -> None:
+    """A compressed error body is decompressed to be scrubbed and relayed so (no Content-Encoding
+    left), zstd like gzip; one decompressing to far more than the bound (a small bomb) is cut at
+    it, scrubbed, never decompressed whole."""
+    key = world.key(new_team())
+    accept = {"Accept-Encoding": "gzip, zstd"}
+    packed = world.call("GET", f"/services/echo/x?status=403&{query}", key, headers=accept)
+    assert packed.status_code == 403 and "content-encoding" not in packed.headers, packed.headers
+    assert packed.json()["headers"]["x-service-token"] == "[redacted]" and SERVICE_SECRET not in packed.text
+    assert packed.headers["content-length"] == str(len(packed.content))
+    padded = world.call("GET", f"/services/echo/x?status=403&{query}&pad={1 << 20}", key, headers=accept)
+    assert padded.status_code == 403 and "content-encoding" not in padded.headers, padded.headers
+    # Cut at the bound, then scrubbed (shorter by what "[redacted]" saves on the secret).
+    assert ECHO_MAX_RESPONSE - 1000 < len(padded.content) <= ECHO_MAX_RESPONSE, len(padded.content)
+    assert padded.headers["content-length"] == str(len(padded.content))
+    assert b'"x-service-token": "[redacted]"' in padded.content and SERVICE_SECRET not in padded.text
+
+
 def _readable(content: bytes) -> bytes:
-    """``content`` and, where it is gzip data, what it inflates to (what a client decoding it reads)."""
-    return content + (gzip.decompress(content) if content[:2] == b"\x1f\x8b" else b"")
+    """``content`` and, where it is gzip or zstd data, what it decompresses to (what a client
+    decoding it reads)."""
+    if content[:2] == b"\x1f\x8b":
+        return content + gzip.decompress(content)
+    if content[:4] == b"\x28\xb5\x2f\xfd":  # a zstd frame's magic number
+        return content + zstandard.ZstdDecompressor().decompressobj().decompress(content)
+    return content
 
 
-@pytest.mark.parametrize("encoding", ["br", "zstd", "gzip, br"])
+@pytest.mark.parametrize("encoding", ["br", "gzip, br", "zstd"])
 def test_a_service_error_the_gateway_cannot_decode_is_withheld(world: World, encoding: str) -> None:
-    """An error body in an encoding the gateway cannot read (br, zstd) could echo the service's
+    """An error body in an encoding the gateway cannot read (br), or a zstd frame it refuses to
+    decode (one asking for a 16 MiB window, over RFC 9659's 8 MiB), could echo the service's
     credential where scrubbing cannot see it: it is replaced by a generic error, the service's
     status kept, for the caller and in the request log."""
     key = world.key(new_team())
     rid = f"svc-withheld-{uuid.uuid4().hex}"
-    denied = world.call("GET", f"/services/echo/x?status=401&encoding={quote(encoding)}", key,
+    query = f"encoding={quote(encoding)}" + ("&window_log=24" if encoding == "zstd" else "")
+    denied = world.call("GET", f"/services/echo/x?status=401&{query}", key,
                         headers={"x-request-id": rid, "Accept-Encoding": "br, zstd, gzip"})
     assert denied.status_code == 401, denied.text
     assert "content-encoding" not in denied.headers and denied.headers["content-type"] == "application/json"
@@ -286,7 +313,7 @@ def test_a_service_error_the_gateway_cannot_decode_is_withheld(world: World, enc
     assert record["status"] == 401 and SERVICE_SECRET not in json.dumps(record)
     assert "service_error_withheld" in str(record["response"])
     # A success in such an encoding is the service's own business: relayed as it came.
-    with httpx.stream("GET", f"{world.url}/services/echo/x?encoding={quote(encoding)}",
+    with httpx.stream("GET", f"{world.url}/services/echo/x?{query}",
                       headers={"Authorization": f"Bearer {key}"}, timeout=30) as ok:
         relayed = b"".join(ok.iter_raw())  # as it came (httpx would decode a coding it knows: zstd)
     assert ok.status_code == 200 and ok.headers["content-encoding"] == encoding

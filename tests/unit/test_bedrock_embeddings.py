@@ -51,8 +51,10 @@ def test_cohere_batches_and_input_type() -> None:
     assert body == {"texts": ["a", "b"], "input_type": "search_document"}
     _, body = build({"input": "q", "input_type": "search_query"}, COHERE)
     assert body == {"texts": ["q"], "input_type": "search_query"}
-    with pytest.raises(InvalidRequest):
-        build({"input": "q", "input_type": "poetry"}, COHERE)
+    for wrong in ("poetry", ["search_query"], 5):  # as the cohere provider type refuses them
+        with pytest.raises(InvalidRequest) as refused:
+            build({"input": "q", "input_type": wrong}, COHERE)
+        assert (refused.value.param, refused.value.code) == ("input_type", "invalid_value")
     with pytest.raises(UnsupportedParameter):
         build({"input": "q", "dimensions": 256}, COHERE)
 

@@ -235,6 +235,44 @@ def test_thinking_answers_with_a_signed_reasoning_block_to_send_back_unchanged(h
     assert error_of(resp)[:2] == (400, "ValidationException") and "signature" in error_of(resp)[2]
 
 
+TOOLS = {"tools": [{"toolSpec": {"name": "f", "inputSchema": {"json": {"type": "object"}}}}]}
+ADAPTIVE = {"thinking": {"type": "adaptive"}}
+
+
+@pytest.mark.parametrize("fields", [THINKING["additionalModelRequestFields"], ADAPTIVE])
+@pytest.mark.parametrize(("body", "needle"), [
+    ({**ask(), "inferenceConfig": {"maxTokens": 4000, "temperature": 0.5}},
+     "`temperature` may only be set to 1"),
+    ({**ask(), "inferenceConfig": {"maxTokens": 4000, "topP": 0.5}}, "`top_p` must be greater than or equal"),
+    ({**ask(), "toolConfig": {**TOOLS, "toolChoice": {"any": {}}}}, "tool_choice forces tool use"),
+    ({**ask(), "toolConfig": {**TOOLS, "toolChoice": {"tool": {"name": "f"}}}},
+     "tool_choice forces tool use"),
+    ({"messages": [USER_A, TOOL_USE, TOOL_RESULT], "toolConfig": TOOLS},
+     "Expected `thinking` or `redacted_thinking`, but found `toolUse`"),
+])
+def test_claude_refuses_what_does_not_go_with_thinking(
+    http: TestClient, fields: dict[str, Any], body: dict[str, Any], needle: str
+) -> None:
+    # As Bedrock relays Claude's own refusals: with thinking on (a budget or adaptive), only
+    # temperature 1, top_p from 0.95, the model's own tool choice, and a tool loop whose assistant
+    # turn opens with its reasoning. The same requests without thinking are answered.
+    thinking = {**body, "additionalModelRequestFields": fields,
+                "inferenceConfig": {"maxTokens": 4000, **body.get("inferenceConfig", {})}}
+    status, kind, message = error_of(post(http, f"{MODEL_PATH}/converse", thinking))
+    assert (status, kind) == (400, "ValidationException") and needle in message, message
+    assert post(http, f"{MODEL_PATH}/converse", body).status_code == 200
+
+
+def test_a_tool_loop_keeping_its_reasoning_block_thinks_on(http: TestClient) -> None:
+    out = post(http, f"{MODEL_PATH}/converse", {**ask("weather?"), **THINKING, "toolConfig": TOOLS}).json()
+    turn = out["output"]["message"]
+    assert list(turn["content"][0]) == ["reasoningContent"] and "toolUse" in turn["content"][-1]
+    use = turn["content"][-1]["toolUse"]["toolUseId"]
+    result = {"role": "user", "content": [{"toolResult": {"toolUseId": use, "content": [{"text": "1"}]}}]}
+    body = {"messages": [*ask("weather?")["messages"], turn, result], **THINKING, "toolConfig": TOOLS}
+    assert post(http, f"{MODEL_PATH}/converse", body).status_code == 200
+
+
 def test_thinking_streams_reasoning_then_its_signature(http: TestClient) -> None:
     messages = frames(post(http, f"{MODEL_PATH}/converse-stream", {**ask("think"), **THINKING}))
     deltas = [orjson.loads(m.payload)["delta"] for m in messages

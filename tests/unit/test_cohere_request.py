@@ -344,6 +344,12 @@ def test_embeddings_input_type_from_options_and_request() -> None:
     t = target(options=CohereOptions(embed_input_type="classification"))
     assert embed_body({"input": ["a", "b"]}, t)["input_type"] == "classification"
     assert embed_body({"input": ["a"], "input_type": "search_query"}, t)["input_type"] == "search_query"
+    # Another name, or no string at all, is refused naming it (not replaced by the default), as
+    # provider type 'bedrock' refuses it for Cohere's models there.
+    for wrong in ("poetry", ["search_query"], 5):
+        with pytest.raises(InvalidRequest) as refused:
+            embed_body({"input": ["a"], "input_type": wrong}, t)
+        assert (refused.value.param, refused.value.code) == ("input_type", "invalid_value")
 
 
 def test_embeddings_always_ask_for_floats() -> None:

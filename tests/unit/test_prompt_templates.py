@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from switchboard.errors import InvalidRequest
-from switchboard.prompts import templates
+from switchboard.prompts import bounds, templates
 from switchboard.prompts.reference import PromptRef, parse_reference
 from switchboard.prompts.templates import (
     RenderError,
@@ -241,20 +241,19 @@ COSTLY = "{% for i in items %}{{ text.count('ab') }}{% endfor %}"
 
 
 def _defaults() -> None:
-    templates.configure(templates.MAX_RENDERED_CHARS, templates.MAX_LOOP_ITERATIONS,
-                        templates.MAX_RENDER_SECONDS)
+    bounds.configure(bounds.MAX_RENDERED_CHARS, bounds.MAX_LOOP_ITERATIONS, bounds.MAX_RENDER_SECONDS)
 
 
 @pytest.fixture
 def short_deadline() -> Iterator[float]:
-    templates.configure(templates.MAX_RENDERED_CHARS, templates.MAX_LOOP_ITERATIONS, 0.2)
+    bounds.configure(bounds.MAX_RENDERED_CHARS, bounds.MAX_LOOP_ITERATIONS, 0.2)
     yield 0.2
     _defaults()
 
 
 @pytest.fixture
 def small_budget() -> Iterator[int]:
-    templates.configure(templates.MAX_RENDERED_CHARS, 1000, 60)
+    bounds.configure(bounds.MAX_RENDERED_CHARS, 1000, 60)
     yield 1000
     _defaults()
 

@@ -45,9 +45,10 @@ from jwt.exceptions import InvalidJTIError, InvalidSubjectError
 
 from switchboard.access.revocations import TokenRevocations
 from switchboard.access.roles import RANK
+from switchboard.access.tokens import TokenRefused, bounded, mapped_user
 from switchboard.config.schema import HMAC_JWT_ALGORITHMS, OidcIssuerConfig, check_http_url
 from switchboard.context import Principal
-from switchboard.errors import AuthenticationFailed, GatewayError, PermissionDenied
+from switchboard.errors import GatewayError, PermissionDenied
 
 log = logging.getLogger("switchboard.access")
 
@@ -63,18 +64,6 @@ _USER = re.compile(r"[\x21-\x7e]{1,1024}")  # printable ASCII (Auth0's "auth0|12
 # The key type (and curve) each asymmetric algorithm needs.
 _KTY = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}
 _CURVE = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
-
-
-def looks_like_jwt(token: str) -> bool:
-    """Three dot-separated segments: worth handing to the verifier (cheap, no decoding)."""
-    return token.count(".") == 2
-
-
-class TokenRefused(AuthenticationFailed):
-    """401 with the code saying what was wrong with the token."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message, code=code)
 
 
 class OidcUnavailable(GatewayError):
@@ -461,7 +450,7 @@ class OidcVerifier:
         if not isinstance(sub, str) or not sub:
             raise TokenRefused("token_claims_invalid", "the token lacks the 'sub' claim")
         prefix = f"oidc:{issuer.tag}:"
-        principal_id = prefix + _bounded(sub, PRINCIPAL_ID_MAX - len(prefix))
+        principal_id = prefix + bounded(sub, PRINCIPAL_ID_MAX - len(prefix))
         tenant = config.tenant
         if mapping.tenant is not None:
             tenant = _mapped(claims, mapping.tenant, "tenant", _IDENT, required=True)
@@ -509,18 +498,6 @@ def _issued_at(iat: Any) -> float | None:
 def issuer_tag(issuer: str) -> str:
     """A short stable name of an issuer for callers' ids: 8 hex digits of its URL's SHA-256."""
     return hashlib.sha256(issuer.encode()).hexdigest()[:8]
-
-
-def mapped_user(value: str) -> str:
-    """A user claim's value as the caller's user id: bounded to the stores' user column (64)."""
-    return _bounded(value, 64)
-
-
-def _bounded(value: str, limit: int) -> str:
-    """``value``, or if longer than ``limit`` a stable stand-in: ``~`` and 32 hex digits of a hash."""
-    if len(value) <= limit:
-        return value
-    return "~" + hashlib.blake2b(value.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
 
 
 def _mapped(

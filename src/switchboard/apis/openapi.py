@@ -23,8 +23,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import jsonschema
-
 from switchboard.apis import schemas as jsonschemas
 from switchboard.stores.protocols import ApiRecord, PromptVersion
 
@@ -319,7 +317,7 @@ def _body(variables: dict[str, Any], component: str, found: dict[str, Any]) -> d
         return body
     try:
         valid = not any(jsonschemas.errors(variables, sample))
-    except (jsonschema.SchemaError, re.error, TypeError):
+    except (jsonschemas.JSONSCHEMA().SchemaError, re.error, TypeError):
         valid = False
     if valid:
         body["example"] = sample

@@ -7,8 +7,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
 
 from switchboard.apis import schemas
 
@@ -19,9 +17,10 @@ MAX_ERROR_CHARS = 300
 
 def schema_problem(schema: Mapping[str, Any]) -> str | None:
     """Why ``schema`` is not a usable JSON schema (draft 2020-12); None when it is."""
+    lib = schemas.JSONSCHEMA()
     try:
-        Draft202012Validator.check_schema(schema)
-    except SchemaError as exc:
+        lib.Draft202012Validator.check_schema(schema)
+    except lib.SchemaError as exc:
         return exc.message[:MAX_ERROR_CHARS]
     return None
 

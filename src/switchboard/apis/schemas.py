@@ -12,16 +12,21 @@ the schema and rewrite its pointers to where it sits in them.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard
 from urllib.parse import unquote
 
-import jsonschema
 import regex
-from referencing import Registry
-from referencing.exceptions import Unresolvable
 
-# An empty registry: a reference to anything outside the schema is unresolvable, never fetched.
-_NOTHING: Registry[Any] = Registry()
+from switchboard.lazy import Lazy
+
+if TYPE_CHECKING:
+    import jsonschema
+
+# Imported on first use (a prompt saved or called, an MCP tool's arguments checked), not at
+# every start: with the referencing library it loads, tens of milliseconds.
+JSONSCHEMA = Lazy("jsonschema")
+REFERENCING = Lazy("referencing")
+REFERENCING_ERRORS = Lazy("referencing.exceptions")
 MAX_MESSAGE_CHARS = 300
 # A ``pattern`` is tenant input matched against caller input: Python's ``re`` can backtrack for
 # hours (``^(a|a)*$``) holding the interpreter lock, so no deadline or thread would help. The
@@ -87,9 +92,10 @@ def is_local(ref: Any) -> TypeGuard[str]:
 def check_schema(schema: Mapping[str, Any]) -> str | None:
     """Why ``schema`` is not a usable JSON schema (Draft 2020-12); None when it is. Beyond the
     metaschema: every ``$ref`` is a JSON pointer within the schema that points at something."""
+    lib = JSONSCHEMA()
     try:
-        jsonschema.Draft202012Validator.check_schema(dict(schema))
-    except jsonschema.SchemaError as exc:
+        lib.Draft202012Validator.check_schema(dict(schema))
+    except lib.SchemaError as exc:
         return f"not a valid JSON schema: {exc.message[:MAX_MESSAGE_CHARS]}"
     if matches_unbounded(schema):
         return ("unevaluatedProperties is not supported in a schema with patternProperties (their "
@@ -121,14 +127,15 @@ def _pattern(validator: Any, pattern: str, instance: Any, schema: Mapping[str, A
     try:
         found = regex.search(pattern, instance, timeout=PATTERN_SECONDS)
     except TimeoutError:
-        yield jsonschema.ValidationError(f"matching the pattern {pattern[:100]!r} took longer than "
+        yield JSONSCHEMA().ValidationError(f"matching the pattern {pattern[:100]!r} took longer than "
                                          f"{PATTERN_SECONDS} s")
         return
     except regex.error as exc:
-        yield jsonschema.ValidationError(f"the pattern {pattern[:100]!r} is not a regular expression: {exc}")
+        yield JSONSCHEMA().ValidationError(
+            f"the pattern {pattern[:100]!r} is not a regular expression: {exc}")
         return
     if found is None:
-        yield jsonschema.ValidationError(f"{instance[:100]!r} does not match {pattern[:100]!r}")
+        yield JSONSCHEMA().ValidationError(f"{instance[:100]!r} does not match {pattern[:100]!r}")
 
 
 class _PatternFailed(Exception):
@@ -156,7 +163,7 @@ def _pattern_properties(validator: Any, patterns: Mapping[str, Any], instance: A
             try:
                 matched = _search(pattern, name)
             except _PatternFailed as exc:
-                yield jsonschema.ValidationError(str(exc))
+                yield JSONSCHEMA().ValidationError(str(exc))
                 return
             if matched:
                 yield from validator.descend(value, subschema, path=name, schema_path=pattern)
@@ -172,7 +179,7 @@ def _additional_properties(validator: Any, additional: Any, instance: Any,
         extras = [name for name in instance
                   if name not in named and not any(_search(p, name) for p in patterns)]
     except _PatternFailed as exc:
-        yield jsonschema.ValidationError(str(exc))
+        yield JSONSCHEMA().ValidationError(str(exc))
         return
     if validator.is_type(additional, "object"):
         for name in extras:
@@ -180,16 +187,18 @@ def _additional_properties(validator: Any, additional: Any, instance: Any,
     elif not additional and extras:
         shown = ", ".join(repr(name) for name in sorted(extras))[:MAX_MESSAGE_CHARS]
         if patterns:
-            yield jsonschema.ValidationError(f"{shown}: not allowed (no such property, and no "
+            yield JSONSCHEMA().ValidationError(f"{shown}: not allowed (no such property, and no "
                                              "patternProperties pattern matches)")
         else:
-            yield jsonschema.ValidationError(f"Additional properties are not allowed ({shown} unexpected)")
+            yield JSONSCHEMA().ValidationError(f"Additional properties are not allowed ({shown} unexpected)")
 
 
 _BOUNDED = {"pattern": _pattern, "patternProperties": _pattern_properties,
             "additionalProperties": _additional_properties}
-_Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, _BOUNDED)
 _bounded_classes: dict[type, type] = {}
+# An empty registry (made on first use): a reference to anything outside the schema is
+# unresolvable, never fetched.
+_nothing: Any = None
 
 
 def matches_unbounded(schema: Mapping[str, Any]) -> bool:
@@ -205,17 +214,27 @@ def bounded(cls: type) -> Any:
     here: for schemas of other origins checked against caller input (MCP tools' inputSchema)."""
     found = _bounded_classes.get(cls)
     if found is None:
-        found = _bounded_classes[cls] = jsonschema.validators.extend(cls, _BOUNDED)
+        found = _bounded_classes[cls] = JSONSCHEMA().validators.extend(cls, _BOUNDED)
     return found
 
 
 def validator(schema: Mapping[str, Any], *, formats: bool = False) -> jsonschema.Draft202012Validator:
     """A validator of ``schema`` that resolves references within it only (``formats``: checks
     ``format`` too) and bounds every ``pattern`` match."""
-    checker = jsonschema.Draft202012Validator.FORMAT_CHECKER if formats else None
-    built: jsonschema.Draft202012Validator = _Validator(dict(schema), registry=_NOTHING,
-                                                        format_checker=checker)
+    draft = JSONSCHEMA().Draft202012Validator
+    checker = draft.FORMAT_CHECKER if formats else None
+    built: jsonschema.Draft202012Validator = bounded(draft)(dict(schema), registry=nothing(),
+                                                            format_checker=checker)
     return built
+
+
+def nothing() -> Any:
+    """The empty registry validators here resolve references with: nothing outside the schema
+    is found, and nothing is fetched."""
+    global _nothing
+    if _nothing is None:
+        _nothing = REFERENCING().Registry()
+    return _nothing
 
 
 def errors(schema: Mapping[str, Any], value: Any, *,
@@ -224,5 +243,5 @@ def errors(schema: Mapping[str, Any], value: Any, *,
     hold one that resolves nowhere: that is one error at the root, never a fetch."""
     try:
         yield from validator(schema, formats=formats).iter_errors(value)
-    except Unresolvable as exc:
-        yield jsonschema.ValidationError(f"the schema has a $ref that resolves nowhere: {str(exc)[:200]}")
+    except REFERENCING_ERRORS().Unresolvable as exc:
+        yield JSONSCHEMA().ValidationError(f"the schema has a $ref that resolves nowhere: {str(exc)[:200]}")

@@ -10,6 +10,7 @@ from typing import Any
 import zstandard
 
 from switchboard.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from switchboard.upstream.zstd import decompressor
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -71,9 +72,6 @@ async def read_body(receive: Receive, limit: int, declared: str | None) -> bytes
 # Others (br, compress) are refused by name.
 _CODINGS = {"gzip": 31, "x-gzip": 31, "deflate": 15}
 ZSTD = "zstd"
-# The largest zstd window a body may ask the decoder to keep: 8 MiB, the bound RFC 9659 sets for
-# the zstd content coding (a frame may otherwise ask for gigabytes of memory).
-ZSTD_MAX_WINDOW = 8 << 20
 # A compressed body at least this large is inflated in a worker thread: tens of MiB of output
 # take tens of milliseconds, which would stall every other request on the event loop (zlib
 # releases the GIL while it works). Smaller ones take well under a millisecond: not worth a thread.
@@ -150,15 +148,16 @@ def _unzstd(body: bytes, limit: int) -> bytes | None:
     ``limit`` bytes; None when they are not whole frames. A stream reader finds out the size first,
     reading no more than ``limit`` + 1 bytes (a frame header's content size is not trusted: it would
     be allocated at once); it does not notice a cut frame, so the frames are then decompressed one
-    by one, each checked to its end (as much output again, already known to fit)."""
-    decompressor = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW)
+    by one, each checked to its end (as much output again, already known to fit). A frame asking
+    for a window over 8 MiB (RFC 9659's bound) is refused by the decoder."""
+    zstd = decompressor()
     try:
-        if len(decompressor.stream_reader(body, read_across_frames=True).read(limit + 1)) > limit:
+        if len(zstd.stream_reader(body, read_across_frames=True).read(limit + 1)) > limit:
             raise _too_large(limit)
         parts: list[bytes] = []
         rest = body
         while True:
-            frame = decompressor.decompressobj()
+            frame = zstd.decompressobj()
             parts.append(frame.decompress(rest))
             if not frame.eof:
                 return None

@@ -22,13 +22,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import jsonschema
 import orjson
-from jsonschema.exceptions import best_match
-from referencing import Registry as SchemaRegistry
-from referencing.exceptions import Unresolvable
 
-from switchboard.apis.schemas import bounded, matches_unbounded
+from switchboard.apis.schemas import JSONSCHEMA, REFERENCING_ERRORS, bounded, matches_unbounded, nothing
 from switchboard.config.mcp import SEPARATOR, McpConfig
 from switchboard.context import Principal
 from switchboard.errors import GatewayError, InvalidRequest, NotFound, PayloadTooLarge, PermissionDenied
@@ -65,9 +61,6 @@ class InvalidArguments(InvalidRequest):
 
 class ArgumentsTooLarge(PayloadTooLarge):
     code = "mcp_arguments_too_large"
-
-
-_NO_FETCH: SchemaRegistry[Any] = SchemaRegistry()
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,13 +285,13 @@ class McpToolbox:
         entry = self._validators.get(key)
         if entry is None or entry[0] is not schema:
             try:
-                cls = jsonschema.validators.validator_for(schema)
+                cls = JSONSCHEMA().validators.validator_for(schema)
                 cls.check_schema(schema)
                 # An empty registry: a server's schema may point anywhere (``$ref`` to a URL);
                 # the gateway never fetches what a reference names. Its patterns are matched
                 # against caller input under a timeout (a server's ``^(a|a)*$`` would hold the
                 # gateway otherwise).
-                validator = None if matches_unbounded(schema) else bounded(cls)(schema, registry=_NO_FETCH)
+                validator = None if matches_unbounded(schema) else bounded(cls)(schema, registry=nothing())
             except Exception:  # a server's broken schema: nothing to validate against
                 validator = None
             if len(self._validators) >= _CACHE_MAX:
@@ -308,8 +301,9 @@ class McpToolbox:
         if validator is None:
             return
         try:
-            error = best_match(validator.iter_errors(arguments))
-        except Unresolvable:  # a reference outside the schema: the server checks what it names
+            error = JSONSCHEMA().exceptions.best_match(validator.iter_errors(arguments))
+        # A reference outside the schema: the server checks what it names.
+        except REFERENCING_ERRORS().Unresolvable:
             return
         if error is not None:
             where = "/".join(str(p) for p in error.absolute_path) or "(root)"

@@ -200,7 +200,8 @@ def validate_converse(body: Any, model: str = "") -> None:
     _output_config(body.get("outputConfig"))
     extra = body.get("additionalModelRequestFields")
     _require(extra is None or isinstance(extra, dict), "additionalModelRequestFields must be a JSON object.")
-    F.thinking_asked(model, extra or {})
+    if F.thinking_asked(model, extra or {}) and "thinking" in (extra or {}):
+        F.check_while_thinking(body)
     F.check_budget(extra or {}, body.get("inferenceConfig") or {})
     F.check_tool_choice(extra or {}, body.get("toolConfig"), model)
     F.check_metadata(body.get("requestMetadata"))

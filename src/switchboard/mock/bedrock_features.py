@@ -75,6 +75,30 @@ def _effort(config: Any) -> None:
             "output_config.effort: Input should be 'low', 'medium', 'high', 'xhigh' or 'max'")
 
 
+def check_while_thinking(body: dict[str, Any]) -> None:
+    """What Claude refuses while it thinks (a budget or adaptive), as Bedrock relays it: sampling
+    settings other than its own, a forced tool, and a tool loop whose assistant turn lost its
+    thinking (the last turn's tool results answer a turn that does not open with reasoning)."""
+    inference = body.get("inferenceConfig") or {}
+    temperature, top_p = inference.get("temperature"), inference.get("topP")
+    require(temperature in (None, 1), "The model returned the following errors: `temperature` may only be "
+            "set to 1 when thinking is enabled.")
+    require(top_p is None or top_p >= 0.95, "The model returned the following errors: `top_p` must be "
+            "greater than or equal to 0.95 or unset when thinking is enabled.")
+    require("top_k" not in (body.get("additionalModelRequestFields") or {}),
+            "The model returned the following errors: `top_k` must be unset when thinking is enabled.")
+    choice = ((body.get("toolConfig") or {}).get("toolChoice")) or {"auto": {}}
+    require(next(iter(choice)) == "auto", "The model returned the following errors: Thinking may not be "
+            "enabled when tool_choice forces tool use.")
+    messages = body["messages"]
+    if len(messages) < 2 or not any("toolResult" in b for b in messages[-1]["content"]):
+        return
+    first, at = next(iter(messages[-2]["content"][0])), len(messages) - 2
+    require(first == "reasoningContent", f"The model returned the following errors: messages.{at}"
+            f".content.0.type: Expected `thinking` or `redacted_thinking`, but found `{first}`. When "
+            "`thinking` is enabled, a final `assistant` message must start with a thinking block.")
+
+
 def check_budget(extra: dict[str, Any], inference: dict[str, Any]) -> None:
     budget = (extra.get("thinking") or {}).get("budget_tokens")
     max_tokens = inference.get("maxTokens")

@@ -15,17 +15,20 @@ from __future__ import annotations
 
 import hmac
 import time
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from switchboard.access import keys
 from switchboard.access.cache import CachedKey, KeyCache
 from switchboard.access.last_used import LastUsed
-from switchboard.access.oidc import OidcVerifier, looks_like_jwt
 from switchboard.access.roles import PLATFORM_ADMIN
+from switchboard.access.tokens import looks_like_jwt
 from switchboard.access.unchecked import UncheckedKeys
 from switchboard.context import Principal, RequestContext, Result
 from switchboard.errors import AuthenticationFailed
 from switchboard.pipeline.chain import Handler
+
+if TYPE_CHECKING:
+    from switchboard.access.oidc import OidcVerifier  # built by the gateway when configured
 
 # Every header a caller's gateway key is read from (presented_key): what forwards a caller's
 # headers upstream (services/proxy.py) drops all of them.

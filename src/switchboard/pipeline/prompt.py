@@ -21,9 +21,10 @@ from switchboard.config.prompts import PromptsConfig
 from switchboard.context import RequestContext, Result
 from switchboard.errors import InvalidRequest, NotFound
 from switchboard.pipeline.chain import Handler
-from switchboard.prompts import templates
+from switchboard.prompts import bounds
 from switchboard.prompts.cache import PromptCache
 from switchboard.prompts.reference import PromptRef, check_variables_size, parse_reference
+from switchboard.prompts.sandbox import templates
 from switchboard.stores import Stores
 from switchboard.stores.protocols import PromptVersion
 
@@ -49,8 +50,8 @@ class PromptStage:
         self._stores = stores
         self._cache: PromptCache | None = None
         self._lock = asyncio.Lock()
-        templates.configure(settings.max_rendered_chars, settings.max_loop_iterations,
-                            settings.max_render_seconds)
+        bounds.configure(settings.max_rendered_chars, settings.max_loop_iterations,
+                         settings.max_render_seconds)
 
     async def cache(self) -> PromptCache:
         """The cache, started on the first request naming a prompt."""
@@ -92,10 +93,11 @@ class PromptStage:
         if ref.variables:
             check_variables_size(ref.variables, self._max_variables_bytes, "prompt.variables")
         version = await self.resolve(tenant, ref)
-        invalid = templates.validate_variables(version.variables, ref.variables)
+        sandbox = templates()  # imported on the first prompt named (prompts/sandbox.py)
+        invalid = sandbox.validate_variables(version.variables, ref.variables)
         if invalid:
             raise invalid_variables(invalid)
-        rendered = await templates.render_async(version, ref.variables)
+        rendered = await sandbox.render_async(version, ref.variables)
         ctx.expanded = True
         merge = getattr(ctx.inbound, "with_prompt", None)
         if merge is not None:

@@ -38,7 +38,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Set
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, meta, nodes
@@ -48,14 +47,12 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 from jinja2.utils import Namespace
 
 from switchboard.apis import schemas
-from switchboard.errors import GatewayError, InvalidRequest
+from switchboard.prompts import bounds
+from switchboard.prompts.bounds import Bounds
+from switchboard.prompts.errors import RenderBusy, RenderError
 from switchboard.stores.protocols import PromptVersion
 
 ROLES = ("system", "developer", "user", "assistant")
-# Defaults; the gateway's ``prompts:`` settings replace them (configure()).
-MAX_RENDERED_CHARS = 1_000_000
-MAX_LOOP_ITERATIONS = 100_000
-MAX_RENDER_SECONDS = 1.0
 # Calls into template code (macros, recursive loops, blocks) nested deeper than this are refused
 # (well before Python's own recursion limit).
 MAX_CALL_DEPTH = 64
@@ -72,37 +69,6 @@ RENDER_THREADS = 2
 MAX_WAITING_RENDERS = 16
 # The most problems or invalid variables reported at once.
 MAX_PROBLEMS = 20
-
-
-class RenderBusy(GatewayError):
-    """Too many slow renders already under way: 503, try again shortly."""
-
-    status = 503
-    code = "prompt_render_busy"
-
-
-class RenderError(InvalidRequest):
-    """A template failed while rendering (a bound reached, a value of the wrong type, a variable
-    missing): 400 ``prompt_render_failed``."""
-
-    code = "prompt_render_failed"
-
-
-@dataclass(frozen=True, slots=True)
-class Bounds:
-    max_rendered_chars: int = MAX_RENDERED_CHARS
-    max_loop_iterations: int = MAX_LOOP_ITERATIONS
-    max_render_seconds: float = MAX_RENDER_SECONDS
-
-
-_bounds = Bounds()
-
-
-def configure(max_rendered_chars: int, max_loop_iterations: int,
-              max_render_seconds: float = MAX_RENDER_SECONDS) -> None:
-    """Apply the ``prompts:`` settings (called once at start-up)."""
-    global _bounds
-    _bounds = Bounds(max_rendered_chars, max_loop_iterations, max_render_seconds)
 
 
 class _Undefined(StrictUndefined):
@@ -139,7 +105,7 @@ class _Budget:
         """Every step the sandbox sees: past the deadline the render fails."""
         if time.monotonic() > self.stop_at:
             if time.monotonic() > self.deadline:
-                raise _TooLarge(f"the render took longer than {_bounds.max_render_seconds:g} s "
+                raise _TooLarge(f"the render took longer than {bounds.current.max_render_seconds:g} s "
                                 "(prompts.max_render_seconds)")
             raise _Offload
 
@@ -147,7 +113,7 @@ class _Budget:
         """A loop iteration or a call into template code."""
         self.iterations -= 1
         if self.iterations < 0:
-            raise _TooLarge(f"loops and macro calls ran more than {_bounds.max_loop_iterations} "
+            raise _TooLarge(f"loops and macro calls ran more than {bounds.current.max_loop_iterations} "
                             "iterations (prompts.max_loop_iterations)")
         self.tick()
 
@@ -163,7 +129,7 @@ def _tick() -> None:
 
 def _limit() -> int:
     budget = _current.get()
-    return budget.chars if budget is not None else _bounds.max_rendered_chars
+    return budget.chars if budget is not None else bounds.current.max_rendered_chars
 
 
 _CONTAINERS = (list, tuple, dict, set, frozenset)
@@ -215,7 +181,7 @@ def _scalar_weight(value: Any) -> int:
 def _check_size(size: int) -> None:
     if size > _limit():
         raise _TooLarge(f"a value of about {size} characters exceeds what is left of the output "
-                        f"bound ({_bounds.max_rendered_chars} characters)")
+                        f"bound ({bounds.current.max_rendered_chars} characters)")
 
 
 def _bounded_stream(items: Iterator[Any]) -> Iterator[Any]:
@@ -240,8 +206,8 @@ def _bounded_iter(iterable: Iterable[Any]) -> Iterator[Any]:
 
 def _range(*args: int) -> Iterator[int]:
     rng = range(*args)
-    if len(rng) > _bounds.max_loop_iterations:
-        raise _TooLarge(f"range of {len(rng)} exceeds the bound of {_bounds.max_loop_iterations}")
+    if len(rng) > bounds.current.max_loop_iterations:
+        raise _TooLarge(f"range of {len(rng)} exceeds the bound of {bounds.current.max_loop_iterations}")
     return _bounded_iter(rng)
 
 
@@ -611,7 +577,7 @@ def render(version: PromptVersion, variables: Mapping[str, Any], *,
             compiled.append(_template(text))
         except _FAILURES as exc:
             raise _failure(index, exc) from None
-    budget = _Budget(_bounds, inline)
+    budget = _Budget(bounds.current, inline)
     token = _current.set(budget)
     out: list[dict[str, Any]] = []
     try:
@@ -623,7 +589,7 @@ def render(version: PromptVersion, variables: Mapping[str, Any], *,
                     budget.chars -= len(chunk)
                     if budget.chars < 0:
                         raise _TooLarge(
-                            f"the rendered prompt exceeds {_bounds.max_rendered_chars} characters"
+                            f"the rendered prompt exceeds {bounds.current.max_rendered_chars} characters"
                         )
                     parts.append(chunk)
             except _Offload:

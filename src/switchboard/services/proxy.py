@@ -7,9 +7,9 @@ sends it, its status and headers as they are, bar hop-by-hop headers and cookies
 over ``max_response_bytes`` is 502 before anything is written, one that grows past it is cut).
 Redirects are relayed, never followed. Connection failures are 502, timeouts 504. An error
 answer (4xx, 5xx) of a service with credentials among its headers is read whole (cut at 1 MiB;
-a gzip or deflate one inflated, to at most 1 MiB) and relayed with them scrubbed: a service may
-echo what it was sent. One that cannot be scrubbed (another encoding, such as br or zstd, or
-compressed data that does not inflate) is replaced by a generic error: it is never relayed.
+a gzip, deflate or zstd one decompressed, to at most 1 MiB) and relayed with them scrubbed: a
+service may echo what it was sent. One that cannot be scrubbed (another encoding, such as br, or
+compressed data that does not decompress) is replaced by a generic error: it is never relayed.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from switchboard.upstream import scrub
 from switchboard.upstream.client import MAX_ERROR_BYTES, read_bounded
 from switchboard.upstream.egress import ONLY_PUBLIC, Egress, EgressPolicy, refusal
 from switchboard.upstream.request import relayed_header
+from switchboard.upstream.zstd import head as unzstd_head
 
 log = logging.getLogger("switchboard.services")
 
@@ -256,6 +257,7 @@ _WITHHELD = (b"content-length", b"content-encoding", b"content-type")
 _JSON = ((b"content-type", b"application/json"),)
 _IDENTITY = ("", "identity")
 _DEFLATED = ("gzip", "x-gzip", "deflate")
+_ZSTD = "zstd"
 
 Headers = tuple[tuple[bytes, bytes], ...]
 
@@ -265,10 +267,11 @@ async def _scrubbed_error(service: Service, resp: aiohttp.ClientResponse
     """An error answer's body (cut at MAX_ERROR_BYTES, as providers' are), with every credential
     among the service's headers replaced by ``[redacted]`` (upstream/scrub.py); with the names of
     the service's headers to leave out and those to add for it. Bodies are relayed as sent,
-    compressed too: a gzip or deflate error body is inflated (to at most the same bound, so a
-    small bomb stays small) to be scrubbed. Any other encoding (br, zstd: no decoder is
-    installed), or compressed data that does not inflate, cannot be searched for the credentials:
-    such a body is replaced by a generic error rather than relayed unread."""
+    compressed too: a gzip, deflate or zstd error body is decompressed (to at most the same bound,
+    so a small bomb stays small; a zstd frame asking for a window over 8 MiB is refused) to be
+    scrubbed. Any other encoding (br: no decoder is installed), or compressed data that does not
+    decompress, cannot be searched for the credentials: such a body is replaced by a generic error
+    rather than relayed unread."""
     limit = min(MAX_ERROR_BYTES, service.settings.max_response_bytes)
     try:
         body, _ = await read_bounded(resp, limit, cut=True)
@@ -280,7 +283,7 @@ async def _scrubbed_error(service: Service, resp: aiohttp.ClientResponse
     encoding = ",".join(resp.headers.getall("content-encoding", ())).strip().lower()
     if encoding in _IDENTITY:
         return scrub.redact(body, secrets), _LENGTH, ()
-    plain = _inflated(body, limit) if encoding in _DEFLATED else None
+    plain = _decompressed(body, encoding, limit)
     if plain is None:
         return _withheld(service, resp.status), _WITHHELD, _JSON
     return scrub.redact(plain, secrets), _INFLATED, ()
@@ -291,8 +294,18 @@ def _withheld(service: Service, status: int) -> bytes:
     like the gateway's own errors; the service's status is kept)."""
     return orjson.dumps(UpstreamError(
         f"service '{service.name}' answered HTTP {status} with a compressed body the gateway cannot "
-        "check for its credentials (only gzip and deflate are read); the body is withheld",
+        "check for its credentials (only gzip, deflate and zstd are read); the body is withheld",
         code="service_error_withheld").to_openai())
+
+
+def _decompressed(body: bytes, encoding: str, limit: int) -> bytes | None:
+    """``body`` decompressed as its one ``encoding`` says (at most ``limit`` bytes), else None
+    when the gateway has no decoder for it or it does not decompress."""
+    if encoding in _DEFLATED:
+        return _inflated(body, limit)
+    if encoding == _ZSTD:
+        return unzstd_head(body, limit)
+    return None
 
 
 def _inflated(body: bytes, limit: int) -> bytes | None:

@@ -18,7 +18,8 @@ import pytest
 from pydantic import ValidationError
 
 from switchboard.access import roles
-from switchboard.access.oidc import OidcVerifier, claim, issuer_tag, looks_like_jwt
+from switchboard.access.oidc import OidcVerifier, claim, issuer_tag
+from switchboard.access.tokens import looks_like_jwt
 from switchboard.config.schema import AuthConfig, OidcIssuerConfig, RoleName
 from switchboard.errors import GatewayError
 from switchboard.pipeline.auth import Authenticator

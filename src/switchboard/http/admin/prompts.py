@@ -29,9 +29,9 @@ from switchboard.http.admin.body import PROSE, AdminBody
 from switchboard.http.admin.query import Limit, digits_only, query_params
 from switchboard.http.admin.scoping import named_team_exists, tenant_in_reach
 from switchboard.pipeline.prompt import invalid_variables
-from switchboard.prompts import templates
 from switchboard.prompts.cache import publish_change
 from switchboard.prompts.reference import MAX_VERSION, check_variables_size
+from switchboard.prompts.sandbox import templates
 from switchboard.stores.protocols import PromptStore, PromptVersion
 
 router = APIRouter(prefix="/admin/v1/prompts", tags=["prompts"])
@@ -109,7 +109,7 @@ class RenderBody(AdminBody):
 def _check_render_variables(request: Request, variables: dict[str, Any]) -> None:
     """413 for variables a call of a prompt API could not send: larger as JSON than
     ``apis.max_body_bytes`` (a call's body is its variables). The render itself is held to the
-    same template bounds as a call's (templates.render_async)."""
+    same template bounds as a call's (templates' render_async)."""
     check_variables_size(variables, request.app.state.services.settings.apis.max_body_bytes, "variables")
 
 
@@ -162,13 +162,13 @@ async def _check(request: Request, body: PromptCreate) -> None:
                              code="template_too_large")
     for field in ("variables", "output_schema", "tools", "response_format", "tool_choice"):
         _bounded_json(field, getattr(body, field))
-    problems = await templates.check_prompt([m.model_dump() for m in body.messages], body.variables)
+    problems = await templates().check_prompt([m.model_dump() for m in body.messages], body.variables)
     if problems:
         param = "variables" if problems[0].startswith("variables") else "messages"
         raise InvalidRequest("invalid prompt: " + "; ".join(problems), param=param,
                              code="invalid_template")
     if body.output_schema is not None:
-        problem = templates.check_schema(body.output_schema)
+        problem = templates().check_schema(body.output_schema)
         if problem is not None:
             raise InvalidRequest(f"output_schema: {problem}", param="output_schema", code="invalid_value")
     if not _served(request, body.model):
@@ -390,9 +390,9 @@ async def render_prompt(
         raise InvalidRequest("give version or label, not both", param="label", code="invalid_value")
     _check_render_variables(request, body.variables)
     found = await visible(request, access, name, tenant, version=body.version, label=body.label)
-    invalid = templates.validate_variables(found.variables, body.variables)
+    invalid = templates().validate_variables(found.variables, body.variables)
     if invalid:
         raise invalid_variables(invalid, prefix="variables")
-    messages = await templates.render_async(found, body.variables)
+    messages = await templates().render_async(found, body.variables)
     return {"object": "prompt.render", "name": name, "version": found.version, "model": found.model,
             "messages": messages, "params": dict(found.params)}

@@ -20,9 +20,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import AfterValidator, ConfigDict, Field, StrictBool, StringConstraints
 
-from switchboard.access.oidc import mapped_user
 from switchboard.access.revocations import TOPIC
 from switchboard.access.roles import ROLES, Reach, may_grant
+from switchboard.access.tokens import mapped_user
 from switchboard.errors import Conflict, NotFound, PermissionDenied
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow

@@ -59,7 +59,7 @@ def page_query(raw: str) -> dict[str, Any]:
     for name in _PARAMS:
         if len(values := fields.get(name, ())) > 1:
             raise InvalidRequest(f"the query parameter '{name}' is given twice", param=name,
-                                 code="invalid_value")
+                                 code="duplicate_parameter")  # the admin lists' code for it
         if values:
             query[name] = values[0]
     text = query.get("limit", str(DEFAULT_LIMIT))

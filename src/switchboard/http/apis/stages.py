@@ -35,7 +35,7 @@ from switchboard.http.openai_api import parse_object
 from switchboard.pipeline.chain import Handler
 from switchboard.pipeline.subscription import require_approved
 from switchboard.prompts.cache import PromptCache
-from switchboard.prompts.templates import render_async, validate_variables
+from switchboard.prompts.sandbox import templates
 from switchboard.stores import Stores
 from switchboard.stores.protocols import PromptVersion
 
@@ -139,12 +139,13 @@ class ApiStage:
             raise NotFound(f"the API '{name}' has no {shown}", code="version_not_found")
         stream = wants_stream(ctx)
         variables = _variables(ctx.body)
-        invalid = validate_variables(prompt.variables, variables)
+        sandbox = templates()  # imported on the first call (prompts/sandbox.py)
+        invalid = sandbox.validate_variables(prompt.variables, variables)
         if invalid:
             listed = "; ".join(f"{field or '(body)'}: {why}" for field, why in invalid)
             raise InvalidRequest(f"invalid variables: {listed}", param=invalid[0][0] or None,
                                  code="invalid_variables")
-        ctx.request = canonical_request(prompt, await render_async(prompt, variables), stream)
+        ctx.request = canonical_request(prompt, await sandbox.render_async(prompt, variables), stream)
         ctx.expanded = True  # the body holds the variables, not the prompt
         ctx.stream = stream
         ctx.usage_metadata = {"api": name, "api_version": prompt.version}

@@ -47,7 +47,7 @@ def move_query_key(scope: Scope) -> None:
         return
     if len(keys) > 1:
         raise InvalidRequest(f"the query parameter 'key' is given {len(keys)} times; give one key, once",
-                             param="key", code="invalid_value")
+                             param="key", code="duplicate_parameter")  # the admin lists' code for it
     scope["query_string"] = urlencode([(k, v) for k, v in pairs if k != "key"]).encode("latin-1")
     # An empty x-goog-api-key (the Gemini CLI sends one when it has no key of its own) gives way.
     headers = [(n, v) for n, v in scope["headers"] if n != b"x-goog-api-key" or v.strip()]

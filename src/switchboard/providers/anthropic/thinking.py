@@ -111,15 +111,27 @@ def sampling_conflicts(request: JSON, target: Target) -> JSON:
         'drop_params: true on the model, or send "drop_params": true, to drop it instead', param=name)
 
 
+# A turn's blocks in either form Claude is sent: Anthropic's Messages API ({"type": "tool_result"})
+# and Bedrock's Converse ({"toolResult": {...}}: one member per block, no "type").
+_TOOL_RESULTS = ("tool_result", "toolResult")
+# Thinking that opens an assistant turn: only signed (or redacted) blocks are ever sent back.
+_THINKING = ("thinking", "redacted_thinking", "reasoningContent")
+
+
+def _kind(block: JSON) -> Any:
+    return block.get("type") or next(iter(block), None)
+
+
 def fits_tool_loop(messages: list[JSON]) -> bool:
-    """Whether thinking may be on for these (Anthropic) turns: when the last turn answers tool
-    calls, the assistant turn that made them must open with a (signed) thinking block."""
+    """Whether thinking may be on for these turns, Claude's rule on Anthropic and on Bedrock
+    alike (Anthropic messages or Converse turns): when the last turn answers tool calls, the
+    assistant turn that made them must open with a (signed) thinking block."""
     if len(messages) < 2 or messages[-1]["role"] != "user":
         return True
-    if not any(b.get("type") == "tool_result" for b in messages[-1]["content"]):
+    if not any(_kind(b) in _TOOL_RESULTS for b in messages[-1]["content"]):
         return True
     opening = messages[-2]["content"][0] if messages[-2]["content"] else {}
-    return messages[-2]["role"] != "assistant" or opening.get("type") in ("thinking", "redacted_thinking")
+    return messages[-2]["role"] != "assistant" or _kind(opening) in _THINKING
 
 
 def check_tool_choice(kind: Any, request: JSON, target: Target) -> None:

@@ -15,13 +15,13 @@ from typing import Any
 
 from switchboard.errors import InvalidRequest
 from switchboard.providers.base import JSON
+from switchboard.providers.cohere.input_type import input_type
 from switchboard.providers.errors import invalid_body, loads_object
 from switchboard.providers.params import check_supported
 from switchboard.providers.target import Target
 
 EMBEDDING_PARAMS = frozenset({"model", "input", "encoding_format", "dimensions", "user"})
 _KNOWN = frozenset({"model", "input", "encoding_format", "dimensions", "user"})
-COHERE_INPUT_TYPES = frozenset({"search_document", "search_query", "classification", "clustering"})
 
 
 def family(target: Target) -> str:
@@ -61,11 +61,7 @@ def invoke_body(request: JSON, target: Target) -> JSON:
         if request.get("dimensions") is not None:
             body["dimensions"] = request["dimensions"]
         return body
-    input_type = request.get("input_type") or "search_document"
-    if not isinstance(input_type, str) or input_type not in COHERE_INPUT_TYPES:  # an array: no lookup
-        raise InvalidRequest(f"input_type must be one of {', '.join(sorted(COHERE_INPUT_TYPES))}",
-                             param="input_type")
-    return {"texts": texts, "input_type": input_type}
+    return {"texts": texts, "input_type": input_type(request, "search_document")}
 
 
 def _vectors(obj: JSON, target: Target) -> tuple[list[Any], int]:

@@ -11,7 +11,9 @@ canonical ``reasoning_content`` / ``thinking_blocks``.
   as the Anthropic adapter sends them and as Bedrock documents them for Claude (Messages API
   fields, no beta flag: https://docs.aws.amazon.com/bedrock/latest/userguide/
   claude-messages-adaptive-thinking.html); without ``max_tokens`` the answer keeps the room
-  "high" gives it. Claude models without these levels answer Bedrock's own 400.
+  "high" gives it. Claude models without these levels answer Bedrock's own 400. A canonical
+  ``thinking: {type: adaptive}`` is sent as it is (no effort: the model's default), with the
+  same room.
 - Nova 2: ``reasoningConfig: {type: enabled, maxReasoningEffort: low|medium|high}``; minimal is
   low, and a ``thinking`` budget picks the effort (below 4096 low, below 16384 medium, else high).
 - Other families have no reasoning control in Converse: refused unless ``drop_params``, whatever
@@ -46,8 +48,8 @@ def _budget(request: JSON) -> tuple[int, str] | None:
         if kind == "disabled":
             return None
         if kind != "enabled":
-            raise InvalidRequest("thinking.type must be 'enabled' or 'disabled'", param="thinking.type",
-                                 code="invalid_value")
+            raise InvalidRequest("thinking.type must be 'enabled' or 'disabled' ('adaptive': Claude models "
+                                 "only)", param="thinking.type", code="invalid_value")
         budget = thinking.get("budget_tokens")
         if not isinstance(budget, int) or isinstance(budget, bool) or budget < MIN_BUDGET:
             raise InvalidRequest(f"thinking.budget_tokens must be an integer >= {MIN_BUDGET}",
@@ -65,10 +67,9 @@ def _budget(request: JSON) -> tuple[int, str] | None:
 
 def reasoning_fields(request: JSON, target: Target, max_tokens: int | None) -> tuple[JSON, int | None]:
     """(fields for additionalModelRequestFields, the maxTokens to send)."""
-    effort = request.get("reasoning_effort")
-    if effort in EFFORT_LEVELS and request.get("thinking") is None and is_claude(target.model):
+    if is_claude(target.model) and (adaptive := _adaptive(request)) is not None:
         room = max_tokens if max_tokens is not None else EFFORT_BUDGETS["high"] + ANSWER_ROOM
-        return {"thinking": {"type": "adaptive"}, "output_config": {"effort": effort}}, room
+        return adaptive, room
     if not is_claude(target.model) and not is_nova_reasoner(target.model):
         return _no_control(request, target), max_tokens
     asked = _budget(request)
@@ -79,6 +80,19 @@ def reasoning_fields(request: JSON, target: Target, max_tokens: int | None) -> t
         return _claude(budget, param, max_tokens)
     effort = "low" if budget < 4096 else "medium" if budget < 16384 else "high"
     return {"reasoningConfig": {"type": "enabled", "maxReasoningEffort": effort}}, max_tokens
+
+
+def _adaptive(request: JSON) -> JSON | None:
+    """Claude's adaptive thinking fields for ``request``, else None: ``thinking: {type: adaptive}``
+    as sent, or ``reasoning_effort`` xhigh or max (with that effort) when no ``thinking`` was."""
+    thinking = request.get("thinking")
+    if thinking is not None:
+        adaptive = isinstance(thinking, dict) and thinking.get("type") == "adaptive"
+        return {"thinking": {"type": "adaptive"}} if adaptive else None
+    effort = request.get("reasoning_effort")
+    if effort in EFFORT_LEVELS:
+        return {"thinking": {"type": "adaptive"}, "output_config": {"effort": effort}}
+    return None
 
 
 def _no_control(request: JSON, target: Target) -> JSON:

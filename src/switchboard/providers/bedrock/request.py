@@ -13,7 +13,7 @@ import orjson
 
 from switchboard.errors import UnsupportedParameter
 from switchboard.providers import capabilities
-from switchboard.providers.anthropic.thinking import check_tool_choice, sampling_conflicts
+from switchboard.providers.anthropic.thinking import check_tool_choice, fits_tool_loop, sampling_conflicts
 from switchboard.providers.base import JSON
 from switchboard.providers.bedrock.messages import conversation, tools_as_text
 from switchboard.providers.bedrock.metadata import request_metadata
@@ -36,11 +36,17 @@ def converse_body(request: JSON, target: Target) -> JSON:
     body: JSON = {"messages": turns}
     if system:
         body["system"] = system
-    max_tokens = request.get("max_completion_tokens") or request.get("max_tokens")
-    extra, max_tokens = reasoning_fields(request, target, max_tokens)
+    given = request.get("max_completion_tokens") or request.get("max_tokens")
+    extra, max_tokens = reasoning_fields(request, target, given)
+    if _thinks(extra) and not fits_tool_loop(turns):
+        # Claude refuses thinking on a turn that continues a tool call its assistant turn made
+        # without a signed thinking block (another provider's, or a client that kept none): off
+        # for this turn, as the anthropic provider type does (an effort level stays).
+        extra.pop("thinking")
+        max_tokens = given
     # Claude thinking (a budget or adaptive): Anthropic's own rules, checked as the anthropic
     # provider type checks them, so the caller gets our 400 naming the field, not Bedrock's.
-    claude_thinks = "thinking" in extra
+    claude_thinks = _thinks(extra)
     if claude_thinks:
         request = sampling_conflicts(request, target)
     if inference := _inference_config(request, max_tokens):
@@ -64,6 +70,11 @@ def converse_body(request: JSON, target: Target) -> JSON:
     if metadata := request_metadata(request):
         body["requestMetadata"] = metadata
     return body
+
+
+def _thinks(extra: JSON) -> bool:
+    """Whether these additionalModelRequestFields switch Claude's thinking on."""
+    return (extra.get("thinking") or {}).get("type") in ("enabled", "adaptive")
 
 
 def _inference_config(request: JSON, max_tokens: int | None) -> JSON:

@@ -16,6 +16,7 @@ from typing import Any
 from switchboard.errors import InvalidRequest, UnsupportedParameter
 from switchboard.providers import capabilities, documents, tool_names
 from switchboard.providers.base import JSON
+from switchboard.providers.cohere.input_type import input_type
 from switchboard.providers.params import drops
 from switchboard.providers.response_format import described_schema
 from switchboard.providers.target import Target
@@ -328,17 +329,17 @@ def chat_body(request: JSON, target: Target) -> JSON:
 # ---- embeddings -------------------------------------------------------------------------------
 
 def embed_body(request: JSON, target: Target, default_input_type: str) -> JSON:
-    """Every OpenAI embeddings parameter maps (``user`` is ignored), so nothing is refused here."""
+    """Every OpenAI embeddings parameter maps (``user`` is ignored); an extra ``input_type`` must be
+    one Cohere takes (providers/cohere/input_type.py)."""
     texts = request["input"]
     if isinstance(texts, str):
         texts = [texts]
     if not all(isinstance(t, str) for t in texts):
         raise _invalid("token-array inputs are not supported by provider type 'cohere'; send text", "input")
-    input_type = request.get("input_type")
     body: JSON = {
         "model": target.model,
         "texts": texts,
-        "input_type": input_type if isinstance(input_type, str) else default_input_type,
+        "input_type": input_type(request, default_input_type),
         "embedding_types": ["float"],
     }
     if request.get("dimensions") is not None:
