@@ -69,6 +69,37 @@ def test_invalid_json_event_is_502() -> None:
         OpenAIStreamDecoder(TARGET).feed(b"data: {not json\n\n")
 
 
+def test_stream_events_of_every_shape_read_as_their_text() -> None:
+    # The usual one-line event is parsed from the read's bytes; the others as the SSE text says.
+    dec = OpenAIStreamDecoder(TARGET)
+    multi = b'data: {"id": "c", "choices":\ndata: [{"index": 0, "delta": {"content": "m"}}]}\n\n'
+    named = b"event: chunk\r\n" + event(chunk("n")).replace(b"\n", b"\r\n")
+    spaced = b'data:{"id":"c","choices":[{"index":0,"delta":{"content":"s"}}]}\n\n'
+    null_error = b'data: {"error": null, "choices": [{"index": 0, "delta": {"content": "e"}}]}\n\n'
+    comment = b": keep-alive\n\n"
+    out = dec.feed(multi + named + comment + spaced + null_error)
+    assert [c["choices"][0]["delta"]["content"] for c in out] == ["m", "n", "s", "e"]
+
+
+def test_stream_event_with_invalid_utf8_is_read_with_it_replaced() -> None:
+    dec = OpenAIStreamDecoder(TARGET)
+    out = dec.feed(b'data: {"choices": [{"index": 0, "delta": {"content": "a\xffb"}}]}\n\n')
+    assert out[0]["choices"][0]["delta"]["content"] == "a\ufffdb"
+
+
+def test_stream_last_event_without_its_blank_line_is_read_at_the_end() -> None:
+    dec = OpenAIStreamDecoder(TARGET)
+    assert dec.feed(event(chunk("a")) + event(chunk(None, "stop"))[:-2]) != []
+    assert [c["choices"][0]["finish_reason"] for c in dec.close()] == ["stop"]
+
+
+def test_nothing_after_done_is_read() -> None:
+    dec = OpenAIStreamDecoder(TARGET)
+    out = dec.feed(event(chunk("a", "stop")) + b"data: [DONE]\n\n" + b"data: {not json\n\n")
+    assert len(out) == 1 and dec.feed(event(chunk("late"))) == []
+    assert dec.close() == []
+
+
 @pytest.mark.parametrize(("status", "body", "kind", "client_status"), [
     (429, b'{"error": {"message": "slow down", "type": "requests", "code": "rate_limit_exceeded"}}',
      UpstreamRateLimited, 429),

@@ -108,5 +108,25 @@ class CorkedTransport:
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return self.transport.get_extra_info(name, default)
 
-    def __getattr__(self, name: str) -> Any:  # the rest of the transport interface, unchanged
-        return getattr(self.transport, name)
+    # The rest of asyncio's transport interface, passed on unchanged. Written out rather than
+    # reached through ``__getattr__``: a class with ``__getattr__`` has every attribute read on
+    # it (its own slots and methods included, some 27 a request) go through a slower lookup
+    # that the interpreter cannot specialise.
+
+    def is_reading(self) -> bool:
+        return self.transport.is_reading()
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self.transport.set_protocol(protocol)
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self.transport.get_protocol()
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self.transport.set_write_buffer_limits(high, low)
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return self.transport.get_write_buffer_limits()
+
+    def can_write_eof(self) -> bool:
+        return self.transport.can_write_eof()

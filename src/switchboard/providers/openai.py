@@ -20,7 +20,7 @@ from switchboard.providers.errors import invalid_body, loads_object, upstream_er
 from switchboard.providers.media import MediaReply, MediaStreamUsage
 from switchboard.providers.openai_extensions import to_openai
 from switchboard.providers.spec import ProviderOptions, ProviderSpec
-from switchboard.providers.sse import SSEEvent, SSEParser
+from switchboard.providers.sse import SSEParser
 from switchboard.providers.target import Target
 from switchboard.upstream.auth import StaticHeaderAuth, UpstreamAuth
 from switchboard.upstream.request import UpstreamRequest
@@ -51,40 +51,55 @@ class OpenAIStreamDecoder:
         self._error: GatewayError | None = None
 
     def feed(self, data: bytes) -> list[JSON]:
-        return self._chunks(self._parser.feed(data))
+        # The events' data as the read holds them (SSEParser.feed_data): an event object and a
+        # decoded text per event cost more than the JSON parse of a small chunk.
+        return self._chunks(self._parser.feed_data(data))
 
     def close(self) -> list[JSON]:
-        out = self._chunks(self._parser.flush())
+        out = self._chunks([event.data.encode() for event in self._parser.flush()])
         if not (self._done or self._finished):
             # Neither [DONE] nor a finish_reason: the answer was cut short; never pass it off as whole.
             where = f"provider '{self._target.provider}'"
             raise UpstreamBadGateway(f"{where} ended the stream before it was complete")
         return out
 
-    def _chunks(self, events: list[SSEEvent]) -> list[JSON]:
+    def _chunks(self, events: list[bytes]) -> list[JSON]:
         if self._error is not None:
             raise self._error
         out: list[JSON] = []
-        for event in events:
+        for data in events:
             if self._done:
                 break
-            try:
-                chunk = self._chunk(event.data)
-            except GatewayError as err:
-                if not out:
-                    raise
-                self._error = err
+            # _chunk inlined for the usual chunk (a JSON object with no error): a call per
+            # event costs about as much as the rest of this loop's work on it.
+            if data == b"[DONE]":
+                self._done = True
                 break
-            if chunk is not None:
-                out.append(chunk)
+            try:
+                obj = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                obj = None
+            if obj.__class__ is not dict or "error" in obj:
+                try:
+                    obj = self._chunk(data)
+                except GatewayError as err:
+                    if not out:
+                        raise
+                    self._error = err
+                    break
+            elif not self._finished and isinstance(choices := obj.get("choices"), list):
+                for choice in choices:
+                    if isinstance(choice, dict) and choice.get("finish_reason"):
+                        self._finished = True
+            if obj is not None:
+                out.append(obj)
         return out
 
-    def _chunk(self, data: str) -> JSON | None:
-        if data == "[DONE]":
-            self._done = True
-            return None
+    def _chunk(self, data: bytes) -> JSON | None:
+        """An event that is not the usual chunk: an error, or not a JSON object."""
         try:
-            obj = orjson.loads(data)
+            # Read as text, invalid UTF-8 replaced (as the event was before it was left in bytes).
+            obj = orjson.loads(data.decode("utf-8", "replace"))
         except orjson.JSONDecodeError:
             obj = None
         if not isinstance(obj, dict):

@@ -128,6 +128,20 @@ class SSEParser(SSEBlocks):
                 events.append(event)
         return events
 
+    def feed_data(self, data: bytes) -> list[bytes]:
+        """The data of each event ``data`` completes, as UTF-8 (event names, comments and
+        data-less events dropped), for a decoder that reads only the data: the usual one-line
+        event's is cut from the read as it came, with no text decoded and no event object made.
+        Invalid UTF-8 in it is left as it came (``feed`` replaces it); any other event's data is
+        ``feed``'s, encoded."""
+        out: list[bytes] = []
+        for block in self.blocks(data):
+            if block[:6] == b"data: " and _LF not in block:  # the usual event: one data line
+                out.append(block[6:])
+            elif (event := self._parse(block)) is not None:
+                out.append(event.data.encode())
+        return out
+
     def flush(self) -> list[SSEEvent]:
         """Parse a final event not followed by a blank line (some servers omit it)."""
         rest, self._buf = self._buf, b""
