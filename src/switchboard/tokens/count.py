@@ -312,11 +312,12 @@ def max_completion_tokens(
     if operation == "embeddings":
         return 0
     limit: int | None = None
-    for key in ("max_completion_tokens", "max_tokens"):
-        value = request.get(key)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            limit = value
-            break
+    if "max_completion_tokens" in request or "max_tokens" in request:  # most requests set neither
+        for key in ("max_completion_tokens", "max_tokens"):
+            value = request.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                limit = value
+                break
     if limit is None and model_info is not None:
         limit = model_info.max_output_tokens
     if limit is None:
