@@ -275,8 +275,8 @@ class BudgetBook:
                  totals: Sequence[int]) -> None:
         """Alert on each threshold a settlement's amounts took their budget's total across."""
         for budget, charge, (_, amount), total in zip(budgets, charges, pairs, totals):  # noqa: B905
-            if total < 0 or amount <= 0:
-                continue
+            if total < 0 or amount <= 0 or total * 100 < budget.lowest_mark:
+                continue  # nothing settled, or still below the lowest threshold
             for percent in budget.thresholds:
                 mark = budget.limit * percent
                 if (total - amount) * 100 < mark <= total * 100:
