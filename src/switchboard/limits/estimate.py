@@ -18,6 +18,8 @@ def max_output_tokens(ctx: RequestContext) -> int:
     choices), 0 if unset: like OpenAI, a request counts prompt + max_tokens x n against its token
     limits until its real usage is known."""
     request = ctx.request
+    if "max_completion_tokens" not in request and "max_tokens" not in request:
+        return 0  # most requests set neither: two look-ups, not the loop's two calls and checks
     for name in ("max_completion_tokens", "max_tokens"):
         value = request.get(name)
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:

@@ -131,8 +131,9 @@ class BudgetStage:
             return await call_next(ctx)
         finally:
             # Registered now, after the usage stage's own callback: it runs once the cost is known;
-            # the rate-limit stage adds its own part to it (pipeline/settle.py).
-            ctx.after(Settlement.of_budgets(book, budgets, charges, reserved_at, hold))
+            # the rate-limit stage adds its own part to it (pipeline/settle.py). Made by its
+            # class's call, not ``of_budgets``: one call less on every request.
+            ctx.after(Settlement(book, budgets, charges, reserved_at, hold))
 
     def _amounts(self, ctx: RequestContext, info: ModelInfo | None, budgets: Sequence[Budget]) -> list[int]:
         """The most this request can cost, per budget: nano-USD or tokens. Refuses a request

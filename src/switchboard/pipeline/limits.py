@@ -160,7 +160,9 @@ class RateLimitStage:
         states = acquired.states
         if (refused := acquired.refused) is not None:
             raise _refusal(limits, refused, buckets[refused], acquired, planned.shown(ctx))
-        write_rate_headers(ctx.response_headers, limits, states, planned.shown(ctx))
+        # ``planned.shown(ctx)`` written out: one call less on every request.
+        write_rate_headers(ctx.response_headers, limits, states,
+                           planned.anthropic if ctx.inbound.dialect == "anthropic" else planned.headers)
         try:
             return await call_next(ctx)
         except Rerouted as rerouted:

@@ -51,28 +51,26 @@ class Settlement:
         "states",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, book: BudgetBook | None = None, budgets: Sequence[Budget] = (),
+                 charges: Sequence[Charge] = (), reserved_at: float = 0.0, hold: float = 0.0) -> None:
+        """``book`` and the rest: a budget reservation's settlement (the budget stage's; the
+        rate-limit stage may add its part); none: the rate-limit stage's alone."""
         self.limiter: RateLimiter | None = None
         self.buckets: Sequence[Bucket] = ()  # what the request took from the limiter
         self.states: Sequence[BucketState] = ()  # and what the limiter answered
         self.indexes: Sequence[int] = ()  # which of them are token buckets, to correct
         self.reserved = 0  # tokens taken from each token bucket
-        self.book: BudgetBook | None = None
-        self.budgets: Sequence[Budget] = ()
-        self.charges: Sequence[Charge] = ()
-        self.reserved_at = 0.0  # time.monotonic() as the budgets were reserved
-        self.hold = 0.0  # the seconds that reservation holds
+        self.book = book
+        self.budgets = budgets
+        self.charges = charges
+        self.reserved_at = reserved_at  # time.monotonic() as the budgets were reserved
+        self.hold = hold  # the seconds that reservation holds
 
     @classmethod
     def of_budgets(cls, book: BudgetBook, budgets: Sequence[Budget], charges: Sequence[Charge],
                    reserved_at: float, hold: float) -> Settlement:
         """The settlement of a budget reservation (the rate-limit stage may add its part)."""
-        settlement = cls()
-        settlement.book = book
-        settlement.budgets = budgets
-        settlement.charges = charges
-        settlement.reserved_at, settlement.hold = reserved_at, hold
-        return settlement
+        return cls(book, budgets, charges, reserved_at, hold)
 
     async def __call__(self, ctx: RequestContext) -> None:
         limiter = self.limiter

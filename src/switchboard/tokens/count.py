@@ -94,8 +94,14 @@ class Counter:
     def __init__(self, encoding: str, model: str = "") -> None:
         self.encoding = encoding
         self.model = model
+        self._known = encodings.short_counts(encoding)
 
     def text(self, value: str) -> int:
+        # A short string counted before (a role, a name, a one-line prompt): its kept count, read
+        # without a call into ``encodings`` (cleared when full, never replaced: the same dict).
+        n = self._known.get(value)
+        if n is not None:
+            return n
         return encodings.count_text(value, self.encoding) if value else 0
 
     def json(self, value: Any) -> int:
@@ -117,7 +123,9 @@ class Counter:
         tools = request.get("tools")
         if isinstance(tools, list) and tools:
             total += self.tools(tools)
-        total += self.response_format(request.get("response_format"))
+        fmt = request.get("response_format")
+        if fmt is not None:  # most requests have none: no call
+            total += self.response_format(fmt)
         return total
 
     def message(self, msg: Mapping[str, Any]) -> int:
@@ -125,7 +133,9 @@ class Counter:
         role = msg.get("role")
         if isinstance(role, str):
             n += self.text(role)
-        n += self.content(msg.get("content"))
+        content = msg.get("content")
+        # Text content, the usual kind, counted without the content() call.
+        n += self.text(content) if isinstance(content, str) else self.content(content)
         name = msg.get("name")
         if isinstance(name, str):
             n += self.text(name) + TOKENS_PER_NAME
@@ -261,9 +271,24 @@ def _compact(value: Any) -> str:
         return str(value)
 
 
+_COUNTERS: dict[tuple[str, str], Counter] = {}
+_COUNTERS_MAX = 1024
+
+
+def _counter(encoding: str, model: str) -> Counter:
+    """A counter of (``encoding``, ``model``), kept: a counter holds nothing else, so one per
+    pair serves every request (``count`` reads the kept one without a call)."""
+    if len(_COUNTERS) >= _COUNTERS_MAX:
+        _COUNTERS.clear()
+    counter = _COUNTERS[(encoding, model)] = Counter(encoding, model)
+    return counter
+
+
 def count(request: Mapping[str, Any], operation: str, encoding: str, model: str = "") -> int:
     """Exact input tokens of ``request`` under ``encoding`` (OpenAI models)."""
-    counter = Counter(encoding, model)
+    counter = _COUNTERS.get((encoding, model))
+    if counter is None:
+        counter = _counter(encoding, model)
     if operation in ("chat", "count_tokens"):
         return counter.chat(request)
     if operation == "embeddings":
@@ -312,11 +337,12 @@ def max_completion_tokens(
     if operation == "embeddings":
         return 0
     limit: int | None = None
-    for key in ("max_completion_tokens", "max_tokens"):
-        value = request.get(key)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            limit = value
-            break
+    if "max_completion_tokens" in request or "max_tokens" in request:  # most requests set neither
+        for key in ("max_completion_tokens", "max_tokens"):
+            value = request.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                limit = value
+                break
     if limit is None and model_info is not None:
         limit = model_info.max_output_tokens
     if limit is None:

@@ -115,6 +115,15 @@ _SHORT_MAX = 50_000
 _short: dict[str, dict[str, int]] = {}
 
 
+def short_counts(name: str) -> dict[str, int]:
+    """The kept counts of short strings under encoding ``name`` (``count_text`` fills it): a
+    counter reads a known string's count here without a call."""
+    known = _short.get(name)
+    if known is None:
+        known = _short[name] = {}
+    return known
+
+
 def count_text(text: str, name: str) -> int:
     """Tokens of ``text``; special-token strings in it count as the plain text they are."""
     if len(text) > _SHORT:

@@ -20,6 +20,8 @@ from switchboard.limits.estimate import max_output_tokens
     ({"max_tokens": 100, "n": True}, 100),
     ({"n": 4}, 0),
     ({"max_tokens": True}, 0),
+    ({"max_completion_tokens": 0, "max_tokens": 100}, 100),  # not a bound: the next field's
+    ({"max_completion_tokens": None}, 0),
 ])
 def test_the_output_reserved(request_fields: dict[str, Any], reserved: int) -> None:
     ctx = RequestContext("rid", "chat", CHAT, {}, b"", 0.0)

@@ -176,7 +176,7 @@ class BudgetBook:
         # Plain zips on the request path (one amount, charge, total per budget, by construction):
         # ``strict=True`` is a keyword argument zip parses on every call, some 1,000 instructions.
         for budget, amount in zip(budgets, amounts):  # noqa: B905
-            cached = periods.get((budget.id, budget.period, budget.zone.key))
+            cached = periods.get(budget.period_key)
             if cached is not None and cached[1] <= at < cached[2]:
                 key, ttl = cached[0], cached[3] - now
             else:
@@ -189,7 +189,7 @@ class BudgetBook:
         calendar work is done once per (budget, period, zone) until the period ends, not per
         request. The period of a request that started before the boundary is not kept: the
         cache holds the latest period, which every later request is charged in."""
-        key = (budget.id, budget.period, budget.zone.key)
+        key = budget.period_key
         cached = self._periods.get(key)
         if cached is None or not cached[1] <= at < cached[2]:
             when = datetime.fromtimestamp(at, UTC)
@@ -275,8 +275,8 @@ class BudgetBook:
                  totals: Sequence[int]) -> None:
         """Alert on each threshold a settlement's amounts took their budget's total across."""
         for budget, charge, (_, amount), total in zip(budgets, charges, pairs, totals):  # noqa: B905
-            if total < 0 or amount <= 0:
-                continue
+            if total < 0 or amount <= 0 or total * 100 < budget.lowest_mark:
+                continue  # nothing settled, or still below the lowest threshold
             for percent in budget.thresholds:
                 mark = budget.limit * percent
                 if (total - amount) * 100 < mark <= total * 100:

@@ -12,8 +12,9 @@ counters are integers everywhere (memory, Redis) and add up exactly.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal
 from zoneinfo import ZoneInfo
 
@@ -39,6 +40,18 @@ class Budget:
     thresholds: tuple[int, ...]
     downgrade_model: str | None = None
     downgrade_at: int | None = None
+    # The lowest threshold as a total times 100 (``limit * percent``; infinite without one): a
+    # settlement whose new total stays below it crossed none, which is what almost every
+    # settlement finds, told by one comparison (spend/budgets/book.py, ``_crossed``).
+    lowest_mark: float = field(init=False, repr=False, compare=False)
+    # (id, period, time zone): what the book keeps this budget's current period under, made once
+    # rather than on every charge (spend/budgets/book.py, ``charges``).
+    period_key: tuple[str, str, str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        lowest = self.limit * min(self.thresholds) if self.thresholds else math.inf
+        object.__setattr__(self, "lowest_mark", lowest)
+        object.__setattr__(self, "period_key", (self.id, self.period, self.zone.key))
 
     def shown(self, units: int) -> str:
         """An amount of this budget's unit for people: ``$0.50`` or ``1200 tokens``."""
