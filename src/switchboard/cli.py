@@ -130,6 +130,7 @@ def serve(
     workers: Annotated[int | None, typer.Option(min=1, help="Worker processes (default 1).")] = None,
 ) -> None:
     """Start the gateway. Without --config it runs the embedded default with a demo model."""
+    _exit_on_unsupported_libraries()
     from switchboard.server import ServeOptions, listen_problem, resolve_settings
     from switchboard.server import serve as run
     from switchboard.settings.embedded import master_key, url_host
@@ -189,6 +190,19 @@ def config_check(file: Annotated[Path, typer.Argument(help="YAML config file to 
         _fail_config(exc)
         return
     out.print(line(f"{file}: OK ({len(settings.providers)} provider(s), {len(settings.models)} model(s))"))
+
+
+def _exit_on_unsupported_libraries() -> None:
+    """Before the server's modules are imported (they import the internals checked): a library
+    release whose internals differ from the ones the gateway relies on is refused here, by name,
+    rather than failing at import or on the first request."""
+    from switchboard.deps import unsupported
+
+    problems = unsupported()
+    for problem in problems:
+        error(problem)
+    if problems:
+        raise typer.Exit(1)
 
 
 def _open_stores_or_exit(settings: Settings | None, upgrade_only: bool = False) -> None:

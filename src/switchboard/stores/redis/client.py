@@ -5,6 +5,7 @@ from __future__ import annotations
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from switchboard.config.urls import redact
+from switchboard.deps import REDIS, unsupported
 from switchboard.stores.errors import StoreError
 
 CONNECT_TIMEOUT = 5.0
@@ -39,6 +40,11 @@ end
 
 
 async def connect(url: str) -> Redis:
+    # The wire and the silence probe use redis-py's internals: an unsupported release is named
+    # here, as the store opens at start, rather than failing on the first request.
+    problems = unsupported(REDIS)
+    if problems:
+        raise StoreError(problems[0])
     pool = BlockingConnectionPool.from_url(
         url,
         max_connections=MAX_CONNECTIONS,
