@@ -21,7 +21,11 @@ within about 0.2 % run after run, so two source trees can be compared exactly:
 
 The gateway runs under callgrind with instrumentation off while it starts and warms up; only
 the measured requests are counted (sequential keep-alive requests to the same nginx upstream as
-bench/run.py, one worker). The usage ledger's database writes are counted too, but sequential
+bench/run.py, one worker). Its caches of keys, limits and budgets are filled in the warm-up and
+not read again inside the window (``database.cache_seconds: 3600``: reloads every 10 s of
+wall-clock time made a count follow the machine's load), and the periodic work each window did
+hold (database calls, SQLite schema loads, read from callgrind's output) is printed with the
+counts. The usage ledger's database writes are counted too, but sequential
 requests slowed some fifty-fold leave only a handful of records per 0.5 s flush, so the flush's
 fixed cost weighs far more per request than under load; ``--defer-flush`` leaves them out (flush
 every 60 s or 10,000 records), with the keys' last-used writes (every hour instead of every 5 s),
@@ -109,11 +113,57 @@ LOST_MARKER = "sb:bg:{bg}:since"
 CLUSTER_SECRET = "bench-secret-key-bench-secret-key"
 
 
-def _cluster_config(cluster: tuple[str, str] | None) -> str:
-    if cluster is None:
-        return ""
-    database, redis = cluster
-    return f"database:\n  url: {database}\nredis:\n  url: {redis}\n"
+# The request path's caches (keys, limits, budgets, subscriptions) are read again when their
+# entries expire, after database.cache_seconds (10 s by default) of wall-clock time: under
+# callgrind the measured window lasts a minute or more, and how many reloads fell in it (0 to 50,
+# a few million instructions each) followed the machine's load, moving a count by up to 5 %.
+# An hour keeps them out of every window: what is counted is each request's own work.
+CACHE_SECONDS = 3600
+# Periodic work seen in callgrind's output, by a substring of the function's name: what each
+# measured window held besides the requests, printed with the counts so runs compare honestly.
+PERIODIC = {
+    "database calls": "g_initialstub",  # a greenlet started per SQLAlchemy async call
+    "SQLite schema loads": "sqlite3InitOne",
+}
+
+
+def _database_config(cluster: tuple[str, str] | None, cache: bool) -> str:
+    """The ``database`` (and ``redis``) sections: the caches' lifetime, the cluster's URLs."""
+    lines = [f"  cache_seconds: {CACHE_SECONDS}\n"] if cache else []
+    if cluster is not None:
+        lines.insert(0, f"  url: {cluster[0]}\n")
+    text = "database:\n" + "".join(lines) if lines else ""
+    return text + (f"redis:\n  url: {cluster[1]}\n" if cluster is not None else "")
+
+
+def _has_cache_seconds(src: Path) -> bool:
+    """Whether the tree's configuration takes ``database.cache_seconds`` (trees from before it
+    refuse the key, and their caches reload every 10 s inside the window)."""
+    probe = ("from switchboard.config.server import DatabaseConfig as D;"
+             "print('cache_seconds' in D.model_fields)")
+    found = subprocess.run([sys.executable, "-c", probe], env={**os.environ, "PYTHONPATH": str(src)},
+                           capture_output=True, text=True, check=False)
+    return found.stdout.strip() == "True"
+
+
+def periodic_calls(out: Path) -> dict[str, int]:
+    """How many times each of ``PERIODIC``'s functions was called in the window, read from
+    callgrind's output (``cfn=`` names the callee of the next ``calls=`` line; a name is given in
+    full once, then by its number)."""
+    names: dict[str, str] = {}
+    found = dict.fromkeys(PERIODIC, 0)
+    for path in out.parent.glob(out.name + "*"):
+        callee = ""
+        for line in path.read_text(errors="replace").splitlines():
+            if line.startswith(("fn=(", "cfn=(")):
+                number, _, name = line.partition("=")[2].partition(" ")
+                name = names.setdefault(number, name)
+                callee = name if line[0] == "c" else ""
+            elif line.startswith("calls=") and callee:
+                for what, needle in PERIODIC.items():
+                    if needle in callee:
+                        found[what] += int(line[6:].split()[0])
+    return found
 
 
 DEFERRED_FLUSH = "spend:\n  flush_seconds: 60\n  flush_batch: 10000\n"
@@ -125,16 +175,17 @@ DEFERRED_TOUCH = "auth:\n  last_used_interval_seconds: 3600\n"
 def measure(
     src: Path, mode: str, requests: int, root: Path, base: str, *, api_key: bool = False, full: bool = False,
     defer_flush: bool = False, group: bool = False, metrics: bool = True, keep: Path | None = None,
-    cluster: tuple[str, str] | None = None,
-) -> float:
+    cluster: tuple[str, str] | None = None, cache: bool = True,
+) -> tuple[float, dict[str, int]]:
     """Instructions per request; ``api_key``: a plain issued key; ``full``: the full path's key
     (RPM/TPM limits and a budget, ``run.FULL_KEY``); ``group``: each model a group of two
     deployments on the same upstream (weighted strategy); ``metrics``: Prometheus metrics on;
-    ``cluster``: (database URL, Redis URL) of the cluster mode's stores."""
+    ``cluster``: (database URL, Redis URL) of the cluster mode's stores; ``cache``: the tree takes
+    ``database.cache_seconds``. Also how many times ``PERIODIC``'s work ran in the window."""
     tag = (f"{mode}-{'full' if full else 'key' if api_key else 'master'}{'-group' if group else ''}"
            f"{'' if metrics else '-nometrics'}{'-cluster' if cluster else ''}")
     config = root / f"switchboard-{tag}.yaml"
-    text = harness.switchboard_config(base, group, metrics, _cluster_config(cluster))
+    text = harness.switchboard_config(base, group, metrics, _database_config(cluster, cache))
     if defer_flush:
         text = text.replace("auth:\n", DEFERRED_TOUCH, 1) + DEFERRED_FLUSH
     config.write_text(text)
@@ -181,7 +232,7 @@ def measure(
         keep.mkdir(parents=True, exist_ok=True)
         for path in out.parent.glob(out.name + "*"):
             shutil.copy(path, keep / path.name)
-    return _total(out) / requests
+    return _total(out) / requests, periodic_calls(out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -215,6 +266,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tolerance", type=float, default=3.0, help="percent (default 3)")
     args = parser.parse_args(argv)
     src = args.src.resolve()
+    cache = _has_cache_seconds(src)
+    if not cache:
+        print(f"note: {src} has no database.cache_seconds: its caches reload every 10 s inside the "
+              "measured windows, and its counts vary with the machine's load", flush=True)
     over = False
     counts: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="sb-instr-") as tmp, contextlib.ExitStack() as stack:
@@ -224,9 +279,13 @@ def main(argv: list[str] | None = None) -> int:
 
         def one(mode: str, *, clustered: bool = False, **kind: bool) -> float:
             kind.setdefault("metrics", args.metrics == "on")
-            count = measure(src, mode, args.requests, root, base, defer_flush=args.defer_flush,
-                            keep=args.keep, cluster=cluster if clustered else None, **kind)
-            counts[_label(mode, clustered=clustered, **kind)] = count
+            count, periodic = measure(src, mode, args.requests, root, base, defer_flush=args.defer_flush,
+                                      keep=args.keep, cluster=cluster if clustered else None, cache=cache,
+                                      **kind)
+            label = _label(mode, clustered=clustered, **kind)
+            counts[label] = count
+            print(f"  {label}: in the window {', '.join(f'{n} {what}' for what, n in periodic.items())}",
+                  flush=True)
             return count
 
         with nginx:
@@ -266,7 +325,8 @@ def main(argv: list[str] | None = None) -> int:
                 per_request = one(mode, api_key=args.api_key)
                 who = "API key" if args.api_key else "master key"
                 print(f"{mode:<11} {per_request:>12,.0f} instructions/request  ({who}, {src})", flush=True)
-    settings = {"defer_flush": args.defer_flush, "requests": args.requests, "environment": environment()}
+    settings = {"defer_flush": args.defer_flush, "requests": args.requests,
+                "cache_seconds": CACHE_SECONDS if cache else None, "environment": environment()}
     if args.baseline is not None:
         over = compare(counts, settings, json.loads(args.baseline.read_text()), args.tolerance) or over
     if args.save_baseline is not None:
@@ -318,6 +378,14 @@ def compare(counts: dict[str, float], settings: dict[str, Any], baseline: dict[s
     if baseline.get("defer_flush") != settings["defer_flush"]:
         raise SystemExit("the baseline was counted with --defer-flush "
                          f"{'on' if baseline.get('defer_flush') else 'off'}: measure the same way")
+    if "cache_seconds" not in baseline:
+        # Written before the key: its counts may hold reloads, which only make them higher.
+        print("note: the baseline was counted with the caches' reloads (every 10 s) inside the "
+              "windows: its counts may hold some")
+    elif baseline["cache_seconds"] != settings["cache_seconds"]:
+        # One side counted with the caches reloading inside the window: not the same work.
+        raise SystemExit(f"the baseline was counted with database.cache_seconds {baseline['cache_seconds']}"
+                         f", this run with {settings['cache_seconds']}: not comparable")
     if baseline.get("environment") != settings["environment"]:
         print(f"note: the baseline's environment differs ({baseline.get('environment')} against "
               f"{settings['environment']}); its counts may not be comparable")

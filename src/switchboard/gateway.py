@@ -444,29 +444,32 @@ class Gateway:
             self.hashing = hashing
             self.authenticator.use_hashing_key(hashing)
         stale = self.settings.database.stale_while_unreachable_seconds
-        self.key_cache = KeyCache(self.stores.keys, self.stores.feed, stale_if_error=stale)
+        ttl = self.settings.database.cache_seconds
+        self.key_cache = KeyCache(self.stores.keys, self.stores.feed, ttl=ttl, negative_ttl=min(ttl, 5.0),
+                                  stale_if_error=stale)
         await self.key_cache.start()
         self.unchecked_keys = UncheckedKeys()  # keys from before the check: made-up keys looked up?
         await self.unchecked_keys.start(self.stores.keys, self.stores.feed)
         if self.oidc is not None:
-            self.residency = ResidencyCache(self.stores.tenancy, self.stores.feed, stale_if_error=stale)
+            self.residency = ResidencyCache(self.stores.tenancy, self.stores.feed, ttl=ttl,
+                                            stale_if_error=stale)
             await self.residency.start()
-        self.subscriptions = SubscriptionCache(self.stores.subscriptions, self.stores.feed,
+        self.subscriptions = SubscriptionCache(self.stores.subscriptions, self.stores.feed, ttl=ttl,
                                                stale_if_error=stale)
         await self.subscriptions.start()
         if self.stores.limits is not None:
-            self.limit_cache = LimitCache(self.stores.limits, self.stores.feed, stale_if_error=stale)
+            self.limit_cache = LimitCache(self.stores.limits, self.stores.feed, ttl=ttl, stale_if_error=stale)
             await self.limit_cache.start()
         self.last_used = LastUsed(self.stores.keys, self.settings.auth.last_used_interval_seconds)
         self.last_used.start()
         if self.stores.apis is not None:
-            ttl = self.settings.apis.cache_seconds
-            self.api_cache = ApiCache(self.stores.apis, self.stores.feed, ttl=ttl)
+            api_ttl = self.settings.apis.cache_seconds
+            self.api_cache = ApiCache(self.stores.apis, self.stores.feed, ttl=api_ttl)
             await self.api_cache.start()
             stores = self.stores
-            self.api_documents = DocumentCache(self.stores.apis, stores.prompts, stores.feed, ttl=ttl)
+            self.api_documents = DocumentCache(self.stores.apis, stores.prompts, stores.feed, ttl=api_ttl)
             await self.api_documents.start()
-            self.catalog_cache = CatalogCache(stores.feed, ttl=ttl)
+            self.catalog_cache = CatalogCache(stores.feed, ttl=api_ttl)
             await self.catalog_cache.start()
         spend = self.settings.spend
         self.usage = LedgerWriter(self.stores.ledger, data_dir(self.settings) / "spool",
@@ -492,7 +495,8 @@ class Gateway:
             self.budgets = BudgetBook(
                 self.settings.budgets, self.stores.budgets, self.stores.budget_counters, self.stores.ledger,
                 self.stores.feed, WebhookSender(self.settings.budgets.webhook),
-                ledger_ready=self.usage.recovered, writer=self.usage, stale_if_error=stale,
+                ledger_ready=self.usage.recovered, writer=self.usage, cache_seconds=ttl,
+                stale_if_error=stale,
             )
             await self.budgets.start()
             if self.alerts is not None and self.alerts.watches_budgets:

@@ -264,6 +264,11 @@ class DatabaseConfig(Strict):
     # subscriptions, limits and budgets set through the admin API) this long past the end of its
     # cache entries, rather than refusing every caller whose records expired; 0: not at all.
     stale_while_unreachable_seconds: Annotated[float, Field(ge=0, le=MAX_SECONDS)] = 300.0
+    # How long the request path keeps what it read (keys, JWT callers' tenants and teams,
+    # subscriptions, limits and budgets set through the admin API) before reading it again.
+    # Changes reach every instance at once on the change feed; this bounds staleness when a
+    # message is lost, and sets how often each entry costs a database read.
+    cache_seconds: Annotated[float, Field(gt=0, le=3600)] = 10.0
 
     @field_validator("url")
     @classmethod

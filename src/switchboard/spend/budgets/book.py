@@ -81,6 +81,7 @@ class BudgetBook:
         ledger_ready: asyncio.Event | None = None,
         writer: LedgerWriter | None = None,
         clock: Callable[[], float] = time.time,
+        cache_seconds: float = 10.0,
         stale_if_error: float = 0.0,
     ) -> None:
         self.config = config
@@ -92,7 +93,7 @@ class BudgetBook:
         self._writer = writer
         self._clock = clock
         self._cache: FeedCache[str, Stored] = FeedCache(
-            TOPIC, self._load_tenant, feed, encode=str, decode=str, negative_ttl=10.0,
+            TOPIC, self._load_tenant, feed, encode=str, decode=str, ttl=cache_seconds,
             stale_if_error=stale_if_error, read_timeout=STORE_READ_SECONDS)
         self._loading: dict[str, asyncio.Task[None]] = {}
         self._in_force: dict[str, tuple[Principal, Stored, list[Budget]]] = {}
