@@ -85,6 +85,7 @@ CASES: dict[str, tuple[list[tuple[bytes, bytes]], dict[str, Any]]] = {
     "a length with a sign and spaces": ([(b"content-length", b" +3 ")], {}),
     "chunked after a bad length": ([(b"content-length", b"ten"), (b"transfer-encoding", b"chunked")], {}),
     "a bad length after chunked": ([(b"transfer-encoding", b"chunked"), (b"content-length", b"ten")], {}),
+    "an empty name": ([(b"", b"1"), (b"content-length", b"0")], {}),
 }
 
 
@@ -108,3 +109,53 @@ async def test_every_request_of_the_gateway_protocol_gets_the_gateway_cycle() ->
         answer = await exchange(served, port, request("1.1", "/", None), b"hello")
     assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and b"content-length: 5\r\n" in answer
     assert served.cycles == [GatewayCycle]
+
+
+# The bytes pinned, not only compared with uvicorn's: the special names in mixed case and in any
+# place, repeated headers, and a CR LF smuggled into a name or a value.
+PINNED: dict[str, tuple[list[tuple[bytes, bytes]], dict[str, Any], bytes, str | None]] = {
+    "mixed-case length": (
+        [(b"X-Request-ID", b"Ab"), (b"CoNtEnT-LeNgTh", b"7")], {},
+        b"HTTP/1.1 200 OK\r\ndate: Thu, 03 Dec 2026 18:00:00 GMT\r\nx-request-id: Ab\r\n"
+        b"content-length: 7\r\n\r\n", None,
+    ),
+    "mixed-case chunked and close": (
+        [(b"Transfer-Encoding", b"chunked"), (b"CONNECTION", b"Close")], {},
+        b"HTTP/1.1 200 OK\r\ndate: Thu, 03 Dec 2026 18:00:00 GMT\r\ntransfer-encoding: chunked\r\n"
+        b"connection: Close\r\n\r\n", None,
+    ),
+    "a name that only contains a special one": (
+        [(b"X-Content-Length", b"9"), (b"x-connection-id", b"c1")], {},
+        b"HTTP/1.1 200 OK\r\ndate: Thu, 03 Dec 2026 18:00:00 GMT\r\nx-content-length: 9\r\n"
+        b"x-connection-id: c1\r\ntransfer-encoding: chunked\r\n\r\n", None,
+    ),
+    "duplicates": (
+        [(b"x-a", b"1"), (b"X-A", b"2"), (b"Content-Length", b"2"), (b"content-length", b"40")], {},
+        b"HTTP/1.1 200 OK\r\ndate: Thu, 03 Dec 2026 18:00:00 GMT\r\nx-a: 1\r\nx-a: 2\r\n"
+        b"content-length: 2\r\ncontent-length: 40\r\n\r\n", None,
+    ),
+    "duplicates, not keep-alive, HEAD": (
+        [(b"x-a", b"1"), (b"x-a", b"1")], {"method": "HEAD", "keep_alive": False},
+        b"HTTP/1.1 200 OK\r\ndate: Thu, 03 Dec 2026 18:00:00 GMT\r\nx-a: 1\r\nx-a: 1\r\n"
+        b"connection: close\r\n\r\n", None,
+    ),
+    "CR LF in a value": (
+        [(b"content-length", b"0"), (b"x-a", b"1\r\nSet-Cookie: a=b")], {},
+        b"", "RuntimeError: Invalid HTTP header value.",
+    ),
+    "CR LF in a name": (
+        [(b"content-length", b"0"), (b"x-a\r\nset-cookie", b"a=b")], {},
+        b"", "RuntimeError: Invalid HTTP header name.",
+    ),
+    "CR LF in a length": (
+        [(b"content-length", b"0\r\nx-b: 1")], {}, b"", "RuntimeError: Invalid HTTP header value.",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", PINNED)
+async def test_the_head_bytes_are_pinned(case: str) -> None:
+    headers, options, expected, error = PINNED[case]
+    for kind in (RequestResponseCycle, GatewayCycle):
+        written, _, raised = await head(kind, headers, **options)
+        assert (written, raised) == (expected, error), kind.__name__

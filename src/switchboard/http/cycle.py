@@ -13,6 +13,10 @@ first, the names lower-cased, ``content-length`` and ``transfer-encoding`` decid
 and anything unusual (an access log, a second start, a refused header, a length that is not
 plain digits), go to uvicorn's own ``send``, which then raises the error it would have raised.
 
+The usual head (no transfer-encoding or connection header among the names) is written without a
+per-header test: the loop only gathers the lines, and the checks run over the names and values
+taken back from them (``_start``); the rest is walked header by header (``_walk``).
+
 Relies on these uvicorn internals (0.55), to be rechecked on every uvicorn upgrade:
 ``RequestResponseCycle.__init__`` (:func:`new_cycle` sets its attributes itself, in its order),
 ``RequestResponseCycle.send`` and the attributes it keeps (``flow``, ``disconnected``,
@@ -89,6 +93,55 @@ class GatewayCycle(RequestResponseCycle):
         if self.disconnected:
             return
         extra = list(message.get("headers", ()))
+        status = message["status"]
+        content = [STATUS_LINE[status]]
+        # The usual head (none of transfer-encoding or connection, a length of plain digits) with
+        # a loop that only gathers the lines: the names and values are taken back from it by
+        # slices, checked on joined bytes (a name's case does not change what is refused), the
+        # names lower-cased only when one has a capital, and the special names looked up in the
+        # names' list, in C. Anything else (a special name, a refused byte, a header that is not
+        # a pair of bytes) goes to the header-by-header walk (:meth:`_walk`), which writes or
+        # refuses exactly what uvicorn does.
+        chunked = self.chunked_encoding
+        declared: bytes | None = None  # the first content-length
+        try:
+            for name, value in self.default_headers + extra:
+                content += (name, b": ", value, b"\r\n")
+            names = content[1::4]
+            joined = b"".join(names)
+            if joined.lower() != joined:  # a capital (the gateway's own names are lower-case)
+                names = content[1::4] = [name.lower() for name in names]
+                joined = b"".join(names)
+            values = content[3::4]
+            usual = not (
+                b"transfer-encoding" in names
+                or b"connection" in names
+                or _REFUSED in joined.translate(_NAME_TABLE)
+                or _REFUSED in b"".join(values).translate(_VALUE_TABLE)
+            )
+            if usual and chunked is None and b"content-length" in names:
+                declared = values[names.index(b"content-length")]  # the first one counts
+                usual = declared.isdigit()
+        except Exception:  # a malformed header list: the walk raises what uvicorn raises
+            usual = False
+        if not usual:
+            return await self._walk(message, extra)
+        self.response_started = True
+        self.waiting_for_100_continue = False
+        if declared is not None:
+            self.chunked_encoding = chunked = False
+            self.expected_content_length = int(declared)
+        if not self.keep_alive:
+            content.append(b"connection: close\r\n")
+        if chunked is None and self.scope["method"] != "HEAD" and status not in (204, 304):
+            self.chunked_encoding = True
+            content.append(b"transfer-encoding: chunked\r\n")
+        content.append(b"\r\n")
+        self.transport.write(b"".join(content))
+
+    async def _walk(self, message: Any, extra: list[Any]) -> None:
+        """The head written header by header: the special names in any case or place, and
+        uvicorn's own refusal of a bad header."""
         status = message["status"]
         content = [STATUS_LINE[status]]
         names: list[bytes] = []
