@@ -244,3 +244,96 @@ def test_every_documented_default_is_the_schema_default() -> None:
 def test_the_allow_listed_rows_exist() -> None:
     documented = {path for path, _, _ in _documented_defaults()}
     assert set(_UNMAPPED_ROWS) <= documented
+
+
+# --- The examples -----------------------------------------------------------------------------
+#
+# Every ```yaml block of README.md and docs/ is read as the gateway reads a config file and,
+# when its top-level keys are configuration sections, validated as a file would be at start-up:
+# someone copying an example gets a file that loads. An example is often a fragment of a file
+# (a `router` section naming groups of a `models` section not shown, a path on the reader's
+# machine), so the problems only a whole file can avoid are left out (_FRAGMENT); every ${VAR}
+# is set, and an `auth` section added where the block has none.
+
+ROOT = DOCS.parent
+PAGES = [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]
+
+# Blocks that are no configuration file, by their first key: checked as what they are, or not.
+_OTHER_FILES = {
+    "sections": "a catalog file (catalog.md): checked with the catalog's reader",
+    "scrape_configs": "a Prometheus scrape job",
+    "groups": "Prometheus alerting rules",
+}
+# Problems a fragment has because the rest of its file is not shown.
+_FRAGMENT = re.compile(
+    r"unknown provider '|unknown model group '|has no deployment '"  # defined in the rest of the file
+    r"|does not exist|cannot read '|file not found"  # a path on the reader's machine
+)
+
+
+class _AnyVariable(dict[str, str]):
+    """An environment where every variable is set."""
+
+    def get(self, name: str, default: object = None) -> str:  # type: ignore[override]
+        return f"placeholder-{name.lower()}"
+
+    def __getitem__(self, name: str) -> str:
+        return self.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return True
+
+
+def _yaml_blocks() -> list[tuple[str, str]]:
+    """(page:line, text) of every ```yaml block, a block indented under a list item dedented."""
+    blocks = []
+    for page in PAGES:
+        lines = page.read_text().splitlines()
+        start = None
+        for number, line in enumerate(lines, 1):
+            if start is None and line.strip() == "```yaml":
+                start, indent = number, len(line) - len(line.lstrip())
+            elif start is not None and line.strip() == "```":
+                text = "\n".join(raw[indent:] for raw in lines[start:number - 1])
+                blocks.append((f"{page.relative_to(ROOT)}:{start}", text))
+                start = None
+    return blocks
+
+
+def test_the_yaml_examples_are_found() -> None:
+    where = [place for place, _ in _yaml_blocks()]
+    assert len(where) > 40
+    assert any(place.startswith("README.md:") for place in where)
+    assert any(place.startswith("docs/providers/bedrock.md:") for place in where)
+
+
+def test_every_yaml_example_loads() -> None:
+    from switchboard import catalog
+    from switchboard.config.yamlfile import parse_yaml
+    from switchboard.settings.loader import ConfigError, validate
+
+    wrong = []
+    for where, text in _yaml_blocks():
+        try:
+            data = parse_yaml(text)
+        except yaml.YAMLError as exc:
+            wrong.append(f"{where}: not YAML: {' '.join(str(exc).split())}")
+            continue
+        first = next(iter(data), None) if isinstance(data, dict) else None
+        if first == "sections":
+            try:
+                catalog.parse(data, where)
+            except ValueError as exc:
+                wrong.append(f"{where}: {exc}")
+            continue
+        if first in _OTHER_FILES:
+            continue
+        if not isinstance(data, dict) or not set(data) <= set(Settings.model_fields):
+            wrong.append(f"{where}: neither a config file nor one of {sorted(_OTHER_FILES)}")
+            continue
+        data.setdefault("auth", {"master_key": "sk-placeholder-master-key"})
+        try:
+            validate(data, where, _AnyVariable())
+        except ConfigError as exc:
+            wrong.extend(f"{where}: {p}" for p in exc.problems if not _FRAGMENT.search(p))
+    assert wrong == [], "YAML examples that do not load:\n" + "\n".join(wrong)
