@@ -118,6 +118,23 @@ def test_duplicate_key_is_an_error_naming_the_line(tmp_path: Path) -> None:
     assert expected in proc.output
 
 
+def test_an_unquoted_reference_in_a_flow_mapping_says_to_quote_it(tmp_path: Path) -> None:
+    """`{api_key: ${KEY}}` is no YAML (the reference's `{` opens a mapping): the error says what
+    to write instead, not only the parser's "got '{'"."""
+    text = MINIMAL.format(api_base="http://127.0.0.1:9/v1", log_level="info")
+    unquoted = "    headers: {x-team: ${TEAM}}\n"
+    text = text.replace("    api_key: sk-upstream\n", unquoted + "    api_key: sk-upstream\n")
+    path = _config(tmp_path, text)
+    proc = _run(["config", "check", str(path)], env={"TEAM": "blue"})
+    assert proc.proc.returncode == 2
+    expected = (f"{path}: line 6, column 24: invalid YAML: expected ',' or '}}', but got '{{' "
+                '(a ${...} reference inside {...} or [...] must be quoted: "${NAME}")')
+    assert expected in proc.output, proc.output
+    path.write_text(text.replace("${TEAM}}", '"${TEAM}"}'))
+    quoted = _run(["config", "check", str(path)], env={"TEAM": "blue"})
+    assert quoted.proc.returncode == 0, quoted.output
+
+
 # -- the embedded default's master key and the README's quickstart ----------------------------
 
 

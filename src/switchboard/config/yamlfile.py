@@ -151,4 +151,8 @@ def read_yaml(path: str | Path) -> Any:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
+        if mark is not None and text[mark.index - 1 : mark.index + 1] == "${":
+            # Interpolation comes after parsing, and inside {...} or [...] the reference's `{`
+            # is YAML's own: the parser's "got '{'" alone does not tell the fix.
+            problem += ' (a ${...} reference inside {...} or [...] must be quoted: "${NAME}")'
         raise YamlFileError(f"{where}invalid YAML: {problem}") from None
