@@ -1,12 +1,14 @@
 """Every ``switchboard …`` command line README.md and docs/ show names a command the CLI has, and
 every ``--flag`` it passes is one of that command's options: a renamed command or flag fails here
-rather than in the hands of someone copying the line.
+rather than in the hands of someone copying the line. Every ``curl`` line sends a key and a body
+that is JSON, as the gateway wants them.
 
 Command lines are read from code spans and code blocks alike (a ``\\`` line continuation joins the
 lines); ``create|update`` and ``list/show`` are alternatives, each checked."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -80,3 +82,42 @@ def test_every_documented_command_line_exists() -> None:
              for where, shown in _command_lines() for words in _alternatives(shown)
              if (problem := _problem(cli, words))]
     assert wrong == [], "command lines in the docs the CLI does not take:\n" + "\n".join(wrong)
+
+
+def _curl_lines() -> list[tuple[str, str]]:
+    """(page:line, command) for every curl command: to the end of its line, a quoted body (which
+    may span lines) read whole, or to a backtick, `|`, `;`, `&&` or a `# ` comment outside quotes."""
+    found = []
+    for page in PAGES:
+        text = page.read_text()
+        for m in re.finditer(r"(?<![\w-])curl ", text):
+            quoted, end = False, m.start()
+            while end < len(text):
+                char = text[end]
+                if text.startswith("\\\n", end):  # a line continuation
+                    end += 1
+                elif char == "'":
+                    quoted = not quoted
+                elif not quoted and (char in "`\n|;" or text.startswith(("&&", "# "), end)):
+                    break
+                end += 1
+            where = f"{page.relative_to(ROOT)}:{text.count(chr(10), 0, m.start()) + 1}"
+            found.append((where, re.sub(r"\\\n\s*", " ", text[m.start():end])))
+    return found
+
+
+def test_every_curl_example_sends_a_key_and_json() -> None:
+    """Every endpoint the examples call wants a key; a body with `...` in it is elided on purpose."""
+    lines = _curl_lines()
+    assert len(lines) > 10
+    wrong = []
+    for where, line in lines:
+        if not re.search(r"-H \"(Authorization: Bearer|x-api-key:) ", line):
+            wrong.append(f"{where}: no key: {line}")
+        for body in re.findall(r"-d '([^']*)'", line):
+            if "..." not in body:
+                try:
+                    json.loads(body)
+                except ValueError as exc:
+                    wrong.append(f"{where}: the body is no JSON ({exc}): {body}")
+    assert wrong == [], "\n".join(wrong)
