@@ -135,6 +135,19 @@ def test_an_unquoted_reference_in_a_flow_mapping_says_to_quote_it(tmp_path: Path
     assert quoted.proc.returncode == 0, quoted.output
 
 
+def test_a_short_secret_is_named_in_characters(tmp_path: Path) -> None:
+    """metrics.key and budgets.webhook.secret are secrets of at least 16 characters: a shorter
+    one is told in characters, as a string's length, not in "items" as pydantic counts a secret."""
+    text = MINIMAL.format(api_base="http://127.0.0.1:9/v1", log_level="info")
+    text += "metrics: {key: scrape-key-123}\n"
+    text += "budgets: {webhook: {url: 'https://hooks.example.com/b', secret: short}}\n"
+    proc = _run(["config", "check", str(_config(tmp_path, text))])
+    assert proc.proc.returncode == 2
+    assert "metrics.key: String should have at least 16 characters\n" in proc.output, proc.output
+    assert "budgets.webhook.secret: String should have at least 16 characters\n" in proc.output, proc.output
+    assert "items" not in proc.output and "scrape-key-123" not in proc.output
+
+
 # -- the embedded default's master key and the README's quickstart ----------------------------
 
 

@@ -95,6 +95,9 @@ def _pydantic_problems(err: ValidationError) -> list[str]:
         msg = str(e["msg"]).removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
+        elif e["type"] == "too_short" and e.get("ctx", {}).get("field_type") == "Value":
+            # A secret's (SecretStr) length: pydantic counts "items" there, as for a list.
+            msg = f"String should have at least {e['ctx']['min_length']} characters"
         problems.append(msg if not e["loc"] and _OWN_PATH.match(msg) else f"{_path(tuple(e['loc']))}: {msg}")
     return problems
 
