@@ -12,7 +12,7 @@
   absolute form (``POST http://host/path``), counting both, optionally requiring Basic
   credentials (407 otherwise).
 
-Each runs its own event loop in a thread, on a port from :func:`tests.servers.free_port`.
+Each runs its own event loop in a thread (tests/threaded_server.py), on a free port.
 """
 
 from __future__ import annotations
@@ -24,10 +24,7 @@ import datetime
 import ipaddress
 import json
 import ssl
-import threading
-from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 from cryptography import x509
@@ -35,7 +32,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.servers import free_port
+from tests.threaded_server import Handler, ThreadedServer
 
 
 def _name(common_name: str) -> x509.Name:
@@ -98,41 +95,11 @@ class PrivateCA:
         return cert_file, key_file
 
 
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Coroutine[Any, Any, None]]
-
-
-class _Threaded:
-    """An asyncio server on 127.0.0.1:``port`` running in a thread of its own."""
+class _Threaded(ThreadedServer):
+    """A test server whose refused TLS handshakes (no client certificate) are not printed."""
 
     def __init__(self, handler: Handler, context: ssl.SSLContext | None = None) -> None:
-        self.port = free_port()
-        self._loop = asyncio.new_event_loop()
-        # A refused handshake (no client certificate) is an expected outcome, not noise to print.
-        self._loop.set_exception_handler(lambda loop, context: None)
-        self._server: asyncio.Server | None = None
-        started = threading.Event()
-
-        def run() -> None:
-            asyncio.set_event_loop(self._loop)
-            self._server = self._loop.run_until_complete(
-                asyncio.start_server(handler, "127.0.0.1", self.port, ssl=context))
-            started.set()
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=run, daemon=True)
-        self._thread.start()
-        if not started.wait(10):
-            raise TimeoutError("the test server did not start")
-
-    def stop(self) -> None:
-        async def close() -> None:
-            if self._server is not None:
-                self._server.close()
-                await self._server.wait_closed()
-
-        asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
+        super().__init__(handler, context, quiet=True)
 
 
 async def _head(reader: asyncio.StreamReader) -> tuple[str, dict[str, str]] | None:

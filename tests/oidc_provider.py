@@ -75,6 +75,9 @@ class IdentityProvider:
         self.hits: Counter[str] = Counter()
         self.down = False  # answer 503 to everything
         self.delay = 0.0  # seconds to wait before answering (a provider that hangs)
+        # While set to an unset event, JWKS requests wait until the test sets it (a provider that
+        # hangs for exactly as long as the test says).
+        self.hold: threading.Event | None = None
         self.jwks_body: bytes | None = None  # served instead of the keys' JWKS when set
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -133,9 +136,11 @@ class IdentityProvider:
     async def _jwks(self, request: web.Request) -> web.Response:
         with self._lock:
             self.hits["jwks"] += 1
-            delay = self.delay
+            delay, hold = self.delay, self.hold
         if delay:
             await asyncio.sleep(delay)
+        if hold is not None:
+            await asyncio.to_thread(hold.wait)
         with self._lock:
             if self.down:
                 return web.json_response({"error": "down"}, status=503)

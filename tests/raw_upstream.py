@@ -31,7 +31,7 @@ import json
 import threading
 from typing import Any
 
-from tests.servers import free_port
+from tests.threaded_server import ThreadedServer
 
 _PIECE = b"A" * 65536
 _MAX_ENDLESS = 1024  # pieces (64 MiB): the gateway should have closed long before
@@ -110,41 +110,16 @@ def _interleaved_calls() -> list[bytes]:
     ]
 
 
-class RawUpstream:
+class RawUpstream(ThreadedServer):
     def __init__(self) -> None:
-        self.port = free_port()
         self.requests: list[str] = []  # the model and text of each request read, in order
         self.dropped = threading.Event()
         self.dropped_count = 0
-        self._loop = asyncio.new_event_loop()
-        self._server: asyncio.Server | None = None
-        started = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(started,), daemon=True)
-        self._thread.start()
-        if not started.wait(10):
-            raise TimeoutError("the raw upstream did not start")
+        super().__init__(self._serve, name="raw upstream")
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
-
-    def stop(self) -> None:
-        async def close() -> None:
-            if self._server is not None:
-                self._server.close()
-                await self._server.wait_closed()
-
-        asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-
-    def _run(self, started: threading.Event) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._server = self._loop.run_until_complete(
-            asyncio.start_server(self._serve, "127.0.0.1", self.port)
-        )
-        started.set()
-        self._loop.run_forever()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

@@ -10,10 +10,24 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 TIMEOUT = 30.0
+# Answers that say "not now" rather than "no": the gateway (or a proxy in front of it) is
+# starting, overloaded, or waiting on its database. Worth asking again later.
+TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 
 class AdminError(Exception):
-    """The gateway refused, or could not be reached; the message says which and why."""
+    """The gateway refused, or could not be reached; the message says which and why. ``status``:
+    the HTTP status it answered (None: no answer); ``unreachable``: no connection or no answer."""
+
+    def __init__(self, message: str, status: int | None = None, unreachable: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.unreachable = unreachable
+
+    @property
+    def transient(self) -> bool:
+        """Whether the same call may well succeed later (a command that keeps polling retries)."""
+        return self.unreachable or self.status in TRANSIENT_STATUSES
 
 
 class Answer(dict[str, Any]):
@@ -43,10 +57,10 @@ class AdminClient:
             with urllib.request.urlopen(request, timeout=TIMEOUT) as resp:  # noqa: S310
                 raw = resp.read()
         except urllib.error.HTTPError as exc:
-            raise AdminError(f"HTTP {exc.code}: {_message(exc.read())}") from None
+            raise AdminError(f"HTTP {exc.code}: {_message(exc.read())}", status=exc.code) from None
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise AdminError(f"cannot reach the gateway at {self.url}: {reason}") from None
+            raise AdminError(f"cannot reach the gateway at {self.url}: {reason}", unreachable=True) from None
         try:
             return json.loads(raw or b"null", object_hook=Answer)
         except ValueError:

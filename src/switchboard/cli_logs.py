@@ -4,7 +4,11 @@ bodies.
 
 ``--follow`` polls: every ``--interval`` seconds it asks for the records from a little before the
 newest one seen (``FOLLOW_LAG``: a record is stored when its request ends, under the time it
-started) and prints those it has not printed yet, oldest first. Ctrl-C ends it.
+started) and prints those it has not printed yet, oldest first. Ctrl-C ends it. A poll that fails
+for a while (no answer, or 408, 429, 5xx: a gateway restarting or waiting on its database) is
+a warning on standard error and is tried again, the wait doubling up to ``FOLLOW_BACKOFF_MAX``;
+a refusal (401, 403, 404, a bad filter) ends the follow with exit code 1, as does any error of
+the first page (a wrong --url or key shows at once).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ PATH = "/admin/v1/logs"
 FOLLOW_LAG = timedelta(minutes=2)  # how far back each poll looks for records stored late
 FOLLOW_PAGES = 5  # pages of up to 1000 records read per poll at most
 SEEN = 100_000  # request ids remembered while following
+FOLLOW_BACKOFF_MAX = 30.0  # seconds: the longest wait between polls that keep failing (or --interval)
 COLUMNS = ("created_at", "request_id", "tenant", "key", "model", "deployment", "status", "error_code",
            "latency_ms", "prompt_tokens", "completion_tokens", "cost_usd")
 
@@ -137,22 +142,48 @@ def _follow(client: AdminClient, query: dict[str, Any], limit: int, interval: fl
         first = client.call("GET", PATH, query={**query, "limit": limit})
         show(first["data"])
         start = _time(first["to"]) if first.get("to") else datetime.now(UTC)
+        failures = 0  # polls failed in a row
         while True:
-            time.sleep(interval)
+            wait = _backoff(interval, failures)
+            time.sleep(wait)
             since = (newest if newest is not None and newest > start else start) - FOLLOW_LAG
-            params: dict[str, Any] = {**query, "from": since.isoformat(), "limit": 1000}
-            found: list[dict[str, Any]] = []
-            for _ in range(FOLLOW_PAGES):
-                page = client.call("GET", PATH, query=params)
-                found += page["data"]
-                if not page["has_more"]:
-                    break
-                params["cursor"] = page["next_cursor"]
+            try:
+                found = _poll(client, {**query, "from": since.isoformat(), "limit": 1000})
+            except AdminError as exc:
+                if not exc.transient:
+                    raise
+                failures += 1
+                err.print(line(("warning: ", "bold yellow"), f"{exc}; trying again in "
+                               f"{_backoff(interval, failures):g} s"))
+                continue
+            if failures:
+                err.print(line(f"following again after {failures} failed "
+                               f"{'poll' if failures == 1 else 'polls'}"))
+                failures = 0
             show(found)
     except AdminError as exc:
         raise _fail(exc) from None
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
+
+
+def _poll(client: AdminClient, params: dict[str, Any]) -> list[dict[str, Any]]:
+    """The records from ``params["from"]`` on, up to FOLLOW_PAGES pages (all or nothing: a page
+    that fails fails the poll, and the next one asks again from the same time)."""
+    found: list[dict[str, Any]] = []
+    for _ in range(FOLLOW_PAGES):
+        page = client.call("GET", PATH, query=params)
+        found += page["data"]
+        if not page["has_more"]:
+            break
+        params = {**params, "cursor": page["next_cursor"]}
+    return found
+
+
+def _backoff(interval: float, failures: int) -> float:
+    """Seconds before the next poll: --interval, doubled for each poll failed in a row, up to
+    FOLLOW_BACKOFF_MAX (or --interval when that is longer)."""
+    return min(interval * 2 ** min(failures, 16), max(interval, FOLLOW_BACKOFF_MAX))
 
 
 @logs_app.command("show")

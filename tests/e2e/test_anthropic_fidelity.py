@@ -11,10 +11,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import anthropic
+import httpx
 import openai
 import pytest
 
-from tests.servers import MASTER_KEY, Gateway, Mock, captured, new_marker, start_gateway
+from tests.servers import MASTER_KEY, UPSTREAM_KEY, Gateway, Mock, captured, new_marker, start_gateway
 
 PIXEL = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
 WEATHER: Any = {
@@ -242,6 +243,72 @@ def test_a_bad_thinking_budget_is_an_invalid_value_naming_it(oai: openai.OpenAI)
         oai.chat.completions.create(**ask, max_tokens=2000,
                                     extra_body={"thinking": {"type": "enabled", "budget_tokens": 4000}})
     assert exc.value.param == "max_tokens" and exc.value.code == "invalid_value"
+
+
+# What Claude refuses while it thinks, as (setting sent, the name an error must give): the
+# Messages API's fields, a forced tool choice among them.
+_WHILE_THINKING: list[tuple[dict[str, Any], str]] = [
+    ({"temperature": 0.5}, "temperature"),
+    ({"top_p": 0.5}, "top_p"),
+    ({"top_k": 5}, "top_k"),
+    ({"tool_choice": {"type": "any"}, "tools": [
+        {"name": "get_weather", "input_schema": WEATHER["function"]["parameters"]},
+    ]}, "tool_choice"),
+]
+_THINK = {"type": "enabled", "budget_tokens": 1024}
+
+
+@pytest.mark.parametrize(("setting", "name"), _WHILE_THINKING, ids=[n for _, n in _WHILE_THINKING])
+def test_the_mock_refuses_what_claude_refuses_while_thinking(
+    mock_upstream: Mock, setting: dict[str, Any], name: str
+) -> None:
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 2048, "messages": [{"role": "user", "content": "hi"}]}
+    headers = {"x-api-key": UPSTREAM_KEY, "anthropic-version": "2023-06-01"}
+    for thinking in (_THINK, {"type": "adaptive"}):
+        resp = httpx.post(f"{mock_upstream.url}/v1/messages", headers=headers, timeout=30,
+                          json={**body, **setting, "thinking": thinking})
+        assert resp.status_code == 400, resp.text
+        error = resp.json()["error"]
+        assert error["type"] == "invalid_request_error" and name in error["message"].replace("Thinking", "")
+    # The same setting without thinking, and thinking with the values it allows, are served.
+    assert httpx.post(f"{mock_upstream.url}/v1/messages", headers=headers, timeout=30,
+                      json={**body, **setting}).status_code == 200
+    allowed = {"temperature": 1, "top_p": 0.95}
+    assert httpx.post(f"{mock_upstream.url}/v1/messages", headers=headers, timeout=30,
+                      json={**body, **allowed, "thinking": _THINK}).status_code == 200
+
+
+@pytest.mark.parametrize(("setting", "name"), _WHILE_THINKING, ids=[n for _, n in _WHILE_THINKING])
+def test_openai_callers_get_a_400_naming_what_claude_refuses_while_thinking(
+    oai: openai.OpenAI, mock_upstream: Mock, setting: dict[str, Any], name: str
+) -> None:
+    openai_setting = ({"tool_choice": "required", "tools": [WEATHER]} if name == "tool_choice"
+                      else setting)
+    ask: dict[str, Any] = {"model": "claude", "max_tokens": 2048, "reasoning_effort": "low",
+                           "messages": [{"role": "user", "content": "hi"}]}
+    with pytest.raises(openai.BadRequestError) as exc:
+        oai.chat.completions.create(**ask, extra_body=openai_setting)
+    assert exc.value.param == name and name in exc.value.message and "thinking" in exc.value.message
+    if name != "tool_choice":  # drop_params drops a sampling setting, and thinking goes on
+        marker = new_marker()
+        turn = {"role": "user", "content": f"mock:capture={marker}"}
+        lenient = {**ask, "model": "claude-lenient", "messages": [turn]}
+        resp = oai.chat.completions.create(**lenient, extra_body=setting)
+        assert extra(resp.choices[0].message)["reasoning_content"]
+        assert name not in captured(mock_upstream, marker)[0]["body"]
+
+
+@pytest.mark.parametrize(("setting", "name"), _WHILE_THINKING, ids=[n for _, n in _WHILE_THINKING])
+def test_messages_api_callers_get_a_400_naming_what_claude_refuses_while_thinking(
+    claude_sdk: anthropic.Anthropic, setting: dict[str, Any], name: str
+) -> None:
+    with pytest.raises(anthropic.BadRequestError) as exc:
+        claude_sdk.messages.create(model="claude", max_tokens=2048, thinking=_THINK,  # type: ignore[arg-type]
+                                   messages=[{"role": "user", "content": "hi"}], extra_body=setting)
+    assert exc.value.status_code == 400
+    body: Any = exc.value.body
+    assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error"
+    assert name in body["error"]["message"].replace("Thinking", "")
 
 
 # -- content block keys on /v1/messages -----------------------------------------------------------

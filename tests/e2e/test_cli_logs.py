@@ -1,12 +1,17 @@
 """``switchboard logs`` against a running gateway: a table and JSON with filters, ``show`` with
 the stored bodies, ``--follow`` printing a request made after it started and ending cleanly on
-Ctrl-C, and the API's errors as one line. On the embedded default (SQLite) and a cluster
+Ctrl-C, going on through polls that fail for a while and ending on a refusal, and the API's
+errors as one line. On the embedded default (SQLite) and a cluster
 (PostgreSQL + Redis)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
+import time
+from collections import deque
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,6 +20,7 @@ from tests.e2e.sdk import ask
 from tests.e2e.test_logs_api import World, build_world, lookup, store_body
 from tests.e2e.test_usage import Deployment, deployment  # noqa: F401 - the module's gateways
 from tests.servers import MASTER_KEY, Process, spawn
+from tests.threaded_server import ThreadedServer
 
 ENV = {"COLUMNS": "400"}
 
@@ -24,8 +30,64 @@ def world(deployment: Deployment) -> World:  # noqa: F811
     return build_world(deployment)
 
 
-def start(world: World, *args: str) -> Process:
-    return spawn(["logs", *args, "--url", world.deployment.gateway.url, "--key", MASTER_KEY], env=ENV)
+def start(world: World, *args: str, url: str | None = None) -> Process:
+    return spawn(["logs", *args, "--url", url or world.deployment.gateway.url, "--key", MASTER_KEY], env=ENV)
+
+
+DROP = 0  # in Front.answers: close the connection without answering
+
+
+class Front(ThreadedServer):
+    """Plain HTTP in front of the gateway: each request is passed on, unless ``answers`` holds
+    statuses, in which case the next request to the request log gets the first of them instead
+    (an error in the gateway's shape), or its connection is closed unanswered (DROP)."""
+
+    def __init__(self, backend: int) -> None:
+        self.backend = backend
+        self.answers: deque[int] = deque()
+        super().__init__(self._serve, name="front")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")  # GET: no body
+            if self.answers and b" /admin/v1/logs" in head.split(b"\r\n", 1)[0]:
+                status = self.answers.popleft()
+                if status != DROP:
+                    body = json.dumps({"error": {"message": f"refused by the front ({status})",
+                                                 "type": "api_error", "code": f"front_{status}"}}).encode()
+                    writer.write(f"HTTP/1.1 {status} Front\r\nContent-Type: application/json\r\n"
+                                 f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+                    await writer.drain()
+                return
+            back_reader, back_writer = await asyncio.open_connection("127.0.0.1", self.backend)
+            back_writer.write(head)
+            while data := await back_reader.read(65536):  # urllib asks for Connection: close
+                writer.write(data)
+                await writer.drain()
+            back_writer.close()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+
+@pytest.fixture
+def front(world: World) -> Iterator[Front]:
+    server = Front(world.deployment.gateway.port)
+    yield server
+    server.stop()
+
+
+def _until_taken(front: Front, timeout: float = 30.0) -> None:
+    """Until the CLI has polled through every answer queued at the front."""
+    deadline = time.monotonic() + timeout
+    while front.answers:
+        assert time.monotonic() < deadline, "the CLI stopped polling"
+        time.sleep(0.05)
 
 
 def cli(world: World, *args: str) -> tuple[int, str]:
@@ -103,3 +165,44 @@ def test_control_characters_in_a_logged_body_are_shown_escaped(world: World) -> 
     assert code == 0, output
     assert "clear the screen \\x1b[2J\\x07 please" in output
     assert "\x1b" not in output and "\x07" not in output
+
+
+def test_follow_goes_on_through_polls_that_fail_for_a_while(world: World, front: Front) -> None:
+    """A gateway restarting or waiting on its database (503, 502, no answer) interrupts the
+    follow, it does not end it: each failed poll is a warning, the next ones wait longer, and
+    the records made meanwhile are printed once the gateway answers again."""
+    proc = start(world, "--follow", "--interval", "0.2", "--json", "--tenant", world.tenants[0],
+                 url=front.url)
+    try:
+        proc.wait_for_all(world.calls["plain"], timeout=30)  # the first page came through
+        front.answers.extend([503, DROP, 502])
+        _until_taken(front)
+        raw = world.deployment.sdk(world.keys["a"]["key"]).chat.completions.with_raw_response.create(
+            model="gpt-4o-mini", messages=ask("through a hiccup"))
+        rid = raw.headers["x-request-id"]
+        assert json.loads(proc.wait_for_all(rid, timeout=30))["request_id"] == rid
+        proc.wait_for_all("following again after 3 failed polls", timeout=30)
+    finally:
+        code = proc.stop(signal.SIGINT)
+    assert code == 0, proc.output
+    proc.wait_exit(10)
+    warnings = [line for line in proc.lines if line.startswith("warning: ")]
+    assert len(warnings) == 3, proc.output
+    assert "HTTP 503: refused by the front (503) (front_503)" in warnings[0]
+    assert "cannot reach the gateway" in warnings[1] and "HTTP 502" in warnings[2]
+    # The wait doubles with each poll failed in a row.
+    assert [w.rsplit("trying again in ", 1)[1].strip() for w in warnings] == ["0.4 s", "0.8 s", "1.6 s"]
+    assert "Traceback" not in proc.output
+
+
+@pytest.mark.parametrize("status", [401, 403, 404])
+def test_follow_ends_on_a_refusal(world: World, front: Front, status: int) -> None:
+    """A key revoked, a permission withdrawn or a gateway without the request log will not answer
+    otherwise on the next poll: the follow ends with one error line and exit code 1."""
+    proc = start(world, "--follow", "--interval", "0.2", "--json", "--tenant", world.tenants[0],
+                 url=front.url)
+    proc.wait_for_all(world.calls["plain"], timeout=30)
+    front.answers.append(status)
+    assert proc.wait_exit(30) == 1, proc.output
+    assert f"error: HTTP {status}: refused by the front ({status})" in proc.output
+    assert "warning:" not in proc.output and "Traceback" not in proc.output

@@ -59,6 +59,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     ca = PrivateCA(tmp)
     server_cert, server_key = ca.issue("upstream")
     client_cert, client_key = ca.issue("gateway-client", client=True)
+    # A client certificate the mutual-TLS upstream does not trust: another CA's.
+    stranger_cert, stranger_key = PrivateCA(tmp, name="other").issue("stranger", client=True)
     upstream = TlsUpstream(server_cert, server_key)
     mtls = TlsUpstream(server_cert, server_key, client_ca=ca.cert_file)
     proxy = ConnectProxy((PROXY_USER, PROXY_PASSWORD))
@@ -75,6 +77,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         provider("mtls", mtls.url, proxy=None,
                  tls={**trusted, "client_cert": str(client_cert), "client_key": str(client_key)}),
         provider("mtls-nocert", mtls.url, tls=trusted, proxy=None),
+        provider("mtls-stranger", mtls.url, proxy=None,
+                 tls={**trusted, "client_cert": str(stranger_cert), "client_key": str(stranger_key)}),
         provider("proxied-default", upstream.url, tls=trusted),  # egress.proxy
         provider("proxied-own", upstream.url, tls=trusted, proxy=f"http://127.0.0.1:{open_proxy.port}"),
         provider("proxied-wrong", upstream.url, tls=trusted,
@@ -127,9 +131,25 @@ def test_mutual_tls_with_the_client_certificate(world: World) -> None:
 
 
 def test_mutual_tls_without_a_client_certificate_is_refused(world: World) -> None:
+    """The server refuses after the TLS 1.3 handshake, as the connection's end: the message
+    says so and what does it, as a connection that could not be made."""
     served = world.mtls.requests
     error = world.refusal("mtls-nocert")
-    assert "provider 'mtls-nocert'" in error["message"]
+    assert error["code"] == "upstream_unreachable"
+    assert error["message"] == (
+        "cannot connect to provider 'mtls-nocert': it closed the connection before answering; a server "
+        "requiring a client certificate does this (tls.client_cert: none is configured)")
+    assert world.mtls.requests == served
+
+
+def test_mutual_tls_with_a_certificate_the_server_refuses(world: World) -> None:
+    served = world.mtls.requests
+    error = world.refusal("mtls-stranger")
+    assert error["code"] == "upstream_unreachable"
+    assert error["message"] == (
+        "cannot connect to provider 'mtls-stranger': it closed the connection before answering; a "
+        "server refusing the client certificate (tls.client_cert) does this")
+    assert "stranger" not in error["message"].replace("mtls-stranger", "")  # no file path or content
     assert world.mtls.requests == served
 
 

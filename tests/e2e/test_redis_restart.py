@@ -3,9 +3,9 @@ while it is down, callers get what docs/limits.md and docs/budgets.md promise (l
 budgets closed); once it is back, everything recovers without restarting the gateways. The
 scripts are loaded again (NOSCRIPT), budget counters are rebuilt from the ledger, the change feed
 listens again and makes up for what it missed (a key revoked on one instance while Redis was
-down, or right after it came back, is refused by the other within a few seconds, not when its
-cached copy expires), /health/ready says so, the ledger has every request, and the log has one
-change-feed warning per outage, not one per retry."""
+down, or right after it came back, is refused by the other at once, not when its cached copy
+expires, which the test puts an hour away), /health/ready says so, the ledger has every request,
+and the log has one change-feed warning per outage, not one per retry."""
 
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
 # outage being simulated, not a wait for something to happen).
 OUTAGE_SECONDS = 4.0
 LEDGER_FLUSH_SECONDS = 5.0
+# The longest the instances may keep a key they read: far beyond the test, so no copy expires in it.
+LONG_CACHE_SECONDS = 3600
 
 
 @dataclass
@@ -56,6 +58,15 @@ def pair(postgres: Postgres, mock_upstream: Mock, tmp_path_factory: pytest.TempP
 
 
 @pytest.fixture
+def long_cache_pair(postgres: Postgres, mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory
+                    ) -> Iterator[Pair]:
+    """A pair whose instances keep what they read for an hour (``database.cache_seconds``): a key
+    they stop accepting within the test was dropped by the change feed, never by its copy
+    expiring."""
+    yield from _pair(postgres, mock_upstream, tmp_path_factory, cache_seconds=LONG_CACHE_SECONDS)
+
+
+@pytest.fixture
 def slow_ledger_pair(postgres: Postgres, mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory
                      ) -> Iterator[Pair]:
     """A pair whose ledger writers store their records every LEDGER_FLUSH_SECONDS: a call's
@@ -65,10 +76,12 @@ def slow_ledger_pair(postgres: Postgres, mock_upstream: Mock, tmp_path_factory: 
 
 
 def _pair(postgres: Postgres, mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory,
-          **extra: Any) -> Iterator[Pair]:
+          cache_seconds: float | None = None, **extra: Any) -> Iterator[Pair]:
     redis = start_redis()  # our own: killing it leaves the session's Redis alone
     config = openai_config(mock_upstream)
     config["database"] = {"url": postgres.create_database(f"restart_{uuid.uuid4().hex[:8]}")}
+    if cache_seconds is not None:
+        config["database"]["cache_seconds"] = cache_seconds
     config["redis"] = {"url": redis.url}
     config.update(extra)
     started: list[Gateway] = []
@@ -106,7 +119,8 @@ def _redis_state(gw: Gateway) -> str:
     return str(httpx.get(f"{gw.url}/health/ready", timeout=10).json()["checks"]["redis"])
 
 
-def test_everything_recovers_after_redis_is_killed_and_restarted_empty(pair: Pair) -> None:
+def test_everything_recovers_after_redis_is_killed_and_restarted_empty(long_cache_pair: Pair) -> None:
+    pair = long_cache_pair
     gateways = (pair.first, pair.second)
     limited = pair.key(rpm_limit=3)
     budgeted = pair.key()
@@ -146,20 +160,18 @@ def test_everything_recovers_after_redis_is_killed_and_restarted_empty(pair: Pai
     assert _chat(pair.second, missed["key"]).status_code == 200
     assert pair.admin("DELETE", f"/admin/v1/keys/{missed['id']}").status_code == 200
     pair.redis.restart()  # empty: no counters, no scripts
-    back_at = time.monotonic()
     # The second instance's feed listens again and drops what it may have missed: the key is
-    # refused within seconds of Redis answering (not when its cached copy expires, 10 s).
+    # refused once Redis answers. Its cached copy would live for an hour (LONG_CACHE_SECONDS), so
+    # only the feed's reconnect can have dropped it.
     _until(lambda: _chat(pair.second, missed["key"]).status_code == 401,
            "the second instance still accepts a key revoked during the outage", timeout=15)
-    assert time.monotonic() - back_at < 3.0
 
-    # A key revoked right after the restart is refused by the other instance within seconds too.
+    # A key revoked right after the restart is refused by the other instance too: the feed
+    # carries the revocation (its cached copy, again, outlives the test).
     assert _chat(pair.second, revoked["key"]).status_code == 200
     assert pair.admin("DELETE", f"/admin/v1/keys/{revoked['id']}").status_code == 200
-    revoked_at = time.monotonic()
     _until(lambda: _chat(pair.second, revoked["key"]).status_code == 401,
            "the second instance still accepts the revoked key", timeout=15)
-    assert time.monotonic() - revoked_at < 3.0
 
     for gw in gateways:
         _until(lambda gw=gw: _redis_state(gw) == "ok", "/health/ready did not report redis back")

@@ -394,7 +394,8 @@ def test_thinking_signature_round_trip(client: TestClient) -> None:
 
 def test_thinking_must_be_kept_in_a_tool_loop(client: TestClient) -> None:
     first = post(
-        client, ok_body(max_tokens=2000, thinking=THINKING, tools=[WEATHER], tool_choice={"type": "any"})
+        client, ok_body(max_tokens=2000, thinking=THINKING, tools=[WEATHER],
+                        messages=[{"role": "user", "content": "Weather?"}])
     ).json()
     history = tool_round(first)
     history[1]["content"] = [b for b in history[1]["content"] if b["type"] != "thinking"]

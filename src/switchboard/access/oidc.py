@@ -112,6 +112,11 @@ class _Issuer:
         self.fetches = 0  # JWKS fetches attempted, for tests and metrics
         self.on_rotation: Callable[[], None] | None = None
 
+    @property
+    def fetching(self) -> bool:
+        """Whether a JWKS fetch is under way, for tests and metrics."""
+        return self._task is not None
+
     # -- keys ------------------------------------------------------------------------------
 
     async def key(self, kid: str | None, alg: str) -> Any:

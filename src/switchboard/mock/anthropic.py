@@ -16,7 +16,9 @@ Extended thinking (``thinking: {"type": "enabled", "budget_tokens": N}``, N >= 1
 ``max_tokens``) opens the reply with a ``thinking`` block whose ``signature`` is derived from its
 text; a replayed ``thinking`` block whose signature does not match is refused with 400, as the
 API refuses tampered thinking, and with thinking on, an assistant turn answered by tool results
-must start with its thinking block. ``redacted_thinking`` blocks are accepted as they are.
+must start with its thinking block. ``redacted_thinking`` blocks are accepted as they are. While
+thinking (a budget or adaptive), a ``temperature`` other than 1, ``top_p`` below 0.95, any
+``top_k`` and a forced ``tool_choice`` (any, tool) are refused (mock/claude_thinking.py).
 ``stop_sequences`` cut the text before the first hit (``stop_reason: "stop_sequence"``), and
 ``mock:refuse`` in the last user text answers ``stop_reason: "refusal"``.
 """
@@ -35,6 +37,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from switchboard.mock import claude_thinking
 from switchboard.mock import text as T
 from switchboard.mock.common import (
     before_answer,
@@ -150,6 +153,7 @@ def validate(body: Any, count_only: bool = False) -> dict[str, Any]:
     _check_sampling(body)
     _check_output_config(body.get("output_config"))
     _check_thinking(body.get("thinking"), body.get("max_tokens"), count_only)
+    _check_while_thinking(body)
     _check_messages(body.get("messages"))
     if thinking_on(body):
         _check_thinking_kept(merged_turns(body["messages"]))
@@ -280,6 +284,19 @@ def _check_thinking(thinking: Any, max_tokens: Any, count_only: bool) -> None:
                       f"{MIN_THINKING_BUDGET}")
     if not count_only and _is_int(max_tokens) and budget >= max_tokens:
         raise Invalid("`max_tokens` must be greater than `thinking.budget_tokens`")
+
+
+def _check_while_thinking(body: dict[str, Any]) -> None:
+    """Sampling settings and a forced tool choice Claude refuses while it thinks (a budget or
+    adaptive), the rule the Bedrock mock applies too."""
+    thinking = body.get("thinking")
+    if not isinstance(thinking, dict) or thinking.get("type") not in ("enabled", "adaptive"):
+        return
+    choice = body.get("tool_choice")
+    refused = claude_thinking.conflict(body.get("temperature"), body.get("top_p"), body.get("top_k"),
+                                       choice.get("type") if isinstance(choice, dict) else None)
+    if refused is not None:
+        raise Invalid(refused)
 
 
 def signature_of(thinking: str) -> str:

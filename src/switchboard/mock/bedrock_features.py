@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from switchboard.mock import claude_thinking
 from switchboard.mock import text as T
 
 
@@ -80,16 +81,11 @@ def check_while_thinking(body: dict[str, Any]) -> None:
     settings other than its own, a forced tool, and a tool loop whose assistant turn lost its
     thinking (the last turn's tool results answer a turn that does not open with reasoning)."""
     inference = body.get("inferenceConfig") or {}
-    temperature, top_p = inference.get("temperature"), inference.get("topP")
-    require(temperature in (None, 1), "The model returned the following errors: `temperature` may only be "
-            "set to 1 when thinking is enabled.")
-    require(top_p is None or top_p >= 0.95, "The model returned the following errors: `top_p` must be "
-            "greater than or equal to 0.95 or unset when thinking is enabled.")
-    require("top_k" not in (body.get("additionalModelRequestFields") or {}),
-            "The model returned the following errors: `top_k` must be unset when thinking is enabled.")
     choice = ((body.get("toolConfig") or {}).get("toolChoice")) or {"auto": {}}
-    require(next(iter(choice)) == "auto", "The model returned the following errors: Thinking may not be "
-            "enabled when tool_choice forces tool use.")
+    refused = claude_thinking.conflict(inference.get("temperature"), inference.get("topP"),
+                                       (body.get("additionalModelRequestFields") or {}).get("top_k"),
+                                       next(iter(choice)))
+    require(refused is None, f"The model returned the following errors: {refused}")
     messages = body["messages"]
     if len(messages) < 2 or not any("toolResult" in b for b in messages[-1]["content"]):
         return

@@ -79,6 +79,7 @@ class UpstreamClient:
         # The provider's own TLS context and proxy (providers[].tls, .proxy); None: neither.
         self._context = outbound.ssl if outbound is not None else None
         self._proxy = outbound.proxy if outbound is not None else None
+        self._client_cert = outbound is not None and outbound.client_cert
         self.auth = auth
         self.max_response_bytes = max_response_bytes
         self._max_connections = max_connections
@@ -165,9 +166,29 @@ class UpstreamClient:
                                        f"verify failed: {why} (tls.ca_file)")
         if isinstance(exc, aiohttp.ClientConnectorError | http1.ConnectFailed):
             return UpstreamUnreachable(f"cannot connect to {where}")
+        if self._context is not None and self._closed_unanswered(exc):
+            return UpstreamUnreachable(self._unanswered_over_tls(where))
         if isinstance(exc, aiohttp.ClientError | http1.Http1Error):
             return UpstreamBadGateway(f"connection to {where} failed: {type(exc).__name__}")
         return exc
+
+    @staticmethod
+    def _closed_unanswered(exc: Exception) -> bool:
+        """The connection ended after the request went out, before any byte of an answer (the
+        lean client knows; aiohttp says so with ServerDisconnectedError, raised before the head)."""
+        if isinstance(exc, http1.Disconnected):
+            return exc.before_answer
+        return isinstance(exc, aiohttp.ServerDisconnectedError)
+
+    def _unanswered_over_tls(self, where: str) -> str:
+        """Why a provider with its own TLS settings may close without answering: under TLS 1.3 a
+        server checks the client's certificate after the handshake, and its refusal arrives as
+        the connection's end. Named by the configuration keys, never their files' content."""
+        if self._client_cert:
+            why = "a server refusing the client certificate (tls.client_cert) does this"
+        else:
+            why = "a server requiring a client certificate does this (tls.client_cert: none is configured)"
+        return f"cannot connect to {where}: it closed the connection before answering; {why}"
 
     async def _open(self, request: UpstreamRequest, limits: Timeouts | None) -> Answer:
         assert self._session is not None, "client not started"

@@ -86,7 +86,11 @@ class ProxyFailed(ConnectFailed):
 
 
 class Disconnected(Http1Error):
-    """The upstream closed the connection before its answer was complete."""
+    """The upstream closed the connection before its answer was complete. ``before_answer``: the
+    request was sent and not one byte of an answer came (a TLS 1.3 server refusing the client's
+    certificate does this: the refusal arrives after the handshake, as the connection's end)."""
+
+    before_answer = False
 
 
 class InvalidHeader(Http1Error):
@@ -730,11 +734,12 @@ class Pool:
             try:
                 while not conn.answered:
                     await conn.wait()
-            except Disconnected:
+            except Disconnected as exc:
                 conn.close()
                 self.put(conn)
                 if reused and not conn.received and attempt == 0:
                     continue
+                exc.before_answer = not conn.received
                 raise
             except BaseException:
                 conn.close()

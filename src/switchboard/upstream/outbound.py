@@ -53,10 +53,12 @@ class Proxy:
 
 @dataclass(frozen=True, slots=True)
 class Outbound:
-    """A provider's TLS context (None: the system store, as for any provider) and proxy."""
+    """A provider's TLS context (None: the system store, as for any provider) and proxy.
+    ``client_cert``: the context presents a client certificate (mutual TLS)."""
 
     ssl: ssl.SSLContext | None = None
     proxy: Proxy | None = None
+    client_cert: bool = False
 
 
 def parse_proxy(url: str) -> Proxy:
@@ -115,7 +117,8 @@ def build(config: ProviderConfig) -> Outbound | None:
         return None
     context = tls_context(config.tls) if config.tls is not None else None
     proxy = parse_proxy(config.proxy.get_secret_value()) if config.proxy is not None else None
-    return Outbound(context, proxy)
+    client_cert = config.tls is not None and config.tls.client_cert is not None
+    return Outbound(context, proxy, client_cert)
 
 
 def warn_unverified(config: ProviderConfig) -> None:

@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -275,25 +276,31 @@ async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
 
 
 async def test_an_expired_key_set_is_refetched_without_holding_callers(idp: IdentityProvider) -> None:
-    """A provider that hangs once the keys are held: tokens are still verified at once with the
-    keys held, while one refetch runs in the background (bounded by its timeout)."""
+    """A provider that hangs once the keys are held: tokens are still verified with the keys held
+    while one refetch waits on the provider in the background, for as long as the test holds it."""
     clock = Clock(1000.0)
-    config = issuer_config(idp, http_timeout_seconds=3, jwks_refetch_cooldown_seconds=1)
+    config = issuer_config(idp, http_timeout_seconds=10, jwks_refetch_cooldown_seconds=1)
     async with verifier(config, monotonic=clock) as v:
         assert (await v.verify(idp.token(**person()))).tenant_id == "acme"
         issuer = v.issuer(idp.issuer)
         assert issuer is not None and issuer.fetches == 1
-        idp.delay = 4.0
+        asked = idp.jwks_fetches  # the provider serves the whole module: its count so far
+        hold = idp.hold = threading.Event()
         try:
             clock.now += 601  # past jwks_cache_seconds
-            started = time.monotonic()
-            for i in range(5):
+            assert (await v.verify(idp.token(jti="t0", **person()))).tenant_id == "acme"
+            await until(lambda: idp.jwks_fetches == asked + 1)  # the refetch is with the provider, held
+            for i in range(1, 5):
                 assert (await v.verify(idp.token(jti=f"t{i}", **person()))).tenant_id == "acme"
-            assert time.monotonic() - started < 1.0
-            await until(lambda: issuer.fetches == 2)  # one refetch for all of them
+            # Every verify above answered while the refetch was (and still is) pending: none
+            # waited for it, or its end (the provider answering or the timeout) would be behind us.
+            assert issuer.fetching and issuer.fetches == 2  # one refetch for all of them
+            hold.set()
+            await until(lambda: not issuer.fetching)
             assert issuer.fetches == 2
         finally:
-            idp.delay = 0.0
+            hold.set()
+            idp.hold = None
 
 
 def _jwks_with(*keys: dict[str, Any]) -> bytes:
