@@ -4,6 +4,7 @@ chains, built once."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -16,8 +17,10 @@ from switchboard.access.revocations import TokenRevocations
 from switchboard.access.subscriptions import SubscriptionCache
 from switchboard.access.tokens import TokenRefused
 from switchboard.access.unchecked import UncheckedKeys
+from switchboard.apis import schemas
 from switchboard.apis.cache import ApiCache
 from switchboard.apis.sessions import SessionBook
+from switchboard.background import stop_task
 from switchboard.config.schema import Settings
 from switchboard.context import RequestContext
 from switchboard.crypto import keyring as crypto_keyring
@@ -66,6 +69,7 @@ from switchboard.pipeline.rules import RulesStage, router_embed
 from switchboard.pipeline.subscription import GroupGate, SubscriptionStage
 from switchboard.pipeline.usage import UsageStage
 from switchboard.portal.cache import CatalogCache
+from switchboard.prompts import sandbox
 from switchboard.routing.health import Health
 from switchboard.routing.live import LiveRouting
 from switchboard.routing.prerouting import Windows
@@ -88,6 +92,8 @@ from switchboard.spend.ledger import LedgerWriter
 from switchboard.stores import StoreError, Stores, open_stores
 from switchboard.stores.factory import data_dir
 from switchboard.upstream.egress import EgressPolicy
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from switchboard.access.oidc import OidcVerifier
@@ -246,6 +252,8 @@ class Gateway:
         self.api_documents: DocumentCache | None = None  # their OpenAPI documents (http/apis/docs.py)
         self.catalog_cache: CatalogCache | None = None  # the portal catalog's store reads (portal/cache.py)
         self.ready = False
+        # The deferred libraries imported once started, when something will need them (start()).
+        self.warming: asyncio.Task[None] | None = None
         # Prompts from chat (docs/prompts.md): a request naming a registry prompt gets its messages.
         self.prompts = PromptStage(settings.prompts, lambda: self.stores, settings.apis.max_body_bytes)
 
@@ -535,6 +543,34 @@ class Gateway:
         await encodings
         self.memory.start()
         self.ready = True
+        # Not awaited: readiness does not wait for it, and the loop serves meanwhile.
+        self.warming = asyncio.create_task(self.warm_imports(), name="warm-imports")
+
+    async def warm_imports(self) -> None:
+        """Import the template and schema libraries (Jinja2, jsonschema: 40-100 ms of CPU) in a
+        worker thread when what is stored or configured at start will need them, instead of on
+        the event loop by the first prompt, prompt API or MCP tool call (lazy.py). A call that
+        arrives meanwhile waits on Python's import lock for the same import to finish. Nothing
+        is imported when nothing needs it."""
+        preload = await self._deferred_needed()
+        if preload is not None:
+            await asyncio.to_thread(preload)
+
+    async def _deferred_needed(self) -> Callable[[], None] | None:
+        """What to import ahead: the sandbox and the schemas when a prompt is stored (a prompt
+        API serves one), the schemas alone when MCP servers are configured or stored."""
+        prompts = self.stores.prompts if self.stores is not None else None
+        try:
+            stored = prompts is not None and await prompts.any_stored()  # one query, at start only
+        except Exception as exc:  # the database out of reach: the first call imports, as before
+            log.warning("could not tell whether prompts are stored, not importing ahead: %s", exc)
+            stored = False
+        if stored:
+            return sandbox.preload
+        mcp_stored = self.mcp_auth.stored
+        if self.settings.mcp_servers or (mcp_stored is not None and mcp_stored.servers):
+            return schemas.preload
+        return None
 
     async def _residency(self, tenant: str | None, team: str | None) -> frozenset[str] | None:
         """A token caller's residency policy: its tenant's and team's allowed regions (keys
@@ -553,6 +589,8 @@ class Gateway:
 
     async def close(self) -> None:
         self.ready = False
+        await stop_task(self.warming)  # an import under way finishes in its thread
+        self.warming = None
         await self.memory.close()
         if self.metrics is not None:
             await self.metrics.close()

@@ -162,12 +162,15 @@ def test_a_published_label_is_subscribed_to_and_called_by_http_and_openapi(world
     # Approval: required, then pending, then approved.
     refused = world.call(name, {"text": "great"})
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "subscription_required"
+    # The caller named the API in the path and sent no model: no parameter is blamed.
+    assert refused.json()["error"]["param"] is None
     asked = httpx.post(f"{world.url}/admin/v1/subscriptions", json={"api": name},
                        headers=bearer(world.consumer_key), timeout=10)
     assert asked.status_code == 201, asked.text
     assert (asked.json()["status"], asked.json()["team"]) == ("pending", world.consumers)
     pending = world.call(name, {"text": "great"})
     assert pending.status_code == 403 and pending.json()["error"]["code"] == "subscription_pending"
+    assert pending.json()["error"]["param"] is None
     world.admin.ok("POST", f"/admin/v1/subscriptions/{asked.json()['id']}/approve", {},
                    params={"tenant": world.tenant})
     # Plain HTTP, the label's version.

@@ -363,6 +363,7 @@ def test_a_service_that_needs_approval_serves_a_team_once_approved(world: World)
     key = world.key(team)
     refused = world.call("GET", "/services/gated/x", key)
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "subscription_required"
+    assert refused.json()["error"]["param"] is None  # the service is named in the path, not a parameter
     asked = httpx.post(f"{world.url}/admin/v1/subscriptions", json={"service": "gated"},
                        headers={"Authorization": f"Bearer {key}"}, timeout=10)
     assert asked.status_code == 201, asked.text

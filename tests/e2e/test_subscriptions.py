@@ -124,6 +124,9 @@ def test_a_team_subscribes_and_a_tenant_admin_decides(deployment: Deployment) ->
     key = deployment.team_key(team)
     client = deployment.sdk(key)
     assert refusal(client) == "subscription_required"
+    with pytest.raises(openai.PermissionDeniedError) as chat:
+        client.chat.completions.create(model=GATED, messages=ask("which parameter?"))
+    assert chat.value.body["param"] == "model"  # type: ignore[index]  # the refused model the caller sent
     with pytest.raises(openai.PermissionDeniedError) as denied:
         client.embeddings.create(model="gated-embeddings", input="x")
     assert denied.value.body["code"] == "subscription_required"  # type: ignore[index]

@@ -61,6 +61,16 @@ async def test_versions_count_from_one_and_read_back_as_saved(backend: Backend) 
     assert await store.versions("t1", "missing") == []
 
 
+async def test_any_stored_tells_whether_any_tenant_has_a_prompt(backend: Backend) -> None:
+    # Read once at start: the gateway imports the template libraries ahead when it is true.
+    store = _store(backend)
+    assert await store.any_stored() is False
+    await store.create_version(_draft("sentiment", tenant="t9"))
+    assert await store.any_stored() is True
+    peer = (await backend.peer()).prompts
+    assert peer is not None and await peer.any_stored() is True  # another instance sees it
+
+
 async def test_concurrent_saves_take_distinct_consecutive_numbers(backend: Backend) -> None:
     store = _store(backend)
     peer = await backend.peer()

@@ -1,14 +1,20 @@
 """What a gateway loads when it starts: the libraries only some configurations need (PyJWT for
 JWT callers, jsonschema for prompts, prompt APIs and MCP tools, Jinja2 for prompt templates) are
 imported when first needed, not by every ``switchboard serve``. Each case builds a whole gateway
-(every chain) in a fresh interpreter, as a start does."""
+(every chain) in a fresh interpreter, as a start does. A gateway that starts with prompts stored
+or MCP servers configured imports what they need once started, in a worker thread."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import uuid
+from pathlib import Path
 
+import orjson
 import pytest
+
+from tests.services import Postgres, RedisServer
 
 # The libraries deferred, each with the modules it alone loads.
 DEFERRED = ("jwt", "jsonschema", "referencing", "jinja2")
@@ -53,3 +59,98 @@ def test_the_codes_of_errors_raised_by_deferred_modules_are_labelled_from_start(
     done = subprocess.run([sys.executable, "-c", _CODES, "plain", *codes], capture_output=True, text=True,
                           timeout=120, check=True)
     assert done.stdout.split() == codes
+
+
+# A gateway started in a fresh interpreter, as `serve` runs it (the app's lifespan): with a
+# prompt stored before it starts (argv[2] "prompt") or an MCP server configured, the libraries
+# they need are imported once start-up is complete, in a worker thread, before any call.
+_STARTED = """
+import asyncio, sys
+from datetime import UTC, datetime
+
+import orjson
+
+from switchboard.app import create_app
+from switchboard.prompts import sandbox
+from switchboard.settings.loader import validate
+from switchboard.stores import open_stores
+from switchboard.stores.protocols import PromptVersion
+
+config, stored = orjson.loads(sys.argv[1]), sys.argv[2] == "prompt"
+settings = validate(config, "t", env={})
+
+
+async def store_a_prompt() -> None:
+    stores = await open_stores(settings)
+    assert stores.prompts is not None
+    await stores.prompts.create_version(PromptVersion(
+        tenant_id="default", name="greet", version=0, messages=[{"role": "user", "content": "Hi {{ who }}"}],
+        variables={"type": "object", "properties": {"who": {"type": "string"}}}, model="m", params={},
+        output_schema=None, description="", team_id=None, created_by="test", created_at=datetime.now(UTC)))
+    await stores.close()
+
+
+async def main() -> None:
+    if stored:
+        await store_a_prompt()
+    assert not any(m in sys.modules for m in sys.argv[3:]), "imported before the gateway started"
+    app = create_app(settings)
+    inbox: asyncio.Queue = asyncio.Queue()
+    outbox: asyncio.Queue = asyncio.Queue()
+    lifespan = asyncio.create_task(app({"type": "lifespan"}, inbox.get, outbox.put))
+    await inbox.put({"type": "lifespan.startup"})
+    assert (await outbox.get())["type"] == "lifespan.startup.complete"
+    gateway = app.gateway
+    assert gateway.ready and gateway.warming is not None
+    if stored:  # a prompt call arriving during the warm-up: served, by the module the thread imports
+        invalid = sandbox.templates().validate_variables({"type": "object"}, {"who": "you"})
+        assert invalid == [], invalid
+    await gateway.warming
+    print(*sorted(m for m in sys.argv[3:] if m in sys.modules))
+    await inbox.put({"type": "lifespan.shutdown"})
+    assert (await outbox.get())["type"] == "lifespan.shutdown.complete"
+    await lifespan
+
+
+asyncio.run(main())
+"""
+
+# What a started gateway has loaded of the deferred libraries, by what it has to serve.
+_WARMED = {"none": [], "prompt": ["jinja2", "jsonschema", "referencing"],
+           "mcp": ["jsonschema", "referencing"]}
+
+
+def started(config: dict[str, object], kind: str) -> list[str]:
+    done = subprocess.run([sys.executable, "-c", _STARTED, orjson.dumps(config).decode(), kind, *DEFERRED],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout.split()
+
+
+def _config(tmp_path: Path, kind: str) -> dict[str, object]:
+    config: dict[str, object] = {
+        "providers": [{"name": "p", "type": "openai", "api_base": "http://127.0.0.1:9/v1"}],
+        "models": [{"name": "m", "provider": "p", "model": "m"}],
+        "auth": {"master_key": "sk-abcdefgh12345678"},
+        "server": {"data_dir": str(tmp_path / "data")},
+    }
+    if kind == "mcp":
+        config["mcp_servers"] = [{"name": "tools", "url": "http://127.0.0.1:9/mcp"}]
+    return config
+
+
+@pytest.mark.parametrize("kind", ["none", "prompt", "mcp"])
+def test_a_started_gateway_imports_ahead_what_its_prompts_and_mcp_servers_need(tmp_path: Path,
+                                                                                kind: str) -> None:
+    # Embedded (SQLite): nothing stored nor configured imports nothing; a stored prompt, the
+    # sandbox and the schema libraries; an MCP server, the schema libraries alone.
+    assert started(_config(tmp_path, kind), kind) == _WARMED[kind]
+
+
+def test_a_started_cluster_gateway_imports_ahead_for_a_prompt_stored_in_postgresql(
+        tmp_path: Path, postgres: Postgres, redis_server: RedisServer) -> None:
+    config = _config(tmp_path, "prompt")
+    config["database"] = {"url": postgres.create_database(f"warm_{uuid.uuid4().hex[:8]}")}
+    config["redis"] = {"url": redis_server.url}
+    assert started(config, "none") == []  # an empty database: nothing to import ahead
+    assert started(config, "prompt") == _WARMED["prompt"]

@@ -27,6 +27,16 @@ if TYPE_CHECKING:
 JSONSCHEMA = Lazy("jsonschema")
 REFERENCING = Lazy("referencing")
 REFERENCING_ERRORS = Lazy("referencing.exceptions")
+
+
+def preload() -> None:
+    """Import jsonschema and referencing now. The gateway calls it in a worker thread once it
+    has started, when prompts or MCP servers will need them (gateway.py, ``warm_imports``), so
+    the first call does not import them on the event loop."""
+    JSONSCHEMA()
+    REFERENCING()
+    REFERENCING_ERRORS()
+
 MAX_MESSAGE_CHARS = 300
 # A ``pattern`` is tenant input matched against caller input: Python's ``re`` can backtrack for
 # hours (``^(a|a)*$``) holding the interpreter lock, so no deadline or thread would help. The

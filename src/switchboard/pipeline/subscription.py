@@ -109,9 +109,11 @@ class GroupGate:
 
 
 async def require_approved(cache: SubscriptionCache, principal: Principal | None, subject: str,
-                           shown: str) -> None:
+                           shown: str, *, param: str | None = "model") -> None:
     """Raise 403 unless ``principal`` is a platform admin or its team's subscription to
-    ``subject`` (a model name, or "<kind>:<name>" for APIs and services) is approved."""
+    ``subject`` (a model name, or "<kind>:<name>" for APIs and services) is approved.
+    ``param`` names what the caller sent that is refused: the body's ``model`` for a model, none
+    for an API or a service, which the caller names in the path, not in a parameter."""
     if principal is not None and principal.role == PLATFORM_ADMIN:
         return
     status: str | None = None
@@ -121,4 +123,4 @@ async def require_approved(cache: SubscriptionCache, principal: Principal | None
     if status == "approved":
         return
     code, why = _REFUSALS.get(status, _REFUSALS[None])
-    raise PermissionDenied(f"{shown} {why}", param="model", code=code)
+    raise PermissionDenied(f"{shown} {why}", param=param, code=code)

@@ -85,7 +85,8 @@ class ServiceSubscriptionStage:
         if service.settings.require_approval:
             cache = self._cache()
             assert cache is not None, "the gateway has started"
-            await require_approved(cache, ctx.principal, service.subject, f"the service '{service.name}'")
+            await require_approved(cache, ctx.principal, service.subject, f"the service '{service.name}'",
+                                   param=None)
         return await call_next(ctx)
 
 

@@ -122,7 +122,7 @@ class ApiStage:
         if record.require_approval and (principal is None or principal.team_id != record.team_id):
             cache = self._subscriptions()
             assert cache is not None, "the gateway has started"
-            await require_approved(cache, principal, f"api:{name}", f"the API '{name}'")
+            await require_approved(cache, principal, f"api:{name}", f"the API '{name}'", param=None)
         if stores.prompts is None:
             raise NotFound(f"no API '{name}'", code="api_not_found")
         prompts = await self._prompts()

@@ -71,6 +71,11 @@ class PromptStore(Protocol):
         """The labels of each of ``names`` (a name without labels is absent)."""
         ...
 
+    async def any_stored(self) -> bool:
+        """Whether any tenant has a prompt version stored: read once at start, to import the
+        template and schema libraries ahead of the first call (gateway.py, ``warm_imports``)."""
+        ...
+
 
 # -- prompts published as APIs (apis/, revision 0017) -----------------------------------------
 

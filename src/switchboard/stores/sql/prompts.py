@@ -189,6 +189,11 @@ class SqlPromptStore:
         async with self._engine.connect() as conn:
             return [_record(row) for row in await conn.execute(query)]
 
+    async def any_stored(self) -> bool:
+        # One row is enough: the first row of any scan, no count over the table.
+        async with self._engine.connect() as conn:
+            return (await conn.execute(sa.select(t.c.name).limit(1))).first() is not None
+
     async def all_labels(self, tenant_id: str, names: list[str]) -> dict[str, dict[str, int]]:
         """The labels of each of ``names`` (a name without labels is absent)."""
         if not names:
