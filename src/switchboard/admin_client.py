@@ -3,6 +3,7 @@ library, errors turned into one readable line."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import urllib.error
 import urllib.request
@@ -58,7 +59,8 @@ class AdminClient:
                 raw = resp.read()
         except urllib.error.HTTPError as exc:
             raise AdminError(f"HTTP {exc.code}: {_message(exc.read())}", status=exc.code) from None
-        except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        except (urllib.error.URLError, TimeoutError, OSError, http.client.HTTPException) as exc:
+            # HTTPException: an answer cut short or malformed (a gateway stopped mid-answer).
             reason = getattr(exc, "reason", exc)
             raise AdminError(f"cannot reach the gateway at {self.url}: {reason}", unreachable=True) from None
         try:

@@ -148,7 +148,7 @@ def _follow(client: AdminClient, query: dict[str, Any], limit: int, interval: fl
             time.sleep(wait)
             since = (newest if newest is not None and newest > start else start) - FOLLOW_LAG
             try:
-                found = _poll(client, {**query, "from": since.isoformat(), "limit": 1000})
+                found, cut = _poll(client, {**query, "from": since.isoformat(), "limit": 1000})
             except AdminError as exc:
                 if not exc.transient:
                     raise
@@ -160,6 +160,10 @@ def _follow(client: AdminClient, query: dict[str, Any], limit: int, interval: fl
                 err.print(line(f"following again after {failures} failed "
                                f"{'poll' if failures == 1 else 'polls'}"))
                 failures = 0
+            if cut:  # newest first: what is left unread is the oldest of the time polled
+                err.print(line(("warning: ", "bold yellow"), f"more records than one poll reads "
+                               f"({FOLLOW_PAGES * 1000}) since {since.isoformat()}: the oldest were "
+                               f"skipped; search them with --from {since.isoformat()}"))
             show(found)
     except AdminError as exc:
         raise _fail(exc) from None
@@ -167,17 +171,18 @@ def _follow(client: AdminClient, query: dict[str, Any], limit: int, interval: fl
         raise typer.Exit(0) from None
 
 
-def _poll(client: AdminClient, params: dict[str, Any]) -> list[dict[str, Any]]:
+def _poll(client: AdminClient, params: dict[str, Any]) -> tuple[list[dict[str, Any]], bool]:
     """The records from ``params["from"]`` on, up to FOLLOW_PAGES pages (all or nothing: a page
-    that fails fails the poll, and the next one asks again from the same time)."""
+    that fails fails the poll, and the next one asks again from the same time), and whether
+    more were left unread."""
     found: list[dict[str, Any]] = []
     for _ in range(FOLLOW_PAGES):
         page = client.call("GET", PATH, query=params)
         found += page["data"]
         if not page["has_more"]:
-            break
+            return found, False
         params = {**params, "cursor": page["next_cursor"]}
-    return found
+    return found, True
 
 
 def _backoff(interval: float, failures: int) -> float:

@@ -553,8 +553,12 @@ class Gateway:
         arrives meanwhile waits on Python's import lock for the same import to finish. Nothing
         is imported when nothing needs it."""
         preload = await self._deferred_needed()
-        if preload is not None:
+        if preload is None:
+            return
+        try:
             await asyncio.to_thread(preload)
+        except Exception as exc:  # a broken install: the first call meets it, close() must not
+            log.warning("could not import the template and schema libraries ahead: %s", type(exc).__name__)
 
     async def _deferred_needed(self) -> Callable[[], None] | None:
         """What to import ahead: the sandbox and the schemas when a prompt is stored (a prompt
@@ -563,7 +567,9 @@ class Gateway:
         try:
             stored = prompts is not None and await prompts.any_stored()  # one query, at start only
         except Exception as exc:  # the database out of reach: the first call imports, as before
-            log.warning("could not tell whether prompts are stored, not importing ahead: %s", exc)
+            # The type only: a driver's text can run to several lines with the statement.
+            log.warning("could not tell whether prompts are stored, not importing ahead: %s",
+                        type(exc).__name__)
             stored = False
         if stored:
             return sandbox.preload

@@ -35,12 +35,14 @@ def start(world: World, *args: str, url: str | None = None) -> Process:
 
 
 DROP = 0  # in Front.answers: close the connection without answering
+CUT = -1  # in Front.answers: a head promising a body, and the connection closed after part of it
 
 
 class Front(ThreadedServer):
     """Plain HTTP in front of the gateway: each request is passed on, unless ``answers`` holds
     statuses, in which case the next request to the request log gets the first of them instead
-    (an error in the gateway's shape), or its connection is closed unanswered (DROP)."""
+    (an error in the gateway's shape), or its connection is closed unanswered (DROP) or with its
+    answer cut short (CUT)."""
 
     def __init__(self, backend: int) -> None:
         self.backend = backend
@@ -56,7 +58,11 @@ class Front(ThreadedServer):
             head = await reader.readuntil(b"\r\n\r\n")  # GET: no body
             if self.answers and b" /admin/v1/logs" in head.split(b"\r\n", 1)[0]:
                 status = self.answers.popleft()
-                if status != DROP:
+                if status == CUT:
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                 b"Content-Length: 100\r\n\r\n{\"object\": \"li")
+                    await writer.drain()
+                elif status != DROP:
                     body = json.dumps({"error": {"message": f"refused by the front ({status})",
                                                  "type": "api_error", "code": f"front_{status}"}}).encode()
                     writer.write(f"HTTP/1.1 {status} Front\r\nContent-Type: application/json\r\n"
@@ -175,23 +181,25 @@ def test_follow_goes_on_through_polls_that_fail_for_a_while(world: World, front:
                  url=front.url)
     try:
         proc.wait_for_all(world.calls["plain"], timeout=30)  # the first page came through
-        front.answers.extend([503, DROP, 502])
+        front.answers.extend([503, DROP, CUT, 502])
         _until_taken(front)
         raw = world.deployment.sdk(world.keys["a"]["key"]).chat.completions.with_raw_response.create(
             model="gpt-4o-mini", messages=ask("through a hiccup"))
         rid = raw.headers["x-request-id"]
         assert json.loads(proc.wait_for_all(rid, timeout=30))["request_id"] == rid
-        proc.wait_for_all("following again after 3 failed polls", timeout=30)
+        proc.wait_for_all("following again after 4 failed polls", timeout=30)
     finally:
         code = proc.stop(signal.SIGINT)
     assert code == 0, proc.output
     proc.wait_exit(10)
     warnings = [line for line in proc.lines if line.startswith("warning: ")]
-    assert len(warnings) == 3, proc.output
+    assert len(warnings) == 4, proc.output
     assert "HTTP 503: refused by the front (503) (front_503)" in warnings[0]
-    assert "cannot reach the gateway" in warnings[1] and "HTTP 502" in warnings[2]
+    assert "cannot reach the gateway" in warnings[1] and "HTTP 502" in warnings[3]
+    assert "cannot reach the gateway" in warnings[2] and "IncompleteRead" in warnings[2]  # cut short
     # The wait doubles with each poll failed in a row.
-    assert [w.rsplit("trying again in ", 1)[1].strip() for w in warnings] == ["0.4 s", "0.8 s", "1.6 s"]
+    assert [w.rsplit("trying again in ", 1)[1].strip() for w in warnings] == ["0.4 s", "0.8 s", "1.6 s",
+                                                                               "3.2 s"]
     assert "Traceback" not in proc.output
 
 

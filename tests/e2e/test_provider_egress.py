@@ -132,12 +132,13 @@ def test_mutual_tls_with_the_client_certificate(world: World) -> None:
 
 def test_mutual_tls_without_a_client_certificate_is_refused(world: World) -> None:
     """The server refuses after the TLS 1.3 handshake, as the connection's end: the message
-    says so and what does it, as a connection that could not be made."""
+    says so and what does it; the request went out, so it stays an upstream error, not a
+    connection that could not be made (a router retrying only those must not resend it)."""
     served = world.mtls.requests
     error = world.refusal("mtls-nocert")
-    assert error["code"] == "upstream_unreachable"
+    assert error["code"] == "upstream_error"
     assert error["message"] == (
-        "cannot connect to provider 'mtls-nocert': it closed the connection before answering; a server "
+        "provider 'mtls-nocert' closed a new connection before answering (the request was sent); a server "
         "requiring a client certificate does this (tls.client_cert: none is configured)")
     assert world.mtls.requests == served
 
@@ -145,9 +146,9 @@ def test_mutual_tls_without_a_client_certificate_is_refused(world: World) -> Non
 def test_mutual_tls_with_a_certificate_the_server_refuses(world: World) -> None:
     served = world.mtls.requests
     error = world.refusal("mtls-stranger")
-    assert error["code"] == "upstream_unreachable"
+    assert error["code"] == "upstream_error"
     assert error["message"] == (
-        "cannot connect to provider 'mtls-stranger': it closed the connection before answering; a "
+        "provider 'mtls-stranger' closed a new connection before answering (the request was sent); a "
         "server refusing the client certificate (tls.client_cert) does this")
     assert "stranger" not in error["message"].replace("mtls-stranger", "")  # no file path or content
     assert world.mtls.requests == served

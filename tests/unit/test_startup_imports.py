@@ -62,8 +62,9 @@ def test_the_codes_of_errors_raised_by_deferred_modules_are_labelled_from_start(
 
 
 # A gateway started in a fresh interpreter, as `serve` runs it (the app's lifespan): with a
-# prompt stored before it starts (argv[2] "prompt") or an MCP server configured, the libraries
-# they need are imported once start-up is complete, in a worker thread, before any call.
+# prompt stored before it starts (argv[2] "prompt", or "prompt+call" with a prompt call made
+# while the warm-up runs) or an MCP server configured, the libraries they need are imported once
+# start-up is complete, in a worker thread, before any call.
 _STARTED = """
 import asyncio, sys
 from datetime import UTC, datetime
@@ -76,7 +77,8 @@ from switchboard.settings.loader import validate
 from switchboard.stores import open_stores
 from switchboard.stores.protocols import PromptVersion
 
-config, stored = orjson.loads(sys.argv[1]), sys.argv[2] == "prompt"
+config, kind = orjson.loads(sys.argv[1]), sys.argv[2]
+stored, call = kind.startswith("prompt"), kind == "prompt+call"
 settings = validate(config, "t", env={})
 
 
@@ -102,7 +104,7 @@ async def main() -> None:
     assert (await outbox.get())["type"] == "lifespan.startup.complete"
     gateway = app.gateway
     assert gateway.ready and gateway.warming is not None
-    if stored:  # a prompt call arriving during the warm-up: served, by the module the thread imports
+    if call:  # a prompt call arriving during the warm-up: served, by the module the thread imports
         invalid = sandbox.templates().validate_variables({"type": "object"}, {"who": "you"})
         assert invalid == [], invalid
     await gateway.warming
@@ -117,7 +119,7 @@ asyncio.run(main())
 
 # What a started gateway has loaded of the deferred libraries, by what it has to serve.
 _WARMED = {"none": [], "prompt": ["jinja2", "jsonschema", "referencing"],
-           "mcp": ["jsonschema", "referencing"]}
+           "prompt+call": ["jinja2", "jsonschema", "referencing"], "mcp": ["jsonschema", "referencing"]}
 
 
 def started(config: dict[str, object], kind: str) -> list[str]:
@@ -139,7 +141,7 @@ def _config(tmp_path: Path, kind: str) -> dict[str, object]:
     return config
 
 
-@pytest.mark.parametrize("kind", ["none", "prompt", "mcp"])
+@pytest.mark.parametrize("kind", ["none", "prompt", "prompt+call", "mcp"])
 def test_a_started_gateway_imports_ahead_what_its_prompts_and_mcp_servers_need(tmp_path: Path,
                                                                                 kind: str) -> None:
     # Embedded (SQLite): nothing stored nor configured imports nothing; a stored prompt, the

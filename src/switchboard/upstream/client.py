@@ -166,19 +166,12 @@ class UpstreamClient:
                                        f"verify failed: {why} (tls.ca_file)")
         if isinstance(exc, aiohttp.ClientConnectorError | http1.ConnectFailed):
             return UpstreamUnreachable(f"cannot connect to {where}")
-        if self._context is not None and self._closed_unanswered(exc):
-            return UpstreamUnreachable(self._unanswered_over_tls(where))
+        if self._context is not None and isinstance(exc, http1.Disconnected) and exc.before_answer:
+            # Not a connection error for retries: the request went out and may have been run.
+            return UpstreamBadGateway(self._unanswered_over_tls(where))
         if isinstance(exc, aiohttp.ClientError | http1.Http1Error):
             return UpstreamBadGateway(f"connection to {where} failed: {type(exc).__name__}")
         return exc
-
-    @staticmethod
-    def _closed_unanswered(exc: Exception) -> bool:
-        """The connection ended after the request went out, before any byte of an answer (the
-        lean client knows; aiohttp says so with ServerDisconnectedError, raised before the head)."""
-        if isinstance(exc, http1.Disconnected):
-            return exc.before_answer
-        return isinstance(exc, aiohttp.ServerDisconnectedError)
 
     def _unanswered_over_tls(self, where: str) -> str:
         """Why a provider with its own TLS settings may close without answering: under TLS 1.3 a
@@ -188,7 +181,7 @@ class UpstreamClient:
             why = "a server refusing the client certificate (tls.client_cert) does this"
         else:
             why = "a server requiring a client certificate does this (tls.client_cert: none is configured)"
-        return f"cannot connect to {where}: it closed the connection before answering; {why}"
+        return f"{where} closed a new connection before answering (the request was sent); {why}"
 
     async def _open(self, request: UpstreamRequest, limits: Timeouts | None) -> Answer:
         assert self._session is not None, "client not started"

@@ -87,8 +87,9 @@ class ProxyFailed(ConnectFailed):
 
 class Disconnected(Http1Error):
     """The upstream closed the connection before its answer was complete. ``before_answer``: the
-    request was sent and not one byte of an answer came (a TLS 1.3 server refusing the client's
-    certificate does this: the refusal arrives after the handshake, as the connection's end)."""
+    request was sent on a new TLS connection and not one byte of an answer came (a TLS 1.3 server
+    refusing the client's certificate does this: the refusal arrives after the handshake, as the
+    connection's end; so does a server that took the request and failed, so it may have run)."""
 
     before_answer = False
 
@@ -739,7 +740,8 @@ class Pool:
                 self.put(conn)
                 if reused and not conn.received and attempt == 0:
                     continue
-                exc.before_answer = not conn.received
+                # Only a fresh TLS connection: a reused one that closed was idle, not refused.
+                exc.before_answer = not conn.received and not reused and self._tls
                 raise
             except BaseException:
                 conn.close()
