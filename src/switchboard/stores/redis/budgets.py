@@ -192,7 +192,8 @@ class RedisBudgetCounters:
         for c in charges:
             keys.append(known.get(c.key) or self._key(c.key))
             args += (c.limit, c.amount)
-        raw = [int(v) for v in await self._reserve(keys=keys, args=args)]
+        # The script's Lua numbers are Redis integers: hiredis and redis-py hand back ints.
+        raw = await self._reserve(keys, args)
         if raw[0] == -1:
             return Reserved([], missing=tuple(i - 1 for i in raw[1:]))
         return Reserved(raw[1:], refused=raw[0] - 1 if raw[0] else None)
@@ -212,7 +213,9 @@ class RedisBudgetCounters:
             keys.append(known.get(key) or self._key(key))
             amounts.append(amount)
         if again is None:
-            return [int(v) for v in await self._settle(keys=keys, args=[reservation, *amounts])]
+            # The script's Lua numbers are Redis integers: hiredis and redis-py hand back ints.
+            totals: list[int] = await self._settle(keys, [reservation, *amounts])
+            return totals
         age, hold = max(0, math.ceil(again.age * 1000)), max(0, math.ceil(again.hold * 1000))
         raw = await self._settle_again(keys=keys, args=[self._now(), reservation, age, hold, *amounts])
         return [int(v) for v in raw]

@@ -169,7 +169,8 @@ class RedisRateLimiter:
                 found = self._key(b.key, b.window)
             keys.append(found[1])
             args += (found[2], b.capacity, b.amount)
-        raw = [int(v) for v in await self._acquire(keys=keys, args=args)]
+        # The script's Lua numbers are Redis integers: hiredis and redis-py hand back ints.
+        raw = await self._acquire(keys, args)
         states = [
             BucketState(b.capacity, raw[2 + 3 * i], raw[3 + 3 * i] / 1000, raw[4 + 3 * i])
             for i, b in enumerate(buckets)
@@ -199,7 +200,7 @@ class RedisRateLimiter:
         if not keys:
             return
         try:
-            await self._adjust(keys=keys, args=args)
+            await self._adjust(keys, args)
             return
         except Exception as exc:
             now = time.monotonic()
