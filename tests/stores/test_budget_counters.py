@@ -35,6 +35,22 @@ async def test_a_counter_not_loaded_is_reported_and_nothing_is_reserved(backend:
     assert await counters.usage("b2:0") is None
 
 
+async def test_a_new_periods_counter_is_its_own_and_starts_unloaded(backend: Backend) -> None:
+    """A budget's counter is per period: after many reservations and settlements in one period,
+    the next period's key is a counter of its own, not loaded until it is."""
+    counters = backend.stores.budget_counters
+    june, july = charge("bud:1780272000", DOLLAR, CENT), charge("bud:1782864000", DOLLAR, CENT)
+    await counters.load(june, 0)
+    for n in range(3):
+        assert (await counters.reserve(f"r{n}", [june], 60)).refused is None
+        assert await counters.settle(f"r{n}", [(june.key, 2 * CENT)]) == [2 * CENT * (n + 1)]
+    assert (await counters.reserve("r3", [july], 60)).missing == (0,)
+    await counters.load(july, 0)
+    assert (await counters.reserve("r4", [july], 60)).used == [0]
+    assert await counters.settle("r4", [(july.key, CENT)]) == [CENT]
+    assert await counters.usage(june.key) == (6 * CENT, 0)
+
+
 async def test_load_never_overwrites_a_counter(backend: Backend) -> None:
     counters = backend.stores.budget_counters
     await counters.load(charge("c:0", DOLLAR, 0), 5 * CENT)

@@ -71,6 +71,23 @@ async def test_units_return_one_window_after_they_were_taken(backend: Backend) -
     assert again.refused is None and again.states[0].used == 2
 
 
+async def test_a_bucket_whose_window_changes_counts_afresh_and_is_corrected_in_its_own(
+    backend: Backend,
+) -> None:
+    """The same bucket key with another window (a limit reconfigured) is another bucket, on
+    every call after the change, however often the key was asked before."""
+    limiter = backend.stores.limiter
+    for _ in range(3):
+        await limiter.acquire([rpm("key:win:tpm", 1000, 300)])
+    assert (await limiter.acquire([rpm("key:win:tpm", 1000, 200)])).refused == 0
+    hourly = await limiter.acquire([rpm("key:win:tpm", 1000, 900, window=3600)])
+    assert hourly.refused is None and hourly.states[0].used == 900
+    await limiter.adjust([rpm("key:win:tpm", 1000, -800, window=3600)], [hourly.states[0].slot])
+    assert (await limiter.acquire([rpm("key:win:tpm", 1000, 900, window=3600)])).states[0].used == 1000
+    # The minute's window kept its own count throughout.
+    assert (await limiter.acquire([rpm("key:win:tpm", 1000, 100)])).states[0].used == 1000
+
+
 async def test_adjust_corrects_a_reservation(backend: Backend) -> None:
     limiter = backend.stores.limiter
     taken = await limiter.acquire([rpm("key:adj:tpm", 1000, 800)])

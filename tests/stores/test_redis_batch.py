@@ -17,6 +17,7 @@ from switchboard.stores.protocols import Bucket, Charge
 from switchboard.stores.redis.batch import batch_for
 from switchboard.stores.redis.budgets import RedisBudgetCounters
 from switchboard.stores.redis.limits import RedisRateLimiter
+from switchboard.stores.redis.wire import Then
 from tests.servers import refused_port
 from tests.services import RedisServer
 
@@ -45,19 +46,19 @@ def count_pipelines(client: Redis, monkeypatch: pytest.MonkeyPatch) -> list[obje
     connection, or redis-py pipelines."""
     opened: list[object] = []
     wire = batch_for(client)._wire
-    if wire is not None:  # a batch reaches it by call() (to connect) or send_now() (connected)
-        call, send_now = wire.call, wire.send_now
+    if wire is not None:  # a batch reaches it by call() (to connect) or post() (connected)
+        call, post = wire.call, wire.post
 
         async def called(payload: bytes, count: int) -> list[object]:
             opened.append(payload)
             return await call(payload, count)
 
-        def sent_now(payload: bytes, count: int) -> asyncio.Future[list[object]]:
+        def posted(payload: bytes, count: int, then: Then, arg: object) -> None:
             opened.append(payload)
-            return send_now(payload, count)
+            post(payload, count, then, arg)
 
         monkeypatch.setattr(wire, "call", called)
-        monkeypatch.setattr(wire, "send_now", sent_now)
+        monkeypatch.setattr(wire, "post", posted)
         return opened
     original = client.pipeline
 
@@ -123,7 +124,7 @@ async def test_a_connected_wire_takes_the_batch_without_a_task(
     client: Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Once the wire is connected a batch is written from the loop's callback and its replies
-    handed over from the wire's future: the task (to connect, for TLS) is not used."""
+    handed over by the wire as they are read: the task (to connect, for TLS) is not used."""
     limiter = RedisRateLimiter(client)
     assert (await limiter.acquire([Bucket("key:t:rpm", 5, 60, 1)])).refused is None  # connects
     batch = batch_for(client)

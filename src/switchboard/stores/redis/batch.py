@@ -10,10 +10,11 @@ all of them. The batch goes out on its own pipelined connection (stores/redis/wi
 the URL allows, else (TLS) through redis-py's pipeline. Either way a Redis that stopped
 answering fails the batch at once (stores/redis/silence.py) after the first timeout.
 
-On a connected wire a batch costs no task: a loop callback writes it and the wire's future hands
-each caller its reply (a task per batch was some 7,300 instructions, three a request at
-concurrency 1; docs/benchmarks.md). A task remains for what must wait: connecting, redis-py's
-pipeline, a silent Redis's immediate failure, and the calls answered NOSCRIPT, run again alone.
+On a connected wire a batch costs no task and no future of its own: a loop callback writes it
+and the wire, as it reads the replies, hands each caller its own (a task per batch was some
+7,300 instructions, three a request at concurrency 1; docs/benchmarks.md). A task remains for
+what must wait: connecting, redis-py's pipeline, a silent Redis's immediate failure, and the
+calls answered NOSCRIPT, run again alone.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ class ScriptBatch:
 
     def _flush(self) -> None:
         """The pass's calls onto the wire, written here when it is connected and Redis is not
-        silent: no task, its replies handed to the callers from the wire's future. A task only
+        silent: no task and no future, the wire hands the replies to ``_replied``. A task only
         to connect, while silent (it fails them at once), and for redis-py's pipeline (TLS)."""
         calls, self._queue = self._queue, []
         wire = self._wire
@@ -102,28 +103,22 @@ class ScriptBatch:
                 pieces: list[bytes] = []
                 for script, keys, args, _ in calls:
                     script.pack_into(pieces, keys, args)
-                sent = wire.send_now(b"".join(pieces), len(calls))
+                wire.post(b"".join(pieces), len(calls), self._replied, calls)
             except Exception as exc:  # a callback's error would reach no caller: hand it on
                 _fail(calls, exc)
-                return
-            sent.add_done_callback(partial(self._replied, calls))
             return
         task = asyncio.get_running_loop().create_task(self._run(calls))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
 
-    def _replied(self, calls: list[_Call], sent: asyncio.Future[list[Any]]) -> None:
-        if sent.cancelled():  # the loop shutting down
-            for *_, future in calls:
-                future.cancel()
-            return
-        exc = sent.exception()
+    def _replied(self, calls: list[_Call], results: list[Any] | None, exc: Exception | None) -> None:
         if exc is not None:  # as Wire.call: a reply timeout marks Redis silent, all callers hear it
             if isinstance(exc, ReplyTimeout):
                 self._silence.went_silent()
             _fail(calls, exc)
             return
-        self._settle(calls, sent.result())
+        assert results is not None
+        self._settle(calls, results)
 
     async def _run(self, calls: list[_Call]) -> None:
         try:
@@ -142,16 +137,15 @@ class ScriptBatch:
         # Plain zip: a reply per call by construction (the wire waits for that many, redis-py's
         # pipeline returns one per command), and strict=True is a keyword zip parses every time.
         for (_, _, _, future), result in zip(calls, results):  # noqa: B905
-            if _no_script(result):
-                task = asyncio.get_running_loop().create_task(self._again(calls, results))
-                self._running.add(task)
-                task.add_done_callback(self._running.discard)
-                return
-            if future.done():  # the caller was cancelled meanwhile
-                continue
             if isinstance(result, Exception):
-                future.set_exception(result)
-            else:
+                if _no_script(result):
+                    task = asyncio.get_running_loop().create_task(self._again(calls, results))
+                    self._running.add(task)
+                    task.add_done_callback(self._running.discard)
+                    return
+                if not future.done():  # else the caller was cancelled meanwhile
+                    future.set_exception(result)
+            elif not future.done():
                 future.set_result(result)
 
     async def _again(self, calls: list[_Call], results: list[Any]) -> None:

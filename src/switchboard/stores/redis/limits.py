@@ -126,6 +126,10 @@ PENDING_MAX = 10_000
 _WARN_SECONDS = 60.0
 
 
+# Redis keys kept per bucket key: at most this many (a key's buckets are asked on every request).
+KEYS_MAX = 4096
+
+
 def bucket_key(key: str, g: int) -> str:
     return f"{PREFIX}rl:{{rl}}:{key}:{g}"
 
@@ -136,48 +140,74 @@ class RedisRateLimiter:
         self._clock = clock
         self._acquire = batch.script(ACQUIRE)
         self._adjust = batch.script(ADJUST)
+        # A call joins the batch by ``add`` itself, not through the script's ``__call__``: one
+        # Python call less on each of the two calls a request.
+        self._add = batch.add
         self.pending = Retries("rate-limit corrections", PENDING_MAX, max_age=86_400.0)
         self._warned = -_WARN_SECONDS
+        # Per bucket key: (its window, its Redis key, slot ms). A bucket's key and window are
+        # the same from request to request (its plan is cached): the key is built once, not
+        # formatted and hashed anew on every call. A window changed in configuration misses.
+        self._keys: dict[str, tuple[float, str, int]] = {}
 
     def _now(self) -> str:
         return "" if self._clock is None else str(int(self._clock() * 1000))
+
+    def _key(self, key: str, window: float) -> tuple[float, str, int]:
+        g = slot_ms(window)
+        if len(self._keys) >= KEYS_MAX:
+            self._keys.clear()
+        found = self._keys[key] = (window, bucket_key(key, g), g)
+        return found
 
     async def acquire(self, buckets: Sequence[Bucket]) -> Acquired:
         if not buckets:
             return Acquired([])
         keys: list[str] = []
-        args: list[int | str] = [self._now(), LIMIT_SLOTS]
+        args: list[int | str] = ["" if self._clock is None else self._now(), LIMIT_SLOTS]
+        known = self._keys
         for b in buckets:
-            g = slot_ms(b.window)
-            keys.append(bucket_key(b.key, g))
-            args += [g, b.capacity, b.amount]
-        raw = [int(v) for v in await self._acquire(keys=keys, args=args)]
-        states = [
-            BucketState(b.capacity, raw[2 + 3 * i], raw[3 + 3 * i] / 1000, raw[4 + 3 * i])
-            for i, b in enumerate(buckets)
-        ] if len(raw) > 2 else []
+            found = known.get(b.key)
+            if found is None or found[0] != b.window:
+                found = self._key(b.key, b.window)
+            keys.append(found[1])
+            args += (found[2], b.capacity, b.amount)
+        # The script's Lua numbers are Redis integers: hiredis and redis-py hand back ints.
+        raw = await self._add(self._acquire, keys, args)
+        states: list[BucketState] = []
+        if len(raw) > 2:
+            # One loop, each state built as the tuple it is: no comprehension's function call and
+            # no namedtuple ``__new__`` in Python (as the rate-limit stage builds its buckets).
+            i = 2
+            for b in buckets:
+                states.append(tuple.__new__(BucketState, (b.capacity, raw[i], raw[i + 1] / 1000, raw[i + 2])))
+                i += 3
         if raw[0]:
             retry = math.inf if raw[1] < 0 else raw[1] / 1000
             return Acquired(states, refused=raw[0] - 1, retry_after=retry)
-        return Acquired(states)
+        return tuple.__new__(Acquired, (states, None, 0.0))  # admitted: the defaults
 
     async def adjust(self, buckets: Sequence[Bucket], slots: Sequence[int]) -> None:
         keys: list[str] = []
-        args: list[int | str] = [self._now(), LIMIT_SLOTS]
+        args: list[int | str] = ["" if self._clock is None else self._now(), LIMIT_SLOTS]
         window = 0.0
+        known = self._keys
         # Plain zip: the slots are the acquired states', one per bucket (strict=True would parse
         # its keyword on every request).
         for b, index in zip(buckets, slots):  # noqa: B905
             if b.amount == 0:
                 continue
-            g = slot_ms(b.window)
-            keys.append(bucket_key(b.key, g))
-            args += [g, b.amount, index]
-            window = max(window, b.window)
+            found = known.get(b.key)
+            if found is None or found[0] != b.window:
+                found = self._key(b.key, b.window)
+            keys.append(found[1])
+            args += (found[2], b.amount, index)
+            if b.window > window:
+                window = b.window
         if not keys:
             return
         try:
-            await self._adjust(keys=keys, args=args)
+            await self._add(self._adjust, keys, args)
             return
         except Exception as exc:
             now = time.monotonic()
@@ -192,7 +222,7 @@ class RedisRateLimiter:
 
         async def again() -> None:
             if time.monotonic() < until:
-                await self._adjust(keys=keys, args=[self._now(), *args[1:]])
+                await self._adjust(keys, [self._now(), *args[1:]])
 
         self.pending.add(again, "a rate-limit token correction")
 

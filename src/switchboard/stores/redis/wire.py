@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import hiredis
@@ -75,6 +75,20 @@ def command(parts: Sequence[Arg], *, head: bytes = b"", head_count: int = 0) -> 
     return b"*%d\r\n%b%b" % (head_count + len(parts), head, bulk(parts))
 
 
+# Told a batch's replies, or the error that ends it: ``(then's argument, replies, None)`` or
+# ``(then's argument, None, error)``. Called from the protocol's callbacks, so it must not raise.
+Then = Callable[[Any, "list[Any] | None", "Exception | None"], None]
+
+
+def _into_future(future: asyncio.Future[list[Any]], replies: list[Any] | None, exc: Exception | None) -> None:
+    if future.done():
+        return
+    if exc is not None or replies is None:
+        future.set_exception(exc or ConnectionError("redis sent no replies"))
+    else:
+        future.set_result(replies)
+
+
 class _Replies(asyncio.Protocol):
     """Reads replies in order and hands each waiting batch its own count of them.
 
@@ -86,7 +100,8 @@ class _Replies(asyncio.Protocol):
         self.closed: asyncio.Future[None] = self._loop.create_future()
         self._reader = hiredis.Reader(replyError=ResponseError)
         self._timeout = reply_timeout
-        self._waiting: deque[tuple[asyncio.Future[list[Any]], int, list[Any], float]] = deque()
+        # Per batch: who is told, its argument, the count of replies, those come so far, deadline.
+        self._waiting: deque[tuple[Then, Any, int, list[Any], float]] = deque()
         self._watch: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -103,19 +118,25 @@ class _Replies(asyncio.Protocol):
     def send(self, payload: bytes, count: int) -> asyncio.Future[list[Any]]:
         """Write ``count`` commands; their replies, when all have come."""
         future: asyncio.Future[list[Any]] = self._loop.create_future()
+        self.post(payload, count, _into_future, future)
+        return future
+
+    def post(self, payload: bytes, count: int, then: Then, arg: Any) -> None:
+        """Write ``count`` commands; ``then(arg, replies, None)`` when all have come, or
+        ``then(arg, None, error)``. No future: the request path's batches are handed their
+        replies from here, a loop pass earlier and without a future and its callback."""
         deadline = self._loop.time() + self._timeout
-        self._waiting.append((future, count, [], deadline))
+        self._waiting.append((then, arg, count, [], deadline))
         if self._watch is None:
             self._watch = self._loop.call_at(deadline, self._check)
         assert self.transport is not None
         self.transport.write(payload)
-        return future
 
     def _check(self) -> None:
         self._watch = None
         if not self._waiting:
             return
-        deadline = self._waiting[0][3]
+        deadline = self._waiting[0][4]
         if self._loop.time() >= deadline:  # the stream is out of step now: start afresh
             self.abort(ReplyTimeout(f"redis did not answer within {self._timeout:g} s"))
         else:
@@ -127,16 +148,22 @@ class _Replies(asyncio.Protocol):
             while (reply := self._reader.gets()) is not False:
                 if not self._waiting:  # a reply nobody asked for: the stream is out of step
                     raise ConnectionError("redis sent a reply nobody was waiting for")
-                future, count, replies, _ = self._waiting[0]
+                then, arg, count, replies, _ = self._waiting[0]
                 replies.append(reply)
                 if len(replies) == count:
                     self._waiting.popleft()
-                    if not future.done():
-                        future.set_result(replies)
+                    try:
+                        then(arg, replies, None)
+                    except Exception as exc:  # the receiver's bug, not the stream's
+                        self._misbehaved(exc)
         except Exception as exc:  # a protocol error: nothing after it can be trusted
             if not isinstance(exc, ConnectionError):
                 exc = ConnectionError(f"redis protocol error: {exc}")
             self.abort(exc)
+
+    def _misbehaved(self, exc: Exception) -> None:
+        self._loop.call_exception_handler(
+            {"message": "a redis reply's receiver failed", "exception": exc, "protocol": self})
 
     def abort(self, exc: Exception) -> None:
         self._fail(exc)
@@ -153,9 +180,11 @@ class _Replies(asyncio.Protocol):
             self._watch.cancel()
             self._watch = None
         while self._waiting:
-            future, *_ = self._waiting.popleft()
-            if not future.done():
-                future.set_exception(exc)
+            then, arg, *_ = self._waiting.popleft()
+            try:
+                then(arg, None, exc)
+            except Exception as error:
+                self._misbehaved(error)
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:
@@ -220,16 +249,17 @@ class Wire:
             raise
 
     def ready(self) -> bool:
-        """Whether a batch can be written at once (``send_now``): connected, Redis not silent."""
+        """Whether a batch can be written at once (``post``): connected, Redis not silent."""
         protocol = self._protocol
         return (not self.silence.silent and protocol is not None and protocol.transport is not None
                 and not protocol.transport.is_closing())
 
-    def send_now(self, payload: bytes, count: int) -> asyncio.Future[list[Any]]:
-        """``call`` without a coroutine, when ``ready()``: the commands written now; their
-        replies, when all have come. A ``ReplyTimeout`` is the caller's to mark (``went_silent``)."""
+    def post(self, payload: bytes, count: int, then: Then, arg: Any) -> None:
+        """``call`` without a coroutine or a future, when ``ready()``: the commands written now;
+        ``then(arg, replies, None)`` when all have come, or ``then(arg, None, error)``. A
+        ``ReplyTimeout`` is the receiver's to mark (``went_silent``)."""
         assert self._protocol is not None
-        return self._protocol.send(payload, count)
+        self._protocol.post(payload, count, then, arg)
 
     async def ping(self) -> None:
         """A PING on a fresh connection of the wire's kind, closed after (the silence's probe)."""
