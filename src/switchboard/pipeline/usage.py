@@ -232,10 +232,10 @@ class UsageStage:
     async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
         route = ctx.route
         assert route is not None, "the route stage runs first"
-        info = self._prices.of_route(route)
+        info, priced = self._prices.priced(route)
         call = _Call(info)
         ctx.after(lambda c: self._after(c, call))  # recorded however the call ends, refused too
-        if info is None or info.input_cost_per_mtok is None or info.output_cost_per_mtok is None:
+        if not priced:
             if self._refuse and is_unpriced(info):
                 raise ModelUnpriced(f"the model '{route.target.name}' has no price; calls to it are refused",
                                     param="model")

@@ -247,9 +247,15 @@ class Prices:
     def __init__(self, catalog: Catalog, routing: LiveRouting) -> None:
         self._catalog = catalog
         self._routing = routing
-        self._memo: dict[tuple[str, str], tuple[object, ModelInfo | None]] = {}
+        # By deployment: the entry it was resolved for, its record, and whether the record has
+        # both token prices (asked on every call: worked out here, not read of the record then).
+        self._memo: dict[tuple[str, str], tuple[object, ModelInfo | None, bool]] = {}
 
     def of_route(self, route: Route) -> ModelInfo | None:
+        return self.priced(route)[0]
+
+    def priced(self, route: Route) -> tuple[ModelInfo | None, bool]:
+        """The route's catalog record, and whether it has an input and an output price."""
         # Each deployment of a group has its own catalog record (its entry's model and info:).
         name = (route.target.name, route.deployment)
         entry = route.entry
@@ -257,13 +263,15 @@ class Prices:
             entry = self._routing.current.models.get(route.target.name)
         memo = self._memo.get(name)
         if memo is not None and memo[0] is entry:
-            return memo[1]
+            return memo[1], memo[2]
         info: ModelInfo | None = None
         if entry is not None:
             match = self._catalog.resolve_entry(route.target.provider_type, entry.model, entry.info)
             info = match.info if match else None
-        self._memo[name] = (entry, info)
-        return info
+        priced = (info is not None and info.input_cost_per_mtok is not None
+                  and info.output_cost_per_mtok is not None)
+        self._memo[name] = (entry, info, priced)
+        return info, priced
 
     def unpriced(self) -> list[dict[str, Any]]:
         """Every served model that cannot be priced, by name."""
