@@ -63,7 +63,9 @@ class Tokens(NamedTuple):
 
 
 _NONE = Tokens()
-_new = tuple.__new__  # a Tokens without the generated ``__new__``'s call: the common path's
+# A Tokens or Cost built without the generated ``__new__``'s call (a Python function, some
+# 2,000 instructions): the common path's. Every field is given, in order.
+_new = tuple.__new__
 
 
 # _count (providers/counts.py): whole, not negative, at most TOKENS_MAX. The adapters read their
@@ -218,7 +220,7 @@ def cost(info: ModelInfo | None, tokens: Tokens) -> Cost:
         tokens[1] or tokens[2] or tokens[3] or tokens[6] or tokens[7] or tokens[8] or tokens[9]
     ):
         # the common case: priced, no cache tokens, no image or audio units
-        return Cost(tokens[0] * inp + tokens[4] * out, scale + 6, False)
+        return _new(Cost, (tokens[0] * inp + tokens[4] * out, scale + 6, False))
     total = 0
     unpriced = False
     for count, price in zip(tokens, prices, strict=True):
