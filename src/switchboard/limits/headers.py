@@ -59,10 +59,11 @@ def timestamp(seconds: float) -> str:
 
 
 # Per kind, the header names, the indexes of the caller's limits of that kind (not the
-# provider's) and Anthropic's names when its headers go too: worked out once per plan of limits
-# (the stage keeps plans), then each request only compares their states.
+# provider's), Anthropic's names when its headers go too, and every limit's capacity as the
+# header's text: worked out once per plan of limits (the stage keeps plans, made again when a
+# limit changes), then each request only compares their states and writes what they hold.
 Names = tuple[str, str, str]  # limit, remaining, reset
-HeaderPlan = tuple[tuple[Names, tuple[int, ...], Names | None], ...]
+HeaderPlan = tuple[tuple[Names, tuple[int, ...], Names | None, tuple[str, ...]], ...]
 KINDS = ("requests", "tokens")
 _NAMES = {kind: (f"x-ratelimit-limit-{kind}", f"x-ratelimit-remaining-{kind}", f"x-ratelimit-reset-{kind}")
           for kind in KINDS}
@@ -72,10 +73,11 @@ _ANTHROPIC = {kind: (f"anthropic-ratelimit-{kind}-limit", f"anthropic-ratelimit-
 
 def header_plan(limits: Sequence[Limit], anthropic: bool = False) -> HeaderPlan:
     out = []
+    texts = tuple(str(x.capacity) for x in limits)  # a state holds its bucket's, the limit's capacity
     for kind in KINDS:
         indexes = tuple(i for i, x in enumerate(limits) if x.kind == kind and x.scope != "upstream")
         if indexes:
-            out.append((_NAMES[kind], indexes, _ANTHROPIC[kind] if anthropic else None))
+            out.append((_NAMES[kind], indexes, _ANTHROPIC[kind] if anthropic else None, texts))
     return tuple(out)
 
 
@@ -94,10 +96,10 @@ def write_rate_headers(
     plan: HeaderPlan,
 ) -> None:
     """Put the headers of ``plan`` into ``headers`` (the response's)."""
-    for (limit_name, remaining_name, reset_name), indexes, anthropic in plan:
+    for (limit_name, remaining_name, reset_name), indexes, anthropic, texts in plan:
         i = indexes[0] if len(indexes) == 1 else tightest(limits, states, indexes)
         capacity, used, reset, _ = states[i]
-        limit = headers[limit_name] = str(capacity)
+        limit = headers[limit_name] = texts[i]  # str(capacity), made with the plan
         remaining = headers[remaining_name] = str(capacity - used) if used < capacity else "0"
         if reset >= 60:  # whole seconds, formatted once per second of reset
             text = _WHOLE.get(math.ceil(reset))

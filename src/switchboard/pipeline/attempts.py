@@ -60,6 +60,10 @@ MODEL_HEADER = "x-switchboard-model"
 DEPLOYMENT_HEADER = "x-switchboard-deployment"
 ATTEMPTS_HEADER = "x-switchboard-attempts"
 
+# An Attempt built without the named tuple's generated ``__new__`` (a Python function's call):
+# once a request. Every field is given, in order.
+_new = tuple.__new__
+
 
 class AttemptAbandoned(GatewayError):
     """Reported to the router for an attempt the client cancelled: not the deployment's fault."""
@@ -185,8 +189,8 @@ class AttemptStage:
             else:
                 seconds = time.perf_counter() - began
                 router.finished(route, None, seconds, None, probe)
-                ctx.attempts = [Attempt(route.deployment, route.target.name, 200, None,
-                                        int(seconds * 1000 + 0.5))]
+                ctx.attempts = [_new(Attempt, (route.deployment, route.target.name, 200, None,
+                                               int(seconds * 1000 + 0.5)))]
         except GatewayError as error:
             self._failed(ctx, route, error, began, probe)
             failure = error
@@ -256,7 +260,8 @@ class AttemptStage:
             await reply.aclose()
             raise
         first_byte = time.perf_counter() - began
-        self._note(ctx, Attempt(route.deployment, route.target.name, 200, None, round(first_byte * 1000)))
+        self._note(ctx, _new(Attempt, (route.deployment, route.target.name, 200, None,
+                                       round(first_byte * 1000))))
         if first is not None:
             chunks.unread(first)
         chunks.add(done=_Report(self._router, route, began, first_byte, probe, ctx))  # at once if it ended

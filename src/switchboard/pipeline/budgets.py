@@ -21,6 +21,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from switchboard import tokens
@@ -54,7 +55,18 @@ _QUOTES_MAX = 4096
 # A catalog record, its input and output prices per token in units of 10**-exponent USD, and how
 # a number of units becomes nano-USD (times the first, or divided by the second, rounded up),
 # and whether it prices a media unit (most records price none: their media estimate is 0).
-_Quote = tuple[ModelInfo, int, int, int, int, bool]
+# Last, what counting reads of it (its model and output bound) as plain attributes.
+_Quote = tuple[ModelInfo, int, int, int, int, bool, "_Counted"]
+
+
+@dataclass(slots=True, frozen=True)
+class _Counted:
+    """A catalog record's model and output bound (``tokens.ModelInfoLike``), copied once per
+    record: a pydantic model's fields are read through its slow attribute path (its class
+    defines ``__getattr__``, so the interpreter never specialises the read)."""
+
+    model: str
+    max_output_tokens: int | None
 
 
 # One prompt token, each way it can be billed (the dearest is reserved).
@@ -138,18 +150,21 @@ class BudgetStage:
     def _amounts(self, ctx: RequestContext, info: ModelInfo | None, budgets: Sequence[Budget]) -> list[int]:
         """The most this request can cost, per budget: nano-USD or tokens. Refuses a request
         asking for more output than the model can give, before anything is reserved."""
-        prompt = ctx.prompt_tokens_estimate(info)
-        output = tokens.max_completion_tokens(ctx.request, ctx.operation, info)
-        if output is None:
-            output = UNBOUNDED_OUTPUT_TOKENS
-        elif info is not None and (limit := info.max_output_tokens) is not None and output > limit:
-            _check_output(ctx, limit)
-        usd = 0
+        quote = counted = None
         if info is not None:
             quote = self._quotes.get(id(info))
             if quote is None or quote[0] is not info:
                 quote = self._quote(info)
-            _, per_input, per_output, times, over, unit_priced = quote
+            counted = quote[6]
+        prompt = ctx.prompt_tokens_estimate(counted)
+        output = tokens.max_completion_tokens(ctx.request, ctx.operation, counted)
+        if output is None:
+            output = UNBOUNDED_OUTPUT_TOKENS
+        elif counted is not None and (limit := counted.max_output_tokens) is not None and output > limit:
+            _check_output(ctx, limit)
+        usd = 0
+        if quote is not None:
+            _, per_input, per_output, times, over, unit_priced, _ = quote
             units = prompt * per_input + output * per_output
             usd = units * times if over == 1 else -(-units // over)  # rounded up
             if unit_priced:  # media units (spend/units.py); asked only of a record that prices some
@@ -174,7 +189,7 @@ class BudgetStage:
                                              exponent=scale)
         shift = per_input.exponent - 9
         quote = (info, per_input.units, per_output.units, 10 ** max(0, -shift), 10 ** max(0, shift),
-                 info.unit_priced)
+                 info.unit_priced, _Counted(info.model, info.max_output_tokens))
         if len(self._quotes) >= _QUOTES_MAX:
             self._quotes.clear()
         self._quotes[id(info)] = quote

@@ -297,7 +297,7 @@ def _refusal(limits: list[Limit], refused: int, bucket: Bucket, acquired: Acquir
     # refusing: nothing taken); the refusing limit's stand for its kind.
     if acquired.states:
         write_rate_headers(headers, limits, acquired.states, plan)
-    anthropic = any(names is not None for _, _, names in plan)
+    anthropic = any(names is not None for _, _, names, _ in plan)
     write_refused(headers, unit, limit.capacity, acquired.retry_after, anthropic)
     return RateLimited(
         f"rate limit reached for the {limit.scope} ({limit.name}): {limit.limit} {unit} per {per}; "

@@ -59,6 +59,9 @@ from switchboard.spend.units import units_of, with_units
 from switchboard.stores.protocols import UsageRow
 
 log = logging.getLogger("switchboard.spend")
+# A Spent built without the named tuple's generated ``__new__`` (a Python function's call): once
+# a request. Every field is given, in order.
+_new = tuple.__new__
 
 COST_HEADER = "x-switchboard-cost-usd"
 UNPRICED_HEADER = "x-switchboard-cost-unpriced"
@@ -232,10 +235,10 @@ class UsageStage:
     async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
         route = ctx.route
         assert route is not None, "the route stage runs first"
-        info = self._prices.of_route(route)
+        info, priced = self._prices.priced(route)
         call = _Call(info)
         ctx.after(lambda c: self._after(c, call))  # recorded however the call ends, refused too
-        if info is None or info.input_cost_per_mtok is None or info.output_cost_per_mtok is None:
+        if not priced:
             if self._refuse and is_unpriced(info):
                 raise ModelUnpriced(f"the model '{route.target.name}' has no price; calls to it are refused",
                                     param="model")
@@ -252,10 +255,11 @@ class UsageStage:
                 elif result.status < 400 and _unreported_usage(ctx, result, call):
                     counted, estimated = _cut_short(ctx, call), True
             price = with_units(cost(info, counted), info, counted, ctx.usage)
-            ctx.response_headers[COST_HEADER] = format_nano_usd(price.nano_usd)
+            nano = price.nano_usd  # a property: worked out once, for the header and the record
+            ctx.response_headers[COST_HEADER] = format_nano_usd(nano)
             if price.unpriced:  # never a silent 0: the cost left some tokens out
                 ctx.response_headers[UNPRICED_HEADER] = "true"
-            self._spool(ctx, call, result.status, counted, price, estimated=estimated)
+            self._spool(ctx, call, result.status, counted, price, estimated=estimated, nano=nano)
             return result
         if isinstance(result, StreamReply):
             collect = _relayed_output if result.native else _relayed_text
@@ -332,8 +336,9 @@ class UsageStage:
 
     def _spool(
         self, ctx: RequestContext, call: _Call, status: int, counted: Tokens, price: Cost, *,
-        estimated: bool = False,
+        estimated: bool = False, nano: int | None = None,
     ) -> None:
+        """``nano``: ``price.nano_usd`` when the caller has it already."""
         call.done = True
         prompt, completion = counted.prompt, counted.completion
         # A count past the bound (providers/counts.py) was recorded as the bound: say so.
@@ -344,8 +349,9 @@ class UsageStage:
         invalid = call.reading.invalid
         if invalid:
             self._note_invalid(ctx)
-        nano = price.nano_usd
-        ctx.spent = Spent(nano, prompt + completion, prompt, completion, estimated)
+        if nano is None:
+            nano = price.nano_usd
+        ctx.spent = _new(Spent, (nano, prompt + completion, prompt, completion, estimated))
         writer = self._writer()
         if writer is None:
             return

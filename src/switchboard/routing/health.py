@@ -91,6 +91,9 @@ class Health:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config if config is not None else CooldownConfig()
         self._on = frozenset(self.config.on)
+        # Read on every answer: kept as a plain attribute (a pydantic model's field is read
+        # through its slow attribute path). The cooldown rules are fixed for the process' life.
+        self._by_rate = self.config.failure_rate is not None
         self._clock = clock
         self._states: dict[Key, _State] = {}
         self._shared: HealthStore | None = None
@@ -269,7 +272,7 @@ class Health:
         key = (route.target.name, route.deployment)
         state = self._states.get(key)
         if state is None:
-            if self.config.failure_rate is None:
+            if not self._by_rate:
                 return  # the common case: nothing to count
             state = self._states[key] = _State()
         now = self._clock()
@@ -288,7 +291,7 @@ class Health:
             state.dirty = False
             if self._shared is not None:
                 self._spawn(self._reset(key))
-        if (not state.tripped and self.config.failure_rate is None
+        if (not state.tripped and not self._by_rate
                 and not any(s[2] for s in state.window)):
             del self._states[key]
 

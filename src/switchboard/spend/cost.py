@@ -63,7 +63,9 @@ class Tokens(NamedTuple):
 
 
 _NONE = Tokens()
-_new = tuple.__new__  # a Tokens without the generated ``__new__``'s call: the common path's
+# A Tokens or Cost built without the generated ``__new__``'s call (a Python function, some
+# 2,000 instructions): the common path's. Every field is given, in order.
+_new = tuple.__new__
 
 
 # _count (providers/counts.py): whole, not negative, at most TOKENS_MAX. The adapters read their
@@ -218,7 +220,7 @@ def cost(info: ModelInfo | None, tokens: Tokens) -> Cost:
         tokens[1] or tokens[2] or tokens[3] or tokens[6] or tokens[7] or tokens[8] or tokens[9]
     ):
         # the common case: priced, no cache tokens, no image or audio units
-        return Cost(tokens[0] * inp + tokens[4] * out, scale + 6, False)
+        return _new(Cost, (tokens[0] * inp + tokens[4] * out, scale + 6, False))
     total = 0
     unpriced = False
     for count, price in zip(tokens, prices, strict=True):
@@ -247,9 +249,15 @@ class Prices:
     def __init__(self, catalog: Catalog, routing: LiveRouting) -> None:
         self._catalog = catalog
         self._routing = routing
-        self._memo: dict[tuple[str, str], tuple[object, ModelInfo | None]] = {}
+        # By deployment: the entry it was resolved for, its record, and whether the record has
+        # both token prices (asked on every call: worked out here, not read of the record then).
+        self._memo: dict[tuple[str, str], tuple[object, ModelInfo | None, bool]] = {}
 
     def of_route(self, route: Route) -> ModelInfo | None:
+        return self.priced(route)[0]
+
+    def priced(self, route: Route) -> tuple[ModelInfo | None, bool]:
+        """The route's catalog record, and whether it has an input and an output price."""
         # Each deployment of a group has its own catalog record (its entry's model and info:).
         name = (route.target.name, route.deployment)
         entry = route.entry
@@ -257,13 +265,15 @@ class Prices:
             entry = self._routing.current.models.get(route.target.name)
         memo = self._memo.get(name)
         if memo is not None and memo[0] is entry:
-            return memo[1]
+            return memo[1], memo[2]
         info: ModelInfo | None = None
         if entry is not None:
             match = self._catalog.resolve_entry(route.target.provider_type, entry.model, entry.info)
             info = match.info if match else None
-        self._memo[name] = (entry, info)
-        return info
+        priced = (info is not None and info.input_cost_per_mtok is not None
+                  and info.output_cost_per_mtok is not None)
+        self._memo[name] = (entry, info, priced)
+        return info, priced
 
     def unpriced(self) -> list[dict[str, Any]]:
         """Every served model that cannot be priced, by name."""

@@ -47,6 +47,16 @@ _DEFAULT_HEADERS = {"Accept": "*/*", "User-Agent": "switchboard"}
 Answer = http1.Response | aiohttp.ClientResponse
 
 
+# The lean client's timeouts (connect, first_byte, total) as plain floats: read from the config
+# model once, when the client or an override is first seen, not per request: a pydantic model's
+# class defines ``__getattr__``, so the interpreter never specialises a read of its fields.
+Bounds = tuple[float, float, float]
+
+
+def bounds(t: Timeouts) -> Bounds:
+    return (t.connect, t.first_byte, t.total)
+
+
 def client_timeout(t: Timeouts) -> aiohttp.ClientTimeout:
     # sock_read bounds the wait for the headers and every later gap between reads.
     return aiohttp.ClientTimeout(
@@ -94,7 +104,7 @@ class UpstreamClient:
         self._base_headers = base  # without the stored credential: for callers' own credentials
         self._headers = _over(base, auth.headers) if isinstance(auth, StaticHeaderAuth) else base
         self._timeout = client_timeout(timeouts)
-        self._limits = timeouts
+        self._bounds = bounds(timeouts)
         # The lean client's forms of the same headers, and its pools by origin; None when a
         # configured header cannot be sent as HTTP/1.1 (aiohttp then refuses it per request).
         self._fast: tuple[http1.Headers, http1.Headers] | None
@@ -109,8 +119,9 @@ class UpstreamClient:
         # made on first use.
         self._caller_session: aiohttp.ClientSession | None = None
         self._urls: dict[str, URL] = {}
-        # Per-model timeout overrides in aiohttp's form, by the identity of the config value.
-        self._timeouts: dict[int, tuple[Timeouts, aiohttp.ClientTimeout]] = {}
+        # Per-model timeout overrides in aiohttp's form and the lean client's, by the identity of
+        # the config value.
+        self._timeouts: dict[int, tuple[Timeouts, aiohttp.ClientTimeout, Bounds]] = {}
         # Credentials fixed for the client's life, in every form scrubbing looks for; schemes
         # whose credentials change (access tokens) are asked again at each scrub.
         self._fixed_secrets = scrub.header_secrets(headers) + (auth.secrets() if self._static else [])
@@ -189,14 +200,15 @@ class UpstreamClient:
         if request.upload is None and self._fast is not None and isinstance(request.body, bytes | None):
             target = self._target(request.url)
             if target is not None:
-                return await self._open_fast(request, target, limits or self._limits, self._fast)
+                limited = self._bounds if limits is None else self._override(limits)[2]
+                return await self._open_fast(request, target, limited, self._fast)
         return await self._open_aiohttp(request, limits)
 
     async def _open_fast(
         self,
         request: UpstreamRequest,
         target: http1.Target,
-        limits: Timeouts,
+        limits: Bounds,
         fast: tuple[http1.Headers, http1.Headers],
     ) -> http1.Response:
         if request.credentials is not None:  # the caller's credential, never the stored one
@@ -212,9 +224,8 @@ class UpstreamClient:
         if pool is None:
             pool = self._pools[target.origin] = http1.Pool(
                 target, self._max_connections, IDLE_SECONDS, self._context, self._proxy)
-        return await pool.request(
-            target, head, body, connect=limits.connect, read_gap=limits.first_byte, total=limits.total
-        )
+        connect, first_byte, total = limits
+        return await pool.request(target, head, body, connect=connect, read_gap=first_byte, total=total)
 
     def _target(self, text: str) -> http1.Target | None:
         """Parsed once per distinct URL; None: a URL only aiohttp sends (user info in it)."""
@@ -275,14 +286,18 @@ class UpstreamClient:
         return self._caller_session
 
     def _client_timeout(self, limits: Timeouts) -> aiohttp.ClientTimeout:
-        """Built once per distinct override (the routes hold them for the process' life), not
-        per request; the entry keeps the value alive, so its id cannot be reused while cached."""
+        return self._override(limits)[1]
+
+    def _override(self, limits: Timeouts) -> tuple[Timeouts, aiohttp.ClientTimeout, Bounds]:
+        """Both forms of a per-model override, built once per distinct override (the routes hold
+        them for the process' life), not per request; the entry keeps the value alive, so its id
+        cannot be reused while cached."""
         cached = self._timeouts.get(id(limits))
         if cached is None or cached[0] is not limits:
             if cached is None and len(self._timeouts) >= _MAX_CACHED_TIMEOUTS:
                 del self._timeouts[next(iter(self._timeouts))]  # the oldest one, not all of them
-            cached = self._timeouts[id(limits)] = (limits, client_timeout(limits))
-        return cached[1]
+            cached = self._timeouts[id(limits)] = (limits, client_timeout(limits), bounds(limits))
+        return cached
 
     def _url(self, text: str) -> URL:
         """Parsed once per distinct URL (bounded by the configured models), not per request."""

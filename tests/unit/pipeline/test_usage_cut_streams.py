@@ -39,6 +39,9 @@ class Prices:
     def of_route(self, route: Any) -> ModelInfo:
         return INFO
 
+    def priced(self, route: Any) -> tuple[ModelInfo, bool]:
+        return INFO, True
+
 
 class Writer:
     def __init__(self) -> None:
