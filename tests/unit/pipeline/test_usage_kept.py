@@ -66,7 +66,8 @@ def test_the_relayed_text_is_read_from_every_field_in_order() -> None:
         {"choices": [{"index": 0, "delta": {"tool_calls": [
             {"index": 0, "function": {"name": "f", "arguments": "{\"a\""}},
             {"index": 1, "function": {"arguments": ": 1}"}}, {"index": 2}]}}]},
-        {"choices": [{"index": 0, "delta": {"content": None, "reasoning_content": 3}}, {"index": 1, "delta": {}}]},
+        {"choices": [{"index": 0, "delta": {"content": None, "reasoning_content": 3}},
+                     {"index": 1, "delta": {}}]},
         {"choices": [{"index": 0, "text": "plain"}, {"index": 1, "text": ""}, {"index": 2, "delta": None}]},
         {"choices": [{"index": 0, "delta": {"content": "both"}, "text": "too"}]},
         {"choices": [], "usage": {"prompt_tokens": 1}},
