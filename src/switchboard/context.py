@@ -390,8 +390,14 @@ class Batches:
                 batch = self._mapped(head, self._head_maps)
                 if batch:
                     return batch
+            maps = self._maps
             while True:
-                batch = self._mapped(await self._source.__anext__(), 0)
+                batch = await self._source.__anext__()
+                # The maps applied here rather than by _mapped: a call less per batch.
+                for batch_map in maps:
+                    batch = batch_map(batch)
+                    if not batch:
+                        break
                 if batch:
                     return batch
         except StopAsyncIteration:
@@ -414,7 +420,7 @@ class Batches:
             await self._source.aclose()
         finally:
             self._head = None
-            if self._started:
+            if self._started and not self._ended:  # no exception made for a stream already ended
                 self._end(GeneratorExit())
             self._ended = True
 

@@ -159,3 +159,74 @@ async def test_the_head_bytes_are_pinned(case: str) -> None:
     for kind in (RequestResponseCycle, GatewayCycle):
         written, _, raised = await head(kind, headers, **options)
         assert (written, raised) == (expected, error), kind.__name__
+
+
+async def parts(
+    kind: type[RequestResponseCycle], headers: list[tuple[bytes, bytes]], messages: list[dict[str, Any]],
+    *, method: str = "POST",
+) -> tuple[list[bytes], tuple[Any, ...], str | None]:
+    """What a cycle of ``kind`` writes for each body message after the head, its state after
+    them, and the error one raised (the messages after it not sent)."""
+    transport = Transport()
+    logger = logging.getLogger("test")
+    completed: list[bool] = []
+    cycle = kind(
+        scope={"type": "http", "method": method, "http_version": "1.1"},  # type: ignore[typeddict-item]
+        transport=transport, flow=FlowControl(transport), logger=logger, access_logger=logger,
+        access_log=False, default_headers=[DATE], message_event=asyncio.Event(),
+        expect_100_continue=False, keep_alive=True, on_response=lambda: completed.append(True),
+    )
+    await cycle.send({"type": "http.response.start", "status": 200, "headers": headers})
+    written: list[bytes] = []
+    error = None
+    for message in messages:
+        transport.written = b""
+        try:
+            await cycle.send(message)
+        except RuntimeError as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            break
+        written.append(transport.written)
+    state = (cycle.response_complete, cycle.message_event.is_set(), completed, cycle.expected_content_length)
+    return written, state, error
+
+
+def part(body: Any, more: bool | None = True) -> dict[str, Any]:
+    message: dict[str, Any] = {"type": "http.response.body", "body": body}
+    if more is not None:
+        message["more_body"] = more
+    return message
+
+
+# A stream's parts with more to follow are written by the gateway's cycle itself (http/cycle.py);
+# whatever the parts, the bytes, the completion and the errors are uvicorn's.
+BODIES: dict[str, tuple[list[tuple[bytes, bytes]], list[dict[str, Any]], dict[str, Any]]] = {
+    "a stream": ([], [part(b"data: 1\n\n"), part(bytearray(b"data: 2\n\n")), part(b"data: [DONE]\n\n"),
+                      part(b"", None)], {}),
+    "a stream of 300 bytes a part, ended with data": ([], [part(b"x" * 300), part(b"y" * 17, False)], {}),
+    "an empty part with more to follow": ([], [part(b""), part(b"a"), {"type": "http.response.body"}], {}),
+    "a part with no body key": ([], [{"type": "http.response.body", "more_body": True}, part(b"", False)],
+                                {}),
+    "a memoryview": ([], [part(memoryview(b"abc")), part(b"", False)], {}),
+    "HEAD, chunked declared": ([(b"transfer-encoding", b"chunked")], [part(b"abc"), part(b"", False)],
+                               {"method": "HEAD"}),
+    "a declared length": ([(b"content-length", b"6")], [part(b"abc"), part(b"def", False)], {}),
+    "a declared length exceeded": ([(b"content-length", b"2")], [part(b"abc")], {}),
+    "a part after the end": ([], [part(b"a", False), part(b"b")], {}),
+    "another message type": ([], [{"type": "http.response.trailers", "more_body": True}], {}),
+}
+
+
+@pytest.mark.parametrize("case", BODIES)
+async def test_the_body_is_uvicorns(case: str) -> None:
+    headers, messages, options = BODIES[case]
+    theirs = await parts(RequestResponseCycle, headers, messages, **options)
+    ours = await parts(GatewayCycle, headers, messages, **options)
+    assert ours == theirs
+
+
+async def test_a_streams_parts_are_framed_as_they_come() -> None:
+    written, (complete, *_), error = await parts(
+        GatewayCycle, [], [part(b"data: a\n\n"), part(b"data: [DONE]\n\n"), part(b"", None)])
+    assert written == [b"9\r\ndata: a\n\n\r\n", b"e\r\ndata: [DONE]\n\n\r\n", b"0\r\n\r\n"]
+    assert (complete, error) == (True, None)

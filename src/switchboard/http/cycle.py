@@ -9,9 +9,12 @@ each a byte-by-byte lookup, several times cheaper than the expression's per-byte
 
 Everything else about the head is what uvicorn writes: the status line, its default headers
 first, the names lower-cased, ``content-length`` and ``transfer-encoding`` deciding the framing,
-``connection: close`` ending keep-alive, chunked framing when the length is unknown. The body,
-and anything unusual (an access log, a second start, a refused header, a length that is not
-plain digits), go to uvicorn's own ``send``, which then raises the error it would have raised.
+``connection: close`` ending keep-alive, chunked framing when the length is unknown. A stream's
+body parts with more to follow are framed and written as uvicorn's ``send`` does, but without a
+coroutine of their own (two or more a stream). The rest of the body (a whole answer, a stream's
+last part) and anything unusual (an access log, a second start, a refused header, a length that
+is not plain digits) go to uvicorn's own ``send``, which then raises the error it would have
+raised.
 
 The usual head (no transfer-encoding or connection header among the names) is written without a
 per-header test: the loop only gathers the lines, and the checks run over the names and values
@@ -36,7 +39,7 @@ last part (or only one) is still dropped quietly: nothing follows it.
 from __future__ import annotations
 
 import re
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Generator
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import (
@@ -63,18 +66,34 @@ _REFUSED = 0
 class GatewayCycle(RequestResponseCycle):
     """uvicorn's request cycle with the response head written by :meth:`_start`."""
 
-    def send(self, message: Any) -> Coroutine[Any, Any, None]:
-        # A plain function handing back a coroutine: the body's sends pay no extra frame.
+    # An awaitable rather than uvicorn's coroutine (WRITTEN for a part written at once): ASGI
+    # asks only that send's result be awaited, and everything that calls it awaits it.
+    def send(self, message: Any) -> Awaitable[None]:  # type: ignore[override]
+        # A plain function handing back an awaitable: the body's sends pay no extra frame.
         kind = message["type"]
         if kind == "http.response.start" and not self.response_started and not self.access_log:
             return self._start(message)
         if kind == ABORT:
             return abort(self)
-        # Two flag tests per body part; ``more_body`` is read only once the client is gone.
+        # Two flag tests per body part before its own path (a slow reader, a client gone).
         if self.flow.write_paused:  # only a slow or stalled reader gets here
             return self._after_drain(message)
-        if self.disconnected and message.get("more_body", False):
-            return gone()
+        if self.disconnected:
+            if message.get("more_body", False):
+                return gone()
+        elif (
+            # A stream's part with more to follow (chunked_encoding is set only with the head):
+            # framed and written as uvicorn's send does, without that coroutine. Its last part,
+            # which completes the response, and anything else go to uvicorn.
+            kind == "http.response.body"
+            and self.chunked_encoding
+            and not self.response_complete
+            and message.get("more_body", False)
+            and (body := message.get("body", b""))
+            and self.scope["method"] != "HEAD"
+        ):
+            self.transport.write(b"%x\r\n%b\r\n" % (len(body), body))
+            return WRITTEN
         return RequestResponseCycle.send(self, message)
 
     async def _after_drain(self, message: Any) -> None:
@@ -184,6 +203,19 @@ class GatewayCycle(RequestResponseCycle):
         content.append(b"\r\n")
         self.transport.write(b"".join(content))
 
+
+class _Written:
+    """The awaitable of a part already written: done when awaited, with no coroutine made.
+    ``__await__`` hands back an iterator that is already exhausted (one for all)."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return _EXHAUSTED  # type: ignore[return-value]
+
+
+_EXHAUSTED = iter(())
+WRITTEN = _Written()
 
 _new = object.__new__
 

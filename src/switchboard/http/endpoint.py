@@ -18,7 +18,6 @@ import re
 import secrets
 import time
 from collections.abc import Awaitable
-from contextlib import aclosing
 
 from switchboard.context import (
     Batches,
@@ -354,10 +353,12 @@ class Endpoint:
         # The stream is closed on every way out: done, failed, client gone, server stopping.
         try:
             await out.stream_start()
-            chunks = _Counted(ctx, result.chunks)
-            async with aclosing(self.inbound.encode_stream(ctx, chunks, result.native)) as events:
+            events = self.inbound.encode_stream(ctx, _Counted(ctx, result.chunks), result.native)
+            try:  # what ``aclosing`` does, without its three calls a stream
                 async for event in events:
                     await out.stream_data(event)
+            finally:
+                await events.aclose()
             await out.stream_end()
         finally:
             await result.aclose()

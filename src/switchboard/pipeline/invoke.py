@@ -210,8 +210,10 @@ def _says_nothing(chunk: dict[str, Any]) -> bool:
         if not isinstance(choice, dict) or choice.get("finish_reason") is not None or choice.get("logprobs"):
             return False
         delta = choice.get("delta")
-        if isinstance(delta, dict) and any(value for key, value in delta.items() if key != "role"):
-            return False
+        if isinstance(delta, dict):
+            for key, value in delta.items():  # a loop, not any() over a generator: no frame
+                if key != "role" and value:
+                    return False
     return True
 
 

@@ -131,21 +131,22 @@ def _relayed_output(batch: list[Chunk], out: list[str | bytes]) -> None:
 
 
 def _relayed_text(batch: list[Chunk], out: list[str | bytes]) -> None:
+    # Run on every chunk of a stream: an empty delta or value is passed over by its truth
+    # before any type test, and the two text fields are read without a loop over their names.
     for chunk in batch:
         for choice in chunk.get("choices") or ():
-            delta = choice.get("delta") or {}
-            for key in ("content", "reasoning_content"):
-                value = delta.get(key)
-                if isinstance(value, str) and value:
+            if delta := choice.get("delta"):
+                if (value := delta.get("content")) and isinstance(value, str):
                     out.append(value)
-            for call in delta.get("tool_calls") or ():
-                fn = call.get("function") or {}
-                for key in ("name", "arguments"):
-                    value = fn.get(key)
-                    if isinstance(value, str) and value:
-                        out.append(value)
-            text = choice.get("text")  # completions
-            if isinstance(text, str) and text:
+                if (value := delta.get("reasoning_content")) and isinstance(value, str):
+                    out.append(value)
+                for call in delta.get("tool_calls") or ():
+                    fn = call.get("function") or {}
+                    for key in ("name", "arguments"):
+                        value = fn.get(key)
+                        if isinstance(value, str) and value:
+                            out.append(value)
+            if (text := choice.get("text")) and isinstance(text, str):  # completions
                 out.append(text)
 
 

@@ -55,3 +55,24 @@ def test_text_that_counts_slowly_is_not_kept_past_the_bound() -> None:
     kept = tokens.count_text("x" * call.kept, "o200k_base")
     scaled = -(-kept * 20_000_000 // call.kept)
     assert estimate(call) == -(-scaled * tokens.OTHER_PROVIDER_FACTOR // 1)
+
+
+def test_the_relayed_text_is_read_from_every_field_in_order() -> None:
+    # Content, reasoning, the tool calls' names and arguments, a completions choice's text: in
+    # that order within a choice; empty, missing and non-text values are passed over.
+    batch: list[dict[str, Any]] = [
+        {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]},
+        {"choices": [{"index": 0, "delta": {"reasoning_content": "think", "content": "say"}}]},
+        {"choices": [{"index": 0, "delta": {"tool_calls": [
+            {"index": 0, "function": {"name": "f", "arguments": "{\"a\""}},
+            {"index": 1, "function": {"arguments": ": 1}"}}, {"index": 2}]}}]},
+        {"choices": [{"index": 0, "delta": {"content": None, "reasoning_content": 3}},
+                     {"index": 1, "delta": {}}]},
+        {"choices": [{"index": 0, "text": "plain"}, {"index": 1, "text": ""}, {"index": 2, "delta": None}]},
+        {"choices": [{"index": 0, "delta": {"content": "both"}, "text": "too"}]},
+        {"choices": [], "usage": {"prompt_tokens": 1}},
+        {"id": "no choices"},
+    ]
+    out: list[str | bytes] = []
+    _relayed_text(batch, out)
+    assert out == ["say", "think", "f", "{\"a\"", ": 1}", "plain", "both", "too"]
