@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -37,3 +38,17 @@ def test_budgets_set_on_the_lineage_apply_to_every_key_of_it() -> None:
     for principal in (_key("key_a"), _key("key_b", lineage="key_a")):
         assert [b.id for b in in_force(principal, stored, CONFIG)] == ["bud_1", "key:key_a"]
     assert [b.id for b in in_force(_key("key_x"), stored, CONFIG)] == ["key:key_x"]
+
+
+def test_a_key_budget_follows_the_config_it_is_asked_with_not_one_freed_before_it() -> None:
+    # A new config may be given the memory, so the id, of one that was freed (a config replaced
+    # on a reload; another test's): its key budgets take its own thresholds and time zone.
+    key = _key("key_e")
+    old = BudgetsConfig(thresholds=[50], timezone="Europe/Paris")
+    assert of_key(key, old) is not None
+    del old
+    gc.collect()
+    configs = [BudgetsConfig(thresholds=[], timezone="UTC") for _ in range(200)]
+    budgets = [of_key(key, config) for config in configs]
+    assert {(b.thresholds, b.zone.key) for b in budgets if b is not None} == {((), "UTC")}
+    assert None not in budgets

@@ -84,7 +84,10 @@ def of_record(record: BudgetRecord, config: BudgetsConfig) -> Budget:
     )
 
 
-_KEY_BUDGETS: dict[tuple[str, str, Decimal, str | None, int], Budget] = {}
+# The entry keeps its config alive: the config's id is part of the key, and the id of a config
+# that was freed (one replaced on a reload, or a test's) may be given to a new one, which would
+# then be handed the budget built from the old one's thresholds and time zone.
+_KEY_BUDGETS: dict[tuple[str, str, Decimal, str | None, int], tuple[BudgetsConfig, Budget]] = {}
 _KEY_BUDGETS_MAX = 10_000
 
 
@@ -101,12 +104,12 @@ def of_key(principal: Principal, config: BudgetsConfig) -> Budget | None:
     if principal.max_budget_usd is None or subject is None or principal.tenant_id is None:
         return None
     cache_key = (subject, principal.tenant_id, principal.max_budget_usd, principal.budget_period, id(config))
-    budget = _KEY_BUDGETS.get(cache_key)
-    if budget is None:
+    entry = _KEY_BUDGETS.get(cache_key)
+    if entry is None or entry[0] is not config:
         if len(_KEY_BUDGETS) >= _KEY_BUDGETS_MAX:
             _KEY_BUDGETS.clear()
-        budget = _KEY_BUDGETS[cache_key] = _key_budget(principal, subject, config)
-    return budget
+        entry = _KEY_BUDGETS[cache_key] = (config, _key_budget(principal, subject, config))
+    return entry[1]
 
 
 def _key_budget(principal: Principal, subject: str, config: BudgetsConfig) -> Budget:
