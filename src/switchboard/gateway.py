@@ -4,6 +4,7 @@ chains, built once."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -551,7 +552,12 @@ class Gateway:
         worker thread when what is stored or configured at start will need them, instead of on
         the event loop by the first prompt, prompt API or MCP tool call (lazy.py). A call that
         arrives meanwhile waits on Python's import lock for the same import to finish. Nothing
-        is imported when nothing needs it."""
+        is imported when nothing needs it.
+
+        When the start-up froze what it built (app.py's lifespan, ``gc.freeze``), the modules
+        imported here, which live as long, are frozen with it once imported (on the loop: cheap),
+        so the collector's scans do not walk them. What requests hold at that instant is frozen
+        too: freed by its reference count as ever, only a cycle among it is never collected."""
         preload = await self._deferred_needed()
         if preload is None:
             return
@@ -559,6 +565,9 @@ class Gateway:
             await asyncio.to_thread(preload)
         except Exception as exc:  # a broken install: the first call meets it, close() must not
             log.warning("could not import the template and schema libraries ahead: %s", type(exc).__name__)
+        else:
+            if gc.get_freeze_count():
+                gc.freeze()
 
     async def _deferred_needed(self) -> Callable[[], None] | None:
         """What to import ahead: the sandbox and the schemas when a prompt is stored (a prompt

@@ -64,9 +64,10 @@ def test_the_codes_of_errors_raised_by_deferred_modules_are_labelled_from_start(
 # A gateway started in a fresh interpreter, as `serve` runs it (the app's lifespan): with a
 # prompt stored before it starts (argv[2] "prompt", or "prompt+call" with a prompt call made
 # while the warm-up runs) or an MCP server configured, the libraries they need are imported once
-# start-up is complete, in a worker thread, before any call.
+# start-up is complete, in a worker thread, before any call. Printed on a second line: the
+# modules imported whose namespace the cyclic collector still scans (not frozen with the rest).
 _STARTED = """
-import asyncio, sys
+import asyncio, gc, sys
 from datetime import UTC, datetime
 
 import orjson
@@ -104,11 +105,17 @@ async def main() -> None:
     assert (await outbox.get())["type"] == "lifespan.startup.complete"
     gateway = app.gateway
     assert gateway.ready and gateway.warming is not None
+    frozen = gc.get_freeze_count()  # what the start-up built
+    assert frozen > 0
     if call:  # a prompt call arriving during the warm-up: served, by the module the thread imports
         invalid = sandbox.templates().validate_variables({"type": "object"}, {"who": "you"})
         assert invalid == [], invalid
     await gateway.warming
-    print(*sorted(m for m in sys.argv[3:] if m in sys.modules))
+    imported = sorted(m for m in sys.argv[3:] if m in sys.modules)
+    print(*imported)
+    assert (gc.get_freeze_count() > frozen) == bool(imported), "the warm-up's imports not frozen"
+    scanned = {id(o) for o in gc.get_objects()}
+    print(*[m for m in imported if id(vars(sys.modules[m])) in scanned])
     await inbox.put({"type": "lifespan.shutdown"})
     assert (await outbox.get())["type"] == "lifespan.shutdown.complete"
     await lifespan
@@ -123,10 +130,14 @@ _WARMED = {"none": [], "prompt": ["jinja2", "jsonschema", "referencing"],
 
 
 def started(config: dict[str, object], kind: str) -> list[str]:
+    """The deferred libraries a started gateway has imported; each was frozen with what the
+    start-up built (app.py's ``gc.freeze``), out of the cyclic collector's scans."""
     done = subprocess.run([sys.executable, "-c", _STARTED, orjson.dumps(config).decode(), kind, *DEFERRED],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout.split()
+    imported, scanned = done.stdout.split("\n")[:2]
+    assert scanned == ""
+    return imported.split()
 
 
 def _config(tmp_path: Path, kind: str) -> dict[str, object]:
