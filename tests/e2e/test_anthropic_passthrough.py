@@ -52,6 +52,7 @@ def _config(mock: Mock) -> dict[str, Any]:
         ],
         "models": [
             {"name": "claude-native", "provider": "anth", "model": UPSTREAM_MODEL},
+            {"name": "claude-lenient", "provider": "anth", "model": UPSTREAM_MODEL, "drop_params": True},
             {"name": "claude-down", "provider": "anth-down", "model": UPSTREAM_MODEL},
             {"name": "gpt-backup", "provider": "oai", "model": "gpt-4o-mini"},
         ],
@@ -294,6 +295,63 @@ def test_thinking_signature_survives_a_tool_round_trip(
     assert second.stop_reason == "end_turn" and blocks(second)[-1]["text"] == "The tool returned: 24C"
     sent = captured(world.mock, marker, count=2)[1]["body"]["messages"][1]["content"][0]
     assert sent == thinking
+
+
+# Anthropic refuses these while thinking (temperature other than 1, top_p below 0.95, any top_k).
+# The installed SDK has no arguments for them: sent as extra fields of the body.
+CONFLICTING = {"temperature": 0.5, "top_p": 0.9, "top_k": 40}
+
+
+def sent_upstream(client: anthropic.Anthropic, world: World, model: str, sampling: dict[str, Any],
+                  stream: bool = False, **params: Any) -> dict[str, Any]:
+    """The body the upstream got for a Messages request to ``model`` with ``sampling`` (the
+    SDK's error when it was refused)."""
+    marker = new_marker()
+    message = create(client, stream, model=model, max_tokens=2000, extra_body=sampling,
+                     messages=[{"role": "user", "content": f"hi mock:capture={marker}"}], **params)
+    assert message.stop_reason == "end_turn"
+    body: dict[str, Any] = only(world.mock, marker)["body"]
+    return body
+
+
+@pytest.mark.parametrize("thinking", [THINKING, {"type": "adaptive"}], ids=["enabled", "adaptive"])
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_drop_params_drops_the_sampling_settings_thinking_refuses(
+    client: anthropic.Anthropic, world: World, stream: bool, thinking: dict[str, Any]
+) -> None:
+    sent = sent_upstream(client, world, "claude-lenient", CONFLICTING, stream, thinking=thinking)
+    assert not set(CONFLICTING) & set(sent)
+    assert sent["thinking"] == thinking and sent["model"] == UPSTREAM_MODEL
+
+
+def test_drop_params_keeps_the_sampling_settings_thinking_allows(
+    client: anthropic.Anthropic, world: World
+) -> None:
+    allowed = {"temperature": 1, "top_p": 0.95}
+    sent = sent_upstream(client, world, "claude-lenient", allowed, thinking=THINKING)
+    assert {k: sent[k] for k in allowed} == allowed
+
+
+@pytest.mark.parametrize("thinking", [None, {"type": "disabled"}], ids=["absent", "disabled"])
+def test_drop_params_keeps_the_sampling_settings_without_thinking(
+    client: anthropic.Anthropic, world: World, thinking: dict[str, Any] | None
+) -> None:
+    extra = {} if thinking is None else {"thinking": thinking}
+    sent = sent_upstream(client, world, "claude-lenient", CONFLICTING, **extra)
+    assert {k: sent[k] for k in CONFLICTING} == CONFLICTING
+
+
+@pytest.mark.parametrize("name", list(CONFLICTING))
+def test_without_drop_params_anthropics_own_refusal_comes_back(
+    client: anthropic.Anthropic, world: World, name: str
+) -> None:
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        sent_upstream(client, world, "claude-native", {name: CONFLICTING[name]}, thinking=THINKING)
+    error = refused.value.body
+    assert isinstance(error, dict) and error["error"]["type"] == "invalid_request_error"
+    message = error["error"]["message"]
+    assert message.startswith(f"`{name}`") and "thinking is enabled" in message
+    assert refused.value.response.status_code == 400
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])

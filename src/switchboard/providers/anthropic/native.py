@@ -21,9 +21,10 @@ from switchboard.errors import GatewayError, InvalidRequest, UpstreamBadGateway
 from switchboard.jsonio import BOM  # what a stream may start with, to be ignored (NativeStream._first)
 from switchboard.providers.anthropic.request import MESSAGES_PATH, options_of, request_headers
 from switchboard.providers.anthropic.response import finish_reason, stream_error, usage
+from switchboard.providers.anthropic.thinking import dropped_while_thinking
 from switchboard.providers.base import JSON, OUTPUT, PARTIAL, WIRE
 from switchboard.providers.errors import invalid_body, loads_object
-from switchboard.providers.params import GATEWAY_PARAMS
+from switchboard.providers.params import GATEWAY_PARAMS, drops
 from switchboard.providers.sse import SSEBlocks
 from switchboard.providers.target import Target
 from switchboard.upstream.request import UpstreamRequest, header_text
@@ -63,6 +64,8 @@ def native_request(raw: bytes, caller: Mapping[str, str], target: Target) -> Ups
     body = loads_object(raw)
     if body is None:  # the inbound API validated it already; never sent on if it was not
         raise InvalidRequest("the request body must be a JSON object")
+    if drops(body, target):
+        body = dropped_while_thinking(body)
     body = {k: v for k, v in body.items() if k not in GATEWAY_PARAMS}
     body["model"] = target.model
     stream = body.get("stream") is True

@@ -88,11 +88,9 @@ def _given(value: Any, max_tokens: int, explicit: bool) -> tuple[JSON | None, in
     return {"type": "enabled", "budget_tokens": budget}, max_tokens
 
 
-def sampling_conflicts(request: JSON, target: Target) -> JSON:
-    """``request`` without the sampling settings Anthropic refuses while thinking, when
-    ``drop_params`` asks for that; else a 400 naming the first one. Shared with Bedrock's Claude
-    models, which have the same rule."""
-    conflicts = [
+def _conflicts(request: JSON) -> list[str]:
+    """The sampling settings of ``request`` Anthropic refuses while thinking."""
+    return [
         key for key, ok in (
             ("temperature", lambda v: v == 1),
             ("top_p", lambda v: isinstance(v, int | float) and 0.95 <= v <= 1),
@@ -100,10 +98,32 @@ def sampling_conflicts(request: JSON, target: Target) -> JSON:
         )
         if request.get(key) is not None and not ok(request[key])
     ]
+
+
+def _without(request: JSON, keys: list[str]) -> JSON:
+    return {k: v for k, v in request.items() if k not in keys} if keys else request
+
+
+def dropped_while_thinking(body: JSON) -> JSON:
+    """A Messages body passed through as sent (providers/anthropic/native.py) whose ``drop_params``
+    is on: without the sampling settings Anthropic refuses while thinking, when it thinks (the
+    same rule as :func:`sampling_conflicts`). Without ``drop_params`` the body goes as sent, and
+    Anthropic's own 400 comes back."""
+    given = body.get("thinking")
+    if isinstance(given, dict) and given.get("type") in ("enabled", "adaptive"):
+        return _without(body, _conflicts(body))
+    return body
+
+
+def sampling_conflicts(request: JSON, target: Target) -> JSON:
+    """``request`` without the sampling settings Anthropic refuses while thinking, when
+    ``drop_params`` asks for that; else a 400 naming the first one. Shared with Bedrock's Claude
+    models, which have the same rule."""
+    conflicts = _conflicts(request)
     if not conflicts:
         return request
     if drops(request, target):
-        return {k: v for k, v in request.items() if k not in conflicts}
+        return _without(request, conflicts)
     name = conflicts[0]
     raise UnsupportedParameter(
         f"parameter '{name}' cannot be combined with thinking on provider type '{target.provider_type}' "
