@@ -39,20 +39,21 @@ COMPLETION = {
 
 
 def _chunk(delta: dict | None, finish: str | None = None, usage: dict | None = None) -> dict:
+    """One chunk as OpenAI streams it for a request with ``stream_options.include_usage`` (the
+    gateway always asks upstream for usage): ``"usage": null`` on every chunk but the last, which
+    carries the usage and ``"choices": []``."""
     choices = (
         [] if delta is None else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
     )
-    chunk = {
+    return {
         "id": _ID,
         "object": "chat.completion.chunk",
         "created": _CREATED,
         "model": _MODEL,
         "system_fingerprint": "fp_bench",
         "choices": choices,
+        "usage": usage,
     }
-    if usage is not None:
-        chunk["usage"] = usage
-    return chunk
 
 
 STREAM_CHUNKS = [
