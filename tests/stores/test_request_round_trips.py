@@ -16,6 +16,7 @@ import httpx
 import openai
 import pytest
 import pytest_asyncio
+from redis.asyncio import Redis
 
 from switchboard.app import SwitchboardApp
 from switchboard.config.schema import Settings
@@ -57,6 +58,7 @@ class CountingGateway(Gateway):
 class Served:
     sent: Sent
     http: httpx.AsyncClient
+    redis: Redis
 
     async def sdk(self, **key: Any) -> openai.AsyncOpenAI:
         resp = await self.http.post("/admin/v1/keys", json={"models": ["*"], **key},
@@ -64,6 +66,11 @@ class Served:
         assert resp.status_code == 201, resp.text
         return openai.AsyncOpenAI(base_url="http://gateway/v1", api_key=resp.json()["key"], max_retries=0,
                                   http_client=self.http)
+
+    async def commands(self) -> dict[str, int]:
+        """Redis's calls per command so far (INFO commandstats)."""
+        stats = await self.redis.info("commandstats")
+        return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
 
     async def round_trips(self, call: Callable[[], Awaitable[Any]]) -> tuple[int, int]:
         """(before the upstream call, in all) for one request, its after-response work included
@@ -102,7 +109,11 @@ async def served(mock_upstream: Mock, redis_server: RedisServer, migrated_databa
     try:
         transport = httpx.ASGITransport(app=SwitchboardApp(settings, gateway))
         async with httpx.AsyncClient(transport=transport, base_url="http://gateway", timeout=30) as http:
-            yield Served(sent, http)
+            redis = Redis.from_url(redis_server.url)
+            try:
+                yield Served(sent, http, redis)
+            finally:
+                await redis.aclose()
     finally:
         await gateway.close()
 
@@ -122,6 +133,10 @@ async def test_limits_and_a_budget_wait_for_one_round_trip_before_the_upstream_c
     await chat()  # connects the wire and loads the budget's counter from the ledger
     assert await served.round_trips(chat) == (1, 2)
     assert await served.round_trips(stream) == (1, 2)
+    # Three scripts: the limits and the reservation, then the correction and the settlement.
+    before = await served.commands()
+    await chat()
+    assert (await served.commands())["evalsha"] - before["evalsha"] == 3
     # A budget alone, limits alone: one round trip each way as well.
     for key in ({"max_budget_usd": 100}, {"rpm_limit": 1000, "tpm_limit": 1_000_000}):
         alone = await served.sdk(**key)
