@@ -226,6 +226,10 @@ class RequestContext:
     # Added to the usage record's metadata (the registry prompt used, pipeline/prompt.py; the
     # prompt API and version served, http/apis/).
     usage_metadata: dict[str, Any] | None = None
+    # A later stage's store work sent ahead, with an earlier stage's store call (the budget
+    # stage's reservation, made with the rate limits: pipeline/limits.py's ``Rider``); taken by
+    # that later stage. None: none.
+    ahead: Any = None
 
     def prompt_tokens_estimate(self, model_info: tokens.ModelInfoLike | None = None) -> int:
         """The request's prompt tokens before the call (switchboard.tokens.estimate), computed

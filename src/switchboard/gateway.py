@@ -364,13 +364,17 @@ class Gateway:
         # and budgets, so a request they refuse is recorded too (with its error, no attempts).
         refuse = self.settings.spend.refuse_unpriced
         stages.append(UsageStage(self.prices, lambda: self.usage, refuse_unpriced=refuse))
+        # Budgets: reserve before the call, settle after it (the usage stage records the cost).
+        # With Redis, the reservation rides on the rate limits' store call (one round trip).
+        budgets = BudgetStage(self.settings.budgets, lambda: self.budgets, self.prices, self.routing,
+                              lambda: self.stores.admission if self.stores is not None else None)
         stages.append(RateLimitStage(
             self.settings.limits,
             lambda: self.stores.limiter if self.stores is not None else None,
             lambda: self.limit_cache,
+            budgets.ride,
         ))
-        # Budgets: reserve before the call, settle after it (the usage stage records the cost).
-        stages.append(BudgetStage(self.settings.budgets, lambda: self.budgets, self.prices, self.routing))
+        stages.append(budgets)
         # Retries and fallbacks: the stages after this one run once per attempt.
         stages.append(AttemptStage(self.router, self.settings.router,
                                    gate=GroupGate(lambda: self.subscriptions)))

@@ -425,6 +425,81 @@ def test_a_request_a_budget_refuses_does_not_use_up_the_rate_limit(pair: Pair) -
     assert limited.value.response.headers["x-ratelimit-scope"] == "key"
 
 
+def test_a_request_the_rate_limit_refuses_reserves_nothing_on_its_budgets(pair: Pair) -> None:
+    """The limits are checked first: a request they refuse is told so (not about its budget, even
+    one that is spent too) and reserves nothing on its budgets; one both admit is counted once
+    in each."""
+    key = pair.key(rpm_limit=2)
+    spend = pair.budget(scope="key", subject=key["id"], max_amount=0.02, period="total")
+    tokens = pair.budget(scope="key", subject=key["id"], unit="tokens", max_amount=1_000_000, period="daily")
+    client = pair.sdk(key["key"])
+    for left in ("1", "0"):  # both admit: the window counts down, each budget is charged
+        raw = client.chat.completions.with_raw_response.create(messages=ask(LONG), **CALL)
+        assert raw.headers["x-ratelimit-remaining-requests"] == left
+        assert raw.headers["x-switchboard-cost-usd"] == "0.010000"
+    settled = until(lambda: (s := pair.status(tokens["id"]))["reserved"] == 0 and s["spent"] > 0 and s)
+    # The minute's two requests are used and so is the $0.02: the limit decides, and says so.
+    for on in (pair.first, pair.second, pair.first):
+        with pytest.raises(openai.RateLimitError) as refused:
+            pair.sdk(key["key"], on).chat.completions.create(messages=ask(LONG), **CALL)
+        body: Any = refused.value.body
+        assert body["code"] == "rate_limit_exceeded" and "budget" not in body["message"]
+        headers = refused.value.response.headers
+        assert headers["x-ratelimit-scope"] == "key" and int(headers["retry-after"]) >= 1
+        assert "x-switchboard-budget-scope" not in headers
+        # Nothing held or spent on either budget by the refused request.
+        assert pair.status(tokens["id"]) == settled
+        status = pair.status(spend["id"])
+        assert (Decimal(status["spent"]), Decimal(status["reserved"])) == (Decimal("0.02"), 0)
+
+
+def test_when_redis_is_down_the_limits_policy_comes_before_the_budgets(
+    pair: Pair, request: pytest.FixtureRequest, mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A key with limits and a budget, Redis gone: each store's own policy decides, the limits'
+    first (as when both answer), whether they are asked in one round trip or two."""
+    if pair.kind == "embedded":
+        # Embedded limits and counters live in the process: both keep working.
+        key = pair.key(rpm_limit=1000, max_budget_usd=0.01)
+        raw = pair.sdk(key["key"]).chat.completions.with_raw_response.create(messages=ask(LONG), **CALL)
+        assert raw.headers["x-ratelimit-limit-requests"] == "1000"
+        with pytest.raises(openai.RateLimitError) as refused:
+            pair.sdk(key["key"]).chat.completions.create(messages=ask(LONG), **CALL)
+        assert refused.value.body["code"] == "budget_exceeded"  # type: ignore[index]
+        return
+    postgres: Postgres = request.getfixturevalue("postgres")
+    redis = start_redis()  # our own, so stopping it leaves the shared one alone
+    gateways: list[Gateway] = []
+    policies = [("closed", "open"), ("open", "closed"), ("open", "open")]  # limits', budgets'
+    try:
+        config = _config(mock_upstream, pair.hooks)
+        config["database"] = {"url": postgres.create_database(f"budgets_limits_{uuid.uuid4().hex[:8]}")}
+        config["redis"] = {"url": redis.url}
+        for limits, budgets in policies:
+            config["limits"] = {"on_store_error": limits}
+            config["budgets"] = {"on_store_error": budgets}
+            gateways.append(start_gateway(config, tmp_path_factory.mktemp(f"down-{limits}-{budgets}")))
+        created = httpx.post(f"{gateways[0].url}/admin/v1/keys", headers=ADMIN, timeout=10,
+                             json={"models": ["*"], "rpm_limit": 1000, "max_budget_usd": 1}).json()
+        clients = [openai.OpenAI(base_url=g.base_url, api_key=created["key"], max_retries=0, timeout=30)
+                   for g in gateways]
+        for client in clients:  # all up: limited and charged
+            raw = client.chat.completions.with_raw_response.create(messages=ask(LONG), **CALL)
+            assert raw.headers["x-ratelimit-limit-requests"] == "1000"
+        redis.stop()
+        for client, code in zip(clients[:2], ("rate_limiter_unavailable", "budget_unavailable"), strict=True):
+            with pytest.raises(openai.APIStatusError) as refused:
+                client.chat.completions.create(messages=ask(LONG), **CALL)
+            assert refused.value.status_code == 503
+            assert refused.value.body["code"] == code  # type: ignore[index]
+        raw = clients[2].chat.completions.with_raw_response.create(messages=ask(LONG), **CALL)
+        assert raw.parse().choices and "x-ratelimit-limit-requests" not in raw.headers
+    finally:
+        for gw in gateways:
+            gw.process.stop()
+        redis.stop()
+
+
 def test_counters_are_rebuilt_from_the_ledger_when_redis_loses_them(pair: Pair) -> None:
     key = pair.key()
     budget = pair.budget(scope="key", subject=key["id"], max_amount=0.05, period="weekly")

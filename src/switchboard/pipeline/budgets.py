@@ -12,7 +12,9 @@ a call that failed or never started settles to what it cost, often nothing. Past
 says so in ``x-switchboard-budget-downgrade``: the reservation is given back and ``Rerouted``
 raised, so that the rate-limit stage around this one takes the cheaper model's limits instead
 of the requested one's and runs this stage again, which then reserves for the cheaper model
-(one downgrade per request). See docs/budgets.md.
+(one downgrade per request). In cluster mode the reservation is made in the rate-limit stage's
+Redis script when it can be (``ride``: one round trip before the upstream call, not two); this
+stage then reads its answer and goes on as after its own. See docs/budgets.md.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from switchboard.spend.budgets.periods import key_start, window
 from switchboard.spend.budgets.plan import Budget
 from switchboard.spend.cost import Prices, Tokens, cost
 from switchboard.spend.units import estimate_nano_usd as units_estimate
-from switchboard.stores.protocols import Charge, Reserved
+from switchboard.stores.protocols import Acquired, Admission, Bucket, Charge, Reserved
 
 log = logging.getLogger("switchboard.budgets")
 
@@ -72,6 +74,30 @@ class _Counted:
 # One prompt token, each way it can be billed (the dearest is reserved).
 _PROMPT_TOKEN = (Tokens(input=1), Tokens(cache_write_5m=1), Tokens(cache_write_1h=1))
 
+class _Ride:
+    """The budget stage's reservation made with the rate limits (``pipeline.limits.Rider``):
+    ``reserved`` is the counters' answer, None while not made (the limits refused, or the call
+    failed: the stage then reserves in its own turn)."""
+
+    __slots__ = ("admission", "book", "budgets", "charges", "hold", "reservation", "reserved", "reserved_at")
+
+    def __init__(self, admission: Admission, book: BudgetBook, reservation: str, budgets: Sequence[Budget],
+                 charges: list[Charge], hold: float) -> None:
+        self.admission = admission
+        self.book = book
+        self.reservation = reservation
+        self.budgets = budgets
+        self.charges = charges
+        self.hold = hold
+        self.reserved_at = time.monotonic()  # as the budgets are reserved
+        self.reserved: Reserved | None = None
+
+    async def acquire(self, buckets: list[Bucket]) -> Acquired:
+        answer = await self.admission.acquire_reserve(buckets, self.reservation, self.charges, self.hold)
+        self.reserved = answer[1]
+        return answer[0]
+
+
 class BudgetExceeded(GatewayError):
     status = 429
     type = "insufficient_quota"
@@ -90,10 +116,14 @@ class BudgetStage:
     name = "budgets"
 
     def __init__(
-        self, config: BudgetsConfig, book: Callable[[], BudgetBook | None], prices: Prices, table: Table
+        self, config: BudgetsConfig, book: Callable[[], BudgetBook | None], prices: Prices, table: Table,
+        admission: Callable[[], Admission | None] = lambda: None,
     ) -> None:
+        """``admission``: the store that takes a request's limits and budgets in one call
+        (Redis), for ``ride``; None: this stage reserves in its own turn."""
         self._config = config
         self._book = book
+        self._admission = admission
         self._prices = prices
         self._table = table
         self._warned = -math.inf
@@ -101,31 +131,38 @@ class BudgetStage:
         self._quotes: dict[int, _Quote] = {}
 
     async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
-        book = self._book()
-        principal = ctx.principal
-        if book is None or principal is None or principal.tenant_id is None:
-            return await call_next(ctx)
+        ride = ctx.ahead
+        if ride is not None:
+            ctx.ahead = None
+        if ride is not None and ride.reserved is not None:
+            # Reserved with the rate limits, in their store call (``ride``): what follows is the
+            # same as after this stage's own ``try_reserve``.
+            book, budgets, charges = ride.book, ride.budgets, ride.charges
+            reserved_at, hold, reserved = ride.reserved_at, ride.hold, ride.reserved
+        else:
+            book = self._book()
+            principal = ctx.principal
+            if book is None or principal is None or principal.tenant_id is None:
+                return await call_next(ctx)
+            try:
+                budgets = book.in_force_now(principal)
+                if budgets is None:
+                    budgets = await book.in_force(principal)
+            except Exception as exc:
+                return await self._unavailable(ctx, call_next, exc)
+            if not budgets:
+                return await call_next(ctx)
+            route = ctx.route
+            assert route is not None, "the route stage runs first"
+            info = self._prices.of_route(route)
+            if ctx.prompt_tokens is None and len(ctx.body) > LARGE_BODY_BYTES:
+                await ctx.count_prompt_tokens(info)  # counted in a thread, then kept on the context
+            charges, hold = self._charges(ctx, book, info, budgets)
+            reserved_at = time.monotonic()
+            reserved = None
         try:
-            budgets = book.in_force_now(principal)
-            if budgets is None:
-                budgets = await book.in_force(principal)
-        except Exception as exc:
-            return await self._unavailable(ctx, call_next, exc)
-        if not budgets:
-            return await call_next(ctx)
-        route = ctx.route
-        assert route is not None, "the route stage runs first"
-        info = self._prices.of_route(route)
-        if ctx.prompt_tokens is None and len(ctx.body) > LARGE_BODY_BYTES:
-            await ctx.count_prompt_tokens(info)  # counted in a thread, then kept on the context
-        # Charged in the period the request started in, as its ledger record is dated.
-        clock = time.perf_counter()
-        charges = book.charges(budgets, self._amounts(ctx, info, budgets), clock - ctx.started)
-        remaining = ctx.deadline - clock
-        hold = _HOLD_UNBOUNDED if math.isinf(remaining) or remaining <= 0 else remaining + _HOLD_MARGIN
-        reserved_at = time.monotonic()
-        try:
-            reserved = await book.try_reserve(ctx.request_id, charges, hold)
+            if reserved is None:
+                reserved = await book.try_reserve(ctx.request_id, charges, hold)
             if reserved.missing:  # a counter not loaded yet (a new period, a restart): load it
                 reserved = await book.reserve(ctx.request_id, budgets, charges, hold)
             if reserved.refused is None:
@@ -146,6 +183,42 @@ class BudgetStage:
             # the rate-limit stage adds its own part to it (pipeline/settle.py). Made by its
             # class's call, not ``of_budgets``: one call less on every request.
             ctx.after(Settlement(book, budgets, charges, reserved_at, hold))
+
+    def ride(self, ctx: RequestContext) -> _Ride | None:
+        """This stage's reservation, to be made with the rate limits in their store call
+        (``pipeline.limits.Rider``), when the counters share the limiter's store (Redis) and
+        the reservation is ready without waiting: the caller's budgets cached, the prompt
+        counted. None otherwise, and on anything out of the ordinary (this stage then does its
+        own work, in its own turn, as without a rider: its errors are raised there)."""
+        admission = self._admission()
+        if admission is None:  # the embedded default: nothing to save, nothing ever set ahead
+            return None
+        ctx.ahead = None
+        book = self._book()
+        principal = ctx.principal
+        route = ctx.route
+        if (book is None or principal is None or principal.tenant_id is None or route is None
+                or (ctx.prompt_tokens is None and len(ctx.body) > LARGE_BODY_BYTES)):
+            return None
+        try:
+            budgets = book.in_force_now(principal)
+            if not budgets:  # none in force, or not cached yet (read in this stage's turn)
+                return None
+            charges, hold = self._charges(ctx, book, self._prices.of_route(route), budgets)
+        except Exception:  # raised again in this stage's turn (a refusal, a store error)
+            return None
+        ride = ctx.ahead = _Ride(admission, book, ctx.request_id, budgets, charges, hold)
+        return ride
+
+    def _charges(self, ctx: RequestContext, book: BudgetBook, info: ModelInfo | None,
+                 budgets: Sequence[Budget]) -> tuple[list[Charge], float]:
+        """The request's charge on each budget and how long its reservation holds."""
+        # Charged in the period the request started in, as its ledger record is dated.
+        clock = time.perf_counter()
+        charges = book.charges(budgets, self._amounts(ctx, info, budgets), clock - ctx.started)
+        remaining = ctx.deadline - clock
+        hold = _HOLD_UNBOUNDED if math.isinf(remaining) or remaining <= 0 else remaining + _HOLD_MARGIN
+        return charges, hold
 
     def _amounts(self, ctx: RequestContext, info: ModelInfo | None, budgets: Sequence[Budget]) -> list[int]:
         """The most this request can cost, per budget: nano-USD or tokens. Refuses a request

@@ -15,6 +15,11 @@ The limits are those of the model the request is sent to. When the budget stage 
 one) sends it to a cheaper model, it raises ``Rerouted``: this stage gives back what it took for
 the requested model and takes the cheaper model's limits instead, then runs the rest again. A
 request that is not rerouted pays nothing for this (a ``try`` costs nothing until it catches).
+
+The next stage may send its own check-and-take with this one's (a ``Rider``): in cluster mode
+the budget stage's reservation goes in the limiter's Redis script, made only when the limits
+admit the request, so a request waits for one round trip before its upstream call, not two.
+What each stage decides, and in which order, is the same either way.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
 
 from switchboard.config.schema import LimitsConfig, LimitValues
 from switchboard.context import LARGE_BODY_BYTES, Principal, RequestContext, Result
@@ -58,6 +64,16 @@ class Rerouted(Exception):  # a signal between two stages, not an error
     def __init__(self, model: str) -> None:
         super().__init__(model)
         self.model = model
+
+
+class Rider(Protocol):
+    """A later stage's check-and-take, sent with this stage's own in one atomic store call and
+    made only when the limits admit the request (the budget stage's reservation in Redis: one
+    round trip before the upstream call instead of two). The later stage keeps its outcome on
+    the context and reads it when its turn comes; this stage sees only the limits' answer."""
+
+    def acquire(self, buckets: list[Bucket]) -> Awaitable[Acquired]:
+        """``RateLimiter.acquire(buckets)``, with the rider's own work in the same call."""
 
 
 class LimiterUnavailable(GatewayError):
@@ -97,10 +113,14 @@ class RateLimitStage:
         config: LimitsConfig,
         limiter: Callable[[], RateLimiter | None],
         stored: Callable[[], LimitCache | None],
+        rider: Callable[[RequestContext], Rider | None] | None = None,
     ) -> None:
+        """``rider``: the next stage's work to send with the limits' (None: nothing, or it
+        cannot this time), asked once the request's buckets are known."""
         self._config = config
         self._limiter = limiter
         self._stored = stored
+        self._rider = rider
         # (caller, model, target) -> the caller's record, the tenant's stored limits and the
         # target the plan was made for, and the plan; provider deployments' own limits
         # (providers[].rpm / tpm, in the YAML or through the admin API) are part of it.
@@ -143,7 +163,8 @@ class RateLimitStage:
                     for i in planned.token_indexes:
                         key, capacity, window, _ = buckets[i]
                         buckets[i] = tuple.__new__(Bucket, (key, capacity, window, tokens))
-                acquired = await limiter.acquire(buckets)
+                ride = self._rider(ctx) if self._rider is not None else None
+                acquired = await (limiter.acquire(buckets) if ride is None else ride.acquire(buckets))
                 if acquired.refused is not None and planned.waits:
                     acquired = await self._wait(ctx, limiter, planned, buckets, acquired)
         except GatewayError:

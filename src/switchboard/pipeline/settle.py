@@ -19,12 +19,14 @@ callback, or registers one of its own when no budget applies. Each part fails on
 own: a store error is logged and the other part still settles. Neither is lost to a store that
 does not answer for a while (Redis down as the call ends): the budget settlement waits in the
 budget book and the token correction in the limiter, each tried again until Redis answers.
+The correction is asked for before the budget settlement and awaited after it: in Redis both
+scripts leave in the same pipeline, one round trip after the response rather than two.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 
 from switchboard.context import RequestContext
 from switchboard.limits.estimate import used_tokens
@@ -74,6 +76,7 @@ class Settlement:
 
     async def __call__(self, ctx: RequestContext) -> None:
         limiter = self.limiter
+        correcting: Awaitable[None] | None = None
         if limiter is not None:
             spent = ctx.spent
             reported = used_tokens(ctx.usage)
@@ -97,11 +100,17 @@ class Settlement:
                     key, capacity, window, _ = buckets[i]
                     corrected.append(tuple.__new__(Bucket, (key, capacity, window, delta)))
                     slots.append(states[i].slot)
+                # Asked now, awaited after the budget settlement is asked for: in Redis both
+                # scripts leave in one pipeline, one round trip (each still fails on its own).
+                correcting = limiter.adjust(corrected, slots)
+        try:
+            if self.book is not None:  # tried again in the background if Redis does not answer
+                await self.book.settle_surely(ctx.request_id, self.budgets, self.charges, ctx.spent,
+                                              self.reserved_at, self.hold)
+        finally:
+            if correcting is not None:
                 try:
-                    await limiter.adjust(corrected, slots)
+                    await correcting
                 except Exception as exc:
                     log.warning("rate limiter: correcting a token reservation failed (%s)",
                                 type(exc).__name__)
-        if self.book is not None:  # tried again in the background if Redis does not answer
-            await self.book.settle_surely(ctx.request_id, self.budgets, self.charges, ctx.spent,
-                                          self.reserved_at, self.hold)

@@ -28,6 +28,7 @@ from switchboard.stores.memory.cache import MemoryCache
 from switchboard.stores.memory.feed import MemoryFeed
 from switchboard.stores.memory.limits import MemoryRateLimiter
 from switchboard.stores.protocols import (
+    Admission,
     AnalyticsStore,
     ApiStore,
     AuditLog,
@@ -102,6 +103,8 @@ class Stores:
     budgets: BudgetStore | None = None  # budgets set through the admin API (always in SQL)
     # Budget counters (spent and reserved per budget and period): in this process, or in Redis.
     budget_counters: BudgetCounters = field(default_factory=MemoryBudgetCounters)
+    # The limits and budgets of a request in one call (Redis: one script); None embedded.
+    admission: Admission | None = None
     routing: RoutingStore | None = None  # run-time weights of deployments (always in SQL)
     # Deployment health shared by every instance (Redis); None: in this process only.
     health: HealthStore | None = None
@@ -200,6 +203,7 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
     feed: ChangeFeed
     limiter: RateLimiter
     budget_counters: BudgetCounters
+    admission: Admission | None = None
     health: HealthStore | None = None
     probes: dict[str, Probe] = {"database": partial(ping, engine)}
     if redis_url is None:
@@ -211,6 +215,7 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
         limiter = mem_limiter
         budget_counters = MemoryBudgetCounters(clock or system_clock)
     else:
+        from switchboard.stores.redis.admission import RedisAdmission
         from switchboard.stores.redis.batch import batch_for
         from switchboard.stores.redis.budgets import RedisBudgetCounters
         from switchboard.stores.redis.cache import RedisCache
@@ -227,9 +232,11 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
         redis_feed = RedisFeed(client) if publish_timeout is None else RedisFeed(client, publish_timeout)
         closers += [client.aclose, redis_feed.close, batch_for(client).close]
         cache, feed = RedisCache(client), redis_feed
-        limiter = RedisRateLimiter(client, clock)
-        closers.append(limiter.close)  # first: its waiting corrections, while Redis is open
-        budget_counters = RedisBudgetCounters(client, clock)
+        redis_limiter = RedisRateLimiter(client, clock)
+        closers.append(redis_limiter.close)  # first: its waiting corrections, while Redis is open
+        redis_counters = RedisBudgetCounters(client, clock)
+        limiter, budget_counters = redis_limiter, redis_counters
+        admission = RedisAdmission(client, redis_limiter, redis_counters)
         health = RedisHealth(client, clock)
         probes["redis"] = client.ping
     checks = StoreChecks(probes)
@@ -256,6 +263,7 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
         limits=SqlLimitStore(engine),
         budgets=SqlBudgetStore(engine),
         budget_counters=budget_counters,
+        admission=admission,
         routing=SqlRoutingStore(engine),
         health=health,
         request_log=SqlRequestLog(engine),

@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import NamedTuple, Protocol
 
 from switchboard.stores.protocols.clock import utcnow
+from switchboard.stores.protocols.limits import Acquired, Bucket
 
 BUDGET_SCOPES = ("tenant", "team", "user", "key")
 BUDGET_PERIODS = ("daily", "weekly", "monthly", "total")
@@ -108,3 +109,16 @@ class BudgetCounters(Protocol):
         """Seconds since the counters were first found to have lost their data (the counter
         store restarted empty), by any instance; the first call after such a loss notices it and
         answers 0. None when they live in this process only (lost only with it)."""
+
+
+class Admission(Protocol):
+    """A request's rate limits and budgets in one atomic call of a shared counter store
+    (Redis: one script, one round trip before the upstream call). None in the embedded
+    default, whose limiter and counters live in this process and need no round trip."""
+
+    async def acquire_reserve(self, buckets: Sequence[Bucket], reservation: str, charges: Sequence[Charge],
+                              hold: float) -> tuple[Acquired, Reserved | None]:
+        """``RateLimiter.acquire(buckets)``, then, only when it admitted the request,
+        ``BudgetCounters.reserve(reservation, charges, hold)``, as one: None when the limits
+        refused (nothing tried on the budgets). A budget refusal leaves what the limits took
+        (the caller gives it back, as after separate calls)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple, Protocol
@@ -47,10 +47,12 @@ class RateLimiter(Protocol):
     async def acquire(self, buckets: Sequence[Bucket]) -> Acquired:
         """Check every bucket and take from all of them at once, or from none (atomically)."""
 
-    async def adjust(self, buckets: Sequence[Bucket], slots: Sequence[int]) -> None:
+    def adjust(self, buckets: Sequence[Bucket], slots: Sequence[int]) -> Awaitable[None]:
         """Add ``amount`` (negative: give back) to the slot each bucket was counted in, if that
         slot still counts; a count never goes below zero. A store that cannot make it now
-        (Redis down) makes it once it can, while the slot still counts: not the caller's to retry."""
+        (Redis down) makes it once it can, while the slot still counts: not the caller's to retry.
+        A shared store may send it as it is called, before it is awaited (Redis: with whatever
+        else is asked in the same event-loop pass, in one round trip)."""
 
 
 LIMIT_SCOPES = ("tenant", "team", "user", "model", "key_model")

@@ -1,10 +1,11 @@
 """The request path's Lua scripts, sent in one pipeline per event-loop pass.
 
-Each request runs a rate-limit script and a budget script before the upstream call and one of
-each after it. Sent one by one, each pays redis-py's whole per-call path (a pooled connection
-taken and given back, a timeout, a write, a read) and a network round trip; under load that was
-more than half of the cluster path's CPU (docs/benchmarks.md). Here the scripts called during
-one pass of the event loop, by every request in flight, leave together in one non-transactional
+Each request runs a rate-limit script and a budget script before the upstream call (one script
+for both when it has both: stores/redis/admission.py) and one of each after it. Sent one by
+one, each pays redis-py's whole per-call path (a pooled connection taken and given back, a
+timeout, a write, a read) and a network round trip; under load that was more than half of
+the cluster path's CPU (docs/benchmarks.md). Here the scripts called during one pass of the
+event loop, by every request in flight, leave together in one non-transactional
 pipeline: the same commands in the same order, each script still atomic, one round trip for
 all of them. The batch goes out on its own pipelined connection (stores/redis/wire.py) where
 the URL allows, else (TLS) through redis-py's pipeline. Either way a Redis that stopped

@@ -156,6 +156,15 @@ LOST_MARKER = counter_key("since")
 KEYS_MAX = 4096
 
 
+def reserved(raw: list[int]) -> Reserved:
+    """``RESERVE``'s reply as the protocol's answer."""
+    if raw[0] == -1:
+        return Reserved([], missing=tuple(i - 1 for i in raw[1:]))
+    if raw[0]:
+        return Reserved(raw[1:], refused=raw[0] - 1)
+    return tuple.__new__(Reserved, (raw[1:], None, ()))  # reserved: the defaults, no Python __new__
+
+
 class RedisBudgetCounters:
     def __init__(self, client: Redis, clock: Clock | None = None) -> None:
         batch = batch_for(client)  # the request path's scripts: one pipeline per pass
@@ -186,9 +195,10 @@ class RedisBudgetCounters:
             found = self._keys[key] = counter_key(key)
         return found
 
-    async def reserve(self, reservation: str, charges: Sequence[Charge], hold: float) -> Reserved:
-        if not charges:
-            return Reserved([])
+    def packed(self, reservation: str, charges: Sequence[Charge], hold: float
+               ) -> tuple[list[str], list[int | str]]:
+        """``RESERVE``'s keys and arguments (also the second part of stores/redis/admission.py's
+        script)."""
         args: list[int | str] = ["" if self._clock is None else self._now(), reservation,
                                  max(1, math.ceil(hold * 1000))]
         keys: list[str] = []
@@ -196,13 +206,14 @@ class RedisBudgetCounters:
         for c in charges:
             keys.append(known.get(c.key) or self._key(c.key))
             args += (c.limit, c.amount)
+        return keys, args
+
+    async def reserve(self, reservation: str, charges: Sequence[Charge], hold: float) -> Reserved:
+        if not charges:
+            return Reserved([])
+        keys, args = self.packed(reservation, charges, hold)
         # The script's Lua numbers are Redis integers: hiredis and redis-py hand back ints.
-        raw = await self._add(self._reserve, keys, args)
-        if raw[0] == -1:
-            return Reserved([], missing=tuple(i - 1 for i in raw[1:]))
-        if raw[0]:
-            return Reserved(raw[1:], refused=raw[0] - 1)
-        return tuple.__new__(Reserved, (raw[1:], None, ()))  # reserved: the defaults, no Python __new__
+        return reserved(await self._add(self._reserve, keys, args))
 
     async def load(self, charge: Charge, spent: int) -> None:
         ttl = 0 if math.isinf(charge.ttl) else max(1, math.ceil(charge.ttl * 1000))

@@ -12,10 +12,12 @@ as its slot still counts (``Retries``): the tokens a stream used are not lost to
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
+from typing import Any
 
 from redis.asyncio import Redis
 
@@ -160,9 +162,9 @@ class RedisRateLimiter:
         found = self._keys[key] = (window, bucket_key(key, g), g)
         return found
 
-    async def acquire(self, buckets: Sequence[Bucket]) -> Acquired:
-        if not buckets:
-            return Acquired([])
+    def packed(self, buckets: Sequence[Bucket]) -> tuple[list[str], list[int | str]]:
+        """``ACQUIRE``'s keys and arguments for ``buckets`` (also the first part of
+        stores/redis/admission.py's script)."""
         keys: list[str] = []
         args: list[int | str] = ["" if self._clock is None else self._now(), LIMIT_SLOTS]
         known = self._keys
@@ -172,22 +174,19 @@ class RedisRateLimiter:
                 found = self._key(b.key, b.window)
             keys.append(found[1])
             args += (found[2], b.capacity, b.amount)
-        # The script's Lua numbers are Redis integers: hiredis and redis-py hand back ints.
-        raw = await self._add(self._acquire, keys, args)
-        states: list[BucketState] = []
-        if len(raw) > 2:
-            # One loop, each state built as the tuple it is: no comprehension's function call and
-            # no namedtuple ``__new__`` in Python (as the rate-limit stage builds its buckets).
-            i = 2
-            for b in buckets:
-                states.append(tuple.__new__(BucketState, (b.capacity, raw[i], raw[i + 1] / 1000, raw[i + 2])))
-                i += 3
-        if raw[0]:
-            retry = math.inf if raw[1] < 0 else raw[1] / 1000
-            return Acquired(states, refused=raw[0] - 1, retry_after=retry)
-        return tuple.__new__(Acquired, (states, None, 0.0))  # admitted: the defaults
+        return keys, args
 
-    async def adjust(self, buckets: Sequence[Bucket], slots: Sequence[int]) -> None:
+    async def acquire(self, buckets: Sequence[Bucket]) -> Acquired:
+        if not buckets:
+            return Acquired([])
+        keys, args = self.packed(buckets)
+        # The script's Lua numbers are Redis integers: hiredis and redis-py hand back ints.
+        return acquired(buckets, await self._add(self._acquire, keys, args))
+
+    def adjust(self, buckets: Sequence[Bucket], slots: Sequence[int]) -> Awaitable[None]:
+        """The correction joins this pass's batch now, as it is called (a budget settlement
+        asked for next, in the same pass, leaves in the same round trip); the awaitable waits
+        for Redis's answer and keeps a correction Redis did not take for another try."""
         keys: list[str] = []
         args: list[int | str] = ["" if self._clock is None else self._now(), LIMIT_SLOTS]
         window = 0.0
@@ -205,9 +204,13 @@ class RedisRateLimiter:
             if b.window > window:
                 window = b.window
         if not keys:
-            return
+            return _nothing()
+        return self._adjusted(self._add(self._adjust, keys, args), keys, args, window)
+
+    async def _adjusted(self, sent: asyncio.Future[Any], keys: list[str], args: list[int | str],
+                        window: float) -> None:
         try:
-            await self._add(self._adjust, keys, args)
+            await sent
             return
         except Exception as exc:
             now = time.monotonic()
@@ -228,3 +231,23 @@ class RedisRateLimiter:
 
     async def close(self) -> None:
         await self.pending.close()
+
+
+def acquired(buckets: Sequence[Bucket], raw: list[Any]) -> Acquired:
+    """``ACQUIRE``'s reply as the protocol's answer."""
+    states: list[BucketState] = []
+    if len(raw) > 2:
+        # One loop, each state built as the tuple it is: no comprehension's function call and
+        # no namedtuple ``__new__`` in Python (as the rate-limit stage builds its buckets).
+        i = 2
+        for b in buckets:
+            states.append(tuple.__new__(BucketState, (b.capacity, raw[i], raw[i + 1] / 1000, raw[i + 2])))
+            i += 3
+    if raw[0]:
+        retry = math.inf if raw[1] < 0 else raw[1] / 1000
+        return Acquired(states, refused=raw[0] - 1, retry_after=retry)
+    return tuple.__new__(Acquired, (states, None, 0.0))  # admitted: the defaults
+
+
+async def _nothing() -> None:
+    return None

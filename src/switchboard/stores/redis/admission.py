@@ -1,0 +1,69 @@
+"""A request's rate limits and budgets in one Lua script: one round trip before the upstream call.
+
+The rate limiter's ``ACQUIRE`` (stores/redis/limits.py) and the budget counters' ``RESERVE``
+(stores/redis/budgets.py) are the two scripts a request with limits and budgets waits for before
+its upstream call. Sent one after the other, the second only once the first has answered (the
+budget stage runs after the rate-limit stage admitted the request), they cost two round trips and
+two resumptions of the request's coroutines. Here both run in one script, each as its own
+function on its own keys and arguments, unchanged: the budgets are reserved only when the limits
+admitted the request, as before, so a request the limits refuse reserves nothing. A budget
+refusal or a counter not loaded yet is answered as ``RESERVE`` answers it; what the limits took
+stays, and the rate-limit stage gives it back as it does after a budget refusal.
+
+The keys of both hash tags (``{rl}``, ``{bg}``) are touched by one script: fine on a single
+Redis (and its replicas), which is what the gateway's client connects to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from redis.asyncio import Redis
+
+from switchboard.stores.protocols import Acquired, Bucket, Charge, Reserved
+from switchboard.stores.redis.batch import batch_for
+from switchboard.stores.redis.budgets import RESERVE, RedisBudgetCounters, reserved
+from switchboard.stores.redis.limits import ACQUIRE, RedisRateLimiter, acquired
+
+# KEYS: the limits' keys, then the budgets'. ARGV: the count of the limits' keys and of their
+# arguments, the limits' arguments (ACQUIRE's), then the budgets' (RESERVE's).
+# Returns {ACQUIRE's reply} when the limits refused, else {ACQUIRE's reply, RESERVE's reply}.
+ADMIT = f"""
+local function acquire(KEYS, ARGV)
+{ACQUIRE}
+end
+local function reserve(KEYS, ARGV)
+{RESERVE}
+end
+local nk, na = tonumber(ARGV[1]), tonumber(ARGV[2])
+local lk, la, bk, ba = {{}}, {{}}, {{}}, {{}}
+for i = 1, #KEYS do
+  if i <= nk then lk[#lk + 1] = KEYS[i] else bk[#bk + 1] = KEYS[i] end
+end
+for i = 3, #ARGV do
+  if i <= na + 2 then la[#la + 1] = ARGV[i] else ba[#ba + 1] = ARGV[i] end
+end
+local limits = acquire(lk, la)
+if limits[1] ~= 0 then return {{limits}} end
+return {{limits, reserve(bk, ba)}}
+"""
+
+
+class RedisAdmission:
+    """``Admission`` on the rate limiter and budget counters of one Redis client (their keys
+    and arguments built by them, their replies read by their own functions)."""
+
+    def __init__(self, client: Redis, limiter: RedisRateLimiter, counters: RedisBudgetCounters) -> None:
+        batch = batch_for(client)  # the one both use: the script joins the pass's pipeline
+        self._script = batch.script(ADMIT)
+        self._add = batch.add
+        self._limiter = limiter
+        self._counters = counters
+
+    async def acquire_reserve(self, buckets: Sequence[Bucket], reservation: str, charges: Sequence[Charge],
+                              hold: float) -> tuple[Acquired, Reserved | None]:
+        keys, args = self._limiter.packed(buckets)
+        spent_keys, spent_args = self._counters.packed(reservation, charges, hold)
+        # The script's Lua numbers are Redis integers: hiredis and redis-py hand back ints.
+        raw = await self._add(self._script, keys + spent_keys, [len(keys), len(args), *args, *spent_args])
+        return acquired(buckets, raw[0]), (reserved(raw[1]) if len(raw) > 1 else None)

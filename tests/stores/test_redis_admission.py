@@ -1,0 +1,109 @@
+"""A request's rate limits and budgets in one Redis script (stores/redis/admission.py), on a real
+Redis: the same answers as the limiter's and the counters' own scripts called one after the
+other, in one round trip, and nothing reserved when the limits refuse."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+from redis.asyncio import Redis
+
+from switchboard.stores.protocols import Bucket, Charge
+from switchboard.stores.redis.admission import RedisAdmission
+from switchboard.stores.redis.batch import batch_for
+from switchboard.stores.redis.budgets import RedisBudgetCounters
+from switchboard.stores.redis.limits import RedisRateLimiter
+from tests.services import RedisServer
+from tests.stores.test_redis_batch import count_pipelines
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+HOLD = 30.0
+
+
+@pytest_asyncio.fixture
+async def client(redis_server: RedisServer) -> AsyncIterator[Redis]:
+    redis_server.flush()
+    client = Redis.from_url(redis_server.url)
+    yield client
+    await batch_for(client).close()
+    await client.aclose()
+
+
+def _stores(client: Redis) -> tuple[RedisRateLimiter, RedisBudgetCounters, RedisAdmission]:
+    limiter, counters = RedisRateLimiter(client), RedisBudgetCounters(client)
+    return limiter, counters, RedisAdmission(client, limiter, counters)
+
+
+def _buckets(who: str) -> list[Bucket]:
+    return [Bucket(f"key:{who}:rpm", 2, 60, 1), Bucket(f"key:{who}:tpm", 1000, 60, 300)]
+
+
+def _charges(who: str, limit: int = 100) -> list[Charge]:
+    return [Charge(f"{who}-key:1", limit, 40, 3600.0), Charge(f"{who}-tenant:1", 10 * limit, 40, 3600.0)]
+
+
+async def test_admitted_takes_the_limits_and_reserves_the_budgets_in_one_round_trip(
+    client: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    limiter, counters, admission = _stores(client)
+    for charge in _charges("a"):
+        await counters.load(charge, 10)
+    pipelines = count_pipelines(client, monkeypatch)
+    acquired, reserved = await admission.acquire_reserve(_buckets("a"), "req-1", _charges("a"), HOLD)
+    assert len(pipelines) == 1
+    assert acquired.refused is None and [s.used for s in acquired.states] == [1, 300]
+    assert reserved is not None and reserved.refused is None and reserved.used == [10, 10]
+    assert await counters.usage("a-key:1") == (10, 40)  # spent, held
+    # The same as the two scripts one after the other would answer next.
+    alone = await limiter.acquire(_buckets("a"))
+    assert [s.used for s in alone.states] == [2, 600]
+    assert (await counters.reserve("req-2", _charges("a"), HOLD)).used == [50, 50]
+
+
+async def test_refused_by_the_limits_reserves_nothing(client: Redis) -> None:
+    limiter, counters, admission = _stores(client)
+    for charge in _charges("b"):
+        await counters.load(charge, 0)
+    for _ in range(2):  # the minute's two requests
+        assert (await limiter.acquire(_buckets("b"))).refused is None
+    acquired, reserved = await admission.acquire_reserve(_buckets("b"), "req-3", _charges("b"), HOLD)
+    assert acquired.refused == 0 and acquired.retry_after > 0
+    assert [s.used for s in acquired.states] == [2, 600]  # as they stand: nothing taken
+    assert reserved is None
+    assert await counters.usage("b-key:1") == (0, 0)
+
+
+async def test_a_request_larger_than_a_limit_reserves_nothing(client: Redis) -> None:
+    _, counters, admission = _stores(client)
+    await counters.load(_charges("c")[0], 0)
+    huge = [Bucket("key:c:tpm", 100, 60, 500)]
+    acquired, reserved = await admission.acquire_reserve(huge, "req-4", _charges("c")[:1], HOLD)
+    assert acquired.refused == 0 and acquired.retry_after == float("inf") and acquired.states == []
+    assert reserved is None and await counters.usage("c-key:1") == (0, 0)
+
+
+async def test_refused_by_a_budget_leaves_the_limits_taken_for_the_caller_to_give_back(client: Redis) -> None:
+    limiter, counters, admission = _stores(client)
+    charges = _charges("d", limit=50)
+    await counters.load(charges[0], 20)  # 20 + 40 > 50
+    await counters.load(charges[1], 0)
+    acquired, reserved = await admission.acquire_reserve(_buckets("d"), "req-5", charges, HOLD)
+    assert acquired.refused is None
+    assert reserved is not None and reserved.refused == 0 and reserved.used == [20]
+    assert await counters.usage("d-key:1") == (20, 0) and await counters.usage("d-tenant:1") == (0, 0)
+    # Given back as the rate-limit stage does after a budget refusal: the minute is whole again.
+    back = [b._replace(amount=-b.amount) for b in _buckets("d")]
+    await limiter.adjust(back, [s.slot for s in acquired.states])
+    assert [s.used for s in (await limiter.acquire(_buckets("d"))).states] == [1, 300]
+
+
+async def test_a_counter_not_loaded_is_named_as_the_reservation_names_it(client: Redis) -> None:
+    _, counters, admission = _stores(client)
+    await counters.load(_charges("e")[0], 0)  # the tenant's counter is not loaded
+    acquired, reserved = await admission.acquire_reserve(_buckets("e"), "req-6", _charges("e"), HOLD)
+    assert acquired.refused is None
+    assert reserved is not None and reserved.missing == (1,) and reserved.refused is None
+    assert await counters.usage("e-key:1") == (0, 0)
