@@ -28,6 +28,21 @@ def slot_ms(window: float) -> int:
     return -(-ms // LIMIT_SLOTS)
 
 
+# ``slot_ms`` by window for the request path: a dict look-up where the cached function's call
+# built an argument tuple and hashed it on every bucket (some 500 instructions a call). A
+# handful of windows (the limits' minute and day); cleared if ever it grows past the bound.
+_SLOT_MS: dict[float, int] = {}
+_SLOT_MS_MAX = 1024
+
+
+def _slot_ms(window: float) -> int:
+    """``slot_ms``, kept in ``_SLOT_MS`` (the request path reads that first)."""
+    if len(_SLOT_MS) >= _SLOT_MS_MAX:
+        _SLOT_MS.clear()
+    g = _SLOT_MS[window] = slot_ms(window)
+    return g
+
+
 class _Window:
     """One bucket's slots, oldest first (slots are added as time goes on), and their sum."""
 
@@ -80,9 +95,11 @@ class MemoryRateLimiter:
         if self._calls % SWEEP_EVERY == 0:
             self._sweep(now)
         windows = self._windows
-        seen: list[tuple[_Window, int, int]] = []
-        for n, (key, capacity, span, amount) in enumerate(buckets):
-            g = slot_ms(span)
+        # What the second pass needs of each bucket, kept by the first: no enumerate and no zip
+        # (each an object, its iterators and tuples, on every request).
+        seen: list[tuple[_Window, int, int, int, int]] = []
+        for key, capacity, span, amount in buckets:
+            g = _SLOT_MS.get(span) or _slot_ms(span)
             current = now // g
             window = windows.get((key, g))
             if window is None:
@@ -90,15 +107,14 @@ class MemoryRateLimiter:
             elif window.slots and next(iter(window.slots)) < current - LIMIT_SLOTS:
                 window.live(current)
             if window.total + amount > capacity:
+                n = len(seen)
                 retry = _retry(window.slots, window.total, buckets[n], g, now)
                 # Refused: every bucket's state as it stands (nothing taken), for the headers.
                 states = [] if math.isinf(retry) else self._states(buckets, now)
                 return Acquired(states, refused=n, retry_after=retry)
-            seen.append((window, current, g))
+            seen.append((window, current, g, capacity, amount))
         out: list[BucketState] = []
-        # Plain zip (the lists are the same length by construction): ``strict=True`` is a keyword
-        # argument zip parses on every call, some 1,000 instructions (docs/benchmarks.md).
-        for (window, current, g), (_, capacity, _, amount) in zip(seen, buckets):  # noqa: B905
+        for window, current, g, capacity, amount in seen:
             slots = window.slots
             if amount > 0:
                 slots[current] = slots.get(current, 0) + amount
@@ -132,8 +148,11 @@ class MemoryRateLimiter:
     async def adjust(self, buckets: Sequence[Bucket], slots: Sequence[int]) -> None:
         now = int(self._clock() * 1000)
         windows = self._windows
-        for (key, _, span, amount), index in zip(buckets, slots):  # noqa: B905 (as in acquire)
-            g = slot_ms(span)
+        i = 0  # the bucket's slot, read by its position: no zip (as in acquire)
+        for key, _, span, amount in buckets:
+            index = slots[i]
+            i += 1
+            g = _SLOT_MS.get(span) or _slot_ms(span)
             current = now // g
             if index < current - LIMIT_SLOTS:
                 continue  # that slot no longer counts
