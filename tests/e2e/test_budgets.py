@@ -21,6 +21,7 @@ import anthropic
 import httpx
 import openai
 import pytest
+import redis as sync_redis
 
 from switchboard.spend.budgets.webhooks import SIGNATURE_HEADER, verify
 from tests.e2e.periods import zone_far_from_period_end
@@ -497,6 +498,43 @@ def test_when_redis_is_down_the_limits_policy_comes_before_the_budgets(
     finally:
         for gw in gateways:
             gw.process.stop()
+        redis.stop()
+
+
+def test_a_budget_counter_redis_refuses_is_judged_by_the_budget_policy_not_the_limits(
+    mock_upstream: Mock, postgres: Postgres, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A key with limits and a budget whose counter Redis refuses to read (a key of another type
+    under the counter's name): the budgets' on_store_error decides (open: admitted), as when the
+    reservation is its own call; the limiter, which answers, refuses nothing."""
+    redis = start_redis()  # our own: its keys are written by hand below
+    gateway = None
+    try:
+        with WebhookReceiver() as hooks:
+            config = _config(mock_upstream, hooks)
+            config["database"] = {"url": postgres.create_database(f"budgets_bad_{uuid.uuid4().hex[:8]}")}
+            config["redis"] = {"url": redis.url}
+            config["limits"] = {"on_store_error": "closed"}
+            config["budgets"] = {**config["budgets"], "on_store_error": "open"}
+            gateway = start_gateway(config, tmp_path_factory.mktemp("budget-counter-refused"))
+            created = httpx.post(f"{gateway.url}/admin/v1/keys", headers=ADMIN, timeout=10,
+                                 json={"models": ["*"], "rpm_limit": 1000, "max_budget_usd": 1}).json()
+            client = openai.OpenAI(base_url=gateway.base_url, api_key=created["key"], max_retries=0,
+                                   timeout=30)
+            raw = client.chat.completions.with_raw_response.create(messages=ask(LONG), **CALL)
+            assert raw.headers["x-ratelimit-remaining-requests"] == "999"
+            store = sync_redis.Redis.from_url(redis.url)
+            counters = [k for k in store.scan_iter(match="sb:bg:*") if not k.endswith(b":since")]
+            assert counters  # the key's budget counter, loaded by the first request
+            for k in counters:
+                store.delete(k)
+                store.set(k, "not a hash")
+            raw = client.chat.completions.with_raw_response.create(messages=ask(LONG), **CALL)
+            assert raw.parse().choices
+            assert raw.headers["x-ratelimit-remaining-requests"] == "998"
+    finally:
+        if gateway is not None:
+            gateway.process.stop()
         redis.stop()
 
 
