@@ -571,6 +571,7 @@ class Gateway:
             log.warning("could not import the template and schema libraries ahead: %s", type(exc).__name__)
         else:
             if gc.get_freeze_count():
+                gc.collect()  # what is already garbage is freed, not frozen for good
                 gc.freeze()
 
     async def _deferred_needed(self) -> Callable[[], None] | None:

@@ -17,6 +17,7 @@ from switchboard.config.schema import Timeouts
 from switchboard.errors import InvalidRequest, UnsupportedParameter
 from switchboard.providers import capabilities
 from switchboard.providers.anthropic import SPEC, AnthropicOptions
+from switchboard.providers.anthropic.thinking import dropped_while_thinking
 from switchboard.providers.target import Target
 
 CACHE = {"type": "ephemeral"}
@@ -335,3 +336,24 @@ def test_thinking_is_not_sent_when_the_tool_loop_has_no_signed_thinking_to_conti
     assert body["thinking"] == {"type": "enabled", "budget_tokens": 1024}
     fresh = [*loop, {"role": "assistant", "content": "ok"}, {"role": "user", "content": "again"}]
     assert build(messages=fresh, tools=[TOOL], reasoning_effort="low")["thinking"]["type"] == "enabled"
+
+
+@pytest.mark.parametrize(
+    ("fields", "kept"),
+    [
+        ({"temperature": 0.2, "top_p": 0.5, "top_k": 5}, set()),
+        ({"temperature": 1, "top_p": 0.95}, {"temperature", "top_p"}),
+        # Not numbers: invalid whether or not the model thinks, left for Anthropic's own 400.
+        ({"temperature": True, "top_p": True, "top_k": "5"}, {"temperature", "top_p", "top_k"}),
+        ({"top_p": "0.5"}, {"top_p"}),
+    ],
+)
+def test_a_pass_through_drops_only_the_numbers_thinking_refuses(
+    fields: dict[str, Any], kept: set[str]
+) -> None:
+    thinking = {"type": "enabled", "budget_tokens": 2048}
+    body = {"model": "m", "max_tokens": 4000, "thinking": thinking, **fields}
+    out = dropped_while_thinking(body)
+    assert {k for k in fields if k in out} == kept
+    assert dropped_while_thinking({**body, "thinking": {"type": "disabled"}}) == {
+        **body, "thinking": {"type": "disabled"}}

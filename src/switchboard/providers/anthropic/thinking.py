@@ -89,15 +89,21 @@ def _given(value: Any, max_tokens: int, explicit: bool) -> tuple[JSON | None, in
 
 
 def _conflicts(request: JSON) -> list[str]:
-    """The sampling settings of ``request`` Anthropic refuses while thinking."""
+    """The sampling settings of ``request`` Anthropic refuses while thinking. Only numbers
+    conflict: a value of another type (``true``, text) is invalid whether or not the model thinks,
+    and is left to the validation that answers it (Anthropic's own 400 on a pass-through)."""
     return [
         key for key, ok in (
             ("temperature", lambda v: v == 1),
-            ("top_p", lambda v: isinstance(v, int | float) and 0.95 <= v <= 1),
+            ("top_p", lambda v: 0.95 <= v <= 1),
             ("top_k", lambda v: False),
         )
-        if request.get(key) is not None and not ok(request[key])
+        if _number(request.get(key)) and not ok(request[key])
     ]
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _without(request: JSON, keys: list[str]) -> JSON:

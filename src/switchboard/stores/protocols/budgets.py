@@ -120,5 +120,6 @@ class Admission(Protocol):
                               hold: float) -> tuple[Acquired, Reserved | None]:
         """``RateLimiter.acquire(buckets)``, then, only when it admitted the request,
         ``BudgetCounters.reserve(reservation, charges, hold)``, as one: None when the limits
-        refused (nothing tried on the budgets). A budget refusal leaves what the limits took
-        (the caller gives it back, as after separate calls)."""
+        refused (nothing tried on the budgets), and when the budgets' part failed (the caller
+        then reserves on its own, so the budgets' store-error policy judges the error). A budget
+        refusal leaves what the limits took (the caller gives it back, as after separate calls)."""

@@ -27,7 +27,10 @@ from switchboard.stores.redis.limits import ACQUIRE, RedisRateLimiter, acquired
 
 # KEYS: the limits' keys, then the budgets'. ARGV: the count of the limits' keys and of their
 # arguments, the limits' arguments (ACQUIRE's), then the budgets' (RESERVE's).
-# Returns {ACQUIRE's reply} when the limits refused, else {ACQUIRE's reply, RESERVE's reply}.
+# Returns {ACQUIRE's reply, RESERVE's reply}; {ACQUIRE's reply} alone when the limits refused, or
+# when the budgets' part failed (a script is not rolled back: what the limits took stays, as after
+# two calls; the budget stage then reserves in its own turn and its own ``on_store_error`` judges
+# the error, not the limits').
 ADMIT = f"""
 local function acquire(KEYS, ARGV)
 {ACQUIRE}
@@ -45,7 +48,9 @@ for i = 3, #ARGV do
 end
 local limits = acquire(lk, la)
 if limits[1] ~= 0 then return {{limits}} end
-return {{limits, reserve(bk, ba)}}
+local ok, budgets = pcall(reserve, bk, ba)
+if not ok then return {{limits}} end
+return {{limits, budgets}}
 """
 
 
