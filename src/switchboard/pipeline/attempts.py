@@ -198,7 +198,10 @@ class AttemptStage:
             self._abandoned(ctx, route, began, probe)
             raise
         if failure is not None:
-            return await self._after_failure(ctx, call_next, group, candidates, failure, 1)
+            try:
+                return await self._after_failure(ctx, call_next, group, candidates, failure, 1)
+            finally:
+                failure = None  # see _after_failure
         headers = ctx.response_headers
         headers[MODEL_HEADER] = route.target.name  # a context-window fallback's own group
         headers[DEPLOYMENT_HEADER] = route.deployment
@@ -327,6 +330,10 @@ class AttemptStage:
                 raise self._router.refusal(group, ctx.needs or ANYWHERE)
             raise error
         finally:
+            # A failure's traceback holds this frame, which would hold the failure: a reference
+            # cycle per failed request, left for the cyclic garbage collector (whose passes stall
+            # the event loop). The frames that pass failures on let go of them as they end.
+            error = None
             attempts = ctx.attempts
             headers = ctx.response_headers
             if attempts and MODEL_HEADER not in headers:  # failed: the last deployment tried
@@ -368,35 +375,38 @@ class AttemptStage:
         retried within itself, until one answers (error, the answer) or one fails with a class
         outside ``go_on`` (the last error, None). A group this request already tried (a
         context-window fallback planned with the group's own deployments) is not tried again."""
-        needs = ctx.needs or ANYWHERE
-        for name in names:
-            fallback = self._router.group(name)
-            if fallback is None or fallback is group or _tried(ctx, fallback.name):
-                continue
-            if self._gate is not None and not await self._gate(ctx, fallback):
-                continue
-            if (claims := self._router.claims(fallback)) is not None:
-                await claims  # a half-open deployment of it may be this request's probe
-            plan = caller_credentials.usable(ctx, self._router.plan(fallback, needs))
-            if not plan:
-                continue
-            if time.perf_counter() >= ctx.deadline:
-                break
-            plan, probe = self._sendable(plan)
-            if not plan:
-                continue
-            try:
-                result = await self._attempt(ctx, call_next, plan[0], True, probe)
-            except GatewayError as failure:
-                error, answered = await self._retries(ctx, call_next, fallback, plan, failure, 1)
-                if answered is not None:
-                    return error, answered
-                if error_class(error) not in go_on:
+        try:
+            needs = ctx.needs or ANYWHERE
+            for name in names:
+                fallback = self._router.group(name)
+                if fallback is None or fallback is group or _tried(ctx, fallback.name):
+                    continue
+                if self._gate is not None and not await self._gate(ctx, fallback):
+                    continue
+                if (claims := self._router.claims(fallback)) is not None:
+                    await claims  # a half-open deployment of it may be this request's probe
+                plan = caller_credentials.usable(ctx, self._router.plan(fallback, needs))
+                if not plan:
+                    continue
+                if time.perf_counter() >= ctx.deadline:
                     break
-                continue
-            self._answered(ctx, plan[0])
-            return error, result
-        return error, None
+                plan, probe = self._sendable(plan)
+                if not plan:
+                    continue
+                try:
+                    result = await self._attempt(ctx, call_next, plan[0], True, probe)
+                except GatewayError as failure:
+                    error, answered = await self._retries(ctx, call_next, fallback, plan, failure, 1)
+                    if answered is not None:
+                        return error, answered
+                    if error_class(error) not in go_on:
+                        break
+                    continue
+                self._answered(ctx, plan[0])
+                return error, result
+            return error, None
+        finally:
+            error = None  # see _after_failure
 
     async def _retries(self, ctx: RequestContext, call_next: Handler, group: Group,
                        candidates: list[Route], error: GatewayError, tried: int, at: int | None = None,
@@ -404,36 +414,39 @@ class AttemptStage:
         """Retries within ``group`` after ``tried`` attempts, the last (``candidates[at]``, by
         default the tried-th) failing with ``error``: (the last error, None) when the group is
         done, or (error, the answer)."""
-        allowed = group.num_retries + 1
-        count = len(candidates)
-        index = tried - 1 if at is None else at  # the candidate that just failed
-        avoid: list[Route] | None = None  # deployments that asked for too long a wait
-        while tried < allowed and error_class(error) in self._retry_on:
-            failed = candidates[index % count]
-            asked = retry_after_seconds(error)
-            if asked is not None and asked > self._max_retry_after:
-                avoid = [failed] if avoid is None else [*avoid, failed]
-            index, probe = self._next_candidate(candidates, index + 1, avoid)
-            if index < 0:
-                break
-            route = candidates[index % count]
-            wait = self._backoff_for(tried)
-            if asked is not None and route is failed:  # a wait within the bound
-                wait = max(wait, asked)
-            if time.perf_counter() + wait >= ctx.deadline:
-                self._router.health.released(route, probe)  # not sent: a probe taken goes on
-                break  # a wait that would cross the deadline is not taken
-            if wait > 0:
-                await self._sleep(wait)
-            tried += 1
-            try:
-                result = await self._attempt(ctx, call_next, route, True, probe)
-            except GatewayError as failure:
-                error = failure
-                continue
-            self._answered(ctx, route)
-            return error, result
-        return error, None
+        try:
+            allowed = group.num_retries + 1
+            count = len(candidates)
+            index = tried - 1 if at is None else at  # the candidate that just failed
+            avoid: list[Route] | None = None  # deployments that asked for too long a wait
+            while tried < allowed and error_class(error) in self._retry_on:
+                failed = candidates[index % count]
+                asked = retry_after_seconds(error)
+                if asked is not None and asked > self._max_retry_after:
+                    avoid = [failed] if avoid is None else [*avoid, failed]
+                index, probe = self._next_candidate(candidates, index + 1, avoid)
+                if index < 0:
+                    break
+                route = candidates[index % count]
+                wait = self._backoff_for(tried)
+                if asked is not None and route is failed:  # a wait within the bound
+                    wait = max(wait, asked)
+                if time.perf_counter() + wait >= ctx.deadline:
+                    self._router.health.released(route, probe)  # not sent: a probe taken goes on
+                    break  # a wait that would cross the deadline is not taken
+                if wait > 0:
+                    await self._sleep(wait)
+                tried += 1
+                try:
+                    result = await self._attempt(ctx, call_next, route, True, probe)
+                except GatewayError as failure:
+                    error = failure
+                    continue
+                self._answered(ctx, route)
+                return error, result
+            return error, None
+        finally:
+            del error  # see _after_failure
 
     def _next_candidate(self, candidates: list[Route], start: int, avoid: list[Route] | None,
                         ) -> tuple[int, Probe | None]:

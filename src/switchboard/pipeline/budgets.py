@@ -313,12 +313,18 @@ def _check_output(ctx: RequestContext, limit: int) -> None:
     if not isinstance(asked, int):
         asked = ctx.request.get("max_tokens")
     if isinstance(asked, int) and asked > limit:
-        refused = InvalidRequest(
-            f"max_tokens is {asked}, more than the model's output limit of {limit} tokens",
-            param="max_tokens", code="max_tokens_too_large",
-        )
-        refused.spares_limits = True
-        raise refused
+        raise _too_large(asked, limit)
+
+
+def _too_large(asked: int, limit: int) -> InvalidRequest:
+    # Made here and raised by the caller: a local naming the error in the frame that raises it
+    # is a reference cycle (its traceback holds that frame).
+    refused = InvalidRequest(
+        f"max_tokens is {asked}, more than the model's output limit of {limit} tokens",
+        param="max_tokens", code="max_tokens_too_large",
+    )
+    refused.spares_limits = True
+    return refused
 
 
 def _refusal(budget: Budget, charge: Charge, used: int) -> GatewayError:

@@ -162,7 +162,9 @@ class _Capture:
         self.created_at = created_at
         self.reply: dict[str, Any] | None = None
         self.stream: Assembled | None = None
-        self.error: GatewayError | None = None
+        # The error as the log shows it, not the exception: its traceback holds the frames
+        # that hold this object (a reference cycle per failed request).
+        self.error: dict[str, Any] | None = None
 
 
 class BodyCapture:
@@ -219,7 +221,7 @@ class CaptureStage(BodyCapture):
         try:
             result = await call_next(ctx)
         except GatewayError as exc:
-            capture.error = exc
+            capture.error = self.shown_error(exc)
             raise
         if not keep.response:
             return result
@@ -250,7 +252,7 @@ class CaptureStage(BodyCapture):
         if keep.response:
             shown: Any = None
             if capture.error is not None:
-                shown = self.shown_error(capture.error)
+                shown = capture.error
             elif capture.stream is not None:
                 shown = capture.stream.reply()
                 truncated |= capture.stream.truncated

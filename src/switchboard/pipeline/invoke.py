@@ -125,11 +125,10 @@ async def invoke(ctx: RequestContext) -> Result:
             raise
         if failed is not None:
             ctx.upstream_seconds += time.perf_counter() - began
-            if stream.status >= 400:
-                error = adapter.error(stream.status, stream.headers, failed, target)
-            else:
-                error = _json_instead_of_events(adapter, stream, failed, target)
-            raise caller_credentials.blamed(ctx, error)
+            # Raised without a local naming it: its traceback holds this frame (a cycle).
+            raise caller_credentials.blamed(
+                ctx, adapter.error(stream.status, stream.headers, failed, target) if stream.status >= 400
+                else _json_instead_of_events(adapter, stream, failed, target))
         ctx.mark("upstream_headers", time.perf_counter())
         return StreamReply(_relay(ctx, stream, decoder, began), close=stream.close, native=exchange.native)
     try:

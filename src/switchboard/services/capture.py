@@ -7,6 +7,7 @@ a call the gateway refused, its error. Added to the services chain only when a p
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import orjson
 
@@ -27,7 +28,8 @@ class _Capture:
         self.tenant = tenant
         self.created_at = created_at
         self.response: Collected | None = None
-        self.error: GatewayError | None = None
+        # The error as the log shows it, not the exception (see pipeline/capture.py's _Capture).
+        self.error: dict[str, Any] | None = None
 
 
 class ServiceCaptureStage(BodyCapture):
@@ -44,7 +46,7 @@ class ServiceCaptureStage(BodyCapture):
         try:
             result = await call_next(ctx)
         except GatewayError as exc:
-            capture.error = exc
+            capture.error = self.shown_error(exc)
             raise
         if not keep.response:
             return result
@@ -72,7 +74,7 @@ class ServiceCaptureStage(BodyCapture):
             truncated |= cut_request or ctx.request_capture.truncated
         if keep.response:
             if capture.error is not None:
-                response = orjson.dumps(redact.json(self.shown_error(capture.error))).decode()
+                response = orjson.dumps(redact.json(capture.error)).decode()
             elif capture.response is not None:
                 response, cut_response = cut(self.json_text(bytes(capture.response.data)), self._limit)
                 truncated |= cut_response or capture.response.truncated
