@@ -225,6 +225,14 @@ class Headers:
         return (base + "".join(lines)).encode(), host
 
 
+class _NoCallbacks:
+    """A parser's protocol with no callbacks."""
+
+
+# The parser of a connection not connected yet or closed: it holds nothing (see _Conn).
+_SPENT = httptools.HttpResponseParser(_NoCallbacks())
+
+
 class _Conn(asyncio.Protocol):
     """One connection and the response being read on it (one at a time)."""
 
@@ -233,8 +241,10 @@ class _Conn(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = 0.0
-        # One parser for the connection's life: llhttp reads one message after another.
-        self._parser = httptools.HttpResponseParser(self)
+        # One parser for the connection's life, made once it is connected (llhttp reads one
+        # message after another). It holds this object's callbacks: a reference cycle, which
+        # connection_lost breaks (a connection that never connected makes none).
+        self._parser = _SPENT
         # The connection's timer, kept from one exchange to the next (see _arm).
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = _INF
@@ -271,6 +281,7 @@ class _Conn(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self._parser = httptools.HttpResponseParser(self)
 
     def data_received(self, data: bytes) -> None:
         if not self._timed:
@@ -302,6 +313,9 @@ class _Conn(asyncio.Protocol):
         elif not self.done:
             self._error(Disconnected("upstream closed the connection before the answer was complete"))
         self._cancel_timer()
+        # The parser holds this object's callbacks (bound methods): a reference cycle, left for
+        # the cyclic garbage collector by every connection closed. Nothing is read any more.
+        self._parser = _SPENT
 
     # -- httptools callbacks ---------------------------------------------------------------
 
@@ -476,7 +490,11 @@ class _Conn(asyncio.Protocol):
         if self._exc is not None:
             raise self._exc
         waiter = self._waiter = self._loop.create_future()
-        await waiter
+        try:
+            await waiter
+        finally:
+            # A failed waiter holds the error, whose traceback holds this frame: a cycle.
+            del waiter
 
     def take(self, limit: int = _WHOLE) -> bytes:
         """What is buffered, as one piece of at most ``limit`` bytes (at least one byte);
@@ -509,6 +527,12 @@ class _Conn(asyncio.Protocol):
 
     def open(self) -> bool:
         return self.transport is not None and not self.transport.is_closing()
+
+    def discard(self) -> None:
+        """Closed for good, its answer no longer read: let go of the error that ended it (raised
+        by wait(), its traceback holds the frames that hold this object: a reference cycle)."""
+        self.close()
+        self._exc = None
 
     def reusable(self) -> bool:
         return self.done and self.keep_alive and not self.closed and self._exc is None
@@ -800,10 +824,14 @@ class Pool:
         except ssl.SSLError as exc:
             self._open -= 1
             self._next()
+            exc.__traceback__ = None  # see below
             raise _tls_failure(exc) from None
         except OSError as exc:
             self._open -= 1
             self._next()
+            # Its traceback holds wait_for's frame, which holds the task that holds it: a
+            # reference cycle (with the frames of this request) that only its translation needs.
+            exc.__traceback__ = None
             raise ConnectFailed(f"cannot connect: {type(exc).__name__}") from None
         except Http1Error:
             self._open -= 1
@@ -857,7 +885,7 @@ class Pool:
             if self._sweeper is None:
                 self._sweeper = loop.call_later(self._idle_seconds, self._sweep, loop)
         else:
-            conn.close()
+            conn.discard()
             self._open -= 1
         self._next()
 
