@@ -429,6 +429,8 @@ class Batches:
             self._ended = True
             self._done = []  # never told now (a stream closed unread): let go of them (see _end)
             self._maps = []
+            # The error that ended it: its traceback holds __anext__'s frame, which holds this.
+            self._outcome = None
 
     def _end(self, error: BaseException | None) -> None:
         if self._ended:

@@ -8,6 +8,7 @@ sends, and hands bytes back to the adapter. Operations a provider lacks raise
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -56,6 +57,25 @@ class StreamDecoder(Protocol):
     def close(self) -> list[JSON]:
         """Called once the upstream stream ends; raises if it ended in the middle of an event."""
         ...
+
+
+class DeferredError:
+    """The error a stream decoder raises on its next call, and on every call after it (see
+    StreamDecoder). What is kept is a copy that was never raised, and each call raises a copy of
+    it: a raised error's traceback holds the frames that raised it, which hold the decoder, so
+    keeping a raised one would leave a reference cycle per failed stream for the cyclic garbage
+    collector (whose passes stall the event loop). Raised as ``raise self._taken()``: a local
+    naming the error in the raising frame would be such a cycle too."""
+
+    __slots__ = ("_deferred",)
+    _deferred: GatewayError | None
+
+    def _defer(self, error: GatewayError) -> None:
+        self._deferred = copy.copy(error)  # without its traceback, cause and context
+
+    def _taken(self) -> GatewayError:
+        assert self._deferred is not None
+        return copy.copy(self._deferred)
 
 
 class ProviderAdapter:

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from switchboard.config.schema import ProviderConfig
 from switchboard.errors import GatewayError, UpstreamBadGateway
 from switchboard.providers import account, capabilities, openai_media
-from switchboard.providers.base import JSON, ProviderAdapter
+from switchboard.providers.base import JSON, DeferredError, ProviderAdapter
 from switchboard.providers.errors import invalid_body, loads_object, upstream_error
 from switchboard.providers.media import MediaReply, MediaStreamUsage
 from switchboard.providers.openai_extensions import to_openai
@@ -34,21 +34,21 @@ class OpenAIOptions(ProviderOptions):
     project: str | None = None
 
 
-class OpenAIStreamDecoder:
+class OpenAIStreamDecoder(DeferredError):
     """OpenAI SSE: one JSON chunk per ``data:`` event, ended by ``data: [DONE]``.
 
     An error event raises only after the chunks that preceded it in the same read were returned,
     so the client receives everything the provider sent before failing.
     """
 
-    __slots__ = ("_done", "_error", "_finished", "_parser", "_target")
+    __slots__ = ("_done", "_finished", "_parser", "_target")
 
     def __init__(self, target: Target) -> None:
         self._parser = SSEParser(target.provider, target.max_event_bytes)
         self._target = target
         self._done = False
         self._finished = False  # a finish_reason was seen
-        self._error: GatewayError | None = None
+        self._deferred: GatewayError | None = None
 
     def feed(self, data: bytes) -> list[JSON]:
         # The events' data as the read holds them (SSEParser.feed_data): an event object and a
@@ -64,8 +64,8 @@ class OpenAIStreamDecoder:
         return out
 
     def _chunks(self, events: list[bytes]) -> list[JSON]:
-        if self._error is not None:
-            raise self._error
+        if self._deferred is not None:
+            raise self._taken()
         out: list[JSON] = []
         for data in events:
             if self._done:
@@ -85,7 +85,7 @@ class OpenAIStreamDecoder:
                 except GatewayError as err:
                     if not out:
                         raise
-                    self._error = err
+                    self._defer(err)
                     break
             elif not self._finished and isinstance(choices := obj.get("choices"), list):
                 for choice in choices:

@@ -221,8 +221,8 @@ class NormalisingStreamDecoder(OpenAIStreamDecoder):
         return self._events(self._parser.feed(data))
 
     def close(self) -> list[JSON]:
-        if self._error is not None:
-            raise self._error
+        if self._deferred is not None:
+            raise self._taken()
         events = self._parser.flush()  # a last event without its blank line, or half of one
         partial = any(e.data != "[DONE]" and loads_object(e.data.encode()) is None for e in events)
         if partial and not self._finished:
@@ -239,8 +239,8 @@ class NormalisingStreamDecoder(OpenAIStreamDecoder):
         return UpstreamBadGateway(f"{where} ended the stream before it was complete")
 
     def _events(self, events: list[SSEEvent], defer: bool = True) -> list[JSON]:
-        if self._error is not None:
-            raise self._error
+        if self._deferred is not None:
+            raise self._taken()
         out: list[JSON] = []
         for event in events:
             try:
@@ -248,7 +248,7 @@ class NormalisingStreamDecoder(OpenAIStreamDecoder):
             except GatewayError as err:
                 if not out or not defer:
                     raise
-                self._error = err  # raised by the next call, after these chunks went out
+                self._defer(err)  # raised by the next call, after these chunks went out
                 break
         return out
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import orjson
 
-from switchboard.errors import UpstreamBadGateway
-from switchboard.providers.base import JSON, OUTPUT
+from switchboard.errors import GatewayError, UpstreamBadGateway
+from switchboard.providers.base import JSON, OUTPUT, DeferredError
 from switchboard.providers.counts import count
 from switchboard.providers.errors import invalid_body, loads_object
 from switchboard.providers.sse import SSEParser
@@ -134,7 +134,7 @@ def upstream_request(given: JSON, history: list[JSON], target: Target, stream: b
     return UpstreamRequest("POST", url, orjson.dumps(body), headers, stream)
 
 
-class NativeDecoder:
+class NativeDecoder(DeferredError):
     """The upstream's typed events, each as ``{"native": event}``; the final event's chunk also
     carries the canonical ``usage`` (which the terminal records, as for any stream), an output
     delta's chunk its text under ``OUTPUT`` (for the estimate of a stream cut before its end).
@@ -147,11 +147,11 @@ class NativeDecoder:
         self._scrub = scrub
         self._parser = SSEParser(target.provider, target.max_event_bytes)
         self._ended = False
-        self._error: UpstreamBadGateway | None = None
+        self._deferred: GatewayError | None = None
 
     def feed(self, data: bytes) -> list[JSON]:
-        if self._error is not None:
-            raise self._error
+        if self._deferred is not None:
+            raise self._taken()
         out: list[JSON] = []
         for event in self._parser.feed(data):
             if not event.data or event.data == "[DONE]":
@@ -163,9 +163,9 @@ class NativeDecoder:
             if kind == "error" or event.event == "error":
                 message = obj.get("message") or (obj.get("error") or {}).get("message") or "error"
                 where = f"provider '{self._target.provider}'"
-                self._error = UpstreamBadGateway(f"{where} failed mid-stream: {message}")
+                self._defer(UpstreamBadGateway(f"{where} failed mid-stream: {message}"))
                 if not out:
-                    raise self._error
+                    raise self._taken()
                 break
             if kind == "response.failed":
                 obj["response"] = scrubbed(obj.get("response"), self._scrub)
@@ -188,8 +188,8 @@ class NativeDecoder:
         return isinstance(native, dict) and native.get("type") in _OPENING
 
     def close(self) -> list[JSON]:
-        if self._error is not None:
-            raise self._error
+        if self._deferred is not None:
+            raise self._taken()
         if not self._ended:
             where = f"provider '{self._target.provider}'"
             raise UpstreamBadGateway(f"{where} ended the stream before it was complete")

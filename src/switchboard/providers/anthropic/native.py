@@ -22,7 +22,7 @@ from switchboard.jsonio import BOM  # what a stream may start with, to be ignore
 from switchboard.providers.anthropic.request import MESSAGES_PATH, options_of, request_headers
 from switchboard.providers.anthropic.response import finish_reason, stream_error, usage
 from switchboard.providers.anthropic.thinking import dropped_while_thinking
-from switchboard.providers.base import JSON, OUTPUT, PARTIAL, WIRE
+from switchboard.providers.base import JSON, OUTPUT, PARTIAL, WIRE, DeferredError
 from switchboard.providers.errors import invalid_body, loads_object
 from switchboard.providers.params import GATEWAY_PARAMS, drops
 from switchboard.providers.sse import SSEBlocks
@@ -109,7 +109,7 @@ _READ = frozenset({"message_start", "message_delta", "message_stop", "error"})
 _OUTPUT = frozenset({"content_block_start", "content_block_delta"})
 
 
-class NativeStream:
+class NativeStream(DeferredError):
     """Anthropic SSE, relayed event by event: each chunk holds one whole event's bytes under
     ``WIRE``. message_start adds the id, model and usage so far (marked ``PARTIAL``: the call's
     usage is message_delta's); message_delta the cumulative usage and the finish reason (canonical
@@ -119,7 +119,7 @@ class NativeStream:
     writes as its own error event; a stream that ends before the message did is an error too.
     Implements the StreamDecoder protocol (providers/base.py)."""
 
-    __slots__ = ("_blocks", "_done", "_failure", "_finished", "_target", "_usage")
+    __slots__ = ("_blocks", "_done", "_finished", "_target", "_usage")
 
     def __init__(self, target: Target) -> None:
         self._target = target
@@ -127,7 +127,7 @@ class NativeStream:
         self._usage: JSON = {}
         self._finished = False  # message_delta seen
         self._done = False  # message_stop seen
-        self._failure: GatewayError | None = None
+        self._deferred: GatewayError | None = None
 
     def feed(self, data: bytes) -> list[JSON]:
         return self._run(self._blocks.blocks(data))
@@ -135,16 +135,16 @@ class NativeStream:
     def close(self) -> list[JSON]:
         rest = self._blocks.rest().strip(b"\n")
         out = self._run([rest] if rest else [])
-        if self._failure is not None:
-            raise self._failure
+        if self._deferred is not None:
+            raise self._taken()
         if not self._done and not self._finished:
             raise UpstreamBadGateway(f"provider '{self._target.provider}' ended the stream before the "
                                      "message was complete")
         return out
 
     def _run(self, blocks: list[bytes]) -> list[JSON]:
-        if self._failure is not None:
-            raise self._failure
+        if self._deferred is not None:
+            raise self._taken()
         out: list[JSON] = []
         try:
             for block in blocks:
@@ -153,7 +153,7 @@ class NativeStream:
         except GatewayError as exc:
             if not out:
                 raise
-            self._failure = exc  # raised on the next call: what came before it is delivered first
+            self._defer(exc)  # raised on the next call: what came before it is delivered first
         return out
 
     @staticmethod

@@ -25,7 +25,7 @@ import orjson
 from switchboard.errors import GatewayError, UpstreamBadGateway
 from switchboard.providers.anthropic.request import JSON_TOOL
 from switchboard.providers.anthropic.response import finish_reason, stop_sequence, stream_error, usage
-from switchboard.providers.base import JSON, PARTIAL
+from switchboard.providers.base import JSON, PARTIAL, DeferredError
 from switchboard.providers.errors import invalid_body, loads_object
 from switchboard.providers.sse import SSEEvent, SSEParser
 from switchboard.providers.target import Target
@@ -39,9 +39,9 @@ class _Block:
     streamed: bool = False  # any argument/JSON text sent for this block yet
 
 
-class AnthropicStreamDecoder:
-    __slots__ = ("_blocks", "_created", "_done", "_failure", "_finished", "_id", "_json_mode", "_model",
-                 "_parser", "_target", "_tools", "_usage")
+class AnthropicStreamDecoder(DeferredError):
+    __slots__ = ("_blocks", "_created", "_done", "_finished", "_id", "_json_mode", "_model", "_parser",
+                 "_target", "_tools", "_usage")
 
     def __init__(self, target: Target) -> None:
         self._parser = SSEParser(target.provider, target.max_event_bytes)
@@ -55,15 +55,15 @@ class AnthropicStreamDecoder:
         self._json_mode = False
         self._finished = False  # the finish_reason chunk went out
         self._done = False  # message_stop seen
-        self._failure: GatewayError | None = None  # raised once the chunks before it are delivered
+        self._deferred: GatewayError | None = None  # raised once the chunks before it are delivered
 
     def feed(self, data: bytes) -> list[JSON]:
         return self._run(self._parser.feed(data))
 
     def close(self) -> list[JSON]:
         out = self._run(self._parser.flush())
-        if self._failure is not None:
-            raise self._failure
+        if self._deferred is not None:
+            raise self._taken()
         if self._done:
             return out
         if not self._finished:
@@ -77,8 +77,8 @@ class AnthropicStreamDecoder:
     def _run(self, events: list[SSEEvent]) -> list[JSON]:
         """Chunks for ``events``; a failure after some of them waits for the next call, so the client
         still receives what was decoded before it."""
-        if self._failure is not None:
-            raise self._failure
+        if self._deferred is not None:
+            raise self._taken()
         out: list[JSON] = []
         try:
             for event in events:
@@ -86,7 +86,7 @@ class AnthropicStreamDecoder:
         except GatewayError as exc:
             if not out:
                 raise
-            self._failure = exc
+            self._defer(exc)
         return out
 
     # -- events ---------------------------------------------------------------------------------

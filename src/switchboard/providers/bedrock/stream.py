@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable
 
 from switchboard.errors import GatewayError, UpstreamBadGateway
-from switchboard.providers.base import JSON
+from switchboard.providers.base import JSON, DeferredError
 from switchboard.providers.bedrock.errors import frame_error
 from switchboard.providers.bedrock.reasoning import reasoning_delta
 from switchboard.providers.bedrock.response import (
@@ -45,8 +45,8 @@ from switchboard.providers.target import Target
 from switchboard.upstream.eventstream import EventStreamDecoder, EventStreamError, Message
 
 
-class ConverseStreamDecoder:
-    __slots__ = ("_created", "_error", "_finished", "_frames", "_id", "_inputless", "_target", "_tool_index",
+class ConverseStreamDecoder(DeferredError):
+    __slots__ = ("_created", "_finished", "_frames", "_id", "_inputless", "_target", "_tool_index",
                  "_tools")
 
     def __init__(self, target: Target) -> None:
@@ -59,11 +59,11 @@ class ConverseStreamDecoder:
         self._inputless: set[int] = set()
         self._tool_index = 0
         self._finished = False
-        self._error: GatewayError | None = None
+        self._deferred: GatewayError | None = None
 
     def feed(self, data: bytes) -> list[JSON]:
-        if self._error is not None:
-            raise self._error
+        if self._deferred is not None:
+            raise self._taken()
         try:
             messages = self._frames.feed(data)
         except EventStreamError:
@@ -76,15 +76,15 @@ class ConverseStreamDecoder:
                 if not chunks:
                     raise
                 # Deliver what arrived before the failure in the same read; fail on the next call.
-                self._error = err
+                self._defer(err)
                 return chunks
             if chunk is not None:
                 chunks.append(chunk)
         return chunks
 
     def close(self) -> list[JSON]:
-        if self._error is not None:
-            raise self._error
+        if self._deferred is not None:
+            raise self._taken()
         try:
             self._frames.close()
         except EventStreamError:

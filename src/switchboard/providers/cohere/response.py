@@ -139,7 +139,10 @@ def chat_response(body: bytes, target: Target) -> JSON:
     if obj is None or not isinstance(obj.get("message"), dict):
         raise invalid_body(target)
     if (failure := finish_error(obj.get("finish_reason"), obj.get("error"), target)) is not None:
-        raise failure
+        try:
+            raise failure
+        finally:
+            del failure  # its traceback holds this frame: a reference cycle otherwise
     choice: JSON = {"index": 0, "message": _message(obj["message"]), "logprobs": None,
                     "finish_reason": finish_reason(obj.get("finish_reason"))}
     if obj.get("logprobs"):

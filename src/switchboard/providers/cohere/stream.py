@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 from switchboard.errors import GatewayError, UpstreamBadGateway
-from switchboard.providers.base import JSON
+from switchboard.providers.base import JSON, DeferredError
 from switchboard.providers.cohere.response import finish_error, finish_reason, logprob_entries, obj_at, usage
 from switchboard.providers.errors import invalid_body, loads_object
 from switchboard.providers.sse import SSEEvent, SSEParser
@@ -38,10 +38,10 @@ def _delta_message(event: JSON) -> JSON:
     return obj_at(obj_at(event, "delta"), "message")
 
 
-class CohereStreamDecoder:
+class CohereStreamDecoder(DeferredError):
     """Feeds on Cohere's SSE bytes; returns the canonical chunks completed so far."""
 
-    __slots__ = ("_created", "_ended", "_error", "_id", "_parser", "_role_sent", "_target", "_tool_index")
+    __slots__ = ("_created", "_ended", "_id", "_parser", "_role_sent", "_target", "_tool_index")
 
     def __init__(self, target: Target) -> None:
         self._parser = SSEParser(target.provider, target.max_event_bytes)
@@ -54,7 +54,7 @@ class CohereStreamDecoder:
         self._tool_index: dict[Any, int] = {}
         # An error met after other chunks of the same read: raised on the next call, so those
         # chunks still reach the client first.
-        self._error: GatewayError | None = None
+        self._deferred: GatewayError | None = None
 
     def feed(self, data: bytes) -> list[JSON]:
         self._raise_pending()
@@ -80,9 +80,11 @@ class CohereStreamDecoder:
     # ---- event dispatch -----------------------------------------------------------------------
 
     def _raise_pending(self) -> None:
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
+        if self._deferred is not None:
+            try:
+                raise self._taken()
+            finally:
+                self._deferred = None  # raised once
 
     def _events(self, events: list[SSEEvent]) -> list[JSON]:
         chunks: list[JSON] = []
@@ -97,7 +99,7 @@ class CohereStreamDecoder:
             except GatewayError as exc:
                 if not chunks:
                     raise
-                self._error = exc
+                self._defer(exc)
                 self._ended = True  # nothing after a failure is relayed
                 break
         return chunks
@@ -181,7 +183,10 @@ class CohereStreamDecoder:
         delta = obj_at(event, "delta")
         failure = finish_error(delta.get("finish_reason"), delta.get("error"), self._target)
         if failure is not None:
-            raise failure
+            try:
+                raise failure
+            finally:
+                del failure  # its traceback holds this frame: a reference cycle otherwise
         self._id = event.get("id") or self._id
         chunks = self._role([self._chunk({}, finish_reason(delta.get("finish_reason")))])
         normalised = usage(delta.get("usage"))

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from switchboard.errors import GatewayError, UpstreamBadGateway
+from switchboard.providers.base import DeferredError
 from switchboard.providers.errors import invalid_body, loads_object
 from switchboard.providers.google.errors import from_error_object
 from switchboard.providers.google.response import (
@@ -42,8 +43,8 @@ class _Candidate:
     finished: bool = False
 
 
-class GoogleStreamDecoder:
-    __slots__ = ("_candidates", "_created", "_error", "_id", "_model", "_parser", "_target", "_usage")
+class GoogleStreamDecoder(DeferredError):
+    __slots__ = ("_candidates", "_created", "_id", "_model", "_parser", "_target", "_usage")
 
     def __init__(self, target: Target) -> None:
         self._parser = SSEParser(target.provider, target.max_event_bytes)
@@ -53,15 +54,15 @@ class GoogleStreamDecoder:
         self._model = target.model
         self._created = int(time.time())
         self._usage: JSON | None = None
-        self._error: GatewayError | None = None
+        self._deferred: GatewayError | None = None
 
     def feed(self, data: bytes) -> list[JSON]:
         return self._decode(self._parser.feed(data))
 
     def close(self) -> list[JSON]:
         chunks = self._decode(self._parser.flush())
-        if self._error is not None:
-            raise self._error
+        if self._deferred is not None:
+            raise self._taken()
         if not self._candidates or not all(c.finished for c in self._candidates.values()):
             raise UpstreamBadGateway(
                 f"provider '{self._target.provider}' ended the stream before the response was complete"
@@ -73,8 +74,8 @@ class GoogleStreamDecoder:
     def _decode(self, events: list[SSEEvent]) -> list[JSON]:
         """Chunks of ``events``. An error after some of them is raised on the next call, so the
         chunks decoded before it (possibly in the same network read) still reach the client."""
-        if self._error is not None:
-            raise self._error
+        if self._deferred is not None:
+            raise self._taken()
         chunks: list[JSON] = []
         for event in events:
             try:
@@ -82,7 +83,7 @@ class GoogleStreamDecoder:
             except GatewayError as exc:
                 if not chunks:
                     raise
-                self._error = exc
+                self._defer(exc)
                 break
         return chunks
 
