@@ -1,0 +1,294 @@
+"""No request leaves a reference cycle behind: what a request built is freed as it ends, not by
+the cyclic garbage collector, whose passes over a few hundred requests' worth stall the event
+loop for milliseconds (the tail latency of every request served meanwhile).
+
+The gateway runs in this process, on uvloop as it serves, against the mock upstream; each kind
+of request is sent a few times with the collector off and saving what it finds, then one
+collection must find nothing unreachable that the requests left. Both paths: the master key on
+the bare configuration, and the full path (a key with rate limits and a budget, the request log
+keeping every body, the ledger and metrics; a routing group of two deployments). A REST service
+(/services/) is called too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import http.client
+import json
+import socket
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import openai
+import pytest
+import uvicorn
+import uvloop
+
+from switchboard.app import SwitchboardApp
+from switchboard.http.protocol import GatewayHttpProtocol
+from switchboard.settings.loader import validate
+from tests.servers import MASTER_KEY, SECRET_KEY, UPSTREAM_KEY, Mock, refused_port
+
+N = 5  # requests of each kind measured (after one that warms the caches up)
+HELLO = [{"role": "user", "content": "hello"}]
+TOOL = {"type": "function",
+        "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {}}}}
+
+
+def _config(mock: Mock, full: bool) -> dict[str, Any]:
+    upstream = {"type": "openai", "api_base": f"{mock.url}/v1", "api_key": UPSTREAM_KEY}
+    config: dict[str, Any] = {
+        "providers": [
+            {"name": "oa", **upstream},
+            {"name": "oa2", **upstream},
+            {"name": "oa-down", **upstream, "headers": {"x-mock-faults": "rate=1;kinds=500"}},
+            {"name": "an", "type": "anthropic", "api_base": mock.url, "api_key": UPSTREAM_KEY},
+            {"name": "nowhere", "type": "openai", "api_base": f"http://127.0.0.1:{refused_port()}/v1"},
+        ],
+        "models": [
+            {"name": "gpt-4o-mini", "provider": "oa", "model": "gpt-4o-mini"},
+            {"name": "gpt-4o-mini", "provider": "oa2", "model": "gpt-4o-mini", "deployment": "second"},
+            # Its failures cool no deployment of the others down.
+            {"name": "fails", "provider": "oa", "model": "gpt-4o-mini"},
+            {"name": "down", "provider": "oa-down", "model": "gpt-4o-mini"},
+            {"name": "unreachable", "provider": "nowhere", "model": "gpt-4o-mini"},
+            {"name": "claude", "provider": "an", "model": "claude-3-5-haiku-latest"},
+            {"name": "text-embedding-3-small", "provider": "oa", "model": "text-embedding-3-small"},
+            {"name": "gpt-3.5-turbo-instruct", "provider": "oa", "model": "gpt-3.5-turbo-instruct"},
+        ],
+        "auth": {"master_key": MASTER_KEY, "secret_key": SECRET_KEY},
+        # Retries at once, and deployments never cooled down: every request takes the same path.
+        "router": {"retry": {"backoff_seconds": 0}, "cooldown": {"failures": 1000},
+                   "fallbacks": {"down": ["gpt-4o-mini"]}},
+        "services": [{"name": "down", "url": f"http://127.0.0.1:{refused_port()}"}],
+        "server": {"log_level": "error"},
+    }
+    if full:
+        config["request_log"] = {"bodies": [{"request": True, "response": True}]}
+    return config
+
+
+@dataclass
+class InProcess:
+    """The gateway on a free port of this process's loop, which runs while a test drives it."""
+
+    loop: asyncio.AbstractEventLoop
+    server: uvicorn.Server
+    port: int
+    key: str = MASTER_KEY
+    limited_key: str = ""  # a key allowed one request a minute, spent
+    kinds: dict[str, Callable[[], None]] = field(default_factory=dict)  # each kind of request
+
+    def drive(self, call: Callable[[], None], times: int) -> None:
+        """``call`` (a blocking client) ``times`` times in a thread, the loop serving, until the
+        gateway has finished every request (post-response work included)."""
+
+        async def run() -> None:
+            for _ in range(times):
+                await asyncio.to_thread(call)
+            while self.server.server_state.tasks:  # a request still ending (a client that left)
+                await asyncio.wait(list(self.server.server_state.tasks))
+
+        self.loop.run_until_complete(run())
+
+
+@pytest.fixture(scope="module")
+def tmp_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cycles")
+
+
+@pytest.fixture(scope="module", params=["bare", "full"])
+def gateway(request: pytest.FixtureRequest, mock_upstream: Mock, tmp_path: Path) -> Iterator[InProcess]:
+    full = request.param == "full"
+    thresholds = gc.get_threshold()
+    loop = uvloop.new_event_loop()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SWITCHBOARD_DATA_DIR", str(tmp_path / request.param))
+        settings = validate(_config(mock_upstream, full), "test", env={})
+        config = uvicorn.Config(SwitchboardApp(settings), http=GatewayHttpProtocol, loop="none",
+                                lifespan="on", log_level="error", access_log=False)
+        config.load()
+        server = uvicorn.Server(config)
+        server.lifespan = config.lifespan_class(config)
+        loop.run_until_complete(server.startup(sockets=[sock]))
+        gw = InProcess(loop, server, sock.getsockname()[1])
+        try:
+            if full:
+                gw.key = _issue(gw, {"models": ["*"], "rpm_limit": 100_000, "tpm_limit": 10**9,
+                                     "max_budget_usd": 1000})
+            gw.limited_key = _issue(gw, {"models": ["*"], "rpm_limit": 1})
+            # Its one request of the minute.
+            gw.drive(lambda: _post(gw, "/v1/chat/completions", CHAT, gw.limited_key), 1)
+            gw.kinds = _kinds(gw)
+            yield gw
+        finally:
+            loop.run_until_complete(server.shutdown(sockets=[sock]))
+            loop.close()
+            gc.unfreeze()  # start-up froze what it had built, and raised the thresholds
+            gc.set_threshold(*thresholds)
+
+
+CHAT = json.dumps({"model": "gpt-4o-mini", "messages": HELLO}).encode()
+GEMINI = json.dumps({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}).encode()
+
+
+def _post(gw: InProcess, path: str, body: bytes, key: str) -> tuple[int, bytes]:
+    """A POST with the standard library's client (which leaves no cycle of its own)."""
+    conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=30)
+    try:
+        headers = {"content-type": "application/json", "authorization": f"Bearer {key}",
+                   "x-goog-api-key": key}
+        conn.request("POST", path, body, headers)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def _issue(gw: InProcess, body: dict[str, Any]) -> str:
+    """A key issued with the master key (the admin API)."""
+    answers: list[tuple[int, bytes]] = []
+    gw.drive(lambda: answers.append(_post(gw, "/admin/v1/keys", json.dumps(body).encode(), MASTER_KEY)), 1)
+    [(status, answer)] = answers
+    assert status == 201, answer
+    return str(json.loads(answer)["key"])
+
+
+def _kinds(gw: InProcess) -> dict[str, Callable[[], None]]:
+    base = f"http://127.0.0.1:{gw.port}"
+    oai = openai.OpenAI(base_url=base + "/v1", api_key=gw.key, max_retries=0, timeout=30)
+    ant = anthropic.Anthropic(base_url=base, api_key=gw.key, max_retries=0, timeout=30)
+
+    def chat(model: str = "gpt-4o-mini", text: str = "hello", **extra: Any) -> Callable[[], None]:
+        messages: Any = [{"role": "user", "content": text}]
+
+        def call() -> None:
+            answer = oai.chat.completions.create(model=model, messages=messages, **extra)
+            if extra.get("stream"):
+                for _ in answer:
+                    pass
+        return call
+
+    def failing(call: Callable[[], None]) -> Callable[[], None]:
+        def fail() -> None:
+            with contextlib.suppress(openai.APIError):
+                call()
+        return fail
+
+    def messages(model: str, stream: bool) -> Callable[[], None]:
+        def call() -> None:
+            if stream:
+                with ant.messages.stream(model=model, max_tokens=20, messages=HELLO) as events:  # type: ignore[arg-type]
+                    for _ in events:
+                        pass
+            else:
+                ant.messages.create(model=model, max_tokens=20, messages=HELLO)  # type: ignore[arg-type]
+        return call
+
+    def raw(path: str, body: bytes, status: int, key: str | None = None) -> Callable[[], None]:
+        def call() -> None:
+            got, answer = _post(gw, path, body, key or gw.key)
+            assert got == status, answer
+        return call
+
+    def responses(stream: bool) -> Callable[[], None]:
+        def call() -> None:
+            answer = oai.responses.create(model="gpt-4o-mini", input="hi", stream=stream)
+            if stream:
+                for _ in answer:
+                    pass
+        return call
+
+    def embeddings() -> None:
+        oai.embeddings.create(model="text-embedding-3-small", input="hi")
+
+    def completions() -> None:
+        oai.completions.create(model="gpt-3.5-turbo-instruct", prompt="hi")
+
+    def client_leaves() -> None:
+        """A raw client that reads the first event of a slow stream and closes."""
+        text = "x mock:chunk_delay_ms=20 mock:reply=a_b_c_d_e_f_g_h"
+        body = json.dumps({"model": "gpt-4o-mini", "stream": True,
+                           "messages": [{"role": "user", "content": text}]}).encode()
+        head = (f"POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\n"
+                f"authorization: Bearer {gw.key}\r\ncontent-length: {len(body)}\r\n\r\n")
+        with socket.create_connection(("127.0.0.1", gw.port)) as sock:
+            sock.sendall(head.encode() + body)
+            got = b""
+            while b"data:" not in got:
+                got += sock.recv(65536)
+
+    return {
+        "chat": chat(),
+        "chat-stream": chat(stream=True),
+        "chat-stream-usage": chat(stream=True, stream_options={"include_usage": True}),
+        "tool-call": chat(text="x mock:tool_call=get_weather", tools=[TOOL]),
+        "upstream-400": failing(chat("fails", "x mock:status=400")),
+        "upstream-500": failing(chat("fails", "x mock:status=500")),
+        "upstream-500-stream": failing(chat("fails", "x mock:status=500", stream=True)),
+        "upstream-cut-mid-stream": failing(chat("fails", "x mock:disconnect_after=2 mock:reply=a_b_c_d",
+                                                stream=True)),
+        "upstream-error-mid-stream": failing(chat("fails", "x mock:fail_after=2 mock:reply=a_b_c_d",
+                                                  stream=True)),
+        "fallback": chat("down"),
+        "upstream-unreachable": failing(chat("unreachable")),
+        "client-leaves-mid-stream": client_leaves,
+        "messages-to-openai": messages("gpt-4o-mini", False),
+        "messages-to-openai-stream": messages("gpt-4o-mini", True),
+        "messages-to-anthropic": messages("claude", False),
+        "messages-to-anthropic-stream": messages("claude", True),
+        "gemini": raw("/v1beta/models/gpt-4o-mini:generateContent", GEMINI, 200),
+        "gemini-stream": raw("/v1beta/models/gpt-4o-mini:streamGenerateContent?alt=sse", GEMINI, 200),
+        "responses": responses(False),
+        "responses-stream": responses(True),
+        "embeddings": embeddings,
+        "completions": completions,
+        "refused-401": raw("/v1/chat/completions", b"{}", 401, key="sk-not-a-key"),
+        "refused-400": raw("/v1/chat/completions", b"{nope", 400),
+        "refused-429": raw("/v1/chat/completions", CHAT, 429, key=gw.limited_key),
+        "max-tokens-too-large": failing(chat(max_tokens=10_000_000)),
+        "service-unreachable": raw("/services/down/things", b"{}", 502),
+    }
+
+
+KINDS = [
+    "chat", "chat-stream", "chat-stream-usage", "tool-call", "upstream-400", "upstream-500",
+    "upstream-500-stream", "upstream-cut-mid-stream", "upstream-error-mid-stream", "fallback",
+    "upstream-unreachable", "client-leaves-mid-stream", "messages-to-openai", "messages-to-openai-stream", "messages-to-anthropic",
+    "messages-to-anthropic-stream", "gemini", "gemini-stream", "responses", "responses-stream", "embeddings",
+    "completions", "refused-401", "refused-400", "refused-429", "max-tokens-too-large", "service-unreachable",
+]
+
+
+def _ours(found: list[object]) -> Counter[str]:
+    """The gateway's objects among ``found``, by type (the rest are what they held: frames,
+    dicts, tracebacks)."""
+    return Counter(type(o).__qualname__ for o in found if type(o).__module__.startswith("switchboard"))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_no_request_leaves_a_cycle(gateway: InProcess, kind: str) -> None:
+    call = gateway.kinds[kind]
+    gateway.drive(call, 1)  # caches, lazy imports, connections: built once, kept
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    start = len(gc.garbage)
+    try:
+        gateway.drive(call, N)
+        gc.collect()
+        found = gc.garbage[start:]
+        ours = _ours(found)
+    finally:
+        gc.set_debug(0)
+        del gc.garbage[start:]
+        gc.enable()
+    assert ours == Counter(), f"{kind}: {len(found)} objects in cycles, of ours: {dict(ours)}"
