@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,6 +61,23 @@ def aclient(gateway: Gateway) -> openai.AsyncOpenAI:
 @pytest.fixture
 def tmp(tmp_path: Path) -> Path:
     return tmp_path
+
+
+@pytest.fixture
+def garbage() -> Iterator[list[object]]:
+    """What the cyclic collector finds unreachable while the test runs (kept, not freed): the
+    collector is off and saves what it finds (gc.DEBUG_SAVEALL); the test collects and adds it."""
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    start = len(gc.garbage)
+    found: list[object] = []
+    try:
+        yield found
+    finally:
+        gc.set_debug(0)
+        del gc.garbage[start:]
+        gc.enable()
 
 
 # Real servers for cluster mode, started only when a test asks for them, stopped at the end.

@@ -262,9 +262,10 @@ def _kinds(gw: InProcess) -> dict[str, Callable[[], None]]:
 KINDS = [
     "chat", "chat-stream", "chat-stream-usage", "tool-call", "upstream-400", "upstream-500",
     "upstream-500-stream", "upstream-cut-mid-stream", "upstream-error-mid-stream", "fallback",
-    "upstream-unreachable", "client-leaves-mid-stream", "messages-to-openai", "messages-to-openai-stream", "messages-to-anthropic",
-    "messages-to-anthropic-stream", "gemini", "gemini-stream", "responses", "responses-stream", "embeddings",
-    "completions", "refused-401", "refused-400", "refused-429", "max-tokens-too-large", "service-unreachable",
+    "upstream-unreachable", "client-leaves-mid-stream", "messages-to-openai", "messages-to-openai-stream",
+    "messages-to-anthropic", "messages-to-anthropic-stream", "gemini", "gemini-stream", "responses",
+    "responses-stream", "embeddings", "completions", "refused-401", "refused-400", "refused-429",
+    "max-tokens-too-large", "service-unreachable",
 ]
 
 

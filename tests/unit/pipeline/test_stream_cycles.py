@@ -6,9 +6,7 @@ the event loop for milliseconds, the tail latency of every stream served meanwhi
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncGenerator, Iterator
-
-import pytest
+from collections.abc import AsyncGenerator
 
 from switchboard.context import Batches, StreamReply
 from switchboard.pipeline.chain import map_result
@@ -33,22 +31,6 @@ def _mapped(told: list[BaseException | None]) -> StreamReply:
 
     map_result(reply, batch=relayed, done=ended)
     return reply
-
-
-@pytest.fixture
-def garbage() -> Iterator[list[object]]:
-    """What the cyclic collector finds unreachable while the test runs (kept, not freed)."""
-    gc.collect()
-    gc.disable()
-    gc.set_debug(gc.DEBUG_SAVEALL)
-    start = len(gc.garbage)
-    found: list[object] = []
-    try:
-        yield found
-    finally:
-        gc.set_debug(0)
-        del gc.garbage[start:]
-        gc.enable()
 
 
 def _collected(garbage: list[object]) -> list[str]:

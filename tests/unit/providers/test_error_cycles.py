@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import orjson
 import pytest
@@ -99,22 +99,6 @@ CASES: dict[str, Case] = {
     "bedrock": _bedrock, "anthropic": _anthropic, "anthropic-native": _anthropic_native,
     "responses-native": _responses_native,
 }
-
-
-@pytest.fixture
-def garbage() -> Iterator[list[object]]:
-    """What the cyclic collector finds unreachable while the test runs (kept, not freed)."""
-    gc.collect()
-    gc.disable()
-    gc.set_debug(gc.DEBUG_SAVEALL)
-    start = len(gc.garbage)
-    found: list[object] = []
-    try:
-        yield found
-    finally:
-        gc.set_debug(0)
-        del gc.garbage[start:]
-        gc.enable()
 
 
 def _left(garbage: list[object], kind: type) -> list[str]:
