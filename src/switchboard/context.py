@@ -349,8 +349,9 @@ class Batches:
     stage's first); a map returning an empty list drops the batch. The end callbacks run once,
     in the same order, when the stream ends: with None when it ran to the end, with the
     exception that ended it, or with GeneratorExit when it is closed after it started and
-    before its end; one added after the end (a stage that read ahead met it) runs at once. A
-    stream closed before it started calls none of them.
+    before its end; one added after the end (a stage that read ahead met it) runs at once (with
+    None once the stream is closed: the error that ended it is not kept past that). A stream
+    closed before it started calls none of them.
     """
 
     __slots__ = ("_done", "_ended", "_head", "_head_maps", "_maps", "_outcome", "_source", "_started")
