@@ -59,6 +59,7 @@ def _config(mock: Mock, full: bool) -> dict[str, Any]:
             {"name": "down", "provider": "oa-down", "model": "gpt-4o-mini"},
             {"name": "unreachable", "provider": "nowhere", "model": "gpt-4o-mini"},
             {"name": "claude", "provider": "an", "model": "claude-3-5-haiku-latest"},
+            {"name": "whisper-1", "provider": "oa", "model": "whisper-1"},
             {"name": "text-embedding-3-small", "provider": "oa", "model": "text-embedding-3-small"},
             {"name": "gpt-3.5-turbo-instruct", "provider": "oa", "model": "gpt-3.5-turbo-instruct"},
         ],
@@ -140,12 +141,12 @@ CHAT = json.dumps({"model": "gpt-4o-mini", "messages": HELLO}).encode()
 GEMINI = json.dumps({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}).encode()
 
 
-def _post(gw: InProcess, path: str, body: bytes, key: str) -> tuple[int, bytes]:
+def _post(gw: InProcess, path: str, body: bytes, key: str, content_type: str = "application/json",
+          ) -> tuple[int, bytes]:
     """A POST with the standard library's client (which leaves no cycle of its own)."""
     conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=30)
     try:
-        headers = {"content-type": "application/json", "authorization": f"Bearer {key}",
-                   "x-goog-api-key": key}
+        headers = {"content-type": content_type, "authorization": f"Bearer {key}", "x-goog-api-key": key}
         conn.request("POST", path, body, headers)
         resp = conn.getresponse()
         return resp.status, resp.read()
@@ -193,11 +194,22 @@ def _kinds(gw: InProcess) -> dict[str, Callable[[], None]]:
                 ant.messages.create(model=model, max_tokens=20, messages=HELLO)  # type: ignore[arg-type]
         return call
 
-    def raw(path: str, body: bytes, status: int, key: str | None = None) -> Callable[[], None]:
+    def raw(path: str, body: bytes, status: int, key: str | None = None,
+            content_type: str = "application/json") -> Callable[[], None]:
         def call() -> None:
-            got, answer = _post(gw, path, body, key or gw.key)
+            got, answer = _post(gw, path, body, key or gw.key, content_type)
             assert got == status, answer
         return call
+
+    def form(path: str, status: int, *fields: tuple[str, str | None, bytes], cut: bool = False,
+             ) -> Callable[[], None]:
+        """A multipart/form-data POST of ``fields`` (name, file name, data); ``cut``: without its
+        closing boundary."""
+        parts = [b'--xx\r\nContent-Disposition: form-data; name="%s"%s\r\n\r\n%s\r\n'
+                 % (name.encode(), b'; filename="%s"' % filename.encode() if filename else b"", data)
+                 for name, filename, data in fields]
+        body = b"".join(parts) + (b"--xx" if cut else b"--xx--\r\n")
+        return raw(path, body, status, content_type="multipart/form-data; boundary=xx")
 
     def responses(stream: bool) -> Callable[[], None]:
         def call() -> None:
@@ -256,6 +268,13 @@ def _kinds(gw: InProcess) -> dict[str, Callable[[], None]]:
         "refused-429": raw("/v1/chat/completions", CHAT, 429, key=gw.limited_key),
         "max-tokens-too-large": failing(chat(max_tokens=10_000_000)),
         "service-unreachable": raw("/services/down/things", b"{}", 502),
+        "transcription": form("/v1/audio/transcriptions", 200, ("model", None, b"whisper-1"),
+                              ("file", "a.wav", b"RIFF0000WAVE")),
+        "transcription-bad-form": form("/v1/audio/transcriptions", 400, ("model", None, b"whisper-1"),
+                                       cut=True),
+        "file-upload": form("/v1/files", 200, ("purpose", None, b"batch"), ("model", None, b"gpt-4o-mini"),
+                            ("file", "a.jsonl", b"{}\n")),
+        "file-upload-bad-form": form("/v1/files", 400, ("purpose", None, b"batch"), cut=True),
     }
 
 
@@ -265,7 +284,8 @@ KINDS = [
     "upstream-unreachable", "client-leaves-mid-stream", "messages-to-openai", "messages-to-openai-stream",
     "messages-to-anthropic", "messages-to-anthropic-stream", "gemini", "gemini-stream", "responses",
     "responses-stream", "embeddings", "completions", "refused-401", "refused-400", "refused-429",
-    "max-tokens-too-large", "service-unreachable",
+    "max-tokens-too-large", "service-unreachable", "transcription", "transcription-bad-form", "file-upload",
+    "file-upload-bad-form",
 ]
 
 

@@ -99,8 +99,11 @@ class MultipartReader:
                      "on_header_value": self._on_header_value, "on_header_end": self._on_header_end,
                      "on_headers_finished": self._on_headers_finished, "on_part_data": self._on_part_data,
                      "on_part_end": self._on_part_end, "on_end": self._on_end}
-        self._parser = MultipartParser(boundary, callbacks,  # type: ignore[arg-type]
-                                       max_header_count=MAX_HEADERS, max_header_size=MAX_HEADER_BYTES)
+        # It holds this object's callbacks (bound methods): a reference cycle, let go of once the
+        # body has been read (or refused).
+        self._parser: MultipartParser | None = MultipartParser(
+            boundary, callbacks,  # type: ignore[arg-type]
+            max_header_count=MAX_HEADERS, max_header_size=MAX_HEADER_BYTES)
 
     # -- the parser's callbacks: what it finds, queued in order ---------------------------------
 
@@ -155,18 +158,26 @@ class MultipartReader:
             if self._total > self._limit:
                 raise PayloadTooLarge(f"request body exceeds the limit of {self._limit} bytes")
             self._eof = not message.get("more_body")
+            parser = self._parser
+            assert parser is not None  # let go of only once nothing more is read
             try:
-                self._parser.write(chunk)
+                parser.write(chunk)
             except (MultipartParseError, GatewayError) as exc:  # after what came before it
-                self._events.append(("error", exc))
+                # Kept without its traceback, which holds this frame (a cycle through the queue).
+                self._events.append(("error", exc.with_traceback(None)))
                 self._eof = True  # the parser is left mid-state: nothing more is read
             else:
-                if self._eof and self._parser.state != MultipartState.END:
+                if self._eof and parser.state != MultipartState.END:
                     cut = InvalidMultipart("the body ends before its closing boundary")
                     self._events.append(("error", cut))
+            if self._eof:
+                self._parser = parser = None
         kind, value = self._events.popleft()
         if isinstance(value, GatewayError):
-            raise value
+            try:
+                raise value
+            finally:
+                del value  # its traceback holds this frame: a reference cycle otherwise
         if isinstance(value, MultipartParseError):
             raise InvalidMultipart(f"the multipart body is malformed: {value}") from None
         return kind, value

@@ -346,9 +346,10 @@ class MediaInbound(OpenAIJson):
 
     def decode(self, ctx: RequestContext) -> None:
         if self._form is not None:
-            error = ctx.request.get(_FORM_ERROR)
-            if isinstance(error, GatewayError):
-                raise error
+            if isinstance(ctx.request.get(_FORM_ERROR), GatewayError):
+                # Taken out of the request and raised unnamed: its traceback holds this frame,
+                # which holds the request (a reference cycle otherwise).
+                raise ctx.request.pop(_FORM_ERROR)
             form: Form = ctx.request[_FORM]
             ctx.after(lambda _: _close_files(form))  # the spooled uploads, once answered
             ctx.request = self._form(form)
@@ -445,7 +446,8 @@ class FormEndpoint(RelayEndpoint):
         except PayloadTooLarge as err:
             return err
         except InvalidMultipart as err:  # answered after authentication, like malformed JSON
-            ctx.request = {_FORM_ERROR: err}
+            # Without its traceback, which holds the frames that hold the request (a cycle).
+            ctx.request = {_FORM_ERROR: err.with_traceback(None)}
             return None
         except ConnectionAbortedError:
             ctx.outcome.client_disconnected = True
