@@ -8,8 +8,10 @@ within about 0.2 % run after run, so two source trees can be compared exactly:
     python bench/instructions.py                          # this checkout
     python bench/instructions.py --src /path/to/other/src # another tree (e.g. a git worktree)
     python bench/instructions.py --key-cost               # an API key against the master key
-    python bench/instructions.py --profile full           # the full path against the bare path
-    python bench/instructions.py --profile cluster        # the full path in cluster mode against embedded
+    python bench/instructions.py --profile full           # the full path (run.py's switchboard-full)
+                                                          # against the bare path
+    python bench/instructions.py --profile cluster        # the full path in cluster mode (run.py's
+                                                          # switchboard-full-cluster) against embedded
     python bench/instructions.py --profile group          # a group of two deployments against one
     python bench/instructions.py --profile metrics        # Prometheus metrics on against off
     python bench/instructions.py --metrics off            # this checkout with metrics off
@@ -21,13 +23,19 @@ within about 0.2 % run after run, so two source trees can be compared exactly:
 
 The gateway runs under callgrind with instrumentation off while it starts and warms up; only
 the measured requests are counted (sequential keep-alive requests to the same nginx upstream as
-bench/run.py, one worker). Its caches of keys, limits and budgets are filled in the warm-up and
-not read again inside the window (``database.cache_seconds: 3600``: reloads every 10 s of
-wall-clock time made a count follow the machine's load), and the periodic work each window did
-hold (database calls, SQLite schema loads, read from callgrind's output) is printed with the
-counts. The usage ledger's database writes are counted too, but sequential
-requests slowed some fifty-fold leave only a handful of records per 0.5 s flush, so the flush's
-fixed cost weighs far more per request than under load; ``--defer-flush`` leaves them out (flush
+bench/run.py, one worker). The full path's gateway is bench/run.py's switchboard-full, built by
+the same function (``run.full_config``: a virtual key with allowed models, RPM/TPM limits and a
+budget, the ledger, metrics, its models groups of two deployments); the cluster profile's is
+switchboard-full-cluster's. Only measurement settings are added. Its caches of keys, limits and
+budgets are filled in the warm-up and not read again inside the window
+(``database.cache_seconds: 3600``, which the periodic re-reads of the model table, of the count
+of keys without a check and of the stored MCP servers follow too: reloads every 10 s of
+wall-clock time made a count follow the machine's load), the batch poller's round is an hour
+apart (``files.poll_seconds``), and the periodic work each window still holds (database calls,
+SQLite schema loads, read from callgrind's output) is printed with the counts. The usage
+ledger's database writes are counted too, but sequential requests slowed some fifty-fold leave
+only a handful of records per 0.5 s flush, so the flush's fixed cost weighs far more per request
+than under load; ``--defer-flush`` leaves them out (flush
 every 60 s or 10,000 records), with the keys' last-used writes (every hour instead of every 5 s),
 and ``bench/ledger.py`` measures the flush per record by batch size.
 
@@ -127,20 +135,17 @@ PERIODIC = {
 }
 
 
-def _database_config(cluster: tuple[str, str] | None, cache: bool) -> str:
-    """The ``database`` (and ``redis``) sections: the caches' lifetime, the cluster's URLs."""
-    lines = [f"  cache_seconds: {CACHE_SECONDS}\n"] if cache else []
-    if cluster is not None:
-        lines.insert(0, f"  url: {cluster[0]}\n")
-    text = "database:\n" + "".join(lines) if lines else ""
-    return text + (f"redis:\n  url: {cluster[1]}\n" if cluster is not None else "")
+# The batch poller's first round (files.poll_seconds, 60 s after the start) an hour away: three
+# database calls that fell in a window or not depending on how long the start under callgrind took.
+QUIET_POLLER = f"files:\n  poll_seconds: {CACHE_SECONDS}\n"
 
 
-def _has_cache_seconds(src: Path) -> bool:
-    """Whether the tree's configuration takes ``database.cache_seconds`` (trees from before it
-    refuse the key, and their caches reload every 10 s inside the window)."""
-    probe = ("from switchboard.config.server import DatabaseConfig as D;"
-             "print('cache_seconds' in D.model_fields)")
+def _accepts(src: Path, config: str, key: str) -> bool:
+    """Whether the tree's configuration class ``config`` (switchboard.config.server) takes ``key``
+    (trees from before ``database.cache_seconds`` refuse it, and their caches reload every 10 s
+    inside the window)."""
+    probe = (f"from switchboard.config.server import {config} as C;"
+             f"print({key!r} in C.model_fields)")
     found = subprocess.run([sys.executable, "-c", probe], env={**os.environ, "PYTHONPATH": str(src)},
                            capture_output=True, text=True, check=False)
     return found.stdout.strip() == "True"
@@ -175,17 +180,26 @@ DEFERRED_TOUCH = "auth:\n  last_used_interval_seconds: 3600\n"
 def measure(
     src: Path, mode: str, requests: int, root: Path, base: str, *, api_key: bool = False, full: bool = False,
     defer_flush: bool = False, group: bool = False, metrics: bool = True, keep: Path | None = None,
-    cluster: tuple[str, str] | None = None, cache: bool = True,
+    cluster: tuple[str, str] | None = None, cache: bool = True, poller: bool = True,
 ) -> tuple[float, dict[str, int]]:
-    """Instructions per request; ``api_key``: a plain issued key; ``full``: the full path's key
-    (RPM/TPM limits and a budget, ``run.FULL_KEY``); ``group``: each model a group of two
+    """Instructions per request; ``api_key``: a plain issued key; ``full``: the full path,
+    bench/run.py's switchboard-full (``run.full_config``: its key with RPM/TPM limits and a budget,
+    ``run.FULL_KEY``, its models groups of two deployments), or with ``cluster`` (database URL,
+    Redis URL) switchboard-full-cluster; ``group``: the bare path with each model a group of two
     deployments on the same upstream (weighted strategy); ``metrics``: Prometheus metrics on;
-    ``cluster``: (database URL, Redis URL) of the cluster mode's stores; ``cache``: the tree takes
-    ``database.cache_seconds``. Also how many times ``PERIODIC``'s work ran in the window."""
-    tag = (f"{mode}-{'full' if full else 'key' if api_key else 'master'}{'-group' if group else ''}"
+    ``cache``: the tree takes ``database.cache_seconds``; ``poller``: it takes
+    ``files.poll_seconds``. Also how many times ``PERIODIC``'s work ran in the window."""
+    who = "full" if full else "key" if api_key else "master"
+    tag = (f"{mode}-{who}{'-group' if group and not full else ''}"
            f"{'' if metrics else '-nometrics'}{'-cluster' if cluster else ''}")
     config = root / f"switchboard-{tag}.yaml"
-    text = harness.switchboard_config(base, group, metrics, _database_config(cluster, cache))
+    caches = f"  cache_seconds: {CACHE_SECONDS}\n" if cache else ""
+    if full:
+        text = harness.full_config(base, cluster, metrics, caches)
+    else:
+        text = harness.switchboard_config(base, group, metrics, "database:\n" + caches if caches else "")
+    if poller:
+        text += QUIET_POLLER
     if defer_flush:
         text = text.replace("auth:\n", DEFERRED_TOUCH, 1) + DEFERRED_FLUSH
     config.write_text(text)
@@ -266,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tolerance", type=float, default=3.0, help="percent (default 3)")
     args = parser.parse_args(argv)
     src = args.src.resolve()
-    cache = _has_cache_seconds(src)
+    cache = _accepts(src, "DatabaseConfig", "cache_seconds")
+    poller = _accepts(src, "FilesConfig", "poll_seconds")
     if not cache:
         print(f"note: {src} has no database.cache_seconds: its caches reload every 10 s inside the "
               "measured windows, and its counts vary with the machine's load", flush=True)
@@ -281,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
             kind.setdefault("metrics", args.metrics == "on")
             count, periodic = measure(src, mode, args.requests, root, base, defer_flush=args.defer_flush,
                                       keep=args.keep, cluster=cluster if clustered else None, cache=cache,
-                                      **kind)
+                                      poller=poller, **kind)
             label = _label(mode, clustered=clustered, **kind)
             counts[label] = count
             print(f"  {label}: in the window {', '.join(f'{n} {what}' for what, n in periodic.items())}",

@@ -150,6 +150,19 @@ def switchboard_config(base: str, group: bool = False, metrics: bool | None = No
     return _config(base, group) + ("" if on else NO_METRICS) + extra
 
 
+def full_config(base: str, cluster: tuple[str, str] | None = None, metrics: bool | None = None,
+                database: str = "") -> str:
+    """The full path's gateway: ``switchboard-full``'s config, or with ``cluster`` (database URL,
+    Redis URL) ``switchboard-full-cluster``'s; the models are groups of two deployments. The one
+    builder of both: bench/instructions.py's full and cluster profiles count this config, adding
+    only ``database`` (lines of its database section) and its measurement settings."""
+    lines = ([f"  url: {cluster[0]}\n"] if cluster is not None else []) + ([database] if database else [])
+    stores = "database:\n" + "".join(lines) if lines else ""
+    if cluster is not None:
+        stores += f"redis:\n  url: {cluster[1]}\n"
+    return switchboard_config(base, True, metrics, stores)
+
+
 def _config(base: str, group: bool) -> str:
     return f"""\
 providers:
@@ -176,11 +189,9 @@ server:
 
 
 @contextlib.contextmanager
-def _gateway(
-    root: Path, base: str, name: str, group: bool = False, metrics: bool | None = None, extra: str = ""
-) -> Iterator[str]:
+def _gateway(root: Path, name: str, text: str) -> Iterator[str]:
     config = root / f"{name}.yaml"
-    config.write_text(switchboard_config(base, group, metrics, extra))
+    config.write_text(text)
     exe = shutil.which("switchboard")
     cmd = [exe] if exe else [sys.executable, "-m", "switchboard"]
     port = free_port()
@@ -197,7 +208,7 @@ def _gateway(
 @contextlib.contextmanager
 def switchboard(root: Path, base: str) -> Iterator[dict[str, str]]:
     """The bare path: the master key, no limit and no budget applies (the ledger is on)."""
-    with _gateway(root, base, "switchboard") as url:
+    with _gateway(root, "switchboard", switchboard_config(base)) as url:
         yield dict.fromkeys(MODES, url + "/v1/chat/completions")
 
 
@@ -213,7 +224,7 @@ def _use_full_key(target: str, url: str) -> None:
 def switchboard_full(root: Path, base: str) -> Iterator[dict[str, str]]:
     """The full path on the embedded default (SQLite, in-process state): a second gateway, called
     with a virtual key (FULL_KEY), its models groups of two deployments, ledger and metrics on."""
-    with _gateway(root, base, FULL_TARGET, group=True) as url:
+    with _gateway(root, FULL_TARGET, full_config(base)) as url:
         _use_full_key(FULL_TARGET, url)
         yield dict.fromkeys(MODES, url + "/v1/chat/completions")
     # Stopped: the ledger's last batch is written. Count what it holds.
@@ -229,8 +240,7 @@ def switchboard_full_cluster(root: Path, base: str) -> Iterator[dict[str, str]]:
     import datastores
 
     with datastores.cluster(LOAD_CPU) as (database, redis):
-        extra = f"database:\n  url: {database}\nredis:\n  url: {redis}\n"
-        with _gateway(root, base, CLUSTER_TARGET, group=True, extra=extra) as url:
+        with _gateway(root, CLUSTER_TARGET, full_config(base, (database, redis))) as url:
             _use_full_key(CLUSTER_TARGET, url)
             CLUSTER["redis"], CLUSTER["url"] = redis, url
             yield dict.fromkeys(MODES, url + "/v1/chat/completions")
@@ -267,14 +277,14 @@ def count_redis_commands(target: str, requests: int = 2000) -> None:
 @contextlib.contextmanager
 def switchboard_group(root: Path, base: str) -> Iterator[dict[str, str]]:
     """The bare path over a group of two deployments of each model (routing on)."""
-    with _gateway(root, base, GROUP_TARGET, group=True) as url:
+    with _gateway(root, GROUP_TARGET, switchboard_config(base, group=True)) as url:
         yield dict.fromkeys(MODES, url + "/v1/chat/completions")
 
 
 @contextlib.contextmanager
 def switchboard_nometrics(root: Path, base: str) -> Iterator[dict[str, str]]:
     """The bare path with metrics off (metrics.enabled: false), the ledger on."""
-    with _gateway(root, base, NO_METRICS_TARGET, metrics=False) as url:
+    with _gateway(root, NO_METRICS_TARGET, switchboard_config(base, metrics=False)) as url:
         yield dict.fromkeys(MODES, url + "/v1/chat/completions")
 
 

@@ -462,7 +462,7 @@ class Gateway:
                                   stale_if_error=stale)
         await self.key_cache.start()
         self.unchecked_keys = UncheckedKeys()  # keys from before the check: made-up keys looked up?
-        await self.unchecked_keys.start(self.stores.keys, self.stores.feed)
+        await self.unchecked_keys.start(self.stores.keys, self.stores.feed, ttl)
         if self.oidc is not None:
             self.residency = ResidencyCache(self.stores.tenancy, self.stores.feed, ttl=ttl,
                                             stale_if_error=stale)
@@ -524,7 +524,7 @@ class Gateway:
                 await self.token_revocations.start(self.stores.token_revocations, self.stores.feed)
                 self.oidc.revocations = self.token_revocations
             await self.oidc.start()
-        await self.routing.start(self.stores.providers, self.stores.feed, keyring,
+        await self.routing.start(self.stores.providers, self.stores.feed, keyring, ttl,
                                  overrides=self.stores.routing)
         await self.services.start(self.stores.services, self.stores.feed, keyring)
         # Cooldowns shared through Redis when configured, else kept in this process.

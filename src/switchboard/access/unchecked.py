@@ -7,9 +7,10 @@ zero: a count of the stored keys without a check that are neither revoked nor ex
 
 The count is read at start; again on every message of the key cache's topic (``keys``: every key
 created, revoked, changed or rotated, on any instance, including a key created by an instance
-not yet upgraded, whose rows are unchecked) and every :data:`RELOAD_SECONDS` (keys expire, and
-the feed is at most once). It only ever needs to rise on a message (an old instance issuing a
-key, an expired one given a later expiry); falling is what the rotation of the old keys brings.
+not yet upgraded, whose rows are unchecked) and every ``database.cache_seconds`` (the gateway
+passes it; :data:`RELOAD_SECONDS` when not given: keys expire, and the feed is at most once).
+It only ever needs to rise on a message (an old instance issuing a key, an expired one given a
+later expiry); falling is what the rotation of the old keys brings.
 One count query through an index of the unchecked keys, never on the request path.
 """
 

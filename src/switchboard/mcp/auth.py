@@ -11,7 +11,7 @@ from switchboard.crypto.keyring import Keyring
 from switchboard.mcp.credentials import GatewayCredentials, Tickets
 from switchboard.mcp.oauth import OAuthClient
 from switchboard.mcp.registry import Registry
-from switchboard.mcp.stored import StoredServers
+from switchboard.mcp.stored import TTL, StoredServers
 from switchboard.stores import Stores
 
 
@@ -30,7 +30,11 @@ class McpAuth:
         self.oauth = OAuthClient(self.settings.mcp, stores.mcp, stores.cache, stores.feed,
                                  lambda: self.keyring, registry.egress_for)
         await self.oauth.start()
-        self.stored = StoredServers(stores.mcp, stores.feed, lambda: self.keyring, registry.sync_stored)
+        # The periodic reload bounds staleness when a feed message is lost: never more often than
+        # TTL, and no more often than the other stored records are read (database.cache_seconds).
+        every = max(TTL, self.settings.database.cache_seconds)
+        self.stored = StoredServers(stores.mcp, stores.feed, lambda: self.keyring, registry.sync_stored,
+                                    reload_seconds=every)
         await self.stored.start()
 
     async def close(self) -> None:

@@ -5,8 +5,9 @@ client secret, its URL: the clear settings have only its origin) sealed under th
 (crypto/mcp_servers.py), bound to the record's id. The
 request path reads them through :class:`StoredServers`: every stored server kept in process,
 a scope (a tenant's own servers, the global ones) reloaded when the change feed says it changed,
-so no request queries the database (everything is also reloaded every ``TTL`` seconds: the
-bound on staleness when a feed message is lost). The registry (mcp/registry.py) follows it.
+so no request queries the database (everything is also reloaded every ``TTL`` seconds, or
+``database.cache_seconds`` when that is longer: the bound on staleness when a feed message is
+lost). The registry (mcp/registry.py) follows it.
 """
 
 from __future__ import annotations

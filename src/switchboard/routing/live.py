@@ -6,8 +6,9 @@ immutable :class:`Snapshot` swapped atomically when the stored ones change.
 - Every change made through the admin API reloads this instance at once and is published on
   the change feed's ``routing`` topic; every instance reloads from the database when the
   message arrives. The feed is at most once, so each instance also reloads every
-  :data:`RELOAD_SECONDS` (a cheap read of three small tables; nothing is rebuilt when nothing
-  changed): the bound on staleness when a message is lost.
+  ``database.cache_seconds`` (the gateway passes it; :data:`RELOAD_SECONDS` when not given: a
+  cheap read of three small tables, nothing is rebuilt when nothing changed): the bound on
+  staleness when a message is lost, as for the request path's other caches of stored records.
 - A stored provider's client is reused while its definition and credentials are unchanged.
   The client of a provider changed or removed is closed only once every exchange that may have
   started on it has ended: after its longest ``total`` timeout (the bound on any upstream
