@@ -275,6 +275,11 @@ def _kinds(gw: InProcess) -> dict[str, Callable[[], None]]:
         "file-upload": form("/v1/files", 200, ("purpose", None, b"batch"), ("model", None, b"gpt-4o-mini"),
                             ("file", "a.jsonl", b"{}\n")),
         "file-upload-bad-form": form("/v1/files", 400, ("purpose", None, b"batch"), cut=True),
+        # A field over its bound (256 KiB), refused while the body is still arriving (its 1 MB
+        # is read in pieces: the edge pauses reading past 64 KiB until the app takes them).
+        "transcription-field-too-large": form("/v1/audio/transcriptions", 413, ("model", None, b"whisper-1"),
+                                              ("prompt", None, b"x" * 1_000_000),
+                                              ("file", "a.wav", b"RIFF0000WAVE")),
     }
 
 
@@ -285,7 +290,7 @@ KINDS = [
     "messages-to-anthropic", "messages-to-anthropic-stream", "gemini", "gemini-stream", "responses",
     "responses-stream", "embeddings", "completions", "refused-401", "refused-400", "refused-429",
     "max-tokens-too-large", "service-unreachable", "transcription", "transcription-bad-form", "file-upload",
-    "file-upload-bad-form",
+    "file-upload-bad-form", "transcription-field-too-large",
 ]
 
 
