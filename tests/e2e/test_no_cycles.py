@@ -275,6 +275,10 @@ def _kinds(gw: InProcess) -> dict[str, Callable[[], None]]:
         "file-upload": form("/v1/files", 200, ("purpose", None, b"batch"), ("model", None, b"gpt-4o-mini"),
                             ("file", "a.jsonl", b"{}\n")),
         "file-upload-bad-form": form("/v1/files", 400, ("purpose", None, b"batch"), cut=True),
+        # Requests that outlast http/disconnect.py's WATCH_AFTER (0.25 s), as an LLM's answer
+        # does: a watcher for the client's disconnect is started, then cancelled at the end.
+        "slow-chat": chat(text="x mock:latency_ms=400"),
+        "slow-chat-stream": chat(text="x mock:chunk_delay_ms=60 mock:reply=a_b_c_d_e_f_g_h", stream=True),
         # A field over its bound (256 KiB), refused while the body is still arriving (its 1 MB
         # is read in pieces: the edge pauses reading past 64 KiB until the app takes them).
         "transcription-field-too-large": form("/v1/audio/transcriptions", 413, ("model", None, b"whisper-1"),
@@ -290,7 +294,7 @@ KINDS = [
     "messages-to-anthropic", "messages-to-anthropic-stream", "gemini", "gemini-stream", "responses",
     "responses-stream", "embeddings", "completions", "refused-401", "refused-400", "refused-429",
     "max-tokens-too-large", "service-unreachable", "transcription", "transcription-bad-form", "file-upload",
-    "file-upload-bad-form", "transcription-field-too-large",
+    "file-upload-bad-form", "transcription-field-too-large", "slow-chat", "slow-chat-stream",
 ]
 
 
