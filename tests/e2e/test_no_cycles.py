@@ -279,6 +279,9 @@ def _kinds(gw: InProcess) -> dict[str, Callable[[], None]]:
         # does: a watcher for the client's disconnect is started, then cancelled at the end.
         "slow-chat": chat(text="x mock:latency_ms=400"),
         "slow-chat-stream": chat(text="x mock:chunk_delay_ms=60 mock:reply=a_b_c_d_e_f_g_h", stream=True),
+        # An upload refused at a field it does not know, before the body's end.
+        "file-upload-unknown-field": form("/v1/files", 400, ("purpose", None, b"batch"),
+                                          ("colour", None, b"red"), ("file", "a.jsonl", b"{}\n" * 50_000)),
         # A field over its bound (256 KiB), refused while the body is still arriving (its 1 MB
         # is read in pieces: the edge pauses reading past 64 KiB until the app takes them).
         "transcription-field-too-large": form("/v1/audio/transcriptions", 413, ("model", None, b"whisper-1"),
@@ -295,6 +298,7 @@ KINDS = [
     "responses-stream", "embeddings", "completions", "refused-401", "refused-400", "refused-429",
     "max-tokens-too-large", "service-unreachable", "transcription", "transcription-bad-form", "file-upload",
     "file-upload-bad-form", "transcription-field-too-large", "slow-chat", "slow-chat-stream",
+    "file-upload-unknown-field",
 ]
 
 

@@ -58,8 +58,12 @@ class _Watch:
     def stop(self) -> None:
         # The references go at once; the queue drops the entry itself when it gets to it.
         self.task = self.receive = None
-        if self.watcher is not None:
-            self.watcher.cancel()
+        # Let go of the watcher too: cancelled, it keeps the CancelledError whose traceback
+        # holds its frame, which holds this watch (a reference cycle per request that ran long
+        # enough to be watched, nearly every real model call, left to the cyclic collector).
+        watcher, self.watcher = self.watcher, None
+        if watcher is not None:
+            watcher.cancel()
 
 
 class _Watches:

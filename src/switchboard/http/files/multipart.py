@@ -144,6 +144,13 @@ class MultipartReader:
     def _on_end(self) -> None:
         self._events.append(("done", None))
 
+    def close(self) -> None:
+        """Done with the body, read or not: let go of the parser, whose callbacks (this object's
+        bound methods) hold this object, so a form refused before its end (a field over its
+        bound, the client gone) leaves no reference cycle for the cyclic garbage collector."""
+        self._parser = None
+        self._events.clear()
+
     # -- reading -------------------------------------------------------------------------------
 
     async def _event(self) -> tuple[str, bytes | Part | Exception | None]:

@@ -229,6 +229,7 @@ class FileService:
             if failure:
                 raise failure[0]
         finally:
+            reader.close()
             if spooled is not None:
                 spooled.close()
         file_id = owned_id(obj, upstream)

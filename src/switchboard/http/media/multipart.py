@@ -74,6 +74,8 @@ async def read_form(receive: Receive, content_type: str | None, declared: str | 
                 if isinstance(item, FilePart):
                     item.file.close()
         raise
+    finally:
+        reader.close()
     if not form:
         raise InvalidMultipart("the multipart body has no parts")
     return form
