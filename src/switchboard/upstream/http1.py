@@ -826,6 +826,12 @@ class Pool:
             self._next()
             exc.__traceback__ = None  # see below
             raise _tls_failure(exc) from None
+        except TimeoutError:
+            # The connect (TCP and TLS) ran out of ``timeouts.connect``: a timeout, as documented
+            # and as a full pool's wait is (TimeoutError is an OSError: caught before that).
+            self._open -= 1
+            self._next()
+            raise TimeoutError() from None
         except OSError as exc:
             self._open -= 1
             self._next()

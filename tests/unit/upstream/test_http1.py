@@ -1040,6 +1040,29 @@ async def test_a_refused_connection_is_unreachable() -> None:
             await client.open_stream(UpstreamRequest("POST", f"http://127.0.0.1:{port}/v1/x", b"{}"), None)
 
 
+async def test_a_connect_that_does_not_finish_in_time_is_a_timeout() -> None:
+    """A server that takes the TCP connection and never answers the TLS handshake: the connect
+    (TCP and TLS, ``timeouts.connect``) runs out, a 504 ``upstream_timeout`` as documented, not a
+    502 ``upstream_unreachable`` (which aiohttp's client never made of it either)."""
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def silent(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with upstream_client(connect=0.3) as client:
+            with pytest.raises(UpstreamTimeout):
+                await client.send(UpstreamRequest("POST", f"https://127.0.0.1:{port}/v1/x", b"{}"), None)
+        assert len(accepted) == 1
+    finally:
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
 # -- 11. pool limit ------------------------------------------------------------------------------
 
 
