@@ -36,6 +36,7 @@ and whether it came from an upstream or from the gateway itself; docs/api.md pri
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -112,6 +113,15 @@ class GatewayError(Exception):
 
     def to_openai(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+def unraised(error: GatewayError) -> GatewayError:
+    """A copy of ``error`` never raised: without its traceback, cause and context. A refusal kept
+    for later (on the request, in a map) is kept and raised as such a copy: a raised error's
+    traceback holds the frames it went through, and a frame holding what keeps the error (the
+    request, the map) would make a reference cycle per request, left for the cyclic garbage
+    collector, whose passes stall the event loop."""
+    return copy.copy(error)
 
 
 class InvalidRequest(GatewayError):

@@ -62,10 +62,14 @@ def _config(mock: Mock, full: bool) -> dict[str, Any]:
             {"name": "whisper-1", "provider": "oa", "model": "whisper-1"},
             {"name": "text-embedding-3-small", "provider": "oa", "model": "text-embedding-3-small"},
             {"name": "gpt-3.5-turbo-instruct", "provider": "oa", "model": "gpt-3.5-turbo-instruct"},
+            # Too small for any request: a pin on it is refused outright.
+            {"name": "small", "provider": "oa", "model": "gpt-4o-mini", "deployment": "tiny",
+             "info": {"context_window": 4}},
+            {"name": "native", "provider": "oa", "model": "gpt-4o-mini", "responses": "native"},
         ],
         "auth": {"master_key": MASTER_KEY, "secret_key": SECRET_KEY},
         # Retries at once, and deployments never cooled down: every request takes the same path.
-        "router": {"retry": {"backoff_seconds": 0}, "cooldown": {"failures": 1000},
+        "router": {"retry": {"backoff_seconds": 0}, "cooldown": {"failures": 1000}, "allow_pinning": True,
                    "fallbacks": {"down": ["gpt-4o-mini"]}},
         "services": [{"name": "down", "url": f"http://127.0.0.1:{refused_port()}"}],
         "server": {"log_level": "error"},
@@ -138,6 +142,13 @@ def gateway(request: pytest.FixtureRequest, mock_upstream: Mock, tmp_path: Path)
 
 
 CHAT = json.dumps({"model": "gpt-4o-mini", "messages": HELLO}).encode()
+PIN = "x-switchboard-deployment"
+# Unsupported on a translated deployment; naming an object of the shared account on a native one.
+RESPONSES_UNSUPPORTED = json.dumps({"model": "gpt-4o-mini", "input": "hi", "truncation": "auto"}).encode()
+RESPONSES_ACCOUNT = json.dumps({"model": "native", "input": "hi", "conversation": "conv_1"}).encode()
+# A model with no Anthropic deployment.
+MESSAGE_BATCH = json.dumps({"requests": [{"custom_id": "a", "params": {
+    "model": "gpt-4o-mini", "max_tokens": 5, "messages": HELLO}}]}).encode()
 GEMINI = json.dumps({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}).encode()
 
 
@@ -183,6 +194,13 @@ def _kinds(gw: InProcess) -> dict[str, Callable[[], None]]:
             with contextlib.suppress(openai.APIError):
                 call()
         return fail
+
+    def refused(call: Callable[[], None], status: int) -> Callable[[], None]:
+        def refuse() -> None:
+            with pytest.raises(openai.APIStatusError) as err:
+                call()
+            assert err.value.status_code == status, err.value
+        return refuse
 
     def messages(model: str, stream: bool) -> Callable[[], None]:
         def call() -> None:
@@ -267,6 +285,10 @@ def _kinds(gw: InProcess) -> dict[str, Callable[[], None]]:
         "refused-400": raw("/v1/chat/completions", b"{nope", 400),
         "refused-429": raw("/v1/chat/completions", CHAT, 429, key=gw.limited_key),
         "max-tokens-too-large": failing(chat(max_tokens=10_000_000)),
+        "pin-never-fits": refused(chat("small", "hello " * 20, extra_headers={PIN: "tiny"}), 400),
+        "responses-refused": raw("/v1/responses", RESPONSES_UNSUPPORTED, 400),
+        "responses-account-object": raw("/v1/responses", RESPONSES_ACCOUNT, 400),
+        "message-batch-refused": raw("/v1/messages/batches", MESSAGE_BATCH, 400),
         "service-unreachable": raw("/services/down/things", b"{}", 502),
         "transcription": form("/v1/audio/transcriptions", 200, ("model", None, b"whisper-1"),
                               ("file", "a.wav", b"RIFF0000WAVE")),
@@ -296,7 +318,8 @@ KINDS = [
     "upstream-unreachable", "client-leaves-mid-stream", "messages-to-openai", "messages-to-openai-stream",
     "messages-to-anthropic", "messages-to-anthropic-stream", "gemini", "gemini-stream", "responses",
     "responses-stream", "embeddings", "completions", "refused-401", "refused-400", "refused-429",
-    "max-tokens-too-large", "service-unreachable", "transcription", "transcription-bad-form", "file-upload",
+    "max-tokens-too-large", "pin-never-fits", "responses-refused", "responses-account-object",
+    "message-batch-refused", "service-unreachable", "transcription", "transcription-bad-form", "file-upload",
     "file-upload-bad-form", "transcription-field-too-large", "slow-chat", "slow-chat-stream",
     "file-upload-unknown-field",
 ]

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING
 
 from switchboard.config.schema import RouterConfig
 from switchboard.context import CLIENT_CLOSED, Attempt, Chunk, RequestContext, Result, StreamReply
-from switchboard.errors import GatewayError, UnsupportedParameter, UpstreamTimeout, error_class
+from switchboard.errors import GatewayError, UnsupportedParameter, UpstreamTimeout, error_class, unraised
 from switchboard.pipeline import caller_credentials
 from switchboard.pipeline.chain import Handler
 from switchboard.routing.router import ANYWHERE, Router
@@ -166,7 +166,7 @@ class AttemptStage:
             return await call_next(ctx)
         if not candidates:
             if ctx.refusal is not None:  # a pin its deployment may never serve: no fallback
-                raise ctx.refusal
+                raise unraised(ctx.refusal)  # a copy: the context keeps the refusal
             return await self._after_failure(ctx, call_next, group, [], None, 0)
         # The first attempt, inline (no deadline of its own: the upstream's timeouts bound it):
         # the common case is one attempt that answers.

@@ -23,7 +23,7 @@ from typing import Any
 
 from switchboard.access.rules import model_allowed
 from switchboard.context import Principal
-from switchboard.errors import GatewayError, InvalidRequest, NotFound, PermissionDenied, UnsupportedParameter
+from switchboard.errors import GatewayError, InvalidRequest, NotFound, PermissionDenied, UnsupportedParameter, unraised
 from switchboard.http.files.message_upstream import ANTHROPIC
 from switchboard.http.openai_api import parse_object
 from switchboard.routing import prerouting
@@ -78,7 +78,7 @@ class MessageRequests:
             try:
                 route = await self._route(p, model, i, provider)
             except GatewayError as exc:
-                routes[model] = exc
+                routes[model] = unraised(exc)  # a copy never raised, raised as a copy (_checked)
                 break
             routes[model] = route
             provider = route.target.provider
@@ -166,7 +166,8 @@ def _checked(requests: list[Any], routes: dict[str, Route | GatewayError]) -> Ch
         # Routed: a model is routed by its first request, which is this one or an earlier one.
         route = routes[params["model"]]
         if isinstance(route, GatewayError):  # refused at its first request, this one
-            raise route
+            # A copy: the frames its traceback holds hold the map that keeps it.
+            raise unraised(route)
         if not route.target.own_account:  # providers[].allow_account_objects lifts it
             _check_account_objects(params, f"requests.{i}.params")
         # In place (the parsed body is the batch's own): no copy of up to 100,000 requests.

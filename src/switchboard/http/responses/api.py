@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from switchboard.context import RequestContext, answered_model
-from switchboard.errors import GatewayError, UnsupportedParameter, name_as_sent
+from switchboard.errors import GatewayError, UnsupportedParameter, name_as_sent, unraised
 from switchboard.http.openai_api import OpenAIJson
 from switchboard.http.responses.request import (
     account_objects,
@@ -74,7 +74,8 @@ class ResponsesAPI:
             # and there only with the caller's own credential if it names objects of the account.
             if (mcp := loaded_mcp_tool(body)) is not None:
                 raise mcp from None
-            refused, shared = err, account_objects(body)
+            # Kept as a copy never raised: err's traceback holds this frame, which holds it.
+            refused, shared = unraised(err), account_objects(body)
             translated = translate(without_unsupported(body))
             translated.body = body
         ctx.request = translated.request

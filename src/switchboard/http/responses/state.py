@@ -28,7 +28,7 @@ import orjson
 from switchboard.background import stop_task
 from switchboard.config.schema import ResponsesConfig
 from switchboard.context import Principal, Reply, RequestContext, Result
-from switchboard.errors import GatewayError, InvalidRequest, NotFound
+from switchboard.errors import GatewayError, InvalidRequest, NotFound, unraised
 from switchboard.http.responses.request import Translated
 from switchboard.http.responses.response import JSON, assistant_messages, new_id
 from switchboard.pipeline.chain import Handler
@@ -132,10 +132,10 @@ class Responses:
             # Objects of the account: on the caller's own one, or one whose provider entry lets
             # every caller name them (allow_account_objects, Target.own_account).
             if call.shared is not None and ctx.caller_credential is None and not route.target.own_account:
-                raise call.shared
+                raise unraised(call.shared)  # copies: the call keeps its refusals
             ctx.native_body = (call.translated.body, call.history)
         elif call.refused is not None:
-            raise call.refused
+            raise unraised(call.refused)
         return await chat_invoke(ctx)
 
     def complete(self, ctx: RequestContext, response: JSON) -> None:
