@@ -115,6 +115,24 @@ class GatewayError(Exception):
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
 
+_CHAIN = 8  # the causes of a client library's error looked at, at most
+
+
+def untraced(exc: BaseException) -> None:
+    """Drop the tracebacks of a client library's error and of its causes, once it is translated
+    into the gateway's own error (raised ``from None``, so they are never shown). aiohttp and
+    aiohappyeyeballs keep the errors they raise in locals of the frames on those tracebacks
+    (``last_exc``, ``first_exception``, a request body writer's error): reference cycles, which
+    hold the request's frames too when a cause went through them (the caller's body that failed
+    while it was sent on), left for the cyclic garbage collector otherwise."""
+    cause: BaseException | None = exc
+    for _ in range(_CHAIN):
+        if cause is None:
+            break
+        cause.__traceback__ = None
+        cause = cause.__cause__ or cause.__context__
+
+
 def unraised(error: GatewayError) -> GatewayError:
     """A copy of ``error`` never raised: without its traceback, cause and context. A refusal kept
     for later (on the request, in a map) is kept and raised as such a copy: a raised error's

@@ -309,6 +309,8 @@ def _kinds(gw: InProcess) -> dict[str, Callable[[], None]]:
         "transcription-field-too-large": form("/v1/audio/transcriptions", 413, ("model", None, b"whisper-1"),
                                               ("prompt", None, b"x" * 1_000_000),
                                               ("file", "a.wav", b"RIFF0000WAVE")),
+        "file-upload-cut-in-file": form("/v1/files", 400, ("purpose", None, b"batch"),
+                                        ("model", None, b"gpt-4o-mini"), ("file", "a.jsonl", b"{}\n"), cut=True),
     }
 
 
@@ -321,7 +323,7 @@ KINDS = [
     "max-tokens-too-large", "pin-never-fits", "responses-refused", "responses-account-object",
     "message-batch-refused", "service-unreachable", "transcription", "transcription-bad-form", "file-upload",
     "file-upload-bad-form", "transcription-field-too-large", "slow-chat", "slow-chat-stream",
-    "file-upload-unknown-field",
+    "file-upload-unknown-field", "file-upload-cut-in-file",
 ]
 
 

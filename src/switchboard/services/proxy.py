@@ -33,6 +33,7 @@ from switchboard.errors import (
     UpstreamResponseTooLarge,
     UpstreamTimeout,
     UpstreamUnreachable,
+    untraced,
 )
 from switchboard.pipeline.auth import KEY_HEADERS
 from switchboard.services.context import Receive, ServiceContext
@@ -236,21 +237,11 @@ class ServiceProxy:
         return StreamReply(_relay(service, resp), _closer(resp))
 
 
-_CHAIN = 8  # the causes of a client library's error looked at, at most
-
-
 def _translate(service: Service, exc: BaseException) -> GatewayError:
     """The gateway's error for what the client library raised. That error and its causes lose
-    their tracebacks here: aiohttp and aiohappyeyeballs keep the errors they raise in locals of
-    the frames on those tracebacks (``last_exc``, ``first_exception``), reference cycles which
-    hold this request's frames too, left for the cyclic garbage collector otherwise. Only the
-    translated error goes on (raised ``from None``)."""
-    cause: BaseException | None = exc
-    for _ in range(_CHAIN):
-        if cause is None:
-            break
-        cause.__traceback__ = None
-        cause = cause.__cause__ or cause.__context__
+    their tracebacks here (``errors.untraced``): only the translated error goes on (raised
+    ``from None``)."""
+    untraced(exc)
     where = f"service '{service.name}'"
     refused = refusal(exc)
     if refused is not None:

@@ -19,6 +19,7 @@ from switchboard.errors import (
     UpstreamResponseTooLarge,
     UpstreamTimeout,
     UpstreamUnreachable,
+    untraced,
 )
 from switchboard.jsonio import BOM
 from switchboard.upstream import http1, scrub
@@ -159,8 +160,11 @@ class UpstreamClient:
         await self.auth.close()
 
     def translate(self, exc: Exception) -> Exception:
-        """The gateway error for an aiohttp or timeout exception (others are returned unchanged)."""
+        """The gateway error for an aiohttp or timeout exception (others are returned unchanged).
+        A translated error and its causes lose their tracebacks (``errors.untraced``)."""
         where = f"provider '{self.provider}'"
+        if isinstance(exc, FAILURES):
+            untraced(exc)
         if isinstance(exc, TimeoutError):
             return UpstreamTimeout(f"{where} did not answer in time")
         if isinstance(exc, http1.ProxyFailed | http1.TlsFailed):  # their messages name no secret

@@ -223,11 +223,14 @@ class FileService:
             try:
                 obj = await upstream.upload(f"multipart/form-data; boundary={boundary_out}", body)
             except Exception:
-                if failure:  # the caller's body went wrong while it was being sent on
-                    raise failure[0] from None
-                raise
+                if not failure:
+                    raise
+                # Else the caller's body went wrong while it was being sent on: that is raised.
             if failure:
-                raise failure[0]
+                # Outside the handler: the upload's error, caused by this one, would be its
+                # context, a reference cycle; taken out of the list and raised unnamed, as its
+                # traceback holds this frame, which holds the list.
+                raise failure.pop()
         finally:
             reader.close()
             if spooled is not None:
