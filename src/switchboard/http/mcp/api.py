@@ -174,6 +174,12 @@ class McpEndpoint(Endpoint):
 
         relay.ask = ask
         RELAY.set(relay)  # seen by the chain's task (a copy of this context)
+        try:
+            await self._relay(ctx, out, relay)
+        finally:
+            relay.ask = None  # it closes over the relay: a reference cycle per request otherwise
+
+    async def _relay(self, ctx: RequestContext, out: Responder, relay: Relay) -> None:
         task = asyncio.ensure_future(self._chain(ctx))
         started = False
         try:
