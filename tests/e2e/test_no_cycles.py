@@ -25,14 +25,18 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
+import httpx2
 import openai
 import pytest
 import uvicorn
 import uvloop
+from mcp.client.session import ClientSession
+from mcp.client.streamable_http import streamable_http_client
 
 from switchboard.app import SwitchboardApp
 from switchboard.http.protocol import GatewayHttpProtocol
 from switchboard.settings.loader import validate
+from tests.mcp_servers import McpUpstream, start_mcp_server
 from tests.servers import MASTER_KEY, SECRET_KEY, UPSTREAM_KEY, Mock, refused_port
 
 N = 5  # requests of each kind measured (after one that warms the caches up)
@@ -41,7 +45,7 @@ TOOL = {"type": "function",
         "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {}}}}
 
 
-def _config(mock: Mock, full: bool) -> dict[str, Any]:
+def _config(mock: Mock, notes: McpUpstream, full: bool) -> dict[str, Any]:
     upstream = {"type": "openai", "api_base": f"{mock.url}/v1", "api_key": UPSTREAM_KEY}
     config: dict[str, Any] = {
         "providers": [
@@ -72,6 +76,10 @@ def _config(mock: Mock, full: bool) -> dict[str, Any]:
         "router": {"retry": {"backoff_seconds": 0}, "cooldown": {"failures": 1000}, "allow_pinning": True,
                    "fallbacks": {"down": ["gpt-4o-mini"]}},
         "services": [{"name": "down", "url": f"http://127.0.0.1:{refused_port()}"}],
+        "mcp_servers": [
+            {"name": "notes", "url": notes.url},
+            {"name": "down", "url": f"http://127.0.0.1:{refused_port()}/mcp", "connect_timeout_seconds": 1},
+        ],
         "server": {"log_level": "error"},
     }
     if full:
@@ -88,6 +96,7 @@ class InProcess:
     port: int
     key: str = MASTER_KEY
     limited_key: str = ""  # a key allowed one request a minute, spent
+    api_key: str = ""  # a key of the team that published the prompt API ``API``
     kinds: dict[str, Callable[[], None]] = field(default_factory=dict)  # each kind of request
 
     def drive(self, call: Callable[[], None], times: int) -> None:
@@ -108,8 +117,16 @@ def tmp_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("cycles")
 
 
+@pytest.fixture(scope="module")
+def notes_server() -> Iterator[McpUpstream]:
+    server = start_mcp_server("notes")
+    yield server
+    server.process.stop()
+
+
 @pytest.fixture(scope="module", params=["bare", "full"])
-def gateway(request: pytest.FixtureRequest, mock_upstream: Mock, tmp_path: Path) -> Iterator[InProcess]:
+def gateway(request: pytest.FixtureRequest, mock_upstream: Mock, notes_server: McpUpstream, tmp_path: Path,
+            ) -> Iterator[InProcess]:
     full = request.param == "full"
     thresholds = gc.get_threshold()
     loop = uvloop.new_event_loop()
@@ -117,7 +134,7 @@ def gateway(request: pytest.FixtureRequest, mock_upstream: Mock, tmp_path: Path)
     sock.bind(("127.0.0.1", 0))
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SWITCHBOARD_DATA_DIR", str(tmp_path / request.param))
-        settings = validate(_config(mock_upstream, full), "test", env={})
+        settings = validate(_config(mock_upstream, notes_server, full), "test", env={})
         config = uvicorn.Config(SwitchboardApp(settings), http=GatewayHttpProtocol, loop="none",
                                 lifespan="on", log_level="error", access_log=False)
         config.load()
@@ -132,6 +149,7 @@ def gateway(request: pytest.FixtureRequest, mock_upstream: Mock, tmp_path: Path)
             gw.limited_key = _issue(gw, {"models": ["*"], "rpm_limit": 1})
             # Its one request of the minute.
             gw.drive(lambda: _post(gw, "/v1/chat/completions", CHAT, gw.limited_key), 1)
+            gw.api_key = _publish(gw)
             gw.kinds = _kinds(gw)
             yield gw
         finally:
@@ -165,13 +183,34 @@ def _post(gw: InProcess, path: str, body: bytes, key: str, content_type: str = "
         conn.close()
 
 
-def _issue(gw: InProcess, body: dict[str, Any]) -> str:
-    """A key issued with the master key (the admin API)."""
+def _admin(gw: InProcess, path: str, body: dict[str, Any], key: str = MASTER_KEY) -> dict[str, Any]:
+    """A POST to the admin API that creates something."""
     answers: list[tuple[int, bytes]] = []
-    gw.drive(lambda: answers.append(_post(gw, "/admin/v1/keys", json.dumps(body).encode(), MASTER_KEY)), 1)
+    gw.drive(lambda: answers.append(_post(gw, path, json.dumps(body).encode(), key)), 1)
     [(status, answer)] = answers
     assert status == 201, answer
-    return str(json.loads(answer)["key"])
+    return dict(json.loads(answer))
+
+
+def _issue(gw: InProcess, body: dict[str, Any]) -> str:
+    """A key issued with the master key (the admin API)."""
+    return str(_admin(gw, "/admin/v1/keys", body)["key"])
+
+
+API = "sentiment"
+
+
+def _publish(gw: InProcess) -> str:
+    """A prompt published as the REST API ``API`` by a team: a key of that team's admin."""
+    _admin(gw, "/admin/v1/tenants", {"id": "acme", "name": "ACME"})
+    team = _admin(gw, "/admin/v1/teams", {"tenant": "acme", "name": "owners"})["id"]
+    key = _issue(gw, {"tenant": "acme", "team": team, "role": "team_admin", "models": ["gpt-4o-mini"]})
+    _admin(gw, "/admin/v1/prompts", {
+        "name": API, "model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Classify: {{ text }}"}],
+        "variables": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
+    }, key)
+    _admin(gw, "/admin/v1/apis", {"name": API, "prompt": API, "version": 1}, key)
+    return key
 
 
 def _kinds(gw: InProcess) -> dict[str, Callable[[], None]]:
@@ -237,6 +276,29 @@ def _kinds(gw: InProcess) -> dict[str, Callable[[], None]]:
                     pass
         return call
 
+    def mcp_loop(server: str) -> Callable[[], None]:
+        """A Responses request naming an MCP server: the gateway lists its tools, the model (the
+        mock) calls one, the gateway runs it and gives the model its result."""
+        tool: Any = {"type": "mcp", "server_label": server, "require_approval": "never",
+                     "allowed_tools": ["read_note"]}
+
+        def call() -> None:
+            oai.responses.create(model="gpt-4o-mini", input="Read a note", tools=[tool])
+        return call
+
+    def mcp_tool(name: str, arguments: dict[str, Any]) -> Callable[[], None]:
+        """A tool called through the gateway's own MCP endpoint with the official client."""
+        async def session() -> None:
+            async with (
+                httpx2.AsyncClient(headers={"Authorization": f"Bearer {gw.key}"}, timeout=30) as http,
+                streamable_http_client(base + "/mcp", http_client=http) as streams,
+                ClientSession(streams[0], streams[1]) as client,
+            ):
+                await client.initialize()
+                await client.call_tool(name, arguments)
+
+        return lambda: asyncio.run(session())
+
     def embeddings() -> None:
         oai.embeddings.create(model="text-embedding-3-small", input="hi")
 
@@ -290,6 +352,12 @@ def _kinds(gw: InProcess) -> dict[str, Callable[[], None]]:
         "responses-account-object": raw("/v1/responses", RESPONSES_ACCOUNT, 400),
         "message-batch-refused": raw("/v1/messages/batches", MESSAGE_BATCH, 400),
         "service-unreachable": raw("/services/down/things", b"{}", 502),
+        "prompt-api": raw(f"/apis/{API}", b'{"text": "great"}', 200, key=gw.api_key),
+        "prompt-api-bad-input": raw(f"/apis/{API}", b'{"text": 1}', 400, key=gw.api_key),
+        "mcp-tool-loop": mcp_loop("notes"),
+        "mcp-server-down-in-loop": mcp_loop("down"),
+        "mcp-tool-call": mcp_tool("notes__read_note", {"title": "welcome"}),
+        "mcp-tool-fails": mcp_tool("notes__broken", {}),
         "transcription": form("/v1/audio/transcriptions", 200, ("model", None, b"whisper-1"),
                               ("file", "a.wav", b"RIFF0000WAVE")),
         "transcription-bad-form": form("/v1/audio/transcriptions", 400, ("model", None, b"whisper-1"),
@@ -321,8 +389,9 @@ KINDS = [
     "messages-to-anthropic", "messages-to-anthropic-stream", "gemini", "gemini-stream", "responses",
     "responses-stream", "embeddings", "completions", "refused-401", "refused-400", "refused-429",
     "max-tokens-too-large", "pin-never-fits", "responses-refused", "responses-account-object",
-    "message-batch-refused", "service-unreachable", "transcription", "transcription-bad-form", "file-upload",
-    "file-upload-bad-form", "transcription-field-too-large", "slow-chat", "slow-chat-stream",
+    "message-batch-refused", "service-unreachable", "prompt-api", "prompt-api-bad-input", "mcp-tool-loop",
+    "mcp-server-down-in-loop", "mcp-tool-call", "mcp-tool-fails", "transcription", "transcription-bad-form",
+    "file-upload", "file-upload-bad-form", "transcription-field-too-large", "slow-chat", "slow-chat-stream",
     "file-upload-unknown-field", "file-upload-cut-in-file",
 ]
 
