@@ -148,6 +148,8 @@ class BudgetStage:
                 budgets = book.in_force_now(principal)
                 if budgets is None:
                     budgets = await book.in_force(principal)
+            except GatewayError:
+                raise
             except Exception as exc:
                 return await self._unavailable(ctx, call_next, exc)
             if not budgets:
@@ -170,7 +172,7 @@ class BudgetStage:
                     if budget.downgrade_model is not None:
                         await self._maybe_downgrade(ctx, book, budgets, charges, reserved)
                         break
-        except Rerouted:
+        except (Rerouted, GatewayError):
             raise
         except Exception as exc:
             return await self._unavailable(ctx, call_next, exc)
@@ -295,8 +297,8 @@ class BudgetStage:
             raise Rerouted(budget.downgrade_model)
 
     async def _unavailable(self, ctx: RequestContext, call_next: Handler, exc: Exception) -> Result:
-        if isinstance(exc, GatewayError):
-            raise exc
+        """A store error (the gateway's own errors are raised where they are caught: raised from
+        here, the error's traceback would hold this frame, which holds it, a reference cycle)."""
         now = time.monotonic()
         if now - self._warned >= _WARN_EVERY:
             self._warned = now
