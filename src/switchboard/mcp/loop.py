@@ -285,7 +285,10 @@ class McpLoopStage:
                 await result.aclose()
             wrong = InternalError(f"internal error (request id {ctx.request_id}): a step streamed")
             sub.outcome.failed(wrong)
-            raise wrong
+            try:
+                raise wrong
+            finally:
+                del wrong  # its traceback holds this frame: a reference cycle otherwise
         sub.outcome.status = result.status
         sub.outcome.bytes_sent = 0
         sub.outcome.finished_at = time.perf_counter()
