@@ -125,7 +125,9 @@ class ScriptBatch:
         try:
             results = await self._send(calls)
         except Exception as exc:  # the connection failed: every caller hears it
-            _fail(calls, exc)
+            # Without its traceback, which holds the frames that hold the calls, whose futures
+            # would hold it: a reference cycle per failed batch, with every caller's frames.
+            _fail(calls, exc.with_traceback(None))
             return
         except BaseException:  # shutting down
             for *_, future in calls:
@@ -160,7 +162,7 @@ class ScriptBatch:
                     # wait out the timeout, the others failing at once (stores/redis/silence.py).
                     result = await self._silence.call(partial(script.script, keys=keys, args=args))
                 except Exception as exc:
-                    result = exc
+                    result = exc.with_traceback(None)  # its traceback holds this frame (a cycle)
             if future.done():  # the caller was cancelled meanwhile
                 continue
             if isinstance(result, Exception):
