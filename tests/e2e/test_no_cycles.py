@@ -124,39 +124,45 @@ def notes_server() -> Iterator[McpUpstream]:
     server.process.stop()
 
 
-@pytest.fixture(scope="module", params=["bare", "full"])
-def gateway(request: pytest.FixtureRequest, mock_upstream: Mock, notes_server: McpUpstream, tmp_path: Path,
-            ) -> Iterator[InProcess]:
-    full = request.param == "full"
+@contextlib.contextmanager
+def in_process(config: dict[str, Any], data_dir: Path) -> Iterator[InProcess]:
+    """The gateway of ``config`` on a free port of a new loop of this process."""
     thresholds = gc.get_threshold()
     loop = uvloop.new_event_loop()
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SWITCHBOARD_DATA_DIR", str(tmp_path / request.param))
-        settings = validate(_config(mock_upstream, notes_server, full), "test", env={})
-        config = uvicorn.Config(SwitchboardApp(settings), http=GatewayHttpProtocol, loop="none",
-                                lifespan="on", log_level="error", access_log=False)
-        config.load()
-        server = uvicorn.Server(config)
-        server.lifespan = config.lifespan_class(config)
+        patch.setenv("SWITCHBOARD_DATA_DIR", str(data_dir))
+        settings = validate(config, "test", env={})
+        uvi = uvicorn.Config(SwitchboardApp(settings), http=GatewayHttpProtocol, loop="none",
+                             lifespan="on", log_level="error", access_log=False)
+        uvi.load()
+        server = uvicorn.Server(uvi)
+        server.lifespan = uvi.lifespan_class(uvi)
         loop.run_until_complete(server.startup(sockets=[sock]))
-        gw = InProcess(loop, server, sock.getsockname()[1])
         try:
-            if full:
-                gw.key = _issue(gw, {"models": ["*"], "rpm_limit": 100_000, "tpm_limit": 10**9,
-                                     "max_budget_usd": 1000})
-            gw.limited_key = _issue(gw, {"models": ["*"], "rpm_limit": 1})
-            # Its one request of the minute.
-            gw.drive(lambda: _post(gw, "/v1/chat/completions", CHAT, gw.limited_key), 1)
-            gw.api_key = _publish(gw)
-            gw.kinds = _kinds(gw)
-            yield gw
+            yield InProcess(loop, server, sock.getsockname()[1])
         finally:
             loop.run_until_complete(server.shutdown(sockets=[sock]))
             loop.close()
             gc.unfreeze()  # start-up froze what it had built, and raised the thresholds
             gc.set_threshold(*thresholds)
+
+
+@pytest.fixture(scope="module", params=["bare", "full"])
+def gateway(request: pytest.FixtureRequest, mock_upstream: Mock, notes_server: McpUpstream, tmp_path: Path,
+            ) -> Iterator[InProcess]:
+    full = request.param == "full"
+    with in_process(_config(mock_upstream, notes_server, full), tmp_path / request.param) as gw:
+        if full:
+            gw.key = _issue(gw, {"models": ["*"], "rpm_limit": 100_000, "tpm_limit": 10**9,
+                                 "max_budget_usd": 1000})
+        gw.limited_key = _issue(gw, {"models": ["*"], "rpm_limit": 1})
+        # Its one request of the minute.
+        gw.drive(lambda: _post(gw, "/v1/chat/completions", CHAT, gw.limited_key), 1)
+        gw.api_key = _publish(gw)
+        gw.kinds = _kinds(gw)
+        yield gw
 
 
 CHAT = json.dumps({"model": "gpt-4o-mini", "messages": HELLO}).encode()
@@ -404,19 +410,24 @@ def _ours(found: list[object]) -> Counter[str]:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_no_request_leaves_a_cycle(gateway: InProcess, kind: str) -> None:
-    call = gateway.kinds[kind]
-    gateway.drive(call, 1)  # caches, lazy imports, connections: built once, kept
+    found, ours = left_behind(gateway, gateway.kinds[kind])
+    assert ours == Counter(), f"{kind}: {found} objects in cycles, of ours: {dict(ours)}"
+
+
+def left_behind(gw: InProcess, call: Callable[[], None]) -> tuple[int, Counter[str]]:
+    """What ``N`` calls left for the cyclic collector (after one that warms the caches up): how
+    many objects, and the gateway's own by type."""
+    gw.drive(call, 1)  # caches, lazy imports, connections: built once, kept
     gc.collect()
     gc.disable()
     gc.set_debug(gc.DEBUG_SAVEALL)
     start = len(gc.garbage)
     try:
-        gateway.drive(call, N)
+        gw.drive(call, N)
         gc.collect()
         found = gc.garbage[start:]
-        ours = _ours(found)
+        return len(found), _ours(found)
     finally:
         gc.set_debug(0)
         del gc.garbage[start:]
         gc.enable()
-    assert ours == Counter(), f"{kind}: {len(found)} objects in cycles, of ours: {dict(ours)}"
