@@ -7,7 +7,8 @@ of request is sent a few times with the collector off and saving what it finds, 
 collection must find nothing unreachable that the requests left. Both paths: the master key on
 the bare configuration, and the full path (a key with rate limits and a budget, the request log
 keeping every body, the ledger and metrics; a routing group of two deployments). A REST service
-(/services/) is called too.
+(/services/), a prompt API (/apis/), MCP tools (the tool loop, and /mcp with the official client)
+and message batches are called too; test_no_cycles_outage.py does the same with Redis down.
 """
 
 from __future__ import annotations
@@ -212,7 +213,8 @@ def _publish(gw: InProcess) -> str:
     team = _admin(gw, "/admin/v1/teams", {"tenant": "acme", "name": "owners"})["id"]
     key = _issue(gw, {"tenant": "acme", "team": team, "role": "team_admin", "models": ["gpt-4o-mini"]})
     _admin(gw, "/admin/v1/prompts", {
-        "name": API, "model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Classify: {{ text }}"}],
+        "name": API, "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "Classify: {{ text }}"}],
         "variables": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
     }, key)
     _admin(gw, "/admin/v1/apis", {"name": API, "prompt": API, "version": 1}, key)
@@ -384,7 +386,8 @@ def _kinds(gw: InProcess) -> dict[str, Callable[[], None]]:
                                               ("prompt", None, b"x" * 1_000_000),
                                               ("file", "a.wav", b"RIFF0000WAVE")),
         "file-upload-cut-in-file": form("/v1/files", 400, ("purpose", None, b"batch"),
-                                        ("model", None, b"gpt-4o-mini"), ("file", "a.jsonl", b"{}\n"), cut=True),
+                                        ("model", None, b"gpt-4o-mini"), ("file", "a.jsonl", b"{}\n"),
+                                        cut=True),
     }
 
 

@@ -23,7 +23,14 @@ from typing import Any
 
 from switchboard.access.rules import model_allowed
 from switchboard.context import Principal
-from switchboard.errors import GatewayError, InvalidRequest, NotFound, PermissionDenied, UnsupportedParameter, unraised
+from switchboard.errors import (
+    GatewayError,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+    UnsupportedParameter,
+    unraised,
+)
 from switchboard.http.files.message_upstream import ANTHROPIC
 from switchboard.http.openai_api import parse_object
 from switchboard.routing import prerouting
