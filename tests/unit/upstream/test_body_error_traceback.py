@@ -12,6 +12,7 @@ from typing import cast
 import pytest
 
 from switchboard.errors import GatewayError
+from switchboard.http.files.service import _watched  # the files service's own keeping of it
 from switchboard.upstream.request import UpstreamRequest
 from tests.unit.upstream.test_http1 import Upstream, keep_alive, upstream_client
 
@@ -23,16 +24,6 @@ def _broken_piece() -> bytes:
 async def _body() -> AsyncIterator[bytes]:
     yield b"first piece"
     yield _broken_piece()
-
-
-async def _watched(body: AsyncIterator[bytes], failure: list[BaseException]) -> AsyncIterator[bytes]:
-    # As http/files/service.py keeps the body's error.
-    try:
-        async for piece in body:
-            yield piece
-    except BaseException as exc:
-        failure.append(exc)
-        raise
 
 
 async def test_the_body_error_keeps_the_frames_it_failed_in() -> None:
