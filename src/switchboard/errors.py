@@ -36,7 +36,6 @@ and whether it came from an upstream or from the gateway itself; docs/api.md pri
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -118,16 +117,19 @@ class GatewayError(Exception):
 _CHAIN = 8  # the causes of a client library's error looked at, at most
 
 
-def untraced(exc: BaseException) -> None:
-    """Drop the tracebacks of a client library's error and of its causes, once it is translated
-    into the gateway's own error (raised ``from None``, so they are never shown). aiohttp and
-    aiohappyeyeballs keep the errors they raise in locals of the frames on those tracebacks
-    (``last_exc``, ``first_exception``, a request body writer's error): reference cycles, which
-    hold the request's frames too when a cause went through them (the caller's body that failed
-    while it was sent on), left for the cyclic garbage collector otherwise."""
+def untraced(exc: BaseException, library: tuple[type[BaseException], ...]) -> None:
+    """Drop the tracebacks of a client library's error and of its causes that are the library's
+    too (``library``: its error classes), once it is translated into the gateway's own error
+    (raised ``from None``, so they are never shown). aiohttp and aiohappyeyeballs keep the errors
+    they raise in locals of the frames on those tracebacks (``last_exc``, ``first_exception``, a
+    request body writer's error): reference cycles, which hold the request's frames too, left for
+    the cyclic garbage collector otherwise. A gateway error among the causes (the caller's body
+    refused while it was sent on) loses its traceback too: it is answered and logged by its
+    message. The chain stops at the first cause of any other kind, a fault in the gateway's own
+    code, which keeps the frames where it went wrong for the log that shows them."""
     cause: BaseException | None = exc
     for _ in range(_CHAIN):
-        if cause is None:
+        if cause is None or not isinstance(cause, (*library, GatewayError)):
             break
         cause.__traceback__ = None
         cause = cause.__cause__ or cause.__context__
@@ -138,8 +140,12 @@ def unraised(error: GatewayError) -> GatewayError:
     for later (on the request, in a map) is kept and raised as such a copy: a raised error's
     traceback holds the frames it went through, and a frame holding what keeps the error (the
     request, the map) would make a reference cycle per request, left for the cyclic garbage
-    collector, whose passes stall the event loop."""
-    return copy.copy(error)
+    collector, whose passes stall the event loop. Made without calling the class's ``__init__``
+    (some take other arguments than their message), so every subclass copies."""
+    copied = type(error).__new__(type(error))
+    copied.args = error.args
+    copied.__dict__.update(error.__dict__)
+    return copied
 
 
 class InvalidRequest(GatewayError):

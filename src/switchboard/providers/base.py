@@ -8,11 +8,10 @@ sends, and hands bytes back to the adapter. Operations a provider lacks raise
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from switchboard.errors import GatewayError, InvalidRequest
+from switchboard.errors import GatewayError, InvalidRequest, unraised
 from switchboard.providers.errors import error_object, error_status
 from switchboard.providers.media import OPERATION_NAMES, MediaReply, MediaStreamUsage
 from switchboard.providers.target import Target
@@ -71,11 +70,11 @@ class DeferredError:
     _deferred: GatewayError | None
 
     def _defer(self, error: GatewayError) -> None:
-        self._deferred = copy.copy(error)  # without its traceback, cause and context
+        self._deferred = unraised(error)  # without its traceback, cause and context
 
     def _taken(self) -> GatewayError:
         assert self._deferred is not None
-        return copy.copy(self._deferred)
+        return unraised(self._deferred)
 
 
 class ProviderAdapter:

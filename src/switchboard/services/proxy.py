@@ -57,6 +57,9 @@ _DROPPED_REQUEST = HOP_BY_HOP | KEY_HEADERS | {
 # the service's would be meaningless on the gateway's origin), and what the edge sets.
 _DROPPED_RESPONSE = HOP_BY_HOP | {"set-cookie", "set-cookie2", "x-request-id", "server", "date"}
 _METHODS_WITHOUT_BODY = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
+# The client libraries' own errors (aiohappyeyeballs raises OSError): their tracebacks are
+# dropped once translated (errors.untraced).
+_LIBRARY = (aiohttp.ClientError, OSError)
 
 
 class RequestTooLarge(PayloadTooLarge):
@@ -241,7 +244,7 @@ def _translate(service: Service, exc: BaseException) -> GatewayError:
     """The gateway's error for what the client library raised. That error and its causes lose
     their tracebacks here (``errors.untraced``): only the translated error goes on (raised
     ``from None``)."""
-    untraced(exc)
+    untraced(exc, _LIBRARY)
     where = f"service '{service.name}'"
     refused = refusal(exc)
     if refused is not None:

@@ -41,6 +41,9 @@ DEFAULT_MAX_RESPONSE_BYTES = 256 * MIB
 MAX_ERROR_BYTES = 1 * MIB
 # What the upstream calls can fail with, before translation to gateway errors.
 FAILURES = (TimeoutError, aiohttp.ClientError, http1.Http1Error)
+# The client libraries' own errors (aiohappyeyeballs raises OSError): tracebacks dropped once
+# translated (errors.untraced); a cause of another kind is the caller's, and keeps its own.
+_LIBRARY = (aiohttp.ClientError, http1.Http1Error, OSError)
 # Methods sent without a Content-Length when they carry no body.
 _NO_BODY = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
 # Sent unless the provider's headers or the adapter set their own.
@@ -164,7 +167,7 @@ class UpstreamClient:
         A translated error and its causes lose their tracebacks (``errors.untraced``)."""
         where = f"provider '{self.provider}'"
         if isinstance(exc, FAILURES):
-            untraced(exc)
+            untraced(exc, _LIBRARY)
         if isinstance(exc, TimeoutError):
             return UpstreamTimeout(f"{where} did not answer in time")
         if isinstance(exc, http1.ProxyFailed | http1.TlsFailed):  # their messages name no secret
