@@ -521,7 +521,7 @@ class Gateway:
             self.oidc.regions = self._residency
             if self.stores.token_revocations is not None:
                 self.token_revocations = TokenRevocations()
-                await self.token_revocations.start(self.stores.token_revocations, self.stores.feed)
+                await self.token_revocations.start(self.stores.token_revocations, self.stores.feed, ttl)
                 self.oidc.revocations = self.token_revocations
             await self.oidc.start()
         await self.routing.start(self.stores.providers, self.stores.feed, keyring, ttl,

@@ -1,6 +1,6 @@
 """The database reads an idle gateway makes on its own: the periodic reloads of the model table,
-of the count of keys without a check and of the stored MCP servers, the bound on staleness when
-a change-feed message is lost. They follow ``database.cache_seconds`` as the request path's other
+of the count of keys without a check, of the OIDC token revocations (with the purge of expired
+ones) and of the stored MCP servers, the bound on staleness when a change-feed message is lost. They follow ``database.cache_seconds`` as the request path's other
 caches of stored records do (the MCP servers' never more often than every 30 s), so a longer
 setting costs fewer reads. A gateway run in process on the embedded database; the reloads'
 sleeps end when the test moves a virtual clock on, so each round is driven by its own trigger
@@ -24,13 +24,16 @@ from sqlalchemy.engine import Engine
 from switchboard.app import SwitchboardApp
 from switchboard.gateway import Gateway
 from switchboard.settings.loader import validate
-from tests.servers import MASTER_KEY, UPSTREAM_KEY, Mock, openai_config
+from tests.servers import MASTER_KEY, UPSTREAM_KEY, Mock, openai_config, refused_port
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 # What each periodic reload reads, by a table its statements name.
 READS = {"model table": "FROM providers", "unchecked keys": "FROM api_keys",
-         "MCP servers": "FROM mcp_servers"}
+         "token revocations": "FROM token_revocations", "MCP servers": "FROM mcp_servers"}
+# A JWT issuer (its keys at a port that refuses: only its being configured matters here, as the
+# token revocations are then kept).
+ISSUER = {"issuer": "https://idp.idle.test", "audience": "switchboard", "discovery": False}
 
 
 class VirtualClock:
@@ -91,6 +94,7 @@ def idle_gateway(cache_seconds: float | None) -> Callable[..., Any]:
         monkeypatch.setattr("switchboard.mcp.stored.asyncio", clock)
         monkeypatch.setenv("SWITCHBOARD_DATA_DIR", str(tmp_path))
         config = openai_config(mock_upstream)
+        config["auth"]["oidc"] = [{**ISSUER, "jwks_url": f"http://127.0.0.1:{refused_port()}/jwks"}]
         if cache_seconds is not None:
             config["database"] = {"cache_seconds": cache_seconds}
         env = {**os.environ, "SWITCHBOARD_MASTER_KEY": MASTER_KEY, "UPSTREAM_KEY": UPSTREAM_KEY}
@@ -122,17 +126,21 @@ async def test_an_idle_gateway_rereads_its_stored_tables_every_cache_period_by_d
     default_cache: Idle,
 ) -> None:
     await default_cache.clock.advance(60)
-    # Every 10 s: the model table (its providers' read is counted) and the count of keys without
-    # a check; the MCP servers every 30 s.
-    assert default_cache.reads() == {"model table": 6, "unchecked keys": 6, "MCP servers": 2}
+    # Every 10 s: the model table (its providers' read is counted), the count of keys without a
+    # check and the token revocations (the purge of expired ones and the read: two statements);
+    # the MCP servers every 30 s.
+    assert default_cache.reads() == {"model table": 6, "unchecked keys": 6, "token revocations": 12,
+                                     "MCP servers": 2}
     await default_cache.answers()
 
 
 async def test_a_longer_cache_period_leaves_an_idle_gateway_without_reads(hour_cache: Idle) -> None:
     await hour_cache.clock.advance(60)
-    assert hour_cache.reads() == {"model table": 0, "unchecked keys": 0, "MCP servers": 0}
+    assert hour_cache.reads() == {"model table": 0, "unchecked keys": 0, "token revocations": 0,
+                                  "MCP servers": 0}
     await hour_cache.answers()
     await hour_cache.clock.advance(3600 - 60)
     # One hour: one round of each.
-    assert hour_cache.reads() == {"model table": 1, "unchecked keys": 1, "MCP servers": 1}
+    assert hour_cache.reads() == {"model table": 1, "unchecked keys": 1, "token revocations": 2,
+                                  "MCP servers": 1}
     await hour_cache.answers()

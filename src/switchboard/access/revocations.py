@@ -6,8 +6,10 @@ some a dict lookup. It is read at start, read again on this instance at once whe
 changes it here, and on every other instance when the change feed's ``token_revocations``
 message arrives (or the feed reconnected: it may have missed one), typically within
 milliseconds. The feed is at most once, so every instance also reads it every
-:data:`RELOAD_SECONDS`: the bound on staleness when a message is lost. The periodic read also
-deletes the records whose ``expires_at`` has passed, so the table does not grow forever.
+``database.cache_seconds`` (the gateway passes it; :data:`RELOAD_SECONDS` when not given), as
+the other stored tables are read again: the bound on staleness when a message is lost. The
+periodic read also deletes the records whose ``expires_at`` has passed, so the table does not
+grow forever (the request path ignores an expired record meanwhile).
 """
 
 from __future__ import annotations
