@@ -4,6 +4,7 @@ other, in one round trip, and nothing reserved when the limits refuse."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 
 import pytest
@@ -13,7 +14,7 @@ from redis.asyncio import Redis
 from switchboard.stores.protocols import Bucket, Charge
 from switchboard.stores.redis.admission import RedisAdmission
 from switchboard.stores.redis.batch import batch_for
-from switchboard.stores.redis.budgets import RedisBudgetCounters
+from switchboard.stores.redis.budgets import RedisBudgetCounters, counter_key
 from switchboard.stores.redis.limits import RedisRateLimiter
 from tests.services import RedisServer
 from tests.stores.test_redis_batch import count_pipelines
@@ -107,3 +108,21 @@ async def test_a_counter_not_loaded_is_named_as_the_reservation_names_it(client:
     assert acquired.refused is None
     assert reserved is not None and reserved.missing == (1,) and reserved.refused is None
     assert await counters.usage("e-key:1") == (0, 0)
+
+
+async def test_a_failing_budgets_part_answers_the_limits_alone_and_logs_redis_s_error_once(
+    client: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    limiter, counters, admission = _stores(client)
+    charges = _charges("f")
+    await counters.load(charges[1], 0)
+    await client.set(counter_key(charges[0].key), "not a hash")  # a counter Redis cannot read
+    caplog.set_level(logging.WARNING, logger="switchboard.budgets")
+    for n in (1, 2):
+        acquired, reserved = await admission.acquire_reserve(_buckets("f"), f"req-f{n}", charges, HOLD)
+        assert acquired.refused is None and [s.used for s in acquired.states] == [n, 300 * n]
+        assert reserved is None  # the budget stage reserves in its own call
+    warnings = [r.getMessage() for r in caplog.records if r.name == "switchboard.budgets"]
+    assert len(warnings) == 1, warnings  # once, not per request
+    assert "WRONGTYPE" in warnings[0] and "reserves in its own call" in warnings[0]
+    assert await counters.usage(charges[1].key) == (0, 0)  # the other counter: nothing held

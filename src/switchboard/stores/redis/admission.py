@@ -16,6 +16,8 @@ Redis (and its replicas), which is what the gateway's client connects to.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Sequence
 
 from redis.asyncio import Redis
@@ -25,12 +27,19 @@ from switchboard.stores.redis.batch import batch_for
 from switchboard.stores.redis.budgets import RESERVE, RedisBudgetCounters, reserved
 from switchboard.stores.redis.limits import ACQUIRE, RedisRateLimiter, acquired
 
+log = logging.getLogger("switchboard.budgets")
+
+_WARN_SECONDS = 60.0  # between two warnings about the budgets' part failing
+_TEXT_MAX = 300  # characters of Redis's error text in the warning
+
 # KEYS: the limits' keys, then the budgets'. ARGV: the count of the limits' keys and of their
 # arguments, the limits' arguments (ACQUIRE's), then the budgets' (RESERVE's).
-# Returns {ACQUIRE's reply, RESERVE's reply}; {ACQUIRE's reply} alone when the limits refused, or
-# when the budgets' part failed (a script is not rolled back: what the limits took stays, as after
-# two calls; the budget stage then reserves in its own turn and its own ``on_store_error`` judges
-# the error, not the limits').
+# Returns {ACQUIRE's reply, RESERVE's reply}; {ACQUIRE's reply} alone when the limits refused;
+# {ACQUIRE's reply, nil, the error's text} when the budgets' part failed (a script is not rolled
+# back: what the limits took stays, as after two calls; the budget stage then reserves in its own
+# turn and its own ``on_store_error`` judges the error, not the limits'). The text is logged here
+# (``_budgets_failed``): the budget stage's own call may succeed and say nothing of it. An error
+# raised by ``redis.call`` reaches ``pcall`` as a table holding it in ``err`` (Redis 7).
 ADMIT = f"""
 local function acquire(KEYS, ARGV)
 {ACQUIRE}
@@ -49,7 +58,10 @@ end
 local limits = acquire(lk, la)
 if limits[1] ~= 0 then return {{limits}} end
 local ok, budgets = pcall(reserve, bk, ba)
-if not ok then return {{limits}} end
+if not ok then
+  if type(budgets) == 'table' and budgets.err ~= nil then budgets = budgets.err end
+  return {{limits, false, tostring(budgets)}}
+end
 return {{limits, budgets}}
 """
 
@@ -64,6 +76,7 @@ class RedisAdmission:
         self._add = batch.add
         self._limiter = limiter
         self._counters = counters
+        self._warned = -_WARN_SECONDS
 
     async def acquire_reserve(self, buckets: Sequence[Bucket], reservation: str, charges: Sequence[Charge],
                               hold: float) -> tuple[Acquired, Reserved | None]:
@@ -71,4 +84,20 @@ class RedisAdmission:
         spent_keys, spent_args = self._counters.packed(reservation, charges, hold)
         # The script's Lua numbers are Redis integers: hiredis and redis-py hand back ints.
         raw = await self._add(self._script, keys + spent_keys, [len(keys), len(args), *args, *spent_args])
-        return acquired(buckets, raw[0]), (reserved(raw[1]) if len(raw) > 1 else None)
+        n = len(raw)
+        if n == 2:
+            return acquired(buckets, raw[0]), reserved(raw[1])
+        if n > 2:
+            self._budgets_failed(raw[2])
+        return acquired(buckets, raw[0]), None
+
+    def _budgets_failed(self, error: bytes | str) -> None:
+        """The budgets' part of the script failed: its text logged, once a minute at most (a
+        counter Redis cannot read fails every request on it)."""
+        now = time.monotonic()
+        if now - self._warned < _WARN_SECONDS:
+            return
+        self._warned = now
+        text = error.decode("utf-8", "replace") if isinstance(error, bytes) else str(error)
+        log.warning("budgets: the reservation made with the rate limits failed in redis (%s); the "
+                    "budget stage reserves in its own call", text[:_TEXT_MAX])
