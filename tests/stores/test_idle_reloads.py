@@ -1,10 +1,11 @@
 """The database reads an idle gateway makes on its own: the periodic reloads of the model table,
 of the count of keys without a check, of the OIDC token revocations (with the purge of expired
-ones) and of the stored MCP servers, the bound on staleness when a change-feed message is lost. They follow ``database.cache_seconds`` as the request path's other
-caches of stored records do (the MCP servers' never more often than every 30 s), so a longer
-setting costs fewer reads. A gateway run in process on the embedded database; the reloads'
-sleeps end when the test moves a virtual clock on, so each round is driven by its own trigger
-and every statement is counted with an event listener."""
+ones) and of the stored MCP servers, the bound on staleness when a change-feed message is lost.
+They follow ``database.cache_seconds`` as the request path's other caches of stored records do
+(the MCP servers' never more often than every 30 s), so a longer setting costs fewer reads. A
+gateway run in process on the embedded database; the reloads' sleeps end when the test moves a
+virtual clock on, so each round is driven by its own trigger and every statement is counted
+with an event listener."""
 
 from __future__ import annotations
 
