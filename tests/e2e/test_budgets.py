@@ -545,6 +545,52 @@ def test_a_budget_counter_redis_refuses_is_judged_by_the_budget_policy_not_the_l
         redis.stop()
 
 
+def test_a_client_that_leaves_while_redis_holds_its_admission_leaves_no_budget_reserved(
+    mock_upstream: Mock, postgres: Postgres, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Cluster mode: a key with limits and a budget, whose limits and reservation go to Redis in
+    one script. The client gives up while Redis holds that script (CLIENT PAUSE); Redis runs it
+    once it goes on, and the reservation it made is released at once rather than held until it
+    lapses (the request's deadline plus a minute). What the limits took stays, as when the
+    limiter's own call is cancelled. (Embedded counters answer in process: nothing is held.)"""
+    redis = start_redis()  # our own: paused below
+    store = sync_redis.Redis.from_url(redis.url)
+    gateway = None
+    try:
+        with WebhookReceiver() as hooks:
+            config = _config(mock_upstream, hooks)
+            config["database"] = {"url": postgres.create_database(f"budgets_left_{uuid.uuid4().hex[:8]}")}
+            config["redis"] = {"url": redis.url}
+            gateway = start_gateway(config, tmp_path_factory.mktemp("budget-client-left"))
+            admin = httpx.Client(base_url=gateway.url, headers=ADMIN, timeout=10)
+            key = admin.post("/admin/v1/keys", json={"models": ["*"], "rpm_limit": 1000}).json()
+            budget = admin.put("/admin/v1/budgets", json={
+                "scope": "key", "subject": key["id"], "max_amount": 1, "period": "total"}).json()
+            client = openai.OpenAI(base_url=gateway.base_url, api_key=key["key"], max_retries=0, timeout=30)
+            # The budget cached and its counter loaded: the next request reserves with its limits.
+            client.chat.completions.create(messages=ask(LONG), **CALL)
+            spent = until(lambda: (s := admin.get(f"/admin/v1/budgets/{budget['id']}").json()["status"])
+                          ["reserved"] == "0" and s["spent"])
+            store.execute_command("CLIENT", "PAUSE", 30_000, "WRITE")
+            try:
+                leaving = client.with_options(timeout=1.0)
+                with pytest.raises(openai.APITimeoutError):
+                    leaving.chat.completions.create(messages=ask(LONG), **CALL,
+                                                    extra_headers={"x-request-id": "left-1"})
+                gateway.process.wait_for_all("left-1", "client disconnected")
+            finally:
+                store.execute_command("CLIENT", "UNPAUSE")
+            status = until(lambda: (s := admin.get(f"/admin/v1/budgets/{budget['id']}").json()["status"])
+                           ["reserved"] == "0" and s, timeout=10)
+            assert status["spent"] == spent  # nothing spent by the request that left
+            raw = client.chat.completions.with_raw_response.create(messages=ask(LONG), **CALL)
+            assert raw.headers["x-ratelimit-remaining-requests"] == "997"  # its request counted
+    finally:
+        if gateway is not None:
+            gateway.process.stop()
+        redis.stop()
+
+
 def test_counters_are_rebuilt_from_the_ledger_when_redis_loses_them(pair: Pair) -> None:
     key = pair.key()
     budget = pair.budget(scope="key", subject=key["id"], max_amount=0.05, period="weekly")

@@ -1,11 +1,16 @@
 """A request's rate limits and budgets in one Redis script (stores/redis/admission.py), on a real
 Redis: the same answers as the limiter's and the counters' own scripts called one after the
-other, in one round trip, and nothing reserved when the limits refuse."""
+other, in one round trip, nothing reserved when the limits refuse, and no reservation left
+behind by a caller cancelled while its script was in Redis."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -113,7 +118,7 @@ async def test_a_counter_not_loaded_is_named_as_the_reservation_names_it(client:
 async def test_a_failing_budgets_part_answers_the_limits_alone_and_logs_redis_s_error_once(
     client: Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
-    limiter, counters, admission = _stores(client)
+    _, counters, admission = _stores(client)
     charges = _charges("f")
     await counters.load(charges[1], 0)
     await client.set(counter_key(charges[0].key), "not a hash")  # a counter Redis cannot read
@@ -126,3 +131,61 @@ async def test_a_failing_budgets_part_answers_the_limits_alone_and_logs_redis_s_
     assert len(warnings) == 1, warnings  # once, not per request
     assert "WRONGTYPE" in warnings[0] and "reserves in its own call" in warnings[0]
     assert await counters.usage(charges[1].key) == (0, 0)  # the other counter: nothing held
+
+
+@asynccontextmanager
+async def _held(client: Redis) -> AsyncIterator[None]:
+    """Redis holds the scripts sent meanwhile (they may write: CLIENT PAUSE WRITE) until the
+    block ends, then runs them in the order they came."""
+    await client.execute_command("CLIENT", "PAUSE", 10_000, "WRITE")
+    try:
+        yield
+    finally:
+        await client.execute_command("CLIENT", "UNPAUSE")
+
+
+async def _cancelled_in_redis(client: Redis, call: Awaitable[Any]) -> None:
+    """``call`` sent and held in Redis, then its caller cancelled; returns once Redis has run
+    it (and whatever was sent after it), the caller long gone."""
+    async with _held(client):
+        task = asyncio.ensure_future(call)
+        for _ in range(1000):  # until Redis holds the script (each check is a round trip)
+            if (await client.info("clients"))["blocked_clients"]:
+                break
+        else:
+            raise AssertionError("the script never reached Redis")
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+async def _released(counters: RedisBudgetCounters, charges: list[Charge], spent: int) -> None:
+    """Polled on Redis's state, bounded: the first call of a script not yet loaded in Redis is
+    answered NOSCRIPT and run again (stores/redis/batch.py), after what was sent next."""
+    deadline = time.monotonic() + 10
+    while [await counters.usage(c.key) for c in charges] != [(spent, 0)] * len(charges):
+        assert time.monotonic() < deadline, [await counters.usage(c.key) for c in charges]
+
+
+async def test_a_caller_cancelled_while_its_script_is_in_redis_leaves_no_budget_reservation(
+    client: Redis
+) -> None:
+    limiter, counters, admission = _stores(client)
+    charges = _charges("g")
+    for charge in charges:
+        await counters.load(charge, 10)
+    await _cancelled_in_redis(client, admission.acquire_reserve(_buckets("g"), "req-g", charges, HOLD))
+    # Through the same pipeline, after: answered once Redis has run what was sent before.
+    after = await limiter.acquire([b._replace(amount=0) for b in _buckets("g")])
+    assert [s.used for s in after.states] == [1, 300]  # the script ran; the limits it took stay
+    await _released(counters, charges, 10)  # the reservation it made is gone, not held until it lapses
+
+
+async def test_a_reservation_of_its_own_cancelled_in_redis_is_not_left_behind(client: Redis) -> None:
+    _, counters, _ = _stores(client)
+    charges = _charges("h")
+    for charge in charges:
+        await counters.load(charge, 10)
+    await _cancelled_in_redis(client, counters.reserve("req-h", charges, HOLD))
+    await _released(counters, charges, 10)
+    assert (await counters.reserve("req-h2", charges, HOLD)).used == [10, 10]

@@ -16,6 +16,7 @@ Redis (and its replicas), which is what the gateway's client connects to.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -83,7 +84,15 @@ class RedisAdmission:
         keys, args = self._limiter.packed(buckets)
         spent_keys, spent_args = self._counters.packed(reservation, charges, hold)
         # The script's Lua numbers are Redis integers: hiredis and redis-py hand back ints.
-        raw = await self._add(self._script, keys + spent_keys, [len(keys), len(args), *args, *spent_args])
+        sent = self._add(self._script, keys + spent_keys, [len(keys), len(args), *args, *spent_args])
+        try:
+            raw = await sent
+        except asyncio.CancelledError:
+            # The client left while the script was on its way or in Redis, which runs it all the
+            # same: the budget reservation it may have made is deleted right after it. What the
+            # limits took stays, as when the limiter's own call is cancelled.
+            self._counters.release(reservation, spent_keys)
+            raise
         n = len(raw)
         if n == 2:
             return acquired(buckets, raw[0]), reserved(raw[1])

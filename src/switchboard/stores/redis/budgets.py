@@ -19,6 +19,7 @@ a Redis Cluster too.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Sequence
 
@@ -95,6 +96,14 @@ end
 return out
 """
 
+# ARGV: reservation id. Deletes that reservation from each counter: what a caller cancelled while
+# its reservation was on its way may have reserved (nothing when it was not made).
+RELEASE = """
+local field = 'r:' .. ARGV[1]
+for _, key in ipairs(KEYS) do redis.call('HDEL', key, field) end
+return 0
+"""
+
 # ARGV: now ('' = server time), reservation id, age ms (how long ago it was reserved), hold ms,
 # then per key: amount spent. Returns the spent totals (-1: nothing added).
 SETTLE_AGAIN = LUA_NOW + """
@@ -144,6 +153,12 @@ return {spent, held}
 """
 
 
+def _heard(future: asyncio.Future[object]) -> None:
+    """A release's outcome is read (a failure is not logged: the reservation lapses)."""
+    if not future.cancelled():
+        future.exception()
+
+
 def counter_key(key: str) -> str:
     return f"{PREFIX}bg:{{bg}}:{key}"
 
@@ -171,6 +186,7 @@ class RedisBudgetCounters:
         self._clock = clock
         self._reserve = batch.script(RESERVE)
         self._settle = batch.script(SETTLE)
+        self._release = batch.script(RELEASE)
         # A call joins the batch by ``add`` itself, not through the script's ``__call__``: one
         # Python call less on each of the two calls a request.
         self._add = batch.add
@@ -212,8 +228,22 @@ class RedisBudgetCounters:
         if not charges:
             return Reserved([])
         keys, args = self.packed(reservation, charges, hold)
-        # The script's Lua numbers are Redis integers: hiredis and redis-py hand back ints.
-        return reserved(await self._add(self._reserve, keys, args))
+        sent = self._add(self._reserve, keys, args)
+        try:
+            # The script's Lua numbers are Redis integers: hiredis and redis-py hand back ints.
+            return reserved(await sent)
+        except asyncio.CancelledError:  # the client left: Redis may reserve all the same
+            self.release(reservation, keys)
+            raise
+
+    def release(self, reservation: str, keys: list[str]) -> None:
+        """Delete ``reservation`` from the counters at ``keys``, without waiting: the caller
+        that made it (or sent it: the script runs whether or not its caller still waits) was
+        cancelled, and nothing will settle it. The call joins the batch after the script that
+        reserved, so Redis runs it after that one, on the same connection (redis-py's pipeline,
+        for a TLS URL, may use another: then the reservation may stay until it lapses, as it
+        did before). A release that fails leaves it to lapse too."""
+        self._add(self._release, keys, [reservation]).add_done_callback(_heard)
 
     async def load(self, charge: Charge, spent: int) -> None:
         ttl = 0 if math.isinf(charge.ttl) else max(1, math.ceil(charge.ttl * 1000))
