@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -501,6 +502,28 @@ def test_when_redis_is_down_the_limits_policy_comes_before_the_budgets(
         redis.stop()
 
 
+@contextmanager
+def _on_own_redis(mock: Mock, postgres: Postgres, tmp_path_factory: pytest.TempPathFactory, name: str,
+                  edit: Callable[[dict[str, Any]], None] = lambda config: None,
+                  ) -> Iterator[tuple[Gateway, RedisServer]]:
+    """A cluster gateway on a Redis of its own (the test writes its keys by hand, or pauses it),
+    ``edit`` changing its configuration; both stopped after."""
+    redis = start_redis()
+    gateway = None
+    try:
+        with WebhookReceiver() as hooks:
+            config = _config(mock, hooks)
+            config["database"] = {"url": postgres.create_database(f"{name}_{uuid.uuid4().hex[:8]}")}
+            config["redis"] = {"url": redis.url}
+            edit(config)
+            gateway = start_gateway(config, tmp_path_factory.mktemp(name))
+            yield gateway, redis
+    finally:
+        if gateway is not None:
+            gateway.process.stop()
+        redis.stop()
+
+
 def test_a_budget_counter_redis_refuses_is_judged_by_the_budget_policy_not_the_limits(
     mock_upstream: Mock, postgres: Postgres, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -508,41 +531,33 @@ def test_a_budget_counter_redis_refuses_is_judged_by_the_budget_policy_not_the_l
     under the counter's name): the budgets' on_store_error decides (open: admitted), as when the
     reservation is its own call; the limiter, which answers, refuses nothing. Redis's error is
     in the log, once however many requests meet it."""
-    redis = start_redis()  # our own: its keys are written by hand below
-    gateway = None
-    try:
-        with WebhookReceiver() as hooks:
-            config = _config(mock_upstream, hooks)
-            config["database"] = {"url": postgres.create_database(f"budgets_bad_{uuid.uuid4().hex[:8]}")}
-            config["redis"] = {"url": redis.url}
-            config["limits"] = {"on_store_error": "closed"}
-            config["budgets"] = {**config["budgets"], "on_store_error": "open"}
-            gateway = start_gateway(config, tmp_path_factory.mktemp("budget-counter-refused"))
-            created = httpx.post(f"{gateway.url}/admin/v1/keys", headers=ADMIN, timeout=10,
-                                 json={"models": ["*"], "rpm_limit": 1000, "max_budget_usd": 1}).json()
-            client = openai.OpenAI(base_url=gateway.base_url, api_key=created["key"], max_retries=0,
-                                   timeout=30)
+
+    def policies(config: dict[str, Any]) -> None:
+        config["limits"] = {"on_store_error": "closed"}
+        config["budgets"] = {**config["budgets"], "on_store_error": "open"}
+
+    own = _on_own_redis(mock_upstream, postgres, tmp_path_factory, "budgets_bad", policies)
+    with own as (gateway, redis):
+        created = httpx.post(f"{gateway.url}/admin/v1/keys", headers=ADMIN, timeout=10,
+                             json={"models": ["*"], "rpm_limit": 1000, "max_budget_usd": 1}).json()
+        client = openai.OpenAI(base_url=gateway.base_url, api_key=created["key"], max_retries=0, timeout=30)
+        raw = client.chat.completions.with_raw_response.create(messages=ask(LONG), **CALL)
+        assert raw.headers["x-ratelimit-remaining-requests"] == "999"
+        store = sync_redis.Redis.from_url(redis.url)
+        counters = [k for k in store.scan_iter(match="sb:bg:*") if not k.endswith(b":since")]
+        assert counters  # the key's budget counter, loaded by the first request
+        for k in counters:
+            store.delete(k)
+            store.set(k, "not a hash")
+        for left in ("998", "997"):
             raw = client.chat.completions.with_raw_response.create(messages=ask(LONG), **CALL)
-            assert raw.headers["x-ratelimit-remaining-requests"] == "999"
-            store = sync_redis.Redis.from_url(redis.url)
-            counters = [k for k in store.scan_iter(match="sb:bg:*") if not k.endswith(b":since")]
-            assert counters  # the key's budget counter, loaded by the first request
-            for k in counters:
-                store.delete(k)
-                store.set(k, "not a hash")
-            for left in ("998", "997"):
-                raw = client.chat.completions.with_raw_response.create(messages=ask(LONG), **CALL)
-                assert raw.parse().choices
-                assert raw.headers["x-ratelimit-remaining-requests"] == left
-            gateway.process.stop()
-            gateway.process.wait_exit()
-            told = [line for line in gateway.process.lines
-                    if "reservation made with the rate limits failed in redis (WRONGTYPE" in line]
-            assert len(told) == 1, gateway.process.output
-    finally:
-        if gateway is not None:
-            gateway.process.stop()
-        redis.stop()
+            assert raw.parse().choices
+            assert raw.headers["x-ratelimit-remaining-requests"] == left
+        gateway.process.stop()
+        gateway.process.wait_exit()
+        told = [line for line in gateway.process.lines
+                if "reservation made with the rate limits failed in redis (WRONGTYPE" in line]
+        assert len(told) == 1, gateway.process.output
 
 
 def test_a_client_that_leaves_while_redis_holds_its_admission_leaves_no_budget_reserved(
@@ -553,42 +568,31 @@ def test_a_client_that_leaves_while_redis_holds_its_admission_leaves_no_budget_r
     once it goes on, and the reservation it made is released at once rather than held until it
     lapses (the request's deadline plus a minute). What the limits took stays, as when the
     limiter's own call is cancelled. (Embedded counters answer in process: nothing is held.)"""
-    redis = start_redis()  # our own: paused below
-    store = sync_redis.Redis.from_url(redis.url)
-    gateway = None
-    try:
-        with WebhookReceiver() as hooks:
-            config = _config(mock_upstream, hooks)
-            config["database"] = {"url": postgres.create_database(f"budgets_left_{uuid.uuid4().hex[:8]}")}
-            config["redis"] = {"url": redis.url}
-            gateway = start_gateway(config, tmp_path_factory.mktemp("budget-client-left"))
-            admin = httpx.Client(base_url=gateway.url, headers=ADMIN, timeout=10)
-            key = admin.post("/admin/v1/keys", json={"models": ["*"], "rpm_limit": 1000}).json()
-            budget = admin.put("/admin/v1/budgets", json={
-                "scope": "key", "subject": key["id"], "max_amount": 1, "period": "total"}).json()
-            client = openai.OpenAI(base_url=gateway.base_url, api_key=key["key"], max_retries=0, timeout=30)
-            # The budget cached and its counter loaded: the next request reserves with its limits.
-            client.chat.completions.create(messages=ask(LONG), **CALL)
-            spent = until(lambda: (s := admin.get(f"/admin/v1/budgets/{budget['id']}").json()["status"])
-                          ["reserved"] == "0" and s["spent"])
-            store.execute_command("CLIENT", "PAUSE", 30_000, "WRITE")
-            try:
-                leaving = client.with_options(timeout=1.0)
-                with pytest.raises(openai.APITimeoutError):
-                    leaving.chat.completions.create(messages=ask(LONG), **CALL,
-                                                    extra_headers={"x-request-id": "left-1"})
-                gateway.process.wait_for_all("left-1", "client disconnected")
-            finally:
-                store.execute_command("CLIENT", "UNPAUSE")
-            status = until(lambda: (s := admin.get(f"/admin/v1/budgets/{budget['id']}").json()["status"])
-                           ["reserved"] == "0" and s, timeout=10)
-            assert status["spent"] == spent  # nothing spent by the request that left
-            raw = client.chat.completions.with_raw_response.create(messages=ask(LONG), **CALL)
-            assert raw.headers["x-ratelimit-remaining-requests"] == "997"  # its request counted
-    finally:
-        if gateway is not None:
-            gateway.process.stop()
-        redis.stop()
+    with _on_own_redis(mock_upstream, postgres, tmp_path_factory, "budgets_left") as (gateway, redis):
+        store = sync_redis.Redis.from_url(redis.url)
+        admin = httpx.Client(base_url=gateway.url, headers=ADMIN, timeout=10)
+        key = admin.post("/admin/v1/keys", json={"models": ["*"], "rpm_limit": 1000}).json()
+        budget = admin.put("/admin/v1/budgets", json={
+            "scope": "key", "subject": key["id"], "max_amount": 1, "period": "total"}).json()
+
+        def status() -> dict[str, Any]:
+            return dict(admin.get(f"/admin/v1/budgets/{budget['id']}").json()["status"])
+
+        client = openai.OpenAI(base_url=gateway.base_url, api_key=key["key"], max_retries=0, timeout=30)
+        # The budget cached and its counter loaded: the next request reserves with its limits.
+        client.chat.completions.create(messages=ask(LONG), **CALL)
+        spent = until(lambda: (s := status())["reserved"] == "0" and s["spent"])
+        store.execute_command("CLIENT", "PAUSE", 30_000, "WRITE")
+        try:
+            with pytest.raises(openai.APITimeoutError):
+                client.with_options(timeout=1.0).chat.completions.create(
+                    messages=ask(LONG), **CALL, extra_headers={"x-request-id": "left-1"})
+            gateway.process.wait_for_all("left-1", "client disconnected")
+        finally:
+            store.execute_command("CLIENT", "UNPAUSE")
+        assert until(lambda: (s := status())["reserved"] == "0" and s, timeout=10)["spent"] == spent
+        raw = client.chat.completions.with_raw_response.create(messages=ask(LONG), **CALL)
+        assert raw.headers["x-ratelimit-remaining-requests"] == "997"  # its request counted
 
 
 def test_counters_are_rebuilt_from_the_ledger_when_redis_loses_them(pair: Pair) -> None:
