@@ -1,9 +1,13 @@
 """The routing overrides store (run-time weights), on both backends: set, replaced, removed,
-read back in order, and seen by another instance on the same database."""
+read back in order, and seen by another instance on the same database; the model table's
+reload reads them with the stored providers and models on one pooled connection."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from sqlalchemy import event
 
 from switchboard import catalog
 from switchboard.routing.live import LiveRouting
@@ -95,3 +99,36 @@ async def test_a_weight_or_split_already_so_is_not_written(backend: Backend) -> 
     assert again_split is before_split and before_split == split
     await store.set_split("same", None)
     assert await store.set_split("same", None) == (None, None)
+
+
+async def test_the_model_table_reload_reads_everything_on_one_connection(backend: Backend) -> None:
+    """Its five SELECTs (providers, credentials, models, weights, splits): one checkout of the
+    pool, not one per store call."""
+    settings = validate({
+        "providers": [{"name": "p", "type": "openai", "api_base": "http://127.0.0.1:9/v1"}],
+        "models": [{"name": "g", "provider": "p", "model": "m1"},
+                   {"name": "g", "provider": "p", "model": "m2"}],
+        "auth": {"master_key": "sk-master-key-for-tests"},
+    }, "test.yaml", env={})
+    store = backend.stores.routing
+    assert store is not None
+    live = LiveRouting(settings, catalog.build(settings))
+    await live.start(backend.stores.providers, None, None, reload_seconds=3600, overrides=store)
+    pool = backend.stores.providers._engine.sync_engine.pool  # type: ignore[attr-defined]
+    checkouts: list[object] = []
+
+    def checked_out(*args: Any) -> None:
+        checkouts.append(args[0])
+
+    event.listen(pool, "checkout", checked_out)
+    try:
+        await store.set_weight("g", "p/m2", 5)
+        await store.set_split("canary", {"g": 100.0})
+        checkouts.clear()
+        await live.reload()
+        assert len(checkouts) == 1
+        assert live.current.groups["g"].weights == (1, 5)
+        assert live.split_percents == {"canary": {"g": 100.0}}
+    finally:
+        event.remove(pool, "checkout", checked_out)
+        await live.close()

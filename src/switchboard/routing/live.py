@@ -151,6 +151,8 @@ class LiveRouting:
         self._static_clients = build_clients(settings, self._static)
         self._stored: dict[str, _Built] = {}
         self._store: ProviderStore | None = None
+        # The run-time overrides' store; its tables are in the providers' database and read by
+        # ``store.load(routing=True)`` with them (one connection for the reload).
         self._overrides: RoutingStore | None = None
         self._keyring: Keyring | None = None
         self._reloader = Reloader(TOPIC, self.reload, log, "reloading the model table",
@@ -232,11 +234,12 @@ class LiveRouting:
         if self._store is None:
             return
         async with self._lock:
-            state = await self._store.load()
-            overrides = [] if self._overrides is None else await self._overrides.overrides()
-            weights = {(o.group, o.deployment): o.weight for o in overrides if o.weight is not None}
-            splits = {} if self._overrides is None else {
-                o.name: dict(o.percents) for o in await self._overrides.split_overrides()}
+            # With the run-time overrides, when there are any to read: the stores share a
+            # database, and all of it is read on one connection.
+            state = await self._store.load(routing=self._overrides is not None)
+            weights = {(o.group, o.deployment): o.weight
+                       for o in state.overrides or () if o.weight is not None}
+            splits = {o.name: dict(o.percents) for o in state.splits or ()}
             version = _fingerprint([
                 [_provider_key(p) for p in state.providers],
                 [(c.id, c.provider) for c in state.credentials],

@@ -60,15 +60,21 @@ class ModelRecord:
 
 @dataclass(frozen=True)
 class RoutingState:
-    """Every stored provider, credential and model, read in one transaction."""
+    """Every stored provider, credential and model, read in one transaction; with ``routing``,
+    the routing store's overrides and splits too (None: not read)."""
 
     providers: list[ProviderRecord]
     credentials: list[CredentialRecord]
     models: list[ModelRecord]
+    overrides: list[RoutingOverride] | None = None
+    splits: list[SplitOverride] | None = None
 
 
 class ProviderStore(Protocol):
-    async def load(self) -> RoutingState: ...
+    async def load(self, routing: bool = False) -> RoutingState:
+        """Everything stored; ``routing``: with every routing override and split
+        (``RoutingStore.overrides``, ``split_overrides``), read with them on one connection
+        (the model table's reload: one checkout, not three)."""
 
     async def get_provider(self, name: str) -> ProviderRecord | None: ...
 

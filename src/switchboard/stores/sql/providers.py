@@ -17,6 +17,7 @@ from switchboard.stores.protocols import (
     RoutingState,
     utcnow,
 )
+from switchboard.stores.sql.routing import OVERRIDES, SPLITS, override_of, split_of
 from switchboard.stores.sql.tables import models as mt
 from switchboard.stores.sql.tables import provider_credentials as ct
 from switchboard.stores.sql.tables import providers as pt
@@ -144,7 +145,7 @@ class SqlProviderStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def load(self) -> RoutingState:
+    async def load(self, routing: bool = False) -> RoutingState:
         async with self._engine.begin() as conn:
             providers = [_provider(r) for r in await conn.execute(sa.select(pt).order_by(pt.c.name))]
             creds = [
@@ -152,7 +153,12 @@ class SqlProviderStore:
                 for r in await conn.execute(sa.select(ct).order_by(ct.c.provider, ct.c.created_at, ct.c.id))
             ]
             models = [_model(r) for r in await conn.execute(sa.select(mt).order_by(mt.c.name))]
-        return RoutingState(providers, creds, models)
+            if not routing:
+                return RoutingState(providers, creds, models)
+            # The routing store's tables, in the same database: read on this connection too.
+            overrides = [override_of(r) for r in await conn.execute(OVERRIDES)]
+            split_list = [split_of(r) for r in await conn.execute(SPLITS)]
+        return RoutingState(providers, creds, models, overrides, split_list)
 
     async def get_provider(self, name: str) -> ProviderRecord | None:
         async with self._engine.connect() as conn:

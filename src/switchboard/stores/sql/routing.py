@@ -17,7 +17,7 @@ from switchboard.stores.sql.tables import routing_splits as splits
 from switchboard.stores.sql.times import from_db, to_db
 
 
-def _record(row: sa.Row[Any]) -> RoutingOverride:
+def override_of(row: sa.Row[Any]) -> RoutingOverride:
     m = row._mapping
     updated = from_db(m["updated_at"])
     assert updated is not None
@@ -25,21 +25,26 @@ def _record(row: sa.Row[Any]) -> RoutingOverride:
                            updated_at=updated)
 
 
+# Every override and every split, as both this store and the provider store's ``load`` (with the
+# model table, on its connection) read them.
+OVERRIDES = sa.select(t).order_by(t.c.group_name, t.c.deployment)
+SPLITS = sa.select(splits).order_by(splits.c.name)
+
+
 class SqlRoutingStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
     async def overrides(self) -> list[RoutingOverride]:
-        query = sa.select(t).order_by(t.c.group_name, t.c.deployment)
         async with self._engine.connect() as conn:
-            return [_record(row) for row in await conn.execute(query)]
+            return [override_of(row) for row in await conn.execute(OVERRIDES)]
 
     async def set_weight(self, group: str, deployment: str, weight: int | None,
                          ) -> tuple[RoutingOverride | None, RoutingOverride | None]:
         where = (t.c.group_name == group, t.c.deployment == deployment)
         async with self._engine.begin() as conn:
             row = (await conn.execute(sa.select(t).where(*where).with_for_update())).first()
-            before = None if row is None else _record(row)
+            before = None if row is None else override_of(row)
             if (None if before is None else before.weight) == weight:
                 return before, before  # already so: nothing written (and nothing to audit)
             if weight is None:
@@ -56,15 +61,15 @@ class SqlRoutingStore:
 
     async def split_overrides(self) -> list[SplitOverride]:
         async with self._engine.connect() as conn:
-            rows = await conn.execute(sa.select(splits).order_by(splits.c.name))
-            return [_split(row) for row in rows]
+            rows = await conn.execute(SPLITS)
+            return [split_of(row) for row in rows]
 
     async def set_split(self, name: str, percents: Mapping[str, float] | None,
                         ) -> tuple[SplitOverride | None, SplitOverride | None]:
         where = splits.c.name == name
         async with self._engine.begin() as conn:
             row = (await conn.execute(sa.select(splits).where(where).with_for_update())).first()
-            before = None if row is None else _split(row)
+            before = None if row is None else split_of(row)
             if _percents(before) == (None if percents is None else dict(percents)):
                 return before, before  # already so: nothing written (and nothing to audit)
             if percents is None:
@@ -81,7 +86,7 @@ def _percents(override: SplitOverride | None) -> dict[str, float] | None:
     return None if override is None else dict(override.percents)
 
 
-def _split(row: sa.Row[Any]) -> SplitOverride:
+def split_of(row: sa.Row[Any]) -> SplitOverride:
     m = row._mapping
     updated = from_db(m["updated_at"])
     assert updated is not None
