@@ -18,18 +18,24 @@ from switchboard.routing.table import Route
 
 # Weight of the newest sample in the moving averages: about the last ten requests count.
 ALPHA = 0.2
+# A sample counts for at most this many times the average (and 1 ms): one stall or a connection
+# made again moves an average by 60 % at most (1 + ALPHA * (SAMPLE_CAP - 1)), while a lasting
+# slowdown still shows within a few answers (a 50-fold one in about nine).
+SAMPLE_CAP = 4.0
+_CAP_FLOOR = 0.001
 RECENT_ERRORS = 20
 
 
 class Deployment:
     """One deployment's counters. Latencies in seconds; None until the first sample."""
 
-    __slots__ = ("errors", "finished", "first_byte", "in_flight", "last_finished", "last_sample",
+    __slots__ = ("answered", "errors", "finished", "first_byte", "in_flight", "last_finished", "last_sample",
                  "last_started", "minute", "minute_requests", "minute_tokens", "total")
 
     def __init__(self) -> None:
         self.in_flight = 0
         self.finished = 0
+        self.answered = 0  # of those finished, the ones that answered (the averages' samples)
         # Moving averages: time to the first byte (a stream's first chunk; a non-stream
         # answer's whole response) and total time.
         self.first_byte: float | None = None
@@ -47,6 +53,12 @@ class Deployment:
         if int(now // 60) != self.minute:
             return 0, 0
         return self.minute_requests, self.minute_tokens
+
+
+def _moved(average: float, sample: float) -> float:
+    """``average`` moved toward ``sample``, which counts for at most :data:`SAMPLE_CAP` times it."""
+    cap = SAMPLE_CAP * (average if average > _CAP_FLOOR else _CAP_FLOOR)
+    return average + ALPHA * ((sample if sample < cap else cap) - average)
 
 
 def key(route: Route) -> tuple[str, str]:
@@ -98,8 +110,18 @@ class DeploymentStats:
             d.errors.append((time.time(), code or "error"))
             return  # a failure's time says nothing about how fast the deployment answers
         fb = seconds if first_byte is None else first_byte
-        d.first_byte = fb if d.first_byte is None else d.first_byte + ALPHA * (fb - d.first_byte)
-        d.total = seconds if d.total is None else d.total + ALPHA * (seconds - d.total)
+        n = d.answered
+        d.answered = n + 1
+        if d.first_byte is None or d.total is None:
+            d.first_byte, d.total = fb, seconds
+        elif n == 1:
+            # A deployment's first answer also paid for what only the first pays (the connection,
+            # its TLS handshake, the gateway's first use of the provider's code), which may have
+            # cost more than the answer: the lower of the first two starts the averages.
+            d.first_byte, d.total = min(d.first_byte, fb), min(d.total, seconds)
+        else:
+            d.first_byte = _moved(d.first_byte, fb)
+            d.total = _moved(d.total, seconds)
         d.last_sample = self._clock()
 
     def state(self, route: Route) -> dict[str, Any]:

@@ -9,8 +9,9 @@ retries' order. Definitions (docs/routing.md, "Groups and strategies"):
 - ``round-robin``: the eligible deployments in turn, one step per request of the group.
 - ``least-busy``: fewest requests in flight on this instance first (ties at random).
 - ``latency``: lowest moving average of time to first byte first. Exploration: a deployment
-  never tried, or not tried for :data:`STALE_SECONDS`, is tried first once; one tried lately
-  that never answered goes after those that did; otherwise, with probability :data:`EXPLORE`, a
+  never tried, or not tried for :data:`STALE_SECONDS`, is tried first once (and once more when
+  that one answered: its first answer paid for the connection); one tried lately that never
+  answered goes after those that did; otherwise, with probability :data:`EXPLORE`, a
   random other deployment goes first, so a slow deployment that recovered is measured again.
   A request sent counts as a try from its start (one still in flight is not explored again).
 - ``cost``: lowest estimated price first (input price x prompt tokens + output price x expected
@@ -101,6 +102,10 @@ def latency(group: Group, eligible: list[Route], stats: DeploymentStats, prompt:
         # waited for by every request meanwhile), or had one end.
         if d is None or now - max(d.last_started, d.last_finished) > STALE_SECONDS:
             unmeasured.append(r)  # never tried, or not for a while: try it (again)
+        elif d.finished == 1 and d.answered == 1 and d.in_flight == 0:
+            # Answered once, the answer that paid for the first connection: once more, so its
+            # average starts from a warm one (routing/stats.py) before it is ranked.
+            unmeasured.append(r)
         else:  # tried lately and never answered (or not yet): after the others
             measured.append((_NEVER if d.first_byte is None else d.first_byte, r))
     measured.sort(key=lambda fr: fr[0])

@@ -227,6 +227,65 @@ def test_latency_puts_a_deployment_that_only_failed_lately_after_those_that_answ
     assert r.plan(g, Needs())[0].deployment == "broken"  # not tried for a while: tried again
 
 
+def test_latency_a_slow_first_answer_does_not_rank_a_fast_deployment_last() -> None:
+    # Each deployment's first answer paid for its connection (here 2 s for the fast one, as on a
+    # starved machine): it is tried once more before it is ranked, and the lower of its first
+    # two answers starts its average. Before, the 2 s stood, decaying only through the 5 % of
+    # requests explored: the slow deployment took nearly every request for hundreds of them.
+    clock = Clock()
+    r = router_of([{"name": "g", "deployment": d} for d in ("fast", "slow")], {"strategy": "latency"}, clock)
+    g = r.group("g")
+    assert g is not None
+    by = {d.deployment: d for d in g.deployments}
+    _feed(r, by["fast"], 2.0, 1)
+    _feed(r, by["slow"], 0.25, 1)
+    first = r.plan(g, Needs())[0]
+    assert first.deployment in by  # each is tried a second time, in either order
+    _feed(r, first, 0.005 if first is by["fast"] else 0.25, 1)
+    second = r.plan(g, Needs())[0]
+    assert second is not first
+    _feed(r, second, 0.005 if second is by["fast"] else 0.25, 1)
+    got = firsts(r, g)
+    assert within(got["slow"], N, strategies.EXPLORE), got
+
+
+def test_latency_a_deployment_that_failed_after_one_answer_is_not_tried_first_again() -> None:
+    clock = Clock()
+    r = router_of([{"name": "g", "deployment": d} for d in ("ok", "flaky")], {"strategy": "latency"}, clock)
+    g = r.group("g")
+    assert g is not None
+    by = {d.deployment: d for d in g.deployments}
+    _feed(r, by["ok"], 0.3, 5)
+    _feed(r, by["flaky"], 0.1, 1)
+    r.started(by["flaky"])
+    r.finished(by["flaky"], UpstreamUnavailable("down"), 0.01)
+    got = firsts(r, g, 2000)
+    assert got["flaky"] > 1800, got  # ranked by its one answer, not explored again
+
+
+def test_latency_one_stall_moves_an_average_by_sixty_percent_at_most_a_lasting_slowdown_shows() -> None:
+    clock = Clock()
+    stats = DeploymentStats(clock)
+    route = router_of([{"name": "g", "deployment": "a"}], None, clock).group("g").deployments[0]  # type: ignore[union-attr]
+
+    def answer(seconds: float) -> float:
+        stats.started(route)
+        stats.finished(route, True, seconds, None)
+        d = stats.peek(route)
+        assert d is not None and d.first_byte is not None and d.total is not None
+        assert d.first_byte == d.total
+        return d.first_byte
+
+    for _ in range(10):
+        answer(0.1)
+    assert answer(30.0) == pytest.approx(0.1 * 1.6)  # a stall, or a connection made again
+    for _ in range(20):
+        average = answer(0.1)
+    assert average == pytest.approx(0.1, rel=0.02)
+    slower = [answer(5.0) for _ in range(12)]  # fifty times slower from now on
+    assert slower[8] > 2.5 and slower[-1] > 4.0, slower
+
+
 # -- lowest cost ----------------------------------------------------------------------------
 
 PRICED = [
