@@ -165,7 +165,10 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._phase = _HEADERS
         self._header_bytes = 0
         self._header_timer: asyncio.TimerHandle | None = None
+        # The body timer, kept from one request to the next (see _body_timeout); _body_timed: the
+        # current request's body spans reads, and is timed.
         self._body_timer: asyncio.TimerHandle | None = None
+        self._body_timed = False
         self._body_seen = 0.0  # loop time of the last body read
         self._body_got = 0  # body bytes of the current request received so far
         self._linger_timer: asyncio.TimerHandle | None = None
@@ -233,10 +236,12 @@ class GatewayHttpProtocol(HttpToolsProtocol):
                 self._header_too_large()
             elif self._header_timer is None:
                 self._header_timer = self.loop.call_later(self.limits.header_timeout, self._header_timeout)
-        elif self._phase == _BODY and self._body_timer is None:
+        elif self._phase == _BODY and not self._body_timed:
             # The body spans reads (this runs once per such request, before its task starts).
+            self._body_timed = True
             self._body_seen = self.loop.time()
-            self._body_timer = self.loop.call_later(self.limits.body_timeout, self._body_timeout)
+            if self._body_timer is None:  # one left by an earlier request fires early, and waits on
+                self._body_timer = self.loop.call_later(self.limits.body_timeout, self._body_timeout)
             self._close_if_answered_early()
 
     # Write flow control
@@ -309,6 +314,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             self._header_timer.cancel()
             self._header_timer = None
         self._body_got = 0
+        self._body_timed = False
         # The bytes fed since the last request bound this one's headers from above (0: unknown,
         # a pipelined request); only past the limit or unknown are they measured exactly.
         limit = self.limits.max_header_bytes
@@ -365,7 +371,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     def on_body(self, body: bytes) -> None:
         if self._lingering:
             return
-        if self._body_timer is not None:  # only a body spanning reads is timed
+        if self._body_timed:  # only a body spanning reads is timed
             self._body_seen = self.loop.time()
         self._body_got += len(body)
         super().on_body(body)
@@ -375,9 +381,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             return
         self._phase = _HEADERS
         self._header_bytes = 0
-        if self._body_timer is not None:
-            self._body_timer.cancel()
-            self._body_timer = None
+        # The body timer is left set (see _body_timeout).
         # uvicorn's, inline.
         cycle = self.cycle
         if (self.parser.should_upgrade() and self._should_upgrade()) or cycle.response_complete:
@@ -507,9 +511,15 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             return
         self._time_out("the request headers did not arrive in time")
 
+    # The body timer, like the keep-alive timer, is one per connection rather than one set and
+    # cancelled per request whose body spans reads (as an SDK's body, written after its headers,
+    # usually does): left set when a body is complete, it finds no timed body when it fires and
+    # goes; one that fires during a later timed body finds the body's last read sooner than the
+    # timeout ago and is set again for the rest.
+
     def _body_timeout(self) -> None:
         self._body_timer = None
-        if self.transport.is_closing() or self._lingering or self._phase != _BODY:
+        if self.transport.is_closing() or self._lingering or self._phase != _BODY or not self._body_timed:
             return
         timeout = self.limits.body_timeout
         idle = 0.0 if self.flow.read_paused else self.loop.time() - self._body_seen
