@@ -172,6 +172,13 @@ class RedisRateLimiter:
     def _now(self) -> bytes:
         return NO_NOW if self._clock is None else encoded(str(int(self._clock() * 1000)))
 
+    def _kept(self, b: Bucket) -> _Kept:
+        """What is kept for ``b``'s key, made again when its window or capacity changed."""
+        found = self._keys.get(b.key)
+        if found is None or found[0] != b.window or found[1] != b.capacity:
+            found = self._key(b)
+        return found
+
     def _key(self, b: Bucket) -> _Kept:
         g = slot_ms(b.window)
         slot = encoded(g)
@@ -190,7 +197,7 @@ class RedisRateLimiter:
         known = self._keys
         cache = ENCODED  # ``number`` inline: a dictionary read, no call, for a kept amount
         for b in buckets:
-            found = known.get(b.key)
+            found = known.get(b.key)  # ``_kept`` inline: the request's first call, every bucket
             if found is None or found[0] != b.window or found[1] != b.capacity:
                 found = self._key(b)
             keys.append(found[2])
@@ -215,19 +222,16 @@ class RedisRateLimiter:
         keys: list[bytes] = []
         args = [NO_NOW if self._clock is None else self._now(), SLOTS]
         window = 0.0
-        known = self._keys
         cache = ENCODED  # ``number`` inline, as in ``packed``
         # Plain zip: the slots are the acquired states', one per bucket (strict=True would parse
         # its keyword on every request).
         for b, index in zip(buckets, slots):  # noqa: B905
-            if b.amount == 0:
+            amount = b.amount
+            if amount == 0:
                 continue
-            found = known.get(b.key)
-            if found is None or found[0] != b.window or found[1] != b.capacity:
-                found = self._key(b)
+            found = self._kept(b)  # the token buckets only: one a request, as a rule
             keys.append(found[2])
             args.append(found[3])
-            amount = b.amount
             args.append((cache.get(amount) if type(amount) is int else None) or number(amount))
             args.append((cache.get(index) if type(index) is int else None) or number(index))
             if b.window > window:
