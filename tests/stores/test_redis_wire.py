@@ -23,7 +23,7 @@ from switchboard.stores.redis.admission import RedisAdmission
 from switchboard.stores.redis.batch import BatchedScript, batch_for
 from switchboard.stores.redis.budgets import RedisBudgetCounters, counter_key
 from switchboard.stores.redis.limits import RedisRateLimiter, bucket_key, slot_ms
-from switchboard.stores.redis.wire import Wire, bulk, command, values
+from switchboard.stores.redis.wire import Wire, bulk, command, encoded, number, unique, values
 from tests.services import RedisServer
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -56,6 +56,10 @@ async def test_commands_are_packed_as_resp_bulk_strings() -> None:
     assert command(["SET", "k", 12, b"\x00v"]) == b"*4\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\n12\r\n$2\r\n\x00v\r\n"
     for _ in range(2):  # the second time from the cache of encoded values: equal values, other types
         assert bulk([1, 1.0, "1", "é"]) == b"$1\r\n1\r\n$3\r\n1.0\r\n$1\r\n1\r\n$2\r\n\xc3\xa9\r\n"
+        # one value, as ``bulk`` packs it: a number by its own type's text, a request's id as is
+        assert [number(7), number(1.0), number(True), encoded("é"), unique("req-é")] == [
+            b"$1\r\n7\r\n", b"$3\r\n1.0\r\n", b"$4\r\nTrue\r\n", b"$2\r\n\xc3\xa9\r\n",
+            b"$6\r\nreq-\xc3\xa9\r\n"]
 
 
 async def test_a_batched_script_call_is_packed_as_its_command(redis_server: RedisServer) -> None:
