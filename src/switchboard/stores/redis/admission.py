@@ -92,9 +92,11 @@ class RedisAdmission:
         keys += args
         keys += spent_args
         # The script's Lua numbers are Redis integers: hiredis and redis-py hand back ints.
-        sent = self._add(self._script, nk, nk + 2 + count + spent_count, keys)
         try:
-            raw = await sent
+            # The future awaited in place, not kept in a local: the error it raises (Redis
+            # unreachable) has this frame in its traceback, and the frame would hold the future,
+            # which holds the error: a reference cycle with the request's frames in it.
+            raw = await self._add(self._script, nk, nk + 2 + count + spent_count, keys)
         except asyncio.CancelledError:
             # The client left while the script was on its way or in Redis, which runs it all the
             # same: the budget reservation it may have made is deleted right after it. What the

@@ -248,10 +248,10 @@ class RedisBudgetCounters:
             return Reserved([])
         keys, args, count = self.packed(reservation, charges, hold)
         n = len(keys)
-        sent = self._add(self._reserve, n, n + count, keys + args)
         try:
             # The script's Lua numbers are Redis integers: hiredis and redis-py hand back ints.
-            return reserved(await sent)
+            # The future is not kept in a local (a cycle on an error: see admission.py).
+            return reserved(await self._add(self._reserve, n, n + count, keys + args))
         except asyncio.CancelledError:  # the client left: Redis may reserve all the same
             self.release(reservation, keys)
             raise
