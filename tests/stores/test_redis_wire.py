@@ -5,8 +5,10 @@ never answer, answer garbage or drop the connection."""
 from __future__ import annotations
 
 import asyncio
+import math
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -15,11 +17,13 @@ from redis.exceptions import AuthenticationError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from switchboard.stores.protocols import Bucket
+from switchboard.stores.protocols import Bucket, Charge
 from switchboard.stores.redis import silence as silence_module
-from switchboard.stores.redis.batch import batch_for
+from switchboard.stores.redis.admission import RedisAdmission
+from switchboard.stores.redis.batch import BatchedScript, batch_for
+from switchboard.stores.redis.budgets import RedisBudgetCounters, counter_key
 from switchboard.stores.redis.limits import RedisRateLimiter, bucket_key, slot_ms
-from switchboard.stores.redis.wire import Wire, bulk, command
+from switchboard.stores.redis.wire import Wire, bulk, command, encoded, number, unique, values
 from tests.services import RedisServer
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -52,6 +56,10 @@ async def test_commands_are_packed_as_resp_bulk_strings() -> None:
     assert command(["SET", "k", 12, b"\x00v"]) == b"*4\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\n12\r\n$2\r\n\x00v\r\n"
     for _ in range(2):  # the second time from the cache of encoded values: equal values, other types
         assert bulk([1, 1.0, "1", "é"]) == b"$1\r\n1\r\n$3\r\n1.0\r\n$1\r\n1\r\n$2\r\n\xc3\xa9\r\n"
+        # one value, as ``bulk`` packs it: a number by its own type's text, a request's id as is
+        assert [number(7), number(1.0), number(True), encoded("é"), unique("req-é")] == [
+            b"$1\r\n7\r\n", b"$3\r\n1.0\r\n", b"$4\r\nTrue\r\n", b"$2\r\n\xc3\xa9\r\n",
+            b"$6\r\nreq-\xc3\xa9\r\n"]
 
 
 async def test_a_batched_script_call_is_packed_as_its_command(redis_server: RedisServer) -> None:
@@ -64,10 +72,69 @@ async def test_a_batched_script_call_is_packed_as_its_command(redis_server: Redi
         for _ in range(2):  # the second time each call's start is the one kept for its counts
             pieces: list[bytes] = []
             for keys, args in calls:
-                script.pack_into(pieces, keys, args)
+                script.pack_into(pieces, len(keys), len(keys) + len(args), [bulk(keys), bulk(args)])
             assert b"".join(pieces) == b"".join(command([*head, len(k), *k, *a]) for k, a in calls)
+            # and read back as the values sent (the calls run again alone after a NOSCRIPT)
+            assert values([bulk(k) + bulk(a) for k, a in calls[:2]]) == [
+                b"a", b"b", b"", b"10", b"1.5", b"\x00", b"c", b"d", b"x", b"11", b"2", "é".encode()]
         # and Redis reads them so: each call's keys and arguments counted as sent
         assert await asyncio.gather(*(script(keys=k, args=a) for k, a in calls)) == [6, 6, 0, 2]
+    finally:
+        await closing(client)
+
+
+async def test_the_stores_calls_are_sent_as_their_plain_commands(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The limiter's, the counters' and the admission's calls, their repeating arguments kept
+    encoded, are the bytes of the plain commands (keys and arguments as the scripts read them)."""
+    client = Redis.from_url(redis_server.url)
+    limiter, counters = RedisRateLimiter(client), RedisBudgetCounters(client)
+    admission = RedisAdmission(client, limiter, counters)
+    written: list[bytes] = []
+    post = Wire.post
+
+    def recorded(wire: Wire, payload: bytes, count: int, then: Any, arg: Any) -> None:
+        written.append(payload)
+        post(wire, payload, count, then, arg)
+
+    monkeypatch.setattr(Wire, "post", recorded)
+
+    def sha(script: BatchedScript) -> str:
+        return script.script.sha
+
+    buckets = [Bucket("key:k1:rpm", 100, 60, 1), Bucket("key:k1:tpm", 5000, 60, 420),
+               Bucket("key:k1:tpd", 90000, 86400, 420)]
+    charges = [Charge("b1:1764547200", 1_000_000, 2_500, 3600.0), Charge("b2:0", 7, 3, math.inf)]
+    rl = [bucket_key(b.key, slot_ms(b.window)) for b in buckets]
+    bg = [counter_key(c.key) for c in charges]
+    try:
+        await next_pass()  # connected: the batches below are written as they leave
+        await admission.acquire_reserve(buckets, "req-1", charges, 30.0)  # no counter yet: nothing reserved
+        for c in charges:
+            await counters.load(c, 0)
+        for _ in range(2):  # the second time from what the stores kept
+            written.clear()
+            acquired = await limiter.acquire(buckets)
+            slots = [s.slot for s in acquired.states]
+            await counters.reserve("req-2", charges, 30.0)
+            await admission.acquire_reserve(buckets, "req-3", charges, 12.5)
+            await limiter.adjust([b._replace(amount=-20) for b in buckets], slots)
+            await counters.settle("req-3", [(c.key, 2_000) for c in charges])
+            limit_args = ["", 60, *(v for b in buckets for v in (slot_ms(b.window), b.capacity, b.amount))]
+            budget_args = ["", "req-3", 12500, 1_000_000, 2_500, 7, 3]
+            corrections = [v for b, n in zip(buckets, slots, strict=True)
+                           for v in (slot_ms(b.window), -20, n)]
+            assert written == [
+                command(["EVALSHA", sha(limiter._acquire), 3, *rl, *limit_args]),
+                command(["EVALSHA", sha(counters._reserve), 2, *bg, "", "req-2", 30000, *budget_args[3:]]),
+                command(["EVALSHA", sha(admission._script), 5, *rl, *bg, 3, len(limit_args), *limit_args,
+                         *budget_args]),
+                command(["EVALSHA", sha(limiter._adjust), 3, *rl, "", 60, *corrections]),
+                command(["EVALSHA", sha(counters._settle), 2, *bg, "req-3", 2_000, 2_000]),
+            ]
+        # Redis read them so: settled twice, and req-2's reservation (made twice, one field) held
+        assert await counters.usage(charges[0].key) == (4_000, 2_500)
     finally:
         await closing(client)
 

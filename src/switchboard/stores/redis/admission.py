@@ -27,6 +27,7 @@ from switchboard.stores.protocols import Acquired, Bucket, Charge, Reserved
 from switchboard.stores.redis.batch import batch_for
 from switchboard.stores.redis.budgets import RESERVE, RedisBudgetCounters, reserved
 from switchboard.stores.redis.limits import ACQUIRE, RedisRateLimiter, acquired
+from switchboard.stores.redis.wire import number
 
 log = logging.getLogger("switchboard.budgets")
 
@@ -81,12 +82,21 @@ class RedisAdmission:
 
     async def acquire_reserve(self, buckets: Sequence[Bucket], reservation: str, charges: Sequence[Charge],
                               hold: float) -> tuple[Acquired, Reserved | None]:
-        keys, args = self._limiter.packed(buckets)
-        spent_keys, spent_args = self._counters.packed(reservation, charges, hold)
+        keys, args, count = self._limiter.packed(buckets)
+        spent_keys, spent_args, spent_count = self._counters.packed(reservation, charges, hold)
+        n = len(keys)
+        keys += spent_keys
+        nk = len(keys)
+        keys.append(number(n))
+        keys.append(number(count))
+        keys += args
+        keys += spent_args
         # The script's Lua numbers are Redis integers: hiredis and redis-py hand back ints.
-        sent = self._add(self._script, keys + spent_keys, [len(keys), len(args), *args, *spent_args])
         try:
-            raw = await sent
+            # The future awaited in place, not kept in a local: the error it raises (Redis
+            # unreachable) has this frame in its traceback, and the frame would hold the future,
+            # which holds the error: a reference cycle with the request's frames in it.
+            raw = await self._add(self._script, nk, nk + 2 + count + spent_count, keys)
         except asyncio.CancelledError:
             # The client left while the script was on its way or in Redis, which runs it all the
             # same: the budget reservation it may have made is deleted right after it. What the

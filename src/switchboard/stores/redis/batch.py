@@ -32,9 +32,12 @@ from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as ReplyTimeout
 
 from switchboard.stores.redis.silence import silence_for
-from switchboard.stores.redis.wire import Wire, bulk, bulk_into, command
+from switchboard.stores.redis.wire import Wire, bulk, bulk_into, command, values
 
-_Call = tuple["BatchedScript", Sequence[Any], Sequence[Any], "asyncio.Future[Any]"]
+# A script call: the script, its count of keys, its count of keys and arguments together, those
+# as RESP bulk strings (``wire.bulk``'s pieces: the stores keep what repeats from request to
+# request encoded, a bucket's key, a budget's limit), the caller's future.
+_Call = tuple["BatchedScript", int, int, list[bytes], "asyncio.Future[Any]"]
 _BATCHES: weakref.WeakKeyDictionary[Redis, ScriptBatch] = weakref.WeakKeyDictionary()
 _LEADS_MAX = 64
 
@@ -53,25 +56,28 @@ class BatchedScript:
         self._leads: dict[tuple[int, int], bytes] = {}
 
     def __call__(self, keys: Sequence[Any], args: Sequence[Any]) -> asyncio.Future[Any]:
-        return self._batch.add(self, keys, args)
+        """A call with plain keys and arguments (str, bytes, numbers), encoded here."""
+        pieces: list[bytes] = []
+        bulk_into(pieces, keys)
+        bulk_into(pieces, args)
+        return self._batch.add(self, len(keys), len(keys) + len(args), pieces)
 
-    def packed(self, keys: Sequence[Any], args: Sequence[Any]) -> bytes:
-        out: list[bytes] = []
-        self.pack_into(out, keys, args)
-        return b"".join(out)
-
-    def pack_into(self, out: list[bytes], keys: Sequence[Any], args: Sequence[Any]) -> None:
-        """The call in RESP, its pieces appended to ``out`` (the batch joins them once)."""
-        shape = (len(keys), len(args))
+    def lead(self, keys: int, count: int) -> bytes:
+        """A call's start in RESP (the array length, EVALSHA, the SHA, the count of keys), for
+        ``keys`` keys among ``count`` keys and arguments; built once per shape."""
+        shape = (keys, count)
         lead = self._leads.get(shape)
         if lead is None:
             if len(self._leads) >= _LEADS_MAX:  # key counts come from configuration: few shapes
                 self._leads.clear()
-            count = 2 + shape[0] + shape[1]  # EVALSHA and the SHA, then keys and arguments
-            lead = self._leads[shape] = command([shape[0]], head=self._head, head_count=count)
-        out.append(lead)
-        bulk_into(out, keys)
-        bulk_into(out, args)
+            # EVALSHA and the SHA, the count of keys, then the keys and arguments
+            lead = self._leads[shape] = command([keys], head=self._head, head_count=2 + count)
+        return lead
+
+    def pack_into(self, out: list[bytes], keys: int, count: int, pieces: list[bytes]) -> None:
+        """The call in RESP, its pieces appended to ``out`` (the batch joins them once)."""
+        out.append(self._leads.get((keys, count)) or self.lead(keys, count))
+        out += pieces
 
 
 class ScriptBatch:
@@ -85,12 +91,14 @@ class ScriptBatch:
     def script(self, text: str) -> BatchedScript:
         return BatchedScript(self, self._client.register_script(text))
 
-    def add(self, script: BatchedScript, keys: Sequence[Any], args: Sequence[Any]) -> asyncio.Future[Any]:
+    def add(self, script: BatchedScript, keys: int, count: int, pieces: list[bytes]) -> asyncio.Future[Any]:
+        """A call of ``script`` joins this pass's batch: ``keys`` keys among ``count`` keys and
+        arguments, ``pieces`` those as RESP bulk strings (``wire.bulk``'s, in that order)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         if not self._queue:  # the first call of this pass: the batch leaves at the next pass
             loop.call_soon(self._flush)
-        self._queue.append((script, keys, args, future))
+        self._queue.append((script, keys, count, pieces, future))
         return future
 
     def _flush(self) -> None:
@@ -101,10 +109,11 @@ class ScriptBatch:
         wire = self._wire
         if wire is not None and wire.ready():
             try:
-                pieces: list[bytes] = []
-                for script, keys, args, _ in calls:
-                    script.pack_into(pieces, keys, args)
-                wire.post(b"".join(pieces), len(calls), self._replied, calls)
+                out: list[bytes] = []
+                for script, keys, count, pieces, _ in calls:  # pack_into's work, inline
+                    out.append(script._leads.get((keys, count)) or script.lead(keys, count))
+                    out += pieces
+                wire.post(b"".join(out), len(calls), self._replied, calls)
             except Exception as exc:  # a callback's error would reach no caller: hand it on
                 _fail(calls, exc)
             return
@@ -139,7 +148,7 @@ class ScriptBatch:
         """Each caller its reply; calls Redis answered NOSCRIPT run again, in a task."""
         # Plain zip: a reply per call by construction (the wire waits for that many, redis-py's
         # pipeline returns one per command), and strict=True is a keyword zip parses every time.
-        for (_, _, _, future), result in zip(calls, results):  # noqa: B905
+        for (_, _, _, _, future), result in zip(calls, results):  # noqa: B905
             if isinstance(result, Exception):
                 if _no_script(result):
                     task = asyncio.get_running_loop().create_task(self._again(calls, results))
@@ -155,12 +164,14 @@ class ScriptBatch:
         """The rest of a batch from its first NOSCRIPT on (a restarted or flushed Redis):
         those calls loaded and run alone, in order, the others answered as they came."""
         start = next(i for i, result in enumerate(results) if _no_script(result))
-        for (script, keys, args, future), result in zip(calls[start:], results[start:]):  # noqa: B905
+        for (script, keys, _, pieces, future), result in zip(calls[start:], results[start:]):  # noqa: B905
             if _no_script(result):
+                sent = values(pieces)
                 try:
                     # One after the other: were Redis to go quiet meanwhile, only the first would
                     # wait out the timeout, the others failing at once (stores/redis/silence.py).
-                    result = await self._silence.call(partial(script.script, keys=keys, args=args))
+                    result = await self._silence.call(
+                        partial(script.script, keys=sent[:keys], args=sent[keys:]))
                 except Exception as exc:
                     result = exc.with_traceback(None)  # its traceback holds this frame (a cycle)
             if future.done():  # the caller was cancelled meanwhile
@@ -172,16 +183,16 @@ class ScriptBatch:
 
     async def _send(self, calls: list[_Call]) -> list[Any]:
         if self._wire is not None:
-            pieces: list[bytes] = []
-            for script, keys, args, _ in calls:
-                script.pack_into(pieces, keys, args)
-            return await self._wire.call(b"".join(pieces), len(calls))
+            out: list[bytes] = []
+            for script, keys, count, pieces, _ in calls:
+                script.pack_into(out, keys, count, pieces)
+            return await self._wire.call(b"".join(out), len(calls))
         return await self._silence.call(lambda: self._pipelined(calls))
 
     async def _pipelined(self, calls: list[_Call]) -> list[Any]:
         pipe = self._client.pipeline(transaction=False)
-        for script, keys, args, _ in calls:
-            pipe.evalsha(script.script.sha, len(keys), *keys, *args)
+        for script, keys, _, pieces, _ in calls:
+            pipe.evalsha(script.script.sha, keys, *values(pieces))
         return await pipe.execute(raise_on_error=False)
 
     async def close(self) -> None:

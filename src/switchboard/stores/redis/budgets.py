@@ -30,6 +30,7 @@ from switchboard.stores.protocols import Again, Charge, Reserved
 from switchboard.stores.redis.batch import batch_for
 from switchboard.stores.redis.client import LUA_NOW, PREFIX
 from switchboard.stores.redis.silence import guarded
+from switchboard.stores.redis.wire import ENCODED, encoded, number, unique
 
 _NOW = LUA_NOW + """
 local function used(key)
@@ -163,6 +164,9 @@ def counter_key(key: str) -> str:
     return f"{PREFIX}bg:{{bg}}:{key}"
 
 
+NO_NOW = encoded("")  # the server's time: the same argument on every call, encoded once
+
+
 # Set once in a Redis that has not lost its data (a counter's key always has a colon in it).
 LOST_MARKER = counter_key("since")
 
@@ -196,54 +200,72 @@ class RedisBudgetCounters:
         self._load = guarded(client, client.register_script(LOAD))
         self._usage = guarded(client, client.register_script(USAGE))
         self._lost = guarded(client, client.register_script(LOST))
-        # Per counter (a budget's id and period start): its Redis key, built once rather than
-        # formatted and hashed anew on every reservation and settlement.
-        self._keys: dict[str, str] = {}
+        # Per counter (a budget's id and period start): its Redis key as a RESP bulk string,
+        # formatted and encoded once rather than on every reservation and settlement; and per
+        # counter and limit, both (the limit is ``RESERVE``'s argument with each key).
+        self._keys: dict[str, bytes] = {}
+        self._limits: dict[str, tuple[int, bytes]] = {}
 
     def _now(self) -> str:
         return "" if self._clock is None else str(int(self._clock() * 1000))
 
-    def _key(self, key: str) -> str:
+    def _key(self, key: str) -> bytes:
         found = self._keys.get(key)
         if found is None:
             if len(self._keys) >= KEYS_MAX:
                 self._keys.clear()
-            found = self._keys[key] = counter_key(key)
+            found = self._keys[key] = encoded(counter_key(key))
+        return found
+
+    def _limit(self, c: Charge) -> tuple[int, bytes]:
+        if len(self._limits) >= KEYS_MAX:
+            self._limits.clear()
+        found = self._limits[c.key] = (c.limit, encoded(c.limit))
         return found
 
     def packed(self, reservation: str, charges: Sequence[Charge], hold: float
-               ) -> tuple[list[str], list[int | str]]:
-        """``RESERVE``'s keys and arguments (also the second part of stores/redis/admission.py's
-        script)."""
-        args: list[int | str] = ["" if self._clock is None else self._now(), reservation,
-                                 max(1, math.ceil(hold * 1000))]
-        keys: list[str] = []
+               ) -> tuple[list[bytes], list[bytes], int]:
+        """``RESERVE``'s keys and arguments as RESP bulk strings, and the count of the arguments;
+        also the second part of stores/redis/admission.py's script."""
+        args = [NO_NOW if self._clock is None else encoded(self._now()), unique(reservation),
+                number(max(1, math.ceil(hold * 1000)))]
+        keys: list[bytes] = []
         known = self._keys
+        limits = self._limits
+        cache = ENCODED  # ``number`` inline: a dictionary read, no call, for a kept amount
         for c in charges:
             keys.append(known.get(c.key) or self._key(c.key))
-            args += (c.limit, c.amount)
-        return keys, args
+            found = limits.get(c.key)
+            if found is None or found[0] != c.limit:
+                found = self._limit(c)
+            args.append(found[1])
+            amount = c.amount
+            args.append((cache.get(amount) if type(amount) is int else None) or number(amount))
+        return keys, args, len(args)
 
     async def reserve(self, reservation: str, charges: Sequence[Charge], hold: float) -> Reserved:
         if not charges:
             return Reserved([])
-        keys, args = self.packed(reservation, charges, hold)
-        sent = self._add(self._reserve, keys, args)
+        keys, args, count = self.packed(reservation, charges, hold)
+        n = len(keys)
         try:
             # The script's Lua numbers are Redis integers: hiredis and redis-py hand back ints.
-            return reserved(await sent)
+            # The future is not kept in a local (a cycle on an error: see admission.py).
+            return reserved(await self._add(self._reserve, n, n + count, keys + args))
         except asyncio.CancelledError:  # the client left: Redis may reserve all the same
             self.release(reservation, keys)
             raise
 
-    def release(self, reservation: str, keys: list[str]) -> None:
-        """Delete ``reservation`` from the counters at ``keys``, without waiting: the caller
+    def release(self, reservation: str, keys: list[bytes]) -> None:
+        """Delete ``reservation`` from the counters at ``keys`` (their Redis keys as RESP bulk
+        strings, as ``packed`` gives them), without waiting: the caller
         that made it (or sent it: the script runs whether or not its caller still waits) was
         cancelled, and nothing will settle it. The call joins the batch after the script that
         reserved, so Redis runs it after that one, on the same connection (redis-py's pipeline,
         for a TLS URL, may use another: then the reservation may stay until it lapses, as it
         did before). A release that fails leaves it to lapse too."""
-        self._add(self._release, keys, [reservation]).add_done_callback(_heard)
+        n = len(keys)
+        self._add(self._release, n, n + 1, [*keys, unique(reservation)]).add_done_callback(_heard)
 
     async def load(self, charge: Charge, spent: int) -> None:
         ttl = 0 if math.isinf(charge.ttl) else max(1, math.ceil(charge.ttl * 1000))
@@ -253,18 +275,22 @@ class RedisBudgetCounters:
                      again: Again | None = None) -> list[int]:
         if not spent:
             return []
-        keys: list[str] = []
-        amounts: list[int] = []
-        known = self._keys
-        for key, amount in spent:
-            keys.append(known.get(key) or self._key(key))
-            amounts.append(amount)
         if again is None:
+            pieces: list[bytes] = []
+            known = self._keys
+            for key, _ in spent:
+                pieces.append(known.get(key) or self._key(key))
+            pieces.append(unique(reservation))
+            cache = ENCODED  # ``number`` inline, as in ``packed``
+            for _, amount in spent:
+                pieces.append((cache.get(amount) if type(amount) is int else None) or number(amount))
+            n = len(spent)
             # The script's Lua numbers are Redis integers: hiredis and redis-py hand back ints.
-            totals: list[int] = await self._add(self._settle, keys, [reservation, *amounts])
+            totals: list[int] = await self._add(self._settle, n, 2 * n + 1, pieces)
             return totals
         age, hold = max(0, math.ceil(again.age * 1000)), max(0, math.ceil(again.hold * 1000))
-        raw = await self._settle_again(keys=keys, args=[self._now(), reservation, age, hold, *amounts])
+        raw = await self._settle_again(keys=[counter_key(key) for key, _ in spent],
+                                       args=[self._now(), reservation, age, hold, *(a for _, a in spent)])
         return [int(v) for v in raw]
 
     async def lost_ago(self) -> float | None:

@@ -17,7 +17,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from redis.asyncio import Redis
 
@@ -27,6 +27,7 @@ from switchboard.stores.memory.limits import slot_ms
 from switchboard.stores.protocols import LIMIT_SLOTS, Acquired, Bucket, BucketState
 from switchboard.stores.redis.batch import batch_for
 from switchboard.stores.redis.client import LUA_NOW, PREFIX
+from switchboard.stores.redis.wire import ENCODED, encoded, number, values
 
 _NOW = LUA_NOW + """
 local n = tonumber(ARGV[2])
@@ -136,6 +137,22 @@ def bucket_key(key: str, g: int) -> str:
     return f"{PREFIX}rl:{{rl}}:{key}:{g}"
 
 
+# Arguments the same on every call, as RESP bulk strings: the server's time ('') and the slots.
+NO_NOW = encoded("")
+SLOTS = encoded(LIMIT_SLOTS)
+
+
+class _Kept(NamedTuple):
+    """A bucket key's Redis key and arguments, encoded once (RESP bulk strings): its window and
+    capacity say whether they still hold (a change in configuration misses)."""
+
+    window: float
+    capacity: int
+    key: bytes  # the Redis key
+    slot: bytes  # the slot ms
+    slot_capacity: bytes  # the slot ms and the capacity: ``ACQUIRE``'s first two per bucket
+
+
 class RedisRateLimiter:
     def __init__(self, client: Redis, clock: Clock | None = None) -> None:
         batch = batch_for(client)  # the request path's scripts: one pipeline per pass
@@ -147,67 +164,85 @@ class RedisRateLimiter:
         self._add = batch.add
         self.pending = Retries("rate-limit corrections", PENDING_MAX, max_age=86_400.0)
         self._warned = -_WARN_SECONDS
-        # Per bucket key: (its window, its Redis key, slot ms). A bucket's key and window are
-        # the same from request to request (its plan is cached): the key is built once, not
-        # formatted and hashed anew on every call. A window changed in configuration misses.
-        self._keys: dict[str, tuple[float, str, int]] = {}
+        # Per bucket key: its Redis key and its arguments that repeat, encoded. A bucket's key,
+        # window and capacity are the same from request to request (its plan is cached): they
+        # are formatted and encoded once, not on every call.
+        self._keys: dict[str, _Kept] = {}
 
-    def _now(self) -> str:
-        return "" if self._clock is None else str(int(self._clock() * 1000))
+    def _now(self) -> bytes:
+        return NO_NOW if self._clock is None else encoded(str(int(self._clock() * 1000)))
 
-    def _key(self, key: str, window: float) -> tuple[float, str, int]:
-        g = slot_ms(window)
-        if len(self._keys) >= KEYS_MAX:
-            self._keys.clear()
-        found = self._keys[key] = (window, bucket_key(key, g), g)
+    def _kept(self, b: Bucket) -> _Kept:
+        """What is kept for ``b``'s key, made again when its window or capacity changed."""
+        found = self._keys.get(b.key)
+        if found is None or found[0] != b.window or found[1] != b.capacity:
+            found = self._key(b)
         return found
 
-    def packed(self, buckets: Sequence[Bucket]) -> tuple[list[str], list[int | str]]:
-        """``ACQUIRE``'s keys and arguments for ``buckets`` (also the first part of
-        stores/redis/admission.py's script)."""
-        keys: list[str] = []
-        args: list[int | str] = ["" if self._clock is None else self._now(), LIMIT_SLOTS]
+    def _key(self, b: Bucket) -> _Kept:
+        g = slot_ms(b.window)
+        slot = encoded(g)
+        if len(self._keys) >= KEYS_MAX:
+            self._keys.clear()
+        found = self._keys[b.key] = _Kept(b.window, b.capacity, encoded(bucket_key(b.key, g)), slot,
+                                          slot + encoded(b.capacity))
+        return found
+
+    def packed(self, buckets: Sequence[Bucket]) -> tuple[list[bytes], list[bytes], int]:
+        """``ACQUIRE``'s keys and arguments for ``buckets`` as RESP bulk strings, and the count
+        of the arguments (a piece may hold two); also the first part of
+        stores/redis/admission.py's script."""
+        keys: list[bytes] = []
+        args = [NO_NOW if self._clock is None else self._now(), SLOTS]
         known = self._keys
+        cache = ENCODED  # ``number`` inline: a dictionary read, no call, for a kept amount
         for b in buckets:
-            found = known.get(b.key)
-            if found is None or found[0] != b.window:
-                found = self._key(b.key, b.window)
-            keys.append(found[1])
-            args += (found[2], b.capacity, b.amount)
-        return keys, args
+            found = known.get(b.key)  # ``_kept`` inline: the request's first call, every bucket
+            if found is None or found[0] != b.window or found[1] != b.capacity:
+                found = self._key(b)
+            keys.append(found[2])
+            args.append(found[4])
+            amount = b.amount
+            args.append((cache.get(amount) if type(amount) is int else None) or number(amount))
+        return keys, args, 2 + 3 * len(keys)
 
     async def acquire(self, buckets: Sequence[Bucket]) -> Acquired:
         if not buckets:
             return Acquired([])
-        keys, args = self.packed(buckets)
+        keys, args, count = self.packed(buckets)
+        n = len(keys)
+        keys += args
         # The script's Lua numbers are Redis integers: hiredis and redis-py hand back ints.
-        return acquired(buckets, await self._add(self._acquire, keys, args))
+        return acquired(buckets, await self._add(self._acquire, n, n + count, keys))
 
     def adjust(self, buckets: Sequence[Bucket], slots: Sequence[int]) -> Awaitable[None]:
         """The correction joins this pass's batch now, as it is called (a budget settlement
         asked for next, in the same pass, leaves in the same round trip); the awaitable waits
         for Redis's answer and keeps a correction Redis did not take for another try."""
-        keys: list[str] = []
-        args: list[int | str] = ["" if self._clock is None else self._now(), LIMIT_SLOTS]
+        keys: list[bytes] = []
+        args = [NO_NOW if self._clock is None else self._now(), SLOTS]
         window = 0.0
-        known = self._keys
+        cache = ENCODED  # ``number`` inline, as in ``packed``
         # Plain zip: the slots are the acquired states', one per bucket (strict=True would parse
         # its keyword on every request).
         for b, index in zip(buckets, slots):  # noqa: B905
-            if b.amount == 0:
+            amount = b.amount
+            if amount == 0:
                 continue
-            found = known.get(b.key)
-            if found is None or found[0] != b.window:
-                found = self._key(b.key, b.window)
-            keys.append(found[1])
-            args += (found[2], b.amount, index)
+            found = self._kept(b)  # the token buckets only: one a request, as a rule
+            keys.append(found[2])
+            args.append(found[3])
+            args.append((cache.get(amount) if type(amount) is int else None) or number(amount))
+            args.append((cache.get(index) if type(index) is int else None) or number(index))
             if b.window > window:
                 window = b.window
         if not keys:
             return _nothing()
-        return self._adjusted(self._add(self._adjust, keys, args), keys, args, window)
+        n = len(keys)
+        count = n + len(args)
+        return self._adjusted(self._add(self._adjust, n, count, keys + args), keys, args, window)
 
-    async def _adjusted(self, sent: asyncio.Future[Any], keys: list[str], args: list[int | str],
+    async def _adjusted(self, sent: asyncio.Future[Any], keys: list[bytes], args: list[bytes],
                         window: float) -> None:
         try:
             await sent
@@ -225,7 +260,8 @@ class RedisRateLimiter:
 
         async def again() -> None:
             if time.monotonic() < until:
-                await self._adjust(keys, [self._now(), *args[1:]])
+                sent = values([*keys, self._now(), *args[1:]])  # the same, at this time
+                await self._adjust(sent[:len(keys)], sent[len(keys):])
 
         self.pending.add(again, "a rate-limit token correction")
 

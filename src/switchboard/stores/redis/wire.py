@@ -38,13 +38,54 @@ Arg = str | bytes | int | float
 
 # Encoded arguments by value: keys, script arguments and amounts repeat from request to request.
 # Cleared when full rather than evicted one by one; only str and int (1.0 == 1 == True).
-_ENCODED: dict[str | int, bytes] = {}
-_ENCODED_MAX = 4096
+ENCODED: dict[str | int, bytes] = {}
+ENCODED_MAX = 4096
 
 
 def _encode(part: Arg) -> bytes:
     data = part if isinstance(part, bytes) else str(part).encode()
     return b"$%d\r\n%b\r\n" % (len(data), data)
+
+
+def encoded(part: Arg) -> bytes:
+    """One argument as a RESP bulk string, kept in the cache of encoded values (str and int)."""
+    kind = type(part)
+    if kind is not str and kind is not int:
+        return _encode(part)
+    cache = ENCODED
+    data = cache.get(part)  # type: ignore[arg-type]
+    if data is None:
+        if len(cache) >= ENCODED_MAX:
+            cache.clear()
+        data = cache[part] = _encode(part)  # type: ignore[index]
+    return data
+
+
+def number(value: int) -> bytes:
+    """An int argument (an amount, a slot) as a RESP bulk string: a dictionary read when kept.
+    Only an ``int`` is looked up (``1.0 == 1``, but its text is not)."""
+    data = ENCODED.get(value) if type(value) is int else None
+    return data if data is not None else encoded(value)
+
+
+def unique(part: str) -> bytes:
+    """A string sent once (a request's id) as a RESP bulk string, not kept in the cache."""
+    data = part.encode()
+    return b"$%d\r\n%b\r\n" % (len(data), data)
+
+
+def values(pieces: Sequence[bytes]) -> list[bytes]:
+    """The arguments in RESP bulk strings (``bulk``'s pieces, joined or not), as bytes."""
+    data = b"".join(pieces)
+    out: list[bytes] = []
+    at, end = 0, len(data)
+    while at < end:
+        line = data.index(b"\r\n", at)
+        start = line + 2
+        stop = start + int(data[at + 1:line])
+        out.append(data[start:stop])
+        at = stop + 2
+    return out
 
 
 def bulk(parts: Sequence[Arg]) -> bytes:
@@ -56,13 +97,13 @@ def bulk(parts: Sequence[Arg]) -> bytes:
 
 def bulk_into(out: list[bytes], parts: Sequence[Arg]) -> None:
     """``bulk``'s pieces appended to ``out``: a batch's commands are joined once, not each."""
-    cache = _ENCODED
+    cache = ENCODED
     for part in parts:
         kind = type(part)
         if kind is str or kind is int:
             data = cache.get(part)  # type: ignore[arg-type]
             if data is None:
-                if len(cache) >= _ENCODED_MAX:
+                if len(cache) >= ENCODED_MAX:
                     cache.clear()
                 data = cache[part] = _encode(part)  # type: ignore[index]
         else:
