@@ -134,6 +134,15 @@ class SSEParser(SSEBlocks):
         event's is cut from the read as it came, with no text decoded and no event object made.
         Invalid UTF-8 in it is left as it came (``feed`` replaces it); any other event's data is
         ``feed``'s, encoded."""
+        if (not self._buf and not self._cr and data[:6] == b"data: " and data[-2:] == b"\n\n"
+                and _CR not in data):
+            # A read of whole one-line data events only (the usual read of an OpenAI stream):
+            # their data by one split, with no test and slice per event. Kept when no piece holds
+            # a LF (a second line, a blank line more, a comment or a name would): a join and a
+            # memchr, several times cheaper than counting the read's LFs (a loop per byte).
+            events = data[6:-2].split(b"\n\ndata: ")
+            if _LF not in b"".join(events):
+                return events
         out: list[bytes] = []
         for block in self.blocks(data):
             if block[:6] == b"data: " and _LF not in block:  # the usual event: one data line

@@ -118,3 +118,37 @@ def test_an_event_just_under_the_bound_is_read() -> None:
     events = [event for piece in pieces for event in parser.feed(piece)]
     assert [len(e.data) for e in events] == [len(body), 4]
 
+
+
+
+def data_of(pieces: list[bytes]) -> list[bytes]:
+    parser = SSEParser("prov")
+    return [data for piece in pieces for data in parser.feed_data(piece)]
+
+
+@pytest.mark.parametrize("data", [
+    b'data: {"a":1}\n\ndata: \n\ndata: [DONE]\n\n',  # one-line events only
+    b"data: a\n\ndata: b\ndata: c\n\n",  # an event of two lines
+    b"data: a\n\n\n\ndata: b\n\n",  # a blank line more
+    b"data: a\n\n: keep-alive\n\ndata: b\n\n",  # a comment
+    b"data: a\n\nevent: e\ndata: b\n\n",  # a named event
+    b"data: a\n\ndata:b\n\n",  # no space after the colon
+    b"data: a\r\n\r\ndata: b\r\n\r\n",  # CRLF
+    b"data: a\n\ndata: b\n",  # an unfinished event
+    b"data: a\n\n\xef\xbb\xbfdata: b\n\n",  # a byte order mark
+], ids=["one-line", "two-lines", "blank", "comment", "named", "no-space", "crlf", "unfinished", "bom"])
+def test_the_data_of_a_read_is_the_data_of_its_events(data: bytes) -> None:
+    # feed_data gives each complete event's data as ``feed`` reads it, in bytes, whatever the
+    # read holds (one split for a read of whole one-line events, the event-by-event walk for any
+    # other) and however the stream is cut.
+    parser = SSEParser("prov")
+    want = [event.data.encode() for event in parser.feed(data)]
+    assert data_of([data]) == want
+    for at in range(1, len(data)):
+        assert data_of(cut(data, at)) == want, at
+
+
+def test_the_usual_events_invalid_utf8_is_left_as_it_came() -> None:
+    data = b"data: x\xffy\n\ndata: [DONE]\n\n"
+    assert data_of([data]) == [b"x\xffy", b"[DONE]"]
+    assert data_of(cut(data, 3)) == [b"x\xffy", b"[DONE]"]
