@@ -74,7 +74,7 @@ class RedisAdmission:
 
     def __init__(self, client: Redis, limiter: RedisRateLimiter, counters: RedisBudgetCounters) -> None:
         batch = batch_for(client)  # the one both use: the script joins the pass's pipeline
-        self._script = batch.script(ADMIT)
+        self._script = batch.script(ADMIT, skippable=True)
         self._add = batch.add
         self._limiter = limiter
         self._counters = counters

@@ -45,11 +45,16 @@ _LEADS_MAX = 64
 class BatchedScript:
     """A registered script whose calls join the current pass's pipeline."""
 
-    __slots__ = ("_batch", "_head", "_leads", "script")
+    __slots__ = ("_batch", "_head", "_leads", "script", "skippable")
 
-    def __init__(self, batch: ScriptBatch, script: AsyncScript) -> None:
+    def __init__(self, batch: ScriptBatch, script: AsyncScript, skippable: bool = False) -> None:
         self._batch = batch
         self.script = script
+        # A call made only for its caller (a reservation, a take): once the caller is gone, a
+        # NOSCRIPT answer (it never ran) means it need not run at all, and must not: the
+        # caller's release may already have run (on another connection, in another batch's
+        # re-run). Calls that settle, correct or release run whatever became of their caller.
+        self.skippable = skippable
         self._head = bulk(["EVALSHA", script.sha])  # the same two arguments on every call
         # A call's start (array length, EVALSHA, the SHA, the key count) by its counts of keys
         # and arguments: a few shapes per script, built once rather than on every call.
@@ -88,8 +93,9 @@ class ScriptBatch:
         self._queue: list[_Call] = []
         self._running: set[asyncio.Task[None]] = set()  # strong references until done
 
-    def script(self, text: str) -> BatchedScript:
-        return BatchedScript(self, self._client.register_script(text))
+    def script(self, text: str, skippable: bool = False) -> BatchedScript:
+        """``skippable``: see ``BatchedScript.skippable``."""
+        return BatchedScript(self, self._client.register_script(text), skippable)
 
     def add(self, script: BatchedScript, keys: int, count: int, pieces: list[bytes]) -> asyncio.Future[Any]:
         """A call of ``script`` joins this pass's batch: ``keys`` keys among ``count`` keys and
@@ -166,6 +172,8 @@ class ScriptBatch:
         start = next(i for i, result in enumerate(results) if _no_script(result))
         for (script, keys, _, pieces, future), result in zip(calls[start:], results[start:]):  # noqa: B905
             if _no_script(result):
+                if script.skippable and future.cancelled():
+                    continue  # its caller left, and it never ran: nothing to run or release
                 sent = values(pieces)
                 try:
                     # One after the other: were Redis to go quiet meanwhile, only the first would

@@ -188,7 +188,7 @@ class RedisBudgetCounters:
     def __init__(self, client: Redis, clock: Clock | None = None) -> None:
         batch = batch_for(client)  # the request path's scripts: one pipeline per pass
         self._clock = clock
-        self._reserve = batch.script(RESERVE)
+        self._reserve = batch.script(RESERVE, skippable=True)
         self._settle = batch.script(SETTLE)
         self._release = batch.script(RELEASE)
         # A call joins the batch by ``add`` itself, not through the script's ``__call__``: one
@@ -263,7 +263,8 @@ class RedisBudgetCounters:
         cancelled, and nothing will settle it. The call joins the batch after the script that
         reserved, so Redis runs it after that one, on the same connection (redis-py's pipeline,
         for a TLS URL, may use another: then the reservation may stay until it lapses, as it
-        did before). A release that fails leaves it to lapse too."""
+        did before). After a NOSCRIPT answer the reservation is not run again for a caller that
+        left (stores/redis/batch.py, ``skippable``). A release that fails leaves it to lapse too."""
         n = len(keys)
         self._add(self._release, n, n + 1, [*keys, unique(reservation)]).add_done_callback(_heard)
 

@@ -157,7 +157,7 @@ class RedisRateLimiter:
     def __init__(self, client: Redis, clock: Clock | None = None) -> None:
         batch = batch_for(client)  # the request path's scripts: one pipeline per pass
         self._clock = clock
-        self._acquire = batch.script(ACQUIRE)
+        self._acquire = batch.script(ACQUIRE, skippable=True)
         self._adjust = batch.script(ADJUST)
         # A call joins the batch by ``add`` itself, not through the script's ``__call__``: one
         # Python call less on each of the two calls a request.
