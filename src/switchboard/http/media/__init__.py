@@ -444,7 +444,7 @@ class FormEndpoint(RelayEndpoint):
             form = await read_form(receive, ctx.headers.get("content-type"),
                                    ctx.headers.get("content-length"), self._form_limits)
         except PayloadTooLarge as err:
-            return err
+            return err.with_traceback(None)
         except InvalidMultipart as err:  # answered after authentication, like malformed JSON
             # Without its traceback, which holds the frames that hold the request (a cycle).
             ctx.request = {_FORM_ERROR: err.with_traceback(None)}
