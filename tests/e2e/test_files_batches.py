@@ -91,6 +91,8 @@ def world(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iter
     keys["azure"] = _post(gw.url, "/admin/v1/keys", {"models": ["*"], "tenant": azure_tenant})
     keys["limited"] = _post(gw.url, "/admin/v1/keys", {"models": ["*"], "tenant": tenant, "rpm_limit": 2})
     keys["spender"] = _post(gw.url, "/admin/v1/keys", {"models": ["*"], "tenant": tenant})
+    # A key no other test makes batches with: its usage is the poller's pricing alone.
+    keys["poller"] = _post(gw.url, "/admin/v1/keys", {"models": ["*"], "tenant": tenant})
     # Less than one small batch costs (2250 nano-USD, test_a_batch_counts_in_its_keys_budget_...).
     resp = httpx.put(f"{gw.url}/admin/v1/budgets", headers=ADMIN, timeout=30, json={
         "scope": "key", "subject": keys["spender"]["id"], "tenant": tenant, "max_amount": 0.000002,
@@ -381,11 +383,11 @@ def test_a_batch_whose_input_is_not_request_lines_fails_as_openai_fails_it(
 
 
 def test_the_poller_prices_a_batch_nobody_looks_at(world: World) -> None:
-    client = world.sdk("b")
+    client = world.sdk("poller")
     source = client.files.create(file=("in.jsonl", jsonl("p")), purpose="batch")
     client.batches.create(input_file_id=source.id, endpoint="/v1/chat/completions", completion_window="24h",
                           metadata={"mock_gets_to_complete": "1"})
-    [row] = world.wait_for_usage("b", 1)
+    [row] = world.wait_for_usage("poller", 1)
     assert row["requests"] == 1 and row["prompt_tokens"] == 10 and row["completion_tokens"] == 5
 
 
