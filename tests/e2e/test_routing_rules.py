@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import anthropic
@@ -11,7 +14,7 @@ import openai
 import pytest
 
 from tests import ledger
-from tests.servers import MASTER_KEY, Gateway, Mock, start_gateway
+from tests.servers import MASTER_KEY, Gateway, Mock, free_port, start_gateway
 
 ASK = [{"role": "user", "content": "hello"}]
 
@@ -201,6 +204,62 @@ def test_semantic_routing_picks_the_most_similar_route(gw: Gateway) -> None:
     assert model == "gpt-4o" and why.startswith("big (semantic ")
     # Nothing similar enough: the default.
     assert ask("zebra quantum marmalade") == ("gpt-4o-mini", "small (default)")
+
+
+class _Embeddings(BaseHTTPRequestHandler):
+    """An embedding upstream answering every text with one vector, but the text ``MALFORMED``
+    with a string where the numbers belong (as a base64 answer to a caller that did not ask for
+    one would be)."""
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        data = [{"object": "embedding", "index": i,
+                 "embedding": "AACAPwAAAAA=" if text == MALFORMED else [1.0, 0.0]}
+                for i, text in enumerate(body["input"])]
+        out = json.dumps({"object": "list", "data": data, "model": body["model"],
+                          "usage": {"prompt_tokens": 1, "total_tokens": 1}}).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+MALFORMED = "malformed, please"
+
+
+def test_a_malformed_embedding_answer_sends_the_request_to_the_default(
+        mock_upstream: Mock, tmp_path: Any) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), _Embeddings)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    config: dict[str, Any] = {
+        "providers": [{"name": "mock", "type": "openai", "api_base": f"{mock_upstream.url}/v1",
+                       "api_key": "${UPSTREAM_KEY}"},
+                      {"name": "vectors", "type": "openai", "api_base": f"http://127.0.0.1:{server.server_port}/v1",
+                       "api_key": "unused"}],
+        "models": [{"name": "small", "provider": "mock", "model": "gpt-4o-mini"},
+                   {"name": "big", "provider": "mock", "model": "gpt-4o"},
+                   {"name": "embedder", "provider": "vectors", "model": "text-embedding-3-small"}],
+        "router": {"semantic": [{"model": "smart", "embedding_model": "embedder", "threshold": 0.5,
+                                 "default": "small", "routes": [{"to": "big", "examples": ["anything"]}]}]},
+        "auth": {"master_key": MASTER_KEY},
+    }
+    g = start_gateway(config, tmp_path)
+    try:
+        def ask(text: str) -> tuple[str, str]:
+            raw = sdk(g).chat.completions.with_raw_response.create(
+                model="smart", messages=[{"role": "user", "content": text}])
+            return raw.parse().model, raw.headers.get("x-switchboard-route", "")
+
+        assert ask(MALFORMED) == ("gpt-4o-mini", "small (default)")  # was a 500
+        assert ask("well formed") == ("gpt-4o", "big (semantic 1.000)")  # and the gateway serves on
+    finally:
+        g.process.stop()
+        server.shutdown()
+        server.server_close()
 
 
 def test_streams_are_routed_too(gw: Gateway) -> None:

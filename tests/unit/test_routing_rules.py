@@ -149,6 +149,53 @@ def test_semantic_failures_fall_back_to_the_default() -> None:
     asyncio.run(run())
 
 
+def test_semantic_malformed_vectors_fall_back_to_the_default() -> None:
+    """An embedding answer that is not a list of finite numbers (a base64 string read as a list,
+    strings, booleans, an empty vector) sends the request to the default, never to a 500."""
+    answers: dict[str, Any] = {"chars": list("abc"), "strings": ["0.1", "0.2"], "bools": [True, False],
+                               "empty": [], "huge": [1e308, float("inf")], "dict": {"a": 1.0}}
+
+    async def embed(model: str, texts: list[str], dims: int | None, regions: object) -> list[Any]:
+        return [answers.get(t, VECTORS.get(t)) for t in texts]
+
+    async def run() -> None:
+        chooser = SemanticChooser(_semantic(), embed)
+        for text in answers:
+            assert await chooser.choose(text) == ("d", None), text
+        assert (await chooser.choose("qx"))[0] == "x"  # the chooser itself still works
+
+    asyncio.run(run())
+
+
+def test_semantic_examples_embedded_once_for_requests_waiting_together() -> None:
+    """While the embedding model hangs, requests waiting together share one call for the
+    examples, each gives up within timeout_seconds, and a failed call is not made again before
+    retry_seconds have passed."""
+    calls: list[list[str]] = []
+    hang = True
+
+    async def embed(model: str, texts: list[str], dims: int | None, regions: object) -> list[list[float]]:
+        calls.append(texts)
+        if hang:
+            await asyncio.Event().wait()
+        return [VECTORS[t] for t in texts]
+
+    async def run() -> None:
+        nonlocal hang
+        chooser = SemanticChooser(_semantic(timeout_seconds=0.05), embed)
+        results = await asyncio.gather(*(chooser.choose("qx") for _ in range(8)))
+        assert results == [("d", None)] * 8
+        assert calls == [["x1", "x2", "y1"]]  # one call, not one per request
+        assert await chooser.choose("qx") == ("d", None)  # within retry_seconds: no call at all
+        assert len(calls) == 1
+        hang = False
+        chooser.retry_seconds = 0
+        assert (await chooser.choose("qx"))[0] == "x"  # tried again once the wait is over
+        assert calls[1:] == [["x1", "x2", "y1"], ["qx"]]
+
+    asyncio.run(run())
+
+
 def test_cosine_of_unit_vectors() -> None:
     assert cosine(unit([3.0, 4.0]), unit([3.0, 4.0])) == pytest.approx(1.0)
     assert cosine(unit([1.0, 0.0]), unit([0.0, 2.0])) == pytest.approx(0.0)
