@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from typing import Any
 
@@ -194,6 +195,21 @@ def test_semantic_examples_embedded_once_for_requests_waiting_together() -> None
         assert calls[1:] == [["x1", "x2", "y1"], ["qx"]]
 
     asyncio.run(run())
+
+
+def test_semantic_fallbacks_are_logged_once_a_minute(caplog: pytest.LogCaptureFixture) -> None:
+    async def broken(model: str, texts: list[str], dims: int | None, regions: object) -> list[list[float]]:
+        raise ConnectionError("embedding upstream down")
+
+    async def run() -> None:
+        chooser = SemanticChooser(_semantic(), broken)
+        for _ in range(5):
+            assert await chooser.choose("qx") == ("d", None)
+
+    with caplog.at_level(logging.WARNING, logger="switchboard.routing"):
+        asyncio.run(run())
+    warnings = [r.getMessage() for r in caplog.records if "fell back" in r.getMessage()]
+    assert len(warnings) == 1 and "embedding upstream down" in warnings[0]
 
 
 def test_cosine_of_unit_vectors() -> None:

@@ -31,6 +31,9 @@ Embed = Callable[[str, list[str], int | None, frozenset[str] | None], Awaitable[
 
 # A failed embedding of the examples is tried again after this many seconds, not sooner.
 RETRY_SECONDS = 10.0
+# Falling back is logged at most once this often per router (with how many were not): an
+# embedding model that is down would otherwise write a warning per request.
+WARN_SECONDS = 60.0
 
 
 def unit(vector: Sequence[float]) -> list[float]:
@@ -61,6 +64,8 @@ class SemanticChooser:
         self._pending: asyncio.Task[None] | None = None  # the examples' embedding, under way
         self._failed: tuple[float, str] | None = None  # (monotonic time, why) of the last failure
         self.retry_seconds = RETRY_SECONDS
+        self._warned_at: float | None = None
+        self._unwarned = 0  # fallbacks since the last warning, not logged
 
     async def choose(self, text: str, regions: frozenset[str] | None = None,
                      ) -> tuple[str | None, float | None]:
@@ -77,7 +82,7 @@ class SemanticChooser:
                                               self.config.dimensions, regions)
             query = checked(vector)
         except Exception as exc:  # semantic routing is best effort: any failure -> the default
-            log.warning("semantic routing for %r fell back to its default: %s", self.config.model, exc)
+            self._warn(exc)
             return fallback, None
         best, score = fallback, -2.0
         for group, example in examples:
@@ -89,6 +94,15 @@ class SemanticChooser:
         if score < self.config.threshold:
             return fallback, None
         return best, score
+
+    def _warn(self, exc: Exception) -> None:
+        now = time.monotonic()
+        if self._warned_at is not None and now - self._warned_at < WARN_SECONDS:
+            self._unwarned += 1
+            return
+        more = f" ({self._unwarned} more since the last warning)" if self._unwarned else ""
+        self._warned_at, self._unwarned = now, 0
+        log.warning("semantic routing for %r fell back to its default: %s%s", self.config.model, exc, more)
 
     async def _ensure_examples(self) -> list[tuple[str, list[float]]]:
         if self._examples is not None:
