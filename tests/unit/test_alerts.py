@@ -288,3 +288,37 @@ async def test_a_breaker_incident_whose_recovery_went_unheard_is_resolved_by_the
         assert (done.id, done.state, done.resolved_value) == (opened.id, "resolved", 0.0)
     finally:
         await alerts.close()
+
+
+async def test_a_sweep_that_read_an_old_breaker_incident_does_not_resolve_a_new_one(stores: Stores) -> None:
+    # Instance A's sweep read incident 1 (open, settled) and asked the router whether the
+    # deployment is out: no, it had recovered. Before A resolves, another instance heard the
+    # recovery (incident 1 resolved) and a new trip (incident 2 opened): A must leave 2 open.
+    clock = Clock(time.time())
+    rule = {"name": "b", "kind": "breaker"}
+    first = Alerts(_config("http://127.0.0.1:9/hook", rule), clock=clock)
+    second = Alerts(_config("http://127.0.0.1:9/hook", rule), clock=clock)
+
+    async def tripped(group: str, deployment: str) -> bool:
+        second.breaker(group, deployment, False)
+        await asyncio.gather(*second._tasks)
+        second.breaker(group, deployment, True)
+        await asyncio.gather(*second._tasks)
+        return False  # what the router said before the new trip
+
+    first.tripped = tripped
+    for alerts in (first, second):
+        await alerts.start(_store(stores))
+    try:
+        first.breaker("g", "d", True)
+        await asyncio.gather(*first._tasks)
+        (opened,) = await _store(stores).open_incidents()
+        clock.now += 600
+        await first.evaluate()
+        (current,) = await _store(stores).open_incidents()
+        assert current.id != opened.id and current.state == "open"
+        (old,) = await _store(stores).query(IncidentQuery(rule="b", state="resolved"))
+        assert old.id == opened.id
+    finally:
+        await first.close()
+        await second.close()

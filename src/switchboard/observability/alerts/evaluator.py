@@ -160,9 +160,13 @@ class Alerts:
                     "-" if opened.threshold is None else f"{opened.threshold:g}")
         self._send(rule, opened)
 
-    async def _resolve(self, rule: Rule, subject: str, value: float | None) -> None:
+    async def _resolve(self, rule: Rule, subject: str, value: float | None, incident: Incident | None = None
+                       ) -> None:
+        """``incident``: the one an evaluation read and judged over; a newer incident of the same
+        rule and subject (opened meanwhile, elsewhere) is left open."""
         assert self._store is not None
-        resolved = await self._store.resolve(rule.name, subject, _utc(self._clock()), value)
+        resolved = await self._store.resolve(rule.name, subject, _utc(self._clock()), value,
+                                             incident_id=None if incident is None else incident.id)
         if resolved is None:
             return
         log.info("alert %s resolved for %s", rule.name, subject)
@@ -248,21 +252,21 @@ class Alerts:
                     else:
                         await store.touch(rule.name, subject, at)
                 elif known is not None and rule.clear(seen.requests, value) and self._settled(known, at):
-                    await self._resolve(rule, subject, round(value, 4))
+                    await self._resolve(rule, subject, round(value, 4), known)
         rules = {r.name: r for r in self.rules}
         for (name, subject), incident in open_now.items():
             configured = rules.get(name)
             if configured is None or (name, subject) in holding:
                 continue  # a rule no longer configured: left as it is
             if incident.resolves_at is not None and incident.resolves_at <= at:
-                await self._resolve(configured, subject, None)  # e.g. the budget's period is over
+                await self._resolve(configured, subject, None, incident)  # e.g. the budget's period is over
             elif configured.kind in ("error_rate", "latency"):
                 quiet = timedelta(seconds=2 * configured.window_seconds)
                 if (incident.last_seen_at or incident.started_at) + quiet <= at:
-                    await self._resolve(configured, subject, None)  # nobody saw it hold for two windows
+                    await self._resolve(configured, subject, None, incident)  # nobody saw it hold: 2 windows
             elif (configured.kind == "breaker" and self._settled(incident, at)
                   and not await self._out(incident)):
-                await self._resolve(configured, subject, 0.0)  # its recovery notice was lost
+                await self._resolve(configured, subject, 0.0, incident)  # its recovery notice was lost
 
     async def _out(self, incident: Incident) -> bool:
         """Whether a breaker incident's deployment is still out of traffic (True when unknown)."""
