@@ -322,3 +322,44 @@ async def test_a_sweep_that_read_an_old_breaker_incident_does_not_resolve_a_new_
     finally:
         await first.close()
         await second.close()
+
+
+async def test_a_recovery_heard_late_does_not_resolve_the_incident_of_a_later_trip(stores: Stores) -> None:
+    # Instance A hears the deployment recover (incident 1 resolved) and trip again (incident 2
+    # opened); instance B hears the same recovery later, when the deployment is out again.
+    clock = Clock(time.time())
+    rule = {"name": "b", "kind": "breaker"}
+    first = Alerts(_config("http://127.0.0.1:9/hook", rule), clock=clock)
+    second = Alerts(_config("http://127.0.0.1:9/hook", rule), clock=clock)
+    out = {("g", "d"): True}
+
+    async def tripped(group: str, deployment: str) -> bool:
+        return out.get((group, deployment), False)
+
+    for alerts in (first, second):
+        alerts.tripped = tripped
+        await alerts.start(_store(stores))
+    try:
+        first.breaker("g", "d", True)
+        await asyncio.gather(*first._tasks)
+        out[("g", "d")] = False
+        first.breaker("g", "d", False)
+        await asyncio.gather(*first._tasks)
+        assert await _store(stores).open_incidents() == []
+        out[("g", "d")] = True
+        first.breaker("g", "d", True)
+        await asyncio.gather(*first._tasks)
+        (current,) = await _store(stores).open_incidents()
+        second.breaker("g", "d", False)  # the first recovery, heard late
+        await asyncio.gather(*second._tasks)
+        assert [i.id for i in await _store(stores).open_incidents()] == [current.id]
+        # Its own recovery, heard when the deployment takes traffic again, resolves it.
+        out[("g", "d")] = False
+        second.breaker("g", "d", False)
+        await asyncio.gather(*second._tasks)
+        assert await _store(stores).open_incidents() == []
+        done = await _store(stores).get(current.id)
+        assert done is not None and (done.state, done.resolved_value) == ("resolved", 0.0)
+    finally:
+        await first.close()
+        await second.close()

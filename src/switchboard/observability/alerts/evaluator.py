@@ -8,8 +8,9 @@
   evaluations; or, when no instance has seen it hold for two windows (the deployment went
   quiet), by whichever instance notices first.
 - ``breaker``: routing/health.py tells of a deployment's cooldown opening (the incident opens)
-  and of its recovery, the half-open probe answering (resolved). With Redis every instance
-  hears both; the store lets one open and one resolve. The recovery notice never comes when the
+  and of its recovery, the half-open probe answering (resolved, unless the deployment is out
+  again by then: a recovery heard late never resolves a later trip's incident). With Redis every
+  instance hears both; the store lets one open and one resolve. The recovery notice never comes when the
   cooldown was lost (a restart, the deployment removed): each evaluation also resolves an open
   breaker incident, settled for two evaluations, whose deployment is no longer out
   (``tripped``). A trip whose incident is open already keeps that one (moving its last_seen_at).
@@ -184,6 +185,10 @@ class Alerts:
         try:
             if tripped:
                 await self._open(rule, subject, 1.0, details={"group": group, "deployment": deployment})
+            elif self.tripped is not None and await self.tripped(group, deployment):
+                # Out again (this recovery heard late, after a new trip elsewhere): the open
+                # incident is that trip's; its own recovery, or the sweep, resolves it.
+                log.debug("alert %s for %s: recovery heard while out again, kept open", rule.name, subject)
             else:
                 await self._resolve(rule, subject, 0.0)
         except Exception as exc:
