@@ -5,6 +5,7 @@ resolved at their period's end, the health listener hook, stable event ids."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -28,7 +29,7 @@ from switchboard.stores.factory import open_at
 from switchboard.stores.protocols import Incident, IncidentQuery, IncidentStore
 from tests.schemas import copy_sqlite
 from tests.unit.routing.health_world import Clock, route, router
-from tests.webhook_receiver import WebhookReceiver
+from tests.webhook_receiver import HANG, WebhookReceiver
 
 SECRET = "whsec-unit-0123456789abcdef"
 
@@ -363,3 +364,28 @@ async def test_a_recovery_heard_late_does_not_resolve_the_incident_of_a_later_tr
     finally:
         await first.close()
         await second.close()
+
+
+async def test_closing_gives_every_hanging_receiver_the_grace_at_once_not_one_after_another(
+    stores: Stores,
+) -> None:
+    # Four receivers that never answer: each sender's close waits its grace (5 s) for the event
+    # in flight, so one after another would hold the shutdown for 20 s.
+    with contextlib.ExitStack() as stack:
+        receivers = [stack.enter_context(WebhookReceiver(then=HANG)) for _ in range(4)]
+        config = AlertsConfig.model_validate({
+            "webhooks": {f"h{n}": {"url": r.url, "secret": SECRET, "timeout_seconds": 60}
+                         for n, r in enumerate(receivers)},
+            "rules": [{"name": "b", "kind": "breaker"}],
+        })
+        alerts = Alerts(config)
+        await alerts.start(_store(stores))
+        alerts.breaker("g", "d", True)
+        await asyncio.gather(*alerts._tasks)
+        for receiver in receivers:
+            await receiver.await_requests(1)
+        began = time.monotonic()
+        await alerts.close()
+        elapsed = time.monotonic() - began
+        assert elapsed < 10  # one grace for all, not four
+        assert [s.dropped for s in alerts.senders.values()] == [1, 1, 1, 1]

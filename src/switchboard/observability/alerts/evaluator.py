@@ -99,8 +99,9 @@ class Alerts:
             await asyncio.wait(list(self._tasks), timeout=5.0)
             for task in list(self._tasks):
                 task.cancel()
-        for sender in self.senders.values():
-            await sender.close()
+        # Every receiver at once: a close waits up to its grace for the events in flight, so
+        # one after another, hanging receivers would hold the shutdown that many times over.
+        await asyncio.gather(*(sender.close() for sender in self.senders.values()))
         self._store = None
 
     # -- notices from routing/health.py and the budget book (sync: spawn and return) ----------
