@@ -131,10 +131,10 @@ async def test_an_incident_nobody_sees_for_two_windows_is_resolved(stores: Store
             alerts.windows.add("g", "d", 500, 10, clock.now)
         await alerts.evaluate()
         assert len(await _store(stores).open_incidents()) == 1
-        clock.now += 15  # the failures left the window; no traffic since
+        clock.now += 60  # the next evaluation: the failures left the window; no traffic since
         await alerts.evaluate()
         assert len(await _store(stores).open_incidents()) == 1  # silence is not evidence yet
-        clock.now += 10  # two windows since it was last seen
+        clock.now += 60  # two windows, and two evaluations (the longer here), since last seen
         await alerts.evaluate()
         assert await _store(stores).open_incidents() == []
         (done,) = await _store(stores).query(IncidentQuery(rule="e"))
@@ -389,3 +389,42 @@ async def test_closing_gives_every_hanging_receiver_the_grace_at_once_not_one_af
         elapsed = time.monotonic() - began
         assert elapsed < 10  # one grace for all, not four
         assert [s.dropped for s in alerts.senders.values()] == [1, 1, 1, 1]
+
+
+async def test_an_incident_held_on_one_instance_is_not_quiet_on_another_between_its_evaluations(
+    stores: Stores,
+) -> None:
+    # A window shorter than the evaluation interval: the instance that sees the deployment
+    # failing says so once per evaluation; another one, seeing nothing, must not take the
+    # time between two of them for quiet (resolved, then opened again: an event pair a tick).
+    clock = Clock(time.time())
+    rule = {"name": "e", "kind": "error_rate", "threshold": 0.5, "window_seconds": 30, "min_requests": 2}
+    config = AlertsConfig.model_validate({
+        "webhooks": {"hook": {"url": "http://127.0.0.1:9/hook", "secret": SECRET, "max_attempts": 1}},
+        "rules": [rule], "evaluate_seconds": 120,
+    })
+    first, second = Alerts(config, clock=clock), Alerts(config, clock=clock)
+    for alerts in (first, second):
+        await alerts.start(_store(stores))
+    try:
+        for _ in range(3):
+            for _ in range(2):
+                first.windows.add("g", "d", 503, 10, clock.now)
+            await first.evaluate()  # holding here
+            clock.now += 60
+            await second.evaluate()  # nothing seen here, half an interval later
+            clock.now += 60
+        (held,) = await _store(stores).query(IncidentQuery(rule="e"))
+        assert held.state == "open"
+        # The failures stop: no instance sees the condition for two intervals, then it is quiet.
+        for _ in range(2):
+            await first.evaluate()
+            clock.now += 60
+            await second.evaluate()
+            clock.now += 60
+        await first.evaluate()
+        (done,) = await _store(stores).query(IncidentQuery(rule="e"))
+        assert (done.id, done.state, done.resolved_value) == (held.id, "resolved", None)
+    finally:
+        await first.close()
+        await second.close()

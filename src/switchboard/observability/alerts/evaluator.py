@@ -5,8 +5,8 @@
   ``min_requests`` and at or past the threshold): open the incident, or tell the store it still
   holds (``last_seen_at``). Clear: resolved by any instance that sees at least ``min_requests``
   below the threshold (evidence, not silence) once no instance has seen it hold for two
-  evaluations; or, when no instance has seen it hold for two windows (the deployment went
-  quiet), by whichever instance notices first.
+  evaluations; or, when no instance has seen it hold for two windows, or two evaluations when
+  longer (the deployment went quiet), by whichever instance notices first.
 - ``breaker``: routing/health.py tells of a deployment's cooldown opening (the incident opens)
   and of its recovery, the half-open probe answering (resolved, unless the deployment is out
   again by then: a recovery heard late never resolves a later trip's incident). With Redis every
@@ -267,7 +267,9 @@ class Alerts:
             if incident.resolves_at is not None and incident.resolves_at <= at:
                 await self._resolve(configured, subject, None, incident)  # e.g. the budget's period is over
             elif configured.kind in ("error_rate", "latency"):
-                quiet = timedelta(seconds=2 * configured.window_seconds)
+                # Two windows, or two evaluations when longer: an instance that sees it hold
+                # says so once per evaluation, whatever the window.
+                quiet = timedelta(seconds=2 * max(configured.window_seconds, self.config.evaluate_seconds))
                 if (incident.last_seen_at or incident.started_at) + quiet <= at:
                     await self._resolve(configured, subject, None, incident)  # nobody saw it hold: 2 windows
             elif (configured.kind == "breaker" and self._settled(incident, at)
