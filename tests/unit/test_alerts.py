@@ -291,28 +291,36 @@ async def test_a_breaker_incident_whose_recovery_went_unheard_is_resolved_by_the
         await alerts.close()
 
 
+def _breaker_pair(clock: Clock) -> tuple[Alerts, Alerts]:
+    """Two instances with one breaker rule, sharing a store once started."""
+    rule = {"name": "b", "kind": "breaker"}
+    return (Alerts(_config("http://127.0.0.1:9/hook", rule), clock=clock),
+            Alerts(_config("http://127.0.0.1:9/hook", rule), clock=clock))
+
+
+async def _hear(alerts: Alerts, tripped: bool, group: str = "g", deployment: str = "d") -> None:
+    """The health notice of a trip (True) or a recovery, handled to the end."""
+    alerts.breaker(group, deployment, tripped)
+    await asyncio.gather(*alerts._tasks)
+
+
 async def test_a_sweep_that_read_an_old_breaker_incident_does_not_resolve_a_new_one(stores: Stores) -> None:
     # Instance A's sweep read incident 1 (open, settled) and asked the router whether the
     # deployment is out: no, it had recovered. Before A resolves, another instance heard the
     # recovery (incident 1 resolved) and a new trip (incident 2 opened): A must leave 2 open.
     clock = Clock(time.time())
-    rule = {"name": "b", "kind": "breaker"}
-    first = Alerts(_config("http://127.0.0.1:9/hook", rule), clock=clock)
-    second = Alerts(_config("http://127.0.0.1:9/hook", rule), clock=clock)
+    first, second = _breaker_pair(clock)
 
     async def tripped(group: str, deployment: str) -> bool:
-        second.breaker(group, deployment, False)
-        await asyncio.gather(*second._tasks)
-        second.breaker(group, deployment, True)
-        await asyncio.gather(*second._tasks)
+        await _hear(second, False, group, deployment)
+        await _hear(second, True, group, deployment)
         return False  # what the router said before the new trip
 
     first.tripped = tripped
     for alerts in (first, second):
         await alerts.start(_store(stores))
     try:
-        first.breaker("g", "d", True)
-        await asyncio.gather(*first._tasks)
+        await _hear(first, True)
         (opened,) = await _store(stores).open_incidents()
         clock.now += 600
         await first.evaluate()
@@ -328,10 +336,7 @@ async def test_a_sweep_that_read_an_old_breaker_incident_does_not_resolve_a_new_
 async def test_a_recovery_heard_late_does_not_resolve_the_incident_of_a_later_trip(stores: Stores) -> None:
     # Instance A hears the deployment recover (incident 1 resolved) and trip again (incident 2
     # opened); instance B hears the same recovery later, when the deployment is out again.
-    clock = Clock(time.time())
-    rule = {"name": "b", "kind": "breaker"}
-    first = Alerts(_config("http://127.0.0.1:9/hook", rule), clock=clock)
-    second = Alerts(_config("http://127.0.0.1:9/hook", rule), clock=clock)
+    first, second = _breaker_pair(Clock(time.time()))
     out = {("g", "d"): True}
 
     async def tripped(group: str, deployment: str) -> bool:
@@ -341,23 +346,18 @@ async def test_a_recovery_heard_late_does_not_resolve_the_incident_of_a_later_tr
         alerts.tripped = tripped
         await alerts.start(_store(stores))
     try:
-        first.breaker("g", "d", True)
-        await asyncio.gather(*first._tasks)
+        await _hear(first, True)
         out[("g", "d")] = False
-        first.breaker("g", "d", False)
-        await asyncio.gather(*first._tasks)
+        await _hear(first, False)
         assert await _store(stores).open_incidents() == []
         out[("g", "d")] = True
-        first.breaker("g", "d", True)
-        await asyncio.gather(*first._tasks)
+        await _hear(first, True)
         (current,) = await _store(stores).open_incidents()
-        second.breaker("g", "d", False)  # the first recovery, heard late
-        await asyncio.gather(*second._tasks)
+        await _hear(second, False)  # the first recovery, heard late
         assert [i.id for i in await _store(stores).open_incidents()] == [current.id]
         # Its own recovery, heard when the deployment takes traffic again, resolves it.
         out[("g", "d")] = False
-        second.breaker("g", "d", False)
-        await asyncio.gather(*second._tasks)
+        await _hear(second, False)
         assert await _store(stores).open_incidents() == []
         done = await _store(stores).get(current.id)
         assert done is not None and (done.state, done.resolved_value) == ("resolved", 0.0)
@@ -380,8 +380,7 @@ async def test_closing_gives_every_hanging_receiver_the_grace_at_once_not_one_af
         })
         alerts = Alerts(config)
         await alerts.start(_store(stores))
-        alerts.breaker("g", "d", True)
-        await asyncio.gather(*alerts._tasks)
+        await _hear(alerts, True)
         for receiver in receivers:
             await receiver.await_requests(1)
         began = time.monotonic()
