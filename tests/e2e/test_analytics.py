@@ -255,6 +255,9 @@ def test_each_role_sees_only_its_reach(world: World) -> None:
     ({"from": "0001-01-01T00:00:00Z", "to": "0001-01-01T05:00:00Z"}, "invalid_time"),
     ({"from": "9999-12-31T00:00:00Z", "to": "9999-12-31T23:59:59Z"}, "invalid_time"),
     ({"from": "2026-06-02T00:00:00Z", "to": "2026-06-01T00:00:00Z"}, "invalid_time_range"),
+    # Within one hour: both widened to the same whole hour, still from after to.
+    ({"from": "2026-06-01T10:45:00Z", "to": "2026-06-01T10:15:00Z"}, "invalid_time_range"),
+    ({"from": "2026-06-01T11:00:00+01:00", "to": "2026-06-01T09:59:59Z"}, "invalid_time_range"),
     ({"from": "2020-01-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"}, "range_too_large"),
     ({"colour": "red"}, "unknown_parameter"),
     ({"since": "2026-06-01T00:00:00Z"}, "unknown_parameter"),

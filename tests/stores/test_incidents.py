@@ -63,6 +63,22 @@ async def test_exactly_one_instance_resolves_and_then_a_new_incident_may_open(ba
     assert await first.get("inc_missing") is None
 
 
+async def test_resolving_a_named_incident_leaves_a_newer_one_of_its_subject_open(backend: Backend) -> None:
+    # An instance decided from an earlier read that incident A is over; meanwhile another one
+    # resolved A and opened B for the same rule and subject: resolving A must not end B.
+    first, second = _store(backend.stores), _store(await backend.peer())
+    older = await first.open(_incident(200, rule="r3"))
+    assert older is not None
+    at = T0 + timedelta(minutes=5)
+    assert await second.resolve("r3", "g/d", at, 0.0) is not None
+    newer = await second.open(_incident(201, rule="r3"))
+    assert newer is not None
+    assert await first.resolve("r3", "g/d", at, None, incident_id=older.id) is None
+    assert [i.id for i in await first.open_incidents() if i.rule == "r3"] == [newer.id]
+    done = await first.resolve("r3", "g/d", at, 0.0, incident_id=newer.id)
+    assert done is not None and (done.id, done.state) == (newer.id, "resolved")
+
+
 async def test_the_cursor_orders_incidents_started_at_the_same_instant_by_id(backend: Backend) -> None:
     store = _store(backend.stores)
     same = T0 + timedelta(days=1)

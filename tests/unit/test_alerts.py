@@ -5,6 +5,7 @@ resolved at their period's end, the health listener hook, stable event ids."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -28,7 +29,7 @@ from switchboard.stores.factory import open_at
 from switchboard.stores.protocols import Incident, IncidentQuery, IncidentStore
 from tests.schemas import copy_sqlite
 from tests.unit.routing.health_world import Clock, route, router
-from tests.webhook_receiver import WebhookReceiver
+from tests.webhook_receiver import HANG, WebhookReceiver
 
 SECRET = "whsec-unit-0123456789abcdef"
 
@@ -130,10 +131,10 @@ async def test_an_incident_nobody_sees_for_two_windows_is_resolved(stores: Store
             alerts.windows.add("g", "d", 500, 10, clock.now)
         await alerts.evaluate()
         assert len(await _store(stores).open_incidents()) == 1
-        clock.now += 15  # the failures left the window; no traffic since
+        clock.now += 60  # the next evaluation: the failures left the window; no traffic since
         await alerts.evaluate()
         assert len(await _store(stores).open_incidents()) == 1  # silence is not evidence yet
-        clock.now += 10  # two windows since it was last seen
+        clock.now += 60  # two windows, and two evaluations (the longer here), since last seen
         await alerts.evaluate()
         assert await _store(stores).open_incidents() == []
         (done,) = await _store(stores).query(IncidentQuery(rule="e"))
@@ -288,3 +289,154 @@ async def test_a_breaker_incident_whose_recovery_went_unheard_is_resolved_by_the
         assert (done.id, done.state, done.resolved_value) == (opened.id, "resolved", 0.0)
     finally:
         await alerts.close()
+
+
+def _breaker_pair(clock: Clock) -> tuple[Alerts, Alerts]:
+    """Two instances with one breaker rule, sharing a store once started."""
+    rule = {"name": "b", "kind": "breaker"}
+    return (Alerts(_config("http://127.0.0.1:9/hook", rule), clock=clock),
+            Alerts(_config("http://127.0.0.1:9/hook", rule), clock=clock))
+
+
+async def _hear(alerts: Alerts, tripped: bool, group: str = "g", deployment: str = "d") -> None:
+    """The health notice of a trip (True) or a recovery, handled to the end."""
+    alerts.breaker(group, deployment, tripped)
+    await asyncio.gather(*alerts._tasks)
+
+
+async def test_a_sweep_that_read_an_old_breaker_incident_does_not_resolve_a_new_one(stores: Stores) -> None:
+    # Instance A's sweep read incident 1 (open, settled) and asked the router whether the
+    # deployment is out: no, it had recovered. Before A resolves, another instance heard the
+    # recovery (incident 1 resolved) and a new trip (incident 2 opened): A must leave 2 open.
+    clock = Clock(time.time())
+    first, second = _breaker_pair(clock)
+
+    async def tripped(group: str, deployment: str) -> bool:
+        await _hear(second, False, group, deployment)
+        await _hear(second, True, group, deployment)
+        return False  # what the router said before the new trip
+
+    first.tripped = tripped
+    for alerts in (first, second):
+        await alerts.start(_store(stores))
+    try:
+        await _hear(first, True)
+        (opened,) = await _store(stores).open_incidents()
+        clock.now += 600
+        await first.evaluate()
+        (current,) = await _store(stores).open_incidents()
+        assert current.id != opened.id and current.state == "open"
+        (old,) = await _store(stores).query(IncidentQuery(rule="b", state="resolved"))
+        assert old.id == opened.id
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_a_recovery_heard_late_does_not_resolve_the_incident_of_a_later_trip(stores: Stores) -> None:
+    # Instance A hears the deployment recover (incident 1 resolved) and trip again (incident 2
+    # opened); instance B hears the same recovery later, when the deployment is out again.
+    first, second = _breaker_pair(Clock(time.time()))
+    out = {("g", "d"): True}
+
+    async def tripped(group: str, deployment: str) -> bool:
+        return out.get((group, deployment), False)
+
+    for alerts in (first, second):
+        alerts.tripped = tripped
+        await alerts.start(_store(stores))
+    try:
+        await _hear(first, True)
+        out[("g", "d")] = False
+        await _hear(first, False)
+        assert await _store(stores).open_incidents() == []
+        out[("g", "d")] = True
+        await _hear(first, True)
+        (current,) = await _store(stores).open_incidents()
+        await _hear(second, False)  # the first recovery, heard late
+        assert [i.id for i in await _store(stores).open_incidents()] == [current.id]
+        # Its own recovery, heard when the deployment takes traffic again, resolves it.
+        out[("g", "d")] = False
+        await _hear(second, False)
+        assert await _store(stores).open_incidents() == []
+        done = await _store(stores).get(current.id)
+        assert done is not None and (done.state, done.resolved_value) == ("resolved", 0.0)
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_closing_gives_every_hanging_receiver_the_grace_at_once_not_one_after_another(
+    stores: Stores,
+) -> None:
+    # Four receivers that never answer: each sender's close waits its grace (5 s) for the event
+    # in flight, so one after another would hold the shutdown for 20 s.
+    with contextlib.ExitStack() as stack:
+        receivers = [stack.enter_context(WebhookReceiver(then=HANG)) for _ in range(4)]
+        config = AlertsConfig.model_validate({
+            "webhooks": {f"h{n}": {"url": r.url, "secret": SECRET, "timeout_seconds": 60}
+                         for n, r in enumerate(receivers)},
+            "rules": [{"name": "b", "kind": "breaker"}],
+        })
+        alerts = Alerts(config)
+        await alerts.start(_store(stores))
+        await _hear(alerts, True)
+        for receiver in receivers:
+            await receiver.await_requests(1)
+        inside, most = 0, 0
+
+        def counted(close: Any) -> Any:
+            async def close_counted(grace: float = 5.0) -> None:
+                nonlocal inside, most
+                inside += 1
+                most = max(most, inside)
+                try:
+                    await close(0.2)  # a short grace: what is measured is the overlap, not the wait
+                finally:
+                    inside -= 1
+            return close_counted
+
+        for sender in alerts.senders.values():
+            sender.close = counted(sender.close)  # type: ignore[method-assign]
+        await alerts.close()
+        assert most == 4  # every sender's grace runs at once, not one after another
+        assert [s.dropped for s in alerts.senders.values()] == [1, 1, 1, 1]
+
+
+async def test_an_incident_held_on_one_instance_is_not_quiet_on_another_between_its_evaluations(
+    stores: Stores,
+) -> None:
+    # A window shorter than the evaluation interval: the instance that sees the deployment
+    # failing says so once per evaluation; another one, seeing nothing, must not take the
+    # time between two of them for quiet (resolved, then opened again: an event pair a tick).
+    clock = Clock(time.time())
+    rule = {"name": "e", "kind": "error_rate", "threshold": 0.5, "window_seconds": 30, "min_requests": 2}
+    config = AlertsConfig.model_validate({
+        "webhooks": {"hook": {"url": "http://127.0.0.1:9/hook", "secret": SECRET, "max_attempts": 1}},
+        "rules": [rule], "evaluate_seconds": 120,
+    })
+    first, second = Alerts(config, clock=clock), Alerts(config, clock=clock)
+    for alerts in (first, second):
+        await alerts.start(_store(stores))
+    try:
+        for _ in range(3):
+            for _ in range(2):
+                first.windows.add("g", "d", 503, 10, clock.now)
+            await first.evaluate()  # holding here
+            clock.now += 60
+            await second.evaluate()  # nothing seen here, half an interval later
+            clock.now += 60
+        (held,) = await _store(stores).query(IncidentQuery(rule="e"))
+        assert held.state == "open"
+        # The failures stop: no instance sees the condition for two intervals, then it is quiet.
+        for _ in range(2):
+            await first.evaluate()
+            clock.now += 60
+            await second.evaluate()
+            clock.now += 60
+        await first.evaluate()
+        (done,) = await _store(stores).query(IncidentQuery(rule="e"))
+        assert (done.id, done.state, done.resolved_value) == (held.id, "resolved", None)
+    finally:
+        await first.close()
+        await second.close()

@@ -5,11 +5,12 @@
   ``min_requests`` and at or past the threshold): open the incident, or tell the store it still
   holds (``last_seen_at``). Clear: resolved by any instance that sees at least ``min_requests``
   below the threshold (evidence, not silence) once no instance has seen it hold for two
-  evaluations; or, when no instance has seen it hold for two windows (the deployment went
-  quiet), by whichever instance notices first.
+  evaluations; or, when no instance has seen it hold for two windows, or two evaluations when
+  longer (the deployment went quiet), by whichever instance notices first.
 - ``breaker``: routing/health.py tells of a deployment's cooldown opening (the incident opens)
-  and of its recovery, the half-open probe answering (resolved). With Redis every instance
-  hears both; the store lets one open and one resolve. The recovery notice never comes when the
+  and of its recovery, the half-open probe answering (resolved, unless the deployment is out
+  again by then: a recovery heard late never resolves a later trip's incident). With Redis every
+  instance hears both; the store lets one open and one resolve. The recovery notice never comes when the
   cooldown was lost (a restart, the deployment removed): each evaluation also resolves an open
   breaker incident, settled for two evaluations, whose deployment is no longer out
   (``tripped``). A trip whose incident is open already keeps that one (moving its last_seen_at).
@@ -98,8 +99,9 @@ class Alerts:
             await asyncio.wait(list(self._tasks), timeout=5.0)
             for task in list(self._tasks):
                 task.cancel()
-        for sender in self.senders.values():
-            await sender.close()
+        # Every receiver at once: a close waits up to its grace for the events in flight, so
+        # one after another, hanging receivers would hold the shutdown that many times over.
+        await asyncio.gather(*(sender.close() for sender in self.senders.values()))
         self._store = None
 
     # -- notices from routing/health.py and the budget book (sync: spawn and return) ----------
@@ -160,9 +162,13 @@ class Alerts:
                     "-" if opened.threshold is None else f"{opened.threshold:g}")
         self._send(rule, opened)
 
-    async def _resolve(self, rule: Rule, subject: str, value: float | None) -> None:
+    async def _resolve(self, rule: Rule, subject: str, value: float | None, incident: Incident | None = None
+                       ) -> None:
+        """``incident``: the one an evaluation read and judged over; a newer incident of the same
+        rule and subject (opened meanwhile, elsewhere) is left open."""
         assert self._store is not None
-        resolved = await self._store.resolve(rule.name, subject, _utc(self._clock()), value)
+        resolved = await self._store.resolve(rule.name, subject, _utc(self._clock()), value,
+                                             incident_id=None if incident is None else incident.id)
         if resolved is None:
             return
         log.info("alert %s resolved for %s", rule.name, subject)
@@ -180,6 +186,10 @@ class Alerts:
         try:
             if tripped:
                 await self._open(rule, subject, 1.0, details={"group": group, "deployment": deployment})
+            elif self.tripped is not None and await self.tripped(group, deployment):
+                # Out again (this recovery heard late, after a new trip elsewhere): the open
+                # incident is that trip's; its own recovery, or the sweep, resolves it.
+                log.debug("alert %s for %s: recovery heard while out again, kept open", rule.name, subject)
             else:
                 await self._resolve(rule, subject, 0.0)
         except Exception as exc:
@@ -248,21 +258,23 @@ class Alerts:
                     else:
                         await store.touch(rule.name, subject, at)
                 elif known is not None and rule.clear(seen.requests, value) and self._settled(known, at):
-                    await self._resolve(rule, subject, round(value, 4))
+                    await self._resolve(rule, subject, round(value, 4), known)
         rules = {r.name: r for r in self.rules}
         for (name, subject), incident in open_now.items():
             configured = rules.get(name)
             if configured is None or (name, subject) in holding:
                 continue  # a rule no longer configured: left as it is
             if incident.resolves_at is not None and incident.resolves_at <= at:
-                await self._resolve(configured, subject, None)  # e.g. the budget's period is over
+                await self._resolve(configured, subject, None, incident)  # e.g. the budget's period is over
             elif configured.kind in ("error_rate", "latency"):
-                quiet = timedelta(seconds=2 * configured.window_seconds)
+                # Two windows, or two evaluations when longer: an instance that sees it hold
+                # says so once per evaluation, whatever the window.
+                quiet = timedelta(seconds=2 * max(configured.window_seconds, self.config.evaluate_seconds))
                 if (incident.last_seen_at or incident.started_at) + quiet <= at:
-                    await self._resolve(configured, subject, None)  # nobody saw it hold for two windows
+                    await self._resolve(configured, subject, None, incident)  # nobody saw it hold: 2 windows
             elif (configured.kind == "breaker" and self._settled(incident, at)
                   and not await self._out(incident)):
-                await self._resolve(configured, subject, 0.0)  # its recovery notice was lost
+                await self._resolve(configured, subject, 0.0, incident)  # its recovery notice was lost
 
     async def _out(self, incident: Incident) -> bool:
         """Whether a breaker incident's deployment is still out of traffic (True when unknown)."""

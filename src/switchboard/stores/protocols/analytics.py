@@ -125,9 +125,12 @@ class IncidentStore(Protocol):
         """The condition still holds (seen at ``at``): moves the open incident's last_seen_at."""
         ...
 
-    async def resolve(self, rule: str, subject: str, at: datetime, value: float | None) -> Incident | None:
-        """Resolve the open incident of (rule, subject); the resolved incident to the one caller
-        that resolved it, None to every other (none open, or resolved by someone else)."""
+    async def resolve(self, rule: str, subject: str, at: datetime, value: float | None, *,
+                      incident_id: str | None = None) -> Incident | None:
+        """Resolve the open incident of (rule, subject), only if it is ``incident_id`` when given
+        (a caller that decided from an earlier read never ends a newer incident); the resolved
+        incident to the one caller that resolved it, None to every other (none open, another
+        one open, or resolved by someone else)."""
         ...
 
     async def open_incidents(self) -> list[Incident]: ...

@@ -4,7 +4,8 @@
 per (rule, subject). Opening inserts into both in one transaction, the ``alert_open`` row with
 ``ON CONFLICT DO NOTHING``: an insert that conflicts means another instance (or an earlier
 evaluation) opened it, and that caller gets None. Resolving deletes the ``alert_open`` row with
-its incident id in the condition: only the caller whose delete removed it resolves the incident.
+its incident id in the condition: only the caller whose delete removed it resolves the incident
+(and a caller naming the incident it read resolves that one only, never a newer one).
 """
 
 from __future__ import annotations
@@ -63,12 +64,13 @@ class SqlIncidentStore:
             await conn.execute(sa.update(t).where(t.c.id == opened, t.c.last_seen_at < to_db(at))
                                .values(last_seen_at=to_db(at)))
 
-    async def resolve(self, rule: str, subject: str, at: datetime, value: float | None) -> Incident | None:
+    async def resolve(self, rule: str, subject: str, at: datetime, value: float | None, *,
+                      incident_id: str | None = None) -> Incident | None:
         async with self._engine.begin() as conn:
             found = (await conn.execute(sa.select(o.c.incident_id)
                                         .where(o.c.rule == rule, o.c.subject == subject))).first()
-            if found is None:
-                return None
+            if found is None or (incident_id is not None and found[0] != incident_id):
+                return None  # none open, or a newer incident than the caller's
             incident_id = found[0]
             gone = await conn.execute(sa.delete(o).where(o.c.rule == rule, o.c.subject == subject,
                                                          o.c.incident_id == incident_id))
