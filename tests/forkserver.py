@@ -16,7 +16,11 @@ plain ``subprocess.Popen`` processes.
 
 What the server must not do before forking: start threads, open event loops, read settings or
 create anything that reads the environment (the CLI's consoles read ``COLUMNS``; the ``cli``
-modules are imported by each child instead).
+modules are imported by each child instead). A thread running at a fork could hold a lock the
+child then waits for forever (Python 3.12+ warns about such forks): the server is a process of its
+own, started by ``subprocess`` (which does not fork the test process's threads), and it checks
+before each fork that it is still its only thread, refusing the request with the reason if not.
+The test process itself never forks.
 """
 
 from __future__ import annotations
@@ -291,9 +295,19 @@ def _run_child(request: dict[str, Any], output: int, server: socket.socket) -> N
         os._exit(code & 0xFF)
 
 
+def _threads() -> int:
+    """How many threads this process has, as the kernel counts them (threads started by C
+    libraries too, which ``threading`` does not list)."""
+    return len(os.listdir("/proc/self/task"))
+
+
 def _launch(request: dict[str, Any], output: int, server: socket.socket) -> int:
     """Double-fork: the middle process exits at once, so the child is handed to the nearest
     subreaper above us, the test process."""
+    if (threads := _threads()) != 1:
+        os.close(output)
+        raise RuntimeError(f"the fork server runs {threads} threads: a fork now could leave the child "
+                           "waiting for a lock one of them holds")
     report_r, report_w = os.pipe()
     middle = os.fork()
     if middle == 0:

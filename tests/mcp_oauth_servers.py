@@ -30,6 +30,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -139,13 +140,21 @@ class AuthorizationServer:
         if held is not None and self._loop is not None:
             self._loop.call_soon_threadsafe(held.set)
 
-    def wait_revocations(self, count: int, timeout: float = 15.0) -> list[Revocation]:
-        """The first ``count`` revocation requests, once they arrived (answered or not)."""
+    def revocations_of(self, tokens: Collection[str], count: int | None = None,
+                       timeout: float = 15.0) -> list[Revocation]:
+        """The revocation requests for ``tokens``, in arrival order, once ``count`` of them (default:
+        one per token) arrived, answered or not. Those of other tokens are left out: another
+        test's tokens, revoked in the background, may arrive meanwhile."""
+        wanted = len(tokens) if count is None else count
+
+        def mine() -> list[Revocation]:
+            return [r for r in self.revocations if r.token in tokens]
+
         with self._revocations_changed:
-            if not self._revocations_changed.wait_for(lambda: len(self.revocations) >= count, timeout):
-                raise AssertionError(f"the authorization server got {len(self.revocations)} revocation "
-                                     f"request(s) within {timeout} s, expected {count}")
-            return list(self.revocations[:count])
+            if not self._revocations_changed.wait_for(lambda: len(mine()) >= wanted, timeout):
+                raise AssertionError(f"the authorization server got {len(mine())} revocation request(s) "
+                                     f"for these tokens within {timeout} s, expected {wanted}")
+            return mine()
 
     def tokens_of(self, subject: str) -> set[str]:
         """The subject's refresh and access tokens still valid here."""

@@ -50,6 +50,9 @@ def _config(mock: Mock, hooks: WebhookReceiver) -> dict[str, Any]:
         {"name": "wobbly", "provider": P, "model": "gpt-4o-mini"},
         {"name": "sluggish", "provider": P, "model": "gpt-4o-mini"},
         {"name": "streamy", "provider": P, "model": "gpt-4o-mini"},
+        # Incidents of the listing and cursor tests' own: "wobbly" is test_error_rate_fires_once's.
+        *({"name": f"paged-{x}", "provider": P, "model": "gpt-4o-mini"} for x in "abc"),
+        {"name": "cursored", "provider": P, "model": "gpt-4o-mini"},
         # A short total timeout: with Redis, a half-open probe's claim lasts 5 s plus that.
         {"name": "tripping", "deployment": "one", "provider": P, "model": "gpt-4o-mini", **SHORT},
         {"name": "tripping", "deployment": "two", "provider": P, "model": "gpt-4o", **SHORT},
@@ -67,6 +70,12 @@ def _config(mock: Mock, hooks: WebhookReceiver) -> dict[str, Any]:
              "percentile": "p50", "window_seconds": 60, "min_requests": 3, "webhooks": ["oncall"]},
             {"name": "streamy-errors", "kind": "error_rate", "group": "streamy", "threshold": 0.5,
              "window_seconds": 60, "min_requests": 3},
+            # Delivered nowhere: their events would reach the receiver while another test counts
+            # its deliveries (and take the failure it set up for its own event).
+            {"name": "paged-errors", "kind": "error_rate", "group": "paged-*", "threshold": 0.5,
+             "window_seconds": 60, "min_requests": 2, "webhooks": []},
+            {"name": "cursored-errors", "kind": "error_rate", "group": "cursored", "threshold": 0.5,
+             "window_seconds": 60, "min_requests": 2, "webhooks": []},
             {"name": "breakers", "kind": "breaker", "group": "tripping"},
             {"name": "budget-full", "kind": "budget", "thresholds": [100], "scopes": ["key"]},
         ],
@@ -319,10 +328,12 @@ def test_a_budget_threshold_fires_and_tenants_see_their_own_incidents(pair: Pair
 
 
 def test_listing_pages_newest_first(pair: Pair) -> None:
-    for i in range(4):
-        for gw in pair.both:
-            chat(gw, "wobbly", f"mock:status=500 failing again {i}")
-    until(lambda: pair.alerts(rule="wobbly-errors", state="open"), "no new incident")
+    # Three incidents of its own (one per group), whichever tests ran before.
+    for model in ("paged-a", "paged-b", "paged-c"):
+        for i in range(2):
+            for gw in pair.both:
+                chat(gw, model, f"mock:status=500 failing again {i}")
+    until(lambda: len(pair.alerts(rule="paged-errors", state="open")) == 3, "no three new incidents")
     everything = pair.alerts(limit=1000)
     assert len(everything) >= 3
     starts = [i["started_at"] for i in everything]
@@ -343,10 +354,10 @@ def test_listing_pages_newest_first(pair: Pair) -> None:
 
 
 def test_a_cursor_outside_the_callers_list_is_a_400(pair: Pair) -> None:
-    for i in range(4):
+    for i in range(2):
         for gw in pair.both:
-            chat(gw, "wobbly", f"mock:status=500 failing for the cursor {i}")
-    platform = until(lambda: pair.alerts(rule="wobbly-errors"), "no wobbly incident")[0]
+            chat(gw, "cursored", f"mock:status=500 failing for the cursor {i}")
+    platform = until(lambda: pair.alerts(rule="cursored-errors"), "no cursored incident")[0]
     # The platform admin pages on from it; a tenant admin, whose list it is not in, may not.
     assert pair.admin("GET", "/admin/v1/alerts", params={"before": platform["id"]}).status_code == 200
     admin = _tenant_admin(pair, f"cursor-{uuid.uuid4().hex[:6]}")

@@ -8,7 +8,7 @@ fit side by side shows each row as a block of ``header  value``. At 200 columns 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import httpx
 import openai
@@ -44,18 +44,23 @@ def _missing_words(headers: Iterable[str], lines: Iterable[str]) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def budget_id(gateway: Gateway) -> str:
-    """Something in every table: a call in the usage report, a key, a budget."""
-    key = httpx.post(f"{gateway.url}/admin/v1/keys", json={"models": ["*"]}, headers=ADMIN, timeout=10)
-    client = openai.OpenAI(base_url=gateway.base_url, api_key=key.json()["key"], max_retries=0)
+def budget_id(gateway: Gateway) -> Iterator[str]:
+    """Something in every table: a call in the usage report, a key, a budget. The gateway is the
+    session's: the budget (on the default tenant, over every caller of it) goes with the module."""
+    key = httpx.post(f"{gateway.url}/admin/v1/keys", json={"models": ["*"]}, headers=ADMIN, timeout=10).json()
+    client = openai.OpenAI(base_url=gateway.base_url, api_key=key["key"], max_retries=0)
     assert client.chat.completions.create(model="gpt-4o-mini", messages=ask("width")).choices
     end = time.monotonic() + 10
-    while not httpx.get(f"{gateway.url}/admin/v1/usage", headers=ADMIN, timeout=10).json()["data"]:
+    while not httpx.get(f"{gateway.url}/admin/v1/usage", headers=ADMIN, timeout=10,
+                        params={"key": key["id"]}).json()["data"]:
         assert time.monotonic() < end, "the call never reached the usage report"
+        time.sleep(0.05)
     budget = httpx.put(f"{gateway.url}/admin/v1/budgets", headers=ADMIN, timeout=10,
                        json={"scope": "tenant", "max_amount": 1000, "thresholds": [50, 80]})
     assert budget.status_code == 200, budget.text
-    return str(budget.json()["id"])
+    yield str(budget.json()["id"])
+    gone = httpx.delete(f"{gateway.url}/admin/v1/budgets/{budget.json()['id']}", headers=ADMIN, timeout=10)
+    assert gone.status_code == 200, gone.text
 
 
 @pytest.mark.parametrize(("args", "headers"), [

@@ -93,6 +93,9 @@ def world(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iter
     keys["spender"] = _post(gw.url, "/admin/v1/keys", {"models": ["*"], "tenant": tenant})
     # A key no other test makes batches with: its usage is the poller's pricing alone.
     keys["poller"] = _post(gw.url, "/admin/v1/keys", {"models": ["*"], "tenant": tenant})
+    # A key that makes no batch: its file list changes only by its own uploads (a batch of another
+    # key's that the poller sees finish adds its output file to that key's list).
+    keys["uploads"] = _post(gw.url, "/admin/v1/keys", {"models": ["*"], "tenant": tenant})
     # Less than one small batch costs (2250 nano-USD, test_a_batch_counts_in_its_keys_budget_...).
     resp = httpx.put(f"{gw.url}/admin/v1/budgets", headers=ADMIN, timeout=30, json={
         "scope": "key", "subject": keys["spender"]["id"], "tenant": tenant, "max_amount": 0.000002,
@@ -460,7 +463,7 @@ def test_no_key_is_401(world: World) -> None:
 
 def _upload(world: World, body: bytes, content_type: str) -> httpx.Response:
     return httpx.post(f"{world.gateway.base_url}/files", content=body, timeout=30,
-                      headers={"Authorization": f"Bearer {world.keys['a']['key']}",
+                      headers={"Authorization": f"Bearer {world.keys['uploads']['key']}",
                                "Content-Type": content_type})
 
 
@@ -505,11 +508,11 @@ FILE_PART = b"--zzz\r\nContent-Disposition: form-data; name=\"file\"; filename=\
      "invalid_value"),
 ])
 def test_malformed_uploads(world: World, body: bytes, content_type: str, status: int, code: str) -> None:
-    before = {f.id for f in world.sdk("a").files.list()}
+    before = {f.id for f in world.sdk("uploads").files.list()}
     resp = _upload(world, body, content_type)
     assert resp.status_code == status, resp.text
     assert resp.json()["error"]["code"] == code
-    assert {f.id for f in world.sdk("a").files.list()} == before  # nothing was kept
+    assert {f.id for f in world.sdk("uploads").files.list()} == before  # nothing was kept
 
 
 def test_a_wrong_method_is_405_naming_the_methods(world: World) -> None:

@@ -237,8 +237,7 @@ def test_a_user_forgets_their_authorization_and_the_tokens_are_revoked(world: Wo
     assert authorize(world, "dave@idp", key=dave_key).status_code == 200
     assert authorize(world, "erin@idp", key=erin_key).status_code == 200
     assert asyncio.run(whoami(world, dave_key)) == "dave@idp"
-    daves = world.auth.tokens_of("dave@idp")
-    before = len(world.auth.revocations)
+    daves, erins = world.auth.tokens_of("dave@idp"), world.auth.tokens_of("erin@idp")
     world.auth.hold_revocations()  # the authorization server is slow to answer: nobody waits for it
     try:
         with httpx.Client(timeout=10) as client:
@@ -246,7 +245,7 @@ def test_a_user_forgets_their_authorization_and_the_tokens_are_revoked(world: Wo
                                    headers={"Authorization": f"Bearer {dave_key}"})
             assert forgot.status_code == 200, forgot.text
             assert forgot.json() == {"object": "mcp_authorization", "server": "whoami", "deleted": True}
-            world.auth.wait_revocations(before + 1)  # asked, not answered yet
+            world.auth.revocations_of(daves, count=1)  # asked, not answered yet
             assert "needs your authorization" in asyncio.run(refused(world, dave_key)).error.message
             again = client.delete(f"{world.gateway.url}/mcp/oauth/whoami",
                                   headers={"Authorization": f"Bearer {dave_key}"})
@@ -254,13 +253,14 @@ def test_a_user_forgets_their_authorization_and_the_tokens_are_revoked(world: Wo
     finally:
         world.auth.release_revocations()
     # The refresh token, then the access token, revoked with the client's credentials.
-    revocations = world.auth.wait_revocations(before + 2)[before:]
+    revocations = world.auth.revocations_of(daves)
     assert [r.hint for r in revocations] == ["refresh_token", "access_token"]
     assert all(r.authenticated for r in revocations)
     assert {r.token for r in revocations} == daves
     assert world.auth.tokens_of("dave@idp") == set()
     assert asyncio.run(whoami(world, erin_key)) == "erin@idp"  # another user's is untouched
-    assert len(world.auth.revocations) == before + 2  # nothing else: the second unlink had no tokens
+    # Nothing else: the second unlink had no tokens (another test's may be revoked meanwhile).
+    assert len(world.auth.revocations_of(daves | erins, count=0)) == 2
 
 
 def test_tokens_are_refreshed_before_they_expire_one_refresh_at_a_time(world: World) -> None:
@@ -504,16 +504,15 @@ def test_every_users_tokens_deleted_by_a_server_change_or_removal_are_revoked(wo
         assert authorize(world, login, key=key, server=name).status_code == 200
     issued = set().union(*(world.auth.tokens_of(login) for login in users))
     assert len(issued) == 4
-    before = len(world.auth.revocations)
     world.auth.hold_revocations()
     try:
         started = time.monotonic()
         world.admin.ok("PATCH", path, {"url": world.math.url}, params=scope)
         assert time.monotonic() - started < 5  # answered while the authorization server holds
-        world.auth.wait_revocations(before + 1)
+        world.auth.revocations_of(issued, count=1)
     finally:
         world.auth.release_revocations()
-    revocations = world.auth.wait_revocations(before + 4)[before:]
+    revocations = world.auth.revocations_of(issued)
     assert {r.token for r in revocations} == issued and all(r.authenticated for r in revocations)
     assert all(world.auth.tokens_of(login) == set() for login in users)
     # Removed: the tokens authorized since are revoked too.
@@ -522,7 +521,7 @@ def test_every_users_tokens_deleted_by_a_server_change_or_removal_are_revoked(wo
     assert authorize(world, login, key=key, server=name).status_code == 200
     again = world.auth.tokens_of(login)
     world.admin.ok("DELETE", path, params=scope)
-    revocations = world.auth.wait_revocations(before + 6)[before + 4:]
+    revocations = world.auth.revocations_of(again)
     assert {r.token for r in revocations} == again and world.auth.tokens_of(login) == set()
     # The removal's audit says how many users' tokens went with it, as a change's does.
     entries = world.admin.ok("GET", "/admin/v1/audit", params={"tenant": tenant, "limit": 10})["data"]
@@ -554,12 +553,11 @@ def test_with_configured_endpoints_tokens_are_revoked_at_the_configured_revocati
     assert authorize(world, login, key=key, server="pinned").status_code == 200
     issued = world.auth.tokens_of(login)
     assert len(issued) == 2
-    before = len(world.auth.revocations)
     with httpx.Client(timeout=10) as client:
         forgot = client.delete(f"{world.gateway.url}/mcp/oauth/pinned",
                                headers={"Authorization": f"Bearer {key}"})
     assert forgot.status_code == 200 and forgot.json()["deleted"] is True, forgot.text
-    revocations = world.auth.wait_revocations(before + 2)[before:]
+    revocations = world.auth.revocations_of(issued)
     assert [r.hint for r in revocations] == ["refresh_token", "access_token"]
     assert {r.token for r in revocations} == issued and all(r.authenticated for r in revocations)
     assert world.auth.tokens_of(login) == set()
@@ -579,9 +577,8 @@ def test_with_configured_endpoints_tokens_are_revoked_at_the_configured_revocati
         assert authorize(world, login, key=key, server=name).status_code == 200
     issued = set().union(*(world.auth.tokens_of(login) for login in users))
     assert len(issued) == 4
-    before = len(world.auth.revocations)
     world.admin.ok("DELETE", path, params=scope)
-    revocations = world.auth.wait_revocations(before + 4)[before:]
+    revocations = world.auth.revocations_of(issued)
     assert {r.token for r in revocations} == issued and all(r.authenticated for r in revocations)
     assert all(world.auth.tokens_of(login) == set() for login in users)
 
