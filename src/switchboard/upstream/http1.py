@@ -256,7 +256,9 @@ class _Conn(asyncio.Protocol):
         self.answered = False  # the final answer's status and headers are in (not a 1xx)
         self.length: bytes | None = None  # its Content-Length, as sent
         self.media: bytes | None = None  # its Content-Type, as sent
-        self._head_bytes = 0  # read before the final answer's headers were complete
+        # Read, in a row, without adding to the body: the head (1xx answers included), then
+        # chunk framing and trailers.
+        self._head_bytes = 0
         self.keep_alive = False
         self._until_close = False
         self._chunks: deque[bytes] = deque()
@@ -289,6 +291,7 @@ class _Conn(asyncio.Protocol):
             return
         self.received = True
         self._last_read = self._loop.time()
+        buffered = self._buffered
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -301,10 +304,19 @@ class _Conn(asyncio.Protocol):
         except Exception as exc:
             self._fail(BadResponse(f"unreadable body from upstream: {type(exc).__name__}"))
             return
-        if not self.answered:
+        if self._buffered != buffered or self.done:
+            self._head_bytes = 0
+        else:
+            # A read that added nothing to the body: the head, or after it chunk framing and
+            # trailers, which httptools gathers in memory (one endless trailer value by repeated
+            # concatenation): bounded as the head is, counted until a read brings body again.
             self._head_bytes += len(data)
             if self._head_bytes > MAX_HEAD_BYTES:
-                self._fail(BadResponse(f"the upstream's answer headers exceed {MAX_HEAD_BYTES} bytes"))
+                if self.answered:
+                    self._fail(BadResponse(f"the upstream sent over {MAX_HEAD_BYTES} bytes of chunk "
+                                           "framing or trailers after its body"))
+                else:
+                    self._fail(BadResponse(f"the upstream's answer headers exceed {MAX_HEAD_BYTES} bytes"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -325,7 +337,8 @@ class _Conn(asyncio.Protocol):
             raise BadResponse("unsolicited answer after the end of the one requested")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._raw.append((name, value))
+        if not self.answered:  # after the final answer's head: a chunked body's trailer, dropped
+            self._raw.append((name, value))
 
     def on_headers_complete(self) -> None:
         parser = self._parser
@@ -360,7 +373,7 @@ class _Conn(asyncio.Protocol):
         elif coding == b"deflate":
             self._inflate = _DEFLATE  # zlib-wrapped or raw: told by the first bytes
         elif coding not in (b"identity", b""):
-            shown = coding.decode("latin-1")
+            shown = coding[:40].decode("ascii", "replace")  # the caller sees it: a few words at most
             raise BadResponse(f"upstream sent an encoding the gateway does not read: {shown}")
         self._wake()
 

@@ -700,6 +700,54 @@ async def test_a_chunked_answer_is_read_whole_and_the_connection_kept() -> None:
     assert up.accepted == 1
 
 
+async def test_a_chunked_answers_extensions_and_trailers_are_read_past_and_never_become_headers() -> None:
+    def answer(seen: Seen) -> bytes:
+        return (chunked_head(headers=[("Content-Type", "application/json")])
+                + b"5;name=value;flag\r\n{\"a\":\r\n3;quoted=\"a b\"\r\n1}\n\r\n"
+                + b"0;last\r\nX-Checksum: abc\r\nContent-Type: text/html\r\n\r\n")
+
+    async with Upstream(keep_alive(answer)) as up, upstream_client() as client:
+        first = await client.send(post(up), None)
+        second = await client.send(post(up), None)
+
+    assert first.body == second.body == b'{"a":1}\n'
+    # A trailer is not a header: the answer's headers are the ones that came before its body.
+    assert first.headers.getall("Content-Type") == ["application/json"]  # type: ignore[attr-defined]
+    assert "X-Checksum" not in first.headers and len(first.headers) == 2
+    assert up.accepted == 1
+
+
+# After the last chunk's size: what starts the endless part, and what repeats in it.
+ENDLESS_FRAMING = {
+    "many trailer lines": (b"0\r\n", b"X-Trailer: " + b"t" * 1000 + b"\r\n"),
+    "one endless trailer line": (b"0\r\nX-Long: ", b"t" * 1000),
+    "one endless chunk extension": (b"0;ext=", b"x" * 1000),
+}
+
+
+@pytest.mark.parametrize(("start", "filler"), ENDLESS_FRAMING.values(), ids=ENDLESS_FRAMING.keys())
+async def test_endless_framing_after_the_body_is_a_bad_gateway_past_the_head_bound(
+    start: bytes, filler: bytes
+) -> None:
+    async def handler(conn: Conn) -> None:
+        if conn.index:
+            await keep_alive()(conn)
+            return
+        await conn.request()
+        await conn.send(chunked_head() + chunk(b'{"ok":true}') + start)
+        # Counted from the first read without body: twice the bound is past it however the
+        # reads fall. The client may close the connection before the last ones.
+        for _ in range(2 * http1.MAX_HEAD_BYTES // len(filler) + 2):
+            await conn.send(filler)
+        await conn.until_eof()
+
+    async with Upstream(handler) as up, upstream_client(first_byte=60) as client:
+        with pytest.raises(UpstreamBadGateway, match="chunk framing or trailers after its body"):
+            await asyncio.wait_for(client.send(post(up), None), SOON)  # not at the 60 s timeout
+        await asyncio.wait_for(up.conns[0].finished.wait(), SOON)  # the client closed it
+        assert (await client.send(post(up), None)).status == 200
+
+
 async def test_an_answer_delimited_by_the_connections_end() -> None:
     body = b'{"until":"close"}' * 100
 
@@ -781,12 +829,25 @@ async def test_an_encoding_the_client_does_not_read_is_a_bad_gateway() -> None:
     handler = once_then_ok(response(b"\x0b\x02\x80hello\x03", headers=[("Content-Encoding", "br")]))
 
     async with Upstream(handler) as up, upstream_client() as client:
-        with pytest.raises(UpstreamBadGateway):
+        with pytest.raises(UpstreamBadGateway, match=r"an encoding the gateway does not read: br$"):
             await client.send(post(up), None)
         await asyncio.wait_for(up.conns[0].eof.wait(), SOON)
         assert (await client.send(post(up), None)).status == 200
 
     assert up.accepted == 2
+
+
+async def test_an_unknown_encoding_is_named_short_and_without_the_credential() -> None:
+    coding = "x-" + KEY + "-" + "z" * 10_000
+    handler = once_then_ok(response(b"{}", headers=[("Content-Encoding", coding)]))
+
+    async with Upstream(handler) as up, upstream_client() as client:
+        with pytest.raises(UpstreamBadGateway) as caught:
+            await client.send(post(up), None)
+
+    message = caught.value.message
+    assert message.startswith("connection to provider 'prov' failed: upstream sent an encoding")
+    assert KEY not in message and "[redacted]" in message and len(message) < 200
 
 
 # -- 8. size limit -------------------------------------------------------------------------------
