@@ -297,7 +297,9 @@ class _Conn(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             # A callback's own refusal arrives wrapped in the parser's error.
             cause = exc.__context__
-            if not isinstance(cause, BadResponse):
+            if isinstance(cause, zlib.error):  # raised in on_body: the compressed body is invalid
+                cause = BadResponse("unreadable body from upstream: invalid compressed data")
+            elif not isinstance(cause, BadResponse):
                 cause = BadResponse(f"invalid HTTP from upstream: {exc}")
             self._fail(cause)
             return
@@ -359,6 +361,9 @@ class _Conn(asyncio.Protocol):
             if name == b"content-length":
                 length = value if length is None else length
             elif name == b"transfer-encoding":
+                if value.strip().lower() != b"chunked":  # gzip: read only to the end, never decoded
+                    shown = value[:40].decode("ascii", "replace")
+                    raise BadResponse(f"upstream sent a transfer coding the gateway does not read: {shown}")
                 chunked = True
             elif name == b"content-encoding":
                 encoding = value if encoding is None else encoding
@@ -390,9 +395,14 @@ class _Conn(asyncio.Protocol):
         self._wake()
 
     def _inflated(self, body: bytes) -> bytes:
-        if self._inflate is _DEFLATE:
+        if self._inflate is _DEFLATE or type(self._inflate) is bytes:
+            if self._inflate is not _DEFLATE:
+                body = self._inflate + body
+            if len(body) < 2:  # one byte (a chunk of one) cannot tell the form: kept for the next
+                self._inflate = body
+                return b""
             # RFC 9110's deflate is zlib-wrapped; some servers send it raw.
-            wrapped = len(body) >= 2 and body[0] & 0x0F == 8 and (body[0] << 8 | body[1]) % 31 == 0
+            wrapped = body[0] & 0x0F == 8 and (body[0] << 8 | body[1]) % 31 == 0
             self._inflate = zlib.decompressobj() if wrapped else zlib.decompressobj(-zlib.MAX_WBITS)
         out: bytes = self._inflate.decompress(body, MAX_INFLATE)
         if self._inflate.unconsumed_tail:  # a compression bomb, not an API answer
@@ -402,8 +412,8 @@ class _Conn(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if not self.answered:  # the end of a 1xx interim answer
             return
-        if self._inflate is _DEFLATE:  # an empty deflate body
-            self._inflate = None
+        if self._inflate is _DEFLATE or type(self._inflate) is bytes:  # an empty (or 1-byte) deflate
+            self._inflate = None  # body: nothing to inflate
         if self._inflate is not None:
             rest = self._inflate.flush()
             if rest:

@@ -804,6 +804,32 @@ async def test_an_encoded_answer_is_decoded(
     assert up.accepted == 1
 
 
+@pytest.mark.parametrize("encode", [zlib.compress, _deflate_raw], ids=["zlib", "raw"])
+async def test_a_deflate_answer_whose_first_piece_is_one_byte_is_decoded(
+    encode: Callable[[bytes], bytes],
+) -> None:
+    plain = b'{"choices":[]}' * 100
+    encoded = encode(plain)
+    pieces = [encoded[:1], encoded[1:2], encoded[2:]]  # its form is told by the first two bytes
+    head = chunked_head(headers=[("Content-Encoding", "deflate")])
+    answer = head + b"".join(map(chunk, pieces)) + LAST_CHUNK
+
+    async with Upstream(keep_alive(answer)) as up, upstream_client() as client:
+        reply = await client.send(post(up), None)
+
+    assert reply.status == 200 and reply.body == plain
+
+
+async def test_a_body_that_is_not_what_its_encoding_says_is_a_bad_gateway_saying_so() -> None:
+    handler = once_then_ok(response(b"\x1f\x8bnot gzip at all", headers=[("Content-Encoding", "gzip")]))
+
+    async with Upstream(handler) as up, upstream_client() as client:
+        with pytest.raises(UpstreamBadGateway, match=r"from upstream: invalid compressed data$"):
+            await client.send(post(up), None)
+        await asyncio.wait_for(up.conns[0].eof.wait(), SOON)  # the client closed it
+        assert (await client.send(post(up), None)).status == 200
+
+
 async def test_an_encoded_body_is_bounded_by_its_decoded_size() -> None:
     plain = b"0" * 100_000
     encoded = gzip.compress(plain)
@@ -835,6 +861,19 @@ async def test_an_encoding_the_client_does_not_read_is_a_bad_gateway() -> None:
         assert (await client.send(post(up), None)).status == 200
 
     assert up.accepted == 2
+
+
+@pytest.mark.parametrize("coding", ["gzip", "gzip, chunked", "identity"])
+async def test_a_transfer_coding_other_than_chunked_is_a_bad_gateway_naming_it(coding: str) -> None:
+    body = gzip.compress(b'{"ok":true}')
+    framed = chunk(body) + LAST_CHUNK if coding.endswith("chunked") else body
+    handler = once_then_ok(chunked_head().replace(b"chunked", coding.encode()) + framed)
+
+    async with Upstream(handler) as up, upstream_client() as client:
+        with pytest.raises(UpstreamBadGateway, match=f"transfer coding the gateway does not read: {coding}$"):
+            await client.send(post(up), None)
+        await asyncio.wait_for(up.conns[0].eof.wait(), SOON)  # the client closed it
+        assert (await client.send(post(up), None)).status == 200
 
 
 async def test_an_unknown_encoding_is_named_short_and_without_the_credential() -> None:
