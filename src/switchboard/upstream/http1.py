@@ -26,6 +26,7 @@ be given that answer, and every later caller the one before it.
 from __future__ import annotations
 
 import asyncio
+import select
 import ssl
 import sys
 import zlib
@@ -65,6 +66,13 @@ MAX_HEAD_BYTES = 64 * 1024
 # microseconds.
 WRITE_APART_BYTES = 256 * 1024
 _NONE: Any = object()
+# What makes an idle pooled connection unfit for a request, seen by a poll of its socket that
+# does not wait (the event loop may not have read it yet): bytes waiting (an answer nobody asked
+# for, a TLS close) or the upstream's end of the connection. No poll() (not Linux or BSD): only
+# what the loop has read counts.
+_POLL: Any = getattr(select, "poll", None)
+_STALE = (select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
+          | getattr(select, "POLLRDHUP", 0)) if _POLL is not None else 0
 _DEFLATE: Any = object()  # a deflate answer whose form (zlib or raw) is not known yet
 
 
@@ -245,6 +253,8 @@ class _Conn(asyncio.Protocol):
         # message after another). It holds this object's callbacks: a reference cycle, which
         # connection_lost breaks (a connection that never connected makes none).
         self._parser = _SPENT
+        # A poll of the socket (see _STALE), made once it is connected; None: not polled.
+        self._poll: Any = None
         # The connection's timer, kept from one exchange to the next (see _arm).
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = _INF
@@ -284,6 +294,10 @@ class _Conn(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self._parser = httptools.HttpResponseParser(self)
+        sock = transport.get_extra_info("socket")
+        if _POLL is not None and sock is not None:
+            self._poll = _POLL()
+            self._poll.register(sock.fileno(), _STALE)
 
     def data_received(self, data: bytes) -> None:
         if not self._timed:
@@ -330,6 +344,7 @@ class _Conn(asyncio.Protocol):
         # The parser holds this object's callbacks (bound methods): a reference cycle, left for
         # the cyclic garbage collector by every connection closed. Nothing is read any more.
         self._parser = _SPENT
+        self._poll = None  # its descriptor is closed, and may be another's soon
 
     # -- httptools callbacks ---------------------------------------------------------------
 
@@ -551,6 +566,12 @@ class _Conn(asyncio.Protocol):
     def open(self) -> bool:
         return self.transport is not None and not self.transport.is_closing()
 
+    def quiet(self) -> bool:
+        """Nothing waits on the idle connection's socket that the loop has not read yet: not the
+        upstream's end of it (closed idle, its FIN or reset in flight until now), not bytes."""
+        poll = self._poll
+        return poll is None or not poll.poll(0)
+
     def discard(self) -> None:
         """Closed for good, its answer no longer read: let go of the error that ended it (raised
         by wait(), its traceback holds the frames that hold this object: a reference cycle)."""
@@ -760,8 +781,11 @@ class Pool:
         read_gap: float | None,
         total: float | None,
     ) -> Response:
-        """Send one request and wait for its status and headers. A reused connection that the
-        upstream closed while idle (nothing answered) is retried once on a new one."""
+        """Send one request and wait for its status and headers. A request is sent once: a
+        connection that ends after it, with nothing answered, is a Disconnected (the upstream
+        may have taken the request, and run it). Only a request the connection refused to take
+        (closed under us) is sent again, once, on a new connection; a pooled connection the
+        upstream has closed is found before its reuse (_acquire)."""
         loop = asyncio.get_running_loop()
         start = loop.time()
         for attempt in (0, 1):
@@ -772,12 +796,14 @@ class Pool:
                 raise TimeoutError()
             conn.start_timer(left, read_gap)
             assert conn.transport is not None
+            sent = True
             try:
                 if body and len(body) >= WRITE_APART_BYTES:
                     conn.transport.writelines((head, body))
                 else:
                     conn.transport.write(head + body if body else head)
             except (OSError, RuntimeError):  # closed under us: as if the upstream had closed it
+                sent = False
                 conn._error(Disconnected("the connection closed before the request was sent"))
             try:
                 while not conn.answered:
@@ -785,7 +811,7 @@ class Pool:
             except Disconnected as exc:
                 conn.close()
                 self.put(conn)
-                if reused and not conn.received and attempt == 0:
+                if not sent and attempt == 0:
                     continue
                 # Only a fresh TLS connection: a reused one that closed was idle, not refused.
                 exc.before_answer = not conn.received and not reused and self._tls
@@ -802,7 +828,8 @@ class Pool:
         now = loop.time()
         while idle:
             conn = idle.pop()
-            if not conn.closed and now - conn.idle_since < self._idle_seconds and conn.open():
+            if (not conn.closed and now - conn.idle_since < self._idle_seconds and conn.open()
+                    and conn.quiet()):
                 return conn, True
             conn.close()
             self._open -= 1
@@ -824,8 +851,9 @@ class Pool:
                 raise
             while self._idle:
                 conn = self._idle.pop()
-                if not conn.closed:
+                if not conn.closed and conn.quiet():
                     return conn, True
+                conn.close()
                 self._open -= 1
             if self._open < self._limit:
                 return await self._connect(loop, None), False
