@@ -573,6 +573,9 @@ async def test_a_pooled_connection_the_upstream_acted_on_unseen_is_not_used(
     try:
         async with upstream_client() as client:
             first = await client.send(UpstreamRequest("POST", up.url(), b"1", {}), None)
+            (pool,) = client._pools.values()
+            (idle,) = pool._idle
+            idle.idle_since -= http1.POLL_IDLE_SECONDS  # idle long enough to be polled (no sleep)
             up.go.set()
             assert up.done.wait(SOON)  # blocks the loop: what the upstream did is not read yet
             second = await client.send(UpstreamRequest("POST", up.url(), b"2", {}), None)
@@ -628,9 +631,6 @@ class FakeTransport:
 
     def write(self, data: bytes) -> None:
         pass
-
-    def get_extra_info(self, name: str) -> None:
-        return None  # no socket: nothing to poll
 
 
 class PausableTransport(FakeTransport):
