@@ -374,7 +374,7 @@ class _Conn(asyncio.Protocol):
             if name == b"content-length":
                 length = value if length is None else length
             elif name == b"transfer-encoding":
-                if value.strip().lower() != b"chunked":  # gzip: read only to the end, never decoded
+                if value != b"chunked" and value.strip().lower() != b"chunked":  # gzip: never decoded
                     shown = value[:40].decode("ascii", "replace")
                     raise BadResponse(f"upstream sent a transfer coding the gateway does not read: {shown}")
                 chunked = True
