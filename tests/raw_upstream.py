@@ -11,6 +11,10 @@ It runs its own event loop in a thread. The request's ``model`` picks the behavi
 - ``headhang``: sends the status line, then one header line every 0.1 s, never ending the head;
 - ``endless``: a stream whose one event starts and never ends (64 KiB pieces without a blank
   line), until the gateway closes the connection;
+- ``trailers``: a chunked answer whose body is whole and whose trailer lines never end (1 KiB
+  lines, until the gateway closes the connection);
+- ``te-gzip``: an answer in the transfer coding gzip (not chunked), delimited by the connection's
+  end;
 - ``interleaved``: a stream of two parallel tool calls whose argument deltas alternate between
   the calls (as some servers stream them), with correct indices (keep-alive);
 - ``toolong-llamacpp``: llama.cpp's server refusing a request longer than its context: HTTP 500
@@ -27,6 +31,7 @@ After ``stray`` and ``408`` the connection is read until the gateway closes it, 
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import threading
 from typing import Any
@@ -179,6 +184,21 @@ class RawUpstream(ThreadedServer):
             for _ in range(_MAX_ENDLESS):
                 writer.write(_chunk(_PIECE))
                 await writer.drain()
+            return False
+        if model == "trailers":
+            whole = _answer(f"echo:{text}")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                         b"Transfer-Encoding: chunked\r\n\r\n" + _chunk(whole.partition(b"\r\n\r\n")[2])
+                         + b"0\r\n")
+            for _ in range(_MAX_ENDLESS):
+                writer.write(b"X-Trailer: " + b"t" * 1024 + b"\r\n")
+                await writer.drain()
+            return False
+        if model == "te-gzip":
+            body = gzip.compress(_answer(f"echo:{text}").partition(b"\r\n\r\n")[2])
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                         b"Transfer-Encoding: gzip\r\nConnection: close\r\n\r\n" + body)
+            await writer.drain()
             return False
         if model == "interleaved":
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"

@@ -58,7 +58,8 @@ def gateway(raw: RawUpstream, tmp_path_factory: pytest.TempPathFactory) -> Itera
         }],
         "models": [
             *({"name": name, "provider": "raw", "model": name}
-              for name in ("echo", "stray", "408", "headhang", "endless", "interleaved")),
+              for name in ("echo", "stray", "408", "headhang", "endless", "interleaved", "trailers",
+                           "te-gzip")),
             *({"name": f"{host}-too-long{alone}", "provider": f"raw-{host}", "model": f"toolong-{host}"}
               for host in TOO_LONG_HOSTS for alone in ("", "-alone")),
             *({"name": name, "provider": "raw", "model": name} for name in FLAGGED),
@@ -106,6 +107,21 @@ def test_an_answer_nobody_asked_for_never_reaches_a_caller(
         assert ask(client, "echo", f"question {i} of user {i}") == f"echo:question {i} of user {i}"
     assert raw.requests[-4:] == [f"{model}:{model} question"] + [
         f"echo:question {i} of user {i}" for i in range(3)]
+
+
+@pytest.mark.parametrize(("model", "says"), [
+    ("trailers", "chunk framing or trailers after its body"),
+    ("te-gzip", "a transfer coding the gateway does not read: gzip"),
+])
+def test_an_answer_the_upstream_client_cannot_take_is_a_502_saying_why(
+    client: openai.OpenAI, model: str, says: str
+) -> None:
+    with pytest.raises(openai.APIStatusError) as exc:
+        ask(client, model, "hi")
+    assert_error(exc.value, 502, "upstream_error")  # refused, not waited out (a 504 at total)
+    assert says in exc.value.response.json()["error"]["message"]
+    assert "sk-raw-upstream-key" not in exc.value.response.text
+    assert ask(client, "echo", "still there?") == "echo:still there?"
 
 
 def test_a_head_trickled_line_by_line_times_out_after_first_byte(client: openai.OpenAI) -> None:

@@ -187,7 +187,12 @@ class UpstreamClient:
         if self._context is not None and isinstance(exc, http1.Disconnected) and exc.before_answer:
             # Not a connection error for retries: the request went out and may have been run.
             return UpstreamBadGateway(self._unanswered_over_tls(where))
-        if isinstance(exc, aiohttp.ClientError | http1.Http1Error):
+        if isinstance(exc, http1.Http1Error):
+            # What went wrong, as the lean client says it: its messages name no credential, and
+            # the few words an upstream puts in one (an unknown content coding) are scrubbed.
+            why = self.scrub(str(exc).encode()).decode("utf-8", "replace")
+            return UpstreamBadGateway(f"connection to {where} failed: {why}")
+        if isinstance(exc, aiohttp.ClientError):
             return UpstreamBadGateway(f"connection to {where} failed: {type(exc).__name__}")
         return exc
 

@@ -9,9 +9,12 @@ small timeouts are in the tests whose subject is a timeout."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import gzip
 import hashlib
+import socket
+import threading
 import tracemalloc
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -475,39 +478,112 @@ async def test_an_idle_connection_the_upstream_closed_is_not_used() -> None:
     assert up.accepted == 2 and len(up.conns[1].requests) == 1
 
 
-async def test_a_reused_connection_closed_with_nothing_answered_is_retried_once_on_a_new_one() -> None:
-    # The upstream closes its idle connection just as the next request is written on it.
+async def test_a_request_a_reused_connection_took_and_never_answered_is_not_sent_again() -> None:
+    # The upstream reads the request, then the connection ends with nothing answered: it may
+    # have run it (a POST that generated, and cost, a completion). The client does not resend it.
     async def handler(conn: Conn) -> None:
-        if conn.index == 0:
-            await conn.request()
-            await conn.send(response(b"first"))
-            await conn.request()  # read, never answered: closed
-        else:
-            await keep_alive(response(b"retried"))(conn)
+        await conn.request()
+        await conn.send(response(b"first"))
+        await conn.request()  # read, never answered: closed
 
     async with Upstream(handler) as up, upstream_client() as client:
         await client.send(post(up, b"1"), None)
-        reply = await client.send(post(up, b"2"), None)
+        with pytest.raises(UpstreamBadGateway, match="closed the connection before the answer was complete"):
+            await client.send(post(up, b"2"), None)
 
-    assert reply.body == b"retried"
-    assert up.accepted == 2
-    assert [s.body for s in up.conns[0].requests] == [b"1", b"2"]
-    assert [s.body for s in up.conns[1].requests] == [b"2"]
+    assert up.accepted == 1 and [s.body for s in up.requests] == [b"1", b"2"]  # each sent once
 
 
-async def test_the_retry_after_a_closed_reused_connection_happens_once() -> None:
-    async def handler(conn: Conn) -> None:
-        if conn.index == 0:
-            await conn.request()
-            await conn.send(response())
-        await conn.request()  # then closes, nothing answered (every connection)
+class ThreadUpstream:
+    """An upstream in a thread of its own, so that a test can have it act while the test's
+    event loop is blocked, not reading: its first connection answers one request, then does
+    ``then`` (the test waits on ``done``); every later one answers each request with what it
+    asked for, until the client closes it."""
 
-    async with Upstream(handler) as up, upstream_client() as client:
-        await client.send(post(up), None)
-        with pytest.raises(UpstreamBadGateway):
-            await client.send(post(up), None)
+    def __init__(self, then: Callable[[socket.socket], None]) -> None:
+        self._then = then
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self.go = threading.Event()
+        self.done = threading.Event()
+        self.accepted = 0
+        self.requests: list[bytes] = []
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
 
-    assert up.accepted == 2 and len(up.requests) == 3  # one retry, no loop
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1/chat/completions"
+
+    def _request(self, sock: socket.socket, buffered: bytearray) -> bytes | None:
+        while b"\r\n\r\n" not in buffered:
+            data = sock.recv(65536)
+            if not data:
+                return None
+            buffered += data
+        head, _, rest = bytes(buffered).partition(b"\r\n\r\n")
+        length = int(Seen(head + b"\r\n\r\n", b"").one("content-length"))
+        while len(rest) < length:
+            rest += sock.recv(65536)
+        buffered[:] = rest[length:]
+        self.requests.append(rest[:length])
+        return rest[:length]
+
+    def _serve(self) -> None:
+        with self._listener:
+            while True:
+                try:
+                    sock, _ = self._listener.accept()
+                except OSError:
+                    return
+                self.accepted += 1
+                with sock:
+                    buffered = bytearray()
+                    if self.accepted == 1:
+                        self._request(sock, buffered)
+                        sock.sendall(response(b"first"))
+                        self.go.wait(SOON)
+                        self._then(sock)
+                        self.done.set()
+                        continue
+                    while (body := self._request(sock, buffered)) is not None:
+                        sock.sendall(response(b"answer to " + body))
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes its accept() (close alone does not)
+        self._thread.join(SOON)
+        assert not self._thread.is_alive()
+
+
+def _close(sock: socket.socket) -> None:
+    sock.shutdown(socket.SHUT_RDWR)
+
+
+def _stray(sock: socket.socket) -> None:
+    sock.sendall(response(b"stray", 408, "Request Timeout"))
+
+
+@pytest.mark.parametrize("then", [_close, _stray], ids=["closed", "sent an answer nobody asked for"])
+async def test_a_pooled_connection_the_upstream_acted_on_unseen_is_not_used(
+    then: Callable[[socket.socket], None],
+) -> None:
+    # The upstream closes its idle connection (or writes on it) just before the next request,
+    # too late for the event loop to have read it: the pool polls the socket before its reuse.
+    up = ThreadUpstream(then)
+    try:
+        async with upstream_client() as client:
+            first = await client.send(UpstreamRequest("POST", up.url(), b"1", {}), None)
+            (pool,) = client._pools.values()
+            (idle,) = pool._idle
+            idle.idle_since -= http1.POLL_IDLE_SECONDS  # idle long enough to be polled (no sleep)
+            up.go.set()
+            assert up.done.wait(SOON)  # blocks the loop: what the upstream did is not read yet
+            second = await client.send(UpstreamRequest("POST", up.url(), b"2", {}), None)
+    finally:
+        up.close()
+
+    assert first.body == b"first" and second.body == b"answer to 2"
+    assert up.accepted == 2 and up.requests == [b"1", b"2"]
 
 
 async def test_a_fresh_connection_closed_after_the_request_is_a_bad_gateway_without_retry() -> None:
@@ -700,6 +776,54 @@ async def test_a_chunked_answer_is_read_whole_and_the_connection_kept() -> None:
     assert up.accepted == 1
 
 
+async def test_a_chunked_answers_extensions_and_trailers_are_read_past_and_never_become_headers() -> None:
+    def answer(seen: Seen) -> bytes:
+        return (chunked_head(headers=[("Content-Type", "application/json")])
+                + b"5;name=value;flag\r\n{\"a\":\r\n3;quoted=\"a b\"\r\n1}\n\r\n"
+                + b"0;last\r\nX-Checksum: abc\r\nContent-Type: text/html\r\n\r\n")
+
+    async with Upstream(keep_alive(answer)) as up, upstream_client() as client:
+        first = await client.send(post(up), None)
+        second = await client.send(post(up), None)
+
+    assert first.body == second.body == b'{"a":1}\n'
+    # A trailer is not a header: the answer's headers are the ones that came before its body.
+    assert first.headers.getall("Content-Type") == ["application/json"]  # type: ignore[attr-defined]
+    assert "X-Checksum" not in first.headers and len(first.headers) == 2
+    assert up.accepted == 1
+
+
+# After the last chunk's size: what starts the endless part, and what repeats in it.
+ENDLESS_FRAMING = {
+    "many trailer lines": (b"0\r\n", b"X-Trailer: " + b"t" * 1000 + b"\r\n"),
+    "one endless trailer line": (b"0\r\nX-Long: ", b"t" * 1000),
+    "one endless chunk extension": (b"0;ext=", b"x" * 1000),
+}
+
+
+@pytest.mark.parametrize(("start", "filler"), ENDLESS_FRAMING.values(), ids=ENDLESS_FRAMING.keys())
+async def test_endless_framing_after_the_body_is_a_bad_gateway_past_the_head_bound(
+    start: bytes, filler: bytes
+) -> None:
+    async def handler(conn: Conn) -> None:
+        if conn.index:
+            await keep_alive()(conn)
+            return
+        await conn.request()
+        await conn.send(chunked_head() + chunk(b'{"ok":true}') + start)
+        # Counted from the first read without body: twice the bound is past it however the
+        # reads fall. The client may close the connection before the last ones.
+        for _ in range(2 * http1.MAX_HEAD_BYTES // len(filler) + 2):
+            await conn.send(filler)
+        await conn.until_eof()
+
+    async with Upstream(handler) as up, upstream_client(first_byte=60) as client:
+        with pytest.raises(UpstreamBadGateway, match="chunk framing or trailers after its body"):
+            await asyncio.wait_for(client.send(post(up), None), SOON)  # not at the 60 s timeout
+        await asyncio.wait_for(up.conns[0].finished.wait(), SOON)  # the client closed it
+        assert (await client.send(post(up), None)).status == 200
+
+
 async def test_an_answer_delimited_by_the_connections_end() -> None:
     body = b'{"until":"close"}' * 100
 
@@ -756,6 +880,39 @@ async def test_an_encoded_answer_is_decoded(
     assert up.accepted == 1
 
 
+@pytest.mark.parametrize("encode", [zlib.compress, _deflate_raw], ids=["zlib", "raw"])
+async def test_a_deflate_answer_whose_first_piece_is_one_byte_is_decoded(
+    encode: Callable[[bytes], bytes],
+) -> None:
+    plain = b'{"choices":[]}' * 100
+    encoded = encode(plain)
+    pieces = [encoded[:1], encoded[1:2], encoded[2:]]  # its form is told by the first two bytes
+    head = chunked_head(headers=[("Content-Encoding", "deflate")])
+    answer = head + b"".join(map(chunk, pieces)) + LAST_CHUNK
+
+    async with Upstream(keep_alive(answer)) as up, upstream_client() as client:
+        reply = await client.send(post(up), None)
+
+    assert reply.status == 200 and reply.body == plain
+
+
+async def refused_and_dropped(answer: bytes, match: str) -> None:
+    """``answer`` is a 502 whose message matches ``match``, its connection is closed by the
+    client, and the next request is answered on a new one."""
+    async with Upstream(once_then_ok(answer)) as up, upstream_client() as client:
+        with pytest.raises(UpstreamBadGateway, match=match):
+            await client.send(post(up), None)
+        await asyncio.wait_for(up.conns[0].eof.wait(), SOON)  # the client closed it
+        assert (await client.send(post(up), None)).status == 200
+
+    assert up.accepted == 2
+
+
+async def test_a_body_that_is_not_what_its_encoding_says_is_a_bad_gateway_saying_so() -> None:
+    answer = response(b"\x1f\x8bnot gzip at all", headers=[("Content-Encoding", "gzip")])
+    await refused_and_dropped(answer, r"from upstream: invalid compressed data$")
+
+
 async def test_an_encoded_body_is_bounded_by_its_decoded_size() -> None:
     plain = b"0" * 100_000
     encoded = gzip.compress(plain)
@@ -778,15 +935,29 @@ async def test_a_compressed_piece_that_expands_past_the_bound_is_a_bad_gateway()
 
 
 async def test_an_encoding_the_client_does_not_read_is_a_bad_gateway() -> None:
-    handler = once_then_ok(response(b"\x0b\x02\x80hello\x03", headers=[("Content-Encoding", "br")]))
+    answer = response(b"\x0b\x02\x80hello\x03", headers=[("Content-Encoding", "br")])
+    await refused_and_dropped(answer, r"an encoding the gateway does not read: br$")
+
+
+@pytest.mark.parametrize("coding", ["gzip", "gzip, chunked", "identity"])
+async def test_a_transfer_coding_other_than_chunked_is_a_bad_gateway_naming_it(coding: str) -> None:
+    body = gzip.compress(b'{"ok":true}')
+    framed = chunk(body) + LAST_CHUNK if coding.endswith("chunked") else body
+    answer = chunked_head().replace(b"chunked", coding.encode()) + framed
+    await refused_and_dropped(answer, f"a transfer coding the gateway does not read: {coding}$")
+
+
+async def test_an_unknown_encoding_is_named_short_and_without_the_credential() -> None:
+    coding = "x-" + KEY + "-" + "z" * 10_000
+    handler = once_then_ok(response(b"{}", headers=[("Content-Encoding", coding)]))
 
     async with Upstream(handler) as up, upstream_client() as client:
-        with pytest.raises(UpstreamBadGateway):
+        with pytest.raises(UpstreamBadGateway) as caught:
             await client.send(post(up), None)
-        await asyncio.wait_for(up.conns[0].eof.wait(), SOON)
-        assert (await client.send(post(up), None)).status == 200
 
-    assert up.accepted == 2
+    message = caught.value.message
+    assert message.startswith("connection to provider 'prov' failed: upstream sent an encoding")
+    assert KEY not in message and "[redacted]" in message and len(message) < 200
 
 
 # -- 8. size limit -------------------------------------------------------------------------------
