@@ -1,8 +1,9 @@
 """The live model table: the YAML's providers and models merged with the stored ones, as one
 immutable :class:`Snapshot` swapped atomically when the stored ones change.
 
-- The request path reads ``LiveRouting.current`` once (RouteStage) and keeps the Route it got
-  (``ctx.route``) to the end, so a change never affects a request already routed.
+- The request path reads ``LiveRouting.current`` once (RouteStage) and keeps the candidates it
+  got to the end; a retry takes its deployment from the current table as it is sent
+  (``Router.live``), so it never goes out on a retired client (a credential rotated away).
 - Every change made through the admin API reloads this instance at once and is published on
   the change feed's ``routing`` topic; every instance reloads from the database when the
   message arrives. The feed is at most once, so each instance also reloads every

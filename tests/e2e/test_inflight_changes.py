@@ -1,0 +1,166 @@
+"""Control-plane changes made while a request is in flight, end to end: what the request that
+is under way does next once the change is visible (the admin's answer), on the embedded default
+(SQLite, in-process feed) and on a cluster (PostgreSQL and Redis)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.sdk import ask
+from tests.servers import MASTER_KEY, Gateway, Mock, free_port, openai_config, start_gateway
+from tests.services import Postgres, RedisServer
+
+ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
+OLD_KEY = "sk-old-upstream-key-0000000000000OLD"
+NEW_KEY = "sk-new-upstream-key-0000000000000NEW"
+WAIT = 30.0
+
+
+class HeldUpstream:
+    """An OpenAI-shaped upstream whose first request is held until :meth:`release`, then
+    answered 500 (a retryable failure); every later one is answered. It records the credential
+    each request carried."""
+
+    def __init__(self) -> None:
+        self.arrived = threading.Event()
+        self._release = threading.Event()
+        self.credentials: list[str] = []
+        upstream = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                upstream.credentials.append(self.headers.get("Authorization", ""))
+                if len(upstream.credentials) == 1:
+                    upstream.arrived.set()
+                    upstream._release.wait(WAIT)
+                    self._send(500, {"error": {"message": "held, then failed", "type": "server_error"}})
+                    return
+                self._send(200, {
+                    "id": "chatcmpl-held", "object": "chat.completion", "created": 1, "model": "m",
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": "answered"},
+                                 "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}})
+
+            def _send(self, status: int, body: dict[str, Any]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_port}/v1"
+
+    def release(self) -> None:
+        self._release.set()
+
+    def stop(self) -> None:
+        self._release.set()
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture(scope="module", params=["embedded", "cluster"])
+def gateway(request: pytest.FixtureRequest, mock_upstream: Mock,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    config = openai_config(mock_upstream)
+    if request.param == "cluster":
+        postgres: Postgres = request.getfixturevalue("postgres")
+        redis: RedisServer = request.getfixturevalue("redis_server")
+        config["database"] = {"url": postgres.create_database(f"inflight_{uuid.uuid4().hex[:8]}")}
+        config["redis"] = {"url": redis.url}
+    tmp: Path = tmp_path_factory.mktemp(f"inflight-{request.param}")
+    gw = start_gateway(config, tmp)
+    yield gw
+    gw.process.stop()
+
+
+def admin(gw: Gateway, method: str, path: str, body: Any = None) -> httpx.Response:
+    resp = httpx.request(method, f"{gw.url}/admin/v1{path}", json=body, headers=ADMIN, timeout=WAIT)
+    assert resp.status_code < 300, resp.text
+    return resp
+
+
+def held_model(gw: Gateway, upstream: HeldUpstream) -> tuple[str, dict[str, Any]]:
+    """A stored provider of ``upstream`` with the credential OLD_KEY, and a model of it: (the
+    model's name, the provider as created)."""
+    name = f"held-{uuid.uuid4().hex[:8]}"
+    provider = admin(gw, "POST", "/providers",
+                     {"name": name, "type": "openai", "api_base": upstream.url, "api_key": OLD_KEY})
+    admin(gw, "POST", "/models", {"name": f"{name}-model", "provider": name, "model": "m"})
+    return f"{name}-model", provider.json()
+
+
+def asked(gw: Gateway, model: str) -> tuple[threading.Thread, list[httpx.Response]]:
+    """A chat request to ``model`` sent from a thread: (the thread, its answer once joined)."""
+    answer: list[httpx.Response] = []
+    body = {"model": model, "messages": ask("hello")}
+    asking = threading.Thread(target=lambda: answer.append(httpx.post(
+        f"{gw.base_url}/chat/completions", headers=ADMIN, timeout=WAIT, json=body)))
+    asking.start()
+    return asking, answer
+
+
+def test_a_retry_after_a_credential_rotation_uses_the_new_credential(gateway: Gateway) -> None:
+    """A request whose first attempt fails after the provider's credential was rotated (the new
+    one added, the old one removed, both answered) retries with the new credential, never the
+    old one."""
+    upstream = HeldUpstream()
+    try:
+        model, provider = held_model(gateway, upstream)
+        name = provider["name"]
+        asking, answer = asked(gateway, model)
+        assert upstream.arrived.wait(WAIT)
+        admin(gateway, "POST", f"/providers/{name}/credentials", {"api_key": NEW_KEY})
+        admin(gateway, "DELETE", f"/providers/{name}/credentials/{provider['credentials'][0]['id']}")
+        upstream.release()
+        asking.join(WAIT)
+        (resp,) = answer
+        assert resp.status_code == 200, resp.text
+        assert resp.headers["x-switchboard-attempts"] == "2"
+        assert upstream.credentials == [f"Bearer {OLD_KEY}", f"Bearer {NEW_KEY}"]
+    finally:
+        upstream.stop()
+
+
+def test_a_deployment_removed_while_its_request_waits_is_not_retried(gateway: Gateway) -> None:
+    """A model deleted while its request's first attempt is under way: that attempt's failure
+    is the answer (the upstream's error, clearly named), no retry goes to the removed
+    deployment, and the next request is refused as for any unknown model."""
+    upstream = HeldUpstream()
+    try:
+        model, _ = held_model(gateway, upstream)
+        asking, answer = asked(gateway, model)
+        assert upstream.arrived.wait(WAIT)
+        admin(gateway, "DELETE", f"/models/{model}")
+        upstream.release()
+        asking.join(WAIT)
+        (resp,) = answer
+        assert resp.status_code == 502, resp.text
+        assert resp.json()["error"]["code"] == "upstream_error"
+        assert resp.headers["x-switchboard-attempts"] == "1"
+        assert upstream.credentials == [f"Bearer {OLD_KEY}"]
+        after = httpx.post(f"{gateway.base_url}/chat/completions", headers=ADMIN, timeout=WAIT,
+                           json={"model": model, "messages": ask("hello")})
+        assert after.status_code == 404 and after.json()["error"]["code"] == "model_not_found"
+    finally:
+        upstream.stop()
