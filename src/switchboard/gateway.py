@@ -173,6 +173,7 @@ class Gateway:
         # Groups, strategies, deployment statistics and health, over the model table.
         self.router = Router(self.routing, health=Health(settings.router.cooldown),
                              windows=Windows(self.catalog))
+        self.routing.swapped.append(self.router.forget_removed)
         self._rules: RulesStage | None = None
         # Optional active health checks (router.health_checks), started with the gateway.
         self.health_checks = HealthChecks(settings.router.health_checks, self.routing.all_routes,

@@ -168,6 +168,8 @@ class LiveRouting:
         self.split_percents: dict[str, dict[str, float]] = {}
         self.current = self._build_snapshot([], "")
         self.reloads = 0  # snapshots built from the store, for tests and metrics
+        # Told of every snapshot swapped in (the router forgets what it dropped); quick, sync.
+        self.swapped: list[Callable[[Snapshot], None]] = []
 
     # -- what other parts ask ------------------------------------------------------------
 
@@ -259,6 +261,8 @@ class LiveRouting:
             self.current = self._build_snapshot(state.models, version)
             self._version = version
             self.reloads += 1
+            for listener in self.swapped:
+                listener(self.current)
             for name, old in previous.items():
                 if built.get(name) is not old:
                     self._retire(old.client, old.resolved.config.timeouts.total, old_routes)

@@ -65,6 +65,15 @@ class Router:
                 return other
         return None
 
+    def forget_removed(self, snapshot: Snapshot) -> None:
+        """The model table became ``snapshot``: forget the statistics and health of the
+        deployments and groups it no longer holds (LiveRouting calls it on every swap)."""
+        groups = snapshot.groups
+        kept = {(r.target.name, r.deployment) for name, g in groups.items() if g.name == name
+                for r in g.deployments}
+        self.stats.keep(kept, {g.name for g in groups.values()})
+        self.health.keep(kept)
+
     async def tripped(self, group: str, deployment: str) -> bool:
         """Whether ``deployment`` of ``group`` is in the model table and out of traffic (cooling
         down or half-open): the alerts resolve a breaker incident whose recovery went unheard."""
