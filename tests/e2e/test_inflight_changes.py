@@ -8,6 +8,8 @@ import json
 import threading
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ import httpx
 import pytest
 
 from tests.e2e.sdk import ask
+from tests.ledger import database_of, wait_for
 from tests.servers import MASTER_KEY, Gateway, Mock, free_port, openai_config, start_gateway
 from tests.services import Postgres, RedisServer
 
@@ -79,9 +82,71 @@ class HeldUpstream:
         self._server.server_close()
 
 
+class HeldStream:
+    """An OpenAI-shaped upstream streaming one chunk, then holding the rest (the last chunk and
+    the usage: 3 prompt tokens, 1 completion token) until :meth:`release`."""
+
+    def __init__(self) -> None:
+        self.first_sent = threading.Event()
+        self._release = threading.Event()
+
+        def event(data: dict[str, Any]) -> bytes:
+            return b"data: " + json.dumps(data).encode() + b"\n\n"
+
+        def chunk(delta: dict[str, Any], finish: str | None = None, usage: Any = None) -> bytes:
+            return event({"id": "chatcmpl-held", "object": "chat.completion.chunk", "created": 1,
+                          "model": "m", "usage": usage,
+                          "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+
+        held = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(chunk({"role": "assistant", "content": "held "}))
+                self.wfile.flush()
+                held.first_sent.set()
+                held._release.wait(WAIT)
+                self.wfile.write(chunk({"content": "then done"}, "stop"))
+                self.wfile.write(event({"id": "chatcmpl-held", "object": "chat.completion.chunk",
+                                        "created": 1, "model": "m", "choices": [],
+                                        "usage": {"prompt_tokens": 3, "completion_tokens": 1,
+                                                  "total_tokens": 4}}))
+                self.wfile.write(b"data: [DONE]\n\n")
+                self.wfile.flush()
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_port}/v1"
+
+    def release(self) -> None:
+        self._release.set()
+
+    def stop(self) -> None:
+        self._release.set()
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@dataclass
+class World:
+    gateway: Gateway
+    database: str  # where its usage ledger is
+
+
 @pytest.fixture(scope="module", params=["embedded", "cluster"])
-def gateway(request: pytest.FixtureRequest, mock_upstream: Mock,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+def world(request: pytest.FixtureRequest, mock_upstream: Mock,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     config = openai_config(mock_upstream)
     if request.param == "cluster":
         postgres: Postgres = request.getfixturevalue("postgres")
@@ -90,8 +155,13 @@ def gateway(request: pytest.FixtureRequest, mock_upstream: Mock,
         config["redis"] = {"url": redis.url}
     tmp: Path = tmp_path_factory.mktemp(f"inflight-{request.param}")
     gw = start_gateway(config, tmp)
-    yield gw
+    yield World(gw, database_of(config, tmp))
     gw.process.stop()
+
+
+@pytest.fixture
+def gateway(world: World) -> Gateway:
+    return world.gateway
 
 
 def admin(gw: Gateway, method: str, path: str, body: Any = None) -> httpx.Response:
@@ -162,5 +232,39 @@ def test_a_deployment_removed_while_its_request_waits_is_not_retried(gateway: Ga
         after = httpx.post(f"{gateway.base_url}/chat/completions", headers=ADMIN, timeout=WAIT,
                            json={"model": model, "messages": ask("hello")})
         assert after.status_code == 404 and after.json()["error"]["code"] == "model_not_found"
+    finally:
+        upstream.stop()
+
+
+def test_a_price_changed_mid_stream_charges_the_price_the_request_was_routed_with(world: World) -> None:
+    """A model's prices changed (and answered) while one of its streams runs: that stream is
+    charged the prices in force when it was routed, the next request the new ones."""
+    upstream = HeldStream()
+    try:
+        gw = world.gateway
+        name = f"priced-{uuid.uuid4().hex[:8]}"
+        admin(gw, "POST", "/providers", {"name": name, "type": "openai", "api_base": upstream.url,
+                                         "api_key": OLD_KEY})
+        old = {"input_cost_per_mtok": 1, "output_cost_per_mtok": 2}
+        admin(gw, "POST", "/models", {"name": name, "provider": name, "model": "m", "info": old})
+        body = {"model": name, "messages": ask("hello"), "stream": True,
+                "stream_options": {"include_usage": True}}
+        with httpx.stream("POST", f"{gw.base_url}/chat/completions", headers=ADMIN, json=body,
+                          timeout=WAIT) as streaming:
+            assert streaming.status_code == 200
+            lines = streaming.iter_lines()
+            assert next(line for line in lines if line.startswith("data:"))
+            assert upstream.first_sent.wait(WAIT)
+            admin(gw, "PATCH", f"/models/{name}",
+                  {"info": {"input_cost_per_mtok": 10, "output_cost_per_mtok": 20}})
+            upstream.release()
+            rest = list(lines)
+            during = streaming.headers["x-request-id"]
+        assert "data: [DONE]" in rest
+        after = httpx.post(f"{gw.base_url}/chat/completions", headers=ADMIN, timeout=WAIT, json=body)
+        assert after.status_code == 200
+        found = wait_for(world.database, {during, after.headers["x-request-id"]})
+        assert found[during].cost_usd == Decimal("0.000005")  # 3 x 1 + 1 x 2, per million
+        assert found[after.headers["x-request-id"]].cost_usd == Decimal("0.00005")  # 3 x 10 + 1 x 20
     finally:
         upstream.stop()
