@@ -84,7 +84,7 @@ class HeldUpstream:
 
 class HeldStream:
     """An OpenAI-shaped upstream streaming one chunk, then holding the rest (the last chunk and
-    the usage: 3 prompt tokens, 1 completion token) until :meth:`release`."""
+    the usage: 300 prompt tokens, 100 completion tokens) until :meth:`release`."""
 
     def __init__(self) -> None:
         self.first_sent = threading.Event()
@@ -117,8 +117,8 @@ class HeldStream:
                 self.wfile.write(chunk({"content": "then done"}, "stop"))
                 self.wfile.write(event({"id": "chatcmpl-held", "object": "chat.completion.chunk",
                                         "created": 1, "model": "m", "choices": [],
-                                        "usage": {"prompt_tokens": 3, "completion_tokens": 1,
-                                                  "total_tokens": 4}}))
+                                        "usage": {"prompt_tokens": 300, "completion_tokens": 100,
+                                                  "total_tokens": 400}}))
                 self.wfile.write(b"data: [DONE]\n\n")
                 self.wfile.flush()
 
@@ -236,19 +236,97 @@ def test_a_deployment_removed_while_its_request_waits_is_not_retried(gateway: Ga
         upstream.stop()
 
 
+def priced_model(gw: Gateway, upstream: HeldStream, prices: dict[str, float]) -> str:
+    """A stored provider of ``upstream`` and a model of it with ``prices``: the model's name."""
+    name = f"priced-{uuid.uuid4().hex[:8]}"
+    admin(gw, "POST", "/providers", {"name": name, "type": "openai", "api_base": upstream.url,
+                                     "api_key": OLD_KEY})
+    admin(gw, "POST", "/models", {"name": name, "provider": name, "model": "m", "info": prices})
+    return name
+
+
+def stream_body(model: str) -> dict[str, Any]:
+    return {"model": model, "messages": ask("hello"), "stream": True,
+            "stream_options": {"include_usage": True}}
+
+
+def test_a_key_revoked_while_its_stream_runs(world: World) -> None:
+    """A key revoked (answered) while one of its streams runs: its next request is refused at
+    once, the stream already authorised runs to its end, and its usage is recorded once, under
+    the key, at its cost."""
+    upstream = HeldStream()
+    try:
+        gw = world.gateway
+        model = priced_model(gw, upstream, {"input_cost_per_mtok": 1, "output_cost_per_mtok": 2})
+        key = admin(gw, "POST", "/keys", {"models": [model], "max_budget_usd": 1}).json()
+        auth = {"Authorization": f"Bearer {key['key']}"}
+        with httpx.stream("POST", f"{gw.base_url}/chat/completions", headers=auth,
+                          json=stream_body(model), timeout=WAIT) as streaming:
+            assert streaming.status_code == 200
+            lines = streaming.iter_lines()
+            assert next(line for line in lines if line.startswith("data:"))
+            assert upstream.first_sent.wait(WAIT)
+            admin(gw, "DELETE", f"/keys/{key['id']}")
+            refused = httpx.post(f"{gw.base_url}/chat/completions", headers=auth, timeout=WAIT,
+                                 json=stream_body(model))
+            assert refused.status_code == 401 and refused.json()["error"]["code"] == "key_disabled"
+            upstream.release()
+            rest = list(lines)
+            rid = streaming.headers["x-request-id"]
+        assert "data: [DONE]" in rest
+        record = wait_for(world.database, {rid})[rid]
+        assert record.key_id == key["id"] and record.cost_usd == Decimal("0.0005")
+        (row,) = admin(gw, "GET", f"/usage?key={key['id']}").json()["data"]
+        assert row["requests"] == 1 and row["errors"] == 0  # the stream (a refused key spends nothing)
+        assert Decimal(row["cost_usd"]) == Decimal("0.0005")
+    finally:
+        upstream.stop()
+
+
+def test_a_budget_lowered_and_models_changed_while_a_keys_stream_runs(world: World) -> None:
+    """While one of a key's streams runs, its budget is lowered below what the stream will have
+    cost: the stream runs to its end and is recorded once at its cost, and the next request is
+    refused for the budget; its allowed models changed then: refused for the model."""
+    upstream = HeldStream()
+    try:
+        gw = world.gateway
+        model = priced_model(gw, upstream, {"input_cost_per_mtok": 1, "output_cost_per_mtok": 2})
+        key = admin(gw, "POST", "/keys", {"models": [model]}).json()
+        auth = {"Authorization": f"Bearer {key['key']}"}
+        budget = {"scope": "key", "subject": key["id"], "max_amount": 1, "period": "total"}
+        admin(gw, "PUT", "/budgets", budget)
+        with httpx.stream("POST", f"{gw.base_url}/chat/completions", headers=auth,
+                          json=stream_body(model), timeout=WAIT) as streaming:
+            assert streaming.status_code == 200
+            lines = streaming.iter_lines()
+            assert next(line for line in lines if line.startswith("data:"))
+            assert upstream.first_sent.wait(WAIT)
+            admin(gw, "PUT", "/budgets", {**budget, "max_amount": 0.0004})
+            upstream.release()
+            rest = list(lines)
+            rid = streaming.headers["x-request-id"]
+        assert "data: [DONE]" in rest
+        assert wait_for(world.database, {rid})[rid].cost_usd == Decimal("0.0005")
+        next_one = {**stream_body(model), "max_tokens": 1}
+        over = httpx.post(f"{gw.base_url}/chat/completions", headers=auth, timeout=WAIT, json=next_one)
+        assert over.status_code == 429, over.text
+        assert over.json()["error"]["code"] == "budget_exceeded"
+        admin(gw, "PATCH", f"/keys/{key['id']}", {"models": ["gpt-4o-mini"]})
+        moved = httpx.post(f"{gw.base_url}/chat/completions", headers=auth, timeout=WAIT, json=next_one)
+        assert moved.status_code in (403, 404), moved.text
+        assert moved.json()["error"]["code"] != "budget_exceeded"
+    finally:
+        upstream.stop()
+
+
 def test_a_price_changed_mid_stream_charges_the_price_the_request_was_routed_with(world: World) -> None:
     """A model's prices changed (and answered) while one of its streams runs: that stream is
     charged the prices in force when it was routed, the next request the new ones."""
     upstream = HeldStream()
     try:
         gw = world.gateway
-        name = f"priced-{uuid.uuid4().hex[:8]}"
-        admin(gw, "POST", "/providers", {"name": name, "type": "openai", "api_base": upstream.url,
-                                         "api_key": OLD_KEY})
-        old = {"input_cost_per_mtok": 1, "output_cost_per_mtok": 2}
-        admin(gw, "POST", "/models", {"name": name, "provider": name, "model": "m", "info": old})
-        body = {"model": name, "messages": ask("hello"), "stream": True,
-                "stream_options": {"include_usage": True}}
+        name = priced_model(gw, upstream, {"input_cost_per_mtok": 1, "output_cost_per_mtok": 2})
+        body = stream_body(name)
         with httpx.stream("POST", f"{gw.base_url}/chat/completions", headers=ADMIN, json=body,
                           timeout=WAIT) as streaming:
             assert streaming.status_code == 200
@@ -264,7 +342,7 @@ def test_a_price_changed_mid_stream_charges_the_price_the_request_was_routed_wit
         after = httpx.post(f"{gw.base_url}/chat/completions", headers=ADMIN, timeout=WAIT, json=body)
         assert after.status_code == 200
         found = wait_for(world.database, {during, after.headers["x-request-id"]})
-        assert found[during].cost_usd == Decimal("0.000005")  # 3 x 1 + 1 x 2, per million
-        assert found[after.headers["x-request-id"]].cost_usd == Decimal("0.00005")  # 3 x 10 + 1 x 20
+        assert found[during].cost_usd == Decimal("0.0005")  # 300 x 1 + 100 x 2, per million
+        assert found[after.headers["x-request-id"]].cost_usd == Decimal("0.005")  # 300 x 10 + 100 x 20
     finally:
         upstream.stop()
