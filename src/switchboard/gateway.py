@@ -180,6 +180,7 @@ class Gateway:
                                           self.router, self.catalog)
         # Each served model's prices, and the usage ledger's writer (opened in start()).
         self.prices = Prices(self.catalog, self.routing)
+        self.routing.swapped.append(self.prices.forget_removed)
         self.usage: LedgerWriter | None = None
         self._unhook_spool: Callable[[], None] = lambda: None
         # Files and batches (http/files/): their owners, and the poller that prices finished batches.

@@ -86,6 +86,11 @@ class Snapshot:
     version: str = ""  # fingerprint of the stored state it was built from
     splits: dict[str, SplitChooser] = field(default_factory=dict)  # by the requested name
 
+    def deployments(self) -> set[tuple[str, str]]:
+        """Every deployment of the table, by group and deployment name."""
+        return {(r.target.name, r.deployment) for name, g in self.groups.items() if g.name == name
+                for r in g.deployments}
+
     @classmethod
     def of(cls, routes: list[Route], models: dict[str, ModelConfig], directory: list[ModelEntry],
            version: str = "", router: RouterConfig | None = None,

@@ -68,11 +68,12 @@ class Router:
     def forget_removed(self, snapshot: Snapshot) -> None:
         """The model table became ``snapshot``: forget the statistics and health of the
         deployments and groups it no longer holds (LiveRouting calls it on every swap)."""
-        groups = snapshot.groups
-        kept = {(r.target.name, r.deployment) for name, g in groups.items() if g.name == name
-                for r in g.deployments}
-        self.stats.keep(kept, {g.name for g in groups.values()})
+        kept = snapshot.deployments()
+        names = {g.name for g in snapshot.groups.values()}
+        self.stats.keep(kept, names)
         self.health.keep(kept)
+        if self.windows is not None:
+            self.windows.keep(kept, names)
 
     async def tripped(self, group: str, deployment: str) -> bool:
         """Whether ``deployment`` of ``group`` is in the model table and out of traffic (cooling
