@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,13 +28,24 @@ NEW_KEY = "sk-new-upstream-key-0000000000000NEW"
 WAIT = 30.0
 
 
-class HeldUpstream:
-    """An OpenAI-shaped upstream whose first request is held until :meth:`release`, then
-    answered 500 (a retryable failure); every later one is answered. It records the credential
-    each request carried."""
+def _event(data: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(data).encode() + b"\n\n"
 
-    def __init__(self) -> None:
-        self.arrived = threading.Event()
+
+def _chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+    return _event({"id": "chatcmpl-held", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                   "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+
+
+class HeldUpstream:
+    """An OpenAI-shaped upstream that holds its first request until :meth:`release` (``held``
+    is set once it has it). ``stream=False``: that request is then answered 500 (a retryable
+    failure), every later one 200; the credential of each is recorded. ``stream=True``: every
+    request is a stream of one chunk, then the rest (the last chunk and the usage: 300 prompt
+    tokens, 100 completion tokens), held after the first chunk until the release."""
+
+    def __init__(self, stream: bool = False) -> None:
+        self.held = threading.Event()
         self._release = threading.Event()
         self.credentials: list[str] = []
         upstream = self
@@ -46,16 +57,18 @@ class HeldUpstream:
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 upstream.credentials.append(self.headers.get("Authorization", ""))
-                if len(upstream.credentials) == 1:
-                    upstream.arrived.set()
+                if stream:
+                    self._stream()
+                elif len(upstream.credentials) == 1:
+                    upstream.held.set()
                     upstream._release.wait(WAIT)
                     self._send(500, {"error": {"message": "held, then failed", "type": "server_error"}})
-                    return
-                self._send(200, {
-                    "id": "chatcmpl-held", "object": "chat.completion", "created": 1, "model": "m",
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": "answered"},
-                                 "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}})
+                else:
+                    self._send(200, {
+                        "id": "chatcmpl-held", "object": "chat.completion", "created": 1, "model": "m",
+                        "choices": [{"index": 0, "message": {"role": "assistant", "content": "answered"},
+                                     "finish_reason": "stop"}],
+                        "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}})
 
             def _send(self, status: int, body: dict[str, Any]) -> None:
                 data = json.dumps(body).encode()
@@ -65,60 +78,20 @@ class HeldUpstream:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_port}/v1"
-
-    def release(self) -> None:
-        self._release.set()
-
-    def stop(self) -> None:
-        self._release.set()
-        self._server.shutdown()
-        self._server.server_close()
-
-
-class HeldStream:
-    """An OpenAI-shaped upstream streaming one chunk, then holding the rest (the last chunk and
-    the usage: 300 prompt tokens, 100 completion tokens) until :meth:`release`."""
-
-    def __init__(self) -> None:
-        self.first_sent = threading.Event()
-        self._release = threading.Event()
-
-        def event(data: dict[str, Any]) -> bytes:
-            return b"data: " + json.dumps(data).encode() + b"\n\n"
-
-        def chunk(delta: dict[str, Any], finish: str | None = None, usage: Any = None) -> bytes:
-            return event({"id": "chatcmpl-held", "object": "chat.completion.chunk", "created": 1,
-                          "model": "m", "usage": usage,
-                          "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
-
-        held = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            def _stream(self) -> None:
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Connection", "close")
                 self.end_headers()
-                self.wfile.write(chunk({"role": "assistant", "content": "held "}))
+                self.wfile.write(_chunk({"role": "assistant", "content": "held "}))
                 self.wfile.flush()
-                held.first_sent.set()
-                held._release.wait(WAIT)
-                self.wfile.write(chunk({"content": "then done"}, "stop"))
-                self.wfile.write(event({"id": "chatcmpl-held", "object": "chat.completion.chunk",
-                                        "created": 1, "model": "m", "choices": [],
-                                        "usage": {"prompt_tokens": 300, "completion_tokens": 100,
-                                                  "total_tokens": 400}}))
+                upstream.held.set()
+                upstream._release.wait(WAIT)
+                self.wfile.write(_chunk({"content": "then done"}, "stop"))
+                self.wfile.write(_event({"id": "chatcmpl-held", "object": "chat.completion.chunk",
+                                         "created": 1, "model": "m", "choices": [],
+                                         "usage": {"prompt_tokens": 300, "completion_tokens": 100,
+                                                   "total_tokens": 400}}))
                 self.wfile.write(b"data: [DONE]\n\n")
                 self.wfile.flush()
 
@@ -199,7 +172,7 @@ def test_a_retry_after_a_credential_rotation_uses_the_new_credential(gateway: Ga
         model, provider = held_model(gateway, upstream)
         name = provider["name"]
         asking, answer = asked(gateway, model)
-        assert upstream.arrived.wait(WAIT)
+        assert upstream.held.wait(WAIT)
         admin(gateway, "POST", f"/providers/{name}/credentials", {"api_key": NEW_KEY})
         admin(gateway, "DELETE", f"/providers/{name}/credentials/{provider['credentials'][0]['id']}")
         upstream.release()
@@ -220,7 +193,7 @@ def test_a_deployment_removed_while_its_request_waits_is_not_retried(gateway: Ga
     try:
         model, _ = held_model(gateway, upstream)
         asking, answer = asked(gateway, model)
-        assert upstream.arrived.wait(WAIT)
+        assert upstream.held.wait(WAIT)
         admin(gateway, "DELETE", f"/models/{model}")
         upstream.release()
         asking.join(WAIT)
@@ -236,7 +209,7 @@ def test_a_deployment_removed_while_its_request_waits_is_not_retried(gateway: Ga
         upstream.stop()
 
 
-def priced_model(gw: Gateway, upstream: HeldStream, prices: dict[str, float]) -> str:
+def priced_model(gw: Gateway, upstream: HeldUpstream, prices: dict[str, float]) -> str:
     """A stored provider of ``upstream`` and a model of it with ``prices``: the model's name."""
     name = f"priced-{uuid.uuid4().hex[:8]}"
     admin(gw, "POST", "/providers", {"name": name, "type": "openai", "api_base": upstream.url,
@@ -250,30 +223,41 @@ def stream_body(model: str) -> dict[str, Any]:
             "stream_options": {"include_usage": True}}
 
 
+def stream_around(gw: Gateway, upstream: HeldUpstream, headers: dict[str, str], model: str,
+                  change: Callable[[], object]) -> str:
+    """Stream a chat answer from ``model`` and, once its first chunk has reached the caller (the
+    rest held upstream), make ``change``, then let the stream end: its request id (the stream
+    ended with [DONE])."""
+    with httpx.stream("POST", f"{gw.base_url}/chat/completions", headers=headers,
+                      json=stream_body(model), timeout=WAIT) as streaming:
+        assert streaming.status_code == 200
+        lines = streaming.iter_lines()
+        assert next(line for line in lines if line.startswith("data:"))
+        assert upstream.held.wait(WAIT)
+        change()
+        upstream.release()
+        assert "data: [DONE]" in list(lines)
+        return streaming.headers["x-request-id"]
+
+
 def test_a_key_revoked_while_its_stream_runs(world: World) -> None:
     """A key revoked (answered) while one of its streams runs: its next request is refused at
     once, the stream already authorised runs to its end, and its usage is recorded once, under
     the key, at its cost."""
-    upstream = HeldStream()
+    upstream = HeldUpstream(stream=True)
     try:
         gw = world.gateway
         model = priced_model(gw, upstream, {"input_cost_per_mtok": 1, "output_cost_per_mtok": 2})
         key = admin(gw, "POST", "/keys", {"models": [model], "max_budget_usd": 1}).json()
         auth = {"Authorization": f"Bearer {key['key']}"}
-        with httpx.stream("POST", f"{gw.base_url}/chat/completions", headers=auth,
-                          json=stream_body(model), timeout=WAIT) as streaming:
-            assert streaming.status_code == 200
-            lines = streaming.iter_lines()
-            assert next(line for line in lines if line.startswith("data:"))
-            assert upstream.first_sent.wait(WAIT)
+
+        def revoke() -> None:
             admin(gw, "DELETE", f"/keys/{key['id']}")
             refused = httpx.post(f"{gw.base_url}/chat/completions", headers=auth, timeout=WAIT,
                                  json=stream_body(model))
             assert refused.status_code == 401 and refused.json()["error"]["code"] == "key_disabled"
-            upstream.release()
-            rest = list(lines)
-            rid = streaming.headers["x-request-id"]
-        assert "data: [DONE]" in rest
+
+        rid = stream_around(gw, upstream, auth, model, revoke)
         record = wait_for(world.database, {rid})[rid]
         assert record.key_id == key["id"] and record.cost_usd == Decimal("0.0005")
         (row,) = admin(gw, "GET", f"/usage?key={key['id']}").json()["data"]
@@ -287,7 +271,7 @@ def test_a_budget_lowered_and_models_changed_while_a_keys_stream_runs(world: Wor
     """While one of a key's streams runs, its budget is lowered below what the stream will have
     cost: the stream runs to its end and is recorded once at its cost, and the next request is
     refused for the budget; its allowed models changed then: refused for the model."""
-    upstream = HeldStream()
+    upstream = HeldUpstream(stream=True)
     try:
         gw = world.gateway
         model = priced_model(gw, upstream, {"input_cost_per_mtok": 1, "output_cost_per_mtok": 2})
@@ -295,17 +279,8 @@ def test_a_budget_lowered_and_models_changed_while_a_keys_stream_runs(world: Wor
         auth = {"Authorization": f"Bearer {key['key']}"}
         budget = {"scope": "key", "subject": key["id"], "max_amount": 1, "period": "total"}
         admin(gw, "PUT", "/budgets", budget)
-        with httpx.stream("POST", f"{gw.base_url}/chat/completions", headers=auth,
-                          json=stream_body(model), timeout=WAIT) as streaming:
-            assert streaming.status_code == 200
-            lines = streaming.iter_lines()
-            assert next(line for line in lines if line.startswith("data:"))
-            assert upstream.first_sent.wait(WAIT)
-            admin(gw, "PUT", "/budgets", {**budget, "max_amount": 0.0004})
-            upstream.release()
-            rest = list(lines)
-            rid = streaming.headers["x-request-id"]
-        assert "data: [DONE]" in rest
+        lowered = {**budget, "max_amount": 0.0004}
+        rid = stream_around(gw, upstream, auth, model, lambda: admin(gw, "PUT", "/budgets", lowered))
         assert wait_for(world.database, {rid})[rid].cost_usd == Decimal("0.0005")
         next_one = {**stream_body(model), "max_tokens": 1}
         over = httpx.post(f"{gw.base_url}/chat/completions", headers=auth, timeout=WAIT, json=next_one)
@@ -322,23 +297,13 @@ def test_a_budget_lowered_and_models_changed_while_a_keys_stream_runs(world: Wor
 def test_a_price_changed_mid_stream_charges_the_price_the_request_was_routed_with(world: World) -> None:
     """A model's prices changed (and answered) while one of its streams runs: that stream is
     charged the prices in force when it was routed, the next request the new ones."""
-    upstream = HeldStream()
+    upstream = HeldUpstream(stream=True)
     try:
         gw = world.gateway
         name = priced_model(gw, upstream, {"input_cost_per_mtok": 1, "output_cost_per_mtok": 2})
         body = stream_body(name)
-        with httpx.stream("POST", f"{gw.base_url}/chat/completions", headers=ADMIN, json=body,
-                          timeout=WAIT) as streaming:
-            assert streaming.status_code == 200
-            lines = streaming.iter_lines()
-            assert next(line for line in lines if line.startswith("data:"))
-            assert upstream.first_sent.wait(WAIT)
-            admin(gw, "PATCH", f"/models/{name}",
-                  {"info": {"input_cost_per_mtok": 10, "output_cost_per_mtok": 20}})
-            upstream.release()
-            rest = list(lines)
-            during = streaming.headers["x-request-id"]
-        assert "data: [DONE]" in rest
+        new = {"info": {"input_cost_per_mtok": 10, "output_cost_per_mtok": 20}}
+        during = stream_around(gw, upstream, ADMIN, name, lambda: admin(gw, "PATCH", f"/models/{name}", new))
         after = httpx.post(f"{gw.base_url}/chat/completions", headers=ADMIN, timeout=WAIT, json=body)
         assert after.status_code == 200
         found = wait_for(world.database, {during, after.headers["x-request-id"]})
