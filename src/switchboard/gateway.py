@@ -173,12 +173,14 @@ class Gateway:
         # Groups, strategies, deployment statistics and health, over the model table.
         self.router = Router(self.routing, health=Health(settings.router.cooldown),
                              windows=Windows(self.catalog))
+        self.routing.swapped.append(self.router.forget_removed)
         self._rules: RulesStage | None = None
         # Optional active health checks (router.health_checks), started with the gateway.
         self.health_checks = HealthChecks(settings.router.health_checks, self.routing.all_routes,
                                           self.router, self.catalog)
         # Each served model's prices, and the usage ledger's writer (opened in start()).
         self.prices = Prices(self.catalog, self.routing)
+        self.routing.swapped.append(self.prices.forget_removed)
         self.usage: LedgerWriter | None = None
         self._unhook_spool: Callable[[], None] = lambda: None
         # Files and batches (http/files/): their owners, and the poller that prices finished batches.

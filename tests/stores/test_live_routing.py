@@ -4,13 +4,21 @@ exchanges can have ended; and the stored key-hashing key."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from switchboard import catalog
+from switchboard.config.routing import CooldownConfig
 from switchboard.crypto.keyring import Keyring, credential_aad
 from switchboard.crypto.server import SecretsUnavailable, hashing_key
+from switchboard.errors import UpstreamError
+from switchboard.routing.health import Health
 from switchboard.routing.live import LiveRouting
+from switchboard.routing.prerouting import Windows
+from switchboard.routing.router import Router
 from switchboard.settings.loader import validate
+from switchboard.spend.cost import Prices
 from switchboard.stores.protocols import CredentialRecord, ModelRecord, ProviderRecord
 from tests.stores.conftest import Backend
 
@@ -73,3 +81,41 @@ async def test_the_hashing_key_is_stored_once_and_needs_the_secret_that_sealed_i
     with pytest.raises(SecretsUnavailable, match="previous_secret_keys"):
         await hashing_key(store, Keyring.from_secrets("n" * 40), b"x" * 32)
     assert await hashing_key(store, Keyring.from_secrets("n" * 40, ["o" * 40]), b"x" * 32) == first
+
+
+async def test_a_deployment_removed_from_the_table_leaves_no_statistics_or_cooldown(backend: Backend) -> None:
+    """The router forgets what a swap dropped: the statistics and the cooldown of a deployment
+    whose model was deleted are not kept (for ever: it is never sent a request again), and the
+    same deployment created again starts afresh; those of the deployments kept stay."""
+    store = backend.stores.providers
+    live = LiveRouting(SETTINGS, catalog.build(SETTINGS))
+    windows = Windows(live.catalog)
+    router = Router(live, health=Health(CooldownConfig(failures=1)), windows=windows)
+    prices = Prices(live.catalog, live)
+    live.swapped += [router.forget_removed, prices.forget_removed]
+    await live.start(store, None, Keyring.from_secrets(SECRET), reload_seconds=3600)
+    try:
+        await store.create_model(ModelRecord(name="db-gone", provider="yaml-p", model="gpt-4o"))
+        await live.reload()
+        kept, gone = live.current.routes["yaml-m"], live.current.routes["db-gone"]
+        for route in (kept, gone):
+            router.started(route, 10, None)
+            router.finished(route, UpstreamError("failed"), 0.01)
+            router.health.failed(route, UpstreamError("failed"))  # (a group of one is never cooled)
+            assert windows.smallest(live.current.groups[route.target.name])  # memoised
+            assert prices.of_route(route) is not None
+        now = time.monotonic()
+        assert not router.health.eligible(gone, now) and not router.health.eligible(kept, now)
+        assert await store.delete_model("db-gone")
+        await live.reload()
+        assert "db-gone" not in live.current.groups
+        assert router.stats.peek(gone) is None
+        assert ("db-gone", gone.deployment) not in prices._memo  # what the swap dropped is not held
+        assert ("db-gone", gone.deployment) not in windows._sizes and "db-gone" not in windows._groups
+        assert router.stats.peek(kept) is not None and not router.health.eligible(kept, now)
+        await store.create_model(ModelRecord(name="db-gone", provider="yaml-p", model="gpt-4o"))
+        await live.reload()
+        again = live.current.routes["db-gone"]
+        assert router.health.eligible(again, time.monotonic()) and router.stats.peek(again) is None
+    finally:
+        await live.close()

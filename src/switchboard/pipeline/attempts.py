@@ -436,6 +436,14 @@ class AttemptStage:
                     break  # a wait that would cross the deadline is not taken
                 if wait > 0:
                     await self._sleep(wait)
+                # The model table may have changed since the plan (or during the wait): the
+                # retry goes out as the deployment is now, never on a client retired with the
+                # credential it held; a deployment removed meanwhile ends the group's retries.
+                live = self._router.live(route)
+                if live is None:
+                    self._router.health.released(route, probe)
+                    break
+                route = live
                 tried += 1
                 try:
                     result = await self._attempt(ctx, call_next, route, True, probe)

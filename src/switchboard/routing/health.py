@@ -35,7 +35,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Container, Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -376,6 +376,13 @@ class Health:
                 listener(key[0], key[1], tripped)
             except Exception:  # a listener never breaks the bookkeeping
                 log.exception("a health listener failed")
+
+    def keep(self, deployments: Container[Key]) -> None:
+        """Forget the state of the deployments (by group and deployment name) no longer in the
+        model table: one removed while cooling down is never probed again, and would be held
+        forever. Its cooldown in Redis (cluster) expires on its own."""
+        for key in [k for k in self._states if k not in deployments]:
+            del self._states[key]
 
     def _open(self, key: Key, state: _State, now: float, seconds: float) -> None:
         if not (state.tripped and now < state.until):

@@ -1,8 +1,9 @@
 """The live model table: the YAML's providers and models merged with the stored ones, as one
 immutable :class:`Snapshot` swapped atomically when the stored ones change.
 
-- The request path reads ``LiveRouting.current`` once (RouteStage) and keeps the Route it got
-  (``ctx.route``) to the end, so a change never affects a request already routed.
+- The request path reads ``LiveRouting.current`` once (RouteStage) and keeps the candidates it
+  got to the end; a retry takes its deployment from the current table as it is sent
+  (``Router.live``), so it never goes out on a retired client (a credential rotated away).
 - Every change made through the admin API reloads this instance at once and is published on
   the change feed's ``routing`` topic; every instance reloads from the database when the
   message arrives. The feed is at most once, so each instance also reloads every
@@ -84,6 +85,11 @@ class Snapshot:
     listing: dict[str, Any] = field(default_factory=dict)
     version: str = ""  # fingerprint of the stored state it was built from
     splits: dict[str, SplitChooser] = field(default_factory=dict)  # by the requested name
+
+    def deployments(self) -> set[tuple[str, str]]:
+        """Every deployment of the table, by group and deployment name."""
+        return {(r.target.name, r.deployment) for name, g in self.groups.items() if g.name == name
+                for r in g.deployments}
 
     @classmethod
     def of(cls, routes: list[Route], models: dict[str, ModelConfig], directory: list[ModelEntry],
@@ -167,6 +173,8 @@ class LiveRouting:
         self.split_percents: dict[str, dict[str, float]] = {}
         self.current = self._build_snapshot([], "")
         self.reloads = 0  # snapshots built from the store, for tests and metrics
+        # Told of every snapshot swapped in (the router forgets what it dropped); quick, sync.
+        self.swapped: list[Callable[[Snapshot], None]] = []
 
     # -- what other parts ask ------------------------------------------------------------
 
@@ -258,6 +266,8 @@ class LiveRouting:
             self.current = self._build_snapshot(state.models, version)
             self._version = version
             self.reloads += 1
+            for listener in self.swapped:
+                listener(self.current)
             for name, old in previous.items():
                 if built.get(name) is not old:
                     self._retire(old.client, old.resolved.config.timeouts.total, old_routes)

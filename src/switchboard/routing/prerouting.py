@@ -11,7 +11,7 @@ chooses a deployment (the router, a pin, a file upload) answers them alike.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Container
 
 from switchboard.catalog import Catalog
 from switchboard.errors import InvalidRequest, PermissionDenied
@@ -85,6 +85,14 @@ class Windows:
             size = match.info.context_window if match is not None else None
         self._sizes[key] = (route.entry, size)
         return size
+
+    def keep(self, deployments: Container[tuple[str, str]], groups: Container[str]) -> None:
+        """Forget the deployments and groups no longer in the model table (a group's memo holds
+        its routes, and so their clients, retired or not)."""
+        for key in [k for k in self._sizes if k not in deployments]:
+            del self._sizes[key]
+        for name in [n for n in self._groups if n not in groups]:
+            del self._groups[name]
 
     def smallest(self, group: Group) -> int | None:
         """The smallest known context window of ``group``'s deployments (None: none known)."""

@@ -54,6 +54,27 @@ class Router:
     def group(self, name: str) -> Group | None:
         return self._table.current.groups.get(name)
 
+    def live(self, route: Route) -> Route | None:
+        """``route`` as the model table holds it now: a change to its provider since it was
+        planned (a credential rotated, an option edited) rebuilt it on a new client, which a
+        retry must use (the old one keeps only the exchanges already under way). None: the
+        deployment is no longer in the table (its model or provider was removed)."""
+        found = self._table.current.groups.get(route.target.name)
+        for other in found.deployments if found is not None else ():
+            if other.deployment == route.deployment and other.target.name == route.target.name:
+                return other
+        return None
+
+    def forget_removed(self, snapshot: Snapshot) -> None:
+        """The model table became ``snapshot``: forget the statistics and health of the
+        deployments and groups it no longer holds (LiveRouting calls it on every swap)."""
+        kept = snapshot.deployments()
+        names = {g.name for g in snapshot.groups.values()}
+        self.stats.keep(kept, names)
+        self.health.keep(kept)
+        if self.windows is not None:
+            self.windows.keep(kept, names)
+
     async def tripped(self, group: str, deployment: str) -> bool:
         """Whether ``deployment`` of ``group`` is in the model table and out of traffic (cooling
         down or half-open): the alerts resolve a breaker incident whose recovery went unheard."""

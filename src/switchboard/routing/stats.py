@@ -3,15 +3,17 @@ averages of latency and time to first byte, recent errors, what was sent in the 
 In-process and approximate by design (each instance balances its own traffic); the strategies
 read it (routing/strategies.py), the admin API shows it (GET /admin/v1/routing/groups).
 
-Memory is bounded: one small record per deployment ever served (keyed by group and deployment
-name, so a model table swapped at run time keeps its statistics), each with at most
-:data:`RECENT_ERRORS` recent errors.
+Memory is bounded: one small record per deployment served (keyed by group and deployment
+name, so a model table swapped at run time keeps the statistics of the deployments it still
+holds; those of a deployment it no longer holds are forgotten with the swap, :meth:`keep`), each
+with at most :data:`RECENT_ERRORS` recent errors.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Container
 from typing import Any
 
 from switchboard.routing.table import Route
@@ -101,7 +103,9 @@ class DeploymentStats:
         """It ended: answered (``ok``) or failed (with the error's ``code``), after ``seconds``,
         its first byte after ``first_byte`` seconds (streams; None otherwise). The router
         passes an error's code, else its type."""
-        d = self.of(route)
+        d = self._by.get((route.target.name, route.deployment))
+        if d is None:
+            return  # removed from the model table while the request ran: forgotten (keep)
         if d.in_flight > 0:
             d.in_flight -= 1
         d.finished += 1
@@ -123,6 +127,14 @@ class DeploymentStats:
             d.first_byte = _moved(d.first_byte, fb)
             d.total = _moved(d.total, seconds)
         d.last_sample = self._clock()
+
+    def keep(self, deployments: Container[tuple[str, str]], groups: Container[str]) -> None:
+        """Forget the deployments (by group and deployment name) and the groups no longer in the
+        model table: a table changed at run time keeps no record of what it dropped."""
+        for k in [k for k in self._by if k not in deployments]:
+            del self._by[k]
+        for g in [g for g in self.turns if g not in groups]:
+            del self.turns[g]
 
     def state(self, route: Route) -> dict[str, Any]:
         """What the admin API shows for ``route``."""

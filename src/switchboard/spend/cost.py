@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 
 from switchboard.catalog import Catalog, ModelInfo
 from switchboard.providers.counts import count as _count
-from switchboard.routing.live import LiveRouting
+from switchboard.routing.live import LiveRouting, Snapshot
 from switchboard.routing.table import Route
 
 NANO = Decimal("0.000000001")
@@ -274,6 +274,13 @@ class Prices:
                   and info.output_cost_per_mtok is not None)
         self._memo[name] = (entry, info, priced)
         return info, priced
+
+    def forget_removed(self, snapshot: Snapshot) -> None:
+        """The model table became ``snapshot``: forget the records of the deployments it no
+        longer holds (LiveRouting calls it on every swap)."""
+        kept = snapshot.deployments()
+        for key in [k for k in self._memo if k not in kept]:
+            del self._memo[key]
 
     def unpriced(self) -> list[dict[str, Any]]:
         """Every served model that cannot be priced, by name."""

@@ -8,7 +8,9 @@ its TTL: the bound on staleness when a message is lost.
 
 One store query per key at a time, however many requests ask (single flight). A lookup that
 races with an invalidation does not cache what it read (a generation counter), so a revoked
-record cannot be put back by a read that started before the revocation.
+record cannot be put back by a read that started before the revocation; nor is it shared with
+the requests that ask after the invalidation: they wait for a query of their own (a request
+made after a key's revocation was answered never gets the record as it was before).
 
 ``stale_if_error``: while the store cannot be reached (stores/unavailable.py), a record whose
 entry expired less than that long ago is served as it was rather than failing every request for
@@ -212,7 +214,8 @@ class FeedCache(Generic[K, V]):
         return entry.value
 
     def _finished(self, key: K, task: asyncio.Task[V | None]) -> None:
-        self._pending.pop(key, None)
+        if self._pending.get(key) is task:  # (not a lookup started after an invalidation)
+            del self._pending[key]
         if not task.cancelled() and task.exception() is not None:
             log.debug("%s lookup failed: %r", self._topic, task.exception())
 
@@ -220,10 +223,13 @@ class FeedCache(Generic[K, V]):
         """Forget the entry a change-feed message names (``ALL``: every entry)."""
         self._generation += 1
         key = None if message == ALL else self._decode(message)
+        # A lookup under way read what may just have changed: later callers start their own.
         if key is None:
             self._entries.clear()
+            self._pending.clear()
         else:
             self._entries.pop(key, None)
+            self._pending.pop(key, None)
 
     def drop_where(self, matches: Callable[[K], bool]) -> None:
         """Forget every entry whose key ``matches``: for a cache whose messages name a group of
@@ -232,6 +238,8 @@ class FeedCache(Generic[K, V]):
         self._generation += 1
         for key in [k for k in self._entries if matches(k)]:
             del self._entries[key]
+        for key in [k for k in self._pending if matches(k)]:
+            del self._pending[key]
 
     async def changed(self, key: K) -> None:
         """The record of ``key`` changed here: forget it now (with every other cache of this
