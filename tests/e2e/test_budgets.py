@@ -193,6 +193,17 @@ def test_a_request_larger_than_the_whole_budget_is_a_400(pair: Pair) -> None:
     assert reply.usage is not None and reply.usage.completion_tokens == 2
 
 
+def test_a_large_request_on_a_spent_budget_is_told_the_budget_is_spent(pair: Pair) -> None:
+    """Larger than the whole budget, on a budget already spent: 429 budget_exceeded, not the 400
+    whose advice (lower max_tokens) could not help."""
+    key = pair.key(max_budget_usd=0.01)
+    pair.sdk(key["key"]).chat.completions.create(messages=ask(LONG), **CALL)  # spends it all
+    with pytest.raises(openai.RateLimitError) as refused:
+        pair.sdk(key["key"]).chat.completions.create(messages=ask(LONG), model=PRICED, max_tokens=10)
+    body: Any = refused.value.body
+    assert body["code"] == "budget_exceeded" and "is exhausted" in body["message"]
+
+
 def _zone_far_from_month_end() -> str:
     """UTC, unless its month ends within ten minutes: then UTC+14, whose month ended 14 hours
     ago (a Retry-After until the month's end is then long, whenever the test runs)."""

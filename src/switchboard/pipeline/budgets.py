@@ -332,7 +332,7 @@ def _too_large(asked: int, limit: int) -> InvalidRequest:
 def _refusal(budget: Budget, charge: Charge, used: int) -> GatewayError:
     where = f"the {budget.scope} budget ({budget.id}, {budget.shown(budget.limit)} {budget.period})"
     headers = {SCOPE_HEADER: budget.scope}
-    if charge.amount > budget.limit:
+    if charge.amount > budget.limit and used < budget.limit:  # spent already: that is the news
         refused = InvalidRequest(
             f"this request may cost up to {budget.shown(charge.amount)}, more than {where} allows; "
             "lower max_tokens", code="request_exceeds_budget", headers=headers,
