@@ -44,7 +44,7 @@ from switchboard.mcp.registry import Registry as McpRegistry
 from switchboard.mcp.stages import ToolBudgetStage, ToolCall, ToolCheckStage, ToolRecordStage, ToolStage
 from switchboard.mcp.toolbox import McpToolbox
 from switchboard.observability.alerts.evaluator import Alerts
-from switchboard.observability.metrics import Metrics
+from switchboard.observability.metrics import Metrics, WebhookHealth
 from switchboard.observability.observers import Observer
 from switchboard.observability.redact import Redactor
 from switchboard.observability.request_log import BodyWriter, Maintenance, Policies
@@ -308,6 +308,16 @@ class Gateway:
         stages.insert(at, OutputStage(self.api_calls, self.settings.apis))
         return build_chain(stages, terminal)
 
+    def _webhooks(self) -> dict[str, WebhookHealth]:
+        """The configured webhook senders by the name their metrics carry: ``budgets`` and
+        ``alerts.<name>``."""
+        out: dict[str, WebhookHealth] = {}
+        if self.budgets is not None and self.budgets.webhooks.config is not None:
+            out["budgets"] = self.budgets.webhooks
+        for name, sender in (self.alerts.senders.items() if self.alerts is not None else ()):
+            out[f"alerts.{name}"] = sender
+        return out
+
     def _responses_body(self, ctx: RequestContext) -> Any:
         return self.responses.call(ctx).translated.body
 
@@ -536,7 +546,7 @@ class Gateway:
             # The background writers' queues, spool and drops, and the stores' last check, read at
             # each scrape; one check first so the first scrape has the stores' answers.
             await self.stores.checks.results()
-            self.metrics.watch(self.usage, self.bodies, self.last_used, self.stores.checks)
+            self.metrics.watch(self.usage, self.bodies, self.last_used, self.stores.checks, self._webhooks())
             await self.metrics.start()  # the metrics.port listener, when configured
         self.files.start(self.stores.files, self.stores.ledger, lambda: self.budgets, self.stores.keys,
                          lambda: self.subscriptions,

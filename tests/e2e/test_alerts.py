@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from switchboard.observability.webhooks import EVENT_ID_HEADER, EVENT_TYPE_HEADER, SIGNATURE_HEADER, verify
 from tests.servers import (
@@ -172,6 +173,16 @@ def delivered(pair: Pair, rule: str, kind: str, count: int = 1) -> dict[str, dic
     return found
 
 
+def webhook_events(gw: Gateway, webhook: str, outcome: str) -> float:
+    """``switchboard_webhook_events_total`` of ``webhook`` and ``outcome`` on ``gw``."""
+    resp = httpx.get(f"{gw.url}/metrics", headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=10)
+    assert resp.status_code == 200, resp.text
+    return sum(sample.value for family in text_string_to_metric_families(resp.text)
+               for sample in family.samples
+               if sample.name == "switchboard_webhook_events_total"
+               and sample.labels == {"webhook": webhook, "outcome": outcome})
+
+
 def assert_signed(received: list[Received]) -> None:
     for r in received:
         assert verify(HOOK_SECRET.encode(), r.headers[SIGNATURE_HEADER], r.body, now=int(time.time()))
@@ -196,6 +207,9 @@ def test_error_rate_fires_once_retries_with_the_same_id_and_resolves(pair: Pair)
     assert event["id"] == f"evt_{data['incident_id']}_firing"
     received = events(pair, "wobbly-errors", "alert.firing")
     assert [r.answered for r in received] == [500, 200]  # one retry, same event
+    # The delivery is counted in the metrics of the instance that sent it (a retried event once).
+    until(lambda: sum(webhook_events(gw, "alerts.oncall", "delivered") for gw in pair.both) >= 1,
+          "the delivery is not counted in switchboard_webhook_events_total")
     assert_signed(received)
     # The retry is logged naming the receiver by its origin only: its secret path stays out.
     retried = until(lambda: [line for gw in pair.both for line in gw.process.lines

@@ -36,7 +36,7 @@ import os
 import re
 import time
 from bisect import bisect_left
-from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
@@ -232,6 +232,18 @@ class LastUsedHealth(Protocol):
     def refused(self) -> int: ...
 
 
+class WebhookHealth(Protocol):
+    """What the metrics read of a webhook sender (observability/webhooks.py): events counted
+    since start, by how they ended."""
+
+    delivered: int
+    failed: int
+    dropped: int
+
+
+WEBHOOK_OUTCOMES = ("delivered", "failed", "dropped")
+
+
 class _Total:
     """A counter child fed from a running total another object keeps (a writer's count since
     start): each flush adds what it grew by since the last one, so the writer counts in plain
@@ -258,9 +270,16 @@ class WriterMetrics:
     a dead worker left in the spool count again once the next start claims them."""
 
     def __init__(self, registry: CollectorRegistry | None, ledger: LedgerHealth | None,
-                 bodies: BodiesHealth | None, last_used: LastUsedHealth | None) -> None:
+                 bodies: BodiesHealth | None, last_used: LastUsedHealth | None,
+                 webhooks: Mapping[str, WebhookHealth] | None = None) -> None:
         self._gauges: list[tuple[Gauge, Callable[[], float]]] = []
         self._totals: list[_Total] = []
+        if webhooks:  # a handful, from the configuration: the labels stay bounded
+            events = Counter("switchboard_webhook_events", "Webhook events, by receiver and how they ended",
+                             ("webhook", "outcome"), registry=registry)
+            for name, sender in webhooks.items():
+                for outcome in WEBHOOK_OUTCOMES:
+                    self._total(events.labels(name, outcome), functools.partial(getattr, sender, outcome))
         if ledger is not None:
             self._gauge(Gauge("switchboard_ledger_pending_records",
                               "Usage records spooled and not yet in the database",
@@ -476,10 +495,11 @@ class Metrics:
         self._stores: StoreStates | None = None
 
     def watch(self, ledger: LedgerHealth | None, bodies: BodiesHealth | None = None,
-              last_used: LastUsedHealth | None = None, stores: StoreStates | None = None) -> None:
-        """Export the background writers' health and whether the stores answer (the gateway
-        calls it once they are made)."""
-        self._writers = WriterMetrics(self._values, ledger, bodies, last_used)
+              last_used: LastUsedHealth | None = None, stores: StoreStates | None = None,
+              webhooks: Mapping[str, WebhookHealth] | None = None) -> None:
+        """Export the background writers' health, the webhook senders' counts and whether the
+        stores answer (the gateway calls it once they are made)."""
+        self._writers = WriterMetrics(self._values, ledger, bodies, last_used, webhooks)
         self._stores = stores
         if stores is not None:
             self.registry.register(StoreCollector(stores))

@@ -337,7 +337,8 @@ def test_the_docs_table_names_every_metric_exported() -> None:
     bodies = SimpleNamespace(pending=0, drops={"queue_full": 0})
     last_used = SimpleNamespace(pending=0, failed_writes=0, refused=0)
     stores = SimpleNamespace(latest=lambda: {"database": "ok"})
-    m.watch(ledger, bodies, last_used, stores)  # type: ignore[arg-type]
+    hooks = {"budgets": SimpleNamespace(delivered=0, failed=0, dropped=0)}
+    m.watch(ledger, bodies, last_used, stores, hooks)  # type: ignore[arg-type]
     made = set()
     for family in m.registry.collect():
         made.add(f"{family.name}_total" if family.type == "counter" else family.name)

@@ -88,7 +88,7 @@ class BudgetBook:
         self._store = store
         self._counters = counters
         self._ledger = ledger
-        self._webhooks = webhooks
+        self.webhooks = webhooks  # read by the metrics too
         self._ledger_ready = ledger_ready
         self._writer = writer
         self._clock = clock
@@ -109,7 +109,7 @@ class BudgetBook:
 
     async def start(self) -> None:
         await self._cache.start()
-        await self._webhooks.start()
+        await self.webhooks.start()
 
     async def close(self) -> None:
         await self.pending.close()  # one last try for the settlements still waiting (bounded)
@@ -118,7 +118,7 @@ class BudgetBook:
         for task in [*self._alerts, *self._loading.values()]:
             task.cancel()
         await self._cache.close()
-        await self._webhooks.close()
+        await self.webhooks.close()
 
     # -- what applies ---------------------------------------------------------------------
 
@@ -383,7 +383,7 @@ class BudgetBook:
                 "period_end": end.isoformat() if end is not None else None,
             },
         }
-        self._webhooks.send(event)
+        self.webhooks.send(event)
         for listener in self.listeners:
             try:
                 listener(event)
