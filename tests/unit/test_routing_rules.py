@@ -212,6 +212,20 @@ def test_semantic_fallbacks_are_logged_once_a_minute(caplog: pytest.LogCaptureFi
     assert len(warnings) == 1 and "embedding upstream down" in warnings[0]
 
 
+def test_a_semantic_timeout_is_named_in_its_warning(caplog: pytest.LogCaptureFixture) -> None:
+    async def hanging(model: str, texts: list[str], dims: int | None, regions: object) -> list[list[float]]:
+        await asyncio.Event().wait()
+        return []
+
+    async def run() -> None:
+        assert await SemanticChooser(_semantic(timeout_seconds=0.01), hanging).choose("qx") == ("d", None)
+
+    with caplog.at_level(logging.WARNING, logger="switchboard.routing"):
+        asyncio.run(run())
+    (warning,) = [r.getMessage() for r in caplog.records if "fell back" in r.getMessage()]
+    assert warning.endswith("fell back to its default: TimeoutError")
+
+
 def test_cosine_of_unit_vectors() -> None:
     assert cosine(unit([3.0, 4.0]), unit([3.0, 4.0])) == pytest.approx(1.0)
     assert cosine(unit([1.0, 0.0]), unit([0.0, 2.0])) == pytest.approx(0.0)

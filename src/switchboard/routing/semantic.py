@@ -102,7 +102,8 @@ class SemanticChooser:
             return
         more = f" ({self._unwarned} more since the last warning)" if self._unwarned else ""
         self._warned_at, self._unwarned = now, 0
-        log.warning("semantic routing for %r fell back to its default: %s%s", self.config.model, exc, more)
+        log.warning("semantic routing for %r fell back to its default: %s%s", self.config.model,
+                    str(exc) or type(exc).__name__, more)  # a timeout's text is empty
 
     async def _ensure_examples(self) -> list[tuple[str, list[float]]]:
         if self._examples is not None:
