@@ -119,3 +119,34 @@ async def test_a_deployment_removed_from_the_table_leaves_no_statistics_or_coold
         assert router.health.eligible(again, time.monotonic()) and router.stats.peek(again) is None
     finally:
         await live.close()
+
+
+async def test_a_request_ending_after_its_deployment_was_removed_leaves_no_cooldown_or_price(
+        backend: Backend) -> None:
+    """A request still running on a deployment when a swap drops it ends afterwards: its failure
+    is not counted (the statistics already skip it), so the model created again with the same
+    name is not born cooling down (a group of one: every request a 503 until the cooldown ends),
+    and nothing is held again for the dropped deployment."""
+    store = backend.stores.providers
+    live = LiveRouting(SETTINGS, catalog.build(SETTINGS))
+    router = Router(live, health=Health(CooldownConfig(failures=1)), windows=Windows(live.catalog))
+    prices = Prices(live.catalog, live)
+    live.swapped += [router.forget_removed, prices.forget_removed]
+    await live.start(store, None, Keyring.from_secrets(SECRET), reload_seconds=3600)
+    try:
+        await store.create_model(ModelRecord(name="db-gone", provider="yaml-p", model="gpt-4o"))
+        await live.reload()
+        gone = live.current.routes["db-gone"]
+        router.started(gone, 10, None)  # a request under way on it
+        assert await store.delete_model("db-gone")
+        await live.reload()
+        # It ends now, failed, and is priced for its usage record, as the pipeline does.
+        router.finished(gone, UpstreamError("failed"), 0.01)
+        prices.priced(gone)
+        held = ("db-gone", gone.deployment) in prices._memo  # the dropped entry, held again
+        await store.create_model(ModelRecord(name="db-gone", provider="yaml-p", model="gpt-4o"))
+        await live.reload()
+        assert router.plan(live.current.groups["db-gone"]) == [live.current.routes["db-gone"]]
+        assert not held
+    finally:
+        await live.close()

@@ -191,9 +191,9 @@ class Router:
                             None if error is None else error.code or error.type)
         if error is None:
             self.health.succeeded(route, probe)
-        elif self.may_cool_down(route):
+        elif self.may_cool_down(route) and self.live(route) is not None:
             self.health.failed(route, error, probe)  # an error that does not count frees a probe's slot
-        else:
+        else:  # (or of a deployment the table dropped while it ran: its state was forgotten)
             self.health.released(route, probe)
 
     def may_cool_down(self, route: Route) -> bool:

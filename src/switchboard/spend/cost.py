@@ -272,7 +272,9 @@ class Prices:
             info = match.info if match else None
         priced = (info is not None and info.input_cost_per_mtok is not None
                   and info.output_cost_per_mtok is not None)
-        self._memo[name] = (entry, info, priced)
+        group = self._routing.current.groups.get(route.target.name)
+        if group is not None and any(r.deployment == route.deployment for r in group.deployments):
+            self._memo[name] = (entry, info, priced)  # (not a deployment the table dropped meanwhile)
         return info, priced
 
     def forget_removed(self, snapshot: Snapshot) -> None:
