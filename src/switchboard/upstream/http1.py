@@ -789,8 +789,8 @@ class Pool:
         """Send one request and wait for its status and headers. A request is sent once: a
         connection that ends after it, with nothing answered, is a Disconnected (the upstream
         may have taken the request, and run it). Only a request the connection refused to take
-        (closed under us) is sent again, once, on a new connection; a pooled connection the
-        upstream has closed is found before its reuse (_acquire)."""
+        (closed under us) is sent again, once, on a new connection; a pooled connection idle at
+        least POLL_IDLE_SECONDS that the upstream has closed is found before its reuse (_acquire)."""
         loop = asyncio.get_running_loop()
         start = loop.time()
         for attempt in (0, 1):
