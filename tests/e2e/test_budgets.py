@@ -41,7 +41,7 @@ LONG = "tell me a long story about budgets please"  # the mock's reply is longer
 
 def _config(mock: Mock, hooks: WebhookReceiver) -> dict[str, Any]:
     config = openai_config(mock)
-    # The first delivery of every event fails: the gateway retries it.
+    # Up to three attempts per event (the threshold test makes the first fail: retried).
     config["budgets"] = {"webhook": {"url": hooks.url, "secret": HOOK_SECRET, "max_attempts": 3}}
     config["models"] += [
         {"name": PRICED, "provider": "local-openai", "model": "gpt-4o-mini",
