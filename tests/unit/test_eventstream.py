@@ -123,3 +123,10 @@ def test_malformed_header_blocks_raise() -> None:
         decode_headers(b"\x01a\x07\x00\x09abc")  # string longer than the block
     with pytest.raises(EventStreamError, match="unknown header value type"):
         decode_headers(b"\x01a\x0a")
+
+
+def test_timestamp_header_beyond_datetimes_range_is_malformed() -> None:
+    # An int64 of milliseconds runs far past year 9999: a decoding error, not an OverflowError.
+    for millis in (2**63 - 1, -(2**63)):
+        with pytest.raises(EventStreamError, match="timestamp out of range"):
+            decode_headers(b"\x01t\x08" + struct.pack(">q", millis))

@@ -104,6 +104,8 @@ def decode_headers(block: bytes | memoryview) -> dict[str, HeaderValue]:
             headers[name], pos = _value(kind, block, pos + 1)
     except (struct.error, UnicodeDecodeError, IndexError):
         raise EventStreamError("malformed header block") from None
+    except OverflowError:  # a timestamp beyond datetime's years 1-9999
+        raise EventStreamError("header timestamp out of range") from None
     if pos != end:
         raise EventStreamError("header value runs past the header block")
     return headers
