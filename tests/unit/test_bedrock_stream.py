@@ -176,6 +176,19 @@ def test_tool_input_without_its_start_is_an_invalid_stream() -> None:
         SPEC.adapter.chat_stream({}, TARGET).feed(frame)
 
 
+@pytest.mark.parametrize("payload", [
+    {"contentBlockIndex": 0, "delta": "text"},
+    {"contentBlockIndex": 0, "delta": ["text"]},
+    {"contentBlockIndex": 0, "start": "toolUse"},
+])
+def test_a_delta_or_start_that_is_not_an_object_is_skipped(payload: dict[str, Any]) -> None:
+    kind = "contentBlockStart" if "start" in payload else "contentBlockDelta"
+    frames = TEXT_STREAM.split(event("contentBlockStop", {"contentBlockIndex": 0}))
+    chunks = run(frames[0] + event(kind, payload) + event("contentBlockStop", {"contentBlockIndex": 0}) + frames[1])
+    assert deltas(chunks)[1:3] == [{"content": "Hel"}, {"content": "lo"}]
+    assert chunks[-2]["choices"][0]["finish_reason"] == "stop"
+
+
 def test_chunks_before_an_exception_frame_in_the_same_read_are_delivered_first() -> None:
     data = TEXT_STREAM[: TEXT_STREAM.index(event("contentBlockStop", {"contentBlockIndex": 0}))]
     decoder = SPEC.adapter.chat_stream({}, TARGET)

@@ -125,7 +125,8 @@ class ConverseStreamDecoder(DeferredError):
         return self._chunk({"role": "assistant", "content": ""})
 
     def _block_start(self, payload: JSON) -> JSON | None:
-        tool = (payload.get("start") or {}).get("toolUse")
+        start = payload.get("start")
+        tool = start.get("toolUse") if isinstance(start, dict) else None
         if not isinstance(tool, dict):
             return None
         index = self._tool_index
@@ -137,7 +138,9 @@ class ConverseStreamDecoder(DeferredError):
         return self._chunk({"tool_calls": [call]})
 
     def _block_delta(self, payload: JSON) -> JSON | None:
-        delta = payload.get("delta") or {}
+        delta = payload.get("delta")
+        if not isinstance(delta, dict):
+            return None
         if isinstance(delta.get("text"), str):
             return self._chunk({"content": delta["text"]})
         tool = delta.get("toolUse")
