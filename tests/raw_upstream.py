@@ -24,6 +24,12 @@ It runs its own event loop in a thread. The request's ``model`` picks the behavi
 - ``flagged-prompt``, ``flagged-cyber``: OpenAI's usage-policy refusals that name no content
   policy in their code (400 ``invalid_prompt``, 400 ``cyber_policy``).
 
+A Gemini request (``/v1beta/models/<model>:<method>``, no ``model`` in its body) is dispatched
+on the model in its path:
+
+- ``gemini-wrongtypes``: a stream whose first event's ``candidates`` and ``promptFeedback`` are
+  not a list and an object, then one text event ``echo:<text>`` finished by STOP.
+
 After ``stray`` and ``408`` the connection is read until the gateway closes it, which sets
 ``dropped`` (the number of such connections the gateway closed is ``dropped_count``).
 """
@@ -115,6 +121,17 @@ def _interleaved_calls() -> list[bytes]:
     ]
 
 
+def _gemini_wrong_types(text: str) -> list[bytes]:
+    """The events of ``gemini-wrongtypes``."""
+    events: list[dict[str, Any]] = [
+        {"candidates": 5, "promptFeedback": "none", "responseId": "r1", "modelVersion": "raw"},
+        {"candidates": [{"index": 0, "finishReason": "STOP",
+                         "content": {"role": "model", "parts": [{"text": f"echo:{text}"}]}}],
+         "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 2, "totalTokenCount": 5}},
+    ]
+    return [b"data: " + json.dumps(event).encode() + b"\r\n\r\n" for event in events]
+
+
 class RawUpstream(ThreadedServer):
     def __init__(self) -> None:
         self.requests: list[str] = []  # the model and text of each request read, in order
@@ -147,6 +164,9 @@ class RawUpstream(ThreadedServer):
             if name.strip().lower() == "content-length":
                 length = int(value)
         request: dict[str, Any] = json.loads(await reader.readexactly(length)) if length else {}
+        path = head.split(b" ", 2)[1].decode()
+        if "/models/" in path and "model" not in request:  # Gemini: the model is in the path
+            request["model"] = path.partition("/models/")[2].partition(":")[0]
         return request
 
     async def _behave(self, request: dict[str, Any], reader: asyncio.StreamReader,
@@ -154,6 +174,8 @@ class RawUpstream(ThreadedServer):
         """Answer ``request``; False: the connection is done."""
         model = str(request.get("model"))
         text = str(request["messages"][-1]["content"]) if request.get("messages") else ""
+        if request.get("contents"):  # Gemini
+            text = str(request["contents"][-1]["parts"][0].get("text"))
         self.requests.append(f"{model}:{text}")
         if model in ("echo", "stray", "408"):
             writer.write(_answer(f"echo:{text}"))
@@ -204,6 +226,14 @@ class RawUpstream(ThreadedServer):
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
                          b"Transfer-Encoding: chunked\r\n\r\n")
             for event in _interleaved_calls():
+                writer.write(_chunk(event))
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+            return True
+        if model == "gemini-wrongtypes":
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                         b"Transfer-Encoding: chunked\r\n\r\n")
+            for event in _gemini_wrong_types(text):
                 writer.write(_chunk(event))
             writer.write(b"0\r\n\r\n")
             await writer.drain()

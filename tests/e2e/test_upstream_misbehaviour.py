@@ -13,7 +13,9 @@ raw_upstream.py): what a caller sees, and that the next caller is not affected.
   ``context_length_exceeded`` and goes to the group's context-window fallback;
 - a model entry's own ``timeouts`` bound its calls, not its provider's;
 - OpenAI's usage-policy refusals (``invalid_prompt``, ``cyber_policy``) are content-policy
-  failures: they go to the group's fallbacks, as a content filter's do.
+  failures: they go to the group's fallbacks, as a content filter's do;
+- a Gemini stream event whose fields have the wrong JSON types (``candidates`` a number) counts
+  as one without candidates: the stream's later text still reaches the caller.
 """
 
 from __future__ import annotations
@@ -55,6 +57,9 @@ def gateway(raw: RawUpstream, tmp_path_factory: pytest.TempPathFactory) -> Itera
         }, {
             "name": "raw-azure", "type": "azure", "api_base": raw.url.removesuffix("/v1"),
             "api_key": "azure-raw-upstream-key",
+        }, {
+            "name": "raw-gemini", "type": "gemini", "api_base": raw.url.removesuffix("/v1"),
+            "api_key": "gemini-raw-upstream-key",
         }],
         "models": [
             *({"name": name, "provider": "raw", "model": name}
@@ -63,6 +68,7 @@ def gateway(raw: RawUpstream, tmp_path_factory: pytest.TempPathFactory) -> Itera
             *({"name": f"{host}-too-long{alone}", "provider": f"raw-{host}", "model": f"toolong-{host}"}
               for host in TOO_LONG_HOSTS for alone in ("", "-alone")),
             *({"name": name, "provider": "raw", "model": name} for name in FLAGGED),
+            {"name": "gemini-wrongtypes", "provider": "raw-gemini", "model": "gemini-wrongtypes"},
             # The same upstream model under a model entry's own, shorter first_byte.
             {"name": "headhang-impatient", "provider": "raw", "model": "headhang",
              "timeouts": {"first_byte": MODEL_FIRST_BYTE}},
@@ -209,3 +215,14 @@ def test_a_usage_policy_refusal_goes_to_the_fallbacks_as_a_content_filter_does(
     assert raw.parse().choices[0].message.content == "echo:a flagged question"
     assert raw.headers["x-switchboard-model"] == "echo"
     assert raw.headers["x-switchboard-attempts"] == "2"
+
+
+def test_a_gemini_stream_event_of_the_wrong_types_does_not_break_the_stream(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model="gemini-wrongtypes", messages=[{"role": "user", "content": "hi"}], stream=True,
+        stream_options={"include_usage": True})
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "echo:hi"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens == 5

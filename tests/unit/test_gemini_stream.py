@@ -171,3 +171,26 @@ def test_error_event_first() -> None:
 def test_garbage_event_raises() -> None:
     with pytest.raises(UpstreamBadGateway, match="invalid stream event"):
         decode(b"data: <html>\r\n\r\n")
+
+
+@pytest.mark.parametrize("event", [
+    {"candidates": 5, "responseId": "r1"},
+    {"candidates": "text", "promptFeedback": "blocked"},
+    {"candidates": [], "promptFeedback": ["blocked"]},
+])
+def test_fields_of_the_wrong_type_are_no_candidates(event: dict[str, Any]) -> None:
+    assert deltas(decode(sse(event, text_event("ok", "STOP")))) == [
+        ({"role": "assistant", "content": "ok"}, None), ({}, "stop"),
+    ]
+
+
+def test_logprobs_entries_that_are_not_objects_are_skipped() -> None:
+    event = text_event("Hi", "STOP")
+    event["candidates"][0]["logprobsResult"] = {
+        "chosenCandidates": [5, {"token": "Hi", "logProbability": -0.1}, "x"],
+        "topCandidates": "x",
+    }
+    chunks = [c for c in decode(sse(event)) if c["choices"]]
+    assert chunks[0]["choices"][0]["logprobs"]["content"] == [
+        {"token": "Hi", "logprob": -0.1, "bytes": [72, 105], "top_logprobs": []},
+    ]

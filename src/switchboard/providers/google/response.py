@@ -141,13 +141,30 @@ def logprobs(candidate: JSON) -> JSON | None:
     result = candidate.get("logprobsResult")
     if not isinstance(result, dict):
         return None
-    chosen = result.get("chosenCandidates") or []
-    tops = result.get("topCandidates") or []
+    chosen = _list(result.get("chosenCandidates"))
+    tops = _list(result.get("topCandidates"))
     content = []
     for k, tok in enumerate(chosen):
-        top = tops[k].get("candidates", []) if k < len(tops) and isinstance(tops[k], dict) else []
-        content.append({**_logprob(tok), "top_logprobs": [_logprob(t) for t in top]})
+        if not isinstance(tok, dict):
+            continue
+        top = _list(tops[k].get("candidates")) if k < len(tops) and isinstance(tops[k], dict) else []
+        content.append({**_logprob(tok), "top_logprobs": [_logprob(t) for t in top if isinstance(t, dict)]})
     return {"content": content, "refusal": None}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def candidates_of(obj: JSON) -> list[JSON]:
+    """The candidate objects of a GenerateContentResponse (none when the field is not a list)."""
+    return [c for c in _list(obj.get("candidates")) if isinstance(c, dict)]
+
+
+def prompt_blocked(obj: JSON) -> bool:
+    """Whether the response says the prompt itself was blocked (promptFeedback.blockReason)."""
+    feedback = obj.get("promptFeedback")
+    return isinstance(feedback, dict) and bool(feedback.get("blockReason"))
 
 
 def _logprob(tok: JSON) -> JSON:
@@ -186,10 +203,9 @@ def blocked_choice() -> JSON:
 def chat_completion(obj: JSON | None, target: Target) -> JSON:
     if obj is None:
         raise invalid_body(target)
-    candidates = obj.get("candidates")
-    choices = [_choice(c, i) for i, c in enumerate(candidates or []) if isinstance(c, dict)]
+    choices = [_choice(c, i) for i, c in enumerate(candidates_of(obj))]
     if not choices:
-        if not (obj.get("promptFeedback") or {}).get("blockReason"):
+        if not prompt_blocked(obj):
             raise invalid_body(target)
         choices = [blocked_choice()]
     body: JSON = {

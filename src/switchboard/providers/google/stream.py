@@ -20,12 +20,14 @@ from switchboard.providers.base import DeferredError
 from switchboard.providers.errors import invalid_body, loads_object
 from switchboard.providers.google.errors import from_error_object
 from switchboard.providers.google.response import (
+    candidates_of,
     completion_id,
     finish_reason,
     logprobs,
     model_name,
     new_call_id,
     parts_of,
+    prompt_blocked,
     split_parts,
     tool_call,
     usage,
@@ -102,8 +104,8 @@ class GoogleStreamDecoder(DeferredError):
             self._model = model_name(obj, self._target)
         if isinstance(obj.get("usageMetadata"), dict):
             self._usage = usage(obj["usageMetadata"])
-        candidates = [c for c in obj.get("candidates") or [] if isinstance(c, dict)]
-        if not candidates and (obj.get("promptFeedback") or {}).get("blockReason"):
+        candidates = candidates_of(obj)
+        if not candidates and prompt_blocked(obj):
             return self._blocked()
         chunks: list[JSON] = []
         for position, candidate in enumerate(candidates):
