@@ -17,6 +17,9 @@ It runs its own event loop in a thread. The request's ``model`` picks the behavi
   end;
 - ``interleaved``: a stream of two parallel tool calls whose argument deltas alternate between
   the calls (as some servers stream them), with correct indices (keep-alive);
+- ``named-keepalive``: a stream answering ``echo:<text>`` in two content chunks with events that
+  carry no data line between them (``event: ping``, ``id:``/``retry:`` alone), as some servers
+  keep a connection alive (keep-alive);
 - ``toolong-llamacpp``: llama.cpp's server refusing a request longer than its context: HTTP 500
   (as before ggml-org/llama.cpp#16486), type ``exceed_context_size_error``, a numeric code;
 - ``toolong-azure``: Azure OpenAI's refusal of an over-long GPT-5 prompt: HTTP 400 with no code,
@@ -118,6 +121,19 @@ def _interleaved_calls() -> list[bytes]:
         event({"index": 0, "delta": {}, "finish_reason": "tool_calls"}),
         event(None, {"prompt_tokens": 5, "completion_tokens": 12, "total_tokens": 17}),
         b"data: [DONE]\n\n",
+    ]
+
+
+def _named_keepalive(text: str) -> list[bytes]:
+    """The events of ``named-keepalive``."""
+    def event(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        data = {"id": "chatcmpl-raw", "object": "chat.completion.chunk", "created": 1, "model": "raw",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        return b"data: " + json.dumps(data).encode() + b"\n\n"
+
+    return [
+        b"event: ping\n\n", event({"role": "assistant", "content": "echo:"}), b"event: ping\n\n",
+        b"id: 1\nretry: 3000\n\n", event({"content": text}), event({}, "stop"), b"data: [DONE]\n\n",
     ]
 
 
@@ -234,6 +250,14 @@ class RawUpstream(ThreadedServer):
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
                          b"Transfer-Encoding: chunked\r\n\r\n")
             for event in _gemini_wrong_types(text):
+                writer.write(_chunk(event))
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+            return True
+        if model == "named-keepalive":
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                         b"Transfer-Encoding: chunked\r\n\r\n")
+            for event in _named_keepalive(text):
                 writer.write(_chunk(event))
             writer.write(b"0\r\n\r\n")
             await writer.drain()

@@ -14,6 +14,7 @@ raw_upstream.py): what a caller sees, and that the next caller is not affected.
 - a model entry's own ``timeouts`` bound its calls, not its provider's;
 - OpenAI's usage-policy refusals (``invalid_prompt``, ``cyber_policy``) are content-policy
   failures: they go to the group's fallbacks, as a content filter's do;
+- a stream event with no data line (``event: ping`` alone) is a keep-alive, not an invalid event;
 - a Gemini stream event whose fields have the wrong JSON types (``candidates`` a number) counts
   as one without candidates: the stream's later text still reaches the caller.
 """
@@ -64,7 +65,7 @@ def gateway(raw: RawUpstream, tmp_path_factory: pytest.TempPathFactory) -> Itera
         "models": [
             *({"name": name, "provider": "raw", "model": name}
               for name in ("echo", "stray", "408", "headhang", "endless", "interleaved", "trailers",
-                           "te-gzip")),
+                           "te-gzip", "named-keepalive")),
             *({"name": f"{host}-too-long{alone}", "provider": f"raw-{host}", "model": f"toolong-{host}"}
               for host in TOO_LONG_HOSTS for alone in ("", "-alone")),
             *({"name": name, "provider": "raw", "model": name} for name in FLAGGED),
@@ -226,3 +227,9 @@ def test_a_gemini_stream_event_of_the_wrong_types_does_not_break_the_stream(clie
     assert text == "echo:hi"
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
     assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens == 5
+
+
+def test_an_event_without_data_is_a_keep_alive_not_an_invalid_event(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model="named-keepalive", messages=[{"role": "user", "content": "hi"}], stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "echo:hi"

@@ -178,6 +178,6 @@ class SSEParser(SSEBlocks):
                 data.append(value)
             elif key == _BOM_EVENT:
                 name = value
-        if not data and name is None:
+        if not data:  # no data line: not an event (WHATWG), e.g. a keep-alive "event: ping"
             return None
         return SSEEvent(name, "\n".join(data))

@@ -121,6 +121,20 @@ def test_an_event_just_under_the_bound_is_read() -> None:
 
 
 
+@pytest.mark.parametrize("block", [
+    b"event: ping", b"event: ping\nid: 7", b"id: 7\nretry: 1000", b"event:", b"\xef\xbb\xbfevent: ping",
+], ids=["name", "name-id", "id-retry", "empty-name", "bom-name"])
+def test_an_event_without_a_data_line_is_no_event(block: bytes) -> None:
+    # WHATWG: an event whose data buffer is empty is not dispatched (a keep-alive some servers
+    # send as a named event), for feed and feed_data alike.
+    data = b"data: a\n\n" + block + b"\n\ndata: b\n\n"
+    want = [SSEEvent(None, "a"), SSEEvent(None, "b")]
+    assert parse([data]) == want
+    assert parse([data[:-2]]) == want  # the last event flushed
+    assert data_of([data]) == [b"a", b"b"]
+    assert parse([block]) == []
+
+
 def data_of(pieces: list[bytes]) -> list[bytes]:
     parser = SSEParser("prov")
     return [data for piece in pieces for data in parser.feed_data(piece)]
