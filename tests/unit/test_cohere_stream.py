@@ -227,3 +227,18 @@ def test_invalid_json_event_raises() -> None:
 
 def test_events_after_message_end_are_ignored() -> None:
     assert deltas(decode(TEXT_STREAM + text(0, "late"))) == deltas(decode(TEXT_STREAM))
+
+
+def test_a_tool_call_index_of_the_wrong_type_is_read_as_missing() -> None:
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": ""}}
+    data = b"".join([
+        start(),
+        sse({"type": "tool-call-start", "index": [0], "delta": {"message": {"tool_calls": call}}}),
+        sse({"type": "tool-call-delta", "index": {"i": 0}, "delta": {"message": {"tool_calls": {
+            "function": {"arguments": "{}"}}}}}),
+        end("TOOL_CALL"),
+    ])
+    calls = [c["choices"][0]["delta"]["tool_calls"][0] for c in decode(data)
+             if c["choices"] and c["choices"][0]["delta"].get("tool_calls")]
+    assert calls[0]["id"] == "c1" and calls[0]["index"] == 0
+    assert calls[-1]["function"]["arguments"] == "{}"

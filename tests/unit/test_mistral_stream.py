@@ -240,3 +240,20 @@ def test_chunks_before_an_error_in_the_same_read_are_kept() -> None:
     with pytest.raises(UpstreamBadGateway) as exc:
         decoder.close()
     assert "overloaded" in exc.value.message
+
+
+@pytest.mark.parametrize("choice", [
+    {"index": [0], "delta": {"content": "x"}, "finish_reason": None},
+    {"index": 0, "delta": "x", "finish_reason": None},
+    {"index": 0, "delta": 5, "finish_reason": None},
+    {"index": 0, "delta": {"tool_calls": 5}, "finish_reason": None},
+    {"index": 0, "delta": {"tool_calls": [{"id": "c1", "function": 5}]}, "finish_reason": None},
+    {"index": 0, "delta": {}, "finish_reason": ["stop"]},
+], ids=["index-list", "delta-str", "delta-int", "tool-calls-int", "function-int", "finish-list"])
+def test_members_of_the_wrong_type_do_not_break_the_stream(choice: dict[str, Any]) -> None:
+    # A chunk whose members have the wrong JSON types is read, not a TypeError (a 500).
+    chunks = decode(event([delta({"role": "assistant", "content": "a"})]), event([choice]),
+                    event([delta({"content": "b"}, "stop")], USAGE), DONE)
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert text.startswith("a") and text.endswith("b")
+    assert chunks[-1]["usage"]["total_tokens"] == 12

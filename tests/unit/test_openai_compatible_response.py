@@ -410,3 +410,19 @@ def test_reasoning_is_read_as_reasoning_content() -> None:
     chunks = decode(chunk({"role": "assistant", "reasoning": "2 + 2"}), chunk({"content": "4"}, "stop"),
                     sse("[DONE]"))
     assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "reasoning_content": "2 + 2"}
+
+
+@pytest.mark.parametrize("index", [[0], {"i": 0}])
+def test_indices_of_the_wrong_type_are_read_as_missing(index: Any) -> None:
+    # A list is no dict key: a choice's or a call's index of the wrong type is no TypeError (a 500).
+    first = {"index": index, "id": "call_1", "type": "function", "function": {"name": "f", "arguments": ""}}
+    more = {"index": index, "function": {"arguments": "{}"}}
+    data = b"".join([
+        sse({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "llama3",
+             "choices": [{"index": index, "delta": {"role": "assistant", "tool_calls": [first]}}]}),
+        chunk({"tool_calls": [more]}), chunk({}, "tool_calls"), sse("[DONE]"),
+    ])
+    calls = [c["choices"][0]["delta"]["tool_calls"][0] for c in decode(data)
+             if c["choices"] and c["choices"][0]["delta"].get("tool_calls")]
+    assert [call["index"] for call in calls] == [0, 0]
+    assert calls[1]["function"]["arguments"] == "{}"

@@ -344,7 +344,7 @@ def finish_reason(reason: Any, target: Target) -> str | None:
         return None
     if reason == "error":
         raise UpstreamBadGateway(f"provider '{target.provider}' stopped generating with an error")
-    return _FINISH.get(reason, str(reason))
+    return _FINISH.get(reason, reason) if isinstance(reason, str) else str(reason)
 
 
 def _choice(choice: JSON, target: Target) -> JSON:
@@ -394,12 +394,16 @@ class MistralStreamDecoder(NormalisingStreamDecoder):
         return chunk
 
     def _choice(self, choice: JSON) -> JSON:
-        index = choice.get("index", 0)
-        delta = dict(choice.get("delta") or {})
+        index = choice.get("index")
+        index = index if isinstance(index, int) else 0
+        delta = choice.get("delta")
+        delta = dict(delta) if isinstance(delta, dict) else {}
         if "content" in delta:
             if reasoning := _reasoning(delta["content"]):
                 delta["reasoning_content"] = reasoning
             delta["content"] = _content_text(delta["content"])
+        if not isinstance(delta.get("tool_calls"), list | None):
+            del delta["tool_calls"]
         if delta.get("tool_calls"):
             calls = [c for c in delta["tool_calls"] if isinstance(c, dict)]
             delta["tool_calls"] = [self._call_delta(index, c) for c in calls]
@@ -411,7 +415,8 @@ class MistralStreamDecoder(NormalisingStreamDecoder):
     def _call_delta(self, choice: int, call: JSON) -> JSON:
         seen = self._calls.setdefault(choice, {})
         call_id = call.get("id")
-        fn = call.get("function") or {}
+        fn = call.get("function")
+        fn = fn if isinstance(fn, dict) else {}
         arguments = _arguments(fn.get("arguments", ""))
         # The SDK's model defaults a missing id to the string "null".
         if isinstance(call_id, str) and call_id not in ("", "null") and call_id not in seen:

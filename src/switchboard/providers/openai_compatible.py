@@ -335,11 +335,15 @@ class ToolCallIndices:
         self._choices: dict[Any, tuple[dict[str, int], dict[Any, int]]] = {}
 
     def renumber(self, choice: Any, calls: list[Any]) -> None:
+        if not isinstance(choice, int | str):  # a key of the wrong JSON type (a list is no key)
+            choice = None
         ids, by_server = self._choices.setdefault(choice, ({}, {}))
         for call in calls:
             if not isinstance(call, dict):
                 continue
             server = call.get("index")
+            if not isinstance(server, int | str):
+                server = None
             call_id = call.get("id")
             if isinstance(call_id, str) and call_id:
                 index = ids.setdefault(call_id, len(ids))

@@ -173,7 +173,7 @@ class CohereStreamDecoder(DeferredError):
         return [self._chunk({"tool_calls": [{"index": index, "function": {"arguments": args}}]})]
 
     def _index(self, cohere_index: Any) -> int:
-        key = cohere_index if cohere_index is not None else len(self._tool_index)
+        key = cohere_index if isinstance(cohere_index, int | str) else len(self._tool_index)
         if key not in self._tool_index:
             self._tool_index[key] = len(self._tool_index)
         return self._tool_index[key]
