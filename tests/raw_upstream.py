@@ -238,26 +238,12 @@ class RawUpstream(ThreadedServer):
                          b"Transfer-Encoding: gzip\r\nConnection: close\r\n\r\n" + body)
             await writer.drain()
             return False
-        if model == "interleaved":
+        events = {"interleaved": _interleaved_calls, "gemini-wrongtypes": lambda: _gemini_wrong_types(text),
+                  "named-keepalive": lambda: _named_keepalive(text)}.get(model)
+        if events is not None:  # a whole stream of these events
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
                          b"Transfer-Encoding: chunked\r\n\r\n")
-            for event in _interleaved_calls():
-                writer.write(_chunk(event))
-            writer.write(b"0\r\n\r\n")
-            await writer.drain()
-            return True
-        if model == "gemini-wrongtypes":
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-                         b"Transfer-Encoding: chunked\r\n\r\n")
-            for event in _gemini_wrong_types(text):
-                writer.write(_chunk(event))
-            writer.write(b"0\r\n\r\n")
-            await writer.drain()
-            return True
-        if model == "named-keepalive":
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-                         b"Transfer-Encoding: chunked\r\n\r\n")
-            for event in _named_keepalive(text):
+            for event in events():
                 writer.write(_chunk(event))
             writer.write(b"0\r\n\r\n")
             await writer.drain()

@@ -184,7 +184,8 @@ def test_tool_input_without_its_start_is_an_invalid_stream() -> None:
 def test_a_delta_or_start_that_is_not_an_object_is_skipped(payload: dict[str, Any]) -> None:
     kind = "contentBlockStart" if "start" in payload else "contentBlockDelta"
     frames = TEXT_STREAM.split(event("contentBlockStop", {"contentBlockIndex": 0}))
-    chunks = run(frames[0] + event(kind, payload) + event("contentBlockStop", {"contentBlockIndex": 0}) + frames[1])
+    stop = event("contentBlockStop", {"contentBlockIndex": 0})
+    chunks = run(frames[0] + event(kind, payload) + stop + frames[1])
     assert deltas(chunks)[1:3] == [{"content": "Hel"}, {"content": "lo"}]
     assert chunks[-2]["choices"][0]["finish_reason"] == "stop"
 

@@ -195,8 +195,10 @@ def test_logprobs() -> None:
     ]
 
 
-@pytest.mark.parametrize("raw", [b"<html>oops</html>", b"[]", b'{"candidates": "x"}', b"{}", b'{"candidates": 5}',
-                                 b'{"promptFeedback": "x"}', b'{"candidates": 0, "promptFeedback": ["x"]}'])
+@pytest.mark.parametrize("raw", [
+    b"<html>oops</html>", b"[]", b'{"candidates": "x"}', b"{}", b'{"candidates": 5}',
+    b'{"promptFeedback": "x"}', b'{"candidates": 0, "promptFeedback": ["x"]}',
+])
 def test_invalid_bodies(raw: bytes) -> None:
     with pytest.raises(UpstreamBadGateway):
         SPEC.adapter.chat_response(raw, TARGET)
