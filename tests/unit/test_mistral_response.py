@@ -328,3 +328,16 @@ def test_html_500_page() -> None:
     assert isinstance(err, UpstreamBadGateway)
     assert err.status == 502
     assert "HTTP 500" in err.message
+
+
+@pytest.mark.parametrize(("message", "calls"), [
+    (5, None),
+    ({"role": "assistant", "content": "", "tool_calls": 5}, None),
+    ({"role": "assistant", "content": "", "tool_calls": ["x", {"id": "c1", "function": 5}]},
+     [{"id": "c1", "type": "function", "function": {"name": "", "arguments": ""}}]),
+], ids=["message-int", "tool-calls-int", "call-and-function-of-the-wrong-type"])
+def test_members_of_the_wrong_type_are_read_as_missing(message: Any, calls: Any) -> None:
+    # A reply whose members have the wrong JSON types is read, not an AttributeError (a 500).
+    out = ADAPTER.chat_response(response(choice(message), usage=USAGE), TARGET)
+    assert out["choices"][0]["message"].get("tool_calls") == calls
+    assert out["usage"]["total_tokens"] == 50

@@ -333,8 +333,12 @@ def _arguments(value: Any) -> str:
     return value if isinstance(value, str) else orjson.dumps(value).decode()
 
 
+def _object(value: Any) -> JSON:
+    return value if isinstance(value, dict) else {}
+
+
 def _canonical_call(call: JSON) -> JSON:
-    fn = call.get("function") or {}
+    fn = _object(call.get("function"))
     return {"id": call.get("id"), "type": "function",
             "function": {"name": fn.get("name", ""), "arguments": _arguments(fn.get("arguments", ""))}}
 
@@ -348,12 +352,12 @@ def finish_reason(reason: Any, target: Target) -> str | None:
 
 
 def _choice(choice: JSON, target: Target) -> JSON:
-    msg = choice.get("message") or {}
+    msg = _object(choice.get("message"))
     message: JSON = {"role": "assistant", "content": _content_text(msg.get("content"))}
     if reasoning := _reasoning(msg.get("content")):
         message["reasoning_content"] = reasoning
-    if msg.get("tool_calls"):
-        message["tool_calls"] = [_canonical_call(c) for c in msg["tool_calls"]]
+    if isinstance(calls := msg.get("tool_calls"), list) and calls:
+        message["tool_calls"] = [_canonical_call(c) for c in calls if isinstance(c, dict)]
         message["content"] = message["content"] or None
     return {"index": choice.get("index", 0), "message": message, "logprobs": None,
             "finish_reason": finish_reason(choice.get("finish_reason"), target)}
@@ -415,8 +419,7 @@ class MistralStreamDecoder(NormalisingStreamDecoder):
     def _call_delta(self, choice: int, call: JSON) -> JSON:
         seen = self._calls.setdefault(choice, {})
         call_id = call.get("id")
-        fn = call.get("function")
-        fn = fn if isinstance(fn, dict) else {}
+        fn = _object(call.get("function"))
         arguments = _arguments(fn.get("arguments", ""))
         # The SDK's model defaults a missing id to the string "null".
         if isinstance(call_id, str) and call_id not in ("", "null") and call_id not in seen:
