@@ -190,6 +190,18 @@ def test_a_delta_or_start_that_is_not_an_object_is_skipped(payload: dict[str, An
     assert chunks[-2]["choices"][0]["finish_reason"] == "stop"
 
 
+@pytest.mark.parametrize("fragment", [{"city": "Paris"}, 5, ["x"]])
+def test_tool_input_that_is_not_a_string_is_an_invalid_stream(fragment: Any) -> None:
+    # Relayed, it would reach the caller as arguments that are not a string (not OpenAI's shape).
+    start = event("contentBlockStart", {"contentBlockIndex": 1, "start": {"toolUse": {
+        "toolUseId": "t1", "name": "weather"}}})
+    piece = event("contentBlockDelta", {"contentBlockIndex": 1, "delta": {"toolUse": {"input": fragment}}})
+    decoder = SPEC.adapter.chat_stream({}, TARGET)
+    assert decoder.feed(event("messageStart", {"role": "assistant"}) + start)
+    with pytest.raises(UpstreamBadGateway, match="tool input that is not a string"):
+        decoder.feed(piece)
+
+
 def test_chunks_before_an_exception_frame_in_the_same_read_are_delivered_first() -> None:
     data = TEXT_STREAM[: TEXT_STREAM.index(event("contentBlockStop", {"contentBlockIndex": 0}))]
     decoder = SPEC.adapter.chat_stream({}, TARGET)

@@ -149,6 +149,8 @@ class ConverseStreamDecoder(DeferredError):
             if index is None:
                 raise invalid_body(self._target, "stream event (tool input before its tool start)")
             fragment = tool.get("input")
+            if not isinstance(fragment, str | None):  # a piece of a JSON text, never JSON itself
+                raise invalid_body(self._target, "stream event (tool input that is not a string)")
             if fragment:
                 self._inputless.discard(_block_index(payload))
             return self._chunk({"tool_calls": [{"index": index, "function": {"arguments": fragment or ""}}]})
