@@ -9,6 +9,7 @@ from switchboard.errors import UpstreamBadGateway
 # Ints: ``bytes in bytes`` first tries its operand as an integer, raising and catching an error.
 _CR, _LF = ord("\r"), ord("\n")
 _BOM_DATA, _BOM_EVENT = "\ufeffdata", "\ufeffevent"
+_DATA = b"data"  # in every block that holds a data line
 # The most one unfinished event may hold, by default (providers[].max_event_bytes sets it per
 # provider). Real events are far smaller (a partial image's base64 is a few MiB); an upstream
 # that never ends its event is refused here instead of being buffered until the total timeout
@@ -124,7 +125,7 @@ class SSEParser(SSEBlocks):
         for block in blocks:
             if block[:6] == b"data: " and _LF not in block:  # the usual event: one data line
                 events.append(SSEEvent(None, block[6:].decode("utf-8", "replace")))
-            elif (event := self._parse(block)) is not None:
+            elif block and (event := self._parse(block)) is not None:
                 events.append(event)
         return events
 
@@ -147,7 +148,7 @@ class SSEParser(SSEBlocks):
         for block in self.blocks(data):
             if block[:6] == b"data: " and _LF not in block:  # the usual event: one data line
                 out.append(block[6:])
-            elif (event := self._parse(block)) is not None:
+            elif block and (event := self._parse(block)) is not None:
                 out.append(event.data.encode())
         return out
 
@@ -159,6 +160,8 @@ class SSEParser(SSEBlocks):
 
     @staticmethod
     def _parse(block: bytes) -> SSEEvent | None:
+        if _DATA not in block:  # no data line (a comment, a keep-alive name): no event, at a
+            return None  # memchr's cost (an upstream may send reads made of nothing else)
         name: str | None = None
         data: list[str] = []
         for raw in block.split(b"\n"):

@@ -135,6 +135,18 @@ def test_an_event_without_a_data_line_is_no_event(block: bytes) -> None:
     assert parse([block]) == []
 
 
+@pytest.mark.parametrize("filler", [b"\n", b": keep-alive\n\n", b"event: ping\n\n", b"\r\n", b":\n"],
+                         ids=["blank", "comment", "ping", "crlf", "bare-colon"])
+def test_reads_made_only_of_keep_alives_give_nothing_and_keep_the_events_around_them(filler: bytes) -> None:
+    # An upstream may send whole reads of nothing else: each is skipped without parsing (the
+    # stall such reads cost is gone); the events on either side are read as always.
+    flood = filler * (65536 // len(filler))
+    pieces = [b"data: a\n\n", flood, flood, b"data: b\n\n"]
+    assert parse(pieces) == [SSEEvent(None, "a"), SSEEvent(None, "b")]
+    assert data_of(pieces) == [b"a", b"b"]
+    assert parse([b"data: a\n\n" + flood + b"data: b\n\n"]) == [SSEEvent(None, "a"), SSEEvent(None, "b")]
+
+
 def data_of(pieces: list[bytes]) -> list[bytes]:
     parser = SSEParser("prov")
     return [data for piece in pieces for data in parser.feed_data(piece)]
