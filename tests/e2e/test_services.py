@@ -236,6 +236,26 @@ def test_the_callers_key_never_reaches_the_service_whichever_header_carried_it(w
     assert resp.status_code == 200 and "sk-caller-leak" not in resp.text, resp.text
 
 
+def test_headers_that_could_reroute_or_remethod_a_call_never_reach_the_service(world: World) -> None:
+    """Every X-Forwarded-* header (as documented, not only the four best known), the headers some
+    frameworks take as the request's real path or method (which would reach a path or a method
+    the gateway never checked: a GET-only service deleting), and every header named in any of
+    several Connection lines are dropped."""
+    key = world.key(new_team())
+    dropped = {"x-forwarded-prefix": "/admin", "x-forwarded-server": "evil.example",
+               "x-forwarded-uri": "/admin/users", "x-forwarded-scheme": "https", "x-forwarded-ssl": "on",
+               "x-original-url": "/admin/users", "x-rewrite-url": "/admin/users",
+               "x-http-method-override": "DELETE", "x-http-method": "DELETE", "x-method-override": "DELETE",
+               "x-hop-one": "1", "x-hop-two": "2"}
+    resp = httpx.get(f"{world.url}/services/readonly/orders/1", timeout=30, headers=[
+        ("Authorization", f"Bearer {key}"), ("Connection", "x-hop-one"), ("Connection", "X-Hop-Two"),
+        ("X-Kept", "yes"), *dropped.items()])
+    assert resp.status_code == 200, resp.text
+    sent = resp.json()["headers"]
+    assert sent["x-kept"] == "yes"
+    assert not set(dropped) & set(sent), sorted(set(dropped) & set(sent))
+
+
 def test_a_service_error_echoing_its_credential_is_scrubbed_for_caller_and_log(world: World) -> None:
     """A service answering an error with what it was sent (as "Incorrect API key provided: ..."
     answers do) gets its configured credential replaced by [redacted], in the answer and in the

@@ -47,12 +47,15 @@ from switchboard.upstream.zstd import head as unzstd_head
 log = logging.getLogger("switchboard.services")
 
 # Never forwarded from the caller: its gateway credentials and cookies, the host it named, what
-# the gateway sets itself, and forwarding headers a caller could forge.
+# the gateway sets itself, forwarding headers a caller could forge, and the headers some
+# frameworks take for the request's real path or method (a path or method the gateway never
+# checked: a GET-only service deleting).
 _DROPPED_REQUEST = HOP_BY_HOP | KEY_HEADERS | {
     "host", "cookie", "cookie2", "x-request-id", "content-length",
-    "forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-forwarded-port",
-    "x-real-ip", "expect",
+    "forwarded", "x-real-ip", "expect",
+    "x-original-url", "x-rewrite-url", "x-http-method-override", "x-http-method", "x-method-override",
 }
+_DROPPED_PREFIXES = ("x-forwarded-", "x-switchboard-")
 # Never relayed to the caller: hop-by-hop headers, cookies (the caller's are not forwarded, so
 # the service's would be meaningless on the gateway's origin), and what the edge sets.
 _DROPPED_RESPONSE = HOP_BY_HOP | {"set-cookie", "set-cookie2", "x-request-id", "server", "date"}
@@ -112,17 +115,16 @@ class _Body:
 
 
 def _forwarded(ctx: ServiceContext, service: Service) -> CIMultiDict[str]:
-    drop = set(_DROPPED_REQUEST)
-    connection = ctx.headers.get("connection")
-    if connection:  # headers the caller named hop-by-hop
-        drop.update(token.strip().lower() for token in connection.split(","))
     out: CIMultiDict[str] = CIMultiDict()
     # Every value of a repeated header, in the caller's order (uvicorn gives names lower-cased).
     raw = ctx.raw_headers if ctx.raw_headers is not None else [
         (k.encode("latin-1"), v.encode("latin-1")) for k, v in ctx.headers.items()]
+    # Headers the caller named hop-by-hop, in every Connection line (``headers`` keeps one).
+    named = {token.strip().lower() for name, value in raw if name.lower() == b"connection"
+             for token in value.decode("latin-1").split(",")} if "connection" in ctx.headers else ()
     for raw_name, raw_value in raw:
         name = raw_name.decode("latin-1").lower()
-        if name not in drop and not name.startswith("x-switchboard-"):
+        if name not in _DROPPED_REQUEST and name not in named and not name.startswith(_DROPPED_PREFIXES):
             out.add(name, relayed_header(raw_value))  # the caller's bytes, not re-encoded
     for name, value in service.headers:
         out[name] = value
