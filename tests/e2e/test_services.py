@@ -554,6 +554,23 @@ def test_no_caller_can_make_the_gateway_reach_another_host(world: World) -> None
     assert status == 200 and "accept-encoding" not in json.loads(body)["headers"]
 
 
+def test_an_encoded_services_prefix_names_no_service(world: World) -> None:
+    """The route is chosen on the decoded path; the service's name is read from the path as sent.
+    A prefix sent encoded (``/%73ervices/echo/x`` or ``/services%2Fecho/x``, both
+    ``/services/echo/x`` decoded) is no service's: it must not be read at the wrong offset as the
+    call of another service (here ``s`` and ``2Fecho``, registered to be hit)."""
+    for name in ("s", "2Fecho"):
+        created = httpx.post(f"{world.url}/admin/v1/services", headers=ADMIN, timeout=10,
+                             json={"name": name, "url": f"{world.upstream.url}/other"})
+        assert created.status_code in (201, 409), created.text
+    before = len(world.upstream.seen())
+    for target in ("/%73ervices/echo/x", "/services%2Fecho/x", "/%73ervices/s/x"):
+        status, body = _raw_reply(world.gateway.port, target)
+        assert (status, json.loads(body)["error"]["code"]) == (404, "service_not_found"), (target, body)
+    assert world.upstream.seen()[before:] == []
+    assert _raw(world.gateway.port, "/services/s/x") == 200  # the service is there, by its own path
+
+
 def test_size_and_time_bounds_and_the_gateway_keeps_serving(world: World) -> None:
     key = world.key(new_team())
     big = world.call("POST", "/services/echo/upload", key, content=b"x" * 70_000)
