@@ -256,6 +256,19 @@ def test_headers_that_could_reroute_or_remethod_a_call_never_reach_the_service(w
     assert not set(dropped) & set(sent), sorted(set(dropped) & set(sent))
 
 
+def test_a_body_sent_without_a_content_type_reaches_the_service_without_one(world: World) -> None:
+    """The gateway adds no Content-Type the caller did not send (the HTTP client's default
+    ``application/octet-stream`` would tell the service something the caller never said)."""
+    key = world.key(new_team())
+    for method in ("POST", "PUT", "PATCH"):
+        resp = world.call(method, "/services/echo/raw", key, content=b"plain bytes")
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["body"] == "plain bytes" and "content-type" not in resp.json()["headers"], method
+        typed = world.call(method, "/services/echo/raw", key, content=b"a=1",
+                           headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert typed.json()["headers"]["content-type"] == "application/x-www-form-urlencoded"
+
+
 def test_a_service_error_echoing_its_credential_is_scrubbed_for_caller_and_log(world: World) -> None:
     """A service answering an error with what it was sent (as "Incorrect API key provided: ..."
     answers do) gets its configured credential replaced by [redacted], in the answer and in the

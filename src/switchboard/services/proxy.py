@@ -159,9 +159,10 @@ class ServiceProxy:
             session = self._sessions[egress] = aiohttp.ClientSession(
                 connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False,
                 # Only the caller's own Accept-Encoding: a body compressed for the gateway would
-                # reach a client that never asked for it (bodies are relayed as they are).
+                # reach a client that never asked for it (bodies are relayed as they are); only
+                # the caller's own Content-Type (aiohttp's default is application/octet-stream).
                 auto_decompress=False, raise_for_status=False,
-                skip_auto_headers=("User-Agent", "Accept-Encoding"),
+                skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
                 trace_configs=egress.traces() if egress is not None else None,
             )
         return session
