@@ -584,6 +584,27 @@ def test_an_encoded_services_prefix_names_no_service(world: World) -> None:
     assert _raw(world.gateway.port, "/services/s/x") == 200  # the service is there, by its own path
 
 
+def test_a_websocket_upgrade_is_refused_clearly(world: World) -> None:
+    """The gateway relays HTTP exchanges only: an upgrade to a WebSocket is answered with an
+    OpenAI-shaped error, the service never asked."""
+    before = len(world.upstream.seen())
+    with socket.create_connection(("127.0.0.1", world.gateway.port), timeout=10) as sock:
+        sock.sendall((f"GET /services/echo/ws HTTP/1.1\r\nHost: 127.0.0.1:{world.gateway.port}\r\n"
+                      f"Authorization: Bearer {MASTER_KEY}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                      "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+                      ).encode())
+        data = b""
+        while b"\r\n\r\n" not in data and (chunk := sock.recv(65536)):
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400 "), data
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        while len(body) < length and (chunk := sock.recv(65536)):
+            body += chunk
+    assert json.loads(body)["error"]["code"] == "websocket_not_supported", body
+    assert world.upstream.seen()[before:] == []
+
+
 def test_size_and_time_bounds_and_the_gateway_keeps_serving(world: World) -> None:
     key = world.key(new_team())
     big = world.call("POST", "/services/echo/upload", key, content=b"x" * 70_000)
