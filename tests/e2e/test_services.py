@@ -605,6 +605,28 @@ def test_a_websocket_upgrade_is_refused_clearly(world: World) -> None:
     assert world.upstream.seen()[before:] == []
 
 
+def test_a_redirect_to_the_services_own_url_names_the_gateways_path_for_it(world: World) -> None:
+    """A redirect is relayed, not followed; when its target is one of the service's own URLs
+    under its base path (absolute, scheme-relative or path-absolute), the caller gets the
+    gateway's path for it rather than the service's internal address. Other targets are left
+    as they are."""
+    key = world.key(new_team())
+    own = f"127.0.0.1:{world.upstream.port}"
+    cases = {
+        f"http://{own}/base/login?next=%2Fx": "/services/echo/login?next=%2Fx",
+        f"HTTP://{own}/base": "/services/echo", f"//{own}/base/y": "/services/echo/y",
+        "/base/z#frag": "/services/echo/z#frag",
+        f"http://{own}/other": f"http://{own}/other", f"http://{own}/basement": f"http://{own}/basement",
+        f"https://{own}/base/x": f"https://{own}/base/x", "/other": "/other", "relative": "relative",
+        f"http://127.0.0.1:{world.canary.port}/base/x": f"http://127.0.0.1:{world.canary.port}/base/x",
+        f"http://127.0.0.10:{world.upstream.port}/base/x": f"http://127.0.0.10:{world.upstream.port}/base/x",
+    }
+    for target, expected in cases.items():
+        resp = world.call("GET", f"/services/echo/redirect?to={quote(target, safe='')}", key)
+        assert resp.status_code == 302, resp.text
+        assert resp.headers["location"] == expected, (target, resp.headers["location"])
+
+
 def test_size_and_time_bounds_and_the_gateway_keeps_serving(world: World) -> None:
     key = world.key(new_team())
     big = world.call("POST", "/services/echo/upload", key, content=b"x" * 70_000)

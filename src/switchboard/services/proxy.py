@@ -59,6 +59,9 @@ _DROPPED_PREFIXES = ("x-forwarded-", "x-switchboard-")
 # Never relayed to the caller: hop-by-hop headers, cookies (the caller's are not forwarded, so
 # the service's would be meaningless on the gateway's origin), and what the edge sets.
 _DROPPED_RESPONSE = HOP_BY_HOP | {"set-cookie", "set-cookie2", "x-request-id", "server", "date"}
+# A redirect's target, and where a response says its body lives: a URL of the service's own is
+# rewritten to the gateway's path for it (its internal address is no use to a caller).
+_LOCATIONS = (b"location", b"content-location")
 _METHODS_WITHOUT_BODY = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
 # The client libraries' own errors (aiohappyeyeballs raises OSError): their tracebacks are
 # dropped once translated (errors.untraced).
@@ -132,12 +135,20 @@ def _forwarded(ctx: ServiceContext, service: Service) -> CIMultiDict[str]:
     return out
 
 
-def _relayed(raw: tuple[tuple[bytes, bytes], ...]) -> list[tuple[bytes, bytes]]:
+def _relayed(service: Service, raw: tuple[tuple[bytes, bytes], ...]) -> list[tuple[bytes, bytes]]:
     drop = set(_DROPPED_RESPONSE)
     for name, value in raw:
         if name.lower() == b"connection":
             drop.update(t.strip().lower() for t in value.decode("latin-1").split(","))
-    return [(k.lower(), v) for k, v in raw if k.decode("latin-1").lower() not in drop]
+    out = []
+    for k, v in raw:
+        name = k.lower()
+        if name.decode("latin-1") in drop:
+            continue
+        if name in _LOCATIONS and (local := service.local(v.decode("latin-1"))) is not None:
+            v = local.encode("latin-1")  # the service's own URL, as the caller reaches it
+        out.append((name, v))
+    return out
 
 
 class ServiceProxy:
@@ -235,11 +246,12 @@ class ServiceProxy:
             # An error may echo what it was sent: the service's own credentials go no further.
             error, dropped, added = await _scrubbed_error(service, resp)
             ctx.reply_status = resp.status
-            ctx.reply_headers = [*(h for h in _relayed(resp.raw_headers) if h[0] not in dropped), *added,
+            relayed = _relayed(service, resp.raw_headers)
+            ctx.reply_headers = [*(h for h in relayed if h[0] not in dropped), *added,
                                  (b"content-length", b"%d" % len(error))]
             return StreamReply(_whole(error), _closer(resp))
         ctx.reply_status = resp.status
-        ctx.reply_headers = _relayed(resp.raw_headers)
+        ctx.reply_headers = _relayed(service, resp.raw_headers)
         return StreamReply(_relay(service, resp), _closer(resp))
 
 
