@@ -435,7 +435,12 @@ def test_the_services_rate_limit_per_key(world: World) -> None:
     assert int(refused.headers["retry-after"]) >= 1
     assert not [r for r in world.upstream.seen() if probe in r["path"]]  # never sent on
     # The limit is per key: another key still gets through.
-    assert world.call("GET", "/services/limited/other", world.key(new_team())).status_code == 200
+    other = world.call("GET", "/services/limited/other?ratelimit=1", world.key(new_team()))
+    assert other.status_code == 200
+    # A service's own headers under the names the gateway answers its limits with do not
+    # travel beside the gateway's: the caller reads one value, the gateway's.
+    assert other.headers.get_list("x-ratelimit-limit-requests") == ["3"]
+    assert other.headers.get_list("x-ratelimit-remaining-requests") == ["2"]
 
 
 def _logged(world: World, request_id: str, timeout: float = 20.0, *, bodies: bool = False) -> dict[str, Any]:
