@@ -37,7 +37,7 @@ from switchboard.http.asgi import JSON_CT, Receive, Scope, Send, send_bytes
 from switchboard.http.cors import Cors
 from switchboard.http.disconnect import ClientGone
 from switchboard.http.endpoint import Endpoint, count_refused, request_id
-from switchboard.http.errors import MethodNotAllowed, unknown_url
+from switchboard.http.errors import MethodNotAllowed, unknown_url, websocket_refused
 from switchboard.http.files import FilesEndpoint, is_files_path
 from switchboard.http.gemini import GEMINI_ONLY_PREFIX, GeminiRoutes, is_gemini
 from switchboard.http.gemini import METHODS as GEMINI_METHODS
@@ -276,6 +276,8 @@ class SwitchboardApp:
                 await self.not_routed(scope, send)
         elif kind == "lifespan":
             await self.lifespan(receive, send)
+        elif kind == "websocket":
+            await _refuse_websocket(scope, receive, send)
 
     async def lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -355,6 +357,22 @@ class SwitchboardApp:
             err = unknown_url(method, path)
             await self._error(scope, send, err)
         count_refused(self.state, scope, started, err)
+
+
+async def _refuse_websocket(scope: Scope, receive: Receive, send: Send) -> None:
+    """No endpoint speaks WebSocket (a service behind ``/services/`` included): an upgrade is
+    answered 400 ``websocket_not_supported`` as plain HTTP where the server can send one (the
+    ASGI ``websocket.http.response`` extension), else refused by closing before the handshake
+    (uvicorn answers 403). Returning without either made uvicorn answer a bare 500."""
+    if (await receive())["type"] != "websocket.connect":
+        return
+    if "websocket.http.response" not in (scope.get("extensions") or {}):
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    body = orjson.dumps(websocket_refused(scope["path"]).to_openai())
+    await send({"type": "websocket.http.response.start", "status": 400,
+                "headers": [JSON_CT, (b"content-length", b"%d" % len(body))]})
+    await send({"type": "websocket.http.response.body", "body": body})
 
 
 def _strict(query: bytes) -> bool:

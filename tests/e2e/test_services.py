@@ -236,6 +236,39 @@ def test_the_callers_key_never_reaches_the_service_whichever_header_carried_it(w
     assert resp.status_code == 200 and "sk-caller-leak" not in resp.text, resp.text
 
 
+def test_headers_that_could_reroute_or_remethod_a_call_never_reach_the_service(world: World) -> None:
+    """Every X-Forwarded-* header (as documented, not only the four best known), the headers some
+    frameworks take as the request's real path or method (which would reach a path or a method
+    the gateway never checked: a GET-only service deleting), and every header named in any of
+    several Connection lines are dropped."""
+    key = world.key(new_team())
+    dropped = {"x-forwarded-prefix": "/admin", "x-forwarded-server": "evil.example",
+               "x-forwarded-uri": "/admin/users", "x-forwarded-scheme": "https", "x-forwarded-ssl": "on",
+               "x-original-url": "/admin/users", "x-rewrite-url": "/admin/users",
+               "x-http-method-override": "DELETE", "x-http-method": "DELETE", "x-method-override": "DELETE",
+               "x-hop-one": "1", "x-hop-two": "2"}
+    resp = httpx.get(f"{world.url}/services/readonly/orders/1", timeout=30, headers=[
+        ("Authorization", f"Bearer {key}"), ("Connection", "x-hop-one"), ("Connection", "X-Hop-Two"),
+        ("X-Kept", "yes"), *dropped.items()])
+    assert resp.status_code == 200, resp.text
+    sent = resp.json()["headers"]
+    assert sent["x-kept"] == "yes"
+    assert not set(dropped) & set(sent), sorted(set(dropped) & set(sent))
+
+
+def test_a_body_sent_without_a_content_type_reaches_the_service_without_one(world: World) -> None:
+    """The gateway adds no Content-Type the caller did not send (the HTTP client's default
+    ``application/octet-stream`` would tell the service something the caller never said)."""
+    key = world.key(new_team())
+    for method in ("POST", "PUT", "PATCH"):
+        resp = world.call(method, "/services/echo/raw", key, content=b"plain bytes")
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["body"] == "plain bytes" and "content-type" not in resp.json()["headers"], method
+        typed = world.call(method, "/services/echo/raw", key, content=b"a=1",
+                           headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert typed.json()["headers"]["content-type"] == "application/x-www-form-urlencoded"
+
+
 def test_a_service_error_echoing_its_credential_is_scrubbed_for_caller_and_log(world: World) -> None:
     """A service answering an error with what it was sent (as "Incorrect API key provided: ..."
     answers do) gets its configured credential replaced by [redacted], in the answer and in the
@@ -402,7 +435,12 @@ def test_the_services_rate_limit_per_key(world: World) -> None:
     assert int(refused.headers["retry-after"]) >= 1
     assert not [r for r in world.upstream.seen() if probe in r["path"]]  # never sent on
     # The limit is per key: another key still gets through.
-    assert world.call("GET", "/services/limited/other", world.key(new_team())).status_code == 200
+    other = world.call("GET", "/services/limited/other?ratelimit=1", world.key(new_team()))
+    assert other.status_code == 200
+    # A service's own headers under the names the gateway answers its limits with do not
+    # travel beside the gateway's: the caller reads one value, the gateway's.
+    assert other.headers.get_list("x-ratelimit-limit-requests") == ["3"]
+    assert other.headers.get_list("x-ratelimit-remaining-requests") == ["2"]
 
 
 def _logged(world: World, request_id: str, timeout: float = 20.0, *, bodies: bool = False) -> dict[str, Any]:
@@ -532,6 +570,66 @@ def test_no_caller_can_make_the_gateway_reach_another_host(world: World) -> None
     # Nothing the caller did not send is added: no Accept-Encoding (bodies are relayed as they are).
     status, body = _raw_reply(world.gateway.port, "/services/echo/plain")
     assert status == 200 and "accept-encoding" not in json.loads(body)["headers"]
+
+
+def test_an_encoded_services_prefix_names_no_service(world: World) -> None:
+    """The route is chosen on the decoded path; the service's name is read from the path as sent.
+    A prefix sent encoded (``/%73ervices/echo/x`` or ``/services%2Fecho/x``, both
+    ``/services/echo/x`` decoded) is no service's: it must not be read at the wrong offset as the
+    call of another service (here ``s`` and ``2Fecho``, registered to be hit)."""
+    for name in ("s", "2Fecho"):
+        created = httpx.post(f"{world.url}/admin/v1/services", headers=ADMIN, timeout=10,
+                             json={"name": name, "url": f"{world.upstream.url}/other"})
+        assert created.status_code in (201, 409), created.text
+    before = len(world.upstream.seen())
+    for target in ("/%73ervices/echo/x", "/services%2Fecho/x", "/%73ervices/s/x"):
+        status, body = _raw_reply(world.gateway.port, target)
+        assert (status, json.loads(body)["error"]["code"]) == (404, "service_not_found"), (target, body)
+    assert world.upstream.seen()[before:] == []
+    assert _raw(world.gateway.port, "/services/s/x") == 200  # the service is there, by its own path
+
+
+def test_a_websocket_upgrade_is_refused_clearly(world: World) -> None:
+    """The gateway relays HTTP exchanges only: an upgrade to a WebSocket is answered with an
+    OpenAI-shaped error, the service never asked."""
+    before = len(world.upstream.seen())
+    with socket.create_connection(("127.0.0.1", world.gateway.port), timeout=10) as sock:
+        sock.sendall((f"GET /services/echo/ws HTTP/1.1\r\nHost: 127.0.0.1:{world.gateway.port}\r\n"
+                      f"Authorization: Bearer {MASTER_KEY}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                      "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+                      ).encode())
+        data = b""
+        while b"\r\n\r\n" not in data and (chunk := sock.recv(65536)):
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400 "), data
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        while len(body) < length and (chunk := sock.recv(65536)):
+            body += chunk
+    assert json.loads(body)["error"]["code"] == "websocket_not_supported", body
+    assert world.upstream.seen()[before:] == []
+
+
+def test_a_redirect_to_the_services_own_url_names_the_gateways_path_for_it(world: World) -> None:
+    """A redirect is relayed, not followed; when its target is one of the service's own URLs
+    under its base path (absolute, scheme-relative or path-absolute), the caller gets the
+    gateway's path for it rather than the service's internal address. Other targets are left
+    as they are."""
+    key = world.key(new_team())
+    own = f"127.0.0.1:{world.upstream.port}"
+    cases = {
+        f"http://{own}/base/login?next=%2Fx": "/services/echo/login?next=%2Fx",
+        f"HTTP://{own}/base": "/services/echo", f"//{own}/base/y": "/services/echo/y",
+        "/base/z#frag": "/services/echo/z#frag",
+        f"http://{own}/other": f"http://{own}/other", f"http://{own}/basement": f"http://{own}/basement",
+        f"https://{own}/base/x": f"https://{own}/base/x", "/other": "/other", "relative": "relative",
+        f"http://127.0.0.1:{world.canary.port}/base/x": f"http://127.0.0.1:{world.canary.port}/base/x",
+        f"http://127.0.0.10:{world.upstream.port}/base/x": f"http://127.0.0.10:{world.upstream.port}/base/x",
+    }
+    for target, expected in cases.items():
+        resp = world.call("GET", f"/services/echo/redirect?to={quote(target, safe='')}", key)
+        assert resp.status_code == 302, resp.text
+        assert resp.headers["location"] == expected, (target, resp.headers["location"])
 
 
 def test_size_and_time_bounds_and_the_gateway_keeps_serving(world: World) -> None:

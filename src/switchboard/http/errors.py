@@ -10,7 +10,7 @@ import time
 
 import aiohttp
 
-from switchboard.errors import GatewayError, InternalError, NotFound, UpstreamBadGateway
+from switchboard.errors import GatewayError, InternalError, InvalidRequest, NotFound, UpstreamBadGateway
 from switchboard.stores.unavailable import unavailable
 from switchboard.upstream.http1 import Http1Error
 
@@ -33,6 +33,12 @@ class MethodNotAllowed(GatewayError):
 def unknown_url(method: str, path: str) -> NotFound:
     shown = path if len(path) <= 200 else path[:200] + "..."
     return NotFound(f"unknown request URL: {method} {shown}", code="unknown_url")
+
+
+def websocket_refused(path: str) -> InvalidRequest:
+    shown = path if len(path) <= 200 else path[:200] + "..."
+    return InvalidRequest(f"WebSocket upgrades are not served (requested on {shown}); "
+                          "the gateway answers plain HTTP requests only", code="websocket_not_supported")
 
 
 class ServerShuttingDown(GatewayError):

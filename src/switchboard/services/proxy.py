@@ -47,15 +47,21 @@ from switchboard.upstream.zstd import head as unzstd_head
 log = logging.getLogger("switchboard.services")
 
 # Never forwarded from the caller: its gateway credentials and cookies, the host it named, what
-# the gateway sets itself, and forwarding headers a caller could forge.
+# the gateway sets itself, forwarding headers a caller could forge, and the headers some
+# frameworks take for the request's real path or method (a path or method the gateway never
+# checked: a GET-only service deleting).
 _DROPPED_REQUEST = HOP_BY_HOP | KEY_HEADERS | {
     "host", "cookie", "cookie2", "x-request-id", "content-length",
-    "forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-forwarded-port",
-    "x-real-ip", "expect",
+    "forwarded", "x-real-ip", "expect",
+    "x-original-url", "x-rewrite-url", "x-http-method-override", "x-http-method", "x-method-override",
 }
+_DROPPED_PREFIXES = ("x-forwarded-", "x-switchboard-")
 # Never relayed to the caller: hop-by-hop headers, cookies (the caller's are not forwarded, so
 # the service's would be meaningless on the gateway's origin), and what the edge sets.
 _DROPPED_RESPONSE = HOP_BY_HOP | {"set-cookie", "set-cookie2", "x-request-id", "server", "date"}
+# A redirect's target, and where a response says its body lives: a URL of the service's own is
+# rewritten to the gateway's path for it (its internal address is no use to a caller).
+_LOCATIONS = (b"location", b"content-location")
 _METHODS_WITHOUT_BODY = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
 # The client libraries' own errors (aiohappyeyeballs raises OSError): their tracebacks are
 # dropped once translated (errors.untraced).
@@ -112,17 +118,16 @@ class _Body:
 
 
 def _forwarded(ctx: ServiceContext, service: Service) -> CIMultiDict[str]:
-    drop = set(_DROPPED_REQUEST)
-    connection = ctx.headers.get("connection")
-    if connection:  # headers the caller named hop-by-hop
-        drop.update(token.strip().lower() for token in connection.split(","))
     out: CIMultiDict[str] = CIMultiDict()
     # Every value of a repeated header, in the caller's order (uvicorn gives names lower-cased).
     raw = ctx.raw_headers if ctx.raw_headers is not None else [
         (k.encode("latin-1"), v.encode("latin-1")) for k, v in ctx.headers.items()]
+    # Headers the caller named hop-by-hop, in every Connection line (``headers`` keeps one).
+    named = {token.strip().lower() for name, value in raw if name.lower() == b"connection"
+             for token in value.decode("latin-1").split(",")} if "connection" in ctx.headers else ()
     for raw_name, raw_value in raw:
         name = raw_name.decode("latin-1").lower()
-        if name not in drop and not name.startswith("x-switchboard-"):
+        if name not in _DROPPED_REQUEST and name not in named and not name.startswith(_DROPPED_PREFIXES):
             out.add(name, relayed_header(raw_value))  # the caller's bytes, not re-encoded
     for name, value in service.headers:
         out[name] = value
@@ -130,12 +135,20 @@ def _forwarded(ctx: ServiceContext, service: Service) -> CIMultiDict[str]:
     return out
 
 
-def _relayed(raw: tuple[tuple[bytes, bytes], ...]) -> list[tuple[bytes, bytes]]:
+def _relayed(service: Service, raw: tuple[tuple[bytes, bytes], ...]) -> list[tuple[bytes, bytes]]:
     drop = set(_DROPPED_RESPONSE)
     for name, value in raw:
         if name.lower() == b"connection":
             drop.update(t.strip().lower() for t in value.decode("latin-1").split(","))
-    return [(k.lower(), v) for k, v in raw if k.decode("latin-1").lower() not in drop]
+    out = []
+    for k, v in raw:
+        name = k.lower()
+        if name.decode("latin-1") in drop:
+            continue
+        if name in _LOCATIONS and (local := service.local(v.decode("latin-1"))) is not None:
+            v = local.encode("latin-1")  # the service's own URL, as the caller reaches it
+        out.append((name, v))
+    return out
 
 
 class ServiceProxy:
@@ -157,9 +170,10 @@ class ServiceProxy:
             session = self._sessions[egress] = aiohttp.ClientSession(
                 connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False,
                 # Only the caller's own Accept-Encoding: a body compressed for the gateway would
-                # reach a client that never asked for it (bodies are relayed as they are).
+                # reach a client that never asked for it (bodies are relayed as they are); only
+                # the caller's own Content-Type (aiohttp's default is application/octet-stream).
                 auto_decompress=False, raise_for_status=False,
-                skip_auto_headers=("User-Agent", "Accept-Encoding"),
+                skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
                 trace_configs=egress.traces() if egress is not None else None,
             )
         return session
@@ -232,11 +246,12 @@ class ServiceProxy:
             # An error may echo what it was sent: the service's own credentials go no further.
             error, dropped, added = await _scrubbed_error(service, resp)
             ctx.reply_status = resp.status
-            ctx.reply_headers = [*(h for h in _relayed(resp.raw_headers) if h[0] not in dropped), *added,
+            relayed = _relayed(service, resp.raw_headers)
+            ctx.reply_headers = [*(h for h in relayed if h[0] not in dropped), *added,
                                  (b"content-length", b"%d" % len(error))]
             return StreamReply(_whole(error), _closer(resp))
         ctx.reply_status = resp.status
-        ctx.reply_headers = _relayed(resp.raw_headers)
+        ctx.reply_headers = _relayed(service, resp.raw_headers)
         return StreamReply(_relay(service, resp), _closer(resp))
 
 

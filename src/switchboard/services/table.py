@@ -53,6 +53,9 @@ class Service:
     # The credentials among ``headers`` in every form an error body may echo them in, computed
     # once here (upstream/scrub.py); empty: the service's answers are relayed untouched.
     secrets: tuple[bytes, ...] = ()
+    # The service's own origin as a redirect may spell it, lower-cased: ``http://host:port`` and
+    # ``//host:port``, and without the port when it is the scheme's default (``Service.local``).
+    origins: tuple[str, ...] = ()
 
     @property
     def subject(self) -> str:
@@ -65,6 +68,23 @@ class Service:
         return URL.build(scheme=self.scheme, host=self.host, port=self.port, path=self.base_path + rest,
                          query_string=query.decode("ascii"), encoded=True)
 
+    def local(self, location: str) -> str | None:
+        """``location`` (a redirect's target) as the gateway's path when it is one of the service's
+        own URLs, at or under its base path (absolute, scheme-relative or path-absolute), else None:
+        ``http://orders.internal:8080/api/v2/x?y`` is ``/services/orders/v2/x?y``."""
+        rest = location
+        if not location.startswith("/") or location.startswith("//"):
+            lowered = location[:len(self.origins[0])].lower() if self.origins else ""
+            origin = next((o for o in self.origins if lowered.startswith(o)
+                           and location[len(o):len(o) + 1] in ("", "/", "?", "#")), None)
+            if origin is None:
+                return None
+            rest = location[len(origin):]
+        if not rest.startswith(self.base_path) or rest[len(self.base_path):len(self.base_path) + 1] not in (
+                "", "/", "?", "#"):
+            return None
+        return f"/services/{self.name}{rest[len(self.base_path):]}"
+
 
 def build(name: str, tenant: str | None, settings: ServiceSettings, origin: str,
           headers: dict[str, str], broken: str | None = None, by_platform_admin: bool = False) -> Service:
@@ -73,9 +93,16 @@ def build(name: str, tenant: str | None, settings: ServiceSettings, origin: str,
     base = url.raw_path.rstrip("/")
     t = settings.timeout_seconds
     timeout = aiohttp.ClientTimeout(total=t.total, connect=t.connect, sock_connect=t.connect)
-    return Service(name, tenant, settings, origin, url.scheme, url.raw_host or url.host, url.port, base,
+    host = url.raw_host or url.host
+    named = (f"[{host}]" if ":" in host else host).lower()  # an IPv6 address in brackets
+    authorities = [f"{named}:{url.port}"]
+    if url.is_default_port():
+        authorities.append(named)
+    origins = tuple(f"{prefix}{authority}" for authority in authorities
+                    for prefix in (f"{url.scheme}://", "//"))
+    return Service(name, tenant, settings, origin, url.scheme, host, url.port, base,
                    tuple(headers.items()), timeout, broken, by_platform_admin,
-                   tuple(scrub.forms(scrub.header_secrets(headers))))
+                   tuple(scrub.forms(scrub.header_secrets(headers))), origins)
 
 
 def from_config(config: ServiceConfig) -> Service:

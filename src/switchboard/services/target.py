@@ -38,9 +38,13 @@ class UnsafePath(InvalidRequest):
 
 def split(raw_path: str) -> tuple[str, str]:
     """(service name, the rest of the path) of ``/services/{name}{rest}``; ``rest`` is empty or
-    starts with a slash. 404 for a name that is no valid service name."""
+    starts with a slash. 404 for a name that is no valid service name, and for a prefix sent
+    encoded (the route was chosen on the decoded path: ``/%73ervices/x`` read at the prefix's
+    length would name another service)."""
     tail = raw_path[len(PREFIX):]
     name, slash, rest = tail.partition("/")
+    if not raw_path.startswith(PREFIX):
+        raise NotFound(f"no service: the path must start with {PREFIX} unencoded", code="service_not_found")
     if not _NAME.match(name):
         raise NotFound(f"no service '{name[:64]}'", code="service_not_found")
     return name, slash + rest

@@ -101,3 +101,22 @@ def test_service_names_are_unique_in_the_config() -> None:
     with pytest.raises(ValidationError, match="duplicate service name 'orders'"):
         Settings.model_validate({"auth": auth, "services": [entry, entry]})
     assert len(Settings.model_validate({"auth": auth, "services": [entry]}).services) == 1
+
+
+@pytest.mark.parametrize(("url", "location", "local"), [
+    ("http://orders.internal/api", "http://orders.internal/api/v2/x?y=1", "/services/s/v2/x?y=1"),
+    ("http://orders.internal/api", "http://ORDERS.internal:80/api", "/services/s"),
+    ("http://orders.internal/api", "//orders.internal/api/", "/services/s/"),
+    ("http://orders.internal/api", "/api/z", "/services/s/z"),
+    ("http://orders.internal/api", "http://orders.internal:8080/api/x", None),
+    ("http://orders.internal/api", "http://orders.internal.evil/api/x", None),
+    ("http://orders.internal/api", "http://orders.internal@evil/api/x", None),
+    ("http://orders.internal/api", "/apix", None),
+    ("http://orders.internal/api", "api/x", None),
+    ("http://orders.internal", "/login", "/services/s/login"),
+    ("https://[::1]:8443/", "https://[::1]:8443/a", "/services/s/a"),
+    ("https://[::1]:8443/", "https://[::1]/a", None),
+])
+def test_a_redirect_to_the_services_own_url_is_its_gateway_path(url: str, location: str,
+                                                               local: str | None) -> None:
+    assert from_config(ServiceConfig(name="s", url=url)).local(location) == local

@@ -98,7 +98,10 @@ class ServicesEndpoint:
         try:
             outcome.status = ctx.reply_status
             out.started = True
-            headers = [*(ctx.reply_headers or []), *out.headers(ctx.response_headers)]
+            replied, own = ctx.reply_headers or [], ctx.response_headers
+            if own:  # a header the gateway answers (its limits) is its own, not also the service's
+                replied = [h for h in replied if h[0].decode("latin-1") not in own]
+            headers = [*replied, *out.headers(own)]
             await out.send({"type": "http.response.start", "status": ctx.reply_status, "headers": headers})
             if ctx.body_open or ctx.receive is None:  # the proxy still reads the client's body
                 await self._body(result, out)
