@@ -242,3 +242,14 @@ def test_a_tool_call_index_of_the_wrong_type_is_read_as_missing() -> None:
              if c["choices"] and c["choices"][0]["delta"].get("tool_calls")]
     assert calls[0]["id"] == "c1" and calls[0]["index"] == 0
     assert calls[-1]["function"]["arguments"] == "{}"
+
+
+def test_a_float_tool_call_index_keeps_the_deltas_on_their_call() -> None:
+    """An index written as a JSON float (``0.0``, as a server serialising its numbers as floats
+    sends) still names one call: its argument deltas continue the call it started, as an int
+    index's do, instead of each starting a call of its own."""
+    stream = b"".join([start("r3"), tool_call(0.0, "call_a", "lookup", ['{"q": ', '"x"}']),  # type: ignore[arg-type]
+                       end("TOOL_CALL")])
+    calls = [call for c in decode(stream) if c["choices"]
+             for call in c["choices"][0]["delta"].get("tool_calls", [])]
+    assert [call["index"] for call in calls] == [0, 0, 0], calls

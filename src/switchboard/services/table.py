@@ -83,7 +83,13 @@ class Service:
         if not rest.startswith(self.base_path) or rest[len(self.base_path):len(self.base_path) + 1] not in (
                 "", "/", "?", "#"):
             return None
-        return f"/services/{self.name}{rest[len(self.base_path):]}"
+        path = rest.split("?", 1)[0].split("#", 1)[0]
+        if any(segment in (".", "..") for segment in path.split("/")):
+            return None  # dot segments may leave the base path once resolved: left as sent
+        here = f"/services/{self.name}"
+        if not self.base_path and (path == here or path.startswith(here + "/")):
+            return None  # a service that knows its public prefix already wrote the gateway's path
+        return here + rest[len(self.base_path):]
 
 
 def build(name: str, tenant: str | None, settings: ServiceSettings, origin: str,

@@ -114,9 +114,27 @@ def test_service_names_are_unique_in_the_config() -> None:
     ("http://orders.internal/api", "/apix", None),
     ("http://orders.internal/api", "api/x", None),
     ("http://orders.internal", "/login", "/services/s/login"),
+    # A service that knows its public prefix (a root_path setting) wrote the gateway's path already.
+    ("http://orders.internal", "/services/s/login", None),
+    ("http://orders.internal", "http://orders.internal/services/s", None),
+    ("http://orders.internal", "/services/sx/login", "/services/s/services/sx/login"),
     ("https://[::1]:8443/", "https://[::1]:8443/a", "/services/s/a"),
     ("https://[::1]:8443/", "https://[::1]/a", None),
 ])
 def test_a_redirect_to_the_services_own_url_is_its_gateway_path(url: str, location: str,
                                                                local: str | None) -> None:
     assert from_config(ServiceConfig(name="s", url=url)).local(location) == local
+
+
+@pytest.mark.parametrize(("location", "resolves_to"), [
+    ("/api/../other", "/other"),  # outside the base: the service's /other, not another service
+    ("http://orders.internal/api/../../admin", "/admin"),
+    ("/api/x/../../y", "/y"),
+])
+def test_a_redirect_that_dot_segments_take_outside_the_base_is_not_a_gateway_path(
+        location: str, resolves_to: str) -> None:
+    """A Location the caller resolves (RFC 3986 dot segments) to a path outside the base path is
+    not one of the service's URLs under its base: rewriting it by prefix sends the caller to
+    another gateway path (``/services/s/../other`` is ``/services/other``, another service)."""
+    local = from_config(ServiceConfig(name="s", url="http://orders.internal/api")).local(location)
+    assert local is None, (location, local, "meant", resolves_to)

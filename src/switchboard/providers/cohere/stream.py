@@ -173,6 +173,8 @@ class CohereStreamDecoder(DeferredError):
         return [self._chunk({"tool_calls": [{"index": index, "function": {"arguments": args}}]})]
 
     def _index(self, cohere_index: Any) -> int:
+        if isinstance(cohere_index, float) and cohere_index.is_integer():
+            cohere_index = int(cohere_index)  # 0.0, as a JSON number may be written: call 0
         key = cohere_index if isinstance(cohere_index, int | str) else len(self._tool_index)
         if key not in self._tool_index:
             self._tool_index[key] = len(self._tool_index)
