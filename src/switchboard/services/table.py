@@ -84,8 +84,8 @@ class Service:
                 "", "/", "?", "#"):
             return None
         path = rest.split("?", 1)[0].split("#", 1)[0]
-        if any(segment in (".", "..") for segment in path.split("/")):
-            return None  # dot segments may leave the base path once resolved: left as sent
+        if any(segment.lower().replace("%2e", ".") in (".", "..") for segment in path.split("/")):
+            return None  # dot segments (URL parsers read %2e as a dot) may leave the base path
         here = f"/services/{self.name}"
         if not self.base_path and (path == here or path.startswith(here + "/")):
             return None  # a service that knows its public prefix already wrote the gateway's path

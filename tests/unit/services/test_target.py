@@ -116,6 +116,9 @@ def test_service_names_are_unique_in_the_config() -> None:
     ("http://orders.internal", "/login", "/services/s/login"),
     # A service that knows its public prefix (a root_path setting) wrote the gateway's path already.
     ("http://orders.internal", "/services/s/login", None),
+    ("http://orders.internal/api", "/api/%2E%2e/other", None),
+    ("http://orders.internal/api", "/api/.%2e", None),
+    ("http://orders.internal/api", "/api/%2efile", "/services/s/%2efile"),
     ("http://orders.internal", "http://orders.internal/services/s", None),
     ("http://orders.internal", "/services/sx/login", "/services/s/services/sx/login"),
     ("https://[::1]:8443/", "https://[::1]:8443/a", "/services/s/a"),
