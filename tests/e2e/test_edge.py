@@ -238,13 +238,21 @@ def test_a_body_shorter_than_content_length_gets_408(edge: Gateway) -> None:
     assert_healthy(edge)
 
 
-def _failure_lines(gw: Gateway, path: str, after: int) -> list[str]:
-    """The "request failed" log lines for ``path`` since line ``after``, once one is there (it is
-    written after the answer)."""
+def _traced() -> tuple[str, str]:
+    """A request id of its own and the header that sends it: a log line is then this request's,
+    not a late one of an earlier test's request to the same path."""
+    request_id = f"edge-{uuid.uuid4().hex}"
+    return request_id, f"X-Request-Id: {request_id}\r\n"
+
+
+def _failure_lines(gw: Gateway, path: str, after: int, request_id: str) -> list[str]:
+    """The "request failed" log lines for ``path`` and ``request_id`` since line ``after``, once
+    one is there (it is written after the answer)."""
     deadline = time.monotonic() + 10
     while True:
         found = [line for line in gw.process.lines[after:]
-                 if "request failed" in line and f"path={path} " in line]
+                 if "request failed" in line and f"path={path} " in line
+                 and f"request_id={request_id} " in line]
         if found:
             return found
         assert time.monotonic() < deadline, gw.process.output
@@ -262,14 +270,16 @@ def test_a_body_that_stops_is_logged_and_counted_as_the_408_it_got(edge: Gateway
     """The connection answers 408 when a body stops arriving; the request's log line, the
     metrics and the ledger record that 408, not a client that left (499)."""
     seen = len(edge.process.lines)
+    request_id, traced = _traced()
     sock = connect(edge)
-    sock.sendall(request_head("POST", "/v1/chat/completions", length=len(CHAT) + 100) + CHAT)
+    sock.sendall(request_head("POST", "/v1/chat/completions", length=len(CHAT) + 100, extra=traced) + CHAT)
     assert split_response(read_until_closed(sock, deadline=10 * TICK))[0] == 408
-    [line] = _failure_lines(edge, "/v1/chat/completions", seen)
+    [line] = _failure_lines(edge, "/v1/chat/completions", seen, request_id)
     assert "status=408 code=request_timeout" in line and "client_disconnected" not in line
     # An upload, whose body its terminal reads inside the chain: the metrics count it too.
     before = _requests_counted(edge, operation="files", status="408")
     seen = len(edge.process.lines)
+    request_id, traced = _traced()
     boundary = "sb-edge-boundary"
     part = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n"
             f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jsonl\"\r\n"
@@ -277,10 +287,10 @@ def test_a_body_that_stops_is_logged_and_counted_as_the_408_it_got(edge: Gateway
     sock = connect(edge)
     head = request_head("POST", "/v1/files",
                         extra=f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
-                        f"Content-Length: {len(part) + 1000}\r\n")
+                        f"Content-Length: {len(part) + 1000}\r\n{traced}")
     sock.sendall(head + part)
     assert split_response(read_until_closed(sock, deadline=10 * TICK))[0] == 408
-    [line] = _failure_lines(edge, "/v1/files", seen)
+    [line] = _failure_lines(edge, "/v1/files", seen, request_id)
     assert "status=408 code=request_timeout" in line and "client_disconnected" not in line
     deadline = time.monotonic() + 10
     while _requests_counted(edge, operation="files", status="408") != before + 1:
@@ -340,10 +350,11 @@ def test_requests_refused_before_their_chain_are_counted(edge: Gateway) -> None:
     assert split_response(read_until_closed(sock, deadline=10 * TICK))[0] == 408
     # A client that leaves while sending its body: 499, nothing answered.
     seen = len(edge.process.lines)
+    request_id, traced = _traced()
     sock = connect(edge)
-    sock.sendall(request_head("POST", "/v1/completions", length=len(CHAT) + 100) + CHAT[:10])
+    sock.sendall(request_head("POST", "/v1/completions", length=len(CHAT) + 100, extra=traced) + CHAT[:10])
     sock.close()
-    _failure_lines(edge, "/v1/completions", seen)  # its log line is written once it is counted
+    _failure_lines(edge, "/v1/completions", seen, request_id)  # its log line is written once it is counted
     # Routed nowhere, or not for this method.
     missing = f"/v1/no-such-thing-{uuid.uuid4().hex}"
     auth = {"Authorization": f"Bearer {MASTER_KEY}"}
