@@ -218,8 +218,9 @@ class Gateway:
 
             self.tracing = Tracing(settings.tracing)
         # Alert rules (observability/alerts/): fed by the observers, the deployments' health
-        # and the budgets' thresholds; None when no rule is configured.
-        self.alerts = Alerts(settings.alerts) if settings.alerts.rules else None
+        # and the budgets' thresholds. Without rules it only resolves, at start, the incidents
+        # of rules removed since (no loop, no observer, no listener).
+        self.alerts: Alerts | None = Alerts(settings.alerts)
         if self.alerts is not None:
             if self.alerts.observer is not None:
                 self.observers.append(self.alerts.observer)

@@ -143,6 +143,64 @@ async def test_an_incident_nobody_sees_for_two_windows_is_resolved(stores: Store
         await alerts.close()
 
 
+async def _open_with_rule(stores: Stores, clock: Clock, url: str, name: str) -> Incident:
+    """An incident opened by an instance whose configuration has rule ``name``."""
+    rule = {"name": name, "kind": "error_rate", "threshold": 0.5, "window_seconds": 10, "min_requests": 1}
+    old = Alerts(_config(url, rule), clock=clock)
+    await old.start(_store(stores))
+    try:
+        old.windows.add("g", "d", 500, 10, clock.now)
+        await old.evaluate()
+    finally:
+        await old.close()
+    (opened,) = await _store(stores).open_incidents()
+    return opened
+
+
+async def test_an_incident_of_a_removed_rule_is_resolved_once_nobody_sees_it(stores: Stores) -> None:
+    """A rule removed (or renamed) from the configuration: its open incident is resolved once no
+    instance has seen it hold for two evaluations (one still on the old configuration would
+    keep it fresh), and its ``alert.resolved`` goes to every alert webhook."""
+    clock = Clock(time.time())
+    with WebhookReceiver() as hooks:
+        opened = await _open_with_rule(stores, clock, hooks.url, "old-name")
+        rule = {"name": "new-name", "kind": "error_rate", "threshold": 0.5, "window_seconds": 10}
+        alerts = Alerts(_config(hooks.url, rule), clock=clock)
+        await alerts.start(_store(stores))
+        try:
+            clock.now += 60
+            await alerts.evaluate()
+            assert [i.id for i in await _store(stores).open_incidents()] == [opened.id]  # seen 60 s ago
+            clock.now += 60
+            await alerts.evaluate()
+            assert await _store(stores).open_incidents() == []
+            (done,) = await _store(stores).query(IncidentQuery(rule="old-name"))
+            assert (done.id, done.state, done.resolved_value) == (opened.id, "resolved", None)
+            received = await hooks.await_requests(2)
+            assert [(r.json()["type"], r.json()["id"]) for r in received] == [
+                ("alert.firing", f"evt_{opened.id}_firing"), ("alert.resolved", f"evt_{opened.id}_resolved")]
+        finally:
+            await alerts.close()
+
+
+async def test_with_no_rule_left_the_start_resolves_the_incidents_rules_left_open(stores: Stores) -> None:
+    clock = Clock(time.time())
+    with WebhookReceiver() as hooks:
+        opened = await _open_with_rule(stores, clock, hooks.url, "gone")
+        clock.now += 5  # seen holding 5 s ago: an instance on the old configuration may still see it
+        fresh = Alerts(AlertsConfig.model_validate({"evaluate_seconds": 60}), clock=clock)
+        await fresh.start(_store(stores))
+        await fresh.close()  # waits for the sweep
+        assert [i.id for i in await _store(stores).open_incidents()] == [opened.id]
+        clock.now += 120
+        alerts = Alerts(_config(hooks.url), clock=clock)  # no rule; the webhook still configured
+        await alerts.start(_store(stores))
+        await alerts.close()
+        assert await _store(stores).open_incidents() == []
+        received = await hooks.await_requests(2)
+        assert [r.json()["type"] for r in received] == ["alert.firing", "alert.resolved"]
+
+
 async def test_budget_incidents_follow_the_rule_and_end_with_the_period(stores: Stores) -> None:
     clock = Clock(time.time())
     alerts = Alerts(_config("http://127.0.0.1:9/hook", {"name": "b", "kind": "budget", "thresholds": [100],

@@ -28,7 +28,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -89,8 +89,14 @@ class Alerts:
         self._store = store
         for sender in self.senders.values():
             await sender.start()
-        if store is not None and self.rules:
+        if store is None:
+            return
+        if self.rules:
             self._loop_task = asyncio.create_task(self._run(), name="alerts")
+        else:
+            # No rule to evaluate, so no loop: incidents that rules removed since left open are
+            # resolved once, now (with rules, every evaluation does it).
+            self._spawn(self._sweep())
 
     async def close(self) -> None:
         await stop_task(self._loop_task)
@@ -160,7 +166,7 @@ class Alerts:
             return
         log.warning("alert %s firing for %s: %g (threshold %s)", rule.name, subject, value,
                     "-" if opened.threshold is None else f"{opened.threshold:g}")
-        self._send(rule, opened)
+        self._send(rule.webhooks, opened)
 
     async def _resolve(self, rule: Rule, subject: str, value: float | None, incident: Incident | None = None
                        ) -> None:
@@ -172,11 +178,37 @@ class Alerts:
         if resolved is None:
             return
         log.info("alert %s resolved for %s", rule.name, subject)
-        self._send(rule, resolved)
+        self._send(rule.webhooks, resolved)
 
-    def _send(self, rule: Rule, incident: Incident) -> None:
+    async def _orphan(self, incident: Incident, at: datetime) -> None:
+        """Resolve an incident whose rule is no longer configured (removed or renamed), once no
+        instance has seen it hold for two evaluations: an instance still on the old
+        configuration (a rolling restart) keeps it open while it sees the condition. Its event
+        goes to every alert webhook, the rule's own list being gone with the rule."""
+        if not self._settled(incident, at):
+            return
+        assert self._store is not None
+        resolved = await self._store.resolve(incident.rule, incident.subject, at, None,
+                                             incident_id=incident.id)
+        if resolved is None:
+            return
+        log.info("alert %s resolved for %s: the rule is no longer configured", incident.rule,
+                 incident.subject)
+        self._send(tuple(self.senders), resolved)
+
+    async def _sweep(self) -> None:
+        """The open incidents of rules no longer configured, resolved (see ``_orphan``)."""
+        assert self._store is not None
+        try:
+            at = _utc(self._clock())
+            for incident in await self._store.open_incidents():
+                await self._orphan(incident, at)
+        except Exception as exc:
+            self._complain("alert incidents of removed rules not resolved: %s", type(exc).__name__)
+
+    def _send(self, webhooks: Iterable[str], incident: Incident) -> None:
         body = event(incident, _utc(self._clock()))
-        for name in rule.webhooks:
+        for name in webhooks:
             sender = self.senders.get(name)
             if sender is not None:
                 sender.send(body)
@@ -262,8 +294,11 @@ class Alerts:
         rules = {r.name: r for r in self.rules}
         for (name, subject), incident in open_now.items():
             configured = rules.get(name)
-            if configured is None or (name, subject) in holding:
-                continue  # a rule no longer configured: left as it is
+            if configured is None:
+                await self._orphan(incident, at)  # a rule no longer configured
+                continue
+            if (name, subject) in holding:
+                continue
             if incident.resolves_at is not None and incident.resolves_at <= at:
                 await self._resolve(configured, subject, None, incident)  # e.g. the budget's period is over
             elif configured.kind in ("error_rate", "latency"):
