@@ -498,3 +498,15 @@ async def test_an_incident_held_on_one_instance_is_not_quiet_on_another_between_
     finally:
         await first.close()
         await second.close()
+
+
+def test_each_kind_of_warning_has_its_own_minute(caplog: pytest.LogCaptureFixture) -> None:
+    """A recurring warning (a failing store, say) does not hide a different one for a minute."""
+    alerts = Alerts(AlertsConfig.model_validate({"rules": [{"name": "b", "kind": "breaker"}]}))
+    with caplog.at_level(logging.WARNING, logger="switchboard.alerts"):
+        for _ in range(3):
+            alerts.breaker("g", "d", True)  # not started: the notice is dropped, said once
+        alerts._complain("alerts not evaluated: %s", "OperationalError")
+        alerts._complain("alerts not evaluated: %s", "OperationalError")
+    assert [r.getMessage() for r in caplog.records] == [
+        "alert notice dropped: not started", "alerts not evaluated: OperationalError"]

@@ -73,7 +73,8 @@ class Alerts:
         self._store: IncidentStore | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._warned = 0.0
+        # When each kind of warning (its format string: a handful) was last logged.
+        self._warned: dict[str, float] = {}
         # Set by the gateway when a breaker rule exists; None: breaker incidents are not swept.
         self.tripped: Tripped | None = None
 
@@ -327,6 +328,6 @@ class Alerts:
 
     def _complain(self, message: str, *args: Any) -> None:
         now = time.monotonic()
-        if now - self._warned >= 60.0:
-            self._warned = now
+        if now - self._warned.get(message, -60.0) >= 60.0:
+            self._warned[message] = now
             log.warning(message, *args)
