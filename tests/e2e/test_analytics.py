@@ -277,6 +277,15 @@ def test_bad_input_is_a_400_with_a_code(world: World, params: dict[str, str], co
     assert world.get(group_by="model").status_code == 200  # still serving
 
 
+def test_the_longest_range_is_measured_as_given_not_as_widened(world: World) -> None:
+    """``max_range_days`` (400 here) is the range asked for: one of exactly 400 days off the hour
+    is answered (widened to whole hours it spans a little more), one second more is not."""
+    exact = world.get(**{"from": "2025-01-01T00:30:00Z", "to": "2026-02-05T00:30:00Z"})
+    assert exact.status_code == 200, exact.text
+    longer = world.get(**{"from": "2025-01-01T00:30:00Z", "to": "2026-02-05T00:30:01Z"})
+    assert longer.status_code == 400 and longer.json()["error"]["code"] == "range_too_large"
+
+
 def test_a_parameter_given_twice_is_a_400(world: World) -> None:
     resp = httpx.get(f"{world.deployment.gateway.url}/admin/v1/analytics?interval=hour&interval=day",
                      headers=ADMIN, timeout=30)

@@ -68,13 +68,15 @@ def _ceil_hour(value: datetime) -> datetime:
 def _range(params: dict[str, str], max_days: int) -> tuple[datetime, datetime]:
     """``from`` and ``to`` widened to whole UTC hours (the rollups' resolution)."""
     given = rfc3339("to", params.get("to"), clamp=False)
-    to = _ceil_hour(given or datetime.now(UTC))
+    end = given or datetime.now(UTC)
+    to = _ceil_hour(end)
     since = rfc3339("from", params.get("from"), clamp=False)
     start = to - DEFAULT_RANGE if since is None else _floor_hour(since)
-    # Compared as given: widened, a from after a to within the same hour would pass.
+    # Compared as given: widened, a from after a to within the same hour would pass, and a
+    # range of exactly max_days not on the hour would be refused.
     if start > to or (since is not None and given is not None and since > given):
         raise InvalidRequest("from: after to", param="from", code="invalid_time_range")
-    if to - start > timedelta(days=max_days):
+    if end - (start if since is None else since) > timedelta(days=max_days):
         raise InvalidRequest(f"from..to: longer than {max_days} days", param="from", code="range_too_large")
     return start, to
 
