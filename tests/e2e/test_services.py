@@ -441,6 +441,7 @@ def test_the_services_rate_limit_per_key(world: World) -> None:
     # travel beside the gateway's: the caller reads one value, the gateway's.
     assert other.headers.get_list("x-ratelimit-limit-requests") == ["3"]
     assert other.headers.get_list("x-ratelimit-remaining-requests") == ["2"]
+    assert "x-ratelimit-scope" not in other.headers  # the service's own; the gateway's is on a 429
 
 
 def _logged(world: World, request_id: str, timeout: float = 20.0, *, bodies: bool = False) -> dict[str, Any]:

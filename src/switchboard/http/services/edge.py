@@ -100,7 +100,11 @@ class ServicesEndpoint:
             out.started = True
             replied, own = ctx.reply_headers or [], ctx.response_headers
             if own:  # a header the gateway answers (its limits) is its own, not also the service's
-                replied = [h for h in replied if h[0].decode("latin-1") not in own]
+                # With the gateway's limit headers, none of the service's under that prefix
+                # either (its `x-ratelimit-scope` on a success would read as the gateway's).
+                limits = any(name.startswith("x-ratelimit-") for name in own)
+                replied = [h for h in replied if h[0].decode("latin-1") not in own
+                           and not (limits and h[0].startswith(b"x-ratelimit-"))]
             headers = [*replied, *out.headers(own)]
             await out.send({"type": "http.response.start", "status": ctx.reply_status, "headers": headers})
             if ctx.body_open or ctx.receive is None:  # the proxy still reads the client's body
