@@ -78,7 +78,11 @@ _STALE = (select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
 # reused within milliseconds: the poll (some 1,100 instructions under callgrind, a system call
 # and the GIL let go and taken back, about 0.2 % of a proxied request) is paid where it matters.
 POLL_IDLE_SECONDS = 0.5
+# Interim (1xx) answers read past before an answer's final head: a server sends one or two (100
+# Continue, 103 Early Hints); more is a server that never gets to its answer.
+MAX_INTERIM = 8
 _DEFLATE: Any = object()  # a deflate answer whose form (zlib or raw) is not known yet
+_GZIP: Any = object()  # a gzip answer whose body has not begun
 
 
 class Http1Error(Exception):
@@ -265,6 +269,7 @@ class _Conn(asyncio.Protocol):
 
     def _reset(self) -> None:
         self._raw: list[tuple[bytes, bytes]] = []
+        # The final answer's status; until it is in, how many interim (1xx) heads came before it.
         self.status = 0
         self.answered = False  # the final answer's status and headers are in (not a 1xx)
         self.length: bytes | None = None  # its Content-Length, as sent
@@ -358,8 +363,8 @@ class _Conn(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         parser = self._parser
         status = parser.get_status_code()
-        if status < 200:  # 1xx interim answers (we never send Expect): wait for the real one
-            self._raw = []
+        if status < 200 or status > 599:  # not a final answer (one compare more on the common path)
+            self._interim(status)
             return
         self.status = status
         self.keep_alive = parser.should_keep_alive()
@@ -394,6 +399,19 @@ class _Conn(asyncio.Protocol):
             shown = coding[:40].decode("ascii", "replace")  # the caller sees it: a few words at most
             raise BadResponse(f"upstream sent an encoding the gateway does not read: {shown}")
         self._wake()
+
+    def _interim(self, status: int) -> None:
+        """A head that is not a final answer: a 1xx interim one (100 Continue, 103 Early Hints)
+        is read past, up to MAX_INTERIM of them (their bytes count towards MAX_HEAD_BYTES with
+        the final head's); a 101, or a status outside 100-599, is not HTTP this client reads."""
+        if status < 100 or status > 599:
+            raise BadResponse(f"upstream answered with status {status}, outside HTTP's 100-599")
+        if status == 101:  # llhttp would take the rest of the connection as another protocol's
+            raise BadResponse("upstream switched protocols (101) though the request asked for no upgrade")
+        self.status += 1
+        if self.status > MAX_INTERIM:
+            raise BadResponse(f"upstream sent over {MAX_INTERIM} interim (1xx) answers before its answer")
+        self._raw = []  # an interim answer's headers (Early Hints' Link) are not the answer's
 
     def on_body(self, body: bytes) -> None:
         if self._inflate is not None:

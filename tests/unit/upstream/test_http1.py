@@ -1411,6 +1411,84 @@ async def test_a_100_continue_before_the_answer_is_skipped() -> None:
     assert up.accepted == 1
 
 
+EARLY_HINTS = b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+
+
+async def test_early_hints_and_other_interim_heads_are_read_past_in_any_reads() -> None:
+    # Each interim head in its own write (its own read, most likely), then the final answer.
+    interim = [b"HTTP/1.1 100 Continue\r\n\r\n", EARLY_HINTS,
+               b"HTTP/1.1 102 Processing\r\nX-Interim: 1\r\n\r\n"]
+
+    async def handler(conn: Conn) -> None:
+        while await conn.request() is not None:
+            for head in interim:
+                await conn.send(head)
+            await conn.send(response(b'{"final":true}', headers=[("X-Final", "1")]))
+
+    async with Upstream(handler) as up, upstream_client() as client:
+        reply = await client.send(post(up), None)
+        again = await client.send(post(up), None)
+
+    assert reply.status == 200 and reply.body == b'{"final":true}' and again.body == reply.body
+    assert dict(reply.headers) == {"Content-Length": "14", "X-Final": "1"}  # no Link, no X-Interim
+    assert up.accepted == 1
+
+
+async def test_early_hints_before_a_stream_are_read_past() -> None:
+    events = [b"data: one\n\n", b"data: [DONE]\n\n"]
+    answer = EARLY_HINTS + chunked_head(headers=[("Content-Type", "text/event-stream")])
+    answer += b"".join(map(chunk, events)) + LAST_CHUNK
+
+    async with Upstream(keep_alive(answer)) as up, upstream_client() as client:
+        stream = await client.open_stream(post(up), None)
+        assert stream.status == 200 and "Link" not in stream.headers
+        assert b"".join([piece async for piece in stream.chunks()]) == b"".join(events)
+        reply = await client.send(post(up), None)
+
+    assert reply.status == 200 and up.accepted == 1
+
+
+async def test_as_many_interim_heads_as_allowed_are_read_past() -> None:
+    answer = EARLY_HINTS * http1.MAX_INTERIM + response(b"{}")
+    async with Upstream(keep_alive(answer)) as up, upstream_client() as client:
+        reply = await client.send(post(up), None)
+
+    assert reply.status == 200 and reply.body == b"{}"
+
+
+NOT_FINAL = {
+    "101 with an upgrade": (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                            b"Connection: Upgrade\r\n\r\n" + OK, r"switched protocols \(101\)"),
+    "101 alone": (b"HTTP/1.1 101 Switching Protocols\r\n\r\n" + OK, r"switched protocols \(101\)"),
+    "status 000": (response(b"{}", 0, "Zero"), "status 0, outside HTTP's 100-599$"),
+    "status 099": (response(b"{}", 99, "Low"), "status 99, outside HTTP's 100-599$"),
+    "status 600": (response(b"{}", 600, "High"), "status 600, outside HTTP's 100-599$"),
+    "status 999": (response(b"{}", 999, "High"), "status 999, outside HTTP's 100-599$"),
+    "one interim head too many": (EARLY_HINTS * (http1.MAX_INTERIM + 1) + OK,
+                                  f"over {http1.MAX_INTERIM} interim \\(1xx\\) answers"),
+    # Heads in a row with no final one yet: bounded as one head is (not at the read timeout).
+    "interim heads past the head bound": (
+        (b"HTTP/1.1 103 Early Hints\r\nLink: <" + b"l" * 40_000 + b">\r\n\r\n") * 2,
+        f"headers exceed {http1.MAX_HEAD_BYTES} bytes"),
+}
+
+
+@pytest.mark.parametrize(("answer", "match"), NOT_FINAL.values(), ids=NOT_FINAL.keys())
+async def test_a_head_that_is_neither_interim_nor_final_is_a_bad_gateway(answer: bytes, match: str) -> None:
+    # "status 000" is sent as three digits (response() writes the number: make it so).
+    answer = answer.replace(b"HTTP/1.1 0 ", b"HTTP/1.1 000 ").replace(b"HTTP/1.1 99 ", b"HTTP/1.1 099 ")
+    await refused_and_dropped(answer, match)
+
+
+async def test_a_status_outside_http_is_a_bad_gateway_on_a_stream_too() -> None:
+    async with Upstream(once_then_ok(response(b"{}", 600, "High"))) as up, upstream_client() as client:
+        with pytest.raises(UpstreamBadGateway, match="status 600"):
+            await client.open_stream(post(up), None)
+        stream = await client.open_stream(post(up), None)
+        assert stream.status == 200
+        await stream.close()
+
+
 # -- bodies the fast path cannot send ------------------------------------------------------------
 
 
