@@ -119,6 +119,61 @@ class BadResponse(Http1Error):
     """The upstream's answer is not valid HTTP/1.1 (or not in an encoding the client reads)."""
 
 
+class _Gunzip:
+    """A gzip body's decoder. RFC 1952 lets a body be several members one after another (some
+    servers and proxies compress piece by piece): each is decoded in turn, as one content. What
+    follows a member and is not one is an error (zlib's, as for any corrupt body)."""
+
+    __slots__ = ("_member",)
+
+    def __init__(self) -> None:
+        self._member = zlib.decompressobj(16 + zlib.MAX_WBITS)
+
+    def decompress(self, data: bytes, limit: int) -> bytes:
+        """At most ``limit`` bytes of content from ``data``; what did not fit is left as zlib's
+        decoder leaves it (``unconsumed_tail``), or, at a member's end, refused here."""
+        member = self._member
+        out = member.decompress(data, limit)
+        if not member.unused_data:  # within a member, or at the end of the last: zlib's as it is
+            return out
+        parts = [out]
+        size = len(out)
+        while member.unused_data:  # set only at a member's end
+            if size >= limit:
+                raise BadResponse(_expands(limit))
+            rest = member.unused_data
+            member = self._member = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            out = member.decompress(rest, limit - size)
+            parts.append(out)
+            size += len(out)
+        return b"".join(parts)
+
+    @property
+    def unconsumed_tail(self) -> bytes:
+        return self._member.unconsumed_tail
+
+    @property
+    def unused_data(self) -> bytes:
+        return self._member.unused_data  # read by decompress(): always empty in between
+
+    @property
+    def eof(self) -> bool:
+        return self._member.eof
+
+    def flush(self) -> bytes:
+        return self._member.flush()
+
+
+def _expands(limit: int) -> str:
+    return f"a compressed piece of the answer expands past {limit} bytes"
+
+
+def _corrupt() -> BadResponse:
+    """A compressed body that is not what its encoding says: invalid, cut short, or followed by
+    bytes that are not part of it."""
+    return BadResponse("unreadable body from upstream: invalid compressed data")
+
+
 def _ssl_context() -> ssl.SSLContext:
     global _SSL
     if _SSL is None:  # built once: loading the system's CA store costs milliseconds
@@ -316,7 +371,7 @@ class _Conn(asyncio.Protocol):
             # A callback's own refusal arrives wrapped in the parser's error.
             cause = exc.__context__
             if isinstance(cause, zlib.error):  # raised in on_body: the compressed body is invalid
-                cause = BadResponse("unreadable body from upstream: invalid compressed data")
+                cause = _corrupt()
             elif not isinstance(cause, BadResponse):
                 cause = BadResponse(f"invalid HTTP from upstream: {exc}")
             self._fail(cause)
@@ -341,7 +396,10 @@ class _Conn(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         if self._until_close and self.answered and not self.done and exc is None:
-            self.on_message_complete()  # a body delimited by the connection's end: complete
+            try:
+                self.on_message_complete()  # a body delimited by the connection's end: complete
+            except BadResponse as bad:  # its compressed content was cut short
+                self._error(bad)
         elif not self.done:
             self._error(Disconnected("upstream closed the connection before the answer was complete"))
         self._cancel_timer()
@@ -392,7 +450,7 @@ class _Conn(asyncio.Protocol):
         self._until_close = length is None and not chunked
         coding = b"identity" if encoding is None else encoding.strip().lower()
         if coding in (b"gzip", b"x-gzip"):
-            self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            self._inflate = _GZIP  # the decoder made at the first byte: an empty body is not cut
         elif coding == b"deflate":
             self._inflate = _DEFLATE  # zlib-wrapped or raw: told by the first bytes
         elif coding not in (b"identity", b""):
@@ -435,18 +493,25 @@ class _Conn(asyncio.Protocol):
             # RFC 9110's deflate is zlib-wrapped; some servers send it raw.
             wrapped = body[0] & 0x0F == 8 and (body[0] << 8 | body[1]) % 31 == 0
             self._inflate = zlib.decompressobj() if wrapped else zlib.decompressobj(-zlib.MAX_WBITS)
+        elif self._inflate is _GZIP:
+            self._inflate = _Gunzip()
         out: bytes = self._inflate.decompress(body, MAX_INFLATE)
         if self._inflate.unconsumed_tail:  # a compression bomb, not an API answer
-            raise BadResponse(f"a compressed piece of the answer expands past {MAX_INFLATE} bytes")
+            raise BadResponse(_expands(MAX_INFLATE))
+        if self._inflate.unused_data:  # bytes after a deflate stream's end (zlib would keep them)
+            raise _corrupt()
         return out
 
     def on_message_complete(self) -> None:
         if not self.answered:  # the end of a 1xx interim answer
             return
-        if self._inflate is _DEFLATE or type(self._inflate) is bytes:  # an empty (or 1-byte) deflate
-            self._inflate = None  # body: nothing to inflate
-        if self._inflate is not None:
-            rest = self._inflate.flush()
+        inflate = self._inflate
+        if inflate is _DEFLATE or inflate is _GZIP:  # an empty body: nothing to inflate
+            self._inflate = None
+        elif inflate is not None:
+            if type(inflate) is bytes or not inflate.eof:  # cut short (one byte of deflate: too)
+                raise _corrupt()
+            rest = inflate.flush()
             if rest:
                 self._chunks.append(rest)
                 self._buffered += len(rest)

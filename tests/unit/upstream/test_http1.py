@@ -934,6 +934,106 @@ async def test_a_compressed_piece_that_expands_past_the_bound_is_a_bad_gateway()
             await client.send(post(up), None)
 
 
+def _gzip_members(*parts: bytes) -> bytes:
+    return b"".join(gzip.compress(part) for part in parts)
+
+
+@pytest.mark.parametrize("framing", ["length", "chunked", "close"])
+@pytest.mark.parametrize("cut", [7, 97, None], ids=["small-pieces", "pieces", "whole"])
+async def test_a_gzip_body_of_several_members_is_decoded_whole(framing: str, cut: int | None) -> None:
+    parts = [b'{"choices":[{"message":{"content":"', b"tok " * 3000, b"", b'"}}]}']
+    encoded = _gzip_members(*parts)
+    pieces = [encoded] if cut is None else [encoded[i:i + cut] for i in range(0, len(encoded), cut)]
+    head = [("Content-Encoding", "gzip")]
+
+    async def handler(conn: Conn) -> None:
+        while await conn.request() is not None:
+            if framing == "chunked":
+                await conn.send(chunked_head(headers=head))
+                for piece in pieces:  # each piece its own chunk (and write)
+                    await conn.send(chunk(piece))
+                await conn.send(LAST_CHUNK)
+            elif framing == "length":
+                await conn.send(response(encoded, headers=head))
+            else:  # no length: the body ends with the connection
+                await conn.send(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\r\n" + encoded)
+                return
+
+    async with Upstream(handler) as up, upstream_client() as client:
+        reply = await client.send(post(up), None)
+        stream = await client.open_stream(post(up), None)
+        streamed = b"".join([piece async for piece in stream.chunks()])
+
+    assert reply.status == 200 and reply.body == b"".join(parts) and streamed == reply.body
+
+
+async def test_an_empty_gzip_body_is_empty() -> None:
+    answer = response(b"", headers=[("Content-Encoding", "gzip")])
+    async with Upstream(keep_alive(answer)) as up, upstream_client() as client:
+        reply = await client.send(post(up), None)
+        again = await client.send(post(up), None)
+
+    assert reply.status == again.status == 200 and reply.body == b"" and up.accepted == 1
+
+
+async def test_the_decoded_size_bound_counts_every_gzip_member() -> None:
+    encoded = _gzip_members(*[b"0" * 20_000] * 4)  # each member under the bound, all over it
+
+    async with Upstream(keep_alive(response(encoded, headers=[("Content-Encoding", "gzip")]))) as up, \
+            upstream_client(max_response_bytes=50_000) as client:
+        with pytest.raises(UpstreamResponseTooLarge):
+            await client.send(post(up), None)
+
+
+async def test_gzip_members_that_expand_past_the_bound_in_one_read_break_the_connection() -> None:
+    member = gzip.compress(b"0" * (http1.MAX_INFLATE // 2 + 1))  # two make one read too large
+    conn, transport = open_conn()
+    conn.start_timer(30, 10)
+    conn.data_received(response(member * 2, headers=[("Content-Encoding", "gzip")]))
+
+    assert conn.closed and transport.closed and not conn.reusable()
+    with pytest.raises(http1.BadResponse, match=f"expands past {http1.MAX_INFLATE} bytes$"):
+        await conn.wait()
+
+
+CORRUPT_BODIES = {
+    "gzip cut short": ("gzip", gzip.compress(b'{"ok":true}' * 50)[:-6]),
+    "gzip and garbage": ("gzip", gzip.compress(b'{"ok":true}') + b"garbage"),
+    "gzip and zero padding": ("gzip", gzip.compress(b'{"ok":true}') + b"\0" * 8),
+    "gzip and a cut member": ("gzip", _gzip_members(b"a" * 100, b"b" * 100)[:-3]),
+    "deflate cut short": ("deflate", zlib.compress(b'{"ok":true}' * 50)[:-6]),
+    "deflate and garbage": ("deflate", zlib.compress(b'{"ok":true}') + b"garbage"),
+    "deflate of one byte": ("deflate", b"x"),
+}
+
+
+@pytest.mark.parametrize(("coding", "body"), CORRUPT_BODIES.values(), ids=CORRUPT_BODIES.keys())
+@pytest.mark.parametrize("framing", ["length", "close"])
+async def test_a_compressed_body_cut_short_or_followed_by_garbage_is_a_bad_gateway(
+    coding: str, body: bytes, framing: str
+) -> None:
+    if framing == "length":
+        answer = response(body, headers=[("Content-Encoding", coding)])
+    else:
+        answer = f"HTTP/1.1 200 OK\r\nContent-Encoding: {coding}\r\n\r\n".encode() + body
+
+    async def handler(conn: Conn) -> None:
+        await conn.request()
+        await conn.send(answer)
+        if framing == "length":
+            await conn.until_eof()
+
+    async with Upstream(handler) as up, upstream_client() as client:
+        with pytest.raises(UpstreamBadGateway, match=r"from upstream: invalid compressed data$"):
+            await client.send(post(up), None)
+        stream = await client.open_stream(post(up), None)
+        with pytest.raises(UpstreamBadGateway, match=r"invalid compressed data$"):
+            async for _ in stream.chunks():
+                pass
+
+    assert up.accepted == 2  # neither connection was reused
+
+
 async def test_an_encoding_the_client_does_not_read_is_a_bad_gateway() -> None:
     answer = response(b"\x0b\x02\x80hello\x03", headers=[("Content-Encoding", "br")])
     await refused_and_dropped(answer, r"an encoding the gateway does not read: br$")
