@@ -912,16 +912,10 @@ class Pool:
         raise AssertionError("unreachable")
 
     async def _acquire(self, loop: asyncio.AbstractEventLoop, connect: float | None) -> tuple[_Conn, bool]:
-        idle = self._idle
-        now = loop.time()
-        while idle:
-            conn = idle.pop()
-            rested = now - conn.idle_since
-            if (not conn.closed and rested < self._idle_seconds and conn.open()
-                    and (rested < POLL_IDLE_SECONDS or conn.quiet())):
+        if self._idle:
+            conn = self._fit_idle(loop.time())
+            if conn is not None:
                 return conn, True
-            conn.close()
-            self._open -= 1
         if self._open >= self._limit:
             return await asyncio.wait_for(self._queue(loop), connect)
         return await self._connect(loop, connect), False
@@ -938,14 +932,28 @@ class Pool:
                 elif not waiter.cancelled():
                     self._next()  # woken and then cancelled: pass the turn on
                 raise
-            while self._idle:
-                conn = self._idle.pop()
-                if not conn.closed and (loop.time() - conn.idle_since < POLL_IDLE_SECONDS or conn.quiet()):
-                    return conn, True
-                conn.close()
-                self._open -= 1
+            # Woken by a connection's return (or a free place): the connection may have closed
+            # since (the upstream's end read in between), as any idle one is checked.
+            conn = self._fit_idle(loop.time())
+            if conn is not None:
+                return conn, True
             if self._open < self._limit:
                 return await self._connect(loop, None), False
+
+    def _fit_idle(self, now: float) -> _Conn | None:
+        """The idle connection returned last that can still take a request: not closed or
+        closing, not idle past the idle time and, idle at least POLL_IDLE_SECONDS, with nothing
+        waiting on its socket. The unfit ones are closed on the way."""
+        idle = self._idle
+        while idle:
+            conn = idle.pop()
+            rested = now - conn.idle_since
+            if (not conn.closed and rested < self._idle_seconds and conn.open()
+                    and (rested < POLL_IDLE_SECONDS or conn.quiet())):
+                return conn
+            conn.close()
+            self._open -= 1
+        return None
 
     async def _connect(self, loop: asyncio.AbstractEventLoop, seconds: float | None) -> _Conn:
         if self._closed:

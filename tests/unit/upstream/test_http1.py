@@ -23,6 +23,7 @@ from typing import cast
 
 import pytest
 import uvloop
+from yarl import URL
 
 from switchboard.config.schema import Timeouts
 from switchboard.errors import (
@@ -1377,6 +1378,30 @@ async def test_a_request_waiting_for_a_full_pool_times_out_by_connect() -> None:
             await held
 
     assert 0.3 <= took < 3.0 and up.accepted == 1
+
+
+async def test_a_connection_closing_on_its_way_to_a_waiting_request_is_not_handed_to_it() -> None:
+    """A request waiting for a full pool is woken by a connection's return; that connection
+    closes (the upstream's end, read in between) before the request runs: it gets a new one."""
+    loop = asyncio.get_running_loop()
+    async with Upstream(keep_alive()) as up:
+        pool = http1.Pool(http1.Target(URL(up.url())), 1, IDLE_SECONDS)
+        stale, transport = open_conn()  # the pool's one connection, its answer read to the end
+        pool._open = 1
+        stale.start_timer(30, 10)
+        stale.data_received(OK)
+        assert stale.done and stale.reusable()
+        waiting = pool._queue(loop)
+        waiting.send(None)  # run up to its wait: the pool is full
+        pool.put(stale)  # the connection comes back and wakes it
+        transport.close()  # and closes before the waiting request runs
+        conn, reused = await asyncio.wait_for(asyncio.ensure_future(waiting), SOON)
+        try:
+            assert conn is not stale and not reused and conn.open()
+            assert stale.closed and pool._open == 1 and up.accepted == 1
+        finally:
+            conn.close()
+            pool.close()
 
 
 # -- 12. streams ---------------------------------------------------------------------------------
