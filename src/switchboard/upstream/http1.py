@@ -441,8 +441,8 @@ class _Conn(asyncio.Protocol):
                     shown = value[:40].decode("ascii", "replace")
                     raise BadResponse(f"upstream sent a transfer coding the gateway does not read: {shown}")
                 chunked = True
-            elif name == b"content-encoding":
-                encoding = value if encoding is None else encoding
+            elif name == b"content-encoding":  # a second line lists more codings (RFC 9110 5.3)
+                encoding = value if encoding is None else encoding + b", " + value
             elif name == b"content-type":  # read here, in the loop already lowering the names
                 media = value if media is None else media
         self.length = length

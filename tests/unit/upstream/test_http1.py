@@ -1048,6 +1048,14 @@ async def test_a_transfer_coding_other_than_chunked_is_a_bad_gateway_naming_it(c
     await refused_and_dropped(answer, f"a transfer coding the gateway does not read: {coding}$")
 
 
+async def test_an_encoding_given_on_two_header_lines_is_not_decoded_as_one() -> None:
+    # Two lines are one list ("gzip, gzip": compressed twice); decoding once would hand the
+    # caller gzip bytes as the answer.
+    twice = gzip.compress(gzip.compress(b'{"ok":true}'))
+    answer = response(twice, headers=[("Content-Encoding", "gzip"), ("Content-Encoding", "gzip")])
+    await refused_and_dropped(answer, r"an encoding the gateway does not read: gzip, gzip$")
+
+
 async def test_an_unknown_encoding_is_named_short_and_without_the_credential() -> None:
     coding = "x-" + KEY + "-" + "z" * 10_000
     handler = once_then_ok(response(b"{}", headers=[("Content-Encoding", coding)]))
