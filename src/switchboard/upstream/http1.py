@@ -78,7 +78,11 @@ _STALE = (select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
 # reused within milliseconds: the poll (some 1,100 instructions under callgrind, a system call
 # and the GIL let go and taken back, about 0.2 % of a proxied request) is paid where it matters.
 POLL_IDLE_SECONDS = 0.5
+# Interim (1xx) answers read past before an answer's final head: a server sends one or two (100
+# Continue, 103 Early Hints); more is a server that never gets to its answer.
+MAX_INTERIM = 8
 _DEFLATE: Any = object()  # a deflate answer whose form (zlib or raw) is not known yet
+_GZIP: Any = object()  # a gzip answer whose body has not begun
 
 
 class Http1Error(Exception):
@@ -113,6 +117,61 @@ class InvalidHeader(Http1Error):
 
 class BadResponse(Http1Error):
     """The upstream's answer is not valid HTTP/1.1 (or not in an encoding the client reads)."""
+
+
+class _Gunzip:
+    """A gzip body's decoder. RFC 1952 lets a body be several members one after another (some
+    servers and proxies compress piece by piece): each is decoded in turn, as one content. What
+    follows a member and is not one is an error (zlib's, as for any corrupt body)."""
+
+    __slots__ = ("_member",)
+
+    def __init__(self) -> None:
+        self._member = zlib.decompressobj(16 + zlib.MAX_WBITS)
+
+    def decompress(self, data: bytes, limit: int) -> bytes:
+        """At most ``limit`` bytes of content from ``data``; what did not fit is left as zlib's
+        decoder leaves it (``unconsumed_tail``), or, at a member's end, refused here."""
+        member = self._member
+        out = member.decompress(data, limit)
+        if not member.unused_data:  # within a member, or at the end of the last: zlib's as it is
+            return out
+        parts = [out]
+        size = len(out)
+        while member.unused_data:  # set only at a member's end
+            if size >= limit:
+                raise BadResponse(_expands(limit))
+            rest = member.unused_data
+            member = self._member = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            out = member.decompress(rest, limit - size)
+            parts.append(out)
+            size += len(out)
+        return b"".join(parts)
+
+    @property
+    def unconsumed_tail(self) -> bytes:
+        return self._member.unconsumed_tail
+
+    @property
+    def unused_data(self) -> bytes:
+        return self._member.unused_data  # read by decompress(): always empty in between
+
+    @property
+    def eof(self) -> bool:
+        return self._member.eof
+
+    def flush(self) -> bytes:
+        return self._member.flush()
+
+
+def _expands(limit: int) -> str:
+    return f"a compressed piece of the answer expands past {limit} bytes"
+
+
+def _corrupt() -> BadResponse:
+    """A compressed body that is not what its encoding says: invalid, cut short, or followed by
+    bytes that are not part of it."""
+    return BadResponse("unreadable body from upstream: invalid compressed data")
 
 
 def _ssl_context() -> ssl.SSLContext:
@@ -265,6 +324,7 @@ class _Conn(asyncio.Protocol):
 
     def _reset(self) -> None:
         self._raw: list[tuple[bytes, bytes]] = []
+        # The final answer's status; until it is in, how many interim (1xx) heads came before it.
         self.status = 0
         self.answered = False  # the final answer's status and headers are in (not a 1xx)
         self.length: bytes | None = None  # its Content-Length, as sent
@@ -311,7 +371,7 @@ class _Conn(asyncio.Protocol):
             # A callback's own refusal arrives wrapped in the parser's error.
             cause = exc.__context__
             if isinstance(cause, zlib.error):  # raised in on_body: the compressed body is invalid
-                cause = BadResponse("unreadable body from upstream: invalid compressed data")
+                cause = _corrupt()
             elif not isinstance(cause, BadResponse):
                 cause = BadResponse(f"invalid HTTP from upstream: {exc}")
             self._fail(cause)
@@ -336,7 +396,10 @@ class _Conn(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         if self._until_close and self.answered and not self.done and exc is None:
-            self.on_message_complete()  # a body delimited by the connection's end: complete
+            try:
+                self.on_message_complete()  # a body delimited by the connection's end: complete
+            except BadResponse as bad:  # its compressed content was cut short
+                self._error(bad)
         elif not self.done:
             self._error(Disconnected("upstream closed the connection before the answer was complete"))
         self._cancel_timer()
@@ -358,8 +421,8 @@ class _Conn(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         parser = self._parser
         status = parser.get_status_code()
-        if status < 200:  # 1xx interim answers (we never send Expect): wait for the real one
-            self._raw = []
+        if status < 200 or status > 599:  # not a final answer (one compare more on the common path)
+            self._interim(status)
             return
         self.status = status
         self.keep_alive = parser.should_keep_alive()
@@ -378,8 +441,8 @@ class _Conn(asyncio.Protocol):
                     shown = value[:40].decode("ascii", "replace")
                     raise BadResponse(f"upstream sent a transfer coding the gateway does not read: {shown}")
                 chunked = True
-            elif name == b"content-encoding":
-                encoding = value if encoding is None else encoding
+            elif name == b"content-encoding":  # a second line lists more codings (RFC 9110 5.3)
+                encoding = value if encoding is None else encoding + b", " + value
             elif name == b"content-type":  # read here, in the loop already lowering the names
                 media = value if media is None else media
         self.length = length
@@ -387,13 +450,26 @@ class _Conn(asyncio.Protocol):
         self._until_close = length is None and not chunked
         coding = b"identity" if encoding is None else encoding.strip().lower()
         if coding in (b"gzip", b"x-gzip"):
-            self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            self._inflate = _GZIP  # the decoder made at the first byte: an empty body is not cut
         elif coding == b"deflate":
             self._inflate = _DEFLATE  # zlib-wrapped or raw: told by the first bytes
         elif coding not in (b"identity", b""):
             shown = coding[:40].decode("ascii", "replace")  # the caller sees it: a few words at most
             raise BadResponse(f"upstream sent an encoding the gateway does not read: {shown}")
         self._wake()
+
+    def _interim(self, status: int) -> None:
+        """A head that is not a final answer: a 1xx interim one (100 Continue, 103 Early Hints)
+        is read past, up to MAX_INTERIM of them (their bytes count towards MAX_HEAD_BYTES with
+        the final head's); a 101, or a status outside 100-599, is not HTTP this client reads."""
+        if status < 100 or status > 599:
+            raise BadResponse(f"upstream answered with status {status}, outside HTTP's 100-599")
+        if status == 101:  # llhttp would take the rest of the connection as another protocol's
+            raise BadResponse("upstream switched protocols (101) though the request asked for no upgrade")
+        self.status += 1
+        if self.status > MAX_INTERIM:
+            raise BadResponse(f"upstream sent over {MAX_INTERIM} interim (1xx) answers before its answer")
+        self._raw = []  # an interim answer's headers (Early Hints' Link) are not the answer's
 
     def on_body(self, body: bytes) -> None:
         if self._inflate is not None:
@@ -417,18 +493,25 @@ class _Conn(asyncio.Protocol):
             # RFC 9110's deflate is zlib-wrapped; some servers send it raw.
             wrapped = body[0] & 0x0F == 8 and (body[0] << 8 | body[1]) % 31 == 0
             self._inflate = zlib.decompressobj() if wrapped else zlib.decompressobj(-zlib.MAX_WBITS)
+        elif self._inflate is _GZIP:
+            self._inflate = _Gunzip()
         out: bytes = self._inflate.decompress(body, MAX_INFLATE)
         if self._inflate.unconsumed_tail:  # a compression bomb, not an API answer
-            raise BadResponse(f"a compressed piece of the answer expands past {MAX_INFLATE} bytes")
+            raise BadResponse(_expands(MAX_INFLATE))
+        if self._inflate.unused_data:  # bytes after a deflate stream's end (zlib would keep them)
+            raise _corrupt()
         return out
 
     def on_message_complete(self) -> None:
         if not self.answered:  # the end of a 1xx interim answer
             return
-        if self._inflate is _DEFLATE or type(self._inflate) is bytes:  # an empty (or 1-byte) deflate
-            self._inflate = None  # body: nothing to inflate
-        if self._inflate is not None:
-            rest = self._inflate.flush()
+        inflate = self._inflate
+        if inflate is _DEFLATE or inflate is _GZIP:  # an empty body: nothing to inflate
+            self._inflate = None
+        elif inflate is not None:
+            if type(inflate) is bytes or not inflate.eof:  # cut short (one byte of deflate: too)
+                raise _corrupt()
+            rest = inflate.flush()
             if rest:
                 self._chunks.append(rest)
                 self._buffered += len(rest)
@@ -829,16 +912,10 @@ class Pool:
         raise AssertionError("unreachable")
 
     async def _acquire(self, loop: asyncio.AbstractEventLoop, connect: float | None) -> tuple[_Conn, bool]:
-        idle = self._idle
-        now = loop.time()
-        while idle:
-            conn = idle.pop()
-            rested = now - conn.idle_since
-            if (not conn.closed and rested < self._idle_seconds and conn.open()
-                    and (rested < POLL_IDLE_SECONDS or conn.quiet())):
+        if self._idle:
+            conn = self._fit_idle(loop.time())
+            if conn is not None:
                 return conn, True
-            conn.close()
-            self._open -= 1
         if self._open >= self._limit:
             return await asyncio.wait_for(self._queue(loop), connect)
         return await self._connect(loop, connect), False
@@ -855,14 +932,28 @@ class Pool:
                 elif not waiter.cancelled():
                     self._next()  # woken and then cancelled: pass the turn on
                 raise
-            while self._idle:
-                conn = self._idle.pop()
-                if not conn.closed and (loop.time() - conn.idle_since < POLL_IDLE_SECONDS or conn.quiet()):
-                    return conn, True
-                conn.close()
-                self._open -= 1
+            # Woken by a connection's return (or a free place): the connection may have closed
+            # since (the upstream's end read in between), as any idle one is checked.
+            conn = self._fit_idle(loop.time())
+            if conn is not None:
+                return conn, True
             if self._open < self._limit:
                 return await self._connect(loop, None), False
+
+    def _fit_idle(self, now: float) -> _Conn | None:
+        """The idle connection returned last that can still take a request: not closed or
+        closing, not idle past the idle time and, idle at least POLL_IDLE_SECONDS, with nothing
+        waiting on its socket. The unfit ones are closed on the way."""
+        idle = self._idle
+        while idle:
+            conn = idle.pop()
+            rested = now - conn.idle_since
+            if (not conn.closed and rested < self._idle_seconds and conn.open()
+                    and (rested < POLL_IDLE_SECONDS or conn.quiet())):
+                return conn
+            conn.close()
+            self._open -= 1
+        return None
 
     async def _connect(self, loop: asyncio.AbstractEventLoop, seconds: float | None) -> _Conn:
         if self._closed:

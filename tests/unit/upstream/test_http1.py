@@ -23,6 +23,7 @@ from typing import cast
 
 import pytest
 import uvloop
+from yarl import URL
 
 from switchboard.config.schema import Timeouts
 from switchboard.errors import (
@@ -934,6 +935,106 @@ async def test_a_compressed_piece_that_expands_past_the_bound_is_a_bad_gateway()
             await client.send(post(up), None)
 
 
+def _gzip_members(*parts: bytes) -> bytes:
+    return b"".join(gzip.compress(part) for part in parts)
+
+
+@pytest.mark.parametrize("framing", ["length", "chunked", "close"])
+@pytest.mark.parametrize("cut", [7, 97, None], ids=["small-pieces", "pieces", "whole"])
+async def test_a_gzip_body_of_several_members_is_decoded_whole(framing: str, cut: int | None) -> None:
+    parts = [b'{"choices":[{"message":{"content":"', b"tok " * 3000, b"", b'"}}]}']
+    encoded = _gzip_members(*parts)
+    pieces = [encoded] if cut is None else [encoded[i:i + cut] for i in range(0, len(encoded), cut)]
+    head = [("Content-Encoding", "gzip")]
+
+    async def handler(conn: Conn) -> None:
+        while await conn.request() is not None:
+            if framing == "chunked":
+                await conn.send(chunked_head(headers=head))
+                for piece in pieces:  # each piece its own chunk (and write)
+                    await conn.send(chunk(piece))
+                await conn.send(LAST_CHUNK)
+            elif framing == "length":
+                await conn.send(response(encoded, headers=head))
+            else:  # no length: the body ends with the connection
+                await conn.send(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\r\n" + encoded)
+                return
+
+    async with Upstream(handler) as up, upstream_client() as client:
+        reply = await client.send(post(up), None)
+        stream = await client.open_stream(post(up), None)
+        streamed = b"".join([piece async for piece in stream.chunks()])
+
+    assert reply.status == 200 and reply.body == b"".join(parts) and streamed == reply.body
+
+
+async def test_an_empty_gzip_body_is_empty() -> None:
+    answer = response(b"", headers=[("Content-Encoding", "gzip")])
+    async with Upstream(keep_alive(answer)) as up, upstream_client() as client:
+        reply = await client.send(post(up), None)
+        again = await client.send(post(up), None)
+
+    assert reply.status == again.status == 200 and reply.body == b"" and up.accepted == 1
+
+
+async def test_the_decoded_size_bound_counts_every_gzip_member() -> None:
+    encoded = _gzip_members(*[b"0" * 20_000] * 4)  # each member under the bound, all over it
+
+    async with Upstream(keep_alive(response(encoded, headers=[("Content-Encoding", "gzip")]))) as up, \
+            upstream_client(max_response_bytes=50_000) as client:
+        with pytest.raises(UpstreamResponseTooLarge):
+            await client.send(post(up), None)
+
+
+async def test_gzip_members_that_expand_past_the_bound_in_one_read_break_the_connection() -> None:
+    member = gzip.compress(b"0" * (http1.MAX_INFLATE // 2 + 1))  # two make one read too large
+    conn, transport = open_conn()
+    conn.start_timer(30, 10)
+    conn.data_received(response(member * 2, headers=[("Content-Encoding", "gzip")]))
+
+    assert conn.closed and transport.closed and not conn.reusable()
+    with pytest.raises(http1.BadResponse, match=f"expands past {http1.MAX_INFLATE} bytes$"):
+        await conn.wait()
+
+
+CORRUPT_BODIES = {
+    "gzip cut short": ("gzip", gzip.compress(b'{"ok":true}' * 50)[:-6]),
+    "gzip and garbage": ("gzip", gzip.compress(b'{"ok":true}') + b"garbage"),
+    "gzip and zero padding": ("gzip", gzip.compress(b'{"ok":true}') + b"\0" * 8),
+    "gzip and a cut member": ("gzip", _gzip_members(b"a" * 100, b"b" * 100)[:-3]),
+    "deflate cut short": ("deflate", zlib.compress(b'{"ok":true}' * 50)[:-6]),
+    "deflate and garbage": ("deflate", zlib.compress(b'{"ok":true}') + b"garbage"),
+    "deflate of one byte": ("deflate", b"x"),
+}
+
+
+@pytest.mark.parametrize(("coding", "body"), CORRUPT_BODIES.values(), ids=CORRUPT_BODIES.keys())
+@pytest.mark.parametrize("framing", ["length", "close"])
+async def test_a_compressed_body_cut_short_or_followed_by_garbage_is_a_bad_gateway(
+    coding: str, body: bytes, framing: str
+) -> None:
+    if framing == "length":
+        answer = response(body, headers=[("Content-Encoding", coding)])
+    else:
+        answer = f"HTTP/1.1 200 OK\r\nContent-Encoding: {coding}\r\n\r\n".encode() + body
+
+    async def handler(conn: Conn) -> None:
+        await conn.request()
+        await conn.send(answer)
+        if framing == "length":
+            await conn.until_eof()
+
+    async with Upstream(handler) as up, upstream_client() as client:
+        with pytest.raises(UpstreamBadGateway, match=r"from upstream: invalid compressed data$"):
+            await client.send(post(up), None)
+        stream = await client.open_stream(post(up), None)
+        with pytest.raises(UpstreamBadGateway, match=r"invalid compressed data$"):
+            async for _ in stream.chunks():
+                pass
+
+    assert up.accepted == 2  # neither connection was reused
+
+
 async def test_an_encoding_the_client_does_not_read_is_a_bad_gateway() -> None:
     answer = response(b"\x0b\x02\x80hello\x03", headers=[("Content-Encoding", "br")])
     await refused_and_dropped(answer, r"an encoding the gateway does not read: br$")
@@ -945,6 +1046,14 @@ async def test_a_transfer_coding_other_than_chunked_is_a_bad_gateway_naming_it(c
     framed = chunk(body) + LAST_CHUNK if coding.endswith("chunked") else body
     answer = chunked_head().replace(b"chunked", coding.encode()) + framed
     await refused_and_dropped(answer, f"a transfer coding the gateway does not read: {coding}$")
+
+
+async def test_an_encoding_given_on_two_header_lines_is_not_decoded_as_one() -> None:
+    # Two lines are one list ("gzip, gzip": compressed twice); decoding once would hand the
+    # caller gzip bytes as the answer.
+    twice = gzip.compress(gzip.compress(b'{"ok":true}'))
+    answer = response(twice, headers=[("Content-Encoding", "gzip"), ("Content-Encoding", "gzip")])
+    await refused_and_dropped(answer, r"an encoding the gateway does not read: gzip, gzip$")
 
 
 async def test_an_unknown_encoding_is_named_short_and_without_the_credential() -> None:
@@ -1279,6 +1388,30 @@ async def test_a_request_waiting_for_a_full_pool_times_out_by_connect() -> None:
     assert 0.3 <= took < 3.0 and up.accepted == 1
 
 
+async def test_a_connection_closing_on_its_way_to_a_waiting_request_is_not_handed_to_it() -> None:
+    """A request waiting for a full pool is woken by a connection's return; that connection
+    closes (the upstream's end, read in between) before the request runs: it gets a new one."""
+    loop = asyncio.get_running_loop()
+    async with Upstream(keep_alive()) as up:
+        pool = http1.Pool(http1.Target(URL(up.url())), 1, IDLE_SECONDS)
+        stale, transport = open_conn()  # the pool's one connection, its answer read to the end
+        pool._open = 1
+        stale.start_timer(30, 10)
+        stale.data_received(OK)
+        assert stale.done and stale.reusable()
+        waiting = pool._queue(loop)
+        waiting.send(None)  # run up to its wait: the pool is full
+        pool.put(stale)  # the connection comes back and wakes it
+        transport.close()  # and closes before the waiting request runs
+        conn, reused = await asyncio.wait_for(asyncio.ensure_future(waiting), SOON)
+        try:
+            assert conn is not stale and not reused and conn.open()
+            assert stale.closed and pool._open == 1 and up.accepted == 1
+        finally:
+            conn.close()
+            pool.close()
+
+
 # -- 12. streams ---------------------------------------------------------------------------------
 
 
@@ -1409,6 +1542,84 @@ async def test_a_100_continue_before_the_answer_is_skipped() -> None:
     assert reply.status == 200 and reply.body == b'{"final":true}'
     assert reply.headers["X-Final"] == "1" and again.body == b'{"final":true}'
     assert up.accepted == 1
+
+
+EARLY_HINTS = b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+
+
+async def test_early_hints_and_other_interim_heads_are_read_past_in_any_reads() -> None:
+    # Each interim head in its own write (its own read, most likely), then the final answer.
+    interim = [b"HTTP/1.1 100 Continue\r\n\r\n", EARLY_HINTS,
+               b"HTTP/1.1 102 Processing\r\nX-Interim: 1\r\n\r\n"]
+
+    async def handler(conn: Conn) -> None:
+        while await conn.request() is not None:
+            for head in interim:
+                await conn.send(head)
+            await conn.send(response(b'{"final":true}', headers=[("X-Final", "1")]))
+
+    async with Upstream(handler) as up, upstream_client() as client:
+        reply = await client.send(post(up), None)
+        again = await client.send(post(up), None)
+
+    assert reply.status == 200 and reply.body == b'{"final":true}' and again.body == reply.body
+    assert dict(reply.headers) == {"Content-Length": "14", "X-Final": "1"}  # no Link, no X-Interim
+    assert up.accepted == 1
+
+
+async def test_early_hints_before_a_stream_are_read_past() -> None:
+    events = [b"data: one\n\n", b"data: [DONE]\n\n"]
+    answer = EARLY_HINTS + chunked_head(headers=[("Content-Type", "text/event-stream")])
+    answer += b"".join(map(chunk, events)) + LAST_CHUNK
+
+    async with Upstream(keep_alive(answer)) as up, upstream_client() as client:
+        stream = await client.open_stream(post(up), None)
+        assert stream.status == 200 and "Link" not in stream.headers
+        assert b"".join([piece async for piece in stream.chunks()]) == b"".join(events)
+        reply = await client.send(post(up), None)
+
+    assert reply.status == 200 and up.accepted == 1
+
+
+async def test_as_many_interim_heads_as_allowed_are_read_past() -> None:
+    answer = EARLY_HINTS * http1.MAX_INTERIM + response(b"{}")
+    async with Upstream(keep_alive(answer)) as up, upstream_client() as client:
+        reply = await client.send(post(up), None)
+
+    assert reply.status == 200 and reply.body == b"{}"
+
+
+NOT_FINAL = {
+    "101 with an upgrade": (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                            b"Connection: Upgrade\r\n\r\n" + OK, r"switched protocols \(101\)"),
+    "101 alone": (b"HTTP/1.1 101 Switching Protocols\r\n\r\n" + OK, r"switched protocols \(101\)"),
+    "status 000": (response(b"{}", 0, "Zero"), "status 0, outside HTTP's 100-599$"),
+    "status 099": (response(b"{}", 99, "Low"), "status 99, outside HTTP's 100-599$"),
+    "status 600": (response(b"{}", 600, "High"), "status 600, outside HTTP's 100-599$"),
+    "status 999": (response(b"{}", 999, "High"), "status 999, outside HTTP's 100-599$"),
+    "one interim head too many": (EARLY_HINTS * (http1.MAX_INTERIM + 1) + OK,
+                                  f"over {http1.MAX_INTERIM} interim \\(1xx\\) answers"),
+    # Heads in a row with no final one yet: bounded as one head is (not at the read timeout).
+    "interim heads past the head bound": (
+        (b"HTTP/1.1 103 Early Hints\r\nLink: <" + b"l" * 40_000 + b">\r\n\r\n") * 2,
+        f"headers exceed {http1.MAX_HEAD_BYTES} bytes"),
+}
+
+
+@pytest.mark.parametrize(("answer", "match"), NOT_FINAL.values(), ids=NOT_FINAL.keys())
+async def test_a_head_that_is_neither_interim_nor_final_is_a_bad_gateway(answer: bytes, match: str) -> None:
+    # "status 000" is sent as three digits (response() writes the number: make it so).
+    answer = answer.replace(b"HTTP/1.1 0 ", b"HTTP/1.1 000 ").replace(b"HTTP/1.1 99 ", b"HTTP/1.1 099 ")
+    await refused_and_dropped(answer, match)
+
+
+async def test_a_status_outside_http_is_a_bad_gateway_on_a_stream_too() -> None:
+    async with Upstream(once_then_ok(response(b"{}", 600, "High"))) as up, upstream_client() as client:
+        with pytest.raises(UpstreamBadGateway, match="status 600"):
+            await client.open_stream(post(up), None)
+        stream = await client.open_stream(post(up), None)
+        assert stream.status == 200
+        await stream.close()
 
 
 # -- bodies the fast path cannot send ------------------------------------------------------------
