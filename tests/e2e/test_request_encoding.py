@@ -108,8 +108,25 @@ def test_another_coding_is_a_415_naming_it(gateway: Gateway, coding: str, path: 
     assert error["code"] == "unsupported_content_encoding" and f"'{coding}'" in error["message"]
 
 
+def test_a_gzip_body_of_several_members_is_one_content(gateway: Gateway) -> None:
+    """RFC 1952: members one after another (as concatenated .gz files are) decompress to their
+    contents one after another."""
+    half = len(CHAT) // 2
+    body = gzip.compress(CHAT[:half]) + gzip.compress(CHAT[half:])
+    answer = post(gateway, "/v1/chat/completions", body, "gzip")
+    assert answer.status_code == 200, answer.text
+    # The limit counts every member: two members, each within it, past it together.
+    padded = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "0" * LIMIT}]})
+    half = len(padded) // 2
+    two = gzip.compress(padded[:half].encode()) + gzip.compress(padded[half:].encode())
+    answer = post(gateway, "/v1/chat/completions", two, "gzip")
+    assert answer.status_code == 413, answer.text
+
+
 @pytest.mark.parametrize("body", [gzip.compress(CHAT)[:-12], b"\x1f\x8b not gzip at all",
-                                  gzip.compress(CHAT) + b"trailing"], ids=["cut", "corrupt", "trailing"])
+                                  gzip.compress(CHAT) + b"trailing",
+                                  gzip.compress(CHAT) + gzip.compress(CHAT)[:-12]],
+                         ids=["cut", "corrupt", "trailing", "second-member-cut"])
 def test_a_stream_that_is_not_one_whole_gzip_is_a_400(gateway: Gateway, body: bytes) -> None:
     answer = post(gateway, "/v1/chat/completions", body, "gzip")
     assert answer.status_code == 400, answer.text

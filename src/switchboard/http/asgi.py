@@ -132,15 +132,27 @@ def _too_large(limit: int) -> PayloadTooLarge:
 
 def _inflate(body: bytes, wbits: int, limit: int) -> bytes | None:
     """A gzip or zlib stream decompressed (at most ``limit`` bytes); None when it is not one whole
-    stream."""
-    inflater = zlib.decompressobj(wbits)
-    try:
-        plain = inflater.decompress(body, limit + 1)
-    except zlib.error:
-        return None
-    if len(plain) > limit:
-        raise _too_large(limit)
-    return plain if inflater.eof and not inflater.unused_data else None
+    stream. Gzip members one after another (RFC 1952) are one content, as on the upstream side;
+    the zlib format has one stream."""
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        inflater = zlib.decompressobj(wbits)
+        try:
+            plain = inflater.decompress(body, limit + 1 - size)  # at least 1: 0 would be no bound
+        except zlib.error:
+            return None
+        size += len(plain)
+        if size > limit:
+            raise _too_large(limit)
+        if not inflater.eof:
+            return None  # cut short
+        parts.append(plain)
+        body = inflater.unused_data
+        if not body:
+            return plain if len(parts) == 1 else b"".join(parts)
+        if wbits != _CODINGS["gzip"]:
+            return None  # bytes after a zlib stream
 
 
 def _unzstd(body: bytes, limit: int) -> bytes | None:
