@@ -121,6 +121,13 @@ def test_a_gzip_body_of_several_members_is_one_content(gateway: Gateway) -> None
     two = gzip.compress(padded[:half].encode()) + gzip.compress(padded[half:].encode())
     answer = post(gateway, "/v1/chat/completions", two, "gzip")
     assert answer.status_code == 413, answer.text
+    # Members are counted (each costs a decoder): 64 make a body, 65 do not.
+    empty = gzip.compress(b"")
+    assert post(gateway, "/v1/chat/completions", empty * 63 + gzip.compress(CHAT), "gzip").status_code == 200
+    many = post(gateway, "/v1/chat/completions", empty * 64 + gzip.compress(CHAT), "gzip")
+    assert many.status_code == 400, many.text
+    error = many.json()["error"]
+    assert error["code"] == "invalid_content_encoding" and "64 gzip members" in error["message"]
 
 
 @pytest.mark.parametrize("body", [gzip.compress(CHAT)[:-12], b"\x1f\x8b not gzip at all",

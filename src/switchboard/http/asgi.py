@@ -10,6 +10,8 @@ from typing import Any
 import zstandard
 
 from switchboard.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from switchboard.upstream.gunzip import WBITS as GZIP_WBITS
+from switchboard.upstream.gunzip import Gunzip, TooManyMembers
 from switchboard.upstream.zstd import decompressor
 
 Scope = MutableMapping[str, Any]
@@ -70,7 +72,10 @@ async def read_body(receive: Receive, limit: int, declared: str | None) -> bytes
 # The request content codings a body may come in (RFC 9110 8.4.1): gzip (and its old name x-gzip)
 # and deflate (the zlib format), as zlib's window bits, and zstd (OpenAI's Codex CLI sends it).
 # Others (br, compress) are refused by name.
-_CODINGS = {"gzip": 31, "x-gzip": 31, "deflate": 15}
+_CODINGS = {"gzip": GZIP_WBITS, "x-gzip": GZIP_WBITS, "deflate": 15}
+# Gzip members one request body may be made of: each costs a decoder (a few microseconds, on the
+# event loop below INFLATE_IN_THREAD_BYTES, before authentication); concatenated files make a few.
+MAX_GZIP_MEMBERS = 64
 ZSTD = "zstd"
 # A compressed body at least this large is inflated in a worker thread: tens of MiB of output
 # take tens of milliseconds, which would stall every other request on the event loop (zlib
@@ -132,27 +137,21 @@ def _too_large(limit: int) -> PayloadTooLarge:
 
 def _inflate(body: bytes, wbits: int, limit: int) -> bytes | None:
     """A gzip or zlib stream decompressed (at most ``limit`` bytes); None when it is not one whole
-    stream. Gzip members one after another (RFC 1952) are one content, as on the upstream side;
-    the zlib format has one stream."""
-    parts: list[bytes] = []
-    size = 0
-    while True:
-        inflater = zlib.decompressobj(wbits)
-        try:
-            plain = inflater.decompress(body, limit + 1 - size)  # at least 1: 0 would be no bound
-        except zlib.error:
-            return None
-        size += len(plain)
-        if size > limit:
-            raise _too_large(limit)
-        if not inflater.eof:
-            return None  # cut short
-        parts.append(plain)
-        body = inflater.unused_data
-        if not body:
-            return plain if len(parts) == 1 else b"".join(parts)
-        if wbits != _CODINGS["gzip"]:
-            return None  # bytes after a zlib stream
+    stream. Gzip members one after another (RFC 1952) are one content, as on the upstream side
+    (upstream/gunzip.py: in work proportional to the body, however many members); the zlib
+    format has one stream."""
+    inflater: Gunzip | zlib._Decompress = (Gunzip(MAX_GZIP_MEMBERS) if wbits == GZIP_WBITS
+                                           else zlib.decompressobj(wbits))
+    try:
+        plain = inflater.decompress(body, limit + 1)
+    except zlib.error:
+        return None
+    except TooManyMembers:
+        raise InvalidRequest(f"the request body has more than {MAX_GZIP_MEMBERS} gzip members",
+                             code="invalid_content_encoding") from None
+    if len(plain) > limit or inflater.unconsumed_tail:
+        raise _too_large(limit)
+    return plain if inflater.eof and not inflater.unused_data else None
 
 
 def _unzstd(body: bytes, limit: int) -> bytes | None:

@@ -38,6 +38,8 @@ import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from switchboard.upstream.gunzip import Gunzip
+
 if TYPE_CHECKING:
     from switchboard.upstream.outbound import Proxy
 
@@ -117,55 +119,6 @@ class InvalidHeader(Http1Error):
 
 class BadResponse(Http1Error):
     """The upstream's answer is not valid HTTP/1.1 (or not in an encoding the client reads)."""
-
-
-class _Gunzip:
-    """A gzip body's decoder. RFC 1952 lets a body be several members one after another (some
-    servers and proxies compress piece by piece): each is decoded in turn, as one content. What
-    follows a member and is not one is an error (zlib's, as for any corrupt body)."""
-
-    __slots__ = ("_member",)
-
-    def __init__(self) -> None:
-        self._member = zlib.decompressobj(16 + zlib.MAX_WBITS)
-
-    def decompress(self, data: bytes, limit: int) -> bytes:
-        """At most ``limit`` bytes of content from ``data``; what did not fit is left as zlib's
-        decoder leaves it (``unconsumed_tail``), or, at a member's end, refused here."""
-        member = self._member
-        out = member.decompress(data, limit)
-        if not member.unused_data:  # within a member, or at the end of the last: zlib's as it is
-            return out
-        parts = [out]
-        size = len(out)
-        while member.unused_data:  # set only at a member's end
-            if size >= limit:
-                raise BadResponse(_expands(limit))
-            rest = member.unused_data
-            member = self._member = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            out = member.decompress(rest, limit - size)
-            parts.append(out)
-            size += len(out)
-        return b"".join(parts)
-
-    @property
-    def unconsumed_tail(self) -> bytes:
-        return self._member.unconsumed_tail
-
-    @property
-    def unused_data(self) -> bytes:
-        return self._member.unused_data  # read by decompress(): always empty in between
-
-    @property
-    def eof(self) -> bool:
-        return self._member.eof
-
-    def flush(self) -> bytes:
-        return self._member.flush()
-
-
-def _expands(limit: int) -> str:
-    return f"a compressed piece of the answer expands past {limit} bytes"
 
 
 def _corrupt() -> BadResponse:
@@ -494,10 +447,10 @@ class _Conn(asyncio.Protocol):
             wrapped = body[0] & 0x0F == 8 and (body[0] << 8 | body[1]) % 31 == 0
             self._inflate = zlib.decompressobj() if wrapped else zlib.decompressobj(-zlib.MAX_WBITS)
         elif self._inflate is _GZIP:
-            self._inflate = _Gunzip()
+            self._inflate = Gunzip()
         out: bytes = self._inflate.decompress(body, MAX_INFLATE)
         if self._inflate.unconsumed_tail:  # a compression bomb, not an API answer
-            raise BadResponse(_expands(MAX_INFLATE))
+            raise BadResponse(f"a compressed piece of the answer expands past {MAX_INFLATE} bytes")
         if self._inflate.unused_data:  # bytes after a deflate stream's end (zlib would keep them)
             raise _corrupt()
         return out
