@@ -92,12 +92,10 @@ class Alerts:
             await sender.start()
         if store is None:
             return
-        if self.rules:
-            self._loop_task = asyncio.create_task(self._run(), name="alerts")
-        else:
-            # No rule to evaluate, so no loop: incidents that rules removed since left open are
-            # resolved once, now (with rules, every evaluation does it).
-            self._spawn(self._sweep())
+        # No rule to evaluate: only the incidents that rules removed since left open are
+        # resolved, while there are any (with rules, every evaluation does it).
+        work = self._run() if self.rules else self._sweep()
+        self._loop_task = asyncio.create_task(work, name="alerts")
 
     async def close(self) -> None:
         await stop_task(self._loop_task)
@@ -181,31 +179,40 @@ class Alerts:
         log.info("alert %s resolved for %s", rule.name, subject)
         self._send(rule.webhooks, resolved)
 
-    async def _orphan(self, incident: Incident, at: datetime) -> None:
+    async def _orphan(self, incident: Incident, at: datetime) -> bool:
         """Resolve an incident whose rule is no longer configured (removed or renamed), once no
         instance has seen it hold for two evaluations: an instance still on the old
         configuration (a rolling restart) keeps it open while it sees the condition. Its event
-        goes to every alert webhook, the rule's own list being gone with the rule."""
+        goes to every alert webhook, the rule's own list being gone with the rule. False: not
+        settled yet."""
         if not self._settled(incident, at):
-            return
+            return False
         assert self._store is not None
         resolved = await self._store.resolve(incident.rule, incident.subject, at, None,
                                              incident_id=incident.id)
-        if resolved is None:
-            return
-        log.info("alert %s resolved for %s: the rule is no longer configured", incident.rule,
-                 incident.subject)
-        self._send(tuple(self.senders), resolved)
+        if resolved is not None:  # None: resolved elsewhere meanwhile
+            log.info("alert %s resolved for %s: the rule is no longer configured", incident.rule,
+                     incident.subject)
+            self._send(tuple(self.senders), resolved)
+        return True
 
     async def _sweep(self) -> None:
-        """The open incidents of rules no longer configured, resolved (see ``_orphan``)."""
-        assert self._store is not None
-        try:
-            at = _utc(self._clock())
-            for incident in await self._store.open_incidents():
-                await self._orphan(incident, at)
-        except Exception as exc:
-            self._complain("alert incidents of removed rules not resolved: %s", type(exc).__name__)
+        """With no rule configured: the open incidents (all of rules no longer configured)
+        resolved as each settles (see ``_orphan``), checked every evaluation until none is left."""
+        store = self._store
+        assert store is not None
+        while True:
+            left = True  # a store that failed: tried again at the next evaluation
+            try:
+                at = _utc(self._clock())
+                left = False
+                for incident in await store.open_incidents():
+                    left = not await self._orphan(incident, at) or left
+            except Exception as exc:
+                self._complain("alert incidents of removed rules not resolved: %s", type(exc).__name__)
+            if not left:
+                return
+            await asyncio.sleep(self.config.evaluate_seconds)
 
     def _send(self, webhooks: Iterable[str], incident: Incident) -> None:
         body = event(incident, _utc(self._clock()))
