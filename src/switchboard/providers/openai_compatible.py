@@ -47,7 +47,7 @@ from switchboard.providers.openai_extensions import documents_and_errors, with_e
 from switchboard.providers.params import drops
 from switchboard.providers.response_format import described_schema
 from switchboard.providers.spec import ProviderOptions, ProviderSpec
-from switchboard.providers.sse import SSEEvent
+from switchboard.providers.sse import SSEEvent, empty_data
 from switchboard.providers.target import Target
 from switchboard.upstream.auth import StaticHeaderAuth, UpstreamAuth
 from switchboard.upstream.request import UpstreamRequest
@@ -224,7 +224,8 @@ class NormalisingStreamDecoder(OpenAIStreamDecoder):
         if self._deferred is not None:
             raise self._taken()
         events = self._parser.flush()  # a last event without its blank line, or half of one
-        partial = any(e.data != "[DONE]" and loads_object(e.data.encode()) is None for e in events)
+        partial = any(e.data != "[DONE]" and loads_object(e.data.encode()) is None and not empty_data(e.data)
+                      for e in events)
         if partial and not self._finished:
             raise self._truncated()
         out = self._events(events, defer=False)  # no later call would raise a deferred error
@@ -253,13 +254,15 @@ class NormalisingStreamDecoder(OpenAIStreamDecoder):
         return out
 
     def _event(self, data: str) -> list[JSON]:
-        if self._done or not data:
+        if self._done:
             return []
         if data == "[DONE]":
             self._done = True
             return self._final()
         obj = loads_object(data.encode())
         if obj is None:
+            if empty_data(data):
+                return []  # dispatched, but carries nothing (providers/sse.py)
             raise invalid_body(self._target, "stream event")
         message = self.stream_error(obj)
         if message is not None:

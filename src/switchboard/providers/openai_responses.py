@@ -23,7 +23,7 @@ from switchboard.errors import GatewayError, UpstreamBadGateway
 from switchboard.providers.base import JSON, OUTPUT, DeferredError
 from switchboard.providers.counts import count
 from switchboard.providers.errors import invalid_body, loads_object
-from switchboard.providers.sse import SSEParser
+from switchboard.providers.sse import SSEParser, empty_data
 from switchboard.providers.target import Target
 from switchboard.upstream.request import UpstreamRequest
 
@@ -154,10 +154,10 @@ class NativeDecoder(DeferredError):
             raise self._taken()
         out: list[JSON] = []
         for event in self._parser.feed(data):
-            if not event.data or event.data == "[DONE]":
-                continue
             obj = loads_object(event.data.encode())
             if obj is None:
+                if event.data == "[DONE]" or empty_data(event.data):
+                    continue  # the end, or an event that carries nothing (providers/sse.py)
                 raise invalid_body(self._target, "stream event")
             kind = obj.get("type")
             if kind == "error" or event.event == "error":

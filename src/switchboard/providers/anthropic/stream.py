@@ -27,7 +27,7 @@ from switchboard.providers.anthropic.request import JSON_TOOL
 from switchboard.providers.anthropic.response import finish_reason, stop_sequence, stream_error, usage
 from switchboard.providers.base import JSON, PARTIAL, DeferredError
 from switchboard.providers.errors import invalid_body, loads_object
-from switchboard.providers.sse import SSEEvent, SSEParser
+from switchboard.providers.sse import SSEEvent, SSEParser, empty_data
 from switchboard.providers.target import Target
 
 
@@ -96,6 +96,8 @@ class AnthropicStreamDecoder(DeferredError):
             return
         obj = loads_object(event.data.encode())
         if obj is None:
+            if empty_data(event.data):
+                return  # dispatched, but carries nothing (providers/sse.py)
             raise invalid_body(self._target, "stream event")
         kind = obj.get("type") or event.event
         handler = _HANDLERS.get(kind) if isinstance(kind, str) else None

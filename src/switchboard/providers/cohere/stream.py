@@ -25,13 +25,13 @@ from switchboard.errors import GatewayError, UpstreamBadGateway
 from switchboard.providers.base import JSON, DeferredError
 from switchboard.providers.cohere.response import finish_error, finish_reason, logprob_entries, obj_at, usage
 from switchboard.providers.errors import invalid_body, loads_object
-from switchboard.providers.sse import SSEEvent, SSEParser
+from switchboard.providers.sse import SSEEvent, SSEParser, empty_data
 from switchboard.providers.target import Target
 
 
 def _cut_short(event: SSEEvent) -> bool:
     """An unterminated last event whose JSON is incomplete: the connection ended mid-event."""
-    return event.data not in ("", "[DONE]") and loads_object(event.data.encode()) is None
+    return event.data != "[DONE]" and loads_object(event.data.encode()) is None and not empty_data(event.data)
 
 
 def _delta_message(event: JSON) -> JSON:
@@ -89,11 +89,13 @@ class CohereStreamDecoder(DeferredError):
     def _events(self, events: list[SSEEvent]) -> list[JSON]:
         chunks: list[JSON] = []
         for event in events:
-            if self._ended or event.data in ("", "[DONE]"):
+            if self._ended:
                 continue
             try:
                 obj = loads_object(event.data.encode())
                 if obj is None:
+                    if event.data == "[DONE]" or empty_data(event.data):
+                        continue  # the end, or an event that carries nothing (providers/sse.py)
                     raise invalid_body(self._target, "stream event")
                 chunks.extend(self._event(obj.get("type") or event.event, obj))
             except GatewayError as exc:

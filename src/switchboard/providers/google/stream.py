@@ -32,7 +32,7 @@ from switchboard.providers.google.response import (
     tool_call,
     usage,
 )
-from switchboard.providers.sse import SSEEvent, SSEParser
+from switchboard.providers.sse import SSEEvent, SSEParser, empty_data
 from switchboard.providers.target import Target
 
 JSON = dict[str, Any]
@@ -92,10 +92,10 @@ class GoogleStreamDecoder(DeferredError):
     # -- one event ---------------------------------------------------------------------------
 
     def _event(self, data: str) -> list[JSON]:
-        if not data.strip():
-            return []
         obj = loads_object(data.encode())
         if obj is None:
+            if empty_data(data):
+                return []  # dispatched, but carries nothing (providers/sse.py)
             raise invalid_body(self._target, "stream event")
         if isinstance(obj.get("error"), dict):
             raise from_error_object(obj["error"], 0, {}, self._target)
