@@ -351,3 +351,24 @@ def test_events_after_message_stop_are_ignored() -> None:
 def test_invalid_json_event_is_502() -> None:
     with pytest.raises(UpstreamBadGateway):
         decode(start(), b"event: content_block_delta\ndata: {not json\n\n")
+
+
+def test_a_whole_number_float_block_index_names_its_block() -> None:
+    # 0.0 and 1.0, from a server that writes its numbers as floats, are blocks 0 and 1.
+    call = {"type": "tool_use", "id": "toolu_1", "name": "lookup", "input": {}}
+    chunks = decode(start(), block_start(0.0, {"type": "text", "text": ""}), text_delta(0.0, "Hi"),  # type: ignore[arg-type]
+                    block_stop(0.0), block_start(1.0, call), json_delta(1.0, '{"q": 1}'),  # type: ignore[arg-type]
+                    block_stop(1.0), message_delta("tool_use"), STOP)  # type: ignore[arg-type]
+    assert deltas(chunks)[1:] == [
+        ({"content": "Hi"}, None),
+        ({"tool_calls": [{"index": 0, "id": "toolu_1", "type": "function",
+                          "function": {"name": "lookup", "arguments": ""}}]}, None),
+        ({"tool_calls": [{"index": 0, "function": {"arguments": '{"q": 1}'}}]}, None),
+        ({}, "tool_calls"),
+    ]
+
+
+@pytest.mark.parametrize("index", [1.5, -1, True, "0", None])
+def test_a_block_start_whose_index_is_no_whole_number_is_invalid(index: Any) -> None:
+    with pytest.raises(UpstreamBadGateway, match="invalid stream event"):
+        decode(start(), block_start(index, {"type": "text", "text": ""}), text_delta(0, "Hi"))

@@ -59,6 +59,7 @@ from switchboard.errors import GatewayError, InvalidRequest, UpstreamBadGateway
 from switchboard.providers import capabilities, documents, tool_names
 from switchboard.providers.base import JSON, ProviderAdapter
 from switchboard.providers.capabilities.rows import REQUEST_ROWS
+from switchboard.providers.counts import position
 from switchboard.providers.errors import invalid_body, loads_object
 from switchboard.providers.openai_compatible import (
     NormalisingStreamDecoder,
@@ -344,11 +345,14 @@ def _canonical_call(call: JSON) -> JSON:
 
 
 def finish_reason(reason: Any, target: Target) -> str | None:
-    if reason is None:
+    """Mistral's finish reason in OpenAI's words; an unknown one as it came. One that is not a
+    string (a number, a list) is read as absent, as any member of the wrong JSON type is."""
+    if reason.__class__ is not str:
         return None
     if reason == "error":
         raise UpstreamBadGateway(f"provider '{target.provider}' stopped generating with an error")
-    return _FINISH.get(reason, reason) if isinstance(reason, str) else str(reason)
+    return _FINISH.get(reason, reason)
+
 
 
 def _choice(choice: JSON, target: Target) -> JSON:
@@ -359,7 +363,8 @@ def _choice(choice: JSON, target: Target) -> JSON:
     if isinstance(calls := msg.get("tool_calls"), list) and calls:
         message["tool_calls"] = [_canonical_call(c) for c in calls if isinstance(c, dict)]
         message["content"] = message["content"] or None
-    return {"index": choice.get("index", 0), "message": message, "logprobs": None,
+    # A whole number names its choice (1.0 included); any other index is read as absent: 0.
+    return {"index": position(choice.get("index")) or 0, "message": message, "logprobs": None,
             "finish_reason": finish_reason(choice.get("finish_reason"), target)}
 
 
@@ -399,7 +404,8 @@ class MistralStreamDecoder(NormalisingStreamDecoder):
 
     def _choice(self, choice: JSON) -> JSON:
         index = choice.get("index")
-        index = index if isinstance(index, int) else 0
+        if index.__class__ is not int or index < 0:  # the usual index costs no call
+            index = position(index) or 0  # 1.0 is choice 1; of the wrong type: absent, 0
         delta = choice.get("delta")
         delta = dict(delta) if isinstance(delta, dict) else {}
         if "content" in delta:

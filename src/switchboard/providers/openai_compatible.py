@@ -40,7 +40,7 @@ from switchboard.config.schema import ProviderConfig
 from switchboard.errors import GatewayError, UnsupportedParameter, UpstreamBadGateway
 from switchboard.providers import capabilities, openai_media
 from switchboard.providers.base import JSON
-from switchboard.providers.counts import count
+from switchboard.providers.counts import count, position
 from switchboard.providers.errors import invalid_body, loads_object, upstream_error
 from switchboard.providers.openai import OpenAIAdapter, OpenAIStreamDecoder
 from switchboard.providers.openai_extensions import documents_and_errors, with_effort, without_safety_settings
@@ -335,18 +335,16 @@ class ToolCallIndices:
 
     def __init__(self) -> None:
         # choice index -> (id -> our index, the server's index -> our index of its last call)
-        self._choices: dict[Any, tuple[dict[str, int], dict[Any, int]]] = {}
+        self._choices: dict[int | None, tuple[dict[str, int], dict[int | None, int]]] = {}
 
     def renumber(self, choice: Any, calls: list[Any]) -> None:
-        if not isinstance(choice, int | str):  # a key of the wrong JSON type (a list is no key)
-            choice = None
-        ids, by_server = self._choices.setdefault(choice, ({}, {}))
+        # An index is a whole number (1.0, from a server writing its numbers as floats, is 1);
+        # one of the wrong type (a list is no key, a bool no number) is read as absent.
+        ids, by_server = self._choices.setdefault(position(choice), ({}, {}))
         for call in calls:
             if not isinstance(call, dict):
                 continue
-            server = call.get("index")
-            if not isinstance(server, int | str):
-                server = None
+            server = position(call.get("index"))
             call_id = call.get("id")
             if isinstance(call_id, str) and call_id:
                 index = ids.setdefault(call_id, len(ids))
@@ -355,7 +353,7 @@ class ToolCallIndices:
             elif server is None and ids:
                 index = len(ids) - 1
             else:  # a server that sends no ids at all: its own numbering
-                index = server if isinstance(server, int) else 0
+                index = 0 if server is None else server
             by_server[server] = index
             call["index"] = index
 

@@ -26,6 +26,7 @@ from switchboard.errors import GatewayError, UpstreamBadGateway
 from switchboard.providers.anthropic.request import JSON_TOOL
 from switchboard.providers.anthropic.response import finish_reason, stop_sequence, stream_error, usage
 from switchboard.providers.base import JSON, PARTIAL, DeferredError
+from switchboard.providers.counts import position
 from switchboard.providers.errors import invalid_body, loads_object
 from switchboard.providers.sse import SSEEvent, SSEParser, empty_data
 from switchboard.providers.target import Target
@@ -231,8 +232,12 @@ def _object(value: Any) -> JSON:
 
 
 def _index(obj: JSON) -> int:
+    """A content block event's ``index``; -1 for one that is no position (providers/counts.py)."""
     index = obj.get("index")
-    return index if isinstance(index, int) and index >= 0 else -1
+    if index.__class__ is int and index >= 0:  # the usual index, with no call
+        return index
+    index = position(index)  # 0.0, from a server that writes its numbers as floats, is block 0
+    return -1 if index is None else index
 
 
 _HANDLERS = {

@@ -24,6 +24,7 @@ from typing import Any
 from switchboard.errors import GatewayError, UpstreamBadGateway
 from switchboard.providers.base import JSON, DeferredError
 from switchboard.providers.cohere.response import finish_error, finish_reason, logprob_entries, obj_at, usage
+from switchboard.providers.counts import position
 from switchboard.providers.errors import invalid_body, loads_object
 from switchboard.providers.sse import SSEEvent, SSEParser, empty_data
 from switchboard.providers.target import Target
@@ -175,9 +176,9 @@ class CohereStreamDecoder(DeferredError):
         return [self._chunk({"tool_calls": [{"index": index, "function": {"arguments": args}}]})]
 
     def _index(self, cohere_index: Any) -> int:
-        if isinstance(cohere_index, float) and cohere_index.is_integer():
-            cohere_index = int(cohere_index)  # 0.0, as a JSON number may be written: call 0
-        key = cohere_index if isinstance(cohere_index, int | str) else len(self._tool_index)
+        key: int | str | None = position(cohere_index)  # 0.0, as a JSON number may be written, is 0
+        if key is None:  # a string names its call too; anything else is a call of its own
+            key = cohere_index if isinstance(cohere_index, str) else len(self._tool_index)
         if key not in self._tool_index:
             self._tool_index[key] = len(self._tool_index)
         return self._tool_index[key]
