@@ -372,3 +372,34 @@ def test_a_whole_number_float_block_index_names_its_block() -> None:
 def test_a_block_start_whose_index_is_no_whole_number_is_invalid(index: Any) -> None:
     with pytest.raises(UpstreamBadGateway, match="invalid stream event"):
         decode(start(), block_start(index, {"type": "text", "text": ""}), text_delta(0, "Hi"))
+
+
+@pytest.mark.parametrize("value", [5, ["Hi"], {"text": "Hi"}, True])
+def test_text_of_the_wrong_type_is_read_as_absent(value: Any) -> None:
+    # Never relayed as content, reasoning or arguments (each a string in the canonical chunk).
+    call = {"type": "tool_use", "id": "toolu_1", "name": "lookup", "input": {}}
+    chunks = decode(
+        start(),
+        block_start(0, {"type": "thinking", "thinking": value}),
+        ev({"type": "content_block_delta", "index": 0,
+            "delta": {"type": "thinking_delta", "thinking": value}}),
+        block_stop(0),
+        block_start(1, {"type": "text", "text": value}),
+        ev({"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": value}}),
+        text_delta(1, "ok"),
+        block_stop(1),
+        block_start(2, call),
+        ev({"type": "content_block_delta", "index": 2,
+            "delta": {"type": "input_json_delta", "partial_json": value}}),
+        json_delta(2, "{}"),
+        block_stop(2),
+        message_delta("tool_use"),
+        STOP,
+    )
+    assert deltas(chunks)[1:] == [
+        ({"content": "ok"}, None),
+        ({"tool_calls": [{"index": 0, "id": "toolu_1", "type": "function",
+                          "function": {"name": "lookup", "arguments": ""}}]}, None),
+        ({"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]}, None),
+        ({}, "tool_calls"),
+    ]

@@ -454,3 +454,13 @@ def test_a_tool_call_index_that_is_no_whole_number_is_read_as_missing(index: Any
     calls = [{"index": index, "function": {"name": "f", "arguments": "{}"}}]
     chunks = decode(chunk({"role": "assistant", "tool_calls": calls}), chunk({}, "tool_calls"), sse("[DONE]"))
     assert chunks[0]["choices"][0]["delta"]["tool_calls"][0]["index"] == 0
+
+
+@pytest.mark.parametrize("reason", [5, ["stop"], {"type": "stop"}, True])
+def test_a_finish_reason_that_is_not_a_string_is_read_as_absent(reason: Any) -> None:
+    # Null, as any member of the wrong JSON type is read, not relayed as it came.
+    chunks = decode(chunk({"role": "assistant", "content": "a"}), chunk({"content": "b"}, reason),
+                    chunk({}, "stop"), sse("[DONE]"))
+    assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]] == [None, None, "stop"]
+    with pytest.raises(UpstreamBadGateway, match="before it was complete"):  # and it ends nothing
+        decode(chunk({"role": "assistant", "content": "a"}), chunk({"content": "b"}, reason))

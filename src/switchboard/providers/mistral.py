@@ -419,8 +419,10 @@ class MistralStreamDecoder(NormalisingStreamDecoder):
             delta["tool_calls"] = [self._call_delta(index, c) for c in calls]
         delta.pop("tool_call_id", None)
         delta.pop("index", None)
-        return {"index": index, "delta": delta, "logprobs": None,
-                "finish_reason": finish_reason(choice.get("finish_reason"), self._target)}
+        reason = finish_reason(choice.get("finish_reason"), self._target)
+        if reason:
+            self._finished = True
+        return {"index": index, "delta": delta, "logprobs": None, "finish_reason": reason}
 
     def _call_delta(self, choice: int, call: JSON) -> JSON:
         seen = self._calls.setdefault(choice, {})

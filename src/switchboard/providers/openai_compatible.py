@@ -272,10 +272,7 @@ class NormalisingStreamDecoder(OpenAIStreamDecoder):
             self._usage = usage
         if not isinstance(obj.get("choices"), list) or not obj["choices"]:
             return []
-        chunk = self.translate(self._with_meta(obj))
-        if any(isinstance(c, dict) and c.get("finish_reason") for c in chunk["choices"]):
-            self._finished = True
-        return [chunk]
+        return [self.translate(self._with_meta(obj))]  # which notes a finish_reason (_finished)
 
     @staticmethod
     def _take_usage(obj: JSON) -> Any:
@@ -312,8 +309,14 @@ class NormalisingStreamDecoder(OpenAIStreamDecoder):
         return None
 
     def translate(self, chunk: JSON) -> JSON:
+        """``chunk`` in canonical form; a finish_reason in it marks the stream finished."""
         for choice in chunk["choices"]:
             if isinstance(choice, dict):
+                if (reason := choice.get("finish_reason")) is not None:
+                    if reason.__class__ is not str:  # of the wrong JSON type: read as absent
+                        choice["finish_reason"] = None
+                    elif reason:
+                        self._finished = True
                 delta = choice.get("delta")
                 canonical_reasoning(delta)
                 if isinstance(delta, dict) and isinstance(delta.get("tool_calls"), list):

@@ -123,14 +123,15 @@ class AnthropicStreamDecoder(DeferredError):
         if index < 0:
             raise invalid_body(self._target, "stream event")
         kind = block.get("type")
+        # Text of the wrong JSON type (a number, a list) is read as absent, never relayed as text.
         if kind == "text":
             self._blocks[index] = _Block("text")
-            if block.get("text"):
-                out.append(self._chunk({"content": block["text"]}))
+            if (text := block.get("text")).__class__ is str and text:
+                out.append(self._chunk({"content": text}))
         elif kind == "thinking":
             self._blocks[index] = _Block("thinking")
-            if block.get("thinking"):
-                out.append(self._chunk({"reasoning_content": block["thinking"]}))
+            if (text := block.get("thinking")).__class__ is str and text:
+                out.append(self._chunk({"reasoning_content": text}))
             if block.get("signature"):
                 self._signature(block["signature"], out)
         elif kind == "redacted_thinking":
@@ -157,14 +158,17 @@ class AnthropicStreamDecoder(DeferredError):
         if state is None:
             return
         kind = delta.get("type")
-        if kind == "text_delta" and state.kind == "text" and delta.get("text"):
-            out.append(self._chunk({"content": delta["text"]}))
-        elif kind == "thinking_delta" and state.kind == "thinking" and delta.get("thinking"):
-            out.append(self._chunk({"reasoning_content": delta["thinking"]}))
+        # A text of the wrong JSON type (a number, a list) is read as absent, as _block_start's.
+        if kind == "text_delta":
+            if state.kind == "text" and (text := delta.get("text")).__class__ is str and text:
+                out.append(self._chunk({"content": text}))
+        elif kind == "thinking_delta":
+            if state.kind == "thinking" and (text := delta.get("thinking")).__class__ is str and text:
+                out.append(self._chunk({"reasoning_content": text}))
         elif kind == "signature_delta" and state.kind == "thinking" and delta.get("signature"):
             self._signature(delta["signature"], out)
-        elif kind == "input_json_delta" and delta.get("partial_json"):
-            self._json_piece(state, delta["partial_json"], out)
+        elif kind == "input_json_delta" and (piece := delta.get("partial_json")).__class__ is str and piece:
+            self._json_piece(state, piece, out)
 
     def _signature(self, signature: Any, out: list[JSON]) -> None:
         if isinstance(signature, str):
