@@ -283,3 +283,20 @@ def test_a_choice_index_is_a_whole_number_else_0(index: Any, read: int) -> None:
     [choice] = chunks[0]["choices"]
     assert choice["index"] == read and choice["index"].__class__ is int
     assert choice["delta"]["tool_calls"][0]["index"] == 0
+
+
+@pytest.mark.parametrize("value", [5, {"text": "x"}, ["x"], True])
+def test_text_and_names_of_the_wrong_type_are_read_as_absent(value: Any) -> None:
+    # Never relayed as their Python text ("5", "{'text': 'x'}").
+    content = [{"type": "text", "text": value}, {"type": "thinking", "thinking": value},
+               {"type": "text", "text": "b"}]
+    call = {"id": "D681PevKs", "function": {"name": value, "arguments": "{}"}}
+    chunks = decode(event([delta({"role": "assistant", "content": value})]),
+                    event([delta({"content": content})]),
+                    event([delta({"tool_calls": [call]}, "tool_calls")], USAGE), DONE)
+    first = "" if isinstance(value, list) else None  # a list is chunks, here with no text
+    assert [c["choices"][0]["delta"] for c in chunks if c["choices"]] == [
+        {"role": "assistant", "content": first}, {"content": "b"},
+        {"tool_calls": [{"index": 0, "id": "D681PevKs", "type": "function",
+                         "function": {"name": "", "arguments": "{}"}}]},
+    ]

@@ -310,12 +310,14 @@ def chat_body(request: JSON, target: Target, options: Options) -> JSON:
 
 
 def _content_text(content: Any) -> str | None:
+    """The text of a message's content: a string, or the text of its chunks. Text of the wrong
+    JSON type (a number, an object) is read as absent, never as its Python text."""
     if content is None or isinstance(content, str):
         return content
     if isinstance(content, list):  # chunks: text, thinking (see _reasoning), references
-        texts = (c.get("text", "") for c in content if isinstance(c, dict) and c.get("type") == "text")
-        return "".join(str(t) for t in texts)
-    return str(content)
+        texts = (c.get("text") for c in content if isinstance(c, dict) and c.get("type") == "text")
+        return "".join(t for t in texts if isinstance(t, str))
+    return None
 
 
 def _reasoning(content: Any) -> str:
@@ -326,7 +328,7 @@ def _reasoning(content: Any) -> str:
     for chunk in content:
         if isinstance(chunk, dict) and chunk.get("type") == "thinking":
             inner = chunk.get("thinking")
-            out.append(_content_text(inner) if isinstance(inner, list) else str(inner or ""))
+            out.append(_content_text(inner) if isinstance(inner, list) else _string(inner))
     return "".join(t or "" for t in out)
 
 
@@ -338,10 +340,15 @@ def _object(value: Any) -> JSON:
     return value if isinstance(value, dict) else {}
 
 
+def _string(value: Any) -> str:
+    """A string member (a function's name, a thinking text); "" for one of the wrong type."""
+    return value if isinstance(value, str) else ""
+
+
 def _canonical_call(call: JSON) -> JSON:
     fn = _object(call.get("function"))
     return {"id": call.get("id"), "type": "function",
-            "function": {"name": fn.get("name", ""), "arguments": _arguments(fn.get("arguments", ""))}}
+            "function": {"name": _string(fn.get("name")), "arguments": _arguments(fn.get("arguments", ""))}}
 
 
 def finish_reason(reason: Any, target: Target) -> str | None:
@@ -432,7 +439,7 @@ class MistralStreamDecoder(NormalisingStreamDecoder):
         # The SDK's model defaults a missing id to the string "null".
         if isinstance(call_id, str) and call_id not in ("", "null") and call_id not in seen:
             seen[call_id] = len(seen)
-            function = {"name": fn.get("name", ""), "arguments": arguments}
+            function = {"name": _string(fn.get("name")), "arguments": arguments}
             return {"index": seen[call_id], "id": call_id, "type": "function", "function": function}
         # A continuation of a call already started (Mistral sends whole calls; be tolerant).
         index = seen.get(call_id, len(seen) - 1) if isinstance(call_id, str) else len(seen) - 1
