@@ -304,3 +304,9 @@ def test_embeddings_refuse_token_arrays() -> None:
     assert (refused.value.param, refused.value.code) == ("input", "invalid_value")
     with pytest.raises(UpstreamBadGateway):
         SPEC.adapter.embeddings_response(b'{"embeddings": [{}]}', TARGET)
+
+
+@pytest.mark.parametrize(("index", "read"), [(1, 1), (1.0, 1), (True, 0), (1.5, 0), (-1, 0), ("1", 0)])
+def test_a_candidate_index_is_a_whole_number_else_its_place(index: Any, read: int) -> None:
+    choice = parse({"candidates": [{"index": index, "content": {"parts": [{"text": "x"}]}}]})["choices"][0]
+    assert choice["index"] == read and choice["index"].__class__ is int

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from switchboard.providers.counts import count
+from switchboard.providers.counts import position as index_of
 from switchboard.providers.errors import invalid_body
 from switchboard.providers.target import Target
 
@@ -185,9 +186,9 @@ def _choice(candidate: JSON, position: int) -> JSON:
         message["tool_calls"] = tool_calls
     if thoughts:
         message["reasoning_content"] = thoughts
-    index = candidate.get("index")
+    index = index_of(candidate.get("index"))  # 1.0 is 1; of the wrong type: its place in the list
     return {
-        "index": index if isinstance(index, int) else position,
+        "index": position if index is None else index,
         "message": message,
         "logprobs": logprobs(candidate),
         "finish_reason": finish,
