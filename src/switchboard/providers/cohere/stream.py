@@ -23,7 +23,14 @@ from typing import Any
 
 from switchboard.errors import GatewayError, UpstreamBadGateway
 from switchboard.providers.base import JSON, DeferredError
-from switchboard.providers.cohere.response import finish_error, finish_reason, logprob_entries, obj_at, usage
+from switchboard.providers.cohere.response import (
+    finish_error,
+    finish_reason,
+    logprob_entries,
+    obj_at,
+    str_at,
+    usage,
+)
 from switchboard.providers.counts import position
 from switchboard.providers.errors import invalid_body, loads_object
 from switchboard.providers.sse import SSEEvent, SSEParser, empty_data
@@ -109,7 +116,7 @@ class CohereStreamDecoder(DeferredError):
 
     def _event(self, kind: Any, event: JSON) -> list[JSON]:
         if kind == "message-start":
-            self._id = event.get("id") or self._id
+            self._id = str_at(event, "id") or self._id  # one of the wrong type is read as absent
             return self._role([])
         if kind in ("content-start", "content-delta"):
             return self._content(event)
@@ -164,8 +171,8 @@ class CohereStreamDecoder(DeferredError):
         index = self._index(event.get("index"))
         args = fn.get("arguments") if isinstance(fn.get("arguments"), str) else ""
         return self._chunk({"tool_calls": [{
-            "index": index, "id": call.get("id") or "", "type": "function",
-            "function": {"name": fn.get("name") or "", "arguments": args},
+            "index": index, "id": str_at(call, "id"), "type": "function",
+            "function": {"name": str_at(fn, "name"), "arguments": args},
         }]})
 
     def _tool_delta(self, event: JSON) -> list[JSON]:
@@ -192,7 +199,7 @@ class CohereStreamDecoder(DeferredError):
                 raise failure
             finally:
                 del failure  # its traceback holds this frame: a reference cycle otherwise
-        self._id = event.get("id") or self._id
+        self._id = str_at(event, "id") or self._id
         chunks = self._role([self._chunk({}, finish_reason(delta.get("finish_reason")))])
         normalised = usage(delta.get("usage"))
         if normalised is not None:
