@@ -403,3 +403,11 @@ def test_text_of_the_wrong_type_is_read_as_absent(value: Any) -> None:
         ({"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]}, None),
         ({}, "tool_calls"),
     ]
+
+
+@pytest.mark.parametrize("value", [5, ["msg_1"], {"id": "msg_1"}, True])
+def test_an_id_or_model_of_the_wrong_type_is_read_as_absent(value: Any) -> None:
+    message = {"id": value, "type": "message", "role": "assistant", "content": [], "model": value,
+               "usage": {"input_tokens": 25, "output_tokens": 1}}
+    chunks = decode(ev({"type": "message_start", "message": message}), *TEXT_STREAM[1:])
+    assert {(c["id"], c["model"]) for c in chunks} == {("", "claude-sonnet-4-5")}

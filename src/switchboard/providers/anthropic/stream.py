@@ -107,8 +107,11 @@ class AnthropicStreamDecoder(DeferredError):
 
     def _message_start(self, obj: JSON, out: list[JSON]) -> None:
         message = _object(obj.get("message"))
-        self._id = str(message.get("id") or "")
-        self._model = str(message.get("model") or self._model)
+        # An id or model of the wrong JSON type is read as absent, not relayed as its Python text.
+        if (found := message.get("id")).__class__ is str:
+            self._id = found
+        if (found := message.get("model")).__class__ is str and found:
+            self._model = found
         self._merge_usage(message.get("usage"))
         chunk = self._chunk({"role": "assistant", "content": ""})
         # The prompt as the upstream counted it: a stream cut before message_delta is estimated
