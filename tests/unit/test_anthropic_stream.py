@@ -50,15 +50,15 @@ def start(**usage: int) -> bytes:
     )
 
 
-def block_start(index: int, block: dict[str, Any]) -> bytes:
+def block_start(index: float, block: dict[str, Any]) -> bytes:
     return ev({"type": "content_block_start", "index": index, "content_block": block})
 
 
-def text_delta(index: int, text: str) -> bytes:
+def text_delta(index: float, text: str) -> bytes:
     return ev({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": text}})
 
 
-def json_delta(index: int, piece: str) -> bytes:
+def json_delta(index: float, piece: str) -> bytes:
     return ev(
         {
             "type": "content_block_delta",
@@ -68,7 +68,7 @@ def json_delta(index: int, piece: str) -> bytes:
     )
 
 
-def block_stop(index: int) -> bytes:
+def block_stop(index: float) -> bytes:
     return ev({"type": "content_block_stop", "index": index})
 
 
@@ -353,19 +353,24 @@ def test_invalid_json_event_is_502() -> None:
         decode(start(), b"event: content_block_delta\ndata: {not json\n\n")
 
 
+def text_then_lookup(text: str, arguments: str) -> list[tuple[dict[str, Any], str | None]]:
+    """The deltas of a text block, then a tool_use block calling "lookup" (toolu_1)."""
+    return [
+        ({"content": text}, None),
+        ({"tool_calls": [{"index": 0, "id": "toolu_1", "type": "function",
+                          "function": {"name": "lookup", "arguments": ""}}]}, None),
+        ({"tool_calls": [{"index": 0, "function": {"arguments": arguments}}]}, None),
+        ({}, "tool_calls"),
+    ]
+
+
 def test_a_whole_number_float_block_index_names_its_block() -> None:
     # 0.0 and 1.0, from a server that writes its numbers as floats, are blocks 0 and 1.
     call = {"type": "tool_use", "id": "toolu_1", "name": "lookup", "input": {}}
-    chunks = decode(start(), block_start(0.0, {"type": "text", "text": ""}), text_delta(0.0, "Hi"),  # type: ignore[arg-type]
-                    block_stop(0.0), block_start(1.0, call), json_delta(1.0, '{"q": 1}'),  # type: ignore[arg-type]
-                    block_stop(1.0), message_delta("tool_use"), STOP)  # type: ignore[arg-type]
-    assert deltas(chunks)[1:] == [
-        ({"content": "Hi"}, None),
-        ({"tool_calls": [{"index": 0, "id": "toolu_1", "type": "function",
-                          "function": {"name": "lookup", "arguments": ""}}]}, None),
-        ({"tool_calls": [{"index": 0, "function": {"arguments": '{"q": 1}'}}]}, None),
-        ({}, "tool_calls"),
-    ]
+    chunks = decode(start(), block_start(0.0, {"type": "text", "text": ""}), text_delta(0.0, "Hi"),
+                    block_stop(0.0), block_start(1.0, call), json_delta(1.0, '{"q": 1}'),
+                    block_stop(1.0), message_delta("tool_use"), STOP)
+    assert deltas(chunks)[1:] == text_then_lookup("Hi", '{"q": 1}')
 
 
 @pytest.mark.parametrize("index", [1.5, -1, True, "0", None])
@@ -396,13 +401,7 @@ def test_text_of_the_wrong_type_is_read_as_absent(value: Any) -> None:
         message_delta("tool_use"),
         STOP,
     )
-    assert deltas(chunks)[1:] == [
-        ({"content": "ok"}, None),
-        ({"tool_calls": [{"index": 0, "id": "toolu_1", "type": "function",
-                          "function": {"name": "lookup", "arguments": ""}}]}, None),
-        ({"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]}, None),
-        ({}, "tool_calls"),
-    ]
+    assert deltas(chunks)[1:] == text_then_lookup("ok", "{}")
 
 
 @pytest.mark.parametrize("value", [5, ["msg_1"], {"id": "msg_1"}, True])
