@@ -263,3 +263,16 @@ def test_a_block_with_no_data_line_is_no_event_and_is_not_relayed(block: bytes) 
     chunks = stream.feed(START + block + b"".join(BLOCK) + block + DELTA + STOP) + stream.close()
     assert b"".join(c[WIRE] for c in chunks) == wire
     assert chunks[-2]["choices"][0]["finish_reason"] == "content_filter"
+
+
+@pytest.mark.parametrize("kind", [["message_delta"], {"type": "message_delta"}, 5])
+def test_an_event_type_of_the_wrong_type_is_read_as_absent(kind: Any) -> None:
+    # Not looked up as it came (a list is no set member: a TypeError, a 500): the event's name
+    # stands for it, and an unnamed event is relayed unread.
+    stream = NativeStream(target())
+    odd = b"data: " + orjson.dumps({"type": kind}) + b"\n\n"
+    named = b"event: message_delta\n" + odd
+    chunks = stream.feed(START + odd + b"".join(BLOCK) + named + STOP) + stream.close()
+    assert b"".join(c[WIRE] for c in chunks) == START + odd + b"".join(BLOCK) + named + STOP
+    assert set(chunks[1]) == {WIRE}
+    assert chunks[-2]["choices"][0]["finish_reason"] == "stop"

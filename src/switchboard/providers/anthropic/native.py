@@ -185,7 +185,9 @@ class NativeStream(DeferredError):
             if empty_data(_data(block)):
                 return None
             raise invalid_body(self._target, "stream event")
-        kind = obj.get("type") or name
+        kind = obj.get("type")
+        if kind.__class__ is not str or not kind:  # absent, or of the wrong JSON type: the name's
+            kind = name
         if kind in _OUTPUT:  # an event without its ``event:`` line
             chunk[OUTPUT] = wire
         elif kind == "message_start":
