@@ -215,3 +215,12 @@ def test_a_whole_number_float_candidate_index_names_its_candidate() -> None:
 def test_a_candidate_index_of_the_wrong_type_is_its_place_in_the_list(index: Any) -> None:
     chunks = decode(sse({"candidates": [text_event("a", "STOP")["candidates"][0] | {"index": index}]}))
     assert [c["choices"][0]["index"] for c in chunks if c["choices"]] == [0, 0]
+
+
+def test_a_function_name_or_args_of_the_wrong_type_is_read_as_absent() -> None:
+    part = {"functionCall": {"name": ["f"], "args": ["x"]}}
+    candidate = {"content": {"role": "model", "parts": [part]}, "finishReason": "STOP", "index": 0}
+    event = {"candidates": [candidate]}
+    [call] = [call for c in decode(sse(event)) if c["choices"]
+              for call in c["choices"][0]["delta"].get("tool_calls", [])]
+    assert call["function"] == {"name": "", "arguments": "{}"}

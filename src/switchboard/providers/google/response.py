@@ -113,11 +113,13 @@ def parts_of(candidate: JSON) -> list[JSON]:
 
 def tool_call(part: JSON, call_id: str) -> JSON:
     call = part["functionCall"]
-    args = call.get("args")
+    # A name or args of the wrong JSON type (args is an object: a Struct) is read as absent.
+    name, args = call.get("name"), call.get("args")
     out: JSON = {
         "id": call.get("id") if isinstance(call.get("id"), str) and call["id"] else call_id,
         "type": "function",
-        "function": {"name": call.get("name", ""), "arguments": orjson.dumps(args or {}).decode()},
+        "function": {"name": name if isinstance(name, str) else "",
+                     "arguments": orjson.dumps(args if isinstance(args, dict) else {}).decode()},
     }
     signature = part.get("thoughtSignature")
     if isinstance(signature, str) and signature:
