@@ -20,6 +20,8 @@ It runs its own event loop in a thread. The request's ``model`` picks the behavi
 - ``named-keepalive``: a stream answering ``echo:<text>`` in two content chunks with events that
   carry no data line between them (``event: ping``, ``id:``/``retry:`` alone), as some servers
   keep a connection alive (keep-alive);
+- ``empty-data``: like ``named-keepalive``, with events whose data holds nothing (``data: `` and
+  ``data:`` then a blank line) instead (keep-alive);
 - ``toolong-llamacpp``: llama.cpp's server refusing a request longer than its context: HTTP 500
   (as before ggml-org/llama.cpp#16486), type ``exceed_context_size_error``, a numeric code;
 - ``toolong-azure``: Azure OpenAI's refusal of an over-long GPT-5 prompt: HTTP 400 with no code,
@@ -137,6 +139,13 @@ def _named_keepalive(text: str) -> list[bytes]:
     ]
 
 
+def _empty_data(text: str) -> list[bytes]:
+    """The events of ``empty-data``: ``named-keepalive``'s with its data-less events replaced by
+    events of empty data."""
+    empty = iter([b"data: \n\n", b"data:\n\n", b"data:\ndata:\n\n"])
+    return [next(empty) if not event.startswith(b"data: ") else event for event in _named_keepalive(text)]
+
+
 def _gemini_wrong_types(text: str) -> list[bytes]:
     """The events of ``gemini-wrongtypes``."""
     events: list[dict[str, Any]] = [
@@ -239,7 +248,8 @@ class RawUpstream(ThreadedServer):
             await writer.drain()
             return False
         events = {"interleaved": _interleaved_calls, "gemini-wrongtypes": lambda: _gemini_wrong_types(text),
-                  "named-keepalive": lambda: _named_keepalive(text)}.get(model)
+                  "named-keepalive": lambda: _named_keepalive(text),
+                  "empty-data": lambda: _empty_data(text)}.get(model)
         if events is not None:  # a whole stream of these events
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
                          b"Transfer-Encoding: chunked\r\n\r\n")

@@ -15,6 +15,8 @@ raw_upstream.py): what a caller sees, and that the next caller is not affected.
 - OpenAI's usage-policy refusals (``invalid_prompt``, ``cyber_policy``) are content-policy
   failures: they go to the group's fallbacks, as a content filter's do;
 - a stream event with no data line (``event: ping`` alone) is a keep-alive, not an invalid event;
+  so is one whose data holds nothing (``data: `` then a blank line), from an OpenAI upstream or
+  an OpenAI-compatible one;
 - a Gemini stream event whose fields have the wrong JSON types (``candidates`` a number) counts
   as one without candidates: the stream's later text still reaches the caller.
 """
@@ -65,7 +67,8 @@ def gateway(raw: RawUpstream, tmp_path_factory: pytest.TempPathFactory) -> Itera
         "models": [
             *({"name": name, "provider": "raw", "model": name}
               for name in ("echo", "stray", "408", "headhang", "endless", "interleaved", "trailers",
-                           "te-gzip", "named-keepalive")),
+                           "te-gzip", "named-keepalive", "empty-data")),
+            {"name": "compat-empty-data", "provider": "raw-llamacpp", "model": "empty-data"},
             *({"name": f"{host}-too-long{alone}", "provider": f"raw-{host}", "model": f"toolong-{host}"}
               for host in TOO_LONG_HOSTS for alone in ("", "-alone")),
             *({"name": name, "provider": "raw", "model": name} for name in FLAGGED),
@@ -233,3 +236,14 @@ def test_an_event_without_data_is_a_keep_alive_not_an_invalid_event(client: open
     stream = client.chat.completions.create(
         model="named-keepalive", messages=[{"role": "user", "content": "hi"}], stream=True)
     assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "echo:hi"
+
+
+@pytest.mark.parametrize("model", ["empty-data", "compat-empty-data"])
+def test_an_event_with_empty_data_is_a_keep_alive_not_an_invalid_event(
+    client: openai.OpenAI, model: str
+) -> None:
+    stream = client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "hi"}], stream=True)
+    chunks = [c for c in stream if c.choices]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == "echo:hi"
+    assert chunks[-1].choices[0].finish_reason == "stop"

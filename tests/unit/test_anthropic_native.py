@@ -252,3 +252,27 @@ def test_a_stream_cut_before_the_message_ended_is_an_error() -> None:
 def test_invalid_event_data() -> None:
     with pytest.raises(UpstreamBadGateway):
         NativeStream(target()).feed(b"event: message_start\ndata: {nope\n\n")
+
+
+@pytest.mark.parametrize("block", [b"id: 1\n\n", b"retry: 3000\n\n", b"event: message_start\n\n",
+                                   b"event: message_delta\nid: 7\n\n"])
+def test_a_block_with_no_data_line_is_no_event_and_is_not_relayed(block: bytes) -> None:
+    # As the event-stream rules say: not an invalid event (502), nothing to relay either.
+    wire = START + b"".join(BLOCK) + DELTA + STOP
+    stream = NativeStream(target())
+    chunks = stream.feed(START + block + b"".join(BLOCK) + block + DELTA + STOP) + stream.close()
+    assert b"".join(c[WIRE] for c in chunks) == wire
+    assert chunks[-2]["choices"][0]["finish_reason"] == "content_filter"
+
+
+@pytest.mark.parametrize("kind", [["message_delta"], {"type": "message_delta"}, 5])
+def test_an_event_type_of_the_wrong_type_is_read_as_absent(kind: Any) -> None:
+    # Not looked up as it came (a list is no set member: a TypeError, a 500): the event's name
+    # stands for it, and an unnamed event is relayed unread.
+    stream = NativeStream(target())
+    odd = b"data: " + orjson.dumps({"type": kind}) + b"\n\n"
+    named = b"event: message_delta\n" + odd
+    chunks = stream.feed(START + odd + b"".join(BLOCK) + named + STOP) + stream.close()
+    assert b"".join(c[WIRE] for c in chunks) == START + odd + b"".join(BLOCK) + named + STOP
+    assert set(chunks[1]) == {WIRE}
+    assert chunks[-2]["choices"][0]["finish_reason"] == "stop"

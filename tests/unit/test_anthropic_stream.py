@@ -50,15 +50,15 @@ def start(**usage: int) -> bytes:
     )
 
 
-def block_start(index: int, block: dict[str, Any]) -> bytes:
+def block_start(index: float, block: dict[str, Any]) -> bytes:
     return ev({"type": "content_block_start", "index": index, "content_block": block})
 
 
-def text_delta(index: int, text: str) -> bytes:
+def text_delta(index: float, text: str) -> bytes:
     return ev({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": text}})
 
 
-def json_delta(index: int, piece: str) -> bytes:
+def json_delta(index: float, piece: str) -> bytes:
     return ev(
         {
             "type": "content_block_delta",
@@ -68,7 +68,7 @@ def json_delta(index: int, piece: str) -> bytes:
     )
 
 
-def block_stop(index: int) -> bytes:
+def block_stop(index: float) -> bytes:
     return ev({"type": "content_block_stop", "index": index})
 
 
@@ -351,3 +351,62 @@ def test_events_after_message_stop_are_ignored() -> None:
 def test_invalid_json_event_is_502() -> None:
     with pytest.raises(UpstreamBadGateway):
         decode(start(), b"event: content_block_delta\ndata: {not json\n\n")
+
+
+def text_then_lookup(text: str, arguments: str) -> list[tuple[dict[str, Any], str | None]]:
+    """The deltas of a text block, then a tool_use block calling "lookup" (toolu_1)."""
+    return [
+        ({"content": text}, None),
+        ({"tool_calls": [{"index": 0, "id": "toolu_1", "type": "function",
+                          "function": {"name": "lookup", "arguments": ""}}]}, None),
+        ({"tool_calls": [{"index": 0, "function": {"arguments": arguments}}]}, None),
+        ({}, "tool_calls"),
+    ]
+
+
+def test_a_whole_number_float_block_index_names_its_block() -> None:
+    # 0.0 and 1.0, from a server that writes its numbers as floats, are blocks 0 and 1.
+    call = {"type": "tool_use", "id": "toolu_1", "name": "lookup", "input": {}}
+    chunks = decode(start(), block_start(0.0, {"type": "text", "text": ""}), text_delta(0.0, "Hi"),
+                    block_stop(0.0), block_start(1.0, call), json_delta(1.0, '{"q": 1}'),
+                    block_stop(1.0), message_delta("tool_use"), STOP)
+    assert deltas(chunks)[1:] == text_then_lookup("Hi", '{"q": 1}')
+
+
+@pytest.mark.parametrize("index", [1.5, -1, True, "0", None])
+def test_a_block_start_whose_index_is_no_whole_number_is_invalid(index: Any) -> None:
+    with pytest.raises(UpstreamBadGateway, match="invalid stream event"):
+        decode(start(), block_start(index, {"type": "text", "text": ""}), text_delta(0, "Hi"))
+
+
+@pytest.mark.parametrize("value", [5, ["Hi"], {"text": "Hi"}, True])
+def test_text_of_the_wrong_type_is_read_as_absent(value: Any) -> None:
+    # Never relayed as content, reasoning or arguments (each a string in the canonical chunk).
+    call = {"type": "tool_use", "id": "toolu_1", "name": "lookup", "input": {}}
+    chunks = decode(
+        start(),
+        block_start(0, {"type": "thinking", "thinking": value}),
+        ev({"type": "content_block_delta", "index": 0,
+            "delta": {"type": "thinking_delta", "thinking": value}}),
+        block_stop(0),
+        block_start(1, {"type": "text", "text": value}),
+        ev({"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": value}}),
+        text_delta(1, "ok"),
+        block_stop(1),
+        block_start(2, call),
+        ev({"type": "content_block_delta", "index": 2,
+            "delta": {"type": "input_json_delta", "partial_json": value}}),
+        json_delta(2, "{}"),
+        block_stop(2),
+        message_delta("tool_use"),
+        STOP,
+    )
+    assert deltas(chunks)[1:] == text_then_lookup("ok", "{}")
+
+
+@pytest.mark.parametrize("value", [5, ["msg_1"], {"id": "msg_1"}, True])
+def test_an_id_or_model_of_the_wrong_type_is_read_as_absent(value: Any) -> None:
+    message = {"id": value, "type": "message", "role": "assistant", "content": [], "model": value,
+               "usage": {"input_tokens": 25, "output_tokens": 1}}
+    chunks = decode(ev({"type": "message_start", "message": message}), *TEXT_STREAM[1:])
+    assert {(c["id"], c["model"]) for c in chunks} == {("", "claude-sonnet-4-5")}

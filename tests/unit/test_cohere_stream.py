@@ -253,3 +253,19 @@ def test_a_float_tool_call_index_keeps_the_deltas_on_their_call() -> None:
     calls = [call for c in decode(stream) if c["choices"]
              for call in c["choices"][0]["delta"].get("tool_calls", [])]
     assert [call["index"] for call in calls] == [0, 0, 0], calls
+
+
+@pytest.mark.parametrize("value", [5, ["x"], {"id": "x"}, True])
+def test_ids_and_names_of_the_wrong_type_are_read_as_absent(value: Any) -> None:
+    # Never relayed as they came: the chunk id, the call's id and function name are strings.
+    call = {"id": value, "type": "function", "function": {"name": value, "arguments": "{}"}}
+    data = b"".join([
+        sse({"type": "message-start", "id": value}),
+        sse({"type": "tool-call-start", "index": 0, "delta": {"message": {"tool_calls": call}}}),
+        sse({"type": "message-end", "id": value, "delta": {"finish_reason": "TOOL_CALL", "usage": USAGE}}),
+    ])
+    chunks = decode(data)
+    assert all(c["id"] == "" for c in chunks)
+    [started] = [c["choices"][0]["delta"]["tool_calls"][0] for c in chunks
+                 if c["choices"] and c["choices"][0]["delta"].get("tool_calls")]
+    assert started["id"] == "" and started["function"] == {"name": "", "arguments": "{}"}

@@ -304,3 +304,18 @@ def test_embeddings_refuse_token_arrays() -> None:
     assert (refused.value.param, refused.value.code) == ("input", "invalid_value")
     with pytest.raises(UpstreamBadGateway):
         SPEC.adapter.embeddings_response(b'{"embeddings": [{}]}', TARGET)
+
+
+@pytest.mark.parametrize(("index", "read"), [(1, 1), (1.0, 1), (True, 0), (1.5, 0), (-1, 0), ("1", 0)])
+def test_a_candidate_index_is_a_whole_number_else_its_place(index: Any, read: int) -> None:
+    choice = parse({"candidates": [{"index": index, "content": {"parts": [{"text": "x"}]}}]})["choices"][0]
+    assert choice["index"] == read and choice["index"].__class__ is int
+
+
+@pytest.mark.parametrize("value", [5, ["x"], "x", True])
+def test_a_function_name_or_args_of_the_wrong_type_is_read_as_absent(value: Any) -> None:
+    # Arguments are the JSON of an object, a name is a string: never the value as it came.
+    part = {"functionCall": {"name": value if not isinstance(value, str) else 5, "args": value}}
+    body = parse({"candidates": [{"content": {"role": "model", "parts": [part]}, "finishReason": "STOP"}]})
+    [call] = body["choices"][0]["message"]["tool_calls"]
+    assert call["function"] == {"name": "", "arguments": "{}"}

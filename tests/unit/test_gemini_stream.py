@@ -194,3 +194,33 @@ def test_logprobs_entries_that_are_not_objects_are_skipped() -> None:
     assert chunks[0]["choices"][0]["logprobs"]["content"] == [
         {"token": "Hi", "logprob": -0.1, "bytes": [72, 105], "top_logprobs": []},
     ]
+
+
+def test_a_whole_number_float_candidate_index_names_its_candidate() -> None:
+    # Candidates listed out of order, their indices written as floats: each keeps its own.
+    first = {"candidates": [text_event("b", index=1)["candidates"][0] | {"index": 1.0},
+                            text_event("a", index=0)["candidates"][0] | {"index": 0.0}]}
+    last = {"candidates": [text_event("!", "STOP", index=1)["candidates"][0] | {"index": 1.0},
+                           text_event("?", "STOP", index=0)["candidates"][0] | {"index": 0.0}]}
+    chunks = [c for c in decode(sse(first, last)) if c["choices"]]
+    text: dict[Any, str] = {}
+    for c in chunks:
+        choice = c["choices"][0]
+        assert choice["index"].__class__ is int
+        text[choice["index"]] = text.get(choice["index"], "") + (choice["delta"].get("content") or "")
+    assert text == {0: "a?", 1: "b!"}
+
+
+@pytest.mark.parametrize("index", [True, 1.5, "1"])
+def test_a_candidate_index_of_the_wrong_type_is_its_place_in_the_list(index: Any) -> None:
+    chunks = decode(sse({"candidates": [text_event("a", "STOP")["candidates"][0] | {"index": index}]}))
+    assert [c["choices"][0]["index"] for c in chunks if c["choices"]] == [0, 0]
+
+
+def test_a_function_name_or_args_of_the_wrong_type_is_read_as_absent() -> None:
+    part = {"functionCall": {"name": ["f"], "args": ["x"]}}
+    candidate = {"content": {"role": "model", "parts": [part]}, "finishReason": "STOP", "index": 0}
+    event = {"candidates": [candidate]}
+    [call] = [call for c in decode(sse(event)) if c["choices"]
+              for call in c["choices"][0]["delta"].get("tool_calls", [])]
+    assert call["function"] == {"name": "", "arguments": "{}"}

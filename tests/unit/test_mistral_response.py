@@ -341,3 +341,18 @@ def test_members_of_the_wrong_type_are_read_as_missing(message: Any, calls: Any)
     out = ADAPTER.chat_response(response(choice(message), usage=USAGE), TARGET)
     assert out["choices"][0]["message"].get("tool_calls") == calls
     assert out["usage"]["total_tokens"] == 50
+
+
+@pytest.mark.parametrize("reason", [5, ["stop"], {"type": "stop"}])
+def test_a_finish_reason_that_is_not_a_string_is_read_as_absent(reason: Any) -> None:
+    body = {"id": "x", "object": "chat.completion", "model": "mistral-small-latest", "choices": [
+        {"index": 0, "message": {"role": "assistant", "content": "x"}, "finish_reason": reason}]}
+    assert ADAPTER.chat_response(orjson.dumps(body), TARGET)["choices"][0]["finish_reason"] is None
+
+
+@pytest.mark.parametrize(("index", "read"), [(1, 1), (1.0, 1), (1.5, 0), (True, 0), ([1], 0)])
+def test_a_choice_index_is_a_whole_number_else_0(index: Any, read: int) -> None:
+    body = {"id": "x", "object": "chat.completion", "model": "mistral-small-latest", "choices": [
+        {"index": index, "message": {"role": "assistant", "content": "x"}, "finish_reason": "stop"}]}
+    out = ADAPTER.chat_response(orjson.dumps(body), TARGET)["choices"][0]["index"]
+    assert out == read and out.__class__ is int

@@ -257,3 +257,46 @@ def test_members_of_the_wrong_type_do_not_break_the_stream(choice: dict[str, Any
     text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
     assert text.startswith("a") and text.endswith("b")
     assert chunks[-1]["usage"]["total_tokens"] == 12
+
+
+@pytest.mark.parametrize("reason", [5, ["stop"], {"type": "stop"}, True])
+def test_a_finish_reason_that_is_not_a_string_is_read_as_absent(reason: Any) -> None:
+    # As any member of the wrong JSON type is: null, never its text ("5", "['stop']") as a reason.
+    chunks = decode(event([delta({"role": "assistant", "content": "a"})]),
+                    event([{"index": 0, "delta": {"content": "b"}, "finish_reason": reason}]),
+                    event([delta({}, "stop")], USAGE), DONE)
+    assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]] == [None, None, "stop"]
+
+
+def test_a_stream_whose_only_finish_reason_is_not_a_string_ends_unfinished() -> None:
+    with pytest.raises(UpstreamBadGateway, match="before it was complete"):
+        decode(event([delta({"role": "assistant", "content": "a"})]),
+               event([{"index": 0, "delta": {}, "finish_reason": 5}], USAGE))
+
+
+@pytest.mark.parametrize(("index", "read"), [(1, 1), (1.0, 1), (0.0, 0), (1.5, 0), (True, 0), (-1, 0),
+                                             ("1", 0), (None, 0), (1e300, 0)])
+def test_a_choice_index_is_a_whole_number_else_0(index: Any, read: int) -> None:
+    call = {"id": "D681PevKs", "function": {"name": "f", "arguments": "{}"}}
+    chunks = decode(event([{"index": index, "delta": {"content": "a", "tool_calls": [call]},
+                            "finish_reason": "tool_calls"}]), DONE)
+    [choice] = chunks[0]["choices"]
+    assert choice["index"] == read and choice["index"].__class__ is int
+    assert choice["delta"]["tool_calls"][0]["index"] == 0
+
+
+@pytest.mark.parametrize("value", [5, {"text": "x"}, ["x"], True])
+def test_text_and_names_of_the_wrong_type_are_read_as_absent(value: Any) -> None:
+    # Never relayed as their Python text ("5", "{'text': 'x'}").
+    content = [{"type": "text", "text": value}, {"type": "thinking", "thinking": value},
+               {"type": "text", "text": "b"}]
+    call = {"id": "D681PevKs", "function": {"name": value, "arguments": "{}"}}
+    chunks = decode(event([delta({"role": "assistant", "content": value})]),
+                    event([delta({"content": content})]),
+                    event([delta({"tool_calls": [call]}, "tool_calls")], USAGE), DONE)
+    first = "" if isinstance(value, list) else None  # a list is chunks, here with no text
+    assert [c["choices"][0]["delta"] for c in chunks if c["choices"]] == [
+        {"role": "assistant", "content": first}, {"content": "b"},
+        {"tool_calls": [{"index": 0, "id": "D681PevKs", "type": "function",
+                         "function": {"name": "", "arguments": "{}"}}]},
+    ]

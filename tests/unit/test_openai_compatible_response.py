@@ -426,3 +426,41 @@ def test_indices_of_the_wrong_type_are_read_as_missing(index: Any) -> None:
              if c["choices"] and c["choices"][0]["delta"].get("tool_calls")]
     assert [call["index"] for call in calls] == [0, 0]
     assert calls[1]["function"]["arguments"] == "{}"
+
+
+def test_a_whole_number_float_tool_call_index_names_its_call() -> None:
+    # A server writing its numbers as floats: 1.0 is call 1, so an arguments fragment without an
+    # id continues the call its index names, not the last call started.
+    def start(index: float, call_id: str) -> dict[str, Any]:
+        return {"index": index, "id": call_id, "type": "function", "function": {"name": "f", "arguments": ""}}
+
+    def piece(index: float, arguments: str) -> dict[str, Any]:
+        return {"index": index, "function": {"arguments": arguments}}
+
+    chunks = decode(chunk({"role": "assistant", "tool_calls": [start(0.0, "call_a")]}),
+                    chunk({"tool_calls": [start(1.0, "call_b")]}),
+                    chunk({"tool_calls": [piece(0.0, '{"x": 1}')]}),
+                    chunk({"tool_calls": [piece(1.0, "{}")]}),
+                    chunk({}, "tool_calls"), sse("[DONE]"))
+    calls = [call for c in chunks if c["choices"] for call in c["choices"][0]["delta"].get("tool_calls", [])]
+    assert [(call["index"], call["function"]["arguments"]) for call in calls] == [
+        (0, ""), (1, ""), (0, '{"x": 1}'), (1, "{}")]
+    assert all(call["index"].__class__ is int for call in calls)
+
+
+@pytest.mark.parametrize("index", [True, 1.5, -1])
+def test_a_tool_call_index_that_is_no_whole_number_is_read_as_missing(index: Any) -> None:
+    # No id and no index: each call starts a call of its own, numbered by the gateway.
+    calls = [{"index": index, "function": {"name": "f", "arguments": "{}"}}]
+    chunks = decode(chunk({"role": "assistant", "tool_calls": calls}), chunk({}, "tool_calls"), sse("[DONE]"))
+    assert chunks[0]["choices"][0]["delta"]["tool_calls"][0]["index"] == 0
+
+
+@pytest.mark.parametrize("reason", [5, ["stop"], {"type": "stop"}, True])
+def test_a_finish_reason_that_is_not_a_string_is_read_as_absent(reason: Any) -> None:
+    # Null, as any member of the wrong JSON type is read, not relayed as it came.
+    chunks = decode(chunk({"role": "assistant", "content": "a"}), chunk({"content": "b"}, reason),
+                    chunk({}, "stop"), sse("[DONE]"))
+    assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]] == [None, None, "stop"]
+    with pytest.raises(UpstreamBadGateway, match="before it was complete"):  # and it ends nothing
+        decode(chunk({"role": "assistant", "content": "a"}), chunk({"content": "b"}, reason))

@@ -1,4 +1,5 @@
-"""The token counts an upstream reports, as the gateway reads them: whole, not negative, bounded.
+"""The token counts an upstream reports, as the gateway reads them: whole, not negative, bounded;
+and the positions it numbers things with (choices, tool calls, content blocks), read alike.
 
 Every adapter reads its upstream's usage counts through :func:`count`, and the usage stage's
 ``spend.cost.split`` bounds the canonical usage once more (a same-dialect OpenAI reply is not
@@ -66,3 +67,19 @@ def count(value: Any) -> int:
     if type(value) is float and value.is_integer():  # also a JSON integer past 64 bits
         return min(int(value), TOKENS_MAX) if value >= 0 else _invalid(value)
     return _invalid(value)
+
+
+# The largest position read as one: a float past it may stand for an integer orjson cannot write.
+_POSITION_MAX = 2**53
+
+
+def position(value: Any) -> int | None:
+    """``value`` as a position an upstream numbers something with (a choice, a tool call, a
+    content block): a whole number not below 0, ``1.0`` included (a server that writes its
+    numbers as floats means the second, as it means 1); None for anything else (a fraction, a
+    negative number, a boolean, text, a list), which its reader takes as no position."""
+    if value.__class__ is int:  # the common case; not a bool
+        return value if value >= 0 else None
+    if value.__class__ is float and value.is_integer() and 0 <= value <= _POSITION_MAX:
+        return int(value)
+    return None

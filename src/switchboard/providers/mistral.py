@@ -59,6 +59,7 @@ from switchboard.errors import GatewayError, InvalidRequest, UpstreamBadGateway
 from switchboard.providers import capabilities, documents, tool_names
 from switchboard.providers.base import JSON, ProviderAdapter
 from switchboard.providers.capabilities.rows import REQUEST_ROWS
+from switchboard.providers.counts import position
 from switchboard.providers.errors import invalid_body, loads_object
 from switchboard.providers.openai_compatible import (
     NormalisingStreamDecoder,
@@ -309,12 +310,14 @@ def chat_body(request: JSON, target: Target, options: Options) -> JSON:
 
 
 def _content_text(content: Any) -> str | None:
+    """The text of a message's content: a string, or the text of its chunks. Text of the wrong
+    JSON type (a number, an object) is read as absent, never as its Python text."""
     if content is None or isinstance(content, str):
         return content
     if isinstance(content, list):  # chunks: text, thinking (see _reasoning), references
-        texts = (c.get("text", "") for c in content if isinstance(c, dict) and c.get("type") == "text")
-        return "".join(str(t) for t in texts)
-    return str(content)
+        texts = (c.get("text") for c in content if isinstance(c, dict) and c.get("type") == "text")
+        return "".join(t for t in texts if isinstance(t, str))
+    return None
 
 
 def _reasoning(content: Any) -> str:
@@ -325,7 +328,7 @@ def _reasoning(content: Any) -> str:
     for chunk in content:
         if isinstance(chunk, dict) and chunk.get("type") == "thinking":
             inner = chunk.get("thinking")
-            out.append(_content_text(inner) if isinstance(inner, list) else str(inner or ""))
+            out.append(_content_text(inner) if isinstance(inner, list) else _string(inner))
     return "".join(t or "" for t in out)
 
 
@@ -337,18 +340,26 @@ def _object(value: Any) -> JSON:
     return value if isinstance(value, dict) else {}
 
 
+def _string(value: Any) -> str:
+    """A string member (a function's name, a thinking text); "" for one of the wrong type."""
+    return value if isinstance(value, str) else ""
+
+
 def _canonical_call(call: JSON) -> JSON:
     fn = _object(call.get("function"))
     return {"id": call.get("id"), "type": "function",
-            "function": {"name": fn.get("name", ""), "arguments": _arguments(fn.get("arguments", ""))}}
+            "function": {"name": _string(fn.get("name")), "arguments": _arguments(fn.get("arguments", ""))}}
 
 
 def finish_reason(reason: Any, target: Target) -> str | None:
-    if reason is None:
+    """Mistral's finish reason in OpenAI's words; an unknown one as it came. One that is not a
+    string (a number, a list) is read as absent, as any member of the wrong JSON type is."""
+    if reason.__class__ is not str:
         return None
     if reason == "error":
         raise UpstreamBadGateway(f"provider '{target.provider}' stopped generating with an error")
-    return _FINISH.get(reason, reason) if isinstance(reason, str) else str(reason)
+    return _FINISH.get(reason, reason)
+
 
 
 def _choice(choice: JSON, target: Target) -> JSON:
@@ -359,7 +370,8 @@ def _choice(choice: JSON, target: Target) -> JSON:
     if isinstance(calls := msg.get("tool_calls"), list) and calls:
         message["tool_calls"] = [_canonical_call(c) for c in calls if isinstance(c, dict)]
         message["content"] = message["content"] or None
-    return {"index": choice.get("index", 0), "message": message, "logprobs": None,
+    # A whole number names its choice (1.0 included); any other index is read as absent: 0.
+    return {"index": position(choice.get("index")) or 0, "message": message, "logprobs": None,
             "finish_reason": finish_reason(choice.get("finish_reason"), target)}
 
 
@@ -399,7 +411,8 @@ class MistralStreamDecoder(NormalisingStreamDecoder):
 
     def _choice(self, choice: JSON) -> JSON:
         index = choice.get("index")
-        index = index if isinstance(index, int) else 0
+        if index.__class__ is not int or index < 0:  # the usual index costs no call
+            index = position(index) or 0  # 1.0 is choice 1; of the wrong type: absent, 0
         delta = choice.get("delta")
         delta = dict(delta) if isinstance(delta, dict) else {}
         if "content" in delta:
@@ -413,8 +426,10 @@ class MistralStreamDecoder(NormalisingStreamDecoder):
             delta["tool_calls"] = [self._call_delta(index, c) for c in calls]
         delta.pop("tool_call_id", None)
         delta.pop("index", None)
-        return {"index": index, "delta": delta, "logprobs": None,
-                "finish_reason": finish_reason(choice.get("finish_reason"), self._target)}
+        reason = finish_reason(choice.get("finish_reason"), self._target)
+        if reason:
+            self._finished = True
+        return {"index": index, "delta": delta, "logprobs": None, "finish_reason": reason}
 
     def _call_delta(self, choice: int, call: JSON) -> JSON:
         seen = self._calls.setdefault(choice, {})
@@ -424,7 +439,7 @@ class MistralStreamDecoder(NormalisingStreamDecoder):
         # The SDK's model defaults a missing id to the string "null".
         if isinstance(call_id, str) and call_id not in ("", "null") and call_id not in seen:
             seen[call_id] = len(seen)
-            function = {"name": fn.get("name", ""), "arguments": arguments}
+            function = {"name": _string(fn.get("name")), "arguments": arguments}
             return {"index": seen[call_id], "id": call_id, "type": "function", "function": function}
         # A continuation of a call already started (Mistral sends whole calls; be tolerant).
         index = seen.get(call_id, len(seen) - 1) if isinstance(call_id, str) else len(seen) - 1

@@ -20,7 +20,7 @@ from switchboard.providers.errors import invalid_body, loads_object, upstream_er
 from switchboard.providers.media import MediaReply, MediaStreamUsage
 from switchboard.providers.openai_extensions import to_openai
 from switchboard.providers.spec import ProviderOptions, ProviderSpec
-from switchboard.providers.sse import SSEParser
+from switchboard.providers.sse import SSEParser, empty_data
 from switchboard.providers.target import Target
 from switchboard.upstream.auth import StaticHeaderAuth, UpstreamAuth
 from switchboard.upstream.request import UpstreamRequest
@@ -80,6 +80,8 @@ class OpenAIStreamDecoder(DeferredError):
             except orjson.JSONDecodeError:
                 obj = None
             if obj.__class__ is not dict or "error" in obj:
+                if obj is None and empty_data(data):
+                    continue  # dispatched, but carries nothing (providers/sse.py)
                 try:
                     obj = self._chunk(data)
                 except GatewayError as err:

@@ -40,14 +40,14 @@ from switchboard.config.schema import ProviderConfig
 from switchboard.errors import GatewayError, UnsupportedParameter, UpstreamBadGateway
 from switchboard.providers import capabilities, openai_media
 from switchboard.providers.base import JSON
-from switchboard.providers.counts import count
+from switchboard.providers.counts import count, position
 from switchboard.providers.errors import invalid_body, loads_object, upstream_error
 from switchboard.providers.openai import OpenAIAdapter, OpenAIStreamDecoder
 from switchboard.providers.openai_extensions import documents_and_errors, with_effort, without_safety_settings
 from switchboard.providers.params import drops
 from switchboard.providers.response_format import described_schema
 from switchboard.providers.spec import ProviderOptions, ProviderSpec
-from switchboard.providers.sse import SSEEvent
+from switchboard.providers.sse import SSEEvent, empty_data
 from switchboard.providers.target import Target
 from switchboard.upstream.auth import StaticHeaderAuth, UpstreamAuth
 from switchboard.upstream.request import UpstreamRequest
@@ -224,7 +224,8 @@ class NormalisingStreamDecoder(OpenAIStreamDecoder):
         if self._deferred is not None:
             raise self._taken()
         events = self._parser.flush()  # a last event without its blank line, or half of one
-        partial = any(e.data != "[DONE]" and loads_object(e.data.encode()) is None for e in events)
+        partial = any(e.data != "[DONE]" and loads_object(e.data.encode()) is None and not empty_data(e.data)
+                      for e in events)
         if partial and not self._finished:
             raise self._truncated()
         out = self._events(events, defer=False)  # no later call would raise a deferred error
@@ -253,13 +254,15 @@ class NormalisingStreamDecoder(OpenAIStreamDecoder):
         return out
 
     def _event(self, data: str) -> list[JSON]:
-        if self._done or not data:
+        if self._done:
             return []
         if data == "[DONE]":
             self._done = True
             return self._final()
         obj = loads_object(data.encode())
         if obj is None:
+            if empty_data(data):
+                return []  # dispatched, but carries nothing (providers/sse.py)
             raise invalid_body(self._target, "stream event")
         message = self.stream_error(obj)
         if message is not None:
@@ -269,10 +272,7 @@ class NormalisingStreamDecoder(OpenAIStreamDecoder):
             self._usage = usage
         if not isinstance(obj.get("choices"), list) or not obj["choices"]:
             return []
-        chunk = self.translate(self._with_meta(obj))
-        if any(isinstance(c, dict) and c.get("finish_reason") for c in chunk["choices"]):
-            self._finished = True
-        return [chunk]
+        return [self.translate(self._with_meta(obj))]  # which notes a finish_reason (_finished)
 
     @staticmethod
     def _take_usage(obj: JSON) -> Any:
@@ -309,8 +309,14 @@ class NormalisingStreamDecoder(OpenAIStreamDecoder):
         return None
 
     def translate(self, chunk: JSON) -> JSON:
+        """``chunk`` in canonical form; a finish_reason in it marks the stream finished."""
         for choice in chunk["choices"]:
             if isinstance(choice, dict):
+                if (reason := choice.get("finish_reason")) is not None:
+                    if reason.__class__ is not str:  # of the wrong JSON type: read as absent
+                        choice["finish_reason"] = None
+                    elif reason:
+                        self._finished = True
                 delta = choice.get("delta")
                 canonical_reasoning(delta)
                 if isinstance(delta, dict) and isinstance(delta.get("tool_calls"), list):
@@ -332,18 +338,16 @@ class ToolCallIndices:
 
     def __init__(self) -> None:
         # choice index -> (id -> our index, the server's index -> our index of its last call)
-        self._choices: dict[Any, tuple[dict[str, int], dict[Any, int]]] = {}
+        self._choices: dict[int | None, tuple[dict[str, int], dict[int | None, int]]] = {}
 
     def renumber(self, choice: Any, calls: list[Any]) -> None:
-        if not isinstance(choice, int | str):  # a key of the wrong JSON type (a list is no key)
-            choice = None
-        ids, by_server = self._choices.setdefault(choice, ({}, {}))
+        # An index is a whole number (1.0, from a server writing its numbers as floats, is 1);
+        # one of the wrong type (a list is no key, a bool no number) is read as absent.
+        ids, by_server = self._choices.setdefault(position(choice), ({}, {}))
         for call in calls:
             if not isinstance(call, dict):
                 continue
-            server = call.get("index")
-            if not isinstance(server, int | str):
-                server = None
+            server = position(call.get("index"))
             call_id = call.get("id")
             if isinstance(call_id, str) and call_id:
                 index = ids.setdefault(call_id, len(ids))
@@ -352,7 +356,7 @@ class ToolCallIndices:
             elif server is None and ids:
                 index = len(ids) - 1
             else:  # a server that sends no ids at all: its own numbering
-                index = server if isinstance(server, int) else 0
+                index = 0 if server is None else server
             by_server[server] = index
             call["index"] = index
 

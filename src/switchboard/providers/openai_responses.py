@@ -23,7 +23,7 @@ from switchboard.errors import GatewayError, UpstreamBadGateway
 from switchboard.providers.base import JSON, OUTPUT, DeferredError
 from switchboard.providers.counts import count
 from switchboard.providers.errors import invalid_body, loads_object
-from switchboard.providers.sse import SSEParser
+from switchboard.providers.sse import SSEParser, empty_data
 from switchboard.providers.target import Target
 from switchboard.upstream.request import UpstreamRequest
 
@@ -154,16 +154,19 @@ class NativeDecoder(DeferredError):
             raise self._taken()
         out: list[JSON] = []
         for event in self._parser.feed(data):
-            if not event.data or event.data == "[DONE]":
-                continue
             obj = loads_object(event.data.encode())
             if obj is None:
+                if event.data == "[DONE]" or empty_data(event.data):
+                    continue  # the end, or an event that carries nothing (providers/sse.py)
                 raise invalid_body(self._target, "stream event")
             kind = obj.get("type")
+            if kind.__class__ is not str:  # of the wrong JSON type (a list is no set member)
+                kind = None  # relayed, not read
             if kind == "error" or event.event == "error":
-                message = obj.get("message") or (obj.get("error") or {}).get("message") or "error"
+                error = obj.get("error")
+                message = obj.get("message") or (error.get("message") if isinstance(error, dict) else error)
                 where = f"provider '{self._target.provider}'"
-                self._defer(UpstreamBadGateway(f"{where} failed mid-stream: {message}"))
+                self._defer(UpstreamBadGateway(f"{where} failed mid-stream: {message or 'error'}"))
                 if not out:
                     raise self._taken()
                 break
@@ -174,7 +177,8 @@ class NativeDecoder(DeferredError):
                 chunk[OUTPUT] = delta
             elif kind in _ENDS:
                 self._ended = True
-                usage = chat_usage((obj.get("response") or {}).get("usage"))
+                response = obj.get("response")
+                usage = chat_usage(response.get("usage") if isinstance(response, dict) else None)
                 if usage is not None:
                     chunk["usage"] = usage
             out.append(chunk)
@@ -185,7 +189,8 @@ class NativeDecoder(DeferredError):
         """Whether ``chunk`` only opens the stream (response.created, response.in_progress): held
         by the terminal until an event with output (pipeline/invoke.py)."""
         native = chunk.get("native")
-        return isinstance(native, dict) and native.get("type") in _OPENING
+        kind = native.get("type") if isinstance(native, dict) else None
+        return kind.__class__ is str and kind in _OPENING
 
     def close(self) -> list[JSON]:
         if self._deferred is not None:

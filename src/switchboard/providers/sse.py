@@ -19,6 +19,20 @@ _MIB = 1024 * 1024
 # An unfinished event up to this long is joined to the next read and searched again with it
 # (cheaper than a bytearray's bookkeeping for the usual event cut in two); a longer one is not.
 _RESCAN = 16 * 1024
+# What an event's data may hold and still hold nothing: spaces and tabs (JSON's whitespace; a CR
+# never outlives the parser) and the LFs that join empty data lines (``data:`` twice).
+_SPACE, _SPACE_BYTES = " \t\n", b" \t\n"
+
+
+def empty_data(data: str | bytes) -> bool:
+    """Whether an event's data holds nothing: ``data:`` or ``data: `` then a blank line, or data
+    lines holding only spaces. The event-stream rules dispatch such an event (with empty data),
+    but it carries nothing, so the decoders skip it, as they skip comments and data-less blocks,
+    whereas data that is not JSON (``data: hello``) is an invalid event. Asked only of data that
+    did not parse, so the usual event never pays for it."""
+    if isinstance(data, bytes):
+        return not data.strip(_SPACE_BYTES)
+    return not data.strip(_SPACE)
 
 
 @dataclass(slots=True)

@@ -15,7 +15,7 @@ from switchboard.limits.estimate import used_tokens
 from switchboard.providers.anthropic.response import usage as anthropic_usage
 from switchboard.providers.bedrock.response import canonical_usage as bedrock_usage
 from switchboard.providers.cohere.response import usage as cohere_usage
-from switchboard.providers.counts import TOKENS_MAX, count, reading
+from switchboard.providers.counts import TOKENS_MAX, count, position, reading
 from switchboard.providers.google.response import usage as gemini_usage
 from switchboard.providers.openai_compatible import normalise_usage
 from switchboard.providers.openai_responses import chat_usage
@@ -85,3 +85,13 @@ def test_a_canonical_usage_read_as_it_came_is_bounded() -> None:
     assert used_tokens({"prompt_tokens": HUGE, "completion_tokens": -5}) == 2 * TOKENS_MAX
     assert units_of({"units": {"images": HUGE, "audio_seconds": math.inf, "characters": math.nan}}) == {
         "images": TOKENS_MAX, "audio_seconds": TOKENS_MAX}
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (0, 0), (3, 3), (2**63, 2**63), (1.0, 1), (0.0, 0), (-0.0, 0), (2.0**53, 2**53),
+    (-1, None), (1.5, None), (-1.0, None), (2.0**60, None), (math.inf, None), (math.nan, None),
+    (True, None), (False, None), ("1", None), (None, None), ([0], None), ({"i": 0}, None),
+])
+def test_a_position_is_a_whole_number_not_below_0(value: Any, expected: int | None) -> None:
+    found = position(value)
+    assert found == expected and (found is None or found.__class__ is int)

@@ -25,7 +25,7 @@ from switchboard.providers.anthropic.thinking import dropped_while_thinking
 from switchboard.providers.base import JSON, OUTPUT, PARTIAL, WIRE, DeferredError
 from switchboard.providers.errors import invalid_body, loads_object
 from switchboard.providers.params import GATEWAY_PARAMS, drops
-from switchboard.providers.sse import SSEBlocks
+from switchboard.providers.sse import SSEBlocks, empty_data
 from switchboard.providers.target import Target
 from switchboard.upstream.request import UpstreamRequest, header_text
 
@@ -94,9 +94,12 @@ def _event_name(block: bytes) -> str | None:
     return None
 
 
+def _data(block: bytes) -> bytes:
+    return b"\n".join(line[5:].removeprefix(b" ") for line in block.split(b"\n") if line.startswith(b"data:"))
+
+
 def _event_data(block: bytes) -> JSON | None:
-    lines = [line[5:].removeprefix(b" ") for line in block.split(b"\n") if line.startswith(b"data:")]
-    return loads_object(b"\n".join(lines))
+    return loads_object(_data(block))
 
 
 def _is_comment(block: bytes) -> bool:
@@ -148,8 +151,9 @@ class NativeStream(DeferredError):
         out: list[JSON] = []
         try:
             for block in blocks:
-                if block and not self._done and not _is_comment(block):
-                    out.append(self._chunk(block))
+                if (block and not self._done and not _is_comment(block)
+                        and (chunk := self._chunk(block)) is not None):
+                    out.append(chunk)
         except GatewayError as exc:
             if not out:
                 raise
@@ -164,7 +168,9 @@ class NativeStream(DeferredError):
         output = chunk.get(OUTPUT)
         return "choices" not in chunk and (output is None or not output_text(output))
 
-    def _chunk(self, block: bytes) -> JSON:
+    def _chunk(self, block: bytes) -> JSON | None:
+        """The chunk of one event's ``block``; None for a block that carries nothing and is not
+        relayed (no data line, or data that holds nothing: see providers/sse.py)."""
         name = _event_name(block)
         if name is None and block[:3] == BOM:
             return self._first(block[3:])
@@ -176,8 +182,12 @@ class NativeStream(DeferredError):
             return chunk
         obj = _event_data(block)
         if obj is None:
+            if empty_data(_data(block)):
+                return None
             raise invalid_body(self._target, "stream event")
-        kind = obj.get("type") or name
+        kind = obj.get("type")
+        if kind.__class__ is not str or not kind:  # absent, or of the wrong JSON type: the name's
+            kind = name
         if kind in _OUTPUT:  # an event without its ``event:`` line
             chunk[OUTPUT] = wire
         elif kind == "message_start":
@@ -190,7 +200,7 @@ class NativeStream(DeferredError):
             raise stream_error(obj, self._target)
         return chunk
 
-    def _first(self, block: bytes) -> JSON:
+    def _first(self, block: bytes) -> JSON | None:
         """The stream's first event after the UTF-8 byte order mark it started with: the mark is
         ignored (WHATWG), and not relayed, since clients' parsers (the Anthropic SDK's) would
         take it for part of the first field's name and lose that event. Only a block with no

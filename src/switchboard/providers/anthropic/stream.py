@@ -26,8 +26,9 @@ from switchboard.errors import GatewayError, UpstreamBadGateway
 from switchboard.providers.anthropic.request import JSON_TOOL
 from switchboard.providers.anthropic.response import finish_reason, stop_sequence, stream_error, usage
 from switchboard.providers.base import JSON, PARTIAL, DeferredError
+from switchboard.providers.counts import position
 from switchboard.providers.errors import invalid_body, loads_object
-from switchboard.providers.sse import SSEEvent, SSEParser
+from switchboard.providers.sse import SSEEvent, SSEParser, empty_data
 from switchboard.providers.target import Target
 
 
@@ -96,6 +97,8 @@ class AnthropicStreamDecoder(DeferredError):
             return
         obj = loads_object(event.data.encode())
         if obj is None:
+            if empty_data(event.data):
+                return  # dispatched, but carries nothing (providers/sse.py)
             raise invalid_body(self._target, "stream event")
         kind = obj.get("type") or event.event
         handler = _HANDLERS.get(kind) if isinstance(kind, str) else None
@@ -104,8 +107,11 @@ class AnthropicStreamDecoder(DeferredError):
 
     def _message_start(self, obj: JSON, out: list[JSON]) -> None:
         message = _object(obj.get("message"))
-        self._id = str(message.get("id") or "")
-        self._model = str(message.get("model") or self._model)
+        # An id or model of the wrong JSON type is read as absent, not relayed as its Python text.
+        if (found := message.get("id")).__class__ is str:
+            self._id = found
+        if (found := message.get("model")).__class__ is str and found:
+            self._model = found
         self._merge_usage(message.get("usage"))
         chunk = self._chunk({"role": "assistant", "content": ""})
         # The prompt as the upstream counted it: a stream cut before message_delta is estimated
@@ -120,14 +126,15 @@ class AnthropicStreamDecoder(DeferredError):
         if index < 0:
             raise invalid_body(self._target, "stream event")
         kind = block.get("type")
+        # Text of the wrong JSON type (a number, a list) is read as absent, never relayed as text.
         if kind == "text":
             self._blocks[index] = _Block("text")
-            if block.get("text"):
-                out.append(self._chunk({"content": block["text"]}))
+            if (text := block.get("text")).__class__ is str and text:
+                out.append(self._chunk({"content": text}))
         elif kind == "thinking":
             self._blocks[index] = _Block("thinking")
-            if block.get("thinking"):
-                out.append(self._chunk({"reasoning_content": block["thinking"]}))
+            if (text := block.get("thinking")).__class__ is str and text:
+                out.append(self._chunk({"reasoning_content": text}))
             if block.get("signature"):
                 self._signature(block["signature"], out)
         elif kind == "redacted_thinking":
@@ -154,14 +161,17 @@ class AnthropicStreamDecoder(DeferredError):
         if state is None:
             return
         kind = delta.get("type")
-        if kind == "text_delta" and state.kind == "text" and delta.get("text"):
-            out.append(self._chunk({"content": delta["text"]}))
-        elif kind == "thinking_delta" and state.kind == "thinking" and delta.get("thinking"):
-            out.append(self._chunk({"reasoning_content": delta["thinking"]}))
+        # A text of the wrong JSON type (a number, a list) is read as absent, as _block_start's.
+        if kind == "text_delta":
+            if state.kind == "text" and (text := delta.get("text")).__class__ is str and text:
+                out.append(self._chunk({"content": text}))
+        elif kind == "thinking_delta":
+            if state.kind == "thinking" and (text := delta.get("thinking")).__class__ is str and text:
+                out.append(self._chunk({"reasoning_content": text}))
         elif kind == "signature_delta" and state.kind == "thinking" and delta.get("signature"):
             self._signature(delta["signature"], out)
-        elif kind == "input_json_delta" and delta.get("partial_json"):
-            self._json_piece(state, delta["partial_json"], out)
+        elif kind == "input_json_delta" and (piece := delta.get("partial_json")).__class__ is str and piece:
+            self._json_piece(state, piece, out)
 
     def _signature(self, signature: Any, out: list[JSON]) -> None:
         if isinstance(signature, str):
@@ -229,8 +239,12 @@ def _object(value: Any) -> JSON:
 
 
 def _index(obj: JSON) -> int:
+    """A content block event's ``index``; -1 for one that is no position (providers/counts.py)."""
     index = obj.get("index")
-    return index if isinstance(index, int) and index >= 0 else -1
+    if index.__class__ is int and index >= 0:  # the usual index, with no call
+        return index
+    index = position(index)  # 0.0, from a server that writes its numbers as floats, is block 0
+    return -1 if index is None else index
 
 
 _HANDLERS = {

@@ -33,7 +33,7 @@ def obj_at(parent: Any, key: str) -> JSON:
     return value if isinstance(value, dict) else {}
 
 
-def _str_at(parent: JSON, key: str) -> str:
+def str_at(parent: JSON, key: str) -> str:
     value = parent.get(key)
     return value if isinstance(value, str) else ""
 
@@ -93,7 +93,7 @@ def logprob_entries(items: Any) -> list[JSON]:
     for item in items:
         if not isinstance(item, dict):
             continue
-        text = _str_at(item, "text")
+        text = str_at(item, "text")
         values = [v for v in item.get("logprobs") or [] if isinstance(v, int | float)]
         entries.append({"token": text, "logprob": float(sum(values)), "bytes": list(text.encode()),
                         "top_logprobs": []})
@@ -117,11 +117,11 @@ def _message(raw: JSON) -> JSON:
     # Text blocks form the content; thinking blocks the canonical reasoning_content.
     content = raw.get("content")
     blocks = content if isinstance(content, list) else [{"type": "text", "text": content}]
-    text = "".join(_str_at(b, "text") for b in blocks if isinstance(b, dict) and b.get("type") == "text")
-    thinking = "".join(_str_at(b, "thinking") for b in blocks
+    text = "".join(str_at(b, "text") for b in blocks if isinstance(b, dict) and b.get("type") == "text")
+    thinking = "".join(str_at(b, "thinking") for b in blocks
                        if isinstance(b, dict) and b.get("type") == "thinking")
     calls = _tool_calls(raw.get("tool_calls"))
-    plan = _str_at(raw, "tool_plan")
+    plan = str_at(raw, "tool_plan")
     message: JSON = {"role": "assistant", "content": text or None, "refusal": None}
     if thinking:
         message["reasoning_content"] = thinking

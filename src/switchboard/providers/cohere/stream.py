@@ -23,15 +23,23 @@ from typing import Any
 
 from switchboard.errors import GatewayError, UpstreamBadGateway
 from switchboard.providers.base import JSON, DeferredError
-from switchboard.providers.cohere.response import finish_error, finish_reason, logprob_entries, obj_at, usage
+from switchboard.providers.cohere.response import (
+    finish_error,
+    finish_reason,
+    logprob_entries,
+    obj_at,
+    str_at,
+    usage,
+)
+from switchboard.providers.counts import position
 from switchboard.providers.errors import invalid_body, loads_object
-from switchboard.providers.sse import SSEEvent, SSEParser
+from switchboard.providers.sse import SSEEvent, SSEParser, empty_data
 from switchboard.providers.target import Target
 
 
 def _cut_short(event: SSEEvent) -> bool:
     """An unterminated last event whose JSON is incomplete: the connection ended mid-event."""
-    return event.data not in ("", "[DONE]") and loads_object(event.data.encode()) is None
+    return event.data != "[DONE]" and loads_object(event.data.encode()) is None and not empty_data(event.data)
 
 
 def _delta_message(event: JSON) -> JSON:
@@ -89,11 +97,13 @@ class CohereStreamDecoder(DeferredError):
     def _events(self, events: list[SSEEvent]) -> list[JSON]:
         chunks: list[JSON] = []
         for event in events:
-            if self._ended or event.data in ("", "[DONE]"):
+            if self._ended:
                 continue
             try:
                 obj = loads_object(event.data.encode())
                 if obj is None:
+                    if event.data == "[DONE]" or empty_data(event.data):
+                        continue  # the end, or an event that carries nothing (providers/sse.py)
                     raise invalid_body(self._target, "stream event")
                 chunks.extend(self._event(obj.get("type") or event.event, obj))
             except GatewayError as exc:
@@ -106,7 +116,7 @@ class CohereStreamDecoder(DeferredError):
 
     def _event(self, kind: Any, event: JSON) -> list[JSON]:
         if kind == "message-start":
-            self._id = event.get("id") or self._id
+            self._id = str_at(event, "id") or self._id  # one of the wrong type is read as absent
             return self._role([])
         if kind in ("content-start", "content-delta"):
             return self._content(event)
@@ -161,8 +171,8 @@ class CohereStreamDecoder(DeferredError):
         index = self._index(event.get("index"))
         args = fn.get("arguments") if isinstance(fn.get("arguments"), str) else ""
         return self._chunk({"tool_calls": [{
-            "index": index, "id": call.get("id") or "", "type": "function",
-            "function": {"name": fn.get("name") or "", "arguments": args},
+            "index": index, "id": str_at(call, "id"), "type": "function",
+            "function": {"name": str_at(fn, "name"), "arguments": args},
         }]})
 
     def _tool_delta(self, event: JSON) -> list[JSON]:
@@ -173,9 +183,9 @@ class CohereStreamDecoder(DeferredError):
         return [self._chunk({"tool_calls": [{"index": index, "function": {"arguments": args}}]})]
 
     def _index(self, cohere_index: Any) -> int:
-        if isinstance(cohere_index, float) and cohere_index.is_integer():
-            cohere_index = int(cohere_index)  # 0.0, as a JSON number may be written: call 0
-        key = cohere_index if isinstance(cohere_index, int | str) else len(self._tool_index)
+        key: int | str | None = position(cohere_index)  # 0.0, as a JSON number may be written, is 0
+        if key is None:  # a string names its call too; anything else is a call of its own
+            key = cohere_index if isinstance(cohere_index, str) else len(self._tool_index)
         if key not in self._tool_index:
             self._tool_index[key] = len(self._tool_index)
         return self._tool_index[key]
@@ -189,7 +199,7 @@ class CohereStreamDecoder(DeferredError):
                 raise failure
             finally:
                 del failure  # its traceback holds this frame: a reference cycle otherwise
-        self._id = event.get("id") or self._id
+        self._id = str_at(event, "id") or self._id
         chunks = self._role([self._chunk({}, finish_reason(delta.get("finish_reason")))])
         normalised = usage(delta.get("usage"))
         if normalised is not None:

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from switchboard.providers.counts import count
+from switchboard.providers.counts import position as index_of
 from switchboard.providers.errors import invalid_body
 from switchboard.providers.target import Target
 
@@ -112,11 +113,13 @@ def parts_of(candidate: JSON) -> list[JSON]:
 
 def tool_call(part: JSON, call_id: str) -> JSON:
     call = part["functionCall"]
-    args = call.get("args")
+    # A name or args of the wrong JSON type (args is an object: a Struct) is read as absent.
+    name, args = call.get("name"), call.get("args")
     out: JSON = {
         "id": call.get("id") if isinstance(call.get("id"), str) and call["id"] else call_id,
         "type": "function",
-        "function": {"name": call.get("name", ""), "arguments": orjson.dumps(args or {}).decode()},
+        "function": {"name": name if isinstance(name, str) else "",
+                     "arguments": orjson.dumps(args if isinstance(args, dict) else {}).decode()},
     }
     signature = part.get("thoughtSignature")
     if isinstance(signature, str) and signature:
@@ -185,9 +188,9 @@ def _choice(candidate: JSON, position: int) -> JSON:
         message["tool_calls"] = tool_calls
     if thoughts:
         message["reasoning_content"] = thoughts
-    index = candidate.get("index")
+    index = index_of(candidate.get("index"))  # 1.0 is 1; of the wrong type: its place in the list
     return {
-        "index": index if isinstance(index, int) else position,
+        "index": position if index is None else index,
         "message": message,
         "logprobs": logprobs(candidate),
         "finish_reason": finish,

@@ -17,6 +17,7 @@ from typing import Any
 
 from switchboard.errors import GatewayError, UpstreamBadGateway
 from switchboard.providers.base import DeferredError
+from switchboard.providers.counts import position as index_of
 from switchboard.providers.errors import invalid_body, loads_object
 from switchboard.providers.google.errors import from_error_object
 from switchboard.providers.google.response import (
@@ -32,7 +33,7 @@ from switchboard.providers.google.response import (
     tool_call,
     usage,
 )
-from switchboard.providers.sse import SSEEvent, SSEParser
+from switchboard.providers.sse import SSEEvent, SSEParser, empty_data
 from switchboard.providers.target import Target
 
 JSON = dict[str, Any]
@@ -92,10 +93,10 @@ class GoogleStreamDecoder(DeferredError):
     # -- one event ---------------------------------------------------------------------------
 
     def _event(self, data: str) -> list[JSON]:
-        if not data.strip():
-            return []
         obj = loads_object(data.encode())
         if obj is None:
+            if empty_data(data):
+                return []  # dispatched, but carries nothing (providers/sse.py)
             raise invalid_body(self._target, "stream event")
         if isinstance(obj.get("error"), dict):
             raise from_error_object(obj["error"], 0, {}, self._target)
@@ -110,7 +111,10 @@ class GoogleStreamDecoder(DeferredError):
         chunks: list[JSON] = []
         for position, candidate in enumerate(candidates):
             index = candidate.get("index")
-            chunks.extend(self._candidate(index if isinstance(index, int) else position, candidate))
+            if index.__class__ is not int or index < 0:  # the usual index costs no call
+                index = index_of(index)  # 1.0 is 1; of the wrong type: its place in the list
+                index = position if index is None else index
+            chunks.extend(self._candidate(index, candidate))
         return chunks
 
     def _candidate(self, index: int, candidate: JSON) -> list[JSON]:
