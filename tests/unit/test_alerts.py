@@ -510,12 +510,8 @@ def test_each_kind_of_warning_has_its_own_minute(caplog: pytest.LogCaptureFixtur
         "alert notice dropped: not started", "alerts not evaluated: OperationalError"]
 
 
-async def test_with_no_rule_left_an_incident_seen_just_before_the_restart_is_resolved_later(
-        stores: Stores) -> None:
-    """A single instance restarted within 2 x evaluate_seconds of its last evaluation (a normal
-    restart: 20 s by default) with every rule removed: the incident its rule saw firing at the
-    last evaluation is not settled at the start sweep, and with no rule there is no later
-    evaluation: it must still be resolved once settled, not stay open until another restart."""
+async def _opened_by_a_rule_now_removed(stores: Stores) -> None:
+    """An incident an instance with rule "gone" saw firing at its last evaluation, just now."""
     rule = {"name": "gone", "kind": "error_rate", "threshold": 0.5, "window_seconds": 10, "min_requests": 1}
     old = Alerts(AlertsConfig.model_validate({"rules": [rule], "evaluate_seconds": 0.1}))
     await old.start(_store(stores))
@@ -524,6 +520,15 @@ async def test_with_no_rule_left_an_incident_seen_just_before_the_restart_is_res
         await old.evaluate()
     finally:
         await old.close()
+
+
+async def test_with_no_rule_left_an_incident_seen_just_before_the_restart_is_resolved_later(
+        stores: Stores) -> None:
+    """A single instance restarted within 2 x evaluate_seconds of its last evaluation (a normal
+    restart: 20 s by default) with every rule removed: the incident its rule saw firing at the
+    last evaluation is not settled at the start sweep, and with no rule there is no later
+    evaluation: it must still be resolved once settled, not stay open until another restart."""
+    await _opened_by_a_rule_now_removed(stores)
     assert len(await _store(stores).open_incidents()) == 1
     fresh = Alerts(AlertsConfig.model_validate({"evaluate_seconds": 0.1}))  # restarted, no rule
     await fresh.start(_store(stores))
@@ -532,5 +537,39 @@ async def test_with_no_rule_left_an_incident_seen_just_before_the_restart_is_res
         while await _store(stores).open_incidents() and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         assert await _store(stores).open_incidents() == [], "left open: nothing runs after the start sweep"
+    finally:
+        await fresh.close()
+
+
+class _DownOnce:
+    """The real incident store, whose first ``open_incidents`` fails as a database that is
+    still restarting does; every other call is the store's own."""
+
+    def __init__(self, store: IncidentStore) -> None:
+        self._store, self.failed = store, False
+
+    async def open_incidents(self) -> list[Incident]:
+        if not self.failed:
+            self.failed = True
+            raise ConnectionRefusedError("the database is restarting")
+        return await self._store.open_incidents()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+async def test_with_no_rule_left_a_store_that_fails_at_the_start_is_tried_again(stores: Stores) -> None:
+    """The sweep's comment and docs: a store that failed is tried again at the next evaluation,
+    not given up on (the incident would stay open until another restart)."""
+    await _opened_by_a_rule_now_removed(stores)
+    down = _DownOnce(_store(stores))
+    fresh = Alerts(AlertsConfig.model_validate({"evaluate_seconds": 0.1}))
+    await fresh.start(down)
+    try:
+        deadline = time.monotonic() + 5.0
+        while await _store(stores).open_incidents() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert down.failed
+        assert await _store(stores).open_incidents() == [], "left open: the sweep gave up after one failure"
     finally:
         await fresh.close()

@@ -338,16 +338,14 @@ class ToolCallIndices:
 
     def __init__(self) -> None:
         # choice index -> (id -> our index, the server's index -> our index of its last call)
-        self._choices: dict[int | None, tuple[dict[str, int], dict[int | None, int]]] = {}
+        self._choices: dict[int | str | None, tuple[dict[str, int], dict[int | str | None, int]]] = {}
 
     def renumber(self, choice: Any, calls: list[Any]) -> None:
-        # An index is a whole number (1.0, from a server writing its numbers as floats, is 1);
-        # one of the wrong type (a list is no key, a bool no number) is read as absent.
-        ids, by_server = self._choices.setdefault(position(choice), ({}, {}))
+        ids, by_server = self._choices.setdefault(_key(choice), ({}, {}))
         for call in calls:
             if not isinstance(call, dict):
                 continue
-            server = position(call.get("index"))
+            server = _key(call.get("index"))
             call_id = call.get("id")
             if isinstance(call_id, str) and call_id:
                 index = ids.setdefault(call_id, len(ids))
@@ -356,9 +354,19 @@ class ToolCallIndices:
             elif server is None and ids:
                 index = len(ids) - 1
             else:  # a server that sends no ids at all: its own numbering
-                index = 0 if server is None else server
+                index = server if server.__class__ is int else 0
             by_server[server] = index
             call["index"] = index
+
+
+def _key(index: Any) -> int | str | None:
+    """A server's index as a key: a whole number (1.0, from a server writing its numbers as
+    floats, is 1), or text, which names its call as well as a number does ("0"); one of any
+    other type (a list is no key, a bool no number) is read as absent."""
+    found = position(index)
+    if found is None and index.__class__ is str:
+        return index
+    return found
 
 
 # --------------------------------------------------------------------------- presets

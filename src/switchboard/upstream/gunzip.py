@@ -25,7 +25,8 @@ class Gunzip:
     """A gzip body's decoder, fed as the body arrives. What follows a member and is not one is
     zlib's error, as for any corrupt body. The bound on the content is the caller's:
     ``decompress(data, limit)`` gives at most ``limit`` bytes, and ``unconsumed_tail`` is not
-    empty when more was left. ``max_members``: more is ``TooManyMembers`` (each member costs a
+    empty when more was left: given back to ``decompress`` (zlib's contract), it goes on where it
+    stopped. ``max_members``: more is ``TooManyMembers`` (each member costs a
     decoder, some microseconds: a caller's body has no reason for many; a stream compressed event
     by event does)."""
 
@@ -37,6 +38,7 @@ class Gunzip:
         self._members = -1 if max_members is None else max_members - 1  # left to begin; -1: any
 
     def decompress(self, data: bytes, limit: int) -> bytes:
+        self._left = b""  # given back in ``data`` by a caller going on, or never to be
         member = self._member
         out = member.decompress(data, limit)
         if not member.unused_data:  # within a member, or at the end of the last: the common case
@@ -49,14 +51,14 @@ class Gunzip:
         piece = PIECE_MIN
         fresh = True  # the member ended: the next piece begins a new one
         while todo:
-            if size >= limit:  # content left past the bound: the caller reads unconsumed_tail
-                self._left = b"".join(bytes(view) for view in reversed(todo))
-                break
-            if fresh:
+            if fresh:  # what is left begins a member (or is zlib's error)
                 if self._members == 0:
                     raise TooManyMembers
                 self._members -= 1
                 member, fresh = zlib.decompressobj(WBITS), False
+            if size >= limit:  # content left past the bound: the caller reads unconsumed_tail
+                self._left = b"".join(bytes(view) for view in reversed(todo))
+                break
             view = todo.pop()
             feed = view[:piece]
             if len(view) > piece:
@@ -76,7 +78,7 @@ class Gunzip:
 
     @property
     def unconsumed_tail(self) -> bytes:
-        return self._member.unconsumed_tail or self._left
+        return self._member.unconsumed_tail + self._left
 
     @property
     def unused_data(self) -> bytes:

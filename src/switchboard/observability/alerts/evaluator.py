@@ -202,13 +202,13 @@ class Alerts:
         store = self._store
         assert store is not None
         while True:
-            left = True  # a store that failed: tried again at the next evaluation
             try:
                 at = _utc(self._clock())
-                left = False
+                left = False  # True again for one not settled yet, or a store that failed
                 for incident in await store.open_incidents():
                     left = not await self._orphan(incident, at) or left
             except Exception as exc:
+                left = True
                 self._complain("alert incidents of removed rules not resolved: %s", type(exc).__name__)
             if not left:
                 return
