@@ -1,7 +1,8 @@
 """Admin bodies that are not a JSON object: valid JSON of another kind (``[]``, ``3``, ``null``)
 is refused saying the body must be a JSON object, malformed JSON saying it is not valid JSON, an
-empty body saying it is empty, a body nested deeper than the parser goes saying so (it was
-FastAPI's bare 400 ``api_error`` with no code), all 400 ``invalid_json`` with no parameter
+empty body saying it is empty, a body nested deeper than 128 levels saying so however deep it
+is (past the parser's own limit it was FastAPI's bare 400 ``api_error`` with no code, then words
+that depended on the Python version), all 400 ``invalid_json`` with no parameter
 named (the model API's words and code); a field that should be an object and is not is
 ``invalid_value`` naming the field, as is a time given as a number (times are RFC 3339 text).
 Parsing is the admin app's, whatever the backend: the embedded default suffices."""
@@ -67,11 +68,14 @@ def test_a_field_that_is_not_an_object_is_an_invalid_value(gateway: Gateway) -> 
 
 
 @pytest.mark.parametrize(("method", "path"), ROUTES)
-@pytest.mark.parametrize("raw", [b"[" * 5000 + b"]" * 5000,
-                                 b'{"models": ["*"], "metadata": ' + b'{"a": ' * 5000 + b"1" + b"}" * 5001])
+# 5,000 levels: past Python's parser on 3.11 and 3.12, not on 3.13; 20,000: past it on each.
+@pytest.mark.parametrize("raw", [b"[" * depth + b"]" * depth for depth in (200, 5000, 20000)]
+                         + [b'{"models": ["*"], "metadata": ' + b'{"a": ' * depth + b"1" + b"}" * (depth + 1)
+                            for depth in (200, 5000, 20000)])
 def test_a_body_nested_too_deep_is_invalid_json(gateway: Gateway, method: str, path: str, raw: bytes) -> None:
+    """The same words whatever the depth and the Python version (its parser's own limit differs)."""
     assert _send(gateway, method, path, raw) == {
-        "message": "the request body is not valid JSON: depth limit exceeded",
+        "message": "the request body nests deeper than 128 levels of arrays and objects",
         "type": "invalid_request_error", "param": None, "code": "invalid_json"}
     assert httpx.get(gateway.url + "/admin/v1/keys", headers=ADMIN, timeout=10).status_code == 200
 
