@@ -174,6 +174,12 @@ def test_a_body_nested_too_deeply_is_a_400_on_every_inbound_api(gw: Gateway) -> 
         error = openai_error(resp)
         assert error["code"] == "invalid_json"
         assert error["message"] == "the request body nests deeper than 128 levels of arrays and objects"
+    # Past the JSON parser's own bound (1,024 levels) the answer is the same, not the parser's.
+    deeper = b'{"model": "gpt", "messages": [], "metadata": ' + b"[" * 2000 + b"]" * 2000 + b"}"
+    resp = httpx.post(f"{gw.base_url}/chat/completions", headers=OPENAI, content=deeper, timeout=30)
+    error = openai_error(resp)
+    assert error["code"] == "invalid_json"
+    assert error["message"] == "the request body nests deeper than 128 levels of arrays and objects"
     # A tool call's input, quoted back as the arguments of an OpenAI call.
     call = {"type": "tool_use", "id": "t1", "name": "f", "input": nested(TOO_DEEP)}
     messages = {"model": "gpt", "max_tokens": 16, "messages": [

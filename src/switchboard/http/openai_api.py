@@ -22,6 +22,8 @@ def parse_json(body: bytes) -> Any:
         value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         reason = str(exc).split(":", 1)[0]
+        if reason == "depth limit exceeded":  # orjson's own bound (1,024 levels): past ours too
+            raise too_deep_body() from None
         raise InvalidRequest(f"the request body is not valid JSON: {reason}", code="invalid_json") from None
     # A body with no more brackets than the bound cannot nest past it (brackets inside strings
     # only make the count larger): two byte scans, far cheaper than the depth check's write.
