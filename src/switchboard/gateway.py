@@ -218,8 +218,8 @@ class Gateway:
 
             self.tracing = Tracing(settings.tracing)
         # Alert rules (observability/alerts/): fed by the observers, the deployments' health
-        # and the budgets' thresholds. Without rules it only resolves, at start, the incidents
-        # of rules removed since (no loop, no observer, no listener).
+        # and the budgets' thresholds. Without rules it only resolves, from its start until none
+        # is left, the incidents of rules removed since (no observer, no listener).
         self.alerts: Alerts | None = Alerts(settings.alerts)
         if self.alerts is not None:
             if self.alerts.observer is not None:
