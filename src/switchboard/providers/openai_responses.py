@@ -134,6 +134,17 @@ def upstream_request(given: JSON, history: list[JSON], target: Target, stream: b
     return UpstreamRequest("POST", url, orjson.dumps(body), headers, stream)
 
 
+def _said(event: JSON) -> str:
+    """What an error event says: its ``message``, or its ``error``'s (an object's ``message``, or
+    the error itself), the first that is text; "error" when none is (a number or an object is
+    not quoted as Python writes it)."""
+    error = event.get("error")
+    for said in (event.get("message"), error.get("message") if isinstance(error, dict) else error):
+        if said.__class__ is str and said:
+            return said
+    return "error"
+
+
 class NativeDecoder(DeferredError):
     """The upstream's typed events, each as ``{"native": event}``; the final event's chunk also
     carries the canonical ``usage`` (which the terminal records, as for any stream), an output
@@ -163,10 +174,8 @@ class NativeDecoder(DeferredError):
             if kind.__class__ is not str:  # of the wrong JSON type (a list is no set member)
                 kind = None  # relayed, not read
             if kind == "error" or event.event == "error":
-                error = obj.get("error")
-                message = obj.get("message") or (error.get("message") if isinstance(error, dict) else error)
                 where = f"provider '{self._target.provider}'"
-                self._defer(UpstreamBadGateway(f"{where} failed mid-stream: {message or 'error'}"))
+                self._defer(UpstreamBadGateway(f"{where} failed mid-stream: {_said(obj)}"))
                 if not out:
                     raise self._taken()
                 break

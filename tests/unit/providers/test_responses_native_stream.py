@@ -49,7 +49,9 @@ def test_a_final_response_of_the_wrong_type_has_no_usage(response: Any) -> None:
 @pytest.mark.parametrize(("event", "says"), [
     ({"type": "error", "error": "overloaded"}, "overloaded"),
     ({"type": "error", "error": {"message": "overloaded"}}, "overloaded"),
-    ({"type": "error", "error": 5}, "5"),
+    ({"type": "error", "error": 5}, "error"),
+    ({"type": "error", "error": {"message": {"text": "x"}}}, "error"),  # not quoted as Python writes it
+    ({"type": "error", "message": ["x"], "error": {"message": "overloaded"}}, "overloaded"),
     ({"type": "error"}, "error"),
 ])
 def test_an_error_event_of_any_shape_is_a_502(event: dict[str, Any], says: str) -> None:
