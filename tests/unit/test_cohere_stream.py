@@ -269,3 +269,19 @@ def test_ids_and_names_of_the_wrong_type_are_read_as_absent(value: Any) -> None:
     [started] = [c["choices"][0]["delta"]["tool_calls"][0] for c in chunks
                  if c["choices"] and c["choices"][0]["delta"].get("tool_calls")]
     assert started["id"] == "" and started["function"] == {"name": "", "arguments": "{}"}
+
+
+def test_a_call_without_a_valid_index_is_not_merged_with_a_later_call_of_index_0() -> None:
+    """A call whose index is of the wrong type is a call of its own (its fragments go on with
+    it): the key it gets cannot be taken by a later call's real index (it was the count of calls
+    so far: 0 here, and every fragment was a call of its own)."""
+    stream = b"".join([start("r3"), tool_call(True, "odd_1", "odd", ['{"a": 1}']),  # type: ignore[arg-type]
+                       tool_call(0, "real_2", "real", ['{"b": 2}']), end("TOOL_CALL")])
+    calls: dict[int, dict[str, str]] = {}
+    for chunk in decode(stream):
+        for call in (chunk["choices"][0]["delta"].get("tool_calls") or []) if chunk["choices"] else []:
+            seen = calls.setdefault(call["index"], {"id": "", "arguments": ""})
+            seen["id"] += call.get("id") or ""
+            seen["arguments"] += call["function"].get("arguments") or ""
+    assert calls == {0: {"id": "odd_1", "arguments": '{"a": 1}'},
+                     1: {"id": "real_2", "arguments": '{"b": 2}'}}

@@ -168,7 +168,7 @@ class CohereStreamDecoder(DeferredError):
     def _tool_start(self, event: JSON) -> JSON:
         call = obj_at(_delta_message(event), "tool_calls")
         fn = obj_at(call, "function")
-        index = self._index(event.get("index"))
+        index = self._index(event.get("index"), starts=True)
         args = fn.get("arguments") if isinstance(fn.get("arguments"), str) else ""
         return self._chunk({"tool_calls": [{
             "index": index, "id": str_at(call, "id"), "type": "function",
@@ -182,10 +182,19 @@ class CohereStreamDecoder(DeferredError):
         index = self._index(event.get("index"))
         return [self._chunk({"tool_calls": [{"index": index, "function": {"arguments": args}}]})]
 
-    def _index(self, cohere_index: Any) -> int:
-        key: int | str | None = position(cohere_index)  # 0.0, as a JSON number may be written, is 0
-        if key is None:  # a string names its call too; anything else is a call of its own
-            key = cohere_index if isinstance(cohere_index, str) else len(self._tool_index)
+    def _index(self, cohere_index: Any, starts: bool = False) -> int:
+        """Our index of the call Cohere's ``index`` names (0.0, as a JSON number may be written,
+        is 0; a string names its call too). One of any other type names no call: a start begins
+        a call of its own, under a key no index can take later; a fragment goes on with the call
+        last started."""
+        key: Any = position(cohere_index)
+        if key is None:
+            if isinstance(cohere_index, str):
+                key = cohere_index
+            elif starts or not self._tool_index:
+                key = ("no index", len(self._tool_index))
+            else:
+                return len(self._tool_index) - 1
         if key not in self._tool_index:
             self._tool_index[key] = len(self._tool_index)
         return self._tool_index[key]
