@@ -41,6 +41,7 @@ from switchboard.services.table import Service
 from switchboard.upstream import scrub
 from switchboard.upstream.client import MAX_ERROR_BYTES, read_bounded
 from switchboard.upstream.egress import ONLY_PUBLIC, Egress, EgressPolicy, refusal
+from switchboard.upstream.gunzip import Gunzip
 from switchboard.upstream.request import relayed_header
 from switchboard.upstream.zstd import head as unzstd_head
 
@@ -332,9 +333,14 @@ def _decompressed(body: bytes, encoding: str, limit: int) -> bytes | None:
 
 
 def _inflated(body: bytes, limit: int) -> bytes | None:
-    """``body`` decompressed (at most ``limit`` bytes) as gzip or deflate (zlib or raw), else
-    None when it does not decompress."""
-    for wbits in (zlib.MAX_WBITS | 32, -zlib.MAX_WBITS):  # gzip or zlib header; raw deflate
+    """``body`` decompressed (at most ``limit`` bytes) as gzip (every member: upstream/gunzip.py)
+    or deflate (zlib or raw), else None when it does not decompress."""
+    try:
+        if body.startswith(b"\x1f\x8b"):  # gzip's magic
+            return Gunzip().decompress(body, limit)
+    except zlib.error:
+        return None
+    for wbits in (zlib.MAX_WBITS, -zlib.MAX_WBITS):  # zlib header; raw deflate
         try:
             return zlib.decompressobj(wbits).decompress(body, limit)
         except zlib.error:
