@@ -763,22 +763,37 @@ class _Tunnel(asyncio.Protocol):
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.answer: asyncio.Future[tuple[int, str]] = loop.create_future()
         self._buffer = b""
+        self._heads = 0  # the interim (1xx) heads read past, at most MAX_INTERIM
 
     def data_received(self, data: bytes) -> None:
         if self.answer.done():
             return
         self._buffer += data
+        while not self.answer.done() and self._head():
+            pass
+
+    def _head(self) -> bool:
+        """Read the answer's next head if it is all in (False: not yet): an interim one (100
+        Continue, 103) is read past, as in any answer; the first other one is the proxy's answer."""
         end = self._buffer.find(b"\r\n\r\n")
         if end < 0:
             if len(self._buffer) > MAX_HEAD_BYTES:
                 self.answer.set_exception(BadResponse("its answer to CONNECT never ended"))
-            return
+            return False
         line = self._buffer[:end].split(b"\r\n", 1)[0].decode("latin-1")
         parts = line.split(" ", 2)
         if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
             self.answer.set_exception(BadResponse("its answer to CONNECT is not HTTP"))
-            return
-        self.answer.set_result((int(parts[1]), parts[2].strip()[:100] if len(parts) > 2 else ""))
+            return True
+        status = int(parts[1])
+        if 100 <= status < 200 and status != 101:
+            self._heads += 1
+            if self._heads > MAX_INTERIM:
+                self.answer.set_exception(BadResponse(f"over {MAX_INTERIM} interim answers to CONNECT"))
+            self._buffer = self._buffer[end + 4:]
+            return True
+        self.answer.set_result((status, parts[2].strip()[:100] if len(parts) > 2 else ""))
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.answer.done():

@@ -1680,3 +1680,23 @@ async def test_a_json_body_on_a_stream_is_read_whole_and_scrubbed() -> None:
         stream = await client.open_stream(request, None)
         got = await stream.json_body()
     assert got is not None and b"sk-secret" not in got and b"invalid_request_error" in got
+
+
+@pytest.mark.parametrize("split", [None, 1, 7])
+async def test_a_proxy_answering_connect_with_interim_heads_first_is_read_to_its_answer(
+        split: int | None) -> None:
+    """A proxy may send 100 Continue (or 103) before its answer to CONNECT: read past, as in any
+    answer; it was taken for the answer (a refusal of the tunnel)."""
+    data = (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+            b"HTTP/1.1 200 Connection established\r\n\r\n")
+    tunnel = http1._Tunnel(asyncio.get_running_loop())
+    for i in range(0, len(data), split or len(data)):
+        tunnel.data_received(data[i:i + (split or len(data))])
+    assert tunnel.answer.result() == (200, "Connection established")
+
+
+async def test_a_proxy_that_never_gets_past_interim_heads_is_refused() -> None:
+    tunnel = http1._Tunnel(asyncio.get_running_loop())
+    tunnel.data_received(b"HTTP/1.1 100 Continue\r\n\r\n" * (http1.MAX_INTERIM + 1))
+    with pytest.raises(http1.BadResponse, match="interim answers to CONNECT"):
+        tunnel.answer.result()
