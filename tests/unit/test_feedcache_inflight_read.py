@@ -62,3 +62,17 @@ async def test_drop_where_also_starts_a_read_of_its_own() -> None:
     after = asyncio.ensure_future(cache.get("k"))
     store.gate.set()
     assert (await before, await after) == ("enabled", "revoked")
+
+
+async def test_a_close_cancels_the_reads_an_invalidation_left_running() -> None:
+    """A read a change took out of the cache's hands still runs for the callers that wait on it:
+    closing the cache cancels it, as it does the reads still in hand (it ran to its read timeout,
+    holding the shutdown)."""
+    store = Store()
+    cache: FeedCache[str, str] = FeedCache("keys", store.load, MemoryFeed(), encode=str, decode=str, ttl=600)
+    waiting = asyncio.ensure_future(cache.get("k"))
+    await store.started.wait()
+    cache.drop("k")
+    await cache.close()
+    done, _ = await asyncio.wait([waiting], timeout=5)
+    assert waiting in done and waiting.cancelled()

@@ -118,6 +118,9 @@ class FeedCache(Generic[K, V]):
         self._clock = clock
         self._entries: dict[K, _Entry[V]] = {}
         self._pending: dict[K, asyncio.Task[V | None]] = {}
+        # Reads an invalidation took out of ``_pending`` and that still run (their callers wait
+        # on them): cancelled at close like the others.
+        self._dropped: set[asyncio.Task[V | None]] = set()
         self._generation = 0
         self._subscriptions: list[Subscription] = []
         self.lookups = 0  # store queries made, for tests and metrics
@@ -132,7 +135,7 @@ class FeedCache(Generic[K, V]):
             live = _LIVE.get(topic)
             if live is not None:
                 live.discard(self)
-        for task in list(self._pending.values()):
+        for task in [*self._pending.values(), *self._dropped]:
             task.cancel()
         subscriptions, self._subscriptions = self._subscriptions, []
         for subscription in subscriptions:
@@ -226,10 +229,10 @@ class FeedCache(Generic[K, V]):
         # A lookup under way read what may just have changed: later callers start their own.
         if key is None:
             self._entries.clear()
-            self._pending.clear()
+            self._forget(list(self._pending))
         else:
             self._entries.pop(key, None)
-            self._pending.pop(key, None)
+            self._forget([key])
 
     def drop_where(self, matches: Callable[[K], bool]) -> None:
         """Forget every entry whose key ``matches``: for a cache whose messages name a group of
@@ -238,8 +241,16 @@ class FeedCache(Generic[K, V]):
         self._generation += 1
         for key in [k for k in self._entries if matches(k)]:
             del self._entries[key]
-        for key in [k for k in self._pending if matches(k)]:
-            del self._pending[key]
+        self._forget([k for k in self._pending if matches(k)])
+
+    def _forget(self, keys: list[K]) -> None:
+        """Take the reads under way for ``keys`` out of ``_pending`` (later callers start their
+        own), kept until they end so that a close still cancels them."""
+        for key in keys:
+            task = self._pending.pop(key, None)
+            if task is not None and not task.done():
+                self._dropped.add(task)
+                task.add_done_callback(self._dropped.discard)
 
     async def changed(self, key: K) -> None:
         """The record of ``key`` changed here: forget it now (with every other cache of this
