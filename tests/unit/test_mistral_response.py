@@ -335,7 +335,10 @@ def test_html_500_page() -> None:
     ({"role": "assistant", "content": "", "tool_calls": 5}, None),
     ({"role": "assistant", "content": "", "tool_calls": ["x", {"id": "c1", "function": 5}]},
      [{"id": "c1", "type": "function", "function": {"name": "", "arguments": ""}}]),
-], ids=["message-int", "tool-calls-int", "call-and-function-of-the-wrong-type"])
+    ({"role": "assistant", "content": "",
+      "tool_calls": [{"id": "c1", "function": {"name": "now", "arguments": None}}]},
+     [{"id": "c1", "type": "function", "function": {"name": "now", "arguments": ""}}]),
+], ids=["message-int", "tool-calls-int", "call-and-function-of-the-wrong-type", "null-arguments"])
 def test_members_of_the_wrong_type_are_read_as_missing(message: Any, calls: Any) -> None:
     # A reply whose members have the wrong JSON types is read, not an AttributeError (a 500).
     out = ADAPTER.chat_response(response(choice(message), usage=USAGE), TARGET)

@@ -154,6 +154,18 @@ def test_tool_call_continuation_keeps_its_index() -> None:
     assert chunks[1]["choices"][0]["delta"]["tool_calls"] == [{"index": 0, "function": {"arguments": ": 1}"}}]
 
 
+def test_null_arguments_are_read_as_none() -> None:
+    # null is "no arguments" (as a missing member), never the text "null" in the call's JSON.
+    chunks = decode(
+        event([delta({"tool_calls": [{"id": "D681PevKs", "function": {"name": "now", "arguments": None}}]})]),
+        event([delta({"tool_calls": [{"id": "null", "function": {"name": "", "arguments": None}}]})]),
+        event([delta({}, "tool_calls")]),
+        DONE,
+    )
+    assert chunks[0]["choices"][0]["delta"]["tool_calls"][0]["function"] == {"name": "now", "arguments": ""}
+    assert chunks[1]["choices"][0]["delta"]["tool_calls"] == [{"index": 0, "function": {"arguments": ""}}]
+
+
 def test_choices_keep_their_own_tool_indices() -> None:
     call = {"id": "D681PevKs", "function": {"name": "f", "arguments": "{}"}}
     chunks = decode(

@@ -333,7 +333,11 @@ def _reasoning(content: Any) -> str:
 
 
 def _arguments(value: Any) -> str:
-    return value if isinstance(value, str) else orjson.dumps(value).decode()
+    """A call's arguments as text: an object (or other JSON value) encoded; null read as absent
+    ("", as a call without arguments), not encoded as the text "null"."""
+    if isinstance(value, str):
+        return value
+    return "" if value is None else orjson.dumps(value).decode()
 
 
 def _object(value: Any) -> JSON:
