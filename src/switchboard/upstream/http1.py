@@ -675,6 +675,16 @@ class AnswerHeaders(Mapping[str, str]):
         return f"<AnswerHeaders({list(self.items())!r})>"
 
 
+def _declared(length: bytes | None) -> int | None:
+    """A Content-Length's value. Leading zeros are legal and llhttp frames the body by the
+    value, but ``int()`` refuses text of over 4,300 digits: they are dropped first (a value
+    llhttp took has at most 20 digits once they are)."""
+    if length is None or not length.isdigit():
+        return None
+    digits = length.lstrip(b"0")
+    return int(digits or b"0") if len(digits) <= 20 else None
+
+
 class Response:
     """The answer being read; the subset of aiohttp's ClientResponse the gateway uses."""
 
@@ -684,8 +694,7 @@ class Response:
         self.status = conn.status
         assert conn.answered
         self.headers = AnswerHeaders(conn._raw)
-        length = conn.length
-        self.content_length = int(length) if length is not None and length.isdigit() else None
+        self.content_length = _declared(conn.length)
         if conn._inflate is not None:
             self.content_length = None  # the length on the wire, not of what is read
         self._media = conn.media
@@ -782,10 +791,13 @@ class _Tunnel(asyncio.Protocol):
             return False
         line = self._buffer[:end].split(b"\r\n", 1)[0].decode("latin-1")
         parts = line.split(" ", 2)
-        if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+        # A status is three ASCII digits (RFC 9112): str.isdigit alone takes "²", which int()
+        # refuses, as it does text of thousands of digits.
+        code = parts[1] if len(parts) > 1 else ""
+        if not parts[0].startswith("HTTP/") or len(code) != 3 or not (code.isascii() and code.isdigit()):
             self.answer.set_exception(BadResponse("its answer to CONNECT is not HTTP"))
             return True
-        status = int(parts[1])
+        status = int(code)
         if 100 <= status < 200 and status != 101:
             self._heads += 1
             if self._heads > MAX_INTERIM:

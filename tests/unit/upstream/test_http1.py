@@ -1085,6 +1085,21 @@ async def test_a_declared_length_over_the_limit_is_refused_before_reading() -> N
     assert up.accepted == 2  # not reused
 
 
+async def test_a_declared_length_padded_with_zeros_past_pythons_int_limit_is_read_by_its_value() -> None:
+    # Leading zeros are legal in a Content-Length; int() refuses text of over 4,300 digits.
+    padded = b"0" * 4400
+    handler = once_then_ok(b"HTTP/1.1 200 OK\r\nContent-Length: " + padded + b"2048\r\n\r\n" + b"x" * 2048)
+
+    async with Upstream(handler) as up, upstream_client(max_response_bytes=1024) as client:
+        with pytest.raises(UpstreamResponseTooLarge):
+            await asyncio.wait_for(client.send(post(up), None), SOON)
+
+    fits = b"HTTP/1.1 200 OK\r\nContent-Length: " + padded + b"5\r\n\r\nhello"
+    async with Upstream(once_then_ok(fits)) as up, upstream_client() as client:
+        answer = await asyncio.wait_for(client.send(post(up), None), SOON)
+    assert answer.status == 200 and answer.body == b"hello"
+
+
 async def test_a_chunked_body_growing_over_the_limit_is_refused() -> None:
     sent_all = asyncio.Event()
 
@@ -1699,4 +1714,16 @@ async def test_a_proxy_that_never_gets_past_interim_heads_is_refused() -> None:
     tunnel = http1._Tunnel(asyncio.get_running_loop())
     tunnel.data_received(b"HTTP/1.1 100 Continue\r\n\r\n" * (http1.MAX_INTERIM + 1))
     with pytest.raises(http1.BadResponse, match="interim answers to CONNECT"):
+        tunnel.answer.result()
+
+
+@pytest.mark.parametrize("status", [b"\xb200", b"2" * 4400, b"2000", b"20"],
+                         ids=["superscript-two", "4400-digits", "four-digits", "two-digits"])
+async def test_a_connect_answer_whose_status_is_not_three_digits_is_not_http(status: bytes) -> None:
+    # Read as latin-1, "\xb2" is "²", which str.isdigit takes and int() refuses; a status of
+    # thousands of digits is past int()'s limit: both raised out of data_received, never
+    # answering the tunnel's future (the connect then waited for its timeout).
+    tunnel = http1._Tunnel(asyncio.get_running_loop())
+    tunnel.data_received(b"HTTP/1.1 " + status + b" OK\r\n\r\n")
+    with pytest.raises(http1.BadResponse, match="not HTTP"):
         tunnel.answer.result()
