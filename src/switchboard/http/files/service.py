@@ -462,7 +462,8 @@ class FileService:
         raw = query_value(ctx, "limit") or "20"
         top = 10_000 if kind == FILE else 100
         # isdigit alone takes '²' (int() then fails: a 500) and U+0665 (an Arabic-Indic 5): ASCII digits only.
-        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= top:
+        # At most 9 digits: int() refuses more than 4300 (sys.get_int_max_str_digits).
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or not 1 <= int(raw) <= top:
             raise InvalidRequest(f"'limit' must be an integer from 1 to {top}", param="limit",
                                  code="invalid_value")
         after = query_value(ctx, "after")
