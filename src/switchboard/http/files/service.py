@@ -169,8 +169,9 @@ class FileService:
         boundary = multipart.boundary_of(ctx.headers.get("content-type"))
         declared = ctx.headers.get("content-length")
         # ASCII digits only (isdigit takes "²", which int() refuses); the HTTP server's parser
-        # refuses any other Content-Length first, this holds whichever server runs us.
-        if (declared is not None and declared.isascii() and declared.isdigit()
+        # refuses any other Content-Length first, this holds whichever server runs us. Leading
+        # zeros may make it longer than int() reads (4300 digits): the reader's limit holds then.
+        if (declared is not None and declared.isascii() and declared.isdigit() and len(declared) <= 18
                 and int(declared) > limit + MULTIPART_OVERHEAD):
             raise PayloadTooLarge(f"the upload is {declared} bytes; files may be at most {limit} bytes")
         reader = multipart.MultipartReader(ctx.receive, boundary, limit + MULTIPART_OVERHEAD)
