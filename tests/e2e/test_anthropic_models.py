@@ -48,7 +48,9 @@ def test_an_unknown_model_and_bad_paging_are_anthropic_errors(
     with pytest.raises(anthropic.NotFoundError) as missing:
         claude.models.retrieve("claude-nope")
     assert missing.value.body["error"]["type"] == "not_found_error"  # type: ignore[index]
+    # More than 4300 digits, int() refuses (it was a 500).
     for params in ({"limit": "0"}, {"limit": "1001"}, {"limit": "ten"}, {"limit": "-1"},
+                   {"limit": "9" * 4400},
                    {"after_id": "nope"}, {"after_id": "gpt-4o-mini", "before_id": "slow-model"}):
         resp = httpx.get(f"{gateway.url}/v1/models", params=params, headers=HEADERS, timeout=10)
         assert resp.status_code == 400, (params, resp.text)

@@ -171,8 +171,9 @@ def test_the_list_is_the_callers_own_newest_first_in_pages(world: World) -> None
     assert [b.id for b in before.data] == [ids[1]] and before.has_more is True
     with pytest.raises(anthropic.BadRequestError):
         client.messages.batches.list(limit=1001)
-    # '²' is a digit to str.isdigit, not to int() (it was a 500); U+0665 is an Arabic-Indic 5.
-    for limit in ("\u00b2", "\u0665", "1e1", " 5"):
+    # '²' is a digit to str.isdigit, not to int() (it was a 500); U+0665 is an Arabic-Indic 5;
+    # int() refuses more than 4300 digits (it was a 500 too).
+    for limit in ("\u00b2", "\u0665", "1e1", " 5", "9" * 4400):
         resp = httpx.get(f"{world.gateway.url}/v1/messages/batches", params={"limit": limit}, timeout=30,
                          headers={"x-api-key": client.api_key, "anthropic-version": "2023-06-01"})
         assert resp.status_code == 400, (limit, resp.text)

@@ -675,3 +675,19 @@ def test_property_name_patterns_are_bounded_and_unevaluated_beside_them_refused(
         "variables": {"type": "object", "patternProperties": {"^x": {}}, "unevaluatedProperties": False}})
     assert resp.status_code == 400, resp.text
     assert "unevaluatedProperties is not supported" in resp.json()["error"]["message"]
+
+
+def test_a_document_answers_head_as_it_answers_get(world: World) -> None:
+    """HEAD of a document is its GET without the body (as for /v1/models), not an unknown URL."""
+    name = world.sentiment_api()
+    for path in (f"/apis/{name}/openapi.json", "/apis/openapi.json"):
+        got = httpx.get(f"{world.url}{path}", headers=bearer(world.consumer_key), timeout=10)
+        head = httpx.head(f"{world.url}{path}", headers=bearer(world.consumer_key), timeout=10)
+        assert (head.status_code, got.status_code) == (200, 200), (path, head.status_code)
+        assert head.content == b""
+        assert head.headers["content-type"] == got.headers["content-type"]
+        assert head.headers["content-length"] == str(len(got.content))
+    missing = httpx.head(f"{world.url}/apis/{unique('nothing')}/openapi.json",
+                         headers=bearer(world.consumer_key), timeout=10)
+    assert missing.status_code == 404 and missing.content == b""
+    assert httpx.head(f"{world.url}/apis/{name}/openapi.json", timeout=10).status_code == 401

@@ -479,8 +479,8 @@ def test_input_items_pagination(client: openai.OpenAI) -> None:
     assert rest.has_more is False
     newest = client.responses.input_items.list(response.id, limit=1)
     assert newest.data[0].content[0].text == "message 4"  # type: ignore[union-attr]
-    # '²' is a digit to str.isdigit, not to int(): it was a 500.
-    for limit in ("\u00b2", "\u0665", "0", "101", "1e1"):
+    # '²' is a digit to str.isdigit, not to int(): it was a 500. So were more than 4300 digits.
+    for limit in ("\u00b2", "\u0665", "0", "101", "1e1", "9" * 4400):
         with pytest.raises(openai.BadRequestError) as refused:
             client.responses.input_items.list(response.id, extra_query={"limit": limit})
         assert (refused.value.code, refused.value.param) == ("invalid_value", "limit")

@@ -63,7 +63,8 @@ def page_query(raw: str) -> dict[str, Any]:
         if values:
             query[name] = values[0]
     text = query.get("limit", str(DEFAULT_LIMIT))
-    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_LIMIT:
+    # At most 9 digits: int() refuses more than 4300 (sys.get_int_max_str_digits).
+    if not (text.isascii() and text.isdigit() and len(text) <= 9) or not 1 <= int(text) <= MAX_LIMIT:
         raise InvalidRequest(f"limit: must be an integer from 1 to {MAX_LIMIT}", param="limit",
                              code="invalid_value")
     if "after_id" in query and "before_id" in query:

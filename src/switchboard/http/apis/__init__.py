@@ -13,15 +13,15 @@ __all__ = ["PREFIX", "ApiCalls", "ApiDocs", "ApiInbound", "ApiRoutes", "ApiStage
 
 
 class ApiRoutes:
-    """Dispatches ``/apis/...``: GET of a document, POST of a call; None for anything else
-    (the app's 404)."""
+    """Dispatches ``/apis/...``: GET (or HEAD, its headers only) of a document, POST of a call;
+    None for anything else (the app's 404)."""
 
     def __init__(self, call: Endpoint, docs: Endpoint) -> None:
         self.call = call
         self.docs = docs
 
     def route(self, method: str, path: str) -> Endpoint | None:
-        if method == "GET" and is_docs_path(path):
+        if method in ("GET", "HEAD") and is_docs_path(path):
             return self.docs
         if method == "POST" and call_path(path) is not None:
             return self.call

@@ -147,7 +147,8 @@ class MessageBatches:
     async def _list_message_batches(self, ctx: FilesContext, p: Principal) -> Result:
         raw = query_value(ctx, "limit") or "20"
         # ASCII digits only: isdigit also takes '²' (int() then fails: a 500) and U+0665 (a 5).
-        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
+        # At most 9 digits: int() refuses more than 4300 (sys.get_int_max_str_digits).
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or not 1 <= int(raw) <= MAX_LIMIT:
             raise InvalidRequest(f"limit: Input should be an integer from 1 to {MAX_LIMIT}", param="limit")
         before, after = query_value(ctx, "before_id"), query_value(ctx, "after_id")
         for name, value in (("before_id", before), ("after_id", after)):

@@ -169,8 +169,9 @@ class FileService:
         boundary = multipart.boundary_of(ctx.headers.get("content-type"))
         declared = ctx.headers.get("content-length")
         # ASCII digits only (isdigit takes "²", which int() refuses); the HTTP server's parser
-        # refuses any other Content-Length first, this holds whichever server runs us.
-        if (declared is not None and declared.isascii() and declared.isdigit()
+        # refuses any other Content-Length first, this holds whichever server runs us. Leading
+        # zeros may make it longer than int() reads (4300 digits): the reader's limit holds then.
+        if (declared is not None and declared.isascii() and declared.isdigit() and len(declared) <= 18
                 and int(declared) > limit + MULTIPART_OVERHEAD):
             raise PayloadTooLarge(f"the upload is {declared} bytes; files may be at most {limit} bytes")
         reader = multipart.MultipartReader(ctx.receive, boundary, limit + MULTIPART_OVERHEAD)
@@ -462,7 +463,8 @@ class FileService:
         raw = query_value(ctx, "limit") or "20"
         top = 10_000 if kind == FILE else 100
         # isdigit alone takes '²' (int() then fails: a 500) and U+0665 (an Arabic-Indic 5): ASCII digits only.
-        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= top:
+        # At most 9 digits: int() refuses more than 4300 (sys.get_int_max_str_digits).
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or not 1 <= int(raw) <= top:
             raise InvalidRequest(f"'limit' must be an integer from 1 to {top}", param="limit",
                                  code="invalid_value")
         after = query_value(ctx, "after")

@@ -257,8 +257,10 @@ class Responses:
     async def input_items(self, ctx: RequestContext, response_id: str) -> Result:
         query = _query(ctx.query)
         limit_text = query.get("limit", "20")
-        # ASCII digits only: isdigit also takes '²', which int() refuses (a 500).
-        if not (limit_text.isascii() and limit_text.isdigit()) or not 1 <= int(limit_text) <= 100:
+        # ASCII digits only: isdigit also takes '²', which int() refuses (a 500); and few of
+        # them: int() refuses more than 4300 digits (sys.get_int_max_str_digits), another 500.
+        digits = limit_text.isascii() and limit_text.isdigit() and len(limit_text) <= 9
+        if not digits or not 1 <= int(limit_text) <= 100:
             raise InvalidRequest(
                 "Invalid 'limit': expected an integer between 1 and 100.", param="limit", code="invalid_value"
             )
