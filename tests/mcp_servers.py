@@ -99,7 +99,8 @@ def malformed_app() -> object:
 
 def cutting_app() -> object:
     """A streamable-HTTP server whose tool ``midclose`` breaks its reply off: half an SSE event is
-    sent, then the connection closes. Its tool ``echo`` answers."""
+    sent, then the connection closes. Its tool ``echo`` answers; ``leaky`` refuses with the
+    credential it was sent in a JSON-RPC error, ``leaky_result`` in a tool error result."""
     from collections.abc import AsyncIterator
 
     from starlette.applications import Starlette
@@ -108,7 +109,7 @@ def cutting_app() -> object:
     from starlette.routing import Route
 
     tools = [{"name": name, "description": name, "inputSchema": {"type": "object"}}
-             for name in ("midclose", "echo", "leaky")]
+             for name in ("midclose", "echo", "leaky", "leaky_result")]
 
     async def cut() -> AsyncIterator[bytes]:
         yield b'event: message\ndata: {"jsonrpc": "2.0", "id": '
@@ -133,6 +134,11 @@ def cutting_app() -> object:
             error = {"code": -32001, "message": f"Incorrect credentials provided: {sent}",
                      "data": {"received": sent, "tail": sent[-14:]}}
             return JSONResponse({"jsonrpc": "2.0", "id": rid, "error": error}, status_code=401)
+        elif method == "tools/call" and message["params"]["name"] == "leaky_result":
+            # A tool execution error (MCP reports those in the result) quoting what was sent.
+            sent = request.headers.get("authorization", "")
+            result = {"content": [{"type": "text", "text": f"the API refused {sent}"}],
+                      "structuredContent": {"received": sent, "tail": sent[-14:]}, "isError": True}
         elif method == "tools/call":
             result = {"content": [{"type": "text", "text": "echoed"}], "isError": False}
         return JSONResponse({"jsonrpc": "2.0", "id": rid, "result": result})

@@ -1,7 +1,8 @@
 """A small MCP server written with the official SDK, run by the gateway over stdio (or, with
 ``http PORT``, over streamable HTTP): ``echo``, ``add``, ``big`` (a result of N bytes), ``crash``
 (exits the process), ``slow`` (reports progress), ``wait`` and ``cancellations`` (how many calls
-of ``wait`` were cancelled)."""
+of ``wait`` were cancelled), ``leaky`` (fails quoting the ``STDIO_TEST_TOKEN`` its environment
+holds)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import os
 import sys
 
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.types import CallToolResult, TextContent
 
 server = MCPServer("stdio-test")
 cancelled: list[float] = []
@@ -58,6 +60,13 @@ async def wait(seconds: float) -> str:
         cancelled.append(seconds)
         raise
     return "waited"
+
+
+@server.tool()
+def leaky() -> CallToolResult:
+    """Fail, quoting the credential in the environment (as "invalid token ..." answers do)."""
+    text = f"the API refused the token {os.environ.get('STDIO_TEST_TOKEN', '')}"
+    return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
 
 
 @server.tool()

@@ -271,7 +271,7 @@ class Gateway:
         ]
         if self.body_policies:  # the request log's bodies, as for model calls
             log = self.settings.request_log
-            stages.append(ServiceCaptureStage(self.body_policies, Redactor(log.redact), log.max_body_bytes,
+            stages.append(ServiceCaptureStage(self.body_policies, self._redactor(), log.max_body_bytes,
                                               lambda: self.bodies))
         return [
             *stages,
@@ -280,6 +280,12 @@ class Gateway:
                                   lambda: self.limit_cache),
             ServiceUsageStage(lambda: self.usage),
         ]
+
+    def _redactor(self) -> Redactor:
+        """What the request log's bodies and headers are redacted with: ``request_log.redact``,
+        and always the credential headers, the one carrying callers' own provider credentials
+        included (a request that does not use it, a service call say, may still carry it)."""
+        return Redactor(self.settings.request_log.redact, (self.settings.auth.caller_credentials.header,))
 
     def services_chain(self) -> Handler:
         return build_chain(self.services_stages(), self.service_proxy)
@@ -371,7 +377,7 @@ class Gateway:
         # and a request refused by the limits or budgets below is logged with its error.
         if self.body_policies:
             bodies = self.settings.request_log
-            stages.append(CaptureStage(self.body_policies, Redactor(bodies.redact), bodies.max_body_bytes,
+            stages.append(CaptureStage(self.body_policies, self._redactor(), bodies.max_body_bytes,
                                        lambda: self.bodies))
         # Cost and the usage ledger: one record per request, the attempts in it; before the limits
         # and budgets, so a request they refuse is recorded too (with its error, no attempts).
@@ -436,7 +442,7 @@ class Gateway:
         stages += [ToolRecordStage(lambda: self.usage), ToolCheckStage(self.mcp)]
         if self.body_policies:
             bodies = self.settings.request_log
-            stages.append(CaptureStage(self.body_policies, Redactor(bodies.redact), bodies.max_body_bytes,
+            stages.append(CaptureStage(self.body_policies, self._redactor(), bodies.max_body_bytes,
                                        lambda: self.bodies))
         stages.append(RateLimitStage(self.settings.limits,
                                      lambda: self.stores.limiter if self.stores is not None else None,

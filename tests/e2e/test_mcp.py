@@ -83,7 +83,7 @@ def mcp_config(upstreams: dict[str, McpUpstream], phoenix: int, otlp: OtlpReceiv
         # The tenants' own servers (registered in a test) run on this host too.
         "egress": {"allow_tenant_private_networks": True},
         "spend": {"flush_seconds": 0.1},
-        "request_log": {"bodies": [{"model": "notes__*"}]},
+        "request_log": {"bodies": [{"model": "notes__*"}, {"model": "cutting__leaky_result"}]},
         "metrics": {},
         "tracing": {"enabled": True, "endpoint": otlp.url, "export_interval_seconds": 0.1},
     }
@@ -119,6 +119,19 @@ class Deployment:
             if len(data) >= count:
                 return data
             assert time.monotonic() < deadline, f"only {len(data)} records of {count}"
+            time.sleep(0.1)
+
+    def bodies(self, key_id: str, timeout: float = 20) -> list[dict[str, Any]]:
+        """The key's request-log records with their bodies, once one of them has its response."""
+        deadline = time.monotonic() + timeout
+        while True:
+            resp = httpx.get(f"{self.gateway.url}/admin/v1/logs", headers=ADMIN, timeout=10,
+                             params={"key": key_id, "limit": 100, "include_bodies": "true"})
+            assert resp.status_code == 200, resp.text
+            data: list[dict[str, Any]] = resp.json()["data"]
+            if any(record.get("response") for record in data):
+                return data
+            assert time.monotonic() < deadline, "no body recorded"
             time.sleep(0.1)
 
     def post(self, body: Any, key: str = MASTER_KEY, raw: bytes | None = None) -> httpx.Response:
@@ -350,6 +363,25 @@ def test_a_server_error_echoing_its_credential_reaches_nobody(deployment: Deploy
     records = deployment.records(key_id, 1)
     assert CUTTING_SECRET[-14:] not in json.dumps(records) and "cutting__leaky" in json.dumps(records)
     assert CUTTING_SECRET[:14] not in deployment.gateway.process.output
+
+
+def test_a_tool_error_result_echoing_its_credential_reaches_nobody(deployment: Deployment) -> None:
+    """A tool reporting its failure as MCP does, in a result with ``isError`` (not a JSON-RPC
+    error), quoting the credential it was sent: the credential is [redacted] there too, in the
+    text and the structured content, before the result reaches the caller or the request log."""
+    key, key_id = deployment.key()
+
+    async def scenario() -> None:
+        async with session(deployment, key) as client:
+            result = await client.call_tool("cutting__leaky_result", {})
+            assert result.is_error
+            assert text_of(result) == "the API refused Bearer [redacted]"
+            assert result.structured_content == {"received": "Bearer [redacted]", "tail": "[redacted]"}
+
+    run(scenario())
+    records = deployment.bodies(key_id)
+    assert "refused Bearer [redacted]" in json.dumps(records)
+    assert CUTTING_SECRET[-14:] not in json.dumps(records)
 
 
 def test_a_busy_server_fails_fast(deployment: Deployment) -> None:

@@ -561,6 +561,30 @@ def test_roles_write_their_reach_and_members_read(
     world.label(name, "production", 1, admin=team_admin)
 
 
+def test_a_prompt_given_to_another_team_has_its_labels_moved_by_that_team_only(
+    world: World, admin: Admin, tenants: tuple[Tenant, Tenant]
+) -> None:
+    """A prompt is its team's (its latest version's): once the tenant admin saves a version of
+    it for team two, team one's admin no longer moves its labels, not even onto a version saved
+    when it was team one's, and team two's admin moves them onto any of its versions."""
+    a, _ = tenants
+    first, second = admin.as_key(a.keys["team_admin"]), admin.as_key(a.keys["team2_admin"])
+    name = unique("moved")
+    assert first.ok("POST", "/admin/v1/prompts", {"name": name, **SENTIMENT}, status=201)["team"] == a.team1
+    world.label(name, "production", 1, admin=first)
+    moved = admin.as_key(a.keys["tenant_admin"]).ok(
+        "POST", "/admin/v1/prompts", {"name": name, **SENTIMENT, "team": a.team2}, status=201)
+    assert (moved["version"], moved["team"]) == (2, a.team2)
+    world.label(name, "production", 2, admin=second)
+    refused = first.call("PUT", f"/admin/v1/prompts/{name}/labels/production", {"version": 1})
+    assert error_of(refused, 404)["code"] == "prompt_not_found"
+    assert error_of(first.call("PUT", f"/admin/v1/prompts/{name}/labels/production", None), 404)[
+        "code"] == "prompt_not_found"
+    labels = admin.as_key(a.keys["developer"]).ok("GET", f"/admin/v1/prompts/{name}/versions")["labels"]
+    assert labels == {"production": 2}
+    world.label(name, "production", 1, admin=second)  # the owner rolls back to the earlier version
+
+
 def test_another_tenants_prompt_is_not_found(
     world: World, admin: Admin, tenants: tuple[Tenant, Tenant]
 ) -> None:

@@ -461,13 +461,18 @@ def test_every_call_is_in_the_request_log_and_the_usage_report(world: World) -> 
     team = new_team()
     key = world.key(team)
     rid = f"svc-log-{uuid.uuid4().hex}"
+    # A caller's own provider credential (auth.caller_credentials.header) is a credential too.
+    own = f"sk-caller-own-{uuid.uuid4().hex}"
     assert world.call("POST", "/services/echo/orders", key, content=b'{"n": 1}',
-                      headers={"x-request-id": rid, "Content-Type": "application/json"}).status_code == 200
+                      headers={"x-request-id": rid, "Content-Type": "application/json",
+                               "x-provider-authorization": own}).status_code == 200
     record = _logged(world, rid, bodies=True)
     # The bodies, as the request-log policy keeps them: never a credential.
     assert "1" in str(record["request"]) and "/base/orders" in str(record["response"])
     assert key not in str(record)  # the caller's key: neither forwarded nor logged
     assert record["request_headers"]["content-type"] == "application/json"
+    assert record["request_headers"]["x-provider-authorization"] == "[REDACTED]"
+    assert own not in str(record["request_headers"])
     assert record["model"] == "service:echo" and record["status"] == 200
     assert record["metadata"]["operation"] == "service"
     assert record["prompt_tokens"] == 0 and record["completion_tokens"] == 0

@@ -112,6 +112,23 @@ async def test_a_command_that_fails_is_down_with_its_reason(monkeypatch: pytest.
         await registry.close()
 
 
+async def test_a_tool_error_quoting_the_servers_credential_has_it_redacted() -> None:
+    """A stdio server's credentials are its ``env``: a tool failing with one in its message (a
+    result with ``isError``) has it replaced by [redacted], as an HTTP server's headers are."""
+    secret = "stdio-token-0123456789abcdef"
+    env = {**SERVER.env, "STDIO_TEST_TOKEN": secret}
+    server = upstream(server=SERVER.model_copy(update={"env": env}))
+    server.start()
+    try:
+        assert await server.wait_up(60)
+        result = await server.request("tools/call", {"name": "leaky", "arguments": {}}, None)
+        assert result["isError"] is True
+        text = result["content"][0]["text"]
+        assert "the API refused the token [redacted]" in text and secret[-12:] not in text
+    finally:
+        await server.close()
+
+
 def test_stdio_servers_are_refused_unless_allowed() -> None:
     entry = {"name": "local", "transport": "stdio", "command": ["mcp-server"]}
     with pytest.raises(ValidationError, match=r"mcp_servers\[0\] \('local'\).*mcp.allow_stdio"):

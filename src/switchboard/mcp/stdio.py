@@ -50,10 +50,13 @@ from switchboard.mcp.upstream import (
     CLIENT_INFO,
     PROTOCOL_VERSION,
     Malformed,
+    RpcError,
     ServerBusy,
     ServerDown,
     Upstream,
     _result,
+    _scrubbed,
+    _scrubbed_result,
     server_request_reply,
     too_large,
 )
@@ -311,8 +314,16 @@ class StdioUpstream(Upstream):
             raise ServerBusy(f"the MCP server '{self.name}' is busy ({self.server.max_concurrency} calls "
                              "under way); try again shortly")
         bound = wait if wait is not None else self.server.timeout_seconds
+        # The server's credentials are its environment: what it answers is scrubbed of them, as
+        # an HTTP server's answers are of its headers (upstream.py).
         async with self._semaphore:
-            return await self._call(child, method, params, bound, notify)
+            try:
+                result = await self._call(child, method, params, bound, notify)
+            except RpcError as exc:
+                raise _scrubbed(exc, self.server.env) from None
+        if result.get("isError") is True:
+            return _scrubbed_result(result, self.server.env)
+        return result
 
     async def _call(self, child: _Child, method: str, params: Mapping[str, Any] | None,
                     wait: float, notify: Notify | None = None) -> dict[str, Any]:
@@ -381,7 +392,10 @@ class StdioUpstream(Upstream):
         child = self._child = _Child(self, process)
         child.start()
         params = {"protocolVersion": PROTOCOL_VERSION, "capabilities": {}, "clientInfo": CLIENT_INFO}
-        await self._call(child, "initialize", params, self.server.connect_timeout_seconds)
+        try:
+            await self._call(child, "initialize", params, self.server.connect_timeout_seconds)
+        except RpcError as exc:  # its message becomes last_error: logged, and told to callers
+            raise _scrubbed(exc, self.server.env) from None
         await child.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
         self.state = "up"
         self.last_error = None

@@ -249,6 +249,8 @@ class Upstream:
                     raise
                 raise AuthorizationNeeded(await refused(self.server, principal)) from None
         self._succeeded()
+        if result.get("isError") is True:  # a tool's own failure, which may quote what it was sent
+            return _scrubbed_result(result, headers)
         return result
 
     def _failed(self) -> None:
@@ -646,13 +648,31 @@ def _scrubbed(error: RpcError, headers: Mapping[str, str]) -> RpcError:
     if not needles:
         return error
     message = scrub.redact(error.message.encode(), needles).decode("utf-8", "replace")
-    data = error.data
-    if data is not None:
-        try:
-            data = orjson.loads(scrub.redact(orjson.dumps(data), needles))
-        except orjson.JSONDecodeError:  # a redaction that cut through an escape: drop the data
-            data = None
+    data = error.data if error.data is None else _redacted(error.data, needles)
     return RpcError(error.rpc_code, message, data)
+
+
+def _scrubbed_result(result: dict[str, Any], headers: Mapping[str, str]) -> dict[str, Any]:
+    """A tool's error result (``isError``: MCP reports a tool's failure in its result, not as a
+    JSON-RPC error) with every credential it was sent replaced by ``[redacted]``, as in
+    :func:`_scrubbed`: its content and structured content reach the caller, the model of a tool
+    loop and the request log."""
+    needles = scrub.forms(scrub.header_secrets(headers))
+    if not needles:
+        return result
+    redacted = _redacted(result, needles)
+    if not isinstance(redacted, dict):  # a redaction that cut through an escape: the content dropped
+        return {"content": [{"type": "text", "text": scrub.MARKER.decode()}], "isError": True}
+    return redacted
+
+
+def _redacted(value: Any, needles: list[bytes]) -> Any:
+    """``value`` (JSON) with every needle replaced; None when a redaction cut through an escape
+    and the rest is no longer JSON."""
+    try:
+        return orjson.loads(scrub.redact(orjson.dumps(value), needles))
+    except orjson.JSONDecodeError:
+        return None
 
 
 def _status_error(name: str, status: int) -> GatewayError:

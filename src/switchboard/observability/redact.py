@@ -4,7 +4,8 @@ Built once from ``request_log.redact`` (patterns compiled at start) and applied 
 it leaves the request, so the write queue and the database only ever hold redacted text:
 
 - headers: the value of every listed header (case-insensitive), and always of the credential
-  headers (``ALWAYS_REDACTED_HEADERS``), becomes ``[REDACTED]``; the patterns apply to the rest;
+  headers (``ALWAYS_REDACTED_HEADERS`` and the header of callers' own provider credentials),
+  becomes ``[REDACTED]``; the patterns apply to the rest;
 - fields: a name without a dot is a JSON key at any depth (``ssn``); a dotted name is a path from
   the top (``messages.content``), lists walked through; the whole value becomes ``[REDACTED]``;
 - patterns: searched in every string value left (keys are kept); each match becomes
@@ -16,7 +17,7 @@ it leaves the request, so the write queue and the database only ever hold redact
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from switchboard.config.schema import ALWAYS_REDACTED_HEADERS, RedactConfig, compile_pattern
@@ -26,8 +27,11 @@ REDACTED = "[REDACTED]"
 
 
 class Redactor:
-    def __init__(self, config: RedactConfig) -> None:
-        self._headers = frozenset(h.lower() for h in (*ALWAYS_REDACTED_HEADERS, *config.headers))
+    def __init__(self, config: RedactConfig, credential_headers: Iterable[str] = ()) -> None:
+        """``credential_headers``: more headers that always carry a credential (the header of
+        callers' own provider credentials, ``auth.caller_credentials.header``)."""
+        self._headers = frozenset(h.lower() for h in (*ALWAYS_REDACTED_HEADERS, *credential_headers,
+                                                      *config.headers))
         self._keys = frozenset(f for f in config.fields if "." not in f)
         # Dotted paths as a tree: {"messages": {"content": {"": True}}}; "" marks a path's end.
         self._paths: dict[str, Any] = {}

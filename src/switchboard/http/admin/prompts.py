@@ -361,11 +361,16 @@ async def set_label(
     body: LabelSet | None = None,
     tenant: TenantQuery = None,
 ) -> dict[str, Any]:
-    if body is None:  # a prompt outside the caller's reach is 404 before the body is looked at
-        await visible(request, access, name, tenant)
+    # The prompt's team is its latest version's (as for a new version), not the target's: a
+    # version saved before the prompt passed to another team is not its old team's to point at.
+    # A prompt outside the caller's reach is 404 before the body is looked at.
+    latest = await visible(request, access, name, tenant)
+    if body is None:
         raise InvalidRequest("version: required", param="version", code="missing_required_parameter")
-    target = await visible(request, access, name, tenant, version=body.version)
     store = _store(request)
+    target = await store.get(latest.tenant_id, name, version=body.version)
+    if target is None:
+        raise NotFound(f"no prompt '{name}' version {body.version}", code="prompt_not_found")
     # Read in the move itself: concurrent moves each get the version they replaced.
     previous = await store.set_label(target.tenant_id, name, label, body.version)
     if previous != body.version:  # already there: nothing written, published or audited
