@@ -466,12 +466,13 @@ def test_a_stored_servers_new_url_or_client_drops_every_users_tokens(world: Worl
     admin.ok("PATCH", path, {"description": "still the same server"}, params=scope)  # kept
     assert asyncio.run(call("whoami", {})) == "mover@idp" and deleted_audits() == []
     # Moved to another server (one that would accept any bearer token): nothing is sent there.
-    admin.ok("PATCH", path, {"url": world.math.url}, params=scope)
+    # (the client secret given again: stored secrets never follow a server to another origin)
+    admin.ok("PATCH", path, {"url": world.math.url, "oauth": oauth}, params=scope)
     must_authorize("add", {"a": 1, "b": 2})
     entry = deleted_audits()[0]
     assert entry["after"] == {"name": name, "tokens_deleted": 1, "reason": "its url changed"}
     # Back where it was: the old token is gone for good; authorizing again works.
-    admin.ok("PATCH", path, {"url": world.mcp.url}, params=scope)
+    admin.ok("PATCH", path, {"url": world.mcp.url, "oauth": oauth}, params=scope)
     must_authorize("whoami", {})
     assert len(deleted_audits()) == 1  # no user had a token any more: nothing deleted, no entry
     assert authorize(world, "mover@idp", key=key, server=name).status_code == 200
@@ -482,13 +483,18 @@ def test_a_stored_servers_new_url_or_client_drops_every_users_tokens(world: Worl
     assert deleted_audits()[0]["after"]["reason"] == "its oauth settings changed"
 
 
+def stored_oauth(world: World) -> dict[str, Any]:
+    """The OAuth settings of :func:`stored_oauth_server`, its client secret included (a change
+    moving the server to another origin gives it again)."""
+    return {"client_id": world.auth.client_id, "client_secret": CLIENT_SECRET}
+
+
 def stored_oauth_server(world: World, tenant: str) -> str:
     """A stored server (of a new tenant) for the protected MCP server; its name."""
     world.admin.ok("POST", "/admin/v1/tenants", {"id": tenant, "name": tenant}, status=201)
     name = f"rev{uuid.uuid4().hex[:6]}"
-    oauth = {"client_id": world.auth.client_id, "client_secret": CLIENT_SECRET}
     world.admin.ok("POST", "/admin/v1/mcp/servers", {"name": name, "url": world.mcp.url, "tenant": tenant,
-                                                     "oauth": oauth}, status=201)
+                                                     "oauth": stored_oauth(world)}, status=201)
     return name
 
 
@@ -507,7 +513,7 @@ def test_every_users_tokens_deleted_by_a_server_change_or_removal_are_revoked(wo
     world.auth.hold_revocations()
     try:
         started = time.monotonic()
-        world.admin.ok("PATCH", path, {"url": world.math.url}, params=scope)
+        world.admin.ok("PATCH", path, {"url": world.math.url, "oauth": stored_oauth(world)}, params=scope)
         assert time.monotonic() - started < 5  # answered while the authorization server holds
         world.auth.revocations_of(issued, count=1)
     finally:
@@ -516,7 +522,7 @@ def test_every_users_tokens_deleted_by_a_server_change_or_removal_are_revoked(wo
     assert {r.token for r in revocations} == issued and all(r.authenticated for r in revocations)
     assert all(world.auth.tokens_of(login) == set() for login in users)
     # Removed: the tokens authorized since are revoked too.
-    world.admin.ok("PATCH", path, {"url": world.mcp.url}, params=scope)
+    world.admin.ok("PATCH", path, {"url": world.mcp.url, "oauth": stored_oauth(world)}, params=scope)
     login, key = next(iter(users.items()))
     assert authorize(world, login, key=key, server=name).status_code == 200
     again = world.auth.tokens_of(login)
@@ -535,7 +541,7 @@ def test_a_change_or_removal_that_deletes_no_token_audits_no_deletion(world: Wor
     tenant = f"t-{uuid.uuid4().hex[:8]}"
     name = stored_oauth_server(world, tenant)
     path, scope = f"/admin/v1/mcp/servers/{name}", {"tenant": tenant}
-    world.admin.ok("PATCH", path, {"url": world.math.url}, params=scope)
+    world.admin.ok("PATCH", path, {"url": world.math.url, "oauth": stored_oauth(world)}, params=scope)
     world.admin.ok("DELETE", path, params=scope)
     entries = world.admin.ok("GET", "/admin/v1/audit", params={"tenant": tenant, "limit": 10})["data"]
     servers = [e["action"] for e in entries if e["action"].startswith("mcp_server.")]

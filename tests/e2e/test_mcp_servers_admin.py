@@ -103,12 +103,13 @@ def test_a_tenant_admin_registers_changes_and_removes_a_server(gateway: Gateway)
     assert error(developer.call("PATCH", f"{SERVERS}/wiki", {"description": "x"}), 403)["code"] == (
         "permission_denied")
     assert error(developer.call("POST", SERVERS, {"name": "mine", "url": "https://x.example"}), 403)
-    # Changes: the URL and headers replaced, the OAuth client secret kept when not given.
-    changed = owner.ok("PATCH", f"{SERVERS}/wiki", {"url": "https://wiki2.example/mcp",
+    # Changes: the URL (within its origin) and headers replaced, the OAuth client secret kept
+    # when not given (to another origin it must be given again: the test below).
+    changed = owner.ok("PATCH", f"{SERVERS}/wiki", {"url": "https://wiki.example/v2/mcp",
                                                    "headers": {"Authorization": ROTATED},
                                                    "oauth": {"client_id": "switchboard"}})
     assert (changed["url"], changed["headers"], changed["oauth"]["client_secret_set"]) == (
-        "https://wiki2.example/…", ["Authorization"], True)
+        "https://wiki.example/…", ["Authorization"], True)
     assert changed["description"] == "the wiki"
     off = owner.ok("PATCH", f"{SERVERS}/wiki", {"oauth": None, "headers": {}})
     assert (off["oauth"], off["headers"]) == (None, [])
@@ -177,6 +178,39 @@ def test_a_change_of_a_sealed_value_is_in_the_audit_by_name_only(gateway: Gatewa
     for text in (SECRET_HEADER, ROTATED, CLIENT_SECRET, new_secret, token, moved_token, "green"):
         assert text not in audit.text
     owner.ok("DELETE", f"{SERVERS}/vault")
+
+
+def test_stored_secrets_follow_a_server_to_another_origin_only_when_given_again(gateway: Gateway) -> None:
+    """The static headers and the OAuth client secret are never shown: a change that sends them
+    to another origin (the server's URL for the headers; the token endpoint, or the server's
+    origin it is discovered from, for the secret) must give them again, or the one changing the
+    URL could read them at a host of their choosing. A move within the origin keeps them."""
+    admin = Admin(gateway.url)
+    _, owner, _ = tenant_with_roles(admin)
+    owner.ok("POST", SERVERS, {"name": "mover", "url": "https://mcp.example/v1",
+                               "headers": {"Authorization": SECRET_HEADER},
+                               "oauth": {"client_id": "switchboard", "client_secret": CLIENT_SECRET}},
+             status=201)
+    owner.ok("PATCH", f"{SERVERS}/mover", {"url": "https://MCP.example:443/v2"})  # the same origin
+    refused = error(owner.call("PATCH", f"{SERVERS}/mover", {"url": "https://elsewhere.example/v1"}), 400)
+    assert (refused["code"], refused["param"]) == ("headers_required", "headers")
+    assert "Authorization" in refused["message"] and SECRET_HEADER not in refused["message"]
+    refused = error(owner.call("PATCH", f"{SERVERS}/mover", {
+        "url": "https://elsewhere.example/v1", "headers": {"Authorization": ROTATED}}), 400)
+    assert (refused["code"], refused["param"]) == ("client_secret_required", "oauth.client_secret")
+    refused = error(owner.call("PATCH", f"{SERVERS}/mover", {
+        "oauth": {"client_id": "switchboard", "token_url": "https://tokens.elsewhere.example/token"}}), 400)
+    assert refused["code"] == "client_secret_required"
+    for text in (SECRET_HEADER, CLIENT_SECRET):
+        assert text not in str(refused)
+    moved = owner.ok("PATCH", f"{SERVERS}/mover", {
+        "url": "https://elsewhere.example/v1", "headers": {"Authorization": ROTATED},
+        "oauth": {"client_id": "switchboard", "client_secret": "another-" + uuid.uuid4().hex}})
+    assert moved["url"] == "https://elsewhere.example/…" and moved["headers"] == ["Authorization"]
+    dropped = owner.ok("PATCH", f"{SERVERS}/mover", {"url": "https://third.example/v1", "headers": {},
+                                                     "oauth": None})
+    assert dropped["headers"] == [] and dropped["oauth"] is None
+    owner.ok("DELETE", f"{SERVERS}/mover")
 
 
 def test_global_servers_and_names_unique_among_what_a_tenant_sees(gateway: Gateway) -> None:

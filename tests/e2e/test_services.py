@@ -746,6 +746,38 @@ def test_services_managed_through_the_admin_api(world: World) -> None:
     assert fixed.status_code == 400 and fixed.json()["error"]["code"] == "service_configured"
 
 
+def test_a_service_moved_to_another_origin_takes_its_headers_only_if_given_again(world: World) -> None:
+    """Stored headers are never shown, so whoever may change a service's URL must not be able to
+    send them to a host of their choosing: a move to another scheme, host or port needs each
+    header given again (or dropped) in the same change; a move within the origin does not."""
+    name = f"moving-{uuid.uuid4().hex[:6]}"
+    services = f"{world.url}/admin/v1/services"
+    here = f"{world.upstream.url}/api"
+    elsewhere = here.replace("127.0.0.1", "localhost")  # the same server, another origin
+    created = httpx.post(services, headers=ADMIN, timeout=10, json={
+        "name": name, "url": here, "headers": {"X-Stored-Token": STORED_SECRET, "X-Other": "v1"}})
+    assert created.status_code == 201, created.text
+    within = httpx.patch(f"{services}/{name}", json={"url": here + "/v2"}, headers=ADMIN, timeout=10)
+    assert within.status_code == 200, within.text
+    for given in (None, {"X-Other": None}, {"x-other": "v2"}):
+        change: dict[str, Any] = {"url": elsewhere}
+        if given is not None:
+            change["headers"] = given
+        refused = httpx.patch(f"{services}/{name}", json=change, headers=ADMIN, timeout=10)
+        assert refused.status_code == 400, refused.text
+        error = refused.json()["error"]
+        assert (error["code"], error["param"]) == ("headers_required", "headers")
+        assert "X-Stored-Token" in error["message"] and STORED_SECRET not in refused.text
+    key = world.key(new_team())
+    assert world.call("GET", f"/services/{name}/x", key).json()["headers"]["x-stored-token"] == STORED_SECRET
+    moved = httpx.patch(f"{services}/{name}", headers=ADMIN, timeout=10,
+                        json={"url": elsewhere, "headers": {"x-stored-token": None, "X-Other": "v2"}})
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["headers"] == ["X-Other"] and moved.json()["url"] == elsewhere
+    seen = world.call("GET", f"/services/{name}/x", key).json()["headers"]
+    assert "x-stored-token" not in seen and seen["x-other"] == "v2"
+
+
 def test_a_team_named_for_a_service_must_exist_in_its_tenant(world: World) -> None:
     """A tenant or platform admin naming a team that does not exist (or is another tenant's)
     registered the service for it anyway: 404 ``team_not_found`` now, as on the other admin

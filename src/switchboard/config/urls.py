@@ -123,6 +123,20 @@ def url_origin(value: str) -> str:
     return (scheme or "").lower() + host.lower() + ("/…" if rest not in ("", "/") else "")
 
 
+def same_origin(a: str, b: str) -> bool:
+    """Whether two URLs share scheme, host and port, a default port spelt out or not
+    (``https://h`` and ``https://H:443/x`` do): where stored credentials may follow a changed URL."""
+    def origin(value: str) -> tuple[str, str, int | None]:
+        try:
+            parts = urlsplit(value)
+            port = parts.port
+        except ValueError:
+            return value, "", None  # not a URL: only the same text is the same origin
+        scheme = parts.scheme.lower()
+        return scheme, (parts.hostname or "").lower(), port or {"http": 80, "https": 443}.get(scheme)
+    return origin(a) == origin(b)
+
+
 def check_http_url(value: str, *, secret_path: bool = False) -> str:
     """``value`` if it is an absolute http(s) URL with a host; a ValueError saying why otherwise
     (never quoting its user info or query string: config check output and error answers would

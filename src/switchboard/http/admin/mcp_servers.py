@@ -42,7 +42,7 @@ from pydantic_core import PydanticCustomError
 
 from switchboard.access.roles import PLATFORM_ADMIN, Reach
 from switchboard.config.mcp import SERVER_NAME, McpServerConfig, server_name_problem
-from switchboard.config.urls import ipv4_shorthand, url_origin
+from switchboard.config.urls import ipv4_shorthand, same_origin, url_origin
 from switchboard.crypto.keyring import DecryptError, Keyring
 from switchboard.errors import Conflict, GatewayError, InvalidRequest, NotFound, PermissionDenied
 from switchboard.http.admin import audit
@@ -451,6 +451,7 @@ def _patched(request: Request, access: Access, old: McpServerRecord, body: Serve
         url = body.url
         request.app.state.services.egress.check_registered(old.tenant_id, "url", body.url,
                                                            by_platform_admin=by_platform_admin)
+    _check_secrets_given(old, was, body)
     issuer = _as_configured(old, was)  # whose tokens any deleted below are
     config = clear_settings({**old.config, **_settings(body, given)}, url)
     if "headers" in given:
@@ -471,6 +472,30 @@ def _patched(request: Request, access: Access, old: McpServerRecord, body: Serve
     opened = Opened(headers, client_secret, url)
     _validated(new, opened)
     return replace(new, sealed=seal(_keyring(request), old.id, opened)), was, opened, issuer
+
+
+def _check_secrets_given(old: McpServerRecord, was: Opened, body: ServerUpdate) -> None:
+    """Stored secrets follow a server to another origin only when the change gives them again:
+    its static headers (sent to ``url``) and its OAuth client secret (sent to the token endpoint:
+    ``oauth.token_url``, else the one the server's origin names). They are never shown, so
+    otherwise whoever may change the URL could send them to a host of their choosing."""
+    given = body.model_fields_set
+    url = body.url if body.url is not None else was.url
+    if (was.headers and "headers" not in given and url is not None and was.url is not None
+            and not same_origin(url, was.url)):
+        raise InvalidRequest(
+            "headers: the server moves to another origin; give its headers again ({} to drop them) in "
+            f"the same change: {', '.join(sorted(was.headers))}", param="headers", code="headers_required")
+    stored = old.config.get("oauth")
+    if was.client_secret is None or not isinstance(stored, dict) or ("oauth" in given and (
+            body.oauth is None or body.oauth.client_secret is not None)):
+        return  # no secret stored, OAuth turned off, or the secret given anew
+    before = str(stored.get("token_url") or was.url or "")
+    token_url = body.oauth.token_url if body.oauth is not None else stored.get("token_url")
+    if not same_origin(str(token_url or url or ""), before):
+        raise InvalidRequest("oauth.client_secret: the token endpoint moves to another origin; give the "
+                             "client secret again in the same change", param="oauth.client_secret",
+                             code="client_secret_required")
 
 
 @router.patch("/{name}", summary="Change a stored MCP server")

@@ -26,6 +26,7 @@ from switchboard.config.services import (
     ServiceTimeouts,
     check_headers,
 )
+from switchboard.config.urls import same_origin
 from switchboard.crypto.keyring import DecryptError
 from switchboard.errors import Conflict, InvalidRequest, NotFound
 from switchboard.http.admin import audit
@@ -259,6 +260,8 @@ async def _patched(request: Request, access: Access, record: ServiceRecord, body
     by_platform_admin = _by_platform_admin(access) if moved else record.by_platform_admin
     request.app.state.services.egress.check_registered(record.tenant_id, "url", settings.url,
                                                        by_platform_admin=by_platform_admin)
+    if moved and record.headers:
+        _check_headers_given(record, settings.url, body)
     headers = dict(record.headers)
     for header, value in (body.headers or {}).items():
         for existing in [h for h in headers if h.lower() == header.lower()]:
@@ -268,6 +271,21 @@ async def _patched(request: Request, access: Access, record: ServiceRecord, body
     return ServiceRecord(tenant_id=record.tenant_id, name=name, spec=_spec(settings), headers=headers,
                          created_by=record.created_by, created_at=record.created_at, updated_at=utcnow(),
                          by_platform_admin=by_platform_admin)
+
+
+def _check_headers_given(record: ServiceRecord, url: str, body: ServicePatch) -> None:
+    """A service moved to another origin (scheme, host or port) takes its stored headers there
+    only if the change gives each again (a value, or null to drop it): otherwise whoever may
+    change the URL (a team admin, say) could send credentials someone else stored to a host of
+    their choosing, and read them there, though the API never shows them."""
+    if same_origin(url, str(record.spec.get("url", ""))):
+        return
+    given = {h.lower() for h in body.headers or {}}
+    missing = sorted(h for h in record.headers if h.lower() not in given)
+    if missing:
+        raise InvalidRequest(
+            f"headers: the service moves to another origin; give its headers again (or null to drop "
+            f"them) in the same change: {', '.join(missing)}", param="headers", code="headers_required")
 
 
 def _unchanged(request: Request, record: ServiceRecord, updated: ServiceRecord, body: ServicePatch) -> bool:
