@@ -549,3 +549,40 @@ def test_an_ipv4_address_in_a_shorthand_form_is_refused_for_every_tenant(gateway
     moved = error(admin.call("PATCH", f"{SERVERS}/{name}", {"url": "http://0x7f.1:21401/mcp"}), 400)
     assert (moved["param"], moved["code"]) == ("url", "invalid_url")
     admin.ok("DELETE", f"{SERVERS}/{name}")
+
+
+def test_the_client_secret_does_not_follow_a_revocation_endpoint_to_another_origin(gateway: Gateway) -> None:
+    """The client secret authenticates the gateway at the revocation endpoint too (RFC 7009, as
+    at the token endpoint): a change that points ``oauth.revocation_url`` at another origin while
+    keeping the token endpoint must give the secret again, or it is sent there at the next
+    revocation."""
+    admin = Admin(gateway.url)
+    _, owner, _ = tenant_with_roles(admin)
+    oauth = {"client_id": "switchboard", "authorization_url": "https://auth.example/authorize",
+             "token_url": "https://auth.example/token"}
+    owner.ok("POST", SERVERS, {"name": "revoker", "url": "https://mcp.example/v1",
+                               "oauth": {**oauth, "client_secret": CLIENT_SECRET}}, status=201)
+    # Configured at another origin than the one it was discovered through: the secret given again.
+    owner.ok("PATCH", f"{SERVERS}/revoker", {"oauth": {**oauth, "revocation_url": "https://auth.example/revoke",
+                                                        "client_secret": CLIENT_SECRET}})
+    # Every endpoint the secret goes to configured: the server itself may move without it.
+    owner.ok("PATCH", f"{SERVERS}/revoker", {"url": "https://mcp2.example/v1"})
+    refused = error(owner.call("PATCH", f"{SERVERS}/revoker", {
+        "oauth": {**oauth, "revocation_url": "https://revoke.elsewhere.example/revoke"}}), 400)
+    assert (refused["code"], refused["param"]) == ("client_secret_required", "oauth.client_secret")
+
+
+def test_the_client_secret_does_not_follow_a_discovered_revocation_endpoint_to_another_origin(
+        gateway: Gateway) -> None:
+    """With ``token_url`` configured but not ``authorization_url``, the endpoints not configured
+    (the revocation endpoint among them) are read from the metadata the server's origin names: a
+    server moved to another origin names its own, and the client secret is sent there at the next
+    revocation. The move keeps the token endpoint, but must still give the secret again."""
+    admin = Admin(gateway.url)
+    _, owner, _ = tenant_with_roles(admin)
+    owner.ok("POST", SERVERS, {"name": "discovering", "url": "https://mcp.example/v1",
+                               "oauth": {"client_id": "switchboard", "client_secret": CLIENT_SECRET,
+                                         "token_url": "https://auth.example/token"}}, status=201)
+    moved = owner.call("PATCH", f"{SERVERS}/discovering", {"url": "https://elsewhere.example/v1"})
+    refused = error(moved, 400)
+    assert (refused["code"], refused["param"]) == ("client_secret_required", "oauth.client_secret")

@@ -476,9 +476,9 @@ def _patched(request: Request, access: Access, old: McpServerRecord, body: Serve
 
 def _check_secrets_given(old: McpServerRecord, was: Opened, body: ServerUpdate) -> None:
     """Stored secrets follow a server to another origin only when the change gives them again:
-    its static headers (sent to ``url``) and its OAuth client secret (sent to the token endpoint:
-    ``oauth.token_url``, else the one the server's origin names). They are never shown, so
-    otherwise whoever may change the URL could send them to a host of their choosing."""
+    its static headers (sent to ``url``) and its OAuth client secret (sent to the token and
+    revocation endpoints). They are never shown, so otherwise whoever may change the URL could
+    send them to a host of their choosing."""
     given = body.model_fields_set
     url = body.url if body.url is not None else was.url
     if (was.headers and "headers" not in given and url is not None and was.url is not None
@@ -490,12 +490,17 @@ def _check_secrets_given(old: McpServerRecord, was: Opened, body: ServerUpdate) 
     if was.client_secret is None or not isinstance(stored, dict) or ("oauth" in given and (
             body.oauth is None or body.oauth.client_secret is not None)):
         return  # no secret stored, OAuth turned off, or the secret given anew
-    before = str(stored.get("token_url") or was.url or "")
-    token_url = body.oauth.token_url if body.oauth is not None else stored.get("token_url")
-    if not same_origin(str(token_url or url or ""), before):
-        raise InvalidRequest("oauth.client_secret: the token endpoint moves to another origin; give the "
-                             "client secret again in the same change", param="oauth.client_secret",
-                             code="client_secret_required")
+    # The secret goes to the token and revocation endpoints: each configured, or discovered from
+    # the metadata the server's URL names (mcp/oauth.py, _discover).
+    after = body.oauth.model_dump() if body.oauth is not None else stored
+    for field in ("token_url", "revocation_url"):
+        before_at = stored.get(field) or was.url
+        after_at = after.get(field) or url
+        if not same_origin(str(after_at or ""), str(before_at or "")):
+            endpoint = field.removesuffix("_url")
+            raise InvalidRequest(
+                f"oauth.client_secret: its {endpoint} endpoint moves to another origin; give the client "
+                "secret again in the same change", param="oauth.client_secret", code="client_secret_required")
 
 
 @router.patch("/{name}", summary="Change a stored MCP server")
