@@ -22,6 +22,13 @@ def asker_server(name: str) -> MCPServer:
             return f"hello {answer.data.name}"
         return f"no name ({answer.action})"
 
+    @server.tool(description="Asks the user for a name, quoting the credential it was sent")
+    async def greet_leaky(ctx: Context) -> str:
+        request = ctx.request_context.request
+        sent = request.headers.get("authorization", "") if request is not None else ""
+        answer = await ctx.elicit(f"What is your name? (sent: {sent})", schema=Person)
+        return f"hello {answer.data.name}" if answer.action == "accept" else f"no name ({answer.action})"
+
     @server.tool(description="Asks the client's model")
     async def think(ctx: Context, question: str) -> str:
         message = SamplingMessage(role="user", content=TextContent(type="text", text=question))

@@ -2,7 +2,8 @@
 ``http PORT``, over streamable HTTP): ``echo``, ``add``, ``big`` (a result of N bytes), ``crash``
 (exits the process), ``slow`` (reports progress), ``wait`` and ``cancellations`` (how many calls
 of ``wait`` were cancelled), ``leaky`` (fails quoting the ``STDIO_TEST_TOKEN`` its environment
-holds)."""
+holds), ``leaky_progress`` (reports progress quoting that token, or over HTTP the Authorization
+it was sent)."""
 
 from __future__ import annotations
 
@@ -67,6 +68,17 @@ def leaky() -> CallToolResult:
     """Fail, quoting the credential in the environment (as "invalid token ..." answers do)."""
     text = f"the API refused the token {os.environ.get('STDIO_TEST_TOKEN', '')}"
     return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
+
+
+@server.tool()
+async def leaky_progress(ctx: Context) -> str:
+    """Report progress quoting the credential it was given (its environment's, or over HTTP the
+    Authorization header of the request)."""
+    request = ctx.request_context.request
+    sent = (request.headers.get("authorization", "") if request is not None
+            else os.environ.get("STDIO_TEST_TOKEN", ""))
+    await ctx.report_progress(1, 1, f"working with {sent}")
+    return "done"
 
 
 @server.tool()

@@ -49,6 +49,9 @@ ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
 STDIO_SCRIPT = str(Path(__file__).parents[1] / "mcp_stdio_server.py")
 MODEL = "gpt-4o-mini"
 STEPS = 3
+# The credentials the servers are given: "extras" in a header, "local" (stdio) in its environment.
+EXTRAS_SECRET = "mcp-extras-secret-0123456789abcdef"
+LOCAL_SECRET = "mcp-local-secret-0123456789abcdef"
 
 
 def notes(*allowed: str) -> dict[str, Any]:
@@ -121,9 +124,10 @@ def deployment(request: pytest.FixtureRequest, mock_upstream: Mock, notes_server
     config["mcp_servers"] = [
         {"name": "notes", "url": notes_server.url},
         {"name": "local", "transport": "stdio", "command": [sys.executable, STDIO_SCRIPT],
-         "env": {"PYTHONPATH": os.environ.get("PYTHONPATH", "")}, "connect_timeout_seconds": 60},
+         "env": {"PYTHONPATH": os.environ.get("PYTHONPATH", ""), "STDIO_TEST_TOKEN": LOCAL_SECRET},
+         "connect_timeout_seconds": 60},
         {"name": "down", "url": f"http://127.0.0.1:{refused_port()}/mcp", "connect_timeout_seconds": 1},
-        {"name": "extras", "url": extras_server},
+        {"name": "extras", "url": extras_server, "headers": {"Authorization": f"Bearer {EXTRAS_SECRET}"}},
     ]
     # Results are bounded below the stdio message bound (max_argument_bytes 1 MiB + 64 KiB).
     config["mcp"] = {"allow_stdio": True, "max_tool_steps": STEPS, "max_result_bytes": 65536}
@@ -443,6 +447,28 @@ def test_progress_is_relayed_from_http_and_stdio_servers(deployment: Deployment)
                 assert seen == [(1, 3, "step 1"), (2, 3, "step 2"), (3, 3, "step 3")], (name, seen)
             # Without a progress token, the same call is a plain reply.
             assert not (await client.call_tool("extras__slow", {"steps": 1})).is_error
+
+    asyncio.run(scenario())
+
+
+def test_progress_quoting_a_servers_credential_reaches_the_caller_scrubbed(deployment: Deployment) -> None:
+    """A server's progress message quoting the credential it was given (an HTTP server's header,
+    a stdio server's environment) reaches the caller with it replaced by [redacted], as its
+    answers do."""
+    key, _ = deployment.key()
+
+    async def scenario() -> None:
+        async with session(deployment, key) as client:
+            for name, seen_by_server in (("extras__leaky_progress", "Bearer [redacted]"),
+                                         ("local__leaky_progress", "[redacted]")):
+                seen: list[str | None] = []
+
+                async def progress(value: float, total: float | None, message: str | None) -> None:
+                    seen.append(message)  # noqa: B023 - used before the next loop
+
+                result = await client.call_tool(name, {}, progress_callback=progress)
+                assert "".join(getattr(c, "text", "") for c in result.content) == "done"
+                assert seen == [f"working with {seen_by_server}"], (name, seen)
 
     asyncio.run(scenario())
 

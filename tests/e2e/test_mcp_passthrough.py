@@ -28,6 +28,7 @@ from tests.services import Postgres, RedisServer
 
 ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
 TIMEOUT = 3  # mcp.client_request_timeout_seconds of the test gateways
+ASKER_SECRET = "mcp-asker-secret-0123456789abcdef"  # the header the gateway sends the server
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +56,8 @@ def deployment(request: pytest.FixtureRequest, asker: McpUpstream,
                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     config: dict[str, Any] = {
         "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
-        "mcp_servers": [{"name": "asker", "url": asker.url, "timeout_seconds": 30}],
+        "mcp_servers": [{"name": "asker", "url": asker.url, "timeout_seconds": 30,
+                         "headers": {"Authorization": f"Bearer {ASKER_SECRET}"}}],
         "mcp": {"client_request_timeout_seconds": TIMEOUT, "max_client_answer_bytes": 2048,
                 "max_pending_client_requests": 2},
     }
@@ -141,7 +143,14 @@ async def refusal(client: ClientSession, name: str, arguments: dict[str, Any]) -
 # -- through the SDK -------------------------------------------------------------------------
 
 
-def test_elicitation_answered_by_the_client_reaches_the_server(deployment: Deployment) -> None:
+@pytest.mark.parametrize(("tool", "message"), [
+    ("asker__greet", "What is your name?"),
+    # A server's request quoting the credential the gateway sent it: [redacted] there, as in
+    # the server's answers.
+    ("asker__greet_leaky", "What is your name? (sent: Bearer [redacted])"),
+])
+def test_elicitation_answered_by_the_client_reaches_the_server(deployment: Deployment, tool: str,
+                                                               message: str) -> None:
     key = deployment.key()
     asked: list[str] = []
 
@@ -151,12 +160,12 @@ def test_elicitation_answered_by_the_client_reaches_the_server(deployment: Deplo
 
     async def scenario() -> None:
         async with session(deployment, key, elicitation_callback=elicit) as client:
-            result = await client.call_tool("asker__greet", {})
+            result = await client.call_tool(tool, {})
             assert not result.is_error, text_of(result)
             assert text_of(result) == "hello Ada"
 
     asyncio.run(scenario())
-    assert asked == ["What is your name?"]
+    assert asked == [message]
 
 
 def test_sampling_and_roots_answered_by_the_client_reach_the_server(deployment: Deployment) -> None:

@@ -57,6 +57,7 @@ from switchboard.mcp.upstream import (
     _result,
     _scrubbed,
     _scrubbed_result,
+    _scrubbing,
     server_request_reply,
     too_large,
 )
@@ -314,11 +315,12 @@ class StdioUpstream(Upstream):
             raise ServerBusy(f"the MCP server '{self.name}' is busy ({self.server.max_concurrency} calls "
                              "under way); try again shortly")
         bound = wait if wait is not None else self.server.timeout_seconds
-        # The server's credentials are its environment: what it answers is scrubbed of them, as
-        # an HTTP server's answers are of its headers (upstream.py).
+        # The server's credentials are its environment: what it answers and reports (progress)
+        # is scrubbed of them, as an HTTP server's is of its headers (upstream.py).
         async with self._semaphore:
             try:
-                result = await self._call(child, method, params, bound, notify)
+                result = await self._call(child, method, params, bound,
+                                          _scrubbing(notify, self.server.env))
             except RpcError as exc:
                 raise _scrubbed(exc, self.server.env) from None
         if result.get("isError") is True:

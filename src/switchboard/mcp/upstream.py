@@ -215,7 +215,7 @@ class Upstream:
         async with self._semaphore:
             try:
                 async with asyncio.timeout(wait):
-                    result = await self._request(method, params, headers, notify)
+                    result = await self._request(method, params, headers, _scrubbing(notify, headers))
             except TimeoutError:
                 if method != "tools/call":  # a slow tool is not a down server
                     self._failed()
@@ -384,7 +384,9 @@ class Upstream:
                 # so the server does not wait (docs/mcp.md, "What is supported").
                 # Passed to the client when it can answer (mcp/passthrough.py), else refused.
                 relay = RELAY.get()
-                reply = await relay.ask(message) if relay is not None and relay.ask is not None else None
+                asked = _scrubbed_message(message, headers)
+                reply = (await relay.ask(asked) if relay is not None and relay.ask is not None
+                         and asked is not None else None)
                 await self._answer(session, headers, message, reply)
             elif "method" in message and notify is not None:
                 await notify(message)  # progress and other notifications, for the client
@@ -664,6 +666,32 @@ def _scrubbed_result(result: dict[str, Any], headers: Mapping[str, str]) -> dict
     if not isinstance(redacted, dict):  # a redaction that cut through an escape: the content dropped
         return {"content": [{"type": "text", "text": scrub.MARKER.decode()}], "isError": True}
     return redacted
+
+
+def _scrubbed_message(message: dict[str, Any], headers: Mapping[str, str]) -> dict[str, Any] | None:
+    """A server's message for the client (a notification, a request passed through) with every
+    credential it was sent replaced by ``[redacted]``, as in :func:`_scrubbed`; None when a
+    redaction cut through an escape (the message is then not passed on)."""
+    needles = scrub.forms(scrub.header_secrets(headers))
+    if not needles:
+        return message
+    redacted = _redacted(message, needles)
+    return redacted if isinstance(redacted, dict) else None
+
+
+def _scrubbing(notify: Notify | None, headers: Mapping[str, str]) -> Notify | None:
+    """``notify`` passing each message on scrubbed of the credentials the server was sent
+    (:func:`_scrubbed_message`): progress messages reach the caller as its answers do."""
+    needles = scrub.forms(scrub.header_secrets(headers)) if notify is not None else []
+    if notify is None or not needles:
+        return notify
+
+    async def scrubbed(message: dict[str, Any]) -> None:
+        redacted = _redacted(message, needles)
+        if isinstance(redacted, dict):
+            await notify(redacted)
+
+    return scrubbed
 
 
 def _redacted(value: Any, needles: list[bytes]) -> Any:
