@@ -251,7 +251,8 @@ class Gateway:
         # Plain REST services under /services/{name}/ (services/): the YAML's now, the stored ones
         # looked up (and cached) once the stores are open; one pooled session to reach them.
         self.services = ServiceTable(settings.services)
-        self.service_proxy = ServiceProxy(self.egress)
+        self.service_proxy = ServiceProxy(self.egress,
+                                          caller_credentials=settings.auth.caller_credentials.header)
         self.api_cache: ApiCache | None = None  # their records, for the request path (apis/cache.py)
         self.api_documents: DocumentCache | None = None  # their OpenAPI documents (http/apis/docs.py)
         self.catalog_cache: CatalogCache | None = None  # the portal catalog's store reads (portal/cache.py)

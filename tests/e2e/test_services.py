@@ -236,6 +236,20 @@ def test_the_callers_key_never_reaches_the_service_whichever_header_carried_it(w
     assert resp.status_code == 200 and "sk-caller-leak" not in resp.text, resp.text
 
 
+def test_the_callers_own_provider_credential_never_reaches_the_service(world: World) -> None:
+    """The header carrying a caller's own provider credential (auth.caller_credentials.header,
+    x-provider-authorization by default) is for the gateway's provider calls: a service never
+    sees it, whatever its case."""
+    key = world.key(new_team())
+    for header in ("x-provider-authorization", "X-Provider-Authorization"):
+        resp = world.call("GET", "/services/echo/hello", key,
+                          headers={header: "Bearer sk-provider-own-0123456789", "x-kept": "yes"})
+        assert resp.status_code == 200, resp.text
+        sent = resp.json()["headers"]
+        assert sent["x-kept"] == "yes" and "x-provider-authorization" not in sent, sent
+        assert "sk-provider-own" not in resp.text
+
+
 def test_headers_that_could_reroute_or_remethod_a_call_never_reach_the_service(world: World) -> None:
     """Every X-Forwarded-* header (as documented, not only the four best known), the headers some
     frameworks take as the request's real path or method (which would reach a path or a method

@@ -47,7 +47,8 @@ from switchboard.upstream.zstd import head as unzstd_head
 
 log = logging.getLogger("switchboard.services")
 
-# Never forwarded from the caller: its gateway credentials and cookies, the host it named, what
+# Never forwarded from the caller: its gateway credentials (and its own provider credential, whose
+# header the configuration names: ServiceProxy) and cookies, the host it named, what
 # the gateway sets itself, forwarding headers a caller could forge, and the headers some
 # frameworks take for the request's real path or method (a path or method the gateway never
 # checked: a GET-only service deleting).
@@ -118,7 +119,7 @@ class _Body:
                 return
 
 
-def _forwarded(ctx: ServiceContext, service: Service) -> CIMultiDict[str]:
+def _forwarded(ctx: ServiceContext, service: Service, dropped: frozenset[str]) -> CIMultiDict[str]:
     out: CIMultiDict[str] = CIMultiDict()
     # Every value of a repeated header, in the caller's order (uvicorn gives names lower-cased).
     raw = ctx.raw_headers if ctx.raw_headers is not None else [
@@ -128,7 +129,7 @@ def _forwarded(ctx: ServiceContext, service: Service) -> CIMultiDict[str]:
              for token in value.decode("latin-1").split(",")} if "connection" in ctx.headers else ()
     for raw_name, raw_value in raw:
         name = raw_name.decode("latin-1").lower()
-        if name not in _DROPPED_REQUEST and name not in named and not name.startswith(_DROPPED_PREFIXES):
+        if name not in dropped and name not in named and not name.startswith(_DROPPED_PREFIXES):
             out.add(name, relayed_header(raw_value))  # the caller's bytes, not re-encoded
     for name, value in service.headers:
         out[name] = value
@@ -157,8 +158,12 @@ class ServiceProxy:
     (their connections held to ``egress``, upstream/egress.py): no cookie jar, no environment
     proxies, no redirects, no decompression (bodies are relayed byte for byte)."""
 
-    def __init__(self, egress: EgressPolicy, max_connections: int = 1000) -> None:
+    def __init__(self, egress: EgressPolicy, max_connections: int = 1000, *,
+                 caller_credentials: str = "x-provider-authorization") -> None:
         self._egress = egress
+        # The header carrying a caller's own provider credential (auth.caller_credentials.header):
+        # for the gateway's provider calls, never forwarded to a service.
+        self._dropped = _DROPPED_REQUEST | {caller_credentials.lower()}
         self._max_connections = max_connections
         self._sessions: dict[Egress | None, aiohttp.ClientSession] = {}
 
@@ -206,7 +211,7 @@ class ServiceProxy:
             raise RequestTooLarge(f"request body exceeds the service's limit of {limit} bytes")
         body: _Body | None = None
         data: bytes | AsyncIterator[bytes] | None
-        headers = _forwarded(ctx, service)
+        headers = _forwarded(ctx, service, self._dropped)
         if first.get("more_body"):
             body = _Body(ctx, piece, limit)
             data = body.chunks()
