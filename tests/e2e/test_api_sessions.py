@@ -190,6 +190,20 @@ def test_bad_session_ids_are_400(deployment: Deployment, bad: str) -> None:
     assert resp.json()["error"]["code"] == "invalid_session_id"
 
 
+def test_a_session_id_sent_twice_is_400(deployment: Deployment) -> None:
+    """Two x-switchboard-session headers (the same id or two): which session was meant is not
+    guessed, as with a key header sent twice."""
+    api = deployment.api(sessions={})
+    key = deployment.key()
+    for ids in (("s1", "s2"), ("s1", "s1")):
+        resp = httpx.post(f"{deployment.gateway.url}/apis/{api}", json={"text": "x"}, timeout=30,
+                          headers=[("Authorization", f"Bearer {key}"), (SESSION, ids[0]), (SESSION, ids[1])])
+        assert resp.status_code == 400, resp.text
+        error = resp.json()["error"]
+        assert (error["type"], error["code"]) == ("invalid_request_error", "duplicate_header")
+        assert error["message"] == f"the '{SESSION}' header may be sent only once"
+
+
 def test_a_session_id_for_an_api_without_sessions_is_400(deployment: Deployment) -> None:
     api = deployment.api()
     resp = deployment.say(api, deployment.key(), "hi", "s1")

@@ -629,6 +629,20 @@ def test_a_key_given_twice_is_400_naming_it(gw: Gateway, key: str, query: str) -
     assert "'key' is given 2 times" in error["message"] and key not in resp.text
 
 
+@pytest.mark.parametrize("method", ["generateContent", "streamGenerateContent"])
+@pytest.mark.parametrize("query", ["alt=sse&alt=json", "alt=json&key={key}&alt=sse", "alt=sse&%61lt=sse"])
+def test_an_alt_given_twice_is_400_naming_it(gw: Gateway, key: str, method: str, query: str) -> None:
+    """Which answer format was meant is not guessed (neither the first nor the last wins), as
+    with a key given twice."""
+    resp = httpx.post(f"{gw.url}/v1beta/models/gem-via-openai:{method}?{query.format(key=key)}",
+                      json={"contents": [{"parts": [{"text": "hi"}]}]}, headers={"x-goog-api-key": key},
+                      timeout=10)
+    assert resp.status_code == 400, resp.text
+    error = resp.json()["error"]
+    assert (error["code"], error["status"]) == (400, "INVALID_ARGUMENT")
+    assert error["message"] == "the query parameter 'alt' is given 2 times; give it once"
+
+
 @pytest.mark.parametrize(
     "headers, url_key",
     [({}, None), ({"x-goog-api-key": "sk-sb-not-a-real-key"}, None), ({}, "AIzaSyNotAGatewayKey")],

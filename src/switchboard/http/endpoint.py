@@ -53,9 +53,9 @@ from switchboard.pipeline.chain import Handler
 log = logging.getLogger("switchboard.http")
 
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-# Headers whose repetition is ambiguous: which key, which body type, which id counts.
+# Headers whose repetition is ambiguous: which key, which body type, which id (request, session) counts.
 _SINGLE_VALUED = ("authorization", "x-api-key", "x-goog-api-key", "content-type", "content-encoding",
-                  "x-request-id")
+                  "x-request-id", "x-switchboard-session")
 
 # The inbound API of a request no endpoint took (count_refused): only its context needs one.
 _UNROUTED = OpenAIJson("")

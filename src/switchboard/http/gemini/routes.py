@@ -5,7 +5,7 @@ table. A key given as ``?key=`` (as Google's API allows) is moved into the ``x-g
 header before the endpoint runs, and taken out of the query string, so it is never written to
 an access log line; it counts only when no other credential header is present. Names are decoded
 as a form decodes them (``?%6Bey=`` is ``key``), and a key given twice is refused rather than one
-of them picked.
+of them picked; so is an ``alt`` given twice (``?alt=sse&alt=json``).
 """
 
 from __future__ import annotations
@@ -35,13 +35,17 @@ def is_gemini(method: str, path: str) -> bool:
 
 
 def move_query_key(scope: Scope) -> None:
-    """Raises InvalidRequest for a key given more than once: which one was meant is unknown."""
+    """Raises InvalidRequest for a key, or an ``alt`` (the answer's format), given more than
+    once: which one was meant is unknown."""
     raw: bytes = scope.get("query_string") or b""
     # Cheap for the common query (none, or ?alt=sse): "key" can only be spelt without "key="
-    # by percent-encoding some of its letters.
-    if b"key=" not in raw and b"%" not in raw:
+    # (and a second "alt" without "alt=") by percent-encoding some of its letters.
+    if b"key=" not in raw and b"%" not in raw and raw.count(b"alt=") < 2:
         return
     pairs = parse_qsl(raw.decode("latin-1"), keep_blank_values=True)
+    if (alts := sum(k == "alt" for k, _ in pairs)) > 1:
+        raise InvalidRequest(f"the query parameter 'alt' is given {alts} times; give it once",
+                             param="alt", code="duplicate_parameter")
     keys = [v for k, v in pairs if k == "key"]
     if not keys:
         return
