@@ -339,13 +339,17 @@ def _post(world: World, body: bytes, key: str | None = MASTER_KEY) -> httpx.Resp
     (orjson.dumps({"requests": [request("same"), request("same")]}), 400, "used more than once"),
     (orjson.dumps({"requests": [{"custom_id": "x y", "params": {"model": "claude"}}]}), 400, "custom_id"),
     (orjson.dumps({"requests": [{"custom_id": "x"}]}), 400, "requests.0.params: Field required"),
-    (orjson.dumps({"requests": [{"custom_id": "x", "params": {}}]}), 400, "requests.0.params.model"),
+    (orjson.dumps({"requests": [{"custom_id": "x", "params": {}}]}), 400,
+     "requests.0.params.model: Field required"),
+    *[(orjson.dumps({"requests": [{"custom_id": "x", "params": {"model": model}}]}), 400,
+       "requests.0.params.model: Input should be a non-empty string") for model in (5, "", ["claude"])],
     (orjson.dumps({"requests": [request("a")], "extra": 1}), 400, "extra: Extra inputs"),
     (orjson.dumps({"requests": [{"custom_id": f"r{i}", "params": {"model": "claude"}}
                                 for i in range(100_001)]}), 400, "at most 100000 requests"),
     (b'{"requests": [' + b" " * MAX_BODY + b"]}", 413, ""),
 ], ids=["malformed", "not-object", "no-requests", "empty", "not-list", "duplicate", "bad-custom-id",
-        "no-params", "no-model", "unknown-field", "too-many", "too-large"])
+        "no-params", "no-model", "model-number", "model-empty", "model-list", "unknown-field", "too-many",
+        "too-large"])
 def test_bad_input_is_refused_in_anthropics_error_shape(world: World, body: bytes, status: int,
                                                         said: str) -> None:
     resp = _post(world, body)

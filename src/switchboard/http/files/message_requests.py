@@ -206,8 +206,10 @@ def _request(request: Any, i: int, seen: set[str]) -> tuple[str, dict[str, Any]]
         raise InvalidRequest(f"{where}.params: Field required" if params is None
                              else f"{where}.params: Input should be an object", param=f"{where}.params")
     model = params.get("model")
-    if not isinstance(model, str) or not model:
-        raise InvalidRequest(f"{where}.params.model: Field required", param=f"{where}.params.model")
+    if not isinstance(model, str) or not model:  # worded as on /v1/messages (http/anthropic/request.py)
+        raise InvalidRequest(f"{where}.params.model: Field required" if model is None
+                             else f"{where}.params.model: Input should be a non-empty string",
+                             param=f"{where}.params.model")
     return custom_id, params
 
 
