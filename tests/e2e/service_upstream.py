@@ -14,7 +14,8 @@ lists them, oldest first) and answers:
   (br has no codec at hand), as a server answering in br would send it: unreadable as plain text.
   ``?pad=N`` adds N spaces of padding to the echo, after the request's headers; with ``?cors=1``
   it carries CORS headers of its own (``Access-Control-Allow-Origin: *``), as a service made for
-  browsers answers; with ``?ratelimit=1``, ``x-ratelimit-*`` headers of its own.
+  browsers answers; with ``?ratelimit=1``, ``x-ratelimit-*`` headers of its own (and with
+  ``?status=429`` a ``Retry-After``).
 """
 
 from __future__ import annotations
@@ -112,7 +113,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         extra += [(b"access-control-allow-origin", b"*"), (b"access-control-expose-headers", b"x-upstream")]
     if "ratelimit" in params:  # a service reporting limits of its own under the gateway's names
         extra += [(b"x-ratelimit-limit-requests", b"1000"), (b"x-ratelimit-remaining-requests", b"999"),
-                  (b"x-ratelimit-scope", b"upstream-own")]
+                  (b"x-ratelimit-reset-requests", b"30s"), (b"x-ratelimit-scope", b"upstream-own")]
+        if status == 429:
+            extra.append((b"retry-after", b"30"))
     if "pad" in params:
         echo["pad"] = " " * int(params["pad"])
     data = json.dumps(echo).encode()

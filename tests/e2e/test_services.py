@@ -458,6 +458,24 @@ def test_the_services_rate_limit_per_key(world: World) -> None:
     assert "x-ratelimit-scope" not in other.headers  # the service's own; the gateway's is on a 429
 
 
+def test_a_services_own_429_keeps_its_own_limit_headers(world: World) -> None:
+    """A 429 the service itself sends, with limit headers of its own: they describe the limit that
+    refused, and reach the caller as sent, none of the gateway's beside or in place of them. A
+    429 of the service's without any gets the gateway's, as any other answer does."""
+    key = world.key(new_team())
+    refused = world.call("GET", "/services/limited/own?status=429&ratelimit=1", key)
+    assert refused.status_code == 429 and refused.json()["path"] == "/own", refused.text
+    assert {name: refused.headers.get_list(name) for name in (
+        "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests",
+        "x-ratelimit-scope", "retry-after")} == {
+        "x-ratelimit-limit-requests": ["1000"], "x-ratelimit-remaining-requests": ["999"],
+        "x-ratelimit-reset-requests": ["30s"], "x-ratelimit-scope": ["upstream-own"], "retry-after": ["30"]}
+    bare = world.call("GET", "/services/limited/bare?status=429", key)
+    assert bare.status_code == 429 and bare.json()["path"] == "/bare", bare.text
+    assert bare.headers.get_list("x-ratelimit-limit-requests") == ["3"]
+    assert bare.headers.get_list("x-ratelimit-remaining-requests") == ["1"]
+
+
 def _logged(world: World, request_id: str, timeout: float = 20.0, *, bodies: bool = False) -> dict[str, Any]:
     """The request's record once the ledger has it (and its bodies, when ``bodies``)."""
     deadline = time.monotonic() + timeout

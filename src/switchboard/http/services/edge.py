@@ -103,6 +103,12 @@ class ServicesEndpoint:
                 # With the gateway's limit headers, none of the service's under that prefix
                 # either (its `x-ratelimit-scope` on a success would read as the gateway's).
                 limits = any(name.startswith("x-ratelimit-") for name in own)
+                if limits and ctx.reply_status == 429 and any(
+                        h[0].startswith(b"x-ratelimit-") for h in replied):
+                    # Bar the service's own 429 with limit headers of its own: those describe the
+                    # limit that refused, and are relayed as sent, none of the gateway's with them.
+                    own = {k: v for k, v in own.items() if not k.startswith("x-ratelimit-")}
+                    limits = False
                 replied = [h for h in replied if h[0].decode("latin-1") not in own
                            and not (limits and h[0].startswith(b"x-ratelimit-"))]
             headers = [*replied, *out.headers(own)]
