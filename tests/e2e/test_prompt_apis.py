@@ -658,6 +658,39 @@ def test_a_pattern_that_backtracks_without_end_is_refused_not_run(world: World) 
     assert world.call(name, {"text": "aaaa"}, key=world.owner_key).status_code == 200
 
 
+def test_many_patterns_share_one_bound_while_others_are_served(world: World) -> None:
+    """The bound on a tenant's patterns is for one validation in all: 100 patterns that each
+    backtrack without end were 100 times the bound (10 s and more, the gateway frozen)."""
+    name = unique("patterns")
+    fields = [f"f{i}" for i in range(100)]
+    slow = {"type": "string", "pattern": "^(a|a)*$"}
+    variables = {"type": "object", "properties": dict.fromkeys(fields, slow)}
+    world.prompt(name, variables=variables, messages=[{"role": "user", "content": "{{ f0 }}"}])
+    world.publish(name, prompt=name, version=1)
+    body = {f: "a" * 24 + "!" for f in fields}  # within the test's apis.max_body_bytes
+    began = time.monotonic()
+    resp = world.call(name, body, key=world.owner_key)
+    took = time.monotonic() - began
+    assert resp.status_code == 400, resp.text
+    error = resp.json()["error"]
+    assert error["code"] == "invalid_variables" and "took longer than" in error["message"], error
+    assert took < 6, f"answered after {took:.1f} s"
+    assert world.call(name, dict.fromkeys(fields, "aaaa"), key=world.owner_key).status_code == 200
+
+
+def test_an_example_is_built_without_running_a_pattern_unbounded(world: World) -> None:
+    """The OpenAPI example is tried against a tenant's pattern: with the same bounded engine (a
+    sample of 81 characters against this pattern was 2^40 steps of Python's re: a frozen
+    gateway), and the document is served without an example for that schema."""
+    name = unique("sampled")
+    variables = {"type": "object", "properties": {
+        "t": {"type": "string", "pattern": "^(x1|x1)*$", "minLength": 81, "maxLength": 81}}}
+    world.prompt(name, variables=variables, messages=[{"role": "user", "content": "{{ t }}"}])
+    world.publish(name, prompt=name, version=1)
+    assert "example" not in _request_body(world, name)
+    assert world.call(name, {"t": "x1" * 40 + "x"}, key=world.owner_key).status_code == 400
+
+
 def test_property_name_patterns_are_bounded_and_unevaluated_beside_them_refused(world: World) -> None:
     """patternProperties match a caller's property names: bounded like `pattern`; the keyword
     that would match them unbounded (unevaluatedProperties) is refused when the prompt is saved."""

@@ -23,6 +23,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import regex
+
 from switchboard.apis import schemas as jsonschemas
 from switchboard.stores.protocols import ApiRecord, PromptVersion
 
@@ -80,7 +82,8 @@ def example(schema: Any) -> Any:
     its bounds (lengths, minimum and maximum, a simple pattern); local references followed.
     None when the schema is too large to build one from."""
     try:
-        found = _example(schema, 0, schema, [_MAX_NODES])
+        with jsonschemas.patterns_bounded():  # a tenant's patterns, matched against the samples
+            found = _example(schema, 0, schema, [_MAX_NODES])
     except _Exhausted:
         return None
     return None if found is _DEEP else found
@@ -162,9 +165,9 @@ def _matches(pattern: Any, text: str) -> bool:
     if not isinstance(pattern, str):
         return True
     try:
-        return re.search(pattern, text) is not None
-    except re.error:
-        return False
+        return jsonschemas.search(pattern, text) is not None
+    except (TimeoutError, regex.error):
+        return False  # no example rather than the event loop held by a pattern that backtracks
 
 
 def _number(schema: Mapping[str, Any], kind: str) -> int | float:

@@ -11,7 +11,10 @@ the schema and rewrite its pointers to where it sits in them.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeGuard
 from urllib.parse import unquote
 
@@ -42,6 +45,9 @@ MAX_MESSAGE_CHARS = 300
 # hours (``^(a|a)*$``) holding the interpreter lock, so no deadline or thread would help. The
 # ``regex`` engine avoids most such blow-ups and stops at a timeout.
 PATTERN_SECONDS = 0.1
+# The bound is for one validation in all, not for each match: a schema of a thousand patterns
+# would otherwise hold the event loop a thousand times as long (``patterns_bounded``).
+_deadline: ContextVar[float | None] = ContextVar("_deadline", default=None)
 
 # Where Draft 2020-12 (and the drafts before it, which jsonschema still reads) holds subschemas.
 _ONE = ("items", "additionalItems", "additionalProperties", "unevaluatedItems", "unevaluatedProperties",
@@ -135,10 +141,10 @@ def _pattern(validator: Any, pattern: str, instance: Any, schema: Mapping[str, A
     if not validator.is_type(instance, "string"):
         return
     try:
-        found = regex.search(pattern, instance, timeout=PATTERN_SECONDS)
+        found = search(pattern, instance)
     except TimeoutError:
         yield JSONSCHEMA().ValidationError(f"matching the pattern {pattern[:100]!r} took longer than "
-                                         f"{PATTERN_SECONDS} s")
+                                         f"{PATTERN_SECONDS} s (all of the value's pattern matches together)")
         return
     except regex.error as exc:
         yield JSONSCHEMA().ValidationError(
@@ -146,6 +152,30 @@ def _pattern(validator: Any, pattern: str, instance: Any, schema: Mapping[str, A
         return
     if found is None:
         yield JSONSCHEMA().ValidationError(f"{instance[:100]!r} does not match {pattern[:100]!r}")
+
+
+@contextmanager
+def patterns_bounded() -> Iterator[None]:
+    """Matches of tenant or server patterns inside share ``PATTERN_SECONDS`` in all (an outer
+    bound, where one is already running, is kept)."""
+    if _deadline.get() is not None:
+        yield
+        return
+    token = _deadline.set(time.monotonic() + PATTERN_SECONDS)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def search(pattern: str, text: str) -> regex.Match[str] | None:
+    """``regex.search`` within what is left of the running bound (``PATTERN_SECONDS`` outside
+    one); TimeoutError once it is spent, regex.error for a pattern that is not one."""
+    deadline = _deadline.get()
+    left = PATTERN_SECONDS if deadline is None else deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError
+    return regex.search(pattern, text, timeout=left)
 
 
 class _PatternFailed(Exception):
@@ -156,10 +186,10 @@ def _search(pattern: str, text: str) -> bool:
     """A bounded ``re.search`` for the keywords that match property names (patternProperties,
     and additionalProperties, which skips the names they match)."""
     try:
-        return regex.search(pattern, text, timeout=PATTERN_SECONDS) is not None
+        return search(pattern, text) is not None
     except TimeoutError:
         raise _PatternFailed(f"matching the pattern {pattern[:100]!r} took longer than "
-                             f"{PATTERN_SECONDS} s") from None
+                             f"{PATTERN_SECONDS} s (all of the value's pattern matches together)") from None
     except regex.error as exc:
         raise _PatternFailed(f"the pattern {pattern[:100]!r} is not a regular expression: {exc}") from None
 
@@ -248,10 +278,13 @@ def nothing() -> Any:
 
 
 def errors(schema: Mapping[str, Any], value: Any, *,
-           formats: bool = False) -> Iterator[jsonschema.ValidationError]:
-    """The ways ``value`` fails ``schema``. A schema saved before references were checked may
-    hold one that resolves nowhere: that is one error at the root, never a fetch."""
-    try:
-        yield from validator(schema, formats=formats).iter_errors(value)
-    except REFERENCING_ERRORS().Unresolvable as exc:
-        yield JSONSCHEMA().ValidationError(f"the schema has a $ref that resolves nowhere: {str(exc)[:200]}")
+           formats: bool = False) -> list[jsonschema.ValidationError]:
+    """The ways ``value`` fails ``schema``, its patterns matched within ``PATTERN_SECONDS`` in
+    all. A schema saved before references were checked may hold one that resolves nowhere: that
+    is one error at the root, never a fetch."""
+    with patterns_bounded():
+        try:
+            return list(validator(schema, formats=formats).iter_errors(value))
+        except REFERENCING_ERRORS().Unresolvable as exc:
+            return [JSONSCHEMA().ValidationError(
+                f"the schema has a $ref that resolves nowhere: {str(exc)[:200]}")]

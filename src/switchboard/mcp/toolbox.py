@@ -24,7 +24,14 @@ from typing import Any
 
 import orjson
 
-from switchboard.apis.schemas import JSONSCHEMA, REFERENCING_ERRORS, bounded, matches_unbounded, nothing
+from switchboard.apis.schemas import (
+    JSONSCHEMA,
+    REFERENCING_ERRORS,
+    bounded,
+    matches_unbounded,
+    nothing,
+    patterns_bounded,
+)
 from switchboard.config.mcp import SEPARATOR, McpConfig
 from switchboard.context import Principal
 from switchboard.errors import GatewayError, InvalidRequest, NotFound, PayloadTooLarge, PermissionDenied
@@ -301,7 +308,8 @@ class McpToolbox:
         if validator is None:
             return
         try:
-            error = JSONSCHEMA().exceptions.best_match(validator.iter_errors(arguments))
+            with patterns_bounded():  # the schema's patterns share one bound
+                error = JSONSCHEMA().exceptions.best_match(validator.iter_errors(arguments))
         # A reference outside the schema: the server checks what it names.
         except REFERENCING_ERRORS().Unresolvable:
             return
