@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -230,6 +231,16 @@ class RequestContext:
     # stage's reservation, made with the rate limits: pipeline/limits.py's ``Rider``); taken by
     # that later stage. None: none.
     ahead: Any = None
+    # The gateway's own id of the request's usage record, which its stored bodies carry too
+    # (request_id is the caller's X-Request-Id when it sent one); made on first use (log_id()).
+    record_id: str | None = None
+
+    def log_id(self) -> str:
+        """The id joining the request's usage record and its stored bodies: random, never the
+        caller's (a colleague may send the same X-Request-Id)."""
+        if self.record_id is None:
+            self.record_id = secrets.token_hex(12)
+        return self.record_id
 
     def prompt_tokens_estimate(self, model_info: tokens.ModelInfoLike | None = None) -> int:
         """The request's prompt tokens before the call (switchboard.tokens.estimate), computed

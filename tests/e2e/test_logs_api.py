@@ -24,7 +24,7 @@ import pytest
 import sqlalchemy as sa
 
 from switchboard.stores.factory import open_database
-from switchboard.stores.sql.tables import request_bodies
+from switchboard.stores.sql.tables import request_bodies, usage_records
 from tests.e2e.sdk import ask
 from tests.e2e.test_usage import Deployment, _config, deployment  # noqa: F401 - the module's gateways
 from tests.servers import MASTER_KEY, Mock, start_gateway
@@ -82,9 +82,14 @@ def call(d: Deployment, key: str, model: str, text: str) -> str:
 
 
 async def _store_bodies(database: str, rows: list[dict[str, Any]]) -> None:
+    """Store bodies as the gateway does: each with its record's own id (log_id)."""
     engine, _ = await open_database(database)
+    u = usage_records
     try:
         async with engine.begin() as conn:
+            for row in rows:
+                row["log_id"] = (await conn.execute(sa.select(u.c.log_id).where(
+                    u.c.request_id == row["request_id"], u.c.tenant_id == row["tenant_id"]))).scalar_one()
             await conn.execute(sa.insert(request_bodies), rows)
     finally:
         await engine.dispose()

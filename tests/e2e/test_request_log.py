@@ -51,6 +51,7 @@ class Logged:
     tmp: Path
     logged_key: dict[str, Any]  # a policy keeps its bodies
     other_key: dict[str, Any]  # no policy for it
+    colleagues: tuple[dict[str, Any], dict[str, Any]]  # keys of two users of the tenant, bodies kept
 
     @property
     def database(self) -> str:
@@ -80,9 +81,9 @@ async def _get_body(database: str, request_id: str) -> RequestBody | None:
         await stores.close()
 
 
-def _key(gateway: Gateway, team: str) -> dict[str, Any]:
-    resp = httpx.post(f"{gateway.url}/admin/v1/keys", json={"models": ["*"], "team": team}, headers=ADMIN,
-                      timeout=10)
+def _key(gateway: Gateway, team: str | None = None, user: str | None = None) -> dict[str, Any]:
+    asked = {"models": ["*"], **({"team": team} if team else {}), **({"user": user} if user else {})}
+    resp = httpx.post(f"{gateway.url}/admin/v1/keys", json=asked, headers=ADMIN, timeout=10)
     assert resp.status_code == 201, resp.text
     return dict(resp.json())
 
@@ -102,9 +103,11 @@ def logged(
     # The keys first (a policy names a key by its id), then the gateway with the policy.
     first = start_gateway(config, tmp)
     logged_key, other_key = _key(first, "team-logged"), _key(first, "team-other")
+    colleagues = (_key(first, user="alice"), _key(first, user="bob"))
     first.process.stop()
     config["request_log"] = {
-        "bodies": [{"key": logged_key["id"], "request": True, "response": True, "headers": True}],
+        "bodies": [{"key": logged_key["id"], "request": True, "response": True, "headers": True},
+                   *({"key": key["id"], "request": True, "response": True} for key in colleagues)],
         "max_body_bytes": MAX_BODY,
         "redact": {
             "headers": ["X-Customer-Secret"],
@@ -115,7 +118,7 @@ def logged(
         "retention": {"days": 30, "records_days": 60, "interval_seconds": 0.3},
         "flush_seconds": 0.1,
     }
-    world = Logged(request.param, config, start_gateway(config, tmp), tmp, logged_key, other_key)
+    world = Logged(request.param, config, start_gateway(config, tmp), tmp, logged_key, other_key, colleagues)
     yield world
     world.gateway.process.stop()  # test_no_secret_reaches_the_process_log starts another
 
@@ -264,6 +267,55 @@ def test_a_request_id_sent_twice_lists_each_record_once_with_its_own_body(logged
     assert len(listed) == 2
     asked = sorted(json.loads(r["request"])["messages"][0]["content"] for r in listed)
     assert asked == ["first call", "second call"]
+
+def _own_logs(logged: Logged, key: dict[str, Any], request_id: str, count: int) -> list[dict[str, Any]]:
+    """What ``key``'s holder reads of the log for ``request_id``, once ``count`` records with
+    their bodies are listed (polled with a deadline: the ledger and the bodies are written
+    behind the response)."""
+    deadline = time.monotonic() + 20
+    while True:
+        resp = httpx.get(f"{logged.gateway.url}/admin/v1/logs", timeout=10,
+                         headers={"Authorization": f"Bearer {key['key']}"},
+                         params={"request_id": request_id, "include_bodies": "true"})
+        assert resp.status_code == 200, resp.text
+        listed: list[dict[str, Any]] = resp.json()["data"]
+        if len(listed) >= count and all("request" in r for r in listed):
+            return listed
+        assert time.monotonic() < deadline, listed
+        time.sleep(0.1)
+
+
+async def _forget_record(database: str, request_id: str, key_id: str) -> None:
+    """Delete a key's usage record of ``request_id``, its body kept: what retention does once
+    the records' age (``retention.records_days``) is shorter than the bodies' (``days``)."""
+    engine = create_engine(database)
+    try:
+        async with engine.begin() as conn:
+            u = tables.usage_records
+            await conn.execute(sa.delete(u).where(u.c.request_id == request_id, u.c.key_id == key_id))
+    finally:
+        await engine.dispose()
+
+
+def test_a_reused_request_id_never_shows_a_colleagues_body(logged: Logged) -> None:
+    # X-Request-Id is the caller's choice: a colleague may send the same one. Each user of the
+    # tenant sees its own record of that id, with its own body.
+    alice, bob = logged.colleagues
+    rid = f"reqlog-{uuid.uuid4().hex}"
+    for key in (bob, alice):
+        logged.sdk(key).chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": f"private to {key['id']}"}],
+            extra_headers={"x-request-id": rid})
+    for key in (alice, bob):
+        [record] = _own_logs(logged, key, rid, 1)
+        assert json.loads(record["request"])["messages"][0]["content"] == f"private to {key['id']}"
+    # Bob's record is gone, his body kept (records retained for less time than bodies): Alice's
+    # record is then the only one of that id, and still shows only her own body.
+    asyncio.run(_forget_record(logged.database, rid, bob["id"]))
+    [record] = _own_logs(logged, alice, rid, 1)
+    assert json.loads(record["request"])["messages"][0]["content"] == f"private to {alice['id']}"
+    assert bob["id"] not in record["request"] + (record["response"] or "")
+
 
 def test_an_embeddings_reply_is_kept_without_its_vectors(logged: Logged) -> None:
     rid = f"reqlog-{uuid.uuid4().hex}"

@@ -205,6 +205,14 @@ def test_max_output_tokens_incomplete(client: openai.OpenAI, model: str) -> None
     assert response.status == "incomplete"
     assert response.incomplete_details is not None
     assert response.incomplete_details.reason == "max_output_tokens"
+    assert client.responses.retrieve(response.id).status == "incomplete"  # stored, as sent
+    *_, last = client.responses.create(
+        model=model, input="one two three four five six seven eight nine ten " * 4, max_output_tokens=16,
+        stream=True,
+    )
+    assert last.type == "response.incomplete"
+    streamed = last.response
+    assert client.responses.retrieve(streamed.id).output_text == streamed.output_text
 
 
 def test_function_call_round_trip(client: openai.OpenAI, model: str) -> None:
@@ -635,6 +643,31 @@ def test_upstream_failure_mid_stream(client: openai.OpenAI, model: str) -> None:
     assert [event.sequence_number for event in events] == list(range(len(events)))
 
 
+def test_a_stream_that_failed_is_stored_and_can_be_continued(
+    client: openai.OpenAI, model: str, mock_upstream: Mock
+) -> None:
+    # As OpenAI keeps it: GET answers the response as response.failed carried it, status failed
+    # and its error; a later turn continues it like an incomplete one (its input and its output).
+    events = list(
+        client.responses.create(model=model, input="a longer answer please mock:fail_after=4", stream=True)
+    )
+    failed = events[-1].response  # type: ignore[union-attr]
+    assert events[-1].type == "response.failed" and failed.output_text
+    stored = client.responses.retrieve(failed.id)
+    assert stored.status == "failed" and stored.error == failed.error
+    assert stored.output_text == failed.output_text
+    [item] = client.responses.input_items.list(failed.id).data
+    assert item.content[0].text == "a longer answer please mock:fail_after=4"  # type: ignore[union-attr]
+    marker = new_marker()
+    follow = client.responses.create(
+        model=model, previous_response_id=failed.id, input=f"go on mock:capture={marker}"
+    )
+    assert follow.status == "completed"
+    [record] = captured(mock_upstream, marker)
+    sent = json.dumps(record["body"])
+    assert "a longer answer please" in sent and failed.output_text.strip() in sent
+
+
 # -- native deployments ----------------------------------------------------------------------------
 
 
@@ -1055,4 +1088,7 @@ def test_native_upstream_failures(client: openai.OpenAI, native: str) -> None:
     )
     assert [e.type for e in events][-1] == "response.failed"
     assert [e.sequence_number for e in events] == list(range(len(events)))
-    assert events[-1].response.error is not None  # type: ignore[union-attr]
+    failed = events[-1].response  # type: ignore[union-attr]
+    assert failed.error is not None
+    stored = client.responses.retrieve(failed.id)
+    assert stored.status == "failed" and stored.error == failed.error

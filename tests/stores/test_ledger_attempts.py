@@ -38,5 +38,6 @@ async def test_a_row_spooled_before_the_routing_fields_is_read_with_them_empty()
     row = usage_row(usage("old", deployment="west", attempts=ATTEMPTS))
     old = orjson.dumps(list(row[:24]))  # the first row format: 24 fields
     decoded = decode_row(old)
-    assert decoded[:24] == tuple(orjson.loads(old)) and decoded[24:] == (0, 0, 0, 0, None, None, None, None)
+    assert decoded[:24] == tuple(orjson.loads(old))
+    assert decoded[24:] == (0, 0, 0, 0, None, None, None, None, None)
     assert decode_row(orjson.dumps(row)) == tuple(orjson.loads(orjson.dumps(row)))

@@ -146,6 +146,34 @@ async def test_records_carry_every_ledger_field_and_bodies_when_asked(backend: B
     assert page.entries[0].body is None and page.entries[0].record.request_id == "a-team2"  # none stored
 
 
+async def test_a_body_joins_only_the_record_whose_own_id_it_carries(backend: Backend) -> None:
+    # A request id is the caller's X-Request-Id: two users may send the same one. Bob's body,
+    # stored nearer in time to Alice's record than to his own, still joins his record only.
+    second = timedelta(seconds=1)
+    alice = usage("shared", user_id="alice", key_id="key-alice", log_id="log-alice")
+    bob = usage("shared", user_id="bob", key_id="key-bob", log_id="log-bob", created_at=T0 + 10 * second)
+    await backend.stores.ledger.append_rows([usage_row(alice), usage_row(bob)])
+    await add_bodies(backend, [{"request_id": "shared", "created_at": T0 + second, "tenant_id": "tenant-a",
+                                "request": "bob's question", "log_id": "log-bob"}])
+    search = backend.stores.log_search
+    assert search is not None
+    for owner, body in (("alice", None), ("bob", "bob's question")):
+        page = await search.search("tenant-a", LogQuery(request_id="shared", owners=(owner,),
+                                                        include_bodies=True, **DAY))
+        [entry] = page.entries
+        assert (entry.record.user_id, entry.body.request if entry.body else None) == (owner, body)
+    # Rows written before the records carried their own id: a body joins a record of its request
+    # id only when no other record has that id.
+    await backend.stores.ledger.append_rows([usage_row(usage("old", created_at=T0 + n * second))
+                                             for n in (0, 5)] + [usage_row(usage("lone"))])
+    await add_bodies(backend, [{"request_id": rid, "created_at": T0, "tenant_id": "tenant-a", "request": rid}
+                               for rid in ("old", "lone")])
+    page = await search.search("tenant-a", LogQuery(request_id="old", include_bodies=True, **DAY))
+    assert [e.body for e in page.entries] == [None, None]
+    page = await search.search("tenant-a", LogQuery(request_id="lone", include_bodies=True, **DAY))
+    assert [e.body.request if e.body else None for e in page.entries] == ["lone"]
+
+
 async def test_a_tenant_never_sees_another_tenants_records_or_bodies(backend: Backend) -> None:
     search = await seeded(backend)
     assert await ids(search, "tenant-a", request_id="b-one") == []

@@ -187,6 +187,7 @@ class BodyCapture:
         keep = self._policies.decide(tenant, p.team_id if p else None, p.key_id if p else None, subject)
         if keep is None:
             return None
+        ctx.log_id()  # made here, on the loop: body() may run in a thread, beside the usage record
         return keep, tenant, datetime.now(UTC) - timedelta(seconds=time.perf_counter() - ctx.started)
 
     def json_text(self, raw: bytes) -> str:
@@ -265,4 +266,5 @@ class CaptureStage(BodyCapture):
                 truncated |= cut_response
         headers = redact.headers(ctx.headers) if keep.headers else None
         return RequestBody(request_id=ctx.request_id, tenant_id=capture.tenant, created_at=capture.created_at,
-                           request=request, response=response, request_headers=headers, truncated=truncated)
+                           request=request, response=response, request_headers=headers, truncated=truncated,
+                           log_id=ctx.log_id())

@@ -80,4 +80,5 @@ class ServiceCaptureStage(BodyCapture):
                 truncated |= cut_response or capture.response.truncated
         headers = redact.headers(ctx.headers) if keep.headers else None
         return RequestBody(request_id=ctx.request_id, tenant_id=capture.tenant, created_at=capture.created_at,
-                           request=request, response=response, request_headers=headers, truncated=truncated)
+                           request=request, response=response, request_headers=headers, truncated=truncated,
+                           log_id=ctx.log_id())

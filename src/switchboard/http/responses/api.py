@@ -129,7 +129,10 @@ class ResponsesAPI:
             if encoder is None:
                 encoder = StreamEncoder(self._base(ctx, answered_model(ctx)))
                 yield encoder.start()
-            yield encoder.failed(err.code, err.message)
+            data = encoder.failed(err.code, err.message)
+            if encoder.final is not None:  # stored like any other: GET answers it, status failed
+                self.responses.complete(ctx, encoder.final)
+            yield data
             return
         if encoder is None:
             encoder = StreamEncoder(self._base(ctx, answered_model(ctx)))

@@ -98,10 +98,12 @@ class StreamEncoder:
         response = fields.get("response")
         if isinstance(response, dict):
             fields["response"] = response = {**response, **self._own}
-            if event.get("type") in ("response.completed", "response.incomplete"):
+            if event.get("type") in ("response.completed", "response.incomplete", "response.failed"):
                 self.final = response
             if event.get("type") == "response.created":
                 self._base = {**response, "output": []}
+        elif event.get("type") == "response.output_item.done" and isinstance(fields.get("item"), dict):
+            self._output.append(fields["item"])  # what a failure ends the stream with (failed)
         return self.event(str(event.get("type")), **fields)
 
     def end(self) -> bytes:
@@ -114,6 +116,7 @@ class StreamEncoder:
         return b"".join(out)
 
     def failed(self, code: str | None, message: str) -> bytes:
+        """``response.failed``, ending the stream; ``final`` is the failed response, as sent."""
         out: list[bytes] = []
         self._close(out, status="incomplete")
         response = {
@@ -122,6 +125,7 @@ class StreamEncoder:
             "output": self._output,
             "error": {"code": code or "server_error", "message": message},
         }
+        self.final = response
         return b"".join(out) + self.event("response.failed", response=response)
 
     # -- items -----------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ class RequestBody:
     response: str | None = None
     request_headers: Mapping[str, str] | None = None
     truncated: bool = False
+    log_id: str | None = None  # the usage record's (UsageRecord.log_id): what the body joins it on
 
 
 @dataclass(frozen=True, slots=True)

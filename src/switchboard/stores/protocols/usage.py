@@ -55,6 +55,9 @@ class UsageRecord:
     # milliseconds spent outside the upstream calls, and inside them (every attempt's).
     overhead_ms: int | None = None
     upstream_ms: int | None = None
+    # The gateway's own id of the record, which the request's stored bodies carry (revision
+    # 0037; RequestContext.log_id): request_id is the caller's choice, not unique to it.
+    log_id: str | None = None
 
 
 # A usage record as the usage spool carries it and ``UsageLedger.append_rows`` stores it: a
@@ -67,7 +70,7 @@ USAGE_ROW = (
     "cache_read_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens", "reasoning_tokens",
     "unpriced", "ttft_ms", "stream", "error_code", "upstream_model", "tags",
     "image_input_tokens", "audio_input_tokens", "image_output_tokens", "audio_output_tokens",
-    "deployment", "attempts", "overhead_ms", "upstream_ms",
+    "deployment", "attempts", "overhead_ms", "upstream_ms", "log_id",
 )
 UsageRow = tuple[Any, ...]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -85,7 +88,7 @@ def usage_row(r: UsageRecord) -> UsageRow:
         r.unpriced, r.ttft_ms, r.stream, r.error_code, r.upstream_model, tuple(r.tags),
         r.image_input_tokens, r.audio_input_tokens, r.image_output_tokens, r.audio_output_tokens,
         r.deployment, None if r.attempts is None else [dict(a) for a in r.attempts],
-        r.overhead_ms, r.upstream_ms,
+        r.overhead_ms, r.upstream_ms, r.log_id,
     )
 
 
@@ -93,7 +96,7 @@ def usage_record(row: Sequence[Any]) -> UsageRecord:
     (rid, tenant, key, team, user, model, provider, status, prompt, completion, nano, latency,
      created, meta, cache_read, write_5m, write_1h, reasoning, unpriced, ttft, stream, error,
      upstream, tags, image_in, audio_in, image_out, audio_out, deployment, attempts, overhead,
-     upstream_ms) = row
+     upstream_ms, log_id) = row
     return UsageRecord(
         request_id=rid, tenant_id=tenant, model=model, key_id=key, team_id=team, user_id=user,
         provider=provider, status=status, prompt_tokens=prompt, completion_tokens=completion,
@@ -105,7 +108,7 @@ def usage_record(row: Sequence[Any]) -> UsageRecord:
         image_input_tokens=image_in, audio_input_tokens=audio_in, image_output_tokens=image_out,
         audio_output_tokens=audio_out,
         deployment=deployment, attempts=None if attempts is None else tuple(attempts),
-        overhead_ms=overhead, upstream_ms=upstream_ms,
+        overhead_ms=overhead, upstream_ms=upstream_ms, log_id=log_id,
     )
 
 

@@ -121,13 +121,13 @@ def _sqlite_value(row: UsageRow) -> tuple[Any, ...]:
     (rid, tenant, key, team, user, model, provider, status, prompt, completion, nano, latency,
      created, meta, cache_read, write_5m, write_1h, reasoning, unpriced, ttft, stream, error,
      upstream, tags, image_in, audio_in, image_out, audio_out, deployment, attempts, overhead,
-     upstream_ms) = row
+     upstream_ms, log_id) = row
     return (
         rid, tenant, key, team, user, model, provider, status, prompt, completion, nano, latency,
         _sqlite_time(created), _dumps(meta).decode(), cache_read, write_5m, write_1h, reasoning,
         1 if unpriced else 0, ttft, 1 if stream else 0, error, upstream,
         _dumps(tags).decode() if tags else "[]", image_in, audio_in, image_out, audio_out,
-        deployment, None if attempts is None else _dumps(attempts).decode(), overhead, upstream_ms,
+        deployment, None if attempts is None else _dumps(attempts).decode(), overhead, upstream_ms, log_id,
     )
 
 
@@ -137,7 +137,7 @@ def _postgres_value(row: UsageRow) -> tuple[Any, ...]:
         *row[:12], _EPOCH + row[12] * _MICRO, _dumps(row[13]).decode(), *row[14:18],
         bool(row[18]), row[19], bool(row[20]), row[21], row[22],
         _dumps(row[23]).decode() if row[23] else "[]", *row[24:28],
-        row[28], None if row[29] is None else _dumps(row[29]).decode(), row[30], row[31],
+        row[28], None if row[29] is None else _dumps(row[29]).decode(), row[30], row[31], row[32],
     )
 
 
@@ -272,6 +272,7 @@ def _record(row: sa.Row[Any]) -> UsageRecord:
         attempts=None if m["attempts"] is None else tuple(m["attempts"]),
         overhead_ms=m["overhead_ms"],
         upstream_ms=m["upstream_ms"],
+        log_id=m["log_id"],
     )
 
 

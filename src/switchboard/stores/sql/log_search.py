@@ -98,37 +98,30 @@ def _conditions(dialect: str, tenant_id: str | None, q: LogQuery) -> list[sa.Col
     return where
 
 
-def _apart(dialect: str, a: sa.ColumnElement[Any], c: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
-    """How far apart two timestamps are (seconds on PostgreSQL, days on SQLite: only compared)."""
-    if dialect == "postgresql":
-        return sa.func.abs(sa.extract("epoch", a - c))
-    return sa.func.abs(sa.func.julianday(a) - sa.func.julianday(c))
-
-
-def _nearer_record(dialect: str) -> sa.Exists:
-    """Another record of the body's request id is nearer in time to it than the joined one."""
+def _legacy() -> sa.ColumnElement[bool]:
+    """A body and a record written before revision 0037 (neither has a log_id): joined only when
+    no other record has the body's request id, which then cannot be another caller's."""
     other = u.alias("other")
-    return sa.exists().where(
+    alone = ~sa.exists().where(
         other.c.request_id == b.c.request_id, other.c.tenant_id == b.c.tenant_id,
         other.c.created_at != u.c.created_at,
-        _apart(dialect, other.c.created_at, b.c.created_at) < _apart(dialect, u.c.created_at, b.c.created_at),
     )
+    return sa.and_(b.c.log_id.is_(None), u.c.log_id.is_(None), alone)
 
 
 def search_statement(dialect: str, tenant_id: str | None, q: LogQuery) -> sa.Select[Any]:
     columns: list[Any] = [u]
     source: sa.FromClause = u
-    # A body joins its record on request id and tenant, never on equal times (they are read
-    # apart and can differ by milliseconds); on PostgreSQL a window around the record's time
-    # lets the join skip the partitions of other days.
-    on = sa.and_(b.c.request_id == u.c.request_id, b.c.tenant_id == u.c.tenant_id)
+    # A body joins its record on the gateway's own id of the record (log_id), never on the
+    # request id alone: that is the caller's X-Request-Id, which a colleague may send too. The
+    # request id and tenant are conditions as well, for the bodies' key index; on PostgreSQL a
+    # window around the record's time lets the join skip the partitions of other days.
+    on = sa.and_(b.c.request_id == u.c.request_id, b.c.tenant_id == u.c.tenant_id,
+                 sa.or_(b.c.log_id == u.c.log_id, _legacy()))
     if dialect == "postgresql":
         seconds = int(BODY_SLACK.total_seconds())
         slack: sa.ColumnElement[Any] = sa.literal_column(f"interval '{seconds} seconds'")
         on = sa.and_(on, b.c.created_at >= u.c.created_at - slack, b.c.created_at <= u.c.created_at + slack)
-    # A caller may send the same X-Request-Id twice: each body then joins only the record
-    # nearest to it in time, not every record of that id.
-    on = sa.and_(on, ~_nearer_record(dialect))
     if q.text is not None:
         source = u.join(b, on)
     elif q.include_bodies:

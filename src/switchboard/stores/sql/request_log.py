@@ -61,6 +61,7 @@ def _body_row(body: RequestBody) -> dict[str, Any]:
         "response": body.response,
         "request_headers": None if body.request_headers is None else dict(body.request_headers),
         "truncated": body.truncated,
+        "log_id": body.log_id,
     }
 
 
@@ -88,6 +89,7 @@ class SqlRequestLog:
         return RequestBody(
             request_id=m["request_id"], tenant_id=m["tenant_id"], created_at=created, request=m["request"],
             response=m["response"], request_headers=m["request_headers"], truncated=bool(m["truncated"]),
+            log_id=m["log_id"],
         )
 
     # -- partitions (PostgreSQL) --

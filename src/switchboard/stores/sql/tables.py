@@ -74,6 +74,8 @@ usage_records = sa.Table(
     sa.Column("upstream_ms", sa.Integer),
     # the key holds the time: PostgreSQL partitions the table by day on it (revision 0010)
     sa.PrimaryKeyConstraint("request_id", "created_at"),
+    # the gateway's own id of the record, which its stored bodies carry (revision 0037)
+    sa.Column("log_id", sa.String(32)),
 )
 
 audit_log = sa.Table(
@@ -311,6 +313,8 @@ request_bodies = sa.Table(
     sa.Column("request_headers", sa.JSON),
     sa.Column("truncated", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.PrimaryKeyConstraint("request_id", "created_at"),
+    # the usage record's log_id: what a body joins its record on (revision 0037)
+    sa.Column("log_id", sa.String(32)),
     sa.Index("ix_request_bodies_tenant_created", "tenant_id", "created_at"),
     # retention on SQLite deletes by created_at range through it (PostgreSQL drops partitions)
     sa.Index("ix_request_bodies_created", "created_at"),
