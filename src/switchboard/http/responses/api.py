@@ -129,7 +129,8 @@ class ResponsesAPI:
             if encoder is None:
                 encoder = StreamEncoder(self._base(ctx, answered_model(ctx)))
                 yield encoder.start()
-            yield encoder.failed(err.code, err.message)
+            if not encoder.failed_sent:  # else the upstream's response.failed, passed on, said it
+                yield encoder.failed(err.code, err.message)
             return
         if encoder is None:
             encoder = StreamEncoder(self._base(ctx, answered_model(ctx)))
