@@ -206,6 +206,39 @@ def test_a_responses_stream_the_upstream_breaks_is_billed_for_what_was_relayed(w
     assert record.completion_tokens == gpt_tokens("".join(received))
 
 
+def test_a_responses_stream_whose_response_failed_is_recorded_as_a_failure(world: World) -> None:
+    # OpenAI ends a stream whose response failed with response.failed (not an error event): the
+    # client gets it as sent, once; the record (and the router) count the call as failed.
+    request_id = rid()
+    events = list(responses_stream(world.openai(), request_id,
+                                   f"mock:fail_after={FAIL_AFTER} mock:failed_event=1"))
+    kinds = [e.type for e in events]
+    assert kinds[-1] == "response.failed" and kinds.count("response.failed") == 1
+    failed = events[-1].response
+    assert failed.status == "failed" and failed.error is not None
+    assert failed.error.message == "mock: injected mid-stream failure"
+    received = [e.delta for e in events if e.type == "response.output_text.delta"]
+    record = world.record(request_id)
+    assert (record.status, record.error_code) == (502, "upstream_error")
+    assert record.attempts is not None and record.attempts[-1]["status"] == 502
+    assert record.metadata.get("estimated") is True  # the failed response reported no usage
+    assert record.completion_tokens == gpt_tokens("".join(received))
+
+
+def test_a_responses_stream_whose_response_failed_before_any_output_is_retried(world: World) -> None:
+    # Only response.created and response.in_progress came before it: the client has nothing yet,
+    # so it is retried (and fails the same way each time) and answered as an error status.
+    request_id = rid()
+    with pytest.raises(openai.APIStatusError) as exc:
+        list(responses_stream(world.openai(), request_id, "mock:fail_after=2 mock:failed_event=1"))
+    assert exc.value.status_code == 502
+    assert "mock: injected mid-stream failure" in exc.value.message
+    record = world.record(request_id)
+    assert (record.status, record.error_code) == (502, "upstream_error")
+    assert record.attempts is not None and len(record.attempts) == 3  # num_retries: 2
+    assert (record.prompt_tokens, record.completion_tokens) == (0, 0)
+
+
 # -- budgets and token limits settle to the record ------------------------------------------------
 
 

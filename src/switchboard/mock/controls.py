@@ -17,6 +17,9 @@ Directives (header ``x-mock-<name>`` or text ``mock:<name>=<value>``):
                          a proxy in front of Google may add one
     error_code=CODE      the error body's code (e.g. context_length_exceeded)
     fail_after=N         in a stream, after N chunks send the provider's error event and end
+    failed_event=1       Responses API streams: the fail_after failure is a response.failed event
+                         (the response, status failed, with its error), as OpenAI ends a stream
+                         whose response failed, instead of an error event
     disconnect_after=N   in a stream, after N chunks drop the connection
     reply=WORD_WORD      the reply text (underscores become spaces)
     tool_call=NAME       answer with a call to this tool
@@ -56,6 +59,7 @@ class Controls:
     retry_header: str = ""
     error_code: str = ""
     fail_after: int = -1
+    failed_event: int = 0
     disconnect_after: int = -1
     reply: str = ""
     tool_call: str = ""

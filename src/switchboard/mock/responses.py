@@ -224,6 +224,12 @@ async def answer(
         return json_response(final)
 
     def fail() -> bytes:
+        if c.failed_event:  # as OpenAI ends a stream whose response failed
+            error = {"code": "server_error", "message": "mock: injected mid-stream failure"}
+            failed = {**final, "status": "failed", "output": [], "usage": None, "error": error,
+                      "incomplete_details": None}
+            event = {"type": "response.failed", "sequence_number": 0, "response": failed}
+            return b"event: response.failed\ndata: " + orjson.dumps(event) + b"\n\n"
         data = {
             "type": "error",
             "code": "server_error",

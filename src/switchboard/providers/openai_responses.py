@@ -151,13 +151,17 @@ class NativeDecoder(DeferredError):
     delta's chunk its text under ``OUTPUT`` (for the estimate of a stream cut before its end).
 
     An error event raises only after the events that preceded it in the same read were returned,
-    so the client receives everything the upstream sent before failing."""
+    so the client receives everything the upstream sent before failing. ``response.failed`` (how
+    OpenAI ends a stream whose response failed) is a failure too: after output it is relayed and
+    the stream then raises, so the call is recorded and reported to the router as failed (the
+    Responses encoder writes no second ``response.failed``); before any, it is an error event."""
 
     def __init__(self, target: Target, scrub: Scrub) -> None:
         self._target = target
         self._scrub = scrub
         self._parser = SSEParser(target.provider, target.max_event_bytes)
         self._ended = False
+        self._said = False  # an event past the opening ones was returned: the client may have it
         self._deferred: GatewayError | None = None
 
     def feed(self, data: bytes) -> list[JSON]:
@@ -180,7 +184,16 @@ class NativeDecoder(DeferredError):
                     raise self._taken()
                 break
             if kind == "response.failed":
-                obj["response"] = scrubbed(obj.get("response"), self._scrub)
+                obj["response"] = response = scrubbed(obj.get("response"), self._scrub)
+                said = _said(response) if isinstance(response, dict) else "error"
+                where = f"provider '{self._target.provider}'"
+                self._defer(UpstreamBadGateway(f"{where} failed mid-stream: {said}"))
+                if not self._said:  # nothing but the opening yet: as an error event
+                    if not out:
+                        raise self._taken()
+                    break
+            elif kind not in _OPENING:
+                self._said = True
             chunk: JSON = {"native": obj}
             if kind in _DELTAS and isinstance(delta := obj.get("delta"), str):
                 chunk[OUTPUT] = delta
@@ -191,6 +204,8 @@ class NativeDecoder(DeferredError):
                 if usage is not None:
                     chunk["usage"] = usage
             out.append(chunk)
+            if self._deferred is not None:  # response.failed, relayed: nothing follows it
+                break
         return out
 
     @staticmethod

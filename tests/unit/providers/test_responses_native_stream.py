@@ -37,13 +37,50 @@ def test_an_event_type_of_the_wrong_type_is_relayed_not_read(kind: Any) -> None:
     assert chunks[1]["usage"]["total_tokens"] == 5
 
 
+DELTA = {"type": "response.output_text.delta", "delta": "Hi"}
+
+
 @pytest.mark.parametrize("response", ["done", 5, ["x"]])
 def test_a_final_response_of_the_wrong_type_has_no_usage(response: Any) -> None:
     stream = decoder()
-    for kind in ("response.completed", "response.failed"):
-        [chunk] = stream.feed(sse({"type": kind, "response": response}))
-        assert chunk == {"native": {"type": kind, "response": response}}
+    [chunk] = stream.feed(sse({"type": "response.completed", "response": response}))
+    assert chunk == {"native": {"type": "response.completed", "response": response}}
     assert stream.close() == []
+    stream = decoder()  # a failed response, after some output: relayed, then the stream fails
+    chunks = stream.feed(sse(DELTA) + sse({"type": "response.failed", "response": response}))
+    assert chunks[1] == {"native": {"type": "response.failed", "response": response}}
+    with pytest.raises(UpstreamBadGateway, match=r"failed mid-stream: error$"):
+        stream.close()
+
+
+def test_a_failed_response_after_output_is_relayed_with_its_usage_then_the_stream_fails() -> None:
+    stream = decoder()
+    failed = {"type": "response.failed", "response": {
+        "status": "failed", "usage": USAGE, "error": {"code": "server_error", "message": "overloaded"}}}
+    later = {"type": "response.output_text.delta", "delta": "after the end"}
+    chunks = stream.feed(sse(DELTA) + sse(failed) + sse(later))
+    assert [c["native"] for c in chunks] == [DELTA, failed]  # nothing after it
+    assert chunks[1]["usage"]["total_tokens"] == 5
+    with pytest.raises(UpstreamBadGateway, match=r"failed mid-stream: overloaded$"):
+        stream.close()
+
+
+@pytest.mark.parametrize("together", [True, False])
+def test_a_failed_response_before_any_output_is_not_relayed(together: bool) -> None:
+    # Only the opening events came first: the failure is raised as an error event's is, so the
+    # stream is retried or answered as an error status (the client has nothing yet).
+    stream = decoder()
+    opening = sse({"type": "response.created", "response": {}}) + sse({"type": "response.in_progress"})
+    failed = sse({"type": "response.failed", "response": {"error": {"message": "overloaded"}}})
+    if together:
+        chunks = stream.feed(opening + failed)
+        assert all(NativeDecoder.says_nothing(c) for c in chunks) and len(chunks) == 2
+        with pytest.raises(UpstreamBadGateway, match=r"failed mid-stream: overloaded$"):
+            stream.close()
+    else:
+        assert len(stream.feed(opening)) == 2
+        with pytest.raises(UpstreamBadGateway, match=r"failed mid-stream: overloaded$"):
+            stream.feed(failed)
 
 
 @pytest.mark.parametrize(("event", "says"), [

@@ -36,6 +36,7 @@ from switchboard.pipeline.chain import Handler
 from switchboard.pipeline.subscription import require_approved
 from switchboard.prompts.cache import PromptCache
 from switchboard.prompts.sandbox import templates
+from switchboard.providers.counts import count
 from switchboard.stores import Stores
 from switchboard.stores.protocols import PromptVersion
 
@@ -163,14 +164,25 @@ def _variables(body: bytes) -> dict[str, Any]:
 
 
 _COUNTS = ("prompt_tokens", "completion_tokens", "total_tokens")
+_DETAILS = ("prompt_tokens_details", "completion_tokens_details")
 
 
 def _summed(before: dict[str, Any] | None, now: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Two tries' usage as one: the counts summed, and their details' (cache reads and writes,
+    reasoning, media), so each try's tokens are priced as they were billed. Counts are read as
+    the ledger reads them (providers/counts.py): one of the wrong type counts as none."""
     if not before:
         return now
     if not now:
         return before
-    return {**now, **{k: int(before.get(k) or 0) + int(now.get(k) or 0) for k in _COUNTS}}
+    summed = {**now, **{k: count(before.get(k)) + count(now.get(k)) for k in _COUNTS}}
+    for key in _DETAILS:
+        old, new = before.get(key), now.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            summed[key] = {k: count(old.get(k)) + count(new.get(k)) for k in old.keys() | new.keys()}
+        elif isinstance(old, dict):
+            summed[key] = old
+    return summed
 
 
 class OutputStage:

@@ -129,10 +129,12 @@ class ResponsesAPI:
             if encoder is None:
                 encoder = StreamEncoder(self._base(ctx, answered_model(ctx)))
                 yield encoder.start()
-            data = encoder.failed(err.code, err.message)
+            # Else the upstream's response.failed, passed on, said it (and is the final response).
+            data = b"" if encoder.failed_sent else encoder.failed(err.code, err.message)
             if encoder.final is not None:  # stored like any other: GET answers it, status failed
                 self.responses.complete(ctx, encoder.final)
-            yield data
+            if data:
+                yield data
             return
         if encoder is None:
             encoder = StreamEncoder(self._base(ctx, answered_model(ctx)))

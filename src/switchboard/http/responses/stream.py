@@ -38,7 +38,8 @@ from switchboard.http.responses.response import (
 class StreamEncoder:
     """The state of one stream: the output items so far and the one open."""
 
-    __slots__ = ("_base", "_calls", "_finish", "_open", "_output", "_own", "_seq", "_usage", "final")
+    __slots__ = ("_base", "_calls", "_finish", "_open", "_output", "_own", "_seq", "_usage", "failed_sent",
+                 "final")
 
     def __init__(self, base: JSON, own: JSON | None = None) -> None:
         self._base = base  # the response without output, status in_progress
@@ -50,6 +51,7 @@ class StreamEncoder:
         self._finish: Any = None
         self._usage: Any = None
         self.final: JSON | None = None  # the complete response once the stream ended
+        self.failed_sent = False  # a native deployment's response.failed was passed on
 
     def event(self, kind: str, **fields: Any) -> bytes:
         data = {"type": kind, "sequence_number": self._seq, **fields}
@@ -104,6 +106,8 @@ class StreamEncoder:
                 self._base = {**response, "output": []}
         elif event.get("type") == "response.output_item.done" and isinstance(fields.get("item"), dict):
             self._output.append(fields["item"])  # what a failure ends the stream with (failed)
+        if event.get("type") == "response.failed":
+            self.failed_sent = True
         return self.event(str(event.get("type")), **fields)
 
     def end(self) -> bytes:
