@@ -299,6 +299,9 @@ _REFUSALS: tuple[tuple[type[jwt.PyJWTError], str, str], ...] = (
 )
 
 
+_TIMES = ("exp", "nbf", "iat")  # the claims that are times (NumericDate)
+
+
 def _refusal(exc: jwt.PyJWTError) -> TokenRefused:
     if isinstance(exc, jwt.MissingRequiredClaimError):
         if exc.claim == "aud":
@@ -439,6 +442,12 @@ class OidcVerifier:
             ) from None
         except jwt.PyJWTError as exc:
             raise _refusal(exc) from None
+        for name in _TIMES:
+            # A NumericDate is a JSON number (RFC 7519). PyJWT also takes digits as text, which
+            # the comparisons below (and a revocation's, of iat) cannot use.
+            value = claims.get(name)
+            if value is not None and (not isinstance(value, int | float) or isinstance(value, bool)):
+                raise TokenRefused("token_claims_invalid", f"the token's '{name}' claim is not a number")
         principal = self._principal(issuer, claims)
         if self.regions is not None:
             principal.allowed_regions = await self.regions(principal.tenant_id, principal.team_id)
