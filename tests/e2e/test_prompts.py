@@ -350,6 +350,17 @@ def test_the_sandbox_refuses_internals_and_bounds_loops_and_output(world: World,
         assert expected in error["message"] or "undefined" in error["message"], (template, error)
 
 
+def test_infinite_numbers_render(world: World, admin: Admin) -> None:
+    """A constant Jinja folds when compiling is written into the compiled code as it prints, so
+    an infinite one was the name ``inf``, undefined there: every render of the template was a
+    500."""
+    name = unique("numbers")
+    template = "{% set a = 'inf'|float %}{{ a }} {{ ('nan'|float) + 1 }} {{ -1e999 }} {{ text }}"
+    world.create(name, messages=[{"role": "user", "content": template}])
+    shown = admin.ok("POST", f"/admin/v1/prompts/{name}/render", {"variables": {"text": "hi"}})
+    assert shown["messages"][0]["content"] == "inf nan -inf hi"
+
+
 # A macro calling itself twice, as deep as the caller asks: no loop, no output, 2^depth calls.
 RECURSION = ("{% macro f(n) %}{% if n > 0 %}{{ f(n-1) }}{{ f(n-1) }}{% endif %}{% endmacro %}"
              "Depth {{ f(depth) }}")

@@ -449,6 +449,13 @@ def _bounded_filter(name: str, function: Callable[..., Any]) -> Callable[..., An
 
 
 class _Generator(CodeGenerator):
+    def visit_Template(self, node: nodes.Template, frame: Any = None) -> None:
+        # A constant folded at compile time is written as its repr, so a float that is not
+        # finite ('inf'|float, 1e999, [1e999] in a set) is written as ``inf`` or ``nan``: names
+        # the compiled module then needs (every render of such a template was a NameError).
+        self.writeline("inf, nan = float('inf'), float('nan')")
+        super().visit_Template(node, frame)
+
     def visit_Concat(self, node: nodes.Concat, frame: Any) -> None:
         self.write("environment.concat((")
         for arg in node.nodes:
