@@ -361,6 +361,18 @@ def test_infinite_numbers_render(world: World, admin: Admin) -> None:
     assert shown["messages"][0]["content"] == "inf nan -inf hi"
 
 
+def test_a_filter_given_the_wrong_kind_of_value_is_a_400(world: World, admin: Admin) -> None:
+    """``xmlattr`` wants a mapping, ``truncate`` a length of at least its ellipsis: otherwise each
+    raised what no render failure covered (a 500); it is the template's failure, 400."""
+    name = unique("filters")
+    for version, template in enumerate(["<p{{ text|xmlattr }}>", "{{ text|truncate(1) }}"], start=1):
+        world.create(name, messages=[{"role": "user", "content": template}])
+        resp = admin.call("POST", f"/admin/v1/prompts/{name}/render",
+                          {"variables": {"text": "hi there"}, "version": version})
+        error = error_of(resp, 400)
+        assert error["code"] == "prompt_render_failed" and "messages[0]" in error["message"], error
+
+
 # A macro calling itself twice, as deep as the caller asks: no loop, no output, 2^depth calls.
 RECURSION = ("{% macro f(n) %}{% if n > 0 %}{{ f(n-1) }}{{ f(n-1) }}{% endif %}{% endmacro %}"
              "Depth {{ f(depth) }}")

@@ -581,8 +581,10 @@ def _failure(index: int, exc: BaseException) -> RenderError:
     return RenderError(f"messages[{index}]: {type(exc).__name__}: {str(exc)[:300]}", param="prompt")
 
 
+# AttributeError, AssertionError: a filter given a value it cannot take (``'a'|xmlattr``, not a
+# mapping; ``truncate(1)``, shorter than its ellipsis).
 _FAILURES = (SecurityError, TemplateError, TypeError, ValueError, ArithmeticError, LookupError,
-             RecursionError, MemoryError)
+             AttributeError, AssertionError, RecursionError, MemoryError)
 
 
 def render(version: PromptVersion, variables: Mapping[str, Any], *,
