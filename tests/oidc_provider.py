@@ -249,6 +249,10 @@ def bad_tokens(idp: IdentityProvider, person: dict[str, Any]) -> dict[str, tuple
         "no exp": (idp.token(exp=None, **person), "token_claims_invalid"),
         "exp not a number": (idp.token(exp="tomorrow", **person), "token_claims_invalid"),
         "nbf not a number": (idp.token(nbf=[1], **person), "token_claims_invalid"),
+        # A NumericDate is a JSON number (RFC 7519): PyJWT reads a digit string too, the gateway not.
+        "exp as text": (idp.token(exp=str(int(good["exp"])), **person), "token_claims_invalid"),
+        "nbf as text": (idp.token(nbf=str(int(good["iat"])), **person), "token_claims_invalid"),
+        "iat as text": (idp.token(iat=str(int(good["iat"])), **person), "token_claims_invalid"),
         "no user claim": (idp.token(**{**person, "preferred_username": None}), "token_claims_invalid"),
     }
 
@@ -257,5 +261,6 @@ BAD = [
     "bad signature", "tampered payload", "wrong issuer", "no issuer", "wrong audience", "no audience",
     "expired", "not yet valid", "alg none", "alg NONE with kid", "RS256 to HS256 confusion",
     "alg not fitting the key", "unknown kid", "malformed", "not json", "oversized", "no tenant claim",
-    "unusable tenant", "no sub", "no exp", "exp not a number", "nbf not a number", "no user claim",
+    "unusable tenant", "no sub", "no exp", "exp not a number", "nbf not a number", "exp as text",
+    "nbf as text", "iat as text", "no user claim",
 ]

@@ -282,6 +282,35 @@ def test_a_team_claim_naming_another_tenants_team_is_refused(
     assert deployment.serving(idp)
 
 
+def test_a_user_claim_naming_a_key_id_is_refused(deployment: Deployment, idp: IdentityProvider) -> None:
+    """A caller's own key and the keys of its user are within its reach alike (the request log,
+    usage and analytics go by both too), and a user claim is taken as is: a developer whose
+    user claim is another caller's key id would read that key's log and rotate it into a key of
+    its own. The gateway's key ids are no user's: such a token is refused, 401."""
+    master = {"Authorization": f"Bearer {MASTER_KEY}"}
+    made = httpx.post(f"{deployment.gateway.url}/admin/v1/keys", headers=master, timeout=10,
+                      json={"models": ["gpt-4o-mini"], "tenant": "acme", "name": "victim"})
+    if made.status_code == 404:  # the tenant has no record yet on this deployment
+        tenant = httpx.post(f"{deployment.gateway.url}/admin/v1/tenants", headers=master, timeout=10,
+                            json={"id": "acme", "name": "Acme"})
+        assert tenant.status_code == 201, tenant.text
+        made = httpx.post(f"{deployment.gateway.url}/admin/v1/keys", headers=master, timeout=10,
+                          json={"models": ["gpt-4o-mini"], "tenant": "acme", "name": "victim"})
+    assert made.status_code == 201, made.text
+    victim = made.json()["id"]
+    mallory = idp.token(sub="kc-mallory", **person(preferred_username=victim))
+    for resp in (deployment.models(mallory),
+                 deployment.admin("GET", f"/keys/{victim}", mallory),
+                 deployment.admin("POST", f"/keys/{victim}/rotate", mallory, json={"grace_seconds": 0}),
+                 deployment.admin("GET", "/logs", mallory)):
+        assert _code(resp) == (401, "token_claims_invalid"), resp.text
+    # The key is as it was: not rotated, and its holder still calls with it.
+    assert deployment.sdk(made.json()["key"]).models.list().data
+    # A user claim merely like a key id is a user as any other.
+    near = idp.token(sub="kc-nina", **person(preferred_username=victim + "0"))
+    assert _code(deployment.admin("GET", f"/keys/{victim}", near)) == (404, "key_not_found")
+
+
 @pytest.mark.parametrize("name", BAD)
 def test_each_bad_token_gets_its_code_and_the_server_keeps_serving(
     deployment: Deployment, idp: IdentityProvider, name: str

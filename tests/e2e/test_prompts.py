@@ -350,6 +350,29 @@ def test_the_sandbox_refuses_internals_and_bounds_loops_and_output(world: World,
         assert expected in error["message"] or "undefined" in error["message"], (template, error)
 
 
+def test_infinite_numbers_render(world: World, admin: Admin) -> None:
+    """A constant Jinja folds when compiling is written into the compiled code as it prints, so
+    an infinite one was the name ``inf``, undefined there: every render of the template was a
+    500."""
+    name = unique("numbers")
+    template = "{% set a = 'inf'|float %}{{ a }} {{ ('nan'|float) + 1 }} {{ -1e999 }} {{ text }}"
+    world.create(name, messages=[{"role": "user", "content": template}])
+    shown = admin.ok("POST", f"/admin/v1/prompts/{name}/render", {"variables": {"text": "hi"}})
+    assert shown["messages"][0]["content"] == "inf nan -inf hi"
+
+
+def test_a_filter_given_the_wrong_kind_of_value_is_a_400(world: World, admin: Admin) -> None:
+    """``xmlattr`` wants a mapping, ``truncate`` a length of at least its ellipsis: otherwise each
+    raised what no render failure covered (a 500); it is the template's failure, 400."""
+    name = unique("filters")
+    for version, template in enumerate(["<p{{ text|xmlattr }}>", "{{ text|truncate(1) }}"], start=1):
+        world.create(name, messages=[{"role": "user", "content": template}])
+        resp = admin.call("POST", f"/admin/v1/prompts/{name}/render",
+                          {"variables": {"text": "hi there"}, "version": version})
+        error = error_of(resp, 400)
+        assert error["code"] == "prompt_render_failed" and "messages[0]" in error["message"], error
+
+
 # A macro calling itself twice, as deep as the caller asks: no loop, no output, 2^depth calls.
 RECURSION = ("{% macro f(n) %}{% if n > 0 %}{{ f(n-1) }}{{ f(n-1) }}{% endif %}{% endmacro %}"
              "Depth {{ f(depth) }}")

@@ -199,6 +199,10 @@ _REFS = "{% set b = [" + ", ".join(["a"] * 100) + "] %}"  # 100 references to it
         "{{ ('{:{}}' * 50).format('', 999999, '', 999999)|length }}",
         "{% set a = 'x' * 300000 %}{% set d = dict(x=a) %}{{ [" + ", ".join(["d"] * 50) + "] }}",
         "{% set a = 'x' * 300000 %}{% set d = namespace(x=a) %}{{ [" + ", ".join(["d"] * 50) + "] }}",
+        "{{ ('\t' * 1000).expandtabs(999999)|length }}",  # each tab up to 999,999 spaces: 1 GB
+        "{{ ('\t' * 1000).encode().expandtabs(tabsize=999999)|length }}",
+        "{{ ('a' * 1000).translate({97: 'x' * 999999})|length }}",  # each character 999,999
+        "{{ ('a' * 1000).translate([''] * 97 + ['x' * 99999])|length }}",  # 100 MB
     ],
 )
 def test_a_value_is_bounded_by_its_content_before_it_is_built(template: str) -> None:

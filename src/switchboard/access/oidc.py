@@ -60,6 +60,7 @@ FAILURE_BACKOFF = 5.0  # at most one fetch attempt this often after a failure
 PRINCIPAL_ID_MAX = 64  # the audit log's actor column
 _IDENT = re.compile(r"[A-Za-z0-9_.:@-]{1,64}")
 _USER = re.compile(r"[\x21-\x7e]{1,1024}")  # printable ASCII (Auth0's "auth0|123" included)
+_KEY_ID = re.compile(r"key_[0-9a-f]{16}")  # the id of a key (http/admin/keys.py): never a user's
 
 # The key type (and curve) each asymmetric algorithm needs.
 _KTY = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}
@@ -299,6 +300,9 @@ _REFUSALS: tuple[tuple[type[jwt.PyJWTError], str, str], ...] = (
 )
 
 
+_TIMES = ("exp", "nbf", "iat")  # the claims that are times (NumericDate)
+
+
 def _refusal(exc: jwt.PyJWTError) -> TokenRefused:
     if isinstance(exc, jwt.MissingRequiredClaimError):
         if exc.claim == "aud":
@@ -439,6 +443,12 @@ class OidcVerifier:
             ) from None
         except jwt.PyJWTError as exc:
             raise _refusal(exc) from None
+        for name in _TIMES:
+            # A NumericDate is a JSON number (RFC 7519). PyJWT also takes digits as text, which
+            # the comparisons below (and a revocation's, of iat) cannot use.
+            value = claims.get(name)
+            if value is not None and (not isinstance(value, int | float) or isinstance(value, bool)):
+                raise TokenRefused("token_claims_invalid", f"the token's '{name}' claim is not a number")
         principal = self._principal(issuer, claims)
         if self.regions is not None:
             principal.allowed_regions = await self.regions(principal.tenant_id, principal.team_id)
@@ -462,6 +472,11 @@ class OidcVerifier:
         team = None if mapping.team is None else _mapped(claims, mapping.team, "team", _IDENT, required=False)
         user = None if mapping.user is None else _mapped(claims, mapping.user, "user", _USER, required=True)
         if user is not None:
+            if _KEY_ID.fullmatch(user):
+                # A caller reaches its own key and its user's keys alike (and their request log,
+                # usage and analytics): a user named as a key would reach that key.
+                raise TokenRefused("token_claims_invalid",
+                                   "the token's user claim has the form of the gateway's key ids")
             user = mapped_user(user)
         return Principal(
             id=principal_id,

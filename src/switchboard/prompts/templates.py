@@ -299,10 +299,30 @@ def _check_args(name: str, target: Any, args: Sequence[Any], kwargs: Mapping[str
         _check_size(_weight(target) + lines * (_weight(width) if isinstance(width, str) else int(width or 0)))
     elif name == "join":
         _check_join(target, args, kwargs)
+    elif name == "expandtabs" and isinstance(target, str | bytes):
+        # Each tab becomes up to ``tabsize`` spaces: 1,000 tabs at 999,999 are a gigabyte.
+        size = args[0] if args else kwargs.get("tabsize", 8)
+        tabs = target.count("\t") if isinstance(target, str) else target.count(b"\t")
+        if isinstance(size, int):
+            _check_size(len(target) + tabs * max(size, 0))
+    elif name == "translate" and isinstance(target, str) and args:
+        _check_translate(target, args[0])
     elif name in ("format", "format_map"):
         _check_format(name, target, args, kwargs)
     elif name in _TEXT_FILTERS and not isinstance(target, str):
         _check_size(_weight(target))
+
+
+def _check_translate(text: str, table: Any) -> None:
+    """``text.translate(table)``: every character may become the table's longest replacement."""
+    if isinstance(table, Mapping):
+        values: Iterable[Any] = table.values()
+    elif isinstance(table, Sequence) and not isinstance(table, str | bytes):
+        values = table
+    else:
+        return  # a string's items are single characters; anything else fails the call itself
+    longest = max((len(v) for v in values if isinstance(v, str)), default=1)
+    _check_size(len(text) * max(longest, 1))
 
 
 def _check_join(target: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
@@ -429,6 +449,13 @@ def _bounded_filter(name: str, function: Callable[..., Any]) -> Callable[..., An
 
 
 class _Generator(CodeGenerator):
+    def visit_Template(self, node: nodes.Template, frame: Any = None) -> None:
+        # A constant folded at compile time is written as its repr, so a float that is not
+        # finite ('inf'|float, 1e999, [1e999] in a set) is written as ``inf`` or ``nan``: names
+        # the compiled module then needs (every render of such a template was a NameError).
+        self.writeline("inf, nan = float('inf'), float('nan')")
+        super().visit_Template(node, frame)
+
     def visit_Concat(self, node: nodes.Concat, frame: Any) -> None:
         self.write("environment.concat((")
         for arg in node.nodes:
@@ -554,8 +581,10 @@ def _failure(index: int, exc: BaseException) -> RenderError:
     return RenderError(f"messages[{index}]: {type(exc).__name__}: {str(exc)[:300]}", param="prompt")
 
 
+# AttributeError, AssertionError: a filter given a value it cannot take (``'a'|xmlattr``, not a
+# mapping; ``truncate(1)``, shorter than its ellipsis).
 _FAILURES = (SecurityError, TemplateError, TypeError, ValueError, ArithmeticError, LookupError,
-             RecursionError, MemoryError)
+             AttributeError, AssertionError, RecursionError, MemoryError)
 
 
 def render(version: PromptVersion, variables: Mapping[str, Any], *,
