@@ -139,7 +139,9 @@ def test_series_and_totals_per_model_key_team_and_tag(world: World) -> None:
     assert world.by_group(tenant=a, group_by="key", tag="beta") == {k["dev2"]: 2}
     assert world.by_group(tenant=a, model="house-model") == {None: 1}
     every = world.by_group(group_by="tenant")
-    assert (every[a], every[b]) == (7, 2)
+    # Other tests of the module add calls of tenant b (an untagged key): its own total, whatever ran first.
+    assert (every[a], every[b]) == (7, world.analytics(tenant=b)["totals"]["requests"])
+    assert every[b] >= 2
     # Per UTC day: the day's points are the hours summed.
     day = world.analytics(tenant=a, interval="day", group_by="key")
     assert day["interval"] == "day"
