@@ -113,7 +113,9 @@ def logged(
             "headers": ["X-Customer-Secret"],
             "fields": ["user", "messages.name"],
             # Each pattern runs as it does alone: an inline flag, a backreference to its own group.
-            "patterns": [r"SECRET-\d{6}", r"(\d{3})-\d{2}-\d{4}", r"<(\w+)>[^<]*</\1>", r"(?i)passw0rd=\S+"],
+            # The last: quadratic in Python's re over a long line holding no TOPSECRET.
+            "patterns": [r"SECRET-\d{6}", r"(\d{3})-\d{2}-\d{4}", r"<(\w+)>[^<]*</\1>", r"(?i)passw0rd=\S+",
+                         r".*TOPSECRET.*"],
         },
         "retention": {"days": 30, "records_days": 60, "interval_seconds": 0.3},
         "flush_seconds": 0.1,
@@ -197,6 +199,17 @@ def test_a_long_body_is_cut_at_the_size_limit(logged: Logged) -> None:
         assert len(text.encode()) <= MAX_BODY
         assert PATTERN_SECRET not in text
     assert stored.request.startswith('{"model":"gpt-4o-mini","messages":[{"role":"user","content":"éé')
+
+
+def test_a_pattern_over_a_long_line_runs_with_the_bounded_engine(logged: Logged) -> None:
+    """`.*TOPSECRET.*` over a 200,000-character line without it: hours of a frozen gateway with
+    Python's re (which holds the interpreter lock, in the capture's worker thread too)."""
+    rid = _chat(logged, logged.logged_key, "word " * 40_000)
+    stored = logged.body(rid)
+    request = stored.request or ""
+    assert stored.truncated and '"content":"word word' in request and REDACTED not in request
+    rid = _chat(logged, logged.logged_key, "the TOPSECRET plan")
+    assert json.loads(logged.body(rid).request or "")["messages"][0]["content"] == REDACTED
 
 
 def test_a_stream_is_stored_as_the_message_it_assembled_to(logged: Logged) -> None:

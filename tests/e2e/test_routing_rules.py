@@ -53,6 +53,10 @@ def gw(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 {"name": "streamed", "model": "flags", "when": {"params": {"stream": True}}, "to": "big"},
                 {"name": "unstored", "model": "flags", "when": {"params": {"store": False}}, "to": "coder"},
                 {"name": "plain", "model": "flags", "to": "small"},
+                # An operator's pattern that Python's re ran in quadratic time over a long line.
+                {"name": "urgent", "model": "triage", "when": {"last_user_matches": ".*(urgent|asap).*"},
+                 "to": "big"},
+                {"name": "routine", "model": "triage", "to": "small"},
             ],
             "splits": [
                 {"name": "ab", "model": "ab-test", "sticky": "key",
@@ -190,6 +194,14 @@ def test_last_user_message_pattern(gw: Gateway) -> None:
     assert routed(gw, messages=messages)[1] == "big (rule translate)"
     messages[-1] = {"role": "user", "content": "no pattern here"}
     assert routed(gw, messages=messages)[1] == "small (rule fallthrough)"
+
+
+def test_a_pattern_over_a_long_line_is_searched_with_the_bounded_engine(gw: Gateway) -> None:
+    """`.*(urgent|asap).*` over a 95,000-character line without either word: about 90 s of a
+    frozen gateway with Python's re (the client gave up first); the bounded engine answers at once."""
+    line = "word " * 19_000
+    for text, route in ((line, "small (rule routine)"), (line + "asap", "big (rule urgent)")):
+        assert routed(gw, model="triage", messages=[{"role": "user", "content": text}])[1] == route
 
 
 def test_semantic_routing_picks_the_most_similar_route(gw: Gateway) -> None:

@@ -298,3 +298,21 @@ def test_yaml_booleans_in_params_are_booleans_not_integers() -> None:
     r = Rules(settings.router.rules)
     assert choose(r, stream=True, n=2, top_p=0.5) == "a"
     assert choose(r, stream=1, n=2, top_p=0.5) is None  # true is not 1
+
+
+def test_a_pattern_is_searched_under_a_time_bound(caplog: pytest.LogCaptureFixture) -> None:
+    """An operator's pattern runs over the caller's text (up to 100,000 characters) with the
+    bounded engine: `.*(urgent|asap).*` over a long line was quadratic in Python's re (about
+    100 s for 100,000 characters); one that runs out of time does not match, and says so once."""
+    r = rules({"name": "urgent", "when": {"last_user_matches": ".*(urgent|asap).*"}, "to": "big"},
+              {"name": "slow", "when": {"last_user_matches": "^(a|a)*$"}, "to": "never"},
+              {"to": "small"})
+    long_line = "word " * 19_000  # the search reads the first 100,000 characters
+    assert choose(r, messages=[{"role": "user", "content": long_line}]) == "small"
+    assert choose(r, messages=[{"role": "user", "content": long_line + " asap"}]) == "big"
+    with caplog.at_level(logging.WARNING, logger="switchboard.routing"):
+        for _ in range(2):
+            assert choose(r, messages=[{"role": "user", "content": "a" * 40 + "!"}]) == "small"
+    assert choose(r, messages=[{"role": "user", "content": "aaaa"}]) == "never"
+    slow = [rec for rec in caplog.records if "'slow'" in rec.getMessage()]
+    assert len(slow) == 1 and "ran past" in slow[0].getMessage()

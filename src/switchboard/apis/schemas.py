@@ -11,15 +11,14 @@ the schema and rewrite its pointers to where it sits in them.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from contextvars import ContextVar
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, TypeGuard
 from urllib.parse import unquote
 
 import regex
 
+from switchboard import patterns
 from switchboard.lazy import Lazy
 
 if TYPE_CHECKING:
@@ -41,13 +40,12 @@ def preload() -> None:
     REFERENCING_ERRORS()
 
 MAX_MESSAGE_CHARS = 300
-# A ``pattern`` is tenant input matched against caller input: Python's ``re`` can backtrack for
-# hours (``^(a|a)*$``) holding the interpreter lock, so no deadline or thread would help. The
-# ``regex`` engine avoids most such blow-ups and stops at a timeout.
+# A ``pattern`` is tenant input matched against caller input (see switchboard/patterns.py): each
+# match is bounded, and so are one validation's matches in all (``patterns_bounded``), or a schema
+# of a thousand patterns would hold the event loop a thousand times the bound.
 PATTERN_SECONDS = 0.1
-# The bound is for one validation in all, not for each match: a schema of a thousand patterns
-# would otherwise hold the event loop a thousand times as long (``patterns_bounded``).
-_deadline: ContextVar[float | None] = ContextVar("_deadline", default=None)
+PATTERNS_TOTAL_SECONDS = 0.5
+_TOO_SLOW = f"took longer than {PATTERN_SECONDS} s (or all of the value's matches {PATTERNS_TOTAL_SECONDS} s)"
 
 # Where Draft 2020-12 (and the drafts before it, which jsonschema still reads) holds subschemas.
 _ONE = ("items", "additionalItems", "additionalProperties", "unevaluatedItems", "unevaluatedProperties",
@@ -143,8 +141,7 @@ def _pattern(validator: Any, pattern: str, instance: Any, schema: Mapping[str, A
     try:
         found = search(pattern, instance)
     except TimeoutError:
-        yield JSONSCHEMA().ValidationError(f"matching the pattern {pattern[:100]!r} took longer than "
-                                         f"{PATTERN_SECONDS} s (all of the value's pattern matches together)")
+        yield JSONSCHEMA().ValidationError(f"matching the pattern {pattern[:100]!r} {_TOO_SLOW}")
         return
     except regex.error as exc:
         yield JSONSCHEMA().ValidationError(
@@ -154,28 +151,16 @@ def _pattern(validator: Any, pattern: str, instance: Any, schema: Mapping[str, A
         yield JSONSCHEMA().ValidationError(f"{instance[:100]!r} does not match {pattern[:100]!r}")
 
 
-@contextmanager
-def patterns_bounded() -> Iterator[None]:
-    """Matches of tenant or server patterns inside share ``PATTERN_SECONDS`` in all (an outer
-    bound, where one is already running, is kept)."""
-    if _deadline.get() is not None:
-        yield
-        return
-    token = _deadline.set(time.monotonic() + PATTERN_SECONDS)
-    try:
-        yield
-    finally:
-        _deadline.reset(token)
+def patterns_bounded() -> AbstractContextManager[None]:
+    """Matches of tenant or server patterns inside share ``PATTERNS_TOTAL_SECONDS`` of matching
+    in all (an outer bound, where one is already running, is kept)."""
+    return patterns.bounded(PATTERNS_TOTAL_SECONDS)
 
 
 def search(pattern: str, text: str) -> regex.Match[str] | None:
-    """``regex.search`` within what is left of the running bound (``PATTERN_SECONDS`` outside
-    one); TimeoutError once it is spent, regex.error for a pattern that is not one."""
-    deadline = _deadline.get()
-    left = PATTERN_SECONDS if deadline is None else deadline - time.monotonic()
-    if left <= 0:
-        raise TimeoutError
-    return regex.search(pattern, text, timeout=left)
+    """``regex.search`` for at most ``PATTERN_SECONDS`` and within what is left of the running
+    bound; TimeoutError past either, regex.error for a pattern that is not one."""
+    return patterns.search(pattern, text, PATTERN_SECONDS)
 
 
 class _PatternFailed(Exception):
@@ -188,8 +173,7 @@ def _search(pattern: str, text: str) -> bool:
     try:
         return search(pattern, text) is not None
     except TimeoutError:
-        raise _PatternFailed(f"matching the pattern {pattern[:100]!r} took longer than "
-                             f"{PATTERN_SECONDS} s (all of the value's pattern matches together)") from None
+        raise _PatternFailed(f"matching the pattern {pattern[:100]!r} {_TOO_SLOW}") from None
     except regex.error as exc:
         raise _PatternFailed(f"the pattern {pattern[:100]!r} is not a regular expression: {exc}") from None
 

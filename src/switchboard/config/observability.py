@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
+import regex
 from pydantic import AfterValidator, Field, SecretStr, field_validator, model_validator
 
 from switchboard.config.base import MIB, Strict
@@ -101,13 +102,13 @@ class BodyPolicy(Strict):
 _FieldName = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^.\s]+(\.[^.\s]+)*$")]
 
 
-def compile_pattern(pattern: str) -> re.Pattern[str]:
+def compile_pattern(pattern: str) -> regex.Pattern[str]:
     """A redaction pattern compiled exactly as the request log runs it: on its own (a pattern's
     inline flags, group numbers and group names are its own), so the configuration check
     accepts what the gateway can start with. ValueError saying why a pattern is refused."""
     try:
-        compiled = re.compile(pattern)
-    except re.error as exc:
+        compiled = regex.compile(pattern)  # the engine it runs with (switchboard/patterns.py)
+    except regex.error as exc:
         raise ValueError(f"not a valid regular expression ({exc}): {pattern!r}") from None
     if compiled.match(""):
         raise ValueError(f"matches the empty string, so it would redact nothing useful: {pattern!r}")

@@ -6,9 +6,9 @@ Part of the configuration schema (config/schema.py re-exports every name).
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
+import regex
 from pydantic import Field, field_validator, model_validator
 
 from switchboard.config.base import Strict
@@ -106,8 +106,8 @@ class RuleCondition(Strict):
     def _regex(cls, value: str | None) -> str | None:
         if value is not None:
             try:
-                re.compile(value)
-            except re.error as exc:
+                regex.compile(value)  # the engine the rule runs with (switchboard/patterns.py)
+            except regex.error as exc:
                 raise ValueError(f"not a valid regular expression: {exc}") from None
         return value
 

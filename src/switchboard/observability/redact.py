@@ -11,19 +11,26 @@ it leaves the request, so the write queue and the database only ever hold redact
 - patterns: searched in every string value left (keys are kept); each match becomes
   ``[REDACTED]``. Each pattern runs on its own, as ``config check`` compiled it (inline flags,
   group numbers and names are the pattern's own); matches of several that overlap become one
-  ``[REDACTED]``.
+  ``[REDACTED]``. They run with the ``regex`` engine under ``REDACT_SECONDS`` for a whole body (or
+  the headers) in all (switchboard/patterns.py): a string not searched in time is kept out whole.
 """
 
 from __future__ import annotations
 
-import re
+import functools
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import regex
+
+from switchboard import patterns
 from switchboard.config.schema import ALWAYS_REDACTED_HEADERS, RedactConfig, compile_pattern
 from switchboard.upstream.request import header_text
 
 REDACTED = "[REDACTED]"
+# The patterns' time for one body (or one request's headers) in all: an operator's
+# ``.*password.*`` over a long line of JSON text was quadratic in Python's re.
+REDACT_SECONDS = 0.25
 
 
 class Redactor:
@@ -42,22 +49,35 @@ class Redactor:
                     node = node.setdefault(part, {})
                 node[""] = True
         # Not joined into one alternation: a pattern's (?i) or \1 would mean something else there.
-        self._patterns: tuple[re.Pattern[str], ...] = tuple(compile_pattern(p) for p in config.patterns)
+        self._patterns: tuple[regex.Pattern[str], ...] = tuple(compile_pattern(p) for p in config.patterns)
 
     def headers(self, headers: Mapping[str, str]) -> dict[str, str]:
         # Values as their senders wrote them (UTF-8), not the edge's latin-1 reading: what the
         # log shows and what the patterns search.
-        return {name: REDACTED if name.lower() in self._headers else self.text(header_text(value))
-                for name, value in headers.items()}
+        with patterns.bounded(REDACT_SECONDS):
+            return {name: REDACTED if name.lower() in self._headers else self._text(header_text(value))
+                    for name, value in headers.items()}
 
     def text(self, value: str) -> str:
         if not self._patterns:
             return value
+        with patterns.bounded(REDACT_SECONDS):
+            return self._text(value)
+
+    def _text(self, value: str) -> str:
+        if not self._patterns:
+            return value
         # Every pattern's matches in the original text (one pass each; an empty match hides
         # nothing), merged where they overlap, then replaced in one rebuild.
-        spans = sorted(m.span() for p in self._patterns for m in p.finditer(value) if m.end() > m.start())
+        spans: list[tuple[int, int]] = []
+        try:
+            for pattern in self._patterns:
+                spans += patterns.timed(functools.partial(_spans, pattern, value), REDACT_SECONDS)
+        except TimeoutError:
+            return REDACTED  # not searched in time: kept out whole, never kept with what it may hold
         if not spans:
             return value
+        spans.sort()
         out: list[str] = []
         pos = 0
         for start, end in spans:
@@ -71,11 +91,14 @@ class Redactor:
 
     def json(self, value: Any) -> Any:
         """A redacted copy of a parsed JSON value (the input is left as it was)."""
-        return self._walk(value, self._paths)
+        if not self._patterns:
+            return self._walk(value, self._paths)
+        with patterns.bounded(REDACT_SECONDS):
+            return self._walk(value, self._paths)
 
     def _walk(self, value: Any, paths: dict[str, Any] | None) -> Any:
         if isinstance(value, str):
-            return self.text(value)
+            return self._text(value)
         if isinstance(value, list):
             return [self._walk(item, paths) for item in value]  # a path walks through lists
         if isinstance(value, dict):
@@ -88,3 +111,10 @@ class Redactor:
                     out[key] = self._walk(item, below)
             return out
         return value
+
+
+def _spans(pattern: regex.Pattern[str], value: str, timeout: float) -> list[tuple[int, int]]:
+    """Where ``pattern`` matches ``value`` (not empty matches). The GIL is let go while it runs
+    (a large body is redacted in a worker thread)."""
+    found = pattern.finditer(value, concurrent=True, timeout=timeout)
+    return [m.span() for m in found if m.end() > m.start()]

@@ -7,11 +7,21 @@ Rules are tried in configuration order and the first that matches decides.
 
 from __future__ import annotations
 
-import re
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
+import regex
+
+from switchboard import patterns
 from switchboard.config.schema import RoutingRule
+
+log = logging.getLogger("switchboard.routing")
+
+# How long a rule's ``last_user_matches`` may search the caller's text (up to 100,000
+# characters); past it the rule does not match (switchboard/patterns.py: an operator's
+# ``.*(urgent|asap).*`` was quadratic in Python's re, minutes of a frozen gateway).
+MATCH_SECONDS = 0.05
 
 
 class Rule(NamedTuple):
@@ -24,7 +34,7 @@ class Rule(NamedTuple):
     params: tuple[tuple[str, Any], ...]
     prompt_min: int | None
     prompt_max: int | None
-    pattern: re.Pattern[str] | None
+    pattern: regex.Pattern[str] | None
 
 
 def compile_rule(index: int, rule: RoutingRule) -> Rule:
@@ -40,7 +50,7 @@ def compile_rule(index: int, rule: RoutingRule) -> Rule:
         params=tuple(w.params.items()),
         prompt_min=tokens.min if tokens else None,
         prompt_max=tokens.max if tokens else None,
-        pattern=re.compile(w.last_user_matches) if w.last_user_matches else None,
+        pattern=regex.compile(w.last_user_matches) if w.last_user_matches else None,
     )
 
 
@@ -105,7 +115,21 @@ def _matches(rule: Rule, headers: Mapping[str, str], request: Mapping[str, Any],
         if (rule.prompt_min is not None and count < rule.prompt_min) or (
                 rule.prompt_max is not None and count > rule.prompt_max):
             return False
-    return rule.pattern is None or rule.pattern.search(last_user_text(request)) is not None
+    return rule.pattern is None or _searched(rule.name, rule.pattern, last_user_text(request))
+
+
+_slow: set[str] = set()  # rules whose search ran out of time, logged once each
+
+
+def _searched(name: str, pattern: regex.Pattern[str], text: str) -> bool:
+    try:
+        return patterns.search(pattern, text, MATCH_SECONDS) is not None
+    except TimeoutError:
+        if name not in _slow and len(_slow) < 1000:
+            _slow.add(name)
+            log.warning("routing rule %r: last_user_matches ran past %s s on a request's text; the "
+                        "rule is taken as not matching (logged once per rule)", name, MATCH_SECONDS)
+        return False
 
 
 _MISSING = object()

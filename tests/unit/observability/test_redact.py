@@ -174,3 +174,16 @@ def test_an_embeddings_reply_is_kept_without_its_vectors() -> None:
         "data": [{"object": "embedding", "index": 0, "embedding": "[1536 dimensions]"},
                  {"object": "embedding", "index": 1, "embedding": "[base64, 4 characters]"}]}
     assert len(reply["data"][0]["embedding"]) == 1536  # the client's reply is untouched
+
+
+def test_patterns_run_under_a_time_bound_and_a_string_not_searched_in_time_is_kept_out_whole() -> None:
+    """An operator's pattern over a body's text: `.*TOPSECRET.*` over a long line of JSON text
+    was quadratic in Python's re; with the bounded engine it is fast, and a string that one
+    that backtracks without end could not search in time is redacted whole, never kept."""
+    long_line = "word " * 40_000
+    quick = Redactor(RedactConfig(patterns=[r".*TOPSECRET.*"]))
+    assert quick.json({"a": long_line, "b": "x TOPSECRET y"}) == {"a": long_line, "b": REDACTED}
+    slow = Redactor(RedactConfig(patterns=[r"^(a|a)+$", r"tok-\d+"]))
+    assert slow.json({"a": "a" * 40 + "! tok-1", "n": 1}) == {"a": REDACTED, "n": 1}
+    assert slow.text("aaaa tok-22") == f"aaaa {REDACTED}"
+    assert slow.headers({"x-note": "a" * 40 + "!"}) == {"x-note": REDACTED}
