@@ -233,3 +233,26 @@ def test_a_tenant_admin_of_the_default_tenant_reads_no_platform_entries(
         assert only.status_code == 200 and only.json()["data"] == [], only.text
     # The platform admin reads them all.
     assert len(_entries(gateway, "provider.create", f"pp-{u}")) == 1
+
+
+def test_a_tenant_admin_of_the_default_tenant_reads_no_model_entries(gateway: Gateway) -> None:
+    # A key sees only the models it may use on /admin/v1/models; the log, which would name any
+    # model and its upstream id, keeps model changes for the platform admin.
+    u = uuid.uuid4().hex[:8]
+    hidden = f"hidden-{u}"
+    _call(gateway, "POST", "/models", {"name": hidden, "provider": "local-openai", "model": f"upstream-{u}"})
+    _call(gateway, "PATCH", f"/models/{hidden}", {"drop_params": True})
+    key = _call(gateway, "POST", "/keys", {"models": ["gpt-4o-mini"], "role": "tenant_admin"}).json()
+    boss = {"Authorization": f"Bearer {key['key']}"}
+    models = httpx.get(f"{gateway.url}{API}/models", headers=boss, timeout=10)
+    assert models.status_code == 200 and hidden not in models.text, models.text
+    log = httpx.get(f"{gateway.url}{API}/audit", params={"limit": 1000}, headers=boss, timeout=10)
+    assert log.status_code == 200, log.text
+    assert "api_key" in {e["resource_type"] for e in log.json()["data"]}
+    assert hidden not in log.text and f"upstream-{u}" not in log.text
+    for params in ({"action": "model.create"}, {"action": "model.update"}, {"resource_id": hidden}):
+        only = httpx.get(f"{gateway.url}{API}/audit", params=params, headers=boss, timeout=10)
+        assert only.status_code == 200 and only.json()["data"] == [], only.text
+    # The platform admin reads them.
+    assert len(_entries(gateway, "model.create", hidden)) == 1
+    assert len(_entries(gateway, "model.update", hidden)) == 1

@@ -20,8 +20,10 @@ router = APIRouter(prefix="/admin/v1/audit", tags=["audit"])
 DEFAULT_TENANT = "default"
 # Gateway-wide changes (of no tenant's records) are filed in the default tenant's log; only the
 # platform admin may read these resources (access/roles.py), so only it reads their entries: a
-# tenant admin of the default tenant would otherwise read providers' settings in the log.
-PLATFORM_TYPES = ("provider", "provider_credential", "deployment", "split", "server_secret")
+# tenant admin of the default tenant would otherwise read providers' settings in the log. Models
+# too: every role reads them, but each only those its key may use (GET /admin/v1/models), and an
+# entry would name any model and its upstream id.
+PLATFORM_TYPES = ("provider", "provider_credential", "model", "deployment", "split", "server_secret")
 Filter = Annotated[str, StringConstraints(max_length=128)]
 
 

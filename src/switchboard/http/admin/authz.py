@@ -15,6 +15,7 @@ from fastapi import Request
 from switchboard.access.roles import Reach, reach
 from switchboard.context import Principal
 from switchboard.errors import NotFound, PermissionDenied
+from switchboard.stores.protocols.access import NO_TEAM
 
 DEFAULT_TENANT = "default"
 
@@ -54,6 +55,18 @@ class Access:
         if self.reach >= Reach.SELF:
             return owner_id is not None and owner_id in (p.user_id, p.key_id, p.id)
         return False
+
+    @property
+    def owner_team(self) -> str | None:
+        """The team a key of the "own" reach finds its user's other keys in (and their logs,
+        usage and analytics): its own team, ``NO_TEAM`` for a key of none. Without it a key a team
+        admin issued to a user who also holds another team's keys would reach those. None: no
+        such limit (another reach, or a JWT caller, who is the user as its identity provider
+        vouches, not one of its keys)."""
+        p = self.principal
+        if self.reach != Reach.SELF or p.key_id is None:
+            return None
+        return p.team_id or NO_TEAM
 
 
 def allow(resource: str, action: str) -> Callable[[Request], Awaitable[Access]]:

@@ -55,7 +55,7 @@ from switchboard.http.admin.scoping import (
 )
 from switchboard.stores import SERVICE_ACCOUNT, Stores, User
 from switchboard.stores.protocols import KeyQuery, KeyRecord
-from switchboard.stores.protocols.access import ROTATED_TO
+from switchboard.stores.protocols.access import NO_TEAM, ROTATED_TO
 
 router = APIRouter(prefix="/admin/v1/keys", tags=["keys"])
 
@@ -138,6 +138,8 @@ def stores_of(request: Request) -> Stores:
 def _visible(access: Access, record: KeyRecord) -> bool:
     """Within reach: by tenant, team, owner (user or service account), or the caller's own key."""
     owner = record.user_id or record.service_account_id
+    if access.owner_team is not None and (record.team_id or NO_TEAM) != access.owner_team:
+        owner = None  # a key reaches its user's keys of its own team only
     return access.sees(record.tenant_id, record.team_id, owner) or access.sees(
         record.tenant_id, record.team_id, record.id)
 
@@ -149,7 +151,8 @@ def _reach_of(access: Access) -> dict[str, Any]:
         return {}
     if access.reach >= Reach.TEAM:
         return {"team_scope": p.team_id} if p.team_id is not None else {"owners": ()}
-    return {"owners": tuple(i for i in (p.user_id, p.key_id, p.id) if i is not None)}
+    return {"owners": tuple(i for i in (p.user_id, p.key_id, p.id) if i is not None),
+            "owner_team": access.owner_team}
 
 
 async def key_in_reach(access: Access, stores: Stores, key_id: str) -> KeyRecord:

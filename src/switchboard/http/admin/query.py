@@ -126,7 +126,8 @@ def within_reach(access: Access, tenant: str | None, filters: dict[str, Any]) ->
     narrowed in place to the caller's reach: a team role reads its own team (another team named
     is 404), a developer the records of its user and key (``filters["owners"]``) and of every
     key of its key's rotation chain (``owner_lineage``): rotation replaces a key's secret, not
-    its history, as its budgets carry on."""
+    its history, as its budgets carry on. A key's user's records are those of its own team
+    (``owner_team``): it does not reach what its user did with another team's keys."""
     if access.reach >= Reach.ANY:
         return tenant
     scoped = access.tenant_for(tenant)
@@ -140,6 +141,7 @@ def within_reach(access: Access, tenant: str | None, filters: dict[str, Any]) ->
             filters["owners"] = ()  # no team: nothing to see
     elif access.reach == Reach.SELF:
         filters["owners"] = tuple(dict.fromkeys(v for v in (p.user_id, p.key_id, p.id) if v))
+        filters["owner_team"] = access.owner_team
         if p.key_id is not None:
             filters["owner_lineage"] = p.key_lineage or p.key_id
     return scoped

@@ -176,11 +176,16 @@ class SubscriptionStore(Protocol):
         the updated record, or None when there is no such subscription in that state."""
 
 
+# ``owner_team`` of a key that belongs to no team (no team id is empty).
+NO_TEAM = ""
+
+
 @dataclass(frozen=True)
 class KeyQuery:
     """One page of a tenant's keys, oldest first (creation time, then id). The filters are
     exact matches; ``team_scope`` and ``owners`` narrow the page to what a caller may see: the
-    keys of that team, or those owned by (user, else service account) or being one of those ids."""
+    keys of that team, or those owned by (user, else service account) or being one of those ids;
+    with ``owner_team``, those owned only when they are of that team (``NO_TEAM``: of none)."""
 
     team_id: str | None = None
     user_id: str | None = None
@@ -189,6 +194,7 @@ class KeyQuery:
     checked: bool | None = None  # false: only the keys issued before keys had a check
     team_scope: str | None = None
     owners: tuple[str, ...] | None = None
+    owner_team: str | None = None
     after: str | None = None  # cursor: the last id of the previous page
     limit: int = 100
 

@@ -34,6 +34,7 @@ class AnalyticsQuery:
     tag: str | None = None
     owners: tuple[str, ...] | None = None
     owner_lineage: str | None = None
+    owner_team: str | None = None  # with owners: the user's records of this team only (NO_TEAM: of none)
     max_rows: int = 100_000
 
 

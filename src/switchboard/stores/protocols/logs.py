@@ -94,6 +94,7 @@ class LogQuery:
     text: str | None = None
     owners: tuple[str, ...] | None = None
     owner_lineage: str | None = None
+    owner_team: str | None = None  # with owners: the user's records of this team only (NO_TEAM: of none)
     before: tuple[datetime, str] | None = None
     limit: int = 50
     include_bodies: bool = False

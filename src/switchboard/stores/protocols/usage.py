@@ -133,6 +133,7 @@ class UsageReportQuery:
     user_id: str | None = None
     owners: tuple[str, ...] | None = None
     owner_lineage: str | None = None
+    owner_team: str | None = None  # with owners: the user's records of this team only (NO_TEAM: of none)
     max_groups: int = 10_000
     # Calls of one prompt API (metadata.api), and of one of its prompt versions (metadata.api_version).
     api: str | None = None

@@ -230,7 +230,7 @@ def series_statement(dialect: str, tenant_id: str | None, query: AnalyticsQuery)
             where.append(table.c[name] == value)
     if query.owners is not None:
         where.append(owned(dialect, table.c.user_id, table.c.key_id, tenant_id, query.owners,
-                           query.owner_lineage))
+                           query.owner_lineage, table.c.team_id, query.owner_team))
     sums = [sa.func.sum(table.c[name]).label(name) for name in COLUMNS]
     return (sa.select(*groups, *sums).where(*where).group_by(*groups)
             .order_by(*(g.asc() for g in groups)).limit(query.max_rows + 1))

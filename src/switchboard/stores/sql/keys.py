@@ -17,6 +17,7 @@ from switchboard.stores.protocols.access import MUTABLE_KEY_FIELDS, ROTATED_TO
 from switchboard.stores.protocols.clock import utcnow
 from switchboard.stores.sql.budgets import from_units, to_units
 from switchboard.stores.sql.dialect import insert
+from switchboard.stores.sql.owners import of_team
 from switchboard.stores.sql.tables import api_keys as t
 from switchboard.stores.sql.tables import teams, tenants, users
 from switchboard.stores.sql.times import from_db, to_db
@@ -336,7 +337,9 @@ def _in_reach(query: KeyQuery) -> list[sa.ColumnElement[bool]]:
         where.append(t.c.team_id == query.team_scope)
     if query.owners is not None:
         owners = list(query.owners)
-        where.append(sa.or_(t.c.user_id.in_(owners),
-                            sa.and_(t.c.user_id.is_(None), t.c.service_account_id.in_(owners)),
-                            t.c.id.in_(owners)))
+        owned = sa.or_(t.c.user_id.in_(owners),
+                       sa.and_(t.c.user_id.is_(None), t.c.service_account_id.in_(owners)))
+        if query.owner_team is not None:  # a key reaches its user's keys of its own team only
+            owned = sa.and_(owned, of_team(t.c.team_id, query.owner_team))
+        where.append(sa.or_(owned, t.c.id.in_(owners)))
     return where

@@ -356,7 +356,8 @@ def report_statement(dialect: str, tenant_id: str | None, query: UsageReportQuer
     if query.api_version is not None:
         where.append(_metadata_key(dialect, "api_version") == str(query.api_version))
     if query.owners is not None:
-        where.append(owned(dialect, t.c.user_id, t.c.key_id, tenant_id, query.owners, query.owner_lineage))
+        where.append(owned(dialect, t.c.user_id, t.c.key_id, tenant_id, query.owners, query.owner_lineage,
+                           t.c.team_id, query.owner_team))
     stmt = sa.select(*groups, *sums).where(*where)
     if groups:
         stmt = stmt.group_by(*groups).order_by(*(g.asc().nulls_first() for g in groups))

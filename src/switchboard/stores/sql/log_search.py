@@ -78,7 +78,8 @@ def _conditions(dialect: str, tenant_id: str | None, q: LogQuery) -> list[sa.Col
     if q.max_cost_usd is not None:
         where.append(u.c.cost_nano_usd <= _nano(q.max_cost_usd, ROUND_FLOOR))
     if q.owners is not None:
-        where.append(owned(dialect, u.c.user_id, u.c.key_id, tenant_id, q.owners, q.owner_lineage))
+        where.append(owned(dialect, u.c.user_id, u.c.key_id, tenant_id, q.owners, q.owner_lineage,
+                           u.c.team_id, q.owner_team))
     if q.text is not None:
         where.append(_text(dialect, q.text))
         # The bodies' own time and tenant too, so the database can narrow the bodies by their
