@@ -383,7 +383,8 @@ class Gateway:
         # Cost and the usage ledger: one record per request, the attempts in it; before the limits
         # and budgets, so a request they refuse is recorded too (with its error, no attempts).
         refuse = self.settings.spend.refuse_unpriced
-        stages.append(UsageStage(self.prices, lambda: self.usage, refuse_unpriced=refuse))
+        usage = UsageStage(self.prices, lambda: self.usage, refuse_unpriced=refuse)
+        stages.append(usage)
         # Budgets: reserve before the call, settle after it (the usage stage records the cost).
         # With Redis, the reservation rides on the rate limits' store call (one round trip).
         budgets = BudgetStage(self.settings.budgets, lambda: self.budgets, self.prices, self.routing,
@@ -397,7 +398,8 @@ class Gateway:
         stages.append(budgets)
         # Retries and fallbacks: the stages after this one run once per attempt.
         stages.append(AttemptStage(self.router, self.settings.router,
-                                   gate=GroupGate(lambda: self.subscriptions)))
+                                   gate=GroupGate(lambda: self.subscriptions),
+                                   refused=usage.refused if refuse else None))
         if self.tracing is not None:  # a child span per attempt, its traceparent sent upstream
             from switchboard.pipeline.trace import AttemptSpanStage
 

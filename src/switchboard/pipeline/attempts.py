@@ -144,8 +144,12 @@ class AttemptStage:
     def __init__(self, router: Router, config: RouterConfig | None = None,
                  rng: random.Random | None = None,
                  sleep: Callable[[float], Awaitable[None]] | None = None,
-                 gate: Callable[[RequestContext, Group], Awaitable[bool]] | None = None) -> None:
+                 gate: Callable[[RequestContext, Group], Awaitable[bool]] | None = None,
+                 refused: Callable[[Route], bool] | None = None) -> None:
         self._router = router
+        # Deployments never sent to (no price, with spend.refuse_unpriced: UsageStage.refused),
+        # left out of the candidates and of every fallback's plan. None: none.
+        self._refused = refused
         # May the caller use a fallback group (pipeline/subscription.py GroupGate)? None: every one.
         self._gate = gate
         config = config if config is not None else RouterConfig()
@@ -164,6 +168,8 @@ class AttemptStage:
         group = ctx.group
         if group is None or candidates is None:  # not routed (nothing to try but the route)
             return await call_next(ctx)
+        if self._refused is not None:
+            candidates = [c for c in candidates if not self._refused(c)]
         if not candidates:
             if ctx.refusal is not None:  # a pin its deployment may never serve: no fallback
                 raise unraised(ctx.refusal)  # a copy: the context keeps the refusal
@@ -386,6 +392,8 @@ class AttemptStage:
                 if (claims := self._router.claims(fallback)) is not None:
                     await claims  # a half-open deployment of it may be this request's probe
                 plan = caller_credentials.usable(ctx, self._router.plan(fallback, needs))
+                if self._refused is not None:
+                    plan = [r for r in plan if not self._refused(r)]
                 if not plan:
                     continue
                 if time.perf_counter() >= ctx.deadline:

@@ -34,7 +34,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from switchboard import tokens
 from switchboard.catalog import ModelInfo
@@ -57,6 +57,9 @@ from switchboard.spend.cost import Cost, Prices, Tokens, cost, format_nano_usd, 
 from switchboard.spend.ledger import LedgerWriter
 from switchboard.spend.units import units_of, with_units
 from switchboard.stores.protocols import UsageRow
+
+if TYPE_CHECKING:
+    from switchboard.routing.table import Route
 
 log = logging.getLogger("switchboard.spend")
 # A Spent built without the named tuple's generated ``__new__`` (a Python function's call): once
@@ -241,9 +244,13 @@ class UsageStage:
         ctx.after(lambda c: self._after(c, call))  # recorded however the call ends, refused too
         if not priced:
             if self._refuse and is_unpriced(info):
-                raise ModelUnpriced(f"the model '{route.target.name}' has no price; calls to it are refused",
-                                    param="model")
-            self._note_unpriced(route.target.name, info)
+                # Refused when no deployment of the group has a price; else the attempts stage
+                # leaves out those without one (``refused``), retries and fallbacks alike.
+                if not any(not self.refused(c) for c in ctx.candidates or ()):
+                    raise ModelUnpriced(f"the model '{route.target.name}' has no price; calls to it are "
+                                        "refused", param="model")
+            else:
+                self._note_unpriced(route.target.name, info)
         result = await call_next(ctx)
         if ctx.route is not route and ctx.route is not None:  # answered by a retry or fallback
             info = call.info = self._prices.of_route(ctx.route)
@@ -282,6 +289,14 @@ class UsageStage:
 
             return map_result(result, batch=relayed, done=ended)
         return result
+
+    def refused(self, route: Route) -> bool:
+        """Whether ``route`` may not be sent to: it has no price and ``spend.refuse_unpriced`` is
+        set (the attempts stage's filter of candidates and fallbacks)."""
+        if not self._refuse:
+            return False
+        info, priced = self._prices.priced(route)
+        return not priced and is_unpriced(info)
 
     def _note_unpriced(self, name: str, info: ModelInfo | None) -> None:
         """Count calls to models lacking a price; say so in the log once per model."""
