@@ -313,7 +313,9 @@ async def test_a_slow_render_leaves_the_event_loop(short_deadline: float) -> Non
     with pytest.raises(RenderError) as refused:
         task.result()
     assert "took longer" in refused.value.message
-    assert turns >= 5, turns
+    # Turns of 5 ms in a render of about 0.2 s (40 when the loop runs freely); a busy machine
+    # shares the interpreter lock unevenly between the two threads, so only a few are required.
+    assert turns >= 2, turns
     quick = await render_async(version("{{ text }}!"), {"text": "quick"})
     assert quick == [{"role": "user", "content": "quick!"}]
 
