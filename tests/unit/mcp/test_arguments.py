@@ -78,3 +78,16 @@ def test_a_servers_patterns_share_one_bound() -> None:
         toolbox.check_arguments(_tool(schema), {f: "a" * 40 + "!" for f in fields})
     took = time.monotonic() - began
     assert took < 3, f"checked in {took:.1f} s"
+
+
+def test_valid_arguments_with_many_quick_patterns_are_accepted() -> None:
+    """The shared bound is for the time spent matching patterns: validating a long list whose
+    every item matches its simple pattern at once is accepted however long the rest of the
+    validation takes (the rows, their other keywords)."""
+    toolbox = McpToolbox(McpConfig(), registry=None)  # type: ignore[arg-type]
+    row = {"type": "object", "required": ["sku", "qty"], "properties": {
+        "sku": {"type": "string", "pattern": "^[A-Z]{3}-[0-9]{4}$"},
+        "qty": {"type": "integer", "minimum": 1}, "note": {"type": "string", "maxLength": 50}}}
+    schema = {"type": "object", "properties": {"rows": {"type": "array", "items": row}}}
+    rows = [{"sku": "ABC-1234", "qty": 2, "note": "ok"} for _ in range(10_000)]
+    toolbox.check_arguments(_tool(schema), {"rows": rows})  # raises InvalidArguments when refused
