@@ -1108,5 +1108,7 @@ def test_a_call_cut_by_a_failed_stream_is_not_continued_as_made(client: openai.O
     assert cut.status == "incomplete"
     with pytest.raises(json.JSONDecodeError):
         json.loads(cut.arguments)
-    follow = client.responses.create(model="via-anthropic", previous_response_id=failed.id, input="just say hi")
+    follow = client.responses.create(
+        model="via-anthropic", previous_response_id=failed.id, input="just say hi"
+    )
     assert follow.status == "completed" and follow.output_text
