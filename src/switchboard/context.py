@@ -232,12 +232,13 @@ class RequestContext:
     # that later stage. None: none.
     ahead: Any = None
     # The gateway's own id of the request's usage record, which its stored bodies carry too
-    # (request_id is the caller's X-Request-Id when it sent one); made on first use (log_id()).
+    # (request_id is the caller's X-Request-Id when it sent one); made (log_id()) only when a
+    # body is captured (BodyCapture.decide), None otherwise: a record without a body needs none.
     record_id: str | None = None
 
     def log_id(self) -> str:
         """The id joining the request's usage record and its stored bodies: random, never the
-        caller's (a colleague may send the same X-Request-Id)."""
+        caller's (a colleague may send the same X-Request-Id). Made on first use."""
         if self.record_id is None:
             self.record_id = secrets.token_hex(12)
         return self.record_id

@@ -82,14 +82,17 @@ def call(d: Deployment, key: str, model: str, text: str) -> str:
 
 
 async def _store_bodies(database: str, rows: list[dict[str, Any]]) -> None:
-    """Store bodies as the gateway does: each with its record's own id (log_id)."""
+    """Store bodies as the gateway does: each with its record's own id (log_id), which the
+    gateway gives a record only when it keeps the request's body (these records had none)."""
     engine, _ = await open_database(database)
     u = usage_records
     try:
         async with engine.begin() as conn:
             for row in rows:
-                row["log_id"] = (await conn.execute(sa.select(u.c.log_id).where(
-                    u.c.request_id == row["request_id"], u.c.tenant_id == row["tenant_id"]))).scalar_one()
+                row["log_id"] = uuid.uuid4().hex
+                of_request = (u.c.request_id == row["request_id"], u.c.tenant_id == row["tenant_id"])
+                updated = await conn.execute(sa.update(u).where(*of_request).values(log_id=row["log_id"]))
+                assert updated.rowcount == 1
             await conn.execute(sa.insert(request_bodies), rows)
     finally:
         await engine.dispose()

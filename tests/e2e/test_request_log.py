@@ -163,6 +163,24 @@ def test_a_policy_keeps_its_keys_bodies_redacted_and_not_another_keys(logged: Lo
     assert asyncio.run(_get_body(logged.database, other)) is None
 
 
+def test_a_record_carries_its_bodys_log_id_and_none_when_no_body_is_kept(logged: Logged) -> None:
+    # The id joining a record and its body is made only for a request whose body is kept: in
+    # each path (a reply, a stream, a refused request) record and body carry the same one.
+    kept = {"reply": _chat(logged, logged.logged_key, "kept"),
+            "stream": _chat(logged, logged.logged_key, "kept", stream=True)}
+    kept["refused"] = refused = f"reqlog-{uuid.uuid4().hex}"
+    with pytest.raises(openai.APIStatusError):
+        logged.sdk(logged.logged_key).chat.completions.create(
+            model="unreachable", messages=[{"role": "user", "content": "refused"}],
+            extra_headers={"x-request-id": refused})
+    other = _chat(logged, logged.other_key, "not kept")
+    records = ledger.wait_for(logged.database, {other, *kept.values()})
+    assert records[other].log_id is None
+    for path, rid in kept.items():
+        log_id = records[rid].log_id
+        assert log_id is not None and logged.body(rid).log_id == log_id, path
+
+
 def test_each_pattern_redacts_as_it_does_on_its_own(logged: Logged) -> None:
     rid = _chat(logged, logged.logged_key, "ssn 123-45-6789, <pin>4242</pin> and PassW0rd=hunter2 stay out")
     stored = logged.body(rid)

@@ -1092,3 +1092,23 @@ def test_native_upstream_failures(client: openai.OpenAI, native: str) -> None:
     assert failed.error is not None
     stored = client.responses.retrieve(failed.id)
     assert stored.status == "failed" and stored.error == failed.error
+
+
+def test_a_call_cut_by_a_failed_stream_is_not_continued_as_made(client: openai.OpenAI) -> None:
+    # A stream that failed inside a function call's arguments stored the call as it stood (its
+    # arguments cut, not JSON, status incomplete). Continuing that response put the cut call in
+    # the conversation: a deployment that reads the arguments refused every later turn.
+    events = list(client.responses.create(
+        model="via-openai", input="weather? mock:tool_call=get_weather mock:fail_after=2", tools=[WEATHER],
+        stream=True,
+    ))
+    failed = events[-1].response  # type: ignore[union-attr]
+    assert events[-1].type == "response.failed"
+    [cut] = [item for item in failed.output if item.type == "function_call"]
+    assert cut.status == "incomplete"
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(cut.arguments)  # type: ignore[union-attr,arg-type]
+    follow = client.responses.create(
+        model="via-anthropic", previous_response_id=failed.id, input="just say hi"
+    )
+    assert follow.status == "completed" and follow.output_text

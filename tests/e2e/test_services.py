@@ -27,6 +27,7 @@ import httpx
 import pytest
 import zstandard
 
+from tests import ledger
 from tests.servers import MASTER_KEY, Gateway, Mock, Process, free_port, openai_config, start_gateway
 from tests.services import Postgres, RedisServer
 
@@ -512,7 +513,14 @@ def test_every_call_is_in_the_request_log_and_the_usage_report(world: World) -> 
     failed = f"svc-log-{uuid.uuid4().hex}"
     slow = world.call("GET", "/services/echo/slow?seconds=3", key, headers={"x-request-id": failed})
     assert slow.status_code == 504
-    assert _logged(world, failed)["status"] == 504
+    timed_out = _logged(world, failed, bodies=True)  # the failed call with its body, joined
+    assert timed_out["status"] == 504 and "error" in str(timed_out["response"])
+    # The id joining a record and its body is made only for a call whose body is kept.
+    unkept = f"svc-log-{uuid.uuid4().hex}"
+    assert world.call("GET", "/services/readonly/x", key, headers={"x-request-id": unkept}).status_code == 200
+    assert world.tmp is not None
+    records = ledger.wait_for(ledger.database_of(world.config, world.tmp), {rid, failed, unkept})
+    assert records[unkept].log_id is None and records[rid].log_id is not None
     report = httpx.get(f"{world.url}/admin/v1/usage", params={"group_by": "model"}, headers=ADMIN, timeout=30)
     assert report.status_code == 200, report.text
     assert "service:echo" in report.text

@@ -174,6 +174,22 @@ async def test_a_body_joins_only_the_record_whose_own_id_it_carries(backend: Bac
     assert [e.body.request if e.body else None for e in page.entries] == ["lone"]
 
 
+async def test_a_body_from_before_log_ids_never_joins_a_record_far_from_it(backend: Backend) -> None:
+    # Rows from before revision 0037: Alice's body kept after her record was deleted
+    # (records_days shorter than days), Bob's record of the same X-Request-Id written the next
+    # day. The body is not Bob's: it is not shown with his record (PostgreSQL's join window held
+    # that already; SQLite joined at any distance in time).
+    await backend.stores.ledger.append_rows([usage_row(usage("reused", user_id="bob", key_id="key-bob"))])
+    await add_bodies(backend, [{"request_id": "reused", "created_at": T0 - timedelta(hours=20),
+                                "tenant_id": "tenant-a", "request": "alice's question"}])
+    search = backend.stores.log_search
+    assert search is not None
+    page = await search.search("tenant-a", LogQuery(request_id="reused", owners=("bob",),
+                                                    include_bodies=True, **DAY))
+    [entry] = page.entries
+    assert entry.record.user_id == "bob" and entry.body is None
+
+
 async def test_a_tenant_never_sees_another_tenants_records_or_bodies(backend: Backend) -> None:
     search = await seeded(backend)
     assert await ids(search, "tenant-a", request_id="b-one") == []

@@ -237,3 +237,15 @@ def test_account_objects_of_tools(tools: list[dict[str, Any]], found: tuple[str,
         {"role": "user", "content": "hi"},
         {"type": "tool_search_output", "execution": "client", "tools": tools}]})
     assert loaded == (None if found is None else (found[0].replace("tools[", "input[1].tools[", 1), found[1]))
+
+
+def test_a_replayed_call_cut_before_its_arguments_were_whole_is_left_out() -> None:
+    made = {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}", "status": "completed"}
+    cut = {"type": "function_call", "call_id": "c2", "name": "f", "arguments": '{"city":',
+           "status": "incomplete"}
+    t = translate({"model": "m", "input": [{"role": "user", "content": "hi"}, made, cut]})
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    assert t.request["messages"] == [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+    ]

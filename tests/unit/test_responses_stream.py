@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from switchboard.http.responses.response import from_chat, skeleton
+from switchboard.http.responses.response import assistant_messages, from_chat, skeleton
 from switchboard.http.responses.stream import StreamEncoder
 
 BASE = skeleton("resp_1", 1, "m", {"instructions": None})
@@ -214,3 +214,49 @@ def test_shapes_validate_against_the_openai_sdk_types() -> None:
     }
     response = Response.model_validate(from_chat(body, base))
     assert response.output_text == "cut" and response.status == "incomplete"
+
+
+def test_a_call_cut_by_max_output_tokens_is_incomplete_and_not_carried_over() -> None:
+    cut_call = [
+        _chunk({"content": "Sure."}),
+        _chunk({"tool_calls": [{"index": 0, "id": "c1", "function": {"name": "f", "arguments": ""}}]}),
+        _chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"city":'}}]}),
+        _chunk(finish="length"),
+    ]
+    enc = StreamEncoder(BASE)
+    data = enc.start() + b"".join(enc.feed(chunk) for chunk in cut_call) + enc.end()
+    streamed = _events(data)[-1]["response"]
+    body = {
+        "choices": [
+            {
+                "finish_reason": "length",
+                "message": {
+                    "role": "assistant",
+                    "content": "Sure.",
+                    "tool_calls": [
+                        {"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"city":'}}
+                    ],
+                },
+            }
+        ]
+    }
+    for response in (streamed, from_chat(body, BASE)):
+        assert response["status"] == "incomplete"
+        assert [(item["type"], item["status"]) for item in response["output"]] == [
+            ("message", "completed"),
+            ("function_call", "incomplete"),
+        ]
+        assert assistant_messages(response["output"]) == [{"role": "assistant", "content": "Sure."}]
+
+
+def test_a_call_a_failure_cut_is_not_carried_over() -> None:
+    enc = StreamEncoder(BASE)
+    enc.start()
+    enc.feed(_chunk({"tool_calls": [{"index": 0, "id": "c1", "function": {"name": "f", "arguments": "{}"}}]}))
+    cut = {"index": 1, "id": "c2", "function": {"name": "g", "arguments": '{"a'}}
+    enc.feed(_chunk({"tool_calls": [cut]}))
+    events = _events(enc.failed("upstream_error", "boom"))
+    output = events[-1]["response"]["output"]
+    assert [item["status"] for item in output] == ["completed", "incomplete"]
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    assert assistant_messages(output) == [{"role": "assistant", "content": None, "tool_calls": [call]}]

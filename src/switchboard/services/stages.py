@@ -170,7 +170,7 @@ class ServiceUsageStage:
             tags=p.tags if p is not None else (),
             overhead_ms=round(overhead * 1000),
             upstream_ms=round(upstream * 1000),
-            log_id=ctx.log_id(),
+            log_id=ctx.record_id,
         )
         try:
             writer.record(record)

@@ -11,7 +11,9 @@ Reference: https://platform.openai.com/docs/api-reference/responses/create. The 
                                            input_text/output_text -> text parts, input_image ->
                                            image_url parts, refusal -> assistant text; a
                                            part's prompt_cache_breakpoint -> the chat part's
-      function_call {call_id, name, arguments} -> an assistant message's tool_calls
+      function_call {call_id, name, arguments} -> an assistant message's tool_calls (one
+                                           with status incomplete, cut before its arguments
+                                           were whole, is left out)
       function_call_output {call_id, output}   -> a tool message
       reasoning                         -> dropped (never sent upstream)
       mcp_call {id, server_label, name, arguments, output, error} (the tool loop's output, replayed)
@@ -376,7 +378,8 @@ def input_messages(value: Any) -> tuple[list[JSON], list[JSON]]:
                 },
             }
             calls.add(call_id)
-            append_call(messages, call)
+            if item.get("status") != "incomplete":  # cut (a failure, max_output_tokens): not whole
+                append_call(messages, call)
         elif kind == "function_call_output":
             _refuse_keys(item, _ITEM_REFUSED[kind], path)
             call_id = _string(item.get("call_id"), f"{path}.call_id")

@@ -139,8 +139,12 @@ def from_chat(body: JSON, base: JSON) -> JSON:
     message = choice.get("message") or {}
     # The gateway's tool loop (mcp/loop.py): its mcp_list_tools and mcp_call items come first.
     loop = body.get("mcp_output")
-    output = [*loop, *output_items(message)] if isinstance(loop, list) else output_items(message)
-    return finished(base, output, choice.get("finish_reason"), body.get("usage"))
+    items = output_items(message)
+    finish = choice.get("finish_reason")
+    if finish == "length" and items:  # the item being generated when the limit cut it
+        items[-1]["status"] = "incomplete"
+    output = [*loop, *items] if isinstance(loop, list) else items
+    return finished(base, output, finish, body.get("usage"))
 
 
 def append_call(messages: list[JSON], call: JSON) -> None:
@@ -158,7 +162,8 @@ def assistant_messages(output: list[JSON]) -> list[JSON]:
     ``previous_response_id`` continues: what the same output replayed as input items gives the
     model (request.input_messages), so a stored turn and a replayed one (``store: false``) read
     the same upstream. The tool loop's ``mcp_call`` items are its calls and the results fed back;
-    ``mcp_list_tools`` and reasoning are not carried over."""
+    ``mcp_list_tools``, reasoning and a function call left ``incomplete`` (cut by a failure or
+    by ``max_output_tokens``: its arguments are not whole) are not carried over."""
     messages: list[JSON] = []
     for item in output:
         kind = item.get("type")
@@ -166,7 +171,7 @@ def assistant_messages(output: list[JSON]) -> list[JSON]:
             text = _message_text(item)
             if text is not None:
                 messages.append({"role": "assistant", "content": text})
-        elif kind == "function_call":
+        elif kind == "function_call" and item.get("status") != "incomplete":
             function = {"name": item["name"], "arguments": item["arguments"]}
             append_call(messages, {"id": item["call_id"], "type": "function", "function": function})
         elif kind == "mcp_call" and isinstance(item.get("server_label"), str) and isinstance(

@@ -112,7 +112,8 @@ class StreamEncoder:
 
     def end(self) -> bytes:
         out: list[bytes] = []
-        self._close(out)
+        # max_output_tokens cut the item being streamed: it is incomplete, as on a failure.
+        self._close(out, status="incomplete" if self._finish == "length" else "completed")
         final = finished(self._base, self._output, self._finish, self._usage)
         self.final = final
         kind = "response.completed" if final["status"] == "completed" else "response.incomplete"

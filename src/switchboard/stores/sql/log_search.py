@@ -99,15 +99,23 @@ def _conditions(dialect: str, tenant_id: str | None, q: LogQuery) -> list[sa.Col
     return where
 
 
-def _legacy() -> sa.ColumnElement[bool]:
+def _legacy(dialect: str) -> sa.ColumnElement[bool]:
     """A body and a record written before revision 0037 (neither has a log_id): joined only when
-    no other record has the body's request id, which then cannot be another caller's."""
+    no other record has the body's request id, which then cannot be another caller's, and only
+    within BODY_SLACK of the record's time (a body kept after its own record was deleted is not
+    a later record's). PostgreSQL bounds every join by that window already (search_statement);
+    on SQLite, which stores times as text, it is compared as Julian days."""
     other = u.alias("other")
     alone = ~sa.exists().where(
         other.c.request_id == b.c.request_id, other.c.tenant_id == b.c.tenant_id,
         other.c.created_at != u.c.created_at,
     )
-    return sa.and_(b.c.log_id.is_(None), u.c.log_id.is_(None), alone)
+    legacy = sa.and_(b.c.log_id.is_(None), u.c.log_id.is_(None), alone)
+    if dialect == "postgresql":
+        return legacy
+    days = BODY_SLACK / timedelta(days=1)
+    body_at, record_at = sa.func.julianday(b.c.created_at), sa.func.julianday(u.c.created_at)
+    return sa.and_(legacy, body_at >= record_at - days, body_at <= record_at + days)
 
 
 def search_statement(dialect: str, tenant_id: str | None, q: LogQuery) -> sa.Select[Any]:
@@ -118,7 +126,7 @@ def search_statement(dialect: str, tenant_id: str | None, q: LogQuery) -> sa.Sel
     # request id and tenant are conditions as well, for the bodies' key index; on PostgreSQL a
     # window around the record's time lets the join skip the partitions of other days.
     on = sa.and_(b.c.request_id == u.c.request_id, b.c.tenant_id == u.c.tenant_id,
-                 sa.or_(b.c.log_id == u.c.log_id, _legacy()))
+                 sa.or_(b.c.log_id == u.c.log_id, _legacy(dialect)))
     if dialect == "postgresql":
         seconds = int(BODY_SLACK.total_seconds())
         slack: sa.ColumnElement[Any] = sa.literal_column(f"interval '{seconds} seconds'")
