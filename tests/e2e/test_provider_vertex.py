@@ -21,6 +21,7 @@ from tests.servers import MASTER_KEY, Gateway, Mock, captured, new_marker, start
 EMAIL = "switchboard-e2e@mock-project.iam.gserviceaccount.com"
 ROGUE_EMAIL = "rogue@mock-project.iam.gserviceaccount.com"
 BOM_EMAIL = "bom@mock-project.iam.gserviceaccount.com"
+DOWN_EMAIL = "down@mock-project.iam.gserviceaccount.com"
 
 
 def write_service_account(path: Path, mock: Mock, email: str, publish: bool, token_query: str = ""
@@ -49,11 +50,14 @@ def write_service_account(path: Path, mock: Mock, email: str, publish: bool, tok
 def key_files(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("vertex-keys")
     good, rogue, bom = folder / "sa.json", folder / "rogue.json", folder / "bom.json"
+    down = folder / "down.json"
     write_service_account(good, mock_upstream, EMAIL, publish=True)
+    # Its token endpoint is down (HTTP 503): Google's OAuth service, not the key.
+    write_service_account(down, mock_upstream, DOWN_EMAIL, publish=True, token_query="?mock:status=503")
     write_service_account(rogue, mock_upstream, ROGUE_EMAIL, publish=False)
     # Its token endpoint answers with a UTF-8 byte order mark before the JSON.
     write_service_account(bom, mock_upstream, BOM_EMAIL, publish=True, token_query="?mock:bom=1")
-    return {"good": good, "rogue": rogue, "bom": bom}
+    return {"good": good, "rogue": rogue, "bom": bom, "down": down}
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +76,8 @@ def vertex_gateway(
              "vertex_project": "mock-project", "credentials_file": str(key_files["rogue"])},
             {"name": "vertex-bom", "type": "vertex", "api_base": mock_upstream.url,
              "vertex_project": "mock-project", "credentials_file": str(key_files["bom"])},
+            {"name": "vertex-down", "type": "vertex", "api_base": mock_upstream.url,
+             "vertex_project": "mock-project", "credentials_file": str(key_files["down"])},
         ],
         "models": [
             {"name": "vertex-flash", "provider": "vertex", "model": "gemini-2.5-flash"},
@@ -83,7 +89,11 @@ def vertex_gateway(
             {"name": "embed-either", "provider": "vertex", "model": "text-embedding-005"},
             {"name": "vertex-rogue", "provider": "vertex-rogue", "model": "gemini-2.5-flash"},
             {"name": "vertex-bom", "provider": "vertex-bom", "model": "gemini-2.5-flash"},
+            {"name": "vertex-down", "provider": "vertex-down", "model": "gemini-2.5-flash"},
+            {"name": "vertex-down-alone", "provider": "vertex-down", "model": "gemini-2.5-flash"},
         ],
+        "router": {"fallbacks": {"vertex-down": ["vertex-flash"]}, "num_retries": 1,
+                   "retry": {"backoff_seconds": 0.01, "max_backoff_seconds": 0.02}},
         "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
         "images": {"allow_private_networks": True},
     }
@@ -245,6 +255,21 @@ def test_overloaded(client: openai.OpenAI) -> None:
     with pytest.raises(openai.InternalServerError) as info:
         ask(client, "mock:status=503")
     assert info.value.status_code == 503
+
+
+def test_a_token_endpoint_outage_is_retried_and_fallen_back_from(client: openai.OpenAI) -> None:
+    """Google's OAuth service down (HTTP 503) is a server error of the provider, not a refused
+    key: the group's fallback answers; alone, the error says what failed."""
+    raw = client.chat.completions.with_raw_response.create(
+        model="vertex-down", messages=[{"role": "user", "content": "hi"}])
+    assert raw.parse().choices[0].message.content
+    assert raw.headers["x-switchboard-model"] == "vertex-flash"
+    assert raw.headers["x-switchboard-attempts"] == "3"  # two tries of vertex-down, then the fallback
+    with pytest.raises(openai.APIStatusError) as info:
+        ask(client, "hi", model="vertex-down-alone")
+    assert info.value.status_code == 502 and info.value.code == "upstream_error"
+    assert "token endpoint answered HTTP 503" in info.value.message
+    assert info.value.response.headers["x-switchboard-attempts"] == "2"
 
 
 def test_refused_service_account_is_502(client: openai.OpenAI, key_files: dict[str, Path]) -> None:

@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from switchboard.errors import UpstreamAuthFailed
+from switchboard.errors import UpstreamAuthFailed, UpstreamError, UpstreamUnreachable, error_class
 from switchboard.upstream.google_auth import (
     JWT_BEARER_GRANT,
     MIN_CACHE,
@@ -334,9 +334,29 @@ async def _test_answer_without_token(endpoint: TokenEndpoint) -> None:
 
 
 async def test_unreachable_token_endpoint() -> None:
+    """A connection error, not a credentials error: retried and fallen back from (class
+    ``connection``)."""
     auth, _ = auth_for(TokenEndpoint("http://127.0.0.1:9/token"))
     try:
-        with pytest.raises(UpstreamAuthFailed, match="could not be reached"):
+        with pytest.raises(UpstreamUnreachable, match="could not be reached") as failed:
             await bearer(auth)
+        assert error_class(failed.value) == "connection"
     finally:
         await auth.close()
+
+
+async def test_a_token_endpoint_outage_is_a_server_error() -> None:
+    async with token_endpoint() as endpoint:
+        for status in (500, 503, 429):
+            async def down(n: int, status: int = status) -> web.Response:
+                return web.json_response({"error": "temporarily_unavailable"}, status=status)
+
+            endpoint.answer = down
+            auth, _ = auth_for(endpoint)
+            try:
+                with pytest.raises(UpstreamError, match=f"answered HTTP {status}") as failed:
+                    await bearer(auth)
+                assert error_class(failed.value) == "server_error"
+                assert not isinstance(failed.value, UpstreamAuthFailed)
+            finally:
+                await auth.close()

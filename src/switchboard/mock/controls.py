@@ -1,7 +1,8 @@
 """How a caller steers the mock: process-wide defaults, per-request headers, or directives in
 the prompt text (``mock:status=429``), so tests can inject faults through a gateway that does
 not forward arbitrary headers. ``capture`` and ``bom`` are also read from the query string
-(capture.py), for a request whose body the caller does not write (a Vertex token request).
+(capture.py), for a request whose body the caller does not write (a Vertex token request), and so
+is ``status`` by the Vertex token endpoint (gemini.py).
 
 Directives (header ``x-mock-<name>`` or text ``mock:<name>=<value>``):
 

@@ -34,7 +34,7 @@ import re
 import secrets
 import time
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
 from cryptography.exceptions import InvalidSignature
@@ -199,6 +199,11 @@ def _check_assertion(request: Request, assertion: str) -> str:
 
 
 async def token(request: Request) -> Response:
+    # ``?mock:status=503`` in a key file's token_uri: the endpoint answers that status (an
+    # outage of Google's OAuth service, not a refused key).
+    status = request_controls(request, unquote(request.url.query)).status
+    if status:
+        return json_response({"error": "temporarily_unavailable", "error_description": "mock outage"}, status)
     form = {k: v[0] for k, v in parse_qs((await request.body()).decode("utf-8", "replace")).items()}
     if form.get("grant_type") != JWT_GRANT:
         return _oauth_error("unsupported_grant_type", f"Invalid grant_type: {form.get('grant_type', '')}")

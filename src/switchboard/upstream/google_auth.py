@@ -27,7 +27,7 @@ import orjson
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from switchboard.errors import UpstreamAuthFailed, UpstreamUnreachable
+from switchboard.errors import UpstreamAuthFailed, UpstreamError, UpstreamTimeout, UpstreamUnreachable
 from switchboard.jsonio import loads, loads_object
 from switchboard.upstream.outbound import Outbound
 from switchboard.upstream.request import UpstreamRequest
@@ -210,9 +210,18 @@ class ServiceAccountAuth:
             raise self._unreachable("cannot connect to the proxy {proxy}") from None
         except aiohttp.ClientHttpProxyError as exc:
             raise self._unreachable(f"the proxy {{proxy}} refused the tunnel: HTTP {exc.status}") from None
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise self._fail(f"the token endpoint could not be reached ({type(exc).__name__})") from None
+        except TimeoutError:
+            raise UpstreamTimeout(f"provider '{self._provider}': its token endpoint did not answer in time "
+                                  "(an access token is needed for the call)") from None
+        except aiohttp.ClientError as exc:
+            why = f"the token endpoint could not be reached ({type(exc).__name__})"
+            raise self._unreachable(why) from None
         answer = _object(body)
+        if status == 429 or status >= 500:
+            # Google's OAuth service unavailable, not a refused key: retried and fallen back from,
+            # as the provider's own 5xx would be, never a credentials error.
+            raise UpstreamError(f"provider '{self._provider}': its token endpoint answered HTTP {status}"
+                                f"{_oauth_error(answer)} (an access token is needed for the call)")
         if status != 200:
             raise self._fail(f"the token endpoint answered HTTP {status}{_oauth_error(answer)}")
         token = answer.get("access_token")
