@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from switchboard import tokens
+from switchboard.access.rules import model_allowed
 from switchboard.catalog import ModelInfo
 from switchboard.config.schema import BudgetsConfig
 from switchboard.context import LARGE_BODY_BYTES, RequestContext, Result
@@ -217,14 +218,43 @@ class BudgetStage:
         """The request's charge on each budget and how long its reservation holds."""
         # Charged in the period the request started in, as its ledger record is dated.
         clock = time.perf_counter()
-        charges = book.charges(budgets, self._amounts(ctx, info, budgets), clock - ctx.started)
+        amounts = self._amounts(ctx, info, budgets)
+        for other in self._others(ctx, info):  # deployments it may be sent to instead: the dearest
+            dearer = self._amounts(ctx, other, budgets, False)
+            amounts = [max(a, b) for a, b in zip(amounts, dearer, strict=True)]
+        charges = book.charges(budgets, amounts, clock - ctx.started)
         remaining = ctx.deadline - clock
         hold = _HOLD_UNBOUNDED if math.isinf(remaining) or remaining <= 0 else remaining + _HOLD_MARGIN
         return charges, hold
 
-    def _amounts(self, ctx: RequestContext, info: ModelInfo | None, budgets: Sequence[Budget]) -> list[int]:
+    def _others(self, ctx: RequestContext, info: ModelInfo | None) -> list[ModelInfo | None]:
+        """The catalog records, other than ``info`` (the route's), of the deployments the attempts
+        stage may send this request to instead: the other candidates (retries) and the deployments
+        of the group's fallbacks the caller's key may use. Most requests have none: no work."""
+        group, candidates = ctx.group, ctx.candidates
+        if (group is None or not (group.fallbacks or group.context_window_fallbacks)) and (
+                candidates is None or len(candidates) < 2):
+            return []
+        routes = [r for r in candidates or () if r is not ctx.route]
+        if group is not None:
+            groups = self._table.current.groups
+            allowed = ctx.principal.allowed_models if ctx.principal is not None else None
+            for name in (*group.fallbacks, *group.context_window_fallbacks):
+                fallback = groups.get(name)
+                if fallback is not None and fallback is not group and model_allowed(name, allowed):
+                    routes.extend(fallback.deployments)
+        out: list[ModelInfo | None] = []
+        for route in routes:
+            other = self._prices.of_route(route)
+            if other is not info and all(other is not seen for seen in out):
+                out.append(other)
+        return out
+
+    def _amounts(self, ctx: RequestContext, info: ModelInfo | None, budgets: Sequence[Budget],
+                 check: bool = True) -> list[int]:
         """The most this request can cost, per budget: nano-USD or tokens. Refuses a request
-        asking for more output than the model can give, before anything is reserved."""
+        asking for more output than the model can give (``check``: the route's model, not a
+        fallback's), before anything is reserved."""
         quote = counted = None
         if info is not None:
             quote = self._quotes.get(id(info))
@@ -235,7 +265,8 @@ class BudgetStage:
         output = tokens.max_completion_tokens(ctx.request, ctx.operation, counted)
         if output is None:
             output = UNBOUNDED_OUTPUT_TOKENS
-        elif counted is not None and (limit := counted.max_output_tokens) is not None and output > limit:
+        elif (check and counted is not None and (limit := counted.max_output_tokens) is not None
+              and output > limit):
             _check_output(ctx, limit)
         usd = 0
         if quote is not None:
