@@ -215,6 +215,47 @@ def test_a_fallback_to_a_dearer_model_cannot_overshoot_the_budget(pair: Pair) ->
     assert status["spent"] == "0.004"
 
 
+def test_a_stream_longer_than_the_request_timeout_holds_its_reservation_to_the_end(
+        mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A stream is bounded by its provider's total timeout, not by the request's deadline: its
+    reservation holds until it ends, however long past that deadline (plus the lapse margin,
+    a minute) it streams, so a budget it fills admits nothing else meanwhile."""
+    with WebhookReceiver() as hooks:
+        config = _config(mock_upstream, hooks)
+        config["server"] = {"request_timeout_seconds": 1}
+        config["providers"].append({"name": "patient", "type": "openai", "api_key": "${UPSTREAM_KEY}",
+                                    "api_base": f"{mock_upstream.url}/v1", "timeouts": {"total": 300}})
+        config["models"].append({"name": "budget-patient", "provider": "patient", "model": "gpt-4o-mini",
+                                 "info": {"input_cost_per_mtok": 0, "output_cost_per_mtok": 2000}})
+        gw = start_gateway(config, tmp_path_factory.mktemp("budgets-long-stream"))
+        try:
+            pair = Pair("embedded", gw, gw, hooks)
+            key = pair.key()
+            pair.budget(scope="key", subject=key["id"], max_amount=0.01, period="total")  # one call's worth
+            client = pair.sdk(key["key"])
+            # One word ($0.002): four chunks 22 s apart, past the request's deadline (1 s) and the
+            # minute after it; the next call's estimate ($0.01) then fits only if this one's lapsed.
+            stream = client.chat.completions.create(
+                model="budget-patient", messages=ask(f"{LONG} mock:chunk_delay_ms=22000"), max_tokens=1,
+                stream=True, stream_options={"include_usage": True})
+            admitted = 0
+            chunks = 0
+            for _ in stream:
+                chunks += 1
+                try:
+                    client.chat.completions.create(messages=ask(LONG), **CALL)
+                    admitted += 1
+                except openai.RateLimitError as exc:
+                    body: Any = exc.body
+                    assert body["code"] == "budget_exceeded"
+            assert chunks == 4  # the last 66 s after the first
+            assert admitted == 0
+            row = until(lambda: (r := pair.ledger(key["id"]))["requests"] == 1 + chunks and r)
+            assert Decimal(row["cost_usd"]) == Decimal("0.002")
+        finally:
+            gw.process.stop()
+
+
 def test_a_large_request_on_a_spent_budget_is_told_the_budget_is_spent(pair: Pair) -> None:
     """Larger than the whole budget, on a budget already spent: 429 budget_exceeded, not the 400
     whose advice (lower max_tokens) could not help."""

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from switchboard import tokens
 from switchboard.access.rules import model_allowed
@@ -43,13 +44,16 @@ from switchboard.spend.cost import Prices, Tokens, cost
 from switchboard.spend.units import estimate_nano_usd as units_estimate
 from switchboard.stores.protocols import Acquired, Admission, Bucket, Charge, Reserved
 
+if TYPE_CHECKING:
+    from switchboard.routing.table import Route
+
 log = logging.getLogger("switchboard.budgets")
 
 DOWNGRADE_HEADER = "x-switchboard-budget-downgrade"
 SCOPE_HEADER = "x-switchboard-budget-scope"
 # The output reserved for a call that neither the request nor the catalog bounds.
 UNBOUNDED_OUTPUT_TOKENS = 4096
-_HOLD_MARGIN = 60.0  # seconds a reservation outlives the request's deadline
+_HOLD_MARGIN = 60.0  # seconds a reservation outlives the last attempt it may be waiting for
 _HOLD_UNBOUNDED = 3600.0
 _WARN_EVERY = 10.0
 
@@ -219,18 +223,30 @@ class BudgetStage:
         # Charged in the period the request started in, as its ledger record is dated.
         clock = time.perf_counter()
         amounts = self._amounts(ctx, info, budgets)
-        for other in self._others(ctx, info):  # deployments it may be sent to instead: the dearest
-            dearer = self._amounts(ctx, other, budgets, False)
-            amounts = [max(a, b) for a, b in zip(amounts, dearer, strict=True)]
+        route = ctx.route
+        longest = route.target.timeouts.total if route is not None else 0.0
+        priced = [info]
+        for other in self._elsewhere(ctx):  # deployments it may be sent to instead: the dearest
+            longest = max(longest, other.target.timeouts.total)
+            dearer = self._prices.of_route(other)
+            if all(dearer is not seen for seen in priced):
+                priced.append(dearer)
+                more = self._amounts(ctx, dearer, budgets, False)
+                amounts = [max(a, b) for a, b in zip(amounts, more, strict=True)]
         charges = book.charges(budgets, amounts, clock - ctx.started)
+        # Held while the request may still be answered: an attempt starts before the deadline
+        # and runs for up to its deployment's total timeout (a stream included), then a margin.
         remaining = ctx.deadline - clock
-        hold = _HOLD_UNBOUNDED if math.isinf(remaining) or remaining <= 0 else remaining + _HOLD_MARGIN
+        if math.isinf(remaining):
+            hold = max(_HOLD_UNBOUNDED, longest + _HOLD_MARGIN)
+        else:
+            hold = max(0.0, remaining) + longest + _HOLD_MARGIN
         return charges, hold
 
-    def _others(self, ctx: RequestContext, info: ModelInfo | None) -> list[ModelInfo | None]:
-        """The catalog records, other than ``info`` (the route's), of the deployments the attempts
-        stage may send this request to instead: the other candidates (retries) and the deployments
-        of the group's fallbacks the caller's key may use. Most requests have none: no work."""
+    def _elsewhere(self, ctx: RequestContext) -> list[Route]:
+        """The deployments, other than the route's, the attempts stage may send this request
+        to: the other candidates (retries) and the deployments of the group's fallbacks the
+        caller's key may use. Most requests have none: no work."""
         group, candidates = ctx.group, ctx.candidates
         if (group is None or not (group.fallbacks or group.context_window_fallbacks)) and (
                 candidates is None or len(candidates) < 2):
@@ -243,12 +259,7 @@ class BudgetStage:
                 fallback = groups.get(name)
                 if fallback is not None and fallback is not group and model_allowed(name, allowed):
                     routes.extend(fallback.deployments)
-        out: list[ModelInfo | None] = []
-        for route in routes:
-            other = self._prices.of_route(route)
-            if other is not info and all(other is not seen for seen in out):
-                out.append(other)
-        return out
+        return routes
 
     def _amounts(self, ctx: RequestContext, info: ModelInfo | None, budgets: Sequence[Budget],
                  check: bool = True) -> list[int]:
