@@ -34,6 +34,7 @@ from tests.webhook_receiver import WebhookReceiver
 ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
 PRICED = "budget-model"  # 5 output tokens (max_tokens=5) cost exactly $0.01; input is free
 CHEAP = "budget-cheap"  # a tenth of that
+DOWN = "budget-down"  # priced as CHEAP, its provider unreachable: falls back to PRICED
 CALL = {"model": PRICED, "max_tokens": 5}
 HOOK_SECRET = "whsec-budget-tests-0123456789"
 LONG = "tell me a long story about budgets please"  # the mock's reply is longer than 5 words
@@ -48,7 +49,10 @@ def _config(mock: Mock, hooks: WebhookReceiver) -> dict[str, Any]:
          "info": {"input_cost_per_mtok": 0, "output_cost_per_mtok": 2000}},
         {"name": CHEAP, "provider": "local-openai", "model": "gpt-4o-mini",
          "info": {"input_cost_per_mtok": 0, "output_cost_per_mtok": 200}},
+        {"name": DOWN, "provider": "nowhere", "model": "gpt-4o-mini",
+         "info": {"input_cost_per_mtok": 0, "output_cost_per_mtok": 200}},
     ]
+    config["router"] = {"fallbacks": {DOWN: [PRICED]}}
     return config
 
 
@@ -191,6 +195,65 @@ def test_a_request_larger_than_the_whole_budget_is_a_400(pair: Pair) -> None:
     # Nothing was reserved: a smaller request still fits.
     reply = pair.sdk(key["key"]).chat.completions.create(messages=ask(LONG), model=PRICED, max_tokens=2)
     assert reply.usage is not None and reply.usage.completion_tokens == 2
+
+
+def test_a_fallback_to_a_dearer_model_cannot_overshoot_the_budget(pair: Pair) -> None:
+    """The reservation covers the dearest deployment the request may be sent to, its fallbacks'
+    included: the cheap model's cost fits the budget, the fallback's ($0.01) does not."""
+    key = pair.key()
+    budget = pair.budget(scope="key", subject=key["id"], max_amount=0.005, period="total")
+    client = pair.sdk(key["key"])
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(messages=ask(LONG), model=DOWN, max_tokens=5)
+    body: Any = refused.value.body
+    assert body["code"] == "request_exceeds_budget"
+    # A request whose fallback fits is admitted and served by the fallback, within the budget.
+    raw = client.chat.completions.with_raw_response.create(messages=ask(LONG), model=DOWN, max_tokens=2)
+    assert raw.headers["x-switchboard-model"] == PRICED
+    assert raw.headers["x-switchboard-cost-usd"] == "0.004000"
+    status = until(lambda: (s := pair.status(budget["id"]))["reserved"] == "0" and s)
+    assert status["spent"] == "0.004"
+
+
+def test_a_stream_longer_than_the_request_timeout_holds_its_reservation_to_the_end(
+        mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A stream is bounded by its provider's total timeout, not by the request's deadline: its
+    reservation holds until it ends, however long past that deadline (plus the lapse margin,
+    a minute) it streams, so a budget it fills admits nothing else meanwhile."""
+    with WebhookReceiver() as hooks:
+        config = _config(mock_upstream, hooks)
+        config["server"] = {"request_timeout_seconds": 1}
+        config["providers"].append({"name": "patient", "type": "openai", "api_key": "${UPSTREAM_KEY}",
+                                    "api_base": f"{mock_upstream.url}/v1", "timeouts": {"total": 300}})
+        config["models"].append({"name": "budget-patient", "provider": "patient", "model": "gpt-4o-mini",
+                                 "info": {"input_cost_per_mtok": 0, "output_cost_per_mtok": 2000}})
+        gw = start_gateway(config, tmp_path_factory.mktemp("budgets-long-stream"))
+        try:
+            pair = Pair("embedded", gw, gw, hooks)
+            key = pair.key()
+            pair.budget(scope="key", subject=key["id"], max_amount=0.01, period="total")  # one call's worth
+            client = pair.sdk(key["key"])
+            # One word ($0.002): four chunks 22 s apart, past the request's deadline (1 s) and the
+            # minute after it; the next call's estimate ($0.01) then fits only if this one's lapsed.
+            stream = client.chat.completions.create(
+                model="budget-patient", messages=ask(f"{LONG} mock:chunk_delay_ms=22000"), max_tokens=1,
+                stream=True, stream_options={"include_usage": True})
+            admitted = 0
+            chunks = 0
+            for _ in stream:
+                chunks += 1
+                try:
+                    client.chat.completions.create(messages=ask(LONG), **CALL)
+                    admitted += 1
+                except openai.RateLimitError as exc:
+                    body: Any = exc.body
+                    assert body["code"] == "budget_exceeded"
+            assert chunks == 4  # the last 66 s after the first
+            assert admitted == 0
+            row = until(lambda: (r := pair.ledger(key["id"]))["requests"] == 1 + chunks and r)
+            assert Decimal(row["cost_usd"]) == Decimal("0.002")
+        finally:
+            gw.process.stop()
 
 
 def test_a_large_request_on_a_spent_budget_is_told_the_budget_is_spent(pair: Pair) -> None:

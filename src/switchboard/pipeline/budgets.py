@@ -25,8 +25,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from switchboard import tokens
+from switchboard.access.rules import model_allowed
 from switchboard.catalog import ModelInfo
 from switchboard.config.schema import BudgetsConfig
 from switchboard.context import LARGE_BODY_BYTES, RequestContext, Result
@@ -42,13 +44,16 @@ from switchboard.spend.cost import Prices, Tokens, cost
 from switchboard.spend.units import estimate_nano_usd as units_estimate
 from switchboard.stores.protocols import Acquired, Admission, Bucket, Charge, Reserved
 
+if TYPE_CHECKING:
+    from switchboard.routing.table import Route
+
 log = logging.getLogger("switchboard.budgets")
 
 DOWNGRADE_HEADER = "x-switchboard-budget-downgrade"
 SCOPE_HEADER = "x-switchboard-budget-scope"
 # The output reserved for a call that neither the request nor the catalog bounds.
 UNBOUNDED_OUTPUT_TOKENS = 4096
-_HOLD_MARGIN = 60.0  # seconds a reservation outlives the request's deadline
+_HOLD_MARGIN = 60.0  # seconds a reservation outlives the last attempt it may be waiting for
 _HOLD_UNBOUNDED = 3600.0
 _WARN_EVERY = 10.0
 
@@ -217,14 +222,50 @@ class BudgetStage:
         """The request's charge on each budget and how long its reservation holds."""
         # Charged in the period the request started in, as its ledger record is dated.
         clock = time.perf_counter()
-        charges = book.charges(budgets, self._amounts(ctx, info, budgets), clock - ctx.started)
+        amounts = self._amounts(ctx, info, budgets)
+        route = ctx.route
+        longest = route.target.timeouts.total if route is not None else 0.0
+        priced = [info]
+        for other in self._elsewhere(ctx):  # deployments it may be sent to instead: the dearest
+            longest = max(longest, other.target.timeouts.total)
+            dearer = self._prices.of_route(other)
+            if all(dearer is not seen for seen in priced):
+                priced.append(dearer)
+                more = self._amounts(ctx, dearer, budgets, False)
+                amounts = [max(a, b) for a, b in zip(amounts, more, strict=True)]
+        charges = book.charges(budgets, amounts, clock - ctx.started)
+        # Held while the request may still be answered: an attempt starts before the deadline
+        # and runs for up to its deployment's total timeout (a stream included), then a margin.
         remaining = ctx.deadline - clock
-        hold = _HOLD_UNBOUNDED if math.isinf(remaining) or remaining <= 0 else remaining + _HOLD_MARGIN
+        if math.isinf(remaining):
+            hold = max(_HOLD_UNBOUNDED, longest + _HOLD_MARGIN)
+        else:
+            hold = max(0.0, remaining) + longest + _HOLD_MARGIN
         return charges, hold
 
-    def _amounts(self, ctx: RequestContext, info: ModelInfo | None, budgets: Sequence[Budget]) -> list[int]:
+    def _elsewhere(self, ctx: RequestContext) -> list[Route]:
+        """The deployments, other than the route's, the attempts stage may send this request
+        to: the other candidates (retries) and the deployments of the group's fallbacks the
+        caller's key may use. Most requests have none: no work."""
+        group, candidates = ctx.group, ctx.candidates
+        if (group is None or not (group.fallbacks or group.context_window_fallbacks)) and (
+                candidates is None or len(candidates) < 2):
+            return []
+        routes = [r for r in candidates or () if r is not ctx.route]
+        if group is not None:
+            groups = self._table.current.groups
+            allowed = ctx.principal.allowed_models if ctx.principal is not None else None
+            for name in (*group.fallbacks, *group.context_window_fallbacks):
+                fallback = groups.get(name)
+                if fallback is not None and fallback is not group and model_allowed(name, allowed):
+                    routes.extend(fallback.deployments)
+        return routes
+
+    def _amounts(self, ctx: RequestContext, info: ModelInfo | None, budgets: Sequence[Budget],
+                 check: bool = True) -> list[int]:
         """The most this request can cost, per budget: nano-USD or tokens. Refuses a request
-        asking for more output than the model can give, before anything is reserved."""
+        asking for more output than the model can give (``check``: the route's model, not a
+        fallback's), before anything is reserved."""
         quote = counted = None
         if info is not None:
             quote = self._quotes.get(id(info))
@@ -235,7 +276,8 @@ class BudgetStage:
         output = tokens.max_completion_tokens(ctx.request, ctx.operation, counted)
         if output is None:
             output = UNBOUNDED_OUTPUT_TOKENS
-        elif counted is not None and (limit := counted.max_output_tokens) is not None and output > limit:
+        elif (check and counted is not None and (limit := counted.max_output_tokens) is not None
+              and output > limit):
             _check_output(ctx, limit)
         usd = 0
         if quote is not None:
