@@ -316,3 +316,18 @@ def test_a_pattern_is_searched_under_a_time_bound(caplog: pytest.LogCaptureFixtu
     assert choose(r, messages=[{"role": "user", "content": "aaaa"}]) == "never"
     slow = [rec for rec in caplog.records if "'slow'" in rec.getMessage()]
     assert len(slow) == 1 and "ran past" in slow[0].getMessage()
+
+
+@pytest.mark.parametrize(("pattern", "text", "other"), [
+    ("user {id}", "for user {id} please", "for user 7 please"),  # the regex engine: "expected }"
+    ("token={secret}", "token={secret}", "token=x"),
+    ("ticket{s}", "see ticket{s}", "see tickets"),  # the regex engine: a fuzzy match, any one char
+])
+def test_a_pattern_python_re_reads_with_literal_braces_keeps_its_meaning(pattern: str, text: str,
+                                                                         other: str) -> None:
+    # Accepted and matched as before the rules ran on the regex engine: braces that are no
+    # repetition count are literal text.
+    validate(_config(rules=[{"to": "a", "when": {"last_user_matches": pattern}}]), "test", env={})
+    r = rules({"when": {"last_user_matches": pattern}, "to": "t"})
+    assert choose(r, messages=[{"role": "user", "content": text}]) == "t"
+    assert choose(r, messages=[{"role": "user", "content": other}]) is None

@@ -187,3 +187,12 @@ def test_patterns_run_under_a_time_bound_and_a_string_not_searched_in_time_is_ke
     assert slow.json({"a": "a" * 40 + "! tok-1", "n": 1}) == {"a": REDACTED, "n": 1}
     assert slow.text("aaaa tok-22") == f"aaaa {REDACTED}"
     assert slow.headers({"x-note": "a" * 40 + "!"}) == {"x-note": REDACTED}
+
+
+@pytest.mark.parametrize(("pattern", "text", "kept"), [
+    ("token={id}", "a token={id} b", "a [REDACTED] b"),  # the regex engine: "expected }"
+    ("pin{d}", "pin{d} and pin", "[REDACTED] and pin"),  # regex: fuzzy, any "pin" (its "{d}" shown)
+])
+def test_a_redaction_pattern_with_literal_braces_redacts_what_python_re_matched(pattern: str, text: str,
+                                                                                kept: str) -> None:
+    assert Redactor(RedactConfig(patterns=[pattern])).text(text) == kept
