@@ -249,3 +249,19 @@ def test_a_replayed_call_cut_before_its_arguments_were_whole_is_left_out() -> No
         {"role": "user", "content": "hi"},
         {"role": "assistant", "content": None, "tool_calls": [call]},
     ]
+
+
+def test_the_output_of_a_cut_call_left_out_is_not_sent_without_its_call() -> None:
+    # An agent runs the call it was given (or reports its arguments unreadable) and sends the
+    # output back with the replayed items: a tool message must follow its assistant tool call,
+    # or the upstream refuses the conversation (400).
+    cut = {"type": "function_call", "call_id": "c2", "name": "f", "arguments": '{"city":',
+           "status": "incomplete"}
+    output = {"type": "function_call_output", "call_id": "c2", "output": "error: arguments are not JSON"}
+    t = translate({"model": "m", "input": [{"role": "user", "content": "hi"}, cut, output,
+                                           {"role": "user", "content": "try again"}]})
+    called: set[str] = set()
+    for message in t.request["messages"]:
+        called.update(c["id"] for c in message.get("tool_calls") or ())
+        if message["role"] == "tool":
+            assert message["tool_call_id"] in called, t.request["messages"]
