@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
@@ -39,6 +40,10 @@ def gateway(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> It
         _model("mixed", "always-500", "mixed-priced"),
         _model("mixed", "local-openai", "mixed-unpriced", "house-llm-7b", weight=1000),
         _model("unpriced-only", "local-openai", "unpriced-only-a", "house-llm-7b"),
+        # Five output tokens of capped-priced cost $0.01 (input is free).
+        {**_model("capped", "local-openai", "capped-priced"),
+         "info": {"input_cost_per_mtok": 0, "output_cost_per_mtok": 2000}},
+        _model("capped", "local-openai", "capped-unpriced", "house-llm-7b", weight=1000),
     ]
     config["router"] = {
         "fallbacks": {"primary": ["mystery", "safe"]},
@@ -90,3 +95,18 @@ def test_a_model_with_no_priced_deployment_is_refused(gateway: tuple[Gateway, An
     with pytest.raises(openai.BadRequestError) as refused:
         _sdk(gw).chat.completions.create(model="unpriced-only", messages=ask("hi"))
     assert refused.value.body["code"] == "model_unpriced"  # type: ignore[index]
+
+
+def test_a_budget_reserves_the_price_of_the_deployment_that_answers(gateway: tuple[Gateway, Any]) -> None:
+    """The route stage picks the unpriced deployment (a thousand times the weight): the budget's
+    reservation is still that of the priced one the request goes to, so a request costing more
+    than the whole budget is refused before it is sent, as on a group of priced deployments."""
+    gw, _ = gateway
+    made = httpx.post(f"{gw.url}/admin/v1/keys", json={"models": ["*"], "max_budget_usd": 0.005},
+                      headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=10)
+    assert made.status_code == 201, made.text
+    client = openai.OpenAI(base_url=gw.base_url, api_key=made.json()["key"], max_retries=0, timeout=30)
+    for _ in range(3):
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.chat.completions.create(model="capped", messages=ask("a long story please"), max_tokens=5)
+        assert refused.value.body["code"] == "request_exceeds_budget"  # type: ignore[index]
