@@ -14,6 +14,7 @@ from pydantic import AfterValidator, Field, SecretStr, field_validator, model_va
 from switchboard.config.base import MIB, Strict
 from switchboard.config.spend import BudgetWebhookConfig, Percent
 from switchboard.config.urls import check_http_url
+from switchboard.patterns import compile_as_re
 
 MetricLabel = Literal["tenant", "team", "key", "user"]
 
@@ -107,8 +108,8 @@ def compile_pattern(pattern: str) -> regex.Pattern[str]:
     inline flags, group numbers and group names are its own), so the configuration check
     accepts what the gateway can start with. ValueError saying why a pattern is refused."""
     try:
-        compiled = regex.compile(pattern)  # the engine it runs with (switchboard/patterns.py)
-    except regex.error as exc:
+        compiled = compile_as_re(pattern)  # as the request log runs it (switchboard/patterns.py)
+    except (re.error, regex.error) as exc:
         raise ValueError(f"not a valid regular expression ({exc}): {pattern!r}") from None
     if compiled.match(""):
         raise ValueError(f"matches the empty string, so it would redact nothing useful: {pattern!r}")

@@ -6,12 +6,14 @@ Part of the configuration schema (config/schema.py re-exports every name).
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 import regex
 from pydantic import Field, field_validator, model_validator
 
 from switchboard.config.base import Strict
+from switchboard.patterns import compile_as_re
 
 STRATEGIES = ("weighted", "round-robin", "least-busy", "latency", "cost", "headroom")
 Strategy = Literal["weighted", "round-robin", "least-busy", "latency", "cost", "headroom"]
@@ -106,8 +108,8 @@ class RuleCondition(Strict):
     def _regex(cls, value: str | None) -> str | None:
         if value is not None:
             try:
-                regex.compile(value)  # the engine the rule runs with (switchboard/patterns.py)
-            except regex.error as exc:
+                compile_as_re(value)  # as the rule runs it (switchboard/patterns.py)
+            except (re.error, regex.error) as exc:
                 raise ValueError(f"not a valid regular expression: {exc}") from None
         return value
 

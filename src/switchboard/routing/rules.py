@@ -50,7 +50,7 @@ def compile_rule(index: int, rule: RoutingRule) -> Rule:
         params=tuple(w.params.items()),
         prompt_min=tokens.min if tokens else None,
         prompt_max=tokens.max if tokens else None,
-        pattern=regex.compile(w.last_user_matches) if w.last_user_matches else None,
+        pattern=patterns.compile_as_re(w.last_user_matches) if w.last_user_matches else None,
     )
 
 
