@@ -1112,3 +1112,9 @@ def test_a_call_cut_by_a_failed_stream_is_not_continued_as_made(client: openai.O
         model="via-anthropic", previous_response_id=failed.id, input="just say hi"
     )
     assert follow.status == "completed" and follow.output_text
+    # The agent reports the cut call's arguments unreadable: that output is left out with its
+    # call (a tool result without its call is refused upstream).
+    told = client.responses.create(model="via-anthropic", previous_response_id=failed.id, input=[
+        {"type": "function_call_output", "call_id": cut.call_id, "output": "error: arguments cut"},  # type: ignore[union-attr]
+        {"role": "user", "content": "try again"}])
+    assert told.status == "completed" and told.output_text

@@ -13,7 +13,7 @@ Reference: https://platform.openai.com/docs/api-reference/responses/create. The 
                                            part's prompt_cache_breakpoint -> the chat part's
       function_call {call_id, name, arguments} -> an assistant message's tool_calls (one
                                            with status incomplete, cut before its arguments
-                                           were whole, is left out)
+                                           were whole, is left out, and its output too)
       function_call_output {call_id, output}   -> a tool message
       reasoning                         -> dropped (never sent upstream)
       mcp_call {id, server_label, name, arguments, output, error} (the tool loop's output, replayed)
@@ -338,6 +338,7 @@ def input_messages(value: Any) -> tuple[list[JSON], list[JSON]]:
     messages: list[JSON] = []
     calls: set[str] = set()
     ids: set[str] = set()
+    cut: set[str] = set()  # calls left out (incomplete), whose outputs are left out too
     for i, item in enumerate(value):
         path = f"input[{i}]"
         if not isinstance(item, dict):
@@ -380,9 +381,13 @@ def input_messages(value: Any) -> tuple[list[JSON], list[JSON]]:
             calls.add(call_id)
             if item.get("status") != "incomplete":  # cut (a failure, max_output_tokens): not whole
                 append_call(messages, call)
+            else:
+                cut.add(call_id)
         elif kind == "function_call_output":
             _refuse_keys(item, _ITEM_REFUSED[kind], path)
             call_id = _string(item.get("call_id"), f"{path}.call_id")
+            if call_id in cut:  # its call was left out: a tool message needs the call before it
+                continue
             messages.append(
                 {
                     "role": "tool",

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -213,6 +213,12 @@ class Responses:
         call.history = [dict(m) for m in record.conversation]
         ctx.expanded = True
         messages = ctx.request["messages"]
+        # A call the previous response was cut in (left out of its conversation): this turn's
+        # output for it would be a tool message without its call, which upstreams refuse.
+        cut = _cut_calls(record.response)
+        if cut:
+            messages[:] = _without_outputs(messages, cut)
+            call.translated.turn[:] = _without_outputs(call.translated.turn, cut)
         at = (
             1
             if messages and messages[0].get("role") == "system" and call.translated.echo.get("instructions")
@@ -345,3 +351,16 @@ class HistoryStage:
     async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
         await self._responses.history(ctx)
         return await call_next(ctx)
+
+
+def _without_outputs(messages: list[JSON], calls: set[str]) -> list[JSON]:
+    return [m for m in messages if not (m.get("role") == "tool" and m.get("tool_call_id") in calls)]
+
+
+def _cut_calls(response: Mapping[str, Any]) -> set[str]:
+    """The call ids of a stored response's function calls left ``incomplete`` (cut by a failure
+    or by ``max_output_tokens``)."""
+    output = response.get("output")
+    return {item["call_id"] for item in output or () if isinstance(item, dict)
+            and item.get("type") == "function_call" and item.get("status") == "incomplete"
+            and isinstance(item.get("call_id"), str)} if isinstance(output, list) else set()
