@@ -45,6 +45,7 @@ from switchboard.spend.units import estimate_nano_usd as units_estimate
 from switchboard.stores.protocols import Acquired, Admission, Bucket, Charge, Reserved
 
 if TYPE_CHECKING:
+    from switchboard.routing.groups import Group
     from switchboard.routing.table import Route
 
 log = logging.getLogger("switchboard.budgets")
@@ -134,6 +135,7 @@ class BudgetStage:
         self._warned = -math.inf
         # By catalog record (its identity; the entry keeps it alive): prices per token.
         self._quotes: dict[int, _Quote] = {}
+        self._uniform_groups: dict[int, tuple[Group, float | None]] = {}  # _uniform, by group
 
     async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
         ride = ctx.ahead
@@ -223,16 +225,22 @@ class BudgetStage:
         # Charged in the period the request started in, as its ledger record is dated.
         clock = time.perf_counter()
         amounts = self._amounts(ctx, info, budgets)
-        route = ctx.route
-        longest = route.target.timeouts.total if route is not None else 0.0
-        priced = [info]
-        for other in self._elsewhere(ctx):  # deployments it may be sent to instead: the dearest
-            longest = max(longest, other.target.timeouts.total)
-            dearer = self._prices.of_route(other)
-            if all(dearer is not seen for seen in priced):
-                priced.append(dearer)
-                more = self._amounts(ctx, dearer, budgets, False)
-                amounts = [max(a, b) for a, b in zip(amounts, more, strict=True)]
+        route, group = ctx.route, ctx.group
+        uniform = self._uniform(group) if group is not None and route in group.deployments else None
+        if uniform is not None:  # every deployment it may reach costs it the same: nothing to add
+            longest = uniform
+        else:
+            longest = route.target.timeouts.total if route is not None else 0.0
+            priced = [info]
+            for other in self._elsewhere(ctx):  # deployments it may be sent to instead: the dearest
+                longest = max(longest, other.target.timeouts.total)
+                dearer = self._prices.of_route(other)
+                if all(dearer is not seen for seen in priced):
+                    priced.append(dearer)
+                    if self._same_terms(info, dearer):
+                        continue
+                    more = self._amounts(ctx, dearer, budgets, False)
+                    amounts = [max(a, b) for a, b in zip(amounts, more, strict=True)]
         charges = book.charges(budgets, amounts, clock - ctx.started)
         # Held while the request may still be answered: an attempt starts before the deadline
         # and runs for up to its deployment's total timeout (a stream included), then a margin.
@@ -242,6 +250,28 @@ class BudgetStage:
         else:
             hold = max(0.0, remaining) + longest + _HOLD_MARGIN
         return charges, hold
+
+    def _uniform(self, group: Group) -> float | None:
+        """For a group whose deployments, and its fallbacks' (whatever a key may use of them),
+        all cost a request the same (the usual group of one model's deployments): the longest
+        total timeout among them; None otherwise. Worked out once per group object (a new
+        routing table, a change of models or prices, makes new ones)."""
+        known = self._uniform_groups.get(id(group))
+        if known is not None and known[0] is group:
+            return known[1]
+        groups = self._table.current.groups
+        routes = list(group.deployments)
+        for name in (*group.fallbacks, *group.context_window_fallbacks):
+            fallback = groups.get(name)
+            if fallback is not None and fallback is not group:
+                routes.extend(fallback.deployments)
+        first = self._prices.of_route(routes[0]) if routes else None
+        same = all(self._same_terms(first, self._prices.of_route(r)) for r in routes[1:])
+        longest = max((r.target.timeouts.total for r in routes), default=0.0) if same and routes else None
+        if len(self._uniform_groups) >= _QUOTES_MAX:
+            self._uniform_groups.clear()
+        self._uniform_groups[id(group)] = (group, longest)
+        return longest
 
     def _elsewhere(self, ctx: RequestContext) -> list[Route]:
         """The deployments, other than the route's, the attempts stage may send this request
@@ -268,9 +298,7 @@ class BudgetStage:
         fallback's), before anything is reserved."""
         quote = counted = None
         if info is not None:
-            quote = self._quotes.get(id(info))
-            if quote is None or quote[0] is not info:
-                quote = self._quote(info)
+            quote = self._quoted(info)
             counted = quote[6]
         prompt = ctx.prompt_tokens_estimate(counted)
         output = tokens.max_completion_tokens(ctx.request, ctx.operation, counted)
@@ -289,6 +317,19 @@ class BudgetStage:
         if len(budgets) == 1:
             return [usd if budgets[0].unit == "usd" else prompt + output]
         return [usd if b.unit == "usd" else prompt + output for b in budgets]
+
+    def _quoted(self, info: ModelInfo) -> _Quote:
+        quote = self._quotes.get(id(info))
+        return quote if quote is not None and quote[0] is info else self._quote(info)
+
+    def _same_terms(self, info: ModelInfo | None, other: ModelInfo | None) -> bool:
+        """Whether a request costs the same on ``other``'s record as on ``info``'s: the same
+        prices per token, model (its tokenizer) and output bound, and no media units (each
+        record is its own catalog copy, so identity says nothing)."""
+        if info is None or other is None:
+            return info is other
+        mine, theirs = self._quoted(info), self._quoted(other)
+        return not mine[5] and mine[1:] == theirs[1:]
 
     def _quote(self, info: ModelInfo) -> _Quote:
         """The catalog record's input and output prices per token, from ``spend.cost`` (a cost
