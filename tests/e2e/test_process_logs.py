@@ -60,12 +60,13 @@ class Deployment:
     def sdk(self) -> openai.OpenAI:
         return openai.OpenAI(base_url=self.gateway.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
 
-    def fail(self, prompt: str, **headers: str) -> str:
-        """Send a request the upstream fails; its request id."""
+    def fail(self, prompt: str, group: str | None = None, **headers: str) -> str:
+        """Send a request the upstream fails (to ``group``, by default the fragile one whose
+        first failure cools it down); its request id."""
         request_id = f"req-{uuid.uuid4().hex}"
         with pytest.raises(openai.APIStatusError) as failed:
             self.sdk().chat.completions.create(
-                model=self.model, messages=ask(f"{prompt} mock:status=500"),
+                model=group or self.model, messages=ask(f"{prompt} mock:status=500"),
                 extra_headers={"x-request-id": request_id, **headers},
             )
         assert failed.value.response.headers["x-request-id"] == request_id
@@ -75,9 +76,11 @@ class Deployment:
 def _config(mock: Mock, kind: str, request: pytest.FixtureRequest, model: str, **server: Any,
             ) -> dict[str, Any]:
     config = openai_config(mock, **server)
+    # The fragile group, and one for the tests that need no cooldown of their own (whichever test
+    # first fails the fragile group sees its cooldown's line).
     config["models"] += [
-        {"name": model, "provider": "local-openai", "model": "gpt-4o-mini", "deployment": f"{model}-{n}"}
-        for n in ("a", "b")
+        {"name": name, "provider": "local-openai", "model": "gpt-4o-mini", "deployment": f"{name}-{n}"}
+        for name in (model, f"{model}-busy") for n in ("a", "b")
     ]
     config["router"] = {"num_retries": 0, "cooldown": {"failures": 1}}
     if kind == "cluster":
@@ -156,7 +159,7 @@ def test_json_lines_carry_the_request_and_trace_ids(json_gateway: Deployment) ->
 
 def test_lines_of_concurrent_requests_keep_their_own_ids(json_gateway: Deployment) -> None:
     process = json_gateway.gateway.process
-    ids = [json_gateway.fail(f"request {i}") for i in range(3)]
+    ids = [json_gateway.fail(f"request {i}", f"{json_gateway.model}-busy") for i in range(3)]
     for request_id in ids:
         process.wait_for_all(request_id, "request failed")
     entries = _parsed(list(process.lines))
