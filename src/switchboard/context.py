@@ -13,7 +13,9 @@ written, so accounting and logging add no latency to the response.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import os
 import secrets
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
@@ -143,6 +145,24 @@ class Outcome:
 AfterResponse = Callable[["RequestContext"], Awaitable[None]]
 
 
+# Ids unique per process start (a prefix made again in a forked child: a preloading process
+# manager would repeat its parent's) and per call: no randomness per request.
+_ID_PREFIX = secrets.token_hex(6)
+_ID_COUNTER = itertools.count(1)
+
+
+def _new_id_prefix() -> None:
+    global _ID_PREFIX
+    _ID_PREFIX = secrets.token_hex(6)
+
+
+os.register_at_fork(after_in_child=_new_id_prefix)
+
+
+def unique_id() -> str:
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):012x}"
+
+
 @dataclass(slots=True)
 class RequestContext:
     request_id: str
@@ -235,6 +255,17 @@ class RequestContext:
     # (request_id is the caller's X-Request-Id when it sent one); made (log_id()) only when a
     # body is captured (BodyCapture.decide), None otherwise: a record without a body needs none.
     record_id: str | None = None
+
+    # The id of the request's budget reservation (reservation_id()); None until it is asked for.
+    reservation: str | None = None
+
+    def reservation_id(self) -> str:
+        """The request id made unique to this request: a budget reservation is held under it, and
+        a caller may send one X-Request-Id with several requests at once (under the same id the
+        second reservation would replace the first, and both calls be charged against one)."""
+        if self.reservation is None:
+            self.reservation = f"{self.request_id}#{unique_id()}"
+        return self.reservation
 
     def log_id(self) -> str:
         """The id joining the request's usage record and its stored bodies: random, never the

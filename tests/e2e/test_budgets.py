@@ -178,6 +178,38 @@ def test_a_one_dollar_key_budget_admits_100_of_200_concurrent_cent_requests(pair
     assert Decimal(total["cost_usd"]) == Decimal("0.01") * (ok + 1)
 
 
+def test_requests_sharing_one_request_id_each_reserve_their_own_cost(pair: Pair) -> None:
+    """A caller may send one X-Request-Id with many requests at once: each still reserves its
+    own cost (held under that id, the second reservation replaced the first, and every call of
+    the burst was admitted against one cent)."""
+    key = pair.key(max_budget_usd=0.10)
+    shared = f"burst-{uuid.uuid4().hex}"
+
+    async def burst() -> list[bool]:
+        clients = pair.clients(key["key"])
+
+        async def one(i: int) -> bool:
+            try:
+                await clients[i % 2].chat.completions.create(
+                    messages=ask(f"{LONG} {i} mock:latency_ms=300"), extra_headers={"x-request-id": shared},
+                    **CALL)
+            except openai.APIStatusError as exc:
+                assert exc.status_code == 429 and exc.body["code"] == "budget_exceeded"  # type: ignore[index]
+                return False
+            return True
+
+        try:
+            return await asyncio.gather(*(one(i) for i in range(30)))
+        finally:
+            for c in clients:
+                await c.close()
+
+    admitted = sum(asyncio.run(burst()))
+    assert admitted == 10, admitted  # $0.10 of $0.01 calls, each in flight with the others
+    total = until(lambda: (row := pair.ledger(key["id"]))["requests"] == 30 and row)
+    assert Decimal(total["cost_usd"]) == Decimal("0.10")
+
+
 def test_a_request_larger_than_the_whole_budget_is_a_400(pair: Pair) -> None:
     key = pair.key(max_budget_usd=0.005)
     with pytest.raises(openai.BadRequestError) as refused:

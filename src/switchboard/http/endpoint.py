@@ -11,11 +11,8 @@ shutting down), it then runs the request's post-response callbacks and logs a fa
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
-import os
 import re
-import secrets
 import time
 from collections.abc import Awaitable
 
@@ -28,6 +25,7 @@ from switchboard.context import (
     RequestContext,
     StreamReply,
     milliseconds,
+    unique_id,
 )
 from switchboard.errors import GatewayError, InvalidRequest, UnsupportedMediaType, retry_hint
 from switchboard.http.asgi import (
@@ -60,18 +58,6 @@ _SINGLE_VALUED = ("authorization", "x-api-key", "x-goog-api-key", "content-type"
 # The inbound API of a request no endpoint took (count_refused): only its context needs one.
 _UNROUTED = OpenAIJson("")
 
-_ID_PREFIX = secrets.token_hex(6)
-_ID_COUNTER = itertools.count(1)
-
-
-def _new_id_prefix() -> None:
-    # A process forked after import (a preloading process manager) would repeat its parent's ids.
-    global _ID_PREFIX
-    _ID_PREFIX = secrets.token_hex(6)
-
-
-os.register_at_fork(after_in_child=_new_id_prefix)
-
 Headers = list[tuple[bytes, bytes]]
 
 OVERHEAD_HEADER = b"x-switchboard-overhead-ms"
@@ -91,8 +77,7 @@ def request_id(headers: dict[str, str]) -> str:
     given = headers.get("x-request-id")
     if given and _SAFE_REQUEST_ID.match(given):
         return given
-    # Unique per process start; needs no randomness per request.
-    return f"{_ID_PREFIX}{next(_ID_COUNTER):012x}"
+    return unique_id()
 
 
 def request_headers(scope: Scope) -> dict[str, str]:

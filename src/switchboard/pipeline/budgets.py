@@ -171,9 +171,9 @@ class BudgetStage:
             reserved = None
         try:
             if reserved is None:
-                reserved = await book.try_reserve(ctx.request_id, charges, hold)
+                reserved = await book.try_reserve(ctx.reservation_id(), charges, hold)
             if reserved.missing:  # a counter not loaded yet (a new period, a restart): load it
-                reserved = await book.reserve(ctx.request_id, budgets, charges, hold)
+                reserved = await book.reserve(ctx.reservation_id(), budgets, charges, hold)
             if reserved.refused is None:
                 for budget in budgets:
                     if budget.downgrade_model is not None:
@@ -216,7 +216,7 @@ class BudgetStage:
             charges, hold = self._charges(ctx, book, self._prices.of_route(route), budgets)
         except Exception:  # raised again in this stage's turn (a refusal, a store error)
             return None
-        ride = ctx.ahead = _Ride(admission, book, ctx.request_id, budgets, charges, hold)
+        ride = ctx.ahead = _Ride(admission, book, ctx.reservation_id(), budgets, charges, hold)
         return ride
 
     def _charges(self, ctx: RequestContext, book: BudgetBook, info: ModelInfo | None,
@@ -371,7 +371,7 @@ class BudgetStage:
             cheaper = self._table.current.routes.get(budget.downgrade_model)
             if cheaper is None or cheaper is route:
                 continue
-            await book.settle(ctx.request_id, budgets, charges, None)  # released: reserved again below
+            await book.settle(ctx.reservation_id(), budgets, charges, None)  # released: reserved again below
             ctx.route = cheaper
             ctx.candidates = [cheaper]  # the cheaper model only: no retry may go back
             ctx.group = self._table.current.groups.get(budget.downgrade_model, ctx.group)

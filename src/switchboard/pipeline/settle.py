@@ -105,7 +105,7 @@ class Settlement:
                 correcting = limiter.adjust(corrected, slots)
         try:
             if self.book is not None:  # tried again in the background if Redis does not answer
-                await self.book.settle_surely(ctx.request_id, self.budgets, self.charges, ctx.spent,
+                await self.book.settle_surely(ctx.reservation_id(), self.budgets, self.charges, ctx.spent,
                                               self.reserved_at, self.hold)
         finally:
             if correcting is not None:
