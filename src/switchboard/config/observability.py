@@ -12,9 +12,9 @@ import regex
 from pydantic import AfterValidator, Field, SecretStr, field_validator, model_validator
 
 from switchboard.config.base import MIB, Strict
+from switchboard.config.regexes import compile_as_re
 from switchboard.config.spend import BudgetWebhookConfig, Percent
 from switchboard.config.urls import check_http_url
-from switchboard.patterns import compile_as_re
 
 MetricLabel = Literal["tenant", "team", "key", "user"]
 

@@ -13,7 +13,7 @@ import regex
 from pydantic import Field, field_validator, model_validator
 
 from switchboard.config.base import Strict
-from switchboard.patterns import compile_as_re
+from switchboard.config.regexes import compile_as_re
 
 STRATEGIES = ("weighted", "round-robin", "least-busy", "latency", "cost", "headroom")
 Strategy = Literal["weighted", "round-robin", "least-busy", "latency", "cost", "headroom"]

@@ -171,7 +171,7 @@ class ToolBudgetStage:
             charges = book.charges(budgets, [nano if b.unit == "usd" else 0 for b in budgets],
                                    time.perf_counter() - ctx.started)  # the ledger record's period
             reserved_at = time.monotonic()
-            reserved = await book.reserve(ctx.request_id, budgets, charges, _HOLD)
+            reserved = await book.reserve(ctx.reservation_id(), budgets, charges, _HOLD)
         except GatewayError:
             raise
         except Exception as exc:

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 import regex
 
 from switchboard import patterns
+from switchboard.config.regexes import compile_as_re
 from switchboard.config.schema import RoutingRule
 
 log = logging.getLogger("switchboard.routing")
@@ -50,7 +51,7 @@ def compile_rule(index: int, rule: RoutingRule) -> Rule:
         params=tuple(w.params.items()),
         prompt_min=tokens.min if tokens else None,
         prompt_max=tokens.max if tokens else None,
-        pattern=patterns.compile_as_re(w.last_user_matches) if w.last_user_matches else None,
+        pattern=compile_as_re(w.last_user_matches) if w.last_user_matches else None,
     )
 
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from switchboard.patterns import compile_as_re
+from switchboard.config.regexes import compile_as_re
 
 
 @pytest.mark.parametrize("pattern", [
