@@ -239,6 +239,22 @@ def test_a_responses_stream_whose_response_failed_before_any_output_is_retried(w
     assert (record.prompt_tokens, record.completion_tokens) == (0, 0)
 
 
+def test_a_responses_answer_whose_response_failed_is_a_failure(world: World) -> None:
+    # Non-stream, OpenAI answers a failed response with HTTP 200 and status failed. Nothing has
+    # reached the client, as with a stream's response.failed before any output: it is retried,
+    # recorded as failed and answered as an error status, never as a success.
+    request_id = rid()
+    with pytest.raises(openai.APIStatusError) as exc:
+        world.openai().responses.create(model="gpt-native", input="hello mock:failed_event=1",
+                                        extra_headers={"x-request-id": request_id})
+    assert exc.value.status_code == 502
+    assert "mock: injected failure" in exc.value.message
+    record = world.record(request_id)
+    assert (record.status, record.error_code) == (502, "upstream_error")
+    assert record.attempts is not None
+    assert [a["status"] for a in record.attempts] == [502, 502, 502]  # num_retries: 2
+
+
 # -- budgets and token limits settle to the record ------------------------------------------------
 
 

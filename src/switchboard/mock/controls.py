@@ -20,7 +20,9 @@ Directives (header ``x-mock-<name>`` or text ``mock:<name>=<value>``):
     fail_after=N         in a stream, after N chunks send the provider's error event and end
     failed_event=1       Responses API streams: the fail_after failure is a response.failed event
                          (the response, status failed, with its error), as OpenAI ends a stream
-                         whose response failed, instead of an error event
+                         whose response failed, instead of an error event; non-stream: the
+                         answer is that response (HTTP 200). Its error's code is error_code's,
+                         else server_error
     disconnect_after=N   in a stream, after N chunks drop the connection
     reply=WORD_WORD      the reply text (underscores become spaces)
     tool_call=NAME       answer with a call to this tool

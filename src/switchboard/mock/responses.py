@@ -220,14 +220,16 @@ async def answer(
     await before_answer(c)
     output, completion, cut = _output(body, c)
     final = _response(body, new_id("resp_"), output, completion, cut)
+    # The response as OpenAI answers one that failed: status failed, its error, no output.
+    said = "mock: injected mid-stream failure" if body.get("stream") else "mock: injected failure"
+    failed = {**final, "status": "failed", "output": [], "usage": None,
+              "error": {"code": c.error_code or "server_error", "message": said},
+              "incomplete_details": None}
     if not body.get("stream"):
-        return json_response(final)
+        return json_response(failed if c.failed_event else final)
 
     def fail() -> bytes:
         if c.failed_event:  # as OpenAI ends a stream whose response failed
-            error = {"code": "server_error", "message": "mock: injected mid-stream failure"}
-            failed = {**final, "status": "failed", "output": [], "usage": None, "error": error,
-                      "incomplete_details": None}
             event = {"type": "response.failed", "sequence_number": 0, "response": failed}
             return b"event: response.failed\ndata: " + orjson.dumps(event) + b"\n\n"
         data = {

@@ -185,9 +185,7 @@ class NativeDecoder(DeferredError):
                 break
             if kind == "response.failed":
                 obj["response"] = response = scrubbed(obj.get("response"), self._scrub)
-                said = _said(response) if isinstance(response, dict) else "error"
-                where = f"provider '{self._target.provider}'"
-                self._defer(UpstreamBadGateway(f"{where} failed mid-stream: {said}"))
+                self._defer(failure(response, self._target, " mid-stream"))
                 if not self._said:  # nothing but the opening yet: as an error event
                     if not out:
                         raise self._taken()
@@ -228,11 +226,23 @@ class NativeDecoder(DeferredError):
 
 
 def native_reply(body: bytes, target: Target, scrub: Scrub) -> tuple[JSON, JSON | None]:
-    """A complete Response from the upstream as ``{"native": response}``, and its canonical usage."""
+    """A complete Response from the upstream as ``{"native": response}``, and its canonical usage.
+    A response whose status is ``failed`` (HTTP 200, as OpenAI answers it) is raised as its
+    error: nothing reached the client yet, as with a stream's ``response.failed`` before any
+    output, so it is retried or sent to the fallbacks, else answered as an error status."""
     obj = loads_object(body)
     if obj is None or not isinstance(obj.get("output"), list):
         raise invalid_body(target)
+    if obj.get("status") == "failed":
+        raise failure(scrubbed(obj, scrub), target, "")
     return {"native": scrubbed(obj, scrub)}, chat_usage(obj.get("usage"))
+
+
+def failure(response: Any, target: Target, when: str) -> GatewayError:
+    """The error of a failed response (``response.failed``'s, or a non-stream one; its message
+    already scrubbed); ``when`` is said after "failed" (" mid-stream")."""
+    said = _said(response) if isinstance(response, dict) else "error"
+    return UpstreamBadGateway(f"provider '{target.provider}' failed{when}: {said}")
 
 
 def scrubbed(response: Any, scrub: Scrub) -> Any:
