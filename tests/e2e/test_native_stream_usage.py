@@ -255,6 +255,59 @@ def test_a_responses_answer_whose_response_failed_is_a_failure(world: World) -> 
     assert [a["status"] for a in record.attempts] == [502, 502, 502]  # num_retries: 2
 
 
+# OpenAI's codes of a failed response -> what the caller gets and the record says, and how many
+# attempts were made (num_retries: 2; a rate limit, a timeout and a server error are retried).
+FAILED_CODES = [
+    ("rate_limit_exceeded", 429, "rate_limit_exceeded", 3),
+    ("vector_store_timeout", 504, "upstream_timeout", 3),
+    ("invalid_prompt", 400, "invalid_prompt", 1),
+    ("invalid_base64_image", 400, "invalid_base64_image", 1),
+    ("image_too_large", 400, "image_too_large", 1),
+    ("server_error", 502, "upstream_error", 3),
+    ("some_new_code", 502, "upstream_error", 3),
+]
+
+
+@pytest.mark.parametrize(("given", "status", "code", "attempts"), FAILED_CODES)
+def test_a_failed_response_is_answered_by_its_code(world: World, given: str, status: int, code: str,
+                                                   attempts: int) -> None:
+    request_id = rid()
+    with pytest.raises(openai.APIStatusError) as exc:
+        world.openai().responses.create(model="gpt-native", extra_headers={"x-request-id": request_id},
+                                        input=f"hi mock:failed_event=1 mock:error_code={given}")
+    assert (exc.value.status_code, exc.value.code) == (status, code)
+    assert "mock: injected failure" in exc.value.message
+    record = world.record(request_id)
+    assert (record.status, record.error_code) == (status, code)
+    assert record.attempts is not None and [a["status"] for a in record.attempts] == [status] * attempts
+
+
+def test_a_stream_whose_response_failed_before_any_output_is_answered_by_its_code(world: World) -> None:
+    # Nothing reached the client: the status is the code's (the caller's image, not retried).
+    request_id = rid()
+    with pytest.raises(openai.BadRequestError) as exc:
+        list(responses_stream(world.openai(), request_id,
+                              "mock:fail_after=2 mock:failed_event=1 mock:error_code=invalid_image"))
+    assert exc.value.code == "invalid_image"
+    record = world.record(request_id)
+    assert (record.status, record.error_code) == (400, "invalid_image")
+    assert record.attempts is not None and len(record.attempts) == 1
+
+
+def test_a_stream_whose_response_failed_after_output_is_recorded_by_its_code(world: World) -> None:
+    # The client has the output and the response.failed event as OpenAI sent it; the record (and
+    # the router) take the failure as the rate limit it says it is.
+    request_id = rid()
+    events = list(responses_stream(world.openai(), request_id, f"mock:fail_after={FAIL_AFTER} "
+                                   "mock:failed_event=1 mock:error_code=rate_limit_exceeded"))
+    failed = events[-1].response  # type: ignore[union-attr]
+    assert events[-1].type == "response.failed" and failed.error is not None
+    assert failed.error.code == "rate_limit_exceeded"
+    record = world.record(request_id)
+    assert (record.status, record.error_code) == (429, "rate_limit_exceeded")
+    assert record.attempts is not None and record.attempts[-1]["status"] == 429
+
+
 # -- budgets and token limits settle to the record ------------------------------------------------
 
 

@@ -19,10 +19,10 @@ from typing import Any
 
 import orjson
 
-from switchboard.errors import GatewayError, UpstreamBadGateway
+from switchboard.errors import GatewayError, UpstreamBadGateway, UpstreamRateLimited, UpstreamTimeout
 from switchboard.providers.base import JSON, OUTPUT, DeferredError
 from switchboard.providers.counts import count
-from switchboard.providers.errors import invalid_body, loads_object
+from switchboard.providers.errors import invalid_body, loads_object, upstream_error
 from switchboard.providers.sse import SSEParser, empty_data
 from switchboard.providers.target import Target
 from switchboard.upstream.request import UpstreamRequest
@@ -38,6 +38,14 @@ _DELTAS = frozenset({
     "response.output_text.delta", "response.refusal.delta", "response.reasoning_text.delta",
     "response.reasoning_summary_text.delta", "response.function_call_arguments.delta",
     "response.custom_tool_call_input.delta",
+})
+
+# OpenAI's codes of a failed response that refuse the caller's input (besides those starting
+# with "invalid_": invalid_prompt, invalid_image, invalid_base64_image, ...): its images.
+_REFUSED_INPUT = frozenset({
+    "image_too_large", "image_too_small", "image_parse_error", "image_content_policy_violation",
+    "image_file_too_large", "unsupported_image_media_type", "empty_image_file", "failed_to_download_image",
+    "image_file_not_found",
 })
 
 Scrub = Callable[[str], str]
@@ -240,9 +248,23 @@ def native_reply(body: bytes, target: Target, scrub: Scrub) -> tuple[JSON, JSON 
 
 def failure(response: Any, target: Target, when: str) -> GatewayError:
     """The error of a failed response (``response.failed``'s, or a non-stream one; its message
-    already scrubbed); ``when`` is said after "failed" (" mid-stream")."""
+    already scrubbed), by its ``error.code`` (OpenAI's codes of a failed response): a rate limit
+    is the upstream's 429, a vector store's timeout its timeout, a refused prompt or image the
+    caller's 400 (the upstream's code kept); ``server_error`` and any other code 502
+    ``upstream_error``. ``when`` is said after "failed" (" mid-stream")."""
     said = _said(response) if isinstance(response, dict) else "error"
-    return UpstreamBadGateway(f"provider '{target.provider}' failed{when}: {said}")
+    text = f"provider '{target.provider}' failed{when}: {said}"
+    error = response.get("error") if isinstance(response, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    if code.__class__ is not str:
+        return UpstreamBadGateway(text)
+    if code == "rate_limit_exceeded":
+        return UpstreamRateLimited(text)
+    if code == "vector_store_timeout":
+        return UpstreamTimeout(text)
+    if code in _REFUSED_INPUT or code.startswith("invalid_"):
+        return upstream_error(400, {}, target, text, code=code)
+    return UpstreamBadGateway(text)
 
 
 def scrubbed(response: Any, scrub: Scrub) -> Any:
