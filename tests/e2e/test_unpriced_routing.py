@@ -44,6 +44,8 @@ def gateway(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> It
         {**_model("capped", "local-openai", "capped-priced"),
          "info": {"input_cost_per_mtok": 0, "output_cost_per_mtok": 2000}},
         _model("capped", "local-openai", "capped-unpriced", "house-llm-7b", weight=1000),
+        {**_model("dear", "local-openai", "dear-a"),
+         "info": {"input_cost_per_mtok": 0, "output_cost_per_mtok": 2000}},
     ]
     config["router"] = {
         "fallbacks": {"primary": ["mystery", "safe"]},
@@ -110,3 +112,27 @@ def test_a_budget_reserves_the_price_of_the_deployment_that_answers(gateway: tup
         with pytest.raises(openai.BadRequestError) as refused:
             client.chat.completions.create(model="capped", messages=ask("a long story please"), max_tokens=5)
         assert refused.value.body["code"] == "request_exceeds_budget"  # type: ignore[index]
+
+
+def test_a_budget_downgrade_to_a_model_without_a_price_is_not_made(gateway: tuple[Gateway, Any]) -> None:
+    """Past the threshold the budget would send the request to a model whose calls are refused:
+    no downgrade is made, as when none is set. The request stays on the model it names until
+    the budget's maximum refuses it (it ended in a 503 saying no deployment was healthy)."""
+    gw, _ = gateway
+    admin = {"Authorization": f"Bearer {MASTER_KEY}"}
+    made = httpx.post(f"{gw.url}/admin/v1/keys", json={"models": ["*"]}, headers=admin, timeout=10)
+    assert made.status_code == 201, made.text
+    budget = httpx.put(f"{gw.url}/admin/v1/budgets", headers=admin, timeout=10, json={
+        "scope": "key", "subject": made.json()["id"], "max_amount": 0.04, "period": "total",
+        "downgrade": {"model": "unpriced-only", "at_percent": 50}})
+    assert budget.status_code == 200, budget.text
+    create = openai.OpenAI(base_url=gw.base_url, api_key=made.json()["key"], max_retries=0,
+                           timeout=30).chat.completions.with_raw_response.create
+    for _ in range(4):  # five output tokens of "dear" cost $0.01: four fit the budget
+        raw = create(model="dear", messages=ask("a long story please"), max_tokens=5)
+        assert "x-switchboard-budget-downgrade" not in raw.headers
+        assert (raw.headers["x-switchboard-deployment"], raw.headers["x-switchboard-cost-usd"]) == \
+            ("dear-a", "0.010000")
+    with pytest.raises(openai.RateLimitError) as refused:
+        create(model="dear", messages=ask("a long story please"), max_tokens=5)
+    assert refused.value.body["code"] == "budget_exceeded"  # type: ignore[index]

@@ -124,10 +124,15 @@ class BudgetStage:
     def __init__(
         self, config: BudgetsConfig, book: Callable[[], BudgetBook | None], prices: Prices, table: Table,
         admission: Callable[[], Admission | None] = lambda: None,
+        refused: Callable[[Route], bool] | None = None,
     ) -> None:
         """``admission``: the store that takes a request's limits and budgets in one call
-        (Redis), for ``ride``; None: this stage reserves in its own turn."""
+        (Redis), for ``ride``; None: this stage reserves in its own turn. ``refused``: whether a
+        deployment is never sent to (no price, with ``spend.refuse_unpriced``:
+        ``UsageStage.refused``), so no downgrade goes to it; None: none is."""
         self._config = config
+        self._refused = refused
+        self._skipped: set[str] = set()  # downgrade models skipped for their lack of a price, logged once
         self._book = book
         self._admission = admission
         self._prices = prices
@@ -371,6 +376,11 @@ class BudgetStage:
             cheaper = self._table.current.routes.get(budget.downgrade_model)
             if cheaper is None or cheaper is route:
                 continue
+            if self._refused is not None and self._refused(cheaper):
+                # Never sent to (no price, spend.refuse_unpriced): no downgrade, as when none is
+                # set; the budget's maximum still applies to the requested model.
+                self._skip(budget.downgrade_model)
+                continue
             await book.settle(ctx.reservation_id(), budgets, charges, None)  # released: reserved again below
             ctx.route = cheaper
             ctx.candidates = [cheaper]  # the cheaper model only: no retry may go back
@@ -378,6 +388,13 @@ class BudgetStage:
             ctx.prompt_tokens = None  # counted again for the cheaper model's tokenizer
             ctx.response_headers[DOWNGRADE_HEADER] = f"{route.target.name} -> {cheaper.target.name}"
             raise Rerouted(budget.downgrade_model)
+
+    def _skip(self, model: str) -> None:
+        """Say once per model that a downgrade to it is not made: it has no price."""
+        if model not in self._skipped:
+            self._skipped.add(model)
+            log.warning("budget downgrade to model %r skipped: it has no price and spend.refuse_unpriced "
+                        "refuses its calls; requests stay on the model they name", model)
 
     async def _unavailable(self, ctx: RequestContext, call_next: Handler, exc: Exception) -> Result:
         """A store error (the gateway's own errors are raised where they are caught: raised from
