@@ -206,6 +206,14 @@ def _events(final: dict[str, Any]) -> list[bytes]:
     return out
 
 
+def _failed(final: dict[str, Any], c: Controls, said: str) -> dict[str, Any]:
+    """``final`` as OpenAI answers a response that failed: status failed, its error (code
+    ``error_code``'s, else server_error), no output."""
+    error = {"code": c.error_code or "server_error", "message": said}
+    return {**final, "status": "failed", "output": [], "usage": None, "error": error,
+            "incomplete_details": None}
+
+
 async def answer(
     request: Request, check: Check, injected: Callable[[Controls], Response | None], error: ErrorFn
 ) -> Response:
@@ -220,16 +228,12 @@ async def answer(
     await before_answer(c)
     output, completion, cut = _output(body, c)
     final = _response(body, new_id("resp_"), output, completion, cut)
-    # The response as OpenAI answers one that failed: status failed, its error, no output.
-    said = "mock: injected mid-stream failure" if body.get("stream") else "mock: injected failure"
-    failed = {**final, "status": "failed", "output": [], "usage": None,
-              "error": {"code": c.error_code or "server_error", "message": said},
-              "incomplete_details": None}
     if not body.get("stream"):
-        return json_response(failed if c.failed_event else final)
+        return json_response(_failed(final, c, "mock: injected failure") if c.failed_event else final)
 
     def fail() -> bytes:
         if c.failed_event:  # as OpenAI ends a stream whose response failed
+            failed = _failed(final, c, "mock: injected mid-stream failure")
             event = {"type": "response.failed", "sequence_number": 0, "response": failed}
             return b"event: response.failed\ndata: " + orjson.dumps(event) + b"\n\n"
         data = {
