@@ -20,6 +20,7 @@ import secrets
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
@@ -75,6 +76,10 @@ class Principal:
     # The key's own rule of those (None: none): a key this caller issues or changes through the
     # admin API gets no wider one (access/tool_rules.py).
     key_mcp_tools: Mapping[str, Any] | None = None
+    # The key's own expiry and regions (None: none): a key this caller issues or changes gets
+    # none later and none wider (http/admin/keys.py, as its rate limits and budget above).
+    key_expires_at: datetime | None = None
+    key_regions: tuple[str, ...] | None = None
     # The key's visible prefix (sk-sb-…), shown where a person must recognise the key.
     key_prefix: str | None = None
     # The first key id of the key's rotation chain; None: ``key_id``. The key's budgets and rate

@@ -47,6 +47,8 @@ def principal_of(record: KeyRecord) -> Principal:
         allowed_regions=record.effective_regions,
         mcp_tools=tuple(rule for rule in (record.team_mcp_tools, record.mcp_tools) if rule),
         key_mcp_tools=record.mcp_tools,
+        key_expires_at=record.expires_at,
+        key_regions=record.allowed_regions,
         key_prefix=record.prefix,
         key_lineage=record.lineage,
     )

@@ -14,9 +14,10 @@ at all (400 ``key_revoked`` / ``key_rotated``), and the write is a compare-and-s
 key's revision, so a revoke racing an update always stands.
 
 Who may: whoever may issue or revoke the key (within reach, not below its role), models only
-within the caller's own (:func:`keys.grantable`, as when issuing), and MCP tool rules only within
-the caller's key's own (:func:`keys.tools_grantable`: a key restricted by an admin does not lift
-its own restriction; ``null`` is refused to such a caller). Like a revoke, the change is
+within the caller's own (:func:`keys.grantable`, as when issuing), and MCP tool rules, expiry and
+regions only within the caller's key's own (:func:`keys.tools_grantable`,
+:func:`keys.expiry_within`, :func:`keys.regions_within`: a key restricted by an admin does not
+lift its own restriction; ``null`` is refused to such a caller). Like a revoke, the change is
 published on the change feed: every instance uses the new settings from its next request.
 """
 
@@ -49,10 +50,12 @@ from switchboard.http.admin.keys import (
     Name,
     Tags,
     denied,
+    expiry_within,
     grantable,
     key_in_reach,
     outranks,
     public,
+    regions_within,
     stored_regions,
     stored_tools,
     stores_of,
@@ -197,6 +200,11 @@ async def update_key(
                 grantable(access, body.models)
             if "mcp_tools" in body.model_fields_set:
                 tools_grantable(access, stored_tools(body.mcp_tools))
+            # Its expiry and regions too: a caller whose key has them neither clears nor widens them.
+            if "expires_at" in body.model_fields_set:
+                expiry_within(access, body.expires_at, cleared=True)
+            if "allowed_regions" in body.model_fields_set:
+                regions_within(access, body.allowed_regions, cleared=True)
             _changeable(before, body)
             after, fields = _changed(access, before, body)
             if not fields:

@@ -13,8 +13,10 @@ change feed, so every instance stops (or starts) accepting the key at once.
 
 Scoping: every route sees only the keys within the caller's reach (``access/roles.py``): a key
 out of reach answers 404 ``key_not_found``. A created key's role must be one the creator may
-grant, its models ones the creator may use itself (:func:`grantable`), and its MCP tool rule
-within the creator's key's own (:func:`tools_grantable`; without one it gets the creator's); team
+grant, its models ones the creator may use itself (:func:`grantable`), and its MCP tool rule,
+expiry, rate limits, own budget and regions within the creator's key's own
+(:func:`tools_grantable`, :func:`expiry_within`, :func:`limit_within`, :func:`budget_within`,
+:func:`regions_within`; each left out, it gets the creator's); team
 admins issue keys for their team only, developers for themselves only. A named
 ``user``/``service_account``/``team`` must exist in the tenant and be within reach, except for the
 platform admin, who may name owners that have no record (as before tenancy existed).
@@ -26,6 +28,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request
@@ -90,6 +93,7 @@ Tags = Annotated[list[Tag], Field(max_length=20)]
 MODELS_DOC = "Model names or `*` patterns the key may use; `[\"*\"]` for every model."
 EXPIRY_DOC = "RFC 3339 with a time zone, in the future."
 REGIONS_DOC = "Regions its requests may be served in, within its team's and tenant's."
+BOUND_DOC = " At most the caller's key's own, if any (left out: the caller's; docs/access.md)."
 MCP_TOOLS_DOC = "MCP tool permissions: {allow: [patterns] | null, deny: [patterns]} (docs/mcp.md)."
 
 
@@ -106,9 +110,9 @@ class KeyCreate(AdminBody):
     service_account: Ident | None = None
     tags: Tags = Field(default_factory=list)
     tenant: Ident | None = Field(default=None, description="Another tenant (platform admin only).")
-    rpm_limit: RpmLimit | None = Field(default=None, description="Requests per minute (docs/limits.md).")
-    tpm_limit: TokenLimit | None = Field(default=None, description="Tokens per minute (docs/limits.md).")
-    max_budget_usd: UsdAmount | None = Field(default=None, description="The key's own budget in USD.")
+    rpm_limit: RpmLimit | None = Field(default=None, description="Requests per minute." + BOUND_DOC)
+    tpm_limit: TokenLimit | None = Field(default=None, description="Tokens per minute." + BOUND_DOC)
+    max_budget_usd: UsdAmount | None = Field(default=None, description="Its own budget in USD." + BOUND_DOC)
     budget_period: Period | None = Field(default=None, description="Its period; default total.")
     allowed_regions: Regions | None = Field(default=None, description=REGIONS_DOC)
     mcp_tools: McpToolRule | None = Field(default=None, description=MCP_TOOLS_DOC)
@@ -204,6 +208,72 @@ def inherited_tools(access: Access) -> dict[str, Any] | None:
     """The MCP tool rule of a key issued without one: the issuer's own, when it has one."""
     own = access.principal.key_mcp_tools
     return dict(own) if tool_rules.restricts(own) and own is not None else None
+
+
+def _beyond(param: str, why: str) -> PermissionDenied:
+    return PermissionDenied(f"{param}: {why}", param=param, code="permission_denied")
+
+
+def expiry_within(access: Access, value: datetime | None, *, cleared: bool = False) -> datetime | None:
+    """A key (issued or changed) expires no later than the caller's own key: issued without an
+    expiry it gets the caller's; ``cleared`` (``null`` on a change) is refused to such a caller."""
+    own = access.principal.key_expires_at
+    if own is None or (value is None and not cleared):
+        return own if value is None else value
+    if value is None or value > own:
+        shown = "no expiry" if value is None else value.isoformat()
+        raise _beyond("expires_at", f"{shown} is later than the caller's own key's expiry "
+                      f"({own.isoformat()})")
+    return value
+
+
+def limit_within(access: Access, param: str, value: int | None) -> int | None:
+    """A key's ``rpm_limit`` or ``tpm_limit`` no higher than the caller's key's own (its own
+    when left out)."""
+    own: int | None = getattr(access.principal, param)
+    if value is None:
+        return own
+    if own is not None and value > own:
+        raise _beyond(param, f"{value} is above the caller's own key's {param} ({own})")
+    return value
+
+
+def budget_within(access: Access, amount: Decimal | None, period: str | None
+                  ) -> tuple[Decimal | None, str | None]:
+    """A key's own budget (amount, period) within the caller's key's: left out, the caller's;
+    given, no higher, for the same period or ``total`` (a total of at most the caller's amount
+    is within any period; another period is refused, as not certainly within)."""
+    p = access.principal
+    if amount is None:
+        return p.max_budget_usd, p.budget_period
+    period = period or "total"
+    if p.max_budget_usd is None:
+        return amount, period
+    own = f"{format(p.max_budget_usd.normalize(), 'f')} USD, {p.budget_period}"
+    if period not in (p.budget_period, "total"):
+        raise _beyond("budget_period", f"'{period}' is not within the caller's own key's budget ({own}): "
+                      f"use '{p.budget_period}' or 'total'")
+    if amount > p.max_budget_usd:
+        raise _beyond("max_budget_usd", f"{format(amount.normalize(), 'f')} is above the caller's own key's "
+                      f"budget ({own})")
+    return amount, period
+
+
+def regions_within(access: Access, regions: list[str] | None, *, cleared: bool = False
+                   ) -> tuple[str, ...] | None:
+    """A key's ``allowed_regions`` (as stored) among the caller's key's own: left out, the
+    caller's; ``cleared`` (``null`` on a change) is refused to such a caller."""
+    own = access.principal.key_regions
+    if own is None or (regions is None and not cleared):
+        return own if regions is None else stored_regions(regions)
+    if regions is None:
+        raise _beyond("allowed_regions", "anywhere is beyond the caller's own key's regions "
+                      f"({', '.join(own)[:500]})")
+    for i, region in enumerate(regions):
+        if region not in own:
+            raise _beyond(f"allowed_regions[{i}]", f"'{region}' is beyond the caller's own key's regions "
+                          f"({', '.join(own)[:500]})")
+    return stored_regions(regions)
 
 
 def public(record: KeyRecord) -> dict[str, Any]:
@@ -345,6 +415,13 @@ async def create_key(
     grantable(access, body.models)
     mcp_tools = stored_tools(body.mcp_tools) if body.mcp_tools is not None else inherited_tools(access)
     tools_grantable(access, mcp_tools)
+    # Nor does it outlast, outpace, outspend or leave the caller's own key (left out: the caller's).
+    expires_at = expiry_within(access, body.expires_at)
+    rpm_limit = limit_within(access, "rpm_limit", body.rpm_limit)
+    tpm_limit = limit_within(access, "tpm_limit", body.tpm_limit)
+    amount = None if body.max_budget_usd is None else quantize_usd(body.max_budget_usd)
+    budget, period = budget_within(access, amount, body.budget_period)
+    regions = regions_within(access, body.allowed_regions)
     key = keyfmt.new_key(services.hashing)
     record = KeyRecord(
         id="key_" + secrets.token_hex(8),
@@ -356,16 +433,16 @@ async def create_key(
         service_account_id=owner.service_account,
         role=owner.role,
         allowed_models=tuple(body.models),
-        expires_at=body.expires_at,
+        expires_at=expires_at,
         metadata=body.metadata,
         tags=tuple(body.tags),
         name=body.name,
         created_by=access.principal.id,
-        rpm_limit=body.rpm_limit,
-        tpm_limit=body.tpm_limit,
-        max_budget_usd=None if body.max_budget_usd is None else quantize_usd(body.max_budget_usd),
-        budget_period=None if body.max_budget_usd is None else body.budget_period or "total",
-        allowed_regions=stored_regions(body.allowed_regions),
+        rpm_limit=rpm_limit,
+        tpm_limit=tpm_limit,
+        max_budget_usd=budget,
+        budget_period=period,
+        allowed_regions=regions,
         mcp_tools=mcp_tools,
         checked=True,
     )
