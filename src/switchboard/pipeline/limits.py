@@ -161,10 +161,10 @@ class RateLimitStage:
 
     async def __call__(self, ctx: RequestContext, call_next: Handler, model: str | None = None) -> Result:
         """``model``: the model the request was rerouted to (``Rerouted``); None: the one it names."""
-        route = ctx.route
-        ctx.limited = route.target if route is not None else None  # an attempt elsewhere: ``take``
         limiter = self._limiter()
         if limiter is None:
+            route = ctx.route
+            ctx.limited = route.target if route is not None else None  # an attempt elsewhere: ``take``
             try:
                 return await call_next(ctx)
             except Rerouted:
@@ -262,6 +262,7 @@ class RateLimitStage:
             named = ctx.request.get("model")
             model = named if isinstance(named, str) else ""
         target = ctx.route.target if ctx.route is not None else None
+        ctx.limited = target  # the deployment whose limits are taken here (an attempt elsewhere: ``take``)
         # The target's identity is part of the key: a model served by several deployments keeps
         # one plan per deployment (the entry keeps its target alive, so an id is not reused).
         key = (principal.id if principal is not None else None, model, id(target))

@@ -93,7 +93,6 @@ class Settlement:
         if limiter is not None:
             spent = ctx.spent
             reported = used_tokens(ctx.usage)
-            used: int | None
             if spent is not None and spent.estimated:
                 # What the usage record estimated: a stream cut short (what it produced), or an
                 # embeddings answer whose provider reported no input tokens (its input).
@@ -101,12 +100,10 @@ class Settlement:
             elif reported is not None:
                 used = reported
             else:
-                # No usage reported: a failed call gives its reservation back; otherwise it stands
-                # (None: each reservation's own amount).
+                # No usage reported: a failed call gives its reservation back; otherwise it stands.
                 status = ctx.outcome.status
-                used = None if 0 < status < 400 else 0
-            reserved = self.reserved
-            delta = (reserved if used is None else used) - reserved
+                used = self.reserved if 0 < status < 400 else 0
+            delta = used - self.reserved
             # One loop, not two comprehensions (each a function call of its own).
             corrected: list[Bucket] = []
             slots: list[int] = []
@@ -118,7 +115,10 @@ class Settlement:
                     slots.append(states[i].slot)
             if self.extra is not None:
                 buckets, states, indexes, reserved = self.extra
-                if delta := (reserved if used is None else used) - reserved:
+                estimated = spent is not None and spent.estimated
+                if reported is None and not estimated and 0 < ctx.outcome.status < 400:
+                    used = reserved  # answered without usage: the estimate stands here too
+                if delta := used - reserved:
                     for i in indexes:
                         key, capacity, window, _ = buckets[i]
                         corrected.append(tuple.__new__(Bucket, (key, capacity, window, delta)))
