@@ -28,6 +28,7 @@ from switchboard import tokens
 from switchboard.errors import GatewayError
 
 if TYPE_CHECKING:
+    from switchboard.providers.target import Target
     from switchboard.routing.groups import Group
     from switchboard.routing.router import Needs
     from switchboard.routing.table import Route
@@ -206,6 +207,12 @@ class RequestContext:
     prefer_deployment: str | None = None
     route_tags: tuple[str, ...] | None = None
     route: Route | None = None
+    # The deployment whose limits the rate-limit stage took (its first pick, pipeline/limits.py):
+    # an attempt sent to another one takes that one's limits first; what those takes hold
+    # (deployments and models taken, a refusal, the attempt's token reservation) is in
+    # ``limits_taken``, made by the first of them. None: none.
+    limited: Target | None = None
+    limits_taken: Any = None
     # Every attempt made, in order (pipeline/attempts.py); None before the first.
     attempts: list[Attempt] | None = None
     # What the client asked for, kept before adapters touch the request.

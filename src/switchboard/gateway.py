@@ -390,17 +390,19 @@ class Gateway:
         budgets = BudgetStage(self.settings.budgets, lambda: self.budgets, self.prices, self.routing,
                               lambda: self.stores.admission if self.stores is not None else None,
                               refused=usage.refused if refuse else None)
-        stages.append(RateLimitStage(
+        limits = RateLimitStage(
             self.settings.limits,
             lambda: self.stores.limiter if self.stores is not None else None,
             lambda: self.limit_cache,
             budgets.ride,
-        ))
+        )
+        stages.append(limits)
         stages.append(budgets)
-        # Retries and fallbacks: the stages after this one run once per attempt.
+        # Retries and fallbacks: the stages after this one run once per attempt; an attempt sent
+        # elsewhere than the limits' pick takes that deployment's limits first.
         stages.append(AttemptStage(self.router, self.settings.router,
                                    gate=GroupGate(lambda: self.subscriptions),
-                                   refused=usage.refused if refuse else None))
+                                   refused=usage.refused if refuse else None, limits=limits))
         if self.tracing is not None:  # a child span per attempt, its traceparent sent upstream
             from switchboard.pipeline.trace import AttemptSpanStage
 

@@ -28,7 +28,12 @@ client as the stream's error event.
 Before each attempt the router is asked whether its deployment may be sent to now
 (``Router.take``): a deployment another request's probe holds, or cooling down since the plan,
 is passed over; a half-open one's probe goes to the attempt that sends it, whose token it passes
-to the router with its outcome (only the probe's outcome decides the deployment's health).
+to the router with its outcome (only the probe's outcome decides the deployment's health). An
+attempt going to a deployment other than the one whose limits the rate-limit stage took
+(``ctx.limited``) takes that deployment's limits first (``DeploymentLimits.take``, without
+waiting): refused, it is passed over in the same way; a failed attempt gives back the tokens it
+reserved there. When nothing could be sent at all and a limit was the reason, the client gets
+that limit's 429.
 
 Every answer carries ``x-switchboard-model`` (the group of the deployment that answered),
 ``x-switchboard-deployment`` and ``x-switchboard-attempts``; an error, the last deployment tried.
@@ -42,7 +47,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from switchboard.config.schema import RouterConfig
 from switchboard.context import CLIENT_CLOSED, Attempt, Chunk, RequestContext, Result, StreamReply
@@ -63,6 +68,20 @@ ATTEMPTS_HEADER = "x-switchboard-attempts"
 # An Attempt built without the named tuple's generated ``__new__`` (a Python function's call):
 # once a request. Every field is given, in order.
 _new = tuple.__new__
+
+
+class DeploymentLimits(Protocol):
+    """The rate limits of the deployments an attempt may go to beyond the rate-limit stage's
+    pick (pipeline/limits.py ``RateLimitStage``)."""
+
+    def take(self, ctx: RequestContext, route: Route) -> Awaitable[bool]:
+        """Take ``route``'s limits for this request unless taken already; False: refused."""
+
+    def release(self, ctx: RequestContext) -> Awaitable[None]:
+        """The attempt under way failed: give back the tokens its ``take`` reserved."""
+
+    def refusal(self, ctx: RequestContext) -> GatewayError | None:
+        """Why the last deployment refused by its limits was passed over (None: none was)."""
 
 
 class AttemptAbandoned(GatewayError):
@@ -145,8 +164,11 @@ class AttemptStage:
                  rng: random.Random | None = None,
                  sleep: Callable[[float], Awaitable[None]] | None = None,
                  gate: Callable[[RequestContext, Group], Awaitable[bool]] | None = None,
-                 refused: Callable[[Route], bool] | None = None) -> None:
+                 refused: Callable[[Route], bool] | None = None,
+                 limits: DeploymentLimits | None = None) -> None:
         self._router = router
+        # The limits of a deployment other than the one the rate-limit stage took. None: none.
+        self._limits = limits
         # Deployments never sent to (no price, with spend.refuse_unpriced: UsageStage.refused),
         # left out of the candidates and of every fallback's plan. None: none.
         self._refused = refused
@@ -179,8 +201,10 @@ class AttemptStage:
         route = candidates[0]
         router = self._router
         probe = router.take(route)
-        if probe is False:  # another request's probe holds it, or it cooled down since the plan
-            candidates, probe = self._sendable(candidates[1:])
+        # Another request's probe holds it, or it cooled down since the plan; or the rate-limit
+        # stage took another deployment's limits (a candidate filtered out) and its own refuse.
+        if probe is False or (route.target is not ctx.limited and not await self._admits(ctx, route, probe)):
+            candidates, probe = await self._sendable(ctx, candidates[1:])
             if not candidates:
                 return await self._after_failure(ctx, call_next, group, [], None, 0)
             route = candidates[0]
@@ -204,6 +228,8 @@ class AttemptStage:
             self._abandoned(ctx, route, began, probe)
             raise
         if failure is not None:
+            if ctx.limits_taken is not None:
+                await self._release(ctx)
             try:
                 return await self._after_failure(ctx, call_next, group, candidates, failure, 1)
             finally:
@@ -214,14 +240,28 @@ class AttemptStage:
         headers[ATTEMPTS_HEADER] = "1"
         return result
 
-    def _sendable(self, candidates: list[Route]) -> tuple[list[Route], Probe | None]:
-        """``candidates`` from the first that may be sent to now on, and what ``take`` gave it
-        (empty: none may)."""
+    async def _sendable(self, ctx: RequestContext, candidates: list[Route]
+                        ) -> tuple[list[Route], Probe | None]:
+        """``candidates`` from the first that may be sent to now (and whose limits admit the
+        request) on, and what ``take`` gave it (empty: none may)."""
         for i, route in enumerate(candidates):
             probe = self._router.take(route)
-            if probe is not False:
+            if probe is not False and (route.target is ctx.limited or await self._admits(ctx, route, probe)):
                 return candidates[i:], probe
         return [], None
+
+    async def _admits(self, ctx: RequestContext, route: Route, probe: Probe | None) -> bool:
+        """Whether the limits of ``route`` (not the deployment the rate-limit stage took) admit
+        this request, taken now if not yet; refused, the probe ``take`` gave it is released."""
+        if self._limits is None or await self._limits.take(ctx, route):
+            return True
+        self._router.health.released(route, probe)
+        return False
+
+    async def _release(self, ctx: RequestContext) -> None:
+        """An attempt failed: the tokens reserved for it on its deployment are given back."""
+        if self._limits is not None:
+            await self._limits.release(ctx)
 
     async def _attempt(self, ctx: RequestContext, call_next: Handler, route: Route,
                        bounded: bool, probe: Probe | None) -> Result:
@@ -243,10 +283,14 @@ class AttemptStage:
                     result = await self._primed(ctx, route, result, began, probe)
         except GatewayError as error:
             self._failed(ctx, route, error, began, probe)
+            if ctx.limits_taken is not None:
+                await self._release(ctx)
             raise
         except TimeoutError:
             late = DeadlinePassed("the request's deadline passed before a deployment answered")
             self._failed(ctx, route, late, began, probe)
+            if ctx.limits_taken is not None:
+                await self._release(ctx)
             raise late from None
         except BaseException:
             self._abandoned(ctx, route, began, probe)
@@ -332,8 +376,9 @@ class AttemptStage:
                                                     self._larger_on, error)
                 if answered is not None:
                     return answered
-            if error is None:
-                raise self._router.refusal(group, ctx.needs or ANYWHERE)
+            if error is None:  # nothing was sent: a limit's refusal, else the router's
+                refusal = self._limits.refusal(ctx) if self._limits is not None else None
+                raise refusal if refusal is not None else self._router.refusal(group, ctx.needs or ANYWHERE)
             raise error
         finally:
             # A failure's traceback holds this frame, which would hold the failure: a reference
@@ -362,6 +407,8 @@ class AttemptStage:
             index = (first + step) % count
             route = candidates[index]
             if time.perf_counter() >= ctx.deadline or (probe := self._router.take(route)) is False:
+                continue
+            if route.target is not ctx.limited and not await self._admits(ctx, route, probe):
                 continue
             tried += 1
             try:
@@ -398,7 +445,7 @@ class AttemptStage:
                     continue
                 if time.perf_counter() >= ctx.deadline:
                     break
-                plan, probe = self._sendable(plan)
+                plan, probe = await self._sendable(ctx, plan)
                 if not plan:
                     continue
                 try:
@@ -435,7 +482,7 @@ class AttemptStage:
                 index, probe = self._next_candidate(candidates, index + 1, avoid)
                 if index < 0:
                     break
-                route = candidates[index % count]
+                planned = route = candidates[index % count]
                 wait = self._backoff_for(tried)
                 if asked is not None and route is failed:  # a wait within the bound
                     wait = max(wait, asked)
@@ -452,6 +499,9 @@ class AttemptStage:
                     self._router.health.released(route, probe)
                     break
                 route = live
+                if route.target is not ctx.limited and not await self._admits(ctx, route, probe):
+                    avoid = [planned] if avoid is None else [*avoid, planned]  # its limits refused
+                    continue
                 tried += 1
                 try:
                     result = await self._attempt(ctx, call_next, route, True, probe)

@@ -20,6 +20,15 @@ The next stage may send its own check-and-take with this one's (a ``Rider``): in
 the budget stage's reservation goes in the limiter's Redis script, made only when the limits
 admit the request, so a request waits for one round trip before its upstream call, not two.
 What each stage decides, and in which order, is the same either way.
+
+The deployment these limits were planned for is the route stage's first pick. An attempt the
+attempts stage sends elsewhere (a retry on another deployment of the group, a fallback group,
+the next deployment when the first cannot be taken) first takes that deployment's own limits and,
+for a model whose limits this request has not taken (a fallback group), the caller's limits on
+that model (``take``): one limiter call, all or nothing, without waiting; refused, that
+deployment is passed over. The caller-wide limits count a request once, whatever it is sent to.
+Each deployment's limits are taken once per request. A failed attempt gives its tokens there back
+at once; the answering one's are corrected with the rest after the response.
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from switchboard.config.schema import LimitsConfig, LimitValues
 from switchboard.context import LARGE_BODY_BYTES, Principal, RequestContext, Result
@@ -45,15 +54,19 @@ from switchboard.limits.headers import (
 )
 from switchboard.limits.plan import TOKENS, UPSTREAM, Limit, Stored, plan, upstream
 from switchboard.pipeline.chain import Handler
-from switchboard.pipeline.settle import Settlement
+from switchboard.pipeline.settle import Reservation, Settlement
 from switchboard.providers.target import Target
 from switchboard.stores.protocols import Acquired, Bucket, BucketState, RateLimiter
+
+if TYPE_CHECKING:
+    from switchboard.routing.table import Route
 
 log = logging.getLogger("switchboard.limits")
 
 _EMPTY: Stored = {}
 _WARN_EVERY = 10.0  # seconds between two warnings about an unreachable limiter
 _PLANS_MAX = 10_000  # (caller, model) plans kept; cleared when full
+_UNAVAILABLE = "rate limits cannot be checked right now; try again shortly"
 
 
 class Rerouted(Exception):  # a signal between two stages, not an error
@@ -103,6 +116,22 @@ class _Planned:
 
 
 _PlanEntry = tuple[Principal | None, Stored, Target | None, _Planned | None]
+_CALLER_MODEL = frozenset({"model", "key_model"})  # the caller's per-model scopes (tenant_model: "model")
+
+
+class _Taken:
+    """What a request took beyond the rate-limit stage's pick (``ctx.limits_taken``)."""
+
+    __slots__ = ("models", "pending", "providers", "refusal")
+
+    def __init__(self, first: Target | None, model: object) -> None:
+        self.providers = [first.provider] if first is not None else []  # whose upstream limits
+        self.models = [first.name] if first is not None else []  # whose per-model limits
+        if isinstance(model, str):
+            self.models.append(model)
+        # The token reservation of the attempt under way, on a deployment taken for it.
+        self.pending: tuple[RateLimiter, Reservation] | None = None
+        self.refusal: GatewayError | None = None  # the last refusal, for when nothing was sent
 
 
 class RateLimitStage:
@@ -125,12 +154,17 @@ class RateLimitStage:
         # target the plan was made for, and the plan; provider deployments' own limits
         # (providers[].rpm / tpm, in the YAML or through the admin API) are part of it.
         self._plans: dict[tuple[str | None, str, int], _PlanEntry] = {}
+        # (caller, target, its model's limits too, its provider's too) -> as ``_plans``: the limits
+        # an attempt elsewhere takes (``take``).
+        self._more: dict[tuple[str | None, int, bool, bool], _PlanEntry] = {}
         self._warned = -math.inf
 
     async def __call__(self, ctx: RequestContext, call_next: Handler, model: str | None = None) -> Result:
         """``model``: the model the request was rerouted to (``Rerouted``); None: the one it names."""
         limiter = self._limiter()
         if limiter is None:
+            route = ctx.route
+            ctx.limited = route.target if route is not None else None  # an attempt elsewhere: ``take``
             try:
                 return await call_next(ctx)
             except Rerouted:
@@ -176,6 +210,9 @@ class RateLimitStage:
                 return await call_next(ctx)
             except Rerouted as rerouted:
                 model = rerouted.model
+            finally:
+                if (taken := ctx.limits_taken) is not None and taken.pending is not None:
+                    _settle(ctx, *taken.pending)  # an attempt elsewhere answered
             return await self(ctx, call_next, model)  # nothing taken here: the other model's limits
         assert planned is not None
         states = acquired.states
@@ -210,6 +247,8 @@ class RateLimitStage:
                 settlement.states = states
                 settlement.indexes = planned.token_indexes
                 settlement.reserved = tokens
+            if (taken := ctx.limits_taken) is not None and taken.pending is not None:
+                _settle(ctx, *taken.pending)  # an attempt elsewhere answered
         await _give_back(ctx, limiter, buckets, states)
         return await self(ctx, call_next, model)  # the limits of the model it is sent to
 
@@ -223,6 +262,7 @@ class RateLimitStage:
             named = ctx.request.get("model")
             model = named if isinstance(named, str) else ""
         target = ctx.route.target if ctx.route is not None else None
+        ctx.limited = target  # the deployment whose limits are taken here (an attempt elsewhere: ``take``)
         # The target's identity is part of the key: a model served by several deployments keeps
         # one plan per deployment (the entry keeps its target alive, so an id is not reused).
         key = (principal.id if principal is not None else None, model, id(target))
@@ -232,11 +272,7 @@ class RateLimitStage:
         limits = plan(self._config, principal, model, stored)
         if target is not None and (target.rpm is not None or target.tpm is not None):
             limits += upstream(self._config, target.provider, LimitValues(rpm=target.rpm, tpm=target.tpm))
-        if len(self._plans) >= _PLANS_MAX:
-            self._plans.clear()
-        planned = _Planned(limits) if limits else None
-        self._plans[key] = (principal, stored, target, planned)
-        return planned
+        return _kept(self._plans, key, (principal, stored, target), limits)
 
     async def _wait(
         self, ctx: RequestContext, limiter: RateLimiter, planned: _Planned, buckets: list[Bucket],
@@ -253,26 +289,126 @@ class RateLimitStage:
             waited = time.monotonic() - started
             allowed = min(self._config.max_wait_seconds - waited, ctx.remaining(time.perf_counter()))
             if acquired.retry_after > allowed:
-                retry = max(1, math.ceil(acquired.retry_after))
-                limit = limits[refused]
-                headers = {"retry-after": str(retry), "x-ratelimit-scope": UPSTREAM}
-                if acquired.states:  # the caller's own limits, as a success would show them
-                    write_rate_headers(headers, limits, acquired.states, planned.shown(ctx))
-                raise RateLimited(
-                    f"the provider's limit for this deployment ({limit.limit} {limit.kind} per minute) is "
-                    f"reached; try again in {retry} s", code="upstream_rate_limited", headers=headers,
-                )
+                raise _upstream_refusal(limits[refused], acquired, limits, planned.shown(ctx))
             await asyncio.sleep(acquired.retry_after)
             acquired = await limiter.acquire(buckets)
 
-    async def _unavailable(self, ctx: RequestContext, call_next: Handler, exc: Exception) -> Result:
+    async def take(self, ctx: RequestContext, route: Route) -> bool:
+        """Before an attempt goes to ``route``, a deployment other than the one this stage took
+        the limits of: its own limits and, for a model whose limits this request has not taken
+        (a fallback group), the caller's limits on that model, unless taken already. One limiter
+        call, all or nothing, no wait. False: refused (the refusal kept for ``refusal``)."""
+        limiter = self._limiter()
+        if limiter is None:
+            return True
+        taken = ctx.limits_taken
+        if taken is None:
+            taken = ctx.limits_taken = _Taken(ctx.limited, ctx.request.get("model"))
+        target = route.target
+        upstream_too = ((target.rpm is not None or target.tpm is not None)
+                        and target.provider not in taken.providers)
+        model_too = target.name not in taken.models
+        if not (upstream_too or model_too):
+            return True
+        try:
+            planned = self._plan_more(ctx.principal, await self._tenant_limits(ctx.principal), target,
+                                      model_too, upstream_too)
+            if planned is not None:
+                buckets = planned.buckets
+                tokens = 0
+                if planned.token_indexes:
+                    tokens = await ctx.count_prompt_tokens() + max_output_tokens(ctx)
+                    buckets = buckets.copy()
+                    for i in planned.token_indexes:
+                        key_, capacity, window, _ = buckets[i]
+                        buckets[i] = tuple.__new__(Bucket, (key_, capacity, window, tokens))
+                acquired = await limiter.acquire(buckets)
+        except GatewayError:
+            raise
+        except Exception as exc:  # the limiter's store is unreachable
+            self._warn(exc)
+            if self._config.on_store_error == "closed":
+                taken.refusal = LimiterUnavailable(_UNAVAILABLE)
+                return False
+            return True
+        if planned is not None:
+            if (refused := acquired.refused) is not None:
+                limits = planned.limits
+                limit = limits[refused]
+                shown = planned.shown(ctx)
+                taken.refusal = (_upstream_refusal(limit, acquired, limits, shown)
+                                 if limit.scope == UPSTREAM and not math.isinf(acquired.retry_after)
+                                 else _refusal(limits, refused, buckets[refused], acquired, shown))
+                return False
+            if tokens:
+                taken.pending = (limiter, (buckets, acquired.states, planned.token_indexes, tokens))
+        if upstream_too:
+            taken.providers.append(target.provider)
+        if model_too:
+            taken.models.append(target.name)
+        return True
+
+    def _plan_more(self, principal: Principal | None, stored: Stored, target: Target, model_too: bool,
+                   upstream_too: bool) -> _Planned | None:
+        """The limits ``take`` takes for ``target``: the caller's on its model (``model_too``)
+        and its provider's own (``upstream_too``), kept as ``_plan`` keeps its plans."""
+        key = (principal.id if principal is not None else None, id(target), model_too, upstream_too)
+        entry = self._more.get(key)
+        if entry is not None and entry[0] is principal and entry[1] is stored and entry[2] is target:
+            return entry[3]
+        limits = []
+        if model_too:
+            limits = [x for x in plan(self._config, principal, target.name, stored)
+                      if x.scope in _CALLER_MODEL]
+        if upstream_too:
+            limits += upstream(self._config, target.provider, LimitValues(rpm=target.rpm, tpm=target.tpm))
+        return _kept(self._more, key, (principal, stored, target), limits)
+
+    @staticmethod
+    async def release(ctx: RequestContext) -> None:
+        """The attempt under way failed: the tokens ``take`` reserved for it are given back (the
+        request still counts: it was sent). Nothing when it reserved none."""
+        taken = ctx.limits_taken
+        if taken is None or taken.pending is None:
+            return
+        limiter, (buckets, states, indexes, tokens) = taken.pending
+        taken.pending = None
+        try:
+            await limiter.adjust([tuple.__new__(Bucket, (*buckets[i][:3], -tokens)) for i in indexes],
+                                 [states[i].slot for i in indexes])
+        except Exception as exc:  # held until its window passes, as a failed correction is
+            log.warning("rate limiter: giving back the tokens of a failed attempt failed (%s)",
+                        type(exc).__name__)
+
+    @staticmethod
+    def refusal(ctx: RequestContext) -> GatewayError | None:
+        """Why the last deployment ``take`` refused was passed over (None: none was), handed
+        over once: the error for a request that could be sent nowhere."""
+        taken = ctx.limits_taken
+        if taken is None:
+            return None
+        refusal, taken.refusal = taken.refusal, None
+        return refusal
+
+    async def _tenant_limits(self, principal: Principal | None) -> Stored:
+        """The limits the caller's tenant set through the admin API (cached)."""
+        tenant = principal.tenant_id if principal is not None else None
+        if tenant is None or (cache := self._stored()) is None:
+            return _EMPTY
+        found = cache.peek(tenant, None)
+        return found if found is not None else await cache.limits(tenant)
+
+    def _warn(self, exc: Exception) -> None:
         now = time.monotonic()
         if now - self._warned >= _WARN_EVERY:
             self._warned = now
             log.warning("rate limiter unavailable (%s): requests are %s", type(exc).__name__,
                         "admitted" if self._config.on_store_error == "open" else "refused")
+
+    async def _unavailable(self, ctx: RequestContext, call_next: Handler, exc: Exception) -> Result:
+        self._warn(exc)
         if self._config.on_store_error == "closed":
-            raise LimiterUnavailable("rate limits cannot be checked right now; try again shortly")
+            raise LimiterUnavailable(_UNAVAILABLE)
         try:
             return await call_next(ctx)
         except Rerouted:
@@ -299,6 +435,43 @@ async def _give_back(ctx: RequestContext, limiter: RateLimiter, buckets: list[Bu
     except Exception as exc:  # held until its window passes, as a failed correction is
         log.warning("rate limiter: giving back the limits of a request that was not sent failed (%s)",
                     type(exc).__name__)
+
+
+def _kept(plans: dict[Any, _PlanEntry], key: object,
+          made_for: tuple[Principal | None, Stored, Target | None], limits: list[Limit]) -> _Planned | None:
+    """``limits`` planned and kept under ``key`` with what they were made for (every plan is
+    dropped when the cache is full). None: no limit."""
+    if len(plans) >= _PLANS_MAX:
+        plans.clear()
+    planned = _Planned(limits) if limits else None
+    plans[key] = (*made_for, planned)
+    return planned
+
+
+def _settle(ctx: RequestContext, limiter: RateLimiter, reservation: Reservation) -> None:
+    """The answering attempt's tokens on a deployment ``take`` took, corrected after the
+    response with the rest (the request's one settlement, pipeline/settle.py)."""
+    callbacks = ctx.post_response
+    settlement = callbacks[-1] if callbacks else None
+    if type(settlement) is not Settlement:
+        settlement = Settlement()
+        ctx.after(settlement)
+    if settlement.limiter is None:
+        settlement.limiter = limiter
+    settlement.extra = reservation
+
+
+def _upstream_refusal(limit: Limit, acquired: Acquired, limits: list[Limit], plan: HeaderPlan
+                      ) -> GatewayError:
+    """A provider deployment's own limit has no room for this request."""
+    retry = max(1, math.ceil(acquired.retry_after))
+    headers = {"retry-after": str(retry), "x-ratelimit-scope": UPSTREAM}
+    if acquired.states:  # the caller's own limits, as a success would show them
+        write_rate_headers(headers, limits, acquired.states, plan)
+    return RateLimited(
+        f"the provider's limit for this deployment ({limit.limit} {limit.kind} per minute) is "
+        f"reached; try again in {retry} s", code="upstream_rate_limited", headers=headers,
+    )
 
 
 def _refusal(limits: list[Limit], refused: int, bucket: Bucket, acquired: Acquired, plan: HeaderPlan

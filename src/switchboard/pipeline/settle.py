@@ -12,6 +12,11 @@ the call really used, by one callback rather than one per stage:
   another call that succeeded without reporting usage keeps the estimate);
 - the budget reservation is replaced by the cost the usage stage recorded (``ctx.spent``).
 
+An attempt sent to a deployment other than the rate-limit stage's pick took that deployment's
+limits before it went (``RateLimitStage.take``); a failed one gave its tokens back at once, and
+the one that answered has its token buckets here too (``extra``), corrected the same way in the
+same limiter call.
+
 The budget stage registers the settlement after its ``call_next`` (so it runs after the usage
 stage's own callback, once the cost is known); the rate-limit stage, around it, then adds its
 part to that same settlement (the last callback registered) rather than registering a second
@@ -36,6 +41,10 @@ from switchboard.stores.protocols import Bucket, BucketState, Charge, RateLimite
 
 log = logging.getLogger("switchboard.settle")
 
+# Tokens taken for one deployment: its buckets, the limiter's answer, which of them count tokens,
+# and the tokens taken from each of those.
+Reservation = tuple[Sequence[Bucket], Sequence[BucketState], Sequence[int], int]
+
 
 class Settlement:
     """What one request settles after its response; called once, as a post-response callback."""
@@ -45,6 +54,7 @@ class Settlement:
         "buckets",
         "budgets",
         "charges",
+        "extra",
         "hold",
         "indexes",
         "limiter",
@@ -62,6 +72,9 @@ class Settlement:
         self.states: Sequence[BucketState] = ()  # and what the limiter answered
         self.indexes: Sequence[int] = ()  # which of them are token buckets, to correct
         self.reserved = 0  # tokens taken from each token bucket
+        # The answering attempt's own token reservation on a deployment the rate-limit stage did
+        # not pick: (buckets, states, token indexes, tokens taken from each). None: none.
+        self.extra: Reservation | None = None
         self.book = book
         self.budgets = budgets
         self.charges = charges
@@ -91,15 +104,26 @@ class Settlement:
                 status = ctx.outcome.status
                 used = self.reserved if 0 < status < 400 else 0
             delta = used - self.reserved
+            # One loop, not two comprehensions (each a function call of its own).
+            corrected: list[Bucket] = []
+            slots: list[int] = []
             if delta:
                 buckets, states = self.buckets, self.states
-                # One loop, not two comprehensions (each a function call of its own).
-                corrected: list[Bucket] = []
-                slots: list[int] = []
                 for i in self.indexes:
                     key, capacity, window, _ = buckets[i]
                     corrected.append(tuple.__new__(Bucket, (key, capacity, window, delta)))
                     slots.append(states[i].slot)
+            if self.extra is not None:
+                buckets, states, indexes, reserved = self.extra
+                estimated = spent is not None and spent.estimated
+                if reported is None and not estimated and 0 < ctx.outcome.status < 400:
+                    used = reserved  # answered without usage: the estimate stands here too
+                if delta := used - reserved:
+                    for i in indexes:
+                        key, capacity, window, _ = buckets[i]
+                        corrected.append(tuple.__new__(Bucket, (key, capacity, window, delta)))
+                        slots.append(states[i].slot)
+            if corrected:
                 # Asked now, awaited after the budget settlement is asked for: in Redis both
                 # scripts leave in one pipeline, one round trip (each still fails on its own).
                 correcting = limiter.adjust(corrected, slots)
