@@ -388,7 +388,8 @@ class Gateway:
         # Budgets: reserve before the call, settle after it (the usage stage records the cost).
         # With Redis, the reservation rides on the rate limits' store call (one round trip).
         budgets = BudgetStage(self.settings.budgets, lambda: self.budgets, self.prices, self.routing,
-                              lambda: self.stores.admission if self.stores is not None else None)
+                              lambda: self.stores.admission if self.stores is not None else None,
+                              self.router)
         stages.append(RateLimitStage(
             self.settings.limits,
             lambda: self.stores.limiter if self.stores is not None else None,
