@@ -541,3 +541,32 @@ def test_a_group_mixing_providers_answers_a_parameter_where_it_exists(deployment
         model="mixed", messages=[{"role": "user", "content": "hi"}]).headers["x-switchboard-deployment"]
         for _ in range(2)}
     assert served == {"claude-haiku-4-5", "gpt-4o-mini"}
+
+
+def test_shares_set_for_arms_the_configuration_no_longer_has_give_way_to_the_configured(
+    mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Shares set at run time are stored by arm; once the configuration changes the arms (a
+    restart with another canary), the stored shares no longer describe the split and the
+    configured ones apply, rather than 0 for every arm the store does not name."""
+    tmp = tmp_path_factory.mktemp("split-arms")
+    config = routing_config(mock_upstream)
+    gw = start_gateway(config, tmp)
+    try:
+        changed = httpx.put(f"{gw.url}{SPLITS}/can", json={"percents": {"can-a": 0, "can-b": 100}},
+                            headers=ADMIN, timeout=10)
+        assert changed.status_code == 200, changed.text
+    finally:
+        gw.process.stop()
+    config["models"].append({"name": "canary", "provider": "mock", "model": "can-c", "deployment": "can-c"})
+    config["router"]["splits"][0]["arms"] = [{"deployment": "can-a", "percent": 50},
+                                             {"deployment": "can-c", "percent": 50}]
+    gw = start_gateway(config, tmp)
+    try:
+        client = openai.OpenAI(base_url=gw.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+        assert {served_by(client, "canary") for _ in range(40)} == {"can-a", "can-c"}
+        split = httpx.get(f"{gw.url}{SPLITS}", headers=ADMIN, timeout=10).json()["data"][0]
+        assert split["overridden"] is False
+        assert [(a["name"], a["percent"]) for a in split["arms"]] == [("can-a", 50), ("can-c", 50)]
+    finally:
+        gw.process.stop()
