@@ -66,6 +66,7 @@ def routing_config(mock: Mock) -> dict[str, Any]:
             {"name": "twin", "provider": "mock", "model": "gpt-4o-mini"},
             # One name over two providers: Anthropic has no logprobs, OpenAI has.
             dep("mixed", "claude-haiku-4-5", "mock-claude"), dep("mixed", "gpt-4o-mini"),
+            dep("mixed-down", "claude-haiku-4-5", "mock-claude"), dep("mixed-down", "gpt-4o-mini"),
         ],
         "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
         "router": {
@@ -87,6 +88,7 @@ def routing_config(mock: Mock) -> dict[str, Any]:
                 "tokens": {"strategy": "cost"},
                 "tight": {"strategy": "headroom"},
                 "mixed": {"strategy": "round-robin"},
+                "mixed-down": {"strategy": "round-robin"},
                 "twin": {"allow_pinning": True},
             },
         },
@@ -541,6 +543,21 @@ def test_a_group_mixing_providers_answers_a_parameter_where_it_exists(deployment
         model="mixed", messages=[{"role": "user", "content": "hi"}]).headers["x-switchboard-deployment"]
         for _ in range(2)}
     assert served == {"claude-haiku-4-5", "gpt-4o-mini"}
+
+
+def test_a_deployment_that_cannot_take_a_parameter_does_not_answer_for_a_failed_retry(
+    deployment: Deployment,
+) -> None:
+    # The one deployment that can give logprobs fails (a server error): the client gets that
+    # error, whichever deployment round robin starts on, never the other's refusal (a 400 the
+    # caller would take for its own mistake, and that no fallback follows).
+    for _ in range(2):
+        with pytest.raises(openai.APIStatusError) as failed:
+            deployment.sdk.chat.completions.create(
+                model="mixed-down", messages=[{"role": "user", "content": "mock:status=500 hi"}],
+                logprobs=True)
+        response = failed.value.response
+        assert response.status_code >= 500 and failed.value.code != "unsupported_parameter", response.text
 
 
 def test_shares_set_for_arms_the_configuration_no_longer_has_give_way_to_the_configured(
