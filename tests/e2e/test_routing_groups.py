@@ -22,7 +22,7 @@ import openai
 import pytest
 
 from tests.e2e.sdk import ask
-from tests.servers import MASTER_KEY, Gateway, Mock, spawn, start_gateway
+from tests.servers import MASTER_KEY, Gateway, Mock, refused_port, spawn, start_gateway
 from tests.services import Postgres, RedisServer
 
 ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
@@ -43,7 +43,8 @@ def routing_config(mock: Mock) -> dict[str, Any]:
     claude = {"name": "mock-claude", "type": "anthropic", "api_base": mock.url, "api_key": "${UPSTREAM_KEY}"}
     return {
         "providers": [provider("mock"), provider("mock-slow", **{"x-mock-latency-ms": "250"}),
-                      provider("mock-slower", **{"x-mock-latency-ms": "600"}), claude],
+                      provider("mock-slower", **{"x-mock-latency-ms": "600"}), claude,
+                      {**provider("mock-gone"), "api_base": f"http://127.0.0.1:{refused_port()}/v1"}],
         "models": [
             dep("grp", "grp-a", weight=1), dep("grp", "grp-b", weight=3),
             dep("rr", "rr-a"), dep("rr", "rr-b"), dep("rr", "rr-c"),
@@ -67,11 +68,15 @@ def routing_config(mock: Mock) -> dict[str, Any]:
             # One name over two providers: Anthropic has no logprobs, OpenAI has.
             dep("mixed", "claude-haiku-4-5", "mock-claude"), dep("mixed", "gpt-4o-mini"),
             dep("mixed-down", "claude-haiku-4-5", "mock-claude"), dep("mixed-down", "gpt-4o-mini"),
+            # Unreachable, falling back to a group mixing providers.
+            dep("gone", "gpt-4o-mini", "mock-gone"),
+            dep("mixed-fallback", "claude-haiku-4-5", "mock-claude"), dep("mixed-fallback", "gpt-4o-mini"),
         ],
         "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
         "router": {
             "strategy": "weighted",
             "aliases": {"grp-alias": "grp"},
+            "fallbacks": {"gone": ["mixed-fallback"]},
             "splits": [{"name": "can", "model": "canary", "sticky": "none",
                         "arms": [{"deployment": "can-a", "percent": 50},
                                  {"deployment": "can-b", "percent": 50}]},
@@ -89,6 +94,8 @@ def routing_config(mock: Mock) -> dict[str, Any]:
                 "tight": {"strategy": "headroom"},
                 "mixed": {"strategy": "round-robin"},
                 "mixed-down": {"strategy": "round-robin"},
+                "mixed-fallback": {"strategy": "round-robin"},
+                "gone": {"num_retries": 0},
                 "twin": {"allow_pinning": True},
             },
         },
@@ -558,6 +565,19 @@ def test_a_deployment_that_cannot_take_a_parameter_does_not_answer_for_a_failed_
                 logprobs=True)
         response = failed.value.response
         assert response.status_code >= 500 and failed.value.code != "unsupported_parameter", response.text
+
+
+def test_a_fallback_group_mixing_providers_answers_a_parameter_where_it_exists(
+    deployment: Deployment,
+) -> None:
+    # "gone" cannot be reached; its fallback's first deployment (round robin: every other
+    # request) cannot give logprobs, its other one can and answers.
+    for _ in range(2):
+        raw = deployment.sdk.chat.completions.with_raw_response.create(
+            model="gone", messages=[{"role": "user", "content": "hi"}], logprobs=True)
+        assert (raw.headers["x-switchboard-model"], raw.headers["x-switchboard-deployment"]) == (
+            "mixed-fallback", "gpt-4o-mini")
+        assert raw.parse().choices[0].message.content
 
 
 def test_shares_set_for_arms_the_configuration_no_longer_has_give_way_to_the_configured(

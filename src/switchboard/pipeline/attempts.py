@@ -404,7 +404,14 @@ class AttemptStage:
                 try:
                     result = await self._attempt(ctx, call_next, plan[0], True, probe)
                 except GatewayError as failure:
-                    error, answered = await self._retries(ctx, call_next, fallback, plan, failure, 1)
+                    tried, at = 1, 0
+                    if isinstance(failure, UnsupportedParameter):  # as in the first group
+                        failure, answered, tried, at = await self._elsewhere(ctx, call_next, plan, failure, 1)
+                        if answered is not None:
+                            return error, answered
+                        if isinstance(failure, UnsupportedParameter):  # none of it takes the request
+                            continue  # (the refusal is not an answer): the next fallback
+                    error, answered = await self._retries(ctx, call_next, fallback, plan, failure, tried, at)
                     if answered is not None:
                         return error, answered
                     if error_class(error) not in go_on:
