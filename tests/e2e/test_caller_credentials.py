@@ -20,6 +20,7 @@ import openai
 import pytest
 
 from tests.e2e.sdk import ask
+from tests.mcp_servers import start_mcp_server
 from tests.servers import (
     MASTER_KEY,
     Gateway,
@@ -473,3 +474,30 @@ def test_a_fallback_gets_the_credential_in_its_own_providers_form(
     headers = upstream_saw(by_key, marker)
     assert headers["x-api-key"] == "<redacted>" and "authorization" not in headers
 
+
+
+def test_every_model_call_of_a_tool_loop_carries_the_callers_credential(
+    mock_upstream: Mock, caller_mocks: tuple[Mock, Mock], tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A request naming MCP tools runs one model call per step (mcp/loop.py); the provider
+    (which takes only the caller's key) must get the caller's credential on each, not just the
+    first."""
+    by_key, _ = caller_mocks
+    notes = start_mcp_server("notes")
+    config = byo_config(mock_upstream, *caller_mocks)
+    config["mcp_servers"] = [{"name": "notes", "url": notes.url}]
+    gw = start_gateway(config, tmp_path_factory.mktemp("byo-mcp"))
+    try:
+        created = httpx.post(f"{gw.url}/admin/v1/keys", json={"models": ["*"]}, headers=ADMIN, timeout=10)
+        assert created.status_code == 201, created.text
+        client = openai.OpenAI(base_url=gw.base_url, api_key=created.json()["key"], max_retries=0, timeout=60,
+                               default_headers={HEADER: CALLER_KEY})
+        marker = new_marker()
+        response = client.responses.create(
+            model="byo-gpt", input=f"Read a note mock:capture={marker}",
+            tools=[{"type": "mcp", "server_label": "notes", "require_approval": "never"}])  # type: ignore[list-item]
+        assert [item.type for item in response.output] == ["mcp_list_tools", "mcp_call", "message"]
+        assert [seen["status"] for seen in captured(by_key, marker, count=2)] == [200, 200]
+    finally:
+        gw.process.stop()
+        notes.process.stop()

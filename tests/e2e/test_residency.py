@@ -32,6 +32,9 @@ def _config(mock: Mock) -> dict[str, Any]:
         {"name": "sturdy", "deployment": "eu", "provider": p, "model": "gpt-4o-mini", "region": "eu-west"},
         {"name": "sturdy", "deployment": "us", "provider": p, "model": "gpt-4o", "region": "us-east"},
         {"name": "us-only", "provider": p, "model": "gpt-4o", "region": "us-east"},
+        # A budget's cheaper model, its us deployment first in the table.
+        {"name": "cheaper", "deployment": "us", "provider": p, "model": "gpt-4o", "region": "us-east"},
+        {"name": "cheaper", "deployment": "eu", "provider": p, "model": "gpt-4o-mini", "region": "eu-west"},
         # Semantic routing embeds the caller's own text: only inside the caller's regions.
         {"name": "embedder", "deployment": "eu", "provider": p, "model": "text-embedding-3-small",
          "region": "eu-west"},
@@ -299,6 +302,35 @@ def test_a_pin_outside_the_callers_regions_is_refused_and_never_served_by_a_fall
     pinned = httpx.post(f"{deployment.gateway.base_url}/chat/completions", json=body, timeout=30,
                         headers={"Authorization": f"Bearer {us}", "x-switchboard-deployment": "us"})
     assert pinned.status_code == 200 and pinned.headers["x-switchboard-deployment"] == "us", pinned.text
+
+
+def test_a_budgets_cheaper_model_is_served_inside_the_callers_regions(deployment: Deployment) -> None:
+    eu = deployment.ok("POST", "/admin/v1/keys", {"models": ["*"], "allowed_regions": ["eu-west"]},
+                       status=201)
+    deployment.ok("PUT", "/admin/v1/budgets", {"scope": "key", "subject": eu["id"], "unit": "tokens",
+                                              "max_amount": 1000, "period": "total",
+                                              "downgrade": {"model": "cheaper", "at_percent": 1}})
+
+    def chat(text: str) -> httpx.Response:
+        body = {"model": "anywhere", "max_tokens": 5, "messages": [{"role": "user", "content": text}]}
+        resp = httpx.post(f"{deployment.gateway.base_url}/chat/completions", json=body, timeout=30,
+                          headers={"Authorization": f"Bearer {eu['key']}"})
+        assert resp.status_code == 200, resp.text
+        return resp
+
+    # The first request is served as asked; once its tokens are counted (past 1 % of the budget),
+    # every request goes to "cheaper", whose first deployment is outside the key's regions.
+    chat("one request to use up more than ten tokens of the budget before the next ones")
+    end = time.monotonic() + 10
+    while "x-switchboard-budget-downgrade" not in chat("x").headers:
+        assert time.monotonic() < end, "the budget never sent a request to the cheaper model"
+    for i in range(4):
+        marker = new_marker()
+        resp = chat(f"mock:capture={marker} {i}")
+        assert resp.headers["x-switchboard-budget-downgrade"] == "anywhere -> cheaper"
+        served = (resp.headers["x-switchboard-model"], resp.headers["x-switchboard-deployment"])
+        assert served == ("cheaper", "eu")
+        assert [r["body"]["model"] for r in captured(deployment.mock, marker)] == ["gpt-4o-mini"]
 
 
 def _upload(deployment: Deployment, key: str, text: str, model: str | None) -> httpx.Response:

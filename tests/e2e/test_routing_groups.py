@@ -22,7 +22,7 @@ import openai
 import pytest
 
 from tests.e2e.sdk import ask
-from tests.servers import MASTER_KEY, Gateway, Mock, spawn, start_gateway
+from tests.servers import MASTER_KEY, Gateway, Mock, refused_port, spawn, start_gateway
 from tests.services import Postgres, RedisServer
 
 ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
@@ -43,7 +43,8 @@ def routing_config(mock: Mock) -> dict[str, Any]:
     claude = {"name": "mock-claude", "type": "anthropic", "api_base": mock.url, "api_key": "${UPSTREAM_KEY}"}
     return {
         "providers": [provider("mock"), provider("mock-slow", **{"x-mock-latency-ms": "250"}),
-                      provider("mock-slower", **{"x-mock-latency-ms": "600"}), claude],
+                      provider("mock-slower", **{"x-mock-latency-ms": "600"}), claude,
+                      {**provider("mock-gone"), "api_base": f"http://127.0.0.1:{refused_port()}/v1"}],
         "models": [
             dep("grp", "grp-a", weight=1), dep("grp", "grp-b", weight=3),
             dep("rr", "rr-a"), dep("rr", "rr-b"), dep("rr", "rr-c"),
@@ -66,11 +67,16 @@ def routing_config(mock: Mock) -> dict[str, Any]:
             {"name": "twin", "provider": "mock", "model": "gpt-4o-mini"},
             # One name over two providers: Anthropic has no logprobs, OpenAI has.
             dep("mixed", "claude-haiku-4-5", "mock-claude"), dep("mixed", "gpt-4o-mini"),
+            dep("mixed-down", "claude-haiku-4-5", "mock-claude"), dep("mixed-down", "gpt-4o-mini"),
+            # Unreachable, falling back to a group mixing providers.
+            dep("gone", "gpt-4o-mini", "mock-gone"),
+            dep("mixed-fallback", "claude-haiku-4-5", "mock-claude"), dep("mixed-fallback", "gpt-4o-mini"),
         ],
         "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
         "router": {
             "strategy": "weighted",
             "aliases": {"grp-alias": "grp"},
+            "fallbacks": {"gone": ["mixed-fallback"]},
             "splits": [{"name": "can", "model": "canary", "sticky": "none",
                         "arms": [{"deployment": "can-a", "percent": 50},
                                  {"deployment": "can-b", "percent": 50}]},
@@ -87,6 +93,9 @@ def routing_config(mock: Mock) -> dict[str, Any]:
                 "tokens": {"strategy": "cost"},
                 "tight": {"strategy": "headroom"},
                 "mixed": {"strategy": "round-robin"},
+                "mixed-down": {"strategy": "round-robin"},
+                "mixed-fallback": {"strategy": "round-robin"},
+                "gone": {"num_retries": 0},
                 "twin": {"allow_pinning": True},
             },
         },
@@ -541,3 +550,60 @@ def test_a_group_mixing_providers_answers_a_parameter_where_it_exists(deployment
         model="mixed", messages=[{"role": "user", "content": "hi"}]).headers["x-switchboard-deployment"]
         for _ in range(2)}
     assert served == {"claude-haiku-4-5", "gpt-4o-mini"}
+
+
+def test_a_deployment_that_cannot_take_a_parameter_does_not_answer_for_a_failed_retry(
+    deployment: Deployment,
+) -> None:
+    # The one deployment that can give logprobs fails (a server error): the client gets that
+    # error, whichever deployment round robin starts on, never the other's refusal (a 400 the
+    # caller would take for its own mistake, and that no fallback follows).
+    for _ in range(2):
+        with pytest.raises(openai.APIStatusError) as failed:
+            deployment.sdk.chat.completions.create(
+                model="mixed-down", messages=[{"role": "user", "content": "mock:status=500 hi"}],
+                logprobs=True)
+        response = failed.value.response
+        assert response.status_code >= 500 and failed.value.code != "unsupported_parameter", response.text
+
+
+def test_a_fallback_group_mixing_providers_answers_a_parameter_where_it_exists(
+    deployment: Deployment,
+) -> None:
+    # "gone" cannot be reached; its fallback's first deployment (round robin: every other
+    # request) cannot give logprobs, its other one can and answers.
+    for _ in range(2):
+        raw = deployment.sdk.chat.completions.with_raw_response.create(
+            model="gone", messages=[{"role": "user", "content": "hi"}], logprobs=True)
+        assert (raw.headers["x-switchboard-model"], raw.headers["x-switchboard-deployment"]) == (
+            "mixed-fallback", "gpt-4o-mini")
+        assert raw.parse().choices[0].message.content
+
+
+def test_shares_set_for_arms_the_configuration_no_longer_has_give_way_to_the_configured(
+    mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Shares set at run time are stored by arm; once the configuration changes the arms (a
+    restart with another canary), the stored shares no longer describe the split and the
+    configured ones apply, rather than 0 for every arm the store does not name."""
+    tmp = tmp_path_factory.mktemp("split-arms")
+    config = routing_config(mock_upstream)
+    gw = start_gateway(config, tmp)
+    try:
+        changed = httpx.put(f"{gw.url}{SPLITS}/can", json={"percents": {"can-a": 0, "can-b": 100}},
+                            headers=ADMIN, timeout=10)
+        assert changed.status_code == 200, changed.text
+    finally:
+        gw.process.stop()
+    config["models"].append({"name": "canary", "provider": "mock", "model": "can-c", "deployment": "can-c"})
+    config["router"]["splits"][0]["arms"] = [{"deployment": "can-a", "percent": 50},
+                                             {"deployment": "can-c", "percent": 50}]
+    gw = start_gateway(config, tmp)
+    try:
+        client = openai.OpenAI(base_url=gw.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+        assert {served_by(client, "canary") for _ in range(40)} == {"can-a", "can-c"}
+        split = httpx.get(f"{gw.url}{SPLITS}", headers=ADMIN, timeout=10).json()["data"][0]
+        assert split["overridden"] is False
+        assert [(a["name"], a["percent"]) for a in split["arms"]] == [("can-a", 50), ("can-c", 50)]
+    finally:
+        gw.process.stop()

@@ -214,6 +214,9 @@ class Settings(Strict):
         sections = (("fallbacks", r.fallbacks), ("context_window_fallbacks", r.context_window_fallbacks))
         for section, chains in sections:
             for name, chain in chains.items():
+                if name in r.aliases:  # a chain is looked up by its group's name, never an alias's
+                    raise ValueError(f"router.{section}.{name}: {name!r} is an alias of the model group "
+                                     f"{r.aliases[name]!r}; key the chain by the group")
                 for target in [name, *chain]:
                     if target not in known:
                         raise ValueError(f"router.{section}.{name}: unknown model group {target!r}")

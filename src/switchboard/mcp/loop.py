@@ -259,7 +259,7 @@ class McpLoopStage:
             f"{ctx.request_id[:120]}.{step}",
             ctx.operation,
             _STEP_INBOUND,
-            ctx.headers,
+            dict(ctx.headers),  # each step's own: the stages take headers out (a caller credential)
             orjson.dumps(request),
             time.perf_counter(),
             method=ctx.method,

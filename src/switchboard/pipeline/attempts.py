@@ -451,7 +451,14 @@ class AttemptStage:
                 try:
                     result = await self._attempt(ctx, call_next, plan[0], True, probe)
                 except GatewayError as failure:
-                    error, answered = await self._retries(ctx, call_next, fallback, plan, failure, 1)
+                    tried, at = 1, 0
+                    if isinstance(failure, UnsupportedParameter):  # as in the first group
+                        failure, answered, tried, at = await self._elsewhere(ctx, call_next, plan, failure, 1)
+                        if answered is not None:
+                            return error, answered
+                        if isinstance(failure, UnsupportedParameter):  # none of it takes the request
+                            continue  # (the refusal is not an answer): the next fallback
+                    error, answered = await self._retries(ctx, call_next, fallback, plan, failure, tried, at)
                     if answered is not None:
                         return error, answered
                     if error_class(error) not in go_on:
@@ -473,9 +480,10 @@ class AttemptStage:
             allowed = group.num_retries + 1
             count = len(candidates)
             index = tried - 1 if at is None else at  # the candidate that just failed
-            avoid: list[Route] | None = None  # deployments that asked for too long a wait
+            # Deployments that asked for too long a wait, or cannot take the request at all.
+            avoid: list[Route] | None = None
+            failed = candidates[index % count]  # the deployment ``error`` is from
             while tried < allowed and error_class(error) in self._retry_on:
-                failed = candidates[index % count]
                 asked = retry_after_seconds(error)
                 if asked is not None and asked > self._max_retry_after:
                     avoid = [failed] if avoid is None else [*avoid, failed]
@@ -505,8 +513,15 @@ class AttemptStage:
                 tried += 1
                 try:
                     result = await self._attempt(ctx, call_next, route, True, probe)
+                except UnsupportedParameter:
+                    # Refused by the gateway (nothing was sent): that deployment cannot take the
+                    # request, so its refusal is not the group's answer; the failure stands.
+                    refused = candidates[index % count]
+                    avoid = [refused] if avoid is None else [*avoid, refused]
+                    continue
                 except GatewayError as failure:
                     error = failure
+                    failed = candidates[index % count]
                     continue
                 self._answered(ctx, route)
                 return error, result

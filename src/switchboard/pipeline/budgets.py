@@ -33,10 +33,11 @@ from switchboard.catalog import ModelInfo
 from switchboard.config.schema import BudgetsConfig
 from switchboard.context import LARGE_BODY_BYTES, RequestContext, Result
 from switchboard.errors import SHOULD_RETRY, GatewayError, InvalidRequest
+from switchboard.pipeline import caller_credentials
 from switchboard.pipeline.chain import Handler
 from switchboard.pipeline.limits import Rerouted
 from switchboard.pipeline.settle import Settlement
-from switchboard.routing.router import Table
+from switchboard.routing.router import ANYWHERE, Router, Table
 from switchboard.spend.budgets.book import BudgetBook
 from switchboard.spend.budgets.periods import key_start, window
 from switchboard.spend.budgets.plan import Budget
@@ -123,14 +124,17 @@ class BudgetStage:
 
     def __init__(
         self, config: BudgetsConfig, book: Callable[[], BudgetBook | None], prices: Prices, table: Table,
-        admission: Callable[[], Admission | None] = lambda: None,
+        admission: Callable[[], Admission | None] = lambda: None, router: Router | None = None,
         refused: Callable[[Route], bool] | None = None,
     ) -> None:
         """``admission``: the store that takes a request's limits and budgets in one call
-        (Redis), for ``ride``; None: this stage reserves in its own turn. ``refused``: whether a
-        deployment is never sent to (no price, with ``spend.refuse_unpriced``:
+        (Redis), for ``ride``; None: this stage reserves in its own turn. ``router``: plans a
+        downgrade's cheaper model as the route stage plans the requested one (the caller's
+        regions, cooldowns, its group's strategy); None: its first deployment. ``refused``:
+        whether a deployment is never sent to (no price, with ``spend.refuse_unpriced``:
         ``UsageStage.refused``), so no downgrade goes to it; None: none is."""
         self._config = config
+        self._router = router
         self._refused = refused
         self._skipped: set[str] = set()  # downgrade models skipped for their lack of a price, logged once
         self._book = book
@@ -374,7 +378,8 @@ class BudgetStage:
             if used * 100 < budget.limit * budget.downgrade_at:
                 continue
             cheaper = self._table.current.routes.get(budget.downgrade_model)
-            if cheaper is None or cheaper is route:
+            group = self._table.current.groups.get(budget.downgrade_model)
+            if cheaper is None or group is None or cheaper is route or group is ctx.group:
                 continue
             if self._refused is not None and self._refused(cheaper):
                 # Never sent to (no price, spend.refuse_unpriced): no downgrade, as when none is
@@ -382,9 +387,14 @@ class BudgetStage:
                 self._skip(budget.downgrade_model)
                 continue
             await book.settle(ctx.reservation_id(), budgets, charges, None)  # released: reserved again below
-            ctx.route = cheaper
-            ctx.candidates = [cheaper]  # the cheaper model only: no retry may go back
-            ctx.group = self._table.current.groups.get(budget.downgrade_model, ctx.group)
+            # Planned as if the caller had asked for it: never outside its regions, nor to a
+            # deployment cooling down (an empty plan: the group's fallbacks, else its refusal).
+            # The cheaper model only: no retry may go back.
+            plan = ([cheaper] if self._router is None
+                    else caller_credentials.usable(ctx, self._router.plan(group, ctx.needs or ANYWHERE)))
+            ctx.route = plan[0] if plan else cheaper
+            ctx.candidates = plan
+            ctx.group = group
             ctx.prompt_tokens = None  # counted again for the cheaper model's tokenizer
             ctx.response_headers[DOWNGRADE_HEADER] = f"{route.target.name} -> {cheaper.target.name}"
             raise Rerouted(budget.downgrade_model)

@@ -28,7 +28,11 @@ class Arm(NamedTuple):
 class SplitChooser:
     def __init__(self, split: Split, percents: Mapping[str, float] | None = None,
                  rng: random.Random | None = None) -> None:
-        """``percents``: run-time shares by arm label (the admin API's), else the configured."""
+        """``percents``: run-time shares by arm label (the admin API's), else the configured.
+        Shares stored for other arms than the configuration's (its arms changed since) no
+        longer describe the split: the configured ones apply."""
+        if percents is not None and set(percents) != set(labels(split)):
+            percents = None
         self.name = split.name
         self.sticky = split.sticky
         self._rng = rng or random.Random()  # traffic shares, not secrets

@@ -400,6 +400,11 @@ BASE = {
     ({"fallbacks": {"m": ["nowhere"]}}, "router.fallbacks.m"),
     ({"fallbacks": {"m": ["n"] * 11}}, "router.fallbacks.m"),
     ({"fallbacks": {"m": ["x" * 300]}}, "router.fallbacks"),
+    # A chain is the group's: one keyed by an alias would never be followed.
+    ({"aliases": {"smart": "m"}, "fallbacks": {"smart": ["n"]}},
+     "router.fallbacks.smart: 'smart' is an alias of the model group 'm'"),
+    ({"aliases": {"smart": "m"}, "context_window_fallbacks": {"smart": ["n"]}},
+     "router.context_window_fallbacks.smart: 'smart' is an alias of the model group 'm'"),
 ])
 def test_bad_retry_and_fallback_settings_are_refused(router: dict[str, object], where: str) -> None:
     with pytest.raises(ConfigError) as caught:
@@ -413,6 +418,10 @@ def test_good_retry_and_fallback_settings_reach_the_stage() -> None:
                         "test.yaml")
     assert settings.router.fallbacks == {"m": ["n"]}
     assert settings.router.retry.on == ("rate_limit",) and settings.router.fallback_on == ("timeout",)
+    # An alias may be a fallback: it answers as its group.
+    settings = validate({**BASE, "router": {"aliases": {"smart": "n"}, "fallbacks": {"m": ["smart"]}}},
+                        "test.yaml")
+    assert settings.router.fallbacks == {"m": ["smart"]}
 
 
 async def test_a_stream_closed_unread_is_reported_finished(clock: Clock) -> None:
