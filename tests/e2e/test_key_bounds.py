@@ -213,3 +213,18 @@ def test_a_rotated_key_keeps_its_bounds(gateway: Gateway, world: World) -> None:
     assert _when(rotated["expires_at"]) == _when(own["expires_at"])
     successor = Admin(gateway.url, rotated["key"])
     _refused(_issue(successor, rpm_limit=4), "rpm_limit")
+
+
+def test_a_bounded_caller_does_not_rotate_a_wider_key_into_its_hands(gateway: Gateway, world: World) -> None:
+    # A rotation hands the caller the new key's secret: a key wider than the caller's own would
+    # be a key beyond its bounds, as if it had issued it.
+    bounded, _ = _holder(gateway, world, world.admin, role="tenant_admin", rpm_limit=5, expires_at=_in(1))
+    _, wide = _holder(gateway, world, world.dev)  # no expiry, no limits (the master key's)
+    path = f"/admin/v1/keys/{wide['id']}/rotate"
+    _refused(bounded.call("POST", path, {"grace_seconds": 0}), "expires_at")
+    assert Admin(gateway.url).ok("GET", f"/admin/v1/keys/{wide['id']}")["enabled"]  # not retired
+    _, unlimited = _holder(gateway, world, world.dev, expires_at=_in(0.5))
+    message = _refused(bounded.call("POST", f"/admin/v1/keys/{unlimited['id']}/rotate"), "rpm_limit")
+    assert "no rpm_limit" in message
+    _, within = _holder(gateway, world, world.dev, expires_at=_in(0.5), rpm_limit=5)
+    assert bounded.call("POST", f"/admin/v1/keys/{within['id']}/rotate").status_code == 201

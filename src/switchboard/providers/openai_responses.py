@@ -268,8 +268,11 @@ def failure(response: Any, target: Target, when: str) -> GatewayError:
 
 
 def scrubbed(response: Any, scrub: Scrub) -> Any:
-    """``response`` with its error message (a failed response's) passed through ``scrub``."""
+    """``response`` with its error message (a failed response's, or its error given as text:
+    what :func:`_said` quotes) passed through ``scrub``."""
     error = response.get("error") if isinstance(response, dict) else None
     if isinstance(error, dict) and isinstance(error.get("message"), str):
         return {**response, "error": {**error, "message": scrub(error["message"])}}
+    if isinstance(error, str):
+        return {**response, "error": scrub(error)}
     return response

@@ -227,29 +227,33 @@ def expiry_within(access: Access, value: datetime | None, *, cleared: bool = Fal
     return value
 
 
-def limit_within(access: Access, param: str, value: int | None) -> int | None:
+def limit_within(access: Access, param: str, value: int | None, *, cleared: bool = False) -> int | None:
     """A key's ``rpm_limit`` or ``tpm_limit`` no higher than the caller's key's own (its own
-    when left out)."""
+    when left out; ``cleared``: none is refused to such a caller)."""
     own: int | None = getattr(access.principal, param)
-    if value is None:
+    if value is None and not cleared:
         return own
-    if own is not None and value > own:
-        raise _beyond(param, f"{value} is above the caller's own key's {param} ({own})")
+    if own is not None and (value is None or value > own):
+        shown = f"no {param}" if value is None else str(value)
+        raise _beyond(param, f"{shown} is above the caller's own key's {param} ({own})")
     return value
 
 
-def budget_within(access: Access, amount: Decimal | None, period: str | None
+def budget_within(access: Access, amount: Decimal | None, period: str | None, *, cleared: bool = False
                   ) -> tuple[Decimal | None, str | None]:
-    """A key's own budget (amount, period) within the caller's key's: left out, the caller's;
+    """A key's own budget (amount, period) within the caller's key's: left out, the caller's
+    (``cleared``: none is refused to a caller with one);
     given, no higher, for the same period or ``total`` (a total of at most the caller's amount
     is within any period; another period is refused, as not certainly within)."""
     p = access.principal
-    if amount is None:
+    if amount is None and not cleared:
         return p.max_budget_usd, p.budget_period
-    period = period or "total"
     if p.max_budget_usd is None:
-        return amount, period
+        return amount, None if amount is None else period or "total"
     own = f"{format(p.max_budget_usd.normalize(), 'f')} USD, {p.budget_period}"
+    if amount is None:  # cleared: none is beyond the caller's
+        raise _beyond("max_budget_usd", f"no budget is above the caller's own key's budget ({own})")
+    period = period or "total"
     if period not in (p.budget_period, "total"):
         raise _beyond("budget_period", f"'{period}' is not within the caller's own key's budget ({own}): "
                       f"use '{p.budget_period}' or 'total'")
@@ -479,6 +483,16 @@ def _rotatable(old: KeyRecord, now: datetime) -> None:
         raise InvalidRequest("an expired key cannot be rotated", code="key_expired")
 
 
+def _successor_within(access: Access, old: KeyRecord) -> None:
+    """A rotation gives the caller a key with ``old``'s settings (its secret in the answer): held
+    to the caller's key's bounds as a key it issues is, none of them missing."""
+    expiry_within(access, old.expires_at, cleared=True)
+    limit_within(access, "rpm_limit", old.rpm_limit, cleared=True)
+    limit_within(access, "tpm_limit", old.tpm_limit, cleared=True)
+    budget_within(access, old.max_budget_usd, old.budget_period, cleared=True)
+    regions_within(access, None if old.allowed_regions is None else list(old.allowed_regions), cleared=True)
+
+
 def _successor(request: Request, access: Access, old: KeyRecord, now: datetime, grace: timedelta
                ) -> tuple[str, KeyRecord, KeyRecord]:
     """A rotation's new key (its secret and record) and the old key as retired by it."""
@@ -526,6 +540,7 @@ async def rotate_key(
             # is refused as for a key read so; a PATCH that did is no reason to refuse.
             old = await key_in_reach(access, stores_of(request), key_id)
             outranks(access, old)
+            _successor_within(access, old)
             now = datetime.now(UTC)
             _rotatable(old, now)
             key, new, retired = _successor(request, access, old, now, grace)
