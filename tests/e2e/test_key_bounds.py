@@ -228,3 +228,18 @@ def test_a_bounded_caller_does_not_rotate_a_wider_key_into_its_hands(gateway: Ga
     assert "no rpm_limit" in message
     _, within = _holder(gateway, world, world.dev, expires_at=_in(0.5), rpm_limit=5)
     assert bounded.call("POST", f"/admin/v1/keys/{within['id']}/rotate").status_code == 201
+
+
+def test_a_caller_limited_to_some_models_does_not_rotate_a_key_of_others_into_its_hands(
+        gateway: Gateway, world: World) -> None:
+    # Its models and MCP tool rule are held as its bounds are: a rotation hands over the secret.
+    narrow, _ = _holder(gateway, world, world.admin, role="tenant_admin", models=["gpt-*"])
+    _, every = _holder(gateway, world, world.dev)  # models ["*"]
+    _refused(narrow.call("POST", f"/admin/v1/keys/{every['id']}/rotate"), "models[0]")
+    assert Admin(gateway.url).ok("GET", f"/admin/v1/keys/{every['id']}")["enabled"]  # not retired
+    tools = {"allow": ["github.*"], "deny": []}
+    ruled, _ = _holder(gateway, world, world.admin, role="tenant_admin", mcp_tools=tools)
+    _, unruled = _holder(gateway, world, world.dev)  # no rule: every tool
+    assert ruled.call("POST", f"/admin/v1/keys/{unruled['id']}/rotate").status_code == 403
+    _, inside = _holder(gateway, world, world.dev, models=["gpt-4o-mini"])
+    assert narrow.call("POST", f"/admin/v1/keys/{inside['id']}/rotate").status_code == 201

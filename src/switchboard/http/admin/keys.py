@@ -485,7 +485,10 @@ def _rotatable(old: KeyRecord, now: datetime) -> None:
 
 def _successor_within(access: Access, old: KeyRecord) -> None:
     """A rotation gives the caller a key with ``old``'s settings (its secret in the answer): held
-    to the caller's key's bounds as a key it issues is, none of them missing."""
+    to the caller's key's bounds as a key it issues is, none of them missing, its models and MCP
+    tool rule included."""
+    grantable(access, ["*"] if old.allowed_models is None else list(old.allowed_models))  # None: every model
+    tools_grantable(access, old.mcp_tools)
     expiry_within(access, old.expires_at, cleared=True)
     limit_within(access, "rpm_limit", old.rpm_limit, cleared=True)
     limit_within(access, "tpm_limit", old.tpm_limit, cleared=True)
