@@ -21,8 +21,13 @@ from switchboard.http.anthropic.errors import error_body
 from switchboard.http.anthropic.request import check_headers, messages_request
 from switchboard.http.anthropic.stream import StreamEncoder, event
 
-# Canonical parameters an error may name, as this API calls them (request.py maps them in).
-CALLER_PARAMS = {"stop": "stop_sequences", "reasoning_effort": "output_config.effort"}
+# Canonical parameters an error may name, as this API calls them (request.py maps them in): a
+# provider's refusal of ``user`` (Bedrock's requestMetadata) is one of ``metadata.user_id``.
+CALLER_PARAMS = {
+    "stop": "stop_sequences",
+    "reasoning_effort": "output_config.effort",
+    "user": "metadata.user_id",
+}
 # A tool's name or schema, by its canonical path: request.py keeps the tools in order, so
 # tools[i].function.parameters... is the caller's tools.i.input_schema... (a provider's refusal of
 # a schema node or of a tool name names it this way).
