@@ -32,6 +32,10 @@ CALLER_PARAMS = {
 # tools[i].function.parameters... is the caller's tools.i.input_schema... (a provider's refusal of
 # a schema node or of a tool name names it this way).
 _TOOL_FIELD = re.compile(r"tools\[(\d+)\]\.function\.(name|parameters)(?![^.\[])")
+# The output format, by its canonical path: request.py makes output_config.format the
+# response_format json_schema, its schema response_format.json_schema.schema (a provider's refusal
+# of a schema node, or of the format, names it this way).
+_FORMAT_FIELD = re.compile(r"response_format(?:\.json_schema(\.schema(?![^.\[]))?)?(?![^.\[])")
 _INDEX = re.compile(r"\[(\d+)\]")
 
 
@@ -39,6 +43,10 @@ def caller_param(param: str) -> str | None:
     """``param`` as an Anthropic caller spells it, or None when it is spelt the same."""
     if (given := CALLER_PARAMS.get(param)) is not None:
         return given
+    if (match := _FORMAT_FIELD.match(param)) is not None:
+        if match[1] is None:  # the format itself, or a part of it the caller did not write
+            return "output_config.format"
+        return "output_config.format.schema" + _INDEX.sub(r".\1", param[match.end():])
     match = _TOOL_FIELD.match(param)
     if match is None:
         return None
