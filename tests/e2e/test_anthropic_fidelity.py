@@ -146,6 +146,23 @@ def test_streamed_reasoning_matches_the_whole_reply(oai: openai.OpenAI) -> None:
     assert signatures == [whole["thinking_blocks"][0]["signature"]]
 
 
+def test_a_stream_of_several_thinking_blocks_is_accumulated_by_the_openai_sdk(oai: openai.OpenAI) -> None:
+    # A redacted block before the signed one: each thinking_blocks delta names its block by index,
+    # as tool_calls deltas do, so the SDK's stream helper gathers them (without an index it raises
+    # on the second one).
+    messages: Any = [{"role": "user", "content": "Think twice mock:redacted_thinking=1"}]
+    whole = extra(oai.chat.completions.create(model="claude", reasoning_effort="low", messages=messages)
+                  .choices[0].message)
+    with oai.chat.completions.stream(model="claude", reasoning_effort="low", messages=messages) as stream:
+        streamed = extra(stream.get_final_completion().choices[0].message)
+    assert [b["type"] for b in whole["thinking_blocks"]] == ["redacted_thinking", "thinking"]
+    blocks = streamed["thinking_blocks"]
+    assert [(b["index"], b["type"]) for b in blocks] == [(0, "redacted_thinking"), (1, "thinking")]
+    assert blocks[0]["data"] == whole["thinking_blocks"][0]["data"]
+    assert blocks[1]["signature"] == whole["thinking_blocks"][1]["signature"]
+    assert streamed["reasoning_content"] == whole["reasoning_content"]
+
+
 def test_thinking_blocks_survive_a_tool_round_trip(oai: openai.OpenAI, mock_upstream: Mock) -> None:
     question: Any = {"role": "user", "content": "Weather in Paris?"}
     first = oai.chat.completions.create(
