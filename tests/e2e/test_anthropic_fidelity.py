@@ -196,6 +196,41 @@ def test_thinking_blocks_survive_a_tool_round_trip(oai: openai.OpenAI, mock_upst
     assert sent[2]["content"][0]["content"].startswith("lookup failed")
 
 
+def test_thinking_gathered_from_a_stream_survives_a_tool_round_trip(
+    oai: openai.OpenAI, mock_upstream: Mock
+) -> None:
+    # A streamed block's text comes as reasoning_content, its signature in a thinking_blocks delta
+    # whose thinking is "": the message the SDK's stream helper gathers carries the text beside
+    # the block. Sent back as gathered, the block goes to Anthropic with its text (Anthropic
+    # refuses a signed block whose text was changed, and the mock does too).
+    question: Any = {"role": "user", "content": "Weather in Paris?"}
+    with oai.chat.completions.stream(
+        model="claude", reasoning_effort="low", tools=[WEATHER], messages=[question]
+    ) as stream:
+        message = stream.get_final_completion().choices[0].message
+    assert message.tool_calls
+    gathered = extra(message)
+    assert [b["thinking"] for b in gathered["thinking_blocks"]] == [""]
+    assistant: Any = {
+        "role": "assistant",
+        "content": message.content,
+        "tool_calls": [{"id": c.id, "type": "function",
+                        "function": {"name": c.function.name, "arguments": c.function.arguments}}
+                       for c in message.tool_calls],
+        "reasoning_content": gathered["reasoning_content"],
+        "thinking_blocks": gathered["thinking_blocks"],
+    }
+    marker = new_marker()
+    result: Any = {"role": "tool", "tool_call_id": message.tool_calls[0].id,
+                   "content": f"18 degrees mock:capture={marker}"}
+    second = oai.chat.completions.create(
+        model="claude", reasoning_effort="low", tools=[WEATHER], messages=[question, assistant, result]
+    )
+    assert second.choices[0].message.content
+    sent = captured(mock_upstream, marker)[0]["body"]["messages"][1]["content"][0]
+    assert sent["type"] == "thinking" and sent["thinking"] == gathered["reasoning_content"]
+
+
 # -- stop sequences and refusals ------------------------------------------------------------------
 
 
