@@ -146,6 +146,23 @@ def test_streamed_reasoning_matches_the_whole_reply(oai: openai.OpenAI) -> None:
     assert signatures == [whole["thinking_blocks"][0]["signature"]]
 
 
+def test_a_stream_of_several_thinking_blocks_is_accumulated_by_the_openai_sdk(oai: openai.OpenAI) -> None:
+    # A redacted block before the signed one: each thinking_blocks delta names its block by index,
+    # as tool_calls deltas do, so the SDK's stream helper gathers them (without an index it raises
+    # on the second one).
+    messages: Any = [{"role": "user", "content": "Think twice mock:redacted_thinking=1"}]
+    whole = extra(oai.chat.completions.create(model="claude", reasoning_effort="low", messages=messages)
+                  .choices[0].message)
+    with oai.chat.completions.stream(model="claude", reasoning_effort="low", messages=messages) as stream:
+        streamed = extra(stream.get_final_completion().choices[0].message)
+    assert [b["type"] for b in whole["thinking_blocks"]] == ["redacted_thinking", "thinking"]
+    blocks = streamed["thinking_blocks"]
+    assert [(b["index"], b["type"]) for b in blocks] == [(0, "redacted_thinking"), (1, "thinking")]
+    assert blocks[0]["data"] == whole["thinking_blocks"][0]["data"]
+    assert blocks[1]["signature"] == whole["thinking_blocks"][1]["signature"]
+    assert streamed["reasoning_content"] == whole["reasoning_content"]
+
+
 def test_thinking_blocks_survive_a_tool_round_trip(oai: openai.OpenAI, mock_upstream: Mock) -> None:
     question: Any = {"role": "user", "content": "Weather in Paris?"}
     first = oai.chat.completions.create(
@@ -177,6 +194,41 @@ def test_thinking_blocks_survive_a_tool_round_trip(oai: openai.OpenAI, mock_upst
     assert sent[1]["content"][0] == thinking[0]
     assert sent[2]["content"][0]["is_error"] is True
     assert sent[2]["content"][0]["content"].startswith("lookup failed")
+
+
+def test_thinking_gathered_from_a_stream_survives_a_tool_round_trip(
+    oai: openai.OpenAI, mock_upstream: Mock
+) -> None:
+    # A streamed block's text comes as reasoning_content, its signature in a thinking_blocks delta
+    # whose thinking is "": the message the SDK's stream helper gathers carries the text beside
+    # the block. Sent back as gathered, the block goes to Anthropic with its text (Anthropic
+    # refuses a signed block whose text was changed, and the mock does too).
+    question: Any = {"role": "user", "content": "Weather in Paris?"}
+    with oai.chat.completions.stream(
+        model="claude", reasoning_effort="low", tools=[WEATHER], messages=[question]
+    ) as stream:
+        message = stream.get_final_completion().choices[0].message
+    assert message.tool_calls
+    gathered = extra(message)
+    assert [b["thinking"] for b in gathered["thinking_blocks"]] == [""]
+    assistant: Any = {
+        "role": "assistant",
+        "content": message.content,
+        "tool_calls": [{"id": c.id, "type": "function",
+                        "function": {"name": c.function.name, "arguments": c.function.arguments}}
+                       for c in message.tool_calls],
+        "reasoning_content": gathered["reasoning_content"],
+        "thinking_blocks": gathered["thinking_blocks"],
+    }
+    marker = new_marker()
+    result: Any = {"role": "tool", "tool_call_id": message.tool_calls[0].id,
+                   "content": f"18 degrees mock:capture={marker}"}
+    second = oai.chat.completions.create(
+        model="claude", reasoning_effort="low", tools=[WEATHER], messages=[question, assistant, result]
+    )
+    assert second.choices[0].message.content
+    sent = captured(mock_upstream, marker)[0]["body"]["messages"][1]["content"][0]
+    assert sent["type"] == "thinking" and sent["thinking"] == gathered["reasoning_content"]
 
 
 # -- stop sequences and refusals ------------------------------------------------------------------

@@ -439,6 +439,19 @@ def test_user_and_metadata_become_request_metadata(sdk: openai.OpenAI, mock_upst
     assert err.value.param == "metadata.app" and "requestMetadata" in err.value.message
 
 
+def test_a_user_id_that_does_not_fit_request_metadata_is_named_as_the_caller_sent_it(
+    claude: anthropic.Anthropic,
+) -> None:
+    # Claude Code (2.1.78 and later) sends metadata.user_id as a JSON text, which requestMetadata
+    # cannot hold: the refusal names the Anthropic caller's field, not the canonical ``user``.
+    user_id = '{"device_id":"d1","account_uuid":"","session_id":"s1"}'
+    with pytest.raises(anthropic.BadRequestError) as err:
+        claude.messages.create(model="claude", max_tokens=64, messages=[{"role": "user", "content": "hi"}],
+                               metadata={"user_id": user_id})
+    message = err.value.body["error"]["message"]  # type: ignore[index]
+    assert message.startswith("'metadata.user_id' does not fit Bedrock requestMetadata"), message
+
+
 # ---- 8. image detail ----
 
 def test_low_image_detail_is_refused_unless_dropped(sdk: openai.OpenAI, mock_upstream: Mock) -> None:

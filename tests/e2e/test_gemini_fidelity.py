@@ -215,6 +215,24 @@ def test_strict_tools_ask_for_validated_calls(client: openai.OpenAI, mock_upstre
     assert "strict on some tools only" in refused(client, "tools", tools=[WEATHER_TOOL, LOOSE_TOOL])
 
 
+def test_a_structured_output_schema_gemini_cannot_hold_is_named_as_the_caller_sent_it(
+    fidelity_gateway: Gateway,
+) -> None:
+    # Anthropic's output_config.format (always strict) through /v1/messages: the refusal of a node
+    # Gemini's schema lacks names it under output_config.format.schema, not the canonical
+    # response_format.json_schema.schema an Anthropic caller never sends.
+    claude = anthropic.Anthropic(base_url=fidelity_gateway.url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+    schema = {"type": "object", "properties": {"tags": {"type": "array", "items": {"type": "string"},
+                                                        "uniqueItems": True}}}
+    with pytest.raises(anthropic.BadRequestError) as err:
+        claude.messages.create(model="gemini-flash", max_tokens=64,
+                               messages=[{"role": "user", "content": "hi"}],
+                               output_config={"format": {"type": "json_schema", "schema": schema}})
+    message = err.value.body["error"]["message"]  # type: ignore[index]
+    node = "output_config.format.schema.properties.tags.uniqueItems"
+    assert message.startswith(f"'{node}': 'uniqueItems'"), message
+
+
 def test_user_and_metadata(client: openai.OpenAI, mock_upstream: Mock) -> None:
     refused(client, "metadata", metadata={"team": "search"})
     marker = new_marker()

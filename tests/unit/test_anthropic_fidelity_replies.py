@@ -96,8 +96,9 @@ def test_stream_thinking_signature_redacted_and_stop_sequence() -> None:
     assert deltas(chunks)[1:6] == [
         {"reasoning_content": "Let me "},
         {"reasoning_content": "see."},
-        {"thinking_blocks": [{"type": "thinking", "thinking": "", "signature": SIGNED["signature"]}]},
-        {"thinking_blocks": [REDACTED]},
+        {"thinking_blocks": [{"index": 0, "type": "thinking", "thinking": "",
+                              "signature": SIGNED["signature"]}]},
+        {"thinking_blocks": [{"index": 1, **REDACTED}]},
         {"content": "42"},
     ]
     finish = [c["choices"][0] for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]]

@@ -271,7 +271,7 @@ def test_unknown_events_are_ignored_and_thinking_is_reasoning() -> None:
     assert [d for d, _ in deltas(chunks)] == [
         {"role": "assistant", "content": ""},
         {"reasoning_content": "hmm"},
-        {"thinking_blocks": [{"type": "thinking", "thinking": "", "signature": "s"}]},
+        {"thinking_blocks": [{"index": 0, "type": "thinking", "thinking": "", "signature": "s"}]},
         {"content": "42"},
         {},
     ]

@@ -86,6 +86,27 @@ def test_thinking_blocks_are_replayed_first_with_their_signatures() -> None:
     assert err.value.param == "messages[1].thinking_blocks[0]"
 
 
+
+def test_a_thinking_block_gathered_from_a_stream_is_replayed_with_its_text() -> None:
+    # A stream sends the text as reasoning_content and the signature in a block whose thinking is
+    # "": the one signed block of a message gathered from it gets the text back (Converse refuses a
+    # signed block whose text changed). Several such blocks cannot be told apart: sent as they came.
+    def replayed(blocks: list[Any], reasoning: str) -> list[Any]:
+        _, body, _ = build({"messages": [user("x"), {
+            "role": "assistant", "content": None, "reasoning_content": reasoning,
+            "thinking_blocks": blocks, "tool_calls": [CALL],
+        }, {"role": "tool", "tool_call_id": "c", "content": "ok"}], "tools": TOOLS})
+        return [b["reasoningContent"] for b in body["messages"][1]["content"] if "reasoningContent" in b]
+
+    redacted = {"index": 0, "type": "redacted_thinking", "data": "ZW5j"}
+    signed = {"index": 1, "type": "thinking", "thinking": "", "signature": "c2ln"}
+    assert replayed([redacted, signed], "Step one.") == [
+        {"redactedContent": "ZW5j"}, {"reasoningText": {"text": "Step one.", "signature": "c2ln"}}]
+    assert replayed([signed, {**signed, "signature": "b3RoZXI="}], "Step one.") == [
+        {"reasoningText": {"text": "", "signature": "c2ln"}},
+        {"reasoningText": {"text": "", "signature": "b3RoZXI="}}]
+
+
 # ---- prompt caching ----
 
 def test_cache_control_adds_cache_points_in_system_messages_and_tools() -> None:

@@ -233,8 +233,9 @@ def test_reasoning_deltas_become_reasoning_content_then_the_signature() -> None:
         {"role": "assistant", "content": ""},
         {"reasoning_content": "Let me "},
         {"reasoning_content": "think"},
-        {"thinking_blocks": [{"type": "thinking", "thinking": "", "signature": "c2ln"}]},
-        {"thinking_blocks": [{"type": "redacted_thinking", "data": "ZW5j"}]},
+        # Each block names its place among the reply's thinking blocks, as tool call deltas do.
+        {"thinking_blocks": [{"index": 0, "type": "thinking", "thinking": "", "signature": "c2ln"}]},
+        {"thinking_blocks": [{"index": 1, "type": "redacted_thinking", "data": "ZW5j"}]},
         {"content": "Hi"},
         {},
     ]

@@ -16,7 +16,8 @@ Extended thinking (``thinking: {"type": "enabled", "budget_tokens": N}``, N >= 1
 ``max_tokens``) opens the reply with a ``thinking`` block whose ``signature`` is derived from its
 text; a replayed ``thinking`` block whose signature does not match is refused with 400, as the
 API refuses tampered thinking, and with thinking on, an assistant turn answered by tool results
-must start with its thinking block. ``redacted_thinking`` blocks are accepted as they are. While
+must start with its thinking block. ``redacted_thinking`` blocks are accepted as they are (and,
+with ``mock:redacted_thinking=1``, one comes before the thinking block of the reply). While
 thinking (a budget or adaptive), a ``temperature`` other than 1, ``top_p`` below 0.95, any
 ``top_k`` and a forced ``tool_choice`` (any, tool) are refused (mock/claude_thinking.py).
 ``stop_sequences`` cut the text before the first hit (``stop_reason: "stop_sequence"``), and
@@ -522,14 +523,17 @@ def _said(last: list[dict[str, Any]]) -> str:
     return " ".join(b["text"] for b in last if b.get("type") == "text")
 
 
-def _thinking_block(body: dict[str, Any], last: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _thinking_block(body: dict[str, Any], c: Controls, last: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if not thinking_on(body):
         return []
     said = " ".join(_said(last).split())[:100]
     # The prompt comes last, as it was: a directive in it (mock:capture=...) keeps its value when
     # the block is replayed.
     text = f"Let me think it through. The user said: {said}" if said else "Let me think it through."
-    return [{"type": "thinking", "thinking": text, "signature": signature_of(text)}]
+    blocks = [{"type": "thinking", "thinking": text, "signature": signature_of(text)}]
+    if c.redacted_thinking:  # reasoning the safety systems redacted: encrypted, returned whole
+        blocks.insert(0, {"type": "redacted_thinking", "data": signature_of("redacted " + text)})
+    return blocks
 
 
 def _text_reply(body: dict[str, Any], c: Controls, last: list[dict[str, Any]]) -> _Reply:
@@ -546,7 +550,7 @@ def _text_reply(body: dict[str, Any], c: Controls, last: list[dict[str, Any]]) -
 def answer(body: dict[str, Any], c: Controls) -> _Reply:
     turns = merged_turns(body["messages"])
     last = turns[-1][1] if turns[-1][0] == "user" else []
-    thinking = _thinking_block(body, last)
+    thinking = _thinking_block(body, c, last)
     tool = _tool_to_call(body, c, last)
     if tool is not None:
         blocks: list[dict[str, Any]] = list(thinking)
@@ -633,6 +637,8 @@ def _block_events(index: int, block: dict[str, Any]) -> list[bytes]:
         start = {"type": "thinking", "thinking": "", "signature": ""}
         deltas = [delta({"type": "thinking_delta", "thinking": w}) for w in T.words(block["thinking"])]
         deltas.append(delta({"type": "signature_delta", "signature": block["signature"]}))
+    elif block["type"] == "redacted_thinking":  # comes whole, in its start event
+        start, deltas = block, []
     else:
         start = {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
         args = orjson.dumps(block["input"]).decode()

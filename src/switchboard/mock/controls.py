@@ -31,6 +31,8 @@ Directives (header ``x-mock-<name>`` or text ``mock:<name>=<value>``):
                          models without a parallel control may
     same_tool_index=1    OpenAI chat streams: every tool call delta carries index 0, as Ollama's
                          OpenAI-compatible API streams parallel calls
+    redacted_thinking=1  Anthropic messages with thinking on: a redacted_thinking block before the
+                         thinking block, as Claude answers when part of its reasoning was redacted
     hang=1               never answer (for timeout tests); ends when the caller leaves
     capture=MARKER       record the request under MARKER (see capture.py)
     stream_json=1        OpenAI chat, Anthropic messages: answer a stream request with status 200
@@ -68,6 +70,7 @@ class Controls:
     tool_call: str = ""
     parallel_calls: int = 1
     same_tool_index: int = 0
+    redacted_thinking: int = 0
     hang: int = 0
     capture: str = ""
     stream_json: int = 0

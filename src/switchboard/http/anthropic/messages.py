@@ -21,12 +21,21 @@ from switchboard.http.anthropic.errors import error_body
 from switchboard.http.anthropic.request import check_headers, messages_request
 from switchboard.http.anthropic.stream import StreamEncoder, event
 
-# Canonical parameters an error may name, as this API calls them (request.py maps them in).
-CALLER_PARAMS = {"stop": "stop_sequences", "reasoning_effort": "output_config.effort"}
+# Canonical parameters an error may name, as this API calls them (request.py maps them in): a
+# provider's refusal of ``user`` (Bedrock's requestMetadata) is one of ``metadata.user_id``.
+CALLER_PARAMS = {
+    "stop": "stop_sequences",
+    "reasoning_effort": "output_config.effort",
+    "user": "metadata.user_id",
+}
 # A tool's name or schema, by its canonical path: request.py keeps the tools in order, so
 # tools[i].function.parameters... is the caller's tools.i.input_schema... (a provider's refusal of
 # a schema node or of a tool name names it this way).
 _TOOL_FIELD = re.compile(r"tools\[(\d+)\]\.function\.(name|parameters)(?![^.\[])")
+# The output format, by its canonical path: request.py makes output_config.format the
+# response_format json_schema, its schema response_format.json_schema.schema (a provider's refusal
+# of a schema node, or of the format, names it this way).
+_FORMAT_FIELD = re.compile(r"response_format(?:\.json_schema(\.schema(?![^.\[]))?)?(?![^.\[])")
 _INDEX = re.compile(r"\[(\d+)\]")
 
 
@@ -34,6 +43,10 @@ def caller_param(param: str) -> str | None:
     """``param`` as an Anthropic caller spells it, or None when it is spelt the same."""
     if (given := CALLER_PARAMS.get(param)) is not None:
         return given
+    if (match := _FORMAT_FIELD.match(param)) is not None:
+        if match[1] is None:  # the format itself, or a part of it the caller did not write
+            return "output_config.format"
+        return "output_config.format.schema" + _INDEX.sub(r".\1", param[match.end():])
     match = _TOOL_FIELD.match(param)
     if match is None:
         return None

@@ -304,7 +304,8 @@ def _document(file: Any, param: str) -> JSON:
 def _assistant_blocks(msg: JSON, param: str, target: Target) -> list[JSON]:
     # Earlier thinking goes first in its turn, as Anthropic produced it. reasoning_content without
     # signed blocks is not sent: Anthropic accepts only thinking it signed itself.
-    blocks = thinking.blocks(msg.get("thinking_blocks"), f"{param}.thinking_blocks")
+    given = thinking.gathered(msg.get("thinking_blocks"), msg.get("reasoning_content"))
+    blocks = thinking.blocks(given, f"{param}.thinking_blocks")
     blocks += content_blocks(assistant_content(msg), f"{param}.content", target)
     for j, call in enumerate(msg.get("tool_calls") or []):
         fn = call["function"]

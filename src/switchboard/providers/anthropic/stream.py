@@ -8,10 +8,12 @@ Reference: https://platform.claude.com/docs/en/build-with-claude/streaming. The 
 versioning policy asks.
 
 Thinking blocks become ``reasoning_content`` deltas (``thinking_delta``) and, when the signature
-arrives (``signature_delta``), a delta ``thinking_blocks: [{type: thinking, thinking: "",
-signature}]``; a redacted_thinking block is one delta ``thinking_blocks: [{type:
-redacted_thinking, data}]``. ``message_delta``'s ``stop_sequence`` rides on the finish chunk's
-choice as ``stop_sequence``.
+arrives (``signature_delta``), a delta ``thinking_blocks: [{index, type: thinking, thinking: "",
+signature}]``; a redacted_thinking block is one delta ``thinking_blocks: [{index, type:
+redacted_thinking, data}]``. ``index`` is the block's place among the reply's thinking blocks (0,
+1, ...), as a tool call delta's is among its calls, so clients that gather a stream's deltas by
+OpenAI's rules (the openai SDK's stream helper) keep the blocks apart. ``message_delta``'s
+``stop_sequence`` rides on the finish chunk's choice as ``stop_sequence``.
 """
 
 from __future__ import annotations
@@ -35,14 +37,14 @@ from switchboard.providers.target import Target
 @dataclass(slots=True)
 class _Block:
     kind: str  # text | thinking | tool | json (the emulated JSON-mode tool) | other (ignored)
-    tool_index: int = -1
+    tool_index: int = -1  # a tool block's place among the calls; a thinking block's among those
     initial_input: Any = None
     streamed: bool = False  # any argument/JSON text sent for this block yet
 
 
 class AnthropicStreamDecoder(DeferredError):
     __slots__ = ("_blocks", "_created", "_done", "_finished", "_id", "_json_mode", "_model", "_parser",
-                 "_target", "_tools", "_usage")
+                 "_target", "_thoughts", "_tools", "_usage")
 
     def __init__(self, target: Target) -> None:
         self._parser = SSEParser(target.provider, target.max_event_bytes)
@@ -53,6 +55,7 @@ class AnthropicStreamDecoder(DeferredError):
         self._usage: JSON = {}
         self._blocks: dict[int, _Block] = {}
         self._tools = 0
+        self._thoughts = 0  # thinking and redacted_thinking blocks so far
         self._json_mode = False
         self._finished = False  # the finish_reason chunk went out
         self._done = False  # message_stop seen
@@ -132,15 +135,15 @@ class AnthropicStreamDecoder(DeferredError):
             if (text := block.get("text")).__class__ is str and text:
                 out.append(self._chunk({"content": text}))
         elif kind == "thinking":
-            self._blocks[index] = _Block("thinking")
+            state = self._blocks[index] = _Block("thinking", self._thought())
             if (text := block.get("thinking")).__class__ is str and text:
                 out.append(self._chunk({"reasoning_content": text}))
             if block.get("signature"):
-                self._signature(block["signature"], out)
+                self._signature(state, block["signature"], out)
         elif kind == "redacted_thinking":
             self._blocks[index] = _Block("other")
             if isinstance(block.get("data"), str):
-                redacted = {"type": "redacted_thinking", "data": block["data"]}
+                redacted = {"index": self._thought(), "type": "redacted_thinking", "data": block["data"]}
                 out.append(self._chunk({"thinking_blocks": [redacted]}))
         elif kind == "tool_use" and block.get("name") == JSON_TOOL:
             self._json_mode = True
@@ -169,13 +172,18 @@ class AnthropicStreamDecoder(DeferredError):
             if state.kind == "thinking" and (text := delta.get("thinking")).__class__ is str and text:
                 out.append(self._chunk({"reasoning_content": text}))
         elif kind == "signature_delta" and state.kind == "thinking" and delta.get("signature"):
-            self._signature(delta["signature"], out)
+            self._signature(state, delta["signature"], out)
         elif kind == "input_json_delta" and (piece := delta.get("partial_json")).__class__ is str and piece:
             self._json_piece(state, piece, out)
 
-    def _signature(self, signature: Any, out: list[JSON]) -> None:
+    def _thought(self) -> int:
+        """The place of a new thinking (or redacted_thinking) block among the reply's."""
+        self._thoughts += 1
+        return self._thoughts - 1
+
+    def _signature(self, state: _Block, signature: Any, out: list[JSON]) -> None:
         if isinstance(signature, str):
-            block = {"type": "thinking", "thinking": "", "signature": signature}
+            block = {"index": state.tool_index, "type": "thinking", "thinking": "", "signature": signature}
             out.append(self._chunk({"thinking_blocks": [block]}))
 
     def _json_piece(self, state: _Block, piece: str, out: list[JSON]) -> None:

@@ -174,6 +174,22 @@ def check_tool_choice(kind: Any, request: JSON, target: Target) -> None:
         param=param)
 
 
+def gathered(value: Any, reasoning: Any) -> Any:
+    """An assistant message's ``thinking_blocks`` with the text of a block gathered from a stream
+    put back. A stream sends a block's text as ``reasoning_content`` deltas and its signature in a
+    ``thinking_blocks`` delta whose ``thinking`` is "" (docs/providers.md), so a message a client
+    gathered from one holds the text beside the block; Anthropic (and Bedrock) refuse a signed block
+    whose text differs from what was signed. With one thinking block, signed and without text, and
+    the message's ``reasoning_content`` holding text, that text is the block's. Several such blocks
+    cannot be told apart in the joined text: they go as they came."""
+    if not isinstance(value, list) or not isinstance(reasoning, str) or not reasoning:
+        return value
+    thoughts = [b for b in value if isinstance(b, dict) and b.get("type") == "thinking"]
+    if len(thoughts) != 1 or thoughts[0].get("thinking") != "" or not thoughts[0].get("signature"):
+        return value
+    return [{**b, "thinking": reasoning} if b is thoughts[0] else b for b in value]
+
+
 def blocks(value: Any, param: str) -> list[JSON]:
     """An assistant message's ``thinking_blocks`` as Anthropic blocks, signatures unchanged.
     Unsigned blocks (reasoning another provider produced) are left out: Anthropic accepts only

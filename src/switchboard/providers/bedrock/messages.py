@@ -34,6 +34,7 @@ import orjson
 
 from switchboard.errors import InvalidRequest
 from switchboard.providers import documents
+from switchboard.providers.anthropic.thinking import gathered
 from switchboard.providers.base import JSON
 from switchboard.providers.turns import EMPTY_TURN, SYSTEM_MARK, assistant_content, call_ids, check_answers
 
@@ -226,7 +227,7 @@ def _indices(where: str) -> str:
 # ---- assistant ----
 
 def _assistant_blocks(msg: JSON, i: int) -> list[JSON]:
-    blocks = _reasoning_blocks(msg.get("thinking_blocks"), i)
+    blocks = _reasoning_blocks(gathered(msg.get("thinking_blocks"), msg.get("reasoning_content")), i)
     content = assistant_content(msg)
     if isinstance(content, str):
         content = [{"type": "text", "text": content}]

@@ -29,7 +29,7 @@ def request_metadata(request: JSON) -> JSON | None:
         if "user" in entries:
             raise InvalidRequest("metadata may not hold the key 'user' when the user parameter is sent "
                                  "(both become requestMetadata.user on Bedrock)", param="metadata.user")
-        _check(user, "user", "user")
+        _check(user, "'user'", "user")
         entries["user"] = user
     if len(entries) > MAX_ENTRIES:
         raise InvalidRequest(f"Bedrock takes at most {MAX_ENTRIES} requestMetadata entries (metadata and "

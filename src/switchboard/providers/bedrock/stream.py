@@ -10,7 +10,9 @@ JSON payload is the event's members:
                        {contentBlockIndex, delta: {reasoningContent: {text}}}
                                                                -> delta {reasoning_content}
                        {..., delta: {reasoningContent: {signature | redactedContent}}}
-                                                               -> delta thinking_blocks [one block]
+                                                               -> delta thinking_blocks [one block,
+                                                                  with its place among the reply's
+                                                                  thinking blocks as ``index``]
                        {contentBlockIndex, delta: {toolUse: {input: "<json fragment>"}}}
                                                                -> delta tool_calls[{index, arguments}]
     contentBlockStop   {contentBlockIndex}                     -> nothing; for a tool block that had
@@ -46,8 +48,8 @@ from switchboard.upstream.eventstream import EventStreamDecoder, EventStreamErro
 
 
 class ConverseStreamDecoder(DeferredError):
-    __slots__ = ("_created", "_finished", "_frames", "_id", "_inputless", "_target", "_tool_index",
-                 "_tools")
+    __slots__ = ("_created", "_finished", "_frames", "_id", "_inputless", "_target", "_thoughts",
+                 "_tool_index", "_tools")
 
     def __init__(self, target: Target) -> None:
         self._frames = EventStreamDecoder()
@@ -58,6 +60,7 @@ class ConverseStreamDecoder(DeferredError):
         # Tool blocks no input fragment has come for yet (contentBlockIndex).
         self._inputless: set[int] = set()
         self._tool_index = 0
+        self._thoughts = 0  # signed or redacted reasoning blocks so far
         self._finished = False
         self._deferred: GatewayError | None = None
 
@@ -155,6 +158,11 @@ class ConverseStreamDecoder(DeferredError):
                 self._inputless.discard(_block_index(payload))
             return self._chunk({"tool_calls": [{"index": index, "function": {"arguments": fragment or ""}}]})
         if (reasoning := reasoning_delta(delta.get("reasoningContent"))) is not None:
+            for block in reasoning.get("thinking_blocks", ()):
+                # Its place among the thinking blocks, as a tool call delta's among the calls: the
+                # openai SDK's stream helper gathers list entries by index.
+                block["index"] = self._thoughts
+                self._thoughts += 1
             return self._chunk(reasoning)
         return None  # citations have no Chat Completions equivalent
 
