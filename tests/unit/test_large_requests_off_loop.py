@@ -20,7 +20,7 @@ from typing import Any, TypeVar, cast
 import orjson
 import pytest
 
-from switchboard.config.schema import Timeouts
+from switchboard.config.schema import RouterConfig, Timeouts
 from switchboard.context import LARGE_BODY_BYTES, InboundAPI, Reply, RequestContext, Result
 from switchboard.errors import InvalidRequest
 from switchboard.http import openai_api
@@ -33,6 +33,7 @@ from switchboard.http.state import ServerState
 from switchboard.pipeline.decode import DecodeStage
 from switchboard.pipeline.invoke import invoke
 from switchboard.pipeline.route import RouteStage
+from switchboard.pipeline.rules import RulesStage
 from switchboard.tokens import estimate
 from switchboard.upstream.client import UpstreamReply
 from switchboard.upstream.request import UpstreamRequest
@@ -110,6 +111,20 @@ async def test_a_large_prompt_is_counted_for_context_windows_off_the_loop(
     _, ticks = await _ticks_while(lambda: RouteStage(r)(ctx, _next))
     assert ctx.needs.prompt_tokens == estimate(request_body, "chat", model="gpt-4o-mini")
     assert ctx.group is not None and ctx.group.name == "windowed"
+    assert (ticks > 0) is threaded
+
+
+@pytest.mark.parametrize(("request_body", "threaded"), [(LARGE, True), (SMALL, False)])
+async def test_a_large_prompt_is_counted_for_a_routing_rule_off_the_loop(
+        request_body: dict[str, Any], threaded: bool) -> None:
+    # A rule on the prompt's size reads its tokens: a large prompt's are counted in a thread.
+    config = RouterConfig.model_validate({"rules": [
+        {"model": "windowed", "when": {"prompt_tokens": {"min": 1_000_000}}, "to": "elsewhere"}]})
+    stage = RulesStage(config, cast(Any, None), SimpleNamespace(current=SimpleNamespace(splits={})))
+    ctx = context(body=orjson.dumps(request_body), request=dict(request_body))
+    _, ticks = await _ticks_while(lambda: stage(ctx, _next))
+    assert ctx.prompt_tokens == estimate(request_body, "chat")
+    assert ctx.request["model"] == "windowed"  # fewer tokens than the rule asks: not rerouted
     assert (ticks > 0) is threaded
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from switchboard.access.rules import model_allowed
 from switchboard.config.schema import RouterConfig
-from switchboard.context import RequestContext, Result
+from switchboard.context import LARGE_BODY_BYTES, RequestContext, Result
 from switchboard.errors import PermissionDenied
 from switchboard.pipeline.chain import Handler
 from switchboard.routing.router import ANYWHERE, Needs, Router, Table
@@ -41,6 +41,8 @@ class RulesStage:
         why = ""
         if self._rules.applies(model):
             tags = ctx.principal.tags if ctx.principal is not None else ()
+            if self._rules.counts_tokens and len(ctx.body) > LARGE_BODY_BYTES:
+                await ctx.count_prompt_tokens()  # a large prompt's count off the loop, then kept
             rule = self._rules.choose(model, ctx.headers, ctx.request, tags, ctx.prompt_tokens_estimate,
                                       ctx.request_metadata)
             if rule is not None:

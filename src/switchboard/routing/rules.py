@@ -75,6 +75,8 @@ class Rules:
         self._rules = [compile_rule(i, r) for i, r in enumerate(rules)]
         self._models = {r.model for r in self._rules}
         self._any = "*" in self._models
+        # Whether a rule reads the prompt's tokens (a large prompt's count goes to a thread).
+        self.counts_tokens = any(r.prompt_min is not None or r.prompt_max is not None for r in self._rules)
 
     def applies(self, model: str) -> bool:
         """Whether any rule may match a request for ``model`` (cheap: checked per request)."""
