@@ -208,6 +208,9 @@ class RequestContext:
     route: Route | None = None
     # Every attempt made, in order (pipeline/attempts.py); None before the first.
     attempts: list[Attempt] | None = None
+    # The tool loop's model calls (mcp/loop.py), each call's own attempts: ``attempts`` holds them
+    # all, and a call's first attempt is no retry of the call before. None: one call.
+    calls: tuple[list[Attempt], ...] | None = None
     # What the client asked for, kept before adapters touch the request.
     stream: bool = False
     client_wants_usage: bool = False

@@ -27,6 +27,7 @@ import yaml
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.mcp_servers import McpUpstream, start_mcp_server
 from tests.servers import (
@@ -333,6 +334,33 @@ def test_chat_completions_run_the_loop_with_the_calls_listed(deployment: Deploym
     assert text == "The tool returned: no such note"
     items = [i for c in streamed for i in (c.model_extra or {}).get("mcp_output", [])]
     assert [i["type"] for i in items] == ["mcp_list_tools", "mcp_call"]
+
+
+
+def test_the_loops_model_calls_are_not_counted_as_retries(deployment: Deployment) -> None:
+    """Each model call of the loop is a call of its own: the second is no retry of the first."""
+    def scrape() -> tuple[float, float]:
+        resp = httpx.get(f"{deployment.gateway.url}/metrics", headers=ADMIN, timeout=10)
+        assert resp.status_code == 200, resp.text
+        retries = requests = 0.0
+        for family in text_string_to_metric_families(resp.text):
+            for sample in family.samples:
+                if sample.name == "switchboard_retries_total" and sample.labels["group"] == MODEL:
+                    retries += sample.value
+                elif (sample.name == "switchboard_requests_total" and sample.labels["model"] == MODEL
+                      and sample.labels["status"] == "200"):
+                    requests += sample.value
+        return retries, requests
+
+    retries, requests = scrape()
+    reply = deployment.sdk(deployment.key()[0]).chat.completions.with_raw_response.create(
+        model=MODEL, messages=[{"role": "user", "content": "read"}], tools=[notes("read_note")])  # type: ignore[list-item]
+    assert reply.headers["x-switchboard-mcp-steps"] == "2"
+    deadline = time.monotonic() + 10
+    while (now := scrape())[1] == requests:  # counted once the response has been written
+        assert time.monotonic() < deadline, "the request was never counted"
+        time.sleep(0.05)
+    assert now == (retries, requests + 1)
 
 
 # -- stdio -----------------------------------------------------------------------------------------

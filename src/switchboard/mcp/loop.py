@@ -302,6 +302,7 @@ class McpLoopStage:
         ctx.route = last.route
         ctx.group = last.group
         ctx.attempts = [a for sub in steps.subs for a in sub.attempts or ()] or None
+        ctx.calls = tuple(sub.attempts for sub in steps.subs if sub.attempts)
         ctx.upstream_seconds += sum(sub.upstream_seconds for sub in steps.subs)
         ctx.response_headers.update(last.response_headers)
         spent = [sub.spent for sub in [*steps.subs, *steps.tools] if sub.spent is not None]

@@ -46,7 +46,7 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 
 from switchboard.background import stop_task
 from switchboard.config.schema import MetricsConfig
-from switchboard.context import RequestContext
+from switchboard.context import Attempt, RequestContext
 from switchboard.errors import AuthenticationFailed, GatewayError
 from switchboard.observability.metrics_server import MetricsServer
 
@@ -569,18 +569,25 @@ class Metrics:
             series.input += spent.prompt
             series.output += spent.completion
             series.cost += spent.nano_usd
-        if attempts is not None and len(attempts) > 1:
-            first = attempts[0].group
-            for attempt in attempts[1:]:
-                if attempt.group == first:
-                    self._attempt_child(self._retry_children, self.retries, self._retry_overflow,
-                                        (first, attempt.deployment)).inc()
-                else:
-                    self._attempt_child(self._fallback_children, self.fallbacks, self._fallback_overflow,
-                                        (first, attempt.group)).inc()
+        if ctx.calls is not None:  # the tool loop's model calls: each retries on its own
+            for call in ctx.calls:
+                self._count_attempts(call)
+        elif attempts is not None and len(attempts) > 1:
+            self._count_attempts(attempts)
         if not series.dirty:
             series.dirty = True
             self._dirty.append(series)
+
+    def _count_attempts(self, attempts: list[Attempt]) -> None:
+        """One call's attempts after its first: retries within its first group, else fallbacks."""
+        first = attempts[0].group
+        for attempt in attempts[1:]:
+            if attempt.group == first:
+                self._attempt_child(self._retry_children, self.retries, self._retry_overflow,
+                                    (first, attempt.deployment)).inc()
+            else:
+                self._attempt_child(self._fallback_children, self.fallbacks, self._fallback_overflow,
+                                    (first, attempt.group)).inc()
 
     def _attempt_child(self, children: dict[tuple[str, str], Any], counter: Counter, overflow: Any,
                        labels: tuple[str, str]) -> Any:
