@@ -16,6 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +130,7 @@ def deployment(request: pytest.FixtureRequest, mock_upstream: Mock, notes_server
          "connect_timeout_seconds": 60},
         {"name": "down", "url": f"http://127.0.0.1:{refused_port()}/mcp", "connect_timeout_seconds": 1},
         {"name": "extras", "url": extras_server, "headers": {"Authorization": f"Bearer {EXTRAS_SECRET}"}},
+        {"name": "paid", "url": notes_server.url, "price_per_call": 0.01},
     ]
     # Results are bounded below the stdio message bound (max_argument_bytes 1 MiB + 64 KiB).
     config["mcp"] = {"allow_stdio": True, "max_tool_steps": STEPS, "max_result_bytes": 65536}
@@ -361,6 +363,38 @@ def test_the_loops_model_calls_are_not_counted_as_retries(deployment: Deployment
         assert time.monotonic() < deadline, "the request was never counted"
         time.sleep(0.05)
     assert now == (retries, requests + 1)
+
+
+
+def test_a_tool_calls_price_is_counted_once_under_the_tool_call(deployment: Deployment) -> None:
+    """The cost counter adds up to the ledger: the loop's model calls under chat, its priced tool
+    call under mcp, each once; the cost header tells the whole loop's."""
+    def costs() -> tuple[float, float]:
+        resp = httpx.get(f"{deployment.gateway.url}/metrics", headers=ADMIN, timeout=10)
+        assert resp.status_code == 200, resp.text
+        found = {"chat": 0.0, "mcp": 0.0}
+        for family in text_string_to_metric_families(resp.text):
+            for sample in family.samples:
+                if sample.name == "switchboard_cost_usd_total" and sample.labels["operation"] in found:
+                    found[sample.labels["operation"]] += sample.value
+        return found["chat"], found["mcp"]
+
+    key, key_id = deployment.key()
+    chat_before, mcp_before = costs()
+    paid = {**notes("read_note"), "server_label": "paid"}
+    reply = deployment.sdk(key).chat.completions.with_raw_response.create(
+        model=MODEL, messages=[{"role": "user", "content": "read"}], tools=[paid])  # type: ignore[list-item]
+    records = deployment.records(key_id, 3)
+    tool = sum(Decimal(r["cost_usd"]) for r in records if r["model"] == "paid__read_note")
+    model = sum(Decimal(r["cost_usd"]) for r in records if r["model"] == MODEL)
+    assert tool == Decimal("0.01") and model > 0
+    assert Decimal(reply.headers["x-switchboard-cost-usd"]) == tool + model
+    deadline = time.monotonic() + 10
+    while (now := costs())[0] == chat_before:  # counted once the response has been written
+        assert time.monotonic() < deadline, "the request was never counted"
+        time.sleep(0.05)
+    assert now[0] - chat_before == pytest.approx(float(model))
+    assert now[1] - mcp_before == pytest.approx(float(tool))
 
 
 # -- stdio -----------------------------------------------------------------------------------------

@@ -305,7 +305,9 @@ class McpLoopStage:
         ctx.calls = tuple(sub.attempts for sub in steps.subs if sub.attempts)
         ctx.upstream_seconds += sum(sub.upstream_seconds for sub in steps.subs)
         ctx.response_headers.update(last.response_headers)
-        spent = [sub.spent for sub in [*steps.subs, *steps.tools] if sub.spent is not None]
+        # The request's own spend is its model calls'; the tool calls are requests of their own
+        # (their cost is counted, and traced, with them), but the cost header tells the whole loop's.
+        spent = [sub.spent for sub in steps.subs if sub.spent is not None]
         if spent:
             ctx.spent = Spent(
                 sum(s.nano_usd for s in spent),
@@ -313,8 +315,9 @@ class McpLoopStage:
                 sum(s.prompt for s in spent),
                 sum(s.completion for s in spent),
             )
-            if "x-switchboard-cost-usd" in ctx.response_headers:
-                ctx.response_headers["x-switchboard-cost-usd"] = format_nano_usd(ctx.spent.nano_usd)
+        if "x-switchboard-cost-usd" in ctx.response_headers:
+            nano = sum(sub.spent.nano_usd for sub in [*steps.subs, *steps.tools] if sub.spent is not None)
+            ctx.response_headers["x-switchboard-cost-usd"] = format_nano_usd(nano)
         if steps.usage:
             ctx.usage = dict(steps.usage)
         ctx.response_headers["x-switchboard-mcp-steps"] = str(len(steps.subs))

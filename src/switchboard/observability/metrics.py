@@ -168,7 +168,8 @@ class _Series:
         tokens = (model, group, deployment, provider, operation, *extra)
         self.input_child = m.input_tokens.labels(*tokens) if called else None
         self.output_child = m.output_tokens.labels(*tokens) if called else None
-        self.cost_child = m.cost.labels(*tokens) if called else None
+        # An MCP tool call has no tokens, but its price is in the ledger (mcp/stages.py).
+        self.cost_child = m.cost.labels(*tokens) if called or operation == "mcp" else None
         self.requests = self.input = self.output = self.cost = 0  # cost in billionths of a dollar
         self.dirty = False
 
