@@ -83,7 +83,8 @@ EXTRA_LABELS = {"tenant": "tenant", "team": "team", "key": "key", "user": "user"
 # in the refusal's x-ratelimit-scope / x-switchboard-budget-scope header (a finite set of names).
 RATE_LIMIT_CODES = frozenset({"rate_limit_exceeded", "upstream_rate_limited", "request_exceeds_limit"})
 BUDGET_CODES = frozenset({"budget_exceeded", "request_exceeds_budget"})
-SCOPES = frozenset({"global", "model", "tenant", "team", "user", "key", "key_model", "upstream"})
+SCOPES = frozenset({"global", "model", "tenant", "team", "user", "key", "key_model", "upstream",
+                    "service"})  # the last: a service's own rpm (services/stages.py)
 MAX_SERIES = 4096  # label sets with series of their own; beyond, each new one is counted as other
 MAX_OTHER_CODES = 64  # error codes outside the error tree given a label of their own
 _CODE = re.compile(r"^[a-z0-9_.]{1,64}$")
