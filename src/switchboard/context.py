@@ -205,6 +205,10 @@ class RequestContext:
     # (pipeline/rules.py).
     prefer_deployment: str | None = None
     route_tags: tuple[str, ...] | None = None
+    # The model name the client asked for when a rule, split or semantic router sent the request
+    # to another group (``request["model"]`` is then that group's): the metrics' and the trace's
+    # requested model. None: ``request["model"]``.
+    requested_model: str | None = None
     route: Route | None = None
     # Every attempt made, in order (pipeline/attempts.py); None before the first.
     attempts: list[Attempt] | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -12,6 +13,7 @@ import anthropic
 import httpx
 import openai
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests import ledger
 from tests.servers import MASTER_KEY, Gateway, Mock, free_port, start_gateway
@@ -321,3 +323,26 @@ def test_a_canary_between_deployments_is_sticky_per_session_header(gw: Gateway) 
     assert all(len(models) == 1 for models in seen.values())
     chosen = [next(iter(m)) for m in seen.values()]
     assert 0 < chosen.count("gpt-4o") < 30  # 20 % of 30 sessions: both arms, not all on one
+
+
+def test_metrics_count_a_rerouted_request_under_the_name_it_asked_for(gw: Gateway) -> None:
+    """A rule's, a split's and a semantic router's name is the requested model of the metrics,
+    whichever group served the request."""
+    def counted() -> dict[str, float]:
+        resp = httpx.get(f"{gw.url}/metrics", headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=10)
+        assert resp.status_code == 200, resp.text
+        found = {"auto": 0.0, "ab-test": 0.0, "smart": 0.0}
+        for family in text_string_to_metric_families(resp.text):
+            for sample in family.samples:
+                if sample.name == "switchboard_requests_total" and sample.labels["model"] in found:
+                    found[sample.labels["model"]] += sample.value
+        return found
+
+    before = counted()
+    for model in ("auto", "ab-test", "smart"):
+        raw = sdk(gw).chat.completions.with_raw_response.create(model=model, messages=ASK)
+        assert raw.headers["x-switchboard-model"] != model  # served by another group
+    deadline = time.monotonic() + 10
+    while (now := counted()) != {name: n + 1 for name, n in before.items()}:  # counted after the answers
+        assert time.monotonic() < deadline, f"{before} then {now}"
+        time.sleep(0.05)

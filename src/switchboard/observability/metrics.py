@@ -660,7 +660,7 @@ class Metrics:
 
     def _model(self, ctx: RequestContext) -> str:
         """The requested model name when it is one the configuration knows, else ``other``."""
-        model = ctx.request.get("model") if ctx.request else None
+        model = ctx.requested_model or (ctx.request.get("model") if ctx.request else None)
         if not isinstance(model, str):
             return ""
         return self._known(model)
