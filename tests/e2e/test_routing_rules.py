@@ -76,6 +76,8 @@ def gw(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             }],
         },
         "auth": {"master_key": MASTER_KEY},
+        # The request log keeps the bodies of the requests that asked for "triage".
+        "request_log": {"bodies": [{"model": "triage"}]},
     }
     g = start_gateway(config, tmp_path_factory.mktemp("rules"))
     yield g
@@ -346,3 +348,20 @@ def test_metrics_count_a_rerouted_request_under_the_name_it_asked_for(gw: Gatewa
     while (now := counted()) != {name: n + 1 for name, n in before.items()}:  # counted after the answers
         assert time.monotonic() < deadline, f"{before} then {now}"
         time.sleep(0.05)
+
+
+def test_a_body_policy_selects_a_rerouted_request_by_the_name_it_asked_for(gw: Gateway) -> None:
+    raw = sdk(gw).chat.completions.with_raw_response.create(model="triage", messages=ASK)
+    assert raw.headers["x-switchboard-model"] == "small"  # rule routine
+    request_id = raw.headers["x-request-id"]
+    deadline = time.monotonic() + 15
+    while True:  # the record, then its bodies, are written behind the response
+        resp = httpx.get(f"{gw.url}/admin/v1/logs", params={"request_id": request_id},
+                         headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=10)
+        assert resp.status_code == 200, resp.text
+        data = resp.json()["data"]
+        if data and data[0].get("request") is not None:
+            break
+        assert time.monotonic() < deadline, f"no body stored for {request_id}: {data}"
+        time.sleep(0.1)
+    assert data[0]["model"] == "small" and '"triage"' in data[0]["request"]
