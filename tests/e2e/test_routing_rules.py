@@ -365,3 +365,12 @@ def test_a_body_policy_selects_a_rerouted_request_by_the_name_it_asked_for(gw: G
         assert time.monotonic() < deadline, f"no body stored for {request_id}: {data}"
         time.sleep(0.1)
     assert data[0]["model"] == "small" and '"triage"' in data[0]["request"]
+
+
+def test_a_rerouted_requests_failure_line_names_the_model_it_asked_for(gw: Gateway) -> None:
+    raw = sdk(gw).chat.completions.with_raw_response
+    with pytest.raises(openai.InternalServerError) as failed:
+        raw.create(model="triage", messages=[{"role": "user", "content": "mock:status=500"}])
+    request_id = failed.value.response.headers["x-request-id"]
+    line = gw.process.wait_for_all(request_id, "request failed", timeout=15)
+    assert " model=triage " in line and " upstream_model=gpt-4o-mini " in line, line
