@@ -366,6 +366,38 @@ def test_the_loops_model_calls_are_not_counted_as_retries(deployment: Deployment
 
 
 
+def test_a_failed_loop_is_counted_with_its_model_calls_attempts(deployment: Deployment) -> None:
+    """The loop's model call failed after its retries: the metrics count the request under the
+    group that failed and its retries, as for a request without tools."""
+    def scrape() -> tuple[float, float]:
+        resp = httpx.get(f"{deployment.gateway.url}/metrics", headers=ADMIN, timeout=10)
+        assert resp.status_code == 200, resp.text
+        retries = failed = 0.0
+        for family in text_string_to_metric_families(resp.text):
+            for sample in family.samples:
+                if sample.name == "switchboard_retries_total" and sample.labels["group"] == MODEL:
+                    retries += sample.value
+                elif (sample.name == "switchboard_requests_total" and sample.labels["model"] == MODEL
+                      and sample.labels["group"] == MODEL and sample.labels["status"] == "502"):
+                    failed += sample.value
+        return retries, failed
+
+    retries, failed = scrape()
+    key, key_id = deployment.key()
+    with pytest.raises(openai.InternalServerError):
+        deployment.sdk(key).chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "mock:status=500"}],
+            tools=[notes("read_note")])  # type: ignore[list-item]
+    [record] = deployment.records(key_id, 1)  # the loop's one model call
+    tried = len(record["attempts"])
+    assert tried > 1 and record["status"] == 502
+    deadline = time.monotonic() + 10
+    while (now := scrape())[1] == failed:  # counted once the response has been written
+        assert time.monotonic() < deadline, "the failed request was never counted under its group"
+        time.sleep(0.05)
+    assert now == (retries + tried - 1, failed + 1)
+
+
 def test_a_tool_calls_price_is_counted_once_under_the_tool_call(deployment: Deployment) -> None:
     """The cost counter adds up to the ledger: the loop's model calls under chat, its priced tool
     call under mcp, each once; the cost header tells the whole loop's."""

@@ -181,6 +181,7 @@ class McpLoopStage:
             if not calls or len(ours) != len(calls):
                 break  # the answer, or calls to the caller's own functions: the client's turn
             if step == limit:
+                self._attempted(ctx, steps)
                 raise ToolStepsExceeded(
                     f"The model still asked for MCP tools after {limit} model calls (mcp.max_tool_steps); "
                     "the tool loop stopped.",
@@ -276,9 +277,11 @@ class McpLoopStage:
             result = await call_next(sub)
         except GatewayError as err:
             sub.outcome.failed(err)
+            self._attempted(ctx, steps)  # a failed loop: its calls' attempts are still the request's
             raise
         except BaseException:
             sub.outcome.failed(InternalError("the tool loop's model call failed"))
+            self._attempted(ctx, steps)
             raise
         if not isinstance(result, Reply):
             if isinstance(result, StreamReply):
@@ -299,10 +302,7 @@ class McpLoopStage:
         """The request as a whole: the last step's route and headers, every step's cost, tokens and
         upstream time."""
         last = steps.subs[-1]
-        ctx.route = last.route
-        ctx.group = last.group
-        ctx.attempts = [a for sub in steps.subs for a in sub.attempts or ()] or None
-        ctx.calls = tuple(sub.attempts for sub in steps.subs if sub.attempts)
+        self._attempted(ctx, steps)
         ctx.upstream_seconds += sum(sub.upstream_seconds for sub in steps.subs)
         ctx.response_headers.update(last.response_headers)
         # The request's own spend is its model calls'; the tool calls are requests of their own
@@ -321,6 +321,18 @@ class McpLoopStage:
         if steps.usage:
             ctx.usage = dict(steps.usage)
         ctx.response_headers["x-switchboard-mcp-steps"] = str(len(steps.subs))
+
+    @staticmethod
+    def _attempted(ctx: RequestContext, steps: _Steps) -> None:
+        """The request's route and attempts as its model calls made them (what the metrics and
+        alerts read), the last call's route; each call's attempts apart too (``ctx.calls``)."""
+        if not steps.subs:
+            return
+        last = steps.subs[-1]
+        ctx.route = last.route
+        ctx.group = last.group
+        ctx.attempts = [a for sub in steps.subs for a in sub.attempts or ()] or None
+        ctx.calls = tuple(sub.attempts for sub in steps.subs if sub.attempts)
 
     async def _finish(self, steps: _Steps) -> None:
         """After the response: each step's own post-response work (its ledger record when not yet
