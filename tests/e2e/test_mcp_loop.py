@@ -28,8 +28,8 @@ import yaml
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
-from prometheus_client.parser import text_string_to_metric_families
 
+from tests.e2e.test_metrics import Samples, parse, total
 from tests.mcp_servers import McpUpstream, start_mcp_server
 from tests.servers import (
     MASTER_KEY,
@@ -104,6 +104,12 @@ class Deployment:
 
     def sdk(self, key: str) -> openai.OpenAI:
         return openai.OpenAI(base_url=self.gateway.base_url, api_key=key, max_retries=0, timeout=60)
+
+    def metrics(self) -> Samples:
+        """Every sample of the gateway's /metrics."""
+        resp = httpx.get(f"{self.gateway.url}/metrics", headers=ADMIN, timeout=10)
+        assert resp.status_code == 200, resp.text
+        return parse(resp.text)
 
     def records(self, key_id: str, count: int, timeout: float = 20) -> list[dict[str, Any]]:
         """The key's request-log records, once ``count`` of them are written."""
@@ -342,17 +348,9 @@ def test_chat_completions_run_the_loop_with_the_calls_listed(deployment: Deploym
 def test_the_loops_model_calls_are_not_counted_as_retries(deployment: Deployment) -> None:
     """Each model call of the loop is a call of its own: the second is no retry of the first."""
     def scrape() -> tuple[float, float]:
-        resp = httpx.get(f"{deployment.gateway.url}/metrics", headers=ADMIN, timeout=10)
-        assert resp.status_code == 200, resp.text
-        retries = requests = 0.0
-        for family in text_string_to_metric_families(resp.text):
-            for sample in family.samples:
-                if sample.name == "switchboard_retries_total" and sample.labels["group"] == MODEL:
-                    retries += sample.value
-                elif (sample.name == "switchboard_requests_total" and sample.labels["model"] == MODEL
-                      and sample.labels["status"] == "200"):
-                    requests += sample.value
-        return retries, requests
+        now = deployment.metrics()
+        return (total(now, "switchboard_retries_total", group=MODEL),
+                total(now, "switchboard_requests_total", model=MODEL, status="200"))
 
     retries, requests = scrape()
     reply = deployment.sdk(deployment.key()[0]).chat.completions.with_raw_response.create(
@@ -365,22 +363,13 @@ def test_the_loops_model_calls_are_not_counted_as_retries(deployment: Deployment
     assert now == (retries, requests + 1)
 
 
-
 def test_a_failed_loop_is_counted_with_its_model_calls_attempts(deployment: Deployment) -> None:
     """The loop's model call failed after its retries: the metrics count the request under the
     group that failed and its retries, as for a request without tools."""
     def scrape() -> tuple[float, float]:
-        resp = httpx.get(f"{deployment.gateway.url}/metrics", headers=ADMIN, timeout=10)
-        assert resp.status_code == 200, resp.text
-        retries = failed = 0.0
-        for family in text_string_to_metric_families(resp.text):
-            for sample in family.samples:
-                if sample.name == "switchboard_retries_total" and sample.labels["group"] == MODEL:
-                    retries += sample.value
-                elif (sample.name == "switchboard_requests_total" and sample.labels["model"] == MODEL
-                      and sample.labels["group"] == MODEL and sample.labels["status"] == "502"):
-                    failed += sample.value
-        return retries, failed
+        now = deployment.metrics()
+        return (total(now, "switchboard_retries_total", group=MODEL),
+                total(now, "switchboard_requests_total", model=MODEL, group=MODEL, status="502"))
 
     retries, failed = scrape()
     key, key_id = deployment.key()
@@ -402,14 +391,9 @@ def test_a_tool_calls_price_is_counted_once_under_the_tool_call(deployment: Depl
     """The cost counter adds up to the ledger: the loop's model calls under chat, its priced tool
     call under mcp, each once; the cost header tells the whole loop's."""
     def costs() -> tuple[float, float]:
-        resp = httpx.get(f"{deployment.gateway.url}/metrics", headers=ADMIN, timeout=10)
-        assert resp.status_code == 200, resp.text
-        found = {"chat": 0.0, "mcp": 0.0}
-        for family in text_string_to_metric_families(resp.text):
-            for sample in family.samples:
-                if sample.name == "switchboard_cost_usd_total" and sample.labels["operation"] in found:
-                    found[sample.labels["operation"]] += sample.value
-        return found["chat"], found["mcp"]
+        now = deployment.metrics()
+        return (total(now, "switchboard_cost_usd_total", operation="chat"),
+                total(now, "switchboard_cost_usd_total", operation="mcp"))
 
     key, key_id = deployment.key()
     chat_before, mcp_before = costs()
