@@ -206,6 +206,10 @@ class RequestContext:
     # (pipeline/rules.py).
     prefer_deployment: str | None = None
     route_tags: tuple[str, ...] | None = None
+    # The model name the client asked for when a rule, split or semantic router sent the request
+    # to another group (``request["model"]`` is then that group's): the metrics' and the trace's
+    # requested model. None: ``request["model"]``.
+    requested_model: str | None = None
     route: Route | None = None
     # The deployment whose limits the rate-limit stage took (its first pick, pipeline/limits.py):
     # an attempt sent to another one takes that one's limits first; what those takes hold
@@ -215,6 +219,9 @@ class RequestContext:
     limits_taken: Any = None
     # Every attempt made, in order (pipeline/attempts.py); None before the first.
     attempts: list[Attempt] | None = None
+    # The tool loop's model calls (mcp/loop.py), each call's own attempts: ``attempts`` holds them
+    # all, and a call's first attempt is no retry of the call before. None: one call.
+    calls: tuple[list[Attempt], ...] | None = None
     # What the client asked for, kept before adapters touch the request.
     stream: bool = False
     client_wants_usage: bool = False

@@ -206,7 +206,9 @@ class Gateway:
         # Prometheus metrics (GET /metrics); None when metrics.enabled is false: nothing paid.
         self.metrics: Metrics | None = None
         if settings.metrics.enabled:
+            # Names only routing knows: a semantic router's, a rule's (requested, then rerouted).
             semantic = [s.model for s in settings.router.semantic]
+            semantic += [r.model for r in settings.router.rules if r.model != "*"]
             self.metrics = Metrics(settings.metrics, settings.auth.master_key.get_secret_value(),
                                    self.routing, self.router.health, semantic)
             self.observers.append(self.metrics)

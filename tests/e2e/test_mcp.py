@@ -662,6 +662,33 @@ def test_a_budget_with_a_per_call_price_stops_calls_when_spent(deployment: Deplo
     assert len(paid) == 3 and all(Decimal(r["cost_usd"]) == Decimal("0.01") for r in paid)
 
 
+
+def test_a_tool_calls_price_is_counted_in_the_cost_metric(deployment: Deployment) -> None:
+    """The cost counter adds up to the ledger: a priced tool call's cost is in it."""
+    key, key_id = deployment.key()
+
+    def cost() -> float:
+        scraped = parse(httpx.get(f"{deployment.gateway.url}/metrics", headers=ADMIN, timeout=10).text)
+        return total(scraped, "switchboard_cost_usd_total", operation="mcp")
+
+    before = cost()
+
+    async def scenario() -> None:
+        async with session(deployment, key) as client:
+            for a in range(2):
+                answer = await client.call_tool("paid__add", {"a": a, "b": 1})
+                assert answer.structured_content == {"result": a + 1}
+
+    run(scenario())
+    records = deployment.records(key_id, 2)
+    assert sum(Decimal(r["cost_usd"]) for r in records) == Decimal("0.02")
+    deadline = time.monotonic() + 10
+    while (counted := cost() - before) < 0.02 - 1e-9:  # counted once each response is written
+        assert time.monotonic() < deadline, f"the tool calls' cost never reached the metrics ({counted})"
+        time.sleep(0.1)
+    assert counted == pytest.approx(0.02)
+
+
 def test_a_tool_call_is_traced_like_a_model_call(deployment: Deployment, otlp: OtlpReceiver) -> None:
     trace_id, parent = uuid.uuid4().hex, uuid.uuid4().hex[:16]
     call = {"jsonrpc": "2.0", "id": 3, "method": "tools/call",

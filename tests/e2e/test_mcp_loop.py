@@ -16,6 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
+from tests.e2e.test_metrics import Samples, parse, total
 from tests.mcp_servers import McpUpstream, start_mcp_server
 from tests.servers import (
     MASTER_KEY,
@@ -103,6 +105,12 @@ class Deployment:
     def sdk(self, key: str) -> openai.OpenAI:
         return openai.OpenAI(base_url=self.gateway.base_url, api_key=key, max_retries=0, timeout=60)
 
+    def metrics(self) -> Samples:
+        """Every sample of the gateway's /metrics."""
+        resp = httpx.get(f"{self.gateway.url}/metrics", headers=ADMIN, timeout=10)
+        assert resp.status_code == 200, resp.text
+        return parse(resp.text)
+
     def records(self, key_id: str, count: int, timeout: float = 20) -> list[dict[str, Any]]:
         """The key's request-log records, once ``count`` of them are written."""
         deadline = time.monotonic() + timeout
@@ -128,6 +136,7 @@ def deployment(request: pytest.FixtureRequest, mock_upstream: Mock, notes_server
          "connect_timeout_seconds": 60},
         {"name": "down", "url": f"http://127.0.0.1:{refused_port()}/mcp", "connect_timeout_seconds": 1},
         {"name": "extras", "url": extras_server, "headers": {"Authorization": f"Bearer {EXTRAS_SECRET}"}},
+        {"name": "paid", "url": notes_server.url, "price_per_call": 0.01},
     ]
     # Results are bounded below the stdio message bound (max_argument_bytes 1 MiB + 64 KiB).
     config["mcp"] = {"allow_stdio": True, "max_tool_steps": STEPS, "max_result_bytes": 65536}
@@ -333,6 +342,75 @@ def test_chat_completions_run_the_loop_with_the_calls_listed(deployment: Deploym
     assert text == "The tool returned: no such note"
     items = [i for c in streamed for i in (c.model_extra or {}).get("mcp_output", [])]
     assert [i["type"] for i in items] == ["mcp_list_tools", "mcp_call"]
+
+
+
+def test_the_loops_model_calls_are_not_counted_as_retries(deployment: Deployment) -> None:
+    """Each model call of the loop is a call of its own: the second is no retry of the first."""
+    def scrape() -> tuple[float, float]:
+        now = deployment.metrics()
+        return (total(now, "switchboard_retries_total", group=MODEL),
+                total(now, "switchboard_requests_total", model=MODEL, status="200"))
+
+    retries, requests = scrape()
+    reply = deployment.sdk(deployment.key()[0]).chat.completions.with_raw_response.create(
+        model=MODEL, messages=[{"role": "user", "content": "read"}], tools=[notes("read_note")])  # type: ignore[list-item]
+    assert reply.headers["x-switchboard-mcp-steps"] == "2"
+    deadline = time.monotonic() + 10
+    while (now := scrape())[1] == requests:  # counted once the response has been written
+        assert time.monotonic() < deadline, "the request was never counted"
+        time.sleep(0.05)
+    assert now == (retries, requests + 1)
+
+
+def test_a_failed_loop_is_counted_with_its_model_calls_attempts(deployment: Deployment) -> None:
+    """The loop's model call failed after its retries: the metrics count the request under the
+    group that failed and its retries, as for a request without tools."""
+    def scrape() -> tuple[float, float]:
+        now = deployment.metrics()
+        return (total(now, "switchboard_retries_total", group=MODEL),
+                total(now, "switchboard_requests_total", model=MODEL, group=MODEL, status="502"))
+
+    retries, failed = scrape()
+    key, key_id = deployment.key()
+    with pytest.raises(openai.InternalServerError):
+        deployment.sdk(key).chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "mock:status=500"}],
+            tools=[notes("read_note")])  # type: ignore[list-item]
+    [record] = deployment.records(key_id, 1)  # the loop's one model call
+    tried = len(record["attempts"])
+    assert tried > 1 and record["status"] == 502
+    deadline = time.monotonic() + 10
+    while (now := scrape())[1] == failed:  # counted once the response has been written
+        assert time.monotonic() < deadline, "the failed request was never counted under its group"
+        time.sleep(0.05)
+    assert now == (retries + tried - 1, failed + 1)
+
+
+def test_a_tool_calls_price_is_counted_once_under_the_tool_call(deployment: Deployment) -> None:
+    """The cost counter adds up to the ledger: the loop's model calls under chat, its priced tool
+    call under mcp, each once; the cost header tells the whole loop's."""
+    def costs() -> tuple[float, float]:
+        now = deployment.metrics()
+        return (total(now, "switchboard_cost_usd_total", operation="chat"),
+                total(now, "switchboard_cost_usd_total", operation="mcp"))
+
+    key, key_id = deployment.key()
+    chat_before, mcp_before = costs()
+    paid = {**notes("read_note"), "server_label": "paid"}
+    reply = deployment.sdk(key).chat.completions.with_raw_response.create(
+        model=MODEL, messages=[{"role": "user", "content": "read"}], tools=[paid])  # type: ignore[list-item]
+    records = deployment.records(key_id, 3)
+    tool = sum(Decimal(r["cost_usd"]) for r in records if r["model"] == "paid__read_note")
+    model = sum(Decimal(r["cost_usd"]) for r in records if r["model"] == MODEL)
+    assert tool == Decimal("0.01") and model > 0
+    assert Decimal(reply.headers["x-switchboard-cost-usd"]) == tool + model
+    deadline = time.monotonic() + 10
+    while (now := costs())[0] == chat_before:  # counted once the response has been written
+        assert time.monotonic() < deadline, "the request was never counted"
+        time.sleep(0.05)
+    assert now[0] - chat_before == pytest.approx(float(model))
+    assert now[1] - mcp_before == pytest.approx(float(tool))
 
 
 # -- stdio -----------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -12,6 +13,7 @@ import anthropic
 import httpx
 import openai
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests import ledger
 from tests.servers import MASTER_KEY, Gateway, Mock, free_port, start_gateway
@@ -74,6 +76,8 @@ def gw(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             }],
         },
         "auth": {"master_key": MASTER_KEY},
+        # The request log keeps the bodies of the requests that asked for "triage".
+        "request_log": {"bodies": [{"model": "triage"}]},
     }
     g = start_gateway(config, tmp_path_factory.mktemp("rules"))
     yield g
@@ -321,3 +325,52 @@ def test_a_canary_between_deployments_is_sticky_per_session_header(gw: Gateway) 
     assert all(len(models) == 1 for models in seen.values())
     chosen = [next(iter(m)) for m in seen.values()]
     assert 0 < chosen.count("gpt-4o") < 30  # 20 % of 30 sessions: both arms, not all on one
+
+
+def test_metrics_count_a_rerouted_request_under_the_name_it_asked_for(gw: Gateway) -> None:
+    """A rule's, a split's and a semantic router's name is the requested model of the metrics,
+    whichever group served the request."""
+    def counted() -> dict[str, float]:
+        resp = httpx.get(f"{gw.url}/metrics", headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=10)
+        assert resp.status_code == 200, resp.text
+        found = {"auto": 0.0, "ab-test": 0.0, "smart": 0.0}
+        for family in text_string_to_metric_families(resp.text):
+            for sample in family.samples:
+                if sample.name == "switchboard_requests_total" and sample.labels["model"] in found:
+                    found[sample.labels["model"]] += sample.value
+        return found
+
+    before = counted()
+    for model in ("auto", "ab-test", "smart"):
+        raw = sdk(gw).chat.completions.with_raw_response.create(model=model, messages=ASK)
+        assert raw.headers["x-switchboard-model"] != model  # served by another group
+    deadline = time.monotonic() + 10
+    while (now := counted()) != {name: n + 1 for name, n in before.items()}:  # counted after the answers
+        assert time.monotonic() < deadline, f"{before} then {now}"
+        time.sleep(0.05)
+
+
+def test_a_body_policy_selects_a_rerouted_request_by_the_name_it_asked_for(gw: Gateway) -> None:
+    raw = sdk(gw).chat.completions.with_raw_response.create(model="triage", messages=ASK)
+    assert raw.headers["x-switchboard-model"] == "small"  # rule routine
+    request_id = raw.headers["x-request-id"]
+    deadline = time.monotonic() + 15
+    while True:  # the record, then its bodies, are written behind the response
+        resp = httpx.get(f"{gw.url}/admin/v1/logs", params={"request_id": request_id},
+                         headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=10)
+        assert resp.status_code == 200, resp.text
+        data = resp.json()["data"]
+        if data and data[0].get("request") is not None:
+            break
+        assert time.monotonic() < deadline, f"no body stored for {request_id}: {data}"
+        time.sleep(0.1)
+    assert data[0]["model"] == "small" and '"triage"' in data[0]["request"]
+
+
+def test_a_rerouted_requests_failure_line_names_the_model_it_asked_for(gw: Gateway) -> None:
+    raw = sdk(gw).chat.completions.with_raw_response
+    with pytest.raises(openai.InternalServerError) as failed:
+        raw.create(model="triage", messages=[{"role": "user", "content": "mock:status=500"}])
+    request_id = failed.value.response.headers["x-request-id"]
+    line = gw.process.wait_for_all(request_id, "request failed", timeout=15)
+    assert " model=triage " in line and " upstream_model=gpt-4o-mini " in line, line

@@ -28,6 +28,7 @@ import pytest
 import zstandard
 
 from tests import ledger
+from tests.e2e.test_metrics import parse, total
 from tests.servers import MASTER_KEY, Gateway, Mock, Process, free_port, openai_config, start_gateway
 from tests.services import Postgres, RedisServer
 
@@ -438,6 +439,7 @@ def test_a_service_that_needs_approval_serves_a_team_once_approved(world: World)
 
 def test_the_services_rate_limit_per_key(world: World) -> None:
     key = world.key(new_team())
+    before = parse(httpx.get(f"{world.url}/metrics", headers=ADMIN, timeout=10).text)
     for i in range(3):
         resp = world.call("GET", f"/services/limited/n{i}", key)
         assert resp.status_code == 200, resp.text
@@ -449,6 +451,10 @@ def test_the_services_rate_limit_per_key(world: World) -> None:
     assert refused.headers["x-ratelimit-scope"] == "service"
     assert int(refused.headers["retry-after"]) >= 1
     assert not [r for r in world.upstream.seen() if probe in r["path"]]  # never sent on
+    # Counted by its scope, as the refusal names it (counted as it went by, before its answer).
+    after = parse(httpx.get(f"{world.url}/metrics", headers=ADMIN, timeout=10).text)
+    refusals = "switchboard_rate_limit_rejections_total"
+    assert total(after, refusals, scope="service") - total(before, refusals, scope="service") == 1
     # The limit is per key: another key still gets through.
     other = world.call("GET", "/services/limited/other?ratelimit=1", world.key(new_team()))
     assert other.status_code == 200

@@ -55,6 +55,7 @@ def tracing_config(mock: Mock, otlp: OtlpReceiver, service: str) -> dict[str, An
         "num_retries": 1,  # two attempts per request to the pair
         "retry": {"backoff_seconds": 0.01, "max_backoff_seconds": 0.02},
         "cooldown": {"failures": 1000},  # the failing requests here must not cool the pair down
+        "rules": [{"name": "any", "model": "auto", "to": "gpt-4o-mini"}],
     }
     config["tracing"] = {"enabled": True, "endpoint": otlp.url, "service_name": service,
                          "export_interval_seconds": 0.1}
@@ -161,6 +162,20 @@ def test_a_chat_call_continues_the_callers_trace_with_genai_attributes(deploymen
     assert upstream["headers"]["traceparent"] == f"00-{trace_id}-{client.span_id}-01"
     assert upstream["headers"]["tracestate"] == "vendor=abc"
     _no_text(spans, "tangerine", reply.choices[0].message.content or "-")
+
+
+def test_a_rerouted_request_is_traced_under_the_name_it_asked_for(deployment: Deployment) -> None:
+    """A rule sent "auto" to gpt-4o-mini: the server span names the model the client asked for,
+    the attempt the upstream model, the group the one that served."""
+    trace_id, _, header = _traceparent()
+    raw = deployment.sdk().chat.completions.with_raw_response.create(
+        model="auto", messages=ask("route me"), extra_headers={"traceparent": header})
+    assert raw.headers["x-switchboard-route"] == "gpt-4o-mini (rule any)"
+    spans = deployment.otlp.trace(trace_id, count=2)
+    server, client = _one(spans, "server"), _one(spans, "client")
+    assert server.name == "chat auto" and server.attributes["gen_ai.request.model"] == "auto"
+    assert server.attributes["switchboard.group"] == "gpt-4o-mini"
+    assert client.name == "chat gpt-4o-mini" and client.attributes["gen_ai.request.model"] == "gpt-4o-mini"
 
 
 def test_a_stream_span_ends_with_the_stream(deployment: Deployment) -> None:

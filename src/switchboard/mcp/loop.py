@@ -181,6 +181,7 @@ class McpLoopStage:
             if not calls or len(ours) != len(calls):
                 break  # the answer, or calls to the caller's own functions: the client's turn
             if step == limit:
+                self._attempted(ctx, steps)
                 raise ToolStepsExceeded(
                     f"The model still asked for MCP tools after {limit} model calls (mcp.max_tool_steps); "
                     "the tool loop stopped.",
@@ -276,9 +277,11 @@ class McpLoopStage:
             result = await call_next(sub)
         except GatewayError as err:
             sub.outcome.failed(err)
+            self._attempted(ctx, steps)  # a failed loop: its calls' attempts are still the request's
             raise
         except BaseException:
             sub.outcome.failed(InternalError("the tool loop's model call failed"))
+            self._attempted(ctx, steps)
             raise
         if not isinstance(result, Reply):
             if isinstance(result, StreamReply):
@@ -299,12 +302,12 @@ class McpLoopStage:
         """The request as a whole: the last step's route and headers, every step's cost, tokens and
         upstream time."""
         last = steps.subs[-1]
-        ctx.route = last.route
-        ctx.group = last.group
-        ctx.attempts = [a for sub in steps.subs for a in sub.attempts or ()] or None
+        self._attempted(ctx, steps)
         ctx.upstream_seconds += sum(sub.upstream_seconds for sub in steps.subs)
         ctx.response_headers.update(last.response_headers)
-        spent = [sub.spent for sub in [*steps.subs, *steps.tools] if sub.spent is not None]
+        # The request's own spend is its model calls'; the tool calls are requests of their own
+        # (their cost is counted, and traced, with them), but the cost header tells the whole loop's.
+        spent = [sub.spent for sub in steps.subs if sub.spent is not None]
         if spent:
             ctx.spent = Spent(
                 sum(s.nano_usd for s in spent),
@@ -312,11 +315,24 @@ class McpLoopStage:
                 sum(s.prompt for s in spent),
                 sum(s.completion for s in spent),
             )
-            if "x-switchboard-cost-usd" in ctx.response_headers:
-                ctx.response_headers["x-switchboard-cost-usd"] = format_nano_usd(ctx.spent.nano_usd)
+        if "x-switchboard-cost-usd" in ctx.response_headers:
+            nano = sum(sub.spent.nano_usd for sub in [*steps.subs, *steps.tools] if sub.spent is not None)
+            ctx.response_headers["x-switchboard-cost-usd"] = format_nano_usd(nano)
         if steps.usage:
             ctx.usage = dict(steps.usage)
         ctx.response_headers["x-switchboard-mcp-steps"] = str(len(steps.subs))
+
+    @staticmethod
+    def _attempted(ctx: RequestContext, steps: _Steps) -> None:
+        """The request's route and attempts as its model calls made them (what the metrics and
+        alerts read), the last call's route; each call's attempts apart too (``ctx.calls``)."""
+        if not steps.subs:
+            return
+        last = steps.subs[-1]
+        ctx.route = last.route
+        ctx.group = last.group
+        ctx.attempts = [a for sub in steps.subs for a in sub.attempts or ()] or None
+        ctx.calls = tuple(sub.attempts for sub in steps.subs if sub.attempts)
 
     async def _finish(self, steps: _Steps) -> None:
         """After the response: each step's own post-response work (its ledger record when not yet

@@ -46,7 +46,7 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 
 from switchboard.background import stop_task
 from switchboard.config.schema import MetricsConfig
-from switchboard.context import RequestContext
+from switchboard.context import Attempt, RequestContext
 from switchboard.errors import AuthenticationFailed, GatewayError
 from switchboard.observability.metrics_server import MetricsServer
 
@@ -83,7 +83,8 @@ EXTRA_LABELS = {"tenant": "tenant", "team": "team", "key": "key", "user": "user"
 # in the refusal's x-ratelimit-scope / x-switchboard-budget-scope header (a finite set of names).
 RATE_LIMIT_CODES = frozenset({"rate_limit_exceeded", "upstream_rate_limited", "request_exceeds_limit"})
 BUDGET_CODES = frozenset({"budget_exceeded", "request_exceeds_budget"})
-SCOPES = frozenset({"global", "model", "tenant", "team", "user", "key", "key_model", "upstream"})
+SCOPES = frozenset({"global", "model", "tenant", "team", "user", "key", "key_model", "upstream",
+                    "service"})  # the last: a service's own rpm (services/stages.py)
 MAX_SERIES = 4096  # label sets with series of their own; beyond, each new one is counted as other
 MAX_OTHER_CODES = 64  # error codes outside the error tree given a label of their own
 _CODE = re.compile(r"^[a-z0-9_.]{1,64}$")
@@ -168,7 +169,8 @@ class _Series:
         tokens = (model, group, deployment, provider, operation, *extra)
         self.input_child = m.input_tokens.labels(*tokens) if called else None
         self.output_child = m.output_tokens.labels(*tokens) if called else None
-        self.cost_child = m.cost.labels(*tokens) if called else None
+        # An MCP tool call has no tokens, but its price is in the ledger (mcp/stages.py).
+        self.cost_child = m.cost.labels(*tokens) if called or operation == "mcp" else None
         self.requests = self.input = self.output = self.cost = 0  # cost in billionths of a dollar
         self.dirty = False
 
@@ -569,18 +571,25 @@ class Metrics:
             series.input += spent.prompt
             series.output += spent.completion
             series.cost += spent.nano_usd
-        if attempts is not None and len(attempts) > 1:
-            first = attempts[0].group
-            for attempt in attempts[1:]:
-                if attempt.group == first:
-                    self._attempt_child(self._retry_children, self.retries, self._retry_overflow,
-                                        (first, attempt.deployment)).inc()
-                else:
-                    self._attempt_child(self._fallback_children, self.fallbacks, self._fallback_overflow,
-                                        (first, attempt.group)).inc()
+        if ctx.calls is not None:  # the tool loop's model calls: each retries on its own
+            for call in ctx.calls:
+                self._count_attempts(call)
+        elif attempts is not None and len(attempts) > 1:
+            self._count_attempts(attempts)
         if not series.dirty:
             series.dirty = True
             self._dirty.append(series)
+
+    def _count_attempts(self, attempts: list[Attempt]) -> None:
+        """One call's attempts after its first: retries within its first group, else fallbacks."""
+        first = attempts[0].group
+        for attempt in attempts[1:]:
+            if attempt.group == first:
+                self._attempt_child(self._retry_children, self.retries, self._retry_overflow,
+                                    (first, attempt.deployment)).inc()
+            else:
+                self._attempt_child(self._fallback_children, self.fallbacks, self._fallback_overflow,
+                                    (first, attempt.group)).inc()
 
     def _attempt_child(self, children: dict[tuple[str, str], Any], counter: Counter, overflow: Any,
                        labels: tuple[str, str]) -> Any:
@@ -651,7 +660,7 @@ class Metrics:
 
     def _model(self, ctx: RequestContext) -> str:
         """The requested model name when it is one the configuration knows, else ``other``."""
-        model = ctx.request.get("model") if ctx.request else None
+        model = ctx.requested_model or (ctx.request.get("model") if ctx.request else None)
         if not isinstance(model, str):
             return ""
         return self._known(model)

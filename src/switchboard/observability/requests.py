@@ -27,7 +27,7 @@ def _value(text: object) -> str:
 
 def failure_fields(ctx: RequestContext) -> dict[str, object]:
     outcome = ctx.outcome
-    model = ctx.request.get("model") if ctx.request else None
+    model = ctx.requested_model or (ctx.request.get("model") if ctx.request else None)
     fields: dict[str, object] = {
         "request_id": ctx.request_id,
         "method": ctx.method,

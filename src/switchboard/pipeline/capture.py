@@ -212,7 +212,7 @@ class BodyCapture:
 
 class CaptureStage(BodyCapture):
     async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
-        model = ctx.request.get("model")
+        model = ctx.requested_model or ctx.request.get("model")  # asked for, before any rule
         decided = self.decide(ctx, model if isinstance(model, str) else "")
         if decided is None:
             return await call_next(ctx)

@@ -61,6 +61,7 @@ class RulesStage:
                     why = "default" if score is None else f"semantic {score:.3f}"
         if chosen is not None and chosen != model:
             _check_access(ctx, chosen)
+            ctx.requested_model = model
             ctx.request["model"] = chosen
             ctx.response_headers[ROUTE_HEADER] = f"{chosen} ({why})"
         return await call_next(ctx)

@@ -97,7 +97,7 @@ async def _end_request(ctx: RequestContext) -> None:
     span = state.span
     if span.is_recording():
         span.set_attributes(_request_attributes(ctx))
-        model = ctx.request.get("model") if ctx.request else None
+        model = ctx.requested_model or (ctx.request.get("model") if ctx.request else None)
         if isinstance(model, str) and model:
             span.update_name(f"{operation_name(ctx.operation)} {model[:256]}")
         outcome = ctx.outcome
@@ -125,7 +125,7 @@ def _request_attributes(ctx: RequestContext) -> dict[str, Any]:
         found["switchboard.client_disconnected"] = True
     request = ctx.request
     if request:
-        model = request.get("model")
+        model = ctx.requested_model or request.get("model")
         if isinstance(model, str):
             found["gen_ai.request.model"] = model[:256]
         found.update(request_attributes(request))
