@@ -506,6 +506,28 @@ def test_a_downgraded_request_counts_against_the_cheaper_models_limits(pair: Pai
     assert raw.headers["x-ratelimit-remaining-requests"] == "1"
 
 
+def test_a_downgraded_requests_fallback_to_the_model_asked_for_takes_its_limits(pair: Pair) -> None:
+    key = pair.key()
+    pair.budget(scope="key", subject=key["id"], max_amount=0.04, period="total",
+                downgrade={"model": DOWN, "at_percent": 50})
+    resp = pair.admin("PUT", "/admin/v1/limits", {"scope": "key_model", "key": key["id"], "model": PRICED,
+                                                  "rpm": 3})
+    assert resp.status_code == 200, resp.text
+    create = pair.sdk(key["key"]).chat.completions.with_raw_response.create
+    for left in (2, 1):  # PRICED's own 3 a minute
+        raw = create(messages=ask(LONG), **CALL)
+        assert "x-switchboard-budget-downgrade" not in raw.headers
+        assert raw.headers["x-ratelimit-remaining-requests"] == str(left)
+    # Sent to DOWN, which fails: its fallback PRICED answers, and counts the request.
+    raw = create(messages=ask(LONG), **CALL)
+    assert raw.headers["x-switchboard-budget-downgrade"] == f"{PRICED} -> {DOWN}"
+    assert raw.headers["x-switchboard-model"] == PRICED
+    with pytest.raises(openai.RateLimitError) as refused:  # PRICED's minute is used up
+        create(messages=ask(LONG), **CALL)
+    assert refused.value.response.headers["x-ratelimit-scope"] == "key_model"
+    assert refused.value.response.headers["x-ratelimit-limit-requests"] == "3"
+
+
 def test_a_request_a_budget_refuses_does_not_use_up_the_rate_limit(pair: Pair) -> None:
     """The rate limits run before the budgets: a request the budget refuses gives back the
     request it took from the caller's RPM window (and its token reservation), so a caller whose
