@@ -126,7 +126,7 @@ class _Taken:
     __slots__ = ("holds", "models", "pending", "providers", "refusal", "returned_models",
                  "returned_providers")
 
-    def __init__(self, first: Target | None, model: object) -> None:
+    def __init__(self, first: Target | None, model: str | None) -> None:
         self.providers = [first.provider] if first is not None else []  # whose upstream limits
         self.models = [first.name] if first is not None else []  # whose per-model limits
         if isinstance(model, str):
@@ -271,6 +271,7 @@ class RateLimitStage:
             model = named if isinstance(named, str) else ""
         target = ctx.route.target if ctx.route is not None else None
         ctx.limited = target  # the deployment whose limits are taken here (an attempt elsewhere: ``take``)
+        ctx.limited_model = model  # rerouted: not the one the request names (its limits given back)
         # The target's identity is part of the key: a model served by several deployments keeps
         # one plan per deployment (the entry keeps its target alive, so an id is not reused).
         key = (principal.id if principal is not None else None, model, id(target))
@@ -311,7 +312,7 @@ class RateLimitStage:
             return True
         taken = ctx.limits_taken
         if taken is None:
-            taken = ctx.limits_taken = _Taken(ctx.limited, ctx.request.get("model"))
+            taken = ctx.limits_taken = _Taken(ctx.limited, ctx.limited_model)
         target = route.target
         upstream_too = ((target.rpm is not None or target.tpm is not None)
                         and target.provider not in taken.providers)
