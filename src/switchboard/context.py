@@ -216,6 +216,7 @@ class RequestContext:
     # (deployments and models taken, a refusal, the attempt's token reservation) is in
     # ``limits_taken``, made by the first of them. None: none.
     limited: Target | None = None
+    limited_model: str | None = None  # the model whose caller limits that stage took
     limits_taken: Any = None
     # Every attempt made, in order (pipeline/attempts.py); None before the first.
     attempts: list[Attempt] | None = None

@@ -476,19 +476,26 @@ def test_past_the_threshold_requests_go_to_the_cheaper_model(pair: Pair) -> None
     assert raw.headers["x-switchboard-cost-usd"] == "0.001000"
 
 
-def test_a_downgraded_request_counts_against_the_cheaper_models_limits(pair: Pair) -> None:
+def _two_calls_then_downgraded(pair: Pair, to: str, rpm: dict[str, int]) -> tuple[dict[str, Any], Any]:
+    """A key whose budget sends its third PRICED call on to ``to``, with per-model ``rpm``: its
+    budget, and the call (the first two made: PRICED's limit shown counting them)."""
     key = pair.key()
     budget = {"scope": "key", "subject": key["id"], "max_amount": 0.04, "period": "total"}
-    pair.budget(**budget, downgrade={"model": CHEAP, "at_percent": 50})
-    for model, rpm in ((PRICED, 4), (CHEAP, 1)):
+    pair.budget(**budget, downgrade={"model": to, "at_percent": 50})
+    for model, most in rpm.items():
         resp = pair.admin("PUT", "/admin/v1/limits", {"scope": "key_model", "key": key["id"], "model": model,
-                                                      "rpm": rpm})
+                                                      "rpm": most})
         assert resp.status_code == 200, resp.text
     create = pair.sdk(key["key"]).chat.completions.with_raw_response.create
-    for left in (3, 2):  # PRICED's own 4 a minute
+    for left in (rpm[PRICED] - 1, rpm[PRICED] - 2):
         raw = create(messages=ask(LONG), **CALL)
         assert "x-switchboard-budget-downgrade" not in raw.headers
         assert raw.headers["x-ratelimit-remaining-requests"] == str(left)
+    return budget, create
+
+
+def test_a_downgraded_request_counts_against_the_cheaper_models_limits(pair: Pair) -> None:
+    budget, create = _two_calls_then_downgraded(pair, CHEAP, {PRICED: 4, CHEAP: 1})
     # Sent to CHEAP: its limit (1 a minute) counts this request, PRICED's does not.
     raw = create(messages=ask(LONG), **CALL)
     assert raw.headers["x-switchboard-budget-downgrade"] == f"{PRICED} -> {CHEAP}"
@@ -504,6 +511,18 @@ def test_a_downgraded_request_counts_against_the_cheaper_models_limits(pair: Pai
     assert "x-switchboard-budget-downgrade" not in raw.headers
     assert raw.headers["x-ratelimit-limit-requests"] == "4"
     assert raw.headers["x-ratelimit-remaining-requests"] == "1"
+
+
+def test_a_downgraded_requests_fallback_to_the_model_asked_for_takes_its_limits(pair: Pair) -> None:
+    _, create = _two_calls_then_downgraded(pair, DOWN, {PRICED: 3})
+    # Sent to DOWN, which fails: its fallback PRICED answers, and counts the request.
+    raw = create(messages=ask(LONG), **CALL)
+    assert raw.headers["x-switchboard-budget-downgrade"] == f"{PRICED} -> {DOWN}"
+    assert raw.headers["x-switchboard-model"] == PRICED
+    with pytest.raises(openai.RateLimitError) as refused:  # PRICED's minute is used up
+        create(messages=ask(LONG), **CALL)
+    assert refused.value.response.headers["x-ratelimit-scope"] == "key_model"
+    assert refused.value.response.headers["x-ratelimit-limit-requests"] == "3"
 
 
 def test_a_request_a_budget_refuses_does_not_use_up_the_rate_limit(pair: Pair) -> None:

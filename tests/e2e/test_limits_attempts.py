@@ -45,6 +45,8 @@ def _config(mock: Mock) -> dict[str, Any]:
         _provider(mock, "one-a-minute-too", rpm=1),
         _provider(mock, "one-a-minute-also", rpm=1),
         _provider(mock, "tpm-3000", tpm=3000),
+        # Its first request fails, the next ones are served (seeded).
+        _provider(mock, "fails-once", "rate=0.5;kinds=500;seed=14"),
     ]
     config["models"] += [
         # A fallback whose deployment takes one request a minute.
@@ -59,19 +61,23 @@ def _config(mock: Mock) -> dict[str, Any]:
         # The first pick may never be sent to (no price, with spend.refuse_unpriced).
         _model("mixed", "local-openai", model="house-llm-7b"), _model("mixed", "one-a-minute-also", weight=0),
         _model("mixed-direct", "one-a-minute-also"),
+        # A fallback group whose one deployment fails once, then answers its retry.
+        _model("primary-4", "fails"), _model("retried", "fails-once"),
     ]
     config["router"] = {
         "num_retries": 1,
         "retry": {"backoff_seconds": 0.01, "max_backoff_seconds": 0.02},
         "fallback_on": ["server_error"],
         "fallbacks": {"primary": ["fallback"], "primary-2": ["counted-model"],
-                      "primary-3": ["tokens-fail", "tokens-ok"]},
+                      "primary-3": ["tokens-fail", "tokens-ok"], "primary-4": ["retried"]},
         "groups": {name: {"num_retries": 0} for name in
-                   ("primary", "primary-2", "primary-3", "tokens-fail", "fallback", "counted-model")},
+                   ("primary", "primary-2", "primary-3", "primary-4", "tokens-fail", "fallback",
+                    "counted-model")},
         "cooldown": {"failures": 1000},  # the failing deployments stay in: every attempt is sent
     }
     # tokens-ok's tpm, as the caller's limit on its model too: the headers show a caller's limits.
-    config["limits"] = {"models": {"counted-model": {"rpm": 1}, "tokens-ok": {"tpm": 3000}}}
+    config["limits"] = {"models": {"counted-model": {"rpm": 1}, "tokens-ok": {"tpm": 3000},
+                                   "retried": {"tpm": 3000}}}
     config["spend"] = {"refuse_unpriced": True}
     return config
 
@@ -139,19 +145,16 @@ def test_a_fallback_groups_model_takes_the_callers_limit_on_it(gateway: Gateway)
     _refused(gateway, "counted-model", "rate_limit_exceeded", "model")
 
 
-def test_tokens_are_corrected_where_answered_and_given_back_where_failed(gateway: Gateway) -> None:
-    # tokens-fail fails after reserving, tokens-ok answers: 2500 + the prompt taken from each
-    # (tokens-ok: from its deployment's tpm and from the caller's on its model).
-    group, _, usage = _answered_by(gateway, "primary-3", max_tokens=2500)
-    assert group == "tokens-ok"
-    used = usage.total_tokens
-    sdk = _sdk(gateway).chat.completions
+def _counts_the_answer(gw: Gateway, model: str, used: int) -> None:
+    """The caller's 3000 tpm on ``model`` holds an answer's ``used`` tokens: another 2500 fits
+    once the answer's reservation is corrected to its usage (after the response was written:
+    polled; a refusal takes nothing), and what is left then counts the answer's usage (and that
+    request's own reservation: its small prompt)."""
+    sdk = _sdk(gw).chat.completions
 
     def remaining() -> int | None:
-        """Another 2500 fits once the answer's reservation is corrected to its usage (after the
-        response was written: polled); a refusal takes nothing."""
         try:
-            raw = sdk.with_raw_response.create(model="tokens-ok", messages=ask("x"), max_tokens=2500)
+            raw = sdk.with_raw_response.create(model=model, messages=ask("x"), max_tokens=2500)
         except openai.RateLimitError:
             return None
         return int(raw.headers["x-ratelimit-remaining-tokens"])
@@ -159,11 +162,28 @@ def test_tokens_are_corrected_where_answered_and_given_back_where_failed(gateway
     deadline = time.monotonic() + 5
     while (left := remaining()) is None:
         assert time.monotonic() < deadline, "the answer's token reservation was not corrected"
-    # What is left counts the answer's usage (and this request's own reservation: its small prompt).
     assert 500 - used - 50 <= left <= 500 - used
+
+
+def test_tokens_are_corrected_where_answered_and_given_back_where_failed(gateway: Gateway) -> None:
+    # tokens-fail fails after reserving, tokens-ok answers: 2500 + the prompt taken from each
+    # (tokens-ok: from its deployment's tpm and from the caller's on its model).
+    group, _, usage = _answered_by(gateway, "primary-3", max_tokens=2500)
+    assert group == "tokens-ok"
+    _counts_the_answer(gateway, "tokens-ok", usage.total_tokens)
     # The failed attempt gave its reservation back at once: another 2500 is admitted (and sent).
     error = _failed(gateway, "tokens-fail", max_tokens=2500)
     assert error.status_code >= 500, error
+
+
+def test_a_retry_on_a_fallback_deployment_counts_the_tokens_of_its_answer(gateway: Gateway) -> None:
+    # primary-4 fails; its fallback's deployment fails once (its reservation given back), then
+    # answers the retry: that answer's tokens count on the caller's limit on the fallback model.
+    raw = _sdk(gateway).chat.completions.with_raw_response.create(
+        model="primary-4", messages=ask("x"), max_tokens=2500)
+    assert raw.headers["x-switchboard-model"] == "retried"
+    assert raw.headers["x-switchboard-attempts"] == "3"
+    _counts_the_answer(gateway, "retried", raw.parse().usage.total_tokens)
 
 
 def test_when_the_first_pick_may_not_be_sent_to_the_next_takes_its_limits(gateway: Gateway) -> None:

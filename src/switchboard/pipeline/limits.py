@@ -28,7 +28,8 @@ for a model whose limits this request has not taken (a fallback group), the call
 that model (``take``): one limiter call, all or nothing, without waiting; refused, that
 deployment is passed over. The caller-wide limits count a request once, whatever it is sent to.
 Each deployment's limits are taken once per request. A failed attempt gives its tokens there back
-at once; the answering one's are corrected with the rest after the response.
+at once (an attempt sent there again takes them again, its request counted already); the
+answering one's are corrected with the rest after the response.
 """
 
 from __future__ import annotations
@@ -122,15 +123,22 @@ _CALLER_MODEL = frozenset({"model", "key_model"})  # the caller's per-model scop
 class _Taken:
     """What a request took beyond the rate-limit stage's pick (``ctx.limits_taken``)."""
 
-    __slots__ = ("models", "pending", "providers", "refusal")
+    __slots__ = ("holds", "models", "pending", "providers", "refusal", "returned_models",
+                 "returned_providers")
 
-    def __init__(self, first: Target | None, model: object) -> None:
+    def __init__(self, first: Target | None, model: str | None) -> None:
         self.providers = [first.provider] if first is not None else []  # whose upstream limits
         self.models = [first.name] if first is not None else []  # whose per-model limits
         if isinstance(model, str):
             self.models.append(model)
-        # The token reservation of the attempt under way, on a deployment taken for it.
+        # The token reservation of the attempt under way, on a deployment taken for it, and the
+        # provider and model whose limits it holds tokens of (None: not that one's).
         self.pending: tuple[RateLimiter, Reservation] | None = None
+        self.holds: tuple[str | None, str | None] = (None, None)
+        # Providers and models whose tokens a failed attempt gave back: an attempt sent there
+        # again takes its tokens again (its requests are counted already).
+        self.returned_providers: list[str] = []
+        self.returned_models: list[str] = []
         self.refusal: GatewayError | None = None  # the last refusal, for when nothing was sent
 
 
@@ -156,7 +164,7 @@ class RateLimitStage:
         self._plans: dict[tuple[str | None, str, int], _PlanEntry] = {}
         # (caller, target, its model's limits too, its provider's too) -> as ``_plans``: the limits
         # an attempt elsewhere takes (``take``).
-        self._more: dict[tuple[str | None, int, bool, bool], _PlanEntry] = {}
+        self._more: dict[tuple[str | None, int, bool, bool, bool, bool], _PlanEntry] = {}
         self._warned = -math.inf
 
     async def __call__(self, ctx: RequestContext, call_next: Handler, model: str | None = None) -> Result:
@@ -263,6 +271,7 @@ class RateLimitStage:
             model = named if isinstance(named, str) else ""
         target = ctx.route.target if ctx.route is not None else None
         ctx.limited = target  # the deployment whose limits are taken here (an attempt elsewhere: ``take``)
+        ctx.limited_model = model  # rerouted: not the one the request names (its limits given back)
         # The target's identity is part of the key: a model served by several deployments keeps
         # one plan per deployment (the entry keeps its target alive, so an id is not reused).
         key = (principal.id if principal is not None else None, model, id(target))
@@ -303,16 +312,18 @@ class RateLimitStage:
             return True
         taken = ctx.limits_taken
         if taken is None:
-            taken = ctx.limits_taken = _Taken(ctx.limited, ctx.request.get("model"))
+            taken = ctx.limits_taken = _Taken(ctx.limited, ctx.limited_model)
         target = route.target
         upstream_too = ((target.rpm is not None or target.tpm is not None)
                         and target.provider not in taken.providers)
         model_too = target.name not in taken.models
-        if not (upstream_too or model_too):
+        upstream_again = not upstream_too and target.provider in taken.returned_providers
+        model_again = not model_too and target.name in taken.returned_models
+        if not (upstream_too or model_too or upstream_again or model_again):
             return True
         try:
             planned = self._plan_more(ctx.principal, await self._tenant_limits(ctx.principal), target,
-                                      model_too, upstream_too)
+                                      model_too, upstream_too, model_again, upstream_again)
             if planned is not None:
                 buckets = planned.buckets
                 tokens = 0
@@ -342,6 +353,12 @@ class RateLimitStage:
                 return False
             if tokens:
                 taken.pending = (limiter, (buckets, acquired.states, planned.token_indexes, tokens))
+                taken.holds = (target.provider if upstream_too or upstream_again else None,
+                               target.name if model_too or model_again else None)
+        if upstream_again:
+            taken.returned_providers.remove(target.provider)
+        if model_again:
+            taken.returned_models.remove(target.name)
         if upstream_too:
             taken.providers.append(target.provider)
         if model_too:
@@ -349,19 +366,25 @@ class RateLimitStage:
         return True
 
     def _plan_more(self, principal: Principal | None, stored: Stored, target: Target, model_too: bool,
-                   upstream_too: bool) -> _Planned | None:
+                   upstream_too: bool, model_again: bool = False, upstream_again: bool = False,
+                   ) -> _Planned | None:
         """The limits ``take`` takes for ``target``: the caller's on its model (``model_too``)
-        and its provider's own (``upstream_too``), kept as ``_plan`` keeps its plans."""
-        key = (principal.id if principal is not None else None, id(target), model_too, upstream_too)
+        and its provider's own (``upstream_too``); of those a failed attempt gave its tokens of
+        back (``model_again``, ``upstream_again``), the token limits only. Kept as ``_plan``
+        keeps its plans."""
+        key = (principal.id if principal is not None else None, id(target), model_too, upstream_too,
+               model_again, upstream_again)
         entry = self._more.get(key)
         if entry is not None and entry[0] is principal and entry[1] is stored and entry[2] is target:
             return entry[3]
         limits = []
-        if model_too:
+        if model_too or model_again:
             limits = [x for x in plan(self._config, principal, target.name, stored)
-                      if x.scope in _CALLER_MODEL]
-        if upstream_too:
-            limits += upstream(self._config, target.provider, LimitValues(rpm=target.rpm, tpm=target.tpm))
+                      if x.scope in _CALLER_MODEL and (model_too or x.kind == TOKENS)]
+        if upstream_too or upstream_again:
+            limits += [x for x in upstream(self._config, target.provider,
+                                           LimitValues(rpm=target.rpm, tpm=target.tpm))
+                       if upstream_too or x.kind == TOKENS]
         return _kept(self._more, key, (principal, stored, target), limits)
 
     @staticmethod
@@ -373,6 +396,11 @@ class RateLimitStage:
             return
         limiter, (buckets, states, indexes, tokens) = taken.pending
         taken.pending = None
+        provider, model = taken.holds  # an attempt sent there again takes these tokens again
+        if provider is not None:
+            taken.returned_providers.append(provider)
+        if model is not None:
+            taken.returned_models.append(model)
         try:
             await limiter.adjust([tuple.__new__(Bucket, (*buckets[i][:3], -tokens)) for i in indexes],
                                  [states[i].slot for i in indexes])
