@@ -413,6 +413,34 @@ def test_a_tool_calls_price_is_counted_once_under_the_tool_call(deployment: Depl
     assert now[1] - mcp_before == pytest.approx(float(tool))
 
 
+def test_a_loop_stopped_at_max_tool_steps_counts_its_model_calls_cost(deployment: Deployment) -> None:
+    """A loop refused after its model calls were made and priced: the cost counter still adds up
+    to the ledger (the model calls' cost under chat, the tool calls' under mcp)."""
+    def scrape() -> tuple[float, float, float]:
+        now = deployment.metrics()
+        return (total(now, "switchboard_cost_usd_total", operation="chat"),
+                total(now, "switchboard_cost_usd_total", operation="mcp"),
+                total(now, "switchboard_requests_total", model=MODEL, code="mcp_max_tool_steps"))
+
+    key, key_id = deployment.key()
+    chat_before, mcp_before, refused_before = scrape()
+    paid = {**notes("read_note"), "server_label": "paid"}
+    with pytest.raises(openai.BadRequestError):
+        deployment.sdk(key).chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "mock:tool_call=paid__read_note again"}],
+            tools=[paid])  # type: ignore[list-item]
+    records = deployment.records(key_id, 2 * STEPS - 1)
+    model = sum(Decimal(r["cost_usd"]) for r in records if r["model"] == MODEL)
+    tool = sum(Decimal(r["cost_usd"]) for r in records if r["model"] == "paid__read_note")
+    assert model > 0 and tool == Decimal("0.01") * (STEPS - 1)
+    deadline = time.monotonic() + 10
+    while (now := scrape())[2] == refused_before:  # counted once the response has been written
+        assert time.monotonic() < deadline, "the refused request was never counted"
+        time.sleep(0.05)
+    assert now[0] - chat_before == pytest.approx(float(model))
+    assert now[1] - mcp_before == pytest.approx(float(tool))
+
+
 # -- stdio -----------------------------------------------------------------------------------------
 
 
