@@ -387,16 +387,30 @@ def test_a_failed_loop_is_counted_with_its_model_calls_attempts(deployment: Depl
     assert now == (retries + tried - 1, failed + 1)
 
 
+def _costs(deployment: Deployment, **request: str) -> tuple[float, float, float]:
+    """(the chat cost, the mcp cost, the requests labelled ``request``) in the metrics."""
+    now = deployment.metrics()
+    return (total(now, "switchboard_cost_usd_total", operation="chat"),
+            total(now, "switchboard_cost_usd_total", operation="mcp"),
+            total(now, "switchboard_requests_total", **request))
+
+
+def _costs_added(deployment: Deployment, before: tuple[float, float, float],
+                 **request: str) -> tuple[float, float]:
+    """The chat and mcp costs added since ``before``, once the request is counted (after its
+    response has been written)."""
+    deadline = time.monotonic() + 10
+    while (now := _costs(deployment, **request))[2] == before[2]:
+        assert time.monotonic() < deadline, "the request was never counted"
+        time.sleep(0.05)
+    return now[0] - before[0], now[1] - before[1]
+
+
 def test_a_tool_calls_price_is_counted_once_under_the_tool_call(deployment: Deployment) -> None:
     """The cost counter adds up to the ledger: the loop's model calls under chat, its priced tool
     call under mcp, each once; the cost header tells the whole loop's."""
-    def costs() -> tuple[float, float]:
-        now = deployment.metrics()
-        return (total(now, "switchboard_cost_usd_total", operation="chat"),
-                total(now, "switchboard_cost_usd_total", operation="mcp"))
-
     key, key_id = deployment.key()
-    chat_before, mcp_before = costs()
+    before = _costs(deployment, model=MODEL, operation="chat", status="200")
     paid = {**notes("read_note"), "server_label": "paid"}
     reply = deployment.sdk(key).chat.completions.with_raw_response.create(
         model=MODEL, messages=[{"role": "user", "content": "read"}], tools=[paid])  # type: ignore[list-item]
@@ -405,12 +419,26 @@ def test_a_tool_calls_price_is_counted_once_under_the_tool_call(deployment: Depl
     model = sum(Decimal(r["cost_usd"]) for r in records if r["model"] == MODEL)
     assert tool == Decimal("0.01") and model > 0
     assert Decimal(reply.headers["x-switchboard-cost-usd"]) == tool + model
-    deadline = time.monotonic() + 10
-    while (now := costs())[0] == chat_before:  # counted once the response has been written
-        assert time.monotonic() < deadline, "the request was never counted"
-        time.sleep(0.05)
-    assert now[0] - chat_before == pytest.approx(float(model))
-    assert now[1] - mcp_before == pytest.approx(float(tool))
+    added = _costs_added(deployment, before, model=MODEL, operation="chat", status="200")
+    assert added == (pytest.approx(float(model)), pytest.approx(float(tool)))
+
+
+def test_a_loop_stopped_at_max_tool_steps_counts_its_model_calls_cost(deployment: Deployment) -> None:
+    """A loop refused after its model calls were made and priced: the cost counter still adds up
+    to the ledger (the model calls' cost under chat, the tool calls' under mcp)."""
+    key, key_id = deployment.key()
+    before = _costs(deployment, model=MODEL, code="mcp_max_tool_steps")
+    paid = {**notes("read_note"), "server_label": "paid"}
+    with pytest.raises(openai.BadRequestError):
+        deployment.sdk(key).chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "mock:tool_call=paid__read_note again"}],
+            tools=[paid])  # type: ignore[list-item]
+    records = deployment.records(key_id, 2 * STEPS - 1)
+    model = sum(Decimal(r["cost_usd"]) for r in records if r["model"] == MODEL)
+    tool = sum(Decimal(r["cost_usd"]) for r in records if r["model"] == "paid__read_note")
+    assert model > 0 and tool == Decimal("0.01") * (STEPS - 1)
+    added = _costs_added(deployment, before, model=MODEL, code="mcp_max_tool_steps")
+    assert added == (pytest.approx(float(model)), pytest.approx(float(tool)))
 
 
 # -- stdio -----------------------------------------------------------------------------------------

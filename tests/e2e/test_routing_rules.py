@@ -374,3 +374,23 @@ def test_a_rerouted_requests_failure_line_names_the_model_it_asked_for(gw: Gatew
     request_id = failed.value.response.headers["x-request-id"]
     line = gw.process.wait_for_all(request_id, "request failed", timeout=15)
     assert " model=triage " in line and " upstream_model=gpt-4o-mini " in line, line
+
+
+def test_a_large_prompt_counts_the_same_tokens_whether_a_rule_rerouted_it_or_not(gw: Gateway) -> None:
+    """A rule reading the prompt's tokens is configured, but the rule that reroutes this request
+    reads none: a large prompt (counted in a worker thread) takes as many tokens of the key's tpm
+    as the same prompt sent to the group directly, as a small one does."""
+    def taken(model: str, text: str) -> int:
+        resp = httpx.post(f"{gw.url}/admin/v1/keys", headers={"Authorization": f"Bearer {MASTER_KEY}"},
+                          json={"models": ["*"], "tpm_limit": 10_000_000}, timeout=30)
+        assert resp.status_code == 201, resp.text
+        raw = sdk(gw, resp.json()["key"]).chat.completions.with_raw_response.create(
+            model=model, messages=[{"role": "user", "content": text}], max_tokens=10,
+            extra_headers={"x-tier": "premium"})
+        assert raw.parse().model == "gpt-4o"
+        return 10_000_000 - int(raw.headers["x-ratelimit-remaining-tokens"])
+
+    small = "word " * 100
+    assert taken("auto", small) == taken("big", small)
+    large = "word " * 40_000  # past the size counted off the event loop
+    assert taken("auto", large) == taken("big", large)

@@ -169,7 +169,7 @@ class McpLoopStage:
         messages = list(request["messages"])
         steps = _Steps()
         runner = self._runner(ctx, toolbox, steps)
-        ctx.after(lambda _: self._finish(steps))
+        ctx.after(lambda _: self._finish(ctx, steps))
         limit = self._config.max_tool_steps
         body: JSON = {}
         for step in range(1, limit + 1):
@@ -305,16 +305,8 @@ class McpLoopStage:
         self._attempted(ctx, steps)
         ctx.upstream_seconds += sum(sub.upstream_seconds for sub in steps.subs)
         ctx.response_headers.update(last.response_headers)
-        # The request's own spend is its model calls'; the tool calls are requests of their own
-        # (their cost is counted, and traced, with them), but the cost header tells the whole loop's.
-        spent = [sub.spent for sub in steps.subs if sub.spent is not None]
-        if spent:
-            ctx.spent = Spent(
-                sum(s.nano_usd for s in spent),
-                sum(s.tokens for s in spent),
-                sum(s.prompt for s in spent),
-                sum(s.completion for s in spent),
-            )
+        self._spend(ctx, steps)
+        # The cost header tells the whole loop's, its tool calls' too.
         if "x-switchboard-cost-usd" in ctx.response_headers:
             nano = sum(sub.spent.nano_usd for sub in [*steps.subs, *steps.tools] if sub.spent is not None)
             ctx.response_headers["x-switchboard-cost-usd"] = format_nano_usd(nano)
@@ -334,9 +326,23 @@ class McpLoopStage:
         ctx.attempts = [a for sub in steps.subs for a in sub.attempts or ()] or None
         ctx.calls = tuple(sub.attempts for sub in steps.subs if sub.attempts)
 
-    async def _finish(self, steps: _Steps) -> None:
+    @staticmethod
+    def _spend(ctx: RequestContext, steps: _Steps) -> None:
+        """The request's own spend: its model calls'. The tool calls are requests of their own
+        (their cost is counted, and traced, with them)."""
+        spent = [sub.spent for sub in steps.subs if sub.spent is not None]
+        if spent:
+            ctx.spent = Spent(
+                sum(s.nano_usd for s in spent),
+                sum(s.tokens for s in spent),
+                sum(s.prompt for s in spent),
+                sum(s.completion for s in spent),
+            )
+
+    async def _finish(self, ctx: RequestContext, steps: _Steps) -> None:
         """After the response: each step's own post-response work (its ledger record when not yet
-        written, its request-log record, its budget settlement)."""
+        written, its request-log record, its budget settlement); then the request's spend, its
+        model calls' as recorded, however the loop ended (the observers, run next, count it)."""
         for sub in [*steps.subs, *steps.tools]:
             if sub.outcome.status == 0:
                 sub.outcome.status = 499  # the loop was cut short (client gone)
@@ -345,6 +351,7 @@ class McpLoopStage:
                 sub.outcome.finished_at = time.perf_counter()
             if sub.post_response is not None:
                 await sub.run_after_response()
+        self._spend(ctx, steps)
 
 
 def _message(body: Mapping[str, Any]) -> JSON:

@@ -9,6 +9,7 @@ response says which rule chose it in ``x-switchboard-route``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from switchboard.access.rules import model_allowed
@@ -41,10 +42,11 @@ class RulesStage:
         why = ""
         if self._rules.applies(model):
             tags = ctx.principal.tags if ctx.principal is not None else ()
-            if self._rules.counts_tokens and len(ctx.body) > LARGE_BODY_BYTES:
-                await ctx.count_prompt_tokens()  # a large prompt's count off the loop, then kept
-            rule = self._rules.choose(model, ctx.headers, ctx.request, tags, ctx.prompt_tokens_estimate,
-                                      ctx.request_metadata)
+            count: Callable[[], int] = ctx.prompt_tokens_estimate
+            if self._rules.counts_tokens and ctx.prompt_tokens is None and len(ctx.body) > LARGE_BODY_BYTES:
+                count = _kept_if_read(ctx, await ctx.count_prompt_tokens())
+                ctx.prompt_tokens = None
+            rule = self._rules.choose(model, ctx.headers, ctx.request, tags, count, ctx.request_metadata)
             if rule is not None:
                 chosen, why = rule.to, f"rule {rule.name}"
         if chosen is None:
@@ -78,6 +80,18 @@ def _split(ctx: RequestContext, split: SplitChooser, model: str) -> tuple[str, s
         ctx.prefer_deployment = arm.deployment
         return model, ""
     return str(arm.group), f"split {split.name}"
+
+
+def _kept_if_read(ctx: RequestContext, counted: int) -> Callable[[], int]:
+    """A large prompt's count, made off the loop before the rules run, kept as the request's
+    estimate only if a rule reads it, as a small prompt's is: otherwise the later stages count
+    it with the route's tokenizer (pipeline/limits.py), as they would have."""
+    def read() -> int:
+        if ctx.prompt_tokens is None:
+            ctx.prompt_tokens = counted
+        return ctx.prompt_tokens
+
+    return read
 
 
 def _check_access(ctx: RequestContext, model: str) -> None:
