@@ -34,6 +34,7 @@ from switchboard.stores.refused import isolate, kind
 log = logging.getLogger("switchboard.request_log")
 
 # Distinct (tenant, team, key, model) decisions remembered; beyond this the memo starts afresh.
+_MEMO_NAME_MAX = 256  # longer model names are decided each time, never kept
 _MEMO_MAX = 10_000
 # Drops are logged at most this often (seconds).
 DROP_LOG_INTERVAL = 60.0
@@ -87,6 +88,8 @@ class Policies:
                 response |= policy.response
                 headers |= policy.headers
         keep = Keep(request, response, headers) if request or response or headers else None
+        if len(model) > _MEMO_NAME_MAX:  # a caller's name no route knows (a "*" rule took it): not kept
+            return keep
         if len(self._memo) >= _MEMO_MAX:
             self._memo.clear()
         self._memo[memo_key] = keep

@@ -122,6 +122,18 @@ def test_every_condition_of_a_policy_must_match_and_matching_policies_add_up() -
     assert not Policies([]) and Policies([]).decide("acme", None, None, "m") is None
 
 
+def test_a_long_model_name_is_decided_but_not_remembered() -> None:
+    # Any name may reach the policies (a "*" routing rule takes whatever a caller sends): long
+    # ones are decided each time, so callers cannot fill the memory with them.
+    policies = Policies([BodyPolicy(model="gpt-*")])
+    names = [f"gpt-{i:04d}-" + "x" * 100_000 for i in range(50)]
+    assert all(policies.decide("acme", None, None, name) == Keep(True, True, False) for name in names)
+    assert policies.decide("acme", None, None, "claude-" + "x" * 100_000) is None
+    assert not policies._memo
+    assert policies.decide("acme", None, None, "gpt-4o") == Keep(True, True, False)
+    assert list(policies._memo) == [("acme", None, None, "gpt-4o")]
+
+
 def _problems(request_log: Any) -> list[str]:
     with pytest.raises(ConfigError) as info:
         validate({"auth": {"master_key": "m" * 20}, "request_log": request_log}, "switchboard.yaml")
