@@ -71,6 +71,9 @@ def routing_config(mock: Mock) -> dict[str, Any]:
             # Unreachable, falling back to a group mixing providers.
             dep("gone", "gpt-4o-mini", "mock-gone"),
             dep("mixed-fallback", "claude-haiku-4-5", "mock-claude"), dep("mixed-fallback", "gpt-4o-mini"),
+            # Unreachable, then one without logprobs, then one that answers: a single retry.
+            dep("retry-past", "gpt-4o-mini", "mock-gone", deployment="down"),
+            dep("retry-past", "claude-haiku-4-5", "mock-claude"), dep("retry-past", "gpt-4o-mini"),
         ],
         "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
         "router": {
@@ -95,6 +98,7 @@ def routing_config(mock: Mock) -> dict[str, Any]:
                 "mixed": {"strategy": "round-robin"},
                 "mixed-down": {"strategy": "round-robin"},
                 "mixed-fallback": {"strategy": "round-robin"},
+                "retry-past": {"strategy": "round-robin", "num_retries": 1},
                 "gone": {"num_retries": 0},
                 "twin": {"allow_pinning": True},
             },
@@ -565,6 +569,16 @@ def test_a_deployment_that_cannot_take_a_parameter_does_not_answer_for_a_failed_
                 logprobs=True)
         response = failed.value.response
         assert response.status_code >= 500 and failed.value.code != "unsupported_parameter", response.text
+
+
+def test_a_deployment_refusing_a_parameter_does_not_use_up_a_retry(deployment: Deployment) -> None:
+    # One retry: after the unreachable deployment, the one without logprobs refuses (nothing is
+    # sent) and the retry goes on to the one that can answer, whichever the round robin starts on.
+    for _ in range(3):
+        raw = deployment.sdk.chat.completions.with_raw_response.create(
+            model="retry-past", messages=[{"role": "user", "content": "hi"}], logprobs=True)
+        assert raw.headers["x-switchboard-deployment"] == "gpt-4o-mini"
+        assert raw.parse().choices[0].message.content
 
 
 def test_a_fallback_group_mixing_providers_answers_a_parameter_where_it_exists(

@@ -414,6 +414,7 @@ class AttemptStage:
             try:
                 result = await self._attempt(ctx, call_next, route, True, probe)
             except UnsupportedParameter:
+                tried -= 1  # nothing was sent: no retry used up
                 continue
             except GatewayError as failure:
                 return failure, None, tried, index
@@ -518,6 +519,7 @@ class AttemptStage:
                     # request, so its refusal is not the group's answer; the failure stands.
                     refused = candidates[index % count]
                     avoid = [refused] if avoid is None else [*avoid, refused]
+                    tried -= 1  # nothing was sent: no retry used up
                     continue
                 except GatewayError as failure:
                     error = failure
