@@ -169,7 +169,7 @@ class McpLoopStage:
         messages = list(request["messages"])
         steps = _Steps()
         runner = self._runner(ctx, toolbox, steps)
-        ctx.after(lambda _: self._finish(ctx, steps))
+        ctx.after(lambda done: self._finish(done, steps))  # not closing over ctx: a cycle
         limit = self._config.max_tool_steps
         body: JSON = {}
         for step in range(1, limit + 1):
