@@ -439,17 +439,21 @@ def test_user_and_metadata_become_request_metadata(sdk: openai.OpenAI, mock_upst
     assert err.value.param == "metadata.app" and "requestMetadata" in err.value.message
 
 
-def test_a_user_id_that_does_not_fit_request_metadata_is_named_as_the_caller_sent_it(
-    claude: anthropic.Anthropic,
+def test_a_user_id_that_does_not_fit_request_metadata_is_served_without_it(
+    claude: anthropic.Anthropic, mock_upstream: Mock,
 ) -> None:
     # Claude Code (2.1.78 and later) sends metadata.user_id as a JSON text, which requestMetadata
-    # cannot hold: the refusal names the Anthropic caller's field, not the canonical ``user``.
+    # cannot hold: the request is served and the id not sent, as Vertex does with its label.
+    marker = new_marker()
     user_id = '{"device_id":"d1","account_uuid":"","session_id":"s1"}'
-    with pytest.raises(anthropic.BadRequestError) as err:
-        claude.messages.create(model="claude", max_tokens=64, messages=[{"role": "user", "content": "hi"}],
-                               metadata={"user_id": user_id})
-    message = err.value.body["error"]["message"]  # type: ignore[index]
-    assert message.startswith("'metadata.user_id' does not fit Bedrock requestMetadata"), message
+    message = claude.messages.create(model="claude", max_tokens=64, metadata={"user_id": user_id},
+                                     messages=[{"role": "user", "content": f"hi mock:capture={marker}"}])
+    assert message.content and message.stop_reason == "end_turn"
+    assert "requestMetadata" not in sent(mock_upstream, marker)
+    marker = new_marker()
+    claude.messages.create(model="claude", max_tokens=64, metadata={"user_id": "user-42"},
+                           messages=[{"role": "user", "content": f"hi mock:capture={marker}"}])
+    assert sent(mock_upstream, marker)["requestMetadata"] == {"user": "user-42"}
 
 
 # ---- 8. image detail ----

@@ -198,12 +198,19 @@ def test_user_and_metadata_become_request_metadata() -> None:
     ({"metadata": {"n": 1}}, "metadata.n"),
     ({"metadata": {"user": "a"}, "user": "b"}, "metadata.user"),
     ({"metadata": {f"k{i}": "v" for i in range(16)}, "user": "b"}, "metadata"),
-    ({"user": "<script>"}, "user"),
 ])
 def test_metadata_that_does_not_fit_is_a_400(extra: dict[str, Any], param: str) -> None:
     with pytest.raises(InvalidRequest) as err:
         build({"messages": [user("x")], **extra})
     assert err.value.param == param
+
+
+@pytest.mark.parametrize("user_id", ["<script>", "x" * 257, '{"device_id":"d1","session_id":"s1"}'])
+def test_a_user_that_does_not_fit_is_not_sent(user_id: str) -> None:
+    _, body, _ = build({"messages": [user("x")], "user": user_id})
+    assert "requestMetadata" not in body
+    _, body, _ = build({"messages": [user("x")], "user": user_id, "metadata": {"app": "demo"}})
+    assert body["requestMetadata"] == {"app": "demo"}
 
 
 def test_claude_is_asked_for_the_matched_stop_sequence() -> None:

@@ -22,7 +22,7 @@ from switchboard.http.anthropic.request import check_headers, messages_request
 from switchboard.http.anthropic.stream import StreamEncoder, event
 
 # Canonical parameters an error may name, as this API calls them (request.py maps them in): a
-# provider's refusal of ``user`` (Bedrock's requestMetadata) is one of ``metadata.user_id``.
+# provider's refusal of ``user`` is one of ``metadata.user_id``.
 CALLER_PARAMS = {
     "stop": "stop_sequences",
     "reasoning_effort": "output_config.effort",

@@ -2,8 +2,12 @@
 Bedrock writes to its invocation logs, for filtering them).
 
 Converse bounds the map: at most 16 entries, keys of 1-256 and values of 0-256 characters, both
-from ``[a-zA-Z0-9 whitespace :_@$#=/+,.-]``. What does not fit is a 400 naming the entry, never
-cut or rewritten; ``user`` is sent as the key ``user``, so ``metadata`` may not hold that key too.
+from ``[a-zA-Z0-9 whitespace :_@$#=/+,.-]``. A ``metadata`` entry that does not fit is a 400
+naming it, never cut or rewritten: the caller chose it for this log. ``user`` is sent as the key
+``user`` (so ``metadata`` may not hold that key too) when it fits, and otherwise not sent, as
+Vertex does with its label: clients send an end-user id unasked (Claude Code's
+``metadata.user_id`` is JSON text since 2.1.78), it does not change the answer, and refusing it
+would fail those clients on Bedrock alone.
 """
 
 from __future__ import annotations
@@ -29,8 +33,8 @@ def request_metadata(request: JSON) -> JSON | None:
         if "user" in entries:
             raise InvalidRequest("metadata may not hold the key 'user' when the user parameter is sent "
                                  "(both become requestMetadata.user on Bedrock)", param="metadata.user")
-        _check(user, "'user'", "user")
-        entries["user"] = user
+        if _fits(user):
+            entries["user"] = user
     if len(entries) > MAX_ENTRIES:
         raise InvalidRequest(f"Bedrock takes at most {MAX_ENTRIES} requestMetadata entries (metadata and "
                              "user together)", param="metadata")
@@ -52,6 +56,10 @@ def _metadata(metadata: Any) -> JSON:
     return dict(metadata)
 
 
+def _fits(value: str) -> bool:
+    return len(value) <= MAX_LENGTH and _ALLOWED.match(value) is not None
+
+
 def _check(value: str, what: str, param: str) -> None:
-    if len(value) > MAX_LENGTH or not _ALLOWED.match(value):
+    if not _fits(value):
         raise InvalidRequest(f"{what} does not fit Bedrock requestMetadata: {_RULE}", param=param)

@@ -32,7 +32,7 @@ TABLE: Table = seed(
     tool_choice=translated("toolConfig.toolChoice"),
     parallel_tool_calls=translated(note="true is Converse's default"),
     response_format=translated("outputConfig.textFormat", "json_schema only; json_object refused"),
-    user=translated("requestMetadata.user", "a 400 when it does not fit requestMetadata"),
+    user=translated("requestMetadata.user", "when it fits requestMetadata; otherwise not sent"),
     metadata=translated("requestMetadata", "at most 16 entries of <= 256 characters; a 400 otherwise"),
     reasoning_effort=translated(f"{_EXTRA}.thinking", "Claude: thinking budget (xhigh, max: adaptive "
                                 "thinking and output_config.effort); Nova 2: reasoningConfig; other models "
