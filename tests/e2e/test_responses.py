@@ -746,6 +746,19 @@ def test_native_stream_failing_before_any_output_is_an_error_status(
     assert exc.value.status_code == 502 and "failed mid-stream" in exc.value.message
 
 
+@pytest.mark.parametrize(("code", "status"), [("rate_limit_exceeded", 429), ("invalid_prompt", 400),
+                                             ("server_error", 502)])
+def test_native_stream_error_event_is_answered_by_its_code(
+    client: openai.OpenAI, native: str, code: str, status: int
+) -> None:
+    # OpenAI's error event carries a code, as a failed response's error does: a rate limit is the
+    # upstream's 429, a refused prompt the caller's 400, anything else a 502.
+    with pytest.raises(openai.APIStatusError) as exc:
+        client.responses.create(model=native, input=f"Stream mock:fail_after=2 mock:error_code={code}",
+                                stream=True)
+    assert exc.value.status_code == status and "failed mid-stream" in exc.value.message
+
+
 def test_native_function_call_round_trip(client: openai.OpenAI, native: str) -> None:
     first = client.responses.create(model=native, input="weather in Paris?", tools=[WEATHER])
     [call] = [item for item in first.output if item.type == "function_call"]

@@ -16,7 +16,8 @@ Directives (header ``x-mock-<name>`` or text ``mock:<name>=<value>``):
     retry_header=X       Gemini: a Retry-After header with X as given (underscores become
                          spaces) beside the 429's RetryInfo (whose delay retry_after sets), as
                          a proxy in front of Google may add one
-    error_code=CODE      the error body's code (e.g. context_length_exceeded)
+    error_code=CODE      the error body's code (e.g. context_length_exceeded); Responses API
+                         streams: also the code of the fail_after error event
     fail_after=N         in a stream, after N chunks send the provider's error event and end
     failed_event=1       Responses API streams: the fail_after failure is a response.failed event
                          (the response, status failed, with its error), as OpenAI ends a stream

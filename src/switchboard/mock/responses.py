@@ -238,7 +238,7 @@ async def answer(
             return b"event: response.failed\ndata: " + orjson.dumps(event) + b"\n\n"
         data = {
             "type": "error",
-            "code": "server_error",
+            "code": c.error_code or "server_error",
             "message": "mock: injected mid-stream failure",
             "param": None,
             "sequence_number": 0,

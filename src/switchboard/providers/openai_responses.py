@@ -153,6 +153,17 @@ def _said(event: JSON) -> str:
     return "error"
 
 
+def _as_failed(event: JSON) -> JSON:
+    """An ``error`` event as a failed response, for :func:`failure`: OpenAI puts the code and
+    message at the top level (``{"type": "error", "code": ..., "message": ...}``), some hosts
+    under ``error``."""
+    error = event.get("error")
+    code = event.get("code")
+    if code is None and isinstance(error, dict):
+        code = error.get("code")
+    return {"error": {"code": code, "message": _said(event)}}
+
+
 class NativeDecoder(DeferredError):
     """The upstream's typed events, each as ``{"native": event}``; the final event's chunk also
     carries the canonical ``usage`` (which the terminal records, as for any stream), an output
@@ -186,8 +197,7 @@ class NativeDecoder(DeferredError):
             if kind.__class__ is not str:  # of the wrong JSON type (a list is no set member)
                 kind = None  # relayed, not read
             if kind == "error" or event.event == "error":
-                where = f"provider '{self._target.provider}'"
-                self._defer(UpstreamBadGateway(f"{where} failed mid-stream: {_said(obj)}"))
+                self._defer(failure(_as_failed(obj), self._target, " mid-stream"))
                 if not out:
                     raise self._taken()
                 break

@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from switchboard.config.schema import Timeouts
-from switchboard.errors import UpstreamBadGateway
+from switchboard.errors import GatewayError, UpstreamBadGateway
 from switchboard.providers import openai
 from switchboard.providers.openai_responses import NativeDecoder
 from switchboard.providers.target import Target
@@ -94,3 +94,18 @@ def test_a_failed_response_before_any_output_is_not_relayed(together: bool) -> N
 def test_an_error_event_of_any_shape_is_a_502(event: dict[str, Any], says: str) -> None:
     with pytest.raises(UpstreamBadGateway, match=f"failed mid-stream: {says}"):
         decoder().feed(sse(event))
+
+
+@pytest.mark.parametrize(("event", "status", "code"), [
+    ({"type": "error", "code": "rate_limit_exceeded", "message": "slow down"}, 429, "rate_limit_exceeded"),
+    ({"type": "error", "code": "invalid_prompt", "message": "no"}, 400, "invalid_prompt"),
+    ({"type": "error", "error": {"code": "vector_store_timeout", "message": "slow"}}, 504, None),
+    ({"type": "error", "code": ["x"], "message": "odd"}, 502, None),
+    ({"type": "error", "code": "server_error", "message": "overloaded"}, 502, None),
+])
+def test_an_error_event_is_mapped_by_its_code(event: dict[str, Any], status: int, code: str | None) -> None:
+    with pytest.raises(GatewayError) as err:
+        decoder().feed(sse(event))
+    assert err.value.status == status and "failed mid-stream" in err.value.message
+    if code is not None:
+        assert err.value.code == code
