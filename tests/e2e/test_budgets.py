@@ -35,6 +35,7 @@ ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
 PRICED = "budget-model"  # 5 output tokens (max_tokens=5) cost exactly $0.01; input is free
 CHEAP = "budget-cheap"  # a tenth of that
 DOWN = "budget-down"  # priced as CHEAP, its provider unreachable: falls back to PRICED
+BOUNDLESS = "budget-boundless"  # priced as PRICED, no output limit known: 4,096 reserved per choice
 CALL = {"model": PRICED, "max_tokens": 5}
 HOOK_SECRET = "whsec-budget-tests-0123456789"
 LONG = "tell me a long story about budgets please"  # the mock's reply is longer than 5 words
@@ -49,6 +50,8 @@ def _config(mock: Mock, hooks: WebhookReceiver) -> dict[str, Any]:
          "info": {"input_cost_per_mtok": 0, "output_cost_per_mtok": 2000}},
         {"name": CHEAP, "provider": "local-openai", "model": "gpt-4o-mini",
          "info": {"input_cost_per_mtok": 0, "output_cost_per_mtok": 200}},
+        {"name": BOUNDLESS, "provider": "local-openai", "model": "custom-boundless-llm",
+         "info": {"input_cost_per_mtok": 0, "output_cost_per_mtok": 2000}},
         {"name": DOWN, "provider": "nowhere", "model": "gpt-4o-mini",
          "info": {"input_cost_per_mtok": 0, "output_cost_per_mtok": 200}},
     ]
@@ -227,6 +230,19 @@ def test_a_request_larger_than_the_whole_budget_is_a_400(pair: Pair) -> None:
     # Nothing was reserved: a smaller request still fits.
     reply = pair.sdk(key["key"]).chat.completions.create(messages=ask(LONG), model=PRICED, max_tokens=2)
     assert reply.usage is not None and reply.usage.completion_tokens == 2
+
+
+def test_an_unbounded_request_reserves_the_default_output_for_each_choice(pair: Pair) -> None:
+    # No max_tokens and no output limit in the catalog: 4,096 output tokens ($8.192) are
+    # reserved per choice, so two choices ($16.384) cannot fit a $10 budget, one can.
+    key = pair.key(max_budget_usd=10)
+    client = pair.sdk(key["key"])
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(messages=ask("hi"), model=BOUNDLESS, n=2)
+    body: Any = refused.value.body
+    assert body["code"] == "request_exceeds_budget" and "$16.384" in body["message"], body
+    reply = client.chat.completions.create(messages=ask("hi"), model=BOUNDLESS)
+    assert reply.choices[0].message.content
 
 
 def test_a_fallback_to_a_dearer_model_cannot_overshoot_the_budget(pair: Pair) -> None:

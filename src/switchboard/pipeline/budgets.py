@@ -53,7 +53,7 @@ log = logging.getLogger("switchboard.budgets")
 
 DOWNGRADE_HEADER = "x-switchboard-budget-downgrade"
 SCOPE_HEADER = "x-switchboard-budget-scope"
-# The output reserved for a call that neither the request nor the catalog bounds.
+# The output reserved per choice for a call that neither the request nor the catalog bounds.
 UNBOUNDED_OUTPUT_TOKENS = 4096
 _HOLD_MARGIN = 60.0  # seconds a reservation outlives the last attempt it may be waiting for
 _HOLD_UNBOUNDED = 3600.0
@@ -311,8 +311,9 @@ class BudgetStage:
             counted = quote[6]
         prompt = ctx.prompt_tokens_estimate(counted)
         output = tokens.max_completion_tokens(ctx.request, ctx.operation, counted)
-        if output is None:
-            output = UNBOUNDED_OUTPUT_TOKENS
+        if output is None:  # per choice, as a bound the request or the catalog gives
+            n = ctx.request.get("n")
+            output = UNBOUNDED_OUTPUT_TOKENS * (n if n.__class__ is int and n > 1 else 1)
         elif (check and counted is not None and (limit := counted.max_output_tokens) is not None
               and output > limit):
             _check_output(ctx, limit)
