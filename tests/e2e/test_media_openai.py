@@ -171,6 +171,29 @@ def test_images_generate_through_gemini_imagen(sdk: openai.OpenAI, mock_upstream
     assert no_edits.value.body["code"] == "unsupported_operation"  # type: ignore[index]
 
 
+@pytest.mark.parametrize("silently", [False, True], ids=["rai-reason-entries", "left-out"])
+def test_imagen_images_its_filters_removed_are_neither_answered_nor_billed(
+    sdk: openai.OpenAI, database: str, silently: bool
+) -> None:
+    # Imagen answers a filtered image as a {"raiFilteredReason"} entry, or leaves it out ({} when
+    # none is left): they were a 502 "invalid response", the images that were made lost with them.
+    flag = " mock:filtered_silently=1" if silently else ""
+    raw = sdk.images.with_raw_response.generate(model="imagen", prompt=f"a crowd mock:filtered=1{flag}", n=3)
+    images = raw.parse()
+    assert len(images.data) == 2 and all(d.b64_json for d in images.data)
+    assert Decimal(raw.headers["x-switchboard-cost-usd"]) == Decimal("0.08")
+    assert recorded(database, raw.headers["x-request-id"]).metadata["units"] == {"images": 2}
+    # None left: the prompt was refused, as OpenAI refuses one (not retried as a bad answer).
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.images.generate(model="imagen", prompt=f"a crowd mock:filtered=2{flag}", n=2)
+    error = refused.value
+    assert error.code == "content_policy_violation" and error.param == "prompt"
+    assert "safety filters removed every image" in error.message
+    assert ("Support codes: 58061214" in error.message) is not silently  # Imagen's reason, when given
+    record = recorded(database, error.response.headers["x-request-id"])
+    assert record.status == 400 and record.cost_usd == 0
+
+
 def test_gpt_image_is_priced_by_its_tokens(sdk: openai.OpenAI, database: str) -> None:
     raw = sdk.images.with_raw_response.generate(model="gpt-image-1", prompt="a red bicycle")
     images = raw.parse()
