@@ -274,6 +274,21 @@ def test_transcription_streams_its_text_and_is_priced_by_tokens(sdk: openai.Open
     assert record.cost_usd == (Decimal(15) * 6 + Decimal(4) * 10) / 1_000_000
 
 
+def test_a_stream_the_upstream_did_not_stream_is_billed_by_its_answer(gw: Gateway, database: str) -> None:
+    # whisper-1 ignores "stream": true and answers its JSON, whose usage holds the seconds an mp3's
+    # header does not tell: the stream's watcher saw no event and billed nothing.
+    resp = httpx.post(f"{gw.base_url}/audio/transcriptions", headers=ADMIN, timeout=30,
+                      data={"model": "whisper-1", "stream": "true"},
+                      files={"file": ("a.mp3", b"ID3 not a wav", "audio/mpeg")})
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["content-type"].startswith("application/json")
+    assert resp.json() == {"text": "mock transcribe of a.mp3", "usage": {"type": "duration", "seconds": 1}}
+    assert Decimal(resp.headers["x-switchboard-cost-usd"]) == Decimal("0.0001")
+    record = recorded(database, resp.headers["x-request-id"])
+    assert record.metadata["units"] == {"audio_seconds": 1}
+    assert record.cost_usd == Decimal("0.0001") and record.unpriced is False
+
+
 def test_transcription_json_uses_the_reported_seconds(sdk: openai.OpenAI) -> None:
     raw = sdk.audio.transcriptions.with_raw_response.create(model="whisper-1",
                                                             file=("a.wav", wav(1.2), "audio/wav"))
