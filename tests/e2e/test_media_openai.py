@@ -171,6 +171,29 @@ def test_images_generate_through_gemini_imagen(sdk: openai.OpenAI, mock_upstream
     assert no_edits.value.body["code"] == "unsupported_operation"  # type: ignore[index]
 
 
+@pytest.mark.parametrize("silently", [False, True], ids=["rai-reason-entries", "left-out"])
+def test_imagen_images_its_filters_removed_are_neither_answered_nor_billed(
+    sdk: openai.OpenAI, database: str, silently: bool
+) -> None:
+    # Imagen answers a filtered image as a {"raiFilteredReason"} entry, or leaves it out ({} when
+    # none is left): they were a 502 "invalid response", the images that were made lost with them.
+    flag = " mock:filtered_silently=1" if silently else ""
+    raw = sdk.images.with_raw_response.generate(model="imagen", prompt=f"a crowd mock:filtered=1{flag}", n=3)
+    images = raw.parse()
+    assert len(images.data) == 2 and all(d.b64_json for d in images.data)
+    assert Decimal(raw.headers["x-switchboard-cost-usd"]) == Decimal("0.08")
+    assert recorded(database, raw.headers["x-request-id"]).metadata["units"] == {"images": 2}
+    # None left: the prompt was refused, as OpenAI refuses one (not retried as a bad answer).
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.images.generate(model="imagen", prompt=f"a crowd mock:filtered=2{flag}", n=2)
+    error = refused.value
+    assert error.code == "content_policy_violation" and error.param == "prompt"
+    assert "safety filters removed every image" in error.message
+    assert ("Support codes: 58061214" in error.message) is not silently  # Imagen's reason, when given
+    record = recorded(database, error.response.headers["x-request-id"])
+    assert record.status == 400 and record.cost_usd == 0
+
+
 def test_gpt_image_is_priced_by_its_tokens(sdk: openai.OpenAI, database: str) -> None:
     raw = sdk.images.with_raw_response.generate(model="gpt-image-1", prompt="a red bicycle")
     images = raw.parse()
@@ -249,6 +272,21 @@ def test_transcription_streams_its_text_and_is_priced_by_tokens(sdk: openai.Open
     # Its input is audio (usage.input_token_details.audio_tokens): priced at the audio rate.
     assert record.audio_input_tokens == 15
     assert record.cost_usd == (Decimal(15) * 6 + Decimal(4) * 10) / 1_000_000
+
+
+def test_a_stream_the_upstream_did_not_stream_is_billed_by_its_answer(gw: Gateway, database: str) -> None:
+    # whisper-1 ignores "stream": true and answers its JSON, whose usage holds the seconds an mp3's
+    # header does not tell: the stream's watcher saw no event and billed nothing.
+    resp = httpx.post(f"{gw.base_url}/audio/transcriptions", headers=ADMIN, timeout=30,
+                      data={"model": "whisper-1", "stream": "true"},
+                      files={"file": ("a.mp3", b"ID3 not a wav", "audio/mpeg")})
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["content-type"].startswith("application/json")
+    assert resp.json() == {"text": "mock transcribe of a.mp3", "usage": {"type": "duration", "seconds": 1}}
+    assert Decimal(resp.headers["x-switchboard-cost-usd"]) == Decimal("0.0001")
+    record = recorded(database, resp.headers["x-request-id"])
+    assert record.metadata["units"] == {"audio_seconds": 1}
+    assert record.cost_usd == Decimal("0.0001") and record.unpriced is False
 
 
 def test_transcription_json_uses_the_reported_seconds(sdk: openai.OpenAI) -> None:

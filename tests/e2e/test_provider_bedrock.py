@@ -51,6 +51,11 @@ def bedrock_config(mock: Mock) -> dict[str, Any]:
             {"name": "claude-misconfigured", "provider": "bedrock-bad-key", "model": CLAUDE},
             {"name": "titan-embed", "provider": "bedrock-mock", "model": "amazon.titan-embed-text-v2:0"},
             {"name": "cohere-embed", "provider": "bedrock-mock", "model": "cohere.embed-english-v3"},
+            # A group of a model that embeds one input per call and one that embeds up to 96.
+            {"name": "either-embed", "deployment": "titan", "provider": "bedrock-mock",
+             "model": "amazon.titan-embed-text-v2:0"},
+            {"name": "either-embed", "deployment": "cohere", "provider": "bedrock-mock",
+             "model": "cohere.embed-english-v3"},
         ],
         "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
         "images": {"allow_private_networks": True},
@@ -316,6 +321,19 @@ def test_embeddings_titan_single_and_cohere_batch(sdk: openai.OpenAI) -> None:
     assert "one input per request" in exc.value.message
     cohere = sdk.embeddings.create(model="cohere-embed", input=["a", "b", "c"])
     assert [d.index for d in cohere.data] == [0, 1, 2] and len(cohere.data[0].embedding) == 1024
+
+
+def test_a_group_embeds_a_list_on_the_deployment_that_takes_it(sdk: openai.OpenAI) -> None:
+    # Titan's refusal of several inputs was a 400 whenever the strategy picked it first.
+    for _ in range(6):  # whichever deployment the strategy picks first
+        raw = sdk.embeddings.with_raw_response.create(model="either-embed", input=["a", "b"])
+        assert raw.headers["x-switchboard-deployment"] == "cohere"
+        assert len(raw.parse().data) == 2
+    # More than Cohere takes in one call (96): refused before the call, naming input.
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.embeddings.create(model="cohere-embed", input=["x"] * 97)
+    assert refused.value.param == "input" and refused.value.code == "too_many_inputs"
+    assert "at most 96 inputs" in refused.value.message
 
 
 # ---- errors ----

@@ -394,6 +394,18 @@ def test_a_context_window_bounds_each_embeddings_input_not_the_list(client: open
     assert "an input of this request needs" in info.value.message
 
 
+def test_a_mixed_group_embeds_token_arrays_where_they_are_taken(client: openai.OpenAI) -> None:
+    # Token arrays (LangChain's OpenAIEmbeddings sends them): Gemini embeds text only, OpenAI takes
+    # them. They were a 400 whenever the strategy picked Gemini first.
+    for _ in range(6):  # whichever deployment the strategy picks first
+        raw = client.embeddings.with_raw_response.create(model="mixed-embed", input=[[1, 2, 3], [4, 5]])
+        assert raw.headers["x-switchboard-deployment"] == "openai"
+        assert len(raw.parse().data) == 2
+    with pytest.raises(openai.BadRequestError) as alone:  # Gemini alone: its refusal, naming input
+        client.embeddings.create(model="gemini-embed", input=[[1, 2, 3]])
+    assert alone.value.param == "input" and alone.value.code == "invalid_value"
+
+
 def test_a_mixed_group_embeds_a_long_list_where_it_fits(client: openai.OpenAI) -> None:
     for _ in range(3):  # whichever deployment the strategy picks first
         raw = client.embeddings.with_raw_response.create(

@@ -357,10 +357,15 @@ def test_embeddings_always_ask_for_floats() -> None:
     assert embed_body({"input": "a", "encoding_format": "base64"})["embedding_types"] == ["float"]
 
 
-def test_embeddings_token_arrays_are_refused() -> None:
-    with pytest.raises(InvalidRequest) as exc:
+def test_embeddings_token_arrays_and_more_than_96_texts_are_the_deployments_refusal() -> None:
+    # UnsupportedParameter: in a group mixing providers, a deployment that takes them serves.
+    with pytest.raises(UnsupportedParameter) as exc:
         embed_body({"input": [[1, 2]]})
-    assert exc.value.param == "input"
+    assert (exc.value.param, exc.value.code) == ("input", "invalid_value")
+    assert len(embed_body({"input": ["x"] * 96})["texts"]) == 96
+    with pytest.raises(UnsupportedParameter) as over:
+        embed_body({"input": ["x"] * 97})
+    assert (over.value.param, over.value.code) == ("input", "too_many_inputs")
 
 
 # ---- config and credentials ---------------------------------------------------------------------

@@ -42,6 +42,10 @@ Directives (header ``x-mock-<name>`` or text ``mock:<name>=<value>``):
                          (an upstream that ignores stream: true)
     bom=1                start the response body with a UTF-8 byte order mark, as servers that
                          write text through a BOM-emitting encoder do (text formats: JSON, SSE)
+    filtered=N           Imagen: the last N images are filtered out by the safety filters, each
+                         answered as a {"raiFilteredReason"} entry of predictions
+    filtered_silently=1  Imagen: filtered images are left out of predictions instead (and the
+                         answer is {} when every image was), as Imagen also answers
 """
 
 from __future__ import annotations
@@ -76,6 +80,8 @@ class Controls:
     capture: str = ""
     stream_json: int = 0
     bom: int = 0
+    filtered: int = 0
+    filtered_silently: int = 0
 
     def merged(self, values: dict[str, str]) -> Controls:
         changes: dict[str, Any] = {}

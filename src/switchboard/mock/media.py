@@ -333,7 +333,18 @@ async def imagen_predict(request: Request, model: str) -> Response:
         return _google_error(c.status, f"mock: injected error {c.status}")
     await before_answer(c)
     mime = (parameters.get("outputOptions") or {}).get("mimeType", "image/png")
-    return json_response({"predictions": [{"bytesBase64Encoded": PIXEL_B64, "mimeType": mime}] * count})
+    kept = max(0, count - c.filtered)
+    predictions: list[dict[str, Any]] = [{"bytesBase64Encoded": PIXEL_B64, "mimeType": mime}] * kept
+    if c.filtered_silently:  # Imagen leaves filtered images out: {} when none is left
+        return json_response({"predictions": predictions} if predictions else {})
+    predictions += [{"raiFilteredReason": IMAGEN_FILTERED}] * (count - kept)
+    return json_response({"predictions": predictions})
+
+
+# What Imagen says of an image its safety filters removed (Vertex AI's wording).
+IMAGEN_FILTERED = ("Unable to show generated images. All images were filtered out because they violated "
+                   "Vertex AI's usage guidelines. You will not be charged for blocked images. Try rephrasing "
+                   "the prompt. Support codes: 58061214")
 
 
 # -- rerank ---------------------------------------------------------------------------------------

@@ -91,28 +91,26 @@ class MediaTerminal:
         if reply.status >= 400:
             failed = adapter.error(reply.status, reply.headers, reply.body, target)
             raise caller_credentials.blamed(ctx, failed)
-        media: MediaReply = adapter.media_response(ctx.operation, reply.body, reply.headers, ctx.request,
-                                                   target)
-        ctx.usage = media.usage
-        if media.raw is not None:
-            ctx.response_headers.update(media.headers)
-            content_type = (media.content_type or "application/octet-stream").encode("latin-1")
-            return RawReply(200, [(b"content-type", content_type),
-                                  (b"content-length", str(len(media.raw)).encode())], media.raw)
-        assert media.body is not None
-        return Reply(media.body)
+        media = adapter.media_response(ctx.operation, reply.body, reply.headers, ctx.request, target)
+        return _answer(ctx, media)
 
     async def _stream(
         self, ctx: RequestContext, upstream: UpstreamRequest, began: float, watcher: MediaStreamUsage | None
     ) -> Result:
         """A streamed answer relayed as it arrives (``{"raw": bytes}`` chunks, written by the edge
         as they come, http/media): speech audio, billed per character of the input; or a media
-        SSE stream, billed by what ``watcher`` saw in it."""
+        SSE stream, billed by what ``watcher`` saw in it (a JSON answer instead of the stream is
+        the reply, as without ``stream``)."""
         route = ctx.route
         assert route is not None
+        whole = None
         try:
             stream = await route.client.open_stream(upstream, route.timeout)
             failed = await stream.read_all() if stream.status >= 400 else None
+            if failed is None and watcher is not None and stream.is_json:
+                # JSON where events were asked for: an upstream that ignored "stream": true
+                # (whisper-1 does) gave its whole answer, whose usage (the seconds) is the bill.
+                whole = await stream.json_answer()
         finally:
             ctx.upstream_seconds += time.perf_counter() - began
             if upstream.upload is not None:
@@ -120,6 +118,13 @@ class MediaTerminal:
         if failed is not None:
             error = route.adapter.error(stream.status, stream.headers, failed, route.target)
             raise caller_credentials.blamed(ctx, error)
+        if whole is not None:
+            ctx.mark("upstream_done", time.perf_counter())
+            adapter, target = route.adapter, route.target
+            if (reported := adapter.answer_error(stream.headers, stream.scrub(whole), target)) is not None:
+                raise caller_credentials.blamed(ctx, reported)
+            media = adapter.media_response(ctx.operation, whole, stream.headers, ctx.request, target)
+            return _answer(ctx, media)
         ctx.mark("upstream_headers", time.perf_counter())
         if watcher is None:
             text = ctx.request.get("input")
@@ -131,6 +136,18 @@ class MediaTerminal:
             content_type = stream.headers.get("content-type") or "text/event-stream"
         ctx.response_headers["content-type"] = content_type
         return StreamReply(_relay(ctx, stream, watcher), close=stream.close)
+
+
+def _answer(ctx: RequestContext, media: MediaReply) -> Result:
+    """A whole media answer as the reply: JSON, or raw bytes under their content type."""
+    ctx.usage = media.usage
+    if media.raw is not None:
+        ctx.response_headers.update(media.headers)
+        content_type = (media.content_type or "application/octet-stream").encode("latin-1")
+        return RawReply(200, [(b"content-type", content_type),
+                              (b"content-length", str(len(media.raw)).encode())], media.raw)
+    assert media.body is not None
+    return Reply(media.body)
 
 
 async def _relay(

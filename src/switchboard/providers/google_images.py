@@ -11,6 +11,8 @@ Reference: https://ai.google.dev/gemini-api/docs/imagen and Vertex AI's Imagen A
   (400), as are edits (Imagen's editing is a different model family and API).
 - Other OpenAI fields with no Imagen equivalent (``quality``, ``style``, ``background``,
   ``moderation``, ``output_compression``) are refused naming the field, never dropped silently.
+- Images the safety filters removed are not answered (nor billed); none left is a 400
+  ``content_policy_violation``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from collections.abc import Callable
 import orjson
 
 from switchboard.errors import InvalidRequest
-from switchboard.providers.errors import invalid_body, loads_object
+from switchboard.providers.errors import invalid_body, loads_object, upstream_error
 from switchboard.providers.media import JSON, MediaReply
 from switchboard.providers.target import Target
 from switchboard.upstream.request import UpstreamRequest
@@ -75,15 +77,29 @@ def imagen_request(request: JSON, target: Target, model_url: Callable[[Target, s
 
 
 def imagen_response(body: bytes, target: Target) -> MediaReply:
+    """The images Imagen made. Those its safety filters removed are answered as
+    ``{"raiFilteredReason"}`` entries, or left out (``{}`` when none is left): they are not
+    images, and Google does not bill them. With none left the prompt was refused: a 400
+    ``content_policy_violation`` (as OpenAI refuses one), which moves on to the fallbacks
+    (class ``content_policy``) and is not retried on the same model as a bad answer would be."""
     obj = loads_object(body)
-    predictions = obj.get("predictions") if obj is not None else None
+    predictions = obj.get("predictions", []) if obj is not None else None
     if obj is None or not isinstance(predictions, list):
         raise invalid_body(target)
     data = []
+    reasons = []
     for item in predictions:
         image = item.get("bytesBase64Encoded") if isinstance(item, dict) else None
-        if not isinstance(image, str):
+        if isinstance(image, str):
+            data.append({"b64_json": image})
+        elif isinstance(item, dict) and isinstance(item.get("raiFilteredReason"), str):
+            reasons.append(item["raiFilteredReason"])
+        else:
             raise invalid_body(target)
-        data.append({"b64_json": image})
+    if not data:
+        said = f": {reasons[0][:500]}" if reasons else ""
+        raise upstream_error(400, {}, target, f"Imagen (model '{target.name}') returned no image: its safety "
+                             f"filters removed every image{said}", code="content_policy_violation",
+                             param="prompt")
     body_out = {"created": int(time.time()), "data": data}
     return MediaReply(body=body_out, usage={"units": {"images": len(data)}})

@@ -60,6 +60,7 @@ from switchboard.providers import capabilities, documents, tool_names
 from switchboard.providers.base import JSON, ProviderAdapter
 from switchboard.providers.capabilities.rows import REQUEST_ROWS
 from switchboard.providers.counts import position
+from switchboard.providers.embedding_inputs import text_inputs
 from switchboard.providers.errors import invalid_body, loads_object
 from switchboard.providers.openai_compatible import (
     NormalisingStreamDecoder,
@@ -455,11 +456,8 @@ class MistralStreamDecoder(NormalisingStreamDecoder):
 
 def embeddings_body(request: JSON, target: Target) -> JSON:
     """``dimensions`` -> ``output_dimension``; ``user`` is dropped; token arrays are refused."""
-    inputs = request.get("input")
-    if isinstance(inputs, list) and inputs and not isinstance(inputs[0], str):
-        # A value of a parameter Mistral has: invalid_value, as the other providers answer it.
-        raise _unsupported_value("token arrays as embedding input", "input", "invalid_value")
-    out: JSON = {"model": target.model, "input": inputs}
+    text_inputs(request, target)  # text only: token arrays are refused
+    out: JSON = {"model": target.model, "input": request.get("input")}
     if request.get("dimensions") is not None:
         out["output_dimension"] = request["dimensions"]
     if request.get("encoding_format") is not None:

@@ -343,15 +343,16 @@ class UpstreamClient:
                 else:
                     body, whole = await read_bounded(resp, self.max_response_bytes)
                     if not whole:
-                        raise UpstreamResponseTooLarge(
-                            f"provider '{self.provider}' sent a response larger than "
-                            f"{self.max_response_bytes} bytes (providers[].max_response_bytes)"
-                        )
+                        raise self.too_large()
             finally:
                 resp.release()
         except FAILURES as exc:
             raise self.translate(exc) from None
         return UpstreamReply(resp.status, resp.headers, body)
+
+    def too_large(self) -> UpstreamResponseTooLarge:
+        return UpstreamResponseTooLarge(f"provider '{self.provider}' sent a response larger than "
+                                        f"{self.max_response_bytes} bytes (providers[].max_response_bytes)")
 
     async def open_stream(self, request: UpstreamRequest, limits: Timeouts | None) -> UpstreamStream:
         """Send and wait for the headers; the caller reads the body through the returned stream."""
@@ -418,10 +419,10 @@ class UpstreamStream:
         media = self.response.content_type
         return media == "application/json" or media.endswith("+json")
 
-    async def json_body(self) -> bytes | None:
-        """For an answer labelled JSON: its body (cut at MAX_ERROR_BYTES, credentials scrubbed)
-        if it is JSON, else None with what was read held for :meth:`read`. Servers and proxies
-        exist that label a real event stream ``application/json``; those keep streaming."""
+    async def _json_start(self) -> bytes | None:
+        """For an answer labelled JSON: the start of its body if it is JSON, else None with what
+        was read held for :meth:`read`. Servers and proxies exist that label a real event stream
+        ``application/json``; those keep streaming."""
         start = b""
         try:
             while not start.lstrip() and (piece := await self.response.content.readany()):
@@ -434,17 +435,45 @@ class UpstreamStream:
         if start.lstrip().removeprefix(BOM).lstrip()[:1] not in (b"{", b"[", b""):
             self._held = start
             return None
+        return start
+
+    async def _rest(self, start: bytes, limit: int, *, cut: bool) -> tuple[bytes, bool]:
         try:
-            rest, _ = await read_bounded(self.response, max(0, MAX_ERROR_BYTES - len(start)), cut=True)
+            rest, whole = await read_bounded(self.response, max(0, limit - len(start)), cut=cut)
         except FAILURES as exc:
             raise self._client.translate(exc) from None
         finally:
             self.response.release()
-        return self._client.scrub((start + rest)[:MAX_ERROR_BYTES], self._credentials)
+        return start + rest, whole
+
+    async def json_body(self) -> bytes | None:
+        """For an answer labelled JSON: its body (cut at MAX_ERROR_BYTES, credentials scrubbed)
+        if it is JSON, else None (see :meth:`_json_start`)."""
+        start = await self._json_start()
+        if start is None:
+            return None
+        body, _ = await self._rest(start, MAX_ERROR_BYTES, cut=True)
+        return self.scrub(body[:MAX_ERROR_BYTES])
+
+    async def json_answer(self) -> bytes | None:
+        """For an answer labelled JSON: its whole body if it is JSON, bounded as a non-stream
+        answer is (``max_response_bytes``), else None (see :meth:`_json_start`): the answer of an
+        upstream that ignored ``stream: true``, for a caller that takes it as the reply."""
+        start = await self._json_start()
+        if start is None:
+            return None
+        body, whole = await self._rest(start, self._client.max_response_bytes, cut=False)
+        if not whole:
+            raise self._client.too_large()
+        return body
+
+    def scrub(self, body: bytes) -> bytes:
+        """``body`` (an error the upstream reported) with credentials redacted."""
+        return self._client.scrub(body, self._credentials)
 
     def scrub_text(self, text: str) -> str:
         """``text`` (an error the upstream reported mid-stream) with credentials redacted."""
-        return self._client.scrub(text.encode(), self._credentials).decode("utf-8", "replace")
+        return self.scrub(text.encode()).decode("utf-8", "replace")
 
     async def close(self) -> None:
         """Drop the response (and its connection) now; idempotent. Used when the stream is

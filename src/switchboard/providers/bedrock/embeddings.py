@@ -2,7 +2,8 @@
 
 - Amazon Titan text embeddings (``amazon.titan-embed-*``): ``{"inputText", "dimensions"?}`` ->
   ``{"embedding", "inputTextTokenCount"}``. One text per call, so a request with several inputs is
-  answered with a 400 rather than fanned out (adapters do no I/O).
+  refused (400, as the deployment's own refusal: another deployment of a group serves it) rather
+  than fanned out (adapters do no I/O).
   https://docs.aws.amazon.com/bedrock/latest/userguide/model-parameters-titan-embed-text.html
 - Cohere Embed (``cohere.embed-*``): ``{"texts", "input_type"}`` -> ``{"embeddings"}`` (a list of
   vectors, or ``{"float": [...]}`` when embedding types were requested); up to 96 texts per call.
@@ -16,6 +17,8 @@ from typing import Any
 from switchboard.errors import InvalidRequest
 from switchboard.providers.base import JSON
 from switchboard.providers.cohere.input_type import input_type
+from switchboard.providers.cohere.request import EMBED_MAX_TEXTS as COHERE_MAX_TEXTS
+from switchboard.providers.embedding_inputs import text_inputs
 from switchboard.providers.errors import invalid_body, loads_object
 from switchboard.providers.params import check_supported
 from switchboard.providers.target import Target
@@ -37,26 +40,12 @@ def family(target: Target) -> str:
     )
 
 
-def _texts(value: Any) -> list[str]:
-    items = [value] if isinstance(value, str) else value
-    if not all(isinstance(x, str) for x in items):
-        raise InvalidRequest("provider type 'bedrock' embeds text only, not token arrays", param="input",
-                             code="invalid_value")
-    return list(items)
-
-
 def invoke_body(request: JSON, target: Target) -> JSON:
     kind = family(target)
     supported = EMBEDDING_PARAMS if kind == "titan" else EMBEDDING_PARAMS - {"dimensions"}
     request = check_supported(request, supported, target, known=_KNOWN)
-    texts = _texts(request["input"])
+    texts = text_inputs(request, target, 1 if kind == "titan" else COHERE_MAX_TEXTS)
     if kind == "titan":
-        if len(texts) != 1:
-            raise InvalidRequest(
-                f"model '{target.name}' (Amazon Titan on Bedrock) embeds one input per request; "
-                f"got {len(texts)} inputs, send them one at a time",
-                param="input",
-            )
         body: JSON = {"inputText": texts[0]}
         if request.get("dimensions") is not None:
             body["dimensions"] = request["dimensions"]

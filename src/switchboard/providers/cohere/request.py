@@ -17,6 +17,7 @@ from switchboard.errors import InvalidRequest, UnsupportedParameter
 from switchboard.providers import capabilities, documents, tool_names
 from switchboard.providers.base import JSON
 from switchboard.providers.cohere.input_type import input_type
+from switchboard.providers.embedding_inputs import text_inputs
 from switchboard.providers.params import drops
 from switchboard.providers.response_format import described_schema
 from switchboard.providers.target import Target
@@ -328,14 +329,14 @@ def chat_body(request: JSON, target: Target) -> JSON:
 
 # ---- embeddings -------------------------------------------------------------------------------
 
+# Texts per embed call (Cohere's API reference: "Maximum number of texts per call is 96").
+EMBED_MAX_TEXTS = 96
+
+
 def embed_body(request: JSON, target: Target, default_input_type: str) -> JSON:
     """Every OpenAI embeddings parameter maps (``user`` is ignored); an extra ``input_type`` must be
-    one Cohere takes (providers/cohere/input_type.py)."""
-    texts = request["input"]
-    if isinstance(texts, str):
-        texts = [texts]
-    if not all(isinstance(t, str) for t in texts):
-        raise _invalid("token-array inputs are not supported by provider type 'cohere'; send text", "input")
+    one Cohere takes (providers/cohere/input_type.py). Text only, at most 96 texts."""
+    texts = text_inputs(request, target, EMBED_MAX_TEXTS)
     body: JSON = {
         "model": target.model,
         "texts": texts,

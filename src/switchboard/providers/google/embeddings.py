@@ -8,16 +8,15 @@ statistics.token_count). Gemini's batch endpoint reports no token counts: usage 
 Each endpoint takes a bounded number of inputs per call (Gemini: 100 requests, "at most 100
 requests can be in one batch"; Vertex AI: 250 instances, and one for ``gemini-embedding-001``,
 which "supports one instance per request"). A longer ``input`` is refused before
-the call, naming the limit, as the deployment's own refusal (UnsupportedParameter): another
-deployment of a mixed group that takes it (OpenAI: 2048) then serves. Splitting it into several
-upstream calls would make one request several attempts' worth of calls, retries and usage.
+the call, naming the limit, as the deployment's own refusal (providers/embedding_inputs.py):
+another deployment of a mixed group that takes it (OpenAI: 2048) then serves.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from switchboard.errors import InvalidRequest, UnsupportedParameter
+from switchboard.providers.embedding_inputs import text_inputs
 from switchboard.providers.errors import invalid_body
 from switchboard.providers.target import Target
 
@@ -35,30 +34,6 @@ def vertex_max_inputs(model: str) -> int:
     return 1 if model.rsplit("/", 1)[-1] in VERTEX_SINGLE_INPUT else VERTEX_MAX_INPUTS
 
 
-def texts(request: JSON, target: Target, most: int) -> list[str]:
-    value = request.get("input")
-    items = [value] if isinstance(value, str) else value if isinstance(value, list) else []
-    if not items or not all(isinstance(x, str) for x in items):
-        raise InvalidRequest(
-            f"provider type '{target.provider_type}' embeds text only: 'input' must be a string or an "
-            "array of strings (token arrays are not supported)",
-            param="input",
-            code="invalid_value",
-        )
-    if len(items) > most:
-        limit = (
-            f"model '{target.model}' on provider type '{target.provider_type}' embeds one input per request"
-            if most == 1
-            else f"provider type '{target.provider_type}' embeds at most {most} inputs per request"
-        )
-        raise UnsupportedParameter(
-            f"{limit}: 'input' has {len(items)}; send them in several requests",
-            param="input",
-            code="too_many_inputs",
-        )
-    return items
-
-
 def model_id(model: str) -> str:
     return model.removeprefix("models/")
 
@@ -67,7 +42,7 @@ def batch_embed_body(request: JSON, target: Target) -> JSON:
     name = f"models/{model_id(target.model)}"
     dims = request.get("dimensions")
     requests = []
-    for text in texts(request, target, GEMINI_MAX_INPUTS):
+    for text in text_inputs(request, target, GEMINI_MAX_INPUTS):
         item: JSON = {"model": name, "content": {"parts": [{"text": text}]}}
         if dims is not None:
             item["outputDimensionality"] = dims
@@ -77,7 +52,7 @@ def batch_embed_body(request: JSON, target: Target) -> JSON:
 
 def predict_body(request: JSON, target: Target) -> JSON:
     most = vertex_max_inputs(target.model)
-    body: JSON = {"instances": [{"content": text} for text in texts(request, target, most)]}
+    body: JSON = {"instances": [{"content": text} for text in text_inputs(request, target, most)]}
     if request.get("dimensions") is not None:
         body["parameters"] = {"outputDimensionality": request["dimensions"]}
     return body
