@@ -96,6 +96,8 @@ def world(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iter
     # A key that makes no batch: its file list changes only by its own uploads (a batch of another
     # key's that the poller sees finish adds its output file to that key's list).
     keys["uploads"] = _post(gw.url, "/admin/v1/keys", {"models": ["*"], "tenant": tenant})
+    keys["tagged"] = _post(gw.url, "/admin/v1/keys", {"models": ["*"], "tenant": tenant,
+                                                       "tags": ["chargeback", "nightly"]})
     # Less than one small batch costs (2250 nano-USD, test_a_batch_counts_in_its_keys_budget_...).
     resp = httpx.put(f"{gw.url}/admin/v1/budgets", headers=ADMIN, timeout=30, json={
         "scope": "key", "subject": keys["spender"]["id"], "tenant": tenant, "max_amount": 0.000002,
@@ -354,6 +356,25 @@ def test_a_finished_batch_is_priced_once_in_the_ledger(world: World) -> None:
     expected = (prompt * Decimal("0.15") + completion * Decimal("0.6")) / 1_000_000 / 2
     assert Decimal(row["cost_usd"]) == expected
     assert rows[0]["cost_usd"] == row["cost_usd"]
+
+
+def test_a_batchs_cost_counts_under_its_keys_tags(world: World) -> None:
+    # A model call's record carries its key's tags (spend per tag, analytics by tag): a batch's
+    # record, written later by whoever sees it finish, carries them too.
+    client = world.sdk("tagged")
+    source = client.files.create(file=("in.jsonl", jsonl("x", "y")), purpose="batch")
+    batch = client.batches.create(input_file_id=source.id, endpoint="/v1/chat/completions",
+                                  completion_window="24h", metadata={"mock_gets_to_complete": "1"})
+    assert client.batches.retrieve(batch.id).status == "completed"
+    [row] = world.wait_for_usage("tagged", 1)
+    resp = httpx.get(f"{world.gateway.url}/admin/v1/analytics", headers=ADMIN, timeout=30,
+                     params={"key": world.keys["tagged"]["id"], "group_by": "tag"})
+    assert resp.status_code == 200, resp.text
+    by_tag = {s["group"]: s["totals"] for s in resp.json()["series"]}
+    assert set(by_tag) == {"chargeback", "nightly"}
+    for totals in by_tag.values():
+        assert totals["requests"] == 1 and totals["cost_usd"] == row["cost_usd"]
+        assert (totals["prompt_tokens"], totals["completion_tokens"]) == (21, 10)
 
 
 @pytest.mark.parametrize(("data", "errors"), [

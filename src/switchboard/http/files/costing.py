@@ -131,7 +131,9 @@ class BatchPricer:
         return out
 
     def record(self, owned: OwnedObject, upstream: Upstream, batch: dict[str, Any],
-               totals: dict[str, ModelTotals]) -> UsageRecord:
+               totals: dict[str, ModelTotals], tags: tuple[str, ...] = ()) -> UsageRecord:
+        """The batch's one ledger record; ``tags``: its creator's key's, as a model call's
+        record carries them (spend and analytics by tag)."""
         summed = [0] * 10
         usd = Decimal(0)
         unpriced = False
@@ -159,7 +161,7 @@ class BatchPricer:
                       "models": per_model},
             cache_read_tokens=tokens.cache_read, cache_write_5m_tokens=tokens.cache_write_5m,
             cache_write_1h_tokens=tokens.cache_write_1h, reasoning_tokens=tokens.reasoning,
-            unpriced=unpriced, upstream_model=main if totals else None,
+            unpriced=unpriced, upstream_model=main if totals else None, tags=tags,
             image_input_tokens=tokens.image_input, audio_input_tokens=tokens.audio_input,
             image_output_tokens=tokens.image_output, audio_output_tokens=tokens.audio_output,
         )
