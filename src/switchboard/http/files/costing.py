@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from switchboard.catalog import Catalog, ModelInfo
+from switchboard.catalog import Catalog, ModelInfo, normalise, stripped
 from switchboard.http.files.upstream import Upstream, object_path
 from switchboard.routing.live import LiveRouting
 from switchboard.spend.cost import Prices, Tokens, cost, split
@@ -102,12 +102,20 @@ class BatchPricer:
 
     def info(self, upstream: Upstream, model: str) -> ModelInfo | None:
         """A served model's record when one of its deployments is this provider's ``model``
-        (its ``info:`` prices apply), else the catalog's record for the provider type."""
-        for route in self._routing.all_routes():
-            if route.target.provider == upstream.provider and route.target.model == model:
-                found = self._prices.of_route(route)
-                if found is not None:
-                    return found
+        (its ``info:`` prices apply), else the catalog's record for the provider type.
+
+        An output line reports the model that answered, which for an alias is its dated
+        snapshot (``gpt-4o-mini`` answers as ``gpt-4o-mini-2024-07-18``): no deployment names
+        that, so the deployment whose upstream id is ``model`` without its date or version
+        suffix is the one the line asked for (a snapshot a deployment names itself matched
+        first)."""
+        routes = [r for r in self._routing.all_routes() if r.target.provider == upstream.provider]
+        for key in (model, *stripped(normalise(model))):
+            for route in routes:
+                if route.target.model == key or normalise(route.target.model) == key:
+                    found = self._prices.of_route(route)
+                    if found is not None:
+                        return found
         return self._catalog.lookup(upstream.type, model)
 
     async def totals(self, upstream: Upstream, batch: dict[str, Any]) -> dict[str, ModelTotals]:
