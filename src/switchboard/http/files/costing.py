@@ -19,7 +19,7 @@ import orjson
 from switchboard.catalog import Catalog, ModelInfo, normalise, stripped
 from switchboard.http.files.upstream import Upstream, object_path
 from switchboard.routing.live import LiveRouting
-from switchboard.spend.cost import Prices, Tokens, cost, split
+from switchboard.spend.cost import Prices, Tokens, cost, is_unpriced, split
 from switchboard.stores.protocols import OwnedObject, UsageRecord
 
 log = logging.getLogger("switchboard.files")
@@ -109,14 +109,22 @@ class BatchPricer:
         that, so the deployment whose upstream id is ``model`` without its date or version
         suffix is the one the line asked for (a snapshot a deployment names itself matched
         first)."""
-        routes = [r for r in self._routing.all_routes() if r.target.provider == upstream.provider]
+        return self._info(upstream.provider, upstream.type, model)
+
+    def unpriced(self, provider: str, provider_type: str, model: str) -> bool:
+        """Whether a batch's requests for ``model`` on ``provider`` would be recorded unpriced:
+        with ``spend.refuse_unpriced`` such a batch is refused when it is created."""
+        return is_unpriced(self._info(provider, provider_type, model))
+
+    def _info(self, provider: str, provider_type: str, model: str) -> ModelInfo | None:
+        routes = [r for r in self._routing.all_routes() if r.target.provider == provider]
         for key in (model, *stripped(normalise(model))):
             for route in routes:
                 if route.target.model == key or normalise(route.target.model) == key:
                     found = self._prices.of_route(route)
                     if found is not None:
                         return found
-        return self._catalog.lookup(upstream.type, model)
+        return self._catalog.lookup(provider_type, model)
 
     async def totals(self, upstream: Upstream, batch: dict[str, Any]) -> dict[str, ModelTotals]:
         """Tokens per model: from the output file's lines, else the batch's own ``usage``."""

@@ -103,13 +103,15 @@ def owner_of(p: Principal) -> str:
 
 class FileService:
     def __init__(self, settings: FilesConfig, routing: LiveRouting, router: Router, catalog: Catalog,
-                 prices: Prices) -> None:
+                 prices: Prices, refuse_unpriced: bool = False) -> None:
         self.settings = settings
         self._routing = routing
         self._router = router
         self._pricer = BatchPricer(catalog, routing, prices, settings.batch_price_factor,
                                    settings.max_output_bytes)
-        self._access = BatchAccess(routing, settings.max_upload_bytes)
+        # spend.refuse_unpriced: a batch running a model the ledger could not price is refused.
+        self.unpriced = self._pricer.unpriced if refuse_unpriced else None
+        self._access = BatchAccess(routing, settings.max_upload_bytes, self.unpriced)
         self._store: FileStore | None = None
         self._ledger: UsageLedger | None = None
         self._budgets: Callable[[], BudgetBook | None] = lambda: None
