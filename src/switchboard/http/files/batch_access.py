@@ -54,7 +54,7 @@ RESPONSES = "/v1/responses"
 # Keys whose presence makes a line worth parsing for what it names (escaped keys: ``\\u``).
 _NAMING_KEYS = (b"file_id", b"\\u")
 _ACCOUNT_KEYS = (b'"conversation"', b'"prompt"', b'"vector_store_ids"', b'"container"', b'"environment"',
-                 b'"item_reference"')
+                 b'"item_reference"', b'"previous_response_id"')
 MAX_NAMED = 64  # distinct file ids one line may name, as one request (references.py)
 MAX_BATCH_NAMED = 1_000  # distinct file ids all the lines of one batch may name (each is a read)
 
@@ -190,8 +190,13 @@ def _may_name(line: bytes, objects: bool) -> bool:
 def _check_account_objects(body: dict[str, Any], number: int) -> None:
     """A batch runs on the gateway's own credential, in the account every caller shares: a
     Responses line may not name a conversation, prompt or vector store there (by id, another
-    caller's as well), as a single request may not without the caller's credential."""
+    caller's as well), nor a stored response (``previous_response_id``), as a single request
+    may not without the caller's credential."""
     found = account_object(body)
+    if found is None and body.get("previous_response_id") is not None:
+        # A single request's previous_response_id is the gateway's own state (never sent on); a
+        # line's reaches the upstream, naming a response stored there: anyone's, as an item is.
+        found = "previous_response_id", "a stored response"
     if found is not None:
         param, what = found
         raise UnsupportedParameter(
