@@ -184,7 +184,8 @@ class Gateway:
         self.usage: LedgerWriter | None = None
         self._unhook_spool: Callable[[], None] = lambda: None
         # Files and batches (http/files/): their owners, and the poller that prices finished batches.
-        self.files = FileService(settings.files, self.routing, self.router, self.catalog, self.prices)
+        self.files = FileService(settings.files, self.routing, self.router, self.catalog, self.prices,
+                                 settings.spend.refuse_unpriced)
         # Anthropic's Message Batches (/v1/messages/batches): the same records, costing and poller.
         self.message_batches = MessageBatches(self.files, self.routing, self.router)
         self.budgets: BudgetBook | None = None  # opened in start()

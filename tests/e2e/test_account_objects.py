@@ -551,7 +551,10 @@ def batch_naming(world: tuple[Gateway, str], model: str, extra: dict[str, Any]) 
                                  completion_window="24h", metadata={"mock_gets_to_complete": "100"})
 
 
-@pytest.mark.parametrize(("extra", "param"), RESPONSES_OBJECTS, ids=[p for _, p in RESPONSES_OBJECTS])
+BATCH_OBJECTS = [*RESPONSES_OBJECTS, ({"previous_response_id": "resp_1"}, "previous_response_id")]
+
+
+@pytest.mark.parametrize(("extra", "param"), BATCH_OBJECTS, ids=[p for _, p in BATCH_OBJECTS])
 def test_a_batch_on_an_opted_in_account_may_name_its_objects(
     world: tuple[Gateway, str], extra: dict[str, Any], param: str
 ) -> None:

@@ -142,7 +142,10 @@ def test_a_responses_batch_line_may_not_name_objects_of_the_provider_account(wor
                                                                            "container_id": "cntr_1"}}]},
                               "tools[0].environment.container_id"),
                              ({"input": [{"role": "user", "content": "hi"},
-                                         {"type": "item_reference", "id": "msg_1"}]}, "input[1]")):
+                                         {"type": "item_reference", "id": "msg_1"}]}, "input[1]"),
+                             # A response the upstream stored (a Responses line's default), anyone's:
+                             # a single request's previous_response_id is the gateway's own state.
+                             ({"previous_response_id": "resp_1"}, "previous_response_id")):
             line = {"custom_id": "r1", "method": "POST", "url": url,
                     "body": {"model": "gpt-4o-mini", "input": "hi", **extra}}
             with pytest.raises(openai.BadRequestError) as refused:

@@ -79,6 +79,9 @@ def world(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iter
     config["models"].append({"name": "flaky-model", "provider": "flaky", "model": "gpt-4o-mini"})
     config["models"].append({"name": "native-mini", "provider": "local-openai", "model": "gpt-4o-mini",
                              "responses": "native"})
+    # A model the catalog does not know, priced by its entry alone.
+    config["models"].append({"name": "house-model", "provider": "local-openai", "model": "house-model",
+                             "info": dict(PRICES)})
     tenant, azure_tenant = f"files-{uuid.uuid4().hex[:6]}", f"azure-{uuid.uuid4().hex[:6]}"
     config["files"] = {"provider": "local-openai", "tenant_providers": {azure_tenant: "az"},
                        "max_upload_bytes": MAX_UPLOAD, "poll_seconds": 1}
@@ -96,6 +99,9 @@ def world(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iter
     # A key that makes no batch: its file list changes only by its own uploads (a batch of another
     # key's that the poller sees finish adds its output file to that key's list).
     keys["uploads"] = _post(gw.url, "/admin/v1/keys", {"models": ["*"], "tenant": tenant})
+    keys["house"] = _post(gw.url, "/admin/v1/keys", {"models": ["house-model"], "tenant": tenant})
+    keys["tagged"] = _post(gw.url, "/admin/v1/keys", {"models": ["*"], "tenant": tenant,
+                                                       "tags": ["chargeback", "nightly"]})
     # Less than one small batch costs (2250 nano-USD, test_a_batch_counts_in_its_keys_budget_...).
     resp = httpx.put(f"{gw.url}/admin/v1/budgets", headers=ADMIN, timeout=30, json={
         "scope": "key", "subject": keys["spender"]["id"], "tenant": tenant, "max_amount": 0.000002,
@@ -354,6 +360,46 @@ def test_a_finished_batch_is_priced_once_in_the_ledger(world: World) -> None:
     expected = (prompt * Decimal("0.15") + completion * Decimal("0.6")) / 1_000_000 / 2
     assert Decimal(row["cost_usd"]) == expected
     assert rows[0]["cost_usd"] == row["cost_usd"]
+
+
+def test_a_batchs_cost_counts_under_its_keys_tags(world: World) -> None:
+    # A model call's record carries its key's tags (spend per tag, analytics by tag): a batch's
+    # record, written later by whoever sees it finish, carries them too.
+    client = world.sdk("tagged")
+    source = client.files.create(file=("in.jsonl", jsonl("x", "y")), purpose="batch")
+    batch = client.batches.create(input_file_id=source.id, endpoint="/v1/chat/completions",
+                                  completion_window="24h", metadata={"mock_gets_to_complete": "1"})
+    assert client.batches.retrieve(batch.id).status == "completed"
+    [row] = world.wait_for_usage("tagged", 1)
+    resp = httpx.get(f"{world.gateway.url}/admin/v1/analytics", headers=ADMIN, timeout=30,
+                     params={"key": world.keys["tagged"]["id"], "group_by": "tag"})
+    assert resp.status_code == 200, resp.text
+    by_tag = {s["group"]: s["totals"] for s in resp.json()["series"]}
+    assert set(by_tag) == {"chargeback", "nightly"}
+    for totals in by_tag.values():
+        assert totals["requests"] == 1 and totals["cost_usd"] == row["cost_usd"]
+        assert (totals["prompt_tokens"], totals["completion_tokens"]) == (21, 10)
+
+
+def test_a_batch_answered_by_a_dated_snapshot_is_priced_by_the_entry_that_served_it(world: World) -> None:
+    # OpenAI answers a request for an alias with its dated snapshot's id, which no model entry
+    # names: the batch is priced by the entry whose upstream id that snapshot is (its info:
+    # prices), not left unpriced at $0 as a model the catalog does not know.
+    client = world.sdk("house")
+    lines = [{"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions",
+              "body": {"model": "house-model", "messages": [{"role": "user", "content": "hi"}],
+                       "metadata": {"mock_model": "house-model-2025-06-01"}}} for i in range(2)]
+    data = b"".join(orjson.dumps(line) + b"\n" for line in lines)
+    source = client.files.create(file=("in.jsonl", data), purpose="batch")
+    batch = client.batches.create(input_file_id=source.id, endpoint="/v1/chat/completions",
+                                  completion_window="24h", metadata={"mock_gets_to_complete": "1"})
+    done = client.batches.retrieve(batch.id)
+    assert done.status == "completed" and done.output_file_id
+    output = client.files.content(done.output_file_id).content.splitlines()
+    assert {orjson.loads(line)["response"]["body"]["model"] for line in output} == {"house-model-2025-06-01"}
+    [row] = world.wait_for_usage("house", 1)
+    assert (row["prompt_tokens"], row["completion_tokens"]) == (21, 10) and row["unpriced"] == 0
+    assert Decimal(row["cost_usd"]) == (21 * Decimal("0.15") + 10 * Decimal("0.6")) / 1_000_000 / 2
 
 
 @pytest.mark.parametrize(("data", "errors"), [

@@ -11,7 +11,8 @@ the header ``x-mock-batch-complete: 1`` completes it at once. On completion the 
 every line of the input file (``{"custom_id", "method", "url", "body"}``) as the endpoint would,
 and writes the output file, one line per request with the response's ``usage``: ``prompt_tokens``
 10 + the line's number (from 0), ``completion_tokens`` 5, unless the request body's
-``metadata.mock_prompt_tokens`` / ``mock_completion_tokens`` say otherwise.
+``metadata.mock_prompt_tokens`` / ``mock_completion_tokens`` say otherwise; the answer reports
+``metadata.mock_model`` as its model when given (OpenAI reports an alias by its dated snapshot).
 
 A batch's input file is validated on the batch's first GET (OpenAI validates while the batch is
 ``validating``): an empty file, or any line that is not a request object for the batch's
@@ -277,6 +278,9 @@ def _answer(n: int, line: bytes, model_default: str) -> bytes:
     prompt = _count(meta, "mock_prompt_tokens", 10 + n)
     completion = _count(meta, "mock_completion_tokens", 5)
     model = body.get("model") or model_default
+    reported = meta.get("mock_model") if isinstance(meta, dict) else None
+    if isinstance(reported, str) and reported:  # as OpenAI reports an alias by its dated snapshot
+        model = reported
     usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
     message = {"role": "assistant", "content": "mock batch answer"}
     response = {"id": f"chatcmpl-mock-{next(_counter)}", "object": "chat.completion", "created": now(),

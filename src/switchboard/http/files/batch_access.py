@@ -44,6 +44,7 @@ from switchboard.http.files.named import chat_files, responses_files
 from switchboard.http.files.upstream import Upstream, object_path
 from switchboard.http.responses.request import account_object
 from switchboard.pipeline.subscription import require_approved
+from switchboard.pipeline.usage import ModelUnpriced
 from switchboard.routing.live import LiveRouting
 from switchboard.routing.prerouting import in_regions
 from switchboard.routing.table import Route
@@ -53,19 +54,23 @@ RESPONSES = "/v1/responses"
 # Keys whose presence makes a line worth parsing for what it names (escaped keys: ``\\u``).
 _NAMING_KEYS = (b"file_id", b"\\u")
 _ACCOUNT_KEYS = (b'"conversation"', b'"prompt"', b'"vector_store_ids"', b'"container"', b'"environment"',
-                 b'"item_reference"')
+                 b'"item_reference"', b'"previous_response_id"')
 MAX_NAMED = 64  # distinct file ids one line may name, as one request (references.py)
 MAX_BATCH_NAMED = 1_000  # distinct file ids all the lines of one batch may name (each is a read)
 
 # ``check_owned(file_id, principal, param)``: 404 unless the file is the caller's (service.py).
 OwnsFile = Callable[[str, Principal, str], Awaitable[None]]
+# ``unpriced(provider, provider_type, model)``: the batch's record would not price it (costing.py).
+Unpriced = Callable[[str, str, str], bool]
 
 
 class BatchAccess:
-    def __init__(self, routing: LiveRouting, max_bytes: int) -> None:
+    def __init__(self, routing: LiveRouting, max_bytes: int, unpriced: Unpriced | None = None) -> None:
         self._routing = routing
         self._max_bytes = max_bytes  # the input file is at most an upload's size
         self._subscriptions: Callable[[], SubscriptionCache | None] = lambda: None
+        # With spend.refuse_unpriced: every line's model must have a price, for every caller.
+        self._unpriced = unpriced
 
     def use(self, subscriptions: Callable[[], SubscriptionCache | None]) -> None:
         self._subscriptions = subscriptions  # built when the stores open
@@ -86,6 +91,7 @@ class BatchAccess:
         """Refuse (400/403/404, naming the line) an input file with a line ``p`` may not run."""
         routes = [r for r in self._routing.all_routes() if r.target.provider == upstream.provider]
         scoped = self.scoped(p, routes)
+        models = scoped or self._unpriced is not None  # every line's model is checked
         decided: dict[str, None] = {}  # upstream ids already allowed: most lines repeat one
         named: dict[str, tuple[int, str]] = {}  # file id -> where it is first named (line, path)
         # A provider entry with allow_account_objects lets every caller name its account's objects.
@@ -95,13 +101,15 @@ class BatchAccess:
             number = 0
             async for line in lines(stream.chunks(), self._max_bytes):
                 number += 1
-                if not scoped and not _may_name(line, objects):
+                if not models and not _may_name(line, objects):
                     continue  # nothing to check: not even parsed
                 body = _body_of(line, number, endpoint)
-                if scoped:
+                if models:
                     model = _model_of(body, number)
                     if model not in decided:
-                        await self._allowed(p, routes, model, number)
+                        if scoped:
+                            await self._allowed(p, routes, model, number)
+                        self._priced(upstream, model, number)
                         decided[model] = None
                 if objects:
                     _check_account_objects(body, number)
@@ -147,6 +155,13 @@ class BatchAccess:
         raise PermissionDenied(f"line {number} of the input file: {refusal.message}", param=PARAM,
                                code=refusal.code)
 
+    def _priced(self, upstream: Upstream, model: str, number: int) -> None:
+        """400 ``model_unpriced`` for a line whose model the batch's record could not price,
+        with ``spend.refuse_unpriced``: as a single call to it is refused (pipeline/usage.py)."""
+        if self._unpriced is not None and self._unpriced(upstream.provider, upstream.type, model):
+            raise ModelUnpriced(f"line {number} of the input file asks for the model '{model[:200]}', which "
+                                "has no price; calls to it are refused", param=PARAM)
+
     @staticmethod
     def _hint(p: Principal, routes: list[Route], model: str) -> str:
         """A served model's name in place of its upstream id: the upstream id is what runs."""
@@ -175,8 +190,13 @@ def _may_name(line: bytes, objects: bool) -> bool:
 def _check_account_objects(body: dict[str, Any], number: int) -> None:
     """A batch runs on the gateway's own credential, in the account every caller shares: a
     Responses line may not name a conversation, prompt or vector store there (by id, another
-    caller's as well), as a single request may not without the caller's credential."""
+    caller's as well), nor a stored response (``previous_response_id``), as a single request
+    may not without the caller's credential."""
     found = account_object(body)
+    if found is None and body.get("previous_response_id") is not None:
+        # A single request's previous_response_id is the gateway's own state (never sent on); a
+        # line's reaches the upstream, naming a response stored there: anyone's, as an item is.
+        found = "previous_response_id", "a stored response"
     if found is not None:
         param, what = found
         raise UnsupportedParameter(

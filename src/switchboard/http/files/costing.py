@@ -16,10 +16,10 @@ from typing import Any
 
 import orjson
 
-from switchboard.catalog import Catalog, ModelInfo
+from switchboard.catalog import Catalog, ModelInfo, normalise, stripped
 from switchboard.http.files.upstream import Upstream, object_path
 from switchboard.routing.live import LiveRouting
-from switchboard.spend.cost import Prices, Tokens, cost, split
+from switchboard.spend.cost import Prices, Tokens, cost, is_unpriced, split
 from switchboard.stores.protocols import OwnedObject, UsageRecord
 
 log = logging.getLogger("switchboard.files")
@@ -102,13 +102,29 @@ class BatchPricer:
 
     def info(self, upstream: Upstream, model: str) -> ModelInfo | None:
         """A served model's record when one of its deployments is this provider's ``model``
-        (its ``info:`` prices apply), else the catalog's record for the provider type."""
-        for route in self._routing.all_routes():
-            if route.target.provider == upstream.provider and route.target.model == model:
-                found = self._prices.of_route(route)
-                if found is not None:
-                    return found
-        return self._catalog.lookup(upstream.type, model)
+        (its ``info:`` prices apply), else the catalog's record for the provider type.
+
+        An output line reports the model that answered, which for an alias is its dated
+        snapshot (``gpt-4o-mini`` answers as ``gpt-4o-mini-2024-07-18``): no deployment names
+        that, so the deployment whose upstream id is ``model`` without its date or version
+        suffix is the one the line asked for (a snapshot a deployment names itself matched
+        first)."""
+        return self._info(upstream.provider, upstream.type, model)
+
+    def unpriced(self, provider: str, provider_type: str, model: str) -> bool:
+        """Whether a batch's requests for ``model`` on ``provider`` would be recorded unpriced:
+        with ``spend.refuse_unpriced`` such a batch is refused when it is created."""
+        return is_unpriced(self._info(provider, provider_type, model))
+
+    def _info(self, provider: str, provider_type: str, model: str) -> ModelInfo | None:
+        routes = [r for r in self._routing.all_routes() if r.target.provider == provider]
+        for key in (model, *stripped(normalise(model))):
+            for route in routes:
+                if route.target.model == key or normalise(route.target.model) == key:
+                    found = self._prices.of_route(route)
+                    if found is not None:
+                        return found
+        return self._catalog.lookup(provider_type, model)
 
     async def totals(self, upstream: Upstream, batch: dict[str, Any]) -> dict[str, ModelTotals]:
         """Tokens per model: from the output file's lines, else the batch's own ``usage``."""
@@ -131,7 +147,9 @@ class BatchPricer:
         return out
 
     def record(self, owned: OwnedObject, upstream: Upstream, batch: dict[str, Any],
-               totals: dict[str, ModelTotals]) -> UsageRecord:
+               totals: dict[str, ModelTotals], tags: tuple[str, ...] = ()) -> UsageRecord:
+        """The batch's one ledger record; ``tags``: its creator's key's, as a model call's
+        record carries them (spend and analytics by tag)."""
         summed = [0] * 10
         usd = Decimal(0)
         unpriced = False
@@ -159,7 +177,7 @@ class BatchPricer:
                       "models": per_model},
             cache_read_tokens=tokens.cache_read, cache_write_5m_tokens=tokens.cache_write_5m,
             cache_write_1h_tokens=tokens.cache_write_1h, reasoning_tokens=tokens.reasoning,
-            unpriced=unpriced, upstream_model=main if totals else None,
+            unpriced=unpriced, upstream_model=main if totals else None, tags=tags,
             image_input_tokens=tokens.image_input, audio_input_tokens=tokens.audio_input,
             image_output_tokens=tokens.image_output, audio_output_tokens=tokens.audio_output,
         )

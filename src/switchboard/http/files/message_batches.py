@@ -61,7 +61,9 @@ class MessageBatches:
     def __init__(self, files: FileService, routing: LiveRouting, router: Router) -> None:
         self._files = files
         self._routing = routing
-        self._requests = MessageRequests(router, self._approved)
+        unpriced = files.unpriced
+        self._requests = MessageRequests(router, self._approved, None if unpriced is None else (
+            lambda route: unpriced(route.target.provider, route.target.provider_type, route.target.model)))
         self._subscriptions: Callable[[], SubscriptionCache | None] = lambda: None
         files.pollers.append(self.poll_once)
 

@@ -33,6 +33,7 @@ from switchboard.errors import (
 )
 from switchboard.http.files.message_upstream import ANTHROPIC
 from switchboard.http.openai_api import parse_object
+from switchboard.pipeline.usage import ModelUnpriced
 from switchboard.routing import prerouting
 from switchboard.routing.router import Router
 from switchboard.routing.table import Route
@@ -56,9 +57,12 @@ class Checked:
 
 
 class MessageRequests:
-    def __init__(self, router: Router, approved: Approved) -> None:
+    def __init__(self, router: Router, approved: Approved,
+                 unpriced: Callable[[Route], bool] | None = None) -> None:
         self._router = router
         self._approved = approved
+        # With spend.refuse_unpriced: whether a deployment's requests would be recorded unpriced.
+        self._unpriced = unpriced
 
     async def check(self, body: bytes, p: Principal) -> Checked:
         """The batch's requests (the raw create body), checked and rewritten; 400/403/404
@@ -120,6 +124,11 @@ class MessageRequests:
                 await self._approved(p, placed[0])
             except PermissionDenied as exc:
                 raise PermissionDenied(f"{where}: {exc.message}", param=where, code=exc.code) from None
+        if self._unpriced is not None:  # as a single call: only a deployment with a price is sent to
+            placed = [r for r in placed if not self._unpriced(r)]
+            if not placed:
+                raise ModelUnpriced(f"{where}: the model '{shown}' has no price; calls to it are refused",
+                                    param=where)
         return placed[0]
 
 

@@ -103,13 +103,15 @@ def owner_of(p: Principal) -> str:
 
 class FileService:
     def __init__(self, settings: FilesConfig, routing: LiveRouting, router: Router, catalog: Catalog,
-                 prices: Prices) -> None:
+                 prices: Prices, refuse_unpriced: bool = False) -> None:
         self.settings = settings
         self._routing = routing
         self._router = router
         self._pricer = BatchPricer(catalog, routing, prices, settings.batch_price_factor,
                                    settings.max_output_bytes)
-        self._access = BatchAccess(routing, settings.max_upload_bytes)
+        # spend.refuse_unpriced: a batch running a model the ledger could not price is refused.
+        self.unpriced = self._pricer.unpriced if refuse_unpriced else None
+        self._access = BatchAccess(routing, settings.max_upload_bytes, self.unpriced)
         self._store: FileStore | None = None
         self._ledger: UsageLedger | None = None
         self._budgets: Callable[[], BudgetBook | None] = lambda: None
@@ -506,7 +508,9 @@ class FileService:
         try:
             totals = await (count() if count is not None else self._pricer.totals(upstream, batch))
             if totals or batch.get("status") == "completed":
-                record = self._pricer.record(owned, upstream, batch, totals)
+                # Its creator as the key is now: the record's tags, then the budgets it counts in.
+                owner = await self._owner(owned)
+                record = self._pricer.record(owned, upstream, batch, totals, owner.tags)
                 new = await self._ledger.append([record])
             else:
                 new = 0  # failed, expired or cancelled with nothing done: nothing to charge
@@ -516,7 +520,7 @@ class FileService:
                 log.info("batch %s: cost recorded in the usage ledger", owned.id)
                 if self._charged is not None:  # once, by the writer of the row, as the budgets
                     self._charged(record)
-                await self._count_in_budgets(owned, record)
+                await self._count_in_budgets(owner, owned, record)
             return bool(new)
         except Exception:
             log.exception("batch %s: cost not recorded yet (retried by the poller)", owned.id)
@@ -525,14 +529,14 @@ class FileService:
             del self._settling[owned.id]
             done.set()
 
-    async def _count_in_budgets(self, owned: OwnedObject, record: UsageRecord) -> None:
-        """The batch's ledger row in its owner's budgets, once: only the writer of the row (the
-        ledger keeps one per batch) counts it; a budget stage settles only model calls."""
+    async def _count_in_budgets(self, principal: Principal, owned: OwnedObject, record: UsageRecord) -> None:
+        """The batch's ledger row in its owner's (``principal``) budgets, once: only the writer
+        of the row (the ledger keeps one per batch) counts it; a budget stage settles only model
+        calls."""
         book = self._budgets()
         if book is None:
             return
         try:
-            principal = await self._owner(owned)
             prompt, completion = record.prompt_tokens, record.completion_tokens
             spent = Spent(nano(record.cost_usd), prompt + completion, prompt, completion)
             await book.add(principal, owned.id, record.created_at, spent)
@@ -540,8 +544,8 @@ class FileService:
             log.exception("batch %s: its cost is in the ledger but not in the budget counters", owned.id)
 
     async def _owner(self, owned: OwnedObject) -> Principal:
-        """Who owns the batch, as its budgets see it: its key's record (with the key's own
-        budget) while the key exists, else the ids recorded with the batch."""
+        """Who owns the batch, as its record and budgets see it: its key's record (with the
+        key's tags and own budget) while the key exists, else the ids recorded with the batch."""
         if owned.key_id is not None and self._keys is not None:
             record = await self._keys.get(owned.tenant_id, owned.key_id)
             if record is not None:
