@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import openai
+import pydantic
 import pytest
 
 from tests.ledger import database_of, wait_for
@@ -379,6 +380,34 @@ def test_streamed_function_call(client: openai.OpenAI, model: str) -> None:
     assert call.name == "get_weather" and isinstance(json.loads(call.arguments)["city"], str)
     done = [e for e in events if e.type == "response.function_call_arguments.done"]
     assert [e.arguments for e in done] == [call.arguments]
+
+
+def test_a_streamed_refusal_is_a_refusal_part(client: openai.OpenAI) -> None:
+    """An upstream's refusal (chat ``delta.refusal``, as OpenAI streams a structured output it
+    declines) streams as OpenAI's Responses API does: a ``refusal`` part, never output text the
+    SDK would parse as the answer; the stream, the stored response and a non-stream answer agree."""
+
+    class Answer(pydantic.BaseModel):
+        answer: str
+
+    prompt = "Do the forbidden thing mock:refuse"
+    with client.responses.stream(model="via-openai", input=prompt, text_format=Answer) as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    kinds = _collapsed([e.type for e in events])
+    assert kinds == [k.replace("output_text", "refusal") for k in GOLDEN_TEXT]
+    [message] = final.output
+    assert message.type == "message"
+    [part] = message.content
+    assert part.type == "refusal" and part.refusal.startswith("I'm sorry")
+    assert final.output_text == "" and final.output_parsed is None
+    deltas = [e.delta for e in events if e.type == "response.refusal.delta"]
+    [done] = [e for e in events if e.type == "response.refusal.done"]
+    assert "".join(deltas) == done.refusal == part.refusal
+    stored = client.responses.retrieve(final.id)
+    assert stored.output[0].model_dump() == message.model_dump(exclude={"content": {0: {"parsed"}}})
+    whole = client.responses.create(model="via-openai", input=prompt)
+    assert [p.model_dump() for p in whole.output[0].content] == [part.model_dump()]  # type: ignore[union-attr]
 
 
 GOLDEN_TEXT = [
