@@ -445,6 +445,23 @@ def test_function_call_round_trip(client: genai.Client, model: str) -> None:
     assert not second.function_calls
 
 
+def test_validated_mode_calls_only_the_allowed_functions(client: genai.Client, model: str) -> None:
+    """Mode VALIDATED with allowedFunctionNames (Google: "should only be set when the mode is ANY or
+    VALIDATED"): text, or a call of an allowed function only."""
+    time = types.FunctionDeclaration(name="get_time", description="The local time in a city",
+                                     parameters=WEATHER.parameters)
+    calling = types.FunctionCallingConfig(mode=types.FunctionCallingConfigMode.VALIDATED,
+                                          allowed_function_names=["get_time"])
+    config = types.GenerateContentConfig(
+        tools=[types.Tool(function_declarations=[WEATHER, time])],
+        tool_config=types.ToolConfig(function_calling_config=calling),
+        automatic_function_calling=NO_AUTO_CALLS,
+    )
+    response = client.models.generate_content(model=model, contents="Weather or time in Paris?",
+                                              config=config)
+    assert [call.name for call in response.function_calls or []] == ["get_time"]
+
+
 def test_function_response_paired_by_name(client: genai.Client, model: str) -> None:
     """Clients that send no call ids (the Gemini API does not require them) are paired by name."""
     config = types.GenerateContentConfig(
