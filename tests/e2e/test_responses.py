@@ -651,6 +651,18 @@ def test_unknown_response_id(client: openai.OpenAI) -> None:
         client.responses.retrieve("resp_does_not_exist")
 
 
+def test_a_stored_response_is_not_streamed_again(client: openai.OpenAI) -> None:
+    """retrieve(stream=True) re-streams a background response on OpenAI; the gateway runs none, so
+    it is refused by name rather than answered with JSON the SDK reads as an empty stream."""
+    response = client.responses.create(model="via-openai", input="Say hello")
+    with pytest.raises(openai.BadRequestError) as refused:
+        list(client.responses.retrieve(response.id, stream=True))
+    assert refused.value.param == "stream" and refused.value.code == "unsupported_parameter"
+    with pytest.raises(openai.NotFoundError):  # someone else's, or none: not found first
+        client.responses.retrieve("resp_does_not_exist", stream=True)
+    assert client.responses.retrieve(response.id, stream=False).output_text == response.output_text
+
+
 # -- upstream failures -----------------------------------------------------------------------------
 
 
