@@ -288,6 +288,27 @@ def test_enhanced_civic_answers_are_refused_by_name_elsewhere(
     assert "enableEnhancedCivicAnswers" not in str(record["body"])
 
 
+@pytest.mark.parametrize(
+    "model, config, named, canonical",
+    [
+        ("gem-via-anthropic", {"candidate_count": 2}, "generationConfig.candidateCount", "n"),
+        ("gem-via-bedrock", {"seed": 7}, "generationConfig.seed", "seed"),
+        ("gem-via-anthropic", {"presence_penalty": 0.5}, "generationConfig.presencePenalty",
+         "presence_penalty"),
+    ],
+)
+def test_a_field_the_provider_lacks_is_refused_by_the_name_sent(
+    client: genai.Client, model: str, config: dict[str, Any], named: str, canonical: str
+) -> None:
+    """The refusal names the Gemini field the caller sent, not the gateway's internal (OpenAI) one."""
+    with pytest.raises(errors.ClientError) as refused:
+        client.models.generate_content(model=model, contents="hi",
+                                       config=types.GenerateContentConfig(**config))
+    assert refused.value.code == 400
+    message = str(refused.value.message)
+    assert f"'{named}'" in message and f"'{canonical}'" not in message
+
+
 @pytest.mark.parametrize("field", ["response", "responseJsonSchema"])
 def test_a_function_return_schema_is_refused_by_name(
     gw: Gateway, key: str, mock_upstream: Mock, field: str
@@ -443,6 +464,23 @@ def test_function_call_round_trip(client: genai.Client, model: str) -> None:
     )
     assert second.text and "18 degrees, sunny" in second.text
     assert not second.function_calls
+
+
+def test_validated_mode_calls_only_the_allowed_functions(client: genai.Client, model: str) -> None:
+    """Mode VALIDATED with allowedFunctionNames (Google: "should only be set when the mode is ANY or
+    VALIDATED"): text, or a call of an allowed function only."""
+    time = types.FunctionDeclaration(name="get_time", description="The local time in a city",
+                                     parameters=WEATHER.parameters)
+    calling = types.FunctionCallingConfig(mode=types.FunctionCallingConfigMode.VALIDATED,
+                                          allowed_function_names=["get_time"])
+    config = types.GenerateContentConfig(
+        tools=[types.Tool(function_declarations=[WEATHER, time])],
+        tool_config=types.ToolConfig(function_calling_config=calling),
+        automatic_function_calling=NO_AUTO_CALLS,
+    )
+    response = client.models.generate_content(model=model, contents="Weather or time in Paris?",
+                                              config=config)
+    assert [call.name for call in response.function_calls or []] == ["get_time"]
 
 
 def test_function_response_paired_by_name(client: genai.Client, model: str) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import openai
+import pydantic
 import pytest
 
 from tests.ledger import database_of, wait_for
@@ -381,6 +382,34 @@ def test_streamed_function_call(client: openai.OpenAI, model: str) -> None:
     assert [e.arguments for e in done] == [call.arguments]
 
 
+def test_a_streamed_refusal_is_a_refusal_part(client: openai.OpenAI) -> None:
+    """An upstream's refusal (chat ``delta.refusal``, as OpenAI streams a structured output it
+    declines) streams as OpenAI's Responses API does: a ``refusal`` part, never output text the
+    SDK would parse as the answer; the stream, the stored response and a non-stream answer agree."""
+
+    class Answer(pydantic.BaseModel):
+        answer: str
+
+    prompt = "Do the forbidden thing mock:refuse"
+    with client.responses.stream(model="via-openai", input=prompt, text_format=Answer) as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    kinds = _collapsed([e.type for e in events])
+    assert kinds == [k.replace("output_text", "refusal") for k in GOLDEN_TEXT]
+    [message] = final.output
+    assert message.type == "message"
+    [part] = message.content
+    assert part.type == "refusal" and part.refusal.startswith("I'm sorry")
+    assert final.output_text == "" and final.output_parsed is None
+    deltas = [e.delta for e in events if e.type == "response.refusal.delta"]
+    [done] = [e for e in events if e.type == "response.refusal.done"]
+    assert "".join(deltas) == done.refusal == part.refusal
+    stored = client.responses.retrieve(final.id)
+    assert stored.output[0].model_dump() == message.model_dump(exclude={"content": {0: {"parsed"}}})
+    whole = client.responses.create(model="via-openai", input=prompt)
+    assert [p.model_dump() for p in whole.output[0].content] == [part.model_dump()]  # type: ignore[union-attr]
+
+
 GOLDEN_TEXT = [
     "response.created",
     "response.in_progress",
@@ -620,6 +649,18 @@ def test_refused_without_a_key(gw: Gateway) -> None:
 def test_unknown_response_id(client: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve("resp_does_not_exist")
+
+
+def test_a_stored_response_is_not_streamed_again(client: openai.OpenAI) -> None:
+    """retrieve(stream=True) re-streams a background response on OpenAI; the gateway runs none, so
+    it is refused by name rather than answered with JSON the SDK reads as an empty stream."""
+    response = client.responses.create(model="via-openai", input="Say hello")
+    with pytest.raises(openai.BadRequestError) as refused:
+        list(client.responses.retrieve(response.id, stream=True))
+    assert refused.value.param == "stream" and refused.value.code == "unsupported_parameter"
+    with pytest.raises(openai.NotFoundError):  # someone else's, or none: not found first
+        client.responses.retrieve("resp_does_not_exist", stream=True)
+    assert client.responses.retrieve(response.id, stream=False).output_text == response.output_text
 
 
 # -- upstream failures -----------------------------------------------------------------------------

@@ -319,6 +319,7 @@ TOOLS = [{"functionDeclarations": [{"name": "f"}, {"name": "g"}, {"name": "h"}]}
             ["f", "g", "h"],
         ),
         ({"mode": "ANY", "allowed_function_names": ["g", "h"]}, "required", ["g", "h"]),
+        ({"mode": "VALIDATED", "allowedFunctionNames": ["h"]}, "auto", ["h"]),
     ],
 )
 def test_function_calling_config(config: dict[str, Any], choice: Any, names: list[str]) -> None:
@@ -332,7 +333,9 @@ def test_function_calling_config(config: dict[str, Any], choice: Any, names: lis
 @pytest.mark.parametrize(
     "config, phrase",
     [
-        ({"mode": "AUTO", "allowedFunctionNames": ["f"]}, "only be set when mode is ANY"),
+        ({"mode": "AUTO", "allowedFunctionNames": ["f"]}, "only be set when mode is ANY or VALIDATED"),
+        ({"mode": "NONE", "allowedFunctionNames": ["f"]}, "only be set when mode is ANY or VALIDATED"),
+        ({"mode": "VALIDATED", "allowedFunctionNames": ["zzz"]}, "no function named 'zzz'"),
         ({"mode": "ANY", "allowedFunctionNames": ["zzz"]}, "no function named 'zzz'"),
         ({"mode": "SOMETIMES"}, "TYPE_ENUM"),
     ],

@@ -5,7 +5,8 @@ empty ``choices`` when ``stream_options.include_usage`` is set, and error bodies
 directives of ``mock/controls.py``, chat usage takes ``mock:audio_tokens=N`` and
 ``mock:image_tokens=N`` (units added to the prompt, in ``prompt_tokens_details``) and
 ``mock:audio_output_tokens=N`` and ``mock:image_output_tokens=N`` (added to the completion, in
-``completion_tokens_details``), as an audio or image model reports them.
+``completion_tokens_details``), as an audio or image model reports them. ``mock:refuse`` in the
+last user text answers a refusal (``message.refusal``, no content; streamed as refusal deltas).
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ _ERROR_TYPES = {
     500: "server_error",
     503: "server_error",
 }
+REFUSE = "mock:refuse"  # in the last user text: the model declines
+REFUSAL = "I'm sorry, I can't help with that request."
 MODELS = ["mock-gpt", "gpt-4o-mini", "gpt-4o", "mock-embedding", "text-embedding-3-small"]
 
 
@@ -89,6 +92,12 @@ def _last_user_text(messages: list[Any]) -> str:
         if isinstance(msg, dict) and msg.get("role") == "user":
             return T.text_of(msg.get("content"))
     return ""
+
+
+def _refuses(body: dict[str, Any]) -> bool:
+    """``mock:refuse`` in the last user text: the model declines, as OpenAI's models answer a
+    request they refuse (structured outputs' ``refusal``, no content)."""
+    return REFUSE in _last_user_text(body["messages"])
 
 
 def _tool_to_call(body: dict[str, Any], c: Controls) -> dict[str, Any] | None:
@@ -189,6 +198,9 @@ async def chat(request: Request) -> Response:
                 ],
             }
             finish, completion = "tool_calls", completion + T.count_tokens(args)
+        elif _refuses(body):
+            message = {"role": "assistant", "content": None, "refusal": REFUSAL}
+            finish, completion = "stop", completion + len(T.words(REFUSAL))
         else:
             text, cut = _answer(body, c)
             message = {"role": "assistant", "content": text, "refusal": None}
@@ -250,6 +262,11 @@ def _chat_stream(body: dict[str, Any], c: Controls, tool: dict[str, Any] | None,
                     events.append(chunk(i, {"tool_calls": [piece]}))
                 completion += T.count_tokens(args)
             events.append(chunk(i, {}, "tool_calls"))
+        elif _refuses(body):  # as OpenAI streams a refusal: refusal deltas, no content
+            events.append(chunk(i, {"role": "assistant", "content": None, "refusal": ""}))
+            events.extend(chunk(i, {"refusal": w}) for w in T.words(REFUSAL))
+            events.append(chunk(i, {}, "stop"))
+            completion += len(T.words(REFUSAL))
         else:
             text, cut = _answer(body, c)
             events.append(chunk(i, {"role": "assistant", "content": "", "refusal": None}))

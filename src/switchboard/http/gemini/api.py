@@ -27,10 +27,26 @@ PREFIXES = ("/v1beta/models/", "/v1/models/")
 # method is after the last one), slashes and @; nothing that needs escaping.
 _MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/+~-]{0,255}$")
 
-# Canonical parameters an error may name, as this API calls them (request.py maps them in).
+# Canonical parameters an error may name, as this API calls them (request.py maps them in): a
+# provider's refusal of ``n`` is one of the caller's candidateCount.
 CALLER_PARAMS = {
     "stop": "generationConfig.stopSequences",
     "enable_enhanced_civic_answers": "generationConfig.enableEnhancedCivicAnswers",
+    "n": "generationConfig.candidateCount",
+    "temperature": "generationConfig.temperature",
+    "top_p": "generationConfig.topP",
+    "top_k": "generationConfig.topK",
+    "max_completion_tokens": "generationConfig.maxOutputTokens",
+    "max_tokens": "generationConfig.maxOutputTokens",
+    "seed": "generationConfig.seed",
+    "presence_penalty": "generationConfig.presencePenalty",
+    "frequency_penalty": "generationConfig.frequencyPenalty",
+    "thinking": "generationConfig.thinkingConfig.thinkingBudget",
+    "thinking.budget_tokens": "generationConfig.thinkingConfig.thinkingBudget",
+    "reasoning_effort": "generationConfig.thinkingConfig.thinkingLevel",
+    "response_format": "generationConfig.responseMimeType",
+    "tool_choice": "toolConfig.functionCallingConfig",
+    "dimensions": "outputDimensionality",
 }
 
 # thinkingConfig.includeThoughts of the requests under way that asked for it, by context.

@@ -10,7 +10,8 @@ https://ai.google.dev/api/tokens#method:-models.counttokens.
                                            parametersJsonSchema passed as written)
     toolConfig.functionCallingConfig    -> tool_choice: AUTO/VALIDATED "auto", ANY "required"
                                            (one allowed name: that function; several: tools
-                                           narrowed to them), NONE "none"
+                                           narrowed to them; VALIDATED: tools narrowed to
+                                           them), NONE "none"
     generationConfig.temperature, topP, topK, maxOutputTokens, stopSequences, candidateCount,
         presencePenalty, frequencyPenalty, seed -> temperature, top_p, top_k, max_completion_tokens, stop, n,
         presence_penalty, frequency_penalty, seed
@@ -191,8 +192,8 @@ def _tool_config(value: Any, tools: list[JSON], out: JSON) -> None:
         where = f"{path}.allowedFunctionNames"
         given = array(calling["allowedFunctionNames"], where)
         names = [string(n, f"{where}[{i}]") for i, n in enumerate(given)]
-    if names and mode != "ANY":
-        raise fail(f"{path}.allowedFunctionNames", "may only be set when mode is ANY")
+    if names and mode not in ("ANY", "VALIDATED"):  # as Google's FunctionCallingConfig says
+        raise fail(f"{path}.allowedFunctionNames", "may only be set when mode is ANY or VALIDATED")
     known = {t["function"]["name"] for t in tools}
     for name in names:
         if name not in known:
@@ -212,6 +213,8 @@ def _tool_config(value: Any, tools: list[JSON], out: JSON) -> None:
                 out["tools"] = [t for t in tools if t["function"]["name"] in names]
             out["tool_choice"] = "required"
     else:  # AUTO, VALIDATED (calls checked against the schema: the providers' own behaviour)
+        if names:  # VALIDATED: text, or a call of one of these only
+            out["tools"] = [t for t in tools if t["function"]["name"] in names]
         out["tool_choice"] = "auto"
 
 

@@ -252,6 +252,16 @@ class Responses:
         if len(parts) != 1:
             raise NotFound(f"Unknown URL: {ctx.method} {ctx.path[:200]}", code="unknown_url")
         record = await self._record(ctx, parts[0])
+        if ctx.method != "DELETE" and _query(ctx.query).get("stream", "false") != "false":
+            # OpenAI streams again only a background response (created with stream: true), which
+            # the gateway never runs: answering the JSON body instead would hand the SDK's
+            # retrieve(stream=True) a stream without one event.
+            raise InvalidRequest(
+                "This response cannot be streamed: only background responses can be, and the gateway "
+                "answers every response within its request; retrieve it without 'stream'.",
+                param="stream",
+                code="unsupported_parameter",
+            )
         if ctx.method == "DELETE":
             self.pending.pop(record.id, None)
             store = self._store()

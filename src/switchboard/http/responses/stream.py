@@ -9,7 +9,8 @@ event with a ``sequence_number`` one higher than the last:
       reasoning:  response.content_part.added, response.reasoning_text.delta...,
                   response.reasoning_text.done, response.content_part.done
       message:    response.content_part.added, response.output_text.delta...,
-                  response.output_text.done, response.content_part.done
+                  response.output_text.done, response.content_part.done (a refusal:
+                  response.refusal.delta..., response.refusal.done, in a refusal part)
       function call: response.function_call_arguments.delta..., .done
       response.output_item.done                     the complete item
     response.completed | response.incomplete        the complete response, with usage
@@ -33,6 +34,14 @@ from switchboard.http.responses.response import (
     reasoning_item,
     text_part,
 )
+
+# A content part's type -> the key of its text, the event of its deltas.
+_TEXT_KEY = {"output_text": "text", "reasoning_text": "text", "refusal": "refusal"}
+_DELTA_EVENT = {
+    "output_text": "response.output_text.delta",
+    "reasoning_text": "response.reasoning_text.delta",
+    "refusal": "response.refusal.delta",
+}
 
 
 class StreamEncoder:
@@ -80,13 +89,13 @@ class StreamEncoder:
             delta = choice.get("delta") or {}
             reasoning = delta.get("reasoning_content")
             if isinstance(reasoning, str) and reasoning:
-                self._text("reasoning", reasoning, out)
+                self._text("reasoning", reasoning, out, "reasoning_text")
             text = delta.get("content")
             if isinstance(text, str) and text:
                 self._text("message", text, out)
             refusal = delta.get("refusal")
             if isinstance(refusal, str) and refusal:
-                self._text("message", refusal, out)
+                self._text("message", refusal, out, "refusal")
             for call in delta.get("tool_calls") or ():
                 if isinstance(call, dict):
                     self._tool_call(call, out)
@@ -163,40 +172,60 @@ class StreamEncoder:
         self._open = item
         out.append(self.event("response.output_item.added", output_index=self._index(), item=item))
 
-    def _text(self, kind: str, text: str, out: list[bytes]) -> None:
+    def _text(self, kind: str, text: str, out: list[bytes], part_type: str = "output_text") -> None:
+        """``text`` added to the open item of ``kind`` (opened if need be), in a part of
+        ``part_type``: ``output_text`` or ``refusal`` (a message's), ``reasoning_text``."""
         item = self._open
-        part_type = "reasoning_text" if kind == "reasoning" else "output_text"
         if item is None or item["type"] != kind:
             if kind == "reasoning":
                 item = reasoning_item(new_id("rs_"), "", status="in_progress")
-                part: JSON = {"type": "reasoning_text", "text": ""}
             else:
                 item = message_item(new_id("msg_"), [], status="in_progress")
-                part = text_part("")
             self._begin(item, out)
-            item["content"] = [part]
+        parts = item["content"]
+        if not parts or parts[-1]["type"] != part_type:
+            # A refusal after text (or text after a refusal) is the message's next part, as OpenAI
+            # streams it: the part before is done first.
+            if parts:
+                self._part_done(item, out)
+            part = text_part("") if part_type == "output_text" else {"type": part_type,
+                                                                         _TEXT_KEY[part_type]: ""}
+            parts.append(part)
             out.append(
                 self.event(
                     "response.content_part.added",
                     item_id=item["id"],
                     output_index=self._index(),
-                    content_index=0,
+                    content_index=len(parts) - 1,
                     part=part,
                 )
             )
-        part = item["content"][0]
-        part["text"] += text
+        part = parts[-1]
+        part[_TEXT_KEY[part_type]] += text
         fields: JSON = {
             "item_id": item["id"],
             "output_index": self._index(),
-            "content_index": 0,
+            "content_index": len(parts) - 1,
             "delta": text,
         }
         if part_type == "output_text":
             fields["logprobs"] = []
-            out.append(self.event("response.output_text.delta", **fields))
+        out.append(self.event(_DELTA_EVENT[part_type], **fields))
+
+    def _part_done(self, item: JSON, out: list[bytes]) -> None:
+        """The done events of the message's or reasoning's last content part."""
+        index = self._output.index(item)
+        content_index = len(item["content"]) - 1
+        part = item["content"][content_index]
+        kind = part["type"]
+        fields: JSON = {"item_id": item["id"], "output_index": index, "content_index": content_index}
+        if kind == "output_text":
+            out.append(self.event("response.output_text.done", **fields, text=part["text"], logprobs=[]))
+        elif kind == "refusal":
+            out.append(self.event("response.refusal.done", **fields, refusal=part["refusal"]))
         else:
-            out.append(self.event("response.reasoning_text.delta", **fields))
+            out.append(self.event("response.reasoning_text.done", **fields, text=part["text"]))
+        out.append(self.event("response.content_part.done", **fields, part=part))
 
     def _tool_call(self, call: JSON, out: list[bytes]) -> None:
         position = call.get("index", 0)
@@ -226,22 +255,8 @@ class StreamEncoder:
         self._open = None
         index = self._output.index(item)
         if item["type"] in ("message", "reasoning"):
-            part = item["content"][0]
-            text = part["text"]
-            fields: JSON = {"item_id": item["id"], "output_index": index, "content_index": 0, "text": text}
-            if item["type"] == "message":
-                out.append(self.event("response.output_text.done", **fields, logprobs=[]))
-            else:
-                out.append(self.event("response.reasoning_text.done", **fields))
-            out.append(
-                self.event(
-                    "response.content_part.done",
-                    item_id=item["id"],
-                    output_index=index,
-                    content_index=0,
-                    part=part,
-                )
-            )
+            if item["content"]:
+                self._part_done(item, out)
         else:
             out.append(
                 self.event(
