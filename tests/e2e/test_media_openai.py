@@ -4,6 +4,7 @@ each call's cost per image, second or character), the upstream's view, and bad i
 
 from __future__ import annotations
 
+import base64
 import io
 import struct
 import uuid
@@ -15,6 +16,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from openai.types.audio import TranscriptionDiarized
 
 from tests import ledger
 from tests.servers import MASTER_KEY, Gateway, Mock, captured, new_marker, start_gateway
@@ -138,6 +140,24 @@ def test_images_generate_is_priced_per_image(sdk: openai.OpenAI, database: str, 
     assert sent["path"] == "/v1/images/generations" and sent["body"]["n"] == 2
     record = recorded(database, raw.headers["x-request-id"])
     assert record.cost_usd == Decimal("0.08") and record.metadata["units"] == {"images": 2}
+
+
+def test_images_take_a_safety_identifier(sdk: openai.OpenAI, mock_upstream: Mock) -> None:
+    # The openai SDK's generate and edit take it (user's successor): OpenAI gets it as sent,
+    # Imagen (no end-user field) answers without it, as with user.
+    marker = new_marker()
+    sdk.images.generate(model="dall-e-3", prompt=f"a lighthouse mock:capture={marker}",
+                        safety_identifier="u-1")
+    assert captured(mock_upstream, marker)[0]["body"]["safety_identifier"] == "u-1"
+    edited = sdk.images.edit(model="dall-e-3", image=("pixel.png", PIXEL_PNG, "image/png"), prompt="a hat",
+                             safety_identifier="u-1")
+    assert edited.data and edited.data[0].revised_prompt
+    marker = new_marker()
+    sdk.images.generate(model="imagen", prompt=f"a valley mock:capture={marker}", safety_identifier="u-1")
+    assert "safety_identifier" not in str(captured(mock_upstream, marker)[0]["body"])
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.images.generate(model="dall-e-3", prompt="x", extra_body={"safety_identifier": 5})
+    assert refused.value.body["param"] == "safety_identifier"  # type: ignore[index]
 
 
 def test_images_generate_through_azure_uses_the_deployment_path(
@@ -287,6 +307,25 @@ def test_a_stream_the_upstream_did_not_stream_is_billed_by_its_answer(gw: Gatewa
     record = recorded(database, resp.headers["x-request-id"])
     assert record.metadata["units"] == {"audio_seconds": 1}
     assert record.cost_usd == Decimal("0.0001") and record.unpriced is False
+
+
+def test_diarized_transcription_names_the_known_speakers(sdk: openai.OpenAI, database: str) -> None:
+    # gpt-4o-transcribe-diarize: diarized_json with known speakers (names and data-URL samples)
+    # reaches the upstream as the SDK sends them, and is billed by the seconds it reports.
+    sample = "data:audio/wav;base64," + base64.b64encode(wav(2.0)).decode()
+    raw = sdk.audio.transcriptions.with_raw_response.create(
+        model="gpt-4o-transcribe", file=("call.wav", wav(3.0), "audio/wav"), response_format="diarized_json",
+        known_speaker_names=["agent"], known_speaker_references=[sample], chunking_strategy="auto")
+    result = raw.parse()
+    assert isinstance(result, TranscriptionDiarized), result
+    assert result.text == "mock transcribe of call.wav" and result.segments[0].speaker == "agent"
+    record = recorded(database, raw.headers["x-request-id"])
+    assert record.metadata["units"] == {"audio_seconds": 3.0}
+    with pytest.raises(openai.BadRequestError) as refused:  # translations have no diarization
+        sdk.audio.translations.with_raw_response.create(
+            model="whisper-1", file=("a.wav", wav(1.0), "audio/wav"),
+            extra_body={"response_format": "diarized_json"})
+    assert refused.value.body["param"] == "response_format"  # type: ignore[index]
 
 
 def test_transcription_json_uses_the_reported_seconds(sdk: openai.OpenAI) -> None:

@@ -262,6 +262,18 @@ async def _audio(request: Request, task: str) -> Response:
     if fmt == "vtt":
         vtt = f"WEBVTT\n\n00:00:00.000 --> {_timestamp(seconds, '.')}\n{text}\n\n"
         return Response(vtt, media_type="text/vtt")
+    if fmt == "diarized_json":  # gpt-4o-transcribe-diarize: the first known speaker's, else "A"
+        speakers = body.get("known_speaker_names[]") or []
+        if len(speakers) != len(body.get("known_speaker_references[]") or []):
+            return openai.error(400, "known_speaker_names and known_speaker_references must have the same "
+                                "length", param="known_speaker_names")
+        speaker = str(speakers[0]) if speakers else "A"
+        return json_response({
+            "task": "transcribe", "duration": seconds, "text": text,
+            "segments": [{"type": "transcript.text.segment", "id": "seg_0", "start": 0.0, "end": seconds,
+                          "text": text, "speaker": speaker}],
+            "usage": {"type": "duration", "seconds": math.ceil(seconds)},
+        })
     if fmt == "verbose_json":
         return json_response({
             "task": task, "language": "english", "duration": seconds, "text": text,

@@ -125,7 +125,8 @@ MODERATIONS: dict[str, Check] = {"model": v.string, "input": _moderation_input}
 IMAGE_OPTIONS: dict[str, Check] = {
     "model": v.string, "prompt": _nonempty_string, "n": v.integer(1, 10), "size": v.string,
     "quality": v.string, "response_format": v.one_of("url", "b64_json"), "user": v.string,
-    "background": v.string, "output_format": v.string, "output_compression": v.integer(0, 100),
+    "safety_identifier": v.string, "background": v.string, "output_format": v.string,
+    "output_compression": v.integer(0, 100),
     "stream": v.boolean, "partial_images": v.integer(0, 3),
 }
 IMAGE_GENERATIONS: dict[str, Check] = {**IMAGE_OPTIONS, "style": v.string, "moderation": v.string}
@@ -241,7 +242,8 @@ def _check_form(form: Form, kinds: dict[str, FieldKind], spec: dict[str, Check],
 
 IMAGE_EDIT_KINDS: dict[str, FieldKind] = {
     "image": "files", "mask": "file", "prompt": "text", "model": "text", "n": "int", "size": "text",
-    "quality": "text", "response_format": "text", "user": "text", "background": "text",
+    "quality": "text", "response_format": "text", "user": "text", "safety_identifier": "text",
+    "background": "text",
     "input_fidelity": "text", "output_format": "text", "output_compression": "int", "stream": "bool",
     "partial_images": "int",
 }
@@ -261,17 +263,24 @@ TRANSCRIPTION_KINDS: dict[str, FieldKind] = {
     "file": "file", "model": "text", "language": "text", "prompt": "text", "response_format": "text",
     "temperature": "number", "timestamp_granularities[]": "list", "include[]": "list",
     "chunking_strategy": "object", "stream": "bool",
+    # gpt-4o-transcribe-diarize: up to 4 speakers' names and their samples (data URLs), each a
+    # form field bounded as any (multipart.py: max_field_bytes).
+    "known_speaker_names[]": "list", "known_speaker_references[]": "list",
 }
-TRANSCRIPTION: dict[str, Check] = {
+TRANSLATION: dict[str, Check] = {
     "model": v.string, "response_format": v.one_of("json", "text", "srt", "verbose_json", "vtt"),
     "temperature": v.number(0, 1),
+}
+TRANSCRIPTION: dict[str, Check] = {
+    **TRANSLATION,
+    "response_format": v.one_of("json", "text", "srt", "verbose_json", "vtt", "diarized_json"),
 }
 TRANSLATION_KINDS = {k: TRANSCRIPTION_KINDS[k]
                      for k in ("file", "model", "prompt", "response_format", "temperature")}
 
 
-def _audio_form(form: Form, kinds: dict[str, FieldKind]) -> JSON:
-    body = _check_form(form, kinds, TRANSCRIPTION, ("file", "model"))
+def _audio_form(form: Form, kinds: dict[str, FieldKind], checks: dict[str, Check]) -> JSON:
+    body = _check_form(form, kinds, checks, ("file", "model"))
     seconds = wav_seconds(body["file"].head(WAV_HEADER_BYTES), body["file"].size)
     if seconds is not None:
         body["_audio_seconds"] = seconds
@@ -279,11 +288,11 @@ def _audio_form(form: Form, kinds: dict[str, FieldKind]) -> JSON:
 
 
 def transcriptions_form(form: Form) -> JSON:
-    return _audio_form(form, TRANSCRIPTION_KINDS)
+    return _audio_form(form, TRANSCRIPTION_KINDS, TRANSCRIPTION)
 
 
 def translations_form(form: Form) -> JSON:
-    return _audio_form(form, TRANSLATION_KINDS)
+    return _audio_form(form, TRANSLATION_KINDS, TRANSLATION)
 
 
 WAV_HEADER_BYTES = 64 * 1024
