@@ -129,6 +129,10 @@ class Deployment:
 def deployment(request: pytest.FixtureRequest, mock_upstream: Mock, notes_server: McpUpstream,
                extras_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     config = openai_config(mock_upstream)
+    # Claude through the Anthropic adapter: extended thinking across the loop's model calls.
+    config["providers"].append({"name": "anthropic-mock", "type": "anthropic", "api_base": mock_upstream.url,
+                                "api_key": "${UPSTREAM_KEY}", "default_max_tokens": 1024})
+    config["models"].append({"name": "claude", "provider": "anthropic-mock", "model": "claude-sonnet-4-5"})
     config["mcp_servers"] = [
         {"name": "notes", "url": notes_server.url},
         {"name": "local", "transport": "stdio", "command": [sys.executable, STDIO_SCRIPT],
@@ -343,6 +347,23 @@ def test_chat_completions_run_the_loop_with_the_calls_listed(deployment: Deploym
     items = [i for c in streamed for i in (c.model_extra or {}).get("mcp_output", [])]
     assert [i["type"] for i in items] == ["mcp_list_tools", "mcp_call"]
 
+
+
+def test_extended_thinking_goes_on_after_a_tool_call(deployment: Deployment) -> None:
+    # Anthropic accepts thinking on the call answering a tool result only with the calling turn's
+    # signed thinking block first: the loop sends it back, so the model still thinks after a call.
+    client = deployment.sdk(deployment.key()[0])
+    marker = new_marker()
+    reply = client.chat.completions.create(
+        model="claude", reasoning_effort="low", max_tokens=2048, tools=[notes("read_note")],  # type: ignore[list-item]
+        messages=[{"role": "user", "content": f"read mock:capture={marker}"}])
+    assert reply.choices[0].message.content == "The tool returned: no such note"
+    first, second = (s["body"] for s in captured(deployment.mock, marker, count=2))
+    assert first["thinking"] == second["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+    called = second["messages"][1]
+    assert called["role"] == "assistant"
+    assert [b["type"] for b in called["content"]] == ["thinking", "text", "tool_use"]
+    assert (reply.choices[0].message.model_extra or {}).get("reasoning_content")
 
 
 def test_the_loops_model_calls_are_not_counted_as_retries(deployment: Deployment) -> None:
