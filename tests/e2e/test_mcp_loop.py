@@ -600,6 +600,43 @@ def test_progress_quoting_a_servers_credential_reaches_the_caller_scrubbed(deplo
     asyncio.run(scenario())
 
 
+def test_two_callers_progress_tokens_never_mix_on_a_stdio_server(deployment: Deployment) -> None:
+    """Callers of one stdio process choose their progress tokens (the SDK's is its request id, the
+    same in every session): each caller gets the progress of its own call only, never another's,
+    even when both use the same token at once."""
+    first, second = deployment.key()[0], deployment.key()[0]
+    started = asyncio.Event()
+
+    async def call(key: str, steps: int) -> list[dict[str, Any]]:
+        message = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                   "params": {"name": "local__slow", "arguments": {"steps": steps},
+                              "_meta": {"progressToken": "p"}}}
+        headers = {"Authorization": f"Bearer {key}", "Accept": "application/json, text/event-stream"}
+        got: list[dict[str, Any]] = []
+        async with httpx.AsyncClient(timeout=30) as http, http.stream(
+                "POST", deployment.gateway.url + "/mcp", json=message, headers=headers) as resp:
+            assert resp.status_code == 200
+            async for line in resp.aiter_lines():
+                if line.startswith("data:"):
+                    got.append(json.loads(line[5:]))
+                    started.set()  # the first call is under way: the second starts now
+        return got
+
+    async def after_the_first(key: str, steps: int) -> list[dict[str, Any]]:
+        await started.wait()
+        return await call(key, steps)
+
+    async def scenario() -> None:
+        mine, theirs = await asyncio.gather(call(first, 20), after_the_first(second, 3))
+        for got, steps in ((mine, 20), (theirs, 3)):
+            *progress, reply = got
+            assert reply["result"]["content"][0]["text"] == "done", reply
+            assert [(p["params"]["progressToken"], p["params"]["progress"], p["params"]["total"])
+                    for p in progress] == [("p", i + 1, steps) for i in range(steps)], (steps, progress)
+
+    asyncio.run(scenario())
+
+
 def test_a_cancelled_call_is_cancelled_upstream(deployment: Deployment) -> None:
     key, _ = deployment.key()
 
