@@ -141,6 +141,10 @@ def deployment(request: pytest.FixtureRequest, mock_upstream: Mock, notes_server
         {"name": "down", "url": f"http://127.0.0.1:{refused_port()}/mcp", "connect_timeout_seconds": 1},
         {"name": "extras", "url": extras_server, "headers": {"Authorization": f"Bearer {EXTRAS_SECRET}"}},
         {"name": "paid", "url": notes_server.url, "price_per_call": 0.01},
+        # Frozen by a test (a hung process): its calls must still end at timeout_seconds.
+        {"name": "frozen", "transport": "stdio", "command": [sys.executable, STDIO_SCRIPT],
+         "env": {"PYTHONPATH": os.environ.get("PYTHONPATH", "")}, "connect_timeout_seconds": 60,
+         "timeout_seconds": 2},
     ]
     # Results are bounded below the stdio message bound (max_argument_bytes 1 MiB + 64 KiB).
     config["mcp"] = {"allow_stdio": True, "max_tool_steps": STEPS, "max_result_bytes": 65536}
@@ -158,9 +162,9 @@ def deployment(request: pytest.FixtureRequest, mock_upstream: Mock, notes_server
 
 
 def _wait_for_stdio(deployment: Deployment) -> None:
-    """The stdio server's process starts with the gateway: wait until its tools are listed."""
+    """The stdio servers' processes start with the gateway: wait until their tools are listed."""
     deadline = time.monotonic() + 60
-    while "local__echo" not in asyncio.run(_tool_names(deployment, MASTER_KEY)):
+    while not {"local__echo", "frozen__echo"} <= asyncio.run(_tool_names(deployment, MASTER_KEY)):
         assert time.monotonic() < deadline, "the stdio server never came up"
         time.sleep(0.2)
 
@@ -635,6 +639,30 @@ def test_two_callers_progress_tokens_never_mix_on_a_stdio_server(deployment: Dep
                     for p in progress] == [("p", i + 1, steps) for i in range(steps)], (steps, progress)
 
     asyncio.run(scenario())
+
+
+def test_calls_to_a_hung_stdio_server_end_at_its_timeout(deployment: Deployment) -> None:
+    """A stdio process that stops reading its stdin (hung) while a large call is being written to
+    it: that call and the next ones still end at the server's timeout_seconds (2 s here), rather
+    than waiting for the process to read again."""
+    key, _ = deployment.key()
+
+    def call(name: str, arguments: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+        message = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                   "params": {"name": name, "arguments": arguments}}
+        started = time.monotonic()
+        resp = httpx.post(deployment.gateway.url + "/mcp", json=message, timeout=60,
+                          headers={"Authorization": f"Bearer {key}"})
+        assert resp.status_code == 200, resp.text
+        return time.monotonic() - started, resp.json()
+
+    elapsed, frozen = call("frozen__freeze", {"seconds": 30})
+    assert frozen["error"]["data"]["code"] == "upstream_timeout", frozen
+    # More than the pipe and the write buffer hold: written only as the process reads.
+    for name, arguments in (("frozen__echo", {"text": "x" * 400_000}), ("frozen__add", {"a": 1, "b": 2})):
+        elapsed, answer = call(name, arguments)
+        assert answer["error"]["data"]["code"] == "upstream_timeout", (name, answer)
+        assert elapsed < 10, (name, elapsed)
 
 
 def test_a_cancelled_call_is_cancelled_upstream(deployment: Deployment) -> None:

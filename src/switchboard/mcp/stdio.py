@@ -360,8 +360,10 @@ class StdioUpstream(Upstream):
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         child.pending[rid] = future
         try:
-            await child.send(message)
+            # Writing is bounded too: a process that stops reading its stdin (hung) would hold a
+            # large message's write, and every later call waiting for the write lock, unbounded.
             async with asyncio.timeout(wait):
+                await child.send(message)
                 reply = await future
         except TimeoutError:
             child.cancel(rid, "timed out")  # tell the server to stop working on it
