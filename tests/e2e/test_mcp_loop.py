@@ -641,6 +641,46 @@ def test_two_callers_progress_tokens_never_mix_on_a_stdio_server(deployment: Dep
     asyncio.run(scenario())
 
 
+def test_a_cancellation_never_reaches_another_clients_call_of_the_same_id(deployment: Deployment) -> None:
+    """Two clients of one key, each with a call under way under the same JSON-RPC id (the SDK's
+    ids start alike in every session): one's notifications/cancelled for that id is ambiguous and
+    cancels neither call, rather than the other client's."""
+    key, _ = deployment.key()
+    url = deployment.gateway.url + "/mcp"
+    headers = {"Authorization": f"Bearer {key}", "Accept": "application/json, text/event-stream"}
+    first_running, second_running = asyncio.Event(), asyncio.Event()
+
+    async def call(steps: int, running: asyncio.Event) -> list[dict[str, Any]]:
+        message = {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                   "params": {"name": "extras__slow", "arguments": {"steps": steps},
+                              "_meta": {"progressToken": f"t{steps}"}}}
+        got: list[dict[str, Any]] = []
+        async with httpx.AsyncClient(timeout=30) as http, http.stream(
+                "POST", url, json=message, headers=headers) as resp:
+            async for line in resp.aiter_lines():
+                if line.startswith("data:"):
+                    got.append(json.loads(line[5:]))
+                    running.set()
+        return got
+
+    async def second() -> list[dict[str, Any]]:
+        await first_running.wait()
+        return await call(10, second_running)
+
+    async def cancel() -> None:
+        await second_running.wait()  # both calls are under way: the second client cancels "its" 7
+        notice = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 7}}
+        async with httpx.AsyncClient(timeout=30) as http:
+            assert (await http.post(url, json=notice, headers=headers)).status_code == 202
+
+    async def scenario() -> None:
+        mine, _, _ = await asyncio.gather(call(40, first_running), second(), cancel())
+        assert mine[-1].get("result", {}).get("content", [{}])[0].get("text") == "done", mine[-1]
+        assert len(mine) == 41
+
+    asyncio.run(scenario())
+
+
 def test_calls_to_a_hung_stdio_server_end_at_its_timeout(deployment: Deployment) -> None:
     """A stdio process that stops reading its stdin (hung) while a large call is being written to
     it: that call and the next ones still end at the server's timeout_seconds (2 s here), rather
