@@ -2,9 +2,10 @@
 subprocesses: ``python -m tests.mcp_servers <kind> <port> [transport]``.
 
 Kinds: ``notes`` (tools, a resource, a resource template, a prompt; a tool that hangs, one that
-answers a large result, one that fails), ``math`` (tools), ``malformed`` (an HTTP server that
-answers every POST with JSON that is not JSON-RPC), ``cutting`` (a tool whose reply breaks off
-mid-stream, another that answers, one that refuses with the Authorization it was sent),
+answers a large result, one that fails, one that links and embeds a resource), ``math`` (tools),
+``malformed`` (an HTTP server that answers every POST with JSON that is not JSON-RPC),
+``cutting`` (a tool whose reply breaks off mid-stream, another that answers, one that refuses
+with the Authorization it was sent),
 ``asker`` (tools that ask the client: elicitation, sampling, roots), ``bom`` (``math``, every
 JSON reply and event stream starting with a UTF-8 byte order mark; transport ``json``: the
 streamable-HTTP transport answering JSON rather than a stream).
@@ -54,6 +55,14 @@ def notes_server(name: str) -> object:
     @server.tool(description="Fails [/always] [bold]loudly[/bold]")
     def broken() -> str:
         raise ValueError("this tool is broken")
+
+    @server.tool(description="Links the welcome note, and embeds it")
+    def link() -> list[object]:
+        from mcp.types import EmbeddedResource, ResourceLink, TextResourceContents
+
+        return [ResourceLink(type="resource_link", uri="note://welcome", name="welcome"),
+                EmbeddedResource(type="resource", resource=TextResourceContents(
+                    uri="note://welcome", text=notes["welcome"], mime_type="text/plain"))]
 
     @server.resource("note://welcome", name="welcome", description="The welcome note", mime_type="text/plain")
     def welcome() -> str:

@@ -3,12 +3,15 @@
 (exits the process), ``slow`` (reports progress), ``wait`` and ``cancellations`` (how many calls
 of ``wait`` were cancelled), ``leaky`` (fails quoting the ``STDIO_TEST_TOKEN`` its environment
 holds), ``leaky_progress`` (reports progress quoting that token, or over HTTP the Authorization
-it was sent)."""
+it was sent), ``freeze`` (stops the whole process for N seconds: it reads and answers nothing, as
+a hung server)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import subprocess
 import sys
 
 from mcp.server.mcpserver import Context, MCPServer
@@ -79,6 +82,14 @@ async def leaky_progress(ctx: Context) -> str:
             else os.environ.get("STDIO_TEST_TOKEN", ""))
     await ctx.report_progress(1, 1, f"working with {sent}")
     return "done"
+
+
+@server.tool()
+def freeze(seconds: float) -> str:
+    """Stop the process for ``seconds`` (a helper wakes it up): stdin is not read meanwhile."""
+    subprocess.Popen(["sh", "-c", f"sleep {seconds}; kill -CONT {os.getpid()}"])
+    os.kill(os.getpid(), signal.SIGSTOP)
+    return "thawed"
 
 
 @server.tool()

@@ -245,6 +245,24 @@ def test_resources_and_prompts_are_listed_read_and_got(deployment: Deployment) -
     run(scenario())
 
 
+def test_resources_a_tool_links_or_embeds_are_named_as_the_gateway_serves_them(
+        deployment: Deployment) -> None:
+    # A tool's resource_link (and embedded resource) names the server's resource: the client reads
+    # it through the gateway, so its URI is the gateway's, as in resources/list.
+    key, _ = deployment.key()
+
+    async def scenario() -> None:
+        async with session(deployment, key) as client:
+            result = await client.call_tool("notes__link", {})
+            linked, embedded = result.content
+            assert linked.uri == "mcp://gateway/notes/note://welcome"  # type: ignore[union-attr]
+            assert embedded.resource.uri == "mcp://gateway/notes/note://welcome"  # type: ignore[union-attr]
+            read = await client.read_resource(linked.uri)  # type: ignore[union-attr]
+            assert read.contents[0].text == "hello from notes"  # type: ignore[union-attr]
+
+    run(scenario())
+
+
 def test_a_denied_tool_is_neither_listed_nor_callable(deployment: Deployment) -> None:
     # A team rule (config), a key's own lists and a team's (admin API), a role's (config).
     team_key, _ = deployment.key(team=RESTRICTED_TEAM)

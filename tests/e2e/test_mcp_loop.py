@@ -129,6 +129,10 @@ class Deployment:
 def deployment(request: pytest.FixtureRequest, mock_upstream: Mock, notes_server: McpUpstream,
                extras_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     config = openai_config(mock_upstream)
+    # Claude through the Anthropic adapter: extended thinking across the loop's model calls.
+    config["providers"].append({"name": "anthropic-mock", "type": "anthropic", "api_base": mock_upstream.url,
+                                "api_key": "${UPSTREAM_KEY}", "default_max_tokens": 1024})
+    config["models"].append({"name": "claude", "provider": "anthropic-mock", "model": "claude-sonnet-4-5"})
     config["mcp_servers"] = [
         {"name": "notes", "url": notes_server.url},
         {"name": "local", "transport": "stdio", "command": [sys.executable, STDIO_SCRIPT],
@@ -137,6 +141,10 @@ def deployment(request: pytest.FixtureRequest, mock_upstream: Mock, notes_server
         {"name": "down", "url": f"http://127.0.0.1:{refused_port()}/mcp", "connect_timeout_seconds": 1},
         {"name": "extras", "url": extras_server, "headers": {"Authorization": f"Bearer {EXTRAS_SECRET}"}},
         {"name": "paid", "url": notes_server.url, "price_per_call": 0.01},
+        # Frozen by a test (a hung process): its calls must still end at timeout_seconds.
+        {"name": "frozen", "transport": "stdio", "command": [sys.executable, STDIO_SCRIPT],
+         "env": {"PYTHONPATH": os.environ.get("PYTHONPATH", "")}, "connect_timeout_seconds": 60,
+         "timeout_seconds": 2},
     ]
     # Results are bounded below the stdio message bound (max_argument_bytes 1 MiB + 64 KiB).
     config["mcp"] = {"allow_stdio": True, "max_tool_steps": STEPS, "max_result_bytes": 65536}
@@ -154,9 +162,9 @@ def deployment(request: pytest.FixtureRequest, mock_upstream: Mock, notes_server
 
 
 def _wait_for_stdio(deployment: Deployment) -> None:
-    """The stdio server's process starts with the gateway: wait until its tools are listed."""
+    """The stdio servers' processes start with the gateway: wait until their tools are listed."""
     deadline = time.monotonic() + 60
-    while "local__echo" not in asyncio.run(_tool_names(deployment, MASTER_KEY)):
+    while not {"local__echo", "frozen__echo"} <= asyncio.run(_tool_names(deployment, MASTER_KEY)):
         assert time.monotonic() < deadline, "the stdio server never came up"
         time.sleep(0.2)
 
@@ -343,6 +351,23 @@ def test_chat_completions_run_the_loop_with_the_calls_listed(deployment: Deploym
     items = [i for c in streamed for i in (c.model_extra or {}).get("mcp_output", [])]
     assert [i["type"] for i in items] == ["mcp_list_tools", "mcp_call"]
 
+
+
+def test_extended_thinking_goes_on_after_a_tool_call(deployment: Deployment) -> None:
+    # Anthropic accepts thinking on the call answering a tool result only with the calling turn's
+    # signed thinking block first: the loop sends it back, so the model still thinks after a call.
+    client = deployment.sdk(deployment.key()[0])
+    marker = new_marker()
+    reply = client.chat.completions.create(
+        model="claude", reasoning_effort="low", max_tokens=2048, tools=[notes("read_note")],  # type: ignore[list-item]
+        messages=[{"role": "user", "content": f"read mock:capture={marker}"}])
+    assert reply.choices[0].message.content == "The tool returned: no such note"
+    first, second = (s["body"] for s in captured(deployment.mock, marker, count=2))
+    assert first["thinking"] == second["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+    called = second["messages"][1]
+    assert called["role"] == "assistant"
+    assert [b["type"] for b in called["content"]] == ["thinking", "text", "tool_use"]
+    assert (reply.choices[0].message.model_extra or {}).get("reasoning_content")
 
 
 def test_the_loops_model_calls_are_not_counted_as_retries(deployment: Deployment) -> None:
@@ -577,6 +602,111 @@ def test_progress_quoting_a_servers_credential_reaches_the_caller_scrubbed(deplo
                 assert seen == [f"working with {seen_by_server}"], (name, seen)
 
     asyncio.run(scenario())
+
+
+def test_two_callers_progress_tokens_never_mix_on_a_stdio_server(deployment: Deployment) -> None:
+    """Callers of one stdio process choose their progress tokens (the SDK's is its request id, the
+    same in every session): each caller gets the progress of its own call only, never another's,
+    even when both use the same token at once."""
+    first, second = deployment.key()[0], deployment.key()[0]
+    started = asyncio.Event()
+
+    async def call(key: str, steps: int) -> list[dict[str, Any]]:
+        message = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                   "params": {"name": "local__slow", "arguments": {"steps": steps},
+                              "_meta": {"progressToken": "p"}}}
+        headers = {"Authorization": f"Bearer {key}", "Accept": "application/json, text/event-stream"}
+        got: list[dict[str, Any]] = []
+        async with httpx.AsyncClient(timeout=30) as http, http.stream(
+                "POST", deployment.gateway.url + "/mcp", json=message, headers=headers) as resp:
+            assert resp.status_code == 200
+            async for line in resp.aiter_lines():
+                if line.startswith("data:"):
+                    got.append(json.loads(line[5:]))
+                    started.set()  # the first call is under way: the second starts now
+        return got
+
+    async def after_the_first(key: str, steps: int) -> list[dict[str, Any]]:
+        await started.wait()
+        return await call(key, steps)
+
+    async def scenario() -> None:
+        mine, theirs = await asyncio.gather(call(first, 20), after_the_first(second, 3))
+        for got, steps in ((mine, 20), (theirs, 3)):
+            *progress, reply = got
+            assert reply["result"]["content"][0]["text"] == "done", reply
+            assert [(p["params"]["progressToken"], p["params"]["progress"], p["params"]["total"])
+                    for p in progress] == [("p", i + 1, steps) for i in range(steps)], (steps, progress)
+
+    asyncio.run(scenario())
+
+
+def test_a_cancellation_never_reaches_another_clients_call_of_the_same_id(deployment: Deployment) -> None:
+    """Two clients of one key, each with a call under way under the same JSON-RPC id (the SDK's
+    ids start alike in every session): one's notifications/cancelled for that id is ambiguous and
+    cancels neither call, rather than the other client's."""
+    key, _ = deployment.key()
+    url = deployment.gateway.url + "/mcp"
+    headers = {"Authorization": f"Bearer {key}", "Accept": "application/json, text/event-stream"}
+    first_running, second_running = asyncio.Event(), asyncio.Event()
+
+    async def call(steps: int, running: asyncio.Event) -> list[dict[str, Any]]:
+        message = {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                   "params": {"name": "extras__slow", "arguments": {"steps": steps},
+                              "_meta": {"progressToken": f"t{steps}"}}}
+        got: list[dict[str, Any]] = []
+        async with httpx.AsyncClient(timeout=30) as http, http.stream(
+                "POST", url, json=message, headers=headers) as resp:
+            async for line in resp.aiter_lines():
+                if line.startswith("data:"):
+                    got.append(json.loads(line[5:]))
+                    running.set()
+        return got
+
+    async def second() -> list[dict[str, Any]]:
+        await first_running.wait()
+        return await call(10, second_running)
+
+    async def cancel() -> None:
+        await second_running.wait()  # both calls are under way: the second client cancels "its" 7
+        notice = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 7}}
+        async with httpx.AsyncClient(timeout=30) as http:
+            assert (await http.post(url, json=notice, headers=headers)).status_code == 202
+
+    async def scenario() -> None:
+        mine, _, _ = await asyncio.gather(call(40, first_running), second(), cancel())
+        assert mine[-1].get("result", {}).get("content", [{}])[0].get("text") == "done", mine[-1]
+        assert len(mine) == 41
+
+    asyncio.run(scenario())
+
+
+def test_calls_to_a_hung_stdio_server_end_at_its_timeout(deployment: Deployment) -> None:
+    """A stdio process that stops reading its stdin (hung) while a large call is being written to
+    it: that call and the next ones still end at the server's timeout_seconds (2 s here), rather
+    than waiting for the process to read again."""
+    key, _ = deployment.key()
+
+    def call(name: str, arguments: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+        message = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                   "params": {"name": name, "arguments": arguments}}
+        started = time.monotonic()
+        resp = httpx.post(deployment.gateway.url + "/mcp", json=message, timeout=60,
+                          headers={"Authorization": f"Bearer {key}"})
+        assert resp.status_code == 200, resp.text
+        return time.monotonic() - started, resp.json()
+
+    elapsed, frozen = call("frozen__freeze", {"seconds": 15})
+    assert frozen["error"]["data"]["code"] == "upstream_timeout", frozen
+    # More than the pipe and the write buffer hold: written only as the process reads.
+    for name, arguments in (("frozen__echo", {"text": "x" * 400_000}), ("frozen__add", {"a": 1, "b": 2})):
+        elapsed, answer = call(name, arguments)
+        assert answer["error"]["data"]["code"] == "upstream_timeout", (name, answer)
+        assert elapsed < 8, (name, elapsed)
+    # Once it runs again, it answers as before (and lists its tools for the other tests).
+    deadline = time.monotonic() + 60
+    while "result" not in call("frozen__add", {"a": 1, "b": 2})[1]:
+        assert time.monotonic() < deadline, "the frozen server never came back"
 
 
 def test_a_cancelled_call_is_cancelled_upstream(deployment: Deployment) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -38,6 +39,14 @@ def asker() -> Iterator[McpUpstream]:
     server.process.stop()
 
 
+@pytest.fixture(scope="module")
+def sse_asker() -> Iterator[McpUpstream]:
+    """The same server over the older HTTP+SSE transport (its requests come on its event stream)."""
+    server = start_mcp_server("asker", "sse")
+    yield server
+    server.process.stop()
+
+
 @dataclass
 class Deployment:
     kind: str
@@ -52,12 +61,13 @@ class Deployment:
 
 
 @pytest.fixture(scope="module", params=["embedded", "cluster"])
-def deployment(request: pytest.FixtureRequest, asker: McpUpstream,
+def deployment(request: pytest.FixtureRequest, asker: McpUpstream, sse_asker: McpUpstream,
                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     config: dict[str, Any] = {
         "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
         "mcp_servers": [{"name": "asker", "url": asker.url, "timeout_seconds": 30,
-                         "headers": {"Authorization": f"Bearer {ASKER_SECRET}"}}],
+                         "headers": {"Authorization": f"Bearer {ASKER_SECRET}"}},
+                        {"name": "old", "url": sse_asker.url, "transport": "sse", "timeout_seconds": 30}],
         "mcp": {"client_request_timeout_seconds": TIMEOUT, "max_client_answer_bytes": 2048,
                 "max_pending_client_requests": 2},
     }
@@ -208,6 +218,19 @@ def test_a_client_without_the_capability_is_refused_to_the_server(deployment: De
     assert resp.status_code == 200 and resp.headers["content-type"] == "application/json"
     message = resp.json()
     assert "not passed through" in refused(message)
+
+
+def test_an_http_sse_servers_requests_are_refused_at_once(deployment: Deployment) -> None:
+    """An HTTP+SSE server's requests (its event stream) are not passed through: refused to the
+    server at once, as the others are, so its tool does not wait out the call's timeout."""
+    key = deployment.key()
+    for name, arguments in (("old__greet", {}), ("old__think", {"question": "q"})):
+        started = time.monotonic()
+        resp = httpx.post(deployment.gateway.url + "/mcp", headers=headers(key),
+                          json=call(name, 1, arguments), timeout=60)
+        assert resp.status_code == 200, resp.text
+        assert "not passed through" in refused(resp.json()), resp.json()
+        assert time.monotonic() - started < 10
 
 
 # -- over plain HTTP: sessions, another instance, bounds ------------------------------------

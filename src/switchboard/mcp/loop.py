@@ -187,7 +187,7 @@ class McpLoopStage:
                     "the tool loop stopped.",
                     param="tools",
                 )
-            messages.append({"role": "assistant", "content": message.get("content"), "tool_calls": calls})
+            messages.append(_assistant_turn(message, calls))
             for call in calls:
                 item, text = await call_tool(runner, offered[call["function"]["name"]], call)
                 output.append(item)
@@ -352,6 +352,20 @@ class McpLoopStage:
             if sub.post_response is not None:
                 await sub.run_after_response()
         self._spend(ctx, steps)
+
+
+# What of the model's tool-calling turn is sent back with it besides its content and calls: its
+# reasoning, signed (Anthropic refuses thinking on the next call without the turn's signed blocks,
+# so the provider adapter would turn thinking off for every later step).
+_KEPT = ("reasoning_content", "thinking_blocks")
+
+
+def _assistant_turn(message: Mapping[str, Any], calls: list[JSON]) -> JSON:
+    turn: JSON = {"role": "assistant", "content": message.get("content"), "tool_calls": calls}
+    for key in _KEPT:
+        if message.get(key):
+            turn[key] = message[key]
+    return turn
 
 
 def _message(body: Mapping[str, Any]) -> JSON:

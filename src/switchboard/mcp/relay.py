@@ -84,11 +84,23 @@ class Calls:
     def __init__(self) -> None:
         self._calls: dict[tuple[str, Any], asyncio.Task[Any]] = {}
         self._cancelled: set[asyncio.Task[Any]] = set()
+        # Calls under way under an id already taken by another of the caller's calls (two clients
+        # of one key: ids start alike in every session), by that id: how many.
+        self._shared: dict[tuple[str, Any], int] = {}
 
     @contextlib.contextmanager
     def running(self, principal: Principal | None, rid: Any) -> Iterator[None]:
         task = asyncio.current_task()
         key = (owner(principal), rid)
+        if key in self._calls and len(self._shared) < self.MAX:
+            # Which of the two a cancellation for this id means, nothing tells: it cancels neither.
+            self._shared[key] = self._shared.get(key, 0) + 1
+            try:
+                yield
+            finally:
+                if (left := self._shared.pop(key) - 1) > 0:
+                    self._shared[key] = left
+            return
         if task is None or rid is None or key in self._calls or len(self._calls) >= self.MAX:
             yield
             return
@@ -109,8 +121,9 @@ class Calls:
         """Cancel the caller's call ``rid`` if it is under way here."""
         if isinstance(rid, bool) or not isinstance(rid, str | int):
             return False
-        task = self._calls.get((owner(principal), rid))
-        if task is None or task.done():
+        key = (owner(principal), rid)
+        task = self._calls.get(key)
+        if task is None or task.done() or key in self._shared:
             return False
         self._cancelled.add(task)
         task.cancel()

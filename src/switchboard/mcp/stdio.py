@@ -257,6 +257,17 @@ class _Child:
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
+def _as_token(notify: Notify, token: str | int) -> Notify:
+    """``notify`` given each progress message with the caller's own ``token`` back in it."""
+
+    async def relayed(message: dict[str, Any]) -> None:
+        params = message.get("params")
+        if isinstance(params, dict):
+            await notify({**message, "params": {**params, "progressToken": token}})
+
+    return relayed
+
+
 class StdioUpstream(Upstream):
     """A stdio server as an upstream of the registry: a supervised child process and its session."""
 
@@ -331,17 +342,28 @@ class StdioUpstream(Upstream):
                     wait: float, notify: Notify | None = None) -> dict[str, Any]:
         rid = next(self._rpc_ids)
         message: dict[str, Any] = {"jsonrpc": "2.0", "id": rid, "method": method}
-        if params is not None:
-            message["params"] = params
         meta = params.get("_meta") if params is not None else None
         token = meta.get("progressToken") if isinstance(meta, dict) else None
-        if notify is not None and isinstance(token, str | int) and not isinstance(token, bool):
-            child.progress[token] = notify
+        if isinstance(meta, dict) and isinstance(token, str | int) and not isinstance(token, bool):
+            # Every caller shares the process and chooses its own token (the SDK's is its request
+            # id, the same in every session): the server is given one of the gateway's, unique
+            # here, and the caller's is put back on what is relayed, so no caller's progress
+            # reaches another.
+            assert params is not None
+            params = {**params, "_meta": {**meta, "progressToken": rid}}
+            if notify is not None:
+                child.progress[rid] = _as_token(notify, token)
+        else:
+            token = None
+        if params is not None:
+            message["params"] = params
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         child.pending[rid] = future
         try:
-            await child.send(message)
+            # Writing is bounded too: a process that stops reading its stdin (hung) would hold a
+            # large message's write, and every later call waiting for the write lock, unbounded.
             async with asyncio.timeout(wait):
+                await child.send(message)
                 reply = await future
         except TimeoutError:
             child.cancel(rid, "timed out")  # tell the server to stop working on it
@@ -352,7 +374,7 @@ class StdioUpstream(Upstream):
         finally:
             child.pending.pop(rid, None)
             if token is not None:
-                child.progress.pop(token, None)
+                child.progress.pop(rid, None)
         return _result(self.name, reply, rid)
 
     # -- the process -----------------------------------------------------------------------------

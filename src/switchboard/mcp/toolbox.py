@@ -236,9 +236,7 @@ class McpToolbox:
         result = await upstream.request("resources/read", {"uri": inner}, principal)
         contents = result.get("contents")
         if isinstance(contents, list):
-            result = dict(result, contents=[
-                dict(c, uri=f"{URI_PREFIX}{server}/{c['uri']}")
-                if isinstance(c, dict) and isinstance(c.get("uri"), str) else c for c in contents])
+            result = dict(result, contents=[_named(upstream.name, c) for c in contents])
         return result
 
     async def get_prompt(self, principal: Principal | None, name: str,
@@ -250,7 +248,13 @@ class McpToolbox:
         params: dict[str, Any] = {"name": parts[1]}
         if arguments is not None:
             params["arguments"] = arguments
-        return await upstream.request("prompts/get", params, principal)
+        result = await upstream.request("prompts/get", params, principal)
+        messages = result.get("messages")
+        if isinstance(messages, list):
+            result = dict(result, messages=[
+                dict(m, content=_linked(upstream.name, m["content"])) if isinstance(m, dict)
+                and isinstance(m.get("content"), dict) else m for m in messages])
+        return result
 
     # -- tools/call ----------------------------------------------------------------------------------
 
@@ -325,7 +329,11 @@ class McpToolbox:
         params: dict[str, Any] = {"name": tool.name, "arguments": arguments}
         if meta:
             params["_meta"] = meta
-        return await tool.upstream.request("tools/call", params, principal, notify=notify)
+        result = await tool.upstream.request("tools/call", params, principal, notify=notify)
+        content = result.get("content")
+        if isinstance(content, list):
+            result = dict(result, content=[_linked(tool.upstream.name, block) for block in content])
+        return result
 
     async def call_tool(self, principal: Principal | None, name: str,
                         arguments: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -336,6 +344,26 @@ class McpToolbox:
         self.check(principal, tool)
         self.check_arguments(tool, arguments)
         return await self.call(tool, principal, arguments)
+
+
+def _named(server: str, item: Any) -> Any:
+    """A resource (its ``uri``) of ``server`` named as the gateway serves it."""
+    if isinstance(item, dict) and isinstance(item.get("uri"), str):
+        return dict(item, uri=f"{URI_PREFIX}{server}/{item['uri']}")
+    return item
+
+
+def _linked(server: str, block: Any) -> Any:
+    """A content block of ``server``'s (a tool's result, a prompt's message) with the resource it
+    links (``resource_link``) or embeds (``resource``) named as the gateway serves it: the client
+    reads it through ``resources/read`` here, never from the server itself."""
+    if not isinstance(block, dict):
+        return block
+    if block.get("type") == "resource_link":
+        return _named(server, block)
+    if block.get("type") == "resource" and isinstance(block.get("resource"), dict):
+        return dict(block, resource=_named(server, block["resource"]))
+    return block
 
 
 def _server_key(upstream: Upstream) -> tuple[str | None, str, str | None]:

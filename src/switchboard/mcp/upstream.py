@@ -441,7 +441,7 @@ class Upstream:
         except BaseException:
             await _close_stream(session)
             raise
-        session.reader = asyncio.create_task(self._read_stream(session, events))
+        session.reader = asyncio.create_task(self._read_stream(session, events, headers))
 
     def _same_origin(self, endpoint: str) -> str:
         """The server's message endpoint, only on the configured server's origin."""
@@ -451,7 +451,8 @@ class Upstream:
             raise Malformed(f"the MCP server '{self.name}' named a message endpoint on another origin")
         return url
 
-    async def _read_stream(self, session: _Session, events: AsyncIterator[tuple[str, bytes]]) -> None:
+    async def _read_stream(self, session: _Session, events: AsyncIterator[tuple[str, bytes]],
+                           headers: dict[str, str]) -> None:
         error: Exception = Malformed(f"the MCP server '{self.name}' closed its event stream")
         try:
             async for kind, data in events:
@@ -465,6 +466,11 @@ class Upstream:
                     future = session.pending.pop(message.get("id"), None)  # type: ignore[arg-type]
                     if future is not None and not future.done():
                         future.set_result(message)
+                elif isinstance(message, dict) and "id" in message:
+                    # A request of the server's (ping, elicitation, ...): answered (ping) or refused
+                    # at once, as on the other transports, else the server waits out its call
+                    # (one at a time, each answer bounded by connect_timeout_seconds).
+                    await self._answer(session, headers, message)
         except Exception as exc:
             error = exc if isinstance(exc, GatewayError) else Malformed(
                 f"the MCP server '{self.name}' event stream failed: {type(exc).__name__}")
