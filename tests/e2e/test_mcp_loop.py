@@ -353,6 +353,19 @@ def test_chat_completions_run_the_loop_with_the_calls_listed(deployment: Deploym
 
 
 
+def test_the_loops_usage_adds_up_every_model_calls_with_its_details(deployment: Deployment) -> None:
+    # Both model calls report 3 audio tokens in their prompt: the answer's usage is the loop's,
+    # its details too (not the last call's details beside the summed counts).
+    client = deployment.sdk(deployment.key()[0])
+    reply = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "read mock:audio_tokens=3"}],
+        tools=[notes("read_note")])  # type: ignore[list-item]
+    usage = reply.usage
+    assert usage is not None and usage.prompt_tokens_details is not None
+    assert usage.prompt_tokens_details.audio_tokens == 6 and usage.prompt_tokens_details.cached_tokens == 0
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+
+
 def test_extended_thinking_goes_on_after_a_tool_call(deployment: Deployment) -> None:
     # Anthropic accepts thinking on the call answering a tool result only with the calling turn's
     # signed thinking block first: the loop sends it back, so the model still thinks after a call.

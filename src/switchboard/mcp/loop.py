@@ -78,9 +78,19 @@ def _same_url(a: str, b: str) -> bool:
 
 
 def _add_usage(total: JSON, usage: Any) -> None:
+    """``usage`` of one model call added to the loop's ``total``: the counts and their details
+    (cached, reasoning, audio tokens...), so the answer's usage is the whole loop's."""
     if not isinstance(usage, dict):
         return
-    for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
+    _add_counts(total, usage, ("prompt_tokens", "completion_tokens", "total_tokens"))
+    for key in ("prompt_tokens_details", "completion_tokens_details"):
+        details = usage.get(key)
+        if isinstance(details, dict):
+            _add_counts(total.setdefault(key, {}), details, details)
+
+
+def _add_counts(total: JSON, usage: JSON, keys: Any) -> None:
+    for key in keys:
         value = usage.get(key)
         if isinstance(value, int) and not isinstance(value, bool):
             total[key] = total.get(key, 0) + value
