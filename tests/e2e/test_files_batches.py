@@ -82,6 +82,8 @@ def world(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iter
     # A model the catalog does not know, priced by its entry alone.
     config["models"].append({"name": "house-model", "provider": "local-openai", "model": "house-model",
                              "info": dict(PRICES)})
+    # An alias whose dated snapshot gpt-4o-2024-05-13 the catalog prices on its own (twice as much).
+    config["models"].append({"name": "gpt-4o", "provider": "local-openai", "model": "gpt-4o"})
     tenant, azure_tenant = f"files-{uuid.uuid4().hex[:6]}", f"azure-{uuid.uuid4().hex[:6]}"
     config["files"] = {"provider": "local-openai", "tenant_providers": {azure_tenant: "az"},
                        "max_upload_bytes": MAX_UPLOAD, "poll_seconds": 1}
@@ -400,6 +402,23 @@ def test_a_batch_answered_by_a_dated_snapshot_is_priced_by_the_entry_that_served
     [row] = world.wait_for_usage("house", 1)
     assert (row["prompt_tokens"], row["completion_tokens"]) == (21, 10) and row["unpriced"] == 0
     assert Decimal(row["cost_usd"]) == (21 * Decimal("0.15") + 10 * Decimal("0.6")) / 1_000_000 / 2
+
+
+def test_a_batch_naming_a_snapshot_the_catalog_prices_is_priced_by_that_snapshot(world: World) -> None:
+    # A line may name a dated snapshot no entry serves; the catalog prices gpt-4o-2024-05-13
+    # ($5/$15) apart from the gpt-4o alias an entry serves ($2.50/$10): the snapshot's own price
+    # applies, not the alias entry's.
+    key = _post(world.gateway.url, "/admin/v1/keys", {"models": ["*"], "tenant": world.tenant})
+    world.keys["snapshot"] = key
+    client = world.sdk("snapshot")
+    source = client.files.create(file=("in.jsonl", jsonl("hi", "there", model="gpt-4o-2024-05-13")),
+                                 purpose="batch")
+    batch = client.batches.create(input_file_id=source.id, endpoint="/v1/chat/completions",
+                                  completion_window="24h", metadata={"mock_gets_to_complete": "1"})
+    assert client.batches.retrieve(batch.id).status == "completed"
+    [row] = world.wait_for_usage("snapshot", 1)
+    assert (row["prompt_tokens"], row["completion_tokens"]) == (21, 10) and row["unpriced"] == 0
+    assert Decimal(row["cost_usd"]) == (21 * Decimal(5) + 10 * Decimal(15)) / 1_000_000 / 2
 
 
 @pytest.mark.parametrize(("data", "errors"), [

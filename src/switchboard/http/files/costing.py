@@ -108,7 +108,7 @@ class BatchPricer:
         snapshot (``gpt-4o-mini`` answers as ``gpt-4o-mini-2024-07-18``): no deployment names
         that, so the deployment whose upstream id is ``model`` without its date or version
         suffix is the one the line asked for (a snapshot a deployment names itself matched
-        first)."""
+        first), unless the catalog prices that snapshot on its own."""
         return self._info(upstream.provider, upstream.type, model)
 
     def unpriced(self, provider: str, provider_type: str, model: str) -> bool:
@@ -118,7 +118,13 @@ class BatchPricer:
 
     def _info(self, provider: str, provider_type: str, model: str) -> ModelInfo | None:
         routes = [r for r in self._routing.all_routes() if r.target.provider == provider]
-        for key in (model, *stripped(normalise(model))):
+        keys: tuple[str, ...] = (model,)
+        known = self._catalog.find(provider_type, model)
+        if known is None or known.kind != "exact" or is_unpriced(known.info):
+            # A snapshot the catalog prices on its own (gpt-4o-2024-05-13 is not gpt-4o's price)
+            # is that model, which a line may name itself: only another snapshot is the alias's.
+            keys = (model, *stripped(normalise(model)))
+        for key in keys:
             for route in routes:
                 if route.target.model == key or normalise(route.target.model) == key:
                     found = self._prices.of_route(route)
