@@ -57,6 +57,7 @@ def gemini_config(mock: Mock) -> dict[str, Any]:
             {"name": "mixed-embed", "deployment": "openai", "provider": "openai",
              "model": "text-embedding-3-small"},
             {"name": "gemini-misconfigured", "provider": "studio-bad-key", "model": "gemini-2.5-flash"},
+            {"name": "openai-embed", "provider": "openai", "model": "text-embedding-3-small"},
         ],
         "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
         "images": {"allow_private_networks": True},
@@ -378,6 +379,18 @@ def test_embeddings_send_the_retrieval_hints(client: openai.OpenAI, mock_upstrea
     query = client.embeddings.create(model="gemini-embed", input=texts[1], dimensions=8,
                                      extra_body={"task_type": "RETRIEVAL_QUERY"})
     assert query.data[0].embedding != plain.data[1].embedding
+
+
+def test_the_retrieval_hints_are_not_sent_to_openai(client: openai.OpenAI, mock_upstream: Mock) -> None:
+    # OpenAI's embeddings take no such hint and refuse unknown fields: accepted, not sent.
+    marker = new_marker()
+    result = client.embeddings.create(
+        model="openai-embed", input=[f"the manual mock:capture={marker}"],
+        extra_body={"task_type": "RETRIEVAL_DOCUMENT", "title": "Guide"},
+    )
+    assert len(result.data) == 1
+    [record] = captured(mock_upstream, marker)
+    assert "task_type" not in record["body"] and "title" not in record["body"]
 
 
 @pytest.mark.parametrize(
