@@ -59,6 +59,12 @@ def _config(mock: Mock) -> dict[str, Any]:
         {"name": "text-embedding-3-small", "provider": "up-openai", "model": "text-embedding-3-small"}
     )
     models.append({"name": "gem3", "provider": "up-gemini", "model": "gemini-3-pro-preview"})
+    # Embedding models of the types that take retrieval hints: Gemini's own, and Cohere's.
+    models.append({"name": "gemini-embedding-001", "provider": "up-gemini", "model": "gemini-embedding-001"})
+    providers.append(
+        {"name": "up-cohere", "type": "cohere", "api_base": mock.url, "api_key": "${UPSTREAM_KEY}"}
+    )
+    models.append({"name": "embed-v4", "provider": "up-cohere", "model": "embed-v4.0"})
     # As docs/api-gemini.md's Gemini CLI recipe configures them.
     models.append(
         {
@@ -601,6 +607,66 @@ def test_embed_content(client: genai.Client) -> None:
     assert result.embeddings is not None and len(result.embeddings) == 2
     assert all(len(e.values or []) == 16 for e in result.embeddings)
     assert result.embeddings[0].values != result.embeddings[1].values
+
+
+def test_embed_content_sends_task_type_and_title_to_gemini(client: genai.Client, mock_upstream: Mock) -> None:
+    # The SDK's task_type and title reach Gemini on every request of the batch, and change the
+    # vectors, as Google's do.
+    marker = new_marker()
+    texts = [f"the manual mock:capture={marker}", "the appendix"]
+    hinted = client.models.embed_content(
+        model="gemini-embedding-001", contents=texts,
+        config=types.EmbedContentConfig(
+            task_type="RETRIEVAL_DOCUMENT", title="Guide", output_dimensionality=8
+        ),
+    )
+    [record] = captured(mock_upstream, marker)
+    sent = [(r.get("taskType"), r.get("title")) for r in record["body"]["requests"]]
+    assert sent == [("RETRIEVAL_DOCUMENT", "Guide"), ("RETRIEVAL_DOCUMENT", "Guide")]
+    plain = client.models.embed_content(
+        model="gemini-embedding-001", contents=texts, config=types.EmbedContentConfig(output_dimensionality=8)
+    )
+    assert hinted.embeddings is not None and plain.embeddings is not None
+    assert hinted.embeddings[0].values != plain.embeddings[0].values
+
+
+@pytest.mark.parametrize(("task_type", "input_type"), [("RETRIEVAL_QUERY", "search_query"),
+                                                       ("CLUSTERING", "clustering"),
+                                                       ("SEMANTIC_SIMILARITY", "search_document")])
+def test_embed_content_task_type_is_cohere_input_type(
+    client: genai.Client, mock_upstream: Mock, task_type: str, input_type: str
+) -> None:
+    marker = new_marker()
+    result = client.models.embed_content(
+        model="embed-v4", contents=f"where? mock:capture={marker}",
+        config=types.EmbedContentConfig(task_type=task_type),
+    )
+    assert result.embeddings is not None and len(result.embeddings) == 1
+    [record] = captured(mock_upstream, marker)
+    assert record["body"]["input_type"] == input_type
+
+
+def test_embed_content_hints_are_not_sent_to_openai(client: genai.Client, mock_upstream: Mock) -> None:
+    # OpenAI's embeddings take no such hint (and refuse unknown fields): accepted, not sent.
+    marker = new_marker()
+    result = client.models.embed_content(
+        model="text-embedding-3-small", contents=f"a document mock:capture={marker}",
+        config=types.EmbedContentConfig(task_type="RETRIEVAL_DOCUMENT", title="Guide"),
+    )
+    assert result.embeddings is not None and len(result.embeddings) == 1
+    [record] = captured(mock_upstream, marker)
+    assert set(record["body"]) <= {"model", "input", "encoding_format", "dimensions"}
+
+
+def test_embed_content_title_needs_a_document_task_type(client: genai.Client, mock_upstream: Mock) -> None:
+    marker = new_marker()
+    with pytest.raises(errors.ClientError) as info:
+        client.models.embed_content(
+            model="gemini-embedding-001", contents=f"a query mock:capture={marker}",
+            config=types.EmbedContentConfig(task_type="RETRIEVAL_QUERY", title="Guide"),
+        )
+    assert info.value.code == 400 and "RETRIEVAL_DOCUMENT" in str(info.value.message)
+    assert captured(mock_upstream, marker, timeout=0.5) == []
 
 
 def test_embed_content_single(gw: Gateway, key: str) -> None:

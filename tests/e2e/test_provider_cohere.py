@@ -353,6 +353,27 @@ def test_embeddings_base64_matches_float(co: openai.OpenAI) -> None:
     assert decoded == pytest.approx(floats.data[0].embedding, rel=1e-6)
 
 
+@pytest.mark.parametrize(
+    ("extra", "sent"),
+    [
+        ({"task_type": "RETRIEVAL_QUERY"}, "search_query"),
+        ({"task_type": "CLUSTERING"}, "clustering"),
+        ({"task_type": "RETRIEVAL_DOCUMENT", "title": "Guide"}, "search_document"),
+        ({"task_type": "RETRIEVAL_QUERY", "input_type": "classification"}, "classification"),  # explicit wins
+        ({"task_type": "FACT_VERIFICATION"}, "search_query"),  # no equivalent: embed_input_type
+    ],
+)
+def test_embeddings_task_type_becomes_the_input_type(
+    co: openai.OpenAI, mock_upstream: Mock, extra: dict[str, Any], sent: str
+) -> None:
+    marker = new_marker()
+    resp = co.embeddings.create(model="embed-v4", input=f"where? mock:capture={marker}", extra_body=extra)
+    assert len(resp.data) == 1
+    [record] = captured(mock_upstream, marker)
+    assert record["body"]["input_type"] == sent
+    assert "task_type" not in record["body"] and "title" not in record["body"]
+
+
 def test_embeddings_token_arrays_are_refused(co: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as exc:
         co.embeddings.create(model="embed-v4", input=[[1, 2, 3]])

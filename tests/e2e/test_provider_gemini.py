@@ -57,6 +57,7 @@ def gemini_config(mock: Mock) -> dict[str, Any]:
             {"name": "mixed-embed", "deployment": "openai", "provider": "openai",
              "model": "text-embedding-3-small"},
             {"name": "gemini-misconfigured", "provider": "studio-bad-key", "model": "gemini-2.5-flash"},
+            {"name": "openai-embed", "provider": "openai", "model": "text-embedding-3-small"},
         ],
         "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
         "images": {"allow_private_networks": True},
@@ -359,6 +360,58 @@ def test_embeddings(client: openai.OpenAI) -> None:
     assert [d.index for d in result.data] == [0, 1]
     assert all(len(d.embedding) == 16 for d in result.data)
     assert result.data[0].embedding != result.data[1].embedding
+
+
+def test_embeddings_send_the_retrieval_hints(client: openai.OpenAI, mock_upstream: Mock) -> None:
+    # task_type and title, extra fields of /v1/embeddings, reach Gemini on each request of the
+    # batch, and change the vectors, as Google's do.
+    marker = new_marker()
+    texts = [f"the manual mock:capture={marker}", "the appendix"]
+    hinted = client.embeddings.create(
+        model="gemini-embed", input=texts, dimensions=8,
+        extra_body={"task_type": "RETRIEVAL_DOCUMENT", "title": ["Manual", None]},
+    )
+    [record] = captured(mock_upstream, marker)
+    sent = [(r.get("taskType"), r.get("title")) for r in record["body"]["requests"]]
+    assert sent == [("RETRIEVAL_DOCUMENT", "Manual"), ("RETRIEVAL_DOCUMENT", None)]
+    plain = client.embeddings.create(model="gemini-embed", input=texts, dimensions=8)
+    assert hinted.data[0].embedding != plain.data[0].embedding
+    query = client.embeddings.create(model="gemini-embed", input=texts[1], dimensions=8,
+                                     extra_body={"task_type": "RETRIEVAL_QUERY"})
+    assert query.data[0].embedding != plain.data[1].embedding
+
+
+def test_the_retrieval_hints_are_not_sent_to_openai(client: openai.OpenAI, mock_upstream: Mock) -> None:
+    # OpenAI's embeddings take no such hint and refuse unknown fields: accepted, not sent.
+    marker = new_marker()
+    result = client.embeddings.create(
+        model="openai-embed", input=[f"the manual mock:capture={marker}"],
+        extra_body={"task_type": "RETRIEVAL_DOCUMENT", "title": "Guide"},
+    )
+    assert len(result.data) == 1
+    [record] = captured(mock_upstream, marker)
+    assert "task_type" not in record["body"] and "title" not in record["body"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"task_type": "SEARCH_QUERY"}, "task_type"),
+        ({"task_type": ["RETRIEVAL_QUERY"]}, "task_type"),
+        ({"task_type": "RETRIEVAL_QUERY", "title": "t"}, "title"),
+        ({"task_type": "RETRIEVAL_DOCUMENT", "title": ["a", "b"]}, "title"),
+        ({"task_type": "RETRIEVAL_DOCUMENT", "title": {"t": 1}}, "title"),
+    ],
+)
+def test_bad_retrieval_hints_are_a_400_before_any_call(
+    client: openai.OpenAI, mock_upstream: Mock, extra: dict[str, Any], param: str
+) -> None:
+    marker = new_marker()
+    for model in ("gemini-embed", "mixed-embed"):
+        with pytest.raises(openai.BadRequestError) as info:
+            client.embeddings.create(model=model, input=f"a mock:capture={marker}", extra_body=extra)
+        assert (info.value.param, info.value.code) == (param, "invalid_value")
+    assert captured(mock_upstream, marker, timeout=0.5) == []
 
 
 def test_embeddings_of_a_full_batch(client: openai.OpenAI) -> None:

@@ -204,6 +204,26 @@ def test_more_embeddings_inputs_than_vertex_takes_are_a_400_naming_input(client:
     assert "at most 250 inputs" in info.value.message
 
 
+def test_embeddings_send_the_retrieval_hints_on_each_instance(
+    client: openai.OpenAI, mock_upstream: Mock
+) -> None:
+    # Vertex AI's predict instances take task_type and title, as the canonical extension names them.
+    marker = new_marker()
+    texts = [f"the manual mock:capture={marker}", "the appendix"]
+    hinted = client.embeddings.create(model="vertex-embed", input=texts,
+                                      extra_body={"task_type": "RETRIEVAL_DOCUMENT", "title": "Guide"})
+    [record] = captured(mock_upstream, marker)
+    assert record["body"]["instances"] == [
+        {"content": texts[0], "task_type": "RETRIEVAL_DOCUMENT", "title": "Guide"},
+        {"content": texts[1], "task_type": "RETRIEVAL_DOCUMENT", "title": "Guide"},
+    ]
+    plain = client.embeddings.create(model="vertex-embed", input=texts)
+    assert hinted.data[0].embedding != plain.data[0].embedding
+    with pytest.raises(openai.BadRequestError) as info:
+        client.embeddings.create(model="vertex-embed", input="q", extra_body={"task_type": "QUERY"})
+    assert (info.value.param, info.value.code) == ("task_type", "invalid_value")
+
+
 def test_gemini_embedding_001_takes_one_input_per_request(client: openai.OpenAI, mock_upstream: Mock) -> None:
     # Vertex AI's gemini-embedding-001 takes one instance per predict call (the mock refuses more,
     # as Vertex AI): a longer input is refused before the call, naming input.

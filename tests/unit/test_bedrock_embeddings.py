@@ -57,6 +57,13 @@ def test_cohere_batches_and_input_type() -> None:
         assert (refused.value.param, refused.value.code) == ("input_type", "invalid_value")
     with pytest.raises(UnsupportedParameter):
         build({"input": "q", "dimensions": 256}, COHERE)
+    # A task type with Cohere's meaning is its input_type; Titan has no such hint: not sent.
+    assert build({"input": "q", "task_type": "RETRIEVAL_QUERY"}, COHERE)[1]["input_type"] == "search_query"
+    assert build({"input": "q", "task_type": "CLUSTERING", "input_type": "search_query"}, COHERE)[1] == {
+        "texts": ["q"], "input_type": "search_query"
+    }
+    titled = {"input": "d", "task_type": "RETRIEVAL_DOCUMENT", "title": "T"}
+    assert build(titled, TITAN)[1] == {"inputText": "d"}
 
 
 def test_unknown_embedding_model_is_a_400() -> None:

@@ -352,6 +352,25 @@ def test_embeddings_input_type_from_options_and_request() -> None:
         assert (refused.value.param, refused.value.code) == ("input_type", "invalid_value")
 
 
+def test_embeddings_input_type_from_a_task_type() -> None:
+    # The task types with Cohere's meaning become its input_type; an explicit input_type wins;
+    # the others keep the configured default; a title has no Cohere field.
+    t = target(options=CohereOptions(embed_input_type="classification"))
+    for task, expected in [
+        ("RETRIEVAL_QUERY", "search_query"), ("RETRIEVAL_DOCUMENT", "search_document"),
+        ("CLASSIFICATION", "classification"), ("CLUSTERING", "clustering"),
+        ("SEMANTIC_SIMILARITY", "classification"), ("TASK_TYPE_UNSPECIFIED", "classification"),
+    ]:
+        body = embed_body({"input": ["a"], "task_type": task}, t)
+        assert body["input_type"] == expected and "task_type" not in body
+    body = embed_body({"input": ["a"], "task_type": "RETRIEVAL_DOCUMENT", "title": "T",
+                       "input_type": "clustering"}, t)
+    assert body["input_type"] == "clustering" and "title" not in body
+    with pytest.raises(InvalidRequest) as refused:
+        embed_body({"input": ["a"], "task_type": "SEARCH"}, t)
+    assert (refused.value.param, refused.value.code) == ("task_type", "invalid_value")
+
+
 def test_embeddings_always_ask_for_floats() -> None:
     # base64 is packed by the gateway from the floats (providers/embedding_encoding.py).
     assert embed_body({"input": "a", "encoding_format": "base64"})["embedding_types"] == ["float"]

@@ -568,25 +568,37 @@ def test_count_tokens_requests() -> None:
 
 
 def test_embedding_requests() -> None:
+    DOC = "RETRIEVAL_DOCUMENT"
     assert embed_request(
         orjson.dumps(
             {"content": {"parts": [{"text": "a"}, {"text": "b"}]}, "taskType": "RETRIEVAL_QUERY",
              "outputDimensionality": 8}
         ),
         "e",
-    ) == {"model": "e", "input": ["a\nb"], "encoding_format": "float", "dimensions": 8}
+    ) == {"model": "e", "input": ["a\nb"], "encoding_format": "float", "dimensions": 8,
+          "task_type": "RETRIEVAL_QUERY"}
     batch = batch_embed_request(
         orjson.dumps(
             {
                 "requests": [
-                    {"model": "models/e", "content": {"parts": [{"text": "one"}]}},
-                    {"content": {"parts": [{"text": "two"}]}, "title": "t"},
+                    {"model": "models/e", "content": {"parts": [{"text": "one"}]}, "taskType": DOC},
+                    {"content": {"parts": [{"text": "two"}]}, "title": "t", "taskType": DOC},
                 ]
             }
         ),
         "e",
     )
-    assert batch == {"model": "e", "input": ["one", "two"], "encoding_format": "float"}
+    assert batch == {"model": "e", "input": ["one", "two"], "encoding_format": "float",
+                     "task_type": "RETRIEVAL_DOCUMENT", "title": [None, "t"]}
+    # TASK_TYPE_UNSPECIFIED asks for nothing, as no taskType does.
+    plain = batch_embed_request(
+        orjson.dumps({"requests": [
+            {"content": {"parts": [{"text": "a"}]}, "taskType": "TASK_TYPE_UNSPECIFIED"},
+            {"content": {"parts": [{"text": "b"}]}},
+        ]}),
+        "e",
+    )
+    assert plain == {"model": "e", "input": ["a", "b"], "encoding_format": "float"}
     for body, phrase in [
         ({"requests": []}, "at least one request"),
         (
@@ -606,6 +618,19 @@ def test_embedding_requests() -> None:
         ({"requests": [{"content": {"parts": [{"text": ""}]}}]}, "some text"),
         ({"requests": [{"content": {"parts": [{"text": "a"}]}, "taskType": "retrieval_query"}]},
          r"'requests\[0\].taskType' \(TYPE_ENUM\)"),
+        (
+            {
+                "requests": [
+                    {"content": {"parts": [{"text": "a"}]}, "taskType": "RETRIEVAL_QUERY"},
+                    {"content": {"parts": [{"text": "b"}]}, "taskType": "RETRIEVAL_DOCUMENT"},
+                ]
+            },
+            "same taskType",
+        ),
+        ({"requests": [{"content": {"parts": [{"text": "a"}]}, "title": "t"}]},
+         r"'requests\[0\].title': a title is only taken with taskType RETRIEVAL_DOCUMENT"),
+        ({"requests": [{"content": {"parts": [{"text": "a"}]}, "title": 5, "taskType": DOC}]},
+         r"'requests\[0\].title'"),
     ]:
         with pytest.raises(InvalidRequest, match=phrase):
             batch_embed_request(orjson.dumps(body), "e")

@@ -298,6 +298,38 @@ def test_embeddings_request_and_response() -> None:
     assert struct.unpack("<2f", base64.b64decode(packed)) == (0.5, -1.0)
 
 
+def test_embeddings_send_the_retrieval_hints_on_each_request() -> None:
+    # task_type -> taskType on every request; title (one per input, or one for all) -> title.
+    upstream = SPEC.adapter.embeddings_request(
+        {"model": "e", "input": ["a", "b"], "task_type": "RETRIEVAL_DOCUMENT", "title": ["A", None]}, TARGET
+    )
+    requests = orjson.loads(upstream.body or b"")["requests"]
+    assert [(r.get("taskType"), r.get("title")) for r in requests] == [
+        ("RETRIEVAL_DOCUMENT", "A"), ("RETRIEVAL_DOCUMENT", None)
+    ]
+    for task, sent in [("CODE_RETRIEVAL_QUERY", "CODE_RETRIEVAL_QUERY"), ("TASK_TYPE_UNSPECIFIED", None)]:
+        upstream = SPEC.adapter.embeddings_request({"model": "e", "input": "q", "task_type": task}, TARGET)
+        # Unspecified asks for nothing: nothing is sent.
+        assert orjson.loads(upstream.body or b"")["requests"][0].get("taskType") == sent
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"task_type": "retrieval_query"}, "task_type"),
+        ({"task_type": 3}, "task_type"),
+        ({"task_type": "RETRIEVAL_QUERY", "title": "t"}, "title"),  # a title only for documents
+        ({"title": "t"}, "title"),
+        ({"task_type": "RETRIEVAL_DOCUMENT", "title": ["only one"]}, "title"),  # two inputs
+        ({"task_type": "RETRIEVAL_DOCUMENT", "title": 5}, "title"),
+    ],
+)
+def test_bad_retrieval_hints_are_a_400_naming_them(extra: dict[str, Any], param: str) -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        SPEC.adapter.embeddings_request({"model": "e", "input": ["a", "b"], **extra}, TARGET)
+    assert (refused.value.param, refused.value.code) == (param, "invalid_value")
+
+
 def test_embeddings_refuse_token_arrays() -> None:
     with pytest.raises(InvalidRequest, match="token arrays") as refused:
         SPEC.adapter.embeddings_request({"model": "e", "input": [[1, 2]]}, TARGET)

@@ -121,3 +121,10 @@ def test_error_mapping(status: int, body: bytes, kind: type[GatewayError], clien
 def test_invalid_response_body_is_502() -> None:
     with pytest.raises(UpstreamBadGateway):
         ADAPTER.chat_response(b"[]", TARGET)
+
+
+def test_embeddings_do_not_send_the_retrieval_hints() -> None:
+    # task_type and title are Google's hints: OpenAI's API has none (and refuses unknown fields).
+    request = {"model": "alias", "input": ["a"], "task_type": "RETRIEVAL_DOCUMENT", "title": "T", "user": "u"}
+    up = ADAPTER.embeddings_request(request, TARGET)
+    assert orjson.loads(up.body or b"") == {"model": "gpt-4o-mini", "input": ["a"], "user": "u"}

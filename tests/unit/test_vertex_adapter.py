@@ -107,6 +107,16 @@ def test_predict_embeddings(key_file: Path) -> None:
         "instances": [{"content": "hello"}],
         "parameters": {"outputDimensionality": 3},
     }
+    # Vertex AI's instances take the retrieval hints under the canonical names.
+    hinted = SPEC.adapter.embeddings_request(
+        {"model": "m", "input": ["a", "b"], "task_type": "RETRIEVAL_DOCUMENT", "title": "Doc"}, t
+    )
+    assert orjson.loads(hinted.body or b"") == {
+        "instances": [
+            {"content": "a", "task_type": "RETRIEVAL_DOCUMENT", "title": "Doc"},
+            {"content": "b", "task_type": "RETRIEVAL_DOCUMENT", "title": "Doc"},
+        ]
+    }
     answer = {
         "predictions": [
             {"embeddings": {"values": [0.1, 0.2, 0.3], "statistics": {"token_count": 2, "truncated": False}}}

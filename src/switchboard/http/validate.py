@@ -14,6 +14,7 @@ from typing import Any
 
 from switchboard.errors import InvalidRequest
 from switchboard.prompts.reference import parse_reference
+from switchboard.providers import embedding_task
 
 Check = Callable[[Any], str | None]
 
@@ -346,6 +347,8 @@ def embeddings_request(body: Any) -> dict[str, Any]:
     if (problem := _embedding_input(body["input"])) is not None:
         raise _fail("input", problem)
     check_fields(body, EMBEDDING_FIELDS)
+    # The retrieval hints are checked whichever provider serves (some only take them as a hint).
+    embedding_task.check(body)
     return body
 
 

@@ -615,6 +615,13 @@ VERTEX_MAX_INPUTS = 250
 VERTEX_SINGLE_INPUT = frozenset({"gemini-embedding-001"})  # "supports one instance per request"
 
 
+def _hinted(text: str, task_type: Any, title: Any) -> str:
+    """What a vector is made from: a task type and a title change it, as they change Google's."""
+    if task_type is None and title is None:
+        return text
+    return f"{task_type}\n{title}\n{text}"
+
+
 async def _batch_embed(request: Request, model: str) -> Response:
     body = await read_json(request)
     reqs = body.get("requests") if isinstance(body, dict) else None
@@ -636,7 +643,7 @@ async def _batch_embed(request: Request, model: str) -> Response:
         if dims is None:
             where = f"BatchEmbedContentsRequest.requests[{i}].output_dimensionality"
             return error(400, f"* {where}: must be an integer from 1 to {T.MAX_DIMENSIONS}\n")
-        vectors.append({"values": T.embedding(text, dims)})
+        vectors.append({"values": T.embedding(_hinted(text, item.get("taskType"), item.get("title")), dims)})
     c = request_controls(request, body)
     if (fault := injected(c)) is not None:
         return fault
@@ -662,7 +669,7 @@ async def _predict(request: Request, model: str) -> Response:
         if not isinstance(inst, dict) or not isinstance(inst.get("content"), str):
             return error(400, f"instances[{i}].content is required")
         stats = {"token_count": T.count_tokens(inst["content"]), "truncated": False}
-        values = T.embedding(inst["content"], dims)
+        values = T.embedding(_hinted(inst["content"], inst.get("task_type"), inst.get("title")), dims)
         predictions.append({"embeddings": {"values": values, "statistics": stats}})
     c = request_controls(request, body)
     if (fault := injected(c)) is not None:

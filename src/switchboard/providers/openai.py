@@ -16,6 +16,7 @@ from switchboard.config.schema import ProviderConfig
 from switchboard.errors import GatewayError, UpstreamBadGateway
 from switchboard.providers import account, capabilities, openai_media
 from switchboard.providers.base import JSON, DeferredError, ProviderAdapter
+from switchboard.providers.embedding_task import without_hints
 from switchboard.providers.errors import invalid_body, loads_object, upstream_error
 from switchboard.providers.media import MediaReply, MediaStreamUsage
 from switchboard.providers.openai_extensions import to_openai
@@ -163,7 +164,9 @@ class OpenAIAdapter(ProviderAdapter):
         return OpenAIStreamDecoder(target)
 
     def embeddings_request(self, request: JSON, target: Target) -> UpstreamRequest:
-        return self._post(self.embeddings_path, dict(request), target, False)
+        # The retrieval hints (task_type, title) are Google's: OpenAI-shaped APIs have none and
+        # OpenAI refuses unknown fields, so they are not sent (providers/embedding_task.py).
+        return self._post(self.embeddings_path, dict(without_hints(request)), target, False)
 
     def embeddings_response(self, body: bytes, target: Target) -> JSON:
         obj = loads_object(body)

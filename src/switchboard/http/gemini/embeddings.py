@@ -5,19 +5,24 @@ Reference: https://ai.google.dev/api/embeddings.
     content.parts[].text          -> input (the parts of one content joined by a newline)
     requests[] (batch)            -> input, one string per request, in order
     outputDimensionality          -> dimensions (the same for every request of a batch)
-    taskType, title               -> checked, not sent: no other provider takes retrieval hints
+    taskType                      -> task_type (the same for every request of a batch)
+    title                         -> title (one per request; only with RETRIEVAL_DOCUMENT, as Google)
     data[i].embedding             -> embedding.values / embeddings[i].values
-A request's ``model`` must name the model in the path, as Gemini requires.
+A request's ``model`` must name the model in the path, as Gemini requires. The hints are the
+canonical ``task_type``/``title`` extension (providers/embedding_task.py), which says where each
+provider type sends them.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from switchboard.errors import InvalidRequest
 from switchboard.http.gemini.enums import TASK_TYPES
 from switchboard.http.gemini.fields import JSON, array, enum, fail, fields, integer, string, unsupported
 from switchboard.http.openai_api import parse_object
+from switchboard.providers.embedding_task import TITLED
 
 _EMBED = frozenset({
     "model", "content", "taskType", "title", "outputDimensionality", "autoTruncate", "mimeType",
@@ -42,39 +47,60 @@ def _text(value: Any, path: str) -> str:
     return text
 
 
-def _one(value: Any, path: str, model: str) -> tuple[str, int | None]:
+@dataclass(frozen=True)
+class _Embed:
+    """One request's text and options."""
+
+    text: str
+    dims: int | None
+    task_type: str | None
+    title: str | None
+
+
+def _one(value: Any, path: str, model: str) -> _Embed:
     request = fields(value, path, _EMBED, "EmbedContentRequest")
+
+    def at(key: str) -> str:
+        return f"{path}.{key}" if path else key
+
     given = request.get("model")
     if given is not None:
-        name = string(given, f"{path}.model")
+        name = string(given, at("model"))
         if name.removeprefix("models/") != model:
-            raise fail(f"{path}.model", f"'{name[:100]}' is not the model of the URL (models/{model[:100]})")
+            raise fail(at("model"), f"'{name[:100]}' is not the model of the URL (models/{model[:100]})")
     if request.get("content") is None:
-        raise InvalidRequest(f"{path}.content is required" if path else "content is required",
-                             param=f"{path}.content" if path else "content")
-    text = _text(request["content"], f"{path}.content" if path else "content")
-    for key in ("title", "mimeType"):
-        if request.get(key) is not None:
-            string(request[key], f"{path}.{key}" if path else key)
+        raise InvalidRequest(f"{at('content')} is required", param=at("content"))
+    text = _text(request["content"], at("content"))
+    if request.get("mimeType") is not None:
+        string(request["mimeType"], at("mimeType"))
+    task = None
     if request.get("taskType") is not None:
-        enum(request["taskType"], f"{path}.taskType" if path else "taskType", TASK_TYPES)
+        task = enum(request["taskType"], at("taskType"), TASK_TYPES)
+        task = None if task == "TASK_TYPE_UNSPECIFIED" else task  # asks for nothing
+    title = None
+    if request.get("title") is not None:
+        title = string(request["title"], at("title"))
+        if task != TITLED:  # Google reads a title with this task type only
+            raise fail(at("title"), f"a title is only taken with taskType {TITLED}")
     dims = None
     if request.get("outputDimensionality") is not None:
-        key = f"{path}.outputDimensionality" if path else "outputDimensionality"
-        dims = integer(request["outputDimensionality"], key, 1)
-    return text, dims
+        dims = integer(request["outputDimensionality"], at("outputDimensionality"), 1)
+    return _Embed(text, dims, task, title)
 
 
-def _canonical(model: str, texts: list[str], dims: int | None) -> JSON:
-    out: JSON = {"model": model, "input": texts, "encoding_format": "float"}
-    if dims is not None:
-        out["dimensions"] = dims
+def _canonical(model: str, embeds: list[_Embed]) -> JSON:
+    out: JSON = {"model": model, "input": [e.text for e in embeds], "encoding_format": "float"}
+    if embeds[0].dims is not None:
+        out["dimensions"] = embeds[0].dims
+    if embeds[0].task_type is not None:
+        out["task_type"] = embeds[0].task_type
+    if any(e.title is not None for e in embeds):
+        out["title"] = [e.title for e in embeds]
     return out
 
 
 def embed_request(raw: bytes, model: str) -> JSON:
-    text, dims = _one(parse_object(raw), "", model)
-    return _canonical(model, [text], dims)
+    return _canonical(model, [_one(parse_object(raw), "", model)])
 
 
 def batch_embed_request(raw: bytes, model: str) -> JSON:
@@ -84,15 +110,13 @@ def batch_embed_request(raw: bytes, model: str) -> JSON:
         raise fail("requests", "must hold at least one request")
     if len(requests) > MAX_BATCH:
         raise fail("requests", f"at most {MAX_BATCH} requests per batch")
-    texts: list[str] = []
-    dimensions: set[int | None] = set()
-    for i, item in enumerate(requests):
-        text, dims = _one(item, f"requests[{i}]", model)
-        texts.append(text)
-        dimensions.add(dims)
-    if len(dimensions) > 1:
+    embeds = [_one(item, f"requests[{i}]", model) for i, item in enumerate(requests)]
+    # One canonical request carries one value of each for all its inputs.
+    if len({e.dims for e in embeds}) > 1:
         raise unsupported("requests", "every request of a batch must ask for the same outputDimensionality")
-    return _canonical(model, texts, dimensions.pop())
+    if len({e.task_type for e in embeds}) > 1:
+        raise unsupported("requests", "every request of a batch must ask for the same taskType")
+    return _canonical(model, embeds)
 
 
 def vectors(body: JSON) -> list[JSON]:

@@ -4,6 +4,8 @@ References: https://ai.google.dev/api/embeddings#method:-models.batchembedconten
 https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/text-embeddings-api
 (instances[].content, parameters.outputDimensionality, predictions[].embeddings.values and
 statistics.token_count). Gemini's batch endpoint reports no token counts: usage is then 0.
+The retrieval hints (providers/embedding_task.py) go with each text: ``taskType``/``title`` on
+each Gemini request, ``task_type``/``title`` on each Vertex AI instance.
 
 Each endpoint takes a bounded number of inputs per call (Gemini: 100 requests, "at most 100
 requests can be in one batch"; Vertex AI: 250 instances, and one for ``gemini-embedding-001``,
@@ -17,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from switchboard.providers.embedding_inputs import text_inputs
+from switchboard.providers.embedding_task import hints
 from switchboard.providers.errors import invalid_body
 from switchboard.providers.target import Target
 
@@ -42,17 +45,24 @@ def batch_embed_body(request: JSON, target: Target) -> JSON:
     name = f"models/{model_id(target.model)}"
     dims = request.get("dimensions")
     requests = []
-    for text in text_inputs(request, target, GEMINI_MAX_INPUTS):
+    texts = text_inputs(request, target, GEMINI_MAX_INPUTS)
+    for text, hint in zip(texts, hints(request, len(texts)), strict=True):
         item: JSON = {"model": name, "content": {"parts": [{"text": text}]}}
         if dims is not None:
             item["outputDimensionality"] = dims
+        if "task_type" in hint:
+            item["taskType"] = hint["task_type"]
+        if "title" in hint:
+            item["title"] = hint["title"]
         requests.append(item)
     return {"requests": requests}
 
 
 def predict_body(request: JSON, target: Target) -> JSON:
-    most = vertex_max_inputs(target.model)
-    body: JSON = {"instances": [{"content": text} for text in text_inputs(request, target, most)]}
+    texts = text_inputs(request, target, vertex_max_inputs(target.model))
+    # Vertex AI's instances take the hints under the canonical names.
+    pairs = zip(texts, hints(request, len(texts)), strict=True)
+    body: JSON = {"instances": [{"content": text, **hint} for text, hint in pairs]}
     if request.get("dimensions") is not None:
         body["parameters"] = {"outputDimensionality": request["dimensions"]}
     return body
