@@ -329,12 +329,20 @@ def test_a_jwt_caller_while_the_database_never_answers(
 # -- a change-feed message while the database is down
 
 
+# A topic whose messages read the database again, and what its log lines call that read.
+RELOADING_TOPICS = [("routing", "changed", "reloading the model table"),
+                    ("mcp-servers", "default", "reloading the stored MCP servers")]
+
+
+@pytest.mark.parametrize(("topic", "message", "what"), RELOADING_TOPICS,
+                         ids=[t for t, _, _ in RELOADING_TOPICS])
 def test_feed_messages_while_the_database_is_down_log_one_warning_not_a_traceback_each(
-    mock_upstream: Mock, tmp_path: Path
+    mock_upstream: Mock, tmp_path: Path, topic: str, message: str, what: str
 ) -> None:
-    """Each message on the model table's topic (another instance's admin change) reads the table
-    again; while the database is down that fails each time, logged as the periodic reload's
-    failures are: one warning for the outage, debug lines after, one line when it works again."""
+    """Each message on the topic of a table every instance holds (another instance's admin
+    change: the model table, a tenant's stored MCP servers) reads the table again; while the
+    database is down that fails each time, logged as the periodic reload's failures are: one
+    warning for the outage, debug lines after, one line when it works again."""
     pg, own_redis = start_postgres(), start_redis()  # its own: the test stops them
     try:
         config = _cluster(mock_upstream, own_redis, pg, "feed_outage")
@@ -344,20 +352,20 @@ def test_feed_messages_while_the_database_is_down_log_one_warning_not_a_tracebac
             publisher = redis.Redis.from_url(own_redis.url)
             _pg_ctl(pg, "stop", "-m", "fast", "-w")
             for _ in range(3):  # each read once its message arrives, one after the other
-                assert publisher.publish("sb:feed:routing", "changed") == 1
-                gw.process.wait_for("reloading the model table failed", timeout=20)
+                assert publisher.publish(f"sb:feed:{topic}", message) == 1
+                gw.process.wait_for(f"{what} failed", timeout=20)
             _pg_start(pg)
-            assert publisher.publish("sb:feed:routing", "changed") == 1
-            gw.process.wait_for("reloading the model table works again", timeout=20)
+            assert publisher.publish(f"sb:feed:{topic}", message) == 1
+            gw.process.wait_for(f"{what} works again", timeout=20)
             publisher.close()
         finally:
             gw.process.stop()
         gw.process.wait_exit()
         output = gw.process.output
-        warning = "reloading the model table failed: the database or Redis is unreachable"
+        warning = f"{what} failed: the database or Redis is unreachable"
         assert output.count(warning) == 1, output
-        assert output.count("reloading the model table failed again") >= 2, output
-        assert "reloading the model table failed; " not in output and "Traceback" not in output, output
+        assert output.count(f"{what} failed again") >= 2, output
+        assert f"{what} failed; " not in output and "Traceback" not in output, output
     finally:
         own_redis.stop()
         pg.stop()
