@@ -331,18 +331,6 @@ def test_a_jwt_caller_while_the_database_never_answers(
 # -- an admin change the database cuts off midway
 
 
-def _psql_command(pg: Postgres, database: str, sql: str) -> list[str]:
-    return [*pg._as_user, _pg_bin("psql"), "-h", "127.0.0.1", "-p", str(pg.port), "-U", "postgres",
-            "-d", database, "-v", "ON_ERROR_STOP=1", "-Atqc", sql]
-
-
-def _psql(pg: Postgres, database: str, sql: str) -> list[str]:
-    """The rows ``sql`` answers on ``database``, one line each."""
-    done = subprocess.run(_psql_command(pg, database, sql), check=True, capture_output=True, text=True,
-                          timeout=60)
-    return done.stdout.split()
-
-
 def test_a_user_demotion_cut_off_midway_leaves_neither_the_user_nor_its_keys_changed(
     mock_upstream: Mock, postgres: Postgres, redis_server: RedisServer, tmp_path: Path
 ) -> None:
@@ -361,28 +349,19 @@ def test_a_user_demotion_cut_off_midway_leaves_neither_the_user_nor_its_keys_cha
         team = admin("POST", "/teams", {"name": "ops"}).json()
         sam = admin("POST", "/users", {"name": "Sam", "role": "team_admin", "team": team["id"]}).json()
         key = admin("POST", "/keys", {"models": ["*"], "user": sam["id"], "role": "team_admin"}).json()
-        hold = f"BEGIN; SELECT 1 FROM api_keys WHERE id = '{key['id']}' FOR UPDATE; SELECT pg_sleep(60)"
-        holder = subprocess.Popen(_psql_command(postgres, database, hold), stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL)
-        _until(lambda: bool(_psql(postgres, database, "SELECT pid FROM pg_stat_activity WHERE "
-                                  "query LIKE '%pg_sleep(60)%' AND wait_event = 'PgSleep'")),
-               "the key's row is not held")
+        holder = postgres.hold(database, f"SELECT 1 FROM api_keys WHERE id = '{key['id']}' FOR UPDATE")
         answers: list[httpx.Response] = []
         demoting = threading.Thread(target=lambda: answers.append(
             admin("PATCH", f"/users/{sam['id']}", {"role": "viewer"})))
         demoting.start()
-        waiting = ("SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                   "AND datname = current_database()")
-        _until(lambda: bool(_psql(postgres, database, waiting)), "the demotion waits on no row")
-        _psql(postgres, database, f"SELECT pg_terminate_backend(pid) FROM ({waiting}) AS cut")
+        postgres.cut_waiting(database)
         demoting.join(60)
         (cut,) = answers
         assert cut.status_code == 503 and cut.json()["error"]["code"] == "store_unavailable", cut.text
         assert admin("GET", f"/users/{sam['id']}").json()["role"] == "team_admin"
         assert admin("GET", f"/keys/{key['id']}").json()["role"] == "team_admin"
 
-        _psql(postgres, database, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
-                                  "query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()")
+        postgres.release(database, holder)
         retried = admin("PATCH", f"/users/{sam['id']}", {"role": "viewer"})
         assert retried.status_code == 200 and retried.json()["role"] == "viewer", retried.text
         assert admin("GET", f"/keys/{key['id']}").json()["role"] == "viewer"
@@ -390,9 +369,8 @@ def test_a_user_demotion_cut_off_midway_leaves_neither_the_user_nor_its_keys_cha
                          headers={"Authorization": f"Bearer {key['key']}"})
         assert own.status_code == 403 and own.json()["error"]["code"] == "permission_denied", own.text
     finally:
-        if holder is not None:
-            holder.kill()
-            holder.wait()
+        if holder is not None and holder.poll() is None:
+            postgres.release(database, holder)
         gw.process.stop()
 
 
