@@ -102,6 +102,37 @@ class Postgres:
         """Drop ``name``, ending the sessions still on it (a test's leftover connections)."""
         self.psql(f'DROP DATABASE IF EXISTS "{name}"' + (" WITH (FORCE)" if self.major >= 13 else ""))
 
+    def rows(self, sql: str, database: str = "postgres") -> list[str]:
+        """What ``sql`` answers, one line per row (of one column)."""
+        done = subprocess.run(self._psql(database, sql), check=True, capture_output=True, text=True,
+                              timeout=READY_TIMEOUT)
+        return done.stdout.split()
+
+    def _psql(self, database: str, sql: str) -> list[str]:
+        return [*self._as_user, _pg_bin("psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+                "-d", database, "-v", "ON_ERROR_STOP=1", "-Atqc", sql]
+
+    def hold(self, database: str, lock: str) -> subprocess.Popen[bytes]:
+        """A session of its own that runs ``lock`` (``SELECT ... FOR UPDATE``) in a transaction
+        and keeps it open, holding those rows, until :meth:`release`; once it holds them."""
+        holder = subprocess.Popen(self._psql(database, f"BEGIN; {lock}; SELECT pg_sleep({HOLD_SECONDS})"),
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait(lambda: bool(self.rows(_HOLDERS, database)), "a session holding rows")
+        return holder
+
+    def cut_waiting(self, database: str) -> None:
+        """Once a session waits for rows a :meth:`hold` holds, end it (as a failover or an
+        administrator's pg_terminate_backend would): its client sees the connection drop."""
+        waiting = ("SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                   "AND datname = current_database()")
+        _wait(lambda: bool(self.rows(waiting, database)), "a session waiting for held rows")
+        self.rows(f"SELECT pg_terminate_backend(pid) FROM ({waiting}) AS cut", database)
+
+    def release(self, database: str, holder: subprocess.Popen[bytes]) -> None:
+        """End the :meth:`hold`, freeing its rows."""
+        self.rows(f"SELECT pg_terminate_backend(pid) FROM ({_HOLDERS}) AS held", database)
+        holder.wait(READY_TIMEOUT)
+
     def ready(self) -> bool:
         probe = subprocess.run(
             [_pg_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-t", "1"],
@@ -116,6 +147,13 @@ class Postgres:
             capture_output=True, timeout=60,
         )
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+# How long a Postgres.hold keeps its rows at most (a test releases them sooner), and the sessions
+# doing it (the query of the one asking is never theirs).
+HOLD_SECONDS = 120
+_HOLDERS = (f"SELECT pid FROM pg_stat_activity WHERE query LIKE '%pg_sleep({HOLD_SECONDS})%' "
+            "AND wait_event = 'PgSleep' AND pid <> pg_backend_pid()")
 
 
 def start_postgres() -> Postgres:

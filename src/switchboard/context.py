@@ -245,6 +245,9 @@ class RequestContext:
     timings: dict[str, float] | None = None
     # Callbacks registered with after(); None until the first (most requests register none).
     post_response: list[AfterResponse] | None = None
+    # What a complete reply's bytes wait for, set by the inbound API's encode (the Responses API
+    # with several processes serving: the stored response's write, so any of them finds it next).
+    reply_waits: Callable[[], Awaitable[None]] | None = None
     # The pre-call prompt-token estimate, computed on first use (prompt_tokens_estimate()).
     prompt_tokens: int | None = None
     # Set by the usage stage once the call's cost is known (pipeline/usage.py); None: no cost.

@@ -568,6 +568,8 @@ class Gateway:
                          lambda: self.subscriptions,
                          self.metrics.batch_charged if self.metrics is not None else None)
         self.message_batches.use(lambda: self.subscriptions)
+        # With several processes serving, a stored response is written before its reply leaves.
+        self.responses.shared = self.stores.shared
         self.responses.start()  # the purge of expired stored responses
         await self.mcp_auth.start(self.stores, keyring, self.mcp_registry)
         self.mcp_registry.start()  # MCP servers' health checks

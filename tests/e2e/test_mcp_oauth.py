@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import html
 import re
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -31,6 +32,7 @@ from tests.e2e.tenancy_world import Admin
 from tests.mcp_oauth_servers import STATIC_SUBJECT, AuthorizationServer, ProtectedMcp, start_protected_mcp
 from tests.mcp_servers import McpUpstream, start_mcp_server
 from tests.servers import Gateway, start_gateway
+from tests.services import Postgres
 
 STATIC_TOKEN = "static-" + uuid.uuid4().hex
 PINNED_TENANT = "pinned-" + uuid.uuid4().hex[:6]  # the tenant of the YAML's server with set endpoints
@@ -45,6 +47,7 @@ class World:
     auth: AuthorizationServer
     mcp: ProtectedMcp
     math: McpUpstream
+    database: str = ""  # the cluster's PostgreSQL database (its name)
 
     @property
     def admin(self) -> Admin:
@@ -80,6 +83,19 @@ def configured_oauth(auth: AuthorizationServer) -> dict[str, Any]:
 @pytest.fixture(scope="module", params=["embedded", "cluster"])
 def world(request: pytest.FixtureRequest, servers: tuple[AuthorizationServer, ProtectedMcp, McpUpstream],
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    yield from _world(request, str(request.param), servers, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def cluster(request: pytest.FixtureRequest, servers: tuple[AuthorizationServer, ProtectedMcp, McpUpstream],
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """A cluster world of its own, for what only PostgreSQL shows (a connection cut midway)."""
+    yield from _world(request, "cluster", servers, tmp_path_factory)
+
+
+def _world(request: pytest.FixtureRequest, kind: str,
+           servers: tuple[AuthorizationServer, ProtectedMcp, McpUpstream],
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     auth, mcp, math = servers
     config: dict[str, Any] = {
         "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
@@ -95,12 +111,13 @@ def world(request: pytest.FixtureRequest, servers: tuple[AuthorizationServer, Pr
         # Tenants' stored servers here are local test servers: the operator lets tenants reach them.
         "egress": {"allowed_hosts": ["127.0.0.1"]},
     }
-    if request.param == "cluster":
-        config["database"] = {"url": request.getfixturevalue("postgres").create_database(
-            f"mcpoauth_{uuid.uuid4().hex[:8]}")}
+    database = ""
+    if kind == "cluster":
+        database = f"mcpoauth_{uuid.uuid4().hex[:8]}"
+        config["database"] = {"url": request.getfixturevalue("postgres").create_database(database)}
         config["redis"] = {"url": request.getfixturevalue("redis_server").url}
-    gw = start_gateway(config, tmp_path_factory.mktemp(f"mcp-oauth-{request.param}"))
-    yield World(request.param, gw, auth, mcp, math)
+    gw = start_gateway(config, tmp_path_factory.mktemp(f"mcp-oauth-{kind}"))
+    yield World(kind, gw, auth, mcp, math, database)
     gw.process.stop()
 
 
@@ -481,6 +498,61 @@ def test_a_stored_servers_new_url_or_client_drops_every_users_tokens(world: Worl
     admin.ok("PATCH", path, {"oauth": {**oauth, "client_id": "another-client"}}, params=scope)
     must_authorize("whoami", {})
     assert deleted_audits()[0]["after"]["reason"] == "its oauth settings changed"
+
+
+def test_a_move_cut_off_midway_keeps_the_server_where_its_users_tokens_were_issued(
+    cluster: World, postgres: Postgres
+) -> None:
+    """A stored server moved to another URL while a user's token row is busy, and the connection
+    doing it is cut (a failover, an administrator's pg_terminate_backend): 503, and the server
+    is still where the token was issued, the token with it; the retry moves it and deletes the
+    token. Were the server moved alone, the retry would find nothing to change, and the token
+    would be sent to the new URL."""
+    world, admin = cluster, cluster.admin
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    admin.ok("POST", "/admin/v1/tenants", {"id": tenant, "name": tenant}, status=201)
+    key, _ = world.user_key(tenant)
+    name = f"cut{uuid.uuid4().hex[:6]}"
+    path, scope, oauth = f"/admin/v1/mcp/servers/{name}", {"tenant": tenant}, stored_oauth(world)
+    admin.ok("POST", "/admin/v1/mcp/servers", {"name": name, "url": world.mcp.url, "tenant": tenant,
+                                               "oauth": oauth}, status=201)
+
+    async def whoami() -> str:
+        async with session(world, key) as client:
+            return text_of(await client.call_tool(f"{name}__whoami", {}))
+
+    assert authorize(world, "stayer@idp", key=key, server=name).status_code == 200
+    assert asyncio.run(whoami()) == "stayer@idp"
+    busy = f"SELECT 1 FROM mcp_oauth_tokens WHERE server = '{name}' FOR UPDATE"
+    holder = postgres.hold(world.database, busy)
+    try:
+        answers: list[httpx.Response] = []
+        moving = threading.Thread(target=lambda: answers.append(
+            admin.call("PATCH", path, {"url": world.math.url, "oauth": oauth}, params=scope)))
+        moving.start()
+        postgres.cut_waiting(world.database)
+        moving.join(60)
+    finally:
+        postgres.release(world.database, holder)
+    (cut,) = answers
+    assert cut.status_code == 503 and cut.json()["error"]["code"] == "store_unavailable", cut.text
+    shown = admin.ok("GET", path, params=scope)["url"]  # by its origin only
+    assert urlsplit(shown).netloc == urlsplit(world.mcp.url).netloc != urlsplit(world.math.url).netloc
+    assert asyncio.run(whoami()) == "stayer@idp"  # where it was issued, still
+
+    admin.ok("PATCH", path, {"url": world.math.url, "oauth": oauth}, params=scope)
+    deleted = {"tenant": tenant, "action": "mcp_server.tokens_deleted"}
+    audits = admin.ok("GET", "/admin/v1/audit", params=deleted)
+    assert [e["after"]["tokens_deleted"] for e in audits["data"]] == [1]
+
+    async def add() -> MCPError:
+        async with session(world, key) as client:
+            with pytest.raises(MCPError) as caught:
+                await client.call_tool(f"{name}__add", {"a": 1, "b": 2})
+            return caught.value
+
+    refused = asyncio.run(add())
+    assert refused.error.data["code"] == "mcp_authorization_required", refused.error  # type: ignore[index]
 
 
 def stored_oauth(world: World) -> dict[str, Any]:

@@ -12,7 +12,9 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -326,15 +328,69 @@ def test_a_jwt_caller_while_the_database_never_answers(
         pg.stop()
 
 
+# -- an admin change the database cuts off midway
+
+
+def test_a_user_demotion_cut_off_midway_leaves_neither_the_user_nor_its_keys_changed(
+    mock_upstream: Mock, postgres: Postgres, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """A user demoted while its key's row is busy, and the connection doing it is cut (a
+    failover, an administrator's pg_terminate_backend): 503, and the user and its key are both
+    as they were, so the admin's retry demotes both. Were the user demoted alone, the retry would
+    find nothing to change, and the key would keep the rights of the user's former rank."""
+    database = f"demote_{uuid.uuid4().hex[:8]}"
+    gw = start_gateway(_cluster(mock_upstream, redis_server, postgres, database), tmp_path)
+    holder: subprocess.Popen[bytes] | None = None
+
+    def admin(method: str, path: str, body: Any = None) -> httpx.Response:
+        return httpx.request(method, f"{gw.url}/admin/v1{path}", json=body, headers=ADMIN, timeout=60)
+
+    try:
+        team = admin("POST", "/teams", {"name": "ops"}).json()
+        sam = admin("POST", "/users", {"name": "Sam", "role": "team_admin", "team": team["id"]}).json()
+        key = admin("POST", "/keys", {"models": ["*"], "user": sam["id"], "role": "team_admin"}).json()
+        holder = postgres.hold(database, f"SELECT 1 FROM api_keys WHERE id = '{key['id']}' FOR UPDATE")
+        answers: list[httpx.Response] = []
+        demoting = threading.Thread(target=lambda: answers.append(
+            admin("PATCH", f"/users/{sam['id']}", {"role": "viewer"})))
+        demoting.start()
+        postgres.cut_waiting(database)
+        demoting.join(60)
+        (cut,) = answers
+        assert cut.status_code == 503 and cut.json()["error"]["code"] == "store_unavailable", cut.text
+        assert admin("GET", f"/users/{sam['id']}").json()["role"] == "team_admin"
+        assert admin("GET", f"/keys/{key['id']}").json()["role"] == "team_admin"
+
+        postgres.release(database, holder)
+        retried = admin("PATCH", f"/users/{sam['id']}", {"role": "viewer"})
+        assert retried.status_code == 200 and retried.json()["role"] == "viewer", retried.text
+        assert admin("GET", f"/keys/{key['id']}").json()["role"] == "viewer"
+        own = httpx.post(f"{gw.url}/admin/v1/users", json={"name": "x"}, timeout=30,
+                         headers={"Authorization": f"Bearer {key['key']}"})
+        assert own.status_code == 403 and own.json()["error"]["code"] == "permission_denied", own.text
+    finally:
+        if holder is not None and holder.poll() is None:
+            postgres.release(database, holder)
+        gw.process.stop()
+
+
 # -- a change-feed message while the database is down
 
 
+# A topic whose messages read the database again, and what its log lines call that read.
+RELOADING_TOPICS = [("routing", "changed", "reloading the model table"),
+                    ("mcp-servers", "default", "reloading the stored MCP servers")]
+
+
+@pytest.mark.parametrize(("topic", "message", "what"), RELOADING_TOPICS,
+                         ids=[t for t, _, _ in RELOADING_TOPICS])
 def test_feed_messages_while_the_database_is_down_log_one_warning_not_a_traceback_each(
-    mock_upstream: Mock, tmp_path: Path
+    mock_upstream: Mock, tmp_path: Path, topic: str, message: str, what: str
 ) -> None:
-    """Each message on the model table's topic (another instance's admin change) reads the table
-    again; while the database is down that fails each time, logged as the periodic reload's
-    failures are: one warning for the outage, debug lines after, one line when it works again."""
+    """Each message on the topic of a table every instance holds (another instance's admin
+    change: the model table, a tenant's stored MCP servers) reads the table again; while the
+    database is down that fails each time, logged as the periodic reload's failures are: one
+    warning for the outage, debug lines after, one line when it works again."""
     pg, own_redis = start_postgres(), start_redis()  # its own: the test stops them
     try:
         config = _cluster(mock_upstream, own_redis, pg, "feed_outage")
@@ -344,20 +400,20 @@ def test_feed_messages_while_the_database_is_down_log_one_warning_not_a_tracebac
             publisher = redis.Redis.from_url(own_redis.url)
             _pg_ctl(pg, "stop", "-m", "fast", "-w")
             for _ in range(3):  # each read once its message arrives, one after the other
-                assert publisher.publish("sb:feed:routing", "changed") == 1
-                gw.process.wait_for("reloading the model table failed", timeout=20)
+                assert publisher.publish(f"sb:feed:{topic}", message) == 1
+                gw.process.wait_for(f"{what} failed", timeout=20)
             _pg_start(pg)
-            assert publisher.publish("sb:feed:routing", "changed") == 1
-            gw.process.wait_for("reloading the model table works again", timeout=20)
+            assert publisher.publish(f"sb:feed:{topic}", message) == 1
+            gw.process.wait_for(f"{what} works again", timeout=20)
             publisher.close()
         finally:
             gw.process.stop()
         gw.process.wait_exit()
         output = gw.process.output
-        warning = "reloading the model table failed: the database or Redis is unreachable"
+        warning = f"{what} failed: the database or Redis is unreachable"
         assert output.count(warning) == 1, output
-        assert output.count("reloading the model table failed again") >= 2, output
-        assert "reloading the model table failed; " not in output and "Traceback" not in output, output
+        assert output.count(f"{what} failed again") >= 2, output
+        assert f"{what} failed; " not in output and "Traceback" not in output, output
     finally:
         own_redis.stop()
         pg.stop()

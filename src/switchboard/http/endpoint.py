@@ -328,6 +328,8 @@ class Endpoint:
                 body = await asyncio.to_thread(self.inbound.encode, ctx, result.body, result.native)
             else:
                 body = self.inbound.encode(ctx, result.body, result.native)
+            if ctx.reply_waits is not None:
+                await ctx.reply_waits()
             await out.body(result.status, body, ctx.response_headers)
         elif isinstance(result, StreamReply):
             await self._stream(ctx, result, out)

@@ -76,6 +76,13 @@ class StoredServers:
         self._lock = asyncio.Lock()
         self._subscription: Subscription | None = None
         self._task: asyncio.Task[None] | None = None
+        # The scopes change-feed messages named, reloaded by ``_reloading`` (never in the feed's
+        # listener: its one reader serves every topic, and the database may not answer).
+        self._named: set[str] = set()
+        self._reloading: asyncio.Task[None] | None = None
+        # One per table, shared by the periodic pass and the reloads a message starts: a database
+        # outage logs one warning, and one line when it is back (stores/unavailable.py).
+        self._outage = OutageLog(log, "reloading the stored MCP servers")
         self.servers: dict[Key, McpServerConfig] = {}
         # The servers a platform admin registered or last pointed elsewhere (upstream/egress.py).
         self.by_platform_admin: frozenset[Key] = frozenset()
@@ -87,8 +94,9 @@ class StoredServers:
         self._task = asyncio.create_task(self._loop(), name="mcp-stored-servers")
 
     async def close(self) -> None:
-        await stop_task(self._task)
-        self._task = None
+        for task in (self._task, self._reloading):
+            await stop_task(task)
+        self._task = self._reloading = None
         if self._subscription is not None:
             await self._subscription.close()
             self._subscription = None
@@ -105,19 +113,31 @@ class StoredServers:
         await self._feed.publish(TOPIC, scope)
 
     async def _on_change(self, topic: str, message: str) -> None:
-        await self.reload(message or ALL)
+        # Never wait for the database here: the scope is reloaded on its own task, with the
+        # scopes other messages name meanwhile.
+        self._named.add(message or ALL)
+        if self._reloading is None or self._reloading.done():
+            self._reloading = asyncio.get_running_loop().create_task(self._reload_named())
+
+    async def _reload_named(self) -> None:
+        while self._named:
+            named, self._named = self._named, set()
+            for scope in ([ALL] if ALL in named else sorted(named)):
+                await self._reload_logged(scope)
 
     async def _loop(self) -> None:
-        # The database down or silent: one warning for the outage, not a traceback every period.
-        outage = OutageLog(log, "reloading the stored MCP servers")
         while True:
             await asyncio.sleep(self._every)
-            try:
-                await self.reload(ALL)
-            except Exception as exc:
-                outage.failed(exc, "; keeping the ones loaded")
-            else:
-                outage.succeeded()
+            await self._reload_logged(ALL)
+
+    async def _reload_logged(self, scope: str) -> None:
+        # The database down or silent: one warning for the outage, not a traceback every time.
+        try:
+            await self.reload(scope)
+        except Exception as exc:
+            self._outage.failed(exc, "; keeping the ones loaded")
+        else:
+            self._outage.succeeded()
 
     async def reload(self, scope: str) -> None:
         """Reload one scope (a tenant id, ``GLOBAL``) or every server (``ALL``)."""

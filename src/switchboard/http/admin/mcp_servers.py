@@ -518,9 +518,18 @@ async def update_server(
             if _unchanged(old, new, was, opened):
                 # Nothing to change: nothing written, nothing audited.
                 return stored_public(old, _has_secret(old))
+            uses_oauth = bool(old.config.get("oauth") or new.config.get("oauth"))
+            before_audience = _token_audience(old.config, was.url)
+            after_audience = _token_audience(new.config, opened.url)
             # Written only while the server is still the version read: a change another admin made
-            # meanwhile is read and kept, not overwritten with what this one read.
-            if await store_of(request).update_server(new, old.updated_at):
+            # meanwhile is read and kept, not overwritten with what this one read. The users'
+            # tokens go in the same transaction when they were issued for what changes.
+            deleted: list[McpTokenRecord] | None = None
+            if uses_oauth and before_audience != after_audience:
+                deleted = await store_of(request).move_server(new, old.updated_at)
+                if deleted is not None:
+                    break
+            elif await store_of(request).update_server(new, old.updated_at):
                 break
         else:
             raise Conflict(f"the MCP server '{name}' kept changing while it was being updated: try again",
@@ -529,11 +538,8 @@ async def update_server(
     after = stored_public(new, opened.client_secret is not None)
     await audit.record(request, "mcp_server.update", "mcp_server", old.id, before=before,
                        after={**after, **_secrets_changed(was, opened)}, tenant=old.tenant_id)
-    uses_oauth = bool(old.config.get("oauth") or new.config.get("oauth"))
-    before_audience = _token_audience(old.config, was.url)
-    after_audience = _token_audience(new.config, opened.url)
-    if uses_oauth and before_audience != after_audience:
-        await _forget_tokens(request, old, before_audience[0] != after_audience[0], issuer)
+    if deleted is not None:
+        await _forget_tokens(request, old, deleted, before_audience[0] != after_audience[0], issuer)
     await _changed(request, old.tenant_id)
     return after
 
@@ -568,13 +574,12 @@ def _token_audience(config: Mapping[str, Any], url: str | None) -> tuple[Any, ..
             oauth.get("token_url"), bool(config.get("oauth")))
 
 
-async def _forget_tokens(request: Request, record: McpServerRecord, moved: bool,
-                         issuer: McpServerConfig | None) -> None:
+async def _forget_tokens(request: Request, record: McpServerRecord, deleted: list[McpTokenRecord],
+                         moved: bool, issuer: McpServerConfig | None) -> None:
     """The server now lives elsewhere or answers to another authorization server or client:
-    every user's tokens for it are deleted (never sent to the new URL), on every instance, and
-    each user authorizes again. They are revoked where they were issued (``issuer``: the server
-    as it was)."""
-    deleted = await store_of(request).delete_tokens(record.tenant_id, record.name)
+    every user's tokens for it were deleted with the change (never sent to the new URL); every
+    instance forgets them, and each user authorizes again. They are revoked where they were
+    issued (``issuer``: the server as it was)."""
     await publish(request.app.state.services.stores().feed, TOKEN_TOPIC, ALL)
     reason = "its url changed" if moved else "its oauth settings changed"
     await _tokens_deleted(request, record, len(deleted), reason)

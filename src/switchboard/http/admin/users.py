@@ -202,9 +202,15 @@ def make_router(kind: str) -> APIRouter:
                 _check_team_role(wanted.role, wanted.team_id)
                 if unchanged(before, changes):
                     return public(before)  # nothing to change: nothing written, nothing audited
+                # The keys follow in the user's own transaction (keys_above): a write that fails
+                # midway leaves neither changed, and the retry does both. Read first, to tell
+                # every instance and the audit log which changed.
+                demoted = RANK[wanted.role] < RANK[before.role]
+                above = [role for role in ROLES if RANK[role] > RANK[wanted.role]] if demoted else []
+                held = await _keys_of(stores, before) if demoted or wanted.team_id != before.team_id else []
                 # Only the fields given are written, so a concurrent change of another field stays;
                 # the role and team, checked together, only while they are still the ones read.
-                stored = await stores.tenancy.update_user(wanted, changes, read=before)
+                stored = await stores.tenancy.update_user(wanted, changes, read=before, keys_above=above)
                 if stored is not None:
                     after = stored
                     break
@@ -213,7 +219,7 @@ def make_router(kind: str) -> APIRouter:
                                code="user_changed")
         await audit.record(request, f"{before.kind}.update", before.kind, user_id, before=public(before),
                            after=public(after), tenant=before.tenant_id)
-        await _keys_follow(request, stores, before, after)
+        await _keys_followed(request, stores, held, after)
         return public(after)
 
     @router.delete("/{user_id}", summary=f"Delete a {what} that holds no unrevoked key")
@@ -257,19 +263,16 @@ async def _keys_of(stores: Stores, owner: User) -> list[KeyRecord]:
 _PAGE = 500
 
 
-async def _keys_follow(request: Request, stores: Stores, before: User, after: User) -> None:
-    """A user's keys follow it: moved to its new team, and never above its new role (a demoted
-    user keeps no key of its former rank). Every instance drops the changed keys at once."""
-    if before.team_id == after.team_id and RANK[after.role] >= RANK[before.role]:
+async def _keys_followed(request: Request, stores: Stores, held: list[KeyRecord], owner: User) -> None:
+    """The keys ``held`` before the owner's change that followed it (moved to its new team, or
+    down to its new role: a demoted user keeps no key of its former rank): every instance drops
+    them at once, and each is audited."""
+    if not held:
         return
-    for key in await _keys_of(stores, after):
-        team = after.team_id if key.team_id == before.team_id else key.team_id
-        role = after.role if RANK.get(key.role, 0) > RANK[after.role] else key.role
-        if (team, role) == (key.team_id, key.role):
-            continue
-        changed = replace(key, team_id=team, role=role)
-        # Only these two columns: a whole-record write could undo a concurrent revoke.
-        if not await stores.keys.reassign(key.tenant_id, key.id, team, role):
+    now = {key.id: key for key in await _keys_of(stores, owner)}
+    for key in held:
+        changed = now.get(key.id)
+        if changed is None or (changed.team_id, changed.role) == (key.team_id, key.role):
             continue
         await request.app.state.services.key_cache().changed(key.key_hash)
         await audit.record(request, "key.update", "api_key", key.id, before=keys.public(key),

@@ -122,8 +122,13 @@ class ResponsesAPI:
                     model = answered_model(ctx, batch[0].get("model") if batch else None)
                     encoder = StreamEncoder(self._base(ctx, model), self._own(ctx))
                     head = b"" if native else encoder.start()
-                    yield head + b"".join(encoder.feed(chunk) for chunk in batch)
-                elif data := b"".join(encoder.feed(chunk) for chunk in batch):
+                    data = head + b"".join(encoder.feed(chunk) for chunk in batch)
+                    first = True
+                else:
+                    data, first = b"".join(encoder.feed(chunk) for chunk in batch), False
+                if encoder.final is not None:  # a native deployment's last event is in this batch
+                    await self._kept(ctx, encoder.final)
+                if data or first:
                     yield data
         except GatewayError as err:
             if encoder is None:
@@ -132,7 +137,7 @@ class ResponsesAPI:
             # Else the upstream's response.failed, passed on, said it (and is the final response).
             data = b"" if encoder.failed_sent else encoder.failed(err.code, err.message)
             if encoder.final is not None:  # stored like any other: GET answers it, status failed
-                self.responses.complete(ctx, encoder.final)
+                await self._kept(ctx, encoder.final)
             if data:
                 yield data
             return
@@ -141,8 +146,15 @@ class ResponsesAPI:
             yield encoder.start()
         data = b"" if native else encoder.end()
         if encoder.final is not None:
-            self.responses.complete(ctx, encoder.final)
+            await self._kept(ctx, encoder.final)
         yield data
+
+    async def _kept(self, ctx: RequestContext, final: dict[str, Any]) -> None:
+        """The stream's final response kept (stored when asked), before the event ending it leaves."""
+        self.responses.complete(ctx, final)
+        if ctx.reply_waits is not None:
+            waits, ctx.reply_waits = ctx.reply_waits, None
+            await waits()
 
     def encode_error(self, error: GatewayError) -> bytes:
         # An adapter's refusal names the chat parameter: name the Responses field instead.

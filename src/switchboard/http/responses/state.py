@@ -6,7 +6,10 @@ the request is over). :class:`HistoryStage` runs right after decoding: with
 conversation before this turn's input. Once the response has been written to the client, a
 post-response callback stores it (``store`` defaults to true): the write is off the response's
 path. Until that write is done the response is held in memory (``pending``), so a client that
-continues it at once finds it on this instance.
+continues it at once finds it on this instance. With several processes serving (instances or
+workers sharing Redis), the next request may reach another one, which only the database tells:
+there the write starts as the reply is ready and the reply waits for it (``reply_waits``, at most
+``SHARED_WRITE_SECONDS``), so a client that has the response finds it on every one of them.
 
 Stored responses belong to the caller's tenant and owner (the key's lineage, so a rotated key
 keeps them, else the principal id); anyone else is answered 404, as if it did not exist.
@@ -20,6 +23,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -41,6 +45,10 @@ log = logging.getLogger("switchboard.responses")
 # The stored responses, with or without /v1 (as the chat endpoints take both).
 PREFIX = ("/v1/responses/", "/responses/")
 MAX_ID = 64
+# With several processes serving: the longest a reply waits for its stored response's write. A
+# healthy database takes milliseconds; one that does not answer holds the reply this long at
+# most, and the write goes on behind it (the after-response callback waits for it).
+SHARED_WRITE_SECONDS = 2.0
 
 
 def owner_of(principal: Principal | None) -> tuple[str | None, str]:
@@ -107,6 +115,9 @@ class Responses:
         self._store = store
         self._calls: dict[int, Call] = {}
         self.pending: dict[str, StoredResponse] = {}
+        # Several processes serve (Redis shared; set at start): a reply waits for its write.
+        self.shared = False
+        self._writes: dict[str, asyncio.Task[None]] = {}  # those writes, by response id
         self._purge: asyncio.Task[None] | None = None
 
     # -- calls -----------------------------------------------------------------------------------
@@ -139,9 +150,10 @@ class Responses:
         return await chat_invoke(ctx)
 
     def complete(self, ctx: RequestContext, response: JSON) -> None:
-        """The response as sent; kept (``pending``) until it is stored after the response."""
+        """The response as sent; kept (``pending``) until it is stored after the response (before
+        it, with several processes serving: ``reply_waits``)."""
         call = self._calls.get(id(ctx))
-        if call is None:
+        if call is None or call.response is not None:  # (the first final response is the one sent)
             return
         call.response = response
         if not call.translated.store:
@@ -163,25 +175,40 @@ class Responses:
             input_items=_items(call.translated.items),
             conversation=conversation,
         )
+        if self.shared:  # (called off the loop for a large reply: the write starts on it)
+            ctx.reply_waits = partial(self._written, call.id)
+
+    async def _written(self, response_id: str) -> None:
+        """Start the write of the pending response and wait for it, within the bound."""
+        record = self.pending.get(response_id)
+        if record is None:
+            return
+        write = self._writes[response_id] = asyncio.get_running_loop().create_task(self._write(record))
+        await asyncio.wait((write,), timeout=SHARED_WRITE_SECONDS)
 
     async def _finish(self, ctx: RequestContext) -> None:
         call = self._calls.pop(id(ctx), None)
         if call is None:
             return
+        write = self._writes.pop(call.id, None)
         record = self.pending.get(call.id)
-        if record is None:
-            return
         try:
-            size = len(orjson.dumps([record.response, list(record.input_items), list(record.conversation)]))
-            store = self._store()
-            if size > self.config.max_stored_bytes:
-                log.warning(
-                    "response %s not stored: %d bytes, more than responses.max_stored_bytes", call.id, size
-                )
-            elif store is not None:
-                await store.put(record)
+            if write is not None:
+                await write  # started before the reply left; its failure is logged here
+            elif record is not None:
+                await self._write(record)
         finally:
             self.pending.pop(call.id, None)
+
+    async def _write(self, record: StoredResponse) -> None:
+        size = len(orjson.dumps([record.response, list(record.input_items), list(record.conversation)]))
+        store = self._store()
+        if size > self.config.max_stored_bytes:
+            log.warning(
+                "response %s not stored: %d bytes, more than responses.max_stored_bytes", record.id, size
+            )
+        elif store is not None:
+            await store.put(record)
 
     # -- reading ---------------------------------------------------------------------------------
 

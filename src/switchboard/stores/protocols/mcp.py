@@ -64,6 +64,13 @@ class McpStore(Protocol):
         record the change was made from) when it changed since: read it again and retry."""
         ...
 
+    async def move_server(self, record: McpServerRecord, read: datetime | None = None
+                          ) -> list[McpTokenRecord] | None:
+        """As :meth:`update_server`, and every user's tokens for the server deleted in the same
+        transaction (its URL or authorization server changes: they were issued for the old one);
+        the tokens deleted, or None when nothing was written."""
+        ...
+
     async def delete_server(self, server_id: str) -> McpServerRecord | None:
         """Remove the server and every user's tokens for it; the removed record."""
         ...

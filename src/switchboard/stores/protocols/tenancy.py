@@ -116,10 +116,12 @@ class TenancyStore(Protocol):
     async def list_users(self, tenant_id: str, query: UserQuery) -> list[User]: ...
 
     async def update_user(self, user: User, fields: Collection[str] | None = None, *,
-                          read: User | None = None) -> User | None:
+                          read: User | None = None, keys_above: Collection[str] = ()) -> User | None:
         """As :meth:`update_team`. With ``read``, written only while the user's role and team
-        are still ``read``'s (None otherwise, as when it is gone). None too (nothing written)
-        when the team it is put in is gone, deleted meanwhile."""
+        are still ``read``'s (None otherwise, as when it is gone), and its keys follow in the same
+        transaction: those of ``read``'s team move to the new one, those of a role in
+        ``keys_above`` take the new role. None too (nothing written) when the team it is put in
+        is gone, deleted meanwhile."""
 
     async def delete_user(self, tenant_id: str, user_id: str) -> bool:
         """Delete the user or service account if it holds no enabled key (as :meth:`delete_team`);

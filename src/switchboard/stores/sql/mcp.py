@@ -8,7 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from switchboard.stores.protocols import McpServerRecord, McpTokenRecord, utcnow
 from switchboard.stores.sql.tables import mcp_oauth_tokens as tt
@@ -65,6 +65,17 @@ def _token_key(tenant_id: str, user_id: str, server: str) -> tuple[Any, ...]:
     return (tt.c.tenant_id == tenant_id, tt.c.user_id == user_id, tt.c.server == server)
 
 
+async def _update_server(conn: AsyncConnection, record: McpServerRecord, read: datetime | None) -> bool:
+    row = _server_row(record)
+    for fixed in ("id", "tenant_id", "name", "created_at", "created_by"):
+        del row[fixed]
+    # Compare-and-set on updated_at (every write sets a new one): a change made from a
+    # version another change has overtaken is not written over it.
+    unchanged = [] if read is None else [st.c.updated_at == to_db(read)]
+    result = await conn.execute(sa.update(st).where(st.c.id == record.id, *unchanged).values(row))
+    return bool(result.rowcount)
+
+
 def _tokens_of(tenant_id: str | None, server: str) -> sa.Delete:
     """Deletes the users' tokens of a server: a tenant's own, or a global one's (every tenant's,
     except those of tenants with a server of their own of that name)."""
@@ -108,15 +119,18 @@ class SqlMcpStore:
             return [_server(r) for r in await conn.execute(stmt)]
 
     async def update_server(self, record: McpServerRecord, read: datetime | None = None) -> bool:
-        row = _server_row(record)
-        for fixed in ("id", "tenant_id", "name", "created_at", "created_by"):
-            del row[fixed]
-        # Compare-and-set on updated_at (every write sets a new one): a change made from a
-        # version another change has overtaken is not written over it.
-        unchanged = [] if read is None else [st.c.updated_at == to_db(read)]
         async with self._engine.begin() as conn:
-            result = await conn.execute(sa.update(st).where(st.c.id == record.id, *unchanged).values(row))
-        return bool(result.rowcount)
+            return await _update_server(conn, record, read)
+
+    async def move_server(self, record: McpServerRecord, read: datetime | None = None
+                          ) -> list[McpTokenRecord] | None:
+        # One transaction: a change cut off midway leaves the server where its tokens were
+        # issued (the retry then moves it and deletes them), never moved with them kept.
+        async with self._engine.begin() as conn:
+            if not await _update_server(conn, record, read):
+                return None
+            return [_token(row) for row in await conn.execute(
+                _tokens_of(record.tenant_id, record.name).returning(tt))]
 
     async def delete_server(self, server_id: str) -> McpServerRecord | None:
         async with self._engine.begin() as conn:

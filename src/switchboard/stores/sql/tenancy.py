@@ -64,12 +64,14 @@ class SqlTenancyStore:
             return [_values(row) for row in await conn.execute(query)]
 
     async def _update(self, table: sa.Table, record: Tenant | Team | User, fields: Collection[str] | None,
-                      *where: Any, owner: sa.Select[Any] | None = None) -> dict[str, Any] | None:
+                      *where: Any, owner: sa.Select[Any] | None = None,
+                      then: Collection[sa.Update] = ()) -> dict[str, Any] | None:
         """Write only ``fields`` (every changeable column when None) and return the row as it
         is now: two admins changing different fields at once both keep their change, where
         writing the whole record read before would put back the other's old value. With
         ``owner`` (a row the record now belongs to, read FOR SHARE), nothing is written and None
-        returned when that row is gone: see :func:`_owner_held`."""
+        returned when that row is gone: see :func:`_owner_held`. ``then``: statements run in the
+        same transaction once the row is written (a user's keys following it)."""
         row = _row(record)
         names = set(row) - _FIXED if fields is None else set(fields)
         if names & _FIXED or names - set(row):
@@ -81,6 +83,9 @@ class SqlTenancyStore:
                 found = (await conn.execute(stmt)).first()
                 if found is not None and owner is not None and (await conn.execute(owner)).first() is None:
                     raise _OwnerGone  # rolls the write back
+                if found is not None:
+                    for follow in then:
+                        await conn.execute(follow)
         except _OwnerGone:
             return None
         return None if found is None else _values(found)
@@ -203,17 +208,19 @@ class SqlTenancyStore:
         return [User(**found) for found in await self._many(stmt)]
 
     async def update_user(self, user: User, fields: Collection[str] | None = None, *,
-                          read: User | None = None) -> User | None:
+                          read: User | None = None, keys_above: Collection[str] = ()) -> User | None:
         where = [users.c.tenant_id == user.tenant_id]
+        then: list[sa.Update] = []
         if read is not None:
             # A role is checked against the team it goes with (a team admin needs one): the
             # pair must still be the one read, or a role and a team set at once by two admins
             # could make a pair neither checked.
             where += [users.c.role == read.role, users.c.team_id.is_not_distinct_from(read.team_id)]
+            then = _keys_follow(read, user, keys_above)
         owner = None
         if user.team_id is not None and (fields is None or "team_id" in fields):
             owner = _owner_held(teams, teams.c.tenant_id == user.tenant_id, teams.c.id == user.team_id)
-        found = await self._update(users, user, fields, *where, owner=owner)
+        found = await self._update(users, user, fields, *where, owner=owner, then=then)
         return None if found is None else User(**found)
 
     async def delete_user(self, tenant_id: str, user_id: str) -> bool:
@@ -223,6 +230,24 @@ class SqlTenancyStore:
                        sa.or_(api_keys.c.user_id == user_id, api_keys.c.service_account_id == user_id))
         return await self._delete(users, users.c.tenant_id == tenant_id, users.c.id == user_id,
                                   ~sa.exists().where(held))
+
+
+def _keys_follow(read: User, user: User, keys_above: Collection[str]) -> list[sa.Update]:
+    """The keys of the user (or service account) ``read`` follow it to ``user``: those of its
+    old team move to its new one, and those of a role in ``keys_above`` take its new role. In
+    the user's own transaction: a write that fails midway leaves neither changed, and the
+    admin's retry does both (a user demoted alone would keep keys of its former rank)."""
+    owned = (api_keys.c.tenant_id == read.tenant_id,
+             sa.or_(api_keys.c.user_id == read.id, api_keys.c.service_account_id == read.id))
+    changed = {"updated_at": to_db(utcnow()), "revision": api_keys.c.revision + 1}
+    follow = []
+    if user.team_id != read.team_id:
+        follow.append(sa.update(api_keys).where(*owned, api_keys.c.team_id.is_not_distinct_from(read.team_id))
+                      .values(team_id=user.team_id, **changed))
+    if keys_above:
+        follow.append(sa.update(api_keys).where(*owned, api_keys.c.role.in_(sorted(keys_above)))
+                      .values(role=user.role, **changed))
+    return follow
 
 
 class _OwnerGone(Exception):
