@@ -556,6 +556,24 @@ def test_an_ab_split_is_within_binomial_bounds_and_sticky_per_key(world: World) 
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_split"
 
 
+def test_a_rotated_key_keeps_its_arm_of_a_split(world: World) -> None:
+    """Rotation replaces a key's secret, not its history: the new key (and the old one in its
+    grace period) gets the arm its lineage had."""
+    name = unique("split")
+    world.prompt(name)
+    world.prompt(name)
+    world.publish(name, prompt=name, split=[{"version": 1, "percent": 50}, {"version": 2, "percent": 50}])
+    for _ in range(8):  # each rotation a fresh draw were the arm the new key id's: 1 in 256 to pass
+        body = {"tenant": world.tenant, "team": world.consumers, "role": "developer",
+                "models": ["gpt-4o-mini"]}
+        issued = world.admin.ok("POST", "/admin/v1/keys", body, status=201)
+        arm = world.call(name, {"text": "a"}, key=issued["key"]).json()["version"]
+        rotated = world.admin.ok("POST", f"/admin/v1/keys/{issued['id']}/rotate", {"grace_seconds": 600},
+                                 status=201)
+        assert world.call(name, {"text": "b"}, key=rotated["key"]).json()["version"] == arm
+        assert world.call(name, {"text": "c"}, key=issued["key"]).json()["version"] == arm
+
+
 def _events(text: str) -> list[dict[str, Any]]:
     return [orjson.loads(line[6:]) for line in text.splitlines() if line.startswith("data: ")]
 

@@ -135,7 +135,7 @@ class ApiStage:
         if pinned is not None:
             prompt = await prompts.resolve(tenant, record.prompt, version=pinned)
         elif record.split:
-            key = (principal.key_id or principal.id) if principal else ""
+            key = principal.owner if principal else ""  # the key's lineage: rotation keeps the arm
             arm = split_version(record.split, key, name)
             prompt = await prompts.resolve(tenant, record.prompt, version=arm)
         else:
