@@ -311,7 +311,8 @@ class Catalog:
         return list(seen.values())
 
     def configured(self, name: str) -> Match | None:
-        """The record for a configured model name (None when unknown to the catalog)."""
+        """The record for a configured model name, its first deployment's for a group (None when
+        unknown to the catalog)."""
         return self._configured.get(name)
 
     def public_fields(self, name: str) -> dict[str, Any]:
@@ -321,7 +322,9 @@ class Catalog:
     def resolve_models(self, settings: Settings) -> None:
         types = {p.name: p.type for p in settings.providers}
         for m in settings.models:
-            self._configured[m.name] = self._resolve(types[m.provider], m.model, m.info)
+            # A group is described by its first deployment, as its /v1/models owner is.
+            if m.name not in self._configured:
+                self._configured[m.name] = self._resolve(types[m.provider], m.model, m.info)
 
     def resolve_entry(self, provider_type: str, model: str, info: ModelEntryInfo | None) -> Match | None:
         """The record for a model entry outside the settings (one added at run time)."""

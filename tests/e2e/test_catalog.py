@@ -29,6 +29,8 @@ def catalog_gateway(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactor
         "providers": [
             {"name": "local-openai", "type": "openai", "api_base": f"{mock_upstream.url}/v1",
              "api_key": "${UPSTREAM_KEY}"},
+            {"name": "second-openai", "type": "openai", "api_base": f"{mock_upstream.url}/v1",
+             "api_key": "${UPSTREAM_KEY}"},
         ],
         "models": [
             {"name": "gpt-4o-mini", "provider": "local-openai", "model": "gpt-4o-mini"},
@@ -39,6 +41,9 @@ def catalog_gateway(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactor
              "info": {"context_window": 32000, "capabilities": ["tools", "streaming"],
                       "input_cost_per_mtok": 0.5, "output_cost_per_mtok": 1.5}},
             {"name": "mystery", "provider": "local-openai", "model": "totally-unknown-model"},
+            # A group of two deployments of different upstream models.
+            {"name": "mixed", "provider": "second-openai", "model": "gpt-4o-mini"},
+            {"name": "mixed", "provider": "local-openai", "model": "gpt-4o-2024-08-06"},
         ],
         "catalog": {"file": str(extra), "models": {"gpt-4o-mini": {"max_output_tokens": 1000}}},
         "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
@@ -63,7 +68,7 @@ def _admin(gw: Gateway, key: str | None = MASTER_KEY, query: str = "") -> httpx.
 
 def test_models_list_keeps_openai_shape_and_adds_catalog_fields(sdk: openai.OpenAI) -> None:
     models = {m.id: m for m in sdk.models.list()}
-    assert set(models) == {"gpt-4o-mini", "embedder", "dated", "house", "custom", "mystery"}
+    assert set(models) == {"gpt-4o-mini", "embedder", "dated", "house", "custom", "mystery", "mixed"}
     mini = models["gpt-4o-mini"]
     assert (mini.object, mini.owned_by) == ("model", "local-openai")
     extra = mini.model_extra or {}
@@ -134,7 +139,7 @@ def test_admin_models_lists_configured_models_with_records(catalog_gateway: Gate
     assert resp.status_code == 200
     assert resp.headers["content-type"] == "application/json"
     rows = {row["id"]: row for row in resp.json()["data"]}
-    assert set(rows) == {"gpt-4o-mini", "embedder", "dated", "house", "custom", "mystery"}
+    assert set(rows) == {"gpt-4o-mini", "embedder", "dated", "house", "custom", "mystery", "mixed"}
     dated = rows["dated"]
     assert (dated["provider"], dated["provider_type"], dated["model"]) == ("local-openai", "openai",
                                                                           "gpt-4o-2024-11-20")
@@ -147,6 +152,26 @@ def test_admin_models_lists_configured_models_with_records(catalog_gateway: Gate
     assert rows["custom"]["catalog_match"] == "config"
     assert rows["house"]["catalog"]["source"] == "https://example.test/house-prices"
     assert (rows["mystery"]["catalog_match"], rows["mystery"]["catalog"]) == (None, None)
+
+
+def test_each_deployment_of_a_group_shows_its_own_record(catalog_gateway: Gateway,
+                                                         sdk: openai.OpenAI) -> None:
+    rows = [row for row in _admin(catalog_gateway).json()["data"] if row["id"] == "mixed"]
+    assert [(r["provider"], r["model"], r["catalog_match"], r["catalog"]["model"]) for r in rows] == [
+        ("second-openai", "gpt-4o-mini", "exact", "gpt-4o-mini"),
+        ("local-openai", "gpt-4o-2024-08-06", "base", "gpt-4o")]
+    assert rows[0]["catalog"]["max_output_tokens"] == 1000  # catalog.models' override of gpt-4o-mini
+    # GET /v1/models lists the group once, described as its first deployment, whose provider
+    # owned_by names: one model's limits and prices, not another's beside its owner.
+    entry = sdk.models.retrieve("mixed")
+    mini = lookup("openai", "gpt-4o-mini")
+    assert mini is not None
+    assert entry.owned_by == "second-openai"
+    assert entry.model_extra is not None
+    assert entry.model_extra["max_output_tokens"] == 1000
+    assert entry.model_extra["pricing"]["input"] == mini.input_cost_per_mtok
+    listed = [m for m in sdk.models.list().data if m.id == "mixed"]
+    assert len(listed) == 1 and listed[0].model_extra == entry.model_extra
 
 
 def test_admin_models_all_lists_the_whole_catalog(catalog_gateway: Gateway) -> None:

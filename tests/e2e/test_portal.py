@@ -21,6 +21,7 @@ from tests.servers import MASTER_KEY, Gateway, Mock, openai_config, start_gatewa
 from tests.services import Postgres, RedisServer
 
 GATED = "gated-model"
+GATED_ALIAS = "members-only"  # another name of GATED's group (router.aliases)
 
 
 def portal_config(mock: Mock) -> dict[str, Any]:
@@ -28,6 +29,7 @@ def portal_config(mock: Mock) -> dict[str, Any]:
     config["models"] += [
         {"name": GATED, "provider": "local-openai", "model": "gpt-4o-mini", "require_approval": True},
     ]
+    config["router"] = {"aliases": {GATED_ALIAS: GATED}}
     config["services"] = [
         {"name": "weather", "url": f"{mock.url}/v1"},
         # Seen by the callers of one tenant only.
@@ -144,6 +146,26 @@ def test_a_team_sees_its_subscription_state_move_from_pending_to_approved(deploy
     listed = deployment.ok("GET", "/admin/v1/subscriptions", key)["data"]
     assert [(s["id"], s["status"], s["kind"], s["name"]) for s in listed] == [
         (asked["id"], "revoked", "model", GATED)]
+
+
+def test_an_alias_shows_the_subscription_of_its_group(deployment: Deployment) -> None:
+    """An alias answers as its group: the team's subscription to the group is the alias's too
+    (an alias is no model of its own to subscribe to)."""
+    tenant = deployment.tenant()
+    team = deployment.team(tenant)
+    key, approver = deployment.key(tenant, team), deployment.key(tenant, role="tenant_admin")
+    refused = deployment.call("POST", "/admin/v1/subscriptions", key, json={"model": GATED_ALIAS})
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "model_not_found"
+    asked = deployment.ok("POST", "/admin/v1/subscriptions", key, json={"model": GATED}, status=201)
+    deployment.ok("POST", f"/admin/v1/subscriptions/{asked['id']}/approve", json={}, key=approver)
+    entries = deployment.entries(key, kind="model")
+    for name in (GATED, GATED_ALIAS):
+        entry = entries[f"model:{name}"]
+        assert (entry["name"], entry["approval_required"]) == (name, True)
+        assert entry["subscription"] == {"status": "approved", "id": asked["id"]}, name
+    served = deployment.call("POST", "/v1/chat/completions", key, json={
+        "model": GATED_ALIAS, "messages": [{"role": "user", "content": "hi"}]})
+    assert served.status_code == 200, served.text
 
 
 def test_an_approval_shows_in_the_catalog_of_another_instance_within_a_second(

@@ -43,6 +43,7 @@ SENTIMENT: dict[str, Any] = {
     "variables": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
 }
 MAX_BODY = 4096
+RULED = "api-auto"  # a name only a routing rule answers to (to "claude")
 
 
 def unique(prefix: str) -> str:
@@ -108,6 +109,9 @@ def _config(mock: Mock) -> dict[str, Any]:
                                 "api_key": "${UPSTREAM_KEY}"})
     config["models"].append({"name": "claude", "provider": "anthropic-mock", "model": "claude-sonnet-4-5"})
     config["apis"] = {"max_body_bytes": MAX_BODY, "repair_attempts": 2}
+    # Names an API may bind beside its models: a routing rule's, and a group that falls back.
+    config["router"] = {"rules": [{"name": "to-claude", "model": RULED, "to": "claude"}],
+                        "fallbacks": {"unreachable": ["claude"]}}
     config["spend"] = {"flush_seconds": 0.2}
     return config
 
@@ -552,6 +556,24 @@ def test_an_ab_split_is_within_binomial_bounds_and_sticky_per_key(world: World) 
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_split"
 
 
+def test_a_rotated_key_keeps_its_arm_of_a_split(world: World) -> None:
+    """Rotation replaces a key's secret, not its history: the new key (and the old one in its
+    grace period) gets the arm its lineage had."""
+    name = unique("split")
+    world.prompt(name)
+    world.prompt(name)
+    world.publish(name, prompt=name, split=[{"version": 1, "percent": 50}, {"version": 2, "percent": 50}])
+    for _ in range(8):  # each rotation a fresh draw were the arm the new key id's: 1 in 256 to pass
+        body = {"tenant": world.tenant, "team": world.consumers, "role": "developer",
+                "models": ["gpt-4o-mini"]}
+        issued = world.admin.ok("POST", "/admin/v1/keys", body, status=201)
+        arm = world.call(name, {"text": "a"}, key=issued["key"]).json()["version"]
+        rotated = world.admin.ok("POST", f"/admin/v1/keys/{issued['id']}/rotate", {"grace_seconds": 600},
+                                 status=201)
+        assert world.call(name, {"text": "b"}, key=rotated["key"]).json()["version"] == arm
+        assert world.call(name, {"text": "c"}, key=issued["key"]).json()["version"] == arm
+
+
 def _events(text: str) -> list[dict[str, Any]]:
     return [orjson.loads(line[6:]) for line in text.splitlines() if line.startswith("data: ")]
 
@@ -724,3 +746,15 @@ def test_a_document_answers_head_as_it_answers_get(world: World) -> None:
                          headers=bearer(world.consumer_key), timeout=10)
     assert missing.status_code == 404 and missing.content == b""
     assert httpx.head(f"{world.url}/apis/{name}/openapi.json", timeout=10).status_code == 401
+
+
+@pytest.mark.parametrize("model", [RULED, "unreachable"])
+def test_the_callers_model_list_does_not_apply_behind_a_rule_or_a_fallback(world: World, model: str) -> None:
+    """Access to an API is the API's: a caller whose key may use only gpt-4o-mini calls an API
+    whose model a routing rule sends to another group, or whose group falls back to one."""
+    name = unique("routed")
+    world.prompt(name, model=model)
+    world.publish(name, prompt=name, version=1)
+    resp = world.call(name, {"text": "great"})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["output"].endswith("Classify: great")

@@ -465,6 +465,28 @@ def test_the_services_rate_limit_per_key(world: World) -> None:
     assert "x-ratelimit-scope" not in other.headers  # the service's own; the gateway's is on a 429
 
 
+def test_the_services_rate_limit_is_the_key_lineages_across_a_rotation(world: World) -> None:
+    """A rotated key carries on its predecessor's window (the key's rate-limit windows are held
+    under its lineage): during the grace period the two keys share the service's rpm."""
+    issued = httpx.post(f"{world.url}/admin/v1/keys", json={"models": ["gpt-4o-mini"], "team": new_team()},
+                        headers=ADMIN, timeout=10)
+    assert issued.status_code == 201, issued.text
+    old = issued.json()["key"]
+    for i in range(2):
+        assert world.call("GET", f"/services/limited/r{i}", old).status_code == 200
+    rotate = f"{world.url}/admin/v1/keys/{issued.json()['id']}/rotate"
+    rotated = httpx.post(rotate, json={"grace_seconds": 600}, headers=ADMIN, timeout=10)
+    assert rotated.status_code == 201, rotated.text
+    new = rotated.json()["key"]
+    third = world.call("GET", "/services/limited/r2", new)
+    assert third.status_code == 200, third.text
+    assert third.headers["x-ratelimit-remaining-requests"] == "0"
+    for key in (new, old):
+        refused = world.call("GET", "/services/limited/r3", key)
+        assert refused.status_code == 429, refused.text
+        assert refused.headers["x-ratelimit-scope"] == "service"
+
+
 def test_a_services_own_429_keeps_its_own_limit_headers(world: World) -> None:
     """A 429 the service itself sends, with limit headers of its own: they describe the limit that
     refused, and reach the caller as sent, none of the gateway's beside or in place of them. A

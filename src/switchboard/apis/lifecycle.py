@@ -3,7 +3,7 @@
 draft -> published -> deprecated -> retired. A draft is not served; a published API is; a
 deprecated one is served with ``Deprecation``, ``Sunset`` and ``Link: rel="successor-version"``
 headers; a retired one answers 410 naming its successor. A split sends each caller key to one
-prompt version by a stable hash of the key id and the API name, so a key always sees the same
+prompt version by a stable hash of the key lineage and the API name, so a key always sees the same
 version while the split stands.
 """
 
@@ -57,7 +57,7 @@ def bucket(key: str, api: str) -> int:
 
 
 def split_version(split: Sequence[Mapping[str, Any]], key: str, api: str) -> int:
-    """The prompt version a caller ``key`` (its key id) gets from ``split``."""
+    """The prompt version a caller ``key`` (its key lineage) gets from ``split``."""
     point = bucket(key, api)
     edge = 0
     for arm in split:

@@ -185,7 +185,9 @@ class ModelSource:
                 "max_output_tokens": item.get("max_output_tokens"),
             }
             out.append(Entry(
-                kind="model", name=name, subject=name, description=None, owner=None,
+                # An alias answers as its group: the group's subscription is its own.
+                kind="model", name=name, subject=group.name if group is not None else name,
+                description=None, owner=None,
                 approval_required=group is not None and group.require_approval,
                 fields=fields,
             ))

@@ -112,7 +112,8 @@ class ServiceRateLimitStage(RateLimitStage):
         limits = plan(self._config, principal, "", stored)
         rpm = service.settings.rpm
         if rpm is not None:
-            who = (principal.key_id or principal.id) if principal is not None else "anonymous"
+            # Per key lineage, as the key's own windows: a rotated key carries on its predecessor's.
+            who = principal.owner if principal is not None else "anonymous"
             tenant = service.tenant or "*"
             bucket = f"service:{tenant}:{service.name}:{who}:rpm"
             window = self._config.window_seconds

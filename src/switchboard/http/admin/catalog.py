@@ -23,7 +23,8 @@ def configured_models(settings: Settings, catalog: Catalog) -> list[dict[str, An
     types = {p.name: p.type for p in settings.providers}
     out = []
     for m in settings.models:
-        match = catalog.configured(m.name)
+        # Each deployment's own record: the deployments of a group may be different models.
+        match = catalog.resolve_entry(types[m.provider], m.model, m.info)
         out.append({
             "id": m.name,
             "object": "model",

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -124,13 +125,17 @@ class ApiStage:
             cache = self._subscriptions()
             assert cache is not None, "the gateway has started"
             await require_approved(cache, principal, f"api:{name}", f"the API '{name}'", param=None)
+        if principal is not None and principal.allowed_models is not None:
+            # Access to an API is the API's: the key's model list applies neither to its model
+            # nor to the groups routing sends it to (a rule, a split, a fallback).
+            ctx.principal = replace(principal, allowed_models=None)
         if stores.prompts is None:
             raise NotFound(f"no API '{name}'", code="api_not_found")
         prompts = await self._prompts()
         if pinned is not None:
             prompt = await prompts.resolve(tenant, record.prompt, version=pinned)
         elif record.split:
-            key = (principal.key_id or principal.id) if principal else ""
+            key = principal.owner if principal else ""  # the key's lineage: rotation keeps the arm
             arm = split_version(record.split, key, name)
             prompt = await prompts.resolve(tenant, record.prompt, version=arm)
         else:
