@@ -17,6 +17,7 @@ import openai
 import orjson
 import pytest
 
+from tests import ledger
 from tests.servers import MASTER_KEY, Gateway, Mock, captured, new_marker, openai_config, start_gateway
 
 ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
@@ -688,3 +689,37 @@ def test_a_batch_counts_in_its_keys_budget_and_a_spent_budget_refuses_new_ones(w
     # Counted once: seen again by the caller and by the poller, the spend stays the batch's cost.
     [row] = world.wait_for_usage("spender", 2, timeout=1.5)
     assert row["requests"] == 1 and world.budget_spent() == cost
+
+
+@pytest.mark.parametrize("reported", [True, False], ids=["batch-usage", "lines-read"])
+def test_an_output_over_the_limit_is_still_charged(
+    mock_upstream: Mock, tmp_path: Any, reported: bool
+) -> None:
+    # A batch whose output file is over files.max_output_bytes was never priced (retried every
+    # round): a large enough batch ran for free. It is priced by the batch's own usage when the
+    # upstream reports one, else by the lines read up to the limit (flagged output_cut).
+    config = openai_config(mock_upstream)
+    for m in config["models"]:
+        if m["name"] == "gpt-4o-mini":
+            m["info"] = dict(PRICES)
+    config["files"] = {"provider": "local-openai", "max_output_bytes": 1024, "poll_seconds": 3600}
+    gw = start_gateway(config, tmp_path)
+    try:
+        client = openai.OpenAI(base_url=gw.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+        source = client.files.create(file=("in.jsonl", jsonl(*[f"q{i}" for i in range(8)])), purpose="batch")
+        meta = {"mock_gets_to_complete": "1", "mock_batch_usage": "1" if reported else "0"}
+        batch = client.batches.create(input_file_id=source.id, endpoint="/v1/chat/completions",
+                                      completion_window="24h", metadata=meta)
+        assert client.batches.retrieve(batch.id).status == "completed"
+        output = client.batches.retrieve(batch.id).output_file_id
+        assert output is not None and len(client.files.content(output).content) > 1024
+        record = ledger.wait_for(ledger.database_of(config, tmp_path), {batch.id})[batch.id]
+        prompt = sum(10 + i for i in range(8))  # the mock's usage: 10 + the line's number, 5 out
+        if reported:
+            assert (record.prompt_tokens, record.completion_tokens) == (prompt, 40)
+            assert record.metadata["requests"] == 8 and "output_cut" not in record.metadata
+        else:
+            assert 0 < record.prompt_tokens < prompt and record.metadata["output_cut"] is True
+        assert record.cost_usd > 0 and not record.unpriced
+    finally:
+        gw.process.stop()

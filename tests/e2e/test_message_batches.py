@@ -595,3 +595,27 @@ def test_the_anthropic_files_api_is_refused_in_anthropics_shape(world: World) ->
     openai_list = httpx.get(f"{world.gateway.url}/v1/files", headers={"Authorization": f"Bearer {key}"},
                             timeout=30)
     assert openai_list.status_code == 200 and openai_list.json()["object"] == "list", openai_list.text
+
+
+def test_results_over_the_limit_are_charged_for_those_read(mock_upstream: Mock, tmp_path: Path) -> None:
+    # Results over files.max_output_bytes were never priced (retried every round): a large enough
+    # batch ran for free. Anthropic reports no usage of the whole batch: it is priced by the
+    # results read up to the limit, flagged output_cut.
+    config = openai_config(mock_upstream)
+    config["providers"].append({"name": "anth", "type": "anthropic", "api_base": mock_upstream.url,
+                                "api_key": "${UPSTREAM_KEY}"})
+    config["models"].append({"name": "claude", "provider": "anth", "model": "claude-sonnet-4-5",
+                             "info": dict(PRICES)})
+    config["files"] = {"poll_seconds": 3600, "max_output_bytes": 1024}
+    gw = start_gateway(config, tmp_path)
+    try:
+        client = anthropic.Anthropic(base_url=gw.url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+        batch = client.messages.batches.create(requests=[request(f"r{i}", "one two three") for i in range(8)])
+        ended(client, batch.id)
+        results = list(client.messages.batches.results(batch.id))
+        prompt = sum(r.result.message.usage.input_tokens for r in results)  # type: ignore[union-attr]
+        record = wait_for(database_of(config, tmp_path), {batch.id})[batch.id]
+        assert 0 < record.prompt_tokens < prompt and record.metadata["output_cut"] is True
+        assert record.cost_usd > 0 and not record.unpriced
+    finally:
+        gw.process.stop()

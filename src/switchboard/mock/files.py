@@ -13,6 +13,8 @@ and writes the output file, one line per request with the response's ``usage``: 
 10 + the line's number (from 0), ``completion_tokens`` 5, unless the request body's
 ``metadata.mock_prompt_tokens`` / ``mock_completion_tokens`` say otherwise; the answer reports
 ``metadata.mock_model`` as its model when given (OpenAI reports an alias by its dated snapshot).
+With the batch's metadata ``mock_batch_usage: "1"`` the completed batch also carries ``model``
+and the summed ``usage``, as OpenAI's batches made since September 2025 do.
 
 A batch's input file is validated on the batch's first GET (OpenAI validates while the batch is
 ``validating``): an empty file, or any line that is not a request object for the batch's
@@ -297,13 +299,29 @@ def _complete(files: dict[str, _File], batch: dict[str, Any]) -> None:
         _fail(batch, _validation_errors(None, batch["endpoint"]))
         return
     lines = [line for line in source.data.splitlines() if line.strip()]
-    output = b"\n".join(_answer(n, line, "gpt-4o-mini") for n, line in enumerate(lines)) + b"\n"
+    answers = [_answer(n, line, "gpt-4o-mini") for n, line in enumerate(lines)]
+    output = b"\n".join(answers) + b"\n"
     out = _File(new_id("file-"), "batch_output.jsonl", "batch_output", output)
     files[out.id] = out
     t = now()
     batch.update(status="completed", output_file_id=out.id, in_progress_at=batch["in_progress_at"] or t,
                  finalizing_at=t, completed_at=t,
                  request_counts={"total": len(lines), "completed": len(lines), "failed": 0})
+    meta = batch.get("metadata")
+    if isinstance(meta, dict) and meta.get("mock_batch_usage") == "1":
+        batch.update(_batch_usage(answers))
+
+
+def _batch_usage(answers: list[bytes]) -> dict[str, Any]:
+    """The batch object's ``model`` and summed ``usage``, as OpenAI reports them on batches made
+    since September 2025 (the first answer's model)."""
+    bodies = [orjson.loads(a)["response"]["body"] for a in answers]
+    prompt = sum(b["usage"]["prompt_tokens"] for b in bodies)
+    completion = sum(b["usage"]["completion_tokens"] for b in bodies)
+    return {"model": bodies[0]["model"] if bodies else None, "usage": {
+        "input_tokens": prompt, "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": completion, "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": prompt + completion}}
 
 
 def _batch(request: Request) -> _Batch | Response:

@@ -45,21 +45,32 @@ class OutputTooLarge(Exception):
     pass
 
 
+class Totals(dict[str, ModelTotals]):
+    """Tokens per model; ``cut``: counted from the output file's first ``files.max_output_bytes``
+    only (the upstream reported no usage of its own for the whole batch)."""
+
+    cut = False
+
+
 async def lines(chunks: AsyncGenerator[bytes, None], limit: int) -> AsyncIterator[bytes]:
-    """The JSONL lines of a stream, read as they arrive, ``limit`` bytes in all."""
+    """The JSONL lines of a stream, read as they arrive, ``limit`` bytes in all: the whole lines
+    within the limit are given before :class:`OutputTooLarge` is raised."""
     buf = bytearray()
     total = 0
     async with aclosing(chunks) as source:
         async for piece in source:
+            over = total + len(piece) > limit
+            if over:
+                piece = piece[:limit - total]
             total += len(piece)
-            if total > limit:
-                raise OutputTooLarge(f"the batch output is over {limit} bytes (files.max_output_bytes)")
             buf += piece
             while (i := buf.find(b"\n")) >= 0:
                 line = bytes(buf[:i])
                 del buf[:i + 1]
                 if line.strip():
                     yield line
+            if over:
+                raise OutputTooLarge(f"the batch output is over {limit} bytes (files.max_output_bytes)")
             if len(buf) > MAX_LINE_BYTES:
                 raise OutputTooLarge("a batch output line is over 16 MiB")
     if buf.strip():
@@ -132,9 +143,12 @@ class BatchPricer:
                         return found
         return self._catalog.lookup(provider_type, model)
 
-    async def totals(self, upstream: Upstream, batch: dict[str, Any]) -> dict[str, ModelTotals]:
-        """Tokens per model: from the output file's lines, else the batch's own ``usage``."""
-        out: dict[str, ModelTotals] = {}
+    async def totals(self, upstream: Upstream, batch: dict[str, Any]) -> Totals:
+        """Tokens per model: from the output file's lines, else the batch's own ``usage``. An
+        output over ``files.max_output_bytes`` (or with a line over 16 MiB) is priced by the
+        batch's own ``usage`` when the upstream gives one, else by the lines read up to there
+        (``cut``): never left unpriced, which would let a large enough batch run for free."""
+        out = Totals()
         output = batch.get("output_file_id")
         if isinstance(output, str) and output:
             stream = await upstream.open(object_path("files", output, "/content"))
@@ -143,13 +157,16 @@ class BatchPricer:
                     found = line_usage(line)
                     if found is not None:
                         out.setdefault(found[0], ModelTotals()).add(split(found[1]))
+            except OutputTooLarge as exc:
+                reported = _reported(batch)
+                if reported is not None:
+                    return reported
+                log.warning("batch %s: %s; priced by the lines read up to there", batch.get("id"), exc)
+                out.cut = True
             finally:
                 await stream.close()
-        elif isinstance(batch.get("usage"), dict) and isinstance(batch.get("model"), str):
-            usage = batch["usage"]
-            canonical = {"prompt_tokens": usage.get("input_tokens"),
-                         "completion_tokens": usage.get("output_tokens")}
-            out.setdefault(batch["model"], ModelTotals()).add(split(canonical))
+        elif (reported := _reported(batch)) is not None:
+            return reported
         return out
 
     def record(self, owned: OwnedObject, upstream: Upstream, batch: dict[str, Any],
@@ -180,13 +197,35 @@ class BatchPricer:
             cost_usd=usd.quantize(_NANO, ROUND_HALF_EVEN), latency_ms=0, created_at=finished_at(owned, batch),
             metadata={"operation": "batch", "endpoint": owned.purpose, "batch_status": status,
                       "requests": sum(t.requests for t in totals.values()), "price_factor": str(self._factor),
-                      "models": per_model},
+                      "models": per_model,
+                      **({"output_cut": True} if isinstance(totals, Totals) and totals.cut else {})},
             cache_read_tokens=tokens.cache_read, cache_write_5m_tokens=tokens.cache_write_5m,
             cache_write_1h_tokens=tokens.cache_write_1h, reasoning_tokens=tokens.reasoning,
             unpriced=unpriced, upstream_model=main if totals else None, tags=tags,
             image_input_tokens=tokens.image_input, audio_input_tokens=tokens.audio_input,
             image_output_tokens=tokens.image_output, audio_output_tokens=tokens.audio_output,
         )
+
+
+def _reported(batch: dict[str, Any]) -> Totals | None:
+    """The batch's own ``usage`` (OpenAI reports it on batches created since September 2025) as
+    the tokens of its ``model``; None when it has none."""
+    usage, model = batch.get("usage"), batch.get("model")
+    if not isinstance(usage, dict) or not isinstance(model, str) or not model:
+        return None
+    inputs, outputs = usage.get("input_tokens_details"), usage.get("output_tokens_details")
+    canonical = {"prompt_tokens": usage.get("input_tokens"), "completion_tokens": usage.get("output_tokens"),
+                 "prompt_tokens_details": inputs if isinstance(inputs, dict) else None,
+                 "completion_tokens_details": outputs if isinstance(outputs, dict) else None}
+    totals = ModelTotals()
+    totals.add(split(canonical))
+    counts = batch.get("request_counts")
+    done = counts.get("completed") if isinstance(counts, dict) else None
+    if isinstance(done, int) and not isinstance(done, bool) and done > 0:
+        totals.requests = done  # the batch's requests, not the one usage
+    out = Totals()
+    out[model] = totals
+    return out
 
 
 def finished_at(owned: OwnedObject, batch: dict[str, Any]) -> datetime:

@@ -14,17 +14,20 @@ notes one id, and the note is bounded by the batch's own bounds on requests and 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections import Counter
 from datetime import datetime
 from typing import Any
 
 import orjson
 
-from switchboard.http.files.costing import ModelTotals, lines
+from switchboard.http.files.costing import ModelTotals, OutputTooLarge, Totals, lines
 from switchboard.http.files.message_upstream import BATCHES_PATH
 from switchboard.http.files.upstream import Upstream, object_path
 from switchboard.providers.anthropic.response import usage as canonical_usage
 from switchboard.spend.cost import split
+
+log = logging.getLogger("switchboard.files")
 
 
 def results_path(batch_id: str) -> str:
@@ -72,14 +75,20 @@ def line_usage(line: bytes, note: Any = None) -> tuple[str, dict[str, Any]] | No
     return sent_model(obj.get("custom_id"), message["model"], note), canonical_usage(message.get("usage"))
 
 
-async def totals(upstream: Upstream, batch_id: str, limit: int, note: Any = None) -> dict[str, ModelTotals]:
-    out: dict[str, ModelTotals] = {}
+async def totals(upstream: Upstream, batch_id: str, limit: int, note: Any = None) -> Totals:
+    """Tokens per model of the succeeded results; results over ``limit`` (files.max_output_bytes)
+    are priced by the lines read up to there (``cut``: Anthropic reports no usage of the whole
+    batch), never left unpriced, which would let a large enough batch run for free."""
+    out = Totals()
     stream = await upstream.open(results_path(batch_id))
     try:
         async for line in lines(stream.chunks(), limit):
             found = line_usage(line, note)
             if found is not None:
                 out.setdefault(found[0], ModelTotals()).add(split(found[1]))
+    except OutputTooLarge as exc:
+        log.warning("message batch %s: %s; priced by the results read up to there", batch_id, exc)
+        out.cut = True
     finally:
         await stream.close()
     return out
