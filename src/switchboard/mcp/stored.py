@@ -94,12 +94,13 @@ class StoredServers:
         self._task = asyncio.create_task(self._loop(), name="mcp-stored-servers")
 
     async def close(self) -> None:
-        for task in (self._task, self._reloading):
-            await stop_task(task)
-        self._task = self._reloading = None
+        # The subscription first: a message arriving meanwhile would start a reload nobody stops.
         if self._subscription is not None:
             await self._subscription.close()
             self._subscription = None
+        for task in (self._task, self._reloading):
+            await stop_task(task)
+        self._task = self._reloading = None
 
     def for_tenant(self, tenant_id: str | None) -> list[McpServerConfig]:
         """The global servers, and the tenant's own."""
