@@ -172,3 +172,41 @@ def test_context_edits_the_gateway_cannot_honour_are_refused_by_path(
     assert r.status_code == 400, r.text
     error = r.json()["error"]
     assert error["type"] == "invalid_request_error" and error["message"].startswith(f"{param}: ")
+
+
+# -- Codex CLI -----------------------------------------------------------------------------------
+
+PIXEL = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+VIEW_IMAGE = {"type": "function", "name": "view_image", "description": "View a local image", "strict": False,
+              "parameters": {"type": "object", "properties": {"path": {"type": "string"}},
+                             "required": ["path"], "additionalProperties": False}}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_codex_view_image_output_reaches_every_provider(
+    gw: Gateway, mock_upstream: Mock, kind: str
+) -> None:
+    # Codex's view_image tool (and an MCP tool returning an image) answers its call with content
+    # items: text and an input_image. A tool message carries text only: the image follows it.
+    marker = new_marker()
+    body = {
+        "model": f"via-{kind}", "instructions": "You are Codex.", "store": False, "stream": True,
+        "include": ["reasoning.encrypted_content"], "prompt_cache_key": "session-1",
+        "tools": [VIEW_IMAGE], "tool_choice": "auto", "parallel_tool_calls": False,
+        "input": [
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "look at a.png"}]},
+            {"type": "function_call", "call_id": "call_1", "name": "view_image",
+             "arguments": '{"path":"a.png"}'},
+            {"type": "function_call_output", "call_id": "call_1", "output": [
+                {"type": "input_text", "text": "the image follows"},
+                {"type": "input_image", "image_url": f"data:image/png;base64,{PIXEL}"}]},
+            {"type": "message", "role": "user",
+             "content": [{"type": "input_text", "text": f"mock:capture={marker}"}]},
+        ],
+    }
+    r = httpx.post(f"{gw.url}/v1/responses", json=body, headers={"authorization": f"Bearer {MASTER_KEY}"},
+                   timeout=30)
+    assert r.status_code == 200, r.text
+    assert "event: response.completed" in r.text
+    sent = json.dumps(captured(mock_upstream, marker)[-1]["body"])
+    assert PIXEL in sent and sent.index("the image follows") < sent.index(PIXEL) < sent.index(marker)
