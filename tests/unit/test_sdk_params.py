@@ -435,7 +435,7 @@ _PHASE = ("a label OpenAI's own models read on their earlier assistant turns (co
           "answer); the text is sent, the label has no chat counterpart: not sent")
 _BREAKPOINT = "translated: the chat part's prompt_cache_breakpoint (row:prompt_cache_breakpoint)"
 _FILE = "input_file parts: refused by type (input[i].content[j].type)"
-_OUTPUT_PART = "a function_call_output part other than text: refused (input[i].output[j])"
+_OUTPUT_PART = "a function_call_output part other than text or an image: refused (input[i].output[j])"
 _CALLER = "refused unless {type: direct} (input[i].caller): programmatic tool calls"
 _REFUSED_KEY = "refused on translated deployments, by its path, unless at its default; native: sent"
 _REASONING_ITEM = "reasoning items are dropped whole: a model's own reasoning is not sent to another"
@@ -508,8 +508,13 @@ RESPONSES_NESTED: dict[str, str] = {
     "ResponseInputTextContentParam.prompt_cache_breakpoint": _BREAKPOINT,
     "ResponseInputTextContentParam.text": "translated: the tool message's text",
     "ResponseInputTextContentParam.type": _ITEM_TYPE,
-    **{f"ResponseInputImageContentParam.{key}": _OUTPUT_PART for key in (
-        "detail", "file_id", "image_url", "prompt_cache_breakpoint", "type")},
+    # An image of a function_call_output: an image_url part of the user message after the tool
+    # messages (a tool message carries text only).
+    "ResponseInputImageContentParam.detail": "translated: image_url.detail (row:image_url.detail:low)",
+    "ResponseInputImageContentParam.file_id": "refused (input[i].output[j].file_id): an OpenAI Files API id",
+    "ResponseInputImageContentParam.image_url": "translated: image_url.url",
+    "ResponseInputImageContentParam.prompt_cache_breakpoint": _BREAKPOINT,
+    "ResponseInputImageContentParam.type": _ITEM_TYPE,
     **{f"ResponseInputFileContentParam.{key}": _OUTPUT_PART for key in (
         "detail", "file_data", "file_id", "file_url", "filename", "prompt_cache_breakpoint", "type")},
     # Reasoning items.

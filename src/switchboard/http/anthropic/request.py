@@ -23,6 +23,8 @@ https://docs.anthropic.com/en/api/messages-count-tokens (parameters and their ra
     output_config.effort           -> reasoning_effort ("high", the default: not sent)
     service_tier, top-level cache_control -> accepted and dropped: cost hints (priority capacity,
                                       automatic caching) other providers have no use for
+    context_management             -> checked, dropped: only the edit keeping every thinking block
+                                      (Claude Code's), which asks other providers for nothing
     prompt                         -> a registry prompt (docs/prompts.md): model, messages and
                                       max_tokens become optional (http/anthropic/prompt.py)
 Any other top-level field is rejected, as the Anthropic API does. To an ``anthropic``
@@ -31,13 +33,14 @@ Fields of the Anthropic API refused here although that pass-through could carry 
 ``container`` (with the server tools refused in ``_tool``: objects of the shared account),
 ``inference_geo`` and ``speed`` (priced apart from the model's rates, which the gateway's cost
 and budget accounting would not see), ``diagnostics`` (compares with an earlier message of the
-shared account), and the beta ``mcp_servers`` and ``context_management``. The SDK's
+shared account), the beta ``mcp_servers`` and ``context_management`` edits that clear context. The SDK's
 ``workspace_id`` and ``user_profile_id`` are headers, not body fields: ``anthropic-workspace-id``
 and ``anthropic-user-profile-id`` are refused on every deployment (``check_headers``).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -150,13 +153,18 @@ def _stop_sequences(value: Any) -> list[str]:
     return value
 
 
-def _metadata(value: Any, out: JSON) -> None:
+def _only_key(value: Any, name: str, key: str) -> Any:
+    """The ``key`` of the object ``value`` (field ``name``), which may hold no other key."""
     if not isinstance(value, dict):
-        raise fail("metadata", "Input should be an object")
-    for key in value:
-        if key != "user_id":
-            raise fail(f"metadata.{str(key)[:60]}", "Extra inputs are not permitted")
-    user = value.get("user_id")
+        raise fail(name, "Input should be an object")
+    for other in value:
+        if other != key:
+            raise fail(f"{name}.{str(other)[:60]}", "Extra inputs are not permitted")
+    return value.get(key)
+
+
+def _metadata(value: Any, out: JSON) -> None:
+    user = _only_key(value, "metadata", "user_id")
     if user is not None:
         if not isinstance(user, str):
             raise fail("metadata.user_id", "Input should be a valid string")
@@ -289,6 +297,33 @@ def _apply_service_tier(value: Any, body: JSON, out: JSON) -> None:
     _service_tier(value)
 
 
+# The one context edit taken: Claude Code sends it on every request with thinking on (with the
+# beta header context-management-2025-06-27). Keeping every earlier thinking block asks Anthropic
+# to strip none of them, so it changes nothing a translated request would send (other providers
+# get the history's thinking as the gateway carries it either way); an ``anthropic`` deployment
+# gets the body as sent. Edits that drop context (tool results, older thinking) change what the
+# model sees, which the gateway cannot do for other providers: refused.
+_CLEAR_THINKING = "clear_thinking_20251015"
+_KEEP_ALL = {"type": _CLEAR_THINKING, "keep": "all"}
+
+
+def _apply_context_management(value: Any, body: JSON, out: JSON) -> None:
+    edits = _only_key(value, "context_management", "edits")
+    if edits is None:
+        return
+    if not isinstance(edits, list):
+        raise fail("context_management.edits", "Input should be a valid list")
+    thinking = body.get("thinking")
+    thinking_on = isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive")
+    for i, edit in enumerate(edits):
+        path = f"context_management.edits.{i}"
+        if edit != _KEEP_ALL:
+            problem = f"only {json.dumps(_KEEP_ALL)} is supported (edits that clear context are not)"
+            raise fail(path, problem, "unsupported_parameter")
+        if not thinking_on:  # as Anthropic answers it
+            raise fail(path, f"`{_CLEAR_THINKING}` strategy requires `thinking` to be enabled or adaptive")
+
+
 def _handled_elsewhere(value: Any, body: JSON, out: JSON) -> None:
     """system, tools and tool_choice are translated together by _translate."""
 
@@ -305,6 +340,7 @@ _COMMON: dict[str, Apply] = {
     "thinking": _apply_thinking,
     "output_config": _apply_output_config,
     "cache_control": _ignored,
+    "context_management": _apply_context_management,
 }
 _MESSAGES: dict[str, Apply] = {
     **_COMMON,
@@ -332,7 +368,6 @@ REFUSED: dict[str, str] = {
                  "opens, which every caller shares",
     "mcp_servers": "MCP servers are not supported by this gateway's Anthropic Messages API: it runs MCP "
                    "tools itself (docs/mcp.md)",
-    "context_management": "context management (beta) is not supported by this gateway",
     "diagnostics": "diagnostics compare with an earlier message of the Anthropic account the gateway's "
                    "key opens, which every caller shares",
     "inference_geo": "inference_geo is billed apart from the model's rates, which the gateway's cost "

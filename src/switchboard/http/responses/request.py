@@ -269,20 +269,35 @@ def _arguments(value: Any, path: str) -> str:
     return _string(value, path)
 
 
-def _output(value: Any, path: str) -> str | list[JSON]:
+def _output(value: Any, path: str, images: list[JSON]) -> str | list[JSON]:
+    """The tool message content of a function_call_output's ``output``; its images (Codex's
+    view_image answers with one) are added to ``images``: a tool message carries text only, so
+    they go to the user message that follows, as the Anthropic API's tool_result images do."""
     if isinstance(value, str):
         return value
     if isinstance(value, list):  # output as content parts: their text
         parts = []
         for i, part in enumerate(value):
-            if not isinstance(part, dict) or part.get("type") not in ("input_text", "output_text"):
-                raise unsupported(f"{path}[{i}]", "a function_call_output part other than text")
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind == "input_image":
+                images.append(_image(part, f"{path}[{i}]"))
+                continue
+            if kind not in ("input_text", "output_text"):
+                raise unsupported(f"{path}[{i}]", "a function_call_output part other than text or an image")
             text = _string(part.get("text"), f"{path}[{i}].text")
             parts.append(_breakpoint(part, {"type": "text", "text": text}))
         if any("prompt_cache_breakpoint" in p for p in parts):
             return parts  # text parts, so that the breakpoint stays where it was put
         return "".join(p["text"] for p in parts)
     raise fail(path, f"Invalid type for '{path}': expected a string.", "invalid_type")
+
+
+def _with_images(messages: list[JSON], images: list[JSON]) -> None:
+    """The images of the tool outputs just read, as a user message after those tool messages
+    (the tool messages answering one turn's calls stay together, as every upstream needs)."""
+    if images:
+        messages.append({"role": "user", "content": images[:]})
+        images.clear()
 
 
 # Keys of the translated input items (and function tools) with no chat equivalent that change what
@@ -339,10 +354,13 @@ def input_messages(value: Any) -> tuple[list[JSON], list[JSON]]:
     calls: set[str] = set()
     ids: set[str] = set()
     cut: set[str] = set()  # calls left out (incomplete), whose outputs are left out too
+    images: list[JSON] = []  # of the tool outputs read last, for the user message after them
     for i, item in enumerate(value):
         path = f"input[{i}]"
         if not isinstance(item, dict):
             raise fail(path, f"Invalid type for '{path}': expected an object.", "invalid_type")
+        if item.get("type") not in ("function_call_output", "reasoning", "mcp_list_tools"):
+            _with_images(messages, images)  # before the next message this item may add
         if isinstance(item_id := item.get("id"), str):
             # As OpenAI refuses it: input_items pages by item id (after=), and a repeated id
             # would send every page after it back to its first occurrence, without end.
@@ -392,7 +410,7 @@ def input_messages(value: Any) -> tuple[list[JSON], list[JSON]]:
                 {
                     "role": "tool",
                     "tool_call_id": call_id,
-                    "content": _output(item.get("output"), f"{path}.output"),
+                    "content": _output(item.get("output"), f"{path}.output", images),
                 }
             )
         elif kind == "reasoning":
@@ -413,6 +431,7 @@ def input_messages(value: Any) -> tuple[list[JSON], list[JSON]]:
             raise unsupported(f"{path}.type", "the input item 'item_reference'")
         else:
             raise unsupported(f"{path}.type", f"the input item '{str(kind)[:60]}'")
+    _with_images(messages, images)
     items = [dict(item) for item in value]
     return messages, items
 
@@ -878,7 +897,8 @@ def _supported_item(item: Any) -> Any:
         return {**item, "content": [p for p in item["content"] if _supported_part(p)]}
     output = item.get("output")
     if item.get("type") == "function_call_output" and isinstance(output, list):
-        kept = [p for p in output if isinstance(p, dict) and p.get("type") in ("input_text", "output_text")]
+        kept = [p for p in output if isinstance(p, dict) and _supported_part(p)
+                and p.get("type") in ("input_text", "output_text", "input_image")]
         return {**item, "output": kept}
     return item
 
