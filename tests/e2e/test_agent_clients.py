@@ -146,6 +146,29 @@ def test_claude_code_with_thinking_on_is_served_on_every_provider(
     assert count.input_tokens > 0
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_claude_code_with_adaptive_thinking_and_an_effort_is_served_on_every_provider(
+    gw: Gateway, mock_upstream: Mock, kind: str
+) -> None:
+    # Newer Claude models get adaptive thinking with output_config.effort: the effort says how much
+    # on the providers without adaptive thinking (Gemini's thinking level or budget, OpenAI's
+    # reasoning_effort), Claude takes both as sent.
+    client, marker = claude_code(gw), new_marker()
+    body = cc_body(f"via-{kind}", marker, thinking={"type": "adaptive"}, output_config={"effort": "low"},
+                   context_management=CONTEXT_MANAGEMENT)
+    with client.beta.messages.stream(**body, betas=BETAS) as stream:
+        final = stream.get_final_message()
+    assert final.stop_reason == "tool_use" and final.usage.output_tokens > 0
+    sent = captured(mock_upstream, marker)[-1]["body"]
+    if kind == "openai":
+        assert sent["reasoning_effort"] == "low" and "thinking" not in sent
+    elif kind in ("gemini", "vertex"):
+        thinking = sent["generationConfig"]["thinkingConfig"]
+        assert thinking == {"thinkingBudget": 1024, "includeThoughts": True}
+    elif kind == "anthropic":
+        assert sent["thinking"] == {"type": "adaptive"} and sent["output_config"]["effort"] == "low"
+
+
 CLEAR_TOOL_USES = {"type": "clear_tool_uses_20250919", "trigger": {"type": "input_tokens", "value": 30000}}
 CLEAR_OLD_THINKING = {"type": "clear_thinking_20251015", "keep": {"type": "thinking_turns", "value": 1}}
 

@@ -336,20 +336,25 @@ def test_unsigned_thinking_from_another_provider_is_left_out_of_a_translated_rep
     assert message.stop_reason == "end_turn"
     assert "hmm" not in str(upstream_body(mock_upstream, marker))
 
-def test_adaptive_thinking_goes_to_claude_and_is_a_clear_400_elsewhere(
-    client: anthropic.Anthropic, model: str
+def test_adaptive_thinking_reaches_every_provider_as_its_own_control(
+    client: anthropic.Anthropic, mock_upstream: Mock, model: str
 ) -> None:
-    # Claude takes it on Anthropic and on Bedrock (additionalModelRequestFields.thinking).
+    # Claude takes it on Anthropic and on Bedrock (additionalModelRequestFields.thinking); Gemini
+    # as its dynamic thinking; OpenAI as Anthropic's default effort, high.
+    marker = new_marker()
     ask: dict[str, Any] = {"model": model, "max_tokens": 2048,
-                           "messages": [{"role": "user", "content": "hi"}],
+                           "messages": [{"role": "user", "content": f"hi mock:capture={marker}"}],
                            "extra_body": {"thinking": {"type": "adaptive"}}}
-    if model in ("claude-via-anthropic", "claude-via-bedrock"):
-        assert client.messages.create(**ask).stop_reason == "end_turn"
-        return
-    with pytest.raises(anthropic.BadRequestError) as err:  # no equivalent: refused, not dropped
-        client.messages.create(**ask)
-    assert err.value.body["error"]["type"] == "invalid_request_error"  # type: ignore[index]
-    assert "thinking" in err.value.message
+    assert client.messages.create(**ask).stop_reason == "end_turn"
+    sent = upstream_body(mock_upstream, marker)
+    if model == "claude-via-anthropic":
+        assert sent["thinking"] == {"type": "adaptive"}
+    elif model == "claude-via-bedrock":
+        assert sent["additionalModelRequestFields"]["thinking"] == {"type": "adaptive"}
+    elif model == "claude-via-gemini":
+        assert sent["generationConfig"]["thinkingConfig"] == {"thinkingBudget": -1, "includeThoughts": True}
+    else:
+        assert sent["reasoning_effort"] == "high" and "thinking" not in sent
 
 
 # -- streaming ---------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The canonical extensions (docs/providers.md, "Canonical extensions") turned into what OpenAI's
 own API takes, so none reaches it raw (OpenAI rejects fields it does not know):
 
-- ``thinking`` -> ``reasoning_effort`` (budget_tokens <= 1024: low, <= 8192: medium, else high).
+- ``thinking`` -> ``reasoning_effort`` (budget_tokens <= 1024: low, <= 8192: medium, else high;
+  adaptive: high, Anthropic's default effort).
   ``{"type": "disabled"}`` sends nothing: no single off value is valid for every model
   ("minimal" is gpt-5 only, "none" gpt-5.1 only) and models without reasoning reject the field
   altogether. A ``reasoning_effort`` the caller sent wins over ``thinking``.
@@ -33,7 +34,11 @@ _EFFORTS = ((1024, "low"), (8192, "medium"))
 
 
 def effort(thinking: Any) -> str | None:
-    """The OpenAI ``reasoning_effort`` for a canonical ``thinking`` value (None: send none)."""
+    """The OpenAI ``reasoning_effort`` for a canonical ``thinking`` value (None: send none).
+    Adaptive thinking is "high": Anthropic's default effort, at which the model thinks on most
+    requests (an effort sent with it, as Claude Code sends ``output_config.effort``, wins)."""
+    if isinstance(thinking, dict) and thinking.get("type") == "adaptive":
+        return "high"
     if not isinstance(thinking, dict) or thinking.get("type") != "enabled":
         if isinstance(thinking, dict) and thinking.get("type") == "disabled":
             return None

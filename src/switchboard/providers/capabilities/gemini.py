@@ -38,7 +38,7 @@ CELLS: dict[str, Cell] = {
         f"{_CONFIG}.thinkingConfig",
         "thinkingBudget (gemini-1.x/2.x) or thinkingLevel, includeThoughts; xhigh, max: refused",
     ),
-    "thinking": translated(f"{_CONFIG}.thinkingConfig", "thinkingBudget, includeThoughts"),
+    "thinking": translated(f"{_CONFIG}.thinkingConfig", "thinkingBudget, includeThoughts; adaptive: dynamic"),
     "tools": translated("tools", "functionDeclarations, schema rewritten to Gemini's subset"),
     "tool_choice": translated(_FCC, "mode AUTO / ANY (+ allowedFunctionNames) / NONE"),
     "tool_choice:none": translated(_FCC, "mode NONE"),

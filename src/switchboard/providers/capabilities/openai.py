@@ -13,7 +13,7 @@ from switchboard.providers.capabilities.rows import REQUEST_ROWS, RESPONSE_ROWS
 
 CACHE_NOTE = "OpenAI caches prefixes automatically; breakpoints removed"
 STOP_NOTE = "OpenAI takes at most 4; drop_params keeps the first 4"
-THINKING_NOTE = "budget ≤1024 low, ≤8192 medium, else high; disabled: not sent"
+THINKING_NOTE = "budget ≤1024 low, ≤8192 medium, else high; adaptive: high; disabled: not sent"
 
 # Cells that are not "passed" (the rest of the request rows) or "not reported" (response rows).
 _CELLS = {

@@ -28,7 +28,17 @@ def budget_model(model: str) -> bool:
 
 
 def thinking_config(request: JSON, model: str) -> JSON | None:
+    """``thinking`` or ``reasoning_effort`` as a thinkingConfig. Adaptive thinking (Anthropic's:
+    the model decides how much to think) is Gemini's dynamic thinking (``thinkingBudget: -1`` on
+    budget models, the model's own dynamic level on later ones); an effort sent with it (Claude
+    Code sends ``output_config.effort``) says how much instead."""
     thinking, effort = request.get("thinking"), request.get("reasoning_effort")
+    adaptive = isinstance(thinking, dict) and thinking.get("type") == "adaptive"
+    if adaptive:
+        if effort is not None:
+            return _from_effort(effort, model)
+        dynamic: JSON = {"thinkingBudget": -1} if budget_model(model) else {}
+        return {**dynamic, "includeThoughts": True}
     if thinking is not None and effort is not None:
         raise InvalidRequest(
             "send either 'thinking' or 'reasoning_effort', not both: both set Gemini's thinkingConfig",
