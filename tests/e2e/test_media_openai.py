@@ -309,6 +309,7 @@ def test_a_stream_the_upstream_did_not_stream_is_billed_by_its_answer(gw: Gatewa
     assert record.cost_usd == Decimal("0.0001") and record.unpriced is False
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the SDK marks translations deprecated
 def test_diarized_transcription_names_the_known_speakers(sdk: openai.OpenAI, database: str) -> None:
     # gpt-4o-transcribe-diarize: diarized_json with known speakers (names and data-URL samples)
     # reaches the upstream as the SDK sends them, and is billed by the seconds it reports.
