@@ -314,7 +314,10 @@ class Gateway:
         at = next(i for i, stage in enumerate(stages) if isinstance(stage, DecodeStage))
         stages[at] = ApiStage(self.api_calls, lambda: self.stores, lambda: self.subscriptions,
                               self.prompts.cache, lambda: self.api_cache)
-        stages.insert(at + 1, SessionStage(self.api_calls, self.api_sessions, self.router))
+        # Sessions trim by the windows of every group the routing rules may send the name to.
+        rules = next((s for s in stages if isinstance(s, RulesStage)), None)
+        targets = rules.targets if rules is not None else None
+        stages.insert(at + 1, SessionStage(self.api_calls, self.api_sessions, self.router, targets))
         at = next(i for i, stage in enumerate(stages) if isinstance(stage, AttemptStage))
         stages.insert(at, OutputStage(self.api_calls, self.settings.apis))
         return build_chain(stages, terminal)

@@ -27,6 +27,15 @@ def sessions_config(mock: Mock) -> dict[str, Any]:
     config = openai_config(mock)
     config["models"].append({"name": TINY, "provider": "local-openai", "model": "gpt-4o-mini",
                              "info": {"context_window": 400, "max_output_tokens": 60}})
+    # Names routed at call time, one of whose groups is the tiny window.
+    config["router"] = {
+        "rules": [{"name": "tiny-when-asked", "model": "tiny-rule", "when": {"headers": {"x-tier": "tiny"}},
+                   "to": TINY},
+                  {"name": "else-mini", "model": "tiny-rule", "to": "gpt-4o-mini"}],
+        "semantic": [{"model": "tiny-semantic", "embedding_model": "text-embedding-3-small",
+                      "default": "gpt-4o-mini",
+                      "routes": [{"to": TINY, "examples": ["summarize this legal contract clause"]}]}],
+    }
     return config
 
 
@@ -146,8 +155,11 @@ def test_a_rotated_key_keeps_its_sessions(deployment: Deployment, mock_upstream:
     assert deployment.say(api, deployment.key(), "who am I?", session).headers[TURNS] == "0"
 
 
-def test_history_is_trimmed_to_the_model_context_window(deployment: Deployment, mock_upstream: Mock) -> None:
-    api = deployment.api(model=TINY, max_tokens=40, sessions={"max_turns": 50})
+def assert_trimmed(deployment: Deployment, mock: Mock, model: str) -> list[dict[str, Any]]:
+    """Five long turns of a session of an API on ``model``, then a sixth: the model saw only the
+    most recent turns that fit the tiny window, in order, with nothing older in between. The
+    messages the upstream received for the sixth."""
+    api = deployment.api(model=model, max_tokens=40, sessions={"max_turns": 50})
     key, session = deployment.key(), unique("long")
     texts = [f"turn {i}: " + " ".join(["lorem ipsum dolor sit amet"] * 8) for i in range(5)]
     for text in texts:
@@ -157,10 +169,23 @@ def test_history_is_trimmed_to_the_model_context_window(deployment: Deployment, 
     assert last.status_code == 200, last.text
     used = int(last.headers[TURNS])
     assert 1 <= used < len(texts)
-    users = [m["content"] for m in sent(mock_upstream, marker) if m["role"] == "user"]
-    # The most recent turns, in order, with nothing older in between; the system message stays.
+    messages = sent(mock, marker)
+    users = [m["content"] for m in messages if m["role"] == "user"]
     assert users == [*texts[len(texts) - used:], f"and now? mock:capture={marker}"]
-    assert sent(mock_upstream, marker)[0] == {"role": "system", "content": "Be brief."}
+    return messages
+
+
+def test_history_is_trimmed_to_the_model_context_window(deployment: Deployment, mock_upstream: Mock) -> None:
+    messages = assert_trimmed(deployment, mock_upstream, TINY)
+    assert messages[0] == {"role": "system", "content": "Be brief."}  # the system message stays
+
+
+@pytest.mark.parametrize("routed", ["tiny-rule", "tiny-semantic"])
+def test_a_routed_name_is_trimmed_to_the_smallest_window_it_may_reach(
+        deployment: Deployment, mock_upstream: Mock, routed: str) -> None:
+    """The session step runs before the routing rules: a rule's or a semantic router's name is
+    trimmed for every group it may go to, one of which has the tiny window."""
+    assert_trimmed(deployment, mock_upstream, routed)
 
 
 def test_sessions_expire(deployment: Deployment, mock_upstream: Mock) -> None:

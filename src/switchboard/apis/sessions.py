@@ -10,8 +10,9 @@ a way into someone else's history.
 On a call, the stored turns go between the prompt's system messages and the new user turn,
 trimmed by the context-window policy (:func:`fit`): the system messages and the most recent
 turns that fit the model's context window (the smallest of its group's deployments, from the
-catalog), counted with the gateway's token counter (``switchboard.tokens``), after reserving
-room for the new turn and the reply. The reply is appended after the response was sent.
+catalog; for a routing rule's, split's or semantic router's name, of every group it may
+reach), counted with the gateway's token counter (``switchboard.tokens``), after reserving room
+for the new turn and the reply. The reply is appended after the response was sent.
 
 Retention is bounded: a session expires ``ttl_seconds`` after its last turn (expired ones are
 invisible and purged in batches, like stored Responses API responses), and keeps at most

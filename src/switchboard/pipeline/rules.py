@@ -34,6 +34,21 @@ class RulesStage:
         self._table = table  # splits live in the model table: their percents change at run time
         self._semantic = {s.model: SemanticChooser(s, embed) for s in config.semantic}
 
+    def targets(self, model: str) -> list[str]:
+        """Every group a request for ``model`` may be sent to, by the rules, the split or the
+        semantic router of that name, or the name itself when none of them chooses."""
+        groups, final = self._rules.targets(model)
+        if final:
+            return groups
+        split = self._table.current.splits.get(model)
+        if split is not None:  # a split always chooses an arm: a group, or a deployment of its own
+            return [*groups, *(arm.group or model for arm in split.arms if split.percents[arm.label] > 0)]
+        semantic = self._semantic.get(model)
+        if semantic is not None:
+            config = semantic.config
+            return [*groups, *(route.to for route in config.routes), config.default or model]
+        return [*groups, model]
+
     async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
         model = ctx.request.get("model")
         if not isinstance(model, str):

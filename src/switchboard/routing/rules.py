@@ -82,6 +82,17 @@ class Rules:
         """Whether any rule may match a request for ``model`` (cheap: checked per request)."""
         return self._any or model in self._models
 
+    def targets(self, model: str) -> tuple[list[str], bool]:
+        """The groups the rules may send a request for ``model`` to, and whether one of them
+        always matches (no condition): then the request never goes on past the rules."""
+        out: list[str] = []
+        for rule in self._rules:
+            if rule.model == "*" or rule.model == model:
+                out.append(rule.to)
+                if _unconditional(rule):
+                    return out, True
+        return out, False
+
     def choose(
         self,
         model: str,
@@ -98,6 +109,11 @@ class Rules:
                                                                        prompt_tokens, metadata):
                 return rule
         return None
+
+
+def _unconditional(rule: Rule) -> bool:
+    return not (rule.headers or rule.metadata or rule.key_tags or rule.params or rule.pattern is not None
+                or rule.prompt_min is not None or rule.prompt_max is not None)
 
 
 def _matches(rule: Rule, headers: Mapping[str, str], request: Mapping[str, Any], key_tags: tuple[str, ...],

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from contextlib import aclosing
 from typing import Any
 
@@ -54,22 +54,31 @@ def _max_output(request: dict[str, Any]) -> int | None:
 class SessionStage:
     name = "api_session"
 
-    def __init__(self, calls: ApiCalls, book: SessionBook, router: Router) -> None:
+    def __init__(self, calls: ApiCalls, book: SessionBook, router: Router,
+                 targets: Callable[[str], Iterable[str]] | None = None) -> None:
         self._calls = calls
         self._book = book
         self._router = router
+        # The groups a model name may be routed to (pipeline/rules.py): this stage runs before the
+        # routing rules, so a rule's, split's or semantic router's name is trimmed for all of them.
+        self._targets = targets
         # The database or Redis out of reach: one warning for the outage, not a traceback a turn.
         self._outage = OutageLog(log, "storing session turns")
 
     def _window(self, model: str) -> tuple[int | None, str]:
-        """The smallest context window of the group ``model`` (None: unknown), and the upstream
-        model id tokens are counted for."""
-        group = self._router.group(model)
-        if group is None or not group.deployments:
-            return None, model
+        """The smallest context window of the groups ``model`` may be routed to (None: unknown),
+        and the upstream model id tokens are counted for (that of the group of that window)."""
         windows = self._router.windows
-        size = windows.smallest(group) if windows is not None else None
-        return size, group.deployments[0].target.model
+        found: list[tuple[int | None, str]] = []
+        for name in (self._targets(model) if self._targets is not None else (model,)):
+            group = self._router.group(name)
+            if group is not None and group.deployments:
+                size = windows.smallest(group) if windows is not None else None
+                found.append((size, group.deployments[0].target.model))
+        known = [(size, upstream) for size, upstream in found if size is not None]
+        if known:
+            return min(known)
+        return found[0] if found else (None, model)
 
     @staticmethod
     def _trim(request: dict[str, Any], turns: list[list[Message]], window: int | None, upstream: str,
