@@ -613,6 +613,12 @@ def test_bad_input(world: World) -> None:
     error = invalid.json()["error"]
     assert error["code"] == "invalid_variables"
     assert "text" in error["message"] and "count" in error["message"], error
+    # A variable the schema does not allow is named in param, as a missing one is.
+    extra = world.call(name, {"text": "x", "count": 1, "colour": "red"}, key=owner)
+    assert extra.status_code == 400, extra.text
+    error = extra.json()["error"]
+    assert (error["code"], error["param"]) == ("invalid_variables", "colour"), error
+    assert "colour" in error["message"], error
     for body in ([1, 2], "text", 3):
         wrong = world.call(name, body, key=owner)
         assert wrong.status_code == 400

@@ -826,6 +826,17 @@ def test_chat_bad_input_in_each_apis_format(world: World) -> None:
     body = bad.value.body
     assert body["code"] == "invalid_variables" and body["param"] == "prompt.variables.text"  # type: ignore[index]
     assert "tone:" in body["message"]  # type: ignore[index]
+    # A variable a closed object does not allow is named in param, nested or not.
+    strict = unique("strict")
+    world.create(strict, variables={**VARIABLES, "additionalProperties": False, "properties": {
+        **VARIABLES["properties"], "who": {"type": "object", "additionalProperties": False,
+                                           "properties": {"name": {"type": "string"}}}}})
+    for variables, param in (({"text": "x", "colour": "red"}, "prompt.variables.colour"),
+                             ({"text": "x", "who": {"name": "Ada", "age": 36}}, "prompt.variables.who.age")):
+        with pytest.raises(openai.BadRequestError) as unexpected:
+            chat({"id": strict, "variables": variables})
+        assert unexpected.value.body["code"] == "invalid_variables"  # type: ignore[index]
+        assert unexpected.value.body["param"] == param  # type: ignore[index]
     for malformed, param in (
         ("just-a-name", "prompt"),
         ({"variables": {}}, "prompt.id"),

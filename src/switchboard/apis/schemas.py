@@ -210,11 +210,17 @@ def _additional_properties(validator: Any, additional: Any, instance: Any,
             yield from validator.descend(instance[name], additional, path=name)
     elif not additional and extras:
         shown = ", ".join(repr(name) for name in sorted(extras))[:MAX_MESSAGE_CHARS]
-        if patterns:
-            yield JSONSCHEMA().ValidationError(f"{shown}: not allowed (no such property, and no "
-                                             "patternProperties pattern matches)")
-        else:
-            yield JSONSCHEMA().ValidationError(f"Additional properties are not allowed ({shown} unexpected)")
+        message = (f"{shown}: not allowed (no such property, and no patternProperties pattern matches)"
+                   if patterns else f"Additional properties are not allowed ({shown} unexpected)")
+        error = JSONSCHEMA().ValidationError(message)
+        error.unexpected = sorted(extras)
+        yield error
+
+
+def unexpected(error: jsonschema.ValidationError) -> list[str]:
+    """The property names an ``additionalProperties: false`` error is about (empty for any
+    other error): a caller's error names each where it is, as a ``required`` one is named."""
+    return list(getattr(error, "unexpected", ()))
 
 
 _BOUNDED = {"pattern": _pattern, "patternProperties": _pattern_properties,

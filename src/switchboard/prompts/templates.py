@@ -705,6 +705,9 @@ def validate_variables(schema: Mapping[str, Any], variables: Any) -> list[tuple[
             for name in error.validator_value if isinstance(error.validator_value, list) else ():
                 if name not in error.instance:
                     found.append((f"{path}.{name}" if path else str(name), "required"))
+        elif names := schemas.unexpected(error):
+            found.extend((f"{path}.{name}" if path else name, "not allowed: no such property")
+                         for name in names)
         else:
             found.append((path, error.message[:300]))
         if len(found) >= MAX_PROBLEMS:
