@@ -154,6 +154,37 @@ def test_admin_models_lists_configured_models_with_records(catalog_gateway: Gate
     assert (rows["mystery"]["catalog_match"], rows["mystery"]["catalog"]) == (None, None)
 
 
+def test_admin_models_lists_the_models_added_at_run_time(mock_upstream: Mock, tmp_path: Path) -> None:
+    """A model added through /admin/v1/models is served at once: the catalog view lists it, with
+    its own record, after the YAML's; removed, it is gone."""
+    gw = start_gateway({
+        "providers": [{"name": "local-openai", "type": "openai", "api_base": f"{mock_upstream.url}/v1",
+                       "api_key": "${UPSTREAM_KEY}"}],
+        "models": [{"name": "gpt-4o-mini", "provider": "local-openai", "model": "gpt-4o-mini"}],
+        "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
+    }, tmp_path)
+    try:
+        headers = {"Authorization": f"Bearer {MASTER_KEY}"}
+        for body in ({"name": "added", "provider": "local-openai", "model": "gpt-4o-2024-08-06"},
+                     {"name": "added-custom", "provider": "local-openai", "model": "my-finetune",
+                      "info": {"context_window": 32000}}):
+            made = httpx.post(f"{gw.url}/admin/v1/models", json=body, headers=headers, timeout=30)
+            assert made.status_code == 201, made.text
+        rows = _admin(gw).json()["data"]
+        assert [(r["id"], r["source"]) for r in rows] == [
+            ("gpt-4o-mini", "config"), ("added", "database"), ("added-custom", "database")]
+        added = rows[1]
+        assert (added["object"], added["provider"], added["provider_type"], added["model"]) == (
+            "model", "local-openai", "openai", "gpt-4o-2024-08-06")
+        assert (added["catalog_match"], added["catalog"]["model"]) == ("base", "gpt-4o")
+        assert (rows[2]["catalog_match"], rows[2]["catalog"]["context_window"]) == ("config", 32000)
+        gone = httpx.delete(f"{gw.url}/admin/v1/models/added", headers=headers, timeout=30)
+        assert gone.status_code in (200, 204), gone.text
+        assert [r["id"] for r in _admin(gw).json()["data"]] == ["gpt-4o-mini", "added-custom"]
+    finally:
+        gw.process.stop()
+
+
 def test_each_deployment_of_a_group_shows_its_own_record(catalog_gateway: Gateway,
                                                          sdk: openai.OpenAI) -> None:
     rows = [row for row in _admin(catalog_gateway).json()["data"] if row["id"] == "mixed"]

@@ -1,6 +1,7 @@
 """``GET /admin/models``: the model catalog as the gateway sees it.
 
-``GET /admin/models``        every configured model: provider, upstream id and its catalog record.
+``GET /admin/models``        every model deployment, the YAML's and those added at run time:
+                             provider, upstream id and its catalog record.
 ``GET /admin/models?all=1``  the whole catalog (shipped records plus config overrides).
 """
 
@@ -11,31 +12,42 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 
 from switchboard.catalog import Catalog
-from switchboard.config.schema import Settings
+from switchboard.config.schema import ModelConfig, Settings
 from switchboard.http.admin.authz import Access, allow
+from switchboard.routing.live import LiveRouting
 
 _TRUE = {"1", "true", "yes"}
 
 router = APIRouter()
 
 
-def configured_models(settings: Settings, catalog: Catalog) -> list[dict[str, Any]]:
+def configured_models(settings: Settings, catalog: Catalog,
+                      routing: LiveRouting | None = None) -> list[dict[str, Any]]:
+    """Every deployment the gateway serves: the YAML's, in the file's order, then the models
+    added through the admin API (``/admin/v1/models``) as the current model table holds them."""
     types = {p.name: p.type for p in settings.providers}
-    out = []
-    for m in settings.models:
-        # Each deployment's own record: the deployments of a group may be different models.
-        match = catalog.resolve_entry(types[m.provider], m.model, m.info)
-        out.append({
-            "id": m.name,
-            "object": "model",
-            "provider": m.provider,
-            "provider_type": types[m.provider],
-            "model": m.model,
-            # How the record was found (exact | base | prefix | config); see docs/catalog.md.
-            "catalog_match": match.kind if match else None,
-            "catalog": match.info.record() if match else None,
-        })
+    out = [_row(m, types[m.provider], catalog, "config") for m in settings.models]
+    if routing is not None:
+        table, yaml = routing.current, {m.name for m in settings.models}
+        out += [_row(m, table.routes[name].target.provider_type, catalog, "database")
+                for name, m in table.models.items() if name not in yaml]
     return out
+
+
+def _row(m: ModelConfig, provider_type: str, catalog: Catalog, source: str) -> dict[str, Any]:
+    # Each deployment's own record: the deployments of a group may be different models.
+    match = catalog.resolve_entry(provider_type, m.model, m.info)
+    return {
+        "id": m.name,
+        "object": "model",
+        "provider": m.provider,
+        "provider_type": provider_type,
+        "model": m.model,
+        # How the record was found (exact | base | prefix | config); see docs/catalog.md.
+        "catalog_match": match.kind if match else None,
+        "catalog": match.info.record() if match else None,
+        "source": source,  # config (the YAML) | database (added at run time), as /admin/v1/models
+    }
 
 
 def whole_catalog(catalog: Catalog) -> dict[str, Any]:
@@ -53,4 +65,5 @@ async def models(
     services = request.app.state.services
     if all is not None and all.lower() in _TRUE:
         return whole_catalog(services.catalog)
-    return {"object": "list", "data": configured_models(services.settings, services.catalog)}
+    data = configured_models(services.settings, services.catalog, services.routing)
+    return {"object": "list", "data": data}
