@@ -28,7 +28,7 @@ from switchboard.apis.cache import ApiCache
 from switchboard.apis.lifecycle import deprecation_headers, split_version
 from switchboard.apis.output import output_errors, repair_messages
 from switchboard.config.prompts import ApisConfig
-from switchboard.context import Reply, RequestContext, Result
+from switchboard.context import Principal, Reply, RequestContext, Result
 from switchboard.errors import Gone, InvalidModelOutput, InvalidRequest, NotFound
 from switchboard.http import validate
 from switchboard.http.apis.call import ApiCall, ApiCalls, reply_text
@@ -87,6 +87,27 @@ def canonical_request(prompt: PromptVersion, messages: list[dict[str, Any]], str
     return validate.chat_request(request)
 
 
+class Unlisted:
+    """A caller without its key's model list, the same object for as long as the key cache hands
+    out the same principal: the rate-limit, budget and service memos keep what they worked out
+    for a principal while it is the same object, so a copy made per call missed them all."""
+
+    MAX = 10_000  # callers kept; cleared when full
+
+    def __init__(self) -> None:
+        self._copies: dict[str, tuple[Principal, Principal]] = {}
+
+    def __call__(self, principal: Principal) -> Principal:
+        entry = self._copies.get(principal.id)
+        if entry is not None and entry[0] is principal:
+            return entry[1]
+        copy = replace(principal, allowed_models=None)
+        if len(self._copies) >= self.MAX:
+            self._copies.clear()
+        self._copies[principal.id] = (principal, copy)
+        return copy
+
+
 class ApiStage:
     name = "api"
 
@@ -99,6 +120,7 @@ class ApiStage:
         self._subscriptions = subscriptions
         self._prompts = prompts  # the prompt registry's request-path cache (prompts/cache.py)
         self._apis = apis  # the API records' request-path cache (apis/cache.py)
+        self._unlisted = Unlisted()
 
     async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
         parsed = call_path(ctx.path)
@@ -128,7 +150,7 @@ class ApiStage:
         if principal is not None and principal.allowed_models is not None:
             # Access to an API is the API's: the key's model list applies neither to its model
             # nor to the groups routing sends it to (a rule, a split, a fallback).
-            ctx.principal = replace(principal, allowed_models=None)
+            ctx.principal = self._unlisted(principal)
         if stores.prompts is None:
             raise NotFound(f"no API '{name}'", code="api_not_found")
         prompts = await self._prompts()
