@@ -27,6 +27,17 @@ def choose(r: Rules, model: str = "auto", headers: dict[str, str] | None = None,
     return None if rule is None else rule.to
 
 
+def test_targets_are_every_group_a_rule_may_choose_up_to_one_that_always_matches() -> None:
+    r = rules({"model": "auto", "when": {"headers": {"X-A": "1"}}, "to": "a"},
+              {"model": "*", "when": {"prompt_tokens": {"min": 100}}, "to": "big"},
+              {"model": "auto", "to": "b"}, {"model": "auto", "to": "never"}, {"model": "other", "to": "o"})
+    # "auto" always ends at a rule (the last one without condition): the name itself is never reached.
+    assert r.targets("auto") == (["a", "big", "b"], True)
+    # Another name may match the catch-all rule, or none, and go on as it is.
+    assert r.targets("gpt-4o") == (["big"], False)
+    assert r.targets("other") == (["big", "o"], True)
+
+
 def test_first_matching_rule_wins_and_model_scopes_it() -> None:
     r = rules({"model": "auto", "when": {"headers": {"X-A": "1"}}, "to": "a"},
               {"model": "auto", "to": "b"}, {"model": "*", "to": "c"})
