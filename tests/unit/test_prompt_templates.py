@@ -16,6 +16,7 @@ from switchboard.errors import InvalidRequest
 from switchboard.prompts import bounds, templates
 from switchboard.prompts.reference import PromptRef, parse_reference
 from switchboard.prompts.templates import (
+    MAX_PATH_CHARS,
     RenderError,
     compile_prompt,
     render,
@@ -146,6 +147,17 @@ def test_validate_variables_names_each_field() -> None:
     assert any(path == "n" and "not of type 'integer'" in message for path, message in found)
     assert any(path == "items.1" for path, _ in found)
     assert validate_variables(SCHEMA, [1])[0][0] == ""
+
+
+def test_a_field_path_named_by_the_caller_is_cut() -> None:
+    """Unexpected and nested names are the caller's own keys: their paths are bounded, as every
+    other echo of caller input in an error is."""
+    closed = {"type": "object", "properties": {"who": {"type": "object", "properties": {},
+                                                       "additionalProperties": False}},
+              "additionalProperties": False}
+    found = validate_variables(closed, {"k" * 5000: 1, "who": {"n" * 5000: 1}})
+    assert [len(path) for path, _ in found] == [MAX_PATH_CHARS, MAX_PATH_CHARS]
+    assert found[0][0].startswith("kkk") and found[1][0].startswith("who.nnn")
 
 
 @pytest.mark.parametrize(

@@ -69,6 +69,7 @@ RENDER_THREADS = 2
 MAX_WAITING_RENDERS = 16
 # The most problems or invalid variables reported at once.
 MAX_PROBLEMS = 20
+MAX_PATH_CHARS = 200  # a variable's path in an error: the names in it are the caller's keys
 
 
 class _Undefined(StrictUndefined):
@@ -712,4 +713,4 @@ def validate_variables(schema: Mapping[str, Any], variables: Any) -> list[tuple[
             found.append((path, error.message[:300]))
         if len(found) >= MAX_PROBLEMS:
             break
-    return found[:MAX_PROBLEMS]
+    return [(path[:MAX_PATH_CHARS], why) for path, why in found[:MAX_PROBLEMS]]
