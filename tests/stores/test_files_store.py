@@ -205,6 +205,22 @@ async def test_message_batches_are_polled_and_costed_apart_from_openai_batches(b
     assert [r.id for r in await store.list_owned(MESSAGE_BATCH, "acme", "key-a")] == ["msgbatch_one"]
 
 
+async def test_the_unpriced_batch_of_an_output_file_is_found_for_its_owner_only(backend: Backend) -> None:
+    store = files_of(backend)
+    await store.put(owned("batch-out", kind=BATCH, minutes=1))
+    assert await store.unpriced_batch_of_output("acme", "key-a", "file-out") is None  # not seen finished
+    await store.update(BATCH, "batch-out", {"id": "batch-out", "output_file_id": "file-out"}, "completed")
+    found = await store.unpriced_batch_of_output("acme", "key-a", "file-out")
+    assert found is not None and found.id == "batch-out"
+    # Another owner's, another tenant's, another file: none.
+    assert await store.unpriced_batch_of_output("acme", "key-b", "file-out") is None
+    assert await store.unpriced_batch_of_output("other", "key-a", "file-out") is None
+    assert await store.unpriced_batch_of_output("acme", "key-a", "file-other") is None
+    # Priced, or deleted: none either.
+    assert await store.mark_costed("batch-out") is True
+    assert await store.unpriced_batch_of_output("acme", "key-a", "file-out") is None
+
+
 async def test_a_batch_priced_by_two_instances_is_one_ledger_record(backend: Backend) -> None:
     from switchboard.http.files.costing import finished_at
     from switchboard.stores.protocols import UsageRecord

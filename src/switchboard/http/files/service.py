@@ -60,6 +60,7 @@ log = logging.getLogger("switchboard.files")
 PURPOSES = frozenset({"assistants", "batch", "fine-tune", "vision", "user_data", "evals"})
 ENDPOINTS = frozenset({"/v1/chat/completions", "/v1/embeddings", "/v1/completions", "/v1/responses"})
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
+OUTPUT_PURPOSE = "batch_output"  # a batch's output or error file, recorded when first seen (_seen)
 MODEL_HEADER = "x-switchboard-model"
 DEFAULT_TENANT = "default"
 MAX_FIELD_BYTES = 4096
@@ -306,6 +307,8 @@ class FileService:
 
     async def _delete_file(self, ctx: FilesContext, p: Principal) -> Result:
         owned, upstream = await self._owned(FILE, ctx.object_id, p)
+        if owned.purpose == OUTPUT_PURPOSE:
+            await self._settle_before_output_deleted(owned)
         try:
             obj = await upstream.call("DELETE", object_path("files", owned.id))
         except GatewayError as err:
@@ -314,6 +317,27 @@ class FileService:
             raise
         await self.store.delete(FILE, owned.id)
         return Reply(obj)
+
+    async def _settle_before_output_deleted(self, output: OwnedObject) -> None:
+        """A finished batch is priced from its output file: one not priced yet is priced before
+        its output goes (as a message batch is before its delete), else its cost could never be
+        read again. When that fails, 503 and nothing is deleted: the delete may be tried again."""
+        owned = await self.store.unpriced_batch_of_output(output.tenant_id, output.owner, output.id)
+        upstream = resolve(self._routing, owned.provider) if owned is not None else None
+        if owned is None or upstream is None:
+            return
+        obj = dict(owned.body)  # as last seen, when its output was
+        if obj.get("status") not in TERMINAL:
+            obj = await upstream.call("GET", object_path("batches", owned.id))
+            await self._seen(owned, upstream, obj)
+        if obj.get("status") not in TERMINAL or obj.get("output_file_id") != output.id:
+            return
+        await self.settle(owned, upstream, obj)
+        again = await self.store.get(BATCH, owned.id)
+        if again is not None and not again.costed:
+            raise StoreUnavailable(f"this file is the output of the batch {owned.id}, whose cost could not "
+                                   "be recorded yet (it is read from this file); try the delete again "
+                                   "shortly")
 
     async def _file_content(self, ctx: FilesContext, p: Principal) -> Result:
         owned, upstream = await self._owned(FILE, ctx.object_id, p)
@@ -455,7 +479,7 @@ class FileService:
                 await self.store.put(OwnedObject(
                     id=file_id, kind=FILE, provider=owned.provider, tenant_id=owned.tenant_id,
                     owner=owned.owner, key_id=owned.key_id, team_id=owned.team_id, user_id=owned.user_id,
-                    purpose="batch_output", body=await _file_object(upstream, file_id),
+                    purpose=OUTPUT_PURPOSE, body=await _file_object(upstream, file_id),
                 ))
         # Recorded after its files: a failure above leaves them new for the next look.
         status = obj.get("status") if isinstance(obj.get("status"), str) else None

@@ -79,6 +79,10 @@ class FileStore(Protocol):
     async def mark_costed(self, object_id: str, kind: str = BATCH) -> bool:
         """Mark a batch's cost as recorded; True for the one call that changed it."""
 
+    async def unpriced_batch_of_output(self, tenant_id: str, owner: str, file_id: str) -> OwnedObject | None:
+        """The owner's batch (kind ``BATCH``) not yet costed whose output file, as last seen, is
+        ``file_id``; None when there is none."""
+
 
 # -- stored Responses API responses (http/responses/, revision 0014) ----------------------------
 

@@ -123,6 +123,17 @@ class SqlFileStore:
         return bool(result.rowcount)
 
 
+    async def unpriced_batch_of_output(self, tenant_id: str, owner: str, file_id: str) -> OwnedObject | None:
+        # The owner's open batches only (few): read from ix_owned_objects_owner.
+        query = sa.select(t).where(
+            t.c.kind == BATCH, t.c.tenant_id == tenant_id, t.c.owner == owner, t.c.costed == sa.false(), live,
+            t.c.body["output_file_id"].as_string() == file_id,
+        ).limit(1)
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else _record(row)
+
+
 def _purge(kind: str | None, now: datetime, limit: int = PURGE_BATCH) -> sa.Delete:
     """The oldest ``limit`` tombstones of ``kind`` (None: of every kind) past
     ``TOMBSTONE_SECONDS`` (read from ``ix_owned_objects_deleted``, which holds the tombstones
