@@ -11,6 +11,7 @@ import pytest
 
 from switchboard.stores.protocols import (
     BATCH,
+    BATCH_MODELS,
     FILE,
     MESSAGE_BATCH,
     MESSAGE_BATCH_MODELS,
@@ -137,6 +138,10 @@ async def test_tombstones_are_purged_by_later_deletes_once_old(backend: Backend,
     assert await store.delete(MESSAGE_BATCH_MODELS, "msgbatch_m") is True  # never a cursor: gone
     await store.put(owned("msgbatch_m", kind=MESSAGE_BATCH_MODELS, owner="key-b"))
     assert (await store.get(MESSAGE_BATCH_MODELS, "msgbatch_m")).owner == "key-b"  # type: ignore[union-attr]
+    await store.put(owned("batch_m", kind=BATCH_MODELS))  # an Azure batch's lines' models: the same
+    assert await store.delete(BATCH_MODELS, "batch_m") is True
+    await store.put(owned("batch_m", kind=BATCH_MODELS, owner="key-b"))
+    assert (await store.get(BATCH_MODELS, "batch_m")).owner == "key-b"  # type: ignore[union-attr]
     assert await store.delete(FILE, "file-2") is True
     later = files.utcnow() + timedelta(seconds=TOMBSTONE_SECONDS + 1)
     with monkeypatch.context() as clock:  # a day on, as the stores see it

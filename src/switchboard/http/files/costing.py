@@ -7,7 +7,8 @@ the batch's own completion time, so every instance and every retry writes the sa
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections import Counter
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -77,8 +78,33 @@ async def lines(chunks: AsyncGenerator[bytes, None], limit: int) -> AsyncIterato
         yield bytes(buf)
 
 
-def line_usage(line: bytes) -> tuple[str, dict[str, Any]] | None:
-    """(model, usage) of one output line answered with a 2xx; None for failures and noise."""
+def sent_models(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    """What a batch's requests, ``(custom_id, model)`` each, were sent for:
+    ``{"models": [most used, ...], "requests": {custom_id: index}}``, ``requests`` holding only
+    the custom_ids not sent for the most used model (a one-model batch notes one id)."""
+    sent = list(pairs)
+    counts = Counter(model for _, model in sent)
+    models = [m for m, _ in counts.most_common()]
+    index = {m: i for i, m in enumerate(models)}
+    others = {custom_id: index[model] for custom_id, model in sent if model != models[0]}
+    return {"models": models, "requests": others}
+
+
+def sent_model(custom_id: Any, reported: str, note: Any) -> str:
+    """The model request ``custom_id`` was sent for (``note``: :func:`sent_models`);
+    ``reported`` when not known (no note: a batch created before such notes were kept)."""
+    models = note.get("models") if isinstance(note, dict) else None
+    if not isinstance(models, list) or not models:
+        return reported
+    mapped = note.get("requests")
+    i = mapped.get(custom_id, 0) if isinstance(mapped, dict) and isinstance(custom_id, str) else 0
+    return str(models[i]) if isinstance(i, int) and 0 <= i < len(models) else reported
+
+
+def line_usage(line: bytes, note: Any = None) -> tuple[str, dict[str, Any]] | None:
+    """(model, usage) of one output line answered with a 2xx; None for failures and noise. The
+    model is the one the line's request was sent for when ``note`` (:func:`sent_models`) says,
+    else the one the answer reports."""
     try:
         obj = orjson.loads(line)
     except orjson.JSONDecodeError:
@@ -99,7 +125,7 @@ def line_usage(line: bytes) -> tuple[str, dict[str, Any]] | None:
                  "prompt_tokens_details": {"cached_tokens": (usage.get("input_tokens_details") or {})
                                            .get("cached_tokens")},
                  "completion_tokens_details": usage.get("output_tokens_details")}
-    return model, usage
+    return sent_model(obj.get("custom_id"), model, note), usage
 
 
 class BatchPricer:
@@ -143,29 +169,31 @@ class BatchPricer:
                         return found
         return self._catalog.lookup(provider_type, model)
 
-    async def totals(self, upstream: Upstream, batch: dict[str, Any]) -> Totals:
+    async def totals(self, upstream: Upstream, batch: dict[str, Any], note: Any = None) -> Totals:
         """Tokens per model: from the output file's lines, else the batch's own ``usage``. An
         output over ``files.max_output_bytes`` (or with a line over 16 MiB) is priced by the
         batch's own ``usage`` when the upstream gives one, else by the lines read up to there
-        (``cut``): never left unpriced, which would let a large enough batch run for free."""
+        (``cut``): never left unpriced, which would let a large enough batch run for free.
+        ``note``: the model each line was sent for (:func:`sent_models`, an Azure batch's), by
+        which its usage is priced instead of the model the answer reports."""
         out = Totals()
         output = batch.get("output_file_id")
         if isinstance(output, str) and output:
             stream = await upstream.open(object_path("files", output, "/content"))
             try:
                 async for line in lines(stream.chunks(), self._max_output):
-                    found = line_usage(line)
+                    found = line_usage(line, note)
                     if found is not None:
                         out.setdefault(found[0], ModelTotals()).add(split(found[1]))
             except OutputTooLarge as exc:
-                reported = _reported(batch)
+                reported = _reported(batch, note)
                 if reported is not None:
                     return reported
                 log.warning("batch %s: %s; priced by the lines read up to there", batch.get("id"), exc)
                 out.cut = True
             finally:
                 await stream.close()
-        elif (reported := _reported(batch)) is not None:
+        elif (reported := _reported(batch, note)) is not None:
             return reported
         return out
 
@@ -207,12 +235,16 @@ class BatchPricer:
         )
 
 
-def _reported(batch: dict[str, Any]) -> Totals | None:
+def _reported(batch: dict[str, Any], note: Any = None) -> Totals | None:
     """The batch's own ``usage`` (OpenAI reports it on batches created since September 2025) as
-    the tokens of its ``model``; None when it has none."""
+    the tokens of its ``model`` (of the one model its lines were sent for, when ``note`` says
+    so); None when it has none."""
     usage, model = batch.get("usage"), batch.get("model")
     if not isinstance(usage, dict) or not isinstance(model, str) or not model:
         return None
+    sent = note.get("models") if isinstance(note, dict) else None
+    if isinstance(sent, list) and len(sent) == 1:
+        model = sent_model(None, model, note)
     inputs, outputs = usage.get("input_tokens_details"), usage.get("output_tokens_details")
     canonical = {"prompt_tokens": usage.get("input_tokens"), "completion_tokens": usage.get("output_tokens"),
                  "prompt_tokens_details": inputs if isinstance(inputs, dict) else None,

@@ -18,7 +18,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from switchboard.stores.protocols import BATCH, MESSAGE_BATCH_MODELS, TOMBSTONE_SECONDS, OwnedObject, utcnow
+from switchboard.stores.protocols import (
+    BATCH,
+    BATCH_MODELS,
+    MESSAGE_BATCH_MODELS,
+    TOMBSTONE_SECONDS,
+    OwnedObject,
+    utcnow,
+)
 from switchboard.stores.sql.dialect import insert
 from switchboard.stores.sql.tables import owned_objects as t
 from switchboard.stores.sql.times import from_db, to_db
@@ -95,7 +102,7 @@ class SqlFileStore:
     async def delete(self, kind: str, object_id: str) -> bool:
         now = utcnow()
         where = (t.c.kind == kind, t.c.id == object_id, live)
-        if kind == MESSAGE_BATCH_MODELS:  # never listed, so never a cursor: gone at once
+        if kind in (MESSAGE_BATCH_MODELS, BATCH_MODELS):  # never listed, so never a cursor: gone at once
             stmt: sa.Delete | sa.Update = sa.delete(t).where(*where)
         else:  # its body too: a tombstone keeps only its place in the list
             stmt = sa.update(t).where(*where).values(deleted_at=to_db(now), body={}, status=None)
