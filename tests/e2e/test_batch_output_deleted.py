@@ -19,7 +19,7 @@ import orjson
 import pytest
 
 from tests import ledger
-from tests.servers import MASTER_KEY, Gateway, Mock, openai_config, start_gateway
+from tests.servers import MASTER_KEY, UPSTREAM_KEY, Gateway, Mock, openai_config, start_gateway
 
 ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
 
@@ -131,3 +131,29 @@ def test_deleting_a_priced_batchs_output_or_another_file_is_not_held(world: Worl
     assert client.files.delete(other.id).deleted
     [record] = [r for r in ledger.records(world.database, world.tenant).values() if r.request_id == batch_id]
     assert record.prompt_tokens == 33
+
+
+def test_a_batch_whose_output_is_gone_at_the_provider_is_recorded_once_not_retried_forever(
+    world: World, mock_upstream: Mock
+) -> None:
+    # Its output expired (output_expires_after) or was deleted at the provider before the
+    # gateway could read it: the batch is recorded with what is known (its requests, its cost
+    # unknown: unpriced, flagged output_missing) instead of a 404 on every pricing round.
+    client = world.sdk()
+    source = client.files.create(file=("in.jsonl", _jsonl(3)), purpose="batch")
+    batch = client.batches.create(input_file_id=source.id, endpoint="/v1/chat/completions",
+                                  completion_window="24h", metadata={"mock_gets_to_complete": "1"})
+    upstream = {"Authorization": f"Bearer {UPSTREAM_KEY}"}
+    done = httpx.get(f"{mock_upstream.url}/v1/batches/{batch.id}", headers=upstream, timeout=30).json()
+    assert done["status"] == "completed"
+    output = done["output_file_id"]
+    gone = httpx.delete(f"{mock_upstream.url}/v1/files/{output}", headers=upstream, timeout=30)
+    assert gone.status_code == 200, gone.text
+    assert client.batches.retrieve(batch.id).status == "completed"  # priced after this response
+    record = ledger.wait_for(world.database, {batch.id}, tenant=world.tenant)[batch.id]
+    assert record.unpriced and record.cost_usd == 0 and record.metadata["output_missing"] is True
+    assert record.metadata["requests"] == 3 and record.metadata["batch_status"] == "completed"
+    # Priced (as far as it can be): not read again.
+    client.batches.retrieve(batch.id)
+    world.gateway.process.wait_for_all(f"batch {batch.id}: its output file")
+    assert world.gateway.process.output.count(f"batch {batch.id}: its output file") == 1

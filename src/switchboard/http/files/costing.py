@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from switchboard.catalog import Catalog, ModelInfo, normalise, stripped
+from switchboard.errors import GatewayError
 from switchboard.http.files.upstream import Upstream, object_path
 from switchboard.routing.live import LiveRouting
 from switchboard.spend.cost import Prices, Tokens, cost, is_unpriced, split
@@ -48,9 +49,11 @@ class OutputTooLarge(Exception):
 
 class Totals(dict[str, ModelTotals]):
     """Tokens per model; ``cut``: counted from the output file's first ``files.max_output_bytes``
-    only (the upstream reported no usage of its own for the whole batch)."""
+    only (the upstream reported no usage of its own for the whole batch); ``missing``: none, the
+    output file being gone at the provider (and no usage of the batch's own either)."""
 
     cut = False
+    missing = False
 
 
 async def lines(chunks: AsyncGenerator[bytes, None], limit: int) -> AsyncIterator[bytes]:
@@ -179,7 +182,20 @@ class BatchPricer:
         out = Totals()
         output = batch.get("output_file_id")
         if isinstance(output, str) and output:
-            stream = await upstream.open(object_path("files", output, "/content"))
+            try:
+                stream = await upstream.open(object_path("files", output, "/content"))
+            except GatewayError as exc:
+                if exc.status != 404:
+                    raise  # retried later
+                # Expired or deleted at the provider: it will not come back, so the batch is
+                # recorded with what is known rather than retried every round for ever.
+                reported = _reported(batch, note)
+                if reported is not None:
+                    return reported
+                log.warning("batch %s: its output file %s is gone at the provider; its cost cannot be "
+                            "read and is recorded unpriced", batch.get("id"), output)
+                out.missing = True
+                return out
             try:
                 async for line in lines(stream.chunks(), self._max_output):
                     found = line_usage(line, note)
@@ -218,15 +234,22 @@ class BatchPricer:
         tokens = Tokens(*summed)
         main = max(totals, key=lambda m: totals[m].requests) if totals else "batch"
         status = batch.get("status")
+        requests = sum(t.requests for t in totals.values())
+        flags: dict[str, Any] = {}
+        if isinstance(totals, Totals) and totals.cut:
+            flags["output_cut"] = True
+        if isinstance(totals, Totals) and totals.missing:  # its cost unknown: the requests the batch reports
+            flags["output_missing"] = True
+            unpriced = True
+            requests = _completed(batch) or 0
         return UsageRecord(
             request_id=owned.id, tenant_id=owned.tenant_id, model=main, key_id=owned.key_id,
             team_id=owned.team_id, user_id=owned.user_id, provider=owned.provider, status=200,
             prompt_tokens=tokens.prompt, completion_tokens=tokens.completion,
             cost_usd=usd.quantize(_NANO, ROUND_HALF_EVEN), latency_ms=0, created_at=finished_at(owned, batch),
             metadata={"operation": "batch", "endpoint": owned.purpose, "batch_status": status,
-                      "requests": sum(t.requests for t in totals.values()), "price_factor": str(self._factor),
-                      "models": per_model,
-                      **({"output_cut": True} if isinstance(totals, Totals) and totals.cut else {})},
+                      "requests": requests, "price_factor": str(self._factor), "models": per_model,
+                      **flags},
             cache_read_tokens=tokens.cache_read, cache_write_5m_tokens=tokens.cache_write_5m,
             cache_write_1h_tokens=tokens.cache_write_1h, reasoning_tokens=tokens.reasoning,
             unpriced=unpriced, upstream_model=main if totals else None, tags=tags,
@@ -251,13 +274,18 @@ def _reported(batch: dict[str, Any], note: Any = None) -> Totals | None:
                  "completion_tokens_details": outputs if isinstance(outputs, dict) else None}
     totals = ModelTotals()
     totals.add(split(canonical))
-    counts = batch.get("request_counts")
-    done = counts.get("completed") if isinstance(counts, dict) else None
-    if isinstance(done, int) and not isinstance(done, bool) and done > 0:
+    if done := _completed(batch):
         totals.requests = done  # the batch's requests, not the one usage
     out = Totals()
     out[model] = totals
     return out
+
+
+def _completed(batch: dict[str, Any]) -> int | None:
+    """How many of the batch's requests completed, as it reports (None when it does not)."""
+    counts = batch.get("request_counts")
+    done = counts.get("completed") if isinstance(counts, dict) else None
+    return done if isinstance(done, int) and not isinstance(done, bool) and done > 0 else None
 
 
 def finished_at(owned: OwnedObject, batch: dict[str, Any]) -> datetime:

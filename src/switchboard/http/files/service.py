@@ -547,7 +547,7 @@ class FileService:
         done = self._settling[owned.id] = asyncio.Event()
         try:
             totals = await (count() if count is not None else self._output_totals(owned, upstream, batch))
-            if totals or batch.get("status") == "completed":
+            if totals or batch.get("status") == "completed" or getattr(totals, "missing", False):
                 # Its creator as the key is now: the record's tags, then the budgets it counts in.
                 owner = await self._owner(owned)
                 record = self._pricer.record(owned, upstream, batch, totals, owner.tags)
