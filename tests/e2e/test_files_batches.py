@@ -23,6 +23,10 @@ from tests.servers import MASTER_KEY, Gateway, Mock, captured, new_marker, opena
 ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
 MAX_UPLOAD = 64 * 1024
 PRICES = {"input_cost_per_mtok": 0.15, "output_cost_per_mtok": 0.6}
+AZURE_DEPLOYMENTS = [
+    ("az-mini", "contoso-mini", {"input_cost_per_mtok": 1.0, "output_cost_per_mtok": 2.0}),
+    ("az-mini-ptu", "contoso-mini-ptu", {"input_cost_per_mtok": 0.5, "output_cost_per_mtok": 1.0}),
+]
 
 
 @dataclass
@@ -74,6 +78,10 @@ def world(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iter
     config["providers"].append({"name": "az", "type": "azure", "api_base": mock_upstream.url,
                                 "api_key": "${UPSTREAM_KEY}"})
     config["models"].append({"name": "az-gpt", "provider": "az", "model": "gpt-4o"})
+    # Azure deployments under names of their own, priced by their entries: a batch's answers
+    # report the base model (gpt-4o-mini-2024-07-18), which neither names.
+    config["models"] += [{"name": name, "provider": "az", "model": deployment, "info": prices}
+                         for name, deployment, prices in AZURE_DEPLOYMENTS]
     config["providers"].append({"name": "flaky", "type": "openai", "api_base": f"{mock_upstream.url}/v1",
                                 "api_key": "${UPSTREAM_KEY}",
                                 "headers": {"x-mock-faults": "rate=1;kinds=503"}})
@@ -95,6 +103,9 @@ def world(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iter
             for name in ("a", "b", "c", "d")}
     keys["narrow"] = _post(gw.url, "/admin/v1/keys", {"models": ["gpt-4o-mini"], "tenant": tenant})
     keys["azure"] = _post(gw.url, "/admin/v1/keys", {"models": ["*"], "tenant": azure_tenant})
+    keys["azure-any"] = _post(gw.url, "/admin/v1/keys", {"models": ["*"], "tenant": azure_tenant})
+    keys["azure-scoped"] = _post(gw.url, "/admin/v1/keys", {"models": [n for n, _, _ in AZURE_DEPLOYMENTS],
+                                                             "tenant": azure_tenant})
     keys["limited"] = _post(gw.url, "/admin/v1/keys", {"models": ["*"], "tenant": tenant, "rpm_limit": 2})
     keys["spender"] = _post(gw.url, "/admin/v1/keys", {"models": ["*"], "tenant": tenant})
     # A key no other test makes batches with: its usage is the poller's pricing alone.
@@ -384,14 +395,12 @@ def test_a_batchs_cost_counts_under_its_keys_tags(world: World) -> None:
         assert (totals["prompt_tokens"], totals["completion_tokens"]) == (21, 10)
 
 
-def test_a_batch_answered_by_a_dated_snapshot_is_priced_by_the_entry_that_served_it(world: World) -> None:
-    # OpenAI answers a request for an alias with its dated snapshot's id, which no model entry
-    # names: the batch is priced by the entry whose upstream id that snapshot is (its info:
-    # prices), not left unpriced at $0 as a model the catalog does not know.
-    client = world.sdk("house")
+def _run_batch(client: openai.OpenAI, models: list[str], reported: str) -> set[str]:
+    """A batch of one line per model in ``models``, each answered as ``reported`` (the mock's
+    ``mock_model``), run to completion: the models its output reports."""
     lines = [{"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions",
-              "body": {"model": "house-model", "messages": [{"role": "user", "content": "hi"}],
-                       "metadata": {"mock_model": "house-model-2025-06-01"}}} for i in range(2)]
+              "body": {"model": model, "messages": [{"role": "user", "content": "hi"}],
+                       "metadata": {"mock_model": reported}}} for i, model in enumerate(models)]
     data = b"".join(orjson.dumps(line) + b"\n" for line in lines)
     source = client.files.create(file=("in.jsonl", data), purpose="batch")
     batch = client.batches.create(input_file_id=source.id, endpoint="/v1/chat/completions",
@@ -399,7 +408,15 @@ def test_a_batch_answered_by_a_dated_snapshot_is_priced_by_the_entry_that_served
     done = client.batches.retrieve(batch.id)
     assert done.status == "completed" and done.output_file_id
     output = client.files.content(done.output_file_id).content.splitlines()
-    assert {orjson.loads(line)["response"]["body"]["model"] for line in output} == {"house-model-2025-06-01"}
+    return {orjson.loads(line)["response"]["body"]["model"] for line in output}
+
+
+def test_a_batch_answered_by_a_dated_snapshot_is_priced_by_the_entry_that_served_it(world: World) -> None:
+    # OpenAI answers a request for an alias with its dated snapshot's id, which no model entry
+    # names: the batch is priced by the entry whose upstream id that snapshot is (its info:
+    # prices), not left unpriced at $0 as a model the catalog does not know.
+    reported = _run_batch(world.sdk("house"), ["house-model"] * 2, "house-model-2025-06-01")
+    assert reported == {"house-model-2025-06-01"}
     [row] = world.wait_for_usage("house", 1)
     assert (row["prompt_tokens"], row["completion_tokens"]) == (21, 10) and row["unpriced"] == 0
     assert Decimal(row["cost_usd"]) == (21 * Decimal("0.15") + 10 * Decimal("0.6")) / 1_000_000 / 2
@@ -420,6 +437,22 @@ def test_a_batch_naming_a_snapshot_the_catalog_prices_is_priced_by_that_snapshot
     [row] = world.wait_for_usage("snapshot", 1)
     assert (row["prompt_tokens"], row["completion_tokens"]) == (21, 10) and row["unpriced"] == 0
     assert Decimal(row["cost_usd"]) == (21 * Decimal(5) + 10 * Decimal(15)) / 1_000_000 / 2
+
+
+@pytest.mark.parametrize("key", ["azure-any", "azure-scoped"])
+def test_an_azure_batch_is_priced_by_the_deployment_each_line_named(world: World, key: str) -> None:
+    # On Azure a line's model is a deployment name, and its answer reports the base model's id
+    # (gpt-4o-mini-2024-07-18), which no entry names: each line is priced by the deployment it
+    # named (noted when the batch was created), with that entry's own prices.
+    deployments = ["contoso-mini", "contoso-mini", "contoso-mini-ptu"]
+    assert _run_batch(world.sdk(key), deployments, "gpt-4o-mini-2024-07-18") == {"gpt-4o-mini-2024-07-18"}
+    [row] = world.wait_for_usage(key, 1)
+    assert row["model"] == "contoso-mini" and row["unpriced"] == 0
+    assert (row["prompt_tokens"], row["completion_tokens"]) == (10 + 11 + 12, 15)
+    # r0 and r1 (10 and 11 in, 5 out each) on contoso-mini, r2 (12 in, 5 out) on contoso-mini-ptu.
+    mini = 21 * Decimal("1.0") + 10 * Decimal("2.0")
+    ptu = 12 * Decimal("0.5") + 5 * Decimal("1.0")
+    assert Decimal(row["cost_usd"]) == (mini + ptu) / 1_000_000 / 2
 
 
 @pytest.mark.parametrize(("data", "errors"), [

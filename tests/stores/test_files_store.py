@@ -11,6 +11,7 @@ import pytest
 
 from switchboard.stores.protocols import (
     BATCH,
+    BATCH_MODELS,
     FILE,
     MESSAGE_BATCH,
     MESSAGE_BATCH_MODELS,
@@ -137,6 +138,10 @@ async def test_tombstones_are_purged_by_later_deletes_once_old(backend: Backend,
     assert await store.delete(MESSAGE_BATCH_MODELS, "msgbatch_m") is True  # never a cursor: gone
     await store.put(owned("msgbatch_m", kind=MESSAGE_BATCH_MODELS, owner="key-b"))
     assert (await store.get(MESSAGE_BATCH_MODELS, "msgbatch_m")).owner == "key-b"  # type: ignore[union-attr]
+    await store.put(owned("batch_m", kind=BATCH_MODELS))  # an Azure batch's lines' models: the same
+    assert await store.delete(BATCH_MODELS, "batch_m") is True
+    await store.put(owned("batch_m", kind=BATCH_MODELS, owner="key-b"))
+    assert (await store.get(BATCH_MODELS, "batch_m")).owner == "key-b"  # type: ignore[union-attr]
     assert await store.delete(FILE, "file-2") is True
     later = files.utcnow() + timedelta(seconds=TOMBSTONE_SECONDS + 1)
     with monkeypatch.context() as clock:  # a day on, as the stores see it
@@ -203,6 +208,22 @@ async def test_message_batches_are_polled_and_costed_apart_from_openai_batches(b
     assert await store.mark_costed("msgbatch_one", MESSAGE_BATCH) is True
     assert await store.open_batches(10, MESSAGE_BATCH) == []
     assert [r.id for r in await store.list_owned(MESSAGE_BATCH, "acme", "key-a")] == ["msgbatch_one"]
+
+
+async def test_the_unpriced_batch_of_an_output_file_is_found_for_its_owner_only(backend: Backend) -> None:
+    store = files_of(backend)
+    await store.put(owned("batch-out", kind=BATCH, minutes=1))
+    assert await store.unpriced_batch_of_output("acme", "key-a", "file-out") is None  # not seen finished
+    await store.update(BATCH, "batch-out", {"id": "batch-out", "output_file_id": "file-out"}, "completed")
+    found = await store.unpriced_batch_of_output("acme", "key-a", "file-out")
+    assert found is not None and found.id == "batch-out"
+    # Another owner's, another tenant's, another file: none.
+    assert await store.unpriced_batch_of_output("acme", "key-b", "file-out") is None
+    assert await store.unpriced_batch_of_output("other", "key-a", "file-out") is None
+    assert await store.unpriced_batch_of_output("acme", "key-a", "file-other") is None
+    # Priced, or deleted: none either.
+    assert await store.mark_costed("batch-out") is True
+    assert await store.unpriced_batch_of_output("acme", "key-a", "file-out") is None
 
 
 async def test_a_batch_priced_by_two_instances_is_one_ledger_record(backend: Backend) -> None:

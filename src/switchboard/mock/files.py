@@ -14,7 +14,9 @@ and writes the output file, one line per request with the response's ``usage``: 
 ``metadata.mock_prompt_tokens`` / ``mock_completion_tokens`` say otherwise; the answer reports
 ``metadata.mock_model`` as its model when given (OpenAI reports an alias by its dated snapshot).
 With the batch's metadata ``mock_batch_usage: "1"`` the completed batch also carries ``model``
-and the summed ``usage``, as OpenAI's batches made since September 2025 do.
+and the summed ``usage``, as OpenAI's batches made since September 2025 do. With
+``mock_output_faults: "N"`` the first N reads of the completed batch's output file's content
+answer 503 (an upstream failing while the gateway reads the output to price the batch).
 
 A batch's input file is validated on the batch's first GET (OpenAI validates while the batch is
 ``validating``): an empty file, or any line that is not a request object for the batch's
@@ -57,6 +59,7 @@ class _File:
     purpose: str
     data: bytes
     created_at: int = field(default_factory=now)
+    faults: int = 0  # reads of its content still answered 503 (mock_output_faults)
 
     def obj(self) -> dict[str, Any]:
         return {"id": self.id, "object": "file", "bytes": len(self.data), "created_at": self.created_at,
@@ -178,6 +181,9 @@ async def file_content(request: Request) -> Response:
     f = _file(request)
     if isinstance(f, Response):
         return f
+    if f.faults > 0:
+        f.faults -= 1
+        return error(503, "mock: the output file cannot be read right now (mock_output_faults)")
     return Response(f.data, media_type="application/octet-stream")
 
 
@@ -301,13 +307,14 @@ def _complete(files: dict[str, _File], batch: dict[str, Any]) -> None:
     lines = [line for line in source.data.splitlines() if line.strip()]
     answers = [_answer(n, line, "gpt-4o-mini") for n, line in enumerate(lines)]
     output = b"\n".join(answers) + b"\n"
-    out = _File(new_id("file-"), "batch_output.jsonl", "batch_output", output)
+    meta = batch.get("metadata")
+    out = _File(new_id("file-"), "batch_output.jsonl", "batch_output", output,
+                faults=_count(meta, "mock_output_faults", 0))
     files[out.id] = out
     t = now()
     batch.update(status="completed", output_file_id=out.id, in_progress_at=batch["in_progress_at"] or t,
                  finalizing_at=t, completed_at=t,
                  request_counts={"total": len(lines), "completed": len(lines), "failed": 0})
-    meta = batch.get("metadata")
     if isinstance(meta, dict) and meta.get("mock_batch_usage") == "1":
         batch.update(_batch_usage(answers))
 

@@ -39,7 +39,7 @@ from switchboard.access.subscriptions import SubscriptionCache
 from switchboard.context import Principal
 from switchboard.errors import InvalidRequest, NotFound, PermissionDenied, UnsupportedParameter
 from switchboard.http.errors import StoreUnavailable
-from switchboard.http.files.costing import OutputTooLarge, lines
+from switchboard.http.files.costing import OutputTooLarge, lines, sent_models
 from switchboard.http.files.named import chat_files, responses_files
 from switchboard.http.files.upstream import Upstream, object_path
 from switchboard.http.responses.request import account_object
@@ -57,6 +57,8 @@ _ACCOUNT_KEYS = (b'"conversation"', b'"prompt"', b'"vector_store_ids"', b'"conta
                  b'"item_reference"', b'"previous_response_id"')
 MAX_NAMED = 64  # distinct file ids one line may name, as one request (references.py)
 MAX_BATCH_NAMED = 1_000  # distinct file ids all the lines of one batch may name (each is a read)
+# Lines whose models an Azure batch notes (Azure's own bound on the requests of a batch file).
+MAX_NOTED_LINES = 100_000
 
 # ``check_owned(file_id, principal, param)``: 404 unless the file is the caller's (service.py).
 OwnsFile = Callable[[str, Principal, str], Awaitable[None]]
@@ -87,8 +89,10 @@ class BatchAccess:
         return group.require_approval if group is not None else route.target.require_approval
 
     async def check(self, p: Principal, upstream: Upstream, file_id: str, endpoint: str,
-                    owns: OwnsFile) -> None:
-        """Refuse (400/403/404, naming the line) an input file with a line ``p`` may not run."""
+                    owns: OwnsFile, note: bool = False) -> dict[str, Any] | None:
+        """Refuse (400/403/404, naming the line) an input file with a line ``p`` may not run.
+        ``note``: also return what each line's model is (costing.sent_models), None when the
+        lines are more than MAX_NOTED_LINES."""
         routes = [r for r in self._routing.all_routes() if r.target.provider == upstream.provider]
         scoped = self.scoped(p, routes)
         models = scoped or self._unpriced is not None  # every line's model is checked
@@ -96,14 +100,19 @@ class BatchAccess:
         named: dict[str, tuple[int, str]] = {}  # file id -> where it is first named (line, path)
         # A provider entry with allow_account_objects lets every caller name its account's objects.
         objects = endpoint == RESPONSES and not upstream.account_objects
+        sent: list[tuple[str, str]] | None = [] if note else None  # (custom_id, model) per line
         stream = await upstream.open(object_path("files", file_id, "/content"))
         try:
             number = 0
             async for line in lines(stream.chunks(), self._max_bytes):
                 number += 1
                 if not models and not _may_name(line, objects):
-                    continue  # nothing to check: not even parsed
-                body = _body_of(line, number, endpoint)
+                    if sent is not None:  # noted only: a line the upstream refuses is not refused here
+                        sent = _noted(sent, *_loose(line))
+                    continue  # nothing to check
+                custom_id, body = _request_of(line, number, endpoint)
+                if sent is not None:
+                    sent = _noted(sent, custom_id, body.get("model"))
                 if models:
                     model = _model_of(body, number)
                     if model not in decided:
@@ -120,6 +129,7 @@ class BatchAccess:
         finally:
             await stream.close()
         await _check_files(p, named, owns)
+        return sent_models(sent) if sent else None
 
     async def _allowed(self, p: Principal, routes: list[Route], model: str, number: int) -> None:
         serving = [r for r in routes if r.target.model == model]
@@ -233,8 +243,30 @@ async def _check_files(p: Principal, named: dict[str, tuple[int, str]], owns: Ow
                            code="not_found") from None
 
 
-def _body_of(line: bytes, number: int, endpoint: str) -> dict[str, Any]:
-    """A request line's body; the line must be a request object for the batch's endpoint."""
+def _noted(sent: list[tuple[str, str]], custom_id: Any, model: Any) -> list[tuple[str, str]] | None:
+    """``sent`` with a line's (custom_id, model) added; None past MAX_NOTED_LINES (more than the
+    upstream runs: the batch is then priced as its answers report)."""
+    if len(sent) == MAX_NOTED_LINES:
+        return None
+    if isinstance(custom_id, str) and isinstance(model, str):
+        sent.append((custom_id, model))
+    return sent
+
+
+def _loose(line: bytes) -> tuple[Any, Any]:
+    """A line's ``custom_id`` and ``body.model`` when it has them (else None): it is the
+    upstream's to refuse."""
+    try:
+        obj: Any = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None, None
+    body = obj.get("body") if isinstance(obj, dict) else None
+    return (obj.get("custom_id"), body.get("model")) if isinstance(body, dict) else (None, None)
+
+
+def _request_of(line: bytes, number: int, endpoint: str) -> tuple[Any, dict[str, Any]]:
+    """A request line's ``custom_id`` and body; the line must be a request object for the
+    batch's endpoint."""
     try:
         obj: Any = orjson.loads(line)
     except orjson.JSONDecodeError:
@@ -246,7 +278,7 @@ def _body_of(line: bytes, number: int, endpoint: str) -> dict[str, Any]:
     if obj.get("url") != endpoint:
         raise InvalidRequest(f"line {number} of the input file is for another endpoint than the batch's "
                              f"'{endpoint}'", param=PARAM, code="invalid_value")
-    return body
+    return obj.get("custom_id"), body
 
 
 def _model_of(body: dict[str, Any], number: int) -> str:

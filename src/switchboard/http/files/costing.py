@@ -7,7 +7,8 @@ the batch's own completion time, so every instance and every retry writes the sa
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections import Counter
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ from typing import Any
 import orjson
 
 from switchboard.catalog import Catalog, ModelInfo, normalise, stripped
+from switchboard.errors import GatewayError
 from switchboard.http.files.upstream import Upstream, object_path
 from switchboard.routing.live import LiveRouting
 from switchboard.spend.cost import Prices, Tokens, cost, is_unpriced, split
@@ -47,9 +49,11 @@ class OutputTooLarge(Exception):
 
 class Totals(dict[str, ModelTotals]):
     """Tokens per model; ``cut``: counted from the output file's first ``files.max_output_bytes``
-    only (the upstream reported no usage of its own for the whole batch)."""
+    only (the upstream reported no usage of its own for the whole batch); ``missing``: none, the
+    output file being gone at the provider (and no usage of the batch's own either)."""
 
     cut = False
+    missing = False
 
 
 async def lines(chunks: AsyncGenerator[bytes, None], limit: int) -> AsyncIterator[bytes]:
@@ -77,8 +81,33 @@ async def lines(chunks: AsyncGenerator[bytes, None], limit: int) -> AsyncIterato
         yield bytes(buf)
 
 
-def line_usage(line: bytes) -> tuple[str, dict[str, Any]] | None:
-    """(model, usage) of one output line answered with a 2xx; None for failures and noise."""
+def sent_models(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    """What a batch's requests, ``(custom_id, model)`` each, were sent for:
+    ``{"models": [most used, ...], "requests": {custom_id: index}}``, ``requests`` holding only
+    the custom_ids not sent for the most used model (a one-model batch notes one id)."""
+    sent = list(pairs)
+    counts = Counter(model for _, model in sent)
+    models = [m for m, _ in counts.most_common()]
+    index = {m: i for i, m in enumerate(models)}
+    others = {custom_id: index[model] for custom_id, model in sent if model != models[0]}
+    return {"models": models, "requests": others}
+
+
+def sent_model(custom_id: Any, reported: str, note: Any) -> str:
+    """The model request ``custom_id`` was sent for (``note``: :func:`sent_models`);
+    ``reported`` when not known (no note: a batch created before such notes were kept)."""
+    models = note.get("models") if isinstance(note, dict) else None
+    if not isinstance(models, list) or not models:
+        return reported
+    mapped = note.get("requests")
+    i = mapped.get(custom_id, 0) if isinstance(mapped, dict) and isinstance(custom_id, str) else 0
+    return str(models[i]) if isinstance(i, int) and 0 <= i < len(models) else reported
+
+
+def line_usage(line: bytes, note: Any = None) -> tuple[str, dict[str, Any]] | None:
+    """(model, usage) of one output line answered with a 2xx; None for failures and noise. The
+    model is the one the line's request was sent for when ``note`` (:func:`sent_models`) says,
+    else the one the answer reports."""
     try:
         obj = orjson.loads(line)
     except orjson.JSONDecodeError:
@@ -99,7 +128,7 @@ def line_usage(line: bytes) -> tuple[str, dict[str, Any]] | None:
                  "prompt_tokens_details": {"cached_tokens": (usage.get("input_tokens_details") or {})
                                            .get("cached_tokens")},
                  "completion_tokens_details": usage.get("output_tokens_details")}
-    return model, usage
+    return sent_model(obj.get("custom_id"), model, note), usage
 
 
 class BatchPricer:
@@ -143,29 +172,44 @@ class BatchPricer:
                         return found
         return self._catalog.lookup(provider_type, model)
 
-    async def totals(self, upstream: Upstream, batch: dict[str, Any]) -> Totals:
+    async def totals(self, upstream: Upstream, batch: dict[str, Any], note: Any = None) -> Totals:
         """Tokens per model: from the output file's lines, else the batch's own ``usage``. An
         output over ``files.max_output_bytes`` (or with a line over 16 MiB) is priced by the
         batch's own ``usage`` when the upstream gives one, else by the lines read up to there
-        (``cut``): never left unpriced, which would let a large enough batch run for free."""
+        (``cut``): never left unpriced, which would let a large enough batch run for free.
+        ``note``: the model each line was sent for (:func:`sent_models`, an Azure batch's), by
+        which its usage is priced instead of the model the answer reports."""
         out = Totals()
         output = batch.get("output_file_id")
         if isinstance(output, str) and output:
-            stream = await upstream.open(object_path("files", output, "/content"))
+            try:
+                stream = await upstream.open(object_path("files", output, "/content"))
+            except GatewayError as exc:
+                if exc.status != 404:
+                    raise  # retried later
+                # Expired or deleted at the provider: it will not come back, so the batch is
+                # recorded with what is known rather than retried every round for ever.
+                reported = _reported(batch, note)
+                if reported is not None:
+                    return reported
+                log.warning("batch %s: its output file %s is gone at the provider; its cost cannot be "
+                            "read and is recorded unpriced", batch.get("id"), output)
+                out.missing = True
+                return out
             try:
                 async for line in lines(stream.chunks(), self._max_output):
-                    found = line_usage(line)
+                    found = line_usage(line, note)
                     if found is not None:
                         out.setdefault(found[0], ModelTotals()).add(split(found[1]))
             except OutputTooLarge as exc:
-                reported = _reported(batch)
+                reported = _reported(batch, note)
                 if reported is not None:
                     return reported
                 log.warning("batch %s: %s; priced by the lines read up to there", batch.get("id"), exc)
                 out.cut = True
             finally:
                 await stream.close()
-        elif (reported := _reported(batch)) is not None:
+        elif (reported := _reported(batch, note)) is not None:
             return reported
         return out
 
@@ -190,15 +234,22 @@ class BatchPricer:
         tokens = Tokens(*summed)
         main = max(totals, key=lambda m: totals[m].requests) if totals else "batch"
         status = batch.get("status")
+        requests = sum(t.requests for t in totals.values())
+        flags: dict[str, Any] = {}
+        if isinstance(totals, Totals) and totals.cut:
+            flags["output_cut"] = True
+        if isinstance(totals, Totals) and totals.missing:  # its cost unknown: the requests the batch reports
+            flags["output_missing"] = True
+            unpriced = True
+            requests = _completed(batch) or 0
         return UsageRecord(
             request_id=owned.id, tenant_id=owned.tenant_id, model=main, key_id=owned.key_id,
             team_id=owned.team_id, user_id=owned.user_id, provider=owned.provider, status=200,
             prompt_tokens=tokens.prompt, completion_tokens=tokens.completion,
             cost_usd=usd.quantize(_NANO, ROUND_HALF_EVEN), latency_ms=0, created_at=finished_at(owned, batch),
             metadata={"operation": "batch", "endpoint": owned.purpose, "batch_status": status,
-                      "requests": sum(t.requests for t in totals.values()), "price_factor": str(self._factor),
-                      "models": per_model,
-                      **({"output_cut": True} if isinstance(totals, Totals) and totals.cut else {})},
+                      "requests": requests, "price_factor": str(self._factor), "models": per_model,
+                      **flags},
             cache_read_tokens=tokens.cache_read, cache_write_5m_tokens=tokens.cache_write_5m,
             cache_write_1h_tokens=tokens.cache_write_1h, reasoning_tokens=tokens.reasoning,
             unpriced=unpriced, upstream_model=main if totals else None, tags=tags,
@@ -207,25 +258,34 @@ class BatchPricer:
         )
 
 
-def _reported(batch: dict[str, Any]) -> Totals | None:
+def _reported(batch: dict[str, Any], note: Any = None) -> Totals | None:
     """The batch's own ``usage`` (OpenAI reports it on batches created since September 2025) as
-    the tokens of its ``model``; None when it has none."""
+    the tokens of its ``model`` (of the one model its lines were sent for, when ``note`` says
+    so); None when it has none."""
     usage, model = batch.get("usage"), batch.get("model")
     if not isinstance(usage, dict) or not isinstance(model, str) or not model:
         return None
+    sent = note.get("models") if isinstance(note, dict) else None
+    if isinstance(sent, list) and len(sent) == 1:
+        model = sent_model(None, model, note)
     inputs, outputs = usage.get("input_tokens_details"), usage.get("output_tokens_details")
     canonical = {"prompt_tokens": usage.get("input_tokens"), "completion_tokens": usage.get("output_tokens"),
                  "prompt_tokens_details": inputs if isinstance(inputs, dict) else None,
                  "completion_tokens_details": outputs if isinstance(outputs, dict) else None}
     totals = ModelTotals()
     totals.add(split(canonical))
-    counts = batch.get("request_counts")
-    done = counts.get("completed") if isinstance(counts, dict) else None
-    if isinstance(done, int) and not isinstance(done, bool) and done > 0:
+    if done := _completed(batch):
         totals.requests = done  # the batch's requests, not the one usage
     out = Totals()
     out[model] = totals
     return out
+
+
+def _completed(batch: dict[str, Any]) -> int | None:
+    """How many of the batch's requests completed, as it reports (None when it does not)."""
+    counts = batch.get("request_counts")
+    done = counts.get("completed") if isinstance(counts, dict) else None
+    return done if isinstance(done, int) and not isinstance(done, bool) and done > 0 else None
 
 
 def finished_at(owned: OwnedObject, batch: dict[str, Any]) -> datetime:

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections import Counter
 from datetime import datetime
 from typing import Any
 
 import orjson
 
-from switchboard.http.files.costing import ModelTotals, OutputTooLarge, Totals, lines
+from switchboard.http.files import costing
+from switchboard.http.files.costing import ModelTotals, OutputTooLarge, Totals, lines, sent_model
 from switchboard.http.files.message_upstream import BATCHES_PATH
 from switchboard.http.files.upstream import Upstream, object_path
 from switchboard.providers.anthropic.response import usage as canonical_usage
@@ -37,26 +37,9 @@ def results_path(batch_id: str) -> str:
 
 
 def sent_models(requests: list[dict[str, Any]]) -> dict[str, Any]:
-    """What a batch's checked requests (``params.model`` the upstream id) were sent for:
-    ``{"models": [most used, ...], "requests": {custom_id: index}}``, ``requests`` holding
-    only the custom_ids not sent for the most used model."""
-    counts = Counter(r["params"]["model"] for r in requests)
-    models = [m for m, _ in counts.most_common()]
-    index = {m: i for i, m in enumerate(models)}
-    others = {r["custom_id"]: index[r["params"]["model"]] for r in requests
-              if r["params"]["model"] != models[0]}
-    return {"models": models, "requests": others}
-
-
-def sent_model(custom_id: Any, reported: str, note: Any) -> str:
-    """The upstream id result ``custom_id`` was sent with (``reported`` when not known: a batch
-    created before such notes were kept)."""
-    models = note.get("models") if isinstance(note, dict) else None
-    if not isinstance(models, list) or not models:
-        return reported
-    mapped = note.get("requests")
-    i = mapped.get(custom_id, 0) if isinstance(mapped, dict) and isinstance(custom_id, str) else 0
-    return str(models[i]) if isinstance(i, int) and 0 <= i < len(models) else reported
+    """What a batch's checked requests (``params.model`` the upstream id) were sent for
+    (costing.sent_models)."""
+    return costing.sent_models((r["custom_id"], r["params"]["model"]) for r in requests)
 
 
 def line_usage(line: bytes, note: Any = None) -> tuple[str, dict[str, Any]] | None:

@@ -45,6 +45,7 @@ from switchboard.spend.budgets.plan import nano
 from switchboard.spend.cost import Prices
 from switchboard.stores.protocols import (
     BATCH,
+    BATCH_MODELS,
     FILE,
     MESSAGE_BATCH,
     FileStore,
@@ -60,6 +61,8 @@ log = logging.getLogger("switchboard.files")
 PURPOSES = frozenset({"assistants", "batch", "fine-tune", "vision", "user_data", "evals"})
 ENDPOINTS = frozenset({"/v1/chat/completions", "/v1/embeddings", "/v1/completions", "/v1/responses"})
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
+OUTPUT_PURPOSE = "batch_output"  # a batch's output or error file, recorded when first seen (_seen)
+AZURE = "azure"  # a provider type
 MODEL_HEADER = "x-switchboard-model"
 DEFAULT_TENANT = "default"
 MAX_FIELD_BYTES = 4096
@@ -306,6 +309,8 @@ class FileService:
 
     async def _delete_file(self, ctx: FilesContext, p: Principal) -> Result:
         owned, upstream = await self._owned(FILE, ctx.object_id, p)
+        if owned.purpose == OUTPUT_PURPOSE:
+            await self._settle_before_output_deleted(owned)
         try:
             obj = await upstream.call("DELETE", object_path("files", owned.id))
         except GatewayError as err:
@@ -314,6 +319,27 @@ class FileService:
             raise
         await self.store.delete(FILE, owned.id)
         return Reply(obj)
+
+    async def _settle_before_output_deleted(self, output: OwnedObject) -> None:
+        """A finished batch is priced from its output file: one not priced yet is priced before
+        its output goes (as a message batch is before its delete), else its cost could never be
+        read again. When that fails, 503 and nothing is deleted: the delete may be tried again."""
+        owned = await self.store.unpriced_batch_of_output(output.tenant_id, output.owner, output.id)
+        upstream = resolve(self._routing, owned.provider) if owned is not None else None
+        if owned is None or upstream is None:
+            return
+        obj = dict(owned.body)  # as last seen, when its output was
+        if obj.get("status") not in TERMINAL:
+            obj = await upstream.call("GET", object_path("batches", owned.id))
+            await self._seen(owned, upstream, obj)
+        if obj.get("status") not in TERMINAL or obj.get("output_file_id") != output.id:
+            return
+        await self.settle(owned, upstream, obj)
+        again = await self.store.get(BATCH, owned.id)
+        if again is not None and not again.costed:
+            raise StoreUnavailable(f"this file is the output of the batch {owned.id}, whose cost could not "
+                                   "be recorded yet (it is read from this file); try the delete again "
+                                   "shortly")
 
     async def _file_content(self, ctx: FilesContext, p: Principal) -> Result:
         owned, upstream = await self._owned(FILE, ctx.object_id, p)
@@ -367,24 +393,38 @@ class FileService:
         owned, upstream = await self._owned(FILE, source, p, param="input_file_id")
         # Its lines run as written: a caller with scoped model access may not reach past it, and
         # no caller may have the upstream read another's file.
-        await self._access.check(p, upstream, owned.id, str(endpoint), self.check_owned)
+        # An Azure line's model is a deployment, which its answer reports by the base model's id:
+        # each line's is noted, to price its answer by the deployment that ran it.
+        note = await self._access.check(p, upstream, owned.id, str(endpoint), self.check_owned,
+                                        note=upstream.type == AZURE)
         # From the call on, carried to its end even when the caller leaves meanwhile: the
         # provider may create the batch all the same, which must not run there unrecorded.
         sent = {**body, "input_file_id": owned.id}
-        return Reply(await self.unrecorded.carried(self._batch_created(upstream, sent, p, str(endpoint))))
+        created = self._batch_created(upstream, sent, p, str(endpoint), note)
+        return Reply(await self.unrecorded.carried(created))
 
     async def _batch_created(self, upstream: Upstream, body: dict[str, Any], p: Principal,
-                             endpoint: str) -> dict[str, Any]:
-        """The batch ``body`` created on ``upstream`` and recorded as ``p``'s."""
+                             endpoint: str, note: dict[str, Any] | None) -> dict[str, Any]:
+        """The batch ``body`` created on ``upstream`` and recorded as ``p``'s (with ``note``,
+        its lines' models, when given)."""
         obj = await upstream.call("POST", "/batches", body)
         batch_id = owned_id(obj, upstream)
 
+        async def forget_note() -> None:
+            await self.store.delete(BATCH_MODELS, batch_id)
+
         async def record() -> None:
+            if note is not None:  # before the batch's own row: the poller prices what it finds
+                await self.store.put(OwnedObject(
+                    id=batch_id, kind=BATCH_MODELS, provider=upstream.provider, tenant_id=tenant_of(p),
+                    owner=owner_of(p), key_id=p.key_id, team_id=p.team_id, user_id=p.user_id,
+                    purpose=endpoint, body=note, costed=True))
             await self._own(BATCH, obj, upstream, p, endpoint)
 
         # Created upstream: a batch the store refuses is cancelled there, not left to run unseen.
         undo = cancel(object_path("batches", batch_id, "/cancel"))
-        await recorded_or_undone(upstream, "batch", batch_id, undo, record)
+        await recorded_or_undone(upstream, "batch", batch_id, undo, record,
+                                 forget_note if note is not None else None)
         return obj
 
     async def _list_batches(self, ctx: FilesContext, p: Principal) -> Result:
@@ -455,7 +495,7 @@ class FileService:
                 await self.store.put(OwnedObject(
                     id=file_id, kind=FILE, provider=owned.provider, tenant_id=owned.tenant_id,
                     owner=owned.owner, key_id=owned.key_id, team_id=owned.team_id, user_id=owned.user_id,
-                    purpose="batch_output", body=await _file_object(upstream, file_id),
+                    purpose=OUTPUT_PURPOSE, body=await _file_object(upstream, file_id),
                 ))
         # Recorded after its files: a failure above leaves them new for the next look.
         status = obj.get("status") if isinstance(obj.get("status"), str) else None
@@ -506,8 +546,8 @@ class FileService:
             return False
         done = self._settling[owned.id] = asyncio.Event()
         try:
-            totals = await (count() if count is not None else self._pricer.totals(upstream, batch))
-            if totals or batch.get("status") == "completed":
+            totals = await (count() if count is not None else self._output_totals(owned, upstream, batch))
+            if totals or batch.get("status") == "completed" or getattr(totals, "missing", False):
                 # Its creator as the key is now: the record's tags, then the budgets it counts in.
                 owner = await self._owner(owned)
                 record = self._pricer.record(owned, upstream, batch, totals, owner.tags)
@@ -515,6 +555,9 @@ class FileService:
             else:
                 new = 0  # failed, expired or cancelled with nothing done: nothing to charge
             await self.store.mark_costed(owned.id, owned.kind)
+            if count is None and upstream.type == AZURE:  # read only to price it
+                with contextlib.suppress(Exception):
+                    await self.store.delete(BATCH_MODELS, owned.id)
             if new:
                 self.costed += 1
                 log.info("batch %s: cost recorded in the usage ledger", owned.id)
@@ -528,6 +571,16 @@ class FileService:
         finally:
             del self._settling[owned.id]
             done.set()
+
+    async def _output_totals(self, owned: OwnedObject, upstream: Upstream,
+                             batch: dict[str, Any]) -> dict[str, ModelTotals]:
+        """A batch's tokens per model from its output; an Azure batch's by the deployment each
+        line named (noted at its creation), which its answers report by the base model's id."""
+        note = None
+        if upstream.type == AZURE:
+            noted = await self.store.get(BATCH_MODELS, owned.id)
+            note = noted.body if noted is not None else None
+        return await self._pricer.totals(upstream, batch, note)
 
     async def _count_in_budgets(self, principal: Principal, owned: OwnedObject, record: UsageRecord) -> None:
         """The batch's ledger row in its owner's (``principal``) budgets, once: only the writer

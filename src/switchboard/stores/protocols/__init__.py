@@ -79,6 +79,7 @@ from switchboard.stores.protocols.mcp import (
 )
 from switchboard.stores.protocols.objects import (
     BATCH,
+    BATCH_MODELS,
     FILE,
     MESSAGE_BATCH,
     MESSAGE_BATCH_MODELS,
@@ -154,6 +155,7 @@ __all__ = [
     "ANALYTICS_GROUPS",
     "ANALYTICS_INTERVALS",
     "BATCH",
+    "BATCH_MODELS",
     "BUDGET_PERIODS",
     "BUDGET_SCOPES",
     "BUDGET_UNITS",

@@ -16,6 +16,9 @@ MESSAGE_BATCH = "msgbatch"  # an Anthropic message batch (/v1/messages/batches);
 # With a message batch's id: the upstream model each of its requests was sent for, read only to
 # price its results (http/files/message_costing.py); kept apart so the batch's row stays small.
 MESSAGE_BATCH_MODELS = "msgmodel"
+# With an (Azure) batch's id: the model each line of its input file names, read only to price its
+# output (http/files/costing.py): Azure's output reports the base model, not the deployment.
+BATCH_MODELS = "batchmdl"
 # How long a deleted object's id stays a list cursor (FileStore.delete): long enough for a walk
 # over the list that deletes each page it reads, short enough that the tombstones stay few.
 TOMBSTONE_SECONDS = 24 * 3600
@@ -65,8 +68,8 @@ class FileStore(Protocol):
     async def delete(self, kind: str, object_id: str) -> bool:
         """Forget the object (True when it was there): from now on it is found, listed, updated
         and polled by nothing, and a new object of that id may be recorded. Of a listed kind
-        (not ``MESSAGE_BATCH_MODELS``) its id and place in the list stay ``TOMBSTONE_SECONDS``
-        as a cursor of its owner's list."""
+        (not ``MESSAGE_BATCH_MODELS`` nor ``BATCH_MODELS``) its id and place in the list stay
+        ``TOMBSTONE_SECONDS`` as a cursor of its owner's list."""
 
     async def purge(self, now: datetime, limit: int = 1000) -> int:
         """Drop at most ``limit`` tombstones (of every kind) older than ``TOMBSTONE_SECONDS`` at
@@ -78,6 +81,10 @@ class FileStore(Protocol):
 
     async def mark_costed(self, object_id: str, kind: str = BATCH) -> bool:
         """Mark a batch's cost as recorded; True for the one call that changed it."""
+
+    async def unpriced_batch_of_output(self, tenant_id: str, owner: str, file_id: str) -> OwnedObject | None:
+        """The owner's batch (kind ``BATCH``) not yet costed whose output file, as last seen, is
+        ``file_id``; None when there is none."""
 
 
 # -- stored Responses API responses (http/responses/, revision 0014) ----------------------------

@@ -18,7 +18,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from switchboard.stores.protocols import BATCH, MESSAGE_BATCH_MODELS, TOMBSTONE_SECONDS, OwnedObject, utcnow
+from switchboard.stores.protocols import (
+    BATCH,
+    BATCH_MODELS,
+    MESSAGE_BATCH_MODELS,
+    TOMBSTONE_SECONDS,
+    OwnedObject,
+    utcnow,
+)
 from switchboard.stores.sql.dialect import insert
 from switchboard.stores.sql.tables import owned_objects as t
 from switchboard.stores.sql.times import from_db, to_db
@@ -95,7 +102,7 @@ class SqlFileStore:
     async def delete(self, kind: str, object_id: str) -> bool:
         now = utcnow()
         where = (t.c.kind == kind, t.c.id == object_id, live)
-        if kind == MESSAGE_BATCH_MODELS:  # never listed, so never a cursor: gone at once
+        if kind in (MESSAGE_BATCH_MODELS, BATCH_MODELS):  # never listed, so never a cursor: gone at once
             stmt: sa.Delete | sa.Update = sa.delete(t).where(*where)
         else:  # its body too: a tombstone keeps only its place in the list
             stmt = sa.update(t).where(*where).values(deleted_at=to_db(now), body={}, status=None)
@@ -121,6 +128,17 @@ class SqlFileStore:
         async with self._engine.begin() as conn:
             result = await conn.execute(stmt)
         return bool(result.rowcount)
+
+
+    async def unpriced_batch_of_output(self, tenant_id: str, owner: str, file_id: str) -> OwnedObject | None:
+        # The owner's open batches only (few): read from ix_owned_objects_owner.
+        query = sa.select(t).where(
+            t.c.kind == BATCH, t.c.tenant_id == tenant_id, t.c.owner == owner, t.c.costed == sa.false(), live,
+            t.c.body["output_file_id"].as_string() == file_id,
+        ).limit(1)
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else _record(row)
 
 
 def _purge(kind: str | None, now: datetime, limit: int = PURGE_BATCH) -> sa.Delete:
