@@ -357,6 +357,34 @@ def test_previous_response_id_chains(client: openai.OpenAI, model: str, mock_ups
     assert fetched.id == second.id and fetched.output_text == second.output_text
 
 
+# The Responses API's hints with a chat field of the same meaning: sent to the providers whose
+# chat takes them (OpenAI: prompt-cache routing, flex/priority tiers), left out elsewhere (never a 400).
+HINTS = {"service_tier": "flex", "prompt_cache_key": "codex-session-1"}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_hints_reach_the_providers_that_take_them(
+    client: openai.OpenAI, model: str, stream: bool, mock_upstream: Mock
+) -> None:
+    marker = new_marker()
+    asked: dict[str, Any] = {"model": model, "input": f"hi mock:capture={marker}",
+                             "text": {"verbosity": "low"}, **HINTS}
+    if stream:
+        with client.responses.stream(**asked) as events:
+            response = events.get_final_response()
+    else:
+        response = client.responses.create(**asked)
+    assert response.status == "completed" and response.text is not None
+    assert response.text.verbosity == "low"
+    [record] = captured(mock_upstream, marker)
+    sent = record["body"]
+    assert "hints" not in sent
+    if model == "via-openai":
+        assert {k: sent.get(k) for k in ("verbosity", *HINTS)} == {"verbosity": "low", **HINTS}
+    else:  # no such fields in their APIs: the answer is the same without them
+        assert not {"verbosity", *HINTS} & set(sent), sent
+
+
 # -- streaming -------------------------------------------------------------------------------------
 
 
