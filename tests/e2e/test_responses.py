@@ -376,6 +376,8 @@ def test_hints_reach_the_providers_that_take_them(
         response = client.responses.create(**asked)
     assert response.status == "completed" and response.text is not None
     assert response.text.verbosity == "low"
+    # Echoed as OpenAI does; the tier the one the upstream reports (the mock: the one asked for).
+    assert response.prompt_cache_key == "codex-session-1" and response.service_tier == "flex"
     [record] = captured(mock_upstream, marker)
     sent = record["body"]
     assert "hints" not in sent
@@ -383,6 +385,19 @@ def test_hints_reach_the_providers_that_take_them(
         assert {k: sent.get(k) for k in ("verbosity", *HINTS)} == {"verbosity": "low", **HINTS}
     else:  # no such fields in their APIs: the answer is the same without them
         assert not {"verbosity", *HINTS} & set(sent), sent
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_the_response_says_the_tier_the_upstream_served(client: openai.OpenAI, stream: bool) -> None:
+    asked: dict[str, Any] = {"model": "via-openai", "input": "hi", "service_tier": "auto",
+                             "safety_identifier": "user-hash-1"}
+    if stream:
+        with client.responses.stream(**asked) as events:
+            response = events.get_final_response()
+    else:
+        response = client.responses.create(**asked)
+    assert response.service_tier == "default"  # what OpenAI answers for auto (the mock too)
+    assert response.safety_identifier == "user-hash-1" and response.prompt_cache_key is None
 
 
 # -- streaming -------------------------------------------------------------------------------------

@@ -771,6 +771,8 @@ def translate(body: JSON) -> Translated:
     if user is not None:
         out["user"] = _string(user, "user")
     echo["user"] = body.get("user")
+    echo["safety_identifier"] = body.get("safety_identifier")
+    echo["prompt_cache_key"] = body.get("prompt_cache_key")
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise fail("stream", "Invalid type for 'stream': expected a boolean.", "invalid_type")
@@ -782,7 +784,7 @@ def translate(body: JSON) -> Translated:
     echo["store"] = store is not False
     echo["previous_response_id"] = previous
     echo["truncation"] = body.get("truncation") or "disabled"
-    echo["service_tier"] = body.get("service_tier") or "default"
+    echo["service_tier"] = body.get("service_tier") or "default"  # the upstream's own, if it says
     _hints(body, echo["text"], out)
     return Translated(out, turn, items, echo, store is not False, previous, body)
 
