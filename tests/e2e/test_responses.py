@@ -89,9 +89,16 @@ def _config(mock: Mock) -> dict[str, Any]:
         {"name": "native-openai", "provider": "up-openai", "model": "gpt-4o-mini", "responses": "native"},
         {"name": "native-azure", "provider": "up-azure", "model": "my-deployment", "responses": "native"},
     ]
+    # An Anthropic deployment no one answers (a port of this module's range nothing listens on),
+    # falling back to OpenAI: a refused hint left out for the first attempt reaches the second.
+    providers.append({"name": "up-down", "type": "anthropic", "api_base": "http://127.0.0.1:54769",
+                      "api_key": "${UPSTREAM_KEY}"})
+    models.append({"name": "down-anthropic", "provider": "up-down", "model": "claude-3-5-haiku-latest"})
     return {
         "providers": providers,
         "models": models,
+        "router": {"fallbacks": {"down-anthropic": ["via-openai"]},
+                   "groups": {"down-anthropic": {"num_retries": 0}}},
         "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
         "images": {"allow_private_networks": True},
         "server": {"max_body_bytes": MAX_BODY},
@@ -385,6 +392,16 @@ def test_hints_reach_the_providers_that_take_them(
         assert {k: sent.get(k) for k in ("verbosity", *HINTS)} == {"verbosity": "low", **HINTS}
     else:  # no such fields in their APIs: the answer is the same without them
         assert not {"verbosity", *HINTS} & set(sent), sent
+
+
+def test_hints_reach_a_fallback_that_takes_them(client: openai.OpenAI, mock_upstream: Mock) -> None:
+    marker = new_marker()
+    response = client.responses.create(model="down-anthropic", input=f"hi mock:capture={marker}",
+                                       text={"verbosity": "high"}, **HINTS)
+    assert response.status == "completed" and response.model == upstream_model("via-openai")
+    [record] = captured(mock_upstream, marker)
+    assert {k: record["body"].get(k) for k in ("verbosity", *HINTS)} == {"verbosity": "high", **HINTS}
+    assert "hints" not in record["body"]
 
 
 @pytest.mark.parametrize("stream", [False, True])
