@@ -89,9 +89,16 @@ def _config(mock: Mock) -> dict[str, Any]:
         {"name": "native-openai", "provider": "up-openai", "model": "gpt-4o-mini", "responses": "native"},
         {"name": "native-azure", "provider": "up-azure", "model": "my-deployment", "responses": "native"},
     ]
+    # An Anthropic deployment no one answers (a port of this module's range nothing listens on),
+    # falling back to OpenAI: a refused hint left out for the first attempt reaches the second.
+    providers.append({"name": "up-down", "type": "anthropic", "api_base": "http://127.0.0.1:54769",
+                      "api_key": "${UPSTREAM_KEY}"})
+    models.append({"name": "down-anthropic", "provider": "up-down", "model": "claude-3-5-haiku-latest"})
     return {
         "providers": providers,
         "models": models,
+        "router": {"fallbacks": {"down-anthropic": ["via-openai"]},
+                   "groups": {"down-anthropic": {"num_retries": 0}}},
         "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
         "images": {"allow_private_networks": True},
         "server": {"max_body_bytes": MAX_BODY},
@@ -355,6 +362,59 @@ def test_previous_response_id_chains(client: openai.OpenAI, model: str, mock_ups
     assert "Be brief." not in sent
     fetched = client.responses.retrieve(second.id)
     assert fetched.id == second.id and fetched.output_text == second.output_text
+
+
+# The Responses API's hints with a chat field of the same meaning: sent to the providers whose
+# chat takes them (OpenAI: prompt-cache routing, flex/priority tiers), left out elsewhere (never a 400).
+HINTS = {"service_tier": "flex", "prompt_cache_key": "codex-session-1"}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_hints_reach_the_providers_that_take_them(
+    client: openai.OpenAI, model: str, stream: bool, mock_upstream: Mock
+) -> None:
+    marker = new_marker()
+    asked: dict[str, Any] = {"model": model, "input": f"hi mock:capture={marker}",
+                             "text": {"verbosity": "low"}, **HINTS}
+    if stream:
+        with client.responses.stream(**asked) as events:
+            response = events.get_final_response()
+    else:
+        response = client.responses.create(**asked)
+    assert response.status == "completed" and response.text is not None
+    assert response.text.verbosity == "low"
+    # Echoed as OpenAI does; the tier the one the upstream reports (the mock: the one asked for).
+    assert response.prompt_cache_key == "codex-session-1" and response.service_tier == "flex"
+    [record] = captured(mock_upstream, marker)
+    sent = record["body"]
+    assert "hints" not in sent
+    if model == "via-openai":
+        assert {k: sent.get(k) for k in ("verbosity", *HINTS)} == {"verbosity": "low", **HINTS}
+    else:  # no such fields in their APIs: the answer is the same without them
+        assert not {"verbosity", *HINTS} & set(sent), sent
+
+
+def test_hints_reach_a_fallback_that_takes_them(client: openai.OpenAI, mock_upstream: Mock) -> None:
+    marker = new_marker()
+    response = client.responses.create(model="down-anthropic", input=f"hi mock:capture={marker}",
+                                       text={"verbosity": "high"}, **HINTS)
+    assert response.status == "completed" and response.model == upstream_model("via-openai")
+    [record] = captured(mock_upstream, marker)
+    assert {k: record["body"].get(k) for k in ("verbosity", *HINTS)} == {"verbosity": "high", **HINTS}
+    assert "hints" not in record["body"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_the_response_says_the_tier_the_upstream_served(client: openai.OpenAI, stream: bool) -> None:
+    asked: dict[str, Any] = {"model": "via-openai", "input": "hi", "service_tier": "auto",
+                             "safety_identifier": "user-hash-1"}
+    if stream:
+        with client.responses.stream(**asked) as events:
+            response = events.get_final_response()
+    else:
+        response = client.responses.create(**asked)
+    assert response.service_tier == "default"  # what OpenAI answers for auto (the mock too)
+    assert response.safety_identifier == "user-hash-1" and response.prompt_cache_key is None
 
 
 # -- streaming -------------------------------------------------------------------------------------

@@ -250,3 +250,18 @@ def test_a_breakpoint_translated_as_not_sent_is_not_sent(key: str) -> None:
     # Cells that say "not sent" leave the caching hint out of the upstream body altogether.
     body = upstream_body(key, {"model": "m", "messages": ROWS["prompt_cache_breakpoint"].example["messages"]})
     assert b"prompt_cache_breakpoint" not in orjson.dumps(body)
+
+
+HINTED = ("verbosity", "service_tier", "prompt_cache_key")
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_hints_are_sent_where_passed_and_left_out_where_refused(key: str) -> None:
+    # The Responses API's hints (http/responses/request.py) name themselves in ``hints``: never a
+    # 400, and the list itself never reaches the upstream.
+    plain = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    given = {name: capabilities.example(key, ROWS[name])[name] for name in HINTED}
+    body = upstream_body(key, {**plain, **given, "hints": list(HINTED)})
+    assert "hints" not in body
+    kept = {name: v for name, v in given.items() if table(key)[name].kind != "refused"}
+    assert body == upstream_body(key, {**plain, **kept})

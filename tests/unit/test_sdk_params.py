@@ -543,7 +543,8 @@ RESPONSES_NESTED: dict[str, str] = {
     "FunctionToolParam.type": _ITEM_TYPE,
     # text and reasoning.
     "ResponseTextConfigParam.format": "translated: response_format",
-    "ResponseTextConfigParam.verbosity": "accepted, not sent (docs/api-responses.md): a length hint",
+    "ResponseTextConfigParam.verbosity": "translated: verbosity, a hint left out where refused "
+    "(docs/api-responses.md)",
     "ResponseFormatText.type": _ITEM_TYPE,
     "ResponseFormatJSONObject.type": _ITEM_TYPE,
     "ResponseFormatTextJSONSchemaConfigParam.description": "translated: json_schema.description",

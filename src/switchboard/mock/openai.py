@@ -223,13 +223,22 @@ async def chat(request: Request) -> Response:
             "choices": choices,
             "usage": _usage(body, completion),
             "system_fingerprint": "fp_mock",
+            **_tier(body),
         }
     )
+
+
+def _tier(body: dict[str, Any]) -> dict[str, Any]:
+    """The service tier a request asking for one is served in, as OpenAI reports it on the
+    completion and every chunk: ``auto`` is served in the project's default tier."""
+    asked = body.get("service_tier")
+    return {} if asked is None else {"service_tier": "default" if asked == "auto" else asked}
 
 
 def _chat_stream(body: dict[str, Any], c: Controls, tool: dict[str, Any] | None, n: int) -> Response:
     cid, created, model = new_id("chatcmpl-"), now(), body["model"]
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    tier = _tier(body)
 
     def chunk(index: int, delta: dict[str, Any], finish: str | None = None) -> bytes:
         data: dict[str, Any] = {
@@ -239,6 +248,7 @@ def _chat_stream(body: dict[str, Any], c: Controls, tool: dict[str, Any] | None,
             "model": model,
             "system_fingerprint": "fp_mock",
             "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}],
+            **tier,
         }
         if include_usage:
             data["usage"] = None
@@ -282,6 +292,7 @@ def _chat_stream(body: dict[str, Any], c: Controls, tool: dict[str, Any] | None,
             "system_fingerprint": "fp_mock",
             "choices": [],
             "usage": _usage(body, completion),
+            **tier,
         }
         events.append(b"data: " + orjson.dumps(usage) + b"\n\n")
     events.append(b"data: [DONE]\n\n")

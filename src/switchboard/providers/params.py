@@ -57,7 +57,12 @@ CHAT_PARAMS = frozenset(
     }
 )
 
-GATEWAY_PARAMS = frozenset({"drop_params"})
+# The canonical request's list of its fields that are hints (``capabilities.check``): set by an
+# inbound translation (the Responses API's ``text.verbosity``, ``service_tier``, ``prompt_cache_key``)
+# for fields its callers send as hints, and never sent upstream.
+HINTS = "hints"
+
+GATEWAY_PARAMS = frozenset({"drop_params", HINTS})
 
 
 def drops(request: dict[str, Any], target: Target) -> bool:

@@ -36,6 +36,7 @@ RESPONSES_PARAMS = {
     "response_format": "text.format",
     "messages": "input",
     "tool_choice": "tool_choice",
+    "verbosity": "text.verbosity",
 }
 
 

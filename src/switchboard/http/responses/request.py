@@ -39,10 +39,13 @@ Reference: https://platform.openai.com/docs/api-reference/responses/create. The 
     reasoning.effort                    -> reasoning_effort
     parallel_tool_calls                 -> parallel_tool_calls (with tools only)
     user, safety_identifier             -> user
+    text.verbosity, service_tier, prompt_cache_key -> verbosity, service_tier, prompt_cache_key
+                                           as hints (named in the request's ``hints``): sent
+                                           where the provider's capability table passes them,
+                                           left out where it refuses them (capabilities.check)
     stream                              -> stream, with stream_options.include_usage
-    metadata, store, previous_response_id, include, text.verbosity, reasoning.summary,
-    prompt_cache_key, service_tier, client_metadata, truncation "disabled" -> kept by the gateway (echoed,
-                                           stored) and not sent upstream
+    metadata, store, previous_response_id, include, reasoning.summary, client_metadata,
+    truncation "disabled"               -> kept by the gateway (echoed, stored) and not sent upstream
 
 Built-in tools (web_search, file_search, computer_use, code_interpreter, image_generation,
 local_shell, custom, namespace, tool_search tools) and fields with no chat equivalent (background,
@@ -64,6 +67,7 @@ from switchboard.http.openai_api import parse_object
 from switchboard.http.responses.response import append_call
 from switchboard.mcp.offer import new_id, replayed
 from switchboard.providers.account import tool_object
+from switchboard.providers.params import HINTS
 
 JSON = dict[str, Any]
 
@@ -767,6 +771,8 @@ def translate(body: JSON) -> Translated:
     if user is not None:
         out["user"] = _string(user, "user")
     echo["user"] = body.get("user")
+    echo["safety_identifier"] = body.get("safety_identifier")
+    echo["prompt_cache_key"] = body.get("prompt_cache_key")
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise fail("stream", "Invalid type for 'stream': expected a boolean.", "invalid_type")
@@ -778,8 +784,21 @@ def translate(body: JSON) -> Translated:
     echo["store"] = store is not False
     echo["previous_response_id"] = previous
     echo["truncation"] = body.get("truncation") or "disabled"
-    echo["service_tier"] = body.get("service_tier") or "default"
+    echo["service_tier"] = body.get("service_tier") or "default"  # the upstream's own, if it says
+    _hints(body, echo["text"], out)
     return Translated(out, turn, items, echo, store is not False, previous, body)
+
+
+def _hints(body: JSON, text: JSON, out: JSON) -> None:
+    """The hints of ``body`` the chat form has fields for, in ``out``, named in its ``hints``:
+    a provider that refuses one gets the request without it (capabilities.check), as the Responses
+    API documents them as hints (the answer is the same without them)."""
+    hints = {"verbosity": text.get("verbosity"), "service_tier": body.get("service_tier"),
+             "prompt_cache_key": body.get("prompt_cache_key")}
+    given = [name for name, value in hints.items() if value is not None]
+    if given:
+        out.update((name, hints[name]) for name in given)
+        out[HINTS] = given
 
 
 # Fields that name objects kept in the provider's account (OpenAI's Conversations, the prompts of

@@ -120,10 +120,14 @@ def output_items(message: JSON) -> list[JSON]:
     return items
 
 
-def finished(base: JSON, output: list[JSON], finish: Any, raw_usage: Any) -> JSON:
+def finished(base: JSON, output: list[JSON], finish: Any, raw_usage: Any, tier: Any = None) -> JSON:
+    """The finished Response object; ``tier``: the service tier the upstream reports it served the
+    request in (a chat completion's ``service_tier``), which OpenAI's Response says in place of
+    the one asked for (``auto`` becomes the tier used)."""
     status, details = status_of(finish)
     return {
         **base,
+        **({"service_tier": tier} if isinstance(tier, str) and tier else {}),
         "status": status,
         "incomplete_details": details,
         "output": output,
@@ -144,7 +148,7 @@ def from_chat(body: JSON, base: JSON) -> JSON:
     if finish == "length" and items:  # the item being generated when the limit cut it
         items[-1]["status"] = "incomplete"
     output = [*loop, *items] if isinstance(loop, list) else items
-    return finished(base, output, finish, body.get("usage"))
+    return finished(base, output, finish, body.get("usage"), body.get("service_tier"))
 
 
 def append_call(messages: list[JSON], call: JSON) -> None:

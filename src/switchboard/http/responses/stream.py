@@ -47,8 +47,8 @@ _DELTA_EVENT = {
 class StreamEncoder:
     """The state of one stream: the output items so far and the one open."""
 
-    __slots__ = ("_base", "_calls", "_finish", "_open", "_output", "_own", "_seq", "_usage", "failed_sent",
-                 "final")
+    __slots__ = ("_base", "_calls", "_finish", "_open", "_output", "_own", "_seq", "_tier", "_usage",
+                 "failed_sent", "final")
 
     def __init__(self, base: JSON, own: JSON | None = None) -> None:
         self._base = base  # the response without output, status in_progress
@@ -59,6 +59,7 @@ class StreamEncoder:
         self._calls: dict[int, JSON] = {}  # tool call index -> its function_call item
         self._finish: Any = None
         self._usage: Any = None
+        self._tier: Any = None  # the service tier the upstream's chunks report
         self.final: JSON | None = None  # the complete response once the stream ended
         self.failed_sent = False  # a native deployment's response.failed was passed on
 
@@ -83,6 +84,8 @@ class StreamEncoder:
                 self._done_item(item, out)
         if chunk.get("usage"):
             self._usage = chunk["usage"]
+        if "service_tier" in chunk:
+            self._tier = chunk["service_tier"]
         for choice in chunk.get("choices") or ():
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
@@ -123,7 +126,7 @@ class StreamEncoder:
         out: list[bytes] = []
         # max_output_tokens cut the item being streamed: it is incomplete, as on a failure.
         self._close(out, status="incomplete" if self._finish == "length" else "completed")
-        final = finished(self._base, self._output, self._finish, self._usage)
+        final = finished(self._base, self._output, self._finish, self._usage, self._tier)
         self.final = final
         kind = "response.completed" if final["status"] == "completed" else "response.incomplete"
         out.append(self.event(kind, response=final))

@@ -64,7 +64,7 @@ from typing import Any, Literal
 
 from switchboard.errors import UnsupportedParameter
 from switchboard.providers.capabilities.rows import REQUEST_ROWS, Row, message_keys
-from switchboard.providers.params import drops
+from switchboard.providers.params import HINTS, drops
 from switchboard.providers.target import Target
 
 Kind = Literal["translated", "passed", "refused"]
@@ -211,7 +211,13 @@ def check(request: dict[str, Any], target: Target, key: str | None = None) -> di
     removed: it means the default, which the provider gives without it.
 
     Message-level rows are looked at only when some message carries their key: the keys of all
-    messages are collected once, on the first such row (one pass over the messages)."""
+    messages are collected once, on the first such row (one pass over the messages).
+
+    The fields named in the request's ``hints`` (params.HINTS) are removed where refused instead
+    of answering 400: the inbound API they came from documents them as hints, the answer is the
+    same without them. The list itself is never sent."""
+    if HINTS in request:  # only translated inbound APIs set it: one look for every other request
+        request = _unhinted(request, key or target.provider_type)
     params, rows = _looked_at(key or target.provider_type)
     if params.isdisjoint(request):  # the common case: none of their keys (one look in C)
         return request
@@ -235,6 +241,17 @@ def check(request: dict[str, Any], target: Target, key: str | None = None) -> di
             )
         request = row.drop(request)
     return request
+
+
+def _unhinted(request: dict[str, Any], key: str) -> dict[str, Any]:
+    """``request`` without its ``hints`` list and without the hinted fields table ``key`` refuses."""
+    hints, cells = request[HINTS], table(key)
+    if not isinstance(hints, list | tuple):
+        hints = ()
+    return {
+        k: v for k, v in request.items()
+        if k != HINTS and not (k in hints and k in cells and cells[k].kind == "refused")
+    }
 
 
 def _variant(key: str | None) -> str:
