@@ -387,7 +387,7 @@ def test_hints_reach_the_providers_that_take_them(
     assert response.prompt_cache_key == "codex-session-1" and response.service_tier == "flex"
     [record] = captured(mock_upstream, marker)
     sent = record["body"]
-    assert "hints" not in sent
+    assert "switchboard_hints" not in sent
     if model == "via-openai":
         assert {k: sent.get(k) for k in ("verbosity", *HINTS)} == {"verbosity": "low", **HINTS}
     else:  # no such fields in their APIs: the answer is the same without them
@@ -401,7 +401,7 @@ def test_hints_reach_a_fallback_that_takes_them(client: openai.OpenAI, mock_upst
     assert response.status == "completed" and response.model == upstream_model("via-openai")
     [record] = captured(mock_upstream, marker)
     assert {k: record["body"].get(k) for k in ("verbosity", *HINTS)} == {"verbosity": "high", **HINTS}
-    assert "hints" not in record["body"]
+    assert "switchboard_hints" not in record["body"]
 
 
 @pytest.mark.parametrize("stream", [False, True])

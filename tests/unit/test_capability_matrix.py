@@ -257,11 +257,11 @@ HINTED = ("verbosity", "service_tier", "prompt_cache_key")
 
 @pytest.mark.parametrize("key", KEYS)
 def test_hints_are_sent_where_passed_and_left_out_where_refused(key: str) -> None:
-    # The Responses API's hints (http/responses/request.py) name themselves in ``hints``: never a
+    # The Responses API's hints (http/responses/request.py) name themselves in ``switchboard_hints``: never a
     # 400, and the list itself never reaches the upstream.
     plain = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
     given = {name: capabilities.example(key, ROWS[name])[name] for name in HINTED}
-    body = upstream_body(key, {**plain, **given, "hints": list(HINTED)})
-    assert "hints" not in body
+    body = upstream_body(key, {**plain, **given, "switchboard_hints": list(HINTED)})
+    assert "switchboard_hints" not in body
     kept = {name: v for name, v in given.items() if table(key)[name].kind != "refused"}
     assert body == upstream_body(key, {**plain, **kept})

@@ -60,7 +60,7 @@ CHAT_PARAMS = frozenset(
 # The canonical request's list of its fields that are hints (``capabilities.check``): set by an
 # inbound translation (the Responses API's ``text.verbosity``, ``service_tier``, ``prompt_cache_key``)
 # for fields its callers send as hints, and never sent upstream.
-HINTS = "hints"
+HINTS = "switchboard_hints"  # named for the gateway: no API has such a field
 
 GATEWAY_PARAMS = frozenset({"drop_params", HINTS})
 

@@ -40,7 +40,7 @@ Reference: https://platform.openai.com/docs/api-reference/responses/create. The 
     parallel_tool_calls                 -> parallel_tool_calls (with tools only)
     user, safety_identifier             -> user
     text.verbosity, service_tier, prompt_cache_key -> verbosity, service_tier, prompt_cache_key
-                                           as hints (named in the request's ``hints``): sent
+                                           as hints (named in the request's ``switchboard_hints``): sent
                                            where the provider's capability table passes them,
                                            left out where it refuses them (capabilities.check)
     stream                              -> stream, with stream_options.include_usage
@@ -790,7 +790,7 @@ def translate(body: JSON) -> Translated:
 
 
 def _hints(body: JSON, text: JSON, out: JSON) -> None:
-    """The hints of ``body`` the chat form has fields for, in ``out``, named in its ``hints``:
+    """The hints of ``body`` the chat form has fields for, in ``out``, named in its ``switchboard_hints``:
     a provider that refuses one gets the request without it (capabilities.check), as the Responses
     API documents them as hints (the answer is the same without them)."""
     hints = {"verbosity": text.get("verbosity"), "service_tier": body.get("service_tier"),

@@ -213,7 +213,7 @@ def check(request: dict[str, Any], target: Target, key: str | None = None) -> di
     Message-level rows are looked at only when some message carries their key: the keys of all
     messages are collected once, on the first such row (one pass over the messages).
 
-    The fields named in the request's ``hints`` (params.HINTS) are removed where refused instead
+    The fields named in the request's ``switchboard_hints`` (params.HINTS) are removed where refused instead
     of answering 400: the inbound API they came from documents them as hints, the answer is the
     same without them. The list itself is never sent."""
     if HINTS in request:  # only translated inbound APIs set it: one look for every other request
@@ -244,7 +244,8 @@ def check(request: dict[str, Any], target: Target, key: str | None = None) -> di
 
 
 def _unhinted(request: dict[str, Any], key: str) -> dict[str, Any]:
-    """``request`` without its ``hints`` list and without the hinted fields table ``key`` refuses."""
+    """``request`` without its ``switchboard_hints`` list and without the hinted fields table
+    ``key`` refuses."""
     hints, cells = request[HINTS], table(key)
     if not isinstance(hints, list | tuple):
         hints = ()
