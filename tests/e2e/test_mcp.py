@@ -364,6 +364,18 @@ def test_a_tool_whose_reply_breaks_off_fails_alone(deployment: Deployment) -> No
     run(scenario())
 
 
+def test_requests_name_the_protocol_revision_the_server_negotiated(deployment: Deployment) -> None:
+    """``cutting`` answers initialize with 2025-03-26: the requests after it name that revision in
+    MCP-Protocol-Version, not the one the gateway asked for."""
+    key, _ = deployment.key()
+
+    async def scenario() -> None:
+        async with session(deployment, key) as client:
+            assert text_of(await client.call_tool("cutting__protocol", {})) == "2025-03-26"
+
+    run(scenario())
+
+
 def test_a_server_error_echoing_its_credential_reaches_nobody(deployment: Deployment) -> None:
     """A server refusing a call with the credential it was sent (message and data) has it
     replaced by [redacted] before the error reaches the caller, the request log or a log line."""
