@@ -7,7 +7,13 @@ from typing import Any
 
 from switchboard.context import Reply, RequestContext, Result
 from switchboard.errors import GatewayError
-from switchboard.http.mcp.api import INVALID_PARAMS, METHOD_NOT_FOUND, VERSIONS
+from switchboard.http.mcp.api import (
+    INVALID_PARAMS,
+    METHOD_NOT_FOUND,
+    VERSIONS,
+    NoServerStream,
+    SessionNotFound,
+)
 from switchboard.mcp.interfaces import Listing
 from switchboard.mcp.passthrough import CLIENTS
 from switchboard.mcp.relay import CALLS
@@ -34,20 +40,36 @@ class McpServer:
         request = ctx.request
         method = request.get("method")
         if request.get("notification"):
-            # Notifications (initialized, cancelled, ...) and replies to server requests: accepted.
             ctx.operation = "mcp:notification"
+        elif method == "tools/call":
+            ctx.operation = "mcp"
+        else:
+            ctx.operation = f"mcp:{method}" if method in _KNOWN else "mcp:other"
+        session = ctx.headers.get("mcp-session-id")
+        if session is not None and method != "initialize":
+            # A session id the gateway no longer knows is answered 404 (the client initializes
+            # again); a known one lives on (mcp/passthrough.py). Without one: stateless, as ever.
+            if not await CLIENTS.known(ctx.principal, session):
+                # A notification or a response has no id of a request to answer.
+                raise SessionNotFound(None if request.get("notification") else request.get("id"))
+            if request.get("http") == "DELETE":  # the client ends its session
+                await CLIENTS.end(ctx.principal, session)
+                return Reply({}, status=204)
+            if request.get("http") == "GET":
+                ctx.response_headers["allow"] = "DELETE, POST"
+                raise NoServerStream
+        if request.get("notification"):
+            # Notifications (initialized, cancelled, ...) and replies to server requests: accepted.
             if method == "notifications/cancelled":  # the caller's own call under way here
                 cancelled = request.get("params") or {}
                 CALLS.cancel(ctx.principal, cancelled.get("requestId"))
             elif request.get("response"):  # the client's answer to a server's request it was passed
-                await CLIENTS.answer(ctx.principal, ctx.headers.get("mcp-session-id"), request.get("id"),
-                                     request.get("reply") or {}, len(ctx.body))
+                await CLIENTS.answer(ctx.principal, session, request.get("id"), request.get("reply") or {},
+                                     len(ctx.body))
             return Reply({}, status=202)
         assert isinstance(method, str)
         if method == "tools/call":
-            ctx.operation = "mcp"
             return await self._call(ctx)
-        ctx.operation = f"mcp:{method}" if method in _KNOWN else "mcp:other"
         params: Mapping[str, Any] = request.get("params") or {}
         principal = ctx.principal
         result: dict[str, Any]
