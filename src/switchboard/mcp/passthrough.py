@@ -131,7 +131,7 @@ class ClientRequests:
             return True
         return isinstance(record, dict) and record.get("caller") == caller(principal)
 
-    async def end(self, principal: Principal | None, session: str) -> None:
+    async def end(self, session: str) -> None:
         """The client ended its session (``DELETE /mcp``); ``known`` checked it is the caller's."""
         if self._cache is not None:
             await self._cache.delete(PREFIX + session)

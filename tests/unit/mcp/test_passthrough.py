@@ -68,7 +68,7 @@ async def test_a_session_lives_its_time_from_its_last_use() -> None:
     assert not await clients.known(ALICE, "unknown")
     assert not await clients.known(ALICE, "x" * 200)
     # Ended by its client: gone.
-    await clients.end(ALICE, other)
+    await clients.end(other)
     assert not await clients.known(ALICE, other)
     await clients.close()
 

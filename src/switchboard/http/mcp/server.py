@@ -61,7 +61,7 @@ class McpServer:
                 # A notification or a response has no id of a request to answer.
                 raise SessionNotFound(None if request.get("notification") else request.get("id"))
             if request.get("http") == "DELETE":  # the client ends its session
-                await CLIENTS.end(ctx.principal, session)
+                await CLIENTS.end(session)
                 return Reply({}, status=204)
             if request.get("http") == "GET":
                 ctx.response_headers["allow"] = "DELETE, POST"
