@@ -109,7 +109,9 @@ def malformed_app() -> object:
 def cutting_app() -> object:
     """A streamable-HTTP server whose tool ``midclose`` breaks its reply off: half an SSE event is
     sent, then the connection closes. Its tool ``echo`` answers; ``leaky`` refuses with the
-    credential it was sent in a JSON-RPC error, ``leaky_result`` in a tool error result."""
+    credential it was sent in a JSON-RPC error, ``leaky_result`` in a tool error result;
+    ``protocol`` answers the MCP-Protocol-Version header it was sent. It answers initialize with
+    the older revision 2025-03-26, whatever the client asked."""
     from collections.abc import AsyncIterator
 
     from starlette.applications import Starlette
@@ -118,7 +120,7 @@ def cutting_app() -> object:
     from starlette.routing import Route
 
     tools = [{"name": name, "description": name, "inputSchema": {"type": "object"}}
-             for name in ("midclose", "echo", "leaky", "leaky_result")]
+             for name in ("midclose", "echo", "leaky", "leaky_result", "protocol")]
 
     async def cut() -> AsyncIterator[bytes]:
         yield b'event: message\ndata: {"jsonrpc": "2.0", "id": '
@@ -131,7 +133,7 @@ def cutting_app() -> object:
             return Response(status_code=202)
         result: dict[str, object] = {}
         if method == "initialize":
-            result = {"protocolVersion": "2025-06-18", "capabilities": {"tools": {}},
+            result = {"protocolVersion": "2025-03-26", "capabilities": {"tools": {}},
                       "serverInfo": {"name": "cutting", "version": "1"}}
         elif method == "tools/list":
             result = {"tools": tools}
@@ -148,6 +150,9 @@ def cutting_app() -> object:
             sent = request.headers.get("authorization", "")
             result = {"content": [{"type": "text", "text": f"the API refused {sent}"}],
                       "structuredContent": {"received": sent, "tail": sent[-14:]}, "isError": True}
+        elif method == "tools/call" and message["params"]["name"] == "protocol":
+            sent = request.headers.get("mcp-protocol-version", "(none)")
+            result = {"content": [{"type": "text", "text": sent}], "isError": False}
         elif method == "tools/call":
             result = {"content": [{"type": "text", "text": "echoed"}], "isError": False}
         return JSONResponse({"jsonrpc": "2.0", "id": rid, "result": result})

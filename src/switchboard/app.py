@@ -141,10 +141,15 @@ class SwitchboardApp:
         # Per-user OAuth for MCP servers (http/mcp_oauth.py): authorize, callback, forget.
         self._mcp_oauth = McpOAuthRoutes(settings, lambda t: self.gateway.chain("mcp_oauth", t), self.state,
                                          lambda: self.gateway.mcp_auth)
-        # The MCP gateway (http/mcp/): POST JSON-RPC; GET and DELETE answer 405.
+        # The MCP gateway (http/mcp/): POST JSON-RPC; GET and DELETE answer 405, but for those
+        # presenting an Mcp-Session-Id (its own edge, no body): 404 for a session the gateway does
+        # not know, DELETE ends a live one, GET of one is 405 (no server stream).
+        mcp_chain = self.gateway.mcp_chain()
         self.routes[("POST", "/mcp")] = McpEndpoint(
-            MCP, self.gateway.mcp_chain(), self.state, max_body_bytes=settings.server.max_body_bytes,
+            MCP, mcp_chain, self.state, max_body_bytes=settings.server.max_body_bytes,
             deadline_seconds=settings.server.request_timeout_seconds)
+        self._mcp_session = McpEndpoint(MCP, mcp_chain, self.state, max_body_bytes=None,
+                                        deadline_seconds=settings.server.request_timeout_seconds)
         # Plain REST services (http/services/): streamed both ways, through their own chain.
         self._services = ServicesEndpoint(self.gateway.services_chain(), self.state,
                                           deadline_seconds=settings.server.request_timeout_seconds)
@@ -268,6 +273,8 @@ class SwitchboardApp:
                 await self._model(scope, receive, send)
             elif path.startswith(APIS_PREFIX) and (api := self._apis.route(scope["method"], path)):
                 await api(scope, receive, send)
+            elif path == "/mcp" and scope["method"] in ("GET", "DELETE") and _has_session(scope):
+                await self._mcp_session(scope, receive, send)
             elif path.startswith(MCP_OAUTH_PREFIX):
                 await self._mcp_oauth(scope, receive, send)
             elif path.startswith(GEMINI_ONLY_PREFIX):  # no other API answers there
@@ -373,6 +380,10 @@ async def _refuse_websocket(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "websocket.http.response.start", "status": 400,
                 "headers": [JSON_CT, (b"content-length", b"%d" % len(body))]})
     await send({"type": "websocket.http.response.body", "body": body})
+
+
+def _has_session(scope: Scope) -> bool:
+    return any(name == b"mcp-session-id" for name, _ in scope["headers"])
 
 
 def _strict(query: bytes) -> bool:

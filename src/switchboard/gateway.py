@@ -456,16 +456,20 @@ class Gateway:
             bodies = self.settings.request_log
             stages.append(CaptureStage(self.body_policies, self._redactor(), bodies.max_body_bytes,
                                        lambda: self.bodies))
-        stages.append(RateLimitStage(self.settings.limits,
-                                     lambda: self.stores.limiter if self.stores is not None else None,
-                                     lambda: self.limit_cache))
+        stages.append(self._mcp_limits())
         stages.append(ToolBudgetStage(self.settings.budgets, lambda: self.budgets))
         return stages
 
+    def _mcp_limits(self) -> RateLimitStage:
+        return RateLimitStage(self.settings.limits,
+                              lambda: self.stores.limiter if self.stores is not None else None,
+                              lambda: self.limit_cache)
+
     def mcp_chain(self) -> Handler:
         """The /mcp endpoint: authentication, the JSON-RPC message decoded, then its method;
-        tools/call runs the mcp_stages() chain."""
-        server = McpServer(self.mcp, build_chain(self.mcp_stages(), ToolCall(self.mcp)))
+        tools/call runs the mcp_stages() chain, the other methods that reach the servers (lists,
+        resources/read, prompts/get) the rate limits: one request each, no per-tool limit."""
+        server = McpServer(self.mcp, build_chain(self.mcp_stages(), ToolCall(self.mcp)), [self._mcp_limits()])
         return build_chain([*self.common_stages(), DecodeStage()], server)
 
     def rules_stage(self) -> list[Stage]:

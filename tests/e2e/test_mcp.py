@@ -364,6 +364,18 @@ def test_a_tool_whose_reply_breaks_off_fails_alone(deployment: Deployment) -> No
     run(scenario())
 
 
+def test_requests_name_the_protocol_revision_the_server_negotiated(deployment: Deployment) -> None:
+    """``cutting`` answers initialize with 2025-03-26: the requests after it name that revision in
+    MCP-Protocol-Version, not the one the gateway asked for."""
+    key, _ = deployment.key()
+
+    async def scenario() -> None:
+        async with session(deployment, key) as client:
+            assert text_of(await client.call_tool("cutting__protocol", {})) == "2025-03-26"
+
+    run(scenario())
+
+
 def test_a_server_error_echoing_its_credential_reaches_nobody(deployment: Deployment) -> None:
     """A server refusing a call with the credential it was sent (message and data) has it
     replaced by [redacted] before the error reaches the caller, the request log or a log line."""
@@ -595,7 +607,9 @@ def test_malformed_json_rpc_from_the_client(deployment: Deployment) -> None:
 
 
 def test_each_call_is_logged_metered_and_rate_limited(deployment: Deployment) -> None:
-    key, key_id = deployment.key(rpm_limit=4)
+    # 5 a minute: the SDK lists the tools once (to check a result against its output schema),
+    # which counts as the tool calls do.
+    key, key_id = deployment.key(rpm_limit=5)
     before = parse(httpx.get(f"{deployment.gateway.url}/metrics", headers=ADMIN, timeout=10).text)
 
     async def scenario() -> MCPError:
@@ -640,6 +654,41 @@ def test_each_call_is_logged_metered_and_rate_limited(deployment: Deployment) ->
     while not counted():
         assert time.monotonic() < deadline, "tool calls never reached the metrics"
         time.sleep(0.1)
+
+
+def test_every_method_that_reaches_the_servers_counts_against_the_rate_limit(deployment: Deployment) -> None:
+    """Lists, resources/read and prompts/get are one request each against the key's rpm, as a tool
+    call is; initialize, ping and a malformed request (refused before any server) are not."""
+    key, _ = deployment.key(rpm_limit=3)
+    counted = [
+        {"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+        {"jsonrpc": "2.0", "id": 2, "method": "resources/read", "params": {"uri": "mcp://gateway/notes/note://welcome"}},
+        {"jsonrpc": "2.0", "id": 3, "method": "prompts/get",
+         "params": {"name": "notes__summarize", "arguments": {"title": "welcome"}}},
+    ]
+    for message in counted:
+        resp = deployment.post(message, key=key)
+        assert resp.status_code == 200 and "result" in resp.json(), resp.text
+    hello = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
+    free = [{"jsonrpc": "2.0", "id": "i", "method": "initialize", "params": hello},
+            {"jsonrpc": "2.0", "id": "p", "method": "ping"},
+            {"jsonrpc": "2.0", "id": "bad", "method": "prompts/get", "params": {}}]
+    methods = [("tools/list", {}), ("resources/list", {}), ("resources/templates/list", {}),
+               ("prompts/list", {}), ("resources/read", {"uri": "mcp://gateway/notes/note://welcome"}),
+               ("prompts/get", {"name": "notes__summarize", "arguments": {"title": "welcome"}}),
+               ("tools/call", {"name": "math__add", "arguments": {"a": 1, "b": 2}})]
+    refused = [{"jsonrpc": "2.0", "id": n, "method": method, "params": params}
+               for n, (method, params) in enumerate(methods, start=10)]
+    for message in [*free, *refused]:
+        answer = deployment.post(message, key=key).json()
+        assert answer["id"] == message["id"], answer
+        if message in refused:
+            assert answer["error"]["code"] == -32029, answer
+            assert answer["error"]["data"]["code"] == "rate_limit_exceeded"
+        elif message["id"] == "bad":
+            assert answer["error"]["data"]["code"] == "invalid_params"
+        else:
+            assert "result" in answer, answer
 
 
 def test_a_per_tool_rate_limit(deployment: Deployment) -> None:

@@ -52,6 +52,7 @@ class Deployment:
     kind: str
     gateway: Gateway
     other: Gateway  # another instance (cluster), else the same one
+    redis_url: str | None = None  # the cluster's Redis
 
     def key(self) -> str:
         resp = httpx.post(f"{self.gateway.url}/admin/v1/keys", json={"models": ["*"]}, headers=ADMIN,
@@ -78,7 +79,7 @@ def deployment(request: pytest.FixtureRequest, asker: McpUpstream, sse_asker: Mc
         config["redis"] = {"url": redis.url}
         first = start_gateway(config, tmp_path_factory.mktemp("mcpask-a"))
         second = start_gateway(config, tmp_path_factory.mktemp("mcpask-b"))
-        yield Deployment(request.param, first, second)
+        yield Deployment(request.param, first, second, redis.url)
         second.process.stop()
         first.process.stop()
         return
@@ -236,18 +237,90 @@ def test_an_http_sse_servers_requests_are_refused_at_once(deployment: Deployment
 # -- over plain HTTP: sessions, another instance, bounds ------------------------------------
 
 
-def test_a_session_of_another_key_is_not_honoured(deployment: Deployment) -> None:
+def not_found(resp: httpx.Response, rid: Any = None) -> None:
+    """The transport's answer to a session id the server does not know: HTTP 404 (the client
+    initializes again), a JSON-RPC error body."""
+    assert resp.status_code == 404, resp.text
+    assert resp.json()["jsonrpc"] == "2.0" and resp.json()["id"] == rid
+    assert resp.json()["error"]["code"] == -32001
+    assert resp.json()["error"]["data"]["code"] == "mcp_session_not_found"
+
+
+def test_an_unknown_or_another_keys_session_is_answered_404(deployment: Deployment) -> None:
     owner, intruder = deployment.key(), deployment.key()
     sid = initialize(deployment.gateway.url, owner, {"elicitation": {}})
     url = deployment.gateway.url + "/mcp"
-    resp = httpx.post(url, headers=headers(intruder, sid), json=call("asker__greet"), timeout=30)
-    assert resp.status_code == 200
-    message = resp.json()  # nothing was passed to this client: a plain JSON answer
-    assert "not passed through" in refused(message)
-    # An unknown session id: the same.
-    resp = httpx.post(deployment.gateway.url + "/mcp", headers=headers(owner, "no-such-session"),
-                      json=call("asker__greet"), timeout=30)
-    assert "not passed through" in refused(resp.json())
+    # Another key presenting the id: not a session it knows, whichever instance it asks.
+    not_found(httpx.post(url, headers=headers(intruder, sid), json=call("asker__greet"), timeout=30), 1)
+    not_found(httpx.post(deployment.other.url + "/mcp", headers=headers(intruder, sid), timeout=30,
+                         json={"jsonrpc": "2.0", "id": "q", "method": "tools/list"}), "q")
+    # An unknown (or expired) id: a request, a notification, an answer, GET and DELETE alike.
+    for other in (deployment.gateway, deployment.other):
+        gone = headers(owner, "no-such-session")
+        not_found(httpx.post(other.url + "/mcp", headers=gone, json=call("asker__greet", 3), timeout=30), 3)
+        not_found(httpx.post(other.url + "/mcp", headers=gone, timeout=30,
+                             json={"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        not_found(httpx.post(other.url + "/mcp", headers=gone, timeout=30,
+                             json={"jsonrpc": "2.0", "id": "sb-x", "result": {}}))
+        not_found(httpx.get(other.url + "/mcp", headers=gone, timeout=30))
+        not_found(httpx.delete(other.url + "/mcp", headers=gone, timeout=30))
+    # The owner's session is served; without a session id, every key is served statelessly.
+    resp = httpx.post(url, headers=headers(owner, sid), timeout=30,
+                      json={"jsonrpc": "2.0", "id": 4, "method": "ping"})
+    assert resp.status_code == 200 and resp.json() == {"jsonrpc": "2.0", "id": 4, "result": {}}
+    resp = httpx.post(url, headers=headers(intruder), json=call("asker__greet"), timeout=30)
+    assert resp.status_code == 200 and "not passed through" in refused(resp.json())
+    assert httpx.get(url, headers=headers(intruder), timeout=30).status_code == 405
+    assert httpx.delete(url, headers=headers(intruder), timeout=30).status_code == 405
+    # initialize itself never refers to a session: a client starting over is answered a new one.
+    assert initialize(deployment.gateway.url, owner, {"elicitation": {}}) != sid
+
+
+def test_a_session_ends_with_its_clients_delete(deployment: Deployment) -> None:
+    key = deployment.key()
+    sid = initialize(deployment.gateway.url, key, {"elicitation": {}})
+    url = deployment.gateway.url + "/mcp"
+    # GET of a live session: no server stream (405, naming what is allowed).
+    stream = httpx.get(url, headers=headers(key, sid), timeout=30)
+    assert stream.status_code == 405 and stream.headers["allow"] == "DELETE, POST"
+    assert stream.json()["error"]["data"]["code"] == "method_not_allowed"
+    # Another key cannot end it.
+    not_found(httpx.delete(url, headers=headers(deployment.key(), sid), timeout=30))
+    ended = httpx.delete(deployment.other.url + "/mcp", headers=headers(key, sid), timeout=30)
+    assert ended.status_code == 204 and ended.content == b""
+    not_found(httpx.post(url, headers=headers(key, sid), json=call("asker__greet", rid=5), timeout=30), 5)
+
+
+def test_a_session_lives_its_time_from_its_last_use(deployment: Deployment) -> None:
+    """Each request presenting the session keeps it mcp.client_session_seconds (an hour) more. In
+    the cluster its Redis entry, set to expire in 5 s as if unused for 59 minutes 55, is given its
+    hour again by the next request (answered by the other instance), and once it has expired the
+    client is told to initialize again. (The embedded cache's expiry runs on the gateway's own
+    clock: tests/unit/mcp/test_passthrough.py moves it.)"""
+    key = deployment.key()
+    sid = initialize(deployment.gateway.url, key, {"elicitation": {}})
+
+    def ping(gateway: Gateway, rid: int) -> httpx.Response:
+        return httpx.post(gateway.url + "/mcp", headers=headers(key, sid), timeout=30,
+                          json={"jsonrpc": "2.0", "id": rid, "method": "ping"})
+
+    if deployment.redis_url is None:
+        for rid in range(3):
+            assert ping(deployment.gateway, rid).json() == {"jsonrpc": "2.0", "id": rid, "result": {}}
+        return
+    import redis
+
+    client = redis.Redis.from_url(deployment.redis_url)
+    entry = f"sb:cache:mcp:client-session:{sid}"
+    try:
+        assert 3_590_000 < client.pttl(entry) <= 3_600_000
+        client.pexpire(entry, 5000)
+        assert ping(deployment.other, 1).status_code == 200
+        assert client.pttl(entry) > 3_590_000
+        client.delete(entry)  # expired
+        not_found(ping(deployment.gateway, 2), 2)
+    finally:
+        client.close()
 
 
 def test_the_answer_reaches_the_waiting_server_from_any_instance(deployment: Deployment) -> None:
@@ -266,7 +339,7 @@ def test_the_answer_reaches_the_waiting_server_from_any_instance(deployment: Dep
                               timeout=10,
                               json={"jsonrpc": "2.0", "id": request["id"],
                                     "result": {"action": "accept", "content": {"name": "Mallory"}}})
-        assert stranger.status_code == 202
+        assert stranger.status_code == 404
         answer = httpx.post(deployment.other.url + "/mcp", headers=headers(key, sid), timeout=10,
                             json={"jsonrpc": "2.0", "id": request["id"],
                                   "result": {"action": "accept", "content": {"name": "Grace"}}})

@@ -91,3 +91,20 @@ async def test_cluster_add_and_take_are_atomic_across_instances(cluster: Backend
     assert sorted([mine, theirs]) == [False, True]
     got = await asyncio.gather(cluster.stores.cache.take("ticket"), peer.cache.take("ticket"))
     assert sorted(got, key=lambda v: v is None) == [b"a" if mine else b"b", None]
+
+
+async def test_touch_reads_and_sets_the_expiry_anew(backend: Backend) -> None:
+    cache = backend.stores.cache
+    assert await cache.touch("absent", ttl=60) is None
+    assert await cache.get("absent") is None  # nothing stored by touching nothing
+    # Touched before it expires, an entry lives the new ttl from then: longer...
+    await cache.set("kept", b"v", ttl=0.2)
+    assert await cache.touch("kept", ttl=60) == b"v"
+    # ... or shorter.
+    await cache.set("cut", b"w", ttl=60)
+    assert await cache.touch("cut", ttl=0.2) == b"w"
+    backend.clock.advance(0.25)
+    assert await eventually_missing(backend, "cut")
+    assert await cache.get("kept") == b"v"
+    with pytest.raises(ValueError):
+        await cache.touch("kept", ttl=0)

@@ -156,8 +156,9 @@ class McpConfig(Strict):
     # How long a server's tool list (for permissions and argument validation) is reused.
     tools_cache_seconds: Annotated[float, Field(ge=0, le=3600)] = 30.0
     # Server-initiated requests passed to the client (docs/mcp.md, "Server-initiated requests"):
-    # how long a client session (Mcp-Session-Id) is remembered, how long the server's request
-    # waits for the client's answer, how many wait per session, and an answer's size bound.
+    # how long a client session (Mcp-Session-Id) is remembered after its last use, how long the
+    # server's request waits for the client's answer, how many wait per session, and an
+    # answer's size bound.
     client_session_seconds: Annotated[float, Field(ge=60, le=7 * 86400)] = 3600.0
     client_request_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 120.0
     max_pending_client_requests: Annotated[int, Field(ge=1, le=100)] = 4

@@ -3,9 +3,11 @@ requests").
 
 - Sessions: ``initialize`` answers an ``Mcp-Session-Id``; the client's declared capabilities
   (elicitation, sampling, roots) are kept under it in the shared cache (Redis in cluster mode)
-  for ``mcp.client_session_seconds``, bound to the caller (tenant and key). A request presenting
-  the id from another caller, an unknown or expired id, or no id: no session (served as before,
-  statelessly, and a server's request is refused to the server).
+  for ``mcp.client_session_seconds`` from its last use (each request presenting it extends it),
+  bound to the caller (tenant and key). A request presenting an unknown or expired id, or
+  another caller's, is answered 404 (:meth:`ClientRequests.known`), as the transport's session
+  management says, so the client initializes again. No id: served statelessly, as before (a
+  server's request is refused to the server).
 - A request of an upstream server (``elicitation/create``, ``sampling/createMessage``,
   ``roots/list``) made while the gateway serves a client request that accepts SSE and presented
   a session that declared the capability is written to that request's SSE stream with an id of
@@ -111,6 +113,28 @@ class ClientRequests:
         record = orjson.dumps({"caller": caller(principal), "capabilities": kept})
         await self._cache.set(PREFIX + session, record, self.config.client_session_seconds)
         return session
+
+    async def known(self, principal: Principal | None, session: str) -> bool:
+        """Whether ``session`` is a live session of the caller's, its expiry then extended by
+        ``mcp.client_session_seconds`` (one cache call). True when that cannot be told (no cache,
+        the cache unreachable): the request is served, at worst without its session, rather than
+        sending the client to initialize again for nothing."""
+        if self._cache is None or principal is None:
+            return True
+        if len(session) > 100:
+            return False
+        try:
+            raw = await self._cache.touch(PREFIX + session, self.config.client_session_seconds)
+            record = orjson.loads(raw) if raw is not None else None
+        except Exception:
+            log.warning("MCP client session lookup failed", exc_info=True)
+            return True
+        return isinstance(record, dict) and record.get("caller") == caller(principal)
+
+    async def end(self, session: str) -> None:
+        """The client ended its session (``DELETE /mcp``); ``known`` checked it is the caller's."""
+        if self._cache is not None:
+            await self._cache.delete(PREFIX + session)
 
     async def capabilities(self, principal: Principal | None, session: str | None) -> frozenset[str]:
         """What the caller's session declared; nothing for another caller's, an unknown or no id."""

@@ -24,6 +24,7 @@ import contextlib
 import hashlib
 import itertools
 import logging
+import re
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
@@ -52,6 +53,7 @@ from switchboard.upstream.egress import ONLY_PUBLIC, Egress, refusal
 log = logging.getLogger("switchboard.mcp")
 
 PROTOCOL_VERSION = "2025-06-18"
+_REVISION = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 CLIENT_INFO = {"name": "switchboard", "version": "0.1.0"}
 # Declared so servers may ask; passed to the gateway's client only when its session declared the
 # same (mcp/passthrough.py), refused to the server otherwise.
@@ -119,10 +121,12 @@ def identity(headers: Mapping[str, str]) -> str:
 
 
 class _Session:
-    __slots__ = ("id", "lock", "pending", "post_url", "reader", "ready", "response")
+    __slots__ = ("id", "lock", "pending", "post_url", "reader", "ready", "response", "version")
 
     def __init__(self) -> None:
         self.id: str | None = None  # Mcp-Session-Id (streamable HTTP)
+        # The protocol revision the server answered initialize with: its MCP-Protocol-Version.
+        self.version = PROTOCOL_VERSION
         self.ready = False
         self.lock = asyncio.Lock()  # one initialize at a time
         # HTTP+SSE: the endpoint the server named, the stream and its reader task, the replies
@@ -302,6 +306,11 @@ class Upstream:
         result = await self._send(session, "initialize", params, headers, initializing=True)
         if not isinstance(result, dict):
             raise Malformed(f"the MCP server '{self.name}' answered initialize with no result")
+        # The revision the server chose is the one its later requests name (MCP-Protocol-Version);
+        # one that does not read as a revision (YYYY-MM-DD) is not put in a header.
+        negotiated = result.get("protocolVersion")
+        session.version = (negotiated if isinstance(negotiated, str) and _REVISION.fullmatch(negotiated)
+                           else PROTOCOL_VERSION)
         await self._notify(session, "notifications/initialized", headers)
         session.ready = True
 
@@ -309,7 +318,7 @@ class Upstream:
         out = {**headers, "Content-Type": "application/json",
                "Accept": "application/json, text/event-stream"}
         if not initializing:
-            out["MCP-Protocol-Version"] = PROTOCOL_VERSION
+            out["MCP-Protocol-Version"] = session.version
         if session.id is not None:
             out["Mcp-Session-Id"] = session.id
         return out

@@ -11,6 +11,7 @@ import pytest
 from switchboard.config.mcp import McpConfig
 from switchboard.context import Principal
 from switchboard.mcp.passthrough import AnswerTooLarge, ClientRequests
+from switchboard.stores.clock import ManualClock
 from switchboard.stores.memory.cache import MemoryCache
 from switchboard.stores.memory.feed import MemoryFeed
 
@@ -43,6 +44,43 @@ async def test_a_session_is_bound_to_its_caller_and_its_declared_capabilities() 
     assert await clients.ask(ALICE, None, ELICIT, lambda m: True) is None
     assert await clients.ask(ALICE, sid, {"id": 1, "method": "tools/call"}, lambda m: True) is None
     assert await clients.ask(BOB, sid, ELICIT, lambda m: True) is None
+    await clients.close()
+
+
+async def test_a_session_lives_its_time_from_its_last_use() -> None:
+    clock = ManualClock()
+    clients = await started(MemoryCache(clock), client_session_seconds=3600)
+    sid = await clients.open(ALICE, {"elicitation": {}})
+    assert sid is not None
+    # Used every 50 minutes, it outlives an hour from its initialize.
+    for _ in range(3):
+        clock.advance(3000)
+        assert await clients.known(ALICE, sid)
+    assert await clients.capabilities(ALICE, sid) == {"elicitation"}
+    # Unused for longer than an hour, it is gone.
+    clock.advance(3601)
+    assert not await clients.known(ALICE, sid)
+    assert await clients.capabilities(ALICE, sid) == frozenset()
+    # Unknown, another caller's, too long an id: not a session of the caller's.
+    other = await clients.open(ALICE, {"roots": {}})
+    assert other is not None
+    assert not await clients.known(BOB, other)
+    assert not await clients.known(ALICE, "unknown")
+    assert not await clients.known(ALICE, "x" * 200)
+    # Ended by its client: gone.
+    await clients.end(other)
+    assert not await clients.known(ALICE, other)
+    await clients.close()
+
+
+async def test_a_session_is_not_refused_when_the_cache_cannot_tell() -> None:
+    class Down(MemoryCache):
+        async def touch(self, key: str, ttl: float) -> bytes | None:
+            raise ConnectionError("the cache is unreachable")
+
+    clients = await started(Down())
+    assert await clients.known(ALICE, "any")  # served, at worst without its session
+    assert await ClientRequests().known(ALICE, "any")  # not started: no cache
     await clients.close()
 
 

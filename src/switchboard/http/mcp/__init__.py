@@ -1,8 +1,10 @@
 """The gateway's own MCP endpoint, ``/mcp`` (streamable HTTP, docs/mcp.md).
 
-One POST carries one JSON-RPC message; the answer is JSON (``application/json``), never a
-session: the endpoint is stateless (no ``Mcp-Session-Id`` is issued or required), so hosted
-and serverless clients work. GET (a server stream) and DELETE (ending a session) answer 405.
+One POST carries one JSON-RPC message; the answer is JSON (``application/json``), or an SSE
+stream for what a server sends the client during the request. Sessions are optional: an
+``Mcp-Session-Id`` is issued only to pass server requests to the client (mcp/passthrough.py) and
+never required; one the gateway does not know is answered 404, so the client initializes again.
+GET (a server stream) answers 405; DELETE ends the session it names (405 without one).
 Authentication is the gateway's AuthStage (``Authorization: Bearer <master or virtual key>`` or
 a JWT); unauthenticated: 401 with a JSON-RPC error body. After authentication every error is a
 JSON-RPC error (HTTP 200) whose ``data`` carries the gateway's status and code; the request's

@@ -49,6 +49,28 @@ class RpcFailure(GatewayError):
         self.rid = rid
 
 
+class SessionNotFound(RpcFailure):
+    """An ``Mcp-Session-Id`` the gateway does not know (expired, never issued, another caller's):
+    HTTP 404, so the client initializes again (streamable HTTP, session management)."""
+
+    status = 404
+    type = "not_found_error"
+
+    def __init__(self, rid: Any = None) -> None:
+        super().__init__(-32001, "session not found: it expired or is unknown; send initialize again "
+                         "(without Mcp-Session-Id) for a new one", "mcp_session_not_found", rid)
+
+
+class NoServerStream(RpcFailure):
+    """``GET /mcp`` of a live session: the endpoint opens no server stream (HTTP 405)."""
+
+    status = 405
+
+    def __init__(self) -> None:
+        super().__init__(INVALID_REQUEST, "GET /mcp (a server stream) is not supported: POST requests",
+                         "method_not_allowed")
+
+
 def rpc_error(rid: Any, error: GatewayError) -> dict[str, Any]:
     code = getattr(error, "rpc_code", None)
     if not isinstance(code, int):
@@ -90,6 +112,9 @@ class McpAPI:
         if version is not None and version not in VERSIONS:
             raise RpcFailure(INVALID_REQUEST, f"unsupported MCP-Protocol-Version {version[:40]!r}; "
                              f"supported: {', '.join(VERSIONS)}", "unsupported_protocol_version")
+        if ctx.method in ("GET", "DELETE"):  # of a session (app.py routes only those here)
+            ctx.request = {"id": None, "method": None, "http": ctx.method, "notification": False}
+            return
         try:
             message = orjson.loads(ctx.body)
         except orjson.JSONDecodeError:
@@ -236,7 +261,8 @@ class McpEndpoint(Endpoint):
 
     async def _error(self, ctx: RequestContext, out: Responder, err: GatewayError) -> None:
         if ctx.principal is None or err.status == 401 or isinstance(err, RpcFailure):
-            # Not authenticated, or not a JSON-RPC request: the HTTP status, a JSON-RPC body.
+            # Not authenticated, not a JSON-RPC request, or not of a session the gateway knows:
+            # the HTTP status, a JSON-RPC body.
             await out.error(err)
             return
         rid = ctx.request.get("id") if ctx.request else None

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from switchboard.context import Reply, RequestContext, Result
 from switchboard.errors import GatewayError
-from switchboard.http.mcp.api import INVALID_PARAMS, METHOD_NOT_FOUND, VERSIONS
+from switchboard.http.mcp.api import (
+    INVALID_PARAMS,
+    METHOD_NOT_FOUND,
+    VERSIONS,
+    NoServerStream,
+    SessionNotFound,
+)
 from switchboard.mcp.interfaces import Listing
 from switchboard.mcp.passthrough import CLIENTS
 from switchboard.mcp.relay import CALLS
 from switchboard.mcp.toolbox import NOTICES, McpToolbox
-from switchboard.pipeline.chain import Handler
+from switchboard.pipeline.chain import Handler, Stage, build_chain
 
 SERVER_INFO = {"name": "switchboard", "title": "Switchboard MCP gateway", "version": "0.1.0"}
 INSTRUCTIONS = ("Tools, resources and prompts of the MCP servers you may use, named <server>__<name> "
@@ -23,32 +29,67 @@ _KNOWN = frozenset({"initialize", "ping", "tools/list", "resources/list", "resou
                     "resources/read", "prompts/list", "prompts/get", "logging/setLevel"})
 
 
-class McpServer:
-    """Answers one JSON-RPC message; ``tools/call`` goes through ``call_chain`` (mcp_stages())."""
+# Methods answered from the upstream servers (besides tools/call): each counts one request (0
+# tokens) against the caller's rate limits, through ``served_stages``.
+_FROM_SERVERS = frozenset({"tools/list", "resources/list", "resources/templates/list", "prompts/list",
+                           "resources/read", "prompts/get"})
 
-    def __init__(self, toolbox: McpToolbox, call_chain: Handler) -> None:
+
+class McpServer:
+    """Answers one JSON-RPC message; ``tools/call`` goes through ``call_chain`` (mcp_stages()),
+    the other methods that reach the servers through ``served_stages`` (the rate limits)."""
+
+    def __init__(self, toolbox: McpToolbox, call_chain: Handler, served_stages: Sequence[Stage] = ()) -> None:
         self.toolbox = toolbox
         self._call = call_chain
+        self._served = build_chain(served_stages, self._from_servers)
 
     async def __call__(self, ctx: RequestContext) -> Result:
         request = ctx.request
         method = request.get("method")
         if request.get("notification"):
-            # Notifications (initialized, cancelled, ...) and replies to server requests: accepted.
             ctx.operation = "mcp:notification"
+        elif method == "tools/call":
+            ctx.operation = "mcp"
+        else:
+            ctx.operation = f"mcp:{method}" if method in _KNOWN else "mcp:other"
+        session = ctx.headers.get("mcp-session-id")
+        if session is not None and method != "initialize":
+            # A session id the gateway no longer knows is answered 404 (the client initializes
+            # again); a known one lives on (mcp/passthrough.py). Without one: stateless, as ever.
+            if not await CLIENTS.known(ctx.principal, session):
+                # A notification or a response has no id of a request to answer.
+                raise SessionNotFound(None if request.get("notification") else request.get("id"))
+            if request.get("http") == "DELETE":  # the client ends its session
+                await CLIENTS.end(session)
+                return Reply({}, status=204)
+            if request.get("http") == "GET":
+                ctx.response_headers["allow"] = "DELETE, POST"
+                raise NoServerStream
+        if request.get("notification"):
+            # Notifications (initialized, cancelled, ...) and replies to server requests: accepted.
             if method == "notifications/cancelled":  # the caller's own call under way here
                 cancelled = request.get("params") or {}
                 CALLS.cancel(ctx.principal, cancelled.get("requestId"))
             elif request.get("response"):  # the client's answer to a server's request it was passed
-                await CLIENTS.answer(ctx.principal, ctx.headers.get("mcp-session-id"), request.get("id"),
-                                     request.get("reply") or {}, len(ctx.body))
+                await CLIENTS.answer(ctx.principal, session, request.get("id"), request.get("reply") or {},
+                                     len(ctx.body))
             return Reply({}, status=202)
         assert isinstance(method, str)
         if method == "tools/call":
-            ctx.operation = "mcp"
             return await self._call(ctx)
-        ctx.operation = f"mcp:{method}" if method in _KNOWN else "mcp:other"
         params: Mapping[str, Any] = request.get("params") or {}
+        if method in _FROM_SERVERS:
+            # Refused here, a malformed request reaches no server and is not counted.
+            if method == "resources/read" and (not isinstance(params.get("uri"), str) or not params["uri"]):
+                raise _invalid("resources/read needs params.uri (a string)")
+            if method == "prompts/get":
+                if not isinstance(params.get("name"), str) or not params["name"]:
+                    raise _invalid("prompts/get needs params.name (a string)")
+                if params.get("arguments") is not None and not isinstance(params["arguments"], dict):
+                    raise _invalid("prompts/get params.arguments must be an object")
+            ctx.prompt_tokens = 0  # no tokens against token limits, as a tool call
+            return await self._served(ctx)
         principal = ctx.principal
         result: dict[str, Any]
         if method == "initialize":
@@ -66,7 +107,16 @@ class McpServer:
                 ctx.response_headers["mcp-session-id"] = session
         elif method in ("ping", "logging/setLevel"):
             result = {}
-        elif method == "tools/list":
+        else:
+            raise _Unknown(METHOD_NOT_FOUND, f"method not found: {method[:100]}", "method_not_found")
+        return Reply({"jsonrpc": "2.0", "id": request.get("id"), "result": result})
+
+    async def _from_servers(self, ctx: RequestContext) -> Result:
+        """A method of ``_FROM_SERVERS``, its params checked."""
+        request, principal = ctx.request, ctx.principal
+        method, params = request["method"], request.get("params") or {}
+        result: dict[str, Any]
+        if method == "tools/list":
             result = _listed("tools", await self.toolbox.list_tools(principal))
         elif method == "resources/list":
             result = _listed("resources", await self.toolbox.list_resources(principal))
@@ -75,19 +125,9 @@ class McpServer:
         elif method == "prompts/list":
             result = _listed("prompts", await self.toolbox.list_prompts(principal))
         elif method == "resources/read":
-            uri = params.get("uri")
-            if not isinstance(uri, str) or not uri:
-                raise _invalid("resources/read needs params.uri (a string)")
-            result = await self.toolbox.read_resource(principal, uri)
-        elif method == "prompts/get":
-            name, arguments = params.get("name"), params.get("arguments")
-            if not isinstance(name, str) or not name:
-                raise _invalid("prompts/get needs params.name (a string)")
-            if arguments is not None and not isinstance(arguments, dict):
-                raise _invalid("prompts/get params.arguments must be an object")
-            result = await self.toolbox.get_prompt(principal, name, arguments)
+            result = await self.toolbox.read_resource(principal, params["uri"])
         else:
-            raise _Unknown(METHOD_NOT_FOUND, f"method not found: {method[:100]}", "method_not_found")
+            result = await self.toolbox.get_prompt(principal, params["name"], params.get("arguments"))
         return Reply({"jsonrpc": "2.0", "id": request.get("id"), "result": result})
 
 

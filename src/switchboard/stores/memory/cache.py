@@ -31,6 +31,12 @@ class MemoryCache:
         while len(self._data) > self._max:
             self._data.popitem(last=False)
 
+    async def touch(self, key: str, ttl: float) -> bytes | None:
+        value = await self.get(key)
+        if value is not None:
+            await self.set(key, value, ttl)
+        return value
+
     async def delete(self, key: str) -> None:
         self._data.pop(key, None)
 

@@ -14,6 +14,10 @@ class SharedCache(Protocol):
 
     async def delete(self, key: str) -> None: ...
 
+    async def touch(self, key: str, ttl: float) -> bytes | None:
+        """The value, now kept ``ttl`` seconds (> 0) from now (a sliding expiry); None, and
+        nothing stored, when ``key`` holds nothing."""
+
     async def add(self, key: str, value: bytes, ttl: float) -> bool:
         """Store for ``ttl`` seconds only when ``key`` holds nothing; True when stored. Atomic
         across instances: of callers racing on one key, exactly one gets True (single-use marks)."""

@@ -28,6 +28,20 @@ class RedisCache:
         await self._silence.call(
             lambda: self._client.set(PREFIX + "cache:" + key, value, px=max(1, round(ttl * 1000))))
 
+    async def touch(self, key: str, ttl: float) -> bytes | None:
+        if ttl <= 0:
+            raise ValueError("ttl must be > 0 seconds")
+        return await self._silence.call(lambda: self._touch(key, max(1, round(ttl * 1000))))
+
+    async def _touch(self, key: str, ttl_ms: int) -> bytes | None:
+        # GET and PEXPIRE in one MULTI/EXEC, one round trip (GETEX needs Redis 6.2). PEXPIRE on a
+        # key that is gone does nothing.
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.get(PREFIX + "cache:" + key)
+            pipe.pexpire(PREFIX + "cache:" + key, ttl_ms)
+            value, _ = await pipe.execute()
+        return value.encode() if isinstance(value, str) else value
+
     async def delete(self, key: str) -> None:
         await self._silence.call(lambda: self._client.delete(PREFIX + "cache:" + key))
 
