@@ -1,9 +1,9 @@
 """A large request's heavy steps run in a worker thread, so the event loop keeps serving the other
 requests meanwhile: its parse and validation (decode), the walk over its parts for named files,
 the token count that checks it against context windows, its translation for the provider, the
-parse of a large answer and its encoding for the client, the serialisation of a large files or
-batches call, and the freeing of a large message batch once sent. A small request does each
-inline: no thread hop on the common path.
+parse of a large answer (a media one too) and its encoding for the client, the serialisation of
+a large files or batches call, and the freeing of a large message batch once sent. A small
+request does each inline: no thread hop on the common path.
 
 Each step is run beside a task standing for the other requests on the loop: when the step runs
 in a thread the loop runs that task meanwhile (``ticks > 0``); inline it never gets the chance
@@ -32,8 +32,10 @@ from switchboard.http.files.upstream import SERIALISE_IN_THREAD_BYTES, Upstream
 from switchboard.http.state import ServerState
 from switchboard.pipeline.decode import DecodeStage
 from switchboard.pipeline.invoke import invoke
+from switchboard.pipeline.media import MediaTerminal
 from switchboard.pipeline.route import RouteStage
 from switchboard.pipeline.rules import RulesStage
+from switchboard.providers.media import MediaReply
 from switchboard.tokens import estimate
 from switchboard.upstream.client import UpstreamReply
 from switchboard.upstream.request import UpstreamRequest
@@ -245,3 +247,31 @@ async def test_a_large_answer_is_encoded_for_the_client_off_the_loop(large: bool
     assert client.status == 200 and client.json()["choices"] == answer["choices"]
     assert len(watched.threads) == 1
     assert (watched.threads[0] != threading.get_ident()) is large
+
+
+class _ImageAdapter:
+    """An images provider's translation: the answer's JSON read as the client's body."""
+
+    def media_request(self, operation: str, request: dict[str, Any], target: Any) -> UpstreamRequest:
+        return UpstreamRequest("POST", "http://up/v1/images/generations", orjson.dumps(request))
+
+    def media_response(self, operation: str, body: bytes, headers: Any, request: Any,
+                       target: Any) -> MediaReply:
+        return MediaReply(body=dict(orjson.loads(body)), usage={"units": {"images": 1}})
+
+
+@pytest.mark.parametrize("threaded", [True, False])
+async def test_a_large_image_answer_is_read_off_the_loop_and_encoded_there(threaded: bool) -> None:
+    # An image's base64 runs to tens of MB: read in a thread, and encoded there by the edge.
+    image = "A" * (LARGE_BODY_BYTES if threaded else 100)
+    answer = orjson.dumps({"created": 1, "data": [{"b64_json": image}]})
+    request = {"model": "painter", "prompt": "a cat"}
+    ctx = RequestContext("rid-1", "image_generations", openai_api.CHAT, {}, orjson.dumps(request), 0.0,
+                         request=request)
+    ctx.route = cast(Any, SimpleNamespace(adapter=_ImageAdapter(), client=_Provider(answer), timeout=None,
+                                          target=SimpleNamespace(name="painter", provider_type="openai")))
+    terminal = MediaTerminal(cast(Any, SimpleNamespace(of_route=lambda route: None)))
+    result, ticks = await _ticks_while(lambda: terminal(ctx))
+    assert isinstance(result, Reply) and result.body["data"][0]["b64_json"] == image
+    assert ctx.usage == {"units": {"images": 1}}
+    assert result.large is threaded and (ticks > 0) is threaded

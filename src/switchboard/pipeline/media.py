@@ -11,19 +11,23 @@ set a mode, is tried.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from switchboard.catalog import ModelInfo
-from switchboard.context import RawReply, Reply, RequestContext, Result, StreamReply
+from switchboard.context import LARGE_BODY_BYTES, RawReply, Reply, RequestContext, Result, StreamReply
 from switchboard.errors import InvalidRequest
 from switchboard.pipeline import caller_credentials
 from switchboard.providers.media import OPERATION_NAMES, SPEECH_TYPES, MediaReply, MediaStreamUsage
 from switchboard.spend.cost import Prices
 from switchboard.upstream.client import UpstreamStream
 from switchboard.upstream.request import UpstreamRequest
+
+if TYPE_CHECKING:
+    from switchboard.routing.table import Route
 
 # The catalog mode each media operation serves.
 MODES: dict[str, str] = {
@@ -91,8 +95,7 @@ class MediaTerminal:
         if reply.status >= 400:
             failed = adapter.error(reply.status, reply.headers, reply.body, target)
             raise caller_credentials.blamed(ctx, failed)
-        media = adapter.media_response(ctx.operation, reply.body, reply.headers, ctx.request, target)
-        return _answer(ctx, media)
+        return await _read(ctx, route, reply.body, reply.headers)
 
     async def _stream(
         self, ctx: RequestContext, upstream: UpstreamRequest, began: float, watcher: MediaStreamUsage | None
@@ -123,8 +126,7 @@ class MediaTerminal:
             adapter, target = route.adapter, route.target
             if (reported := adapter.answer_error(stream.headers, stream.scrub(whole), target)) is not None:
                 raise caller_credentials.blamed(ctx, reported)
-            media = adapter.media_response(ctx.operation, whole, stream.headers, ctx.request, target)
-            return _answer(ctx, media)
+            return await _read(ctx, route, whole, stream.headers)
         ctx.mark("upstream_headers", time.perf_counter())
         if watcher is None:
             text = ctx.request.get("input")
@@ -138,7 +140,18 @@ class MediaTerminal:
         return StreamReply(_relay(ctx, stream, watcher), close=stream.close)
 
 
-def _answer(ctx: RequestContext, media: MediaReply) -> Result:
+async def _read(ctx: RequestContext, route: Route, body: bytes, headers: Mapping[str, str]) -> Result:
+    """The reply of a whole media answer. A large one (images' base64: tens of MB) is read in a
+    worker thread and marked for the edge to encode there too, as invoke does for chat and
+    embeddings, so the event loop keeps serving the other requests meanwhile."""
+    read, target = route.adapter.media_response, route.target
+    if len(body) <= LARGE_BODY_BYTES:
+        return _answer(ctx, read(ctx.operation, body, headers, ctx.request, target))
+    media = await asyncio.to_thread(read, ctx.operation, body, headers, ctx.request, target)
+    return _answer(ctx, media, large=True)
+
+
+def _answer(ctx: RequestContext, media: MediaReply, large: bool = False) -> Result:
     """A whole media answer as the reply: JSON, or raw bytes under their content type."""
     ctx.usage = media.usage
     if media.raw is not None:
@@ -147,7 +160,7 @@ def _answer(ctx: RequestContext, media: MediaReply) -> Result:
         return RawReply(200, [(b"content-type", content_type),
                               (b"content-length", str(len(media.raw)).encode())], media.raw)
     assert media.body is not None
-    return Reply(media.body)
+    return Reply(media.body, large=large)
 
 
 async def _relay(
