@@ -142,6 +142,22 @@ def test_serve_with_unreachable_postgresql_fails_in_one_line(tmp_path: Path) -> 
     assert "hunter2" not in output
 
 
+@pytest.mark.parametrize("command", ["serve", "db upgrade"])
+def test_a_postgresql_url_option_the_driver_cannot_parse_is_one_line(tmp_path: Path, command: str) -> None:
+    """asyncpg's options are taken from the URL's query; one whose value the dialect cannot read
+    (it reads a few as the engine is made) was a traceback."""
+    port = refused_port()
+    url = f"postgresql://sb:hunter2-secret@127.0.0.1:{port}/sb?prepared_statement_cache_size=lots"
+    config = write(tmp_path, {**AUTH, "database": {"url": url}})
+    port_option = ["--port", str(free_port())] if command == "serve" else []
+    rc, output = finish(cli([*command.split(), "--config", str(config), *port_option], tmp_path))
+    assert rc == 1, output
+    assert output.strip() == (
+        f"cannot open the stores: cannot open the database postgresql://sb:***@127.0.0.1:{port}/sb?"
+        "prepared_statement_cache_size=lots: invalid URL option "
+        "(invalid literal for int() with base 10: 'lots')")
+
+
 def test_serve_with_unreachable_redis_fails_in_one_line(tmp_path: Path) -> None:
     config = write(tmp_path, {**AUTH, "redis": {"url": f"redis://127.0.0.1:{refused_port()}/0"}})
     rc, output = finish(cli(["serve", "--config", str(config), "--port", str(free_port())], tmp_path))
