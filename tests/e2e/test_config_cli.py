@@ -343,6 +343,28 @@ def test_an_unusable_data_directory_is_one_line_and_exit_1(tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize(("content", "expected"), [
+    (b"\n", "the master key in this file must be at least 8 characters, as auth.master_key (it has 0)"),
+    (b"sk-abc\n", "the master key in this file must be at least 8 characters, as auth.master_key (it has 6)"),
+    (b"\xff\xfesk-long-enough-key", "the master key file is not UTF-8 text"),
+])
+def test_an_embedded_master_key_file_that_is_no_usable_key_names_the_file(
+    tmp_path: Path, content: bytes, expected: str
+) -> None:
+    """The embedded default's master_key file, emptied or cut short by hand, or not text: one
+    line naming the file and exit 2 (it was "auth: master_key must be ..." about a config the user
+    never wrote, or a traceback), from serve and from the other commands that read it."""
+    key_file = tmp_path / "master_key"
+    key_file.write_bytes(content)
+    env = {"SWITCHBOARD_DATA_DIR": str(tmp_path), "SWITCHBOARD_MASTER_KEY": ""}
+    for args in (["serve", "--port", str(free_port())], ["secrets", "rotate"]):
+        proc = spawn(args, env=env)
+        assert proc.wait_exit(60) == 2, (args, proc.output)
+        assert f"(embedded default): {key_file}: {expected}" in proc.output, (args, proc.output)
+        assert "Traceback" not in proc.output and "Uvicorn running" not in proc.output
+    assert key_file.read_bytes() == content
+
+
+@pytest.mark.parametrize(("content", "expected"), [
     (b"", "must be at least 32 characters, as auth.secret_key (it has 0)"),
     (b"short-by-hand\n", "must be at least 32 characters, as auth.secret_key (it has 13)"),
     (b"\xff\xfe" + b"x" * 40, "the server secret file is not UTF-8 text"),
