@@ -8,7 +8,7 @@ import json
 import urllib.error
 import urllib.request
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 TIMEOUT = 30.0
 # Answers that say "not now" rather than "no": the gateway (or a proxy in front of it) is
@@ -40,6 +40,27 @@ class Answer(dict[str, Any]):
         raise AdminError(f"the answer has no {key!r} field: is --url the gateway (and of this version)?")
 
 
+def url_problem(url: str) -> str | None:
+    """Why ``url`` (--url, $SWITCHBOARD_URL) cannot be the gateway's base URL, in one line; None
+    when it can. urllib would raise a traceback on some (an unclosed IPv6 bracket), read others
+    as something else (a query and the path after it dropped; ``user:password@`` taken as part
+    of the host name, then printed in the "cannot reach" line)."""
+    if not url.startswith(("http://", "https://")):
+        return f"the gateway URL must start with http:// or https:// (got {url!r})"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port out of range or not a number
+    except ValueError as exc:
+        return f"the gateway URL is not a valid URL: {exc} (got {url!r})"
+    if "@" in parts.netloc:  # not echoed: it may hold a password
+        return "the gateway URL must not hold a user name or password (the key goes in --key)"
+    if not parts.hostname:
+        return f"the gateway URL has no host (got {url!r})"
+    if parts.query or parts.fragment or url.endswith(("?", "#")):
+        return f"the gateway URL takes no query or fragment (got {url!r})"
+    return None
+
+
 class AdminClient:
     def __init__(self, url: str, key: str) -> None:
         self.url = url.rstrip("/")
@@ -48,8 +69,9 @@ class AdminClient:
     def call(self, method: str, path: str, body: Any = None, query: dict[str, Any] | None = None) -> Any:
         url = self.url + path + (("?" + urlencode(query)) if query else "")
         data = None if body is None else json.dumps(body).encode()
-        if not url.startswith(("http://", "https://")):
-            raise AdminError(f"the gateway URL must start with http:// or https:// (got {self.url!r})")
+        problem = url_problem(self.url)
+        if problem:
+            raise AdminError(problem)
         request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - http(s) only
         request.add_header("Authorization", f"Bearer {self.key}")
         if data is not None:

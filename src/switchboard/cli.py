@@ -137,9 +137,9 @@ def serve(
     from switchboard.settings.loader import ConfigError
 
     opts = ServeOptions(str(config) if config else None, host, port, workers)
-    # Before the settings: they read the key file this creates on the first start.
-    key = master_key() if config is None else None
     try:
+        # Before the settings: they read the key file this creates on the first start.
+        key = master_key() if config is None else None
         settings = resolve_settings(opts)
     except ConfigError as exc:
         _fail_config(exc)

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
+from switchboard.admin_client import url_problem
 from switchboard.cli_output import err, error, line, out, table
 
 Url = Annotated[str, typer.Option("--url", envvar="SWITCHBOARD_URL", help="The gateway's base URL.")]
@@ -42,7 +43,8 @@ class McpClient:
     """JSON-RPC over HTTP POST to ``<url>/mcp`` (stateless: no session to keep)."""
 
     def __init__(self, url: str, key: str) -> None:
-        self.url = url.rstrip("/") + "/mcp"
+        self.base = url.rstrip("/")
+        self.url = self.base + "/mcp"
         self.key = key
         self._ids = itertools.count(1)
 
@@ -51,8 +53,9 @@ class McpClient:
         message: dict[str, Any] = {"jsonrpc": "2.0", "id": rid, "method": method}
         if params is not None:
             message["params"] = params
-        if not self.url.startswith(("http://", "https://")):
-            raise McpFailure(f"the gateway URL must start with http:// or https:// (got {self.url!r})")
+        problem = url_problem(self.base)
+        if problem:
+            raise McpFailure(problem)
         request = urllib.request.Request(self.url, data=json.dumps(message).encode(), method="POST")  # noqa: S310
         request.add_header("Authorization", f"Bearer {self.key}")
         request.add_header("Content-Type", "application/json")

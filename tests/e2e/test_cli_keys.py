@@ -125,6 +125,28 @@ def test_errors_are_one_line_and_exit_1(gateway: Gateway) -> None:
     assert code == 1 and "cannot reach the gateway" in output
 
 
+@pytest.mark.parametrize(("url", "expected"), [
+    ("http://[::1", "the gateway URL is not a valid URL: Invalid IPv6 URL"),
+    ("http://127.0.0.1:99999", "the gateway URL is not a valid URL: Port out of range 0-65535"),
+    ("http://127.0.0.1:4o00", "the gateway URL is not a valid URL: Port could not be cast"),
+    ("http://admin:hunter2@127.0.0.1:4000", "the gateway URL must not hold a user name or password"),
+    ("http://:4000", "the gateway URL has no host"),
+    ("http://127.0.0.1:4000/?tenant=acme", "the gateway URL takes no query or fragment"),
+    ("ftp://127.0.0.1:4000", "the gateway URL must start with http:// or https://"),
+])
+@pytest.mark.parametrize("command", [["keys", "list"], ["mcp", "servers"]])
+def test_a_gateway_url_that_is_no_usable_url_is_one_line_and_exit_1(
+    command: list[str], url: str, expected: str
+) -> None:
+    """--url (or $SWITCHBOARD_URL) as an operator mistypes it: named before anything is sent,
+    not a traceback, a "connection refused" for a port the socket would never take, a query
+    dropped in silence, or a password printed back in the error."""
+    proc = spawn([*command, "--url", url, "--key", MASTER_KEY])
+    assert proc.wait_exit(60) == 1, proc.output
+    assert proc.output.startswith(f"error: {expected}"), proc.output
+    assert len(proc.output.strip().splitlines()) == 1 and "hunter2" not in proc.output, proc.output
+
+
 class _NotTheGateway(BaseHTTPRequestHandler):
     """Whatever --url reached instead: a proxy's login page, a service with its own error shape,
     one whose JSON lacks the gateway's fields. The path picks which."""

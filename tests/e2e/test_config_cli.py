@@ -342,6 +342,54 @@ def test_an_unusable_data_directory_is_one_line_and_exit_1(tmp_path: Path) -> No
         assert proc.output.strip() == f"error: cannot use the data directory {afile}: Not a directory"
 
 
+@pytest.mark.parametrize(("content", "expected"), [
+    (b"\n", "the master key in this file must be at least 8 characters, as auth.master_key (it has 0)"),
+    (b"sk-abc\n", "the master key in this file must be at least 8 characters, as auth.master_key (it has 6)"),
+    (b"\xff\xfesk-long-enough-key", "the master key file is not UTF-8 text"),
+])
+def test_an_embedded_master_key_file_that_is_no_usable_key_names_the_file(
+    tmp_path: Path, content: bytes, expected: str
+) -> None:
+    """The embedded default's master_key file, emptied or cut short by hand, or not text: one
+    line naming the file and exit 2 (it was "auth: master_key must be ..." about a config the user
+    never wrote, or a traceback), from serve and from the other commands that read it."""
+    key_file = tmp_path / "master_key"
+    key_file.write_bytes(content)
+    env = {"SWITCHBOARD_DATA_DIR": str(tmp_path), "SWITCHBOARD_MASTER_KEY": ""}
+    for args in (["serve", "--port", str(free_port())], ["secrets", "rotate"]):
+        proc = spawn(args, env=env)
+        assert proc.wait_exit(60) == 2, (args, proc.output)
+        assert f"(embedded default): {key_file}: {expected}" in proc.output, (args, proc.output)
+        assert "Traceback" not in proc.output and "Uvicorn running" not in proc.output
+    assert key_file.read_bytes() == content
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    (b"", "must be at least 32 characters, as auth.secret_key (it has 0)"),
+    (b"short-by-hand\n", "must be at least 32 characters, as auth.secret_key (it has 13)"),
+    (b"\xff\xfe" + b"x" * 40, "the server secret file is not UTF-8 text"),
+])
+def test_a_server_secret_file_that_is_no_usable_secret_is_refused(
+    tmp_path: Path, content: bytes, expected: str
+) -> None:
+    """A secret_key file in the data directory written by hand (emptied, truncated) is checked as
+    auth.secret_key is, by `config check` and by `serve` alike, rather than seal every stored
+    credential under it (the empty secret included)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    secret_file = data / "secret_key"
+    secret_file.write_bytes(content)
+    env = {"SWITCHBOARD_DATA_DIR": str(data), "SWITCHBOARD_SECRET_KEY": "", "SWITCHBOARD_MASTER_KEY": ""}
+    config = _config(tmp_path, MINIMAL.format(api_base="http://127.0.0.1:9/v1", log_level="info"))
+    runs = (["config", "check", str(config)], ["serve", "--config", str(config)], ["serve"])
+    for args in runs:
+        proc = spawn([*args, *(["--port", str(free_port())] if args[0] == "serve" else [])], env=env)
+        assert proc.wait_exit(60) == 2, (args, proc.output)
+        assert f"{secret_file}: " in proc.output and expected in proc.output, (args, proc.output)
+        assert "Traceback" not in proc.output and "Uvicorn running" not in proc.output
+    assert secret_file.read_bytes() == content  # left for the operator to mend, not replaced
+
+
 def test_embedded_default_on_an_ipv6_address(tmp_path: Path) -> None:
     """The built-in mock's api_base brackets the address, so the demo model answers."""
     port = free_port()

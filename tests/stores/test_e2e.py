@@ -142,6 +142,22 @@ def test_serve_with_unreachable_postgresql_fails_in_one_line(tmp_path: Path) -> 
     assert "hunter2" not in output
 
 
+@pytest.mark.parametrize("command", ["serve", "db upgrade"])
+def test_a_postgresql_url_option_the_driver_cannot_parse_is_one_line(tmp_path: Path, command: str) -> None:
+    """asyncpg's options are taken from the URL's query; one whose value the dialect cannot read
+    (it reads a few as the engine is made) was a traceback."""
+    port = refused_port()
+    url = f"postgresql://sb:hunter2-secret@127.0.0.1:{port}/sb?prepared_statement_cache_size=lots"
+    config = write(tmp_path, {**AUTH, "database": {"url": url}})
+    port_option = ["--port", str(free_port())] if command == "serve" else []
+    rc, output = finish(cli([*command.split(), "--config", str(config), *port_option], tmp_path))
+    assert rc == 1, output
+    assert output.strip() == (
+        f"cannot open the stores: cannot open the database postgresql://sb:***@127.0.0.1:{port}/sb?"
+        "prepared_statement_cache_size=lots: invalid URL option "
+        "(invalid literal for int() with base 10: 'lots')")
+
+
 def test_serve_with_unreachable_redis_fails_in_one_line(tmp_path: Path) -> None:
     config = write(tmp_path, {**AUTH, "redis": {"url": f"redis://127.0.0.1:{refused_port()}/0"}})
     rc, output = finish(cli(["serve", "--config", str(config), "--port", str(free_port())], tmp_path))
@@ -163,6 +179,11 @@ def test_serve_with_unreachable_redis_fails_in_one_line(tmp_path: Path) -> None:
         # A digit to str.isdigit: the client silently used database 0 for it.
         ("redis", "redis://c:6379/\u00b2", "redis.url: redis URL: the database after the host must be"),
         ("redis", "redis:///0", "redis.url: redis URL needs a host"),
+        # The client takes a query option over the gateway's own setting: "false" is a true string.
+        ("redis", "redis://:pw-secret@c:6379/0?decode_responses=false",
+         "redis.url: redis URL: option 'decode_responses' is not taken (none with redis://)"),
+        ("redis", "rediss://:pw-secret@c:6380/0?ssl_cert_reqs=none&socket_timeout=600",
+         "redis.url: redis URL: option 'socket_timeout' is not taken (only ssl_* options, with rediss://)"),
     ],
 )
 def test_bad_urls_are_config_errors(section: str, url: str, expected: str) -> None:
@@ -177,6 +198,7 @@ def test_bad_urls_are_config_errors(section: str, url: str, expected: str) -> No
     [
         {"database": {"url": "postgresql://u:pw@db.internal:5432/switchboard"}, "redis": {"url": "rediss://c:6380/1"}},
         {"database": {"url": "postgres://db/x"}, "redis": {"url": "redis://localhost"}},
+        {"redis": {"url": "rediss://c:6380/0?ssl_cert_reqs=none&ssl_ca_certs=/etc/ca.pem"}},
         {"database": {"url": "sqlite:///relative.db"}},
         {"database": {"url": "sqlite:////abs/path.db"}},
         {"database": {}},
@@ -184,6 +206,29 @@ def test_bad_urls_are_config_errors(section: str, url: str, expected: str) -> No
 )
 def test_good_urls_are_accepted(config: dict[str, Any]) -> None:
     validate({**AUTH, **config}, "f.yaml", env={})
+
+
+@pytest.mark.parametrize("option", ["socket_timeout=abc", "max_connections=2", "health_check_interval=x"])
+def test_redis_url_options_are_refused_by_config_check_and_serve_alike(tmp_path: Path, option: str) -> None:
+    """A query option in redis.url would replace the gateway's own bound (or, unparsable, was a
+    traceback at start after `config check` had passed the file): both refuse it, naming it."""
+    name = option.split("=", 1)[0]
+    config = write(tmp_path, {**AUTH, "redis": {"url": f"redis://:pw-secret@127.0.0.1:{refused_port()}/0?{option}"}})
+    serve = ["serve", "--config", str(config), "--port", str(free_port())]
+    for args in (["config", "check", str(config)], serve):
+        rc, output = finish(cli(args, tmp_path))
+        assert rc == 2, (args, output)
+        assert f"{config}: redis.url: redis URL: option '{name}' is not taken" in output, (args, output)
+        assert "Traceback" not in output and "pw-secret" not in output
+
+
+def test_a_rediss_tls_option_the_client_cannot_parse_is_one_line_at_serve(tmp_path: Path) -> None:
+    port = refused_port()
+    config = write(tmp_path, {**AUTH, "redis": {"url": f"rediss://:pw-secret@127.0.0.1:{port}/0?ssl_min_version=tls13"}})
+    rc, output = finish(cli(["serve", "--config", str(config), "--port", str(free_port())], tmp_path))
+    assert rc == 1, output
+    assert output.strip() == (f"cannot open the stores: redis at rediss://:***@127.0.0.1:{port}/0?ssl_min_version="
+                              "tls13: Invalid value for 'ssl_min_version' in connection URL.")
 
 
 def test_config_check_reports_bad_database_and_redis_urls(tmp_path: Path) -> None:

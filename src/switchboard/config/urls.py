@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+asyncpg")
 SQLITE_SCHEMES = ("sqlite", "sqlite+aiosqlite")
@@ -60,6 +60,19 @@ def redis_url_problem(url: str) -> str | None:
     db = parts.path.strip("/")
     if db and not (db.isascii() and db.isdigit()):  # '²' passes isdigit; the client then uses db 0
         return f"redis URL: the database after the host must be a number, not {db!r}"
+    return _redis_options_problem(scheme, parts.query)
+
+
+def _redis_options_problem(scheme: str, query: str) -> str | None:
+    """The client takes a URL's query options over the settings the gateway gives it, so they
+    would change its documented bounds without a word (``socket_timeout``, ``max_connections``),
+    or break every call (``decode_responses=false`` is the true string "false"); a value it cannot
+    parse was a traceback at start. Only the TLS options of a ``rediss://`` URL are taken."""
+    for name, _ in parse_qsl(query, keep_blank_values=True):
+        if not (scheme == "rediss" and name.startswith("ssl_")):
+            taken = "only ssl_* options, with rediss://" if scheme == "rediss" else "none with redis://"
+            return (f"redis URL: option {name!r} is not taken ({taken}): the gateway sets its "
+                    "connections' timeouts, pool and replies itself")
     return None
 
 

@@ -20,6 +20,7 @@ from switchboard.config.schema import Settings
 from switchboard.settings.loader import ConfigError, validate
 
 KEY_FILE = "master_key"
+MIN_KEY_LENGTH = 8  # as auth.master_key's own check (config/access.py)
 SOURCE = "(embedded default)"
 
 
@@ -50,10 +51,24 @@ def _key_file(path: Path) -> MasterKey:
         # Created 0600 before anything is written, so the key is never readable by others.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        return MasterKey(path.read_text(encoding="utf-8").strip(), "file", path)
+        return MasterKey(_read_key(path), "file", path)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(key + "\n")
     return MasterKey(key, "generated", path)
+
+
+def _read_key(path: Path) -> str:
+    """The key kept in ``path``, held to auth.master_key's own check but naming the file: one
+    emptied or cut short by hand is otherwise reported as a problem of "auth", which the embedded
+    default's user never wrote, and one that is not text was a traceback."""
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except UnicodeDecodeError:
+        raise ConfigError(SOURCE, [f"{path}: the master key file is not UTF-8 text"]) from None
+    if len(value) < MIN_KEY_LENGTH:
+        raise ConfigError(SOURCE, [f"{path}: the master key in this file must be at least {MIN_KEY_LENGTH} "
+                                   f"characters, as auth.master_key (it has {len(value)})"])
+    return value
 
 
 def url_host(host: str) -> str:

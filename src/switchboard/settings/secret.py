@@ -20,6 +20,7 @@ from switchboard.config.schema import Settings
 SECRET_FILE = "secret_key"
 ENV = "SWITCHBOARD_SECRET_KEY"
 PREVIOUS_ENV = "SWITCHBOARD_PREVIOUS_SECRET_KEYS"
+MIN_LENGTH = 32  # as auth.secret_key's own check (config/access.py)
 
 
 class SecretKeyMissing(Exception):
@@ -65,12 +66,32 @@ def secret_problem(settings: Settings, env: Mapping[str, str]) -> str | None:
         return None
     value = env.get(ENV)
     if value:
-        return None if len(value) >= 32 else f"{ENV} must be at least 32 characters"
+        return None if len(value) >= MIN_LENGTH else f"{ENV} must be at least {MIN_LENGTH} characters"
     if _shared_database(settings):
         return (
             f"auth.secret_key: required with a shared database (set it, or {ENV}), so that "
             "every instance hashes the gateway's API keys alike"
         )
+    return _file_problem(_secret_file(settings, env))
+
+
+def _secret_file(settings: Settings, env: Mapping[str, str]) -> Path:
+    return (settings.server.data_dir or data_dir(dict(env))) / SECRET_FILE
+
+
+def _file_problem(path: Path) -> str | None:
+    """What is wrong with the secret already in ``path`` (None: none there yet, or a good one).
+    A file written by hand (emptied, truncated) would otherwise seal every stored credential
+    under a guessable secret, the empty one included, without a word."""
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except UnicodeDecodeError:
+        return f"{path}: the server secret file is not UTF-8 text"
+    except OSError:
+        return None  # none yet, or a data directory serve reports as such (read_or_create)
+    if len(value) < MIN_LENGTH:
+        return (f"{path}: the server secret in this file must be at least {MIN_LENGTH} characters, "
+                f"as auth.secret_key (it has {len(value)})")
     return None
 
 
@@ -89,6 +110,6 @@ def with_secret_key(settings: Settings, env: dict[str, str] | None = None) -> Se
     problem = secret_problem(settings, env)
     if problem:
         raise SecretKeyMissing(problem)
-    value = env.get(ENV) or read_or_create((settings.server.data_dir or data_dir(env)) / SECRET_FILE)
+    value = env.get(ENV) or read_or_create(_secret_file(settings, env))
     auth = settings.auth.model_copy(update={"secret_key": SecretStr(value)})
     return settings.model_copy(update={"auth": auth})

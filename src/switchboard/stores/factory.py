@@ -165,7 +165,10 @@ async def open_database(url: str) -> tuple[AsyncEngine, str]:
         # Key hashes and usage: readable by the owner only (SQLite gives its -wal and -shm files
         # the same mode). An empty file is a valid empty database.
         os.close(os.open(db_file, os.O_WRONLY | os.O_CREAT, 0o600))
-    engine = create_engine(url)
+    try:
+        engine = create_engine(url)
+    except ValueError as exc:  # the dialect parses some of the query's options when it is made
+        raise StoreError(f"cannot open the database {shown(url)}: invalid URL option ({exc})") from None
     try:
         revision = await upgrade(engine)
     except StoreError:

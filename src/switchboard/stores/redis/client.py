@@ -45,15 +45,18 @@ async def connect(url: str) -> Redis:
     problems = unsupported(REDIS)
     if problems:
         raise StoreError(problems[0])
-    pool = BlockingConnectionPool.from_url(
-        url,
-        max_connections=MAX_CONNECTIONS,
-        timeout=POOL_WAIT,
-        socket_connect_timeout=CONNECT_TIMEOUT,
-        socket_timeout=10.0,
-        health_check_interval=15,
-        decode_responses=False,
-    )
+    try:
+        pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=MAX_CONNECTIONS,
+            timeout=POOL_WAIT,
+            socket_connect_timeout=CONNECT_TIMEOUT,
+            socket_timeout=10.0,
+            health_check_interval=15,
+            decode_responses=False,
+        )
+    except ValueError as exc:  # a rediss:// TLS option's value the client cannot parse
+        raise StoreError(f"redis at {redact(url)}: {exc}") from None
     client = Redis.from_pool(pool)  # the client owns the pool: aclose() closes both
     try:
         await client.ping()
