@@ -34,6 +34,9 @@ _ENV_REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-("
 # not read: refused with a line saying so rather than loaded as a half-expanded value.
 _OPEN_DEFAULT = r"(?<!\$)\$\{[A-Za-z_][A-Za-z0-9_]*:-[^}]*?"
 _TOO_DEEP = re.compile(_OPEN_DEFAULT + _OPEN_DEFAULT + r"(?<!\$)\$\{")
+# The other forms of shells and docker compose (${A-b}, ${A:?message}, ${A+b}, ${A:=b}): not
+# read, so refused rather than loaded as written (a key "${KEY-sk-x}" would go upstream as is).
+_SHELL_FORM = re.compile(r"(?<!\$)\$\{[A-Za-z_][A-Za-z0-9_]*(?:[-?+=]|:[?+=])")
 # A whole-file check's message that starts with the key path it is about ("router.rules[1].name:
 # ..."): shown as it is, not after "(top level):".
 _OWN_PATH = re.compile(r"^[a-z_][\w.\[\]-]*: ")
@@ -78,6 +81,10 @@ def interpolate(value: Any, env: Mapping[str, str], loc: tuple[Any, ...], proble
                 problems.append(f"{_path(loc)}: environment variable {name} is not set")
             return value or ""
 
+        if _SHELL_FORM.search(value):
+            problems.append(f"{_path(loc)}: only ${{NAME}} and ${{NAME:-default}} are read, not "
+                            "${NAME-...}, ${NAME:?...}, ${NAME+...} or ${NAME:=...} "
+                            "(write $${ for a literal ${)")
         if _TOO_DEEP.search(value):
             problems.append(f"{_path(loc)}: a ${{...}} reference nests one level deep at most "
                             "(${A:-${B}} or ${A:-${B:-default}}, not a reference in B's default)")

@@ -279,6 +279,27 @@ auth: {master_key: 12345678}
         "(${A:-${B}} or ${A:-${B:-default}}, not a reference in B's default)"]
 
 
+@pytest.mark.parametrize("form", ["${KEY-sk-x}", "${KEY:?set KEY}", "${KEY?set KEY}", "${KEY:+on}",
+                                  "${KEY+on}", "${KEY:=sk-x}", "${KEY=sk-x}", "${UNSET:-${KEY-x}}"])
+def test_a_shell_form_the_gateway_does_not_read_is_refused_not_loaded_as_text(
+        tmp_path: Path, form: str) -> None:
+    """Docker compose reads these; the gateway reads ${NAME} and ${NAME:-default} only. Loaded as
+    they were written, an API key '${KEY-sk-x}' went upstream as the key."""
+    path = _write(tmp_path, f"""
+providers:
+  - {{name: p, type: openai, api_key: "{form}"}}
+models:
+  - {{name: m, provider: p, model: m}}
+auth: {{master_key: 12345678}}
+""")
+    with pytest.raises(ConfigError) as err:
+        load(path, env={"KEY": "sk-set"})
+    [problem] = err.value.problems
+    assert problem.startswith("providers[0].api_key: ") and "${NAME:-default}" in problem
+    escaped = _write(tmp_path, path.read_text().replace(form, form.replace("${", "$${")))
+    assert load(escaped, env={}).providers[0].api_key.get_secret_value() == form  # type: ignore[union-attr]
+
+
 BOOL_NUMBER_SWAPS = """
 providers:
   - {{name: p, type: openai, api_key: k, max_connections: {connections}, allow_caller_credentials: {callers}}}
