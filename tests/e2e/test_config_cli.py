@@ -331,6 +331,15 @@ def test_embedded_default_refuses_port_zero(tmp_path: Path) -> None:
     assert "(embedded default): --port: 0 (any free port) cannot be used" in proc.output
 
 
+@pytest.mark.parametrize("port", ["-1", "70000"])
+def test_embedded_default_names_a_port_out_of_range_alone(tmp_path: Path, port: str) -> None:
+    # Not a problem of the built-in mock provider's URL, which the user never wrote.
+    proc = _run(["serve", "--port", port], env={"SWITCHBOARD_DATA_DIR": str(tmp_path)})
+    assert proc.proc.returncode == 2, proc.output
+    assert f"(embedded default): --port: {port} is not a port (1 to 65535)" in proc.output
+    assert "api_base" not in proc.output and "Uvicorn running" not in proc.output
+
+
 def test_an_unusable_data_directory_is_one_line_and_exit_1(tmp_path: Path) -> None:
     afile = tmp_path / "afile"
     afile.write_text("not a directory")

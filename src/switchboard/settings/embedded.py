@@ -86,6 +86,9 @@ def embedded_settings(host: str, port: int, env: dict[str, str] | None = None) -
         # The demo model's upstream is the built-in mock on this very port, so it must be known.
         raise ConfigError(SOURCE, ["--port: 0 (any free port) cannot be used by the embedded default, "
                                    "whose built-in mock upstream is reached on the gateway's own port"])
+    if not 0 < port <= 65535:
+        # Said here, before the mock upstream's URL is built on it and found wrong first.
+        raise ConfigError(SOURCE, [f"--port: {port} is not a port (1 to 65535)"])
     env = dict(os.environ) if env is None else env
     directory = ensure_dir(data_dir(env))
     data = {
