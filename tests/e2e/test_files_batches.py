@@ -106,6 +106,7 @@ def world(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iter
     keys["azure-any"] = _post(gw.url, "/admin/v1/keys", {"models": ["*"], "tenant": azure_tenant})
     keys["azure-scoped"] = _post(gw.url, "/admin/v1/keys", {"models": [n for n, _, _ in AZURE_DEPLOYMENTS],
                                                              "tenant": azure_tenant})
+    keys["azure-unlisted"] = _post(gw.url, "/admin/v1/keys", {"models": ["*"], "tenant": azure_tenant})
     keys["limited"] = _post(gw.url, "/admin/v1/keys", {"models": ["*"], "tenant": tenant, "rpm_limit": 2})
     keys["spender"] = _post(gw.url, "/admin/v1/keys", {"models": ["*"], "tenant": tenant})
     # A key no other test makes batches with: its usage is the poller's pricing alone.
@@ -453,6 +454,25 @@ def test_an_azure_batch_is_priced_by_the_deployment_each_line_named(world: World
     mini = 21 * Decimal("1.0") + 10 * Decimal("2.0")
     ptu = 12 * Decimal("0.5") + 5 * Decimal("1.0")
     assert Decimal(row["cost_usd"]) == (mini + ptu) / 1_000_000 / 2
+
+
+def test_an_azure_line_naming_a_deployment_no_entry_prices_is_priced_by_the_model_it_reports(
+    world: World,
+) -> None:
+    # A key with every model may name a deployment of the resource that no model entry lists:
+    # its answer is priced as the base model it reports (the catalog's gpt-4o-mini), as before
+    # deployments were noted, not recorded unpriced at $0 for want of an entry.
+    deployments = ["contoso-mini", "contoso-mini", "contoso-unlisted"]
+    assert _run_batch(world.sdk("azure-unlisted"), deployments, "gpt-4o-mini-2024-07-18") == {
+        "gpt-4o-mini-2024-07-18"}
+    [row] = world.wait_for_usage("azure-unlisted", 1)
+    assert row["model"] == "contoso-mini" and row["unpriced"] == 0
+    assert (row["prompt_tokens"], row["completion_tokens"]) == (10 + 11 + 12, 15)
+    # r0 and r1 on contoso-mini (its entry's prices), r2 (12 in, 5 out) at the catalog's
+    # gpt-4o-mini prices (0.15 and 0.6 per million).
+    mini = 21 * Decimal("1.0") + 10 * Decimal("2.0")
+    unlisted = 12 * Decimal("0.15") + 5 * Decimal("0.6")
+    assert Decimal(row["cost_usd"]) == (mini + unlisted) / 1_000_000 / 2
 
 
 @pytest.mark.parametrize(("data", "errors"), [

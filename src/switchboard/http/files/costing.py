@@ -101,7 +101,8 @@ def sent_model(custom_id: Any, reported: str, note: Any) -> str:
         return reported
     mapped = note.get("requests")
     i = mapped.get(custom_id, 0) if isinstance(mapped, dict) and isinstance(custom_id, str) else 0
-    return str(models[i]) if isinstance(i, int) and 0 <= i < len(models) else reported
+    found = models[i] if isinstance(i, int) and 0 <= i < len(models) else None
+    return found if isinstance(found, str) else reported  # None: a model priced as reported
 
 
 def line_usage(line: bytes, note: Any = None) -> tuple[str, dict[str, Any]] | None:
@@ -172,6 +173,18 @@ class BatchPricer:
                         return found
         return self._catalog.lookup(provider_type, model)
 
+    def _priceable(self, upstream: Upstream, note: Any) -> Any:
+        """``note`` without the models nothing prices on this provider (None in their place): a
+        line may name a deployment no model entry lists, or one without prices or base_model,
+        and its answer is then priced as the model it reports (the catalog's base model), not
+        recorded unpriced at $0."""
+        models = note.get("models") if isinstance(note, dict) else None
+        if not isinstance(models, list):
+            return note
+        kept = [m if isinstance(m, str) and not is_unpriced(self._info(upstream.provider, upstream.type, m))
+                else None for m in models]
+        return {**note, "models": kept}
+
     async def totals(self, upstream: Upstream, batch: dict[str, Any], note: Any = None) -> Totals:
         """Tokens per model: from the output file's lines, else the batch's own ``usage``. An
         output over ``files.max_output_bytes`` (or with a line over 16 MiB) is priced by the
@@ -180,6 +193,7 @@ class BatchPricer:
         ``note``: the model each line was sent for (:func:`sent_models`, an Azure batch's), by
         which its usage is priced instead of the model the answer reports."""
         out = Totals()
+        note = self._priceable(upstream, note)
         output = batch.get("output_file_id")
         if isinstance(output, str) and output:
             try:
