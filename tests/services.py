@@ -20,8 +20,12 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from tests.servers import free_port
 
@@ -267,3 +271,14 @@ def start_redis() -> RedisServer:
     server = RedisServer(port, directory, _spawn_redis(port, directory))
     _wait_redis(server)
     return server
+
+
+def with_cluster(config: dict[str, Any], request: pytest.FixtureRequest, name: str) -> dict[str, Any]:
+    """``config`` on a cluster (a fresh PostgreSQL database and the Redis server of the session)
+    when the fixture's param is ``cluster``; as it is for ``embedded``."""
+    if request.param == "cluster":
+        postgres: Postgres = request.getfixturevalue("postgres")
+        redis: RedisServer = request.getfixturevalue("redis_server")
+        config["database"] = {"url": postgres.create_database(f"{name}_{uuid.uuid4().hex[:8]}")}
+        config["redis"] = {"url": redis.url}
+    return config

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict
 from switchboard.config import catalog as config_catalog
 from switchboard.config.catalog import (
     CAPABILITIES,
+    SERVICE_TIERS,
     Capability,
     CatalogConfig,
     CatalogError,
@@ -89,6 +90,13 @@ class ModelInfo(_Strict):
     output_cost_per_image: float | None = None
     input_cost_per_audio_second: float | None = None
     input_cost_per_mchar: float | None = None
+    # OpenAI's service tiers (docs/spend.md); None: not known, the standard price is used.
+    flex_input_cost_per_mtok: float | None = None
+    flex_output_cost_per_mtok: float | None = None
+    flex_cached_input_cost_per_mtok: float | None = None
+    priority_input_cost_per_mtok: float | None = None
+    priority_output_cost_per_mtok: float | None = None
+    priority_cached_input_cost_per_mtok: float | None = None
     source: str | None = None
     as_of: str | None = None
 
@@ -124,7 +132,24 @@ class ModelInfo(_Strict):
                            ("mchar", self.input_cost_per_mchar)):
             if value is not None:
                 out[key] = value
+        # Service tiers, only those with prices of their own.
+        for tier in SERVICE_TIERS:
+            prices = self.tier_prices(tier)
+            if prices is not None:
+                out[tier] = {"input": prices[0], "output": prices[1], "cached_input": prices[2]}
         return out
+
+    def tier_prices(self, tier: str) -> tuple[float, float, float | None] | None:
+        """The input, output and cached-input prices of OpenAI service tier ``tier`` (``flex``,
+        ``priority``); None when the tier lacks an input or an output price (the standard
+        prices apply)."""
+        if tier not in SERVICE_TIERS:
+            return None
+        inp = getattr(self, f"{tier}_input_cost_per_mtok")
+        out = getattr(self, f"{tier}_output_cost_per_mtok")
+        if inp is None or out is None:
+            return None
+        return inp, out, getattr(self, f"{tier}_cached_input_cost_per_mtok")
 
     def public(self) -> dict[str, Any]:
         """Extra fields for a GET /v1/models entry: only what is known."""

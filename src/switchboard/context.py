@@ -231,6 +231,9 @@ class RequestContext:
     # A stream's usage so far, before its final usage event (Anthropic's message_start): what a
     # stream cut before that event is estimated from (pipeline/usage.py).
     partial_usage: dict[str, Any] | None = None
+    # The OpenAI service tier the answer says served the call (``service_tier``: a reply's, a
+    # stream's with its final usage), which prices it (spend/cost.py); None: not said.
+    service_tier: str | None = None
     response_headers: dict[str, str] = field(default_factory=dict)
     # The caller's own provider credential (pipeline/caller_credentials.py); None: the provider's
     # stored credential is used. upstream_credentials: as the current attempt's upstream headers.

@@ -36,6 +36,7 @@ PRICED = "budget-model"  # 5 output tokens (max_tokens=5) cost exactly $0.01; in
 CHEAP = "budget-cheap"  # a tenth of that
 DOWN = "budget-down"  # priced as CHEAP, its provider unreachable: falls back to PRICED
 BOUNDLESS = "budget-boundless"  # priced as PRICED, no output limit known: 4,096 reserved per choice
+TIERED = "budget-tiered"  # priced as CHEAP, and as PRICED in the priority tier
 CALL = {"model": PRICED, "max_tokens": 5}
 HOOK_SECRET = "whsec-budget-tests-0123456789"
 LONG = "tell me a long story about budgets please"  # the mock's reply is longer than 5 words
@@ -54,6 +55,9 @@ def _config(mock: Mock, hooks: WebhookReceiver) -> dict[str, Any]:
          "info": {"input_cost_per_mtok": 0, "output_cost_per_mtok": 2000}},
         {"name": DOWN, "provider": "nowhere", "model": "gpt-4o-mini",
          "info": {"input_cost_per_mtok": 0, "output_cost_per_mtok": 200}},
+        {"name": TIERED, "provider": "local-openai", "model": "gpt-4o-mini",
+         "info": {"input_cost_per_mtok": 0, "output_cost_per_mtok": 200,
+                  "priority_input_cost_per_mtok": 0, "priority_output_cost_per_mtok": 2000}},
     ]
     config["router"] = {"fallbacks": {DOWN: [PRICED]}}
     return config
@@ -230,6 +234,26 @@ def test_a_request_larger_than_the_whole_budget_is_a_400(pair: Pair) -> None:
     # Nothing was reserved: a smaller request still fits.
     reply = pair.sdk(key["key"]).chat.completions.create(messages=ask(LONG), model=PRICED, max_tokens=2)
     assert reply.usage is not None and reply.usage.completion_tokens == 2
+
+
+def test_a_request_for_the_priority_tier_reserves_at_its_prices(pair: Pair) -> None:
+    """OpenAI bills a call served in its priority tier at the model's priority prices: the
+    reservation covers them, as the answer's tier settles to them. 5 output tokens are $0.001
+    at the standard price and $0.01 at the priority price, past a $0.005 budget."""
+    key = pair.key(max_budget_usd=0.005)
+    client = pair.sdk(key["key"])
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(messages=ask(LONG), model=TIERED, max_tokens=5,
+                                       service_tier="priority")
+    body: Any = refused.value.body
+    assert body["code"] == "request_exceeds_budget"
+    standard = client.chat.completions.with_raw_response.create(messages=ask(LONG), model=TIERED,
+                                                                max_tokens=5)
+    assert standard.headers["x-switchboard-cost-usd"] == "0.001000"
+    priority = client.chat.completions.with_raw_response.create(
+        messages=ask(LONG), model=TIERED, max_tokens=2, service_tier="priority")
+    assert priority.parse().service_tier == "priority"
+    assert priority.headers["x-switchboard-cost-usd"] == "0.004000"
 
 
 def test_an_unbounded_request_reserves_the_default_output_for_each_choice(pair: Pair) -> None:

@@ -78,7 +78,9 @@ def test_models_list_keeps_openai_shape_and_adds_catalog_fields(sdk: openai.Open
     assert extra["capabilities"] == {"tools": True, "vision": True, "json_schema": True, "embeddings": False,
                                      "streaming": True}
     assert extra["pricing"] == {"currency": "USD", "unit": "1M tokens", "input": 0.15, "output": 0.6,
-                                "cached_input": 0.075}
+                                "cached_input": 0.075,
+                                # OpenAI's priority tier (docs/catalog.md)
+                                "priority": {"input": 0.25, "output": 1.0, "cached_input": 0.125}}
 
 
 def test_models_list_extras_follow_lookup_rules_and_overrides(sdk: openai.OpenAI) -> None:

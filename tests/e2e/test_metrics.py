@@ -28,7 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests import ledger
 from tests.e2e.sdk import ask, stream_text
 from tests.servers import MASTER_KEY, Gateway, Mock, free_port, openai_config, start_gateway
-from tests.services import Postgres, RedisServer
+from tests.services import with_cluster
 
 METRICS_KEY = "metrics-scraper-key-0123456789"
 ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
@@ -58,15 +58,6 @@ def metrics_config(mock: Mock, **metrics: Any) -> dict[str, Any]:
     }
     config["spend"] = {"flush_seconds": 0.1}
     config["metrics"] = {"key": METRICS_KEY, **metrics}
-    return config
-
-
-def with_cluster(config: dict[str, Any], request: pytest.FixtureRequest, name: str) -> dict[str, Any]:
-    if request.param == "cluster":
-        postgres: Postgres = request.getfixturevalue("postgres")
-        redis: RedisServer = request.getfixturevalue("redis_server")
-        config["database"] = {"url": postgres.create_database(f"{name}_{uuid.uuid4().hex[:8]}")}
-        config["redis"] = {"url": redis.url}
     return config
 
 

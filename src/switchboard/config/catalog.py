@@ -46,6 +46,8 @@ def _not_bool(value: Any) -> Any:
 
 # USD per million tokens: a finite number from 0 to a million (a dollar a token), never a boolean.
 Price = Annotated[float, BeforeValidator(_not_bool), Field(ge=0, le=1_000_000, allow_inf_nan=False)]
+# The service tiers an OpenAI answer may report (``service_tier``) that have prices of their own.
+SERVICE_TIERS = ("flex", "priority")
 INFO_FIELDS = (
     "mode", "context_window", "max_output_tokens", "capabilities", "input_cost_per_mtok",
     "output_cost_per_mtok", "cached_input_cost_per_mtok", "cache_write_5m_cost_per_mtok",
@@ -54,6 +56,11 @@ INFO_FIELDS = (
         # Unit prices of the media endpoints (docs/spend.md), USD per unit.
         "search_unit_cost", "output_cost_per_image", "input_cost_per_audio_second",
         "input_cost_per_mchar",
+    ), *(
+        # OpenAI's service tiers (docs/spend.md): a call the answer says was served in one is
+        # priced at its prices.
+        f"{tier}_{price}_cost_per_mtok" for tier in SERVICE_TIERS
+        for price in ("input", "output", "cached_input")
     ), "source", "as_of",
 )
 
@@ -91,6 +98,15 @@ class InfoFields(Strict):
     output_cost_per_image: Price | None = None
     input_cost_per_audio_second: Price | None = None
     input_cost_per_mchar: Price | None = None
+    # OpenAI's service tiers: the prices of a call its answer says was served in ``flex`` or
+    # ``priority`` (``service_tier``). A tier without both an input and an output price is
+    # priced at the standard prices; without a cached price, cache reads at its input price.
+    flex_input_cost_per_mtok: Price | None = None
+    flex_output_cost_per_mtok: Price | None = None
+    flex_cached_input_cost_per_mtok: Price | None = None
+    priority_input_cost_per_mtok: Price | None = None
+    priority_output_cost_per_mtok: Price | None = None
+    priority_cached_input_cost_per_mtok: Price | None = None
     source: str | None = None
     as_of: str | None = None
 

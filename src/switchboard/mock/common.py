@@ -120,3 +120,11 @@ async def before_answer(controls: Controls) -> None:
     if controls.hang:
         await asyncio.sleep(300)
     await controls.sleep(controls.latency_ms)
+
+
+def served_tier(body: dict[str, Any]) -> dict[str, Any]:
+    """The service tier a request asking for one is served in, as OpenAI reports it on a
+    completion and every chunk, and on a Response: ``auto`` is served in the project's default
+    tier."""
+    asked = body.get("service_tier")
+    return {} if asked is None else {"service_tier": "default" if asked == "auto" else asked}

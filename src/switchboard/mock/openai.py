@@ -30,6 +30,7 @@ from switchboard.mock.common import (
     now,
     read_json,
     request_controls,
+    served_tier,
     stream_response,
 )
 from switchboard.mock.controls import Controls, text_of
@@ -223,22 +224,15 @@ async def chat(request: Request) -> Response:
             "choices": choices,
             "usage": _usage(body, completion),
             "system_fingerprint": "fp_mock",
-            **_tier(body),
+            **served_tier(body),
         }
     )
-
-
-def _tier(body: dict[str, Any]) -> dict[str, Any]:
-    """The service tier a request asking for one is served in, as OpenAI reports it on the
-    completion and every chunk: ``auto`` is served in the project's default tier."""
-    asked = body.get("service_tier")
-    return {} if asked is None else {"service_tier": "default" if asked == "auto" else asked}
 
 
 def _chat_stream(body: dict[str, Any], c: Controls, tool: dict[str, Any] | None, n: int) -> Response:
     cid, created, model = new_id("chatcmpl-"), now(), body["model"]
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-    tier = _tier(body)
+    tier = served_tier(body)
 
     def chunk(index: int, delta: dict[str, Any], finish: str | None = None) -> bytes:
         data: dict[str, Any] = {

@@ -24,6 +24,7 @@ from switchboard.mock.common import (
     now,
     read_json,
     request_controls,
+    served_tier,
     stream_response,
 )
 from switchboard.mock.controls import Controls
@@ -126,6 +127,7 @@ def _response(
             "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": prompt + completion,
         },
+        **served_tier(body),
     }
 
 

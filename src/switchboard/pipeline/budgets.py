@@ -41,7 +41,7 @@ from switchboard.routing.router import ANYWHERE, Router, Table
 from switchboard.spend.budgets.book import BudgetBook
 from switchboard.spend.budgets.periods import key_start, window
 from switchboard.spend.budgets.plan import Budget
-from switchboard.spend.cost import Prices, Tokens, cost
+from switchboard.spend.cost import Prices, Tokens, cost, tiered
 from switchboard.spend.units import estimate_nano_usd as units_estimate
 from switchboard.stores.protocols import Acquired, Admission, Bucket, Charge, Reserved
 
@@ -233,6 +233,11 @@ class BudgetStage:
         """The request's charge on each budget and how long its reservation holds."""
         # Charged in the period the request started in, as its ledger record is dated.
         clock = time.perf_counter()
+        # Asked for OpenAI's priority tier: the most it can cost is at the tier's (dearer) prices,
+        # which the answer's tier then settles to (spend/cost.py).
+        priority = ctx.request.get("service_tier") == "priority"
+        if priority and info is not None:
+            info = tiered(info, "priority")
         amounts = self._amounts(ctx, info, budgets)
         route, group = ctx.route, ctx.group
         uniform = self._uniform(group) if group is not None and route in group.deployments else None
@@ -244,6 +249,8 @@ class BudgetStage:
             for other in self._elsewhere(ctx):  # deployments it may be sent to instead: the dearest
                 longest = max(longest, other.target.timeouts.total)
                 dearer = self._prices.of_route(other)
+                if priority and dearer is not None:
+                    dearer = tiered(dearer, "priority")
                 if all(dearer is not seen for seen in priced):
                     priced.append(dearer)
                     if self._same_terms(info, dearer):

@@ -21,6 +21,7 @@ from switchboard.providers.base import JSON, PARTIAL, WIRE, ProviderAdapter, Str
 from switchboard.providers.embedding_encoding import apply_encoding_format
 from switchboard.providers.target import Target
 from switchboard.providers.tool_calls import first_tool_call, serial_decoder
+from switchboard.spend.cost import tier_of
 from switchboard.upstream.client import UpstreamStream
 from switchboard.upstream.request import UpstreamRequest
 
@@ -74,6 +75,7 @@ class Operation:
         parsed: JSON = getattr(route.adapter, self.parse)(body, route.target)
         if self.finish is not None:
             parsed = self.finish(ctx.request, parsed)
+        ctx.service_tier = tier_of(parsed)
         return parsed, parsed.get("usage")
 
     def decoder(self, ctx: RequestContext, route: Route) -> StreamDecoder | None:
@@ -99,6 +101,7 @@ async def invoke(ctx: RequestContext) -> Result:
     assert route is not None, "the route stage runs first"
     exchange: Exchange = exchange_for(ctx, route) or OPERATIONS[ctx.operation]
     adapter, target = route.adapter, route.target
+    ctx.service_tier = None  # this attempt's answer says its own
     if len(ctx.body) <= LARGE_BODY_BYTES:
         upstream = exchange.request(ctx, route)
     else:
@@ -249,3 +252,5 @@ def _note_usage(ctx: RequestContext, batch: list[dict[str, Any]]) -> None:
                     del chunk["usage"], chunk[PARTIAL]
             else:
                 ctx.usage = usage
+                # The tier OpenAI served the stream in, said on every chunk: read with the usage.
+                ctx.service_tier = tier_of(chunk)

@@ -24,6 +24,7 @@ from switchboard.context import RequestContext
 from switchboard.providers import account, openai_responses
 from switchboard.providers.anthropic.native import NativeStream, native_message, native_request
 from switchboard.providers.base import JSON, StreamDecoder
+from switchboard.spend.cost import tier_of
 from switchboard.upstream.request import UpstreamRequest
 
 if TYPE_CHECKING:
@@ -67,7 +68,9 @@ class ResponsesNative:
         return openai_responses.upstream_request(given, history, route.target, ctx.stream)
 
     def reply(self, ctx: RequestContext, route: Route, body: bytes) -> tuple[JSON, JSON | None]:
-        return openai_responses.native_reply(body, route.target, _scrubber(ctx, route))
+        reply, usage = openai_responses.native_reply(body, route.target, _scrubber(ctx, route))
+        ctx.service_tier = tier_of(reply["native"])
+        return reply, usage
 
     def decoder(self, ctx: RequestContext, route: Route) -> StreamDecoder | None:
         return openai_responses.NativeDecoder(route.target, _scrubber(ctx, route))

@@ -262,7 +262,7 @@ class UsageStage:
                     counted, estimated = _unreported_input(ctx, call, counted)
                 elif result.status < 400 and _unreported_usage(ctx, result, call):
                     counted, estimated = _cut_short(ctx, call), True
-            price = with_units(cost(info, counted), info, counted, ctx.usage)
+            price = with_units(cost(info, counted, ctx.service_tier), info, counted, ctx.usage)
             nano = price.nano_usd  # a property: worked out once, for the header and the record
             ctx.response_headers[COST_HEADER] = format_nano_usd(nano)
             if price.unpriced:  # never a silent 0: the cost left some tokens out
@@ -284,7 +284,7 @@ class UsageStage:
                     cut = ctx.usage is None and (ctx.partial_usage is not None
                                                  or _unreported_usage(ctx, result, call))
                     done = _cut_short(ctx, call) if cut else split(ctx.usage)
-                    price = with_units(cost(info, done), info, done, ctx.usage)
+                    price = with_units(cost(info, done, ctx.service_tier), info, done, ctx.usage)
                     self._spool(ctx, call, 200, done, price, estimated=cut)
 
             return map_result(result, batch=relayed, done=ended)
@@ -347,7 +347,7 @@ class UsageStage:
             estimated = True
         else:
             counted = Tokens()
-        price = with_units(cost(call.info, counted), call.info, counted, ctx.usage)
+        price = with_units(cost(call.info, counted, ctx.service_tier), call.info, counted, ctx.usage)
         self._spool(ctx, call, status, counted, price, estimated=estimated)
 
     def _spool(
@@ -398,6 +398,8 @@ def _row(
         metadata["usage_invalid"] = True
     if ctx.usage and "units" in ctx.usage and (units := units_of(ctx.usage)):  # media units (spend/units.py)
         metadata["units"] = units
+    if ctx.service_tier is not None:  # the OpenAI tier that served it, which priced it
+        metadata["service_tier"] = ctx.service_tier
     if outcome.client_disconnected:
         metadata["client_disconnected"] = True
     if ctx.usage_metadata:

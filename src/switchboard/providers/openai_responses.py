@@ -216,9 +216,13 @@ class NativeDecoder(DeferredError):
             elif kind in _ENDS:
                 self._ended = True
                 response = obj.get("response")
-                usage = chat_usage(response.get("usage") if isinstance(response, dict) else None)
+                if not isinstance(response, dict):
+                    response = {}
+                usage = chat_usage(response.get("usage"))
                 if usage is not None:
                     chunk["usage"] = usage
+                    if isinstance(tier := response.get("service_tier"), str):  # it prices the call
+                        chunk["service_tier"] = tier
             out.append(chunk)
             if self._deferred is not None:  # response.failed, relayed: nothing follows it
                 break

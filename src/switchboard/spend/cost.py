@@ -205,8 +205,41 @@ def _int_prices(info: ModelInfo) -> _Prices:
     return prices
 
 
-def cost(info: ModelInfo | None, tokens: Tokens) -> Cost:
-    """The exact cost of ``tokens`` at ``info``'s prices (USD per million tokens).
+# By the catalog record's identity and a service tier: the record with the tier's prices in
+# place of the standard ones (itself when the tier has none). Bounded as _INT_PRICES.
+_TIERED: dict[tuple[int, str], tuple[ModelInfo, ModelInfo]] = {}
+
+
+def tier_of(answer: Mapping[str, Any]) -> str | None:
+    """The service tier an OpenAI answer (a completion, a chunk, a Response) says served it. A
+    value no tier has (not a string, or longer than any tier's name) is none: it goes into the
+    usage record as it is."""
+    tier = answer.get("service_tier")
+    return tier if isinstance(tier, str) and 0 < len(tier) <= 32 else None
+
+
+def tiered(info: ModelInfo, tier: str) -> ModelInfo:
+    """``info`` priced as a call served in OpenAI service tier ``tier`` (the answer's
+    ``service_tier``): the tier's input, output and cached-input prices, the others unchanged;
+    ``info`` itself when the tier has no input and output price of its own (``flex``,
+    ``priority``; any other tier, ``default`` included, is the standard one)."""
+    hit = _TIERED.get((id(info), tier))
+    if hit is not None and hit[0] is info:
+        return hit[1]
+    prices = info.tier_prices(tier)
+    priced = info if prices is None else info.model_copy(update={
+        "input_cost_per_mtok": prices[0], "output_cost_per_mtok": prices[1],
+        "cached_input_cost_per_mtok": prices[2]})
+    if len(_TIERED) >= 4096:
+        _TIERED.clear()
+    _TIERED[(id(info), tier)] = (info, priced)
+    return priced
+
+
+def cost(info: ModelInfo | None, tokens: Tokens, tier: str | None = None) -> Cost:
+    """The exact cost of ``tokens`` at ``info``'s prices (USD per million tokens); ``tier``: the
+    OpenAI service tier the answer says served the call, priced at its own prices if the model
+    has them (:func:`tiered`).
 
     Cache reads without a cached price, cache writes without a write price, and image and audio
     units without a price of their own, are billed at the input (output) price. A token count
@@ -214,6 +247,8 @@ def cost(info: ModelInfo | None, tokens: Tokens) -> Cost:
     """
     if info is None:
         return Cost(0, 0, tokens.prompt > 0 or tokens.completion > 0)
+    if tier is not None:
+        info = tiered(info, tier)
     scale, prices = _int_prices(info)
     inp, out = prices[0], prices[4]
     if inp is not None and out is not None and not (

@@ -116,6 +116,25 @@ def test_missing_cache_prices_fall_back_to_the_input_price() -> None:
     assert priced.usd == usd((100, "2"), (5, "8")) and not priced.unpriced
 
 
+def test_a_service_tier_with_prices_replaces_the_standard_token_prices() -> None:
+    tiered = INFO.model_copy(update={
+        "flex_input_cost_per_mtok": 0.5, "flex_output_cost_per_mtok": 2.0,
+        "flex_cached_input_cost_per_mtok": 0.05,
+        "priority_input_cost_per_mtok": 1.5, "priority_output_cost_per_mtok": 6.0})
+    tokens = Tokens(input=100, cache_read=200, cache_write_5m=10, output=50)
+    # Cache writes keep their own price; a tier without a cached price bills reads at its input.
+    assert cost(tiered, tokens, "flex").usd == usd((100, "0.5"), (200, "0.05"), (10, "1.25"), (50, "2"))
+    assert cost(tiered, tokens, "priority").usd == usd((300, "1.5"), (10, "1.25"), (50, "6"))
+    standard = usd((100, "1"), (200, "0.1"), (10, "1.25"), (50, "4"))
+    for tier in (None, "default", "scale", "auto"):
+        assert cost(tiered, tokens, tier).usd == standard
+    # A tier without both an input and an output price: the standard prices.
+    half = INFO.model_copy(update={"flex_input_cost_per_mtok": 0.5})
+    assert cost(half, tokens, "flex").usd == standard
+    assert tiered.pricing()["priority"] == {"input": 1.5, "output": 6.0, "cached_input": None}
+    assert "flex" not in half.pricing()
+
+
 def test_a_model_without_a_price_is_unpriced_never_a_silent_zero() -> None:
     assert cost(None, Tokens(input=10)).unpriced
     assert not cost(None, Tokens()).unpriced  # nothing was billed: nothing is missing
