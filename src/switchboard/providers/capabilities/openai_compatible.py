@@ -57,7 +57,10 @@ _PRESETS: dict[str, dict[str, Cell]] = {
     },
     "groq": {**_refused("n", "logprobs", "top_logprobs", "logit_bias"), **_NO_STREAM_USAGE,
              # Groq rejects the key; a tool message's name (not OpenAI's) is removed as well.
-             "messages.name": refused("Groq rejects message names")},
+             "messages.name": refused("Groq rejects message names"),
+             # Groq answers 400 "property '...' is unsupported" for fields its API does not have.
+             "prompt_cache_key": refused("Groq rejects it; its prompt caching is automatic"),
+             "verbosity": refused("not in Groq's API")},
     "together": {**_refused("logprobs", "top_logprobs"), **_NO_STREAM_USAGE},
     "deepseek": {**_refused("n", "seed", "logit_bias"), **_MAX_TOKENS,
                  "response_format.json_schema.description": refused("json_schema is refused")},
