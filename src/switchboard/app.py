@@ -383,7 +383,8 @@ async def _refuse_websocket(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 def _has_session(scope: Scope) -> bool:
-    return any(name == b"mcp-session-id" for name, _ in scope["headers"])
+    # An empty Mcp-Session-Id is no session (http/mcp/server.py): GET and DELETE answer 405 as without.
+    return any(name == b"mcp-session-id" and value for name, value in scope["headers"])
 
 
 def _strict(query: bytes) -> bool:

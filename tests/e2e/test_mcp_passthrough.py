@@ -276,6 +276,25 @@ def test_an_unknown_or_another_keys_session_is_answered_404(deployment: Deployme
     assert initialize(deployment.gateway.url, owner, {"elicitation": {}}) != sid
 
 
+def test_an_empty_session_id_is_no_session(deployment: Deployment) -> None:
+    """An empty Mcp-Session-Id header (a client with no id to send) names no session: served
+    statelessly as without the header, on every instance; GET and DELETE 405 as without it."""
+    key = deployment.key()
+    for gateway in (deployment.gateway, deployment.other):
+        url = gateway.url + "/mcp"
+        listed = httpx.post(url, headers=headers(key, ""), timeout=30,
+                            json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+        assert listed.status_code == 200, listed.text
+        assert "asker__greet" in {tool["name"] for tool in listed.json()["result"]["tools"]}
+        resp = httpx.post(url, headers=headers(key, ""), json=call("asker__greet", 2), timeout=30)
+        assert resp.status_code == 200 and "not passed through" in refused(resp.json())
+        done = httpx.post(url, headers=headers(key, ""), timeout=30,
+                          json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+        assert done.status_code == 202, done.text
+        assert httpx.get(url, headers=headers(key, ""), timeout=30).status_code == 405
+        assert httpx.delete(url, headers=headers(key, ""), timeout=30).status_code == 405
+
+
 def test_a_session_ends_with_its_clients_delete(deployment: Deployment) -> None:
     key = deployment.key()
     sid = initialize(deployment.gateway.url, key, {"elicitation": {}})

@@ -53,7 +53,9 @@ class McpServer:
             ctx.operation = "mcp"
         else:
             ctx.operation = f"mcp:{method}" if method in _KNOWN else "mcp:other"
-        session = ctx.headers.get("mcp-session-id")
+        # An empty header names no session (a session id is visible ASCII): served statelessly,
+        # as without one, not 404 on every request of a client that can never be given an id.
+        session = ctx.headers.get("mcp-session-id") or None
         if session is not None and method != "initialize":
             # A session id the gateway no longer knows is answered 404 (the client initializes
             # again); a known one lives on (mcp/passthrough.py). Without one: stateless, as ever.
