@@ -123,11 +123,12 @@ def output_items(message: JSON) -> list[JSON]:
 def finished(base: JSON, output: list[JSON], finish: Any, raw_usage: Any, tier: Any = None) -> JSON:
     """The finished Response object; ``tier``: the service tier the upstream reports it served the
     request in (a chat completion's ``service_tier``), which OpenAI's Response says in place of
-    the one asked for (``auto`` becomes the tier used)."""
+    the one asked for (``auto`` becomes the tier used). An upstream that does not say (a provider
+    without OpenAI's tiers, which the hint was not sent to) served it at its standard one."""
     status, details = status_of(finish)
     return {
         **base,
-        **({"service_tier": tier} if isinstance(tier, str) and tier else {}),
+        "service_tier": tier if isinstance(tier, str) and tier else "default",
         "status": status,
         "incomplete_details": details,
         "output": output,
