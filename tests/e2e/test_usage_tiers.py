@@ -120,3 +120,29 @@ def test_a_model_without_prices_for_the_tier_is_priced_at_its_standard_prices(ti
     assert Decimal(raw.headers["x-switchboard-cost-usd"]) == cost > 0
     record = tiers.record(raw.headers["x-request-id"])
     assert record.cost_usd == cost and record.metadata["service_tier"] == "flex"
+
+
+def test_a_stream_cut_before_its_usage_is_priced_at_the_tier_its_chunks_report(tiers: Tiers) -> None:
+    """Every chunk of an OpenAI stream says the tier serving it: a stream whose final usage never
+    comes (the upstream dropped it, or the client left) is estimated at that tier's prices, as
+    OpenAI bills what it produced."""
+    dropped = tiers.client.chat.completions.with_streaming_response.create(
+        model="tiered", messages=ask("mock:disconnect_after=4 mock:reply=one_two_three_four_five_six"),
+        service_tier="priority", stream=True)
+    with dropped as raw, pytest.raises(openai.APIError):
+        rid = raw.headers["x-request-id"]
+        list(raw.parse())
+    rids = [rid]
+    leaving = tiers.client.chat.completions.with_streaming_response.create(
+        model="tiered", messages=ask("mock:chunk_delay_ms=300 mock:reply=one_two_three_four_five_six_seven"),
+        service_tier="priority", stream=True)
+    with leaving as raw:
+        rids.append(raw.headers["x-request-id"])
+        # A word arrived; then the client leaves (the response is closed with the block).
+        assert any(chunk.choices and chunk.choices[0].delta.content for chunk in raw.parse())
+    for rid in rids:
+        record = tiers.record(rid)
+        assert record.metadata.get("estimated") is True  # the upstream's usage never came
+        assert record.metadata["service_tier"] == "priority"
+        assert record.cost_usd == expected("priority", record.prompt_tokens, record.completion_tokens) > 0
+    assert tiers.record(rids[1]).metadata.get("client_disconnected") is True

@@ -189,8 +189,8 @@ async def _relay(
     except GatewayError as err:  # an error event may quote what the upstream was sent
         if opening is not None:
             # Failed before saying anything, as with an error status: no usage of this attempt
-            # is left behind to be billed or to stand in for a retry's or fallback's.
-            ctx.partial_usage = None
+            # (nor tier) is left behind to be billed or to stand in for a retry's or fallback's.
+            ctx.partial_usage = ctx.service_tier = None
         raise _scrubbed(err, stream) from None
     finally:
         if waiting:
@@ -244,6 +244,10 @@ def _scrubbed(err: GatewayError, stream: UpstreamStream) -> GatewayError:
 
 
 def _note_usage(ctx: RequestContext, batch: list[dict[str, Any]]) -> None:
+    if ctx.service_tier is None and batch:
+        # OpenAI says the tier serving a stream on every chunk: read from the first, a stream cut
+        # before its final usage is priced at it too (spend/cost.py), as OpenAI bills it.
+        ctx.service_tier = tier_of(batch[0])
     for chunk in batch:
         if usage := chunk.get("usage"):
             if PARTIAL in chunk:  # the usage so far: a stream cut now is estimated from it
@@ -252,5 +256,5 @@ def _note_usage(ctx: RequestContext, batch: list[dict[str, Any]]) -> None:
                     del chunk["usage"], chunk[PARTIAL]
             else:
                 ctx.usage = usage
-                # The tier OpenAI served the stream in, said on every chunk: read with the usage.
-                ctx.service_tier = tier_of(chunk)
+                # The tier OpenAI served the stream in, said again with the usage.
+                ctx.service_tier = tier_of(chunk) or ctx.service_tier
