@@ -63,17 +63,37 @@ def redis_url_problem(url: str) -> str | None:
     return _redis_options_problem(scheme, parts.query)
 
 
+# The bounds an operator may set in the URL, in seconds (redis-py's names): connecting, and a
+# reply (a pipelined batch's too, stores/redis/wire.py). Both are documented as tunable.
+_REDIS_TIMEOUTS = ("socket_timeout", "socket_connect_timeout")
+_MAX_TIMEOUT = 3600.0
+
+
 def _redis_options_problem(scheme: str, query: str) -> str | None:
-    """The client takes a URL's query options over the settings the gateway gives it, so they
-    would change its documented bounds without a word (``socket_timeout``, ``max_connections``),
-    or break every call (``decode_responses=false`` is the true string "false"); a value it cannot
-    parse was a traceback at start. Only the TLS options of a ``rediss://`` URL are taken."""
-    for name, _ in parse_qsl(query, keep_blank_values=True):
-        if not (scheme == "rediss" and name.startswith("ssl_")):
-            taken = "only ssl_* options, with rediss://" if scheme == "rediss" else "none with redis://"
-            return (f"redis URL: option {name!r} is not taken ({taken}): the gateway sets its "
-                    "connections' timeouts, pool and replies itself")
+    """The client takes a URL's query options over the settings the gateway gives it, so any other
+    would change its documented pool and replies without a word (``max_connections``), or break
+    every call (``decode_responses=false`` is the true string "false"); a value it cannot parse
+    was a traceback at start. Taken: the two timeouts, checked here, and the TLS options of a
+    ``rediss://`` URL."""
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name in _REDIS_TIMEOUTS:
+            if not _seconds(value):
+                return (f"redis URL: option {name!r} must be a number of seconds, more than 0 and at "
+                        f"most {_MAX_TIMEOUT:.0f}, not {value[:20]!r}")
+        elif not (scheme == "rediss" and name.startswith("ssl_")):
+            tls = ", and ssl_* options" if scheme == "rediss" else ""
+            return (f"redis URL: option {name!r} is not taken (only socket_timeout and "
+                    f"socket_connect_timeout{tls}): the gateway sets its connections' pool and "
+                    "replies itself")
     return None
+
+
+def _seconds(value: str) -> bool:
+    try:
+        seconds = float(value)
+    except ValueError:
+        return False
+    return 0 < seconds <= _MAX_TIMEOUT  # NaN compares false: refused
 
 
 def redact(url: str) -> str:
