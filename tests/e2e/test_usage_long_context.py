@@ -1,13 +1,17 @@
 """Long-context surcharges: a call whose prompt is over the model's long-context threshold costs,
 all its tokens, the model's long-context prices, in the cost header and the usage ledger, through
 the OpenAI SDK to a Gemini and an Anthropic deployment; a prompt under the threshold costs the
-standard prices. Embedded (SQLite) and cluster (PostgreSQL + Redis)."""
+standard prices; a budget reserves at the long-context prices for a prompt estimated over it.
+Embedded (SQLite) and cluster (PostgreSQL + Redis)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from decimal import Decimal
+from typing import Any
 
+import httpx
+import openai
 import pytest
 
 from tests.e2e.sdk import ask
@@ -82,3 +86,19 @@ def test_a_stream_over_the_threshold_is_priced_at_the_long_context_prices(world:
     assert usage is not None and usage.prompt_tokens > THRESHOLD
     assert world.record(rid).cost_usd == expected(usage.prompt_tokens, usage.completion_tokens)
 
+
+def test_a_budget_reserves_at_the_long_context_prices(world: Metered) -> None:
+    """A prompt of some 1,200 tokens and 100 output tokens is at most $0.0025 at the standard
+    prices, $0.0045 at the long-context ones: past a $0.0035 budget, as larger than it. A short
+    prompt ($0.001) passes."""
+    created = httpx.post(f"{world.gateway.url}/admin/v1/keys",
+                         json={"models": ["*"], "max_budget_usd": 0.0035},
+                         headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=10)
+    assert created.status_code == 201, created.text
+    client = openai.OpenAI(base_url=world.gateway.base_url, api_key=created.json()["key"], max_retries=0)
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model="gemini-long", messages=ask(long_prompt()), max_tokens=100)
+    body: Any = refused.value.body
+    assert body["code"] == "request_exceeds_budget"
+    reply = client.chat.completions.create(model="gemini-long", messages=ask("short"), max_tokens=100)
+    assert reply.usage is not None and reply.usage.prompt_tokens < THRESHOLD
