@@ -6,11 +6,16 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import openai
 
 from switchboard.stores import UsageRecord
 from switchboard.stores.factory import open_at
 from switchboard.stores.sql.urls import async_url
+
+if TYPE_CHECKING:
+    from tests.servers import Gateway
 
 
 def database_of(config: dict[str, Any], tmp: Path) -> str:
@@ -42,3 +47,16 @@ def wait_for(database: str, ids: set[str], timeout: float = 20.0, tenant: str = 
             missing = sorted(ids - set(found))
             raise AssertionError(f"{len(missing)} request id(s) missing from the ledger: {missing[:5]}")
         time.sleep(0.1)
+
+
+class Metered:
+    """A gateway started by ``start_gateway(config, tmp)``, an OpenAI SDK client on it with the
+    master key, and the usage record of a request id (waited for)."""
+
+    def __init__(self, config: dict[str, Any], gateway: Gateway, tmp: Path, key: str,
+                 timeout: float = 30) -> None:
+        self.config, self.gateway, self.tmp = config, gateway, tmp
+        self.client = openai.OpenAI(base_url=gateway.base_url, api_key=key, max_retries=0, timeout=timeout)
+
+    def record(self, rid: str) -> UsageRecord:
+        return wait_for(database_of(self.config, self.tmp), {rid})[rid]

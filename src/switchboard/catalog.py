@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict
 from switchboard.config import catalog as config_catalog
 from switchboard.config.catalog import (
     CAPABILITIES,
+    LONG_CONTEXT_PRICES,
     SERVICE_TIERS,
     Capability,
     CatalogConfig,
@@ -97,6 +98,13 @@ class ModelInfo(_Strict):
     priority_input_cost_per_mtok: float | None = None
     priority_output_cost_per_mtok: float | None = None
     priority_cached_input_cost_per_mtok: float | None = None
+    # Long-context prices (docs/spend.md): a prompt over the threshold is priced at them.
+    long_context_threshold_tokens: int | None = None
+    long_context_input_cost_per_mtok: float | None = None
+    long_context_output_cost_per_mtok: float | None = None
+    long_context_cached_input_cost_per_mtok: float | None = None
+    long_context_cache_write_5m_cost_per_mtok: float | None = None
+    long_context_cache_write_1h_cost_per_mtok: float | None = None
     source: str | None = None
     as_of: str | None = None
 
@@ -137,7 +145,21 @@ class ModelInfo(_Strict):
             prices = self.tier_prices(tier)
             if prices is not None:
                 out[tier] = {"input": prices[0], "output": prices[1], "cached_input": prices[2]}
+        if self.long_context_threshold() is not None:
+            long = {"above_prompt_tokens": self.long_context_threshold_tokens}
+            for field in LONG_CONTEXT_PRICES:
+                value = getattr(self, field)
+                if value is not None:
+                    long[field.removeprefix("long_context_").removesuffix("_cost_per_mtok")] = value
+            out["long_context"] = long
         return out
+
+    def long_context_threshold(self) -> int | None:
+        """The prompt size (tokens) past which a call is priced at the long-context prices; None
+        when the model has no threshold, or no long-context input and output price."""
+        if (self.long_context_input_cost_per_mtok is None or self.long_context_output_cost_per_mtok is None):
+            return None
+        return self.long_context_threshold_tokens
 
     def tier_prices(self, tier: str) -> tuple[float, float, float | None] | None:
         """The input, output and cached-input prices of OpenAI service tier ``tier`` (``flex``,

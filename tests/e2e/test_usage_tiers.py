@@ -8,15 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
-from typing import Any
 
-import openai
 import pytest
 
-from tests import ledger
 from tests.e2e.sdk import ask
-from tests.servers import MASTER_KEY, Gateway, Mock, openai_config, start_gateway
+from tests.ledger import Metered
+from tests.servers import MASTER_KEY, Mock, openai_config, start_gateway
 from tests.services import with_cluster
 
 STANDARD = {"input_cost_per_mtok": 0.15, "output_cost_per_mtok": 0.6}
@@ -37,18 +34,9 @@ def expected(tier: str, prompt: int, completion: int) -> Decimal:
     return (prompt * inp + completion * out) / MTOK
 
 
-class Tiers:
-    def __init__(self, config: dict[str, Any], gateway: Gateway, tmp: Path) -> None:
-        self.config, self.gateway, self.tmp = config, gateway, tmp
-        self.client = openai.OpenAI(base_url=gateway.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
-
-    def record(self, rid: str) -> Any:
-        return ledger.wait_for(ledger.database_of(self.config, self.tmp), {rid})[rid]
-
-
 @pytest.fixture(scope="module", params=["embedded", "cluster"])
 def tiers(request: pytest.FixtureRequest, mock_upstream: Mock,
-          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tiers]:
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Metered]:
     config = openai_config(mock_upstream)
     config["models"] = [
         {"name": "tiered", "provider": "local-openai", "model": "gpt-4o-mini", "info": {**STANDARD, **TIERS}},
@@ -60,12 +48,12 @@ def tiers(request: pytest.FixtureRequest, mock_upstream: Mock,
     config = with_cluster(config, request, "tiers")
     tmp = tmp_path_factory.mktemp(f"tiers-{request.param}")
     gw = start_gateway(config, tmp)
-    yield Tiers(config, gw, tmp)
+    yield Metered(config, gw, tmp, MASTER_KEY)
     gw.process.stop()
 
 
 @pytest.mark.parametrize("tier", ["flex", "priority", "default"])
-def test_a_chat_completion_is_priced_at_the_tier_it_was_served_in(tiers: Tiers, tier: str) -> None:
+def test_a_chat_completion_is_priced_at_the_tier_it_was_served_in(tiers: Metered, tier: str) -> None:
     raw = tiers.client.chat.completions.with_raw_response.create(
         model="tiered", messages=ask("price me by my tier"), service_tier=tier)  # type: ignore[arg-type]
     reply = raw.parse()
@@ -77,7 +65,7 @@ def test_a_chat_completion_is_priced_at_the_tier_it_was_served_in(tiers: Tiers, 
     assert record.metadata["service_tier"] == tier
 
 
-def test_a_stream_is_priced_at_the_tier_its_chunks_report(tiers: Tiers) -> None:
+def test_a_stream_is_priced_at_the_tier_its_chunks_report(tiers: Metered) -> None:
     with tiers.client.chat.completions.with_streaming_response.create(
         model="tiered", messages=ask("stream me at priority"), service_tier="priority", stream=True,
         stream_options={"include_usage": True},
@@ -93,7 +81,7 @@ def test_a_stream_is_priced_at_the_tier_its_chunks_report(tiers: Tiers) -> None:
 
 @pytest.mark.parametrize("model", ["tiered", "tiered-native"])
 @pytest.mark.parametrize("stream", [False, True])
-def test_a_response_is_priced_at_the_tier_it_was_served_in(tiers: Tiers, model: str, stream: bool) -> None:
+def test_a_response_is_priced_at_the_tier_it_was_served_in(tiers: Metered, model: str, stream: bool) -> None:
     if stream:
         with tiers.client.responses.with_streaming_response.create(
             model=model, input="flex, please", service_tier="flex", store=False, stream=True,
@@ -111,7 +99,7 @@ def test_a_response_is_priced_at_the_tier_it_was_served_in(tiers: Tiers, model: 
     assert record.metadata["service_tier"] == "flex"
 
 
-def test_a_model_without_prices_for_the_tier_is_priced_at_its_standard_prices(tiers: Tiers) -> None:
+def test_a_model_without_prices_for_the_tier_is_priced_at_its_standard_prices(tiers: Metered) -> None:
     raw = tiers.client.chat.completions.with_raw_response.create(
         model="standard-only", messages=ask("no flex prices here"), service_tier="flex")
     reply = raw.parse()

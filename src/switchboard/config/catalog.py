@@ -48,6 +48,10 @@ def _not_bool(value: Any) -> Any:
 Price = Annotated[float, BeforeValidator(_not_bool), Field(ge=0, le=1_000_000, allow_inf_nan=False)]
 # The service tiers an OpenAI answer may report (``service_tier``) that have prices of their own.
 SERVICE_TIERS = ("flex", "priority")
+# The prices a long prompt is charged in place of the standard ones, by the standard field each
+# replaces (``long_context_<field>``).
+LONG_CONTEXT_PRICES = tuple(f"long_context_{price}_cost_per_mtok" for price in (
+    "input", "output", "cached_input", "cache_write_5m", "cache_write_1h"))
 INFO_FIELDS = (
     "mode", "context_window", "max_output_tokens", "capabilities", "input_cost_per_mtok",
     "output_cost_per_mtok", "cached_input_cost_per_mtok", "cache_write_5m_cost_per_mtok",
@@ -61,6 +65,10 @@ INFO_FIELDS = (
         # priced at its prices.
         f"{tier}_{price}_cost_per_mtok" for tier in SERVICE_TIERS
         for price in ("input", "output", "cached_input")
+    ), *(
+        # Long-context prices (docs/spend.md): a call whose prompt is over the threshold is
+        # priced at them, all its tokens.
+        "long_context_threshold_tokens", *LONG_CONTEXT_PRICES,
     ), "source", "as_of",
 )
 
@@ -107,6 +115,16 @@ class InfoFields(Strict):
     priority_input_cost_per_mtok: Price | None = None
     priority_output_cost_per_mtok: Price | None = None
     priority_cached_input_cost_per_mtok: Price | None = None
+    # Long-context surcharges (Gemini Pro, Claude Sonnet 4/4.5 with the 1M window): a call whose
+    # prompt (cache reads and writes, image and audio units included) is over the threshold is
+    # priced at these, all its tokens. Without both an input and an output price: not modelled;
+    # without a cached or cache-write price, those tokens at the long-context input price.
+    long_context_threshold_tokens: TokenCount | None = None
+    long_context_input_cost_per_mtok: Price | None = None
+    long_context_output_cost_per_mtok: Price | None = None
+    long_context_cached_input_cost_per_mtok: Price | None = None
+    long_context_cache_write_5m_cost_per_mtok: Price | None = None
+    long_context_cache_write_1h_cost_per_mtok: Price | None = None
     source: str | None = None
     as_of: str | None = None
 

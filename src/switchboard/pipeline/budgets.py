@@ -37,11 +37,12 @@ from switchboard.pipeline import caller_credentials
 from switchboard.pipeline.chain import Handler
 from switchboard.pipeline.limits import Rerouted
 from switchboard.pipeline.settle import Settlement
+from switchboard.providers.counts import TOKENS_MAX
 from switchboard.routing.router import ANYWHERE, Router, Table
 from switchboard.spend.budgets.book import BudgetBook
 from switchboard.spend.budgets.periods import key_start, window
 from switchboard.spend.budgets.plan import Budget
-from switchboard.spend.cost import Prices, Tokens, cost, tiered
+from switchboard.spend.cost import Prices, Tokens, cost, long_context, tiered
 from switchboard.spend.units import estimate_nano_usd as units_estimate
 from switchboard.stores.protocols import Acquired, Admission, Bucket, Charge, Reserved
 
@@ -64,8 +65,9 @@ _QUOTES_MAX = 4096
 # A catalog record, its input and output prices per token in units of 10**-exponent USD, and how
 # a number of units becomes nano-USD (times the first, or divided by the second, rounded up),
 # and whether it prices a media unit (most records price none: their media estimate is 0).
-# Last, what counting reads of it (its model and output bound) as plain attributes.
-_Quote = tuple[ModelInfo, int, int, int, int, bool, "_Counted"]
+# Then what counting reads of it (its model and output bound) as plain attributes. Last, the
+# prompt size past which its long-context prices apply, and those input and output prices.
+_Quote = tuple[ModelInfo, int, int, int, int, bool, "_Counted", int, int, int]
 
 
 @dataclass(slots=True, frozen=True)
@@ -326,7 +328,9 @@ class BudgetStage:
             _check_output(ctx, limit)
         usd = 0
         if quote is not None:
-            _, per_input, per_output, times, over, unit_priced, _ = quote
+            _, per_input, per_output, times, over, unit_priced, _, threshold, long_in, long_out = quote
+            if prompt > threshold:  # priced, all its tokens, at the long-context prices (spend/cost.py)
+                per_input, per_output = long_in, long_out
             units = prompt * per_input + output * per_output
             usd = units * times if over == 1 else -(-units // over)  # rounded up
             if unit_priced:  # media units (spend/units.py); asked only of a record that prices some
@@ -353,18 +357,20 @@ class BudgetStage:
         is linear in the tokens), and how its units become nano-USD: worked out once per record.
         A prompt token is priced at the dearest way it can be billed: written to a cache costs
         more than plain input (1.25x for five minutes, 2x for an hour on Claude), and whether the
-        provider writes the prompt to a cache is known only from the answer."""
-        per_input = max((cost(info, tokens) for tokens in _PROMPT_TOKEN), key=lambda c: c.units)
-        per_output = cost(info, Tokens(output=1))
-        if per_input.exponent != per_output.exponent:  # not expected: one scale per record
-            scale = max(per_input.exponent, per_output.exponent)
-            per_input = per_input._replace(units=per_input.units * 10 ** (scale - per_input.exponent),
-                                           exponent=scale)
-            per_output = per_output._replace(units=per_output.units * 10 ** (scale - per_output.exponent),
-                                             exponent=scale)
-        shift = per_input.exponent - 9
-        quote = (info, per_input.units, per_output.units, 10 ** max(0, -shift), 10 ** max(0, shift),
-                 info.unit_priced, _Counted(info.model, info.max_output_tokens))
+        provider writes the prompt to a cache is known only from the answer. The same at the
+        long-context prices, at one scale, for a prompt over the long-context threshold."""
+        threshold = info.long_context_threshold()
+        long = long_context(info)  # info itself without long-context prices
+        # per input, per output token at the standard prices, then at the long-context ones
+        costs = [c for priced in (info, long) for c in (
+            max((cost(priced, tokens) for tokens in _PROMPT_TOKEN), key=lambda c: c.units),
+            cost(priced, Tokens(output=1)))]
+        scale = max(c.exponent for c in costs)
+        per_input, per_output, long_in, long_out = (c.units * 10 ** (scale - c.exponent) for c in costs)
+        shift = scale - 9
+        quote = (info, per_input, per_output, 10 ** max(0, -shift), 10 ** max(0, shift),
+                 info.unit_priced, _Counted(info.model, info.max_output_tokens),
+                 threshold if threshold is not None else TOKENS_MAX, long_in, long_out)
         if len(self._quotes) >= _QUOTES_MAX:
             self._quotes.clear()
         self._quotes[id(info)] = quote

@@ -170,7 +170,9 @@ def format_nano_usd(nano: int) -> str:
 
 # The prices of Tokens' fields in its order (reasoning: 0, it is part of the output), as whole
 # units of 10**-scale USD per Mtok; None: unknown.
-_Prices = tuple[int, tuple[int | None, ...]]
+# Last, the prompt size past which the long-context prices apply (_NEVER: none).
+_Prices = tuple[int, tuple[int | None, ...], int]
+_NEVER = 1 << 62  # more prompt tokens than any count (providers/counts.py, TOKENS_MAX)
 # By the catalog record's identity (records live as long as the model table that holds them; the
 # entry keeps its record alive, so an id is never reused while cached). Bounded all the same.
 _INT_PRICES: dict[int, tuple[ModelInfo, _Prices]] = {}
@@ -198,7 +200,9 @@ def _int_prices(info: ModelInfo) -> _Prices:
         or_(info.output_image_cost_per_mtok, out), or_(info.output_audio_cost_per_mtok, out),
     )
     scale = max([0] + [-int(d.as_tuple().exponent) for d in decimals if d is not None])
-    prices: _Prices = (scale, tuple(None if d is None else int(d.scaleb(scale)) for d in decimals))
+    threshold = info.long_context_threshold()
+    prices: _Prices = (scale, tuple(None if d is None else int(d.scaleb(scale)) for d in decimals),
+                       _NEVER if threshold is None else threshold)
     if len(_INT_PRICES) >= 4096:
         _INT_PRICES.clear()
     _INT_PRICES[id(info)] = (info, prices)
@@ -236,10 +240,40 @@ def tiered(info: ModelInfo, tier: str) -> ModelInfo:
     return priced
 
 
+# By the catalog record's identity: the record with its long-context prices in place of the
+# standard ones. Bounded as _INT_PRICES.
+_LONG: dict[int, tuple[ModelInfo, ModelInfo]] = {}
+
+
+def long_context(info: ModelInfo) -> ModelInfo:
+    """``info`` priced as a call whose prompt is over its long-context threshold: the long-context
+    input, output, cached-input and cache-write prices in place of the standard ones (a cached or
+    cache-write price it lacks: the long-context input price), the image and audio prices
+    unchanged; ``info`` itself when it has no long-context input and output price."""
+    hit = _LONG.get(id(info))
+    if hit is not None and hit[0] is info:
+        return hit[1]
+    priced = info
+    if info.long_context_threshold() is not None:
+        priced = info.model_copy(update={
+            "input_cost_per_mtok": info.long_context_input_cost_per_mtok,
+            "output_cost_per_mtok": info.long_context_output_cost_per_mtok,
+            "cached_input_cost_per_mtok": info.long_context_cached_input_cost_per_mtok,
+            "cache_write_5m_cost_per_mtok": info.long_context_cache_write_5m_cost_per_mtok,
+            "cache_write_1h_cost_per_mtok": info.long_context_cache_write_1h_cost_per_mtok,
+            "long_context_threshold_tokens": None})
+    if len(_LONG) >= 4096:
+        _LONG.clear()
+    _LONG[id(info)] = (info, priced)
+    return priced
+
+
 def cost(info: ModelInfo | None, tokens: Tokens, tier: str | None = None) -> Cost:
     """The exact cost of ``tokens`` at ``info``'s prices (USD per million tokens); ``tier``: the
     OpenAI service tier the answer says served the call, priced at its own prices if the model
-    has them (:func:`tiered`).
+    has them (:func:`tiered`). A call whose prompt (cache reads and writes, image and audio units
+    included) is over the model's long-context threshold is priced, all its tokens, at the
+    long-context prices (:func:`long_context`), which take the place of a tier's too.
 
     Cache reads without a cached price, cache writes without a write price, and image and audio
     units without a price of their own, are billed at the input (output) price. A token count
@@ -249,12 +283,13 @@ def cost(info: ModelInfo | None, tokens: Tokens, tier: str | None = None) -> Cos
         return Cost(0, 0, tokens.prompt > 0 or tokens.completion > 0)
     if tier is not None:
         info = tiered(info, tier)
-    scale, prices = _int_prices(info)
+    scale, prices, threshold = _int_prices(info)
+    # the common case: no cache tokens, no image or audio units (the prompt is the text input)
+    plain = not (tokens[1] or tokens[2] or tokens[3] or tokens[6] or tokens[7] or tokens[8] or tokens[9])
+    if (tokens[0] if plain else tokens.prompt) > threshold:
+        scale, prices, _ = _int_prices(long_context(info))
     inp, out = prices[0], prices[4]
-    if inp is not None and out is not None and not (
-        tokens[1] or tokens[2] or tokens[3] or tokens[6] or tokens[7] or tokens[8] or tokens[9]
-    ):
-        # the common case: priced, no cache tokens, no image or audio units
+    if plain and inp is not None and out is not None:
         return _new(Cost, (tokens[0] * inp + tokens[4] * out, scale + 6, False))
     total = 0
     unpriced = False

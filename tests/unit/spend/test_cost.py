@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-from switchboard.catalog import ModelInfo
+from switchboard.catalog import ModelInfo, lookup
 from switchboard.config.schema import Timeouts
 from switchboard.providers import bedrock, cohere, gemini, openai_compatible
 from switchboard.providers.anthropic import SPEC as ANTHROPIC
@@ -133,6 +133,52 @@ def test_a_service_tier_with_prices_replaces_the_standard_token_prices() -> None
     assert cost(half, tokens, "flex").usd == standard
     assert tiered.pricing()["priority"] == {"input": 1.5, "output": 6.0, "cached_input": None}
     assert "flex" not in half.pricing()
+
+
+LONG = INFO.model_copy(update={
+    "long_context_threshold_tokens": 1000, "long_context_input_cost_per_mtok": 2.0,
+    "long_context_output_cost_per_mtok": 6.0, "long_context_cached_input_cost_per_mtok": 0.2})
+
+
+def test_a_prompt_over_the_long_context_threshold_is_priced_at_the_long_prices_all_its_tokens() -> None:
+    at = Tokens(input=1000, output=10)
+    assert cost(LONG, at).usd == usd((1000, "1"), (10, "4"))  # at the threshold: not over it
+    over = Tokens(input=1001, output=10)
+    assert cost(LONG, over).usd == usd((1001, "2"), (10, "6"))
+    # Cache reads and writes count toward the prompt (as Google and Anthropic count it); writes
+    # without a long-context price of their own at the long-context input price.
+    cached = Tokens(input=400, cache_read=500, cache_write_5m=101, output=10)
+    assert cost(LONG, cached).usd == usd((400, "2"), (500, "0.2"), (101, "2"), (10, "6"))
+    assert cost(LONG, cached._replace(cache_write_5m=100)).usd == usd(
+        (400, "1"), (500, "0.1"), (100, "1.25"), (10, "4"))
+    # Without both a long-context input and output price, or without a threshold: not modelled.
+    for partial in ({"long_context_output_cost_per_mtok": None}, {"long_context_threshold_tokens": None}):
+        assert cost(LONG.model_copy(update=partial), over).usd == usd((1001, "1"), (10, "4"))
+    assert LONG.pricing()["long_context"] == {
+        "above_prompt_tokens": 1000, "input": 2.0, "output": 6.0, "cached_input": 0.2}
+    assert "long_context" not in INFO.pricing()
+
+
+def test_the_long_context_prices_take_the_place_of_a_service_tier() -> None:
+    both = LONG.model_copy(update={"priority_input_cost_per_mtok": 1.5, "priority_output_cost_per_mtok": 5.0})
+    assert cost(both, Tokens(input=100, output=10), "priority").usd == usd((100, "1.5"), (10, "5"))
+    assert cost(both, Tokens(input=1001, output=10), "priority").usd == usd((1001, "2"), (10, "6"))
+
+
+@pytest.mark.parametrize(("provider", "model", "short", "long"), [
+    ("gemini", "gemini-2.5-pro", ("1.25", "10", "0.125"), ("2.5", "15", "0.25")),
+    ("gemini", "gemini-3.1-pro-preview", ("2", "12", "0.2"), ("4", "18", "0.4")),
+    ("anthropic", "claude-sonnet-4-5-20250929", ("3", "15", "0.3"), ("6", "22.5", "0.6")),
+    ("anthropic", "claude-sonnet-4-20250514", ("3", "15", "0.3"), ("6", "22.5", "0.6")),
+])
+def test_the_shipped_long_context_prices(provider: str, model: str, short: tuple[str, ...],
+                                         long: tuple[str, ...]) -> None:
+    info = lookup(provider, model)
+    assert info is not None
+    tokens = Tokens(input=150_000, cache_read=50_000, output=1000)
+    assert cost(info, tokens).usd == usd((150_000, short[0]), (50_000, short[2]), (1000, short[1]))
+    tokens = tokens._replace(input=150_001)
+    assert cost(info, tokens).usd == usd((150_001, long[0]), (50_000, long[2]), (1000, long[1]))
 
 
 def test_a_model_without_a_price_is_unpriced_never_a_silent_zero() -> None:
