@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from decimal import Decimal
 
+import openai
 import pytest
 
 from tests.e2e.sdk import ask
@@ -110,7 +111,7 @@ def test_a_model_without_prices_for_the_tier_is_priced_at_its_standard_prices(ti
     assert record.cost_usd == cost and record.metadata["service_tier"] == "flex"
 
 
-def test_a_stream_cut_before_its_usage_is_priced_at_the_tier_its_chunks_report(tiers: Tiers) -> None:
+def test_a_stream_cut_before_its_usage_is_priced_at_the_tier_its_chunks_report(tiers: Metered) -> None:
     """Every chunk of an OpenAI stream says the tier serving it: a stream whose final usage never
     comes (the upstream dropped it, or the client left) is estimated at that tier's prices, as
     OpenAI bills what it produced."""
