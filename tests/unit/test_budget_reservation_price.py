@@ -20,7 +20,7 @@ def test_a_reservation_costs_what_the_tokens_cost_rounded_up(
 ) -> None:
     info = ModelInfo(model="m", provider_types=("openai",), input_cost_per_mtok=inp, output_cost_per_mtok=out)
     stage = BudgetStage(BudgetsConfig(), lambda: None, None, None)  # type: ignore[arg-type]
-    _, per_input, per_output, times, over, unit_priced, _ = stage._quote(info)
+    per_input, per_output, times, over, unit_priced = stage._quote(info)[1:6]
     assert not unit_priced  # no media unit priced: the media estimate is not asked for
     units = prompt * per_input + output * per_output
     quoted = units * times if over == 1 else -(-units // over)
@@ -40,7 +40,7 @@ def test_a_prompt_token_is_reserved_at_its_dearest_price(
                      output_cost_per_mtok=15.0, cache_write_5m_cost_per_mtok=write_5m,
                      cache_write_1h_cost_per_mtok=write_1h)
     stage = BudgetStage(BudgetsConfig(), lambda: None, None, None)  # type: ignore[arg-type]
-    _, per_input, _, times, over, _, _ = stage._quote(info)
+    per_input, _, times, over = stage._quote(info)[1:5]
     prompt = 20_003
     quoted = prompt * per_input * times if over == 1 else -(-(prompt * per_input) // over)
     assert quoted == round(prompt * dearest * 1000)  # nano-USD
