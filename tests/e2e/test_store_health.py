@@ -53,15 +53,17 @@ class Cluster:
 @pytest.fixture
 def cluster(postgres: Postgres, mock_upstream: Mock, tmp_path: Path) -> Iterator[Cluster]:
     redis = start_redis()  # our own: stopping it leaves the session's Redis alone
-    config = openai_config(mock_upstream)
-    config["database"] = {"url": postgres.create_database(f"outage_{uuid.uuid4().hex[:8]}")}
-    config["redis"] = {"url": hanging_redis_url(redis)}
-    gateway = start_gateway(config, tmp_path)
-    try:
-        yield Cluster(gateway, redis)
+    try:  # a gateway that fails to start leaves no Redis server behind
+        config = openai_config(mock_upstream)
+        config["database"] = {"url": postgres.create_database(f"outage_{uuid.uuid4().hex[:8]}")}
+        config["redis"] = {"url": hanging_redis_url(redis)}
+        gateway = start_gateway(config, tmp_path)
+        try:
+            yield Cluster(gateway, redis)
+        finally:
+            redis.proc.send_signal(signal.SIGCONT)
+            gateway.process.stop()
     finally:
-        redis.proc.send_signal(signal.SIGCONT)
-        gateway.process.stop()
         redis.stop()
 
 
