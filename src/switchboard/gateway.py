@@ -107,7 +107,8 @@ FILE_CALLS = frozenset({"files", "batches"})
 MODEL_CALLS = frozenset({
     "chat", "embeddings", "completions",
     # media (http/media, pipeline/media.py)
-    "rerank", "moderations", "image_generations", "image_edits", "transcriptions", "translations", "speech",
+    "rerank", "moderations", "image_generations", "image_edits", "image_variations", "transcriptions",
+    "translations", "speech",
 })
 
 

@@ -26,6 +26,8 @@ PIXEL_PNG = bytes.fromhex(
     "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d49444154789c63646060f80f0000"
     "02870180eb47ba920000000049454e44ae426082"
 )
+WAV_FIELD = {"file": ("a.wav", b"x", "audio/wav")}
+IMAGE_FIELD = {"image": ("p.png", PIXEL_PNG, "image/png")}
 
 
 def wav(seconds: float, rate: int = 8000, byte_rate: int | None = None) -> bytes:
@@ -57,6 +59,9 @@ def media_config(mock: Mock) -> dict[str, Any]:
              "info": {"mode": "image_generation", "output_cost_per_image": 0.04}},
             {"name": "az-dall-e-3", "provider": "az", "model": "dalle3-deployment",
              "info": {"output_cost_per_image": 0.08}},
+            {"name": "dall-e-2", "provider": "oa", "model": "dall-e-2",
+             "info": {"mode": "image_generation", "output_cost_per_image": 0.02}},
+            {"name": "az-dall-e-2", "provider": "az", "model": "dalle2-deployment"},
             {"name": "imagen", "provider": "gm", "model": "imagen-4.0-generate-001",
              "info": {"output_cost_per_image": 0.04}},
             {"name": "gpt-image-1", "provider": "oa", "model": "gpt-image-1",
@@ -260,6 +265,46 @@ def test_images_edit_with_several_images(sdk: openai.OpenAI) -> None:
                              image=[("a.png", PIXEL_PNG, "image/png"), ("b.png", PIXEL_PNG, "image/png")])
     assert edited.data[0].revised_prompt == "combine them (2 input image(s))"
     assert edited.usage is not None and edited.usage.input_tokens_details.image_tokens == 130
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the SDK marks variations deprecated
+def test_image_variations_pass_through_and_are_priced_per_image(
+    sdk: openai.OpenAI, database: str, mock_upstream: Mock
+) -> None:
+    marker = new_marker()
+    raw = sdk.images.with_raw_response.create_variation(
+        model="dall-e-2", image=("pixel.png", PIXEL_PNG, "image/png"), n=2, size="256x256",
+        response_format="b64_json", user=f"mock:capture={marker}")  # the mock reads the form's text
+    varied = raw.parse()  # the mock answers n images, inline for b64_json
+    assert len(varied.data) == 2
+    assert all(base64.b64decode(d.b64_json or "").startswith(b"\x89PNG") for d in varied.data)
+    record = recorded(database, raw.headers["x-request-id"])
+    assert record.metadata["operation"] == "image_variations" and record.cost_usd == Decimal("0.04")
+    sent = captured(mock_upstream, marker)[0]
+    assert sent["path"] == "/v1/images/variations"
+    assert sent["headers"]["content-type"].startswith("multipart/form-data")
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the SDK marks variations deprecated
+def test_image_variations_default_to_dall_e_2(sdk: openai.OpenAI) -> None:
+    # The SDK sends no model unless given one; the gateway names OpenAI's only variations model.
+    varied = sdk.images.create_variation(image=("pixel.png", PIXEL_PNG, "image/png"))
+    assert len(varied.data) == 1 and varied.data[0].url
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the SDK marks variations deprecated
+def test_image_variations_are_refused_on_azure_and_imagen(sdk: openai.OpenAI) -> None:
+    for model in ("az-dall-e-2", "imagen"):
+        with pytest.raises(openai.BadRequestError) as refused:
+            sdk.images.create_variation(model=model, image=("p.png", PIXEL_PNG, "image/png"))
+        assert refused.value.body["code"] == "unsupported_operation", model  # type: ignore[index]
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the SDK marks variations deprecated
+def test_image_variations_of_a_chat_model_are_refused(sdk: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.images.create_variation(model="gpt-4o-mini", image=("p.png", PIXEL_PNG, "image/png"))
+    assert refused.value.body["param"] == "model"  # type: ignore[index]
 
 
 # -- audio ----------------------------------------------------------------------------------------
@@ -473,7 +518,8 @@ def test_json_endpoints_need_a_key(gw: Gateway, path: str, body: dict[str, Any])
     assert resp.status_code == 401 and resp.json()["error"]["type"]
 
 
-@pytest.mark.parametrize("path", ["/images/edits", "/audio/transcriptions", "/audio/translations"])
+@pytest.mark.parametrize("path", ["/images/edits", "/images/variations", "/audio/transcriptions",
+                                  "/audio/translations"])
 def test_form_endpoints_need_a_key(gw: Gateway, path: str) -> None:
     files = {"file": ("a.wav", wav(0.1), "audio/wav"), "image": ("p.png", PIXEL_PNG, "image/png")}
     resp = httpx.post(gw.base_url + path, data={"model": "whisper-1", "prompt": "x"}, files=files, timeout=10)
@@ -548,6 +594,19 @@ def test_json_bad_input(gw: Gateway, path: str, body: Any, status: int, param: s
     ("/images/edits", {"model": "dall-e-3", "prompt": "x"}, {}, 400, "image"),
     ("/images/edits", {"model": "dall-e-3", "prompt": "x", "n": "two"},
      {"image": ("p.png", PIXEL_PNG, "image/png")}, 400, "n"),
+    ("/images/variations", {"model": "dall-e-2"}, {}, 400, "image"),
+    ("/images/variations", {"model": "dall-e-2", "prompt": "x"}, IMAGE_FIELD, 400, "prompt"),
+    ("/images/variations", {"model": "dall-e-2", "size": "300x300"}, IMAGE_FIELD, 400, "size"),
+    ("/images/variations", {"model": "dall-e-2", "n": "11"}, IMAGE_FIELD, 400, "n"),
+    ("/images/variations", {"model": "dall-e-2", "n": "0"}, IMAGE_FIELD, 400, "n"),
+    ("/images/variations", {"model": "dall-e-2", "response_format": "gif"}, IMAGE_FIELD, 400,
+     "response_format"),
+    ("/images/variations", {"model": "dall-e-2"},
+     [("image", ("a.png", PIXEL_PNG, "image/png")), ("image", ("b.png", PIXEL_PNG, "image/png"))], 400,
+     "image"),
+    ("/images/variations", {"model": "dall-e-2", "image": "not a file"}, {}, 400, "image"),
+    ("/images/variations", {"model": "dall-e-2"},
+     {"image": ("big.png", b"\0" * (1024 * 1024 + 10), "image/png")}, 413, None),
     ("/audio/transcriptions", {"model": "whisper-1"},
      {"file": ("big.wav", b"\0" * (1024 * 1024 + 10), "audio/wav")}, 413, None),
 ])
@@ -561,8 +620,6 @@ def test_form_bad_input(gw: Gateway, path: str, data: dict[str, str], files: dic
         assert resp.json()["error"]["param"] == param
 
 
-WAV_FIELD = {"file": ("a.wav", b"x", "audio/wav")}
-IMAGE_FIELD = {"image": ("p.png", PIXEL_PNG, "image/png")}
 
 
 @pytest.mark.parametrize("value", [" 5", "5 ", "+5", "\u0665", "1_0", "5.0", "0x5", "", "9" * 30])

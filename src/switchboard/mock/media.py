@@ -213,6 +213,35 @@ async def image_edits(request: Request) -> Response:
     return _images(request, model, n, _one(body, "response_format"), prompt, len(images))
 
 
+async def _form_with_file(request: Request, field: str) -> tuple[dict[str, Any], UploadFile] | Response:
+    """The form and its required file ``field``, or OpenAI's 400."""
+    prepared = await _openai_form(request)
+    if isinstance(prepared, Response):
+        return prepared
+    body, _ = prepared
+    upload = _one(body, field)
+    if not isinstance(upload, UploadFile):
+        return openai.error(400, f"'{field}' is required", param=field)
+    return body, upload
+
+
+async def image_variations(request: Request) -> Response:
+    prepared = await _form_with_file(request, "image")
+    if isinstance(prepared, Response):
+        return prepared
+    body, image = prepared
+    if not (await image.read(8)).startswith(b"\x89PNG"):
+        return openai.error(400, "Invalid image file: the mock takes PNG images only", param="image")
+    model = str(_one(body, "model") or "dall-e-2")
+    if model != "dall-e-2":  # as OpenAI: variations are dall-e-2's only
+        return openai.error(400, f"Invalid model {model}. The model must be dall-e-2.", param="model")
+    n = int(_one(body, "n") or 1)
+    base = str(request.base_url).rstrip("/")
+    inline = _one(body, "response_format") == "b64_json"
+    data = [{"b64_json": PIXEL_B64} if inline else {"url": f"{base}/images/pixel.png"} for _ in range(n)]
+    return json_response({"created": 1700000000, "data": data})
+
+
 # -- audio ----------------------------------------------------------------------------------------
 
 
@@ -229,13 +258,10 @@ def _timestamp(seconds: float, sep: str) -> str:
 
 
 async def _audio(request: Request, task: str) -> Response:
-    prepared = await _openai_form(request)
+    prepared = await _form_with_file(request, "file")
     if isinstance(prepared, Response):
         return prepared
-    body, _ = prepared
-    upload = _one(body, "file")
-    if not isinstance(upload, UploadFile):
-        return openai.error(400, "'file' is required", param="file")
+    body, upload = prepared
     if not _one(body, "model"):
         return openai.error(400, "'model' is required", param="model")
     data = await upload.read()
@@ -438,7 +464,8 @@ def routes() -> list[Route]:
         Route("/rerank", tgi_rerank, methods=["POST"]),
     ]
     handlers = {"moderations": moderations, "images/generations": image_generations,
-                "images/edits": image_edits, "audio/transcriptions": transcriptions,
+                "images/edits": image_edits, "images/variations": image_variations,
+                "audio/transcriptions": transcriptions,
                 "audio/translations": translations, "audio/speech": speech}
     for path, handler in handlers.items():
         out.append(Route(f"/v1/{path}", handler, methods=["POST"]))

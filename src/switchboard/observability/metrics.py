@@ -63,7 +63,8 @@ CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 MODEL_CALLS = frozenset({
     "chat", "embeddings", "completions",
     # media (gateway.MODEL_CALLS, docs/api-media.md)
-    "rerank", "moderations", "image_generations", "image_edits", "transcriptions", "translations", "speech",
+    "rerank", "moderations", "image_generations", "image_edits", "image_variations", "transcriptions",
+    "translations", "speech",
 })
 OTHER = "other"
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]

@@ -35,6 +35,7 @@ MODES: dict[str, str] = {
     "moderations": "moderation",
     "image_generations": "image_generation",
     "image_edits": "image_generation",
+    "image_variations": "image_generation",
     "transcriptions": "audio_transcription",
     "translations": "audio_transcription",
     "speech": "audio_speech",

@@ -82,6 +82,8 @@ def _stream_usage(body: JSON, target: Target) -> JSON:
 
 class Adapter(NormalisingAdapter):
     type = "azure"
+    # Azure OpenAI serves no image variations (dall-e-2's): refused before anything is sent.
+    media_operations = NormalisingAdapter.media_operations - {"image_variations"}
 
     def _post(self, path: str, body: JSON, target: Target, stream: bool) -> UpstreamRequest:
         request = super()._post(path, body, target, stream)

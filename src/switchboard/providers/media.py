@@ -22,6 +22,7 @@ OPERATION_NAMES: dict[str, str] = {
     "moderations": "moderations",
     "image_generations": "image generation",
     "image_edits": "image edits",
+    "image_variations": "image variations",
     "transcriptions": "audio transcriptions",
     "translations": "audio translations",
     "speech": "text to speech",

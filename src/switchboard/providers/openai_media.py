@@ -38,12 +38,14 @@ PATHS: dict[str, str] = {
     "moderations": "/moderations",
     "image_generations": "/images/generations",
     "image_edits": "/images/edits",
+    "image_variations": "/images/variations",
     "transcriptions": "/audio/transcriptions",
     "translations": "/audio/translations",
     "speech": "/audio/speech",
     "rerank": "/rerank",
 }
-MULTIPART = frozenset({"image_edits", "transcriptions", "translations"})
+MULTIPART = frozenset({"image_edits", "image_variations", "transcriptions", "translations"})
+IMAGES = frozenset({"image_generations", "image_edits", "image_variations"})
 # Transcription formats answered as text, by response_format.
 TEXT_TYPES = {"text": "text/plain; charset=utf-8", "srt": "application/x-subrip; charset=utf-8",
               "vtt": "text/vtt; charset=utf-8"}
@@ -108,7 +110,7 @@ def parse(
         if obj is None or not isinstance(obj.get("results"), list):
             raise invalid_body(target)
         return MediaReply(body=obj)
-    if operation in ("image_generations", "image_edits"):
+    if operation in IMAGES:
         if obj is None or not isinstance(obj.get("data"), list):
             raise invalid_body(target)
         usage = _token_usage(obj.get("usage"))

@@ -88,7 +88,7 @@ def estimate_nano_usd(operation: str, request: Mapping[str, Any], info: ModelInf
     if operation == "rerank":
         docs = request.get("documents")
         key, count = "search_units", max(1, -(-len(docs) // 100)) if isinstance(docs, list) else 1
-    elif operation in ("image_generations", "image_edits"):
+    elif operation in ("image_generations", "image_edits", "image_variations"):
         n = request.get("n")
         key, count = "images", n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
     elif operation == "speech":

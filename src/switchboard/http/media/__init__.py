@@ -2,11 +2,11 @@
 
 JSON endpoints (``/v1/rerank``, ``/v1/moderations``, ``/v1/images/generations``,
 ``/v1/audio/speech``) decode like the OpenAI API's; multipart endpoints (``/v1/images/edits``,
-``/v1/audio/transcriptions``, ``/v1/audio/translations``) are read by :class:`FormEndpoint`, which
-parses the form as it arrives with every size bounded (multipart.py) and leaves the form for
-``decode`` to check after authentication. Each request is checked field by field: unknown fields,
-wrong types and missing required fields are refused (400) naming the field. Errors are
-OpenAI-shaped, as on every ``/v1`` endpoint (Cohere-shaped on Cohere's own ``/v2/rerank``).
+``/v1/images/variations``, ``/v1/audio/transcriptions``, ``/v1/audio/translations``) are read by
+:class:`FormEndpoint`, which parses the form as it arrives with every size bounded (multipart.py)
+and leaves the form for ``decode`` to check after authentication. Each request is checked field
+by field: unknown fields, wrong types and missing required fields are refused (400) naming the
+field. Errors are OpenAI-shaped, as on every ``/v1`` endpoint (Cohere-shaped on Cohere's own ``/v2/rerank``).
 Streamed answers (speech audio; transcriptions and images with ``stream: true``) are relayed as
 the upstream sends them by :class:`RelayEndpoint`.
 """
@@ -259,6 +259,22 @@ def image_edits_form(form: Form) -> JSON:
     return body
 
 
+# dall-e-2's variations of one image: no prompt, and only these fields (OpenAI's reference).
+IMAGE_VARIATION_KINDS: dict[str, FieldKind] = {
+    "image": "file", "model": "text", "n": "int", "size": "text", "response_format": "text", "user": "text",
+}
+IMAGE_VARIATION: dict[str, Check] = {
+    "model": v.string, "n": v.integer(1, 10), "size": v.one_of("256x256", "512x512", "1024x1024"),
+    "response_format": v.one_of("url", "b64_json"), "user": v.string,
+}
+
+
+def image_variations_form(form: Form) -> JSON:
+    body = _check_form(form, IMAGE_VARIATION_KINDS, IMAGE_VARIATION, ("image",))
+    body.setdefault("model", "dall-e-2")
+    return body
+
+
 TRANSCRIPTION_KINDS: dict[str, FieldKind] = {
     "file": "file", "model": "text", "language": "text", "prompt": "text", "response_format": "text",
     "temperature": "number", "timestamp_granularities[]": "list", "include[]": "list",
@@ -469,6 +485,7 @@ RERANK_API = MediaInbound("rerank", rerank_request)
 MODERATIONS_API = MediaInbound("moderations", moderations_request)
 IMAGE_GENERATIONS_API = MediaInbound("image_generations", image_generations_request)
 IMAGE_EDITS_API = MediaInbound("image_edits", form=image_edits_form)
+IMAGE_VARIATIONS_API = MediaInbound("image_variations", form=image_variations_form)
 TRANSCRIPTIONS_API = MediaInbound("transcriptions", form=transcriptions_form)
 TRANSLATIONS_API = MediaInbound("translations", form=translations_form)
 SPEECH_API = MediaInbound("speech", speech_request)
@@ -484,6 +501,7 @@ JSON_ROUTES: dict[str, MediaInbound] = {
 }
 FORM_ROUTES: dict[str, MediaInbound] = {
     "/images/edits": IMAGE_EDITS_API,
+    "/images/variations": IMAGE_VARIATIONS_API,
     "/audio/transcriptions": TRANSCRIPTIONS_API,
     "/audio/translations": TRANSLATIONS_API,
 }
