@@ -543,6 +543,10 @@ def test_budgets_reserve_the_media_units(gw: Gateway) -> None:
     with pytest.raises(openai.BadRequestError) as refused:  # 2 images at $0.04 cannot fit in $0.05
         sdk.images.generate(model="dall-e-3", prompt="two boats", n=2)
     assert refused.value.body["code"] == "request_exceeds_budget"  # type: ignore[index]
+    # 3 variations at $0.02 cannot either (the SDK marks variations deprecated)
+    with pytest.raises(openai.BadRequestError) as varied, pytest.warns(DeprecationWarning):
+        sdk.images.create_variation(model="dall-e-2", image=("p.png", PIXEL_PNG, "image/png"), n=3)
+    assert varied.value.body["code"] == "request_exceeds_budget"  # type: ignore[index]
     assert len(sdk.images.generate(model="dall-e-3", prompt="one boat").data) == 1
 
 
