@@ -6,7 +6,9 @@ moved rather than waited for) and on PostgreSQL + Redis (the session's Redis ent
   and leaves its expiry as it was;
 - in a cluster a request presenting a session looks it up in one Redis round trip, what it
   declared included (counted on the request path's pipelined connection, as
-  tests/stores/test_request_round_trips.py does, and on redis-py's connections)."""
+  tests/stores/test_request_round_trips.py does, and on redis-py's connections);
+- embedded, sessions are kept apart from OAuth states: a burst of OAuth sign-ins evicts no live
+  session."""
 
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 SESSION_SECONDS = 3600  # mcp.client_session_seconds (its default)
 ENTRY = "sb:cache:mcp:client-session:"  # a session's Redis key, before its id
+OAUTH_STATES = 10_000  # embedded, the bound of the cache of OAuth states (docs/mcp.md)
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +111,10 @@ async def world(request: pytest.FixtureRequest, mock_upstream: Mock, asker: McpU
     config["auth"]["secret_key"] = SECRET_KEY
     config["mcp_servers"] = [
         {"name": "asker", "url": asker.url, "timeout_seconds": 30},
+        # Signs users in with a configured client and endpoints: starting a sign-in asks nothing.
+        {"name": "signin", "url": asker.url, "oauth": {
+            "client_id": "switchboard", "authorization_url": "https://idp.example/authorize",
+            "token_url": "https://idp.example/token"}},
     ]
     # A request to the client nobody answers here ends after a second, the server told.
     config["mcp"] = {"client_session_seconds": SESSION_SECONDS, "client_request_timeout_seconds": 1}
@@ -195,3 +202,17 @@ async def test_a_request_with_a_session_looks_it_up_once(world: World) -> None:
     if world.redis is not None:
         assert world.round_trips(sid, since) == 1
 
+
+async def test_a_burst_of_oauth_sign_ins_evicts_no_session(world: World) -> None:
+    """More OAuth sign-ins started than the embedded cache of their states holds (each keeps a
+    state until its callback): the live session is still served, its client not sent to
+    initialize again."""
+    key = await world.key()
+    sid = await world.initialize(key)
+    oauth = world.gateway.mcp_auth.oauth
+    assert oauth is not None
+    server = next(s for s in world.gateway.settings.mcp_servers if s.name == "signin")
+    for n in range(OAUTH_STATES + 1):
+        await oauth.authorize_url(server, "default", f"user-{n}", "http://gateway/mcp/oauth/callback",
+                                  browser=f"browser-{n}")
+    assert (await world.ping(key, sid)).json() == {"jsonrpc": "2.0", "id": 1, "result": {}}
