@@ -581,7 +581,7 @@ class Gateway:
         self.responses.start()  # the purge of expired stored responses
         await self.mcp_auth.start(self.stores, keyring, self.mcp_registry)
         self.mcp_registry.start()  # MCP servers' health checks
-        await CLIENTS.start(self.settings.mcp, self.stores.cache, self.stores.feed)  # mcp/passthrough.py
+        await CLIENTS.start(self.settings.mcp, self.stores.sessions, self.stores.feed)  # mcp/passthrough.py
         self.api_sessions.start()  # the purge of expired API sessions
         await encodings
         self.memory.start()

@@ -108,3 +108,16 @@ async def test_touch_reads_and_sets_the_expiry_anew(backend: Backend) -> None:
     assert await cache.get("kept") == b"v"
     with pytest.raises(ValueError):
         await cache.touch("kept", ttl=0)
+
+
+async def test_touch_with_a_prefix_extends_only_a_value_that_begins_with_it(backend: Backend) -> None:
+    """An MCP session presented by another caller: read (to refuse it), its expiry untouched."""
+    cache = backend.stores.cache
+    await cache.set("owned", b"alice|v", ttl=0.2)
+    assert await cache.touch("owned", ttl=60, prefix=b"bob|") == b"alice|v"  # not extended
+    assert await cache.touch("absent", ttl=60, prefix=b"bob|") is None
+    await cache.set("mine", b"alice|w", ttl=0.2)
+    assert await cache.touch("mine", ttl=60, prefix=b"alice|") == b"alice|w"  # extended
+    backend.clock.advance(0.25)
+    assert await eventually_missing(backend, "owned")
+    assert await cache.get("mine") == b"alice|w"

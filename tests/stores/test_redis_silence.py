@@ -181,12 +181,14 @@ async def test_every_shared_cache_call_fails_at_once_while_redis_is_silent(
         lambda: cache.add("other", b"two", 60),
         lambda: cache.take("state"),
         lambda: cache.delete("state"),
+        lambda: cache.touch("state", 60, b"o"),  # an MCP session's lookup: a script of the batch
         lambda: RedisRateLimiter(client).acquire([BUCKET]),  # the request path shares the mark
     ]
     for call in calls:
         await _fails_at_once(call)
     frozen_redis.proc.send_signal(signal.SIGCONT)
     await _answering_again(client)
+    assert await cache.touch("state", 60, b"o") == b"one"
     assert await cache.take("state") == b"one"
     assert await cache.add("state", b"three", 60) and await cache.get("state") == b"three"
     await cache.delete("state")

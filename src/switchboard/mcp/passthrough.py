@@ -5,9 +5,10 @@ requests").
   (elicitation, sampling, roots) are kept under it in the shared cache (Redis in cluster mode)
   for ``mcp.client_session_seconds`` from its last use (each request presenting it extends it),
   bound to the caller (tenant and key). A request presenting an unknown or expired id, or
-  another caller's, is answered 404 (:meth:`ClientRequests.known`), as the transport's session
-  management says, so the client initializes again. No id: served statelessly, as before (a
-  server's request is refused to the server).
+  another caller's (whose expiry it leaves as it was), is answered 404
+  (:meth:`ClientRequests.lookup`, one cache call that also reads what the session declared), as
+  the transport's session management says, so the client initializes again. No id: served
+  statelessly, as before (a server's request is refused to the server).
 - A request of an upstream server (``elicitation/create``, ``sampling/createMessage``,
   ``roots/list``) made while the gateway serves a client request that accepts SSE and presented
   a session that declared the capability is written to that request's SSE stream with an id of
@@ -56,6 +57,12 @@ def caller(principal: Principal | None) -> str:
     if principal is None:
         return ""
     return f"{principal.tenant_id or ''}/{principal.key_id or principal.id}"
+
+
+def _mark(owner: str) -> bytes:
+    """How the record of a session of ``owner`` begins (``ClientRequests.open`` writes the
+    caller first, and orjson writes a string one way): the cache extends only such a record."""
+    return b'{"caller":' + orjson.dumps(owner) + b","
 
 
 def _error(rid: Any, code: int, message: str) -> dict[str, Any]:
@@ -110,59 +117,51 @@ class ClientRequests:
         if not kept:
             return None
         session = secrets.token_urlsafe(24)
+        # The caller first: the record begins with its mark (``_mark``), which the cache checks.
         record = orjson.dumps({"caller": caller(principal), "capabilities": kept})
         await self._cache.set(PREFIX + session, record, self.config.client_session_seconds)
         return session
 
-    async def known(self, principal: Principal | None, session: str) -> bool:
-        """Whether ``session`` is a live session of the caller's, its expiry then extended by
-        ``mcp.client_session_seconds`` (one cache call). True when that cannot be told (no cache,
-        the cache unreachable): the request is served, at worst without its session, rather than
-        sending the client to initialize again for nothing."""
+    async def lookup(self, principal: Principal | None, session: str) -> frozenset[str] | None:
+        """The capabilities ``session`` declared when it is a live session of the caller's, its
+        expiry then extended by ``mcp.client_session_seconds``; None when it is not (unknown,
+        expired, another caller's: whose expiry is left as it was, only its owner's requests
+        keep it alive). One cache call (cluster: one round trip), whose answer the request keeps
+        for :meth:`ask`. Nothing declared when that cannot be told (no cache, the cache
+        unreachable): the request is served, without its session, rather than sending the client
+        to initialize again for nothing."""
         if self._cache is None or principal is None:
-            return True
-        if len(session) > 100:
-            return False
-        try:
-            raw = await self._cache.touch(PREFIX + session, self.config.client_session_seconds)
-            record = orjson.loads(raw) if raw is not None else None
-        except Exception:
-            log.warning("MCP client session lookup failed", exc_info=True)
-            return True
-        return isinstance(record, dict) and record.get("caller") == caller(principal)
-
-    async def end(self, session: str) -> None:
-        """The client ended its session (``DELETE /mcp``); ``known`` checked it is the caller's."""
-        if self._cache is not None:
-            await self._cache.delete(PREFIX + session)
-
-    async def capabilities(self, principal: Principal | None, session: str | None) -> frozenset[str]:
-        """What the caller's session declared; nothing for another caller's, an unknown or no id."""
-        if self._cache is None or principal is None or not session or len(session) > 100:
             return frozenset()
+        if len(session) > 100:
+            return None
         try:
-            raw = await self._cache.get(PREFIX + session)
+            raw = await self._cache.touch(PREFIX + session, self.config.client_session_seconds,
+                                          _mark(caller(principal)))
             record = orjson.loads(raw) if raw is not None else None
         except Exception:
             log.warning("MCP client session lookup failed", exc_info=True)
             return frozenset()
         if not isinstance(record, dict) or record.get("caller") != caller(principal):
-            return frozenset()
+            return None
         names = record.get("capabilities")
         return frozenset(n for n in names if isinstance(n, str)) if isinstance(names, list) else frozenset()
 
+    async def end(self, session: str) -> None:
+        """The client ended its session (``DELETE /mcp``); ``lookup`` checked it is the caller's."""
+        if self._cache is not None:
+            await self._cache.delete(PREFIX + session)
+
     # -- a server's request, to the client -----------------------------------------------------
 
-    async def ask(self, principal: Principal | None, session: str | None, request: Mapping[str, Any],
-                  send: Any) -> dict[str, Any] | None:
+    async def ask(self, principal: Principal | None, session: str | None, declared: frozenset[str],
+                  request: Mapping[str, Any], send: Any) -> dict[str, Any] | None:
         """The client's answer to the server's ``request`` (its id the server's), or None when it
-        cannot be passed through (then the gateway refuses it). ``send(message)`` writes the
+        cannot be passed through (then the gateway refuses it). ``declared``: what the session
+        declared, as :meth:`lookup` found it for the request. ``send(message)`` writes the
         request to the client's stream, False when it cannot."""
         method = request.get("method")
         needed = CAPABILITY.get(method) if isinstance(method, str) else None
-        if needed is None or session is None:
-            return None
-        if needed not in await self.capabilities(principal, session):
+        if needed is None or session is None or needed not in declared:
             return None
         rid = request.get("id")
         if self._per_session.get(session, 0) >= self.config.max_pending_client_requests:

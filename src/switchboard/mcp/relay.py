@@ -40,6 +40,9 @@ class Relay:
         # A server's request passed to the client (mcp/passthrough.py): its answer, or None when
         # it is not passed through; None: nothing is (no SSE stream to the client).
         self.ask: Ask | None = None
+        # What the client's session declared (elicitation, sampling, roots), as the request's
+        # own session lookup read it (http/mcp/server.py): nothing without a session.
+        self.declared: frozenset[str] = frozenset()
 
     def send(self, message: dict[str, Any]) -> bool:
         """Queue a message of the gateway's own for the client (a server's request); False if full."""

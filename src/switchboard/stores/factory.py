@@ -83,6 +83,11 @@ from switchboard.stores.sql.urls import async_url, sqlite_path
 
 log = logging.getLogger("switchboard.stores")
 
+# Embedded, the in-memory caches' bounds (the least recently written go first when full): MCP
+# client sessions in one, OAuth states and spent links in the other (MemoryCache's 10,000), so
+# neither can evict the other's entries (docs/mcp.md).
+MAX_CLIENT_SESSIONS = 10_000
+
 
 @dataclass
 class Stores:
@@ -91,7 +96,10 @@ class Stores:
     tenancy: TenancyStore  # tenants, teams, users and service accounts
     ledger: UsageLedger
     subscriptions: SubscriptionStore
-    cache: SharedCache
+    cache: SharedCache  # MCP OAuth states and spent authorization links
+    # MCP client sessions (mcp/passthrough.py): embedded, an in-memory cache of their own, so a
+    # burst of OAuth sign-ins cannot evict live sessions; in a cluster the same Redis cache.
+    sessions: SharedCache
     feed: ChangeFeed
     providers: ProviderStore  # providers, credentials and models managed at run time
     database: str  # shown URL, password hidden
@@ -203,6 +211,7 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
     closers: list[Callable[[], Awaitable[None]]] = [engine.dispose]
     keys, ledger, audit = SqlKeyStore(engine), SqlUsageLedger(engine), SqlAuditLog(engine)
     cache: SharedCache
+    sessions: SharedCache
     feed: ChangeFeed
     limiter: RateLimiter
     budget_counters: BudgetCounters
@@ -211,8 +220,9 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
     probes: dict[str, Probe] = {"database": partial(ping, engine)}
     if redis_url is None:
         mem_cache, mem_feed = MemoryCache(clock or system_clock), MemoryFeed()
-        closers += [mem_cache.close, mem_feed.close]
-        cache, feed = mem_cache, mem_feed
+        mem_sessions = MemoryCache(clock or system_clock, max_entries=MAX_CLIENT_SESSIONS)
+        closers += [mem_cache.close, mem_sessions.close, mem_feed.close]
+        cache, sessions, feed = mem_cache, mem_sessions, mem_feed
         mem_limiter = MemoryRateLimiter(clock or system_clock)
         closers.append(mem_limiter.close)
         limiter = mem_limiter
@@ -235,6 +245,7 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
         redis_feed = RedisFeed(client) if publish_timeout is None else RedisFeed(client, publish_timeout)
         closers += [client.aclose, redis_feed.close, batch_for(client).close]
         cache, feed = RedisCache(client), redis_feed
+        sessions = cache
         redis_limiter = RedisRateLimiter(client, clock)
         closers.append(redis_limiter.close)  # first: its waiting corrections, while Redis is open
         redis_counters = RedisBudgetCounters(client, clock)
@@ -257,6 +268,7 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
         ledger=ledger,
         subscriptions=SqlSubscriptionStore(engine),
         cache=cache,
+        sessions=sessions,
         feed=feed,
         providers=SqlProviderStore(engine),
         database=shown(database),

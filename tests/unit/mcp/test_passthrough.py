@@ -18,6 +18,7 @@ from switchboard.stores.memory.feed import MemoryFeed
 ALICE = Principal(id="k1", role="developer", key_id="k1", tenant_id="t1")
 BOB = Principal(id="k2", role="developer", key_id="k2", tenant_id="t1")
 SAMPLE = {"id": 1, "method": "sampling/createMessage"}
+ELICITING = frozenset({"elicitation"})  # what a session declaring elicitation is looked up as
 ELICIT = {"jsonrpc": "2.0", "id": 9, "method": "elicitation/create", "params": {"message": "name?"}}
 
 
@@ -31,19 +32,19 @@ async def test_a_session_is_bound_to_its_caller_and_its_declared_capabilities() 
     clients = await started()
     sid = await clients.open(ALICE, {"elicitation": {}, "sampling": True, "roots": {"listChanged": True}})
     assert sid is not None
-    assert await clients.capabilities(ALICE, sid) == {"elicitation", "roots"}
-    assert await clients.capabilities(BOB, sid) == frozenset()
-    assert await clients.capabilities(ALICE, "unknown") == frozenset()
-    assert await clients.capabilities(ALICE, None) == frozenset()
-    assert await clients.capabilities(ALICE, "x" * 200) == frozenset()
+    declared = await clients.lookup(ALICE, sid)
+    assert declared == {"elicitation", "roots"}
+    assert await clients.lookup(BOB, sid) is None
+    assert await clients.lookup(ALICE, "unknown") is None
+    assert await clients.lookup(ALICE, "x" * 200) is None
     assert await clients.open(None, {"elicitation": {}}) is None
     assert await clients.open(ALICE, {"experimental": {}}) is None  # nothing to keep: no session
     assert await clients.open(ALICE, "bad") is None
     # Not declared, no session, an unknown method: not passed (the gateway refuses).
-    assert await clients.ask(ALICE, sid, SAMPLE, lambda m: True) is None
-    assert await clients.ask(ALICE, None, ELICIT, lambda m: True) is None
-    assert await clients.ask(ALICE, sid, {"id": 1, "method": "tools/call"}, lambda m: True) is None
-    assert await clients.ask(BOB, sid, ELICIT, lambda m: True) is None
+    assert await clients.ask(ALICE, sid, declared, SAMPLE, lambda m: True) is None
+    assert await clients.ask(ALICE, None, declared, ELICIT, lambda m: True) is None
+    assert await clients.ask(ALICE, sid, declared, {"id": 1, "method": "tools/call"}, lambda m: True) is None
+    assert await clients.ask(BOB, sid, frozenset(), ELICIT, lambda m: True) is None
     await clients.close()
 
 
@@ -55,32 +56,30 @@ async def test_a_session_lives_its_time_from_its_last_use() -> None:
     # Used every 50 minutes, it outlives an hour from its initialize.
     for _ in range(3):
         clock.advance(3000)
-        assert await clients.known(ALICE, sid)
-    assert await clients.capabilities(ALICE, sid) == {"elicitation"}
+        assert await clients.lookup(ALICE, sid) == {"elicitation"}
     # Unused for longer than an hour, it is gone.
     clock.advance(3601)
-    assert not await clients.known(ALICE, sid)
-    assert await clients.capabilities(ALICE, sid) == frozenset()
+    assert await clients.lookup(ALICE, sid) is None
     # Unknown, another caller's, too long an id: not a session of the caller's.
     other = await clients.open(ALICE, {"roots": {}})
     assert other is not None
-    assert not await clients.known(BOB, other)
-    assert not await clients.known(ALICE, "unknown")
-    assert not await clients.known(ALICE, "x" * 200)
+    assert await clients.lookup(BOB, other) is None
+    assert await clients.lookup(ALICE, "unknown") is None
+    assert await clients.lookup(ALICE, "x" * 200) is None
     # Ended by its client: gone.
     await clients.end(other)
-    assert not await clients.known(ALICE, other)
+    assert await clients.lookup(ALICE, other) is None
     await clients.close()
 
 
 async def test_a_session_is_not_refused_when_the_cache_cannot_tell() -> None:
     class Down(MemoryCache):
-        async def touch(self, key: str, ttl: float) -> bytes | None:
+        async def touch(self, key: str, ttl: float, prefix: bytes = b"") -> bytes | None:
             raise ConnectionError("the cache is unreachable")
 
     clients = await started(Down())
-    assert await clients.known(ALICE, "any")  # served, at worst without its session
-    assert await ClientRequests().known(ALICE, "any")  # not started: no cache
+    assert await clients.lookup(ALICE, "any") == frozenset()  # served, without its session
+    assert await ClientRequests().lookup(ALICE, "any") == frozenset()  # not started: no cache
     await clients.close()
 
 
@@ -89,7 +88,7 @@ async def test_an_answer_on_another_instance_reaches_the_waiting_one() -> None:
     here, there = await started(cache, feed), await started(cache, feed)
     sid = await here.open(ALICE, {"elicitation": {}})
     sent: list[dict[str, Any]] = []
-    waiting = asyncio.create_task(here.ask(ALICE, sid, ELICIT, lambda m: sent.append(m) or True))
+    waiting = asyncio.create_task(here.ask(ALICE, sid, ELICITING, ELICIT, lambda m: sent.append(m) or True))
     while not sent:
         await asyncio.sleep(0)
     gid = sent[0]["id"]
@@ -111,7 +110,7 @@ async def test_bounds_timeout_pending_and_answer_size() -> None:
     clients = await started(client_request_timeout_seconds=0.05, max_pending_client_requests=1,
                             max_client_answer_bytes=1024)
     sid = await clients.open(ALICE, {"elicitation": {}})
-    timed_out = await clients.ask(ALICE, sid, ELICIT, lambda m: True)
+    timed_out = await clients.ask(ALICE, sid, ELICITING, ELICIT, lambda m: True)
     assert timed_out is not None
     assert "did not answer elicitation/create within 0.05 s" in timed_out["error"]["message"]
     await clients.close()
@@ -119,15 +118,15 @@ async def test_bounds_timeout_pending_and_answer_size() -> None:
                             max_client_answer_bytes=1024)
     sid = await clients.open(ALICE, {"elicitation": {}})
     sent: list[dict[str, Any]] = []
-    first = asyncio.create_task(clients.ask(ALICE, sid, ELICIT, lambda m: sent.append(m) or True))
+    first = asyncio.create_task(clients.ask(ALICE, sid, ELICITING, ELICIT, lambda m: sent.append(m) or True))
     while not sent:
         await asyncio.sleep(0)
-    second = await clients.ask(ALICE, sid, ELICIT, lambda m: True)
+    second = await clients.ask(ALICE, sid, ELICITING, ELICIT, lambda m: True)
     assert second is not None and "too many requests wait" in second["error"]["message"]
     with pytest.raises(AnswerTooLarge):
         await clients.answer(ALICE, sid, sent[0]["id"], {"result": {}}, 5000)
     told = await first
     assert told is not None and "larger than 1024 bytes" in told["error"]["message"]
-    full = await clients.ask(ALICE, sid, ELICIT, lambda m: False)  # the client's stream is full
+    full = await clients.ask(ALICE, sid, ELICITING, ELICIT, lambda m: False)  # the client's stream is full
     assert full is not None and "could not be written" in full["error"]["message"]
     await clients.close()

@@ -195,7 +195,7 @@ class McpEndpoint(Endpoint):
 
         async def ask(request: dict[str, Any]) -> dict[str, Any] | None:
             # A server's request, to this client when its session allows (mcp/passthrough.py).
-            return await CLIENTS.ask(ctx.principal, session, request, relay.send)
+            return await CLIENTS.ask(ctx.principal, session, relay.declared, request, relay.send)
 
         relay.ask = ask
         RELAY.set(relay)  # seen by the chain's task (a copy of this context)

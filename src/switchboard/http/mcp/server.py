@@ -16,7 +16,7 @@ from switchboard.http.mcp.api import (
 )
 from switchboard.mcp.interfaces import Listing
 from switchboard.mcp.passthrough import CLIENTS
-from switchboard.mcp.relay import CALLS
+from switchboard.mcp.relay import CALLS, RELAY
 from switchboard.mcp.toolbox import NOTICES, McpToolbox
 from switchboard.pipeline.chain import Handler, Stage, build_chain
 
@@ -59,9 +59,13 @@ class McpServer:
         if session is not None and method != "initialize":
             # A session id the gateway no longer knows is answered 404 (the client initializes
             # again); a known one lives on (mcp/passthrough.py). Without one: stateless, as ever.
-            if not await CLIENTS.known(ctx.principal, session):
+            declared = await CLIENTS.lookup(ctx.principal, session)
+            if declared is None:
                 # A notification or a response has no id of a request to answer.
                 raise SessionNotFound(None if request.get("notification") else request.get("id"))
+            relay = RELAY.get()
+            if relay is not None:  # kept for a server's request to this client: no second lookup
+                relay.declared = declared
             if request.get("http") == "DELETE":  # the client ends its session
                 await CLIENTS.end(session)
                 return Reply({}, status=204)

@@ -31,9 +31,9 @@ class MemoryCache:
         while len(self._data) > self._max:
             self._data.popitem(last=False)
 
-    async def touch(self, key: str, ttl: float) -> bytes | None:
+    async def touch(self, key: str, ttl: float, prefix: bytes = b"") -> bytes | None:
         value = await self.get(key)
-        if value is not None:
+        if value is not None and value.startswith(prefix):
             await self.set(key, value, ttl)
         return value
 

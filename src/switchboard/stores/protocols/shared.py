@@ -14,9 +14,10 @@ class SharedCache(Protocol):
 
     async def delete(self, key: str) -> None: ...
 
-    async def touch(self, key: str, ttl: float) -> bytes | None:
-        """The value, now kept ``ttl`` seconds (> 0) from now (a sliding expiry); None, and
-        nothing stored, when ``key`` holds nothing."""
+    async def touch(self, key: str, ttl: float, prefix: bytes = b"") -> bytes | None:
+        """The value, now kept ``ttl`` seconds (> 0) from now (a sliding expiry) when it begins
+        with ``prefix`` (its owner's mark), else returned with its expiry left as it was; None,
+        and nothing stored, when ``key`` holds nothing. One step (cluster: one round trip)."""
 
     async def add(self, key: str, value: bytes, ttl: float) -> bool:
         """Store for ``ttl`` seconds only when ``key`` holds nothing; True when stored. Atomic

@@ -8,14 +8,28 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
+from switchboard.stores.redis.batch import batch_for
 from switchboard.stores.redis.client import PREFIX
 from switchboard.stores.redis.silence import silence_for
+
+# GET, and PEXPIRE only when the value begins with ARGV[2] (its owner's mark: another caller
+# presenting the key must not keep it alive). Nothing happens to a key that is gone.
+TOUCH = """
+local value = redis.call('GET', KEYS[1])
+if value and string.sub(value, 1, string.len(ARGV[2])) == ARGV[2] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+end
+return value
+"""
 
 
 class RedisCache:
     def __init__(self, client: Redis) -> None:
         self._client = client
         self._silence = silence_for(client)
+        # On the request path (an MCP session's lookup): it joins the pass's pipeline of scripts
+        # (stores/redis/batch.py), whose calls fail at once while Redis is silent.
+        self._touch = batch_for(client).script(TOUCH)
 
     async def get(self, key: str) -> bytes | None:
         value = await self._silence.call(lambda: self._client.get(PREFIX + "cache:" + key))
@@ -28,18 +42,10 @@ class RedisCache:
         await self._silence.call(
             lambda: self._client.set(PREFIX + "cache:" + key, value, px=max(1, round(ttl * 1000))))
 
-    async def touch(self, key: str, ttl: float) -> bytes | None:
+    async def touch(self, key: str, ttl: float, prefix: bytes = b"") -> bytes | None:
         if ttl <= 0:
             raise ValueError("ttl must be > 0 seconds")
-        return await self._silence.call(lambda: self._touch(key, max(1, round(ttl * 1000))))
-
-    async def _touch(self, key: str, ttl_ms: int) -> bytes | None:
-        # GET and PEXPIRE in one MULTI/EXEC, one round trip (GETEX needs Redis 6.2). PEXPIRE on a
-        # key that is gone does nothing.
-        async with self._client.pipeline(transaction=True) as pipe:
-            pipe.get(PREFIX + "cache:" + key)
-            pipe.pexpire(PREFIX + "cache:" + key, ttl_ms)
-            value, _ = await pipe.execute()
+        value = await self._touch([PREFIX + "cache:" + key], [max(1, round(ttl * 1000)), prefix])
         return value.encode() if isinstance(value, str) else value
 
     async def delete(self, key: str) -> None:
