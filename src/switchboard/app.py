@@ -275,7 +275,8 @@ class SwitchboardApp:
                     await self._mock({**scope, "path": path[5:], "root_path": "/mock"}, receive, send)
             elif is_gemini(scope["method"], path):
                 await self._gemini(scope, receive, send)
-            elif path.startswith(RESPONSES_PREFIX) and scope["method"] in ("GET", "DELETE", "HEAD"):
+            elif path.startswith(RESPONSES_PREFIX) and scope["method"] in (
+                    ("POST",) if _is_cancel(path) else ("GET", "DELETE", "HEAD")):
                 await self._stored_response(scope, receive, send)
             elif path.startswith(("/v1/models/", "/models/")) and scope["method"] in ("GET", "HEAD"):
                 await self._model(scope, receive, send)
@@ -409,9 +410,16 @@ def _allowed_by_prefix(path: str, *, docs: bool) -> list[str] | None:
             return ["DELETE", "GET", "HEAD"]
         if len(parts) == 2 and parts[0] and parts[1] == "input_items":
             return ["GET", "HEAD"]
+        if len(parts) == 2 and parts[0] and parts[1] == "cancel":
+            return ["POST"]
     elif path.startswith(("/v1/models/", "/models/")) or (docs and path.startswith(admin_docs.ASSETS)):
         return ["GET", "HEAD"]
     return None
+
+
+def _is_cancel(path: str) -> bool:
+    """``/v1/responses/{id}/cancel`` (POST only), a path of the stored responses' endpoint."""
+    return path.endswith("/cancel") and path.count("/") == 3 + path.startswith("/v1/")
 
 
 def create_app(settings: Settings) -> SwitchboardApp:

@@ -1,6 +1,6 @@
 """The OpenAI Responses API, inbound: ``POST /v1/responses`` (translated to every provider),
 ``POST /v1/responses/input_tokens`` (the count of its input), ``GET``/``DELETE
-/v1/responses/{id}`` and ``GET /v1/responses/{id}/input_items``.
+/v1/responses/{id}``, ``GET /v1/responses/{id}/input_items`` and ``POST /v1/responses/{id}/cancel``.
 
 See docs/api-responses.md for what is translated, kept and refused.
 """
