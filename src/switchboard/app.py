@@ -46,7 +46,7 @@ from switchboard.http.mcp_oauth import PREFIX as MCP_OAUTH_PREFIX
 from switchboard.http.mcp_oauth import McpOAuthRoutes
 from switchboard.http.media.multipart import FormLimits
 from switchboard.http.responses import PREFIX as RESPONSES_PREFIX
-from switchboard.http.responses import STORED, ResponsesAPI
+from switchboard.http.responses import STORED, ResponsesAPI, ResponsesInputTokens
 from switchboard.http.services import ServicesEndpoint, is_services_path
 from switchboard.http.state import ServerState
 from switchboard.pipeline.chain import Handler
@@ -93,6 +93,14 @@ class SwitchboardApp:
             max_body_bytes=s.max_body_bytes, deadline_seconds=s.request_timeout_seconds, timed=True,
         )
         self.routes[("POST", "/v1/responses")] = self.routes[("POST", "/responses")] = create
+        # Its input tokens: counted as /v1/messages/count_tokens counts (not billed, no limits).
+        count = Endpoint(
+            ResponsesInputTokens(self.gateway.responses),
+            self.gateway.responses_chain(self.gateway.count_tokens, "count_tokens"), self.state,
+            max_body_bytes=s.max_body_bytes, deadline_seconds=s.request_timeout_seconds,
+        )
+        for path in ("/v1/responses/input_tokens", "/responses/input_tokens"):
+            self.routes[("POST", path)] = count
         self._stored_response = self._endpoint(STORED, self.gateway.responses.retrieve, reads_body=False)
         self._media_routes()
         # The same paths serve Anthropic's Models API to a request with `anthropic-version`.
@@ -267,7 +275,8 @@ class SwitchboardApp:
                     await self._mock({**scope, "path": path[5:], "root_path": "/mock"}, receive, send)
             elif is_gemini(scope["method"], path):
                 await self._gemini(scope, receive, send)
-            elif path.startswith(RESPONSES_PREFIX) and scope["method"] in ("GET", "DELETE", "HEAD"):
+            elif path.startswith(RESPONSES_PREFIX) and scope["method"] in (
+                    ("POST",) if _is_cancel(path) else ("GET", "DELETE", "HEAD")):
                 await self._stored_response(scope, receive, send)
             elif path.startswith(("/v1/models/", "/models/")) and scope["method"] in ("GET", "HEAD"):
                 await self._model(scope, receive, send)
@@ -401,9 +410,16 @@ def _allowed_by_prefix(path: str, *, docs: bool) -> list[str] | None:
             return ["DELETE", "GET", "HEAD"]
         if len(parts) == 2 and parts[0] and parts[1] == "input_items":
             return ["GET", "HEAD"]
+        if len(parts) == 2 and parts[0] and parts[1] == "cancel":
+            return ["POST"]
     elif path.startswith(("/v1/models/", "/models/")) or (docs and path.startswith(admin_docs.ASSETS)):
         return ["GET", "HEAD"]
     return None
+
+
+def _is_cancel(path: str) -> bool:
+    """``/v1/responses/{id}/cancel`` (POST only), a path of the stored responses' endpoint."""
+    return path.endswith("/cancel") and path.count("/") == 3 + path.startswith("/v1/")
 
 
 def create_app(settings: Settings) -> SwitchboardApp:

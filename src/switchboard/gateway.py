@@ -295,15 +295,16 @@ class Gateway:
     def services_chain(self) -> Handler:
         return build_chain(self.services_stages(), self.service_proxy)
 
-    def responses_chain(self, terminal: Handler) -> Handler:
-        """The chat chain with the stored conversation of ``previous_response_id`` read right
-        after decoding (POST /v1/responses)."""
-        stages = self.stages("chat")
+    def responses_chain(self, terminal: Handler, operation: str = "chat") -> Handler:
+        """The chain of ``operation`` with the stored conversation of ``previous_response_id``
+        read right after decoding (POST /v1/responses, and its input-token count)."""
+        stages = self.stages(operation)
         at = next(i for i, stage in enumerate(stages) if isinstance(stage, DecodeStage)) + 1
         stages.insert(at, HistoryStage(self.responses))
         # The Responses request's own file ids too: a native deployment receives them as written.
-        at = next(i for i, stage in enumerate(stages) if isinstance(stage, FileReferenceStage))
-        stages[at] = FileReferenceStage(self.files, self._responses_body)
+        for i, stage in enumerate(stages):
+            if isinstance(stage, FileReferenceStage):
+                stages[i] = FileReferenceStage(self.files, self._responses_body)
         return build_chain(stages, terminal)
 
     def api_chain(self, terminal: Handler) -> Handler:

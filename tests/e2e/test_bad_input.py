@@ -265,6 +265,8 @@ def test_a_wrong_method_on_a_path_with_a_parameter_is_405(http: httpx.Client) ->
     # (POST under /v1/models/ is Gemini's native API: another method there.)
     for method, path, allow in (("POST", "/responses/resp_x", "DELETE, GET, HEAD"),
                                 ("PUT", "/responses/resp_x/input_items", "GET, HEAD"),
+                                ("DELETE", "/responses/resp_x/cancel", "POST"),
+                                ("GET", "/responses/input_tokens/cancel", "POST"),
                                 ("DELETE", "/models/gpt-4o-mini", "GET, HEAD")):
         resp = http.request(method, path, headers=JSON, content=b"{}")
         check_error_body(resp, 405, None)

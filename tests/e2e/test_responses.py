@@ -713,6 +713,31 @@ def test_unknown_response_id(client: openai.OpenAI) -> None:
         client.responses.retrieve("resp_does_not_exist")
 
 
+def test_a_stored_response_cannot_be_cancelled(gw: Gateway) -> None:
+    """Only a background response can be cancelled, and the gateway runs none: 400 for the
+    caller's own response (left as it was), 404 for another key's or an unknown one, as GET."""
+    alice = openai.OpenAI(base_url=gw.base_url, api_key=new_key(gw), max_retries=0)
+    bob = openai.OpenAI(base_url=gw.base_url, api_key=new_key(gw), max_retries=0)
+    first = alice.responses.create(model="via-openai", input="keep me")
+    with pytest.raises(openai.BadRequestError) as refused:
+        alice.responses.cancel(first.id)
+    assert refused.value.type == "invalid_request_error" and "background" in refused.value.message
+    assert alice.responses.retrieve(first.id).status == "completed"
+    for client, response_id in ((bob, first.id), (alice, "resp_" + "0" * 48)):
+        with pytest.raises(openai.NotFoundError) as missing:
+            client.responses.cancel(response_id)
+        assert missing.value.code == "response_not_found"
+
+
+def test_cancel_is_a_post(gw: Gateway) -> None:
+    auth = {"authorization": f"Bearer {MASTER_KEY}"}
+    resp = httpx.get(f"{gw.base_url}/responses/resp_x/cancel", headers=auth, timeout=10)
+    assert resp.status_code == 405 and resp.headers["allow"] == "POST"
+    resp = httpx.post(f"{gw.url}/responses/resp_x/cancel", headers=auth, timeout=10)  # without /v1
+    assert resp.status_code == 404 and resp.json()["error"]["code"] == "response_not_found"
+    assert httpx.post(f"{gw.base_url}/responses/resp_x/cancel", timeout=10).status_code == 401
+
+
 def test_a_stored_response_is_not_streamed_again(client: openai.OpenAI) -> None:
     """retrieve(stream=True) re-streams a background response on OpenAI; the gateway runs none, so
     it is refused by name rather than answered with JSON the SDK reads as an empty stream."""

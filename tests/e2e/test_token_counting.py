@@ -1,19 +1,23 @@
-"""``POST /v1/messages/count_tokens`` through a running gateway, on the embedded default (SQLite)
-and on a cluster (PostgreSQL and Redis): exact counts for an OpenAI model, equal to tiktoken's
-reference counting of the same request; the documented estimate for a Claude model."""
+"""``POST /v1/messages/count_tokens`` and ``POST /v1/responses/input_tokens`` through a running
+gateway, on the embedded default (SQLite) and on a cluster (PostgreSQL and Redis): exact counts for
+an OpenAI model, equal to tiktoken's reference counting of the same request; the documented
+estimate for a Claude model. A count is neither billed nor held to rate limits."""
 
 from __future__ import annotations
 
 import math
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import anthropic
 import httpx
+import openai
 import pytest
 import tiktoken
 
+from tests.ledger import database_of, wait_for
 from tests.servers import MASTER_KEY, Gateway, Mock, openai_config, start_gateway
 from tests.services import Postgres, RedisServer
 from tests.unit.tokens.cases import data_url, png
@@ -46,17 +50,24 @@ def _config(mock: Mock) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module", params=["embedded", "cluster"])
-def gw(request: pytest.FixtureRequest, mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory
-       ) -> Iterator[Gateway]:
+def started(request: pytest.FixtureRequest, mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[tuple[Gateway, str]]:
+    """The gateway and its database (the usage ledger's)."""
     config = _config(mock_upstream)
     if request.param == "cluster":
         postgres: Postgres = request.getfixturevalue("postgres")
         redis: RedisServer = request.getfixturevalue("redis_server")
         config["database"] = {"url": postgres.create_database(f"tokens_{uuid.uuid4().hex[:8]}")}
         config["redis"] = {"url": redis.url}
-    gateway = start_gateway(config, tmp_path_factory.mktemp(f"tokens-{request.param}"))
-    yield gateway
+    tmp: Path = tmp_path_factory.mktemp(f"tokens-{request.param}")
+    gateway = start_gateway(config, tmp)
+    yield gateway, database_of(config, tmp)
     gateway.process.stop()
+
+
+@pytest.fixture
+def gw(started: tuple[Gateway, str]) -> Gateway:
+    return started[0]
 
 
 @pytest.fixture(scope="module")
@@ -133,3 +144,132 @@ def test_bad_count_tokens_bodies_get_400_and_the_server_keeps_serving(gw: Gatewa
     ok = httpx.post(url, json={"model": "gpt-4o-mini", "messages": hi}, headers=headers, timeout=10)
     # 3 per message + "user" + "hi" + 3 for the reply priming.
     assert ok.status_code == 200 and ok.json()["input_tokens"] == 3 + 1 + 1 + 3
+
+
+# -- POST /v1/responses/input_tokens: the Responses API's count ------------------------------------
+
+ADMIN = {"authorization": f"Bearer {MASTER_KEY}"}
+# The request count() sends, as Responses input items.
+INPUT: list[Any] = [
+    {"role": "user", "content": [{"type": "input_text", "text": QUESTION},
+                                 {"type": "input_image", "image_url": IMAGE}]},
+    {"type": "function_call", "call_id": "t1", "name": "get_current_weather",
+     "arguments": '{"location":"Zürich"}'},
+    {"type": "function_call_output", "call_id": "t1", "output": "21°C, sunny"},
+]
+TOOLS: list[Any] = [{"type": "function", "name": WEATHER["name"], "description": WEATHER["description"],
+                     "parameters": WEATHER["input_schema"]}]
+
+
+def sdk(gw: Gateway, key: str = MASTER_KEY) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gw.base_url, api_key=key, max_retries=0, timeout=30)
+
+
+def new_key(gw: Gateway, **fields: Any) -> str:
+    resp = httpx.post(f"{gw.url}/admin/v1/keys", json={"models": ["*"], **fields}, headers=ADMIN, timeout=10)
+    assert resp.status_code == 201, resp.text
+    return str(resp.json()["key"])
+
+
+def test_the_count_is_exact_for_openai_models_and_estimated_for_others(
+    gw: Gateway, o200k: tiktoken.Encoding
+) -> None:
+    client = sdk(gw)
+    for model, reference, factor in (("gpt-4o-mini", "gpt-4o-mini", 1.0), ("claude-haiku", "claude", 1.2)):
+        counted = client.responses.input_tokens.count(model=model, instructions=SYSTEM, input=INPUT,
+                                                      tools=TOOLS)
+        assert counted.object == "response.input_tokens"
+        assert counted.input_tokens == math.ceil(expected(Reference(o200k, reference)) * factor)
+
+
+def test_the_fields_that_shape_the_input_are_taken(gw: Gateway) -> None:
+    client = sdk(gw)
+    plain = client.responses.input_tokens.count(model="gpt-4o-mini", input="hi").input_tokens
+    # 3 per message + "user" + "hi" + 3 for the reply priming, as /v1/messages/count_tokens.
+    assert plain == 3 + 1 + 1 + 3
+    shaped = client.responses.input_tokens.count(
+        model="gpt-4o-mini", input="hi", tools=TOOLS, tool_choice="auto", parallel_tool_calls=False,
+        reasoning={"effort": "low"}, truncation="disabled",
+        text={"format": {"type": "json_schema", "name": "a", "schema": {"type": "object"}}},
+    ).input_tokens
+    assert shaped > plain
+
+
+def test_previous_response_id_counts_the_callers_stored_conversation(gw: Gateway) -> None:
+    alice, bob = sdk(gw, new_key(gw)), sdk(gw, new_key(gw))
+    first = alice.responses.create(model="gpt-4o-mini", input="My name is Ada and I like long walks.")
+    alone = alice.responses.input_tokens.count(model="gpt-4o-mini", input="What is my name?").input_tokens
+    replayed = alice.responses.input_tokens.count(model="gpt-4o-mini", input=[
+        {"role": "user", "content": "My name is Ada and I like long walks."},
+        {"role": "assistant", "content": first.output_text},
+        {"role": "user", "content": "What is my name?"},
+    ]).input_tokens
+    continued = alice.responses.input_tokens.count(model="gpt-4o-mini", previous_response_id=first.id,
+                                                   input="What is my name?").input_tokens
+    assert continued == replayed > alone
+    # Another key's response, and one that does not exist: as a create answers them.
+    for client, response_id in ((bob, first.id), (alice, "resp_" + "0" * 48)):
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.responses.input_tokens.count(model="gpt-4o-mini", previous_response_id=response_id,
+                                                input="What is my name?")
+        assert refused.value.code == "previous_response_not_found"
+        assert refused.value.param == "previous_response_id"
+
+
+def test_a_count_is_not_billed_nor_held_to_rate_limits(started: tuple[Gateway, str]) -> None:
+    gw, database = started
+    client = sdk(gw, new_key(gw, rpm_limit=1, tpm_limit=1000))
+    long = "word " * 3000  # more tokens than the key's tokens per minute
+    counted = [client.responses.input_tokens.with_raw_response.count(model="gpt-4o-mini", input=long)
+               for _ in range(3)]
+    assert all(r.parse().input_tokens > 1000 for r in counted)
+    # The key's one request of the minute is still there, for a model call.
+    created = client.responses.with_raw_response.create(model="gpt-4o-mini", input="hi", store=False)
+    with pytest.raises(openai.RateLimitError):
+        client.responses.create(model="gpt-4o-mini", input="hi", store=False)
+    call = created.headers["x-request-id"]
+    ledger = wait_for(database, {call})
+    assert not {r.headers["x-request-id"] for r in counted} & set(ledger)
+    assert ledger[call].prompt_tokens > 0
+
+
+@pytest.mark.parametrize(("body", "status", "code", "param"), [
+    ({"input": "hi"}, 400, "missing_required_parameter", "model"),
+    ({"model": "gpt-4o-mini"}, 400, "missing_required_parameter", "input"),
+    ({"model": "gpt-4o-mini", "input": 3}, 400, "invalid_type", "input"),
+    ({"model": "gpt-4o-mini", "input": [{"role": "user", "content": 3}]}, 400, "invalid_type", None),
+    ({"model": "gpt-4o-mini", "input": "hi", "max_output_tokens": 100}, 400, "unknown_parameter",
+     "max_output_tokens"),
+    ({"model": "gpt-4o-mini", "input": "hi", "stream": True}, 400, "unknown_parameter", "stream"),
+    ({"model": "gpt-4o-mini", "input": "hi", "tools": [{"type": "web_search"}]}, 400, "unsupported_parameter",
+     "tools[0].type"),
+    ({"model": "gpt-4o-mini", "input": "hi", "conversation": "conv_1"}, 400, "unsupported_parameter",
+     "conversation"),
+    ({"model": "gpt-4o-mini", "input": "hi", "personality": "friendly"}, 400, "unsupported_parameter",
+     "personality"),
+    ({"model": "gpt-4o-mini", "input": "hi", "truncation": "auto"}, 400, "unsupported_parameter",
+     "truncation"),
+    ({"model": "gpt-4o-mini", "input": "hi", "tools": [{"type": "mcp", "server_label": "docs"}]}, 400,
+     "unsupported_parameter", "tools[0].type"),
+    ({"model": "no-such-model", "input": "hi"}, 404, "model_not_found", "model"),
+])
+def test_bad_input_is_answered_as_a_create_answers_it(
+    gw: Gateway, body: dict[str, Any], status: int, code: str, param: str | None
+) -> None:
+    resp = httpx.post(f"{gw.base_url}/responses/input_tokens", json=body,
+                      headers={"authorization": f"Bearer {MASTER_KEY}"}, timeout=10)
+    assert resp.status_code == status, resp.text
+    error = resp.json()["error"]
+    assert error["code"] == code
+    if param is not None:
+        assert error["param"] == param
+
+
+def test_the_key_and_its_models_are_checked(gw: Gateway) -> None:
+    with pytest.raises(openai.AuthenticationError):
+        sdk(gw, "sk-sb-nope").responses.input_tokens.count(model="gpt-4o-mini", input="hi")
+    client = sdk(gw, new_key(gw, models=["gpt-4o-mini"]))
+    assert client.responses.input_tokens.count(model="gpt-4o-mini", input="hi").input_tokens > 0
+    with pytest.raises(openai.PermissionDeniedError) as refused:
+        client.responses.input_tokens.count(model="claude-haiku", input="hi")
+    assert refused.value.code == "model_not_allowed"

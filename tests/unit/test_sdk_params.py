@@ -22,6 +22,7 @@ from anthropic.types.tool_result_block_param import ToolResultBlockParam
 from anthropic.types.user_message_param import UserMessageParam
 from google.genai import types as genai
 from openai.types.chat.completion_create_params import CompletionCreateParamsBase
+from openai.types.responses.input_token_count_params import InputTokenCountParams
 from openai.types.responses.response_create_params import ResponseCreateParamsBase
 
 from switchboard.errors import InvalidRequest, UnsupportedParameter
@@ -30,7 +31,7 @@ from switchboard.http.anthropic.request import ACCEPTED, REFUSED, messages_reque
 from switchboard.http.gemini import content as gemini_content
 from switchboard.http.gemini import request as gemini_request
 from switchboard.http.gemini.fields import camel
-from switchboard.http.responses.request import KNOWN_FIELDS, check_fields, without_unsupported
+from switchboard.http.responses.request import COUNT_FIELDS, KNOWN_FIELDS, check_fields, without_unsupported
 from switchboard.http.responses.request import translate as responses_translate
 from switchboard.providers.capabilities.rows import REQUEST_ROWS
 from switchboard.providers.params import CHAT_PARAMS
@@ -71,6 +72,12 @@ def test_every_known_chat_field_has_a_capability_row() -> None:
 def test_every_responses_field_is_known() -> None:
     missing = fields(ResponseCreateParamsBase) - KNOWN_FIELDS - set(RESPONSES_EXCEPTIONS)
     assert not missing, f"decide in http/responses/request.py: {sorted(missing)}"
+
+
+def test_every_input_token_count_field_is_decided() -> None:
+    # POST /v1/responses/input_tokens: a new field is counted, refused by name or unknown, never
+    # dropped in silence (request.translate_count).
+    assert fields(InputTokenCountParams) == COUNT_FIELDS
 
 
 @pytest.mark.parametrize("name", sorted(RESPONSES_EXCEPTIONS))

@@ -1,7 +1,9 @@
 """The terminal of ``count_tokens``: the request's input tokens, counted offline.
 
 Reference: https://docs.anthropic.com/en/api/messages-count-tokens (request: the Messages
-parameters without max_tokens and sampling; response: ``{"input_tokens": N}``).
+parameters without max_tokens and sampling; response: ``{"input_tokens": N}``). The Responses
+API's ``POST /v1/responses/input_tokens`` and the Gemini API's ``countTokens`` end here too, each
+inbound API shaping the answer.
 
 The count is the gateway's own (``switchboard.tokens``, docs/tokens.md), the same estimate the
 rate-limit and budget stages use: exact for OpenAI models (o200k_base / cl100k_base, OpenAI's

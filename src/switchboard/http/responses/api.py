@@ -22,6 +22,7 @@ from switchboard.http.responses.request import (
     loaded_mcp_tool,
     parse_body,
     translate,
+    translate_count,
     without_unsupported,
 )
 from switchboard.http.responses.response import JSON, from_chat, skeleton
@@ -172,6 +173,28 @@ class ResponsesAPI:
             "sequence_number": 0,
         }
         return b"event: error\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+class ResponsesInputTokens(ResponsesAPI):
+    """``POST /v1/responses/input_tokens``: the ``count_tokens`` operation in the Responses API's
+    wire format. Decoded as a create is (its fields that shape the input), the stored conversation
+    of ``previous_response_id`` read by the same history stage; the count is the operation's
+    terminal (pipeline/count_tokens.py), nothing is stored."""
+
+    operation = "count_tokens"
+
+    def decode(self, ctx: RequestContext) -> None:
+        self.responses.begin(ctx, translate_count(parse_body(ctx.body)))
+        ctx.request = self.responses.call(ctx).translated.request
+
+    def encode(self, ctx: RequestContext, body: dict[str, Any], native: bool = False) -> bytes:
+        return orjson.dumps({"object": "response.input_tokens", "input_tokens": body["input_tokens"]})
+
+    async def encode_stream(
+        self, ctx: RequestContext, batches: AsyncIterator[list[dict[str, Any]]], native: bool = False
+    ) -> AsyncGenerator[bytes, None]:
+        raise TypeError("count_tokens does not stream")
+        yield b""  # pragma: no cover - makes this an async generator
 
 
 # GET/DELETE /v1/responses/{id}, GET /v1/responses/{id}/input_items: JSON, OpenAI errors.

@@ -789,6 +789,36 @@ def translate(body: JSON) -> Translated:
     return Translated(out, turn, items, echo, store is not False, previous, body)
 
 
+# POST /v1/responses/input_tokens: the fields of a create that shape the input (the openai SDK's
+# InputTokenCountParams); the others (max_output_tokens, stream, store, ...) are unknown there.
+COUNT_FIELDS = frozenset({
+    "model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls", "text", "reasoning",
+    "truncation", "previous_response_id", "conversation", "personality",
+})
+
+
+def translate_count(body: JSON) -> Translated:
+    """The canonical chat request of an input-token count, validated as a create is. The count is
+    the gateway's own (pipeline/count_tokens.py), made before any deployment is chosen, so what
+    only a native deployment could serve is refused here rather than left out of the count."""
+    for key in body:
+        if key not in COUNT_FIELDS:
+            raise fail(str(key)[:60], f"Unknown parameter: '{str(key)[:60]}'.", "unknown_parameter")
+    if body.get("personality") is not None:  # a style preset of OpenAI's models: no chat equivalent
+        raise unsupported("personality", "personality")
+    translated = translate(body)
+    for i, tool in enumerate(translated.request.get("tools") or ()):
+        if tool.get("type") == "mcp":
+            # The tool loop lists a server's tools only when it runs the request: not counted.
+            raise UnsupportedParameter(
+                "MCP tools cannot be counted: the gateway lists an MCP server's tools only when it "
+                "runs the request; count the request without them",
+                param=f"tools[{i}].type",
+            )
+    translated.store = False  # a count keeps nothing
+    return translated
+
+
 def _hints(body: JSON, text: JSON, out: JSON) -> None:
     """The hints of ``body`` the chat form has fields for, in ``out``, named in its ``switchboard_hints``:
     a provider that refuses one gets the request without it (capabilities.check), as the Responses

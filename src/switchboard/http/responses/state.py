@@ -254,7 +254,7 @@ class Responses:
         messages[at:at] = call.history
         _not_empty(messages)
 
-    # -- GET / DELETE /v1/responses/{id}, GET /v1/responses/{id}/input_items -----------------------
+    # -- GET / DELETE /v1/responses/{id}, GET .../input_items, POST .../cancel -----------------------
 
     def _parts(self, ctx: RequestContext) -> list[str]:
         for prefix in PREFIX:
@@ -276,6 +276,15 @@ class Responses:
         parts = self._parts(ctx)
         if ctx.method != "DELETE" and len(parts) == 2 and parts[1] == "input_items":  # GET, HEAD
             return await self.input_items(ctx, parts[0])
+        if ctx.method == "POST" and len(parts) == 2 and parts[1] == "cancel":
+            await self._record(ctx, parts[0])  # another caller's, or none: 404 as for GET
+            # Only a background response can be cancelled (as OpenAI answers), and the gateway
+            # runs none: every response it stored was complete before it was stored.
+            raise InvalidRequest(
+                "Only responses created with background=true can be cancelled; the gateway answers "
+                "every response within its request (background mode is not supported), so this "
+                "one is already finished.",
+            )
         if len(parts) != 1:
             raise NotFound(f"Unknown URL: {ctx.method} {ctx.path[:200]}", code="unknown_url")
         record = await self._record(ctx, parts[0])
