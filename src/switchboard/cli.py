@@ -25,6 +25,7 @@ from switchboard.cli_usage import usage
 if TYPE_CHECKING:
     from switchboard.config.schema import Settings
     from switchboard.crypto.rotate import Rotated
+    from switchboard.settings.embedded import MasterKey
     from switchboard.settings.loader import ConfigError
 
 # The command groups, in the order help lists them (after the plain commands): None for those
@@ -164,18 +165,23 @@ def serve(
         out.print(line(f"models: {models}"))
     if key is not None:
         out.print(line(f"embedded default: data in {s.data_dir}"))
-        # The key is shown once, when it is created; after that, say where it is.
-        if key.origin == "generated":
-            out.print(line(f"master key (Bearer), generated and saved in {key.path}: {key.value}"))
-        elif key.origin == "file":
-            out.print(line(f"master key (Bearer): in {key.path}"))
-        else:
-            out.print("master key (Bearer): the value of SWITCHBOARD_MASTER_KEY")
+        _print_master_key(key)
         out.print(
             "add a real provider: write a config file (see docs/configuration.md) and run "
             "'switchboard serve --config switchboard.yaml'"
         )
     run(settings)
+
+
+def _print_master_key(key: MasterKey) -> None:
+    """Where the embedded default's master key is; the key itself only when it was just created
+    (on the terminal of the command that created it, never in a log), as it is never shown again."""
+    if key.origin == "generated":
+        out.print(line(f"master key (Bearer), generated and saved in {key.path}: {key.value}"))
+    elif key.origin == "file":
+        out.print(line(f"master key (Bearer): in {key.path}"))
+    else:
+        out.print("master key (Bearer): the value of SWITCHBOARD_MASTER_KEY")
 
 
 @config_app.command("check")
@@ -258,14 +264,20 @@ def secrets_rotate(
     from switchboard.crypto.keyring import from_settings
     from switchboard.crypto.rotate import Stopped, audit_entry, rotate_all
     from switchboard.server import ServeOptions, resolve_settings
+    from switchboard.settings.embedded import master_key
     from switchboard.settings.loader import ConfigError
     from switchboard.stores import StoreError, open_stores
 
     try:
+        # The embedded default's settings create its master key file on a fresh data directory.
+        key = master_key() if config is None else None
         settings = resolve_settings(ServeOptions(str(config) if config else None, None, None, None))
     except ConfigError as exc:
         _fail_config(exc)
         return
+    if key is not None and key.origin == "generated":
+        # Said as serve says it on its first start: this is the only time the key is shown.
+        _print_master_key(key)
     keyring = from_settings(settings.auth)
     assert keyring is not None, "resolve_settings always provides a secret"
 

@@ -7,7 +7,6 @@ import math
 import os
 import pickle
 import resource
-import shutil
 import signal
 import socket
 import tempfile
@@ -26,6 +25,7 @@ from switchboard.http.protocol import EdgeLimits, GatewayHttpProtocol
 from switchboard.observability.logs import configure as configure_logs
 from switchboard.observability.logs import uvicorn_log_config
 from switchboard.observability.metrics import MULTIPROC_ENV
+from switchboard.observability.metrics_dir import InstanceMetricsDir
 from switchboard.settings.embedded import embedded_settings
 from switchboard.settings.loader import ConfigError, load, serving_problems
 from switchboard.settings.secret import SecretKeyMissing, with_secret_key
@@ -222,17 +222,6 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def metrics_dir(settings: Settings) -> Path:
-    """A fresh, empty directory for the workers' metric files (prometheus-client's multiprocess
-    mode): set in the environment before uvicorn starts the workers, which inherit it, so each
-    writes its values there and a scrape adds them up. Emptied at every start: counters begin at
-    zero with the process, as with one worker."""
-    path = data_dir(settings) / "metrics"
-    shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(mode=0o700, parents=True)
-    return path
-
-
 def _exit_cleanly(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
@@ -245,17 +234,27 @@ def serve(settings: Settings) -> None:
     signal.signal(signal.SIGTERM, _exit_cleanly)
     options = uvicorn_options(settings)
     if settings.server.workers > 1:
-        if settings.metrics.enabled:
-            os.environ[MULTIPROC_ENV] = str(metrics_dir(settings))
-        handoff = write_handoff(settings)
-        # Worker processes import the factory, which loads these settings (the variable is a path).
-        os.environ[_ENV] = str(handoff)
+        # A fresh, empty folder of this instance's own for the workers' metric files
+        # (prometheus-client's multiprocess mode), set in the environment before uvicorn starts
+        # the workers, which inherit it: each writes its values there and a scrape adds them up.
+        # Counters begin at zero with the process, as with one worker; another instance on the
+        # same data directory keeps its own folder (observability/metrics_dir.py).
+        metrics = InstanceMetricsDir(data_dir(settings)) if settings.metrics.enabled else None
+        if metrics is not None:
+            os.environ[MULTIPROC_ENV] = str(metrics.path)
         try:
-            uvicorn.run(
-                "switchboard.server:app_factory", factory=True, workers=settings.server.workers,
-                timeout_worker_healthcheck=WORKER_READY_SECONDS, **options,
-            )
+            handoff = write_handoff(settings)
+            # Worker processes import the factory, which loads these settings (the variable is a path).
+            os.environ[_ENV] = str(handoff)
+            try:
+                uvicorn.run(
+                    "switchboard.server:app_factory", factory=True, workers=settings.server.workers,
+                    timeout_worker_healthcheck=WORKER_READY_SECONDS, **options,
+                )
+            finally:
+                handoff.unlink(missing_ok=True)
         finally:
-            handoff.unlink(missing_ok=True)
+            if metrics is not None:  # the workers are gone: uvicorn joined them
+                metrics.remove()
     else:
         uvicorn.run(create_app(settings), **options)

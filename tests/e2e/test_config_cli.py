@@ -201,6 +201,29 @@ def test_generated_key_printed_once_and_quickstart_finds_it(tmp_path: Path, home
         assert proc.stop() == 0
 
 
+def test_secrets_rotate_on_a_fresh_data_dir_says_where_the_key_it_created_is(
+    tmp_path: Path, home: dict[str, str]
+) -> None:
+    """`secrets rotate` before any `serve` creates the embedded default's master key file: it
+    says so, as `serve` does on its first start (the only time the key is shown), and the key
+    then opens the gateway."""
+    env = {**home, "SWITCHBOARD_MASTER_KEY": ""}
+    key_file = tmp_path / ".switchboard" / "master_key"
+    rotate = _run(["secrets", "rotate"], env=env)
+    assert rotate.proc.returncode == 0, rotate.output
+    key = key_file.read_text().strip()
+    assert f"master key (Bearer), generated and saved in {key_file}: {key}\n" in rotate.output
+    again = _run(["secrets", "rotate"], env=env)
+    assert again.proc.returncode == 0, again.output
+    assert key not in again.output and "master key" not in again.output  # shown once only
+    proc, port = _serve(env)
+    try:
+        assert key not in proc.output and f"master key (Bearer): in {key_file}" in proc.output
+        assert _models_status(port, key) == 200
+    finally:
+        assert proc.stop() == 0
+
+
 def test_key_from_environment_not_printed_and_quickstart_works(tmp_path: Path, home: dict[str, str]) -> None:
     secret = "sk-chosen-by-the-operator-42"
     env = {**home, "SWITCHBOARD_MASTER_KEY": secret}

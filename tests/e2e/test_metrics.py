@@ -10,7 +10,9 @@ ledger the same values. Every test runs on the embedded default (SQLite) and on 
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import socket
 import time
 import uuid
@@ -581,3 +583,58 @@ def test_two_workers_add_up(cluster: pytest.FixtureRequest, mock_upstream: Mock,
             assert list(pool.map(lambda _: scrape(metrics_port), range(8))) == [sent] * 8
     finally:
         assert gw.process.stop() == 0
+
+
+@pytest.mark.parametrize("cluster", ["cluster"], indirect=["cluster"])
+def test_instances_sharing_a_data_dir_keep_their_own_worker_metrics(
+    cluster: pytest.FixtureRequest, mock_upstream: Mock, tmp_path: Path
+) -> None:
+    """Two `serve --workers 2` on one data directory (one database and Redis): the second's start
+    leaves the first's worker metric files alone, each /metrics adds up its own workers, each
+    instance's folder under <data_dir>/metrics/ goes when it stops, and the folder of one killed
+    outright goes at the next start."""
+    config = with_cluster(metrics_config(mock_upstream), cluster, "instances")
+    folders = tmp_path / "data" / "metrics"
+
+    def own(gw: Gateway) -> list[Path]:
+        return [p for p in folders.iterdir() if p.is_dir() and p.name.startswith(f"{gw.process.proc.pid}-")]
+
+    def counted(gw: Gateway) -> float:
+        with httpx.Client(timeout=10) as http:  # a connection of its own: either worker
+            resp = http.get(f"{gw.url}/metrics", headers=ADMIN)
+        assert resp.status_code == 200, resp.text
+        return total(parse(resp.text), "switchboard_requests_total", model="gpt-4o-mini", status="200")
+
+    def send(gw: Gateway, n: int) -> None:
+        for i in range(n):
+            with httpx.Client(timeout=30) as http:
+                resp = http.post(f"{gw.base_url}/chat/completions", headers=ADMIN,
+                                 json={"model": "gpt-4o-mini", "messages": ask(f"instance {i}")})
+            assert resp.status_code == 200, resp.text
+
+    first = start_gateway(config, tmp_path, args=["--workers", "2"])
+    second: Gateway | None = None
+    try:
+        send(first, 4)
+        poll(lambda: counted(first) == 4, "the first instance never counted its 4 requests")
+        second = start_gateway(config, tmp_path, args=["--workers", "2"])
+        send(second, 2)
+        poll(lambda: counted(second) == 2, "the second instance never counted its 2 requests")
+        assert [counted(first) for _ in range(6)] == [4] * 6
+        assert len(own(first)) == 1 and len(own(second)) == 1
+        assert second.process.stop() == 0
+        assert own(second) == [] and len(own(first)) == 1
+        assert [counted(first) for _ in range(6)] == [4] * 6
+        # Killed outright: nothing removes its folder until the next start.
+        os.kill(first.process.proc.pid, signal.SIGKILL)
+        first.process.proc.wait(30)
+        poll(lambda: first.process.output.count("is gone; this worker shuts down") == 2,
+             "the killed instance's workers never stopped", deadline=30)
+        [left] = own(first)
+        second = start_gateway(config, tmp_path, args=["--workers", "2"])
+        assert not left.exists() and len(own(second)) == 1
+    finally:
+        for gw in (first, second):
+            if gw is not None and gw.process.proc.poll() is None:
+                assert gw.process.stop() == 0
+    assert [p for p in folders.iterdir() if p.is_dir()] == []

@@ -158,6 +158,37 @@ def test_a_postgresql_url_option_the_driver_cannot_parse_is_one_line(tmp_path: P
         "(invalid literal for int() with base 10: 'lots')")
 
 
+def test_a_wrong_sslmode_is_refused_by_config_check_and_serve_as_written(tmp_path: Path) -> None:
+    """database.url's sslmode is named as the operator wrote it (not as the URL given to the
+    driver, ``ssl=``), by `config check` too, without the password."""
+    url = f"postgresql://sb:hunter2-secret@127.0.0.1:{refused_port()}/sb?sslmode=bogus"
+    config = write(tmp_path, {**AUTH, "database": {"url": url}})
+    serve = ["serve", "--config", str(config), "--port", str(free_port())]
+    for args in (["config", "check", str(config)], serve):
+        rc, output = finish(cli(args, tmp_path))
+        assert rc == 2, (args, output)
+        assert (f"{config}: database.url: postgresql URL: option 'sslmode' must be one of disable, allow, "
+                "prefer, require, verify-ca, verify-full, not 'bogus'\n") in output, (args, output)
+        assert "ssl=" not in output and "hunter2" not in output and "Traceback" not in output
+
+
+@pytest.mark.parametrize("command", ["serve", "db upgrade"])
+def test_a_database_that_cannot_be_opened_is_named_by_the_url_as_written(
+    postgres: Postgres, tmp_path: Path, command: str
+) -> None:
+    """The URL in "cannot open the database" is the operator's, sslmode and all (it was the
+    driver's ``?ssl=require``); sslmode still reaches the driver: this server has no TLS."""
+    url = postgres.url.replace("postgresql://postgres@", "postgresql://postgres:hunter2-secret@")
+    config = write(tmp_path, {**AUTH, "database": {"url": url + "?sslmode=require"}})
+    port_option = ["--port", str(free_port())] if command == "serve" else []
+    rc, output = finish(cli([*command.split(), "--config", str(config), *port_option], tmp_path))
+    assert rc == 1, output
+    shown = url.replace("hunter2-secret", "***")
+    expected = f"cannot open the stores: cannot open the database {shown}?sslmode=require: "
+    assert output.startswith(expected), output
+    assert "SSL" in output and "ssl=" not in output and "hunter2" not in output
+
+
 def test_serve_with_unreachable_redis_fails_in_one_line(tmp_path: Path) -> None:
     config = write(tmp_path, {**AUTH, "redis": {"url": f"redis://127.0.0.1:{refused_port()}/0"}})
     rc, output = finish(cli(["serve", "--config", str(config), "--port", str(free_port())], tmp_path))

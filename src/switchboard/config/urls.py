@@ -38,11 +38,25 @@ def database_url_problem(url: str) -> str | None:
     if scheme in POSTGRES_SCHEMES:
         if not parts.hostname:
             return "postgresql URL needs a host: postgresql://user:password@host:5432/dbname"
-        return None
+        return _sslmode_problem(parts.query)
     return (
         f"unsupported database scheme {scheme!r}: use postgresql:// (PostgreSQL) or sqlite:/// "
         "(a SQLite file)"
     )
+
+
+# libpq's sslmode values, as the driver takes them (it reads "_" as "-" too).
+SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+def _sslmode_problem(query: str) -> str | None:
+    """A wrong ``sslmode`` is named as written, at load time: the driver's refusal at start
+    named the URL as translated for it (``ssl=``), and ``config check`` passed it."""
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name == "sslmode" and value.replace("_", "-") not in SSLMODES:
+            return (f"postgresql URL: option 'sslmode' must be one of {', '.join(SSLMODES)}, "
+                    f"not {value[:20]!r}")
+    return None
 
 
 def redis_url_problem(url: str) -> str | None:

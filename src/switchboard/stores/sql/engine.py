@@ -33,13 +33,22 @@ def create_engine(url: str) -> AsyncEngine:
 
         return engine
     return create_async_engine(
-        url,
+        _for_asyncpg(url),
         pool_size=10,
         max_overflow=20,
         pool_pre_ping=True,
         pool_recycle=1800,
         connect_args={"timeout": CONNECT_TIMEOUT, "command_timeout": 60},
     )
+
+
+def _for_asyncpg(url: str) -> sa.URL:
+    """libpq's ``sslmode=...`` is asyncpg's ``ssl=...`` (same values); the URL shown in messages
+    keeps the name the operator wrote."""
+    parsed = sa.make_url(url)
+    if "sslmode" not in parsed.query:
+        return parsed
+    return parsed.difference_update_query(["sslmode"]).update_query_dict({"ssl": parsed.query["sslmode"]})
 
 
 async def ping(engine: AsyncEngine) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import parse_qsl, quote, urlencode
+from urllib.parse import quote
 
 from sqlalchemy import URL, make_url
 
@@ -23,11 +23,8 @@ def async_url(configured: str | None, data_dir: Path) -> str:
         raise StoreError(f"database.url: {problem}")
     scheme, rest = configured.split("://", 1)
     if scheme.lower() in POSTGRES_SCHEMES:
-        # libpq's sslmode=... is asyncpg's ssl=... (same values).
-        base, _, query = rest.partition("?")
-        if query:
-            pairs = [("ssl" if k == "sslmode" else k, v) for k, v in parse_qsl(query, keep_blank_values=True)]
-            rest = base + "?" + urlencode(pairs)
+        # The query as written: libpq's sslmode is renamed for the driver where it is called
+        # (engine.create_engine), so that every message shows the operator's own URL.
         return f"postgresql+asyncpg://{rest}"
     assert scheme.lower() in SQLITE_SCHEMES
     return f"sqlite+aiosqlite://{rest}"
