@@ -219,6 +219,26 @@ def test_a_published_label_is_subscribed_to_and_called_by_http_and_openapi(world
     assert only["data"][0]["requests"] == 1
 
 
+def test_an_api_of_no_team_that_needs_approval_serves_no_key_of_no_team_unsubscribed(world: World) -> None:
+    """An API published without an owning team (by an admin whose key has none) that needs
+    approval: a key of no team is not its owning team, and it can hold no subscription, so it is
+    refused as any other caller without one, never served for its missing team matching the API's."""
+    name = unique("teamless")
+    prompt = {**SENTIMENT, "name": name, "tenant": world.tenant}
+    world.admin.ok("POST", "/admin/v1/prompts", prompt, status=201)
+    api = world.admin.ok("POST", "/admin/v1/apis", {"name": name, "prompt": name, "version": 1,
+                                                    "tenant": world.tenant, "require_approval": True},
+                         status=201)
+    assert api["team"] is None
+    teamless = world.admin.ok("POST", "/admin/v1/keys", {"tenant": world.tenant, "models": ["gpt-4o-mini"]},
+                              status=201)
+    assert teamless["team"] is None
+    for key in (teamless["key"], world.consumer_key):
+        refused = world.call(name, {"text": "great"}, key=key)
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["error"]["code"] == "subscription_required"
+
+
 def test_the_catalog_document_lists_the_tenants_apis_only(world: World) -> None:
     mine = world.sentiment_api()
     draft = unique("draft")
