@@ -56,8 +56,9 @@ def bearer(key: str) -> dict[str, str]:
 
 @dataclass
 class World:
-    """Tenant ``tenant``: team ``owners`` (a team admin key) publishes, team ``consumers`` (a
-    developer key) and team ``others`` call; ``stranger`` is a key of another tenant."""
+    """Tenant ``tenant``: team ``owners`` (a team admin key, every model) publishes, team
+    ``consumers`` (a developer key) and team ``others`` call (gpt-4o-mini only); ``stranger`` is a
+    key of another tenant."""
 
     gateway: Gateway
     admin: Admin
@@ -74,8 +75,9 @@ class World:
     def url(self) -> str:
         return self.gateway.url
 
-    def key(self, team: str, role: str = "developer", tenant: str | None = None) -> str:
-        body = {"tenant": tenant or self.tenant, "team": team, "role": role, "models": ["gpt-4o-mini"]}
+    def key(self, team: str, role: str = "developer", tenant: str | None = None,
+            models: tuple[str, ...] = ("gpt-4o-mini",)) -> str:
+        body = {"tenant": tenant or self.tenant, "team": team, "role": role, "models": list(models)}
         return str(self.admin.ok("POST", "/admin/v1/keys", body, status=201)["key"])
 
     def as_owner(self) -> Admin:
@@ -133,7 +135,8 @@ def world(request: pytest.FixtureRequest, mock_upstream: Mock,
              for n in ("owners", "consumers", "others")]
     far = admin.ok("POST", "/admin/v1/teams", {"tenant": elsewhere, "name": "far"}, status=201)["id"]
     w = World(gw, admin, tenant, *teams, owner_key="", consumer_key="", other_key="", stranger_key="")
-    w.owner_key = w.key(w.owners, "team_admin")
+    # The owners publish prompts bound to every model (a caller publishes only models it may use).
+    w.owner_key = w.key(w.owners, "team_admin", models=("*",))
     w.consumer_key = w.key(w.consumers)
     w.other_key = w.key(w.others)
     w.stranger_key = w.key(far, tenant=elsewhere)
@@ -217,6 +220,57 @@ def test_a_published_label_is_subscribed_to_and_called_by_http_and_openapi(world
     only = world.admin.ok("GET", "/admin/v1/usage", params={"tenant": world.tenant, "api": name,
                                                             "api_version": "1"})
     assert only["data"][0]["requests"] == 1
+
+
+def test_an_api_of_no_team_that_needs_approval_serves_no_key_of_no_team_unsubscribed(world: World) -> None:
+    """An API published without an owning team (by an admin whose key has none) that needs
+    approval: a key of no team is not its owning team, and it can hold no subscription, so it is
+    refused as any other caller without one, never served for its missing team matching the API's."""
+    name = unique("teamless")
+    prompt = {**SENTIMENT, "name": name, "tenant": world.tenant}
+    world.admin.ok("POST", "/admin/v1/prompts", prompt, status=201)
+    api = world.admin.ok("POST", "/admin/v1/apis", {"name": name, "prompt": name, "version": 1,
+                                                    "tenant": world.tenant, "require_approval": True},
+                         status=201)
+    assert api["team"] is None
+    teamless = world.admin.ok("POST", "/admin/v1/keys", {"tenant": world.tenant, "models": ["gpt-4o-mini"]},
+                              status=201)
+    assert teamless["team"] is None
+    for key in (teamless["key"], world.consumer_key):
+        refused = world.call(name, {"text": "great"}, key=key)
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["error"]["code"] == "subscription_required"
+
+
+def test_a_caller_publishes_only_models_it_may_use_itself(world: World) -> None:
+    """An API serves its callers whatever their keys' model lists, so publishing one gives its
+    model, as issuing a key does: a team admin whose key may use only gpt-4o-mini binds no prompt
+    to another model (as for a model not served: 400 model_not_found), nor publishes or re-points
+    an API whose prompt has a version bound to one (403, nothing published or changed)."""
+    restricted = world.admin.as_key(world.key(world.owners, "team_admin"))
+    name = unique("bound")
+    for model in ("claude", RULED, "no-such-model"):
+        refused = restricted.call("POST", "/admin/v1/prompts", {**SENTIMENT, "name": name, "model": model})
+        assert refused.status_code == 400, refused.text
+        error = refused.json()["error"]
+        assert (error["code"], error["param"]) == ("model_not_found", "model")
+    assert restricted.call("GET", f"/admin/v1/prompts/{name}").status_code == 404
+    # Version 1 on its own model; version 2, by the unrestricted owner, on claude.
+    restricted.ok("POST", "/admin/v1/prompts", {**SENTIMENT, "name": name}, status=201)
+    world.prompt(name, model="claude")
+    refused = restricted.call("POST", "/admin/v1/apis", {"name": name, "prompt": name, "version": 1})
+    assert refused.status_code == 403, refused.text
+    error = refused.json()["error"]
+    assert (error["code"], error["param"]) == ("permission_denied", "prompt")
+    assert "version 2" in error["message"]
+    assert restricted.call("GET", f"/admin/v1/apis/{name}").status_code == 404
+    assert world.call(name, {"text": "great"}, key=restricted.key).status_code == 404
+    # Published by the owner (every model): the restricted admin may not re-point it either.
+    world.publish(name, prompt=name, version=1)
+    moved = restricted.call("PATCH", f"/admin/v1/apis/{name}", {"version": 2})
+    assert moved.status_code == 403, moved.text
+    assert world.admin.ok("GET", f"/admin/v1/apis/{name}", params={"tenant": world.tenant})["version"] == 1
+    assert world.patch(name, version=2).status_code == 200
 
 
 def test_the_catalog_document_lists_the_tenants_apis_only(world: World) -> None:

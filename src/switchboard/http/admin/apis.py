@@ -19,10 +19,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ConfigDict, Field, StringConstraints, ValidationError
 
+from switchboard.access.rules import model_allowed
 from switchboard.apis import sessions
 from switchboard.apis.cache import publish_change
 from switchboard.apis.lifecycle import split_problem, transition_problem
-from switchboard.errors import Conflict, InvalidRequest, NotFound
+from switchboard.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import LINE, PROSE, AdminBody
@@ -162,6 +163,22 @@ async def _check_prompt(request: Request, tenant: str, prompt: str, version: int
                                  param="split", code="prompt_not_found")
 
 
+async def _check_models(request: Request, access: Access, tenant: str, prompt: str) -> None:
+    """403 unless the caller may use the model of every version of the prompt: the API serves
+    each (``/apis/{name}/v{N}``) to its callers whatever their keys' model lists, so publishing
+    it gives those models, as issuing a key does (docs/access.md, "Who issues which keys")."""
+    store = _stores(request).prompts
+    allowed = access.principal.allowed_models
+    if store is None or allowed is None:
+        return
+    for version in await store.versions(tenant, prompt):
+        if not model_allowed(version.model, allowed):
+            raise PermissionDenied(
+                f"prompt: version {version.version} of '{prompt[:128]}' is bound to the model "
+                f"'{version.model[:256]}', beyond the models the caller may use itself",
+                param="prompt", code="permission_denied")
+
+
 def _check_split(split: list[SplitArm] | None) -> None:
     if split:
         problem = split_problem([arm.model_dump() for arm in split])
@@ -194,6 +211,7 @@ async def create_api(
                              "document of the tenant's APIs", param="name", code="reserved_name")
     _check_split(body.split)
     await _check_prompt(request, tenant, body.prompt, body.version, body.label, body.split)
+    await _check_models(request, access, tenant, body.prompt)
     record = ApiRecord(
         tenant_id=tenant, name=body.name, prompt=body.prompt, version=body.version, label=body.label,
         status=body.status, description=body.description, team_id=team,
@@ -292,6 +310,7 @@ async def update_api(
             if "version" in changes or "split" in changes:
                 await _check_prompt(request, after.tenant_id, after.prompt, after.version, after.label,
                                     body.split if "split" in changes else None)
+                await _check_models(request, access, after.tenant_id, after.prompt)
             try:
                 # Written only while the API is still the version read: a change another admin
                 # made meanwhile (a retirement, say) is read and checked again, never undone.

@@ -22,6 +22,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import ConfigDict, Field, StringConstraints
 
+from switchboard.access.rules import model_allowed
 from switchboard.errors import InvalidRequest, NotFound, PermissionDenied
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
@@ -153,7 +154,7 @@ def _bounded_json(field: str, value: Any) -> None:
                              code="invalid_value")
 
 
-async def _check(request: Request, body: PromptCreate) -> None:
+async def _check(request: Request, body: PromptCreate, access: Access) -> None:
     limit = _settings(request).max_template_chars
     total = sum(len(m.content) for m in body.messages)
     if total > limit:
@@ -171,7 +172,10 @@ async def _check(request: Request, body: PromptCreate) -> None:
         problem = templates().check_schema(body.output_schema)
         if problem is not None:
             raise InvalidRequest(f"output_schema: {problem}", param="output_schema", code="invalid_value")
-    if not _served(request, body.model):
+    # Only a model the creator may use itself, as /v1/models lists them to it: a prompt published
+    # as an API serves its callers whatever their keys' model lists, so a key an admin restricted
+    # would reach any model through one. Refused as a model not served: no name beyond it leaks.
+    if not model_allowed(body.model, access.principal.allowed_models) or not _served(request, body.model):
         raise InvalidRequest(f"model: no model '{body.model}' is served (GET /v1/models lists them)",
                              param="model", code="model_not_found")
 
@@ -209,7 +213,7 @@ async def create_prompt(
     request: Request,
     access: Annotated[Access, Depends(allow("prompt", "create"))],
 ) -> JSONResponse:
-    await _check(request, body)
+    await _check(request, body, access)
     store = _store(request)
     tenant = await tenant_in_reach(access, request.app.state.services.stores(), body.tenant)
     latest = await store.get(tenant, body.name)

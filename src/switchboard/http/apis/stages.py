@@ -143,7 +143,11 @@ class ApiStage:
             ctx.response_headers.update(deprecation_headers(
                 deprecated_at=record.deprecated_at or record.updated_at, sunset_at=record.sunset_at,
                 successor_url=successor_url))
-        if record.require_approval and (principal is None or principal.team_id != record.team_id):
+        # The owning team needs no subscription; a caller of no team is no API's owning team (an
+        # API of no team has none), and holds no subscription either: it is refused.
+        team = principal.team_id if principal is not None else None
+        owning = team is not None and team == record.team_id
+        if record.require_approval and not owning:
             cache = self._subscriptions()
             assert cache is not None, "the gateway has started"
             await require_approved(cache, principal, f"api:{name}", f"the API '{name}'", param=None)
