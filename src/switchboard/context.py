@@ -202,6 +202,9 @@ class RequestContext:
     # a registry prompt, a prompt API's template, session turns): the body's size then says
     # nothing of the prompt's, and the route stage counts its tokens (pipeline/route.py).
     expanded: bool = False
+    # The bytes of what it added (a stored conversation's JSON) where they can be large: counted
+    # with the body's for the steps whose cost grows with the prompt (large()).
+    added_bytes: int = 0
     # A deployment of the group to try first (a split's arm), and tags for the usage record
     # (pipeline/rules.py).
     prefer_deployment: str | None = None
@@ -312,10 +315,16 @@ class RequestContext:
             self.prompt_tokens = tokens.estimate(self.request, self.operation, model_info, model=model)
         return self.prompt_tokens
 
+    def large(self) -> bool:
+        """Whether the prompt is large enough that counting or translating it runs in a worker
+        thread: a body over LARGE_BODY_BYTES, or one continuing a stored conversation that makes
+        it so (a few bytes naming megabytes of earlier turns)."""
+        return len(self.body) + self.added_bytes > LARGE_BODY_BYTES
+
     async def count_prompt_tokens(self, model_info: tokens.ModelInfoLike | None = None) -> int:
-        """:meth:`prompt_tokens_estimate` for async stages: a large body is counted in a worker
+        """:meth:`prompt_tokens_estimate` for async stages: a large prompt is counted in a worker
         thread (tiktoken releases the GIL), so a megabyte prompt does not stall the event loop."""
-        if self.prompt_tokens is None and len(self.body) > LARGE_BODY_BYTES:
+        if self.prompt_tokens is None and self.large():
             return await asyncio.to_thread(self.prompt_tokens_estimate, model_info)
         return self.prompt_tokens_estimate(model_info)
 

@@ -8,10 +8,13 @@ moved rather than waited for) and on PostgreSQL + Redis (the session's Redis ent
   declared included (counted on the request path's pipelined connection, as
   tests/stores/test_request_round_trips.py does, and on redis-py's connections);
 - embedded, sessions are kept apart from OAuth states: a burst of OAuth sign-ins evicts no live
-  session."""
+  session;
+- while Redis cannot be reached (a Redis of the test's own, shut down mid-test), clients are
+  served without a session rather than failed."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -35,13 +38,17 @@ from switchboard.stores.clock import ManualClock
 from switchboard.stores.redis.wire import Then, Wire
 from tests.mcp_servers import McpUpstream, start_mcp_server
 from tests.servers import MASTER_KEY, SECRET_KEY, UPSTREAM_KEY, Mock, openai_config
-from tests.services import RedisServer
+from tests.services import RedisServer, start_redis
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 SESSION_SECONDS = 3600  # mcp.client_session_seconds (its default)
 ENTRY = "sb:cache:mcp:client-session:"  # a session's Redis key, before its id
 OAUTH_STATES = 10_000  # embedded, the bound of the cache of OAuth states (docs/mcp.md)
+# A client declaring elicitation: given a session.
+INITIALIZE = {"jsonrpc": "2.0", "id": 0, "method": "initialize",
+              "params": {"protocolVersion": "2025-06-18", "capabilities": {"elicitation": {}},
+                         "clientInfo": {"name": "t", "version": "1"}}}
 
 
 @pytest.fixture(scope="module")
@@ -66,10 +73,7 @@ class World:
         return str(resp.json()["key"])
 
     async def initialize(self, key: str) -> str:
-        body = {"jsonrpc": "2.0", "id": 0, "method": "initialize",
-                "params": {"protocolVersion": "2025-06-18", "capabilities": {"elicitation": {}},
-                           "clientInfo": {"name": "t", "version": "1"}}}
-        resp = await self.http.post("/mcp", headers=headers(key), json=body)
+        resp = await self.http.post("/mcp", headers=headers(key), json=INITIALIZE)
         assert resp.status_code == 200, resp.text
         return resp.headers["mcp-session-id"]
 
@@ -106,7 +110,6 @@ def _joined(command: bytes | str | Iterable[bytes]) -> bytes:
 async def world(request: pytest.FixtureRequest, mock_upstream: Mock, asker: McpUpstream, tmp_path: Path,
                 monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[World]:
     monkeypatch.setenv("SWITCHBOARD_DATA_DIR", str(tmp_path))
-    env = {**os.environ, "SWITCHBOARD_MASTER_KEY": MASTER_KEY, "UPSTREAM_KEY": UPSTREAM_KEY}
     config = openai_config(mock_upstream)
     config["auth"]["secret_key"] = SECRET_KEY
     config["mcp_servers"] = [
@@ -144,20 +147,28 @@ async def world(request: pytest.FixtureRequest, mock_upstream: Mock, asker: McpU
     else:
         clock = ManualClock()
         monkeypatch.setattr(switchboard.gateway, "open_stores", functools.partial(open_stores, clock=clock))
+    async with serving(config) as (gateway, http):
+        if request.param == "embedded":
+            yield World(gateway, http, clock=clock, sent=sent)
+            return
+        redis = Redis.from_url(config["redis"]["url"])
+        try:
+            yield World(gateway, http, redis=redis, sent=sent)
+        finally:
+            await redis.aclose()
+
+
+@contextlib.asynccontextmanager
+async def serving(config: dict[str, Any]) -> AsyncIterator[tuple[Gateway, httpx.AsyncClient]]:
+    """The gateway of ``config``, started in process, and a client calling it."""
+    env = {**os.environ, "SWITCHBOARD_MASTER_KEY": MASTER_KEY, "UPSTREAM_KEY": UPSTREAM_KEY}
     settings = validate(config, "test", env=env)
     gateway = Gateway(settings)
     await gateway.start()
     try:
         transport = httpx.ASGITransport(app=SwitchboardApp(settings, gateway))
         async with httpx.AsyncClient(transport=transport, base_url="http://gateway", timeout=30) as http:
-            if request.param == "embedded":
-                yield World(gateway, http, clock=clock, sent=sent)
-                return
-            redis = Redis.from_url(config["redis"]["url"])
-            try:
-                yield World(gateway, http, redis=redis, sent=sent)
-            finally:
-                await redis.aclose()
+            yield gateway, http
     finally:
         await gateway.close()
 
@@ -216,3 +227,34 @@ async def test_a_burst_of_oauth_sign_ins_evicts_no_session(world: World) -> None
         await oauth.authorize_url(server, "default", f"user-{n}", "http://gateway/mcp/oauth/callback",
                                   browser=f"browser-{n}")
     assert (await world.ping(key, sid)).json() == {"jsonrpc": "2.0", "id": 1, "result": {}}
+
+
+async def test_clients_are_served_without_a_session_while_redis_is_down(
+    mock_upstream: Mock, migrated_database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SWITCHBOARD_DATA_DIR", str(tmp_path))
+    redis = start_redis()  # this test's own: shut down while the gateway runs
+    config = openai_config(mock_upstream)
+    config["database"] = {"url": migrated_database_url}
+    config["redis"] = {"url": redis.url}
+    try:
+        async with serving(config) as (gateway, http):
+            world = World(gateway, http)
+            try:
+                sid = await world.initialize(MASTER_KEY)
+                redis.shut_down_keeping_data()
+                # A new client: initialized without a session (a server's request to it is then
+                # refused, as to a client that declared nothing), not an internal error.
+                resp = await http.post("/mcp", headers=headers(MASTER_KEY), json=INITIALIZE)
+                assert resp.status_code == 200, resp.text
+                assert resp.json()["result"]["serverInfo"], resp.text
+                assert "mcp-session-id" not in resp.headers
+                # A client of a session the gateway cannot look up: served, and its end accepted.
+                assert (await world.ping(MASTER_KEY, sid)).json() == {"jsonrpc": "2.0", "id": 1, "result": {}}
+                resp = await http.delete("/mcp", headers=headers(MASTER_KEY, sid))
+                assert resp.status_code == 204, resp.text
+            finally:
+                if redis.proc.poll() is not None:  # back for the gateway's shutdown
+                    redis.restart()
+    finally:
+        redis.stop()

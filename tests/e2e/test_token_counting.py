@@ -6,6 +6,10 @@ estimate for a Claude model. A count is neither billed nor held to rate limits."
 from __future__ import annotations
 
 import math
+import random
+import string
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,6 +50,8 @@ def _config(mock: Mock) -> dict[str, Any]:
                                 "api_key": "${UPSTREAM_KEY}"})
     config["models"].append(
         {"name": "claude-haiku", "provider": "up-anthropic", "model": "claude-3-5-haiku-latest"})
+    # No known context window: a conversation of megabytes is served and stored.
+    config["models"].append({"name": "house-model", "provider": "local-openai", "model": "house-model-1"})
     return config
 
 
@@ -273,3 +279,39 @@ def test_the_key_and_its_models_are_checked(gw: Gateway) -> None:
     with pytest.raises(openai.PermissionDeniedError) as refused:
         client.responses.input_tokens.count(model="claude-haiku", input="hi")
     assert refused.value.code == "model_not_allowed"
+
+
+def test_a_long_stored_conversation_is_counted_off_the_event_loop(gw: Gateway) -> None:
+    """A count continuing a stored conversation of megabytes, from a body of a few bytes: its
+    tokens are counted in a worker thread, as a large body's are, so the gateway answers its other
+    requests meanwhile rather than stalling until the count is done."""
+    client = sdk(gw)
+    rnd = random.Random(7)
+    words = ["".join(rnd.choices(string.ascii_letters, k=rnd.randint(3, 12))) for _ in range(5000)]
+    first = client.responses.create(model="house-model", input=" ".join(rnd.choices(words, k=400_000)))
+    answered: list[float] = []  # when each health check was answered
+    polling, done = threading.Event(), threading.Event()
+
+    def poll() -> None:
+        with httpx.Client(timeout=30) as http:
+            while not done.is_set():
+                assert http.get(f"{gw.url}/health/live").status_code == 200
+                answered.append(time.perf_counter())
+                polling.set()
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        assert polling.wait(30)
+        started = time.perf_counter()
+        counted = client.responses.input_tokens.count(model="house-model", previous_response_id=first.id,
+                                                      input="And?")
+        finished = time.perf_counter()
+    finally:
+        done.set()
+        poller.join()
+    assert counted.input_tokens > 1_000_000
+    during = [at for at in answered if started < at < finished]
+    gaps = [b - a for a, b in zip([started, *during], [*during, finished], strict=True)]
+    # Stalled, the loop answers nothing while it counts: one gap as long as the count.
+    assert max(gaps) < (finished - started) / 2, (max(gaps), finished - started)

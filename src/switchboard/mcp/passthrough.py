@@ -109,7 +109,8 @@ class ClientRequests:
     async def open(self, principal: Principal | None, capabilities: Any) -> str | None:
         """A new session for ``principal`` with the capabilities it declared; None without a
         cache (not started), a caller, or any of the capabilities (nothing to keep: no cache
-        entry per stateless initialize)."""
+        entry per stateless initialize), and when the cache cannot keep it (unreachable): the
+        client is then served statelessly, as :meth:`lookup` serves one, not failed."""
         if self._cache is None or principal is None:
             return None
         declared = capabilities if isinstance(capabilities, dict) else {}
@@ -119,7 +120,11 @@ class ClientRequests:
         session = secrets.token_urlsafe(24)
         # The caller first: the record begins with its mark (``_mark``), which the cache checks.
         record = orjson.dumps({"caller": caller(principal), "capabilities": kept})
-        await self._cache.set(PREFIX + session, record, self.config.client_session_seconds)
+        try:
+            await self._cache.set(PREFIX + session, record, self.config.client_session_seconds)
+        except Exception:
+            log.warning("MCP client session not kept: the cache failed", exc_info=True)
+            return None
         return session
 
     async def lookup(self, principal: Principal | None, session: str) -> frozenset[str] | None:
@@ -147,9 +152,13 @@ class ClientRequests:
         return frozenset(n for n in names if isinstance(n, str)) if isinstance(names, list) else frozenset()
 
     async def end(self, session: str) -> None:
-        """The client ended its session (``DELETE /mcp``); ``lookup`` checked it is the caller's."""
+        """The client ended its session (``DELETE /mcp``); ``lookup`` checked it is the caller's.
+        A cache that cannot be reached leaves it to expire (only its owner could use it)."""
         if self._cache is not None:
-            await self._cache.delete(PREFIX + session)
+            try:
+                await self._cache.delete(PREFIX + session)
+            except Exception:
+                log.warning("MCP client session not deleted: the cache failed", exc_info=True)
 
     # -- a server's request, to the client -----------------------------------------------------
 

@@ -31,7 +31,7 @@ from switchboard import tokens
 from switchboard.access.rules import model_allowed
 from switchboard.catalog import ModelInfo
 from switchboard.config.schema import BudgetsConfig
-from switchboard.context import LARGE_BODY_BYTES, RequestContext, Result
+from switchboard.context import RequestContext, Result
 from switchboard.errors import SHOULD_RETRY, GatewayError, InvalidRequest
 from switchboard.pipeline import caller_credentials
 from switchboard.pipeline.chain import Handler
@@ -175,7 +175,7 @@ class BudgetStage:
             route = ctx.route
             assert route is not None, "the route stage runs first"
             info = self._prices.of_route(route)
-            if ctx.prompt_tokens is None and len(ctx.body) > LARGE_BODY_BYTES:
+            if ctx.prompt_tokens is None and ctx.large():
                 await ctx.count_prompt_tokens(info)  # counted in a thread, then kept on the context
             charges, hold = self._charges(ctx, book, info, budgets)
             reserved_at = time.monotonic()
@@ -218,7 +218,7 @@ class BudgetStage:
         principal = ctx.principal
         route = ctx.route
         if (book is None or principal is None or principal.tenant_id is None or route is None
-                or (ctx.prompt_tokens is None and len(ctx.body) > LARGE_BODY_BYTES)):
+                or (ctx.prompt_tokens is None and ctx.large())):
             return None
         try:
             budgets = book.in_force_now(principal)

@@ -102,7 +102,7 @@ async def invoke(ctx: RequestContext) -> Result:
     exchange: Exchange = exchange_for(ctx, route) or OPERATIONS[ctx.operation]
     adapter, target = route.adapter, route.target
     ctx.service_tier = None  # this attempt's answer says its own
-    if len(ctx.body) <= LARGE_BODY_BYTES:
+    if not ctx.large():
         upstream = exchange.request(ctx, route)
     else:
         # A large request's translation (thousands of messages, megabytes of base64) and its

@@ -42,7 +42,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from switchboard.config.schema import LimitsConfig, LimitValues
-from switchboard.context import LARGE_BODY_BYTES, Principal, RequestContext, Result
+from switchboard.context import Principal, RequestContext, Result
 from switchboard.errors import GatewayError, InvalidRequest, RateLimited
 from switchboard.limits.cache import LimitCache
 from switchboard.limits.estimate import max_output_tokens
@@ -198,7 +198,7 @@ class RateLimitStage:
                 if planned.token_indexes:
                     prompt = ctx.prompt_tokens
                     if prompt is None:
-                        prompt = (ctx.prompt_tokens_estimate() if len(ctx.body) <= LARGE_BODY_BYTES
+                        prompt = (ctx.prompt_tokens_estimate() if not ctx.large()
                                   else await ctx.count_prompt_tokens())
                     tokens = prompt + max_output_tokens(ctx)
                     buckets = buckets.copy()

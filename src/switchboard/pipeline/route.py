@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
-from switchboard.context import LARGE_BODY_BYTES, RequestContext, Result
+from switchboard.context import RequestContext, Result
 from switchboard.errors import ModelNotFound
 from switchboard.limits.estimate import max_output_tokens
 from switchboard.pipeline.chain import Handler
@@ -45,7 +45,7 @@ class RouteStage:
         # from milliseconds to seconds to count: that runs in a worker thread (tiktoken releases
         # the GIL, and the walk over the messages is preempted), not on the loop serving every
         # other request. A small body's stays inline: no thread hop on the common path.
-        if len(ctx.body) <= LARGE_BODY_BYTES:
+        if not ctx.large():
             ctx.needs = self._needs(ctx, group)
         else:
             ctx.needs = await asyncio.to_thread(self._needs, ctx, group)

@@ -14,7 +14,7 @@ from typing import Any
 
 from switchboard.access.rules import model_allowed
 from switchboard.config.schema import RouterConfig
-from switchboard.context import LARGE_BODY_BYTES, RequestContext, Result
+from switchboard.context import RequestContext, Result
 from switchboard.errors import PermissionDenied
 from switchboard.pipeline.chain import Handler
 from switchboard.routing.router import ANYWHERE, Needs, Router, Table
@@ -58,7 +58,7 @@ class RulesStage:
         if self._rules.applies(model):
             tags = ctx.principal.tags if ctx.principal is not None else ()
             count: Callable[[], int] = ctx.prompt_tokens_estimate
-            if self._rules.counts_tokens and ctx.prompt_tokens is None and len(ctx.body) > LARGE_BODY_BYTES:
+            if self._rules.counts_tokens and ctx.prompt_tokens is None and ctx.large():
                 count = _kept_if_read(ctx, await ctx.count_prompt_tokens())
                 ctx.prompt_tokens = None
             rule = self._rules.choose(model, ctx.headers, ctx.request, tags, count, ctx.request_metadata)

@@ -239,6 +239,9 @@ class Responses:
             )
         call.history = [dict(m) for m in record.conversation]
         ctx.expanded = True
+        # Its size, which the body's does not tell: a long conversation is counted and translated
+        # off the event loop, as a large body is (RequestContext.large).
+        ctx.added_bytes += len(orjson.dumps(call.history))
         messages = ctx.request["messages"]
         # A call the previous response was cut in (left out of its conversation): this turn's
         # output for it would be a tool message without its call, which upstreams refuse.
