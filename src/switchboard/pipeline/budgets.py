@@ -196,6 +196,7 @@ class BudgetStage:
             return await self._unavailable(ctx, call_next, exc)
         if (i := reserved.refused) is not None:
             raise _refusal(budgets[i], charges[i], reserved.used[i])
+        ctx.budgets_held = (book, budgets, hold)
         try:
             return await call_next(ctx)
         finally:
@@ -203,6 +204,41 @@ class BudgetStage:
             # the rate-limit stage adds its own part to it (pipeline/settle.py). Made by its
             # class's call, not ``of_budgets``: one call less on every request.
             ctx.after(Settlement(book, budgets, charges, reserved_at, hold))
+
+    async def reserve_again(self, ctx: RequestContext) -> None:
+        """Before another upstream call within this request (a prompt API's repair try, sent
+        with the answer and its errors: http/apis/), reserve that call's most possible cost
+        too, estimated as the first call's was from the request as it now is, under an id of
+        its own: the request's reservation covers one call, and its tries together could
+        otherwise spend past a budget. Refused as a request is (429 ``budget_exceeded``), but
+        the limits keep what the calls before took: they were sent. Nothing when no budget
+        applies."""
+        held = ctx.budgets_held
+        if held is None:
+            return
+        book, budgets, hold = held
+        route = ctx.route
+        assert route is not None, "the route stage runs first"
+        info = self._prices.of_route(route)
+        ctx.prompt_tokens = None  # the request grew (the repair's messages): counted again
+        await ctx.count_prompt_tokens(info)
+        more = ctx.budgets_more
+        if more is None:
+            more = ctx.budgets_more = []
+        reservation = f"{ctx.reservation_id()}+{len(more) + 1}"
+        try:
+            charges, _ = self._charges(ctx, book, info, budgets)
+            reserved = await book.reserve(reservation, budgets, charges, hold)
+        except GatewayError as exc:
+            exc.spares_limits = False
+            raise
+        except Exception as exc:
+            if self._store_error(exc):
+                raise _sent(BudgetUnavailable(_UNAVAILABLE)) from None
+            return  # admitted without a budget check, as the request would be
+        if (i := reserved.refused) is not None:
+            raise _sent(_refusal(budgets[i], charges[i], reserved.used[i]))
+        more.append((reservation, charges))
 
     def ride(self, ctx: RequestContext) -> _Ride | None:
         """This stage's reservation, to be made with the rate limits in their store call
@@ -423,14 +459,29 @@ class BudgetStage:
     async def _unavailable(self, ctx: RequestContext, call_next: Handler, exc: Exception) -> Result:
         """A store error (the gateway's own errors are raised where they are caught: raised from
         here, the error's traceback would hold this frame, which holds it, a reference cycle)."""
+        if self._store_error(exc):
+            raise BudgetUnavailable(_UNAVAILABLE)
+        return await call_next(ctx)
+
+    def _store_error(self, exc: Exception) -> bool:
+        """Say (at most every _WARN_EVERY seconds) that the budgets' store failed; True when the
+        policy (``on_store_error: closed``) refuses the request."""
         now = time.monotonic()
         if now - self._warned >= _WARN_EVERY:
             self._warned = now
             log.warning("budgets unavailable (%s: %s): requests are %s", type(exc).__name__, exc,
                         "admitted" if self._config.on_store_error == "open" else "refused")
-        if self._config.on_store_error == "closed":
-            raise BudgetUnavailable("budgets cannot be checked right now; try again shortly")
-        return await call_next(ctx)
+        return self._config.on_store_error == "closed"
+
+
+_UNAVAILABLE = "budgets cannot be checked right now; try again shortly"
+
+
+def _sent(refused: GatewayError) -> GatewayError:
+    """A refusal of a further call within a request whose calls before were sent: the rate
+    limits keep what they took (``spares_limits`` would give it back)."""
+    refused.spares_limits = False
+    return refused
 
 
 def _check_output(ctx: RequestContext, limit: int) -> None:
