@@ -276,24 +276,25 @@ class BudgetStage:
         priority = ctx.request.get("service_tier") == "priority"
         if priority and info is not None:
             info = tiered(info, "priority")
-        amounts = self._amounts(ctx, info, budgets)
         route, group = ctx.route, ctx.group
+        amounts = self._amounts(ctx, info, budgets, route)
         uniform = self._uniform(group) if group is not None and route in group.deployments else None
         if uniform is not None:  # every deployment it may reach costs it the same: nothing to add
             longest = uniform
         else:
             longest = route.target.timeouts.total if route is not None else 0.0
-            priced = [info]
+            adapter = route.adapter if route is not None else None
+            priced = [(info, adapter)]
             for other in self._elsewhere(ctx):  # deployments it may be sent to instead: the dearest
                 longest = max(longest, other.target.timeouts.total)
                 dearer = self._prices.of_route(other)
                 if priority and dearer is not None:
                     dearer = tiered(dearer, "priority")
-                if all(dearer is not seen for seen in priced):
-                    priced.append(dearer)
-                    if self._same_terms(info, dearer):
+                if all(dearer is not seen or other.adapter is not via for seen, via in priced):
+                    priced.append((dearer, other.adapter))
+                    if other.adapter is adapter and self._same_terms(info, dearer):
                         continue
-                    more = self._amounts(ctx, dearer, budgets, False)
+                    more = self._amounts(ctx, dearer, budgets, other, False)
                     amounts = [max(a, b) for a, b in zip(amounts, more, strict=True)]
         charges = book.charges(budgets, amounts, clock - ctx.started)
         # Held while the request may still be answered: an attempt starts before the deadline
@@ -320,7 +321,9 @@ class BudgetStage:
             if fallback is not None and fallback is not group:
                 routes.extend(fallback.deployments)
         first = self._prices.of_route(routes[0]) if routes else None
-        same = all(self._same_terms(first, self._prices.of_route(r)) for r in routes[1:])
+        # The same terms through the same adapter (which may bound the output itself: _amounts).
+        same = all(r.adapter is routes[0].adapter and self._same_terms(first, self._prices.of_route(r))
+                   for r in routes[1:])
         longest = max((r.target.timeouts.total for r in routes), default=0.0) if same and routes else None
         if len(self._uniform_groups) >= _QUOTES_MAX:
             self._uniform_groups.clear()
@@ -346,16 +349,21 @@ class BudgetStage:
         return routes
 
     def _amounts(self, ctx: RequestContext, info: ModelInfo | None, budgets: Sequence[Budget],
-                 check: bool = True) -> list[int]:
-        """The most this request can cost, per budget: nano-USD or tokens. Refuses a request
-        asking for more output than the model can give (``check``: the route's model, not a
-        fallback's), before anything is reserved."""
+                 route: Route | None, check: bool = True) -> list[int]:
+        """The most this request can cost on ``route`` (with ``info``, its catalog record), per
+        budget: nano-USD or tokens. Refuses a request asking for more output than the model can
+        give (``check``: the route's model, not a fallback's), before anything is reserved."""
         quote = counted = None
         if info is not None:
             quote = self._quoted(info)
             counted = quote[6]
         prompt = ctx.prompt_tokens_estimate(counted)
         output = tokens.max_completion_tokens(ctx.request, ctx.operation, counted)
+        # A request with no bound of its own that the adapter bounds (Anthropic needs max_tokens:
+        # its default, with a thinking budget): no more can come, whatever the model's own limit.
+        asked = route.adapter.output_bound(ctx.request, route.target) if route is not None else None
+        if asked is not None:
+            output = asked if output is None else min(output, asked)
         if output is None:  # per choice, as a bound the request or the catalog gives
             n = ctx.request.get("n")
             output = UNBOUNDED_OUTPUT_TOKENS * (n if n.__class__ is int and n > 1 else 1)
