@@ -453,10 +453,12 @@ class LedgerWriter:
         segment, self._current = self._current, fresh
         self._storing = segment  # its records still count as pending while they are stored
         try:
-            await self._sync(segment)
             try:
+                await self._sync(segment)
                 await self._store(batch, fresh=True)
-            except asyncio.CancelledError:  # the last write at shutdown ran out of time: kept
+            except asyncio.CancelledError:
+                # Stopped (shutdown stops the task wherever it is, in the fsync too) or the last
+                # write at shutdown ran out of time: kept, for that last write or the next start.
                 self._backlog.append(segment)
                 raise
             except Exception as exc:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import threading
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
@@ -230,6 +231,40 @@ async def test_a_segment_that_cannot_be_synced_is_still_stored(
     finally:
         monkeypatch.setattr(os, "fsync", real_fsync)
         await writer.close()
+
+
+async def test_records_being_synced_as_the_writer_closes_are_stored_by_its_last_write(
+    stores: Stores, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Shutdown stops the writer's task wherever it is: in a flush's fsync of the segment it has
+    just taken, that segment's records are stored by the last write all the same (they were left
+    in the spool for a next start, which a replaced machine or volume never has)."""
+    writer = LedgerWriter(stores.ledger, tmp_path / "spool", flush_seconds=0.01)
+    real_fsync = os.fsync
+    syncing, release = threading.Event(), threading.Event()
+
+    def slow(fd: int) -> None:  # the first fsync waits until the task has been stopped
+        if not syncing.is_set():
+            syncing.set()
+            release.wait(10)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", slow)
+    await writer.start()
+    task = writer._task
+    assert task is not None
+    try:
+        assert writer.record(record("syncing-1"))
+        assert await asyncio.to_thread(syncing.wait, 10)  # the task's flush is in its fsync
+        closing = asyncio.create_task(writer.close())
+        await asyncio.wait({task})  # stopped in the fsync
+        release.set()
+        await closing
+    finally:
+        release.set()
+        monkeypatch.setattr(os, "fsync", real_fsync)
+    assert "syncing-1" in await stored(stores)
+    assert writer.stored == 1 and writer.dropped == 0
 
 
 async def test_a_dead_process_segment_is_replayed_once_and_removed(stores: Stores, tmp_path: Path) -> None:
