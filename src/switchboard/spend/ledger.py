@@ -309,6 +309,10 @@ class LedgerWriter:
             if written != size:  # a short write (a full disk, a signal): the rest of it
                 _write_all(segment.fd, data[written:])
         except OSError as exc:  # a full or failing disk: the requests are served all the same
+            # Part of it may be in the file (a disk that filled up mid-write): taken back, or the
+            # next pass's first line would be glued to that part and lost to a replay.
+            with contextlib.suppress(OSError):
+                os.ftruncate(segment.fd, segment.size)
             self.dropped += len(unwritten)
             self._spooled_bytes -= size
             log.error("usage spool write failed (%s): %d usage record(s) dropped (request %s, ...)",

@@ -207,6 +207,42 @@ async def test_a_failed_spool_write_drops_that_pass_and_keeps_going(stores: Stor
         await writer.close()
 
 
+async def test_a_spool_write_cut_by_a_full_disk_leaves_no_part_line_behind(
+    stores: Stores, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write the disk fills up in the middle of (the spool grows while the database is down)
+    drops that pass's records; the part of it that was written is taken back, so the next
+    pass's first line is not glued to it, and every record spooled since is replayed."""
+    writer = LedgerWriter(stores.ledger, tmp_path / "spool", flush_seconds=60)
+    await writer.start()
+    real_write = os.write
+    current = writer._current
+    assert current is not None
+    fd = current.fd
+
+    def filling(target: int, data: bytes | memoryview) -> int:
+        if target != fd:
+            return real_write(target, data)
+        if len(data) > 10:  # the disk takes ten bytes, then is full
+            return real_write(target, bytes(data[:10]))
+        raise OSError(28, "No space left on device")
+
+    try:
+        assert writer.record(record("cut-1"))
+        monkeypatch.setattr(os, "write", filling)
+        await end_of_pass()
+        monkeypatch.setattr(os, "write", real_write)
+        assert writer.dropped == 1
+        assert writer.record(record("after-1")) and writer.record(record("after-2"))
+        await end_of_pass()
+        # What a replay reads (the database was down, or the process is killed now).
+        spooled = [decode(line).request_id for line in current.path.read_bytes().splitlines(keepends=True)]
+        assert spooled == ["after-1", "after-2"]
+    finally:
+        monkeypatch.setattr(os, "write", real_write)
+        await writer.close()
+
+
 async def test_a_segment_that_cannot_be_synced_is_still_stored(
     stores: Stores, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
