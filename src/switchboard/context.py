@@ -287,6 +287,12 @@ class RequestContext:
 
     # The id of the request's budget reservation (reservation_id()); None until it is asked for.
     reservation: str | None = None
+    # While the call is under way, the budget stage's reservation (its book, budgets and hold),
+    # for another upstream call made within the request to reserve its own most possible cost
+    # (a prompt API's repair try: BudgetStage.reserve_again); None: no budget applies. Those
+    # further reservations, (id, charges) each, settled with the request's own (pipeline/settle.py).
+    budgets_held: Any = None
+    budgets_more: list[Any] | None = None
 
     def reservation_id(self) -> str:
         """The request id made unique to this request: a budget reservation is held under it, and

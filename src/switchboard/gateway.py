@@ -321,7 +321,8 @@ class Gateway:
         targets = rules.targets if rules is not None else None
         stages.insert(at + 1, SessionStage(self.api_calls, self.api_sessions, self.router, targets))
         at = next(i for i, stage in enumerate(stages) if isinstance(stage, AttemptStage))
-        stages.insert(at, OutputStage(self.api_calls, self.settings.apis))
+        budgets = next(stage for stage in stages if isinstance(stage, BudgetStage))
+        stages.insert(at, OutputStage(self.api_calls, self.settings.apis, budgets.reserve_again))
         return build_chain(stages, terminal)
 
     def _webhooks(self) -> dict[str, WebhookHealth]:

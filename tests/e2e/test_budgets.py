@@ -8,6 +8,7 @@ clear 400."""
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 import uuid
@@ -37,6 +38,11 @@ CHEAP = "budget-cheap"  # a tenth of that
 DOWN = "budget-down"  # priced as CHEAP, its provider unreachable: falls back to PRICED
 BOUNDLESS = "budget-boundless"  # priced as PRICED, no output limit known: 4,096 reserved per choice
 TIERED = "budget-tiered"  # priced as CHEAP, and as PRICED in the priority tier
+# Through the anthropic adapter, which asks for default_max_tokens (4,096) when the caller sets
+# none, plus the thinking budget: the catalog's Claude (a 64,000-token output limit), and one the
+# catalog does not know (no output limit).
+CLAUDE = "budget-claude"
+CLAUDE_UNKNOWN = "budget-claude-unknown"
 CALL = {"model": PRICED, "max_tokens": 5}
 HOOK_SECRET = "whsec-budget-tests-0123456789"
 LONG = "tell me a long story about budgets please"  # the mock's reply is longer than 5 words
@@ -58,6 +64,13 @@ def _config(mock: Mock, hooks: WebhookReceiver) -> dict[str, Any]:
         {"name": TIERED, "provider": "local-openai", "model": "gpt-4o-mini",
          "info": {"input_cost_per_mtok": 0, "output_cost_per_mtok": 200,
                   "priority_input_cost_per_mtok": 0, "priority_output_cost_per_mtok": 2000}},
+    ]
+    config["providers"].append({"name": "anthropic-mock", "type": "anthropic", "api_base": mock.url,
+                                "api_key": "${UPSTREAM_KEY}"})
+    config["models"] += [
+        {"name": CLAUDE, "provider": "anthropic-mock", "model": "claude-sonnet-4-5"},
+        {"name": CLAUDE_UNKNOWN, "provider": "anthropic-mock", "model": "claude-house-preview",
+         "info": {"input_cost_per_mtok": 3, "output_cost_per_mtok": 15}},
     ]
     config["router"] = {"fallbacks": {DOWN: [PRICED]}}
     return config
@@ -267,6 +280,27 @@ def test_an_unbounded_request_reserves_the_default_output_for_each_choice(pair: 
     assert body["code"] == "request_exceeds_budget" and "$16.384" in body["message"], body
     reply = client.chat.completions.create(messages=ask("hi"), model=BOUNDLESS)
     assert reply.choices[0].message.content
+
+
+def test_a_call_without_max_tokens_reserves_the_output_the_gateway_asks_the_provider_for(pair: Pair) -> None:
+    """Anthropic needs max_tokens: for a caller that sets none, the gateway sends its
+    default_max_tokens (4,096), plus the thinking budget reasoning_effort asks for (high: 16,384).
+    That is the most the call can produce, and what is reserved: not the model's whole output
+    limit (64,000 here, which refused the call), nor the 4,096 of a model without a known limit
+    (with thinking, the call could produce five times that)."""
+    key = pair.key()
+    pair.budget(scope="key", subject=key["id"], unit="tokens", max_amount=10_000, period="total")
+    client = pair.sdk(key["key"])
+    answer = client.chat.completions.create(model=CLAUDE, messages=ask("hello"))
+    assert answer.choices[0].message.content
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model=CLAUDE_UNKNOWN, messages=ask("hello"), reasoning_effort="high")
+    assert refused.value.code == "request_exceeds_budget"
+    reserved = re.search(r"may cost up to (\d+) tokens", refused.value.message)
+    output = 4096 + 16384
+    assert reserved is not None and output < int(reserved[1]) < output + 100, refused.value.message
+    # Without thinking, the default alone: it fits.
+    assert client.chat.completions.create(model=CLAUDE_UNKNOWN, messages=ask("hello")).choices
 
 
 def test_a_fallback_to_a_dearer_model_cannot_overshoot_the_budget(pair: Pair) -> None:

@@ -537,6 +537,40 @@ def test_the_usage_of_every_repair_try_is_counted_once(world: World, mock_upstre
         assert {k: row[k] for k in expected} == expected, row
 
 
+def test_repair_tries_cannot_spend_past_the_callers_budget(world: World) -> None:
+    """A key's token budget that holds one try of an API call but not its three (two repairs):
+    each repair try reserves its own cost before it goes, so the call stops with the budget's
+    429 when the next try could pass it, and what the tries sent cost is spent, never more than
+    the budget."""
+    never = {"type": "object", "required": ["answer"],
+             "properties": {"answer": {"type": "string", "pattern": "^NEVER$"}}}
+    name = unique("budgeted")
+    world.prompt(name, output_schema=never, max_tokens=5)
+    world.publish(name, prompt=name, version=1)
+    # Without a budget: the three tries' tokens.
+    assert world.call(name, {"text": "spend"}, key=world.owner_key).status_code == 502
+    tries = _usage(world, name, {"1": 1})["1"]
+    total = tries["prompt_tokens"] + tries["completion_tokens"]
+    issued = world.admin.ok("POST", "/admin/v1/keys", {"tenant": world.tenant, "team": world.owners,
+                                                       "role": "team_admin", "models": ["*"]}, status=201)
+    budget = world.admin.ok("PUT", "/admin/v1/budgets", {
+        "tenant": world.tenant, "scope": "key", "subject": issued["id"], "unit": "tokens",
+        "max_amount": total - 1, "period": "total"})
+    resp = world.call(name, {"text": "spend"}, key=issued["key"])
+    assert resp.status_code == 429, resp.text
+    assert resp.json()["error"]["code"] == "budget_exceeded"
+    deadline = time.monotonic() + 20
+    while True:  # settled after the response
+        status = world.admin.ok("GET", f"/admin/v1/budgets/{budget['id']}")["status"]
+        if (status["reserved"] == 0 and status["spent"] > 0) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert status["reserved"] == 0 and 0 < status["spent"] < total - 1, status
+    # The ledger holds the tries that were sent, under the budget's 429.
+    row = _usage(world, name, {"1": 2})["1"]
+    assert row["prompt_tokens"] + row["completion_tokens"] == total + status["spent"], (row, status)
+
+
 def test_the_lifecycle_headers_and_statuses(world: World) -> None:
     name = world.sentiment_api(status="draft")
     owner = world.owner_key

@@ -196,6 +196,7 @@ class BudgetStage:
             return await self._unavailable(ctx, call_next, exc)
         if (i := reserved.refused) is not None:
             raise _refusal(budgets[i], charges[i], reserved.used[i])
+        ctx.budgets_held = (book, budgets, hold)
         try:
             return await call_next(ctx)
         finally:
@@ -203,6 +204,41 @@ class BudgetStage:
             # the rate-limit stage adds its own part to it (pipeline/settle.py). Made by its
             # class's call, not ``of_budgets``: one call less on every request.
             ctx.after(Settlement(book, budgets, charges, reserved_at, hold))
+
+    async def reserve_again(self, ctx: RequestContext) -> None:
+        """Before another upstream call within this request (a prompt API's repair try, sent
+        with the answer and its errors: http/apis/), reserve that call's most possible cost
+        too, estimated as the first call's was from the request as it now is, under an id of
+        its own: the request's reservation covers one call, and its tries together could
+        otherwise spend past a budget. Refused as a request is (429 ``budget_exceeded``), but
+        the limits keep what the calls before took: they were sent. Nothing when no budget
+        applies."""
+        held = ctx.budgets_held
+        if held is None:
+            return
+        book, budgets, hold = held
+        route = ctx.route
+        assert route is not None, "the route stage runs first"
+        info = self._prices.of_route(route)
+        ctx.prompt_tokens = None  # the request grew (the repair's messages): counted again
+        await ctx.count_prompt_tokens(info)
+        more = ctx.budgets_more
+        if more is None:
+            more = ctx.budgets_more = []
+        reservation = f"{ctx.reservation_id()}+{len(more) + 1}"
+        try:
+            charges, _ = self._charges(ctx, book, info, budgets)
+            reserved = await book.reserve(reservation, budgets, charges, hold)
+        except GatewayError as exc:
+            exc.spares_limits = False
+            raise
+        except Exception as exc:
+            if self._store_error(exc):
+                raise _sent(BudgetUnavailable(_UNAVAILABLE)) from None
+            return  # admitted without a budget check, as the request would be
+        if (i := reserved.refused) is not None:
+            raise _sent(_refusal(budgets[i], charges[i], reserved.used[i]))
+        more.append((reservation, charges))
 
     def ride(self, ctx: RequestContext) -> _Ride | None:
         """This stage's reservation, to be made with the rate limits in their store call
@@ -240,24 +276,25 @@ class BudgetStage:
         priority = ctx.request.get("service_tier") == "priority"
         if priority and info is not None:
             info = tiered(info, "priority")
-        amounts = self._amounts(ctx, info, budgets)
         route, group = ctx.route, ctx.group
+        amounts = self._amounts(ctx, info, budgets, route)
         uniform = self._uniform(group) if group is not None and route in group.deployments else None
         if uniform is not None:  # every deployment it may reach costs it the same: nothing to add
             longest = uniform
         else:
             longest = route.target.timeouts.total if route is not None else 0.0
-            priced = [info]
+            adapter = route.adapter if route is not None else None
+            priced = [(info, adapter)]
             for other in self._elsewhere(ctx):  # deployments it may be sent to instead: the dearest
                 longest = max(longest, other.target.timeouts.total)
                 dearer = self._prices.of_route(other)
                 if priority and dearer is not None:
                     dearer = tiered(dearer, "priority")
-                if all(dearer is not seen for seen in priced):
-                    priced.append(dearer)
-                    if self._same_terms(info, dearer):
+                if all(dearer is not seen or other.adapter is not via for seen, via in priced):
+                    priced.append((dearer, other.adapter))
+                    if other.adapter is adapter and self._same_terms(info, dearer):
                         continue
-                    more = self._amounts(ctx, dearer, budgets, False)
+                    more = self._amounts(ctx, dearer, budgets, other, False)
                     amounts = [max(a, b) for a, b in zip(amounts, more, strict=True)]
         charges = book.charges(budgets, amounts, clock - ctx.started)
         # Held while the request may still be answered: an attempt starts before the deadline
@@ -284,7 +321,9 @@ class BudgetStage:
             if fallback is not None and fallback is not group:
                 routes.extend(fallback.deployments)
         first = self._prices.of_route(routes[0]) if routes else None
-        same = all(self._same_terms(first, self._prices.of_route(r)) for r in routes[1:])
+        # The same terms through the same adapter (which may bound the output itself: _amounts).
+        same = all(r.adapter is routes[0].adapter and self._same_terms(first, self._prices.of_route(r))
+                   for r in routes[1:])
         longest = max((r.target.timeouts.total for r in routes), default=0.0) if same and routes else None
         if len(self._uniform_groups) >= _QUOTES_MAX:
             self._uniform_groups.clear()
@@ -310,16 +349,21 @@ class BudgetStage:
         return routes
 
     def _amounts(self, ctx: RequestContext, info: ModelInfo | None, budgets: Sequence[Budget],
-                 check: bool = True) -> list[int]:
-        """The most this request can cost, per budget: nano-USD or tokens. Refuses a request
-        asking for more output than the model can give (``check``: the route's model, not a
-        fallback's), before anything is reserved."""
+                 route: Route | None, check: bool = True) -> list[int]:
+        """The most this request can cost on ``route`` (with ``info``, its catalog record), per
+        budget: nano-USD or tokens. Refuses a request asking for more output than the model can
+        give (``check``: the route's model, not a fallback's), before anything is reserved."""
         quote = counted = None
         if info is not None:
             quote = self._quoted(info)
             counted = quote[6]
         prompt = ctx.prompt_tokens_estimate(counted)
         output = tokens.max_completion_tokens(ctx.request, ctx.operation, counted)
+        # A request with no bound of its own that the adapter bounds (Anthropic needs max_tokens:
+        # its default, with a thinking budget): no more can come, whatever the model's own limit.
+        asked = route.adapter.output_bound(ctx.request, route.target) if route is not None else None
+        if asked is not None:
+            output = asked if output is None else min(output, asked)
         if output is None:  # per choice, as a bound the request or the catalog gives
             n = ctx.request.get("n")
             output = UNBOUNDED_OUTPUT_TOKENS * (n if n.__class__ is int and n > 1 else 1)
@@ -423,14 +467,29 @@ class BudgetStage:
     async def _unavailable(self, ctx: RequestContext, call_next: Handler, exc: Exception) -> Result:
         """A store error (the gateway's own errors are raised where they are caught: raised from
         here, the error's traceback would hold this frame, which holds it, a reference cycle)."""
+        if self._store_error(exc):
+            raise BudgetUnavailable(_UNAVAILABLE)
+        return await call_next(ctx)
+
+    def _store_error(self, exc: Exception) -> bool:
+        """Say (at most every _WARN_EVERY seconds) that the budgets' store failed; True when the
+        policy (``on_store_error: closed``) refuses the request."""
         now = time.monotonic()
         if now - self._warned >= _WARN_EVERY:
             self._warned = now
             log.warning("budgets unavailable (%s: %s): requests are %s", type(exc).__name__, exc,
                         "admitted" if self._config.on_store_error == "open" else "refused")
-        if self._config.on_store_error == "closed":
-            raise BudgetUnavailable("budgets cannot be checked right now; try again shortly")
-        return await call_next(ctx)
+        return self._config.on_store_error == "closed"
+
+
+_UNAVAILABLE = "budgets cannot be checked right now; try again shortly"
+
+
+def _sent(refused: GatewayError) -> GatewayError:
+    """A refusal of a further call within a request whose calls before were sent: the rate
+    limits keep what they took (``spares_limits`` would give it back)."""
+    refused.spares_limits = False
+    return refused
 
 
 def _check_output(ctx: RequestContext, limit: int) -> None:

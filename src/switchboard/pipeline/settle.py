@@ -10,7 +10,9 @@ the call really used, by one callback rather than one per stage:
   reported no usage, or an embeddings answer that reported no input tokens: the tokens the usage
   stage estimated for it, as its budgets are; a failed call with no usage gives its tokens back;
   another call that succeeded without reporting usage keeps the estimate);
-- the budget reservation is replaced by the cost the usage stage recorded (``ctx.spent``).
+- the budget reservation is replaced by the cost the usage stage recorded (``ctx.spent``); the
+  reservations of further calls made within the request (``BudgetStage.reserve_again``: a prompt
+  API's repair tries, whose cost is summed into the request's) are given back.
 
 An attempt sent to a deployment other than the rate-limit stage's pick took that deployment's
 limits before it went (``RateLimitStage.take``); a failed one gave its tokens back at once, and
@@ -131,6 +133,11 @@ class Settlement:
             if self.book is not None:  # tried again in the background if Redis does not answer
                 await self.book.settle_surely(ctx.reservation_id(), self.budgets, self.charges, ctx.spent,
                                               self.reserved_at, self.hold)
+                # Further calls' reservations (a prompt API's repair tries): their cost is in the
+                # request's, settled above; they are given back.
+                for reservation, charges in ctx.budgets_more or ():
+                    await self.book.settle_surely(reservation, self.budgets, charges, None,
+                                                  self.reserved_at, self.hold)
         finally:
             if correcting is not None:
                 try:

@@ -135,6 +135,13 @@ class ProviderAdapter:
         """What watches a streamed media answer (``stream: true``) relayed as it is."""
         raise self._unsupported("streaming " + OPERATION_NAMES.get(operation, operation), target)
 
+    def output_bound(self, request: JSON, target: Target) -> int | None:
+        """The output tokens this adapter asks the provider for on a chat request that sets no
+        bound of its own (``max_tokens``, ``max_completion_tokens``): the most the call can
+        produce, which the budgets reserve (pipeline/budgets.py). None: it asks for none (the
+        model's own limit applies, from the catalog)."""
+        return None
+
     # streams relayed as they are (pipeline/native.py)
     def output_text(self, mark: bytes) -> str:
         """The output an event of a same-dialect stream carries, which its decoder marked with

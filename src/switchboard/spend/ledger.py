@@ -309,6 +309,10 @@ class LedgerWriter:
             if written != size:  # a short write (a full disk, a signal): the rest of it
                 _write_all(segment.fd, data[written:])
         except OSError as exc:  # a full or failing disk: the requests are served all the same
+            # Part of it may be in the file (a disk that filled up mid-write): taken back, or the
+            # next pass's first line would be glued to that part and lost to a replay.
+            with contextlib.suppress(OSError):
+                os.ftruncate(segment.fd, segment.size)
             self.dropped += len(unwritten)
             self._spooled_bytes -= size
             log.error("usage spool write failed (%s): %d usage record(s) dropped (request %s, ...)",
@@ -453,10 +457,12 @@ class LedgerWriter:
         segment, self._current = self._current, fresh
         self._storing = segment  # its records still count as pending while they are stored
         try:
-            await self._sync(segment)
             try:
+                await self._sync(segment)
                 await self._store(batch, fresh=True)
-            except asyncio.CancelledError:  # the last write at shutdown ran out of time: kept
+            except asyncio.CancelledError:
+                # Stopped (shutdown stops the task wherever it is, in the fsync too) or the last
+                # write at shutdown ran out of time: kept, for that last write or the next start.
                 self._backlog.append(segment)
                 raise
             except Exception as exc:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import threading
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
@@ -206,6 +207,42 @@ async def test_a_failed_spool_write_drops_that_pass_and_keeps_going(stores: Stor
         await writer.close()
 
 
+async def test_a_spool_write_cut_by_a_full_disk_leaves_no_part_line_behind(
+    stores: Stores, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write the disk fills up in the middle of (the spool grows while the database is down)
+    drops that pass's records; the part of it that was written is taken back, so the next
+    pass's first line is not glued to it, and every record spooled since is replayed."""
+    writer = LedgerWriter(stores.ledger, tmp_path / "spool", flush_seconds=60)
+    await writer.start()
+    real_write = os.write
+    current = writer._current
+    assert current is not None
+    fd = current.fd
+
+    def filling(target: int, data: bytes | memoryview) -> int:
+        if target != fd:
+            return real_write(target, data)
+        if len(data) > 10:  # the disk takes ten bytes, then is full
+            return real_write(target, bytes(data[:10]))
+        raise OSError(28, "No space left on device")
+
+    try:
+        assert writer.record(record("cut-1"))
+        monkeypatch.setattr(os, "write", filling)
+        await end_of_pass()
+        monkeypatch.setattr(os, "write", real_write)
+        assert writer.dropped == 1
+        assert writer.record(record("after-1")) and writer.record(record("after-2"))
+        await end_of_pass()
+        # What a replay reads (the database was down, or the process is killed now).
+        spooled = [decode(line).request_id for line in current.path.read_bytes().splitlines(keepends=True)]
+        assert spooled == ["after-1", "after-2"]
+    finally:
+        monkeypatch.setattr(os, "write", real_write)
+        await writer.close()
+
+
 async def test_a_segment_that_cannot_be_synced_is_still_stored(
     stores: Stores, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -230,6 +267,40 @@ async def test_a_segment_that_cannot_be_synced_is_still_stored(
     finally:
         monkeypatch.setattr(os, "fsync", real_fsync)
         await writer.close()
+
+
+async def test_records_being_synced_as_the_writer_closes_are_stored_by_its_last_write(
+    stores: Stores, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Shutdown stops the writer's task wherever it is: in a flush's fsync of the segment it has
+    just taken, that segment's records are stored by the last write all the same (they were left
+    in the spool for a next start, which a replaced machine or volume never has)."""
+    writer = LedgerWriter(stores.ledger, tmp_path / "spool", flush_seconds=0.01)
+    real_fsync = os.fsync
+    syncing, release = threading.Event(), threading.Event()
+
+    def slow(fd: int) -> None:  # the first fsync waits until the task has been stopped
+        if not syncing.is_set():
+            syncing.set()
+            release.wait(10)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", slow)
+    await writer.start()
+    task = writer._task
+    assert task is not None
+    try:
+        assert writer.record(record("syncing-1"))
+        assert await asyncio.to_thread(syncing.wait, 10)  # the task's flush is in its fsync
+        closing = asyncio.create_task(writer.close())
+        await asyncio.wait({task})  # stopped in the fsync
+        release.set()
+        await closing
+    finally:
+        release.set()
+        monkeypatch.setattr(os, "fsync", real_fsync)
+    assert "syncing-1" in await stored(stores)
+    assert writer.stored == 1 and writer.dropped == 0
 
 
 async def test_a_dead_process_segment_is_replayed_once_and_removed(stores: Stores, tmp_path: Path) -> None:

@@ -219,9 +219,13 @@ def _summed(before: dict[str, Any] | None, now: dict[str, Any] | None) -> dict[s
 class OutputStage:
     name = "api_output"
 
-    def __init__(self, calls: ApiCalls, config: ApisConfig) -> None:
+    def __init__(self, calls: ApiCalls, config: ApisConfig,
+                 reserve: Callable[[RequestContext], Awaitable[None]] | None = None) -> None:
+        """``reserve``: reserves a repair try's cost on the caller's budgets before it is sent
+        (``BudgetStage.reserve_again``), raising the refusal; None: no budgets."""
         self._calls = calls
         self._config = config
+        self._reserve = reserve
 
     async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
         call = self._calls.get(ctx)
@@ -252,6 +256,8 @@ class OutputStage:
             ctx.request = {**ctx.request, "messages": messages}
             ctx.usage = None  # this try's own usage, summed below
             try:
+                if self._reserve is not None:  # the budgets cover this try too, or it is not sent
+                    await self._reserve(ctx)
                 result = await call_next(ctx)
             finally:
                 ctx.usage = _summed(used, ctx.usage)

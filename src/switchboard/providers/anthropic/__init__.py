@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from switchboard.config.schema import ProviderConfig
 from switchboard.errors import GatewayError
-from switchboard.providers.anthropic import native, response
+from switchboard.providers.anthropic import native, response, thinking
 from switchboard.providers.anthropic.options import AnthropicOptions
 from switchboard.providers.anthropic.request import (
     COUNT_TOKENS_PATH,
@@ -68,6 +68,16 @@ class AnthropicAdapter(ProviderAdapter):
 
     def answer_error(self, headers: Mapping[str, str], body: bytes, target: Target) -> GatewayError | None:
         return response.answer_error(headers, body, target)
+
+    def output_bound(self, request: JSON, target: Target) -> int | None:
+        # What build_body sends as max_tokens when the caller gave none: the default, with the
+        # thinking budget asked for (thinking later turned off for a tool loop only lowers it).
+        if request.get("max_completion_tokens") or request.get("max_tokens"):
+            return None
+        try:
+            return thinking.thinking(request, options_of(target).default_max_tokens, False)[1]
+        except GatewayError:  # refused when the call is made
+            return None
 
     def output_text(self, mark: bytes) -> str:
         # The pass-through stream (native.NativeStream) marks content block events unparsed.
