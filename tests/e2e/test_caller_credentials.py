@@ -51,10 +51,20 @@ def caller_mocks() -> Iterator[tuple[Mock, Mock]]:
     by_oauth.process.stop()
 
 
-def byo_config(mock: Mock, by_key: Mock, by_oauth: Mock) -> dict[str, Any]:
+@pytest.fixture(scope="module")
+def open_mock() -> Iterator[Mock]:
+    """An upstream that takes any key: the gateway's stored one and the callers' alike."""
+    mock = start_mock(api_key=None)
+    yield mock
+    mock.process.stop()
+
+
+def byo_config(mock: Mock, by_key: Mock, by_oauth: Mock, open_mock: Mock) -> dict[str, Any]:
     config = openai_config(mock, log_level="debug", access_log=True)
     allow = {"api_key": "${UPSTREAM_KEY}", "allow_caller_credentials": True}  # a stored key they refuse
     config["providers"] += [
+        # One account for the callers without a credential of their own, any caller's with one.
+        {"name": "byo-shared", "type": "openai", "api_base": f"{open_mock.url}/v1", **allow},
         {"name": "byo-openai", "type": "openai", "api_base": f"{by_key.url}/v1", **allow},
         {"name": "byo-anthropic", "type": "anthropic", "api_base": by_key.url, **allow},
         {"name": "byo-anthropic-oauth", "type": "anthropic", "api_base": by_oauth.url,
@@ -75,7 +85,12 @@ def byo_config(mock: Mock, by_key: Mock, by_oauth: Mock) -> dict[str, Any]:
         {"name": "byo-mixed", "provider": "locked-openai", "model": "gpt-4o-mini"},
         {"name": "byo-down-to-claude", "provider": "byo-dead-anthropic", "model": "gpt-4o-mini"},
     ]
-    config["router"] = {"fallbacks": {"byo-down": ["locked-gpt"], "byo-down-to-claude": ["byo-claude"]}}
+    config["router"] = {"fallbacks": {"byo-down": ["locked-gpt"], "byo-down-to-claude": ["byo-claude"]},
+                        "groups": {"shared-gpt": {"allow_pinning": True}}}
+    config["models"] += [
+        {"name": "shared-gpt", "provider": "byo-shared", "model": "gpt-4o-mini", "deployment": name}
+        for name in ("limited", "unpaid")
+    ]
     config["models"] += [
         {"name": "byo-gpt", "provider": "byo-openai", "model": "gpt-4o-mini"},
         {"name": "byo-claude", "provider": "byo-anthropic", "model": "claude-sonnet-4-5"},
@@ -107,9 +122,10 @@ def deployment(
     request: pytest.FixtureRequest,
     mock_upstream: Mock,
     caller_mocks: tuple[Mock, Mock],
+    open_mock: Mock,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Deployment]:
-    config = byo_config(mock_upstream, *caller_mocks)
+    config = byo_config(mock_upstream, *caller_mocks, open_mock)
     plain = openai_config(mock_upstream)
     if request.param == "cluster":
         postgres: Postgres = request.getfixturevalue("postgres")
@@ -476,15 +492,38 @@ def test_a_fallback_gets_the_credential_in_its_own_providers_form(
 
 
 
+@pytest.mark.parametrize(("deployment_name", "fault"), [
+    ("limited", "mock:status=429 mock:retry_after=0"),  # the caller's account's rate limit
+    ("unpaid", "mock:status=429 mock:error_code=insufficient_quota"),  # its quota, used up
+])
+def test_the_callers_own_account_limits_never_take_the_deployment_out_for_others(
+    deployment: Deployment, deployment_name: str, fault: str
+) -> None:
+    # Rate limits and quotas are the account's: on the caller's own account they say nothing of
+    # the deployment, which every other caller reaches with the provider's stored key.
+    pin = {"x-switchboard-deployment": deployment_name}
+    for _ in range(4):  # more than the cooldown's failures in a row (3), retries included
+        with pytest.raises(openai.RateLimitError) as err:
+            deployment.sdk(CALLER_KEY).chat.completions.create(
+                model="shared-gpt", messages=ask(f"mine {fault}"), extra_headers=pin)
+        assert err.value.response.headers["x-switchboard-deployment"] == deployment_name
+    reply = deployment.sdk().chat.completions.with_raw_response.create(
+        model="shared-gpt", messages=ask("on the stored key"), extra_headers=pin)
+    assert reply.status_code == 200
+    assert reply.headers["x-switchboard-deployment"] == deployment_name
+    assert reply.parse().choices[0].message.content
+
+
 def test_every_model_call_of_a_tool_loop_carries_the_callers_credential(
-    mock_upstream: Mock, caller_mocks: tuple[Mock, Mock], tmp_path_factory: pytest.TempPathFactory,
+    mock_upstream: Mock, caller_mocks: tuple[Mock, Mock], open_mock: Mock,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     """A request naming MCP tools runs one model call per step (mcp/loop.py); the provider
     (which takes only the caller's key) must get the caller's credential on each, not just the
     first."""
     by_key, _ = caller_mocks
     notes = start_mcp_server("notes")
-    config = byo_config(mock_upstream, *caller_mocks)
+    config = byo_config(mock_upstream, *caller_mocks, open_mock)
     config["mcp_servers"] = [{"name": "notes", "url": notes.url}]
     gw = start_gateway(config, tmp_path_factory.mktemp("byo-mcp"))
     try:

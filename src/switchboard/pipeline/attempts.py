@@ -151,7 +151,7 @@ class _Report:
     def __call__(self, error: BaseException | None) -> None:
         failure = error if error is None or isinstance(error, GatewayError) else _ABANDONED
         self.router.finished(self.route, failure, time.perf_counter() - self.began, self.first_byte,
-                             self.probe)
+                             self.probe, self.ctx.caller_credential is not None)
         attempts = self.ctx.attempts
         if error is not None and failure is error and attempts:  # the stream's own error
             attempts[-1] = attempts[-1]._replace(status=failure.status, code=failure.code)
@@ -323,7 +323,7 @@ class AttemptStage:
     def _failed(self, ctx: RequestContext, route: Route, error: GatewayError, began: float,
                 probe: Probe | None) -> None:
         seconds = time.perf_counter() - began
-        self._router.finished(route, error, seconds, None, probe)
+        self._router.finished(route, error, seconds, None, probe, ctx.caller_credential is not None)
         ms = round(seconds * 1000)
         self._note(ctx, Attempt(route.deployment, route.target.name, error.status, error.code, ms))
 

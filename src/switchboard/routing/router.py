@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Iterator
 from typing import NamedTuple, Protocol
 
-from switchboard.errors import GatewayError, UpstreamUnavailable
+from switchboard.errors import GatewayError, UpstreamUnavailable, error_class
 from switchboard.routing import prerouting, strategies
 from switchboard.routing.groups import Group
 from switchboard.routing.health import Health, Probe, Taken
@@ -38,6 +38,10 @@ class Needs(NamedTuple):
 
 
 ANYWHERE = Needs()
+
+# The error classes that describe the provider account rather than the deployment: on a
+# caller's own credential (pipeline/caller_credentials.py), the caller's account.
+ACCOUNT_CLASSES = frozenset({"rate_limit", "billing"})
 
 
 class Router:
@@ -184,13 +188,20 @@ class Router:
         self.health.started(route, probe)
 
     def finished(self, route: Route, error: GatewayError | None, seconds: float,
-                 first_byte: float | None = None, probe: Probe | None = None) -> None:
+                 first_byte: float | None = None, probe: Probe | None = None,
+                 own_account: bool = False) -> None:
+        """An attempt on ``route`` ended; ``own_account``: it was sent on the caller's own
+        provider credential, whose rate limits and quota are the caller's account's, not the
+        deployment's (they never count towards its cooldown, which every other caller would
+        meet)."""
         # An error without a code (an upstream 4xx whose body gave none) is named by its type,
         # which the status gives when the body did not: "not_found_error", not "error".
         self.stats.finished(route, error is None, seconds, first_byte,
                             None if error is None else error.code or error.type)
         if error is None:
             self.health.succeeded(route, probe)
+        elif own_account and error_class(error) in ACCOUNT_CLASSES:
+            self.health.released(route, probe)  # says nothing about the deployment
         elif self.may_cool_down(route) and self.live(route) is not None:
             self.health.failed(route, error, probe)  # an error that does not count frees a probe's slot
         else:  # (or of a deployment the table dropped while it ran: its state was forgotten)

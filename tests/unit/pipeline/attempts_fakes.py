@@ -73,7 +73,8 @@ class FakeRouter(Router):
         self.in_flight += 1
 
     def finished(self, route: Any, error: GatewayError | None, seconds: float,
-                 first_byte: float | None = None, probe: Probe | None = None) -> None:
+                 first_byte: float | None = None, probe: Probe | None = None,
+                 own_account: bool = False) -> None:
         self.in_flight -= 1
         self.finishes.append((route.deployment, error))
         if error is not None and self.cool_on_failure:
