@@ -3,8 +3,9 @@ retry on another deployment of the group, a fallback group and the deployment tr
 first pick may not be sent to each take that deployment's own limits (and a fallback group's
 model the caller's per-model limits) before the attempt goes; refused, the deployment is passed
 over, and a request sent nowhere gets that limit's 429. Tokens taken there are corrected to the
-reported usage, or given back when the attempt failed. Embedded, and the basic fallback case on
-a cluster (the Redis limiter)."""
+reported usage, or given back when the attempt failed. A first pick whose provider's limit has no
+room leaves the request to the group's next deployment with some. Embedded, and the basic
+fallback and first-pick cases on a cluster (the Redis limiter)."""
 
 from __future__ import annotations
 
@@ -44,6 +45,8 @@ def _config(mock: Mock) -> dict[str, Any]:
         _provider(mock, "one-a-minute", rpm=1),
         _provider(mock, "one-a-minute-too", rpm=1),
         _provider(mock, "one-a-minute-also", rpm=1),
+        _provider(mock, "main-account", rpm=1),
+        _provider(mock, "standby-account", rpm=1),
         _provider(mock, "tpm-3000", tpm=3000),
         # Its first request fails, the next ones are served (seeded).
         _provider(mock, "fails-once", "rate=0.5;kinds=500;seed=14"),
@@ -61,6 +64,8 @@ def _config(mock: Mock) -> dict[str, Any]:
         # The first pick may never be sent to (no price, with spend.refuse_unpriced).
         _model("mixed", "local-openai", model="house-llm-7b"), _model("mixed", "one-a-minute-also", weight=0),
         _model("mixed-direct", "one-a-minute-also"),
+        # Two accounts, one a minute each: the first always picked while it has room.
+        _model("accounts", "main-account"), _model("accounts", "standby-account", weight=0),
         # A fallback group whose one deployment fails once, then answers its retry.
         _model("primary-4", "fails"), _model("retried", "fails-once"),
     ]
@@ -194,6 +199,18 @@ def test_when_the_first_pick_may_not_be_sent_to_the_next_takes_its_limits(gatewa
     _refused(gateway, "mixed-direct", "upstream_rate_limited", "upstream")
 
 
+def _first_pick_without_room(first: Gateway, second: Gateway) -> None:
+    assert _answered_by(first, "accounts")[1] == "accounts@main-account"
+    # The main account's one request this minute is taken: the other account serves.
+    assert _answered_by(second, "accounts")[:2] == ("accounts", "accounts@standby-account")
+    # Both are taken now: the first pick's limit is why, and the caller is told so.
+    _refused(first, "accounts", "upstream_rate_limited", "upstream")
+
+
+def test_a_first_pick_without_room_leaves_the_request_to_a_deployment_with_some(gateway: Gateway) -> None:
+    _first_pick_without_room(gateway, gateway)
+
+
 def test_a_fallback_deployment_takes_its_own_rpm_on_a_cluster(
     mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory, postgres: Postgres,
     redis_server: RedisServer,
@@ -205,6 +222,7 @@ def test_a_fallback_deployment_takes_its_own_rpm_on_a_cluster(
     second = start_gateway(config, tmp_path_factory.mktemp("limits-attempts-b"))
     try:
         _fallback_deployment_with_rpm_1(first, second)
+        _first_pick_without_room(second, first)
     finally:
         first.process.stop()
         second.process.stop()

@@ -196,19 +196,17 @@ class RateLimitStage:
                 buckets = planned.buckets
                 tokens = 0
                 if planned.token_indexes:
-                    prompt = ctx.prompt_tokens
-                    if prompt is None:
-                        prompt = (ctx.prompt_tokens_estimate() if not ctx.large()
-                                  else await ctx.count_prompt_tokens())
-                    tokens = prompt + max_output_tokens(ctx)
-                    buckets = buckets.copy()
-                    for i in planned.token_indexes:
-                        key, capacity, window, _ = buckets[i]
-                        buckets[i] = tuple.__new__(Bucket, (key, capacity, window, tokens))
+                    tokens = await _tokens(ctx)
+                    buckets = _with_tokens(buckets, planned.token_indexes, tokens)
                 ride = self._rider(ctx) if self._rider is not None else None
                 acquired = await (limiter.acquire(buckets) if ride is None else ride.acquire(buckets))
                 if acquired.refused is not None and planned.waits:
-                    acquired = await self._wait(ctx, limiter, planned, buckets, acquired)
+                    if limits[acquired.refused].scope == UPSTREAM and (
+                            moved := await self._elsewhere(ctx, limiter, stored, model, tokens)) is not None:
+                        planned, buckets, acquired, tokens = moved
+                        limits = planned.limits if planned is not None else []
+                    else:
+                        acquired = await self._wait(ctx, limiter, planned, buckets, acquired)
         except GatewayError:
             raise
         except Exception as exc:  # the limiter's store (Redis, the database) is unreachable
@@ -282,6 +280,40 @@ class RateLimitStage:
         if target is not None and (target.rpm is not None or target.tpm is not None):
             limits += upstream(self._config, target.provider, LimitValues(rpm=target.rpm, tpm=target.tpm))
         return _kept(self._plans, key, (principal, stored, target), limits)
+
+    async def _elsewhere(self, ctx: RequestContext, limiter: RateLimiter, stored: Stored, model: str | None,
+                         tokens: int) -> tuple[_Planned | None, list[Bucket], Acquired, int] | None:
+        """The first pick's provider limit has no room: the plan's next deployment on another
+        provider whose limits admit the request becomes the first pick (its limits taken, one
+        limiter call each, on this path only), rather than waiting for the first pick's room or
+        refusing while a deployment of the group has some: (its limits, buckets, what was
+        taken, the tokens reserved). None: none admits it; the first pick stays."""
+        candidates = ctx.candidates
+        first = ctx.route
+        if first is None or not candidates or candidates[0] is not first:
+            return None
+        tried = {first.target.provider}  # a provider's limits are those of every deployment on it
+        for i, route in enumerate(candidates):
+            if route.target.provider in tried:
+                continue
+            tried.add(route.target.provider)
+            ctx.route = route
+            planned = self._plan(ctx, stored, model)
+            buckets: list[Bucket] = []
+            acquired = Acquired([])
+            if planned is not None:
+                buckets = planned.buckets
+                if planned.token_indexes:
+                    tokens = tokens or await _tokens(ctx)
+                    buckets = _with_tokens(buckets, planned.token_indexes, tokens)
+                acquired = await limiter.acquire(buckets)
+            if acquired.refused is None:
+                ctx.candidates = [route, *candidates[:i], *candidates[i + 1:]]
+                taken = tokens if planned is not None and planned.token_indexes else 0
+                return planned, buckets, acquired, taken
+        ctx.route = first
+        self._plan(ctx, stored, model)  # the first pick's again (ctx.limited)
+        return None
 
     async def _wait(
         self, ctx: RequestContext, limiter: RateLimiter, planned: _Planned, buckets: list[Bucket],
@@ -442,6 +474,25 @@ class RateLimitStage:
         except Rerouted:
             pass
         return await call_next(ctx)  # rerouted: admitted without limits, as the first model was
+
+
+async def _tokens(ctx: RequestContext) -> int:
+    """What the request's token limits take: its prompt (counted off the loop when large) and
+    its output bound."""
+    prompt = ctx.prompt_tokens
+    if prompt is None:
+        prompt = (ctx.prompt_tokens_estimate() if not ctx.large()
+                  else await ctx.count_prompt_tokens())
+    return prompt + max_output_tokens(ctx)
+
+
+def _with_tokens(buckets: list[Bucket], indexes: tuple[int, ...], tokens: int) -> list[Bucket]:
+    """``buckets`` with the token limits' (at ``indexes``) taking ``tokens``."""
+    buckets = buckets.copy()
+    for i in indexes:
+        key, capacity, window, _ = buckets[i]
+        buckets[i] = tuple.__new__(Bucket, (key, capacity, window, tokens))
+    return buckets
 
 
 async def _give_back(ctx: RequestContext, limiter: RateLimiter, buckets: list[Bucket],
