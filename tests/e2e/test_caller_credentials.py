@@ -86,7 +86,7 @@ def byo_config(mock: Mock, by_key: Mock, by_oauth: Mock, open_mock: Mock) -> dic
         {"name": "byo-down-to-claude", "provider": "byo-dead-anthropic", "model": "gpt-4o-mini"},
     ]
     config["router"] = {"fallbacks": {"byo-down": ["locked-gpt"], "byo-down-to-claude": ["byo-claude"]},
-                        "groups": {"shared-gpt": {"allow_pinning": True}}}
+                        "groups": {name: {"allow_pinning": True} for name in ("shared-gpt", "byo-mixed")}}
     config["models"] += [
         {"name": "shared-gpt", "provider": "byo-shared", "model": "gpt-4o-mini", "deployment": name}
         for name in ("limited", "unpaid")
@@ -477,6 +477,22 @@ def test_a_retry_never_sends_the_callers_credential_to_a_deployment_that_did_not
         assert err.value.status_code in (502, 503), err.value.body
         tried = err.value.response.headers.get("x-switchboard-deployment")  # none once it cools down
         assert tried is None or tried.startswith("byo-dead-mixed/"), tried
+
+
+def test_a_pin_on_a_deployment_that_takes_no_caller_credential_is_refused_naming_it(
+    deployment: Deployment,
+) -> None:
+    pin = {"x-switchboard-deployment": "locked-openai/gpt-4o-mini"}
+    with pytest.raises(openai.BadRequestError) as err:
+        deployment.sdk(CALLER_KEY).chat.completions.create(
+            model="byo-mixed", messages=ask("pinned"), extra_headers=pin)
+    body: Any = err.value.body
+    assert body["code"] == "caller_credentials_disabled", body
+    assert "'locked-openai/gpt-4o-mini'" in body["message"]
+    # Without a caller credential the pin is served with the provider's stored key, as always.
+    with pytest.raises(openai.APIStatusError) as stored:
+        deployment.sdk().chat.completions.create(model="byo-mixed", messages=ask("pinned"), extra_headers=pin)
+    assert stored.value.status_code == 502  # the caller mock refuses the stored key: it was sent
 
 
 def test_a_fallback_gets_the_credential_in_its_own_providers_form(

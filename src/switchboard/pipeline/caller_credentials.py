@@ -27,6 +27,7 @@ from switchboard.context import RequestContext, Result
 from switchboard.errors import AuthenticationFailed, InvalidRequest, UpstreamAuthFailed
 from switchboard.pipeline.chain import Handler
 from switchboard.providers.target import Target
+from switchboard.routing.pinning import PIN_DEPLOYMENT
 from switchboard.upstream.request import UpstreamRequest
 
 if TYPE_CHECKING:
@@ -105,15 +106,18 @@ def attach(ctx: RequestContext, route: Route, upstream: UpstreamRequest) -> None
     apply(upstream, ctx.upstream_credentials)
 
 
-def _refusal(target: Target) -> InvalidRequest:
+def _refusal(target: Target, deployment: str | None = None) -> InvalidRequest:
+    """``deployment``: the one a pin named, when only it is refused."""
+    what = f"the model '{target.name}'" if deployment is None else \
+        f"the deployment '{deployment}' of the model '{target.name}'"
     if target.provider_type not in FORMS:
         return InvalidRequest(
-            f"the model '{target.name}' is served by a {target.provider_type} provider, which cannot "
+            f"{what} is served by a {target.provider_type} provider, which cannot "
             "use a credential sent by the caller",
             code="caller_credentials_unsupported",
         )
     return InvalidRequest(
-        f"the provider of the model '{target.name}' does not accept credentials from callers",
+        f"the provider of {what} does not accept credentials from callers",
         code="caller_credentials_disabled",
     )
 
@@ -153,6 +157,12 @@ class CallerCredentialsStage:
         fit = [r for r in (group.deployments if group is not None else (route,)) if accepts(r.target)]
         if not fit:
             raise _refusal(route.target)
+        # A pinned deployment that may never take it refuses the request at once, as a pin its
+        # deployment may never serve does (routing/pinning.py), not as if it were cooling down.
+        pin = ctx.headers.get(PIN_DEPLOYMENT)
+        pinned = group.deployment(pin) if group is not None and pin is not None else None
+        if pinned is not None and not accepts(pinned.target):
+            raise _refusal(pinned.target, pinned.deployment)
         credential = _SCHEME.sub("", value.strip())
         if not _CREDENTIAL.match(credential):
             raise InvalidRequest(
