@@ -42,6 +42,9 @@ def _config(mock: Mock) -> dict[str, Any]:
         # Pinned one deployment at a time, to probe a chosen one.
         {"name": "probed", "deployment": "one", "provider": p, "model": "gpt-4o-mini"},
         {"name": "probed", "deployment": "two", "provider": p, "model": "gpt-4o"},
+        # One deployment taken out through pins while the other stays healthy.
+        {"name": "pinned-out", "deployment": "one", "provider": p, "model": "gpt-4o-mini"},
+        {"name": "pinned-out", "deployment": "two", "provider": p, "model": "gpt-4o"},
         # Taken out whole, then served again by single requests after the cooldown (a cluster).
         {"name": "revived", "deployment": "one", "provider": p, "model": "gpt-4o-mini"},
         {"name": "revived", "deployment": "two", "provider": p, "model": "gpt-4o"},
@@ -68,6 +71,7 @@ def _config(mock: Mock) -> dict[str, Any]:
         "context_window_fallbacks": {"tiny": ["roomy"]},
         "cooldown": {"failures": 3, "seconds": COOLDOWN},
         "groups": {"brittle": {"num_retries": 3}, "probed": {"allow_pinning": True},
+                   "pinned-out": {"allow_pinning": True},
                    "rejoined": {"allow_pinning": True}, "sized": {"allow_pinning": True},
                    "restarted": {"allow_pinning": True}},
     }
@@ -171,6 +175,18 @@ def test_cooldown_opens_after_the_failures_and_traffic_returns_through_the_probe
          "the other deployment never came back")
     for i in range(4):
         assert chat(gw, "flaky", f"again {i}").status_code == 200
+
+
+def test_a_pin_on_a_deployment_cooling_down_says_when_it_comes_back(deployment: Deployment) -> None:
+    gw = deployment.gateway
+    pin = {"x-switchboard-deployment": "one"}
+    for _ in range(3):  # the cooldown's failures in a row
+        assert chat(gw, "pinned-out", "mock:status=500 failing", pin).status_code >= 500
+    refused = chat(gw, "pinned-out", "while it cools", pin)
+    assert refused.status_code == 503 and _error(refused)["code"] == "no_healthy_deployment"
+    # Its own cooldown's end (COOLDOWN s from its last failure), not its healthy sibling's "now".
+    assert 2 <= int(refused.headers["retry-after"]) <= math.ceil(COOLDOWN), refused.headers
+    assert chat(gw, "pinned-out", "the other one").status_code == 200
 
 
 def test_a_failed_probe_cools_the_deployment_down_again(deployment: Deployment) -> None:

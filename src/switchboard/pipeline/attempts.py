@@ -54,6 +54,7 @@ from switchboard.context import CLIENT_CLOSED, Attempt, Chunk, RequestContext, R
 from switchboard.errors import GatewayError, UnsupportedParameter, UpstreamTimeout, error_class, unraised
 from switchboard.pipeline import caller_credentials
 from switchboard.pipeline.chain import Handler
+from switchboard.routing.pinning import PIN_DEPLOYMENT
 from switchboard.routing.router import ANYWHERE, Router
 
 if TYPE_CHECKING:
@@ -378,7 +379,11 @@ class AttemptStage:
                     return answered
             if error is None:  # nothing was sent: a limit's refusal, else the router's
                 refusal = self._limits.refusal(ctx) if self._limits is not None else None
-                raise refusal if refusal is not None else self._router.refusal(group, ctx.needs or ANYWHERE)
+                if refusal is not None:
+                    raise refusal
+                pin = ctx.headers.get(PIN_DEPLOYMENT)  # valid: the route stage checked it
+                raise self._router.refusal(group, ctx.needs or ANYWHERE,
+                                           group.deployment(pin) if pin is not None else None)
             raise error
         finally:
             # A failure's traceback holds this frame, which would hold the failure: a reference

@@ -135,17 +135,21 @@ class Router:
                                     needs.output_tokens)
         return out
 
-    def refusal(self, group: Group, needs: Needs = ANYWHERE) -> GatewayError:
+    def refusal(self, group: Group, needs: Needs = ANYWHERE, pinned: Route | None = None) -> GatewayError:
         """The error for a request no deployment of ``group`` (nor of its fallbacks) may serve:
         403 ``region_not_allowed`` when none is inside the caller's regions, 400
         ``context_length_exceeded`` when none in them is large enough, else 503
-        ``no_healthy_deployment`` (every one that could serve it is cooling down)."""
+        ``no_healthy_deployment`` (every one that could serve it is cooling down). ``pinned``:
+        the one deployment of ``group`` the request may use (a caller's pin), whose cooldown,
+        not its healthy siblings', says when to come back."""
         chain = [group]
         for name in (*group.fallbacks, *group.context_window_fallbacks):
             other = self.group(name)
             if other is not None and all(other is not g for g in chain):
                 chain.append(other)
-        allowed = [r for g in chain for r in g.deployments if prerouting.in_regions(r, needs.regions)]
+        own = (pinned,) if pinned is not None else group.deployments
+        allowed = [r for g in chain for r in (own if g is group else g.deployments)
+                   if prerouting.in_regions(r, needs.regions)]
         if not allowed:
             return prerouting.outside_regions(f"the model '{group.name}'", needs.regions)
         if needs.tokens is not None and self.windows is not None:

@@ -62,7 +62,7 @@ class FakeRouter(Router):
     def plan(self, group: Group, needs: Needs = ANYWHERE) -> list[Any]:
         return list(self.plans.get(group.name, group.deployments))
 
-    def refusal(self, group: Group, needs: Needs = ANYWHERE) -> GatewayError:
+    def refusal(self, group: Group, needs: Needs = ANYWHERE, pinned: Any = None) -> GatewayError:
         return UpstreamUnavailable(f"nothing for {group.name}", code="no_deployment_available")
 
     def take(self, route: Any) -> Taken:
