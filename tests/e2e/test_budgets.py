@@ -43,6 +43,10 @@ TIERED = "budget-tiered"  # priced as CHEAP, and as PRICED in the priority tier
 # catalog does not know (no output limit).
 CLAUDE = "budget-claude"
 CLAUDE_UNKNOWN = "budget-claude-unknown"
+# The same Claude as CLAUDE_UNKNOWN, at the same prices, on another Anthropic account whose
+# default_max_tokens is 60,000 (CLAUDE_ROOMY), which CLAUDE_SPARE falls back to.
+CLAUDE_SPARE = "budget-claude-spare"
+CLAUDE_ROOMY = "budget-claude-roomy"
 CALL = {"model": PRICED, "max_tokens": 5}
 HOOK_SECRET = "whsec-budget-tests-0123456789"
 LONG = "tell me a long story about budgets please"  # the mock's reply is longer than 5 words
@@ -72,7 +76,14 @@ def _config(mock: Mock, hooks: WebhookReceiver) -> dict[str, Any]:
         {"name": CLAUDE_UNKNOWN, "provider": "anthropic-mock", "model": "claude-house-preview",
          "info": {"input_cost_per_mtok": 3, "output_cost_per_mtok": 15}},
     ]
-    config["router"] = {"fallbacks": {DOWN: [PRICED]}}
+    config["providers"].append({"name": "anthropic-roomy", "type": "anthropic", "api_base": mock.url,
+                                "api_key": "${UPSTREAM_KEY}", "default_max_tokens": 60_000})
+    config["models"] += [
+        {"name": name, "provider": provider, "model": "claude-house-preview",
+         "info": {"input_cost_per_mtok": 3, "output_cost_per_mtok": 15}}
+        for name, provider in ((CLAUDE_SPARE, "anthropic-mock"), (CLAUDE_ROOMY, "anthropic-roomy"))
+    ]
+    config["router"] = {"fallbacks": {DOWN: [PRICED], CLAUDE_SPARE: [CLAUDE_ROOMY]}}
     return config
 
 
@@ -301,6 +312,22 @@ def test_a_call_without_max_tokens_reserves_the_output_the_gateway_asks_the_prov
     assert reserved is not None and output < int(reserved[1]) < output + 100, refused.value.message
     # Without thinking, the default alone: it fits.
     assert client.chat.completions.create(model=CLAUDE_UNKNOWN, messages=ask("hello")).choices
+
+
+def test_a_fallback_whose_provider_asks_for_more_output_reserves_that_output(pair: Pair) -> None:
+    """The same model at the same prices is not the same cost when the fallback's provider asks
+    for more output: a call without max_tokens gets 4,096 tokens from CLAUDE_SPARE's account and
+    60,000 from its fallback's, so 60,000 are reserved (4,096 let it past a 10,000-token budget)."""
+    key = pair.key()
+    pair.budget(scope="key", subject=key["id"], unit="tokens", max_amount=10_000, period="total")
+    client = pair.sdk(key["key"])
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model=CLAUDE_SPARE, messages=ask("hello"))
+    assert refused.value.code == "request_exceeds_budget"
+    reserved = re.search(r"may cost up to (\d+) tokens", refused.value.message)
+    assert reserved is not None and 60_000 < int(reserved[1]) < 60_100, refused.value.message
+    # Bounded by the caller, it costs the same wherever it goes: admitted.
+    assert client.chat.completions.create(model=CLAUDE_SPARE, messages=ask("hello"), max_tokens=50).choices
 
 
 def test_a_fallback_to_a_dearer_model_cannot_overshoot_the_budget(pair: Pair) -> None:
