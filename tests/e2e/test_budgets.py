@@ -43,6 +43,13 @@ TIERED = "budget-tiered"  # priced as CHEAP, and as PRICED in the priority tier
 # catalog does not know (no output limit).
 CLAUDE = "budget-claude"
 CLAUDE_UNKNOWN = "budget-claude-unknown"
+# The same Claude as CLAUDE_UNKNOWN, at the same prices, on another Anthropic account whose
+# default_max_tokens is 60,000 (CLAUDE_ROOMY), which CLAUDE_SPARE falls back to.
+CLAUDE_SPARE = "budget-claude-spare"
+CLAUDE_ROOMY = "budget-claude-roomy"
+# A Claude on Bedrock the catalog does not know (no output limit): Converse is sent no maxTokens
+# unless thinking is asked for, then the thinking budget plus 4,096.
+BEDROCK_CLAUDE = "budget-bedrock-claude"
 CALL = {"model": PRICED, "max_tokens": 5}
 HOOK_SECRET = "whsec-budget-tests-0123456789"
 LONG = "tell me a long story about budgets please"  # the mock's reply is longer than 5 words
@@ -72,7 +79,20 @@ def _config(mock: Mock, hooks: WebhookReceiver) -> dict[str, Any]:
         {"name": CLAUDE_UNKNOWN, "provider": "anthropic-mock", "model": "claude-house-preview",
          "info": {"input_cost_per_mtok": 3, "output_cost_per_mtok": 15}},
     ]
-    config["router"] = {"fallbacks": {DOWN: [PRICED]}}
+    config["providers"].append({"name": "anthropic-roomy", "type": "anthropic", "api_base": mock.url,
+                                "api_key": "${UPSTREAM_KEY}", "default_max_tokens": 60_000})
+    config["models"] += [
+        {"name": name, "provider": provider, "model": "claude-house-preview",
+         "info": {"input_cost_per_mtok": 3, "output_cost_per_mtok": 15}}
+        for name, provider in ((CLAUDE_SPARE, "anthropic-mock"), (CLAUDE_ROOMY, "anthropic-roomy"))
+    ]
+    config["providers"].append({"name": "bedrock-mock", "type": "bedrock", "api_base": mock.url,
+                                "aws_access_key_id": "AKIDTEST", "aws_secret_access_key": "${UPSTREAM_KEY}",
+                                "aws_region": "us-east-1"})
+    config["models"].append({"name": BEDROCK_CLAUDE, "provider": "bedrock-mock",
+                             "model": "anthropic.claude-house-preview-v1:0",
+                             "info": {"input_cost_per_mtok": 3, "output_cost_per_mtok": 15}})
+    config["router"] = {"fallbacks": {DOWN: [PRICED], CLAUDE_SPARE: [CLAUDE_ROOMY]}}
     return config
 
 
@@ -282,25 +302,55 @@ def test_an_unbounded_request_reserves_the_default_output_for_each_choice(pair: 
     assert reply.choices[0].message.content
 
 
+def _ten_thousand_tokens(pair: Pair) -> openai.OpenAI:
+    """A client of a new key with a 10,000-token budget."""
+    key = pair.key()
+    pair.budget(scope="key", subject=key["id"], unit="tokens", max_amount=10_000, period="total")
+    return pair.sdk(key["key"])
+
+
+def _refused_reserving(client: openai.OpenAI, output: int, **request: Any) -> None:
+    """The call is refused as costing more than the whole budget: ``output`` tokens reserved,
+    plus its prompt's few."""
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(messages=ask("hello"), **request)
+    assert refused.value.code == "request_exceeds_budget"
+    reserved = re.search(r"may cost up to (\d+) tokens", refused.value.message)
+    assert reserved is not None and output < int(reserved[1]) < output + 100, refused.value.message
+
+
 def test_a_call_without_max_tokens_reserves_the_output_the_gateway_asks_the_provider_for(pair: Pair) -> None:
     """Anthropic needs max_tokens: for a caller that sets none, the gateway sends its
     default_max_tokens (4,096), plus the thinking budget reasoning_effort asks for (high: 16,384).
     That is the most the call can produce, and what is reserved: not the model's whole output
     limit (64,000 here, which refused the call), nor the 4,096 of a model without a known limit
     (with thinking, the call could produce five times that)."""
-    key = pair.key()
-    pair.budget(scope="key", subject=key["id"], unit="tokens", max_amount=10_000, period="total")
-    client = pair.sdk(key["key"])
+    client = _ten_thousand_tokens(pair)
     answer = client.chat.completions.create(model=CLAUDE, messages=ask("hello"))
     assert answer.choices[0].message.content
-    with pytest.raises(openai.BadRequestError) as refused:
-        client.chat.completions.create(model=CLAUDE_UNKNOWN, messages=ask("hello"), reasoning_effort="high")
-    assert refused.value.code == "request_exceeds_budget"
-    reserved = re.search(r"may cost up to (\d+) tokens", refused.value.message)
-    output = 4096 + 16384
-    assert reserved is not None and output < int(reserved[1]) < output + 100, refused.value.message
+    _refused_reserving(client, 4096 + 16384, model=CLAUDE_UNKNOWN, reasoning_effort="high")
     # Without thinking, the default alone: it fits.
     assert client.chat.completions.create(model=CLAUDE_UNKNOWN, messages=ask("hello")).choices
+
+
+def test_a_bedrock_claude_call_with_thinking_reserves_the_output_it_asks_for(pair: Pair) -> None:
+    """Bedrock's Claude is sent maxTokens only with thinking: the budget (high: 16,384) plus
+    4,096 for the answer, which is what a call without max_tokens can produce, and is reserved
+    (it was the 4,096 of a model without a known output limit)."""
+    client = _ten_thousand_tokens(pair)
+    _refused_reserving(client, 16384 + 4096, model=BEDROCK_CLAUDE, reasoning_effort="high")
+    # Without thinking, the model's own limit, unknown here: the default 4,096 fits.
+    assert client.chat.completions.create(model=BEDROCK_CLAUDE, messages=ask("hello")).choices
+
+
+def test_a_fallback_whose_provider_asks_for_more_output_reserves_that_output(pair: Pair) -> None:
+    """The same model at the same prices is not the same cost when the fallback's provider asks
+    for more output: a call without max_tokens gets 4,096 tokens from CLAUDE_SPARE's account and
+    60,000 from its fallback's, so 60,000 are reserved (4,096 let it past a 10,000-token budget)."""
+    client = _ten_thousand_tokens(pair)
+    _refused_reserving(client, 60_000, model=CLAUDE_SPARE)
+    # Bounded by the caller, it costs the same wherever it goes: admitted.
+    assert client.chat.completions.create(model=CLAUDE_SPARE, messages=ask("hello"), max_tokens=50).choices
 
 
 def test_a_fallback_to_a_dearer_model_cannot_overshoot_the_budget(pair: Pair) -> None:

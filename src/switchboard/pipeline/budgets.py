@@ -283,16 +283,16 @@ class BudgetStage:
             longest = uniform
         else:
             longest = route.target.timeouts.total if route is not None else 0.0
-            adapter = route.adapter if route is not None else None
-            priced = [(info, adapter)]
+            priced = [(info, route)]
             for other in self._elsewhere(ctx):  # deployments it may be sent to instead: the dearest
                 longest = max(longest, other.target.timeouts.total)
                 dearer = self._prices.of_route(other)
                 if priority and dearer is not None:
                     dearer = tiered(dearer, "priority")
-                if all(dearer is not seen or other.adapter is not via for seen, via in priced):
-                    priced.append((dearer, other.adapter))
-                    if other.adapter is adapter and self._same_terms(info, dearer):
+                if all(dearer is not seen or via is None or not _same_bound(via, other)
+                       for seen, via in priced):
+                    priced.append((dearer, other))
+                    if route is not None and _same_bound(route, other) and self._same_terms(info, dearer):
                         continue
                     more = self._amounts(ctx, dearer, budgets, other, False)
                     amounts = [max(a, b) for a, b in zip(amounts, more, strict=True)]
@@ -321,8 +321,8 @@ class BudgetStage:
             if fallback is not None and fallback is not group:
                 routes.extend(fallback.deployments)
         first = self._prices.of_route(routes[0]) if routes else None
-        # The same terms through the same adapter (which may bound the output itself: _amounts).
-        same = all(r.adapter is routes[0].adapter and self._same_terms(first, self._prices.of_route(r))
+        # The same terms through the same adapter and options (which may bound the output: _amounts).
+        same = all(_same_bound(routes[0], r) and self._same_terms(first, self._prices.of_route(r))
                    for r in routes[1:])
         longest = max((r.target.timeouts.total for r in routes), default=0.0) if same and routes else None
         if len(self._uniform_groups) >= _QUOTES_MAX:
@@ -490,6 +490,13 @@ def _sent(refused: GatewayError) -> GatewayError:
     limits keep what they took (``spares_limits`` would give it back)."""
     refused.spares_limits = False
     return refused
+
+
+def _same_bound(route: Route, other: Route) -> bool:
+    """Whether a request's output is bounded alike on both routes (``ProviderAdapter.output_bound``):
+    the same adapter with the same provider options (two Anthropic accounts of one model may send
+    different ``default_max_tokens``)."""
+    return route.adapter is other.adapter and route.target.options == other.target.options
 
 
 def _check_output(ctx: RequestContext, limit: int) -> None:

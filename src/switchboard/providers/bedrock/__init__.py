@@ -22,6 +22,7 @@ from switchboard.errors import GatewayError
 from switchboard.providers.base import JSON, ProviderAdapter
 from switchboard.providers.bedrock.embeddings import embeddings_list, invoke_body
 from switchboard.providers.bedrock.errors import http_error
+from switchboard.providers.bedrock.reasoning import reasoning_fields
 from switchboard.providers.bedrock.request import converse_body
 from switchboard.providers.bedrock.response import chat_completion
 from switchboard.providers.bedrock.stream import ConverseStreamDecoder
@@ -74,6 +75,16 @@ class BedrockAdapter(ProviderAdapter):
 
     def chat_stream(self, request: JSON, target: Target) -> ConverseStreamDecoder:
         return ConverseStreamDecoder(target)
+
+    def output_bound(self, request: JSON, target: Target) -> int | None:
+        # The maxTokens converse_body sends when the caller gave none: only Claude's thinking
+        # sets one (its budget plus room for the answer; off for a tool loop only lowers it).
+        if request.get("max_completion_tokens") or request.get("max_tokens"):
+            return None
+        try:
+            return reasoning_fields(request, target, None)[1]
+        except GatewayError:  # refused when the call is made
+            return None
 
     def embeddings_request(self, request: JSON, target: Target) -> UpstreamRequest:
         return self._post(target, "invoke", invoke_body(request, target))
