@@ -398,7 +398,8 @@ class Gateway:
         # With Redis, the reservation rides on the rate limits' store call (one round trip).
         budgets = BudgetStage(self.settings.budgets, lambda: self.budgets, self.prices, self.routing,
                               lambda: self.stores.admission if self.stores is not None else None,
-                              refused=usage.refused if refuse else None, router=self.router)
+                              refused=usage.refused if refuse else None, router=self.router,
+                              subscriptions=lambda: self.subscriptions)
         limits = RateLimitStage(
             self.settings.limits,
             lambda: self.stores.limiter if self.stores is not None else None,

@@ -38,6 +38,7 @@ CHEAP = "budget-cheap"  # a tenth of that
 DOWN = "budget-down"  # priced as CHEAP, its provider unreachable: falls back to PRICED
 BOUNDLESS = "budget-boundless"  # priced as PRICED, no output limit known: 4,096 reserved per choice
 TIERED = "budget-tiered"  # priced as CHEAP, and as PRICED in the priority tier
+GATED = "budget-gated"  # priced as CHEAP, served only to a team whose subscription is approved
 # Through the anthropic adapter, which asks for default_max_tokens (4,096) when the caller sets
 # none, plus the thinking budget: the catalog's Claude (a 64,000-token output limit), and one the
 # catalog does not know (no output limit).
@@ -67,6 +68,8 @@ def _config(mock: Mock, hooks: WebhookReceiver) -> dict[str, Any]:
         {"name": BOUNDLESS, "provider": "local-openai", "model": "custom-boundless-llm",
          "info": {"input_cost_per_mtok": 0, "output_cost_per_mtok": 2000}},
         {"name": DOWN, "provider": "nowhere", "model": "gpt-4o-mini",
+         "info": {"input_cost_per_mtok": 0, "output_cost_per_mtok": 200}},
+        {"name": GATED, "provider": "local-openai", "model": "gpt-4o-mini", "require_approval": True,
          "info": {"input_cost_per_mtok": 0, "output_cost_per_mtok": 200}},
         {"name": TIERED, "provider": "local-openai", "model": "gpt-4o-mini",
          "info": {"input_cost_per_mtok": 0, "output_cost_per_mtok": 200,
@@ -598,6 +601,24 @@ def test_past_the_threshold_requests_go_to_the_cheaper_model(pair: Pair) -> None
     assert raw.headers["x-switchboard-budget-downgrade"] == f"{PRICED} -> {CHEAP}"
     assert raw.headers["x-switchboard-model"] == CHEAP  # the group that answered
     assert raw.headers["x-switchboard-cost-usd"] == "0.001000"
+
+
+def test_a_downgrade_to_a_model_needing_approval_is_refused_as_asking_for_it_would_be(pair: Pair) -> None:
+    key = pair.key()  # no team: no subscription to anything that needs approval
+    budget = pair.budget(scope="key", subject=key["id"], max_amount=0.04, period="total",
+                         downgrade={"model": GATED, "at_percent": 50})
+    client = pair.sdk(key["key"])
+    with pytest.raises(openai.PermissionDeniedError) as asked:  # the model named: refused
+        client.chat.completions.create(messages=ask(LONG), model=GATED, max_tokens=5)
+    for _ in range(2):
+        client.chat.completions.create(messages=ask(LONG), **CALL)
+    with pytest.raises(openai.PermissionDeniedError) as downgraded:  # nor reached by the downgrade
+        client.chat.completions.create(messages=ask(LONG), **CALL)
+    assert downgraded.value.body == asked.value.body, downgraded.value.body
+    assert downgraded.value.code == "subscription_required"
+    assert downgraded.value.response.headers["x-switchboard-budget-downgrade"] == f"{PRICED} -> {GATED}"
+    # Refused before anything went upstream: nothing of it stays reserved on the budget.
+    until(lambda: pair.status(budget["id"])["reserved"] in (0, "0"))
 
 
 def _two_calls_then_downgraded(pair: Pair, to: str, rpm: dict[str, int]) -> tuple[dict[str, Any], Any]:

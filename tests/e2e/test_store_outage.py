@@ -417,3 +417,32 @@ def test_feed_messages_while_the_database_is_down_log_one_warning_not_a_tracebac
     finally:
         own_redis.stop()
         pg.stop()
+
+
+def test_a_shutdown_while_redis_is_down_ends_cleanly_with_every_call_in_the_ledger(
+    mock_upstream: Mock, postgres: Postgres, tmp_path: Path
+) -> None:
+    """SIGTERM while Redis is gone: the change feed cannot unsubscribe, which is a warning, not a
+    traceback or a failed exit, and the calls answered before are all written to the ledger."""
+    own_redis = start_redis()  # its own: the test stops it
+    try:
+        database = f"redis_gone_{uuid.uuid4().hex[:8]}"
+        gw = start_gateway(_cluster(mock_upstream, own_redis, postgres, database), tmp_path)
+        try:
+            key = httpx.post(f"{gw.url}/admin/v1/keys", json={"models": ["*"]}, headers=ADMIN,
+                             timeout=10).json()
+            client = _sdk(gw, key["key"])
+            for _ in range(3):
+                _ask(client)
+            own_redis.stop()
+        finally:
+            code = gw.process.stop()
+        gw.process.wait_exit()
+        output = gw.process.output
+        assert code == 0, output
+        assert "Traceback" not in output and "ConnectionError" not in output.replace(
+            "(ConnectionError)", ""), output
+        rows = postgres.rows(f"SELECT count(*) FROM usage_records WHERE key_id = '{key['id']}'", database)
+        assert rows == ["3"], (rows, output)
+    finally:
+        own_redis.stop()

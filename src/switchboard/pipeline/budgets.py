@@ -29,14 +29,16 @@ from typing import TYPE_CHECKING
 
 from switchboard import tokens
 from switchboard.access.rules import model_allowed
+from switchboard.access.subscriptions import SubscriptionCache
 from switchboard.catalog import ModelInfo
 from switchboard.config.schema import BudgetsConfig
 from switchboard.context import RequestContext, Result
-from switchboard.errors import SHOULD_RETRY, GatewayError, InvalidRequest
+from switchboard.errors import SHOULD_RETRY, GatewayError, InvalidRequest, PermissionDenied
 from switchboard.pipeline import caller_credentials
 from switchboard.pipeline.chain import Handler
 from switchboard.pipeline.limits import Rerouted
 from switchboard.pipeline.settle import Settlement
+from switchboard.pipeline.subscription import require_approved
 from switchboard.providers.counts import TOKENS_MAX
 from switchboard.routing.router import ANYWHERE, Router, Table
 from switchboard.spend.budgets.book import BudgetBook
@@ -128,14 +130,17 @@ class BudgetStage:
         self, config: BudgetsConfig, book: Callable[[], BudgetBook | None], prices: Prices, table: Table,
         admission: Callable[[], Admission | None] = lambda: None, router: Router | None = None,
         refused: Callable[[Route], bool] | None = None,
+        subscriptions: Callable[[], SubscriptionCache | None] = lambda: None,
     ) -> None:
         """``admission``: the store that takes a request's limits and budgets in one call
         (Redis), for ``ride``; None: this stage reserves in its own turn. ``router``: plans a
         downgrade's cheaper model as the route stage plans the requested one (the caller's
         regions, cooldowns, its group's strategy); None: its first deployment. ``refused``:
         whether a deployment is never sent to (no price, with ``spend.refuse_unpriced``:
-        ``UsageStage.refused``), so no downgrade goes to it; None: none is."""
+        ``UsageStage.refused``), so no downgrade goes to it; None: none is. ``subscriptions``:
+        the teams' approvals, for a cheaper model that needs one (None: not open yet)."""
         self._config = config
+        self._subscriptions = subscriptions
         self._router = router
         self._refused = refused
         self._skipped: set[str] = set()  # downgrade models skipped for their lack of a price, logged once
@@ -455,6 +460,14 @@ class BudgetStage:
             ctx.group = group
             ctx.prompt_tokens = None  # counted again for the cheaper model's tokenizer
             ctx.response_headers[DOWNGRADE_HEADER] = f"{route.target.name} -> {cheaper.target.name}"
+            if group.require_approval and (cache := self._subscriptions()) is not None:
+                # The subscription stage ran for the model asked for: a team not approved for the
+                # cheaper one is refused as a request naming it is (403), never served by it.
+                try:
+                    await require_approved(cache, ctx.principal, group.name, f"the model '{group.name}'")
+                except PermissionDenied as refusal:
+                    refusal.spares_limits = True  # nothing went upstream: the limits are given back
+                    raise
             raise Rerouted(budget.downgrade_model)
 
     def _skip(self, model: str) -> None:

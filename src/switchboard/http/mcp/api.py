@@ -11,8 +11,9 @@ from typing import Any
 import orjson
 
 from switchboard.context import RawReply, Reply, RequestContext, Result, StreamReply
-from switchboard.errors import GatewayError, InternalError
+from switchboard.errors import GatewayError, retry_hint
 from switchboard.http.endpoint import Endpoint, Responder
+from switchboard.http.errors import UNEXPECTED, StoreUnavailable
 from switchboard.jsonio import MAX_DEPTH, too_deep
 from switchboard.mcp.passthrough import CLIENTS
 from switchboard.mcp.relay import RELAY, Relay
@@ -180,9 +181,8 @@ class McpEndpoint(Endpoint):
         except GatewayError as err:
             await self._error(ctx, out, err)
             return
-        except Exception:
-            log.exception("request %s: unexpected error", ctx.request_id)
-            await self._error(ctx, out, InternalError(f"internal error (request id {ctx.request_id})"))
+        except Exception as exc:  # a store out of reach is a 503 as elsewhere, anything else a 500
+            await self._error(ctx, out, UNEXPECTED.error(ctx.request_id, exc))
             return
         await self._write(ctx, out, result)
 
@@ -234,14 +234,13 @@ class McpEndpoint(Endpoint):
             await out.stream_data(_event(rpc_error(rid, err)))
             await out.stream_end()
             return
-        except Exception:
-            log.exception("request %s: unexpected error", ctx.request_id)
-            internal = InternalError(f"internal error (request id {ctx.request_id})")
+        except Exception as exc:
+            failure = UNEXPECTED.error(ctx.request_id, exc)
             if not started:
-                await self._error(ctx, out, internal)
+                await self._error(ctx, out, failure)
                 return
-            ctx.outcome.failed(internal)
-            await out.stream_data(_event(rpc_error(ctx.request.get("id") if ctx.request else None, internal)))
+            ctx.outcome.failed(failure)
+            await out.stream_data(_event(rpc_error(ctx.request.get("id") if ctx.request else None, failure)))
             await out.stream_end()
             return
         if not started:
@@ -260,11 +259,18 @@ class McpEndpoint(Endpoint):
             await out.raw(result)
 
     async def _error(self, ctx: RequestContext, out: Responder, err: GatewayError) -> None:
+        rid = ctx.request.get("id") if ctx.request else None
+        if isinstance(err, StoreUnavailable):
+            # A store out of reach (a key to read from the database): the 503 and Retry-After
+            # every endpoint answers, which clients retry, not a JSON-RPC error of the call.
+            ctx.outcome.failed(err)
+            await out.body(err.status, orjson.dumps(rpc_error(rid, err)),
+                           {**ctx.response_headers, **retry_hint(err.headers)})
+            return
         if ctx.principal is None or err.status == 401 or isinstance(err, RpcFailure):
             # Not authenticated, not a JSON-RPC request, or not of a session the gateway knows:
             # the HTTP status, a JSON-RPC body.
             await out.error(err)
             return
-        rid = ctx.request.get("id") if ctx.request else None
         await out.body(200, orjson.dumps(rpc_error(rid, err)), {**ctx.response_headers, **err.headers})
         ctx.outcome.failed(err)

@@ -79,6 +79,7 @@ class RedisFeed:
         self._lost_at: float | None = None  # when the connection was lost, until it is back
         self._heard = time.monotonic()  # when Redis last said anything on the connection
         self._pinged: float | None = None  # when a PING went out, until something comes back
+        self._unsubscribe_failed = False  # warned once: at shutdown every topic's fails alike
 
     async def publish(self, topic: str, message: str) -> None:
         """Best effort, like the feed itself: a change already stored is not refused because the
@@ -122,7 +123,15 @@ class RedisFeed:
         if not subs and sub.channel in self._subs:
             del self._subs[sub.channel]
             self._confirmed.pop(sub.channel, None)
-            await self._pubsub.unsubscribe(sub.channel)
+            try:
+                await self._pubsub.unsubscribe(sub.channel)
+            except (RedisError, OSError) as exc:
+                # Redis gone (at shutdown, mostly): nothing to undo there, as a lost connection
+                # ends its subscriptions; one warning, so the shutdown goes on and completes.
+                if not self._unsubscribe_failed:
+                    self._unsubscribe_failed = True
+                    log.warning("change feed: unsubscribing failed (%s); the connection to redis is "
+                                "lost, which ends its subscriptions", type(exc).__name__)
 
     async def _read(self) -> None:
         backoff = 0.1
