@@ -196,7 +196,8 @@ class RateLimitStage:
                 buckets = planned.buckets
                 tokens = 0
                 if planned.token_indexes:
-                    tokens = await _tokens(ctx)
+                    known = _tokens(ctx)  # None: a large prompt, counted off the loop first
+                    tokens = known if known is not None else await _counted(ctx)
                     buckets = _with_tokens(buckets, planned.token_indexes, tokens)
                 ride = self._rider(ctx) if self._rider is not None else None
                 acquired = await (limiter.acquire(buckets) if ride is None else ride.acquire(buckets))
@@ -304,7 +305,7 @@ class RateLimitStage:
             if planned is not None:
                 buckets = planned.buckets
                 if planned.token_indexes:
-                    tokens = tokens or await _tokens(ctx)
+                    tokens = tokens or _tokens(ctx) or await _counted(ctx)
                     buckets = _with_tokens(buckets, planned.token_indexes, tokens)
                 acquired = await limiter.acquire(buckets)
             if acquired.refused is None:
@@ -476,14 +477,20 @@ class RateLimitStage:
         return await call_next(ctx)  # rerouted: admitted without limits, as the first model was
 
 
-async def _tokens(ctx: RequestContext) -> int:
-    """What the request's token limits take: its prompt (counted off the loop when large) and
-    its output bound."""
+def _tokens(ctx: RequestContext) -> int | None:
+    """What the request's token limits take: its prompt and its output bound; None for a large
+    prompt not counted yet (``_counted``). Not a coroutine: the usual request awaits nothing."""
     prompt = ctx.prompt_tokens
     if prompt is None:
-        prompt = (ctx.prompt_tokens_estimate() if not ctx.large()
-                  else await ctx.count_prompt_tokens())
+        if ctx.large():
+            return None
+        prompt = ctx.prompt_tokens_estimate()
     return prompt + max_output_tokens(ctx)
+
+
+async def _counted(ctx: RequestContext) -> int:
+    """``_tokens`` of a large prompt, counted in a worker thread first."""
+    return await ctx.count_prompt_tokens() + max_output_tokens(ctx)
 
 
 def _with_tokens(buckets: list[Bucket], indexes: tuple[int, ...], tokens: int) -> list[Bucket]:
