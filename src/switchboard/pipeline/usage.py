@@ -47,6 +47,7 @@ from switchboard.context import (
     Spent,
     StreamReply,
     milliseconds,
+    round_float,
 )
 from switchboard.errors import InvalidRequest
 from switchboard.pipeline.chain import Handler, map_result
@@ -415,11 +416,11 @@ def _row(
         tags = (*tags, *ctx.route_tags)
     return (
         ctx.request_id, tenant, key, team, user, target.name, target.provider, status,
-        prompt, completion, nano, round(elapsed * 1000),
+        prompt, completion, nano, round_float(elapsed * 1000),
         # created_at: when the request started, in microseconds since the epoch
-        time.time_ns() // 1000 - round(elapsed * 1_000_000), metadata,
+        time.time_ns() // 1000 - round_float(elapsed * 1_000_000), metadata,
         counted.cache_read, counted.cache_write_5m, counted.cache_write_1h, counted.reasoning,
-        unpriced, round((first - ctx.started) * 1000) if first is not None else None,
+        unpriced, round_float((first - ctx.started) * 1000) if first is not None else None,
         ctx.stream, error if isinstance(error, str) else None, target.model, tags,
         *counted[6:],  # image_input, audio_input, image_output, audio_output
         route.deployment or None, _attempts(ctx), *_timings(ctx), ctx.record_id,
@@ -431,7 +432,7 @@ def _timings(ctx: RequestContext) -> tuple[int | None, int | None]:
     ``x-switchboard-overhead-ms`` and ``x-switchboard-upstream-ms`` (ctx.split_time, fixed by
     whichever comes first, the headers or this record), rounded to whole milliseconds."""
     overhead, upstream = ctx.split_time()
-    return round(milliseconds(overhead)), round(milliseconds(upstream))
+    return round_float(milliseconds(overhead)), round_float(milliseconds(upstream))
 
 
 def _attempts(ctx: RequestContext) -> list[dict[str, Any]] | None:
