@@ -33,7 +33,7 @@ DEFAULT_URL = "http://127.0.0.1:4000"
 PATH = "/admin/v1/logs"
 FOLLOW_LAG = timedelta(minutes=2)  # how far back each poll looks for records stored late
 FOLLOW_PAGES = 5  # pages of up to 1000 records read per poll at most
-SEEN = 100_000  # request ids remembered while following
+SEEN = 100_000  # records remembered while following
 FOLLOW_BACKOFF_MAX = 30.0  # seconds: the longest wait between polls that keep failing (or --interval)
 COLUMNS = ("created_at", "request_id", "tenant", "key", "model", "deployment", "status", "error_code",
            "latency_ms", "prompt_tokens", "completion_tokens", "cost_usd")
@@ -117,16 +117,18 @@ def _time(text: str) -> datetime:
 
 
 def _follow(client: AdminClient, query: dict[str, Any], limit: int, interval: float, as_json: bool) -> None:
-    seen: OrderedDict[str, None] = OrderedDict()
+    # A record is its request id and time (the ledger's key): callers who send the same
+    # X-Request-Id (a retrying proxy) have a record each, and each is printed.
+    seen: OrderedDict[tuple[str, str], None] = OrderedDict()
     newest: datetime | None = None
     header = True
 
     def show(records: list[dict[str, Any]]) -> None:
         nonlocal newest, header
-        fresh = [r for r in reversed(records) if r["request_id"] not in seen]  # oldest first
+        fresh = [r for r in reversed(records) if (r["request_id"], r["created_at"]) not in seen]
         fresh.sort(key=lambda r: (r["created_at"], r["request_id"]))
         for record in fresh:
-            seen[record["request_id"]] = None
+            seen[record["request_id"], record["created_at"]] = None
             if len(seen) > SEEN:
                 seen.popitem(last=False)
             at = _time(record["created_at"])

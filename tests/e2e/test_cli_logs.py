@@ -1,7 +1,7 @@
 """``switchboard logs`` against a running gateway: a table and JSON with filters, ``show`` with
-the stored bodies, ``--follow`` printing a request made after it started and ending cleanly on
-Ctrl-C, going on through polls that fail for a while and ending on a refusal, and the API's
-errors as one line. On the embedded default (SQLite) and a cluster
+the stored bodies, ``--follow`` printing a request made after it started (and each record of a
+request id sent twice) and ending cleanly on Ctrl-C, going on through polls that fail for a while
+and ending on a refusal, and the API's errors as one line. On the embedded default (SQLite) and a cluster
 (PostgreSQL + Redis)."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import asyncio
 import json
 import signal
 import time
+import uuid
 from collections import deque
 from collections.abc import Iterator
 from typing import Any
@@ -163,6 +164,32 @@ def test_follow_prints_new_requests_and_ends_on_ctrl_c(world: World) -> None:
     lines = [json.loads(line) for line in proc.output.splitlines() if line.startswith("{")]
     assert [r["request_id"] for r in lines].count(rid) == 1  # printed once, however often polled
     assert world.calls["b"] not in proc.output
+
+
+def test_follow_prints_every_record_of_a_request_id_sent_twice(world: World) -> None:
+    """Two requests sent with the same X-Request-Id (a retrying proxy) have a record each; the
+    follow prints both, not only the first one it saw of that id."""
+    proc = start(world, "--follow", "--interval", "0.2", "--json", "--tenant", world.tenants[0])
+    rid = f"twice-{uuid.uuid4().hex}"
+    client = world.deployment.sdk(world.keys["a"]["key"])
+    try:
+        proc.wait_for_all(world.calls["plain"], timeout=30)  # the first page is printed
+        client.chat.completions.create(model="gpt-4o-mini", messages=ask("once"),
+                                       extra_headers={"x-request-id": rid})
+        proc.wait_for_all(rid, timeout=30)  # the first record printed, its id seen
+        client.chat.completions.create(model="gpt-4o-mini", messages=ask("twice"),
+                                       extra_headers={"x-request-id": rid})
+        deadline = time.monotonic() + 30
+        while proc.output.count(f'"request_id":"{rid}"') < 2:
+            assert time.monotonic() < deadline, proc.output[-2000:]
+            time.sleep(0.1)
+    finally:
+        code = proc.stop(signal.SIGINT)
+    assert code == 0, proc.output
+    proc.wait_exit(10)
+    lines = [json.loads(line) for line in proc.output.splitlines() if line.startswith("{")]
+    printed = [r for r in lines if r["request_id"] == rid]
+    assert len(printed) == 2 and printed[0]["created_at"] <= printed[1]["created_at"], printed
 
 
 def test_control_characters_in_a_logged_body_are_shown_escaped(world: World) -> None:
