@@ -201,19 +201,31 @@ def show(
     url: Url = DEFAULT_URL,
     key: Key = "",
 ) -> None:
-    """One record, every field, with its stored request and response bodies."""
+    """One record, every field, with its stored request and response bodies (each record, when
+    callers sent the same request id)."""
     query = {"request_id": request_id, **({"tenant": tenant} if tenant else {})}
     try:
         page: dict[str, Any] = AdminClient(url, key).call("GET", PATH, query=query)
     except AdminError as exc:
         raise _fail(exc) from None
-    if not page["data"]:
+    records = page["data"]
+    if not records:
         err.print(line(f"no request '{request_id}' in the log (or not within your reach)"))
         raise typer.Exit(1)
-    record = page["data"][0]
     if as_json:
-        out.print_json(json.dumps(record))
-        return
+        out.print_json(json.dumps(records[0]))
+    else:
+        # Callers who send the same X-Request-Id (a retrying proxy) have a record each: all shown.
+        for record in records:
+            _show(record)
+    if len(records) > 1:
+        note = f"{len(records)} records have the request id '{request_id}' (callers sent the same id)"
+        if as_json:
+            note += f"; the newest shown, all with: switchboard logs --request-id {request_id} --json"
+        err.print(line(note))
+
+
+def _show(record: dict[str, Any]) -> None:
     fields = ((name, Text(printable(value))) for name, value in record.items()
               if name not in ("request", "response", "request_headers", "object"))
     out.print(table(("field", "value"), fields, show_header=False))

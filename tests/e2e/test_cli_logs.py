@@ -1,8 +1,8 @@
 """``switchboard logs`` against a running gateway: a table and JSON with filters, ``show`` with
-the stored bodies, ``--follow`` printing a request made after it started (and each record of a
-request id sent twice) and ending cleanly on Ctrl-C, going on through polls that fail for a while
-and ending on a refusal, and the API's errors as one line. On the embedded default (SQLite) and a cluster
-(PostgreSQL + Redis)."""
+the stored bodies (and each record of a request id two callers sent), ``--follow`` printing a
+request made after it started (and each record of a request id sent twice) and ending cleanly on
+Ctrl-C, going on through polls that fail for a while and ending on a refusal, and the API's errors
+as one line. On the embedded default (SQLite) and a cluster (PostgreSQL + Redis)."""
 
 from __future__ import annotations
 
@@ -137,6 +137,27 @@ def test_show_prints_one_record_with_its_bodies(world: World) -> None:
     assert (record["request_id"], record["team"]) == (world.calls["team"], world.team)
     code, output = cli(world, "show", "no-such-request")
     assert code == 1 and "no request 'no-such-request'" in output and "Traceback" not in output
+
+
+def test_show_prints_each_record_of_a_request_id_sent_twice(world: World) -> None:
+    """Two callers who sent the same X-Request-Id have a record each: ``show`` prints both (with
+    --json the newest, and says how many there are), never one as if it were the only one."""
+    rid = f"shared-{uuid.uuid4().hex}"
+    keys = (world.keys["a"], world.keys["team_a"])
+    for key in keys:
+        world.deployment.sdk(key["key"]).chat.completions.create(
+            model="gpt-4o-mini", messages=ask("the same id"), extra_headers={"x-request-id": rid})
+    deadline = time.monotonic() + 30
+    while len(world.get(request_id=rid).json()["data"]) < 2:
+        assert time.monotonic() < deadline, "the two records never reached the request log"
+        time.sleep(0.1)
+    code, output = cli(world, "show", rid)
+    assert code == 0, output
+    assert all(key["id"] in output for key in keys), output
+    assert "2 records have the request id" in output
+    code, output = cli(world, "show", rid, "--json")
+    assert code == 0, output
+    assert f"2 records have the request id '{rid}'" in output and f"--request-id {rid}" in output
 
 
 def test_api_errors_are_one_line(world: World) -> None:
