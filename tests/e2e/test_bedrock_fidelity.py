@@ -232,6 +232,21 @@ def test_nova_reasoning_config_and_refusal_elsewhere(sdk: openai.OpenAI, mock_up
     assert err.value.param == "reasoning_effort"
 
 
+def test_top_k_goes_where_each_family_reads_it(sdk: openai.OpenAI, mock_upstream: Mock) -> None:
+    """Nova reads topK in its own inferenceConfig (AWS: "placed within an additional
+    inferenceConfig object within the additionalModelRequestFields"); Claude reads top_k."""
+    for model, expected in (("nova", {"inferenceConfig": {"topK": 7}}), ("claude", {"top_k": 7})):
+        marker = new_marker()
+        sdk.chat.completions.create(model=model, messages=ask(f"hi mock:capture={marker}"),
+                                    extra_body={"top_k": 7})
+        assert sent(mock_upstream, marker)["additionalModelRequestFields"] == expected, model
+    marker = new_marker()  # with Nova 2's reasoning control beside it
+    sdk.chat.completions.create(model="nova", messages=ask(f"hi mock:capture={marker}"),
+                                reasoning_effort="low", extra_body={"top_k": 3})
+    assert sent(mock_upstream, marker)["additionalModelRequestFields"] == {
+        "reasoningConfig": {"type": "enabled", "maxReasoningEffort": "low"}, "inferenceConfig": {"topK": 3}}
+
+
 THINKING = {  # the budget path and the adaptive path
     "budget": ("claude", {"reasoning_effort": "medium"}),
     "adaptive": ("opus", {"reasoning_effort": "max"}),

@@ -17,7 +17,7 @@ import openai
 import pytest
 
 from tests.e2e.sdk import ask, stream_text
-from tests.servers import MASTER_KEY, Gateway, Mock, start_gateway
+from tests.servers import MASTER_KEY, Gateway, Mock, captured, new_marker, start_gateway
 
 BAD_KEY = "compat-wrong-key-2718"
 SAID = "Hello from the Switchboard mock. You said: "
@@ -289,6 +289,30 @@ def test_legacy_completions_stream(oc: openai.OpenAI) -> None:
     )
     assert "".join(c.choices[0].text for c in chunks if c.choices) == SAID + "go on"
     assert chunks[-1].usage is not None
+
+
+def test_legacy_completions_refuse_what_the_preset_refuses_in_chat(oc: openai.OpenAI) -> None:
+    """n and logit_bias mean the same in legacy completions as in chat: a server that ignores them
+    in one ignores them in the other, so the same 400 (not one answer where n were asked for)."""
+    for preset, kwargs in (("tgi", {"n": 2}), ("ollama", {"n": 3}), ("lmstudio", {"n": 2}),
+                           ("tgi", {"logit_bias": {"50256": -100}}), ("ollama", {"logit_bias": {"1": 5}})):
+        with pytest.raises(openai.BadRequestError) as exc:
+            oc.completions.create(model=preset, prompt="go on", **kwargs)
+        assert exc.value.code == "unsupported_parameter"
+        assert exc.value.param == next(iter(kwargs))
+        assert f"preset '{preset}'" in exc.value.message
+
+
+def test_legacy_completions_keep_what_asks_for_nothing_or_is_dropped(
+    oc: openai.OpenAI, mock_upstream: Mock
+) -> None:
+    assert oc.completions.create(model="tgi", prompt="go on", n=1).choices[0].text == SAID + "go on"
+    dropped = oc.completions.create(model="ollama", prompt="go on", n=2, logit_bias={"1": 5},
+                                    extra_body={"drop_params": True})
+    assert [c.text for c in dropped.choices] == [SAID + "go on"]
+    marker = new_marker()
+    oc.completions.create(model="vllm", prompt=f"go on mock:capture={marker}", n=2)  # vLLM honours n
+    assert captured(mock_upstream, marker)[0]["body"]["n"] == 2
 
 
 # ---- errors -----------------------------------------------------------------------------------

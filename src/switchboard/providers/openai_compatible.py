@@ -562,6 +562,24 @@ def prepare_chat(request: JSON, preset: Preset, target: Target) -> JSON:
     return body
 
 
+# Parameters a legacy completions request shares with chat, with the same meaning: a preset's
+# server that ignores them in chat (TGI's, Ollama's and LM Studio's n; their logit_bias) ignores
+# them here too, so its chat table's refusal holds (the other chat rows are chat's alone:
+# Together's integer logprobs, refused in chat, is what legacy completions take).
+_SHARED_WITH_CHAT = ("n", "logit_bias")
+
+
+def _completions_checked(body: JSON, target: Target) -> JSON:
+    """``body`` with the shared parameters its preset refuses: a 400, or removed (drop_params)."""
+    shared = {name: body[name] for name in _SHARED_WITH_CHAT if name in body}
+    if not shared:
+        return body
+    if "drop_params" in body:
+        shared["drop_params"] = body["drop_params"]
+    kept = capabilities.check(shared, target, capability_key(target))
+    return {k: v for k, v in body.items() if k not in _SHARED_WITH_CHAT or k in kept}
+
+
 def _with_usage_request(body: JSON, wanted: bool) -> JSON:
     if not body.get("stream"):
         return body
@@ -619,7 +637,7 @@ class Adapter(NormalisingAdapter):
         preset = preset_of(target)
         if not preset.completions:
             raise self._unsupported("legacy completions", target)
-        body = dict(request)
+        body = _completions_checked(dict(request), target)
         if preset.stop_list and isinstance(body.get("stop"), str):
             body["stop"] = [body["stop"]]
         body = _with_usage_request(body, self._stream_usage(target))

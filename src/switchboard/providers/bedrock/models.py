@@ -10,6 +10,10 @@ def is_claude(model: str) -> bool:
     return "anthropic.claude" in model.lower()
 
 
+def is_nova(model: str) -> bool:
+    return "amazon.nova" in model.lower()
+
+
 def is_nova_reasoner(model: str) -> bool:
     # Nova 2 models take reasoningConfig; the first Nova generation has no reasoning control.
     return "amazon.nova-2" in model.lower()

@@ -17,7 +17,7 @@ from switchboard.providers.anthropic.thinking import check_tool_choice, fits_too
 from switchboard.providers.base import JSON
 from switchboard.providers.bedrock.messages import conversation, tools_as_text
 from switchboard.providers.bedrock.metadata import request_metadata
-from switchboard.providers.bedrock.models import is_claude
+from switchboard.providers.bedrock.models import is_claude, is_nova
 from switchboard.providers.bedrock.reasoning import reasoning_fields
 from switchboard.providers.bedrock.tools import serial_tool_choice, tool_config
 from switchboard.providers.params import drops
@@ -58,9 +58,13 @@ def converse_body(request: JSON, target: Target) -> JSON:
             check_tool_choice(next(iter(config.get("toolChoice") or {}), None), request, target)
     if serial := serial_tool_choice(request, config, target):
         extra["tool_choice"] = serial
-    # Sampling parameters Converse has no field for go to the model as-is.
+    # Sampling parameters Converse has no field for go to the model in its own terms: Nova reads
+    # topK in its native inferenceConfig (AWS documents it there for Converse); others top_k.
     if request.get("top_k") is not None:
-        extra["top_k"] = request["top_k"]
+        if is_nova(target.model):
+            extra.setdefault("inferenceConfig", {})["topK"] = request["top_k"]
+        else:
+            extra["top_k"] = request["top_k"]
     if extra:
         body["additionalModelRequestFields"] = extra
     if request.get("stop") and is_claude(target.model):

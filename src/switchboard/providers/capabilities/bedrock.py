@@ -39,7 +39,7 @@ TABLE: Table = seed(
                                 "refused"),
     thinking=translated(f"{_EXTRA}.thinking", "Claude: as sent; Nova 2: reasoningConfig; other models "
                         "refused"),
-    top_k=translated(f"{_EXTRA}.top_k"),
+    top_k=translated(f"{_EXTRA}.top_k", "Nova: additionalModelRequestFields.inferenceConfig.topK"),
     tool_choice_is_none=translated(note="toolConfig left out; tool calls and results in the history sent as "
                                    "text"),
     parallel_tool_calls_is_false=translated(f"{_EXTRA}.tool_choice.disable_parallel_tool_use",
