@@ -275,7 +275,9 @@ class SwitchboardApp:
                     await self._mock({**scope, "path": path[5:], "root_path": "/mock"}, receive, send)
             elif is_gemini(scope["method"], path):
                 await self._gemini(scope, receive, send)
-            elif path.startswith(RESPONSES_PREFIX) and scope["method"] in (
+            # (A path with routes of its own, /v1/responses/input_tokens, names no stored response:
+            # another method there is a 405 naming its own.)
+            elif path.startswith(RESPONSES_PREFIX) and path not in self._allowed and scope["method"] in (
                     ("POST",) if _is_cancel(path) else ("GET", "DELETE", "HEAD")):
                 await self._stored_response(scope, receive, send)
             elif path.startswith(("/v1/models/", "/models/")) and scope["method"] in ("GET", "HEAD"):
