@@ -94,9 +94,10 @@ class SwitchboardApp:
         )
         self.routes[("POST", "/v1/responses")] = self.routes[("POST", "/responses")] = create
         # Its input tokens: counted as /v1/messages/count_tokens counts (not billed, no limits).
+        counted = self.gateway.responses.count(self.gateway.count_tokens)
         count = Endpoint(
             ResponsesInputTokens(self.gateway.responses),
-            self.gateway.responses_chain(self.gateway.count_tokens, "count_tokens"), self.state,
+            self.gateway.responses_chain(counted, "count_tokens"), self.state,
             max_body_bytes=s.max_body_bytes, deadline_seconds=s.request_timeout_seconds,
         )
         for path in ("/v1/responses/input_tokens", "/responses/input_tokens"):
