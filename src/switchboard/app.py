@@ -94,9 +94,10 @@ class SwitchboardApp:
         )
         self.routes[("POST", "/v1/responses")] = self.routes[("POST", "/responses")] = create
         # Its input tokens: counted as /v1/messages/count_tokens counts (not billed, no limits).
+        counted = self.gateway.responses.count(self.gateway.count_tokens)
         count = Endpoint(
             ResponsesInputTokens(self.gateway.responses),
-            self.gateway.responses_chain(self.gateway.count_tokens, "count_tokens"), self.state,
+            self.gateway.responses_chain(counted, "count_tokens"), self.state,
             max_body_bytes=s.max_body_bytes, deadline_seconds=s.request_timeout_seconds,
         )
         for path in ("/v1/responses/input_tokens", "/responses/input_tokens"):
@@ -275,7 +276,9 @@ class SwitchboardApp:
                     await self._mock({**scope, "path": path[5:], "root_path": "/mock"}, receive, send)
             elif is_gemini(scope["method"], path):
                 await self._gemini(scope, receive, send)
-            elif path.startswith(RESPONSES_PREFIX) and scope["method"] in (
+            # (A path with routes of its own, /v1/responses/input_tokens, names no stored response:
+            # another method there is a 405 naming its own.)
+            elif path.startswith(RESPONSES_PREFIX) and path not in self._allowed and scope["method"] in (
                     ("POST",) if _is_cancel(path) else ("GET", "DELETE", "HEAD")):
                 await self._stored_response(scope, receive, send)
             elif path.startswith(("/v1/models/", "/models/")) and scope["method"] in ("GET", "HEAD"):

@@ -274,6 +274,24 @@ def test_a_wrong_method_on_a_path_with_a_parameter_is_405(http: httpx.Client) ->
     check_error_body(http.post("/responses/resp_x/nope", headers=JSON, content=b"{}"), 404, None)
 
 
+def test_a_wrong_method_on_the_input_token_count_is_405(http: httpx.Client) -> None:
+    """``/responses/input_tokens`` answers POST only: another method is a 405 naming it, not a
+    lookup of a stored response whose id would be ``input_tokens`` (404 ``response_not_found``)."""
+    root = gateway_url(http)
+    for path in (f"{root}/v1/responses/input_tokens", f"{root}/responses/input_tokens"):
+        for method in ("GET", "DELETE"):
+            resp = http.request(method, path, headers=AUTH)
+            check_error_body(resp, 405, None)
+            assert resp.json()["error"]["code"] == "method_not_allowed", (method, path)
+            assert resp.headers["allow"] == "POST", (method, path)
+        head = http.head(path, headers=AUTH)
+        assert (head.status_code, head.headers["allow"], head.content) == (405, "POST", b""), path
+    # A stored response's cancel likewise answers POST only.
+    resp = http.get(f"{root}/v1/responses/resp_x/cancel", headers=AUTH)
+    check_error_body(resp, 405, None)
+    assert resp.headers["allow"] == "POST"
+
+
 def test_unknown_path_is_404(http: httpx.Client) -> None:
     check_error_body(http.post("/nope", headers=JSON, content=b"{}"), 404, None)
 

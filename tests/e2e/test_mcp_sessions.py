@@ -10,7 +10,10 @@ moved rather than waited for) and on PostgreSQL + Redis (the session's Redis ent
 - embedded, sessions are kept apart from OAuth states: a burst of OAuth sign-ins evicts no live
   session;
 - while Redis cannot be reached (a Redis of the test's own, shut down mid-test), clients are
-  served without a session rather than failed."""
+  served without a session rather than failed;
+- a key holds at most ``mcp.max_client_sessions_per_key`` sessions: its next ``initialize`` is
+  refused (-32029 ``mcp_too_many_sessions``), other keys' are not, and a session ended or expired
+  frees its place while one kept in use keeps its own."""
 
 from __future__ import annotations
 
@@ -44,6 +47,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 SESSION_SECONDS = 3600  # mcp.client_session_seconds (its default)
 ENTRY = "sb:cache:mcp:client-session:"  # a session's Redis key, before its id
+PER_KEY = 3  # mcp.max_client_sessions_per_key
 OAUTH_STATES = 10_000  # embedded, the bound of the cache of OAuth states (docs/mcp.md)
 # A client declaring elicitation: given a session.
 INITIALIZE = {"jsonrpc": "2.0", "id": 0, "method": "initialize",
@@ -120,7 +124,8 @@ async def world(request: pytest.FixtureRequest, mock_upstream: Mock, asker: McpU
             "token_url": "https://idp.example/token"}},
     ]
     # A request to the client nobody answers here ends after a second, the server told.
-    config["mcp"] = {"client_session_seconds": SESSION_SECONDS, "client_request_timeout_seconds": 1}
+    config["mcp"] = {"client_session_seconds": SESSION_SECONDS, "client_request_timeout_seconds": 1,
+                     "max_client_sessions_per_key": PER_KEY}
     sent: list[bytes] = []
     clock: ManualClock | None = None
     if request.param == "cluster":
@@ -258,3 +263,48 @@ async def test_clients_are_served_without_a_session_while_redis_is_down(
                     redis.restart()
     finally:
         redis.stop()
+
+
+async def test_a_key_holds_at_most_its_number_of_sessions(world: World) -> None:
+    key, other = await world.key(), await world.key()
+    sids = [await world.initialize(key) for _ in range(PER_KEY)]
+
+    async def refused() -> None:
+        resp = await world.http.post("/mcp", headers=headers(key), json=INITIALIZE)
+        assert resp.status_code == 200, resp.text  # a JSON-RPC error, as the rate limits' are
+        assert "mcp-session-id" not in resp.headers
+        error = resp.json()["error"]
+        assert error["code"] == -32029, error
+        assert error["data"]["code"] == "mcp_too_many_sessions" and error["data"]["status"] == 429
+        assert "mcp.max_client_sessions_per_key" in error["message"]
+
+    await refused()
+    # Another key is not held back by this one, and the key's own sessions all live on.
+    await world.initialize(other)
+    for sid in sids:
+        assert (await world.ping(key, sid)).json() == {"jsonrpc": "2.0", "id": 1, "result": {}}
+    # A session ended frees its place: one more, no more.
+    assert (await world.http.delete("/mcp", headers=headers(key, sids.pop()))).status_code == 204
+    sids.append(await world.initialize(key))
+    await refused()
+    kept = sids[0]
+    if world.clock is not None:
+        world.clock.advance(SESSION_SECONDS - 600)
+        assert (await world.ping(key, kept)).status_code == 200  # kept in use
+        world.clock.advance(601)  # the others expired
+    else:
+        assert world.redis is not None
+        # The count of the key's sessions lives as long as the session kept in use: its TTL
+        # (shortened here, as if it had been set long ago) is extended by the session's lookup.
+        count = [name async for name in world.redis.scan_iter(match="sb:cache:mcp:client-sessions-of:*")
+                 if kept.encode() in b"".join(await world.redis.smembers(name))]
+        assert len(count) == 1
+        await world.redis.pexpire(count[0], 5000)
+        assert (await world.ping(key, kept)).status_code == 200
+        assert await world.redis.pttl(count[0]) > (SESSION_SECONDS - 10) * 1000
+        await world.redis.delete(*(ENTRY + sid for sid in sids[1:]))  # the others expired
+    # The expired ones' places are free again; the one in use still holds its own.
+    for _ in range(PER_KEY - 1):
+        await world.initialize(key)
+    await refused()
+    assert (await world.ping(key, kept)).json() == {"jsonrpc": "2.0", "id": 1, "result": {}}

@@ -281,6 +281,30 @@ def test_the_key_and_its_models_are_checked(gw: Gateway) -> None:
     assert refused.value.code == "model_not_allowed"
 
 
+@pytest.mark.parametrize("fields", [
+    {"tools": [{"type": "web_search"}]}, {"conversation": "conv_1"}, {"truncation": "auto"},
+    {"personality": "friendly"}, {"tools": [{"type": "mcp", "server_label": "docs"}]},
+], ids=["web_search", "conversation", "truncation", "personality", "mcp"])
+def test_a_model_the_key_may_not_use_is_refused_before_what_the_count_cannot_see(
+    gw: Gateway, fields: dict[str, Any]
+) -> None:
+    """A key limited to other models counting a request with a field the count refuses (only a
+    native deployment could serve it): 403 ``model_not_allowed``, as a create of it answers,
+    not the 400 that would tell the caller what the model's deployments can do."""
+    client = sdk(gw, new_key(gw, models=["gpt-4o-mini"]))
+    with pytest.raises(openai.PermissionDeniedError) as refused:
+        client.responses.input_tokens.count(model="claude-haiku", input="hi", extra_body=fields)
+    assert refused.value.code == "model_not_allowed"
+    if "personality" not in fields and "mcp" not in str(fields):  # (fields a create reads too)
+        with pytest.raises(openai.PermissionDeniedError) as created:
+            client.responses.create(model="claude-haiku", input="hi", extra_body=fields)
+        assert created.value.code == "model_not_allowed"
+    # The model allowed: the field is refused, as before.
+    with pytest.raises(openai.BadRequestError) as unsupported:
+        client.responses.input_tokens.count(model="gpt-4o-mini", input="hi", extra_body=fields)
+    assert unsupported.value.code == "unsupported_parameter"
+
+
 def test_a_long_stored_conversation_is_counted_off_the_event_loop(gw: Gateway) -> None:
     """A count continuing a stored conversation of megabytes, from a body of a few bytes: its
     tokens are counted in a worker thread, as a large body's are, so the gateway answers its other

@@ -121,3 +121,29 @@ async def test_touch_with_a_prefix_extends_only_a_value_that_begins_with_it(back
     backend.clock.advance(0.25)
     assert await eventually_missing(backend, "owned")
     assert await cache.get("mine") == b"alice|w"
+
+
+async def test_add_counted_stores_only_while_the_group_counts_fewer_than_its_limit(backend: Backend) -> None:
+    """A caller's MCP sessions: at most ``limit`` live at once; one deleted or expired frees its
+    place, one touched keeps it; other groups are not counted."""
+    cache = backend.stores.cache
+    assert await cache.add_counted("s1", b"v", 60, "of:alice", 2)
+    assert await cache.add_counted("s2", b"v", 0.2, "of:alice", 2)
+    assert not await cache.add_counted("s3", b"v", 60, "of:alice", 2)
+    assert await cache.get("s3") is None  # nothing stored when refused
+    assert await cache.add_counted("b1", b"v", 60, "of:bob", 2)  # another group
+    await cache.delete("s1")
+    assert await cache.add_counted("s3", b"v", 60, "of:alice", 2)  # s1's place
+    assert not await cache.add_counted("s4", b"v", 60, "of:alice", 2)
+    assert await cache.touch("s3", 60, b"", "of:alice") == b"v"
+    backend.clock.advance(0.25)
+    assert await eventually_missing(backend, "s2")
+    assert await cache.add_counted("s4", b"v", 60, "of:alice", 2)  # s2's place
+    assert not await cache.add_counted("s5", b"v", 60, "of:alice", 2)
+    assert [await cache.get(k) for k in ("s3", "s4", "b1")] == [b"v", b"v", b"v"]
+
+
+async def test_racing_add_counted_store_no_more_than_the_limit(backend: Backend) -> None:
+    cache = backend.stores.cache
+    added = await asyncio.gather(*(cache.add_counted(f"r{i}", b"v", 60, "of:racer", 3) for i in range(12)))
+    assert added.count(True) == 3

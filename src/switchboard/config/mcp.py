@@ -162,6 +162,9 @@ class McpConfig(Strict):
     client_session_seconds: Annotated[float, Field(ge=60, le=7 * 86400)] = 3600.0
     client_request_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 120.0
     max_pending_client_requests: Annotated[int, Field(ge=1, le=100)] = 4
+    # Sessions one caller (key) may hold open at once: one key alone cannot fill the embedded
+    # cache of sessions (10,000), pushing out everyone else's.
+    max_client_sessions_per_key: Annotated[int, Field(ge=1, le=10_000)] = 100
     max_client_answer_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = 1024 * 1024
 
 

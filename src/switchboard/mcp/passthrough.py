@@ -8,7 +8,10 @@ requests").
   another caller's (whose expiry it leaves as it was), is answered 404
   (:meth:`ClientRequests.lookup`, one cache call that also reads what the session declared), as
   the transport's session management says, so the client initializes again. No id: served
-  statelessly, as before (a server's request is refused to the server).
+  statelessly, as before (a server's request is refused to the server). A caller holds at most
+  ``mcp.max_client_sessions_per_key`` open at once (:class:`TooManySessions` at ``initialize``;
+  one ended or expired frees its place): counted in the cache as the session is stored, one
+  step (cluster: one round trip, at ``initialize`` only).
 - A request of an upstream server (``elicitation/create``, ``sampling/createMessage``,
   ``roots/list``) made while the gateway serves a client request that accepts SSE and presented
   a session that declared the capability is written to that request's SSE stream with an id of
@@ -40,6 +43,7 @@ log = logging.getLogger("switchboard.mcp")
 
 TOPIC = "mcp.client_answers"
 PREFIX = "mcp:client-session:"
+OPEN = "mcp:client-sessions-of:"  # the sessions a caller holds, by ``caller``
 # The methods passed through, and the client capability each needs.
 CAPABILITY = {"elicitation/create": "elicitation", "sampling/createMessage": "sampling",
               "roots/list": "roots"}
@@ -50,6 +54,19 @@ class AnswerTooLarge(GatewayError):
     status = 413
     type = "invalid_request_error"
     code = "mcp_answer_too_large"
+
+
+class TooManySessions(GatewayError):
+    """``initialize`` of a caller already holding ``mcp.max_client_sessions_per_key`` sessions."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "mcp_too_many_sessions"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"this key already holds {limit} MCP sessions, the most it may hold open "
+                         "(mcp.max_client_sessions_per_key): end one (DELETE /mcp with its "
+                         "Mcp-Session-Id) or let one expire, then initialize again")
 
 
 def caller(principal: Principal | None) -> str:
@@ -110,7 +127,8 @@ class ClientRequests:
         """A new session for ``principal`` with the capabilities it declared; None without a
         cache (not started), a caller, or any of the capabilities (nothing to keep: no cache
         entry per stateless initialize), and when the cache cannot keep it (unreachable): the
-        client is then served statelessly, as :meth:`lookup` serves one, not failed."""
+        client is then served statelessly, as :meth:`lookup` serves one, not failed. A caller
+        holding ``mcp.max_client_sessions_per_key`` live sessions already: :class:`TooManySessions`."""
         if self._cache is None or principal is None:
             return None
         declared = capabilities if isinstance(capabilities, dict) else {}
@@ -119,12 +137,16 @@ class ClientRequests:
             return None
         session = secrets.token_urlsafe(24)
         # The caller first: the record begins with its mark (``_mark``), which the cache checks.
-        record = orjson.dumps({"caller": caller(principal), "capabilities": kept})
+        owner = caller(principal)
+        record = orjson.dumps({"caller": owner, "capabilities": kept})
+        limit, ttl = self.config.max_client_sessions_per_key, self.config.client_session_seconds
         try:
-            await self._cache.set(PREFIX + session, record, self.config.client_session_seconds)
+            stored = await self._cache.add_counted(PREFIX + session, record, ttl, OPEN + owner, limit)
         except Exception:
             log.warning("MCP client session not kept: the cache failed", exc_info=True)
             return None
+        if not stored:
+            raise TooManySessions(limit)
         return session
 
     async def lookup(self, principal: Principal | None, session: str) -> frozenset[str] | None:
@@ -139,14 +161,16 @@ class ClientRequests:
             return frozenset()
         if len(session) > 100:
             return None
+        owner = caller(principal)
         try:
+            # The caller's count of sessions (``open``) kept as long as the session, in the same step.
             raw = await self._cache.touch(PREFIX + session, self.config.client_session_seconds,
-                                          _mark(caller(principal)))
+                                          _mark(owner), OPEN + owner)
             record = orjson.loads(raw) if raw is not None else None
         except Exception:
             log.warning("MCP client session lookup failed", exc_info=True)
             return frozenset()
-        if not isinstance(record, dict) or record.get("caller") != caller(principal):
+        if not isinstance(record, dict) or record.get("caller") != owner:
             return None
         names = record.get("capabilities")
         return frozenset(n for n in names if isinstance(n, str)) if isinstance(names, list) else frozenset()

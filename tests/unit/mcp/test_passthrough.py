@@ -74,7 +74,8 @@ async def test_a_session_lives_its_time_from_its_last_use() -> None:
 
 async def test_a_session_is_not_refused_when_the_cache_cannot_tell() -> None:
     class Down(MemoryCache):
-        async def touch(self, key: str, ttl: float, prefix: bytes = b"") -> bytes | None:
+        async def touch(self, key: str, ttl: float, prefix: bytes = b"",
+                        group: str | None = None) -> bytes | None:
             raise ConnectionError("the cache is unreachable")
 
     clients = await started(Down())

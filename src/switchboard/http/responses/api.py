@@ -19,6 +19,7 @@ from switchboard.errors import GatewayError, UnsupportedParameter, name_as_sent,
 from switchboard.http.openai_api import OpenAIJson
 from switchboard.http.responses.request import (
     account_objects,
+    counted,
     loaded_mcp_tool,
     parse_body,
     translate,
@@ -184,8 +185,18 @@ class ResponsesInputTokens(ResponsesAPI):
     operation = "count_tokens"
 
     def decode(self, ctx: RequestContext) -> None:
-        self.responses.begin(ctx, translate_count(parse_body(ctx.body)))
-        ctx.request = self.responses.call(ctx).translated.request
+        body = parse_body(ctx.body)
+        refused = None
+        try:
+            translated = translate_count(body)
+        except UnsupportedParameter as err:
+            # What the count cannot see is refused by its terminal (Responses.count), after the
+            # key's model access and routing, in the order a create refuses it (Responses.invoke):
+            # a key is told 403 for a model it may not use, not what that model's deployments do.
+            refused = unraised(err)
+            translated = translate_count(counted(body))
+        self.responses.begin(ctx, translated).refused = refused
+        ctx.request = translated.request
 
     def encode(self, ctx: RequestContext, body: dict[str, Any], native: bool = False) -> bytes:
         return orjson.dumps({"object": "response.input_tokens", "input_tokens": body["input_tokens"]})

@@ -819,6 +819,12 @@ def translate_count(body: JSON) -> Translated:
     return translated
 
 
+def counted(body: JSON) -> JSON:
+    """The part of an input-token count's ``body`` that ``translate_count`` refuses nothing of: the
+    request its chain runs until the refusal of the rest is raised (``Responses.count``)."""
+    return {k: v for k, v in without_unsupported(body).items() if k != "personality"}
+
+
 def _hints(body: JSON, text: JSON, out: JSON) -> None:
     """The hints of ``body`` the chat form has fields for, in ``out``, named in its ``switchboard_hints``:
     a provider that refuses one gets the request without it (capabilities.check), as the Responses

@@ -149,6 +149,19 @@ class Responses:
             raise unraised(call.refused)
         return await chat_invoke(ctx)
 
+    def count(self, terminal: Handler) -> Handler:
+        """The terminal of POST /v1/responses/input_tokens: ``terminal`` (the count), once what the
+        count cannot see (``Call.refused``, kept by its decoding) is refused, as ``invoke`` refuses
+        it for a create: after the key's model access and routing."""
+
+        async def counted(ctx: RequestContext) -> Result:
+            call = self._calls.get(id(ctx))
+            if call is not None and call.refused is not None:
+                raise unraised(call.refused)
+            return await terminal(ctx)
+
+        return counted
+
     def complete(self, ctx: RequestContext, response: JSON) -> None:
         """The response as sent; kept (``pending``) until it is stored after the response (before
         it, with several processes serving: ``reply_waits``)."""

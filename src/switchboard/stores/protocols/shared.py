@@ -14,10 +14,17 @@ class SharedCache(Protocol):
 
     async def delete(self, key: str) -> None: ...
 
-    async def touch(self, key: str, ttl: float, prefix: bytes = b"") -> bytes | None:
+    async def touch(self, key: str, ttl: float, prefix: bytes = b"",
+                    group: str | None = None) -> bytes | None:
         """The value, now kept ``ttl`` seconds (> 0) from now (a sliding expiry) when it begins
         with ``prefix`` (its owner's mark), else returned with its expiry left as it was; None,
-        and nothing stored, when ``key`` holds nothing. One step (cluster: one round trip)."""
+        and nothing stored, when ``key`` holds nothing. One step (cluster: one round trip).
+        ``group``: the one ``key`` was stored in by ``add_counted``, kept as long as it."""
+
+    async def add_counted(self, key: str, value: bytes, ttl: float, group: str, limit: int) -> bool:
+        """Store for ``ttl`` seconds as one of ``group``'s keys, only when fewer than ``limit`` of
+        them hold a value (one deleted or expired no longer counts); True when stored. Atomic
+        across instances. One step (cluster: one round trip)."""
 
     async def add(self, key: str, value: bytes, ttl: float) -> bool:
         """Store for ``ttl`` seconds only when ``key`` holds nothing; True when stored. Atomic
