@@ -19,7 +19,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ConfigDict, Field, StringConstraints, ValidationError
 
-from switchboard.access.rules import model_allowed
 from switchboard.apis import sessions
 from switchboard.apis.cache import publish_change
 from switchboard.apis.lifecycle import split_problem, transition_problem
@@ -28,6 +27,7 @@ from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import LINE, PROSE, AdminBody
 from switchboard.http.admin.one_writer import one_writer
+from switchboard.http.admin.prompts import beyond_caller
 from switchboard.http.admin.query import query_params
 from switchboard.http.admin.scoping import (
     CHANGE_ATTEMPTS,
@@ -179,23 +179,12 @@ async def _check_models(request: Request, access: Access, tenant: str, prompt: s
         if version.model in checked:
             continue
         checked.add(version.model)
-        beyond = _beyond(request, version.model, allowed)
+        beyond = beyond_caller(request, version.model, allowed)
         if beyond is not None:
             raise PermissionDenied(
                 f"prompt: version {version.version} of '{prompt[:128]}' is bound to the model "
                 f"'{version.model[:256]}'{beyond}, beyond the models the caller may use itself",
                 param="prompt", code="permission_denied")
-
-
-def _beyond(request: Request, model: str, allowed: tuple[str, ...]) -> str | None:
-    """Why a caller allowed ``allowed`` may not give ``model``: "" for the model itself, " (how)"
-    for a group routing may serve it by; None when it may."""
-    if not model_allowed(model, allowed):
-        return ""
-    for group, how in request.app.state.services.reached(model):
-        if not model_allowed(group, allowed):
-            return f" ({how[:600]})"
-    return None
 
 
 def _check_split(split: list[SplitArm] | None) -> None:
