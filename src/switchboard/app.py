@@ -214,6 +214,7 @@ class SwitchboardApp:
             mcp=lambda: gateway.mcp_auth,
             egress=gateway.egress,
             catalog_cache=lambda: gateway.catalog_cache,
+            reached=gateway.reached,
         )
         return create_admin_app(services)
 

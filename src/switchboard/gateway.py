@@ -66,7 +66,7 @@ from switchboard.pipeline.models import ModelDirectory
 from switchboard.pipeline.observe import ObserveStage
 from switchboard.pipeline.prompt import PromptStage
 from switchboard.pipeline.route import RouteStage
-from switchboard.pipeline.rules import RulesStage, router_embed
+from switchboard.pipeline.rules import RulesStage, reached, router_embed
 from switchboard.pipeline.subscription import GroupGate, SubscriptionStage
 from switchboard.pipeline.usage import UsageStage
 from switchboard.portal.cache import CatalogCache
@@ -484,6 +484,12 @@ class Gateway:
         if self._rules is None:  # one per gateway: the semantic routers' examples embedded once
             self._rules = RulesStage(router, router_embed(self.router), self.routing)
         return [self._rules]
+
+    def reached(self, model: str) -> list[tuple[str, str]]:
+        """Every group a chat request for ``model`` may be served by, and how (rules, splits,
+        semantic routing, fallbacks): pipeline/rules.py ``reached``. In-process, no store."""
+        self.rules_stage()
+        return reached(model, self._rules, self.router)
 
     async def start(self) -> None:
         # The shipped token encodings (about a second of CPU), built in a thread while the rest

@@ -260,3 +260,26 @@ def test_a_key_above_the_callers_role_is_neither_limited_nor_budgeted_by_it(
     admin.ok("DELETE", f"/admin/v1/budgets/{budget['id']}")
     admin.ok("DELETE", f"/admin/v1/limits/{limit['id']}")
     admin.ok("DELETE", f"/admin/v1/keys/{above['id']}")
+
+
+def test_no_key_is_issued_owned_by_a_user_above_the_callers_role(
+    gateway: Gateway, worlds: tuple[TenantWorld, TenantWorld]
+) -> None:
+    """A key reaches its owner's other keys, to read them: a developer key a team admin issued to
+    the tenant admin of its team would show it the tenant admin's keys. Refused (403, naming the
+    role, nothing issued); a user of the team admin's role or below still gets one."""
+    admin, world = Admin(gateway.url), worlds[0]
+    team_admin = world.caller(admin, "team_admin")
+    above = world.users["tenant_admin"]
+    owned = {"tenant": world.tenant, "user": above}
+    before = [k["id"] for k in admin.ok("GET", "/admin/v1/keys", params=owned)["data"]]
+    refused = team_admin.call("POST", "/admin/v1/keys", {"models": ["gpt-4o-mini"], "user": above})
+    assert refused.status_code == 403, refused.text
+    error = refused.json()["error"]
+    assert error["code"] == "permission_denied" and "'tenant_admin'" in error["message"], error
+    assert [k["id"] for k in admin.ok("GET", "/admin/v1/keys", params=owned)["data"]] == before
+    for user in (world.users["team_admin"], world.peer):
+        body = {"models": ["gpt-4o-mini"], "user": user}
+        issued = team_admin.ok("POST", "/admin/v1/keys", body, status=201)
+        assert (issued["user"], issued["role"]) == (user, "developer")
+        admin.ok("DELETE", f"/admin/v1/keys/{issued['id']}")

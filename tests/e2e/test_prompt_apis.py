@@ -852,3 +852,68 @@ def test_the_callers_model_list_does_not_apply_behind_a_rule_or_a_fallback(world
     resp = world.call(name, {"text": "great"})
     assert resp.status_code == 200, resp.text
     assert resp.json()["output"].endswith("Classify: great")
+
+
+@pytest.mark.parametrize("model", [RULED, "unreachable"])
+def test_a_caller_publishes_no_model_routing_serves_by_a_group_beyond_its_own(world: World,
+                                                                              model: str) -> None:
+    """A team admin whose key may use only ``model`` is never served by claude calling it itself:
+    the rule sending RULED to claude is refused (403 model_not_allowed), the fallback from
+    unreachable to claude skipped. An API's callers would be served by claude (the key's list
+    does not apply behind an API), so it neither publishes an API of a prompt on that model nor
+    adds a version on it to a prompt an API serves (403 naming claude and the route: the rule's
+    target or the fallback), nothing published or saved."""
+    restricted = world.admin.as_key(world.key(world.owners, "team_admin", models=(model,)))
+    how = "to 'claude'" if model == RULED else "'unreachable' falls back to 'claude'"
+    direct = httpx.post(f"{world.url}/v1/chat/completions", headers=bearer(restricted.key), timeout=30,
+                        json={"model": model, "messages": [{"role": "user", "content": "hi"}]})
+    assert direct.status_code >= 400, direct.text
+    if model == RULED:
+        assert direct.json()["error"]["code"] == "model_not_allowed"
+    name = unique("reach")
+    world.prompt(name, model=model)  # by the owner (every model)
+    refused = restricted.call("POST", "/admin/v1/apis", {"name": name, "prompt": name, "version": 1})
+    assert refused.status_code == 403, refused.text
+    error = refused.json()["error"]
+    assert (error["code"], error["param"]) == ("permission_denied", "prompt")
+    assert how in error["message"] and f"'{model}'" in error["message"], error["message"]
+    assert world.call(name, {"text": "great"}).status_code == 404
+    # A key that may use claude too publishes it.
+    allowed = world.admin.as_key(world.key(world.owners, "team_admin", models=(model, "claude")))
+    allowed.ok("POST", "/admin/v1/apis", {"name": name, "prompt": name, "version": 1}, status=201)
+    # Published: a version the restricted admin saved would be served at once (/v2).
+    saved = restricted.call("POST", "/admin/v1/prompts", {**SENTIMENT, "name": name, "model": model})
+    assert saved.status_code == 403, saved.text
+    error = saved.json()["error"]
+    assert (error["code"], error["param"]) == ("permission_denied", "model")
+    assert how in error["message"], error["message"]
+    assert world.call(name, {"text": "great"}, path="/v2").status_code == 404
+
+
+def test_publishing_a_draft_checks_every_version_saved_since(world: World) -> None:
+    """Publishing a draft (or a deprecated API again) serves every version of its prompt, so it
+    is checked as a re-point is: a team admin whose key may use only gpt-4o-mini does not publish
+    its draft once another admin saved a version bound to claude (403, still a draft, nothing
+    served), and does not re-publish it once deprecated; moving it towards retirement it may."""
+    restricted = world.admin.as_key(world.key(world.owners, "team_admin"))
+    name = unique("draft")
+    restricted.ok("POST", "/admin/v1/prompts", {**SENTIMENT, "name": name}, status=201)
+    restricted.ok("POST", "/admin/v1/apis", {"name": name, "prompt": name, "version": 1, "status": "draft"},
+                  status=201)
+    world.prompt(name, model="claude")  # version 2, by the owner (every model)
+    refused = restricted.call("PATCH", f"/admin/v1/apis/{name}", {"status": "published"})
+    assert refused.status_code == 403, refused.text
+    error = refused.json()["error"]
+    assert (error["code"], error["param"]) == ("permission_denied", "prompt")
+    assert "version 2" in error["message"]
+    assert _status(world, name) == "draft"
+    assert world.call(name, {"text": "great"}, path="/v2").status_code == 404
+    assert world.patch(name, status="published").status_code == 200
+    assert restricted.call("PATCH", f"/admin/v1/apis/{name}", {"status": "deprecated"}).status_code == 200
+    again = restricted.call("PATCH", f"/admin/v1/apis/{name}", {"status": "published"})
+    assert again.status_code == 403, again.text
+    assert _status(world, name) == "deprecated"
+
+
+def _status(world: World, name: str) -> str:
+    return str(world.admin.ok("GET", f"/admin/v1/apis/{name}", params={"tenant": world.tenant})["status"])

@@ -34,15 +34,17 @@ class RulesStage:
         self._table = table  # splits live in the model table: their percents change at run time
         self._semantic = {s.model: SemanticChooser(s, embed) for s in config.semantic}
 
-    def targets(self, model: str) -> list[str]:
+    def targets(self, model: str, every_arm: bool = False) -> list[str]:
         """Every group a request for ``model`` may be sent to, by the rules, the split or the
-        semantic router of that name, or the name itself when none of them chooses."""
+        semantic router of that name, or the name itself when none of them chooses.
+        ``every_arm``: a split's arms at 0% too (their shares change at run time)."""
         groups, final = self._rules.targets(model)
         if final:
             return groups
         split = self._table.current.splits.get(model)
         if split is not None:  # a split always chooses an arm: a group, or a deployment of its own
-            return [*groups, *(arm.group or model for arm in split.arms if split.percents[arm.label] > 0)]
+            return [*groups, *(arm.group or model for arm in split.arms
+                               if every_arm or split.percents[arm.label] > 0)]
         semantic = self._semantic.get(model)
         if semantic is not None:
             config = semantic.config
@@ -82,6 +84,26 @@ class RulesStage:
             ctx.request["model"] = chosen
             ctx.response_headers[ROUTE_HEADER] = f"{chosen} ({why})"
         return await call_next(ctx)
+
+
+def reached(model: str, rules: RulesStage | None, router: Router) -> list[tuple[str, str]]:
+    """Every group a chat request for ``model`` may be served by, as (name, how): the groups the
+    rules, a split (every arm) or the semantic router may send it to, each named as the request
+    path checks a key's models against it (a rule's target as written), then each one's
+    fallbacks and context-window fallbacks by their group's name, as ``GroupGate`` checks them
+    (only the chain of the group routed to is followed, as in pipeline/attempts.py)."""
+    out: list[tuple[str, str]] = []
+    for target in rules.targets(model, every_arm=True) if rules is not None else [model]:
+        if target != model:
+            out.append((target, f"routing may send a request for '{model}' to '{target}'"))
+        group = router.group(target)
+        if group is None:
+            continue
+        for name in (*group.fallbacks, *group.context_window_fallbacks):
+            fallback = router.group(name)
+            if fallback is not None and fallback is not group:
+                out.append((fallback.name, f"'{group.name}' falls back to '{fallback.name}'"))
+    return out
 
 
 def _split(ctx: RequestContext, split: SplitChooser, model: str) -> tuple[str, str]:

@@ -19,7 +19,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ConfigDict, Field, StringConstraints, ValidationError
 
-from switchboard.access.rules import model_allowed
 from switchboard.apis import sessions
 from switchboard.apis.cache import publish_change
 from switchboard.apis.lifecycle import split_problem, transition_problem
@@ -28,6 +27,7 @@ from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import LINE, PROSE, AdminBody
 from switchboard.http.admin.one_writer import one_writer
+from switchboard.http.admin.prompts import beyond_caller
 from switchboard.http.admin.query import query_params
 from switchboard.http.admin.scoping import (
     CHANGE_ATTEMPTS,
@@ -166,16 +166,24 @@ async def _check_prompt(request: Request, tenant: str, prompt: str, version: int
 async def _check_models(request: Request, access: Access, tenant: str, prompt: str) -> None:
     """403 unless the caller may use the model of every version of the prompt: the API serves
     each (``/apis/{name}/v{N}``) to its callers whatever their keys' model lists, so publishing
-    it gives those models, as issuing a key does (docs/access.md, "Who issues which keys")."""
+    it gives those models, as issuing a key does (docs/access.md, "Who issues which keys").
+    Every group routing may serve that model by (a rule, a split, a semantic route, a fallback)
+    too: the caller's own calls are never served by one its key may not use (a rule to it is
+    refused, a fallback to it skipped), while the API's calls would be."""
     store = _stores(request).prompts
     allowed = access.principal.allowed_models
     if store is None or allowed is None:
         return
+    checked: set[str] = set()
     for version in await store.versions(tenant, prompt):
-        if not model_allowed(version.model, allowed):
+        if version.model in checked:
+            continue
+        checked.add(version.model)
+        beyond = beyond_caller(request, version.model, allowed)
+        if beyond is not None:
             raise PermissionDenied(
                 f"prompt: version {version.version} of '{prompt[:128]}' is bound to the model "
-                f"'{version.model[:256]}', beyond the models the caller may use itself",
+                f"'{version.model[:256]}'{beyond}, beyond the models the caller may use itself",
                 param="prompt", code="permission_denied")
 
 
@@ -307,7 +315,9 @@ async def update_api(
             if before.status == "retired":
                 raise Conflict("a retired API cannot change", param="status", code="invalid_transition")
             after = replace(before, **changes)
-            if "version" in changes or "split" in changes:
+            # Publishing (a draft, or a deprecated API again) serves the prompt's versions as a
+            # re-point does, those saved since it was last checked included: checked alike.
+            if "version" in changes or "split" in changes or changes.get("status") == "published":
                 await _check_prompt(request, after.tenant_id, after.prompt, after.version, after.label,
                                     body.split if "split" in changes else None)
                 await _check_models(request, access, after.tenant_id, after.prompt)

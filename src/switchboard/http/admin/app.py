@@ -87,6 +87,9 @@ class AdminServices:
     mcp: Callable[[], Any] = field(default=lambda: None)
     # What the portal catalog reads from the store, per tenant (portal/cache.py; None: not started).
     catalog_cache: Callable[[], CatalogCache | None] = field(default=lambda: None)
+    # Every group a chat request for a model may be served by, and how (gateway.reached): what
+    # publishing a prompt API gives its callers (http/admin/apis.py).
+    reached: Callable[[str], list[tuple[str, str]]] = field(default=lambda model: [])
 
     @property
     def hashing(self) -> bytes | None:

@@ -387,6 +387,11 @@ async def _owner(body: KeyCreate, access: Access, stores: Stores) -> _Owner:
             user = None
     role = body.role or DEFAULT_KEY_ROLE
     if user is not None:
+        # A key reaches its owner's other keys, request log and usage (to read, whatever its own
+        # role): a key for a user above the caller's role would show the caller that user's.
+        if user.id != p.user_id and not may_grant(p.role, user.role):
+            raise denied(f"the role '{p.role}' may not issue keys owned by a user whose role is "
+                         f"'{user.role}'")
         if body.team is not None and user.team_id is not None and body.team != user.team_id:
             raise InvalidRequest(f"team: the owner belongs to the team '{user.team_id}'", param="team",
                                  code="invalid_value")

@@ -175,9 +175,15 @@ async def _check(request: Request, body: PromptCreate, access: Access) -> None:
     # Only a model the creator may use itself, as /v1/models lists them to it: a prompt published
     # as an API serves its callers whatever their keys' model lists, so a key an admin restricted
     # would reach any model through one. Refused as a model not served: no name beyond it leaks.
-    if not model_allowed(body.model, access.principal.allowed_models) or not _served(request, body.model):
+    allowed = access.principal.allowed_models
+    if not model_allowed(body.model, allowed) or not _served(request, body.model):
         raise InvalidRequest(f"model: no model '{body.model}' is served (GET /v1/models lists them)",
                              param="model", code="model_not_found")
+    # Nor a model routing may serve by a group beyond the creator's (its own calls never are).
+    beyond = beyond_caller(request, body.model, allowed) if allowed is not None else None
+    if beyond:
+        raise PermissionDenied(f"model: '{body.model[:256]}' may be served by a model beyond the models "
+                               f"the caller may use itself{beyond}", param="model", code="permission_denied")
 
 
 def _served(request: Request, model: str) -> bool:
@@ -190,6 +196,19 @@ def _served(request: Request, model: str) -> bool:
     if services.routing is None:  # no live table: the configured models
         return any(m.name == model for m in services.settings.models) or model in router.aliases
     return model in services.routing.current.groups
+
+
+def beyond_caller(request: Request, model: str, allowed: tuple[str, ...]) -> str | None:
+    """Why a caller allowed ``allowed`` may not give ``model`` to callers whatever their keys'
+    model lists (a prompt API's): "" for the model itself, " (how)" for a group routing may
+    serve it by (a rule, a split, a semantic route, a fallback: the caller's own calls are never
+    served by one its key may not use); None when it may."""
+    if not model_allowed(model, allowed):
+        return ""
+    for group, how in request.app.state.services.reached(model):
+        if not model_allowed(group, allowed):
+            return f" ({how[:600]})"
+    return None
 
 
 async def visible(request: Request, access: Access, name: str, tenant: str | None, *,
