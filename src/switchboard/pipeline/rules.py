@@ -94,6 +94,8 @@ def _split(ctx: RequestContext, split: SplitChooser, model: str) -> tuple[str, s
     if arm.deployment is not None:
         ctx.prefer_deployment = arm.deployment
         return model, ""
+    if arm.group == split.model:  # the split's own group, reached through an alias: stays as asked
+        return model, ""
     return str(arm.group), f"split {split.name}"
 
 
