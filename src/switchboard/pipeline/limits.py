@@ -227,6 +227,7 @@ class RateLimitStage:
             finally:
                 if (taken := ctx.limits_taken) is not None and taken.pending is not None:
                     _settle(ctx, *taken.pending)  # an attempt elsewhere answered
+            ctx.limits_taken = None  # ``_fallbacks``' (nothing was sent): the other model's plan decides
             return await self(ctx, call_next, model)  # nothing taken here: the other model's limits
         assert planned is not None
         states = acquired.states
@@ -264,6 +265,7 @@ class RateLimitStage:
             if (taken := ctx.limits_taken) is not None and taken.pending is not None:
                 _settle(ctx, *taken.pending)  # an attempt elsewhere answered
         await _give_back(ctx, limiter, buckets, states)
+        ctx.limits_taken = None  # ``_fallbacks``' (nothing was sent): the other model's plan decides
         return await self(ctx, call_next, model)  # the limits of the model it is sent to
 
     def _plan(self, ctx: RequestContext, stored: Stored, model: str | None) -> _Planned | None:
