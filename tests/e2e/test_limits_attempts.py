@@ -4,8 +4,9 @@ first pick may not be sent to each take that deployment's own limits (and a fall
 model the caller's per-model limits) before the attempt goes; refused, the deployment is passed
 over, and a request sent nowhere gets that limit's 429. Tokens taken there are corrected to the
 reported usage, or given back when the attempt failed. A first pick whose provider's limit has no
-room leaves the request to the group's next deployment with some. Embedded, and the basic
-fallback and first-pick cases on a cluster (the Redis limiter)."""
+room leaves the request to the group's next deployment with some, and when none has, to the
+group's fallbacks. Embedded, and the basic fallback, first-pick and group-of-one cases on a
+cluster (the Redis limiter)."""
 
 from __future__ import annotations
 
@@ -48,6 +49,8 @@ def _config(mock: Mock) -> dict[str, Any]:
         _provider(mock, "main-account", rpm=1),
         _provider(mock, "standby-account", rpm=1),
         _provider(mock, "tpm-3000", tpm=3000),
+        _provider(mock, "solo-account", rpm=1),
+        _provider(mock, "solo-standby", rpm=1),
         # Its first request fails, the next ones are served (seeded).
         _provider(mock, "fails-once", "rate=0.5;kinds=500;seed=14"),
     ]
@@ -68,13 +71,16 @@ def _config(mock: Mock) -> dict[str, Any]:
         _model("accounts", "main-account"), _model("accounts", "standby-account", weight=0),
         # A fallback group whose one deployment fails once, then answers its retry.
         _model("primary-4", "fails"), _model("retried", "fails-once"),
+        # A group of one, one request a minute, with a fallback taking one a minute too.
+        _model("solo", "solo-account"), _model("solo-fallback", "solo-standby"),
     ]
     config["router"] = {
         "num_retries": 1,
         "retry": {"backoff_seconds": 0.01, "max_backoff_seconds": 0.02},
         "fallback_on": ["server_error"],
         "fallbacks": {"primary": ["fallback"], "primary-2": ["counted-model"],
-                      "primary-3": ["tokens-fail", "tokens-ok"], "primary-4": ["retried"]},
+                      "primary-3": ["tokens-fail", "tokens-ok"], "primary-4": ["retried"],
+                      "solo": ["solo-fallback"]},
         "groups": {name: {"num_retries": 0} for name in
                    ("primary", "primary-2", "primary-3", "primary-4", "tokens-fail", "fallback",
                     "counted-model")},
@@ -211,6 +217,20 @@ def test_a_first_pick_without_room_leaves_the_request_to_a_deployment_with_some(
     _first_pick_without_room(gateway, gateway)
 
 
+def _one_deployment_without_room(first: Gateway, second: Gateway) -> None:
+    assert _answered_by(first, "solo")[:2] == ("solo", "solo@solo-account")
+    # Its account's one request this minute is taken: the group's fallback serves (on its own
+    # limit: no server_error in fallback_on needed, nothing was sent), without waiting.
+    assert _answered_by(second, "solo")[:2] == ("solo-fallback", "solo-fallback@solo-standby")
+    # Neither has room now: the provider's limit is why, and the caller is told so.
+    _refused(first, "solo", "upstream_rate_limited", "upstream")
+    _refused(second, "solo-fallback", "upstream_rate_limited", "upstream")
+
+
+def test_a_group_of_one_without_room_goes_to_its_fallbacks(gateway: Gateway) -> None:
+    _one_deployment_without_room(gateway, gateway)
+
+
 def test_a_fallback_deployment_takes_its_own_rpm_on_a_cluster(
     mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory, postgres: Postgres,
     redis_server: RedisServer,
@@ -223,6 +243,7 @@ def test_a_fallback_deployment_takes_its_own_rpm_on_a_cluster(
     try:
         _fallback_deployment_with_rpm_1(first, second)
         _first_pick_without_room(second, first)
+        _one_deployment_without_room(first, second)
     finally:
         first.process.stop()
         second.process.stop()

@@ -78,7 +78,7 @@ def routing_config(mock: Mock) -> dict[str, Any]:
         "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
         "router": {
             "strategy": "weighted",
-            "aliases": {"grp-alias": "grp"},
+            "aliases": {"grp-alias": "grp", "canary-alias": "canary"},
             "fallbacks": {"gone": ["mixed-fallback"]},
             "splits": [{"name": "can", "model": "canary", "sticky": "none",
                         "arms": [{"deployment": "can-a", "percent": 50},
@@ -422,6 +422,23 @@ def test_a_split_changed_at_run_time_is_served_at_once_audited_and_reset(deploym
         reset = deployment.admin("DELETE", f"{SPLITS}/can")
     assert reset.status_code == 200 and reset.json()["overridden"] is False
     assert {served_by(deployment.sdk, "canary") for _ in range(40)} == {"can-a", "can-b"}
+
+
+def test_an_alias_of_a_split_group_is_split_alike(deployment: Deployment) -> None:
+    # The split is configured on the group; a request through its alias draws the same arms,
+    # with the shares set at run time.
+    try:
+        changed = deployment.admin("PUT", f"{SPLITS}/can", json={"percents": {"can-a": 0, "can-b": 100}})
+        assert changed.status_code == 200, changed.text
+        for _ in range(10):
+            raw = deployment.sdk.chat.completions.with_raw_response.create(
+                model="canary-alias", messages=ask("hello"))
+            assert raw.parse().choices[0].message.content
+            assert raw.headers.get("x-switchboard-split") == "can=can-b"
+            assert (raw.headers["x-switchboard-model"], raw.headers["x-switchboard-deployment"]) == (
+                "canary", "can-b")
+    finally:
+        assert deployment.admin("DELETE", f"{SPLITS}/can").status_code == 200
 
 
 @pytest.mark.parametrize(("body", "code"), [

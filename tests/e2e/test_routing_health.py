@@ -65,10 +65,17 @@ def _config(mock: Mock) -> dict[str, Any]:
         {"name": "tiny", "provider": p, "model": "gpt-4o-mini", "info": {"context_window": 60}},
         {"name": "roomy", "provider": p, "model": "gpt-4o", "info": {"context_window": 100_000}},
         {"name": "tiny-alone", "provider": p, "model": "gpt-4o-mini", "info": {"context_window": 60}},
+        # Semantic routing's embedding model: one deployment, with a fallback so it may cool down.
+        {"name": "embedder-h", "deployment": "one", "provider": p, "model": "text-embedding-3-small"},
+        {"name": "embedder-spare", "provider": p, "model": "text-embedding-3-small"},
     ]
     config["router"] = {
         "num_retries": 0,
         "context_window_fallbacks": {"tiny": ["roomy"]},
+        "fallbacks": {"embedder-h": ["embedder-spare"]},
+        "semantic": [{"model": "by-meaning", "embedding_model": "embedder-h", "threshold": 0.3,
+                      "default": "lonely",
+                      "routes": [{"to": "roomy", "examples": ["write a python function"]}]}],
         "cooldown": {"failures": 3, "seconds": COOLDOWN},
         "groups": {"brittle": {"num_retries": 3}, "probed": {"allow_pinning": True},
                    "pinned-out": {"allow_pinning": True},
@@ -437,6 +444,24 @@ def test_an_instance_restarted_during_a_cooldown_sends_the_deployment_nothing(
             assert resp.headers["x-switchboard-deployment"] == "two"
     finally:
         restarted.process.stop()
+
+
+def test_semantic_routings_embedding_is_a_half_open_deployments_probe(deployment: Deployment) -> None:
+    # The embedding call went to a half-open deployment without taking its probe (nor, on a
+    # cluster, asking for it): its answer said nothing, the deployment stayed out of traffic,
+    # and every semantic request could reach it at once while its probe was meant to be alone.
+    gw = deployment.gateway
+    for _ in range(3):
+        resp = httpx.post(f"{gw.base_url}/embeddings", headers=ADMIN, timeout=30,
+                          json={"model": "embedder-h", "input": "mock:status=500 x"})
+        assert resp.status_code == 502, resp.text  # its fallback, sent the same text, too
+    _until_states((gw,), "embedder-h", {"one": "half_open"}, "the cooldown never ended",
+                  deadline=COOLDOWN + 10)
+    resp = chat(gw, "by-meaning", "write a python function please")
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["x-switchboard-route"].startswith("roomy (semantic"), resp.headers
+    # The embedding was the probe, and its answer brought the deployment back.
+    _until_states((gw,), "embedder-h", {"one": "healthy"}, "the probe's answer was not heard")
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,9 @@ that model (``take``): one limiter call, all or nothing, without waiting; refuse
 deployment is passed over. The caller-wide limits count a request once, whatever it is sent to.
 Each deployment's limits are taken once per request. A failed attempt gives its tokens there back
 at once (an attempt sent there again takes them again, its request counted already); the
-answering one's are corrected with the rest after the response.
+answering one's are corrected with the rest after the response. When no deployment of the group
+has room under its provider's limits and the group has fallbacks, only the caller's limits are
+taken here and the attempts stage goes to the fallbacks (``_fallbacks``), each taking its own.
 """
 
 from __future__ import annotations
@@ -202,8 +204,13 @@ class RateLimitStage:
                 ride = self._rider(ctx) if self._rider is not None else None
                 acquired = await (limiter.acquire(buckets) if ride is None else ride.acquire(buckets))
                 if acquired.refused is not None and planned.waits:
-                    if limits[acquired.refused].scope == UPSTREAM and (
-                            moved := await self._elsewhere(ctx, limiter, stored, model, tokens)) is not None:
+                    moved = None
+                    if limits[acquired.refused].scope == UPSTREAM:
+                        moved = await self._elsewhere(ctx, limiter, stored, model, tokens)
+                        if moved is None:
+                            moved = await self._fallbacks(ctx, limiter, stored, model, tokens,
+                                                          _refused_by(planned, buckets, acquired, ctx))
+                    if moved is not None:
                         planned, buckets, acquired, tokens = moved
                         limits = planned.limits if planned is not None else []
                     else:
@@ -220,6 +227,7 @@ class RateLimitStage:
             finally:
                 if (taken := ctx.limits_taken) is not None and taken.pending is not None:
                     _settle(ctx, *taken.pending)  # an attempt elsewhere answered
+            ctx.limits_taken = None  # ``_fallbacks``' (nothing was sent): the other model's plan decides
             return await self(ctx, call_next, model)  # nothing taken here: the other model's limits
         assert planned is not None
         states = acquired.states
@@ -257,6 +265,7 @@ class RateLimitStage:
             if (taken := ctx.limits_taken) is not None and taken.pending is not None:
                 _settle(ctx, *taken.pending)  # an attempt elsewhere answered
         await _give_back(ctx, limiter, buckets, states)
+        ctx.limits_taken = None  # ``_fallbacks``' (nothing was sent): the other model's plan decides
         return await self(ctx, call_next, model)  # the limits of the model it is sent to
 
     def _plan(self, ctx: RequestContext, stored: Stored, model: str | None) -> _Planned | None:
@@ -300,21 +309,39 @@ class RateLimitStage:
             tried.add(route.target.provider)
             ctx.route = route
             planned = self._plan(ctx, stored, model)
-            buckets: list[Bucket] = []
-            acquired = Acquired([])
-            if planned is not None:
-                buckets = planned.buckets
-                if planned.token_indexes:
-                    tokens = tokens or _tokens(ctx) or await _counted(ctx)
-                    buckets = _with_tokens(buckets, planned.token_indexes, tokens)
-                acquired = await limiter.acquire(buckets)
-            if acquired.refused is None:
+            moved = await _acquire(ctx, limiter, planned, tokens)
+            if moved[2].refused is None:
                 ctx.candidates = [route, *candidates[:i], *candidates[i + 1:]]
-                taken = tokens if planned is not None and planned.token_indexes else 0
-                return planned, buckets, acquired, taken
+                return moved
+            tokens = tokens or moved[3]
         ctx.route = first
         self._plan(ctx, stored, model)  # the first pick's again (ctx.limited)
         return None
+
+    async def _fallbacks(self, ctx: RequestContext, limiter: RateLimiter, stored: Stored, model: str | None,
+                         tokens: int, refusal: GatewayError,
+                         ) -> tuple[_Planned | None, list[Bucket], Acquired, int] | None:
+        """No deployment of the group has room under its provider's limit, and the group has
+        fallbacks: they serve the request (the attempts stage turns to them as for a group none
+        of whose deployments may be sent to) rather than waiting for room or refusing. Only the
+        caller's limits on the model it names are taken here (as ``_elsewhere`` returns them);
+        each fallback deployment's own are taken when an attempt goes there (``take``), and the
+        caller gets ``refusal`` (the first pick's) or a fallback's when none has room. None: the
+        group has no fallbacks."""
+        group = ctx.group
+        if group is None or not group.fallbacks:
+            return None
+        first = ctx.route
+        ctx.route = None  # no deployment's limits: the caller's alone (ctx.limited: None)
+        try:
+            planned = self._plan(ctx, stored, model)
+        finally:
+            ctx.route = first  # still the one the stages in between price, as with no candidate
+        moved = await _acquire(ctx, limiter, planned, tokens)
+        ctx.candidates = []
+        taken = ctx.limits_taken = _Taken(None, ctx.limited_model)
+        taken.refusal = refusal
+        return moved
 
     async def _wait(
         self, ctx: RequestContext, limiter: RateLimiter, planned: _Planned, buckets: list[Bucket],
@@ -376,13 +403,8 @@ class RateLimitStage:
                 return False
             return True
         if planned is not None:
-            if (refused := acquired.refused) is not None:
-                limits = planned.limits
-                limit = limits[refused]
-                shown = planned.shown(ctx)
-                taken.refusal = (_upstream_refusal(limit, acquired, limits, shown)
-                                 if limit.scope == UPSTREAM and not math.isinf(acquired.retry_after)
-                                 else _refusal(limits, refused, buckets[refused], acquired, shown))
+            if acquired.refused is not None:
+                taken.refusal = _refused_by(planned, buckets, acquired, ctx)
                 return False
             if tokens:
                 taken.pending = (limiter, (buckets, acquired.states, planned.token_indexes, tokens))
@@ -491,6 +513,33 @@ def _tokens(ctx: RequestContext) -> int | None:
 async def _counted(ctx: RequestContext) -> int:
     """``_tokens`` of a large prompt, counted in a worker thread first."""
     return await ctx.count_prompt_tokens() + max_output_tokens(ctx)
+
+
+async def _acquire(ctx: RequestContext, limiter: RateLimiter, planned: _Planned | None, tokens: int,
+                   ) -> tuple[_Planned | None, list[Bucket], Acquired, int]:
+    """``planned``'s limits taken for this request, ``tokens`` its token limits' amount (0: not
+    counted yet): (the plan, its buckets, what was taken, the tokens reserved)."""
+    if planned is None:
+        return None, [], Acquired([]), 0
+    buckets = planned.buckets
+    if planned.token_indexes:
+        tokens = tokens or _tokens(ctx) or await _counted(ctx)
+        buckets = _with_tokens(buckets, planned.token_indexes, tokens)
+    return planned, buckets, await limiter.acquire(buckets), tokens if planned.token_indexes else 0
+
+
+def _refused_by(planned: _Planned, buckets: list[Bucket], acquired: Acquired, ctx: RequestContext
+                ) -> GatewayError:
+    """The error for ``planned``'s limits refusing ``acquired``: a provider's own limit's 429
+    ``upstream_rate_limited``, a caller's limit's (or, when the request alone exceeds a limit,
+    the 400 ``request_exceeds_limit``)."""
+    limits = planned.limits
+    refused = acquired.refused
+    assert refused is not None
+    limit = limits[refused]
+    if limit.scope == UPSTREAM and not math.isinf(acquired.retry_after):
+        return _upstream_refusal(limit, acquired, limits, planned.shown(ctx))
+    return _refusal(limits, refused, buckets[refused], acquired, planned.shown(ctx))
 
 
 def _with_tokens(buckets: list[Bucket], indexes: tuple[int, ...], tokens: int) -> list[Bucket]:

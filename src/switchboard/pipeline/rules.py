@@ -9,13 +9,15 @@ response says which rule chose it in ``x-switchboard-route``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
 from switchboard.access.rules import model_allowed
 from switchboard.config.schema import RouterConfig
 from switchboard.context import RequestContext, Result
-from switchboard.errors import PermissionDenied
+from switchboard.errors import GatewayError, PermissionDenied
+from switchboard.pipeline.attempts import AttemptAbandoned
 from switchboard.pipeline.chain import Handler
 from switchboard.routing.router import ANYWHERE, Needs, Router, Table
 from switchboard.routing.rules import Rules, last_user_text
@@ -116,6 +118,8 @@ def _split(ctx: RequestContext, split: SplitChooser, model: str) -> tuple[str, s
     if arm.deployment is not None:
         ctx.prefer_deployment = arm.deployment
         return model, ""
+    if arm.group == split.model:  # the split's own group, reached through an alias: stays as asked
+        return model, ""
     return str(arm.group), f"split {split.name}"
 
 
@@ -148,17 +152,35 @@ def router_embed(router: Router) -> Embed:
         if group is None:
             raise LookupError(f"the embedding model {model!r} is not served")
         needs = ANYWHERE if regions is None else Needs(regions)  # a caller's text stays in region
-        plan = router.plan(group, needs)
-        if not plan:
+        if (claims := router.claims(group)) is not None:
+            await claims  # cluster: a half-open deployment may be this call's probe, as a request's
+        # Taken as the attempts stage takes each deployment: a half-open one's probe goes to this
+        # call (and its outcome, reported, decides the deployment's health), one whose probe
+        # another request holds is passed over.
+        for route in router.plan(group, needs):
+            probe = router.take(route)
+            if probe is not False:
+                break
+        else:
             raise router.refusal(group, needs)
-        route = plan[0]
         request: dict[str, Any] = {"model": model, "input": texts}
         if dimensions is not None:
             request["dimensions"] = dimensions
-        upstream = route.adapter.embeddings_request(request, route.target)
-        reply = await route.client.send(upstream, route.timeout)
-        if reply.status >= 400:
-            raise route.adapter.error(reply.status, reply.headers, reply.body, route.target)
+        router.started(route, 0, probe)
+        began = time.perf_counter()
+        try:
+            upstream = route.adapter.embeddings_request(request, route.target)
+            reply = await route.client.send(upstream, route.timeout)
+            if reply.status >= 400:
+                raise route.adapter.error(reply.status, reply.headers, reply.body, route.target)
+        except GatewayError as error:
+            router.finished(route, error, time.perf_counter() - began, probe=probe)
+            raise
+        except BaseException:  # cancelled (the semantic router's timeout): says nothing of it
+            router.finished(route, AttemptAbandoned("the embedding call was cancelled"),
+                            time.perf_counter() - began, probe=probe)
+            raise
+        router.finished(route, None, time.perf_counter() - began, probe=probe)
         body: dict[str, Any] = route.adapter.embeddings_response(reply.body, route.target)
         data = sorted(body.get("data") or [], key=lambda d: d.get("index", 0))
         return [list(d["embedding"]) for d in data]

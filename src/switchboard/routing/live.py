@@ -102,6 +102,12 @@ class Snapshot:
         firsts = {name: g.deployments[0] for name, g in groups.items() if g.name == name}
         percents = split_percents or {}
         splits = {s.model: SplitChooser(s, percents.get(s.name)) for s in router.splits}
+        # An alias answers as its group: the group's split too (the same chooser, so one draw and
+        # one set of shares), unless the alias has a split of its own. Resolved here, once per
+        # table, so the rules stage's lookup by the requested name stays one dict read.
+        for alias, name in router.aliases.items():
+            if alias not in splits and name in splits:
+                splits[alias] = splits[name]
         return cls(groups, firsts, models, directory, {e["id"]: e for e in directory},
                    {"object": "list", "data": directory}, version, splits)
 

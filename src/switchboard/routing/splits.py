@@ -34,6 +34,7 @@ class SplitChooser:
         if percents is not None and set(percents) != set(labels(split)):
             percents = None
         self.name = split.name
+        self.model = split.model  # the name it is configured on (also drawn for its aliases)
         self.sticky = split.sticky
         self._rng = rng or random.Random()  # traffic shares, not secrets
         arms: list[Arm] = []
