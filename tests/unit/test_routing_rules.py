@@ -342,3 +342,21 @@ def test_a_pattern_python_re_reads_with_literal_braces_keeps_its_meaning(pattern
     r = rules({"when": {"last_user_matches": pattern}, "to": "t"})
     assert choose(r, messages=[{"role": "user", "content": text}]) == "t"
     assert choose(r, messages=[{"role": "user", "content": other}]) is None
+
+
+def test_a_splits_arm_to_its_own_group_is_the_name_asked_through_an_alias() -> None:
+    """The groups a request may be sent to (what publishing a prompt API checks a key against)
+    agree with the split's draw: an arm naming the split's own group keeps a request through an
+    alias on the alias, so the alias is listed, not the group; arms at 0 % count when asked."""
+    from types import SimpleNamespace
+
+    from switchboard.config.schema import RouterConfig
+    from switchboard.pipeline.rules import RulesStage
+
+    chooser = SplitChooser(Split.model_validate({"name": "s", "model": "a", "arms": [
+        {"to": "a", "percent": 50}, {"to": "y", "percent": 50}]}), percents={"a": 0, "y": 100})
+    table = SimpleNamespace(current=SimpleNamespace(splits={"a": chooser, "a-alias": chooser}))
+    stage = RulesStage(RouterConfig(), None, table)  # type: ignore[arg-type]
+    assert stage.targets("a") == ["y"]
+    assert stage.targets("a", every_arm=True) == ["a", "y"]
+    assert stage.targets("a-alias", every_arm=True) == ["a-alias", "y"]

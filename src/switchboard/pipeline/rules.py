@@ -45,8 +45,9 @@ class RulesStage:
             return groups
         split = self._table.current.splits.get(model)
         if split is not None:  # a split always chooses an arm: a group, or a deployment of its own
-            return [*groups, *(arm.group or model for arm in split.arms
-                               if every_arm or split.percents[arm.label] > 0)]
+            # (An arm to the split's own group keeps a request through an alias as asked: _split.)
+            return [*groups, *(model if arm.group in (None, split.model) else arm.group
+                               for arm in split.arms if every_arm or split.percents[arm.label] > 0)]
         semantic = self._semantic.get(model)
         if semantic is not None:
             config = semantic.config
