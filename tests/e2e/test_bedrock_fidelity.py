@@ -18,6 +18,7 @@ CLAUDE = "anthropic.claude-3-7-sonnet-20250219-v1:0"
 OPUS = "us.anthropic.claude-opus-4-6-v1"
 NOVA = "us.amazon.nova-2-lite-v1:0"
 LLAMA = "meta.llama3-70b-instruct-v1:0"
+COMMAND_R = "cohere.command-r-plus-v1:0"
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
 TOOL: Any = {"type": "function", "function": {
     "name": "get_weather", "description": "Current weather for a city",
@@ -35,6 +36,7 @@ def _config(mock: Mock) -> dict[str, Any]:
             {"name": "opus", "provider": "aws", "model": OPUS},
             {"name": "nova", "provider": "aws", "model": NOVA},
             {"name": "llama", "provider": "aws", "model": LLAMA},
+            {"name": "command-r", "provider": "aws", "model": COMMAND_R},
         ],
         "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
     }
@@ -245,6 +247,27 @@ def test_top_k_goes_where_each_family_reads_it(sdk: openai.OpenAI, mock_upstream
                                 reasoning_effort="low", extra_body={"top_k": 3})
     assert sent(mock_upstream, marker)["additionalModelRequestFields"] == {
         "reasoningConfig": {"type": "enabled", "maxReasoningEffort": "low"}, "inferenceConfig": {"topK": 3}}
+
+
+def test_top_k_is_k_for_command_r_and_refused_where_the_family_has_none(
+        sdk: openai.OpenAI, mock_upstream: Mock) -> None:
+    """Cohere Command R reads its top-k as ``k``; Meta Llama's parameters have no top-k at all,
+    so top_k there is a 400 naming it (nothing sent), or dropped with drop_params."""
+    marker = new_marker()
+    sdk.chat.completions.create(model="command-r", messages=ask(f"hi mock:capture={marker}"),
+                                extra_body={"top_k": 40})
+    assert sent(mock_upstream, marker)["additionalModelRequestFields"] == {"k": 40}
+    marker = new_marker()
+    with pytest.raises(openai.BadRequestError) as err:
+        sdk.chat.completions.create(model="llama", messages=ask(f"hi mock:capture={marker}"),
+                                    extra_body={"top_k": 40})
+    assert err.value.code == "unsupported_parameter" and err.value.param == "top_k"
+    assert not captured(mock_upstream, marker, count=0)
+    marker = new_marker()
+    resp = sdk.chat.completions.create(model="llama", messages=ask(f"hi mock:capture={marker}"),
+                                       extra_body={"top_k": 40, "drop_params": True})
+    assert resp.choices[0].message.content
+    assert "additionalModelRequestFields" not in sent(mock_upstream, marker)
 
 
 THINKING = {  # the budget path and the adaptive path
