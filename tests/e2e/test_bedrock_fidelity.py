@@ -453,6 +453,32 @@ def test_the_matched_stop_sequence_is_reported(sdk: openai.OpenAI, mock_upstream
     assert finish[0]["stop_sequence"] == "mock"
 
 
+def _stops(client: anthropic.Anthropic, model: str, stops: list[str], stream: bool) -> tuple[Any, Any]:
+    """(stop_reason, stop_sequence) of a /v1/messages reply, or of a stream's message_delta."""
+    params: Any = {"model": model, "max_tokens": 64, "stop_sequences": stops,
+                   "messages": [{"role": "user", "content": "hi"}]}
+    if not stream:
+        reply = client.messages.create(**params)
+        return reply.stop_reason, reply.stop_sequence
+    deltas = [e.delta for e in client.messages.create(**params, stream=True) if e.type == "message_delta"]
+    assert len(deltas) == 1
+    return deltas[0].stop_reason, deltas[0].stop_sequence
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["message", "stream"])
+def test_a_stop_sequence_stop_of_another_family_is_stop_sequence_on_v1_messages(
+        claude: anthropic.Anthropic, sdk: openai.OpenAI, stream: bool) -> None:
+    """Llama's Converse reply says stopReason stop_sequence but not which: the caller's only
+    stop sequence is the match; with several, which one is unknown (null), the reason still
+    stop_sequence. The OpenAI shape keeps finish_reason stop."""
+    assert _stops(claude, "llama", ["Switchboard"], stream) == ("stop_sequence", "Switchboard")
+    assert _stops(claude, "llama", ["zzz", "Switchboard"], stream) == ("stop_sequence", None)
+    assert _stops(claude, "llama", ["zzz"], stream) == ("end_turn", None)
+    resp = sdk.chat.completions.create(model="llama", messages=ask("hi"), stop=["Switchboard"])
+    assert resp.choices[0].finish_reason == "stop"
+    assert extra(resp.choices[0])["stop_sequence"] == "Switchboard"
+
+
 # ---- 6. strict tools ----
 
 def test_strictness_is_kept_per_tool(sdk: openai.OpenAI, mock_upstream: Mock) -> None:

@@ -63,7 +63,8 @@ TABLE: Table = seed(
     usage__cache_write=translated("usage.prompt_tokens_details.cache_creation_tokens",
                                   "cacheWriteInputTokens"),
     stop_sequence=translated("choices.0.stop_sequence", "Claude models (additionalModelResponseFields"
-                             ".stop_sequence); not reported for others"),
+                             ".stop_sequence); others name none: the request's only stop sequence, "
+                             "else null"),
     refusal=refused("not reported: a filtered answer is finish_reason content_filter, with no refusal text"),
 )
 
