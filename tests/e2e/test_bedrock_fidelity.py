@@ -18,6 +18,7 @@ CLAUDE = "anthropic.claude-3-7-sonnet-20250219-v1:0"
 OPUS = "us.anthropic.claude-opus-4-6-v1"
 NOVA = "us.amazon.nova-2-lite-v1:0"
 LLAMA = "meta.llama3-70b-instruct-v1:0"
+COMMAND_R = "cohere.command-r-plus-v1:0"
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
 TOOL: Any = {"type": "function", "function": {
     "name": "get_weather", "description": "Current weather for a city",
@@ -35,6 +36,7 @@ def _config(mock: Mock) -> dict[str, Any]:
             {"name": "opus", "provider": "aws", "model": OPUS},
             {"name": "nova", "provider": "aws", "model": NOVA},
             {"name": "llama", "provider": "aws", "model": LLAMA},
+            {"name": "command-r", "provider": "aws", "model": COMMAND_R},
         ],
         "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
     }
@@ -247,6 +249,27 @@ def test_top_k_goes_where_each_family_reads_it(sdk: openai.OpenAI, mock_upstream
         "reasoningConfig": {"type": "enabled", "maxReasoningEffort": "low"}, "inferenceConfig": {"topK": 3}}
 
 
+def test_top_k_is_k_for_command_r_and_refused_where_the_family_has_none(
+        sdk: openai.OpenAI, mock_upstream: Mock) -> None:
+    """Cohere Command R reads its top-k as ``k``; Meta Llama's parameters have no top-k at all,
+    so top_k there is a 400 naming it (nothing sent), or dropped with drop_params."""
+    marker = new_marker()
+    sdk.chat.completions.create(model="command-r", messages=ask(f"hi mock:capture={marker}"),
+                                extra_body={"top_k": 40})
+    assert sent(mock_upstream, marker)["additionalModelRequestFields"] == {"k": 40}
+    marker = new_marker()
+    with pytest.raises(openai.BadRequestError) as err:
+        sdk.chat.completions.create(model="llama", messages=ask(f"hi mock:capture={marker}"),
+                                    extra_body={"top_k": 40})
+    assert err.value.code == "unsupported_parameter" and err.value.param == "top_k"
+    assert not captured(mock_upstream, marker, count=0)
+    marker = new_marker()
+    resp = sdk.chat.completions.create(model="llama", messages=ask(f"hi mock:capture={marker}"),
+                                       extra_body={"top_k": 40, "drop_params": True})
+    assert resp.choices[0].message.content
+    assert "additionalModelRequestFields" not in sent(mock_upstream, marker)
+
+
 THINKING = {  # the budget path and the adaptive path
     "budget": ("claude", {"reasoning_effort": "medium"}),
     "adaptive": ("opus", {"reasoning_effort": "max"}),
@@ -428,6 +451,32 @@ def test_the_matched_stop_sequence_is_reported(sdk: openai.OpenAI, mock_upstream
     chunks = list(sdk.chat.completions.create(model="claude", messages=ask("hi"), stop=["mock"], stream=True))
     finish = [extra(c.choices[0]) for c in chunks if c.choices and c.choices[0].finish_reason]
     assert finish[0]["stop_sequence"] == "mock"
+
+
+def _stops(client: anthropic.Anthropic, model: str, stops: list[str], stream: bool) -> tuple[Any, Any]:
+    """(stop_reason, stop_sequence) of a /v1/messages reply, or of a stream's message_delta."""
+    params: Any = {"model": model, "max_tokens": 64, "stop_sequences": stops,
+                   "messages": [{"role": "user", "content": "hi"}]}
+    if not stream:
+        reply = client.messages.create(**params)
+        return reply.stop_reason, reply.stop_sequence
+    deltas = [e.delta for e in client.messages.create(**params, stream=True) if e.type == "message_delta"]
+    assert len(deltas) == 1
+    return deltas[0].stop_reason, deltas[0].stop_sequence
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["message", "stream"])
+def test_a_stop_sequence_stop_of_another_family_is_stop_sequence_on_v1_messages(
+        claude: anthropic.Anthropic, sdk: openai.OpenAI, stream: bool) -> None:
+    """Llama's Converse reply says stopReason stop_sequence but not which: the caller's only
+    stop sequence is the match; with several, which one is unknown (null), the reason still
+    stop_sequence. The OpenAI shape keeps finish_reason stop."""
+    assert _stops(claude, "llama", ["Switchboard"], stream) == ("stop_sequence", "Switchboard")
+    assert _stops(claude, "llama", ["zzz", "Switchboard"], stream) == ("stop_sequence", None)
+    assert _stops(claude, "llama", ["zzz"], stream) == ("end_turn", None)
+    resp = sdk.chat.completions.create(model="llama", messages=ask("hi"), stop=["Switchboard"])
+    assert resp.choices[0].finish_reason == "stop"
+    assert extra(resp.choices[0])["stop_sequence"] == "Switchboard"
 
 
 # ---- 6. strict tools ----

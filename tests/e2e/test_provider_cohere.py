@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import openai
 import pytest
 
@@ -252,6 +253,33 @@ def test_stop_sequence(co: openai.OpenAI) -> None:
     resp = co.chat.completions.create(model="command-a", messages=ask("stop early"), stop="mock.")
     assert resp.choices[0].message.content == "Hello from the Switchboard "
     assert resp.choices[0].finish_reason == "stop"
+    assert (resp.choices[0].model_extra or {})["stop_sequence"] == "mock."
+
+
+def _stops(client: anthropic.Anthropic, stops: list[str], stream: bool) -> tuple[Any, Any, str]:
+    """(stop_reason, stop_sequence, text) of a /v1/messages reply or of a stream."""
+    params: Any = {"model": "command-a", "max_tokens": 64, "stop_sequences": stops,
+                   "messages": [{"role": "user", "content": "stop early"}]}
+    if not stream:
+        reply = client.messages.create(**params)
+        text = "".join(b.text for b in reply.content if b.type == "text")
+        return reply.stop_reason, reply.stop_sequence, text
+    events = list(client.messages.create(**params, stream=True))
+    deltas = [e.delta for e in events if e.type == "message_delta"]
+    text = "".join(e.delta.text for e in events
+                   if e.type == "content_block_delta" and e.delta.type == "text_delta")
+    assert len(deltas) == 1
+    return deltas[0].stop_reason, deltas[0].stop_sequence, text
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["message", "stream"])
+def test_stop_sequence_is_reported_on_v1_messages(cohere_gateway: Gateway, stream: bool) -> None:
+    """Cohere says STOP_SEQUENCE but not which: the caller's only stop sequence is the match;
+    with several, stop_reason is still stop_sequence and the sequence unknown (null)."""
+    client = anthropic.Anthropic(base_url=cohere_gateway.url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+    assert _stops(client, ["mock."], stream) == ("stop_sequence", "mock.", "Hello from the Switchboard ")
+    assert _stops(client, ["zzz", "mock."], stream) == ("stop_sequence", None, "Hello from the Switchboard ")
+    assert _stops(client, ["zzz"], stream)[:2] == ("end_turn", None)
 
 
 @pytest.mark.parametrize("limit", [{"max_tokens": 3}, {"max_completion_tokens": 3}])

@@ -200,7 +200,9 @@ def test_unsigned_reasoning_is_text_only() -> None:
 
 def test_stop_sequence_comes_from_the_additional_response_fields() -> None:
     body = converse([{"text": "Hi"}], stop="stop_sequence")
-    assert "stop_sequence" not in respond(body)["choices"][0]
+    # Other families do not say which matched: null (providers/stop_sequences.py may name it).
+    assert respond(body)["choices"][0]["stop_sequence"] is None
+    assert "stop_sequence" not in respond(converse([{"text": "Hi"}]))["choices"][0]
     body["additionalModelResponseFields"] = {"stop_sequence": "END"}
     choice = respond(body)["choices"][0]
     assert (choice["finish_reason"], choice["stop_sequence"]) == ("stop", "END")

@@ -252,4 +252,4 @@ def test_claude_stop_sequence_is_reported_on_the_finish_chunk() -> None:
     assert (finish["finish_reason"], finish["stop_sequence"]) == ("stop", "END")
     plain = run(b"".join([event("messageStart", {"role": "assistant"}),
                           event("messageStop", {"stopReason": "stop_sequence"})]))[-1]["choices"][0]
-    assert plain["finish_reason"] == "stop" and "stop_sequence" not in plain
+    assert plain["finish_reason"] == "stop" and plain["stop_sequence"] is None  # matched, unnamed

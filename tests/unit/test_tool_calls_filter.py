@@ -127,5 +127,9 @@ def test_without_the_flag_the_decoder_is_the_providers_own() -> None:
 
 def test_the_chat_operation_applies_both() -> None:
     chat = OPERATIONS["chat"]
-    assert chat.finish is first_tool_call and chat.wrap is serial_decoder
+    assert chat.finish is not None and chat.wrap is not None
+    assert chat.finish(SERIAL, reply()) == first_tool_call(SERIAL, reply())
+    assert chat.wrap(SERIAL, stream()).feed(b"x") == serial_decoder(SERIAL, stream()).feed(b"x")
+    inner = stream()
+    assert chat.wrap(PARALLEL[0], inner) is inner  # no flag, no single stop sequence: nothing wraps it
     assert OPERATIONS["embeddings"].wrap is None and OPERATIONS["completions"].wrap is None

@@ -19,6 +19,7 @@ from switchboard.pipeline import caller_credentials
 from switchboard.pipeline.native import exchange_for
 from switchboard.providers.base import JSON, PARTIAL, WIRE, ProviderAdapter, StreamDecoder
 from switchboard.providers.embedding_encoding import apply_encoding_format
+from switchboard.providers.stop_sequences import name_in_reply, naming_decoder
 from switchboard.providers.target import Target
 from switchboard.providers.tool_calls import first_tool_call, serial_decoder
 from switchboard.spend.cost import tier_of
@@ -85,12 +86,19 @@ class Operation:
         return decoder if self.wrap is None else self.wrap(ctx.request, decoder)
 
 
+def _chat_reply(request: JSON, reply: JSON) -> JSON:
+    return name_in_reply(request, first_tool_call(request, reply))
+
+
+def _chat_decoder(request: JSON, decoder: StreamDecoder) -> StreamDecoder:
+    return serial_decoder(request, naming_decoder(request, decoder))
+
+
 OPERATIONS: dict[str, Operation] = {
     # parallel_tool_calls false: only the first tool call of a reply is kept, for providers with
-    # no control of their own (providers/tool_calls.py).
-    "chat": Operation(
-        "chat_request", "chat_response", "chat_stream", finish=first_tool_call, wrap=serial_decoder
-    ),
+    # no control of their own (providers/tool_calls.py); a matched stop sequence the provider does
+    # not name is the caller's only one (providers/stop_sequences.py).
+    "chat": Operation("chat_request", "chat_response", "chat_stream", finish=_chat_reply, wrap=_chat_decoder),
     "embeddings": Operation("embeddings_request", "embeddings_response", finish=apply_encoding_format),
     "completions": Operation("completions_request", "completions_response", "completions_stream"),
 }

@@ -13,9 +13,11 @@ Reference: https://docs.anthropic.com/en/api/messages (the response object).
     finish_reason stop / length / tool_calls / content_filter
                                             -> stop_reason end_turn / max_tokens / tool_use / refusal;
                                                message.refusal (with no content) -> refusal
-    choices[0].stop_sequence                -> stop_reason stop_sequence + stop_sequence; upstreams
-                                               that do not report the matched sequence (OpenAI-shaped
-                                               ones) give end_turn and null
+    choices[0].stop_sequence                -> stop_reason stop_sequence + stop_sequence (null when
+                                               the upstream said a stop sequence matched but not
+                                               which: Cohere, Bedrock other than Claude, with several
+                                               sent); upstreams that do not report a stop-sequence
+                                               stop (OpenAI-shaped ones) give end_turn and null
     usage prompt_tokens (cache included)    -> input_tokens (cache reads and writes excluded) +
                                                cache_read_input_tokens + cache_creation_input_tokens
     usage completion_tokens                 -> output_tokens
@@ -50,18 +52,26 @@ def tool_use_id() -> str:
 
 
 def stop_reason(finish_reason: Any, has_tool_use: bool, refused: bool = False,
-                stop_sequence: Any = None) -> str:
+                at_stop_sequence: bool = False) -> str:
     """The Anthropic stop_reason, read the same way for a message and a stream (``refused``: the
-    reply carried a refusal; ``stop_sequence``: the canonical choice's matched sequence)."""
+    reply carried a refusal; ``at_stop_sequence``: :func:`at_stop_sequence` of its choice)."""
     if refused:
         return "refusal"
     reason = _STOP_REASONS.get(finish_reason, "end_turn") if isinstance(finish_reason, str) else "end_turn"
     # Some upstreams report "stop" although the turn ends in tool calls; the client must run them.
     if has_tool_use and reason == "end_turn":
         return "tool_use"
-    if reason == "end_turn" and isinstance(stop_sequence, str):
+    if reason == "end_turn" and at_stop_sequence:
         return "stop_sequence"
     return reason
+
+
+def at_stop_sequence(choice: JSON) -> bool:
+    """Whether the canonical choice says a stop sequence ended it: ``stop_sequence`` is the
+    matched string, or null when the upstream did not say which (providers/stop_sequences.py)."""
+    if "stop_sequence" not in choice:
+        return False
+    return choice["stop_sequence"] is None or isinstance(choice["stop_sequence"], str)
 
 
 def matched_sequence(choice: JSON, reason: str) -> str | None:
@@ -168,7 +178,7 @@ def message(body: JSON, model: str) -> JSON:
     if isinstance(calls, list):
         content.extend(tool_use_block(c) for c in calls if isinstance(c, dict))
     has_tools = any(block["type"] == "tool_use" for block in content)
-    reason = stop_reason(choice.get("finish_reason"), has_tools, refused(msg), choice.get("stop_sequence"))
+    reason = stop_reason(choice.get("finish_reason"), has_tools, refused(msg), at_stop_sequence(choice))
     return {
         "id": message_id(),
         "type": "message",

@@ -32,6 +32,7 @@ import orjson
 
 from switchboard.http.anthropic.response import (
     JSON,
+    at_stop_sequence,
     block_id,
     matched_sequence,
     message_id,
@@ -50,8 +51,8 @@ def event(name: str, **fields: Any) -> bytes:
 class StreamEncoder:
     """The state of one stream: the open block, the tool calls seen, the finish and the usage."""
 
-    __slots__ = ("_blocks", "_finish", "_held", "_live", "_live_args", "_model", "_open", "_pinged",
-                 "_refusal", "_saw_text", "_saw_tool", "_stop_sequence", "_tool_blocks", "_usage")
+    __slots__ = ("_at_stop_sequence", "_blocks", "_finish", "_held", "_live", "_live_args", "_model", "_open",
+                 "_pinged", "_refusal", "_saw_text", "_saw_tool", "_stop_sequence", "_tool_blocks", "_usage")
 
     def __init__(self, model: str) -> None:
         self._model = model
@@ -69,6 +70,7 @@ class StreamEncoder:
         self._saw_text = False
         self._refusal = False  # refusal text came (a refusal, when no content came)
         self._stop_sequence: Any = None
+        self._at_stop_sequence = False
         self._pinged = False
 
     def start(self) -> bytes:
@@ -105,6 +107,7 @@ class StreamEncoder:
             if choice.get("finish_reason"):
                 self._finish = choice["finish_reason"]
                 self._stop_sequence = choice.get("stop_sequence")
+                self._at_stop_sequence = at_stop_sequence(choice)
                 self._flush_held(out)
                 self._close(out)
         return b"".join(out)
@@ -114,7 +117,7 @@ class StreamEncoder:
         self._flush_held(out)
         self._close(out)
         refused = self._refusal and not self._saw_text
-        reason = stop_reason(self._finish, self._saw_tool, refused, self._stop_sequence)
+        reason = stop_reason(self._finish, self._saw_tool, refused, self._at_stop_sequence)
         sequence = matched_sequence({"stop_sequence": self._stop_sequence}, reason)
         delta = {"stop_reason": reason, "stop_sequence": sequence}
         out.append(event("message_delta", delta=delta, usage=usage(self._usage)))

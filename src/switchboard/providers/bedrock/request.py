@@ -17,7 +17,7 @@ from switchboard.providers.anthropic.thinking import check_tool_choice, fits_too
 from switchboard.providers.base import JSON
 from switchboard.providers.bedrock.messages import conversation, tools_as_text
 from switchboard.providers.bedrock.metadata import request_metadata
-from switchboard.providers.bedrock.models import is_claude, is_nova
+from switchboard.providers.bedrock.models import is_claude, is_cohere, is_nova, reads_no_top_k
 from switchboard.providers.bedrock.reasoning import reasoning_fields
 from switchboard.providers.bedrock.tools import serial_tool_choice, tool_config
 from switchboard.providers.params import drops
@@ -58,13 +58,8 @@ def converse_body(request: JSON, target: Target) -> JSON:
             check_tool_choice(next(iter(config.get("toolChoice") or {}), None), request, target)
     if serial := serial_tool_choice(request, config, target):
         extra["tool_choice"] = serial
-    # Sampling parameters Converse has no field for go to the model in its own terms: Nova reads
-    # topK in its native inferenceConfig (AWS documents it there for Converse); others top_k.
     if request.get("top_k") is not None:
-        if is_nova(target.model):
-            extra.setdefault("inferenceConfig", {})["topK"] = request["top_k"]
-        else:
-            extra["top_k"] = request["top_k"]
+        _add_top_k(extra, request, target)
     if extra:
         body["additionalModelRequestFields"] = extra
     if request.get("stop") and is_claude(target.model):
@@ -74,6 +69,27 @@ def converse_body(request: JSON, target: Target) -> JSON:
     if metadata := request_metadata(request):
         body["requestMetadata"] = metadata
     return body
+
+
+def _add_top_k(extra: JSON, request: JSON, target: Target) -> None:
+    """top_k, which Converse has no field for, goes to the model in its own terms: Nova reads topK
+    in its native inferenceConfig (AWS documents it there for Converse), Cohere Command R ``k``,
+    Claude and Mistral ``top_k``. Families with no top-k control would ignore it (or answer
+    Bedrock's 400): refused, as the other parameters a model cannot honour are."""
+    model = target.model
+    if is_nova(model):
+        extra.setdefault("inferenceConfig", {})["topK"] = request["top_k"]
+    elif is_cohere(model):
+        extra["k"] = request["top_k"]
+    elif not reads_no_top_k(model):
+        extra["top_k"] = request["top_k"]
+    elif not drops(request, target):
+        raise UnsupportedParameter(
+            f"parameter 'top_k' is not supported by provider type 'bedrock' for model '{target.name}' "
+            f"({model}): this model family has no top-k sampling control; set drop_params: true on "
+            'the model, or send "drop_params": true, to drop it instead',
+            param="top_k",
+        )
 
 
 def _thinks(extra: JSON) -> bool:

@@ -71,13 +71,15 @@ def tool_call(block: JSON) -> JSON:
     }
 
 
-def stop_sequence(stop_reason: Any, fields: Any) -> str | None:
-    """The matched stop sequence: Claude reports it in additionalModelResponseFields when asked
-    (the request adds the path); other families do not say which one matched."""
-    if stop_reason != "stop_sequence" or not isinstance(fields, dict):
-        return None
-    value = fields.get("stop_sequence")
-    return value if isinstance(value, str) else None
+def mark_stop_sequence(choice: JSON, stop_reason: Any, fields: Any) -> None:
+    """stopReason stop_sequence: the matched sequence on the choice. Claude reports it in
+    additionalModelResponseFields when asked (the request adds the path); other families do not
+    say which one matched, so null (named from the request when it sent one only:
+    providers/stop_sequences.py)."""
+    if stop_reason != "stop_sequence":
+        return
+    value = fields.get("stop_sequence") if isinstance(fields, dict) else None
+    choice["stop_sequence"] = value if isinstance(value, str) else None
 
 
 def _message(content: list[Any]) -> JSON:
@@ -114,9 +116,7 @@ def chat_completion(body: bytes, target: Target) -> JSON:
         "logprobs": None,
         "finish_reason": finish_reason(obj.get("stopReason")),
     }
-    matched = stop_sequence(obj.get("stopReason"), obj.get("additionalModelResponseFields"))
-    if matched is not None:
-        choice["stop_sequence"] = matched
+    mark_stop_sequence(choice, obj.get("stopReason"), obj.get("additionalModelResponseFields"))
     result: JSON = {
         "id": completion_id(),
         "object": "chat.completion",

@@ -40,7 +40,7 @@ from switchboard.providers.bedrock.response import (
     canonical_usage,
     completion_id,
     finish_reason,
-    stop_sequence,
+    mark_stop_sequence,
 )
 from switchboard.providers.errors import invalid_body, loads_object
 from switchboard.providers.target import Target
@@ -179,8 +179,7 @@ class ConverseStreamDecoder(DeferredError):
         self._finished = True
         reason = payload.get("stopReason")
         chunk = self._chunk({}, finish_reason(reason))
-        if (matched := stop_sequence(reason, payload.get("additionalModelResponseFields"))) is not None:
-            chunk["choices"][0]["stop_sequence"] = matched
+        mark_stop_sequence(chunk["choices"][0], reason, payload.get("additionalModelResponseFields"))
         return chunk
 
     def _metadata(self, payload: JSON) -> JSON | None:

@@ -39,7 +39,9 @@ TABLE: Table = seed(
                                 "refused"),
     thinking=translated(f"{_EXTRA}.thinking", "Claude: as sent; Nova 2: reasoningConfig; other models "
                         "refused"),
-    top_k=translated(f"{_EXTRA}.top_k", "Nova: additionalModelRequestFields.inferenceConfig.topK"),
+    top_k=translated(f"{_EXTRA}.top_k", "Nova: additionalModelRequestFields.inferenceConfig.topK; "
+                     "Cohere Command R: additionalModelRequestFields.k; Meta Llama, AI21, DeepSeek, "
+                     "Titan: refused (no top-k control)"),
     tool_choice_is_none=translated(note="toolConfig left out; tool calls and results in the history sent as "
                                    "text"),
     parallel_tool_calls_is_false=translated(f"{_EXTRA}.tool_choice.disable_parallel_tool_use",
@@ -61,7 +63,8 @@ TABLE: Table = seed(
     usage__cache_write=translated("usage.prompt_tokens_details.cache_creation_tokens",
                                   "cacheWriteInputTokens"),
     stop_sequence=translated("choices.0.stop_sequence", "Claude models (additionalModelResponseFields"
-                             ".stop_sequence); not reported for others"),
+                             ".stop_sequence); others name none: the request's only stop sequence, "
+                             "else null"),
     refusal=refused("not reported: a filtered answer is finish_reason content_filter, with no refusal text"),
 )
 

@@ -54,6 +54,8 @@ TABLE: Table = seed(
     safety_settings=NOT_SENT_SAFETY,
     reasoning=translated("choices.0.message.reasoning_content", "thinking content blocks"),
     usage__cache_read=translated("usage.prompt_tokens_details.cached_tokens"),
+    stop_sequence=translated("choices.0.stop_sequence", "finish_reason STOP_SEQUENCE names none: the "
+                             "request's only stop sequence, else null"),
 )
 
 _REPLY = {"id": "c", "finish_reason": "COMPLETE"}
@@ -64,4 +66,6 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "usage.cache_read": {**_REPLY, "message": {"role": "assistant", "content": "hi"},
                          "usage": {"billed_units": {"input_tokens": 10, "output_tokens": 1},
                                    "tokens": {"input_tokens": 15, "output_tokens": 1}, "cached_tokens": 8}},
+    "stop_sequence": {**_REPLY, "finish_reason": "STOP_SEQUENCE",
+                      "message": {"role": "assistant", "content": "hi"}},
 }

@@ -82,6 +82,13 @@ def finish_reason(reason: Any) -> str:
     return FINISH_REASONS.get(reason, "stop") if isinstance(reason, str) else "stop"
 
 
+def mark_stop_sequence(choice: JSON, reason: Any) -> None:
+    """STOP_SEQUENCE: a stop sequence ended the reply, but Cohere does not say which, so null
+    (named from the request when it sent one only: providers/stop_sequences.py)."""
+    if reason == "STOP_SEQUENCE":
+        choice["stop_sequence"] = None
+
+
 def logprob_entries(items: Any) -> list[JSON]:
     """``LogprobItem`` (a text chunk with one logprob per token) -> OpenAI logprob entries; a chunk's
     logprob is the sum over its tokens. Cohere reports no alternatives, so ``top_logprobs`` is empty."""
@@ -145,6 +152,7 @@ def chat_response(body: bytes, target: Target) -> JSON:
             del failure  # its traceback holds this frame: a reference cycle otherwise
     choice: JSON = {"index": 0, "message": _message(obj["message"]), "logprobs": None,
                     "finish_reason": finish_reason(obj.get("finish_reason"))}
+    mark_stop_sequence(choice, obj.get("finish_reason"))
     if obj.get("logprobs"):
         choice["logprobs"] = {"content": logprob_entries(obj["logprobs"]), "refusal": None}
     out: JSON = {"id": obj.get("id") or "", "object": "chat.completion", "created": int(time.time()),

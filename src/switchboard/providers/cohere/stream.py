@@ -27,6 +27,7 @@ from switchboard.providers.cohere.response import (
     finish_error,
     finish_reason,
     logprob_entries,
+    mark_stop_sequence,
     obj_at,
     str_at,
     usage,
@@ -209,7 +210,9 @@ class CohereStreamDecoder(DeferredError):
             finally:
                 del failure  # its traceback holds this frame: a reference cycle otherwise
         self._id = str_at(event, "id") or self._id
-        chunks = self._role([self._chunk({}, finish_reason(delta.get("finish_reason")))])
+        finish = self._chunk({}, finish_reason(delta.get("finish_reason")))
+        mark_stop_sequence(finish["choices"][0], delta.get("finish_reason"))
+        chunks = self._role([finish])
         normalised = usage(delta.get("usage"))
         if normalised is not None:
             final = self._chunk({})
