@@ -454,6 +454,22 @@ def test_a_batch_deleted_as_soon_as_it_ends_is_priced_first(world: World) -> Non
     assert world.requests_of(created["id"]) == 1
 
 
+def test_a_batch_whose_results_are_gone_is_recorded_once_and_can_be_deleted(world: World) -> None:
+    """Results Anthropic no longer has (they expire 29 days after the batch's creation) cannot be
+    priced: the batch is recorded once with what is known (its succeeded requests, unpriced,
+    metadata.output_missing) instead of failing its pricing on every round, and its owner's
+    delete goes through instead of a 503 for ever."""
+    created = world.key(["*"])
+    client = world.sdk(created["key"])
+    batch = client.messages.batches.create(requests=[request("a", "mock:results_gone=1 one"), request("b")])
+    assert ended(client, batch.id).request_counts.succeeded == 2
+    record = wait_for(world.database, {batch.id}, tenant=world.tenant)[batch.id]
+    assert record.key_id == created["id"] and record.unpriced and record.cost_usd == 0
+    assert record.metadata["output_missing"] is True and record.metadata["requests"] == 2
+    assert client.messages.batches.delete(batch.id).type == "message_batch_deleted"
+    assert world.requests_of(created["id"]) == 1
+
+
 def test_each_result_is_priced_by_the_model_its_request_was_sent_for(world: World) -> None:
     created = world.key(["*"])
     client = world.sdk(created["key"])
