@@ -470,6 +470,24 @@ def test_a_batch_whose_results_are_gone_is_recorded_once_and_can_be_deleted(worl
     assert world.requests_of(created["id"]) == 1
 
 
+def test_a_batch_deleted_at_the_provider_is_forgotten_by_its_owners_delete(world: World) -> None:
+    """A batch deleted at Anthropic (in its console) before the gateway priced it: its owner's
+    delete answers 404 as Anthropic does and the gateway forgets it, instead of a 404 that leaves
+    it listed (and polled) for ever."""
+    client = world.sdk(world.key(["*"])["key"])
+    batch = client.messages.batches.create(requests=[request("a")])
+    upstream = {"x-api-key": UPSTREAM_KEY, "anthropic-version": "2023-06-01"}
+    at_mock = f"{world.mock.url}/v1/messages/batches/{batch.id}"
+    ended_there = httpx.get(at_mock, headers={**upstream, "x-mock-batch-complete": "1"}, timeout=30)
+    assert ended_there.json()["processing_status"] == "ended"
+    assert httpx.delete(at_mock, headers=upstream, timeout=30).status_code == 200
+    with pytest.raises(anthropic.NotFoundError):
+        client.messages.batches.delete(batch.id)
+    assert list(client.messages.batches.list()) == []
+    with pytest.raises(anthropic.NotFoundError):
+        client.messages.batches.retrieve(batch.id)
+
+
 def test_each_result_is_priced_by_the_model_its_request_was_sent_for(world: World) -> None:
     created = world.key(["*"])
     client = world.sdk(created["key"])
