@@ -613,10 +613,9 @@ FILE_PART = b"--zzz\r\nContent-Disposition: form-data; name=\"file\"; filename=\
     (PURPOSE + FILE_PART + FILE_PART + b"--zzz--\r\n", FORM, 400, "duplicate_parameter"),
     (FILE_PART + FILE_PART + PURPOSE + b"--zzz--\r\n", FORM, 400, "duplicate_parameter"),
     (PURPOSE + FILE_PART + COLOUR + b"--zzz--\r\n", FORM, 400, "unknown_parameter"),
-    # A field given before the piped file and again after it, or twice after it.
+    # A field given before the piped file and again after it.
     (PURPOSE + FILE_PART + PURPOSE + b"--zzz--\r\n", FORM, 400, "duplicate_parameter"),
     (PURPOSE + MODEL + FILE_PART + MODEL + b"--zzz--\r\n", FORM, 400, "duplicate_parameter"),
-    (PURPOSE + FILE_PART + MODEL + MODEL + b"--zzz--\r\n", FORM, 400, "duplicate_parameter"),
     # An expiry OpenAI would refuse, or half of one, before or after the file.
     (PURPOSE + field("expires_after[anchor]", "whenever") + field("expires_after[seconds]", "3600")
      + FILE_PART + b"--zzz--\r\n", FORM, 400, "invalid_value"),
@@ -626,6 +625,11 @@ FILE_PART = b"--zzz\r\nContent-Disposition: form-data; name=\"file\"; filename=\
      "missing_required_parameter"),
     (PURPOSE + FILE_PART + field("expires_after[seconds]", "soon") + b"--zzz--\r\n", FORM, 400,
      "invalid_value"),
+    # What the upload would use (its expiry, its provider) after a file already sent on as it
+    # came: refused, not dropped (the file would be kept for ever, or on another provider).
+    (PURPOSE + FILE_PART + field("expires_after[anchor]", "created_at")
+     + field("expires_after[seconds]", "3600") + b"--zzz--\r\n", FORM, 400, "invalid_value"),
+    (PURPOSE + FILE_PART + MODEL + b"--zzz--\r\n", FORM, 400, "invalid_value"),
 ])
 def test_malformed_uploads(world: World, body: bytes, content_type: str, status: int, code: str) -> None:
     before = {f.id for f in world.sdk("uploads").files.list()}

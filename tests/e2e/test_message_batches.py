@@ -454,6 +454,40 @@ def test_a_batch_deleted_as_soon_as_it_ends_is_priced_first(world: World) -> Non
     assert world.requests_of(created["id"]) == 1
 
 
+def test_a_batch_whose_results_are_gone_is_recorded_once_and_can_be_deleted(world: World) -> None:
+    """Results Anthropic no longer has (they expire 29 days after the batch's creation) cannot be
+    priced: the batch is recorded once with what is known (its succeeded requests, unpriced,
+    metadata.output_missing) instead of failing its pricing on every round, and its owner's
+    delete goes through instead of a 503 for ever."""
+    created = world.key(["*"])
+    client = world.sdk(created["key"])
+    batch = client.messages.batches.create(requests=[request("a", "mock:results_gone=1 one"), request("b")])
+    assert ended(client, batch.id).request_counts.succeeded == 2
+    record = wait_for(world.database, {batch.id}, tenant=world.tenant)[batch.id]
+    assert record.key_id == created["id"] and record.unpriced and record.cost_usd == 0
+    assert record.metadata["output_missing"] is True and record.metadata["requests"] == 2
+    assert client.messages.batches.delete(batch.id).type == "message_batch_deleted"
+    assert world.requests_of(created["id"]) == 1
+
+
+def test_a_batch_deleted_at_the_provider_is_forgotten_by_its_owners_delete(world: World) -> None:
+    """A batch deleted at Anthropic (in its console) before the gateway priced it: its owner's
+    delete answers 404 as Anthropic does and the gateway forgets it, instead of a 404 that leaves
+    it listed (and polled) for ever."""
+    client = world.sdk(world.key(["*"])["key"])
+    batch = client.messages.batches.create(requests=[request("a")])
+    upstream = {"x-api-key": UPSTREAM_KEY, "anthropic-version": "2023-06-01"}
+    at_mock = f"{world.mock.url}/v1/messages/batches/{batch.id}"
+    ended_there = httpx.get(at_mock, headers={**upstream, "x-mock-batch-complete": "1"}, timeout=30)
+    assert ended_there.json()["processing_status"] == "ended"
+    assert httpx.delete(at_mock, headers=upstream, timeout=30).status_code == 200
+    with pytest.raises(anthropic.NotFoundError):
+        client.messages.batches.delete(batch.id)
+    assert list(client.messages.batches.list()) == []
+    with pytest.raises(anthropic.NotFoundError):
+        client.messages.batches.retrieve(batch.id)
+
+
 def test_each_result_is_priced_by_the_model_its_request_was_sent_for(world: World) -> None:
     created = world.key(["*"])
     client = world.sdk(created["key"])

@@ -46,6 +46,8 @@ Directives (header ``x-mock-<name>`` or text ``mock:<name>=<value>``):
                          answered as a {"raiFilteredReason"} entry of predictions
     filtered_silently=1  Imagen: filtered images are left out of predictions instead (and the
                          answer is {} when every image was), as Imagen also answers
+    results_gone=1       Anthropic message batches (in a request of the batch): its results
+                         answer 404 once it has ended, as Anthropic's do once they have expired
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ class Controls:
     bom: int = 0
     filtered: int = 0
     filtered_silently: int = 0
+    results_gone: int = 0
 
     def merged(self, values: dict[str, str]) -> Controls:
         changes: dict[str, Any] = {}

@@ -9,7 +9,8 @@ A cancelled batch is ``canceling`` until its next GET, then ``ended`` with every
 request ``canceled``. Results are JSONL at ``results_url`` (absolute, on this mock); a batch
 is deleted only once it has ended. ``mock:latency_ms=N`` in a request delays the create's answer
 (the batch is created once it is over). A batch created with ``mock:capture=<marker>`` in a request
-has its later calls recorded under that marker too (capture.py).
+has its later calls recorded under that marker too (capture.py). ``mock:results_gone=1`` in a
+request: the ended batch's results answer 404, as Anthropic's do once they have expired (29 days).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class _Batch:
     requests: list[dict[str, Any]]
     gets: int = 0
     results: list[bytes] = field(default_factory=list)
+    results_gone: bool = False
 
 
 _BATCHES: dict[str, _Batch] = {}
@@ -92,7 +94,7 @@ async def create(request: Request) -> Response:
            "request_counts": {**dict.fromkeys(COUNTS, 0), "processing": len(requests)},
            "ended_at": None, "created_at": _time(created), "expires_at": _time(created + timedelta(hours=24)),
            "archived_at": None, "cancel_initiated_at": None, "results_url": None}
-    _BATCHES[batch_id] = _Batch(obj, requests)
+    _BATCHES[batch_id] = _Batch(obj, requests, results_gone=bool(controls.results_gone))
     if marker := controls.capture:
         captures: Captures = request.app.state.captures
         captures.follow(f"/v1/messages/batches/{batch_id}", marker)
@@ -146,6 +148,8 @@ async def results(request: Request) -> Response:
         return batch
     if batch.obj["processing_status"] != "ended":
         return A.error(400, "the batch has not ended yet: no results")
+    if batch.results_gone:
+        return A.error(404, f"Message batch {batch.obj['id']} has no results any more: they have expired")
     return Response(b"".join(batch.results), media_type="application/binary")
 
 

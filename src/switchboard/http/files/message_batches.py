@@ -187,7 +187,12 @@ class MessageBatches:
         owned, upstream = await self._owned(ctx, p)
         if not owned.costed:
             # Its results go with it: an ended batch is priced first, else the delete waits.
-            obj = await self._refresh(owned, upstream)
+            try:
+                obj = await self._refresh(owned, upstream)
+            except GatewayError as err:
+                if err.status == 404:  # deleted there already (its results with it): forgotten here too
+                    await self._forget(owned.id)
+                raise
             if obj.get("processing_status") == ENDED:
                 await self._settle(owned, upstream, obj)
                 again = await self._files.store.get(MESSAGE_BATCH, owned.id)

@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from switchboard.errors import GatewayError
 from switchboard.http.files import costing
 from switchboard.http.files.costing import ModelTotals, OutputTooLarge, Totals, lines, sent_model
 from switchboard.http.files.message_upstream import BATCHES_PATH
@@ -63,7 +64,18 @@ async def totals(upstream: Upstream, batch_id: str, limit: int, note: Any = None
     are priced by the lines read up to there (``cut``: Anthropic reports no usage of the whole
     batch), never left unpriced, which would let a large enough batch run for free."""
     out = Totals()
-    stream = await upstream.open(results_path(batch_id))
+    try:
+        stream = await upstream.open(results_path(batch_id))
+    except GatewayError as exc:
+        if exc.status != 404:
+            raise  # retried later
+        # Gone at the provider (results expire 29 days after the batch's creation): they will not
+        # come back, so the batch is recorded with what is known (as_finished's request counts)
+        # rather than retried every round for ever, its owner's delete refused meanwhile.
+        log.warning("message batch %s: its results are gone at the provider; its cost cannot be read "
+                    "and is recorded unpriced", batch_id)
+        out.missing = True
+        return out
     try:
         async for line in lines(stream.chunks(), limit):
             found = line_usage(line, note)
@@ -78,10 +90,13 @@ async def totals(upstream: Upstream, batch_id: str, limit: int, note: Any = None
 
 
 def as_finished(batch: dict[str, Any]) -> dict[str, Any]:
-    """The fields of an ended message batch the OpenAI batches' pricer reads: its status and
-    when it ended, in seconds (``ended_at`` is RFC 3339)."""
+    """The fields of an ended message batch the OpenAI batches' pricer reads: its status, when it
+    ended, in seconds (``ended_at`` is RFC 3339), and how many of its requests succeeded."""
     ended = batch.get("ended_at")
     shown: dict[str, Any] = {"status": batch.get("processing_status")}
+    counts = batch.get("request_counts")
+    if isinstance(counts, dict):  # its succeeded requests: what a batch whose results are gone records
+        shown["request_counts"] = {"completed": counts.get("succeeded")}
     if isinstance(ended, str):
         with contextlib.suppress(ValueError):
             shown["completed_at"] = int(datetime.fromisoformat(ended.replace("Z", "+00:00")).timestamp())

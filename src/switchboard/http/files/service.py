@@ -715,17 +715,19 @@ async def _from_file(spooled: IO[bytes]) -> AsyncIterator[bytes]:
 
 
 async def _rest(reader: multipart.MultipartReader, limit: int, given: set[str]) -> AsyncIterator[bytes]:
-    """The file part's data as it arrives, then the rest of the form checked (fields after the
-    file are not sent on): a caller's error found meanwhile stops the upload. ``given``: the
+    """The file part's data as it arrives, then the rest of the form checked (no field may follow
+    the file): a caller's error found meanwhile stops the upload. ``given``: the
     fields before the file; one of them again is refused as it is before the file, since the
-    value sent on would not be the last one the caller wrote."""
+    value sent on would not be the last one the caller wrote; so is a ``model`` or an expiry
+    first given after it, which the upload can no longer use."""
     total = 0
     async for piece in reader.data():
         total += len(piece)
         if total > limit:
             raise PayloadTooLarge(f"the file exceeds the limit of {limit} bytes")
         yield piece
-    while (part := await reader.next_part()) is not None:
+    part = await reader.next_part()  # None: the form's end, read as the last of the body
+    if part is not None:
         if part.name == "file":
             raise InvalidRequest("send one file per upload", param="file", code="duplicate_parameter")
         if part.name not in _FORM_FIELDS:
@@ -734,8 +736,10 @@ async def _rest(reader: multipart.MultipartReader, limit: int, given: set[str]) 
         if part.name in given:
             raise InvalidRequest(f"the form field '{part.name}' is given twice", param=part.name,
                                  code="duplicate_parameter")
-        given.add(part.name)
-        checked_field(part.name, await reader.value(MAX_FIELD_BYTES))
+        # A model or an expiry: the file is on its way with the provider and expiry chosen
+        # before it, and dropping this one would keep the file for ever, or on another provider.
+        raise InvalidRequest(f"the form field '{part.name}' must come before the file (the file is sent on "
+                             "as it arrives)", param=part.name, code="invalid_value")
 
 
 async def _watched(body: AsyncIterator[bytes], failure: list[BaseException]) -> AsyncIterator[bytes]:
