@@ -174,6 +174,14 @@ CASES: list[tuple[str, str, dict[str, str], bytes, int, str | None]] = [
         413,
         None,
     ),
+    # A malformed include next to a field only a native deployment serves: the include is refused
+    # as malformed (400), not read as a list of names (a 500 on its first object).
+    *(
+        (f"responses-include-{name}-with-conversation", "/responses", JSON,
+         orjson.dumps({"model": "gpt-4o-mini", "input": "hi", "conversation": "conv_1", "include": [item]}),
+         400, "include")
+        for name, item in (("object", {}), ("array", ["reasoning.encrypted_content"]))
+    ),
 ]
 
 

@@ -976,7 +976,8 @@ def without_unsupported(body: JSON) -> JSON:
     if isinstance(choice, dict) and choice.get("type") != "function":
         del out["tool_choice"]
     if isinstance(out.get("include"), list):
-        out["include"] = [x for x in out["include"] if x in _INCLUDE]
+        # Names it cannot serve left out; anything but a name kept, for translate to refuse (400).
+        out["include"] = [x for x in out["include"] if not isinstance(x, str) or x in _INCLUDE]
     if isinstance(out.get("input"), list):
         out["input"] = [x for x in map(_supported_item, out["input"]) if x is not None]
     return out
