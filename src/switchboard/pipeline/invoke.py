@@ -86,12 +86,16 @@ class Operation:
         return decoder if self.wrap is None else self.wrap(ctx.request, decoder)
 
 
+# (Most requests send no stop sequence: the naming step is not even called for them.)
 def _chat_reply(request: JSON, reply: JSON) -> JSON:
-    return name_in_reply(request, first_tool_call(request, reply))
+    reply = first_tool_call(request, reply)
+    return reply if request.get("stop") is None else name_in_reply(request, reply)
 
 
 def _chat_decoder(request: JSON, decoder: StreamDecoder) -> StreamDecoder:
-    return serial_decoder(request, naming_decoder(request, decoder))
+    if request.get("stop") is not None:
+        decoder = naming_decoder(request, decoder)
+    return serial_decoder(request, decoder)
 
 
 OPERATIONS: dict[str, Operation] = {
