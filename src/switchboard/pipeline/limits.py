@@ -466,11 +466,16 @@ class RateLimitStage:
     @staticmethod
     def refusal(ctx: RequestContext) -> GatewayError | None:
         """Why the last deployment ``take`` refused was passed over (None: none was), handed
-        over once: the error for a request that could be sent nowhere."""
+        over once: the error for a request that could be sent nowhere, which gives back what
+        this stage took (``spares_limits``)."""
         taken = ctx.limits_taken
         if taken is None:
             return None
         refusal, taken.refusal = taken.refusal, None
+        if refusal is not None:
+            # Nothing was sent: what this request took of the caller's limits is given back, as
+            # for a budget's refusal (a caller retrying a saturated model keeps its own limits).
+            refusal.spares_limits = True
         return refusal
 
     async def _tenant_limits(self, principal: Principal | None) -> Stored:
