@@ -43,6 +43,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from switchboard.access.rules import model_allowed
 from switchboard.config.schema import LimitsConfig, LimitValues
 from switchboard.context import Principal, RequestContext, Result
 from switchboard.errors import GatewayError, InvalidRequest, RateLimited
@@ -327,9 +328,13 @@ class RateLimitStage:
         caller's limits on the model it names are taken here (as ``_elsewhere`` returns them);
         each fallback deployment's own are taken when an attempt goes there (``take``), and the
         caller gets ``refusal`` (the first pick's) or a fallback's when none has room. None: the
-        group has no fallbacks."""
+        group has no fallbacks, or none the caller's key may use (the attempts stage would pass
+        each over): the first pick's wait applies, as without fallbacks."""
         group = ctx.group
         if group is None or not group.fallbacks:
+            return None
+        allowed = ctx.principal.allowed_models if ctx.principal is not None else None
+        if allowed is not None and not any(model_allowed(name, allowed) for name in group.fallbacks):
             return None
         first = ctx.route
         ctx.route = None  # no deployment's limits: the caller's alone (ctx.limited: None)
