@@ -39,6 +39,10 @@ DOWN = "budget-down"  # priced as CHEAP, its provider unreachable: falls back to
 BOUNDLESS = "budget-boundless"  # priced as PRICED, no output limit known: 4,096 reserved per choice
 TIERED = "budget-tiered"  # priced as CHEAP, and as PRICED in the priority tier
 GATED = "budget-gated"  # priced as CHEAP, served only to a team whose subscription is approved
+# Priced as PRICED, on an account taking one request a minute (each run's own), with a fallback
+# priced as PRICED too: the account's minute used, the fallback serves.
+ONE_A_MINUTE = "budget-one-a-minute"
+SPARE = "budget-spare"
 # Through the anthropic adapter, which asks for default_max_tokens (4,096) when the caller sets
 # none, plus the thinking budget: the catalog's Claude (a 64,000-token output limit), and one the
 # catalog does not know (no output limit).
@@ -95,7 +99,14 @@ def _config(mock: Mock, hooks: WebhookReceiver) -> dict[str, Any]:
     config["models"].append({"name": BEDROCK_CLAUDE, "provider": "bedrock-mock",
                              "model": "anthropic.claude-house-preview-v1:0",
                              "info": {"input_cost_per_mtok": 3, "output_cost_per_mtok": 15}})
-    config["router"] = {"fallbacks": {DOWN: [PRICED], CLAUDE_SPARE: [CLAUDE_ROOMY]}}
+    config["providers"].append({"name": f"one-a-minute-{uuid.uuid4().hex[:8]}", "type": "openai",
+                                "api_base": f"{mock.url}/v1", "api_key": "${UPSTREAM_KEY}", "rpm": 1})
+    config["models"] += [
+        {"name": name, "provider": provider, "model": "gpt-4o-mini",
+         "info": {"input_cost_per_mtok": 0, "output_cost_per_mtok": 2000}}
+        for name, provider in ((ONE_A_MINUTE, config["providers"][-1]["name"]), (SPARE, "local-openai"))
+    ]
+    config["router"] = {"fallbacks": {DOWN: [PRICED], CLAUDE_SPARE: [CLAUDE_ROOMY], ONE_A_MINUTE: [SPARE]}}
     return config
 
 
@@ -668,6 +679,30 @@ def test_a_downgraded_requests_fallback_to_the_model_asked_for_takes_its_limits(
         create(messages=ask(LONG), **CALL)
     assert refused.value.response.headers["x-ratelimit-scope"] == "key_model"
     assert refused.value.response.headers["x-ratelimit-limit-requests"] == "3"
+
+
+def test_a_downgrade_while_the_first_picks_provider_limit_is_full_goes_to_the_cheaper_one(pair: Pair) -> None:
+    """The model asked for has no room under its provider's limit (its fallback would serve) and
+    the budget is past its threshold: the cheaper model serves, on its own limits, the caller's
+    own limit counting the request once."""
+    key = pair.key(rpm_limit=100)
+    pair.budget(scope="key", subject=key["id"], max_amount=0.04, period="total",
+                downgrade={"model": CHEAP, "at_percent": 50})
+    create = pair.sdk(key["key"]).chat.completions.with_raw_response.create
+    call = {**CALL, "model": ONE_A_MINUTE}
+    # The account's one request this minute, then its fallback: $0.02 spent, no downgrade yet.
+    for served_by, left in ((ONE_A_MINUTE, "99"), (SPARE, "98")):
+        raw = create(messages=ask(LONG), **call)
+        assert "x-switchboard-budget-downgrade" not in raw.headers
+        assert raw.headers["x-switchboard-model"] == served_by
+        assert raw.headers["x-ratelimit-remaining-requests"] == left
+    for left in ("97", "96"):  # past the threshold, the account still full: the cheaper model
+        raw = create(messages=ask(LONG), **call)
+        assert raw.headers["x-switchboard-budget-downgrade"] == f"{ONE_A_MINUTE} -> {CHEAP}"
+        assert raw.headers["x-switchboard-model"] == CHEAP
+        assert raw.headers["x-switchboard-cost-usd"] == "0.001000"
+        assert raw.headers["x-ratelimit-remaining-requests"] == left
+    until(lambda: pair.answered(key["id"]) == 4)
 
 
 def test_a_request_a_budget_refuses_does_not_use_up_the_rate_limit(pair: Pair) -> None:

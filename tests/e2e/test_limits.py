@@ -477,7 +477,10 @@ def _throttled(pair: Pair, mock: Mock, tmp: pytest.TempPathFactory, request: pyt
     config = openai_config(mock)
     config["providers"].append({"name": "throttled", "type": "openai", "api_base": f"{mock.url}/v1",
                                 "api_key": "${UPSTREAM_KEY}", "rpm": 2})
-    config["models"].append({"name": "throttled-model", "provider": "throttled", "model": "gpt-4o-mini"})
+    config["models"] += [{"name": name, "provider": "throttled", "model": "gpt-4o-mini"}
+                         for name in ("throttled-model", "throttled-kept")]
+    # A fallback not every caller may use (a key for throttled-kept alone).
+    config["router"] = {"fallbacks": {"throttled-kept": ["gpt-4o-mini"]}}
     # A 1 s window, so capacity comes back within the wait.
     config["limits"] = {"window_seconds": 1, "max_wait_seconds": max_wait}
     if pair.kind == "embedded":
@@ -488,15 +491,16 @@ def _throttled(pair: Pair, mock: Mock, tmp: pytest.TempPathFactory, request: pyt
     return [start_gateway(config, tmp.mktemp(f"throttled-{n}")) for n in "ab"]
 
 
-async def _timed_burst(gateways: list[Gateway], n: int) -> tuple[list[float], list[openai.RateLimitError]]:
-    clients = [openai.AsyncOpenAI(base_url=g.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+async def _timed_burst(gateways: list[Gateway], n: int, model: str = "throttled-model", key: str = MASTER_KEY,
+                       ) -> tuple[list[float], list[openai.RateLimitError]]:
+    clients = [openai.AsyncOpenAI(base_url=g.base_url, api_key=key, max_retries=0, timeout=30)
                for g in gateways]
     start = time.monotonic()
 
     async def one(i: int) -> float | openai.RateLimitError:
         try:
             client = clients[i % len(clients)]
-            await client.chat.completions.create(model="throttled-model", messages=ask("x"))
+            await client.chat.completions.create(model=model, messages=ask("x"))
         except openai.RateLimitError as exc:
             return exc
         return time.monotonic() - start
@@ -529,6 +533,24 @@ def test_a_providers_own_limit_makes_requests_wait_then_refuses(
             assert body["code"] == "upstream_rate_limited"
             assert exc.response.headers["x-ratelimit-scope"] == "upstream"
             assert int(exc.response.headers["retry-after"]) >= 1
+    finally:
+        for gw in gateways:
+            gw.process.stop()
+
+
+def test_a_caller_who_may_not_use_the_groups_fallbacks_waits_for_its_providers_room(
+    pair: Pair, mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> None:
+    gateways = _throttled(pair, mock_upstream, tmp_path_factory, request, max_wait=2.5)
+    try:
+        resp = httpx.post(f"{gateways[0].url}/admin/v1/keys", json={"models": ["throttled-kept"]},
+                          headers=ADMIN, timeout=10)
+        assert resp.status_code == 201, resp.text
+        # rpm 2 per 1 s window, and a fallback this key may not use: the last two wait for room,
+        # as with no fallback, rather than being refused at once.
+        done, refused = asyncio.run(_timed_burst(gateways, 4, "throttled-kept", resp.json()["key"]))
+        assert not refused and len(done) == 4, [r.body for r in refused]
+        assert done[2] >= 1.0
     finally:
         for gw in gateways:
             gw.process.stop()

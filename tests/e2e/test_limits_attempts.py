@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
@@ -51,6 +52,8 @@ def _config(mock: Mock) -> dict[str, Any]:
         _provider(mock, "tpm-3000", tpm=3000),
         _provider(mock, "solo-account", rpm=1),
         _provider(mock, "solo-standby", rpm=1),
+        _provider(mock, "busy-account", rpm=1),
+        _provider(mock, "busy-standby", rpm=1),
         # Its first request fails, the next ones are served (seeded).
         _provider(mock, "fails-once", "rate=0.5;kinds=500;seed=14"),
     ]
@@ -73,6 +76,8 @@ def _config(mock: Mock) -> dict[str, Any]:
         _model("primary-4", "fails"), _model("retried", "fails-once"),
         # A group of one, one request a minute, with a fallback taking one a minute too.
         _model("solo", "solo-account"), _model("solo-fallback", "solo-standby"),
+        # The same, for a caller with a limit of its own.
+        _model("busy", "busy-account"), _model("busy-fallback", "busy-standby"),
     ]
     config["router"] = {
         "num_retries": 1,
@@ -80,7 +85,7 @@ def _config(mock: Mock) -> dict[str, Any]:
         "fallback_on": ["server_error"],
         "fallbacks": {"primary": ["fallback"], "primary-2": ["counted-model"],
                       "primary-3": ["tokens-fail", "tokens-ok"], "primary-4": ["retried"],
-                      "solo": ["solo-fallback"]},
+                      "solo": ["solo-fallback"], "busy": ["busy-fallback"]},
         "groups": {name: {"num_retries": 0} for name in
                    ("primary", "primary-2", "primary-3", "primary-4", "tokens-fail", "fallback",
                     "counted-model")},
@@ -231,6 +236,30 @@ def test_a_group_of_one_without_room_goes_to_its_fallbacks(gateway: Gateway) -> 
     _one_deployment_without_room(gateway, gateway)
 
 
+def _refused_everywhere_counts_nothing(first: Gateway, second: Gateway) -> None:
+    assert _answered_by(first, "busy")[0] == "busy"
+    assert _answered_by(second, "busy")[0] == "busy-fallback"
+    # Neither has room: a caller refused for that (nothing was sent) keeps its own limit whole.
+    resp = httpx.post(f"{first.url}/admin/v1/keys", json={"models": ["*"], "rpm_limit": 2},
+                      headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=10)
+    assert resp.status_code == 201, resp.text
+    key = resp.json()["key"]
+    for gw in (first, second, first):
+        with pytest.raises(openai.RateLimitError) as refused:
+            openai.OpenAI(base_url=gw.base_url, api_key=key, max_retries=0, timeout=30
+                          ).chat.completions.create(model="busy", messages=ask("x"))
+        body: Any = refused.value.body
+        assert body["code"] == "upstream_rate_limited", body
+        assert refused.value.response.headers["x-ratelimit-scope"] == "upstream"
+    raw = openai.OpenAI(base_url=second.base_url, api_key=key, max_retries=0, timeout=30
+                        ).chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=ask("x"))
+    assert raw.headers["x-ratelimit-remaining-requests"] == "1"  # this one alone counted
+
+
+def test_a_caller_refused_for_its_groups_and_fallbacks_limits_keeps_its_own(gateway: Gateway) -> None:
+    _refused_everywhere_counts_nothing(gateway, gateway)
+
+
 def test_a_fallback_deployment_takes_its_own_rpm_on_a_cluster(
     mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory, postgres: Postgres,
     redis_server: RedisServer,
@@ -244,6 +273,7 @@ def test_a_fallback_deployment_takes_its_own_rpm_on_a_cluster(
         _fallback_deployment_with_rpm_1(first, second)
         _first_pick_without_room(second, first)
         _one_deployment_without_room(first, second)
+        _refused_everywhere_counts_nothing(second, first)
     finally:
         first.process.stop()
         second.process.stop()

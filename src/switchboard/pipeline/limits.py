@@ -43,6 +43,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from switchboard.access.rules import model_allowed
 from switchboard.config.schema import LimitsConfig, LimitValues
 from switchboard.context import Principal, RequestContext, Result
 from switchboard.errors import GatewayError, InvalidRequest, RateLimited
@@ -327,9 +328,13 @@ class RateLimitStage:
         caller's limits on the model it names are taken here (as ``_elsewhere`` returns them);
         each fallback deployment's own are taken when an attempt goes there (``take``), and the
         caller gets ``refusal`` (the first pick's) or a fallback's when none has room. None: the
-        group has no fallbacks."""
+        group has no fallbacks, or none the caller's key may use (the attempts stage would pass
+        each over): the first pick's wait applies, as without fallbacks."""
         group = ctx.group
         if group is None or not group.fallbacks:
+            return None
+        allowed = ctx.principal.allowed_models if ctx.principal is not None else None
+        if allowed is not None and not any(model_allowed(name, allowed) for name in group.fallbacks):
             return None
         first = ctx.route
         ctx.route = None  # no deployment's limits: the caller's alone (ctx.limited: None)
@@ -466,11 +471,16 @@ class RateLimitStage:
     @staticmethod
     def refusal(ctx: RequestContext) -> GatewayError | None:
         """Why the last deployment ``take`` refused was passed over (None: none was), handed
-        over once: the error for a request that could be sent nowhere."""
+        over once: the error for a request that could be sent nowhere, which gives back what
+        this stage took (``spares_limits``)."""
         taken = ctx.limits_taken
         if taken is None:
             return None
         refusal, taken.refusal = taken.refusal, None
+        if refusal is not None:
+            # Nothing was sent: what this request took of the caller's limits is given back, as
+            # for a budget's refusal (a caller retrying a saturated model keeps its own limits).
+            refusal.spares_limits = True
         return refusal
 
     async def _tenant_limits(self, principal: Principal | None) -> Stored:
