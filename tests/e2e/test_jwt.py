@@ -311,6 +311,19 @@ def test_a_user_claim_naming_a_key_id_is_refused(deployment: Deployment, idp: Id
     assert _code(deployment.admin("GET", f"/keys/{victim}", near)) == (404, "key_not_found")
 
 
+def test_a_sub_no_store_can_hold_is_refused(deployment: Deployment, idp: IdentityProvider) -> None:
+    """The caller's id (``oidc:<tag>:<sub>``) is written with what it creates: a ``sub`` holding a
+    NUL (PostgreSQL's text cannot) or an unpaired surrogate (no UTF-8 can) failed those writes
+    with a 500. Such a token is refused when verified, 401, and nothing is written."""
+    for sub in ("kc-\x00-nul", "kc-\ud800-surrogate"):
+        admin = idp.token(sub=sub, **person(roles=("sb-admin",)))
+        for resp in (deployment.models(admin),
+                     deployment.admin("POST", "/keys", admin, json={"models": ["gpt-4o-mini"]})):
+            assert _code(resp) == (401, "token_claims_invalid"), resp.text
+            assert "'sub'" in resp.json()["error"]["message"]
+    assert deployment.serving(idp)
+
+
 @pytest.mark.parametrize("name", BAD)
 def test_each_bad_token_gets_its_code_and_the_server_keeps_serving(
     deployment: Deployment, idp: IdentityProvider, name: str

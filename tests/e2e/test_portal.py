@@ -322,6 +322,15 @@ def test_published_apis_per_tenant_and_team(deployment: Deployment) -> None:
     # The text filter finds it by description too.
     assert f"api:{name}" in deployment.entries(consumer, q="SENTIMENT of a")
 
+    # The owning team calls its API without a subscription, and cannot ask for one: to it (and
+    # in the document it reads) the API needs no approval.
+    owner = deployment.key(tenant, owners)
+    assert deployment.entries(owner, kind="api")[f"api:{name}"]["approval_required"] is False
+    own_doc = deployment.ok("GET", "/admin/v1/catalog/openapi.json", owner)
+    assert own_doc["paths"][f"/apis/{name}"]["post"]["x-switchboard-approval-required"] is False
+    consumer_doc = deployment.ok("GET", "/admin/v1/catalog/openapi.json", consumer)
+    assert consumer_doc["paths"][f"/apis/{name}"]["post"]["x-switchboard-approval-required"] is True
+
     # The consuming team subscribes; its state moves from pending to approved.
     asked = deployment.ok("POST", "/admin/v1/subscriptions", consumer, json={"api": name}, status=201)
     assert deployment.entries(consumer, kind="api")[f"api:{name}"]["subscription"] == {

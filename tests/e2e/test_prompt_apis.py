@@ -222,6 +222,25 @@ def test_a_published_label_is_subscribed_to_and_called_by_http_and_openapi(world
     assert only["data"][0]["requests"] == 1
 
 
+def test_the_owning_team_is_not_subscribed_to_its_own_api(world: World) -> None:
+    """The owning team calls its API without a subscription, so it cannot ask for one either
+    (nothing would ever read it: a tenant admin would be asked to decide for nothing), whoever
+    asks for it; every other team still subscribes."""
+    name = world.sentiment_api(require_approval=True)
+    assert world.call(name, {"text": "own"}, key=world.owner_key).status_code == 200
+    for key, body in ((world.owner_key, {"api": name}),
+                      (MASTER_KEY, {"api": name, "team": world.owners, "tenant": world.tenant})):
+        own = httpx.post(f"{world.url}/admin/v1/subscriptions", json=body, headers=bearer(key), timeout=10)
+        assert own.status_code == 400, own.text
+        assert (own.json()["error"]["code"], own.json()["error"]["param"]) == ("approval_not_required", "api")
+    listed = world.admin.ok("GET", "/admin/v1/subscriptions", params={"tenant": world.tenant,
+                                                                    "model": f"api:{name}"})
+    assert listed["data"] == []
+    asked = httpx.post(f"{world.url}/admin/v1/subscriptions", json={"api": name},
+                       headers=bearer(world.consumer_key), timeout=10)
+    assert asked.status_code == 201 and asked.json()["status"] == "pending", asked.text
+
+
 def test_an_api_of_no_team_that_needs_approval_serves_no_key_of_no_team_unsubscribed(world: World) -> None:
     """An API published without an owning team (by an admin whose key has none) that needs
     approval: a key of no team is not its owning team, and it can hold no subscription, so it is

@@ -61,6 +61,7 @@ PRINCIPAL_ID_MAX = 64  # the audit log's actor column
 _IDENT = re.compile(r"[A-Za-z0-9_.:@-]{1,64}")
 _USER = re.compile(r"[\x21-\x7e]{1,1024}")  # printable ASCII (Auth0's "auth0|123" included)
 _KEY_ID = re.compile(r"key_[0-9a-f]{16}")  # the id of a key (http/admin/keys.py): never a user's
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # no store's text holds NUL or an unpaired surrogate
 
 # The key type (and curve) each asymmetric algorithm needs.
 _KTY = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}
@@ -464,6 +465,11 @@ class OidcVerifier:
         sub = claims.get("sub")
         if not isinstance(sub, str) or not sub:
             raise TokenRefused("token_claims_invalid", "the token lacks the 'sub' claim")
+        if _UNSTORABLE.search(sub):
+            # The caller's id is written with what it creates (keys, files, the audit log): a
+            # NUL or an unpaired surrogate cannot be stored, and would fail those writes.
+            raise TokenRefused("token_claims_invalid",
+                               "the token's 'sub' claim holds a NUL character or an unpaired surrogate")
         prefix = f"oidc:{issuer.tag}:"
         principal_id = prefix + bounded(sub, PRINCIPAL_ID_MAX - len(prefix))
         tenant = config.tenant

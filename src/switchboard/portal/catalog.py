@@ -91,8 +91,8 @@ class PortalCatalog:
         return CatalogPage([(e, subs.get(e.subject)) for e in page], len(found) > query.limit)
 
 
-def public(entry: Entry, subscription: SubscriptionRecord | None) -> dict[str, Any]:
-    """An entry as GET /admin/v1/catalog shows it."""
+def public(entry: Entry, subscription: SubscriptionRecord | None, team: str | None) -> dict[str, Any]:
+    """An entry as GET /admin/v1/catalog shows it to a caller of ``team``."""
     return {
         "id": entry.id,
         "object": "catalog_entry",
@@ -100,7 +100,7 @@ def public(entry: Entry, subscription: SubscriptionRecord | None) -> dict[str, A
         "name": entry.name,
         "description": entry.description,
         "owner": entry.owner,
-        "approval_required": entry.approval_required,
+        "approval_required": entry.needs_approval(team),
         "subscription": {
             "status": subscription.status if subscription is not None else "none",
             "id": subscription.id if subscription is not None else None,

@@ -32,7 +32,7 @@ _ERRORS = {
 }
 
 
-def _api_operation(entry: Entry) -> dict[str, Any]:
+def _api_operation(entry: Entry, team: str | None) -> dict[str, Any]:
     fields = entry.fields
     description = entry.description or ""
     deprecation = fields.get("deprecation")
@@ -50,7 +50,7 @@ def _api_operation(entry: Entry) -> dict[str, Any]:
             "410": {"description": "Retired", "content": {"application/json": {"schema": _ERROR}}},
         },
         "externalDocs": {"url": str(fields.get("openapi")), "description": "This API's own OpenAPI document"},
-        "x-switchboard-approval-required": entry.approval_required,
+        "x-switchboard-approval-required": entry.needs_approval(team),
         "x-switchboard-owner": entry.owner,
         "x-switchboard-versions": list(fields.get("versions") or []),
     }
@@ -91,7 +91,9 @@ def _service_path(entry: Entry) -> dict[str, Any]:
 
 
 async def document(tenant: str, entries: Sequence[Entry], api_paths: ApiPaths,
-                   version: str) -> dict[str, Any]:
+                   version: str, team: str | None = None) -> dict[str, Any]:
+    """The document as a caller of ``team`` reads it (whether each operation needs its team's
+    approval: not its own team's APIs)."""
     paths: dict[str, Any] = {}
     carried: dict[str, Any] = {}  # the APIs' schemas with references (api.<name>.variables)
     models: list[str] = []
@@ -99,12 +101,12 @@ async def document(tenant: str, entries: Sequence[Entry], api_paths: ApiPaths,
         if entry.kind == "api":
             generated = await api_paths(entry)
             if generated is None:
-                paths[f"/apis/{entry.name}"] = {"post": _api_operation(entry)}
+                paths[f"/apis/{entry.name}"] = {"post": _api_operation(entry, team)}
                 continue
             carried.update(generated.schemas)
             for path, item in generated.paths.items():
                 for operation in item.values():
-                    operation["x-switchboard-approval-required"] = entry.approval_required
+                    operation["x-switchboard-approval-required"] = entry.needs_approval(team)
                     operation["x-switchboard-owner"] = entry.owner
                     if entry.fields.get("sessions"):
                         operation["parameters"] = [*operation.get("parameters", []), SESSION_PARAMETER]

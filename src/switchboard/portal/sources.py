@@ -34,10 +34,15 @@ class Entry:
     owner: str | None = None  # the owning team, when there is one
     approval_required: bool = False
     fields: Mapping[str, Any] = field(default_factory=dict)
+    owner_exempt: bool = False  # the owning team calls it without approval (a prompt API)
 
     @property
     def id(self) -> str:
         return f"{self.kind}:{self.name}"
+
+    def needs_approval(self, team: str | None) -> bool:
+        """Whether ``team`` (the caller's) needs an approved subscription to call it."""
+        return self.approval_required and not (self.owner_exempt and team is not None and team == self.owner)
 
     def text(self) -> str:
         """What ``?q=`` searches, lower-cased."""
@@ -65,7 +70,7 @@ def _api_entry(record: ApiRecord, versions: list[int]) -> Entry:
         }
     return Entry(
         kind="api", name=record.name, subject=f"api:{record.name}", description=record.description,
-        owner=record.team_id, approval_required=record.require_approval,
+        owner=record.team_id, approval_required=record.require_approval, owner_exempt=True,
         fields={
             "status": record.status,
             "path": f"/apis/{record.name}",

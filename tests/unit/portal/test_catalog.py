@@ -51,7 +51,7 @@ def test_a_new_kind_is_one_more_source() -> None:
     assert portal.kinds == ["widget", "api"]
     page = asyncio.run(portal.page("t1", ALICE, CatalogQuery()))
     assert [e.id for e, _ in page.entries] == ["api:z", "widget:a", "widget:b"]
-    shown = {e.id: public(e, s) for e, s in page.entries}
+    shown = {e.id: public(e, s, ALICE.team_id) for e, s in page.entries}
     assert shown["widget:b"]["subscription"] == {"status": "approved", "id": "sub_1"}
     assert shown["widget:a"]["subscription"] == {"status": "none", "id": None}
     assert subs.queries[0][0] == "t1" and subs.queries[0][1].team_id == "team-1"

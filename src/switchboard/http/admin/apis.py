@@ -338,13 +338,14 @@ async def update_api(
     return public(stored)
 
 
-async def _needs_approval(request: Request, tenant: str, name: str) -> bool | None:
-    """Subscriptions to APIs: whether the tenant's API ``name`` needs approval (None: no such
-    API, or a draft or retired one nobody can subscribe to)."""
+async def _needs_approval(request: Request, tenant: str, name: str, team: str) -> bool | None:
+    """Subscriptions to APIs: whether ``team`` needs approval to call the tenant's API ``name``
+    (None: no such API, or a draft or retired one nobody can subscribe to). The owning team never
+    does (http/apis/stages.py): its subscription would be one nobody's call ever reads."""
     found = await _apis(request).get(tenant, name)
     if found is None or found.status in ("draft", "retired"):
         return None
-    return found.require_approval
+    return found.require_approval and found.team_id != team
 
 
 register_subject("api", _needs_approval)

@@ -128,7 +128,7 @@ async def list_catalog(
     scope = await tenant_in_reach(access, request.app.state.services.stores(), tenant)
     page = await catalog.page(scope, access.principal, CatalogQuery(kind=kind, q=q or None, after=after,
                                                                     limit=limit))
-    data = [public(entry, sub) for entry, sub in page.entries]
+    data = [public(entry, sub, access.principal.team_id) for entry, sub in page.entries]
     return {"object": "list", "data": data, "has_more": page.has_more,
             "last_id": data[-1]["id"] if data else None}
 
@@ -163,4 +163,4 @@ async def catalog_openapi(
         # A copy: the document adds the catalog's own fields to the operations.
         return copy.deepcopy(await cache.value(scope, "operations", entry.name))
 
-    return await document(scope, entries, api_paths, __version__)
+    return await document(scope, entries, api_paths, __version__, access.principal.team_id)

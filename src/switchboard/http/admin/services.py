@@ -367,8 +367,9 @@ async def delete_service(
     return Response(status_code=204)
 
 
-async def _needs_approval(request: Request, tenant: str, name: str) -> bool | None:
-    """Subscriptions to services (POST /admin/v1/subscriptions {"service": name})."""
+async def _needs_approval(request: Request, tenant: str, name: str, team: str) -> bool | None:
+    """Subscriptions to services (POST /admin/v1/subscriptions {"service": name}): every team,
+    its owning team included, needs approval when the service asks for it."""
     table: ServiceTable | None = request.app.state.services.services
     if table is None:
         return None

@@ -41,9 +41,10 @@ Status = Literal["pending", "approved", "rejected", "revoked"]
 
 
 # What else than models a team can subscribe to: a kind ("api", "service") and a resolver
-# (request, tenant, name) -> whether it needs approval, None when the tenant has no such thing.
-# The subject is stored as "<kind>:<name>" (the request path checks the same string).
-Resolver = Callable[[Request, str, str], Awaitable[bool | None]]
+# (request, tenant, name, team) -> whether the team needs approval to call it, None when the
+# tenant has no such thing. The subject is stored as "<kind>:<name>" (the request path checks
+# the same string).
+Resolver = Callable[[Request, str, str, str], Awaitable[bool | None]]
 SUBJECT_KINDS: dict[str, Resolver] = {}
 
 
@@ -150,10 +151,10 @@ def _subject(body: SubscriptionCreate) -> tuple[str, str, str]:
     return kind, name, name if kind == "model" else subject_of(kind, name)
 
 
-async def _approval(request: Request, kind: str, tenant: str, name: str) -> bool | None:
+async def _approval(request: Request, kind: str, tenant: str, name: str, team: str) -> bool | None:
     if kind == "model":
         return _needs_approval(request, name)
-    return await SUBJECT_KINDS[kind](request, tenant, name)
+    return await SUBJECT_KINDS[kind](request, tenant, name, team)
 
 
 async def _visible(
@@ -186,12 +187,13 @@ async def create_subscription(
         )
     if not access.sees(tenant, team) or not await _team_known(request, access, tenant, team):
         raise NotFound(f"no team '{team}'", code="team_not_found")
-    needs = await _approval(request, kind, tenant, name)
+    needs = await _approval(request, kind, tenant, name, team)
     if needs is None:
         raise InvalidRequest(f"{kind}: no {kind} '{name[:200]}'", param=kind, code=f"{kind}_not_found")
     if not needs:
         raise InvalidRequest(
-            f"{kind}: '{name}' does not need approval: every key allowed to use it may call it",
+            f"{kind}: the team '{team}' needs no approval for '{name}' (it needs none, or the team "
+            "owns it): every key of the team allowed to use it may call it",
             param=kind,
             code="approval_not_required",
         )
