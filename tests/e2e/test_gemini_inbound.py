@@ -315,22 +315,36 @@ def test_a_field_the_provider_lacks_is_refused_by_the_name_sent(
     assert f"'{named}'" in message and f"'{canonical}'" not in message
 
 
-@pytest.mark.parametrize("field", ["response", "responseJsonSchema"])
-def test_a_function_return_schema_is_refused_by_name(
-    gw: Gateway, key: str, mock_upstream: Mock, field: str
+def get_weather(city: str) -> dict[str, float]:
+    """Current weather for a city."""
+    return {"celsius": 21.5}
+
+
+def test_a_python_function_with_a_return_annotation_is_called(
+    client: genai.Client, mock_upstream: Mock, model: str
 ) -> None:
-    """Before: checked and not sent, though Gemini shows the model a function's return type."""
+    """The SDK declares an annotated Python function with a responseJsonSchema (its return type),
+    for the Gemini API too: checked and not sent, so the function is called and its result read."""
     marker = new_marker()
-    schema = {"type": "OBJECT", "properties": {"celsius": {"type": "NUMBER"}}}
-    declaration = {"name": "get_weather", "parametersJsonSchema": {"type": "object"},
-                   field: schema if field == "response" else {"type": "object"}}
+    response = client.models.generate_content(
+        model=model, contents=f"weather in Paris? mock:tool_call=get_weather mock:capture={marker}",
+        config=types.GenerateContentConfig(tools=[get_weather]),
+    )
+    history = response.automatic_function_calling_history or []
+    answers = [p.function_response for c in history for p in c.parts or () if p.function_response]
+    assert answers and answers[0].response == {"result": {"celsius": 21.5}}
+    first = captured(mock_upstream, marker)[0]
+    assert '"number"' not in orjson.dumps(first["body"]).decode()  # the return type is not sent
+
+
+def test_a_function_return_schema_must_be_a_schema(gw: Gateway, key: str) -> None:
+    declaration = {"name": "get_weather", "response": {"type": "RECORD"}}
     resp = httpx.post(f"{gw.url}/v1beta/models/gem-via-gemini:generateContent",
-                      json={"contents": [{"parts": [{"text": f"weather? mock:capture={marker}"}]}],
+                      json={"contents": [{"parts": [{"text": "weather?"}]}],
                             "tools": [{"functionDeclarations": [declaration]}]},
                       headers={"x-goog-api-key": key}, timeout=10)
     assert resp.status_code == 400, resp.text
-    assert f"tools[0].functionDeclarations[0].{field}" in resp.json()["error"]["message"]
-    assert captured(mock_upstream, marker, timeout=0.5) == []
+    assert "tools[0].functionDeclarations[0].response" in resp.json()["error"]["message"]
 
 
 def test_json_response_schema(client: genai.Client, model: str) -> None:
