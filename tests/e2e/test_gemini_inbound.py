@@ -315,6 +315,42 @@ def test_a_field_the_provider_lacks_is_refused_by_the_name_sent(
     assert f"'{named}'" in message and f"'{canonical}'" not in message
 
 
+@pytest.mark.parametrize(
+    "model, config, named, canonical",
+    [
+        ("gem-via-anthropic", {"thinking_budget": 512}, ["generationConfig.thinkingConfig.thinkingBudget"],
+         ["thinking.budget_tokens"]),
+        ("gem-via-bedrock", {"thinking_budget": 512}, ["generationConfig.thinkingConfig.thinkingBudget"],
+         ["thinking.budget_tokens"]),
+        ("gem-via-anthropic", {"thinking_budget": 2048, "max_output_tokens": 1024},
+         ["generationConfig.maxOutputTokens", "generationConfig.thinkingConfig.thinkingBudget"],
+         ["max_tokens", "thinking.budget_tokens"]),
+    ],
+)
+def test_a_provider_s_limit_names_the_fields_sent(
+    client: genai.Client, model: str, config: dict[str, Any], named: list[str], canonical: list[str]
+) -> None:
+    """A provider's rule on a value (Anthropic's thinking budget of at least 1024 tokens, below
+    max_tokens) is told in the caller's names, not the translated ones."""
+    budget = config.pop("thinking_budget")
+    with pytest.raises(errors.ClientError) as refused:
+        client.models.generate_content(model=model, contents="hi", config=types.GenerateContentConfig(
+            thinking_config=types.ThinkingConfig(thinking_budget=budget), **config))
+    assert refused.value.code == 400
+    message = str(refused.value.message)
+    assert all(name in message for name in named), message
+    assert not any(name in message.replace("generationConfig.", "") for name in canonical), message
+
+
+def test_an_unknown_field_keeps_the_name_the_caller_wrote(gw: Gateway, key: str) -> None:
+    """Its name is the caller's own, even when it is a translated field's canonical name."""
+    resp = httpx.post(f"{gw.url}/v1beta/models/gem-via-anthropic:generateContent",
+                      json={"contents": [{"parts": [{"text": "hi"}]}], "max_tokens": 5},
+                      headers={"x-goog-api-key": key}, timeout=10)
+    assert resp.status_code == 400, resp.text
+    assert 'Unknown name "max_tokens"' in resp.json()["error"]["message"]
+
+
 def get_weather(city: str) -> dict[str, float]:
     """Current weather for a city."""
     return {"celsius": 21.5}
