@@ -730,6 +730,22 @@ def test_embed_content_single(gw: Gateway, key: str) -> None:
     assert len(resp.json()["embedding"]["values"]) == 8
 
 
+@pytest.mark.parametrize("method", ["embedContent", "batchEmbedContents"])
+def test_embed_content_auto_truncate_takes_a_boolean(gw: Gateway, key: str, method: str) -> None:
+    """Vertex AI's autoTruncate is checked, not sent: a value of another type is a 400 naming it."""
+    def ask(value: Any) -> httpx.Response:
+        request = {"content": {"parts": [{"text": "one text"}]}, "autoTruncate": value}
+        body = request if method == "embedContent" else {"requests": [request]}
+        return httpx.post(f"{gw.url}/v1beta/models/text-embedding-3-small:{method}", json=body,
+                          headers={"x-goog-api-key": key}, timeout=10)
+
+    for value in ("yes", {}, 1):
+        resp = ask(value)
+        assert resp.status_code == 400, resp.text
+        assert "autoTruncate' (TYPE_BOOL)" in resp.json()["error"]["message"]
+    assert ask(False).status_code == 200
+
+
 def test_embed_content_refuses_a_chat_model(gw: Gateway, key: str) -> None:
     # gemini-2.5-flash is served by gpt-4o-mini, a chat model in the catalog: never sent.
     resp = httpx.post(
