@@ -315,22 +315,72 @@ def test_a_field_the_provider_lacks_is_refused_by_the_name_sent(
     assert f"'{named}'" in message and f"'{canonical}'" not in message
 
 
-@pytest.mark.parametrize("field", ["response", "responseJsonSchema"])
-def test_a_function_return_schema_is_refused_by_name(
-    gw: Gateway, key: str, mock_upstream: Mock, field: str
+@pytest.mark.parametrize(
+    "model, config, named, canonical",
+    [
+        ("gem-via-anthropic", {"thinking_budget": 512}, ["generationConfig.thinkingConfig.thinkingBudget"],
+         ["thinking.budget_tokens"]),
+        ("gem-via-bedrock", {"thinking_budget": 512}, ["generationConfig.thinkingConfig.thinkingBudget"],
+         ["thinking.budget_tokens"]),
+        ("gem-via-anthropic", {"thinking_budget": 2048, "max_output_tokens": 1024},
+         ["generationConfig.maxOutputTokens", "generationConfig.thinkingConfig.thinkingBudget"],
+         ["max_tokens", "thinking.budget_tokens"]),
+    ],
+)
+def test_a_provider_s_limit_names_the_fields_sent(
+    client: genai.Client, model: str, config: dict[str, Any], named: list[str], canonical: list[str]
 ) -> None:
-    """Before: checked and not sent, though Gemini shows the model a function's return type."""
+    """A provider's rule on a value (Anthropic's thinking budget of at least 1024 tokens, below
+    max_tokens) is told in the caller's names, not the translated ones."""
+    budget = config.pop("thinking_budget")
+    with pytest.raises(errors.ClientError) as refused:
+        client.models.generate_content(model=model, contents="hi", config=types.GenerateContentConfig(
+            thinking_config=types.ThinkingConfig(thinking_budget=budget), **config))
+    assert refused.value.code == 400
+    message = str(refused.value.message)
+    assert all(name in message for name in named), message
+    assert not any(name in message.replace("generationConfig.", "") for name in canonical), message
+
+
+def test_an_unknown_field_keeps_the_name_the_caller_wrote(gw: Gateway, key: str) -> None:
+    """Its name is the caller's own, even when it is a translated field's canonical name."""
+    resp = httpx.post(f"{gw.url}/v1beta/models/gem-via-anthropic:generateContent",
+                      json={"contents": [{"parts": [{"text": "hi"}]}], "max_tokens": 5},
+                      headers={"x-goog-api-key": key}, timeout=10)
+    assert resp.status_code == 400, resp.text
+    assert 'Unknown name "max_tokens"' in resp.json()["error"]["message"]
+
+
+def get_weather(city: str) -> dict[str, float]:
+    """Current weather for a city."""
+    return {"celsius": 21.5}
+
+
+def test_a_python_function_with_a_return_annotation_is_called(
+    client: genai.Client, mock_upstream: Mock, model: str
+) -> None:
+    """The SDK declares an annotated Python function with a responseJsonSchema (its return type),
+    for the Gemini API too: checked and not sent, so the function is called and its result read."""
     marker = new_marker()
-    schema = {"type": "OBJECT", "properties": {"celsius": {"type": "NUMBER"}}}
-    declaration = {"name": "get_weather", "parametersJsonSchema": {"type": "object"},
-                   field: schema if field == "response" else {"type": "object"}}
+    response = client.models.generate_content(
+        model=model, contents=f"weather in Paris? mock:tool_call=get_weather mock:capture={marker}",
+        config=types.GenerateContentConfig(tools=[get_weather]),
+    )
+    history = response.automatic_function_calling_history or []
+    answers = [p.function_response for c in history for p in c.parts or () if p.function_response]
+    assert answers and answers[0].response == {"result": {"celsius": 21.5}}
+    first = captured(mock_upstream, marker)[0]
+    assert '"number"' not in orjson.dumps(first["body"]).decode()  # the return type is not sent
+
+
+def test_a_function_return_schema_must_be_a_schema(gw: Gateway, key: str) -> None:
+    declaration = {"name": "get_weather", "response": {"type": "RECORD"}}
     resp = httpx.post(f"{gw.url}/v1beta/models/gem-via-gemini:generateContent",
-                      json={"contents": [{"parts": [{"text": f"weather? mock:capture={marker}"}]}],
+                      json={"contents": [{"parts": [{"text": "weather?"}]}],
                             "tools": [{"functionDeclarations": [declaration]}]},
                       headers={"x-goog-api-key": key}, timeout=10)
     assert resp.status_code == 400, resp.text
-    assert f"tools[0].functionDeclarations[0].{field}" in resp.json()["error"]["message"]
-    assert captured(mock_upstream, marker, timeout=0.5) == []
+    assert "tools[0].functionDeclarations[0].response" in resp.json()["error"]["message"]
 
 
 def test_json_response_schema(client: genai.Client, model: str) -> None:
@@ -678,6 +728,22 @@ def test_embed_content_single(gw: Gateway, key: str) -> None:
     )
     assert resp.status_code == 200, resp.text
     assert len(resp.json()["embedding"]["values"]) == 8
+
+
+@pytest.mark.parametrize("method", ["embedContent", "batchEmbedContents"])
+def test_embed_content_auto_truncate_takes_a_boolean(gw: Gateway, key: str, method: str) -> None:
+    """Vertex AI's autoTruncate is checked, not sent: a value of another type is a 400 naming it."""
+    def ask(value: Any) -> httpx.Response:
+        request = {"content": {"parts": [{"text": "one text"}]}, "autoTruncate": value}
+        body = request if method == "embedContent" else {"requests": [request]}
+        return httpx.post(f"{gw.url}/v1beta/models/text-embedding-3-small:{method}", json=body,
+                          headers={"x-goog-api-key": key}, timeout=10)
+
+    for value in ("yes", {}, 1):
+        resp = ask(value)
+        assert resp.status_code == 400, resp.text
+        assert "autoTruncate' (TYPE_BOOL)" in resp.json()["error"]["message"]
+    assert ask(False).status_code == 200
 
 
 def test_embed_content_refuses_a_chat_model(gw: Gateway, key: str) -> None:

@@ -49,6 +49,15 @@ CALLER_PARAMS = {
     "dimensions": "outputDimensionality",
 }
 
+# The canonical names a refusal's message may hold unquoted ("max_tokens must be greater than
+# thinking.budget_tokens"); only compound ones: a bare word ("stop", "n") is ordinary English.
+# Quoted ones are name_as_sent's, or a name the caller wrote ('Unknown name "max_tokens"').
+_UNQUOTED = re.compile(
+    r"(?<![\w.'\"])("
+    + "|".join(re.escape(k) for k in sorted(CALLER_PARAMS, key=len, reverse=True) if "_" in k or "." in k)
+    + r")(?![\w'\"])"
+)
+
 # thinkingConfig.includeThoughts of the requests under way that asked for it, by context.
 _THOUGHTS: dict[int, bool] = {}
 
@@ -98,6 +107,8 @@ class _GoogleErrors:
     dialect = "gemini"
 
     def encode_error(self, error: GatewayError) -> bytes:
+        if error.param:  # the gateway's own refusal of a value: told in the caller's names
+            error.message = _UNQUOTED.sub(lambda m: CALLER_PARAMS[m.group(1)], error.message)
         name_as_sent(error, CALLER_PARAMS)
         if error.code == "missing_api_key":  # the hint in the way Gemini clients send a key
             error.message = "missing API key: send it as 'x-goog-api-key: <key>' (or '?key=<key>' in the URL)"

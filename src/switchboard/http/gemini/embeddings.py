@@ -7,6 +7,7 @@ Reference: https://ai.google.dev/api/embeddings.
     outputDimensionality          -> dimensions (the same for every request of a batch)
     taskType                      -> task_type (the same for every request of a batch)
     title                         -> title (one per request; only with RETRIEVAL_DOCUMENT, as Google)
+    mimeType, autoTruncate        -> checked, not sent (Vertex AI's; see _one)
     data[i].embedding             -> embedding.values / embeddings[i].values
 A request's ``model`` must name the model in the path, as Gemini requires. The hints are the
 canonical ``task_type``/``title`` extension (providers/embedding_task.py), which says where each
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from switchboard.errors import InvalidRequest
+from switchboard.http.gemini import fields as wire
 from switchboard.http.gemini.enums import TASK_TYPES
 from switchboard.http.gemini.fields import JSON, array, enum, fail, fields, integer, string, unsupported
 from switchboard.http.openai_api import parse_object
@@ -71,8 +73,13 @@ def _one(value: Any, path: str, model: str) -> _Embed:
     if request.get("content") is None:
         raise InvalidRequest(f"{at('content')} is required", param=at("content"))
     text = _text(request["content"], at("content"))
+    # Vertex AI's, checked and not sent (docs/api-gemini.md): the content's type (only text is
+    # embedded here), and whether an over-long text is cut rather than refused (the serving
+    # provider's own limit applies).
     if request.get("mimeType") is not None:
         string(request["mimeType"], at("mimeType"))
+    if request.get("autoTruncate") is not None:
+        wire.boolean(request["autoTruncate"], at("autoTruncate"))
     task = None
     if request.get("taskType") is not None:
         task = enum(request["taskType"], at("taskType"), TASK_TYPES)

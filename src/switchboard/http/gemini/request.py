@@ -28,9 +28,9 @@ https://ai.google.dev/api/tokens#method:-models.counttokens.
                                            refused by the others: capability matrix)
     labels, serviceTier, store, other mediaResolution levels,
         toolConfig.retrievalConfig      -> checked, then not sent (NOT_SENT says why)
-Built-in Google tools, cachedContent, logprobs, non-text output modalities and a function's
-response / responseJsonSchema are a 400 naming the field; any other field is the 400 Google
-answers for an unknown name.
+Built-in Google tools, cachedContent, logprobs and non-text output modalities are a 400 naming
+the field (a function's response / responseJsonSchema is checked, not sent: NOT_SENT); any
+other field is the 400 Google answers for an unknown name.
 """
 
 from __future__ import annotations
@@ -104,6 +104,10 @@ NOT_SENT: dict[str, str] = {
                                         "which other providers set themselves",
     "toolConfig.retrievalConfig": "the location for Google's built-in search tools, which are refused",
     "tools[].functionDeclarations[].behavior": "blocking or not: a Live API notion, without effect here",
+    "tools[].functionDeclarations[].response": "the function's return type: no provider but Google's has "
+                                               "one; the result itself reaches the model in the "
+                                               "functionResponse",
+    "tools[].functionDeclarations[].responseJsonSchema": "as tools[].functionDeclarations[].response",
     "contents[].parts[].mediaResolution": "LOW is translated; numTokens and the other levels as for "
                                           "generationConfig.mediaResolution",
     "contents[].parts[].thought": "thought parts of earlier turns are not sent: no upstream can continue "
@@ -140,13 +144,15 @@ def _declaration(value: Any, path: str) -> JSON:
         parameters = plain_json_schema(decl["parametersJsonSchema"], join(path, "parametersJsonSchema"))
     else:
         parameters = {"type": "object", "properties": {}}
-    # The function's return type is part of the declaration Gemini gives the model (Google's
-    # FunctionDeclaration reference), and no other provider's function tools have one: refused by
-    # name. The SDK sends it only to Vertex AI, never to the Gemini API.
-    for key in ("response", "responseJsonSchema"):
-        if decl.get(key) is not None:
-            raise unsupported(join(path, key), "a function's return schema has no equivalent in the "
-                              "gateway's function tools")
+    # The function's return type (NOT_SENT says why it is not sent): checked. The google-genai SDK
+    # fills responseJsonSchema from a Python function's return annotation for the Gemini API too,
+    # so refusing it would refuse every annotated function the SDK calls automatically.
+    if decl.get("response") is not None and decl.get("responseJsonSchema") is not None:
+        raise fail(path, "give response or responseJsonSchema, not both")
+    if decl.get("response") is not None:
+        json_schema(decl["response"], join(path, "response"))
+    elif decl.get("responseJsonSchema") is not None:
+        plain_json_schema(decl["responseJsonSchema"], join(path, "responseJsonSchema"))
     if decl.get("behavior") is not None:
         string(decl["behavior"], join(path, "behavior"))
     function: JSON = {"name": name, "parameters": parameters}
