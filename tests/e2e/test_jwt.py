@@ -77,8 +77,17 @@ def messy() -> Iterator[IdentityProvider]:
     provider.stop()
 
 
+@pytest.fixture(scope="module")
+def userless() -> Iterator[IdentityProvider]:
+    """An issuer configured to take no user from its tokens (claims.user null)."""
+    provider = IdentityProvider(realm="/userless").start()
+    yield provider
+    provider.stop()
+
+
 def oidc_config(idp: IdentityProvider, partner: IdentityProvider, down_issuer: str,
-                slow: IdentityProvider, messy: IdentityProvider) -> list[dict[str, Any]]:
+                slow: IdentityProvider, messy: IdentityProvider,
+                userless: IdentityProvider) -> list[dict[str, Any]]:
     return [
         {
             "issuer": idp.issuer,
@@ -106,6 +115,9 @@ def oidc_config(idp: IdentityProvider, partner: IdentityProvider, down_issuer: s
         {"issuer": slow.issuer, "audience": "switchboard", "tenant": "slowpoke", "jwks_cache_seconds": 1,
          "http_timeout_seconds": 3, "token_cache_seconds": 0},
         {"issuer": messy.issuer, "audience": "switchboard", "tenant": "messy"},
+        {"issuer": userless.issuer, "audience": "switchboard", "tenant": "userless",
+         "claims": {"user": None, "team": "team", "role": "realm_access.roles"},
+         "roles": {"lead": "team_admin"}, "default_role": "developer"},
     ]
 
 
@@ -147,6 +159,7 @@ def deployment(
     partner: IdentityProvider,
     slow: IdentityProvider,
     messy: IdentityProvider,
+    userless: IdentityProvider,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Deployment]:
     config = openai_config(mock_upstream)
@@ -156,7 +169,7 @@ def deployment(
         config["database"] = {"url": postgres.create_database(f"jwt_{uuid.uuid4().hex[:8]}")}
         config["redis"] = {"url": redis.url}
     down_issuer = f"http://127.0.0.1:{refused_port()}/nobody"
-    config["auth"]["oidc"] = oidc_config(idp, partner, down_issuer, slow, messy)
+    config["auth"]["oidc"] = oidc_config(idp, partner, down_issuer, slow, messy, userless)
     config["files"] = {"provider": "local-openai"}
     gw = start_gateway(config, tmp_path_factory.mktemp(f"jwt-{request.param}"))
     deployment = Deployment(request.param, gw, down_issuer)
@@ -415,6 +428,22 @@ def test_unusable_keys_in_a_jwks_are_skipped_and_the_others_work(
     private_d = RSAAlgorithm.to_jwk(PUBLISHED_PRIVATE.private, as_dict=True)["d"]
     assert private_d not in output.output
     assert f"oidc issuer {messy.issuer}: cannot fetch" not in output.output
+
+
+def test_a_token_without_a_user_is_told_so_when_it_issues_a_key(
+    deployment: Deployment, userless: IdentityProvider
+) -> None:
+    """An issuer whose claims mapping takes no user (or team) gives callers without one: such a
+    developer (or team admin) may issue no key, and the refusal names the token and its issuer
+    (it named a key the caller does not have)."""
+    for claims, what in (({}, "user"), ({"realm_access": {"roles": ["lead"]}}, "team")):
+        token = userless.token(sub="u-1", **claims)
+        resp = deployment.admin("POST", "/keys", token, json={"models": ["gpt-4o-mini"]})
+        assert _code(resp) == (403, "permission_denied"), resp.text
+        message = resp.json()["error"]["message"]
+        assert f"a token of the issuer {userless.issuer} carries no {what}" in message, message
+        assert "key that belongs" not in message
+    assert deployment.models(userless.token(sub="u-1")).status_code == 200
 
 
 # A caller held up by the provider would wait out its 5 s delay; one answered at once takes well
