@@ -79,6 +79,7 @@ class IdentityProvider:
         # hangs for exactly as long as the test says).
         self.hold: threading.Event | None = None
         self.jwks_body: bytes | None = None  # served instead of the keys' JWKS when set
+        self.extra_jwks: list[dict[str, Any]] = []  # published before the keys, as they are
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -146,7 +147,7 @@ class IdentityProvider:
                 return web.json_response({"error": "down"}, status=503)
             if self.jwks_body is not None:
                 return web.Response(body=self.jwks_body, content_type="application/json")
-            keys = [k.jwk() for k in self.keys]
+            keys = [*self.extra_jwks, *(k.jwk() for k in self.keys)]
         return web.json_response({"keys": keys})
 
     # -- keys ------------------------------------------------------------------------------

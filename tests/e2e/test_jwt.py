@@ -19,6 +19,7 @@ import httpx
 import openai
 import pytest
 import yaml
+from jwt.algorithms import RSAAlgorithm
 
 from switchboard.access.oidc import issuer_tag
 from tests.e2e.sdk import ask, stream_text
@@ -54,8 +55,39 @@ def slow() -> Iterator[IdentityProvider]:
     provider.stop()
 
 
+# Keys PyJWT cannot load (or must not use), published in one JWKS with a good one.
+UNUSABLE_JWKS: list[dict[str, Any]] = [
+    {**new_key("RS256").jwk(), "kid": "alg-as-a-list", "alg": ["RS256"]},  # TypeError in PyJWT
+    {**new_key("RS256").jwk(), "kid": "alg-none", "alg": "none"},  # NotImplementedError
+    {"kty": "RSA", "kid": "bad-modulus", "use": "sig", "n": "%%%not-a-modulus%%%", "e": "AQAB"},
+    {"kty": "XYZ", "kid": "unknown-kty", "x": "AQAB"},
+]
+# A private key published by mistake: anyone could sign with it.
+PUBLISHED_PRIVATE = new_key("RS256", kid="published-private")
+
+
+@pytest.fixture(scope="module")
+def messy() -> Iterator[IdentityProvider]:
+    """A provider whose JWKS lists unusable keys before the one it signs with."""
+    provider = IdentityProvider(realm="/messy")
+    private_jwk = RSAAlgorithm.to_jwk(PUBLISHED_PRIVATE.private, as_dict=True)
+    provider.extra_jwks = [*UNUSABLE_JWKS, {**private_jwk, "kid": PUBLISHED_PRIVATE.kid, "use": "sig"}]
+    provider.start()
+    yield provider
+    provider.stop()
+
+
+@pytest.fixture(scope="module")
+def userless() -> Iterator[IdentityProvider]:
+    """An issuer configured to take no user from its tokens (claims.user null)."""
+    provider = IdentityProvider(realm="/userless").start()
+    yield provider
+    provider.stop()
+
+
 def oidc_config(idp: IdentityProvider, partner: IdentityProvider, down_issuer: str,
-                slow: IdentityProvider) -> list[dict[str, Any]]:
+                slow: IdentityProvider, messy: IdentityProvider,
+                userless: IdentityProvider) -> list[dict[str, Any]]:
     return [
         {
             "issuer": idp.issuer,
@@ -82,6 +114,10 @@ def oidc_config(idp: IdentityProvider, partner: IdentityProvider, down_issuer: s
         {"issuer": down_issuer, "audience": "switchboard", "http_timeout_seconds": 2},
         {"issuer": slow.issuer, "audience": "switchboard", "tenant": "slowpoke", "jwks_cache_seconds": 1,
          "http_timeout_seconds": 3, "token_cache_seconds": 0},
+        {"issuer": messy.issuer, "audience": "switchboard", "tenant": "messy"},
+        {"issuer": userless.issuer, "audience": "switchboard", "tenant": "userless",
+         "claims": {"user": None, "team": "team", "role": "realm_access.roles"},
+         "roles": {"lead": "team_admin"}, "default_role": "developer"},
     ]
 
 
@@ -122,6 +158,8 @@ def deployment(
     idp: IdentityProvider,
     partner: IdentityProvider,
     slow: IdentityProvider,
+    messy: IdentityProvider,
+    userless: IdentityProvider,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Deployment]:
     config = openai_config(mock_upstream)
@@ -131,7 +169,7 @@ def deployment(
         config["database"] = {"url": postgres.create_database(f"jwt_{uuid.uuid4().hex[:8]}")}
         config["redis"] = {"url": redis.url}
     down_issuer = f"http://127.0.0.1:{refused_port()}/nobody"
-    config["auth"]["oidc"] = oidc_config(idp, partner, down_issuer, slow)
+    config["auth"]["oidc"] = oidc_config(idp, partner, down_issuer, slow, messy, userless)
     config["files"] = {"provider": "local-openai"}
     gw = start_gateway(config, tmp_path_factory.mktemp(f"jwt-{request.param}"))
     deployment = Deployment(request.param, gw, down_issuer)
@@ -365,6 +403,47 @@ def test_an_unreachable_identity_provider_is_503(deployment: Deployment, idp: Id
         resp = deployment.models(token)
         assert _code(resp) == (503, "oidc_unavailable"), resp.text
     assert deployment.serving(idp)
+
+
+def test_unusable_keys_in_a_jwks_are_skipped_and_the_others_work(
+    deployment: Deployment, messy: IdentityProvider
+) -> None:
+    """A key PyJWT cannot load (an ``alg`` that is a list, ``"none"``, a malformed modulus) made
+    the whole set unusable: every caller of the issuer got 503 ``oidc_unavailable``. Such a key is
+    skipped (logged with its kid, never its material) and the others keep working; a private key
+    published by mistake is skipped too (it verified nothing: a 500 per token)."""
+    reply = deployment.sdk(messy.token(sub="m-1")).chat.completions.create(
+        model="gpt-4o-mini", messages=ask("messy"))
+    assert reply.choices[0].message.content.endswith("You said: messy")
+    for kid in ("alg-as-a-list", "alg-none", "bad-modulus", "unknown-kty"):
+        token = messy.token(key=new_key("RS256", kid=kid), sub="m-2")
+        assert _code(deployment.models(token)) == (401, "token_unknown_kid")
+    forged = messy.token(key=PUBLISHED_PRIVATE, sub="m-3", tenant="elsewhere")
+    assert _code(deployment.models(forged)) == (401, "token_unknown_kid")
+    output = deployment.gateway.process
+    for kid in ("alg-as-a-list", "alg-none", "bad-modulus", "published-private"):
+        output.wait_for_all(f"oidc issuer {messy.issuer}: skipped an unusable key", f"kid '{kid}'",
+                            timeout=10)
+    assert "not-a-modulus" not in output.output
+    private_d = RSAAlgorithm.to_jwk(PUBLISHED_PRIVATE.private, as_dict=True)["d"]
+    assert private_d not in output.output
+    assert f"oidc issuer {messy.issuer}: cannot fetch" not in output.output
+
+
+def test_a_token_without_a_user_is_told_so_when_it_issues_a_key(
+    deployment: Deployment, userless: IdentityProvider
+) -> None:
+    """An issuer whose claims mapping takes no user (or team) gives callers without one: such a
+    developer (or team admin) may issue no key, and the refusal names the token and its issuer
+    (it named a key the caller does not have)."""
+    for claims, what in (({}, "user"), ({"realm_access": {"roles": ["lead"]}}, "team")):
+        token = userless.token(sub="u-1", **claims)
+        resp = deployment.admin("POST", "/keys", token, json={"models": ["gpt-4o-mini"]})
+        assert _code(resp) == (403, "permission_denied"), resp.text
+        message = resp.json()["error"]["message"]
+        assert f"a token of the issuer {userless.issuer} carries no {what}" in message, message
+        assert "key that belongs" not in message
+    assert deployment.models(userless.token(sub="u-1")).status_code == 200
 
 
 # A caller held up by the provider would wait out its 5 s delay; one answered at once takes well

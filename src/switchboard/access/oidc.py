@@ -15,6 +15,8 @@ Bounds, so neither callers nor a slow identity provider can hurt the gateway:
   found; a made-up kid costs the provider nothing more); a failed fetch is retried at most every
   few seconds, and the keys last fetched stay in use meanwhile. Once keys are held, an expired
   set is refetched in the background: no caller waits on a slow provider for keys it has.
+- A JWKS key that cannot be loaded, or that holds private key material, is skipped (and logged
+  once, by kid): the issuer's other keys keep working. A set with no usable key is a failed fetch.
 - Keys from the JWKS are never used as HMAC secrets (HS* verifies with ``shared_secret`` only),
   a key must fit the algorithm (RSA for RS*/PS*, the matching EC curve for ES*, OKP for EdDSA),
   and URLs in a token's header (``jku``, ``x5u``) are ignored.
@@ -107,6 +109,7 @@ class _Issuer:
         self._keys: dict[str, dict[str, Any]] = {}
         self._unnamed: list[dict[str, Any]] = []
         self._parsed: dict[tuple[int, str], jwt.PyJWK] = {}
+        self._skipped: frozenset[str] = frozenset()  # the unusable keys of the last set, logged
         self._fetched_at: float | None = None
         self._attempted_at = float("-inf")
         self._failed = False
@@ -209,13 +212,18 @@ class _Issuer:
             if self._jwks_uri is None:
                 self._jwks_uri = await self._discover()
             document = await self._get(self._jwks_uri)
-            keys, unnamed = _parse_jwks(document)
+            keys, unnamed, skipped = _parse_jwks(document)
         except Exception as exc:  # whatever went wrong, the provider's keys are not to be had now
             self._failed = True
             if self.config.jwks_url is None:
                 self._jwks_uri = None  # discover again next time
             log.warning("oidc issuer %s: cannot fetch signing keys: %s", self.config.issuer, exc)
             return
+        for note in skipped:
+            if note not in self._skipped:  # once, not on every refetch of the same set
+                log.warning("oidc issuer %s: skipped an unusable key of its JWKS: %s",
+                            self.config.issuer, note)
+        self._skipped = frozenset(skipped)
         rotated = self._fetched_at is not None and (set(self._keys) - set(keys) or self._unnamed != unnamed)
         self._keys, self._unnamed, self._parsed = keys, unnamed, {}
         self._fetched_at = self._clock()
@@ -262,28 +270,49 @@ class _Issuer:
         return document
 
 
-def _parse_jwks(document: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
-    """The signature keys of a JWKS by kid (and those without one); symmetric keys are dropped."""
+def _parse_jwks(
+    document: dict[str, Any],
+) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]], list[str]]:
+    """The signature keys of a JWKS by kid (and those without one), and a note (kid and why,
+    never key material) for each key skipped as unusable; symmetric keys are dropped. A set with
+    no usable signature key is an error: nothing could verify a token."""
     raw = document.get("keys")
     if not isinstance(raw, list):
         raise _FetchError("the JWKS has no 'keys' list")
     keys: dict[str, dict[str, Any]] = {}
     unnamed: list[dict[str, Any]] = []
+    skipped: list[str] = []
     for jwk in raw[:MAX_KEYS]:
         if not isinstance(jwk, dict) or jwk.get("kty") not in ("RSA", "EC", "OKP"):
             continue  # never "oct": a published key is not a secret
         if jwk.get("use", "sig") != "sig":
             continue
+        kid = jwk.get("kid")
+        if "d" in jwk:
+            # A private key made public: anyone could sign with it (and PyJWT cannot verify
+            # with a private RSA key).
+            skipped.append(f"{_shown_kid(kid)}, it holds private key material")
+            continue
         try:
             jwt.PyJWK(jwk)
-        except jwt.PyJWTError:
+        except Exception as exc:  # PyJWT raises TypeError, NotImplementedError... on odd fields
+            # One key PyJWT cannot load (an "alg" that is a list, a malformed modulus) is
+            # skipped: the issuer's other keys keep working.
+            skipped.append(f"{_shown_kid(kid)}, {type(exc).__name__}")
             continue
-        kid = jwk.get("kid")
         if isinstance(kid, str) and 0 < len(kid) <= 256:
             keys[kid] = jwk
         elif kid is None:
             unnamed.append(jwk)
-    return keys, unnamed
+    if not keys and not unnamed:
+        raise _FetchError("the JWKS holds no usable signing key" + "".join(f"; skipped {n}" for n in skipped))
+    return keys, unnamed, skipped
+
+
+def _shown_kid(kid: Any) -> str:
+    if isinstance(kid, str):
+        return f"kid {kid[:64]!r}"
+    return "no kid" if kid is None else "a kid that is not a string"
 
 
 # PyJWT's exceptions, most specific first, and what the caller is told.

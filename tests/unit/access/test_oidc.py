@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -16,6 +17,7 @@ from typing import Any, get_args
 
 import jwt
 import pytest
+from jwt.algorithms import RSAAlgorithm
 from pydantic import ValidationError
 
 from switchboard.access import roles
@@ -309,8 +311,12 @@ def _jwks_with(*keys: dict[str, Any]) -> bytes:
 
 @pytest.mark.parametrize(
     "body",
-    [b"x" * (1024 * 1024 + 10), b"<html>not json</html>", b"[1, 2]", b'{"keys": "none"}'],
-    ids=["oversized", "not json", "not an object", "no key list"],
+    [b"x" * (1024 * 1024 + 10), b"<html>not json</html>", b"[1, 2]", b'{"keys": "none"}',
+     b'{"keys": []}',
+     _jwks_with({"kty": "RSA", "kid": "listed-alg", "alg": ["RS256"], "n": "AQAB", "e": "AQAB"},
+                {"kty": "RSA", "kid": "bad-modulus", "n": "%%%", "e": "AQAB"},
+                {"kty": "oct", "kid": "sym", "k": "c2VjcmV0"})],
+    ids=["oversized", "not json", "not an object", "no key list", "no key", "no usable key"],
 )
 async def test_an_unusable_jwks_is_like_an_unreachable_provider(idp: IdentityProvider, body: bytes) -> None:
     idp.jwks_body = body
@@ -344,6 +350,48 @@ async def test_symmetric_and_encryption_keys_in_the_jwks_are_never_used(idp: Ide
             assert (await refused(v, broken)).code == "token_unknown_kid"
     finally:
         idp.jwks_body = None
+
+
+async def test_unusable_keys_are_skipped_logged_once_and_the_others_work(
+    idp: IdentityProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A key PyJWT cannot load (it raises TypeError for an ``alg`` that is a list,
+    NotImplementedError for ``"none"``) rejected the whole set: every token of the issuer was
+    503. It is skipped, logged once with its kid and never its material; a published private key
+    (anyone could sign with it, and PyJWT cannot verify with an RSA one) is skipped alike."""
+    signing = idp.key.jwk()
+    leaked = new_key("RS256", kid="leaked")
+    leaked_jwk = {**RSAAlgorithm.to_jwk(leaked.private, as_dict=True), "kid": "leaked"}
+    idp.jwks_body = _jwks_with(
+        {**signing, "kid": "listed-alg", "alg": ["RS256"]},
+        {**signing, "kid": "alg-none", "alg": "none"},
+        {"kty": "EC", "kid": "bad-curve", "crv": {"name": "P-256"}, "x": "AA", "y": "AA"},
+        leaked_jwk,
+        signing,
+    )
+    clock = Clock(1000.0)
+    try:
+        with caplog.at_level(logging.WARNING, logger="switchboard.access"):
+            async with verifier(issuer_config(idp), monotonic=clock) as v:
+                assert (await v.verify(idp.token(**person()))).tenant_id == "acme"
+                for kid in ("listed-alg", "alg-none", "bad-curve"):
+                    named = idp.token(headers={"kid": kid}, **person())
+                    assert (await refused(v, named)).code == "token_unknown_kid"
+                forged = idp.token(key=leaked, **person(tenant="elsewhere"))
+                assert (await refused(v, forged)).code == "token_unknown_kid"
+                issuer = v.issuer(idp.issuer)
+                assert issuer is not None
+                clock.now += 601  # past jwks_cache_seconds: the same set is fetched again
+                assert (await v.verify(idp.token(jti="again", **person()))).tenant_id == "acme"
+                await until(lambda: issuer.fetches >= 2 and not issuer.fetching)
+    finally:
+        idp.jwks_body = None
+    notes = [r.getMessage() for r in caplog.records if "skipped an unusable key" in r.getMessage()]
+    assert sorted(n.rsplit(": ", 1)[1] for n in notes) == [
+        "kid 'alg-none', NotImplementedError", "kid 'bad-curve', InvalidKeyError",
+        "kid 'leaked', it holds private key material", "kid 'listed-alg', TypeError",
+    ]
+    assert leaked_jwk["d"] not in caplog.text and signing["n"] not in caplog.text
 
 
 async def test_a_token_without_kid_needs_an_unambiguous_jwks(idp: IdentityProvider) -> None:

@@ -40,6 +40,7 @@ from switchboard.access import tool_rules
 from switchboard.access.roles import DEFAULT_KEY_ROLE, RANK, ROLES, Reach, may_grant
 from switchboard.access.rules import within
 from switchboard.config.mcp import McpToolRule
+from switchboard.context import Principal
 from switchboard.errors import Conflict, GatewayError, InvalidRequest, NotFound, PermissionDenied
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
@@ -314,6 +315,16 @@ def public(record: KeyRecord) -> dict[str, Any]:
     }
 
 
+def _lacks(p: Principal, what: str, for_a_key: str) -> str:
+    """Why a caller without a user (or team) may not issue keys, naming what it presented: a JWT
+    caller has no key, and its issuer's claims mapping takes no such claim."""
+    issuer = (p.metadata or {}).get("issuer") if p.key_id is None else None
+    if not isinstance(issuer, str):
+        return for_a_key
+    return (f"a token of the issuer {issuer} carries no {what} (the issuer's claims mapping takes "
+            f"none): the role '{p.role}' issues keys only for its own {what}")
+
+
 @dataclass
 class _Owner:
     tenant: str
@@ -354,7 +365,8 @@ async def _owner(body: KeyCreate, access: Access, stores: Stores) -> _Owner:
     team = body.team
     if access.reach <= Reach.SELF:  # developers: keys for themselves only
         if p.user_id is None:
-            raise denied("only a key that belongs to a user or a service account may issue keys")
+            raise denied(_lacks(p, "user", "only a key that belongs to a user or a service account "
+                                           "may issue keys"))
         if named is not None and named != p.user_id:
             raise NotFound(f"no such owner '{named[:64]}'", code=kind_code)
         if team is not None and team != p.team_id:
@@ -362,7 +374,7 @@ async def _owner(body: KeyCreate, access: Access, stores: Stores) -> _Owner:
         named, team = p.user_id, p.team_id
     elif access.reach == Reach.TEAM:  # team admins: keys of their team only
         if p.team_id is None:
-            raise denied("only a key that belongs to a team may issue keys for it")
+            raise denied(_lacks(p, "team", "only a key that belongs to a team may issue keys for it"))
         if team is not None and team != p.team_id:
             raise NotFound(f"no team '{team[:64]}'", code="team_not_found")
         team = p.team_id
