@@ -1134,3 +1134,31 @@ def test_gemini_cli_request_shapes(gw: Gateway, key: str, model: str) -> None:
     assert "# Switchboard" in text
     assert second[-1]["candidates"][0]["finishReason"] == "STOP"
     assert second[-1]["usageMetadata"]["promptTokenCount"] > 0
+
+
+# -- labels, thought-only turns, v1alpha -------------------------------------------------------
+
+
+@pytest.mark.parametrize("labels", [{"team": 1}, {"team": "search", "cost": None}, {"a": ["x"]}, ["team"]])
+def test_labels_take_only_strings(gw: Gateway, key: str, labels: Any) -> None:
+    """Google's labels are a map of strings: another value is Google's 400, though labels are not sent."""
+    resp = httpx.post(
+        f"{gw.url}/v1beta/models/gem-via-gemini:generateContent",
+        json={"contents": [{"parts": [{"text": "hi"}]}], "labels": labels},
+        headers={"x-goog-api-key": key},
+        timeout=10,
+    )
+    assert resp.status_code == 400, resp.text
+    error = resp.json()["error"]
+    assert error["status"] == "INVALID_ARGUMENT" and "Invalid value at 'labels" in error["message"]
+
+
+def test_string_labels_are_accepted_and_not_sent(client: genai.Client, mock_upstream: Mock) -> None:
+    marker = new_marker()
+    response = client.models.generate_content(
+        model="gem-via-gemini", contents=f"hi mock:capture={marker}",
+        config=types.GenerateContentConfig(labels={"team": "search"}),
+    )
+    assert response.text
+    [record] = captured(mock_upstream, marker)
+    assert "labels" not in record["body"]

@@ -60,6 +60,7 @@ from switchboard.http.gemini.fields import (
     number,
     string,
     unsupported,
+    wrong_type,
 )
 from switchboard.http.gemini.schema import json_schema, plain_json_schema
 from switchboard.http.openai_api import parse_object
@@ -350,6 +351,15 @@ def _safety(value: Any) -> list[JSON]:
     return out
 
 
+def _labels(value: Any) -> None:
+    """Checked, not sent (NOT_SENT): Google's ``labels`` is a map of strings, so a value of
+    another type is the 400 Google answers, not accepted because it goes nowhere."""
+    if not isinstance(value, dict):
+        raise wrong_type("labels", "TYPE_MAP", value)
+    for name, label in value.items():
+        string(label, f"labels.{name[:64]}")
+
+
 # -- the request ---------------------------------------------------------------------------
 
 
@@ -378,8 +388,8 @@ def _translate(body: Any, model: str) -> Decoded:
         settings = _safety(request["safetySettings"])
         if settings:
             out["safety_settings"] = settings
-    if request.get("labels") is not None and not isinstance(request["labels"], dict):
-        raise fail("labels", "expected an object of strings")
+    if request.get("labels") is not None:
+        _labels(request["labels"])
     if request.get("serviceTier") is not None:
         # The SDK's enum is case-insensitive and sends lower case; Google's REST reference does
         # not pin the spelling, so any case of a known tier passes (the field is not sent on).
