@@ -1162,3 +1162,39 @@ def test_string_labels_are_accepted_and_not_sent(client: genai.Client, mock_upst
     assert response.text
     [record] = captured(mock_upstream, marker)
     assert "labels" not in record["body"]
+
+
+def test_a_request_of_only_thoughts_is_400_naming_contents(gw: Gateway, key: str, model: str) -> None:
+    resp = httpx.post(
+        f"{gw.url}/v1beta/models/{model}:generateContent",
+        json={"contents": [{"role": "user", "parts": [{"text": "hi", "thought": True}]},
+                           {"role": "model", "parts": [{"text": "hmm", "thought": True}]}]},
+        headers={"x-goog-api-key": key},
+        timeout=10,
+    )
+    assert resp.status_code == 400, resp.text
+    error = resp.json()["error"]
+    assert error["status"] == "INVALID_ARGUMENT"
+    assert error["message"].startswith("Invalid value at 'contents'") and "thought" in error["message"]
+
+
+@pytest.mark.parametrize("model", ["gem-via-openai", "gem-via-anthropic", "gem-via-gemini"])
+def test_a_user_content_of_only_thoughts_is_no_turn(
+    client: genai.Client, mock_upstream: Mock, model: str
+) -> None:
+    """As a model content of only thoughts: dropped, not sent as an empty user turn."""
+    marker = new_marker()
+    first, last = f"hi mock:capture={marker}", "and one more thing"
+    response = client.models.generate_content(model=model, contents=[
+        types.Content(role="user", parts=[types.Part.from_text(text=first)]),
+        types.Content(role="user", parts=[types.Part(text="pondering", thought=True)]),
+        types.Content(role="user", parts=[types.Part.from_text(text=last)]),
+    ])
+    assert response.text
+    [record] = captured(mock_upstream, marker)
+    body = orjson.dumps(record["body"]).decode()
+    assert "pondering" not in body and "(no content)" not in body and '"text":""' not in body
+    assert first in body and last in body
+    if model == "gem-via-openai":
+        sent = record["body"]["messages"]
+        assert sent == [{"role": "user", "content": first}, {"role": "user", "content": last}]

@@ -14,7 +14,8 @@ Reference: https://ai.google.dev/api/caching#Content and #Part.
                                          a thoughtSignature rides in extra_content.google
     functionResponse (user)           -> a role tool message each, placed before the rest of that
                                          user turn; paired with its call by id, else by name
-    thought parts (model)             -> dropped: no upstream can continue another model's thinking
+    thought parts                     -> dropped: no upstream can continue another model's thinking;
+                                         a content of only thoughts is no turn (none at all: 400)
 Everything else (code execution, Files API and gs:// URIs, video) is a 400 naming the part.
 """
 
@@ -189,9 +190,11 @@ class Contents:
     def _user(self, parts: list[Any], i: int) -> None:
         tools: list[JSON] = []
         out: list[JSON] = []
+        thoughts = 0
         for j, value in enumerate(parts):
             path = f"contents[{i}].parts[{j}]"
             kind, part = self._part(value, path)
+            thoughts += bool(part.get("thought"))
             if kind == "text":
                 text = string(part["text"], f"{path}.text")
                 if text and not part.get("thought"):
@@ -207,8 +210,10 @@ class Contents:
         if out:
             content: Any = out[0]["text"] if len(out) == 1 and out[0]["type"] == "text" else out
             self.messages.append({"role": "user", "content": content})
-        elif not tools:
+        elif not tools and thoughts < len(parts):
             self.messages.append({"role": "user", "content": ""})
+        # Only thoughts: no turn to send, as for a model content of only thoughts (an empty user
+        # message would be refused by some upstreams, or read as a turn the caller never wrote).
 
     def _response(self, value: Any, path: str) -> JSON:
         response = fields(value, path, _RESPONSE, "FunctionResponse")
@@ -280,6 +285,9 @@ def contents(value: Any, path: str = "contents") -> list[JSON]:
     converter = Contents()
     for i, item in enumerate(items):
         converter.add(item, i)
+    if not converter.messages:  # every content held only thought parts, which are not sent
+        raise fail(path, "holds only thought parts, which are not sent: give at least one content "
+                   "with another part")
     return converter.messages
 
 
