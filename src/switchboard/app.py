@@ -114,7 +114,7 @@ class SwitchboardApp:
         self._model = anthropic_models.ByDialect(
             self._endpoint(openai_api.MODEL, self.gateway.models.get, reads_body=False),
             self._endpoint(anthropic_models.MODEL, claude.get, reads_body=False))
-        # Gemini API: POST /v1beta/models/{model}:{method} (and /v1/...), routed by prefix.
+        # Gemini API: POST /v1beta/models/{model}:{method} (and /v1/..., /v1alpha/...), routed by prefix.
         self._gemini = GeminiRoutes({
             method: self._endpoint(inbound, self.gateway.count_tokens if inbound.operation == "count_tokens"
                                    else self.gateway.model_terminal(inbound.operation), reads_body=True)

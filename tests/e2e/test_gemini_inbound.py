@@ -1198,3 +1198,19 @@ def test_a_user_content_of_only_thoughts_is_no_turn(
     if model == "gem-via-openai":
         sent = record["body"]["messages"]
         assert sent == [{"role": "user", "content": first}, {"role": "user", "content": last}]
+
+
+def test_v1alpha_is_served_as_v1beta(gw: Gateway, key: str) -> None:
+    """The SDK's api_version='v1alpha' carries the same bodies for these methods."""
+    client = genai.Client(api_key=key, http_options={"base_url": gw.url, "api_version": "v1alpha",
+                                                     "timeout": 30_000})
+    response = client.models.generate_content(model="gem-via-openai", contents="Say hello to v1alpha")
+    assert response.text and "hello to v1alpha" in response.text
+    assert client.models.count_tokens(model="gem-via-openai", contents="hi").total_tokens
+    # What is not served there answers in Google's shape, as under /v1beta/.
+    with pytest.raises(errors.ClientError) as info:
+        client.models.list()
+    assert info.value.code == 404 and info.value.status == "NOT_FOUND"
+    resp = httpx.get(f"{gw.url}/v1alpha/models/gem-via-openai:generateContent",
+                     headers={"x-goog-api-key": key}, timeout=10)
+    assert resp.status_code == 405 and resp.json()["error"]["status"] == "NOT_FOUND"

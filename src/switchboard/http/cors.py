@@ -36,8 +36,8 @@ from switchboard.http.state import ServerState
 
 # Paths of the model-facing API: the OpenAI, Anthropic, Gemini and Cohere (/v2/rerank) APIs,
 # prompt APIs, services and the MCP endpoint; with the OpenAI paths' aliases without /v1.
-_PREFIXES = ("/v1/", "/v1beta/", "/v2/", "/apis/", "/services/", "/models/", "/responses/", "/files/",
-             "/batches/", "/images/", "/audio/")
+_PREFIXES = ("/v1/", "/v1beta/", "/v1alpha/", "/v2/", "/apis/", "/services/", "/models/", "/responses/",
+             "/files/", "/batches/", "/images/", "/audio/")
 _EXACT = frozenset({"/mcp", "/chat/completions", "/completions", "/embeddings", "/models", "/responses",
                     "/files", "/batches", "/rerank", "/moderations"})
 ADMIN_PREFIX = "/admin/"

@@ -1,7 +1,7 @@
 """The Gemini API's methods as inbound APIs of the pipeline: ``generateContent``,
 ``streamGenerateContent`` (``alt=sse``), ``countTokens``, ``embedContent`` and
 ``batchEmbedContents`` on ``/v1beta/models/{model}:{method}`` (and ``/v1/...``, which the
-google-genai SDK uses by default). The model is read from the path; errors are Google's.
+google-genai SDK uses by default, and ``/v1alpha/...``). The model is read from the path; errors are Google's.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from switchboard.http.gemini.stream import StreamEncoder
 
 JSON = dict[str, Any]
 
-PREFIXES = ("/v1beta/models/", "/v1/models/")
+# v1alpha (the SDK's api_version="v1alpha") carries the same bodies for these methods as v1beta.
+PREFIXES = ("/v1beta/models/", "/v1alpha/models/", "/v1/models/")
 # A model name as it may appear in the path: gateway model names may hold dots, colons (the
 # method is after the last one), slashes and @; nothing that needs escaping.
 _MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/+~-]{0,255}$")

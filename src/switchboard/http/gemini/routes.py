@@ -26,8 +26,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 _CREDENTIALS = (b"authorization", b"x-api-key", b"x-goog-api-key")
 
 
-# Only the Gemini API lives under /v1beta/ (/v1/models/... is shared with OpenAI's model reads).
-GEMINI_ONLY_PREFIX = "/v1beta/"
+# Only the Gemini API lives under /v1beta/ and /v1alpha/ (/v1/models/... is shared with OpenAI's
+# model reads).
+GEMINI_ONLY_PREFIX = ("/v1beta/", "/v1alpha/")
 
 
 def is_gemini(method: str, path: str) -> bool:
@@ -84,8 +85,8 @@ class GeminiRoutes:
             code="unknown_url"))
 
     async def not_served(self, scope: Scope, send: Send) -> None:
-        """Anything else under ``/v1beta/`` (a GET of a method, listing models, files, caches...):
-        answered in Google's error shape, which is what a Gemini client reads there."""
+        """Anything else under ``/v1beta/`` or ``/v1alpha/`` (a GET of a method, listing models,
+        files, caches...): answered in Google's error shape, which is what a Gemini client reads there."""
         started = time.perf_counter()
         _, method = split_path(scope["path"])
         if method in self._endpoints:
