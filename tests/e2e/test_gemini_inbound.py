@@ -1214,3 +1214,28 @@ def test_v1alpha_is_served_as_v1beta(gw: Gateway, key: str) -> None:
     resp = httpx.get(f"{gw.url}/v1alpha/models/gem-via-openai:generateContent",
                      headers={"x-goog-api-key": key}, timeout=10)
     assert resp.status_code == 405 and resp.json()["error"]["status"] == "NOT_FOUND"
+
+
+def test_thought_signatures_are_not_sent_to_openai(client: genai.Client, mock_upstream: Mock) -> None:
+    """A history a Gemini model wrote, continued on OpenAI: the calls' signatures (Google's
+    extension of OpenAI's format) are not sent there, where unknown message keys may be refused."""
+    config = types.GenerateContentConfig(
+        tools=[types.Tool(function_declarations=[WEATHER])], automatic_function_calling=NO_AUTO_CALLS
+    )
+    question = types.Content(role="user", parts=[types.Part.from_text(text="Weather in Oslo?")])
+    first = client.models.generate_content(model="gem3", contents=[question], config=config)
+    assert first.candidates and first.candidates[0].content and first.candidates[0].content.parts
+    assert first.candidates[0].content.parts[0].thought_signature
+    marker = new_marker()
+    answer = types.Content(role="user", parts=[
+        types.Part.from_function_response(
+            name="get_weather", response={"output": f"cold mock:capture={marker}"}
+        )
+    ])
+    second = client.models.generate_content(
+        model="gem-via-openai", contents=[question, first.candidates[0].content, answer], config=config
+    )
+    assert second.text
+    [record] = captured(mock_upstream, marker)
+    [call] = record["body"]["messages"][1]["tool_calls"]
+    assert call["function"]["name"] == "get_weather" and set(call) == {"id", "type", "function"}

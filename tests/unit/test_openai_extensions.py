@@ -106,6 +106,21 @@ def test_azure_shares_the_translation() -> None:
         body_of({"top_k": 5}, t, azure.SPEC.adapter)
 
 
+def test_gemini_thought_signatures_reach_neither_openai_nor_azure_but_compatible_servers() -> None:
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"},
+            "extra_content": {"google": {"thought_signature": "c2ln"}}}
+    history = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": None,
+                                                                "tool_calls": [call]},
+                            {"role": "tool", "tool_call_id": "c1", "content": "ok"}]}
+    t = Target("m", "dep", "p", "azure", "https://r.openai.azure.com", azure.Options(), Timeouts())
+    for body in (body_of(history), body_of(history, t, azure.SPEC.adapter)):
+        assert body["messages"][1]["tool_calls"] == [{k: v for k, v in call.items() if k != "extra_content"}]
+    assert "extra_content" in call  # the caller's request is not changed
+    compatible = target("openai-compatible", options=openai_compatible.Options())
+    body = body_of(history, compatible, openai_compatible.SPEC.adapter)
+    assert body["messages"][1]["tool_calls"] == [call]  # Google's OpenAI-compatible endpoint reads it
+
+
 @pytest.mark.parametrize(("preset", "param"), [("groq", "logprobs"), ("deepseek", "seed"), ("ollama", "n")])
 def test_openai_compatible_presets_refuse_from_their_tables(preset: str, param: str) -> None:
     t = target("openai-compatible", options=openai_compatible.Options(preset=preset))

@@ -10,6 +10,8 @@ own API takes, so none reaches it raw (OpenAI rejects fields it does not know):
   (no breakpoints exist); ``prompt_cache_key`` is its only control.
 - assistant ``reasoning_content`` / ``thinking_blocks``: removed. They are another provider's
   reasoning; OpenAI's Chat API takes no reasoning back (its own stays server-side).
+- assistant ``tool_calls[].extra_content`` (a Gemini call's thought signature, Google's
+  OpenAI-compatible extension): removed, for the same reason.
 - tool ``is_error: true``: the content is prefixed "Error: " (OpenAI has no such flag).
 - ``document`` parts: base64 sources (PDF) become ``file`` parts (``file_data`` as a data URL),
   plain-text ones (text, content, base64 text/*) text parts (title first); URL sources are a 400.
@@ -93,6 +95,11 @@ def _message(msg: Any, i: int, provider_type: str, own: bool) -> Any:
         return msg
     dropped = ("reasoning_content", "thinking_blocks", "is_error") if own else ("is_error",)
     out = {k: v for k, v in msg.items() if k not in dropped}
+    if own and _signed(out.get("tool_calls")):
+        out["tool_calls"] = [
+            {k: v for k, v in c.items() if k != "extra_content"} if isinstance(c, dict) else c
+            for c in out["tool_calls"]
+        ]
     if "content" in out:
         out["content"] = _parts(out["content"], f"messages[{i}].content", provider_type, own)
     if msg.get("role") == "tool" and msg.get("is_error") is True:
@@ -120,6 +127,11 @@ def without_safety_settings(request: JSON) -> JSON:
     return {k: v for k, v in request.items() if k != "safety_settings"}
 
 
+def _signed(calls: Any) -> bool:
+    """Tool calls that carry ``extra_content`` (Gemini's thought signatures)."""
+    return isinstance(calls, list) and any(isinstance(c, dict) and "extra_content" in c for c in calls)
+
+
 # A set: a message's few keys are looked up in it in C (isdisjoint), not by a generator.
 _MESSAGE_EXTENSIONS = frozenset({"reasoning_content", "thinking_blocks", "is_error"})
 
@@ -134,7 +146,7 @@ def _plain(request: JSON) -> bool:
     for msg in request.get("messages") or ():
         if not isinstance(msg, dict):
             continue
-        if not _MESSAGE_EXTENSIONS.isdisjoint(msg):
+        if not _MESSAGE_EXTENSIONS.isdisjoint(msg) or ("tool_calls" in msg and _signed(msg["tool_calls"])):
             return False
         content = msg.get("content")
         if isinstance(content, list) and any(
