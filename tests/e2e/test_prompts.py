@@ -691,6 +691,31 @@ def test_chat_completions_with_a_prompt_reference(world: World) -> None:
     assert record["model"] == "gpt-4o-mini" and record["status"] == 200
 
 
+def test_the_callers_output_limit_wins_under_either_name(world: World) -> None:
+    """``max_tokens`` and ``max_completion_tokens`` are one limit: a caller that sets it under
+    either name is not overridden by the prompt's default under the other."""
+    client = world.openai()
+    # The prompt's max_completion_tokens, the caller's max_tokens, an Anthropic deployment.
+    name = unique("limit")
+    world.create(name, model="claude-native", max_completion_tokens=5)
+    marker = new_marker()
+    client.chat.completions.create(
+        model="", max_tokens=200, messages=[{"role": "user", "content": f"mock:capture={marker}"}],
+        extra_body={"prompt": {"id": name, "variables": {"text": "a"}}},
+    )
+    assert captured(world.mock, marker, outcome="completed")[0]["body"]["max_tokens"] == 200
+    # The prompt's max_tokens, the caller's max_completion_tokens, an OpenAI deployment.
+    name = unique("limit")
+    world.create(name, max_tokens=50)
+    marker = new_marker()
+    client.chat.completions.create(
+        model="", max_completion_tokens=20, messages=[{"role": "user", "content": f"mock:capture={marker}"}],
+        extra_body={"prompt": {"id": name, "variables": {"text": "a"}}},
+    )
+    sent = captured(world.mock, marker, outcome="completed")[0]["body"]
+    assert sent["max_completion_tokens"] == 20 and "max_tokens" not in sent
+
+
 def test_moving_a_label_changes_what_calls_get(world: World) -> None:
     name = unique("moving")
     world.create(name, messages=[{"role": "user", "content": "first {{ text }}"}])
