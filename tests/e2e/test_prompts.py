@@ -501,6 +501,20 @@ def test_bounds_on_every_field(admin: Admin) -> None:
     assert error_of(admin.call("GET", "/admin/v1/prompts/bad name"), 400)["param"] == "name"
 
 
+def test_default_parameters_a_call_would_refuse_are_refused_when_saved(admin: Admin) -> None:
+    """A prompt's defaults become every call's parameters: one no chat request may carry fails
+    the save (400 naming it), not every call later (nor the store)."""
+    def refused(**change: Any) -> dict[str, Any]:
+        return error_of(
+            admin.call("POST", "/admin/v1/prompts", {**SENTIMENT, "name": unique(), **change}), 400
+        )
+
+    assert refused(tool_choice="bogus")["param"] == "tool_choice"
+    assert refused(response_format={})["param"] == "response_format.type"
+    assert refused(tools=[{}])["param"] == "tools[0]"
+    assert refused(seed=2**70)["param"] == "seed"
+
+
 # -- roles and tenants --------------------------------------------------------------------------
 
 
