@@ -501,6 +501,20 @@ def test_bounds_on_every_field(admin: Admin) -> None:
     assert error_of(admin.call("GET", "/admin/v1/prompts/bad name"), 400)["param"] == "name"
 
 
+def test_default_parameters_a_call_would_refuse_are_refused_when_saved(admin: Admin) -> None:
+    """A prompt's defaults become every call's parameters: one no chat request may carry fails
+    the save (400 naming it), not every call later (nor the store)."""
+    def refused(**change: Any) -> dict[str, Any]:
+        return error_of(
+            admin.call("POST", "/admin/v1/prompts", {**SENTIMENT, "name": unique(), **change}), 400
+        )
+
+    assert refused(tool_choice="bogus")["param"] == "tool_choice"
+    assert refused(response_format={})["param"] == "response_format.type"
+    assert refused(tools=[{}])["param"] == "tools[0]"
+    assert refused(seed=2**70)["param"] == "seed"
+
+
 # -- roles and tenants --------------------------------------------------------------------------
 
 
@@ -689,6 +703,31 @@ def test_chat_completions_with_a_prompt_reference(world: World) -> None:
     record = world.log(raw.headers["x-request-id"])
     assert record["metadata"]["prompt"] == {"name": name, "version": 1}
     assert record["model"] == "gpt-4o-mini" and record["status"] == 200
+
+
+def test_the_callers_output_limit_wins_under_either_name(world: World) -> None:
+    """``max_tokens`` and ``max_completion_tokens`` are one limit: a caller that sets it under
+    either name is not overridden by the prompt's default under the other."""
+    client = world.openai()
+    # The prompt's max_completion_tokens, the caller's max_tokens, an Anthropic deployment.
+    name = unique("limit")
+    world.create(name, model="claude-native", max_completion_tokens=5)
+    marker = new_marker()
+    client.chat.completions.create(
+        model="", max_tokens=200, messages=[{"role": "user", "content": f"mock:capture={marker}"}],
+        extra_body={"prompt": {"id": name, "variables": {"text": "a"}}},
+    )
+    assert captured(world.mock, marker, outcome="completed")[0]["body"]["max_tokens"] == 200
+    # The prompt's max_tokens, the caller's max_completion_tokens, an OpenAI deployment.
+    name = unique("limit")
+    world.create(name, max_tokens=50)
+    marker = new_marker()
+    client.chat.completions.create(
+        model="", max_completion_tokens=20, messages=[{"role": "user", "content": f"mock:capture={marker}"}],
+        extra_body={"prompt": {"id": name, "variables": {"text": "a"}}},
+    )
+    sent = captured(world.mock, marker, outcome="completed")[0]["body"]
+    assert sent["max_completion_tokens"] == 20 and "max_tokens" not in sent
 
 
 def test_moving_a_label_changes_what_calls_get(world: World) -> None:

@@ -29,6 +29,7 @@ from switchboard.stores import Stores
 from switchboard.stores.protocols import PromptVersion
 
 DEFAULT_TENANT = "default"
+OUTPUT_LIMITS = ("max_tokens", "max_completion_tokens")
 
 
 def invalid_variables(invalid: list[tuple[str, str]], prefix: str = "prompt.variables") -> InvalidRequest:
@@ -113,6 +114,9 @@ def merged(request: dict[str, Any], rendered: list[dict[str, Any]], version: Pro
     request["messages"] = [*rendered, *(request.get("messages") or [])]
     if not request.get("model"):
         request["model"] = version.model
+    # max_tokens and max_completion_tokens are one limit under two names (the adapters read
+    # either, max_completion_tokens first): a caller that set it under one name has set it.
+    caller_limit = any(request.get(k) is not None for k in OUTPUT_LIMITS)
     for key, value in version.params.items():
-        if request.get(key) is None:
+        if request.get(key) is None and not (caller_limit and key in OUTPUT_LIMITS):
             request[key] = value

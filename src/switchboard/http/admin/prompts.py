@@ -24,6 +24,7 @@ from pydantic import ConfigDict, Field, StringConstraints
 
 from switchboard.access.rules import model_allowed
 from switchboard.errors import InvalidRequest, NotFound, PermissionDenied
+from switchboard.http import validate
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import PROSE, AdminBody
@@ -83,7 +84,8 @@ class PromptCreate(AdminBody):
     max_completion_tokens: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
     stop: Annotated[str, StringConstraints(max_length=256)] | list[
         Annotated[str, StringConstraints(max_length=256)]] | None = Field(default=None, max_length=16)
-    seed: int | None = None
+    # Stored as JSON, whose encoder holds 64-bit integers (a larger one failed the save with a 500).
+    seed: Annotated[int, Field(ge=-(2**63), le=2**63 - 1)] | None = None
     presence_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
     frequency_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
     tools: list[dict[str, Any]] | None = Field(default=None, max_length=128)
@@ -148,6 +150,10 @@ def public(version: PromptVersion, labels: dict[str, int] | None = None) -> dict
     return out
 
 
+def _params(body: PromptCreate) -> dict[str, Any]:
+    return {k: v for k in PARAMS if (v := getattr(body, k)) is not None}
+
+
 def _bounded_json(field: str, value: Any) -> None:
     if value is not None and len(orjson.dumps(value)) > MAX_SCHEMA_BYTES:
         raise InvalidRequest(f"{field}: larger than {MAX_SCHEMA_BYTES} bytes as JSON", param=field,
@@ -163,6 +169,10 @@ async def _check(request: Request, body: PromptCreate, access: Access) -> None:
                              code="template_too_large")
     for field in ("variables", "output_schema", "tools", "response_format", "tool_choice"):
         _bounded_json(field, getattr(body, field))
+    # The defaults become every call's parameters: one a chat request may not carry is refused
+    # here (400 naming it), not at every call of the prompt, blamed on its callers.
+    validate.chat_request({"model": body.model, "messages": [{"role": "user", "content": ""}],
+                           **_params(body)})
     problems = await templates().check_prompt([m.model_dump() for m in body.messages], body.variables)
     if problems:
         param = "variables" if problems[0].startswith("variables") else "messages"
@@ -244,7 +254,7 @@ async def create_prompt(
         raise NotFound(f"no team '{team}'", code="team_not_found")
     if body.team is not None:
         await named_team_exists(access, request.app.state.services.stores(), tenant, body.team)
-    params = {k: v for k in PARAMS if (v := getattr(body, k)) is not None}
+    params = _params(body)
     draft = PromptVersion(
         tenant_id=tenant, name=body.name, version=0,
         messages=[m.model_dump() for m in body.messages], variables=body.variables,
