@@ -1,12 +1,13 @@
 """Rate limits: requests and tokens per minute (and tokens per day) at every scope in force.
 
 Runs after routing, so a request refused for another reason (no such model, not allowed) takes
-nothing; a request a later stage refuses before it is sent (a budget: ``spares_limits`` on the
-error) gives back what it took here. One call to the limiter checks and takes from every
-applicable bucket at once (all or nothing): the request counts 1 against each requests limit and
-its estimate (prompt estimate + ``max_tokens``) against each token limit. After the response, a
-post-response callback corrects the token buckets to the usage the provider reported (a failed
-call with no usage gives its tokens back). The OpenAI-style headers of the most restrictive
+nothing; a request a later stage refuses before it is sent (a budget, or the attempts stage
+when no deployment may be sent to: ``spares_limits`` on the error) gives back what it took here.
+One call to the limiter checks and takes from every applicable bucket at once (all or nothing):
+the request counts 1 against each requests limit and its estimate (prompt estimate +
+``max_tokens``) against each token limit. After the response, a post-response callback corrects
+the token buckets to the usage the provider reported (a failed call with no usage gives its
+tokens back). The OpenAI-style headers of the most restrictive
 limits go on every response (streams: on the response start); a refusal is 429
 ``rate_limit_exceeded`` with ``Retry-After`` and the scope in the message and in
 ``x-ratelimit-scope``.
