@@ -32,7 +32,16 @@ def _config(mock: Mock) -> dict[str, Any]:
         {"name": "sized", "deployment": "large", "provider": p, "model": "gpt-4o",
          "info": {"context_window": 100_000}},
     ]
+    # Two requests a minute to this account: a group on it with a fallback, and another group.
+    config["providers"].append({"name": "resting-account", "type": "openai", "api_base": f"{mock.url}/v1",
+                                "api_key": "${UPSTREAM_KEY}", "rpm": 2})
+    config["models"] += [
+        {"name": "resting", "provider": "resting-account", "model": "gpt-4o-mini"},
+        {"name": "resting-spare", "provider": p, "model": "gpt-4o-mini"},
+        {"name": "resting-direct", "provider": "resting-account", "model": "gpt-4o-mini"},
+    ]
     config["router"] = {
+        "fallbacks": {"resting": ["resting-spare"]},
         "num_retries": 1,
         "retry": {"backoff_seconds": 0.01, "max_backoff_seconds": 0.02},
         # Out after one failure, for longer than the test runs: nothing comes back meanwhile.
@@ -98,3 +107,14 @@ def test_a_request_too_long_for_every_window_uses_none_of_the_callers_limits(gat
 def test_a_pin_that_may_never_serve_uses_none_of_the_callers_limits(gateway: Gateway) -> None:
     _refused_thrice(gateway, _key(gateway, 2), 400, "context_length_exceeded", model="sized",
                     messages=ask(LONG), extra_headers={"x-switchboard-deployment": "small"})
+
+
+def test_a_group_cooling_down_leaves_its_providers_limit_to_what_is_sent_there(gateway: Gateway) -> None:
+    admin = openai.OpenAI(base_url=gateway.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+    with pytest.raises(openai.APIStatusError):  # sent to the account once (one of its two), then out
+        admin.chat.completions.create(model="resting", messages=ask("mock:status=500 failing"))
+    raw = admin.chat.completions.with_raw_response.create(model="resting", messages=ask("x"))
+    assert raw.headers["x-switchboard-model"] == "resting-spare"
+    # Served by the fallback: nothing went to the account, whose second request is still there.
+    raw = admin.chat.completions.with_raw_response.create(model="resting-direct", messages=ask("x"))
+    assert raw.headers["x-switchboard-deployment"] == "resting-account/gpt-4o-mini", raw.headers

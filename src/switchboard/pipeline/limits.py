@@ -279,7 +279,11 @@ class RateLimitStage:
         if model is None:
             named = ctx.request.get("model")
             model = named if isinstance(named, str) else ""
-        target = ctx.route.target if ctx.route is not None else None
+        route = ctx.route
+        # An empty plan (every deployment cooling down, none fits): the route is the group's first
+        # only for the stages in between to price; nothing is sent there, so its provider's limits
+        # are not taken (the fallback an attempt goes to takes its own: ``take``).
+        target = route.target if route is not None and ctx.candidates != [] else None
         ctx.limited = target  # the deployment whose limits are taken here (an attempt elsewhere: ``take``)
         ctx.limited_model = model  # rerouted: not the one the request names (its limits given back)
         # The target's identity is part of the key: a model served by several deployments keeps
