@@ -33,7 +33,7 @@ attempt going to a deployment other than the one whose limits the rate-limit sta
 (``ctx.limited``) takes that deployment's limits first (``DeploymentLimits.take``, without
 waiting): refused, it is passed over in the same way; a failed attempt gives back the tokens it
 reserved there. When nothing could be sent at all and a limit was the reason, the client gets
-that limit's 429.
+that limit's 429. A request sent nowhere does not use its caller's rate limits (``_unsent``).
 
 Every answer carries ``x-switchboard-model`` (the group of the deployment that answered),
 ``x-switchboard-deployment`` and ``x-switchboard-attempts``; an error, the last deployment tried.
@@ -158,6 +158,14 @@ class _Report:
             attempts[-1] = attempts[-1]._replace(status=failure.status, code=failure.code)
 
 
+def _unsent(refusal: GatewayError) -> GatewayError:
+    """The refusal of a request sent nowhere (every deployment cooling down, none it fits, a pin
+    that may never serve it): the rate-limit stage gives back what it took, as for a limit's or a
+    budget's refusal (``spares_limits``), so a caller retrying keeps its own limits."""
+    refusal.spares_limits = True
+    return refusal
+
+
 class AttemptStage:
     name = "attempts"
 
@@ -195,7 +203,7 @@ class AttemptStage:
             candidates = [c for c in candidates if not self._refused(c)]
         if not candidates:
             if ctx.refusal is not None:  # a pin its deployment may never serve: no fallback
-                raise unraised(ctx.refusal)  # a copy: the context keeps the refusal
+                raise _unsent(unraised(ctx.refusal))  # a copy: the context keeps the refusal
             return await self._after_failure(ctx, call_next, group, [], None, 0)
         # The first attempt, inline (no deadline of its own: the upstream's timeouts bound it):
         # the common case is one attempt that answers.
@@ -382,8 +390,8 @@ class AttemptStage:
                 if refusal is not None:
                     raise refusal
                 pin = ctx.headers.get(PIN_DEPLOYMENT)  # valid: the route stage checked it
-                raise self._router.refusal(group, ctx.needs or ANYWHERE,
-                                           group.deployment(pin) if pin is not None else None)
+                raise _unsent(self._router.refusal(group, ctx.needs or ANYWHERE,
+                                                   group.deployment(pin) if pin is not None else None))
             raise error
         finally:
             # A failure's traceback holds this frame, which would hold the failure: a reference

@@ -1,12 +1,13 @@
 """Rate limits: requests and tokens per minute (and tokens per day) at every scope in force.
 
 Runs after routing, so a request refused for another reason (no such model, not allowed) takes
-nothing; a request a later stage refuses before it is sent (a budget: ``spares_limits`` on the
-error) gives back what it took here. One call to the limiter checks and takes from every
-applicable bucket at once (all or nothing): the request counts 1 against each requests limit and
-its estimate (prompt estimate + ``max_tokens``) against each token limit. After the response, a
-post-response callback corrects the token buckets to the usage the provider reported (a failed
-call with no usage gives its tokens back). The OpenAI-style headers of the most restrictive
+nothing; a request a later stage refuses before it is sent (a budget, or the attempts stage
+when no deployment may be sent to: ``spares_limits`` on the error) gives back what it took here.
+One call to the limiter checks and takes from every applicable bucket at once (all or nothing):
+the request counts 1 against each requests limit and its estimate (prompt estimate +
+``max_tokens``) against each token limit. After the response, a post-response callback corrects
+the token buckets to the usage the provider reported (a failed call with no usage gives its
+tokens back). The OpenAI-style headers of the most restrictive
 limits go on every response (streams: on the response start); a refusal is 429
 ``rate_limit_exceeded`` with ``Retry-After`` and the scope in the message and in
 ``x-ratelimit-scope``.
@@ -278,7 +279,11 @@ class RateLimitStage:
         if model is None:
             named = ctx.request.get("model")
             model = named if isinstance(named, str) else ""
-        target = ctx.route.target if ctx.route is not None else None
+        route = ctx.route
+        # An empty plan (every deployment cooling down, none fits): the route is the group's first
+        # only for the stages in between to price; nothing is sent there, so its provider's limits
+        # are not taken (the fallback an attempt goes to takes its own: ``take``).
+        target = route.target if route is not None and ctx.candidates != [] else None
         ctx.limited = target  # the deployment whose limits are taken here (an attempt elsewhere: ``take``)
         ctx.limited_model = model  # rerouted: not the one the request names (its limits given back)
         # The target's identity is part of the key: a model served by several deployments keeps

@@ -49,3 +49,38 @@ def test_a_count_of_the_wrong_type_counts_as_none() -> None:
     assert summed is not None
     assert (summed["prompt_tokens"], summed["completion_tokens"]) == (100, 0)
     assert summed["prompt_tokens_details"]["cached_tokens"] == 0
+
+
+async def test_a_repair_try_refused_unsent_keeps_the_requests_limits_taken() -> None:
+    # The first try was sent: a refusal of the repair try that sent nothing (the router's 503,
+    # marked to give the rate limits back) must not give back what the request used.
+    from switchboard.config.prompts import ApisConfig
+    from switchboard.context import Reply
+    from switchboard.errors import GatewayError, UpstreamUnavailable
+    from switchboard.http.apis.call import ApiCall, ApiCalls
+    from switchboard.http.apis.stages import OutputStage
+    from switchboard.stores.protocols import PromptVersion
+    from tests.unit.pipeline.fakes import context
+
+    calls = ApiCalls()
+    ctx = context(request={"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+    prompt = PromptVersion("t", "p", 1, [], {}, "m", output_schema={"type": "object"})
+    calls.begin(ctx, ApiCall(record=None, prompt=prompt, version=1))  # type: ignore[arg-type]
+    tries = 0
+
+    async def upstream(_: Any) -> Reply:
+        nonlocal tries
+        tries += 1
+        if tries == 1:
+            return Reply({"choices": [{"message": {"role": "assistant", "content": "not json"}}]})
+        refused = UpstreamUnavailable("no healthy deployment of the model 'm'", code="no_healthy_deployment")
+        refused.spares_limits = True
+        raise refused
+
+    try:
+        await OutputStage(calls, ApisConfig())(ctx, upstream)
+    except GatewayError as exc:
+        assert tries == 2
+        assert exc.spares_limits is False
+    else:
+        raise AssertionError("the repair try's refusal was not raised")

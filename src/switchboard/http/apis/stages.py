@@ -29,7 +29,7 @@ from switchboard.apis.lifecycle import deprecation_headers, split_version
 from switchboard.apis.output import output_errors, repair_messages
 from switchboard.config.prompts import ApisConfig
 from switchboard.context import Principal, Reply, RequestContext, Result
-from switchboard.errors import Gone, InvalidModelOutput, InvalidRequest, NotFound
+from switchboard.errors import GatewayError, Gone, InvalidModelOutput, InvalidRequest, NotFound
 from switchboard.http import validate
 from switchboard.http.apis.call import ApiCall, ApiCalls, reply_text
 from switchboard.http.openai_api import parse_object
@@ -259,5 +259,10 @@ class OutputStage:
                 if self._reserve is not None:  # the budgets cover this try too, or it is not sent
                     await self._reserve(ctx)
                 result = await call_next(ctx)
+            except GatewayError as exc:
+                # The first try was sent: a refusal of this one (nothing sent for it) must not
+                # give the request's rate limits back (as ``BudgetStage.reserve_again``'s).
+                exc.spares_limits = False
+                raise
             finally:
                 ctx.usage = _summed(used, ctx.usage)
