@@ -740,6 +740,12 @@ def test_bad_input(world: World) -> None:
     other_tenant = world.call(name, {"text": "x", "count": 1}, key=world.stranger_key)
     assert other_tenant.status_code == 404 and other_tenant.json()["error"]["code"] == "api_not_found"
     assert world.call(name, {"text": "x", "count": 1}).status_code == 200  # approval not required
+    # A version the prompt does not have is the documented 404, whatever its digits.
+    for version in ("v2", "v0", "v00", "v1234567", "v" + "9" * 40):
+        missing = world.call(name, {"text": "x", "count": 1}, key=owner, path=f"/{version}")
+        assert missing.status_code == 404, (version, missing.text)
+        assert missing.json()["error"]["code"] == "version_not_found", (version, missing.text)
+    assert world.call(name, {"text": "x", "count": 1}, key=owner, path="/v" + "9" * 41).status_code == 404
     url = f"{world.url}/apis/{name}"
     assert httpx.post(url, json={"text": "x", "count": 1}, timeout=10).status_code == 401
     assert httpx.put(url, json={}, headers=bearer(owner), timeout=10).status_code == 404

@@ -44,7 +44,9 @@ from switchboard.stores.protocols import PromptVersion
 DEFAULT_TENANT = "default"
 PREFIX = "/apis/"
 # /apis/{name} and /apis/{name}/v{N}
-_CALL_PATH = re.compile(r"^/apis/([A-Za-z0-9][A-Za-z0-9_.-]{0,127})(?:/v([1-9][0-9]{0,5}))?$")
+# Any digits read as a version, so that one the prompt cannot have is `version_not_found`.
+_CALL_PATH = re.compile(r"^/apis/([A-Za-z0-9][A-Za-z0-9_.-]{0,127})(?:/v([0-9]{1,40}))?$")
+_MAX_VERSION = 2**31 - 1  # the stores' integer column; none beyond it is looked up
 
 
 def call_path(path: str) -> tuple[str, int | None] | None:
@@ -159,7 +161,8 @@ class ApiStage:
             raise NotFound(f"no API '{name}'", code="api_not_found")
         prompts = await self._prompts()
         if pinned is not None:
-            prompt = await prompts.resolve(tenant, record.prompt, version=pinned)
+            in_range = 1 <= pinned <= _MAX_VERSION
+            prompt = await prompts.resolve(tenant, record.prompt, version=pinned) if in_range else None
         elif record.split:
             key = principal.owner if principal else ""  # the key's lineage: rotation keeps the arm
             arm = split_version(record.split, key, name)
