@@ -182,6 +182,33 @@ async def refusal(client: ClientSession, name: str, arguments: dict[str, Any]) -
     return refused.value
 
 
+async def refusal_of(call: asyncio.Task[Any]) -> MCPError:
+    with pytest.raises(MCPError) as refused:
+        await call
+    return refused.value
+
+
+async def holding_the_slot(client: ClientSession, tool: str, arguments: dict[str, Any],
+                           probe: str) -> asyncio.Task[Any]:
+    """A call of ``tool`` (its task) once it holds its server's only slot (``max_concurrency``
+    1): a call of ``probe`` is then refused busy. Started again when the probe took the slot
+    first (the call was refused busy itself)."""
+    call: asyncio.Task[Any] | None = None
+    deadline = time.monotonic() + 10
+    while True:
+        if call is None or call.done():
+            if call is not None:
+                assert (await refusal_of(call)).error.data["code"] == "mcp_server_busy"  # type: ignore[index]
+            call = asyncio.create_task(client.call_tool(tool, arguments))
+            await asyncio.sleep(0.05)
+        try:
+            await client.call_tool(probe, {"title": "welcome"})
+        except MCPError as busy:
+            assert busy.error.data["code"] == "mcp_server_busy"  # type: ignore[index]
+            return call
+        assert time.monotonic() < deadline, "the server never became busy"
+
+
 # -- listing and calling ---------------------------------------------------------------------------
 
 
@@ -421,21 +448,8 @@ def test_a_busy_server_fails_fast(deployment: Deployment) -> None:
     async def scenario() -> None:
         async with session(deployment, key) as client:
             assert (await client.call_tool("narrow__read_note", {"title": "welcome"})).content
-            hang: asyncio.Task[MCPError] | None = None
-            deadline = time.monotonic() + 10
-            while True:  # until the hanging call holds the server's only slot
-                if hang is None or hang.done():  # (a call may take the slot first: then again)
-                    if hang is not None:
-                        assert (await hang).error.data["code"] == "mcp_server_busy"  # type: ignore[index]
-                    hang = asyncio.create_task(refusal(client, "narrow__hang", {}))
-                    await asyncio.sleep(0.05)
-                try:
-                    await client.call_tool("narrow__read_note", {"title": "welcome"})
-                except MCPError as busy:
-                    assert busy.error.data["code"] == "mcp_server_busy"  # type: ignore[index]
-                    break
-                assert time.monotonic() < deadline, "the server never became busy"
-            assert (await hang).error.data["code"] == "upstream_timeout"  # type: ignore[index]
+            hang = await holding_the_slot(client, "narrow__hang", {}, "narrow__read_note")
+            assert (await refusal_of(hang)).error.data["code"] == "upstream_timeout"  # type: ignore[index]
             assert (await client.call_tool("narrow__read_note", {"title": "welcome"})).content
 
     run(scenario())
@@ -515,6 +529,34 @@ def test_two_tenants_servers_of_one_name_keep_their_own_tools(deployment: Deploy
             assert added.structured_content == {"result": 3}
             refused = await refusal(client, "srv__read_note", {"title": "welcome"})
             assert "no such tool" in refused.error.message
+
+    run(scenario())
+
+
+def test_a_call_under_way_finishes_when_its_stored_server_is_changed(
+        deployment: Deployment, upstreams: dict[str, McpUpstream]) -> None:
+    """A stored server changed (here its description) while one of its tools runs: the instance
+    takes the new settings for the calls after it, and the call under way gets its answer, as a
+    request under way keeps its provider's client when the provider changes."""
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    resp = httpx.post(f"{deployment.gateway.url}/admin/v1/tenants", json={"id": tenant}, headers=ADMIN,
+                      timeout=10)
+    assert resp.status_code == 201, resp.text
+    servers = f"{deployment.gateway.url}/admin/v1/mcp/servers"
+    resp = httpx.post(servers, headers=ADMIN, timeout=10, json={
+        "name": "srv", "url": upstreams["notes"].url, "tenant": tenant, "max_concurrency": 1})
+    assert resp.status_code == 201, resp.text
+    key, _ = deployment.key(tenant=tenant)
+
+    async def scenario() -> None:
+        async with session(deployment, key) as client:
+            hang = await holding_the_slot(client, "srv__hang", {"seconds": 3}, "srv__read_note")
+            changed = await asyncio.to_thread(
+                httpx.patch, f"{servers}/srv", params={"tenant": tenant}, headers=ADMIN, timeout=10,
+                json={"description": "changed while a call runs"})
+            assert changed.status_code == 200, changed.text
+            assert text_of(await hang) == "late"
+            assert text_of(await client.call_tool("srv__read_note", {"title": "welcome"}))
 
     run(scenario())
 

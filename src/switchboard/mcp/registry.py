@@ -33,6 +33,9 @@ class Registry:
         self._servers: dict[str, Upstream] = {}
         # Stored servers by (tenant, None: global; name).
         self._stored: dict[Key, Upstream] = {}
+        # Stored servers changed or removed while calls were under way on them: each closes when
+        # its last call ends; kept here so that a shutdown meanwhile closes them too.
+        self._retired: set[Upstream] = set()
         self._started = False
         for server in servers:
             if server.transport == "stdio" and not config.allow_stdio:
@@ -61,11 +64,14 @@ class Registry:
         """Follow the stored servers: new ones added, changed ones replaced, removed ones closed.
         ``by_platform_admin``: the keys of those a platform admin registered or last pointed
         elsewhere (the default tenant's are then the operator's own, upstream/egress.py)."""
+        self._retired = {upstream for upstream in self._retired if upstream.busy}
         for key, upstream in list(self._stored.items()):
             moved = upstream.egress is not self._guard(key, by_platform_admin)
             if servers.get(key) != upstream.server or moved:
                 del self._stored[key]
-                await upstream.close()
+                await upstream.retire()  # the calls under way on it finish there
+                if upstream.busy:
+                    self._retired.add(upstream)
         for key, server in servers.items():
             if key not in self._stored:
                 egress = self._guard(key, by_platform_admin)
@@ -116,9 +122,10 @@ class Registry:
             upstream.start()
 
     async def close(self) -> None:
-        for upstream in self.all():
+        for upstream in [*self.all(), *self._retired]:
             await upstream.close()
         self._stored.clear()
+        self._retired.clear()
 
 
 def _tenant(principal: Principal | None) -> str | None:

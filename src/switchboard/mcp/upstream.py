@@ -27,7 +27,7 @@ import logging
 import re
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -155,6 +155,10 @@ class Upstream:
         self.retry_at = 0.0
         self._backoff = 1.0
         self._health: asyncio.Task[None] | None = None
+        # Requests (and cancellation notices) under way, and whether the server was changed or
+        # removed since: a retired upstream is closed when the last of them ends, not under them.
+        self._calls = 0
+        self._retired = False
 
     @property
     def name(self) -> str:
@@ -185,18 +189,52 @@ class Upstream:
                                                trace_configs=egress.traces() if egress is not None else None)
         return self._http
 
-    async def close(self) -> None:
+    @property
+    def busy(self) -> bool:
+        """Whether a request (or a cancellation notice) is under way on it."""
+        return self._calls > 0
+
+    async def retire(self) -> None:
+        """The server was changed or removed: no new call comes here (the registry hands out its
+        successor), and the calls under way get their answers on this one, closed when the last
+        of them ends (closed under them, each would wait out its timeout for an answer)."""
+        self._retired = True
+        await self._stop_health()
+        if not self._calls:
+            await self.close()
+
+    def _hold(self) -> None:
+        self._calls += 1
+
+    def _release(self) -> None:
+        self._calls -= 1
+        if self._retired and not self._calls:
+            _in_background(self.close())
+
+    @contextlib.asynccontextmanager
+    async def _in_use(self) -> AsyncIterator[None]:
+        self._hold()
+        try:
+            yield
+        finally:
+            self._release()
+
+    async def _stop_health(self) -> None:
         if self._health is not None:
             self._health.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._health
             self._health = None
-        for session in self._sessions.values():
+
+    async def close(self) -> None:
+        await self._stop_health()
+        # Taken before the awaits: a retired upstream's last call may close it meanwhile too.
+        sessions, self._sessions = list(self._sessions.values()), OrderedDict()
+        http, self._http = self._http, None
+        for session in sessions:
             await _close_stream(session)
-        self._sessions.clear()
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
+        if http is not None:
+            await http.close()
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -216,7 +254,7 @@ class Upstream:
         if self._semaphore.locked():  # no await between this check and taking a slot
             raise ServerBusy(f"the MCP server '{self.name}' is busy ({self.server.max_concurrency} calls "
                              "under way); try again shortly")
-        async with self._semaphore:
+        async with self._semaphore, self._in_use():
             try:
                 async with asyncio.timeout(wait):
                     result = await self._request(method, params, headers, _scrubbing(notify, headers))
@@ -419,14 +457,16 @@ class Upstream:
         sent = self._headers(session, headers, False)
 
         async def send() -> None:
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(self.server.connect_timeout_seconds), self._client().post(
-                        url, data=orjson.dumps(message), headers=sent) as resp:
-                    await resp.content.read(_ERROR_BYTES)
+            try:
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(self.server.connect_timeout_seconds), self._client().post(
+                            url, data=orjson.dumps(message), headers=sent) as resp:
+                        await resp.content.read(_ERROR_BYTES)
+            finally:
+                self._release()
 
-        task = asyncio.create_task(send())
-        _BACKGROUND.add(task)
-        task.add_done_callback(_BACKGROUND.discard)
+        self._hold()  # before the call it cancels ends: a retired upstream stays open for it
+        _in_background(send())
 
     # -- HTTP+SSE transport --------------------------------------------------------------------
 
@@ -530,6 +570,12 @@ class Upstream:
 
 
 _BACKGROUND: set[asyncio.Task[None]] = set()
+
+
+def _in_background(work: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.get_running_loop().create_task(work)
+    _BACKGROUND.add(task)
+    task.add_done_callback(_BACKGROUND.discard)
 
 
 def _server_failed(exc: BaseException, method: str) -> bool:
