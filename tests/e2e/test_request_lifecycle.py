@@ -15,6 +15,7 @@ import httpx
 import openai
 import pytest
 
+from tests import ledger
 from tests.e2e.sdk import ask
 from tests.servers import MASTER_KEY, UPSTREAM_KEY, Gateway, Mock, openai_config, start_gateway
 from tests.services import RedisServer
@@ -140,6 +141,59 @@ def test_second_sigint_ends_streams_with_an_error_event(mock_upstream: Mock, tmp
     gw.process.wait_exit(30)
     assert gw.process.output.count("cut short by server shutdown") == 1
     assert "Traceback" not in gw.process.output
+
+
+def test_a_responses_stream_cut_at_shutdown_ends_with_response_failed_in_sequence(
+        mock_upstream: Mock, tmp_path: Path) -> None:
+    """A Responses stream outliving drain + grace ends as any stream failing after it started:
+    ``response.failed`` with ``server_shutting_down``, numbered after the events before it (it was
+    an ``error`` event numbered 0), and its usage is recorded."""
+    config = openai_config(mock_upstream, drain_seconds=0.5, graceful_shutdown_seconds=0.5)
+    gw = start_gateway(config, tmp_path)
+    client = openai.OpenAI(base_url=gw.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+    words = "_".join(["word"] * 200)
+    stream = client.responses.create(model="gpt-4o-mini", input=f"mock:chunk_delay_ms=100 mock:reply={words}",
+                                     stream=True, extra_headers={"x-request-id": "cut-at-shutdown"})
+    events = []
+    for event in stream:
+        if not events:
+            gw.process.proc.send_signal(signal.SIGTERM)
+        events.append(event)
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    last = events[-1]
+    assert last.type == "response.failed", last
+    assert last.response.status == "failed" and last.response.error is not None
+    assert last.response.error.code == "server_shutting_down"  # type: ignore[comparison-overlap]
+    assert gw.process.wait_exit(30) == 0
+    assert gw.process.output.count("cut short by server shutdown") == 1
+    assert "Traceback" not in gw.process.output
+    record = ledger.records(ledger.database_of(config, tmp_path))["cut-at-shutdown"]
+    assert record.status == 503 and record.error_code == "server_shutting_down"
+    assert record.completion_tokens > 0
+
+
+def test_a_client_that_leaves_a_stream_while_draining_is_a_disconnect_not_a_shutdown_cut(
+        mock_upstream: Mock, tmp_path: Path) -> None:
+    """The disconnect watcher's cancellation during the drain is the client's leaving: the
+    stream is recorded as relayed (200), not as cut by the server (503 server_shutting_down)."""
+    config = openai_config(mock_upstream, drain_seconds=5, graceful_shutdown_seconds=0.5)
+    gw = start_gateway(config, tmp_path)
+    words = "_".join(["word"] * 200)
+    body = {"model": "gpt-4o-mini", "stream": True,
+            "messages": ask(f"mock:chunk_delay_ms=100 mock:reply={words}")}
+    with httpx.stream("POST", f"{gw.base_url}/chat/completions", json=body, timeout=30,
+                      headers={**AUTH, "x-request-id": "left-while-draining"}) as resp:
+        lines = resp.iter_lines()
+        next(line for line in lines if line.startswith("data: "))
+        gw.process.proc.send_signal(signal.SIGTERM)
+        gw.process.wait_for("draining for 5.0 s")
+        next(lines)  # still served while draining; then the client leaves
+    gw.process.wait_for("request left-while-draining: client disconnected")
+    gw.process.proc.send_signal(signal.SIGINT)
+    assert gw.process.wait_exit(30) == 0
+    assert "cut short by server shutdown" not in gw.process.output
+    record = ledger.records(ledger.database_of(config, tmp_path))["left-while-draining"]
+    assert record.status == 200 and record.error_code is None, record
 
 
 def test_sigint_during_the_drain_skips_drain_and_grace(mock_upstream: Mock, tmp_path: Path) -> None:

@@ -34,6 +34,11 @@ class ClientGone(Exception):
         self.on_send = on_send
 
 
+# The message of the watcher's cancellation: a stream's relay tells it from the server's own
+# (http/endpoint.py, at shutdown).
+CLIENT_LEFT = "the client left"
+
+
 class _Watch:
     __slots__ = ("due", "gone", "receive", "task", "watcher")
 
@@ -53,7 +58,7 @@ class _Watch:
         while (await receive())["type"] != "http.disconnect":
             pass
         self.gone = True
-        task.cancel()
+        task.cancel(CLIENT_LEFT)
 
     def stop(self) -> None:
         # The references go at once; the queue drops the entry itself when it gets to it.

@@ -40,7 +40,7 @@ from switchboard.http.asgi import (
     inflate_request_body,
     read_body,
 )
-from switchboard.http.disconnect import ClientGone, until_disconnect
+from switchboard.http.disconnect import CLIENT_LEFT, ClientGone, until_disconnect
 from switchboard.http.errors import UNEXPECTED, ServerShuttingDown
 from switchboard.http.openai_api import OpenAIJson
 from switchboard.http.state import ServerState, Unserved
@@ -290,8 +290,8 @@ class Endpoint:
                 log.info("request %s: client disconnected during the answer; upstream response closed", rid)
             else:  # the disconnect watcher cancelled the request's work
                 log.info("request %s: client disconnected; upstream call cancelled", rid)
-        except asyncio.CancelledError:
-            if not self._state.draining:
+        except asyncio.CancelledError as cancel:
+            if not self._state.draining or CLIENT_LEFT in cancel.args:
                 raise
             # The drain window is over and the server is stopping: tell the client plainly.
             await self._cut_at_shutdown(ctx, out)
@@ -340,7 +340,7 @@ class Endpoint:
         # The stream is closed on every way out: done, failed, client gone, server stopping.
         try:
             await out.stream_start()
-            events = self.inbound.encode_stream(ctx, _Counted(ctx, result.chunks), result.native)
+            events = self.inbound.encode_stream(ctx, _Counted(ctx, result.chunks, self._state), result.native)
             try:  # what ``aclosing`` does, without its three calls a stream
                 async for event in events:
                     await out.stream_data(event)
@@ -351,8 +351,7 @@ class Endpoint:
             await result.aclose()
 
     async def _cut_at_shutdown(self, ctx: RequestContext, out: Responder) -> None:
-        err = ServerShuttingDown("the server is shutting down; retry the request")
-        log.warning("request %s: cut short by server shutdown", ctx.request_id)
+        err = _shutting_down(ctx)
         try:
             if not out.started:
                 await out.error(err)
@@ -364,17 +363,23 @@ class Endpoint:
             log.debug("request %s: could not send the shutdown notice", ctx.request_id)
 
 
+def _shutting_down(ctx: RequestContext) -> ServerShuttingDown:
+    log.warning("request %s: cut short by server shutdown", ctx.request_id)
+    return ServerShuttingDown("the server is shutting down; retry the request")
+
+
 class _Counted:
     """Pass batches through, counting chunks; any other failure becomes a gateway error the
     encoder can write (``Unexpected.mid_stream``: an InternalError for a fault of the code), and
     the error is recorded in the outcome. An iterator, not an async
     generator: one generator less per stream (the consumer closes the batches itself)."""
 
-    __slots__ = ("_ctx", "_source")
+    __slots__ = ("_ctx", "_source", "_state")
 
-    def __init__(self, ctx: RequestContext, source: Batches) -> None:
+    def __init__(self, ctx: RequestContext, source: Batches, state: ServerState) -> None:
         self._ctx = ctx
         self._source = source
+        self._state = state
 
     def __aiter__(self) -> _Counted:
         return self
@@ -388,6 +393,16 @@ class _Counted:
         except GatewayError as err:
             ctx.outcome.failed(err)
             raise
+        except asyncio.CancelledError as cancel:
+            if not self._state.draining or CLIENT_LEFT in cancel.args:
+                raise
+            # The server stops while the stream waits on its upstream: the encoder ends it as
+            # any failure after the start (a Responses stream's numbered response.failed), not
+            # with an event written apart from its state (Endpoint._cut_at_shutdown, still there
+            # for a stream cut while a send waits on its client).
+            cut = _shutting_down(ctx)
+            ctx.outcome.failed(cut)
+            raise cut from None
         except Exception as exc:
             # A handled cause is one warning line, a fault of the code keeps its traceback.
             failure = UNEXPECTED.mid_stream(ctx.request_id, exc)

@@ -16,6 +16,7 @@ import orjson
 
 from switchboard.context import RequestContext, answered_model
 from switchboard.errors import GatewayError, UnsupportedParameter, name_as_sent, unraised
+from switchboard.http.errors import ServerShuttingDown
 from switchboard.http.openai_api import OpenAIJson
 from switchboard.http.responses.request import (
     account_objects,
@@ -139,7 +140,9 @@ class ResponsesAPI:
                 yield encoder.start()
             # Else the upstream's response.failed, passed on, said it (and is the final response).
             data = b"" if encoder.failed_sent else encoder.failed(err.code, err.message)
-            if encoder.final is not None:  # stored like any other: GET answers it, status failed
+            # Stored like any other: GET answers it, status failed. Not when the server stops:
+            # the process may exit during the write, before the call's usage is recorded after it.
+            if encoder.final is not None and not isinstance(err, ServerShuttingDown):
                 await self._kept(ctx, encoder.final)
             if data:
                 yield data
