@@ -141,16 +141,20 @@ def rerank_request(body: Any) -> JSON:
     return _check_fields(body, RERANK, ("model", "query", "documents"))
 
 
-def moderations_request(body: Any) -> JSON:
-    body = _check_fields(body, MODERATIONS, ("input",))
-    body.setdefault("model", "omni-moderation-latest")  # OpenAI's default
+def _default_model(body: JSON, model: str) -> JSON:
+    """``body`` with OpenAI's default ``model`` when it names none: absent, or null as clients
+    that write every optional field send it (null is no value, as for every other field)."""
+    if body.get("model") is None:
+        body["model"] = model
     return body
+
+
+def moderations_request(body: Any) -> JSON:
+    return _default_model(_check_fields(body, MODERATIONS, ("input",)), "omni-moderation-latest")
 
 
 def image_generations_request(body: Any) -> JSON:
-    body = _check_fields(body, IMAGE_GENERATIONS, ("prompt",))
-    body.setdefault("model", "dall-e-2")  # OpenAI's default
-    return body
+    return _default_model(_check_fields(body, IMAGE_GENERATIONS, ("prompt",)), "dall-e-2")
 
 
 def speech_request(body: Any) -> JSON:
