@@ -471,6 +471,7 @@ def test_speech_streams_the_audio_back(gw: Gateway, database: str) -> None:
     record = recorded(database, rid)
     assert record.metadata["units"] == {"characters": len(text)}
     assert record.cost_usd == Decimal(len(text)) * 15 / 1_000_000
+    assert record.stream  # always relayed as it arrives: a streamed call, as analytics count it
 
 
 def test_speech_cut_mid_audio_is_not_passed_off_as_whole(gw: Gateway, database: str) -> None:

@@ -30,6 +30,7 @@ from switchboard.http.endpoint import Endpoint, Responder, timing_headers
 from switchboard.http.errors import ServerShuttingDown
 from switchboard.http.media.multipart import Form, FormLimits, InvalidMultipart, read_form
 from switchboard.http.openai_api import OpenAIJson, parse_object
+from switchboard.pipeline.media import STREAMED
 from switchboard.providers.media import FilePart
 
 Check = Callable[[Any], str | None]
@@ -385,7 +386,8 @@ class MediaInbound(OpenAIJson):
         else:
             assert self._check is not None
             ctx.request = self._check(parse_object(ctx.body))
-        ctx.stream = ctx.request.get("stream") is True  # an SSE answer relayed as it comes
+        # An SSE answer relayed as it comes; speech audio always is (pipeline/media.py).
+        ctx.stream = ctx.request.get("stream") is True or self.operation in STREAMED
 
 
 class RelayEndpoint(Endpoint):
