@@ -292,6 +292,19 @@ def test_image_variations_default_to_dall_e_2(sdk: openai.OpenAI) -> None:
     assert len(varied.data) == 1 and varied.data[0].url
 
 
+@pytest.mark.parametrize(("path", "body", "default"), [
+    ("/moderations", {"input": "a calm lake"}, "omni-moderation-latest"),
+    ("/images/generations", {"prompt": "a lighthouse"}, "dall-e-2"),
+])
+def test_a_null_model_takes_the_default_model(gw: Gateway, database: str, path: str, body: dict[str, Any],
+                                              default: str) -> None:
+    # Clients that write every optional field send "model": null; it means no model, as any
+    # other null field does, so the endpoint's default serves (not a 404 naming no model).
+    resp = _post(gw, path, json={**body, "model": None})
+    assert resp.status_code == 200, resp.text
+    assert recorded(database, resp.headers["x-request-id"]).model == default
+
+
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the SDK marks variations deprecated
 def test_image_variations_are_refused_on_azure_and_imagen(sdk: openai.OpenAI) -> None:
     for model in ("az-dall-e-2", "imagen"):
@@ -458,6 +471,7 @@ def test_speech_streams_the_audio_back(gw: Gateway, database: str) -> None:
     record = recorded(database, rid)
     assert record.metadata["units"] == {"characters": len(text)}
     assert record.cost_usd == Decimal(len(text)) * 15 / 1_000_000
+    assert record.stream  # always relayed as it arrives: a streamed call, as analytics count it
 
 
 def test_speech_cut_mid_audio_is_not_passed_off_as_whole(gw: Gateway, database: str) -> None:

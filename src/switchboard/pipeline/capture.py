@@ -12,7 +12,11 @@ policy selects it keeps, as the policy says:
   collected up to ``max_body_bytes``, and for a stream that failed after it started, beside what
   was relayed, the error its client got as the last event (``"error"``); for an error, the
   error (type, code, message);
-- the request's headers.
+- the request's headers;
+- the media endpoints' (docs/api-media.md): a multipart request as its fields, each uploaded file
+  shown as its name, type and size; an answer relayed as bytes (speech audio, a transcription's
+  text or subtitles, the event stream of a streamed transcription or image) as its text, or, for
+  audio and other binary types, as its type and size.
 
 Everything is redacted (observability/redact.py) and cut to ``max_body_bytes`` at a UTF-8
 boundary (``truncated``) after the response was written, before it is queued: the writer's queue
@@ -29,11 +33,13 @@ from typing import Any
 
 import orjson
 
-from switchboard.context import LARGE_BODY_BYTES, Chunk, Reply, RequestContext, Result, StreamReply
+from switchboard.context import LARGE_BODY_BYTES, Chunk, RawReply, Reply, RequestContext, Result, StreamReply
 from switchboard.errors import GatewayError
 from switchboard.observability.redact import Redactor
 from switchboard.observability.request_log import BodyWriter, Keep, Policies
 from switchboard.pipeline.chain import Handler, map_result
+from switchboard.providers.media import OPERATION_NAMES as MEDIA_OPERATIONS
+from switchboard.providers.media import FilePart
 from switchboard.stores.protocols import RequestBody
 
 DEFAULT_TENANT = "default"  # as the usage record's (pipeline/usage.py)
@@ -153,8 +159,70 @@ def without_vectors(body: dict[str, Any]) -> dict[str, Any]:
     return {**body, "data": items}
 
 
+class Collected:
+    """Bytes kept up to a limit; past it, only that there was more."""
+
+    __slots__ = ("data", "limit", "truncated")
+
+    def __init__(self, limit: int) -> None:
+        self.data = bytearray()
+        self.limit = limit
+        self.truncated = False
+
+    def add(self, piece: bytes) -> None:
+        room = self.limit - len(self.data)
+        if len(piece) > room:
+            self.truncated = True
+            piece = piece[:max(0, room)]
+        self.data += piece
+
+
+# Media answers whose bytes no log can show as text: their type and size are kept instead.
+_BINARY = ("audio/", "image/", "video/", "application/octet-stream")
+
+
+class Relayed(Collected):
+    """A media answer relayed as bytes (``{"raw": bytes}`` chunks, or a whole raw reply): its
+    text up to the limit, or only its size when it is audio or another binary type."""
+
+    __slots__ = ("binary", "content_type", "size")
+
+    def __init__(self, limit: int, content_type: str) -> None:
+        self.content_type = content_type
+        self.binary = content_type.lower().startswith(_BINARY)
+        self.size = 0
+        super().__init__(0 if self.binary else limit)
+
+    def add(self, piece: bytes) -> None:
+        self.size += len(piece)
+        if not self.truncated:
+            super().add(piece)
+
+    def batch(self, batch: list[Chunk]) -> list[Chunk]:
+        for chunk in batch:
+            self.add(chunk["raw"])
+        return batch
+
+
+def form_fields(request: dict[str, Any]) -> dict[str, Any] | None:
+    """A multipart request's fields (``ctx.body`` holds none: the form is read as it arrives),
+    each uploaded file shown as its name, type and size; None for a request with no upload."""
+    out: dict[str, Any] = {}
+    uploads = False
+    for key, value in request.items():
+        if key.startswith("_"):  # the gateway's own notes (an upload's measured seconds)
+            continue
+        files = value if isinstance(value, list) else [value]
+        if files and all(isinstance(f, FilePart) for f in files):
+            uploads = True
+            shown = [f"[file {f.filename!r}, {f.content_type}, {f.size} bytes]" for f in files]
+            value = shown if isinstance(value, list) else shown[0]
+        out[key] = value
+    return out if uploads else None
+
+
 class _Capture:
-    __slots__ = ("created_at", "error", "keep", "reply", "stream", "tenant")
+    __slots__ = ("created_at", "error", "keep", "raw", "reply", "stream", "tenant")
 
     def __init__(self, keep: Keep, tenant: str, created_at: datetime) -> None:
         self.keep = keep
@@ -162,6 +230,7 @@ class _Capture:
         self.created_at = created_at
         self.reply: dict[str, Any] | None = None
         self.stream: Assembled | None = None
+        self.raw: Relayed | None = None  # a media answer relayed as bytes
         # The error as the log shows it, not the exception: its traceback holds the frames
         # that hold this object (a reference cycle per failed request).
         self.error: dict[str, Any] | None = None
@@ -228,6 +297,14 @@ class CaptureStage(BodyCapture):
             return result
         if isinstance(result, Reply):
             capture.reply = without_vectors(result.body) if ctx.operation == "embeddings" else result.body
+        elif isinstance(result, RawReply):  # a transcription's text or subtitles
+            kind = dict(result.headers).get(b"content-type", b"").decode("latin-1")
+            capture.raw = Relayed(self._limit, kind)
+            capture.raw.add(result.body)
+        elif isinstance(result, StreamReply) and ctx.operation in MEDIA_OPERATIONS:
+            # Relayed as the upstream sent it (pipeline/media.py), under the type it named.
+            capture.raw = Relayed(self._limit, ctx.response_headers.get("content-type", ""))
+            return map_result(result, batch=capture.raw.batch)
         elif isinstance(result, StreamReply):
             capture.stream = Assembled(self._limit)
             return map_result(result, batch=capture.stream.batch)
@@ -248,7 +325,9 @@ class CaptureStage(BodyCapture):
         keep, redact, truncated = capture.keep, self._redactor, False
         request = response = None
         if keep.request:
-            request, cut_request = cut(self.json_text(ctx.body), self._limit)
+            form = form_fields(ctx.request) if not ctx.body else None
+            text = self.json_text(ctx.body) if form is None else orjson.dumps(redact.json(form)).decode()
+            request, cut_request = cut(text, self._limit)
             truncated |= cut_request
         if keep.response:
             shown: Any = None
@@ -261,6 +340,8 @@ class CaptureStage(BodyCapture):
                     shown["error"] = self.outcome_error(ctx)
             elif capture.reply is not None:
                 shown = capture.reply
+            elif capture.raw is not None:
+                response, truncated = self._relayed(capture.raw, truncated)
             if shown is not None:
                 response, cut_response = cut(orjson.dumps(redact.json(shown)).decode(), self._limit)
                 truncated |= cut_response
@@ -268,3 +349,10 @@ class CaptureStage(BodyCapture):
         return RequestBody(request_id=ctx.request_id, tenant_id=capture.tenant, created_at=capture.created_at,
                            request=request, response=response, request_headers=headers, truncated=truncated,
                            log_id=ctx.log_id())
+
+    def _relayed(self, raw: Relayed, truncated: bool) -> tuple[str, bool]:
+        """A media answer relayed as bytes, as the log keeps it, and whether anything was cut."""
+        if raw.binary:
+            return f"[{raw.content_type or 'bytes'}, {raw.size} bytes]", truncated
+        text, cut_text = cut(self.json_text(bytes(raw.data)), self._limit)
+        return text, truncated or cut_text or raw.truncated

@@ -7,30 +7,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from switchboard.context import RequestContext
+from switchboard.pipeline.capture import Collected
 
 if TYPE_CHECKING:
     from switchboard.services.table import Service
 
 # The ASGI receive callable (as http/asgi.py names it; the edge is above this package).
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-
-
-class Collected:
-    """Bytes kept up to a limit; past it, only that there was more."""
-
-    __slots__ = ("data", "limit", "truncated")
-
-    def __init__(self, limit: int) -> None:
-        self.data = bytearray()
-        self.limit = limit
-        self.truncated = False
-
-    def add(self, piece: bytes) -> None:
-        room = self.limit - len(self.data)
-        if len(piece) > room:
-            self.truncated = True
-            piece = piece[:max(0, room)]
-        self.data += piece
 
 
 @dataclass(slots=True)

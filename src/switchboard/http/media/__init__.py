@@ -30,6 +30,7 @@ from switchboard.http.endpoint import Endpoint, Responder, timing_headers
 from switchboard.http.errors import ServerShuttingDown
 from switchboard.http.media.multipart import Form, FormLimits, InvalidMultipart, read_form
 from switchboard.http.openai_api import OpenAIJson, parse_object
+from switchboard.pipeline.media import STREAMED
 from switchboard.providers.media import FilePart
 
 Check = Callable[[Any], str | None]
@@ -141,16 +142,20 @@ def rerank_request(body: Any) -> JSON:
     return _check_fields(body, RERANK, ("model", "query", "documents"))
 
 
-def moderations_request(body: Any) -> JSON:
-    body = _check_fields(body, MODERATIONS, ("input",))
-    body.setdefault("model", "omni-moderation-latest")  # OpenAI's default
+def _default_model(body: JSON, model: str) -> JSON:
+    """``body`` with OpenAI's default ``model`` when it names none: absent, or null as clients
+    that write every optional field send it (null is no value, as for every other field)."""
+    if body.get("model") is None:
+        body["model"] = model
     return body
+
+
+def moderations_request(body: Any) -> JSON:
+    return _default_model(_check_fields(body, MODERATIONS, ("input",)), "omni-moderation-latest")
 
 
 def image_generations_request(body: Any) -> JSON:
-    body = _check_fields(body, IMAGE_GENERATIONS, ("prompt",))
-    body.setdefault("model", "dall-e-2")  # OpenAI's default
-    return body
+    return _default_model(_check_fields(body, IMAGE_GENERATIONS, ("prompt",)), "dall-e-2")
 
 
 def speech_request(body: Any) -> JSON:
@@ -381,7 +386,8 @@ class MediaInbound(OpenAIJson):
         else:
             assert self._check is not None
             ctx.request = self._check(parse_object(ctx.body))
-        ctx.stream = ctx.request.get("stream") is True  # an SSE answer relayed as it comes
+        # An SSE answer relayed as it comes; speech audio always is (pipeline/media.py).
+        ctx.stream = ctx.request.get("stream") is True or self.operation in STREAMED
 
 
 class RelayEndpoint(Endpoint):
