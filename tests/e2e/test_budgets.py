@@ -621,7 +621,7 @@ def test_past_the_threshold_a_request_the_model_asked_for_would_not_fit_goes_to_
     whole budget): it is reserved and served there, not refused."""
     tenant = f"t-{uuid.uuid4().hex[:8]}"
     assert pair.admin("POST", "/admin/v1/tenants", {"id": tenant}).status_code == 201
-    key = pair.key(tenant=tenant)
+    key = pair.key(tenant=tenant, rpm_limit=100)
     # A tenant budget (no downgrade of its own) is in force too, before the key's in the order
     # budgets are checked: it refuses PRICED first, and the key's downgrade still decides.
     pair.budget(scope="tenant", tenant=tenant, max_amount=0.05, period="total")
@@ -632,12 +632,13 @@ def test_past_the_threshold_a_request_the_model_asked_for_would_not_fit_goes_to_
         raw = client.chat.completions.with_raw_response.create(messages=ask(LONG), **CALL)
         assert "x-switchboard-budget-downgrade" not in raw.headers
     # Up to $0.03 on PRICED would not fit in the $0.02 left ($0.003 on CHEAP does); $0.06 is
-    # more than the whole budget ($0.006 on CHEAP fits).
-    for on, most in ((pair.first, 15), (pair.second, 15), (pair.second, 30)):
+    # more than the whole budget ($0.006 on CHEAP fits). The caller's limit counts each once.
+    for on, most, left in ((pair.first, 15, "96"), (pair.second, 15, "95"), (pair.second, 30, "94")):
         raw = pair.sdk(key["key"], on).chat.completions.with_raw_response.create(
             messages=ask(LONG), model=PRICED, max_tokens=most)
         assert raw.headers["x-switchboard-budget-downgrade"] == f"{PRICED} -> {CHEAP}"
         assert raw.headers["x-switchboard-model"] == CHEAP
+        assert raw.headers["x-ratelimit-remaining-requests"] == left
     until(lambda: pair.answered(key["id"]) == 6)
 
 
