@@ -642,6 +642,24 @@ def test_past_the_threshold_a_request_the_model_asked_for_would_not_fit_goes_to_
     until(lambda: pair.answered(key["id"]) == 6)
 
 
+def test_past_the_threshold_a_request_the_cheaper_model_cannot_serve_stays_on_its_model(pair: Pair) -> None:
+    """The cheaper model is a chat model: an embeddings request past the threshold is not sent
+    to it (it would be refused there as a request of the wrong mode), it is served by the model
+    it names; chat requests still go to the cheaper one."""
+    key = pair.key()
+    pair.budget(scope="key", subject=key["id"], max_amount=0.04, period="total",
+                downgrade={"model": CHEAP, "at_percent": 50})
+    client = pair.sdk(key["key"])
+    for _ in range(2):  # $0.02 spent: 50 %
+        client.chat.completions.create(messages=ask(LONG), **CALL)
+    raw = client.embeddings.with_raw_response.create(model="text-embedding-3-small", input="budgets")
+    assert "x-switchboard-budget-downgrade" not in raw.headers
+    assert raw.headers["x-switchboard-model"] == "text-embedding-3-small"
+    assert raw.parse().data[0].embedding
+    raw = client.chat.completions.with_raw_response.create(messages=ask(LONG), **CALL)
+    assert raw.headers["x-switchboard-budget-downgrade"] == f"{PRICED} -> {CHEAP}"
+
+
 def test_a_downgrade_to_a_model_needing_approval_is_refused_as_asking_for_it_would_be(pair: Pair) -> None:
     key = pair.key()  # no team: no subscription to anything that needs approval
     budget = pair.budget(scope="key", subject=key["id"], max_amount=0.04, period="total",

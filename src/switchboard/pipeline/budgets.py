@@ -37,6 +37,7 @@ from switchboard.errors import SHOULD_RETRY, GatewayError, InvalidRequest, Permi
 from switchboard.pipeline import caller_credentials
 from switchboard.pipeline.chain import Handler
 from switchboard.pipeline.limits import Rerouted
+from switchboard.pipeline.media import serves
 from switchboard.pipeline.settle import Settlement
 from switchboard.pipeline.subscription import require_approved
 from switchboard.providers.counts import TOKENS_MAX
@@ -452,6 +453,8 @@ class BudgetStage:
                 # set; the budget's maximum still applies to the requested model.
                 self._skip(budget.downgrade_model)
                 continue
+            if not serves(ctx.operation, self._prices.of_route(cheaper)):
+                continue  # a request it cannot serve (embeddings, for a chat model) stays where it is
             if reserved.refused is None:  # released: reserved again for the cheaper model
                 await book.settle(ctx.reservation_id(), budgets, charges, None)
             # Planned as if the caller had asked for it: never outside its regions, nor to a
