@@ -614,6 +614,52 @@ def test_past_the_threshold_requests_go_to_the_cheaper_model(pair: Pair) -> None
     assert raw.headers["x-switchboard-cost-usd"] == "0.001000"
 
 
+def test_past_the_threshold_a_request_the_model_asked_for_would_not_fit_goes_to_the_cheaper_model(
+        pair: Pair) -> None:
+    """Past its threshold the budget sends requests to the cheaper model, also one whose most
+    possible cost on the model it names no longer fits in the budget (or is larger than the
+    whole budget): it is reserved and served there, not refused."""
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    assert pair.admin("POST", "/admin/v1/tenants", {"id": tenant}).status_code == 201
+    key = pair.key(tenant=tenant, rpm_limit=100)
+    # A tenant budget (no downgrade of its own) is in force too, before the key's in the order
+    # budgets are checked: it refuses PRICED first, and the key's downgrade still decides.
+    pair.budget(scope="tenant", tenant=tenant, max_amount=0.05, period="total")
+    pair.budget(scope="key", subject=key["id"], tenant=tenant, max_amount=0.05, period="total",
+                downgrade={"model": CHEAP, "at_percent": 50})
+    client = pair.sdk(key["key"])
+    for _ in range(3):  # $0.03 spent: 60 %
+        raw = client.chat.completions.with_raw_response.create(messages=ask(LONG), **CALL)
+        assert "x-switchboard-budget-downgrade" not in raw.headers
+    # Up to $0.03 on PRICED would not fit in the $0.02 left ($0.003 on CHEAP does); $0.06 is
+    # more than the whole budget ($0.006 on CHEAP fits). The caller's limit counts each once.
+    for on, most, left in ((pair.first, 15, "96"), (pair.second, 15, "95"), (pair.second, 30, "94")):
+        raw = pair.sdk(key["key"], on).chat.completions.with_raw_response.create(
+            messages=ask(LONG), model=PRICED, max_tokens=most)
+        assert raw.headers["x-switchboard-budget-downgrade"] == f"{PRICED} -> {CHEAP}"
+        assert raw.headers["x-switchboard-model"] == CHEAP
+        assert raw.headers["x-ratelimit-remaining-requests"] == left
+    until(lambda: pair.answered(key["id"]) == 6)
+
+
+def test_past_the_threshold_a_request_the_cheaper_model_cannot_serve_stays_on_its_model(pair: Pair) -> None:
+    """The cheaper model is a chat model: an embeddings request past the threshold is not sent
+    to it (it would be refused there as a request of the wrong mode), it is served by the model
+    it names; chat requests still go to the cheaper one."""
+    key = pair.key()
+    pair.budget(scope="key", subject=key["id"], max_amount=0.04, period="total",
+                downgrade={"model": CHEAP, "at_percent": 50})
+    client = pair.sdk(key["key"])
+    for _ in range(2):  # $0.02 spent: 50 %
+        client.chat.completions.create(messages=ask(LONG), **CALL)
+    raw = client.embeddings.with_raw_response.create(model="text-embedding-3-small", input="budgets")
+    assert "x-switchboard-budget-downgrade" not in raw.headers
+    assert raw.headers["x-switchboard-model"] == "text-embedding-3-small"
+    assert raw.parse().data[0].embedding
+    raw = client.chat.completions.with_raw_response.create(messages=ask(LONG), **CALL)
+    assert raw.headers["x-switchboard-budget-downgrade"] == f"{PRICED} -> {CHEAP}"
+
+
 def test_a_downgrade_to_a_model_needing_approval_is_refused_as_asking_for_it_would_be(pair: Pair) -> None:
     key = pair.key()  # no team: no subscription to anything that needs approval
     budget = pair.budget(scope="key", subject=key["id"], max_amount=0.04, period="total",

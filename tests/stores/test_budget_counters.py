@@ -75,6 +75,20 @@ async def test_reserve_is_all_or_nothing_and_settles_to_what_was_spent(backend: 
     assert third.refused is None and third.used == [4 * CENT, 4 * CENT]
 
 
+async def test_a_refusal_says_what_every_budget_used_and_names_the_first_refusing(backend: Backend) -> None:
+    """A budget after the refusing one is read all the same (its downgrade threshold decides
+    whether the request goes to a cheaper model): nothing is reserved on any of them."""
+    counters = backend.stores.budget_counters
+    small, other, large = (charge("f-small:0", 10 * CENT, 6 * CENT), charge("f-other:0", 10 * CENT, 6 * CENT),
+                           charge("f-large:0", DOLLAR, 6 * CENT))
+    for c, spent in ((small, 5 * CENT), (other, 5 * CENT), (large, 7 * CENT)):
+        await counters.load(c, spent)
+    got = await counters.reserve("r1", [small, other, large], 60)
+    assert got.refused == 0 and got.used == [5 * CENT, 5 * CENT, 7 * CENT]
+    assert [await counters.usage(c.key) for c in (small, other, large)] == [
+        (5 * CENT, 0), (5 * CENT, 0), (7 * CENT, 0)]
+
+
 async def test_settling_a_counter_that_is_gone_leaves_it_to_the_ledger(backend: Backend) -> None:
     counters = backend.stores.budget_counters
     assert await counters.settle("r1", [("gone:0", CENT)]) == [-1]

@@ -37,6 +37,7 @@ from switchboard.errors import SHOULD_RETRY, GatewayError, InvalidRequest, Permi
 from switchboard.pipeline import caller_credentials
 from switchboard.pipeline.chain import Handler
 from switchboard.pipeline.limits import Rerouted
+from switchboard.pipeline.media import serves
 from switchboard.pipeline.settle import Settlement
 from switchboard.pipeline.subscription import require_approved
 from switchboard.providers.counts import TOKENS_MAX
@@ -190,11 +191,12 @@ class BudgetStage:
                 reserved = await book.try_reserve(ctx.reservation_id(), charges, hold)
             if reserved.missing:  # a counter not loaded yet (a new period, a restart): load it
                 reserved = await book.reserve(ctx.reservation_id(), budgets, charges, hold)
-            if reserved.refused is None:
-                for budget in budgets:
-                    if budget.downgrade_model is not None:
-                        await self._maybe_downgrade(ctx, book, budgets, charges, reserved)
-                        break
+            # Refused or not: past a budget's threshold the request goes to the cheaper model,
+            # where it may fit when its most possible cost on the model it names does not.
+            for budget in budgets:
+                if budget.downgrade_model is not None:
+                    await self._maybe_downgrade(ctx, book, budgets, charges, reserved)
+                    break
         except (Rerouted, GatewayError):
             raise
         except Exception as exc:
@@ -429,8 +431,10 @@ class BudgetStage:
         self, ctx: RequestContext, book: BudgetBook, budgets: Sequence[Budget], charges: list[Charge],
         reserved: Reserved,
     ) -> None:
-        """Past a budget's ``downgrade_at``, give the reservation back, swap to its cheaper model
-        and raise ``Rerouted``: the limits and this stage run again for that model."""
+        """Past a budget's ``downgrade_at``, give the reservation back (if it was made: a request
+        refused on the model it names may fit on the cheaper one), swap to its cheaper model and
+        raise ``Rerouted``: the limits and this stage run again for that model. ``reserved.used``
+        holds every budget's spent and reserved, refused or not."""
         route = ctx.route
         assert route is not None
         if DOWNGRADE_HEADER in ctx.response_headers:  # this is the rerouted request's second pass
@@ -449,7 +453,10 @@ class BudgetStage:
                 # set; the budget's maximum still applies to the requested model.
                 self._skip(budget.downgrade_model)
                 continue
-            await book.settle(ctx.reservation_id(), budgets, charges, None)  # released: reserved again below
+            if not serves(ctx.operation, self._prices.of_route(cheaper)):
+                continue  # a request it cannot serve (embeddings, for a chat model) stays where it is
+            if reserved.refused is None:  # released: reserved again for the cheaper model
+                await book.settle(ctx.reservation_id(), budgets, charges, None)
             # Planned as if the caller had asked for it: never outside its regions, nor to a
             # deployment cooling down (an empty plan: the group's fallbacks, else its refusal).
             # The cheaper model only: no retry may go back.

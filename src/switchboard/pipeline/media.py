@@ -58,6 +58,16 @@ def require_mode(info: ModelInfo | None, name: str, wanted: str, what: str) -> N
                          f"'{wanted}'", param="model")
 
 
+def serves(operation: str, info: ModelInfo | None) -> bool:
+    """Whether a model with the catalog record ``info`` may be sent a request of ``operation``
+    (the budget downgrade's cheaper model): of the mode the operation needs (embeddings, media),
+    or a text one for the others; a model whose record sets no mode is tried, as above."""
+    if info is None or "mode" not in info.model_fields_set:
+        return True
+    wanted = "embedding" if operation == "embeddings" else MODES.get(operation)
+    return info.mode == wanted if wanted is not None else info.mode in ("chat", "completion")
+
+
 # Operations whose answer is always relayed to the client as it arrives (audio bytes); the others
 # are relayed so when the request says ``stream: true`` (an event stream).
 STREAMED = frozenset({"speech"})

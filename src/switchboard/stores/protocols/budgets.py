@@ -70,8 +70,9 @@ class Charge(NamedTuple):
 
 class Reserved(NamedTuple):
     """All-or-nothing, like ``Acquired``. ``used``: per charge, what was spent and reserved
-    before this request. ``missing``: charges whose counter is not loaded yet (a new period, or
-    the counter store restarted): nothing was reserved; load them from the ledger and retry."""
+    before this request (every charge's, also when one refused: ``refused`` is the first).
+    ``missing``: charges whose counter is not loaded yet (a new period, or the counter store
+    restarted): nothing was reserved; load them from the ledger and retry."""
 
     used: list[int]
     refused: int | None = None

@@ -55,7 +55,8 @@ end
 """
 
 # ARGV: now ('' = server time), reservation id, hold ms, then per key: limit, amount.
-# Returns {-1, missing indexes...} | {refused index or 0, used per key...}.
+# Returns {-1, missing indexes...} | {the first refused index or 0, used per key...} (every key's
+# used, refused or not: a budget past its downgrade threshold is read on a refusal too).
 RESERVE = _NOW + """
 local missing = {}
 for i, key in ipairs(KEYS) do
@@ -69,11 +70,11 @@ local out = {0}
 for i, key in ipairs(KEYS) do
   local spent, held = used(key)
   out[i + 1] = spent + held
-  if spent + held + tonumber(ARGV[3 + 2 * i]) > tonumber(ARGV[2 + 2 * i]) then
+  if out[1] == 0 and spent + held + tonumber(ARGV[3 + 2 * i]) > tonumber(ARGV[2 + 2 * i]) then
     out[1] = i
-    return out
   end
 end
+if out[1] ~= 0 then return out end
 local field = 'r:' .. ARGV[2]
 local untilms = now + tonumber(ARGV[3])
 for i, key in ipairs(KEYS) do
