@@ -97,6 +97,13 @@ def _moderation_input(value: Any) -> str | None:
     for part in value:
         if not isinstance(part, dict) or part.get("type") not in ("text", "image_url"):
             return "must hold strings, or objects of type 'text' or 'image_url'"
+        # Each part's content too: one without it would be the upstream's to refuse, or to skip.
+        if part["type"] == "text" and not isinstance(part.get("text"), str):
+            return "a 'text' part must hold its 'text' string"
+        image = part.get("image_url")
+        has_url = isinstance(image, dict) and isinstance(image.get("url"), str)
+        if part["type"] == "image_url" and not has_url:
+            return "an 'image_url' part must hold {\"url\": ...}"
     return None
 
 
