@@ -589,6 +589,11 @@ def test_count_tokens_errors(client: anthropic.Anthropic, gw: Gateway) -> None:
     with pytest.raises(anthropic.BadRequestError) as bad:
         client.messages.count_tokens(model="claude-via-openai", messages=[])
     assert bad.value.body["error"]["type"] == "invalid_request_error"
+    with pytest.raises(anthropic.BadRequestError) as bad_cache:
+        client.messages.count_tokens(
+            model="claude-via-openai", messages=USER_HI, extra_body={"cache_control": "on"}
+        )
+    assert bad_cache.value.body["error"]["message"] == "cache_control.type: Input should be 'ephemeral'"
     anonymous = anthropic.Anthropic(base_url=gw.url, api_key="wrong-key", max_retries=0)
     with pytest.raises(anthropic.AuthenticationError) as denied:
         anonymous.messages.count_tokens(
@@ -747,6 +752,22 @@ BAD_INPUT: list[tuple[str, dict[str, Any], type[anthropic.APIStatusError], int, 
         anthropic.BadRequestError,
         400,
         "names a file of the Anthropic Files API, which provider type 'openai' cannot read",
+    ),
+    (
+        "top-level cache_control with a ttl Anthropic has not",
+        {"model": "claude-via-openai", "max_tokens": 5, "cache_control": {"type": "ephemeral", "ttl": "2h"},
+         "messages": USER_HI},
+        anthropic.BadRequestError,
+        400,
+        "cache_control.ttl: Input should be '5m' or '1h'",
+    ),
+    (
+        "top-level cache_control of another type, on the pass-through",
+        {"model": "claude-via-anthropic", "max_tokens": 5, "cache_control": {"type": "persistent"},
+         "messages": USER_HI},
+        anthropic.BadRequestError,
+        400,
+        "cache_control.type: Input should be 'ephemeral'",
     ),
     (
         "unknown model",

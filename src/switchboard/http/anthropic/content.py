@@ -117,11 +117,17 @@ def cached(part: JSON, block: JSON, path: str) -> JSON:
     cache = block.get("cache_control")
     if cache is None:
         return part
+    return {**part, "cache_control": check_cache_control(cache, f"{path}.cache_control")}
+
+
+def check_cache_control(cache: Any, path: str) -> JSON:
+    """A ``cache_control`` value (at ``path``) checked as Anthropic does: ``{type: ephemeral,
+    ttl?: 5m | 1h}``."""
     if not isinstance(cache, dict) or cache.get("type") != "ephemeral":
-        raise fail(f"{path}.cache_control.type", "Input should be 'ephemeral'")
+        raise fail(f"{path}.type", "Input should be 'ephemeral'")
     if cache.get("ttl", "5m") not in _CACHE_TTLS:
-        raise fail(f"{path}.cache_control.ttl", "Input should be '5m' or '1h'")
-    return {**part, "cache_control": cache}
+        raise fail(f"{path}.ttl", "Input should be '5m' or '1h'")
+    return cache
 
 
 def text_part(block: JSON, path: str) -> JSON:
