@@ -421,6 +421,9 @@ def _check_answers(pending: list[str], answered: list[str], index: int) -> None:
         )
 
 
+_NON_EMPTY = "all messages must have non-empty content except for the optional final assistant message"
+
+
 def _message(msg: Any, i: int, last: bool) -> tuple[str, Any]:
     path = f"messages.{i}"
     if not isinstance(msg, dict):
@@ -432,10 +435,13 @@ def _message(msg: Any, i: int, last: bool) -> tuple[str, Any]:
     if role not in ("user", "assistant"):
         raise fail(f"{path}.role", "Input should be 'user' or 'assistant'")
     content = msg.get("content")
+    optional = last and role == "assistant"
     if isinstance(content, list):
-        if not content and not (last and role == "assistant"):
-            raise fail(f"{path}.content", "all messages must have non-empty content except for the optional "
-                       "final assistant message")
+        if not content and not optional:
+            raise fail(f"{path}.content", _NON_EMPTY)
+    elif content == "" and not optional:
+        # An empty string is no content either, as Anthropic answers it (naming the message).
+        raise fail(path, _NON_EMPTY)
     elif not isinstance(content, str):
         problem = "Field required" if content is None else "Input should be a string or a list"
         raise fail(f"{path}.content", problem)
