@@ -505,6 +505,43 @@ def test_streamed_tool_round_trip(client: anthropic.Anthropic, model: str) -> No
     assert final.usage.input_tokens > 0 and final.usage.output_tokens > 0
 
 
+def test_consecutive_messages_of_one_role_are_one_turn(
+    client: anthropic.Anthropic, model: str, mock_upstream: Mock
+) -> None:
+    """Anthropic combines consecutive messages of one role into a single turn: calls made over two
+    assistant messages may be answered over two user messages."""
+    marker = new_marker()
+    paris = {"type": "tool_use", "id": "toolu_paris", "name": "get_weather", "input": {"city": "Paris"}}
+    rome = {"type": "tool_use", "id": "toolu_rome", "name": "get_weather", "input": {"city": "Rome"}}
+    hot = {"type": "tool_result", "tool_use_id": "toolu_paris", "content": "hot"}
+    message = client.messages.create(
+        model=model,
+        max_tokens=50,
+        tools=[WEATHER],
+        messages=[
+            {"role": "user", "content": f"Weather in Paris and Rome? mock:capture={marker}"},
+            {"role": "assistant", "content": [{"type": "text", "text": "Checking both."}, paris]},
+            {"role": "assistant", "content": [rome]},
+            {"role": "user", "content": [hot]},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "tool_result", "tool_use_id": "toolu_rome", "content": "raining"},
+                    {"type": "text", "text": "Which is warmer?"},
+                ],
+            },
+        ],
+    )
+    assert message.type == "message"
+    sent = captured(mock_upstream, marker)[0]["body"]
+    text = str(sent)
+    assert "hot" in text and "raining" in text and "Which is warmer?" in text
+    if model == "claude-via-openai":  # one assistant turn with both calls, then their results
+        roles = [m["role"] for m in sent["messages"]]
+        assert roles == ["user", "assistant", "tool", "tool", "user"]
+        assert [c["id"] for c in sent["messages"][1]["tool_calls"]] == ["toolu_paris", "toolu_rome"]
+
+
 def test_tool_choice_named_tool(client: anthropic.Anthropic, model: str) -> None:
     message = client.messages.create(
         model=model,
