@@ -505,6 +505,43 @@ def test_streamed_tool_round_trip(client: anthropic.Anthropic, model: str) -> No
     assert final.usage.input_tokens > 0 and final.usage.output_tokens > 0
 
 
+def test_consecutive_messages_of_one_role_are_one_turn(
+    client: anthropic.Anthropic, model: str, mock_upstream: Mock
+) -> None:
+    """Anthropic combines consecutive messages of one role into a single turn: calls made over two
+    assistant messages may be answered over two user messages."""
+    marker = new_marker()
+    paris = {"type": "tool_use", "id": "toolu_paris", "name": "get_weather", "input": {"city": "Paris"}}
+    rome = {"type": "tool_use", "id": "toolu_rome", "name": "get_weather", "input": {"city": "Rome"}}
+    hot = {"type": "tool_result", "tool_use_id": "toolu_paris", "content": "hot"}
+    message = client.messages.create(
+        model=model,
+        max_tokens=50,
+        tools=[WEATHER],
+        messages=[
+            {"role": "user", "content": f"Weather in Paris and Rome? mock:capture={marker}"},
+            {"role": "assistant", "content": [{"type": "text", "text": "Checking both."}, paris]},
+            {"role": "assistant", "content": [rome]},
+            {"role": "user", "content": [hot]},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "tool_result", "tool_use_id": "toolu_rome", "content": "raining"},
+                    {"type": "text", "text": "Which is warmer?"},
+                ],
+            },
+        ],
+    )
+    assert message.type == "message"
+    sent = captured(mock_upstream, marker)[0]["body"]
+    text = str(sent)
+    assert "hot" in text and "raining" in text and "Which is warmer?" in text
+    if model == "claude-via-openai":  # one assistant turn with both calls, then their results
+        roles = [m["role"] for m in sent["messages"]]
+        assert roles == ["user", "assistant", "tool", "tool", "user"]
+        assert [c["id"] for c in sent["messages"][1]["tool_calls"]] == ["toolu_paris", "toolu_rome"]
+
+
 def test_tool_choice_named_tool(client: anthropic.Anthropic, model: str) -> None:
     message = client.messages.create(
         model=model,
@@ -589,6 +626,11 @@ def test_count_tokens_errors(client: anthropic.Anthropic, gw: Gateway) -> None:
     with pytest.raises(anthropic.BadRequestError) as bad:
         client.messages.count_tokens(model="claude-via-openai", messages=[])
     assert bad.value.body["error"]["type"] == "invalid_request_error"
+    with pytest.raises(anthropic.BadRequestError) as bad_cache:
+        client.messages.count_tokens(
+            model="claude-via-openai", messages=USER_HI, extra_body={"cache_control": "on"}
+        )
+    assert bad_cache.value.body["error"]["message"] == "cache_control.type: Input should be 'ephemeral'"
     anonymous = anthropic.Anthropic(base_url=gw.url, api_key="wrong-key", max_retries=0)
     with pytest.raises(anthropic.AuthenticationError) as denied:
         anonymous.messages.count_tokens(
@@ -661,6 +703,24 @@ BAD_INPUT: list[tuple[str, dict[str, Any], type[anthropic.APIStatusError], int, 
         anthropic.BadRequestError,
         400,
         "messages: at least one message is required",
+    ),
+    (
+        "empty string content",
+        {"model": "claude-via-openai", "max_tokens": 5, "messages": [{"role": "user", "content": ""}]},
+        anthropic.BadRequestError,
+        400,
+        "messages.0: all messages must have non-empty content except for the optional final assistant",
+    ),
+    (
+        "empty string content of an assistant turn before the last",
+        {
+            "model": "claude-via-bedrock",
+            "max_tokens": 5,
+            "messages": [*USER_HI, {"role": "assistant", "content": ""}, *USER_HI],
+        },
+        anthropic.BadRequestError,
+        400,
+        "messages.1: all messages must have non-empty content except for the optional final assistant",
     ),
     (
         "system role in messages",
@@ -747,6 +807,22 @@ BAD_INPUT: list[tuple[str, dict[str, Any], type[anthropic.APIStatusError], int, 
         anthropic.BadRequestError,
         400,
         "names a file of the Anthropic Files API, which provider type 'openai' cannot read",
+    ),
+    (
+        "top-level cache_control with a ttl Anthropic has not",
+        {"model": "claude-via-openai", "max_tokens": 5, "cache_control": {"type": "ephemeral", "ttl": "2h"},
+         "messages": USER_HI},
+        anthropic.BadRequestError,
+        400,
+        "cache_control.ttl: Input should be '5m' or '1h'",
+    ),
+    (
+        "top-level cache_control of another type, on the pass-through",
+        {"model": "claude-via-anthropic", "max_tokens": 5, "cache_control": {"type": "persistent"},
+         "messages": USER_HI},
+        anthropic.BadRequestError,
+        400,
+        "cache_control.type: Input should be 'ephemeral'",
     ),
     (
         "unknown model",

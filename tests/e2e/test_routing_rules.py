@@ -153,6 +153,31 @@ def test_metadata_rule_on_the_responses_and_messages_apis(gw: Gateway) -> None:
     assert messages("someone") == "small (rule fallthrough)"
 
 
+def test_metadata_rule_on_a_messages_request_naming_a_registry_prompt(gw: Gateway) -> None:
+    """The prompt is merged into the body after it is decoded (pipeline/prompt.py): the rules
+    still see the caller's metadata.user_id, as they do for a chat request naming a prompt."""
+    name = f"routed-{time.monotonic_ns()}"
+    saved = httpx.post(f"{gw.url}/admin/v1/prompts", headers={"Authorization": f"Bearer {MASTER_KEY}"},
+                       json={"name": name, "model": "auto", "messages": ASK}, timeout=30)
+    assert saved.status_code == 201, saved.text
+    client = anthropic.Anthropic(base_url=gw.url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+
+    def messages(user: str, stream: bool = False) -> str:
+        raw = client.messages.with_raw_response.create(
+            model="", max_tokens=10, messages=[], metadata={"user_id": user}, stream=stream,
+            extra_body={"prompt": {"id": name}},
+        )
+        return raw.headers.get("x-switchboard-route", "")
+
+    assert messages("bot-7") == "coder (rule bot)"
+    assert messages("bot-7", stream=True) == "coder (rule bot)"
+    assert messages("someone") == "small (rule fallthrough)"
+    chat = sdk(gw).chat.completions.with_raw_response.create(
+        model="", messages=[], metadata={"user_id": "bot-7"}, extra_body={"prompt": {"id": name}}
+    )
+    assert chat.headers["x-switchboard-route"] == "coder (rule bot)"
+
+
 def test_boolean_param_rules_written_in_yaml(gw: Gateway) -> None:
     assert routed(gw, model="flags", store=False)[1] == "coder (rule unstored)"
     assert routed(gw, model="flags", store=True)[1] == "small (rule plain)"

@@ -3,6 +3,10 @@
 References: https://docs.anthropic.com/en/api/messages (message and content block shapes) and
 https://platform.openai.com/docs/api-reference/chat/create (the canonical message shapes).
 
+Consecutive messages of one role are one turn, as Anthropic combines them (``_turns``): tool_use
+and tool_result pairing is checked per turn, and a turn's messages stay apart except where the
+canonical form needs them together (``_user_messages``, ``_assistant_messages``).
+
 Mapping (the canonical extensions are in docs/providers.md, "Canonical extensions"):
     text block                  -> text part (a lone text part without cache_control becomes a
                                    plain string)
@@ -53,6 +57,7 @@ from switchboard.errors import InvalidRequest
 from switchboard.http.anthropic import tool_ids
 
 JSON = dict[str, Any]
+Blocks = list[tuple[str, Any]]  # a message's content blocks, each with its path
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 _THINKING_BLOCKS = frozenset({"thinking", "redacted_thinking"})
 _DOCUMENT_SOURCES = ("base64", "text", "content", "url", "file")
@@ -117,11 +122,17 @@ def cached(part: JSON, block: JSON, path: str) -> JSON:
     cache = block.get("cache_control")
     if cache is None:
         return part
+    return {**part, "cache_control": check_cache_control(cache, f"{path}.cache_control")}
+
+
+def check_cache_control(cache: Any, path: str) -> JSON:
+    """A ``cache_control`` value (at ``path``) checked as Anthropic does: ``{type: ephemeral,
+    ttl?: 5m | 1h}``."""
     if not isinstance(cache, dict) or cache.get("type") != "ephemeral":
-        raise fail(f"{path}.cache_control.type", "Input should be 'ephemeral'")
+        raise fail(f"{path}.type", "Input should be 'ephemeral'")
     if cache.get("ttl", "5m") not in _CACHE_TTLS:
-        raise fail(f"{path}.cache_control.ttl", "Input should be '5m' or '1h'")
-    return {**part, "cache_control": cache}
+        raise fail(f"{path}.ttl", "Input should be '5m' or '1h'")
+    return cache
 
 
 def text_part(block: JSON, path: str) -> JSON:
@@ -315,13 +326,13 @@ def _tool_call(block: JSON, path: str) -> JSON:
     return call
 
 
-def _user_turn(blocks: list[Any], path: str, found: list[str]) -> tuple[list[JSON], list[str]]:
-    """Canonical messages for one user turn, and the tool_use ids its tool_results answer."""
+def _user_turn(blocks: Blocks, found: list[str]) -> tuple[list[JSON], list[str]]:
+    """Canonical messages for one user turn (its blocks, each with its path), and the tool_use ids
+    its tool_results answer."""
     tools: list[JSON] = []
     parts: list[JSON] = []
     answered: list[str] = []
-    for j, block in enumerate(blocks):
-        bpath = f"{path}.{j}"
+    for bpath, block in blocks:
         kind = _block_type(block, bpath)
         if kind == "text":
             parts.append(text_part(block, bpath))
@@ -371,12 +382,11 @@ def _assistant_content(parts: list[JSON], has_calls: bool) -> str | list[JSON] |
     return "".join(p["text"] for p in parts) if parts or not has_calls else None
 
 
-def _assistant_turn(blocks: list[Any], path: str) -> JSON:
+def _assistant_turn(blocks: Blocks) -> JSON:
     parts: list[JSON] = []
     calls: list[JSON] = []
     thoughts: list[JSON] = []
-    for j, block in enumerate(blocks):
-        bpath = f"{path}.{j}"
+    for bpath, block in blocks:
         kind = _block_type(block, bpath)
         if kind == "text":
             parts.append(text_part(block, bpath))
@@ -415,6 +425,9 @@ def _check_answers(pending: list[str], answered: list[str], index: int) -> None:
         )
 
 
+_NON_EMPTY = "all messages must have non-empty content except for the optional final assistant message"
+
+
 def _message(msg: Any, i: int, last: bool) -> tuple[str, Any]:
     path = f"messages.{i}"
     if not isinstance(msg, dict):
@@ -426,19 +439,67 @@ def _message(msg: Any, i: int, last: bool) -> tuple[str, Any]:
     if role not in ("user", "assistant"):
         raise fail(f"{path}.role", "Input should be 'user' or 'assistant'")
     content = msg.get("content")
+    optional = last and role == "assistant"
     if isinstance(content, list):
-        if not content and not (last and role == "assistant"):
-            raise fail(f"{path}.content", "all messages must have non-empty content except for the optional "
-                       "final assistant message")
+        if not content and not optional:
+            raise fail(f"{path}.content", _NON_EMPTY)
+    elif content == "" and not optional:
+        # An empty string is no content either, as Anthropic answers it (naming the message).
+        raise fail(path, _NON_EMPTY)
     elif not isinstance(content, str):
         problem = "Field required" if content is None else "Input should be a string or a list"
         raise fail(f"{path}.content", problem)
     return role, content
 
 
+def _turns(value: list[Any]) -> list[tuple[str, int, list[Blocks]]]:
+    """The messages as turns: Anthropic combines consecutive messages of one role into a single
+    turn, so the calls of one assistant turn may be answered over several user messages. Each
+    turn is its role, the index of its first message and the blocks of each of its messages (a
+    string content is one text block)."""
+    turns: list[tuple[str, int, list[Blocks]]] = []
+    for i, msg in enumerate(value):
+        role, content = _message(msg, i, i == len(value) - 1)
+        path = f"messages.{i}.content"
+        if isinstance(content, str):
+            blocks: Blocks = [(path, {"type": "text", "text": content})] if content else []
+        else:
+            blocks = [(f"{path}.{j}", block) for j, block in enumerate(content)]
+        if turns and turns[-1][0] == role:
+            turns[-1][2].append(blocks)
+        else:
+            turns.append((role, i, [blocks]))
+    return turns
+
+
+def _user_messages(turn: list[Blocks], found: list[str]) -> tuple[list[JSON], list[str]]:
+    """A user turn's canonical messages: the tool messages of all its messages first (they must
+    directly follow the assistant's calls), then one user message per message, as written."""
+    tools: list[JSON] = []
+    users: list[JSON] = []
+    answered: list[str] = []
+    for blocks in turn:
+        messages, ids = _user_turn(blocks, found)
+        tools.extend(m for m in messages if m["role"] == "tool")
+        users.extend(m for m in messages if m["role"] != "tool")
+        answered.extend(ids)
+    return [*tools, *users], answered
+
+
+def _assistant_messages(turn: list[Blocks]) -> list[JSON]:
+    """An assistant turn's canonical messages: one per message, as written, unless calls come
+    before its last message; then the turn is one message, so that every call of the turn
+    directly precedes the tool messages answering it."""
+    messages = [_assistant_turn(blocks) for blocks in turn]
+    if any("tool_calls" in m for m in messages[:-1]):
+        return [_assistant_turn([block for blocks in turn for block in blocks])]
+    return messages
+
+
 def messages(value: Any, found: list[str]) -> list[JSON]:
-    """Validate Anthropic ``messages`` and return the canonical message list (without system);
-    the paths of Files API sources are added to ``found``."""
+    """Validate Anthropic ``messages`` and return the canonical message list (without system),
+    one canonical turn per Anthropic turn; the paths of Files API sources are added to
+    ``found``."""
     if value is None:
         raise fail("messages", "Field required")
     if not isinstance(value, list):
@@ -447,22 +508,14 @@ def messages(value: Any, found: list[str]) -> list[JSON]:
         raise fail("messages", "at least one message is required")
     out: list[JSON] = []
     pending: list[str] = []
-    answered: list[str]
-    for i, msg in enumerate(value):
-        role, content = _message(msg, i, i == len(value) - 1)
+    for role, i, turn in _turns(value):
         if role == "user":
-            if isinstance(content, str):
-                turn, answered = [{"role": "user", "content": content}], []
-            else:
-                turn, answered = _user_turn(content, f"messages.{i}.content", found)
+            messages, answered = _user_messages(turn, found)
             _check_answers(pending, answered, i)
-            out.extend(turn)
+            out.extend(messages)
             pending = []
         else:
-            if pending:
-                _check_answers(pending, [], i)
-            blocks = [{"type": "text", "text": content}] if isinstance(content, str) and content else content
-            message = _assistant_turn(blocks if isinstance(blocks, list) else [], f"messages.{i}.content")
-            out.append(message)
-            pending = [c["id"] for c in message.get("tool_calls", ())]
+            messages = _assistant_messages(turn)
+            out.extend(messages)
+            pending = [c["id"] for m in messages for c in m.get("tool_calls", ())]
     return out

@@ -54,6 +54,12 @@ def caller_param(param: str) -> str | None:
     return f"tools.{match[1]}.{field}" + _INDEX.sub(r".\1", param[match.end():])
 
 
+def _note_metadata(ctx: RequestContext) -> None:
+    user = ctx.request.get("user")  # only ever metadata.user_id: Anthropic has no ``user``
+    if isinstance(user, str):  # the routing rules' metadata condition sees it as sent
+        ctx.request_metadata = {"user_id": user}
+
+
 class AnthropicMessages:
     operation = "chat"
     dialect = "anthropic"
@@ -63,9 +69,7 @@ class AnthropicMessages:
         found: list[str] = []  # Files API sources (content.py)
         ctx.request = messages_request(ctx.body, found)
         ctx.account_object = found[0] if found else None
-        user = ctx.request.get("user")  # only ever metadata.user_id: Anthropic has no ``user``
-        if isinstance(user, str):  # the routing rules' metadata condition sees it as sent
-            ctx.request_metadata = {"user_id": user}
+        _note_metadata(ctx)
         ctx.stream = bool(ctx.request.get("stream"))
         # Anthropic streams always carry usage (message_start / message_delta).
         ctx.client_wants_usage = ctx.stream
@@ -76,6 +80,8 @@ class AnthropicMessages:
                     params: dict[str, Any]) -> None:
         """A registry prompt merged into the request (pipeline/prompt.py)."""
         prompt.with_prompt(ctx, rendered, model, params)
+        # Decoded again, whole: a request naming a prompt carried only the reference before.
+        _note_metadata(ctx)
 
     def encode(self, ctx: RequestContext, body: dict[str, Any], native: bool = False) -> bytes:
         if native:

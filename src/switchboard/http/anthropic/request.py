@@ -21,7 +21,7 @@ https://docs.anthropic.com/en/api/messages-count-tokens (parameters and their ra
     stream                         -> stream, with stream_options.include_usage
     thinking                       -> thinking (validated; the canonical form is Anthropic's)
     output_config.effort           -> reasoning_effort ("high", the default: not sent)
-    service_tier, top-level cache_control -> accepted and dropped: cost hints (priority capacity,
+    service_tier, top-level cache_control -> checked and dropped: cost hints (priority capacity,
                                       automatic caching) other providers have no use for
     context_management             -> checked, dropped: only the edit keeping every thinking block
                                       (Claude Code's), which asks other providers for nothing
@@ -45,7 +45,15 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from switchboard.http.anthropic.content import JSON, cached, check_keys, fail, messages, text_part
+from switchboard.http.anthropic.content import (
+    JSON,
+    cached,
+    check_cache_control,
+    check_keys,
+    fail,
+    messages,
+    text_part,
+)
 from switchboard.http.openai_api import parse_object
 from switchboard.prompts.reference import parse_reference
 
@@ -328,8 +336,11 @@ def _handled_elsewhere(value: Any, body: JSON, out: JSON) -> None:
     """system, tools and tool_choice are translated together by _translate."""
 
 
-def _ignored(value: Any, body: JSON, out: JSON) -> None:
-    """cache_control: prompt caching is the provider's business."""
+def _apply_cache_control(value: Any, body: JSON, out: JSON) -> None:
+    """Automatic caching: checked as a block's breakpoint is, on every deployment (a bad one would
+    otherwise pass unnoticed where it is not sent), then left to the pass-through to an
+    ``anthropic`` deployment; other providers have no counterpart."""
+    check_cache_control(value, "cache_control")
 
 
 _REQUIRED = ("model", "messages")
@@ -339,7 +350,7 @@ _COMMON: dict[str, Apply] = {
     "tool_choice": _handled_elsewhere,
     "thinking": _apply_thinking,
     "output_config": _apply_output_config,
-    "cache_control": _ignored,
+    "cache_control": _apply_cache_control,
     "context_management": _apply_context_management,
 }
 _MESSAGES: dict[str, Apply] = {
