@@ -3,11 +3,14 @@ feature, and what the client got back (openai and anthropic SDKs through one gat
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import anthropic
+import httpx
 import openai
 import pytest
 
@@ -26,6 +29,11 @@ TOOL: Any = {"type": "function", "function": {
 }}
 
 
+# Bedrock's Claude prices with its cache-write tiers: 1.25x input for 5 minutes, 2x for an hour.
+CACHE_PRICES = {"input_cost_per_mtok": 3.0, "output_cost_per_mtok": 15.0, "cached_input_cost_per_mtok": 0.3,
+                "cache_write_5m_cost_per_mtok": 3.75, "cache_write_1h_cost_per_mtok": 6.0}
+
+
 def _config(mock: Mock) -> dict[str, Any]:
     provider = {"name": "aws", "type": "bedrock", "api_base": mock.url, "aws_access_key_id": "AKIDTEST",
                 "aws_secret_access_key": "${UPSTREAM_KEY}", "aws_region": "us-east-1"}
@@ -33,12 +41,14 @@ def _config(mock: Mock) -> dict[str, Any]:
         "providers": [provider],
         "models": [
             {"name": "claude", "provider": "aws", "model": CLAUDE},
+            {"name": "claude-priced", "provider": "aws", "model": CLAUDE, "info": CACHE_PRICES},
             {"name": "opus", "provider": "aws", "model": OPUS},
             {"name": "nova", "provider": "aws", "model": NOVA},
             {"name": "llama", "provider": "aws", "model": LLAMA},
             {"name": "command-r", "provider": "aws", "model": COMMAND_R},
         ],
         "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
+        "spend": {"flush_seconds": 0.1},
     }
 
 
@@ -437,6 +447,54 @@ def test_cache_control_becomes_cache_points_and_writes_then_reads_are_reported(
     assert usage is not None and usage.prompt_tokens_details is not None
     assert usage.prompt_tokens_details.cached_tokens == written
     assert usage.prompt_tokens >= written + 1
+
+
+@pytest.mark.parametrize("ttl", ["5m", "1h"])
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_cache_writes_are_priced_by_their_ttl(sdk: openai.OpenAI, gw: Gateway, mock_upstream: Mock,
+                                               ttl: str, stream: bool) -> None:
+    """Bedrock says how many of the tokens written to the cache were written for an hour
+    (``cacheDetails``): those cost the 1-hour write price, the others the 5-minute one."""
+    marker = new_marker()
+    request = {"model": "claude-priced", "max_tokens": 20, "messages": [
+        {"role": "system", "content": [{"type": "text", "text": f"Rules {marker} " + "word " * 40,
+                                        "cache_control": {"type": "ephemeral", "ttl": ttl}}]},
+        {"role": "user", "content": f"hello mock:capture={marker}"}]}
+    if stream:
+        with sdk.chat.completions.with_streaming_response.create(
+                **request, stream=True, stream_options={"include_usage": True}) as raw:
+            rid = raw.headers["x-request-id"]
+            usage = [c for c in raw.parse() if c.usage is not None][-1].usage
+    else:
+        raw = sdk.chat.completions.with_raw_response.create(**request)
+        rid, usage = raw.headers["x-request-id"], raw.parse().usage
+    assert sent(mock_upstream, marker)["system"][1] == {"cachePoint": {"type": "default", "ttl": ttl}}
+    assert usage is not None and usage.prompt_tokens_details is not None
+    details = extra(usage.prompt_tokens_details)
+    written = details["cache_creation_tokens"]
+    assert written > 0 and details.get("cache_creation_1h_tokens", 0) == (written if ttl == "1h" else 0)
+    write_price = Decimal("6") if ttl == "1h" else Decimal("3.75")
+    expected = ((usage.prompt_tokens - written) * 3 + written * write_price
+                + usage.completion_tokens * 15) / Decimal(1_000_000)
+    if not stream:
+        assert Decimal(raw.headers["x-switchboard-cost-usd"]) == expected
+    record = logged(gw, rid)
+    assert (record["cache_write_5m_tokens"], record["cache_write_1h_tokens"]) == (
+        (0, written) if ttl == "1h" else (written, 0))
+    assert Decimal(record["cost_usd"]) == expected
+
+
+def logged(gw: Gateway, rid: str) -> dict[str, Any]:
+    """The request log's record of request ``rid``, once the ledger has it."""
+    deadline = time.monotonic() + 20
+    while True:
+        resp = httpx.get(f"{gw.url}/admin/v1/logs", params={"request_id": rid},
+                         headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=30)
+        assert resp.status_code == 200, resp.text
+        if resp.json()["data"]:
+            return dict(resp.json()["data"][0])
+        assert time.monotonic() < deadline, f"no record of {rid}"
+        time.sleep(0.1)
 
 
 # ---- 5. stop sequences ----

@@ -91,6 +91,11 @@ def world(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iter
     # A model the catalog does not know, priced by its entry alone.
     config["models"].append({"name": "house-model", "provider": "local-openai", "model": "house-model",
                              "info": dict(PRICES)})
+    # A long-context surcharge past 11 prompt tokens: the mock's lines have 10, 11, 12.
+    config["models"].append({"name": "house-long", "provider": "local-openai", "model": "house-long",
+                             "info": {**PRICES, "long_context_threshold_tokens": 11,
+                                      "long_context_input_cost_per_mtok": 0.3,
+                                      "long_context_output_cost_per_mtok": 1.2}})
     # An alias whose dated snapshot gpt-4o-2024-05-13 the catalog prices on its own (twice as much).
     config["models"].append({"name": "gpt-4o", "provider": "local-openai", "model": "gpt-4o"})
     tenant, azure_tenant = f"files-{uuid.uuid4().hex[:6]}", f"azure-{uuid.uuid4().hex[:6]}"
@@ -115,6 +120,7 @@ def world(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iter
     # key's that the poller sees finish adds its output file to that key's list).
     keys["uploads"] = _post(gw.url, "/admin/v1/keys", {"models": ["*"], "tenant": tenant})
     keys["house"] = _post(gw.url, "/admin/v1/keys", {"models": ["house-model"], "tenant": tenant})
+    keys["long"] = _post(gw.url, "/admin/v1/keys", {"models": ["house-long"], "tenant": tenant})
     keys["tagged"] = _post(gw.url, "/admin/v1/keys", {"models": ["*"], "tenant": tenant,
                                                        "tags": ["chargeback", "nightly"]})
     # Less than one small batch costs (2250 nano-USD, test_a_batch_counts_in_its_keys_budget_...).
@@ -353,20 +359,26 @@ def test_batch_lifecycle_and_cancel(world: World) -> None:
     assert cancelled.status in ("cancelling", "cancelled")
 
 
-def test_a_finished_batch_is_priced_once_in_the_ledger(world: World) -> None:
-    client = world.sdk("c")
-    source = client.files.create(file=("in.jsonl", jsonl("x", "y", "z")), purpose="batch")
+def _completed_usages(client: openai.OpenAI, model: str = "gpt-4o-mini") -> tuple[str, list[dict[str, Any]]]:
+    """A batch of three lines for ``model`` run to completion: its id, and the usage of each line
+    as its output file (the batch owner's, one line per request) reports it."""
+    source = client.files.create(file=("in.jsonl", jsonl("x", "y", "z", model=model)), purpose="batch")
     batch = client.batches.create(input_file_id=source.id, endpoint="/v1/chat/completions",
                                   completion_window="24h", metadata={"mock_gets_to_complete": "1"})
     done = client.batches.retrieve(batch.id)
     assert done.status == "completed" and done.output_file_id
-    # The output file is the batch owner's: one line per request, with its usage.
     output = client.files.content(done.output_file_id).content.splitlines()
     usages = [orjson.loads(line)["response"]["body"]["usage"] for line in output]
     assert [u["prompt_tokens"] for u in usages] == [10, 11, 12]
+    return batch.id, usages
+
+
+def test_a_finished_batch_is_priced_once_in_the_ledger(world: World) -> None:
+    client = world.sdk("c")
+    batch_id, usages = _completed_usages(client)
     rows = world.wait_for_usage("c", 1)
     for _ in range(3):  # seen again by the caller (and by the poller meanwhile): still one record
-        client.batches.retrieve(batch.id)
+        client.batches.retrieve(batch_id)
     [row] = world.wait_for_usage("c", 2, timeout=1.0)
     assert row["requests"] == 1 and row["model"] == "gpt-4o-mini"
     prompt, completion = sum(u["prompt_tokens"] for u in usages), sum(u["completion_tokens"] for u in usages)
@@ -421,6 +433,18 @@ def test_a_batch_answered_by_a_dated_snapshot_is_priced_by_the_entry_that_served
     [row] = world.wait_for_usage("house", 1)
     assert (row["prompt_tokens"], row["completion_tokens"]) == (21, 10) and row["unpriced"] == 0
     assert Decimal(row["cost_usd"]) == (21 * Decimal("0.15") + 10 * Decimal("0.6")) / 1_000_000 / 2
+
+
+def test_only_the_lines_whose_own_prompt_is_long_cost_the_long_context_prices(world: World) -> None:
+    # Each request of a batch is billed on its own: the lines' prompts together are over the
+    # threshold, but only the one line over it on its own costs the long-context prices.
+    _, usages = _completed_usages(world.sdk("long"), "house-long")
+    expected = sum(u["prompt_tokens"] * Decimal("0.15") + u["completion_tokens"] * Decimal("0.6")
+                   for u in usages[:2]) + usages[2]["prompt_tokens"] * Decimal("0.3") + usages[2][
+                       "completion_tokens"] * Decimal("1.2")
+    [row] = world.wait_for_usage("long", 1)
+    assert row["prompt_tokens"] == 33 and row["unpriced"] == 0
+    assert Decimal(row["cost_usd"]) == expected / 1_000_000 / 2
 
 
 def test_a_batch_naming_a_snapshot_the_catalog_prices_is_priced_by_that_snapshot(world: World) -> None:

@@ -42,6 +42,10 @@ ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
 MAX_BODY = 8 * 1024 * 1024
 PRICES = {"input_cost_per_mtok": 3.0, "output_cost_per_mtok": 15.0}
 LATEST_PRICES = {"input_cost_per_mtok": 7.0, "output_cost_per_mtok": 11.0}
+# A long-context surcharge past a prompt of a few words: a batch of short requests sums past it.
+LONG_THRESHOLD = 12
+LONG_PRICES = {**PRICES, "long_context_threshold_tokens": LONG_THRESHOLD,
+               "long_context_input_cost_per_mtok": 6.0, "long_context_output_cost_per_mtok": 22.5}
 FILES_BETA = "files-api-2025-04-14"
 
 
@@ -85,6 +89,8 @@ def world(request: pytest.FixtureRequest, mock_upstream: Mock,
         # The mock's results report a "-latest" model by a dated id, as Anthropic's do.
         {"name": "claude-latest", "provider": "anth", "model": "claude-3-7-sonnet-latest",
          "info": dict(LATEST_PRICES)},
+        {"name": "claude-long", "provider": "anth", "model": "claude-opus-4-5-20251101",
+         "info": dict(LONG_PRICES)},
     ]
     config["files"] = {"poll_seconds": 1, "max_message_batch_bytes": MAX_BODY}
     config["metrics"] = {"labels": ["key"]}  # a test's own batches, in the token and cost counters
@@ -513,6 +519,28 @@ def test_each_result_is_priced_by_the_model_its_request_was_sent_for(world: Worl
                                             "requests": {"b": 1}}
     client.messages.batches.delete(batch.id)
     assert sent_models(world, batch.id) is None  # forgotten with the batch
+
+
+def test_each_request_of_a_batch_is_priced_at_the_long_context_prices_by_its_own_prompt(world: World) -> None:
+    """Anthropic bills each request of a batch on its own: only a request whose own prompt is over
+    the long-context threshold costs the long-context prices, however long the batch's prompts
+    are together."""
+    client = world.sdk(world.key(["*"])["key"])
+    short = " ".join(["short"] * (LONG_THRESHOLD // 2))
+    batch = client.messages.batches.create(requests=[
+        request("a", short, model="claude-long"), request("b", short, model="claude-long"),
+        request("c", " ".join(["long"] * (LONG_THRESHOLD * 2)), model="claude-long"),
+    ])
+    ended(client, batch.id)
+    usages = {r.custom_id: r.result.message.usage for r in client.messages.batches.results(batch.id)}  # type: ignore[union-attr]
+    assert all(usages[k].input_tokens <= LONG_THRESHOLD for k in "ab")
+    assert usages["c"].input_tokens > LONG_THRESHOLD
+    assert usages["a"].input_tokens + usages["b"].input_tokens > LONG_THRESHOLD
+    standard = sum(usages[k].input_tokens * Decimal(3) + usages[k].output_tokens * Decimal(15) for k in "ab")
+    long = usages["c"].input_tokens * Decimal(6) + usages["c"].output_tokens * Decimal("22.5")
+    record = wait_for(world.database, {batch.id}, tenant=world.tenant)[batch.id]
+    assert record.prompt_tokens == sum(u.input_tokens for u in usages.values())
+    assert record.cost_usd == (standard + long) / 1_000_000 / 2 and not record.unpriced
 
 
 def test_the_callers_anthropic_beta_reaches_the_upstream(world: World) -> None:

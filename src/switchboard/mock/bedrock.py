@@ -416,14 +416,16 @@ def _answer(body: dict[str, Any], c: Controls) -> tuple[str, str, str | None]:
     return text, "max_tokens" if cut else "end_turn", None
 
 
-def _usage(body: dict[str, Any], output_tokens: int, model: str) -> dict[str, int]:
+def _usage(body: dict[str, Any], output_tokens: int, model: str) -> dict[str, Any]:
     tools = (body.get("toolConfig") or {}).get("tools")
     prompt = T.count_tokens([tools, body.get("system"), body["messages"]])
     read, written = F.cache_usage(model, body)
-    usage = {"inputTokens": prompt - read - written, "outputTokens": output_tokens,
-             "totalTokens": prompt + output_tokens}
+    usage: dict[str, Any] = {"inputTokens": prompt - read - written, "outputTokens": output_tokens,
+                             "totalTokens": prompt + output_tokens}
     if read or written:
         usage |= {"cacheReadInputTokens": read, "cacheWriteInputTokens": written}
+    if written:  # the writes by TTL, as Bedrock breaks them down (here: the last cachePoint's)
+        usage["cacheDetails"] = [{"ttl": F.cache_ttl(body), "inputTokens": written}]
     return usage
 
 

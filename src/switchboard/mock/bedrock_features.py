@@ -158,6 +158,15 @@ def check_cache_point(value: Any, where: str) -> None:
             f"{where}.cachePoint must be {{type: default}} with an optional ttl of 5m or 1h.")
 
 
+def cache_ttl(body: dict[str, Any]) -> str:
+    """The TTL of the request's last cachePoint (the one whose prefix a write stores): 5m unless
+    it says 1h."""
+    tools = ((body.get("toolConfig") or {}).get("tools")) or []
+    blocks = [*tools, *(body.get("system") or []), *(b for m in body["messages"] for b in m["content"])]
+    points = [b["cachePoint"] for b in blocks if isinstance(b, dict) and "cachePoint" in b]
+    return str(points[-1].get("ttl", "5m")) if points else "5m"
+
+
 def cache_usage(model: str, body: dict[str, Any]) -> tuple[int, int]:
     """(tokens read from the cache, tokens written to it): the prompt up to each cachePoint, in
     Converse's order (tools, system, messages), is a prefix; one seen before is read, and the

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,15 +32,26 @@ _TIMES = ("completed_at", "failed_at", "expired_at", "cancelled_at", "finalizing
 _LAST_SECOND = 253_402_300_799  # 9999-12-31T23:59:59Z, the last second a datetime holds
 
 
+# A model's long-context threshold (its catalog record's, None: none), by the model a line names.
+Threshold = Callable[[str], int | None]
+
+
 @dataclass
 class ModelTotals:
     tokens: list[int] = field(default_factory=lambda: [0] * 10)
     requests: int = 0
+    # Of ``tokens``, those of the requests whose own prompt was over the model's long-context
+    # threshold: each request of a batch is billed on its own, so only these cost the
+    # long-context prices, however long the batch's prompts are together.
+    long: list[int] = field(default_factory=lambda: [0] * 10)
 
-    def add(self, counted: Tokens) -> None:
+    def add(self, counted: Tokens, threshold: int | None = None) -> None:
         self.requests += 1
         for i, n in enumerate(counted):
             self.tokens[i] += n
+        if threshold is not None and counted.prompt > threshold:
+            for i, n in enumerate(counted):
+                self.long[i] += n
 
 
 class OutputTooLarge(Exception):
@@ -152,6 +163,18 @@ class BatchPricer:
         first), unless the catalog prices that snapshot on its own."""
         return self._info(upstream.provider, upstream.type, model)
 
+    def thresholds(self, upstream: Upstream) -> Threshold:
+        """The long-context threshold of each model a batch's lines name, looked up once a model."""
+        found: dict[str, int | None] = {}
+
+        def threshold(model: str) -> int | None:
+            if model not in found:
+                info = self.info(upstream, model)
+                found[model] = None if info is None else info.long_context_threshold()
+            return found[model]
+
+        return threshold
+
     def unpriced(self, provider: str, provider_type: str, model: str) -> bool:
         """Whether a batch's requests for ``model`` on ``provider`` would be recorded unpriced:
         with ``spend.refuse_unpriced`` such a batch is refused when it is created."""
@@ -194,6 +217,7 @@ class BatchPricer:
         which its usage is priced instead of the model the answer reports."""
         out = Totals()
         note = self._priceable(upstream, note)
+        threshold = self.thresholds(upstream)
         output = batch.get("output_file_id")
         if isinstance(output, str) and output:
             try:
@@ -214,7 +238,7 @@ class BatchPricer:
                 async for line in lines(stream.chunks(), self._max_output):
                     found = line_usage(line, note)
                     if found is not None:
-                        out.setdefault(found[0], ModelTotals()).add(split(found[1]))
+                        out.setdefault(found[0], ModelTotals()).add(split(found[1]), threshold(found[0]))
             except OutputTooLarge as exc:
                 reported = _reported(batch, note)
                 if reported is not None:
@@ -237,9 +261,13 @@ class BatchPricer:
         per_model: dict[str, Any] = {}
         for model, t in totals.items():
             counted = Tokens(*t.tokens)
-            price = cost(self.info(upstream, model), counted)
-            unpriced = unpriced or price.unpriced
-            model_usd = price.usd * self._factor
+            info = self.info(upstream, model)
+            # The requests under the threshold at the standard prices, even when their prompts
+            # together are over it; those over it at the long-context prices.
+            short = cost(_standard(info), Tokens(*(a - b for a, b in zip(t.tokens, t.long, strict=True))))
+            long = cost(info, Tokens(*t.long))
+            unpriced = unpriced or short.unpriced or long.unpriced
+            model_usd = (short.usd + long.usd) * self._factor
             usd += model_usd
             per_model[model] = {"requests": t.requests, "prompt_tokens": counted.prompt,
                                 "completion_tokens": counted.completion,
@@ -270,6 +298,14 @@ class BatchPricer:
             image_input_tokens=tokens.image_input, audio_input_tokens=tokens.audio_input,
             image_output_tokens=tokens.image_output, audio_output_tokens=tokens.audio_output,
         )
+
+
+def _standard(info: ModelInfo | None) -> ModelInfo | None:
+    """``info`` without its long-context threshold: priced at the standard prices, whatever the
+    prompt."""
+    if info is None or info.long_context_threshold() is None:
+        return info
+    return info.model_copy(update={"long_context_threshold_tokens": None})
 
 
 def _reported(batch: dict[str, Any], note: Any = None) -> Totals | None:

@@ -238,7 +238,8 @@ class MessageBatches:
 
         async def count() -> dict[str, ModelTotals]:
             sent = await self._files.store.get(MESSAGE_BATCH_MODELS, owned.id)
-            return await message_costing.totals(upstream, owned.id, limit, sent.body if sent else None)
+            return await message_costing.totals(upstream, owned.id, limit, sent.body if sent else None,
+                                                self._files.thresholds(upstream))
 
         return await self._files.settle(owned, upstream, message_costing.as_finished(obj), count)
 

@@ -22,7 +22,7 @@ import orjson
 
 from switchboard.errors import GatewayError
 from switchboard.http.files import costing
-from switchboard.http.files.costing import ModelTotals, OutputTooLarge, Totals, lines, sent_model
+from switchboard.http.files.costing import ModelTotals, OutputTooLarge, Threshold, Totals, lines, sent_model
 from switchboard.http.files.message_upstream import BATCHES_PATH
 from switchboard.http.files.upstream import Upstream, object_path
 from switchboard.providers.anthropic.response import usage as canonical_usage
@@ -59,10 +59,13 @@ def line_usage(line: bytes, note: Any = None) -> tuple[str, dict[str, Any]] | No
     return sent_model(obj.get("custom_id"), message["model"], note), canonical_usage(message.get("usage"))
 
 
-async def totals(upstream: Upstream, batch_id: str, limit: int, note: Any = None) -> Totals:
+async def totals(upstream: Upstream, batch_id: str, limit: int, note: Any = None,
+                 threshold: Threshold | None = None) -> Totals:
     """Tokens per model of the succeeded results; results over ``limit`` (files.max_output_bytes)
     are priced by the lines read up to there (``cut``: Anthropic reports no usage of the whole
-    batch), never left unpriced, which would let a large enough batch run for free."""
+    batch), never left unpriced, which would let a large enough batch run for free. ``threshold``:
+    each model's long-context threshold, past which a result's own prompt is priced at the
+    long-context prices (costing.ModelTotals)."""
     out = Totals()
     try:
         stream = await upstream.open(results_path(batch_id))
@@ -80,7 +83,8 @@ async def totals(upstream: Upstream, batch_id: str, limit: int, note: Any = None
         async for line in lines(stream.chunks(), limit):
             found = line_usage(line, note)
             if found is not None:
-                out.setdefault(found[0], ModelTotals()).add(split(found[1]))
+                long = threshold(found[0]) if threshold is not None else None
+                out.setdefault(found[0], ModelTotals()).add(split(found[1]), long)
     except OutputTooLarge as exc:
         log.warning("message batch %s: %s; priced by the results read up to there", batch_id, exc)
         out.cut = True

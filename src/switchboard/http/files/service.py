@@ -114,6 +114,8 @@ class FileService:
                                    settings.max_output_bytes)
         # spend.refuse_unpriced: a batch running a model the ledger could not price is refused.
         self.unpriced = self._pricer.unpriced if refuse_unpriced else None
+        # Each model's long-context threshold, by which a message batch's results are priced.
+        self.thresholds = self._pricer.thresholds
         self._access = BatchAccess(routing, settings.max_upload_bytes, self.unpriced)
         self._store: FileStore | None = None
         self._ledger: UsageLedger | None = None

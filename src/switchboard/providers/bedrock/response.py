@@ -2,7 +2,9 @@
 
 Reference: https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_Converse.html
 (ConverseOutput, StopReason, TokenUsage). ``inputTokens`` excludes cache reads and writes, so the
-canonical ``prompt_tokens`` adds them back; ``cached_tokens`` is the cache reads.
+canonical ``prompt_tokens`` adds them back; ``cached_tokens`` is the cache reads,
+``cache_creation_tokens`` the writes (of which ``cache_creation_1h_tokens`` the 1-hour ones,
+from ``cacheDetails``, CacheDetail).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import orjson
 
 from switchboard.providers.base import JSON
 from switchboard.providers.bedrock.reasoning import add_reasoning, thinking_block
-from switchboard.providers.counts import count
+from switchboard.providers.counts import TOKENS_MAX, count
 from switchboard.providers.errors import invalid_body, loads_object
 from switchboard.providers.target import Target
 
@@ -42,12 +44,24 @@ def canonical_usage(usage: Any) -> JSON | None:
     if not isinstance(usage, dict):
         return None
     cached = _count(usage, "cacheReadInputTokens")
-    written = _count(usage, "cacheWriteInputTokens")
+    # The writes by TTL (cacheDetails: [{ttl: 5m | 1h, inputTokens}]), priced apart: an hour's
+    # write costs more than five minutes'. Their sum is cacheWriteInputTokens.
+    hour = five = 0
+    by_ttl = usage.get("cacheDetails")
+    for detail in by_ttl if isinstance(by_ttl, list) else ():
+        if isinstance(detail, dict):
+            if detail.get("ttl") == "1h":
+                hour += _count(detail, "inputTokens")
+            else:
+                five += _count(detail, "inputTokens")
+    written = max(_count(usage, "cacheWriteInputTokens"), min(five + hour, TOKENS_MAX))
     prompt = _count(usage, "inputTokens") + cached + written
     completion = _count(usage, "outputTokens")
     details: JSON = {"cached_tokens": cached}
     if written:  # priced as cache writes, not as plain input
         details["cache_creation_tokens"] = written
+    if hour:
+        details["cache_creation_1h_tokens"] = min(hour, written)
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,

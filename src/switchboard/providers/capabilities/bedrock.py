@@ -61,7 +61,7 @@ TABLE: Table = seed(
                                     "redactedContent as redacted_thinking"),
     usage__cache_read=translated("usage.prompt_tokens_details.cached_tokens", "cacheReadInputTokens"),
     usage__cache_write=translated("usage.prompt_tokens_details.cache_creation_tokens",
-                                  "cacheWriteInputTokens"),
+                                  "cacheWriteInputTokens (1 h part apart, from cacheDetails)"),
     stop_sequence=translated("choices.0.stop_sequence", "Claude models (additionalModelResponseFields"
                              ".stop_sequence); others name none: the request's only stop sequence, "
                              "else null"),
