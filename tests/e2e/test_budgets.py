@@ -642,6 +642,38 @@ def test_past_the_threshold_a_request_the_model_asked_for_would_not_fit_goes_to_
     until(lambda: pair.answered(key["id"]) == 6)
 
 
+def test_past_the_threshold_the_cheaper_model_is_still_refused_by_a_spent_budget_without_downgrade(
+        pair: Pair) -> None:
+    """A key's downgrade does not lift a hard budget: with the tenant's budget (no downgrade)
+    spent, the request the key's budget sends to the cheaper model is refused there too, and
+    leaves nothing reserved nor counted against the caller's rate limit."""
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    assert pair.admin("POST", "/admin/v1/tenants", {"id": tenant}).status_code == 201
+    key = pair.key(tenant=tenant, rpm_limit=100)
+    hard = pair.budget(scope="tenant", tenant=tenant, max_amount=0.02, period="total")
+    own = pair.budget(scope="key", subject=key["id"], tenant=tenant, max_amount=0.04, period="total",
+                      downgrade={"model": CHEAP, "at_percent": 50})
+    clients = [pair.sdk(key["key"]), pair.sdk(key["key"], on=pair.second)]
+    for i in range(2):  # $0.02: the tenant's budget spent, the key's at its threshold
+        clients[i].chat.completions.create(messages=ask(LONG), **CALL)
+    until(lambda: pair.status(hard["id"])["spent"] == "0.02")
+    for client in clients:
+        with pytest.raises(openai.RateLimitError) as refused:
+            client.chat.completions.create(messages=ask(LONG), **CALL)
+        headers = refused.value.response.headers
+        assert refused.value.code == "budget_exceeded"
+        assert headers["x-switchboard-budget-scope"] == "tenant"
+        assert headers["x-switchboard-budget-downgrade"] == f"{PRICED} -> {CHEAP}"
+    assert pair.status(hard["id"])["reserved"] in (0, "0") and pair.status(own["id"])["reserved"] in (0, "0")
+    assert pair.status(hard["id"])["spent"] == "0.02"
+    # The tenant's budget raised: served on the cheaper model, the refusals not counted by the
+    # caller's limit (the two served and this one).
+    pair.budget(scope="tenant", tenant=tenant, max_amount=1, period="total")
+    raw = clients[0].chat.completions.with_raw_response.create(messages=ask(LONG), **CALL)
+    assert raw.headers["x-switchboard-model"] == CHEAP
+    assert raw.headers["x-ratelimit-remaining-requests"] == "97"
+
+
 def test_past_the_threshold_a_request_the_cheaper_model_cannot_serve_stays_on_its_model(pair: Pair) -> None:
     """The cheaper model is a chat model: an embeddings request past the threshold is not sent
     to it (it would be refused there as a request of the wrong mode), it is served by the model
