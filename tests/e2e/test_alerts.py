@@ -341,6 +341,25 @@ def test_a_budget_threshold_fires_and_tenants_see_their_own_incidents(pair: Pair
     assert resp.status_code == 403 and resp.json()["error"]["code"] == "permission_denied"
 
 
+def test_a_budget_raised_after_its_incident_opens_another_at_its_new_amount(pair: Pair) -> None:
+    key = pair.ok("POST", "/admin/v1/keys", {"models": ["*"]}, status=201)
+    body = {"scope": "key", "subject": key["id"], "max_amount": 0.01, "period": "monthly",
+            "thresholds": [100]}
+    budget = pair.ok("PUT", "/admin/v1/budgets", body)
+
+    def firing() -> list[dict[str, Any]]:
+        return [e for e in delivered(pair, "budget-full", "alert.firing").values()
+                if e["data"]["details"]["budget"]["id"] == budget["id"]]
+
+    assert chat(pair.both[0], PRICED, LONG, key=key["key"], max_tokens=5).status_code == 200
+    until(firing, "no budget alert")
+    pair.ok("PUT", "/admin/v1/budgets", {**body, "max_amount": 0.02})  # raised: 50 % spent
+    assert chat(pair.both[1], PRICED, LONG, key=key["key"], max_tokens=5).status_code == 200
+    both = until(lambda: len(got := firing()) == 2 and got, "no alert at the new amount")
+    assert sorted(e["data"]["details"]["budget"]["max_amount"] for e in both) == ["0.01", "0.02"]
+    assert len({e["data"]["incident_id"] for e in both}) == 2
+
+
 def test_listing_pages_newest_first(pair: Pair) -> None:
     # Three incidents of its own (one per group), whichever tests ran before.
     for model in ("paged-a", "paged-b", "paged-c"):

@@ -642,6 +642,38 @@ def test_past_the_threshold_a_request_the_model_asked_for_would_not_fit_goes_to_
     until(lambda: pair.answered(key["id"]) == 6)
 
 
+def test_past_the_threshold_the_cheaper_model_is_still_refused_by_a_spent_budget_without_downgrade(
+        pair: Pair) -> None:
+    """A key's downgrade does not lift a hard budget: with the tenant's budget (no downgrade)
+    spent, the request the key's budget sends to the cheaper model is refused there too, and
+    leaves nothing reserved nor counted against the caller's rate limit."""
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    assert pair.admin("POST", "/admin/v1/tenants", {"id": tenant}).status_code == 201
+    key = pair.key(tenant=tenant, rpm_limit=100)
+    hard = pair.budget(scope="tenant", tenant=tenant, max_amount=0.02, period="total")
+    own = pair.budget(scope="key", subject=key["id"], tenant=tenant, max_amount=0.04, period="total",
+                      downgrade={"model": CHEAP, "at_percent": 50})
+    clients = [pair.sdk(key["key"]), pair.sdk(key["key"], on=pair.second)]
+    for i in range(2):  # $0.02: the tenant's budget spent, the key's at its threshold
+        clients[i].chat.completions.create(messages=ask(LONG), **CALL)
+    until(lambda: pair.status(hard["id"])["spent"] == "0.02")
+    for client in clients:
+        with pytest.raises(openai.RateLimitError) as refused:
+            client.chat.completions.create(messages=ask(LONG), **CALL)
+        headers = refused.value.response.headers
+        assert refused.value.code == "budget_exceeded"
+        assert headers["x-switchboard-budget-scope"] == "tenant"
+        assert headers["x-switchboard-budget-downgrade"] == f"{PRICED} -> {CHEAP}"
+    assert pair.status(hard["id"])["reserved"] in (0, "0") and pair.status(own["id"])["reserved"] in (0, "0")
+    assert pair.status(hard["id"])["spent"] == "0.02"
+    # The tenant's budget raised: served on the cheaper model, the refusals not counted by the
+    # caller's limit (the two served and this one).
+    pair.budget(scope="tenant", tenant=tenant, max_amount=1, period="total")
+    raw = clients[0].chat.completions.with_raw_response.create(messages=ask(LONG), **CALL)
+    assert raw.headers["x-switchboard-model"] == CHEAP
+    assert raw.headers["x-ratelimit-remaining-requests"] == "97"
+
+
 def test_past_the_threshold_a_request_the_cheaper_model_cannot_serve_stays_on_its_model(pair: Pair) -> None:
     """The cheaper model is a chat model: an embeddings request past the threshold is not sent
     to it (it would be refused there as a request of the wrong mode), it is served by the model
@@ -1041,6 +1073,59 @@ def test_each_threshold_fires_one_signed_webhook_per_period(pair: Pair) -> None:
     assert hundred["data"]["budget"]["scope"] == "key" and hundred["data"]["period_end"] is not None
     # Delivered once each (plus the one retried delivery): no instance fired a threshold twice.
     assert len(received) in (2, 3)
+
+
+def _alerts_of(pair: Pair, budget_id: str) -> dict[tuple[int, str], set[str]]:
+    """The delivered threshold events of one budget: event ids by (percent, budget amount)."""
+    out: dict[tuple[int, str], set[str]] = {}
+    for r in pair.hooks.requests:
+        data = r.json()["data"]
+        if data["budget"]["id"] == budget_id and r.answered == 200:
+            at = (data["threshold_percent"], data["budget"]["max_amount"])
+            out.setdefault(at, set()).add(r.json()["id"])
+    return out
+
+
+def test_a_raised_budget_alerts_again_at_its_thresholds_of_the_new_amount(pair: Pair) -> None:
+    key = pair.key()
+    budget = pair.budget(scope="key", subject=key["id"], max_amount=0.02, period="monthly",
+                         thresholds=[50, 80])
+    clients = [pair.sdk(key["key"]), pair.sdk(key["key"], on=pair.second)]
+    for i in range(2):
+        clients[i % 2].chat.completions.create(messages=ask(LONG), **CALL)
+    until(lambda: set(_alerts_of(pair, budget["id"])) == {(50, "0.02"), (80, "0.02")})
+    # Raised mid-period to $0.10 with $0.02 spent: 20 %, below both thresholds of the new amount.
+    assert pair.budget(scope="key", subject=key["id"], max_amount=0.10, period="monthly",
+                       thresholds=[50, 80])["id"] == budget["id"]
+    for i in range(3):  # $0.05: 50 % of the new amount
+        clients[i % 2].chat.completions.create(messages=ask(LONG), **CALL)
+    until(lambda: (50, "0.1") in _alerts_of(pair, budget["id"]))
+    for i in range(3):  # $0.08: 80 %
+        clients[i % 2].chat.completions.create(messages=ask(LONG), **CALL)
+    alerts = until(lambda: (got := _alerts_of(pair, budget["id"])) and (80, "0.1") in got and got)
+    assert set(alerts) == {(50, "0.02"), (80, "0.02"), (50, "0.1"), (80, "0.1")}
+    assert all(len(ids) == 1 for ids in alerts.values()), alerts  # each once, across both instances
+
+
+def test_a_budget_lowered_below_its_spend_alerts_at_its_thresholds_of_the_new_amount(pair: Pair) -> None:
+    key = pair.key()
+    budget = pair.budget(scope="key", subject=key["id"], max_amount=0.10, period="monthly",
+                         thresholds=[50, 80, 100])
+    clients = [pair.sdk(key["key"]), pair.sdk(key["key"], on=pair.second)]
+    for i in range(6):
+        clients[i % 2].chat.completions.create(messages=ask(LONG), **CALL)
+    until(lambda: pair.status(budget["id"])["spent"] == "0.06")
+    until(lambda: set(_alerts_of(pair, budget["id"])) == {(50, "0.1")})
+    # Lowered to $0.05 with $0.06 spent: past every threshold of the new amount, and no request
+    # will settle to cross one (they are refused).
+    pair.budget(scope="key", subject=key["id"], max_amount=0.05, period="monthly", thresholds=[50, 80, 100])
+    with pytest.raises(openai.RateLimitError):
+        clients[0].chat.completions.create(messages=ask(LONG), **CALL)
+    alerts = until(lambda: (got := _alerts_of(pair, budget["id"])) and len(got) == 4 and got)
+    assert set(alerts) == {(50, "0.1"), (50, "0.05"), (80, "0.05"), (100, "0.05")}
+    event = next(r.json() for r in pair.hooks.requests if r.json()["id"] in alerts[(100, "0.05")])
+    assert event["data"]["spent"] == "0.06"
+    assert all(len(ids) == 1 for ids in alerts.values()), alerts
 
 
 def test_when_redis_is_down_the_budget_policy_decides(

@@ -109,30 +109,37 @@ async def test_concurrent_puts_of_one_budget_leave_one_record(backend: Backend) 
     assert sum(before is None for _, before in results) == 1
 
 
+ONE = 10**9  # $1 as the budget counts it (nano-USD)
+
+
 async def test_an_alert_is_claimed_exactly_once_across_instances(backend: Backend) -> None:
     store = _store(backend)
     peer = (await backend.peer()).budgets
     assert peer is not None
     await store.put(BudgetRecord("bud_w", "t1", "tenant", "t1", Decimal(1)))
-    claims = await asyncio.gather(*((store, peer)[i % 2].claim_alert("bud_w", MONTH, 80) for i in range(20)))
+    claims = await asyncio.gather(*((store, peer)[i % 2].claim_alert("bud_w", MONTH, 80, ONE)
+                                    for i in range(20)))
     assert claims.count(True) == 1
     # Another threshold, another period: claimed on their own, once each.
-    assert await store.claim_alert("bud_w", MONTH, 100)
-    assert await peer.claim_alert("bud_w", MONTH.replace(month=11), 80)
-    assert not await store.claim_alert("bud_w", MONTH, 100)
+    assert await store.claim_alert("bud_w", MONTH, 100, ONE)
+    assert await peer.claim_alert("bud_w", MONTH.replace(month=11), 80, ONE)
+    assert not await store.claim_alert("bud_w", MONTH, 100, ONE)
     # The same instant in another zone is the same period start.
     from zoneinfo import ZoneInfo
-    assert not await store.claim_alert("bud_w", MONTH.astimezone(ZoneInfo("Asia/Tokyo")), 80)
+    assert not await store.claim_alert("bud_w", MONTH.astimezone(ZoneInfo("Asia/Tokyo")), 80, ONE)
+    # The budget's amount changed (raised or lowered): its thresholds are claimed again, once.
+    assert await peer.claim_alert("bud_w", MONTH, 80, 2 * ONE)
+    assert not await store.claim_alert("bud_w", MONTH, 80, 2 * ONE)
 
 
 async def test_deleting_a_budget_forgets_its_alerts(backend: Backend) -> None:
     store = _store(backend)
     record = BudgetRecord("bud_d", "t1", "team", "team-d", Decimal(1))
     await store.put(record)
-    assert await store.claim_alert("bud_d", MONTH, 50)
+    assert await store.claim_alert("bud_d", MONTH, 50, ONE)
     assert await store.delete("t1", "bud_d")
     await store.put(record)  # set again with the same id: its thresholds fire again
-    assert await store.claim_alert("bud_d", MONTH, 50)
+    assert await store.claim_alert("bud_d", MONTH, 50, ONE)
 
 
 async def test_a_keys_own_budget_round_trips(backend: Backend) -> None:
@@ -147,6 +154,14 @@ async def test_a_keys_own_budget_round_trips(backend: Backend) -> None:
     assert read is not None and (read.max_budget_usd, read.budget_period) == (None, None)
 
 
+def _migrate(conn: sa.Connection, target: str) -> None:
+    """Up to ``head``, or down to an earlier revision."""
+    if target == "head":
+        command.upgrade(_config(conn), target)
+    else:
+        command.downgrade(_config(conn), target)
+
+
 async def test_revision_0007_downgrades_and_upgrades_again(fresh_url: str) -> None:
     engine, revision = await open_database(fresh_url)
     assert revision >= "0007"  # later revisions build on it
@@ -155,28 +170,47 @@ async def test_revision_0007_downgrades_and_upgrades_again(fresh_url: str) -> No
         inspector = sa.inspect(conn)
         return set(inspector.get_table_names()), {c["name"] for c in inspector.get_columns("api_keys")}
 
-    def migrate(conn: sa.Connection, target: str) -> None:
-        if target == "0006":
-            command.downgrade(_config(conn), target)
-        else:
-            command.upgrade(_config(conn), target)
-
     try:
         async with engine.connect() as conn:
             await conn.execute(sa.text(
                 "INSERT INTO budgets (id, tenant_id, scope, subject, unit, max_units, period, created_at, "
                 "updated_at) VALUES ('bud_x', 't', 'tenant', 't', 'usd', 1, 'monthly', :now, :now)"
             ), {"now": datetime.now(UTC)})
-            await conn.run_sync(migrate, "0006")
+            await conn.run_sync(_migrate, "0006")
             await conn.commit()
             tables, columns = await conn.run_sync(shape)
             assert not {"budgets", "budget_alerts"} & tables
             assert "rate_limits" in tables and "rpm_limit" in columns
             assert not {"max_budget_nano_usd", "budget_period"} & columns
-            await conn.run_sync(migrate, "head")
+            await conn.run_sync(_migrate, "head")
             await conn.commit()
             tables, columns = await conn.run_sync(shape)
             assert {"budgets", "budget_alerts"} <= tables
             assert {"max_budget_nano_usd", "budget_period"} <= columns
+    finally:
+        await engine.dispose()
+
+
+async def test_revision_0038_keeps_each_claimed_alert_with_its_budgets_amount(fresh_url: str) -> None:
+    engine, _ = await open_database(fresh_url)
+    now = datetime.now(UTC)
+
+    try:
+        async with engine.connect() as conn:
+            await conn.run_sync(_migrate, "0037")
+            await conn.execute(sa.text(
+                "INSERT INTO budgets (id, tenant_id, scope, subject, unit, max_units, period, created_at, "
+                "updated_at) VALUES ('bud_m', 't', 'tenant', 't', 'usd', 5000000000, 'monthly', :now, :now)"
+            ), {"now": now})
+            await conn.execute(sa.text(
+                "INSERT INTO budget_alerts (budget_id, period_start, threshold, fired_at) "
+                "VALUES ('bud_m', :now, 50, :now), ('bud_gone', :now, 80, :now)"), {"now": now})
+            await conn.commit()
+            await conn.run_sync(_migrate, "head")
+            await conn.commit()
+            rows = (await conn.execute(sa.text(
+                "SELECT budget_id, threshold, max_units FROM budget_alerts ORDER BY budget_id"))).all()
+            # Kept as sent for the budget's amount now: not sent again; a deleted budget's for none.
+            assert [tuple(r) for r in rows] == [("bud_gone", 80, 0), ("bud_m", 50, 5_000_000_000)]
     finally:
         await engine.dispose()

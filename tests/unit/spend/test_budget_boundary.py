@@ -55,8 +55,8 @@ class Store:
     async def list_budgets(self, tenant_id: str) -> list[Any]:
         return []
 
-    async def claim_alert(self, budget_id: str, period_start: datetime, threshold: int) -> bool:
-        if (budget_id, period_start, threshold) in self.claimed:
+    async def claim_alert(self, budget_id: str, period_start: datetime, threshold: int, limit: int) -> bool:
+        if (budget_id, period_start, threshold) in self.claimed:  # one amount in these tests
             return False
         self.claimed.append((budget_id, period_start, threshold))
         return True

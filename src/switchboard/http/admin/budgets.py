@@ -143,17 +143,19 @@ def public(record: BudgetRecord) -> dict[str, Any]:
     }
 
 
-async def shown(request: Request, record: BudgetRecord, unanswered: asyncio.Event | None = None
-                ) -> dict[str, Any]:
+async def shown(request: Request, record: BudgetRecord, unanswered: asyncio.Event | None = None,
+                *, alert: bool = False) -> dict[str, Any]:
     """The budget and its current period's status: null when budgets are not running, or when
     the counters cannot be read right now or in time (the budget itself is read from the
     database). ``unanswered``, shared by the budgets of one answer, is set at the first read that
-    timed out: the others are then null at once, so a hung Redis costs a list one bound."""
+    timed out: the others are then null at once, so a hung Redis costs a list one bound.
+    ``alert``: the budget was just changed; alert on the thresholds of its new amount that its
+    spend is at or past already (docs/budgets.md, "Threshold webhooks")."""
     service = request.app.state.services.budgets()
     status = None
     if service is not None and not (unanswered is not None and unanswered.is_set()):
         try:
-            status = await service.status(record)
+            status = await service.status(record, alert=alert)
         except TimeoutError:
             log.warning("budget %s: no status (the counters did not answer in time)", record.id)
             if unanswered is not None:
@@ -247,7 +249,7 @@ async def set_budget(
     await _changed(request, tenant)
     await audit.record(request, "budget.set", "budget", stored.id,
                        before=None if before is None else public(before), after=public(stored), tenant=tenant)
-    return await shown(request, stored)
+    return await shown(request, stored, alert=True)
 
 
 @router.get("", summary="The budgets set for a tenant")

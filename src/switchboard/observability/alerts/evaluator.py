@@ -14,8 +14,8 @@
   cooldown was lost (a restart, the deployment removed): each evaluation also resolves an open
   breaker incident, settled for two evaluations, whose deployment is no longer out
   (``tripped``). A trip whose incident is open already keeps that one (moving its last_seen_at).
-- ``budget``: the budget book tells of a threshold's first crossing in a period (claimed once
-  across instances already); the incident is resolved when the period ends.
+- ``budget``: the budget book tells of a threshold's first crossing in a period at the budget's
+  amount (claimed once across instances already); the incident is resolved when the period ends.
 
 Only the caller that opened (or resolved) an incident in the store sends its event, to the
 rule's webhooks: one ``alert.firing`` and one ``alert.resolved`` per incident however many
@@ -119,7 +119,7 @@ class Alerts:
 
     def budget_crossed(self, event: Mapping[str, Any]) -> None:
         """A budget listener: a ``budget.threshold`` event (spend/budgets/book.py), fired once
-        per budget, threshold and period across instances."""
+        per budget, threshold, period and budget amount across instances."""
         try:
             data = event["data"]
             budget = data["budget"]
@@ -239,7 +239,10 @@ class Alerts:
     async def _budget(self, rule: Rule, data: Mapping[str, Any]) -> None:
         budget = data["budget"]
         percent = int(data["threshold_percent"])
-        subject = f"budget {budget['id']} {percent}% from {data.get('period_start')}"
+        # The amount is part of the subject, as of the threshold's claim (spend/budgets/book.py):
+        # a budget raised or lowered mid-period opens an incident of its own at its new amount.
+        amount = budget.get("max_amount")
+        subject = f"budget {budget['id']} {percent}% of {amount} from {data.get('period_start')}"
         try:
             used = float(data["spent"]) * 100 / float(budget["max_amount"])
         except (KeyError, TypeError, ValueError, ZeroDivisionError):

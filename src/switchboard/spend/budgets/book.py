@@ -7,8 +7,12 @@
   loaded (a new period, a restarted Redis) is first rebuilt from the usage ledger, the source of
   truth, once per counter however many requests ask.
 - ``settle`` replaces the reservation with what the call actually cost. A settlement that
-  carries a budget across one of its thresholds claims that threshold for the period in the
-  database (exactly once across instances) and sends the signed webhook, off the request path.
+  leaves a budget at or past one of its thresholds not alerted yet claims that threshold for the
+  period and the budget's amount in the database (exactly once across instances) and sends the
+  signed webhook, off the request path; thresholds this process alerted (or saw claimed) are
+  remembered, so the settlements after them do not ask the database again. A budget raised or
+  lowered mid-period thus alerts at its thresholds of the new amount, and a change that leaves
+  the spend past one alerts at once (``status_of``, when the admin API sets the budget).
   ``settle_surely`` is the one a finished call uses: a settlement the counters cannot take now
   (Redis down) waits in this process and is tried again until they answer (bounded: see
   ``PENDING_MAX``), counted at most once (``Again``), so a counter does not stay below the ledger.
@@ -101,6 +105,9 @@ class BudgetBook:
         # when the counter may expire)
         self._periods: dict[tuple[str, str, str], tuple[str, float, float, float]] = {}
         self._alerts: set[asyncio.Task[None]] = set()
+        # (counter key: budget and period, the budget's amount, percent) of the thresholds this
+        # process claimed or tried to: a settlement past them asks the database nothing.
+        self._claimed: set[tuple[str, int, int]] = set()
         self.pending = Retries("budget settlements", PENDING_MAX, PENDING_MAX_AGE)
         self._settle_warned = -math.inf
         # Told of every threshold event this instance fires (the alerts' budget rules), with
@@ -277,19 +284,27 @@ class BudgetBook:
 
     def _crossed(self, budgets: Sequence[Budget], charges: Sequence[Charge], pairs: Sequence[tuple[str, int]],
                  totals: Sequence[int]) -> None:
-        """Alert on each threshold a settlement's amounts took their budget's total across."""
+        """Alert on each threshold a settlement left its budget's total at or past."""
         i = -1  # by position, as in ``charges``
         for budget in budgets:
             i += 1
             total = totals[i]
-            amount = pairs[i][1]
-            if total < 0 or amount <= 0 or total * 100 < budget.lowest_mark:
+            if total < 0 or pairs[i][1] <= 0 or total * 100 < budget.lowest_mark:
                 continue  # nothing settled, or still below the lowest threshold
-            charge = charges[i]
-            for percent in budget.thresholds:
-                mark = budget.limit * percent
-                if (total - amount) * 100 < mark <= total * 100:
-                    self._alert(budget, charge, percent, total)
+            self._due(budget, charges[i].key, total)
+
+    def _due(self, budget: Budget, key: str, total: int) -> None:
+        """Alert on each threshold of ``budget`` as it is now that ``total`` is at or past and
+        that was not alerted for this period and amount. At or past, not only crossed: a budget
+        lowered below its spend has no settlement cross its thresholds of the new amount."""
+        for percent in budget.thresholds:
+            if budget.limit * percent <= total * 100:
+                claim = (key, budget.limit, percent)
+                if claim not in self._claimed:
+                    if len(self._claimed) >= _IN_FORCE_MAX:
+                        self._claimed.clear()  # at worst a claim asked again, which the database refuses
+                    self._claimed.add(claim)
+                    self._alert(budget, key, percent, total)
 
     async def settle_surely(
         self, reservation: str, budgets: Sequence[Budget], charges: Sequence[Charge], spent: Spent | None,
@@ -351,22 +366,23 @@ class BudgetBook:
 
     # -- thresholds -----------------------------------------------------------------------
 
-    def _alert(self, budget: Budget, charge: Charge, percent: int, total: int) -> None:
-        fire = self._fire(budget, key_start(charge.key), percent, total)
+    def _alert(self, budget: Budget, key: str, percent: int, total: int) -> None:
+        fire = self._fire(budget, key, percent, total)
         task = asyncio.get_running_loop().create_task(fire)
         self._alerts.add(task)
         task.add_done_callback(self._alerts.discard)
 
-    async def _fire(self, budget: Budget, period_start: datetime, percent: int, total: int) -> None:
-        """Alert once for ``percent`` of the period starting at ``period_start``: the period the
-        settlement counted in (a call that began before a boundary settles after it), so the
-        next period's own crossing of the threshold is not taken as already alerted."""
+    async def _fire(self, budget: Budget, key: str, percent: int, total: int) -> None:
+        """Alert once for ``percent`` of the budget's amount in the period of counter ``key``:
+        the period the settlement counted in (a call that began before a boundary settles after
+        it), so the next period's own crossing of the threshold is not taken as already alerted."""
         now = datetime.fromtimestamp(self._clock(), UTC)
-        start, end = window(budget.period, budget.zone, period_start)
+        start, end = window(budget.period, budget.zone, key_start(key))
         try:
-            if not await self._store.claim_alert(budget.id, start, percent):
+            if not await self._store.claim_alert(budget.id, start, percent, budget.limit):
                 return  # another instance (or an earlier settlement) fired it this period
         except Exception as exc:
+            self._claimed.discard((key, budget.limit, percent))  # a later settlement tries again
             log.warning("budget %s: recording the %d %% alert failed (%s)", budget.id, percent,
                         type(exc).__name__)
             return
@@ -392,10 +408,13 @@ class BudgetBook:
 
     # -- status ---------------------------------------------------------------------------
 
-    async def status(self, record: BudgetRecord) -> dict[str, Any]:
-        return await self.status_of(of_record(record, self.config))
+    async def status(self, record: BudgetRecord, *, alert: bool = False) -> dict[str, Any]:
+        return await self.status_of(of_record(record, self.config), alert=alert)
 
-    async def status_of(self, budget: Budget) -> dict[str, Any]:
+    async def status_of(self, budget: Budget, *, alert: bool = False) -> dict[str, Any]:
+        """The budget's current period; ``alert``: also alert on the thresholds its spend is at
+        or past that were not alerted for its amount (the budget was just set: lowered below
+        its spend, no settlement would find them, as every request is refused)."""
         now = datetime.fromtimestamp(self._clock(), UTC)
         start, end = window(budget.period, budget.zone, now)
         charge = Charge(counter_key(budget.id, start), budget.limit, 0, counter_ttl(end, now))
@@ -406,6 +425,8 @@ class BudgetBook:
             await self._load(budget, charge)
             usage = await self._usage_now(charge.key) or (0, 0)
         spent, reserved = usage
+        if alert and spent * 100 >= budget.lowest_mark:
+            self._due(budget, charge.key, spent)
         return {
             "period_start": start.isoformat(),
             "period_end": end.isoformat() if end is not None else None,

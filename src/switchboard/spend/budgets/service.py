@@ -12,8 +12,9 @@ class BudgetService(Protocol):
     async def changed(self, tenant_id: str) -> None:
         """A tenant's budgets changed here: forget them now, and tell every other instance."""
 
-    async def status(self, record: BudgetRecord) -> dict[str, Any]:
+    async def status(self, record: BudgetRecord, *, alert: bool = False) -> dict[str, Any]:
         """The budget's current period: ``period_start``, ``period_end`` (ISO 8601, UTC; None
         for a total budget), ``spent``, ``reserved`` and ``remaining`` (strings of USD for a
         USD budget, integers for a token budget), ``percent_used``. TimeoutError when the
-        counters do not answer within a short bound (about a second)."""
+        counters do not answer within a short bound (about a second). ``alert``: also send the
+        threshold alerts its spend is at or past and that were not sent for its amount."""

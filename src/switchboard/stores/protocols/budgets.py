@@ -54,9 +54,10 @@ class BudgetStore(Protocol):
 
     async def delete(self, tenant_id: str, budget_id: str) -> bool: ...
 
-    async def claim_alert(self, budget_id: str, period_start: datetime, threshold: int) -> bool:
-        """True exactly once per (budget, period, threshold), whichever instance asks first:
-        a threshold's webhook fires once per crossing per period."""
+    async def claim_alert(self, budget_id: str, period_start: datetime, threshold: int, limit: int) -> bool:
+        """True exactly once per (budget, period, threshold, amount), whichever instance asks
+        first: a threshold's webhook fires once per period for each amount the budget had
+        (``limit``, in whole units), so a budget raised or lowered mid-period alerts again."""
 
 
 class Charge(NamedTuple):

@@ -127,9 +127,9 @@ class SqlBudgetStore:
             await conn.execute(sa.delete(alerts).where(alerts.c.budget_id == budget_id))
         return True
 
-    async def claim_alert(self, budget_id: str, period_start: datetime, threshold: int) -> bool:
+    async def claim_alert(self, budget_id: str, period_start: datetime, threshold: int, limit: int) -> bool:
         stmt = insert(self._engine, alerts).values(
-            budget_id=budget_id, period_start=to_db(period_start), threshold=threshold,
+            budget_id=budget_id, period_start=to_db(period_start), threshold=threshold, max_units=limit,
             fired_at=datetime.now(UTC),
         ).on_conflict_do_nothing()
         try:

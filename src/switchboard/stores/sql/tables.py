@@ -273,6 +273,9 @@ budget_alerts = sa.Table(
     sa.Column("budget_id", sa.String(64), primary_key=True),
     sa.Column("period_start", sa.DateTime(timezone=True), primary_key=True),
     sa.Column("threshold", sa.Integer, primary_key=True),
+    # The budget's amount the alert was sent for (revision 0038): a budget raised or lowered
+    # mid-period alerts again at its thresholds of the new amount.
+    sa.Column("max_units", sa.BigInteger, primary_key=True),
     sa.Column("fired_at", sa.DateTime(timezone=True), nullable=False),
 )
 
