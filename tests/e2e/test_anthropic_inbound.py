@@ -542,6 +542,30 @@ def test_consecutive_messages_of_one_role_are_one_turn(
         assert [c["id"] for c in sent["messages"][1]["tool_calls"]] == ["toolu_paris", "toolu_rome"]
 
 
+def test_a_stray_tool_result_in_a_later_message_of_a_turn_names_it(client: anthropic.Anthropic) -> None:
+    """A user turn of two messages whose second answers no call: the 400 names the second message
+    (the one holding the stray tool_result), not the turn's first."""
+    paris = {"type": "tool_use", "id": "toolu_paris", "name": "get_weather", "input": {"city": "Paris"}}
+    hot = {"type": "tool_result", "tool_use_id": "toolu_paris", "content": "hot"}
+    stray = {"type": "tool_result", "tool_use_id": "toolu_x", "content": "1"}
+    with pytest.raises(anthropic.BadRequestError) as info:
+        client.messages.create(
+            model="claude-via-openai",
+            max_tokens=5,
+            tools=[WEATHER],
+            messages=[
+                {"role": "user", "content": "Weather in Paris?"},
+                {"role": "assistant", "content": [paris]},
+                {"role": "user", "content": [hot]},
+                {"role": "user", "content": [stray]},
+            ],
+        )
+    payload = info.value.body
+    assert isinstance(payload, dict)
+    assert payload["error"]["message"].startswith(
+        "messages.3.content: unexpected tool_use_id found in tool_result blocks: toolu_x")
+
+
 def test_tool_choice_named_tool(client: anthropic.Anthropic, model: str) -> None:
     message = client.messages.create(
         model=model,

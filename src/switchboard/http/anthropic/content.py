@@ -326,12 +326,12 @@ def _tool_call(block: JSON, path: str) -> JSON:
     return call
 
 
-def _user_turn(blocks: Blocks, found: list[str]) -> tuple[list[JSON], list[str]]:
-    """Canonical messages for one user turn (its blocks, each with its path), and the tool_use ids
-    its tool_results answer."""
+def _user_turn(blocks: Blocks, found: list[str]) -> tuple[list[JSON], list[tuple[str, str]]]:
+    """Canonical messages for one user message (its blocks, each with its path), and the tool_use
+    ids its tool_results answer, each with the path of the message's content."""
     tools: list[JSON] = []
     parts: list[JSON] = []
-    answered: list[str] = []
+    answered: list[tuple[str, str]] = []
     for bpath, block in blocks:
         kind = _block_type(block, bpath)
         if kind == "text":
@@ -343,7 +343,7 @@ def _user_turn(blocks: Blocks, found: list[str]) -> tuple[list[JSON], list[str]]
         elif kind == "tool_result":
             message, images = _tool_result(block, bpath, found)
             tools.append(message)
-            answered.append(message["tool_call_id"])
+            answered.append((message["tool_call_id"], bpath.rpartition(".")[0]))
             parts.extend(images)
         elif kind == "tool_use":
             raise fail(f"{bpath}.type", "tool_use blocks are only allowed in assistant messages")
@@ -407,16 +407,19 @@ def _assistant_turn(blocks: Blocks) -> JSON:
     return message
 
 
-def _check_answers(pending: list[str], answered: list[str], index: int) -> None:
-    """Anthropic's pairing rule: a tool_use is answered by a tool_result in the very next message."""
-    unexpected = [i for i in answered if i not in pending]
+def _check_answers(pending: list[str], answered: list[tuple[str, str]], index: int) -> None:
+    """Anthropic's pairing rule: a tool_use is answered by a tool_result in the very next turn.
+    ``answered``: the ids answered, each with the content path of the message answering it (a
+    turn may be several messages: a stray answer names its own)."""
+    unexpected = [(i, path) for i, path in answered if i not in pending]
     if unexpected:
         raise fail(
-            f"messages.{index}.content",
-            f"unexpected tool_use_id found in tool_result blocks: {unexpected[0][:100]}. Each tool_result "
+            unexpected[0][1],
+            f"unexpected tool_use_id found in tool_result blocks: {unexpected[0][0][:100]}. Each tool_result "
             "block must have a corresponding tool_use block in the previous message.",
         )
-    missing = [i for i in pending if i not in answered]
+    ids = {i for i, _ in answered}
+    missing = [i for i in pending if i not in ids]
     if missing:
         raise fail(
             f"messages.{index}",
@@ -472,12 +475,12 @@ def _turns(value: list[Any]) -> list[tuple[str, int, list[Blocks]]]:
     return turns
 
 
-def _user_messages(turn: list[Blocks], found: list[str]) -> tuple[list[JSON], list[str]]:
+def _user_messages(turn: list[Blocks], found: list[str]) -> tuple[list[JSON], list[tuple[str, str]]]:
     """A user turn's canonical messages: the tool messages of all its messages first (they must
     directly follow the assistant's calls), then one user message per message, as written."""
     tools: list[JSON] = []
     users: list[JSON] = []
-    answered: list[str] = []
+    answered: list[tuple[str, str]] = []
     for blocks in turn:
         messages, ids = _user_turn(blocks, found)
         tools.extend(m for m in messages if m["role"] == "tool")
