@@ -89,9 +89,15 @@ def _unseen_differences(conn: sa.Connection) -> list[tuple[str, ...]]:
     dialect = conn.dialect.name
     found: list[tuple[str, ...]] = []
     for table in tables.metadata.sorted_tables:
-        key = inspector.get_pk_constraint(table.name)["constrained_columns"]
+        pk = inspector.get_pk_constraint(table.name)
+        key = pk["constrained_columns"]
         if key != [c.name for c in table.primary_key.columns]:
             found.append(("primary key", table.name, ",".join(key)))
+        # Named as a fresh database names it: a later migration drops or alters it by that name
+        # (a table rebuilt under another name and renamed keeps its first key name).
+        named = table.primary_key.name or f"{table.name}_pkey"
+        if dialect == "postgresql" and pk.get("name") != named:
+            found.append(("primary key name", table.name, str(pk.get("name"))))
         reflected = {ix["name"]: ix for ix in inspector.get_indexes(table.name)}
         for index in table.indexes:
             where = index.dialect_options[dialect].get("where")

@@ -36,6 +36,14 @@ def _table(name: str, *, amount: bool) -> None:
     op.create_table(name, *columns, sa.Column("fired_at", sa.DateTime(timezone=True), nullable=False))
 
 
+def _renamed(built: str) -> None:
+    """The rebuilt table takes the name of the one it replaces, and on PostgreSQL its primary
+    key too (it keeps the name it was made with: a later migration would not find it)."""
+    op.rename_table(built, "budget_alerts")
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(f"ALTER TABLE budget_alerts RENAME CONSTRAINT {built}_pkey TO budget_alerts_pkey")
+
+
 def upgrade() -> None:
     _table("budget_alerts_new", amount=True)
     op.execute(
@@ -46,7 +54,7 @@ def upgrade() -> None:
         "0), a.fired_at FROM budget_alerts a"
     )
     op.drop_table("budget_alerts")
-    op.rename_table("budget_alerts_new", "budget_alerts")
+    _renamed("budget_alerts_new")
 
 
 def downgrade() -> None:
@@ -57,4 +65,4 @@ def downgrade() -> None:
         "GROUP BY budget_id, period_start, threshold"
     )
     op.drop_table("budget_alerts")
-    op.rename_table("budget_alerts_old", "budget_alerts")
+    _renamed("budget_alerts_old")
