@@ -217,8 +217,13 @@ def test_media_parts() -> None:
     assert body["contents"][0]["parts"] == [
         {"fileData": {"mimeType": "image/png", "fileUri": "gs://bucket/cat.png"}},
         {"inlineData": {"mimeType": "audio/wav", "data": "UklG"}},
-        {"inlineData": {"mimeType": "application/pdf", "data": "JVBE", "displayName": "a.pdf"}},
+        {"inlineData": {"mimeType": "application/pdf", "data": "JVBE"}},
     ]
+    # The file's name is Vertex AI's displayName; the Gemini API has no such field.
+    vertex = body_of(request, replace(target(), own_account=True, provider_type="vertex"))
+    assert vertex["contents"][0]["parts"][2] == {
+        "inlineData": {"mimeType": "application/pdf", "data": "JVBE", "displayName": "a.pdf"}
+    }
     with pytest.raises(UnsupportedParameter) as caught:
         body_of(request)
     assert caught.value.param == "messages[0].content[0].image_url.url"

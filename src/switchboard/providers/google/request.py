@@ -204,14 +204,15 @@ def _user_part(part: JSON, where: str, target: Target) -> JSON | None:
 
 
 def _file_part(file: JSON, where: str, target: Target) -> JSON:
-    """An inline file as inlineData; its ``filename`` as the blob's displayName, the Gemini API's
-    name for it (the Gemini-format inbound API maps it the other way)."""
+    """An inline file as inlineData; on Vertex AI its ``filename`` as the blob's displayName (the
+    Gemini-format inbound API maps it the other way). The Gemini API's Blob has no such field and
+    refuses the request naming it ("Unknown name displayName"): there the name is not sent."""
     data = file.get("file_data")
     if not isinstance(data, str):
         raise InvalidRequest(f"{where}: only inline files (file_data data URLs) work", param=where)
     part = media_part(data, where, target, "file.file_data")
     filename = file.get("filename")
-    if isinstance(filename, str) and filename and "inlineData" in part:
+    if target.provider_type == "vertex" and isinstance(filename, str) and filename and "inlineData" in part:
         part["inlineData"]["displayName"] = filename
     return part
 
