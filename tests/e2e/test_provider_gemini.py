@@ -239,6 +239,16 @@ def test_image_data_url(client: openai.OpenAI) -> None:
     assert "(attachments: image/png)" in (reply.choices[0].message.content or "")
 
 
+def test_image_jpg_data_url(client: openai.OpenAI) -> None:
+    # OpenAI takes "image/jpg" (a common spelling, not a registered type); Google refuses it.
+    jpg = PIXEL.replace("data:image/png;", "data:image/jpg;")
+    reply = client.chat.completions.create(model="gemini-flash", messages=[{"role": "user", "content": [
+        {"type": "text", "text": "What is in this image?"},
+        {"type": "image_url", "image_url": {"url": jpg}},
+    ]}])
+    assert "(attachments: image/jpeg)" in (reply.choices[0].message.content or "")
+
+
 def test_image_http_url_is_inlined(client: openai.OpenAI, mock_upstream: Mock) -> None:
     reply = client.chat.completions.create(model="gemini-flash", messages=[{"role": "user", "content": [
         {"type": "text", "text": "Describe"},

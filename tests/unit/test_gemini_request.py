@@ -196,6 +196,13 @@ def test_only_system_messages_is_refused() -> None:
         body_of({"messages": [{"role": "system", "content": "x"}]})
 
 
+def test_jpg_data_url_is_sent_as_image_jpeg() -> None:
+    content = [{"type": "image_url", "image_url": {"url": "data:IMAGE/JPG;base64,/9j/"}},
+               {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBO"}}]
+    parts = body_of({"messages": [{"role": "user", "content": content}]})["contents"][0]["parts"]
+    assert [p["inlineData"]["mimeType"] for p in parts] == ["image/jpeg", "image/png"]
+
+
 def test_media_parts() -> None:
     request = {
         "messages": [

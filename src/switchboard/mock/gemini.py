@@ -72,6 +72,7 @@ _SCHEMA = {"type", "format", "title", "description", "nullable", "enum", "maxIte
 _TYPES = {"STRING", "NUMBER", "INTEGER", "BOOLEAN", "ARRAY", "OBJECT", "NULL"}
 _PART_DATA = {"text", "inlineData", "fileData", "functionCall", "functionResponse", "executableCode",
               "codeExecutionResult"}
+_IMAGE_TYPES = {"image/png", "image/jpeg", "image/webp", "image/heic", "image/heif"}
 _PART_META = {"thought", "thoughtSignature", "videoMetadata"}
 _DECLARATION = {"name", "description", "parameters", "parametersJsonSchema", "response", "behavior"}
 _FUNCTION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$")
@@ -323,6 +324,10 @@ def _inline(value: Any, where: str, vertex: bool) -> None:
     # The Gemini API's Blob is mimeType and data; Vertex AI's adds displayName.
     fields = {"mimeType", "data", "displayName"} if vertex else {"mimeType", "data"}
     _unknown(value, fields, f"{where}.inline_data")
+    # Google's image types; it refuses others, "image/jpg" (not a registered type) among them.
+    mime = value["mimeType"]
+    if mime.startswith("image/") and mime not in _IMAGE_TYPES:
+        raise Invalid(f"Unsupported MIME type: {mime}")
     try:
         base64.b64decode(value["data"], validate=True)
     except binascii.Error:

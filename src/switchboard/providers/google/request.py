@@ -46,6 +46,7 @@ _GEMINI_API_HOST = "generativelanguage.googleapis.com"
 _STORAGE_HOSTS = ("storage.googleapis.com", "storage.cloud.google.com")
 _MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY"}
 _AUDIO_TYPES = {"wav": "audio/wav", "mp3": "audio/mp3"}
+_MIME_ALIASES = {"image/jpg": "image/jpeg"}
 
 
 def generate_content_body(request: JSON, target: Target) -> JSON:
@@ -238,7 +239,7 @@ def media_part(url: Any, where: str, target: Target, field: str = "image_url.url
         match = _DATA_URL.match(url)
         if match is None:
             raise InvalidRequest(f"{where}: data URLs must be base64 (data:<type>;base64,...)", param=where)
-        return {"inlineData": {"mimeType": match.group(1), "data": match.group(3)}}
+        return {"inlineData": {"mimeType": _mime(match.group(1)), "data": match.group(3)}}
     if scheme not in _FILE_SCHEMES:
         what = f"URL scheme '{scheme[:20]}:'" if scheme else "a URL without a scheme"
         raise InvalidRequest(
@@ -248,6 +249,14 @@ def media_part(url: Any, where: str, target: Target, field: str = "image_url.url
         _account_uri(url, scheme, f"{where}.{field}", target)
     mime = mimetypes.guess_type(url.split("?", 1)[0])[0] or "image/jpeg"
     return {"fileData": {"mimeType": mime, "fileUri": url}}
+
+
+def _mime(media_type: str) -> str:
+    """A data URL's media type as Google takes it: in lower case (media types are case-insensitive),
+    and "image/jpg", which OpenAI accepts, as the registered "image/jpeg" (Google refuses it:
+    "Unsupported MIME type: image/jpg")."""
+    media_type = media_type.lower()
+    return _MIME_ALIASES.get(media_type, media_type)
 
 
 def _account_uri(url: str, scheme: str, where: str, target: Target) -> None:
