@@ -313,11 +313,10 @@ def test_the_json_schema_description_reaches_the_provider(
     assert sent == "The capital city asked for"
 
 
-def test_a_file_name_reaches_gemini_as_the_blob_display_name(
-    client: openai.OpenAI, mock_upstream: Mock
-) -> None:
+def test_a_file_name_is_not_sent_to_the_gemini_api(client: openai.OpenAI, mock_upstream: Mock) -> None:
+    # The Gemini API's blob has no name field and refuses displayName (Vertex AI's takes it).
     marker = new_marker()
     client.chat.completions.create(model="gemini", messages=[{"role": "user", "content": [
         {"type": "text", "text": f"summarise mock:capture={marker}"}, FILE_PART]}])
     parts = upstream_body(mock_upstream, marker)["contents"][0]["parts"]
-    assert parts[1]["inlineData"]["displayName"] == "a.pdf"
+    assert set(parts[1]["inlineData"]) == {"mimeType", "data"}

@@ -125,6 +125,25 @@ def test_old_api_version_streams_without_stream_options(az: openai.OpenAI) -> No
     assert all(c.usage is None for c in chunks)
 
 
+@pytest.mark.parametrize("parallel", [False, True])
+def test_old_api_version_takes_parallel_tool_calls(az: openai.OpenAI, parallel: bool) -> None:
+    # 2024-06-01 refuses parallel_tool_calls (added in 2024-09-01-preview): the gateway does not
+    # send it, and keeps the first call of the reply itself when the caller asked for one.
+    other = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}}
+    chunks = list(
+        az.chat.completions.create(
+            model="gpt-4o-old",
+            messages=ask("weather? mock:parallel_calls=2"),
+            tools=[WEATHER_TOOL, other],
+            parallel_tool_calls=parallel,
+            stream=True,
+        )
+    )
+    deltas = [tc for c in chunks if c.choices for tc in c.choices[0].delta.tool_calls or []]
+    assert {d.index for d in deltas} == ({0, 1} if parallel else {0})
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
+
+
 def test_tool_round_trip(az: openai.OpenAI) -> None:
     messages: list[dict[str, Any]] = ask("weather in Paris?")
     first = az.chat.completions.create(model="gpt-4o", messages=messages, tools=[WEATHER_TOOL])

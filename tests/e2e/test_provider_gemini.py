@@ -239,6 +239,16 @@ def test_image_data_url(client: openai.OpenAI) -> None:
     assert "(attachments: image/png)" in (reply.choices[0].message.content or "")
 
 
+def test_image_jpg_data_url(client: openai.OpenAI) -> None:
+    # OpenAI takes "image/jpg" (a common spelling, not a registered type); Google refuses it.
+    jpg = PIXEL.replace("data:image/png;", "data:image/jpg;")
+    reply = client.chat.completions.create(model="gemini-flash", messages=[{"role": "user", "content": [
+        {"type": "text", "text": "What is in this image?"},
+        {"type": "image_url", "image_url": {"url": jpg}},
+    ]}])
+    assert "(attachments: image/jpeg)" in (reply.choices[0].message.content or "")
+
+
 def test_image_http_url_is_inlined(client: openai.OpenAI, mock_upstream: Mock) -> None:
     reply = client.chat.completions.create(model="gemini-flash", messages=[{"role": "user", "content": [
         {"type": "text", "text": "Describe"},
@@ -246,6 +256,21 @@ def test_image_http_url_is_inlined(client: openai.OpenAI, mock_upstream: Mock) -
     ]}])
     # The mock only accepts inlineData bytes (it rejects http URLs the way Gemini does).
     assert "(attachments: image/png)" in (reply.choices[0].message.content or "")
+
+
+def test_pdf_file_part_with_its_filename(client: openai.OpenAI, mock_upstream: Mock) -> None:
+    # The openai SDK's way to send a PDF names the file; the Gemini API's Blob has no field for
+    # that name (its displayName is Vertex AI's), and Google refuses a field it does not know.
+    pdf = base64.b64encode(b"%PDF-1.4 mock").decode()
+    marker = new_marker()
+    file = {"filename": "report.pdf", "file_data": f"data:application/pdf;base64,{pdf}"}
+    reply = client.chat.completions.create(model="gemini-flash", messages=[{"role": "user", "content": [
+        {"type": "text", "text": f"Summarise mock:capture={marker}"},
+        {"type": "file", "file": file},
+    ]}])
+    assert "(attachments: application/pdf)" in (reply.choices[0].message.content or "")
+    parts = captured(mock_upstream, marker)[-1]["body"]["contents"][0]["parts"]
+    assert parts[1] == {"inlineData": {"mimeType": "application/pdf", "data": pdf}}
 
 
 def test_json_object_response_format(client: openai.OpenAI) -> None:

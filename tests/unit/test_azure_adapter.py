@@ -90,6 +90,18 @@ def test_max_completion_tokens_by_version() -> None:
     both = body(ADAPTER.chat_request({**request, "max_tokens": 20}, target(api_version="2024-06-01")))
     assert both["max_tokens"] == 20 and "max_completion_tokens" not in both
 
+@pytest.mark.parametrize("parallel", [True, False])
+def test_parallel_tool_calls_by_version(parallel: bool) -> None:
+    request = {"model": "m", "messages": [USER], "tools": [{"type": "function", "function": {"name": "f"}}],
+               "parallel_tool_calls": parallel}
+    assert body(ADAPTER.chat_request(dict(request), target()))["parallel_tool_calls"] is parallel
+    # Refused before 2024-09-01-preview; false is then kept by the gateway (providers/tool_calls.py),
+    # which reads the request, not the body sent.
+    older = body(ADAPTER.chat_request(request, target(api_version="2024-08-01-preview")))
+    assert "parallel_tool_calls" not in older
+    assert request["parallel_tool_calls"] is parallel
+
+
 def test_http_images_are_left_to_azure() -> None:
     assert not ADAPTER.inline_images
 

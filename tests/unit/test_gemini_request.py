@@ -196,6 +196,13 @@ def test_only_system_messages_is_refused() -> None:
         body_of({"messages": [{"role": "system", "content": "x"}]})
 
 
+def test_jpg_data_url_is_sent_as_image_jpeg() -> None:
+    content = [{"type": "image_url", "image_url": {"url": "data:IMAGE/JPG;base64,/9j/"}},
+               {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBO"}}]
+    parts = body_of({"messages": [{"role": "user", "content": content}]})["contents"][0]["parts"]
+    assert [p["inlineData"]["mimeType"] for p in parts] == ["image/jpeg", "image/png"]
+
+
 def test_media_parts() -> None:
     request = {
         "messages": [
@@ -217,8 +224,13 @@ def test_media_parts() -> None:
     assert body["contents"][0]["parts"] == [
         {"fileData": {"mimeType": "image/png", "fileUri": "gs://bucket/cat.png"}},
         {"inlineData": {"mimeType": "audio/wav", "data": "UklG"}},
-        {"inlineData": {"mimeType": "application/pdf", "data": "JVBE", "displayName": "a.pdf"}},
+        {"inlineData": {"mimeType": "application/pdf", "data": "JVBE"}},
     ]
+    # The file's name is Vertex AI's displayName; the Gemini API has no such field.
+    vertex = body_of(request, replace(target(), own_account=True, provider_type="vertex"))
+    assert vertex["contents"][0]["parts"][2] == {
+        "inlineData": {"mimeType": "application/pdf", "data": "JVBE", "displayName": "a.pdf"}
+    }
     with pytest.raises(UnsupportedParameter) as caught:
         body_of(request)
     assert caught.value.param == "messages[0].content[0].image_url.url"

@@ -122,9 +122,14 @@ def _as_openai(request: Request, body: dict[str, Any]) -> Request:
     return Request({**request.scope, "headers": headers}, receive)
 
 
+# Chat fields added in API version 2024-09-01-preview (Microsoft's API version changelog).
+_SINCE_2024_09 = ("stream_options", "max_completion_tokens", "parallel_tool_calls")
+
+
 def _too_old_for(body: dict[str, Any], version: str) -> Response | None:
-    if body.get("stream_options") is not None and version[:10] < "2024-09-01":
-        return error(400, "Unrecognized request argument supplied: stream_options", "BadRequest")
+    for name in _SINCE_2024_09:
+        if body.get(name) is not None and version[:10] < "2024-09-01":
+            return error(400, f"Unrecognized request argument supplied: {name}", "BadRequest")
     return None
 
 

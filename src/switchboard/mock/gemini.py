@@ -72,6 +72,7 @@ _SCHEMA = {"type", "format", "title", "description", "nullable", "enum", "maxIte
 _TYPES = {"STRING", "NUMBER", "INTEGER", "BOOLEAN", "ARRAY", "OBJECT", "NULL"}
 _PART_DATA = {"text", "inlineData", "fileData", "functionCall", "functionResponse", "executableCode",
               "codeExecutionResult"}
+_IMAGE_TYPES = {"image/png", "image/jpeg", "image/webp", "image/heic", "image/heif"}
 _PART_META = {"thought", "thoughtSignature", "videoMetadata"}
 _DECLARATION = {"name", "description", "parameters", "parametersJsonSchema", "response", "behavior"}
 _FUNCTION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$")
@@ -247,10 +248,10 @@ def validate_generate(body: Any, model: str, vertex: bool = False) -> None:
     if not isinstance(contents, list) or not contents:
         raise Invalid("* GenerateContentRequest.contents: contents is not specified\n")
     for i, content in enumerate(contents):
-        _content(content, f"contents[{i}]", roles=True)
+        _content(content, f"contents[{i}]", roles=True, vertex=vertex)
         _signatures(content, i, model)
     if body.get("systemInstruction") is not None:
-        _content(body["systemInstruction"], "system_instruction", roles=False)
+        _content(body["systemInstruction"], "system_instruction", roles=False, vertex=vertex)
     names = _tools(body.get("tools"))
     _tool_config(body.get("toolConfig"), names)
     _generation(body.get("generationConfig"))
@@ -280,7 +281,7 @@ def _safety_settings(settings: Any, vertex: bool) -> None:
             raise Invalid(f"Invalid value at '{where}.threshold' (HarmBlockThreshold), {threshold!r}")
 
 
-def _content(content: Any, where: str, roles: bool) -> None:
+def _content(content: Any, where: str, roles: bool, vertex: bool) -> None:
     if not isinstance(content, dict):
         raise Invalid(f"Invalid value at '{where}': expected an object")
     _unknown(content, {"role", "parts"}, where)
@@ -291,10 +292,10 @@ def _content(content: Any, where: str, roles: bool) -> None:
     if not isinstance(parts, list) or not parts:
         raise Invalid(f"* GenerateContentRequest.{where}.parts: contents.parts must not be empty.\n")
     for j, part in enumerate(parts):
-        _part(part, f"{where}.parts[{j}]")
+        _part(part, f"{where}.parts[{j}]", vertex)
 
 
-def _part(part: Any, where: str) -> None:
+def _part(part: Any, where: str, vertex: bool) -> None:
     if not isinstance(part, dict):
         raise Invalid(f"Invalid value at '{where}': expected an object")
     _unknown(part, _PART_DATA | _PART_META, where)
@@ -306,7 +307,7 @@ def _part(part: Any, where: str) -> None:
     if kind == "text" and not isinstance(value, str):
         raise Invalid(f"Invalid value at '{where}.text' (TYPE_STRING)")
     if kind == "inlineData":
-        _inline(value, where)
+        _inline(value, where, vertex)
     if kind == "functionCall" and not (isinstance(value, dict) and value.get("name")):
         raise Invalid(f"* GenerateContentRequest.{where}.function_call.name: Name cannot be empty.\n")
     if kind == "functionResponse":
@@ -317,9 +318,16 @@ def _part(part: Any, where: str) -> None:
                           "google.protobuf.Struct)")
 
 
-def _inline(value: Any, where: str) -> None:
+def _inline(value: Any, where: str, vertex: bool) -> None:
     if not isinstance(value, dict) or not value.get("mimeType") or not isinstance(value.get("data"), str):
         raise Invalid(f"* GenerateContentRequest.{where}.inline_data: mime_type and data are required\n")
+    # The Gemini API's Blob is mimeType and data; Vertex AI's adds displayName.
+    fields = {"mimeType", "data", "displayName"} if vertex else {"mimeType", "data"}
+    _unknown(value, fields, f"{where}.inline_data")
+    # Google's image types; it refuses others, "image/jpg" (not a registered type) among them.
+    mime = value["mimeType"]
+    if mime.startswith("image/") and mime not in _IMAGE_TYPES:
+        raise Invalid(f"Unsupported MIME type: {mime}")
     try:
         base64.b64decode(value["data"], validate=True)
     except binascii.Error:

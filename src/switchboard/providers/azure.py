@@ -5,7 +5,8 @@ stable 2024-10-21) and
 https://learn.microsoft.com/azure/ai-services/openai/api-version-deprecation (what each version
 added: stream_options/include_usage, max_completion_tokens and parallel_tool_calls from
 2024-09-01-preview; GA in 2024-10-21). For an older ``api_version`` the adapter sends
-``max_completion_tokens`` as ``max_tokens``.
+``max_completion_tokens`` as ``max_tokens`` and leaves ``parallel_tool_calls`` out (``false``
+is then enforced by the gateway, which keeps the first tool call of each reply).
 
 - ``api_base`` is ``https://<resource>.openai.azure.com``; when omitted it is built from the
   ``azure_resource`` option. The adapter adds ``/openai/deployments/<model>/<operation>``, the
@@ -62,8 +63,13 @@ def deployment_url(target: Target, path: str) -> str:
 
 
 def _older_names(body: JSON, target: Target) -> JSON:
-    """``max_completion_tokens`` as ``max_tokens`` for an API version that predates it."""
-    if "max_completion_tokens" in body and _options(target).api_version < _STREAM_USAGE_SINCE:
+    """``max_completion_tokens`` as ``max_tokens`` for an API version that predates it; and
+    ``parallel_tool_calls`` left out there (such a version refuses it): ``false`` is still kept,
+    the gateway keeping the first call of each reply (providers/tool_calls.py)."""
+    if _options(target).api_version >= _STREAM_USAGE_SINCE:
+        return body
+    body.pop("parallel_tool_calls", None)
+    if "max_completion_tokens" in body:
         limit = body.pop("max_completion_tokens")
         if body.get("max_tokens") is None:
             body["max_tokens"] = limit

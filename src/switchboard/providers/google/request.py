@@ -46,6 +46,7 @@ _GEMINI_API_HOST = "generativelanguage.googleapis.com"
 _STORAGE_HOSTS = ("storage.googleapis.com", "storage.cloud.google.com")
 _MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY"}
 _AUDIO_TYPES = {"wav": "audio/wav", "mp3": "audio/mp3"}
+_MIME_ALIASES = {"image/jpg": "image/jpeg"}
 
 
 def generate_content_body(request: JSON, target: Target) -> JSON:
@@ -204,14 +205,15 @@ def _user_part(part: JSON, where: str, target: Target) -> JSON | None:
 
 
 def _file_part(file: JSON, where: str, target: Target) -> JSON:
-    """An inline file as inlineData; its ``filename`` as the blob's displayName, the Gemini API's
-    name for it (the Gemini-format inbound API maps it the other way)."""
+    """An inline file as inlineData; on Vertex AI its ``filename`` as the blob's displayName (the
+    Gemini-format inbound API maps it the other way). The Gemini API's Blob has no such field and
+    refuses the request naming it ("Unknown name displayName"): there the name is not sent."""
     data = file.get("file_data")
     if not isinstance(data, str):
         raise InvalidRequest(f"{where}: only inline files (file_data data URLs) work", param=where)
     part = media_part(data, where, target, "file.file_data")
     filename = file.get("filename")
-    if isinstance(filename, str) and filename and "inlineData" in part:
+    if target.provider_type == "vertex" and isinstance(filename, str) and filename and "inlineData" in part:
         part["inlineData"]["displayName"] = filename
     return part
 
@@ -237,7 +239,7 @@ def media_part(url: Any, where: str, target: Target, field: str = "image_url.url
         match = _DATA_URL.match(url)
         if match is None:
             raise InvalidRequest(f"{where}: data URLs must be base64 (data:<type>;base64,...)", param=where)
-        return {"inlineData": {"mimeType": match.group(1), "data": match.group(3)}}
+        return {"inlineData": {"mimeType": _mime(match.group(1)), "data": match.group(3)}}
     if scheme not in _FILE_SCHEMES:
         what = f"URL scheme '{scheme[:20]}:'" if scheme else "a URL without a scheme"
         raise InvalidRequest(
@@ -247,6 +249,14 @@ def media_part(url: Any, where: str, target: Target, field: str = "image_url.url
         _account_uri(url, scheme, f"{where}.{field}", target)
     mime = mimetypes.guess_type(url.split("?", 1)[0])[0] or "image/jpeg"
     return {"fileData": {"mimeType": mime, "fileUri": url}}
+
+
+def _mime(media_type: str) -> str:
+    """A data URL's media type as Google takes it: in lower case (media types are case-insensitive),
+    and "image/jpg", which OpenAI accepts, as the registered "image/jpeg" (Google refuses it:
+    "Unsupported MIME type: image/jpg")."""
+    media_type = media_type.lower()
+    return _MIME_ALIASES.get(media_type, media_type)
 
 
 def _account_uri(url: str, scheme: str, where: str, target: Target) -> None:
