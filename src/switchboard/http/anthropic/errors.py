@@ -25,8 +25,12 @@ def error_type(status: int) -> str:
 
 def error_body(err: GatewayError) -> dict[str, Any]:
     # The gateway's own hint names Bearer (the OpenAI APIs' header); the Anthropic SDKs send x-api-key.
-    message = _MISSING_KEY if err.code == "missing_api_key" else err.message
-    return {"type": "error", "error": {"type": anthropic_type(err.status), "message": message}}
+    return status_body(err.status, _MISSING_KEY if err.code == "missing_api_key" else err.message)
+
+
+def status_body(status: int, message: str) -> dict[str, Any]:
+    """The error body of ``status`` saying ``message``."""
+    return {"type": "error", "error": {"type": anthropic_type(status), "message": message}}
 
 
 def from_anthropic_client(path: str, headers: Iterable[tuple[bytes, bytes]]) -> bool:
