@@ -31,12 +31,14 @@ from switchboard.http.admin import AdminBridge, AdminServices, create_admin_app
 from switchboard.http.admin_docs import AdminDocs
 from switchboard.http.anthropic import COUNT_TOKENS, MESSAGES
 from switchboard.http.anthropic import models as anthropic_models
+from switchboard.http.anthropic.errors import error_body as anthropic_error_body
+from switchboard.http.anthropic.errors import from_anthropic_client
 from switchboard.http.apis import PREFIX as APIS_PREFIX
 from switchboard.http.apis import ApiDocs, ApiInbound, ApiRoutes
-from switchboard.http.asgi import JSON_CT, Receive, Scope, Send, send_bytes
+from switchboard.http.asgi import JSON_CT, Receive, Scope, Send, header_dict, send_bytes
 from switchboard.http.cors import Cors
 from switchboard.http.disconnect import ClientGone
-from switchboard.http.endpoint import Endpoint, count_refused, request_id
+from switchboard.http.endpoint import Endpoint, count_refused, request_id, request_id_headers
 from switchboard.http.errors import MethodNotAllowed, unknown_url, websocket_refused
 from switchboard.http.files import FilesEndpoint, is_files_path
 from switchboard.http.gemini import GEMINI_ONLY_PREFIX, GeminiRoutes, is_gemini
@@ -339,7 +341,13 @@ class SwitchboardApp:
 
     async def _error(self, scope: Scope, send: Send, err: GatewayError,
                      headers: list[tuple[bytes, bytes]] | None = None) -> None:
-        await self._json(scope, send, err.status, err.to_openai(), headers)
+        if not from_anthropic_client(scope["path"], scope["headers"]):
+            await self._json(scope, send, err.status, err.to_openai(), headers)
+            return
+        # An Anthropic SDK reads only its own error shape, and the request id from `request-id`.
+        rid = request_id(header_dict(scope))
+        await send_bytes(send, err.status, orjson.dumps(anthropic_error_body(err)),
+                         [*request_id_headers(rid, "anthropic"), *(headers or ())], JSON_CT)
 
     async def live(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._json(scope, send, 200, {"status": "ok"})

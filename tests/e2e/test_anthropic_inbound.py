@@ -696,6 +696,82 @@ def test_wrong_and_missing_key(gw: Gateway) -> None:
     assert response.json()["error"]["type"] == "authentication_error"
 
 
+def test_a_missing_key_is_told_as_the_anthropic_api_takes_it(gw: Gateway) -> None:
+    # The anthropic SDK sends its key as x-api-key: the hint names that header (Bearer works too).
+    response = httpx.post(
+        gw.url + "/v1/messages",
+        json={"model": "claude-via-openai", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]},
+    )
+    assert response.status_code == 401
+    assert response.json() == {"type": "error", "error": {
+        "type": "authentication_error",
+        "message": "missing API key: send it as 'x-api-key: <key>' (or 'Authorization: Bearer <key>')"}}
+    assert response.headers["request-id"] == response.headers["x-request-id"]
+    counted = httpx.post(gw.url + "/v1/messages/count_tokens",
+                         json={"model": "claude-via-openai", "messages": [{"role": "user", "content": "x"}]})
+    assert counted.status_code == 401
+    assert counted.json()["error"]["message"].startswith("missing API key: send it as 'x-api-key: <key>'")
+    # The OpenAI paths keep their own hint.
+    chat = httpx.post(gw.url + "/v1/chat/completions",
+                      json={"model": "claude-via-openai", "messages": [{"role": "user", "content": "x"}]})
+    assert chat.json()["error"]["message"] == "missing API key: send 'Authorization: Bearer <key>'"
+
+
+def test_an_error_before_the_body_is_read_carries_the_request_id(gw: Gateway) -> None:
+    wrong = anthropic.Anthropic(base_url=gw.url, api_key="sk-wrong", max_retries=0)
+    with pytest.raises(anthropic.AuthenticationError) as info:
+        wrong.messages.create(
+            model="claude-via-openai", max_tokens=20, messages=[{"role": "user", "content": "x"}],
+            extra_headers={"x-request-id": "req-auth-anth2"},
+        )
+    assert info.value.request_id == "req-auth-anth2"
+    client = anthropic.Anthropic(base_url=gw.url, api_key=MASTER_KEY, max_retries=0)
+    with pytest.raises(anthropic.APIStatusError) as too_large:
+        client.messages.count_tokens(model="claude-via-openai",
+                                     messages=[{"role": "user", "content": "x" * (MAX_BODY + 1)}])
+    assert too_large.value.status_code == 413
+    assert too_large.value.request_id
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "kind", "allow"),
+    [
+        ("GET", "/v1/messages", 405, "invalid_request_error", "POST"),
+        ("DELETE", "/v1/messages", 405, "invalid_request_error", "POST"),
+        ("GET", "/v1/messages/count_tokens", 405, "invalid_request_error", "POST"),
+        ("POST", "/v1/messages/foo", 404, "not_found_error", None),
+        ("GET", "/v1/messages/msg_123/bar", 404, "not_found_error", None),
+    ],
+)
+def test_unrouted_requests_under_messages_answer_in_anthropic_shape(
+    gw: Gateway, method: str, path: str, status: int, kind: str, allow: str | None
+) -> None:
+    client = anthropic.Anthropic(base_url=gw.url, api_key=MASTER_KEY, max_retries=0)
+    with pytest.raises(anthropic.APIStatusError) as info:
+        client.request(httpx.Response, anthropic._models.FinalRequestOptions.construct(
+            method=method.lower(), url=path, json_data={} if method == "POST" else None,
+            headers={"x-request-id": "req-unrouted-anth2"}))
+    err = info.value
+    assert err.status_code == status
+    assert err.body == {"type": "error", "error": {"type": kind, "message": err.body["error"]["message"]}}
+    assert path in err.body["error"]["message"]
+    assert err.request_id == "req-unrouted-anth2"
+    assert err.response.headers.get("allow") == allow
+
+
+def test_unrouted_anthropic_models_requests_answer_in_anthropic_shape(gw: Gateway) -> None:
+    response = httpx.post(gw.url + "/v1/models",
+                          headers={"x-api-key": MASTER_KEY, "anthropic-version": "2023-06-01"})
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, HEAD"
+    assert response.json()["type"] == "error"
+    assert response.json()["error"]["type"] == "invalid_request_error"
+    # Without the Anthropic header it is the OpenAI API's path: OpenAI's shape.
+    plain = httpx.post(gw.url + "/v1/models", headers={"authorization": f"Bearer {MASTER_KEY}"})
+    assert plain.status_code == 405
+    assert plain.json()["error"]["code"] == "method_not_allowed"
+
+
 # -- bad input -----------------------------------------------------------------------------------
 
 USER_HI = [{"role": "user", "content": "hi"}]

@@ -266,6 +266,18 @@ def _requests_counted(gw: Gateway, **labels: str) -> float:
                if sample.name == "switchboard_requests_total" and wanted <= set(sample.labels.items()))
 
 
+def test_a_messages_body_that_stops_gets_anthropics_408(edge: Gateway) -> None:
+    """An Anthropic client's body that stops arriving: the 408 in the error shape its SDK reads."""
+    sock = connect(edge)
+    body = b'{"model":"gpt-4o-mini","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}'
+    sock.sendall(request_head("POST", "/v1/messages", length=len(body) + 100) + body)
+    status, _, answer = split_response(read_until_closed(sock, deadline=10 * TICK))
+    assert status == 408
+    assert orjson.loads(answer) == {"type": "error", "error": {
+        "type": "invalid_request_error", "message": "the request body stopped arriving"}}
+    assert_healthy(edge)
+
+
 def test_a_body_that_stops_is_logged_and_counted_as_the_408_it_got(edge: Gateway) -> None:
     """The connection answers 408 when a body stops arriving; the request's log line, the
     metrics and the ledger record that 408, not a client that left (499)."""

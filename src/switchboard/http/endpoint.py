@@ -80,6 +80,16 @@ def request_id(headers: dict[str, str]) -> str:
     return unique_id()
 
 
+def request_id_headers(rid: str, dialect: str) -> Headers:
+    """The request id's response headers: ``x-request-id``, and for the Anthropic APIs
+    ``request-id`` too, which the Anthropic SDKs read (a message's ``_request_id``, an error's
+    ``request_id``): on every answer, an error before the body is decoded (401, 413) included."""
+    value = rid.encode()
+    if dialect == "anthropic":
+        return [(b"x-request-id", value), (b"request-id", value)]
+    return [(b"x-request-id", value)]
+
+
 def request_headers(scope: Scope) -> dict[str, str]:
     """Lower-cased names, latin-1 values. A repeated single-valued header is refused (400)."""
     raw = scope["headers"]
@@ -275,7 +285,7 @@ class Endpoint:
             client=peer[0] if (peer := scope.get("client")) else "",
             deadline=started + self._deadline,
         )
-        out = Responder(send, ctx, [(b"x-request-id", rid.encode())], self._timed)
+        out = Responder(send, ctx, request_id_headers(rid, self.inbound.dialect), self._timed)
         current = CURRENT.set((rid, None))  # the request id on every log line about it
         try:
             if failure is None:

@@ -56,6 +56,7 @@ import orjson
 from httptools import parse_url
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle, service_unavailable
 
+from switchboard.http.anthropic.errors import from_anthropic_client, status_body
 from switchboard.http.asgi import ABORT, BODY_TIMED_OUT
 from switchboard.http.cork import CorkedTransport
 from switchboard.http.cycle import abort, gone, new_cycle
@@ -87,9 +88,12 @@ class EdgeLimits:
     max_connections: int = 10_000
 
 
-def error_response(status: int, reason: str, message: str, type_: str, code: str) -> bytes:
-    """A complete ``connection: close`` response with an OpenAI-shaped error body."""
-    body = orjson.dumps({"error": {"message": message, "type": type_, "param": None, "code": code}})
+def error_response(status: int, reason: str, message: str, type_: str, code: str,
+                   anthropic: bool = False) -> bytes:
+    """A complete ``connection: close`` response with an OpenAI-shaped error body, or
+    Anthropic's for an Anthropic client's request (``anthropic``)."""
+    body = orjson.dumps(status_body(status, message) if anthropic else
+                        {"error": {"message": message, "type": type_, "param": None, "code": code}})
     return (
         f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
         f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
@@ -538,9 +542,13 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             cycle.message_event.set()
         self.logger.info("connection closed: %s", why)
         if not answered:
-            self.transport.write(
-                error_response(408, "Request Timeout", why, "invalid_request_error", "request_timeout")
-            )
+            # A body that stopped: its request's path and headers are known, and an Anthropic
+            # client reads only Anthropic's error shape.
+            scope = self.scope
+            anthropic = self._phase == _BODY and from_anthropic_client(scope.get("path", ""),
+                                                                       scope["headers"])
+            self.transport.write(error_response(408, "Request Timeout", why, "invalid_request_error",
+                                                "request_timeout", anthropic))
         self._close_now()
 
     # Closing

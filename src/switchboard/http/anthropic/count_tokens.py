@@ -25,7 +25,6 @@ class AnthropicCountTokens:
     def decode(self, ctx: RequestContext) -> None:
         check_headers(ctx.headers)
         ctx.request = count_tokens_request(ctx.body)
-        ctx.response_headers["request-id"] = ctx.request_id
 
     def encode(self, ctx: RequestContext, body: dict[str, Any], native: bool = False) -> bytes:
         return orjson.dumps(body)

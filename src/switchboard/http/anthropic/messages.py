@@ -73,8 +73,6 @@ class AnthropicMessages:
         ctx.stream = bool(ctx.request.get("stream"))
         # Anthropic streams always carry usage (message_start / message_delta).
         ctx.client_wants_usage = ctx.stream
-        # The Anthropic SDKs read the request id from this header (``message._request_id``).
-        ctx.response_headers["request-id"] = ctx.request_id
 
     def with_prompt(self, ctx: RequestContext, rendered: list[dict[str, Any]], model: str,
                     params: dict[str, Any]) -> None:

@@ -106,14 +106,12 @@ class AnthropicDirectory:
         self._one = one
 
     async def list(self, ctx: RequestContext) -> Result:
-        ctx.response_headers["request-id"] = ctx.request_id
         query = page_query(ctx.query)
         result = await self._listing(ctx)
         assert isinstance(result, Reply)  # the directory answers in full
         return Reply(page(result.body["data"], query))
 
     async def get(self, ctx: RequestContext) -> Result:
-        ctx.response_headers["request-id"] = ctx.request_id
         result = await self._one(ctx)
         assert isinstance(result, Reply)
         return Reply(model_info(result.body))

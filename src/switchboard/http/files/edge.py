@@ -27,7 +27,14 @@ from switchboard.http.asgi import (
     refuse_content_encoding,
 )
 from switchboard.http.disconnect import ClientGone, until_disconnect
-from switchboard.http.endpoint import Responder, check_content_type, finish, request_headers, request_id
+from switchboard.http.endpoint import (
+    Responder,
+    check_content_type,
+    finish,
+    request_headers,
+    request_id,
+    request_id_headers,
+)
 from switchboard.http.errors import MethodNotAllowed, unknown_url
 from switchboard.http.files.service import FilesContext, query_params
 from switchboard.http.openai_api import OpenAIJson
@@ -155,10 +162,7 @@ class FilesEndpoint:
                                         headers={"allow": allowed(path)}) if routed is False
                        else unknown_url(method, path))
         ctx.chain = "message_batches" if anthropic else operation
-        extra = [(b"x-request-id", rid.encode())]
-        if anthropic:  # the Anthropic SDKs read the request id from this header
-            extra.append((b"request-id", rid.encode()))
-        out = Responder(send, ctx, extra)
+        out = Responder(send, ctx, request_id_headers(rid, "anthropic" if anthropic else "openai"))
         current = CURRENT.set((rid, None))
         try:
             if failure is None:
