@@ -107,6 +107,23 @@ def canonical_reasoning(message: Any) -> None:
             message["reasoning_content"] = reasoning
 
 
+# TGI's own finish reasons (router/src/lib.rs ``FinishReason``): its Messages API reports a stop
+# sequence as "stop_sequence" (and, before 2.0, the end-of-sequence token as "eos_token"), which no
+# OpenAI client knows: both are OpenAI's "stop", and a stop sequence's stop says so on the choice.
+_TGI_STOPS = {"eos_token": False, "stop_sequence": True}
+
+
+def canonical_finish(choice: JSON) -> None:
+    """``choice``'s finish_reason in OpenAI's words, with ``stop_sequence`` marked on the choice
+    (null: TGI does not say which; the request's only one names it, providers/stop_sequences.py)."""
+    reason = choice.get("finish_reason")
+    at_sequence = _TGI_STOPS.get(reason) if reason.__class__ is str else None
+    if at_sequence is not None:
+        choice["finish_reason"] = "stop"
+        if at_sequence:
+            choice["stop_sequence"] = None
+
+
 def normalise_completion(obj: JSON, target: Target) -> JSON:
     """A non-stream chat or text completion with canonical usage; raises on an invalid body."""
     if not isinstance(obj.get("choices"), list):
@@ -114,6 +131,7 @@ def normalise_completion(obj: JSON, target: Target) -> JSON:
     for choice in obj["choices"]:
         if isinstance(choice, dict):
             canonical_reasoning(choice.get("message"))
+            canonical_finish(choice)
     usage = normalise_usage(obj.get("usage"))
     if usage is not None:
         obj["usage"] = usage
@@ -317,6 +335,7 @@ class NormalisingStreamDecoder(OpenAIStreamDecoder):
                         choice["finish_reason"] = None
                     elif reason:
                         self._finished = True
+                        canonical_finish(choice)
                 delta = choice.get("delta")
                 canonical_reasoning(delta)
                 if isinstance(delta, dict) and isinstance(delta.get("tool_calls"), list):

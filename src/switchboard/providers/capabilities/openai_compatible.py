@@ -22,6 +22,8 @@ _BASE: dict[str, Cell] = {
     "cache_control": passed("the server judges; OpenRouter forwards breakpoints"),
     "thinking": translated("reasoning_effort", THINKING_NOTE),
     "reasoning": translated("choices.0.message.reasoning_content", "from reasoning_content or reasoning"),
+    "stop_sequence": translated("choices.0.stop_sequence", "TGI's finish_reason stop_sequence → stop; TGI "
+                                "names none: the request's only stop sequence, else null"),
     # OpenAI's limit of 4 is not every server's: vLLM, Ollama, ... take more.
     "stop:more_than_4": passed("the server judges"),
     "stop:more_than_5": passed("the server judges"),
@@ -83,6 +85,8 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "usage.cache_read": {**_REPLY, "choices": [{**_CHOICE, "message": _HI}],  # DeepSeek's field
                          "usage": {"prompt_tokens": 10, "completion_tokens": 1,
                                    "prompt_cache_hit_tokens": 8}},
+    "stop_sequence": {**_REPLY, "choices": [{**_CHOICE, "message": _HI,  # TGI's finish reason
+                                             "finish_reason": "stop_sequence"}]},
     "refusal": {**_REPLY, "choices": [{**_CHOICE, "message": {
         "role": "assistant", "content": None, "refusal": "I can't."}}]},
 }

@@ -1,0 +1,104 @@
+"""TGI's finish reasons through the gateway (preset ``tgi``).
+
+TGI's Messages API reports the end-of-sequence token as "stop" but a stop sequence as its own
+"stop_sequence" (router/src/lib.rs ``FinishReason::format``; before 2.0 also "eos_token"): values
+no OpenAI client knows. Clients see OpenAI's "stop"; Anthropic clients see ``stop_sequence``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import anthropic
+import openai
+import pytest
+
+from tests.servers import MASTER_KEY, Gateway, free_port, start_gateway
+
+TEXT = "one two"
+
+
+class _TGI(BaseHTTPRequestHandler):
+    """A TGI Messages API answering ``one two``, finished with the reason the last message names."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)))
+        reason = str(body["messages"][-1]["content"])
+        head = {"id": "", "created": 1, "model": "tgi", "system_fingerprint": "3.0.0-native"}
+        if not body.get("stream"):
+            data = json.dumps({**head, "object": "chat.completion", "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": TEXT}, "logprobs": None,
+                 "finish_reason": reason}],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+        else:
+            chunk = {**head, "object": "chat.completion.chunk", "usage": None}
+            events = [
+                {**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": w},
+                                       "logprobs": None, "finish_reason": None}]}
+                for w in ("one", " two")
+            ]
+            events[-1]["choices"][0]["finish_reason"] = reason
+            data = "".join(f"data: {json.dumps(e)}\n\n" for e in events).encode() + b"data: [DONE]\n\n"
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture(scope="module")
+def tgi_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), _TGI)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    config: dict[str, Any] = {
+        "providers": [{"name": "tgi", "type": "openai-compatible", "preset": "tgi",
+                       "api_base": f"http://127.0.0.1:{server.server_address[1]}/v1"}],
+        "models": [{"name": "tgi", "provider": "tgi", "model": "tgi"}],
+        "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
+    }
+    gw = start_gateway(config, tmp_path_factory.mktemp("tgi"))
+    yield gw
+    gw.process.stop()
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("reason", ["stop_sequence", "eos_token"])
+def test_openai_clients_see_stop(tgi_gateway: Gateway, reason: str) -> None:
+    oc = openai.OpenAI(base_url=tgi_gateway.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+    whole = oc.chat.completions.create(model="tgi", messages=[{"role": "user", "content": reason}],
+                                       stop=["three"])
+    assert whole.choices[0].message.content == TEXT
+    assert whole.choices[0].finish_reason == "stop"
+    chunks = list(oc.chat.completions.create(model="tgi", messages=[{"role": "user", "content": reason}],
+                                             stop=["three"], stream=True))
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finishes == ["stop"]
+    # The stop sequence that ended the reply is the request's only one (docs/providers.md).
+    expected = {"stop_sequence": "three"} if reason == "stop_sequence" else {}
+    assert {k: v for k, v in (whole.choices[0].model_extra or {}).items() if k == "stop_sequence"} == expected
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_anthropic_clients_see_the_stop_sequence(tgi_gateway: Gateway, stream: bool) -> None:
+    client = anthropic.Anthropic(base_url=tgi_gateway.url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+    kwargs: dict[str, Any] = {"model": "tgi", "max_tokens": 16, "stop_sequences": ["three"],
+                              "messages": [{"role": "user", "content": "stop_sequence"}]}
+    if stream:
+        with client.messages.stream(**kwargs) as events:
+            message = events.get_final_message()
+    else:
+        message = client.messages.create(**kwargs)
+    assert (message.stop_reason, message.stop_sequence) == ("stop_sequence", "three")
+    assert "".join(b.text for b in message.content if b.type == "text") == TEXT
