@@ -204,6 +204,11 @@ def openai_shaped_error(status: int, headers: Mapping[str, str], body: bytes, ta
             param=_text(err.get("param")),
         )
     message = _text(err) or _text(obj.get("message")) or _text(obj.get("detail"))
+    if status == 424:
+        # TGI's generation error (Failed Dependency: a model shard failed, out of memory, ...) is
+        # the server's failure, not the caller's: retried and fallen back from as any other.
+        where = f"provider '{target.provider}'"
+        return UpstreamBadGateway(f"{where} failed with HTTP 424: {message or 'generation failed'}")
     return error_from_fields(
         status, headers, target, message, type=_text(obj.get("type")), code=_code(obj.get("code"))
     )

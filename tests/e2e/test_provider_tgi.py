@@ -1,8 +1,11 @@
-"""TGI's finish reasons through the gateway (preset ``tgi``).
+"""TGI's own dialect through the gateway (preset ``tgi``), from a server answering as TGI does.
 
-TGI's Messages API reports the end-of-sequence token as "stop" but a stop sequence as its own
-"stop_sequence" (router/src/lib.rs ``FinishReason::format``; before 2.0 also "eos_token"): values
-no OpenAI client knows. Clients see OpenAI's "stop"; Anthropic clients see ``stop_sequence``.
+- Finish reasons: TGI's Messages API reports the end-of-sequence token as "stop" but a stop
+  sequence as its own "stop_sequence" (router/src/lib.rs ``FinishReason::format``; before 2.0 also
+  "eos_token"): values no OpenAI client knows. Clients see OpenAI's "stop"; Anthropic clients see
+  ``stop_sequence``.
+- Errors: a generation error (a shard failed: out of memory, ...) is TGI's 424 Failed Dependency
+  (router/src/server.rs), the server's failure: a 502 to the client, and fallen back from.
 """
 
 from __future__ import annotations
@@ -17,13 +20,16 @@ import anthropic
 import openai
 import pytest
 
-from tests.servers import MASTER_KEY, Gateway, free_port, start_gateway
+from tests.servers import MASTER_KEY, Gateway, Mock, free_port, start_gateway
 
 TEXT = "one two"
+GENERATION_ERROR = "generation-error"
+SAID = "Hello from the Switchboard mock. You said: "
 
 
 class _TGI(BaseHTTPRequestHandler):
-    """A TGI Messages API answering ``one two``, finished with the reason the last message names."""
+    """A TGI Messages API answering ``one two``, finished with the reason the last message names
+    (or its generation error)."""
 
     protocol_version = "HTTP/1.1"
 
@@ -33,14 +39,18 @@ class _TGI(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)))
         reason = str(body["messages"][-1]["content"])
+        if reason == GENERATION_ERROR:
+            self._send(424, "application/json", json.dumps({
+                "error": "Request failed during generation: Server error: CUDA out of memory",
+                "error_type": "generation"}).encode())
+            return
         head = {"id": "", "created": 1, "model": "tgi", "system_fingerprint": "3.0.0-native"}
         if not body.get("stream"):
             data = json.dumps({**head, "object": "chat.completion", "choices": [
                 {"index": 0, "message": {"role": "assistant", "content": TEXT}, "logprobs": None,
                  "finish_reason": reason}],
                 "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}).encode()
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
+            self._send(200, "application/json", data)
         else:
             chunk = {**head, "object": "chat.completion.chunk", "usage": None}
             events = [
@@ -50,21 +60,29 @@ class _TGI(BaseHTTPRequestHandler):
             ]
             events[-1]["choices"][0]["finish_reason"] = reason
             data = "".join(f"data: {json.dumps(e)}\n\n" for e in events).encode() + b"data: [DONE]\n\n"
-            self.send_response(200)
-            self.send_header("content-type", "text/event-stream")
+            self._send(200, "text/event-stream", data)
+
+    def _send(self, status: int, content_type: str, data: bytes) -> None:
+        self.send_response(status)
+        self.send_header("content-type", content_type)
         self.send_header("content-length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
 
 
 @pytest.fixture(scope="module")
-def tgi_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+def tgi_gateway(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     server = ThreadingHTTPServer(("127.0.0.1", free_port()), _TGI)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     config: dict[str, Any] = {
         "providers": [{"name": "tgi", "type": "openai-compatible", "preset": "tgi",
-                       "api_base": f"http://127.0.0.1:{server.server_address[1]}/v1"}],
-        "models": [{"name": "tgi", "provider": "tgi", "model": "tgi"}],
+                       "api_base": f"http://127.0.0.1:{server.server_address[1]}/v1"},
+                      {"name": "backup", "type": "openai-compatible", "preset": "vllm",
+                       "api_base": f"{mock_upstream.url}/v1", "api_key": "${UPSTREAM_KEY}"}],
+        "models": [{"name": "tgi", "provider": "tgi", "model": "tgi"},
+                   {"name": "tgi-or-backup", "provider": "tgi", "model": "tgi"},
+                   {"name": "backup", "provider": "backup", "model": "mock-gpt"}],
+        "router": {"num_retries": 0, "fallbacks": {"tgi-or-backup": ["backup"]}},
         "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
     }
     gw = start_gateway(config, tmp_path_factory.mktemp("tgi"))
@@ -102,3 +120,16 @@ def test_anthropic_clients_see_the_stop_sequence(tgi_gateway: Gateway, stream: b
         message = client.messages.create(**kwargs)
     assert (message.stop_reason, message.stop_sequence) == ("stop_sequence", "three")
     assert "".join(b.text for b in message.content if b.type == "text") == TEXT
+
+
+def test_a_generation_error_is_the_servers_failure(tgi_gateway: Gateway) -> None:
+    oc = openai.OpenAI(base_url=tgi_gateway.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+    with pytest.raises(openai.InternalServerError) as exc:
+        oc.chat.completions.create(model="tgi", messages=[{"role": "user", "content": GENERATION_ERROR}])
+    assert exc.value.status_code == 502
+    assert exc.value.code == "upstream_error"
+    assert "CUDA out of memory" in exc.value.message
+    # A server error falls back (router.fallback_on), as it would not from the caller's error.
+    answer = oc.chat.completions.create(model="tgi-or-backup",
+                                        messages=[{"role": "user", "content": GENERATION_ERROR}])
+    assert answer.choices[0].message.content == SAID + GENERATION_ERROR
