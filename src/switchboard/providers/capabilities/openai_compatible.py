@@ -36,6 +36,11 @@ _MAX_TOKENS = {"max_completion_tokens": translated("max_tokens")}
 _NO_STREAM_USAGE = {"stream_options": translated(note="removed when streaming: the server rejects it")}
 
 
+# Neither Ollama's OpenAI API (openai.ChatCompletionRequest) nor TGI's Messages API (ChatRequest)
+# has top_k, and both ignore unknown fields: the model would sample as if it had not been asked.
+_NO_TOP_K = refused("the server's OpenAI API has no top_k and ignores it")
+
+
 def _refused(*names: str) -> dict[str, Cell]:
     return {name: refused() for name in names}
 
@@ -46,11 +51,13 @@ _PRESETS: dict[str, dict[str, Cell]] = {
     "openrouter": {},
     "ollama": {
         **_refused("n", "logit_bias", "tool_choice:none"), **_MAX_TOKENS,
+        "top_k": _NO_TOP_K,
         # "auto" is removed before the check (the server's default); any other choice is refused.
         "tool_choice": refused("only 'auto'"),
     },
     "tgi": {
         **_refused("n", "logit_bias"), **_MAX_TOKENS,
+        "top_k": _NO_TOP_K,
         "response_format.json_schema.description": translated(
             "response_format.value.schema.description", "the schema's description (after its own)"
         ),
