@@ -4,6 +4,7 @@
   sequence as its own "stop_sequence" (router/src/lib.rs ``FinishReason::format``; before 2.0 also
   "eos_token"): values no OpenAI client knows. Clients see OpenAI's "stop"; Anthropic clients see
   ``stop_sequence``.
+- Tool calls: TGI before 2.2 gave a call's arguments as a JSON object; clients get OpenAI's text.
 - Errors: a generation error (a shard failed: out of memory, ...) is TGI's 424 Failed Dependency
   (router/src/server.rs), the server's failure: a 502 to the client, and fallen back from.
 """
@@ -45,6 +46,9 @@ class _TGI(BaseHTTPRequestHandler):
                 "error_type": "generation"}).encode())
             return
         head = {"id": "", "created": 1, "model": "tgi", "system_fingerprint": "3.0.0-native"}
+        if body.get("tools"):
+            self._tool_call(body, head)
+            return
         if not body.get("stream"):
             data = json.dumps({**head, "object": "chat.completion", "choices": [
                 {"index": 0, "message": {"role": "assistant", "content": TEXT}, "logprobs": None,
@@ -61,6 +65,21 @@ class _TGI(BaseHTTPRequestHandler):
             events[-1]["choices"][0]["finish_reason"] = reason
             data = "".join(f"data: {json.dumps(e)}\n\n" for e in events).encode() + b"data: [DONE]\n\n"
             self._send(200, "text/event-stream", data)
+
+    def _tool_call(self, body: dict[str, Any], head: dict[str, Any]) -> None:
+        """A call with its arguments as a JSON object and id "0", as TGI before 2.2 answered."""
+        call = {"id": "0", "type": "function",
+                "function": {"description": None, "name": "get_weather", "arguments": {"city": "Paris"}}}
+        if not body.get("stream"):
+            self._send(200, "application/json", json.dumps({**head, "object": "chat.completion", "choices": [
+                {"index": 0, "message": {"role": "assistant", "tool_calls": [call]}, "logprobs": None,
+                 "finish_reason": "eos_token"}]}).encode())
+            return
+        events = [{**head, "object": "chat.completion.chunk", "choices": [
+            {"index": 0, "delta": {"role": "assistant", "tool_calls": [{**call, "index": 0}]},
+             "logprobs": None, "finish_reason": "eos_token"}]}]
+        data = "".join(f"data: {json.dumps(e)}\n\n" for e in events).encode() + b"data: [DONE]\n\n"
+        self._send(200, "text/event-stream", data)
 
     def _send(self, status: int, content_type: str, data: bytes) -> None:
         self.send_response(status)
@@ -133,3 +152,20 @@ def test_a_generation_error_is_the_servers_failure(tgi_gateway: Gateway) -> None
     answer = oc.chat.completions.create(model="tgi-or-backup",
                                         messages=[{"role": "user", "content": GENERATION_ERROR}])
     assert answer.choices[0].message.content == SAID + GENERATION_ERROR
+
+
+WEATHER: dict[str, Any] = {"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+
+
+def test_tool_call_arguments_given_as_an_object_reach_clients_as_json_text(tgi_gateway: Gateway) -> None:
+    oc = openai.OpenAI(base_url=tgi_gateway.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+    ask: list[Any] = [{"role": "user", "content": "weather in Paris?"}]
+    whole = oc.chat.completions.create(model="tgi", messages=ask, tools=[WEATHER])
+    call = (whole.choices[0].message.tool_calls or [])[0]
+    assert isinstance(call.function.arguments, str)
+    assert json.loads(call.function.arguments) == {"city": "Paris"}
+    chunks = list(oc.chat.completions.create(model="tgi", messages=ask, tools=[WEATHER], stream=True))
+    deltas = [d for c in chunks if c.choices for d in c.choices[0].delta.tool_calls or []]
+    text = "".join(d.function.arguments for d in deltas if d.function and d.function.arguments)
+    assert json.loads(text) == {"city": "Paris"}

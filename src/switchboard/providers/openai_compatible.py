@@ -34,6 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel
 
 from switchboard.config.schema import ProviderConfig
@@ -107,6 +108,16 @@ def canonical_reasoning(message: Any) -> None:
             message["reasoning_content"] = reasoning
 
 
+def string_arguments(calls: Any) -> None:
+    """Tool call arguments as OpenAI's JSON text: TGI before 2.2 (and servers built on Ollama's
+    native API) give them as a JSON object, which clients would fail to parse as text; null is
+    read as absent ("")."""
+    for call in calls if isinstance(calls, list) else ():
+        fn = call.get("function") if isinstance(call, dict) else None
+        if isinstance(fn, dict) and "arguments" in fn and not isinstance(fn["arguments"], str):
+            fn["arguments"] = "" if fn["arguments"] is None else orjson.dumps(fn["arguments"]).decode()
+
+
 # TGI's own finish reasons (router/src/lib.rs ``FinishReason``): its Messages API reports a stop
 # sequence as "stop_sequence" (and, before 2.0, the end-of-sequence token as "eos_token"), which no
 # OpenAI client knows: both are OpenAI's "stop", and a stop sequence's stop says so on the choice.
@@ -130,8 +141,10 @@ def normalise_completion(obj: JSON, target: Target) -> JSON:
         raise invalid_body(target)
     for choice in obj["choices"]:
         if isinstance(choice, dict):
-            canonical_reasoning(choice.get("message"))
+            canonical_reasoning(message := choice.get("message"))
             canonical_finish(choice)
+            if isinstance(message, dict):
+                string_arguments(message.get("tool_calls"))
     usage = normalise_usage(obj.get("usage"))
     if usage is not None:
         obj["usage"] = usage
@@ -346,6 +359,7 @@ class NormalisingStreamDecoder(OpenAIStreamDecoder):
                 if isinstance(delta, dict) and isinstance(delta.get("tool_calls"), list):
                     self._indices = self._indices or ToolCallIndices()
                     self._indices.renumber(choice.get("index", 0), delta["tool_calls"])
+                    string_arguments(delta["tool_calls"])
         return chunk
 
 
