@@ -254,6 +254,25 @@ def test_ollama_refuses_forced_tool_choice(oc: openai.OpenAI) -> None:
     assert exc.value.param == "tool_choice"
 
 
+def test_top_k_is_refused_where_the_server_ignores_it(oc: openai.OpenAI, mock_upstream: Mock) -> None:
+    # Neither Ollama's OpenAI API nor TGI's Messages API has top_k, and both ignore unknown
+    # fields: the model would sample as if it had not been asked. vLLM and LM Studio take it.
+    for preset in ("ollama", "tgi"):
+        with pytest.raises(openai.BadRequestError) as exc:
+            oc.chat.completions.create(model=preset, messages=ask("hi"), extra_body={"top_k": 1})
+        assert (exc.value.code, exc.value.param) == ("unsupported_parameter", "top_k")
+        assert f"preset '{preset}'" in exc.value.message
+        marker = new_marker()
+        oc.chat.completions.create(model=preset, messages=ask(f"hi mock:capture={marker}"),
+                                   extra_body={"top_k": 1, "drop_params": True})
+        assert "top_k" not in captured(mock_upstream, marker)[0]["body"]
+    for preset in ("vllm", "lmstudio"):
+        marker = new_marker()
+        oc.chat.completions.create(model=preset, messages=ask(f"hi mock:capture={marker}"),
+                                   extra_body={"top_k": 1})
+        assert captured(mock_upstream, marker)[0]["body"]["top_k"] == 1
+
+
 def test_deepseek_refuses_json_schema(oc: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as exc:
         oc.chat.completions.create(

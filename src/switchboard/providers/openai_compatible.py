@@ -34,6 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel
 
 from switchboard.config.schema import ProviderConfig
@@ -107,13 +108,43 @@ def canonical_reasoning(message: Any) -> None:
             message["reasoning_content"] = reasoning
 
 
+def string_arguments(calls: Any) -> None:
+    """Tool call arguments as OpenAI's JSON text: TGI before 2.2 (and servers built on Ollama's
+    native API) give them as a JSON object, which clients would fail to parse as text; null is
+    read as absent ("")."""
+    for call in calls if isinstance(calls, list) else ():
+        fn = call.get("function") if isinstance(call, dict) else None
+        if isinstance(fn, dict) and "arguments" in fn and not isinstance(fn["arguments"], str):
+            fn["arguments"] = "" if fn["arguments"] is None else orjson.dumps(fn["arguments"]).decode()
+
+
+# TGI's own finish reasons (router/src/lib.rs ``FinishReason``): its Messages API reports a stop
+# sequence as "stop_sequence" (and, before 2.0, the end-of-sequence token as "eos_token"), which no
+# OpenAI client knows: both are OpenAI's "stop", and a stop sequence's stop says so on the choice.
+_TGI_STOPS = {"eos_token": False, "stop_sequence": True}
+
+
+def canonical_finish(choice: JSON) -> None:
+    """``choice``'s finish_reason in OpenAI's words, with ``stop_sequence`` marked on the choice
+    (null: TGI does not say which; the request's only one names it, providers/stop_sequences.py)."""
+    reason = choice.get("finish_reason")
+    at_sequence = _TGI_STOPS.get(reason) if reason.__class__ is str else None
+    if at_sequence is not None:
+        choice["finish_reason"] = "stop"
+        if at_sequence:
+            choice["stop_sequence"] = None
+
+
 def normalise_completion(obj: JSON, target: Target) -> JSON:
     """A non-stream chat or text completion with canonical usage; raises on an invalid body."""
     if not isinstance(obj.get("choices"), list):
         raise invalid_body(target)
     for choice in obj["choices"]:
         if isinstance(choice, dict):
-            canonical_reasoning(choice.get("message"))
+            canonical_reasoning(message := choice.get("message"))
+            canonical_finish(choice)
+            if isinstance(message, dict):
+                string_arguments(message.get("tool_calls"))
     usage = normalise_usage(obj.get("usage"))
     if usage is not None:
         obj["usage"] = usage
@@ -186,6 +217,11 @@ def openai_shaped_error(status: int, headers: Mapping[str, str], body: bytes, ta
             param=_text(err.get("param")),
         )
     message = _text(err) or _text(obj.get("message")) or _text(obj.get("detail"))
+    if status == 424:
+        # TGI's generation error (Failed Dependency: a model shard failed, out of memory, ...) is
+        # the server's failure, not the caller's: retried and fallen back from as any other.
+        where = f"provider '{target.provider}'"
+        return UpstreamBadGateway(f"{where} failed with HTTP 424: {message or 'generation failed'}")
     return error_from_fields(
         status, headers, target, message, type=_text(obj.get("type")), code=_code(obj.get("code"))
     )
@@ -317,11 +353,13 @@ class NormalisingStreamDecoder(OpenAIStreamDecoder):
                         choice["finish_reason"] = None
                     elif reason:
                         self._finished = True
+                        canonical_finish(choice)
                 delta = choice.get("delta")
                 canonical_reasoning(delta)
                 if isinstance(delta, dict) and isinstance(delta.get("tool_calls"), list):
                     self._indices = self._indices or ToolCallIndices()
                     self._indices.renumber(choice.get("index", 0), delta["tool_calls"])
+                    string_arguments(delta["tool_calls"])
         return chunk
 
 

@@ -22,6 +22,8 @@ _BASE: dict[str, Cell] = {
     "cache_control": passed("the server judges; OpenRouter forwards breakpoints"),
     "thinking": translated("reasoning_effort", THINKING_NOTE),
     "reasoning": translated("choices.0.message.reasoning_content", "from reasoning_content or reasoning"),
+    "stop_sequence": translated("choices.0.stop_sequence", "TGI's finish_reason stop_sequence → stop; TGI "
+                                "names none: the request's only stop sequence, else null"),
     # OpenAI's limit of 4 is not every server's: vLLM, Ollama, ... take more.
     "stop:more_than_4": passed("the server judges"),
     "stop:more_than_5": passed("the server judges"),
@@ -34,6 +36,11 @@ _MAX_TOKENS = {"max_completion_tokens": translated("max_tokens")}
 _NO_STREAM_USAGE = {"stream_options": translated(note="removed when streaming: the server rejects it")}
 
 
+# Neither Ollama's OpenAI API (openai.ChatCompletionRequest) nor TGI's Messages API (ChatRequest)
+# has top_k, and both ignore unknown fields: the model would sample as if it had not been asked.
+_NO_TOP_K = refused("the server's OpenAI API has no top_k and ignores it")
+
+
 def _refused(*names: str) -> dict[str, Cell]:
     return {name: refused() for name in names}
 
@@ -44,11 +51,13 @@ _PRESETS: dict[str, dict[str, Cell]] = {
     "openrouter": {},
     "ollama": {
         **_refused("n", "logit_bias", "tool_choice:none"), **_MAX_TOKENS,
+        "top_k": _NO_TOP_K,
         # "auto" is removed before the check (the server's default); any other choice is refused.
         "tool_choice": refused("only 'auto'"),
     },
     "tgi": {
         **_refused("n", "logit_bias"), **_MAX_TOKENS,
+        "top_k": _NO_TOP_K,
         "response_format.json_schema.description": translated(
             "response_format.value.schema.description", "the schema's description (after its own)"
         ),
@@ -83,6 +92,8 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "usage.cache_read": {**_REPLY, "choices": [{**_CHOICE, "message": _HI}],  # DeepSeek's field
                          "usage": {"prompt_tokens": 10, "completion_tokens": 1,
                                    "prompt_cache_hit_tokens": 8}},
+    "stop_sequence": {**_REPLY, "choices": [{**_CHOICE, "message": _HI,  # TGI's finish reason
+                                             "finish_reason": "stop_sequence"}]},
     "refusal": {**_REPLY, "choices": [{**_CHOICE, "message": {
         "role": "assistant", "content": None, "refusal": "I can't."}}]},
 }

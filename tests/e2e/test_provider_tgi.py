@@ -1,0 +1,171 @@
+"""TGI's own dialect through the gateway (preset ``tgi``), from a server answering as TGI does.
+
+- Finish reasons: TGI's Messages API reports the end-of-sequence token as "stop" but a stop
+  sequence as its own "stop_sequence" (router/src/lib.rs ``FinishReason::format``; before 2.0 also
+  "eos_token"): values no OpenAI client knows. Clients see OpenAI's "stop"; Anthropic clients see
+  ``stop_sequence``.
+- Tool calls: TGI before 2.2 gave a call's arguments as a JSON object; clients get OpenAI's text.
+- Errors: a generation error (a shard failed: out of memory, ...) is TGI's 424 Failed Dependency
+  (router/src/server.rs), the server's failure: a 502 to the client, and fallen back from.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import anthropic
+import openai
+import pytest
+
+from tests.servers import MASTER_KEY, Gateway, Mock, free_port, start_gateway
+
+TEXT = "one two"
+GENERATION_ERROR = "generation-error"
+SAID = "Hello from the Switchboard mock. You said: "
+
+
+class _TGI(BaseHTTPRequestHandler):
+    """A TGI Messages API answering ``one two``, finished with the reason the last message names
+    (or its generation error)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)))
+        reason = str(body["messages"][-1]["content"])
+        if reason == GENERATION_ERROR:
+            self._send(424, "application/json", json.dumps({
+                "error": "Request failed during generation: Server error: CUDA out of memory",
+                "error_type": "generation"}).encode())
+            return
+        head = {"id": "", "created": 1, "model": "tgi", "system_fingerprint": "3.0.0-native"}
+        if body.get("tools"):
+            self._tool_call(body, head)
+            return
+        if not body.get("stream"):
+            data = json.dumps({**head, "object": "chat.completion", "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": TEXT}, "logprobs": None,
+                 "finish_reason": reason}],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}).encode()
+            self._send(200, "application/json", data)
+        else:
+            chunk = {**head, "object": "chat.completion.chunk", "usage": None}
+            events = [
+                {**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": w},
+                                       "logprobs": None, "finish_reason": None}]}
+                for w in ("one", " two")
+            ]
+            events[-1]["choices"][0]["finish_reason"] = reason
+            data = "".join(f"data: {json.dumps(e)}\n\n" for e in events).encode() + b"data: [DONE]\n\n"
+            self._send(200, "text/event-stream", data)
+
+    def _tool_call(self, body: dict[str, Any], head: dict[str, Any]) -> None:
+        """A call with its arguments as a JSON object and id "0", as TGI before 2.2 answered."""
+        call = {"id": "0", "type": "function",
+                "function": {"description": None, "name": "get_weather", "arguments": {"city": "Paris"}}}
+        if not body.get("stream"):
+            self._send(200, "application/json", json.dumps({**head, "object": "chat.completion", "choices": [
+                {"index": 0, "message": {"role": "assistant", "tool_calls": [call]}, "logprobs": None,
+                 "finish_reason": "eos_token"}]}).encode())
+            return
+        events = [{**head, "object": "chat.completion.chunk", "choices": [
+            {"index": 0, "delta": {"role": "assistant", "tool_calls": [{**call, "index": 0}]},
+             "logprobs": None, "finish_reason": "eos_token"}]}]
+        data = "".join(f"data: {json.dumps(e)}\n\n" for e in events).encode() + b"data: [DONE]\n\n"
+        self._send(200, "text/event-stream", data)
+
+    def _send(self, status: int, content_type: str, data: bytes) -> None:
+        self.send_response(status)
+        self.send_header("content-type", content_type)
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture(scope="module")
+def tgi_gateway(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), _TGI)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    config: dict[str, Any] = {
+        "providers": [{"name": "tgi", "type": "openai-compatible", "preset": "tgi",
+                       "api_base": f"http://127.0.0.1:{server.server_address[1]}/v1"},
+                      {"name": "backup", "type": "openai-compatible", "preset": "vllm",
+                       "api_base": f"{mock_upstream.url}/v1", "api_key": "${UPSTREAM_KEY}"}],
+        "models": [{"name": "tgi", "provider": "tgi", "model": "tgi"},
+                   {"name": "tgi-or-backup", "provider": "tgi", "model": "tgi"},
+                   {"name": "backup", "provider": "backup", "model": "mock-gpt"}],
+        "router": {"num_retries": 0, "fallbacks": {"tgi-or-backup": ["backup"]}},
+        "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
+    }
+    gw = start_gateway(config, tmp_path_factory.mktemp("tgi"))
+    yield gw
+    gw.process.stop()
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("reason", ["stop_sequence", "eos_token"])
+def test_openai_clients_see_stop(tgi_gateway: Gateway, reason: str) -> None:
+    oc = openai.OpenAI(base_url=tgi_gateway.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+    whole = oc.chat.completions.create(model="tgi", messages=[{"role": "user", "content": reason}],
+                                       stop=["three"])
+    assert whole.choices[0].message.content == TEXT
+    assert whole.choices[0].finish_reason == "stop"
+    chunks = list(oc.chat.completions.create(model="tgi", messages=[{"role": "user", "content": reason}],
+                                             stop=["three"], stream=True))
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finishes == ["stop"]
+    # The stop sequence that ended the reply is the request's only one (docs/providers.md).
+    expected = {"stop_sequence": "three"} if reason == "stop_sequence" else {}
+    assert {k: v for k, v in (whole.choices[0].model_extra or {}).items() if k == "stop_sequence"} == expected
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_anthropic_clients_see_the_stop_sequence(tgi_gateway: Gateway, stream: bool) -> None:
+    client = anthropic.Anthropic(base_url=tgi_gateway.url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+    kwargs: dict[str, Any] = {"model": "tgi", "max_tokens": 16, "stop_sequences": ["three"],
+                              "messages": [{"role": "user", "content": "stop_sequence"}]}
+    if stream:
+        with client.messages.stream(**kwargs) as events:
+            message = events.get_final_message()
+    else:
+        message = client.messages.create(**kwargs)
+    assert (message.stop_reason, message.stop_sequence) == ("stop_sequence", "three")
+    assert "".join(b.text for b in message.content if b.type == "text") == TEXT
+
+
+def test_a_generation_error_is_the_servers_failure(tgi_gateway: Gateway) -> None:
+    oc = openai.OpenAI(base_url=tgi_gateway.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+    with pytest.raises(openai.InternalServerError) as exc:
+        oc.chat.completions.create(model="tgi", messages=[{"role": "user", "content": GENERATION_ERROR}])
+    assert exc.value.status_code == 502
+    assert exc.value.code == "upstream_error"
+    assert "CUDA out of memory" in exc.value.message
+    # A server error falls back (router.fallback_on), as it would not from the caller's error.
+    answer = oc.chat.completions.create(model="tgi-or-backup",
+                                        messages=[{"role": "user", "content": GENERATION_ERROR}])
+    assert answer.choices[0].message.content == SAID + GENERATION_ERROR
+
+
+WEATHER: dict[str, Any] = {"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+
+
+def test_tool_call_arguments_given_as_an_object_reach_clients_as_json_text(tgi_gateway: Gateway) -> None:
+    oc = openai.OpenAI(base_url=tgi_gateway.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+    ask: list[Any] = [{"role": "user", "content": "weather in Paris?"}]
+    whole = oc.chat.completions.create(model="tgi", messages=ask, tools=[WEATHER])
+    call = (whole.choices[0].message.tool_calls or [])[0]
+    assert isinstance(call.function.arguments, str)
+    assert json.loads(call.function.arguments) == {"city": "Paris"}
+    chunks = list(oc.chat.completions.create(model="tgi", messages=ask, tools=[WEATHER], stream=True))
+    deltas = [d for c in chunks if c.choices for d in c.choices[0].delta.tool_calls or []]
+    text = "".join(d.function.arguments for d in deltas if d.function and d.function.arguments)
+    assert json.loads(text) == {"city": "Paris"}
