@@ -663,6 +663,8 @@ def stream_events(body: dict[str, Any], reply: _Reply, usage: dict[str, Any]) ->
     # message_delta usage is cumulative and, in current API versions, repeats the input counts.
     keys = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens")
     final_usage = {k: usage[k] for k in keys}
+    if "server_tool_use" in usage:
+        final_usage["server_tool_use"] = usage["server_tool_use"]
     events.append(_sse("message_delta", {"type": "message_delta", "usage": final_usage, "delta": {
         "stop_reason": reply.stop_reason, "stop_sequence": reply.stop_sequence}}))
     events.append(_sse("message_stop", {"type": "message_stop"}))
@@ -686,6 +688,8 @@ async def messages(request: Request) -> Response:
     await before_answer(c)
     reply = answer(body, c)
     used = usage(body, _output_tokens(reply))
+    if c.web_searches > 0:  # as Claude reports its server tools' requests (billed per search)
+        used["server_tool_use"] = {"web_search_requests": c.web_searches, "web_fetch_requests": 0}
     if body.get("stream") and not c.stream_json:
         return stream_response(c, stream_events(body, reply, used), lambda: _stream_failure(c))
     return json_response(_message(body, reply, used), headers={"request-id": new_id("req_")})
