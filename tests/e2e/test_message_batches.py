@@ -545,6 +545,23 @@ def test_each_result_is_priced_by_the_model_entry_its_request_was_routed_to(
     assert sum(m["requests"] for m in record.metadata["models"].values()) == len(models)
 
 
+def test_a_batchs_web_searches_are_charged_at_their_own_price(world: World) -> None:
+    """The web searches a request's server tool made (usage.server_tool_use, the mock's
+    ``mock:web_searches=N``) cost the model's web_search_request_cost (the shipped $0.01), not
+    discounted as the tokens are, and are counted in the model's metadata."""
+    client = world.sdk(world.key(["*"])["key"])
+    batch = client.messages.batches.create(requests=[
+        request("a", "look it up mock:web_searches=2"), request("b", "and this mock:web_searches=1"),
+        request("c", "no search")])
+    ended(client, batch.id)
+    usages = {r.custom_id: r.result.message.usage for r in client.messages.batches.results(batch.id)}  # type: ignore[union-attr]
+    assert usages["a"].server_tool_use is not None and usages["a"].server_tool_use.web_search_requests == 2
+    tokens = sum(u.input_tokens * Decimal(3) + u.output_tokens * Decimal(15) for u in usages.values())
+    record = wait_for(world.database, {batch.id}, tenant=world.tenant)[batch.id]
+    assert record.cost_usd == tokens / 1_000_000 / 2 + 3 * Decimal("0.01") and not record.unpriced
+    assert record.metadata["models"]["claude-sonnet-4-5"]["units"] == {"web_search_requests": 3}
+
+
 def test_each_request_of_a_batch_is_priced_at_the_long_context_prices_by_its_own_prompt(world: World) -> None:
     """Anthropic bills each request of a batch on its own: only a request whose own prompt is over
     the long-context threshold costs the long-context prices, however long the batch's prompts

@@ -21,7 +21,8 @@ from switchboard.catalog import Catalog, ModelInfo, normalise, stripped
 from switchboard.errors import GatewayError
 from switchboard.http.files.upstream import Upstream, object_path
 from switchboard.routing.live import LiveRouting
-from switchboard.spend.cost import Prices, Tokens, cost, is_unpriced, split
+from switchboard.spend.cost import Cost, Prices, Tokens, cost, is_unpriced, split
+from switchboard.spend.units import with_units
 from switchboard.stores.protocols import OwnedObject, UsageRecord
 
 log = logging.getLogger("switchboard.files")
@@ -44,11 +45,16 @@ class ModelTotals:
     # threshold: each request of a batch is billed on its own, so only these cost the
     # long-context prices, however long the batch's prompts are together.
     long: list[int] = field(default_factory=lambda: [0] * 10)
+    # Units billed apart from the tokens (spend/units.py): a message batch's web searches.
+    units: dict[str, int | float] = field(default_factory=dict)
 
-    def add(self, counted: Tokens, threshold: int | None = None) -> None:
+    def add(self, counted: Tokens, threshold: int | None = None,
+            units: dict[str, int | float] | None = None) -> None:
         self.requests += 1
         for i, n in enumerate(counted):
             self.tokens[i] += n
+        for key, count in (units or {}).items():
+            self.units[key] = self.units.get(key, 0) + count
         if threshold is not None and counted.prompt > threshold:
             for i, n in enumerate(counted):
                 self.long[i] += n
@@ -312,12 +318,16 @@ class BatchPricer:
             # together are over it; those over it at the long-context prices.
             short = cost(_standard(info), Tokens(*(a - b for a, b in zip(t.tokens, t.long, strict=True))))
             long = cost(info, Tokens(*t.long))
-            unpriced = unpriced or short.unpriced or long.unpriced
-            model_usd = (short.usd + long.usd) * self._factor
+            # Units at their own prices, not at the batch's discount (it is the tokens').
+            units = with_units(Cost(0, 0, False), info, counted, {"units": t.units}) if t.units else None
+            unpriced = unpriced or short.unpriced or long.unpriced or (units is not None and units.unpriced)
+            model_usd = (short.usd + long.usd) * self._factor + (units.usd if units is not None else 0)
             usd += model_usd
             per_model[model] = {"requests": t.requests, "prompt_tokens": counted.prompt,
                                 "completion_tokens": counted.completion,
                                 "cost_usd": str(model_usd.quantize(_NANO, ROUND_HALF_EVEN))}
+            if t.units:
+                per_model[model]["units"] = t.units
             summed = [a + b for a, b in zip(summed, t.tokens, strict=True)]
         tokens = Tokens(*summed)
         main = max(totals, key=lambda m: totals[m].requests) if totals else "batch"

@@ -30,6 +30,7 @@ from switchboard.http.files.upstream import Upstream, object_path
 from switchboard.providers.anthropic.response import usage as canonical_usage
 from switchboard.routing.table import Route
 from switchboard.spend.cost import split
+from switchboard.spend.units import units_of
 
 log = logging.getLogger("switchboard.files")
 
@@ -89,7 +90,7 @@ async def totals(upstream: Upstream, batch_id: str, limit: int, note: Any = None
             found = line_usage(line, note)
             if found is not None:
                 long = threshold(found[0]) if threshold is not None else None
-                out.setdefault(found[0], ModelTotals()).add(split(found[1]), long)
+                out.setdefault(found[0], ModelTotals()).add(split(found[1]), long, units_of(found[1]))
     except OutputTooLarge as exc:
         log.warning("message batch %s: %s; priced by the results read up to there", batch_id, exc)
         out.cut = True
