@@ -91,6 +91,8 @@ class ModelInfo(_Strict):
     output_cost_per_image: float | None = None
     input_cost_per_audio_second: float | None = None
     input_cost_per_mchar: float | None = None
+    # Server tools, USD per request (docs/spend.md); None: not billed per request.
+    web_search_request_cost: float | None = None
     # OpenAI's service tiers (docs/spend.md); None: not known, the standard price is used.
     flex_input_cost_per_mtok: float | None = None
     flex_output_cost_per_mtok: float | None = None
@@ -137,7 +139,8 @@ class ModelInfo(_Strict):
         # Media units, only where set (their own units: per search unit, image, second, 1M chars).
         for key, value in (("search_unit", self.search_unit_cost), ("image", self.output_cost_per_image),
                            ("audio_second", self.input_cost_per_audio_second),
-                           ("mchar", self.input_cost_per_mchar)):
+                           ("mchar", self.input_cost_per_mchar),
+                           ("web_search_request", self.web_search_request_cost)):
             if value is not None:
                 out[key] = value
         # Service tiers, only those with prices of their own.

@@ -42,6 +42,8 @@ ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
 MAX_BODY = 8 * 1024 * 1024
 PRICES = {"input_cost_per_mtok": 3.0, "output_cost_per_mtok": 15.0}
 LATEST_PRICES = {"input_cost_per_mtok": 7.0, "output_cost_per_mtok": 11.0}
+# Another entry for claude's upstream id (claude-sonnet-4-5), at its own prices.
+DEAR_PRICES = {"input_cost_per_mtok": 30.0, "output_cost_per_mtok": 150.0}
 # A long-context surcharge past a prompt of a few words: a batch of short requests sums past it.
 LONG_THRESHOLD = 12
 LONG_PRICES = {**PRICES, "long_context_threshold_tokens": LONG_THRESHOLD,
@@ -91,6 +93,7 @@ def world(request: pytest.FixtureRequest, mock_upstream: Mock,
          "info": dict(LATEST_PRICES)},
         {"name": "claude-long", "provider": "anth", "model": "claude-opus-4-5-20251101",
          "info": dict(LONG_PRICES)},
+        {"name": "claude-dear", "provider": "anth", "model": "claude-sonnet-4-5", "info": dict(DEAR_PRICES)},
     ]
     config["files"] = {"poll_seconds": 1, "max_message_batch_bytes": MAX_BODY}
     config["metrics"] = {"labels": ["key"]}  # a test's own batches, in the token and cost counters
@@ -515,10 +518,48 @@ def test_each_result_is_priced_by_the_model_its_request_was_sent_for(world: Worl
                 + results["b"].usage.output_tokens * Decimal("15")) / 1_000_000 / 2
     assert record.cost_usd == expected and not record.unpriced
     # Recorded at creation: the most used model, and the one request sent for another.
+    # With the entry (and deployment) each was routed to, which prices it.
+    served = {"claude-3-7-sonnet-latest": ["claude-latest", "anth/claude-3-7-sonnet-latest"],
+              "claude-sonnet-4-5": ["claude", "anth/claude-sonnet-4-5"]}
     assert sent_models(world, batch.id) == {"models": ["claude-3-7-sonnet-latest", "claude-sonnet-4-5"],
-                                            "requests": {"b": 1}}
+                                            "requests": {"b": 1}, "served": served}
     client.messages.batches.delete(batch.id)
     assert sent_models(world, batch.id) is None  # forgotten with the batch
+
+
+@pytest.mark.parametrize("models", [["claude-dear"], ["claude-dear", "claude", "claude-dear"]])
+def test_each_result_is_priced_by_the_model_entry_its_request_was_routed_to(
+        world: World, models: list[str]) -> None:
+    """Two entries with one upstream id (claude and claude-dear: claude-sonnet-4-5) at their own
+    prices: each request is priced by the entry it named, not by the first entry of that id."""
+    client = world.sdk(world.key(["*"])["key"])
+    batch = client.messages.batches.create(
+        requests=[request(f"r{i}", "one two " * (i + 1), model=m) for i, m in enumerate(models)])
+    ended(client, batch.id)
+    usages = {r.custom_id: r.result.message.usage for r in client.messages.batches.results(batch.id)}  # type: ignore[union-attr]
+    prices = {"claude": (Decimal(3), Decimal(15)), "claude-dear": (Decimal(30), Decimal(150))}
+    expected = sum(usages[f"r{i}"].input_tokens * prices[m][0] + usages[f"r{i}"].output_tokens * prices[m][1]
+                   for i, m in enumerate(models)) / 1_000_000 / 2
+    record = wait_for(world.database, {batch.id}, tenant=world.tenant)[batch.id]
+    assert record.cost_usd == expected and not record.unpriced
+    assert sum(m["requests"] for m in record.metadata["models"].values()) == len(models)
+
+
+def test_a_batchs_web_searches_are_charged_at_their_own_price(world: World) -> None:
+    """The web searches a request's server tool made (usage.server_tool_use, the mock's
+    ``mock:web_searches=N``) cost the model's web_search_request_cost (the shipped $0.01), not
+    discounted as the tokens are, and are counted in the model's metadata."""
+    client = world.sdk(world.key(["*"])["key"])
+    batch = client.messages.batches.create(requests=[
+        request("a", "look it up mock:web_searches=2"), request("b", "and this mock:web_searches=1"),
+        request("c", "no search")])
+    ended(client, batch.id)
+    usages = {r.custom_id: r.result.message.usage for r in client.messages.batches.results(batch.id)}  # type: ignore[union-attr]
+    assert usages["a"].server_tool_use is not None and usages["a"].server_tool_use.web_search_requests == 2
+    tokens = sum(u.input_tokens * Decimal(3) + u.output_tokens * Decimal(15) for u in usages.values())
+    record = wait_for(world.database, {batch.id}, tenant=world.tenant)[batch.id]
+    assert record.cost_usd == tokens / 1_000_000 / 2 + 3 * Decimal("0.01") and not record.unpriced
+    assert record.metadata["models"]["claude-sonnet-4-5"]["units"] == {"web_search_requests": 3}
 
 
 def test_each_request_of_a_batch_is_priced_at_the_long_context_prices_by_its_own_prompt(world: World) -> None:

@@ -60,6 +60,8 @@ INFO_FIELDS = (
         # Unit prices of the media endpoints (docs/spend.md), USD per unit.
         "search_unit_cost", "output_cost_per_image", "input_cost_per_audio_second",
         "input_cost_per_mchar",
+        # Anthropic's web search server tool: USD per search (usage.server_tool_use).
+        "web_search_request_cost",
     ), *(
         # OpenAI's service tiers (docs/spend.md): a call the answer says was served in one is
         # priced at its prices.
@@ -106,6 +108,9 @@ class InfoFields(Strict):
     output_cost_per_image: Price | None = None
     input_cost_per_audio_second: Price | None = None
     input_cost_per_mchar: Price | None = None
+    # Server tools (docs/spend.md): USD per web search a model made (Anthropic's web search tool,
+    # usage.server_tool_use.web_search_requests), on top of its tokens.
+    web_search_request_cost: Price | None = None
     # OpenAI's service tiers: the prices of a call its answer says was served in ``flex`` or
     # ``priority`` (``service_tier``). A tier without both an input and an output price is
     # priced at the standard prices; without a cached price, cache reads at its input price.

@@ -611,6 +611,15 @@ def usage(body: dict[str, Any], output_tokens: int, write_cache: bool = True) ->
             "output_tokens": output_tokens, "service_tier": "standard"}
 
 
+def reported_usage(body: dict[str, Any], reply: _Reply, c: Controls) -> dict[str, Any]:
+    """The usage of ``reply``, with the server tools' requests ``mock:web_searches=N`` asks for,
+    as Claude reports them (web searches are billed per search)."""
+    used = usage(body, _output_tokens(reply))
+    if c.web_searches > 0:
+        used["server_tool_use"] = {"web_search_requests": c.web_searches, "web_fetch_requests": 0}
+    return used
+
+
 def _message(body: dict[str, Any], reply: _Reply, usage: dict[str, Any],
              content: bool = True) -> dict[str, Any]:
     return {"id": new_id("msg_"), "type": "message", "role": "assistant", "model": body["model"],
@@ -663,6 +672,8 @@ def stream_events(body: dict[str, Any], reply: _Reply, usage: dict[str, Any]) ->
     # message_delta usage is cumulative and, in current API versions, repeats the input counts.
     keys = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens")
     final_usage = {k: usage[k] for k in keys}
+    if "server_tool_use" in usage:
+        final_usage["server_tool_use"] = usage["server_tool_use"]
     events.append(_sse("message_delta", {"type": "message_delta", "usage": final_usage, "delta": {
         "stop_reason": reply.stop_reason, "stop_sequence": reply.stop_sequence}}))
     events.append(_sse("message_stop", {"type": "message_stop"}))
@@ -685,7 +696,7 @@ async def messages(request: Request) -> Response:
         return error_as_json(c, body, fault)
     await before_answer(c)
     reply = answer(body, c)
-    used = usage(body, _output_tokens(reply))
+    used = reported_usage(body, reply, c)
     if body.get("stream") and not c.stream_json:
         return stream_response(c, stream_events(body, reply, used), lambda: _stream_failure(c))
     return json_response(_message(body, reply, used), headers={"request-id": new_id("req_")})

@@ -46,6 +46,8 @@ Directives (header ``x-mock-<name>`` or text ``mock:<name>=<value>``):
                          answered as a {"raiFilteredReason"} entry of predictions
     filtered_silently=1  Imagen: filtered images are left out of predictions instead (and the
                          answer is {} when every image was), as Imagen also answers
+    web_searches=N       Anthropic messages: usage reports N web searches made by the server tool
+                         (usage.server_tool_use.web_search_requests), as Claude reports them
     results_gone=1       Anthropic message batches (in a request of the batch): its results
                          answer 404 once it has ended, as Anthropic's do once they have expired
 """
@@ -85,6 +87,7 @@ class Controls:
     filtered: int = 0
     filtered_silently: int = 0
     results_gone: int = 0
+    web_searches: int = 0
 
     def merged(self, values: dict[str, str]) -> Controls:
         changes: dict[str, Any] = {}

@@ -27,7 +27,7 @@ from starlette.routing import Route
 from switchboard.mock import anthropic as A
 from switchboard.mock.capture import Captures
 from switchboard.mock.common import json_response, new_id, read_json, request_controls
-from switchboard.mock.controls import Controls
+from switchboard.mock.controls import Controls, controls_for
 
 COUNTS = ("processing", "succeeded", "errored", "canceled", "expired")
 LATEST, SNAPSHOT = "-latest", "-20250219"  # a "-latest" model's results report a dated id
@@ -57,8 +57,9 @@ def _result(request: dict[str, Any], canceled: bool) -> dict[str, Any]:
         body = A.validate(params)
     except A.Invalid as exc:
         return {"type": "errored", "error": A.error_body("invalid_request_error", str(exc))}
-    reply = A.answer(body, Controls())
-    message = A._message(body, reply, A.usage(body, A._output_tokens(reply)))
+    controls = controls_for(Controls(), {}, body)  # the request's own directives (web_searches)
+    reply = A.answer(body, controls)
+    message = A._message(body, reply, A.reported_usage(body, reply, controls))
     if message["model"].endswith(LATEST):  # as Anthropic does: the alias's dated snapshot reports
         message["model"] = message["model"][:-len(LATEST)] + SNAPSHOT
     return {"type": "succeeded", "message": message}

@@ -2,10 +2,12 @@
 
 A media terminal (pipeline/media.py) puts the units of a call into its canonical usage as
 ``usage["units"]``: ``search_units`` (rerank), ``images`` (generated or edited), ``audio_seconds``
-(transcribed or translated) and ``characters`` (speech input). Each is priced by its own catalog
-field, in USD per unit (``search_unit_cost``, ``output_cost_per_image``,
-``input_cost_per_audio_second``) or per million characters (``input_cost_per_mchar``), and added
-to the call's token cost (:func:`switchboard.spend.cost.cost`). The rules are in docs/spend.md.
+(transcribed or translated) and ``characters`` (speech input); a chat call's adapter puts there
+the server tools' billed requests, ``web_search_requests`` (Anthropic's web search). Each is
+priced by its own catalog field, in USD per unit (``search_unit_cost``, ``output_cost_per_image``,
+``input_cost_per_audio_second``, ``web_search_request_cost``) or per million characters
+(``input_cost_per_mchar``), and added to the call's token cost
+(:func:`switchboard.spend.cost.cost`). The rules are in docs/spend.md.
 
 A unit counted without a price makes the cost ``unpriced`` unless the call's tokens were priced
 (a provider that bills the call in tokens, e.g. gpt-image-1 or gpt-4o-transcribe); so do units the
@@ -28,6 +30,8 @@ UNIT_PRICES: dict[str, tuple[str, int]] = {
     "images": ("output_cost_per_image", 1),
     "audio_seconds": ("input_cost_per_audio_second", 1),
     "characters": ("input_cost_per_mchar", 1_000_000),
+    # Server tools: the web searches an Anthropic model made (providers/anthropic/response.py)
+    "web_search_requests": ("web_search_request_cost", 1),
 }
 
 

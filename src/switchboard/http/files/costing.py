@@ -21,7 +21,8 @@ from switchboard.catalog import Catalog, ModelInfo, normalise, stripped
 from switchboard.errors import GatewayError
 from switchboard.http.files.upstream import Upstream, object_path
 from switchboard.routing.live import LiveRouting
-from switchboard.spend.cost import Prices, Tokens, cost, is_unpriced, split
+from switchboard.spend.cost import Cost, Prices, Tokens, cost, is_unpriced, split
+from switchboard.spend.units import with_units
 from switchboard.stores.protocols import OwnedObject, UsageRecord
 
 log = logging.getLogger("switchboard.files")
@@ -44,11 +45,16 @@ class ModelTotals:
     # threshold: each request of a batch is billed on its own, so only these cost the
     # long-context prices, however long the batch's prompts are together.
     long: list[int] = field(default_factory=lambda: [0] * 10)
+    # Units billed apart from the tokens (spend/units.py): a message batch's web searches.
+    units: dict[str, int | float] = field(default_factory=dict)
 
-    def add(self, counted: Tokens, threshold: int | None = None) -> None:
+    def add(self, counted: Tokens, threshold: int | None = None,
+            units: dict[str, int | float] | None = None) -> None:
         self.requests += 1
         for i, n in enumerate(counted):
             self.tokens[i] += n
+        for key, count in (units or {}).items():
+            self.units[key] = self.units.get(key, 0) + count
         if threshold is not None and counted.prompt > threshold:
             for i, n in enumerate(counted):
                 self.long[i] += n
@@ -61,10 +67,12 @@ class OutputTooLarge(Exception):
 class Totals(dict[str, ModelTotals]):
     """Tokens per model; ``cut``: counted from the output file's first ``files.max_output_bytes``
     only (the upstream reported no usage of its own for the whole batch); ``missing``: none, the
-    output file being gone at the provider (and no usage of the batch's own either)."""
+    output file being gone at the provider (and no usage of the batch's own either); ``served``:
+    the model entry each model's requests were routed to (:func:`served_of`)."""
 
     cut = False
     missing = False
+    served: dict[str, Any] | None = None
 
 
 async def lines(chunks: AsyncGenerator[bytes, None], limit: int) -> AsyncIterator[bytes]:
@@ -92,16 +100,46 @@ async def lines(chunks: AsyncGenerator[bytes, None], limit: int) -> AsyncIterato
         yield bytes(buf)
 
 
-def sent_models(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
-    """What a batch's requests, ``(custom_id, model)`` each, were sent for:
-    ``{"models": [most used, ...], "requests": {custom_id: index}}``, ``requests`` holding only
-    the custom_ids not sent for the most used model (a one-model batch notes one id)."""
-    sent = list(pairs)
-    counts = Counter(model for _, model in sent)
+# The model entry a request was routed to: (its name, the deployment).
+Served = tuple[str, str]
+
+
+def sent_models(rows: Iterable[tuple[str, str] | tuple[str, str, Served]]) -> dict[str, Any]:
+    """What a batch's requests, ``(custom_id, model)`` or ``(custom_id, model, served)`` each,
+    were sent for: ``{"models": [most used, ...], "requests": {custom_id: index}}``, ``requests``
+    holding only the custom_ids not sent for the most used model (a one-model batch notes one
+    id). With ``served``, also ``"served": {model: [entry, deployment]}``, by which each is
+    priced: an upstream id sent for two entries is then noted once an entry, as
+    ``"<id> (<entry>)"``."""
+    sent = [(r[0], r[1], r[2] if len(r) > 2 else None) for r in rows]
+    entries: dict[str, set[Served]] = {}
+    for _, model, served in sent:
+        if served is not None:
+            entries.setdefault(model, set()).add(served)
+
+    def label(model: str, served: Served | None) -> str:
+        return model if served is None or len(entries[model]) == 1 else f"{model} ({served[0]})"
+
+    labelled = [(custom_id, label(model, served), served) for custom_id, model, served in sent]
+    counts = Counter(model for _, model, _ in labelled)
     models = [m for m, _ in counts.most_common()]
     index = {m: i for i, m in enumerate(models)}
-    others = {custom_id: index[model] for custom_id, model in sent if model != models[0]}
-    return {"models": models, "requests": others}
+    others = {custom_id: index[model] for custom_id, model, _ in labelled if model != models[0]}
+    out: dict[str, Any] = {"models": models, "requests": others}
+    served_by = {model: list(served) for _, model, served in labelled if served is not None}
+    if served_by:
+        out["served"] = served_by
+    return out
+
+
+def served_of(note: Any) -> dict[str, Served]:
+    """The model entry each model of ``note`` (:func:`sent_models`) was routed to; none for a
+    note written before entries were noted (priced by the upstream id, as then)."""
+    served = note.get("served") if isinstance(note, dict) else None
+    if not isinstance(served, dict):
+        return {}
+    return {m: (s[0], s[1]) for m, s in served.items()
+            if isinstance(s, list) and len(s) == 2 and all(isinstance(x, str) for x in s)}
 
 
 def sent_model(custom_id: Any, reported: str, note: Any) -> str:
@@ -152,7 +190,7 @@ class BatchPricer:
         self._factor = Decimal(repr(factor))
         self._max_output = max_output_bytes
 
-    def info(self, upstream: Upstream, model: str) -> ModelInfo | None:
+    def info(self, upstream: Upstream, model: str, served: Served | None = None) -> ModelInfo | None:
         """A served model's record when one of its deployments is this provider's ``model``
         (its ``info:`` prices apply), else the catalog's record for the provider type.
 
@@ -160,16 +198,28 @@ class BatchPricer:
         snapshot (``gpt-4o-mini`` answers as ``gpt-4o-mini-2024-07-18``): no deployment names
         that, so the deployment whose upstream id is ``model`` without its date or version
         suffix is the one the line asked for (a snapshot a deployment names itself matched
-        first), unless the catalog prices that snapshot on its own."""
+        first), unless the catalog prices that snapshot on its own.
+
+        ``served``: the model entry and deployment the line's request was routed to, whose record
+        it is while the model table still has it (two entries may name one upstream id)."""
+        if served is not None:
+            for route in self._routing.all_routes():
+                if (route.target.provider == upstream.provider and route.target.name == served[0]
+                        and route.deployment == served[1]):
+                    found = self._prices.of_route(route)
+                    if found is not None:
+                        return found
         return self._info(upstream.provider, upstream.type, model)
 
-    def thresholds(self, upstream: Upstream) -> Threshold:
-        """The long-context threshold of each model a batch's lines name, looked up once a model."""
+    def thresholds(self, upstream: Upstream, note: Any = None) -> Threshold:
+        """The long-context threshold of each model a batch's lines name, looked up once a model
+        (``note``: :func:`sent_models`, the entries they were routed to)."""
         found: dict[str, int | None] = {}
+        served = served_of(note)
 
         def threshold(model: str) -> int | None:
             if model not in found:
-                info = self.info(upstream, model)
+                info = self.info(upstream, model, served.get(model))
                 found[model] = None if info is None else info.long_context_threshold()
             return found[model]
 
@@ -217,7 +267,8 @@ class BatchPricer:
         which its usage is priced instead of the model the answer reports."""
         out = Totals()
         note = self._priceable(upstream, note)
-        threshold = self.thresholds(upstream)
+        threshold = self.thresholds(upstream, note)
+        out.served = served_of(note)
         output = batch.get("output_file_id")
         if isinstance(output, str) and output:
             try:
@@ -259,19 +310,24 @@ class BatchPricer:
         usd = Decimal(0)
         unpriced = False
         per_model: dict[str, Any] = {}
+        served = getattr(totals, "served", None) or {}
         for model, t in totals.items():
             counted = Tokens(*t.tokens)
-            info = self.info(upstream, model)
+            info = self.info(upstream, model, served.get(model))
             # The requests under the threshold at the standard prices, even when their prompts
             # together are over it; those over it at the long-context prices.
             short = cost(_standard(info), Tokens(*(a - b for a, b in zip(t.tokens, t.long, strict=True))))
             long = cost(info, Tokens(*t.long))
-            unpriced = unpriced or short.unpriced or long.unpriced
-            model_usd = (short.usd + long.usd) * self._factor
+            # Units at their own prices, not at the batch's discount (it is the tokens').
+            units = with_units(Cost(0, 0, False), info, counted, {"units": t.units}) if t.units else None
+            unpriced = unpriced or short.unpriced or long.unpriced or (units is not None and units.unpriced)
+            model_usd = (short.usd + long.usd) * self._factor + (units.usd if units is not None else 0)
             usd += model_usd
             per_model[model] = {"requests": t.requests, "prompt_tokens": counted.prompt,
                                 "completion_tokens": counted.completion,
                                 "cost_usd": str(model_usd.quantize(_NANO, ROUND_HALF_EVEN))}
+            if t.units:
+                per_model[model]["units"] = t.units
             summed = [a + b for a, b in zip(summed, t.tokens, strict=True)]
         tokens = Tokens(*summed)
         main = max(totals, key=lambda m: totals[m].requests) if totals else "batch"

@@ -14,7 +14,6 @@ not by the (possibly dated) id the upstream reports.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import re
@@ -97,7 +96,7 @@ class MessageBatches:
         if upstream is None:
             raise GatewayError(f"the provider '{checked.provider}' is not usable now", status=503,
                                code="files_provider_unavailable")
-        sent = await asyncio.to_thread(message_costing.sent_models, checked.requests)  # per request
+        sent = checked.sent
         # From the call on, carried to its end even when the caller leaves meanwhile: the
         # provider may create the batch all the same, which must not run there unrecorded.
         obj = await self._files.unrecorded.carried(self._created(upstream, checked.requests, sent, p,
@@ -238,8 +237,9 @@ class MessageBatches:
 
         async def count() -> dict[str, ModelTotals]:
             sent = await self._files.store.get(MESSAGE_BATCH_MODELS, owned.id)
-            return await message_costing.totals(upstream, owned.id, limit, sent.body if sent else None,
-                                                self._files.thresholds(upstream))
+            note = sent.body if sent else None
+            return await message_costing.totals(upstream, owned.id, limit, note,
+                                                self._files.thresholds(upstream, note))
 
         return await self._files.settle(owned, upstream, message_costing.as_finished(obj), count)
 

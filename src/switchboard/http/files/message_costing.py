@@ -9,7 +9,9 @@ result reports: Anthropic answers an alias (``claude-sonnet-4-5``, ``...-latest`
 id, which no served model names, so its price would come from another catalog entry. The sent
 ids are recorded at creation next to the batch (kind ``msgmodel``, :func:`sent_models`): the
 distinct ids, the most used first, and the custom_ids sent with another one (so a one-model batch
-notes one id, and the note is bounded by the batch's own bounds on requests and custom_ids)."""
+notes one id, and the note is bounded by the batch's own bounds on requests and custom_ids), with
+the model entry (and deployment) each was routed to: two entries may name one upstream id at
+their own prices."""
 
 from __future__ import annotations
 
@@ -26,7 +28,9 @@ from switchboard.http.files.costing import ModelTotals, OutputTooLarge, Threshol
 from switchboard.http.files.message_upstream import BATCHES_PATH
 from switchboard.http.files.upstream import Upstream, object_path
 from switchboard.providers.anthropic.response import usage as canonical_usage
+from switchboard.routing.table import Route
 from switchboard.spend.cost import split
+from switchboard.spend.units import units_of
 
 log = logging.getLogger("switchboard.files")
 
@@ -37,10 +41,11 @@ def results_path(batch_id: str) -> str:
     return object_path(BATCHES_PATH.lstrip("/"), batch_id, "/results")
 
 
-def sent_models(requests: list[dict[str, Any]]) -> dict[str, Any]:
-    """What a batch's checked requests (``params.model`` the upstream id) were sent for
-    (costing.sent_models)."""
-    return costing.sent_models((r["custom_id"], r["params"]["model"]) for r in requests)
+def sent_models(sent: list[tuple[str, Route]]) -> dict[str, Any]:
+    """What a batch's requests, ``(custom_id, the deployment it was routed to)`` each, were sent
+    for (costing.sent_models): the upstream id and the model entry, whose ``info:`` prices it
+    (two entries may name one upstream id at different prices)."""
+    return costing.sent_models((c, r.target.model, (r.target.name, r.deployment)) for c, r in sent)
 
 
 def line_usage(line: bytes, note: Any = None) -> tuple[str, dict[str, Any]] | None:
@@ -67,6 +72,7 @@ async def totals(upstream: Upstream, batch_id: str, limit: int, note: Any = None
     each model's long-context threshold, past which a result's own prompt is priced at the
     long-context prices (costing.ModelTotals)."""
     out = Totals()
+    out.served = costing.served_of(note)
     try:
         stream = await upstream.open(results_path(batch_id))
     except GatewayError as exc:
@@ -84,7 +90,7 @@ async def totals(upstream: Upstream, batch_id: str, limit: int, note: Any = None
             found = line_usage(line, note)
             if found is not None:
                 long = threshold(found[0]) if threshold is not None else None
-                out.setdefault(found[0], ModelTotals()).add(split(found[1]), long)
+                out.setdefault(found[0], ModelTotals()).add(split(found[1]), long, units_of(found[1]))
     except OutputTooLarge as exc:
         log.warning("message batch %s: %s; priced by the results read up to there", batch_id, exc)
         out.cut = True

@@ -31,6 +31,7 @@ from switchboard.errors import (
     UnsupportedParameter,
     unraised,
 )
+from switchboard.http.files.message_costing import sent_models
 from switchboard.http.files.message_upstream import ANTHROPIC
 from switchboard.http.openai_api import parse_object
 from switchboard.pipeline.usage import ModelUnpriced
@@ -53,7 +54,7 @@ Approved = Callable[[Principal, Route], Awaitable[None]]
 class Checked:
     provider: str  # the Anthropic provider entry every request goes to
     requests: list[dict[str, Any]]  # the requests with params.model rewritten
-    models: dict[str, str]  # served model -> upstream model id
+    sent: dict[str, Any]  # what each request was sent for (message_costing.sent_models)
 
 
 class MessageRequests:
@@ -177,8 +178,9 @@ def _checked(requests: list[Any], routes: dict[str, Route | GatewayError]) -> Ch
     """Every request checked in order (the first bad one refused) and its model rewritten to
     its deployment's. In a worker thread."""
     seen: set[str] = set()
+    sent: list[tuple[str, Route]] = []  # (custom_id, the deployment it runs on) per request
     for i, request in enumerate(requests):
-        _, params = _request(request, i, seen)
+        custom_id, params = _request(request, i, seen)
         # Routed: a model is routed by its first request, which is this one or an earlier one.
         route = routes[params["model"]]
         if isinstance(route, GatewayError):  # refused at its first request, this one
@@ -188,9 +190,9 @@ def _checked(requests: list[Any], routes: dict[str, Route | GatewayError]) -> Ch
             _check_account_objects(params, f"requests.{i}.params")
         # In place (the parsed body is the batch's own): no copy of up to 100,000 requests.
         params["model"] = route.target.model
-    chosen = {m: r for m, r in routes.items() if isinstance(r, Route)}
-    provider = next(iter(chosen.values())).target.provider
-    return Checked(provider, requests, {m: r.target.model for m, r in chosen.items()})
+        sent.append((custom_id, route))
+    provider = sent[0][1].target.provider
+    return Checked(provider, requests, sent_models(sent))
 
 
 def _request(request: Any, i: int, seen: set[str]) -> tuple[str, dict[str, Any]]:

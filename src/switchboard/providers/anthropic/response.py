@@ -82,6 +82,11 @@ def usage(raw: Any) -> JSON:
     thinking = u.get("output_tokens_details")
     if isinstance(thinking, dict) and "thinking_tokens" in thinking:
         out["completion_tokens_details"] = {"reasoning_tokens": _count(thinking["thinking_tokens"])}
+    # Server tools: each web search is billed on top of the tokens (spend/units.py). Web fetches
+    # are not (their content is billed as input tokens).
+    tools = u.get("server_tool_use")
+    if isinstance(tools, dict) and (searches := _count(tools.get("web_search_requests"))):
+        out["units"] = {"web_search_requests": searches}
     return out
 
 
