@@ -19,6 +19,7 @@ from switchboard.providers.counts import count
 from switchboard.providers.counts import position as index_of
 from switchboard.providers.errors import invalid_body
 from switchboard.providers.target import Target
+from switchboard.providers.tool_calls import new_call_id
 
 JSON = dict[str, Any]
 
@@ -38,10 +39,6 @@ def finish_reason(reason: Any, has_tool_calls: bool) -> str | None:
         return "content_filter"
     # STOP, and also OTHER, LANGUAGE, MALFORMED_FUNCTION_CALL...: the turn ended.
     return "tool_calls" if has_tool_calls else "stop"
-
-
-def new_call_id() -> str:
-    return f"call_{uuid.uuid4().hex[:24]}"
 
 
 def completion_id(obj: JSON) -> str:

@@ -26,7 +26,6 @@ from switchboard.providers.google.response import (
     finish_reason,
     logprobs,
     model_name,
-    new_call_id,
     parts_of,
     prompt_blocked,
     split_parts,
@@ -35,6 +34,7 @@ from switchboard.providers.google.response import (
 )
 from switchboard.providers.sse import SSEEvent, SSEParser, empty_data
 from switchboard.providers.target import Target
+from switchboard.providers.tool_calls import new_call_id
 
 JSON = dict[str, Any]
 
