@@ -38,7 +38,8 @@ def finish_reason(reason: Any, has_tool_calls: bool) -> str | None:
         return "length"
     if reason in _FILTERED:
         return "content_filter"
-    # STOP, and also OTHER, LANGUAGE, MALFORMED_FUNCTION_CALL...: the turn ended.
+    # STOP, and also OTHER, LANGUAGE, MALFORMED_FUNCTION_CALL...: the turn ended (an empty
+    # MALFORMED_FUNCTION_CALL candidate is an error instead: malformed_call).
     return "tool_calls" if has_tool_calls else "stop"
 
 
