@@ -58,7 +58,10 @@ def gemini_config(mock: Mock) -> dict[str, Any]:
              "model": "text-embedding-3-small"},
             {"name": "gemini-misconfigured", "provider": "studio-bad-key", "model": "gemini-2.5-flash"},
             {"name": "openai-embed", "provider": "openai", "model": "text-embedding-3-small"},
+            {"name": "gemini-or-openai", "provider": "studio", "model": "gemini-2.5-flash"},
+            {"name": "openai-chat", "provider": "openai", "model": "mock-gpt"},
         ],
+        "router": {"fallbacks": {"gemini-or-openai": ["openai-chat"]}},
         "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
         "images": {"allow_private_networks": True},
     }
@@ -372,6 +375,27 @@ def test_safety_block_is_content_filter(client: openai.OpenAI) -> None:
         model="gemini-flash", messages=[{"role": "user", "content": "something bad mock:safety=1"}])
     assert reply.choices[0].finish_reason == "content_filter"
     assert reply.choices[0].message.content is None
+
+
+MALFORMED = "weather in Paris? mock:malformed_call=1"
+
+
+def test_a_malformed_function_call_with_nothing_said_is_the_upstreams_failure(client: openai.OpenAI) -> None:
+    """Gemini's MALFORMED_FUNCTION_CALL (the model could not form its call) leaves the candidate
+    empty: a 502 naming it, not a silent empty "stop", so retries and fallbacks apply."""
+    with pytest.raises(openai.InternalServerError) as info:
+        ask(client, MALFORMED, tools=[WEATHER_TOOL])
+    assert info.value.status_code == 502
+    assert info.value.code == "upstream_error"
+    assert "MALFORMED_FUNCTION_CALL" in info.value.message
+    answer = ask(client, MALFORMED, model="gemini-or-openai", tools=[WEATHER_TOOL])
+    assert answer.model == "mock-gpt"  # the fallback answered
+
+
+def test_a_malformed_function_call_in_a_stream_is_an_error_event(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.APIError) as info:
+        list(ask(client, MALFORMED, tools=[WEATHER_TOOL], stream=True))
+    assert "MALFORMED_FUNCTION_CALL" in str(info.value)
 
 
 def test_blocked_prompt_is_content_filter_in_stream(client: openai.OpenAI) -> None:

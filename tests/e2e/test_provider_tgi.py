@@ -5,6 +5,8 @@
   "eos_token"): values no OpenAI client knows. Clients see OpenAI's "stop"; Anthropic clients see
   ``stop_sequence``.
 - Tool calls: TGI before 2.2 gave a call's arguments as a JSON object; clients get OpenAI's text.
+  TGI names every call "0" (router/src/chat.rs): clients get unique ids, so parallel calls stay
+  apart and their results pair with them.
 - Errors: a generation error (a shard failed: out of memory, ...) is TGI's 424 Failed Dependency
   (router/src/server.rs), the server's failure: a 502 to the client, and fallen back from.
 """
@@ -24,6 +26,7 @@ import pytest
 from tests.servers import MASTER_KEY, Gateway, Mock, free_port, start_gateway
 
 TEXT = "one two"
+TWO_CALLS = "two-calls"
 GENERATION_ERROR = "generation-error"
 SAID = "Hello from the Switchboard mock. You said: "
 
@@ -67,7 +70,11 @@ class _TGI(BaseHTTPRequestHandler):
             self._send(200, "text/event-stream", data)
 
     def _tool_call(self, body: dict[str, Any], head: dict[str, Any]) -> None:
-        """A call with its arguments as a JSON object and id "0", as TGI before 2.2 answered."""
+        """A call with its arguments as a JSON object and id "0", as TGI before 2.2 answered (or,
+        asked for ``two-calls``, two parallel calls both named "0")."""
+        if body["messages"][-1]["content"] == TWO_CALLS:
+            self._two_calls(body, head)
+            return
         call = {"id": "0", "type": "function",
                 "function": {"description": None, "name": "get_weather", "arguments": {"city": "Paris"}}}
         if not body.get("stream"):
@@ -78,6 +85,31 @@ class _TGI(BaseHTTPRequestHandler):
         events = [{**head, "object": "chat.completion.chunk", "choices": [
             {"index": 0, "delta": {"role": "assistant", "tool_calls": [{**call, "index": 0}]},
              "logprobs": None, "finish_reason": "eos_token"}]}]
+        data = "".join(f"data: {json.dumps(e)}\n\n" for e in events).encode() + b"data: [DONE]\n\n"
+        self._send(200, "text/event-stream", data)
+
+    def _two_calls(self, body: dict[str, Any], head: dict[str, Any]) -> None:
+        """Two parallel calls, both id "0" as TGI names them; streamed with the id in the first
+        delta of each call and its arguments in the next ones."""
+        calls = [{"id": "0", "type": "function",
+                  "function": {"name": "get_weather", "arguments": json.dumps({"city": city})}}
+                 for city in ("Paris", "Rome")]
+        if not body.get("stream"):
+            self._send(200, "application/json", json.dumps({**head, "object": "chat.completion", "choices": [
+                {"index": 0, "message": {"role": "assistant", "tool_calls": calls}, "logprobs": None,
+                 "finish_reason": "stop"}]}).encode())
+            return
+        deltas: list[dict[str, Any]] = []
+        for i, call in enumerate(calls):
+            arguments = call["function"]["arguments"]
+            deltas.append({"index": i, "id": "0", "type": "function",
+                           "function": {"name": "get_weather", "arguments": ""}})
+            deltas += [{"index": i, "function": {"arguments": part}}
+                       for part in (arguments[:5], arguments[5:])]
+        events = [{**head, "object": "chat.completion.chunk", "choices": [
+            {"index": 0, "delta": {"role": "assistant", "tool_calls": [d]}, "logprobs": None,
+             "finish_reason": None}]} for d in deltas]
+        events[-1]["choices"][0]["finish_reason"] = "stop"
         data = "".join(f"data: {json.dumps(e)}\n\n" for e in events).encode() + b"data: [DONE]\n\n"
         self._send(200, "text/event-stream", data)
 
@@ -169,3 +201,52 @@ def test_tool_call_arguments_given_as_an_object_reach_clients_as_json_text(tgi_g
     deltas = [d for c in chunks if c.choices for d in c.choices[0].delta.tool_calls or []]
     text = "".join(d.function.arguments for d in deltas if d.function and d.function.arguments)
     assert json.loads(text) == {"city": "Paris"}
+
+
+def _assert_unique_calls(calls: list[tuple[str, str]]) -> None:
+    """(id, arguments) of the reply's calls: one per city, each with an id of its own."""
+    assert [json.loads(arguments)["city"] for _, arguments in calls] == ["Paris", "Rome"]
+    ids = [call_id for call_id, _ in calls]
+    assert len(set(ids)) == 2 and all(i.startswith("call_") for i in ids), ids
+
+
+def test_parallel_calls_all_named_0_reach_openai_clients_with_ids_of_their_own(tgi_gateway: Gateway) -> None:
+    oc = openai.OpenAI(base_url=tgi_gateway.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+    ask: list[Any] = [{"role": "user", "content": TWO_CALLS}]
+    whole = oc.chat.completions.create(model="tgi", messages=ask, tools=[WEATHER])
+    _assert_unique_calls([(c.id, c.function.arguments) for c in whole.choices[0].message.tool_calls or []
+                          if c.type == "function"])
+    chunks = list(oc.chat.completions.create(model="tgi", messages=ask, tools=[WEATHER], stream=True))
+    ids: dict[int, str] = {}
+    arguments: dict[int, str] = {}
+    for d in (d for c in chunks if c.choices for d in c.choices[0].delta.tool_calls or []):
+        if d.id:
+            assert ids.setdefault(d.index, d.id) == d.id
+        arguments[d.index] = arguments.get(d.index, "") + (d.function.arguments or "" if d.function else "")
+    assert sorted(ids) == sorted(arguments) == [0, 1]
+    _assert_unique_calls([(ids[i], arguments[i]) for i in (0, 1)])
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_parallel_calls_all_named_0_reach_anthropic_clients_as_distinct_tool_uses(
+    tgi_gateway: Gateway, stream: bool
+) -> None:
+    client = anthropic.Anthropic(base_url=tgi_gateway.url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+    tool = {"name": "get_weather", "input_schema": WEATHER["function"]["parameters"]}
+    kwargs: dict[str, Any] = {"model": "tgi", "max_tokens": 64, "tools": [tool],
+                              "messages": [{"role": "user", "content": TWO_CALLS}]}
+    if stream:
+        with client.messages.stream(**kwargs) as events:
+            message = events.get_final_message()
+    else:
+        message = client.messages.create(**kwargs)
+    _assert_unique_calls([(b.id, json.dumps(b.input)) for b in message.content if b.type == "tool_use"])
+
+
+def test_a_single_call_named_0_gets_an_id_of_its_own(tgi_gateway: Gateway) -> None:
+    """Turn after turn TGI names its call "0": each turn's call must not reuse the last one's id."""
+    oc = openai.OpenAI(base_url=tgi_gateway.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+    ask: list[Any] = [{"role": "user", "content": "weather in Paris?"}]
+    replies = [oc.chat.completions.create(model="tgi", messages=ask, tools=[WEATHER]) for _ in range(2)]
+    ids = [(reply.choices[0].message.tool_calls or [])[0].id for reply in replies]
+    assert ids[0] != ids[1] and all(i.startswith("call_") for i in ids), ids

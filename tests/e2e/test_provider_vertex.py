@@ -111,6 +111,21 @@ def ask(client: openai.OpenAI, text: str, model: str = "vertex-flash", **kwargs:
     return client.chat.completions.create(model=model, messages=[{"role": "user", "content": text}], **kwargs)
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_malformed_function_call_with_nothing_said_is_an_upstream_error(
+    client: openai.OpenAI, stream: bool
+) -> None:
+    messages: Any = [{"role": "user", "content": "weather in Paris? mock:malformed_call=1"}]
+    with pytest.raises(openai.APIError) as info:
+        reply = client.chat.completions.create(model="vertex-flash", messages=messages, tools=[WEATHER_TOOL],
+                                               stream=stream)
+        if stream:
+            list(reply)
+    assert "MALFORMED_FUNCTION_CALL" in str(info.value)
+    if not stream:
+        assert isinstance(info.value, openai.InternalServerError) and info.value.status_code == 502
+
+
 def test_chat_non_stream(client: openai.OpenAI) -> None:
     reply = ask(client, "Hello Vertex", max_tokens=100, temperature=0)
     assert reply.choices[0].message.content == "Hello from the Switchboard mock. You said: Hello Vertex"

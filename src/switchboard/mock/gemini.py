@@ -19,7 +19,8 @@ carry a ``thoughtSignature``, and ``includeThoughts`` adds a thought part (``tho
 before the answer. AI Studio paths check the
 ``x-goog-api-key`` header (a wrong key is 400 API_KEY_INVALID, as Google answers); Vertex paths
 need a token this mock issued. Directives of ``mock/controls.py`` work, plus ``mock:safety=1``
-(a candidate stopped with SAFETY), ``mock:block_prompt=1`` (promptFeedback.blockReason),
+(a candidate stopped with SAFETY), ``mock:malformed_call=1`` (a candidate stopped with
+MALFORMED_FUNCTION_CALL, nothing in it), ``mock:block_prompt=1`` (promptFeedback.blockReason),
 ``mock:cached_tokens=N`` and ``mock:thoughts_tokens=N`` (usage fields), ``mock:image_tokens=N``,
 ``mock:audio_tokens=N`` (image and audio units added to the prompt, listed by modality in
 ``promptTokensDetails``), ``mock:image_output_tokens=N`` and ``mock:audio_output_tokens=N`` (added
@@ -76,8 +77,8 @@ _IMAGE_TYPES = {"image/png", "image/jpeg", "image/webp", "image/heic", "image/he
 _PART_META = {"thought", "thoughtSignature", "videoMetadata"}
 _DECLARATION = {"name", "description", "parameters", "parametersJsonSchema", "response", "behavior"}
 _FUNCTION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$")
-_EXTRA = re.compile(r"mock:(safety|block_prompt|cached_tokens|thoughts_tokens|image_tokens|audio_tokens"
-                    r"|image_output_tokens|audio_output_tokens)=(\d+)")
+_EXTRA = re.compile(r"mock:(safety|malformed_call|block_prompt|cached_tokens|thoughts_tokens|image_tokens"
+                    r"|audio_tokens|image_output_tokens|audio_output_tokens)=(\d+)")
 SKIP_SIGNATURE = "skip_thought_signature_validator"
 _THINKING = {"thinkingBudget", "thinkingLevel", "includeThoughts"}
 _RESOLUTIONS = {"MEDIA_RESOLUTION_UNSPECIFIED", "MEDIA_RESOLUTION_LOW", "MEDIA_RESOLUTION_MEDIUM",
@@ -496,6 +497,10 @@ def _candidates(body: JSON, c: Controls, extra: dict[str, int], model: str) -> t
         if extra.get("safety"):
             out.append({"index": i, "finishReason": "SAFETY", "safetyRatings": [
                 {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": True}]})
+            continue
+        if extra.get("malformed_call"):  # as Gemini answers a call it could not form: no content
+            out.append({"index": i, "finishReason": "MALFORMED_FUNCTION_CALL",
+                        "finishMessage": "Malformed function call: print(default_api.get_weather(city=Paris"})
             continue
         function = _function_to_call(body, c)
         if function is not None:

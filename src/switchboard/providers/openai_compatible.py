@@ -50,6 +50,7 @@ from switchboard.providers.response_format import described_schema
 from switchboard.providers.spec import ProviderOptions, ProviderSpec
 from switchboard.providers.sse import SSEEvent, empty_data
 from switchboard.providers.target import Target
+from switchboard.providers.tool_calls import new_call_id
 from switchboard.upstream.auth import StaticHeaderAuth, UpstreamAuth
 from switchboard.upstream.request import UpstreamRequest
 
@@ -118,6 +119,23 @@ def string_arguments(calls: Any) -> None:
             fn["arguments"] = "" if fn["arguments"] is None else orjson.dumps(fn["arguments"]).decode()
 
 
+# TGI names every tool call "0" (router/src/chat.rs): two parallel calls share one id, so a client
+# cannot pair its results with them, and over several turns an Anthropic client sees tool_use "0"
+# again and again. Such an id is replaced by one of the gateway's own; unique ids are kept.
+_PLACEHOLDER_CALL_ID = "0"
+
+
+def unique_call_ids(calls: Any, used: set[str]) -> None:
+    """Gives each call in ``calls`` a generated id when its own is TGI's "0" or is already in
+    ``used`` (the ids seen so far in the reply), and adds the ids to ``used``."""
+    for call in calls if isinstance(calls, list) else ():
+        call_id = call.get("id") if isinstance(call, dict) else None
+        if isinstance(call_id, str):
+            if call_id == _PLACEHOLDER_CALL_ID or call_id in used:
+                call["id"] = call_id = new_call_id()
+            used.add(call_id)
+
+
 # TGI's own finish reasons (router/src/lib.rs ``FinishReason``): its Messages API reports a stop
 # sequence as "stop_sequence" (and, before 2.0, the end-of-sequence token as "eos_token"), which no
 # OpenAI client knows: both are OpenAI's "stop", and a stop sequence's stop says so on the choice.
@@ -139,12 +157,14 @@ def normalise_completion(obj: JSON, target: Target) -> JSON:
     """A non-stream chat or text completion with canonical usage; raises on an invalid body."""
     if not isinstance(obj.get("choices"), list):
         raise invalid_body(target)
+    call_ids: set[str] = set()
     for choice in obj["choices"]:
         if isinstance(choice, dict):
             canonical_reasoning(message := choice.get("message"))
             canonical_finish(choice)
             if isinstance(message, dict):
                 string_arguments(message.get("tool_calls"))
+                unique_call_ids(message.get("tool_calls"), call_ids)
     usage = normalise_usage(obj.get("usage"))
     if usage is not None:
         obj["usage"] = usage
@@ -239,7 +259,8 @@ class NormalisingStreamDecoder(OpenAIStreamDecoder):
       ``[DONE]`` nor a finish_reason raises, so a truncated answer is never passed off as complete;
     - tool call deltas get OpenAI's indices (0, 1, ... per choice, in order of their ids): Ollama
       numbers every parallel call 0, and older servers leave ``index`` out, which would merge the
-      calls (and their arguments) into one in every client (:class:`ToolCallIndices`).
+      calls (and their arguments) into one in every client (:class:`ToolCallIndices`); and unique
+      ids: TGI names every call "0", which would merge its parallel calls the same way.
 
     Subclasses translate choices in :meth:`translate`. (It derives from the OpenAI decoder only
     because OpenAIAdapter's stream methods are annotated with that type; it shares no behaviour.)
@@ -370,22 +391,27 @@ class ToolCallIndices:
     continues that call; one without an id (an arguments fragment) continues the call last started
     under the server's own index, or, with no index, the last call started. Servers that number
     correctly keep their numbers (calls start in order); Ollama's all-0 parallel calls and index-less
-    deltas get 0, 1, ... by id."""
+    deltas get 0, 1, ... by id.
+
+    Ids are made unique first (as :func:`unique_call_ids` does for a whole reply): TGI's "0", and
+    an id another server index already started, become a generated id, the same one for every
+    delta of that call (by the server's index)."""
 
     __slots__ = ("_choices",)
 
     def __init__(self) -> None:
-        # choice index -> (id -> our index, the server's index -> our index of its last call)
-        self._choices: dict[int | str | None, tuple[dict[str, int], dict[int | str | None, int]]] = {}
+        self._choices: dict[int | str | None, _ChoiceCalls] = {}
 
     def renumber(self, choice: Any, calls: list[Any]) -> None:
-        ids, by_server = self._choices.setdefault(_key(choice), ({}, {}))
+        state = self._choices.setdefault(_key(choice), _ChoiceCalls())
+        ids, by_server = state.ids, state.by_server
         for call in calls:
             if not isinstance(call, dict):
                 continue
             server = _key(call.get("index"))
             call_id = call.get("id")
             if isinstance(call_id, str) and call_id:
+                call["id"] = call_id = state.unique(server, call_id)
                 index = ids.setdefault(call_id, len(ids))
             elif server in by_server:
                 index = by_server[server]
@@ -395,6 +421,29 @@ class ToolCallIndices:
                 index = server if server.__class__ is int else 0
             by_server[server] = index
             call["index"] = index
+
+
+class _ChoiceCalls:
+    """One choice's tool calls so far, for :class:`ToolCallIndices`."""
+
+    __slots__ = ("by_server", "ids", "owners", "renamed")
+
+    def __init__(self) -> None:
+        self.ids: dict[str, int] = {}  # id -> our index
+        self.by_server: dict[int | str | None, int] = {}  # the server's index -> our index of its last call
+        self.owners: dict[str, int | str | None] = {}  # id -> the server's index that started it
+        self.renamed: dict[tuple[int | str | None, str], str] = {}  # (server's index, id) -> generated id
+
+    def unique(self, server: int | str | None, call_id: str) -> str:
+        """The id to send for a delta under the server's index ``server`` carrying ``call_id``."""
+        key = (server, call_id)
+        if key in self.renamed:
+            return self.renamed[key]
+        started = self.owners.setdefault(call_id, server)
+        if call_id == _PLACEHOLDER_CALL_ID or started != server:
+            self.renamed[key] = new_id = new_call_id()
+            return new_id
+        return call_id
 
 
 def _key(index: Any) -> int | str | None:

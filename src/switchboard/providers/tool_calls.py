@@ -8,11 +8,21 @@ provider honours the flag the reply holds one call already, and keeping the firs
 Non-stream replies go through :func:`first_tool_call` (the chat operation's ``finish`` hook);
 streams through :func:`serial_decoder`, which wraps the provider's decoder only when the request
 asks for it, so a request without the flag pays nothing.
+
+It also makes the gateway's own tool call ids (:func:`new_call_id`), for providers that give none
+or none usable.
 """
 
 from __future__ import annotations
 
+import uuid
+
 from switchboard.providers.base import JSON, StreamDecoder
+
+
+def new_call_id() -> str:
+    """A tool call id made by the gateway, in OpenAI's ``call_...`` form."""
+    return f"call_{uuid.uuid4().hex[:24]}"
 
 
 def serial(request: JSON) -> bool:

@@ -21,12 +21,13 @@ from switchboard.providers.counts import position as index_of
 from switchboard.providers.errors import invalid_body, loads_object
 from switchboard.providers.google.errors import from_error_object
 from switchboard.providers.google.response import (
+    MALFORMED_CALL,
     candidates_of,
     completion_id,
     finish_reason,
     logprobs,
+    malformed_call,
     model_name,
-    new_call_id,
     parts_of,
     prompt_blocked,
     split_parts,
@@ -35,6 +36,7 @@ from switchboard.providers.google.response import (
 )
 from switchboard.providers.sse import SSEEvent, SSEParser, empty_data
 from switchboard.providers.target import Target
+from switchboard.providers.tool_calls import new_call_id
 
 JSON = dict[str, Any]
 
@@ -42,6 +44,7 @@ JSON = dict[str, Any]
 @dataclass(slots=True)
 class _Candidate:
     started: bool = False
+    said: bool = False  # text or a tool call went out
     tool_calls: int = 0
     finished: bool = False
 
@@ -122,6 +125,9 @@ class GoogleStreamDecoder(DeferredError):
         if state.finished:
             return []
         text, thoughts, calls = split_parts(parts_of(candidate))
+        state.said = state.said or bool(text or calls)
+        if candidate.get("finishReason") == MALFORMED_CALL and not state.said:
+            raise malformed_call(candidate, self._target)
         delta: JSON = {}
         if not state.started:
             delta["role"] = "assistant"
