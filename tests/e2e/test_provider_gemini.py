@@ -398,6 +398,24 @@ def test_a_malformed_function_call_in_a_stream_is_an_error_event(client: openai.
     assert "MALFORMED_FUNCTION_CALL" in str(info.value)
 
 
+@pytest.mark.parametrize("reason", ["UNEXPECTED_TOOL_CALL", "TOO_MANY_TOOL_CALLS", "MALFORMED_RESPONSE"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_empty_candidate_of_a_failed_generation_is_the_upstreams_failure(
+    client: openai.OpenAI, reason: str, stream: bool
+) -> None:
+    """Like MALFORMED_FUNCTION_CALL, these reasons mean the model produced nothing usable (a call
+    with no tools enabled, too many calls in a row, a malformed response): a 502 naming the
+    reason, never a silent empty "stop"."""
+    with pytest.raises(openai.APIError) as info:
+        reply = ask(client, f"weather in Paris? mock:finish_reason={reason}", stream=stream)
+        if stream:
+            list(reply)
+    assert reason in str(info.value)
+    if not stream:
+        assert isinstance(info.value, openai.InternalServerError) and info.value.status_code == 502
+        assert info.value.code == "upstream_error"
+
+
 def test_blocked_prompt_is_content_filter_in_stream(client: openai.OpenAI) -> None:
     chunks = list(client.chat.completions.create(
         model="gemini-flash", messages=[{"role": "user", "content": "mock:block_prompt=1"}], stream=True))

@@ -20,7 +20,8 @@ before the answer. AI Studio paths check the
 ``x-goog-api-key`` header (a wrong key is 400 API_KEY_INVALID, as Google answers); Vertex paths
 need a token this mock issued. Directives of ``mock/controls.py`` work, plus ``mock:safety=1``
 (a candidate stopped with SAFETY), ``mock:malformed_call=1`` (a candidate stopped with
-MALFORMED_FUNCTION_CALL, nothing in it), ``mock:block_prompt=1`` (promptFeedback.blockReason),
+MALFORMED_FUNCTION_CALL, nothing in it), ``mock:finish_reason=NAME`` (a candidate stopped with
+that finishReason, nothing in it), ``mock:block_prompt=1`` (promptFeedback.blockReason),
 ``mock:cached_tokens=N`` and ``mock:thoughts_tokens=N`` (usage fields), ``mock:image_tokens=N``,
 ``mock:audio_tokens=N`` (image and audio units added to the prompt, listed by modality in
 ``promptTokensDetails``), ``mock:image_output_tokens=N`` and ``mock:audio_output_tokens=N`` (added
@@ -79,6 +80,7 @@ _DECLARATION = {"name", "description", "parameters", "parametersJsonSchema", "re
 _FUNCTION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$")
 _EXTRA = re.compile(r"mock:(safety|malformed_call|block_prompt|cached_tokens|thoughts_tokens|image_tokens"
                     r"|audio_tokens|image_output_tokens|audio_output_tokens)=(\d+)")
+_FINISH = re.compile(r"mock:finish_reason=([A-Z_]+)")
 SKIP_SIGNATURE = "skip_thought_signature_validator"
 _THINKING = {"thinkingBudget", "thinkingLevel", "includeThoughts"}
 _RESOLUTIONS = {"MEDIA_RESOLUTION_UNSPECIFIED", "MEDIA_RESOLUTION_LOW", "MEDIA_RESOLUTION_MEDIUM",
@@ -492,6 +494,7 @@ def _thought(body: JSON, model: str) -> list[JSON]:
 def _candidates(body: JSON, c: Controls, extra: dict[str, int], model: str) -> tuple[list[JSON], int]:
     config = body.get("generationConfig") or {}
     out, completion = [], 0
+    finish = _FINISH.search(text_of(body))
     thought = _thought(body, model)
     for i in range(config.get("candidateCount", 1)):
         if extra.get("safety"):
@@ -501,6 +504,9 @@ def _candidates(body: JSON, c: Controls, extra: dict[str, int], model: str) -> t
         if extra.get("malformed_call"):  # as Gemini answers a call it could not form: no content
             out.append({"index": i, "finishReason": "MALFORMED_FUNCTION_CALL",
                         "finishMessage": "Malformed function call: print(default_api.get_weather(city=Paris"})
+            continue
+        if finish is not None:  # any finishReason, nothing in the candidate (UNEXPECTED_TOOL_CALL...)
+            out.append({"index": i, "finishReason": finish.group(1)})
             continue
         function = _function_to_call(body, c)
         if function is not None:

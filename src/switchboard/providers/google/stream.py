@@ -21,12 +21,12 @@ from switchboard.providers.counts import position as index_of
 from switchboard.providers.errors import invalid_body, loads_object
 from switchboard.providers.google.errors import from_error_object
 from switchboard.providers.google.response import (
-    MALFORMED_CALL,
     candidates_of,
     completion_id,
+    failed_generation,
+    failed_generation_error,
     finish_reason,
     logprobs,
-    malformed_call,
     model_name,
     parts_of,
     prompt_blocked,
@@ -126,8 +126,8 @@ class GoogleStreamDecoder(DeferredError):
             return []
         text, thoughts, calls = split_parts(parts_of(candidate))
         state.said = state.said or bool(text or calls)
-        if candidate.get("finishReason") == MALFORMED_CALL and not state.said:
-            raise malformed_call(candidate, self._target)
+        if failed_generation(candidate, state.said):
+            raise failed_generation_error(candidate, self._target)
         delta: JSON = {}
         if not state.started:
             delta["role"] = "assistant"
