@@ -91,7 +91,11 @@ def test_the_body_is_parsed_in_a_worker_thread_while_the_loop_runs_on(
     assert threads and threads[0] != threading.get_ident()
     assert checked.provider == "anth" and len(checked.requests) == 1000
     assert [r["params"]["model"] for r in checked.requests[:2]] == ["claude-sonnet-4-5", "claude-haiku-4-5"]
-    assert checked.models == {"claude": "claude-sonnet-4-5", "claude-small": "claude-haiku-4-5"}
+    # Each request noted with the upstream id and the model entry it was sent for (its prices).
+    assert sorted(checked.sent["models"]) == ["claude-haiku-4-5", "claude-sonnet-4-5"]
+    assert {model: entry for model, (entry, _) in checked.sent["served"].items()} == {
+        "claude-sonnet-4-5": "claude", "claude-haiku-4-5": "claude-small"}
+    assert len(checked.sent["requests"]) == 500  # the other model's requests, by custom_id
 
 
 FILE_SOURCE = {"messages": [{"role": "user", "content": [
