@@ -405,6 +405,17 @@ def test_mistral_fields_of_the_request_are_passed(mi: openai.OpenAI, mock_upstre
     assert seen["body"]["safe_prompt"] is True and seen["body"]["random_seed"] == 11
 
 
+def test_prompt_mode_reaches_mistral(mi: openai.OpenAI, mock_upstream: Mock) -> None:
+    # Mistral's own switch for the reasoning system prompt of its reasoning models (Magistral):
+    # passed as written, as safe_prompt and random_seed are, not refused as an unknown field.
+    marker = new_marker()
+    resp = mi.chat.completions.create(model="mistral-small", messages=ask(f"think mock:capture={marker}"),
+                                      extra_body={"prompt_mode": "reasoning"})
+    assert resp.choices[0].finish_reason == "stop"
+    (seen,) = captured(mock_upstream, marker)
+    assert seen["body"]["prompt_mode"] == "reasoning"
+
+
 # ---- errors -----------------------------------------------------------------------------------
 
 

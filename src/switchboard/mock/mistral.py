@@ -172,6 +172,8 @@ def validate_chat(body: Any) -> None:
     _check_fields(body, _TOP, [])
     if not isinstance(body.get("model"), str):
         raise _invalid(["model"], "Field required")
+    if body.get("prompt_mode") not in (None, "reasoning"):  # MistralPromptMode
+        raise _invalid(["prompt_mode"], "Input should be 'reasoning'", body["prompt_mode"])
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise _invalid(["messages"], "Field required")

@@ -27,8 +27,9 @@ Translation (canonical -> Mistral), beyond the identical fields:
   result keep matching within and across requests; Mistral's own ids pass through unchanged.
 - ``user`` (no Mistral field) is accepted and not sent: an end-user id does not change the output.
 - ``safety_settings`` (Gemini's safety thresholds) are accepted and not sent: Mistral has none.
-- Top-level fields are OpenAI's, the canonical extensions or Mistral's own ``safe_prompt`` and
-  ``random_seed`` (passed as written); any other is a 400 ``unknown_parameter`` naming it.
+- Top-level fields are OpenAI's, the canonical extensions or Mistral's own ``safe_prompt``,
+  ``random_seed`` and ``prompt_mode`` (passed as written); any other is a 400
+  ``unknown_parameter`` naming it.
 - What Mistral lacks (``safety_identifier``, logprobs, logit_bias, ``top_k``,
   ``thinking``, ...) is refused, or dropped with ``drop_params``, from the capability table
   (``capabilities/mistral.py``). ``cache_control`` breakpoints are removed (Mistral has none);
@@ -89,7 +90,8 @@ _DROPPED = ("stream_options", "drop_params", "user", "thinking", "safety_setting
 # extensions of the capability table, the gateway's own, and Mistral's own fields passed on as
 # written. Anything else is a 400 naming it rather than sent on unread: Mistral refuses unknown
 # fields anyway (422), and a field the gateway does not know is one it has not judged.
-_OWN_FIELDS = frozenset({"safe_prompt", "random_seed"})
+# prompt_mode ("reasoning") asks for the reasoning system prompt of Mistral's reasoning models.
+_OWN_FIELDS = frozenset({"safe_prompt", "random_seed", "prompt_mode"})
 _KNOWN = CHAT_PARAMS | GATEWAY_PARAMS | {row.param for row in REQUEST_ROWS} | _OWN_FIELDS
 
 _TOOL_ID = re.compile(r"[A-Za-z0-9]{9}")
