@@ -402,6 +402,45 @@ def test_embeddings_task_type_becomes_the_input_type(
     assert "task_type" not in record["body"] and "title" not in record["body"]
 
 
+def test_embeddings_in_a_compressed_type_are_what_cohere_returns(
+    co: openai.OpenAI, mock_upstream: Mock
+) -> None:
+    # Cohere's embedding_types as an extra field: the one type asked for is sent and its vectors
+    # come back (they used to be replaced by float vectors without a word).
+    marker = new_marker()
+    text = f"squeeze mock:capture={marker}"
+    ints = co.embeddings.create(model="embed-v4", input=text, encoding_format="float",
+                                extra_body={"embedding_types": ["int8"]})
+    [record] = captured(mock_upstream, marker)
+    assert record["body"]["embedding_types"] == ["int8"]
+    floats = co.embeddings.create(model="embed-v4", input=text, encoding_format="float")
+    vector = ints.data[0].embedding
+    assert vector != floats.data[0].embedding and len(vector) == len(floats.data[0].embedding)
+    assert all(v == int(v) and -128 <= v <= 127 for v in vector)
+    assert vector == [max(-128, min(127, round(x * 127))) for x in floats.data[0].embedding]
+    # The SDK's default base64: the same integers, packed as OpenAI packs vectors.
+    packed = co.embeddings.create(model="embed-v4", input=text, extra_body={"embedding_types": ["int8"]})
+    assert packed.data[0].embedding == vector
+    binary = co.embeddings.create(model="embed-v4", input="squeeze", encoding_format="float",
+                                  extra_body={"embedding_types": ["ubinary"]})
+    assert len(binary.data[0].embedding) == 1  # 8 dimensions, one bit each
+
+
+@pytest.mark.parametrize("types", [["int8", "float"], [], ["base64"], ["int4"], "int8"])
+def test_embedding_types_that_make_no_single_vector_are_refused(
+    co: openai.OpenAI, mock_upstream: Mock, types: Any
+) -> None:
+    marker = new_marker()
+    # Refused before the call: an answer would hold several vectors per input, or none.
+    request: dict[str, Any] = {"input": f"squeeze mock:capture={marker}",
+                               "extra_body": {"embedding_types": types}}
+    with pytest.raises(openai.BadRequestError) as exc:
+        co.embeddings.create(model="embed-v4", **request)
+    assert (exc.value.param, exc.value.code) == ("embedding_types", "invalid_value")
+    assert "exactly one of float, int8, uint8, binary, ubinary" in exc.value.message
+    assert captured(mock_upstream, marker, timeout=0.2) == []
+
+
 def test_embeddings_token_arrays_are_refused(co: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as exc:
         co.embeddings.create(model="embed-v4", input=[[1, 2, 3]])

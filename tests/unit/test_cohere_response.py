@@ -171,8 +171,12 @@ def test_embeddings_usage_fallback_and_invalid() -> None:
     assert SPEC.adapter.embeddings_response(orjson.dumps(body), TARGET)["usage"]["prompt_tokens"] == 4
     no_meta = {k: v for k, v in EMBED_RESPONSE.items() if k != "meta"}
     assert SPEC.adapter.embeddings_response(orjson.dumps(no_meta), TARGET)["usage"]["prompt_tokens"] == 0
-    with pytest.raises(UpstreamBadGateway):
-        SPEC.adapter.embeddings_response(b'{"embeddings": {"int8": [[1]]}}', TARGET)
+    # The type asked for is the one Cohere returns (an extra embedding_types names it).
+    ints = SPEC.adapter.embeddings_response(b'{"embeddings": {"int8": [[1]]}}', TARGET)
+    assert ints["data"][0]["embedding"] == [1]
+    for broken in (b'{"embeddings": {"base64": ["AAAA"]}}', b'{"embeddings": {"float": "x"}}', b"{}"):
+        with pytest.raises(UpstreamBadGateway):
+            SPEC.adapter.embeddings_response(broken, TARGET)
 
 
 # ---- errors -----------------------------------------------------------------------------------

@@ -333,15 +333,36 @@ def chat_body(request: JSON, target: Target) -> JSON:
 EMBED_MAX_TEXTS = 96
 
 
+# Cohere's embedding types whose vectors are lists of numbers (the compressed ones are integers,
+# binary/ubinary one per 8 dimensions). Its "base64" type is left out: encoding_format base64 asks
+# for that, for every provider, and the gateway packs the vectors itself.
+EMBEDDING_TYPES = ("float", "int8", "uint8", "binary", "ubinary")
+
+
+def embedding_type(request: JSON) -> str:
+    """The one embedding type to ask for: ``float`` unless the request sent Cohere's own
+    ``embedding_types`` naming exactly one of EMBEDDING_TYPES. An answer carries one vector per
+    input, so several types (or none, or another) are a 400 naming the field rather than quietly
+    replaced by float vectors."""
+    types = request.get("embedding_types")
+    if types is None:
+        return "float"
+    if not (isinstance(types, list) and len(types) == 1 and types[0] in EMBEDDING_TYPES):
+        raise _invalid(f"embedding_types must name exactly one of {', '.join(EMBEDDING_TYPES)} (an answer "
+                       "holds one vector per input)", "embedding_types")
+    return str(types[0])
+
+
 def embed_body(request: JSON, target: Target, default_input_type: str) -> JSON:
     """Every OpenAI embeddings parameter maps (``user`` is ignored); an extra ``input_type`` must be
-    one Cohere takes (providers/cohere/input_type.py). Text only, at most 96 texts."""
+    one Cohere takes (providers/cohere/input_type.py), an extra ``embedding_types`` one type.
+    Text only, at most 96 texts."""
     texts = text_inputs(request, target, EMBED_MAX_TEXTS)
     body: JSON = {
         "model": target.model,
         "texts": texts,
         "input_type": input_type(request, default_input_type),
-        "embedding_types": ["float"],
+        "embedding_types": [embedding_type(request)],
     }
     if request.get("dimensions") is not None:
         body["output_dimension"] = request["dimensions"]

@@ -14,6 +14,7 @@ from typing import Any
 
 from switchboard.errors import GatewayError, UpstreamBadGateway, UpstreamTimeout
 from switchboard.providers.base import JSON
+from switchboard.providers.cohere.request import EMBEDDING_TYPES
 from switchboard.providers.counts import count
 from switchboard.providers.errors import invalid_body, loads_object, upstream_error
 from switchboard.providers.target import Target
@@ -170,8 +171,9 @@ def chat_response(body: bytes, target: Target) -> JSON:
 def embeddings_response(body: bytes, target: Target) -> JSON:
     obj = loads_object(body) or {}
     embeddings = obj_at(obj, "embeddings")
-    vectors = embeddings.get("float")
-    if not isinstance(vectors, list):
+    # The one type asked for (request.embedding_type): float unless the request named another.
+    vectors = next((v for v in (embeddings.get(k) for k in EMBEDDING_TYPES) if isinstance(v, list)), None)
+    if vectors is None:
         raise invalid_body(target)
     # encoding_format base64 is applied by the gateway for every provider (embedding_encoding.py).
     data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
