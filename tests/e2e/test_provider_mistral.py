@@ -367,6 +367,26 @@ def test_embeddings_base64_and_float_agree(mi: openai.OpenAI) -> None:
     assert packed.data[0].embedding == pytest.approx(floats.data[0].embedding, abs=1e-6)
 
 
+def test_embeddings_output_dtype_reaches_mistral(mi: openai.OpenAI, mock_upstream: Mock) -> None:
+    # Mistral's own output_dtype (int8, uint8, binary, ubinary) is sent, not left out in silence;
+    # the integers come back as the vector, packed like any vector when the SDK asks for base64.
+    marker = new_marker()
+    text = f"squeeze mock:capture={marker}"
+    floats = mi.embeddings.create(model="mistral-embed", input=text, encoding_format="float")
+    ints = mi.embeddings.create(model="mistral-embed", input=text, encoding_format="float",
+                                extra_body={"output_dtype": "int8"})
+    packed = mi.embeddings.create(model="mistral-embed", input=text, extra_body={"output_dtype": "int8"})
+    sent = [record["body"] for record in captured(mock_upstream, marker, count=3)]
+    assert [body.get("output_dtype") for body in sent] == [None, "int8", "int8"]
+    assert sent[2].get("encoding_format") != "base64"  # integers are not float32: packed here instead
+    vector = ints.data[0].embedding
+    assert vector == [max(-128, min(127, round(x * 127))) for x in floats.data[0].embedding]
+    assert packed.data[0].embedding == vector
+    binary = mi.embeddings.create(model="mistral-embed", input="squeeze", encoding_format="float",
+                                  extra_body={"output_dtype": "ubinary"})
+    assert len(binary.data[0].embedding) == 1  # 8 dimensions, one bit each
+
+
 # ---- unsupported parameters -------------------------------------------------------------------
 
 

@@ -446,16 +446,7 @@ def validate_embed(body: Any) -> None:
 
 
 def _typed(vector: list[float], kind: str) -> Any:
-    if kind == "float":
-        return vector
-    if kind == "base64":
-        return T.embedding_b64(vector)
-    if kind in ("int8", "uint8"):
-        offset = 0 if kind == "int8" else 128
-        return [max(-128, min(127, round(x * 127))) + offset for x in vector]
-    bits = [1 if x > 0 else 0 for x in vector]
-    packed = [int("".join(map(str, bits[i:i + 8])).ljust(8, "0"), 2) for i in range(0, len(bits), 8)]
-    return packed if kind == "ubinary" else [b - 128 for b in packed]
+    return T.embedding_b64(vector) if kind == "base64" else T.typed_embedding(vector, kind)
 
 
 async def embed(request: Request) -> Response:

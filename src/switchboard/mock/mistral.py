@@ -55,6 +55,7 @@ _MESSAGE_FIELDS = {
 _EMBED_FIELDS = frozenset({
     "model", "input", "output_dimension", "output_dtype", "encoding_format", "metadata",
 })
+_DTYPES = ("float", "int8", "uint8", "binary", "ubinary")
 _TOOL_ID = re.compile(r"[A-Za-z0-9]{9}")
 _ERRORS = {
     400: ("invalid_request_error", "Invalid request"),
@@ -339,13 +340,17 @@ async def embeddings(request: Request) -> Response:
         if dims is None:
             raise _invalid(["output_dimension"], f"Input should be an integer from 1 to {T.MAX_DIMENSIONS}",
                            body.get("output_dimension"))
+        dtype = body.get("output_dtype", "float")
+        if dtype not in _DTYPES:
+            allowed = "'float', 'int8', 'uint8', 'binary' or 'ubinary'"
+            raise _invalid(["output_dtype"], f"Input should be {allowed}", dtype)
     except Invalid as exc:
         return json_response(exc.body, exc.status)
     c = request_controls(request, body)
     if (fault := injected(c)) is not None:
         return fault
     await before_answer(c)
-    vectors = [T.embedding(x, dims) for x in inputs]
+    vectors = [T.typed_embedding(T.embedding(x, dims), dtype) for x in inputs]
     b64 = body.get("encoding_format") == "base64"
     data = [{"object": "embedding", "embedding": T.embedding_b64(v) if b64 else v, "index": i}
             for i, v in enumerate(vectors)]

@@ -85,6 +85,19 @@ def embedding_b64(vector: list[float]) -> str:
     return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
 
 
+def typed_embedding(vector: list[float], kind: str) -> list[Any]:
+    """A vector in one of the compressed types Cohere's embedding_types and Mistral's output_dtype
+    name: int8/uint8 one integer per dimension, binary/ubinary the signs packed 8 to a byte."""
+    if kind == "float":
+        return vector
+    if kind in ("int8", "uint8"):
+        offset = 0 if kind == "int8" else 128
+        return [max(-128, min(127, round(x * 127))) + offset for x in vector]
+    bits = [1 if x > 0 else 0 for x in vector]
+    packed = [int("".join(map(str, bits[i:i + 8])).ljust(8, "0"), 2) for i in range(0, len(bits), 8)]
+    return packed if kind == "ubinary" else [b - 128 for b in packed]
+
+
 def arguments_for(parameters: Any) -> dict[str, Any]:
     """Arguments satisfying a JSON schema's required properties, for mock tool calls."""
     if not isinstance(parameters, dict):

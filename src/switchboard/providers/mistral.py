@@ -457,12 +457,18 @@ class MistralStreamDecoder(NormalisingStreamDecoder):
 
 
 def embeddings_body(request: JSON, target: Target) -> JSON:
-    """``dimensions`` -> ``output_dimension``; ``user`` is dropped; token arrays are refused."""
+    """``dimensions`` -> ``output_dimension``; ``user`` is dropped; token arrays are refused;
+    Mistral's own ``output_dtype`` is passed as written (Mistral judges its value)."""
     text_inputs(request, target)  # text only: token arrays are refused
     out: JSON = {"model": target.model, "input": request.get("input")}
     if request.get("dimensions") is not None:
         out["output_dimension"] = request["dimensions"]
-    if request.get("encoding_format") is not None:
+    dtype = request.get("output_dtype")
+    if dtype is not None:
+        out["output_dtype"] = dtype
+    # base64 from Mistral is its own packing of the type; OpenAI's is float32. Compressed vectors
+    # are asked for as numbers, then packed by the gateway as every vector is (embedding_encoding.py).
+    if request.get("encoding_format") is not None and dtype in (None, "float"):
         out["encoding_format"] = request["encoding_format"]
     return out
 
