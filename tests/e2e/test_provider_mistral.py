@@ -425,6 +425,25 @@ def test_mistral_fields_of_the_request_are_passed(mi: openai.OpenAI, mock_upstre
     assert seen["body"]["safe_prompt"] is True and seen["body"]["random_seed"] == 11
 
 
+def test_prediction_given_as_text_parts_reaches_mistral_as_text(
+    mi: openai.OpenAI, mock_upstream: Mock
+) -> None:
+    # OpenAI's predicted output may be text parts; Mistral's Prediction.content is a string only.
+    marker = new_marker()
+    resp = mi.chat.completions.create(
+        model="mistral-small", messages=ask(f"rewrite mock:capture={marker}"),
+        prediction={"type": "content", "content": [{"type": "text", "text": "def f():"},
+                                                   {"type": "text", "text": "\n    return 1"}]},
+    )
+    assert resp.choices[0].finish_reason == "stop"
+    (seen,) = captured(mock_upstream, marker)
+    assert seen["body"]["prediction"] == {"type": "content", "content": "def f():\n    return 1"}
+    with pytest.raises(openai.BadRequestError) as exc:
+        mi.chat.completions.create(model="mistral-small", messages=ask("rewrite"),
+                                   prediction={"type": "content", "content": [{"type": "image_url"}]})  # type: ignore[list-item]
+    assert exc.value.param == "prediction.content[0]"
+
+
 def test_prompt_mode_reaches_mistral(mi: openai.OpenAI, mock_upstream: Mock) -> None:
     # Mistral's own switch for the reasoning system prompt of its reasoning models (Magistral):
     # passed as written, as safe_prompt and random_seed are, not refused as an unknown field.

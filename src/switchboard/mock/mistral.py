@@ -175,6 +175,12 @@ def validate_chat(body: Any) -> None:
         raise _invalid(["model"], "Field required")
     if body.get("prompt_mode") not in (None, "reasoning"):  # MistralPromptMode
         raise _invalid(["prompt_mode"], "Input should be 'reasoning'", body["prompt_mode"])
+    prediction = body.get("prediction")  # Prediction {type: "content", content: str}
+    if prediction is not None and not (
+        isinstance(prediction, dict) and prediction.get("type", "content") == "content"
+        and isinstance(prediction.get("content", ""), str)
+    ):
+        raise _invalid(["prediction", "content"], "Input should be a valid string", prediction)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise _invalid(["messages"], "Field required")

@@ -11,7 +11,7 @@ Translation (canonical -> Mistral), beyond the identical fields:
   ``tool_choice: "required"`` -> ``"any"``, ``allowed_tools`` -> its mode (``any`` / ``auto``) with
   only the allowed tools sent, other tool_choice objects (``custom``) a 400; ``stream_options`` is
   not sent (Mistral always puts usage on the last stream chunk); the ``safe_prompt`` option is
-  added when set.
+  added when set; ``prediction`` content given as text parts is sent as their text (a string).
 - The API rejects unknown fields (422 ``extra_forbidden``), so messages are rebuilt with the
   fields Mistral has: ``name`` on system/user/assistant messages, assistant ``audio`` and
   ``function_call`` are refused by the capability table first (they mean something Mistral
@@ -273,6 +273,22 @@ def _tool_choice(body: JSON) -> None:
     body["tool_choice"] = "any" if mode == "required" else "auto"
 
 
+def _prediction(body: JSON) -> None:
+    """OpenAI's predicted output may be text parts; Mistral's ``Prediction.content`` is a string
+    (422 otherwise): the parts' text joined, which is what the prediction says."""
+    prediction = body.get("prediction")
+    if not (isinstance(prediction, dict) and isinstance(prediction.get("content"), list)):
+        return
+    texts = []
+    for j, part in enumerate(prediction["content"]):
+        text = part.get("text") if isinstance(part, dict) and part.get("type") == "text" else None
+        if not isinstance(text, str):
+            raise InvalidRequest("prediction content parts must be text parts",
+                                 param=f"prediction.content[{j}]", code="invalid_value")
+        texts.append(text)
+    body["prediction"] = {**prediction, "content": "".join(texts)}
+
+
 def _unknown_fields(request: JSON, target: Target) -> None:
     for name in request:
         if name not in _KNOWN:
@@ -304,6 +320,7 @@ def chat_body(request: JSON, target: Target, options: Options) -> JSON:
         tool_names.check(body["tools"], tool_names.MISTRAL, target)
         body["tools"] = _tools(body["tools"])
     _tool_choice(body)
+    _prediction(body)
     if options.safe_prompt:
         body.setdefault("safe_prompt", True)
     return body
