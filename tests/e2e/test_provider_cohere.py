@@ -441,6 +441,16 @@ def test_embedding_types_that_make_no_single_vector_are_refused(
     assert captured(mock_upstream, marker, timeout=0.2) == []
 
 
+def test_cohere_embed_fields_of_the_request_are_passed(co: openai.OpenAI, mock_upstream: Mock) -> None:
+    # Cohere's own embed fields, as truncate is: they used to be left out without a word.
+    marker = new_marker()
+    co.embeddings.create(model="embed-v4", input=f"cut mock:capture={marker}",
+                         extra_body={"truncate": "END", "max_tokens": 128, "priority": 5})
+    [record] = captured(mock_upstream, marker)
+    assert {k: record["body"].get(k) for k in ("truncate", "max_tokens", "priority")} == {
+        "truncate": "END", "max_tokens": 128, "priority": 5}
+
+
 def test_embeddings_token_arrays_are_refused(co: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as exc:
         co.embeddings.create(model="embed-v4", input=[[1, 2, 3]])

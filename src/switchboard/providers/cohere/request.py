@@ -329,6 +329,10 @@ def chat_body(request: JSON, target: Target) -> JSON:
 
 # ---- embeddings -------------------------------------------------------------------------------
 
+# Cohere-only embed fields a client may send as extra body (per-input token limit, request
+# priority); forwarded unchanged.
+EMBED_NATIVE_FIELDS = ("max_tokens", "priority")
+
 # Texts per embed call (Cohere's API reference: "Maximum number of texts per call is 96").
 EMBED_MAX_TEXTS = 96
 
@@ -368,4 +372,7 @@ def embed_body(request: JSON, target: Target, default_input_type: str) -> JSON:
         body["output_dimension"] = request["dimensions"]
     if isinstance(request.get("truncate"), str):
         body["truncate"] = request["truncate"]
+    for key in EMBED_NATIVE_FIELDS:  # Cohere judges their values, as for chat's NATIVE_FIELDS
+        if request.get(key) is not None:
+            body[key] = request[key]
     return body
