@@ -97,6 +97,14 @@ def routed(
     return raw.parse().model, raw.headers.get("x-switchboard-route", "")
 
 
+def ask_smart(gw: Gateway, text: str) -> tuple[str, str]:
+    """A question for the semantic router "smart": (the upstream model that answered, the
+    x-switchboard-route header)."""
+    raw = sdk(gw).chat.completions.with_raw_response.create(
+        model="smart", messages=[{"role": "user", "content": text}])
+    return raw.parse().model, raw.headers.get("x-switchboard-route", "")
+
+
 def key(gw: Gateway, models: list[str], tags: list[str] | None = None) -> str:
     resp = httpx.post(f"{gw.url}/admin/v1/keys", headers={"Authorization": f"Bearer {MASTER_KEY}"},
                       json={"models": models, "tags": tags or []}, timeout=30)
@@ -235,9 +243,7 @@ def test_a_pattern_over_a_long_line_is_searched_with_the_bounded_engine(gw: Gate
 
 def test_semantic_routing_picks_the_most_similar_route(gw: Gateway) -> None:
     def ask(text: str) -> tuple[str, str]:
-        raw = sdk(gw).chat.completions.with_raw_response.create(
-            model="smart", messages=[{"role": "user", "content": text}])
-        return raw.parse().model, raw.headers.get("x-switchboard-route", "")
+        return ask_smart(gw, text)
 
     model, why = ask("write a python function that adds numbers")
     assert model == "mock-gpt" and why.startswith("coder (semantic ")
@@ -291,9 +297,7 @@ def test_a_malformed_embedding_answer_sends_the_request_to_the_default(
     g = start_gateway(config, tmp_path)
     try:
         def ask(text: str) -> tuple[str, str]:
-            raw = sdk(g).chat.completions.with_raw_response.create(
-                model="smart", messages=[{"role": "user", "content": text}])
-            return raw.parse().model, raw.headers.get("x-switchboard-route", "")
+            return ask_smart(g, text)
 
         assert ask(MALFORMED) == ("gpt-4o-mini", "small (default)")  # was a 500
         assert ask("well formed") == ("gpt-4o", "big (semantic 1.000)")  # and the gateway serves on
@@ -419,3 +423,45 @@ def test_a_large_prompt_counts_the_same_tokens_whether_a_rule_rerouted_it_or_not
     assert taken("auto", small) == taken("big", small)
     large = "word " * 40_000  # past the size counted off the event loop
     assert taken("auto", large) == taken("big", large)
+
+
+@pytest.mark.parametrize("embedder", ["titan", "gemini"])
+def test_semantic_routing_with_an_embedding_model_taking_few_inputs_per_call(
+        embedder: str, mock_upstream: Mock, tmp_path: Any) -> None:
+    """Titan embeds one text per call, Gemini at most 100: the route examples (here 101) are
+    embedded all the same, a call per batch the model takes, instead of every request going to
+    the default because the examples were refused as one call."""
+    coder = ["write a python function", *(f"fix python bug number {n}" for n in range(60))]
+    essays = ["explain the history of the roman empire in depth",
+              *(f"roman history essay {n}" for n in range(39))]
+    embedding_model = {"titan": {"provider": "aws", "model": "amazon.titan-embed-text-v2:0"},
+                       "gemini": {"provider": "studio", "model": "text-embedding-004"}}[embedder]
+    config: dict[str, Any] = {
+        "providers": [
+            {"name": "mock", "type": "openai", "api_base": f"{mock_upstream.url}/v1",
+             "api_key": "${UPSTREAM_KEY}"},
+            {"name": "studio", "type": "gemini", "api_base": mock_upstream.url, "api_key": "${UPSTREAM_KEY}"},
+            {"name": "aws", "type": "bedrock", "api_base": mock_upstream.url, "aws_access_key_id": "AKIDTEST",
+             "aws_secret_access_key": "${UPSTREAM_KEY}", "aws_region": "us-east-1"},
+        ],
+        "models": [{"name": "small", "provider": "mock", "model": "gpt-4o-mini"},
+                   {"name": "big", "provider": "mock", "model": "gpt-4o"},
+                   {"name": "coder", "provider": "mock", "model": "mock-gpt"},
+                   {"name": "embedder", **embedding_model}],
+        "router": {"semantic": [{"model": "smart", "embedding_model": "embedder", "threshold": 0.3,
+                                 "default": "small", "timeout_seconds": 30,
+                                 "routes": [{"to": "coder", "examples": coder},
+                                            {"to": "big", "examples": essays}]}]},
+        "auth": {"master_key": MASTER_KEY},
+    }
+    g = start_gateway(config, tmp_path)
+    try:
+        def ask(text: str) -> tuple[str, str]:
+            return ask_smart(g, text)
+
+        model, why = ask("write a python function that adds numbers")
+        assert model == "mock-gpt" and why.startswith("coder (semantic "), why  # was "small (default)"
+        model, why = ask("explain the roman empire history")
+        assert model == "gpt-4o" and why.startswith("big (semantic "), why
+    finally:
+        g.process.stop()
