@@ -66,6 +66,8 @@ def gw(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 {"name": "canary", "model": "pair", "sticky": "header:x-session",
                  "arms": [{"deployment": "stable", "percent": 80}, {"deployment": "canary", "percent": 20}]},
             ],
+            # Callers may pin a deployment of "pair", which has a canary split between them.
+            "groups": {"pair": {"allow_pinning": True}},
             "semantic": [{
                 "model": "smart", "embedding_model": "embedder", "threshold": 0.3, "default": "small",
                 "dimensions": 512,
@@ -354,6 +356,22 @@ def test_a_canary_between_deployments_is_sticky_per_session_header(gw: Gateway) 
     assert all(len(models) == 1 for models in seen.values())
     chosen = [next(iter(m)) for m in seen.values()]
     assert 0 < chosen.count("gpt-4o") < 30  # 20 % of 30 sessions: both arms, not all on one
+
+
+def test_a_request_pinning_a_deployment_is_not_drawn_into_a_canary_between_deployments(gw: Gateway) -> None:
+    """The pin decides which deployment serves: the split's arm is neither claimed in the header
+    nor in the usage record's tags (it used to say "canary=canary" for an answer from "stable",
+    counting stable's usage and latency as the canary's)."""
+    ids: set[str] = set()
+    for n in range(20):
+        raw = sdk(gw).chat.completions.with_raw_response.create(
+            model="pair", messages=ASK, extra_headers={"x-session": f"pinned-{n}",
+                                                       "x-switchboard-deployment": "stable"})
+        assert raw.parse().model == "gpt-4o-mini"
+        assert raw.headers["x-switchboard-deployment"] == "stable"
+        assert raw.headers.get("x-switchboard-split") is None, raw.headers.get("x-switchboard-split")
+        ids.add(raw.headers["x-request-id"])
+    assert ledger_tags(gw, ids) == {i: () for i in ids}
 
 
 def test_metrics_count_a_rerouted_request_under_the_name_it_asked_for(gw: Gateway) -> None:

@@ -20,6 +20,7 @@ from switchboard.context import RequestContext, Result
 from switchboard.errors import GatewayError, PermissionDenied, UnsupportedParameter
 from switchboard.pipeline.attempts import AttemptAbandoned
 from switchboard.pipeline.chain import Handler
+from switchboard.routing.pinning import PIN_DEPLOYMENT
 from switchboard.routing.router import ANYWHERE, Needs, Router, Table
 from switchboard.routing.rules import Rules, last_user_text
 from switchboard.routing.semantic import Embed, SemanticChooser
@@ -75,7 +76,9 @@ class RulesStage:
                 chosen, why = rule.to, f"rule {rule.name}"
         if chosen is None:
             split = self._table.current.splits.get(model)
-            if split is not None:
+            # A request pinning a deployment is served by the one it names: it takes no part in a
+            # split between deployments (its answer would be counted as a drawn arm's).
+            if split is not None and not (split.deployments and PIN_DEPLOYMENT in ctx.headers):
                 chosen, why = _split(ctx, split, model)
         if chosen is None:
             semantic = self._semantic.get(model)
