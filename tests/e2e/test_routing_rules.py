@@ -374,6 +374,15 @@ def test_a_request_pinning_a_deployment_is_not_drawn_into_a_canary_between_deplo
     assert ledger_tags(gw, ids) == {i: () for i in ids}
 
 
+def test_an_empty_sticky_header_draws_at_random(gw: Gateway) -> None:
+    """An empty session header is no session: such requests are spread over the arms by their
+    shares, not all put on the one arm the empty string hashes to."""
+    arms = {sdk(gw).chat.completions.with_raw_response.create(
+        model="pair", messages=ASK, extra_headers={"x-session": ""}).headers["x-switchboard-split"]
+        for _ in range(40)}
+    assert arms == {"canary=stable", "canary=canary"}  # 80/20: both within 40 draws (p ≈ 1e-4 otherwise)
+
+
 def test_metrics_count_a_rerouted_request_under_the_name_it_asked_for(gw: Gateway) -> None:
     """A rule's, a split's and a semantic router's name is the requested model of the metrics,
     whichever group served the request."""
