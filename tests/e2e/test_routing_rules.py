@@ -66,6 +66,8 @@ def gw(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 {"name": "canary", "model": "pair", "sticky": "header:x-session",
                  "arms": [{"deployment": "stable", "percent": 80}, {"deployment": "canary", "percent": 20}]},
             ],
+            # Callers may pin a deployment of "pair", which has a canary split between them.
+            "groups": {"pair": {"allow_pinning": True}},
             "semantic": [{
                 "model": "smart", "embedding_model": "embedder", "threshold": 0.3, "default": "small",
                 "dimensions": 512,
@@ -94,6 +96,14 @@ def routed(
     """(the upstream model that answered, the x-switchboard-route header)."""
     raw = sdk(gw, key).chat.completions.with_raw_response.create(
         **{"model": "auto", "messages": ASK, **body}, extra_headers=headers or {})
+    return raw.parse().model, raw.headers.get("x-switchboard-route", "")
+
+
+def ask_smart(gw: Gateway, text: str) -> tuple[str, str]:
+    """A question for the semantic router "smart": (the upstream model that answered, the
+    x-switchboard-route header)."""
+    raw = sdk(gw).chat.completions.with_raw_response.create(
+        model="smart", messages=[{"role": "user", "content": text}])
     return raw.parse().model, raw.headers.get("x-switchboard-route", "")
 
 
@@ -235,9 +245,7 @@ def test_a_pattern_over_a_long_line_is_searched_with_the_bounded_engine(gw: Gate
 
 def test_semantic_routing_picks_the_most_similar_route(gw: Gateway) -> None:
     def ask(text: str) -> tuple[str, str]:
-        raw = sdk(gw).chat.completions.with_raw_response.create(
-            model="smart", messages=[{"role": "user", "content": text}])
-        return raw.parse().model, raw.headers.get("x-switchboard-route", "")
+        return ask_smart(gw, text)
 
     model, why = ask("write a python function that adds numbers")
     assert model == "mock-gpt" and why.startswith("coder (semantic ")
@@ -291,9 +299,7 @@ def test_a_malformed_embedding_answer_sends_the_request_to_the_default(
     g = start_gateway(config, tmp_path)
     try:
         def ask(text: str) -> tuple[str, str]:
-            raw = sdk(g).chat.completions.with_raw_response.create(
-                model="smart", messages=[{"role": "user", "content": text}])
-            return raw.parse().model, raw.headers.get("x-switchboard-route", "")
+            return ask_smart(g, text)
 
         assert ask(MALFORMED) == ("gpt-4o-mini", "small (default)")  # was a 500
         assert ask("well formed") == ("gpt-4o", "big (semantic 1.000)")  # and the gateway serves on
@@ -350,6 +356,31 @@ def test_a_canary_between_deployments_is_sticky_per_session_header(gw: Gateway) 
     assert all(len(models) == 1 for models in seen.values())
     chosen = [next(iter(m)) for m in seen.values()]
     assert 0 < chosen.count("gpt-4o") < 30  # 20 % of 30 sessions: both arms, not all on one
+
+
+def test_a_request_pinning_a_deployment_is_not_drawn_into_a_canary_between_deployments(gw: Gateway) -> None:
+    """The pin decides which deployment serves: the split's arm is neither claimed in the header
+    nor in the usage record's tags (it used to say "canary=canary" for an answer from "stable",
+    counting stable's usage and latency as the canary's)."""
+    ids: set[str] = set()
+    for n in range(20):
+        raw = sdk(gw).chat.completions.with_raw_response.create(
+            model="pair", messages=ASK, extra_headers={"x-session": f"pinned-{n}",
+                                                       "x-switchboard-deployment": "stable"})
+        assert raw.parse().model == "gpt-4o-mini"
+        assert raw.headers["x-switchboard-deployment"] == "stable"
+        assert raw.headers.get("x-switchboard-split") is None, raw.headers.get("x-switchboard-split")
+        ids.add(raw.headers["x-request-id"])
+    assert ledger_tags(gw, ids) == {i: () for i in ids}
+
+
+def test_an_empty_sticky_header_draws_at_random(gw: Gateway) -> None:
+    """An empty session header is no session: such requests are spread over the arms by their
+    shares, not all put on the one arm the empty string hashes to."""
+    arms = {sdk(gw).chat.completions.with_raw_response.create(
+        model="pair", messages=ASK, extra_headers={"x-session": ""}).headers["x-switchboard-split"]
+        for _ in range(40)}
+    assert arms == {"canary=stable", "canary=canary"}  # 80/20: both within 40 draws (p ≈ 1e-4 otherwise)
 
 
 def test_metrics_count_a_rerouted_request_under_the_name_it_asked_for(gw: Gateway) -> None:
@@ -419,3 +450,45 @@ def test_a_large_prompt_counts_the_same_tokens_whether_a_rule_rerouted_it_or_not
     assert taken("auto", small) == taken("big", small)
     large = "word " * 40_000  # past the size counted off the event loop
     assert taken("auto", large) == taken("big", large)
+
+
+@pytest.mark.parametrize("embedder", ["titan", "gemini"])
+def test_semantic_routing_with_an_embedding_model_taking_few_inputs_per_call(
+        embedder: str, mock_upstream: Mock, tmp_path: Any) -> None:
+    """Titan embeds one text per call, Gemini at most 100: the route examples (here 101) are
+    embedded all the same, a call per batch the model takes, instead of every request going to
+    the default because the examples were refused as one call."""
+    coder = ["write a python function", *(f"fix python bug number {n}" for n in range(60))]
+    essays = ["explain the history of the roman empire in depth",
+              *(f"roman history essay {n}" for n in range(39))]
+    embedding_model = {"titan": {"provider": "aws", "model": "amazon.titan-embed-text-v2:0"},
+                       "gemini": {"provider": "studio", "model": "text-embedding-004"}}[embedder]
+    config: dict[str, Any] = {
+        "providers": [
+            {"name": "mock", "type": "openai", "api_base": f"{mock_upstream.url}/v1",
+             "api_key": "${UPSTREAM_KEY}"},
+            {"name": "studio", "type": "gemini", "api_base": mock_upstream.url, "api_key": "${UPSTREAM_KEY}"},
+            {"name": "aws", "type": "bedrock", "api_base": mock_upstream.url, "aws_access_key_id": "AKIDTEST",
+             "aws_secret_access_key": "${UPSTREAM_KEY}", "aws_region": "us-east-1"},
+        ],
+        "models": [{"name": "small", "provider": "mock", "model": "gpt-4o-mini"},
+                   {"name": "big", "provider": "mock", "model": "gpt-4o"},
+                   {"name": "coder", "provider": "mock", "model": "mock-gpt"},
+                   {"name": "embedder", **embedding_model}],
+        "router": {"semantic": [{"model": "smart", "embedding_model": "embedder", "threshold": 0.3,
+                                 "default": "small", "timeout_seconds": 30,
+                                 "routes": [{"to": "coder", "examples": coder},
+                                            {"to": "big", "examples": essays}]}]},
+        "auth": {"master_key": MASTER_KEY},
+    }
+    g = start_gateway(config, tmp_path)
+    try:
+        def ask(text: str) -> tuple[str, str]:
+            return ask_smart(g, text)
+
+        model, why = ask("write a python function that adds numbers")
+        assert model == "mock-gpt" and why.startswith("coder (semantic "), why  # was "small (default)"
+        model, why = ask("explain the roman empire history")
+        assert model == "gpt-4o" and why.startswith("big (semantic "), why
+    finally:
+        g.process.stop()

@@ -9,6 +9,7 @@ response says which rule chose it in ``x-switchboard-route``.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -16,13 +17,17 @@ from typing import Any
 from switchboard.access.rules import model_allowed
 from switchboard.config.schema import RouterConfig
 from switchboard.context import RequestContext, Result
-from switchboard.errors import GatewayError, PermissionDenied
+from switchboard.errors import GatewayError, PermissionDenied, UnsupportedParameter
 from switchboard.pipeline.attempts import AttemptAbandoned
 from switchboard.pipeline.chain import Handler
+from switchboard.routing.pinning import PIN_DEPLOYMENT
 from switchboard.routing.router import ANYWHERE, Needs, Router, Table
 from switchboard.routing.rules import Rules, last_user_text
 from switchboard.routing.semantic import Embed, SemanticChooser
 from switchboard.routing.splits import SplitChooser
+from switchboard.routing.table import Route
+from switchboard.upstream.client import UpstreamReply
+from switchboard.upstream.request import UpstreamRequest
 
 ROUTE_HEADER = "x-switchboard-route"
 SPLIT_HEADER = "x-switchboard-split"
@@ -71,7 +76,9 @@ class RulesStage:
                 chosen, why = rule.to, f"rule {rule.name}"
         if chosen is None:
             split = self._table.current.splits.get(model)
-            if split is not None:
+            # A request pinning a deployment is served by the one it names: it takes no part in a
+            # split between deployments (its answer would be counted as a drawn arm's).
+            if split is not None and not (split.deployments and PIN_DEPLOYMENT in ctx.headers):
                 chosen, why = _split(ctx, split, model)
         if chosen is None:
             semantic = self._semantic.get(model)
@@ -164,16 +171,10 @@ def router_embed(router: Router) -> Embed:
                 break
         else:
             raise router.refusal(group, needs)
-        request: dict[str, Any] = {"model": model, "input": texts}
-        if dimensions is not None:
-            request["dimensions"] = dimensions
         router.started(route, 0, probe)
         began = time.perf_counter()
         try:
-            upstream = route.adapter.embeddings_request(request, route.target)
-            reply = await route.client.send(upstream, route.timeout)
-            if reply.status >= 400:
-                raise route.adapter.error(reply.status, reply.headers, reply.body, route.target)
+            replies = await _send_all(route, _embedding_batches(route, model, texts, dimensions))
         except GatewayError as error:
             router.finished(route, error, time.perf_counter() - began, probe=probe)
             raise
@@ -182,8 +183,68 @@ def router_embed(router: Router) -> Embed:
                             time.perf_counter() - began, probe=probe)
             raise
         router.finished(route, None, time.perf_counter() - began, probe=probe)
-        body: dict[str, Any] = route.adapter.embeddings_response(reply.body, route.target)
-        data = sorted(body.get("data") or [], key=lambda d: d.get("index", 0))
-        return [list(d["embedding"]) for d in data]
+        vectors: list[list[float]] = []
+        for reply in replies:
+            body: dict[str, Any] = route.adapter.embeddings_response(reply.body, route.target)
+            data = sorted(body.get("data") or [], key=lambda d: d.get("index", 0))
+            vectors += [list(d["embedding"]) for d in data]
+        return vectors
 
     return embed
+
+
+# Upstream calls at once when a semantic router's examples take several (routing/semantic.py).
+EMBED_CONCURRENCY = 8
+
+
+def _embedding_batches(route: Route, model: str, texts: list[str],
+                       dimensions: int | None) -> list[UpstreamRequest]:
+    """The upstream requests embedding ``texts`` on ``route``, in order: one, or as many as its
+    provider needs when it takes fewer inputs per call than there are texts (Titan one, Cohere
+    96, Gemini 100: its adapter refuses more, ``too_many_inputs``, before anything is sent). A
+    semantic router's examples are all embedded at once, and a caller never sees these calls,
+    so they are split here rather than refused (a caller's own embeddings request is not)."""
+    size = len(texts)
+    while True:
+        try:
+            return [route.adapter.embeddings_request(_embeddings_body(model, texts[i:i + size], dimensions),
+                                                     route.target)
+                    for i in range(0, len(texts), size)]
+        except UnsupportedParameter as refused:
+            if refused.code != "too_many_inputs" or size == 1:
+                raise
+            size = (size + 1) // 2
+
+
+def _embeddings_body(model: str, texts: list[str], dimensions: int | None) -> dict[str, Any]:
+    request: dict[str, Any] = {"model": model, "input": texts}
+    if dimensions is not None:
+        request["dimensions"] = dimensions
+    return request
+
+
+async def _send_all(route: Route, batches: list[UpstreamRequest]) -> list[UpstreamReply]:
+    """Each batch's reply, in order; the first failure raised, the other calls stopped. Several
+    batches go a few at a time: one text per call (Titan) stays within the semantic router's
+    timeout for a few dozen examples."""
+    if len(batches) == 1:  # the common case (a request's own text): no task
+        return [await _send(route, batches[0])]
+    slots = asyncio.Semaphore(EMBED_CONCURRENCY)
+    tasks = [asyncio.ensure_future(_send(route, upstream, slots)) for upstream in batches]
+    try:
+        return await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:  # after a failure, the calls still out are not waited for
+            task.cancel()
+
+
+async def _send(route: Route, upstream: UpstreamRequest,
+                slots: asyncio.Semaphore | None = None) -> UpstreamReply:
+    if slots is None:
+        reply = await route.client.send(upstream, route.timeout)
+    else:
+        async with slots:
+            reply = await route.client.send(upstream, route.timeout)
+    if reply.status >= 400:
+        raise route.adapter.error(reply.status, reply.headers, reply.body, route.target)
+    return reply

@@ -48,14 +48,17 @@ class SplitChooser:
             arms.append(Arm(label, arm.to, arm.deployment, round(upto)))
         self.arms = arms
         self.overridden = percents is not None
+        self.deployments = any(arm.deployment is not None for arm in arms)  # an arm is one of them
 
     def identity(self, key_id: str | None, user_id: str | None, headers: Mapping[str, str]) -> str | None:
+        """The caller's identity the draw sticks to; None (drawn at random) when it has none. An
+        empty one is none: every caller sending an empty session header would share one arm."""
         if self.sticky == "key":
-            return key_id
+            return key_id or None
         if self.sticky == "user":
-            return user_id
+            return user_id or None
         if self.sticky.startswith("header:"):
-            return headers.get(self.sticky[7:].lower())
+            return headers.get(self.sticky[7:].lower()) or None
         return None
 
     def bucket(self, identity: str | None) -> int:
