@@ -264,6 +264,11 @@ def test_each_role_sees_only_its_reach(world: World) -> None:
     ({"colour": "red"}, "unknown_parameter"),
     ({"since": "2026-06-01T00:00:00Z"}, "unknown_parameter"),
     ({"model": "m" * 5000}, "invalid_value"),
+    # A blank filter is no filter of an absent dimension ('' in the rollups): refused, as on logs.
+    ({"model": ""}, "invalid_value"),
+    ({"team": ""}, "invalid_value"),
+    ({"deployment": " "}, "invalid_value"),
+    ({"tenant": ""}, "invalid_value"),
     ({"tag": "eu", "model": "gpt-4o-mini"}, "invalid_combination"),
     ({"group_by": "tag", "provider": "local-openai"}, "invalid_combination"),
     ({"tag": "eu", "group_by": "deployment"}, "invalid_combination"),

@@ -393,3 +393,31 @@ def test_words_of_a_captured_body_find_its_request(capturing: Deployment) -> Non
     # Requests of a model the policy does not name have a record, no body.
     other = capturing.sdk().chat.completions.with_raw_response.create(model="house-model", messages=ask(word))
     assert "request" not in lookup(url, other.headers["x-request-id"])
+
+
+def test_a_word_after_a_line_break_or_tab_in_a_body_is_found(capturing: Deployment) -> None:
+    """A stored body is JSON text, where a prompt's line breaks and tabs are the escapes ``\\n``
+    and ``\\t``: the word right after one is found like any other (a multi-line prompt, code)."""
+    url = capturing.gateway.url
+    words = [f"{kind}{uuid.uuid4().hex[:8]}" for kind in ("ibis", "crane", "stork", "nene")]
+    # A line break, a tab, a carriage return and a backslash before "n" (a Windows path).
+    # The reply is another text: only the request's body holds the words.
+    prompt = f"first line\n{words[0]}\tsecond\t{words[1]}\r\n{words[2]} C:\\{words[3]} mock:reply=noted"
+    raw = capturing.sdk().chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=ask(prompt))
+    rid = raw.headers["x-request-id"]
+    record = lookup(url, rid)
+    deadline = time.monotonic() + 20  # the body is written behind the response, like the record
+    while "request" not in record:
+        assert time.monotonic() < deadline, "the captured body was never stored"
+        time.sleep(0.1)
+        record = lookup(url, rid)
+    for word in words:
+        found = httpx.get(f"{url}/admin/v1/logs", params={"q": word}, headers=ADMIN, timeout=30)
+        assert found.status_code == 200, found.text
+        assert [r["request_id"] for r in found.json()["data"]] == [rid], word
+    if capturing.kind == "embedded":
+        return  # SQLite matches substrings: "nibis…" is in "…\\nibis…" whatever the escapes
+    # Full text: the escapes' letters make no words of their own ("nibis…" is not a word there).
+    for word in (f"n{words[0]}", f"t{words[1]}", f"n{words[2]}"):
+        none = httpx.get(f"{url}/admin/v1/logs", params={"q": word}, headers=ADMIN, timeout=30)
+        assert none.status_code == 200 and none.json()["data"] == [], word

@@ -91,8 +91,9 @@ def services_config(mock: Mock, upstream: Upstream) -> dict[str, Any]:
         {"name": "acme-only", "url": url, "tenant": "acme"},
         {"name": "readonly", "url": url, "methods": ["GET"]},
     ]
-    # The request log keeps the bodies (and headers) of calls to "echo".
-    config["request_log"] = {"bodies": [{"model": "service:echo", "headers": True}]}
+    # The request log keeps the bodies (and headers) of calls to "echo", its "ssn" fields redacted.
+    config["request_log"] = {"bodies": [{"model": "service:echo", "headers": True}],
+                             "max_body_bytes": 8192, "redact": {"fields": ["ssn"]}}
     return config
 
 
@@ -516,6 +517,26 @@ def _logged(world: World, request_id: str, timeout: float = 20.0, *, bodies: boo
             return dict(resp.json()["data"][0])
         assert time.monotonic() < deadline, f"{request_id} never reached the request log"
         time.sleep(0.1)
+
+
+def test_a_redacted_field_is_never_logged_from_a_json_body_the_log_cannot_read_whole(world: World) -> None:
+    """A service's body is collected only up to ``max_body_bytes``: a JSON body past it is cut
+    before it can be parsed, so its fields cannot be found; nor in JSON led by a byte order mark.
+    A redacted field's value is never stored from them: a body cut is kept out whole, one with a
+    mark is read as the JSON it is."""
+    key = world.key(new_team())
+    ssn = f"ssn-{uuid.uuid4().hex[:12]}"
+    cut_rid, bom_rid = (f"svc-redact-{uuid.uuid4().hex}" for _ in range(2))
+    big = json.dumps({"ssn": ssn, "notes": "n" * 20_000}).encode()
+    for rid, body in ((cut_rid, big), (bom_rid, b"\xef\xbb\xbf" + json.dumps({"ssn": ssn, "n": 1}).encode())):
+        sent = world.call("POST", "/services/echo/accounts", key, content=body,
+                          headers={"x-request-id": rid, "Content-Type": "application/json"})
+        assert sent.status_code == 200, sent.text
+    cut = _logged(world, cut_rid, bodies=True)
+    assert ssn not in json.dumps(cut) and cut["request"] == "[REDACTED]" and cut["truncated"] is True
+    assert "/base/accounts" in str(cut["response"])  # the echo, short and whole: read as JSON
+    marked = _logged(world, bom_rid, bodies=True)
+    assert json.loads(marked["request"]) == {"ssn": "[REDACTED]", "n": 1}
 
 
 def test_every_call_is_in_the_request_log_and_the_usage_report(world: World) -> None:

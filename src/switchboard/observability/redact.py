@@ -51,6 +51,11 @@ class Redactor:
         # Not joined into one alternation: a pattern's (?i) or \1 would mean something else there.
         self._patterns: tuple[regex.Pattern[str], ...] = tuple(compile_pattern(p) for p in config.patterns)
 
+    @property
+    def fields(self) -> bool:
+        """Whether any JSON field is redacted (``fields``)."""
+        return bool(self._keys or self._paths)
+
     def headers(self, headers: Mapping[str, str]) -> dict[str, str]:
         # Values as their senders wrote them (UTF-8), not the edge's latin-1 reading: what the
         # log shows and what the patterns search.

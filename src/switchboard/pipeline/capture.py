@@ -33,9 +33,10 @@ from typing import Any
 
 import orjson
 
+from switchboard import jsonio
 from switchboard.context import LARGE_BODY_BYTES, Chunk, RawReply, Reply, RequestContext, Result, StreamReply
 from switchboard.errors import GatewayError
-from switchboard.observability.redact import Redactor
+from switchboard.observability.redact import REDACTED, Redactor
 from switchboard.observability.request_log import BodyWriter, Keep, Policies
 from switchboard.pipeline.chain import Handler, map_result
 from switchboard.providers.media import OPERATION_NAMES as MEDIA_OPERATIONS
@@ -260,12 +261,18 @@ class BodyCapture:
         return keep, tenant, datetime.now(UTC) - timedelta(seconds=time.perf_counter() - ctx.started)
 
     def json_text(self, raw: bytes) -> str:
-        """JSON as JSON (redacted field by field; a NUL in a string stays the escape ``\\u0000``);
-        anything else as text (redacted), its bytes that are not text shown as U+FFFD."""
+        """JSON as JSON (redacted field by field; a NUL in a string stays the escape ``\\u0000``;
+        a byte order mark before it read past); anything else as text (redacted), its bytes that
+        are not text shown as U+FFFD. Text that begins as JSON but cannot be read whole (a
+        service's body, collected only up to ``max_body_bytes``, cut inside it) is ``[REDACTED]``
+        whole when fields are redacted: they cannot be found in it, and must never be stored."""
         try:
-            parsed = orjson.loads(raw)
+            parsed = jsonio.loads(raw)
         except orjson.JSONDecodeError:
-            return self._redactor.text(storable_text(raw))
+            text = storable_text(raw)
+            if self._redactor.fields and text.lstrip(" \t\r\n\ufeff")[:1] in ("{", "["):
+                return REDACTED
+            return self._redactor.text(text)
         return orjson.dumps(self._redactor.json(parsed)).decode()
 
     @staticmethod

@@ -229,7 +229,7 @@ async def _tag_totals(store: AnalyticsStore, tenant: str | None, query: Analytic
 @router.get("", summary="Time series and totals of requests, tokens, cost, errors and latency")
 async def analytics(request: Request, access: Annotated[Access, Depends(allow("analytics", "read"))]
                     ) -> dict[str, Any]:
-    params = query_params(request, PARAMETERS)
+    params = query_params(request, PARAMETERS, nonblank=True)  # a blank filter: a 400, as on logs
     config = request.app.state.services.settings.analytics
     interval = _choice(params, "interval", ANALYTICS_INTERVALS, "invalid_interval", "hour")
     group_by = _choice(params, "group_by", ANALYTICS_GROUPS, "invalid_group_by", None)

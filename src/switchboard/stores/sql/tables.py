@@ -423,8 +423,14 @@ sa.Index("ix_usage_records_tenant_deployment_created", usage_records.c.tenant_id
 sa.Index("ix_usage_records_tenant_error_created", usage_records.c.tenant_id, usage_records.c.error_code,
          usage_records.c.created_at, postgresql_where=usage_records.c.error_code.isnot(None),
          sqlite_where=usage_records.c.error_code.isnot(None))
-# The expression the search's full-text condition repeats word for word (log_search.py).
-BODY_TEXT_SQL = "to_tsvector('simple', coalesce(request, '') || ' ' || coalesce(response, ''))"
+# The expression the search's full-text condition repeats word for word (log_search.py). The
+# bodies are JSON text, where a line break, a tab or a control character is an escape ("\n",
+# "\u001f"): each escape (and an escaped backslash or quote, read left to right) becomes a space
+# first, else the parser reads "\nhello" as the word "nhello" and "hello" is never found
+# (revision 0039).
+BODY_TEXT_SQL = (r"to_tsvector('simple', regexp_replace("
+                 r"coalesce(request, '') || ' ' || coalesce(response, ''), "
+                 r"'\\(u[0-9a-fA-F]{4}|.)', ' ', 'g'))")
 sa.Index("ix_request_bodies_text", sa.text(BODY_TEXT_SQL), _table=request_bodies,
          postgresql_using="gin").ddl_if(dialect="postgresql")
 

@@ -20,7 +20,7 @@ down_revision = "0012"
 branch_labels = None
 depends_on = None
 
-# Kept equal to tables.BODY_TEXT_SQL: the search repeats this expression to use the index.
+# The search repeated this expression to use the index (revision 0039 replaced it).
 BODY_TEXT_SQL = "to_tsvector('simple', coalesce(request, '') || ' ' || coalesce(response, ''))"
 INDEXES = (
     ("ix_usage_records_key_created", ["key_id", "created_at"]),
