@@ -170,6 +170,10 @@ def test_csv_cells_cannot_start_a_formula() -> None:
     ({"limit": "\u00b2"}, "invalid_value"),
     ({"limit": "\u0665"}, "invalid_value"),
     ({"api_version": "\u00b2"}, "invalid_value"),
+    # A blank filter is a mistake, not a filter on records without that field.
+    ({"team": ""}, "invalid_value"),
+    ({"model": " "}, "invalid_value"),
+    ({"group_by": ""}, "invalid_value"),
 ])
 def test_bad_input_is_a_400_with_a_code(world: World, params: dict[str, str], code: str) -> None:
     resp = world.get(**params)

@@ -103,7 +103,7 @@ def to_csv(columns: tuple[str, ...], rows: list[dict[str, Any]]) -> str:
 
 @router.get("", summary="Usage grouped and summed over a time range (JSON or CSV)")
 async def report(request: Request, access: Annotated[Access, Depends(allow("usage", "read"))]) -> Any:
-    params = query_params(request, PARAMETERS)
+    params = query_params(request, PARAMETERS, nonblank=True)  # a blank filter: a 400, as on logs
     group_by = _group_by(params.get("group_by"))
     output = params.get("format", "json")
     if output not in ("json", "csv"):
