@@ -642,7 +642,8 @@ class Gateway:
     async def _residency(self, tenant: str | None, team: str | None) -> frozenset[str] | None:
         """A token caller's residency policy: its tenant's and team's allowed regions (keys
         carry theirs with the key record). A team claim naming another tenant's team is refused
-        here, once per token: the caller would otherwise file records of its tenant under it."""
+        here, once per token: the caller would otherwise file records of its tenant under it; so
+        is a tenant that was deleted."""
         if self.residency is None:
             return None
         # Cached (access/residency.py): served as last read while the database cannot be read.
@@ -652,6 +653,10 @@ class Gateway:
             raise TokenRefused(
                 "token_claims_invalid", "the token's team claim names a team of another tenant"
             )
+        if found.tenant_retired:
+            # A deleted tenant's id is retired with its records still filed under it (audit log,
+            # usage, logs): a token naming it would read them and file new ones under it.
+            raise TokenRefused("token_claims_invalid", "the token's tenant was deleted")
         return found.regions
 
     async def close(self) -> None:

@@ -320,6 +320,34 @@ def test_a_team_claim_naming_another_tenants_team_is_refused(
     assert deployment.serving(idp)
 
 
+def test_a_token_naming_a_deleted_tenant_is_refused(deployment: Deployment, idp: IdentityProvider) -> None:
+    """A token's tenant need not have a record, but a deleted tenant's id is retired with its
+    audit log, usage and request logs still filed under it: a token naming it read them and filed
+    new teams, keys and requests under it. Refused, 401; a tenant that never had a record is not."""
+    master = {"Authorization": f"Bearer {MASTER_KEY}"}
+    tenant = f"gone-{uuid.uuid4().hex[:6]}"
+    admin = idp.token(sub="kc-ivan", **person(roles=("sb-admin",), tenant=tenant))
+    made = httpx.post(f"{deployment.gateway.url}/admin/v1/tenants", headers=master, timeout=10,
+                      json={"id": tenant, "name": "Gone"})
+    assert made.status_code == 201, made.text
+    assert deployment.models(admin).status_code == 200  # its tenancy read and cached
+    gone = httpx.delete(f"{deployment.gateway.url}/admin/v1/tenants/{tenant}", headers=master, timeout=10)
+    assert gone.status_code == 200, gone.text
+    fresh = idp.token(sub="kc-judy", **person(roles=("sb-admin",), tenant=tenant))
+    for resp in (deployment.models(fresh),
+                 deployment.admin("GET", "/audit", fresh),
+                 deployment.admin("POST", "/teams", fresh, json={"name": "again"})):
+        assert _code(resp) == (401, "token_claims_invalid"), resp.text
+        assert "tenant was deleted" in resp.json()["error"]["message"]
+    # Nothing was filed under the retired id.
+    audit = httpx.get(f"{deployment.gateway.url}/admin/v1/audit", headers=master, timeout=10,
+                      params={"tenant": tenant, "action": "team.create"})
+    assert audit.status_code == 200 and audit.json()["data"] == [], audit.text
+    never = idp.token(sub="kc-ken", **person(tenant=f"never-{uuid.uuid4().hex[:6]}"))
+    assert deployment.models(never).status_code == 200
+    assert deployment.serving(idp)
+
+
 def test_a_user_claim_naming_a_key_id_is_refused(deployment: Deployment, idp: IdentityProvider) -> None:
     """A caller's own key and the keys of its user are within its reach alike (the request log,
     usage and analytics go by both too), and a user claim is taken as is: a developer whose

@@ -8,8 +8,9 @@ caller the gateway has seen is served like a key caller while the database canno
 ``503 store_unavailable`` from the store's error rather than a guess.
 
 A change of a tenant's or team's regions (or MCP tools) is published as "every key changed"
-(``ALL`` on the keys' topic, http/admin/tenants.py and teams.py): that drops every entry here
-too, at once on this instance. A single key's change names no tenant or team and drops nothing.
+(``ALL`` on the keys' topic, http/admin/tenants.py and teams.py), and so is a tenant's delete
+(a token naming a deleted tenant is refused): that drops every entry here too, at once on this
+instance. A single key's change names no tenant or team and drops nothing.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ Key = tuple[str | None, str | None]  # the token's tenant and team claims (None:
 class Residency(NamedTuple):
     team_tenant: str | None  # the tenant of the team the token names; None: no such team (or none named)
     regions: frozenset[str] | None  # the tenant's and team's allowed regions; None: anywhere
+    # The tenant has no record because it was deleted (its id retired), not because it never had one.
+    tenant_retired: bool = False
 
 
 class ResidencyCache(FeedCache[Key, Residency]):
@@ -50,8 +53,11 @@ class ResidencyCache(FeedCache[Key, Residency]):
             if tenant is None:
                 return Residency(owner, None)
             found = await tenancy.get_tenant(tenant)
+            # Only a tenant without a record costs the second query (most have one, or never had).
+            retired = found is None and await tenancy.tenant_retired(tenant)
             return Residency(owner, intersect(found.allowed_regions if found is not None else None,
-                                              group.allowed_regions if group is not None else None))
+                                              group.allowed_regions if group is not None else None),
+                             retired)
 
         super().__init__(
             TOPIC, load, feed, encode=lambda key: ALL, decode=lambda message: None, ttl=ttl,
