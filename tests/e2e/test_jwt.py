@@ -85,9 +85,17 @@ def userless() -> Iterator[IdentityProvider]:
     provider.stop()
 
 
+@pytest.fixture(scope="module")
+def plain() -> Iterator[IdentityProvider]:
+    """An issuer configured with neither a tenant nor a tenant claim: its callers are `default`'s."""
+    provider = IdentityProvider(realm="/plain").start()
+    yield provider
+    provider.stop()
+
+
 def oidc_config(idp: IdentityProvider, partner: IdentityProvider, down_issuer: str,
                 slow: IdentityProvider, messy: IdentityProvider,
-                userless: IdentityProvider) -> list[dict[str, Any]]:
+                userless: IdentityProvider, plain: IdentityProvider) -> list[dict[str, Any]]:
     return [
         {
             "issuer": idp.issuer,
@@ -118,6 +126,7 @@ def oidc_config(idp: IdentityProvider, partner: IdentityProvider, down_issuer: s
         {"issuer": userless.issuer, "audience": "switchboard", "tenant": "userless",
          "claims": {"user": None, "team": "team", "role": "realm_access.roles"},
          "roles": {"lead": "team_admin"}, "default_role": "developer"},
+        {"issuer": plain.issuer, "audience": "switchboard"},
     ]
 
 
@@ -160,6 +169,7 @@ def deployment(
     slow: IdentityProvider,
     messy: IdentityProvider,
     userless: IdentityProvider,
+    plain: IdentityProvider,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Deployment]:
     config = openai_config(mock_upstream)
@@ -169,7 +179,7 @@ def deployment(
         config["database"] = {"url": postgres.create_database(f"jwt_{uuid.uuid4().hex[:8]}")}
         config["redis"] = {"url": redis.url}
     down_issuer = f"http://127.0.0.1:{refused_port()}/nobody"
-    config["auth"]["oidc"] = oidc_config(idp, partner, down_issuer, slow, messy, userless)
+    config["auth"]["oidc"] = oidc_config(idp, partner, down_issuer, slow, messy, userless, plain)
     config["files"] = {"provider": "local-openai"}
     gw = start_gateway(config, tmp_path_factory.mktemp(f"jwt-{request.param}"))
     deployment = Deployment(request.param, gw, down_issuer)
@@ -346,6 +356,28 @@ def test_a_token_naming_a_deleted_tenant_is_refused(deployment: Deployment, idp:
     never = idp.token(sub="kc-ken", **person(tenant=f"never-{uuid.uuid4().hex[:6]}"))
     assert deployment.models(never).status_code == 200
     assert deployment.serving(idp)
+
+
+def test_an_issuer_without_a_tenant_puts_its_callers_under_default_tenants_limits(
+    deployment: Deployment, plain: IdentityProvider
+) -> None:
+    """An issuer with no tenant setting puts its callers in `default`: the rate limits the
+    default tenant sets (and its budgets and regions) hold them as they hold its keys. They ran
+    with no tenant, as the master key does, and none of these applied."""
+    master = {"Authorization": f"Bearer {MASTER_KEY}"}
+    limits = f"{deployment.gateway.url}/admin/v1/limits"
+    limit = httpx.put(limits, headers=master, timeout=10, json={"scope": "tenant", "rpm": 1})
+    assert limit.status_code in (200, 201), limit.text
+    assert limit.json()["tenant"] == "default"
+    try:
+        client = deployment.sdk(plain.token(sub=f"plain-{uuid.uuid4().hex[:8]}"))
+        assert client.chat.completions.create(model="gpt-4o-mini", messages=ask("once")).choices
+        with pytest.raises(openai.RateLimitError) as limited:
+            client.chat.completions.create(model="gpt-4o-mini", messages=ask("twice"))
+        assert limited.value.body["code"] == "rate_limit_exceeded"  # type: ignore[index]
+    finally:
+        gone = httpx.delete(f"{limits}/{limit.json()['id']}", headers=master, timeout=10)
+        assert gone.status_code == 200, gone.text
 
 
 def test_a_user_claim_naming_a_key_id_is_refused(deployment: Deployment, idp: IdentityProvider) -> None:
