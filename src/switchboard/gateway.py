@@ -643,7 +643,7 @@ class Gateway:
         """A token caller's residency policy: its tenant's and team's allowed regions (keys
         carry theirs with the key record). A team claim naming another tenant's team is refused
         here, once per token: the caller would otherwise file records of its tenant under it; so
-        is a tenant that was deleted."""
+        are a tenant and a team that were deleted."""
         if self.residency is None:
             return None
         # Cached (access/residency.py): served as last read while the database cannot be read.
@@ -657,6 +657,10 @@ class Gateway:
             # A deleted tenant's id is retired with its records still filed under it (audit log,
             # usage, logs): a token naming it would read them and file new ones under it.
             raise TokenRefused("token_claims_invalid", "the token's tenant was deleted")
+        if found.team_deleted:
+            # Its users, keys and requests would be filed under a team that is gone, outside the
+            # regions it had.
+            raise TokenRefused("token_claims_invalid", "the token's team was deleted")
         return found.regions
 
     async def close(self) -> None:

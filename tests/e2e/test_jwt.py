@@ -200,6 +200,23 @@ def _code(resp: httpx.Response) -> tuple[int, str]:
     return resp.status_code, resp.json()["error"]["code"]
 
 
+def new_tenant(deployment: Deployment, prefix: str) -> str:
+    """A tenant with a record, made with the master key: its id."""
+    tenant = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    made = httpx.post(f"{deployment.gateway.url}/admin/v1/tenants", headers=bearer(MASTER_KEY), timeout=10,
+                      json={"id": tenant, "name": prefix})
+    assert made.status_code == 201, made.text
+    return tenant
+
+
+def new_team(deployment: Deployment, tenant: str, **fields: Any) -> str:
+    """A team of ``tenant``, made with the master key: its id."""
+    made = httpx.post(f"{deployment.gateway.url}/admin/v1/teams", headers=bearer(MASTER_KEY), timeout=10,
+                      json={"name": "search", "tenant": tenant, **fields})
+    assert made.status_code == 201, made.text
+    return str(made.json()["id"])
+
+
 def test_a_jwt_caller_uses_its_models_through_the_sdk(deployment: Deployment, idp: IdentityProvider) -> None:
     client = deployment.sdk(idp.token(**person()))
     reply = client.chat.completions.create(model="gpt-4o-mini", messages=ask("hello jwt"))
@@ -311,13 +328,8 @@ def test_a_team_claim_naming_another_tenants_team_is_refused(
 ) -> None:
     """A token's team need not have a record, but one of another tenant would let its caller
     file users, keys and subscriptions of its tenant under that team: refused, 401."""
-    master = {"Authorization": f"Bearer {MASTER_KEY}"}
-    tenant = f"globex-{uuid.uuid4().hex[:6]}"
-    made = httpx.post(f"{deployment.gateway.url}/admin/v1/tenants", headers=master, timeout=10,
-                      json={"id": tenant, "name": "Globex"})
-    assert made.status_code == 201, made.text
-    team = httpx.post(f"{deployment.gateway.url}/admin/v1/teams", headers=master, timeout=10,
-                      json={"name": "search", "tenant": tenant}).json()["id"]
+    tenant = new_tenant(deployment, "globex")
+    team = new_team(deployment, tenant)
     lead = idp.token(sub="kc-mallory", **person(roles=("sb-team-admin",), team=team))  # tenant acme
     for resp in (deployment.models(lead),
                  deployment.admin("POST", "/users", lead, json={"name": "x", "role": "developer"}),
@@ -335,11 +347,8 @@ def test_a_token_naming_a_deleted_tenant_is_refused(deployment: Deployment, idp:
     audit log, usage and request logs still filed under it: a token naming it read them and filed
     new teams, keys and requests under it. Refused, 401; a tenant that never had a record is not."""
     master = {"Authorization": f"Bearer {MASTER_KEY}"}
-    tenant = f"gone-{uuid.uuid4().hex[:6]}"
+    tenant = new_tenant(deployment, "gone")
     admin = idp.token(sub="kc-ivan", **person(roles=("sb-admin",), tenant=tenant))
-    made = httpx.post(f"{deployment.gateway.url}/admin/v1/tenants", headers=master, timeout=10,
-                      json={"id": tenant, "name": "Gone"})
-    assert made.status_code == 201, made.text
     assert deployment.models(admin).status_code == 200  # its tenancy read and cached
     gone = httpx.delete(f"{deployment.gateway.url}/admin/v1/tenants/{tenant}", headers=master, timeout=10)
     assert gone.status_code == 200, gone.text
@@ -356,6 +365,30 @@ def test_a_token_naming_a_deleted_tenant_is_refused(deployment: Deployment, idp:
     never = idp.token(sub="kc-ken", **person(tenant=f"never-{uuid.uuid4().hex[:6]}"))
     assert deployment.models(never).status_code == 200
     assert deployment.serving(idp)
+
+
+def test_a_token_naming_a_deleted_team_is_refused(deployment: Deployment, idp: IdentityProvider) -> None:
+    """A team claim need not have a record, but team ids are the gateway's own: one without a
+    record was deleted. Its team admin created users and keys filed under the team that was gone
+    (outside the regions it had). Refused, 401; a team claim of another form is not."""
+    master = {"Authorization": f"Bearer {MASTER_KEY}"}
+    tenant = new_tenant(deployment, "teamless")
+    team = new_team(deployment, tenant, allowed_regions=["eu"])
+    lead = idp.token(sub="kc-lena", **person(roles=("sb-team-admin",), tenant=tenant, team=team))
+    assert deployment.models(lead).status_code == 200  # its tenancy read and cached
+    gone = httpx.delete(f"{deployment.gateway.url}/admin/v1/teams/{team}", headers=master, timeout=10)
+    assert gone.status_code == 200, gone.text
+    fresh = idp.token(sub="kc-mike", **person(roles=("sb-team-admin",), tenant=tenant, team=team))
+    for resp in (deployment.models(fresh),
+                 deployment.admin("POST", "/users", fresh, json={"name": "x", "role": "developer"}),
+                 deployment.admin("POST", "/keys", fresh, json={"models": ["gpt-4o-mini"]})):
+        assert _code(resp) == (401, "token_claims_invalid"), resp.text
+        assert "team was deleted" in resp.json()["error"]["message"]
+    users = httpx.get(f"{deployment.gateway.url}/admin/v1/users", headers=master, timeout=10,
+                      params={"tenant": tenant})
+    assert users.status_code == 200 and users.json()["data"] == [], users.text
+    outside = idp.token(sub="kc-nora", **person(tenant=tenant, team="team-from-the-idp"))
+    assert deployment.models(outside).status_code == 200
 
 
 def test_an_issuer_without_a_tenant_puts_its_callers_under_default_tenants_limits(
