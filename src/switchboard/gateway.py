@@ -642,7 +642,8 @@ class Gateway:
     async def _residency(self, tenant: str | None, team: str | None) -> frozenset[str] | None:
         """A token caller's residency policy: its tenant's and team's allowed regions (keys
         carry theirs with the key record). A team claim naming another tenant's team is refused
-        here, once per token: the caller would otherwise file records of its tenant under it."""
+        here, once per token: the caller would otherwise file records of its tenant under it; so
+        are a tenant and a team that were deleted."""
         if self.residency is None:
             return None
         # Cached (access/residency.py): served as last read while the database cannot be read.
@@ -652,6 +653,14 @@ class Gateway:
             raise TokenRefused(
                 "token_claims_invalid", "the token's team claim names a team of another tenant"
             )
+        if found.tenant_retired:
+            # A deleted tenant's id is retired with its records still filed under it (audit log,
+            # usage, logs): a token naming it would read them and file new ones under it.
+            raise TokenRefused("token_claims_invalid", "the token's tenant was deleted")
+        if found.team_deleted:
+            # Its users, keys and requests would be filed under a team that is gone, outside the
+            # regions it had.
+            raise TokenRefused("token_claims_invalid", "the token's team was deleted")
         return found.regions
 
     async def close(self) -> None:

@@ -85,9 +85,17 @@ def userless() -> Iterator[IdentityProvider]:
     provider.stop()
 
 
+@pytest.fixture(scope="module")
+def plain() -> Iterator[IdentityProvider]:
+    """An issuer configured with neither a tenant nor a tenant claim: its callers are `default`'s."""
+    provider = IdentityProvider(realm="/plain").start()
+    yield provider
+    provider.stop()
+
+
 def oidc_config(idp: IdentityProvider, partner: IdentityProvider, down_issuer: str,
                 slow: IdentityProvider, messy: IdentityProvider,
-                userless: IdentityProvider) -> list[dict[str, Any]]:
+                userless: IdentityProvider, plain: IdentityProvider) -> list[dict[str, Any]]:
     return [
         {
             "issuer": idp.issuer,
@@ -118,6 +126,7 @@ def oidc_config(idp: IdentityProvider, partner: IdentityProvider, down_issuer: s
         {"issuer": userless.issuer, "audience": "switchboard", "tenant": "userless",
          "claims": {"user": None, "team": "team", "role": "realm_access.roles"},
          "roles": {"lead": "team_admin"}, "default_role": "developer"},
+        {"issuer": plain.issuer, "audience": "switchboard"},
     ]
 
 
@@ -160,6 +169,7 @@ def deployment(
     slow: IdentityProvider,
     messy: IdentityProvider,
     userless: IdentityProvider,
+    plain: IdentityProvider,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Deployment]:
     config = openai_config(mock_upstream)
@@ -169,7 +179,7 @@ def deployment(
         config["database"] = {"url": postgres.create_database(f"jwt_{uuid.uuid4().hex[:8]}")}
         config["redis"] = {"url": redis.url}
     down_issuer = f"http://127.0.0.1:{refused_port()}/nobody"
-    config["auth"]["oidc"] = oidc_config(idp, partner, down_issuer, slow, messy, userless)
+    config["auth"]["oidc"] = oidc_config(idp, partner, down_issuer, slow, messy, userless, plain)
     config["files"] = {"provider": "local-openai"}
     gw = start_gateway(config, tmp_path_factory.mktemp(f"jwt-{request.param}"))
     deployment = Deployment(request.param, gw, down_issuer)
@@ -188,6 +198,23 @@ def bearer(token: str) -> dict[str, str]:
 
 def _code(resp: httpx.Response) -> tuple[int, str]:
     return resp.status_code, resp.json()["error"]["code"]
+
+
+def new_tenant(deployment: Deployment, prefix: str) -> str:
+    """A tenant with a record, made with the master key: its id."""
+    tenant = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    made = httpx.post(f"{deployment.gateway.url}/admin/v1/tenants", headers=bearer(MASTER_KEY), timeout=10,
+                      json={"id": tenant, "name": prefix})
+    assert made.status_code == 201, made.text
+    return tenant
+
+
+def new_team(deployment: Deployment, tenant: str, **fields: Any) -> str:
+    """A team of ``tenant``, made with the master key: its id."""
+    made = httpx.post(f"{deployment.gateway.url}/admin/v1/teams", headers=bearer(MASTER_KEY), timeout=10,
+                      json={"name": "search", "tenant": tenant, **fields})
+    assert made.status_code == 201, made.text
+    return str(made.json()["id"])
 
 
 def test_a_jwt_caller_uses_its_models_through_the_sdk(deployment: Deployment, idp: IdentityProvider) -> None:
@@ -301,13 +328,8 @@ def test_a_team_claim_naming_another_tenants_team_is_refused(
 ) -> None:
     """A token's team need not have a record, but one of another tenant would let its caller
     file users, keys and subscriptions of its tenant under that team: refused, 401."""
-    master = {"Authorization": f"Bearer {MASTER_KEY}"}
-    tenant = f"globex-{uuid.uuid4().hex[:6]}"
-    made = httpx.post(f"{deployment.gateway.url}/admin/v1/tenants", headers=master, timeout=10,
-                      json={"id": tenant, "name": "Globex"})
-    assert made.status_code == 201, made.text
-    team = httpx.post(f"{deployment.gateway.url}/admin/v1/teams", headers=master, timeout=10,
-                      json={"name": "search", "tenant": tenant}).json()["id"]
+    tenant = new_tenant(deployment, "globex")
+    team = new_team(deployment, tenant)
     lead = idp.token(sub="kc-mallory", **person(roles=("sb-team-admin",), team=team))  # tenant acme
     for resp in (deployment.models(lead),
                  deployment.admin("POST", "/users", lead, json={"name": "x", "role": "developer"}),
@@ -318,6 +340,77 @@ def test_a_team_claim_naming_another_tenants_team_is_refused(
     key = deployment.admin("POST", "/keys", own, json={"models": ["gpt-4o-mini"]})
     assert key.status_code == 201 and (key.json()["tenant"], key.json()["team"]) == (tenant, team)
     assert deployment.serving(idp)
+
+
+def test_a_token_naming_a_deleted_tenant_is_refused(deployment: Deployment, idp: IdentityProvider) -> None:
+    """A token's tenant need not have a record, but a deleted tenant's id is retired with its
+    audit log, usage and request logs still filed under it: a token naming it read them and filed
+    new teams, keys and requests under it. Refused, 401; a tenant that never had a record is not."""
+    master = {"Authorization": f"Bearer {MASTER_KEY}"}
+    tenant = new_tenant(deployment, "gone")
+    admin = idp.token(sub="kc-ivan", **person(roles=("sb-admin",), tenant=tenant))
+    assert deployment.models(admin).status_code == 200  # its tenancy read and cached
+    gone = httpx.delete(f"{deployment.gateway.url}/admin/v1/tenants/{tenant}", headers=master, timeout=10)
+    assert gone.status_code == 200, gone.text
+    fresh = idp.token(sub="kc-judy", **person(roles=("sb-admin",), tenant=tenant))
+    for resp in (deployment.models(fresh),
+                 deployment.admin("GET", "/audit", fresh),
+                 deployment.admin("POST", "/teams", fresh, json={"name": "again"})):
+        assert _code(resp) == (401, "token_claims_invalid"), resp.text
+        assert "tenant was deleted" in resp.json()["error"]["message"]
+    # Nothing was filed under the retired id.
+    audit = httpx.get(f"{deployment.gateway.url}/admin/v1/audit", headers=master, timeout=10,
+                      params={"tenant": tenant, "action": "team.create"})
+    assert audit.status_code == 200 and audit.json()["data"] == [], audit.text
+    never = idp.token(sub="kc-ken", **person(tenant=f"never-{uuid.uuid4().hex[:6]}"))
+    assert deployment.models(never).status_code == 200
+    assert deployment.serving(idp)
+
+
+def test_a_token_naming_a_deleted_team_is_refused(deployment: Deployment, idp: IdentityProvider) -> None:
+    """A team claim need not have a record, but team ids are the gateway's own: one without a
+    record was deleted. Its team admin created users and keys filed under the team that was gone
+    (outside the regions it had). Refused, 401; a team claim of another form is not."""
+    master = {"Authorization": f"Bearer {MASTER_KEY}"}
+    tenant = new_tenant(deployment, "teamless")
+    team = new_team(deployment, tenant, allowed_regions=["eu"])
+    lead = idp.token(sub="kc-lena", **person(roles=("sb-team-admin",), tenant=tenant, team=team))
+    assert deployment.models(lead).status_code == 200  # its tenancy read and cached
+    gone = httpx.delete(f"{deployment.gateway.url}/admin/v1/teams/{team}", headers=master, timeout=10)
+    assert gone.status_code == 200, gone.text
+    fresh = idp.token(sub="kc-mike", **person(roles=("sb-team-admin",), tenant=tenant, team=team))
+    for resp in (deployment.models(fresh),
+                 deployment.admin("POST", "/users", fresh, json={"name": "x", "role": "developer"}),
+                 deployment.admin("POST", "/keys", fresh, json={"models": ["gpt-4o-mini"]})):
+        assert _code(resp) == (401, "token_claims_invalid"), resp.text
+        assert "team was deleted" in resp.json()["error"]["message"]
+    users = httpx.get(f"{deployment.gateway.url}/admin/v1/users", headers=master, timeout=10,
+                      params={"tenant": tenant})
+    assert users.status_code == 200 and users.json()["data"] == [], users.text
+    outside = idp.token(sub="kc-nora", **person(tenant=tenant, team="team-from-the-idp"))
+    assert deployment.models(outside).status_code == 200
+
+
+def test_an_issuer_without_a_tenant_puts_its_callers_under_default_tenants_limits(
+    deployment: Deployment, plain: IdentityProvider
+) -> None:
+    """An issuer with no tenant setting puts its callers in `default`: the rate limits the
+    default tenant sets (and its budgets and regions) hold them as they hold its keys. They ran
+    with no tenant, as the master key does, and none of these applied."""
+    master = {"Authorization": f"Bearer {MASTER_KEY}"}
+    limits = f"{deployment.gateway.url}/admin/v1/limits"
+    limit = httpx.put(limits, headers=master, timeout=10, json={"scope": "tenant", "rpm": 1})
+    assert limit.status_code in (200, 201), limit.text
+    assert limit.json()["tenant"] == "default"
+    try:
+        client = deployment.sdk(plain.token(sub=f"plain-{uuid.uuid4().hex[:8]}"))
+        assert client.chat.completions.create(model="gpt-4o-mini", messages=ask("once")).choices
+        with pytest.raises(openai.RateLimitError) as limited:
+            client.chat.completions.create(model="gpt-4o-mini", messages=ask("twice"))
+        assert limited.value.body["code"] == "rate_limit_exceeded"  # type: ignore[index]
+    finally:
+        gone = httpx.delete(f"{limits}/{limit.json()['id']}", headers=master, timeout=10)
+        assert gone.status_code == 200, gone.text
 
 
 def test_a_user_claim_naming_a_key_id_is_refused(deployment: Deployment, idp: IdentityProvider) -> None:

@@ -45,7 +45,7 @@ import jwt
 import orjson
 from jwt.exceptions import InvalidJTIError, InvalidSubjectError
 
-from switchboard.access.revocations import TokenRevocations
+from switchboard.access.revocations import DEFAULT_TENANT, TokenRevocations
 from switchboard.access.roles import RANK
 from switchboard.access.tokens import TokenRefused, bounded, mapped_user
 from switchboard.config.schema import HMAC_JWT_ALGORITHMS, OidcIssuerConfig, check_http_url
@@ -501,7 +501,10 @@ class OidcVerifier:
                                "the token's 'sub' claim holds a NUL character or an unpaired surrogate")
         prefix = f"oidc:{issuer.tag}:"
         principal_id = prefix + bounded(sub, PRINCIPAL_ID_MAX - len(prefix))
-        tenant = config.tenant
+        # Neither a claim nor a fixed tenant: the default tenant's, named as its keys name it (a
+        # principal without a tenant is the master key's, which no tenant's limits, budgets or
+        # regions hold).
+        tenant: str | None = config.tenant or DEFAULT_TENANT
         if mapping.tenant is not None:
             tenant = _mapped(claims, mapping.tenant, "tenant", _IDENT, required=True)
         team = None if mapping.team is None else _mapped(claims, mapping.team, "team", _IDENT, required=False)

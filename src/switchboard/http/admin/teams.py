@@ -172,5 +172,8 @@ async def delete_team(
         # team that is gone); a team still there gained a member or a key meanwhile.
         await team_in_reach(access, stores, team_id)
         raise conflict("the team gained a member or a key while it was being deleted; try again")
+    # Token callers' tenancy is cached as "every key": dropped, a token naming the deleted team is
+    # refused from its next verification (access/residency.py).
+    await request.app.state.services.key_cache().changed(ALL)
     await audit.record(request, "team.delete", "team", team.id, before=public(team), tenant=team.tenant_id)
     return {"id": team.id, "object": "team", "deleted": True}

@@ -163,5 +163,8 @@ async def delete_tenant(
         # tenant that is gone); a tenant still there gained a team, a user or a key meanwhile.
         await _get(access, stores, tenant_id)
         raise conflict("the tenant gained a team, a user or a key while it was being deleted; try again")
+    # Token callers' tenancy is cached as "every key": dropped, a token naming the deleted tenant
+    # is refused from its next verification (access/residency.py).
+    await request.app.state.services.key_cache().changed(ALL)
     await audit.record(request, "tenant.delete", "tenant", tenant.id, before=public(tenant), tenant=tenant.id)
     return {"id": tenant.id, "object": "tenant", "deleted": True}

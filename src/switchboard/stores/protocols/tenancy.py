@@ -73,6 +73,9 @@ class TenancyStore(Protocol):
 
     async def get_tenant(self, tenant_id: str) -> Tenant | None: ...
 
+    async def tenant_retired(self, tenant_id: str) -> bool:
+        """Whether the id was a deleted tenant's (see :meth:`delete_tenant`)."""
+
     async def list_tenants(self, *, after: str | None = None, limit: int = 100) -> list[Tenant]: ...
 
     async def update_tenant(self, tenant: Tenant, fields: Collection[str] | None = None) -> Tenant | None:

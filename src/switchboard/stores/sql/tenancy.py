@@ -118,6 +118,11 @@ class SqlTenancyStore:
         found = await self._one(sa.select(tenants).where(tenants.c.id == tenant_id))
         return None if found is None else Tenant(**found)
 
+    async def tenant_retired(self, tenant_id: str) -> bool:
+        query = sa.select(retired_tenants.c.id).where(retired_tenants.c.id == tenant_id)
+        async with self._engine.connect() as conn:
+            return (await conn.execute(query)).first() is not None
+
     async def list_tenants(self, *, after: str | None = None, limit: int = 100) -> list[Tenant]:
         query = self._page(sa.select(tenants), tenants, after, limit)
         return [Tenant(**found) for found in await self._many(query)]
