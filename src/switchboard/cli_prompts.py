@@ -14,6 +14,7 @@ import yaml
 
 from switchboard.admin_client import AdminClient
 from switchboard.cli_output import json_text, line, out, run_admin, table
+from switchboard.config.yamlfile import parse_yaml, plain
 
 prompts_app = typer.Typer(no_args_is_help=True, help="The prompt registry: create versions, show, "
                           "list versions, diff, label and render prompts.")
@@ -34,15 +35,24 @@ def _run(url: str, key: str, method: str, path: str, body: Any = None,
 
 
 def _read(path: Path, what: str) -> Any:
-    """A YAML or JSON file (JSON is YAML)."""
+    """A YAML or JSON file (JSON is YAML), read as the config file is: a plain date is the text
+    written (``2026-06-01``; safe_load's date has no JSON form), a key written twice is refused.
+    A value JSON cannot hold (``!!binary``, ``!!set``) is refused here, naming the file."""
     try:
         if path.stat().st_size > MAX_FILE_BYTES:
             raise typer.BadParameter(f"{path}: larger than {MAX_FILE_BYTES} bytes", param_hint=what)
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        loaded = plain(parse_yaml(path.read_text(encoding="utf-8")))
     except OSError as exc:
         raise typer.BadParameter(f"{path}: {exc.strerror or exc}", param_hint=what) from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise typer.BadParameter(f"{path}: not YAML or JSON: {str(exc)[:200]}", param_hint=what) from None
+    except RecursionError:  # an alias inside itself (``a: &x [*x]``)
+        raise typer.BadParameter(f"{path}: a value that holds itself", param_hint=what) from None
+    try:
+        json.dumps(loaded)
+    except TypeError as exc:
+        raise typer.BadParameter(f"{path}: a value JSON cannot hold: {exc}", param_hint=what) from None
+    return loaded
 
 
 def _name(name: str) -> str:

@@ -142,6 +142,36 @@ def test_diff_and_render(gateway: Gateway, tmp_path: Path) -> None:
     assert rendered["messages"][1] == {"role": "user", "content": "Classify: from a file"}
 
 
+def test_yaml_dates_and_numbers_are_sent_as_written(gateway: Gateway, tmp_path: Path) -> None:
+    """A plain YAML date (``description: 2026-06-01``) is the text written, as in the config file,
+    not a date the JSON body cannot hold (a traceback before); a value JSON has no form for, or
+    a key written twice, is one line naming the file and exit 2."""
+    name = f"cli-date-{uuid.uuid4().hex[:8]}"
+    source = tmp_path / "dated.yaml"
+    source.write_text(yaml.safe_dump({"name": name, **PROMPT}) + "description: 2026-06-01\n")
+    source.write_text(source.read_text().replace("description: sentiment of a text\n", ""))
+    code, output = prompts(gateway, "create", str(source), "--json")
+    assert code == 0, output
+    assert json.loads(output)["description"] == "2026-06-01"
+    variables = tmp_path / "vars.yaml"
+    variables.write_text("text: 2026-06-01 12:30:00\nn: 3\n")
+    code, output = prompts(gateway, "render", name, "--vars", str(variables), "--json")
+    assert code == 0, output
+    assert json.loads(output)["messages"][1]["content"] == "Classify (3 words): 2026-06-01 12:30:00"
+    binary = tmp_path / "binary.yaml"
+    binary.write_text("text: !!binary aGVsbG8=\n")
+    code, output = prompts(gateway, "render", name, "--vars", str(binary))
+    assert code == 2 and "binary.yaml" in output and "Traceback" not in output, output
+    itself = tmp_path / "itself.yaml"
+    itself.write_text("text: &x [*x]\n")
+    code, output = prompts(gateway, "render", name, "--vars", str(itself))
+    assert code == 2 and "holds itself" in output and "Traceback" not in output, output
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("text: one\ntext: two\n")
+    code, output = prompts(gateway, "render", name, "--vars", str(twice))
+    assert code == 2 and "duplicate key 'text'" in output and "Traceback" not in output, output
+
+
 def test_errors_a_user_sees(gateway: Gateway, tmp_path: Path) -> None:
     name = f"cli-bad-{uuid.uuid4().hex[:8]}"
     broken = tmp_path / "broken.yaml"
