@@ -172,6 +172,37 @@ def test_yaml_dates_and_numbers_are_sent_as_written(gateway: Gateway, tmp_path: 
     assert code == 2 and "duplicate key 'text'" in output and "Traceback" not in output, output
 
 
+def test_the_platform_admin_reaches_another_tenants_prompts(gateway: Gateway, tmp_path: Path) -> None:
+    """A prompt saved in another tenant (``tenant`` in the file) is listed, shown, diffed,
+    labelled and rendered there with --tenant, as the API's ``?tenant=`` does; without it the
+    platform admin's own tenant is read."""
+    tenant = f"cli-{uuid.uuid4().hex[:8]}"
+    resp = httpx.post(f"{gateway.url}/admin/v1/tenants", json={"id": tenant},
+                      headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=30)
+    assert resp.status_code == 201, resp.text
+    name = f"cli-{uuid.uuid4().hex[:8]}"
+    for number, change in enumerate(({}, {"temperature": 0.6, "model": "gpt-4o"}), 1):
+        source = tmp_path / f"v{number}.yaml"
+        source.write_text(yaml.safe_dump({"name": name, "tenant": tenant, **PROMPT, **change}))
+        code, output = prompts(gateway, "create", str(source))
+        assert code == 0 and f"saved {name} version {number}" in output, output
+    code, output = prompts(gateway, "show", name)
+    assert code == 1 and "prompt_not_found" in output, output
+    code, output = prompts(gateway, "list", "--tenant", tenant, "--json")
+    assert code == 0 and [p["name"] for p in json.loads(output)] == [name], output
+    code, output = prompts(gateway, "show", name, "--tenant", tenant, "--version", "1", "--json")
+    assert code == 0 and json.loads(output)["tenant"] == tenant, output
+    code, output = prompts(gateway, "versions", name, "--tenant", tenant, "--json")
+    assert code == 0 and [v["version"] for v in json.loads(output)["data"]] == [1, 2], output
+    code, output = prompts(gateway, "diff", name, "1", "2", "--tenant", tenant)
+    assert code == 0 and "+model: gpt-4o" in output, output
+    code, output = prompts(gateway, "label", name, "production", "1", "--tenant", tenant)
+    assert code == 0 and "production -> version 1" in output, output
+    code, output = prompts(gateway, "render", name, "--tenant", tenant, "--label", "production",
+                           "--var", "text=there", "--json")
+    assert code == 0 and json.loads(output)["version"] == 1, output
+
+
 def test_errors_a_user_sees(gateway: Gateway, tmp_path: Path) -> None:
     name = f"cli-bad-{uuid.uuid4().hex[:8]}"
     broken = tmp_path / "broken.yaml"
