@@ -107,16 +107,9 @@ class AdminClient:
     def create_key(self, body: dict[str, Any]) -> Any:
         return self.call("POST", "/admin/v1/keys", body)
 
-    def list_keys(self, limit: int = 100) -> list[Any]:
-        found: list[Any] = []
-        after = None
-        while True:
-            query: dict[str, Any] = {"limit": limit} if after is None else {"limit": limit, "after": after}
-            page = self.call("GET", "/admin/v1/keys", query=query)
-            found.extend(page["data"])
-            if not page.get("has_more"):
-                return found
-            after = page["last_id"]
+    def list_keys(self, filters: dict[str, Any] | None = None) -> list[Any]:
+        """Every key within reach, narrowed by the API's filters (tenant, team, user, ...)."""
+        return self.list_all("/admin/v1/keys", filters)
 
     def show_key(self, key_id: str) -> Any:
         return self.call("GET", f"/admin/v1/keys/{quote(key_id, safe='')}")

@@ -80,9 +80,21 @@ def create(
 
 
 @keys_app.command("list")
-def list_keys(url: Url = DEFAULT_URL, key: Key = "", as_json: AsJson = False) -> None:
-    """Every key of the tenant, without secrets."""
-    print_records(run_admin(lambda: _client(url, key).list_keys()), COLUMNS, as_json)
+def list_keys(
+    tenant: Annotated[str | None, typer.Option(help="Another tenant (platform admin only).")] = None,
+    team: Annotated[str | None, typer.Option(help="Only this team's keys.")] = None,
+    user: Annotated[str | None, typer.Option(help="Only this user's keys.")] = None,
+    service_account: Annotated[str | None, typer.Option(help="Only this service account's keys.")] = None,
+    tag: Annotated[str | None, typer.Option("--tag", help="Only the keys with this tag.")] = None,
+    url: Url = DEFAULT_URL,
+    key: Key = "",
+    as_json: AsJson = False,
+) -> None:
+    """Every key of the tenant (or of --tenant) within reach, without secrets."""
+    filters = {name: value for name, value in (("tenant", tenant), ("team", team), ("user", user),
+                                               ("service_account", service_account), ("tag", tag))
+               if value is not None}
+    print_records(run_admin(lambda: _client(url, key).list_keys(filters)), COLUMNS, as_json)
 
 
 @keys_app.command("show")

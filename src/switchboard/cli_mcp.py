@@ -9,6 +9,7 @@ authorization) is shown with the gateway's notice. See docs/mcp.md, "CLI".
 
 from __future__ import annotations
 
+import http.client
 import itertools
 import json
 import urllib.error
@@ -67,15 +68,14 @@ class McpClient:
                 data = resp.read(MAX_REPLY_BYTES)
         except urllib.error.HTTPError as exc:
             raise McpFailure(f"HTTP {exc.code}: {_message(exc.read(64 * 1024))}") from None
-        except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        except (urllib.error.URLError, TimeoutError, OSError, http.client.HTTPException) as exc:
+            # HTTPException: an answer cut short or malformed (a gateway stopped mid-answer).
             reason = getattr(exc, "reason", exc)
             raise McpFailure(f"cannot reach the gateway at {self.url}: {reason}") from None
         reply = _reply(data, kind, rid)
         error = reply.get("error")
         if isinstance(error, dict):
-            detail = error.get("data")
-            code = f" ({detail['code']})" if isinstance(detail, dict) and detail.get("code") else ""
-            raise McpFailure(f"{error.get('message', 'error')}{code}")
+            raise McpFailure(_said(error))
         result = reply.get("result")
         if not isinstance(result, dict):
             raise McpFailure("the gateway sent a reply without a result")
@@ -104,8 +104,17 @@ def _message(body: bytes) -> str:
         return body.decode(errors="replace")[:500] or "(no body)"
     error = data.get("error") if isinstance(data, dict) else None
     if isinstance(error, dict):
-        return str(error.get("message") or error)
+        return _said(error)
     return str(data)[:500]
+
+
+def _said(error: dict[str, Any]) -> str:
+    """An error's message and, when it has one, the gateway's code: a JSON-RPC error keeps it in
+    ``data`` (a refusal over HTTP too: 401, 429), the OpenAI shape beside the message."""
+    detail = error.get("data")
+    named = detail.get("code") if isinstance(detail, dict) else error.get("code")
+    code = f" ({named})" if isinstance(named, str) and named else ""
+    return f"{error.get('message') or 'error'}{code}"
 
 
 def _reply(data: bytes, kind: str, rid: int) -> dict[str, Any]:

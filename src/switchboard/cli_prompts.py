@@ -14,6 +14,7 @@ import yaml
 
 from switchboard.admin_client import AdminClient
 from switchboard.cli_output import json_text, line, out, run_admin, table
+from switchboard.config.yamlfile import parse_yaml, plain
 
 prompts_app = typer.Typer(no_args_is_help=True, help="The prompt registry: create versions, show, "
                           "list versions, diff, label and render prompts.")
@@ -23,6 +24,7 @@ Key = Annotated[str, typer.Option("--key", envvar="SWITCHBOARD_KEY", help="An ad
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 Version = Annotated[int | None, typer.Option("--version", "-v", min=1, help="A version number.")]
 Label = Annotated[str | None, typer.Option("--label", "-l", help="A label (e.g. production).")]
+Tenant = Annotated[str | None, typer.Option(help="Another tenant (platform admin only).")]
 DEFAULT_URL = "http://127.0.0.1:4000"
 PATH = "/admin/v1/prompts"
 MAX_FILE_BYTES = 4 * 1024 * 1024
@@ -34,19 +36,33 @@ def _run(url: str, key: str, method: str, path: str, body: Any = None,
 
 
 def _read(path: Path, what: str) -> Any:
-    """A YAML or JSON file (JSON is YAML)."""
+    """A YAML or JSON file (JSON is YAML), read as the config file is: a plain date is the text
+    written (``2026-06-01``; safe_load's date has no JSON form), a key written twice is refused.
+    A value JSON cannot hold (``!!binary``, ``!!set``) is refused here, naming the file."""
     try:
         if path.stat().st_size > MAX_FILE_BYTES:
             raise typer.BadParameter(f"{path}: larger than {MAX_FILE_BYTES} bytes", param_hint=what)
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        loaded = plain(parse_yaml(path.read_text(encoding="utf-8")))
     except OSError as exc:
         raise typer.BadParameter(f"{path}: {exc.strerror or exc}", param_hint=what) from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise typer.BadParameter(f"{path}: not YAML or JSON: {str(exc)[:200]}", param_hint=what) from None
+    except RecursionError:  # an alias inside itself (``a: &x [*x]``)
+        raise typer.BadParameter(f"{path}: a value that holds itself", param_hint=what) from None
+    try:
+        json.dumps(loaded)
+    except TypeError as exc:
+        raise typer.BadParameter(f"{path}: a value JSON cannot hold: {exc}", param_hint=what) from None
+    return loaded
 
 
 def _name(name: str) -> str:
     return f"{PATH}/{quote(name, safe='')}"
+
+
+def _in(tenant: str | None) -> dict[str, Any]:
+    """The query that reads another tenant's prompt (the platform admin's ``?tenant=``)."""
+    return {} if tenant is None else {"tenant": tenant}
 
 
 def _version_query(version: int | None, label: str | None) -> dict[str, Any]:
@@ -86,9 +102,16 @@ def create(
 
 
 @prompts_app.command("list")
-def list_prompts(url: Url = DEFAULT_URL, key: Key = "", as_json: AsJson = False) -> None:
-    """The tenant's prompts: the latest version of each, with its labels."""
-    found = run_admin(lambda: AdminClient(url, key).list_all(PATH))  # every page, not the first
+def list_prompts(
+    tenant: Tenant = None,
+    team: Annotated[str | None, typer.Option(help="Only this team's prompts.")] = None,
+    url: Url = DEFAULT_URL,
+    key: Key = "",
+    as_json: AsJson = False,
+) -> None:
+    """The tenant's prompts (or --tenant's): the latest version of each, with its labels."""
+    query = {**_in(tenant), **({} if team is None else {"team": team})}
+    found = run_admin(lambda: AdminClient(url, key).list_all(PATH, query))  # every page, not the first
     if as_json:
         _print_json(found)
         return
@@ -104,12 +127,13 @@ def show(
     name: Annotated[str, typer.Argument(help="The prompt's name.")],
     version: Version = None,
     label: Label = None,
+    tenant: Tenant = None,
     url: Url = DEFAULT_URL,
     key: Key = "",
     as_json: AsJson = False,
 ) -> None:
     """A version: the latest, or --version N, or --label L."""
-    found = _run(url, key, "GET", _name(name), query=_version_query(version, label))
+    found = _run(url, key, "GET", _name(name), query={**_version_query(version, label), **_in(tenant)})
     if as_json:
         _print_json(found)
         return
@@ -131,12 +155,13 @@ def show(
 @prompts_app.command("versions")
 def versions(
     name: Annotated[str, typer.Argument(help="The prompt's name.")],
+    tenant: Tenant = None,
     url: Url = DEFAULT_URL,
     key: Key = "",
     as_json: AsJson = False,
 ) -> None:
     """Every version of a prompt, oldest first, with the labels on each."""
-    found = _run(url, key, "GET", _name(name) + "/versions")
+    found = _run(url, key, "GET", _name(name) + "/versions", query=_in(tenant))
     if as_json:
         _print_json(found)
         return
@@ -151,12 +176,13 @@ def diff(
     name: Annotated[str, typer.Argument(help="The prompt's name.")],
     a: Annotated[int, typer.Argument(min=1, help="The older version.")],
     b: Annotated[int, typer.Argument(min=1, help="The newer version.")],
+    tenant: Tenant = None,
     url: Url = DEFAULT_URL,
     key: Key = "",
     as_json: AsJson = False,
 ) -> None:
     """What changed between two versions, as a unified diff."""
-    found = _run(url, key, "GET", _name(name) + "/diff", query={"from": a, "to": b})
+    found = _run(url, key, "GET", _name(name) + "/diff", query={"from": a, "to": b, **_in(tenant)})
     if as_json:
         _print_json(found)
     elif found["diff"]:
@@ -170,12 +196,14 @@ def label(
     name: Annotated[str, typer.Argument(help="The prompt's name.")],
     label_name: Annotated[str, typer.Argument(metavar="LABEL", help="The label, e.g. production.")],
     version: Annotated[int, typer.Argument(min=1, help="The version it points at from now on.")],
+    tenant: Tenant = None,
     url: Url = DEFAULT_URL,
     key: Key = "",
     as_json: AsJson = False,
 ) -> None:
     """Point a label at a version (moving it back is a rollback)."""
-    found = _run(url, key, "PUT", f"{_name(name)}/labels/{quote(label_name, safe='')}", {"version": version})
+    found = _run(url, key, "PUT", f"{_name(name)}/labels/{quote(label_name, safe='')}", {"version": version},
+                 query=_in(tenant))
     if as_json:
         _print_json(found)
         return
@@ -219,6 +247,7 @@ def render(
                          typer.Option("--vars", help="A YAML or JSON file of variables.")] = None,
     version: Version = None,
     label: Label = None,
+    tenant: Tenant = None,
     url: Url = DEFAULT_URL,
     key: Key = "",
     as_json: AsJson = False,
@@ -226,7 +255,7 @@ def render(
     """The exact messages a set of variables produces."""
     variables = _variables(var or [], vars_file)
     body: dict[str, Any] = {"variables": variables, **_version_query(version, label)}
-    found = _run(url, key, "POST", _name(name) + "/render", body)
+    found = _run(url, key, "POST", _name(name) + "/render", body, query=_in(tenant))
     if as_json:
         _print_json(found)
         return

@@ -131,6 +131,8 @@ def split(
         percents: dict[str, float] = {}
         for share in shares:
             arm, sep, value = share.rpartition("=")
+            if arm in percents:  # a dict keeps the last: the gateway, which refuses it, would not know
+                raise typer.BadParameter(f"{share!r}: the arm {arm!r} is named twice", param_hint="SHARES")
             try:
                 percents[arm] = float(value)
             except ValueError:

@@ -19,7 +19,8 @@ DEFAULT_URL = "http://127.0.0.1:4000"
 
 def usage(
     group_by: Annotated[str, typer.Option(
-        "--group-by", help="Comma-separated: tenant, team, key, user, model, provider, day, hour."
+        "--group-by", help="Comma-separated: tenant, team, key, user, model, provider, deployment, day, "
+                           "hour, api, api_version."
     )] = "model",
     since: Annotated[str | None, typer.Option(help="RFC 3339 time with a zone (default: 24 h ago).")] = None,
     until: Annotated[str | None, typer.Option(help="RFC 3339 time with a zone (default: now).")] = None,
@@ -30,6 +31,9 @@ def usage(
     tenant: Annotated[
         str | None, typer.Option(help="One tenant (platform admin; default every tenant).")
     ] = None,
+    api: Annotated[str | None, typer.Option(help="Only the calls of this prompt API.")] = None,
+    api_version: Annotated[str | None, typer.Option(
+        "--api-version", help="Only the calls of this version of it.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table.")] = False,
     url: Url = DEFAULT_URL,
@@ -40,7 +44,8 @@ def usage(
         raise typer.BadParameter("--json or --csv, not both", param_hint="--csv")
     query = {name: value for name, value in (
         ("group_by", group_by), ("since", since), ("until", until), ("model", model), ("key", key_id),
-        ("team", team), ("user", user), ("tenant", tenant)) if value}
+        ("team", team), ("user", user), ("tenant", tenant), ("api", api), ("api_version", api_version))
+        if value}
     report: dict[str, Any] = run_admin(
         lambda: AdminClient(url, key).call("GET", "/admin/v1/usage", query=query))
     # Here, not at the top: the admin app's modules take a second to import, and every other

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
@@ -100,6 +101,38 @@ def test_update_changes_a_key_in_place(gateway: Gateway) -> None:
     keys(gateway, "revoke", created["id"])
     code, output = keys(gateway, "update", created["id"], "--unblock")
     assert code == 1 and "key_revoked" in output and "Traceback" not in output
+
+
+def test_list_reaches_another_tenant_and_filters(gateway: Gateway) -> None:
+    """The platform admin lists the keys it issued in another tenant (``keys create --tenant``),
+    and any caller narrows the list as the API does: by team, user, service account or tag."""
+    tenant = f"cli-{uuid.uuid4().hex[:8]}"
+    admin = ["--url", gateway.url, "--key", MASTER_KEY]
+    assert spawn(["tenants", "create", tenant, *admin]).wait_exit(60) == 0
+    proc = spawn(["teams", "create", "core", "--tenant", tenant, "--json", *admin])
+    assert proc.wait_exit(60) == 0, proc.output
+    team = as_json(proc.output)[0]["id"]
+    code, output = keys(gateway, "create", "-m", "*", "--tenant", tenant, "--team", team, "--tag", "blue",
+                        "--json")
+    assert code == 0, output
+    in_team = as_json(output)["id"]
+    code, output = keys(gateway, "create", "-m", "*", "--tenant", tenant, "--tag", "red", "--json")
+    assert code == 0, output
+    tagged = as_json(output)["id"]
+
+    def listed(*args: str) -> set[str]:
+        code, output = keys(gateway, "list", *args, "--json")
+        assert code == 0, output
+        return {k["id"] for k in as_json(output)}
+
+    assert not {in_team, tagged} & listed()  # the caller's own tenant
+    assert {in_team, tagged} <= listed("--tenant", tenant)
+    assert listed("--tenant", tenant, "--team", team) == {in_team}
+    assert listed("--tenant", tenant, "--tag", "red") == {tagged}
+    assert listed("--tenant", tenant, "--user", "user_nobody") == set()
+    assert listed("--tenant", tenant, "--service-account", "sa_nobody") == set()
+    code, output = keys(gateway, "list", "--tenant", f"{tenant}-missing")
+    assert code == 1 and "Traceback" not in output, output
 
 
 def test_names_that_look_like_rich_markup_are_printed_as_written(gateway: Gateway) -> None:

@@ -142,6 +142,67 @@ def test_diff_and_render(gateway: Gateway, tmp_path: Path) -> None:
     assert rendered["messages"][1] == {"role": "user", "content": "Classify: from a file"}
 
 
+def test_yaml_dates_and_numbers_are_sent_as_written(gateway: Gateway, tmp_path: Path) -> None:
+    """A plain YAML date (``description: 2026-06-01``) is the text written, as in the config file,
+    not a date the JSON body cannot hold (a traceback before); a value JSON has no form for, or
+    a key written twice, is one line naming the file and exit 2."""
+    name = f"cli-date-{uuid.uuid4().hex[:8]}"
+    source = tmp_path / "dated.yaml"
+    source.write_text(yaml.safe_dump({"name": name, **PROMPT}) + "description: 2026-06-01\n")
+    source.write_text(source.read_text().replace("description: sentiment of a text\n", ""))
+    code, output = prompts(gateway, "create", str(source), "--json")
+    assert code == 0, output
+    assert json.loads(output)["description"] == "2026-06-01"
+    variables = tmp_path / "vars.yaml"
+    variables.write_text("text: 2026-06-01 12:30:00\nn: 3\n")
+    code, output = prompts(gateway, "render", name, "--vars", str(variables), "--json")
+    assert code == 0, output
+    assert json.loads(output)["messages"][1]["content"] == "Classify (3 words): 2026-06-01 12:30:00"
+    binary = tmp_path / "binary.yaml"
+    binary.write_text("text: !!binary aGVsbG8=\n")
+    code, output = prompts(gateway, "render", name, "--vars", str(binary))
+    assert code == 2 and "binary.yaml" in output and "Traceback" not in output, output
+    itself = tmp_path / "itself.yaml"
+    itself.write_text("text: &x [*x]\n")
+    code, output = prompts(gateway, "render", name, "--vars", str(itself))
+    assert code == 2 and "holds itself" in output and "Traceback" not in output, output
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("text: one\ntext: two\n")
+    code, output = prompts(gateway, "render", name, "--vars", str(twice))
+    assert code == 2 and "duplicate key 'text'" in output and "Traceback" not in output, output
+
+
+def test_the_platform_admin_reaches_another_tenants_prompts(gateway: Gateway, tmp_path: Path) -> None:
+    """A prompt saved in another tenant (``tenant`` in the file) is listed, shown, diffed,
+    labelled and rendered there with --tenant, as the API's ``?tenant=`` does; without it the
+    platform admin's own tenant is read."""
+    tenant = f"cli-{uuid.uuid4().hex[:8]}"
+    resp = httpx.post(f"{gateway.url}/admin/v1/tenants", json={"id": tenant},
+                      headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=30)
+    assert resp.status_code == 201, resp.text
+    name = f"cli-{uuid.uuid4().hex[:8]}"
+    for number, change in enumerate(({}, {"temperature": 0.6, "model": "gpt-4o"}), 1):
+        source = tmp_path / f"v{number}.yaml"
+        source.write_text(yaml.safe_dump({"name": name, "tenant": tenant, **PROMPT, **change}))
+        code, output = prompts(gateway, "create", str(source))
+        assert code == 0 and f"saved {name} version {number}" in output, output
+    code, output = prompts(gateway, "show", name)
+    assert code == 1 and "prompt_not_found" in output, output
+    code, output = prompts(gateway, "list", "--tenant", tenant, "--json")
+    assert code == 0 and [p["name"] for p in json.loads(output)] == [name], output
+    code, output = prompts(gateway, "show", name, "--tenant", tenant, "--version", "1", "--json")
+    assert code == 0 and json.loads(output)["tenant"] == tenant, output
+    code, output = prompts(gateway, "versions", name, "--tenant", tenant, "--json")
+    assert code == 0 and [v["version"] for v in json.loads(output)["data"]] == [1, 2], output
+    code, output = prompts(gateway, "diff", name, "1", "2", "--tenant", tenant)
+    assert code == 0 and "+model: gpt-4o" in output, output
+    code, output = prompts(gateway, "label", name, "production", "1", "--tenant", tenant)
+    assert code == 0 and "production -> version 1" in output, output
+    code, output = prompts(gateway, "render", name, "--tenant", tenant, "--label", "production",
+                           "--var", "text=there", "--json")
+    assert code == 0 and json.loads(output)["version"] == 1, output
+
+
 def test_errors_a_user_sees(gateway: Gateway, tmp_path: Path) -> None:
     name = f"cli-bad-{uuid.uuid4().hex[:8]}"
     broken = tmp_path / "broken.yaml"

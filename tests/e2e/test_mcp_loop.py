@@ -46,6 +46,7 @@ from tests.servers import (
     start_gateway,
 )
 from tests.services import Postgres, RedisServer
+from tests.threaded_server import ThreadedServer
 
 ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
 STDIO_SCRIPT = str(Path(__file__).parents[1] / "mcp_stdio_server.py")
@@ -557,6 +558,52 @@ def test_the_cli_shows_servers_and_tools_and_calls_a_tool(deployment: Deployment
     assert cli(deployment, "call", "local__add", "--arg", "a")[0] == 2
     code, output = cli(deployment, "tools", key="sk-not-a-key")
     assert code == 1 and "HTTP 401" in output
+
+
+class CuttingFront(ThreadedServer):
+    """Plain HTTP in front of the gateway that passes each request on and sends the gateway's
+    answer back chunked, its one chunk cut in half and the connection closed: a gateway (or a
+    proxy) stopped mid-answer."""
+
+    def __init__(self, backend: int) -> None:
+        self.backend = backend
+        super().__init__(self._serve, name="cutting front")
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                           if line.lower().startswith(b"content-length:")), 0)
+            body = await reader.readexactly(length)
+            back_reader, back_writer = await asyncio.open_connection("127.0.0.1", self.backend)
+            back_writer.write(head + body)
+            answer = await back_reader.read()  # urllib asks for Connection: close
+            back_writer.close()
+            status_and_headers, _, content = answer.partition(b"\r\n\r\n")
+            status = status_and_headers.split(b"\r\n", 1)[0]
+            writer.write(status + b"\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                         + f"{len(content):x}\r\n".encode() + content[: len(content) // 2])
+            await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+
+def test_the_cli_names_the_refusals_code_and_a_cut_answer_in_one_line(deployment: Deployment) -> None:
+    """docs/mcp.md: a refusal prints the error and its code (the 401 said only its message); an
+    answer cut short is one line and exit 1 (a traceback before), as for the admin commands."""
+    code, output = cli(deployment, "servers", key="sk-not-a-key")
+    assert code == 1 and "HTTP 401" in output and "(invalid_api_key)" in output, output
+    front = CuttingFront(deployment.gateway.port)
+    try:
+        for args in (("servers",), ("tools",), ("call", "local__add", "--arg", "a=1", "--arg", "b=2")):
+            proc = spawn(["mcp", *args, "--url", f"http://127.0.0.1:{front.port}", "--key", MASTER_KEY])
+            code = proc.wait_exit(60)
+            assert code == 1 and "Traceback" not in proc.output, (args, proc.output)
+            assert "cannot reach the gateway" in proc.output and "IncompleteRead" in proc.output, proc.output
+    finally:
+        front.stop()
 
 
 def test_stdio_servers_are_refused_at_start_unless_allowed(deployment: Deployment, tmp_path: Path) -> None:

@@ -504,6 +504,10 @@ def test_the_cli_lists_splits_and_sets_shares(deployment: Deployment) -> None:
         assert code == 0 and "can-a 100 %" in out, out
         code, out = routing_cli(deployment.gateway, "split", "can", "can-a")
         assert code != 0 and "ARM=PERCENT" in out, out
+        # An arm named twice is refused, as the API refuses it, not sent as the last one given.
+        code, out = routing_cli(deployment.gateway, "split", "can", "can-a=20", "can-b=80", "can-a=20")
+        assert code == 2 and "named twice" in out, out
+        assert deployment.admin("GET", SPLITS).json()["data"][0]["arms"][0]["percent"] == 100
     finally:
         code, out = routing_cli(deployment.gateway, "split", "can", "reset")
     assert code == 0 and "(configured)" in out, out

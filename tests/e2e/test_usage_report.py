@@ -201,3 +201,9 @@ def test_the_cli_prints_a_table_json_and_csv(world: World) -> None:
     assert code == 0 and output.splitlines()[1].startswith("gpt-4o-mini,3,"), output
     code, output = cli(world, "--group-by", "colour")
     assert code == 1 and "invalid_group_by" in output and "Traceback" not in output
+    # The prompt API filters (docs/prompt-apis.md) are the API's: sent, not ignored.
+    code, output = cli(world, "--group-by", "model", "--tenant", world.tenants[0], "--api", "no-such-api",
+                       "--json")
+    assert code == 0 and json.loads(output)["data"] == [], output
+    code, output = cli(world, "--group-by", "api,api_version", "--api-version", "two")
+    assert code == 1 and "api_version: expected a whole number" in output, output
