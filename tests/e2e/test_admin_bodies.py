@@ -151,3 +151,19 @@ def test_a_body_not_in_utf8_is_invalid_json(gateway: Gateway, method: str, path:
     assert _send(gateway, method, path, raw) == {
         "message": f"the request body is not valid JSON: {reason}", "type": "invalid_request_error",
         "param": None, "code": "invalid_json"}
+
+
+@pytest.mark.parametrize("field", ["path", "query", "body"])
+def test_a_field_named_as_a_request_part_is_named_in_the_error(gateway: Gateway, field: str) -> None:
+    """A field called ``path``, ``query`` or ``body`` was left out of ``param`` (the words of a
+    validation error's location FastAPI starts with were dropped wherever they came): an unknown
+    one was "unknown field" naming nothing, a bad value under one named its parent only."""
+    error = _send(gateway, "POST", "/admin/v1/teams", json.dumps({"name": "x", field: 1}).encode())
+    assert error == {"message": f"{field}: unknown field", "type": "invalid_request_error",
+                     "param": field, "code": "unknown_parameter"}
+    error = _send(gateway, "POST", "/admin/v1/keys",
+                  json.dumps({"models": ["*"], "metadata": {field: "x" * 1001}}).encode())
+    assert (error["param"], error["code"]) == (f"metadata.{field}", "invalid_value"), error
+    assert error["message"].startswith(f"metadata.{field}: "), error
+    error = _send(gateway, "PATCH", "/admin/v1/services/no-such-service", json.dumps({field: "x"}).encode())
+    assert (error["param"], error["code"]) == (field, "unknown_parameter"), error

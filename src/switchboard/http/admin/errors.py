@@ -41,8 +41,12 @@ _UNION_TAG = re.compile(r"^(?:constrained-)?(?:str|int|float|bool|none|list|dict
 
 
 def param_of(loc: tuple[Any, ...]) -> str | None:
-    """A validation error's location as the error's ``param``: ``metadata.k``, ``split[0].percent``."""
-    parts = [str(p) for p in loc if p not in ("body", "query", "path")]
+    """A validation error's location as the error's ``param``: ``metadata.k``, ``split[0].percent``.
+    FastAPI starts a location with the request part (``body``, ``query``, ``path``): only that
+    first word goes, so a field or key of the same name (``metadata.path``) keeps its place."""
+    if loc and loc[0] in ("body", "query", "path"):
+        loc = loc[1:]
+    parts = [str(p) for p in loc]
     while len(parts) > 1 and _UNION_TAG.search(parts[-1]):
         parts.pop()
     out = ""
