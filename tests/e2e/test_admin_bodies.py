@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -167,3 +168,32 @@ def test_a_field_named_as_a_request_part_is_named_in_the_error(gateway: Gateway,
     assert error["message"].startswith(f"metadata.{field}: "), error
     error = _send(gateway, "PATCH", "/admin/v1/services/no-such-service", json.dumps({field: "x"}).encode())
     assert (error["param"], error["code"]) == (field, "unknown_parameter"), error
+
+
+def test_a_json_body_sent_without_a_content_type_is_read_as_json(gateway: Gateway) -> None:
+    """As on the model API (``requests.post(url, data=json.dumps(body))`` sends none): it was
+    refused as "the request body must be a JSON object", which it is, or, on an optional body
+    (a rotation's grace), the same. A named content type other than JSON is still a 415."""
+    auth = {"Authorization": ADMIN["Authorization"]}
+    name = f"t{uuid.uuid4().hex[:8]}"
+    resp = httpx.post(gateway.url + "/admin/v1/teams", content=json.dumps({"name": name}).encode(),
+                      headers=auth, timeout=10)
+    assert resp.status_code == 201, resp.text
+    assert resp.json()["name"] == name
+    key = _created(gateway, "/admin/v1/keys", {"models": ["*"]})["id"]
+    resp = httpx.post(f"{gateway.url}/admin/v1/keys/{key}/rotate", content=b'{"grace_seconds": 60}',
+                      headers=auth, timeout=10)
+    assert resp.status_code == 201, resp.text
+    rotated = resp.json()  # the grace asked for, not the default hour
+    ends = datetime.fromisoformat(rotated["previous_expires_at"]) - datetime.fromisoformat(
+        rotated["created_at"])
+    assert timedelta(seconds=59) <= ends <= timedelta(seconds=61), rotated
+    # Bad JSON without a content type is still refused in the same words as with one.
+    assert _send(gateway, "POST", "/admin/v1/teams", b"[]") == {
+        "message": "the request body must be a JSON object", "type": "invalid_request_error",
+        "param": None, "code": "invalid_json"}
+    resp = httpx.post(gateway.url + "/admin/v1/teams", content=b"[]", headers=auth, timeout=10)
+    assert resp.status_code == 400 and resp.json()["error"]["code"] == "invalid_json", resp.text
+    resp = httpx.post(gateway.url + "/admin/v1/teams", content=json.dumps({"name": name}).encode(),
+                      headers={**auth, "content-type": "text/plain"}, timeout=10)
+    assert resp.status_code == 415 and resp.json()["error"]["code"] == "unsupported_media_type", resp.text
