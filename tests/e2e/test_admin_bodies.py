@@ -197,3 +197,19 @@ def test_a_json_body_sent_without_a_content_type_is_read_as_json(gateway: Gatewa
     resp = httpx.post(gateway.url + "/admin/v1/teams", content=json.dumps({"name": name}).encode(),
                       headers={**auth, "content-type": "text/plain"}, timeout=10)
     assert resp.status_code == 415 and resp.json()["error"]["code"] == "unsupported_media_type", resp.text
+
+
+@pytest.mark.parametrize("field", ["url", "openapi_url"])
+def test_a_service_url_too_long_is_refused_without_being_echoed(gateway: Gateway, field: str) -> None:
+    """A URL of another scheme was quoted whole in the error before its length was looked at:
+    3 MB sent, 3 MB answered (on a PATCH twice, with pydantic's "Value error, " before it)."""
+    name = f"s{uuid.uuid4().hex[:8]}"
+    _created(gateway, "/admin/v1/services", {"name": name, "url": "http://127.0.0.1:9/"})
+    long = "ftp://127.0.0.1:9/" + "a" * 3_000_000
+    body = {"url": "http://127.0.0.1:9/", field: long}
+    for method, path in [("POST", "/admin/v1/services"), ("PATCH", f"/admin/v1/services/{name}")]:
+        sent = {**body, "name": f"{name}-2"} if method == "POST" else {field: long}
+        error = _send(gateway, method, path, json.dumps(sent).encode())
+        assert error == {"message": f"{field}: {'the service URL' if field == 'url' else field} is over 2048 "
+                                    "characters", "type": "invalid_request_error", "param": field,
+                         "code": "invalid_value"}, (method, str(error)[:300])
