@@ -213,3 +213,15 @@ def test_a_service_url_too_long_is_refused_without_being_echoed(gateway: Gateway
         assert error == {"message": f"{field}: {'the service URL' if field == 'url' else field} is over 2048 "
                                     "characters", "type": "invalid_request_error", "param": field,
                          "code": "invalid_value"}, (method, str(error)[:300])
+
+
+def test_a_service_patch_words_its_errors_as_a_registration_does(gateway: Gateway) -> None:
+    """A PATCH's errors began "Value error, " (pydantic's words for a check's own), a POST's not."""
+    name = f"s{uuid.uuid4().hex[:8]}"
+    _created(gateway, "/admin/v1/services", {"name": name, "url": "http://127.0.0.1:9/"})
+    posted = _send(gateway, "POST", "/admin/v1/services",
+                   json.dumps({"name": f"{name}-2", "url": "ftp://127.0.0.1:9/"}).encode())
+    patched = _send(gateway, "PATCH", f"/admin/v1/services/{name}", json.dumps({"url": "ftp://127.0.0.1:9/"}).encode())
+    assert patched == posted == {
+        "message": "url: must be an http:// or https:// URL with a host, got 'ftp://127.0.0.1:9/'",
+        "type": "invalid_request_error", "param": "url", "code": "invalid_value"}
