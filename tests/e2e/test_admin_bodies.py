@@ -225,3 +225,21 @@ def test_a_service_patch_words_its_errors_as_a_registration_does(gateway: Gatewa
     assert patched == posted == {
         "message": "url: must be an http:// or https:// URL with a host, got 'ftp://127.0.0.1:9/'",
         "type": "invalid_request_error", "param": "url", "code": "invalid_value"}
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/admin/v1/keys", {"models": ["*"], "metadata": {"k" * 1_000_000: 1}}),
+    ("/admin/v1/teams", {"name": "x", "k" * 1_000_000: 1}),
+    ("/admin/v1/mcp/servers",
+     {"name": "m", "url": "http://127.0.0.1:9/", "tool_prices": {"k" * 1_000_000: -1}}),
+])
+def test_a_huge_key_is_not_echoed_whole_in_the_error(gateway: Gateway, path: str,
+                                                     body: dict[str, Any]) -> None:
+    """The key's name was the error's param and began its message: a 1 MB name sent, 2 MB
+    answered (a 4 MiB body, 8 MiB). It is cut, as the names of refused text are (text_input.py)."""
+    resp = httpx.post(gateway.url + path, content=json.dumps(body).encode(), headers=ADMIN, timeout=30)
+    assert resp.status_code == 400, resp.text[:300]
+    assert len(resp.content) < 2000, resp.text[:300]
+    error = resp.json()["error"]
+    assert error["message"].startswith(error["param"] + ": "), error
+    assert error["param"].endswith("k" * 100), error

@@ -36,6 +36,9 @@ def _error(request: Request, status: int, body: dict[str, Any]) -> Response:
     return _json(status, body)
 
 
+# Characters of a ``param`` at most: the longest name a body may use (an MCP tool's price,
+# ``tool_prices.<256 characters>``) fits; an unknown key of a megabyte is cut, not echoed twice.
+MAX_PARAM = 300
 # Names pydantic adds to a location for the member of a union that failed (``metadata.k.str``).
 _UNION_TAG = re.compile(r"^(?:constrained-)?(?:str|int|float|bool|none|list|dict)$|\[")
 
@@ -52,7 +55,7 @@ def param_of(loc: tuple[Any, ...]) -> str | None:
     out = ""
     for part in parts:
         out += f"[{part}]" if part.isdigit() else ("." if out else "") + part
-    return out or None
+    return out[:MAX_PARAM] or None
 
 
 def _body_error(first: dict[str, Any]) -> dict[str, Any] | None:
