@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -151,3 +152,94 @@ def test_a_body_not_in_utf8_is_invalid_json(gateway: Gateway, method: str, path:
     assert _send(gateway, method, path, raw) == {
         "message": f"the request body is not valid JSON: {reason}", "type": "invalid_request_error",
         "param": None, "code": "invalid_json"}
+
+
+@pytest.mark.parametrize("field", ["path", "query", "body"])
+def test_a_field_named_as_a_request_part_is_named_in_the_error(gateway: Gateway, field: str) -> None:
+    """A field called ``path``, ``query`` or ``body`` was left out of ``param`` (the words of a
+    validation error's location FastAPI starts with were dropped wherever they came): an unknown
+    one was "unknown field" naming nothing, a bad value under one named its parent only."""
+    error = _send(gateway, "POST", "/admin/v1/teams", json.dumps({"name": "x", field: 1}).encode())
+    assert error == {"message": f"{field}: unknown field", "type": "invalid_request_error",
+                     "param": field, "code": "unknown_parameter"}
+    error = _send(gateway, "POST", "/admin/v1/keys",
+                  json.dumps({"models": ["*"], "metadata": {field: "x" * 1001}}).encode())
+    assert (error["param"], error["code"]) == (f"metadata.{field}", "invalid_value"), error
+    assert error["message"].startswith(f"metadata.{field}: "), error
+    error = _send(gateway, "PATCH", "/admin/v1/services/no-such-service", json.dumps({field: "x"}).encode())
+    assert (error["param"], error["code"]) == (field, "unknown_parameter"), error
+
+
+def test_a_json_body_sent_without_a_content_type_is_read_as_json(gateway: Gateway) -> None:
+    """As on the model API (``requests.post(url, data=json.dumps(body))`` sends none): it was
+    refused as "the request body must be a JSON object", which it is, or, on an optional body
+    (a rotation's grace), the same. A named content type other than JSON is still a 415."""
+    auth = {"Authorization": ADMIN["Authorization"]}
+    name = f"t{uuid.uuid4().hex[:8]}"
+    resp = httpx.post(gateway.url + "/admin/v1/teams", content=json.dumps({"name": name}).encode(),
+                      headers=auth, timeout=10)
+    assert resp.status_code == 201, resp.text
+    assert resp.json()["name"] == name
+    key = _created(gateway, "/admin/v1/keys", {"models": ["*"]})["id"]
+    resp = httpx.post(f"{gateway.url}/admin/v1/keys/{key}/rotate", content=b'{"grace_seconds": 60}',
+                      headers=auth, timeout=10)
+    assert resp.status_code == 201, resp.text
+    rotated = resp.json()  # the grace asked for, not the default hour
+    ends = datetime.fromisoformat(rotated["previous_expires_at"]) - datetime.fromisoformat(
+        rotated["created_at"])
+    assert timedelta(seconds=59) <= ends <= timedelta(seconds=61), rotated
+    # Bad JSON without a content type is still refused in the same words as with one.
+    assert _send(gateway, "POST", "/admin/v1/teams", b"[]") == {
+        "message": "the request body must be a JSON object", "type": "invalid_request_error",
+        "param": None, "code": "invalid_json"}
+    resp = httpx.post(gateway.url + "/admin/v1/teams", content=b"[]", headers=auth, timeout=10)
+    assert resp.status_code == 400 and resp.json()["error"]["code"] == "invalid_json", resp.text
+    resp = httpx.post(gateway.url + "/admin/v1/teams", content=json.dumps({"name": name}).encode(),
+                      headers={**auth, "content-type": "text/plain"}, timeout=10)
+    assert resp.status_code == 415 and resp.json()["error"]["code"] == "unsupported_media_type", resp.text
+
+
+@pytest.mark.parametrize("field", ["url", "openapi_url"])
+def test_a_service_url_too_long_is_refused_without_being_echoed(gateway: Gateway, field: str) -> None:
+    """A URL of another scheme was quoted whole in the error before its length was looked at:
+    3 MB sent, 3 MB answered (on a PATCH twice, with pydantic's "Value error, " before it)."""
+    name = f"s{uuid.uuid4().hex[:8]}"
+    _created(gateway, "/admin/v1/services", {"name": name, "url": "http://127.0.0.1:9/"})
+    long = "ftp://127.0.0.1:9/" + "a" * 3_000_000
+    body = {"url": "http://127.0.0.1:9/", field: long}
+    for method, path in [("POST", "/admin/v1/services"), ("PATCH", f"/admin/v1/services/{name}")]:
+        sent = {**body, "name": f"{name}-2"} if method == "POST" else {field: long}
+        error = _send(gateway, method, path, json.dumps(sent).encode())
+        assert error == {"message": f"{field}: {'the service URL' if field == 'url' else field} is over 2048 "
+                                    "characters", "type": "invalid_request_error", "param": field,
+                         "code": "invalid_value"}, (method, str(error)[:300])
+
+
+def test_a_service_patch_words_its_errors_as_a_registration_does(gateway: Gateway) -> None:
+    """A PATCH's errors began "Value error, " (pydantic's words for a check's own), a POST's not."""
+    name = f"s{uuid.uuid4().hex[:8]}"
+    _created(gateway, "/admin/v1/services", {"name": name, "url": "http://127.0.0.1:9/"})
+    posted = _send(gateway, "POST", "/admin/v1/services",
+                   json.dumps({"name": f"{name}-2", "url": "ftp://127.0.0.1:9/"}).encode())
+    patched = _send(gateway, "PATCH", f"/admin/v1/services/{name}", json.dumps({"url": "ftp://127.0.0.1:9/"}).encode())
+    assert patched == posted == {
+        "message": "url: must be an http:// or https:// URL with a host, got 'ftp://127.0.0.1:9/'",
+        "type": "invalid_request_error", "param": "url", "code": "invalid_value"}
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/admin/v1/keys", {"models": ["*"], "metadata": {"k" * 1_000_000: 1}}),
+    ("/admin/v1/teams", {"name": "x", "k" * 1_000_000: 1}),
+    ("/admin/v1/mcp/servers",
+     {"name": "m", "url": "http://127.0.0.1:9/", "tool_prices": {"k" * 1_000_000: -1}}),
+])
+def test_a_huge_key_is_not_echoed_whole_in_the_error(gateway: Gateway, path: str,
+                                                     body: dict[str, Any]) -> None:
+    """The key's name was the error's param and began its message: a 1 MB name sent, 2 MB
+    answered (a 4 MiB body, 8 MiB). It is cut, as the names of refused text are (text_input.py)."""
+    resp = httpx.post(gateway.url + path, content=json.dumps(body).encode(), headers=ADMIN, timeout=30)
+    assert resp.status_code == 400, resp.text[:300]
+    assert len(resp.content) < 2000, resp.text[:300]
+    error = resp.json()["error"]
+    assert error["message"].startswith(error["param"] + ": "), error
+    assert error["param"].endswith("k" * 100), error

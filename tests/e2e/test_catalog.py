@@ -221,6 +221,29 @@ def test_admin_models_all_lists_the_whole_catalog(catalog_gateway: Gateway) -> N
     assert {s["name"] for s in body["sources"]} >= {"openai", "anthropic", "gemini", "bedrock", "house"}
 
 
+@pytest.mark.parametrize(("query", "whole"), [("?all=1", True), ("?all=true", True), ("?all=yes", True),
+                                              ("?all=0", False), ("?all=false", False), ("?all=no", False)])
+def test_admin_models_all_reads_yes_or_no(catalog_gateway: Gateway, query: str, whole: bool) -> None:
+    body = _admin(catalog_gateway, query=query).json()
+    assert ("sources" in body) is whole, body
+
+
+@pytest.mark.parametrize(("query", "param", "code"), [
+    ("?all=on", "all", "invalid_value"), ("?all=2", "all", "invalid_value"),
+    ("?all=", "all", "invalid_value"),
+    ("?all=1&all=0", "all", "duplicate_parameter"), ("?alll=1", "alll", "unknown_parameter"),
+    ("?provider=local-openai", "provider", "unknown_parameter")])
+def test_admin_models_refuses_what_it_cannot_read(catalog_gateway: Gateway, query: str, param: str,
+                                                 code: str) -> None:
+    """Anything but 1/true/yes was the list of served models: ``?all=on`` (or a misspelt
+    ``?alll=1``, a filter it does not take) answered another list than the one asked for, as a
+    success. As on the other admin lists: 400 naming the parameter."""
+    resp = _admin(catalog_gateway, query=query)
+    assert resp.status_code == 400, resp.text
+    error = resp.json()["error"]
+    assert (error["type"], error["param"], error["code"]) == ("invalid_request_error", param, code), error
+
+
 @pytest.mark.parametrize(
     ("key", "code"), [(None, "missing_api_key"), ("sk-wrong-key-000", "invalid_api_key")]
 )

@@ -52,11 +52,12 @@ def check_headers(headers: dict[str, SecretStr]) -> dict[str, SecretStr]:
 
 
 def check_url(value: str) -> str:
+    # The length first: check_http_url quotes the URL it refuses, a megabyte of it too.
+    if len(value) > 2048:
+        raise ValueError("the service URL is over 2048 characters")
     check_http_url(value)
     if "?" in value or "#" in value or "@" in value.split("://", 1)[1].split("/", 1)[0]:
         raise ValueError("the service URL takes no query, fragment or user info")
-    if len(value) > 2048:
-        raise ValueError("the service URL is over 2048 characters")
     return value
 
 
@@ -93,9 +94,9 @@ class ServiceSettings(Strict):
     @classmethod
     def _openapi_url(cls, value: str | None) -> str | None:
         if value is not None:
-            check_http_url(value)
-            if len(value) > 2048:
+            if len(value) > 2048:  # before the check that quotes it, as for url
                 raise ValueError("openapi_url is over 2048 characters")
+            check_http_url(value)
         return value
 
     @field_validator("headers")

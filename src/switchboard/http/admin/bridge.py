@@ -28,6 +28,12 @@ class AdminBridge:
         principal = ctx.principal
         if principal is None:
             raise PermissionDenied("the admin API needs an authenticated caller", code="permission_denied")
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in ctx.headers.items()]
+        if ctx.body and "content-type" not in ctx.headers:
+            # A body sent without a content type is JSON, as on the model API (the edge refused any
+            # other type with a 415): FastAPI would not parse it, and refused a JSON object as
+            # "not a JSON object" (or, depending on its version, read it).
+            headers.append((b"content-type", b"application/json"))
         scope: Scope = {
             "type": "http",
             "asgi": {"version": "3.0", "spec_version": "2.3"},
@@ -38,7 +44,7 @@ class AdminBridge:
             "raw_path": ctx.path.encode("latin-1", "replace"),
             "query_string": ctx.query.encode("latin-1", "replace"),
             "root_path": "",
-            "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in ctx.headers.items()],
+            "headers": headers,
             "client": (ctx.client, 0) if ctx.client else None,
             "server": None,
             # What the admin routes read through request.state.

@@ -13,10 +13,13 @@ from fastapi import APIRouter, Depends, Request
 
 from switchboard.catalog import Catalog
 from switchboard.config.schema import ModelConfig, Settings
+from switchboard.errors import InvalidRequest
 from switchboard.http.admin.authz import Access, allow
+from switchboard.http.admin.query import query_params
 from switchboard.routing.live import LiveRouting
 
 _TRUE = {"1", "true", "yes"}
+_FALSE = {"0", "false", "no"}
 
 router = APIRouter()
 
@@ -63,6 +66,11 @@ async def models(
     request: Request, access: Annotated[Access, Depends(allow("provider", "read"))], all: str | None = None
 ) -> dict[str, Any]:
     services = request.app.state.services
+    # Anything else (?all=on, ?alll=1) answered the served models as a success: not what was asked.
+    query_params(request, ("all",))
+    if all is not None and all.lower() not in _TRUE | _FALSE:
+        raise InvalidRequest("all: expected 1, true or yes (or 0, false or no)", param="all",
+                             code="invalid_value")
     if all is not None and all.lower() in _TRUE:
         return whole_catalog(services.catalog)
     data = configured_models(services.settings, services.catalog, services.routing)

@@ -36,19 +36,26 @@ def _error(request: Request, status: int, body: dict[str, Any]) -> Response:
     return _json(status, body)
 
 
+# Characters of a ``param`` at most: the longest name a body may use (an MCP tool's price,
+# ``tool_prices.<256 characters>``) fits; an unknown key of a megabyte is cut, not echoed twice.
+MAX_PARAM = 300
 # Names pydantic adds to a location for the member of a union that failed (``metadata.k.str``).
 _UNION_TAG = re.compile(r"^(?:constrained-)?(?:str|int|float|bool|none|list|dict)$|\[")
 
 
 def param_of(loc: tuple[Any, ...]) -> str | None:
-    """A validation error's location as the error's ``param``: ``metadata.k``, ``split[0].percent``."""
-    parts = [str(p) for p in loc if p not in ("body", "query", "path")]
+    """A validation error's location as the error's ``param``: ``metadata.k``, ``split[0].percent``.
+    FastAPI starts a location with the request part (``body``, ``query``, ``path``): only that
+    first word goes, so a field or key of the same name (``metadata.path``) keeps its place."""
+    if loc and loc[0] in ("body", "query", "path"):
+        loc = loc[1:]
+    parts = [str(p) for p in loc]
     while len(parts) > 1 and _UNION_TAG.search(parts[-1]):
         parts.pop()
     out = ""
     for part in parts:
         out += f"[{part}]" if part.isdigit() else ("." if out else "") + part
-    return out or None
+    return out[:MAX_PARAM] or None
 
 
 def _body_error(first: dict[str, Any]) -> dict[str, Any] | None:

@@ -250,7 +250,9 @@ async def _patched(request: Request, access: Access, record: ServiceRecord, body
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise InvalidRequest(f"{where}: {first['msg']}", param=where, code="invalid_value") from None
+        # In a registration's words (errors.py): a check's own message, not pydantic's "Value error, ...".
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise InvalidRequest(f"{where}: {message}", param=where, code="invalid_value") from None
     _check_team(access, record.tenant_id, settings.team)
     if "team" in body.model_fields_set and settings.team is not None:
         await _check_team_exists(request, access, record.tenant_id, settings.team)
