@@ -15,7 +15,13 @@ import httpx
 import openai
 import pytest
 
+from tests.e2e.cohere_embeddings import (
+    REFUSED_TYPES,
+    check_compressed_embeddings,
+    check_refused_embedding_types,
+)
 from tests.e2e.sdk import ask, finish_reasons, stream_text
+from tests.e2e.test_bedrock_fidelity import logged
 from tests.servers import MASTER_KEY, UPSTREAM_KEY, Gateway, Mock, start_gateway
 
 PIXEL_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
@@ -334,6 +340,30 @@ def test_a_group_embeds_a_list_on_the_deployment_that_takes_it(sdk: openai.OpenA
         sdk.embeddings.create(model="cohere-embed", input=["x"] * 97)
     assert refused.value.param == "input" and refused.value.code == "too_many_inputs"
     assert "at most 96 inputs" in refused.value.message
+
+
+def test_cohere_embedding_types_are_honoured_as_for_the_cohere_type(
+    sdk: openai.OpenAI, mock_upstream: Mock
+) -> None:
+    # Cohere's embedding_types as an extra field: it used to be left out, and float vectors
+    # returned without a word. One type is sent and its vectors returned; others are refused.
+    check_compressed_embeddings(sdk, "cohere-embed", mock_upstream)
+    for types in REFUSED_TYPES:
+        check_refused_embedding_types(sdk, "cohere-embed", mock_upstream, types)
+
+
+def test_cohere_embeddings_count_the_tokens_bedrock_reports(
+    sdk: openai.OpenAI, bedrock_gateway: Gateway
+) -> None:
+    # Bedrock reports a Cohere model's input tokens only in X-Amzn-Bedrock-Input-Token-Count: the
+    # answer said 0 and the ledger an estimate of its own. The mock counts words (2 + 3 here).
+    raw = sdk.embeddings.with_raw_response.create(
+        model="cohere-embed", input=["antidisestablishmentarianism floccinaucinihilipilification",
+                                     "pneumonoultramicroscopic silicovolcanoconiosis everywhere"])
+    usage = raw.parse().usage
+    assert (usage.prompt_tokens, usage.total_tokens) == (5, 5)
+    record = logged(bedrock_gateway, raw.headers["x-request-id"])
+    assert record["prompt_tokens"] == 5 and not record["metadata"].get("estimated")
 
 
 # ---- errors ----

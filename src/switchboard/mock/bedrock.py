@@ -569,6 +569,9 @@ def _titan(model: str, body: dict[str, Any]) -> dict[str, Any]:
     return {"embedding": vector, "inputTextTokenCount": tokens, "embeddingsByType": {"float": vector}}
 
 
+_EMBEDDING_TYPES = ("float", "int8", "uint8", "binary", "ubinary")
+
+
 def _cohere(body: dict[str, Any]) -> dict[str, Any]:
     _extraneous(body, {"texts", "input_type", "truncate", "embedding_types"}, "#: ")
     texts = body.get("texts")
@@ -576,9 +579,16 @@ def _cohere(body: dict[str, Any]) -> dict[str, Any]:
         raise Invalid("Malformed input request: #/texts: expected 1 to 96 strings")
     _require(body.get("input_type") in ("search_document", "search_query", "classification", "clustering"),
              "Malformed input request: #: required key [input_type] not found")
+    types = body.get("embedding_types")
     vectors = [T.embedding(t, 1024) for t in texts]
-    return {"id": str(uuid.uuid4()), "texts": texts, "embeddings": vectors,
-            "response_type": "embeddings_floats"}
+    if types is None:
+        return {"id": str(uuid.uuid4()), "texts": texts, "embeddings": vectors,
+                "response_type": "embeddings_floats"}
+    _require(isinstance(types, list) and bool(types) and all(t in _EMBEDDING_TYPES for t in types),
+             "Malformed input request: #/embedding_types: expected float, int8, uint8, binary or ubinary")
+    by_type = {t: [T.typed_embedding(v, t) for v in vectors] for t in types}
+    return {"id": str(uuid.uuid4()), "texts": texts, "embeddings": by_type,
+            "response_type": "embeddings_by_type"}
 
 
 def _embedding(model: str, body: Any) -> dict[str, Any]:
@@ -607,7 +617,11 @@ async def invoke(request: Request) -> Response:
     except Invalid as exc:
         return _invalid(str(exc))
     await before_answer(c)
-    return json_response(answer, headers={"x-amzn-RequestId": str(uuid.uuid4())})
+    # InvokeModel reports the input tokens in a header (the only place for Cohere's models).
+    texts = body.get("texts") or [body.get("inputText")]
+    tokens = sum(T.count_tokens(t) for t in texts)
+    return json_response(answer, headers={"x-amzn-RequestId": str(uuid.uuid4()),
+                                          "X-Amzn-Bedrock-Input-Token-Count": str(tokens)})
 
 
 def routes() -> list[Route]:
