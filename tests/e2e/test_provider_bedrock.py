@@ -22,7 +22,7 @@ from tests.e2e.cohere_embeddings import (
 )
 from tests.e2e.sdk import ask, finish_reasons, stream_text
 from tests.e2e.test_bedrock_fidelity import logged
-from tests.servers import MASTER_KEY, UPSTREAM_KEY, Gateway, Mock, start_gateway
+from tests.servers import MASTER_KEY, UPSTREAM_KEY, Gateway, Mock, captured, new_marker, start_gateway
 
 PIXEL_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
 BAD_SECRET = "wrong-secret-access-key-42"
@@ -350,6 +350,18 @@ def test_cohere_embedding_types_are_honoured_as_for_the_cohere_type(
     check_compressed_embeddings(sdk, "cohere-embed", mock_upstream)
     for types in REFUSED_TYPES:
         check_refused_embedding_types(sdk, "cohere-embed", mock_upstream, types)
+
+
+def test_cohere_truncate_is_passed_as_for_the_cohere_type(sdk: openai.OpenAI, mock_upstream: Mock) -> None:
+    # Cohere's truncate as an extra field: it used to be left out without a word.
+    marker = new_marker()
+    sdk.embeddings.create(model="cohere-embed", input=f"cut mock:capture={marker}",
+                          extra_body={"truncate": "END"})
+    [record] = captured(mock_upstream, marker)
+    assert record["body"]["truncate"] == "END"
+    with pytest.raises(openai.BadRequestError) as exc:  # Bedrock judges the value
+        sdk.embeddings.create(model="cohere-embed", input="cut", extra_body={"truncate": "MIDDLE"})
+    assert "truncate" in exc.value.message
 
 
 def test_cohere_embeddings_count_the_tokens_bedrock_reports(

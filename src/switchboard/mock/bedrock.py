@@ -579,6 +579,8 @@ def _cohere(body: dict[str, Any]) -> dict[str, Any]:
         raise Invalid("Malformed input request: #/texts: expected 1 to 96 strings")
     _require(body.get("input_type") in ("search_document", "search_query", "classification", "clustering"),
              "Malformed input request: #: required key [input_type] not found")
+    _require(body.get("truncate", "NONE") in ("NONE", "START", "END", "LEFT", "RIGHT"),
+             "Malformed input request: #/truncate: expected NONE, START, END, LEFT or RIGHT")
     types = body.get("embedding_types")
     vectors = [T.embedding(t, 1024) for t in texts]
     if types is None:

@@ -5,7 +5,7 @@
   refused (400, as the deployment's own refusal: another deployment of a group serves it) rather
   than fanned out (adapters do no I/O).
   https://docs.aws.amazon.com/bedrock/latest/userguide/model-parameters-titan-embed-text.html
-- Cohere Embed (``cohere.embed-*``): ``{"texts", "input_type", "embedding_types"?}`` ->
+- Cohere Embed (``cohere.embed-*``): ``{"texts", "input_type", "embedding_types"?, "truncate"?}`` ->
   ``{"embeddings"}`` (a list of vectors, or ``{"<type>": [...]}`` when embedding types were
   requested); up to 96 texts per call. The input tokens are counted only in the
   ``X-Amzn-Bedrock-Input-Token-Count`` response header.
@@ -58,6 +58,8 @@ def invoke_body(request: JSON, target: Target) -> JSON:
     body = {"texts": texts, "input_type": input_type(request, "search_document")}
     if request.get("embedding_types") is not None:  # Cohere's own field, judged as for its type
         body["embedding_types"] = [embedding_type(request)]
+    if isinstance(request.get("truncate"), str):  # as for the cohere type; Bedrock judges the value
+        body["truncate"] = request["truncate"]
     return body
 
 
