@@ -57,6 +57,7 @@ def bedrock_config(mock: Mock) -> dict[str, Any]:
             {"name": "claude-misconfigured", "provider": "bedrock-bad-key", "model": CLAUDE},
             {"name": "titan-embed", "provider": "bedrock-mock", "model": "amazon.titan-embed-text-v2:0"},
             {"name": "cohere-embed", "provider": "bedrock-mock", "model": "cohere.embed-english-v3"},
+            {"name": "cohere-embed-v4", "provider": "bedrock-mock", "model": "cohere.embed-v4:0"},
             # A group of a model that embeds one input per call and one that embeds up to 96.
             {"name": "either-embed", "deployment": "titan", "provider": "bedrock-mock",
              "model": "amazon.titan-embed-text-v2:0"},
@@ -362,6 +363,24 @@ def test_cohere_truncate_is_passed_as_for_the_cohere_type(sdk: openai.OpenAI, mo
     with pytest.raises(openai.BadRequestError) as exc:  # Bedrock judges the value
         sdk.embeddings.create(model="cohere-embed", input="cut", extra_body={"truncate": "MIDDLE"})
     assert "truncate" in exc.value.message
+
+
+def test_cohere_embed_v4_takes_dimensions_as_its_output_dimension(
+    sdk: openai.OpenAI, mock_upstream: Mock
+) -> None:
+    # Embed v4 on Bedrock has an output dimension: dimensions used to be refused for every Cohere
+    # model. Embed v3 has none, so it is still a 400 naming dimensions.
+    marker = new_marker()
+    resp = sdk.embeddings.create(model="cohere-embed-v4", input=f"small mock:capture={marker}",
+                                 dimensions=256)
+    assert captured(mock_upstream, marker)[0]["body"]["output_dimension"] == 256
+    assert len(resp.data[0].embedding) == 256
+    with pytest.raises(openai.BadRequestError) as exc:  # Bedrock judges the value
+        sdk.embeddings.create(model="cohere-embed-v4", input="small", dimensions=300)
+    assert "output_dimension" in exc.value.message
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.embeddings.create(model="cohere-embed", input="small", dimensions=256)
+    assert refused.value.param == "dimensions"
 
 
 def test_cohere_embeddings_count_the_tokens_bedrock_reports(

@@ -572,8 +572,13 @@ def _titan(model: str, body: dict[str, Any]) -> dict[str, Any]:
 _EMBEDDING_TYPES = ("float", "int8", "uint8", "binary", "ubinary")
 
 
-def _cohere(body: dict[str, Any]) -> dict[str, Any]:
-    _extraneous(body, {"texts", "input_type", "truncate", "embedding_types"}, "#: ")
+def _cohere(model: str, body: dict[str, Any]) -> dict[str, Any]:
+    v4 = "embed-v4" in model  # Embed v4 alone takes an output dimension (and max_tokens)
+    v4_keys = {"output_dimension", "max_tokens"} if v4 else set()
+    _extraneous(body, {"texts", "input_type", "truncate", "embedding_types", *v4_keys}, "#: ")
+    dims = body.get("output_dimension", 1536 if v4 else 1024)
+    _require(dims in (256, 512, 1024, 1536),
+             f"Malformed input request: #/output_dimension: {dims} is not a valid enum value")
     texts = body.get("texts")
     if not isinstance(texts, list) or not 0 < len(texts) <= 96 or not all(isinstance(t, str) for t in texts):
         raise Invalid("Malformed input request: #/texts: expected 1 to 96 strings")
@@ -582,7 +587,7 @@ def _cohere(body: dict[str, Any]) -> dict[str, Any]:
     _require(body.get("truncate", "NONE") in ("NONE", "START", "END", "LEFT", "RIGHT"),
              "Malformed input request: #/truncate: expected NONE, START, END, LEFT or RIGHT")
     types = body.get("embedding_types")
-    vectors = [T.embedding(t, 1024) for t in texts]
+    vectors = [T.embedding(t, dims) for t in texts]
     if types is None:
         return {"id": str(uuid.uuid4()), "texts": texts, "embeddings": vectors,
                 "response_type": "embeddings_floats"}
@@ -599,7 +604,7 @@ def _embedding(model: str, body: Any) -> dict[str, Any]:
     if "titan-embed" in model:
         return _titan(model, body)
     if "cohere.embed" in model:
-        return _cohere(body)
+        return _cohere(model, body)
     raise Invalid(f"The provided model identifier is invalid or not served by this mock: {model}")
 
 

@@ -5,7 +5,8 @@
   refused (400, as the deployment's own refusal: another deployment of a group serves it) rather
   than fanned out (adapters do no I/O).
   https://docs.aws.amazon.com/bedrock/latest/userguide/model-parameters-titan-embed-text.html
-- Cohere Embed (``cohere.embed-*``): ``{"texts", "input_type", "embedding_types"?, "truncate"?}`` ->
+- Cohere Embed (``cohere.embed-*``): ``{"texts", "input_type", "embedding_types"?, "truncate"?,
+  "output_dimension"?}`` (Embed v4 only) ->
   ``{"embeddings"}`` (a list of vectors, or ``{"<type>": [...]}`` when embedding types were
   requested); up to 96 texts per call. The input tokens are counted only in the
   ``X-Amzn-Bedrock-Input-Token-Count`` response header.
@@ -47,7 +48,9 @@ def family(target: Target) -> str:
 
 def invoke_body(request: JSON, target: Target) -> JSON:
     kind = family(target)
-    supported = EMBEDDING_PARAMS if kind == "titan" else EMBEDDING_PARAMS - {"dimensions"}
+    # Of Cohere's models only Embed v4 takes an output dimension (256, 512, 1024 or 1536).
+    sized = kind == "titan" or "embed-v4" in target.model.lower()
+    supported = EMBEDDING_PARAMS if sized else EMBEDDING_PARAMS - {"dimensions"}
     request = check_supported(request, supported, target, known=_KNOWN)
     texts = text_inputs(request, target, 1 if kind == "titan" else COHERE_MAX_TEXTS)
     if kind == "titan":
@@ -56,6 +59,8 @@ def invoke_body(request: JSON, target: Target) -> JSON:
             body["dimensions"] = request["dimensions"]
         return body
     body = {"texts": texts, "input_type": input_type(request, "search_document")}
+    if request.get("dimensions") is not None:  # Bedrock judges the value, as Cohere does
+        body["output_dimension"] = request["dimensions"]
     if request.get("embedding_types") is not None:  # Cohere's own field, judged as for its type
         body["embedding_types"] = [embedding_type(request)]
     if isinstance(request.get("truncate"), str):  # as for the cohere type; Bedrock judges the value
