@@ -15,8 +15,14 @@ import httpx
 import openai
 import pytest
 
+from tests.e2e.cohere_embeddings import (
+    REFUSED_TYPES,
+    check_compressed_embeddings,
+    check_refused_embedding_types,
+)
 from tests.e2e.sdk import ask, finish_reasons, stream_text
-from tests.servers import MASTER_KEY, UPSTREAM_KEY, Gateway, Mock, start_gateway
+from tests.e2e.test_bedrock_fidelity import logged
+from tests.servers import MASTER_KEY, UPSTREAM_KEY, Gateway, Mock, captured, new_marker, start_gateway
 
 PIXEL_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
 BAD_SECRET = "wrong-secret-access-key-42"
@@ -51,6 +57,7 @@ def bedrock_config(mock: Mock) -> dict[str, Any]:
             {"name": "claude-misconfigured", "provider": "bedrock-bad-key", "model": CLAUDE},
             {"name": "titan-embed", "provider": "bedrock-mock", "model": "amazon.titan-embed-text-v2:0"},
             {"name": "cohere-embed", "provider": "bedrock-mock", "model": "cohere.embed-english-v3"},
+            {"name": "cohere-embed-v4", "provider": "bedrock-mock", "model": "cohere.embed-v4:0"},
             # A group of a model that embeds one input per call and one that embeds up to 96.
             {"name": "either-embed", "deployment": "titan", "provider": "bedrock-mock",
              "model": "amazon.titan-embed-text-v2:0"},
@@ -334,6 +341,60 @@ def test_a_group_embeds_a_list_on_the_deployment_that_takes_it(sdk: openai.OpenA
         sdk.embeddings.create(model="cohere-embed", input=["x"] * 97)
     assert refused.value.param == "input" and refused.value.code == "too_many_inputs"
     assert "at most 96 inputs" in refused.value.message
+
+
+def test_cohere_embedding_types_are_honoured_as_for_the_cohere_type(
+    sdk: openai.OpenAI, mock_upstream: Mock
+) -> None:
+    # Cohere's embedding_types as an extra field: it used to be left out, and float vectors
+    # returned without a word. One type is sent and its vectors returned; others are refused.
+    check_compressed_embeddings(sdk, "cohere-embed", mock_upstream)
+    for types in REFUSED_TYPES:
+        check_refused_embedding_types(sdk, "cohere-embed", mock_upstream, types)
+
+
+def test_cohere_truncate_is_passed_as_for_the_cohere_type(sdk: openai.OpenAI, mock_upstream: Mock) -> None:
+    # Cohere's truncate as an extra field: it used to be left out without a word.
+    marker = new_marker()
+    sdk.embeddings.create(model="cohere-embed", input=f"cut mock:capture={marker}",
+                          extra_body={"truncate": "END"})
+    [record] = captured(mock_upstream, marker)
+    assert record["body"]["truncate"] == "END"
+    with pytest.raises(openai.BadRequestError) as exc:  # Bedrock judges the value
+        sdk.embeddings.create(model="cohere-embed", input="cut", extra_body={"truncate": "MIDDLE"})
+    assert "truncate" in exc.value.message
+
+
+def test_cohere_embed_v4_takes_dimensions_as_its_output_dimension(
+    sdk: openai.OpenAI, mock_upstream: Mock
+) -> None:
+    # Embed v4 on Bedrock has an output dimension: dimensions used to be refused for every Cohere
+    # model. Embed v3 has none, so it is still a 400 naming dimensions.
+    marker = new_marker()
+    resp = sdk.embeddings.create(model="cohere-embed-v4", input=f"small mock:capture={marker}",
+                                 dimensions=256)
+    assert captured(mock_upstream, marker)[0]["body"]["output_dimension"] == 256
+    assert len(resp.data[0].embedding) == 256
+    with pytest.raises(openai.BadRequestError) as exc:  # Bedrock judges the value
+        sdk.embeddings.create(model="cohere-embed-v4", input="small", dimensions=300)
+    assert "output_dimension" in exc.value.message
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.embeddings.create(model="cohere-embed", input="small", dimensions=256)
+    assert refused.value.param == "dimensions"
+
+
+def test_cohere_embeddings_count_the_tokens_bedrock_reports(
+    sdk: openai.OpenAI, bedrock_gateway: Gateway
+) -> None:
+    # Bedrock reports a Cohere model's input tokens only in X-Amzn-Bedrock-Input-Token-Count: the
+    # answer said 0 and the ledger an estimate of its own. The mock counts words (2 + 3 here).
+    raw = sdk.embeddings.with_raw_response.create(
+        model="cohere-embed", input=["antidisestablishmentarianism floccinaucinihilipilification",
+                                     "pneumonoultramicroscopic silicovolcanoconiosis everywhere"])
+    usage = raw.parse().usage
+    assert (usage.prompt_tokens, usage.total_tokens) == (5, 5)
+    record = logged(bedrock_gateway, raw.headers["x-request-id"])
+    assert record["prompt_tokens"] == 5 and not record["metadata"].get("estimated")
 
 
 # ---- errors ----

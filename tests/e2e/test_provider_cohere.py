@@ -13,6 +13,11 @@ import anthropic
 import openai
 import pytest
 
+from tests.e2e.cohere_embeddings import (
+    REFUSED_TYPES,
+    check_compressed_embeddings,
+    check_refused_embedding_types,
+)
 from tests.e2e.sdk import ask, tool_calls_seen
 from tests.servers import MASTER_KEY, UPSTREAM_KEY, Gateway, Mock, captured, new_marker, start_gateway
 
@@ -407,38 +412,14 @@ def test_embeddings_in_a_compressed_type_are_what_cohere_returns(
 ) -> None:
     # Cohere's embedding_types as an extra field: the one type asked for is sent and its vectors
     # come back (they used to be replaced by float vectors without a word).
-    marker = new_marker()
-    text = f"squeeze mock:capture={marker}"
-    ints = co.embeddings.create(model="embed-v4", input=text, encoding_format="float",
-                                extra_body={"embedding_types": ["int8"]})
-    [record] = captured(mock_upstream, marker)
-    assert record["body"]["embedding_types"] == ["int8"]
-    floats = co.embeddings.create(model="embed-v4", input=text, encoding_format="float")
-    vector = ints.data[0].embedding
-    assert vector != floats.data[0].embedding and len(vector) == len(floats.data[0].embedding)
-    assert all(v == int(v) and -128 <= v <= 127 for v in vector)
-    assert vector == [max(-128, min(127, round(x * 127))) for x in floats.data[0].embedding]
-    # The SDK's default base64: the same integers, packed as OpenAI packs vectors.
-    packed = co.embeddings.create(model="embed-v4", input=text, extra_body={"embedding_types": ["int8"]})
-    assert packed.data[0].embedding == vector
-    binary = co.embeddings.create(model="embed-v4", input="squeeze", encoding_format="float",
-                                  extra_body={"embedding_types": ["ubinary"]})
-    assert len(binary.data[0].embedding) == 1  # 8 dimensions, one bit each
+    check_compressed_embeddings(co, "embed-v4", mock_upstream)
 
 
-@pytest.mark.parametrize("types", [["int8", "float"], [], ["base64"], ["int4"], "int8"])
+@pytest.mark.parametrize("types", REFUSED_TYPES)
 def test_embedding_types_that_make_no_single_vector_are_refused(
     co: openai.OpenAI, mock_upstream: Mock, types: Any
 ) -> None:
-    marker = new_marker()
-    # Refused before the call: an answer would hold several vectors per input, or none.
-    request: dict[str, Any] = {"input": f"squeeze mock:capture={marker}",
-                               "extra_body": {"embedding_types": types}}
-    with pytest.raises(openai.BadRequestError) as exc:
-        co.embeddings.create(model="embed-v4", **request)
-    assert (exc.value.param, exc.value.code) == ("embedding_types", "invalid_value")
-    assert "exactly one of float, int8, uint8, binary, ubinary" in exc.value.message
-    assert captured(mock_upstream, marker, timeout=0.2) == []
+    check_refused_embedding_types(co, "embed-v4", mock_upstream, types)
 
 
 def test_cohere_embed_fields_of_the_request_are_passed(co: openai.OpenAI, mock_upstream: Mock) -> None:

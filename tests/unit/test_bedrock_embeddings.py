@@ -93,3 +93,16 @@ def test_cohere_responses_in_both_shapes(embeddings: Any) -> None:
 def test_invalid_embedding_bodies_are_a_502(body: bytes) -> None:
     with pytest.raises(UpstreamBadGateway):
         SPEC.adapter.embeddings_response(body, TITAN)
+
+
+@pytest.mark.parametrize(("headers", "tokens"), [
+    ({"x-amzn-bedrock-input-token-count": "7"}, 7),
+    ({"x-amzn-bedrock-input-token-count": "-1"}, 0),  # no count: the usage stage estimates
+    ({"x-amzn-bedrock-input-token-count": "\uff17"}, 0),
+    ({}, 0),
+])
+def test_cohere_usage_is_the_input_token_count_header(headers: dict[str, str], tokens: int) -> None:
+    body = orjson.dumps({"embeddings": {"int8": [[1, -2]]}, "response_type": "embeddings_by_type"})
+    out = SPEC.adapter.embeddings_reply(body, headers, COHERE)
+    assert out["data"][0]["embedding"] == [1, -2]
+    assert out["usage"] == {"prompt_tokens": tokens, "total_tokens": tokens}

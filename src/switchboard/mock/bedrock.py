@@ -569,16 +569,33 @@ def _titan(model: str, body: dict[str, Any]) -> dict[str, Any]:
     return {"embedding": vector, "inputTextTokenCount": tokens, "embeddingsByType": {"float": vector}}
 
 
-def _cohere(body: dict[str, Any]) -> dict[str, Any]:
-    _extraneous(body, {"texts", "input_type", "truncate", "embedding_types"}, "#: ")
+_EMBEDDING_TYPES = ("float", "int8", "uint8", "binary", "ubinary")
+
+
+def _cohere(model: str, body: dict[str, Any]) -> dict[str, Any]:
+    v4 = "embed-v4" in model  # Embed v4 alone takes an output dimension (and max_tokens)
+    v4_keys = {"output_dimension", "max_tokens"} if v4 else set()
+    _extraneous(body, {"texts", "input_type", "truncate", "embedding_types", *v4_keys}, "#: ")
+    dims = body.get("output_dimension", 1536 if v4 else 1024)
+    _require(dims in (256, 512, 1024, 1536),
+             f"Malformed input request: #/output_dimension: {dims} is not a valid enum value")
     texts = body.get("texts")
     if not isinstance(texts, list) or not 0 < len(texts) <= 96 or not all(isinstance(t, str) for t in texts):
         raise Invalid("Malformed input request: #/texts: expected 1 to 96 strings")
     _require(body.get("input_type") in ("search_document", "search_query", "classification", "clustering"),
              "Malformed input request: #: required key [input_type] not found")
-    vectors = [T.embedding(t, 1024) for t in texts]
-    return {"id": str(uuid.uuid4()), "texts": texts, "embeddings": vectors,
-            "response_type": "embeddings_floats"}
+    _require(body.get("truncate", "NONE") in ("NONE", "START", "END", "LEFT", "RIGHT"),
+             "Malformed input request: #/truncate: expected NONE, START, END, LEFT or RIGHT")
+    types = body.get("embedding_types")
+    vectors = [T.embedding(t, dims) for t in texts]
+    if types is None:
+        return {"id": str(uuid.uuid4()), "texts": texts, "embeddings": vectors,
+                "response_type": "embeddings_floats"}
+    _require(isinstance(types, list) and bool(types) and all(t in _EMBEDDING_TYPES for t in types),
+             "Malformed input request: #/embedding_types: expected float, int8, uint8, binary or ubinary")
+    by_type = {t: [T.typed_embedding(v, t) for v in vectors] for t in types}
+    return {"id": str(uuid.uuid4()), "texts": texts, "embeddings": by_type,
+            "response_type": "embeddings_by_type"}
 
 
 def _embedding(model: str, body: Any) -> dict[str, Any]:
@@ -587,7 +604,7 @@ def _embedding(model: str, body: Any) -> dict[str, Any]:
     if "titan-embed" in model:
         return _titan(model, body)
     if "cohere.embed" in model:
-        return _cohere(body)
+        return _cohere(model, body)
     raise Invalid(f"The provided model identifier is invalid or not served by this mock: {model}")
 
 
@@ -607,7 +624,11 @@ async def invoke(request: Request) -> Response:
     except Invalid as exc:
         return _invalid(str(exc))
     await before_answer(c)
-    return json_response(answer, headers={"x-amzn-RequestId": str(uuid.uuid4())})
+    # InvokeModel reports the input tokens in a header (the only place for Cohere's models).
+    texts = body.get("texts") or [body.get("inputText")]
+    tokens = sum(T.count_tokens(t) for t in texts)
+    return json_response(answer, headers={"x-amzn-RequestId": str(uuid.uuid4()),
+                                          "X-Amzn-Bedrock-Input-Token-Count": str(tokens)})
 
 
 def routes() -> list[Route]:

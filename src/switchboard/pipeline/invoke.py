@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -39,7 +39,9 @@ class Exchange(Protocol):
 
     def request(self, ctx: RequestContext, route: Route) -> UpstreamRequest: ...
 
-    def reply(self, ctx: RequestContext, route: Route, body: bytes) -> tuple[JSON, JSON | None]: ...
+    def reply(
+        self, ctx: RequestContext, route: Route, body: bytes, headers: Mapping[str, str]
+    ) -> tuple[JSON, JSON | None]: ...
 
     def decoder(self, ctx: RequestContext, route: Route) -> StreamDecoder | None: ...
 
@@ -55,6 +57,8 @@ class Operation:
     finish: Callable[[JSON, JSON], JSON] | None = None
     # The same for streams: given the request and the adapter's decoder, the decoder to use.
     wrap: Callable[[JSON, StreamDecoder], StreamDecoder] | None = None
+    # ``parse`` also takes the reply's headers: (body, headers, target).
+    with_headers: bool = False
     native = False  # the translated exchange: canonical in, canonical out
 
     def request(self, ctx: RequestContext, route: Route) -> UpstreamRequest:
@@ -72,8 +76,11 @@ class Operation:
             target = replace(target, own_account=True)
         return build(ctx.request, target)
 
-    def reply(self, ctx: RequestContext, route: Route, body: bytes) -> tuple[JSON, JSON | None]:
-        parsed: JSON = getattr(route.adapter, self.parse)(body, route.target)
+    def reply(
+        self, ctx: RequestContext, route: Route, body: bytes, headers: Mapping[str, str]
+    ) -> tuple[JSON, JSON | None]:
+        parse = getattr(route.adapter, self.parse)
+        parsed: JSON = parse(body, headers, route.target) if self.with_headers else parse(body, route.target)
         if self.finish is not None:
             parsed = self.finish(ctx.request, parsed)
         ctx.service_tier = tier_of(parsed)
@@ -103,7 +110,8 @@ OPERATIONS: dict[str, Operation] = {
     # no control of their own (providers/tool_calls.py); a matched stop sequence the provider does
     # not name is the caller's only one (providers/stop_sequences.py).
     "chat": Operation("chat_request", "chat_response", "chat_stream", finish=_chat_reply, wrap=_chat_decoder),
-    "embeddings": Operation("embeddings_request", "embeddings_response", finish=apply_encoding_format),
+    "embeddings": Operation("embeddings_request", "embeddings_reply", finish=apply_encoding_format,
+                            with_headers=True),
     "completions": Operation("completions_request", "completions_response", "completions_stream"),
 }
 
@@ -155,11 +163,11 @@ async def invoke(ctx: RequestContext) -> Result:
     if reply.status >= 400:
         raise caller_credentials.blamed(ctx, adapter.error(reply.status, reply.headers, reply.body, target))
     if len(reply.body) <= LARGE_BODY_BYTES:
-        body, ctx.usage = exchange.reply(ctx, route, reply.body)
+        body, ctx.usage = exchange.reply(ctx, route, reply.body, reply.headers)
         return Reply(body, native=exchange.native)
     # A large answer (an embeddings batch: up to 150 MB) parsed and translated off the loop, and
     # marked so that the edge encodes it there too.
-    body, ctx.usage = await asyncio.to_thread(exchange.reply, ctx, route, reply.body)
+    body, ctx.usage = await asyncio.to_thread(exchange.reply, ctx, route, reply.body, reply.headers)
     return Reply(body, native=exchange.native, large=True)
 
 

@@ -17,7 +17,7 @@ any request is.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from switchboard.context import RequestContext
@@ -46,7 +46,9 @@ class AnthropicMessages:
             account.check(route.target, ctx.account_object, "a file of the Anthropic Files API")
         return native_request(ctx.body, ctx.headers, route.target)
 
-    def reply(self, ctx: RequestContext, route: Route, body: bytes) -> tuple[JSON, JSON | None]:
+    def reply(
+        self, ctx: RequestContext, route: Route, body: bytes, headers: Mapping[str, str]
+    ) -> tuple[JSON, JSON | None]:
         return native_message(body, route.target)
 
     def decoder(self, ctx: RequestContext, route: Route) -> StreamDecoder | None:
@@ -67,7 +69,9 @@ class ResponsesNative:
         given, history = ctx.native_body or ({}, [])
         return openai_responses.upstream_request(given, history, route.target, ctx.stream)
 
-    def reply(self, ctx: RequestContext, route: Route, body: bytes) -> tuple[JSON, JSON | None]:
+    def reply(
+        self, ctx: RequestContext, route: Route, body: bytes, headers: Mapping[str, str]
+    ) -> tuple[JSON, JSON | None]:
         reply, usage = openai_responses.native_reply(body, route.target, _scrubber(ctx, route))
         ctx.service_tier = tier_of(reply["native"])
         return reply, usage

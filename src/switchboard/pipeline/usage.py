@@ -215,7 +215,8 @@ _TOKEN_CALLS = frozenset({"chat", "completions"})
 
 def _unreported_input(ctx: RequestContext, call: _Call, counted: Tokens) -> tuple[Tokens, bool]:
     """The tokens of an embeddings answer that reported no input tokens (Gemini's
-    ``batchEmbedContents`` and Cohere models on Bedrock report none): the provider bills the
+    ``batchEmbedContents`` reports none, a Cohere model on Bedrock without its token count
+    header): the provider bills the
     input all the same, so it is recorded, priced and settled at the estimate limits and budgets
     reserved, flagged ``estimated``, never as a free call. An input that counts 0 stays 0."""
     estimate = _estimated_prompt(ctx, call)

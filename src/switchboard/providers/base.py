@@ -112,6 +112,11 @@ class ProviderAdapter:
     def embeddings_response(self, body: bytes, target: Target) -> JSON:
         raise self._unsupported("embeddings", target)
 
+    def embeddings_reply(self, body: bytes, headers: Mapping[str, str], target: Target) -> JSON:
+        """An embeddings answer read with its response headers, for a provider that reports its
+        usage there (Cohere's models on Bedrock); by default the body says it all."""
+        return self.embeddings_response(body, target)
+
     # legacy completions
     def completions_request(self, request: JSON, target: Target) -> UpstreamRequest:
         raise self._unsupported("legacy completions", target)

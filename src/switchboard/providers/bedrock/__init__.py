@@ -92,6 +92,9 @@ class BedrockAdapter(ProviderAdapter):
     def embeddings_response(self, body: bytes, target: Target) -> JSON:
         return embeddings_list(body, target)
 
+    def embeddings_reply(self, body: bytes, headers: Mapping[str, str], target: Target) -> JSON:
+        return embeddings_list(body, target, headers)
+
     def error(self, status: int, headers: Mapping[str, str], body: bytes, target: Target) -> GatewayError:
         return http_error(status, headers, body, target)
 

@@ -5,19 +5,25 @@
   refused (400, as the deployment's own refusal: another deployment of a group serves it) rather
   than fanned out (adapters do no I/O).
   https://docs.aws.amazon.com/bedrock/latest/userguide/model-parameters-titan-embed-text.html
-- Cohere Embed (``cohere.embed-*``): ``{"texts", "input_type"}`` -> ``{"embeddings"}`` (a list of
-  vectors, or ``{"float": [...]}`` when embedding types were requested); up to 96 texts per call.
+- Cohere Embed (``cohere.embed-*``): ``{"texts", "input_type", "embedding_types"?, "truncate"?,
+  "output_dimension"?}`` (Embed v4 only) ->
+  ``{"embeddings"}`` (a list of vectors, or ``{"<type>": [...]}`` when embedding types were
+  requested); up to 96 texts per call. The input tokens are counted only in the
+  ``X-Amzn-Bedrock-Input-Token-Count`` response header.
   https://docs.aws.amazon.com/bedrock/latest/userguide/model-parameters-embed.html
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from switchboard.errors import InvalidRequest
 from switchboard.providers.base import JSON
 from switchboard.providers.cohere.input_type import input_type
 from switchboard.providers.cohere.request import EMBED_MAX_TEXTS as COHERE_MAX_TEXTS
+from switchboard.providers.cohere.request import embedding_type
+from switchboard.providers.cohere.response import typed_vectors
 from switchboard.providers.embedding_inputs import text_inputs
 from switchboard.providers.errors import invalid_body, loads_object
 from switchboard.providers.params import check_supported
@@ -42,7 +48,9 @@ def family(target: Target) -> str:
 
 def invoke_body(request: JSON, target: Target) -> JSON:
     kind = family(target)
-    supported = EMBEDDING_PARAMS if kind == "titan" else EMBEDDING_PARAMS - {"dimensions"}
+    # Of Cohere's models only Embed v4 takes an output dimension (256, 512, 1024 or 1536).
+    sized = kind == "titan" or "embed-v4" in target.model.lower()
+    supported = EMBEDDING_PARAMS if sized else EMBEDDING_PARAMS - {"dimensions"}
     request = check_supported(request, supported, target, known=_KNOWN)
     texts = text_inputs(request, target, 1 if kind == "titan" else COHERE_MAX_TEXTS)
     if kind == "titan":
@@ -50,7 +58,14 @@ def invoke_body(request: JSON, target: Target) -> JSON:
         if request.get("dimensions") is not None:
             body["dimensions"] = request["dimensions"]
         return body
-    return {"texts": texts, "input_type": input_type(request, "search_document")}
+    body = {"texts": texts, "input_type": input_type(request, "search_document")}
+    if request.get("dimensions") is not None:  # Bedrock judges the value, as Cohere does
+        body["output_dimension"] = request["dimensions"]
+    if request.get("embedding_types") is not None:  # Cohere's own field, judged as for its type
+        body["embedding_types"] = [embedding_type(request)]
+    if isinstance(request.get("truncate"), str):  # as for the cohere type; Bedrock judges the value
+        body["truncate"] = request["truncate"]
+    return body
 
 
 def _vectors(obj: JSON, target: Target) -> tuple[list[Any], int]:
@@ -59,18 +74,25 @@ def _vectors(obj: JSON, target: Target) -> tuple[list[Any], int]:
         tokens = obj.get("inputTextTokenCount")
         return [obj["embedding"]], tokens if isinstance(tokens, int) else 0
     embeddings = obj.get("embeddings")
-    if isinstance(embeddings, dict):  # Cohere with embedding_types
-        embeddings = embeddings.get("float")
+    if isinstance(embeddings, dict):  # Cohere with embedding_types: the one type asked for
+        embeddings = typed_vectors(embeddings)
     if isinstance(embeddings, list) and all(isinstance(v, list) for v in embeddings):
-        return embeddings, 0  # Cohere reports its token count only in response headers
+        return embeddings, 0  # Cohere's count is only in the response headers (embeddings_list)
     raise invalid_body(target)
 
 
-def embeddings_list(body: bytes, target: Target) -> JSON:
+# InvokeModel's count of the input tokens, the only one a Cohere model's answer has.
+INPUT_TOKENS_HEADER = "x-amzn-bedrock-input-token-count"
+
+
+def embeddings_list(body: bytes, target: Target, headers: Mapping[str, str] | None = None) -> JSON:
     obj = loads_object(body)
     if obj is None:
         raise invalid_body(target)
     vectors, tokens = _vectors(obj, target)
+    header = (headers or {}).get(INPUT_TOKENS_HEADER, "")
+    if not tokens and header.isascii() and header.isdigit():
+        tokens = int(header)
     return {
         "object": "list",
         "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],

@@ -168,11 +168,15 @@ def chat_response(body: bytes, target: Target) -> JSON:
 
 
 
+def typed_vectors(embeddings: JSON) -> list[Any] | None:
+    """The vectors of an embeddings-by-type object (Cohere's, and Cohere's models on Bedrock) in
+    the one type asked for (request.embedding_type): float unless the request named another."""
+    return next((v for v in (embeddings.get(k) for k in EMBEDDING_TYPES) if isinstance(v, list)), None)
+
+
 def embeddings_response(body: bytes, target: Target) -> JSON:
     obj = loads_object(body) or {}
-    embeddings = obj_at(obj, "embeddings")
-    # The one type asked for (request.embedding_type): float unless the request named another.
-    vectors = next((v for v in (embeddings.get(k) for k in EMBEDDING_TYPES) if isinstance(v, list)), None)
+    vectors = typed_vectors(obj_at(obj, "embeddings"))
     if vectors is None:
         raise invalid_body(target)
     # encoding_format base64 is applied by the gateway for every provider (embedding_encoding.py).
