@@ -33,6 +33,7 @@ def gw(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             {"name": "embedder", "provider": "mock", "model": "text-embedding-3-small"},
             {"name": "pair", "provider": "mock", "model": "gpt-4o-mini", "deployment": "stable"},
             {"name": "pair", "provider": "mock", "model": "gpt-4o", "deployment": "canary"},
+            {"name": "duo", "provider": "mock", "model": "mock-gpt", "deployment": "one"},
         ],
         "router": {
             "rules": [
@@ -65,9 +66,12 @@ def gw(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                  "arms": [{"to": "small", "percent": 50}, {"to": "big", "percent": 50}]},
                 {"name": "canary", "model": "pair", "sticky": "header:x-session",
                  "arms": [{"deployment": "stable", "percent": 80}, {"deployment": "canary", "percent": 20}]},
+                {"name": "duo-ab", "model": "duo", "sticky": "none",
+                 "arms": [{"to": "duo", "percent": 50}, {"to": "small", "percent": 50}]},
             ],
-            # Callers may pin a deployment of "pair", which has a canary split between them.
-            "groups": {"pair": {"allow_pinning": True}},
+            # Callers may pin a deployment of "pair", which has a canary split between them, and
+            # of "duo", which has a split between it and another group.
+            "groups": {"pair": {"allow_pinning": True}, "duo": {"allow_pinning": True}},
             "semantic": [{
                 "model": "smart", "embedding_model": "embedder", "threshold": 0.3, "default": "small",
                 "dimensions": 512,
@@ -369,6 +373,21 @@ def test_a_request_pinning_a_deployment_is_not_drawn_into_a_canary_between_deplo
                                                        "x-switchboard-deployment": "stable"})
         assert raw.parse().model == "gpt-4o-mini"
         assert raw.headers["x-switchboard-deployment"] == "stable"
+        assert raw.headers.get("x-switchboard-split") is None, raw.headers.get("x-switchboard-split")
+        ids.add(raw.headers["x-request-id"])
+    assert ledger_tags(gw, ids) == {i: () for i in ids}
+
+
+def test_a_request_pinning_a_deployment_is_not_drawn_into_a_split_between_groups(gw: Gateway) -> None:
+    """The pin names a deployment of the group asked for: a split of that group sending a share
+    of its requests to another group does not take it there (where the pin was refused, 403
+    pinning_not_allowed or 400 deployment_not_found, for the requests drawn to the other arm)."""
+    ids: set[str] = set()
+    for _ in range(20):
+        raw = sdk(gw).chat.completions.with_raw_response.create(
+            model="duo", messages=ASK, extra_headers={"x-switchboard-deployment": "one"})
+        assert raw.parse().model == "mock-gpt"
+        assert raw.headers["x-switchboard-deployment"] == "one"
         assert raw.headers.get("x-switchboard-split") is None, raw.headers.get("x-switchboard-split")
         ids.add(raw.headers["x-request-id"])
     assert ledger_tags(gw, ids) == {i: () for i in ids}

@@ -75,10 +75,13 @@ class RulesStage:
             if rule is not None:
                 chosen, why = rule.to, f"rule {rule.name}"
         if chosen is None:
-            split = self._table.current.splits.get(model)
-            # A request pinning a deployment is served by the one it names: it takes no part in a
-            # split between deployments (its answer would be counted as a drawn arm's).
-            if split is not None and not (split.deployments and PIN_DEPLOYMENT in ctx.headers):
+            current = self._table.current
+            split = current.splits.get(model)
+            # A request pinning a deployment of the group it names is served by that one: it takes
+            # no part in the group's split, between deployments (its answer would be counted as a
+            # drawn arm's) or groups (the pin, taken to another group, would be refused there).
+            # A split on a virtual name still draws: the pin then applies to the group drawn.
+            if split is not None and not (PIN_DEPLOYMENT in ctx.headers and model in current.groups):
                 chosen, why = _split(ctx, split, model)
         if chosen is None:
             semantic = self._semantic.get(model)
