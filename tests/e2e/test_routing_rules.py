@@ -393,6 +393,23 @@ def test_a_request_pinning_a_deployment_is_not_drawn_into_a_split_between_groups
     assert ledger_tags(gw, ids) == {i: () for i in ids}
 
 
+def test_a_request_pinning_a_strategy_is_not_drawn_into_a_split_to_another_group(gw: Gateway) -> None:
+    """Drawn to "small", which does not allow pinning, the strategy pin of a request for "duo"
+    (which does) was refused: 403 pinning_not_allowed for about half the requests."""
+    for _ in range(20):
+        raw = sdk(gw).chat.completions.with_raw_response.create(
+            model="duo", messages=ASK, extra_headers={"x-switchboard-strategy": "latency"})
+        assert raw.parse().model == "mock-gpt"
+        assert raw.headers.get("x-switchboard-split") is None, raw.headers.get("x-switchboard-split")
+
+
+def test_a_request_pinning_a_strategy_still_takes_part_in_a_canary_between_deployments(gw: Gateway) -> None:
+    raw = sdk(gw).chat.completions.with_raw_response.create(
+        model="pair", messages=ASK, extra_headers={"x-session": "s-1", "x-switchboard-strategy": "latency"})
+    arm = raw.headers["x-switchboard-split"]
+    assert raw.headers["x-switchboard-deployment"] == arm.removeprefix("canary="), arm
+
+
 def test_an_empty_sticky_header_draws_at_random(gw: Gateway) -> None:
     """An empty session header is no session: such requests are spread over the arms by their
     shares, not all put on the one arm the empty string hashes to."""

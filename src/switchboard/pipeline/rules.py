@@ -20,7 +20,7 @@ from switchboard.context import RequestContext, Result
 from switchboard.errors import GatewayError, PermissionDenied, UnsupportedParameter
 from switchboard.pipeline.attempts import AttemptAbandoned
 from switchboard.pipeline.chain import Handler
-from switchboard.routing.pinning import PIN_DEPLOYMENT
+from switchboard.routing.pinning import PIN_DEPLOYMENT, PIN_STRATEGY
 from switchboard.routing.router import ANYWHERE, Needs, Router, Table
 from switchboard.routing.rules import Rules, last_user_text
 from switchboard.routing.semantic import Embed, SemanticChooser
@@ -77,11 +77,7 @@ class RulesStage:
         if chosen is None:
             current = self._table.current
             split = current.splits.get(model)
-            # A request pinning a deployment of the group it names is served by that one: it takes
-            # no part in the group's split, between deployments (its answer would be counted as a
-            # drawn arm's) or groups (the pin, taken to another group, would be refused there).
-            # A split on a virtual name still draws: the pin then applies to the group drawn.
-            if split is not None and not (PIN_DEPLOYMENT in ctx.headers and model in current.groups):
+            if split is not None and not _pinned_out(ctx, split, model in current.groups):
                 chosen, why = _split(ctx, split, model)
         if chosen is None:
             semantic = self._semantic.get(model)
@@ -117,6 +113,19 @@ def reached(model: str, rules: RulesStage | None, router: Router) -> list[tuple[
             if fallback is not None and fallback is not group:
                 out.append((fallback.name, f"'{group.name}' falls back to '{fallback.name}'"))
     return out
+
+
+def _pinned_out(ctx: RequestContext, split: SplitChooser, group: bool) -> bool:
+    """Whether a request's pin keeps it out of the split of the ``group`` it names (a pin applies
+    to that group: docs/routing.md#pinning). A pinned deployment serves it: drawn to another
+    deployment, its answer would be counted as that arm's; drawn to another group, the pin would
+    be refused there (no such deployment, or pinning not allowed). A pinned strategy still takes
+    part in a split between deployments (the drawn one first, the strategy orders the rest), not
+    in one to other groups (refused there too, where pinning is not allowed). A split on a
+    virtual name draws as usual: the pin applies to the group drawn."""
+    if not group:
+        return False
+    return PIN_DEPLOYMENT in ctx.headers or (PIN_STRATEGY in ctx.headers and split.elsewhere)
 
 
 def _split(ctx: RequestContext, split: SplitChooser, model: str) -> tuple[str, str]:
