@@ -33,6 +33,7 @@ def gw(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             {"name": "embedder", "provider": "mock", "model": "text-embedding-3-small"},
             {"name": "pair", "provider": "mock", "model": "gpt-4o-mini", "deployment": "stable"},
             {"name": "pair", "provider": "mock", "model": "gpt-4o", "deployment": "canary"},
+            {"name": "duo", "provider": "mock", "model": "mock-gpt", "deployment": "one"},
         ],
         "router": {
             "rules": [
@@ -65,9 +66,12 @@ def gw(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                  "arms": [{"to": "small", "percent": 50}, {"to": "big", "percent": 50}]},
                 {"name": "canary", "model": "pair", "sticky": "header:x-session",
                  "arms": [{"deployment": "stable", "percent": 80}, {"deployment": "canary", "percent": 20}]},
+                {"name": "duo-ab", "model": "duo", "sticky": "none",
+                 "arms": [{"to": "duo", "percent": 50}, {"to": "small", "percent": 50}]},
             ],
-            # Callers may pin a deployment of "pair", which has a canary split between them.
-            "groups": {"pair": {"allow_pinning": True}},
+            # Callers may pin a deployment of "pair", which has a canary split between them, and
+            # of "duo", which has a split between it and another group.
+            "groups": {"pair": {"allow_pinning": True}, "duo": {"allow_pinning": True}},
             "semantic": [{
                 "model": "smart", "embedding_model": "embedder", "threshold": 0.3, "default": "small",
                 "dimensions": 512,
@@ -358,20 +362,46 @@ def test_a_canary_between_deployments_is_sticky_per_session_header(gw: Gateway) 
     assert 0 < chosen.count("gpt-4o") < 30  # 20 % of 30 sessions: both arms, not all on one
 
 
+def assert_served_undrawn(gw: Gateway, model: str, pin: dict[str, str], upstream: str,
+                          deployment: str) -> None:
+    """20 pinned requests for ``model`` (each its own session), each answered by ``deployment``
+    (``upstream``'s model), neither headed nor tagged with a split's arm."""
+    ids: set[str] = set()
+    for n in range(20):
+        raw = sdk(gw).chat.completions.with_raw_response.create(
+            model=model, messages=ASK, extra_headers={"x-session": f"pinned-{n}", **pin})
+        assert raw.parse().model == upstream
+        assert raw.headers["x-switchboard-deployment"] == deployment
+        assert raw.headers.get("x-switchboard-split") is None, raw.headers.get("x-switchboard-split")
+        ids.add(raw.headers["x-request-id"])
+    assert ledger_tags(gw, ids) == {i: () for i in ids}
+
+
 def test_a_request_pinning_a_deployment_is_not_drawn_into_a_canary_between_deployments(gw: Gateway) -> None:
     """The pin decides which deployment serves: the split's arm is neither claimed in the header
     nor in the usage record's tags (it used to say "canary=canary" for an answer from "stable",
     counting stable's usage and latency as the canary's)."""
-    ids: set[str] = set()
-    for n in range(20):
-        raw = sdk(gw).chat.completions.with_raw_response.create(
-            model="pair", messages=ASK, extra_headers={"x-session": f"pinned-{n}",
-                                                       "x-switchboard-deployment": "stable"})
-        assert raw.parse().model == "gpt-4o-mini"
-        assert raw.headers["x-switchboard-deployment"] == "stable"
-        assert raw.headers.get("x-switchboard-split") is None, raw.headers.get("x-switchboard-split")
-        ids.add(raw.headers["x-request-id"])
-    assert ledger_tags(gw, ids) == {i: () for i in ids}
+    assert_served_undrawn(gw, "pair", {"x-switchboard-deployment": "stable"}, "gpt-4o-mini", "stable")
+
+
+def test_a_request_pinning_a_deployment_is_not_drawn_into_a_split_between_groups(gw: Gateway) -> None:
+    """The pin names a deployment of the group asked for: a split of that group sending a share
+    of its requests to another group does not take it there (where the pin was refused, 403
+    pinning_not_allowed or 400 deployment_not_found, for the requests drawn to the other arm)."""
+    assert_served_undrawn(gw, "duo", {"x-switchboard-deployment": "one"}, "mock-gpt", "one")
+
+
+def test_a_request_pinning_a_strategy_is_not_drawn_into_a_split_to_another_group(gw: Gateway) -> None:
+    """Drawn to "small", which does not allow pinning, the strategy pin of a request for "duo"
+    (which does) was refused: 403 pinning_not_allowed for about half the requests."""
+    assert_served_undrawn(gw, "duo", {"x-switchboard-strategy": "latency"}, "mock-gpt", "one")
+
+
+def test_a_request_pinning_a_strategy_still_takes_part_in_a_canary_between_deployments(gw: Gateway) -> None:
+    raw = sdk(gw).chat.completions.with_raw_response.create(
+        model="pair", messages=ASK, extra_headers={"x-session": "s-1", "x-switchboard-strategy": "latency"})
+    arm = raw.headers["x-switchboard-split"]
+    assert raw.headers["x-switchboard-deployment"] == arm.removeprefix("canary="), arm
 
 
 def test_an_empty_sticky_header_draws_at_random(gw: Gateway) -> None:

@@ -20,7 +20,7 @@ from switchboard.context import RequestContext, Result
 from switchboard.errors import GatewayError, PermissionDenied, UnsupportedParameter
 from switchboard.pipeline.attempts import AttemptAbandoned
 from switchboard.pipeline.chain import Handler
-from switchboard.routing.pinning import PIN_DEPLOYMENT
+from switchboard.routing.pinning import PIN_DEPLOYMENT, PIN_STRATEGY
 from switchboard.routing.router import ANYWHERE, Needs, Router, Table
 from switchboard.routing.rules import Rules, last_user_text
 from switchboard.routing.semantic import Embed, SemanticChooser
@@ -75,10 +75,9 @@ class RulesStage:
             if rule is not None:
                 chosen, why = rule.to, f"rule {rule.name}"
         if chosen is None:
-            split = self._table.current.splits.get(model)
-            # A request pinning a deployment is served by the one it names: it takes no part in a
-            # split between deployments (its answer would be counted as a drawn arm's).
-            if split is not None and not (split.deployments and PIN_DEPLOYMENT in ctx.headers):
+            current = self._table.current
+            split = current.splits.get(model)
+            if split is not None and not _pinned_out(ctx, split, model in current.groups):
                 chosen, why = _split(ctx, split, model)
         if chosen is None:
             semantic = self._semantic.get(model)
@@ -114,6 +113,19 @@ def reached(model: str, rules: RulesStage | None, router: Router) -> list[tuple[
             if fallback is not None and fallback is not group:
                 out.append((fallback.name, f"'{group.name}' falls back to '{fallback.name}'"))
     return out
+
+
+def _pinned_out(ctx: RequestContext, split: SplitChooser, group: bool) -> bool:
+    """Whether a request's pin keeps it out of the split of the ``group`` it names (a pin applies
+    to that group: docs/routing.md#pinning). A pinned deployment serves it: drawn to another
+    deployment, its answer would be counted as that arm's; drawn to another group, the pin would
+    be refused there (no such deployment, or pinning not allowed). A pinned strategy still takes
+    part in a split between deployments (the drawn one first, the strategy orders the rest), not
+    in one to other groups (refused there too, where pinning is not allowed). A split on a
+    virtual name draws as usual: the pin applies to the group drawn."""
+    if not group:
+        return False
+    return PIN_DEPLOYMENT in ctx.headers or (PIN_STRATEGY in ctx.headers and split.elsewhere)
 
 
 def _split(ctx: RequestContext, split: SplitChooser, model: str) -> tuple[str, str]:

@@ -48,7 +48,8 @@ class SplitChooser:
             arms.append(Arm(label, arm.to, arm.deployment, round(upto)))
         self.arms = arms
         self.overridden = percents is not None
-        self.deployments = any(arm.deployment is not None for arm in arms)  # an arm is one of them
+        # An arm sends requests to another group than the split's own (for pinned requests).
+        self.elsewhere = any(arm.group not in (None, split.model) for arm in arms)
 
     def identity(self, key_id: str | None, user_id: str | None, headers: Mapping[str, str]) -> str | None:
         """The caller's identity the draw sticks to; None (drawn at random) when it has none. An
