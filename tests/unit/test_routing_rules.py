@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from switchboard.config.schema import RoutingRule, SemanticRouter, Split
+from switchboard.config.schema import RouterConfig, RoutingRule, SemanticRouter, Split
 from switchboard.config.yamlfile import parse_yaml
+from switchboard.pipeline.rules import RulesStage, reached
 from switchboard.routing.rules import Rules, last_user_text
 from switchboard.routing.semantic import SemanticChooser, cosine, unit
 from switchboard.routing.splits import SplitChooser
@@ -360,3 +362,20 @@ def test_a_splits_arm_to_its_own_group_is_the_name_asked_through_an_alias() -> N
     assert stage.targets("a") == ["y"]
     assert stage.targets("a", every_arm=True) == ["a", "y"]
     assert stage.targets("a-alias", every_arm=True) == ["a-alias", "y"]
+
+
+def test_reached_follows_a_split_groups_own_fallbacks() -> None:
+    """A request pinning one of a split group's deployments stays on that group (not drawn to an
+    arm), so what a prompt API on it may reach includes the group's own fallbacks even when no
+    arm names the group."""
+    arms = [{"to": "small", "percent": 50}, {"to": "big", "percent": 50}]
+    split = SplitChooser(Split.model_validate({"name": "duo-ab", "model": "duo", "arms": arms}))
+    table = SimpleNamespace(current=SimpleNamespace(splits={"duo": split}))
+    groups = {"duo": SimpleNamespace(name="duo", fallbacks=("spare",), context_window_fallbacks=()),
+              "small": SimpleNamespace(name="small", fallbacks=(), context_window_fallbacks=()),
+              "big": SimpleNamespace(name="big", fallbacks=(), context_window_fallbacks=()),
+              "spare": SimpleNamespace(name="spare", fallbacks=(), context_window_fallbacks=())}
+    router = SimpleNamespace(group=groups.get)
+    stage = RulesStage(RouterConfig(), embed=None, table=table)  # type: ignore[arg-type]
+    found = [group for group, _ in reached("duo", stage, router)]  # type: ignore[arg-type]
+    assert found == ["small", "big", "spare"]

@@ -51,8 +51,10 @@ class RulesStage:
         split = self._table.current.splits.get(model)
         if split is not None:  # a split always chooses an arm: a group, or a deployment of its own
             # (An arm to the split's own group keeps a request through an alias as asked: _split.)
-            return [*groups, *(model if arm.group in (None, split.model) else arm.group
-                               for arm in split.arms if every_arm or split.percents[arm.label] > 0)]
+            arms = [model if arm.group in (None, split.model) else arm.group
+                    for arm in split.arms if every_arm or split.percents[arm.label] > 0]
+            # Every arm's reach: the split's own name too, where a pinned request stays (_pinned_out).
+            return [*groups, *arms, *([model] if every_arm and model not in arms else [])]
         semantic = self._semantic.get(model)
         if semantic is not None:
             config = semantic.config
