@@ -342,6 +342,15 @@ _REFUSALS: tuple[tuple[type[jwt.PyJWTError], str, str], ...] = (
 _TIMES = ("exp", "nbf", "iat")  # the claims that are times (NumericDate)
 
 
+def _check_times(claims: dict[str, Any]) -> None:
+    for name in _TIMES:
+        # A NumericDate is a JSON number (RFC 7519). PyJWT also takes digits as text, and a
+        # boolean as an int, which the comparisons (and a revocation's, of iat) must not use.
+        value = claims.get(name)
+        if value is not None and (not isinstance(value, int | float) or isinstance(value, bool)):
+            raise TokenRefused("token_claims_invalid", f"the token's '{name}' claim is not a number")
+
+
 def _refusal(exc: jwt.PyJWTError) -> TokenRefused:
     if isinstance(exc, jwt.MissingRequiredClaimError):
         if exc.claim == "aud":
@@ -481,13 +490,12 @@ class OidcVerifier:
                 "token_claims_invalid", "the token's 'exp' or 'nbf' claim is not a number"
             ) from None
         except jwt.PyJWTError as exc:
+            # PyJWT checks the times after the signature, reading a boolean as 0 or 1 (an
+            # "exp": true expired in 1970): a time that is not a number is told as such.
+            if not isinstance(exc, jwt.InvalidSignatureError | jwt.InvalidKeyError):
+                _check_times(unverified)
             raise _refusal(exc) from None
-        for name in _TIMES:
-            # A NumericDate is a JSON number (RFC 7519). PyJWT also takes digits as text, which
-            # the comparisons below (and a revocation's, of iat) cannot use.
-            value = claims.get(name)
-            if value is not None and (not isinstance(value, int | float) or isinstance(value, bool)):
-                raise TokenRefused("token_claims_invalid", f"the token's '{name}' claim is not a number")
+        _check_times(claims)
         principal = self._principal(issuer, claims)
         if self.regions is not None:
             principal.allowed_regions = await self.regions(principal.tenant_id, principal.team_id)
