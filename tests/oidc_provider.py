@@ -254,6 +254,13 @@ def bad_tokens(idp: IdentityProvider, person: dict[str, Any]) -> dict[str, tuple
         "exp as text": (idp.token(exp=str(int(good["exp"])), **person), "token_claims_invalid"),
         "nbf as text": (idp.token(nbf=str(int(good["iat"])), **person), "token_claims_invalid"),
         "iat as text": (idp.token(iat=str(int(good["iat"])), **person), "token_claims_invalid"),
+        # A JSON boolean is not a number either (though Python's bool is an int: true read as 1).
+        "exp true": (idp.token(exp=True, **person), "token_claims_invalid"),
+        "exp false": (idp.token(exp=False, **person), "token_claims_invalid"),
+        "nbf true": (idp.token(nbf=True, **person), "token_claims_invalid"),
+        "nbf false": (idp.token(nbf=False, **person), "token_claims_invalid"),
+        "iat true": (idp.token(iat=True, **person), "token_claims_invalid"),
+        "iat false": (idp.token(iat=False, **person), "token_claims_invalid"),
         "no user claim": (idp.token(**{**person, "preferred_username": None}), "token_claims_invalid"),
     }
 
@@ -263,5 +270,6 @@ BAD = [
     "expired", "not yet valid", "alg none", "alg NONE with kid", "RS256 to HS256 confusion",
     "alg not fitting the key", "unknown kid", "malformed", "not json", "oversized", "no tenant claim",
     "unusable tenant", "no sub", "no exp", "exp not a number", "nbf not a number", "exp as text",
-    "nbf as text", "iat as text", "no user claim",
+    "nbf as text", "iat as text", "exp true", "exp false", "nbf true", "nbf false", "iat true",
+    "iat false", "no user claim",
 ]

@@ -77,6 +77,20 @@ def messy() -> Iterator[IdentityProvider]:
     provider.stop()
 
 
+# One kid under two key types (RFC 7517 allows it: a kid is unique per key type).
+TWIN_KID = "twin-2026"
+
+
+@pytest.fixture(scope="module")
+def twin() -> Iterator[IdentityProvider]:
+    """A provider publishing an RSA and an EC key under the same kid, signing with either."""
+    provider = IdentityProvider(realm="/twin")
+    provider.keys = [new_key("RS256", kid=TWIN_KID), new_key("ES256", kid=TWIN_KID)]
+    provider.start()
+    yield provider
+    provider.stop()
+
+
 @pytest.fixture(scope="module")
 def userless() -> Iterator[IdentityProvider]:
     """An issuer configured to take no user from its tokens (claims.user null)."""
@@ -95,7 +109,8 @@ def plain() -> Iterator[IdentityProvider]:
 
 def oidc_config(idp: IdentityProvider, partner: IdentityProvider, down_issuer: str,
                 slow: IdentityProvider, messy: IdentityProvider,
-                userless: IdentityProvider, plain: IdentityProvider) -> list[dict[str, Any]]:
+                userless: IdentityProvider, plain: IdentityProvider,
+                twin: IdentityProvider) -> list[dict[str, Any]]:
     return [
         {
             "issuer": idp.issuer,
@@ -127,6 +142,8 @@ def oidc_config(idp: IdentityProvider, partner: IdentityProvider, down_issuer: s
          "claims": {"user": None, "team": "team", "role": "realm_access.roles"},
          "roles": {"lead": "team_admin"}, "default_role": "developer"},
         {"issuer": plain.issuer, "audience": "switchboard"},
+        {"issuer": twin.issuer, "audience": "switchboard", "tenant": "twin",
+         "algorithms": ["RS256", "ES256"]},
     ]
 
 
@@ -170,6 +187,7 @@ def deployment(
     messy: IdentityProvider,
     userless: IdentityProvider,
     plain: IdentityProvider,
+    twin: IdentityProvider,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Deployment]:
     config = openai_config(mock_upstream)
@@ -179,7 +197,7 @@ def deployment(
         config["database"] = {"url": postgres.create_database(f"jwt_{uuid.uuid4().hex[:8]}")}
         config["redis"] = {"url": redis.url}
     down_issuer = f"http://127.0.0.1:{refused_port()}/nobody"
-    config["auth"]["oidc"] = oidc_config(idp, partner, down_issuer, slow, messy, userless, plain)
+    config["auth"]["oidc"] = oidc_config(idp, partner, down_issuer, slow, messy, userless, plain, twin)
     config["files"] = {"provider": "local-openai"}
     gw = start_gateway(config, tmp_path_factory.mktemp(f"jwt-{request.param}"))
     deployment = Deployment(request.param, gw, down_issuer)
@@ -521,6 +539,21 @@ def test_unusable_keys_in_a_jwks_are_skipped_and_the_others_work(
     private_d = RSAAlgorithm.to_jwk(PUBLISHED_PRIVATE.private, as_dict=True)["d"]
     assert private_d not in output.output
     assert f"oidc issuer {messy.issuer}: cannot fetch" not in output.output
+
+
+def test_one_kid_under_two_key_types_verifies_tokens_of_either(
+    deployment: Deployment, twin: IdentityProvider
+) -> None:
+    """A JWKS may hold an RSA and an EC key with the same kid: the key is the one the kid names
+    that fits the token's algorithm (only the last was kept: the other's tokens were refused)."""
+    rsa_key, ec_key = twin.keys
+    for key in (rsa_key, ec_key):
+        reply = deployment.sdk(twin.token(key=key, sub=f"twin-{key.alg}")).chat.completions.create(
+            model="gpt-4o-mini", messages=ask(key.alg))
+        assert reply.choices[0].message.content.endswith(f"You said: {key.alg}")
+    # A stranger's key under that kid still verifies nothing.
+    forged = twin.token(key=new_key("ES256", kid=TWIN_KID), sub="twin-x")
+    assert _code(deployment.models(forged)) == (401, "token_signature_invalid")
 
 
 def test_a_token_without_a_user_is_told_so_when_it_issues_a_key(

@@ -233,6 +233,32 @@ def test_not_before_spares_tokens_issued_after_it_and_expires_at_ends_it(pair: P
     pair.call("DELETE", f"{PATH}/{record['id']}")
 
 
+def test_a_revocation_counts_whole_seconds_as_iat_does(pair: Pair) -> None:
+    """``iat`` is whole seconds, so a token in the revocation's own second may have been issued
+    before it: refused, and the record's ``not_before`` (which had a fraction, so a sign-in at
+    that displayed time was refused) is that second rounded up, the first ``iat`` that works."""
+    user = _user()
+    record = pair.revoke(user=user, tenant="acme")
+    not_before = datetime.fromisoformat(record["not_before"])
+    created = datetime.fromisoformat(record["created_at"])
+    assert not_before.microsecond == 0 and created <= not_before < created + timedelta(seconds=1)
+    start = int(not_before.timestamp())
+    assert _code(pair.models(pair.token(user, iat=math.floor(created.timestamp())), pair.first)) == (
+        401, "token_revoked")
+    assert _code(pair.models(pair.token(user, iat=start - 1), pair.first)) == (401, "token_revoked")
+    for gw in (pair.first, pair.second):
+        assert pair.models(pair.token(user, iat=start), gw).status_code == 200
+    # An explicit not_before with a fraction: the same rule, and the record can be sent again.
+    given = datetime.fromtimestamp(start - 30.25, UTC)
+    again = pair.revoke(user=user, tenant="acme", not_before=given.isoformat(), expect=200)
+    assert datetime.fromisoformat(again["not_before"]).timestamp() == start - 30
+    assert _code(pair.models(pair.token(user, iat=start - 31), pair.first)) == (401, "token_revoked")
+    assert pair.models(pair.token(user, iat=start - 30), pair.first).status_code == 200
+    back = pair.revoke(user=user, tenant="acme", not_before=record["not_before"], expect=200)
+    assert back["not_before"] == record["not_before"]
+    pair.call("DELETE", f"{PATH}/{record['id']}")
+
+
 def test_a_caller_above_the_revokers_role_is_not_cut_off(pair: Pair) -> None:
     user = _user()
     pair.revoke(pair.admin_token(), user=user)

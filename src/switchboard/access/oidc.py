@@ -106,7 +106,7 @@ class _Issuer:
         # the issuer: "alice" of one provider never owns what "alice" of another created.
         self.tag = issuer_tag(config.issuer)
         self._jwks_uri = config.jwks_url
-        self._keys: dict[str, dict[str, Any]] = {}
+        self._keys: dict[str, list[dict[str, Any]]] = {}  # by kid: one per key type (RFC 7517)
         self._unnamed: list[dict[str, Any]] = []
         self._parsed: dict[tuple[int, str], jwt.PyJWK] = {}
         self._skipped: frozenset[str] = frozenset()  # the unusable keys of the last set, logged
@@ -140,10 +140,10 @@ class _Issuer:
             raise OidcUnavailable(
                 f"the identity provider {self.config.issuer} could not be reached for its signing keys"
             )
-        jwk = self._find(kid)
+        jwk = self._find(kid, alg)
         if jwk is None and self._may_fetch(self._clock(), self.config.jwks_refetch_cooldown_seconds):
             await self._refresh()
-            jwk = self._find(kid)
+            jwk = self._find(kid, alg)
         if jwk is None:
             shown = "(none)" if kid is None else repr(kid[:64])
             raise TokenRefused("token_unknown_kid", f"the key id {shown} is not one of the issuer's keys")
@@ -154,20 +154,17 @@ class _Issuer:
             cooldown = max(cooldown, min(FAILURE_BACKOFF, self.config.jwks_refetch_cooldown_seconds))
         return now - self._attempted_at >= cooldown
 
-    def _find(self, kid: str | None) -> dict[str, Any] | None:
+    def _find(self, kid: str | None, alg: str) -> dict[str, Any] | None:
         if kid is not None:
-            return self._keys.get(kid)
-        every = [*self._keys.values(), *self._unnamed]
+            # A kid is unique per key type only (RFC 7517): of its keys, the one that fits the
+            # token's algorithm (else any: _public_key says it does not fit).
+            named = self._keys.get(kid, [])
+            return next((jwk for jwk in named if _fits(jwk, alg)), named[0] if named else None)
+        every = [*(jwk for named in self._keys.values() for jwk in named), *self._unnamed]
         return every[0] if len(every) == 1 else None  # no kid: only an unambiguous set will do
 
     def _public_key(self, jwk: dict[str, Any], alg: str) -> Any:
-        curve = _CURVE.get(alg)
-        fits = (
-            jwk.get("kty") == _KTY.get(alg[:2])
-            and jwk.get("alg", alg) == alg
-            and (curve is None or jwk.get("crv") == curve)
-        )
-        if not fits:
+        if not _fits(jwk, alg):
             raise TokenRefused(
                 "token_algorithm_not_allowed", f"the algorithm {alg} does not fit the issuer's key it names"
             )
@@ -224,7 +221,8 @@ class _Issuer:
                 log.warning("oidc issuer %s: skipped an unusable key of its JWKS: %s",
                             self.config.issuer, note)
         self._skipped = frozenset(skipped)
-        rotated = self._fetched_at is not None and (set(self._keys) - set(keys) or self._unnamed != unnamed)
+        withdrawn = any(jwk not in keys.get(kid, ()) for kid, named in self._keys.items() for jwk in named)
+        rotated = self._fetched_at is not None and (withdrawn or self._unnamed != unnamed)
         self._keys, self._unnamed, self._parsed = keys, unnamed, {}
         self._fetched_at = self._clock()
         self._failed = False
@@ -270,16 +268,27 @@ class _Issuer:
         return document
 
 
+def _fits(jwk: dict[str, Any], alg: str) -> bool:
+    """Whether ``jwk`` is a key for ``alg``: its type, its curve, its own ``alg`` if it says one."""
+    curve = _CURVE.get(alg)
+    return (
+        jwk.get("kty") == _KTY.get(alg[:2])
+        and jwk.get("alg", alg) == alg
+        and (curve is None or jwk.get("crv") == curve)
+    )
+
+
 def _parse_jwks(
     document: dict[str, Any],
-) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]], list[str]]:
-    """The signature keys of a JWKS by kid (and those without one), and a note (kid and why,
+) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]], list[str]]:
+    """The signature keys of a JWKS by kid (a kid may name one key per type), and those without
+    one, and a note (kid and why,
     never key material) for each key skipped as unusable; symmetric keys are dropped. A set with
     no usable signature key is an error: nothing could verify a token."""
     raw = document.get("keys")
     if not isinstance(raw, list):
         raise _FetchError("the JWKS has no 'keys' list")
-    keys: dict[str, dict[str, Any]] = {}
+    keys: dict[str, list[dict[str, Any]]] = {}
     unnamed: list[dict[str, Any]] = []
     skipped: list[str] = []
     for jwk in raw[:MAX_KEYS]:
@@ -301,7 +310,7 @@ def _parse_jwks(
             skipped.append(f"{_shown_kid(kid)}, {type(exc).__name__}")
             continue
         if isinstance(kid, str) and 0 < len(kid) <= 256:
-            keys[kid] = jwk
+            keys.setdefault(kid, []).append(jwk)
         elif kid is None:
             unnamed.append(jwk)
     if not keys and not unnamed:
@@ -331,6 +340,15 @@ _REFUSALS: tuple[tuple[type[jwt.PyJWTError], str, str], ...] = (
 
 
 _TIMES = ("exp", "nbf", "iat")  # the claims that are times (NumericDate)
+
+
+def _check_times(claims: dict[str, Any]) -> None:
+    for name in _TIMES:
+        # A NumericDate is a JSON number (RFC 7519). PyJWT also takes digits as text, and a
+        # boolean as an int, which the comparisons (and a revocation's, of iat) must not use.
+        value = claims.get(name)
+        if value is not None and (not isinstance(value, int | float) or isinstance(value, bool)):
+            raise TokenRefused("token_claims_invalid", f"the token's '{name}' claim is not a number")
 
 
 def _refusal(exc: jwt.PyJWTError) -> TokenRefused:
@@ -472,13 +490,12 @@ class OidcVerifier:
                 "token_claims_invalid", "the token's 'exp' or 'nbf' claim is not a number"
             ) from None
         except jwt.PyJWTError as exc:
+            # PyJWT checks the times after the signature, reading a boolean as 0 or 1 (an
+            # "exp": true expired in 1970): a time that is not a number is told as such.
+            if not isinstance(exc, jwt.InvalidSignatureError | jwt.InvalidKeyError):
+                _check_times(unverified)
             raise _refusal(exc) from None
-        for name in _TIMES:
-            # A NumericDate is a JSON number (RFC 7519). PyJWT also takes digits as text, which
-            # the comparisons below (and a revocation's, of iat) cannot use.
-            value = claims.get(name)
-            if value is not None and (not isinstance(value, int | float) or isinstance(value, bool)):
-                raise TokenRefused("token_claims_invalid", f"the token's '{name}' claim is not a number")
+        _check_times(claims)
         principal = self._principal(issuer, claims)
         if self.regions is not None:
             principal.allowed_regions = await self.regions(principal.tenant_id, principal.team_id)

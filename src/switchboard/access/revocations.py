@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,7 +46,9 @@ class Revoked:
 
 def revoked_of(record: TokenRevocation) -> Revoked:
     expires = float("inf") if record.expires_at is None else record.expires_at.timestamp()
-    return Revoked(record.not_before.timestamp(), record.block, expires, RANK.get(record.created_by_role, 0))
+    # Whole seconds, as iat counts them (a record stored with a fraction: its second is refused).
+    not_before = math.ceil(record.not_before.timestamp())
+    return Revoked(not_before, record.block, expires, RANK.get(record.created_by_role, 0))
 
 
 def subject(principal: Principal) -> tuple[str, str]:

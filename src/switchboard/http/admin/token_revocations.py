@@ -14,7 +14,7 @@ the platform admin's, not weaken or delete it (403 ``permission_denied``).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -47,8 +47,18 @@ UserClaim = Annotated[str, StringConstraints(min_length=1, max_length=1024, patt
 Reason = Annotated[str, StringConstraints(min_length=1, max_length=500), PROSE]
 
 
+def whole_second(value: datetime) -> datetime:
+    """``value`` rounded up to a whole second: a token's ``iat`` counts whole seconds, so one in
+    the revocation's second may have been issued before it and is refused; ``not_before`` says
+    the first ``iat`` that works."""
+    if value.microsecond == 0:
+        return value
+    return value.replace(microsecond=0) + timedelta(seconds=1)
+
+
 def _not_future(value: datetime) -> datetime:
-    if value > datetime.now(UTC):
+    # Up to the current second rounded up: the not_before of a revocation made now, sent again.
+    if value > whole_second(datetime.now(UTC)):
         raise ValueError("must not be in the future (tokens issued later are a new sign-in)")
     return value
 
@@ -142,7 +152,7 @@ async def create_revocation(
     user = mapped_user(body.user)
     now = datetime.now(UTC)
     record = TokenRevocation(
-        id=new_id("trv"), tenant_id=tenant, user_id=user, not_before=body.not_before or now,
+        id=new_id("trv"), tenant_id=tenant, user_id=user, not_before=whole_second(body.not_before or now),
         block=body.block, reason=body.reason, expires_at=body.expires_at, created_at=now,
         created_by=access.principal.id, created_by_role=access.principal.role,
     )
