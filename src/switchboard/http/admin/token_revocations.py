@@ -76,7 +76,8 @@ class RevocationCreate(AdminBody):
     tenant: Ident | None = Field(default=None, description="Another tenant (platform admin only).")
     not_before: Annotated[UtcTime, AfterValidator(_not_future)] | None = Field(
         default=None, description="Tokens issued before this time (RFC 3339, not in the future) are "
-                                  "refused; default now.")
+                                  "refused; default now. Stored rounded up to a whole second, as "
+                                  "a token's iat counts.")
     block: StrictBool = Field(default=False, description="Refuse every token of the user, new ones "
                                                          "included, until the revocation is deleted.")
     reason: Reason | None = None
