@@ -217,6 +217,10 @@ def test_limits_budgets_and_unknown_fields_are_refused(admin: Admin) -> None:
         ({"enabled": None}, "enabled"),
         ({"allowed_regions": ["eu west"]}, "allowed_regions[0]"),
         ({"mcp_tools": {"allow": 1}}, "mcp_tools.allow"),
+        # Tool names are text: a number is refused, never stored as "1" or "1.5".
+        ({"mcp_tools": {"allow": [1, 1.5]}}, "mcp_tools.allow[0]"),
+        ({"mcp_tools": {"allow": ["notes__*"], "deny": ["a", 2]}}, "mcp_tools.deny[1]"),
+        ({"mcp_tools": {"deny": [True]}}, "mcp_tools.deny[0]"),
     ],
 )
 def test_bad_values_are_400_naming_the_param(admin: Admin, body: Any, param: str | None) -> None:

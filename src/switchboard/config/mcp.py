@@ -103,7 +103,9 @@ class McpServerConfig(Strict):
         return self
 
 
-_Pattern = Annotated[str, Field(min_length=1, max_length=200)]
+# Strict: a tool name is text; the lenient reading (coerce_numbers_to_str) would store a number
+# given as one (the admin API's {"allow": [1]}) as "1".
+_Pattern = Annotated[str, Field(min_length=1, max_length=200, strict=True)]
 
 
 # Tool-level permissions (docs/mcp.md, "Permissions"): patterns on the exposed names

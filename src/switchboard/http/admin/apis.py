@@ -257,6 +257,7 @@ async def get_api(
     name: str, request: Request, access: Annotated[Access, Depends(allow("api", "read"))],
     tenant: TenantQuery = None,
 ) -> dict[str, Any]:
+    query_params(request, ("tenant",))  # misspelt or repeated: a 400, never ignored
     return public(await _visible(request, access, name, tenant))
 
 

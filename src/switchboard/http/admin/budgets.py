@@ -279,6 +279,7 @@ async def list_budgets(
 async def get_budget(
     budget_id: str, request: Request, access: Annotated[Access, Depends(allow("budget", "read"))]
 ) -> dict[str, Any]:
+    query_params(request, ())  # misspelt or repeated: a 400, never ignored
     return await shown(request, await _in_reach(access, _stores(request), budget_id))
 
 

@@ -615,6 +615,7 @@ async def list_keys(
 async def get_key(
     key_id: str, request: Request, access: Annotated[Access, Depends(allow("key", "read"))]
 ) -> dict[str, Any]:
+    query_params(request, ())  # misspelt or repeated: a 400, never ignored
     return public(await key_in_reach(access, stores_of(request), key_id))
 
 

@@ -170,6 +170,7 @@ async def list_limits(
 async def get_limits(
     limit_id: str, request: Request, access: Annotated[Access, Depends(allow("limit", "read"))]
 ) -> dict[str, Any]:
+    query_params(request, ())  # misspelt or repeated: a 400, never ignored
     return public(await _in_reach(access, _stores(request), limit_id))
 
 

@@ -377,6 +377,7 @@ async def get_server(
     name: str, request: Request, access: Annotated[Access, Depends(allow("mcp_server", "read"))],
     tenant: TenantQuery = None,
 ) -> dict[str, Any]:
+    query_params(request, ("tenant",))  # misspelt or repeated: a 400, never ignored
     scope = access.tenant_for(tenant)
     for s in _yaml_servers(request, scope):
         if s.name == name:

@@ -199,6 +199,7 @@ async def create_model(
 async def get_model(
     name: str, request: Request, access: Annotated[Access, Depends(allow("model", "read"))]
 ) -> dict[str, Any]:
+    query_params(request, ())  # misspelt or repeated: a 400, never ignored
     if not model_allowed(name, access.principal.allowed_models):
         raise _missing(name)  # as if it did not exist: names do not leak
     routing = routing_of(request)

@@ -303,6 +303,7 @@ async def get_prompt(
     label: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
     tenant: TenantQuery = None,
 ) -> dict[str, Any]:
+    query_params(request, ("version", "label", "tenant"))  # misspelt or repeated: a 400, never ignored
     if version is not None and label is not None:
         raise InvalidRequest("give version or label, not both", param="label", code="invalid_value")
     found = await visible(request, access, name, tenant, version=version, label=label)
@@ -316,6 +317,7 @@ async def list_versions(
     access: Annotated[Access, Depends(allow("prompt", "read"))],
     tenant: TenantQuery = None,
 ) -> dict[str, Any]:
+    query_params(request, ("tenant",))  # misspelt or repeated: a 400, never ignored
     latest = await visible(request, access, name, tenant)
     store = _store(request)
     labels = await store.labels(latest.tenant_id, name)
@@ -375,6 +377,7 @@ async def diff_versions(
                   Query(ge=1, le=MAX_VERSION, description="Default: the latest version")] = None,
     tenant: TenantQuery = None,
 ) -> dict[str, Any]:
+    query_params(request, ("from", "to", "tenant"))  # misspelt or repeated: a 400, never ignored
     b = await visible(request, access, name, tenant, version=to)
     to = b.version
     from_ = from_ if from_ is not None else max(to - 1, 1)

@@ -437,6 +437,7 @@ async def create_provider(
 async def get_provider(
     name: str, request: Request, access: Annotated[Access, Depends(allow("provider", "read"))]
 ) -> dict[str, Any]:
+    query_params(request, ())  # misspelt or repeated: a 400, never ignored
     routing = routing_of(request)
     for p in routing.settings.providers:
         if p.name == name:

@@ -29,6 +29,7 @@ from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import AdminBody
 from switchboard.http.admin.providers import routing_of
+from switchboard.http.admin.query import query_params
 from switchboard.routing.groups import Group
 from switchboard.routing.live import LiveRouting
 from switchboard.routing.router import Router
@@ -117,6 +118,7 @@ def _group(routing: LiveRouting, name: str) -> Group:
 async def list_groups(
     request: Request, access: Annotated[Access, Depends(allow("routing", "read"))]
 ) -> dict[str, Any]:
+    query_params(request, ())  # misspelt or repeated: a 400, never ignored
     routing, r = routing_of(request), _router_of(request)
     aliases = _aliases(routing)
     data = [group_public(g, aliases.get(name, []), r, routing)
@@ -128,6 +130,7 @@ async def list_groups(
 async def get_group(
     name: str, request: Request, access: Annotated[Access, Depends(allow("routing", "read"))]
 ) -> dict[str, Any]:
+    query_params(request, ())  # misspelt or repeated: a 400, never ignored
     routing = routing_of(request)
     group = _group(routing, name)
     return group_public(group, _aliases(routing).get(group.name, []), _router_of(request), routing)
@@ -204,6 +207,7 @@ def split_public(split: Split, chooser: SplitChooser) -> dict[str, Any]:
 async def list_splits(
     request: Request, access: Annotated[Access, Depends(allow("routing", "read"))]
 ) -> dict[str, Any]:
+    query_params(request, ())  # misspelt or repeated: a 400, never ignored
     routing = routing_of(request)
     data = [split_public(s, routing.current.splits[s.model]) for s in routing.settings.router.splits]
     return {"object": "list", "data": data}

@@ -225,6 +225,7 @@ async def get_service(
     access: Annotated[Access, Depends(allow("service", "read"))],
     tenant: TenantQuery = None,
 ) -> dict[str, Any]:
+    query_params(request, ("tenant",))  # misspelt or repeated: a 400, never ignored
     scope = access.tenant_for(tenant)
     configured = _table(request).configured(scope, name)
     if configured is not None:

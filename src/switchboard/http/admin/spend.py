@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 
 from switchboard.http.admin.authz import Access, allow
+from switchboard.http.admin.query import query_params
 
 router = APIRouter()
 
@@ -20,6 +21,7 @@ router = APIRouter()
 async def unpriced(
     request: Request, access: Annotated[Access, Depends(allow("model", "read"))]
 ) -> dict[str, Any]:
+    query_params(request, ())  # misspelt or repeated: a 400, never ignored
     services = request.app.state.services
     data = services.prices.unpriced() if services.prices is not None else []
     return {"object": "list", "data": data,

@@ -259,6 +259,7 @@ async def get_subscription(
     access: Annotated[Access, Depends(allow("subscription", "read"))],
     tenant: TenantQuery = None,
 ) -> dict[str, Any]:
+    query_params(request, ("tenant",))  # misspelt or repeated: a 400, never ignored
     return _public(await _visible(request, access, subscription_id, tenant))
 
 

@@ -120,6 +120,7 @@ async def list_teams(
 async def get_team(
     team_id: str, request: Request, access: Annotated[Access, Depends(allow("team", "read"))]
 ) -> dict[str, Any]:
+    query_params(request, ())  # misspelt or repeated: a 400, never ignored
     return public(await team_in_reach(access, _stores(request), team_id))
 
 

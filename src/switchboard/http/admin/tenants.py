@@ -111,6 +111,7 @@ async def list_tenants(
 async def get_tenant(
     tenant_id: str, request: Request, access: Annotated[Access, Depends(allow("tenant", "read"))]
 ) -> dict[str, Any]:
+    query_params(request, ())  # misspelt or repeated: a 400, never ignored
     return public(await _get(access, _stores(request), tenant_id))
 
 

@@ -201,6 +201,7 @@ async def get_revocation(
     revocation_id: str, request: Request,
     access: Annotated[Access, Depends(allow("token_revocation", "read"))],
 ) -> dict[str, Any]:
+    query_params(request, ())  # misspelt or repeated: a 400, never ignored
     return public(await _in_reach(access, _store(request), revocation_id))
 
 

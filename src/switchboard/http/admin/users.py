@@ -179,6 +179,7 @@ def make_router(kind: str) -> APIRouter:
     async def get(
         user_id: str, request: Request, access: Annotated[Access, Depends(allow("user", "read"))]
     ) -> dict[str, Any]:
+        query_params(request, ())  # misspelt or repeated: a 400, never ignored
         return public(await user_in_reach(access, _stores(request), user_id, read_kind))
 
     @router.patch("/{user_id}", summary=f"Change a {what}'s name, email, role or team")

@@ -1,0 +1,72 @@
+"""Every admin GET refuses a query parameter it does not take, and one given twice.
+
+The lists always did (``query_params``), but the unpriced-models report, the routing groups and
+splits, and the GETs of one record (``/admin/v1/keys/{id}``, a prompt's ``/versions`` ...) read
+the query string through FastAPI alone, which drops an unknown parameter and keeps the last of a
+repeated one: ``/admin/v1/prompts/p?version=1&version=2`` answered version 2, a misspelt
+``?tennant=`` the caller's own tenant. Each is now ``400 unknown_parameter`` or ``400
+duplicate_parameter`` naming it, checked before the record is looked up. Validation is the admin
+app's, whatever the backend: the embedded default suffices."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.servers import MASTER_KEY, Gateway
+
+ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
+# Each GET and a parameter it takes (None: it takes none).
+GETS = (
+    ("/admin/v1/usage/unpriced", None),
+    ("/admin/v1/routing/groups", None),
+    ("/admin/v1/routing/groups/gpt-4o-mini", None),
+    ("/admin/v1/routing/splits", None),
+    ("/admin/v1/keys/key_x", None),
+    ("/admin/v1/teams/team_x", None),
+    ("/admin/v1/tenants/default", None),
+    ("/admin/v1/users/usr_x", None),
+    ("/admin/v1/service-accounts/usr_x", None),
+    ("/admin/v1/budgets/bud_x", None),
+    ("/admin/v1/limits/lim_x", None),
+    ("/admin/v1/models/gpt-4o-mini", None),
+    ("/admin/v1/providers/openai", None),
+    ("/admin/v1/token-revocations/trv_x", None),
+    ("/admin/v1/apis/weather", "tenant"),
+    ("/admin/v1/mcp/servers/notes", "tenant"),
+    ("/admin/v1/services/weather", "tenant"),
+    ("/admin/v1/subscriptions/sub_x", "tenant"),
+    ("/admin/v1/prompts/greeting", "version"),
+    ("/admin/v1/prompts/greeting", "label"),
+    ("/admin/v1/prompts/greeting/versions", "tenant"),
+    ("/admin/v1/prompts/greeting/diff", "to"),
+)
+
+
+def _error(resp: httpx.Response, code: str, param: str) -> None:
+    assert resp.status_code == 400, resp.text
+    error = resp.json()["error"]
+    assert (error["type"], error["code"], error["param"]) == ("invalid_request_error", code, param), resp.text
+
+
+@pytest.mark.parametrize(("path", "param"), GETS)
+def test_an_unknown_or_repeated_parameter_is_400(gateway: Gateway, path: str, param: str | None) -> None:
+    resp = httpx.get(gateway.url + path, params={"tennant": "default"}, headers=ADMIN, timeout=10)
+    _error(resp, "unknown_parameter", "tennant")
+    if param is not None:
+        value = {"version": "1", "label": "live", "tenant": "default", "to": "1"}[param]
+        twice = [(param, value), (param, value)]
+        resp = httpx.get(gateway.url + path, params=twice, headers=ADMIN, timeout=10)
+        _error(resp, "duplicate_parameter", param)
+
+
+def test_a_prompt_version_given_twice_is_not_the_last_one(gateway: Gateway) -> None:
+    for text in ("Hello", "Hi"):
+        body = {"name": "twice", "model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]}
+        resp = httpx.post(gateway.url + "/admin/v1/prompts", json=body, headers=ADMIN, timeout=10)
+        assert resp.status_code in (200, 201), resp.text
+    path = gateway.url + "/admin/v1/prompts/twice"
+    resp = httpx.get(path, params=[("version", "1"), ("version", "2")], headers=ADMIN, timeout=10)
+    _error(resp, "duplicate_parameter", "version")
+    resp = httpx.get(path, params={"version": "1"}, headers=ADMIN, timeout=10)
+    assert resp.status_code == 200 and resp.json()["version"] == 1, resp.text
