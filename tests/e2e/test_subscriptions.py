@@ -365,6 +365,43 @@ def test_bad_decisions_and_queries_are_400(deployment: Deployment) -> None:
     assert unchanged.json()["status"] == "pending"
 
 
+def test_a_misspelt_or_repeated_query_parameter_on_a_change_is_400(deployment: Deployment) -> None:
+    """A subscription's tenant is named in the body of POST, in the query of a decision: the
+    other way round, misspelt or given twice, it is a 400, never ignored (ignored, the platform
+    admin's request landed in its own tenant, or a decision read one of two tenants)."""
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    made = httpx.post(f"{deployment.gateway.url}/admin/v1/tenants", json={"id": tenant}, headers=ADMIN,
+                      timeout=10)
+    assert made.status_code == 201, made.text
+    team = new_team()
+    wrong_place = httpx.post(deployment.subs, params={"tenant": tenant}, json={"model": GATED, "team": team},
+                             headers=ADMIN, timeout=10)
+    assert wrong_place.status_code == 400, wrong_place.text
+    assert (wrong_place.json()["error"]["param"], wrong_place.json()["error"]["code"]) == (
+        "tenant", "unknown_parameter")
+    # Nothing was asked for, in that tenant or the admin's own.
+    for params in ({"team": team}, {"team": team, "tenant": tenant}):
+        listed = httpx.get(deployment.subs, headers=ADMIN, params=params, timeout=10)
+        assert listed.status_code == 200 and listed.json()["data"] == [], listed.text
+    sub = httpx.post(deployment.subs, json={"model": GATED, "team": team, "tenant": tenant}, headers=ADMIN,
+                     timeout=10).json()
+    url = f"{deployment.subs}/{sub['id']}"
+    cases = [
+        (f"{url}/approve?tenant={tenant}&tenant={tenant}", {}, "tenant", "duplicate_parameter"),
+        (f"{url}/approve?tenant={tenant}&reason=ok", {}, "reason", "unknown_parameter"),
+        (f"{url}/reject?tennant={tenant}", {"reason": "no"}, "tennant", "unknown_parameter"),
+        (f"{url}/revoke?tenant={tenant}&x=1", {}, "x", "unknown_parameter"),
+    ]
+    for target, body, param, code in cases:
+        resp = httpx.post(target, json=body, headers=APPROVER, timeout=10)
+        assert resp.status_code == 400, f"{target}: {resp.text}"
+        assert (resp.json()["error"]["param"], resp.json()["error"]["code"]) == (param, code)
+    shown = httpx.get(url, headers=ADMIN, params={"tenant": tenant}, timeout=10).json()
+    assert shown["status"] == "pending"
+    approved = httpx.post(f"{url}/approve", params={"tenant": tenant}, headers=APPROVER, timeout=10)
+    assert approved.status_code == 200 and approved.json()["status"] == "approved"
+
+
 # -- on a cluster: two instances sharing PostgreSQL and Redis ---------------------------------
 
 

@@ -177,6 +177,9 @@ async def create_subscription(
     request: Request,
     access: Annotated[Access, Depends(allow("subscription", "create"))],
 ) -> JSONResponse:
+    # The tenant goes in the body here: a `?tenant=` (as a decision takes it) ignored would
+    # subscribe the team in the caller's own tenant.
+    query_params(request, ())
     services = request.app.state.services
     kind, name, subject = _subject(body)
     tenant = await tenant_in_reach(access, services.stores(), body.tenant)
@@ -274,6 +277,7 @@ async def _decide(
     status: str,
     reason: str | None,
 ) -> dict[str, Any]:
+    query_params(request, ("tenant",))  # misspelt or repeated: a 400, never ignored
     services = request.app.state.services
     before = await _visible(request, access, subscription_id, tenant)
     after = await services.stores().subscriptions.decide(
