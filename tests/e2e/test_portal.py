@@ -450,3 +450,44 @@ def test_the_catalog_follows_every_change_of_its_apis_and_services(deployment: D
     deployment.ok("PATCH", f"/admin/v1/apis/{name}", json={"status": "retired"}, params=at)
     assert f"api:{name}" not in deployment.entries(reader)
     assert f"/apis/{name}" not in deployment.ok("GET", "/admin/v1/catalog/openapi.json", reader)["paths"]
+
+
+def test_a_subscription_to_what_is_gone_is_not_approved(deployment: Deployment) -> None:
+    """A pending subscription to a service deleted since, or an API retired since, cannot be
+    approved (an approval would hold for a service registered again under the name); it can be
+    rejected."""
+    tenant = deployment.tenant()
+    owners, consumers = deployment.team(tenant), deployment.team(tenant)
+    at = {"tenant": tenant}
+    service = f"ledger-{uuid.uuid4().hex[:6]}"
+    deployment.ok("POST", "/admin/v1/services", status=201, json={
+        "name": service, "tenant": tenant, "url": "http://ledger.example.invalid:9/api", "team": owners,
+        "require_approval": True})
+    api = f"summary-{uuid.uuid4().hex[:6]}"
+    prompt(deployment, tenant, owners, api)
+    publish(deployment, tenant, owners, api, api, version=1, require_approval=True)
+    consumer = deployment.key(tenant, consumers)
+    subs = "/admin/v1/subscriptions"
+    to_service = deployment.ok("POST", subs, consumer, json={"service": service}, status=201)
+    to_api = deployment.ok("POST", subs, consumer, json={"api": api}, status=201)
+    assert deployment.call("DELETE", f"/admin/v1/services/{service}", params=at).status_code == 204
+    deployment.ok("PATCH", f"/admin/v1/apis/{api}", json={"status": "deprecated"}, params=at)
+    deployment.ok("PATCH", f"/admin/v1/apis/{api}", json={"status": "retired"}, params=at)
+
+    approver = deployment.key(tenant, role="tenant_admin")
+    for sub, kind in ((to_service, "service"), (to_api, "api")):
+        resp = deployment.call("POST", f"/admin/v1/subscriptions/{sub['id']}/approve", approver, json={})
+        assert resp.status_code == 409, resp.text
+        assert resp.json()["error"]["code"] == f"{kind}_not_found"
+        assert deployment.ok("GET", f"/admin/v1/subscriptions/{sub['id']}", approver)["status"] == "pending"
+        deployment.ok("POST", f"/admin/v1/subscriptions/{sub['id']}/reject", approver,
+                      json={"reason": "it is gone"})
+    # Registered again under the name, the service is not open to the team without a new approval.
+    deployment.ok("POST", "/admin/v1/services", status=201, json={
+        "name": service, "tenant": tenant, "url": "http://ledger.example.invalid:9/api", "team": owners,
+        "require_approval": True})
+    entry = deployment.entries(consumer, kind="service")[f"service:{service}"]
+    assert entry["subscription"]["status"] == "rejected"
+    approvals = {"tenant": tenant, "action": "subscription.approve"}
+    audit = deployment.ok("GET", "/admin/v1/audit", params=approvals)
+    assert audit["data"] == []

@@ -280,6 +280,13 @@ async def _decide(
     query_params(request, ("tenant",))  # misspelt or repeated: a 400, never ignored
     services = request.app.state.services
     before = await _visible(request, access, subscription_id, tenant)
+    if status == "approved" and before.status == "pending":
+        # What was asked for may be gone since (a service deleted, an API retired, a model
+        # removed): an approval would open whatever is registered again under the name.
+        kind, name = _kind_of(before.model)
+        if await _approval(request, kind, before.tenant_id, name, before.team_id) is None:
+            raise Conflict(f"{kind}: no {kind} '{name[:200]}' any more; reject the subscription instead",
+                           param=kind, code=f"{kind}_not_found")
     after = await services.stores().subscriptions.decide(
         before.tenant_id, before.id, expect=(expect,), status=status,
         decided_by=access.principal.id, reason=reason,
