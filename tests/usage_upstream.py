@@ -88,6 +88,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)))
+        if self.path.split("?")[0].endswith("/embeddings"):
+            self._embeddings(body)
+            return
         text = _last_text(body)
         value = None if text == NO_USAGE else json.loads(text)
         path = self.path.split("?")[0]
@@ -107,12 +110,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_error(404)
             return
         if not stream:
-            data = json.dumps(reply).encode()
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            self._send(json.dumps(reply).encode(), "application/json")
             return
         parts = []
         for event in events:
@@ -120,12 +118,22 @@ class _Handler(BaseHTTPRequestHandler):
             parts.append(f"{name}data: {json.dumps(event)}\n\n")
         if not named and path.endswith("/chat/completions"):
             parts.append("data: [DONE]\n\n")
-        data = "".join(parts).encode()
+        self._send("".join(parts).encode(), "text/event-stream")
+
+    def _send(self, data: bytes, content_type: str) -> None:
         self.send_response(200)
-        self.send_header("content-type", "text/event-stream")
+        self.send_header("content-type", content_type)
         self.send_header("content-length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+    def _embeddings(self, body: dict[str, Any]) -> None:
+        texts = [body["input"]] if isinstance(body["input"], str) else body["input"]
+        reply: dict[str, Any] = {"object": "list", "model": body.get("model", "m"), "data": [
+            {"object": "embedding", "index": i, "embedding": [0.5, -0.5]} for i in range(len(texts))]}
+        if texts[0] != NO_USAGE:
+            reply["usage"] = json.loads(texts[0])
+        self._send(json.dumps(reply).encode(), "application/json")
 
 
 class UsageUpstream:

@@ -71,6 +71,8 @@ def _config(up: UsageUpstream) -> dict[str, Any]:
             {"name": "gpt-silent", "provider": "silent", "model": "gpt-4o-mini", "info": PRICES},
             {"name": "claude-usage", "provider": "anth", "model": "claude-sonnet-4-5", "info": PRICES},
             {"name": "gemini-usage", "provider": "studio", "model": "gemini-2.5-flash", "info": PRICES},
+            # Priced by the catalog: $0.02 per million input tokens.
+            {"name": "embed-usage", "provider": "oai", "model": "text-embedding-3-small"},
         ],
         "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
         "spend": {"flush_seconds": 0.1},
@@ -238,3 +240,27 @@ def test_an_answer_without_usage_is_estimated_and_charged_alike_everywhere(world
     third = client.chat.completions.with_raw_response.create(model="gpt-silent", messages=messages)
     remaining = [int(r.headers["x-ratelimit-remaining-tokens"]) for r in (first, third)]
     assert remaining[0] - remaining[1] == used
+
+
+def test_an_embedding_counted_only_in_its_total_is_recorded_at_that_count(world: World) -> None:
+    """An embeddings host that reports only ``total_tokens`` (Voyage AI's usage): an embedding
+    has no output, so that total is the input the host counted and bills. It is recorded and
+    priced as counted, not replaced by the gateway's estimate, and the token limit counts the
+    same number."""
+    made = httpx.post(f"{world.gateway.url}/admin/v1/keys", json={"models": ["*"], "tpm_limit": 100_000},
+                      headers=ADMIN, timeout=30)
+    assert made.status_code == 201, made.text
+    client = openai.OpenAI(base_url=world.gateway.base_url, api_key=made.json()["key"], max_retries=0,
+                           timeout=30)
+    texts = [json.dumps({"total_tokens": 1234}), "and a second text"]
+    first = client.embeddings.with_raw_response.create(model="embed-usage", input=texts)
+    assert len(first.parse().data) == 2
+    rid = first.headers["x-request-id"]
+    record = world.records({rid})[rid]
+    assert record.status == 200 and "estimated" not in record.metadata, record
+    assert record.prompt_tokens == 1234 and record.completion_tokens == 0, record
+    price = Decimal("0.02") / 10**6
+    assert record.cost_usd == Decimal(first.headers["x-switchboard-cost-usd"]) == 1234 * price
+    second = client.embeddings.with_raw_response.create(model="embed-usage", input=texts)
+    remaining = [int(r.headers["x-ratelimit-remaining-tokens"]) for r in (first, second)]
+    assert remaining[0] - remaining[1] == record.prompt_tokens

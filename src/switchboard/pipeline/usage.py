@@ -218,7 +218,13 @@ def _unreported_input(ctx: RequestContext, call: _Call, counted: Tokens) -> tupl
     ``batchEmbedContents`` reports none, a Cohere model on Bedrock without its token count
     header): the provider bills the
     input all the same, so it is recorded, priced and settled at the estimate limits and budgets
-    reserved, flagged ``estimated``, never as a free call. An input that counts 0 stays 0."""
+    reserved, flagged ``estimated``, never as a free call. An input that counts 0 stays 0.
+
+    A host that reports only ``total_tokens`` (Voyage AI's usage) counted the input all the same:
+    an embedding has no output, so that total is the input, recorded as counted (the token limits
+    settle to it too, ``limits/estimate.py``)."""
+    if ctx.usage and (total := counts.count(ctx.usage.get("total_tokens")) - counted.completion) > 0:
+        return counted._replace(input=total), False
     estimate = _estimated_prompt(ctx, call)
     if estimate <= 0:
         return counted, False
