@@ -34,6 +34,8 @@ def gw(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             {"name": "pair", "provider": "mock", "model": "gpt-4o-mini", "deployment": "stable"},
             {"name": "pair", "provider": "mock", "model": "gpt-4o", "deployment": "canary"},
             {"name": "duo", "provider": "mock", "model": "mock-gpt", "deployment": "one"},
+            {"name": "solo", "provider": "mock", "model": "mock-gpt", "deployment": "solo-one"},
+            {"name": "sage", "provider": "mock", "model": "mock-gpt", "deployment": "sage-one"},
         ],
         "router": {
             "rules": [
@@ -60,6 +62,8 @@ def gw(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 {"name": "urgent", "model": "triage", "when": {"last_user_matches": ".*(urgent|asap).*"},
                  "to": "big"},
                 {"name": "routine", "model": "triage", "to": "small"},
+                # A group callers may pin ("solo"), whose long prompts go to "big" (which may not be pinned).
+                {"name": "solo-long", "model": "solo", "when": {"prompt_tokens": {"min": 200}}, "to": "big"},
             ],
             "splits": [
                 {"name": "ab", "model": "ab-test", "sticky": "key",
@@ -70,9 +74,13 @@ def gw(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                  "arms": [{"to": "duo", "percent": 50}, {"to": "small", "percent": 50}]},
             ],
             # Callers may pin a deployment of "pair", which has a canary split between them, and
-            # of "duo", which has a split between it and another group.
-            "groups": {"pair": {"allow_pinning": True}, "duo": {"allow_pinning": True}},
-            "semantic": [{
+            # of "duo", which has a split between it and another group; of "solo", which has a
+            # rule to another group, and of "sage", which has a semantic router.
+            "groups": {"pair": {"allow_pinning": True}, "duo": {"allow_pinning": True},
+                       "solo": {"allow_pinning": True}, "sage": {"allow_pinning": True}},
+            "semantic": [{"model": "sage", "embedding_model": "embedder", "threshold": 0.3,
+                          "default": "small",
+                          "routes": [{"to": "coder", "examples": ["write a python function"]}]}, {
                 "model": "smart", "embedding_model": "embedder", "threshold": 0.3, "default": "small",
                 "dimensions": 512,
                 "routes": [
@@ -402,6 +410,39 @@ def test_a_request_pinning_a_strategy_still_takes_part_in_a_canary_between_deplo
         model="pair", messages=ASK, extra_headers={"x-session": "s-1", "x-switchboard-strategy": "latency"})
     arm = raw.headers["x-switchboard-split"]
     assert raw.headers["x-switchboard-deployment"] == arm.removeprefix("canary="), arm
+
+
+LONG = [{"role": "user", "content": "word " * 400}]
+
+
+@pytest.mark.parametrize(("model", "messages", "away"), [
+    ("solo", LONG, "big (rule solo-long)"),
+    ("sage", [{"role": "user", "content": "write a python function that adds"}], "coder (semantic "),
+    ("sage", [{"role": "user", "content": "zebra quantum marmalade"}], "small (default)"),
+])
+@pytest.mark.parametrize("pin", [{"x-switchboard-deployment": "{model}-one"},
+                                 {"x-switchboard-strategy": "latency"}])
+def test_a_request_pinning_its_group_is_not_routed_away_by_a_rule_or_a_semantic_router(
+        gw: Gateway, model: str, messages: list[dict[str, str]], away: str, pin: dict[str, str]) -> None:
+    """A pin applies to the group named: a rule or semantic router of that group sent the pinned
+    request to another group, where the pin was judged and refused (403 pinning_not_allowed naming
+    "big", "coder" or "small", though the caller pinned "solo"'s or "sage"'s own deployment)."""
+    unpinned = sdk(gw).chat.completions.with_raw_response.create(model=model, messages=messages)
+    assert unpinned.headers["x-switchboard-route"].startswith(away)  # unpinned, routed away
+    headers = {name: value.format(model=model) for name, value in pin.items()}
+    raw = sdk(gw).chat.completions.with_raw_response.create(model=model, messages=messages,
+                                                            extra_headers=headers)
+    served = (raw.headers["x-switchboard-model"], raw.headers["x-switchboard-deployment"])
+    assert served == (model, f"{model}-one")
+    assert "x-switchboard-route" not in raw.headers
+
+
+def test_a_pin_stays_judged_against_the_group_named_when_its_rule_would_route_away(gw: Gateway) -> None:
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk(gw).chat.completions.create(model="solo", messages=LONG,
+                                        extra_headers={"x-switchboard-deployment": "nope"})
+    assert refused.value.code == "deployment_not_found"
+    assert "'solo' has no deployment 'nope'" in refused.value.message
 
 
 def test_an_empty_sticky_header_draws_at_random(gw: Gateway) -> None:

@@ -379,3 +379,22 @@ def test_reached_follows_a_split_groups_own_fallbacks() -> None:
     stage = RulesStage(RouterConfig(), embed=None, table=table)  # type: ignore[arg-type]
     found = [group for group, _ in reached("duo", stage, router)]  # type: ignore[arg-type]
     assert found == ["small", "big", "spare"]
+
+
+@pytest.mark.parametrize("router", [
+    {"rules": [{"model": "solo", "to": "big"}]},  # always matches: unpinned, never "solo" itself
+    {"semantic": [{"model": "solo", "embedding_model": "e", "default": "big",
+                   "routes": [{"to": "big", "examples": ["x"]}]}]},
+])
+def test_reached_follows_the_groups_own_fallbacks_past_its_rule_or_semantic_router(
+        router: dict[str, Any]) -> None:
+    """A request pinning a deployment (or a strategy) of the group it names stays on it, whatever
+    its rules or semantic router would choose, so the group's own fallbacks are within reach."""
+    table = SimpleNamespace(current=SimpleNamespace(splits={}))
+    groups = {"solo": SimpleNamespace(name="solo", fallbacks=("spare",), context_window_fallbacks=()),
+              "big": SimpleNamespace(name="big", fallbacks=(), context_window_fallbacks=()),
+              "spare": SimpleNamespace(name="spare", fallbacks=(), context_window_fallbacks=())}
+    stage = RulesStage(RouterConfig.model_validate(router), embed=None, table=table)  # type: ignore[arg-type]
+    router = SimpleNamespace(group=groups.get)
+    found = [group for group, _ in reached("solo", stage, router)]  # type: ignore[arg-type]
+    assert found == ["big", "spare"]

@@ -45,16 +45,20 @@ class RulesStage:
         """Every group a request for ``model`` may be sent to, by the rules, the split or the
         semantic router of that name, or the name itself when none of them chooses.
         ``every_arm``: a split's arms at 0% too (their shares change at run time)."""
+        out = self._chosen(model, every_arm)
+        # Every arm's reach: the requested name too, where a request pinning its group stays
+        # (_stays; a virtual name is no group, and reaches nothing more). Each name once.
+        return list(dict.fromkeys([*out, model] if every_arm else out))
+
+    def _chosen(self, model: str, every_arm: bool) -> list[str]:
         groups, final = self._rules.targets(model)
         if final:
             return groups
         split = self._table.current.splits.get(model)
         if split is not None:  # a split always chooses an arm: a group, or a deployment of its own
             # (An arm to the split's own group keeps a request through an alias as asked: _split.)
-            arms = [model if arm.group in (None, split.model) else arm.group
-                    for arm in split.arms if every_arm or split.percents[arm.label] > 0]
-            # Every arm's reach: the split's own name too, where a pinned request stays (_pinned_out).
-            return [*groups, *arms, *([model] if every_arm and model not in arms else [])]
+            return [*groups, *(model if arm.group in (None, split.model) else arm.group
+                               for arm in split.arms if every_arm or split.percents[arm.label] > 0)]
         semantic = self._semantic.get(model)
         if semantic is not None:
             config = semantic.config
@@ -67,7 +71,7 @@ class RulesStage:
             return await call_next(ctx)
         chosen: str | None = None
         why = ""
-        if self._rules.applies(model):
+        if self._rules.applies(model) and not _stays(ctx, model, self._table):
             tags = ctx.principal.tags if ctx.principal is not None else ()
             count: Callable[[], int] = ctx.prompt_tokens_estimate
             if self._rules.counts_tokens and ctx.prompt_tokens is None and ctx.large():
@@ -79,11 +83,11 @@ class RulesStage:
         if chosen is None:
             current = self._table.current
             split = current.splits.get(model)
-            if split is not None and not _pinned_out(ctx, split, model in current.groups):
+            if split is not None and not _pinned_out(ctx, split, model, self._table):
                 chosen, why = _split(ctx, split, model)
         if chosen is None:
             semantic = self._semantic.get(model)
-            if semantic is not None:
+            if semantic is not None and not _stays(ctx, model, self._table):
                 regions = ctx.principal.allowed_regions if ctx.principal is not None else None
                 group, score = await semantic.choose(last_user_text(ctx.request), regions)
                 if group is not None:
@@ -117,17 +121,21 @@ def reached(model: str, rules: RulesStage | None, router: Router) -> list[tuple[
     return out
 
 
-def _pinned_out(ctx: RequestContext, split: SplitChooser, group: bool) -> bool:
-    """Whether a request's pin keeps it out of the split of the ``group`` it names (a pin applies
-    to that group: docs/routing.md#pinning). A pinned deployment serves it: drawn to another
-    deployment, its answer would be counted as that arm's; drawn to another group, the pin would
-    be refused there (no such deployment, or pinning not allowed). A pinned strategy still takes
-    part in a split between deployments (the drawn one first, the strategy orders the rest), not
-    in one to other groups (refused there too, where pinning is not allowed). A split on a
-    virtual name draws as usual: the pin applies to the group drawn."""
-    if not group:
-        return False
-    return PIN_DEPLOYMENT in ctx.headers or (PIN_STRATEGY in ctx.headers and split.elsewhere)
+def _stays(ctx: RequestContext, model: str, table: Table) -> bool:
+    """Whether a request stays on the group it names, whatever the rules or a semantic router on
+    that name would choose: it pins one of its deployments or a strategy (a pin applies to the
+    group named: docs/routing.md#pinning). Sent to another group, the pin was judged there and
+    refused (pinning not allowed, no such deployment), though the caller named this group's. A
+    virtual name (no group) is routed as usual: the pin applies to the group chosen."""
+    return (PIN_DEPLOYMENT in ctx.headers or PIN_STRATEGY in ctx.headers) and model in table.current.groups
+
+
+def _pinned_out(ctx: RequestContext, split: SplitChooser, model: str, table: Table) -> bool:
+    """Whether a request's pin keeps it out of the split on ``model`` (_stays). A pinned
+    deployment serves it: drawn to another deployment, its answer would be counted as that
+    arm's. A pinned strategy still takes part in a split between deployments (the drawn one
+    first, the strategy orders the rest), not in one to other groups."""
+    return _stays(ctx, model, table) and (PIN_DEPLOYMENT in ctx.headers or split.elsewhere)
 
 
 def _split(ctx: RequestContext, split: SplitChooser, model: str) -> tuple[str, str]:
