@@ -867,6 +867,47 @@ def test_a_service_moved_to_another_origin_takes_its_headers_only_if_given_again
     assert "x-stored-token" not in seen and seen["x-other"] == "v2"
 
 
+def test_deleting_a_service_revokes_its_approved_subscriptions(world: World) -> None:
+    """A service registered again under a deleted one's name is not open at once to the teams
+    approved for the old one, on any instance: the delete revokes their subscriptions."""
+    name = f"gone-{uuid.uuid4().hex[:6]}"
+    services = f"{world.url}/admin/v1/services"
+    body = {"name": name, "url": f"{world.upstream.url}/api", "require_approval": True}
+    assert httpx.post(services, json=body, headers=ADMIN, timeout=10).status_code == 201
+    key = world.key(new_team())
+    asked = httpx.post(f"{world.url}/admin/v1/subscriptions", json={"service": name},
+                       headers={"Authorization": f"Bearer {key}"}, timeout=10)
+    assert asked.status_code == 201, asked.text
+    sub = asked.json()["id"]
+    approved = httpx.post(f"{world.url}/admin/v1/subscriptions/{sub}/approve", headers=ADMIN, timeout=10)
+    assert approved.status_code == 200, approved.text
+    peer = world.peer()
+    for gateway in (world.gateway, peer):  # the approval cached on both instances
+        called = httpx.get(f"{gateway.url}/services/{name}/x", headers={"Authorization": f"Bearer {key}"},
+                           timeout=10)
+        assert called.status_code == 200, called.text
+    assert httpx.delete(f"{services}/{name}", headers=ADMIN, timeout=10).status_code == 204
+    shown = httpx.get(f"{world.url}/admin/v1/subscriptions/{sub}", headers=ADMIN, timeout=10).json()
+    assert shown["status"] == "revoked", shown
+    revoked = {"resource_id": sub, "action": "subscription.revoke"}
+    audit = httpx.get(f"{world.url}/admin/v1/audit", params=revoked, headers=ADMIN, timeout=10).json()["data"]
+    assert [(e["before"]["status"], e["after"]["status"]) for e in audit] == [("approved", "revoked")]
+    assert httpx.post(services, json=body, headers=ADMIN, timeout=10).status_code == 201
+    deadline = time.monotonic() + 5
+    for gateway in (world.gateway, peer):
+        while True:  # the peer hears of the revocation over the change feed
+            refused = httpx.get(f"{gateway.url}/services/{name}/x",
+                                headers={"Authorization": f"Bearer {key}"}, timeout=10)
+            if refused.status_code != 200 or time.monotonic() > deadline:
+                break
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["error"]["code"] == "subscription_revoked"
+    # The team may ask again; the new service's approval is a new decision.
+    again = httpx.post(f"{world.url}/admin/v1/subscriptions", json={"service": name},
+                       headers={"Authorization": f"Bearer {key}"}, timeout=10)
+    assert again.status_code == 201 and again.json()["status"] == "pending", again.text
+
+
 def test_a_team_named_for_a_service_must_exist_in_its_tenant(world: World) -> None:
     """A tenant or platform admin naming a team that does not exist (or is another tenant's)
     registered the service for it anyway: 404 ``team_not_found`` now, as on the other admin

@@ -497,6 +497,29 @@ def test_a_model_added_at_run_time_that_needs_approval_can_be_subscribed_to(depl
     assert client.chat.completions.create(model=name, messages=ask("stored and approved")).choices
 
 
+def test_removing_a_model_revokes_its_approved_subscriptions(deployment: Deployment) -> None:
+    """A model added again under a removed one's name is not open at once to the teams approved
+    for the old one: the removal revokes their subscriptions, audited as a revoke."""
+    name = f"gated-removed-{uuid.uuid4().hex[:6]}"
+    models = f"{deployment.gateway.url}/admin/v1/models"
+    body = {"name": name, "provider": "local-openai", "model": "gpt-4o-mini", "require_approval": True}
+    assert httpx.post(models, headers=ADMIN, timeout=10, json=body).status_code == 201
+    key = deployment.team_key(new_team(), [name])
+    client = deployment.sdk(key)
+    sub = deployment.subscribe(key, model=name).json()["id"]
+    assert deployment.decide(sub, "approve").status_code == 200
+    assert client.chat.completions.create(model=name, messages=ask("approved")).choices
+    assert httpx.delete(f"{models}/{name}", headers=ADMIN, timeout=10).status_code == 200
+    shown = httpx.get(f"{deployment.subs}/{sub}", headers=ADMIN, timeout=10).json()
+    assert shown["status"] == "revoked", shown
+    revoked = {"resource_id": sub, "action": "subscription.revoke"}
+    audit = httpx.get(f"{deployment.gateway.url}/admin/v1/audit", params=revoked, headers=ADMIN,
+                      timeout=10).json()["data"]
+    assert [(e["before"]["status"], e["after"]["status"]) for e in audit] == [("approved", "revoked")]
+    assert httpx.post(models, headers=ADMIN, timeout=10, json=body).status_code == 201
+    assert refusal(client, name) == "subscription_revoked"
+
+
 def test_a_model_needs_approval_when_any_of_its_deployments_does(deployment: Deployment) -> None:
     """Whichever deployment is routed first, the answer is the model's: refused until approved,
     and the catalog says so too."""

@@ -106,7 +106,7 @@ async def test_a_deployment_removed_from_the_table_leaves_no_statistics_or_coold
             assert prices.of_route(route) is not None
         now = time.monotonic()
         assert not router.health.eligible(gone, now) and not router.health.eligible(kept, now)
-        assert await store.delete_model("db-gone")
+        assert await store.delete_model("db-gone") is not None
         await live.reload()
         assert "db-gone" not in live.current.groups
         assert router.stats.peek(gone) is None
@@ -138,7 +138,7 @@ async def test_a_request_ending_after_its_deployment_was_removed_leaves_no_coold
         await live.reload()
         gone = live.current.routes["db-gone"]
         router.started(gone, 10, None)  # a request under way on it
-        assert await store.delete_model("db-gone")
+        assert await store.delete_model("db-gone") is not None
         await live.reload()
         # It ends now, failed, and is priced for its usage record, as the pipeline does.
         router.finished(gone, UpstreamError("failed"), 0.01)

@@ -35,7 +35,7 @@ async def test_providers_credentials_and_models_round_trip(backend: Backend) -> 
     assert await store.delete_provider("acme") == "in_use"
     assert await store.update_model(ModelRecord(name="m1", provider="acme", model="gpt-4o"))
     assert (await store.get_model("m1")).model == "gpt-4o"  # type: ignore[union-attr]
-    assert await store.delete_model("m1") and not await store.delete_model("m1")
+    assert await store.delete_model("m1") is not None and await store.delete_model("m1") is None
     assert await store.delete_credential("acme", "cred_a")
     assert not await store.delete_credential("other", "cred_b")  # another provider's id
     assert await store.delete_provider("acme") == "deleted"
@@ -49,7 +49,7 @@ async def test_providers_credentials_and_models_round_trip(backend: Backend) -> 
                                         provider_stored=True)
     assert await store.credentials("acme") == [] and await store.get_model("m2") is None
     assert await store.create_model(ModelRecord(name="m3", provider="from-yaml", model="x"))
-    assert await store.delete_model("m3")
+    assert await store.delete_model("m3") is not None
 
 
 async def test_a_provider_is_created_with_its_first_credential_in_one_write(backend: Backend) -> None:

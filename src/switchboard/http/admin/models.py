@@ -28,6 +28,7 @@ from switchboard.http.admin.one_writer import one_writer
 from switchboard.http.admin.providers import TimeoutsBody, read_only, routing_of, store_of
 from switchboard.http.admin.query import Limit, query_params
 from switchboard.http.admin.scoping import CHANGE_ATTEMPTS
+from switchboard.http.admin.subscriptions import revoked_with
 from switchboard.routing.live import model_config
 from switchboard.stores.protocols import ModelRecord, utcnow
 
@@ -274,8 +275,10 @@ async def delete_model(
     name: str, request: Request, access: Annotated[Access, Depends(allow("model", "delete"))]
 ) -> dict[str, Any]:
     old = await _stored(request, name)
-    if not await store_of(request).delete_model(name):
+    revoked = await store_of(request).delete_model(name, access.principal.id)
+    if revoked is None:
         raise _missing(name)
     await audit.record(request, "model.delete", "model", name, before=stored_public(old))
     await routing_of(request).changed()
+    await revoked_with(request, revoked)
     return {"name": name, "object": "model_entry", "deleted": True}

@@ -35,7 +35,7 @@ from switchboard.http.admin.body import PROSE, AdminBody
 from switchboard.http.admin.one_writer import one_writer
 from switchboard.http.admin.query import query_params
 from switchboard.http.admin.scoping import CHANGE_ATTEMPTS, tenant_in_reach
-from switchboard.http.admin.subscriptions import register_subject
+from switchboard.http.admin.subscriptions import register_subject, revoked_with
 from switchboard.services.table import Service, ServiceTable, header_aad
 from switchboard.stores.protocols import ServiceExists, ServiceRecord, ServiceStore, utcnow
 from switchboard.upstream.egress import OPERATOR, egress_rule
@@ -363,10 +363,11 @@ async def delete_service(
     tenant: TenantQuery = None,
 ) -> Response:
     record = await _stored(request, access, name, tenant)
-    await _store(request).delete(record.tenant_id, name)
+    revoked = await _store(request).delete(record.tenant_id, name, access.principal.id)
     await _table(request).changed(record.tenant_id, name)
     await audit.record(request, "service.delete", "service", name, before=_of_record(record),
                        tenant=record.tenant_id)
+    await revoked_with(request, revoked or [])
     return Response(status_code=204)
 
 

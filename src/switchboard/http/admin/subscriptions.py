@@ -151,6 +151,18 @@ def _subject(body: SubscriptionCreate) -> tuple[str, str, str]:
     return kind, name, name if kind == "model" else subject_of(kind, name)
 
 
+async def revoked_with(
+    request: Request, revoked: list[tuple[SubscriptionRecord, SubscriptionRecord]]
+) -> None:
+    """Announce and audit the subscriptions revoked with what they were to (a service deleted,
+    an API retired), as a revoke through the API is: every instance drops its cached approval."""
+    services = request.app.state.services
+    for before, after in revoked:
+        await services.subscriptions().changed((after.tenant_id, after.team_id, after.model))
+        await audit.record(request, "subscription.revoke", "subscription", after.id,
+                           before=_public(before), after=_public(after), tenant=after.tenant_id)
+
+
 async def _approval(request: Request, kind: str, tenant: str, name: str, team: str) -> bool | None:
     if kind == "model":
         return _needs_approval(request, name)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from switchboard.stores.protocols.access import SubscriptionRecord
 from switchboard.stores.protocols.clock import utcnow
 
 
@@ -111,7 +112,12 @@ class ProviderStore(Protocol):
         """As :meth:`update_provider`; False too (nothing written) when ``provider_stored`` (its
         provider is a stored one) and that provider is not stored, or was deleted meanwhile."""
 
-    async def delete_model(self, name: str) -> bool: ...
+    async def delete_model(self, name: str, deleted_by: str | None = None
+                           ) -> list[tuple[SubscriptionRecord, SubscriptionRecord]] | None:
+        """Remove the stored model and, in the same transaction, revoke every tenant's approved
+        subscriptions to it (a model added again under the name needs new approvals); (before,
+        after) of each revoked, None when there was no such model."""
+        ...
 
     async def server_secret(self, name: str) -> str | None:
         """A sealed server secret (e.g. the key-hashing key), as stored."""

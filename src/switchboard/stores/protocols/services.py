@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from switchboard.stores.protocols.access import SubscriptionRecord
 from switchboard.stores.protocols.clock import utcnow
 
 
@@ -50,7 +51,12 @@ class ServiceStore(Protocol):
         from) when it changed since: read it again and retry."""
         ...
 
-    async def delete(self, tenant_id: str, name: str) -> bool: ...
+    async def delete(self, tenant_id: str, name: str, deleted_by: str | None = None
+                     ) -> list[tuple[SubscriptionRecord, SubscriptionRecord]] | None:
+        """Remove the service and, in the same transaction, revoke its approved subscriptions
+        (a service registered again under the name needs new approvals); (before, after) of
+        each revoked, None when there was no such service."""
+        ...
 
     async def reseal(self, headers: Callable[[ServiceRecord], Mapping[str, str]]) -> int:
         """Replace every service's sealed headers with ``headers(record)`` where they differ, in

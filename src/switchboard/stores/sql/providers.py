@@ -15,9 +15,11 @@ from switchboard.stores.protocols import (
     ModelRecord,
     ProviderRecord,
     RoutingState,
+    SubscriptionRecord,
     utcnow,
 )
 from switchboard.stores.sql.routing import OVERRIDES, SPLITS, override_of, split_of
+from switchboard.stores.sql.subscriptions import revoke_approved
 from switchboard.stores.sql.tables import models as mt
 from switchboard.stores.sql.tables import provider_credentials as ct
 from switchboard.stores.sql.tables import providers as pt
@@ -240,9 +242,12 @@ class SqlProviderStore:
             result = await conn.execute(stmt)
         return bool(result.rowcount)
 
-    async def delete_model(self, name: str) -> bool:
+    async def delete_model(self, name: str, deleted_by: str | None = None
+                           ) -> list[tuple[SubscriptionRecord, SubscriptionRecord]] | None:
         async with self._engine.begin() as conn:
-            return bool((await conn.execute(sa.delete(mt).where(mt.c.name == name))).rowcount)
+            if not (await conn.execute(sa.delete(mt).where(mt.c.name == name))).rowcount:
+                return None
+            return await revoke_approved(conn, None, name, deleted_by, "the model was removed")
 
     async def server_secret(self, name: str) -> str | None:
         async with self._engine.connect() as conn:

@@ -10,7 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from switchboard.stores.protocols import ServiceExists, ServiceRecord, utcnow
+from switchboard.stores.protocols import ServiceExists, ServiceRecord, SubscriptionRecord, utcnow
+from switchboard.stores.sql.subscriptions import revoke_approved
 from switchboard.stores.sql.tables import services as t
 from switchboard.stores.sql.times import from_db, to_db
 
@@ -71,11 +72,15 @@ class SqlServiceStore:
             result = await conn.execute(query)
         return record if result.rowcount else None
 
-    async def delete(self, tenant_id: str, name: str) -> bool:
+    async def delete(self, tenant_id: str, name: str, deleted_by: str | None = None
+                     ) -> list[tuple[SubscriptionRecord, SubscriptionRecord]] | None:
         query = sa.delete(t).where(t.c.tenant_id == tenant_id, t.c.name == name)
         async with self._engine.begin() as conn:
             result = await conn.execute(query)
-        return bool(result.rowcount)
+            if not result.rowcount:
+                return None
+            return await revoke_approved(conn, tenant_id, f"service:{name}", deleted_by,
+                                         "the service was deleted")
 
     async def reseal(self, headers: Callable[[ServiceRecord], Mapping[str, str]]) -> int:
         changed = 0

@@ -56,6 +56,27 @@ def _record(row: sa.Row[Any]) -> SubscriptionRecord:
     )
 
 
+async def revoke_approved(
+    conn: AsyncConnection, tenant_id: str | None, model: str, decided_by: str | None, reason: str
+) -> list[tuple[SubscriptionRecord, SubscriptionRecord]]:
+    """Revoke, within the caller's transaction, every approved subscription to ``model`` of the
+    tenant (None: of every tenant, for a deployment's model) when it is deleted: an approval
+    kept would open whatever is registered again under the name. (before, after) of each."""
+    tenant = [] if tenant_id is None else [t.c.tenant_id == tenant_id]
+    query = sa.select(t).where(*tenant, t.c.model == model, t.c.status == "approved")
+    before = [_record(row) for row in await conn.execute(query)]
+    if not before:
+        return []
+    now = utcnow()
+    await conn.execute(
+        sa.update(t)
+        .where(*tenant, t.c.model == model, t.c.id.in_([r.id for r in before]), t.c.status == "approved")
+        .values(status="revoked", decided_by=decided_by, reason=reason, decided_at=to_db(now))
+    )
+    return [(r, replace(r, status="revoked", decided_by=decided_by, reason=reason, decided_at=now))
+            for r in before]
+
+
 class SqlSubscriptionStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
