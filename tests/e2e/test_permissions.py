@@ -158,7 +158,8 @@ def _all_ids(world: TenantWorld) -> set[str]:
 # Lists that answer a summary, not pages of records (an unknown parameter is refused there).
 # Lists that take no page parameters (a parameter a list does not take is a 400).
 UNPAGED = frozenset({"/admin/v1/analytics", "/admin/v1/catalog/openapi.json", "/admin/v1/limits",
-                     "/admin/v1/budgets", "/admin/v1/services", "/admin/v1/apis"})
+                     "/admin/v1/budgets", "/admin/v1/services", "/admin/v1/apis",
+                     "/admin/v1/usage/unpriced"})
 
 
 def test_no_list_shows_another_tenants_records_to_any_role(

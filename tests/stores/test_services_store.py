@@ -44,8 +44,8 @@ async def test_create_get_list_update_delete(backend: Backend) -> None:
     again = await store.get("t1", "orders")
     assert again is not None and again.spec == {"url": "http://127.0.0.1:10/", "rpm": 5} and not again.headers
     assert await store.update(ServiceRecord(tenant_id="t9", name="orders", spec={})) is None
-    assert await store.delete("t1", "orders") is True
-    assert await store.delete("t1", "orders") is False
+    assert await store.delete("t1", "orders") == []  # deleted; no approved subscription to revoke
+    assert await store.delete("t1", "orders") is None
     assert await store.get("t1", "orders") is None
     other = await store.get("t2", "orders")
     assert other is not None  # another tenant's service is untouched
