@@ -31,6 +31,7 @@ Pairs = Annotated[
 DEFAULT_URL = "http://127.0.0.1:4000"
 PROVIDER_COLUMNS = ("name", "type", "api_base", "credentials", "source")
 MODEL_COLUMNS = ("name", "provider", "model", "require_approval", "source")
+NOTHING_TO_CHANGE = "nothing to change: give at least one option (see --help)"
 
 
 def _cell(value: Any) -> Any:
@@ -191,6 +192,8 @@ def providers_update(
         body["max_connections"] = max_connections
     path = f"/admin/v1/providers/{_name(name)}"
     options = _pairs(option, "--option") if option else None
+    if not body and options is None:
+        raise typer.BadParameter(NOTHING_TO_CHANGE)
 
     def update() -> Any:
         client = AdminClient(url, key)
@@ -305,6 +308,8 @@ def models_update(
     given = {"provider": provider, "model": model, "drop_params": drop_params,
              "require_approval": require_approval}
     body = {k: v for k, v in given.items() if v is not None}
+    if not body:
+        raise typer.BadParameter(NOTHING_TO_CHANGE)
     path = f"/admin/v1/models/{_name(name)}"
     _show([run_admin(lambda: AdminClient(url, key).call("PATCH", path, body))], MODEL_COLUMNS, as_json)
 

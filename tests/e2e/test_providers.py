@@ -586,6 +586,10 @@ def test_the_command_line(deployment: Deployment) -> None:
     assert code == 0 and json.loads(output)[0]["ok"] is True
     code, output = cli(deployment, "models", "update", f"{name}-model", "--require-approval", "--json")
     assert code == 0 and json.loads(output)[0]["require_approval"] is True
+    # No option at all is a usage error (exit 2), as on the other update commands: nothing sent.
+    for kind, target in (("providers", name), ("models", f"{name}-model")):
+        code, output = cli(deployment, kind, "update", target)
+        assert code == 2 and "nothing to change" in output, output
     code, output = cli(deployment, "providers", "remove", name)
     assert code == 1 and "provider_in_use" in output and "Traceback" not in output
     code, output = cli(deployment, "models", "remove", f"{name}-model")
