@@ -526,6 +526,33 @@ def test_a_large_prompt_counts_the_same_tokens_whether_a_rule_rerouted_it_or_not
     assert taken("auto", large) == taken("big", large)
 
 
+def test_semantic_routing_with_more_examples_than_one_openai_call_takes(
+        mock_upstream: Mock, tmp_path: Any) -> None:
+    """OpenAI embeds at most 2,048 inputs a call (the mock answers 400 above, as OpenAI does):
+    2,200 route examples (11 routes of 200, the most a route holds) are embedded in two calls,
+    where one call was refused and every request went to the default."""
+    coder = ["write a python function", *(f"fix python bug number {n}" for n in range(199))]
+    others = [{"to": "small", "examples": [f"gardening topic {r} note {n}" for n in range(200)]}
+              for r in range(10)]
+    config: dict[str, Any] = {
+        "providers": [{"name": "mock", "type": "openai", "api_base": f"{mock_upstream.url}/v1",
+                       "api_key": "${UPSTREAM_KEY}"}],
+        "models": [{"name": "small", "provider": "mock", "model": "gpt-4o-mini"},
+                   {"name": "coder", "provider": "mock", "model": "mock-gpt"},
+                   {"name": "embedder", "provider": "mock", "model": "text-embedding-3-small"}],
+        "router": {"semantic": [{"model": "smart", "embedding_model": "embedder", "threshold": 0.3,
+                                 "default": "small", "timeout_seconds": 30,
+                                 "routes": [{"to": "coder", "examples": coder}, *others]}]},
+        "auth": {"master_key": MASTER_KEY},
+    }
+    g = start_gateway(config, tmp_path)
+    try:
+        model, why = ask_smart(g, "write a python function that adds numbers")
+        assert model == "mock-gpt" and why.startswith("coder (semantic "), why  # was "small (default)"
+    finally:
+        g.process.stop()
+
+
 @pytest.mark.parametrize("embedder", ["titan", "gemini"])
 def test_semantic_routing_with_an_embedding_model_taking_few_inputs_per_call(
         embedder: str, mock_upstream: Mock, tmp_path: Any) -> None:

@@ -376,6 +376,8 @@ async def embeddings(request: Request) -> Response:
     inputs = body["input"]
     if isinstance(inputs, str) or (isinstance(inputs, list) and inputs and isinstance(inputs[0], int)):
         inputs = [inputs]
+    if len(inputs) > T.MAX_EMBEDDING_INPUTS:  # as OpenAI answers an array longer than it takes
+        return error(400, "'$.input' is invalid. Please check the API reference.", param="input")
     data = []
     for i, item in enumerate(inputs):
         vector = T.embedding(T.text_of(item) if not isinstance(item, list) else str(item), dims)

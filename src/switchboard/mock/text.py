@@ -46,6 +46,8 @@ def truncate(text: str, max_tokens: int | None) -> tuple[str, bool]:
 # gemini-embedding-001). A request's own dimensions are checked against it before a vector is
 # built: 10**8 of them held gigabytes (the built-in mock runs inside the gateway), 2**64 failed.
 MAX_DIMENSIONS = 3072
+# Inputs one embeddings request may hold (OpenAI: an array of at most 2,048).
+MAX_EMBEDDING_INPUTS = 2048
 DEFAULT_DIMENSIONS = 8
 
 

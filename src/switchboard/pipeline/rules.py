@@ -217,16 +217,20 @@ def router_embed(router: Router) -> Embed:
 
 # Upstream calls at once when a semantic router's examples take several (routing/semantic.py).
 EMBED_CONCURRENCY = 8
+# Texts sent in one embeddings call at most: OpenAI's (and Azure's) array limit, larger than any
+# other provider's, whose adapters refuse fewer (handled below). Above it OpenAI answers 400.
+EMBED_BATCH_MOST = 2048
 
 
 def _embedding_batches(route: Route, model: str, texts: list[str],
                        dimensions: int | None) -> list[UpstreamRequest]:
     """The upstream requests embedding ``texts`` on ``route``, in order: one, or as many as its
     provider needs when it takes fewer inputs per call than there are texts (Titan one, Cohere
-    96, Gemini 100: its adapter refuses more, ``too_many_inputs``, before anything is sent). A
-    semantic router's examples are all embedded at once, and a caller never sees these calls,
-    so they are split here rather than refused (a caller's own embeddings request is not)."""
-    size = len(texts)
+    96, Gemini 100: its adapter refuses more, ``too_many_inputs``, before anything is sent), and
+    never more than ``EMBED_BATCH_MOST``. A semantic router's examples are all embedded at once,
+    and a caller never sees these calls, so they are split here rather than refused (a caller's
+    own embeddings request is not)."""
+    size = min(len(texts), EMBED_BATCH_MOST)
     while True:
         try:
             return [route.adapter.embeddings_request(_embeddings_body(model, texts[i:i + size], dimensions),
