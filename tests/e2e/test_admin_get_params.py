@@ -1,4 +1,5 @@
-"""Every admin GET refuses a query parameter it does not take, and one given twice.
+"""Every admin GET, and every change, refuses a query parameter it does not take, and one given
+twice.
 
 The lists always did (``query_params``), but the unpriced-models report, the routing groups and
 splits, and the GETs of one record (``/admin/v1/keys/{id}``, a prompt's ``/versions`` ...) read
@@ -70,3 +71,31 @@ def test_a_prompt_version_given_twice_is_not_the_last_one(gateway: Gateway) -> N
     _error(resp, "duplicate_parameter", "version")
     resp = httpx.get(path, params={"version": "1"}, headers=ADMIN, timeout=10)
     assert resp.status_code == 200 and resp.json()["version"] == 1, resp.text
+
+
+def test_a_change_refuses_a_parameter_its_route_does_not_take(gateway: Gateway) -> None:
+    """POST, PUT, PATCH and DELETE ignored an unknown query parameter (a misspelt ``?tennant=``
+    acted on the caller's own tenant) and kept the last of a repeated one: each is now a 400
+    before anything is changed; a parameter the route takes still works."""
+    url = gateway.url + "/admin/v1/prompts"
+    body = {"name": "qs-change", "model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}
+    resp = httpx.post(url, params={"tennant": "default"}, json=body, headers=ADMIN, timeout=10)
+    _error(resp, "unknown_parameter", "tennant")
+    assert httpx.get(f"{url}/qs-change", headers=ADMIN, timeout=10).status_code == 404  # not created
+    assert httpx.post(url, json=body, headers=ADMIN, timeout=10).status_code == 201
+    key = httpx.post(gateway.url + "/admin/v1/keys", json={"name": "qs", "models": ["gpt-4o-mini"]},
+                     headers=ADMIN, timeout=10)
+    assert key.status_code in (200, 201), key.text
+    key_url = f"{gateway.url}/admin/v1/keys/{key.json()['id']}"
+    resp = httpx.patch(key_url, params={"name": "x"}, json={"name": "renamed"}, headers=ADMIN, timeout=10)
+    _error(resp, "unknown_parameter", "name")
+    resp = httpx.delete(key_url, params={"force": "true"}, headers=ADMIN, timeout=10)
+    _error(resp, "unknown_parameter", "force")
+    kept = httpx.get(key_url, headers=ADMIN, timeout=10).json()
+    assert kept["name"] == "qs" and kept.get("revoked_at") is None and kept.get("enabled", True), kept
+    label = f"{url}/qs-change/labels/live"
+    resp = httpx.put(label, params=[("tenant", "default"), ("tenant", "other")], json={"version": 1},
+                     headers=ADMIN, timeout=10)
+    _error(resp, "duplicate_parameter", "tenant")
+    resp = httpx.put(label, params={"tenant": "default"}, json={"version": 1}, headers=ADMIN, timeout=10)
+    assert resp.status_code == 200 and resp.json()["labels"] == {"live": 1}, resp.text

@@ -43,6 +43,7 @@ from switchboard.http.admin import (
 from switchboard.http.admin import portal as portal_routes
 from switchboard.http.admin import services as services_api
 from switchboard.http.admin.authz import allow
+from switchboard.http.admin.query import refuse_undeclared_query
 from switchboard.http.admin.text_input import refuse_unstorable_input
 from switchboard.limits.cache import LimitCache
 from switchboard.portal.cache import CatalogCache
@@ -110,8 +111,9 @@ def create_admin_app(services: AdminServices) -> FastAPI:
         # Starlette's default answers it with an empty 307 to the Host header's host.
         redirect_slashes=False,
         # Every route, before its own checks: no NUL or unpaired surrogate in any text it takes, no
-        # NaN, infinity or integer past 64 bits in its JSON body.
-        dependencies=[Depends(refuse_unstorable_input)],
+        # NaN, infinity or integer past 64 bits in its JSON body; a change takes no query
+        # parameter its route does not declare.
+        dependencies=[Depends(refuse_unstorable_input), Depends(refuse_undeclared_query)],
     )
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.state.services = services

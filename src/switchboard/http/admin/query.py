@@ -145,3 +145,35 @@ def within_reach(access: Access, tenant: str | None, filters: dict[str, Any]) ->
         if p.key_id is not None:
             filters["owner_lineage"] = p.key_lineage or p.key_id
     return scoped
+
+
+_WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def refuse_undeclared_query(request: Request) -> None:
+    """A change's query string holds only the parameters its route declares, each once: a
+    misspelt ``?tenant=`` on a delete must not act on the caller's own tenant instead. Read
+    routes check their own (:func:`query_params`, FastAPI's declared ones). Installed for every
+    admin route (app.py); a request with no query string costs one lookup."""
+    if not request.scope.get("query_string") or request.method not in _WRITES:
+        return
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    declared = _declared(dependant)
+    seen: set[str] = set()
+    for name, _ in request.query_params.multi_items():
+        if name not in declared:
+            raise InvalidRequest(f"{name[:64]}: unknown parameter", param=name[:64], code="unknown_parameter")
+        if name in seen:
+            raise InvalidRequest(f"{name}: given more than once", param=name, code="duplicate_parameter")
+        seen.add(name)
+
+
+def _declared(dependant: Any) -> set[str]:
+    """The query parameters a route and its dependencies declare, by the name sent."""
+    names = {field.alias for field in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _declared(sub)
+    return names
