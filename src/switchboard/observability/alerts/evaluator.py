@@ -97,7 +97,8 @@ class Alerts:
         work = self._run() if self.rules else self._sweep()
         self._loop_task = asyncio.create_task(work, name="alerts")
 
-    async def close(self) -> None:
+    async def close(self, also: Iterable[WebhookSender] = ()) -> None:
+        """``also``: other senders (the budget webhook's) closed at once with the alerts'."""
         await stop_task(self._loop_task)
         self._loop_task = None
         if self._tasks:
@@ -106,7 +107,7 @@ class Alerts:
                 task.cancel()
         # Every receiver at once: a close waits up to its grace for the events in flight, so
         # one after another, hanging receivers would hold the shutdown that many times over.
-        await asyncio.gather(*(sender.close() for sender in self.senders.values()))
+        await asyncio.gather(*(sender.close() for sender in (*self.senders.values(), *also)))
         self._store = None
 
     # -- notices from routing/health.py and the budget book (sync: spawn and return) ----------
