@@ -683,11 +683,16 @@ class Gateway:
         if self.last_used is not None:
             await self.last_used.close()  # the last batch, before the stores close
             self.last_used = None
+        budget_hook = None
         if self.budgets is not None:
-            await self.budgets.close()  # alerts under way, webhooks in flight (bounded)
+            # With alerts, its webhook is closed with theirs: receivers that hang (often one host
+            # for both) hold the exit for one grace, not one after the other.
+            budget_hook = self.budgets.webhooks if self.alerts is not None else None
+            await self.budgets.close(webhooks=budget_hook is None)  # alerts under way (bounded)
             self.budgets = None
         if self.alerts is not None:
-            await self.alerts.close()  # notices under way, webhooks in flight (bounded)
+            # notices under way, webhooks in flight (bounded)
+            await self.alerts.close(also=() if budget_hook is None else (budget_hook,))
         if self.usage is not None:
             self._unhook_spool()
             await self.usage.close()  # the last batch; what cannot be stored stays spooled

@@ -32,7 +32,7 @@ from tests.servers import (
     spawn,
     start_gateway,
 )
-from tests.webhook_receiver import Received, WebhookReceiver
+from tests.webhook_receiver import HANG, Received, WebhookReceiver
 
 ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
 HOOK_SECRET = "whsec-alert-tests-0123456789"
@@ -506,5 +506,41 @@ def test_a_breaker_incident_outlives_no_restart_and_a_later_trip_fires_again(
                 ("open", "fragile/one"), ("open", "fragile/two"),
                 ("resolved", "fragile/one"), ("resolved", "fragile/two")]
             assert {i["id"] for i in listed if i["state"] == "open"} == again
+        finally:
+            gw.process.stop()
+
+
+def test_shutdown_gives_hanging_budget_and_alert_receivers_their_grace_once(
+    pair: Pair, mock_upstream: Mock, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """One receiver that hangs, as budgets.webhook and as an alert webhook (the same host down):
+    the exit waits its few seconds once, not once for the budget event and again for the alert."""
+    with WebhookReceiver(then=HANG) as hooks:
+        config = openai_config(mock_upstream)
+        config["models"] += [m for m in pair.config["models"] if m["name"] == PRICED]
+        hook = {"url": hooks.url, "secret": HOOK_SECRET, "timeout_seconds": 60}
+        config["budgets"] = {"webhook": hook}
+        config["alerts"] = {"webhooks": {"oncall": hook},
+                            "rules": [{"name": "budget-full", "kind": "budget", "thresholds": [100]}]}
+        if pair.kind == "cluster":
+            postgres, redis = request.getfixturevalue("postgres"), request.getfixturevalue("redis_server")
+            config["database"] = {"url": postgres.create_database(f"alerts_{uuid.uuid4().hex[:8]}")}
+            config["redis"] = {"url": redis.url}
+        gw = start_gateway(config, tmp_path)
+        try:
+            resp = httpx.post(f"{gw.url}/admin/v1/keys", json={"models": ["*"]}, headers=ADMIN, timeout=10)
+            key = resp.json()
+            resp = httpx.put(f"{gw.url}/admin/v1/budgets", headers=ADMIN, timeout=10, json={
+                "scope": "key", "subject": key["id"], "max_amount": 0.01, "thresholds": [100]})
+            assert resp.status_code == 200, resp.text
+            assert chat(gw, PRICED, LONG, key=key["key"], max_tokens=5).status_code == 200  # $0.01
+            sent = {r.json()["type"] for r in hooks.wait_for(2, timeout=20)}
+            assert sent == {"budget.threshold", "alert.firing"}  # both in flight, hanging
+            began = time.monotonic()
+            assert gw.process.stop() == 0
+            elapsed = time.monotonic() - began
+            assert elapsed < 8.5, f"the exit took {elapsed:.1f} s: the grace (5 s) twice over"
+            out = gw.process.output
+            assert "budget webhook" in out and "alert webhook oncall" in out  # both cut, and said so
         finally:
             gw.process.stop()

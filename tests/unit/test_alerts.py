@@ -183,6 +183,41 @@ async def test_an_incident_of_a_removed_rule_is_resolved_once_nobody_sees_it(sto
             await alerts.close()
 
 
+@pytest.mark.parametrize("kind", ["budget", "latency"])
+async def test_an_incident_of_a_rule_whose_kind_changed_is_resolved_as_a_removed_rules(
+    stores: Stores, kind: str
+) -> None:
+    """The same rule name with another kind: the old kind's incident is resolved once nobody sees
+    it (a budget rule would never end a deployment's incident), and the new kind's own opens with
+    its own ``alert.firing`` rather than keeping the old one alive."""
+    clock = Clock(time.time())
+    with WebhookReceiver() as hooks:
+        opened = await _open_with_rule(stores, clock, hooks.url, "x")  # error_rate on g/d
+        rule: dict[str, Any] = {"name": "x", "kind": kind}
+        if kind == "latency":
+            rule.update(threshold=100, percentile="p50", window_seconds=600, min_requests=1)
+        alerts = Alerts(_config(hooks.url, rule), clock=clock)
+        await alerts.start(_store(stores))
+        try:
+            alerts.windows.add("g", "d", 200, 500, clock.now)  # slow: a latency rule fires
+            clock.now += 60
+            await alerts.evaluate()
+            assert [i.id for i in await _store(stores).open_incidents()] == [opened.id]  # seen 60 s ago
+            clock.now += 60
+            await alerts.evaluate()
+            await alerts.evaluate()
+            (done,) = await _store(stores).query(IncidentQuery(rule="x", state="resolved"))
+            assert (done.id, done.kind, done.resolved_value) == (opened.id, "error_rate", None)
+            now_open = await _store(stores).open_incidents()
+            assert [i.kind for i in now_open] == ([] if kind == "budget" else ["latency"])
+            received = await hooks.await_requests(2 + len(now_open))
+            assert [(r.json()["type"], r.json()["data"]["kind"]) for r in received] == [
+                ("alert.firing", "error_rate"), ("alert.resolved", "error_rate"),
+                *(("alert.firing", i.kind) for i in now_open)]
+        finally:
+            await alerts.close()
+
+
 async def test_with_no_rule_left_the_start_resolves_the_incidents_rules_left_open(stores: Stores) -> None:
     clock = Clock(time.time())
     with WebhookReceiver() as hooks:

@@ -48,6 +48,10 @@ def test_a_full_alerts_section_is_accepted_with_defaults() -> None:
     ({"webhooks": {"oncall": HOOK},
       "rules": [{"name": "r", "kind": "breaker", "webhooks": ["oncall", "pager"]}]},
      "unknown webhook 'pager' (known: oncall)"),
+    # Every event would be POSTed to it twice.
+    ({"webhooks": {"oncall": HOOK},
+      "rules": [{"name": "r", "kind": "breaker", "webhooks": ["oncall", "oncall"]}]},
+     "alerts: rules[0].webhooks: webhook 'oncall' is listed more than once"),
     ({"rules": [{"name": "r", "kind": "error_rate", "threshold": 1.5}]},
      "an error rate is a share of requests, 0 < threshold <= 1, got 1.5"),
     ({"rules": [{"name": "r", "kind": "error_rate", "threshold": 0}]},

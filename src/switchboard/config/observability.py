@@ -277,7 +277,12 @@ class AlertsConfig(Strict):
             if rule.name in seen:
                 raise ValueError(f"rules[{i}].name: duplicate rule name {rule.name!r}")
             seen.add(rule.name)
+            named: set[str] = set()
             for name in rule.webhooks or ():
+                # Each name is one receiver: listed twice, every event would be POSTed to it twice.
+                if name in named:
+                    raise ValueError(f"rules[{i}].webhooks: webhook {name!r} is listed more than once")
+                named.add(name)
                 if name not in self.webhooks:
                     known = ", ".join(sorted(self.webhooks)) or "none"
                     raise ValueError(f"rules[{i}].webhooks: unknown webhook {name!r} (known: {known})")

@@ -295,10 +295,11 @@ class WebhookSender:
             self._log.info("%s %s: event %s attempt %d of %d failed (%s); retrying in %.1f s",
                            self.label, self._where, item.event_id, attempt, attempts, reason, delay)
             if await self._stopped_within(delay):
-                self.failed += 1
-                self._log.warning("%s %s: event %s not delivered (%s); shutting down before attempt "
-                                  "%d of %d", self.label, self._where, item.event_id, reason, attempt + 1,
-                                  attempts)
+                # Cut at shutdown with attempts left: dropped, as documented (not "failed", which
+                # says the receiver used up every attempt or refused the event).
+                self.dropped += 1
+                self._log.warning("%s %s: event %s dropped at shutdown before attempt %d of %d (last: %s)",
+                                  self.label, self._where, item.event_id, attempt + 1, attempts, reason)
                 return
         self.failed += 1
         self._log.warning("%s %s: event %s not delivered after %d attempt(s) (last: %s)",

@@ -97,7 +97,8 @@ class Alerts:
         work = self._run() if self.rules else self._sweep()
         self._loop_task = asyncio.create_task(work, name="alerts")
 
-    async def close(self) -> None:
+    async def close(self, also: Iterable[WebhookSender] = ()) -> None:
+        """``also``: other senders (the budget webhook's) closed at once with the alerts'."""
         await stop_task(self._loop_task)
         self._loop_task = None
         if self._tasks:
@@ -106,7 +107,7 @@ class Alerts:
                 task.cancel()
         # Every receiver at once: a close waits up to its grace for the events in flight, so
         # one after another, hanging receivers would hold the shutdown that many times over.
-        await asyncio.gather(*(sender.close() for sender in self.senders.values()))
+        await asyncio.gather(*(sender.close() for sender in (*self.senders.values(), *also)))
         self._store = None
 
     # -- notices from routing/health.py and the budget book (sync: spawn and return) ----------
@@ -180,7 +181,8 @@ class Alerts:
         self._send(rule.webhooks, resolved)
 
     async def _orphan(self, incident: Incident, at: datetime) -> bool:
-        """Resolve an incident whose rule is no longer configured (removed or renamed), once no
+        """Resolve an incident whose rule is no longer configured (removed, renamed, or its kind
+        changed under the same name), once no
         instance has seen it hold for two evaluations: an instance still on the old
         configuration (a rolling restart) keeps it open while it sees the condition. Its event
         goes to every alert webhook, the rule's own list being gone with the rule. False: not
@@ -292,6 +294,10 @@ class Alerts:
                 seen = self.windows.window(key, since)
                 value = rule.measure(seen.requests, seen.failures, seen.ms)
                 known = open_now.get((rule.name, subject))
+                if known is not None and known.kind != rule.kind:
+                    # The rule's kind changed (same name): that incident is the old rule's,
+                    # resolved below as a removed rule's; this one's opens once it is gone.
+                    continue
                 if rule.firing(seen.requests, value):
                     holding.add((rule.name, subject))
                     if known is None:
@@ -305,8 +311,10 @@ class Alerts:
         rules = {r.name: r for r in self.rules}
         for (name, subject), incident in open_now.items():
             configured = rules.get(name)
-            if configured is None:
-                await self._orphan(incident, at)  # a rule no longer configured
+            if configured is None or configured.kind != incident.kind:
+                # A rule no longer configured, or whose kind changed: none of the checks below
+                # would end it (a budget rule's never resolves a deployment's incident).
+                await self._orphan(incident, at)
                 continue
             if (name, subject) in holding:
                 continue

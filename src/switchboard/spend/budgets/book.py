@@ -118,14 +118,17 @@ class BudgetBook:
         await self._cache.start()
         await self.webhooks.start()
 
-    async def close(self) -> None:
+    async def close(self, *, webhooks: bool = True) -> None:
+        """``webhooks``: close the webhook sender too; False when the caller closes it along
+        with others (the alerts'), so that receivers that hang hold the exit once."""
         await self.pending.close()  # one last try for the settlements still waiting (bounded)
         if self._alerts:
             await asyncio.wait(list(self._alerts), timeout=5.0)
         for task in [*self._alerts, *self._loading.values()]:
             task.cancel()
         await self._cache.close()
-        await self.webhooks.close()
+        if webhooks:
+            await self.webhooks.close()
 
     # -- what applies ---------------------------------------------------------------------
 
