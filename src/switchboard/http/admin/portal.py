@@ -23,7 +23,7 @@ from switchboard.apis import openapi
 from switchboard.config.services import METHODS
 from switchboard.errors import InvalidRequest
 from switchboard.http.admin.authz import Access, allow
-from switchboard.http.admin.query import Limit
+from switchboard.http.admin.query import Limit, known_only
 from switchboard.http.admin.scoping import TenantQuery, tenant_in_reach
 from switchboard.http.apis.docs import serving
 from switchboard.portal import (
@@ -95,17 +95,6 @@ def _catalog(request: Request) -> PortalCatalog:
     return found
 
 
-def _known(request: Request, allowed: tuple[str, ...]) -> None:
-    """400 for a parameter the route does not take, or one given twice."""
-    seen: set[str] = set()
-    for name, _ in request.query_params.multi_items():
-        if name not in allowed:
-            raise InvalidRequest(f"{name[:64]}: unknown parameter", param=name[:64], code="unknown_parameter")
-        if name in seen:
-            raise InvalidRequest(f"{name}: given more than once", param=name, code="duplicate_parameter")
-        seen.add(name)
-
-
 Text = Annotated[str | None, Query(max_length=200, description="Text in the name, description or owner")]
 After = Annotated[str | None, Query(max_length=300, description="Last id of the previous page")]
 
@@ -120,7 +109,7 @@ async def list_catalog(
     limit: Limit = 100,
     tenant: TenantQuery = None,
 ) -> dict[str, Any]:
-    _known(request, ("kind", "q", "after", "limit", "tenant"))
+    known_only(request, ("kind", "q", "after", "limit", "tenant"))
     catalog = _catalog(request)
     if kind is not None and kind not in catalog.kinds:
         raise InvalidRequest(f"kind: expected one of {', '.join(catalog.kinds)}", param="kind",
@@ -139,7 +128,7 @@ async def catalog_openapi(
     access: Annotated[Access, Depends(allow("catalog", "read"))],
     tenant: TenantQuery = None,
 ) -> dict[str, Any]:
-    _known(request, ("tenant",))
+    known_only(request, ("tenant",))
     catalog = _catalog(request)
     scope = await tenant_in_reach(access, request.app.state.services.stores(), tenant)
     entries = await catalog.entries(scope, access.principal)

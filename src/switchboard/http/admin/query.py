@@ -161,10 +161,14 @@ def refuse_undeclared_query(request: Request) -> None:
     dependant = getattr(route, "dependant", None)
     if dependant is None:
         return
-    declared = _declared(dependant)
+    known_only(request, _declared(dependant))
+
+
+def known_only(request: Request, allowed: Collection[str]) -> None:
+    """400 for a parameter not in ``allowed``, or one given twice (values left to the route)."""
     seen: set[str] = set()
     for name, _ in request.query_params.multi_items():
-        if name not in declared:
+        if name not in allowed:
             raise InvalidRequest(f"{name[:64]}: unknown parameter", param=name[:64], code="unknown_parameter")
         if name in seen:
             raise InvalidRequest(f"{name}: given more than once", param=name, code="duplicate_parameter")
