@@ -299,6 +299,17 @@ def test_image_inputs_data_and_http_urls(claude: openai.OpenAI, mock_upstream: M
     assert resp.choices[0].message.content == SAID + "Describe these (I see 2 images: image/png, url)"
 
 
+def test_an_image_labelled_with_another_type_is_sent_as_what_its_bytes_are(claude: openai.OpenAI) -> None:
+    # Anthropic answers 400 "Image does not match the provided media type" for PNG bytes sent as
+    # image/jpeg, a label many OpenAI clients put on every image.
+    content = [
+        {"type": "text", "text": "Describe this"},
+        {"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{PIXEL_PNG}"}},
+    ]
+    resp = claude.chat.completions.create(model="claude", messages=[{"role": "user", "content": content}])
+    assert resp.choices[0].message.content == SAID + "Describe this (I see 1 image: image/png)"
+
+
 def test_unsupported_image_type_is_400(claude: openai.OpenAI) -> None:
     content = [{"type": "image_url", "image_url": {"url": "data:image/tiff;base64,AAAA"}}]
     with pytest.raises(openai.BadRequestError) as exc:

@@ -567,6 +567,24 @@ def test_image_jpg_alias_and_safety_identifier() -> None:
     assert body["metadata"] == {"user_id": "hash-1"}
 
 
+@pytest.mark.parametrize(
+    ("url", "sent_as"),
+    [
+        (f"data:image/jpeg;base64,{PNG_B64}", "image/png"),  # PNG bytes labelled jpeg
+        ("data:image/png;base64,/9j/4AAQSkZJRgABAQ==", "image/jpeg"),
+        ("data:image/jpeg;base64,R0lGODlhAQABAAAAACw=", "image/gif"),
+        ("data:image/png;base64,UklGRiQAAABXRUJQVlA4IA==", "image/webp"),
+        (f"data:application/octet-stream;base64,{PNG_B64}", "image/png"),
+        ("data:image/png;base64,AAAA", "image/png"),  # bytes of no known type: the label stands
+    ],
+)
+def test_a_data_url_image_is_sent_as_the_type_its_bytes_are(url: str, sent_as: str) -> None:
+    # Anthropic refuses an image whose bytes are not its media_type; OpenAI reads the bytes.
+    part = {"type": "image_url", "image_url": {"url": url}}
+    _, body = build({"model": "claude", "messages": [{"role": "user", "content": [part]}]})
+    assert body["messages"][0]["content"][0]["source"]["media_type"] == sent_as
+
+
 def test_count_tokens_request() -> None:
     request = {
         "model": "claude",

@@ -405,6 +405,15 @@ def _base64(data: Any, param: str) -> None:
         raise Invalid(f"{param}.data: invalid base64 data") from None
 
 
+def _shown_type(head: bytes) -> str | None:
+    """The image type the leading bytes are, when they are one the API knows."""
+    for magic, media_type in ((b"\x89PNG", "image/png"), (b"\xff\xd8\xff", "image/jpeg"),
+                              (b"GIF8", "image/gif")):
+        if head.startswith(magic):
+            return media_type
+    return "image/webp" if head[:4] == b"RIFF" and head[8:12] == b"WEBP" else None
+
+
 def _check_image(source: Any, param: str) -> None:
     kind = source.get("type") if isinstance(source, dict) else None
     if kind == "base64":
@@ -413,6 +422,10 @@ def _check_image(source: Any, param: str) -> None:
             raise Invalid(f"{param}.base64.media_type: Input should be 'image/jpeg', 'image/png', "
                           "'image/gif' or 'image/webp'")
         _base64(source.get("data"), param)
+        shown = _shown_type(base64.b64decode(source["data"][:16]))
+        if shown is not None and shown != source["media_type"]:
+            raise Invalid(f"{param}.base64.data: Image does not match the provided media type "
+                          f"{source['media_type']}")
     elif kind == "url":
         assert isinstance(source, dict)
         if not isinstance(source.get("url"), str) or not source["url"].startswith(("http://", "https://")):
