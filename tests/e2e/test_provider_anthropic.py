@@ -161,6 +161,18 @@ def test_stop_sequences_and_max_tokens(claude: openai.OpenAI) -> None:
     assert (stream_text(chunks), finish_reasons(chunks)) == ("Hello from", ["length"])
 
 
+def test_a_whitespace_stop_sequence_is_a_400_naming_stop_or_dropped(claude: openai.OpenAI) -> None:
+    # OpenAI takes stop "\n"; Anthropic refuses it ("each stop sequence must contain non-whitespace").
+    with pytest.raises(openai.BadRequestError) as exc:
+        claude.chat.completions.create(model="claude", messages=ask("hi"), stop=["\n"])
+    assert exc.value.status_code == 400
+    assert exc.value.body["param"] == "stop"  # type: ignore[index]
+    assert exc.value.code == "unsupported_parameter"
+    resp = claude.chat.completions.create(model="claude-lenient", messages=ask("hi"), stop=["\n", "mock"])
+    answer = (resp.choices[0].message.content, resp.choices[0].finish_reason)
+    assert answer == ("Hello from the Switchboard ", "stop")
+
+
 def test_sampling_parameters_pass(claude: openai.OpenAI) -> None:
     resp = claude.chat.completions.create(
         model="claude", messages=ask("hi"), temperature=0.2, top_p=0.9, user="user-1", extra_body={"top_k": 5}

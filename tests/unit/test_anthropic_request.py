@@ -585,6 +585,18 @@ def test_a_data_url_image_is_sent_as_the_type_its_bytes_are(url: str, sent_as: s
     assert body["messages"][0]["content"][0]["source"]["media_type"] == sent_as
 
 
+def test_stop_sequences_anthropic_refuses_are_never_sent() -> None:
+    # Anthropic: "each stop sequence must be non-empty" / "must contain non-whitespace".
+    request = {"model": "claude", "messages": [user("hi")], "stop": ["", "END"]}
+    assert build(request)[1]["stop_sequences"] == ["END"]  # an empty one asks for nothing
+    with pytest.raises(UnsupportedParameter) as exc:
+        build({**request, "stop": ["\n", "END"]})
+    assert exc.value.param == "stop"
+    assert build({**request, "stop": "\n\n"}, target(drop_params=True))[1].get("stop_sequences") is None
+    assert build({**request, "stop": [" ", "END"], "drop_params": True})[1]["stop_sequences"] == ["END"]
+    assert build({**request, "stop": ["\nEND"]})[1]["stop_sequences"] == ["\nEND"]
+
+
 def test_count_tokens_request() -> None:
     request = {
         "model": "claude",

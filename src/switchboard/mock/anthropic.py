@@ -234,6 +234,10 @@ def _check_sampling(body: dict[str, Any]) -> None:
     stops = body.get("stop_sequences")
     if stops is not None and (not isinstance(stops, list) or not all(isinstance(s, str) for s in stops)):
         raise Invalid("stop_sequences: Input should be a valid list of strings")
+    if stops and not all(stops):
+        raise Invalid("stop_sequences: each stop sequence must be non-empty")
+    if stops and not all(s.strip() for s in stops):
+        raise Invalid("stop_sequences: each stop sequence must contain non-whitespace")
     if body.get("stream") is not None and not isinstance(body["stream"], bool):
         raise Invalid("stream: Input should be a valid boolean")
     metadata = body.get("metadata")
