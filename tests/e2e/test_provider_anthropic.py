@@ -275,6 +275,20 @@ def test_parallel_tool_results_grouped_into_one_turn(claude: openai.OpenAI) -> N
     assert resp.choices[0].message.content == "The tool returned: 18C 25C"
 
 
+def test_a_failed_tool_call_with_no_output_is_answered(claude: openai.OpenAI) -> None:
+    # Anthropic refuses a tool_result with is_error true and no content; a tool that failed
+    # silently (empty output) must not wedge the conversation.
+    call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+    for content in ("", [{"type": "text", "text": ""}]):
+        messages: Any = [
+            *ask("Weather?"),
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "call_1", "content": content, "is_error": True},
+        ]
+        resp = claude.chat.completions.create(model="claude", messages=messages, tools=[WEATHER_TOOL])
+        assert resp.choices[0].message.content == "The tool returned: (no content)"
+
+
 def test_a_tool_result_without_its_call_is_a_400_naming_it(claude: openai.OpenAI) -> None:
     # Anthropic refuses a tool_result whose tool_use is not in the conversation (a history trimmed
     # from the front, a mistyped id): refused here, naming the tool message's field.

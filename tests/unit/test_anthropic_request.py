@@ -597,6 +597,23 @@ def test_stop_sequences_anthropic_refuses_are_never_sent() -> None:
     assert build({**request, "stop": ["\nEND"]})[1]["stop_sequences"] == ["\nEND"]
 
 
+def test_tool_result_content_anthropic_refuses_is_not_sent() -> None:
+    call = {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+
+    def result(**tool: Any) -> Any:
+        messages = [user("hi"), {"role": "assistant", "content": None, "tool_calls": [call]},
+                    {"role": "tool", "tool_call_id": "c1", **tool}]
+        return build({"model": "claude", "messages": messages})[1]["messages"][2]["content"][0]
+
+    # No content at all rather than an empty list.
+    assert result(content=[{"type": "text", "text": ""}]) == {"type": "tool_result", "tool_use_id": "c1"}
+    # "content cannot be empty if `is_error` is true"
+    for empty in ("", [], [{"type": "text", "text": ""}]):
+        assert result(content=empty, is_error=True) == {
+            "type": "tool_result", "tool_use_id": "c1", "content": "(no content)", "is_error": True}
+    assert result(content="boom", is_error=True)["content"] == "boom"
+
+
 def test_count_tokens_request() -> None:
     request = {
         "model": "claude",

@@ -398,6 +398,8 @@ def _check_block(block: Any, param: str, role: str) -> None:
         content = block.get("content")
         if content is not None and not isinstance(content, str | list):
             raise Invalid(f"{param}.content: Input should be a valid string or list")
+        if block.get("is_error") is True and not content:
+            raise Invalid(f"{param}.tool_result: content cannot be empty if `is_error` is true")
         for k, inner in enumerate(content if isinstance(content, list) else []):
             _check_block(inner, f"{param}.content.{k}", "tool_result")
 

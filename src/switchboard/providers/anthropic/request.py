@@ -381,13 +381,15 @@ def _tool_result(msg: JSON, param: str, target: Target) -> JSON:
     if isinstance(content, str):
         if content:
             block["content"] = content
-    elif content:
-        block["content"] = content_blocks(content, f"{param}.content", target)
+    elif blocks := content_blocks(content, f"{param}.content", target):
+        block["content"] = blocks
     is_error = msg.get("is_error")
     if is_error not in (None, False, True):
         raise InvalidRequest("is_error must be a boolean", param=f"{param}.is_error")
     if is_error:
         block["is_error"] = True
+        # Anthropic: "content cannot be empty if `is_error` is true" (a tool that failed silently).
+        block.setdefault("content", EMPTY_TURN)
     return block
 
 
