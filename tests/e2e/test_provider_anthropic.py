@@ -289,6 +289,20 @@ def test_a_failed_tool_call_with_no_output_is_answered(claude: openai.OpenAI) ->
         assert resp.choices[0].message.content == "The tool returned: (no content)"
 
 
+def test_an_earlier_reply_of_whitespace_only_is_sent(claude: openai.OpenAI) -> None:
+    # Anthropic refuses text blocks that are all whitespace ("text content blocks must contain
+    # non-whitespace text"); a model's "\n\n" reply, sent back in the history, must not wedge it.
+    call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+    histories: Any = [
+        [*ask("Hi"), {"role": "assistant", "content": "\n\n"}, *ask("Weather?")],
+        [*ask("Weather?"), {"role": "assistant", "content": "\n", "tool_calls": [call]},
+         {"role": "tool", "tool_call_id": "call_1", "content": "18C"}],
+    ]
+    for messages in histories:
+        resp = claude.chat.completions.create(model="claude", messages=messages, tools=[WEATHER_TOOL])
+        assert resp.choices[0].message.content
+
+
 def test_a_tool_result_without_its_call_is_a_400_naming_it(claude: openai.OpenAI) -> None:
     # Anthropic refuses a tool_result whose tool_use is not in the conversation (a history trimmed
     # from the front, a mistyped id): refused here, naming the tool message's field.

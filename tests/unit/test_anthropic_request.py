@@ -614,6 +614,21 @@ def test_tool_result_content_anthropic_refuses_is_not_sent() -> None:
     assert result(content="boom", is_error=True)["content"] == "boom"
 
 
+def test_assistant_text_of_whitespace_only_is_not_sent() -> None:
+    call = {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+    messages: Any = [user("hi"), {"role": "assistant", "content": "\n\n", "tool_calls": [call]},
+                     {"role": "tool", "tool_call_id": "c1", "content": "18C"}]
+    sent = build({"model": "claude", "messages": messages})[1]["messages"]
+    assert [b["type"] for b in sent[1]["content"]] == ["tool_use"]
+    messages = [user("hi"), {"role": "assistant", "content": [{"type": "text", "text": " "}]}, user("again")]
+    sent = build({"model": "claude", "messages": messages})[1]["messages"]
+    assert sent[1] == {"role": "assistant", "content": [{"type": "text", "text": "(no content)"}]}
+    # Whitespace beside other text is kept as written.
+    messages = [user("hi"), {"role": "assistant", "content": [{"type": "text", "text": "a"},
+                                                               {"type": "text", "text": " "}]}, user("again")]
+    assert build({"model": "claude", "messages": messages})[1]["messages"][1]["content"][1]["text"] == " "
+
+
 def test_count_tokens_request() -> None:
     request = {
         "model": "claude",

@@ -339,6 +339,13 @@ def blocks_of(content: Any) -> list[Any]:
     return list(content) if isinstance(content, list) else []
 
 
+def _blank(blocks: list[Any]) -> bool:
+    """Text blocks only, and none with more than whitespace: refused, as Anthropic refuses them."""
+    return bool(blocks) and all(
+        isinstance(b, dict) and b.get("type") == "text" and isinstance(b.get("text"), str)
+        and not b["text"].strip() for b in blocks)
+
+
 def _check_messages(messages: Any) -> None:
     if messages is None:
         raise Invalid("messages: Field required")
@@ -360,6 +367,8 @@ def _check_messages(messages: Any) -> None:
             raise Invalid(f"messages.{i}.content: Input should be a valid string or list")
         for j, block in enumerate(blocks_of(content) if isinstance(content, list) else []):
             _check_block(block, f"messages.{i}.content.{j}", role)
+        if _blank(blocks_of(content)):
+            raise Invalid("messages: text content blocks must contain non-whitespace text")
         if not blocks_of(content) and not (role == "assistant" and i == len(messages) - 1):
             raise Invalid(f"messages.{i}: all messages must have non-empty content except for the optional "
                           "final assistant message")

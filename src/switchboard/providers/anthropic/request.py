@@ -342,7 +342,13 @@ def _assistant_blocks(msg: JSON, param: str, target: Target) -> list[JSON]:
     # signed blocks is not sent: Anthropic accepts only thinking it signed itself.
     given = thinking.gathered(msg.get("thinking_blocks"), msg.get("reasoning_content"))
     blocks = thinking.blocks(given, f"{param}.thinking_blocks")
-    blocks += content_blocks(assistant_content(msg), f"{param}.content", target)
+    content = content_blocks(assistant_content(msg), f"{param}.content", target)
+    texts = [b["text"] for b in content if b["type"] == "text"]
+    if texts and not any(t.strip() for t in texts):
+        # A reply of whitespace only ("\n\n" before tool calls): Anthropic refuses text blocks that
+        # are all whitespace, and they say nothing. An empty turn is filled in by convert_messages.
+        content = [b for b in content if b["type"] != "text"]
+    blocks += content
     for j, call in enumerate(msg.get("tool_calls") or []):
         fn = call["function"]
         blocks.append({
