@@ -161,6 +161,18 @@ def test_stop_sequences_and_max_tokens(claude: openai.OpenAI) -> None:
     assert (stream_text(chunks), finish_reasons(chunks)) == ("Hello from", ["length"])
 
 
+def test_a_whitespace_stop_sequence_is_a_400_naming_stop_or_dropped(claude: openai.OpenAI) -> None:
+    # OpenAI takes stop "\n"; Anthropic refuses it ("each stop sequence must contain non-whitespace").
+    with pytest.raises(openai.BadRequestError) as exc:
+        claude.chat.completions.create(model="claude", messages=ask("hi"), stop=["\n"])
+    assert exc.value.status_code == 400
+    assert exc.value.body["param"] == "stop"  # type: ignore[index]
+    assert exc.value.code == "unsupported_parameter"
+    resp = claude.chat.completions.create(model="claude-lenient", messages=ask("hi"), stop=["\n", "mock"])
+    answer = (resp.choices[0].message.content, resp.choices[0].finish_reason)
+    assert answer == ("Hello from the Switchboard ", "stop")
+
+
 def test_sampling_parameters_pass(claude: openai.OpenAI) -> None:
     resp = claude.chat.completions.create(
         model="claude", messages=ask("hi"), temperature=0.2, top_p=0.9, user="user-1", extra_body={"top_k": 5}
@@ -263,6 +275,34 @@ def test_parallel_tool_results_grouped_into_one_turn(claude: openai.OpenAI) -> N
     assert resp.choices[0].message.content == "The tool returned: 18C 25C"
 
 
+def test_a_failed_tool_call_with_no_output_is_answered(claude: openai.OpenAI) -> None:
+    # Anthropic refuses a tool_result with is_error true and no content; a tool that failed
+    # silently (empty output) must not wedge the conversation.
+    call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+    for content in ("", [{"type": "text", "text": ""}]):
+        messages: Any = [
+            *ask("Weather?"),
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "call_1", "content": content, "is_error": True},
+        ]
+        resp = claude.chat.completions.create(model="claude", messages=messages, tools=[WEATHER_TOOL])
+        assert resp.choices[0].message.content == "The tool returned: (no content)"
+
+
+def test_an_earlier_reply_of_whitespace_only_is_sent(claude: openai.OpenAI) -> None:
+    # Anthropic refuses text blocks that are all whitespace ("text content blocks must contain
+    # non-whitespace text"); a model's "\n\n" reply, sent back in the history, must not wedge it.
+    call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+    histories: Any = [
+        [*ask("Hi"), {"role": "assistant", "content": "\n\n"}, *ask("Weather?")],
+        [*ask("Weather?"), {"role": "assistant", "content": "\n", "tool_calls": [call]},
+         {"role": "tool", "tool_call_id": "call_1", "content": "18C"}],
+    ]
+    for messages in histories:
+        resp = claude.chat.completions.create(model="claude", messages=messages, tools=[WEATHER_TOOL])
+        assert resp.choices[0].message.content
+
+
 def test_a_tool_result_without_its_call_is_a_400_naming_it(claude: openai.OpenAI) -> None:
     # Anthropic refuses a tool_result whose tool_use is not in the conversation (a history trimmed
     # from the front, a mistyped id): refused here, naming the tool message's field.
@@ -297,6 +337,17 @@ def test_image_inputs_data_and_http_urls(claude: openai.OpenAI, mock_upstream: M
     ]
     resp = claude.chat.completions.create(model="claude", messages=[{"role": "user", "content": content}])
     assert resp.choices[0].message.content == SAID + "Describe these (I see 2 images: image/png, url)"
+
+
+def test_an_image_labelled_with_another_type_is_sent_as_what_its_bytes_are(claude: openai.OpenAI) -> None:
+    # Anthropic answers 400 "Image does not match the provided media type" for PNG bytes sent as
+    # image/jpeg, a label many OpenAI clients put on every image.
+    content = [
+        {"type": "text", "text": "Describe this"},
+        {"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{PIXEL_PNG}"}},
+    ]
+    resp = claude.chat.completions.create(model="claude", messages=[{"role": "user", "content": content}])
+    assert resp.choices[0].message.content == SAID + "Describe this (I see 1 image: image/png)"
 
 
 def test_unsupported_image_type_is_400(claude: openai.OpenAI) -> None:

@@ -567,6 +567,68 @@ def test_image_jpg_alias_and_safety_identifier() -> None:
     assert body["metadata"] == {"user_id": "hash-1"}
 
 
+@pytest.mark.parametrize(
+    ("url", "sent_as"),
+    [
+        (f"data:image/jpeg;base64,{PNG_B64}", "image/png"),  # PNG bytes labelled jpeg
+        ("data:image/png;base64,/9j/4AAQSkZJRgABAQ==", "image/jpeg"),
+        ("data:image/jpeg;base64,R0lGODlhAQABAAAAACw=", "image/gif"),
+        ("data:image/png;base64,UklGRiQAAABXRUJQVlA4IA==", "image/webp"),
+        (f"data:application/octet-stream;base64,{PNG_B64}", "image/png"),
+        ("data:image/png;base64,AAAA", "image/png"),  # bytes of no known type: the label stands
+    ],
+)
+def test_a_data_url_image_is_sent_as_the_type_its_bytes_are(url: str, sent_as: str) -> None:
+    # Anthropic refuses an image whose bytes are not its media_type; OpenAI reads the bytes.
+    part = {"type": "image_url", "image_url": {"url": url}}
+    _, body = build({"model": "claude", "messages": [{"role": "user", "content": [part]}]})
+    assert body["messages"][0]["content"][0]["source"]["media_type"] == sent_as
+
+
+def test_stop_sequences_anthropic_refuses_are_never_sent() -> None:
+    # Anthropic: "each stop sequence must be non-empty" / "must contain non-whitespace".
+    request = {"model": "claude", "messages": [user("hi")], "stop": ["", "END"]}
+    assert build(request)[1]["stop_sequences"] == ["END"]  # an empty one asks for nothing
+    with pytest.raises(UnsupportedParameter) as exc:
+        build({**request, "stop": ["\n", "END"]})
+    assert exc.value.param == "stop"
+    assert build({**request, "stop": "\n\n"}, target(drop_params=True))[1].get("stop_sequences") is None
+    assert build({**request, "stop": [" ", "END"], "drop_params": True})[1]["stop_sequences"] == ["END"]
+    assert build({**request, "stop": ["\nEND"]})[1]["stop_sequences"] == ["\nEND"]
+
+
+def test_tool_result_content_anthropic_refuses_is_not_sent() -> None:
+    call = {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+
+    def result(**tool: Any) -> Any:
+        messages = [user("hi"), {"role": "assistant", "content": None, "tool_calls": [call]},
+                    {"role": "tool", "tool_call_id": "c1", **tool}]
+        return build({"model": "claude", "messages": messages})[1]["messages"][2]["content"][0]
+
+    # No content at all rather than an empty list.
+    assert result(content=[{"type": "text", "text": ""}]) == {"type": "tool_result", "tool_use_id": "c1"}
+    # "content cannot be empty if `is_error` is true"
+    for empty in ("", [], [{"type": "text", "text": ""}]):
+        assert result(content=empty, is_error=True) == {
+            "type": "tool_result", "tool_use_id": "c1", "content": "(no content)", "is_error": True}
+    assert result(content="boom", is_error=True)["content"] == "boom"
+
+
+def test_assistant_text_of_whitespace_only_is_not_sent() -> None:
+    call = {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+    messages: Any = [user("hi"), {"role": "assistant", "content": "\n\n", "tool_calls": [call]},
+                     {"role": "tool", "tool_call_id": "c1", "content": "18C"}]
+    sent = build({"model": "claude", "messages": messages})[1]["messages"]
+    assert [b["type"] for b in sent[1]["content"]] == ["tool_use"]
+    messages = [user("hi"), {"role": "assistant", "content": [{"type": "text", "text": " "}]}, user("again")]
+    sent = build({"model": "claude", "messages": messages})[1]["messages"]
+    assert sent[1] == {"role": "assistant", "content": [{"type": "text", "text": "(no content)"}]}
+    # Whitespace beside other text is kept as written.
+    messages = [user("hi"), {"role": "assistant", "content": [{"type": "text", "text": "a"},
+                                                               {"type": "text", "text": " "}]}, user("again")]
+    assert build({"model": "claude", "messages": messages})[1]["messages"][1]["content"][1]["text"] == " "
+
+
 def test_count_tokens_request() -> None:
     request = {
         "model": "claude",

@@ -234,6 +234,10 @@ def _check_sampling(body: dict[str, Any]) -> None:
     stops = body.get("stop_sequences")
     if stops is not None and (not isinstance(stops, list) or not all(isinstance(s, str) for s in stops)):
         raise Invalid("stop_sequences: Input should be a valid list of strings")
+    if stops and not all(stops):
+        raise Invalid("stop_sequences: each stop sequence must be non-empty")
+    if stops and not all(s.strip() for s in stops):
+        raise Invalid("stop_sequences: each stop sequence must contain non-whitespace")
     if body.get("stream") is not None and not isinstance(body["stream"], bool):
         raise Invalid("stream: Input should be a valid boolean")
     metadata = body.get("metadata")
@@ -335,6 +339,13 @@ def blocks_of(content: Any) -> list[Any]:
     return list(content) if isinstance(content, list) else []
 
 
+def _blank(blocks: list[Any]) -> bool:
+    """Text blocks only, and none with more than whitespace: refused, as Anthropic refuses them."""
+    return bool(blocks) and all(
+        isinstance(b, dict) and b.get("type") == "text" and isinstance(b.get("text"), str)
+        and not b["text"].strip() for b in blocks)
+
+
 def _check_messages(messages: Any) -> None:
     if messages is None:
         raise Invalid("messages: Field required")
@@ -356,6 +367,8 @@ def _check_messages(messages: Any) -> None:
             raise Invalid(f"messages.{i}.content: Input should be a valid string or list")
         for j, block in enumerate(blocks_of(content) if isinstance(content, list) else []):
             _check_block(block, f"messages.{i}.content.{j}", role)
+        if _blank(blocks_of(content)):
+            raise Invalid("messages: text content blocks must contain non-whitespace text")
         if not blocks_of(content) and not (role == "assistant" and i == len(messages) - 1):
             raise Invalid(f"messages.{i}: all messages must have non-empty content except for the optional "
                           "final assistant message")
@@ -394,6 +407,8 @@ def _check_block(block: Any, param: str, role: str) -> None:
         content = block.get("content")
         if content is not None and not isinstance(content, str | list):
             raise Invalid(f"{param}.content: Input should be a valid string or list")
+        if block.get("is_error") is True and not content:
+            raise Invalid(f"{param}.tool_result: content cannot be empty if `is_error` is true")
         for k, inner in enumerate(content if isinstance(content, list) else []):
             _check_block(inner, f"{param}.content.{k}", "tool_result")
 
@@ -405,6 +420,15 @@ def _base64(data: Any, param: str) -> None:
         raise Invalid(f"{param}.data: invalid base64 data") from None
 
 
+def _shown_type(head: bytes) -> str | None:
+    """The image type the leading bytes are, when they are one the API knows."""
+    for magic, media_type in ((b"\x89PNG", "image/png"), (b"\xff\xd8\xff", "image/jpeg"),
+                              (b"GIF8", "image/gif")):
+        if head.startswith(magic):
+            return media_type
+    return "image/webp" if head[:4] == b"RIFF" and head[8:12] == b"WEBP" else None
+
+
 def _check_image(source: Any, param: str) -> None:
     kind = source.get("type") if isinstance(source, dict) else None
     if kind == "base64":
@@ -413,6 +437,10 @@ def _check_image(source: Any, param: str) -> None:
             raise Invalid(f"{param}.base64.media_type: Input should be 'image/jpeg', 'image/png', "
                           "'image/gif' or 'image/webp'")
         _base64(source.get("data"), param)
+        shown = _shown_type(base64.b64decode(source["data"][:16]))
+        if shown is not None and shown != source["media_type"]:
+            raise Invalid(f"{param}.base64.data: Image does not match the provided media type "
+                          f"{source['media_type']}")
     elif kind == "url":
         assert isinstance(source, dict)
         if not isinstance(source.get("url"), str) or not source["url"].startswith(("http://", "https://")):
