@@ -1259,3 +1259,25 @@ def test_a_call_cut_by_a_failed_stream_is_not_continued_as_made(client: openai.O
         {"type": "function_call_output", "call_id": cut.call_id, "output": "error: arguments cut"},  # type: ignore[union-attr]
         {"role": "user", "content": "try again"}])
     assert told.status == "completed" and told.output_text
+
+
+def test_the_output_of_a_cut_call_is_left_out_on_a_native_deployment_too(
+    client: openai.OpenAI, native: str
+) -> None:
+    # A native deployment is sent the client's own input: the output answering a call the
+    # previous response was cut in reached it without its call (the stored conversation leaves
+    # the call out), which OpenAI refuses ("No tool call found for function call output").
+    events = list(client.responses.create(
+        model="via-openai", input="weather? mock:tool_call=get_weather mock:fail_after=2", tools=[WEATHER],
+        stream=True,
+    ))
+    failed = events[-1].response  # type: ignore[union-attr]
+    [cut] = [item for item in failed.output if item.type == "function_call"]
+    assert cut.status == "incomplete"  # type: ignore[union-attr]
+    told = client.responses.create(model=native, previous_response_id=failed.id, input=[
+        {"type": "function_call_output", "call_id": cut.call_id, "output": "error: arguments cut"},  # type: ignore[union-attr]
+        {"role": "user", "content": "try again"}])
+    assert told.status == "completed" and told.output_text
+    # What the client sent is still what this turn's input items list.
+    listed = client.responses.input_items.list(told.id, order="asc")
+    assert [item.type for item in listed.data] == ["function_call_output", "message"]

@@ -52,6 +52,22 @@ def _last_user_text(items: Any) -> str:
     return ""
 
 
+def _orphan_output(items: Any) -> str | None:
+    """The call id of a ``function_call_output`` with no ``function_call`` before it, which OpenAI
+    refuses (400, param ``input``); None when every output answers a call (or an
+    ``item_reference`` may name the call: an item stored upstream, which the mock does not keep)."""
+    calls: set[Any] = set()
+    for item in items if isinstance(items, list) else ():
+        kind = item.get("type") if isinstance(item, dict) else None
+        if kind == "item_reference":
+            return None
+        if kind == "function_call":
+            calls.add(item.get("call_id"))
+        elif kind == "function_call_output" and item.get("call_id") not in calls:
+            return str(item.get("call_id"))
+    return None
+
+
 def _tool(body: dict[str, Any]) -> dict[str, Any] | None:
     tools = [t for t in body.get("tools") or [] if isinstance(t, dict) and t.get("type") == "function"]
     items = body.get("input")
@@ -224,6 +240,8 @@ async def answer(
     body = await read_json(request)
     if not isinstance(body, dict) or not isinstance(body.get("model"), str) or body.get("input") is None:
         return error(400, "'model' and 'input' are required")
+    if (orphan := _orphan_output(body.get("input"))) is not None:
+        return error(400, f"No tool call found for function call output with call_id {orphan}.")
     c = request_controls(request, body)
     if (fault := injected(c)) is not None:
         return fault
