@@ -1281,3 +1281,26 @@ def test_the_output_of_a_cut_call_is_left_out_on_a_native_deployment_too(
     # What the client sent is still what this turn's input items list.
     listed = client.responses.input_items.list(told.id, order="asc")
     assert [item.type for item in listed.data] == ["function_call_output", "message"]
+
+
+def test_a_tool_output_in_parts_is_continued_on_a_native_deployment(
+    client: openai.OpenAI, native: str, mock_upstream: Mock
+) -> None:
+    # A function_call_output given in text parts (kept as parts for a prompt_cache_breakpoint)
+    # was sent to a native deployment continuing the conversation in the chat form's "text"
+    # part type, which the Responses API refuses: its parts are input_text, as they were given.
+    mark = {"mode": "explicit", "ttl": "30m"}
+    first = client.responses.create(model="via-openai", tools=[WEATHER], input=[
+        {"role": "user", "content": "weather?"},
+        {"type": "function_call", "call_id": "call_1", "name": "get_weather",
+         "arguments": '{"city":"Paris"}'},
+        {"type": "function_call_output", "call_id": "call_1",
+         "output": [{"type": "input_text", "text": "sunny", "prompt_cache_breakpoint": mark}]},
+    ])
+    marker = new_marker()
+    follow = client.responses.create(model=native, previous_response_id=first.id,
+                                     input=f"thanks mock:capture={marker}")
+    assert follow.status == "completed"
+    [record] = captured(mock_upstream, marker)
+    [output] = [item for item in record["body"]["input"] if item.get("type") == "function_call_output"]
+    assert output["output"] == [{"type": "input_text", "text": "sunny", "prompt_cache_breakpoint": mark}]
