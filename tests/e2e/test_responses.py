@@ -602,6 +602,10 @@ BAD: list[tuple[str, Any, int, str]] = [
     ("empty input", {"model": "via-openai", "input": [], "instructions": "x"}, 400, "input"),
     ("unknown field", {"model": "via-openai", "input": "x", "frobnicate": 1}, 400, "frobnicate"),
     ("temperature type", {"model": "via-openai", "input": "x", "temperature": "hot"}, 400, "temperature"),
+    ("safety_identifier type", {"model": "via-openai", "input": "x", "safety_identifier": 5}, 400,
+     "safety_identifier"),
+    ("user type beside a safety_identifier", {"model": "via-openai", "input": "x", "user": 5,
+                                              "safety_identifier": "user-hash-1"}, 400, "user"),
     ("bad role", {"model": "via-openai", "input": [{"role": "robot", "content": "x"}]}, 400, "input[0].role"),
     (
         "built-in tool",

@@ -767,9 +767,12 @@ def translate(body: JSON) -> Translated:
         else {"effort": None, "summary": None}
     )
     echo["metadata"] = _metadata(body["metadata"]) if body.get("metadata") is not None else {}
+    for name in ("user", "safety_identifier"):  # each checked by its own name
+        if body.get(name) is not None:
+            _string(body[name], name)
     user = body.get("user") or body.get("safety_identifier")
     if user is not None:
-        out["user"] = _string(user, "user")
+        out["user"] = user
     echo["user"] = body.get("user")
     echo["safety_identifier"] = body.get("safety_identifier")
     echo["prompt_cache_key"] = body.get("prompt_cache_key")
