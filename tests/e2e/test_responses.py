@@ -661,6 +661,26 @@ def test_bad_input(gw: Gateway, body: Any, status: int, param: str) -> None:
         assert error["param"] == param
 
 
+@pytest.mark.parametrize(("body", "param"), [
+    ({"input": [{"type": "function_call", "name": "f", "arguments": "{}"}]}, "input[0].call_id"),
+    ({"input": [{"type": "function_call", "call_id": "c1", "name": "f"}]}, "input[0].arguments"),
+    ({"input": [{"type": "function_call_output", "call_id": "c1"}]}, "input[0].output"),
+    ({"input": [{"role": "user", "content": [{"type": "input_text"}]}]}, "input[0].content[0].text"),
+    ({"input": "x", "text": {"format": {"type": "json_schema", "schema": {"type": "object"}}}},
+     "text.format.name"),
+    ({"input": "x", "tools": [WEATHER], "tool_choice": {"type": "function"}}, "tool_choice.name"),
+])
+def test_a_missing_field_is_missing_not_of_the_wrong_type(gw: Gateway, body: Any, param: str) -> None:
+    # A required field left out was answered invalid_type, "expected a string", as if sent wrong.
+    resp = httpx.post(f"{gw.base_url}/responses", json={"model": "via-openai", **body}, headers=ADMIN,
+                      timeout=10)
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error"] == {
+        "message": f"Missing required parameter: '{param}'.", "type": "invalid_request_error",
+        "param": param, "code": "missing_required_parameter",
+    }
+
+
 @pytest.mark.parametrize("value", [True, "100", 100.0, 123456789012345678901234567890])
 def test_a_max_output_tokens_that_is_no_integer_is_invalid_type(gw: Gateway, value: Any) -> None:
     """Not "integer below minimum value": a boolean, a string, a float (as 100.0, and as the

@@ -177,7 +177,13 @@ def _number(body: JSON, name: str, low: float, high: float) -> float | None:
     return float(v)
 
 
+def _missing(param: str) -> InvalidRequest:
+    return fail(param, f"Missing required parameter: '{param}'.", "missing_required_parameter")
+
+
 def _string(value: Any, param: str) -> str:
+    if value is None:  # absent (or null): missing, as OpenAI answers, not of the wrong type
+        raise _missing(param)
     if not isinstance(value, str):
         raise fail(param, f"Invalid type for '{param}': expected a string.", "invalid_type")
     return value
@@ -293,6 +299,8 @@ def _output(value: Any, path: str, images: list[JSON]) -> str | list[JSON]:
         if any("prompt_cache_breakpoint" in p for p in parts):
             return parts  # text parts, so that the breakpoint stays where it was put
         return "".join(p["text"] for p in parts)
+    if value is None:
+        raise _missing(path)
     raise fail(path, f"Invalid type for '{path}': expected a string.", "invalid_type")
 
 
