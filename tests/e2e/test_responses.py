@@ -602,6 +602,10 @@ BAD: list[tuple[str, Any, int, str]] = [
     ("empty input", {"model": "via-openai", "input": [], "instructions": "x"}, 400, "input"),
     ("unknown field", {"model": "via-openai", "input": "x", "frobnicate": 1}, 400, "frobnicate"),
     ("temperature type", {"model": "via-openai", "input": "x", "temperature": "hot"}, 400, "temperature"),
+    ("safety_identifier type", {"model": "via-openai", "input": "x", "safety_identifier": 5}, 400,
+     "safety_identifier"),
+    ("user type beside a safety_identifier", {"model": "via-openai", "input": "x", "user": 5,
+                                              "safety_identifier": "user-hash-1"}, 400, "user"),
     ("bad role", {"model": "via-openai", "input": [{"role": "robot", "content": "x"}]}, 400, "input[0].role"),
     (
         "built-in tool",
@@ -655,6 +659,26 @@ def test_bad_input(gw: Gateway, body: Any, status: int, param: str) -> None:
     assert error["message"] and error["type"]
     if param:
         assert error["param"] == param
+
+
+@pytest.mark.parametrize(("body", "param"), [
+    ({"input": [{"type": "function_call", "name": "f", "arguments": "{}"}]}, "input[0].call_id"),
+    ({"input": [{"type": "function_call", "call_id": "c1", "name": "f"}]}, "input[0].arguments"),
+    ({"input": [{"type": "function_call_output", "call_id": "c1"}]}, "input[0].output"),
+    ({"input": [{"role": "user", "content": [{"type": "input_text"}]}]}, "input[0].content[0].text"),
+    ({"input": "x", "text": {"format": {"type": "json_schema", "schema": {"type": "object"}}}},
+     "text.format.name"),
+    ({"input": "x", "tools": [WEATHER], "tool_choice": {"type": "function"}}, "tool_choice.name"),
+])
+def test_a_missing_field_is_missing_not_of_the_wrong_type(gw: Gateway, body: Any, param: str) -> None:
+    # A required field left out was answered invalid_type, "expected a string", as if sent wrong.
+    resp = httpx.post(f"{gw.base_url}/responses", json={"model": "via-openai", **body}, headers=ADMIN,
+                      timeout=10)
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error"] == {
+        "message": f"Missing required parameter: '{param}'.", "type": "invalid_request_error",
+        "param": param, "code": "missing_required_parameter",
+    }
 
 
 @pytest.mark.parametrize("value", [True, "100", 100.0, 123456789012345678901234567890])
@@ -1259,3 +1283,48 @@ def test_a_call_cut_by_a_failed_stream_is_not_continued_as_made(client: openai.O
         {"type": "function_call_output", "call_id": cut.call_id, "output": "error: arguments cut"},  # type: ignore[union-attr]
         {"role": "user", "content": "try again"}])
     assert told.status == "completed" and told.output_text
+
+
+def test_the_output_of_a_cut_call_is_left_out_on_a_native_deployment_too(
+    client: openai.OpenAI, native: str
+) -> None:
+    # A native deployment is sent the client's own input: the output answering a call the
+    # previous response was cut in reached it without its call (the stored conversation leaves
+    # the call out), which OpenAI refuses ("No tool call found for function call output").
+    events = list(client.responses.create(
+        model="via-openai", input="weather? mock:tool_call=get_weather mock:fail_after=2", tools=[WEATHER],
+        stream=True,
+    ))
+    failed = events[-1].response  # type: ignore[union-attr]
+    [cut] = [item for item in failed.output if item.type == "function_call"]
+    assert cut.status == "incomplete"  # type: ignore[union-attr]
+    told = client.responses.create(model=native, previous_response_id=failed.id, input=[
+        {"type": "function_call_output", "call_id": cut.call_id, "output": "error: arguments cut"},  # type: ignore[union-attr]
+        {"role": "user", "content": "try again"}])
+    assert told.status == "completed" and told.output_text
+    # What the client sent is still what this turn's input items list.
+    listed = client.responses.input_items.list(told.id, order="asc")
+    assert [item.type for item in listed.data] == ["function_call_output", "message"]
+
+
+def test_a_tool_output_in_parts_is_continued_on_a_native_deployment(
+    client: openai.OpenAI, native: str, mock_upstream: Mock
+) -> None:
+    # A function_call_output given in text parts (kept as parts for a prompt_cache_breakpoint)
+    # was sent to a native deployment continuing the conversation in the chat form's "text"
+    # part type, which the Responses API refuses: its parts are input_text, as they were given.
+    mark = {"mode": "explicit", "ttl": "30m"}
+    first = client.responses.create(model="via-openai", tools=[WEATHER], input=[
+        {"role": "user", "content": "weather?"},
+        {"type": "function_call", "call_id": "call_1", "name": "get_weather",
+         "arguments": '{"city":"Paris"}'},
+        {"type": "function_call_output", "call_id": "call_1",
+         "output": [{"type": "input_text", "text": "sunny", "prompt_cache_breakpoint": mark}]},
+    ])
+    marker = new_marker()
+    follow = client.responses.create(model=native, previous_response_id=first.id,
+                                     input=f"thanks mock:capture={marker}")
+    assert follow.status == "completed"
+    [record] = captured(mock_upstream, marker)
+    [output] = [item for item in record["body"]["input"] if item.get("type") == "function_call_output"]
+    assert output["output"] == [{"type": "input_text", "text": "sunny", "prompt_cache_breakpoint": mark}]

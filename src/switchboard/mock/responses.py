@@ -52,6 +52,32 @@ def _last_user_text(items: Any) -> str:
     return ""
 
 
+def _refused_input(items: Any) -> str | None:
+    """What OpenAI refuses (400, param ``input``) in the input items, or None: a
+    ``function_call_output`` with no ``function_call`` before it (unless an ``item_reference``
+    may name the call: an item stored upstream, which the mock does not keep), or an output part
+    of another type than ``input_text``, ``input_image`` and ``input_file``."""
+    calls: set[Any] = set()
+    orphans: list[str] = []
+    referenced = False
+    for item in items if isinstance(items, list) else ():
+        kind = item.get("type") if isinstance(item, dict) else None
+        referenced = referenced or kind == "item_reference"
+        if kind == "function_call":
+            calls.add(item.get("call_id"))
+        elif kind == "function_call_output":
+            if item.get("call_id") not in calls:
+                orphans.append(str(item.get("call_id")))
+            for part in item.get("output") if isinstance(item.get("output"), list) else ():
+                part_type = part.get("type") if isinstance(part, dict) else None
+                if part_type not in ("input_text", "input_image", "input_file"):
+                    return (f"Invalid value: '{part_type}'. Supported values are: 'input_text', "
+                            "'input_image', and 'input_file'.")
+    if orphans and not referenced:
+        return f"No tool call found for function call output with call_id {orphans[0]}."
+    return None
+
+
 def _tool(body: dict[str, Any]) -> dict[str, Any] | None:
     tools = [t for t in body.get("tools") or [] if isinstance(t, dict) and t.get("type") == "function"]
     items = body.get("input")
@@ -224,6 +250,8 @@ async def answer(
     body = await read_json(request)
     if not isinstance(body, dict) or not isinstance(body.get("model"), str) or body.get("input") is None:
         return error(400, "'model' and 'input' are required")
+    if (refused := _refused_input(body.get("input"))) is not None:
+        return error(400, refused)
     c = request_controls(request, body)
     if (fault := injected(c)) is not None:
         return fault

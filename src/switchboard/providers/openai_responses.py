@@ -77,9 +77,10 @@ def history_items(messages: list[JSON]) -> list[JSON]:
     for m in messages:
         role, content = m.get("role"), m.get("content")
         if role == "tool":
-            items.append(
-                {"type": "function_call_output", "call_id": m.get("tool_call_id"), "output": content or ""}
-            )
+            # Text parts (kept as parts for a prompt_cache_breakpoint) in the Responses part type:
+            # a chat part's "text" type is refused there.
+            output = _input_parts(content) if isinstance(content, list) else content or ""
+            items.append({"type": "function_call_output", "call_id": m.get("tool_call_id"), "output": output})
             continue
         if role == "assistant":
             if content:
@@ -103,22 +104,25 @@ def history_items(messages: list[JSON]) -> list[JSON]:
                 )
             continue
         if isinstance(content, list):
-            parts: list[JSON] = []
-            for p in content:
-                if p.get("type") == "image_url":
-                    image = p.get("image_url") or {}
-                    parts.append(
-                        {
-                            "type": "input_image",
-                            "image_url": image.get("url"),
-                            "detail": image.get("detail", "auto"),
-                        }
-                    )
-                else:
-                    parts.append({"type": "input_text", "text": p.get("text", "")})
-            content = parts
+            content = _input_parts(content)
         items.append({"type": "message", "role": role, "content": content})
     return items
+
+
+def _input_parts(content: list[JSON]) -> list[JSON]:
+    """Chat content parts as Responses input parts, each with its ``prompt_cache_breakpoint``."""
+    parts: list[JSON] = []
+    for p in content:
+        if p.get("type") == "image_url":
+            image = p.get("image_url") or {}
+            part = {"type": "input_image", "image_url": image.get("url"),
+                    "detail": image.get("detail", "auto")}
+        else:
+            part = {"type": "input_text", "text": p.get("text", "")}
+        if p.get("prompt_cache_breakpoint") is not None:
+            part["prompt_cache_breakpoint"] = p["prompt_cache_breakpoint"]
+        parts.append(part)
+    return parts
 
 
 def upstream_request(given: JSON, history: list[JSON], target: Target, stream: bool) -> UpstreamRequest:

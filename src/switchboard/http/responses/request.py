@@ -177,7 +177,13 @@ def _number(body: JSON, name: str, low: float, high: float) -> float | None:
     return float(v)
 
 
+def _missing(param: str) -> InvalidRequest:
+    return fail(param, f"Missing required parameter: '{param}'.", "missing_required_parameter")
+
+
 def _string(value: Any, param: str) -> str:
+    if value is None:  # absent (or null): missing, as OpenAI answers, not of the wrong type
+        raise _missing(param)
     if not isinstance(value, str):
         raise fail(param, f"Invalid type for '{param}': expected a string.", "invalid_type")
     return value
@@ -293,6 +299,8 @@ def _output(value: Any, path: str, images: list[JSON]) -> str | list[JSON]:
         if any("prompt_cache_breakpoint" in p for p in parts):
             return parts  # text parts, so that the breakpoint stays where it was put
         return "".join(p["text"] for p in parts)
+    if value is None:
+        raise _missing(path)
     raise fail(path, f"Invalid type for '{path}': expected a string.", "invalid_type")
 
 
@@ -767,9 +775,12 @@ def translate(body: JSON) -> Translated:
         else {"effort": None, "summary": None}
     )
     echo["metadata"] = _metadata(body["metadata"]) if body.get("metadata") is not None else {}
+    for name in ("user", "safety_identifier"):  # each checked by its own name
+        if body.get(name) is not None:
+            _string(body[name], name)
     user = body.get("user") or body.get("safety_identifier")
     if user is not None:
-        out["user"] = _string(user, "user")
+        out["user"] = user
     echo["user"] = body.get("user")
     echo["safety_identifier"] = body.get("safety_identifier")
     echo["prompt_cache_key"] = body.get("prompt_cache_key")

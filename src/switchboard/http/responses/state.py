@@ -262,6 +262,10 @@ class Responses:
         if cut:
             messages[:] = _without_outputs(messages, cut)
             call.translated.turn[:] = _without_outputs(call.translated.turn, cut)
+            # A native deployment is sent the client's own input: left out there too.
+            given = call.translated.body.get("input")
+            if isinstance(given, list):
+                call.translated.body = {**call.translated.body, "input": _without_output_items(given, cut)}
         at = (
             1
             if messages and messages[0].get("role") == "system" and call.translated.echo.get("instructions")
@@ -417,6 +421,11 @@ class HistoryStage:
 
 def _without_outputs(messages: list[JSON], calls: set[str]) -> list[JSON]:
     return [m for m in messages if not (m.get("role") == "tool" and m.get("tool_call_id") in calls)]
+
+
+def _without_output_items(items: list[Any], calls: set[str]) -> list[Any]:
+    return [i for i in items if not (isinstance(i, dict) and i.get("type") == "function_call_output"
+                                     and i.get("call_id") in calls)]
 
 
 def _cut_calls(response: Mapping[str, Any]) -> set[str]:
