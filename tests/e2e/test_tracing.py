@@ -246,6 +246,21 @@ def test_embeddings_completions_and_messages_are_named_by_their_operation(deploy
     assert attempt["gen_ai.usage.output_tokens"] == message.usage.output_tokens
 
 
+def test_an_upstream_4xx_without_a_code_has_the_same_error_type_on_both_spans(deployment: Deployment) -> None:
+    """An upstream 400 passed on carries no error code of ours: the attempt names it by its
+    status, as the server span does (not by the exception's class)."""
+    trace_id, _, header = _traceparent()
+    with pytest.raises(openai.BadRequestError) as refused:
+        deployment.sdk().chat.completions.create(model="gpt-4o-mini", messages=ask("mock:status=400 no"),
+                                                 extra_headers={"traceparent": header})
+    assert refused.value.code is None
+    spans = deployment.otlp.trace(trace_id, count=2)
+    server, client = _one(spans, "server"), _one(spans, "client")
+    assert client.status == "error" and client.attributes["http.response.status_code"] == 400
+    assert client.attributes["error.type"] == "400" == server.attributes["error.type"]
+    assert server.status == "unset"  # the caller's error
+
+
 @pytest.mark.parametrize("deployment", ["embedded"], indirect=True)  # no state involved
 def test_a_callers_long_strings_are_cut_on_the_span(deployment: Deployment) -> None:
     """What a caller writes reaches a span cut to a bounded length, so a flood of long names

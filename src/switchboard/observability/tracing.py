@@ -224,9 +224,10 @@ class ResponseNotes:
 
 
 def error_type(error: BaseException) -> str:
-    """A low-cardinality name for what went wrong: the gateway's error code, else the class."""
-    if isinstance(error, GatewayError) and error.code:
-        return error.code
+    """A low-cardinality name for what went wrong: the gateway's error code, else (an upstream
+    4xx passed on without one) its status, as the server span names it; else the class."""
+    if isinstance(error, GatewayError):
+        return error.code or str(error.status)
     if isinstance(error, (GeneratorExit, asyncio.CancelledError, ConnectionAbortedError)):
         return "closed"  # cut before its end: a stream closed, the client gone (the task cancelled)
     return type(error).__name__
