@@ -23,6 +23,7 @@ import yaml
 
 from switchboard.observability.tracing import MAX_ATTRIBUTE_CHARS
 from tests.e2e.sdk import ask
+from tests.mcp_servers import McpUpstream, start_mcp_server
 from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
 from tests.servers import (
     MASTER_KEY,
@@ -62,6 +63,13 @@ def tracing_config(mock: Mock, otlp: OtlpReceiver, service: str) -> dict[str, An
     return config
 
 
+@pytest.fixture(scope="module")
+def notes_server() -> Iterator[McpUpstream]:
+    server = start_mcp_server("notes")
+    yield server
+    server.process.stop()
+
+
 @dataclass
 class Deployment:
     kind: str
@@ -76,11 +84,12 @@ class Deployment:
 
 @pytest.fixture(scope="module", params=["embedded", "cluster"])
 def deployment(
-    request: pytest.FixtureRequest, mock_upstream: Mock, otlp: OtlpReceiver,
+    request: pytest.FixtureRequest, mock_upstream: Mock, otlp: OtlpReceiver, notes_server: McpUpstream,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Deployment]:
     service = f"switchboard-{request.param}-{uuid.uuid4().hex[:6]}"
     config = tracing_config(mock_upstream, otlp, service)
+    config["mcp_servers"] = [{"name": "notes", "url": notes_server.url}]
     if request.param == "cluster":
         postgres: Postgres = request.getfixturevalue("postgres")
         redis: RedisServer = request.getfixturevalue("redis_server")
@@ -244,6 +253,30 @@ def test_embeddings_completions_and_messages_are_named_by_their_operation(deploy
     attempt = _one(spans, "client").attributes
     assert attempt["gen_ai.request.max_tokens"] == 20
     assert attempt["gen_ai.usage.output_tokens"] == message.usage.output_tokens
+
+
+def test_a_tool_loops_tool_call_is_a_step_of_the_requests_trace(deployment: Deployment) -> None:
+    """A Responses request naming an MCP server: the tool call the loop makes between its two
+    model calls is a child of the request's span, in its trace (no traceparent sent: the trace
+    is the gateway's own), as the model calls' attempts are."""
+    response = deployment.sdk().responses.with_raw_response.create(
+        model="gpt-4o-mini", input="Read a note",
+        tools=[{"type": "mcp", "server_label": "notes", "require_approval": "never",  # type: ignore[list-item]
+                "allowed_tools": ["read_note"]}])
+    assert [item.type for item in response.parse().output] == ["mcp_list_tools", "mcp_call", "message"]
+    request_id = response.headers["x-request-id"]
+    spans = deployment.otlp.wait(
+        lambda s: str(s.attributes.get("switchboard.request_id", "")).startswith(request_id), count=4)
+    assert len(spans) == 4, spans
+    server = _one(spans, "server")
+    assert server.name == "chat gpt-4o-mini" and server.parent_span_id == ""
+    tool = _one(spans, "internal")
+    assert tool.name == "mcp notes__read_note"
+    assert tool.attributes["switchboard.request_id"] == f"{request_id}.t1"
+    assert [s.kind for s in spans].count("client") == 2
+    for span in spans:
+        if span is not server:
+            assert (span.trace_id, span.parent_span_id) == (server.trace_id, server.span_id), span
 
 
 def test_an_upstream_4xx_without_a_code_has_the_same_error_type_on_both_spans(deployment: Deployment) -> None:
