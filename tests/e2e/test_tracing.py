@@ -9,6 +9,8 @@ cluster (PostgreSQL + Redis)."""
 from __future__ import annotations
 
 import secrets
+import socket
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -404,6 +406,38 @@ def test_a_collector_that_is_down_fails_no_request(
     finally:
         # Shutdown tries the last export once, bounded by timeout_seconds, and exits cleanly.
         assert gw.process.stop(timeout=30) == 0
+    assert "Traceback" not in gw.process.output
+
+
+@pytest.mark.parametrize("kind", ["embedded", "cluster"])
+def test_a_collector_that_never_answers_delays_shutdown_by_timeout_seconds_at_most(
+    kind: str, request: pytest.FixtureRequest, mock_upstream: Mock, tmp_path: Path,
+) -> None:
+    """A collector that takes the connection and never answers: each export waits its
+    timeout_seconds, so spans pile up in the queue; stopping the gateway tries them for
+    timeout_seconds in all, not once per batch still queued."""
+    with socket.socket() as hung:  # listens, never accepts: a connection is made, never answered
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(128)
+        config = openai_config(mock_upstream)
+        config["tracing"] = {"enabled": True, "endpoint": f"http://127.0.0.1:{hung.getsockname()[1]}/v1/traces",
+                             "export_interval_seconds": 0.1, "timeout_seconds": 1, "max_export_batch_size": 1}
+        if kind == "cluster":
+            postgres: Postgres = request.getfixturevalue("postgres")
+            redis: RedisServer = request.getfixturevalue("redis_server")
+            config["database"] = {"url": postgres.create_database(f"tracing_{uuid.uuid4().hex[:8]}")}
+            config["redis"] = {"url": redis.url}
+        gw = start_gateway(config, tmp_path)
+        try:
+            client = openai.OpenAI(base_url=gw.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+            for n in range(10):  # 20 spans, exported one per batch
+                reply = client.chat.completions.create(model="gpt-4o-mini", messages=ask(f"queued {n}"))
+                assert reply.choices
+        finally:
+            began = time.monotonic()
+            assert gw.process.stop(timeout=60) == 0
+            stopped = time.monotonic() - began
+    assert stopped < 8, f"stopping took {stopped:.1f} s"
     assert "Traceback" not in gw.process.output
 
 
