@@ -53,6 +53,8 @@ def tracing_config(mock: Mock, otlp: OtlpReceiver, service: str) -> dict[str, An
     config["models"] += [
         {"name": "pair", "provider": "local-openai", "model": "gpt-4o-mini", "deployment": "pair-a"},
         {"name": "pair", "provider": "local-openai", "model": "gpt-4o-mini", "deployment": "pair-b"},
+        {"name": "omni-moderation-latest", "provider": "local-openai", "model": "omni-moderation-latest",
+         "info": {"mode": "moderation"}},
     ]
     config["router"] = {
         "num_retries": 1,  # two attempts per request to the pair
@@ -255,6 +257,14 @@ def test_embeddings_completions_and_messages_are_named_by_their_operation(deploy
     attempt = _one(spans, "client").attributes
     assert attempt["gen_ai.request.max_tokens"] == 20
     assert attempt["gen_ai.usage.output_tokens"] == message.usage.output_tokens
+
+    # A media call is traced under its own operation.
+    trace_id, _, header = _traceparent()
+    client.moderations.create(model="omni-moderation-latest", input="hi",
+                              extra_headers={"traceparent": header})
+    spans = deployment.otlp.trace(trace_id, count=2)
+    assert {s.name for s in spans} == {"moderations omni-moderation-latest"}
+    assert {s.attributes["gen_ai.operation.name"] for s in spans} == {"moderations"}
 
 
 def test_a_tool_loops_tool_call_is_a_step_of_the_requests_trace(deployment: Deployment) -> None:
