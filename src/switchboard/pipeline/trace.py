@@ -83,7 +83,9 @@ class TraceStage:
             operation_name(ctx.operation), context=parent, kind=kind, start_time=_start_ns(ctx),
         )
         ctx.trace = RequestTrace(span)
-        if span.get_span_context().trace_flags.sampled:  # the trace id on this request's log lines
+        # The trace id on this request's log lines; a tool call runs in its request's task, whose
+        # later lines must keep the request's own ids (the same trace).
+        if outer is None and span.get_span_context().trace_flags.sampled:
             logs.CURRENT.set((ctx.request_id, trace_id_of(span)))
         try:
             return await call_next(ctx)
