@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from tests.e2e.sdk import ask
+from tests.mcp_servers import McpUpstream, start_mcp_server
 from tests.otlp_receiver import OtlpReceiver
 from tests.servers import (
     MASTER_KEY,
@@ -97,13 +98,22 @@ def kind(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="module")
+def notes_server() -> Iterator[McpUpstream]:
+    server = start_mcp_server("notes")
+    yield server
+    server.process.stop()
+
+
+@pytest.fixture(scope="module")
 def json_gateway(
     kind: str, request: pytest.FixtureRequest, mock_upstream: Mock, otlp: OtlpReceiver,
-    tmp_path_factory: pytest.TempPathFactory,
+    notes_server: McpUpstream, tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Deployment]:
     model = _fragile()
     config = _config(mock_upstream, kind, request, model, log_format="json", access_log=True)
     config["tracing"] = {"enabled": True, "endpoint": otlp.url, "export_interval_seconds": 0.1}
+    config["mcp_servers"] = [{"name": "notes", "url": notes_server.url}]
+    config["mcp"] = {"max_tool_steps": 2}
     gw = start_gateway(config, tmp_path_factory.mktemp(f"plogs-json-{kind}"))
     yield Deployment(kind, gw, model)
     gw.process.stop()
@@ -155,6 +165,27 @@ def test_json_lines_carry_the_request_and_trace_ids(json_gateway: Deployment) ->
     # Lines about other requests or none do not carry this id; no line carries the prompt.
     assert all("marmalade" not in line and MASTER_KEY not in line and UPSTREAM_KEY not in line
                for line in process.lines)
+
+
+def test_lines_after_a_tool_loops_tool_call_keep_the_requests_ids(json_gateway: Deployment) -> None:
+    """A traced request whose MCP tool loop ran a tool call: the lines about it after that call
+    (here its failure line, the loop stopped at mcp.max_tool_steps) still carry the request's
+    own id and trace id, not those of the tool call's span."""
+    process = json_gateway.gateway.process
+    trace_id = secrets.token_hex(16)
+    request_id = f"req-{uuid.uuid4().hex}"
+    with pytest.raises(openai.BadRequestError) as refused:
+        json_gateway.sdk().responses.create(
+            model="gpt-4o-mini", input="read again and again mock:tool_call=notes__read_note",
+            tools=[{"type": "mcp", "server_label": "notes", "require_approval": "never"}],  # type: ignore[list-item]
+            extra_headers={"x-request-id": request_id,
+                           "traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"})
+    assert refused.value.code == "mcp_max_tool_steps"
+    process.wait_for_all(f"request_id={request_id} ", "request failed")
+    failures = [e for e in _parsed(list(process.lines))
+                if e["logger"] == "switchboard.requests" and f"request_id={request_id} " in e["message"]]
+    assert len(failures) == 1, failures
+    assert (failures[0]["request_id"], failures[0]["trace_id"]) == (request_id, trace_id)
 
 
 def test_lines_of_concurrent_requests_keep_their_own_ids(json_gateway: Deployment) -> None:

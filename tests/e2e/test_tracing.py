@@ -9,6 +9,8 @@ cluster (PostgreSQL + Redis)."""
 from __future__ import annotations
 
 import secrets
+import socket
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ import yaml
 
 from switchboard.observability.tracing import MAX_ATTRIBUTE_CHARS
 from tests.e2e.sdk import ask
+from tests.mcp_servers import McpUpstream, start_mcp_server
 from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
 from tests.servers import (
     MASTER_KEY,
@@ -50,6 +53,8 @@ def tracing_config(mock: Mock, otlp: OtlpReceiver, service: str) -> dict[str, An
     config["models"] += [
         {"name": "pair", "provider": "local-openai", "model": "gpt-4o-mini", "deployment": "pair-a"},
         {"name": "pair", "provider": "local-openai", "model": "gpt-4o-mini", "deployment": "pair-b"},
+        {"name": "omni-moderation-latest", "provider": "local-openai", "model": "omni-moderation-latest",
+         "info": {"mode": "moderation"}},
     ]
     config["router"] = {
         "num_retries": 1,  # two attempts per request to the pair
@@ -60,6 +65,13 @@ def tracing_config(mock: Mock, otlp: OtlpReceiver, service: str) -> dict[str, An
     config["tracing"] = {"enabled": True, "endpoint": otlp.url, "service_name": service,
                          "export_interval_seconds": 0.1}
     return config
+
+
+@pytest.fixture(scope="module")
+def notes_server() -> Iterator[McpUpstream]:
+    server = start_mcp_server("notes")
+    yield server
+    server.process.stop()
 
 
 @dataclass
@@ -76,11 +88,12 @@ class Deployment:
 
 @pytest.fixture(scope="module", params=["embedded", "cluster"])
 def deployment(
-    request: pytest.FixtureRequest, mock_upstream: Mock, otlp: OtlpReceiver,
+    request: pytest.FixtureRequest, mock_upstream: Mock, otlp: OtlpReceiver, notes_server: McpUpstream,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Deployment]:
     service = f"switchboard-{request.param}-{uuid.uuid4().hex[:6]}"
     config = tracing_config(mock_upstream, otlp, service)
+    config["mcp_servers"] = [{"name": "notes", "url": notes_server.url}]
     if request.param == "cluster":
         postgres: Postgres = request.getfixturevalue("postgres")
         redis: RedisServer = request.getfixturevalue("redis_server")
@@ -245,6 +258,53 @@ def test_embeddings_completions_and_messages_are_named_by_their_operation(deploy
     assert attempt["gen_ai.request.max_tokens"] == 20
     assert attempt["gen_ai.usage.output_tokens"] == message.usage.output_tokens
 
+    # A media call is traced under its own operation.
+    trace_id, _, header = _traceparent()
+    client.moderations.create(model="omni-moderation-latest", input="hi",
+                              extra_headers={"traceparent": header})
+    spans = deployment.otlp.trace(trace_id, count=2)
+    assert {s.name for s in spans} == {"moderations omni-moderation-latest"}
+    assert {s.attributes["gen_ai.operation.name"] for s in spans} == {"moderations"}
+
+
+def test_a_tool_loops_tool_call_is_a_step_of_the_requests_trace(deployment: Deployment) -> None:
+    """A Responses request naming an MCP server: the tool call the loop makes between its two
+    model calls is a child of the request's span, in its trace (no traceparent sent: the trace
+    is the gateway's own), as the model calls' attempts are."""
+    response = deployment.sdk().responses.with_raw_response.create(
+        model="gpt-4o-mini", input="Read a note",
+        tools=[{"type": "mcp", "server_label": "notes", "require_approval": "never",  # type: ignore[list-item]
+                "allowed_tools": ["read_note"]}])
+    assert [item.type for item in response.parse().output] == ["mcp_list_tools", "mcp_call", "message"]
+    request_id = response.headers["x-request-id"]
+    spans = deployment.otlp.wait(
+        lambda s: str(s.attributes.get("switchboard.request_id", "")).startswith(request_id), count=4)
+    assert len(spans) == 4, spans
+    server = _one(spans, "server")
+    assert server.name == "chat gpt-4o-mini" and server.parent_span_id == ""
+    tool = _one(spans, "internal")
+    assert tool.name == "mcp notes__read_note"
+    assert tool.attributes["switchboard.request_id"] == f"{request_id}.t1"
+    assert [s.kind for s in spans].count("client") == 2
+    for span in spans:
+        if span is not server:
+            assert (span.trace_id, span.parent_span_id) == (server.trace_id, server.span_id), span
+
+
+def test_an_upstream_4xx_without_a_code_has_the_same_error_type_on_both_spans(deployment: Deployment) -> None:
+    """An upstream 400 passed on carries no error code of ours: the attempt names it by its
+    status, as the server span does (not by the exception's class)."""
+    trace_id, _, header = _traceparent()
+    with pytest.raises(openai.BadRequestError) as refused:
+        deployment.sdk().chat.completions.create(model="gpt-4o-mini", messages=ask("mock:status=400 no"),
+                                                 extra_headers={"traceparent": header})
+    assert refused.value.code is None
+    spans = deployment.otlp.trace(trace_id, count=2)
+    server, client = _one(spans, "server"), _one(spans, "client")
+    assert client.status == "error" and client.attributes["http.response.status_code"] == 400
+    assert client.attributes["error.type"] == "400" == server.attributes["error.type"]
+    assert server.status == "unset"  # the caller's error
+
 
 @pytest.mark.parametrize("deployment", ["embedded"], indirect=True)  # no state involved
 def test_a_callers_long_strings_are_cut_on_the_span(deployment: Deployment) -> None:
@@ -356,6 +416,38 @@ def test_a_collector_that_is_down_fails_no_request(
     finally:
         # Shutdown tries the last export once, bounded by timeout_seconds, and exits cleanly.
         assert gw.process.stop(timeout=30) == 0
+    assert "Traceback" not in gw.process.output
+
+
+@pytest.mark.parametrize("kind", ["embedded", "cluster"])
+def test_a_collector_that_never_answers_delays_shutdown_by_timeout_seconds_at_most(
+    kind: str, request: pytest.FixtureRequest, mock_upstream: Mock, tmp_path: Path,
+) -> None:
+    """A collector that takes the connection and never answers: each export waits its
+    timeout_seconds, so spans pile up in the queue; stopping the gateway tries them for
+    timeout_seconds in all, not once per batch still queued."""
+    with socket.socket() as hung:  # listens, never accepts: a connection is made, never answered
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(128)
+        config = openai_config(mock_upstream)
+        config["tracing"] = {"enabled": True, "endpoint": f"http://127.0.0.1:{hung.getsockname()[1]}/v1/traces",
+                             "export_interval_seconds": 0.1, "timeout_seconds": 1, "max_export_batch_size": 1}
+        if kind == "cluster":
+            postgres: Postgres = request.getfixturevalue("postgres")
+            redis: RedisServer = request.getfixturevalue("redis_server")
+            config["database"] = {"url": postgres.create_database(f"tracing_{uuid.uuid4().hex[:8]}")}
+            config["redis"] = {"url": redis.url}
+        gw = start_gateway(config, tmp_path)
+        try:
+            client = openai.OpenAI(base_url=gw.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+            for n in range(10):  # 20 spans, exported one per batch
+                reply = client.chat.completions.create(model="gpt-4o-mini", messages=ask(f"queued {n}"))
+                assert reply.choices
+        finally:
+            began = time.monotonic()
+            assert gw.process.stop(timeout=60) == 0
+            stopped = time.monotonic() - began
+    assert stopped < 8, f"stopping took {stopped:.1f} s"
     assert "Traceback" not in gw.process.output
 
 

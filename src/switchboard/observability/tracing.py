@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
@@ -106,6 +107,17 @@ class Tracing:
         if self._shut:
             return
         self._shut = True
+        # The SDK's shutdown exports every queued batch, each up to the export timeout (a collector
+        # that never answers: timeout_seconds per batch, up to 30 s in all): waited for
+        # timeout_seconds in all, the rest dropped with the daemon thread at exit.
+        worker = threading.Thread(target=self._shutdown, name="tracing-shutdown", daemon=True)
+        worker.start()
+        worker.join(self.config.timeout_seconds)
+        if worker.is_alive():
+            log.warning("tracing: spans still queued at shutdown could not be exported within "
+                        "tracing.timeout_seconds")
+
+    def _shutdown(self) -> None:
         try:
             self.provider.shutdown()
         except Exception:  # a collector that is down must not stop the gateway from closing
@@ -224,9 +236,10 @@ class ResponseNotes:
 
 
 def error_type(error: BaseException) -> str:
-    """A low-cardinality name for what went wrong: the gateway's error code, else the class."""
-    if isinstance(error, GatewayError) and error.code:
-        return error.code
+    """A low-cardinality name for what went wrong: the gateway's error code, else (an upstream
+    4xx passed on without one) its status, as the server span names it; else the class."""
+    if isinstance(error, GatewayError):
+        return error.code or str(error.status)
     if isinstance(error, (GeneratorExit, asyncio.CancelledError, ConnectionAbortedError)):
         return "closed"  # cut before its end: a stream closed, the client gone (the task cancelled)
     return type(error).__name__

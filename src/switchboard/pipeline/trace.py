@@ -73,12 +73,19 @@ class TraceStage:
         self._tracer = tracing.tracer
 
     async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
-        parent = incoming_context(ctx.headers)
+        outer: RequestTrace | None = ctx.trace
+        parent: Context | None
+        if outer is not None:  # a tool loop's tool call (mcp/loop.py): a step of the traced request
+            parent, kind = outer.context, SpanKind.INTERNAL
+        else:
+            parent, kind = incoming_context(ctx.headers), SpanKind.SERVER
         span = self._tracer.start_span(
-            operation_name(ctx.operation), context=parent, kind=SpanKind.SERVER, start_time=_start_ns(ctx),
+            operation_name(ctx.operation), context=parent, kind=kind, start_time=_start_ns(ctx),
         )
         ctx.trace = RequestTrace(span)
-        if span.get_span_context().trace_flags.sampled:  # the trace id on this request's log lines
+        # The trace id on this request's log lines; a tool call runs in its request's task, whose
+        # later lines must keep the request's own ids (the same trace).
+        if outer is None and span.get_span_context().trace_flags.sampled:
             logs.CURRENT.set((ctx.request_id, trace_id_of(span)))
         try:
             return await call_next(ctx)
