@@ -392,6 +392,15 @@ def test_a_retried_request_shows_each_attempt_under_one_parent(deployment: Deplo
     assert all(int(flags, 16) & 1 for _, flags in sent)  # sampled
 
 
+def _on_store(kind: str, request: pytest.FixtureRequest, config: dict[str, Any]) -> None:
+    """A cluster gateway's config: its own database on the worker's PostgreSQL, and Redis."""
+    if kind == "cluster":
+        postgres: Postgres = request.getfixturevalue("postgres")
+        redis: RedisServer = request.getfixturevalue("redis_server")
+        config["database"] = {"url": postgres.create_database(f"tracing_{uuid.uuid4().hex[:8]}")}
+        config["redis"] = {"url": redis.url}
+
+
 @pytest.mark.parametrize("kind", ["embedded", "cluster"])
 def test_a_collector_that_is_down_fails_no_request(
     kind: str, request: pytest.FixtureRequest, mock_upstream: Mock, tmp_path: Path,
@@ -399,11 +408,7 @@ def test_a_collector_that_is_down_fails_no_request(
     config = openai_config(mock_upstream)
     config["tracing"] = {"enabled": True, "endpoint": f"http://127.0.0.1:{refused_port()}/v1/traces",
                          "export_interval_seconds": 0.1, "timeout_seconds": 1}
-    if kind == "cluster":
-        postgres: Postgres = request.getfixturevalue("postgres")
-        redis: RedisServer = request.getfixturevalue("redis_server")
-        config["database"] = {"url": postgres.create_database(f"tracing_{uuid.uuid4().hex[:8]}")}
-        config["redis"] = {"url": redis.url}
+    _on_store(kind, request, config)
     gw = start_gateway(config, tmp_path)
     try:
         client = openai.OpenAI(base_url=gw.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
@@ -432,11 +437,7 @@ def test_a_collector_that_never_answers_delays_shutdown_by_timeout_seconds_at_mo
         config = openai_config(mock_upstream)
         config["tracing"] = {"enabled": True, "endpoint": f"http://127.0.0.1:{hung.getsockname()[1]}/v1/traces",
                              "export_interval_seconds": 0.1, "timeout_seconds": 1, "max_export_batch_size": 1}
-        if kind == "cluster":
-            postgres: Postgres = request.getfixturevalue("postgres")
-            redis: RedisServer = request.getfixturevalue("redis_server")
-            config["database"] = {"url": postgres.create_database(f"tracing_{uuid.uuid4().hex[:8]}")}
-            config["redis"] = {"url": redis.url}
+        _on_store(kind, request, config)
         gw = start_gateway(config, tmp_path)
         try:
             client = openai.OpenAI(base_url=gw.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
