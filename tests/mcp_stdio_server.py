@@ -1,5 +1,6 @@
 """A small MCP server written with the official SDK, run by the gateway over stdio (or, with
-``http PORT``, over streamable HTTP): ``echo``, ``add``, ``big`` (a result of N bytes), ``crash``
+``http PORT``, over streamable HTTP; with ``sse PORT``, over the older HTTP+SSE transport):
+``echo``, ``add``, ``big`` (a result of N bytes), ``crash``
 (exits the process), ``slow`` (reports progress), ``wait`` and ``cancellations`` (how many calls
 of ``wait`` were cancelled), ``leaky`` (fails quoting the ``STDIO_TEST_TOKEN`` its environment
 holds), ``leaky_progress`` (reports progress quoting that token, or over HTTP the Authorization
@@ -101,5 +102,7 @@ def cancellations() -> int:
 if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == "http":
         server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))  # type: ignore[call-overload]
+    elif len(sys.argv) > 2 and sys.argv[1] == "sse":
+        server.run("sse", host="127.0.0.1", port=int(sys.argv[2]))  # type: ignore[call-overload]
     else:
         server.run("stdio")
