@@ -599,7 +599,10 @@ def test_malformed_json_rpc_from_the_client(deployment: Deployment) -> None:
     batch = deployment.post([{"jsonrpc": "2.0", "id": 1, "method": "ping"}])
     assert batch.status_code == 400 and batch.json()["error"]["code"] == -32600
     no_version = deployment.post({"id": 1, "method": "ping"})
-    assert no_version.json()["error"]["code"] == -32600
+    assert (no_version.json()["id"], no_version.json()["error"]["code"]) == (1, -32600)
+    old_version = deployment.post({"jsonrpc": "1.0", "id": "v", "method": "ping"})
+    assert (old_version.status_code, old_version.json()["id"], old_version.json()["error"]["code"]) == (
+        400, "v", -32600)
     bad_id = deployment.post({"jsonrpc": "2.0", "id": {"x": 1}, "method": "ping"})
     assert bad_id.json()["error"]["code"] == -32600
     bad_params = deployment.post({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": [1]})
