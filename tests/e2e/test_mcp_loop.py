@@ -528,6 +528,22 @@ def test_a_stdio_servers_result_is_bounded_by_max_result_bytes(deployment: Deplo
     asyncio.run(scenario())
 
 
+def test_a_stdio_servers_reply_with_an_id_of_no_request_is_ignored(deployment: Deployment) -> None:
+    """A line on stdout that reads as a reply but whose id is no request's (an array, an object:
+    no id the gateway gives) is ignored like any other stray line: the call under way gets its
+    answer, and the process is not stopped and started again."""
+    key, _ = deployment.key()
+
+    async def scenario() -> None:
+        async with session(deployment, key) as client:
+            stray = await client.call_tool("local__stray", {})
+            assert not stray.is_error and "answered" in str(stray.content), stray
+            echoed = await client.call_tool("local__echo", {"text": "still up"})
+            assert "echo: still up" in str(echoed.content)
+
+    asyncio.run(scenario())
+
+
 # -- CLI -------------------------------------------------------------------------------------------
 
 
