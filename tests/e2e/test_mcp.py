@@ -631,6 +631,14 @@ def test_malformed_json_rpc_from_the_client(deployment: Deployment) -> None:
     assert unknown.json() == {"jsonrpc": "2.0", "id": 7, "error": {
         "code": -32601, "message": "method not found: no/such",
         "data": {"status": 404, "type": "not_found_error", "code": "method_not_found"}}}
+    # A progress token neither a string nor an integer is the client's error, never sent on (the
+    # server's refusal would be recorded as a 502 of the server).
+    for token in ([1], {"t": 1}, True):
+        tokened = deployment.post({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {
+            "name": "math__add", "arguments": {"a": 1, "b": 2}, "_meta": {"progressToken": token}}})
+        assert tokened.json()["id"] == 9 and tokened.json()["error"]["code"] == -32602, tokened.text
+        assert tokened.json()["error"]["data"] == {"status": 400, "type": "invalid_request_error",
+                                                  "code": "invalid_params"}, tokened.text
     nameless = deployment.post({"jsonrpc": "2.0", "id": 8, "method": "tools/call", "params": {}})
     assert nameless.json()["error"]["code"] == -32602
     assert nameless.json()["error"]["data"]["code"] == "invalid_params"  # data carries the gateway's code
