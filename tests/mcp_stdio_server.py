@@ -1,5 +1,7 @@
 """A small MCP server written with the official SDK, run by the gateway over stdio (or, with
-``http PORT``, over streamable HTTP): ``echo``, ``add``, ``big`` (a result of N bytes), ``crash``
+``http PORT``, over streamable HTTP; with ``sse PORT``, over the older HTTP+SSE transport):
+``echo``, ``add``, ``big`` (a result of N bytes), ``stray`` (writes a reply to no request, its id
+an array, on stdout before it answers), ``crash``
 (exits the process), ``slow`` (reports progress), ``wait`` and ``cancellations`` (how many calls
 of ``wait`` were cancelled), ``leaky`` (fails quoting the ``STDIO_TEST_TOKEN`` its environment
 holds), ``leaky_progress`` (reports progress quoting that token, or over HTTP the Authorization
@@ -38,6 +40,19 @@ def add(a: int, b: int) -> int:
 def big(size: int) -> str:
     """A result of ``size`` characters."""
     return "x" * size
+
+
+@server.tool()
+def stray() -> str:
+    """Write a JSON-RPC reply whose id is an array (no request's) on stdout, then answer."""
+    from mcp.server import stdio
+
+    # The SDK serves the wire from a private duplicate of fd 1 (fd 1 itself goes to stderr).
+    claim = stdio._claims.get(1)
+    wire = claim.private_fd if claim is not None and claim.private_fd is not None else 1
+    os.write(wire, b'{"jsonrpc": "2.0", "id": [1], "result": {}}\n{"jsonrpc": "2.0", "id": {"a": 1}, '
+                   b'"error": {"code": 1, "message": "m"}}\n')
+    return "answered"
 
 
 @server.tool()
@@ -101,5 +116,7 @@ def cancellations() -> int:
 if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == "http":
         server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))  # type: ignore[call-overload]
+    elif len(sys.argv) > 2 and sys.argv[1] == "sse":
+        server.run("sse", host="127.0.0.1", port=int(sys.argv[2]))  # type: ignore[call-overload]
     else:
         server.run("stdio")

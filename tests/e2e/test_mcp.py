@@ -599,7 +599,10 @@ def test_malformed_json_rpc_from_the_client(deployment: Deployment) -> None:
     batch = deployment.post([{"jsonrpc": "2.0", "id": 1, "method": "ping"}])
     assert batch.status_code == 400 and batch.json()["error"]["code"] == -32600
     no_version = deployment.post({"id": 1, "method": "ping"})
-    assert no_version.json()["error"]["code"] == -32600
+    assert (no_version.json()["id"], no_version.json()["error"]["code"]) == (1, -32600)
+    old_version = deployment.post({"jsonrpc": "1.0", "id": "v", "method": "ping"})
+    assert (old_version.status_code, old_version.json()["id"], old_version.json()["error"]["code"]) == (
+        400, "v", -32600)
     bad_id = deployment.post({"jsonrpc": "2.0", "id": {"x": 1}, "method": "ping"})
     assert bad_id.json()["error"]["code"] == -32600
     bad_params = deployment.post({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": [1]})
@@ -628,6 +631,14 @@ def test_malformed_json_rpc_from_the_client(deployment: Deployment) -> None:
     assert unknown.json() == {"jsonrpc": "2.0", "id": 7, "error": {
         "code": -32601, "message": "method not found: no/such",
         "data": {"status": 404, "type": "not_found_error", "code": "method_not_found"}}}
+    # A progress token neither a string nor an integer is the client's error, never sent on (the
+    # server's refusal would be recorded as a 502 of the server).
+    for token in ([1], {"t": 1}, True):
+        tokened = deployment.post({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {
+            "name": "math__add", "arguments": {"a": 1, "b": 2}, "_meta": {"progressToken": token}}})
+        assert tokened.json()["id"] == 9 and tokened.json()["error"]["code"] == -32602, tokened.text
+        assert tokened.json()["error"]["data"] == {"status": 400, "type": "invalid_request_error",
+                                                  "code": "invalid_params"}, tokened.text
     nameless = deployment.post({"jsonrpc": "2.0", "id": 8, "method": "tools/call", "params": {}})
     assert nameless.json()["error"]["code"] == -32602
     assert nameless.json()["error"]["data"]["code"] == "invalid_params"  # data carries the gateway's code

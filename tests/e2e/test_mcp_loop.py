@@ -71,11 +71,10 @@ def notes_server() -> Iterator[McpUpstream]:
     server.process.stop()
 
 
-@pytest.fixture(scope="module")
-def extras_server() -> Iterator[str]:
-    """tests/mcp_stdio_server.py over streamable HTTP (progress, cancellation)."""
+def _serve_extras(transport: str) -> Iterator[str]:
+    """tests/mcp_stdio_server.py over HTTP (``http``: streamable HTTP, ``sse``: HTTP+SSE); its URL."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, STDIO_SCRIPT, "http", str(port)], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, STDIO_SCRIPT, transport, str(port)], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
     process = Process(proc)
     deadline = time.monotonic() + 60
@@ -86,8 +85,20 @@ def extras_server() -> Iterator[str]:
         except httpx.TransportError:
             assert proc.poll() is None and time.monotonic() < deadline, process.output
             time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}/mcp"
+    yield f"http://127.0.0.1:{port}" + ("/sse" if transport == "sse" else "/mcp")
     process.stop()
+
+
+@pytest.fixture(scope="module")
+def extras_server() -> Iterator[str]:
+    """tests/mcp_stdio_server.py over streamable HTTP (progress, cancellation)."""
+    yield from _serve_extras("http")
+
+
+@pytest.fixture(scope="module")
+def legacy_extras_server() -> Iterator[str]:
+    """tests/mcp_stdio_server.py over the older HTTP+SSE transport (cancellation)."""
+    yield from _serve_extras("sse")
 
 
 @dataclass
@@ -128,7 +139,8 @@ class Deployment:
 
 @pytest.fixture(scope="module", params=["embedded", "cluster"])
 def deployment(request: pytest.FixtureRequest, mock_upstream: Mock, notes_server: McpUpstream,
-               extras_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+               extras_server: str, legacy_extras_server: str,
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     config = openai_config(mock_upstream)
     # Claude through the Anthropic adapter: extended thinking across the loop's model calls.
     config["providers"].append({"name": "anthropic-mock", "type": "anthropic", "api_base": mock_upstream.url,
@@ -141,6 +153,7 @@ def deployment(request: pytest.FixtureRequest, mock_upstream: Mock, notes_server
          "connect_timeout_seconds": 60},
         {"name": "down", "url": f"http://127.0.0.1:{refused_port()}/mcp", "connect_timeout_seconds": 1},
         {"name": "extras", "url": extras_server, "headers": {"Authorization": f"Bearer {EXTRAS_SECRET}"}},
+        {"name": "oldextras", "url": legacy_extras_server, "transport": "sse"},
         {"name": "paid", "url": notes_server.url, "price_per_call": 0.01},
         # Frozen by a test (a hung process): its calls must still end at timeout_seconds.
         {"name": "frozen", "transport": "stdio", "command": [sys.executable, STDIO_SCRIPT],
@@ -515,6 +528,22 @@ def test_a_stdio_servers_result_is_bounded_by_max_result_bytes(deployment: Deplo
     asyncio.run(scenario())
 
 
+def test_a_stdio_servers_reply_with_an_id_of_no_request_is_ignored(deployment: Deployment) -> None:
+    """A line on stdout that reads as a reply but whose id is no request's (an array, an object:
+    no id the gateway gives) is ignored like any other stray line: the call under way gets its
+    answer, and the process is not stopped and started again."""
+    key, _ = deployment.key()
+
+    async def scenario() -> None:
+        async with session(deployment, key) as client:
+            stray = await client.call_tool("local__stray", {})
+            assert not stray.is_error and "answered" in str(stray.content), stray
+            echoed = await client.call_tool("local__echo", {"text": "still up"})
+            assert "echo: still up" in str(echoed.content)
+
+    asyncio.run(scenario())
+
+
 # -- CLI -------------------------------------------------------------------------------------------
 
 
@@ -778,7 +807,7 @@ def test_a_cancelled_call_is_cancelled_upstream(deployment: Deployment) -> None:
 
     async def scenario() -> None:
         async with session(deployment, key) as client:
-            for server in ("extras", "local"):
+            for server in ("extras", "local", "oldextras"):  # streamable HTTP, stdio, HTTP+SSE
                 before = await cancellations(client, server)
                 with pytest.raises(Exception):  # noqa: B017 - the client gives up on its call
                     await client.call_tool(f"{server}__wait", {"seconds": 60}, read_timeout_seconds=1.0)

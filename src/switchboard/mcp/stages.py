@@ -61,6 +61,13 @@ class ToolStage:
         if not isinstance(params, dict) or not isinstance(params.get("name"), str):
             raise InvalidRequest("tools/call needs params.name (a string)", param="name",
                                  code="invalid_params")
+        meta = params.get("_meta")
+        token = meta.get("progressToken") if isinstance(meta, dict) else None
+        if isinstance(token, bool | list | dict):
+            # MCP's progress token is a string or an integer: the caller's mistake, refused here
+            # rather than sent on and recorded as the server's error.
+            raise InvalidRequest("params._meta.progressToken must be a string or an integer",
+                                 param="_meta.progressToken", code="invalid_params")
         arguments = params.get("arguments")
         if arguments is None:
             arguments = {}

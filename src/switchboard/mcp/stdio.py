@@ -230,7 +230,10 @@ class _Child:
             return
         method = message.get("method")
         if method is None:  # a reply
-            future = self.pending.pop(message.get("id"), None)  # type: ignore[arg-type]
+            # Only an integer names a request of the gateway's; any other id (an array, an
+            # object: not hashable) is a stray line, ignored rather than ending the reader.
+            rid = message.get("id")
+            future = self.pending.pop(rid, None) if type(rid) is int else None
             if future is not None and not future.done():
                 limit = self.upstream.config.max_result_bytes
                 if len(line.rstrip(b"\r\n")) > limit:  # bounded as an HTTP server's reply is

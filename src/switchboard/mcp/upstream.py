@@ -381,10 +381,10 @@ class Upstream:
         if params is not None:
             message["params"] = params
         body = orjson.dumps(message)
-        if self.server.transport == "sse":
-            return await self._send_sse(session, rid, body, headers, initializing)
-        sent = self._headers(session, headers, initializing)
         try:
+            if self.server.transport == "sse":
+                return await self._send_sse(session, rid, body, headers, initializing)
+            sent = self._headers(session, headers, initializing)
             return await self._post(session, rid, body, sent, headers, initializing, notify)
         except asyncio.CancelledError:
             # The caller gave up (cancelled, gone, timed out): tell the server (mcp/relay.py).

@@ -123,13 +123,15 @@ class McpAPI:
         if isinstance(message, list):
             raise RpcFailure(INVALID_REQUEST, "batches are not supported: send one JSON-RPC message per "
                              "request", "invalid_request")
-        if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
+        if not isinstance(message, dict):
             raise RpcFailure(INVALID_REQUEST, "not a JSON-RPC 2.0 message", "invalid_request")
         rid = message.get("id")
         if isinstance(rid, float):  # orjson reads an integer beyond 64 bits as a float
             rid = _wide_integer(ctx.body)
         if "id" in message and (isinstance(rid, bool) or not isinstance(rid, str | int | orjson.Fragment)):
             raise RpcFailure(INVALID_REQUEST, "id must be a string or an integer", "invalid_request")
+        if message.get("jsonrpc") != "2.0":  # its id read first: the error answers it
+            raise RpcFailure(INVALID_REQUEST, "not a JSON-RPC 2.0 message", "invalid_request", rid)
         if too_deep(message):  # as on the model API: written on (a tool's arguments), it could not be
             raise RpcFailure(INVALID_REQUEST, f"the message nests deeper than {MAX_DEPTH} levels of arrays "
                              "and objects", "invalid_request", rid)
