@@ -118,6 +118,18 @@ def test_duplicate_key_is_an_error_naming_the_line(tmp_path: Path) -> None:
     assert expected in proc.output
 
 
+def test_a_recursive_alias_is_a_config_error_not_a_traceback(tmp_path: Path) -> None:
+    text = MINIMAL.format(api_base="http://127.0.0.1:9/v1", log_level="info")
+    path = _config(tmp_path, text + "router: &r {x: *r}\n")
+    serve = ["serve", "--config", str(path), "--port", str(free_port())]
+    for args in (["config", "check", str(path)], serve):
+        proc = _run(args)
+        assert proc.proc.returncode == 2, proc.output
+        expected = f"{path}: line 15, column 9: invalid YAML: an alias refers to a node that contains it"
+        assert expected in proc.output, proc.output
+        assert "Traceback" not in proc.output and "RecursionError" not in proc.output
+
+
 def test_an_unquoted_reference_in_a_flow_mapping_says_to_quote_it(tmp_path: Path) -> None:
     """`{api_key: ${KEY}}` is no YAML (the reference's `{` opens a mapping): the error says what
     to write instead, not only the parser's "got '{'"."""
