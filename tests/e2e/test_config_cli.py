@@ -386,6 +386,35 @@ def test_an_unusable_data_directory_is_one_line_and_exit_1(tmp_path: Path) -> No
         assert proc.output.strip() == f"error: cannot use the data directory {afile}: Not a directory"
 
 
+def test_a_data_dir_under_the_home_directory_is_there_not_under_the_working_directory(tmp_path: Path) -> None:
+    """`data_dir: ~/sb`, written as the documented default is: the database goes to the home's
+    sb, not to a directory named "~" wherever serve was started."""
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    text = MINIMAL.format(api_base="http://127.0.0.1:9/v1", log_level="info") + "  data_dir: ~/sb\n"
+    config = _config(tmp_path, text)
+    port = free_port()
+    proc = spawn(["serve", "--config", str(config), "--port", str(port)], env={"HOME": str(home)}, cwd=work)
+    try:
+        proc.wait_serving()
+        assert httpx.get(f"http://127.0.0.1:{port}/health/live").status_code == 200
+    finally:
+        assert proc.stop() == 0, proc.output
+    assert (home / "sb" / "switchboard.db").is_file()
+    assert not (work / "~").exists()
+
+
+def test_an_empty_data_dir_is_a_config_error(tmp_path: Path) -> None:
+    """`data_dir: ${DATA_DIR}` with the variable empty was the working directory, silently."""
+    text = MINIMAL.format(api_base="http://127.0.0.1:9/v1", log_level="info") + "  data_dir: ${DATA_DIR}\n"
+    config = _config(tmp_path, text)
+    proc = _run(["config", "check", str(config)], env={"DATA_DIR": ""})
+    assert proc.proc.returncode == 2, proc.output
+    expected = f"{config}: server.data_dir: an empty path; leave the key out for the default data directory"
+    assert expected in proc.output, proc.output
+
+
 @pytest.mark.parametrize(("content", "expected"), [
     (b"\n", "the master key in this file must be at least 8 characters, as auth.master_key (it has 0)"),
     (b"sk-abc\n", "the master key in this file must be at least 8 characters, as auth.master_key (it has 6)"),
