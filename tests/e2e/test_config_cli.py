@@ -405,6 +405,39 @@ def test_a_data_dir_under_the_home_directory_is_there_not_under_the_working_dire
     assert not (work / "~").exists()
 
 
+@pytest.mark.parametrize(("headers", "env", "expected"), [
+    ('{x-team: "${TEAM}"}', {"TEAM": "blue\r\nx-injected: yes"},
+     "providers[0].headers: the value of 'x-team' holds a line break or NUL (U+000D)"),
+    ("{'x team': blue}", {}, "providers[0].headers: 'x team' is not a header name"),
+])
+def test_a_provider_header_that_cannot_be_sent_is_a_config_error(
+    tmp_path: Path, headers: str, env: dict[str, str], expected: str
+) -> None:
+    """Accepted before, it failed every request to the provider with a 500 internal_error (the
+    HTTP client refuses a line break in a header when sending)."""
+    text = MINIMAL.format(api_base="http://127.0.0.1:9/v1", log_level="info")
+    text = text.replace("    api_key: sk-upstream\n", f"    api_key: sk-upstream\n    headers: {headers}\n")
+    config = _config(tmp_path, text)
+    serve = ["serve", "--config", str(config), "--port", str(free_port())]
+    for args in (["config", "check", str(config)], serve):
+        proc = _run(args, env=env)
+        assert proc.proc.returncode == 2, proc.output
+        assert f"{config}: {expected}" in proc.output, proc.output
+        assert "blue" not in proc.output  # the value, which may be a credential, is never shown
+
+
+def test_an_mcp_server_header_with_a_line_break_is_a_config_error(tmp_path: Path) -> None:
+    text = MINIMAL.format(api_base="http://127.0.0.1:9/v1", log_level="info") + (
+        "mcp_servers:\n  - name: tools\n    url: http://127.0.0.1:9/mcp\n"
+        '    headers: {Authorization: "${MCP_AUTH}"}\n')
+    config = _config(tmp_path, text)
+    proc = _run(["config", "check", str(config)], env={"MCP_AUTH": "Bearer abc\nx-injected: yes"})
+    assert proc.proc.returncode == 2, proc.output
+    expected = "mcp_servers[0].headers: the value of 'Authorization' holds a line break or NUL (U+000A)"
+    expected = f"{config}: {expected}"
+    assert expected in proc.output, proc.output
+
+
 def test_an_empty_data_dir_is_a_config_error(tmp_path: Path) -> None:
     """`data_dir: ${DATA_DIR}` with the variable empty was the working directory, silently."""
     text = MINIMAL.format(api_base="http://127.0.0.1:9/v1", log_level="info") + "  data_dir: ${DATA_DIR}\n"
