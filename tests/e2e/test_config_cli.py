@@ -426,16 +426,21 @@ def test_a_provider_header_that_cannot_be_sent_is_a_config_error(
         assert "blue" not in proc.output  # the value, which may be a credential, is never shown
 
 
-def test_an_mcp_server_header_with_a_line_break_is_a_config_error(tmp_path: Path) -> None:
-    text = MINIMAL.format(api_base="http://127.0.0.1:9/v1", log_level="info") + (
-        "mcp_servers:\n  - name: tools\n    url: http://127.0.0.1:9/mcp\n"
-        '    headers: {Authorization: "${MCP_AUTH}"}\n')
-    config = _config(tmp_path, text)
-    proc = _run(["config", "check", str(config)], env={"MCP_AUTH": "Bearer abc\nx-injected: yes"})
+@pytest.mark.parametrize(("section", "expected"), [
+    ("mcp_servers:\n  - name: tools\n    url: http://127.0.0.1:9/mcp\n"
+     "    headers: {Authorization: \"${AUTH}\"}\n",
+     "mcp_servers[0].headers: the value of 'Authorization' holds a line break or NUL (U+000A)"),
+    ("tracing:\n  headers: {Authorization: \"${AUTH}\"}\n",
+     "tracing.headers: the value of 'Authorization' holds a line break or NUL (U+000A)"),
+])
+def test_an_mcp_or_tracing_header_with_a_line_break_is_a_config_error(
+    tmp_path: Path, section: str, expected: str
+) -> None:
+    """Accepted before: every MCP operation, or every span export, then failed in the HTTP client."""
+    config = _config(tmp_path, MINIMAL.format(api_base="http://127.0.0.1:9/v1", log_level="info") + section)
+    proc = _run(["config", "check", str(config)], env={"AUTH": "Bearer abc\nx-injected: yes"})
     assert proc.proc.returncode == 2, proc.output
-    expected = "mcp_servers[0].headers: the value of 'Authorization' holds a line break or NUL (U+000A)"
-    expected = f"{config}: {expected}"
-    assert expected in proc.output, proc.output
+    assert f"{config}: {expected}" in proc.output, proc.output
 
 
 def test_an_empty_data_dir_is_a_config_error(tmp_path: Path) -> None:
