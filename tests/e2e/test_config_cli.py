@@ -443,6 +443,30 @@ def test_an_mcp_or_tracing_header_with_a_line_break_is_a_config_error(
     assert f"{config}: {expected}" in proc.output, proc.output
 
 
+@pytest.mark.parametrize(("old", "new", "expected"), [
+    ("api_key: sk-upstream", "api_key: env:UPSTREAM_KEY",
+     "providers[0].api_key: the credential holds a line break or NUL (U+000A), which no HTTP header can "
+     "carry (a trailing newline in the variable?)"),
+    ("api_key: sk-upstream", 'api_keys: ["${UPSTREAM_KEY}"]',
+     "providers[0].api_keys[0]: the credential holds a line break or NUL (U+000A)"),
+    ("master_key: sk-test-master-key-123", "master_key: ${UPSTREAM_KEY}",
+     "auth: master_key has surrounding whitespace or a line break, which no request can send"),
+])
+def test_a_credential_with_a_trailing_newline_is_a_config_error(
+    tmp_path: Path, old: str, new: str, expected: str
+) -> None:
+    """A variable set from a file with its final newline: accepted before, the provider's key then
+    failed every request with a 500 internal_error, and the master key refused every admin call."""
+    text = MINIMAL.format(api_base="http://127.0.0.1:9/v1", log_level="info").replace(old, new)
+    config = _config(tmp_path, text)
+    serve = ["serve", "--config", str(config), "--port", str(free_port())]
+    for args in (["config", "check", str(config)], serve):
+        proc = _run(args, env={"UPSTREAM_KEY": "sk-test-master-key-123\n"})
+        assert proc.proc.returncode == 2, proc.output
+        assert f"{config}: {expected}" in proc.output, proc.output
+        assert "sk-test-master-key-123" not in proc.output
+
+
 def test_an_empty_data_dir_is_a_config_error(tmp_path: Path) -> None:
     """`data_dir: ${DATA_DIR}` with the variable empty was the working directory, silently."""
     text = MINIMAL.format(api_base="http://127.0.0.1:9/v1", log_level="info") + "  data_dir: ${DATA_DIR}\n"
