@@ -451,6 +451,8 @@ def test_an_mcp_or_tracing_header_with_a_line_break_is_a_config_error(
      "providers[0].api_keys[0]: the credential holds a line break or NUL (U+000A)"),
     ("master_key: sk-test-master-key-123", "master_key: ${UPSTREAM_KEY}",
      "auth: master_key has surrounding whitespace or a line break, which no request can send"),
+    ("server:\n", "metrics:\n  key: ${UPSTREAM_KEY}\nserver:\n",
+     "metrics.key: the key has surrounding whitespace or a line break, which no request can send"),
 ])
 def test_a_credential_with_a_trailing_newline_is_a_config_error(
     tmp_path: Path, old: str, new: str, expected: str

@@ -35,6 +35,16 @@ class MetricsConfig(Strict):
     # ``other`` (an OIDC provider, not the configuration, decides how many users there are).
     max_label_values: Annotated[int, Field(ge=1, le=100_000)] = 1000
 
+    @field_validator("key")
+    @classmethod
+    def _sendable(cls, value: SecretStr | None) -> SecretStr | None:
+        # As auth.master_key: a key no Authorization header can carry would refuse every scrape.
+        key = None if value is None else value.get_secret_value()
+        if key is not None and (key != key.strip() or any(c in key for c in "\r\n\x00")):
+            raise ValueError("the key has surrounding whitespace or a line break, which no request can "
+                             "send (a trailing newline in the variable?)")
+        return value
+
     @field_validator("labels")
     @classmethod
     def _once_each(cls, value: list[str]) -> list[str]:
