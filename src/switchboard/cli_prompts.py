@@ -47,8 +47,6 @@ def _read(path: Path, what: str) -> Any:
         raise typer.BadParameter(f"{path}: {exc.strerror or exc}", param_hint=what) from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise typer.BadParameter(f"{path}: not YAML or JSON: {str(exc)[:200]}", param_hint=what) from None
-    except RecursionError:  # an alias inside itself (``a: &x [*x]``)
-        raise typer.BadParameter(f"{path}: a value that holds itself", param_hint=what) from None
     try:
         json.dumps(loaded)
     except TypeError as exc:

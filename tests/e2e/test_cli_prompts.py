@@ -165,7 +165,8 @@ def test_yaml_dates_and_numbers_are_sent_as_written(gateway: Gateway, tmp_path: 
     itself = tmp_path / "itself.yaml"
     itself.write_text("text: &x [*x]\n")
     code, output = prompts(gateway, "render", name, "--vars", str(itself))
-    assert code == 2 and "holds itself" in output and "Traceback" not in output, output
+    assert code == 2 and "an alias refers to a node that contains it" in output, output
+    assert "Traceback" not in output, output
     twice = tmp_path / "twice.yaml"
     twice.write_text("text: one\ntext: two\n")
     code, output = prompts(gateway, "render", name, "--vars", str(twice))

@@ -118,6 +118,18 @@ def test_duplicate_key_is_an_error_naming_the_line(tmp_path: Path) -> None:
     assert expected in proc.output
 
 
+def test_a_recursive_alias_is_a_config_error_not_a_traceback(tmp_path: Path) -> None:
+    text = MINIMAL.format(api_base="http://127.0.0.1:9/v1", log_level="info")
+    path = _config(tmp_path, text + "router: &r {x: *r}\n")
+    serve = ["serve", "--config", str(path), "--port", str(free_port())]
+    for args in (["config", "check", str(path)], serve):
+        proc = _run(args)
+        assert proc.proc.returncode == 2, proc.output
+        expected = f"{path}: line 15, column 9: invalid YAML: an alias refers to a node that contains it"
+        assert expected in proc.output, proc.output
+        assert "Traceback" not in proc.output and "RecursionError" not in proc.output
+
+
 def test_an_unquoted_reference_in_a_flow_mapping_says_to_quote_it(tmp_path: Path) -> None:
     """`{api_key: ${KEY}}` is no YAML (the reference's `{` opens a mapping): the error says what
     to write instead, not only the parser's "got '{'"."""
@@ -372,6 +384,99 @@ def test_an_unusable_data_directory_is_one_line_and_exit_1(tmp_path: Path) -> No
         proc = spawn([*args, "--port", str(free_port())], env=env, inherit=False)
         assert proc.wait_exit(60) == 1, proc.output
         assert proc.output.strip() == f"error: cannot use the data directory {afile}: Not a directory"
+
+
+def test_a_data_dir_under_the_home_directory_is_there_not_under_the_working_directory(tmp_path: Path) -> None:
+    """`data_dir: ~/sb`, written as the documented default is: the database goes to the home's
+    sb, not to a directory named "~" wherever serve was started."""
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    text = MINIMAL.format(api_base="http://127.0.0.1:9/v1", log_level="info") + "  data_dir: ~/sb\n"
+    config = _config(tmp_path, text)
+    port = free_port()
+    proc = spawn(["serve", "--config", str(config), "--port", str(port)], env={"HOME": str(home)}, cwd=work)
+    try:
+        proc.wait_serving()
+        assert httpx.get(f"http://127.0.0.1:{port}/health/live").status_code == 200
+    finally:
+        assert proc.stop() == 0, proc.output
+    assert (home / "sb" / "switchboard.db").is_file()
+    assert not (work / "~").exists()
+
+
+@pytest.mark.parametrize(("headers", "env", "expected"), [
+    ('{x-team: "${TEAM}"}', {"TEAM": "blue\r\nx-injected: yes"},
+     "providers[0].headers: the value of 'x-team' holds a line break or NUL (U+000D)"),
+    ("{'x team': blue}", {}, "providers[0].headers: 'x team' is not a header name"),
+])
+def test_a_provider_header_that_cannot_be_sent_is_a_config_error(
+    tmp_path: Path, headers: str, env: dict[str, str], expected: str
+) -> None:
+    """Accepted before, it failed every request to the provider with a 500 internal_error (the
+    HTTP client refuses a line break in a header when sending)."""
+    text = MINIMAL.format(api_base="http://127.0.0.1:9/v1", log_level="info")
+    text = text.replace("    api_key: sk-upstream\n", f"    api_key: sk-upstream\n    headers: {headers}\n")
+    config = _config(tmp_path, text)
+    serve = ["serve", "--config", str(config), "--port", str(free_port())]
+    for args in (["config", "check", str(config)], serve):
+        proc = _run(args, env=env)
+        assert proc.proc.returncode == 2, proc.output
+        assert f"{config}: {expected}" in proc.output, proc.output
+        assert "blue" not in proc.output  # the value, which may be a credential, is never shown
+
+
+@pytest.mark.parametrize(("section", "expected"), [
+    ("mcp_servers:\n  - name: tools\n    url: http://127.0.0.1:9/mcp\n"
+     "    headers: {Authorization: \"${AUTH}\"}\n",
+     "mcp_servers[0].headers: the value of 'Authorization' holds a line break or NUL (U+000A)"),
+    ("tracing:\n  headers: {Authorization: \"${AUTH}\"}\n",
+     "tracing.headers: the value of 'Authorization' holds a line break or NUL (U+000A)"),
+])
+def test_an_mcp_or_tracing_header_with_a_line_break_is_a_config_error(
+    tmp_path: Path, section: str, expected: str
+) -> None:
+    """Accepted before: every MCP operation, or every span export, then failed in the HTTP client."""
+    config = _config(tmp_path, MINIMAL.format(api_base="http://127.0.0.1:9/v1", log_level="info") + section)
+    proc = _run(["config", "check", str(config)], env={"AUTH": "Bearer abc\nx-injected: yes"})
+    assert proc.proc.returncode == 2, proc.output
+    assert f"{config}: {expected}" in proc.output, proc.output
+
+
+@pytest.mark.parametrize(("old", "new", "expected"), [
+    ("api_key: sk-upstream", "api_key: env:UPSTREAM_KEY",
+     "providers[0].api_key: the credential holds a line break or NUL (U+000A), which no HTTP header can "
+     "carry (a trailing newline in the variable?)"),
+    ("api_key: sk-upstream", 'api_keys: ["${UPSTREAM_KEY}"]',
+     "providers[0].api_keys[0]: the credential holds a line break or NUL (U+000A)"),
+    ("master_key: sk-test-master-key-123", "master_key: ${UPSTREAM_KEY}",
+     "auth: master_key has surrounding whitespace or a line break, which no request can send"),
+    ("server:\n", "metrics:\n  key: ${UPSTREAM_KEY}\nserver:\n",
+     "metrics.key: the key has surrounding whitespace or a line break, which no request can send"),
+])
+def test_a_credential_with_a_trailing_newline_is_a_config_error(
+    tmp_path: Path, old: str, new: str, expected: str
+) -> None:
+    """A variable set from a file with its final newline: accepted before, the provider's key then
+    failed every request with a 500 internal_error, and the master key refused every admin call."""
+    text = MINIMAL.format(api_base="http://127.0.0.1:9/v1", log_level="info").replace(old, new)
+    config = _config(tmp_path, text)
+    serve = ["serve", "--config", str(config), "--port", str(free_port())]
+    for args in (["config", "check", str(config)], serve):
+        proc = _run(args, env={"UPSTREAM_KEY": "sk-test-master-key-123\n"})
+        assert proc.proc.returncode == 2, proc.output
+        assert f"{config}: {expected}" in proc.output, proc.output
+        assert "sk-test-master-key-123" not in proc.output
+
+
+def test_an_empty_data_dir_is_a_config_error(tmp_path: Path) -> None:
+    """`data_dir: ${DATA_DIR}` with the variable empty was the working directory, silently."""
+    text = MINIMAL.format(api_base="http://127.0.0.1:9/v1", log_level="info") + "  data_dir: ${DATA_DIR}\n"
+    config = _config(tmp_path, text)
+    proc = _run(["config", "check", str(config)], env={"DATA_DIR": ""})
+    assert proc.proc.returncode == 2, proc.output
+    expected = f"{config}: server.data_dir: an empty path; leave the key out for the default data directory"
+    assert expected in proc.output, proc.output
 
 
 @pytest.mark.parametrize(("content", "expected"), [

@@ -142,8 +142,14 @@ class AuthConfig(Strict):
         issuers = [i.issuer for i in self.oidc]
         if len(set(issuers)) != len(issuers):
             raise ValueError("auth.oidc: each issuer may be listed once")
-        if len(self.master_key.get_secret_value()) < 8:
+        master_key = self.master_key.get_secret_value()
+        if len(master_key) < 8:
             raise ValueError("master_key must be at least 8 characters")
+        if master_key != master_key.strip() or any(c in master_key for c in "\r\n\x00"):
+            # No Authorization header carries it (HTTP strips a value's surrounding whitespace and
+            # refuses line breaks): every admin call would be refused, with nothing saying why.
+            raise ValueError("master_key has surrounding whitespace or a line break, which no request "
+                             "can send (a trailing newline in the variable?)")
         if self.secret_key is not None and len(self.secret_key.get_secret_value()) < 32:
             raise ValueError("secret_key must be at least 32 characters")
         return self

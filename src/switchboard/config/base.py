@@ -50,6 +50,22 @@ def control_character(text: str) -> str | None:
     return None if found is None else f"U+{ord(found.group()):04X}"
 
 
+# A header as the HTTP client will send it: the name an RFC 9110 token, the value without a line
+# break or NUL (aiohttp refuses CR and LF at send time, so a configured one failed every request
+# as a 500; the admin API refuses the same in its bodies).
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_HEADER_VALUE_BREAK = re.compile("[\r\n\x00]")
+
+
+def header_problem(name: str, value: str) -> str | None:
+    """Why a configured header ``name: value`` cannot be sent (the value never shown), or None."""
+    if not _HEADER_NAME.fullmatch(name):
+        return f"{name[:64]!r} is not a header name (letters, digits and !#$%&'*+.^_`|~-)"
+    if (found := _HEADER_VALUE_BREAK.search(value)) is not None:
+        return f"the value of {name!r} holds a line break or NUL (U+{ord(found.group()):04X})"
+    return None
+
+
 _BOOL, _NUMBER = "bool", "number"
 # The error each refusal answers: the one pydantic's strict types give (``StrictInt`` fields such
 # as ``rpm`` answer it already), so every field says the same.

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from switchboard.config.base import Strict
+from switchboard.config.base import Strict, header_problem
 from switchboard.config.catalog import Price
 from switchboard.config.urls import check_http_url
 
@@ -80,6 +80,14 @@ class McpServerConfig(Strict):
     timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
     max_concurrency: Annotated[int, Field(ge=1, le=10_000)] = 32
     health_check_seconds: Annotated[float, Field(ge=0, le=86_400)] = 30.0
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for name, secret in value.items():
+            if (problem := header_problem(name, secret.get_secret_value())) is not None:
+                raise ValueError(problem)
+        return value
 
     @field_validator("name")
     @classmethod

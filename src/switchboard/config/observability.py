@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 import regex
 from pydantic import AfterValidator, Field, SecretStr, field_validator, model_validator
 
-from switchboard.config.base import MIB, Strict
+from switchboard.config.base import MIB, Strict, header_problem
 from switchboard.config.regexes import compile_as_re
 from switchboard.config.spend import BudgetWebhookConfig, Percent
 from switchboard.config.urls import check_http_url
@@ -34,6 +34,16 @@ class MetricsConfig(Strict):
     # Distinct values each of those labels takes per process; later values are reported as
     # ``other`` (an OIDC provider, not the configuration, decides how many users there are).
     max_label_values: Annotated[int, Field(ge=1, le=100_000)] = 1000
+
+    @field_validator("key")
+    @classmethod
+    def _sendable(cls, value: SecretStr | None) -> SecretStr | None:
+        # As auth.master_key: a key no Authorization header can carry would refuse every scrape.
+        key = None if value is None else value.get_secret_value()
+        if key is not None and (key != key.strip() or any(c in key for c in "\r\n\x00")):
+            raise ValueError("the key has surrounding whitespace or a line break, which no request can "
+                             "send (a trailing newline in the variable?)")
+        return value
 
     @field_validator("labels")
     @classmethod
@@ -70,6 +80,15 @@ class TracingConfig(Strict):
     @classmethod
     def _url(cls, value: str) -> str:
         return check_http_url(value)
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, str]) -> dict[str, str]:
+        # A line break in a value made every export fail (the exporter's HTTP client refuses it).
+        for name, text in value.items():
+            if (problem := header_problem(name, text)) is not None:
+                raise ValueError(problem)
+        return value
 
     @model_validator(mode="after")
     def _batch_fits_queue(self) -> TracingConfig:

@@ -190,6 +190,27 @@ class ServerConfig(Strict):
     # Cross-origin calls from browser applications; off (no header added) by default.
     cors: CorsConfig = Field(default_factory=CorsConfig)
 
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _data_dir_given(cls, value: object) -> object:
+        # An empty value (an empty ${VAR}) would be read as "." (the working directory, whichever
+        # it is at start): refused rather than guessed.
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("an empty path; leave the key out for the default data directory")
+        return value
+
+    @field_validator("data_dir")
+    @classmethod
+    def _data_dir(cls, value: Path | None) -> Path | None:
+        # As the documented default (~/.switchboard) is written: `~/sb` is the home's sb, not a
+        # directory named "~" under the working directory.
+        if value is None:
+            return None
+        try:
+            return value.expanduser()
+        except RuntimeError:  # ~user of no such user, or no home directory at all
+            raise ValueError(f"cannot tell the home directory in {str(value)!r}") from None
+
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:

@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 from yaml.constructor import ConstructorError
-from yaml.nodes import MappingNode, Node, ScalarNode
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 
 class YamlFileError(Exception):
@@ -89,7 +89,19 @@ def plain(value: Any) -> Any:
     return value
 
 
+# Bounds on the shape a file may build. Aliases of aliases ("billion laughs": a few hundred bytes)
+# expand to billions of values and would hold the process for hours; an alias inside the node it
+# names is a structure with no end (the constructors recurse until the interpreter gives up), and
+# so is nesting deeper than any configuration needs.
+MAX_DEPTH = 100
+MAX_ALIAS_VALUES = 100_000
+
+
 class _Loader(yaml.SafeLoader):
+    def construct_document(self, node: Node) -> Any:
+        _check_shape(node)
+        return super().construct_document(node)
+
     def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
         if isinstance(node, MappingNode):
             _check_duplicates(self, node)
@@ -114,6 +126,44 @@ _Loader.add_constructor("tag:yaml.org,2002:bool", _Loader._bool)
 _Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader._timestamp)
 
 
+def _children(node: Node) -> list[Node]:
+    if isinstance(node, MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _check_shape(root: Node) -> None:
+    """Refuse a document nested deeper than ``MAX_DEPTH``, holding an alias inside the node it
+    names, or whose aliases add more than ``MAX_ALIAS_VALUES`` values: checked on the composed
+    nodes, before anything is built (an alias is the very node its anchor names)."""
+    expanded: dict[int, int] = {}  # a node's values, its aliases expanded
+    open_nodes: set[int] = set()  # the node being walked and its parents
+    stack: list[tuple[Node, int, bool]] = [(root, 1, False)]
+    while stack:
+        node, depth, closing = stack.pop()
+        key = id(node)
+        if closing:
+            open_nodes.discard(key)
+            expanded[key] = 1 + sum(expanded[id(child)] for child in _children(node))
+            continue
+        if key in expanded:
+            continue
+        if key in open_nodes:
+            raise ConstructorError(None, None, "an alias refers to a node that contains it (a recursive "
+                                   "structure)", node.start_mark)
+        if depth > MAX_DEPTH:
+            raise ConstructorError(None, None, f"nested more than {MAX_DEPTH} levels deep", node.start_mark)
+        open_nodes.add(key)
+        stack.append((node, depth, True))
+        stack.extend((child, depth + 1, False) for child in _children(node))
+    added = expanded[id(root)] - len(expanded)
+    if added > MAX_ALIAS_VALUES:
+        raise ConstructorError(None, None, f"its aliases add {added} values when expanded (at most "
+                               f"{MAX_ALIAS_VALUES})", None)
+
+
 def _check_duplicates(loader: _Loader, node: MappingNode) -> None:
     first: dict[Any, Node] = {}
     for key_node, _ in node.value:
@@ -135,7 +185,12 @@ def _check_duplicates(loader: _Loader, node: MappingNode) -> None:
 
 def parse_yaml(text: str) -> Any:
     """Parse YAML text as described above; raises ``yaml.YAMLError``."""
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+    except RecursionError:
+        # PyYAML's composer recurses per level: nesting far past MAX_DEPTH fails there, before
+        # the shape is checked.
+        raise yaml.YAMLError(f"nested more than {MAX_DEPTH} levels deep") from None
 
 
 def read_yaml(path: str | Path) -> Any:

@@ -37,6 +37,7 @@ _TOO_DEEP = re.compile(_OPEN_DEFAULT + _OPEN_DEFAULT + r"(?<!\$)\$\{")
 # The other forms of shells and docker compose (${A-b}, ${A:?message}, ${A+b}, ${A:=b}): not
 # read, so refused rather than loaded as written (a key "${KEY-sk-x}" would go upstream as is).
 _SHELL_FORM = re.compile(r"(?<!\$)\$\{[A-Za-z_][A-Za-z0-9_]*(?:[-?+=]|:[?+=])")
+_LINE_BREAK = re.compile("[\r\n\x00]")
 # A whole-file check's message that starts with the key path it is about ("router.rules[1].name:
 # ..."): shown as it is, not after "(top level):".
 _OWN_PATH = re.compile(r"^[a-z_][\w.\[\]-]*: ")
@@ -311,9 +312,15 @@ def _credential_problems(provider: ProviderConfig, env: Mapping[str, str] | None
     problems = []
     for key, value in given:
         try:
-            refs.resolve(value.get_secret_value(), env)
+            secret = refs.resolve(value.get_secret_value(), env)
         except refs.RefError as exc:
             problems.append(f"{key}: {exc}")
+            continue
+        if (found := _LINE_BREAK.search(secret)) is not None:
+            # Sent in a header, it failed every request to the provider with a 500 (the HTTP
+            # client refuses it); most often a variable set from a file with its final newline.
+            problems.append(f"{key}: the credential holds a line break or NUL (U+{ord(found.group()):04X}), "
+                            "which no HTTP header can carry (a trailing newline in the variable?)")
     return problems
 
 

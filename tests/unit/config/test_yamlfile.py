@@ -52,3 +52,39 @@ def test_plain_turns_the_carriers_back_into_plain_values() -> None:
     assert [type(k) for k in made] == [str, int]
     untouched = {"x": ["y"]}
     assert plain(untouched) is untouched  # nothing to convert: nothing rebuilt
+
+
+def test_an_alias_inside_the_node_it_names_is_refused_naming_the_line(tmp_path: Path) -> None:
+    for text in ("a: &a [*a]\n", "x: 1\nb: &b {c: *b}\n"):
+        path = tmp_path / "loop.yaml"
+        path.write_text(text)
+        expected = r"^line \d+, column \d+: invalid YAML: an alias refers to a node that contains it"
+        with pytest.raises(YamlFileError, match=expected + r" \(a recursive structure\)$"):
+            read_yaml(path)
+
+
+def test_aliases_of_aliases_are_refused_before_they_are_expanded(tmp_path: Path) -> None:
+    """A few hundred bytes of aliases ("billion laughs") would expand to 9**9 values."""
+    lines = ["l0: &l0 [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 9)]
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(YamlFileError, match=r"^invalid YAML: its aliases add \d+ values when expanded "
+                                            r"\(at most 100000\)$"):
+        read_yaml(path)
+
+
+def test_aliases_that_reuse_a_base_stay_accepted() -> None:
+    base = "base: &b {timeouts: {connect: 1, total: 2}, headers: {x-a: '1'}}\n"
+    entries = "".join(f"e{i}: {{<<: *b, name: n{i}}}\n" for i in range(1000))
+    data = parse_yaml(base + entries)
+    assert data["e999"] == {"timeouts": {"connect": 1, "total": 2}, "headers": {"x-a": "1"}, "name": "n999"}
+
+
+@pytest.mark.parametrize("depth", [101, 2000])
+def test_nesting_deeper_than_a_hundred_levels_is_refused(tmp_path: Path, depth: int) -> None:
+    path = tmp_path / "deep.yaml"
+    path.write_text("a: " + "[" * depth + "]" * depth + "\n")
+    with pytest.raises(YamlFileError, match=r"invalid YAML: nested more than 100 levels deep$"):
+        read_yaml(path)
+    assert parse_yaml("a: " + "[" * 99 + "]" * 99 + "\n")["a"] is not None
