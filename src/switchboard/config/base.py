@@ -66,6 +66,14 @@ def header_problem(name: str, value: str) -> str | None:
     return None
 
 
+def checked_headers(value: dict[str, str]) -> dict[str, str]:
+    """``value`` when every header can be sent, else a ValueError saying why (a validator's)."""
+    for name, text in value.items():
+        if (problem := header_problem(name, text)) is not None:
+            raise ValueError(problem)
+    return value
+
+
 _BOOL, _NUMBER = "bool", "number"
 # The error each refusal answers: the one pydantic's strict types give (``StrictInt`` fields such
 # as ``rpm`` answer it already), so every field says the same.

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 import regex
 from pydantic import AfterValidator, Field, SecretStr, field_validator, model_validator
 
-from switchboard.config.base import MIB, Strict, header_problem
+from switchboard.config.base import MIB, Strict, checked_headers
 from switchboard.config.regexes import compile_as_re
 from switchboard.config.spend import BudgetWebhookConfig, Percent
 from switchboard.config.urls import check_http_url
@@ -85,10 +85,7 @@ class TracingConfig(Strict):
     @classmethod
     def _headers(cls, value: dict[str, str]) -> dict[str, str]:
         # A line break in a value made every export fail (the exporter's HTTP client refuses it).
-        for name, text in value.items():
-            if (problem := header_problem(name, text)) is not None:
-                raise ValueError(problem)
-        return value
+        return checked_headers(value)
 
     @model_validator(mode="after")
     def _batch_fits_queue(self) -> TracingConfig:

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from switchboard.config.base import MAX_CONNECTIONS, MAX_SECONDS, MIB, ExactScalars, Strict, header_problem
+from switchboard.config.base import MAX_CONNECTIONS, MAX_SECONDS, MIB, ExactScalars, Strict, checked_headers
 from switchboard.config.catalog import ModelEntryInfo
 from switchboard.config.server import checked_proxy
 from switchboard.config.urls import check_http_url
@@ -105,10 +105,7 @@ class ProviderConfig(ExactScalars):
     @field_validator("headers")
     @classmethod
     def _headers(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, text in value.items():
-            if (problem := header_problem(name, text)) is not None:
-                raise ValueError(problem)
-        return value
+        return checked_headers(value)
 
     @field_validator("api_base")
     @classmethod
