@@ -10,7 +10,8 @@ it over TCP), recording every request.
 ``responses`` scripts the answers to the first requests, in order: a status, or ``HANG`` to
 answer nothing until the receiver stops (a receiver that times out); after the script, every
 request gets ``then`` (200 by default, may be ``HANG`` too). ``response_body`` replaces the small
-JSON body of every answer (e.g. megabytes, for a receiver that talks too much). ``respond()``
+JSON body of every answer (e.g. megabytes, for a receiver that talks too much); ``retry_after``
+is sent as the ``Retry-After`` header of every answer that is not a 2xx. ``respond()``
 changes the script while the receiver runs; ``clear()`` forgets the requests recorded so far.
 """
 
@@ -53,9 +54,11 @@ class WebhookReceiver:
         then: Response = 200,
         path: str = "/hook",
         response_body: bytes | None = None,
+        retry_after: str | None = None,
     ) -> None:
         self.path = path
         self.response_body = response_body
+        self.retry_after = retry_after
         self._script = list(responses)
         self._then = then
         self._answered = 0  # requests answered from the script so far
@@ -161,11 +164,13 @@ class WebhookReceiver:
             assert self._release is not None
             await self._release.wait()
             return web.Response(status=503)
+        headers = {"retry-after": self.retry_after} if self.retry_after and not 200 <= answer < 300 else {}
         if 300 <= answer < 400:  # somewhere else: a client that follows redirects would go there
-            return web.Response(status=answer, headers={"location": "/redirected"})
+            return web.Response(status=answer, headers={"location": "/redirected", **headers})
         if self.response_body is not None:
-            return web.Response(status=answer, body=self.response_body, content_type="text/plain")
-        return web.json_response({"ok": 200 <= answer < 300}, status=answer)
+            return web.Response(status=answer, body=self.response_body, content_type="text/plain",
+                                headers=headers)
+        return web.json_response({"ok": 200 <= answer < 300}, status=answer, headers=headers)
 
     # -- what was received ------------------------------------------------------------------------
 

@@ -212,6 +212,7 @@ class SwitchboardApp:
             limit_cache=lambda: gateway.limit_cache,
             token_revocations=lambda: gateway.token_revocations,
             budgets=lambda: gateway.budgets,
+            alerts=lambda: gateway.alerts,
             services=gateway.services,
             mcp=lambda: gateway.mcp_auth,
             egress=gateway.egress,

@@ -358,6 +358,37 @@ def test_a_budget_raised_after_its_incident_opens_another_at_its_new_amount(pair
     both = until(lambda: len(got := firing()) == 2 and got, "no alert at the new amount")
     assert sorted(e["data"]["details"]["budget"]["max_amount"] for e in both) == ["0.01", "0.02"]
     assert len({e["data"]["incident_id"] for e in both}) == 2
+    # The incident at the old amount was resolved by the change (nothing else would have before
+    # the period's end); the one at the amount in force stays open.
+    old, new = sorted(both, key=lambda e: e["data"]["details"]["budget"]["max_amount"])
+    states = {i["id"]: i["state"] for i in pair.alerts(kind="budget")}
+    assert states[old["data"]["incident_id"]] == "resolved"
+    assert states[new["data"]["incident_id"]] == "open"
+    _resolved_event(pair, old["data"]["incident_id"])
+
+
+def _resolved_event(pair: Pair, incident: str) -> dict[str, Any]:
+    found: dict[str, Any] = until(
+        lambda: next((e for e in delivered(pair, "budget-full", "alert.resolved").values()
+                      if e["data"]["incident_id"] == incident), None), f"no alert.resolved for {incident}")
+    assert found["data"]["state"] == "resolved" and found["data"]["resolved_value"] is None
+    return found
+
+
+def test_a_deleted_budgets_incident_is_resolved(pair: Pair) -> None:
+    # A total budget's incident has no period end to resolve it: before, deleting the budget left
+    # it open for ever.
+    key = pair.ok("POST", "/admin/v1/keys", {"models": ["*"]}, status=201)
+    budget = pair.ok("PUT", "/admin/v1/budgets", {"scope": "key", "subject": key["id"], "max_amount": 0.01,
+                                                  "period": "total", "thresholds": [100]})
+    assert chat(pair.both[0], PRICED, LONG, key=key["key"], max_tokens=5).status_code == 200
+    (firing,) = until(lambda: [e for e in delivered(pair, "budget-full", "alert.firing").values()
+                               if e["data"]["details"]["budget"]["id"] == budget["id"]], "no budget alert")
+    incident = firing["data"]["incident_id"]
+    assert firing["data"]["resolves_at"] is None
+    pair.ok("DELETE", f"/admin/v1/budgets/{budget['id']}")
+    assert {i["id"]: i["state"] for i in pair.alerts(kind="budget")}[incident] == "resolved"
+    _resolved_event(pair, incident)
 
 
 def test_listing_pages_newest_first(pair: Pair) -> None:

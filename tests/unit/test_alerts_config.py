@@ -72,6 +72,11 @@ def test_a_full_alerts_section_is_accepted_with_defaults() -> None:
     ({"rules": [{"name": "r", "kind": "budget", "thresholds": [101]}]}, "less than or equal to 100"),
     ({"rules": [{"name": "r", "kind": "budget", "thresholds": []}]}, "at least 1 item"),
     ({"rules": [{"name": "r", "kind": "budget", "scopes": ["galaxy"]}]}, "scopes[0]"),
+    # As the admin API refuses a budget's [80, 80]: a typo, refused with the key's path.
+    ({"rules": [{"name": "r", "kind": "budget", "thresholds": [80, 100, 80]}]},
+     "alerts.rules[0].thresholds: 80 is listed more than once"),
+    ({"rules": [{"name": "r", "kind": "budget", "scopes": ["team", "team"]}]},
+     "alerts.rules[0].scopes: 'team' is listed more than once"),
     ({"rules": [{"name": "r", "kind": "weather"}]}, "alerts.rules[0].kind"),
     ({"rules": [{"kind": "breaker"}]}, "alerts.rules[0].name: Field required"),
     ({"rules": [{"name": "has space", "kind": "breaker"}]}, "must be letters, digits"),
@@ -100,3 +105,12 @@ def test_bad_alerts_config_is_one_clear_problem(alerts: dict[str, Any], problem:
     text = "\n".join(exc.value.problems)
     assert problem in text, text
     assert "whsec-0123456789abcdef" not in str(exc.value)  # a secret is never echoed
+
+
+def test_budget_thresholds_listed_twice_are_refused_as_the_admin_api_does() -> None:
+    config = {**_config({}), "budgets": {"thresholds": [50, 80, 50]}}
+    with pytest.raises(ConfigError) as exc:
+        validate(config, "cfg.yaml", env={})
+    assert "budgets.thresholds: 50 is listed more than once" in exc.value.problems
+    assert validate({**config, "budgets": {"thresholds": [100, 50]}}, "cfg.yaml", env={}).budgets.thresholds \
+        == [100, 50]

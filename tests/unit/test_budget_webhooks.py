@@ -5,6 +5,7 @@ retried with the same event id, not retried when refused, timeouts, a full queue
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import hashlib
 import hmac
 import itertools
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 
 from switchboard.config.schema import BudgetWebhookConfig
+from switchboard.observability import webhooks as signed
 from switchboard.spend.budgets.webhooks import (
     CONCURRENCY,
     EVENT_ID_HEADER,
@@ -202,6 +204,46 @@ async def test_retried_after_500_until_delivered_with_the_same_event_id() -> Non
     gaps = [b.at - a.at for a, b in itertools.pairwise(attempts)]
     for n, gap in enumerate(gaps):
         assert gap >= 0.75 * BASE * 2**n, gaps
+
+
+@pytest.mark.parametrize("status", [429, 503])
+@pytest.mark.parametrize("form", ["seconds", "http-date"])
+async def test_retry_after_of_429_and_503_is_waited_for(status: int, form: str) -> None:
+    # Slack answers 429 with Retry-After: the fixed 20 ms, 40 ms ... schedule would use every
+    # attempt within the receiver's rate-limit window.
+    # An HTTP date has second resolution: 2 s ahead is at least 1 s away.
+    value = "1" if form == "seconds" else email.utils.formatdate(time.time() + 2, usegmt=True)
+    with WebhookReceiver(responses=[status], retry_after=value) as receiver:
+        sender = WebhookSender(config(receiver.url, max_attempts=2), backoff_base=BASE)
+        await sender.start()
+        sender.send(event())
+        first, second = await receiver.await_requests(2)
+        await sender.close()
+    assert [first.answered, second.answered] == [status, 200]
+    assert second.at - first.at >= 0.95, second.at - first.at
+    assert (sender.delivered, sender.failed) == (1, 0)
+
+
+async def test_retry_after_is_capped_and_ignored_when_unreadable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(signed, "MAX_BACKOFF", 0.3)
+    for value in ["3600", "soon"]:  # an hour: capped; a word: the usual backoff
+        with WebhookReceiver(responses=[429], retry_after=value) as receiver:
+            sender = WebhookSender(config(receiver.url, max_attempts=2), backoff_base=BASE)
+            await sender.start()
+            sender.send(event())
+            first, second = await receiver.await_requests(2)
+            await sender.close()
+        assert second.at - first.at < 3, (value, second.at - first.at)
+        assert (sender.delivered, sender.failed) == (1, 0)
+
+
+def test_retry_after_values() -> None:
+    now = 1_800_000_000.0
+    assert signed._retry_after("7", now) == 7.0
+    assert signed._retry_after(email.utils.formatdate(now + 12, usegmt=True), now) == 12.0
+    assert signed._retry_after(email.utils.formatdate(now - 60, usegmt=True), now) == 0.0
+    for unreadable in [None, "", "-1", "1.5", "soon", "Mon, 99 Foo 2026 00:00:00 GMT"]:
+        assert signed._retry_after(unreadable, now) is None, unreadable
 
 
 @pytest.mark.parametrize("status", [408, 409, 425, 429, 301])

@@ -6,7 +6,7 @@ Part of the configuration schema (config/schema.py re-exports every name).
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import regex
 from pydantic import AfterValidator, Field, SecretStr, field_validator, model_validator
@@ -236,6 +236,15 @@ class AlertRule(Strict):
         if not _ALERT_NAME.fullmatch(value):
             raise ValueError(f"must be letters, digits, '_', '.' or '-' (starting with a letter or digit), "
                              f"got {value!r}")
+        return value
+
+    @field_validator("thresholds", "scopes")
+    @classmethod
+    def _once_each(cls, value: list[Any] | None) -> list[Any] | None:
+        # As the admin API refuses a budget's duplicate thresholds: [80, 80] is a typo, not a wish.
+        if value is not None and len(set(value)) != len(value):
+            twice = next(item for i, item in enumerate(value) if item in value[:i])
+            raise ValueError(f"{twice!r} is listed more than once")
         return value
 
     @model_validator(mode="after")

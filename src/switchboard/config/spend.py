@@ -124,3 +124,12 @@ class BudgetsConfig(Strict):
     @classmethod
     def _zone(cls, value: str) -> str:
         return check_timezone(value)
+
+    @field_validator("thresholds")
+    @classmethod
+    def _once_each(cls, value: list[int]) -> list[int]:
+        # As the admin API refuses a budget's duplicate thresholds: [80, 80] is a typo, not a wish.
+        if len(set(value)) != len(value):
+            twice = next(item for i, item in enumerate(value) if item in value[:i])
+            raise ValueError(f"{twice!r} is listed more than once")
+        return value

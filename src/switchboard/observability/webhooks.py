@@ -11,7 +11,8 @@ never waits and never raises); a background task delivers the events in order, u
 
 A 2xx response delivers the event. Any other status, a timeout or a connection error is retried,
 up to ``max_attempts`` attempts in all, after 0.5 s, 1 s, 2 s, ... (at most 30 s, less up to a
-quarter at random); a 4xx other than 408, 409, 425 and 429 is the receiver refusing the event,
+quarter at random), or after the ``Retry-After`` of a 429 or 503 when it asks for longer (seconds
+or an HTTP date, at most 30 s too); a 4xx other than 408, 409, 425 and 429 is the receiver refusing the event,
 and is not retried. Redirects are not followed; at most 64 KiB of a response is read. Delivery
 is at least once: an event whose response was lost is sent again.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import hashlib
 import hmac
 import logging
@@ -27,6 +29,7 @@ import random
 import re
 import time
 from collections.abc import Callable
+from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
 import aiohttp
@@ -47,6 +50,8 @@ MAX_RESPONSE_BYTES = 64 * 1024  # of a receiver's response read (and discarded)
 MAX_SIGNATURE_HEADER = 1024
 # 4xx statuses that say "try again later" rather than "no".
 RETRYABLE_4XX = frozenset({408, 409, 425, 429})
+# Statuses whose Retry-After is honoured (Slack's rate limit answers 429 with one).
+RETRY_AFTER_STATUSES = frozenset({429, 503})
 LOG_EVERY = 60.0  # seconds between two log lines about events not sent
 _SIGNATURE_PART = re.compile(r"(t|v1)=([0-9a-f]{1,128})")
 
@@ -280,7 +285,7 @@ class WebhookSender:
         assert self.config is not None
         attempts = self.config.max_attempts
         for attempt in range(1, attempts + 1):
-            status, reason = await self._attempt(item)
+            status, reason, retry_after = await self._attempt(item)
             if status is not None and 200 <= status < 300:
                 self.delivered += 1
                 return
@@ -292,6 +297,9 @@ class WebhookSender:
             if attempt == attempts:
                 break
             delay = min(MAX_BACKOFF, self._backoff_base * 2 ** (attempt - 1)) * random.uniform(0.75, 1.0)
+            if retry_after is not None and retry_after > delay:
+                # The receiver said when: no jitter below it, and no longer than our own cap.
+                delay = min(MAX_BACKOFF, retry_after)
             self._log.info("%s %s: event %s attempt %d of %d failed (%s); retrying in %.1f s",
                            self.label, self._where, item.event_id, attempt, attempts, reason, delay)
             if await self._stopped_within(delay):
@@ -305,11 +313,12 @@ class WebhookSender:
         self._log.warning("%s %s: event %s not delivered after %d attempt(s) (last: %s)",
                           self.label, self._where, item.event_id, attempts, reason)
 
-    async def _attempt(self, item: _Item) -> tuple[int | None, str]:
-        """One POST: the response's status (None for no response) and a word on what happened."""
+    async def _attempt(self, item: _Item) -> tuple[int | None, str, float | None]:
+        """One POST: the response's status (None for no response), a word on what happened, and
+        the seconds its ``Retry-After`` asks to wait (None: not said, or not a 429 or 503)."""
         session = self._session
         if session is None:
-            return None, "not started"
+            return None, "not started", None
         headers = {
             "content-type": "application/json",
             SIGNATURE_HEADER: sign(self._secret, int(self._clock()), item.body),
@@ -320,16 +329,19 @@ class WebhookSender:
             post = session.post(self._url, data=item.body, headers=headers, allow_redirects=False)
             async with post as resp:
                 status = resp.status
+                retry_after = None
+                if status in RETRY_AFTER_STATUSES:
+                    retry_after = _retry_after(resp.headers.get("retry-after"), self._clock())
                 # The status decides; a body that is slow or cut short does not undo a 2xx.
                 with contextlib.suppress(TimeoutError, aiohttp.ClientError, OSError):
                     await _discard(resp)
-                return status, f"HTTP {status}"
+                return status, f"HTTP {status}", retry_after
         except TimeoutError:
-            return None, f"no response within {self._timeout:g} s"
+            return None, f"no response within {self._timeout:g} s", None
         except aiohttp.ClientError as exc:
-            return None, type(exc).__name__
+            return None, type(exc).__name__, None
         except OSError as exc:
-            return None, exc.strerror or type(exc).__name__
+            return None, exc.strerror or type(exc).__name__, None
 
     async def _stopped_within(self, delay: float) -> bool:
         try:
@@ -347,6 +359,23 @@ async def _discard(resp: aiohttp.ClientResponse) -> None:
         if not chunk:
             return
         read += len(chunk)
+
+
+def _retry_after(value: str | None, now: float) -> float | None:
+    """The seconds a ``Retry-After`` value asks to wait: delay-seconds or an HTTP date (RFC 9110
+    10.2.3), at ``now`` (Unix seconds); None when absent or unreadable, 0 for a date passed."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(int(value[:12]))
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # an HTTP date is GMT; a zone-less one is read as such
+        when = when.replace(tzinfo=datetime.UTC)
+    return max(0.0, when.timestamp() - now)
 
 
 def _header_value(value: str) -> str:

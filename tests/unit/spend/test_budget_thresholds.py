@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 from switchboard.config.schema import BudgetsConfig
 from switchboard.context import Principal, Spent
@@ -56,3 +57,14 @@ async def test_one_settlement_across_several_thresholds_fires_each() -> None:
 async def test_a_budget_without_thresholds_fires_none() -> None:
     book = _book(BudgetsConfig(thresholds=[]), Store())
     assert await _settle_each(book, [6000, 5000]) == [[], []]
+
+
+async def test_the_event_time_always_carries_milliseconds() -> None:
+    # As the alert events' times do: a clock on a whole second must not drop the fraction
+    # (isoformat() would), or receivers parsing one fixed format fail on about one event in a million.
+    book = _book(BudgetsConfig(thresholds=[50]), Store())
+    events: list[dict[str, Any]] = []
+    book.listeners.append(events.append)
+    assert await _settle_each(book, [6000]) == [[50]]
+    [event] = events
+    assert event["created_at"] == "2026-01-15T00:00:00.000+00:00"

@@ -46,6 +46,7 @@ from switchboard.http.admin.authz import allow
 from switchboard.http.admin.query import refuse_undeclared_query
 from switchboard.http.admin.text_input import refuse_unstorable_input
 from switchboard.limits.cache import LimitCache
+from switchboard.observability.alerts.evaluator import Alerts
 from switchboard.portal.cache import CatalogCache
 from switchboard.routing.live import LiveRouting
 from switchboard.routing.router import Router
@@ -80,6 +81,8 @@ class AdminServices:
     token_revocations: Callable[[], TokenRevocations | None] = field(default=lambda: None)
     # The running budgets (spend/budgets/): cache invalidation and live status (None: not started).
     budgets: Callable[[], BudgetService | None] = field(default=lambda: None)
+    # The alerts (None: no alerts section): a budget deleted or changed resolves its incidents.
+    alerts: Callable[[], Alerts | None] = field(default=lambda: None)
     # Groups, strategies and deployment state (GET/PATCH /admin/v1/routing/groups).
     router: Router | None = field(default=None)
     # Plain REST services (services/): the YAML's and the stored ones' cache (/admin/v1/services).

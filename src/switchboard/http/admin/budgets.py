@@ -177,6 +177,15 @@ async def _changed(request: Request, tenant: str) -> None:
         await service.changed(tenant)
 
 
+async def _ended(request: Request, record: BudgetRecord, *, deleted: bool) -> None:
+    """The budget's open alert incidents at an amount no longer in force resolved (all of them
+    when ``deleted``): no period's end would resolve a total budget's, nor a deleted one's."""
+    alerts = request.app.state.services.alerts()
+    if alerts is not None:
+        await alerts.budget_ended(record.id, None if deleted else record.unit,
+                                  None if deleted else record.max_amount)
+
+
 def _amount(body: BudgetSet) -> Decimal:
     def bad(message: str) -> InvalidRequest:
         return InvalidRequest(f"max_amount: {message}", param="max_amount", code="invalid_value")
@@ -247,6 +256,8 @@ async def set_budget(
     if stored is before:  # the budget as it is already: nothing written, published or audited
         return await shown(request, stored)
     await _changed(request, tenant)
+    if before is not None and (before.max_amount, before.unit) != (stored.max_amount, stored.unit):
+        await _ended(request, stored, deleted=False)
     await audit.record(request, "budget.set", "budget", stored.id,
                        before=None if before is None else public(before), after=public(stored), tenant=tenant)
     return await shown(request, stored, alert=True)
@@ -295,6 +306,7 @@ async def delete_budget(
     if not await stores.budgets.delete(record.tenant_id, budget_id):
         raise NotFound(f"no budget with id '{budget_id[:64]}'", code="budget_not_found")
     await _changed(request, record.tenant_id)
+    await _ended(request, record, deleted=True)
     await audit.record(request, "budget.delete", "budget", budget_id, before=public(record),
                        tenant=record.tenant_id)
     return {"id": budget_id, "object": "budget", "deleted": True}

@@ -15,7 +15,8 @@
   breaker incident, settled for two evaluations, whose deployment is no longer out
   (``tripped``). A trip whose incident is open already keeps that one (moving its last_seen_at).
 - ``budget``: the budget book tells of a threshold's first crossing in a period at the budget's
-  amount (claimed once across instances already); the incident is resolved when the period ends.
+  amount (claimed once across instances already); the incident is resolved when the period ends,
+  or when the admin API deletes the budget or changes its amount (``budget_ended``).
 
 Only the caller that opened (or resolved) an incident in the store sends its event, to the
 rule's webhooks: one ``alert.firing`` and one ``alert.resolved`` per incident however many
@@ -30,6 +31,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from switchboard.background import stop_task
@@ -51,6 +53,14 @@ Tripped = Callable[[str, str], Awaitable[bool]]
 
 def _utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
+
+
+def _same(shown: Any, amount: Decimal) -> bool:
+    """Whether a budget event's ``max_amount`` (USD as a string, tokens as a number) is ``amount``."""
+    try:
+        return Decimal(str(shown)) == amount
+    except ArithmeticError:
+        return False
 
 
 class Alerts:
@@ -131,6 +141,30 @@ class Alerts:
         for rule in self._by_kind.get("budget", ()):
             if rule.watches_budget(scope, percent):
                 self._spawn(self._budget(rule, data))
+
+    async def budget_ended(self, budget_id: str, unit: str | None = None, amount: Decimal | None = None
+                           ) -> None:
+        """The budget was deleted (``amount`` None) or set to ``amount`` of ``unit``: its open
+        incidents (at any other amount) are resolved, with ``resolved_value`` null. Neither the
+        end of a period (never, for a total budget) nor a crossing would end them any more.
+        Called by the admin API after the change; a store that fails is logged, not raised."""
+        rules = {r.name: r for r in self._by_kind.get("budget", ())}
+        store = self._store
+        if store is None or not rules:
+            return
+        try:
+            for incident in await store.open_incidents():
+                rule = rules.get(incident.rule)
+                budget = (incident.details or {}).get("budget")
+                if rule is None or incident.kind != "budget" or not isinstance(budget, dict) \
+                        or budget.get("id") != budget_id:
+                    continue
+                if amount is not None and budget.get("unit") == unit \
+                        and _same(budget.get("max_amount"), amount):
+                    continue  # the incident of the amount in force: its period's end resolves it
+                await self._resolve(rule, incident.subject, None, incident)
+        except Exception as exc:
+            self._complain("alert incidents of budget %s not resolved: %s", budget_id, type(exc).__name__)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         if self._store is None or len(self._tasks) >= MAX_TASKS:

@@ -393,7 +393,8 @@ class BudgetBook:
         event = {
             "id": f"evt_{uuid.uuid4().hex}",
             "type": "budget.threshold",
-            "created_at": now.isoformat(),
+            # Milliseconds always, as the alert events' times: isoformat() drops a zero fraction.
+            "created_at": now.isoformat(timespec="milliseconds"),
             "data": {
                 "budget": budget_fields(budget),
                 "threshold_percent": percent,
