@@ -483,6 +483,47 @@ def test_a_keep_alive_client_is_told_the_connection_closes_after_an_early_413(ed
     conn.close()
 
 
+def _expecting(path: str, key: str, body: bytes, extra: str = "") -> bytes:
+    return (f"POST {path} HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer {key}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            f"Expect: 100-continue\r\n{extra}\r\n").encode()
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages", "/v1/responses"])
+def test_a_bad_key_with_expect_100_continue_gets_401_without_being_told_to_send_its_body(
+    edge: Gateway, path: str,
+) -> None:
+    """curl and other clients hold a large body back until ``100 Continue``: a request whose
+    key is refused is answered at once, and never told to send the body it would send for
+    nothing."""
+    sock = connect(edge)
+    sock.sendall(_expecting(path, "sk-not-a-key", CHAT))
+    reply = read_until_closed(sock)
+    sock.close()
+    assert not reply.startswith(b"HTTP/1.1 100"), reply
+    status, headers, body = split_response(reply)
+    assert status == 401, reply
+    assert headers["connection"] == "close"
+    error = orjson.loads(body)["error"]
+    assert error["type"] == "authentication_error"
+    assert_healthy(edge)
+
+
+def test_a_good_key_with_expect_100_continue_is_told_to_send_its_body(edge: Gateway) -> None:
+    sock = connect(edge)
+    sock.sendall(_expecting("/v1/chat/completions", MASTER_KEY, CHAT))
+    sock.settimeout(10)
+    interim = b""
+    while b"\r\n\r\n" not in interim:
+        interim += sock.recv(65536)
+    assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+    sock.sendall(CHAT)
+    status, _, body = split_response(read_response(sock))
+    sock.close()
+    assert status == 200, body
+    assert orjson.loads(body)["choices"]
+
+
 @pytest.mark.parametrize(("path", "fields", "status"), [
     ("/v1/files", {"purpose": "batch"}, 200),
     ("/v1/audio/transcriptions", {"model": "gpt-4o-mini"}, 400),  # a chat model: read, then refused
