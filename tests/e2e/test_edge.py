@@ -278,6 +278,32 @@ def test_a_messages_body_that_stops_gets_anthropics_408(edge: Gateway) -> None:
     assert_healthy(edge)
 
 
+@pytest.mark.parametrize(("request_bytes", "status", "message"), [
+    (b"POST /v1/messages HTTP/1.1\r\nHost: gateway\r\nbad header line\r\n\r\n", 400,
+     "malformed HTTP request"),
+    (b"POST /v1/messages HTTP/1.1\r\nHost: gateway\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400,
+     "malformed HTTP request"),
+    (b"POST /v1/messages HTTP/1.1\r\nHost: gateway\r\nX-Filler: " + b"a" * (70 * 1024) + b"\r\n\r\n", 431,
+     "the request line and headers exceed the limit of 65536 bytes"),
+    (b"POST /v1/messages?beta=true HTTP/1.1\r\nHost: gateway\r\nanthropic-version: 2023-06-01\r\nx-api", 408,
+     "the request headers did not arrive in time"),
+    (b"POST /v1/models HTTP/1.1\r\nanthropic-version: 2023-06-01\r\nX-Filler: " + b"a" * (70 * 1024), 431,
+     "the request line and headers exceed the limit of 65536 bytes"),
+], ids=["bad-header", "bad-chunk", "431", "408-headers", "431-anthropic-version"])
+def test_what_the_connection_refuses_of_an_anthropic_client_has_anthropics_shape(
+    edge: Gateway, request_bytes: bytes, status: int, message: str,
+) -> None:
+    """The answers written by the connection itself (malformed, oversized or slow headers) read
+    by the Anthropic SDK as they are for any other /v1/messages error."""
+    sock = connect(edge)
+    sock.sendall(request_bytes)
+    got, _, answer = split_response(read_until_closed(sock, deadline=10 * TICK))
+    assert got == status
+    assert orjson.loads(answer) == {"type": "error", "error": {
+        "type": "invalid_request_error", "message": message}}
+    assert_healthy(edge)
+
+
 def test_a_body_that_stops_is_logged_and_counted_as_the_408_it_got(edge: Gateway) -> None:
     """The connection answers 408 when a body stops arriving; the request's log line, the
     metrics and the ledger record that 408, not a client that left (499)."""

@@ -20,20 +20,22 @@ uvicorn does not do by itself:
 - a streamed (unknown-length) reply to an HTTP/1.0 client is sent as-is and ended by closing the
   connection, since HTTP/1.0 has no chunked encoding.
 
-Every refusal is an OpenAI-shaped JSON error. Relies on these uvicorn internals (0.55), to be
-rechecked on every uvicorn upgrade: the ``HttpToolsProtocol`` methods ``connection_made``,
-``connection_lost``, ``data_received``, ``on_body``, ``pause_writing``, ``resume_writing`` and
-``send_400_response`` (overridden, each calling the original except the last),
-``on_response_complete`` and ``_unset_keepalive_if_required`` (replaced: the keep-alive timer is
-one per connection), ``on_headers_complete`` and ``on_message_complete`` (replaced by uvicorn's
-steps written out, so the request's cycle is built without a keyword-argument call and no
-``super()`` call is paid per request: to be compared with uvicorn's own on every upgrade;
-tests/unit/test_protocol_scope.py compares the scope and cycle the application gets), the
-module's ``service_unavailable``, and the protocol's attributes ``cycle``, ``flow``,
-``connections``, ``tasks``, ``pipeline``, ``timeout_keep_alive``, ``timeout_keep_alive_task``,
-``timeout_keep_alive_handler``, ``_start_asgi_task``, ``_should_upgrade``, ``url``, ``headers``,
-``expect_100_continue``, ``scope``, ``root_path``, ``limit_concurrency``, ``app``, ``parser``,
-``transport``, ``loop``, ``logger``, ``access_logger``, ``access_log``, ``server_state``; and
+Every refusal is an OpenAI-shaped JSON error, or Anthropic's for an Anthropic client's request
+(its path under ``/v1/messages`` or an ``anthropic-version`` header, as far as they arrived).
+Relies on these uvicorn internals (0.55), to be rechecked on every uvicorn upgrade: the
+``HttpToolsProtocol`` methods ``connection_made``, ``connection_lost``, ``data_received``,
+``on_body``, ``pause_writing``, ``resume_writing`` and ``send_400_response`` (overridden, each
+calling the original except the last), ``on_response_complete`` and
+``_unset_keepalive_if_required`` (replaced: the keep-alive timer is one per connection),
+``on_headers_complete`` and ``on_message_complete`` (replaced by uvicorn's steps written out, so
+the request's cycle is built without a keyword-argument call and no ``super()`` call is paid per
+request: to be compared with uvicorn's own on every upgrade; tests/unit/test_protocol_scope.py
+compares the scope and cycle the application gets), the module's ``service_unavailable``, and
+the protocol's attributes ``cycle``, ``flow``, ``connections``, ``tasks``, ``pipeline``,
+``timeout_keep_alive``, ``timeout_keep_alive_task``, ``timeout_keep_alive_handler``,
+``_start_asgi_task``, ``_should_upgrade``, ``url``, ``headers``, ``expect_100_continue``,
+``scope``, ``root_path``, ``limit_concurrency``, ``app``, ``parser``, ``transport``, ``loop``,
+``logger``, ``access_logger``, ``access_log``, ``server_state``; and
 ``RequestResponseCycle.__init__``'s attributes (http/cycle.py's ``new_cycle`` sets them itself)
 and ``send`` (wrapped for HTTP/1.0, and for a body that spans reads) with the cycle's
 ``transport``, ``keep_alive``, ``chunked_encoding``, ``expected_content_length``, ``more_body``,
@@ -542,13 +544,10 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             cycle.message_event.set()
         self.logger.info("connection closed: %s", why)
         if not answered:
-            # A body that stopped: its request's path and headers are known, and an Anthropic
-            # client reads only Anthropic's error shape.
-            scope = self.scope
-            anthropic = self._phase == _BODY and from_anthropic_client(scope.get("path", ""),
-                                                                       scope["headers"])
+            # Headers or a body that stopped: as much of the request's path and headers as
+            # arrived tells an Anthropic client, which reads only Anthropic's error shape.
             self.transport.write(error_response(408, "Request Timeout", why, "invalid_request_error",
-                                                "request_timeout", anthropic))
+                                                "request_timeout", self._anthropic()))
         self._close_now()
 
     # Closing
@@ -569,8 +568,16 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             if cycle.response_started:  # a reply is half written: nothing else can follow it
                 self._close_now()
                 return
-        self.transport.write(error_response(status, reason, message, type_, code))
+        self.transport.write(error_response(status, reason, message, type_, code, self._anthropic()))
         self._linger(linger)
+
+    def _anthropic(self) -> bool:
+        """Whether the request answered by the connection itself is an Anthropic client's, by
+        as much of its path and headers as arrived: its SDK reads only Anthropic's error shape.
+        Refusals only: nothing here runs for a request that is served."""
+        url = getattr(self, "url", None) or b""  # none before a request line began
+        path = url.partition(b"?")[0].decode("latin-1")
+        return from_anthropic_client(path, self.headers or ())
 
     def _linger(self, seconds: float) -> None:
         """Stop answering; read and discard what the client still sends, for at most ``seconds``
