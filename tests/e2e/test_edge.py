@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import http.client
 import json
 import re
@@ -335,6 +336,40 @@ def test_a_body_that_stops_is_logged_and_counted_as_the_408_it_got(edge: Gateway
         assert time.monotonic() < deadline, "the upload's 408 was never counted"
         time.sleep(0.05)
     assert_healthy(edge)
+
+
+@pytest.mark.parametrize(("start", "endless"), [
+    (b"1\r\n{\r\n0\r\n", b"X-Trailer: " + b"t" * 100 + b"\r\n"),  # field after field
+    (b"1\r\n{\r\n0\r\nX-Trailer: ", b"t" * 1000),  # one value without end
+    (b"1", b";" + b"e" * 1000),  # a chunk extension without end
+], ids=["fields", "one-value", "extension"])
+def test_an_endless_trailer_section_of_a_chunked_body_gets_431(
+    edge: Gateway, start: bytes, endless: bytes,
+) -> None:
+    """Trailer fields (after the last chunk) and chunk extensions are bounded like the headers:
+    the gateway does not keep them until the body timeout, growing its memory all along."""
+    sock = connect(edge)
+    head = request_head("POST", "/v1/chat/completions", extra="Content-Type: application/json\r\n"
+                        "Transfer-Encoding: chunked\r\n")
+    sock.sendall(head + start)
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # answered and closed meanwhile
+        sock.sendall(endless * (2 * MIB // len(endless)))
+    status, _, body = split_response(read_until_closed(sock, deadline=10 * TICK))
+    assert status == 431
+    assert error_code(body) == "request_header_fields_too_large"
+    assert_healthy(edge)
+
+
+def test_a_chunked_body_in_one_byte_chunks_with_a_trailer_passes(edge: Gateway) -> None:
+    sock = connect(edge)
+    head = request_head("POST", "/v1/chat/completions", extra="Content-Type: application/json\r\n"
+                        "Transfer-Encoding: chunked\r\n")
+    sock.sendall(head)
+    sock.sendall(b"".join(b"1\r\n%c\r\n" % byte for byte in CHAT) + b"0\r\nX-Checksum: abc\r\n\r\n")
+    status, _, body = split_response(read_response(sock))
+    sock.close()
+    assert status == 200, body
+    assert orjson.loads(body)["choices"]
 
 
 def test_a_chunked_body_that_stops_gets_408(edge: Gateway) -> None:
