@@ -550,7 +550,8 @@ def _expecting(path: str, key: str, body: bytes, extra: str = "") -> bytes:
             f"Expect: 100-continue\r\n{extra}\r\n").encode()
 
 
-@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages", "/v1/responses"])
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages", "/v1/responses", "/v1/batches",
+                                  "/v1/messages/batches", "/v1/files"])
 def test_a_bad_key_with_expect_100_continue_gets_401_without_being_told_to_send_its_body(
     edge: Gateway, path: str,
 ) -> None:

@@ -149,6 +149,21 @@ def count_refused(state: ServerState, scope: Scope, started: float, err: Gateway
     unserved(ctx)
 
 
+async def key_before_continue(state: ServerState, headers: dict[str, str]) -> GatewayError | None:
+    """A request sending ``Expect: 100-continue`` waits for the server's go-ahead before its
+    body: its key is checked first, so a bad one is answered 401 and the body never sent (the
+    first receive() would have told the client to send it). The chain checks the key again;
+    only such requests pay twice. Callers test for an ``expect`` header first."""
+    authenticate = state.authenticate
+    if authenticate is None or headers["expect"].strip().lower() != "100-continue":
+        return None
+    try:
+        await authenticate(headers)
+    except GatewayError as err:
+        return err
+    return None
+
+
 class Responder:
     """Writes one response, and records in ``ctx.outcome`` what the client was sent."""
 
@@ -289,7 +304,7 @@ class Endpoint:
         current = CURRENT.set((rid, None))  # the request id on every log line about it
         try:
             if failure is None and self._limit is not None and "expect" in headers:
-                failure = await self._before_continue(headers)
+                failure = await key_before_continue(self._state, headers)
             if failure is None:
                 failure = await self._read_body(ctx, receive)
             if failure is not None:
@@ -310,20 +325,6 @@ class Endpoint:
         finally:
             await finish(ctx, scope, self._state.unserved)
             CURRENT.reset(current)
-
-    async def _before_continue(self, headers: dict[str, str]) -> GatewayError | None:
-        """A request sending ``Expect: 100-continue`` waits for the server's go-ahead before its
-        body: the key is checked first, so a bad one is answered 401 and the body never sent (the
-        first receive() would have told the client to send it). The chain checks the key again;
-        only such requests pay twice."""
-        authenticate = self._state.authenticate
-        if authenticate is None or headers["expect"].strip().lower() != "100-continue":
-            return None
-        try:
-            await authenticate(headers)
-        except GatewayError as err:
-            return err
-        return None
 
     async def _read_body(self, ctx: RequestContext, receive: Receive) -> GatewayError | None:
         if self._limit is None:
