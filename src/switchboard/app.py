@@ -75,6 +75,7 @@ class SwitchboardApp:
         # With metrics on, what the edge refuses before a chain runs is counted too.
         metrics = self.gateway.metrics
         self.state = ServerState(metrics.observe_unserved if metrics is not None else None)
+        self.state.authenticate = self.gateway.authenticator.authenticate
         # server.cors: None while no origin is allowed, so a request pays one attribute test.
         self._cors = Cors(settings.server.cors, self.state) if settings.server.cors.enabled else None
         self.routes: dict[tuple[str, str], ASGIApp] = {}

@@ -138,6 +138,15 @@ def test_a_preflight_not_allowed_is_403_without_the_allow_headers(cors: Gateway)
     assert "'x-custom'" in cases["header"].json()["error"]["message"]
 
 
+def test_a_preflight_not_allowed_on_the_messages_api_is_refused_in_anthropics_shape(cors: Gateway) -> None:
+    resp = preflight(cors, "/v1/messages", EVIL, headers="x-api-key, anthropic-version, content-type")
+    assert resp.status_code == 403, resp.text
+    assert resp.json() == {"type": "error", "error": {
+        "type": "permission_error",
+        "message": "this origin may not call the API from a browser (server.cors.allow_origins)"}}
+    assert cors_headers(resp) == {}
+
+
 def test_a_requested_header_that_is_no_header_name_is_refused_not_echoed(cors: Gateway) -> None:
     # Within an allowed prefix (x-stainless-*), but no header name (a control character does
     # not get this far: the connection refuses it as malformed HTTP). It is not echoed back.

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import http.client
 import json
 import re
@@ -278,6 +279,32 @@ def test_a_messages_body_that_stops_gets_anthropics_408(edge: Gateway) -> None:
     assert_healthy(edge)
 
 
+@pytest.mark.parametrize(("request_bytes", "status", "message"), [
+    (b"POST /v1/messages HTTP/1.1\r\nHost: gateway\r\nbad header line\r\n\r\n", 400,
+     "malformed HTTP request"),
+    (b"POST /v1/messages HTTP/1.1\r\nHost: gateway\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400,
+     "malformed HTTP request"),
+    (b"POST /v1/messages HTTP/1.1\r\nHost: gateway\r\nX-Filler: " + b"a" * (70 * 1024) + b"\r\n\r\n", 431,
+     "the request line and headers exceed the limit of 65536 bytes"),
+    (b"POST /v1/messages?beta=true HTTP/1.1\r\nHost: gateway\r\nanthropic-version: 2023-06-01\r\nx-api", 408,
+     "the request headers did not arrive in time"),
+    (b"POST /v1/models HTTP/1.1\r\nanthropic-version: 2023-06-01\r\nX-Filler: " + b"a" * (70 * 1024), 431,
+     "the request line and headers exceed the limit of 65536 bytes"),
+], ids=["bad-header", "bad-chunk", "431", "408-headers", "431-anthropic-version"])
+def test_what_the_connection_refuses_of_an_anthropic_client_has_anthropics_shape(
+    edge: Gateway, request_bytes: bytes, status: int, message: str,
+) -> None:
+    """The answers written by the connection itself (malformed, oversized or slow headers) read
+    by the Anthropic SDK as they are for any other /v1/messages error."""
+    sock = connect(edge)
+    sock.sendall(request_bytes)
+    got, _, answer = split_response(read_until_closed(sock, deadline=10 * TICK))
+    assert got == status
+    assert orjson.loads(answer) == {"type": "error", "error": {
+        "type": "invalid_request_error", "message": message}}
+    assert_healthy(edge)
+
+
 def test_a_body_that_stops_is_logged_and_counted_as_the_408_it_got(edge: Gateway) -> None:
     """The connection answers 408 when a body stops arriving; the request's log line, the
     metrics and the ledger record that 408, not a client that left (499)."""
@@ -309,6 +336,40 @@ def test_a_body_that_stops_is_logged_and_counted_as_the_408_it_got(edge: Gateway
         assert time.monotonic() < deadline, "the upload's 408 was never counted"
         time.sleep(0.05)
     assert_healthy(edge)
+
+
+@pytest.mark.parametrize(("start", "endless"), [
+    (b"1\r\n{\r\n0\r\n", b"X-Trailer: " + b"t" * 100 + b"\r\n"),  # field after field
+    (b"1\r\n{\r\n0\r\nX-Trailer: ", b"t" * 1000),  # one value without end
+    (b"1", b";" + b"e" * 1000),  # a chunk extension without end
+], ids=["fields", "one-value", "extension"])
+def test_an_endless_trailer_section_of_a_chunked_body_gets_431(
+    edge: Gateway, start: bytes, endless: bytes,
+) -> None:
+    """Trailer fields (after the last chunk) and chunk extensions are bounded like the headers:
+    the gateway does not keep them until the body timeout, growing its memory all along."""
+    sock = connect(edge)
+    head = request_head("POST", "/v1/chat/completions", extra="Content-Type: application/json\r\n"
+                        "Transfer-Encoding: chunked\r\n")
+    sock.sendall(head + start)
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # answered and closed meanwhile
+        sock.sendall(endless * (2 * MIB // len(endless)))
+    status, _, body = split_response(read_until_closed(sock, deadline=10 * TICK))
+    assert status == 431
+    assert error_code(body) == "request_header_fields_too_large"
+    assert_healthy(edge)
+
+
+def test_a_chunked_body_in_one_byte_chunks_with_a_trailer_passes(edge: Gateway) -> None:
+    sock = connect(edge)
+    head = request_head("POST", "/v1/chat/completions", extra="Content-Type: application/json\r\n"
+                        "Transfer-Encoding: chunked\r\n")
+    sock.sendall(head)
+    sock.sendall(b"".join(b"1\r\n%c\r\n" % byte for byte in CHAT) + b"0\r\nX-Checksum: abc\r\n\r\n")
+    status, _, body = split_response(read_response(sock))
+    sock.close()
+    assert status == 200, body
+    assert orjson.loads(body)["choices"]
 
 
 def test_a_chunked_body_that_stops_gets_408(edge: Gateway) -> None:
@@ -481,6 +542,48 @@ def test_a_keep_alive_client_is_told_the_connection_closes_after_an_early_413(ed
     assert resp.status == 200
     assert json.loads(resp.read())["choices"]
     conn.close()
+
+
+def _expecting(path: str, key: str, body: bytes, extra: str = "") -> bytes:
+    return (f"POST {path} HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer {key}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            f"Expect: 100-continue\r\n{extra}\r\n").encode()
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages", "/v1/responses", "/v1/batches",
+                                  "/v1/messages/batches", "/v1/files"])
+def test_a_bad_key_with_expect_100_continue_gets_401_without_being_told_to_send_its_body(
+    edge: Gateway, path: str,
+) -> None:
+    """curl and other clients hold a large body back until ``100 Continue``: a request whose
+    key is refused is answered at once, and never told to send the body it would send for
+    nothing."""
+    sock = connect(edge)
+    sock.sendall(_expecting(path, "sk-not-a-key", CHAT))
+    reply = read_until_closed(sock)
+    sock.close()
+    assert not reply.startswith(b"HTTP/1.1 100"), reply
+    status, headers, body = split_response(reply)
+    assert status == 401, reply
+    assert headers["connection"] == "close"
+    error = orjson.loads(body)["error"]
+    assert error["type"] == "authentication_error"
+    assert_healthy(edge)
+
+
+def test_a_good_key_with_expect_100_continue_is_told_to_send_its_body(edge: Gateway) -> None:
+    sock = connect(edge)
+    sock.sendall(_expecting("/v1/chat/completions", MASTER_KEY, CHAT))
+    sock.settimeout(10)
+    interim = b""
+    while b"\r\n\r\n" not in interim:
+        interim += sock.recv(65536)
+    assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+    sock.sendall(CHAT)
+    status, _, body = split_response(read_response(sock))
+    sock.close()
+    assert status == 200, body
+    assert orjson.loads(body)["choices"]
 
 
 @pytest.mark.parametrize(("path", "fields", "status"), [

@@ -30,6 +30,7 @@ import orjson
 
 from switchboard.config.schema import CorsConfig
 from switchboard.errors import PermissionDenied
+from switchboard.http.anthropic.errors import error_body, from_anthropic_client
 from switchboard.http.asgi import JSON_CT, Message, Scope, Send, header_dict, send_bytes
 from switchboard.http.endpoint import count_refused, request_id
 from switchboard.http.state import ServerState
@@ -144,7 +145,9 @@ class Cors:
         refusal = self._refusal(origin, method, asked)
         if refusal is not None:
             err = PermissionDenied(refusal, code="cors_not_allowed")
-            body = orjson.dumps(err.to_openai())
+            # On the Messages API its own error shape, as every other answer there has.
+            anthropic = from_anthropic_client(scope["path"], scope["headers"])
+            body = orjson.dumps(error_body(err) if anthropic else err.to_openai())
             await send_bytes(send, err.status, body, [rid, (b"vary", b"origin")], JSON_CT)
             count_refused(self._state, scope, started, err)
             return

@@ -149,6 +149,21 @@ def count_refused(state: ServerState, scope: Scope, started: float, err: Gateway
     unserved(ctx)
 
 
+async def key_before_continue(state: ServerState, headers: dict[str, str]) -> GatewayError | None:
+    """A request sending ``Expect: 100-continue`` waits for the server's go-ahead before its
+    body: its key is checked first, so a bad one is answered 401 and the body never sent (the
+    first receive() would have told the client to send it). The chain checks the key again;
+    only such requests pay twice. Callers test for an ``expect`` header first."""
+    authenticate = state.authenticate
+    if authenticate is None or headers["expect"].strip().lower() != "100-continue":
+        return None
+    try:
+        await authenticate(headers)
+    except GatewayError as err:
+        return err
+    return None
+
+
 class Responder:
     """Writes one response, and records in ``ctx.outcome`` what the client was sent."""
 
@@ -288,6 +303,8 @@ class Endpoint:
         out = Responder(send, ctx, request_id_headers(rid, self.inbound.dialect), self._timed)
         current = CURRENT.set((rid, None))  # the request id on every log line about it
         try:
+            if failure is None and self._limit is not None and "expect" in headers:
+                failure = await key_before_continue(self._state, headers)
             if failure is None:
                 failure = await self._read_body(ctx, receive)
             if failure is not None:

@@ -5,7 +5,8 @@ uvicorn does not do by itself:
 
 - the request line and headers are bounded in size (431) and in time (408); the size is counted
   as bytes are fed to the parser, so an oversized or endless header is never buffered whole, and
-  measured exactly once the headers are complete;
+  measured exactly once the headers are complete; a chunked body's trailer fields and chunk
+  extensions are bounded too (431), counted as the body's bytes arrive;
 - the request body must keep arriving: a gap between body reads longer than the body timeout
   ends the request (408 when nothing was answered yet);
 - the answer must keep leaving: once the connection's write buffer is full (uvicorn then holds
@@ -20,20 +21,23 @@ uvicorn does not do by itself:
 - a streamed (unknown-length) reply to an HTTP/1.0 client is sent as-is and ended by closing the
   connection, since HTTP/1.0 has no chunked encoding.
 
-Every refusal is an OpenAI-shaped JSON error. Relies on these uvicorn internals (0.55), to be
-rechecked on every uvicorn upgrade: the ``HttpToolsProtocol`` methods ``connection_made``,
-``connection_lost``, ``data_received``, ``on_body``, ``pause_writing``, ``resume_writing`` and
-``send_400_response`` (overridden, each calling the original except the last),
-``on_response_complete`` and ``_unset_keepalive_if_required`` (replaced: the keep-alive timer is
-one per connection), ``on_headers_complete`` and ``on_message_complete`` (replaced by uvicorn's
-steps written out, so the request's cycle is built without a keyword-argument call and no
-``super()`` call is paid per request: to be compared with uvicorn's own on every upgrade;
-tests/unit/test_protocol_scope.py compares the scope and cycle the application gets), the
-module's ``service_unavailable``, and the protocol's attributes ``cycle``, ``flow``,
-``connections``, ``tasks``, ``pipeline``, ``timeout_keep_alive``, ``timeout_keep_alive_task``,
-``timeout_keep_alive_handler``, ``_start_asgi_task``, ``_should_upgrade``, ``url``, ``headers``,
-``expect_100_continue``, ``scope``, ``root_path``, ``limit_concurrency``, ``app``, ``parser``,
-``transport``, ``loop``, ``logger``, ``access_logger``, ``access_log``, ``server_state``; and
+Every refusal is an OpenAI-shaped JSON error, or Anthropic's for an Anthropic client's request
+(its path under ``/v1/messages`` or an ``anthropic-version`` header, as far as they arrived).
+Relies on these uvicorn internals (0.55), to be rechecked on every uvicorn upgrade: the
+``HttpToolsProtocol`` methods ``connection_made``, ``connection_lost``, ``data_received``,
+``on_body``, ``pause_writing``, ``resume_writing`` and ``send_400_response`` (overridden, each
+calling the original except the last), ``on_chunk_header`` (uvicorn has none; httptools calls
+it when defined), ``on_response_complete`` and
+``_unset_keepalive_if_required`` (replaced: the keep-alive timer is one per connection),
+``on_headers_complete`` and ``on_message_complete`` (replaced by uvicorn's steps written out, so
+the request's cycle is built without a keyword-argument call and no ``super()`` call is paid per
+request: to be compared with uvicorn's own on every upgrade; tests/unit/test_protocol_scope.py
+compares the scope and cycle the application gets), the module's ``service_unavailable``, and
+the protocol's attributes ``cycle``, ``flow``, ``connections``, ``tasks``, ``pipeline``,
+``timeout_keep_alive``, ``timeout_keep_alive_task``, ``timeout_keep_alive_handler``,
+``_start_asgi_task``, ``_should_upgrade``, ``url``, ``headers``, ``expect_100_continue``,
+``scope``, ``root_path``, ``limit_concurrency``, ``app``, ``parser``, ``transport``, ``loop``,
+``logger``, ``access_logger``, ``access_log``, ``server_state``; and
 ``RequestResponseCycle.__init__``'s attributes (http/cycle.py's ``new_cycle`` sets them itself)
 and ``send`` (wrapped for HTTP/1.0, and for a body that spans reads) with the cycle's
 ``transport``, ``keep_alive``, ``chunked_encoding``, ``expected_content_length``, ``more_body``,
@@ -72,6 +76,9 @@ LINGER_MAX_BYTES = 1024 * MIB
 # A connection past the cap gets its 503 at once and a short linger for its request to arrive.
 REFUSED_LINGER_SECONDS = 2.0
 REFUSAL_LOG_INTERVAL = 10.0
+# What a chunked body may take on the wire beyond its data, per chunk (the size line and CRLFs, a
+# short extension); its trailer fields are bounded by server.max_header_bytes on top.
+CHUNK_FRAMING_BYTES = 64
 
 _HEADERS, _BODY = 0, 1
 _UNBOUNDED = sys.maxsize
@@ -175,6 +182,12 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._body_timed = False
         self._body_seen = 0.0  # loop time of the last body read
         self._body_got = 0  # body bytes of the current request received so far
+        # Of a timed body (counted from when its timing began): the bytes read, the body bytes
+        # got when it began, and its chunks; what is read beyond the body (chunk framing and
+        # extensions, trailer fields) is bounded, as headers are (see data_received).
+        self._wire = 0
+        self._wire_body = 0
+        self._chunks = 0
         self._linger_timer: asyncio.TimerHandle | None = None
         self._linger_left = 0
         self._lingering = False
@@ -232,6 +245,8 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             return
         if self._phase == _HEADERS:
             self._header_bytes += len(data)
+        else:
+            self._wire += len(data)
         super().data_received(data)
         if self.transport.is_closing() or self._lingering:
             return
@@ -240,13 +255,21 @@ class GatewayHttpProtocol(HttpToolsProtocol):
                 self._header_too_large()
             elif self._header_timer is None:
                 self._header_timer = self.loop.call_later(self.limits.header_timeout, self._header_timeout)
-        elif self._phase == _BODY and not self._body_timed:
-            # The body spans reads (this runs once per such request, before its task starts).
-            self._body_timed = True
-            self._body_seen = self.loop.time()
-            if self._body_timer is None:  # one left by an earlier request fires early, and waits on
-                self._body_timer = self.loop.call_later(self.limits.body_timeout, self._body_timeout)
-            self._close_if_answered_early()
+        elif self._phase == _BODY:
+            if not self._body_timed:
+                # The body spans reads (this runs once per such request, before its task starts).
+                self._body_timed = True
+                self._body_seen = self.loop.time()
+                if self._body_timer is None:  # one left by an earlier request fires early, and waits on
+                    self._body_timer = self.loop.call_later(self.limits.body_timeout, self._body_timeout)
+                self._wire, self._wire_body, self._chunks = 0, self._body_got, 0
+                self._close_if_answered_early()
+            elif (self._wire - self._body_got + self._wire_body
+                  > self.limits.max_header_bytes + CHUNK_FRAMING_BYTES * self._chunks):
+                # Trailer fields are kept (by the parser, then in the request's headers) as they
+                # arrive, after the header bound was checked; without this an endless trailer
+                # section would grow the worker's memory until the body timeout.
+                self._trailer_too_large()
 
     # Write flow control
 
@@ -371,6 +394,10 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         else:  # pipelined: queued behind the request being answered
             self.flow.pause_reading()
             self.pipeline.appendleft((cycle, app))
+
+    def on_chunk_header(self) -> None:
+        # httptools calls it (per chunk of a chunked body) only because it is defined.
+        self._chunks += 1
 
     def on_body(self, body: bytes) -> None:
         if self._lingering:
@@ -500,6 +527,15 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             "invalid_request_error", "request_header_fields_too_large", LINGER_SECONDS,
         )
 
+    def _trailer_too_large(self) -> None:
+        limit = self.limits.max_header_bytes
+        self.logger.info("chunked body's trailer fields or chunk framing over %d bytes refused", limit)
+        self._refuse(
+            431, "Request Header Fields Too Large",
+            f"the chunked body's trailer fields and chunk extensions exceed the limit of {limit} bytes",
+            "invalid_request_error", "request_header_fields_too_large", LINGER_SECONDS,
+        )
+
     def _header_timeout(self) -> None:
         self._header_timer = None
         if self.transport.is_closing() or self._lingering or self._phase != _HEADERS:
@@ -542,13 +578,10 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             cycle.message_event.set()
         self.logger.info("connection closed: %s", why)
         if not answered:
-            # A body that stopped: its request's path and headers are known, and an Anthropic
-            # client reads only Anthropic's error shape.
-            scope = self.scope
-            anthropic = self._phase == _BODY and from_anthropic_client(scope.get("path", ""),
-                                                                       scope["headers"])
+            # Headers or a body that stopped: as much of the request's path and headers as
+            # arrived tells an Anthropic client, which reads only Anthropic's error shape.
             self.transport.write(error_response(408, "Request Timeout", why, "invalid_request_error",
-                                                "request_timeout", anthropic))
+                                                "request_timeout", self._anthropic()))
         self._close_now()
 
     # Closing
@@ -569,8 +602,16 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             if cycle.response_started:  # a reply is half written: nothing else can follow it
                 self._close_now()
                 return
-        self.transport.write(error_response(status, reason, message, type_, code))
+        self.transport.write(error_response(status, reason, message, type_, code, self._anthropic()))
         self._linger(linger)
+
+    def _anthropic(self) -> bool:
+        """Whether the request answered by the connection itself is an Anthropic client's, by
+        as much of its path and headers as arrived: its SDK reads only Anthropic's error shape.
+        Refusals only: nothing here runs for a request that is served."""
+        url = getattr(self, "url", None) or b""  # none before a request line began
+        path = url.partition(b"?")[0].decode("latin-1")
+        return from_anthropic_client(path, self.headers or ())
 
     def _linger(self, seconds: float) -> None:
         """Stop answering; read and discard what the client still sends, for at most ``seconds``

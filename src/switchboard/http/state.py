@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from types import FrameType
 from typing import Any
 
@@ -46,6 +46,9 @@ class ServerState:
         # body timed out or its client gone while sending it; an unknown URL or method) is handed
         # here, as the chain's observe stage would have: nothing else would count it.
         self.unserved = unserved
+        # The gateway's key check (pipeline/auth.py), for a request with ``Expect: 100-continue``:
+        # its key is checked before the client is told to send the body (http/endpoint.py).
+        self.authenticate: Callable[[dict[str, str]], Awaitable[Any]] | None = None
         # Between the first signal and the end of drain_seconds.
         self._in_drain = False
         self._previous: dict[int, Any] = {}

@@ -31,6 +31,7 @@ from switchboard.http.endpoint import (
     Responder,
     check_content_type,
     finish,
+    key_before_continue,
     request_headers,
     request_id,
     request_id_headers,
@@ -184,6 +185,10 @@ class FilesEndpoint:
             else:
                 if action in _JSON_BODIES:
                     limit = self._max_message_batch if action == "create_message_batch" else MAX_JSON_BYTES
+                    refused = await key_before_continue(self._state, headers) if "expect" in headers else None
+                    if refused is not None:
+                        await out.error(refused)
+                        return
                     try:
                         check_content_type(headers)
                         body = await read_body(receive, limit, headers.get("content-length"))
