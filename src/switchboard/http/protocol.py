@@ -519,20 +519,17 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         return 0
 
     def _header_too_large(self) -> None:
-        limit = self.limits.max_header_bytes
-        self.logger.info("request headers over %d bytes refused", limit)
-        self._refuse(
-            431, "Request Header Fields Too Large",
-            f"the request line and headers exceed the limit of {limit} bytes",
-            "invalid_request_error", "request_header_fields_too_large", LINGER_SECONDS,
-        )
+        self._fields_too_large("request headers", "the request line and headers")
 
     def _trailer_too_large(self) -> None:
+        self._fields_too_large("chunked body's trailer fields or chunk framing",
+                               "the chunked body's trailer fields and chunk extensions")
+
+    def _fields_too_large(self, logged: str, what: str) -> None:
         limit = self.limits.max_header_bytes
-        self.logger.info("chunked body's trailer fields or chunk framing over %d bytes refused", limit)
+        self.logger.info("%s over %d bytes refused", logged, limit)
         self._refuse(
-            431, "Request Header Fields Too Large",
-            f"the chunked body's trailer fields and chunk extensions exceed the limit of {limit} bytes",
+            431, "Request Header Fields Too Large", f"{what} exceed the limit of {limit} bytes",
             "invalid_request_error", "request_header_fields_too_large", LINGER_SECONDS,
         )
 
