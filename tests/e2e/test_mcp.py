@@ -633,7 +633,7 @@ def test_malformed_json_rpc_from_the_client(deployment: Deployment) -> None:
         "data": {"status": 404, "type": "not_found_error", "code": "method_not_found"}}}
     # A progress token neither a string nor an integer is the client's error, never sent on (the
     # server's refusal would be recorded as a 502 of the server).
-    for token in ([1], {"t": 1}, True):
+    for token in ([1], {"t": 1}, True, 1.5, 2**64, -(2**63) - 1):
         tokened = deployment.post({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {
             "name": "math__add", "arguments": {"a": 1, "b": 2}, "_meta": {"progressToken": token}}})
         assert tokened.json()["id"] == 9 and tokened.json()["error"]["code"] == -32602, tokened.text
