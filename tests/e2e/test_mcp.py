@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -483,6 +484,39 @@ def test_a_down_server_comes_back_after_a_success(deployment: Deployment) -> Non
                 server.process.stop()
 
     run(scenario())
+
+
+def test_a_server_whose_connection_is_never_accepted_is_unreachable_and_goes_down(
+        deployment: Deployment) -> None:
+    """A server whose port takes no connection (its listen queue full: the connect hangs) fails
+    after its connect_timeout_seconds as unreachable, naming the connect timeout, not as a slow
+    answer; counted as any failure to reach it, so it is soon down and refused at once."""
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    resp = httpx.post(f"{deployment.gateway.url}/admin/v1/tenants", json={"id": tenant}, headers=ADMIN,
+                      timeout=10)
+    assert resp.status_code == 201, resp.text
+    with socket.socket() as mute, socket.socket() as filler:
+        mute.bind(("127.0.0.1", 0))
+        mute.listen(0)  # never accepted: once the queue holds one connection, connects hang
+        filler.connect(mute.getsockname())
+        resp = httpx.post(f"{deployment.gateway.url}/admin/v1/mcp/servers", headers=ADMIN, timeout=10, json={
+            "name": "mute", "url": f"http://127.0.0.1:{mute.getsockname()[1]}/mcp", "tenant": tenant,
+            "connect_timeout_seconds": 1, "health_check_seconds": 0})
+        assert resp.status_code == 201, resp.text
+        key, _ = deployment.key(tenant=tenant)
+
+        async def scenario() -> None:
+            async with session(deployment, key) as client:
+                for _ in range(2):
+                    failed = await refusal(client, "mute__anything", {})
+                    assert failed.error.data["code"] == "upstream_unreachable", failed.error  # type: ignore[index]
+                    assert "connect_timeout_seconds" in failed.error.message, failed.error
+                started = time.monotonic()
+                down = await refusal(client, "mute__anything", {})
+                assert down.error.data["code"] == "mcp_server_unavailable", down.error  # type: ignore[index]
+                assert time.monotonic() - started < 0.9  # refused at once, no connect attempted
+
+        run(scenario())
 
 
 def test_a_tenants_own_server_serves_that_tenant_only(deployment: Deployment) -> None:

@@ -258,6 +258,13 @@ class Upstream:
             try:
                 async with asyncio.timeout(wait):
                     result = await self._request(method, params, headers, _scrubbing(notify, headers))
+            except aiohttp.ConnectionTimeoutError:
+                # Not a slow answer: no connection within connect_timeout_seconds (aiohttp's is a
+                # TimeoutError too), a failure to reach the server, counted as a refused one is.
+                self._failed()
+                raise UpstreamUnreachable(
+                    f"cannot reach the MCP server '{self.name}' (no connection within "
+                    f"connect_timeout_seconds, {self.server.connect_timeout_seconds:g} s)") from None
             except TimeoutError:
                 if method != "tools/call":  # a slow tool is not a down server
                     self._failed()
