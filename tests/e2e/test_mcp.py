@@ -40,7 +40,7 @@ CUTTING_SECRET = "mcp-cutting-secret-0123456789abcdef"
 def upstreams() -> Iterator[dict[str, McpUpstream]]:
     started = start_mcp_servers({"notes": ("notes", "streamable-http"), "math": ("math", "streamable-http"),
                                  "malformed": ("malformed", "streamable-http"), "legacy": ("notes", "sse"),
-                                 "cutting": ("cutting", "streamable-http")})
+                                 "cutting": ("cutting", "streamable-http"), "stray": ("stray", "sse")})
     yield started
     for server in started.values():
         server.process.stop()
@@ -67,6 +67,7 @@ def mcp_config(upstreams: dict[str, McpUpstream], phoenix: int, otlp: OtlpReceiv
             {"name": "cutting", "url": upstreams["cutting"].url,
              "headers": {"Authorization": f"Bearer {CUTTING_SECRET}"}},
             {"name": "legacy", "url": upstreams["legacy"].url, "transport": "sse"},
+            {"name": "stray", "url": upstreams["stray"].url, "transport": "sse"},
             {"name": "secret", "url": upstreams["math"].url, "tenant": "tenant-b"},
             {"name": "narrow", "url": upstreams["notes"].url, "max_concurrency": 1, "timeout_seconds": 2},
             # Nothing listens here until a test starts a server: down, then back.
@@ -400,6 +401,50 @@ def test_requests_name_the_protocol_revision_the_server_negotiated(deployment: D
     async def scenario() -> None:
         async with session(deployment, key) as client:
             assert text_of(await client.call_tool("cutting__protocol", {})) == "2025-03-26"
+
+    run(scenario())
+
+
+def test_a_servers_error_is_passed_on_alike_in_a_stream_and_as_json(deployment: Deployment) -> None:
+    """A server's JSON-RPC error of id null (one it could not tie to a request) in an SSE answer
+    is its error, passed on as the same error in a JSON answer is."""
+    key, _ = deployment.key()
+
+    async def scenario() -> None:
+        async with session(deployment, key) as client:
+            refused = await refusal(client, "cutting__null_error", {})
+            assert refused.error.code == -32003, refused.error
+            assert "refused on the stream" in refused.error.message
+            assert refused.error.data["code"] == "mcp_server_error"  # type: ignore[index]
+
+    run(scenario())
+
+
+def test_a_servers_error_whose_code_is_a_boolean_is_malformed(deployment: Deployment) -> None:
+    """A JSON-RPC error's code is an integer: ``true`` (an int to Python) makes the reply
+    malformed, not relayed as the caller's error code true."""
+    key, _ = deployment.key()
+
+    async def scenario() -> None:
+        async with session(deployment, key) as client:
+            odd = await refusal(client, "cutting__bool_code", {})
+            assert odd.error.data["code"] == "mcp_malformed_reply", odd.error  # type: ignore[index]
+            assert odd.error.code != 1
+
+    run(scenario())
+
+
+def test_an_http_sse_servers_replies_to_no_request_are_ignored(deployment: Deployment) -> None:
+    """``stray``'s event stream carries replies whose ids (an array, an object) name no request
+    of the gateway's: they are ignored, the stream stays open and the calls get their answers."""
+    key, _ = deployment.key()
+
+    async def scenario() -> None:
+        async with session(deployment, key) as client:
+            added = await client.call_tool("stray__add", {"a": 2, "b": 3})
+            assert added.structured_content == {"result": 5}, added
+            multiplied = await client.call_tool("stray__multiply", {"a": 2, "b": 3})
+            assert multiplied.structured_content == {"result": 6}, multiplied
 
     run(scenario())
 
