@@ -6,14 +6,16 @@ answers a large result, one that fails, one that links and embeds a resource), `
 ``malformed`` (an HTTP server that answers every POST with JSON that is not JSON-RPC),
 ``cutting`` (a tool whose reply breaks off mid-stream, another that answers, one that refuses
 with the Authorization it was sent),
-``asker`` (tools that ask the client: elicitation, sampling, roots), ``bom`` (``math``, every
-JSON reply and event stream starting with a UTF-8 byte order mark; transport ``json``: the
-streamable-HTTP transport answering JSON rather than a stream).
+``stray`` (``math`` over HTTP+SSE, its event stream carrying replies to no request, their ids
+an array and an object), ``asker`` (tools that ask the client: elicitation, sampling, roots),
+``bom`` (``math``, every JSON reply and event stream starting with a UTF-8 byte order mark;
+transport ``json``: the streamable-HTTP transport answering JSON rather than a stream).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import time
@@ -110,8 +112,9 @@ def cutting_app() -> object:
     """A streamable-HTTP server whose tool ``midclose`` breaks its reply off: half an SSE event is
     sent, then the connection closes. Its tool ``echo`` answers; ``leaky`` refuses with the
     credential it was sent in a JSON-RPC error, ``leaky_result`` in a tool error result;
-    ``protocol`` answers the MCP-Protocol-Version header it was sent. It answers initialize with
-    the older revision 2025-03-26, whatever the client asked."""
+    ``protocol`` answers the MCP-Protocol-Version header it was sent; ``null_error`` refuses with a
+    JSON-RPC error of id null in an SSE answer, ``bool_code`` with an error whose code is
+    ``true``. It answers initialize with the older revision 2025-03-26, whatever the client asked."""
     from collections.abc import AsyncIterator
 
     from starlette.applications import Starlette
@@ -120,7 +123,7 @@ def cutting_app() -> object:
     from starlette.routing import Route
 
     tools = [{"name": name, "description": name, "inputSchema": {"type": "object"}}
-             for name in ("midclose", "echo", "leaky", "leaky_result", "protocol")]
+             for name in ("midclose", "echo", "leaky", "leaky_result", "protocol", "null_error", "bool_code")]
 
     async def cut() -> AsyncIterator[bytes]:
         yield b'event: message\ndata: {"jsonrpc": "2.0", "id": '
@@ -145,6 +148,13 @@ def cutting_app() -> object:
             error = {"code": -32001, "message": f"Incorrect credentials provided: {sent}",
                      "data": {"received": sent, "tail": sent[-14:]}}
             return JSONResponse({"jsonrpc": "2.0", "id": rid, "error": error}, status_code=401)
+        elif method == "tools/call" and message["params"]["name"] == "null_error":
+            # The error of a request the server could not tie to an id (JSON-RPC: id null).
+            error = {"jsonrpc": "2.0", "id": None,
+                     "error": {"code": -32003, "message": "refused on the stream"}}
+            return Response(f"event: message\ndata: {json.dumps(error)}\n\n", media_type="text/event-stream")
+        elif method == "tools/call" and message["params"]["name"] == "bool_code":
+            return JSONResponse({"jsonrpc": "2.0", "id": rid, "error": {"code": True, "message": "odd"}})
         elif method == "tools/call" and message["params"]["name"] == "leaky_result":
             # A tool execution error (MCP reports those in the result) quoting what was sent.
             sent = request.headers.get("authorization", "")
@@ -194,14 +204,35 @@ def bom_app(transport: str) -> object:
     return app
 
 
+def stray_app() -> object:
+    """``math`` over HTTP+SSE whose event stream carries, right after the endpoint event, two
+    replies to no request of the client's: their ids an array and an object."""
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+    inner: ASGIApp = math_server("stray").sse_app()  # type: ignore[attr-defined]
+    stray = (b'event: message\r\ndata: {"jsonrpc": "2.0", "id": [1], "result": {}}\r\n\r\n'
+             b'event: message\r\ndata: {"jsonrpc": "2.0", "id": {"a": 1}, '
+             b'"error": {"code": 1, "message": "m"}}\r\n\r\n')
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        async def with_stray(message: Message) -> None:
+            await send(message)
+            if message["type"] == "http.response.body" and b"event: endpoint" in message.get("body", b""):
+                await send({"type": "http.response.body", "body": stray, "more_body": True})
+
+        await inner(scope, receive, with_stray)
+
+    return app
+
+
 def main() -> None:
     kind, port = sys.argv[1], int(sys.argv[2])
     transport = sys.argv[3] if len(sys.argv) > 3 else "streamable-http"
-    if kind in ("malformed", "cutting", "bom"):
+    if kind in ("malformed", "cutting", "bom", "stray"):
         import uvicorn
 
         app = (malformed_app() if kind == "malformed" else cutting_app() if kind == "cutting"
-               else bom_app(transport))
+               else stray_app() if kind == "stray" else bom_app(transport))
         uvicorn.run(app, host="127.0.0.1", port=port, log_level="info")  # type: ignore[arg-type]
         return
     if kind == "asker":

@@ -175,6 +175,8 @@ class SwitchboardApp:
         self._allowed: dict[str, list[str]] = {}
         for method, path in self.routes:
             self._allowed.setdefault(path, []).append(method)
+        # DELETE /mcp is served too (with a session id, on its own edge): a 405 there names it.
+        self._allowed["/mcp"].append("DELETE")
         for path, methods in self._allowed.items():
             if "GET" in methods:
                 self.routes[("HEAD", path)] = self.routes[("GET", path)]

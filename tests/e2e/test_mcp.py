@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -39,7 +40,7 @@ CUTTING_SECRET = "mcp-cutting-secret-0123456789abcdef"
 def upstreams() -> Iterator[dict[str, McpUpstream]]:
     started = start_mcp_servers({"notes": ("notes", "streamable-http"), "math": ("math", "streamable-http"),
                                  "malformed": ("malformed", "streamable-http"), "legacy": ("notes", "sse"),
-                                 "cutting": ("cutting", "streamable-http")})
+                                 "cutting": ("cutting", "streamable-http"), "stray": ("stray", "sse")})
     yield started
     for server in started.values():
         server.process.stop()
@@ -66,6 +67,7 @@ def mcp_config(upstreams: dict[str, McpUpstream], phoenix: int, otlp: OtlpReceiv
             {"name": "cutting", "url": upstreams["cutting"].url,
              "headers": {"Authorization": f"Bearer {CUTTING_SECRET}"}},
             {"name": "legacy", "url": upstreams["legacy"].url, "transport": "sse"},
+            {"name": "stray", "url": upstreams["stray"].url, "transport": "sse"},
             {"name": "secret", "url": upstreams["math"].url, "tenant": "tenant-b"},
             {"name": "narrow", "url": upstreams["notes"].url, "max_concurrency": 1, "timeout_seconds": 2},
             # Nothing listens here until a test starts a server: down, then back.
@@ -403,6 +405,50 @@ def test_requests_name_the_protocol_revision_the_server_negotiated(deployment: D
     run(scenario())
 
 
+def test_a_servers_error_is_passed_on_alike_in_a_stream_and_as_json(deployment: Deployment) -> None:
+    """A server's JSON-RPC error of id null (one it could not tie to a request) in an SSE answer
+    is its error, passed on as the same error in a JSON answer is."""
+    key, _ = deployment.key()
+
+    async def scenario() -> None:
+        async with session(deployment, key) as client:
+            refused = await refusal(client, "cutting__null_error", {})
+            assert refused.error.code == -32003, refused.error
+            assert "refused on the stream" in refused.error.message
+            assert refused.error.data["code"] == "mcp_server_error"  # type: ignore[index]
+
+    run(scenario())
+
+
+def test_a_servers_error_whose_code_is_a_boolean_is_malformed(deployment: Deployment) -> None:
+    """A JSON-RPC error's code is an integer: ``true`` (an int to Python) makes the reply
+    malformed, not relayed as the caller's error code true."""
+    key, _ = deployment.key()
+
+    async def scenario() -> None:
+        async with session(deployment, key) as client:
+            odd = await refusal(client, "cutting__bool_code", {})
+            assert odd.error.data["code"] == "mcp_malformed_reply", odd.error  # type: ignore[index]
+            assert odd.error.code != 1
+
+    run(scenario())
+
+
+def test_an_http_sse_servers_replies_to_no_request_are_ignored(deployment: Deployment) -> None:
+    """``stray``'s event stream carries replies whose ids (an array, an object) name no request
+    of the gateway's: they are ignored, the stream stays open and the calls get their answers."""
+    key, _ = deployment.key()
+
+    async def scenario() -> None:
+        async with session(deployment, key) as client:
+            added = await client.call_tool("stray__add", {"a": 2, "b": 3})
+            assert added.structured_content == {"result": 5}, added
+            multiplied = await client.call_tool("stray__multiply", {"a": 2, "b": 3})
+            assert multiplied.structured_content == {"result": 6}, multiplied
+
+    run(scenario())
+
+
 def test_a_server_error_echoing_its_credential_reaches_nobody(deployment: Deployment) -> None:
     """A server refusing a call with the credential it was sent (message and data) has it
     replaced by [redacted] before the error reaches the caller, the request log or a log line."""
@@ -483,6 +529,39 @@ def test_a_down_server_comes_back_after_a_success(deployment: Deployment) -> Non
                 server.process.stop()
 
     run(scenario())
+
+
+def test_a_server_whose_connection_is_never_accepted_is_unreachable_and_goes_down(
+        deployment: Deployment) -> None:
+    """A server whose port takes no connection (its listen queue full: the connect hangs) fails
+    after its connect_timeout_seconds as unreachable, naming the connect timeout, not as a slow
+    answer; counted as any failure to reach it, so it is soon down and refused at once."""
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    resp = httpx.post(f"{deployment.gateway.url}/admin/v1/tenants", json={"id": tenant}, headers=ADMIN,
+                      timeout=10)
+    assert resp.status_code == 201, resp.text
+    with socket.socket() as mute, socket.socket() as filler:
+        mute.bind(("127.0.0.1", 0))
+        mute.listen(0)  # never accepted: once the queue holds one connection, connects hang
+        filler.connect(mute.getsockname())
+        resp = httpx.post(f"{deployment.gateway.url}/admin/v1/mcp/servers", headers=ADMIN, timeout=10, json={
+            "name": "mute", "url": f"http://127.0.0.1:{mute.getsockname()[1]}/mcp", "tenant": tenant,
+            "connect_timeout_seconds": 1, "health_check_seconds": 0})
+        assert resp.status_code == 201, resp.text
+        key, _ = deployment.key(tenant=tenant)
+
+        async def scenario() -> None:
+            async with session(deployment, key) as client:
+                for _ in range(2):
+                    failed = await refusal(client, "mute__anything", {})
+                    assert failed.error.data["code"] == "upstream_unreachable", failed.error  # type: ignore[index]
+                    assert "connect_timeout_seconds" in failed.error.message, failed.error
+                started = time.monotonic()
+                down = await refusal(client, "mute__anything", {})
+                assert down.error.data["code"] == "mcp_server_unavailable", down.error  # type: ignore[index]
+                assert time.monotonic() - started < 0.9  # refused at once, no connect attempted
+
+        run(scenario())
 
 
 def test_a_tenants_own_server_serves_that_tenant_only(deployment: Deployment) -> None:
@@ -633,7 +712,7 @@ def test_malformed_json_rpc_from_the_client(deployment: Deployment) -> None:
         "data": {"status": 404, "type": "not_found_error", "code": "method_not_found"}}}
     # A progress token neither a string nor an integer is the client's error, never sent on (the
     # server's refusal would be recorded as a 502 of the server).
-    for token in ([1], {"t": 1}, True):
+    for token in ([1], {"t": 1}, True, 1.5, 2**64, -(2**63) - 1):
         tokened = deployment.post({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {
             "name": "math__add", "arguments": {"a": 1, "b": 2}, "_meta": {"progressToken": token}}})
         assert tokened.json()["id"] == 9 and tokened.json()["error"]["code"] == -32602, tokened.text

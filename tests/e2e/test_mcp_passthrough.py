@@ -291,8 +291,11 @@ def test_an_empty_session_id_is_no_session(deployment: Deployment) -> None:
         done = httpx.post(url, headers=headers(key, ""), timeout=30,
                           json={"jsonrpc": "2.0", "method": "notifications/initialized"})
         assert done.status_code == 202, done.text
-        assert httpx.get(url, headers=headers(key, ""), timeout=30).status_code == 405
-        assert httpx.delete(url, headers=headers(key, ""), timeout=30).status_code == 405
+        # A 405 names every method /mcp takes: DELETE too (with a session id).
+        for refused_method in (httpx.get(url, headers=headers(key, ""), timeout=30),
+                               httpx.delete(url, headers=headers(key, ""), timeout=30)):
+            assert refused_method.status_code == 405, refused_method.text
+            assert refused_method.headers["allow"] == "DELETE, POST", refused_method.headers
 
 
 def test_a_session_ends_with_its_clients_delete(deployment: Deployment) -> None:
@@ -307,6 +310,7 @@ def test_a_session_ends_with_its_clients_delete(deployment: Deployment) -> None:
     not_found(httpx.delete(url, headers=headers(deployment.key(), sid), timeout=30))
     ended = httpx.delete(deployment.other.url + "/mcp", headers=headers(key, sid), timeout=30)
     assert ended.status_code == 204 and ended.content == b""
+    assert "content-type" not in ended.headers, ended.headers  # no body, nothing to type
     not_found(httpx.post(url, headers=headers(key, sid), json=call("asker__greet", rid=5), timeout=30), 5)
 
 

@@ -63,9 +63,10 @@ class ToolStage:
                                  code="invalid_params")
         meta = params.get("_meta")
         token = meta.get("progressToken") if isinstance(meta, dict) else None
-        if isinstance(token, bool | list | dict):
+        if isinstance(token, bool | float | list | dict):
             # MCP's progress token is a string or an integer: the caller's mistake, refused here
-            # rather than sent on and recorded as the server's error.
+            # rather than sent on and recorded as the server's error. An integer beyond 64 bits
+            # is read (orjson) as a float: refused with 1.5.
             raise InvalidRequest("params._meta.progressToken must be a string or an integer",
                                  param="_meta.progressToken", code="invalid_params")
         arguments = params.get("arguments")

@@ -258,6 +258,13 @@ class Upstream:
             try:
                 async with asyncio.timeout(wait):
                     result = await self._request(method, params, headers, _scrubbing(notify, headers))
+            except aiohttp.ConnectionTimeoutError:
+                # Not a slow answer: no connection within connect_timeout_seconds (aiohttp's is a
+                # TimeoutError too), a failure to reach the server, counted as a refused one is.
+                self._failed()
+                raise UpstreamUnreachable(
+                    f"cannot reach the MCP server '{self.name}' (no connection within "
+                    f"connect_timeout_seconds, {self.server.connect_timeout_seconds:g} s)") from None
             except TimeoutError:
                 if method != "tools/call":  # a slow tool is not a down server
                     self._failed()
@@ -424,7 +431,10 @@ class Upstream:
             message = _loads(data, self.name)
             if not isinstance(message, dict):
                 continue
-            if message.get("id") == rid and "method" not in message:
+            if "method" not in message and (message.get("id") == rid or (
+                    message.get("id") is None and "error" in message)):
+                # The reply, or the server's error it could not tie to a request (id null):
+                # passed on as the same error in a JSON answer is (_result).
                 return message
             if "method" in message and "id" in message and session is not None and headers is not None:
                 # A request of the server's own (sampling, elicitation, roots, ping): answered,
@@ -512,7 +522,10 @@ class Upstream:
                 except orjson.JSONDecodeError:
                     continue
                 if isinstance(message, dict) and "method" not in message:
-                    future = session.pending.pop(message.get("id"), None)  # type: ignore[arg-type]
+                    # Only an integer names a request of the gateway's; any other id (an array, an
+                    # object: not hashable) is ignored rather than ending the stream (as stdio).
+                    rid = message.get("id")
+                    future = session.pending.pop(rid, None) if type(rid) is int else None
                     if future is not None and not future.done():
                         future.set_result(message)
                 elif isinstance(message, dict) and "id" in message:
@@ -779,11 +792,12 @@ def _result(name: str, reply: Any, rid: int | None = None) -> dict[str, Any]:
         raise Malformed(f"the MCP server '{name}' answered another request id")
     error = reply.get("error")
     if error is not None:
-        if not isinstance(error, dict) or not isinstance(error.get("code"), int):
+        code = error.get("code") if isinstance(error, dict) else None
+        if type(code) is not int:  # an integer, not a boolean (True is an int to isinstance)
             raise Malformed(f"the MCP server '{name}' sent a malformed JSON-RPC error")
         message = error.get("message")
         return_message = message[:2000] if isinstance(message, str) else "error"
-        raise RpcError(error["code"], f"{name}: {return_message}", error.get("data"))
+        raise RpcError(code, f"{name}: {return_message}", error.get("data"))
     result = reply.get("result")
     if not isinstance(result, dict):
         raise Malformed(f"the MCP server '{name}' sent a reply without a result object")

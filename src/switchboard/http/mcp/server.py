@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from switchboard.context import Reply, RequestContext, Result
+from switchboard.context import RawReply, Reply, RequestContext, Result
 from switchboard.errors import GatewayError
 from switchboard.http.mcp.api import (
     INVALID_PARAMS,
@@ -68,7 +68,7 @@ class McpServer:
                 relay.declared = declared
             if request.get("http") == "DELETE":  # the client ends its session
                 await CLIENTS.end(session)
-                return Reply({}, status=204)
+                return RawReply(204, [], b"")  # no body, so no content type
             if request.get("http") == "GET":
                 ctx.response_headers["allow"] = "DELETE, POST"
                 raise NoServerStream
