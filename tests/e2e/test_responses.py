@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import typing
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +16,7 @@ import httpx
 import openai
 import pydantic
 import pytest
+from openai.types.responses import ResponseError
 
 from tests.ledger import database_of, wait_for
 from tests.servers import MASTER_KEY, Gateway, Mock, captured, new_marker, start_gateway
@@ -793,6 +795,11 @@ def test_upstream_failure_mid_stream(client: openai.OpenAI, model: str) -> None:
     failed = events[-1].response  # type: ignore[union-attr]
     assert failed.status == "failed" and failed.error is not None and failed.error.message
     assert [event.sequence_number for event in events] == list(range(len(events)))
+    # One of the codes a failed response may have (it was the gateway's upstream_error, which
+    # the SDK's ResponseError does not allow), the gateway's own code kept in the message.
+    assert failed.error.code in typing.get_args(ResponseError.model_fields["code"].annotation)
+    assert failed.error.code == "server_error" and failed.error.message.startswith("upstream_")
+    ResponseError.model_validate(failed.error.model_dump())
 
 
 def test_a_stream_that_failed_is_stored_and_can_be_continued(

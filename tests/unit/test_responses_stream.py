@@ -111,7 +111,11 @@ def test_length_ends_incomplete_and_failure_ends_failed() -> None:
         "response.output_item.done",
         "response.failed",
     ]
-    assert events[-1]["response"]["error"] == {"code": "upstream_error", "message": "boom"}
+    # The SDK's ResponseError.code allows none of the gateway's codes: the nearest, and it in the message.
+    assert events[-1]["response"]["error"] == {"code": "server_error", "message": "upstream_error: boom"}
+    enc = StreamEncoder(BASE)
+    error = _events(enc.start() + enc.failed("rate_limit_exceeded", "slow down"))[-1]["response"]["error"]
+    assert error == {"code": "rate_limit_exceeded", "message": "slow down"}
 
 
 def test_complete_response_items_and_usage() -> None:
