@@ -683,6 +683,32 @@ def test_a_missing_field_is_missing_not_of_the_wrong_type(gw: Gateway, body: Any
     }
 
 
+@pytest.mark.parametrize(("body", "param", "expected"), [
+    ({"input": "x", "text": {"format": {**SCHEMA, "strict": "yes"}}}, "text.format.strict", "a boolean"),
+    ({"input": "x", "text": {"format": {**SCHEMA, "description": 5}}}, "text.format.description", "a string"),
+    ({"input": [{"role": "user", "content": [
+        {"type": "input_text", "text": "x", "prompt_cache_breakpoint": "x"}]}]},
+     "input[0].content[0].prompt_cache_breakpoint", "an object"),
+    ({"input": [{"role": "user", "content": [
+        {"type": "input_image", "image_url": PIXEL, "prompt_cache_breakpoint": True}]}]},
+     "input[0].content[0].prompt_cache_breakpoint", "an object"),
+    ({"input": [{"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+                {"type": "function_call_output", "call_id": "c1",
+                 "output": [{"type": "input_text", "text": "x", "prompt_cache_breakpoint": 1}]}]},
+     "input[1].output[0].prompt_cache_breakpoint", "an object"),
+])
+def test_a_field_sent_on_unchecked_is_of_the_wrong_type(
+        gw: Gateway, body: Any, param: str, expected: str) -> None:
+    # They went upstream as sent: answered with the upstream's own error, or read its own way.
+    resp = httpx.post(f"{gw.base_url}/responses", json={"model": "via-openai", **body}, headers=ADMIN,
+                      timeout=10)
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error"] == {
+        "message": f"Invalid type for '{param}': expected {expected}.", "type": "invalid_request_error",
+        "param": param, "code": "invalid_type",
+    }
+
+
 @pytest.mark.parametrize("value", [True, "100", 100.0, 123456789012345678901234567890])
 def test_a_max_output_tokens_that_is_no_integer_is_invalid_type(gw: Gateway, value: Any) -> None:
     """Not "integer below minimum value": a boolean, a string, a float (as 100.0, and as the
