@@ -264,3 +264,23 @@ def test_a_call_a_failure_cut_is_not_carried_over() -> None:
     assert [item["status"] for item in output] == ["completed", "incomplete"]
     call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
     assert assistant_messages(output) == [{"role": "assistant", "content": None, "tool_calls": [call]}]
+
+
+def test_a_function_name_in_a_later_chunk_names_the_call() -> None:
+    """A call's first chunk without its name (the id only), the name in the next: the item was
+    left named "" in its done events and in the final response."""
+    enc = StreamEncoder(BASE)
+    data = enc.start()
+    for chunk in (
+        _chunk({"tool_calls": [{"index": 0, "id": "c1", "function": {"arguments": ""}}]}),
+        _chunk({"tool_calls": [{"index": 0, "function": {"name": "get_weather", "arguments": '{"a":'}}]}),
+        _chunk({"tool_calls": [{"index": 0, "function": {"name": "ignored", "arguments": "1}"}}]}),
+        _chunk(finish="tool_calls"),
+    ):
+        data += enc.feed(chunk)
+    events = _events(data + enc.end())
+    [args_done] = [e for e in events if e["type"] == "response.function_call_arguments.done"]
+    [item_done] = [e for e in events if e["type"] == "response.output_item.done"]
+    assert args_done["name"] == item_done["item"]["name"] == "get_weather"
+    assert args_done["arguments"] == '{"a":1}'
+    assert events[-1]["response"]["output"][0]["name"] == "get_weather"

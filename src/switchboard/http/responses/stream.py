@@ -249,6 +249,10 @@ class StreamEncoder:
             item = call_item(new_id("fc_"), call_id, function.get("name") or "", "", status="in_progress")
             self._calls[position] = item
             self._begin(item, out)
+        elif not item["name"] and function.get("name"):
+            # Some upstreams send the name in a later chunk than the call's first: the item's done
+            # events and the final response carry it.
+            item["name"] = function["name"]
         arguments = function.get("arguments")
         if isinstance(arguments, str) and arguments:
             item["arguments"] += arguments
