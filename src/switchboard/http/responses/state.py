@@ -72,6 +72,8 @@ class Call:
     # the provider account: request.account_objects).
     shared: GatewayError | None = None
     native: bool = False  # the attempt under way went to a native deployment
+    # The stream's encoder (api.py): an error event written apart from it continues its numbering.
+    events: Any = None
 
 
 _ITEM_PREFIX = {"message": "msg_", "function_call": "fc_", "function_call_output": "fco_", "reasoning": "rs_"}
@@ -130,6 +132,10 @@ class Responses:
 
     def call(self, ctx: RequestContext) -> Call:
         return self._calls[id(ctx)]
+
+    def found(self, ctx: RequestContext) -> Call | None:
+        """The request's call, if it is still under way."""
+        return self._calls.get(id(ctx))
 
     async def invoke(self, ctx: RequestContext) -> Result:
         """The terminal of POST /v1/responses: as is to a native deployment (the pass-through
