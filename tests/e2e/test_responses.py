@@ -558,6 +558,32 @@ def test_stored_responses_belong_to_their_key(gw: Gateway) -> None:
         a.responses.retrieve(first.id)
 
 
+@pytest.mark.parametrize("own", [False, True])
+def test_a_model_the_key_may_not_use_is_refused_before_an_unknown_previous_response(
+        gw: Gateway, own: bool) -> None:
+    # The conversation was read first: 400 previous_response_not_found, whatever the model.
+    resp = httpx.post(f"{gw.url}/admin/v1/keys", json={"models": ["via-gemini"]}, headers=ADMIN, timeout=10)
+    assert resp.status_code == 201, resp.text
+    client = openai.OpenAI(base_url=gw.base_url, api_key=resp.json()["key"], max_retries=0)
+    previous = client.responses.create(model="via-gemini", input="hi").id if own else "resp_nope"
+    other = openai.OpenAI(base_url=gw.base_url, api_key=new_key(gw), max_retries=0)
+    first = other.responses.create(model="via-openai", input="secret").id  # another caller's
+    for given in (first, "resp_nope"):
+        with pytest.raises(openai.PermissionDeniedError) as refused:
+            client.responses.create(model="via-openai", input="go on", previous_response_id=given)
+        assert refused.value.code == "model_not_allowed"
+        with pytest.raises(openai.PermissionDeniedError) as refused:
+            client.responses.input_tokens.count(model="via-openai", input="go on", previous_response_id=given)
+        assert refused.value.code == "model_not_allowed"
+    # A model it may use: the id is still unknown to it.
+    with pytest.raises(openai.BadRequestError) as unknown:
+        client.responses.create(model="via-gemini", input="go on", previous_response_id=first)
+    assert unknown.value.code == "previous_response_not_found"
+    # Its own response, a model it may not use: refused by the model, as ever.
+    with pytest.raises(openai.PermissionDeniedError):
+        client.responses.create(model="via-openai", input="go on", previous_response_id=previous)
+
+
 def test_store_false_is_not_kept(client: openai.OpenAI) -> None:
     response = client.responses.create(model="via-openai", input="forget me", store=False)
     with pytest.raises(openai.NotFoundError):
