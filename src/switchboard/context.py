@@ -610,6 +610,7 @@ class InboundAPI(Protocol):
 
     def encode_error(self, error: GatewayError) -> bytes: ...
 
-    def encode_stream_error(self, error: GatewayError) -> bytes:
-        """The error event that ends a stream already under way (e.g. cut at shutdown)."""
+    def encode_stream_error(self, error: GatewayError, ctx: RequestContext | None = None) -> bytes:
+        """The error event that ends a stream already under way (e.g. cut at shutdown); ``ctx``:
+        the stream's request, for an API whose events continue the stream's numbering."""
         ...

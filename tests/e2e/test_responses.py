@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import typing
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +16,7 @@ import httpx
 import openai
 import pydantic
 import pytest
+from openai.types.responses import ResponseError
 
 from tests.ledger import database_of, wait_for
 from tests.servers import MASTER_KEY, Gateway, Mock, captured, new_marker, start_gateway
@@ -556,6 +558,32 @@ def test_stored_responses_belong_to_their_key(gw: Gateway) -> None:
         a.responses.retrieve(first.id)
 
 
+@pytest.mark.parametrize("own", [False, True])
+def test_a_model_the_key_may_not_use_is_refused_before_an_unknown_previous_response(
+        gw: Gateway, own: bool) -> None:
+    # The conversation was read first: 400 previous_response_not_found, whatever the model.
+    resp = httpx.post(f"{gw.url}/admin/v1/keys", json={"models": ["via-gemini"]}, headers=ADMIN, timeout=10)
+    assert resp.status_code == 201, resp.text
+    client = openai.OpenAI(base_url=gw.base_url, api_key=resp.json()["key"], max_retries=0)
+    previous = client.responses.create(model="via-gemini", input="hi").id if own else "resp_nope"
+    other = openai.OpenAI(base_url=gw.base_url, api_key=new_key(gw), max_retries=0)
+    first = other.responses.create(model="via-openai", input="secret").id  # another caller's
+    for given in (first, "resp_nope"):
+        with pytest.raises(openai.PermissionDeniedError) as refused:
+            client.responses.create(model="via-openai", input="go on", previous_response_id=given)
+        assert refused.value.code == "model_not_allowed"
+        with pytest.raises(openai.PermissionDeniedError) as refused:
+            client.responses.input_tokens.count(model="via-openai", input="go on", previous_response_id=given)
+        assert refused.value.code == "model_not_allowed"
+    # A model it may use: the id is still unknown to it.
+    with pytest.raises(openai.BadRequestError) as unknown:
+        client.responses.create(model="via-gemini", input="go on", previous_response_id=first)
+    assert unknown.value.code == "previous_response_not_found"
+    # Its own response, a model it may not use: refused by the model, as ever.
+    with pytest.raises(openai.PermissionDeniedError):
+        client.responses.create(model="via-openai", input="go on", previous_response_id=previous)
+
+
 def test_store_false_is_not_kept(client: openai.OpenAI) -> None:
     response = client.responses.create(model="via-openai", input="forget me", store=False)
     with pytest.raises(openai.NotFoundError):
@@ -681,6 +709,32 @@ def test_a_missing_field_is_missing_not_of_the_wrong_type(gw: Gateway, body: Any
     }
 
 
+@pytest.mark.parametrize(("body", "param", "expected"), [
+    ({"input": "x", "text": {"format": {**SCHEMA, "strict": "yes"}}}, "text.format.strict", "a boolean"),
+    ({"input": "x", "text": {"format": {**SCHEMA, "description": 5}}}, "text.format.description", "a string"),
+    ({"input": [{"role": "user", "content": [
+        {"type": "input_text", "text": "x", "prompt_cache_breakpoint": "x"}]}]},
+     "input[0].content[0].prompt_cache_breakpoint", "an object"),
+    ({"input": [{"role": "user", "content": [
+        {"type": "input_image", "image_url": PIXEL, "prompt_cache_breakpoint": True}]}]},
+     "input[0].content[0].prompt_cache_breakpoint", "an object"),
+    ({"input": [{"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+                {"type": "function_call_output", "call_id": "c1",
+                 "output": [{"type": "input_text", "text": "x", "prompt_cache_breakpoint": 1}]}]},
+     "input[1].output[0].prompt_cache_breakpoint", "an object"),
+])
+def test_a_field_sent_on_unchecked_is_of_the_wrong_type(
+        gw: Gateway, body: Any, param: str, expected: str) -> None:
+    # They went upstream as sent: answered with the upstream's own error, or read its own way.
+    resp = httpx.post(f"{gw.base_url}/responses", json={"model": "via-openai", **body}, headers=ADMIN,
+                      timeout=10)
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error"] == {
+        "message": f"Invalid type for '{param}': expected {expected}.", "type": "invalid_request_error",
+        "param": param, "code": "invalid_type",
+    }
+
+
 @pytest.mark.parametrize("value", [True, "100", 100.0, 123456789012345678901234567890])
 def test_a_max_output_tokens_that_is_no_integer_is_invalid_type(gw: Gateway, value: Any) -> None:
     """Not "integer below minimum value": a boolean, a string, a float (as 100.0, and as the
@@ -793,6 +847,11 @@ def test_upstream_failure_mid_stream(client: openai.OpenAI, model: str) -> None:
     failed = events[-1].response  # type: ignore[union-attr]
     assert failed.status == "failed" and failed.error is not None and failed.error.message
     assert [event.sequence_number for event in events] == list(range(len(events)))
+    # One of the codes a failed response may have (it was the gateway's upstream_error, which
+    # the SDK's ResponseError does not allow), the gateway's own code kept in the message.
+    assert failed.error.code in typing.get_args(ResponseError.model_fields["code"].annotation)
+    assert failed.error.code == "server_error" and failed.error.message.startswith("upstream_")
+    ResponseError.model_validate(failed.error.model_dump())
 
 
 def test_a_stream_that_failed_is_stored_and_can_be_continued(

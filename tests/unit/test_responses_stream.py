@@ -5,7 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from switchboard.config.schema import ResponsesConfig
+from switchboard.context import RequestContext
+from switchboard.http.errors import ServerShuttingDown
+from switchboard.http.responses.api import ResponsesAPI
+from switchboard.http.responses.request import translate
 from switchboard.http.responses.response import assistant_messages, from_chat, skeleton
+from switchboard.http.responses.state import Responses
 from switchboard.http.responses.stream import StreamEncoder
 
 BASE = skeleton("resp_1", 1, "m", {"instructions": None})
@@ -111,7 +117,11 @@ def test_length_ends_incomplete_and_failure_ends_failed() -> None:
         "response.output_item.done",
         "response.failed",
     ]
-    assert events[-1]["response"]["error"] == {"code": "upstream_error", "message": "boom"}
+    # The SDK's ResponseError.code allows none of the gateway's codes: the nearest, and it in the message.
+    assert events[-1]["response"]["error"] == {"code": "server_error", "message": "upstream_error: boom"}
+    enc = StreamEncoder(BASE)
+    error = _events(enc.start() + enc.failed("rate_limit_exceeded", "slow down"))[-1]["response"]["error"]
+    assert error == {"code": "rate_limit_exceeded", "message": "slow down"}
 
 
 def test_complete_response_items_and_usage() -> None:
@@ -260,3 +270,47 @@ def test_a_call_a_failure_cut_is_not_carried_over() -> None:
     assert [item["status"] for item in output] == ["completed", "incomplete"]
     call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
     assert assistant_messages(output) == [{"role": "assistant", "content": None, "tool_calls": [call]}]
+
+
+def test_a_function_name_in_a_later_chunk_names_the_call() -> None:
+    """A call's first chunk without its name (the id only), the name in the next: the item was
+    left named "" in its done events and in the final response."""
+    enc = StreamEncoder(BASE)
+    data = enc.start()
+    for chunk in (
+        _chunk({"tool_calls": [{"index": 0, "id": "c1", "function": {"arguments": ""}}]}),
+        _chunk({"tool_calls": [{"index": 0, "function": {"name": "get_weather", "arguments": '{"a":'}}]}),
+        _chunk({"tool_calls": [{"index": 0, "function": {"name": "ignored", "arguments": "1}"}}]}),
+        _chunk(finish="tool_calls"),
+    ):
+        data += enc.feed(chunk)
+    events = _events(data + enc.end())
+    [args_done] = [e for e in events if e["type"] == "response.function_call_arguments.done"]
+    [item_done] = [e for e in events if e["type"] == "response.output_item.done"]
+    assert args_done["name"] == item_done["item"]["name"] == "get_weather"
+    assert args_done["arguments"] == '{"a":1}'
+    assert events[-1]["response"]["output"][0]["name"] == "get_weather"
+
+
+async def test_an_error_event_written_apart_continues_the_numbering() -> None:
+    """A stream cut at shutdown while a send waits on its client: the encoder is closed, and the
+    endpoint writes the API's error event apart from it. It was numbered 0 after numbered events."""
+    api = ResponsesAPI(Responses(ResponsesConfig(), lambda: None))
+    ctx = RequestContext("rid", "chat", api, {}, b"", 0.0)
+    translated = translate({"model": "m", "input": "hi", "stream": True})
+    ctx.request = translated.request
+    api.responses.begin(ctx, translated)
+
+    async def batches() -> Any:
+        for text in ("Hel", "lo", "there"):
+            yield [{"model": "m", **_chunk({"content": text})}]
+
+    stream = api.encode_stream(ctx, batches())
+    sent = _events(await anext(stream) + await anext(stream))
+    await stream.aclose()  # as the endpoint's cancelled send leaves it
+    [error] = _events(api.encode_stream_error(ServerShuttingDown("the server is shutting down"), ctx))
+    assert error["type"] == "error" and error["code"] == "server_shutting_down"
+    assert [e["sequence_number"] for e in sent] == list(range(len(sent)))
+    assert error["sequence_number"] == len(sent)
+    # Without the stream's request (no numbered events known): the first number.
+    assert _events(api.encode_stream_error(ServerShuttingDown("stop")))[0]["sequence_number"] == 0

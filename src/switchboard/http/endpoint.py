@@ -384,7 +384,7 @@ class Endpoint:
                 await out.error(err)
             elif ctx.outcome.stream:
                 ctx.outcome.failed(err)
-                await out.stream_data(self.inbound.encode_stream_error(err))
+                await out.stream_data(self.inbound.encode_stream_error(err, ctx))
                 await out.stream_end()
         except Exception:  # the connection may already be gone; nothing more to tell
             log.debug("request %s: could not send the shutdown notice", ctx.request_id)

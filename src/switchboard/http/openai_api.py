@@ -91,7 +91,7 @@ class OpenAIInbound:
     def encode_error(self, error: GatewayError) -> bytes:
         return orjson.dumps(error.to_openai())
 
-    def encode_stream_error(self, error: GatewayError) -> bytes:
+    def encode_stream_error(self, error: GatewayError, ctx: RequestContext | None = None) -> bytes:
         return sse(error.to_openai())
 
 
@@ -119,7 +119,7 @@ class OpenAIJson:
     def encode_error(self, error: GatewayError) -> bytes:
         return orjson.dumps(error.to_openai())
 
-    def encode_stream_error(self, error: GatewayError) -> bytes:
+    def encode_stream_error(self, error: GatewayError, ctx: RequestContext | None = None) -> bytes:
         return sse(error.to_openai())
 
 

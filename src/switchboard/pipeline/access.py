@@ -18,10 +18,14 @@ class ModelAccessStage:
     async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
         principal = ctx.principal
         if principal is not None and principal.allowed_models is not None:
-            model = ctx.request.get("model")
-            if not isinstance(model, str) or not model_allowed(model, principal.allowed_models):
-                shown = model if isinstance(model, str) and len(model) <= 200 else "(invalid)"
-                raise PermissionDenied(
-                    f"you may not use the model '{shown}'", param="model", code="model_not_allowed"
-                )
+            refuse_unless_allowed(ctx.request.get("model"), principal.allowed_models)
         return await call_next(ctx)
+
+
+def refuse_unless_allowed(model: object, allowed: tuple[str, ...]) -> None:
+    """403 ``model_not_allowed`` unless ``model`` is one of the key's ``allowed`` models."""
+    if not isinstance(model, str) or not model_allowed(model, allowed):
+        shown = model if isinstance(model, str) and len(model) <= 200 else "(invalid)"
+        raise PermissionDenied(
+            f"you may not use the model '{shown}'", param="model", code="model_not_allowed"
+        )

@@ -38,7 +38,7 @@ class AnthropicCountTokens:
     def encode_error(self, error: GatewayError) -> bytes:
         return orjson.dumps(error_body(error))
 
-    def encode_stream_error(self, error: GatewayError) -> bytes:
+    def encode_stream_error(self, error: GatewayError, ctx: RequestContext | None = None) -> bytes:
         return event("error", error=error_body(error)["error"])
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import orjson
 
+from switchboard.context import RequestContext
 from switchboard.errors import GatewayError
 from switchboard.http.anthropic.errors import error_body
 from switchboard.http.anthropic.stream import event
@@ -17,5 +18,5 @@ class AnthropicJson(OpenAIJson):
     def encode_error(self, error: GatewayError) -> bytes:
         return orjson.dumps(error_body(error))
 
-    def encode_stream_error(self, error: GatewayError) -> bytes:
+    def encode_stream_error(self, error: GatewayError, ctx: RequestContext | None = None) -> bytes:
         return event("error", error=error_body(error)["error"])

@@ -117,7 +117,7 @@ class AnthropicMessages:
         name_as_sent(error, caller_param)
         return orjson.dumps(error_body(error))
 
-    def encode_stream_error(self, error: GatewayError) -> bytes:
+    def encode_stream_error(self, error: GatewayError, ctx: RequestContext | None = None) -> bytes:
         name_as_sent(error, caller_param)
         return event("error", error=error_body(error)["error"])
 

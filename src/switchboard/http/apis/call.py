@@ -129,5 +129,5 @@ class ApiInbound:
     def encode_error(self, error: GatewayError) -> bytes:
         return orjson.dumps(error.to_openai())
 
-    def encode_stream_error(self, error: GatewayError) -> bytes:
+    def encode_stream_error(self, error: GatewayError, ctx: RequestContext | None = None) -> bytes:
         return _sse(error.to_openai())

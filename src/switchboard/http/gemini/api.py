@@ -115,7 +115,7 @@ class _GoogleErrors:
             error.message = "missing API key: send it as 'x-goog-api-key: <key>' (or '?key=<key>' in the URL)"
         return errors.encode_error(error)
 
-    def encode_stream_error(self, error: GatewayError) -> bytes:
+    def encode_stream_error(self, error: GatewayError, ctx: RequestContext | None = None) -> bytes:
         return errors.stream_error(error)
 
 

@@ -162,7 +162,7 @@ class McpAPI:
     def encode_error(self, error: GatewayError) -> bytes:
         return orjson.dumps(rpc_error(getattr(error, "rid", None), error))
 
-    def encode_stream_error(self, error: GatewayError) -> bytes:
+    def encode_stream_error(self, error: GatewayError, ctx: RequestContext | None = None) -> bytes:
         return _event(rpc_error(getattr(error, "rid", None), error))
 
 

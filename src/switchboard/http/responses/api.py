@@ -125,6 +125,7 @@ class ResponsesAPI:
                     native = bool(batch) and "native" in batch[0]
                     model = answered_model(ctx, batch[0].get("model") if batch else None)
                     encoder = StreamEncoder(self._base(ctx, model), self._own(ctx))
+                    self.responses.call(ctx).events = encoder
                     head = b"" if native else encoder.start()
                     data = head + b"".join(encoder.feed(chunk) for chunk in batch)
                     first = True
@@ -167,16 +168,13 @@ class ResponsesAPI:
         name_as_sent(error, responses_param)
         return orjson.dumps(error.to_openai())
 
-    def encode_stream_error(self, error: GatewayError) -> bytes:
+    def encode_stream_error(self, error: GatewayError, ctx: RequestContext | None = None) -> bytes:
         name_as_sent(error, responses_param)
-        data = {
-            "type": "error",
-            "code": error.code,
-            "message": error.message,
-            "param": error.param,
-            "sequence_number": 0,
-        }
-        return b"event: error\ndata: " + orjson.dumps(data) + b"\n\n"
+        # Written apart from the encoder (a stream cut at shutdown while a send waits on its
+        # client): numbered after the events it sent.
+        call = None if ctx is None else self.responses.found(ctx)
+        encoder = StreamEncoder({}) if call is None or call.events is None else call.events
+        return encoder.event("error", code=error.code, message=error.message, param=error.param)
 
 
 class ResponsesInputTokens(ResponsesAPI):

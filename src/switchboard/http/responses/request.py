@@ -221,15 +221,18 @@ def _image(part: JSON, path: str) -> JSON:
     image: JSON = {"url": url}
     if detail != "auto":
         image["detail"] = detail  # the chat form has the same four values
-    return _breakpoint(part, {"type": "image_url", "image_url": image})
+    return _breakpoint(part, {"type": "image_url", "image_url": image}, path)
 
 
-def _breakpoint(part: JSON, out: JSON) -> JSON:
+def _breakpoint(part: JSON, out: JSON, path: str) -> JSON:
     """``out`` (a chat part) with the Responses part's ``prompt_cache_breakpoint``: the chat part's
     field of the same name and shape (the capability row ``prompt_cache_breakpoint`` decides it
     per provider)."""
     mark = part.get("prompt_cache_breakpoint")
     if mark is not None:
+        if not isinstance(mark, dict):  # refused here: the upstream would answer it as its own error
+            where = f"{path}.prompt_cache_breakpoint"
+            raise fail(where, f"Invalid type for '{where}': expected an object.", "invalid_type")
         out["prompt_cache_breakpoint"] = mark
     return out
 
@@ -252,7 +255,7 @@ def _content(content: Any, role: str, path: str) -> str | list[JSON]:
         if kind in ("input_text", "output_text"):
             # An output_text's annotations and logprobs describe an earlier answer: not sent.
             text = _string(part.get("text"), f"{where}.text")
-            parts.append(_breakpoint(part, {"type": "text", "text": text}))
+            parts.append(_breakpoint(part, {"type": "text", "text": text}, where))
         elif kind == "refusal":
             parts.append({"type": "text", "text": _string(part.get("refusal"), f"{where}.refusal")})
         elif kind == "input_image":
@@ -295,7 +298,7 @@ def _output(value: Any, path: str, images: list[JSON]) -> str | list[JSON]:
             if kind not in ("input_text", "output_text"):
                 raise unsupported(f"{path}[{i}]", "a function_call_output part other than text or an image")
             text = _string(part.get("text"), f"{path}[{i}].text")
-            parts.append(_breakpoint(part, {"type": "text", "text": text}))
+            parts.append(_breakpoint(part, {"type": "text", "text": text}, f"{path}[{i}]"))
         if any("prompt_cache_breakpoint" in p for p in parts):
             return parts  # text parts, so that the breakpoint stays where it was put
         return "".join(p["text"] for p in parts)
@@ -595,9 +598,14 @@ def _text(value: Any, out: JSON) -> JSON:
                 "missing_required_parameter",
             )
         spec: JSON = {"name": name, "schema": schema}
-        for key in ("strict", "description"):
-            if fmt.get(key) is not None:
-                spec[key] = fmt[key]
+        strict, description = fmt.get("strict"), fmt.get("description")
+        if strict is not None:
+            if not isinstance(strict, bool):
+                raise fail("text.format.strict", "Invalid type for 'text.format.strict': expected a boolean.",
+                           "invalid_type")
+            spec["strict"] = strict
+        if description is not None:
+            spec["description"] = _string(description, "text.format.description")
         out["response_format"] = {"type": "json_schema", "json_schema": spec}
     elif kind != "text":
         raise fail(

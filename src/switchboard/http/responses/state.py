@@ -35,6 +35,7 @@ from switchboard.context import Principal, Reply, RequestContext, Result
 from switchboard.errors import GatewayError, InvalidRequest, NotFound, unraised
 from switchboard.http.responses.request import Translated
 from switchboard.http.responses.response import JSON, assistant_messages, new_id
+from switchboard.pipeline.access import refuse_unless_allowed
 from switchboard.pipeline.chain import Handler
 from switchboard.pipeline.invoke import invoke as chat_invoke
 from switchboard.pipeline.native import exchange_for
@@ -72,6 +73,8 @@ class Call:
     # the provider account: request.account_objects).
     shared: GatewayError | None = None
     native: bool = False  # the attempt under way went to a native deployment
+    # The stream's encoder (api.py): an error event written apart from it continues its numbering.
+    events: Any = None
 
 
 _ITEM_PREFIX = {"message": "msg_", "function_call": "fc_", "function_call_output": "fco_", "reasoning": "rs_"}
@@ -130,6 +133,10 @@ class Responses:
 
     def call(self, ctx: RequestContext) -> Call:
         return self._calls[id(ctx)]
+
+    def found(self, ctx: RequestContext) -> Call | None:
+        """The request's call, if it is still under way."""
+        return self._calls.get(id(ctx))
 
     async def invoke(self, ctx: RequestContext) -> Result:
         """The terminal of POST /v1/responses: as is to a native deployment (the pass-through
@@ -245,6 +252,11 @@ class Responses:
             return
         record = await self.find(previous, ctx.principal)
         if record is None:
+            # Read before the key's model access (model_access, later in the chain): a key is
+            # told 403 for a model it may not use first, as for any other request.
+            principal = ctx.principal
+            if principal is not None and principal.allowed_models is not None:
+                refuse_unless_allowed(ctx.request.get("model"), principal.allowed_models)
             raise InvalidRequest(
                 f"Previous response with id '{previous[:100]}' not found.",
                 param="previous_response_id",

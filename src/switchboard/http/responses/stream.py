@@ -37,6 +37,16 @@ from switchboard.http.responses.response import (
 
 # A content part's type -> the key of its text, the event of its deltas.
 _TEXT_KEY = {"output_text": "text", "reasoning_text": "text", "refusal": "refusal"}
+# The codes a failed response's ``error.code`` may have (the openai SDK's ResponseError.code):
+# those of the gateway's own failures that are one of them are kept, every other is
+# ``server_error``, the gateway's code then leading the message (failed_error).
+_FAILED_CODES = frozenset({
+    "server_error", "rate_limit_exceeded", "invalid_prompt", "vector_store_timeout", "invalid_image",
+    "invalid_image_format", "invalid_base64_image", "invalid_image_url", "image_too_large",
+    "image_too_small", "image_parse_error", "image_content_policy_violation", "invalid_image_mode",
+    "image_file_too_large", "unsupported_image_media_type", "empty_image_file",
+    "failed_to_download_image", "image_file_not_found",
+})
 _DELTA_EVENT = {
     "output_text": "response.output_text.delta",
     "reasoning_text": "response.reasoning_text.delta",
@@ -140,7 +150,7 @@ class StreamEncoder:
             **self._base,
             "status": "failed",
             "output": self._output,
-            "error": {"code": code or "server_error", "message": message},
+            "error": failed_error(code, message),
         }
         self.final = response
         return b"".join(out) + self.event("response.failed", response=response)
@@ -239,6 +249,10 @@ class StreamEncoder:
             item = call_item(new_id("fc_"), call_id, function.get("name") or "", "", status="in_progress")
             self._calls[position] = item
             self._begin(item, out)
+        elif not item["name"] and function.get("name"):
+            # Some upstreams send the name in a later chunk than the call's first: the item's done
+            # events and the final response carry it.
+            item["name"] = function["name"]
         arguments = function.get("arguments")
         if isinstance(arguments, str) and arguments:
             item["arguments"] += arguments
@@ -272,3 +286,13 @@ class StreamEncoder:
             )
         item["status"] = status
         out.append(self.event("response.output_item.done", output_index=index, item=item))
+
+
+def failed_error(code: str | None, message: str) -> JSON:
+    """A failed response's ``error`` for a gateway failure: a code of OpenAI's list, the
+    gateway's own (``upstream_timeout``, ``server_shutting_down``, ...) kept in the message."""
+    if code in _FAILED_CODES:
+        return {"code": code, "message": message}
+    if code:
+        message = f"{code}: {message}"
+    return {"code": "server_error", "message": message}
