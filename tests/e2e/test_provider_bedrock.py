@@ -272,15 +272,25 @@ def test_image_inputs_data_and_http_urls(sdk: openai.OpenAI, mock_upstream: Mock
 
 
 def test_image_bytes_reach_bedrock(sdk: openai.OpenAI) -> None:
-    # The mock's reply does not mention images, but it checks their bytes: JPEG bytes labelled PNG
-    # are refused by Bedrock itself, so the data URL's bytes arrived as an image block.
+    # The mock's reply does not mention images, but it checks their bytes: bytes of no image type
+    # labelled PNG are refused by Bedrock itself, so the data URL's bytes arrived as an image block.
     content = [
         {"type": "text", "text": "what is this?"},
-        {"type": "image_url", "image_url": {"url": "data:image/png;base64,/9j/4AAQSkZJRgABAQ=="}},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,bm90IGFuIGltYWdl"}},
     ]
     with pytest.raises(openai.BadRequestError) as exc:
         sdk.chat.completions.create(model="claude", messages=[{"role": "user", "content": content}])
     assert "Could not process image at messages.0.content.1" in exc.value.message
+
+
+def test_an_image_labelled_with_another_type_is_sent_as_what_its_bytes_are(sdk: openai.OpenAI) -> None:
+    # Bedrock refuses PNG bytes sent as format jpeg, a label many OpenAI clients put on every
+    # image; OpenAI reads the bytes. Unknown bytes keep their label (and Bedrock judges them).
+    for url in (f"data:image/jpeg;base64,{PIXEL_PNG}", f"data:application/octet-stream;base64,{PIXEL_PNG}"):
+        content = [{"type": "text", "text": "what is this?"},
+                   {"type": "image_url", "image_url": {"url": url}}]
+        resp = sdk.chat.completions.create(model="claude", messages=[{"role": "user", "content": content}])
+        assert resp.choices[0].message.content == SAID + "what is this?"
 
 
 def test_http_image_is_fetched_by_the_gateway(sdk: openai.OpenAI, mock_upstream: Mock) -> None:

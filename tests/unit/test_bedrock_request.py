@@ -103,13 +103,27 @@ def test_images_become_inline_image_blocks() -> None:
     _, body, _ = build({"messages": [{"role": "user", "content": [
         {"type": "text", "text": "what is this?"},
         {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}", "detail": "high"}},
-        {"type": "image_url", "image_url": {"url": f"data:image/jpg;base64,{PNG}"}},
+        {"type": "image_url", "image_url": {"url": "data:image/jpg;base64,AAAA"}},
     ]}]})
     assert body["messages"][0]["content"] == [
         {"text": "what is this?"},
         {"image": {"format": "png", "source": {"bytes": PNG}}},
-        {"image": {"format": "jpeg", "source": {"bytes": PNG}}},
+        {"image": {"format": "jpeg", "source": {"bytes": "AAAA"}}},  # bytes of no known type: the label
     ]
+
+
+@pytest.mark.parametrize(("url", "fmt"), [
+    (f"data:image/jpeg;base64,{PNG}", "png"),  # PNG bytes labelled jpeg
+    ("data:image/png;base64,/9j/4AAQSkZJRgABAQ==", "jpeg"),
+    ("data:image/jpeg;base64,R0lGODlhAQABAAAAACw=", "gif"),
+    ("data:image/png;base64,UklGRiQAAABXRUJQVlA4IA==", "webp"),
+    (f"data:application/octet-stream;base64,{PNG}", "png"),
+])
+def test_a_data_url_image_is_sent_as_the_format_its_bytes_are(url: str, fmt: str) -> None:
+    # Bedrock refuses an image whose bytes are not its format; OpenAI reads the bytes.
+    part = {"type": "image_url", "image_url": {"url": url}}
+    _, body, _ = build({"messages": [{"role": "user", "content": [part]}]})
+    assert body["messages"][0]["content"][0]["image"]["format"] == fmt
 
 
 @pytest.mark.parametrize("url", [

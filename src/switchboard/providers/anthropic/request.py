@@ -16,8 +16,6 @@ Which fields are translated and which refused is the capability table
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from typing import Any
 
@@ -28,6 +26,7 @@ from switchboard.providers import account, capabilities
 from switchboard.providers.anthropic import thinking
 from switchboard.providers.anthropic.options import AnthropicOptions
 from switchboard.providers.base import JSON
+from switchboard.providers.image_types import sniffed
 from switchboard.providers.params import drops
 from switchboard.providers.response_format import described_schema
 from switchboard.providers.target import Target
@@ -43,10 +42,6 @@ JSON_TOOL = "switchboard_json_output"
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _ID_UNSAFE = re.compile(r"[^a-zA-Z0-9_-]")
 _IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
-# The leading bytes of those types. Anthropic refuses an image whose bytes are not the media type
-# it is sent with ("Image does not match the provided media type"); OpenAI reads the bytes.
-_IMAGE_MAGIC = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"),
-                (b"GIF87a", "image/gif"), (b"GIF89a", "image/gif"))
 _CACHE_TTLS = ("5m", "1h")
 # Document sources that carry their content (or a public URL Anthropic fetches as anyone would).
 _DOCUMENT_SOURCES = frozenset({"base64", "text", "content", "url"})
@@ -297,7 +292,7 @@ def _data_url(url: str, param: str) -> tuple[str, str]:
 def _image_source(url: str, param: str) -> JSON:
     if url.startswith("data:"):
         media_type, data = _data_url(url, param)
-        media_type = _sniffed(data) or media_type  # clients often label every image image/jpeg
+        media_type = sniffed(data) or media_type  # clients often label every image image/jpeg
         if media_type not in _IMAGE_TYPES:
             raise InvalidRequest(
                 f"image type '{media_type}' is not supported by provider type 'anthropic' "
@@ -308,18 +303,6 @@ def _image_source(url: str, param: str) -> JSON:
     if url.startswith(("https://", "http://")):
         return {"type": "url", "url": url}
     raise InvalidRequest("image URLs must be http(s) or data URLs", param=param)
-
-
-def _sniffed(data: str) -> str | None:
-    """The image type the first bytes of base64 ``data`` show (jpeg, png, gif, webp), else None."""
-    try:
-        head = base64.b64decode(data[:16], validate=True)  # 12 bytes: enough for every signature
-    except (binascii.Error, ValueError):
-        return None
-    for magic, media_type in _IMAGE_MAGIC:
-        if head.startswith(magic):
-            return media_type
-    return "image/webp" if head[:4] == b"RIFF" and head[8:12] == b"WEBP" else None
 
 
 def _document(file: Any, param: str) -> JSON:

@@ -36,6 +36,7 @@ from switchboard.errors import InvalidRequest
 from switchboard.providers import documents
 from switchboard.providers.anthropic.thinking import gathered
 from switchboard.providers.base import JSON
+from switchboard.providers.image_types import sniffed
 from switchboard.providers.turns import EMPTY_TURN, SYSTEM_MARK, assistant_content, call_ids, check_answers
 
 # Image media types Converse accepts, by the ImageBlock "format" value.
@@ -192,7 +193,9 @@ def image_block(url: str, where: str) -> JSON:
         raise InvalidRequest("provider type 'bedrock' accepts images only as data: URLs", param=param)
     header, sep, data = url[5:].partition(",")
     media, _, encoding = header.partition(";")
-    fmt = IMAGE_FORMATS.get(media.lower())
+    # The type the bytes are, whatever the label says (clients often label every image jpeg):
+    # Bedrock refuses an image whose bytes are not its format.
+    fmt = IMAGE_FORMATS.get(sniffed(data) or media.lower()) if encoding == "base64" else None
     if not sep or encoding != "base64" or fmt is None:
         raise InvalidRequest(
             "image data URLs must be base64 'data:image/(png|jpeg|gif|webp);base64,...'", param=param
