@@ -133,6 +133,21 @@ def test_max_tokens_and_stop_sequences(sdk: openai.OpenAI) -> None:
         "Hello from the Switchboard ", "stop")
 
 
+def test_a_whitespace_stop_sequence_is_a_400_naming_stop_or_dropped_for_claude(sdk: openai.OpenAI) -> None:
+    # OpenAI takes stop "\n"; Claude on Bedrock refuses it ("each stop sequence must contain
+    # non-whitespace"), and Converse refuses an empty one.
+    with pytest.raises(openai.BadRequestError) as exc:
+        sdk.chat.completions.create(model="claude", messages=ask("hi"), stop=["\n"])
+    assert exc.value.status_code == 400
+    assert exc.value.body["param"] == "stop"  # type: ignore[index]
+    assert exc.value.code == "unsupported_parameter"
+    resp = sdk.chat.completions.create(model="claude-lenient", messages=ask("hi"), stop=["\n", "mock"])
+    answer = (resp.choices[0].message.content, resp.choices[0].finish_reason)
+    assert answer == ("Hello from the Switchboard ", "stop")
+    resp = sdk.chat.completions.create(model="claude", messages=ask("hi"), stop=["", "mock"])
+    assert resp.choices[0].message.content == "Hello from the Switchboard "
+
+
 def test_full_tool_round_trip(sdk: openai.OpenAI) -> None:
     messages: list[Any] = ask("What is the weather in Paris?")
     first = sdk.chat.completions.create(model="claude", messages=messages, tools=[WEATHER_TOOL])

@@ -99,6 +99,25 @@ def test_inference_config_mapping() -> None:
     assert body["inferenceConfig"] == {"maxTokens": 5, "stopSequences": ["a", "b"]}
 
 
+def test_stop_sequences_bedrock_refuses_are_never_sent() -> None:
+    # Converse: each stop sequence has a minimum length of 1; Claude: "each stop sequence must
+    # contain non-whitespace". Other families take "\n" (a common stop for Llama).
+    request = {"messages": [user("hi")], "stop": ["", "END"]}
+    body = build(request)[1]
+    assert body["inferenceConfig"] == {"stopSequences": ["END"]}  # an empty one asks for nothing
+    assert body["additionalModelResponseFieldPaths"] == ["/stop_sequence"]
+    assert "inferenceConfig" not in build({**request, "stop": [""]})[1]
+    assert "additionalModelResponseFieldPaths" not in build({**request, "stop": [""]})[1]
+    with pytest.raises(UnsupportedParameter) as exc:
+        build({**request, "stop": ["\n", "END"]})
+    assert exc.value.param == "stop"
+    assert "inferenceConfig" not in build({**request, "stop": "\n\n"}, target(drop_params=True))[1]
+    assert build({**request, "stop": [" ", "END"], "drop_params": True})[1]["inferenceConfig"] == {
+        "stopSequences": ["END"]}
+    llama = target(model="meta.llama3-70b-instruct-v1:0")
+    assert build({**request, "stop": ["\n", ""]}, llama)[1]["inferenceConfig"] == {"stopSequences": ["\n"]}
+
+
 def test_images_become_inline_image_blocks() -> None:
     _, body, _ = build({"messages": [{"role": "user", "content": [
         {"type": "text", "text": "what is this?"},

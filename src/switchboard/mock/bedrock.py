@@ -193,7 +193,7 @@ def validate_converse(body: Any, model: str = "") -> None:
         _require(prev["role"] != msg["role"], _ALTERNATE)
         _tool_results_match(prev, msg)
     _system(body.get("system"))
-    _inference(body.get("inferenceConfig"))
+    _inference(body.get("inferenceConfig"), model)
     uses_tools = any("toolUse" in b or "toolResult" in b for m in messages for b in m["content"])
     _require(not uses_tools or body.get("toolConfig") is not None, _TOOL_CONFIG_NEEDED)
     _tool_config(body.get("toolConfig"))
@@ -306,7 +306,7 @@ def _system(system: Any) -> None:
                  f"The text field in the SystemContentBlock object at system.{i} is blank.")
 
 
-def _inference(config: Any) -> None:
+def _inference(config: Any, model: str) -> None:
     if config is None:
         return
     if not isinstance(config, dict):
@@ -324,6 +324,10 @@ def _inference(config: Any) -> None:
     stops = config.get("stopSequences")
     _require(stops is None or (isinstance(stops, list) and all(isinstance(s, str) and s for s in stops)),
              "inferenceConfig.stopSequences must be a list of non-empty strings.")
+    # Claude's own rule, reported through Converse as the model's error.
+    _require(not F.is_claude(model) or all(s.strip() for s in stops or ()),
+             "The model returned the following errors: stop_sequences: each stop sequence must contain "
+             "non-whitespace")
 
 
 def _tool_config(config: Any) -> None:

@@ -21,13 +21,12 @@ from typing import Any
 
 import orjson
 
-from switchboard.errors import InvalidRequest, UnsupportedParameter
-from switchboard.providers import account, capabilities
+from switchboard.errors import InvalidRequest
+from switchboard.providers import account, capabilities, stop_sequences
 from switchboard.providers.anthropic import thinking
 from switchboard.providers.anthropic.options import AnthropicOptions
 from switchboard.providers.base import JSON
 from switchboard.providers.image_types import sniffed
-from switchboard.providers.params import drops
 from switchboard.providers.response_format import described_schema
 from switchboard.providers.target import Target
 from switchboard.providers.turns import EMPTY_TURN, SYSTEM_MARK, assistant_content, call_ids, check_answers
@@ -109,28 +108,11 @@ def _sampling(request: JSON, body: JSON, target: Target) -> None:
     for key in ("temperature", "top_p", "top_k"):
         if request.get(key) is not None:
             body[key] = request[key]
-    if stops := _stop_sequences(request, target):
+    if stops := stop_sequences.to_send(request, target, "anthropic", blank_refused=True):
         body["stop_sequences"] = stops
     user = request.get("user") or request.get("safety_identifier")
     if isinstance(user, str) and user:
         body["metadata"] = {"user_id": user}
-
-
-def _stop_sequences(request: JSON, target: Target) -> list[str]:
-    """``stop`` as Anthropic takes it. Anthropic refuses an empty sequence and one of whitespace
-    only ("each stop sequence must contain non-whitespace"), which OpenAI accepts ("\\n"): an
-    empty one asks for nothing and is left out; a whitespace one is a 400 naming ``stop`` (the
-    upstream's would name a field the caller never sent), or left out under ``drop_params``."""
-    stop = request.get("stop")
-    stops = [s for s in ([stop] if isinstance(stop, str) else stop or ()) if s]
-    if all(s.strip() for s in stops):
-        return stops
-    if drops(request, target):
-        return [s for s in stops if s.strip()]
-    raise UnsupportedParameter(
-        f"stop sequences of whitespace only are not supported by provider type 'anthropic' (model "
-        f"'{target.name}'); set drop_params: true on the model, or send \"drop_params\": true, to drop "
-        "them instead", param="stop")
 
 
 # -- messages -----------------------------------------------------------------------------------
