@@ -168,6 +168,21 @@ def test_full_tool_round_trip(sdk: openai.OpenAI) -> None:
     assert again.choices[0].message.content == "The tool returned: 22 degrees and sunny"
 
 
+def test_a_tool_call_with_no_output_is_answered(sdk: openai.OpenAI) -> None:
+    # Converse refuses a toolResult with empty content or blank text; a tool that printed nothing
+    # (or failed silently) must not wedge the conversation.
+    call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+    blank: Any = [{"type": "text", "text": " "}]
+    for content, is_error in (("", False), ("\n", False), (blank, False), ("", True), (blank, True)):
+        messages: Any = [
+            *ask("Weather?"),
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "call_1", "content": content, "is_error": is_error},
+        ]
+        resp = sdk.chat.completions.create(model="claude", messages=messages, tools=[WEATHER_TOOL])
+        assert resp.choices[0].message.content == "The tool returned: (no content)"
+
+
 def test_tool_ids_minted_elsewhere_are_made_to_fit_and_still_pair(sdk: openai.OpenAI) -> None:
     # A conversation moved here from other providers: an OpenAI-compatible server's
     # "functions.<name>:<n>" id and a long Responses API-style id. Converse takes only 1-64

@@ -336,3 +336,24 @@ def test_tool_results_come_first_in_their_user_turn() -> None:
         {"cachePoint": {"type": "default"}},
         {"text": "System: be careful"},
     ]
+
+
+def test_tool_result_content_converse_refuses_is_never_sent() -> None:
+    # Converse refuses a toolResult whose content is empty or whose text is blank: a tool that
+    # printed nothing (or only "\n") gets the text "(no content)"; blank text beside other parts
+    # is left out.
+    call = {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+
+    def result(**tool: Any) -> Any:
+        messages = [user("hi"), {"role": "assistant", "content": None, "tool_calls": [call]},
+                    {"role": "tool", "tool_call_id": "c1", **tool}]
+        return build({"messages": messages})[1]["messages"][2]["content"][0]["toolResult"]
+
+    for empty in ("", None, "\n", [{"type": "text", "text": ""}], [{"type": "text", "text": " "}]):
+        assert result(content=empty) == {"toolUseId": "c1", "content": [{"text": "(no content)"}]}
+    assert result(content="", is_error=True) == {
+        "toolUseId": "c1", "content": [{"text": "(no content)"}], "status": "error"}
+    image = {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}}
+    parts = [{"type": "text", "text": "\n"}, image]
+    assert result(content=parts)["content"] == [{"image": {"format": "png", "source": {"bytes": PNG}}}]
+    assert result(content=" 18C\n")["content"] == [{"text": " 18C\n"}]  # kept as written

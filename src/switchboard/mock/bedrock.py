@@ -256,11 +256,19 @@ def _tool_result(value: Any, where: str, role: str) -> None:
     parts = value.get("content")
     if not isinstance(parts, list):
         raise Invalid(f"{where}.toolResult requires toolUseId and content.")
+    # Empty content and blank text are refused (by Converse, or by the model: Claude's "text
+    # content blocks must contain non-whitespace text").
+    _require(parts, f"The content field in the ToolResultBlock object at {where}.toolResult is empty. "
+             "Add a ToolResultContentBlock object to the content field and try again.")
     for k, part in enumerate(parts):
         kind = _only_member(part, ("text", "json", "image", "document"))
         _require(kind, f"{where}.toolResult.content.{k} must be one of text, json, image, document.")
         if kind == "image":
             _image(part["image"], f"{where}.toolResult.content.{k}")
+        elif kind == "text":
+            _require(isinstance(part["text"], str) and part["text"].strip(), "The text field in the "
+                     f"ToolResultContentBlock object at {where}.toolResult.content.{k} is blank. Add text to "
+                     "the text field, and try again.")
 
 
 def _tool_use_id(value: str, where: str) -> None:

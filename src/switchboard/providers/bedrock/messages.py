@@ -319,6 +319,9 @@ def _tool_result(msg: JSON, i: int) -> list[JSON]:
             parts.append(_result_part(part, where))
             if part.get("cache_control") is not None:
                 points = [cache_point(part["cache_control"], where + ".cache_control")]
+    # Converse refuses empty content and blank text (a tool that printed nothing, or "\n").
+    parts = [p for p in parts if not isinstance(p.get("text"), str) or p["text"].strip()] \
+        or [{"text": EMPTY_TURN}]
     result: JSON = {"toolUseId": tool_use_id(msg["tool_call_id"], f"messages[{i}].tool_call_id"),
                     "content": parts}
     is_error = msg.get("is_error")
