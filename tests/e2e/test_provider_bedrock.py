@@ -104,6 +104,20 @@ def test_chat_non_stream_with_usage(sdk: openai.OpenAI) -> None:
     assert usage.prompt_tokens_details is not None and usage.prompt_tokens_details.cached_tokens == 0
 
 
+def test_blank_user_and_system_text_is_left_out(sdk: openai.OpenAI) -> None:
+    # Converse refuses text blocks that are blank ("The text field in the ContentBlock object ...
+    # is blank"); OpenAI takes them (a "\n" part between others, a system prompt left empty).
+    messages: Any = [
+        {"role": "system", "content": "\n"},
+        {"role": "user", "content": [{"type": "text", "text": "hello"}, {"type": "text", "text": "\n\n"}]},
+        {"role": "assistant", "content": "hi"},
+        {"role": "user", "content": " "},
+        {"role": "user", "content": [{"type": "text", "text": ""}, {"type": "text", "text": "bedrock"}]},
+    ]
+    resp = sdk.chat.completions.create(model="claude", messages=messages)
+    assert resp.choices[0].message.content == SAID + "bedrock"
+
+
 def test_session_token_is_signed_and_accepted(sdk: openai.OpenAI) -> None:
     resp = sdk.chat.completions.create(model="claude-session", messages=ask("with a token"))
     assert resp.choices[0].message.content == SAID + "with a token"

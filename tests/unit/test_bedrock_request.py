@@ -357,3 +357,22 @@ def test_tool_result_content_converse_refuses_is_never_sent() -> None:
     parts = [{"type": "text", "text": "\n"}, image]
     assert result(content=parts)["content"] == [{"image": {"format": "png", "source": {"bytes": PNG}}}]
     assert result(content=" 18C\n")["content"] == [{"text": " 18C\n"}]  # kept as written
+
+
+def test_blank_user_and_system_text_is_left_out() -> None:
+    # Converse refuses blank text blocks, in system and in messages.
+    _, body, _ = build({"messages": [
+        {"role": "system", "content": [{"type": "text", "text": " "}, {"type": "text", "text": "be brief"}]},
+        {"role": "developer", "content": "\n"},
+        {"role": "user", "content": [{"type": "text", "text": "\n", "cache_control": {"type": "ephemeral"}},
+                                     {"type": "text", "text": "hi"}, {"type": "text", "text": ""}]},
+        {"role": "assistant", "content": "ok"},
+        user("  "),
+        user(" again "),
+    ]})
+    assert body["system"] == [{"text": "be brief"}]
+    assert body["messages"] == [
+        {"role": "user", "content": [{"text": "hi"}]},
+        {"role": "assistant", "content": [{"text": "ok"}]},
+        {"role": "user", "content": [{"text": " again "}]},  # text beside whitespace kept as written
+    ]

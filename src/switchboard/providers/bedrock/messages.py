@@ -149,7 +149,7 @@ def _system_blocks(content: Any, i: int, role: str) -> list[JSON]:
     if content is None:
         return []
     if isinstance(content, str):
-        return [{"text": content}] if content else []
+        return [{"text": content}] if content.strip() else []  # Converse refuses blank text
     blocks: list[JSON] = []
     for j, part in enumerate(content):
         kind = part.get("type")
@@ -158,18 +158,22 @@ def _system_blocks(content: Any, i: int, role: str) -> list[JSON]:
             raise InvalidRequest(
                 f"content part type '{kind}' in a {role} message is not supported by provider type 'bedrock' "
                 "(Converse takes only text there)", param=f"messages[{i}].content[{j}].type")
-        if part["text"]:
+        if part["text"].strip():
             blocks.extend(_with_cache({"text": part["text"]}, part, f"messages[{i}].content[{j}]"))
     return blocks
 
 
 def _user_blocks(content: Any, i: int) -> list[JSON]:
+    # Blank text says nothing and Converse refuses it: left out (a message left empty is left
+    # out by _append, as on the other translated types).
     if isinstance(content, str):
-        return [{"text": content}]
+        return [{"text": content}] if content.strip() else []
     blocks: list[JSON] = []
     for j, part in enumerate(content or ()):
         kind, where = part.get("type"), f"messages[{i}].content[{j}]"
         if kind == "text":
+            if not part["text"].strip():
+                continue
             block = {"text": part["text"]}
         elif kind == "image_url":
             block = image_block(part["image_url"]["url"], where)
