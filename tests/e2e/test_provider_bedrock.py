@@ -118,6 +118,15 @@ def test_blank_user_and_system_text_is_left_out(sdk: openai.OpenAI) -> None:
     assert resp.choices[0].message.content == SAID + "bedrock"
 
 
+def test_a_prefill_ending_in_whitespace_is_sent_without_it(sdk: openai.OpenAI) -> None:
+    # Claude on Bedrock refuses a final assistant turn ending in whitespace ("final assistant
+    # content cannot end with trailing whitespace"); a prefill such as "Answer: " is common.
+    for prefill in ("Sure: ", [{"type": "text", "text": "Sure:\n", "cache_control": {"type": "ephemeral"}}]):
+        messages: Any = [*ask("hi"), {"role": "assistant", "content": prefill}]
+        resp = sdk.chat.completions.create(model="claude", messages=messages)
+        assert resp.choices[0].message.content
+
+
 def test_session_token_is_signed_and_accepted(sdk: openai.OpenAI) -> None:
     resp = sdk.chat.completions.create(model="claude-session", messages=ask("with a token"))
     assert resp.choices[0].message.content == SAID + "with a token"

@@ -376,3 +376,16 @@ def test_blank_user_and_system_text_is_left_out() -> None:
         {"role": "assistant", "content": [{"text": "ok"}]},
         {"role": "user", "content": [{"text": " again "}]},  # text beside whitespace kept as written
     ]
+
+
+def test_a_claude_prefill_is_sent_without_trailing_whitespace() -> None:
+    # Claude: "final assistant content cannot end with trailing whitespace"; other families take it.
+    messages: Any = [user("hi"), {"role": "assistant", "content": [
+        {"type": "text", "text": " Sure:\n", "cache_control": {"type": "ephemeral"}}]}]
+    assert build({"messages": messages})[1]["messages"][-1]["content"] == [
+        {"text": " Sure:"}, {"cachePoint": {"type": "default"}}]
+    llama = target(model="meta.llama3-70b-instruct-v1:0")
+    assert build({"messages": messages}, llama)[1]["messages"][-1]["content"][0] == {"text": " Sure:\n"}
+    # Only the final turn: earlier replies are kept as written.
+    messages = [user("hi"), {"role": "assistant", "content": "ok\n"}, user("again")]
+    assert build({"messages": messages})[1]["messages"][1]["content"] == [{"text": "ok\n"}]

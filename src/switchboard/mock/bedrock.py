@@ -189,6 +189,12 @@ def validate_converse(body: Any, model: str = "") -> None:
     for i, msg in enumerate(messages):
         _message(msg, i, model)
     _require(messages[0]["role"] == "user", _START_WITH_USER)
+    if F.is_claude(model) and messages[-1]["role"] == "assistant":
+        last = [b for b in messages[-1]["content"] if "cachePoint" not in b][-1:]
+        text = last[0].get("text") if last else None
+        _require(not isinstance(text, str) or text == text.rstrip(),
+                 "The model returned the following errors: messages: final assistant content cannot end "
+                 "with trailing whitespace")
     for prev, msg in itertools.pairwise(messages):
         _require(prev["role"] != msg["role"], _ALTERNATE)
         _tool_results_match(prev, msg)

@@ -124,6 +124,16 @@ def _results_first(blocks: list[JSON]) -> list[JSON]:
     return results + rest
 
 
+def trim_prefill(turns: list[JSON]) -> None:
+    """Trailing whitespace off a final assistant turn (a prefill) that ends in text: Claude
+    refuses it ("final assistant content cannot end with trailing whitespace")."""
+    if not turns or turns[-1]["role"] != "assistant":
+        return
+    last = next((b for b in reversed(turns[-1]["content"]) if "cachePoint" not in b), None)
+    if last is not None and "text" in last:
+        last["text"] = last["text"].rstrip()
+
+
 # ---- parts ----
 
 def cache_point(control: Any, param: str) -> JSON:

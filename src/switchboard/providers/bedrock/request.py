@@ -15,7 +15,7 @@ from switchboard.errors import UnsupportedParameter
 from switchboard.providers import capabilities, stop_sequences
 from switchboard.providers.anthropic.thinking import check_tool_choice, fits_tool_loop, sampling_conflicts
 from switchboard.providers.base import JSON
-from switchboard.providers.bedrock.messages import conversation, tools_as_text
+from switchboard.providers.bedrock.messages import conversation, tools_as_text, trim_prefill
 from switchboard.providers.bedrock.metadata import request_metadata
 from switchboard.providers.bedrock.models import is_claude, is_cohere, is_nova, reads_no_top_k
 from switchboard.providers.bedrock.reasoning import reasoning_fields
@@ -33,6 +33,8 @@ def converse_body(request: JSON, target: Target) -> JSON:
     system, turns = conversation(request["messages"], paired=not no_tools)
     if no_tools:
         turns = tools_as_text(turns)
+    if is_claude(target.model):
+        trim_prefill(turns)
     body: JSON = {"messages": turns}
     if system:
         body["system"] = system
