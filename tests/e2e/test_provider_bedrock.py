@@ -104,6 +104,29 @@ def test_chat_non_stream_with_usage(sdk: openai.OpenAI) -> None:
     assert usage.prompt_tokens_details is not None and usage.prompt_tokens_details.cached_tokens == 0
 
 
+def test_blank_user_and_system_text_is_left_out(sdk: openai.OpenAI) -> None:
+    # Converse refuses text blocks that are blank ("The text field in the ContentBlock object ...
+    # is blank"); OpenAI takes them (a "\n" part between others, a system prompt left empty).
+    messages: Any = [
+        {"role": "system", "content": "\n"},
+        {"role": "user", "content": [{"type": "text", "text": "hello"}, {"type": "text", "text": "\n\n"}]},
+        {"role": "assistant", "content": "hi"},
+        {"role": "user", "content": " "},
+        {"role": "user", "content": [{"type": "text", "text": ""}, {"type": "text", "text": "bedrock"}]},
+    ]
+    resp = sdk.chat.completions.create(model="claude", messages=messages)
+    assert resp.choices[0].message.content == SAID + "bedrock"
+
+
+def test_a_prefill_ending_in_whitespace_is_sent_without_it(sdk: openai.OpenAI) -> None:
+    # Claude on Bedrock refuses a final assistant turn ending in whitespace ("final assistant
+    # content cannot end with trailing whitespace"); a prefill such as "Answer: " is common.
+    for prefill in ("Sure: ", [{"type": "text", "text": "Sure:\n", "cache_control": {"type": "ephemeral"}}]):
+        messages: Any = [*ask("hi"), {"role": "assistant", "content": prefill}]
+        resp = sdk.chat.completions.create(model="claude", messages=messages)
+        assert resp.choices[0].message.content
+
+
 def test_session_token_is_signed_and_accepted(sdk: openai.OpenAI) -> None:
     resp = sdk.chat.completions.create(model="claude-session", messages=ask("with a token"))
     assert resp.choices[0].message.content == SAID + "with a token"
@@ -133,6 +156,21 @@ def test_max_tokens_and_stop_sequences(sdk: openai.OpenAI) -> None:
         "Hello from the Switchboard ", "stop")
 
 
+def test_a_whitespace_stop_sequence_is_a_400_naming_stop_or_dropped_for_claude(sdk: openai.OpenAI) -> None:
+    # OpenAI takes stop "\n"; Claude on Bedrock refuses it ("each stop sequence must contain
+    # non-whitespace"), and Converse refuses an empty one.
+    with pytest.raises(openai.BadRequestError) as exc:
+        sdk.chat.completions.create(model="claude", messages=ask("hi"), stop=["\n"])
+    assert exc.value.status_code == 400
+    assert exc.value.body["param"] == "stop"  # type: ignore[index]
+    assert exc.value.code == "unsupported_parameter"
+    resp = sdk.chat.completions.create(model="claude-lenient", messages=ask("hi"), stop=["\n", "mock"])
+    answer = (resp.choices[0].message.content, resp.choices[0].finish_reason)
+    assert answer == ("Hello from the Switchboard ", "stop")
+    resp = sdk.chat.completions.create(model="claude", messages=ask("hi"), stop=["", "mock"])
+    assert resp.choices[0].message.content == "Hello from the Switchboard "
+
+
 def test_full_tool_round_trip(sdk: openai.OpenAI) -> None:
     messages: list[Any] = ask("What is the weather in Paris?")
     first = sdk.chat.completions.create(model="claude", messages=messages, tools=[WEATHER_TOOL])
@@ -151,6 +189,21 @@ def test_full_tool_round_trip(sdk: openai.OpenAI) -> None:
     # Clients often drop `tools` once they hold the result; Converse still needs a toolConfig.
     again = sdk.chat.completions.create(model="claude", messages=messages)
     assert again.choices[0].message.content == "The tool returned: 22 degrees and sunny"
+
+
+def test_a_tool_call_with_no_output_is_answered(sdk: openai.OpenAI) -> None:
+    # Converse refuses a toolResult with empty content or blank text; a tool that printed nothing
+    # (or failed silently) must not wedge the conversation.
+    call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+    blank: Any = [{"type": "text", "text": " "}]
+    for content, is_error in (("", False), ("\n", False), (blank, False), ("", True), (blank, True)):
+        messages: Any = [
+            *ask("Weather?"),
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "call_1", "content": content, "is_error": is_error},
+        ]
+        resp = sdk.chat.completions.create(model="claude", messages=messages, tools=[WEATHER_TOOL])
+        assert resp.choices[0].message.content == "The tool returned: (no content)"
 
 
 def test_tool_ids_minted_elsewhere_are_made_to_fit_and_still_pair(sdk: openai.OpenAI) -> None:
@@ -272,15 +325,25 @@ def test_image_inputs_data_and_http_urls(sdk: openai.OpenAI, mock_upstream: Mock
 
 
 def test_image_bytes_reach_bedrock(sdk: openai.OpenAI) -> None:
-    # The mock's reply does not mention images, but it checks their bytes: JPEG bytes labelled PNG
-    # are refused by Bedrock itself, so the data URL's bytes arrived as an image block.
+    # The mock's reply does not mention images, but it checks their bytes: bytes of no image type
+    # labelled PNG are refused by Bedrock itself, so the data URL's bytes arrived as an image block.
     content = [
         {"type": "text", "text": "what is this?"},
-        {"type": "image_url", "image_url": {"url": "data:image/png;base64,/9j/4AAQSkZJRgABAQ=="}},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,bm90IGFuIGltYWdl"}},
     ]
     with pytest.raises(openai.BadRequestError) as exc:
         sdk.chat.completions.create(model="claude", messages=[{"role": "user", "content": content}])
     assert "Could not process image at messages.0.content.1" in exc.value.message
+
+
+def test_an_image_labelled_with_another_type_is_sent_as_what_its_bytes_are(sdk: openai.OpenAI) -> None:
+    # Bedrock refuses PNG bytes sent as format jpeg, a label many OpenAI clients put on every
+    # image; OpenAI reads the bytes. Unknown bytes keep their label (and Bedrock judges them).
+    for url in (f"data:image/jpeg;base64,{PIXEL_PNG}", f"data:application/octet-stream;base64,{PIXEL_PNG}"):
+        content = [{"type": "text", "text": "what is this?"},
+                   {"type": "image_url", "image_url": {"url": url}}]
+        resp = sdk.chat.completions.create(model="claude", messages=[{"role": "user", "content": content}])
+        assert resp.choices[0].message.content == SAID + "what is this?"
 
 
 def test_http_image_is_fetched_by_the_gateway(sdk: openai.OpenAI, mock_upstream: Mock) -> None:

@@ -99,17 +99,50 @@ def test_inference_config_mapping() -> None:
     assert body["inferenceConfig"] == {"maxTokens": 5, "stopSequences": ["a", "b"]}
 
 
+def test_stop_sequences_bedrock_refuses_are_never_sent() -> None:
+    # Converse: each stop sequence has a minimum length of 1; Claude: "each stop sequence must
+    # contain non-whitespace". Other families take "\n" (a common stop for Llama).
+    request = {"messages": [user("hi")], "stop": ["", "END"]}
+    body = build(request)[1]
+    assert body["inferenceConfig"] == {"stopSequences": ["END"]}  # an empty one asks for nothing
+    assert body["additionalModelResponseFieldPaths"] == ["/stop_sequence"]
+    assert "inferenceConfig" not in build({**request, "stop": [""]})[1]
+    assert "additionalModelResponseFieldPaths" not in build({**request, "stop": [""]})[1]
+    with pytest.raises(UnsupportedParameter) as exc:
+        build({**request, "stop": ["\n", "END"]})
+    assert exc.value.param == "stop"
+    assert "inferenceConfig" not in build({**request, "stop": "\n\n"}, target(drop_params=True))[1]
+    assert build({**request, "stop": [" ", "END"], "drop_params": True})[1]["inferenceConfig"] == {
+        "stopSequences": ["END"]}
+    llama = target(model="meta.llama3-70b-instruct-v1:0")
+    assert build({**request, "stop": ["\n", ""]}, llama)[1]["inferenceConfig"] == {"stopSequences": ["\n"]}
+
+
 def test_images_become_inline_image_blocks() -> None:
     _, body, _ = build({"messages": [{"role": "user", "content": [
         {"type": "text", "text": "what is this?"},
         {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}", "detail": "high"}},
-        {"type": "image_url", "image_url": {"url": f"data:image/jpg;base64,{PNG}"}},
+        {"type": "image_url", "image_url": {"url": "data:image/jpg;base64,AAAA"}},
     ]}]})
     assert body["messages"][0]["content"] == [
         {"text": "what is this?"},
         {"image": {"format": "png", "source": {"bytes": PNG}}},
-        {"image": {"format": "jpeg", "source": {"bytes": PNG}}},
+        {"image": {"format": "jpeg", "source": {"bytes": "AAAA"}}},  # bytes of no known type: the label
     ]
+
+
+@pytest.mark.parametrize(("url", "fmt"), [
+    (f"data:image/jpeg;base64,{PNG}", "png"),  # PNG bytes labelled jpeg
+    ("data:image/png;base64,/9j/4AAQSkZJRgABAQ==", "jpeg"),
+    ("data:image/jpeg;base64,R0lGODlhAQABAAAAACw=", "gif"),
+    ("data:image/png;base64,UklGRiQAAABXRUJQVlA4IA==", "webp"),
+    (f"data:application/octet-stream;base64,{PNG}", "png"),
+])
+def test_a_data_url_image_is_sent_as_the_format_its_bytes_are(url: str, fmt: str) -> None:
+    # Bedrock refuses an image whose bytes are not its format; OpenAI reads the bytes.
+    part = {"type": "image_url", "image_url": {"url": url}}
+    _, body, _ = build({"messages": [{"role": "user", "content": [part]}]})
+    assert body["messages"][0]["content"][0]["image"]["format"] == fmt
 
 
 @pytest.mark.parametrize("url", [
@@ -303,3 +336,56 @@ def test_tool_results_come_first_in_their_user_turn() -> None:
         {"cachePoint": {"type": "default"}},
         {"text": "System: be careful"},
     ]
+
+
+def test_tool_result_content_converse_refuses_is_never_sent() -> None:
+    # Converse refuses a toolResult whose content is empty or whose text is blank: a tool that
+    # printed nothing (or only "\n") gets the text "(no content)"; blank text beside other parts
+    # is left out.
+    call = {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+
+    def result(**tool: Any) -> Any:
+        messages = [user("hi"), {"role": "assistant", "content": None, "tool_calls": [call]},
+                    {"role": "tool", "tool_call_id": "c1", **tool}]
+        return build({"messages": messages})[1]["messages"][2]["content"][0]["toolResult"]
+
+    for empty in ("", None, "\n", [{"type": "text", "text": ""}], [{"type": "text", "text": " "}]):
+        assert result(content=empty) == {"toolUseId": "c1", "content": [{"text": "(no content)"}]}
+    assert result(content="", is_error=True) == {
+        "toolUseId": "c1", "content": [{"text": "(no content)"}], "status": "error"}
+    image = {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}}
+    parts = [{"type": "text", "text": "\n"}, image]
+    assert result(content=parts)["content"] == [{"image": {"format": "png", "source": {"bytes": PNG}}}]
+    assert result(content=" 18C\n")["content"] == [{"text": " 18C\n"}]  # kept as written
+
+
+def test_blank_user_and_system_text_is_left_out() -> None:
+    # Converse refuses blank text blocks, in system and in messages.
+    _, body, _ = build({"messages": [
+        {"role": "system", "content": [{"type": "text", "text": " "}, {"type": "text", "text": "be brief"}]},
+        {"role": "developer", "content": "\n"},
+        {"role": "user", "content": [{"type": "text", "text": "\n", "cache_control": {"type": "ephemeral"}},
+                                     {"type": "text", "text": "hi"}, {"type": "text", "text": ""}]},
+        {"role": "assistant", "content": "ok"},
+        user("  "),
+        user(" again "),
+    ]})
+    assert body["system"] == [{"text": "be brief"}]
+    assert body["messages"] == [
+        {"role": "user", "content": [{"text": "hi"}]},
+        {"role": "assistant", "content": [{"text": "ok"}]},
+        {"role": "user", "content": [{"text": " again "}]},  # text beside whitespace kept as written
+    ]
+
+
+def test_a_claude_prefill_is_sent_without_trailing_whitespace() -> None:
+    # Claude: "final assistant content cannot end with trailing whitespace"; other families take it.
+    messages: Any = [user("hi"), {"role": "assistant", "content": [
+        {"type": "text", "text": " Sure:\n", "cache_control": {"type": "ephemeral"}}]}]
+    assert build({"messages": messages})[1]["messages"][-1]["content"] == [
+        {"text": " Sure:"}, {"cachePoint": {"type": "default"}}]
+    llama = target(model="meta.llama3-70b-instruct-v1:0")
+    assert build({"messages": messages}, llama)[1]["messages"][-1]["content"][0] == {"text": " Sure:\n"}
+    # Only the final turn: earlier replies are kept as written.
+    messages = [user("hi"), {"role": "assistant", "content": "ok\n"}, user("again")]
+    assert build({"messages": messages})[1]["messages"][1]["content"] == [{"text": "ok\n"}]

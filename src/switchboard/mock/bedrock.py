@@ -189,11 +189,17 @@ def validate_converse(body: Any, model: str = "") -> None:
     for i, msg in enumerate(messages):
         _message(msg, i, model)
     _require(messages[0]["role"] == "user", _START_WITH_USER)
+    if F.is_claude(model) and messages[-1]["role"] == "assistant":
+        last = [b for b in messages[-1]["content"] if "cachePoint" not in b][-1:]
+        text = last[0].get("text") if last else None
+        _require(not isinstance(text, str) or text == text.rstrip(),
+                 "The model returned the following errors: messages: final assistant content cannot end "
+                 "with trailing whitespace")
     for prev, msg in itertools.pairwise(messages):
         _require(prev["role"] != msg["role"], _ALTERNATE)
         _tool_results_match(prev, msg)
     _system(body.get("system"))
-    _inference(body.get("inferenceConfig"))
+    _inference(body.get("inferenceConfig"), model)
     uses_tools = any("toolUse" in b or "toolResult" in b for m in messages for b in m["content"])
     _require(not uses_tools or body.get("toolConfig") is not None, _TOOL_CONFIG_NEEDED)
     _tool_config(body.get("toolConfig"))
@@ -256,11 +262,19 @@ def _tool_result(value: Any, where: str, role: str) -> None:
     parts = value.get("content")
     if not isinstance(parts, list):
         raise Invalid(f"{where}.toolResult requires toolUseId and content.")
+    # Empty content and blank text are refused (by Converse, or by the model: Claude's "text
+    # content blocks must contain non-whitespace text").
+    _require(parts, f"The content field in the ToolResultBlock object at {where}.toolResult is empty. "
+             "Add a ToolResultContentBlock object to the content field and try again.")
     for k, part in enumerate(parts):
         kind = _only_member(part, ("text", "json", "image", "document"))
         _require(kind, f"{where}.toolResult.content.{k} must be one of text, json, image, document.")
         if kind == "image":
             _image(part["image"], f"{where}.toolResult.content.{k}")
+        elif kind == "text":
+            _require(isinstance(part["text"], str) and part["text"].strip(), "The text field in the "
+                     f"ToolResultContentBlock object at {where}.toolResult.content.{k} is blank. Add text to "
+                     "the text field, and try again.")
 
 
 def _tool_use_id(value: str, where: str) -> None:
@@ -306,7 +320,7 @@ def _system(system: Any) -> None:
                  f"The text field in the SystemContentBlock object at system.{i} is blank.")
 
 
-def _inference(config: Any) -> None:
+def _inference(config: Any, model: str) -> None:
     if config is None:
         return
     if not isinstance(config, dict):
@@ -324,6 +338,10 @@ def _inference(config: Any) -> None:
     stops = config.get("stopSequences")
     _require(stops is None or (isinstance(stops, list) and all(isinstance(s, str) and s for s in stops)),
              "inferenceConfig.stopSequences must be a list of non-empty strings.")
+    # Claude's own rule, reported through Converse as the model's error.
+    _require(not F.is_claude(model) or all(s.strip() for s in stops or ()),
+             "The model returned the following errors: stop_sequences: each stop sequence must contain "
+             "non-whitespace")
 
 
 def _tool_config(config: Any) -> None:

@@ -1,4 +1,5 @@
-"""The stop sequence that ended a reply, named where the provider does not name it.
+"""Stop sequences: which of the caller's are sent (``to_send``), and the one that ended a reply,
+named where the provider does not name it.
 
 A canonical choice says that a stop sequence ended it with ``stop_sequence``: the matched
 string, or null when the provider reports only that one matched (Cohere's finish_reason
@@ -12,7 +13,28 @@ from __future__ import annotations
 
 from typing import Any
 
+from switchboard.errors import UnsupportedParameter
 from switchboard.providers.base import JSON, StreamDecoder
+from switchboard.providers.params import drops
+from switchboard.providers.target import Target
+
+
+def to_send(request: JSON, target: Target, provider_type: str, blank_refused: bool) -> list[str]:
+    """``stop`` as a list to send. An empty sequence asks for nothing and is left out (Anthropic
+    and Bedrock Converse refuse it). Claude also refuses one of whitespace only ("each stop
+    sequence must contain non-whitespace"), which OpenAI takes ("\\n"): where ``blank_refused``,
+    such a one is a 400 naming ``stop`` (Claude's would name a field the caller never sent), or
+    left out under ``drop_params``."""
+    stop = request.get("stop")
+    stops = [s for s in ([stop] if isinstance(stop, str) else stop or ()) if s]
+    if not blank_refused or all(s.strip() for s in stops):
+        return stops
+    if drops(request, target):
+        return [s for s in stops if s.strip()]
+    raise UnsupportedParameter(
+        f"stop sequences of whitespace only are not supported by provider type '{provider_type}' (model "
+        f"'{target.name}'); set drop_params: true on the model, or send \"drop_params\": true, to drop "
+        "them instead", param="stop")
 
 
 def only_stop(request: JSON) -> str | None:

@@ -16,19 +16,17 @@ Which fields are translated and which refused is the capability table
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from typing import Any
 
 import orjson
 
-from switchboard.errors import InvalidRequest, UnsupportedParameter
-from switchboard.providers import account, capabilities
+from switchboard.errors import InvalidRequest
+from switchboard.providers import account, capabilities, stop_sequences
 from switchboard.providers.anthropic import thinking
 from switchboard.providers.anthropic.options import AnthropicOptions
 from switchboard.providers.base import JSON
-from switchboard.providers.params import drops
+from switchboard.providers.image_types import sniffed
 from switchboard.providers.response_format import described_schema
 from switchboard.providers.target import Target
 from switchboard.providers.turns import EMPTY_TURN, SYSTEM_MARK, assistant_content, call_ids, check_answers
@@ -43,10 +41,6 @@ JSON_TOOL = "switchboard_json_output"
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _ID_UNSAFE = re.compile(r"[^a-zA-Z0-9_-]")
 _IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
-# The leading bytes of those types. Anthropic refuses an image whose bytes are not the media type
-# it is sent with ("Image does not match the provided media type"); OpenAI reads the bytes.
-_IMAGE_MAGIC = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"),
-                (b"GIF87a", "image/gif"), (b"GIF89a", "image/gif"))
 _CACHE_TTLS = ("5m", "1h")
 # Document sources that carry their content (or a public URL Anthropic fetches as anyone would).
 _DOCUMENT_SOURCES = frozenset({"base64", "text", "content", "url"})
@@ -114,28 +108,11 @@ def _sampling(request: JSON, body: JSON, target: Target) -> None:
     for key in ("temperature", "top_p", "top_k"):
         if request.get(key) is not None:
             body[key] = request[key]
-    if stops := _stop_sequences(request, target):
+    if stops := stop_sequences.to_send(request, target, "anthropic", blank_refused=True):
         body["stop_sequences"] = stops
     user = request.get("user") or request.get("safety_identifier")
     if isinstance(user, str) and user:
         body["metadata"] = {"user_id": user}
-
-
-def _stop_sequences(request: JSON, target: Target) -> list[str]:
-    """``stop`` as Anthropic takes it. Anthropic refuses an empty sequence and one of whitespace
-    only ("each stop sequence must contain non-whitespace"), which OpenAI accepts ("\\n"): an
-    empty one asks for nothing and is left out; a whitespace one is a 400 naming ``stop`` (the
-    upstream's would name a field the caller never sent), or left out under ``drop_params``."""
-    stop = request.get("stop")
-    stops = [s for s in ([stop] if isinstance(stop, str) else stop or ()) if s]
-    if all(s.strip() for s in stops):
-        return stops
-    if drops(request, target):
-        return [s for s in stops if s.strip()]
-    raise UnsupportedParameter(
-        f"stop sequences of whitespace only are not supported by provider type 'anthropic' (model "
-        f"'{target.name}'); set drop_params: true on the model, or send \"drop_params\": true, to drop "
-        "them instead", param="stop")
 
 
 # -- messages -----------------------------------------------------------------------------------
@@ -297,7 +274,7 @@ def _data_url(url: str, param: str) -> tuple[str, str]:
 def _image_source(url: str, param: str) -> JSON:
     if url.startswith("data:"):
         media_type, data = _data_url(url, param)
-        media_type = _sniffed(data) or media_type  # clients often label every image image/jpeg
+        media_type = sniffed(data) or media_type  # clients often label every image image/jpeg
         if media_type not in _IMAGE_TYPES:
             raise InvalidRequest(
                 f"image type '{media_type}' is not supported by provider type 'anthropic' "
@@ -308,18 +285,6 @@ def _image_source(url: str, param: str) -> JSON:
     if url.startswith(("https://", "http://")):
         return {"type": "url", "url": url}
     raise InvalidRequest("image URLs must be http(s) or data URLs", param=param)
-
-
-def _sniffed(data: str) -> str | None:
-    """The image type the first bytes of base64 ``data`` show (jpeg, png, gif, webp), else None."""
-    try:
-        head = base64.b64decode(data[:16], validate=True)  # 12 bytes: enough for every signature
-    except (binascii.Error, ValueError):
-        return None
-    for magic, media_type in _IMAGE_MAGIC:
-        if head.startswith(magic):
-            return media_type
-    return "image/webp" if head[:4] == b"RIFF" and head[8:12] == b"WEBP" else None
 
 
 def _document(file: Any, param: str) -> JSON:

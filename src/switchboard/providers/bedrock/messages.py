@@ -36,6 +36,7 @@ from switchboard.errors import InvalidRequest
 from switchboard.providers import documents
 from switchboard.providers.anthropic.thinking import gathered
 from switchboard.providers.base import JSON
+from switchboard.providers.image_types import sniffed
 from switchboard.providers.turns import EMPTY_TURN, SYSTEM_MARK, assistant_content, call_ids, check_answers
 
 # Image media types Converse accepts, by the ImageBlock "format" value.
@@ -123,6 +124,16 @@ def _results_first(blocks: list[JSON]) -> list[JSON]:
     return results + rest
 
 
+def trim_prefill(turns: list[JSON]) -> None:
+    """Trailing whitespace off a final assistant turn (a prefill) that ends in text: Claude
+    refuses it ("final assistant content cannot end with trailing whitespace")."""
+    if not turns or turns[-1]["role"] != "assistant":
+        return
+    last = next((b for b in reversed(turns[-1]["content"]) if "cachePoint" not in b), None)
+    if last is not None and "text" in last:
+        last["text"] = last["text"].rstrip()
+
+
 # ---- parts ----
 
 def cache_point(control: Any, param: str) -> JSON:
@@ -148,7 +159,7 @@ def _system_blocks(content: Any, i: int, role: str) -> list[JSON]:
     if content is None:
         return []
     if isinstance(content, str):
-        return [{"text": content}] if content else []
+        return [{"text": content}] if content.strip() else []  # Converse refuses blank text
     blocks: list[JSON] = []
     for j, part in enumerate(content):
         kind = part.get("type")
@@ -157,18 +168,22 @@ def _system_blocks(content: Any, i: int, role: str) -> list[JSON]:
             raise InvalidRequest(
                 f"content part type '{kind}' in a {role} message is not supported by provider type 'bedrock' "
                 "(Converse takes only text there)", param=f"messages[{i}].content[{j}].type")
-        if part["text"]:
+        if part["text"].strip():
             blocks.extend(_with_cache({"text": part["text"]}, part, f"messages[{i}].content[{j}]"))
     return blocks
 
 
 def _user_blocks(content: Any, i: int) -> list[JSON]:
+    # Blank text says nothing and Converse refuses it: left out (a message left empty is left
+    # out by _append, as on the other translated types).
     if isinstance(content, str):
-        return [{"text": content}]
+        return [{"text": content}] if content.strip() else []
     blocks: list[JSON] = []
     for j, part in enumerate(content or ()):
         kind, where = part.get("type"), f"messages[{i}].content[{j}]"
         if kind == "text":
+            if not part["text"].strip():
+                continue
             block = {"text": part["text"]}
         elif kind == "image_url":
             block = image_block(part["image_url"]["url"], where)
@@ -192,7 +207,9 @@ def image_block(url: str, where: str) -> JSON:
         raise InvalidRequest("provider type 'bedrock' accepts images only as data: URLs", param=param)
     header, sep, data = url[5:].partition(",")
     media, _, encoding = header.partition(";")
-    fmt = IMAGE_FORMATS.get(media.lower())
+    # The type the bytes are, whatever the label says (clients often label every image jpeg):
+    # Bedrock refuses an image whose bytes are not its format.
+    fmt = IMAGE_FORMATS.get(sniffed(data) or media.lower()) if encoding == "base64" else None
     if not sep or encoding != "base64" or fmt is None:
         raise InvalidRequest(
             "image data URLs must be base64 'data:image/(png|jpeg|gif|webp);base64,...'", param=param
@@ -316,6 +333,9 @@ def _tool_result(msg: JSON, i: int) -> list[JSON]:
             parts.append(_result_part(part, where))
             if part.get("cache_control") is not None:
                 points = [cache_point(part["cache_control"], where + ".cache_control")]
+    # Converse refuses empty content and blank text (a tool that printed nothing, or "\n").
+    parts = [p for p in parts if not isinstance(p.get("text"), str) or p["text"].strip()] \
+        or [{"text": EMPTY_TURN}]
     result: JSON = {"toolUseId": tool_use_id(msg["tool_call_id"], f"messages[{i}].tool_call_id"),
                     "content": parts}
     is_error = msg.get("is_error")

@@ -12,10 +12,10 @@ from __future__ import annotations
 import orjson
 
 from switchboard.errors import UnsupportedParameter
-from switchboard.providers import capabilities
+from switchboard.providers import capabilities, stop_sequences
 from switchboard.providers.anthropic.thinking import check_tool_choice, fits_tool_loop, sampling_conflicts
 from switchboard.providers.base import JSON
-from switchboard.providers.bedrock.messages import conversation, tools_as_text
+from switchboard.providers.bedrock.messages import conversation, tools_as_text, trim_prefill
 from switchboard.providers.bedrock.metadata import request_metadata
 from switchboard.providers.bedrock.models import is_claude, is_cohere, is_nova, reads_no_top_k
 from switchboard.providers.bedrock.reasoning import reasoning_fields
@@ -33,6 +33,8 @@ def converse_body(request: JSON, target: Target) -> JSON:
     system, turns = conversation(request["messages"], paired=not no_tools)
     if no_tools:
         turns = tools_as_text(turns)
+    if is_claude(target.model):
+        trim_prefill(turns)
     body: JSON = {"messages": turns}
     if system:
         body["system"] = system
@@ -49,7 +51,9 @@ def converse_body(request: JSON, target: Target) -> JSON:
     claude_thinks = _thinks(extra)
     if claude_thinks:
         request = sampling_conflicts(request, target)
-    if inference := _inference_config(request, max_tokens):
+    # Converse refuses an empty stop sequence; Claude one of whitespace only as well.
+    stops = stop_sequences.to_send(request, target, "bedrock", blank_refused=is_claude(target.model))
+    if inference := _inference_config(request, max_tokens, stops):
         body["inferenceConfig"] = inference
     config = None if no_tools else tool_config(request, turns, target)
     if config:
@@ -62,7 +66,7 @@ def converse_body(request: JSON, target: Target) -> JSON:
         _add_top_k(extra, request, target)
     if extra:
         body["additionalModelRequestFields"] = extra
-    if request.get("stop") and is_claude(target.model):
+    if stops and is_claude(target.model):
         body["additionalModelResponseFieldPaths"] = [STOP_SEQUENCE_PATH]
     if output := _output_config(request, target):
         body["outputConfig"] = output
@@ -97,7 +101,7 @@ def _thinks(extra: JSON) -> bool:
     return (extra.get("thinking") or {}).get("type") in ("enabled", "adaptive")
 
 
-def _inference_config(request: JSON, max_tokens: int | None) -> JSON:
+def _inference_config(request: JSON, max_tokens: int | None, stops: list[str]) -> JSON:
     config: JSON = {}
     if max_tokens is not None:
         config["maxTokens"] = max_tokens
@@ -105,9 +109,8 @@ def _inference_config(request: JSON, max_tokens: int | None) -> JSON:
         config["temperature"] = request["temperature"]
     if request.get("top_p") is not None:
         config["topP"] = request["top_p"]
-    stop = request.get("stop")
-    if stop:
-        config["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
+    if stops:
+        config["stopSequences"] = stops
     return config
 
 
