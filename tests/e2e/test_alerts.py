@@ -418,6 +418,20 @@ def test_a_dropped_thresholds_incident_is_resolved(pair: Pair) -> None:
     _resolved_event(pair, incident)
 
 
+def test_a_revoked_keys_own_budget_incident_is_resolved(pair: Pair) -> None:
+    # A key's own budget (max_budget_usd) ends with the key: before, revoking it left its total
+    # budget's incident open for ever. A rotated key's successor carries the budget on.
+    key = pair.ok("POST", "/admin/v1/keys", {"models": ["*"], "max_budget_usd": 0.01}, status=201)
+    assert chat(pair.both[0], PRICED, LONG, key=key["key"], max_tokens=5).status_code == 200
+    incident = _budget_incident(pair, f"key:{key['id']}")
+    successor = pair.ok("POST", f"/admin/v1/keys/{key['id']}/rotate", {"grace_seconds": 60}, status=201)
+    pair.ok("DELETE", f"/admin/v1/keys/{key['id']}")
+    assert _states(pair)[incident] == "open"
+    pair.ok("DELETE", f"/admin/v1/keys/{successor['id']}")
+    assert _states(pair)[incident] == "resolved"
+    _resolved_event(pair, incident)
+
+
 def test_listing_pages_newest_first(pair: Pair) -> None:
     # Three incidents of its own (one per group), whichever tests ran before.
     for model in ("paged-a", "paged-b", "paged-c"):

@@ -16,8 +16,8 @@
   (``tripped``). A trip whose incident is open already keeps that one (moving its last_seen_at).
 - ``budget``: the budget book tells of a threshold's first crossing in a period at the budget's
   amount (claimed once across instances already); the incident is resolved when the period ends,
-  or when the admin API deletes the budget, changes its amount or drops the incident's threshold
-  (``budget_ended``).
+  or when the admin API deletes the budget, changes its amount or drops the incident's threshold,
+  or revokes the key whose own budget it is (``budget_ended``).
 
 Only the caller that opened (or resolved) an incident in the store sends its event, to the
 rule's webhooks: one ``alert.firing`` and one ``alert.resolved`` per incident however many
