@@ -391,6 +391,47 @@ def test_a_deleted_budgets_incident_is_resolved(pair: Pair) -> None:
     _resolved_event(pair, incident)
 
 
+def _budget_incident(pair: Pair, budget_id: str) -> str:
+    (firing,) = until(lambda: [e for e in delivered(pair, "budget-full", "alert.firing").values()
+                               if e["data"]["details"]["budget"]["id"] == budget_id], "no budget alert")
+    return str(firing["data"]["incident_id"])
+
+
+def _states(pair: Pair) -> dict[str, str]:
+    return {i["id"]: i["state"] for i in pair.alerts(kind="budget")}
+
+
+def test_a_dropped_thresholds_incident_is_resolved(pair: Pair) -> None:
+    # Before, a budget whose thresholds no longer listed an incident's kept it open until the
+    # period's end (for ever on a total budget): no crossing of that threshold could come again.
+    key = pair.ok("POST", "/admin/v1/keys", {"models": ["*"]}, status=201)
+    budget = {"scope": "key", "subject": key["id"], "max_amount": 0.01, "period": "total",
+              "thresholds": [100]}
+    set_ = pair.ok("PUT", "/admin/v1/budgets", budget)
+    assert chat(pair.both[0], PRICED, LONG, key=key["key"], max_tokens=5).status_code == 200
+    incident = _budget_incident(pair, set_["id"])
+    # Another threshold added: the incident at 100 % is still one of the budget's.
+    pair.ok("PUT", "/admin/v1/budgets", {**budget, "thresholds": [80, 100]})
+    assert _states(pair)[incident] == "open"
+    pair.ok("PUT", "/admin/v1/budgets", {**budget, "thresholds": [50]})
+    assert _states(pair)[incident] == "resolved"
+    _resolved_event(pair, incident)
+
+
+def test_a_revoked_keys_own_budget_incident_is_resolved(pair: Pair) -> None:
+    # A key's own budget (max_budget_usd) ends with the key: before, revoking it left its total
+    # budget's incident open for ever. A rotated key's successor carries the budget on.
+    key = pair.ok("POST", "/admin/v1/keys", {"models": ["*"], "max_budget_usd": 0.01}, status=201)
+    assert chat(pair.both[0], PRICED, LONG, key=key["key"], max_tokens=5).status_code == 200
+    incident = _budget_incident(pair, f"key:{key['id']}")
+    successor = pair.ok("POST", f"/admin/v1/keys/{key['id']}/rotate", {"grace_seconds": 60}, status=201)
+    pair.ok("DELETE", f"/admin/v1/keys/{key['id']}")
+    assert _states(pair)[incident] == "open"
+    pair.ok("DELETE", f"/admin/v1/keys/{successor['id']}")
+    assert _states(pair)[incident] == "resolved"
+    _resolved_event(pair, incident)
+
+
 def test_listing_pages_newest_first(pair: Pair) -> None:
     # Three incidents of its own (one per group), whichever tests ran before.
     for model in ("paged-a", "paged-b", "paged-c"):

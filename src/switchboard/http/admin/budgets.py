@@ -177,13 +177,24 @@ async def _changed(request: Request, tenant: str) -> None:
         await service.changed(tenant)
 
 
+def _thresholds(request: Request, record: BudgetRecord) -> tuple[int, ...]:
+    """The percents the budget alerts at: its own, or budgets.thresholds."""
+    if record.thresholds is not None:
+        return record.thresholds
+    return tuple(request.app.state.services.settings.budgets.thresholds)
+
+
 async def _ended(request: Request, record: BudgetRecord, *, deleted: bool) -> None:
-    """The budget's open alert incidents at an amount no longer in force resolved (all of them
-    when ``deleted``): no period's end would resolve a total budget's, nor a deleted one's."""
+    """The budget's open alert incidents at an amount or a threshold no longer in force resolved
+    (all of them when ``deleted``): no period's end would resolve a total budget's, nor a
+    deleted one's, and no crossing would at a threshold dropped."""
     alerts = request.app.state.services.alerts()
-    if alerts is not None:
-        await alerts.budget_ended(record.id, None if deleted else record.unit,
-                                  None if deleted else record.max_amount)
+    if alerts is None:
+        return
+    if deleted:
+        await alerts.budget_ended(record.id)
+    else:
+        await alerts.budget_ended(record.id, record.unit, record.max_amount, _thresholds(request, record))
 
 
 def _amount(body: BudgetSet) -> Decimal:
@@ -256,7 +267,8 @@ async def set_budget(
     if stored is before:  # the budget as it is already: nothing written, published or audited
         return await shown(request, stored)
     await _changed(request, tenant)
-    if before is not None and (before.max_amount, before.unit) != (stored.max_amount, stored.unit):
+    if before is not None and ((before.max_amount, before.unit) != (stored.max_amount, stored.unit)
+                               or not set(_thresholds(request, stored)) >= set(_thresholds(request, before))):
         await _ended(request, stored, deleted=False)
     await audit.record(request, "budget.set", "budget", stored.id,
                        before=None if before is None else public(before), after=public(stored), tenant=tenant)

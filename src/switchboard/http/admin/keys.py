@@ -57,6 +57,7 @@ from switchboard.http.admin.scoping import (
     made_here,
     tenant_in_reach,
 )
+from switchboard.spend.budgets.plan import KEY_BUDGET_PREFIX
 from switchboard.stores import SERVICE_ACCOUNT, Stores, User
 from switchboard.stores.protocols import KeyQuery, KeyRecord
 from switchboard.stores.protocols.access import NO_TEAM, ROTATED_TO
@@ -634,6 +635,11 @@ async def revoke_key(
             return answer
         raise NotFound(f"no key with id '{key_id[:64]}'", code="key_not_found")
     await services.key_cache().changed(record.key_hash)
+    alerts = services.alerts()
+    if alerts is not None and record.max_budget_usd is not None and ROTATED_TO not in record.metadata:
+        # The key's own budget ends with it (a rotated key's successor carries it on): its
+        # incidents, which no period's end would resolve on a total budget, are resolved.
+        await alerts.budget_ended(KEY_BUDGET_PREFIX + record.lineage)
     revoked = await store.get(tenant, key_id)
     after = public(revoked) if revoked else None
     await audit.record(request, "key.revoke", "api_key", key_id, before=public(record), after=after,

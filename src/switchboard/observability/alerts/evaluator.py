@@ -16,7 +16,8 @@
   (``tripped``). A trip whose incident is open already keeps that one (moving its last_seen_at).
 - ``budget``: the budget book tells of a threshold's first crossing in a period at the budget's
   amount (claimed once across instances already); the incident is resolved when the period ends,
-  or when the admin API deletes the budget or changes its amount (``budget_ended``).
+  or when the admin API deletes the budget, changes its amount or drops the incident's threshold,
+  or revokes the key whose own budget it is (``budget_ended``).
 
 Only the caller that opened (or resolved) an incident in the store sends its event, to the
 rule's webhooks: one ``alert.firing`` and one ``alert.resolved`` per incident however many
@@ -29,7 +30,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -142,12 +143,13 @@ class Alerts:
             if rule.watches_budget(scope, percent):
                 self._spawn(self._budget(rule, data))
 
-    async def budget_ended(self, budget_id: str, unit: str | None = None, amount: Decimal | None = None
-                           ) -> None:
-        """The budget was deleted (``amount`` None) or set to ``amount`` of ``unit``: its open
-        incidents (at any other amount) are resolved, with ``resolved_value`` null. Neither the
-        end of a period (never, for a total budget) nor a crossing would end them any more.
-        Called by the admin API after the change; a store that fails is logged, not raised."""
+    async def budget_ended(self, budget_id: str, unit: str | None = None, amount: Decimal | None = None,
+                           thresholds: Collection[int] | None = None) -> None:
+        """The budget was deleted (``amount`` None) or set to ``amount`` of ``unit`` with
+        ``thresholds`` (percents; None: unchanged): its open incidents at any other amount, or at
+        a threshold no longer listed, are resolved, with ``resolved_value`` null. Neither the end
+        of a period (never, for a total budget) nor a crossing would end them any more. Called by
+        the admin API after the change; a store that fails is logged, not raised."""
         rules = {r.name: r for r in self._by_kind.get("budget", ())}
         store = self._store
         if store is None or not rules:
@@ -160,8 +162,9 @@ class Alerts:
                         or budget.get("id") != budget_id:
                     continue
                 if amount is not None and budget.get("unit") == unit \
-                        and _same(budget.get("max_amount"), amount):
-                    continue  # the incident of the amount in force: its period's end resolves it
+                        and _same(budget.get("max_amount"), amount) \
+                        and (thresholds is None or round(incident.threshold or 0) in thresholds):
+                    continue  # the amount and threshold in force: its period's end resolves it
                 await self._resolve(rule, incident.subject, None, incident)
         except Exception as exc:
             self._complain("alert incidents of budget %s not resolved: %s", budget_id, type(exc).__name__)
