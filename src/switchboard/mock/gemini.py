@@ -11,7 +11,8 @@ Paths:
 Strict like the real API (https://ai.google.dev/api/generate-content): unknown field names,
 role "assistant", missing ``contents``, empty parts, functionResponse without name, schema keys
 outside Gemini's subset, allowedFunctionNames outside mode ANY or VALIDATED, a thinkingConfig with
-both a budget and a level, an unknown mediaResolution, Gemini 3 function calls without thought
+both a budget and a level, a thinkingLevel the model does not take (3 Pro: low and high only),
+an unknown mediaResolution, Gemini 3 function calls without thought
 signature, replayed function calls whose signature is not the one this mock gave and ``labels``
 on AI Studio paths (only Vertex AI has them) are refused with Google's error body. Thinking is on
 for Gemini 3 models and when thinkingConfig asks for a budget or a level: function calls then
@@ -257,7 +258,7 @@ def validate_generate(body: Any, model: str, vertex: bool = False) -> None:
         _content(body["systemInstruction"], "system_instruction", roles=False, vertex=vertex)
     names = _tools(body.get("tools"))
     _tool_config(body.get("toolConfig"), names)
-    _generation(body.get("generationConfig"))
+    _generation(body.get("generationConfig"), model)
     _safety_settings(body.get("safetySettings"), vertex)
 
 
@@ -412,7 +413,12 @@ def _tool_config(config: Any, names: list[str]) -> None:
             raise Invalid(f"allowed_function_names contains '{name}', which is not a declared function.")
 
 
-def _generation(config: Any) -> None:
+# The thinking levels of the models that do not take all four (Google's thinking guide): Gemini 3
+# Pro takes low and high only, 3.1 Pro adds medium (no minimal).
+_PRO_LEVELS = (("gemini-3-pro", {"low", "high"}), ("gemini-3.1-pro", {"low", "medium", "high"}))
+
+
+def _generation(config: Any, model: str) -> None:
     if config is None:
         return
     _unknown(config, _GENERATION, "generation_config")
@@ -425,6 +431,10 @@ def _generation(config: Any) -> None:
         _unknown(thinking, _THINKING, "generation_config.thinking_config")
         if "thinkingBudget" in thinking and "thinkingLevel" in thinking:
             raise Invalid("thinking_budget and thinking_level are not supported together.")
+        level = str(thinking.get("thinkingLevel", "")).lower()
+        levels = next((taken for prefix, taken in _PRO_LEVELS if prefix in model), None)
+        if level and levels is not None and level not in levels:
+            raise Invalid(f"Thinking level {level.upper()} is not supported for this model.")
     if config.get("mediaResolution", "MEDIA_RESOLUTION_UNSPECIFIED") not in _RESOLUTIONS:
         raise Invalid("Invalid value at 'generation_config.media_resolution' "
                       "(type.googleapis.com/google.ai.generativelanguage.v1beta.MediaResolution)")
