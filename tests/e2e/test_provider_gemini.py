@@ -398,7 +398,8 @@ def test_a_malformed_function_call_in_a_stream_is_an_error_event(client: openai.
     assert "MALFORMED_FUNCTION_CALL" in str(info.value)
 
 
-@pytest.mark.parametrize("reason", ["UNEXPECTED_TOOL_CALL", "TOO_MANY_TOOL_CALLS", "MALFORMED_RESPONSE"])
+@pytest.mark.parametrize("reason", ["UNEXPECTED_TOOL_CALL", "TOO_MANY_TOOL_CALLS", "MALFORMED_RESPONSE",
+                                    "NO_IMAGE", "IMAGE_OTHER"])
 @pytest.mark.parametrize("stream", [False, True])
 def test_an_empty_candidate_of_a_failed_generation_is_the_upstreams_failure(
     client: openai.OpenAI, reason: str, stream: bool
@@ -414,6 +415,23 @@ def test_an_empty_candidate_of_a_failed_generation_is_the_upstreams_failure(
     if not stream:
         assert isinstance(info.value, openai.InternalServerError) and info.value.status_code == 502
         assert info.value.code == "upstream_error"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_missing_thought_signature_finish_is_the_requests_fault(
+    client: openai.OpenAI, stream: bool
+) -> None:
+    """finishReason MISSING_THOUGHT_SIGNATURE (Google: the request lacks a thought signature) is
+    the caller's to fix, not an empty answer nor an upstream failure: a 400 naming the cause."""
+    with pytest.raises(openai.APIError) as info:
+        reply = ask(client, "weather? mock:finish_reason=MISSING_THOUGHT_SIGNATURE", stream=stream)
+        if stream:
+            list(reply)
+    assert "MISSING_THOUGHT_SIGNATURE" in str(info.value) and "thought_signature" in str(info.value)
+    if not stream:
+        assert isinstance(info.value, openai.BadRequestError)
+        assert info.value.type == "invalid_request_error"
+        assert info.value.param == "messages"
 
 
 def test_blocked_prompt_is_content_filter_in_stream(client: openai.OpenAI) -> None:
