@@ -463,7 +463,10 @@ def generation_config(request: JSON, target: Target) -> JSON:
         config["maxOutputTokens"] = limit
     stop = request.get("stop")
     if stop:
-        config["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
+        # An empty sequence stops nothing (clients send [""] for an unset field): left out.
+        stops = [s for s in ([stop] if isinstance(stop, str) else stop) if s != ""]
+        if stops:
+            config["stopSequences"] = stops
     # top_logprobs means nothing without logprobs (OpenAI refuses it alone): it implies them.
     if request.get("logprobs") or request.get("top_logprobs"):
         config["responseLogprobs"] = True
