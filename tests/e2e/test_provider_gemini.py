@@ -243,13 +243,28 @@ def test_image_data_url(client: openai.OpenAI) -> None:
 
 
 def test_image_jpg_data_url(client: openai.OpenAI) -> None:
-    # OpenAI takes "image/jpg" (a common spelling, not a registered type); Google refuses it.
-    jpg = PIXEL.replace("data:image/png;", "data:image/jpg;")
+    # OpenAI takes "image/jpg" (a common spelling, not a registered type); Google refuses it. The
+    # bytes are a JPEG's (its signature; the mock reads no further).
+    jpg = "data:image/jpg;base64," + base64.b64encode(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00").decode()
     reply = client.chat.completions.create(model="gemini-flash", messages=[{"role": "user", "content": [
         {"type": "text", "text": "What is in this image?"},
         {"type": "image_url", "image_url": {"url": jpg}},
     ]}])
     assert "(attachments: image/jpeg)" in (reply.choices[0].message.content or "")
+
+
+@pytest.mark.parametrize("label", ["image/jpeg", "image/webp"])
+def test_an_image_labelled_another_type_is_sent_as_the_type_its_bytes_are(
+    client: openai.OpenAI, label: str
+) -> None:
+    """Clients often label every image image/jpeg; Google refuses bytes of another image type than
+    the label ("Unable to process input image"): the type the bytes show is sent instead."""
+    mislabelled = PIXEL.replace("data:image/png;", f"data:{label};")
+    reply = client.chat.completions.create(model="gemini-flash", messages=[{"role": "user", "content": [
+        {"type": "text", "text": "What is in this image?"},
+        {"type": "image_url", "image_url": {"url": mislabelled}},
+    ]}])
+    assert "(attachments: image/png)" in (reply.choices[0].message.content or "")
 
 
 def test_image_http_url_is_inlined(client: openai.OpenAI, mock_upstream: Mock) -> None:

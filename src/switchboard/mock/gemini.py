@@ -11,7 +11,8 @@ Paths:
 Strict like the real API (https://ai.google.dev/api/generate-content): unknown field names,
 role "assistant", missing ``contents``, empty parts, functionResponse without name, schema keys
 outside Gemini's subset, allowedFunctionNames outside mode ANY or VALIDATED, a thinkingConfig with
-both a budget and a level, a thinkingLevel the model does not take (3 Pro: low and high only),
+both a budget and a level, a thinkingLevel the model does not take (3 Pro: low and high only), an
+inline image whose bytes are another image type than its mimeType,
 an unknown mediaResolution, Gemini 3 function calls without thought
 signature, replayed function calls whose signature is not the one this mock gave and ``labels``
 on AI Studio paths (only Vertex AI has them) are refused with Google's error body. Thinking is on
@@ -333,10 +334,25 @@ def _inline(value: Any, where: str, vertex: bool) -> None:
     if mime.startswith("image/") and mime not in _IMAGE_TYPES:
         raise Invalid(f"Unsupported MIME type: {mime}")
     try:
-        base64.b64decode(value["data"], validate=True)
+        data = base64.b64decode(value["data"], validate=True)
     except binascii.Error:
         raise Invalid(f"Invalid value at '{where}.inline_data.data' (TYPE_BYTES), Base64 decoding failed"
                       ) from None
+    # Google decodes an image as the type it is labelled: bytes of another image type are refused.
+    actual = _image_type(data)
+    if mime.startswith("image/") and actual is not None and actual != mime:
+        raise Invalid("Unable to process input image. Please retry or report in "
+                      "https://developers.generativeai.google/guide/troubleshooting")
+
+
+def _image_type(data: bytes) -> str | None:
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data.startswith((b"GIF87a", b"GIF89a")):
+        return "image/gif"
+    return "image/webp" if data[:4] == b"RIFF" and data[8:12] == b"WEBP" else None
 
 
 def signature(name: str) -> str:
