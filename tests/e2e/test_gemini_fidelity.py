@@ -125,6 +125,30 @@ def test_reasoning_effort_asks_for_thoughts(client: openai.OpenAI, mock_upstream
     assert reasoning == "Thinking it over."
 
 
+@pytest.mark.parametrize(("effort", "level"), [
+    ("none", "low"), ("minimal", "low"), ("low", "low"), ("medium", "high"), ("high", "high")])
+def test_reasoning_effort_on_gemini_3_pro_is_a_level_it_takes(
+    client: openai.OpenAI, mock_upstream: Mock, effort: str, level: str
+) -> None:
+    """Gemini 3 Pro takes thinkingLevel low and high only (it refuses minimal and medium): each
+    effort is sent as the nearest of those, and the model answers."""
+    marker = new_marker()
+    reply = ask(client, marker, model="gemini-3", reasoning_effort=effort)
+    assert reply.choices[0].message.content
+    assert sent(mock_upstream, marker)["generationConfig"]["thinkingConfig"]["thinkingLevel"] == level
+
+
+def test_empty_stop_sequences_are_left_out(client: openai.OpenAI, mock_upstream: Mock) -> None:
+    """An empty stop sequence stops nothing (clients send stop=[""] from an unset field): it is
+    not sent; whitespace ones ("\\n") are real stop sequences and are."""
+    marker = new_marker()
+    assert ask(client, marker, stop=["", "\n", "END"]).choices[0].message.content
+    assert sent(mock_upstream, marker)["generationConfig"]["stopSequences"] == ["\n", "END"]
+    marker = new_marker()
+    assert ask(client, marker, stop=[""]).choices[0].message.content
+    assert "stopSequences" not in sent(mock_upstream, marker).get("generationConfig", {})
+
+
 def test_thinking_budget_reaches_gemini(client: openai.OpenAI, mock_upstream: Mock) -> None:
     marker = new_marker()
     ask(client, marker, extra_body={"thinking": {"type": "enabled", "budget_tokens": 3000}})

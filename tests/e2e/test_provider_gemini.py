@@ -243,13 +243,28 @@ def test_image_data_url(client: openai.OpenAI) -> None:
 
 
 def test_image_jpg_data_url(client: openai.OpenAI) -> None:
-    # OpenAI takes "image/jpg" (a common spelling, not a registered type); Google refuses it.
-    jpg = PIXEL.replace("data:image/png;", "data:image/jpg;")
+    # OpenAI takes "image/jpg" (a common spelling, not a registered type); Google refuses it. The
+    # bytes are a JPEG's (its signature; the mock reads no further).
+    jpg = "data:image/jpg;base64," + base64.b64encode(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00").decode()
     reply = client.chat.completions.create(model="gemini-flash", messages=[{"role": "user", "content": [
         {"type": "text", "text": "What is in this image?"},
         {"type": "image_url", "image_url": {"url": jpg}},
     ]}])
     assert "(attachments: image/jpeg)" in (reply.choices[0].message.content or "")
+
+
+@pytest.mark.parametrize("label", ["image/jpeg", "image/webp"])
+def test_an_image_labelled_another_type_is_sent_as_the_type_its_bytes_are(
+    client: openai.OpenAI, label: str
+) -> None:
+    """Clients often label every image image/jpeg; Google refuses bytes of another image type than
+    the label ("Unable to process input image"): the type the bytes show is sent instead."""
+    mislabelled = PIXEL.replace("data:image/png;", f"data:{label};")
+    reply = client.chat.completions.create(model="gemini-flash", messages=[{"role": "user", "content": [
+        {"type": "text", "text": "What is in this image?"},
+        {"type": "image_url", "image_url": {"url": mislabelled}},
+    ]}])
+    assert "(attachments: image/png)" in (reply.choices[0].message.content or "")
 
 
 def test_image_http_url_is_inlined(client: openai.OpenAI, mock_upstream: Mock) -> None:
@@ -398,7 +413,8 @@ def test_a_malformed_function_call_in_a_stream_is_an_error_event(client: openai.
     assert "MALFORMED_FUNCTION_CALL" in str(info.value)
 
 
-@pytest.mark.parametrize("reason", ["UNEXPECTED_TOOL_CALL", "TOO_MANY_TOOL_CALLS", "MALFORMED_RESPONSE"])
+@pytest.mark.parametrize("reason", ["UNEXPECTED_TOOL_CALL", "TOO_MANY_TOOL_CALLS", "MALFORMED_RESPONSE",
+                                    "NO_IMAGE", "IMAGE_OTHER"])
 @pytest.mark.parametrize("stream", [False, True])
 def test_an_empty_candidate_of_a_failed_generation_is_the_upstreams_failure(
     client: openai.OpenAI, reason: str, stream: bool
@@ -414,6 +430,23 @@ def test_an_empty_candidate_of_a_failed_generation_is_the_upstreams_failure(
     if not stream:
         assert isinstance(info.value, openai.InternalServerError) and info.value.status_code == 502
         assert info.value.code == "upstream_error"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_missing_thought_signature_finish_is_the_requests_fault(
+    client: openai.OpenAI, stream: bool
+) -> None:
+    """finishReason MISSING_THOUGHT_SIGNATURE (Google: the request lacks a thought signature) is
+    the caller's to fix, not an empty answer nor an upstream failure: a 400 naming the cause."""
+    with pytest.raises(openai.APIError) as info:
+        reply = ask(client, "weather? mock:finish_reason=MISSING_THOUGHT_SIGNATURE", stream=stream)
+        if stream:
+            list(reply)
+    assert "MISSING_THOUGHT_SIGNATURE" in str(info.value) and "thought_signature" in str(info.value)
+    if not stream:
+        assert isinstance(info.value, openai.BadRequestError)
+        assert info.value.type == "invalid_request_error"
+        assert info.value.param == "messages"
 
 
 def test_blocked_prompt_is_content_filter_in_stream(client: openai.OpenAI) -> None:

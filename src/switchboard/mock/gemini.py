@@ -11,7 +11,9 @@ Paths:
 Strict like the real API (https://ai.google.dev/api/generate-content): unknown field names,
 role "assistant", missing ``contents``, empty parts, functionResponse without name, schema keys
 outside Gemini's subset, allowedFunctionNames outside mode ANY or VALIDATED, a thinkingConfig with
-both a budget and a level, an unknown mediaResolution, Gemini 3 function calls without thought
+both a budget and a level, a thinkingLevel the model does not take (3 Pro: low and high only), an
+inline image whose bytes are another image type than its mimeType,
+an unknown mediaResolution, Gemini 3 function calls without thought
 signature, replayed function calls whose signature is not the one this mock gave and ``labels``
 on AI Studio paths (only Vertex AI has them) are refused with Google's error body. Thinking is on
 for Gemini 3 models and when thinkingConfig asks for a budget or a level: function calls then
@@ -257,7 +259,7 @@ def validate_generate(body: Any, model: str, vertex: bool = False) -> None:
         _content(body["systemInstruction"], "system_instruction", roles=False, vertex=vertex)
     names = _tools(body.get("tools"))
     _tool_config(body.get("toolConfig"), names)
-    _generation(body.get("generationConfig"))
+    _generation(body.get("generationConfig"), model)
     _safety_settings(body.get("safetySettings"), vertex)
 
 
@@ -332,10 +334,25 @@ def _inline(value: Any, where: str, vertex: bool) -> None:
     if mime.startswith("image/") and mime not in _IMAGE_TYPES:
         raise Invalid(f"Unsupported MIME type: {mime}")
     try:
-        base64.b64decode(value["data"], validate=True)
+        data = base64.b64decode(value["data"], validate=True)
     except binascii.Error:
         raise Invalid(f"Invalid value at '{where}.inline_data.data' (TYPE_BYTES), Base64 decoding failed"
                       ) from None
+    # Google decodes an image as the type it is labelled: bytes of another image type are refused.
+    actual = _image_type(data)
+    if mime.startswith("image/") and actual is not None and actual != mime:
+        raise Invalid("Unable to process input image. Please retry or report in "
+                      "https://developers.generativeai.google/guide/troubleshooting")
+
+
+def _image_type(data: bytes) -> str | None:
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data.startswith((b"GIF87a", b"GIF89a")):
+        return "image/gif"
+    return "image/webp" if data[:4] == b"RIFF" and data[8:12] == b"WEBP" else None
 
 
 def signature(name: str) -> str:
@@ -412,7 +429,12 @@ def _tool_config(config: Any, names: list[str]) -> None:
             raise Invalid(f"allowed_function_names contains '{name}', which is not a declared function.")
 
 
-def _generation(config: Any) -> None:
+# The thinking levels of the models that do not take all four (Google's thinking guide): Gemini 3
+# Pro takes low and high only, 3.1 Pro adds medium (no minimal).
+_PRO_LEVELS = (("gemini-3-pro", {"low", "high"}), ("gemini-3.1-pro", {"low", "medium", "high"}))
+
+
+def _generation(config: Any, model: str) -> None:
     if config is None:
         return
     _unknown(config, _GENERATION, "generation_config")
@@ -425,6 +447,10 @@ def _generation(config: Any) -> None:
         _unknown(thinking, _THINKING, "generation_config.thinking_config")
         if "thinkingBudget" in thinking and "thinkingLevel" in thinking:
             raise Invalid("thinking_budget and thinking_level are not supported together.")
+        level = str(thinking.get("thinkingLevel", "")).lower()
+        levels = next((taken for prefix, taken in _PRO_LEVELS if prefix in model), None)
+        if level and levels is not None and level not in levels:
+            raise Invalid(f"Thinking level {level.upper()} is not supported for this model.")
     if config.get("mediaResolution", "MEDIA_RESOLUTION_UNSPECIFIED") not in _RESOLUTIONS:
         raise Invalid("Invalid value at 'generation_config.media_resolution' "
                       "(type.googleapis.com/google.ai.generativelanguage.v1beta.MediaResolution)")

@@ -1,8 +1,9 @@
-"""The image type base64 data is, read from its first bytes.
+"""The image type base64 data is, read from its first bytes (the format's signature).
 
 Clients often label every data-URL image ``image/jpeg`` whatever it holds; OpenAI reads the
-bytes, while Anthropic and Bedrock Converse refuse an image whose bytes are not the type it is
-sent as ("Image does not match the provided media type"). Adapters send the type the bytes show.
+bytes, while Anthropic, Bedrock Converse and Gemini refuse an image whose bytes are not the type
+it is sent as ("Image does not match the provided media type"). Adapters send the type the bytes
+show where they can tell it.
 """
 
 from __future__ import annotations

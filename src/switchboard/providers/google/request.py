@@ -9,6 +9,7 @@ Canonical ``document`` parts: text documents become text parts (title first), ba
 ``inlineData`` with their media type (PDF: ``application/pdf``). A tool message with
 ``is_error: true`` (Gemini has no error flag) gets its text prefixed "Error: " in the
 ``functionResponse``. The canonical ``safety_settings`` go as ``safetySettings``, as written.
+An inline image goes with the type its bytes show (providers/image_types.py), not its label.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from switchboard.errors import InvalidRequest, UnsupportedParameter
 from switchboard.providers import account, capabilities, documents, tool_names
 from switchboard.providers.google.schema import clean_schema, has_properties
 from switchboard.providers.google.thinking import budget_model, thinking_config
+from switchboard.providers.image_types import sniffed
 from switchboard.providers.params import drops
 from switchboard.providers.response_format import described_schema
 from switchboard.providers.target import Target
@@ -239,7 +241,10 @@ def media_part(url: Any, where: str, target: Target, field: str = "image_url.url
         match = _DATA_URL.match(url)
         if match is None:
             raise InvalidRequest(f"{where}: data URLs must be base64 (data:<type>;base64,...)", param=where)
-        return {"inlineData": {"mimeType": _mime(match.group(1)), "data": match.group(3)}}
+        mime, data = _mime(match.group(1)), match.group(3)
+        if mime.startswith("image/"):  # Google refuses image bytes of another type than the label
+            mime = sniffed(data) or mime
+        return {"inlineData": {"mimeType": mime, "data": data}}
     if scheme not in _FILE_SCHEMES:
         what = f"URL scheme '{scheme[:20]}:'" if scheme else "a URL without a scheme"
         raise InvalidRequest(
@@ -463,7 +468,10 @@ def generation_config(request: JSON, target: Target) -> JSON:
         config["maxOutputTokens"] = limit
     stop = request.get("stop")
     if stop:
-        config["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
+        # An empty sequence stops nothing (clients send [""] for an unset field): left out.
+        stops = [s for s in ([stop] if isinstance(stop, str) else stop) if s != ""]
+        if stops:
+            config["stopSequences"] = stops
     # top_logprobs means nothing without logprobs (OpenAI refuses it alone): it implies them.
     if request.get("logprobs") or request.get("top_logprobs"):
         config["responseLogprobs"] = True

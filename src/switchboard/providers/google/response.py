@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from switchboard.errors import UpstreamBadGateway
+from switchboard.errors import GatewayError, InvalidRequest, UpstreamBadGateway
 from switchboard.providers.counts import count
 from switchboard.providers.counts import position as index_of
 from switchboard.providers.errors import invalid_body
@@ -43,16 +43,24 @@ def finish_reason(reason: Any, has_tool_calls: bool) -> str | None:
     return "tool_calls" if has_tool_calls else "stop"
 
 
+MISSING_SIGNATURE = "MISSING_THOUGHT_SIGNATURE"
 # Finish reasons by which Google says the model failed to produce an answer (Google's FinishReason
 # reference). The candidate then usually holds nothing: passed on as an empty "stop" it would be a
 # silent empty answer. When the candidate said nothing (no text, no call) it is the upstream's
 # failure, as a 5xx is: a 502 upstream_error, retried and fallen back from (in a stream, the
-# mid-stream error event). With text or calls given, the turn ended as with STOP.
+# mid-stream error event); MISSING_THOUGHT_SIGNATURE, the request's fault, a 400 instead. With
+# text or calls given, the turn ended as with STOP.
 FAILED_GENERATION = {
     "MALFORMED_FUNCTION_CALL": "the model tried a function call it could not form",
     "UNEXPECTED_TOOL_CALL": "the model called a tool when no tools were enabled",
     "TOO_MANY_TOOL_CALLS": "the model called too many tools in a row",
     "MALFORMED_RESPONSE": "the model's response was malformed",
+    "NO_IMAGE": "the model was to generate an image and generated none",
+    "IMAGE_OTHER": "the image generation stopped for a reason Google does not name",
+    # The request's fault, not the upstream's (Google: "Request has at least one thought signature
+    # missing"): a 400 the caller can act on, neither retried nor fallen back from.
+    MISSING_SIGNATURE: "a replayed function call lacks its thought signature: send each tool call's "
+                       "extra_content.google.thought_signature back as it was received",
 }
 _FINISH_MESSAGE_CHARS = 300  # finishMessage may quote the model's whole broken call
 
@@ -62,11 +70,16 @@ def failed_generation(candidate: JSON, said: bool) -> bool:
     return not said and candidate.get("finishReason") in FAILED_GENERATION
 
 
-def failed_generation_error(candidate: JSON, target: Target) -> UpstreamBadGateway:
+def failed_generation_error(candidate: JSON, target: Target) -> GatewayError:
     """The error for a candidate that failed_generation."""
     reason = candidate["finishReason"]
     message = candidate.get("finishMessage")
     detail = f": {message[:_FINISH_MESSAGE_CHARS]}" if isinstance(message, str) and message else ""
+    if reason == MISSING_SIGNATURE:
+        return InvalidRequest(
+            f"provider '{target.provider}' refused the conversation: finishReason {reason} "
+            f"({FAILED_GENERATION[reason]}){detail}", param="messages",
+        )
     return UpstreamBadGateway(
         f"provider '{target.provider}' answered nothing: finishReason {reason}"
         f" ({FAILED_GENERATION[reason]}){detail}"

@@ -19,6 +19,13 @@ _LEGACY = re.compile(r"gemini-(1|2)\.")
 EFFORTS = ("none", "minimal", "low", "medium", "high")
 # reasoning_effort -> thinkingBudget on budget models; "none"/"minimal" get the model's floor.
 BUDGETS = {"low": 1024, "medium": 8192, "high": 24576}
+# Models that take some thinking levels only (Google's thinking guide): Gemini 3 Pro takes low and
+# high, 3.1 Pro adds medium; they refuse the others with a 400. An effort they lack is sent as the
+# nearest level they take: medium up to high, minimal (and none) up to low.
+_PRO_LEVELS = (
+    ("gemini-3-pro", {"minimal": "low", "medium": "high"}),
+    ("gemini-3.1-pro", {"minimal": "low"}),
+)
 _THINKING_SHAPE = '{"type": "enabled", "budget_tokens": <positive integer>} or {"type": "disabled"}'
 
 
@@ -73,10 +80,17 @@ def _from_effort(effort: Any, model: str) -> JSON:
         )
     if not budget_model(model):
         if effort == "none":  # the lowest level there is; Gemini 3 cannot turn thinking off
-            return {"thinkingLevel": "minimal"}
-        return {"thinkingLevel": effort, "includeThoughts": True}
+            return {"thinkingLevel": _level("minimal", model)}
+        return {"thinkingLevel": _level(effort, model), "includeThoughts": True}
     budget = BUDGETS.get(effort, _floor(model))
     return {"thinkingBudget": budget, "includeThoughts": True} if budget else {"thinkingBudget": 0}
+
+
+def _level(effort: str, model: str) -> str:
+    for name, nearest in _PRO_LEVELS:
+        if name in model:
+            return nearest.get(effort, effort)
+    return effort
 
 
 def _floor(model: str) -> int:
