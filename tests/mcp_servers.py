@@ -232,7 +232,8 @@ def legacy_app(end: bytes) -> object:
     """An HTTP+SSE server written by hand, its event stream's lines ending in ``end`` (LF, or a
     bare CR as the event-stream format allows). Tools: ``echo`` answers; ``wait`` is never
     answered; ``null_error`` answers with a JSON-RPC error of id null on the event stream (one it
-    could not tie to a request), ``null_error_all`` does so once a ``wait`` call has arrived."""
+    could not tie to a request), ``null_error_all`` does so once a ``wait`` call has arrived. Its
+event stream at ``/silent`` never names an endpoint."""
     import uuid
     from collections.abc import AsyncIterator
 
@@ -288,7 +289,15 @@ def legacy_app(end: bytes) -> object:
         await queue.put({"jsonrpc": "2.0", "id": rid, "result": result})
         return Response(status_code=202)
 
+    async def silent(request: Request) -> Response:
+        async def events() -> AsyncIterator[bytes]:
+            yield b":" + end + end  # a comment, then never the endpoint
+            await asyncio.Event().wait()
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
     return Starlette(routes=[Route("/sse", stream, methods=["GET"]),
+                             Route("/silent", silent, methods=["GET"]),
                              Route("/messages", message, methods=["POST"])])
 
 

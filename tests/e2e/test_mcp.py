@@ -490,6 +490,33 @@ def test_an_event_stream_whose_lines_end_in_a_bare_cr_is_read(deployment: Deploy
     run(scenario())
 
 
+def test_an_http_sse_server_naming_no_endpoint_times_out_on_connect_timeout_seconds(
+        deployment: Deployment, upstreams: dict[str, McpUpstream]) -> None:
+    """``silent``'s event stream never names its message endpoint: the call fails upstream_timeout
+    after connect_timeout_seconds (1 s), the bound the message names, not timeout_seconds (60).
+    A tenant's own server, so no other test's listing has put it down first."""
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    resp = httpx.post(f"{deployment.gateway.url}/admin/v1/tenants", json={"id": tenant}, headers=ADMIN,
+                      timeout=10)
+    assert resp.status_code == 201, resp.text
+    resp = httpx.post(f"{deployment.gateway.url}/admin/v1/mcp/servers", headers=ADMIN, timeout=10, json={
+        "name": "silent", "url": upstreams["sse-errors"].url.replace("/sse", "/silent"), "transport": "sse",
+        "tenant": tenant, "connect_timeout_seconds": 1, "timeout_seconds": 60, "health_check_seconds": 0})
+    assert resp.status_code == 201, resp.text
+    key, _ = deployment.key(tenant=tenant)
+
+    async def scenario() -> None:
+        async with session(deployment, key) as client:
+            started = time.monotonic()
+            late = await refusal(client, "silent__echo", {})
+            assert late.error.data["code"] == "upstream_timeout", late.error  # type: ignore[index]
+            assert "connect_timeout_seconds (1 s)" in late.error.message, late.error
+            assert "60" not in late.error.message
+            assert time.monotonic() - started < 30
+
+    run(scenario())
+
+
 def test_a_reply_of_id_true_answers_no_request(deployment: Deployment) -> None:
     """``true`` equals 1 to Python, yet is no id of the gateway's (integers): in an SSE answer, a
     stray reply of id true to initialize (request 1) is skipped for the real one, whose revision

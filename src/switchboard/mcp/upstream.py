@@ -265,11 +265,11 @@ class Upstream:
                 raise UpstreamUnreachable(
                     f"cannot reach the MCP server '{self.name}' (no connection within "
                     f"connect_timeout_seconds, {self.server.connect_timeout_seconds:g} s)") from None
-            except TimeoutError:
+            except TimeoutError as exc:
                 if method != "tools/call":  # a slow tool is not a down server
                     self._failed()
-                raise UpstreamTimeout(
-                    f"the MCP server '{self.name}' did not answer within {wait:g} s") from None
+                slow = f"the MCP server '{self.name}' did not answer within {wait:g} s"
+                raise UpstreamTimeout(str(exc) if isinstance(exc, _NoEndpoint) else slow) from None
             except (aiohttp.ClientConnectionError, OSError) as exc:
                 if _server_failed(exc, method):
                     self._failed()
@@ -499,6 +499,12 @@ class Upstream:
                         break
                 else:
                     raise Malformed(f"the MCP server '{self.name}' named no message endpoint")
+        except TimeoutError:
+            # The bound that ran out is connect_timeout_seconds, not timeout_seconds: named.
+            await _close_stream(session)
+            bound = self.server.connect_timeout_seconds
+            raise _NoEndpoint(f"the MCP server '{self.name}' named no message endpoint within "
+                              f"connect_timeout_seconds ({bound:g} s)") from None
         except BaseException:
             await _close_stream(session)
             raise
@@ -624,6 +630,10 @@ def server_request_reply(request: Mapping[str, Any]) -> dict[str, Any]:
         return {"jsonrpc": "2.0", "id": request.get("id"), "result": {}}
     return {"jsonrpc": "2.0", "id": request.get("id"),
             "error": {"code": -32601, "message": f"{str(method)[:100]} is not passed through by the gateway"}}
+
+
+class _NoEndpoint(TimeoutError):
+    """An HTTP+SSE server's stream named no message endpoint within connect_timeout_seconds."""
 
 
 class _SessionGone(Exception):
