@@ -8,6 +8,9 @@ answers a large result, one that fails, one that links and embeds a resource), `
 with the Authorization it was sent),
 ``stray`` (``math`` over HTTP+SSE, its event stream carrying replies to no request, their ids
 an array and an object), ``asker`` (tools that ask the client: elicitation, sampling, roots),
+``sse-errors`` / ``sse-cr`` (a hand-written HTTP+SSE server sending errors of id null on its
+event stream; its lines ending in LF / a bare CR), ``truthy`` (a streamable-HTTP server sending
+a stray reply of id ``true`` to initialize),
 ``bom`` (``math``, every JSON reply and event stream starting with a UTF-8 byte order mark;
 transport ``json``: the streamable-HTTP transport answering JSON rather than a stream).
 """
@@ -225,15 +228,127 @@ def stray_app() -> object:
     return app
 
 
+def legacy_app(end: bytes) -> object:
+    """An HTTP+SSE server written by hand, its event stream's lines ending in ``end`` (LF, or a
+    bare CR as the event-stream format allows). Tools: ``echo`` answers; ``wait`` is never
+    answered; ``null_error`` answers with a JSON-RPC error of id null on the event stream (one it
+    could not tie to a request), ``null_error_all`` does so once a ``wait`` call has arrived. Its
+event stream at ``/silent`` never names an endpoint."""
+    import uuid
+    from collections.abc import AsyncIterator
+
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response, StreamingResponse
+    from starlette.routing import Route
+
+    tools = [{"name": name, "description": name, "inputSchema": {"type": "object"}}
+             for name in ("echo", "wait", "null_error", "null_error_all")]
+    streams: dict[str, asyncio.Queue[dict[str, object]]] = {}
+    waiting = asyncio.Event()
+
+    def event(kind: str, data: str) -> bytes:
+        return f"event: {kind}".encode() + end + f"data: {data}".encode() + end + end
+
+    async def stream(request: Request) -> Response:
+        sid = uuid.uuid4().hex
+        queue = streams[sid] = asyncio.Queue()
+
+        async def events() -> AsyncIterator[bytes]:
+            yield event("endpoint", f"/messages?session_id={sid}")
+            while True:
+                yield event("message", json.dumps(await queue.get()))
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    async def message(request: Request) -> Response:
+        queue = streams[request.query_params["session_id"]]
+        body = await request.json()
+        rid, method = body.get("id"), body.get("method")
+        if rid is None or "method" not in body:
+            return Response(status_code=202)
+        name = body.get("params", {}).get("name") if method == "tools/call" else None
+        result: dict[str, object] = {}
+        if method == "initialize":
+            result = {"protocolVersion": "2025-03-26", "capabilities": {"tools": {}},
+                      "serverInfo": {"name": "legacy", "version": "1"}}
+        elif method == "tools/list":
+            result = {"tools": tools}
+        elif name == "wait":
+            waiting.set()
+            return Response(status_code=202)
+        elif name in ("null_error", "null_error_all"):
+            if name == "null_error_all":
+                await waiting.wait()
+                waiting.clear()  # the next such call waits for a call of its own
+            await queue.put({"jsonrpc": "2.0", "id": None,
+                             "error": {"code": -32003, "message": "refused on the event stream"}})
+            return Response(status_code=202)
+        elif method == "tools/call":
+            result = {"content": [{"type": "text", "text": "echoed"}], "isError": False}
+        await queue.put({"jsonrpc": "2.0", "id": rid, "result": result})
+        return Response(status_code=202)
+
+    async def silent(request: Request) -> Response:
+        async def events() -> AsyncIterator[bytes]:
+            yield b":" + end + end  # a comment, then never the endpoint
+            await asyncio.Event().wait()
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    return Starlette(routes=[Route("/sse", stream, methods=["GET"]),
+                             Route("/silent", silent, methods=["GET"]),
+                             Route("/messages", message, methods=["POST"])])
+
+
+def truthy_app(transport: str) -> object:
+    """A streamable-HTTP server answering ``initialize`` (the gateway's request 1) first with a
+    stray reply of id ``true`` naming revision 2024-11-05, then (in an SSE answer; transport
+    ``json``: only the stray one, as JSON) its reply of id 1 naming 2025-03-26. Its tool
+    ``protocol`` answers the MCP-Protocol-Version header it was sent."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    def initialized(rid: object, version: str) -> dict[str, object]:
+        return {"jsonrpc": "2.0", "id": rid, "result": {
+            "protocolVersion": version, "capabilities": {"tools": {}},
+            "serverInfo": {"name": "truthy", "version": "1"}}}
+
+    async def handle(request: Request) -> Response:
+        message = await request.json()
+        rid, method = message.get("id"), message.get("method")
+        if rid is None:
+            return Response(status_code=202)
+        if method == "initialize":
+            stray = initialized(True, "2024-11-05")
+            if transport == "json":
+                return JSONResponse(stray)
+            body = "".join(f"event: message\ndata: {json.dumps(m)}\n\n"
+                           for m in (stray, initialized(rid, "2025-03-26")))
+            return Response(body, media_type="text/event-stream")
+        result: dict[str, object] = {}
+        if method == "tools/list":
+            result = {"tools": [{"name": "protocol", "description": "p", "inputSchema": {"type": "object"}}]}
+        elif method == "tools/call":
+            sent = request.headers.get("mcp-protocol-version", "(none)")
+            result = {"content": [{"type": "text", "text": sent}], "isError": False}
+        return JSONResponse({"jsonrpc": "2.0", "id": rid, "result": result})
+
+    return Starlette(routes=[Route("/mcp", handle, methods=["POST"])])
+
+
 def main() -> None:
     kind, port = sys.argv[1], int(sys.argv[2])
     transport = sys.argv[3] if len(sys.argv) > 3 else "streamable-http"
-    if kind in ("malformed", "cutting", "bom", "stray"):
+    apps = {"malformed": malformed_app, "cutting": cutting_app, "stray": stray_app,
+            "bom": lambda: bom_app(transport), "sse-errors": lambda: legacy_app(b"\n"),
+            "sse-cr": lambda: legacy_app(b"\r"), "truthy": lambda: truthy_app(transport)}
+    if kind in apps:
         import uvicorn
 
-        app = (malformed_app() if kind == "malformed" else cutting_app() if kind == "cutting"
-               else stray_app() if kind == "stray" else bom_app(transport))
-        uvicorn.run(app, host="127.0.0.1", port=port, log_level="info")  # type: ignore[arg-type]
+        uvicorn.run(apps[kind](), host="127.0.0.1", port=port, log_level="info")  # type: ignore[arg-type]
         return
     if kind == "asker":
         from tests.mcp_asker import asker_server

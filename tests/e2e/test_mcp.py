@@ -40,7 +40,9 @@ CUTTING_SECRET = "mcp-cutting-secret-0123456789abcdef"
 def upstreams() -> Iterator[dict[str, McpUpstream]]:
     started = start_mcp_servers({"notes": ("notes", "streamable-http"), "math": ("math", "streamable-http"),
                                  "malformed": ("malformed", "streamable-http"), "legacy": ("notes", "sse"),
-                                 "cutting": ("cutting", "streamable-http"), "stray": ("stray", "sse")})
+                                 "cutting": ("cutting", "streamable-http"), "stray": ("stray", "sse"),
+                                 "sse-errors": ("sse-errors", "sse"), "sse-cr": ("sse-cr", "sse"),
+                                 "truthy": ("truthy", "streamable-http"), "truthy-json": ("truthy", "json")})
     yield started
     for server in started.values():
         server.process.stop()
@@ -68,6 +70,11 @@ def mcp_config(upstreams: dict[str, McpUpstream], phoenix: int, otlp: OtlpReceiv
              "headers": {"Authorization": f"Bearer {CUTTING_SECRET}"}},
             {"name": "legacy", "url": upstreams["legacy"].url, "transport": "sse"},
             {"name": "stray", "url": upstreams["stray"].url, "transport": "sse"},
+            {"name": "handmade", "url": upstreams["sse-errors"].url, "transport": "sse",
+             "timeout_seconds": 5},
+            {"name": "carriage", "url": upstreams["sse-cr"].url, "transport": "sse", "timeout_seconds": 5},
+            {"name": "truthy", "url": upstreams["truthy"].url},
+            {"name": "truthyjson", "url": upstreams["truthy-json"].url},
             {"name": "secret", "url": upstreams["math"].url, "tenant": "tenant-b"},
             {"name": "narrow", "url": upstreams["notes"].url, "max_concurrency": 1, "timeout_seconds": 2},
             # Nothing listens here until a test starts a server: down, then back.
@@ -445,6 +452,82 @@ def test_an_http_sse_servers_replies_to_no_request_are_ignored(deployment: Deplo
             assert added.structured_content == {"result": 5}, added
             multiplied = await client.call_tool("stray__multiply", {"a": 2, "b": 3})
             assert multiplied.structured_content == {"result": 6}, multiplied
+
+    run(scenario())
+
+
+def test_an_http_sse_servers_error_of_id_null_fails_the_calls_waiting_on_it(deployment: Deployment) -> None:
+    """A JSON-RPC error of id null on an HTTP+SSE server's event stream (one the server could not
+    tie to a request) is the server's error for the call waiting on it, and for every call
+    waiting when several do, rather than each waiting out timeout_seconds."""
+    key, _ = deployment.key()
+
+    async def scenario() -> None:
+        async with session(deployment, key) as client:
+            refused = await refusal(client, "handmade__null_error", {})
+            assert refused.error.code == -32003, refused.error
+            assert "refused on the event stream" in refused.error.message
+            assert refused.error.data["code"] == "mcp_server_error"  # type: ignore[index]
+            waiting = asyncio.create_task(client.call_tool("handmade__wait", {}))
+            both = await refusal(client, "handmade__null_error_all", {})
+            assert both.error.code == -32003, both.error
+            assert (await refusal_of(waiting)).error.code == -32003
+            assert text_of(await client.call_tool("handmade__echo", {})) == "echoed"
+
+    run(scenario())
+
+
+def test_an_event_stream_whose_lines_end_in_a_bare_cr_is_read(deployment: Deployment) -> None:
+    """The event-stream format ends a line in CRLF, LF or a bare CR: ``carriage``'s stream, all
+    bare CRs, names its endpoint and carries its replies, as any other server's."""
+    key, _ = deployment.key()
+
+    async def scenario() -> None:
+        async with session(deployment, key) as client:
+            assert text_of(await client.call_tool("carriage__echo", {})) == "echoed"
+            assert (await refusal(client, "carriage__null_error", {})).error.code == -32003
+
+    run(scenario())
+
+
+def test_an_http_sse_server_naming_no_endpoint_times_out_on_connect_timeout_seconds(
+        deployment: Deployment, upstreams: dict[str, McpUpstream]) -> None:
+    """``silent``'s event stream never names its message endpoint: the call fails upstream_timeout
+    after connect_timeout_seconds (1 s), the bound the message names, not timeout_seconds (60).
+    A tenant's own server, so no other test's listing has put it down first."""
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    resp = httpx.post(f"{deployment.gateway.url}/admin/v1/tenants", json={"id": tenant}, headers=ADMIN,
+                      timeout=10)
+    assert resp.status_code == 201, resp.text
+    resp = httpx.post(f"{deployment.gateway.url}/admin/v1/mcp/servers", headers=ADMIN, timeout=10, json={
+        "name": "silent", "url": upstreams["sse-errors"].url.replace("/sse", "/silent"), "transport": "sse",
+        "tenant": tenant, "connect_timeout_seconds": 1, "timeout_seconds": 60, "health_check_seconds": 0})
+    assert resp.status_code == 201, resp.text
+    key, _ = deployment.key(tenant=tenant)
+
+    async def scenario() -> None:
+        async with session(deployment, key) as client:
+            started = time.monotonic()
+            late = await refusal(client, "silent__echo", {})
+            assert late.error.data["code"] == "upstream_timeout", late.error  # type: ignore[index]
+            assert "connect_timeout_seconds (1 s)" in late.error.message, late.error
+            assert "60" not in late.error.message
+            assert time.monotonic() - started < 30
+
+    run(scenario())
+
+
+def test_a_reply_of_id_true_answers_no_request(deployment: Deployment) -> None:
+    """``true`` equals 1 to Python, yet is no id of the gateway's (integers): in an SSE answer, a
+    stray reply of id true to initialize (request 1) is skipped for the real one, whose revision
+    the later requests name; as the only (JSON) answer it is a malformed reply."""
+    key, _ = deployment.key()
+
+    async def scenario() -> None:
+        async with session(deployment, key) as client:
+            assert text_of(await client.call_tool("truthy__protocol", {})) == "2025-03-26"
+            odd = await refusal(client, "truthyjson__protocol", {})
+            assert odd.error.data["code"] == "mcp_malformed_reply", odd.error  # type: ignore[index]
 
     run(scenario())
 

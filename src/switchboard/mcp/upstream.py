@@ -265,11 +265,11 @@ class Upstream:
                 raise UpstreamUnreachable(
                     f"cannot reach the MCP server '{self.name}' (no connection within "
                     f"connect_timeout_seconds, {self.server.connect_timeout_seconds:g} s)") from None
-            except TimeoutError:
+            except TimeoutError as exc:
                 if method != "tools/call":  # a slow tool is not a down server
                     self._failed()
-                raise UpstreamTimeout(
-                    f"the MCP server '{self.name}' did not answer within {wait:g} s") from None
+                slow = f"the MCP server '{self.name}' did not answer within {wait:g} s"
+                raise UpstreamTimeout(str(exc) if isinstance(exc, _NoEndpoint) else slow) from None
             except (aiohttp.ClientConnectionError, OSError) as exc:
                 if _server_failed(exc, method):
                     self._failed()
@@ -431,8 +431,10 @@ class Upstream:
             message = _loads(data, self.name)
             if not isinstance(message, dict):
                 continue
-            if "method" not in message and (message.get("id") == rid or (
-                    message.get("id") is None and "error" in message)):
+            # An id is ours only as an integer: ``true`` equals 1 to Python but names no request.
+            mid = message.get("id")
+            if "method" not in message and ((type(mid) is int and mid == rid) or (
+                    mid is None and "error" in message)):
                 # The reply, or the server's error it could not tie to a request (id null):
                 # passed on as the same error in a JSON answer is (_result).
                 return message
@@ -497,6 +499,12 @@ class Upstream:
                         break
                 else:
                     raise Malformed(f"the MCP server '{self.name}' named no message endpoint")
+        except TimeoutError:
+            # The bound that ran out is connect_timeout_seconds, not timeout_seconds: named.
+            await _close_stream(session)
+            bound = self.server.connect_timeout_seconds
+            raise _NoEndpoint(f"the MCP server '{self.name}' named no message endpoint within "
+                              f"connect_timeout_seconds ({bound:g} s)") from None
         except BaseException:
             await _close_stream(session)
             raise
@@ -525,9 +533,18 @@ class Upstream:
                     # Only an integer names a request of the gateway's; any other id (an array, an
                     # object: not hashable) is ignored rather than ending the stream (as stdio).
                     rid = message.get("id")
-                    future = session.pending.pop(rid, None) if type(rid) is int else None
-                    if future is not None and not future.done():
-                        future.set_result(message)
+                    if rid is None and "error" in message:
+                        # The server's error it could not tie to a request (id null or none):
+                        # every call waiting on this stream may be the one, so each gets it as
+                        # the server's error rather than waiting out timeout_seconds.
+                        waiting = list(session.pending.values())
+                        session.pending.clear()
+                    else:
+                        future = session.pending.pop(rid, None) if type(rid) is int else None
+                        waiting = [future] if future is not None else []
+                    for future in waiting:
+                        if not future.done():
+                            future.set_result(message)
                 elif isinstance(message, dict) and "id" in message:
                     # A request of the server's (ping, elicitation, ...): answered (ping) or refused
                     # at once, as on the other transports, else the server waits out its call
@@ -615,6 +632,10 @@ def server_request_reply(request: Mapping[str, Any]) -> dict[str, Any]:
             "error": {"code": -32601, "message": f"{str(method)[:100]} is not passed through by the gateway"}}
 
 
+class _NoEndpoint(TimeoutError):
+    """An HTTP+SSE server's stream named no message endpoint within connect_timeout_seconds."""
+
+
 class _SessionGone(Exception):
     """The server no longer knows the session (404 with a session id): open a new one."""
 
@@ -654,16 +675,24 @@ def too_large(name: str, limit: int) -> GatewayError:
 async def _lines(resp: aiohttp.ClientResponse, limit: int, name: str) -> AsyncIterator[bytes]:
     """The body's lines (without their end), none longer than an event's data may be
     (``limit``, mcp.max_result_bytes) plus room for its field name."""
-    buffer = b""
+    buffer, cr = b"", False
     async for chunk in resp.content.iter_any():
+        # A line ends in CRLF, LF or a bare CR (WHATWG): normalised to LF as providers/sse.py's
+        # SSEBlocks does; a CR ending a read may be the first half of a CRLF.
+        if cr and chunk[:1] == b"\n":
+            chunk = chunk[1:]
+        cr = False
+        if b"\r" in chunk:
+            cr = chunk[-1:] == b"\r"
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         buffer += chunk
         while (end := buffer.find(b"\n")) >= 0:
-            yield buffer[:end].rstrip(b"\r")
+            yield buffer[:end]
             buffer = buffer[end + 1:]
         if len(buffer) > limit + _LINE_SLACK:
             raise too_large(name, limit)  # the configured bound and the server's name, never its host
     if buffer:
-        yield buffer.rstrip(b"\r")
+        yield buffer
 
 
 async def _events(resp: aiohttp.ClientResponse, limit: int, name: str) -> AsyncIterator[tuple[str, bytes]]:
@@ -788,7 +817,9 @@ def _result(name: str, reply: Any, rid: int | None = None) -> dict[str, Any]:
     """The ``result`` of a JSON-RPC reply, or the RpcError it carries; anything else is malformed."""
     if not isinstance(reply, dict) or reply.get("jsonrpc") != "2.0":
         raise Malformed(f"the MCP server '{name}' sent a reply that is not JSON-RPC 2.0")
-    if rid is not None and reply.get("id") != rid and "error" not in reply:
+    answered = reply.get("id")
+    # An id is ours only as an integer: ``true`` equals 1 to Python but names no request.
+    if rid is not None and (type(answered) is not int or answered != rid) and "error" not in reply:
         raise Malformed(f"the MCP server '{name}' answered another request id")
     error = reply.get("error")
     if error is not None:
