@@ -540,14 +540,15 @@ TENANT_CHECKED_LISTS = [
     "/admin/v1/teams", "/admin/v1/users", "/admin/v1/service-accounts", "/admin/v1/keys",
     "/admin/v1/limits", "/admin/v1/budgets", "/admin/v1/services", "/admin/v1/prompts",
     "/admin/v1/apis", "/admin/v1/subscriptions", "/admin/v1/mcp/servers", "/admin/v1/catalog",
-    "/admin/v1/catalog/openapi.json",
+    "/admin/v1/catalog/openapi.json", "/admin/v1/alerts",
 ]
 # The lists that read any tenant's name without a record: a JWT's tenant claim needs none (token
 # revocations), and what is kept of a tenant outlives its record (the audit log, usage, logs,
-# analytics, alert incidents).
+# analytics). Alert incidents outlive it too, but their list refuses a tenant that never existed
+# (tests/e2e/test_alerts.py).
 TENANT_UNCHECKED_LISTS = {
     "/admin/v1/token-revocations", "/admin/v1/audit", "/admin/v1/usage", "/admin/v1/logs",
-    "/admin/v1/analytics", "/admin/v1/alerts",
+    "/admin/v1/analytics",
 }
 
 

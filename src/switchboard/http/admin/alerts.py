@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from switchboard.access.roles import Reach
-from switchboard.errors import GatewayError, InvalidRequest
+from switchboard.errors import GatewayError, InvalidRequest, NotFound
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.query import digits_only, query_params
 from switchboard.http.admin.scoping import UtcTime
@@ -54,6 +54,12 @@ async def list_incidents(
     # The platform admin: every incident (the platform's and every tenant's), or one tenant's.
     # Anyone else: their own tenant's (naming another is a 404).
     tenant = params.tenant if access.reach >= Reach.ANY else access.tenant_for(params.tenant)
+    if tenant is not None and tenant != access.tenant:
+        # A tenant that never existed is a 404, as on the other lists; a deleted one's incidents
+        # outlive it (as its audit log and usage do), so its name still lists them.
+        tenancy = request.app.state.services.stores().tenancy
+        if await tenancy.get_tenant(tenant) is None and not await tenancy.tenant_retired(tenant):
+            raise NotFound(f"no tenant '{tenant[:64]}'", code="tenant_not_found")
     if params.before is not None:
         # A cursor names an incident of this list: an unknown one (or one outside the caller's
         # reach, never said to exist) would silently read as "no more incidents".
