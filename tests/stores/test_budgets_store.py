@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -140,6 +140,51 @@ async def test_deleting_a_budget_forgets_its_alerts(backend: Backend) -> None:
     assert await store.delete("t1", "bud_d")
     await store.put(record)  # set again with the same id: its thresholds fire again
     assert await store.claim_alert("bud_d", MONTH, 50, ONE)
+
+
+async def test_a_changed_budget_forgets_its_claims_at_other_amounts_and_thresholds(backend: Backend) -> None:
+    store = _store(backend)
+    await store.put(BudgetRecord("bud_f", "t1", "team", "team-f", Decimal(1)))
+    for percent in (50, 80):
+        assert await store.claim_alert("bud_f", MONTH, percent, ONE)
+        assert await store.claim_alert("bud_f", MONTH, percent, 2 * ONE)
+    await store.forget_alerts("bud_f", 2 * ONE, (80, 100))  # now 2 units, alerting at 80 and 100 %
+    assert not await store.claim_alert("bud_f", MONTH, 80, 2 * ONE)  # in force: kept
+    assert await store.claim_alert("bud_f", MONTH, 50, 2 * ONE)  # a threshold no longer listed
+    assert await store.claim_alert("bud_f", MONTH, 80, ONE)  # another amount
+
+
+async def test_a_tenants_or_a_keys_budgets_are_deleted_at_once_with_their_claims(backend: Backend) -> None:
+    store = _store(backend)
+    on_key = BudgetRecord("bud_k1", "t9", "key", "key_l1", Decimal(1))
+    for record in (on_key, replace(on_key, id="bud_k2", period="daily"),
+                   BudgetRecord("bud_k3", "t9", "key", "key_l2", Decimal(1)),
+                   BudgetRecord("bud_t9", "t9", "tenant", "t9", Decimal(1)),
+                   BudgetRecord("bud_o9", "t8", "key", "key_l1", Decimal(1))):
+        await store.put(record)
+    assert await store.claim_alert("bud_k1", MONTH, 50, ONE)
+    deleted = await store.delete_budgets("t9", "key", "key_l1")
+    assert sorted(r.id for r in deleted) == ["bud_k1", "bud_k2"]
+    assert sorted(r.id for r in await store.list_budgets("t9")) == ["bud_k3", "bud_t9"]
+    await store.put(on_key)  # set again with the same id: its thresholds fire again
+    assert await store.claim_alert("bud_k1", MONTH, 50, ONE)
+    assert sorted(r.id for r in await store.delete_budgets("t9")) == ["bud_k1", "bud_k3", "bud_t9"]
+    assert await store.list_budgets("t9") == [] and await store.delete_budgets("t9") == []
+    assert [r.id for r in await store.list_budgets("t8")] == ["bud_o9"]  # another tenant's
+
+
+async def test_a_key_chain_is_live_while_one_of_its_keys_may_authenticate(backend: Backend) -> None:
+    keys = backend.stores.keys
+    now = datetime.now(UTC)
+    first = KeyRecord("key_c1", "hash-c1", "sk-sb-c1", "t1", expires_at=now - timedelta(seconds=1))
+    second = KeyRecord("key_c2", "hash-c2", "sk-sb-c2", "t1", lineage_id="key_c1")
+    await keys.put(first)
+    assert not await keys.lineage_live("t1", "key_c1", now)  # expired
+    await keys.put(second)
+    assert await keys.lineage_live("t1", "key_c1", now)
+    assert not await keys.lineage_live("t2", "key_c1", now)  # another tenant's
+    assert await keys.disable("t1", "key_c2")
+    assert not await keys.lineage_live("t1", "key_c1", now)  # revoked
 
 
 async def test_a_keys_own_budget_round_trips(backend: Backend) -> None:

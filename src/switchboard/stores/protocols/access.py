@@ -235,6 +235,10 @@ class KeyStore(Protocol):
         """At most ``query.limit`` keys matching it, after the cursor; ValueError for a cursor
         that is no key of the tenant within the query's reach (``team_scope``, ``owners``)."""
 
+    async def lineage_live(self, tenant_id: str, lineage: str, now: datetime) -> bool:
+        """Whether a key of the rotation chain ``lineage`` may still authenticate at ``now``
+        (not revoked, not expired; a blocked key counts: it can be unblocked)."""
+
     async def disable(self, tenant_id: str, key_id: str) -> bool:
         """Revoke the key, for good; False when the tenant has no such key or it is revoked
         already (then nothing is written)."""

@@ -59,6 +59,16 @@ class BudgetStore(Protocol):
         first: a threshold's webhook fires once per period for each amount the budget had
         (``limit``, in whole units), so a budget raised or lowered mid-period alerts again."""
 
+    async def forget_alerts(self, budget_id: str, limit: int, thresholds: Sequence[int]) -> None:
+        """Forget the budget's claims at another amount than ``limit`` or at a threshold not in
+        ``thresholds``: their incidents were resolved with the change, so the budget set back
+        to that amount (or threshold) alerts again when its spend is past it."""
+
+    async def delete_budgets(self, tenant_id: str, scope: str | None = None, subject: str | None = None
+                             ) -> list[BudgetRecord]:
+        """Delete the tenant's budgets (those of ``scope`` and ``subject`` when given) and their
+        claims, in one transaction; returns those deleted."""
+
 
 class Charge(NamedTuple):
     """One budget in force on one request, in whole units (nano-USD, or tokens)."""

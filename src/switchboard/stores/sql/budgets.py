@@ -7,6 +7,7 @@ this table: the running budgets keep each tenant's rows in memory, told of chang
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -126,6 +127,26 @@ class SqlBudgetStore:
                 return False
             await conn.execute(sa.delete(alerts).where(alerts.c.budget_id == budget_id))
         return True
+
+    async def delete_budgets(self, tenant_id: str, scope: str | None = None, subject: str | None = None
+                             ) -> list[BudgetRecord]:
+        where = [t.c.tenant_id == tenant_id]
+        if scope is not None:
+            where.append(t.c.scope == scope)
+        if subject is not None:
+            where.append(t.c.subject == subject)
+        async with self._engine.begin() as conn:
+            found = [_record(row) for row in await conn.execute(sa.select(t).where(*where).with_for_update())]
+            if found:
+                ids = [r.id for r in found]
+                await conn.execute(sa.delete(t).where(t.c.id.in_(ids)))
+                await conn.execute(sa.delete(alerts).where(alerts.c.budget_id.in_(ids)))
+        return found
+
+    async def forget_alerts(self, budget_id: str, limit: int, thresholds: Sequence[int]) -> None:
+        other = sa.or_(alerts.c.max_units != limit, alerts.c.threshold.not_in(list(thresholds)))
+        async with self._engine.begin() as conn:
+            await conn.execute(sa.delete(alerts).where(alerts.c.budget_id == budget_id, other))
 
     async def claim_alert(self, budget_id: str, period_start: datetime, threshold: int, limit: int) -> bool:
         stmt = insert(self._engine, alerts).values(

@@ -255,6 +255,13 @@ class SqlKeyStore:
         async with self._engine.begin() as conn:
             await conn.execute(stmt, rows)
 
+    async def lineage_live(self, tenant_id: str, lineage: str, now: datetime) -> bool:
+        live = sa.or_(t.c.expires_at.is_(None), t.c.expires_at > to_db(now))
+        query = (sa.select(t.c.id).where(t.c.tenant_id == tenant_id, t.c.lineage_id == lineage,
+                                         t.c.enabled.is_(True), live).limit(1))
+        async with self._engine.connect() as conn:
+            return (await conn.execute(query)).first() is not None
+
     async def disable(self, tenant_id: str, key_id: str) -> bool:
         # Only a key not revoked yet: revoking one again writes nothing (its revoke time stays).
         stmt = (sa.update(t).where(t.c.tenant_id == tenant_id, t.c.id == key_id, t.c.enabled.is_(True))
