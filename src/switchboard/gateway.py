@@ -7,6 +7,7 @@ import asyncio
 import gc
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from switchboard import catalog, tokens
@@ -559,6 +560,7 @@ class Gateway:
             await self.budgets.start()
             if self.alerts is not None and self.alerts.watches_budgets:
                 self.budgets.listeners.append(self.alerts.budget_crossed)
+                self.alerts.key_live = self._key_live
         if self.alerts is not None:
             await self.alerts.start(self.stores.incidents)
         self.authenticator.attach(self.key_cache, self.last_used, self.unchecked_keys)
@@ -638,6 +640,11 @@ class Gateway:
         if self.settings.mcp_servers or (mcp_stored is not None and mcp_stored.servers):
             return schemas.preload
         return None
+
+    async def _key_live(self, tenant: str, lineage: str) -> bool:
+        """Whether a key of the rotation chain may still spend (the alerts' key budget sweep)."""
+        assert self.stores is not None
+        return await self.stores.keys.lineage_live(tenant, lineage, datetime.now(UTC))
 
     async def _residency(self, tenant: str | None, team: str | None) -> frozenset[str] | None:
         """A token caller's residency policy: its tenant's and team's allowed regions (keys

@@ -9,10 +9,13 @@ its tenant's budget ones."""
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from switchboard.observability.webhooks import EVENT_ID_HEADER, EVENT_TYPE_HEADER, SIGNATURE_HEADER, verify
+from switchboard.stores.sql.urls import DB_FILE
 from tests.servers import (
     MASTER_KEY,
     UPSTREAM_KEY,
@@ -32,6 +36,7 @@ from tests.servers import (
     spawn,
     start_gateway,
 )
+from tests.services import Postgres
 from tests.webhook_receiver import HANG, Received, WebhookReceiver
 
 ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
@@ -79,6 +84,9 @@ def _config(mock: Mock, hooks: WebhookReceiver) -> dict[str, Any]:
              "window_seconds": 60, "min_requests": 2, "webhooks": []},
             {"name": "breakers", "kind": "breaker", "group": "tripping"},
             {"name": "budget-full", "kind": "budget", "thresholds": [100], "scopes": ["key"]},
+            # The tenant-deletion test's own, delivered nowhere.
+            {"name": "budget-tenant", "kind": "budget", "thresholds": [100], "scopes": ["tenant"],
+             "webhooks": []},
         ],
     }
     return config
@@ -93,6 +101,8 @@ class Pair:
     second: Gateway
     hooks: WebhookReceiver
     config: dict[str, Any]
+    postgres: Postgres | None = None  # the cluster's, and its database's name
+    database: str = ""
 
     @property
     def both(self) -> tuple[Gateway, Gateway]:
@@ -111,6 +121,15 @@ class Pair:
 
     def alerts(self, key: str = MASTER_KEY, **params: Any) -> list[dict[str, Any]]:
         return list(self.ok("GET", "/admin/v1/alerts", params=params, key=key)["data"])
+
+    def sql(self, statement: str) -> None:
+        """Run ``statement`` on the instances' database, past the gateway."""
+        if self.postgres is not None:
+            self.postgres.psql(statement, database=self.database)
+            return
+        with contextlib.closing(sqlite3.connect(self.first.config_path.parent / "data" / DB_FILE)) as db:
+            db.execute(statement)
+            db.commit()
 
 
 def chat(gw: Gateway, model: str, text: str, key: str = MASTER_KEY, **extra: Any) -> httpx.Response:
@@ -141,11 +160,12 @@ def pair(request: pytest.FixtureRequest, mock_upstream: Mock, tmp_path_factory: 
             gw.process.stop()
             return
         postgres, redis = request.getfixturevalue("postgres"), request.getfixturevalue("redis_server")
-        config["database"] = {"url": postgres.create_database(f"alerts_{uuid.uuid4().hex[:8]}")}
+        database = f"alerts_{uuid.uuid4().hex[:8]}"
+        config["database"] = {"url": postgres.create_database(database)}
         config["redis"] = {"url": redis.url}
         first = start_gateway(config, tmp_path_factory.mktemp("alerts-a"))
         second = start_gateway(config, tmp_path_factory.mktemp("alerts-b"))
-        yield Pair("cluster", first, second, hooks, config)
+        yield Pair("cluster", first, second, hooks, config, postgres, database)
         first.process.stop()
         second.process.stop()
 
@@ -430,6 +450,125 @@ def test_a_revoked_keys_own_budget_incident_is_resolved(pair: Pair) -> None:
     pair.ok("DELETE", f"/admin/v1/keys/{successor['id']}")
     assert _states(pair)[incident] == "resolved"
     _resolved_event(pair, incident)
+
+
+def _incidents_of(pair: Pair, budget_id: str, rule: str = "budget-full") -> list[dict[str, Any]]:
+    return [i for i in pair.alerts(rule=rule, limit=1000) if i["details"]["budget"]["id"] == budget_id]
+
+
+def test_a_revoked_keys_budgets_are_deleted_and_their_incidents_resolved(pair: Pair) -> None:
+    # Before, a budget set on a key (scope key) stayed stored after the key was revoked, its
+    # incident open for ever on a total budget.
+    key = pair.ok("POST", "/admin/v1/keys", {"models": ["*"], "max_budget_usd": 0.01}, status=201)
+    set_on = pair.ok("PUT", "/admin/v1/budgets", {"scope": "key", "subject": key["id"], "max_amount": 0.01,
+                                                  "period": "total", "thresholds": [100]})
+    assert chat(pair.both[0], PRICED, LONG, key=key["key"], max_tokens=5).status_code == 200
+    own, other = _budget_incident(pair, f"key:{key['id']}"), _budget_incident(pair, set_on["id"])
+    pair.ok("DELETE", f"/admin/v1/keys/{key['id']}")
+    states = _states(pair)
+    assert (states[own], states[other]) == ("resolved", "resolved")
+    _resolved_event(pair, other)
+    for gw in pair.both:
+        resp = httpx.get(f"{gw.url}/admin/v1/budgets/{set_on['id']}", headers=ADMIN, timeout=10)
+        assert resp.status_code == 404 and resp.json()["error"]["code"] == "budget_not_found"
+    audit = pair.ok("GET", "/admin/v1/audit", params={"resource_id": set_on["id"]})["data"]
+    assert sorted(e["action"] for e in audit) == ["budget.delete", "budget.set"]
+
+
+def test_a_rotated_keys_budgets_live_on_until_the_last_key_of_its_chain_is_revoked(pair: Pair) -> None:
+    key = pair.ok("POST", "/admin/v1/keys", {"models": ["*"]}, status=201)
+    set_on = pair.ok("PUT", "/admin/v1/budgets", {"scope": "key", "subject": key["id"], "max_amount": 1,
+                                                  "period": "total"})
+    successor = pair.ok("POST", f"/admin/v1/keys/{key['id']}/rotate", {"grace_seconds": 60}, status=201)
+    pair.ok("DELETE", f"/admin/v1/keys/{successor['id']}")  # the old key works on in its grace period
+    assert pair.ok("GET", f"/admin/v1/budgets/{set_on['id']}")["subject"] == key["id"]
+    pair.ok("DELETE", f"/admin/v1/keys/{key['id']}")
+    assert pair.admin("GET", f"/admin/v1/budgets/{set_on['id']}").status_code == 404
+
+
+def test_an_expired_keys_own_budget_incident_is_resolved(pair: Pair) -> None:
+    # Before, a key past its expires_at kept its total budget's incident open for ever.
+    expires = datetime.now(UTC) + timedelta(seconds=3)
+    key = pair.ok("POST", "/admin/v1/keys", {"models": ["*"], "max_budget_usd": 0.01,
+                                             "expires_at": expires.isoformat()}, status=201)
+    assert chat(pair.both[0], PRICED, LONG, key=key["key"], max_tokens=5).status_code == 200
+    incident = _budget_incident(pair, f"key:{key['id']}")
+    assert _states(pair)[incident] == "open" or datetime.now(UTC) >= expires
+    until(lambda: _states(pair)[incident] == "resolved", "the expired key's incident left open")
+    assert datetime.now(UTC) >= expires
+    _resolved_event(pair, incident)
+
+
+def test_a_deleted_tenants_budgets_go_with_it_and_their_incidents_resolve(pair: Pair) -> None:
+    tenant = f"gone-{uuid.uuid4().hex[:6]}"
+    pair.ok("POST", "/admin/v1/tenants", {"id": tenant}, status=201)
+    key = pair.ok("POST", "/admin/v1/keys", {"models": ["*"], "tenant": tenant}, status=201)
+    budget = pair.ok("PUT", "/admin/v1/budgets", {"scope": "tenant", "tenant": tenant, "max_amount": 0.01,
+                                                  "period": "total", "thresholds": [100]})
+    assert chat(pair.both[0], PRICED, LONG, key=key["key"], max_tokens=5).status_code == 200
+    (incident,) = until(lambda: _incidents_of(pair, budget["id"], "budget-tenant"), "no tenant budget alert")
+    pair.ok("DELETE", f"/admin/v1/keys/{key['id']}")
+    pair.ok("DELETE", f"/admin/v1/tenants/{tenant}")
+    (after,) = _incidents_of(pair, budget["id"], "budget-tenant")
+    assert (after["id"], after["state"]) == (incident["id"], "resolved")
+    # Its incidents outlive it, as its audit log does: still listed by its name.
+    assert [i["id"] for i in pair.alerts(tenant=tenant)] == [incident["id"]]
+    for gw in pair.both:  # not left in the table, out of every list's reach
+        resp = httpx.get(f"{gw.url}/admin/v1/budgets/{budget['id']}", headers=ADMIN, timeout=10)
+        assert resp.status_code == 404 and resp.json()["error"]["code"] == "budget_not_found"
+    audit = pair.ok("GET", "/admin/v1/audit", params={"tenant": tenant, "resource_id": budget["id"]})["data"]
+    assert sorted(e["action"] for e in audit) == ["budget.delete", "budget.set"]
+
+
+def test_alerts_of_an_unknown_tenant_are_a_404_as_on_every_list(pair: Pair) -> None:
+    for path in ("/admin/v1/alerts", "/admin/v1/budgets"):
+        resp = pair.admin("GET", path, params={"tenant": f"nope-{uuid.uuid4().hex[:6]}"})
+        assert resp.status_code == 404, resp.text
+        assert resp.json()["error"]["code"] == "tenant_not_found"
+    assert pair.admin("GET", "/admin/v1/alerts", params={"tenant": "default"}).status_code == 200
+
+
+def test_a_budget_set_back_to_an_amount_already_alerted_at_alerts_again(pair: Pair) -> None:
+    # Before, the claim at 0.01 outlived its incident (resolved by the raise): set back to 0.01
+    # with $0.01 spent, the budget was over and nothing fired.
+    key = pair.ok("POST", "/admin/v1/keys", {"models": ["*"]}, status=201)
+    body = {"scope": "key", "subject": key["id"], "max_amount": 0.01, "period": "total",
+            "thresholds": [100]}
+    budget = pair.ok("PUT", "/admin/v1/budgets", body)
+    assert chat(pair.both[0], PRICED, LONG, key=key["key"], max_tokens=5).status_code == 200
+    first = _budget_incident(pair, budget["id"])
+    pair.ok("PUT", "/admin/v1/budgets", {**body, "max_amount": 0.02})
+    assert _states(pair)[first] == "resolved"
+    # Set back on the other instance, which settled nothing: it alerts all the same.
+    resp = httpx.put(f"{pair.second.url}/admin/v1/budgets", json=body, headers=ADMIN, timeout=10)
+    assert resp.status_code == 200, resp.text
+    again = until(lambda: [i for i in _incidents_of(pair, budget["id"]) if i["state"] == "open"],
+                  "set back over its amount, no alert")
+    assert [i["id"] for i in again] != [first]
+    assert again[0]["details"]["budget"]["max_amount"] == "0.01"
+    # Set again, the same amount with another change, and the same as it is: no second alert.
+    pair.ok("PUT", "/admin/v1/budgets", {**body, "timezone": "Europe/Paris"})
+    pair.ok("PUT", "/admin/v1/budgets", {**body, "timezone": "Europe/Paris"})
+    firing = until(lambda: [e for e in delivered(pair, "budget-full", "alert.firing", 2).values()
+                            if e["data"]["details"]["budget"]["id"] == budget["id"]], "no firing events")
+    assert len(_incidents_of(pair, budget["id"])) == 2
+    assert {e["data"]["incident_id"] for e in firing} == {first, again[0]["id"]}
+
+
+def test_a_budget_alert_the_incident_store_refused_is_written_once_it_takes_it(pair: Pair) -> None:
+    # Before, an incident write failing as the threshold was claimed lost the alert for good:
+    # the claim was made, and a budget at 100 % refuses every later request.
+    key = pair.ok("POST", "/admin/v1/keys", {"models": ["*"], "max_budget_usd": 0.01}, status=201)
+    pair.sql("ALTER TABLE alert_incidents RENAME TO alert_incidents_away")
+    try:
+        assert chat(pair.both[0], PRICED, LONG, key=key["key"], max_tokens=5).status_code == 200
+        resp = chat(pair.both[0], PRICED, LONG, key=key["key"], max_tokens=5)
+        assert resp.status_code == 429, resp.text  # spent: no later request comes to alert
+    finally:
+        pair.sql("ALTER TABLE alert_incidents_away RENAME TO alert_incidents")
+    incident = _budget_incident(pair, f"key:{key['id']}")
+    assert _states(pair)[incident] == "open"
+    assert len(_incidents_of(pair, f"key:{key['id']}")) == 1
 
 
 def test_listing_pages_newest_first(pair: Pair) -> None:

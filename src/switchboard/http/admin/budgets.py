@@ -197,6 +197,35 @@ async def _ended(request: Request, record: BudgetRecord, *, deleted: bool) -> No
         await alerts.budget_ended(record.id, record.unit, record.max_amount, _thresholds(request, record))
 
 
+async def _forget_alerts(request: Request, record: BudgetRecord) -> None:
+    """Its incidents at another amount or threshold resolved, their claims go too: set back, the
+    budget alerts again once its spend is past a threshold. Logged, not raised, on failure."""
+    service = request.app.state.services.budgets()
+    if service is None:
+        return
+    try:
+        await service.forget_alerts(record)
+    except Exception as exc:
+        log.warning("budget %s: its past alerts not forgotten (%s)", record.id, type(exc).__name__)
+
+
+async def delete_with(request: Request, tenant: str, scope: str | None = None, subject: str | None = None,
+                      *, also: tuple[str, ...] = ()) -> None:
+    """Delete the budgets of a tenant being deleted (or of a key chain being revoked: ``scope``
+    ``key``, ``subject`` its lineage), each audited as ``budget.delete``, and resolve their open
+    alert incidents and those of the budgets ``also`` names (a key's own)."""
+    store = request.app.state.services.stores().budgets
+    deleted = [] if store is None else await store.delete_budgets(tenant, scope, subject)
+    if deleted:
+        await _changed(request, tenant)
+    alerts = request.app.state.services.alerts()
+    if alerts is not None:
+        await alerts.budgets_deleted((*also, *(r.id for r in deleted)))
+    for record in deleted:
+        await audit.record(request, "budget.delete", "budget", record.id, before=public(record),
+                           tenant=tenant)
+
+
 def _amount(body: BudgetSet) -> Decimal:
     def bad(message: str) -> InvalidRequest:
         return InvalidRequest(f"max_amount: {message}", param="max_amount", code="invalid_value")
@@ -270,6 +299,7 @@ async def set_budget(
     if before is not None and ((before.max_amount, before.unit) != (stored.max_amount, stored.unit)
                                or not set(_thresholds(request, stored)) >= set(_thresholds(request, before))):
         await _ended(request, stored, deleted=False)
+        await _forget_alerts(request, stored)
     await audit.record(request, "budget.set", "budget", stored.id,
                        before=None if before is None else public(before), after=public(stored), tenant=tenant)
     return await shown(request, stored, alert=True)

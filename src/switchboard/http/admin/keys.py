@@ -45,7 +45,7 @@ from switchboard.errors import Conflict, GatewayError, InvalidRequest, NotFound,
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import LINE, AdminBody
-from switchboard.http.admin.budgets import Period, UsdAmount, quantize_usd
+from switchboard.http.admin.budgets import Period, UsdAmount, delete_with, quantize_usd
 from switchboard.http.admin.limits import RpmLimit, TokenLimit
 from switchboard.http.admin.one_writer import one_writer
 from switchboard.http.admin.query import Limit, TrueOrFalse, query_params
@@ -635,13 +635,14 @@ async def revoke_key(
             return answer
         raise NotFound(f"no key with id '{key_id[:64]}'", code="key_not_found")
     await services.key_cache().changed(record.key_hash)
-    alerts = services.alerts()
-    if alerts is not None and record.max_budget_usd is not None and ROTATED_TO not in record.metadata:
-        # The key's own budget ends with it (a rotated key's successor carries it on): its
-        # incidents, which no period's end would resolve on a total budget, are resolved.
-        await alerts.budget_ended(KEY_BUDGET_PREFIX + record.lineage)
     revoked = await store.get(tenant, key_id)
     after = public(revoked) if revoked else None
     await audit.record(request, "key.revoke", "api_key", key_id, before=public(record), after=after,
                        tenant=tenant)
+    if not await store.lineage_live(tenant, record.lineage, datetime.now(UTC)):
+        # The chain's last key that could spend: its budgets end with it (while a rotated key's
+        # successor, or its predecessor in its grace period, works they carry on). Those set on
+        # it are deleted; its own budget's incidents, and theirs, which no period's end would
+        # resolve on a total budget, are resolved.
+        await delete_with(request, tenant, "key", record.lineage, also=(KEY_BUDGET_PREFIX + record.lineage,))
     return answer

@@ -15,6 +15,7 @@ from switchboard.errors import Conflict, NotFound, PermissionDenied
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import DEFAULT_TENANT, Access, allow
 from switchboard.http.admin.body import AdminBody
+from switchboard.http.admin.budgets import delete_with
 from switchboard.http.admin.one_writer import one_writer
 from switchboard.http.admin.query import query_params
 from switchboard.http.admin.scoping import (
@@ -168,4 +169,7 @@ async def delete_tenant(
     # is refused from its next verification (access/residency.py).
     await request.app.state.services.key_cache().changed(ALL)
     await audit.record(request, "tenant.delete", "tenant", tenant.id, before=public(tenant), tenant=tenant.id)
+    # Out of reach once the tenant is gone (its lists answer 404): its budgets are deleted with
+    # it, their open incidents resolved.
+    await delete_with(request, tenant.id)
     return {"id": tenant.id, "object": "tenant", "deleted": True}

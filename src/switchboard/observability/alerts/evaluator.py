@@ -15,9 +15,12 @@
   breaker incident, settled for two evaluations, whose deployment is no longer out
   (``tripped``). A trip whose incident is open already keeps that one (moving its last_seen_at).
 - ``budget``: the budget book tells of a threshold's first crossing in a period at the budget's
-  amount (claimed once across instances already); the incident is resolved when the period ends,
-  or when the admin API deletes the budget, changes its amount or drops the incident's threshold,
-  or revokes the key whose own budget it is (``budget_ended``).
+  amount (claimed once across instances already); an incident the store did not take (a
+  database outage) is written again in the background until it does, as the claim is not made
+  twice. The incident is resolved when the period ends, when the admin API deletes the budget
+  (or the tenant, or revokes the key it is on), changes its amount or drops the incident's
+  threshold (``budget_ended``, ``budgets_deleted``), and, for a key's budget, by the evaluation
+  that finds no key of its rotation chain left to spend it (revoked or expired: ``key_live``).
 
 Only the caller that opened (or resolved) an incident in the store sends its event, to the
 rule's webhooks: one ``alert.firing`` and one ``alert.resolved`` per incident however many
@@ -30,12 +33,12 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from switchboard.background import stop_task
+from switchboard.background import Retries, stop_task
 from switchboard.config.schema import AlertsConfig
 from switchboard.observability.alerts.incidents import event
 from switchboard.observability.alerts.rules import Rule, by_kind, compile_rules
@@ -46,10 +49,15 @@ from switchboard.stores.protocols import Incident, IncidentStore
 log = logging.getLogger("switchboard.alerts")
 
 MAX_TASKS = 1000  # breaker and budget notices under way at once; beyond, dropped and logged
+# Budget incidents the store did not take, written again until it does (background.Retries).
+PENDING_MAX = 10_000
+PENDING_MAX_AGE = 86_400.0
 
 # Whether a deployment (group, deployment) is in the model table and out of traffic (cooling
 # down or half-open, on any instance): routing/router.py.
 Tripped = Callable[[str, str], Awaitable[bool]]
+# Whether a key of the rotation chain (tenant, lineage) may still spend (KeyStore.lineage_live).
+KeyLive = Callable[[str, str], Awaitable[bool]]
 
 
 def _utc(ts: float) -> datetime:
@@ -88,6 +96,9 @@ class Alerts:
         self._warned: dict[str, float] = {}
         # Set by the gateway when a breaker rule exists; None: breaker incidents are not swept.
         self.tripped: Tripped | None = None
+        # Set by the gateway when a budget rule exists; None: key budget incidents are not swept.
+        self.key_live: KeyLive | None = None
+        self.pending = Retries("budget alert incidents", PENDING_MAX, PENDING_MAX_AGE)
 
     @property
     def watches_breakers(self) -> bool:
@@ -112,6 +123,7 @@ class Alerts:
         """``also``: other senders (the budget webhook's) closed at once with the alerts'."""
         await stop_task(self._loop_task)
         self._loop_task = None
+        await self.pending.close()  # one last try for the budget incidents still waiting
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5.0)
             for task in list(self._tasks):
@@ -150,24 +162,48 @@ class Alerts:
         a threshold no longer listed, are resolved, with ``resolved_value`` null. Neither the end
         of a period (never, for a total budget) nor a crossing would end them any more. Called by
         the admin API after the change; a store that fails is logged, not raised."""
+        if amount is None:
+            await self.budgets_deleted((budget_id,))
+            return
         rules = {r.name: r for r in self._by_kind.get("budget", ())}
         store = self._store
         if store is None or not rules:
             return
         try:
-            for incident in await store.open_incidents():
-                rule = rules.get(incident.rule)
-                budget = (incident.details or {}).get("budget")
-                if rule is None or incident.kind != "budget" or not isinstance(budget, dict) \
-                        or budget.get("id") != budget_id:
-                    continue
-                if amount is not None and budget.get("unit") == unit \
-                        and _same(budget.get("max_amount"), amount) \
+            for rule, incident, budget in self._of_budgets(rules, await store.open_incidents(), {budget_id}):
+                if budget.get("unit") == unit and _same(budget.get("max_amount"), amount) \
                         and (thresholds is None or round(incident.threshold or 0) in thresholds):
                     continue  # the amount and threshold in force: its period's end resolves it
                 await self._resolve(rule, incident.subject, None, incident)
         except Exception as exc:
             self._complain("alert incidents of budget %s not resolved: %s", budget_id, type(exc).__name__)
+
+    async def budgets_deleted(self, budget_ids: Collection[str]) -> None:
+        """The budgets are gone (deleted, with their tenant or their key): their open incidents
+        are resolved, with ``resolved_value`` null. Logged, not raised, when the store fails."""
+        rules = {r.name: r for r in self._by_kind.get("budget", ())}
+        store = self._store
+        if store is None or not rules or not budget_ids:
+            return
+        try:
+            for rule, incident, _ in self._of_budgets(rules, await store.open_incidents(), set(budget_ids)):
+                await self._resolve(rule, incident.subject, None, incident)
+        except Exception as exc:
+            self._complain("alert incidents of budget %s not resolved: %s", next(iter(budget_ids)),
+                           type(exc).__name__)
+
+    @staticmethod
+    def _of_budgets(rules: Mapping[str, Rule], incidents: Iterable[Incident], ids: Collection[str] | None
+                    ) -> Iterator[tuple[Rule, Incident, dict[str, Any]]]:
+        """The budget incidents among ``incidents`` of a configured rule (and of one of ``ids``,
+        unless None), with their rule and budget."""
+        for incident in incidents:
+            rule = rules.get(incident.rule)
+            budget = (incident.details or {}).get("budget")
+            if rule is None or incident.kind != "budget" or not isinstance(budget, dict) \
+                    or (ids is not None and budget.get("id") not in ids):
+                continue
+            yield rule, incident, budget
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         if self._store is None or len(self._tasks) >= MAX_TASKS:
@@ -293,12 +329,20 @@ class Alerts:
             resolves_at = None
         details = {"budget": dict(budget), "threshold_percent": percent, "spent": data.get("spent"),
                    "period_start": data.get("period_start"), "period_end": ends}
-        try:
+
+        async def write() -> None:
             await self._open(rule, subject, round(used, 2), tenant=str(budget.get("tenant") or "") or None,
                              details=details, resolves_at=resolves_at, threshold=float(percent))
+
+        try:
+            await write()
         except Exception as exc:
-            self._complain("alert %s for %s: the incident store failed (%s)", rule.name, subject,
-                           type(exc).__name__)
+            # The threshold is claimed (once across instances): no later settlement would bring
+            # this crossing again, so the incident is written again until the store takes it.
+            self._complain("alert %s for %s: the incident store failed (%s); tried again", rule.name,
+                           subject, type(exc).__name__)
+            if self._store is not None:
+                self.pending.add(write, f"alert {rule.name} for {subject}")
 
     # -- the evaluation loop --------------------------------------------------------------------
 
@@ -366,6 +410,8 @@ class Alerts:
             elif (configured.kind == "breaker" and self._settled(incident, at)
                   and not await self._out(incident)):
                 await self._resolve(configured, subject, 0.0, incident)  # its recovery notice was lost
+            elif configured.kind == "budget" and not await self._spendable(incident):
+                await self._resolve(configured, subject, None, incident)  # its key expired or is gone
 
     async def _out(self, incident: Incident) -> bool:
         """Whether a breaker incident's deployment is still out of traffic (True when unknown)."""
@@ -374,6 +420,17 @@ class Alerts:
         if self.tripped is None or not isinstance(group, str) or not isinstance(deployment, str):
             return True
         return await self.tripped(group, deployment)
+
+    async def _spendable(self, incident: Incident) -> bool:
+        """Whether a key budget incident's key chain may still spend (True for other budgets, and
+        when unknown): one indexed lookup per open key budget incident and evaluation."""
+        budget = (incident.details or {}).get("budget")
+        if self.key_live is None or not isinstance(budget, dict) or budget.get("scope") != "key":
+            return True
+        tenant, lineage = budget.get("tenant"), budget.get("subject")
+        if not isinstance(tenant, str) or not isinstance(lineage, str):
+            return True
+        return await self.key_live(tenant, lineage)
 
     def _settled(self, incident: Incident, at: datetime) -> bool:
         """No instance saw the condition hold in its last two evaluations: an instance whose own

@@ -12,7 +12,9 @@
   signed webhook, off the request path; thresholds this process alerted (or saw claimed) are
   remembered, so the settlements after them do not ask the database again. A budget raised or
   lowered mid-period thus alerts at its thresholds of the new amount, and a change that leaves
-  the spend past one alerts at once (``status_of``, when the admin API sets the budget).
+  the spend past one alerts at once (``status_of``, when the admin API sets the budget). A change
+  forgets the claims at other amounts and at thresholds no longer listed (``forget_alerts``; other
+  instances when they load the change), so a budget set back alerts again.
   ``settle_surely`` is the one a finished call uses: a settlement the counters cannot take now
   (Redis down) waits in this process and is tried again until they answer (bounded: see
   ``PENDING_MAX``), counted at most once (``Again``), so a counter does not stay below the ledger.
@@ -108,6 +110,8 @@ class BudgetBook:
         # (counter key: budget and period, the budget's amount, percent) of the thresholds this
         # process claimed or tried to: a settlement past them asks the database nothing.
         self._claimed: set[tuple[str, int, int]] = set()
+        # Budget id -> (amount, thresholds) last loaded: a change made elsewhere is told apart.
+        self._alerting: dict[str, tuple[int, tuple[int, ...]]] = {}
         self.pending = Retries("budget settlements", PENDING_MAX, PENDING_MAX_AGE)
         self._settle_warned = -math.inf
         # Told of every threshold event this instance fires (the alerts' budget rules), with
@@ -135,8 +139,31 @@ class BudgetBook:
     async def _load_tenant(self, tenant_id: str) -> Stored:
         stored: dict[tuple[str, str], list[Budget]] = {}
         for record in await self._store.list_budgets(tenant_id):
-            stored.setdefault((record.scope, record.subject), []).append(of_record(record, self.config))
+            budget = of_record(record, self.config)
+            stored.setdefault((record.scope, record.subject), []).append(budget)
+            # Changed on another instance: the claims it forgot are forgotten here too.
+            alerting = (budget.limit, budget.thresholds)
+            if self._alerting.setdefault(budget.id, alerting) != alerting:
+                self._alerting[budget.id] = alerting
+                self._forget_claims(budget)
+        if len(self._alerting) >= _IN_FORCE_MAX:
+            self._alerting.clear()
         return stored
+
+    def _forget_claims(self, budget: Budget) -> None:
+        """Drop this process's memory of ``budget``'s claims at another amount or threshold."""
+        prefix = budget.id + ":"
+        self._claimed = {c for c in self._claimed if not c[0].startswith(prefix)
+                         or (c[1] == budget.limit and c[2] in budget.thresholds)}
+
+    async def forget_alerts(self, record: BudgetRecord) -> None:
+        """The budget's amount or thresholds changed: its claims at another amount or at a
+        threshold no longer listed are forgotten (their incidents were resolved), so setting it
+        back alerts again once its spend is past a threshold."""
+        budget = of_record(record, self.config)
+        self._alerting[budget.id] = (budget.limit, budget.thresholds)
+        self._forget_claims(budget)
+        await self._store.forget_alerts(budget.id, budget.limit, budget.thresholds)
 
     async def in_force(self, principal: Principal) -> list[Budget]:
         """The budgets in force for ``principal``; kept while its record and its tenant's stored

@@ -18,3 +18,7 @@ class BudgetService(Protocol):
         USD budget, integers for a token budget), ``percent_used``. TimeoutError when the
         counters do not answer within a short bound (about a second). ``alert``: also send the
         threshold alerts its spend is at or past and that were not sent for its amount."""
+
+    async def forget_alerts(self, record: BudgetRecord) -> None:
+        """The budget's amount or thresholds changed: the thresholds claimed at another amount,
+        or no longer listed, are forgotten, so they alert again if the budget is set back."""
