@@ -30,7 +30,7 @@ from switchboard.context import (
 from switchboard.errors import GatewayError, InvalidRequest, UnsupportedMediaType, retry_hint
 from switchboard.http.asgi import (
     ABORT,
-    BODY_TIMED_OUT,
+    EDGE_ANSWERED,
     JSON_CT,
     SSE_HEADERS,
     Receive,
@@ -117,13 +117,11 @@ async def finish(ctx: RequestContext, scope: Scope, unserved: Unserved | None = 
     counts a request whose chain never ran."""
     outcome = ctx.outcome
     outcome.finished_at = time.perf_counter()
-    if outcome.client_disconnected and (why := scope.get(BODY_TIMED_OUT)) is not None:
-        # Not a client that left: the connection answered 408 when the body stopped arriving
-        # (http/protocol.py), and the ledger, the metrics and the log record that answer.
+    if outcome.client_disconnected and (answered := scope.get(EDGE_ANSWERED)) is not None:
+        # Not a client that left: the connection answered the request itself while reading its
+        # body (http/protocol.py), and the ledger, the metrics and the log record that answer.
         outcome.client_disconnected = False
-        outcome.status = 408
-        outcome.error_type, outcome.error_code, outcome.error_message = (
-            "invalid_request_error", "request_timeout", why)
+        outcome.status, outcome.error_type, outcome.error_code, outcome.error_message = answered
     if ctx.post_response is not None:
         await ctx.run_after_response()
     elif unserved is not None:
