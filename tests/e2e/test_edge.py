@@ -17,6 +17,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -675,6 +676,39 @@ def test_a_good_key_with_expect_100_continue_is_told_to_send_its_body(edge: Gate
     while b"\r\n\r\n" not in interim:
         interim += sock.recv(65536)
     assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+    sock.sendall(CHAT)
+    status, _, body = split_response(read_response(sock))
+    sock.close()
+    assert status == 200, body
+    assert orjson.loads(body)["choices"]
+
+
+def test_a_key_checked_before_100_continue_is_not_checked_again(bounded: Gateway) -> None:
+    """The key of a request with ``Expect: 100-continue`` is checked once, before the client
+    is told to send its body: one that expires while the body is on its way does not refuse
+    the body it asked for (nor is a token verified twice, or a key's use noted twice)."""
+    expires = datetime.now(UTC) + timedelta(seconds=2 * TICK)
+    created = httpx.post(f"{bounded.url}/admin/v1/keys", timeout=10,
+                         headers={"Authorization": f"Bearer {MASTER_KEY}"},
+                         json={"models": ["gpt-4o-mini"], "expires_at": expires.isoformat()})
+    assert created.status_code == 201, created.text
+    key = created.json()["key"]
+    sock = connect(bounded)
+    sock.sendall(_expecting("/v1/chat/completions", key, CHAT))
+    sock.settimeout(10)
+    interim = b""
+    while b"\r\n\r\n" not in interim:
+        interim += sock.recv(65536)
+    assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+    deadline = time.monotonic() + 20 * TICK
+    while True:  # until the key has expired (within the gap allowed before the body)
+        refused = httpx.get(f"{bounded.url}/v1/models", headers={"Authorization": f"Bearer {key}"},
+                            timeout=10)
+        if refused.status_code == 401:
+            assert refused.json()["error"]["code"] == "key_expired"
+            break
+        assert time.monotonic() < deadline, refused.text
+        time.sleep(0.05)
     sock.sendall(CHAT)
     status, _, body = split_response(read_response(sock))
     sock.close()
