@@ -85,7 +85,7 @@ def _uvicorn() -> list[str]:
     return [
         *_names(_HTTP, (
             "HttpToolsProtocol.connection_made", "HttpToolsProtocol.connection_lost",
-            "HttpToolsProtocol.data_received", "HttpToolsProtocol.on_body",
+            "HttpToolsProtocol.data_received", "HttpToolsProtocol.on_body", "HttpToolsProtocol.on_header",
             "HttpToolsProtocol.on_headers_complete", "HttpToolsProtocol.on_message_complete",
             "HttpToolsProtocol.on_response_complete", "HttpToolsProtocol.pause_writing",
             "HttpToolsProtocol.resume_writing", "HttpToolsProtocol.send_400_response",
@@ -100,7 +100,8 @@ def _uvicorn() -> list[str]:
             "limit_concurrency", "app", "parser", "transport", "loop", "logger", "access_logger",
             "access_log", "server_state",
         )),
-        *_sets(_HTTP, "HttpToolsProtocol.on_message_begin", ("url", "headers", "scope")),
+        *_sets(_HTTP, "HttpToolsProtocol.on_message_begin",
+               ("url", "expect_100_continue", "headers", "scope")),
         # http/cycle.py's new_cycle sets these itself, in this order.
         *_parameters(_HTTP, "RequestResponseCycle.__init__", (
             "self", "scope", "transport", "flow", "logger", "access_logger", "access_log",

@@ -177,6 +177,7 @@ def configure_edge(settings: Settings) -> None:
         max_header_bytes=server.max_header_bytes,
         header_timeout=server.header_timeout_seconds,
         body_timeout=server.body_timeout_seconds,
+        request_timeout=server.request_timeout_seconds,
         send_timeout=server.send_timeout_seconds,
         max_connections=server.max_connections,
     )

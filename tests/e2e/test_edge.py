@@ -17,9 +17,11 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
+import anthropic
 import httpx
 import openai
 import orjson
@@ -360,6 +362,51 @@ def test_an_endless_trailer_section_of_a_chunked_body_gets_431(
     assert_healthy(edge)
 
 
+@pytest.mark.parametrize(("path", "operation", "status", "code", "body"), [
+    ("/v1/chat/completions", "chat", "431", "request_header_fields_too_large",
+     b"1\r\n{\r\n0\r\nX-Long: " + b"t" * (2 * MIB)),
+    ("/v1/embeddings", "embeddings", "400", "malformed_http_request", b"1\r\n{\r\nzz\r\n"),
+], ids=["endless-trailer-431", "bad-chunk-400"])
+def test_what_the_connection_answers_while_a_body_is_read_is_recorded_as_sent(
+    edge: Gateway, path: str, operation: str, status: str, code: str, body: bytes,
+) -> None:
+    """The connection's own answer to a request whose body was being read (endless trailer
+    fields, a malformed chunk) is what the log line and the metrics record, not a client that
+    left (499)."""
+    before = _requests_counted(edge, operation=operation, status=status, code=code)
+    seen = len(edge.process.lines)
+    request_id, traced = _traced()
+    sock = connect(edge)
+    sock.sendall(request_head("POST", path, extra="Content-Type: application/json\r\n"
+                              f"Transfer-Encoding: chunked\r\n{traced}"))
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # answered and closed meanwhile
+        sock.sendall(body)
+    got, _, answer = split_response(read_until_closed(sock, deadline=10 * TICK))
+    assert str(got) == status and error_code(answer) == code
+    [line] = _failure_lines(edge, path, seen, request_id)
+    assert f"status={status} code={code}" in line and "client_disconnected" not in line
+    deadline = time.monotonic() + 10
+    while _requests_counted(edge, operation=operation, status=status, code=code) != before + 1:
+        assert time.monotonic() < deadline, f"the {status} was never counted"
+        time.sleep(0.05)
+    assert_healthy(edge)
+
+
+def test_host_and_expect_in_a_trailer_change_nothing(edge: Gateway) -> None:
+    """Trailer fields are not the request's head: a Host or an Expect there neither refuses
+    this request nor counts towards the next one on the connection."""
+    sock = connect(edge)
+    head = request_head("POST", "/v1/chat/completions", extra="Content-Type: application/json\r\n"
+                        "Transfer-Encoding: chunked\r\n")
+    sock.sendall(head + b"%x\r\n%s\r\n0\r\nHost: other\r\nExpect: nothing\r\n\r\n" % (len(CHAT), CHAT))
+    status, _, body = split_response(read_response(sock))
+    assert status == 200, body
+    sock.sendall(request_head("POST", "/v1/chat/completions", length=len(CHAT)) + CHAT)
+    status, _, body = split_response(read_response(sock))
+    sock.close()
+    assert status == 200, body
+
+
 def test_a_chunked_body_in_one_byte_chunks_with_a_trailer_passes(edge: Gateway) -> None:
     sock = connect(edge)
     head = request_head("POST", "/v1/chat/completions", extra="Content-Type: application/json\r\n"
@@ -514,6 +561,56 @@ def test_a_slow_but_steady_upload_is_not_cut(edge: Gateway) -> None:
     assert status == 200, reply
 
 
+@pytest.fixture(scope="module")
+def bounded(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """A request timeout shorter than the gap allowed between body reads."""
+    config = openai_config(mock_upstream, body_timeout_seconds=10 * TICK, request_timeout_seconds=6 * TICK)
+    config["metrics"] = {}
+    gw = serving(start_gateway(config, tmp_path_factory.mktemp("bounded")))
+    yield gw
+    gw.process.stop()
+
+
+@pytest.mark.parametrize(("path", "shape"), [("/v1/chat/completions", "openai"),
+                                             ("/v1/messages", "anthropic")])
+def test_a_body_trickled_in_past_the_request_timeout_gets_408(
+    bounded: Gateway, path: str, shape: str,
+) -> None:
+    """Each gap under server.body_timeout_seconds, but the whole body not in within
+    server.request_timeout_seconds: the connection answers 408 (in the client's error shape),
+    recorded as that 408."""
+    seen = len(bounded.process.lines)
+    request_id, traced = _traced()
+    sock = connect(bounded)
+    sock.sendall(request_head("POST", path, length=len(CHAT) + 1000, extra=traced) + CHAT[:1])
+    sock.settimeout(TICK / 5)
+    started = time.monotonic()
+    reply = b""
+    while not reply:
+        assert time.monotonic() - started < 20 * TICK, "the trickle was never cut"
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(b" ")  # a byte each tenth of a second
+        try:  # paces the sends and reads the answer when it comes
+            reply = sock.recv(65536)
+        except TimeoutError:
+            pass
+        except ConnectionResetError:
+            break
+    assert time.monotonic() - started >= 6 * TICK * 0.9
+    status, _, body = split_response(reply + read_until_closed(sock))
+    assert status == 408
+    message = f"the request body took longer than {6 * TICK:g} s to arrive"
+    if shape == "anthropic":
+        assert orjson.loads(body) == {"type": "error",
+                                      "error": {"type": "invalid_request_error", "message": message}}
+    else:
+        assert orjson.loads(body)["error"] == {"message": message, "type": "invalid_request_error",
+                                               "param": None, "code": "request_timeout"}
+    [line] = _failure_lines(bounded, path, seen, request_id)
+    assert "status=408 code=request_timeout" in line and "client_disconnected" not in line
+    assert_healthy(bounded)
+
+
 # Lingering close
 
 
@@ -582,6 +679,121 @@ def test_a_good_key_with_expect_100_continue_is_told_to_send_its_body(edge: Gate
     sock.sendall(CHAT)
     status, _, body = split_response(read_response(sock))
     sock.close()
+    assert status == 200, body
+    assert orjson.loads(body)["choices"]
+
+
+def test_a_key_checked_before_100_continue_is_not_checked_again(bounded: Gateway) -> None:
+    """The key of a request with ``Expect: 100-continue`` is checked once, before the client
+    is told to send its body: one that expires while the body is on its way does not refuse
+    the body it asked for (nor is a token verified twice, or a key's use noted twice)."""
+    expires = datetime.now(UTC) + timedelta(seconds=2 * TICK)
+    created = httpx.post(f"{bounded.url}/admin/v1/keys", timeout=10,
+                         headers={"Authorization": f"Bearer {MASTER_KEY}"},
+                         json={"models": ["gpt-4o-mini"], "expires_at": expires.isoformat()})
+    assert created.status_code == 201, created.text
+    key = created.json()["key"]
+    sock = connect(bounded)
+    sock.sendall(_expecting("/v1/chat/completions", key, CHAT))
+    sock.settimeout(10)
+    interim = b""
+    while b"\r\n\r\n" not in interim:
+        interim += sock.recv(65536)
+    assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+    deadline = time.monotonic() + 20 * TICK
+    while True:  # until the key has expired (within the gap allowed before the body)
+        refused = httpx.get(f"{bounded.url}/v1/models", headers={"Authorization": f"Bearer {key}"},
+                            timeout=10)
+        if refused.status_code == 401:
+            assert refused.json()["error"]["code"] == "key_expired"
+            break
+        assert time.monotonic() < deadline, refused.text
+        time.sleep(0.05)
+    sock.sendall(CHAT)
+    status, _, body = split_response(read_response(sock))
+    sock.close()
+    assert status == 200, body
+    assert orjson.loads(body)["choices"]
+
+
+@pytest.mark.parametrize("value", ["something-else", "100-continue, extra", "100-continued"])
+def test_an_expectation_other_than_100_continue_gets_417(edge: Gateway, value: str) -> None:
+    with httpx.Client(timeout=10) as http:
+        resp = http.post(f"{edge.base_url}/chat/completions", content=CHAT,
+                         headers={"Authorization": f"Bearer {MASTER_KEY}", "Content-Type": "application/json",
+                                  "Expect": value})
+    assert resp.status_code == 417, resp.text
+    assert resp.headers["connection"] == "close"
+    assert resp.json()["error"] == {
+        "message": f"the expectation '{value}' cannot be met; the only one this server meets is 100-continue",
+        "type": "invalid_request_error", "param": None, "code": "expectation_failed"}
+    assert_healthy(edge)
+
+
+def test_an_anthropic_client_gets_its_417_in_anthropics_shape(edge: Gateway) -> None:
+    client = anthropic.Anthropic(base_url=edge.url, api_key=MASTER_KEY, max_retries=0,
+                                 default_headers={"Expect": "later"})
+    with pytest.raises(anthropic.APIStatusError) as caught:
+        client.messages.create(model="gpt-4o-mini", max_tokens=5,
+                               messages=[{"role": "user", "content": "hi"}])
+    assert caught.value.status_code == 417
+    assert caught.value.body == {"type": "error", "error": {
+        "type": "invalid_request_error",
+        "message": "the expectation 'later' cannot be met; the only one this server meets is 100-continue"}}
+
+
+def test_an_empty_expect_and_a_100_continue_in_any_case_are_served(edge: Gateway) -> None:
+    for value in ("", "100-Continue"):
+        sock = connect(edge)
+        sock.sendall(request_head("POST", "/v1/chat/completions", length=len(CHAT),
+                                  extra=f"Expect: {value}\r\n"))
+        if value:
+            sock.settimeout(10)
+            interim = b""
+            while b"\r\n\r\n" not in interim:
+                interim += sock.recv(65536)
+            assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(CHAT)
+        status, _, body = split_response(read_response(sock))
+        sock.close()
+        assert status == 200, body
+
+
+HOSTLESS = (f"POST /v1/chat/completions HTTP/1.1\r\nAuthorization: Bearer {MASTER_KEY}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(CHAT)}\r\n").encode()
+
+
+@pytest.mark.parametrize(("head", "message"), [
+    (HOSTLESS + b"\r\n", "malformed HTTP request: no Host header, which HTTP/1.1 requires"),
+    (HOSTLESS + b"Host: a\r\nHost: b\r\n\r\n", "malformed HTTP request: more than one Host header"),
+    (HOSTLESS.replace(b"HTTP/1.1", b"HTTP/1.0") + b"Host: a\r\nHost: a\r\n\r\n",
+     "malformed HTTP request: more than one Host header"),
+], ids=["http11-no-host", "two-hosts", "http10-two-hosts"])
+def test_a_request_without_one_host_gets_400(edge: Gateway, head: bytes, message: str) -> None:
+    sock = connect(edge)
+    sock.sendall(head + CHAT)
+    status, headers, body = split_response(read_until_closed(sock))
+    assert status == 400
+    assert headers["connection"] == "close"
+    assert orjson.loads(body)["error"] == {"message": message, "type": "invalid_request_error", "param": None,
+                                           "code": "malformed_http_request"}
+    assert_healthy(edge)
+
+
+def test_an_anthropic_request_without_host_gets_anthropics_400(edge: Gateway) -> None:
+    sock = connect(edge)
+    sock.sendall(b"POST /v1/messages HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}")
+    status, _, body = split_response(read_until_closed(sock))
+    assert status == 400
+    assert orjson.loads(body) == {"type": "error", "error": {
+        "type": "invalid_request_error",
+        "message": "malformed HTTP request: no Host header, which HTTP/1.1 requires"}}
+
+
+def test_an_http10_request_without_host_is_served(edge: Gateway) -> None:
+    sock = connect(edge)
+    sock.sendall(HOSTLESS.replace(b"HTTP/1.1", b"HTTP/1.0") + b"\r\n" + CHAT)
+    status, _, body = split_response(read_until_closed(sock))
     assert status == 200, body
     assert orjson.loads(body)["choices"]
 

@@ -177,7 +177,8 @@ class ServerConfig(Strict):
     # /docs (Swagger UI) and /admin/v1/openapi.json served without a key; off: no page, and
     # the document needs a key like the rest of the admin API.
     public_docs: bool = True
-    # The whole request's deadline (retries and fallbacks stop once it has passed).
+    # The whole request's deadline (retries and fallbacks stop once it has passed); its body,
+    # however steadily it trickles in, must be whole within it too (408).
     request_timeout_seconds: Annotated[float, Field(gt=0, le=MAX_SECONDS)] = 600.0
     data_dir: Path | None = None
     log_level: str = "info"

@@ -24,10 +24,11 @@ JSON_CT = (b"content-type", b"application/json")
 # cannot be finished (its upstream failed mid-body) by closing the connection without the body's
 # end, so the client sees it incomplete.
 ABORT = "switchboard.http.abort"
-# Put on a request's scope by the connection (http/protocol.py) when it answered 408 itself
-# because the body stopped arriving; the value is the reason it gave. The application's next
-# receive() reports a disconnect, which the endpoint then records as that 408, not as a 499.
-BODY_TIMED_OUT = "switchboard.body_timed_out"
+# Put on a request's scope by the connection (http/protocol.py) when it answered the request
+# itself while its body was being read (408 for a body too slow, 431 for endless trailers, 400
+# for a malformed chunk): (status, type, code, message) of that answer. The application's next
+# receive() reports a disconnect, which the endpoint then records as that answer, not as a 499.
+EDGE_ANSWERED = "switchboard.edge_answered"
 SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
@@ -51,6 +52,8 @@ async def read_body(receive: Receive, limit: int, declared: str | None) -> bytes
     first = await receive()
     body = first.get("body", b"")
     if not first.get("more_body"):
+        if first["type"] == "http.disconnect":  # gone (or answered by the connection) before any body
+            raise ConnectionAbortedError("client disconnected before sending the body")
         if len(body) > limit:
             raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
         return body

@@ -30,7 +30,7 @@ from switchboard.context import (
 from switchboard.errors import GatewayError, InvalidRequest, UnsupportedMediaType, retry_hint
 from switchboard.http.asgi import (
     ABORT,
-    BODY_TIMED_OUT,
+    EDGE_ANSWERED,
     JSON_CT,
     SSE_HEADERS,
     Receive,
@@ -117,13 +117,11 @@ async def finish(ctx: RequestContext, scope: Scope, unserved: Unserved | None = 
     counts a request whose chain never ran."""
     outcome = ctx.outcome
     outcome.finished_at = time.perf_counter()
-    if outcome.client_disconnected and (why := scope.get(BODY_TIMED_OUT)) is not None:
-        # Not a client that left: the connection answered 408 when the body stopped arriving
-        # (http/protocol.py), and the ledger, the metrics and the log record that answer.
+    if outcome.client_disconnected and (answered := scope.get(EDGE_ANSWERED)) is not None:
+        # Not a client that left: the connection answered the request itself while reading its
+        # body (http/protocol.py), and the ledger, the metrics and the log record that answer.
         outcome.client_disconnected = False
-        outcome.status = 408
-        outcome.error_type, outcome.error_code, outcome.error_message = (
-            "invalid_request_error", "request_timeout", why)
+        outcome.status, outcome.error_type, outcome.error_code, outcome.error_message = answered
     if ctx.post_response is not None:
         await ctx.run_after_response()
     elif unserved is not None:
@@ -149,16 +147,18 @@ def count_refused(state: ServerState, scope: Scope, started: float, err: Gateway
     unserved(ctx)
 
 
-async def key_before_continue(state: ServerState, headers: dict[str, str]) -> GatewayError | None:
+async def key_before_continue(state: ServerState, ctx: RequestContext) -> GatewayError | None:
     """A request sending ``Expect: 100-continue`` waits for the server's go-ahead before its
     body: its key is checked first, so a bad one is answered 401 and the body never sent (the
-    first receive() would have told the client to send it). The chain checks the key again;
-    only such requests pay twice. Callers test for an ``expect`` header first."""
+    first receive() would have told the client to send it). The caller found is the request's:
+    the chain's auth stage does not check the key again (one OIDC verification, one last-used
+    note, and a key that expires while the body arrives does not refuse a body it asked for).
+    Callers test for an ``expect`` header first."""
     authenticate = state.authenticate
-    if authenticate is None or headers["expect"].strip().lower() != "100-continue":
+    if authenticate is None or ctx.headers["expect"].strip().lower() != "100-continue":
         return None
     try:
-        await authenticate(headers)
+        ctx.principal = await authenticate(ctx.headers)
     except GatewayError as err:
         return err
     return None
@@ -304,7 +304,7 @@ class Endpoint:
         current = CURRENT.set((rid, None))  # the request id on every log line about it
         try:
             if failure is None and self._limit is not None and "expect" in headers:
-                failure = await key_before_continue(self._state, headers)
+                failure = await key_before_continue(self._state, ctx)
             if failure is None:
                 failure = await self._read_body(ctx, receive)
             if failure is not None:

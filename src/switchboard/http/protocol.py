@@ -8,7 +8,10 @@ uvicorn does not do by itself:
   measured exactly once the headers are complete; a chunked body's trailer fields and chunk
   extensions are bounded too (431), counted as the body's bytes arrive;
 - the request body must keep arriving: a gap between body reads longer than the body timeout
-  ends the request (408 when nothing was answered yet);
+  ends the request (408 when nothing was answered yet), and so does a body not whole within the
+  request timeout (``server.request_timeout_seconds``), however steadily it trickles in;
+- an HTTP/1.1 request without a Host header, or any request with more than one, is a 400 (RFC
+  9112 3.2); an ``Expect`` other than ``100-continue`` is a 417 (RFC 9110 10.1.1);
 - the answer must keep leaving: once the connection's write buffer is full (uvicorn then holds
   the application's next send until it drains, so nothing more is buffered), a client that takes
   none of it for the send timeout is cut off (the connection aborted, its buffers dropped), so
@@ -29,6 +32,7 @@ Relies on these uvicorn internals (0.55), to be rechecked on every uvicorn upgra
 calling the original except the last), ``on_chunk_header`` (uvicorn has none; httptools calls
 it when defined), ``on_response_complete`` and
 ``_unset_keepalive_if_required`` (replaced: the keep-alive timer is one per connection),
+``on_header`` (replaced: uvicorn's steps, with Host counted and other expectations kept),
 ``on_headers_complete`` and ``on_message_complete`` (replaced by uvicorn's steps written out, so
 the request's cycle is built without a keyword-argument call and no ``super()`` call is paid per
 request: to be compared with uvicorn's own on every upgrade; tests/unit/test_protocol_scope.py
@@ -61,7 +65,7 @@ from httptools import parse_url
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle, service_unavailable
 
 from switchboard.http.anthropic.errors import from_anthropic_client, status_body
-from switchboard.http.asgi import ABORT, BODY_TIMED_OUT
+from switchboard.http.asgi import ABORT, EDGE_ANSWERED
 from switchboard.http.cork import CorkedTransport
 from switchboard.http.cycle import abort, gone, new_cycle
 
@@ -91,6 +95,7 @@ class EdgeLimits:
     max_header_bytes: int = 64 * KIB
     header_timeout: float = 30.0
     body_timeout: float = 30.0
+    request_timeout: float = 600.0  # bounds a whole body too (server.request_timeout_seconds)
     send_timeout: float = 60.0
     max_connections: int = 10_000
 
@@ -181,6 +186,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._body_timer: asyncio.TimerHandle | None = None
         self._body_timed = False
         self._body_seen = 0.0  # loop time of the last body read
+        self._body_began = 0.0  # loop time the timed body began (its headers were complete)
         self._body_got = 0  # body bytes of the current request received so far
         # Of a timed body (counted from when its timing began): the bytes read, the body bytes
         # got when it began, and its chunks; what is read beyond the body (chunk framing and
@@ -194,6 +200,10 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._send_timer: asyncio.TimerHandle | None = None
         self._unsent = 0  # what the client had not taken when the send timer was last set
         self._idle_since: float | None = None  # loop time the connection went idle; None: busy
+        # Of the request whose headers are being read: its Host lines, and an Expect value other
+        # than 100-continue (checked once its headers are complete; see _head_refused).
+        self._hosts = 0
+        self._expectation: bytes | None = None
 
     # Connection
 
@@ -259,9 +269,11 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             if not self._body_timed:
                 # The body spans reads (this runs once per such request, before its task starts).
                 self._body_timed = True
-                self._body_seen = self.loop.time()
+                self._body_began = self._body_seen = self.loop.time()
                 if self._body_timer is None:  # one left by an earlier request fires early, and waits on
-                    self._body_timer = self.loop.call_later(self.limits.body_timeout, self._body_timeout)
+                    limits = self.limits
+                    self._body_timer = self.loop.call_later(min(limits.body_timeout, limits.request_timeout),
+                                                            self._body_timeout)
                 self._wire, self._wire_body, self._chunks = 0, self._body_got, 0
                 self._close_if_answered_early()
             elif (self._wire - self._body_got + self._wire_body
@@ -333,6 +345,21 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     # Parser callbacks
 
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # uvicorn's, with the Host lines counted and an expectation other than 100-continue kept
+        # for on_headers_complete: one compare per header more than uvicorn's.
+        name = name.lower()
+        # llhttp keeps trailing OWS, which RFC 9110 5.5 excludes from the value (as uvicorn).
+        value = value.rstrip(b" \t")
+        if name == b"host":
+            self._hosts += 1
+        elif name == b"expect" and self._phase == _HEADERS:  # in a chunked body's trailer: nothing
+            if value.lower() == b"100-continue":
+                self.expect_100_continue = True
+            elif value:  # an empty list of expectations expects nothing
+                self._expectation = value
+        self.headers.append((name, value))
+
     def on_headers_complete(self) -> None:
         if self._lingering:  # the rest of a chunk that arrived with a refused request
             return
@@ -348,7 +375,28 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         if (self._header_bytes > limit or not self._header_bytes) and self._header_size() > limit:
             self._header_too_large()
             return
+        if (self._hosts != 1 or self._expectation is not None) and self._head_refused():
+            return
         self._start_request()
+
+    def _head_refused(self) -> bool:
+        """Refuse a request whose head HTTP says to refuse (True when it did): a 400 for an
+        HTTP/1.1 request without Host, or any with more than one (RFC 9112 3.2: which would the
+        request be for?); a 417 for an expectation the server cannot meet (RFC 9110 10.1.1: only
+        100-continue is defined), rather than serving a client that asked for something else."""
+        hosts = self._hosts
+        if hosts > 1 or (not hosts and self.parser.get_http_version() == "1.1"):
+            why = "more than one Host header" if hosts else "no Host header, which HTTP/1.1 requires"
+            self._refuse(400, "Bad Request", f"malformed HTTP request: {why}", "invalid_request_error",
+                         "malformed_http_request", LINGER_SECONDS)
+            return True
+        if (expectation := self._expectation) is not None:
+            shown = expectation[:40].decode("latin-1")
+            self._refuse(417, "Expectation Failed", f"the expectation '{shown}' cannot be met; the only one "
+                         "this server meets is 100-continue", "invalid_request_error", "expectation_failed",
+                         LINGER_SECONDS)
+            return True
+        return False
 
     def _start_request(self) -> None:
         """uvicorn's ``on_headers_complete``, step for step, with the request's cycle a
@@ -412,6 +460,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             return
         self._phase = _HEADERS
         self._header_bytes = 0
+        self._hosts = 0  # here, after the body: a Host line in a chunked body's trailer counted too
         # The body timer is left set (see _body_timeout).
         # uvicorn's, inline.
         cycle = self.cycle
@@ -558,10 +607,18 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._body_timer = None
         if self.transport.is_closing() or self._lingering or self._phase != _BODY or not self._body_timed:
             return
-        timeout = self.limits.body_timeout
-        idle = 0.0 if self.flow.read_paused else self.loop.time() - self._body_seen
+        limits = self.limits
+        now = self.loop.time()
+        # The whole body is bounded too: one byte every few seconds would keep the connection,
+        # the worker's buffers and the request's slot for as long as the client likes.
+        left = self._body_began + limits.request_timeout - now
+        if left <= 0:
+            self._time_out(f"the request body took longer than {limits.request_timeout:g} s to arrive")
+            return
+        timeout = limits.body_timeout
+        idle = 0.0 if self.flow.read_paused else now - self._body_seen
         if idle < timeout:  # the application is not reading, or a read came since: wait on
-            self._body_timer = self.loop.call_later(timeout - idle, self._body_timeout)
+            self._body_timer = self.loop.call_later(min(timeout - idle, left), self._body_timeout)
             return
         self._time_out("the request body stopped arriving")
 
@@ -569,16 +626,11 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         cycle = self.cycle
         answered = cycle is not None and cycle.scope is self.scope and cycle.response_started
         if cycle is not None and cycle.scope is self.scope:
-            if not answered:  # the 408 below is the answer: the endpoint records it as such
-                self.scope[BODY_TIMED_OUT] = why  # type: ignore[literal-required]  # a key of ours
             cycle.disconnected = True  # the application's receive() now reports a disconnect
             cycle.message_event.set()
         self.logger.info("connection closed: %s", why)
         if not answered:
-            # Headers or a body that stopped: as much of the request's path and headers as
-            # arrived tells an Anthropic client, which reads only Anthropic's error shape.
-            self.transport.write(error_response(408, "Request Timeout", why, "invalid_request_error",
-                                                "request_timeout", self._anthropic()))
+            self._answer(408, "Request Timeout", why, "invalid_request_error", "request_timeout")
         self._close_now()
 
     # Closing
@@ -599,8 +651,18 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             if cycle.response_started:  # a reply is half written: nothing else can follow it
                 self._close_now()
                 return
-        self.transport.write(error_response(status, reason, message, type_, code, self._anthropic()))
+        self._answer(status, reason, message, type_, code)
         self._linger(linger)
+
+    def _answer(self, status: int, reason: str, message: str, type_: str, code: str) -> None:
+        """Write the connection's own error answer: as much of the request's path and headers as
+        arrived tells an Anthropic client, which reads only Anthropic's error shape. A request
+        whose application runs (its body was being read) sees a disconnect; this answer is put
+        on its scope for the endpoint to record as what was sent, not as a client that left."""
+        cycle = self.cycle
+        if cycle is not None and cycle.scope is self.scope and not cycle.response_started:
+            self.scope[EDGE_ANSWERED] = (status, type_, code, message)  # type: ignore[literal-required]
+        self.transport.write(error_response(status, reason, message, type_, code, self._anthropic()))
 
     def _anthropic(self) -> bool:
         """Whether the request answered by the connection itself is an Anthropic client's, by

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from types import FrameType
 from typing import Any
 
-from switchboard.context import RequestContext
+from switchboard.context import Principal, RequestContext
 
 log = logging.getLogger("switchboard.http")
 
@@ -48,7 +48,7 @@ class ServerState:
         self.unserved = unserved
         # The gateway's key check (pipeline/auth.py), for a request with ``Expect: 100-continue``:
         # its key is checked before the client is told to send the body (http/endpoint.py).
-        self.authenticate: Callable[[dict[str, str]], Awaitable[Any]] | None = None
+        self.authenticate: Callable[[dict[str, str]], Awaitable[Principal]] | None = None
         # Between the first signal and the end of drain_seconds.
         self._in_drain = False
         self._previous: dict[int, Any] = {}

@@ -128,5 +128,6 @@ class AuthStage:
         self._auth = authenticator
 
     async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
-        ctx.principal = await self._auth.authenticate(ctx.headers)
+        if ctx.principal is None:  # else found before ``100 Continue`` (http/endpoint.py): once
+            ctx.principal = await self._auth.authenticate(ctx.headers)
         return await call_next(ctx)
