@@ -271,6 +271,28 @@ def test_a_stream_the_client_left_before_its_first_chunk_is_labelled_a_stream(de
     assert delta(name, model="gpt-4o-mini", status="499", stream="true") == 1
 
 
+def test_a_stream_the_client_leaves_midway_is_counted_as_abandoned(deployment: Deployment) -> None:
+    """The official SDK reads the first chunk and closes the stream: the request keeps the status
+    it was sent (200, as the ledger), and the abandoned streams' counter moves; a stream read
+    to its end does not move it."""
+    delta = Delta(deployment)
+    client = deployment.sdk()
+    whole = list(client.chat.completions.create(model="gpt-4o-mini", stream=True,
+                                                messages=ask("read it all")))
+    assert stream_text(whole).endswith("You said: read it all")
+    stream = client.chat.completions.create(
+        model="gpt-4o-mini", stream=True,
+        messages=ask("mock:chunk_delay_ms=200 a long answer the client leaves after its first chunk"))
+    assert next(iter(stream)).choices  # the stream began
+    stream.close()  # the client leaves mid-way
+    name = "switchboard_streams_abandoned_total"
+    delta.settle(name, 1, model="gpt-4o-mini")
+    assert delta(name, model="gpt-4o-mini", group="gpt-4o-mini", deployment="local-openai/gpt-4o-mini",
+                 provider="local-openai", operation="chat", team="") == 1
+    delta.settle("switchboard_requests_total", 2, model="gpt-4o-mini", stream="true")
+    assert delta("switchboard_requests_total", model="gpt-4o-mini", stream="true", status="200", code="") == 2
+
+
 def test_tokens_and_cost_of_cut_and_abandoned_streams_match_the_ledger(deployment: Deployment) -> None:
     """A stream the upstream breaks and one the client leaves are charged in the ledger for
     what was produced (estimated); the token and cost counters carry the same amounts."""

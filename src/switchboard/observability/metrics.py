@@ -148,8 +148,9 @@ class _Series:
     """One label set (one kind of request): its label children, created once, and what it
     counted since the last flush."""
 
-    __slots__ = ("cost", "cost_child", "dirty", "duration", "input", "input_child", "output",
-                 "output_child", "overhead", "requests", "requests_child", "ttft", "upstream")
+    __slots__ = ("abandoned", "abandoned_child", "cost", "cost_child", "dirty", "duration", "input",
+                 "input_child", "output", "output_child", "overhead", "requests", "requests_child", "ttft",
+                 "upstream")
 
     def __init__(self, m: Metrics, key: tuple[object, ...], *, folded: bool = False) -> None:
         model, group, deployment, provider, operation, stream, status, code, *extra = key
@@ -168,11 +169,14 @@ class _Series:
         self.ttft = (_Hist(m.ttft.labels(group, deployment, provider, operation), LATENCY_BOUNDS)
                      if called and stream else None)
         tokens = (model, group, deployment, provider, operation, *extra)
+        # Made with the series (at 0), so the first abandoned stream is an increase to alert on.
+        self.abandoned_child = m.abandoned.labels(*tokens) if called and stream else None
         self.input_child = m.input_tokens.labels(*tokens) if called else None
         self.output_child = m.output_tokens.labels(*tokens) if called else None
         # An MCP tool call has no tokens, but its price is in the ledger (mcp/stages.py).
         self.cost_child = m.cost.labels(*tokens) if called or operation == "mcp" else None
         self.requests = self.input = self.output = self.cost = 0  # cost in billionths of a dollar
+        self.abandoned = 0
         self.dirty = False
 
     def flush(self) -> None:
@@ -189,7 +193,9 @@ class _Series:
             self.output_child.inc(self.output)
         if self.cost and self.cost_child is not None:
             self.cost_child.inc(self.cost / 1e9)
-        self.input = self.output = self.cost = 0
+        if self.abandoned:
+            self.abandoned_child.inc(self.abandoned)  # type: ignore[union-attr]  # counted with it only
+        self.input = self.output = self.cost = self.abandoned = 0
 
 
 class LedgerHealth(Protocol):
@@ -447,6 +453,10 @@ class Metrics:
                                      registry=registry)
         self.cost = Counter("switchboard_cost_usd", "Cost in US dollars, as recorded in the usage ledger",
                             token_labels, registry=registry)
+        self.abandoned = Counter(
+            "switchboard_streams_abandoned",
+            "Streams the client left after they began (counted under the status sent, 200)",
+            token_labels, registry=registry)
         self.rate_limited = Counter("switchboard_rate_limit_rejections", "Requests refused by a rate limit",
                                     ("scope", "code"), registry=registry)
         self.budget_rejected = Counter("switchboard_budget_rejections", "Requests refused by a budget",
@@ -563,10 +573,14 @@ class Metrics:
         if series.overhead is not None and split is not None:
             series.overhead.observe(split[0])
             series.upstream.observe(split[1])  # type: ignore[union-attr]  # set with overhead
-        # A stream that began: its first chunk went out then, even if it failed later (its
-        # status is then the error's); an error answered instead of a stream has no first token.
-        if series.ttft is not None and outcome.stream and outcome.first_byte_at is not None:
-            series.ttft.observe(outcome.first_byte_at - ctx.started)
+        if series.ttft is not None and outcome.stream:
+            # A stream that began: its first chunk went out then, even if it failed later (its
+            # status is then the error's); an error answered instead of a stream has no first token.
+            if outcome.first_byte_at is not None:
+                series.ttft.observe(outcome.first_byte_at - ctx.started)
+            # Its client left before the end: the status stays the one sent (200), as the ledger's.
+            if outcome.client_disconnected:
+                series.abandoned += 1
         spent = ctx.spent
         if spent is not None:
             series.input += spent.prompt

@@ -286,6 +286,29 @@ def test_streams_in_flight_and_time_to_first_token() -> None:
     assert total(m, "switchboard_time_to_first_token_seconds_sum") == pytest.approx(0.02)
 
 
+def test_a_stream_its_client_left_after_it_began_is_counted_abandoned() -> None:
+    """Under the status it was sent (200, as the ledger records it), and in a counter of its
+    own; a stream read to its end, or a non-stream request the client left (499), is not."""
+    m, table = make()
+    for left in (False, True, True):
+        m.began()
+        m.stream_began()
+        ctx = finished(table)
+        ctx.outcome.stream = True
+        ctx.outcome.first_byte_at = ctx.started + 0.01
+        ctx.outcome.client_disconnected = left
+        m.observe(ctx)
+    gone = finished(table)
+    gone.outcome.client_disconnected = True
+    run(m, gone)
+    name = "switchboard_streams_abandoned_total"
+    route = {"group": "gpt", "deployment": "gpt-a", "provider": "openai", "operation": "chat"}
+    assert total(m, name, model="gpt", **route) == 2
+    assert total(m, name) == 2
+    assert total(m, "switchboard_requests_total", status="200", stream="true") == 3
+    assert total(m, "switchboard_requests_total", status="499", stream="false") == 1
+
+
 def test_cooling_down_is_read_when_scraped() -> None:
     m, table = make()
     health = Health()
