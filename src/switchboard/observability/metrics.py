@@ -47,7 +47,7 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 from switchboard.background import stop_task
 from switchboard.config.schema import MetricsConfig
 from switchboard.context import Attempt, RequestContext
-from switchboard.errors import AuthenticationFailed, GatewayError
+from switchboard.errors import RATE_LIMIT_SCOPE, AuthenticationFailed, GatewayError
 from switchboard.observability.metrics_server import MetricsServer
 
 if TYPE_CHECKING:
@@ -80,9 +80,9 @@ FLUSH_SECONDS = 1.0  # several workers: how often each hands its counts to the s
 
 ROUTE_LABELS = ("group", "deployment", "provider", "operation", "stream")
 EXTRA_LABELS = {"tenant": "tenant", "team": "team", "key": "key", "user": "user"}
-# Refusals counted by scope: the codes the rate-limit and budget stages answer with; the scope is
-# in the refusal's x-ratelimit-scope / x-switchboard-budget-scope header (a finite set of names).
-RATE_LIMIT_CODES = frozenset({"rate_limit_exceeded", "upstream_rate_limited", "request_exceeds_limit"})
+# Refusals counted by scope: a rate limit's (the gateway's own, or a provider's 429 passed on) by
+# its x-ratelimit-scope header; a budget's, by the codes the budget stage answers with and its
+# x-switchboard-budget-scope header. The scopes are a finite set of names.
 BUDGET_CODES = frozenset({"budget_exceeded", "request_exceeds_budget"})
 SCOPES = frozenset({"global", "model", "tenant", "team", "user", "key", "key_model", "upstream",
                     "service"})  # the last: a service's own rpm (services/stages.py)
@@ -527,16 +527,17 @@ class Metrics:
 
 
     def refused(self, error: GatewayError) -> None:
-        """A request the chain refused: rate limits and budgets are counted by scope."""
+        """A request the chain refused: rate limits (a provider's 429 passed on among them, scope
+        ``upstream``) and budgets are counted by scope. Error path only."""
+        headers = error.headers
+        if not headers:
+            return
         code = error.code
-        if code in RATE_LIMIT_CODES:
-            scope = error.headers.get("x-ratelimit-scope") if error.headers else None
-            if scope is not None:
-                self.rate_limited.labels(scope if scope in SCOPES else OTHER, code).inc()
-        elif code in BUDGET_CODES:
-            scope = error.headers.get("x-switchboard-budget-scope") if error.headers else None
-            if scope is not None:
-                self.budget_rejected.labels(scope if scope in SCOPES else OTHER, code).inc()
+        if (scope := headers.get(RATE_LIMIT_SCOPE)) is not None:
+            # A provider's 429 carries the provider's code, when it sent one: bounded as any.
+            self.rate_limited.labels(scope if scope in SCOPES else OTHER, self._code(code or "")).inc()
+        elif code in BUDGET_CODES and (scope := headers.get("x-switchboard-budget-scope")) is not None:
+            self.budget_rejected.labels(scope if scope in SCOPES else OTHER, code).inc()
 
     def observe(self, ctx: RequestContext) -> None:
         """A finished request (the observer the observe stage calls after the response): added

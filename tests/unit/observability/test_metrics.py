@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from switchboard.config.schema import MetricsConfig
 from switchboard.context import Attempt, RequestContext, Spent
-from switchboard.errors import GatewayError, InvalidRequest, RateLimited
+from switchboard.errors import GatewayError, InvalidRequest, RateLimited, UpstreamRateLimited
 from switchboard.http import openai_api
 from switchboard.observability import metrics as metrics_module
 from switchboard.observability.metrics import MULTIPROC_ENV, Metrics
@@ -262,14 +262,19 @@ def test_refusals_by_scope() -> None:
     m, _ = make()
     m.refused(RateLimited("slow down", headers={"x-ratelimit-scope": "team"}))
     m.refused(RateLimited("slow down", headers={"x-ratelimit-scope": "a-scope-we-never-named"}))
-    m.refused(RateLimited("an upstream's 429 passed on: no scope of ours"))
+    # A provider's 429 passed on: the provider's limit, under its code when it sent one.
+    m.refused(UpstreamRateLimited("the provider's 429", headers={"retry-after": "3"}))
+    m.refused(UpstreamRateLimited("Gemini's 429", code="resource_exhausted"))
     m.refused(InvalidRequest("too big", code="request_exceeds_limit", headers={"x-ratelimit-scope": "key"}))
     m.refused(BudgetExceeded("spent", headers={"x-switchboard-budget-scope": "tenant"}))
     m.refused(GatewayError("something else"))
     assert total(m, "switchboard_rate_limit_rejections_total", scope="team", code="rate_limit_exceeded") == 1
     assert total(m, "switchboard_rate_limit_rejections_total", scope="other") == 1
     assert total(m, "switchboard_rate_limit_rejections_total", scope="key", code="request_exceeds_limit") == 1
-    assert total(m, "switchboard_rate_limit_rejections_total") == 3
+    limited = "switchboard_rate_limit_rejections_total"
+    assert total(m, limited, scope="upstream", code="rate_limit_exceeded") == 1
+    assert total(m, limited, scope="upstream", code="resource_exhausted") == 1
+    assert total(m, "switchboard_rate_limit_rejections_total") == 5
     assert total(m, "switchboard_budget_rejections_total", scope="tenant", code="budget_exceeded") == 1
 
 
