@@ -282,8 +282,13 @@ def test_a_tool_loops_tool_call_is_a_step_of_the_requests_trace(deployment: Depl
     assert len(spans) == 4, spans
     server = _one(spans, "server")
     assert server.name == "chat gpt-4o-mini" and server.parent_span_id == ""
+    # Named and attributed as the GenAI conventions' execute_tool span: a tool, not a model.
     tool = _one(spans, "internal")
-    assert tool.name == "mcp notes__read_note"
+    assert tool.name == "execute_tool notes__read_note"
+    assert tool.attributes["gen_ai.operation.name"] == "execute_tool"
+    assert tool.attributes["gen_ai.tool.name"] == "notes__read_note"
+    assert tool.attributes["mcp.method.name"] == "tools/call"
+    assert "gen_ai.request.model" not in tool.attributes and "gen_ai.provider.name" not in tool.attributes
     assert tool.attributes["switchboard.request_id"] == f"{request_id}.t1"
     assert [s.kind for s in spans].count("client") == 2
     for span in spans:
