@@ -165,11 +165,12 @@ def _request_attributes(ctx: RequestContext) -> dict[str, Any]:
         found["switchboard.attempts"] = len(attempts)
         found["switchboard.group"] = attempts[-1].group
         found["switchboard.deployment"] = attempts[-1].deployment
+        route = ctx.route  # the last attempt's
+        if route is not None:
+            found["gen_ai.provider.name"] = provider_name(route.target.provider_type)
     elif ctx.group is not None:
+        # Routed, then refused before any attempt (a limit, a budget): no provider was called.
         found["switchboard.group"] = ctx.group.name
-    route = ctx.route
-    if route is not None:
-        found["gen_ai.provider.name"] = provider_name(route.target.provider_type)
     if ctx.spent is not None:
         found["switchboard.cost_usd"] = ctx.spent.nano_usd / 1e9
     return found
