@@ -7,7 +7,9 @@ caller's W3C trace context when the request carries ``traceparent`` (and ``trace
 starts a trace (sampled per ``tracing.sample_ratio``; a continued trace follows its parent's
 decision). The span is named ``"{gen_ai.operation.name} {requested model}"`` and ends after the
 response is written (a stream: after its last byte), with the status sent and the
-``switchboard.*`` attributes: request id, group, deployment, tenant, attempts, cost.
+``switchboard.*`` attributes: request id, group, deployment, tenant, attempts, cost. An MCP
+tool call's span (mcp/stages.py runs this stage too) is named and attributed as a tool's:
+``"tools/call {tool}"`` for /mcp's own, ``"execute_tool {tool}"`` for a tool loop's step.
 
 ``AttemptSpanStage`` sits right after the attempts stage, so it runs once per attempt: each
 retry and fallback gets its own CLIENT child span with the GenAI attributes of that call
