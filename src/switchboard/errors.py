@@ -48,6 +48,8 @@ from typing import Any, NamedTuple
 # once), rather than leave its caller asleep for the day or the month a limit or budget has left.
 RETRY_SOON_SECONDS = 120
 SHOULD_RETRY = "x-should-retry"
+# The scope of the limit that refused a request (docs/limits.md): a caller's, or ``upstream``.
+RATE_LIMIT_SCOPE = "x-ratelimit-scope"
 
 
 def retry_hint(headers: dict[str, str]) -> dict[str, str]:
@@ -230,6 +232,12 @@ class UpstreamRateLimited(UpstreamError):
     status = 429
     type = "rate_limit_error"
     code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        # Which limit refused, named as the gateway's own refusals name theirs (docs/limits.md):
+        # the provider's, so a caller (and the metrics) can tell it from a limit of its own.
+        self.headers = {**self.headers, RATE_LIMIT_SCOPE: "upstream"}
 
 
 class UpstreamQuotaExhausted(UpstreamError):

@@ -982,7 +982,12 @@ def test_a_tool_call_is_traced_like_a_model_call(deployment: Deployment, otlp: O
     spans = otlp.trace(trace_id, count=1)
     assert len(spans) == 1, spans
     span = spans[0]
-    assert (span.name, span.kind, span.parent_span_id) == ("mcp paid__multiply", "server", parent)
-    assert span.attributes["gen_ai.request.model"] == "paid__multiply"
+    # The MCP conventions' server span of a tools/call: named by the method and the tool.
+    assert (span.name, span.kind, span.parent_span_id) == ("tools/call paid__multiply", "server", parent)
+    assert span.attributes["mcp.method.name"] == "tools/call"
+    assert span.attributes["gen_ai.operation.name"] == "execute_tool"
+    assert span.attributes["gen_ai.tool.name"] == "paid__multiply"
+    assert span.attributes["jsonrpc.request.id"] == "3"
+    assert "gen_ai.request.model" not in span.attributes
     assert span.attributes["switchboard.cost_usd"] == 0.5  # tool_prices.multiply
 

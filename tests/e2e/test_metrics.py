@@ -271,6 +271,46 @@ def test_a_stream_the_client_left_before_its_first_chunk_is_labelled_a_stream(de
     assert delta(name, model="gpt-4o-mini", status="499", stream="true") == 1
 
 
+def test_a_stream_the_client_leaves_midway_is_counted_as_abandoned(deployment: Deployment) -> None:
+    """The official SDK reads the first chunk and closes the stream: the request keeps the status
+    it was sent (200, as the ledger), and the abandoned streams' counter moves; a stream read
+    to its end does not move it."""
+    delta = Delta(deployment)
+    client = deployment.sdk()
+    whole = list(client.chat.completions.create(model="gpt-4o-mini", stream=True,
+                                                messages=ask("read it all")))
+    assert stream_text(whole).endswith("You said: read it all")
+    stream = client.chat.completions.create(
+        model="gpt-4o-mini", stream=True,
+        messages=ask("mock:chunk_delay_ms=200 a long answer the client leaves after its first chunk"))
+    assert next(iter(stream)).choices  # the stream began
+    stream.close()  # the client leaves mid-way
+    name = "switchboard_streams_abandoned_total"
+    delta.settle(name, 1, model="gpt-4o-mini")
+    assert delta(name, model="gpt-4o-mini", group="gpt-4o-mini", deployment="local-openai/gpt-4o-mini",
+                 provider="local-openai", operation="chat", team="") == 1
+    delta.settle("switchboard_requests_total", 2, model="gpt-4o-mini", stream="true")
+    assert delta("switchboard_requests_total", model="gpt-4o-mini", stream="true", status="200", code="") == 2
+
+
+def test_an_upstream_429_passed_on_is_counted_as_the_upstreams_rate_limit(deployment: Deployment) -> None:
+    """A provider's 429 reaches the caller as 429 ``rate_limit_exceeded`` naming its scope,
+    ``upstream``, as the gateway's own refusal for a provider's limit does, and is counted with
+    the rate-limit refusals under that scope."""
+    delta = Delta(deployment)
+    with pytest.raises(openai.RateLimitError) as refused:
+        deployment.sdk().chat.completions.create(model="gpt-4o-mini",
+                                                 messages=ask("mock:status=429 slow down"))
+    assert refused.value.code == "rate_limit_exceeded"
+    assert refused.value.response.headers["x-ratelimit-scope"] == "upstream"
+    assert refused.value.response.headers["retry-after"] == "1"  # the upstream's, carried over
+    name = "switchboard_rate_limit_rejections_total"
+    delta.settle(name, 1, scope="upstream")
+    assert delta(name, scope="upstream", code="rate_limit_exceeded") == 1
+    assert delta("switchboard_requests_total", model="gpt-4o-mini", status="429",
+                 code="rate_limit_exceeded") == 1
+
+
 def test_tokens_and_cost_of_cut_and_abandoned_streams_match_the_ledger(deployment: Deployment) -> None:
     """A stream the upstream breaks and one the client leaves are charged in the ledger for
     what was produced (estimated); the token and cost counters carry the same amounts."""

@@ -166,6 +166,7 @@ def test_a_chat_call_continues_the_callers_trace_with_genai_attributes(deploymen
     assert s["gen_ai.operation.name"] == "chat" and s["gen_ai.request.model"] == "gpt-4o-mini"
     assert s["switchboard.request_id"] == request_id
     assert s["switchboard.group"] == "gpt-4o-mini" and s["switchboard.attempts"] == 1
+    assert s["gen_ai.provider.name"] == "openai"  # the attempt's
     assert s["http.response.status_code"] == 200
     assert s["switchboard.cost_usd"] > 0
     assert server.status == "unset"
@@ -282,8 +283,13 @@ def test_a_tool_loops_tool_call_is_a_step_of_the_requests_trace(deployment: Depl
     assert len(spans) == 4, spans
     server = _one(spans, "server")
     assert server.name == "chat gpt-4o-mini" and server.parent_span_id == ""
+    # Named and attributed as the GenAI conventions' execute_tool span: a tool, not a model.
     tool = _one(spans, "internal")
-    assert tool.name == "mcp notes__read_note"
+    assert tool.name == "execute_tool notes__read_note"
+    assert tool.attributes["gen_ai.operation.name"] == "execute_tool"
+    assert tool.attributes["gen_ai.tool.name"] == "notes__read_note"
+    assert tool.attributes["mcp.method.name"] == "tools/call"
+    assert "gen_ai.request.model" not in tool.attributes and "gen_ai.provider.name" not in tool.attributes
     assert tool.attributes["switchboard.request_id"] == f"{request_id}.t1"
     assert [s.kind for s in spans].count("client") == 2
     for span in spans:
@@ -354,6 +360,28 @@ def test_a_keys_tenant_is_on_the_span_and_a_refused_call_is_traced(deployment: D
     assert server.attributes["http.response.status_code"] == 403
     assert server.attributes["error.type"] == refused.value.code
     assert server.status == "unset" and "switchboard.attempts" not in server.attributes
+
+
+def test_a_request_refused_after_routing_names_no_provider(deployment: Deployment) -> None:
+    """A budget refuses the request once it is routed, before any attempt: its span names the
+    group it was routed to, but no provider, since none was called."""
+    created = httpx.post(f"{deployment.gateway.url}/admin/v1/keys",
+                         json={"models": ["gpt-4o-mini"], "max_budget_usd": 0.0000001},
+                         headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=10)
+    assert created.status_code == 201, created.text
+    client = openai.OpenAI(base_url=deployment.gateway.base_url, api_key=created.json()["key"],
+                           max_retries=0, timeout=30)
+    trace_id, _, header = _traceparent()
+    with pytest.raises(openai.APIStatusError) as refused:
+        client.chat.completions.create(model="gpt-4o-mini", messages=ask("too dear"),
+                                       extra_headers={"traceparent": header})
+    assert refused.value.code in ("budget_exceeded", "request_exceeds_budget")
+    (server,) = deployment.otlp.trace(trace_id, count=1)  # no attempt span either
+    assert server.kind == "server" and server.name == "chat gpt-4o-mini"
+    assert server.attributes["error.type"] == refused.value.code
+    assert server.attributes["switchboard.group"] == "gpt-4o-mini"
+    assert "gen_ai.provider.name" not in server.attributes
+    assert "switchboard.attempts" not in server.attributes
 
 
 def test_a_retried_request_shows_each_attempt_under_one_parent(deployment: Deployment) -> None:

@@ -202,7 +202,7 @@ def test_rate_limit_keeps_retry_after() -> None:
     )
     assert isinstance(e, UpstreamRateLimited)
     assert e.status == 429
-    assert e.headers == {"retry-after": "17"}
+    assert e.headers == {"retry-after": "17", "x-ratelimit-scope": "upstream"}
 
 
 @pytest.mark.parametrize(

@@ -118,7 +118,7 @@ def test_throttling_is_a_429_carrying_retry_after() -> None:
     err = error(429, "ThrottlingException", "Too many requests, please wait before trying again.",
                 **{"retry-after": "3"})
     assert isinstance(err, UpstreamRateLimited) and err.status == 429
-    assert err.headers == {"retry-after": "3"}
+    assert err.headers == {"retry-after": "3", "x-ratelimit-scope": "upstream"}
     assert "Too many requests" in err.message
 
 

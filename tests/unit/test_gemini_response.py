@@ -230,12 +230,13 @@ def test_invalid_api_key_is_an_upstream_auth_failure() -> None:
 def test_rate_limit_retry_info_becomes_retry_after() -> None:
     retry = {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "36.5s"}
     err = error(429, [google(429, "RESOURCE_EXHAUSTED", "quota", [retry])])  # list-wrapped, as streams send
-    assert isinstance(err, UpstreamRateLimited) and err.headers == {"retry-after": "37"}
+    assert isinstance(err, UpstreamRateLimited)
+    assert err.headers == {"retry-after": "37", "x-ratelimit-scope": "upstream"}
     header_wins = error(429, google(429, "RESOURCE_EXHAUSTED", "q", [retry]), {"Retry-After": "5"})
-    assert header_wins.headers == {"retry-after": "5"}
+    assert header_wins.headers == {"retry-after": "5", "x-ratelimit-scope": "upstream"}
     for garbage in ("soon", "-5", ""):  # dropped: the RetryInfo is the hint all the same
         kept = error(429, google(429, "RESOURCE_EXHAUSTED", "q", [retry]), {"Retry-After": garbage})
-        assert kept.headers == {"retry-after": "37"}, garbage
+        assert kept.headers == {"retry-after": "37", "x-ratelimit-scope": "upstream"}, garbage
 
 
 def test_context_length() -> None:

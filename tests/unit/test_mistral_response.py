@@ -309,7 +309,7 @@ def test_rate_limit_keeps_retry_after() -> None:
         {"retry-after": "3"},
     )
     assert isinstance(err, UpstreamRateLimited)
-    assert err.headers == {"retry-after": "3"}
+    assert err.headers == {"retry-after": "3", "x-ratelimit-scope": "upstream"}
     assert err.code == "rate_limit_exceeded"
 
 

@@ -354,7 +354,8 @@ def test_rate_limit() -> None:
         },
         {"retry-after": "2"},
     )
-    assert isinstance(err, UpstreamRateLimited) and err.headers == {"retry-after": "2"}
+    assert isinstance(err, UpstreamRateLimited)
+    assert err.headers == {"retry-after": "2", "x-ratelimit-scope": "upstream"}
 
 
 def test_auth_and_timeouts() -> None:

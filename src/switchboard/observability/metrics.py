@@ -47,7 +47,7 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 from switchboard.background import stop_task
 from switchboard.config.schema import MetricsConfig
 from switchboard.context import Attempt, RequestContext
-from switchboard.errors import AuthenticationFailed, GatewayError
+from switchboard.errors import RATE_LIMIT_SCOPE, AuthenticationFailed, GatewayError
 from switchboard.observability.metrics_server import MetricsServer
 
 if TYPE_CHECKING:
@@ -80,9 +80,9 @@ FLUSH_SECONDS = 1.0  # several workers: how often each hands its counts to the s
 
 ROUTE_LABELS = ("group", "deployment", "provider", "operation", "stream")
 EXTRA_LABELS = {"tenant": "tenant", "team": "team", "key": "key", "user": "user"}
-# Refusals counted by scope: the codes the rate-limit and budget stages answer with; the scope is
-# in the refusal's x-ratelimit-scope / x-switchboard-budget-scope header (a finite set of names).
-RATE_LIMIT_CODES = frozenset({"rate_limit_exceeded", "upstream_rate_limited", "request_exceeds_limit"})
+# Refusals counted by scope: a rate limit's (the gateway's own, or a provider's 429 passed on) by
+# its x-ratelimit-scope header; a budget's, by the codes the budget stage answers with and its
+# x-switchboard-budget-scope header. The scopes are a finite set of names.
 BUDGET_CODES = frozenset({"budget_exceeded", "request_exceeds_budget"})
 SCOPES = frozenset({"global", "model", "tenant", "team", "user", "key", "key_model", "upstream",
                     "service"})  # the last: a service's own rpm (services/stages.py)
@@ -148,8 +148,9 @@ class _Series:
     """One label set (one kind of request): its label children, created once, and what it
     counted since the last flush."""
 
-    __slots__ = ("cost", "cost_child", "dirty", "duration", "input", "input_child", "output",
-                 "output_child", "overhead", "requests", "requests_child", "ttft", "upstream")
+    __slots__ = ("abandoned", "abandoned_child", "cost", "cost_child", "dirty", "duration", "input",
+                 "input_child", "output", "output_child", "overhead", "requests", "requests_child", "ttft",
+                 "upstream")
 
     def __init__(self, m: Metrics, key: tuple[object, ...], *, folded: bool = False) -> None:
         model, group, deployment, provider, operation, stream, status, code, *extra = key
@@ -168,11 +169,14 @@ class _Series:
         self.ttft = (_Hist(m.ttft.labels(group, deployment, provider, operation), LATENCY_BOUNDS)
                      if called and stream else None)
         tokens = (model, group, deployment, provider, operation, *extra)
+        # Made with the series (at 0), so the first abandoned stream is an increase to alert on.
+        self.abandoned_child = m.abandoned.labels(*tokens) if called and stream else None
         self.input_child = m.input_tokens.labels(*tokens) if called else None
         self.output_child = m.output_tokens.labels(*tokens) if called else None
         # An MCP tool call has no tokens, but its price is in the ledger (mcp/stages.py).
         self.cost_child = m.cost.labels(*tokens) if called or operation == "mcp" else None
         self.requests = self.input = self.output = self.cost = 0  # cost in billionths of a dollar
+        self.abandoned = 0
         self.dirty = False
 
     def flush(self) -> None:
@@ -189,7 +193,9 @@ class _Series:
             self.output_child.inc(self.output)
         if self.cost and self.cost_child is not None:
             self.cost_child.inc(self.cost / 1e9)
-        self.input = self.output = self.cost = 0
+        if self.abandoned:
+            self.abandoned_child.inc(self.abandoned)  # type: ignore[union-attr]  # counted with it only
+        self.input = self.output = self.cost = self.abandoned = 0
 
 
 class LedgerHealth(Protocol):
@@ -447,6 +453,10 @@ class Metrics:
                                      registry=registry)
         self.cost = Counter("switchboard_cost_usd", "Cost in US dollars, as recorded in the usage ledger",
                             token_labels, registry=registry)
+        self.abandoned = Counter(
+            "switchboard_streams_abandoned",
+            "Streams the client left after they began (counted under the status sent, 200)",
+            token_labels, registry=registry)
         self.rate_limited = Counter("switchboard_rate_limit_rejections", "Requests refused by a rate limit",
                                     ("scope", "code"), registry=registry)
         self.budget_rejected = Counter("switchboard_budget_rejections", "Requests refused by a budget",
@@ -517,16 +527,17 @@ class Metrics:
 
 
     def refused(self, error: GatewayError) -> None:
-        """A request the chain refused: rate limits and budgets are counted by scope."""
+        """A request the chain refused: rate limits (a provider's 429 passed on among them, scope
+        ``upstream``) and budgets are counted by scope. Error path only."""
+        headers = error.headers
+        if not headers:
+            return
         code = error.code
-        if code in RATE_LIMIT_CODES:
-            scope = error.headers.get("x-ratelimit-scope") if error.headers else None
-            if scope is not None:
-                self.rate_limited.labels(scope if scope in SCOPES else OTHER, code).inc()
-        elif code in BUDGET_CODES:
-            scope = error.headers.get("x-switchboard-budget-scope") if error.headers else None
-            if scope is not None:
-                self.budget_rejected.labels(scope if scope in SCOPES else OTHER, code).inc()
+        if (scope := headers.get(RATE_LIMIT_SCOPE)) is not None:
+            # A provider's 429 carries the provider's code, when it sent one: bounded as any.
+            self.rate_limited.labels(scope if scope in SCOPES else OTHER, self._code(code or "")).inc()
+        elif code in BUDGET_CODES and (scope := headers.get("x-switchboard-budget-scope")) is not None:
+            self.budget_rejected.labels(scope if scope in SCOPES else OTHER, code).inc()
 
     def observe(self, ctx: RequestContext) -> None:
         """A finished request (the observer the observe stage calls after the response): added
@@ -563,10 +574,14 @@ class Metrics:
         if series.overhead is not None and split is not None:
             series.overhead.observe(split[0])
             series.upstream.observe(split[1])  # type: ignore[union-attr]  # set with overhead
-        # A stream that began: its first chunk went out then, even if it failed later (its
-        # status is then the error's); an error answered instead of a stream has no first token.
-        if series.ttft is not None and outcome.stream and outcome.first_byte_at is not None:
-            series.ttft.observe(outcome.first_byte_at - ctx.started)
+        if series.ttft is not None and outcome.stream:
+            # A stream that began: its first chunk went out then, even if it failed later (its
+            # status is then the error's); an error answered instead of a stream has no first token.
+            if outcome.first_byte_at is not None:
+                series.ttft.observe(outcome.first_byte_at - ctx.started)
+            # Its client left before the end: the status stays the one sent (200), as the ledger's.
+            if outcome.client_disconnected:
+                series.abandoned += 1
         spent = ctx.spent
         if spent is not None:
             series.input += spent.prompt

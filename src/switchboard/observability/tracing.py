@@ -38,12 +38,19 @@ from switchboard.observability import otel_redact
 
 log = logging.getLogger("switchboard.tracing")
 
-# Our operations -> gen_ai.operation.name (well-known values of the GenAI conventions).
+# Our operations -> gen_ai.operation.name (well-known values of the GenAI conventions): an MCP
+# tool call (a tools/call on /mcp, or one the tool loop makes) is a tool's execution.
+MCP = "mcp"
+EXECUTE_TOOL = "execute_tool"
 OPERATION_NAMES: dict[str, str] = {
     "chat": "chat",
     "embeddings": "embeddings",
     "completions": "text_completion",
+    MCP: EXECUTE_TOOL,
 }
+# The MCP conventions name a tools/call by its method (the SERVER span of /mcp's own); the GenAI
+# conventions a tool the gateway runs for a model (the tool loop's, INTERNAL) by its operation.
+TOOLS_CALL = "tools/call"
 
 # Our provider types -> gen_ai.provider.name where the conventions have a well-known value;
 # any other type (openai-compatible servers) is reported as our type.
@@ -175,6 +182,19 @@ def request_attributes(request: Mapping[str, Any]) -> dict[str, Any]:
     return found
 
 
+def tool_attributes(request: Mapping[str, Any]) -> dict[str, Any]:
+    """A tool call's attributes (the canonical request of mcp/stages.py): the tool's name as
+    exposed, ``<server>__<tool>`` (never its arguments), the MCP method and the JSON-RPC id."""
+    found: dict[str, Any] = {"mcp.method.name": TOOLS_CALL}
+    tool = request.get("model")
+    if isinstance(tool, str):
+        found["gen_ai.tool.name"] = tool
+    ident = request.get("id")
+    if isinstance(ident, str) or (isinstance(ident, int) and not isinstance(ident, bool)):
+        found["jsonrpc.request.id"] = str(ident)
+    return found
+
+
 def usage_attributes(usage: Mapping[str, Any] | None) -> dict[str, Any]:
     if not usage:
         return {}
@@ -257,8 +277,11 @@ def fail(span: Span, error: BaseException) -> None:
 
 
 __all__ = [
+    "EXECUTE_TOOL",
+    "MCP",
     "OPERATION_NAMES",
     "PROVIDER_NAMES",
+    "TOOLS_CALL",
     "Context",
     "ResponseNotes",
     "Span",
@@ -275,6 +298,7 @@ __all__ = [
     "request_attributes",
     "server_address",
     "set_span_in_context",
+    "tool_attributes",
     "trace_id_of",
     "usage_attributes",
 ]

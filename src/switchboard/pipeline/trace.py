@@ -7,7 +7,9 @@ caller's W3C trace context when the request carries ``traceparent`` (and ``trace
 starts a trace (sampled per ``tracing.sample_ratio``; a continued trace follows its parent's
 decision). The span is named ``"{gen_ai.operation.name} {requested model}"`` and ends after the
 response is written (a stream: after its last byte), with the status sent and the
-``switchboard.*`` attributes: request id, group, deployment, tenant, attempts, cost.
+``switchboard.*`` attributes: request id, group, deployment, tenant, attempts, cost. An MCP
+tool call's span (mcp/stages.py runs this stage too) is named and attributed as a tool's:
+``"tools/call {tool}"`` for /mcp's own, ``"execute_tool {tool}"`` for a tool loop's step.
 
 ``AttemptSpanStage`` sits right after the attempts stage, so it runs once per attempt: each
 retry and fallback gets its own CLIENT child span with the GenAI attributes of that call
@@ -28,6 +30,9 @@ from typing import Any
 from switchboard.context import CLIENT_CLOSED, Chunk, Reply, RequestContext, Result, StreamReply
 from switchboard.observability import logs
 from switchboard.observability.tracing import (
+    EXECUTE_TOOL,
+    MCP,
+    TOOLS_CALL,
     Context,
     ResponseNotes,
     Span,
@@ -43,6 +48,7 @@ from switchboard.observability.tracing import (
     request_attributes,
     server_address,
     set_span_in_context,
+    tool_attributes,
     trace_id_of,
     usage_attributes,
 )
@@ -51,14 +57,16 @@ from switchboard.pipeline.chain import Handler, map_result
 
 class RequestTrace:
     """A request's span, the context its attempt spans are children of, and the attempt spans
-    not yet ended (a stream closed unread ends them with the request)."""
+    not yet ended (a stream closed unread ends them with the request). ``step``: the span is a
+    step of another request's trace (a tool loop's tool call), not a request of its own."""
 
-    __slots__ = ("context", "open", "span")
+    __slots__ = ("context", "open", "span", "step")
 
-    def __init__(self, span: Span) -> None:
+    def __init__(self, span: Span, step: bool = False) -> None:
         self.span = span
         self.context: Context = set_span_in_context(span)
         self.open: set[Span] = set()
+        self.step = step
 
 
 def _start_ns(ctx: RequestContext) -> int:
@@ -82,7 +90,7 @@ class TraceStage:
         span = self._tracer.start_span(
             operation_name(ctx.operation), context=parent, kind=kind, start_time=_start_ns(ctx),
         )
-        ctx.trace = RequestTrace(span)
+        ctx.trace = RequestTrace(span, step=outer is not None)
         # The trace id on this request's log lines; a tool call runs in its request's task, whose
         # later lines must keep the request's own ids (the same trace).
         if outer is None and span.get_span_context().trace_flags.sampled:
@@ -104,14 +112,26 @@ async def _end_request(ctx: RequestContext) -> None:
     span = state.span
     if span.is_recording():
         span.set_attributes(_request_attributes(ctx))
-        model = ctx.requested_model or (ctx.request.get("model") if ctx.request else None)
-        if isinstance(model, str) and model:
-            span.update_name(f"{operation_name(ctx.operation)} {model[:256]}")
+        name = _span_name(ctx, state)
+        if name is not None:
+            span.update_name(name)
         outcome = ctx.outcome
         status = outcome.recorded_status()
         if status >= 500:
             span.set_status(Status(StatusCode.ERROR, outcome.error_code or str(status)))
     span.end()
+
+
+def _span_name(ctx: RequestContext, state: RequestTrace) -> str | None:
+    """``"{operation} {requested model}"``; a tool call: ``"execute_tool {tool}"`` run by the tool
+    loop, ``"tools/call {tool}"`` sent to /mcp (the GenAI and MCP conventions). None: the name
+    it started with (no model read)."""
+    model = ctx.requested_model or (ctx.request.get("model") if ctx.request else None)
+    if not isinstance(model, str) or not model:
+        return None
+    if ctx.operation == MCP:
+        return f"{EXECUTE_TOOL if state.step else TOOLS_CALL} {model[:256]}"
+    return f"{operation_name(ctx.operation)} {model[:256]}"
 
 
 def _request_attributes(ctx: RequestContext) -> dict[str, Any]:
@@ -131,7 +151,9 @@ def _request_attributes(ctx: RequestContext) -> dict[str, Any]:
     if outcome.client_disconnected:
         found["switchboard.client_disconnected"] = True
     request = ctx.request
-    if request:
+    if request and ctx.operation == MCP:  # a tool, not a model
+        found.update(tool_attributes(request))
+    elif request:
         model = ctx.requested_model or request.get("model")
         if isinstance(model, str):
             found["gen_ai.request.model"] = model[:256]
@@ -145,11 +167,12 @@ def _request_attributes(ctx: RequestContext) -> dict[str, Any]:
         found["switchboard.attempts"] = len(attempts)
         found["switchboard.group"] = attempts[-1].group
         found["switchboard.deployment"] = attempts[-1].deployment
+        route = ctx.route  # the last attempt's
+        if route is not None:
+            found["gen_ai.provider.name"] = provider_name(route.target.provider_type)
     elif ctx.group is not None:
+        # Routed, then refused before any attempt (a limit, a budget): no provider was called.
         found["switchboard.group"] = ctx.group.name
-    route = ctx.route
-    if route is not None:
-        found["gen_ai.provider.name"] = provider_name(route.target.provider_type)
     if ctx.spent is not None:
         found["switchboard.cost_usd"] = ctx.spent.nano_usd / 1e9
     return found

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from switchboard.config.schema import MetricsConfig
 from switchboard.context import Attempt, RequestContext, Spent
-from switchboard.errors import GatewayError, InvalidRequest, RateLimited
+from switchboard.errors import GatewayError, InvalidRequest, RateLimited, UpstreamRateLimited
 from switchboard.http import openai_api
 from switchboard.observability import metrics as metrics_module
 from switchboard.observability.metrics import MULTIPROC_ENV, Metrics
@@ -262,14 +262,19 @@ def test_refusals_by_scope() -> None:
     m, _ = make()
     m.refused(RateLimited("slow down", headers={"x-ratelimit-scope": "team"}))
     m.refused(RateLimited("slow down", headers={"x-ratelimit-scope": "a-scope-we-never-named"}))
-    m.refused(RateLimited("an upstream's 429 passed on: no scope of ours"))
+    # A provider's 429 passed on: the provider's limit, under its code when it sent one.
+    m.refused(UpstreamRateLimited("the provider's 429", headers={"retry-after": "3"}))
+    m.refused(UpstreamRateLimited("Gemini's 429", code="resource_exhausted"))
     m.refused(InvalidRequest("too big", code="request_exceeds_limit", headers={"x-ratelimit-scope": "key"}))
     m.refused(BudgetExceeded("spent", headers={"x-switchboard-budget-scope": "tenant"}))
     m.refused(GatewayError("something else"))
     assert total(m, "switchboard_rate_limit_rejections_total", scope="team", code="rate_limit_exceeded") == 1
     assert total(m, "switchboard_rate_limit_rejections_total", scope="other") == 1
     assert total(m, "switchboard_rate_limit_rejections_total", scope="key", code="request_exceeds_limit") == 1
-    assert total(m, "switchboard_rate_limit_rejections_total") == 3
+    limited = "switchboard_rate_limit_rejections_total"
+    assert total(m, limited, scope="upstream", code="rate_limit_exceeded") == 1
+    assert total(m, limited, scope="upstream", code="resource_exhausted") == 1
+    assert total(m, "switchboard_rate_limit_rejections_total") == 5
     assert total(m, "switchboard_budget_rejections_total", scope="tenant", code="budget_exceeded") == 1
 
 
@@ -284,6 +289,29 @@ def test_streams_in_flight_and_time_to_first_token() -> None:
     m.observe(ctx)
     assert total(m, "switchboard_streams_in_flight") == 0 and total(m, "switchboard_requests_in_flight") == 0
     assert total(m, "switchboard_time_to_first_token_seconds_sum") == pytest.approx(0.02)
+
+
+def test_a_stream_its_client_left_after_it_began_is_counted_abandoned() -> None:
+    """Under the status it was sent (200, as the ledger records it), and in a counter of its
+    own; a stream read to its end, or a non-stream request the client left (499), is not."""
+    m, table = make()
+    for left in (False, True, True):
+        m.began()
+        m.stream_began()
+        ctx = finished(table)
+        ctx.outcome.stream = True
+        ctx.outcome.first_byte_at = ctx.started + 0.01
+        ctx.outcome.client_disconnected = left
+        m.observe(ctx)
+    gone = finished(table)
+    gone.outcome.client_disconnected = True
+    run(m, gone)
+    name = "switchboard_streams_abandoned_total"
+    route = {"group": "gpt", "deployment": "gpt-a", "provider": "openai", "operation": "chat"}
+    assert total(m, name, model="gpt", **route) == 2
+    assert total(m, name) == 2
+    assert total(m, "switchboard_requests_total", status="200", stream="true") == 3
+    assert total(m, "switchboard_requests_total", status="499", stream="false") == 1
 
 
 def test_cooling_down_is_read_when_scraped() -> None:
