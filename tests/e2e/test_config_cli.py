@@ -450,7 +450,7 @@ def test_an_mcp_or_tracing_header_with_a_line_break_is_a_config_error(
     ("api_key: sk-upstream", 'api_keys: ["${UPSTREAM_KEY}"]',
      "providers[0].api_keys[0]: the credential holds a line break or NUL (U+000A)"),
     ("master_key: sk-test-master-key-123", "master_key: ${UPSTREAM_KEY}",
-     "auth: master_key has surrounding whitespace or a line break, which no request can send"),
+     "auth.master_key: it has surrounding whitespace or a line break, which no request can send"),
     ("server:\n", "metrics:\n  key: ${UPSTREAM_KEY}\nserver:\n",
      "metrics.key: the key has surrounding whitespace or a line break, which no request can send"),
 ])
@@ -569,7 +569,7 @@ router:
      "router.semantic[1].model: 'smart' has a semantic router already (router.semantic[0])"),
     ("  splits: [{name: s, model: mini, arms: [{deployment: mini, percent: 10},"
      " {deployment: main, percent: 80}, {deployment: mini, percent: 10}]}]",
-     "router.splits[0]: arms[2]: 'mini' is an arm of this split already"),
+     "router.splits[0].arms[2]: 'mini' is an arm of this split already"),
 ])
 def test_contradictory_or_duplicate_routing_entries_fail_the_check(
     tmp_path: Path, router: str, expected: str

@@ -106,19 +106,19 @@ class OidcIssuerConfig(Strict):
     @model_validator(mode="after")
     def _consistent(self) -> OidcIssuerConfig:
         if not self.discovery and self.jwks_url is None:
-            raise ValueError("jwks_url is required when discovery is false")
+            raise ValueError("jwks_url: required when discovery is false")
         hmac_listed = [a for a in self.algorithms if a in HMAC_JWT_ALGORITHMS]
         if hmac_listed and self.shared_secret is None:
-            raise ValueError(f"{', '.join(hmac_listed)} listed: a shared_secret is required")
+            raise ValueError(f"shared_secret: required with {', '.join(hmac_listed)} in algorithms")
         if self.shared_secret is not None:
             if not hmac_listed:
-                raise ValueError("shared_secret is set but no HS* algorithm is listed")
+                raise ValueError("shared_secret: set, but no HS* algorithm is listed")
             # RFC 7518 3.2: at least as many bytes as the hash's output (32 for HS256, 64 for HS512).
             needed = max(int(a[2:]) // 8 for a in hmac_listed)
             if len(self.shared_secret.get_secret_value().encode()) < needed:
-                raise ValueError(f"shared_secret must be at least {needed} bytes for {max(hmac_listed)}")
+                raise ValueError(f"shared_secret: must be at least {needed} bytes for {max(hmac_listed)}")
         if self.tenant is not None and self.claims.tenant is not None:
-            raise ValueError("give either tenant (fixed) or claims.tenant, not both")
+            raise ValueError("tenant: give either tenant (fixed) or claims.tenant, not both")
         return self
 
 
@@ -137,19 +137,30 @@ class AuthConfig(Strict):
     # Identity providers whose JWTs are accepted as bearer tokens.
     oidc: Annotated[list[OidcIssuerConfig], Field(max_length=20)] = Field(default_factory=list)
 
-    @model_validator(mode="after")
-    def _not_empty(self) -> AuthConfig:
-        issuers = [i.issuer for i in self.oidc]
+    @field_validator("oidc")
+    @classmethod
+    def _issuers_once(cls, value: list[OidcIssuerConfig]) -> list[OidcIssuerConfig]:
+        issuers = [i.issuer for i in value]
         if len(set(issuers)) != len(issuers):
-            raise ValueError("auth.oidc: each issuer may be listed once")
-        master_key = self.master_key.get_secret_value()
+            raise ValueError("each issuer may be listed once")
+        return value
+
+    @field_validator("master_key")
+    @classmethod
+    def _sendable(cls, value: SecretStr) -> SecretStr:
+        master_key = value.get_secret_value()
         if len(master_key) < 8:
-            raise ValueError("master_key must be at least 8 characters")
+            raise ValueError("must be at least 8 characters")
         if master_key != master_key.strip() or any(c in master_key for c in "\r\n\x00"):
             # No Authorization header carries it (HTTP strips a value's surrounding whitespace and
             # refuses line breaks): every admin call would be refused, with nothing saying why.
-            raise ValueError("master_key has surrounding whitespace or a line break, which no request "
-                             "can send (a trailing newline in the variable?)")
-        if self.secret_key is not None and len(self.secret_key.get_secret_value()) < 32:
-            raise ValueError("secret_key must be at least 32 characters")
-        return self
+            raise ValueError("it has surrounding whitespace or a line break, which no request can send "
+                             "(a trailing newline in the variable?)")
+        return value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters")
+        return value

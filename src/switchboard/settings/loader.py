@@ -106,8 +106,19 @@ def _pydantic_problems(err: ValidationError) -> list[str]:
         elif e["type"] == "too_short" and e.get("ctx", {}).get("field_type") == "Value":
             # A secret's (SecretStr) length: pydantic counts "items" there, as for a list.
             msg = f"String should have at least {e['ctx']['min_length']} characters"
-        problems.append(msg if not e["loc"] and _OWN_PATH.match(msg) else f"{_path(tuple(e['loc']))}: {msg}")
+        problems.append(_located(tuple(e["loc"]), msg))
     return problems
+
+
+def _located(loc: tuple[Any, ...], msg: str) -> str:
+    """``msg`` with the key path it is about. A check across a section's keys starts its message
+    with the key it is about, from that section (``master_key: ...`` from ``auth``): joined to
+    the section's path, so the line names the key, not the section holding it."""
+    if not _OWN_PATH.match(msg):
+        return f"{_path(loc)}: {msg}"
+    if not loc:
+        return msg
+    return _path(loc) + ("" if msg.startswith("[") else ".") + msg
 
 
 def validate(data: Any, source: str, env: Mapping[str, str] | None = None) -> Settings:

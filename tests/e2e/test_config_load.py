@@ -1,0 +1,53 @@
+"""What a user meets when the config file (or the environment it is read in) says something the
+gateway cannot use: one line naming the key path and the reason, from `config check` and
+`serve` alike; and the sections left empty, which are their defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.servers import free_port, spawn
+
+MINIMAL = """
+providers:
+  - name: up
+    type: openai
+    api_base: http://127.0.0.1:9/v1
+    api_key: sk-upstream
+models:
+  - {name: m, provider: up, model: gpt-4o-mini}
+auth:
+  master_key: sk-test-master-key-123
+"""
+
+
+def _refused(tmp_path: Path, text: str, env: dict[str, str], expected: str) -> None:
+    """`config check` and `serve` both exit 2 with ``expected`` on the file's line."""
+    path = tmp_path / "switchboard.yaml"
+    path.write_text(text)
+    serve = ["serve", "--config", str(path), "--port", str(free_port())]
+    for args in (["config", "check", str(path)], serve):
+        proc = spawn(args, env=env, inherit=False)
+        assert proc.wait_exit(60) == 2, (args, proc.output)
+        assert f"{path}: {expected}\n" in proc.output, (args, proc.output)
+        assert "Traceback" not in proc.output and "Uvicorn running" not in proc.output
+
+
+@pytest.mark.parametrize(("section", "expected"), [
+    # The key is named, not the section holding it ("auth: master_key must be ...").
+    ("auth:\n  master_key: short\n", "auth.master_key: must be at least 8 characters"),
+    ("auth:\n  master_key: sk-test-master-key-123\n  secret_key: too-short\n",
+     "auth.secret_key: must be at least 32 characters"),
+    ("tracing:\n  max_queue_size: 10\n  max_export_batch_size: 20\n",
+     "tracing.max_export_batch_size: must not exceed max_queue_size (10)"),
+    ("metrics:\n  labels: [team, team]\n", "metrics.labels: each label may be listed once"),
+    ("alerts:\n  rules:\n    - {name: r, kind: latency}\n",
+     "alerts.rules[0].threshold: a latency rule needs one"),
+    ("mcp_servers:\n  - {name: s, transport: sse}\n", "mcp_servers[0].url: transport sse needs one"),
+], ids=["master-key", "secret-key", "tracing", "labels", "alert-threshold", "mcp-url"])
+def test_a_check_across_keys_names_the_key(tmp_path: Path, section: str, expected: str) -> None:
+    auth = "auth:\n  master_key: sk-test-master-key-123\n"
+    text = MINIMAL.replace(auth, "") if section.startswith("auth") else MINIMAL
+    _refused(tmp_path, text + section, {}, expected)
