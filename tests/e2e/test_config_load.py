@@ -35,6 +35,22 @@ def _refused(tmp_path: Path, text: str, env: dict[str, str], expected: str) -> N
         assert "Traceback" not in proc.output and "Uvicorn running" not in proc.output
 
 
+@pytest.mark.parametrize(("text", "env", "expected"), [
+    # A reference in a key was taken as the literal text: a limit on no model, a header
+    # named "x-${TEAM}". Keys are not interpolated (as in docker compose): refused, named.
+    (MINIMAL + "limits:\n  models:\n    ${MODEL}: {rpm: 10}\n", {"MODEL": "m"},
+     "limits.models.${MODEL}: a ${...} reference is read in values only, not in a key; write the key out"),
+    (MINIMAL.replace("api_key: sk-upstream", "api_key: sk-upstream\n    headers:\n      x-${TEAM}: a"),
+     {"TEAM": "t"},
+     "providers[0].headers.x-${TEAM}: a ${...} reference is read in values only, not in a key; "
+     "write the key out"),
+], ids=["limits-model", "provider-header"])
+def test_a_reference_in_a_key_is_refused_naming_it(
+    tmp_path: Path, text: str, env: dict[str, str], expected: str
+) -> None:
+    _refused(tmp_path, text, env, expected)
+
+
 @pytest.mark.parametrize(("section", "expected"), [
     # The key is named, not the section holding it ("auth: master_key must be ...").
     ("auth:\n  master_key: short\n", "auth.master_key: must be at least 8 characters"),

@@ -91,6 +91,12 @@ def interpolate(value: Any, env: Mapping[str, str], loc: tuple[Any, ...], proble
                             "(${A:-${B}} or ${A:-${B:-default}}, not a reference in B's default)")
         return _ENV_REF.sub(sub, value)
     if isinstance(value, dict):
+        for key in value:
+            if isinstance(key, str) and "${" in key:
+                # Keys are taken as written (as in docker compose): a reference there would
+                # be sent or matched as the literal text.
+                problems.append(f"{_path((*loc, key))}: a ${{...}} reference is read in values only, "
+                                "not in a key; write the key out")
         return {k: interpolate(v, env, (*loc, k), problems) for k, v in value.items()}
     if isinstance(value, list):
         return [interpolate(v, env, (*loc, i), problems) for i, v in enumerate(value)]
