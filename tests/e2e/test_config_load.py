@@ -5,10 +5,12 @@ gateway cannot use: one line naming the key path and the reason, from `config ch
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import openai
 import pytest
 
-from tests.servers import free_port, spawn
+from tests.servers import MASTER_KEY, Mock, free_port, openai_config, spawn, start_gateway
 
 MINIMAL = """
 providers:
@@ -67,3 +69,24 @@ def test_a_check_across_keys_names_the_key(tmp_path: Path, section: str, expecte
     auth = "auth:\n  master_key: sk-test-master-key-123\n"
     text = MINIMAL.replace(auth, "") if section.startswith("auth") else MINIMAL
     _refused(tmp_path, text + section, {}, expected)
+
+
+def test_sections_left_empty_are_their_defaults(tmp_path: Path, mock_upstream: Mock) -> None:
+    """`server:` with every key below it commented out is YAML's null: refused before as "not a
+    dictionary", now the section's defaults, as if it were left out."""
+    config = {**openai_config(mock_upstream), "server": None, "metrics": None, "limits": None,
+              "services": None}
+    gateway = start_gateway(config, tmp_path)
+    try:
+        assert "server: null" in gateway.config_path.read_text()
+        client = openai.OpenAI(base_url=gateway.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+        messages: list[Any] = [{"role": "user", "content": "hi"}]
+        reply = client.chat.completions.create(model="gpt-4o-mini", messages=messages)
+        assert reply.choices[0].message.content
+    finally:
+        assert gateway.process.stop() == 0
+
+
+def test_an_empty_auth_section_names_the_missing_master_key(tmp_path: Path) -> None:
+    text = MINIMAL.replace("auth:\n  master_key: sk-test-master-key-123\n", "auth:\n  # master_key: later\n")
+    _refused(tmp_path, text, {}, "auth.master_key: Field required")
