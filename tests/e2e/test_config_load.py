@@ -53,6 +53,33 @@ def test_a_reference_in_a_key_is_refused_naming_it(
     _refused(tmp_path, text, env, expected)
 
 
+@pytest.mark.parametrize(("api_key", "env", "expected"), [
+    ("''", {}, "providers[0].api_key"),
+    ("${UPSTREAM_KEY}", {"UPSTREAM_KEY": "   "}, "providers[0].api_key"),
+    ("env:UPSTREAM_KEY", {"UPSTREAM_KEY": " \t"}, "providers[0].api_key"),
+], ids=["empty", "blank-variable", "blank-env-reference"])
+def test_an_empty_provider_credential_is_refused(
+    tmp_path: Path, api_key: str, env: dict[str, str], expected: str
+) -> None:
+    """Accepted before: the empty key went upstream with every request (an empty bearer), and
+    each call failed there with the provider's 401."""
+    text = MINIMAL.replace("api_key: sk-upstream", f"api_key: {api_key}")
+    _refused(tmp_path, text, env, f"{expected}: empty or only whitespace, which is no credential "
+                                  "(an empty ${VAR}?); leave the key out to send none")
+
+
+def test_an_empty_api_keys_entry_and_webhook_secret_are_refused(tmp_path: Path) -> None:
+    text = MINIMAL.replace("api_key: sk-upstream", "api_keys: [sk-one, '${SECOND}']") + (
+        "budgets:\n  webhook: {url: 'https://hooks.example.com/b', secret: '${HOOK_SECRET}'}\n")
+    path = tmp_path / "switchboard.yaml"
+    path.write_text(text)
+    proc = spawn(["config", "check", str(path)], env={"SECOND": "", "HOOK_SECRET": " " * 20}, inherit=False)
+    assert proc.wait_exit(60) == 2, proc.output
+    blank = "empty or only whitespace, which is no credential (an empty ${VAR}?)"
+    assert f"{path}: providers[0].api_keys[1]: {blank}; leave the key out to send none\n" in proc.output
+    assert f"{path}: budgets.webhook.secret: {blank}\n" in proc.output
+
+
 @pytest.mark.parametrize(("section", "expected"), [
     # The key is named, not the section holding it ("auth: master_key must be ...").
     ("auth:\n  master_key: short\n", "auth.master_key: must be at least 8 characters"),

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from switchboard.config.base import Strict
+from switchboard.config.base import Credential, Strict
 from switchboard.config.urls import check_http_url
 
 # Headers that carry the caller's Switchboard key or a provider's, or that the gateway itself reads.
@@ -80,7 +80,7 @@ class OidcIssuerConfig(Strict):
         default_factory=lambda: list(ASYMMETRIC_JWT_ALGORITHMS)
     )
     # Required when an HS* algorithm is listed: the HMAC secret shared with the issuer.
-    shared_secret: SecretStr | None = None
+    shared_secret: Credential | None = None
     leeway_seconds: Annotated[float, Field(ge=0, le=300)] = 30.0
     jwks_cache_seconds: Annotated[float, Field(gt=0, le=86_400)] = 600.0
     # An unknown kid refetches the JWKS at most once per this many seconds.
@@ -126,11 +126,11 @@ class AuthConfig(Strict):
     master_key: SecretStr
     # Keys the hashes of the gateway's API keys (and, later, the encryption of stored provider
     # credentials). Absent: $SWITCHBOARD_SECRET_KEY, else a file generated in the data dir.
-    secret_key: SecretStr | None = None
+    secret_key: Credential | None = None
     # Secrets used before the current one: stored values sealed under them still open, and
     # `switchboard secrets rotate` re-seals them under the current one. Also
     # $SWITCHBOARD_PREVIOUS_SECRET_KEYS (comma-separated).
-    previous_secret_keys: Annotated[list[SecretStr], Field(max_length=20)] = Field(default_factory=list)
+    previous_secret_keys: Annotated[list[Credential], Field(max_length=20)] = Field(default_factory=list)
     # How often the keys' last-used times are written (one batched statement each time).
     last_used_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 5.0
     caller_credentials: CallerCredentialsConfig = CallerCredentialsConfig()

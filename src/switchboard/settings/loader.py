@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from switchboard.config.base import BLANK_CREDENTIAL
 from switchboard.config.catalog import file_problems, type_problem
 from switchboard.config.schema import ProviderConfig, Settings
 from switchboard.config.yamlfile import YamlFileError, read_yaml
@@ -323,7 +324,8 @@ def _resolved(value: Any, path: str, env: Mapping[str, str] | None, problems: li
 
 
 def _credential_problems(provider: ProviderConfig, env: Mapping[str, str] | None) -> list[str]:
-    """``env:NAME`` and ``file:/path`` credentials that do not resolve (named, never shown)."""
+    """Credentials that cannot be sent: ``env:NAME`` and ``file:/path`` ones that do not resolve,
+    and empty or blank ones, as written or resolved (named, never shown)."""
     given = [("api_key", provider.api_key)] if provider.api_key is not None else []
     given += [(f"api_keys[{i}]", v) for i, v in enumerate(provider.api_keys)]
     problems = []
@@ -333,7 +335,9 @@ def _credential_problems(provider: ProviderConfig, env: Mapping[str, str] | None
         except refs.RefError as exc:
             problems.append(f"{key}: {exc}")
             continue
-        if (found := _LINE_BREAK.search(secret)) is not None:
+        if not secret.strip():
+            problems.append(f"{key}: {BLANK_CREDENTIAL}; leave the key out to send none")
+        elif (found := _LINE_BREAK.search(secret)) is not None:
             # Sent in a header, it failed every request to the provider with a 500 (the HTTP
             # client refuses it); most often a variable set from a file with its final newline.
             problems.append(f"{key}: the credential holds a line break or NUL (U+{ord(found.group()):04X}), "
