@@ -348,6 +348,7 @@ def test_master_key_read_from_a_file_reference(tmp_path: Path) -> None:
     [
         (["--port", "70000"], "command line: --port: Input should be less than or equal to 65535"),
         (["--workers", "300"], "command line: --workers: Input should be less than or equal to 256"),
+        (["--host", "a b"], "command line: --host: 'a b' is not an IP address or a host name"),
     ],
 )
 def test_command_line_overrides_are_validated_like_the_file(

@@ -98,6 +98,18 @@ def test_a_check_across_keys_names_the_key(tmp_path: Path, section: str, expecte
     _refused(tmp_path, text + section, {}, expected)
 
 
+@pytest.mark.parametrize(("section", "host"), [
+    ("metrics:\n  port: 9464\n  host: 'not a host!'\n", "metrics.host"),
+    ("server:\n  host: 'not a host!'\n", "server.host"),
+    ("server:\n  host: ''\n", "server.host"),
+], ids=["metrics", "server", "server-empty"])
+def test_a_listen_host_that_is_no_address_or_name_is_refused(tmp_path: Path, section: str, host: str) -> None:
+    """metrics.host was accepted, and its listener then failed in the started gateway."""
+    value = "not a host!" if "not a host" in section else ""
+    _refused(tmp_path, MINIMAL + section, {}, f"{host}: {value!r} is not an IP address or a host name "
+             "(letters, digits, '-' and '.'; 0.0.0.0 or :: for every interface)")
+
+
 def test_sections_left_empty_are_their_defaults(tmp_path: Path, mock_upstream: Mock) -> None:
     """`server:` with every key below it commented out is YAML's null: refused before as "not a
     dictionary", now the section's defaults, as if it were left out."""

@@ -14,7 +14,7 @@ from pydantic import AfterValidator, Field, SecretStr, field_validator, model_va
 from switchboard.config.base import MIB, Strict, checked_headers
 from switchboard.config.regexes import compile_as_re
 from switchboard.config.spend import BudgetWebhookConfig, Percent
-from switchboard.config.urls import check_http_url
+from switchboard.config.urls import check_http_url, checked_bind_host
 
 MetricLabel = Literal["tenant", "team", "key", "user"]
 
@@ -28,7 +28,7 @@ class MetricsConfig(Strict):
     key: SecretStr | None = Field(default=None, min_length=16)
     # Also serve /metrics, without a key, on this port (bind it to a private interface).
     port: Annotated[int, Field(ge=1, le=65535)] | None = None
-    host: str = "127.0.0.1"
+    host: Annotated[str, AfterValidator(checked_bind_host)] = "127.0.0.1"
     # Labels with unbounded values, off unless listed (each multiplies the series count).
     labels: Annotated[list[MetricLabel], Field(max_length=4)] = Field(default_factory=list)
     # Distinct values each of those labels takes per process; later values are reported as

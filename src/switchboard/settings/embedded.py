@@ -17,6 +17,7 @@ from typing import Literal
 
 from switchboard.config.paths import DataDirError, data_dir, ensure_dir
 from switchboard.config.schema import Settings
+from switchboard.config.urls import bind_host_problem
 from switchboard.settings.loader import ConfigError, validate
 
 KEY_FILE = "master_key"
@@ -89,6 +90,9 @@ def embedded_settings(host: str, port: int, env: dict[str, str] | None = None) -
     if not 0 < port <= 65535:
         # Said here, before the mock upstream's URL is built on it and found wrong first.
         raise ConfigError(SOURCE, [f"--port: {port} is not a port (1 to 65535)"])
+    if (problem := bind_host_problem(host)) is not None:
+        # Said of the option the user gave, not of the server.host of a file they never wrote.
+        raise ConfigError(SOURCE, [f"--host: {problem}"])
     env = dict(os.environ) if env is None else env
     directory = ensure_dir(data_dir(env))
     data = {
