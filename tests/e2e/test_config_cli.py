@@ -189,9 +189,11 @@ def _models_status(port: int, key: str) -> int:
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> dict[str, str]:
-    # The README's path (~/.switchboard) in a temporary home; no data dir override.
-    return {"HOME": str(tmp_path), "SWITCHBOARD_DATA_DIR": ""}
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    # The README's path (~/.switchboard) in a temporary home; no data dir override (unset: an
+    # empty SWITCHBOARD_DATA_DIR is refused).
+    monkeypatch.delenv("SWITCHBOARD_DATA_DIR", raising=False)
+    return {"HOME": str(tmp_path)}
 
 
 def test_generated_key_printed_once_and_quickstart_finds_it(tmp_path: Path, home: dict[str, str]) -> None:

@@ -129,3 +129,39 @@ def test_sections_left_empty_are_their_defaults(tmp_path: Path, mock_upstream: M
 def test_an_empty_auth_section_names_the_missing_master_key(tmp_path: Path) -> None:
     text = MINIMAL.replace("auth:\n  master_key: sk-test-master-key-123\n", "auth:\n  # master_key: later\n")
     _refused(tmp_path, text, {}, "auth.master_key: Field required")
+
+
+# -- SWITCHBOARD_DATA_DIR, read as server.data_dir is ----------------------------------------------
+
+
+def test_a_data_dir_variable_under_the_home_directory_is_there(tmp_path: Path) -> None:
+    """`SWITCHBOARD_DATA_DIR=~/sb` (quoted in a unit file or an env file, so no shell expands
+    it) was a directory named "~" under the working directory."""
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    port = free_port()
+    env = {"HOME": str(home), "SWITCHBOARD_DATA_DIR": "~/sb", "SWITCHBOARD_MASTER_KEY": MASTER_KEY}
+    proc = spawn(["serve", "--port", str(port)], env=env, cwd=work, inherit=False)
+    try:
+        proc.wait_serving()
+        assert (home / "sb" / "switchboard.db").is_file()
+        assert not (work / "~").exists()
+    finally:
+        assert proc.stop() == 0
+
+
+@pytest.mark.parametrize("args", [["serve"], ["serve", "--config"], ["config", "check"]])
+def test_an_empty_data_dir_variable_is_refused_in_one_line(tmp_path: Path, args: list[str]) -> None:
+    """As `data_dir: ""`: an empty value is refused rather than read as the default."""
+    path = tmp_path / "switchboard.yaml"
+    path.write_text(MINIMAL)
+    full = [*args, str(path)] if args[-1] in ("--config", "check") else args
+    if full[0] == "serve":
+        full += ["--port", str(free_port())]
+    env = {"HOME": str(tmp_path), "SWITCHBOARD_DATA_DIR": "", "SWITCHBOARD_MASTER_KEY": MASTER_KEY}
+    proc = spawn(full, env=env, inherit=False)
+    assert proc.wait_exit(60) == 1, proc.output
+    assert proc.output.strip() == ("error: SWITCHBOARD_DATA_DIR: an empty path; unset it for the default "
+                                   "data directory (~/.switchboard)")
+    assert not (tmp_path / ".switchboard").exists()

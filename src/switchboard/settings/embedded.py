@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from switchboard.config.paths import DataDirError, data_dir, ensure_dir
+from switchboard.config.paths import data_dir, ensure_dir, unusable
 from switchboard.config.schema import Settings
 from switchboard.config.urls import bind_host_problem
 from switchboard.settings.loader import ConfigError, validate
@@ -43,7 +43,7 @@ def master_key(env: dict[str, str] | None = None) -> MasterKey:
     try:
         return _key_file(directory / KEY_FILE)
     except OSError as exc:
-        raise DataDirError(directory, exc) from None
+        raise unusable(directory, exc) from None
 
 
 def _key_file(path: Path) -> MasterKey:
