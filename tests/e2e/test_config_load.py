@@ -4,6 +4,7 @@ gateway cannot use: one line naming the key path and the reason, from `config ch
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +105,8 @@ def test_a_check_across_keys_names_the_key(tmp_path: Path, section: str, expecte
     ("server:\n  host: ''\n", "server.host"),
 ], ids=["metrics", "server", "server-empty"])
 def test_a_listen_host_that_is_no_address_or_name_is_refused(tmp_path: Path, section: str, host: str) -> None:
-    """metrics.host was accepted, and its listener then failed in the started gateway."""
+    """metrics.host was accepted, and the gateway then failed at start-up with a traceback
+    ("Name or service not known")."""
     value = "not a host!" if "not a host" in section else ""
     _refused(tmp_path, MINIMAL + section, {}, f"{host}: {value!r} is not an IP address or a host name "
              "(letters, digits, '-' and '.'; 0.0.0.0 or :: for every interface)")
@@ -165,3 +167,20 @@ def test_an_empty_data_dir_variable_is_refused_in_one_line(tmp_path: Path, args:
     assert proc.output.strip() == ("error: SWITCHBOARD_DATA_DIR: an empty path; unset it for the default "
                                    "data directory (~/.switchboard)")
     assert not (tmp_path / ".switchboard").exists()
+
+
+def test_a_metrics_port_that_cannot_be_listened_on_is_one_line(tmp_path: Path) -> None:
+    """A metrics.port in use (or a metrics.host naming no address of this machine) was a
+    traceback once the gateway had started; now one line before anything starts, exit 1, as
+    for the gateway's own port."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        path = tmp_path / "switchboard.yaml"
+        path.write_text(MINIMAL + f"metrics:\n  port: {busy}\n")
+        env = {"HOME": str(tmp_path), "SWITCHBOARD_SECRET_KEY": "s" * 32}
+        proc = spawn(["serve", "--config", str(path), "--port", str(free_port())], env=env, inherit=False)
+        assert proc.wait_exit(60) == 1, proc.output
+    expected = f"error: metrics.port: cannot listen on 127.0.0.1:{busy}: Address already in use"
+    assert proc.output.strip() == expected
