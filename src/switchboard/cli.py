@@ -145,7 +145,7 @@ def serve(
     except ConfigError as exc:
         _fail_config(exc)
         return
-    problem = listen_problem(settings.server.host, settings.server.port)
+    problem = listen_problem(settings.server.host, settings.server.port) or _metrics_listen_problem(settings)
     if problem:
         error(problem)
         raise typer.Exit(1)
@@ -209,6 +209,16 @@ def _exit_on_unsupported_libraries() -> None:
         error(problem)
     if problems:
         raise typer.Exit(1)
+
+
+def _metrics_listen_problem(settings: Settings) -> str | None:
+    """Why the metrics listener (``metrics.port``) cannot be opened, or None: said before
+    anything starts, as for the gateway's own port, not as a traceback at start-up."""
+    from switchboard.server import listen_problem
+
+    m = settings.metrics
+    problem = listen_problem(m.host, m.port) if m.enabled and m.port else None
+    return None if problem is None else f"metrics.port: {problem}"
 
 
 def _open_stores_or_exit(settings: Settings | None, upgrade_only: bool = False) -> None:

@@ -97,7 +97,8 @@ def _overridden(server: ServerConfig, overrides: dict[str, Any]) -> ServerConfig
     try:
         return ServerConfig.model_validate({**server.model_dump(), **overrides})
     except ValidationError as err:
-        problems = [f"--{e['loc'][0]}: {e['msg']}" for e in err.errors(include_url=False)]
+        problems = [f"--{e['loc'][0]}: {str(e['msg']).removeprefix('Value error, ')}"
+                    for e in err.errors(include_url=False)]
         raise ConfigError("command line", problems) from None
 
 

@@ -645,9 +645,9 @@ def test_a_parameter_given_twice_is_a_400(pair: Pair) -> None:
 
 @pytest.mark.parametrize(("change", "problem"), [
     ({"rules": [{"name": "r", "kind": "breaker", "webhooks": ["pager"]}]},
-     "alerts: rules[0].webhooks: unknown webhook 'pager' (known: oncall)"),
+     "alerts.rules[0].webhooks: unknown webhook 'pager' (known: oncall)"),
     ({"rules": [{"name": "r", "kind": "error_rate", "threshold": 2}]},
-     "alerts.rules[0]: threshold: an error rate is a share of requests, 0 < threshold <= 1, got 2"),
+     "alerts.rules[0].threshold: an error rate is a share of requests, 0 < threshold <= 1, got 2"),
     # No resolver takes it: refused here rather than failing every delivery at run time.
     ({"webhooks": {"oncall": {"url": "http://hooks example.com/x", "secret": HOOK_SECRET}}},
      "alerts.webhooks.oncall.url: the host of 'http://hooks example.com/…' contains a space or a "

@@ -189,9 +189,11 @@ def _models_status(port: int, key: str) -> int:
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> dict[str, str]:
-    # The README's path (~/.switchboard) in a temporary home; no data dir override.
-    return {"HOME": str(tmp_path), "SWITCHBOARD_DATA_DIR": ""}
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    # The README's path (~/.switchboard) in a temporary home; no data dir override (unset: an
+    # empty SWITCHBOARD_DATA_DIR is refused).
+    monkeypatch.delenv("SWITCHBOARD_DATA_DIR", raising=False)
+    return {"HOME": str(tmp_path)}
 
 
 def test_generated_key_printed_once_and_quickstart_finds_it(tmp_path: Path, home: dict[str, str]) -> None:
@@ -348,6 +350,7 @@ def test_master_key_read_from_a_file_reference(tmp_path: Path) -> None:
     [
         (["--port", "70000"], "command line: --port: Input should be less than or equal to 65535"),
         (["--workers", "300"], "command line: --workers: Input should be less than or equal to 256"),
+        (["--host", "a b"], "command line: --host: 'a b' is not an IP address or a host name"),
     ],
 )
 def test_command_line_overrides_are_validated_like_the_file(
@@ -450,7 +453,7 @@ def test_an_mcp_or_tracing_header_with_a_line_break_is_a_config_error(
     ("api_key: sk-upstream", 'api_keys: ["${UPSTREAM_KEY}"]',
      "providers[0].api_keys[0]: the credential holds a line break or NUL (U+000A)"),
     ("master_key: sk-test-master-key-123", "master_key: ${UPSTREAM_KEY}",
-     "auth: master_key has surrounding whitespace or a line break, which no request can send"),
+     "auth.master_key: it has surrounding whitespace or a line break, which no request can send"),
     ("server:\n", "metrics:\n  key: ${UPSTREAM_KEY}\nserver:\n",
      "metrics.key: the key has surrounding whitespace or a line break, which no request can send"),
 ])
@@ -569,7 +572,7 @@ router:
      "router.semantic[1].model: 'smart' has a semantic router already (router.semantic[0])"),
     ("  splits: [{name: s, model: mini, arms: [{deployment: mini, percent: 10},"
      " {deployment: main, percent: 80}, {deployment: mini, percent: 10}]}]",
-     "router.splits[0]: arms[2]: 'mini' is an arm of this split already"),
+     "router.splits[0].arms[2]: 'mini' is an arm of this split already"),
 ])
 def test_contradictory_or_duplicate_routing_entries_fail_the_check(
     tmp_path: Path, router: str, expected: str

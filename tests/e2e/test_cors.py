@@ -342,6 +342,6 @@ def test_a_bad_configuration_is_refused_at_load(tmp_path: Path) -> None:
     assert "server.cors.max_age: Input should be less than or equal to 86400" in out
     assert "server.cors.allow_headers: 'not a name' is not a header name" in out
     out = _check(tmp_path, {"allow_origins": ["*"], "allow_credentials": True})
-    assert "server.cors: allow_credentials: true cannot be combined with allow_origins '*'" in out
+    assert "server.cors.allow_credentials: true cannot be combined with allow_origins '*'" in out
     out = _check(tmp_path, {"allow_origins": ["https://a.example"] * 1001})
     assert "server.cors.allow_origins: List should have at most 1000 items" in out

@@ -641,9 +641,9 @@ def test_key_rotation_is_picked_up_and_the_old_key_stops(
 @pytest.mark.parametrize(
     ("issuer", "problem"),
     [
-        ({"algorithms": ["HS256"]}, "HS256 listed: a shared_secret is required"),
+        ({"algorithms": ["HS256"]}, "shared_secret: required with HS256 in algorithms"),
         ({"default_role": "platform_admin"}, "default_role"),
-        ({"discovery": False}, "jwks_url is required when discovery is false"),
+        ({"discovery": False}, "jwks_url: required when discovery is false"),
         ({"issuer": "idp.example"}, "must be an http:// or https:// URL"),
         ({"audiences": ["x"]}, "audiences"),
     ],

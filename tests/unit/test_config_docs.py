@@ -246,6 +246,120 @@ def test_the_allow_listed_rows_exist() -> None:
     assert set(_UNMAPPED_ROWS) <= documented
 
 
+# --- Documented bounds ----------------------------------------------------------------------
+#
+# The type column of every row whose key is a number (int or float) states its bounds in one of
+# a few forms: a range (`0 to 65535`, `64 KiB to 1 GiB`, `60 s to 7 days`, `64 to 10^7`, written
+# with an en dash or "to"), or comparisons (`> 0, ≤ 86400`, `≥ 1024`, `0 < s ≤ 300`, `> 0` to
+# `10`). Each bound read there is
+# checked against the schema's own validation of the field: the bound itself accepted (unless
+# exclusive) and the nearest value past it refused.
+
+_SCALES = {"KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "s": 1, "day": 86_400, "days": 86_400}
+_AMOUNT = r"(\d[\d,]*(?:\.\d+)?(?:\^\d+)?)(?:\s?(KiB|MiB|GiB|days?|s)(?![\w]))?"
+_RANGE = re.compile(rf"(>\s?)?{_AMOUNT}\s?(?:\u2013|-|to)\s?{_AMOUNT}")
+_BETWEEN = re.compile(rf"{_AMOUNT} < s ≤ {_AMOUNT}")
+_COMPARE = re.compile(rf"(>|≥|≤|<)\s?{_AMOUNT}")
+
+# Numeric rows whose type column states no bound, with the reason (none: every one does).
+_UNBOUNDED_ROWS: dict[str, str] = {}
+
+
+def _amount(number: str, unit: str | None) -> float:
+    base, _, power = number.replace(",", "").partition("^")
+    value = float(base) ** int(power) if power else float(base)
+    return value * _SCALES.get(unit or "", 1)
+
+
+class _Bounds(typing.NamedTuple):
+    low: float | None
+    low_open: bool
+    high: float | None
+    high_open: bool
+
+
+def _bounds(cell: str) -> _Bounds | None:
+    """The bounds a type cell states, or None when it states none."""
+    text = re.sub(r"\([^)]*\)|`[^`]*`", "", cell)  # notes, and bounds by another key's value
+    if m := _BETWEEN.search(text):
+        return _Bounds(_amount(m[1], m[2]), True, _amount(m[3], m[4]), False)
+    if m := _RANGE.search(text):
+        return _Bounds(_amount(m[2], m[3]), bool(m[1]), _amount(m[4], m[5]), False)
+    low = high = None
+    low_open = high_open = False
+    for sign, number, unit in _COMPARE.findall(text):
+        if sign in (">", "≥"):
+            low, low_open = _amount(number, unit), sign == ">"
+        else:
+            high, high_open = _amount(number, unit), sign == "<"
+    return None if low is None and high is None else _Bounds(low, low_open, high, high_open)
+
+
+def _numeric_rows() -> list[tuple[str, str, str]]:
+    """(dotted path, kind, type cell) of every documented key typed int or float."""
+    from switchboard.config.base import scalar_kind
+
+    rows = []
+    for heading, index, cells in _sections():
+        prefix = _section_prefix(heading, index)
+        keys = _row_keys(cells[0])
+        if f"{prefix}.{keys[0]}" in _UNMAPPED_ROWS:
+            continue
+        for key in keys:
+            kind = scalar_kind(_field(f"{prefix}.{key}").annotation)
+            if kind in ("int", "float"):
+                rows.append((f"{prefix}.{key}", kind, cells[1]))
+    return rows
+
+
+def _accepts(path: str, value: float, kind: str) -> bool:
+    from pydantic import TypeAdapter, ValidationError
+
+    field = _field(path)
+    annotation = typing.Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+    adapter: TypeAdapter[typing.Any] = TypeAdapter(annotation)
+    try:
+        adapter.validate_python(int(value) if kind == "int" else value)
+    except ValidationError:
+        return False
+    return True
+
+
+def test_the_documented_bounds_are_read() -> None:
+    rows = {path: _bounds(cell) for path, _, cell in _numeric_rows()}
+    assert len(rows) > 100
+    assert rows["server.port"] == _Bounds(0, False, 65535, False)
+    assert rows["server.header_timeout_seconds"] == _Bounds(0, True, 86_400, False)
+    assert rows["mcp.client_session_seconds"] == _Bounds(60, False, 7 * 86_400, False)
+    assert rows["mcp.list_timeout_seconds"] == _Bounds(0, True, 300, False)
+    assert rows["redis.publish_timeout_seconds"] == _Bounds(0, True, 10, False)
+    assert rows["prompts.max_template_chars"] == _Bounds(64, False, 10**7, False)
+    assert rows["server.max_body_bytes"] == _Bounds(1024, False, None, False)
+
+
+def test_every_documented_bound_is_what_the_schema_enforces() -> None:
+    wrong, unbounded = [], []
+    for path, kind, cell in _numeric_rows():
+        bounds = _bounds(cell)
+        if bounds is None:
+            unbounded.append(path)
+            continue
+        step = 1.0 if kind == "int" else None
+        for edge, is_open, outward in ((bounds.low, bounds.low_open, -1), (bounds.high, bounds.high_open, 1)):
+            if edge is None:
+                continue
+            # The nearest value past the edge, and the nearest one inside an open edge.
+            nudge = step or max(abs(edge) * 1e-9, 1e-9)
+            inside = edge - outward * nudge if is_open else edge
+            outside = edge if is_open else edge + outward * nudge
+            if not _accepts(path, inside, kind):
+                wrong.append(f"{path} ({cell}): {inside:g} is refused")
+            if _accepts(path, outside, kind):
+                wrong.append(f"{path} ({cell}): {outside:g} is accepted")
+    assert wrong == [], "docs/configuration.md bounds disagree with the schema:\n" + "\n".join(wrong)
+    assert sorted(unbounded) == sorted(_UNBOUNDED_ROWS), "numeric rows with no bound stated"
+
+
 # --- The examples -----------------------------------------------------------------------------
 #
 # Every ```yaml block of README.md and docs/ is read as the gateway reads a config file and,

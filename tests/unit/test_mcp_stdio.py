@@ -136,7 +136,7 @@ def test_stdio_servers_are_refused_unless_allowed() -> None:
     settings = Settings.model_validate({"auth": {"master_key": "sk-test-master-key"}, "mcp_servers": [entry],
                                         "mcp": {"allow_stdio": True}})
     assert settings.mcp_servers[0].command == ["mcp-server"]
-    with pytest.raises(ValidationError, match="needs a command"):
+    with pytest.raises(ValidationError, match="transport stdio needs one"):
         McpServerConfig.model_validate({"name": "x", "transport": "stdio"})
     # Never through the admin API: a command to run comes from the YAML only.
     with pytest.raises(ValueError, match="YAML only"):

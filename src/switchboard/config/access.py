@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from switchboard.config.base import Strict
+from switchboard.config.base import Credential, Strict
 from switchboard.config.urls import check_http_url
 
 # Headers that carry the caller's Switchboard key or a provider's, or that the gateway itself reads.
@@ -80,7 +80,7 @@ class OidcIssuerConfig(Strict):
         default_factory=lambda: list(ASYMMETRIC_JWT_ALGORITHMS)
     )
     # Required when an HS* algorithm is listed: the HMAC secret shared with the issuer.
-    shared_secret: SecretStr | None = None
+    shared_secret: Credential | None = None
     leeway_seconds: Annotated[float, Field(ge=0, le=300)] = 30.0
     jwks_cache_seconds: Annotated[float, Field(gt=0, le=86_400)] = 600.0
     # An unknown kid refetches the JWKS at most once per this many seconds.
@@ -106,19 +106,19 @@ class OidcIssuerConfig(Strict):
     @model_validator(mode="after")
     def _consistent(self) -> OidcIssuerConfig:
         if not self.discovery and self.jwks_url is None:
-            raise ValueError("jwks_url is required when discovery is false")
+            raise ValueError("jwks_url: required when discovery is false")
         hmac_listed = [a for a in self.algorithms if a in HMAC_JWT_ALGORITHMS]
         if hmac_listed and self.shared_secret is None:
-            raise ValueError(f"{', '.join(hmac_listed)} listed: a shared_secret is required")
+            raise ValueError(f"shared_secret: required with {', '.join(hmac_listed)} in algorithms")
         if self.shared_secret is not None:
             if not hmac_listed:
-                raise ValueError("shared_secret is set but no HS* algorithm is listed")
+                raise ValueError("shared_secret: set, but no HS* algorithm is listed")
             # RFC 7518 3.2: at least as many bytes as the hash's output (32 for HS256, 64 for HS512).
             needed = max(int(a[2:]) // 8 for a in hmac_listed)
             if len(self.shared_secret.get_secret_value().encode()) < needed:
-                raise ValueError(f"shared_secret must be at least {needed} bytes for {max(hmac_listed)}")
+                raise ValueError(f"shared_secret: must be at least {needed} bytes for {max(hmac_listed)}")
         if self.tenant is not None and self.claims.tenant is not None:
-            raise ValueError("give either tenant (fixed) or claims.tenant, not both")
+            raise ValueError("tenant: give either tenant (fixed) or claims.tenant, not both")
         return self
 
 
@@ -126,30 +126,41 @@ class AuthConfig(Strict):
     master_key: SecretStr
     # Keys the hashes of the gateway's API keys (and, later, the encryption of stored provider
     # credentials). Absent: $SWITCHBOARD_SECRET_KEY, else a file generated in the data dir.
-    secret_key: SecretStr | None = None
+    secret_key: Credential | None = None
     # Secrets used before the current one: stored values sealed under them still open, and
     # `switchboard secrets rotate` re-seals them under the current one. Also
     # $SWITCHBOARD_PREVIOUS_SECRET_KEYS (comma-separated).
-    previous_secret_keys: Annotated[list[SecretStr], Field(max_length=20)] = Field(default_factory=list)
+    previous_secret_keys: Annotated[list[Credential], Field(max_length=20)] = Field(default_factory=list)
     # How often the keys' last-used times are written (one batched statement each time).
     last_used_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 5.0
     caller_credentials: CallerCredentialsConfig = CallerCredentialsConfig()
     # Identity providers whose JWTs are accepted as bearer tokens.
     oidc: Annotated[list[OidcIssuerConfig], Field(max_length=20)] = Field(default_factory=list)
 
-    @model_validator(mode="after")
-    def _not_empty(self) -> AuthConfig:
-        issuers = [i.issuer for i in self.oidc]
+    @field_validator("oidc")
+    @classmethod
+    def _issuers_once(cls, value: list[OidcIssuerConfig]) -> list[OidcIssuerConfig]:
+        issuers = [i.issuer for i in value]
         if len(set(issuers)) != len(issuers):
-            raise ValueError("auth.oidc: each issuer may be listed once")
-        master_key = self.master_key.get_secret_value()
+            raise ValueError("each issuer may be listed once")
+        return value
+
+    @field_validator("master_key")
+    @classmethod
+    def _sendable(cls, value: SecretStr) -> SecretStr:
+        master_key = value.get_secret_value()
         if len(master_key) < 8:
-            raise ValueError("master_key must be at least 8 characters")
+            raise ValueError("must be at least 8 characters")
         if master_key != master_key.strip() or any(c in master_key for c in "\r\n\x00"):
             # No Authorization header carries it (HTTP strips a value's surrounding whitespace and
             # refuses line breaks): every admin call would be refused, with nothing saying why.
-            raise ValueError("master_key has surrounding whitespace or a line break, which no request "
-                             "can send (a trailing newline in the variable?)")
-        if self.secret_key is not None and len(self.secret_key.get_secret_value()) < 32:
-            raise ValueError("secret_key must be at least 32 characters")
-        return self
+            raise ValueError("it has surrounding whitespace or a line break, which no request can send "
+                             "(a trailing newline in the variable?)")
+        return value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters")
+        return value

@@ -22,9 +22,9 @@ import typing
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, SecretStr, ValidationInfo, field_validator
 from pydantic import Strict as StrictType
 from pydantic_core import PydanticCustomError
 
@@ -72,6 +72,19 @@ def checked_headers(value: dict[str, str]) -> dict[str, str]:
         if (problem := header_problem(name, text)) is not None:
             raise ValueError(problem)
     return value
+
+
+BLANK_CREDENTIAL = "empty or only whitespace, which is no credential (an empty ${VAR}?)"
+
+
+def _filled(value: SecretStr) -> SecretStr:
+    if not value.get_secret_value().strip():
+        raise ValueError(BLANK_CREDENTIAL)
+    return value
+
+
+# A secret the gateway sends or signs with: empty or blank is refused, never used as a key.
+Credential = Annotated[SecretStr, AfterValidator(_filled)]
 
 
 _BOOL, _NUMBER = "bool", "number"

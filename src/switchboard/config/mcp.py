@@ -101,9 +101,9 @@ class McpServerConfig(Strict):
     def _transport(self) -> McpServerConfig:
         if self.transport == "stdio":
             if not self.command:
-                raise ValueError("transport stdio needs a command")
+                raise ValueError("command: transport stdio needs one")
         elif self.url is None:
-            raise ValueError(f"transport {self.transport} needs a url")
+            raise ValueError(f"url: transport {self.transport} needs one")
         else:
             # Its path may be its credential (a hosted server's /mcp/<token>/sse): errors name
             # its origin only, as webhooks' do.

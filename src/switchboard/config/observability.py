@@ -14,7 +14,7 @@ from pydantic import AfterValidator, Field, SecretStr, field_validator, model_va
 from switchboard.config.base import MIB, Strict, checked_headers
 from switchboard.config.regexes import compile_as_re
 from switchboard.config.spend import BudgetWebhookConfig, Percent
-from switchboard.config.urls import check_http_url
+from switchboard.config.urls import check_http_url, checked_bind_host
 
 MetricLabel = Literal["tenant", "team", "key", "user"]
 
@@ -28,7 +28,7 @@ class MetricsConfig(Strict):
     key: SecretStr | None = Field(default=None, min_length=16)
     # Also serve /metrics, without a key, on this port (bind it to a private interface).
     port: Annotated[int, Field(ge=1, le=65535)] | None = None
-    host: str = "127.0.0.1"
+    host: Annotated[str, AfterValidator(checked_bind_host)] = "127.0.0.1"
     # Labels with unbounded values, off unless listed (each multiplies the series count).
     labels: Annotated[list[MetricLabel], Field(max_length=4)] = Field(default_factory=list)
     # Distinct values each of those labels takes per process; later values are reported as
@@ -49,7 +49,7 @@ class MetricsConfig(Strict):
     @classmethod
     def _once_each(cls, value: list[str]) -> list[str]:
         if len(set(value)) != len(value):
-            raise ValueError("metrics.labels: each label may be listed once")
+            raise ValueError("each label may be listed once")
         return value
 
 
@@ -90,7 +90,7 @@ class TracingConfig(Strict):
     @model_validator(mode="after")
     def _batch_fits_queue(self) -> TracingConfig:
         if self.max_export_batch_size > self.max_queue_size:
-            raise ValueError("tracing.max_export_batch_size must not exceed tracing.max_queue_size")
+            raise ValueError(f"max_export_batch_size: must not exceed max_queue_size ({self.max_queue_size})")
         return self
 
 
@@ -253,7 +253,7 @@ class AlertRule(Strict):
         kind = self.kind
         if kind in ("error_rate", "latency"):
             if self.threshold is None:
-                raise ValueError(f"a {kind} rule needs a threshold")
+                raise ValueError(f"threshold: a {kind} rule needs one")
             if kind == "error_rate" and self.threshold > 1:
                 raise ValueError(f"threshold: an error rate is a share of requests, 0 < threshold <= 1, "
                                  f"got {self.threshold:g}")
@@ -261,7 +261,7 @@ class AlertRule(Strict):
                 raise ValueError(f"threshold: latency in milliseconds, at most 3600000, "
                                  f"got {self.threshold:g}")
         elif self.threshold is not None:
-            raise ValueError(f"a {kind} rule takes no threshold")
+            raise ValueError(f"threshold: a {kind} rule takes none")
         allowed = {
             "error_rate": {"group", "deployment", "window_seconds", "min_requests"},
             "latency": {"group", "deployment", "window_seconds", "min_requests", "percentile"},
@@ -272,7 +272,7 @@ class AlertRule(Strict):
                     "scopes"}
         extra = sorted((given & specific) - allowed)
         if extra:
-            raise ValueError(f"a {kind} rule takes no {', '.join(extra)}")
+            raise ValueError(f"{extra[0]}: a {kind} rule takes no {', '.join(extra)}")
         return self
 
 

@@ -183,7 +183,7 @@ class Split(Strict):
             seen.add(label)
         total = sum(arm.percent for arm in self.arms)
         if abs(total - 100) > 1e-6:
-            raise ValueError(f"the arms' percents add up to {total:g}, not 100")
+            raise ValueError(f"arms: their percents add up to {total:g}, not 100")
         return self
 
 

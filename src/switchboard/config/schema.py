@@ -16,9 +16,10 @@ see ``config.yamlfile`` and ``config.base``.
 
 from __future__ import annotations
 
+import typing
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 
 from switchboard.config.access import (  # noqa: F401 (re-exported)
     ASYMMETRIC_JWT_ALGORITHMS,
@@ -137,6 +138,17 @@ class Settings(Strict):
     mcp: McpConfig = McpConfig()
     # Set for the embedded default: serve the built-in mock upstream under /mock.
     builtin_mock: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_sections(cls, data: Any) -> Any:
+        """A section written with no keys under it (``server:`` with its keys commented out,
+        YAML's null) is an empty one: its defaults (``[]`` for a list), as if it were left out,
+        rather than an error; ``auth:`` so is told its missing ``master_key``."""
+        if not isinstance(data, dict) or None not in data.values():
+            return data
+        return {k: _EMPTY_SECTIONS[k]() if v is None and k in _EMPTY_SECTIONS else v
+                for k, v in data.items()}
 
     @model_validator(mode="before")
     @classmethod
@@ -262,6 +274,22 @@ class Settings(Strict):
                     listed = ", ".join(sorted(names)) or "none"
                     raise ValueError(f"router.splits[{i}]: the model {split.model!r} has no deployment "
                                      f"{arm.deployment!r} (deployments: {listed})")
+
+
+def _empty_value(annotation: Any) -> type | None:
+    """What an empty section of this type is (``dict`` for a section, ``list`` for a list),
+    or None for a key that is no section or where null means something of its own (``redis``)."""
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _empty_value(typing.get_args(annotation)[0])
+    if origin is list:
+        return list
+    return dict if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+
+
+# Settings' keys whose null is an empty section, and what that is.
+_EMPTY_SECTIONS = {name: empty for name, info in Settings.model_fields.items()
+                   if (empty := _empty_value(info.annotation)) is not None}
 
 
 def _with_proxy(entry: Any, proxy: str) -> Any:

@@ -11,10 +11,15 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import AfterValidator, Field, SecretStr, field_validator, model_validator
 
 from switchboard.config.base import MAX_CONNECTIONS, MAX_SECONDS, MIB, Strict
-from switchboard.config.urls import database_url_problem, proxy_url_problem, redis_url_problem
+from switchboard.config.urls import (
+    checked_bind_host,
+    database_url_problem,
+    proxy_url_problem,
+    redis_url_problem,
+)
 
 # The levels `server.log_level` accepts, most verbose first (case-insensitive).
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -147,7 +152,7 @@ class CorsConfig(Strict):
 
 
 class ServerConfig(Strict):
-    host: str = "127.0.0.1"
+    host: Annotated[str, AfterValidator(checked_bind_host)] = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 4000
     workers: Annotated[int, Field(ge=1, le=256)] = 1
     max_body_bytes: Annotated[int, Field(ge=1024)] = 32 * MIB

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field, SecretStr, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
-from switchboard.config.base import MIB, Strict
+from switchboard.config.base import MIB, Credential, Strict
 from switchboard.config.urls import check_http_url
 
 
@@ -93,7 +93,7 @@ class BudgetWebhookConfig(Strict):
     """Where budget threshold events are POSTed (docs/budgets.md), signed with ``secret``."""
 
     url: str
-    secret: SecretStr = Field(min_length=16)
+    secret: Credential = Field(min_length=16)
     timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 5.0
     # Attempts per event (the first included), with exponential backoff between them.
     max_attempts: Annotated[int, Field(ge=1, le=20)] = 5

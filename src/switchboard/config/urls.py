@@ -141,6 +141,35 @@ def ipv4_shorthand(host: str) -> bool:
     return False
 
 
+# A host name as a resolver takes it (RFC 1123): dot-separated labels of letters, digits and
+# inner hyphens, 1 to 63 characters each; a final dot is allowed.
+_HOST_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+
+def bind_host_problem(host: str) -> str | None:
+    """Why ``host`` is no address to listen on (an IP address, or a host name of this machine),
+    or None. Said at load time: a typo otherwise surfaced only as the listener failing (or, for
+    ``metrics.host``, as a worker failing after start-up)."""
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        pass
+    name = host[:-1] if host.endswith(".") else host
+    named = 0 < len(name) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in name.split("."))
+    if named and not ipv4_shorthand(host):
+        return None
+    return (f"{host[:64]!r} is not an IP address or a host name (letters, digits, '-' and '.'; "
+            "0.0.0.0 or :: for every interface)")
+
+
+def checked_bind_host(host: str) -> str:
+    """``host`` when it is one to listen on, else a ValueError saying why (a validator's)."""
+    if (problem := bind_host_problem(host)) is not None:
+        raise ValueError(problem)
+    return host
+
+
 # A URL's user info (``user:password@``) and query string, wherever a URL is written: both may
 # hold a credential (a provider's base URL with a proxy's password, a webhook's ``?token=``).
 _USERINFO = re.compile(r"^([^:/?#]*://)?[^/?#]*@")

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from switchboard.config.paths import DataDirError, data_dir, ensure_dir
+from switchboard.config.paths import data_dir, ensure_dir, unusable
 from switchboard.config.schema import Settings
+from switchboard.config.urls import bind_host_problem
 from switchboard.settings.loader import ConfigError, validate
 
 KEY_FILE = "master_key"
@@ -42,7 +43,7 @@ def master_key(env: dict[str, str] | None = None) -> MasterKey:
     try:
         return _key_file(directory / KEY_FILE)
     except OSError as exc:
-        raise DataDirError(directory, exc) from None
+        raise unusable(directory, exc) from None
 
 
 def _key_file(path: Path) -> MasterKey:
@@ -89,6 +90,9 @@ def embedded_settings(host: str, port: int, env: dict[str, str] | None = None) -
     if not 0 < port <= 65535:
         # Said here, before the mock upstream's URL is built on it and found wrong first.
         raise ConfigError(SOURCE, [f"--port: {port} is not a port (1 to 65535)"])
+    if (problem := bind_host_problem(host)) is not None:
+        # Said of the option the user gave, not of the server.host of a file they never wrote.
+        raise ConfigError(SOURCE, [f"--host: {problem}"])
     env = dict(os.environ) if env is None else env
     directory = ensure_dir(data_dir(env))
     data = {

@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from switchboard.config.base import BLANK_CREDENTIAL
 from switchboard.config.catalog import file_problems, type_problem
 from switchboard.config.schema import ProviderConfig, Settings
 from switchboard.config.yamlfile import YamlFileError, read_yaml
@@ -91,6 +92,12 @@ def interpolate(value: Any, env: Mapping[str, str], loc: tuple[Any, ...], proble
                             "(${A:-${B}} or ${A:-${B:-default}}, not a reference in B's default)")
         return _ENV_REF.sub(sub, value)
     if isinstance(value, dict):
+        for key in value:
+            if isinstance(key, str) and "${" in key:
+                # Keys are taken as written (as in docker compose): a reference there would
+                # be sent or matched as the literal text.
+                problems.append(f"{_path((*loc, key))}: a ${{...}} reference is read in values only, "
+                                "not in a key; write the key out")
         return {k: interpolate(v, env, (*loc, k), problems) for k, v in value.items()}
     if isinstance(value, list):
         return [interpolate(v, env, (*loc, i), problems) for i, v in enumerate(value)]
@@ -106,8 +113,19 @@ def _pydantic_problems(err: ValidationError) -> list[str]:
         elif e["type"] == "too_short" and e.get("ctx", {}).get("field_type") == "Value":
             # A secret's (SecretStr) length: pydantic counts "items" there, as for a list.
             msg = f"String should have at least {e['ctx']['min_length']} characters"
-        problems.append(msg if not e["loc"] and _OWN_PATH.match(msg) else f"{_path(tuple(e['loc']))}: {msg}")
+        problems.append(_located(tuple(e["loc"]), msg))
     return problems
+
+
+def _located(loc: tuple[Any, ...], msg: str) -> str:
+    """``msg`` with the key path it is about. A check across a section's keys starts its message
+    with the key it is about, from that section (``master_key: ...`` from ``auth``): joined to
+    the section's path, so the line names the key, not the section holding it."""
+    if not _OWN_PATH.match(msg):
+        return f"{_path(loc)}: {msg}"
+    if not loc:
+        return msg
+    return _path(loc) + ("" if msg.startswith("[") else ".") + msg
 
 
 def validate(data: Any, source: str, env: Mapping[str, str] | None = None) -> Settings:
@@ -306,7 +324,8 @@ def _resolved(value: Any, path: str, env: Mapping[str, str] | None, problems: li
 
 
 def _credential_problems(provider: ProviderConfig, env: Mapping[str, str] | None) -> list[str]:
-    """``env:NAME`` and ``file:/path`` credentials that do not resolve (named, never shown)."""
+    """Credentials that cannot be sent: ``env:NAME`` and ``file:/path`` ones that do not resolve,
+    and empty or blank ones, as written or resolved (named, never shown)."""
     given = [("api_key", provider.api_key)] if provider.api_key is not None else []
     given += [(f"api_keys[{i}]", v) for i, v in enumerate(provider.api_keys)]
     problems = []
@@ -316,7 +335,9 @@ def _credential_problems(provider: ProviderConfig, env: Mapping[str, str] | None
         except refs.RefError as exc:
             problems.append(f"{key}: {exc}")
             continue
-        if (found := _LINE_BREAK.search(secret)) is not None:
+        if not secret.strip():
+            problems.append(f"{key}: {BLANK_CREDENTIAL}; leave the key out to send none")
+        elif (found := _LINE_BREAK.search(secret)) is not None:
             # Sent in a header, it failed every request to the provider with a 500 (the HTTP
             # client refuses it); most often a variable set from a file with its final newline.
             problems.append(f"{key}: the credential holds a line break or NUL (U+{ord(found.group()):04X}), "

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from switchboard.config.paths import DataDirError, data_dir, ensure_dir
+from switchboard.config.paths import data_dir, ensure_dir, unusable
 from switchboard.config.schema import Settings
 
 SECRET_FILE = "secret_key"
@@ -38,7 +38,7 @@ def read_or_create(path: Path) -> str:
     try:
         return _read_or_create(path)
     except OSError as exc:
-        raise DataDirError(path.parent, exc) from None
+        raise unusable(path.parent, exc) from None
 
 
 def _read_or_create(path: Path) -> str:

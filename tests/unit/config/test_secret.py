@@ -60,7 +60,7 @@ def test_a_shared_database_needs_a_given_secret(tmp_path: Path) -> None:
 def test_a_short_configured_secret_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         settings(tmp_path, auth={**BASE["auth"], "secret_key": "short"})
-    assert err.value.problems == ["auth: secret_key must be at least 32 characters"]
+    assert err.value.problems == ["auth.secret_key: must be at least 32 characters"]
 
 
 def test_previous_secrets_from_the_config_and_the_environment(tmp_path: Path) -> None:

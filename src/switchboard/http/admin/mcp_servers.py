@@ -232,8 +232,12 @@ def _validated(record: McpServerRecord, opened: Opened) -> McpServerConfig:
         return to_config(record, opened)
     except ValidationError as err:
         first = err.errors(include_url=False, include_input=False)[0]
-        param = ".".join(str(p) for p in first["loc"]) or "url"
         message = str(first["msg"]).removeprefix("Value error, ")
+        # A check across the record's fields starts its message with the field it is about.
+        named = re.match(r"([a-z_]+): ", message) if not first["loc"] else None
+        if named is not None:
+            message = message[named.end():]
+        param = ".".join(str(p) for p in first["loc"]) or (named[1] if named else "url")
         if "got '" in message or 'got "' in message:  # a message quoting the value
             message = message.split(", got ")[0]
         raise InvalidRequest(f"{param}: {message}", param=param, code="invalid_value") from None
