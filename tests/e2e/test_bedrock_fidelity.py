@@ -537,6 +537,19 @@ def test_a_stop_sequence_stop_of_another_family_is_stop_sequence_on_v1_messages(
     assert extra(resp.choices[0])["stop_sequence"] == "Switchboard"
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["message", "stream"])
+def test_an_empty_stop_sequence_does_not_hide_which_one_matched(sdk: openai.OpenAI, stream: bool) -> None:
+    """["", "Switchboard"] sends only "Switchboard" (an empty one asks for nothing), so that is the
+    match Llama's stopReason stop_sequence reports."""
+    params: Any = {"model": "llama", "messages": ask("hi"), "stop": ["", "Switchboard"]}
+    if stream:
+        chunks = list(sdk.chat.completions.create(**params, stream=True))
+        finish = [extra(c.choices[0]) for c in chunks if c.choices and c.choices[0].finish_reason]
+        assert finish[0]["stop_sequence"] == "Switchboard"
+    else:
+        assert extra(sdk.chat.completions.create(**params).choices[0])["stop_sequence"] == "Switchboard"
+
+
 # ---- 6. strict tools ----
 
 def test_strictness_is_kept_per_tool(sdk: openai.OpenAI, mock_upstream: Mock) -> None:
