@@ -653,3 +653,26 @@ def test_a_non_text_system_part_is_refused_naming_the_part(
     assert err.value.param == f"messages[{index}].content[1].type", err.value.body
     assert "image_url" in err.value.message and "system message" in err.value.message
     assert captured(mock_upstream, marker, count=0) == []  # nothing went upstream
+
+
+@pytest.mark.parametrize("arguments", ["null", "[1]", "5", '"text"'])
+@pytest.mark.parametrize("model", ["claude", "nova"])
+def test_tool_call_arguments_that_are_not_an_object_are_a_400_naming_them(
+    sdk: openai.OpenAI, mock_upstream: Mock, model: str, arguments: str
+) -> None:
+    """Converse's toolUse.input must be an object (Claude refuses anything else): another JSON value
+    in a replayed call is the caller's 400, as on the anthropic provider type."""
+    marker = new_marker()
+    messages: Any = [
+        *ask(f"weather mock:capture={marker}"),
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function",
+             "function": {"name": "get_weather", "arguments": arguments}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "22 degrees"},
+    ]
+    with pytest.raises(openai.BadRequestError) as err:
+        sdk.chat.completions.create(model=model, messages=messages, tools=[TOOL])
+    assert err.value.param == "messages[1].tool_calls[0].function.arguments", err.value.body
+    assert "JSON object" in err.value.message
+    assert captured(mock_upstream, marker, count=0) == []
+

@@ -19,8 +19,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import orjson
-
 from switchboard.errors import InvalidRequest
 from switchboard.providers import account, capabilities, stop_sequences
 from switchboard.providers.anthropic import thinking
@@ -29,6 +27,7 @@ from switchboard.providers.base import JSON
 from switchboard.providers.image_types import sniffed
 from switchboard.providers.response_format import described_schema
 from switchboard.providers.target import Target
+from switchboard.providers.tool_calls import object_arguments
 from switchboard.providers.turns import EMPTY_TURN, SYSTEM_MARK, assistant_content, call_ids, check_answers
 
 MESSAGES_PATH = "/v1/messages"
@@ -320,7 +319,7 @@ def _assistant_blocks(msg: JSON, param: str, target: Target) -> list[JSON]:
             "type": "tool_use",
             "id": tool_id(call.get("id"), f"{param}.tool_calls[{j}]"),
             "name": fn["name"],
-            "input": _arguments(fn.get("arguments"), f"{param}.tool_calls[{j}].function.arguments"),
+            "input": object_arguments(fn.get("arguments"), f"{param}.tool_calls[{j}].function.arguments"),
         })
     return blocks
 
@@ -331,18 +330,6 @@ def tool_id(value: Any, param: str) -> str:
     if not isinstance(value, str) or not value:
         raise InvalidRequest("a tool call id is required", param=param)
     return _ID_UNSAFE.sub("_", value)
-
-
-def _arguments(raw: Any, param: str) -> JSON:
-    if raw in (None, ""):
-        return {}
-    try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise InvalidRequest("tool call arguments must be a JSON object", param=param) from None
-    if not isinstance(value, dict):
-        raise InvalidRequest("tool call arguments must be a JSON object", param=param)
-    return value
 
 
 def _tool_result(msg: JSON, param: str, target: Target) -> JSON:
