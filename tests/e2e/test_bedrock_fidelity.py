@@ -676,3 +676,20 @@ def test_tool_call_arguments_that_are_not_an_object_are_a_400_naming_them(
     assert "JSON object" in err.value.message
     assert captured(mock_upstream, marker, count=0) == []
 
+
+@pytest.mark.parametrize("messages", [
+    [{"role": "user", "content": "   "}],
+    [{"role": "system", "content": "Be brief."},
+     {"role": "user", "content": [{"type": "text", "text": "\n"}]}],
+    [{"role": "system", "content": "Be brief."}],
+], ids=["blank-user", "system-and-blank-part", "system-only"])
+def test_a_conversation_with_nothing_to_send_is_a_400_naming_messages(
+    sdk: openai.OpenAI, messages: Any
+) -> None:
+    """Blank text is left out (Converse refuses it); a conversation left with no turn is the
+    gateway's 400 naming messages, not Bedrock's "The messages field is required"."""
+    with pytest.raises(openai.BadRequestError) as err:
+        sdk.chat.completions.create(model="claude", messages=messages)
+    assert err.value.param == "messages", err.value.body
+    assert err.value.code == "invalid_value"
+    assert "nothing to send" in err.value.message

@@ -28,7 +28,14 @@ from switchboard.providers.image_types import sniffed
 from switchboard.providers.response_format import described_schema
 from switchboard.providers.target import Target
 from switchboard.providers.tool_calls import object_arguments
-from switchboard.providers.turns import EMPTY_TURN, SYSTEM_MARK, assistant_content, call_ids, check_answers
+from switchboard.providers.turns import (
+    EMPTY_TURN,
+    SYSTEM_MARK,
+    assistant_content,
+    call_ids,
+    check_answers,
+    require_turns,
+)
 
 MESSAGES_PATH = "/v1/messages"
 COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
@@ -133,7 +140,7 @@ def convert_messages(messages: list[JSON], target: Target) -> tuple[list[JSON], 
             else:
                 system.extend(blocks)
         elif role == "user":
-            _append(turns, "user", content_blocks(msg.get("content"), f"{param}.content", target))
+            _append(turns, "user", said(content_blocks(msg.get("content"), f"{param}.content", target)))
         elif role == "assistant":
             _append(turns, "assistant", _assistant_blocks(msg, param, target))
             calls.update(call_ids(msg))
@@ -154,6 +161,7 @@ def convert_messages(messages: list[JSON], target: Target) -> tuple[list[JSON], 
             # Anthropic wants tool results before any other content of the user turn.
             turn["content"].sort(key=lambda b: b.get("type") != "tool_result")
     _strip_prefill(turns)
+    require_turns(turns, "anthropic")
     return system, turns
 
 
@@ -188,13 +196,22 @@ def _strip_prefill(turns: list[JSON]) -> None:
 
 
 def _text_blocks(content: Any, param: str, target: Target) -> list[JSON]:
-    if isinstance(content, str):
-        return [{"type": "text", "text": content}] if content else []
     blocks = content_blocks(content, param, target)
     for j, block in enumerate(blocks):
         if block["type"] != "text":
             raise InvalidRequest(f"only text content is allowed here (found {block['type']})",
                                  param=f"{param}[{j}]")
+    return said(blocks)
+
+
+def said(blocks: list[JSON]) -> list[JSON]:
+    """``blocks`` without their text when all of it is whitespace ("\\n\\n" before tool calls, a
+    blank system prompt): Anthropic refuses a message whose text blocks are all whitespace ("text
+    content blocks must contain non-whitespace text"), and such text says nothing. Whitespace
+    beside other text is kept as written."""
+    texts = [b["text"] for b in blocks if b["type"] == "text"]
+    if texts and not any(t.strip() for t in texts):
+        return [b for b in blocks if b["type"] != "text"]
     return blocks
 
 
@@ -306,13 +323,8 @@ def _assistant_blocks(msg: JSON, param: str, target: Target) -> list[JSON]:
     # signed blocks is not sent: Anthropic accepts only thinking it signed itself.
     given = thinking.gathered(msg.get("thinking_blocks"), msg.get("reasoning_content"))
     blocks = thinking.blocks(given, f"{param}.thinking_blocks")
-    content = content_blocks(assistant_content(msg), f"{param}.content", target)
-    texts = [b["text"] for b in content if b["type"] == "text"]
-    if texts and not any(t.strip() for t in texts):
-        # A reply of whitespace only ("\n\n" before tool calls): Anthropic refuses text blocks that
-        # are all whitespace, and they say nothing. An empty turn is filled in by convert_messages.
-        content = [b for b in content if b["type"] != "text"]
-    blocks += content
+    # An empty turn is filled in by convert_messages.
+    blocks += said(content_blocks(assistant_content(msg), f"{param}.content", target))
     for j, call in enumerate(msg.get("tool_calls") or []):
         fn = call["function"]
         blocks.append({

@@ -38,7 +38,14 @@ from switchboard.providers.anthropic.thinking import gathered
 from switchboard.providers.base import JSON
 from switchboard.providers.image_types import sniffed
 from switchboard.providers.tool_calls import object_arguments
-from switchboard.providers.turns import EMPTY_TURN, SYSTEM_MARK, assistant_content, call_ids, check_answers
+from switchboard.providers.turns import (
+    EMPTY_TURN,
+    SYSTEM_MARK,
+    assistant_content,
+    call_ids,
+    check_answers,
+    require_turns,
+)
 
 # Image media types Converse accepts, by the ImageBlock "format" value.
 IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/jpg": "jpeg", "image/gif": "gif",
@@ -88,7 +95,9 @@ def conversation(messages: list[JSON], paired: bool = True) -> tuple[list[JSON],
             raise InvalidRequest(
                 f"messages[{i}].role '{role}' is not supported by provider type 'bedrock'; use tools and "
                 "'tool' messages", param=f"messages[{i}].role")
-    return system, _filled(turns)
+    turns = _filled(turns)
+    require_turns(turns, "bedrock")
+    return system, turns
 
 
 def _append(turns: list[JSON], role: str, blocks: list[JSON]) -> None:
