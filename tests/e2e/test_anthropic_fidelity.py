@@ -448,3 +448,19 @@ def test_a_conversation_with_nothing_to_send_is_a_400_naming_messages(
     assert err.value.code == "invalid_value"
     assert "nothing to send" in err.value.message
 
+
+@pytest.mark.parametrize("field", ["user", "safety_identifier"])
+def test_an_end_user_id_longer_than_anthropic_takes_is_a_400_naming_it(
+    oai: openai.OpenAI, mock_upstream: Mock, field: str
+) -> None:
+    """Anthropic's metadata.user_id is at most 256 characters: a longer id is refused naming the
+    caller's field before anything is sent; one of 256 goes as it is."""
+    marker = new_marker()
+    messages: Any = [{"role": "user", "content": f"hi mock:capture={marker}"}]
+    with pytest.raises(openai.BadRequestError) as err:
+        oai.chat.completions.create(model="claude", messages=messages, extra_body={field: "u" * 257})
+    assert err.value.param == field, err.value.body
+    assert err.value.code == "invalid_value" and "256" in err.value.message
+    assert captured(mock_upstream, marker, count=0) == []
+    oai.chat.completions.create(model="claude", messages=messages, extra_body={field: "u" * 256})
+    assert captured(mock_upstream, marker)[0]["body"]["metadata"] == {"user_id": "u" * 256}

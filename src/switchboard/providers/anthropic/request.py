@@ -44,6 +44,8 @@ COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
 # back into message text. Clients may not define a tool of this name.
 JSON_TOOL = "switchboard_json_output"
 
+# Anthropic's metadata.user_id: a string of at most this many characters (API reference).
+USER_ID_MAX = 256
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _ID_UNSAFE = re.compile(r"[^a-zA-Z0-9_-]")
 _IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
@@ -116,9 +118,25 @@ def _sampling(request: JSON, body: JSON, target: Target) -> None:
             body[key] = request[key]
     if stops := stop_sequences.to_send(request, target, "anthropic", blank_refused=True):
         body["stop_sequences"] = stops
-    user = request.get("user") or request.get("safety_identifier")
-    if isinstance(user, str) and user:
+    if (user := _user_id(request)) is not None:
         body["metadata"] = {"user_id": user}
+
+
+def _user_id(request: JSON) -> str | None:
+    """``user``, else ``safety_identifier``, as ``metadata.user_id``. Anthropic documents at most
+    256 characters there; a longer one is a 400 naming the caller's field, not Anthropic's."""
+    param = "user" if request.get("user") else "safety_identifier"
+    user = request.get(param)
+    if not isinstance(user, str) or not user:
+        return None
+    if len(user) > USER_ID_MAX:
+        raise InvalidRequest(
+            f"'{param}' is {len(user)} characters; provider type 'anthropic' takes at most {USER_ID_MAX} "
+            "(Anthropic's metadata.user_id): send a shorter id, such as a hash of it",
+            param=param,
+            code="invalid_value",
+        )
+    return user
 
 
 # -- messages -----------------------------------------------------------------------------------
