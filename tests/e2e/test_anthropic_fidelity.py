@@ -419,3 +419,48 @@ def test_a_reply_echoed_back_with_its_default_keys_is_accepted(claude_sdk: anthr
     messages[0] = {"role": "user", "content": [text, {**_IMAGE, "transformations": {}}]}
     reply = claude_sdk.messages.create(model="gemini", max_tokens=50, tools=[_TOOL], messages=messages)
     assert reply.content and reply.stop_reason in ("end_turn", "tool_use")
+
+
+def test_a_whitespace_system_message_is_left_out(oai: openai.OpenAI, mock_upstream: Mock) -> None:
+    """Anthropic refuses a text block of whitespace only; a blank system prompt says nothing."""
+    for system in (" \n ", [{"type": "text", "text": "\t"}]):
+        marker = new_marker()
+        reply = oai.chat.completions.create(model="claude", messages=[
+            {"role": "system", "content": system}, {"role": "user", "content": f"hi mock:capture={marker}"}])
+        assert reply.choices[0].message.content
+        assert "system" not in captured(mock_upstream, marker)[0]["body"]
+
+
+@pytest.mark.parametrize("messages", [
+    [{"role": "user", "content": "   "}],
+    [{"role": "system", "content": "Be brief."},
+     {"role": "user", "content": [{"type": "text", "text": "\n"}]}],
+    [{"role": "system", "content": "Be brief."}],
+], ids=["blank-user", "system-and-blank-part", "system-only"])
+def test_a_conversation_with_nothing_to_send_is_a_400_naming_messages(
+    oai: openai.OpenAI, messages: Any
+) -> None:
+    """As on Bedrock: blank text is left out, and no turn left is the gateway's 400 naming
+    messages, not Anthropic's about its own fields."""
+    with pytest.raises(openai.BadRequestError) as err:
+        oai.chat.completions.create(model="claude", messages=messages)
+    assert err.value.param == "messages", err.value.body
+    assert err.value.code == "invalid_value"
+    assert "nothing to send" in err.value.message
+
+
+@pytest.mark.parametrize("field", ["user", "safety_identifier"])
+def test_an_end_user_id_longer_than_anthropic_takes_is_a_400_naming_it(
+    oai: openai.OpenAI, mock_upstream: Mock, field: str
+) -> None:
+    """Anthropic's metadata.user_id is at most 256 characters: a longer id is refused naming the
+    caller's field before anything is sent; one of 256 goes as it is."""
+    marker = new_marker()
+    messages: Any = [{"role": "user", "content": f"hi mock:capture={marker}"}]
+    with pytest.raises(openai.BadRequestError) as err:
+        oai.chat.completions.create(model="claude", messages=messages, extra_body={field: "u" * 257})
+    assert err.value.param == field, err.value.body
+    assert err.value.code == "invalid_value" and "256" in err.value.message
+    assert captured(mock_upstream, marker, count=0) == []
+    oai.chat.completions.create(model="claude", messages=messages, extra_body={field: "u" * 256})
+    assert captured(mock_upstream, marker)[0]["body"]["metadata"] == {"user_id": "u" * 256}

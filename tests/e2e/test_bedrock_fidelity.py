@@ -537,6 +537,19 @@ def test_a_stop_sequence_stop_of_another_family_is_stop_sequence_on_v1_messages(
     assert extra(resp.choices[0])["stop_sequence"] == "Switchboard"
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["message", "stream"])
+def test_an_empty_stop_sequence_does_not_hide_which_one_matched(sdk: openai.OpenAI, stream: bool) -> None:
+    """["", "Switchboard"] sends only "Switchboard" (an empty one asks for nothing), so that is the
+    match Llama's stopReason stop_sequence reports."""
+    params: Any = {"model": "llama", "messages": ask("hi"), "stop": ["", "Switchboard"]}
+    if stream:
+        chunks = list(sdk.chat.completions.create(**params, stream=True))
+        finish = [extra(c.choices[0]) for c in chunks if c.choices and c.choices[0].finish_reason]
+        assert finish[0]["stop_sequence"] == "Switchboard"
+    else:
+        assert extra(sdk.chat.completions.create(**params).choices[0])["stop_sequence"] == "Switchboard"
+
+
 # ---- 6. strict tools ----
 
 def test_strictness_is_kept_per_tool(sdk: openai.OpenAI, mock_upstream: Mock) -> None:
@@ -640,3 +653,43 @@ def test_a_non_text_system_part_is_refused_naming_the_part(
     assert err.value.param == f"messages[{index}].content[1].type", err.value.body
     assert "image_url" in err.value.message and "system message" in err.value.message
     assert captured(mock_upstream, marker, count=0) == []  # nothing went upstream
+
+
+@pytest.mark.parametrize("arguments", ["null", "[1]", "5", '"text"'])
+@pytest.mark.parametrize("model", ["claude", "nova"])
+def test_tool_call_arguments_that_are_not_an_object_are_a_400_naming_them(
+    sdk: openai.OpenAI, mock_upstream: Mock, model: str, arguments: str
+) -> None:
+    """Converse's toolUse.input must be an object (Claude refuses anything else): another JSON value
+    in a replayed call is the caller's 400, as on the anthropic provider type."""
+    marker = new_marker()
+    messages: Any = [
+        *ask(f"weather mock:capture={marker}"),
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function",
+             "function": {"name": "get_weather", "arguments": arguments}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "22 degrees"},
+    ]
+    with pytest.raises(openai.BadRequestError) as err:
+        sdk.chat.completions.create(model=model, messages=messages, tools=[TOOL])
+    assert err.value.param == "messages[1].tool_calls[0].function.arguments", err.value.body
+    assert "JSON object" in err.value.message
+    assert captured(mock_upstream, marker, count=0) == []
+
+
+@pytest.mark.parametrize("messages", [
+    [{"role": "user", "content": "   "}],
+    [{"role": "system", "content": "Be brief."},
+     {"role": "user", "content": [{"type": "text", "text": "\n"}]}],
+    [{"role": "system", "content": "Be brief."}],
+], ids=["blank-user", "system-and-blank-part", "system-only"])
+def test_a_conversation_with_nothing_to_send_is_a_400_naming_messages(
+    sdk: openai.OpenAI, messages: Any
+) -> None:
+    """Blank text is left out (Converse refuses it); a conversation left with no turn is the
+    gateway's 400 naming messages, not Bedrock's "The messages field is required"."""
+    with pytest.raises(openai.BadRequestError) as err:
+        sdk.chat.completions.create(model="claude", messages=messages)
+    assert err.value.param == "messages", err.value.body
+    assert err.value.code == "invalid_value"
+    assert "nothing to send" in err.value.message

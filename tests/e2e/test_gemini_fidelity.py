@@ -138,6 +138,35 @@ def test_reasoning_effort_on_gemini_3_pro_is_a_level_it_takes(
     assert sent(mock_upstream, marker)["generationConfig"]["thinkingConfig"]["thinkingLevel"] == level
 
 
+@pytest.mark.parametrize("effort", ["xhigh", "max"])
+@pytest.mark.parametrize(("model", "thinking"), [
+    ("gemini-3", {"thinkingLevel": "high", "includeThoughts": True}),
+    ("gemini-flash", {"thinkingBudget": 24576, "includeThoughts": True}),
+])
+def test_efforts_above_high_are_gemini_s_highest(
+    client: openai.OpenAI, mock_upstream: Mock, effort: str, model: str, thinking: dict[str, Any]
+) -> None:
+    """xhigh and max (Anthropic's levels, the openai SDK's xhigh) have no Gemini level of their
+    own: they ask for the most thinking, and get Gemini's most, high."""
+    marker = new_marker()
+    reply = ask(client, marker, model=model, reasoning_effort=effort)
+    assert reply.choices[0].message.content
+    assert sent(mock_upstream, marker)["generationConfig"]["thinkingConfig"] == thinking
+
+
+def test_claude_code_s_max_effort_reaches_gemini_as_high(
+    fidelity_gateway: Gateway, mock_upstream: Mock
+) -> None:
+    """Claude Code sends adaptive thinking with output_config.effort through /v1/messages."""
+    marker = new_marker()
+    claude = anthropic.Anthropic(base_url=fidelity_gateway.url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+    reply = claude.messages.create(
+        model="gemini-3", max_tokens=200, messages=[{"role": "user", "content": f"hi mock:capture={marker}"}],
+        extra_body={"thinking": {"type": "adaptive"}, "output_config": {"effort": "max"}})
+    assert reply.content
+    assert sent(mock_upstream, marker)["generationConfig"]["thinkingConfig"]["thinkingLevel"] == "high"
+
+
 def test_empty_stop_sequences_are_left_out(client: openai.OpenAI, mock_upstream: Mock) -> None:
     """An empty stop sequence stops nothing (clients send stop=[""] from an unset field): it is
     not sent; whitespace ones ("\\n") are real stop sequences and are."""

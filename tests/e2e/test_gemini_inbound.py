@@ -1239,3 +1239,22 @@ def test_thought_signatures_are_not_sent_to_openai(client: genai.Client, mock_up
     [record] = captured(mock_upstream, marker)
     [call] = record["body"]["messages"][1]["tool_calls"]
     assert call["function"]["name"] == "get_weather" and set(call) == {"id", "type", "function"}
+
+
+
+@pytest.mark.parametrize(
+    ("level", "sent"), [("MINIMAL", "low"), ("LOW", "low"), ("MEDIUM", "high"), ("HIGH", "high")]
+)
+def test_a_thinking_level_gemini_3_pro_lacks_is_sent_as_the_nearest_it_takes(
+    client: genai.Client, mock_upstream: Mock, level: str, sent: str
+) -> None:
+    """Gemini 3 Pro takes thinkingLevel LOW and HIGH only (Google answers 400 for MINIMAL and
+    MEDIUM): a client's own level goes through the same mapping as reasoning_effort does
+    (docs/providers.md), so the caller gets an answer, not Google's 400."""
+    marker = new_marker()
+    config = types.GenerateContentConfig(thinking_config=types.ThinkingConfig(thinking_level=level))
+    question = f"hi mock:capture={marker}"
+    reply = client.models.generate_content(model="gem3", contents=[question], config=config)
+    assert reply.text
+    thinking = captured(mock_upstream, marker)[0]["body"]["generationConfig"]["thinkingConfig"]
+    assert thinking["thinkingLevel"] == sent

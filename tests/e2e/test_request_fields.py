@@ -38,11 +38,13 @@ def gw(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             {"name": "up-openai", "type": "openai", "api_base": f"{mock_upstream.url}/v1", "api_key": key},
             {"name": "up-anthropic", "type": "anthropic", "api_base": mock_upstream.url, "api_key": key},
             {"name": "up-gemini", "type": "gemini", "api_base": mock_upstream.url, "api_key": key},
+            {"name": "up-cohere", "type": "cohere", "api_base": mock_upstream.url, "api_key": key},
         ],
         "models": [
             {"name": "via-openai", "provider": "up-openai", "model": "gpt-5-mini"},
             {"name": "via-claude", "provider": "up-anthropic", "model": "claude-sonnet-4-5"},
             {"name": "via-gemini", "provider": "up-gemini", "model": "gemini-2.5-flash"},
+            {"name": "via-cohere", "provider": "up-cohere", "model": "command-a-03-2025"},
         ],
         "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
     }
@@ -180,12 +182,21 @@ def test_effort_high_is_the_default_everywhere(claude: anthropic.Anthropic, mock
     assert "reasoning_effort" not in sent(mock_upstream, marker)
 
 
+def test_an_effort_above_gemini_s_highest_is_its_highest(
+    claude: anthropic.Anthropic, mock_upstream: Mock
+) -> None:
+    marker = new_marker()
+    ask_claude(claude, "via-gemini", marker, output_config={"effort": "max"})
+    config = sent(mock_upstream, marker)["generationConfig"]
+    assert config["thinkingConfig"] == {"thinkingBudget": 24576, "includeThoughts": True}
+
+
 def test_an_effort_the_provider_lacks_is_refused_by_its_name(
     claude: anthropic.Anthropic, mock_upstream: Mock
 ) -> None:
     marker = new_marker()
     with pytest.raises(anthropic.BadRequestError) as info:
-        ask_claude(claude, "via-gemini", marker, output_config={"effort": "max"})
+        ask_claude(claude, "via-cohere", marker, output_config={"effort": "max"})
     body = info.value.body
     assert isinstance(body, dict) and body["error"]["type"] == "invalid_request_error", body
     assert "output_config.effort" in body["error"]["message"], body

@@ -315,7 +315,8 @@ def test_bad_allowed_tools_are_named(client: openai.OpenAI, choice: Any, param: 
 
 # provider type -> the efforts it has no level for (refused, 400 naming reasoning.effort); the others
 # reach the upstream (OpenAI: as sent; the others: their own control).
-NO_EFFORT_LEVEL = {"openai": set(), "gemini": {"xhigh", "max"}, "anthropic": set(), "bedrock": set()}
+NO_EFFORT_LEVEL: dict[str, set[str]] = {"openai": set(), "gemini": set(), "anthropic": set(),
+                                         "bedrock": set()}
 
 
 @pytest.mark.parametrize("effort", ["none", "minimal", "low", "medium", "high", "xhigh", "max"])
@@ -341,6 +342,8 @@ def test_every_sdk_reasoning_effort_is_sent_or_refused_by_name(
     if model == "via-bedrock" and effort in ("xhigh", "max"):  # Claude's adaptive thinking there too
         fields = record["body"]["additionalModelRequestFields"]
         assert fields["output_config"] == {"effort": effort} and fields["thinking"] == {"type": "adaptive"}
+    if model == "via-gemini" and effort in ("xhigh", "max"):  # Gemini's highest: high
+        assert record["body"]["generationConfig"]["thinkingConfig"]["thinkingBudget"] == 24576
 
 
 def test_json_schema(client: openai.OpenAI, model: str) -> None:

@@ -247,6 +247,9 @@ def _check_sampling(body: dict[str, Any]) -> None:
         for key in metadata:
             if key != "user_id":
                 raise Invalid(f"metadata.{key}: Extra inputs are not permitted")
+        user_id = metadata.get("user_id")
+        if isinstance(user_id, str) and len(user_id) > 256:  # the API reference's maxLength
+            raise Invalid("metadata.user_id: String should have at most 256 characters")
 
 
 # Anthropic's effort levels (https://platform.claude.com/docs/en/build-with-claude/effort).

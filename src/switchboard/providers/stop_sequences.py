@@ -19,14 +19,19 @@ from switchboard.providers.params import drops
 from switchboard.providers.target import Target
 
 
+def _given(request: JSON) -> list[str]:
+    """The caller's stop sequences but the empty ones, which ask for nothing: never sent."""
+    stop = request.get("stop")
+    return [s for s in ([stop] if isinstance(stop, str) else stop or ()) if isinstance(s, str) and s]
+
+
 def to_send(request: JSON, target: Target, provider_type: str, blank_refused: bool) -> list[str]:
     """``stop`` as a list to send. An empty sequence asks for nothing and is left out (Anthropic
     and Bedrock Converse refuse it). Claude also refuses one of whitespace only ("each stop
     sequence must contain non-whitespace"), which OpenAI takes ("\\n"): where ``blank_refused``,
     such a one is a 400 naming ``stop`` (Claude's would name a field the caller never sent), or
     left out under ``drop_params``."""
-    stop = request.get("stop")
-    stops = [s for s in ([stop] if isinstance(stop, str) else stop or ()) if s]
+    stops = _given(request)
     if not blank_refused or all(s.strip() for s in stops):
         return stops
     if drops(request, target):
@@ -38,11 +43,11 @@ def to_send(request: JSON, target: Target, provider_type: str, blank_refused: bo
 
 
 def only_stop(request: JSON) -> str | None:
-    """The caller's one stop sequence, else None (none, or several: which matched is unknown)."""
-    stop = request.get("stop")
-    if isinstance(stop, list) and len(stop) == 1:
-        stop = stop[0]
-    return stop if isinstance(stop, str) and stop else None
+    """The one stop sequence sent, else None (none, or several: which matched is unknown). Empty
+    ones are not sent, so ``["", "END"]`` has only ``"END"`` to match. (Blank ones left out under
+    ``drop_params`` count here, but only Claude refuses them, and Claude names its match.)"""
+    stops = _given(request)
+    return stops[0] if len(stops) == 1 else None
 
 
 def _name(choices: Any, stop: str) -> None:

@@ -10,19 +10,40 @@ streams through :func:`serial_decoder`, which wraps the provider's decoder only 
 asks for it, so a request without the flag pays nothing.
 
 It also makes the gateway's own tool call ids (:func:`new_call_id`), for providers that give none
-or none usable.
+or none usable, and reads a replayed call's ``arguments`` as the object the providers that take
+them parsed require (:func:`object_arguments`).
 """
 
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
+import orjson
+
+from switchboard.errors import InvalidRequest
 from switchboard.providers.base import JSON, StreamDecoder
 
 
 def new_call_id() -> str:
     """A tool call id made by the gateway, in OpenAI's ``call_...`` form."""
     return f"call_{uuid.uuid4().hex[:24]}"
+
+
+def object_arguments(raw: Any, param: str) -> JSON:
+    """A tool call's ``arguments`` (JSON text, or already an object) as an object; none given is
+    ``{}``. Anthropic's ``tool_use.input``, Converse's ``toolUse.input`` and Gemini's
+    ``functionCall.args`` take only an object: ``"null"``, ``"[1]"`` or ``"5"`` is a 400 naming
+    ``param`` here rather than the provider's refusal naming its own field."""
+    if raw is None or raw == "":
+        return {}
+    try:
+        value = orjson.loads(raw) if isinstance(raw, str) else raw
+    except orjson.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise InvalidRequest(f"{param} must be a JSON object (tool call arguments)", param=param)
+    return value
 
 
 def serial(request: JSON) -> bool:

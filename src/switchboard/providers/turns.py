@@ -17,6 +17,10 @@ wording for all of them.
   Converse, Mistral and Cohere likewise, Cohere's error reference: "tool call id not found in
   previous tool calls"; Gemini needs the call's function name): :func:`check_answers`. A result
   that follows another turn than its call's is left to the provider, which says so itself.
+- A conversation left with no turn at all (its only user text blank, or only system messages)
+  is a 400 naming ``messages``, where the provider would refuse an empty list naming its own
+  field (Anthropic "at least one message is required", Converse "The messages field is
+  required"): :func:`require_turns`.
 """
 
 from __future__ import annotations
@@ -60,6 +64,17 @@ def check_answers(msg: dict[str, Any], i: int, calls: Container[str], provider_t
             f"assistant message: provider type '{provider_type}' refuses a tool result without "
             "its call; send the assistant message with that call, or leave the result out",
             param=f"messages[{i}].tool_call_id",
+            code="invalid_value",
+        )
+
+
+def require_turns(turns: list[Any], provider_type: str) -> None:
+    """A 400 naming ``messages`` when the translated conversation has no turn to send."""
+    if not turns:
+        raise InvalidRequest(
+            f"'messages' has nothing to send to provider type '{provider_type}': every user message is "
+            "empty or whitespace only (blank text is left out); send at least one message with content",
+            param="messages",
             code="invalid_value",
         )
 

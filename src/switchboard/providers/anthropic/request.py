@@ -19,8 +19,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import orjson
-
 from switchboard.errors import InvalidRequest
 from switchboard.providers import account, capabilities, stop_sequences
 from switchboard.providers.anthropic import thinking
@@ -29,7 +27,15 @@ from switchboard.providers.base import JSON
 from switchboard.providers.image_types import sniffed
 from switchboard.providers.response_format import described_schema
 from switchboard.providers.target import Target
-from switchboard.providers.turns import EMPTY_TURN, SYSTEM_MARK, assistant_content, call_ids, check_answers
+from switchboard.providers.tool_calls import object_arguments
+from switchboard.providers.turns import (
+    EMPTY_TURN,
+    SYSTEM_MARK,
+    assistant_content,
+    call_ids,
+    check_answers,
+    require_turns,
+)
 
 MESSAGES_PATH = "/v1/messages"
 COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
@@ -38,6 +44,8 @@ COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
 # back into message text. Clients may not define a tool of this name.
 JSON_TOOL = "switchboard_json_output"
 
+# Anthropic's metadata.user_id: a string of at most this many characters (API reference).
+USER_ID_MAX = 256
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _ID_UNSAFE = re.compile(r"[^a-zA-Z0-9_-]")
 _IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
@@ -110,9 +118,25 @@ def _sampling(request: JSON, body: JSON, target: Target) -> None:
             body[key] = request[key]
     if stops := stop_sequences.to_send(request, target, "anthropic", blank_refused=True):
         body["stop_sequences"] = stops
-    user = request.get("user") or request.get("safety_identifier")
-    if isinstance(user, str) and user:
+    if (user := _user_id(request)) is not None:
         body["metadata"] = {"user_id": user}
+
+
+def _user_id(request: JSON) -> str | None:
+    """``user``, else ``safety_identifier``, as ``metadata.user_id``. Anthropic documents at most
+    256 characters there; a longer one is a 400 naming the caller's field, not Anthropic's."""
+    param = "user" if request.get("user") else "safety_identifier"
+    user = request.get(param)
+    if not isinstance(user, str) or not user:
+        return None
+    if len(user) > USER_ID_MAX:
+        raise InvalidRequest(
+            f"'{param}' is {len(user)} characters; provider type 'anthropic' takes at most {USER_ID_MAX} "
+            "(Anthropic's metadata.user_id): send a shorter id, such as a hash of it",
+            param=param,
+            code="invalid_value",
+        )
+    return user
 
 
 # -- messages -----------------------------------------------------------------------------------
@@ -134,7 +158,7 @@ def convert_messages(messages: list[JSON], target: Target) -> tuple[list[JSON], 
             else:
                 system.extend(blocks)
         elif role == "user":
-            _append(turns, "user", content_blocks(msg.get("content"), f"{param}.content", target))
+            _append(turns, "user", said(content_blocks(msg.get("content"), f"{param}.content", target)))
         elif role == "assistant":
             _append(turns, "assistant", _assistant_blocks(msg, param, target))
             calls.update(call_ids(msg))
@@ -155,6 +179,7 @@ def convert_messages(messages: list[JSON], target: Target) -> tuple[list[JSON], 
             # Anthropic wants tool results before any other content of the user turn.
             turn["content"].sort(key=lambda b: b.get("type") != "tool_result")
     _strip_prefill(turns)
+    require_turns(turns, "anthropic")
     return system, turns
 
 
@@ -189,13 +214,22 @@ def _strip_prefill(turns: list[JSON]) -> None:
 
 
 def _text_blocks(content: Any, param: str, target: Target) -> list[JSON]:
-    if isinstance(content, str):
-        return [{"type": "text", "text": content}] if content else []
     blocks = content_blocks(content, param, target)
     for j, block in enumerate(blocks):
         if block["type"] != "text":
             raise InvalidRequest(f"only text content is allowed here (found {block['type']})",
                                  param=f"{param}[{j}]")
+    return said(blocks)
+
+
+def said(blocks: list[JSON]) -> list[JSON]:
+    """``blocks`` without their text when all of it is whitespace ("\\n\\n" before tool calls, a
+    blank system prompt): Anthropic refuses a message whose text blocks are all whitespace ("text
+    content blocks must contain non-whitespace text"), and such text says nothing. Whitespace
+    beside other text is kept as written."""
+    texts = [b["text"] for b in blocks if b["type"] == "text"]
+    if texts and not any(t.strip() for t in texts):
+        return [b for b in blocks if b["type"] != "text"]
     return blocks
 
 
@@ -307,20 +341,15 @@ def _assistant_blocks(msg: JSON, param: str, target: Target) -> list[JSON]:
     # signed blocks is not sent: Anthropic accepts only thinking it signed itself.
     given = thinking.gathered(msg.get("thinking_blocks"), msg.get("reasoning_content"))
     blocks = thinking.blocks(given, f"{param}.thinking_blocks")
-    content = content_blocks(assistant_content(msg), f"{param}.content", target)
-    texts = [b["text"] for b in content if b["type"] == "text"]
-    if texts and not any(t.strip() for t in texts):
-        # A reply of whitespace only ("\n\n" before tool calls): Anthropic refuses text blocks that
-        # are all whitespace, and they say nothing. An empty turn is filled in by convert_messages.
-        content = [b for b in content if b["type"] != "text"]
-    blocks += content
+    # An empty turn is filled in by convert_messages.
+    blocks += said(content_blocks(assistant_content(msg), f"{param}.content", target))
     for j, call in enumerate(msg.get("tool_calls") or []):
         fn = call["function"]
         blocks.append({
             "type": "tool_use",
             "id": tool_id(call.get("id"), f"{param}.tool_calls[{j}]"),
             "name": fn["name"],
-            "input": _arguments(fn.get("arguments"), f"{param}.tool_calls[{j}].function.arguments"),
+            "input": object_arguments(fn.get("arguments"), f"{param}.tool_calls[{j}].function.arguments"),
         })
     return blocks
 
@@ -331,18 +360,6 @@ def tool_id(value: Any, param: str) -> str:
     if not isinstance(value, str) or not value:
         raise InvalidRequest("a tool call id is required", param=param)
     return _ID_UNSAFE.sub("_", value)
-
-
-def _arguments(raw: Any, param: str) -> JSON:
-    if raw in (None, ""):
-        return {}
-    try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise InvalidRequest("tool call arguments must be a JSON object", param=param) from None
-    if not isinstance(value, dict):
-        raise InvalidRequest("tool call arguments must be a JSON object", param=param)
-    return value
 
 
 def _tool_result(msg: JSON, param: str, target: Target) -> JSON:

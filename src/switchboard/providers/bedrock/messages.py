@@ -37,7 +37,15 @@ from switchboard.providers import documents
 from switchboard.providers.anthropic.thinking import gathered
 from switchboard.providers.base import JSON
 from switchboard.providers.image_types import sniffed
-from switchboard.providers.turns import EMPTY_TURN, SYSTEM_MARK, assistant_content, call_ids, check_answers
+from switchboard.providers.tool_calls import object_arguments
+from switchboard.providers.turns import (
+    EMPTY_TURN,
+    SYSTEM_MARK,
+    assistant_content,
+    call_ids,
+    check_answers,
+    require_turns,
+)
 
 # Image media types Converse accepts, by the ImageBlock "format" value.
 IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/jpg": "jpeg", "image/gif": "gif",
@@ -87,7 +95,9 @@ def conversation(messages: list[JSON], paired: bool = True) -> tuple[list[JSON],
             raise InvalidRequest(
                 f"messages[{i}].role '{role}' is not supported by provider type 'bedrock'; use tools and "
                 "'tool' messages", param=f"messages[{i}].role")
-    return system, _filled(turns)
+    turns = _filled(turns)
+    require_turns(turns, "bedrock")
+    return system, turns
 
 
 def _append(turns: list[JSON], role: str, blocks: list[JSON]) -> None:
@@ -261,11 +271,11 @@ def _assistant_blocks(msg: JSON, i: int) -> list[JSON]:
         if isinstance(text, str) and text.strip():
             blocks.extend(_with_cache({"text": text}, part, f"messages[{i}].content[{j}]"))
     for j, call in enumerate(msg.get("tool_calls") or ()):
-        fn = call.get("function") or {}
+        fn, where = call.get("function") or {}, f"messages[{i}].tool_calls[{j}]"
         blocks.append({"toolUse": {
-            "toolUseId": tool_use_id(call.get("id"), f"messages[{i}].tool_calls[{j}].id"),
+            "toolUseId": tool_use_id(call.get("id"), f"{where}.id"),
             "name": fn.get("name"),
-            "input": _arguments(fn.get("arguments"), f"messages[{i}].tool_calls[{j}].function.arguments"),
+            "input": object_arguments(fn.get("arguments"), f"{where}.function.arguments"),
         }})
     return blocks
 
@@ -295,15 +305,6 @@ def _reasoning_blocks(thinking: Any, i: int) -> list[JSON]:
                 "{type: redacted_thinking, data}", param=f"{param}[{k}]",
             )
     return blocks
-
-
-def _arguments(arguments: Any, param: str) -> Any:
-    if arguments in (None, ""):
-        return {}
-    try:
-        return orjson.loads(arguments)
-    except orjson.JSONDecodeError:
-        raise InvalidRequest(f"'{param}' must be valid JSON", param=param) from None
 
 
 def tool_use_id(value: Any, param: str) -> str:

@@ -36,7 +36,7 @@ CELLS: dict[str, Cell] = {
     "messages.tool_calls:custom": refused("no custom (free-form) tools"),
     "reasoning_effort": translated(
         f"{_CONFIG}.thinkingConfig",
-        "thinkingBudget (gemini-1.x/2.x) or thinkingLevel, includeThoughts; xhigh, max: refused",
+        "thinkingBudget (gemini-1.x/2.x) or thinkingLevel, includeThoughts; xhigh, max: as high",
     ),
     "thinking": translated(f"{_CONFIG}.thinkingConfig", "thinkingBudget, includeThoughts; adaptive: dynamic"),
     "tools": translated("tools", "functionDeclarations, schema rewritten to Gemini's subset"),

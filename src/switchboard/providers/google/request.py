@@ -29,6 +29,7 @@ from switchboard.providers.image_types import sniffed
 from switchboard.providers.params import drops
 from switchboard.providers.response_format import described_schema
 from switchboard.providers.target import Target
+from switchboard.providers.tool_calls import object_arguments
 from switchboard.providers.turns import EMPTY_TURN, SYSTEM_MARK, assistant_content
 
 JSON = dict[str, Any]
@@ -288,7 +289,8 @@ def assistant_parts(msg: JSON, i: int, names: dict[str, str], signatures: bool) 
         function = call.get("function") or {}
         name = str(function.get("name") or "")
         names[str(call.get("id"))] = name
-        part: JSON = {"functionCall": {"name": name, "args": _arguments(function.get("arguments"), i, j)}}
+        part: JSON = {"functionCall": {"name": name, "args": object_arguments(
+            function.get("arguments"), f"messages[{i}].tool_calls[{j}].function.arguments")}}
         signature = ((call.get("extra_content") or {}).get("google") or {}).get("thought_signature")
         if isinstance(signature, str) and signature:
             part["thoughtSignature"] = signature
@@ -297,19 +299,6 @@ def assistant_parts(msg: JSON, i: int, names: dict[str, str], signatures: bool) 
             part["thoughtSignature"] = SKIP_SIGNATURE
         parts.append(part)
     return parts
-
-
-def _arguments(raw: Any, i: int, j: int) -> JSON:
-    if raw is None or raw == "":
-        return {}
-    try:
-        value = orjson.loads(raw) if isinstance(raw, str) else raw
-    except orjson.JSONDecodeError:
-        value = None
-    if not isinstance(value, dict):
-        where = f"messages[{i}].tool_calls[{j}].function.arguments"
-        raise InvalidRequest(f"{where} must be a JSON object", param=where)
-    return value
 
 
 def function_response(msg: JSON, i: int, names: dict[str, str]) -> JSON:

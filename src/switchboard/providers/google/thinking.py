@@ -17,6 +17,9 @@ JSON = dict[str, Any]
 
 _LEGACY = re.compile(r"gemini-(1|2)\.")
 EFFORTS = ("none", "minimal", "low", "medium", "high")
+# Anthropic's levels above high (Claude Code's output_config.effort, the openai SDK's xhigh): sent
+# as Gemini's highest, high, rather than refused; Gemini has nothing above it.
+_ABOVE_HIGH = ("xhigh", "max")
 # reasoning_effort -> thinkingBudget on budget models; "none"/"minimal" get the model's floor.
 BUDGETS = {"low": 1024, "medium": 8192, "high": 24576}
 # Models that take some thinking levels only (Google's thinking guide): Gemini 3 Pro takes low and
@@ -72,10 +75,12 @@ def _from_thinking(thinking: Any) -> JSON:
 
 
 def _from_effort(effort: Any, model: str) -> JSON:
+    if effort in _ABOVE_HIGH:
+        effort = "high"
     if effort not in EFFORTS:
         raise InvalidRequest(
             f"'reasoning_effort' '{str(effort)[:20]}' has no Gemini thinking level: send one of "
-            f"{', '.join(EFFORTS)}", param="reasoning_effort",
+            f"{', '.join((*EFFORTS, *_ABOVE_HIGH))}", param="reasoning_effort",
             code="invalid_value",
         )
     if not budget_model(model):
