@@ -722,6 +722,8 @@ def test_a_missing_field_is_missing_not_of_the_wrong_type(gw: Gateway, body: Any
                 {"type": "function_call_output", "call_id": "c1",
                  "output": [{"type": "input_text", "text": "x", "prompt_cache_breakpoint": 1}]}]},
      "input[1].output[0].prompt_cache_breakpoint", "an object"),
+    ({"input": "x", "stream": True, "stream_options": {"include_obfuscation": "no"}},
+     "stream_options.include_obfuscation", "a boolean"),
 ])
 def test_a_field_sent_on_unchecked_is_of_the_wrong_type(
         gw: Gateway, body: Any, param: str, expected: str) -> None:
@@ -733,6 +735,21 @@ def test_a_field_sent_on_unchecked_is_of_the_wrong_type(
         "message": f"Invalid type for '{param}': expected {expected}.", "type": "invalid_request_error",
         "param": param, "code": "invalid_type",
     }
+
+
+def test_a_safety_identifier_over_openais_limit_is_refused(client: openai.OpenAI, gw: Gateway) -> None:
+    """It went upstream as sent: a translated deployment passed it on as ``user``, OpenAI refuses it."""
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.responses.create(model="via-anthropic", input="x", safety_identifier="s" * 129)
+    assert refused.value.status_code == 400
+    assert refused.value.body == {
+        "message": "Invalid 'safety_identifier': string too long. Expected a string with maximum length "
+                   "128, but got a string with length 129 instead.",
+        "type": "invalid_request_error", "param": "safety_identifier", "code": "string_above_max_length",
+    }
+    reply = client.responses.create(model="via-anthropic", input="x", safety_identifier="s" * 128,
+                                    user="u" * 300)
+    assert reply.status == "completed" and reply.safety_identifier == "s" * 128
 
 
 @pytest.mark.parametrize("value", [True, "100", 100.0, 123456789012345678901234567890])

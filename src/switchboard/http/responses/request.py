@@ -148,6 +148,8 @@ _FIELDS = frozenset(
 # installed SDK's fields against it).
 KNOWN_FIELDS = _FIELDS
 MAX_METADATA_KEYS = 16
+# OpenAI's limit (the openai SDK's create docs); ``user`` has none documented on Responses.
+MAX_SAFETY_IDENTIFIER = 128
 
 
 def fail(param: str, message: str, code: str | None = None) -> InvalidRequest:
@@ -175,6 +177,13 @@ def _number(body: JSON, name: str, low: float, high: float) -> float | None:
     if not low <= v <= high:
         raise fail(name, f"Invalid '{name}': must be between {low:g} and {high:g}.", "invalid_value")
     return float(v)
+
+
+def _at_most(value: str | None, param: str, limit: int) -> None:
+    """A string longer than ``limit`` characters refused as OpenAI refuses it, not sent upstream."""
+    if value is not None and len(value) > limit:
+        raise fail(param, f"Invalid '{param}': string too long. Expected a string with maximum length "
+                   f"{limit}, but got a string with length {len(value)} instead.", "string_above_max_length")
 
 
 def _missing(param: str) -> InvalidRequest:
@@ -696,6 +705,10 @@ def _kept(body: JSON) -> None:
     for name in ("stream_options", "client_metadata"):
         if body.get(name) is not None and not isinstance(body[name], dict):
             raise fail(name, f"Invalid type for '{name}': expected an object.", "invalid_type")
+    obfuscation = (body.get("stream_options") or {}).get("include_obfuscation")
+    if obfuscation is not None and not isinstance(obfuscation, bool):
+        where = "stream_options.include_obfuscation"
+        raise fail(where, f"Invalid type for '{where}': expected a boolean.", "invalid_type")
 
 
 # -- the request ---------------------------------------------------------------------------------
@@ -786,6 +799,7 @@ def translate(body: JSON) -> Translated:
     for name in ("user", "safety_identifier"):  # each checked by its own name
         if body.get(name) is not None:
             _string(body[name], name)
+    _at_most(body.get("safety_identifier"), "safety_identifier", MAX_SAFETY_IDENTIFIER)
     user = body.get("user") or body.get("safety_identifier")
     if user is not None:
         out["user"] = user
