@@ -446,6 +446,49 @@ def test_streamed_function_call(client: openai.OpenAI, model: str) -> None:
     assert [e.arguments for e in done] == [call.arguments]
 
 
+CLOCK = {"type": "function", "name": "get_time", "description": "Local time in a city",
+         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+
+
+def _calls_streamed(client: openai.OpenAI, directives: str) -> tuple[list[Any], list[Any]]:
+    """The events and the final output of a streamed turn making two calls."""
+    with client.responses.stream(
+        model="via-openai", input=f"weather and time in Paris? mock:parallel_calls=2 {directives}",
+        tools=[WEATHER, CLOCK], tool_choice="required",
+    ) as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    return events, [item for item in final.output if item.type == "function_call"]
+
+
+def test_interleaved_call_deltas_reach_their_calls_before_they_are_done(client: openai.OpenAI) -> None:
+    """Call 0, call 1, then more of call 0's arguments: those were written after call 0's done
+    events, which (and the response) held its arguments cut short."""
+    events, calls = _calls_streamed(client, "mock:interleaved_calls=1")
+    assert [call.name for call in calls] == ["get_weather", "get_time"]
+    for index, call in enumerate(calls):
+        assert isinstance(json.loads(call.arguments)["city"], str)
+        own = [e for e in events if getattr(e, "output_index", None) == index]
+        kinds = [e.type for e in own]
+        assert kinds[0] == "response.output_item.added" and kinds[-1] == "response.output_item.done"
+        assert kinds[-2] == "response.function_call_arguments.done"
+        deltas = "".join(e.delta for e in own if e.type == "response.function_call_arguments.delta")
+        assert deltas == own[-2].arguments == own[-1].item.arguments == call.arguments
+    # As OpenAI streams output items: one at a time, each done before the next is added.
+    items = [(e.type, e.output_index) for e in events if e.type.startswith("response.output_item.")]
+    assert items == [("response.output_item.added", 0), ("response.output_item.done", 0),
+                     ("response.output_item.added", 1), ("response.output_item.done", 1)]
+
+
+def test_a_call_id_sent_after_the_calls_first_chunk_names_the_call(client: openai.OpenAI) -> None:
+    events, calls = _calls_streamed(client, "mock:late_call_id=1")
+    added = [e.item for e in events if e.type == "response.output_item.added"]
+    for call, first in zip(calls, added, strict=True):
+        # The mock's id (call_ + 24 hex digits), not one the gateway made up (48), from the first event on.
+        assert len(call.call_id) == len("call_") + 24 and first.call_id == call.call_id
+        assert first.name == call.name and isinstance(json.loads(call.arguments)["city"], str)
+
+
 def test_a_streamed_refusal_is_a_refusal_part(client: openai.OpenAI) -> None:
     """An upstream's refusal (chat ``delta.refusal``, as OpenAI streams a structured output it
     declines) streams as OpenAI's Responses API does: a ``refusal`` part, never output text the
