@@ -1304,6 +1304,34 @@ def test_a_tool_name_the_provider_refuses_is_named_as_sent(gw: Gateway) -> None:
     assert "'tools[0].name'" in resp.json()["error"]["message"]
 
 
+@pytest.mark.parametrize(("model", "given", "param"), [
+    # An answer to no call: messages[2] (the instructions first), the input's second item.
+    ("via-anthropic", [{"role": "user", "content": "x"},
+                       {"type": "function_call_output", "call_id": "nope", "output": "r"}],
+     "input[1].call_id"),
+    # Arguments Gemini cannot read, of the second call of an assistant message joining two items.
+    ("via-gemini", [{"role": "user", "content": "x"},
+                    {"type": "function_call", "call_id": "c1", "name": "get_weather", "arguments": "{}"},
+                    {"type": "function_call", "call_id": "c2", "name": "get_weather", "arguments": "[1]"},
+                    {"type": "function_call_output", "call_id": "c1", "output": "sunny"},
+                    {"type": "function_call_output", "call_id": "c2", "output": "rain"}],
+     "input[2].arguments"),
+    # An image in a developer message (Converse takes only text in the system prompt).
+    ("via-bedrock", [{"role": "developer", "content": [{"type": "input_text", "text": "a"},
+                                                       {"type": "input_image", "image_url": PIXEL}]},
+                     {"role": "user", "content": "x"}], "input[0].content[1].type"),
+])
+def test_an_adapters_refusal_of_an_input_item_names_the_item(
+        gw: Gateway, model: str, given: list[Any], param: str) -> None:
+    """It named the chat message the adapter read (messages[k]...), k counting the instructions."""
+    resp = httpx.post(f"{gw.base_url}/responses", headers=ADMIN, timeout=10,
+                      json={"model": model, "instructions": "Be brief.", "input": given, "tools": [WEATHER]})
+    assert resp.status_code == 400, resp.text
+    error = resp.json()["error"]
+    assert error["param"] == param, error
+    assert "messages[" not in error["message"]
+
+
 def test_codex_built_in_tools_are_refused_when_translated(gw: Gateway) -> None:
     for tool in (
         {"type": "local_shell"},

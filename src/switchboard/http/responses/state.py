@@ -35,6 +35,7 @@ from switchboard.context import Principal, Reply, RequestContext, Result
 from switchboard.errors import GatewayError, InvalidRequest, NotFound, unraised
 from switchboard.http.responses.request import Translated
 from switchboard.http.responses.response import JSON, assistant_messages, new_id
+from switchboard.http.responses.sources import name_input
 from switchboard.pipeline.access import refuse_unless_allowed
 from switchboard.pipeline.chain import Handler
 from switchboard.pipeline.invoke import invoke as chat_invoke
@@ -154,6 +155,13 @@ class Responses:
             ctx.native_body = (call.translated.body, call.history)
         elif call.refused is not None:
             raise unraised(call.refused)
+        else:
+            try:
+                return await chat_invoke(ctx)
+            except GatewayError as err:
+                # A refusal of a translated message names the input item it came from.
+                name_input(err, ctx.request.get("messages") or (), call.translated.sources, call.history)
+                raise
         return await chat_invoke(ctx)
 
     def count(self, terminal: Handler) -> Handler:
