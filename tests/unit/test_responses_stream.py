@@ -354,3 +354,17 @@ def test_a_failure_with_held_calls_cuts_the_last_one_written_to() -> None:
     output = events[-1]["response"]["output"]
     assert [(i["call_id"], i["status"]) for i in output] == [("c1", "incomplete"), ("c2", "completed")]
     assert [e["output_index"] for e in events if e["type"] == "response.output_item.done"] == [0, 1]
+
+
+def test_a_native_stream_failing_after_an_item_writes_only_response_failed() -> None:
+    """The items a native deployment streamed were passed on as sent: a gateway failure after
+    them adds no events of its own for them."""
+    enc = StreamEncoder(BASE, {"id": "resp_own"})
+    item = {"id": "msg_1", "type": "message", "status": "completed", "role": "assistant",
+            "content": [{"type": "output_text", "text": "hi", "annotations": []}]}
+    data = enc.feed({"native": {"type": "response.created", "sequence_number": 0, "response": BASE}})
+    data += enc.feed({"native": {"type": "response.output_item.done", "sequence_number": 5,
+                                 "output_index": 0, "item": item}})
+    events = _events(data + enc.failed("upstream_timeout", "slow"))
+    assert [e["type"] for e in events] == ["response.created", "response.output_item.done", "response.failed"]
+    assert events[-1]["response"]["output"] == [item]

@@ -77,7 +77,7 @@ class StreamEncoder:
         self._output: list[JSON] = []
         self._shown = 0  # the output items whose added event was written (a prefix of _output)
         self._open: JSON | None = None  # the message or reasoning being streamed
-        self._live_call = False  # a shown call is open: every later item is held
+        self._live_call: JSON | None = None  # the shown call, open: every later item is held
         self._last: JSON | None = None  # the item the last output went to (a cut cuts it)
         self._calls: dict[int, JSON] = {}  # tool call index -> its function_call item
         self._unnamed: set[str] = set()  # item ids of calls without the upstream's id or name yet
@@ -142,6 +142,7 @@ class StreamEncoder:
                 self._base = {**response, "output": []}
         elif event.get("type") == "response.output_item.done" and isinstance(fields.get("item"), dict):
             self._output.append(fields["item"])  # what a failure ends the stream with (failed)
+            self._shown += 1  # (written, and done)
         if event.get("type") == "response.failed":
             self.failed_sent = True
         return self.event(str(event.get("type")), **fields)
@@ -210,14 +211,14 @@ class StreamEncoder:
 
     def _show(self, out: list[bytes]) -> None:
         """The added events (and the output so far) of the held items that may now be shown."""
-        while self._shown < len(self._output) and not self._live_call:
+        while self._shown < len(self._output) and self._live_call is None:
             item = self._output[self._shown]
             if item["id"] in self._unnamed:
                 return
             self._shown += 1
             self._added(item, out)
             if item["type"] == "function_call":
-                self._live_call = True
+                self._live_call = item
             elif item is not self._open:  # a message or reasoning closed while held
                 self._item_done(item, item["status"], out)
 
@@ -356,13 +357,11 @@ class StreamEncoder:
                 if item["type"] == "function_call" and not item["call_id"]:
                     item["call_id"] = new_id("call_")  # the upstream named it nowhere
                 self._added(item, out)
-            elif item.get("status") != "in_progress" or (
-                item["type"] != "function_call" and item is not open_text
-            ):
-                continue  # done already
+            elif item is not open_text and item is not self._live_call:
+                continue  # done already (or a native deployment's, passed on)
             self._item_done(item, status, out)
         self._unnamed.clear()
-        self._live_call = False
+        self._live_call = None
 
 
 def failed_error(code: str | None, message: str) -> JSON:
