@@ -155,13 +155,6 @@ class Responses:
             ctx.native_body = (call.translated.body, call.history)
         elif call.refused is not None:
             raise unraised(call.refused)
-        else:
-            try:
-                return await chat_invoke(ctx)
-            except GatewayError as err:
-                # A refusal of a translated message names the input item it came from.
-                name_input(err, ctx.request.get("messages") or (), call.translated.sources, call.history)
-                raise
         return await chat_invoke(ctx)
 
     def count(self, terminal: Handler) -> Handler:
@@ -436,7 +429,15 @@ class HistoryStage:
 
     async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
         await self._responses.history(ctx)
-        return await call_next(ctx)
+        try:
+            return await call_next(ctx)
+        except GatewayError as err:
+            # A refusal of a translated message (an adapter's, an upstream's, in the tool loop's
+            # model calls too) names the input item it came from.
+            call = self._responses.found(ctx)
+            if call is not None and isinstance(ctx.request.get("messages"), list):
+                name_input(err, ctx.request["messages"], call.translated.sources, call.history)
+            raise
 
 
 def _without_outputs(messages: list[JSON], calls: set[str]) -> list[JSON]:
