@@ -326,7 +326,7 @@ def _with_images(messages: list[JSON], images: list[tuple[JSON, str]], sources: 
         message = {"role": "user", "content": [image for image, _ in images]}
         messages.append(message)
         paths = tuple(path for _, path in images)
-        sources.append(Source(message, paths[0].rsplit(".", 1)[0], content="output", parts=paths))
+        sources.append((message, paths[0].rsplit(".", 1)[0], None, paths))
         images.clear()
 
 
@@ -378,7 +378,7 @@ def input_messages(value: Any, sources: list[Source] | None = None) -> tuple[lis
     if isinstance(value, str):
         item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": value}]}
         message: JSON = {"role": "user", "content": value}
-        sources.append(Source(message, "input", whole=True))
+        sources.append((message, "input", None, None))
         return [message], [item]
     if not isinstance(value, list):
         raise fail(
@@ -420,7 +420,7 @@ def input_messages(value: Any, sources: list[Source] | None = None) -> tuple[lis
             content = _content(item["content"], role, f"{path}.content")
             message = {"role": "system" if role == "developer" else role, "content": content}
             messages.append(message)
-            sources.append(Source(message, path, item))
+            sources.append((message, path, item, None))
         elif kind == "function_call":
             _refuse_keys(item, _ITEM_REFUSED[kind], path)
             call_id = _string(item.get("call_id"), f"{path}.call_id")
@@ -436,9 +436,9 @@ def input_messages(value: Any, sources: list[Source] | None = None) -> tuple[lis
             calls.add(call_id)
             if item.get("status") != "incomplete":  # cut (a failure, max_output_tokens): not whole
                 append_call(messages, call)
-                sources.append(Source(call, path))
+                sources.append((call, path, item, None))
                 if messages[-1]["tool_calls"][0] is call:  # a message of its own: named by this item
-                    sources.append(Source(messages[-1], path, whole=True))
+                    sources.append((messages[-1], path, None, None))
             else:
                 cut.add(call_id)
         elif kind == "function_call_output":
@@ -452,7 +452,7 @@ def input_messages(value: Any, sources: list[Source] | None = None) -> tuple[lis
                 "content": _output(item.get("output"), f"{path}.output", images),
             }
             messages.append(message)
-            sources.append(Source(message, path, item, content="output"))
+            sources.append((message, path, item, None))
         elif kind == "reasoning":
             continue  # the model's own reasoning: not sent to other models
         elif kind == "mcp_call":
@@ -464,10 +464,10 @@ def input_messages(value: Any, sources: list[Source] | None = None) -> tuple[lis
             append_call(messages, call)
             message = {"role": "tool", "tool_call_id": call["id"], "content": text}
             messages.append(message)
-            sources.append(Source(call, path, mcp=True))
-            sources.append(Source(message, path, item, content="output", mcp=True))
+            sources.append((call, path, item, None))
+            sources.append((message, path, item, None))
             if messages[-2]["tool_calls"][0] is call:
-                sources.append(Source(messages[-2], path, whole=True))
+                sources.append((messages[-2], path, None, None))
         elif kind == "mcp_list_tools":
             # The tools a server listed: offered again by this request's own mcp tools, if any;
             # the listing itself tells the model nothing.
@@ -768,7 +768,7 @@ def translate(body: JSON) -> Translated:
         _string(instructions, "instructions")
         if instructions:
             messages.insert(0, {"role": "system", "content": instructions})
-            sources.append(Source(messages[0], "instructions", whole=True))
+            sources.append((messages[0], "instructions", None, None))
     out["messages"] = messages
     echo: JSON = {"instructions": instructions}
     for name, low, high in (("temperature", 0, 2), ("top_p", 0, 1)):

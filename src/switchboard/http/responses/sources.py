@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from switchboard.errors import GatewayError, name_as_sent
@@ -46,17 +45,11 @@ _MCP_CALL_KEYS = {".function.name": ".name", ".function.arguments": ".arguments"
 _IMAGE_KEYS = {".image_url.url": ".image_url", ".image_url.detail": ".detail"}
 
 
-@dataclass(slots=True, frozen=True)
-class Source:
-    """The input item a canonical message (or tool call) was translated from."""
-
-    of: JSON  # the canonical message or tool call
-    path: str  # "input[i]", or "instructions"
-    item: JSON | None = None  # the input item, read on the error path only
-    content: str = "content"  # the item's key the message's content came from ("output": a tool's)
-    parts: tuple[str, ...] | None = None  # each chat part's Responses path (the tool outputs' images)
-    mcp: bool = False  # an mcp_call item: its own id is the call's
-    whole: bool = False  # a field named as a whole (instructions, an input string)
+# What a canonical message (or tool call) was translated from, recorded as translate builds it:
+# (the message or call, the path it is named by, the input item (None: the path names it as a
+# whole), each chat part's path (the tool outputs' images) or None). A plain tuple: one is made
+# per message of every request, and only a refused one is ever read.
+Source = tuple[Any, str, Any, tuple[str, ...] | None]
 
 
 def name_input(error: GatewayError, messages: Sequence[Any], sources: Sequence[Source],
@@ -83,40 +76,46 @@ def input_param(param: str, messages: Sequence[Any], sources: Sequence[Source],
     if call is not None:
         calls = message.get("tool_calls") if isinstance(message, dict) else None
         index = int(call[1])
-        if not isinstance(calls, list) or index >= len(calls):
-            return None
-        source = _source(calls[index], sources)
+        source = _source(calls[index], sources) if isinstance(calls, list) and index < len(calls) else None
         if source is None:
             return None
         rest = rest[call.end():]
-        keys = _MCP_CALL_KEYS if source.mcp else _CALL_KEYS
-        return source.path + next((v for k, v in keys.items() if rest.startswith(k)), "")
+        keys = _MCP_CALL_KEYS if _kind(source[2]) == "mcp_call" else _CALL_KEYS
+        return source[1] + next((v for k, v in keys.items() if rest.startswith(k)), "")
     source = _source(message, sources)
     if source is None:
         return None
-    if source.whole:
-        return source.path
+    _, path, item, parts = source
+    if item is None and parts is None:
+        return path
+    kind = _kind(item)
+    content = "output" if parts is not None or kind in ("function_call_output", "mcp_call") else "content"
     if rest == ".tool_call_id":
-        return source.path + (".id" if source.mcp else ".call_id")
-    if rest == ".role" and source.content == "content":
-        return source.path + rest
+        return path + (".id" if kind == "mcp_call" else ".call_id")
+    if rest == ".role" and content == "content":
+        return path + rest
     part = _PART.match(rest)
     if part is not None:
-        return _part_param(source, int(part[1]), rest[part.end():])
+        return _part_param(path, content, item, parts, int(part[1]), rest[part.end():])
     if rest.startswith(".content"):
-        return f"{source.path}.{source.content}"
-    return source.path
+        return f"{path}.{content}"
+    return path
 
 
-def _part_param(source: Source, index: int, rest: str) -> str:
+def _kind(item: Any) -> Any:
+    return item.get("type", "message") if isinstance(item, dict) else None
+
+
+def _part_param(path: str, content: str, item: Any, parts: tuple[str, ...] | None, index: int,
+                rest: str) -> str:
     """A chat content part's param as the Responses part's."""
-    whole = f"{source.path}.{source.content}"
-    if source.parts is not None:
-        return source.parts[index] if index < len(source.parts) else whole
-    given = source.item.get(source.content) if source.item is not None else None
+    whole = f"{path}.{content}"
+    if parts is not None:
+        return parts[index] if index < len(parts) else whole
+    given = item.get(content) if isinstance(item, dict) else None
     if not isinstance(given, list):
         return whole
-    if source.content == "output":  # a tool message's text parts: the output's, its images left out
+    if content == "output":  # a tool message's text parts: the output's, its images left out
         kept = [i for i, p in enumerate(given)
                 if not (isinstance(p, dict) and p.get("type") == "input_image")]
         return f"{whole}[{kept[index]}]{rest}" if index < len(kept) else whole
@@ -129,4 +128,4 @@ def _part_param(source: Source, index: int, rest: str) -> str:
 
 
 def _source(obj: Any, sources: Sequence[Source]) -> Source | None:
-    return next((s for s in sources if s.of is obj), None)
+    return next((s for s in sources if s[0] is obj), None)
