@@ -193,7 +193,10 @@ class StreamEncoder:
         out.append(self.event("response.output_item.done", output_index=index, item=item))
 
     def _index(self, item: JSON) -> int:
-        return next(i for i in range(len(self._output) - 1, -1, -1) if self._output[i] is item)
+        last = len(self._output) - 1
+        if self._output[last] is item:  # the item being streamed, nearly always
+            return last
+        return next(i for i in range(last - 1, -1, -1) if self._output[i] is item)
 
     def _is_shown(self, item: JSON) -> bool:
         return self._index(item) < self._shown
