@@ -232,6 +232,18 @@ def test_a_responses_request_runs_the_loop_and_returns_mcp_call_items(deployment
     assert models["t1"] == "notes__read_note" and models["1"] == MODEL
 
 
+def test_a_refusal_in_the_loops_model_call_names_the_input_item(deployment: Deployment) -> None:
+    """An answer to no call, refused by the Anthropic adapter in the loop's first model call: it
+    named the chat message (messages[2], the instructions first), not the input item."""
+    client = deployment.sdk(deployment.key()[0])
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.responses.create(model="claude", instructions="Be brief.", tools=[notes("read_note")],  # type: ignore[list-item]
+                                input=[{"role": "user", "content": "x"},
+                                       {"type": "function_call_output", "call_id": "nope", "output": "r"}])
+    assert refused.value.body["param"] == "input[1].call_id"  # type: ignore[index]
+    assert "'input[1].call_id'" in refused.value.body["message"]  # type: ignore[index]
+
+
 def test_a_streamed_responses_request_gets_the_items_as_events(deployment: Deployment) -> None:
     key, _ = deployment.key()
     client = deployment.sdk(key)

@@ -449,6 +449,49 @@ def test_streamed_function_call(client: openai.OpenAI, model: str) -> None:
     assert [e.arguments for e in done] == [call.arguments]
 
 
+CLOCK = {"type": "function", "name": "get_time", "description": "Local time in a city",
+         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+
+
+def _calls_streamed(client: openai.OpenAI, directives: str) -> tuple[list[Any], list[Any]]:
+    """The events and the final output of a streamed turn making two calls."""
+    with client.responses.stream(
+        model="via-openai", input=f"weather and time in Paris? mock:parallel_calls=2 {directives}",
+        tools=[WEATHER, CLOCK], tool_choice="required",
+    ) as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    return events, [item for item in final.output if item.type == "function_call"]
+
+
+def test_interleaved_call_deltas_reach_their_calls_before_they_are_done(client: openai.OpenAI) -> None:
+    """Call 0, call 1, then more of call 0's arguments: those were written after call 0's done
+    events, which (and the response) held its arguments cut short."""
+    events, calls = _calls_streamed(client, "mock:interleaved_calls=1")
+    assert [call.name for call in calls] == ["get_weather", "get_time"]
+    for index, call in enumerate(calls):
+        assert isinstance(json.loads(call.arguments)["city"], str)
+        own = [e for e in events if getattr(e, "output_index", None) == index]
+        kinds = [e.type for e in own]
+        assert kinds[0] == "response.output_item.added" and kinds[-1] == "response.output_item.done"
+        assert kinds[-2] == "response.function_call_arguments.done"
+        deltas = "".join(e.delta for e in own if e.type == "response.function_call_arguments.delta")
+        assert deltas == own[-2].arguments == own[-1].item.arguments == call.arguments
+    # As OpenAI streams output items: one at a time, each done before the next is added.
+    items = [(e.type, e.output_index) for e in events if e.type.startswith("response.output_item.")]
+    assert items == [("response.output_item.added", 0), ("response.output_item.done", 0),
+                     ("response.output_item.added", 1), ("response.output_item.done", 1)]
+
+
+def test_a_call_id_sent_after_the_calls_first_chunk_names_the_call(client: openai.OpenAI) -> None:
+    events, calls = _calls_streamed(client, "mock:late_call_id=1")
+    added = [e.item for e in events if e.type == "response.output_item.added"]
+    for call, first in zip(calls, added, strict=True):
+        # The mock's id (call_ + 24 hex digits), not one the gateway made up (48), from the first event on.
+        assert len(call.call_id) == len("call_") + 24 and first.call_id == call.call_id
+        assert first.name == call.name and isinstance(json.loads(call.arguments)["city"], str)
+
+
 def test_a_streamed_refusal_is_a_refusal_part(client: openai.OpenAI) -> None:
     """An upstream's refusal (chat ``delta.refusal``, as OpenAI streams a structured output it
     declines) streams as OpenAI's Responses API does: a ``refusal`` part, never output text the
@@ -725,6 +768,8 @@ def test_a_missing_field_is_missing_not_of_the_wrong_type(gw: Gateway, body: Any
                 {"type": "function_call_output", "call_id": "c1",
                  "output": [{"type": "input_text", "text": "x", "prompt_cache_breakpoint": 1}]}]},
      "input[1].output[0].prompt_cache_breakpoint", "an object"),
+    ({"input": "x", "stream": True, "stream_options": {"include_obfuscation": "no"}},
+     "stream_options.include_obfuscation", "a boolean"),
 ])
 def test_a_field_sent_on_unchecked_is_of_the_wrong_type(
         gw: Gateway, body: Any, param: str, expected: str) -> None:
@@ -736,6 +781,21 @@ def test_a_field_sent_on_unchecked_is_of_the_wrong_type(
         "message": f"Invalid type for '{param}': expected {expected}.", "type": "invalid_request_error",
         "param": param, "code": "invalid_type",
     }
+
+
+def test_a_safety_identifier_over_openais_limit_is_refused(client: openai.OpenAI, gw: Gateway) -> None:
+    """It went upstream as sent: a translated deployment passed it on as ``user``, OpenAI refuses it."""
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.responses.create(model="via-anthropic", input="x", safety_identifier="s" * 129)
+    assert refused.value.status_code == 400
+    assert refused.value.body == {
+        "message": "Invalid 'safety_identifier': string too long. Expected a string with maximum length "
+                   "128, but got a string with length 129 instead.",
+        "type": "invalid_request_error", "param": "safety_identifier", "code": "string_above_max_length",
+    }
+    reply = client.responses.create(model="via-anthropic", input="x", safety_identifier="s" * 128,
+                                    user="u" * 300)
+    assert reply.status == "completed" and reply.safety_identifier == "s" * 128
 
 
 @pytest.mark.parametrize("value", [True, "100", 100.0, 123456789012345678901234567890])
@@ -1245,6 +1305,34 @@ def test_a_tool_name_the_provider_refuses_is_named_as_sent(gw: Gateway) -> None:
     assert resp.status_code == 400
     assert resp.json()["error"]["param"] == "tools[0].name"
     assert "'tools[0].name'" in resp.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(("model", "given", "param"), [
+    # An answer to no call: messages[2] (the instructions first), the input's second item.
+    ("via-anthropic", [{"role": "user", "content": "x"},
+                       {"type": "function_call_output", "call_id": "nope", "output": "r"}],
+     "input[1].call_id"),
+    # Arguments Gemini cannot read, of the second call of an assistant message joining two items.
+    ("via-gemini", [{"role": "user", "content": "x"},
+                    {"type": "function_call", "call_id": "c1", "name": "get_weather", "arguments": "{}"},
+                    {"type": "function_call", "call_id": "c2", "name": "get_weather", "arguments": "[1]"},
+                    {"type": "function_call_output", "call_id": "c1", "output": "sunny"},
+                    {"type": "function_call_output", "call_id": "c2", "output": "rain"}],
+     "input[2].arguments"),
+    # An image in a developer message (Converse takes only text in the system prompt).
+    ("via-bedrock", [{"role": "developer", "content": [{"type": "input_text", "text": "a"},
+                                                       {"type": "input_image", "image_url": PIXEL}]},
+                     {"role": "user", "content": "x"}], "input[0].content[1].type"),
+])
+def test_an_adapters_refusal_of_an_input_item_names_the_item(
+        gw: Gateway, model: str, given: list[Any], param: str) -> None:
+    """It named the chat message the adapter read (messages[k]...), k counting the instructions."""
+    resp = httpx.post(f"{gw.base_url}/responses", headers=ADMIN, timeout=10,
+                      json={"model": model, "instructions": "Be brief.", "input": given, "tools": [WEATHER]})
+    assert resp.status_code == 400, resp.text
+    error = resp.json()["error"]
+    assert error["param"] == param, error
+    assert "messages[" not in error["message"]
 
 
 def test_codex_built_in_tools_are_refused_when_translated(gw: Gateway) -> None:

@@ -265,3 +265,45 @@ def test_the_output_of_a_cut_call_left_out_is_not_sent_without_its_call() -> Non
         called.update(c["id"] for c in message.get("tool_calls") or ())
         if message["role"] == "tool":
             assert message["tool_call_id"] in called, t.request["messages"]
+
+
+def test_a_refused_message_is_named_by_the_input_item_it_came_from() -> None:
+    """The chat path an adapter names (messages[k]..., k counting the instructions and the
+    continued conversation) -> the Responses field (sources.py)."""
+    from switchboard.http.responses.sources import input_param
+
+    translated = translate({"model": "m", "instructions": "be", "input": [
+        {"role": "user", "content": "x"},
+        {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+        {"type": "function_call", "call_id": "c2", "name": "g", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c1", "output": [
+            {"type": "input_image", "image_url": "data:image/png;base64,AA"},
+            {"type": "input_text", "text": "t", "prompt_cache_breakpoint": {"type": "ephemeral"}}]},
+        {"role": "developer", "content": [{"type": "input_text", "text": "a"},
+                                          {"type": "input_image", "image_url": "https://x/y.png"}]},
+        {"role": "user", "content": [{"type": "input_text", "text": "a"},
+                                     {"type": "refusal", "refusal": "no"}]},
+        {"type": "mcp_call", "id": "mcp_1", "server_label": "s", "name": "t", "arguments": "{}",
+         "output": "o"},
+    ]})
+    history = [{"role": "user", "content": "before"}, {"role": "assistant", "content": "reply"}]
+    messages = translated.request["messages"]
+    messages[1:1] = history  # as the history stage continues a stored conversation
+    expected = {
+        "messages[0].content": "instructions",
+        "messages[2]": "previous_response_id",
+        "messages[3].content": "input[0].content",
+        "messages[4].tool_calls[1].function.arguments": "input[2].arguments",
+        "messages[4].tool_calls[0].id": "input[1].call_id",
+        "messages[5].tool_call_id": "input[3].call_id",
+        "messages[5].content[0].prompt_cache_breakpoint": "input[3].output[1].prompt_cache_breakpoint",
+        "messages[6].content[0].image_url.url": "input[3].output[0]",  # the tool output's image
+        "messages[7].content[1].image_url.detail": "input[4].content[1].detail",
+        "messages[8].content[1].text": "input[5].content[1].refusal",
+        "messages[8].role": "input[5].role",
+        "messages[9].tool_calls[0].function.name": "input[6].name",
+        "messages[10].tool_call_id": "input[6].id",
+        "messages[11]": None,  # not one of the request's
+        "messages": None,  # the whole input: api.py's RESPONSES_PARAMS
+    }
+    assert {p: input_param(p, messages, translated.sources, history) for p in expected} == expected

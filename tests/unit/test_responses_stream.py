@@ -314,3 +314,57 @@ async def test_an_error_event_written_apart_continues_the_numbering() -> None:
     assert error["sequence_number"] == len(sent)
     # Without the stream's request (no numbered events known): the first number.
     assert _events(api.encode_stream_error(ServerShuttingDown("stop")))[0]["sequence_number"] == 0
+
+
+def test_interleaved_calls_are_written_one_at_a_time_and_whole() -> None:
+    """Call 0, call 1 (without its id yet), call 0 again, text, call 1's id: each call's events
+    in one run, done after its last delta; the call without an id until the end is given one."""
+    enc = StreamEncoder(BASE)
+    data = enc.start()
+    for chunk in (
+        _chunk({"tool_calls": [{"index": 0, "id": "c1", "function": {"name": "f", "arguments": '{"a":'}}]}),
+        _chunk({"tool_calls": [{"index": 1, "function": {"name": "g", "arguments": '{"b":'}}]}),
+        _chunk({"tool_calls": [{"index": 0, "function": {"arguments": "1}"}}]}),
+        _chunk({"tool_calls": [{"index": 1, "id": "c2", "function": {"arguments": "2}"}}]}),
+        _chunk({"tool_calls": [{"index": 2, "function": {"name": "h", "arguments": "{}"}}]}),
+        _chunk(finish="tool_calls"),
+    ):
+        data += enc.feed(chunk)
+    events = _events(data + enc.end())
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    items = [e for e in events if e.get("output_index") is not None]
+    runs = [e["output_index"] for e in items]
+    assert runs == sorted(runs)  # one item at a time
+    output = events[-1]["response"]["output"]
+    assert [(i["call_id"], i["arguments"]) for i in output[:2]] == [("c1", '{"a":1}'), ("c2", '{"b":2}')]
+    assert output[2]["call_id"].startswith("call_") and all(i["status"] == "completed" for i in output)
+    for index, item in enumerate(output):
+        own = [e for e in items if e["output_index"] == index]
+        assert own[0]["item"]["call_id"] == item["call_id"] and own[0]["item"]["name"] == item["name"]
+        assert "".join(e.get("delta", "") for e in own) == own[-2]["arguments"] == item["arguments"]
+
+
+def test_a_failure_with_held_calls_cuts_the_last_one_written_to() -> None:
+    enc = StreamEncoder(BASE)
+    enc.start()
+    enc.feed(_chunk({"tool_calls": [{"index": 0, "id": "c1", "function": {"name": "f", "arguments": "{"}}]}))
+    enc.feed(_chunk({"tool_calls": [{"index": 1, "id": "c2", "function": {"name": "g", "arguments": "{}"}}]}))
+    enc.feed(_chunk({"tool_calls": [{"index": 0, "function": {"arguments": '"a'}}]}))
+    events = _events(enc.failed("upstream_error", "boom"))
+    output = events[-1]["response"]["output"]
+    assert [(i["call_id"], i["status"]) for i in output] == [("c1", "incomplete"), ("c2", "completed")]
+    assert [e["output_index"] for e in events if e["type"] == "response.output_item.done"] == [0, 1]
+
+
+def test_a_native_stream_failing_after_an_item_writes_only_response_failed() -> None:
+    """The items a native deployment streamed were passed on as sent: a gateway failure after
+    them adds no events of its own for them."""
+    enc = StreamEncoder(BASE, {"id": "resp_own"})
+    item = {"id": "msg_1", "type": "message", "status": "completed", "role": "assistant",
+            "content": [{"type": "output_text", "text": "hi", "annotations": []}]}
+    data = enc.feed({"native": {"type": "response.created", "sequence_number": 0, "response": BASE}})
+    data += enc.feed({"native": {"type": "response.output_item.done", "sequence_number": 5,
+                                 "output_index": 0, "item": item}})
+    events = _events(data + enc.failed("upstream_timeout", "slow"))
+    assert [e["type"] for e in events] == ["response.created", "response.output_item.done", "response.failed"]
+    assert events[-1]["response"]["output"] == [item]

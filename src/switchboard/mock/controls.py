@@ -32,6 +32,11 @@ Directives (header ``x-mock-<name>`` or text ``mock:<name>=<value>``):
                          models without a parallel control may
     same_tool_index=1    OpenAI chat streams: every tool call delta carries index 0, as Ollama's
                          OpenAI-compatible API streams parallel calls
+    interleaved_calls=1  OpenAI chat streams: the parallel calls' argument deltas interleaved (every
+                         call's first chunk, then one piece of each in turn), as some OpenAI-
+                         compatible servers stream them
+    late_call_id=1       OpenAI chat streams: a tool call's first chunk carries its name only, its
+                         id comes with the next chunk
     redacted_thinking=1  Anthropic messages with thinking on: a redacted_thinking block before the
                          thinking block, as Claude answers when part of its reasoning was redacted
     hang=1               never answer (for timeout tests); ends when the caller leaves
@@ -79,6 +84,8 @@ class Controls:
     tool_call: str = ""
     parallel_calls: int = 1
     same_tool_index: int = 0
+    interleaved_calls: int = 0
+    late_call_id: int = 0
     redacted_thinking: int = 0
     hang: int = 0
     capture: str = ""

@@ -248,23 +248,37 @@ def _chat_stream(body: dict[str, Any], c: Controls, tool: dict[str, Any] | None,
             data["usage"] = None
         return b"data: " + orjson.dumps(data) + b"\n\n"
 
-    events, completion = [], 0
+    events: list[bytes] = []
+    completion = 0
     declared = [t["function"] for t in body.get("tools") or []
                 if isinstance(t, dict) and t.get("type") == "function"]
     for i in range(n):
         if tool:
+            per_call: list[list[bytes]] = []
             for position, called in enumerate(in_parallel(tool, declared, c)):
                 # same_tool_index=1: every call numbered 0, as Ollama's OpenAI-compatible API does.
                 index = 0 if c.same_tool_index else position
                 args = orjson.dumps(T.arguments_for(called.get("parameters"))).decode()
-                start = {"index": index, "id": new_id("call_"), "type": "function",
-                         "function": {"name": called["name"], "arguments": ""}}
+                call_id = new_id("call_")
+                start: dict[str, Any] = {"index": index, "type": "function",
+                                         "function": {"name": called["name"], "arguments": ""}}
+                if not c.late_call_id:
+                    start["id"] = call_id
                 head: dict[str, Any] = {"role": "assistant", "content": None} if position == 0 else {}
-                events.append(chunk(i, {**head, "tool_calls": [start]}))
+                own = [chunk(i, {**head, "tool_calls": [start]})]
                 for k in range(0, len(args), 8):
-                    piece = {"index": index, "function": {"arguments": args[k : k + 8]}}
-                    events.append(chunk(i, {"tool_calls": [piece]}))
+                    piece: dict[str, Any] = {"index": index, "function": {"arguments": args[k : k + 8]}}
+                    if c.late_call_id and k == 0:
+                        piece["id"] = call_id
+                    own.append(chunk(i, {"tool_calls": [piece]}))
+                per_call.append(own)
                 completion += T.count_tokens(args)
+            if c.interleaved_calls:  # each call's first chunk, then one piece of each in turn
+                events.extend(own[0] for own in per_call)
+                longest = max(len(own) for own in per_call)
+                events.extend(own[k] for k in range(1, longest) for own in per_call if k < len(own))
+            else:
+                events.extend(data for own in per_call for data in own)
             events.append(chunk(i, {}, "tool_calls"))
         elif _refuses(body):  # as OpenAI streams a refusal: refusal deltas, no content
             events.append(chunk(i, {"role": "assistant", "content": None, "refusal": ""}))

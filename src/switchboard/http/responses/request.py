@@ -65,6 +65,7 @@ from typing import Any
 from switchboard.errors import InvalidRequest, UnsupportedParameter
 from switchboard.http.openai_api import parse_object
 from switchboard.http.responses.response import append_call
+from switchboard.http.responses.sources import Source
 from switchboard.mcp.offer import new_id, replayed
 from switchboard.providers.account import tool_object
 from switchboard.providers.params import HINTS
@@ -148,6 +149,8 @@ _FIELDS = frozenset(
 # installed SDK's fields against it).
 KNOWN_FIELDS = _FIELDS
 MAX_METADATA_KEYS = 16
+# OpenAI's limit (the openai SDK's create docs); ``user`` has none documented on Responses.
+MAX_SAFETY_IDENTIFIER = 128
 
 
 def fail(param: str, message: str, code: str | None = None) -> InvalidRequest:
@@ -177,6 +180,13 @@ def _number(body: JSON, name: str, low: float, high: float) -> float | None:
     return float(v)
 
 
+def _at_most(value: str | None, param: str, limit: int) -> None:
+    """A string longer than ``limit`` characters refused as OpenAI refuses it, not sent upstream."""
+    if value is not None and len(value) > limit:
+        raise fail(param, f"Invalid '{param}': string too long. Expected a string with maximum length "
+                   f"{limit}, but got a string with length {len(value)} instead.", "string_above_max_length")
+
+
 def _missing(param: str) -> InvalidRequest:
     return fail(param, f"Missing required parameter: '{param}'.", "missing_required_parameter")
 
@@ -201,6 +211,8 @@ class Translated:
     store: bool = True
     previous_response_id: str | None = None
     body: JSON = field(default_factory=dict)  # the request as the client sent it (native deployments)
+    # Where each message came from: a refusal of one is named by the input item (sources.py).
+    sources: list[Source] = field(default_factory=list)
 
 
 # -- input ---------------------------------------------------------------------------------------
@@ -282,7 +294,7 @@ def _arguments(value: Any, path: str) -> str:
     return _string(value, path)
 
 
-def _output(value: Any, path: str, images: list[JSON]) -> str | list[JSON]:
+def _output(value: Any, path: str, images: list[tuple[JSON, str]]) -> str | list[JSON]:
     """The tool message content of a function_call_output's ``output``; its images (Codex's
     view_image answers with one) are added to ``images``: a tool message carries text only, so
     they go to the user message that follows, as the Anthropic API's tool_result images do."""
@@ -293,7 +305,7 @@ def _output(value: Any, path: str, images: list[JSON]) -> str | list[JSON]:
         for i, part in enumerate(value):
             kind = part.get("type") if isinstance(part, dict) else None
             if kind == "input_image":
-                images.append(_image(part, f"{path}[{i}]"))
+                images.append((_image(part, f"{path}[{i}]"), f"{path}[{i}]"))
                 continue
             if kind not in ("input_text", "output_text"):
                 raise unsupported(f"{path}[{i}]", "a function_call_output part other than text or an image")
@@ -307,11 +319,14 @@ def _output(value: Any, path: str, images: list[JSON]) -> str | list[JSON]:
     raise fail(path, f"Invalid type for '{path}': expected a string.", "invalid_type")
 
 
-def _with_images(messages: list[JSON], images: list[JSON]) -> None:
+def _with_images(messages: list[JSON], images: list[tuple[JSON, str]], sources: list[Source]) -> None:
     """The images of the tool outputs just read, as a user message after those tool messages
     (the tool messages answering one turn's calls stay together, as every upstream needs)."""
     if images:
-        messages.append({"role": "user", "content": images[:]})
+        message = {"role": "user", "content": [image for image, _ in images]}
+        messages.append(message)
+        paths = tuple(path for _, path in images)
+        sources.append((message, paths[0].rsplit(".", 1)[0], None, paths))
         images.clear()
 
 
@@ -356,11 +371,15 @@ def _without_keys(value: JSON, refused: dict[str, str]) -> JSON:
     return {k: v for k, v in value.items() if k not in refused}
 
 
-def input_messages(value: Any) -> tuple[list[JSON], list[JSON]]:
-    """(canonical messages, Responses items) of ``input``."""
+def input_messages(value: Any, sources: list[Source] | None = None) -> tuple[list[JSON], list[JSON]]:
+    """(canonical messages, Responses items) of ``input``; where each message (and tool call) came
+    from in ``sources``."""
+    sources = [] if sources is None else sources
     if isinstance(value, str):
         item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": value}]}
-        return [{"role": "user", "content": value}], [item]
+        message: JSON = {"role": "user", "content": value}
+        sources.append((message, "input", None, None))
+        return [message], [item]
     if not isinstance(value, list):
         raise fail(
             "input", "Invalid type for 'input': expected a string or an array of input items.", "invalid_type"
@@ -369,13 +388,14 @@ def input_messages(value: Any) -> tuple[list[JSON], list[JSON]]:
     calls: set[str] = set()
     ids: set[str] = set()
     cut: set[str] = set()  # calls left out (incomplete), whose outputs are left out too
-    images: list[JSON] = []  # of the tool outputs read last, for the user message after them
+    images: list[tuple[JSON, str]] = []  # of the tool outputs read last (and their paths), for the
+    # user message after them
     for i, item in enumerate(value):
         path = f"input[{i}]"
         if not isinstance(item, dict):
             raise fail(path, f"Invalid type for '{path}': expected an object.", "invalid_type")
         if item.get("type") not in ("function_call_output", "reasoning", "mcp_list_tools"):
-            _with_images(messages, images)  # before the next message this item may add
+            _with_images(messages, images, sources)  # before the next message this item may add
         if isinstance(item_id := item.get("id"), str):
             # As OpenAI refuses it: input_items pages by item id (after=), and a repeated id
             # would send every page after it back to its first occurrence, without end.
@@ -398,7 +418,9 @@ def input_messages(value: Any) -> tuple[list[JSON], list[JSON]]:
                     f"{path}.content", "Missing required parameter: 'content'.", "missing_required_parameter"
                 )
             content = _content(item["content"], role, f"{path}.content")
-            messages.append({"role": "system" if role == "developer" else role, "content": content})
+            message = {"role": "system" if role == "developer" else role, "content": content}
+            messages.append(message)
+            sources.append((message, path, item, None))
         elif kind == "function_call":
             _refuse_keys(item, _ITEM_REFUSED[kind], path)
             call_id = _string(item.get("call_id"), f"{path}.call_id")
@@ -414,6 +436,9 @@ def input_messages(value: Any) -> tuple[list[JSON], list[JSON]]:
             calls.add(call_id)
             if item.get("status") != "incomplete":  # cut (a failure, max_output_tokens): not whole
                 append_call(messages, call)
+                sources.append((call, path, item, None))
+                if messages[-1]["tool_calls"][0] is call:  # a message of its own: named by this item
+                    sources.append((messages[-1], path, None, None))
             else:
                 cut.add(call_id)
         elif kind == "function_call_output":
@@ -421,13 +446,13 @@ def input_messages(value: Any) -> tuple[list[JSON], list[JSON]]:
             call_id = _string(item.get("call_id"), f"{path}.call_id")
             if call_id in cut:  # its call was left out: a tool message needs the call before it
                 continue
-            messages.append(
-                {
-                    "role": "tool",
-                    "tool_call_id": call_id,
-                    "content": _output(item.get("output"), f"{path}.output", images),
-                }
-            )
+            message = {
+                "role": "tool",
+                "tool_call_id": call_id,
+                "content": _output(item.get("output"), f"{path}.output", images),
+            }
+            messages.append(message)
+            sources.append((message, path, item, None))
         elif kind == "reasoning":
             continue  # the model's own reasoning: not sent to other models
         elif kind == "mcp_call":
@@ -437,7 +462,12 @@ def input_messages(value: Any) -> tuple[list[JSON], list[JSON]]:
             call_id = new_id("mcp_") if given is None else _string(given, f"{path}.id")
             call, text = replayed(_mcp_call(item, path), call_id)
             append_call(messages, call)
-            messages.append({"role": "tool", "tool_call_id": call["id"], "content": text})
+            message = {"role": "tool", "tool_call_id": call["id"], "content": text}
+            messages.append(message)
+            sources.append((call, path, item, None))
+            sources.append((message, path, item, None))
+            if messages[-2]["tool_calls"][0] is call:
+                sources.append((messages[-2], path, None, None))
         elif kind == "mcp_list_tools":
             # The tools a server listed: offered again by this request's own mcp tools, if any;
             # the listing itself tells the model nothing.
@@ -446,7 +476,7 @@ def input_messages(value: Any) -> tuple[list[JSON], list[JSON]]:
             raise unsupported(f"{path}.type", "the input item 'item_reference'")
         else:
             raise unsupported(f"{path}.type", f"the input item '{str(kind)[:60]}'")
-    _with_images(messages, images)
+    _with_images(messages, images, sources)
     items = [dict(item) for item in value]
     return messages, items
 
@@ -696,6 +726,10 @@ def _kept(body: JSON) -> None:
     for name in ("stream_options", "client_metadata"):
         if body.get(name) is not None and not isinstance(body[name], dict):
             raise fail(name, f"Invalid type for '{name}': expected an object.", "invalid_type")
+    obfuscation = (body.get("stream_options") or {}).get("include_obfuscation")
+    if obfuscation is not None and not isinstance(obfuscation, bool):
+        where = "stream_options.include_obfuscation"
+        raise fail(where, f"Invalid type for '{where}': expected a boolean.", "invalid_type")
 
 
 # -- the request ---------------------------------------------------------------------------------
@@ -725,7 +759,8 @@ def translate(body: JSON) -> Translated:
     if body.get("input") is None:
         raise fail("input", "Missing required parameter: 'input'.", "missing_required_parameter")
     _kept(body)
-    turn, items = input_messages(body["input"])
+    sources: list[Source] = []
+    turn, items = input_messages(body["input"], sources)
     out: JSON = {"model": model}
     instructions = body.get("instructions")
     messages = list(turn)
@@ -733,6 +768,7 @@ def translate(body: JSON) -> Translated:
         _string(instructions, "instructions")
         if instructions:
             messages.insert(0, {"role": "system", "content": instructions})
+            sources.append((messages[0], "instructions", None, None))
     out["messages"] = messages
     echo: JSON = {"instructions": instructions}
     for name, low, high in (("temperature", 0, 2), ("top_p", 0, 1)):
@@ -786,6 +822,7 @@ def translate(body: JSON) -> Translated:
     for name in ("user", "safety_identifier"):  # each checked by its own name
         if body.get(name) is not None:
             _string(body[name], name)
+    _at_most(body.get("safety_identifier"), "safety_identifier", MAX_SAFETY_IDENTIFIER)
     user = body.get("user") or body.get("safety_identifier")
     if user is not None:
         out["user"] = user
@@ -805,7 +842,7 @@ def translate(body: JSON) -> Translated:
     echo["truncation"] = body.get("truncation") or "disabled"
     echo["service_tier"] = body.get("service_tier") or "default"  # the upstream's own, if it says
     _hints(body, echo["text"], out)
-    return Translated(out, turn, items, echo, store is not False, previous, body)
+    return Translated(out, turn, items, echo, store is not False, previous, body, sources)
 
 
 # POST /v1/responses/input_tokens: the fields of a create that shape the input (the openai SDK's
