@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from switchboard.errors import InvalidRequest
-from switchboard.providers import account, capabilities, stop_sequences
+from switchboard.providers import account, allowed_tools, capabilities, stop_sequences
 from switchboard.providers.anthropic import thinking
 from switchboard.providers.anthropic.options import AnthropicOptions
 from switchboard.providers.base import JSON
@@ -62,7 +62,7 @@ def request_headers(options: AnthropicOptions, stream: bool) -> dict[str, str]:
 
 
 def build_body(request: JSON, target: Target) -> JSON:
-    request = capabilities.check(request, target)
+    request = allowed_tools.narrowed(capabilities.check(request, target))
     options = options_of(target)
     given = _max_tokens(request)
     system, messages = convert_messages(request["messages"], target)
@@ -416,9 +416,8 @@ def _tool_choice(choice: Any, parallel: Any) -> JSON | None:
     ):
         out = {"type": "tool", "name": choice["function"]["name"]}
     else:
-        raise InvalidRequest("tool_choice must be 'none', 'auto', 'required' or a named function for "
-                             "provider type 'anthropic': to allow only some tools, send only those tools",
-                             param="tool_choice")
+        raise InvalidRequest("tool_choice must be 'none', 'auto', 'required', a named function or "
+                             "allowed_tools for provider type 'anthropic'", param="tool_choice")
     if parallel is False:
         out["disable_parallel_tool_use"] = True
     elif out == {"type": "auto"}:
