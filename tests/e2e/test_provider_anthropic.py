@@ -415,6 +415,22 @@ def test_json_schema_through_forced_tool(claude: openai.OpenAI) -> None:
     assert finish_reasons(chunks) == ["stop"]
 
 
+def test_json_mode_emulated_with_a_tool_refuses_a_forced_tool_choice(claude: openai.OpenAI) -> None:
+    # JSON mode through a forced tool of the gateway's own: a caller's forced choice (without
+    # tools) cannot be kept beside it, so a 400 naming it rather than replaced in silence.
+    fmt: Any = {"type": "json_schema", "json_schema": {"name": "city", "schema": CITY_SCHEMA}}
+    for model, format_ in (("claude-json-tool", fmt), ("claude", {"type": "json_object"})):
+        for choice in ("required", {"type": "function", "function": {"name": "get_weather"}}):
+            with pytest.raises(openai.BadRequestError) as exc:
+                claude.chat.completions.create(model=model, messages=ask("Pick a city"),
+                                               response_format=format_, tool_choice=choice)  # type: ignore[arg-type]
+            assert exc.value.body["param"] == "tool_choice"  # type: ignore[index]
+            assert "response_format" in exc.value.message
+    resp = claude.chat.completions.create(model="claude-json-tool", messages=ask("Pick a city"),
+                                          response_format=fmt, tool_choice="auto")
+    assert json.loads(resp.choices[0].message.content or "") == {"city": "Paris"}
+
+
 def test_json_object(claude: openai.OpenAI) -> None:
     resp = claude.chat.completions.create(
         model="claude", messages=ask("Reply in JSON"), response_format={"type": "json_object"}

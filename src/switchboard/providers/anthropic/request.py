@@ -445,6 +445,14 @@ def _response_format(request: JSON, body: JSON, options: AnthropicOptions) -> No
             "'anthropic': send a strict json_schema, or set json_schema_mode: native",
             param="response_format",
         )
+    if body.get("tool_choice"):
+        # A forced tool_choice without tools: the JSON tool's own choice would replace it.
+        raise InvalidRequest(
+            "tool_choice forces a tool call, but response_format asks for JSON, which provider type "
+            "'anthropic' gives by forcing a tool of its own: leave tool_choice out, send a strict "
+            "json_schema, or set json_schema_mode: native",
+            param="tool_choice",
+        )
     if schema is not None and schema.get("type", "object") != "object":
         raise InvalidRequest("the JSON schema must describe an object for provider type 'anthropic'",
                              param="response_format.json_schema.schema")
