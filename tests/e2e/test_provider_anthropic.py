@@ -12,7 +12,7 @@ import openai
 import pytest
 
 from tests.e2e.sdk import ask, finish_reasons, stream_text
-from tests.servers import MASTER_KEY, UPSTREAM_KEY, Gateway, Mock, start_gateway
+from tests.servers import MASTER_KEY, UPSTREAM_KEY, Gateway, Mock, captured, new_marker, start_gateway
 
 PIXEL_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
 BAD_KEY = "sk-ant-wrong-key-999"
@@ -249,6 +249,40 @@ def test_named_tool_choice(claude: openai.OpenAI) -> None:
     assert (calls[0].function.name, json.loads(calls[0].function.arguments)) == ("get_time", {"tz": "UTC"})
 
 
+def allowed(mode: str, *names: str) -> Any:
+    return {"type": "allowed_tools", "allowed_tools": {
+        "mode": mode, "tools": [{"type": "function", "function": {"name": n}} for n in names]}}
+
+
+def test_allowed_tools_choice_offers_only_those_tools(claude: openai.OpenAI, mock_upstream: Mock) -> None:
+    # Anthropic has no allowed list: its mode (required -> any, auto -> the default) over only the
+    # allowed tools, which means the same.
+    other: Any = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}}
+    for mode, sent_choice in (("required", {"type": "any"}), ("auto", None)):
+        marker = new_marker()
+        resp = claude.chat.completions.create(
+            model="claude", messages=ask(f"weather? mock:capture={marker}"), tools=[other, WEATHER_TOOL],
+            tool_choice=allowed(mode, "get_weather"),
+        )
+        [record] = captured(mock_upstream, marker)
+        assert [t["name"] for t in record["body"]["tools"]] == ["get_weather"]
+        assert record["body"].get("tool_choice") == sent_choice
+        if mode == "required":
+            assert [c.function.name for c in resp.choices[0].message.tool_calls or []] == ["get_weather"]  # type: ignore[union-attr]
+
+
+def test_allowed_tools_naming_a_tool_not_offered_is_a_400_naming_it(claude: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as exc:
+        claude.chat.completions.create(model="claude", messages=ask("weather?"), tools=[WEATHER_TOOL],
+                                       tool_choice=allowed("required", "get_weather", "get_time"))
+    assert exc.value.body["param"] == "tool_choice.allowed_tools.tools[1]"  # type: ignore[index]
+    assert exc.value.code == "invalid_value" and "'get_time'" in exc.value.message
+    with pytest.raises(openai.BadRequestError) as exc:
+        claude.chat.completions.create(model="claude", messages=ask("weather?"), tools=[WEATHER_TOOL],
+                                       tool_choice=allowed("sometimes", "get_weather"))
+    assert exc.value.body["param"] == "tool_choice.allowed_tools.mode"  # type: ignore[index]
+
+
 def test_parallel_tool_results_grouped_into_one_turn(claude: openai.OpenAI) -> None:
     messages = [
         *ask("Weather in Paris and Rome?"),
@@ -379,6 +413,22 @@ def test_json_schema_through_forced_tool(claude: openai.OpenAI) -> None:
     )
     assert json.loads(stream_text(chunks)) == {"city": "Paris"}
     assert finish_reasons(chunks) == ["stop"]
+
+
+def test_json_mode_emulated_with_a_tool_refuses_a_forced_tool_choice(claude: openai.OpenAI) -> None:
+    # JSON mode through a forced tool of the gateway's own: a caller's forced choice (without
+    # tools) cannot be kept beside it, so a 400 naming it rather than replaced in silence.
+    fmt: Any = {"type": "json_schema", "json_schema": {"name": "city", "schema": CITY_SCHEMA}}
+    for model, format_ in (("claude-json-tool", fmt), ("claude", {"type": "json_object"})):
+        for choice in ("required", {"type": "function", "function": {"name": "get_weather"}}):
+            with pytest.raises(openai.BadRequestError) as exc:
+                claude.chat.completions.create(model=model, messages=ask("Pick a city"),
+                                               response_format=format_, tool_choice=choice)  # type: ignore[arg-type]
+            assert exc.value.body["param"] == "tool_choice"  # type: ignore[index]
+            assert "response_format" in exc.value.message
+    resp = claude.chat.completions.create(model="claude-json-tool", messages=ask("Pick a city"),
+                                          response_format=fmt, tool_choice="auto")
+    assert json.loads(resp.choices[0].message.content or "") == {"city": "Paris"}
 
 
 def test_json_object(claude: openai.OpenAI) -> None:

@@ -240,16 +240,27 @@ def test_forced_tool_choice_without_tools_is_refused(sdk: openai.OpenAI) -> None
     assert sdk.chat.completions.create(model="claude", messages=ask("hi"), tool_choice="auto").choices
 
 
-def test_allowed_tools_choice_is_refused_saying_what_to_send(sdk: openai.OpenAI) -> None:
-    # Converse has no allowed list; the refusal names the provider, the choice and the way out.
-    choice: Any = {"type": "allowed_tools", "allowed_tools": {
-        "mode": "required", "tools": [{"type": "function", "function": {"name": "get_weather"}}]}}
+def test_allowed_tools_choice_offers_only_those_tools(sdk: openai.OpenAI, mock_upstream: Mock) -> None:
+    # Converse has no allowed list: its mode (required -> any, auto) over only the allowed tools.
+    other: Any = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}}
+    for mode, sent_choice in (("required", {"any": {}}), ("auto", {"auto": {}})):
+        marker = new_marker()
+        choice: Any = {"type": "allowed_tools", "allowed_tools": {
+            "mode": mode, "tools": [{"type": "function", "function": {"name": "get_weather"}}]}}
+        resp = sdk.chat.completions.create(model="claude", messages=ask(f"weather? mock:capture={marker}"),
+                                           tools=[other, WEATHER_TOOL], tool_choice=choice)
+        [record] = captured(mock_upstream, marker)
+        config = record["body"]["toolConfig"]
+        assert [t["toolSpec"]["name"] for t in config["tools"]] == ["get_weather"]
+        assert config["toolChoice"] == sent_choice
+        if mode == "required":
+            assert [c.function.name for c in resp.choices[0].message.tool_calls or []] == ["get_weather"]  # type: ignore[union-attr]
+    # A listed tool the request does not offer: a 400 naming the entry.
+    choice["allowed_tools"]["tools"].append({"type": "function", "function": {"name": "get_time"}})
     with pytest.raises(openai.BadRequestError) as exc:
         sdk.chat.completions.create(model="claude", messages=ask("weather?"), tools=[WEATHER_TOOL],
                                     tool_choice=choice)
-    assert exc.value.body["param"] == "tool_choice"  # type: ignore[index]
-    assert "'bedrock'" in exc.value.message and "'allowed_tools'" in exc.value.message
-    assert "send only those tools" in exc.value.message
+    assert exc.value.body["param"] == "tool_choice.allowed_tools.tools[1]"  # type: ignore[index]
 
 
 def test_tool_name_converse_refuses_is_a_400_naming_it(sdk: openai.OpenAI) -> None:

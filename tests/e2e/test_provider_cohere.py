@@ -200,6 +200,15 @@ def test_allowed_tools_choice_offers_only_those_tools(co: openai.OpenAI) -> None
     )
     calls = resp.choices[0].message.tool_calls
     assert calls is not None and [c.function.name for c in calls] == ["get_weather"]  # type: ignore[union-attr]
+    # A listed tool the request does not offer: a 400 naming the entry, not a narrower list.
+    with pytest.raises(openai.BadRequestError) as exc:
+        co.chat.completions.create(
+            model="command-a", messages=ask("weather?"), tools=[WEATHER_TOOL],  # type: ignore[list-item]
+            tool_choice={"type": "allowed_tools", "allowed_tools": {  # type: ignore[typeddict-item]
+                "mode": "auto", "tools": [{"type": "function", "function": {"name": "get_weather"}},
+                                          {"type": "function", "function": {"name": "get_time"}}]}},
+        )
+    assert exc.value.body["param"] == "tool_choice.allowed_tools.tools[1]"  # type: ignore[index]
 
 
 def test_tool_choice_none_answers_in_text(co: openai.OpenAI) -> None:

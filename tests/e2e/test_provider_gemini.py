@@ -217,6 +217,14 @@ def test_tool_choice_gemini_cannot_express_is_refused_by_name(client: openai.Ope
                           "tools": [{"type": "function", "function": {"name": "get_weather"}}]},
     })
     assert reply.choices[0].finish_reason == "tool_calls"
+    # A listed tool the request does not offer: a 400 naming the entry.
+    with pytest.raises(openai.BadRequestError) as exc:
+        ask(client, "weather?", tools=[WEATHER_TOOL], tool_choice={
+            "type": "allowed_tools",
+            "allowed_tools": {"mode": "required",
+                              "tools": [{"type": "function", "function": {"name": "nope"}}]},
+        })
+    assert exc.value.body["param"] == "tool_choice.allowed_tools.tools[0]"  # type: ignore[index]
 
 
 def test_tool_name_gemini_refuses_is_a_400_naming_it(client: openai.OpenAI) -> None:

@@ -274,6 +274,13 @@ def test_a_tool_result_without_its_call_is_refused_naming_it(mi: openai.OpenAI) 
     )
     assert reply.choices[0].finish_reason == "tool_calls"
     assert [c.function.name for c in reply.choices[0].message.tool_calls or []] == ["get_weather"]  # type: ignore[union-attr]
+    with pytest.raises(openai.BadRequestError) as exc:  # a listed tool the request does not offer
+        mi.chat.completions.create(
+            model="mistral-small", messages=ask("weather?"), tools=[WEATHER_TOOL],  # type: ignore[list-item]
+            tool_choice={"type": "allowed_tools", "allowed_tools": {
+                "mode": "auto", "tools": [{"type": "function", "function": {"name": "get_time"}}]}},
+        )
+    assert exc.value.body["param"] == "tool_choice.allowed_tools.tools[0]"  # type: ignore[index]
     with pytest.raises(openai.BadRequestError) as exc:
         mi.chat.completions.create(model="mistral-small", messages=ask("weather?"), tools=[WEATHER_TOOL],  # type: ignore[list-item]
                                    tool_choice={"type": "custom", "custom": {"name": "get_weather"}})

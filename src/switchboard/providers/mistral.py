@@ -57,7 +57,7 @@ from pydantic import BaseModel
 
 from switchboard.config.schema import ProviderConfig
 from switchboard.errors import GatewayError, InvalidRequest, UpstreamBadGateway
-from switchboard.providers import capabilities, documents, tool_names
+from switchboard.providers import allowed_tools, capabilities, documents, tool_names
 from switchboard.providers.base import JSON, ProviderAdapter
 from switchboard.providers.capabilities.rows import REQUEST_ROWS
 from switchboard.providers.counts import position
@@ -249,28 +249,15 @@ def _tools(tools: list[Any]) -> list[JSON]:
 
 
 def _tool_choice(body: JSON) -> None:
-    """OpenAI's tool_choice in Mistral's terms: 'required' is 'any'; ``allowed_tools`` (no Mistral
-    form) becomes its mode ('required' -> 'any', 'auto') over only the tools it allows, which is
-    what it means; a named function is Mistral's own form. Any other object (a custom tool's) is
-    a 400 naming it: Mistral would refuse it, and leaving it out would let the model choose."""
+    """OpenAI's tool_choice in Mistral's terms: 'required' is 'any' (``allowed_tools``, which
+    Mistral has no form of, arrives narrowed to its tools and mode: providers/allowed_tools.py); a
+    named function is Mistral's own form. Any other object (a custom tool's) is a 400 naming it:
+    Mistral would refuse it, and leaving it out would let the model choose."""
     choice = body.get("tool_choice")
     if choice == "required":
         body["tool_choice"] = "any"
-    if not isinstance(choice, dict) or choice.get("type") == "function":
-        return
-    if choice.get("type") != "allowed_tools":
+    if isinstance(choice, dict) and choice.get("type") != "function":
         raise _unsupported_value(f"tool_choice type {str(choice.get('type'))[:64]!r}", "tool_choice.type")
-    allowed = choice.get("allowed_tools")
-    mode = allowed.get("mode") if isinstance(allowed, dict) else None
-    if not isinstance(allowed, dict) or mode not in ("auto", "required"):
-        raise InvalidRequest("tool_choice.allowed_tools.mode must be 'auto' or 'required'",
-                             param="tool_choice.allowed_tools.mode")
-    names = {(t.get("function") or {}).get("name") for t in allowed.get("tools") or () if isinstance(t, dict)}
-    body["tools"] = [t for t in body.get("tools") or () if t["function"]["name"] in names]
-    if not body["tools"]:
-        raise InvalidRequest("tool_choice.allowed_tools.tools names no function of 'tools'",
-                             param="tool_choice.allowed_tools.tools")
-    body["tool_choice"] = "any" if mode == "required" else "auto"
 
 
 def _prediction(body: JSON) -> None:
@@ -303,7 +290,7 @@ def _unknown_fields(request: JSON, target: Target) -> None:
 
 def chat_body(request: JSON, target: Target, options: Options) -> JSON:
     _unknown_fields(request, target)
-    body = dict(capabilities.check(request, target))
+    body = dict(allowed_tools.narrowed(capabilities.check(request, target)))
     for name in _DROPPED:
         body.pop(name, None)
     body["model"] = target.model

@@ -20,7 +20,7 @@ import re
 from typing import Any
 
 from switchboard.errors import InvalidRequest
-from switchboard.providers import account, capabilities, stop_sequences
+from switchboard.providers import account, allowed_tools, capabilities, stop_sequences
 from switchboard.providers.anthropic import thinking
 from switchboard.providers.anthropic.options import AnthropicOptions
 from switchboard.providers.base import JSON
@@ -70,7 +70,7 @@ def request_headers(options: AnthropicOptions, stream: bool) -> dict[str, str]:
 
 
 def build_body(request: JSON, target: Target) -> JSON:
-    request = capabilities.check(request, target)
+    request = allowed_tools.narrowed(capabilities.check(request, target))
     options = options_of(target)
     given = _max_tokens(request)
     system, messages = convert_messages(request["messages"], target)
@@ -433,9 +433,8 @@ def _tool_choice(choice: Any, parallel: Any) -> JSON | None:
     ):
         out = {"type": "tool", "name": choice["function"]["name"]}
     else:
-        raise InvalidRequest("tool_choice must be 'none', 'auto', 'required' or a named function for "
-                             "provider type 'anthropic': to allow only some tools, send only those tools",
-                             param="tool_choice")
+        raise InvalidRequest("tool_choice must be 'none', 'auto', 'required', a named function or "
+                             "allowed_tools for provider type 'anthropic'", param="tool_choice")
     if parallel is False:
         out["disable_parallel_tool_use"] = True
     elif out == {"type": "auto"}:
@@ -462,6 +461,14 @@ def _response_format(request: JSON, body: JSON, options: AnthropicOptions) -> No
             "response_format together with tools needs native structured outputs on provider type "
             "'anthropic': send a strict json_schema, or set json_schema_mode: native",
             param="response_format",
+        )
+    if body.get("tool_choice"):
+        # A forced tool_choice without tools: the JSON tool's own choice would replace it.
+        raise InvalidRequest(
+            "tool_choice forces a tool call, but response_format asks for JSON, which provider type "
+            "'anthropic' gives by forcing a tool of its own: leave tool_choice out, send a strict "
+            "json_schema, or set json_schema_mode: native",
+            param="tool_choice",
         )
     if schema is not None and schema.get("type", "object") != "object":
         raise InvalidRequest("the JSON schema must describe an object for provider type 'anthropic'",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import orjson
 
 from switchboard.errors import UnsupportedParameter
-from switchboard.providers import capabilities, stop_sequences
+from switchboard.providers import allowed_tools, capabilities, stop_sequences
 from switchboard.providers.anthropic.thinking import check_tool_choice, fits_tool_loop, sampling_conflicts
 from switchboard.providers.base import JSON
 from switchboard.providers.bedrock.messages import conversation, tools_as_text, trim_prefill
@@ -28,7 +28,7 @@ STOP_SEQUENCE_PATH = "/stop_sequence"
 
 
 def converse_body(request: JSON, target: Target) -> JSON:
-    request = capabilities.check(request, target)
+    request = allowed_tools.narrowed(capabilities.check(request, target))
     no_tools = request.get("tool_choice") == "none"
     system, turns = conversation(request["messages"], paired=not no_tools)
     if no_tools:

@@ -10,6 +10,9 @@
   gateway keeps the first tool call of the reply (``providers/tool_calls.py``).
 - a forced ``tool_choice`` (``required``, a function) without ``tools`` is a 400: it could not be
   sent, and the model would answer in text instead.
+- ``allowed_tools`` (no Converse form) arrives narrowed (``providers/allowed_tools.py``): only the
+  allowed tools, with ``auto`` or ``required`` (``any``) by its mode; the history's tool blocks
+  are sent as they are.
 - ``strict`` is kept per tool (``toolSpec.strict``), so strict and loose tools can be mixed.
 - ``cache_control`` on a tool adds a ``cachePoint`` after it in ``toolConfig.tools``.
 - a tool name Converse refuses (1-64 of ``[a-zA-Z0-9_-]``) is a 400 naming
@@ -48,13 +51,11 @@ def _choice(choice: Any, target: Target) -> JSON | None:
     if isinstance(choice, dict):
         name = (choice.get("function") or {}).get("name")
         if choice.get("type") != "function" or not isinstance(name, str):
-            # allowed_tools included: whether Converse takes a history whose tool blocks name tools
-            # the request no longer offers is not documented, so the list is not narrowed here.
+            # allowed_tools never gets here: request.py narrows it to its tools and mode first.
             kind = str(choice.get("type"))[:40]
             raise InvalidRequest(
-                f"tool_choice must be 'none', 'auto', 'required' or a named function for provider type "
-                f"'bedrock' (model '{target.name}'; {kind!r} has no Converse form): to allow only some "
-                "tools, send only those tools",
+                f"tool_choice must be 'none', 'auto', 'required', a named function or allowed_tools for "
+                f"provider type 'bedrock' (model '{target.name}'; {kind!r} has no Converse form)",
                 param="tool_choice",
             )
         return {"tool": {"name": name}}

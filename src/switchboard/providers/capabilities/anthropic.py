@@ -39,6 +39,8 @@ TABLE: Table = seed(
     prompt_cache_options=refused("lifetimes are per breakpoint (cache_control.ttl 5m / 1h)"),
     prompt_cache_retention=refused("lifetimes are per breakpoint (cache_control.ttl 5m / 1h)"),
     tool_choice_is_none=translated("tool_choice.type", "{type: none}"),
+    tool_choice_is_allowed_tools=translated("tool_choice.type", "mode required → any, auto → omitted; only "
+                                            "the allowed tools sent"),
     parallel_tool_calls_is_false=translated("tool_choice.disable_parallel_tool_use"),
     tools__strict=translated("tools.0.strict"),
     cache_control=translated(

@@ -42,6 +42,8 @@ TABLE: Table = seed(
     top_k=translated(f"{_EXTRA}.top_k", "Nova: additionalModelRequestFields.inferenceConfig.topK; "
                      "Cohere Command R: additionalModelRequestFields.k; Meta Llama, AI21, DeepSeek, "
                      "Titan: refused (no top-k control)"),
+    tool_choice_is_allowed_tools=translated("toolConfig.toolChoice", "mode required → any, auto → auto; "
+                                            "only the allowed tools sent"),
     tool_choice_is_none=translated(note="toolConfig left out; tool calls and results in the history sent as "
                                    "text"),
     parallel_tool_calls_is_false=translated(f"{_EXTRA}.tool_choice.disable_parallel_tool_use",

@@ -44,6 +44,8 @@ TABLE: Table = seed(
     ),
     thinking=translated("thinking", "budget_tokens → token_budget"),
     tool_choice_is_none=translated("tool_choice", "NONE"),
+    tool_choice_is_allowed_tools=translated("tool_choice", "mode required → REQUIRED, auto → omitted; only "
+                                            "the allowed tools sent"),
     tools__strict=translated("strict_tools", "only when every tool is strict; mixed: 400"),
     cache_control=translated(note="Cohere has no prompt caching control; breakpoints removed"),
     document=translated("messages.0.content.0.text", "text documents as text (title first); PDF refused "

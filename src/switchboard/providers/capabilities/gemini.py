@@ -42,6 +42,10 @@ CELLS: dict[str, Cell] = {
     "tools": translated("tools", "functionDeclarations, schema rewritten to Gemini's subset"),
     "tool_choice": translated(_FCC, "mode AUTO / ANY (+ allowedFunctionNames) / NONE"),
     "tool_choice:none": translated(_FCC, "mode NONE"),
+    "tool_choice:allowed_tools": translated(
+        f"{_FCC}.allowedFunctionNames",
+        "mode required: ANY + allowedFunctionNames; auto: AUTO; only the allowed declarations sent",
+    ),
     "parallel_tool_calls": translated(note="Gemini's own behaviour: calls may come in parallel"),
     # No control upstream: the gateway keeps the first call of each reply (providers/tool_calls.py).
     "parallel_tool_calls:false": translated(note=ENFORCED),

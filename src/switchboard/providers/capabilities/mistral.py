@@ -33,6 +33,8 @@ TABLE: Table = seed(
     max_completion_tokens=translated("max_tokens"),
     seed=translated("random_seed"),
     tool_choice=translated("tool_choice", "'required' → 'any'"),
+    tool_choice_is_allowed_tools=translated("tool_choice", "mode required → 'any', auto → 'auto'; only the "
+                                            "allowed tools sent"),
     thinking=refused("send reasoning_effort"),
     messages__tool_calls_is_custom=refused("no custom (free-form) tools"),
     cache_control=translated(note="Mistral has no breakpoints (it caches prefixes itself); removed"),

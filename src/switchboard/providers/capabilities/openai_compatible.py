@@ -50,7 +50,7 @@ _PRESETS: dict[str, dict[str, Cell]] = {
     "vllm": {},
     "openrouter": {},
     "ollama": {
-        **_refused("n", "logit_bias", "tool_choice:none"), **_MAX_TOKENS,
+        **_refused("n", "logit_bias", "tool_choice:none", "tool_choice:allowed_tools"), **_MAX_TOKENS,
         "top_k": _NO_TOP_K,
         # "auto" is removed before the check (the server's default); any other choice is refused.
         "tool_choice": refused("only 'auto'"),

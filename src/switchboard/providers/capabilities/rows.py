@@ -255,6 +255,15 @@ FEATURE_ROWS: tuple[Row, ...] = (
         lambda r: r.get("tool_choice") == "none",
         _without("tool_choice"),
     ),
+    # Where tool_choice itself is refused (Ollama), this is too, and that row names it first.
+    Row(
+        "tool_choice:allowed_tools", "tool_choice", "tool_choice 'allowed_tools'",
+        {"tools": _EXAMPLES["tools"], "tool_choice": {"type": "allowed_tools", "allowed_tools": {
+            "mode": "required", "tools": [{"type": "function", "function": {"name": "f"}}]}}},
+        lambda r: isinstance(r.get("tool_choice"), dict) and r["tool_choice"].get("type") == "allowed_tools",
+        _without("tool_choice"),
+        within="tool_choice",
+    ),
     Row(
         "parallel_tool_calls:false", "parallel_tool_calls", "parallel_tool_calls false",
         {"tools": _EXAMPLES["tools"], "parallel_tool_calls": False},

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from switchboard.errors import InvalidRequest, UnsupportedParameter
-from switchboard.providers import capabilities, documents, tool_names
+from switchboard.providers import allowed_tools, capabilities, documents, tool_names
 from switchboard.providers.base import JSON
 from switchboard.providers.cohere.input_type import input_type
 from switchboard.providers.embedding_inputs import text_inputs
@@ -169,8 +169,8 @@ def _tools(tools: list[JSON]) -> list[JSON]:
 def _apply_tool_choice(body: JSON, choice: Any) -> None:
     """OpenAI tool_choice -> Cohere's REQUIRED/NONE (auto is Cohere's default: the field is omitted).
 
-    Cohere cannot name one tool, so a named choice becomes REQUIRED with only that tool offered,
-    and ``allowed_tools`` its mode (REQUIRED, or auto) with only the tools it allows.
+    Cohere cannot name one tool, so a named choice becomes REQUIRED with only that tool offered
+    (``allowed_tools`` arrives narrowed to its tools and mode: providers/allowed_tools.py).
     """
     if choice is None or choice == "auto":
         return
@@ -180,9 +180,6 @@ def _apply_tool_choice(body: JSON, choice: Any) -> None:
     if choice == "required":
         body["tool_choice"] = "REQUIRED"
         return
-    if choice.get("type") == "allowed_tools":
-        _allowed_tools(body, choice.get("allowed_tools"))
-        return
     name = (choice.get("function") or {}).get("name") if choice.get("type") == "function" else None
     if not isinstance(name, str):
         raise _invalid("tool_choice must be 'none', 'auto', 'required' or a function", "tool_choice")
@@ -191,20 +188,6 @@ def _apply_tool_choice(body: JSON, choice: Any) -> None:
         raise _invalid(f"tool_choice names function '{name}', which is not in 'tools'", "tool_choice")
     body["tools"] = chosen
     body["tool_choice"] = "REQUIRED"
-
-
-def _allowed_tools(body: JSON, allowed: Any) -> None:
-    mode = allowed.get("mode") if isinstance(allowed, dict) else None
-    if not isinstance(allowed, dict) or mode not in ("auto", "required"):
-        raise _invalid("tool_choice.allowed_tools.mode must be 'auto' or 'required'",
-                       "tool_choice.allowed_tools.mode")
-    names = {(t.get("function") or {}).get("name") for t in allowed.get("tools") or () if isinstance(t, dict)}
-    body["tools"] = [t for t in body.get("tools") or [] if t["function"]["name"] in names]
-    if not body["tools"]:
-        raise _invalid("tool_choice.allowed_tools.tools names no function of 'tools'",
-                       "tool_choice.allowed_tools.tools")
-    if mode == "required":
-        body["tool_choice"] = "REQUIRED"
 
 
 def _response_format(fmt: JSON) -> JSON | None:
@@ -261,6 +244,7 @@ def _strictness(tools: list[JSON], request: JSON, target: Target) -> bool:
 
 
 def _tooling(request: JSON, body: JSON, target: Target) -> None:
+    request = allowed_tools.narrowed(request)  # Cohere has no allowed list
     tools = request.get("tools")
     if tools:
         tool_names.check(tools, tool_names.COHERE, target)  # a name Cohere refuses: our 400, not its

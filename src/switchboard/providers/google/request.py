@@ -22,7 +22,7 @@ from urllib.parse import unquote
 import orjson
 
 from switchboard.errors import InvalidRequest, UnsupportedParameter
-from switchboard.providers import account, capabilities, documents, tool_names
+from switchboard.providers import account, allowed_tools, capabilities, documents, tool_names
 from switchboard.providers.google.schema import clean_schema, has_properties
 from switchboard.providers.google.thinking import budget_model, thinking_config
 from switchboard.providers.image_types import sniffed
@@ -66,10 +66,11 @@ def generate_content_body(request: JSON, target: Target) -> JSON:
         body["systemInstruction"] = {"parts": system}
     tool_names.check(request.get("tools"), _name_rule(target), target)
     strict = strict_tools(request, target)
-    tools = convert_tools(request.get("tools") or [], allowed_names(request.get("tool_choice")), strict)
+    allowed = allowed_names(request)
+    tools = convert_tools(request.get("tools") or [], allowed, strict)
     if tools:
         body["tools"] = tools
-    tool_config = convert_tool_choice(request.get("tool_choice"), strict)
+    tool_config = convert_tool_choice(request.get("tool_choice"), strict, allowed)
     if tool_config:
         body["toolConfig"] = tool_config
     if request.get("safety_settings"):
@@ -392,8 +393,9 @@ def strict_tools(request: JSON, target: Target) -> bool:
     )
 
 
-def convert_tool_choice(choice: Any, strict: bool = False) -> JSON | None:
-    config = _tool_choice(choice)
+def convert_tool_choice(choice: Any, strict: bool = False, allowed: list[str] | None = None) -> JSON | None:
+    """``allowed``: the names an ``allowed_tools`` choice permits (:func:`allowed_names`)."""
+    config = _tool_choice(choice, allowed)
     if not strict:
         return config
     # Strict tools: the model's calls must match their schemas, which AUTO does not promise.
@@ -403,7 +405,7 @@ def convert_tool_choice(choice: Any, strict: bool = False) -> JSON | None:
     return {"functionCallingConfig": calling}
 
 
-def _tool_choice(choice: Any) -> JSON | None:
+def _tool_choice(choice: Any, allowed: list[str] | None) -> JSON | None:
     if choice is None:
         return None
     if isinstance(choice, str):
@@ -419,7 +421,7 @@ def _tool_choice(choice: Any) -> JSON | None:
         # allowedFunctionNames is only accepted with mode ANY; in AUTO mode the declarations
         # themselves are narrowed (convert_tools) to the same effect.
         if (choice.get("allowed_tools") or {}).get("mode") == "required":
-            return {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": allowed_names(choice)}}
+            return {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": allowed or []}}
         return {"functionCallingConfig": {"mode": "AUTO"}}
     # Any other type (a custom tool's {"type": "custom"}, one newer than this code) names nothing
     # Gemini can be told: refused, not left out, or the model would choose freely instead.
@@ -430,13 +432,11 @@ def _tool_choice(choice: Any) -> JSON | None:
     )
 
 
-def allowed_names(choice: Any) -> list[str] | None:
-    """The names an ``allowed_tools`` tool_choice permits, else None (all of them)."""
-    if not isinstance(choice, dict) or choice.get("type") != "allowed_tools":
-        return None
-    tools = (choice.get("allowed_tools") or {}).get("tools") or []
-    names = [(t.get("function") or {}).get("name") for t in tools if isinstance(t, dict)]
-    return [n for n in names if isinstance(n, str)]
+def allowed_names(request: JSON) -> list[str] | None:
+    """The names an ``allowed_tools`` tool_choice permits (each checked against ``tools``), else
+    None (all of them)."""
+    picked = allowed_tools.allowed(request)
+    return None if picked is None else [tool["function"]["name"] for tool in picked[1]]
 
 
 # -- generationConfig ----------------------------------------------------------------------
