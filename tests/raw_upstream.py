@@ -13,6 +13,9 @@ It runs its own event loop in a thread. The request's ``model`` picks the behavi
   line), until the gateway closes the connection;
 - ``trailers``: a chunked answer whose body is whole and whose trailer lines never end (1 KiB
   lines, until the gateway closes the connection);
+- ``trailer-with-end``: a chunked answer whose last body bytes, last chunk and 80 KiB of trailer
+  lines (past the client's 64 KiB bound) go out in one write, the trailer section then left
+  open until the gateway closes the connection;
 - ``te-gzip``: an answer in the transfer coding gzip (not chunked), delimited by the connection's
   end;
 - ``interleaved``: a stream of two parallel tool calls whose argument deltas alternate between
@@ -240,6 +243,17 @@ class RawUpstream(ThreadedServer):
             for _ in range(_MAX_ENDLESS):
                 writer.write(b"X-Trailer: " + b"t" * 1024 + b"\r\n")
                 await writer.drain()
+            return False
+        if model == "trailer-with-end":
+            whole = _answer(f"echo:{text}").partition(b"\r\n\r\n")[2]
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                         b"Transfer-Encoding: chunked\r\n\r\n" + _chunk(whole[:10]))
+            await writer.drain()
+            # One write: the body's end, the last chunk and a trailer section over the bound.
+            writer.write(_chunk(whole[10:]) + b"0\r\n" + (b"X-Trailer: " + b"t" * 1024 + b"\r\n") * 80)
+            await writer.drain()
+            while await reader.read(65536):  # the section never ends: until the gateway closes
+                pass
             return False
         if model == "te-gzip":
             body = gzip.compress(_answer(f"echo:{text}").partition(b"\r\n\r\n")[2])

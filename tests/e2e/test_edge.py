@@ -759,6 +759,35 @@ def test_an_empty_expect_and_a_100_continue_in_any_case_are_served(edge: Gateway
         assert status == 200, body
 
 
+def _http10(edge: Gateway, path: str, key: str, extra: str = "") -> tuple[bytes, int, bytes]:
+    """(the raw reply, its status, its body) of an HTTP/1.0 POST of CHAT sent in one piece."""
+    head = request_head("POST", path, version="1.0", length=len(CHAT), extra=extra)
+    sock = connect(edge)
+    sock.sendall(head.replace(MASTER_KEY.encode(), key.encode()) + CHAT)
+    reply = read_until_closed(sock)
+    sock.close()
+    status, _, body = split_response(reply)
+    return reply, status, body
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/batches"])
+@pytest.mark.parametrize("key", [MASTER_KEY, "sk-not-a-key"], ids=["good-key", "bad-key"])
+def test_an_http10_request_with_expect_100_continue_is_read_as_one_without(
+    edge: Gateway, path: str, key: str,
+) -> None:
+    """RFC 9110 10.1.1: a server MUST ignore 100-continue in an HTTP/1.0 request (an HTTP/1.0
+    client reads no interim answer): no ``100 Continue`` is written before the answer, the body
+    is read and the key checked as for the same request without Expect."""
+    reply, status, body = _http10(edge, path, key, "Expect: 100-continue\r\n")
+    assert not reply.startswith(b"HTTP/1.1 100"), reply
+    _, plain_status, plain_body = _http10(edge, path, key)
+    assert status == plain_status, reply
+    assert orjson.loads(body).keys() == orjson.loads(plain_body).keys()
+    if path == "/v1/chat/completions" and key == MASTER_KEY:
+        assert status == 200 and orjson.loads(body)["choices"], reply
+    assert_healthy(edge)
+
+
 HOSTLESS = (f"POST /v1/chat/completions HTTP/1.1\r\nAuthorization: Bearer {MASTER_KEY}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(CHAT)}\r\n").encode()
 

@@ -297,6 +297,54 @@ def test_a_tool_loops_tool_call_is_a_step_of_the_requests_trace(deployment: Depl
             assert (span.trace_id, span.parent_span_id) == (server.trace_id, server.span_id), span
 
 
+def test_a_tool_loops_failed_tool_call_is_an_error_span_naming_the_models_call(
+    deployment: Deployment,
+) -> None:
+    """A tool that answers an error result (``isError``) is a failed tool execution: its span
+    carries ``error.type`` ``tool_error`` and status ERROR (the MCP conventions), though the
+    gateway's own answer is a 200; and the span names the model's tool call it ran
+    (``gen_ai.tool.call.id``), the id the model's next call is sent its result under."""
+    marker = new_marker()
+    response = deployment.sdk().responses.with_raw_response.create(
+        model="gpt-4o-mini", input=f"Break something mock:capture={marker}",
+        tools=[{"type": "mcp", "server_label": "notes", "require_approval": "never",  # type: ignore[list-item]
+                "allowed_tools": ["broken"]}])
+    call = [item for item in response.parse().output if item.type == "mcp_call"]
+    assert len(call) == 1 and call[0].error, call  # the tool failed; the request did not
+    request_id = response.headers["x-request-id"]
+    fed_back = captured(deployment.mock, marker, count=2)[-1]["body"]["messages"][-1]
+    assert fed_back["role"] == "tool" and fed_back["tool_call_id"].startswith("call_"), fed_back
+    spans = deployment.otlp.wait(
+        lambda s: str(s.attributes.get("switchboard.request_id", "")).startswith(request_id), count=4)
+    tool = _one(spans, "internal")
+    assert tool.name == "execute_tool notes__broken"
+    assert tool.attributes["error.type"] == "tool_error"
+    assert tool.status == "error"
+    assert tool.attributes["http.response.status_code"] == 200
+    assert tool.attributes["gen_ai.tool.call.id"] == fed_back["tool_call_id"]
+    server = _one(spans, "server")
+    assert server.status != "error" and "error.type" not in server.attributes  # the request succeeded
+    _no_text(spans, "this tool is broken")  # the tool's error text is never on a span
+
+
+def test_a_tools_call_answered_with_an_error_result_is_an_error_span(deployment: Deployment) -> None:
+    """On /mcp too: a tools/call whose result is ``isError`` has ``error.type`` ``tool_error``
+    and status ERROR on its SERVER span; one sent to /mcp names no model tool call."""
+    trace_id, parent, header = _traceparent()
+    call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+            "params": {"name": "notes__broken", "arguments": {}}}
+    resp = httpx.post(deployment.gateway.url + "/mcp", json=call, timeout=30,
+                      headers={"Authorization": f"Bearer {MASTER_KEY}", "traceparent": header,
+                               "Accept": "application/json, text/event-stream"})
+    assert resp.status_code == 200 and resp.json()["result"]["isError"] is True, resp.text
+    span = _one(deployment.otlp.trace(trace_id, count=1), "server")
+    assert (span.name, span.parent_span_id) == ("tools/call notes__broken", parent)
+    assert span.attributes["error.type"] == "tool_error"
+    assert span.status == "error"
+    assert "gen_ai.tool.call.id" not in span.attributes
+    _no_text([span], "this tool is broken")
+
+
 def test_an_upstream_4xx_without_a_code_has_the_same_error_type_on_both_spans(deployment: Deployment) -> None:
     """An upstream 400 passed on carries no error code of ours: the attempt names it by its
     status, as the server span does (not by the exception's class)."""

@@ -67,7 +67,7 @@ def gateway(raw: RawUpstream, tmp_path_factory: pytest.TempPathFactory) -> Itera
         "models": [
             *({"name": name, "provider": "raw", "model": name}
               for name in ("echo", "stray", "408", "headhang", "endless", "interleaved", "trailers",
-                           "te-gzip", "named-keepalive", "empty-data")),
+                           "trailer-with-end", "te-gzip", "named-keepalive", "empty-data")),
             {"name": "compat-empty-data", "provider": "raw-llamacpp", "model": "empty-data"},
             *({"name": f"{host}-too-long{alone}", "provider": f"raw-{host}", "model": f"toolong-{host}"}
               for host in TOO_LONG_HOSTS for alone in ("", "-alone")),
@@ -121,6 +121,8 @@ def test_an_answer_nobody_asked_for_never_reaches_a_caller(
 
 @pytest.mark.parametrize(("model", "says"), [
     ("trailers", "chunk framing or trailers after its body"),
+    # The trailers that came in the read of the body's last bytes count as well.
+    ("trailer-with-end", "chunk framing or trailers after its body"),
     ("te-gzip", "a transfer coding the gateway does not read: gzip"),
 ])
 def test_an_answer_the_upstream_client_cannot_take_is_a_502_saying_why(

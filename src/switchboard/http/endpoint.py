@@ -147,15 +147,17 @@ def count_refused(state: ServerState, scope: Scope, started: float, err: Gateway
     unserved(ctx)
 
 
-async def key_before_continue(state: ServerState, ctx: RequestContext) -> GatewayError | None:
+async def key_before_continue(state: ServerState, ctx: RequestContext, scope: Scope) -> GatewayError | None:
     """A request sending ``Expect: 100-continue`` waits for the server's go-ahead before its
     body: its key is checked first, so a bad one is answered 401 and the body never sent (the
     first receive() would have told the client to send it). The caller found is the request's:
     the chain's auth stage does not check the key again (one OIDC verification, one last-used
     note, and a key that expires while the body arrives does not refuse a body it asked for).
-    Callers test for an ``expect`` header first."""
+    An HTTP/1.0 request's 100-continue is ignored (RFC 9110 10.1.1; http/protocol.py sends it
+    no 100): it is read as one without. Callers test for an ``expect`` header first."""
     authenticate = state.authenticate
-    if authenticate is None or ctx.headers["expect"].strip().lower() != "100-continue":
+    if (authenticate is None or ctx.headers["expect"].strip().lower() != "100-continue"
+            or scope.get("http_version") == "1.0"):
         return None
     try:
         ctx.principal = await authenticate(ctx.headers)
@@ -304,7 +306,7 @@ class Endpoint:
         current = CURRENT.set((rid, None))  # the request id on every log line about it
         try:
             if failure is None and self._limit is not None and "expect" in headers:
-                failure = await key_before_continue(self._state, ctx)
+                failure = await key_before_continue(self._state, ctx, scope)
             if failure is None:
                 failure = await self._read_body(ctx, receive)
             if failure is not None:

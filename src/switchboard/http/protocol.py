@@ -11,7 +11,8 @@ uvicorn does not do by itself:
   ends the request (408 when nothing was answered yet), and so does a body not whole within the
   request timeout (``server.request_timeout_seconds``), however steadily it trickles in;
 - an HTTP/1.1 request without a Host header, or any request with more than one, is a 400 (RFC
-  9112 3.2); an ``Expect`` other than ``100-continue`` is a 417 (RFC 9110 10.1.1);
+  9112 3.2); an ``Expect`` other than ``100-continue`` is a 417, and ``100-continue`` in an
+  HTTP/1.0 request is ignored (RFC 9110 10.1.1);
 - the answer must keep leaving: once the connection's write buffer is full (uvicorn then holds
   the application's next send until it drains, so nothing more is buffered), a client that takes
   none of it for the send timeout is cut off (the connection aborted, its buffers dropped), so
@@ -355,7 +356,8 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             self._hosts += 1
         elif name == b"expect" and self._phase == _HEADERS:  # in a chunked body's trailer: nothing
             if value.lower() == b"100-continue":
-                self.expect_100_continue = True
+                # RFC 9110 10.1.1: ignored in an HTTP/1.0 request (its client reads no 100).
+                self.expect_100_continue = self.parser.get_http_version() != "1.0"
             elif value:  # an empty list of expectations expects nothing
                 self._expectation = value
         self.headers.append((name, value))

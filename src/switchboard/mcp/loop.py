@@ -214,26 +214,30 @@ class McpLoopStage:
 
     def _runner(self, ctx: RequestContext, toolbox: Toolbox, steps: _Steps) -> CallTool:
         """How the loop calls a tool: through the tools/call chain in a context of its own
-        (request id ``<request id>.t<n>``), else through the toolbox."""
+        (request id ``<request id>.t<n>``; its span names the model's tool call), else through
+        the toolbox."""
         chain = self._tool_chain()
         if chain is None:
-            return lambda name, arguments: toolbox.call_tool(ctx.principal, name, arguments)
+            return lambda name, arguments, call_id: toolbox.call_tool(ctx.principal, name, arguments)
         counter = iter(range(1, 1_000_000))
 
-        async def run(name: str, arguments: dict[str, Any]) -> Mapping[str, Any]:
+        async def run(name: str, arguments: dict[str, Any], call_id: str | None) -> Mapping[str, Any]:
             n = next(counter)
-            message = {
+            message: dict[str, Any] = {
                 "jsonrpc": "2.0",
                 "id": f"{ctx.request_id[:120]}.t{n}",
                 "method": "tools/call",
                 "params": {"name": name, "arguments": arguments},
             }
+            sent = orjson.dumps(message)  # the request log's body: the JSON-RPC message alone
+            if call_id:
+                message["tool_call_id"] = call_id  # the span's gen_ai.tool.call.id (mcp/stages.py)
             sub = RequestContext(
                 f"{ctx.request_id[:120]}.t{n}",
                 "mcp",
                 _TOOL_INBOUND,
                 ctx.headers,
-                orjson.dumps(message),
+                sent,
                 time.perf_counter(),
                 method=ctx.method,
                 path=ctx.path,

@@ -175,7 +175,8 @@ def fed_back(item: Mapping[str, Any]) -> str:
     return f"Error: {message if isinstance(message, str) else text}"
 
 
-CallTool = Callable[[str, dict[str, Any]], Awaitable[Mapping[str, Any]]]
+# How a tool is run: (its exposed name, the arguments, the id of the model's tool call or None).
+CallTool = Callable[[str, dict[str, Any], str | None], Awaitable[Mapping[str, Any]]]
 
 
 async def call_tool(run: CallTool, offered: Offered, call: JSON) -> tuple[JSON, str]:
@@ -203,7 +204,8 @@ async def call_tool(run: CallTool, offered: Offered, call: JSON) -> tuple[JSON, 
         item.update(status="failed", error={"type": "mcp_protocol_error", "code": -32602, "message": message})
         return item, f"Error: {message}"
     try:
-        result = await run(offered.name, parsed)
+        ident = call.get("id")
+        result = await run(offered.name, parsed, ident if isinstance(ident, str) else None)
     except Exception as exc:
         item.update(status="failed", error=_error_of(exc))
         return item, f"Error: {item['error']['message']}"

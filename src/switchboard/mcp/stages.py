@@ -10,7 +10,8 @@ per-tool limit), the budgets (:class:`ToolBudgetStage`: the server's per-call pr
 then settled) and the terminal (:class:`ToolCall`: the call upstream).
 
 The canonical request of a tool call (``ctx.request``) is ``{"model": "<server>__<tool>",
-"tool": Tool, "arguments": {...}, "id": <json-rpc id>}``.
+"tool": Tool, "arguments": {...}, "id": <json-rpc id>}``, and for a tool loop's call
+``"tool_call_id"``: the id of the model's tool call it runs (on its span; never sent).
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ log = logging.getLogger("switchboard.mcp")
 
 DEFAULT_TENANT = "default"
 PROVIDER = "mcp"
+# A tool's own error result (``isError``): the record's code, and the span's error.type (the MCP
+# semantic conventions' value).
+TOOL_ERROR = "tool_error"
 _NANO = Decimal(10**9)
 _HOLD = 3600.0
 
@@ -122,7 +126,9 @@ class ToolRecordStage:
         failed = isinstance(outcome, dict) and outcome.get("isError") is True
         nano = price_nano(tool)
         ctx.spent = Spent(nano, 0)
-        self._record(ctx, tool, 200, "tool_error" if failed else None, nano)
+        self._record(ctx, tool, 200, TOOL_ERROR if failed else None, nano)
+        if failed and ctx.trace is not None:  # the trace stage (run before) ends the span with it
+            ctx.trace.error = TOOL_ERROR
         return result
 
     def _record(self, ctx: RequestContext, tool: Tool, status: int, code: str | None, nano: int) -> None:
@@ -138,7 +144,7 @@ class ToolRecordStage:
             tenant, key, team, user, tags = (p.tenant_id or DEFAULT_TENANT, p.key_id, p.team_id, p.user_id,
                                              p.tags)
         metadata: dict[str, Any] = {"operation": "mcp", "server": tool.upstream.name, "tool": tool.name}
-        if code == "tool_error":
+        if code == TOOL_ERROR:
             metadata["tool_error"] = True
         ms = round(elapsed * 1000)
         row = (

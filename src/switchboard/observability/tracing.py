@@ -182,9 +182,10 @@ def request_attributes(request: Mapping[str, Any]) -> dict[str, Any]:
     return found
 
 
-def tool_attributes(request: Mapping[str, Any]) -> dict[str, Any]:
+def tool_attributes(request: Mapping[str, Any], step: bool = False) -> dict[str, Any]:
     """A tool call's attributes (the canonical request of mcp/stages.py): the tool's name as
-    exposed, ``<server>__<tool>`` (never its arguments), the MCP method and the JSON-RPC id."""
+    exposed, ``<server>__<tool>`` (never its arguments), the MCP method and the JSON-RPC id;
+    ``step`` (a tool loop's call): the id of the model's tool call it runs."""
     found: dict[str, Any] = {"mcp.method.name": TOOLS_CALL}
     tool = request.get("model")
     if isinstance(tool, str):
@@ -192,6 +193,8 @@ def tool_attributes(request: Mapping[str, Any]) -> dict[str, Any]:
     ident = request.get("id")
     if isinstance(ident, str) or (isinstance(ident, int) and not isinstance(ident, bool)):
         found["jsonrpc.request.id"] = str(ident)
+    if step and isinstance(call := request.get("tool_call_id"), str) and call:
+        found["gen_ai.tool.call.id"] = call  # as the model wrote it (cut by the span limits)
     return found
 
 

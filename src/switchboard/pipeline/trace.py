@@ -9,7 +9,8 @@ decision). The span is named ``"{gen_ai.operation.name} {requested model}"`` and
 response is written (a stream: after its last byte), with the status sent and the
 ``switchboard.*`` attributes: request id, group, deployment, tenant, attempts, cost. An MCP
 tool call's span (mcp/stages.py runs this stage too) is named and attributed as a tool's:
-``"tools/call {tool}"`` for /mcp's own, ``"execute_tool {tool}"`` for a tool loop's step.
+``"tools/call {tool}"`` for /mcp's own, ``"execute_tool {tool}"`` for a tool loop's step; a
+tool's error result makes it ``error.type`` ``tool_error``, status ERROR (``RequestTrace.error``).
 
 ``AttemptSpanStage`` sits right after the attempts stage, so it runs once per attempt: each
 retry and fallback gets its own CLIENT child span with the GenAI attributes of that call
@@ -58,15 +59,18 @@ from switchboard.pipeline.chain import Handler, map_result
 class RequestTrace:
     """A request's span, the context its attempt spans are children of, and the attempt spans
     not yet ended (a stream closed unread ends them with the request). ``step``: the span is a
-    step of another request's trace (a tool loop's tool call), not a request of its own."""
+    step of another request's trace (a tool loop's tool call), not a request of its own.
+    ``error``: a failure the answer carries inside a success, set by the stage that reads the
+    answer (a tool's error result, ``tool_error``: mcp/stages.py); None: none."""
 
-    __slots__ = ("context", "open", "span", "step")
+    __slots__ = ("context", "error", "open", "span", "step")
 
     def __init__(self, span: Span, step: bool = False) -> None:
         self.span = span
         self.context: Context = set_span_in_context(span)
         self.open: set[Span] = set()
         self.step = step
+        self.error: str | None = None
 
 
 def _start_ns(ctx: RequestContext) -> int:
@@ -119,6 +123,10 @@ async def _end_request(ctx: RequestContext) -> None:
         status = outcome.recorded_status()
         if status >= 500:
             span.set_status(Status(StatusCode.ERROR, outcome.error_code or str(status)))
+        elif state.error is not None:
+            # Answered 200, yet the operation failed: the MCP conventions' error.type and ERROR.
+            span.set_attribute("error.type", state.error)
+            span.set_status(Status(StatusCode.ERROR, state.error))
     span.end()
 
 
@@ -152,7 +160,8 @@ def _request_attributes(ctx: RequestContext) -> dict[str, Any]:
         found["switchboard.client_disconnected"] = True
     request = ctx.request
     if request and ctx.operation == MCP:  # a tool, not a model
-        found.update(tool_attributes(request))
+        # The model's call id only on a tool loop's step: on /mcp the request is the caller's.
+        found.update(tool_attributes(request, ctx.trace.step))
     elif request:
         model = ctx.requested_model or request.get("model")
         if isinstance(model, str):

@@ -61,6 +61,10 @@ _SSL: ssl.SSLContext | None = None
 MAX_INFLATE = 8 * 1024 * 1024
 # An answer's status line and headers; providers send a few KiB (nginx reads 4-8 KiB by default).
 MAX_HEAD_BYTES = 64 * 1024
+# A chunked answer's read with at most this many bytes besides its body (the usual one: a chunk's
+# size line and CRLF) counts them all towards the bound after the body, rather than look for
+# where the body ends: the count is then at most this much too large, never too small.
+_FEW_PAST = 512
 # A request body at least this large is written apart from its head (writelines): joining them
 # copies the body, and writing the joined copy cost as much again; for 30 MiB (a message batch,
 # base64 images) the two took 150 ms on the event loop, apart a few ms, as uvloop takes the body
@@ -262,7 +266,9 @@ class _Conn(asyncio.Protocol):
     """One connection and the response being read on it (one at a time)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = self._loop = loop
+        # One name for the loop: CPython shares the keys of instance dicts up to 30 names, and a
+        # connection's attributes are read many times a request (29 now).
+        self.loop = loop
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = 0.0
@@ -285,6 +291,8 @@ class _Conn(asyncio.Protocol):
         # Read, in a row, without adding to the body: the head (1xx answers included), then
         # chunk framing and trailers.
         self._head_bytes = 0
+        # The last body piece of the read in progress, as it came (before inflating); None: none.
+        self._piece: bytes | None = None
         self.keep_alive = False
         self._until_close = False
         self._chunks: deque[bytes] = deque()
@@ -316,8 +324,9 @@ class _Conn(asyncio.Protocol):
             self._fail(BadResponse("unsolicited answer on a connection with no request in progress"))
             return
         self.received = True
-        self._last_read = self._loop.time()
+        self._last_read = self.loop.time()
         buffered = self._buffered
+        self._piece = None
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -332,19 +341,33 @@ class _Conn(asyncio.Protocol):
         except Exception as exc:
             self._fail(BadResponse(f"unreadable body from upstream: {type(exc).__name__}"))
             return
-        if self._buffered != buffered or self.done:
-            self._head_bytes = 0
-        else:
-            # A read that added nothing to the body: the head, or after it chunk framing and
-            # trailers, which httptools gathers in memory (one endless trailer value by repeated
-            # concatenation): bounded as the head is, counted until a read brings body again.
+        # Read in a row without adding to the body: the head, or after it chunk framing and
+        # trailers, which httptools gathers in memory (one endless trailer value by repeated
+        # concatenation): bounded as the head is, counted until a read brings body again.
+        piece = self._piece
+        if piece is None:
             self._head_bytes += len(data)
-            if self._head_bytes > MAX_HEAD_BYTES:
-                if self.answered:
-                    self._fail(BadResponse(f"the upstream sent over {MAX_HEAD_BYTES} bytes of chunk "
-                                           "framing or trailers after its body"))
-                else:
-                    self._fail(BadResponse(f"the upstream's answer headers exceed {MAX_HEAD_BYTES} bytes"))
+        elif self.length is None and not self._until_close:
+            # Chunked: what the read holds past its last body piece (the answer's last chunk, its
+            # trailers) counts from here, so the bound holds however the reads fall.
+            body = self._buffered - buffered if self._inflate is None else 0  # as it came
+            past = len(data) - body
+            if past > _FEW_PAST:
+                # Many bytes besides the body: those past its last piece. The piece is looked for
+                # from where it starts at the earliest (after the read's other body bytes): a
+                # copy of it before its place can only make the count larger.
+                start = body - len(piece) if body else 0
+                past = len(data) - data.find(piece, start) - len(piece)
+            self._head_bytes = past
+        else:  # a body delimited by its length or by the connection's end: nothing follows it
+            self._head_bytes = 0
+        if self._head_bytes > MAX_HEAD_BYTES:
+            self.done = False  # an answer that ended in this read is not taken whole either
+            if self.answered:
+                self._fail(BadResponse(f"the upstream sent over {MAX_HEAD_BYTES} bytes of chunk "
+                                       "framing or trailers after its body"))
+            else:
+                self._fail(BadResponse(f"the upstream's answer headers exceed {MAX_HEAD_BYTES} bytes"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -425,6 +448,7 @@ class _Conn(asyncio.Protocol):
         self._raw = []  # an interim answer's headers (Early Hints' Link) are not the answer's
 
     def on_body(self, body: bytes) -> None:
+        self._piece = body  # as it came: where the read's body ends (data_received)
         if self._inflate is not None:
             body = self._inflated(body)
             if not body:
@@ -504,7 +528,7 @@ class _Conn(asyncio.Protocol):
 
     def start_timer(self, total: float | None, read_gap: float | None) -> None:
         """The exchange starts (its request is written next): its timeouts run from now."""
-        now = self._loop.time()
+        now = self.loop.time()
         end = self._end = now + total if total else _INF
         gap = self._read_gap = read_gap or _INF
         head = now + gap  # the whole head within the read gap
@@ -528,7 +552,7 @@ class _Conn(asyncio.Protocol):
             if self._timer_at <= when:
                 return
             timer.cancel()
-        self._timer = self._loop.call_at(when, self._on_timer)
+        self._timer = self.loop.call_at(when, self._on_timer)
         self._timer_at = when
 
     def _stop_timer(self) -> None:
@@ -545,7 +569,7 @@ class _Conn(asyncio.Protocol):
         self._timer = None
         if not self._timed or self.done or self.closed:
             return
-        now = self._loop.time()
+        now = self.loop.time()
         if now >= self._deadline:
             self._fail(TimeoutError())
             return
@@ -561,7 +585,7 @@ class _Conn(asyncio.Protocol):
     async def wait(self) -> None:
         if self._exc is not None:
             raise self._exc
-        waiter = self._waiter = self._loop.create_future()
+        waiter = self._waiter = self.loop.create_future()
         try:
             await waiter
         finally:
@@ -589,7 +613,7 @@ class _Conn(asyncio.Protocol):
         self._buffered -= len(data)
         if self._paused and self._buffered <= LOW_WATER and self.transport is not None and not self.closed:
             self._paused = False
-            self._last_read = self._loop.time()
+            self._last_read = self.loop.time()
             self.transport.resume_reading()
         return data
 

@@ -812,10 +812,7 @@ async def test_endless_framing_after_the_body_is_a_bad_gateway_past_the_head_bou
             return
         await conn.request()
         await conn.send(chunked_head() + chunk(b'{"ok":true}') + start)
-        # Endless, until the client gives up and closes (the send then fails): the bound counts
-        # from the first read without body, and a client reading late (a loaded machine) may
-        # get the body and more than the bound after it in one read, so no fixed amount is
-        # sure to be counted past the bound.
+        # Endless, until the client gives up and closes (the send then fails).
         while True:
             await conn.send(filler)
 
@@ -824,6 +821,33 @@ async def test_endless_framing_after_the_body_is_a_bad_gateway_past_the_head_bou
             await asyncio.wait_for(client.send(post(up), None), SOON)  # not at the 60 s timeout
         await asyncio.wait_for(up.conns[0].finished.wait(), SOON)  # the client closed it
         assert (await client.send(post(up), None)).status == 200
+
+
+@pytest.mark.parametrize("lines", [60, 70], ids=["under the bound", "over the bound"])
+@pytest.mark.parametrize("coding", ["identity", "gzip"])
+async def test_a_whole_trailer_section_sent_with_the_last_body_bytes_counts_against_the_bound(
+    lines: int, coding: str,
+) -> None:
+    """The trailer lines that arrive in the read of the body's last bytes count, so a finite
+    section over the bound is refused however the reads fall, even when it ends in that read."""
+    trailer = b"".join(b"X-Trailer-%d: %s\r\n" % (i, b"t" * 1000) for i in range(lines)) + b"\r\n"
+    body = gzip.compress(b'{"ok":true}') if coding == "gzip" else b'{"ok":true}'
+
+    async def handler(conn: Conn) -> None:
+        if not conn.index:
+            await conn.request()
+            await conn.send(chunked_head(headers=[("Content-Encoding", coding)]) + chunk(body[:6]))
+            await conn.send(chunk(body[6:]) + b"0\r\n" + trailer)  # one write
+        await keep_alive()(conn)  # then OK to each request, until the client closes
+
+    async with Upstream(handler) as up, upstream_client(first_byte=60) as client:
+        if len(trailer) < http1.MAX_HEAD_BYTES:
+            assert (await client.send(post(up), None)).body == b'{"ok":true}'
+        else:
+            with pytest.raises(UpstreamBadGateway, match="chunk framing or trailers after its body"):
+                await asyncio.wait_for(client.send(post(up), None), SOON)
+        assert (await client.send(post(up), None)).status == 200
+    assert up.accepted == (1 if len(trailer) < http1.MAX_HEAD_BYTES else 2)  # a refused one is not reused
 
 
 async def test_an_answer_delimited_by_the_connections_end() -> None:

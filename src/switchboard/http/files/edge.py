@@ -185,7 +185,9 @@ class FilesEndpoint:
             else:
                 if action in _JSON_BODIES:
                     limit = self._max_message_batch if action == "create_message_batch" else MAX_JSON_BYTES
-                    refused = await key_before_continue(self._state, ctx) if "expect" in headers else None
+                    refused = None
+                    if "expect" in headers:
+                        refused = await key_before_continue(self._state, ctx, scope)
                     if refused is not None:
                         await out.error(refused)
                         return
