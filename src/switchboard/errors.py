@@ -37,6 +37,7 @@ and whether it came from an upstream or from the gateway itself; docs/api.md pri
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -320,18 +321,32 @@ ANTHROPIC_TYPE_BY_STATUS: dict[int, str] = {
 }
 
 
+# A parameter name that is no ordinary word (a path, or a name with an underscore): name_as_sent
+# replaces it where a message writes it bare too.
+_COMPOUND = re.compile(r"[._\[]")
+
+
 def name_as_sent(error: GatewayError, names: Mapping[str, str] | Callable[[str], str | None]) -> None:
     """Name ``error``'s parameter the way the caller's API spells it (``names``: canonical name ->
     the inbound API's, or a function giving it, None to keep the name). Requests are checked, and
     OpenAI-shaped upstreams answer, in the canonical (OpenAI) form, so a refusal names ``'stop'``
-    where an Anthropic caller sent ``stop_sequences``. The quoted name in the message is replaced
-    too. Runs on the error path only."""
+    where an Anthropic caller sent ``stop_sequences``. The name in the message is replaced too:
+    quoted, and bare when it is a path or has an underscore (adapters write "messages[2].x must
+    be ..."; a bare word such as ``stop`` is ordinary English), where it stands as a whole name or
+    starts a longer path of the same field (``messages[2]`` in ``messages[2].content``, not in
+    ``messages[20]`` or ``xmessages[2]``). Runs on the error path only."""
     if not error.param:
         return
     given = names(error.param) if callable(names) else names.get(error.param)
-    if given is not None:
+    if given is None:
+        return
+    if _COMPOUND.search(error.param):
+        # Double quotes hold what the caller wrote ('Unknown name "max_tokens"'): left alone.
+        bare = rf'(?<![\w.\["]){re.escape(error.param)}(?![\w"])'
+        error.message = re.sub(bare, lambda _: given, error.message)
+    else:
         error.message = error.message.replace(f"'{error.param}'", f"'{given}'")
-        error.param = given
+    error.param = given
 
 
 def anthropic_type(status: int) -> str:

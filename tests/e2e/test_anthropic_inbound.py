@@ -1083,3 +1083,16 @@ def test_upstream_failure_mid_stream(client: anthropic.Anthropic, model: str) ->
     assert info.value.body["type"] == "error"
     # The mocks fail as their provider does: a generic error, or Anthropic's overloaded_error event.
     assert info.value.body["error"]["type"] in ("api_error", "overloaded_error")
+
+
+def test_a_gemini_refusal_names_the_fields_as_the_caller_sent_them(client: anthropic.Anthropic) -> None:
+    """Gemini takes one thinking setting: thinking and output_config.effort together are refused,
+    and the refusal names output_config.effort (the canonical reasoning_effort), in param and
+    message alike."""
+    with pytest.raises(anthropic.BadRequestError) as err:
+        client.messages.create(
+            model="claude-via-gemini", max_tokens=4096, messages=[{"role": "user", "content": "hi"}],
+            thinking={"type": "enabled", "budget_tokens": 2048},
+            extra_body={"output_config": {"effort": "low"}})
+    assert "'output_config.effort'" in err.value.message, err.value.body
+    assert "reasoning_effort" not in err.value.message

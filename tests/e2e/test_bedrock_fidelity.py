@@ -693,3 +693,24 @@ def test_a_conversation_with_nothing_to_send_is_a_400_naming_messages(
     assert err.value.param == "messages", err.value.body
     assert err.value.code == "invalid_value"
     assert "nothing to send" in err.value.message
+
+
+@pytest.mark.parametrize("first", [
+    {"role": "user", "content": "  "},
+    {"role": "system", "content": "Be brief."},
+], ids=["blank-user", "system"])
+def test_a_conversation_starting_with_an_assistant_turn_is_a_400_naming_it(
+    sdk: openai.OpenAI, mock_upstream: Mock, first: Any
+) -> None:
+    """Converse refuses a conversation whose first turn is not a user turn ("A conversation must
+    start with a user message"); a blank user message is left out, so the assistant message after
+    it would open the conversation: the gateway's 400 naming that message, nothing sent."""
+    marker = new_marker()
+    messages: Any = [first, {"role": "assistant", "content": "How can I help?"},
+                     {"role": "user", "content": f"hi mock:capture={marker}"}]
+    with pytest.raises(openai.BadRequestError) as err:
+        sdk.chat.completions.create(model="claude", messages=messages)
+    assert err.value.param == "messages[1]", err.value.body
+    assert err.value.code == "invalid_value"
+    assert "must start with a user message" in err.value.message
+    assert captured(mock_upstream, marker, count=0) == []

@@ -1258,3 +1258,40 @@ def test_a_thinking_level_gemini_3_pro_lacks_is_sent_as_the_nearest_it_takes(
     assert reply.text
     thinking = captured(mock_upstream, marker)[0]["body"]["generationConfig"]["thinkingConfig"]
     assert thinking["thinkingLevel"] == sent
+
+
+@pytest.mark.parametrize(("model", "thinking"), [
+    ("gem3", types.ThinkingConfig(thinking_level="LOW")),
+    ("gem-via-gemini", types.ThinkingConfig(thinking_budget=2048)),
+    ("gem-via-gemini", types.ThinkingConfig(thinking_budget=2048, include_thoughts=False)),
+], ids=["level", "budget", "include-false"])
+def test_thinking_without_include_thoughts_asks_google_for_no_summaries(
+    client: genai.Client, mock_upstream: Mock, model: str, thinking: types.ThinkingConfig
+) -> None:
+    """A client that sets how much to think but not includeThoughts gets no thought parts: the
+    gateway does not ask Google to write (and bill) summaries the reply would leave out."""
+    marker = new_marker()
+    config = types.GenerateContentConfig(thinking_config=thinking)
+    reply = client.models.generate_content(model=model, contents=[f"hi mock:capture={marker}"], config=config)
+    assert reply.text
+    assert not any(part.thought for part in reply.candidates[0].content.parts)
+    sent = captured(mock_upstream, marker)[0]["body"]["generationConfig"]["thinkingConfig"]
+    assert "includeThoughts" not in sent, sent
+    assert "switchboard_thoughts" not in captured(mock_upstream, marker)[0]["body"]
+
+
+@pytest.mark.parametrize(("model", "thinking"), [
+    ("gem-via-gemini", types.ThinkingConfig(thinking_budget=2048, include_thoughts=True)),
+    ("gem3", types.ThinkingConfig(include_thoughts=True)),
+], ids=["budget", "include-only"])
+def test_include_thoughts_is_passed_on_and_the_thoughts_come_back(
+    client: genai.Client, mock_upstream: Mock, model: str, thinking: types.ThinkingConfig
+) -> None:
+    """includeThoughts is the client's own switch: sent to Google as given (alone too: Gemini 3
+    models think by default), and the thought summary comes back as a thought part."""
+    marker = new_marker()
+    config = types.GenerateContentConfig(thinking_config=thinking)
+    reply = client.models.generate_content(model=model, contents=[f"hi mock:capture={marker}"], config=config)
+    sent = captured(mock_upstream, marker)[0]["body"]["generationConfig"]["thinkingConfig"]
+    assert sent["includeThoughts"] is True, sent
+    assert any(part.thought for part in reply.candidates[0].content.parts)

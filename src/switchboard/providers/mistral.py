@@ -68,7 +68,7 @@ from switchboard.providers.openai_compatible import (
     error_from_fields,
     normalise_usage,
 )
-from switchboard.providers.params import CHAT_PARAMS, GATEWAY_PARAMS
+from switchboard.providers.params import CHAT_PARAMS, GATEWAY_PARAMS, THOUGHTS
 from switchboard.providers.spec import ProviderOptions, ProviderSpec
 from switchboard.providers.target import Target
 from switchboard.providers.turns import assistant_content, check_results
@@ -79,12 +79,12 @@ _JSON_HEADERS = {"Content-Type": "application/json"}
 _SSE_HEADERS = {"Content-Type": "application/json", "Accept": "text/event-stream"}
 
 # Not sent: stream_options (usage always streamed) and the gateway's own field.
-# Not sent: stream usage always comes; drop_params is the gateway's; ``user`` has no Mistral
+# Not sent: stream usage always comes; drop_params and THOUGHTS are the gateway's; ``user`` has no Mistral
 # field (accepted, per the capability table: an end-user id does not change the output).
 # user: no end-user field (capability table); thinking: only {"type": "disabled"} gets this far
 # (anything else is refused), which is what Mistral does without it.
 # safety_settings: Gemini's safety thresholds; Mistral has none per request (capability table).
-_DROPPED = ("stream_options", "drop_params", "user", "thinking", "safety_settings")
+_DROPPED = ("stream_options", "drop_params", THOUGHTS, "user", "thinking", "safety_settings")
 
 # The top-level fields a request may carry here: OpenAI's (providers/params.py), the canonical
 # extensions of the capability table, the gateway's own, and Mistral's own fields passed on as

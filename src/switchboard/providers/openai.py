@@ -20,6 +20,7 @@ from switchboard.providers.embedding_task import without_hints
 from switchboard.providers.errors import invalid_body, loads_object, upstream_error
 from switchboard.providers.media import MediaReply, MediaStreamUsage
 from switchboard.providers.openai_extensions import to_openai
+from switchboard.providers.params import THOUGHTS
 from switchboard.providers.spec import ProviderOptions, ProviderSpec
 from switchboard.providers.sse import SSEParser, empty_data
 from switchboard.providers.target import Target
@@ -140,6 +141,7 @@ class OpenAIAdapter(ProviderAdapter):
         account.check_chat(body, target)
         body["model"] = target.model
         body.pop("drop_params", None)
+        body.pop(THOUGHTS, None)
         headers = dict(_SSE_HEADERS) if stream else {}
         return UpstreamRequest("POST", target.api_base + path, _dump(body), headers, stream)
 

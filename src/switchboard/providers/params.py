@@ -62,7 +62,13 @@ CHAT_PARAMS = frozenset(
 # for fields its callers send as hints, and never sent upstream.
 HINTS = "switchboard_hints"  # named for the gateway: no API has such a field
 
-GATEWAY_PARAMS = frozenset({"drop_params", HINTS})
+# Whether the caller wants the model's thought summaries back, where its API says so apart from
+# how much to think: set by the Gemini API's translation (``thinkingConfig.includeThoughts``), read
+# by the gemini and vertex types (``includeThoughts`` sent as given: Google bills the summaries it
+# writes); absent: thinking asked for brings its summaries. Never sent upstream.
+THOUGHTS = "switchboard_thoughts"
+
+GATEWAY_PARAMS = frozenset({"drop_params", HINTS, THOUGHTS})
 
 
 def drops(request: dict[str, Any], target: Target) -> bool:

@@ -20,7 +20,8 @@ https://ai.google.dev/api/tokens#method:-models.counttokens.
     thinkingConfig.thinkingBudget       -> thinking {enabled, budget_tokens} (0: disabled;
                                            -1, dynamic: left to the model)
     thinkingConfig.thinkingLevel        -> reasoning_effort (minimal, low, medium, high)
-    thinkingConfig.includeThoughts      -> whether reasoning comes back as thought parts
+    thinkingConfig.includeThoughts      -> whether reasoning comes back as thought parts; sent to
+                                           gemini and vertex upstreams as given (params.THOUGHTS)
     safetySettings                      -> safety_settings (the same list; sent to gemini and
                                            vertex upstreams, not sent elsewhere)
     mediaResolution LOW (also a part's) -> image_url.detail "low" on the images
@@ -64,6 +65,7 @@ from switchboard.http.gemini.fields import (
 )
 from switchboard.http.gemini.schema import json_schema, plain_json_schema
 from switchboard.http.openai_api import parse_object
+from switchboard.providers.params import THOUGHTS
 
 _REQUEST = frozenset({
     "model", "contents", "systemInstruction", "tools", "toolConfig", "safetySettings", "generationConfig",
@@ -272,7 +274,9 @@ def _thinking(value: Any, out: JSON) -> bool:
                     {*_LEVELS, "THINKING_LEVEL_UNSPECIFIED"})
         if name in _LEVELS:
             out["reasoning_effort"] = _LEVELS[name]
-    return bool(include is not None and boolean(include, f"{path}.includeThoughts"))
+    wanted = bool(include is not None and boolean(include, f"{path}.includeThoughts"))
+    out[THOUGHTS] = wanted  # Google bills the summaries it writes: asked for only when wanted
+    return wanted
 
 
 def _generation(value: Any, out: JSON) -> bool:

@@ -54,13 +54,9 @@ Source = tuple[Any, str, Any, tuple[str, ...] | None]
 
 def name_input(error: GatewayError, messages: Sequence[Any], sources: Sequence[Source],
                history: Sequence[JSON]) -> None:
-    """``error``'s param (and its mentions in the message, quoted or not) named as the Responses
-    field it came from, when it names a message. Runs on the error path only."""
-    given = error.param
+    """``error``'s param (and its mentions in the message, quoted or not: name_as_sent) named as
+    the Responses field it came from, when it names a message. Runs on the error path only."""
     name_as_sent(error, lambda param: input_param(param, messages, sources, history))
-    # Adapters also write it bare ("messages[2].x must be ...").
-    if given and error.param and error.param != given:
-        error.message = error.message.replace(given, error.param)
 
 
 def input_param(param: str, messages: Sequence[Any], sources: Sequence[Source],

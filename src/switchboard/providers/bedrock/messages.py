@@ -3,6 +3,9 @@
 Converse wants strictly alternating user/assistant turns starting with a user turn, refuses empty
 content and blank text, and has a system prompt only at the top. So:
 
+- a conversation that would open with an assistant turn (its first user message blank, so left
+  out, or none before the assistant's) is a 400 naming that assistant message;
+
 - system/developer messages before the first user or assistant message become ``system``; a later
   one stays where it was, as user-turn text prefixed ``System: `` (providers/turns.py; moving it
   to the top would change what it applies to);
@@ -73,8 +76,11 @@ def conversation(messages: list[JSON], paired: bool = True) -> tuple[list[JSON],
     system: list[JSON] = []
     turns: list[JSON] = []
     calls: set[str] = set()
+    opener = 0  # the message the first turn came from
     for i, msg in enumerate(messages):
         role = msg.get("role")
+        if not turns:
+            opener = i
         if role in ("system", "developer"):
             blocks = _system_blocks(msg.get("content"), i, role)
             if not turns:
@@ -97,6 +103,15 @@ def conversation(messages: list[JSON], paired: bool = True) -> tuple[list[JSON],
                 "'tool' messages", param=f"messages[{i}].role")
     turns = _filled(turns)
     require_turns(turns, "bedrock")
+    if turns[0]["role"] != "user":
+        # Converse refuses it ("A conversation must start with a user message"); it happens when
+        # the user message before it was blank, and so left out.
+        raise InvalidRequest(
+            f"'messages[{opener}]' would open the conversation with an assistant turn: provider type "
+            "'bedrock' (Converse) must start with a user message (blank user messages are left out); "
+            "send a user message with content before it",
+            param=f"messages[{opener}]", code="invalid_value",
+        )
     return system, turns
 
 

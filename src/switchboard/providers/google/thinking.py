@@ -3,7 +3,9 @@
 Gemini 1.x/2.x models take a token budget (``thinkingBudget``; 0 turns thinking off where the
 model allows it, 2.5 Pro's floor is 128); later models take a ``thinkingLevel`` (and still accept
 a budget). ``includeThoughts`` is set whenever thinking is asked for, so the thought summaries come
-back (as ``reasoning_content``). Reference: https://ai.google.dev/gemini-api/docs/thinking
+back (as ``reasoning_content``); a Gemini API client's own ``includeThoughts`` (params.THOUGHTS)
+is sent as given instead, alone too, as Google bills the summaries it writes whether or not the
+reply keeps them. Reference: https://ai.google.dev/gemini-api/docs/thinking
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import re
 from typing import Any
 
 from switchboard.errors import InvalidRequest
+from switchboard.providers.params import THOUGHTS
 
 JSON = dict[str, Any]
 
@@ -42,6 +45,16 @@ def thinking_config(request: JSON, model: str) -> JSON | None:
     the model decides how much to think) is Gemini's dynamic thinking (``thinkingBudget: -1`` on
     budget models, the model's own dynamic level on later ones); an effort sent with it (Claude
     Code sends ``output_config.effort``) says how much instead."""
+    config = _config(request, model)
+    shown = request.get(THOUGHTS)
+    if shown is False and config is not None:
+        config.pop("includeThoughts", None)
+    elif shown is True and config is None:  # summaries of the model's default thinking
+        config = {"includeThoughts": True}
+    return config
+
+
+def _config(request: JSON, model: str) -> JSON | None:
     thinking, effort = request.get("thinking"), request.get("reasoning_effort")
     adaptive = isinstance(thinking, dict) and thinking.get("type") == "adaptive"
     if adaptive:
