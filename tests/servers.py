@@ -181,6 +181,9 @@ class Process:
             self.proc.send_signal(signal.SIGUSR1)
             with contextlib.suppress(TimeoutError, RuntimeError):
                 self.wait_for_all("most recent call first", timeout=5)
+        # Shown with the failing test's captured output (the assertion shows only a shortened repr).
+        print(f"--- output of {' '.join(map(str, self.proc.args))}, which did not end ---\n{self.output}",
+              file=sys.stderr)
 
 
 # What a child needs from this process when it must not inherit the rest of the environment:

@@ -113,7 +113,7 @@ def test_error_mapping(status: int, body: bytes, kind: type[GatewayError], clien
     assert isinstance(err, kind) and err.status == client_status
     assert "sk-abc" not in err.message
     if status == 429:
-        assert err.headers == {"retry-after": "3"}
+        assert err.headers == {"retry-after": "3", "x-ratelimit-scope": "upstream"}
     if status == 400:
         assert err.code == "context_length_exceeded" and err.param == "messages"
 
