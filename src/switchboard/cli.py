@@ -370,11 +370,12 @@ def version() -> None:
 def main() -> None:
     from switchboard.admin_client import AdminError
     from switchboard.config.paths import DataDirError
+    from switchboard.settings.variables import VariableError
 
     try:
         app()
     # An answer that is not the gateway's (see admin_client.Answer), a data directory that cannot
-    # be used: one line, as for the other failures met at run time.
-    except (AdminError, DataDirError) as exc:
+    # be used, a variable set empty: one line, as for the other failures met at run time.
+    except (AdminError, DataDirError, VariableError) as exc:
         error(exc)
         raise SystemExit(1) from None

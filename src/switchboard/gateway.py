@@ -561,6 +561,7 @@ class Gateway:
             if self.alerts is not None and self.alerts.watches_budgets:
                 self.budgets.listeners.append(self.alerts.budget_crossed)
                 self.alerts.key_live = self._key_live
+                self.alerts.budget_alerting = self.budgets.alerts_at
         if self.alerts is not None:
             await self.alerts.start(self.stores.incidents)
         self.authenticator.attach(self.key_cache, self.last_used, self.unchecked_keys)

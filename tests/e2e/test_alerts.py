@@ -571,6 +571,30 @@ def test_a_budget_alert_the_incident_store_refused_is_written_once_it_takes_it(p
     assert len(_incidents_of(pair, f"key:{key['id']}")) == 1
 
 
+@pytest.mark.parametrize("change", ["deleted", "raised"])
+def test_a_budget_changed_while_its_incident_waited_for_the_store_gets_none(pair: Pair, change: str) -> None:
+    # Before, the incident written again once the store took it opened for a budget deleted (or
+    # set to another amount) meanwhile, whose incidents that change had resolved, and nothing
+    # ever resolved it: a total budget's period never ends.
+    key = pair.ok("POST", "/admin/v1/keys", {"models": ["*"]}, status=201)
+    body = {"scope": "key", "subject": key["id"], "max_amount": 0.01, "period": "total", "thresholds": [100]}
+    budget = pair.ok("PUT", "/admin/v1/budgets", body)
+    pair.sql("ALTER TABLE alert_incidents RENAME TO alert_incidents_away")
+    try:
+        assert chat(pair.first, PRICED, LONG, key=key["key"], max_tokens=5).status_code == 200
+        pair.first.process.wait_for_all(f"budget {budget['id']} ", "crossed 100 %")
+        if change == "deleted":
+            pair.ok("DELETE", f"/admin/v1/budgets/{budget['id']}")
+        else:
+            pair.ok("PUT", "/admin/v1/budgets", {**body, "max_amount": 0.02})
+    finally:
+        pair.sql("ALTER TABLE alert_incidents_away RENAME TO alert_incidents")
+    # Tried again once the store is back: it opens the incident, or says why it does not.
+    until(lambda: any(f"for budget {budget['id']} " in x and ("firing" in x or "deleted or changed" in x)
+                      for x in list(pair.first.process.lines)), "the incident's write not tried again")
+    assert _incidents_of(pair, budget["id"]) == []
+
+
 def test_listing_pages_newest_first(pair: Pair) -> None:
     # Three incidents of its own (one per group), whichever tests ran before.
     for model in ("paged-a", "paged-b", "paged-c"):

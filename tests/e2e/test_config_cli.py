@@ -190,14 +190,15 @@ def _models_status(port: int, key: str) -> int:
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    # The README's path (~/.switchboard) in a temporary home; no data dir override (unset: an
-    # empty SWITCHBOARD_DATA_DIR is refused).
+    # The README's path (~/.switchboard) in a temporary home; no data dir override and no master
+    # key given (unset: an empty SWITCHBOARD_DATA_DIR or SWITCHBOARD_MASTER_KEY is refused).
     monkeypatch.delenv("SWITCHBOARD_DATA_DIR", raising=False)
+    monkeypatch.delenv("SWITCHBOARD_MASTER_KEY", raising=False)
     return {"HOME": str(tmp_path)}
 
 
 def test_generated_key_printed_once_and_quickstart_finds_it(tmp_path: Path, home: dict[str, str]) -> None:
-    env = {**home, "SWITCHBOARD_MASTER_KEY": ""}
+    env = home
     key_file = tmp_path / ".switchboard" / "master_key"
     proc, port = _serve(env)
     try:
@@ -221,7 +222,7 @@ def test_secrets_rotate_on_a_fresh_data_dir_says_where_the_key_it_created_is(
     """`secrets rotate` before any `serve` creates the embedded default's master key file: it
     says so, as `serve` does on its first start (the only time the key is shown), and the key
     then opens the gateway."""
-    env = {**home, "SWITCHBOARD_MASTER_KEY": ""}
+    env = home
     key_file = tmp_path / ".switchboard" / "master_key"
     rotate = _run(["secrets", "rotate"], env=env)
     assert rotate.proc.returncode == 0, rotate.output
@@ -488,14 +489,15 @@ def test_an_empty_data_dir_is_a_config_error(tmp_path: Path) -> None:
     (b"\xff\xfesk-long-enough-key", "the master key file is not UTF-8 text"),
 ])
 def test_an_embedded_master_key_file_that_is_no_usable_key_names_the_file(
-    tmp_path: Path, content: bytes, expected: str
+    tmp_path: Path, content: bytes, expected: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The embedded default's master_key file, emptied or cut short by hand, or not text: one
     line naming the file and exit 2 (it was "auth: master_key must be ..." about a config the user
     never wrote, or a traceback), from serve and from the other commands that read it."""
     key_file = tmp_path / "master_key"
     key_file.write_bytes(content)
-    env = {"SWITCHBOARD_DATA_DIR": str(tmp_path), "SWITCHBOARD_MASTER_KEY": ""}
+    monkeypatch.delenv("SWITCHBOARD_MASTER_KEY", raising=False)  # the file's key is the one read
+    env = {"SWITCHBOARD_DATA_DIR": str(tmp_path)}
     for args in (["serve", "--port", str(free_port())], ["secrets", "rotate"]):
         proc = spawn(args, env=env)
         assert proc.wait_exit(60) == 2, (args, proc.output)
@@ -510,7 +512,7 @@ def test_an_embedded_master_key_file_that_is_no_usable_key_names_the_file(
     (b"\xff\xfe" + b"x" * 40, "the server secret file is not UTF-8 text"),
 ])
 def test_a_server_secret_file_that_is_no_usable_secret_is_refused(
-    tmp_path: Path, content: bytes, expected: str
+    tmp_path: Path, content: bytes, expected: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A secret_key file in the data directory written by hand (emptied, truncated) is checked as
     auth.secret_key is, by `config check` and by `serve` alike, rather than seal every stored
@@ -519,7 +521,8 @@ def test_a_server_secret_file_that_is_no_usable_secret_is_refused(
     data.mkdir()
     secret_file = data / "secret_key"
     secret_file.write_bytes(content)
-    env = {"SWITCHBOARD_DATA_DIR": str(data), "SWITCHBOARD_SECRET_KEY": "", "SWITCHBOARD_MASTER_KEY": ""}
+    monkeypatch.delenv("SWITCHBOARD_MASTER_KEY", raising=False)  # serve's embedded default: its own
+    env = {"SWITCHBOARD_DATA_DIR": str(data), "SWITCHBOARD_SECRET_KEY": ""}
     config = _config(tmp_path, MINIMAL.format(api_base="http://127.0.0.1:9/v1", log_level="info"))
     runs = (["config", "check", str(config)], ["serve", "--config", str(config)], ["serve"])
     for args in runs:

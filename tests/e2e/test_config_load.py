@@ -169,6 +169,20 @@ def test_an_empty_data_dir_variable_is_refused_in_one_line(tmp_path: Path, args:
     assert not (tmp_path / ".switchboard").exists()
 
 
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_master_key_variable_is_refused_in_one_line(tmp_path: Path, value: str) -> None:
+    """Before, an empty SWITCHBOARD_MASTER_KEY counted as unset: the embedded default quietly
+    generated (or read) the key file instead of the key the deployment meant to give."""
+    data = tmp_path / "data"
+    env = {"HOME": str(tmp_path), "SWITCHBOARD_DATA_DIR": str(data), "SWITCHBOARD_MASTER_KEY": value}
+    for args in (["serve", "--port", str(free_port())], ["secrets", "rotate"]):
+        proc = spawn(args, env=env, inherit=False)
+        assert proc.wait_exit(60) == 1, (args, proc.output)
+        assert proc.output.strip() == ("error: SWITCHBOARD_MASTER_KEY: empty or only whitespace; set it, or "
+                                       "unset it for the key kept in the data directory's master_key file")
+    assert not (data / "master_key").exists()
+
+
 def test_a_metrics_port_that_cannot_be_listened_on_is_one_line(tmp_path: Path) -> None:
     """A metrics.port in use (or a metrics.host naming no address of this machine) was a
     traceback once the gateway had started; now one line before anything starts, exit 1, as

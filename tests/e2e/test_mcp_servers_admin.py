@@ -213,6 +213,46 @@ def test_stored_secrets_follow_a_server_to_another_origin_only_when_given_again(
     owner.ok("DELETE", f"{SERVERS}/mover")
 
 
+def test_a_blank_client_secret_is_refused_naming_it(gateway: Gateway) -> None:
+    """Before, "   " was sealed as the client secret and sent with every token request (the file
+    already refused it): now a 400 naming it, on create and on change, the stored one kept."""
+    admin = Admin(gateway.url)
+    _, owner, _ = tenant_with_roles(admin)
+    body = {"name": "blank", "url": "https://sso.example/mcp", "oauth": {"client_id": "switchboard"}}
+    for blank in ("   ", "\t \t"):
+        err = error(owner.call("POST", SERVERS, {**body, "oauth": {"client_id": "switchboard",
+                                                                   "client_secret": blank}}), 400)
+        assert (err["code"], err["param"], err["type"]) == ("invalid_value", "oauth.client_secret",
+                                                            "invalid_request_error")
+        assert err["message"] == "oauth.client_secret: empty or only whitespace, which is no credential"
+    assert error(owner.call("GET", f"{SERVERS}/blank"), 404)["code"] == "mcp_server_not_found"
+    owner.ok("POST", SERVERS, {**body, "oauth": {"client_id": "switchboard", "client_secret": CLIENT_SECRET}},
+             status=201)
+    err = error(owner.call("PATCH", f"{SERVERS}/blank", {"oauth": {"client_id": "switchboard",
+                                                                   "client_secret": "  "}}), 400)
+    assert (err["code"], err["param"]) == ("invalid_value", "oauth.client_secret")
+    assert owner.ok("GET", f"{SERVERS}/blank")["oauth"]["client_secret_set"] is True
+    owner.ok("DELETE", f"{SERVERS}/blank")
+
+
+def test_config_check_refuses_a_blank_client_secret(tmp_path: Path) -> None:
+    """As a provider's blank api_key: an empty or blank ${VAR} is no client secret."""
+    path = tmp_path / "config.yaml"
+    server = {"name": "wiki", "url": "https://wiki.example/mcp",
+              "oauth": {"client_id": "switchboard", "client_secret": "${WIKI_CLIENT_SECRET}"}}
+    path.write_text(yaml.safe_dump({"auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
+                                    "mcp_servers": [server]}))
+    for value in ("", "  "):
+        proc = spawn(["config", "check", str(path)],
+                     env={"SWITCHBOARD_MASTER_KEY": MASTER_KEY, "WIKI_CLIENT_SECRET": value})
+        assert proc.wait_exit(60) == 2, proc.output
+        assert (f"{path}: mcp_servers[0].oauth.client_secret: empty or only whitespace, which is no "
+                "credential") in proc.output, proc.output
+    proc = spawn(["config", "check", str(path)], env={"SWITCHBOARD_MASTER_KEY": MASTER_KEY,
+                                                      "WIKI_CLIENT_SECRET": CLIENT_SECRET})
+    assert proc.wait_exit(60) == 0, proc.output
+
+
 def test_global_servers_and_names_unique_among_what_a_tenant_sees(gateway: Gateway) -> None:
     admin = Admin(gateway.url)
     tenant, owner, _ = tenant_with_roles(admin)

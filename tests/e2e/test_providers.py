@@ -7,6 +7,9 @@ on one instance served by a second one within a second."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -458,6 +461,37 @@ def test_bad_input_is_refused_and_the_server_keeps_serving(deployment: Deploymen
     denied = deployment.admin("GET", "/providers", headers={"Authorization": f"Bearer {key}"})
     assert denied.status_code == 403 and denied.json()["error"]["code"] == "permission_denied"
     assert deployment.chat("gpt-4o-mini").status_code == 200
+
+
+def test_a_blank_credential_is_refused_naming_it(deployment: Deployment) -> None:
+    """Before, "   " was sealed as a provider's key and sent upstream on every call (the file
+    already refused it): now a 400 naming it, and nothing is stored. A PATCH takes no
+    credential at all; the command line refuses a blank key before it sends anything."""
+    name = f"blank-{uid()}"
+    base = {"name": name, "type": "openai", "api_base": f"{deployment.mock.url}/v1"}
+    for blank in ("   ", "\t \t"):
+        resp = deployment.admin("POST", "/providers", {**base, "api_key": blank})
+        assert resp.status_code == 400, resp.text
+        assert resp.json()["error"] == {
+            "message": "api_key: empty or only whitespace, which is no credential",
+            "type": "invalid_request_error", "param": "api_key", "code": "invalid_value"}
+    assert deployment.admin("GET", f"/providers/{name}").status_code == 404
+    stored = deployment.provider()
+    resp = deployment.admin("POST", f"/providers/{stored['name']}/credentials", {"api_key": "  "})
+    assert resp.status_code == 400, resp.text
+    assert (resp.json()["error"]["code"], resp.json()["error"]["param"]) == ("invalid_value", "api_key")
+    resp = deployment.admin("PATCH", f"/providers/{stored['name']}", {"api_key": "  "})
+    assert resp.status_code == 400 and resp.json()["error"]["code"] == "unknown_parameter", resp.text
+    assert deployment.admin("GET", f"/providers/{stored['name']}").json()["credentials"] == []
+    target = ["--url", deployment.gateway.url, "--key", MASTER_KEY]
+    for args in (["providers", "add", name, "--type", "openai", "--api-key-stdin", *target],
+                 ["providers", "add-credential", stored["name"], "--api-key-stdin", *target]):
+        proc = subprocess.run([sys.executable, "-m", "switchboard", *args], input=" \t \n", text=True,
+                              capture_output=True, timeout=60, env={**os.environ, "COLUMNS": "250"})
+        assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
+        assert "no key on standard input" in proc.stderr, proc.stderr
+    assert deployment.admin("GET", f"/providers/{name}").status_code == 404
+    assert deployment.admin("GET", f"/providers/{stored['name']}").json()["credentials"] == []
 
 
 def test_options_named_like_a_credential_are_refused_and_a_token_count_is_not(deployment: Deployment) -> None:

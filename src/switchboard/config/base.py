@@ -74,12 +74,20 @@ def checked_headers(value: dict[str, str]) -> dict[str, str]:
     return value
 
 
-BLANK_CREDENTIAL = "empty or only whitespace, which is no credential (an empty ${VAR}?)"
+BLANK = "empty or only whitespace, which is no credential"
+BLANK_CREDENTIAL = BLANK + " (an empty ${VAR}?)"
 
 
 def _filled(value: SecretStr) -> SecretStr:
     if not value.get_secret_value().strip():
         raise ValueError(BLANK_CREDENTIAL)
+    return value
+
+
+def filled_text(value: str) -> str:
+    """A credential given as text (an admin API body's): blank is refused, as in the file."""
+    if not value.strip():
+        raise ValueError(BLANK)
     return value
 
 

@@ -19,8 +19,10 @@ from switchboard.config.paths import data_dir, ensure_dir, unusable
 from switchboard.config.schema import Settings
 from switchboard.config.urls import bind_host_problem
 from switchboard.settings.loader import ConfigError, validate
+from switchboard.settings.variables import set_value
 
 KEY_FILE = "master_key"
+MASTER_KEY_ENV = "SWITCHBOARD_MASTER_KEY"
 MIN_KEY_LENGTH = 8  # as auth.master_key's own check (config/access.py)
 SOURCE = "(embedded default)"
 
@@ -37,8 +39,9 @@ class MasterKey:
 def master_key(env: dict[str, str] | None = None) -> MasterKey:
     """The embedded default's master key, generated into the data directory on first use."""
     env = dict(os.environ) if env is None else env
-    if env.get("SWITCHBOARD_MASTER_KEY"):
-        return MasterKey(env["SWITCHBOARD_MASTER_KEY"], "environment")
+    given = set_value(env, MASTER_KEY_ENV, f"the key kept in the data directory's {KEY_FILE} file")
+    if given is not None:
+        return MasterKey(given, "environment")
     directory = ensure_dir(data_dir(env))
     try:
         return _key_file(directory / KEY_FILE)

@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from switchboard.config.base import BLANK_CREDENTIAL
 from switchboard.config.catalog import file_problems, type_problem
-from switchboard.config.schema import ProviderConfig, Settings
+from switchboard.config.schema import McpServerConfig, ProviderConfig, Settings
 from switchboard.config.yamlfile import YamlFileError, read_yaml
 from switchboard.crypto import refs
 from switchboard.providers.registry import check_provider, providers
@@ -42,6 +42,7 @@ _LINE_BREAK = re.compile("[\r\n\x00]")
 # A whole-file check's message that starts with the key path it is about ("router.rules[1].name:
 # ..."): shown as it is, not after "(top level):".
 _OWN_PATH = re.compile(r"^[a-z_][\w.\[\]-]*: ")
+_Entry = TypeVar("_Entry", bound=BaseModel)
 
 
 class ConfigError(Exception):
@@ -242,20 +243,30 @@ def _about(problem: str, paths: list[str]) -> bool:
 
 
 def _entry_problems(data: dict[str, Any], env: Mapping[str, str] | None, unresolved: list[str]) -> list[str]:
-    """Provider-type options and credentials of each provider entry that is valid on its own."""
-    entries = data.get("providers")
+    """Provider-type options and credentials of each provider entry that is valid on its own,
+    and the client secret of each such MCP server entry."""
     problems: list[str] = []
+    for i, provider in _valid_entries(data, "providers", ProviderConfig, unresolved):
+        problems.extend(_one_provider_problems(i, provider, env))
+    for i, server in _valid_entries(data, "mcp_servers", McpServerConfig, unresolved):
+        problems.extend(_one_server_problems(i, server))
+    return problems
+
+
+def _valid_entries(data: dict[str, Any], section: str, model: type[_Entry], unresolved: list[str]
+                   ) -> Iterator[tuple[int, _Entry]]:
+    """The entries of the list ``section`` valid on their own (the others are reported by the
+    schema), but those holding an unset variable (reported as such)."""
+    entries = data.get(section)
     if not isinstance(entries, list):
-        return problems
+        return
     for i, entry in enumerate(entries):
-        if _about(f"providers[{i}]: ", unresolved):
+        if _about(f"{section}[{i}]: ", unresolved):
             continue
         try:
-            provider = ProviderConfig.model_validate(entry)
+            yield i, model.model_validate(entry)
         except ValidationError:
-            continue  # already reported by the schema
-        problems.extend(_one_provider_problems(i, provider, env))
-    return problems
+            continue
 
 
 def _provider_problems(settings: Settings, env: Mapping[str, str] | None) -> list[str]:
@@ -263,7 +274,19 @@ def _provider_problems(settings: Settings, env: Mapping[str, str] | None) -> lis
     problems = []
     for i, provider in enumerate(settings.providers):
         problems.extend(_one_provider_problems(i, provider, env))
+    for i, server in enumerate(settings.mcp_servers):
+        problems.extend(_one_server_problems(i, server))
     return problems
+
+
+def _one_server_problems(i: int, server: McpServerConfig) -> list[str]:
+    """A blank OAuth client secret, which every token request would send. Checked here, not by
+    McpOAuthConfig: that model also rebuilds the stored servers (mcp/stored.py), and one stored
+    before this check must not drop out of the tools on reload."""
+    secret = server.oauth.client_secret if server.oauth is not None else None
+    if secret is not None and not secret.get_secret_value().strip():
+        return [f"mcp_servers[{i}].oauth.client_secret: {BLANK_CREDENTIAL}; leave the key out to send none"]
+    return []
 
 
 def _one_provider_problems(i: int, provider: ProviderConfig, env: Mapping[str, str] | None) -> list[str]:

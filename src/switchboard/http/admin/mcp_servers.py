@@ -41,6 +41,7 @@ from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
 from switchboard.access.roles import PLATFORM_ADMIN, Reach
+from switchboard.config.base import filled_text
 from switchboard.config.mcp import SERVER_NAME, McpServerConfig, server_name_problem
 from switchboard.config.urls import ipv4_shorthand, same_origin, url_origin
 from switchboard.crypto.keyring import DecryptError, Keyring
@@ -73,6 +74,9 @@ Name = Annotated[str, StringConstraints(pattern=SERVER_NAME), AfterValidator(_se
 Url = Annotated[str, StringConstraints(min_length=1, max_length=2048)]
 HeaderName = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9-]+$")]
 HeaderValue = Annotated[str, StringConstraints(min_length=1, max_length=8192, pattern=r"^[^\r\n\x00]+$")]
+# Blank is refused here, not in McpOAuthConfig: that model also rebuilds the stored servers.
+ClientSecret = Annotated[str, StringConstraints(min_length=1, max_length=8192, pattern=r"^[^\r\n\x00]+$"),
+                         AfterValidator(filled_text)]
 ToolName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 Tenant = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:@-]+$")]
 Scope = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[\x21-\x7e]+$")]
@@ -87,7 +91,7 @@ class OAuthBody(AdminBody):
     model_config = ConfigDict(extra="forbid")
 
     client_id: Annotated[str, StringConstraints(min_length=1, max_length=512)] | None = None
-    client_secret: HeaderValue | None = Field(default=None, description="Sealed; never shown.")
+    client_secret: ClientSecret | None = Field(default=None, description="Sealed; never shown.")
     authorization_url: Url | None = None
     token_url: Url | None = None
     revocation_url: Url | None = Field(

@@ -33,7 +33,7 @@ from pydantic import (
     model_validator,
 )
 
-from switchboard.config.base import MAX_CONNECTIONS, refusing_text
+from switchboard.config.base import MAX_CONNECTIONS, filled_text, refusing_text
 from switchboard.config.schema import ProviderConfig
 from switchboard.crypto import refs
 from switchboard.crypto.keyring import credential_aad
@@ -72,7 +72,9 @@ def _not_masked(value: str) -> str:
 HeaderValue = Annotated[
     str, StringConstraints(max_length=1000, pattern=r"^[^\r\n\x00]*$"), AfterValidator(_not_masked)
 ]
-Secret = Annotated[str, StringConstraints(min_length=1, max_length=4096, pattern=r"^[^\r\n\x00]+$")]
+# Blank is refused here, not in ProviderConfig: that model also rebuilds the stored providers.
+Secret = Annotated[str, StringConstraints(min_length=1, max_length=4096, pattern=r"^[^\r\n\x00]+$"),
+                   AfterValidator(filled_text)]
 Ref = Annotated[str, StringConstraints(min_length=5, max_length=1024)]
 OptionName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 Label = Annotated[str, StringConstraints(min_length=1, max_length=200), LINE]

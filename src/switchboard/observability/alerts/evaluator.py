@@ -58,6 +58,9 @@ PENDING_MAX_AGE = 86_400.0
 Tripped = Callable[[str, str], Awaitable[bool]]
 # Whether a key of the rotation chain (tenant, lineage) may still spend (KeyStore.lineage_live).
 KeyLive = Callable[[str, str], Awaitable[bool]]
+# Whether the budget of a threshold event (its fields) is still set as it crossed that percent
+# (BudgetBook.alerts_at).
+BudgetAlerting = Callable[[Mapping[str, Any], int], Awaitable[bool]]
 
 
 def _utc(ts: float) -> datetime:
@@ -98,6 +101,8 @@ class Alerts:
         self.tripped: Tripped | None = None
         # Set by the gateway when a budget rule exists; None: key budget incidents are not swept.
         self.key_live: KeyLive | None = None
+        # Set with key_live; None: a budget incident written again is not checked first.
+        self.budget_alerting: BudgetAlerting | None = None
         self.pending = Retries("budget alert incidents", PENDING_MAX, PENDING_MAX_AGE)
 
     @property
@@ -342,7 +347,25 @@ class Alerts:
             self._complain("alert %s for %s: the incident store failed (%s); tried again", rule.name,
                            subject, type(exc).__name__)
             if self._store is not None:
-                self.pending.add(write, f"alert {rule.name} for {subject}")
+                self.pending.add(lambda: self._budget_again(rule, subject, budget, percent, write),
+                                 f"alert {rule.name} for {subject}")
+
+    async def _budget_again(self, rule: Rule, subject: str, budget: Mapping[str, Any], percent: int,
+                            write: Callable[[], Awaitable[None]]) -> None:
+        """A budget incident written again after the store failed: only while the budget is set
+        as it crossed. Deleted or changed during the outage, its incidents were resolved then and
+        one opened now would stay open for good; a change landing while it is written is seen by
+        the check after, which resolves it (raising anywhere: all tried again)."""
+        if await self._budget_alerts(budget, percent):
+            await write()
+            if await self._budget_alerts(budget, percent):
+                return
+        log.info("alert %s for %s: the budget was deleted or changed meanwhile; no incident left open",
+                 rule.name, subject)
+        await self._resolve(rule, subject, None)
+
+    async def _budget_alerts(self, budget: Mapping[str, Any], percent: int) -> bool:
+        return self.budget_alerting is None or await self.budget_alerting(budget, percent)
 
     # -- the evaluation loop --------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,7 +36,15 @@ from switchboard.background import Retries
 from switchboard.config.schema import BudgetsConfig
 from switchboard.context import Principal, Spent
 from switchboard.spend.budgets.periods import counter_key, counter_ttl, key_start, window
-from switchboard.spend.budgets.plan import Budget, Stored, in_force, nano, of_record, usd_of
+from switchboard.spend.budgets.plan import (
+    KEY_BUDGET_PREFIX,
+    Budget,
+    Stored,
+    in_force,
+    nano,
+    of_record,
+    usd_of,
+)
 from switchboard.spend.budgets.webhooks import WebhookSender
 from switchboard.spend.ledger import LedgerWriter
 from switchboard.stores.feedcache import STORE_READ_SECONDS, FeedCache
@@ -164,6 +172,22 @@ class BudgetBook:
         self._alerting[budget.id] = (budget.limit, budget.thresholds)
         self._forget_claims(budget)
         await self._store.forget_alerts(budget.id, budget.limit, budget.thresholds)
+
+    async def alerts_at(self, fields: Mapping[str, Any], percent: int) -> bool:
+        """Whether the budget a threshold event names (``budget_fields``) is still stored at the
+        amount and in the unit it crossed ``percent`` at, with that threshold: False once it
+        was deleted (with its tenant or key chain too) or changed, which resolved its incidents.
+        A key's own budget ends with its key chain, which the alerts' sweep watches: True."""
+        budget_id, tenant = fields.get("id"), fields.get("tenant")
+        if not isinstance(budget_id, str) or budget_id.startswith(KEY_BUDGET_PREFIX):
+            return True
+        record = await self._store.get(str(tenant), budget_id)
+        if record is None:
+            return False
+        budget = of_record(record, self.config)
+        shown = budget_fields(budget)
+        return ((shown["unit"], shown["max_amount"]) == (fields.get("unit"), fields.get("max_amount"))
+                and percent in budget.thresholds)
 
     async def in_force(self, principal: Principal) -> list[Budget]:
         """The budgets in force for ``principal``; kept while its record and its tenant's stored
