@@ -296,7 +296,7 @@ def test_rate_limit_with_both_retry_headers() -> None:
     )
     assert isinstance(err, UpstreamRateLimited)
     assert err.code == "rate_limit_exceeded"
-    assert err.headers == {"retry-after": "6", "retry-after-ms": "6000"}
+    assert err.headers == {"retry-after": "6", "retry-after-ms": "6000", "x-ratelimit-scope": "upstream"}
 
 
 def test_context_length() -> None:
