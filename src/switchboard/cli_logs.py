@@ -72,6 +72,8 @@ def logs(
     max_latency_ms: Annotated[int | None, typer.Option("--max-latency-ms")] = None,
     min_cost_usd: Annotated[str | None, typer.Option("--min-cost-usd")] = None,
     max_cost_usd: Annotated[str | None, typer.Option("--max-cost-usd")] = None,
+    abandoned: Annotated[bool | None, typer.Option(
+        "--abandoned/--not-abandoned", help="Only streams the client left (or only the others).")] = None,
     q: Annotated[str | None, typer.Option("--q", "-q", help="Words in the stored bodies.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000, help="Records per page.")] = 50,
     cursor: Annotated[str | None, typer.Option(help="The next_cursor of a previous page.")] = None,
@@ -92,6 +94,7 @@ def logs(
         ("provider", provider), ("status", status), ("error_code", error_code),
         ("min_latency_ms", min_latency_ms), ("max_latency_ms", max_latency_ms),
         ("min_cost_usd", min_cost_usd), ("max_cost_usd", max_cost_usd), ("q", q),
+        ("abandoned", None if abandoned is None else str(abandoned).lower()),
         ("include_bodies", "true" if bodies else None)) if value is not None}
     client = AdminClient(url, key)
     if follow:

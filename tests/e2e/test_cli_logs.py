@@ -18,7 +18,15 @@ from typing import Any
 import pytest
 
 from tests.e2e.sdk import ask
-from tests.e2e.test_logs_api import World, build_world, lookup, store_body
+from tests.e2e.test_logs_api import (
+    World,
+    _post,
+    abandon_a_stream,
+    build_world,
+    lookup,
+    store_body,
+    stream_to_the_end,
+)
 from tests.e2e.test_usage import Deployment, deployment  # noqa: F401 - the module's gateways
 from tests.servers import MASTER_KEY, Process, spawn
 from tests.threaded_server import ThreadedServer
@@ -124,6 +132,24 @@ def test_a_table_and_json_with_filters(world: World) -> None:
     cursor = output.split("more: --cursor ")[1].split()[0]
     code, output = cli(world, "--tenant", world.tenants[0], "--limit", "2", "--cursor", cursor, "--json")
     assert code == 0 and len(json.loads(output)["data"]) == 2, output
+
+
+def test_abandoned_finds_the_streams_the_client_left(world: World) -> None:
+    url = world.deployment.gateway.url
+    tenant = f"left-{uuid.uuid4().hex[:6]}"  # its own tenant, apart from the other tests' calls
+    _post(url, "/admin/v1/tenants", {"id": tenant, "name": tenant})
+    key = _post(url, "/admin/v1/keys", {"models": ["*"], "tenant": tenant})["key"]
+    read, left = stream_to_the_end(world.deployment, key), abandon_a_stream(world.deployment, key)
+    for rid in (read, left):
+        lookup(url, rid)
+    found = {}
+    for flag in ("--abandoned", "--not-abandoned"):
+        code, output = cli(world, "--tenant", tenant, flag, "--json")
+        assert code == 0, output
+        found[flag] = [(r["request_id"], r["abandoned"]) for r in json.loads(output)["data"]]
+    assert found == {"--abandoned": [(left, True)], "--not-abandoned": [(read, False)]}
+    code, output = cli(world, "show", left)
+    assert code == 0 and "abandoned" in output, output
 
 
 def test_show_prints_one_record_with_its_bodies(world: World) -> None:

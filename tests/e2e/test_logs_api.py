@@ -81,6 +81,25 @@ def call(d: Deployment, key: str, model: str, text: str) -> str:
     return str(raw.headers["x-request-id"])
 
 
+def stream_to_the_end(d: Deployment, key: str = MASTER_KEY) -> str:
+    """A stream the official SDK reads to its end; its request id."""
+    with d.sdk(key).chat.completions.with_streaming_response.create(
+            model="gpt-4o-mini", stream=True, messages=ask("read it all")) as whole:
+        list(whole.parse())
+        return str(whole.headers["x-request-id"])
+
+
+def abandon_a_stream(d: Deployment, key: str = MASTER_KEY) -> str:
+    """A stream the official SDK reads the first chunk of, then closes; its request id."""
+    with d.sdk(key).chat.completions.with_streaming_response.create(
+            model="gpt-4o-mini", stream=True,
+            messages=ask("mock:chunk_delay_ms=200 a long answer the client leaves")) as left:
+        stream = left.parse()
+        assert next(iter(stream)).choices  # the stream began
+        stream.close()  # the client leaves mid-way
+        return str(left.headers["x-request-id"])
+
+
 async def _store_bodies(database: str, rows: list[dict[str, Any]]) -> None:
     """Store bodies as the gateway does: each with its record's own id (log_id), which the
     gateway gives a record only when it keeps the request's body (these records had none)."""
@@ -324,6 +343,31 @@ def test_a_rotated_developer_key_keeps_its_history_and_sees_no_other(deployment:
     assert _by_key(url, "usage", stranger["key"]) == {stranger["id"]: 1}
 
 
+def test_a_stream_the_client_left_is_marked_and_found(deployment: Deployment) -> None:  # noqa: F811
+    """The official SDK reads the first chunk of a stream and closes it: the record keeps the
+    status sent (200) and says ``abandoned``; ``?abandoned=true`` finds it, and only it among
+    the tenant's records, and ``?abandoned=false`` finds the stream read to its end."""
+    url = deployment.gateway.url
+    tenant = f"left-{uuid.uuid4().hex[:6]}"
+    _post(url, "/admin/v1/tenants", {"id": tenant, "name": tenant})
+    key = _post(url, "/admin/v1/keys", {"models": ["*"], "tenant": tenant})["key"]
+    read, rid = stream_to_the_end(deployment, key), abandon_a_stream(deployment, key)
+    record = lookup(url, rid)
+    assert (record["status"], record["stream"], record["abandoned"]) == (200, True, True)
+    assert lookup(url, read)["abandoned"] is False
+
+    def found(**params: str) -> list[str]:
+        resp = httpx.get(f"{url}/admin/v1/logs", params={"tenant": tenant, **params}, headers=ADMIN,
+                         timeout=30)
+        assert resp.status_code == 200, resp.text
+        return [r["request_id"] for r in resp.json()["data"]]
+
+    assert found(abandoned="true") == [rid]
+    assert found(abandoned="false") == [read]
+    assert found(abandoned="true", status="200") == [rid]
+    assert found(abandoned="true", request_id=read) == []
+
+
 @pytest.mark.parametrize(("params", "code"), [
     ({"cursor": "not-a-cursor"}, "invalid_cursor"),
     ({"cursor": "WyJ4IiwgInkiXQ"}, "invalid_cursor"),  # base64 of ["x", "y"]
@@ -343,6 +387,7 @@ def test_a_rotated_developer_key_keeps_its_history_and_sees_no_other(deployment:
     ({"status": "600"}, "invalid_status"),
     ({"status": "6xx"}, "invalid_status"),
     ({"include_bodies": "maybe"}, "invalid_value"),
+    ({"abandoned": "yes"}, "invalid_value"),
     ({"colour": "red"}, "unknown_parameter"),
     ({"model": "m" * 5000}, "invalid_value"),
     ({"model": ""}, "invalid_value"),

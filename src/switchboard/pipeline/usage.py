@@ -410,6 +410,8 @@ def _row(
         metadata["service_tier"] = ctx.service_tier
     if outcome.client_disconnected:
         metadata["client_disconnected"] = True
+        if outcome.stream:  # left a stream that began: its status stays the one sent (200)
+            metadata["abandoned"] = True
     if ctx.usage_metadata:
         metadata.update(ctx.usage_metadata)
     error = outcome.error_code if status >= 400 else None

@@ -49,7 +49,8 @@ MAX_USD = Decimal(10**9)
 TEXT = ("request_id", "tenant", "team", "key", "user", "model", "deployment", "provider",
         "error_code", "q")
 PARAMETERS = frozenset({*TEXT, "from", "to", "status", "min_latency_ms", "max_latency_ms",
-                        "min_cost_usd", "max_cost_usd", "limit", "cursor", "include_bodies"})
+                        "min_cost_usd", "max_cost_usd", "limit", "cursor", "include_bodies",
+                        "abandoned"})
 _STATUS_CLASS = re.compile(r"[1-5]xx", re.IGNORECASE)
 
 
@@ -79,12 +80,17 @@ def _status(value: str | None) -> tuple[int | None, int | None]:
                          param="status", code="invalid_status")
 
 
-def _bool(name: str, value: str | None) -> bool:
-    if value is None or value == "false":
-        return False
-    if value == "true":
-        return True
+def _flag(name: str, value: str | None) -> bool | None:
+    """``true`` or ``false``; None when not given."""
+    if value is None:
+        return None
+    if value in ("true", "false"):
+        return value == "true"
     raise InvalidRequest(f"{name}: expected true or false", param=name, code="invalid_value")
+
+
+def _bool(name: str, value: str | None) -> bool:
+    return bool(_flag(name, value))
 
 
 def encode_cursor(created_at: datetime, request_id: str) -> str:
@@ -154,6 +160,8 @@ def public(entry: LogEntry) -> dict[str, Any]:
         "upstream_ms": r.upstream_ms,
         "attempts": None if r.attempts is None else [dict(a) for a in r.attempts],
         "tags": list(r.tags),
+        # A stream the client left after it began (usage stage): the status is the one sent.
+        "abandoned": r.metadata.get("abandoned") is True,
         "metadata": dict(r.metadata),
     }
     if entry.body is not None:
@@ -204,7 +212,8 @@ async def search(request: Request, access: Annotated[Access, Depends(allow("log"
         user_id=params.get("user"), model=params.get("model"), deployment=params.get("deployment"),
         provider=params.get("provider"), status=status, status_class=status_class,
         error_code=params.get("error_code"), min_latency_ms=min_ms, max_latency_ms=max_ms,
-        min_cost_usd=min_usd, max_cost_usd=max_usd, text=None if text is None else text.strip(),
+        min_cost_usd=min_usd, max_cost_usd=max_usd, abandoned=_flag("abandoned", params.get("abandoned")),
+        text=None if text is None else text.strip(),
         before=before, limit=limit, include_bodies=bodies, **scoped,
     )
     store = request.app.state.services.stores().log_search

@@ -91,6 +91,7 @@ class LogQuery:
     max_latency_ms: int | None = None
     min_cost_usd: Decimal | None = None
     max_cost_usd: Decimal | None = None
+    abandoned: bool | None = None  # streams the client left (metadata.abandoned), or all others
     text: str | None = None
     owners: tuple[str, ...] | None = None
     owner_lineage: str | None = None

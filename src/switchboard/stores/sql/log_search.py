@@ -77,6 +77,10 @@ def _conditions(dialect: str, tenant_id: str | None, q: LogQuery) -> list[sa.Col
         where.append(u.c.cost_nano_usd >= _nano(q.min_cost_usd, ROUND_CEILING))
     if q.max_cost_usd is not None:
         where.append(u.c.cost_nano_usd <= _nano(q.max_cost_usd, ROUND_FLOOR))
+    if q.abandoned is not None:
+        # The usage stage's mark in the record's JSON metadata, absent on every other record.
+        marked = sa.func.coalesce(u.c["metadata"]["abandoned"].as_boolean(), sa.false())
+        where.append(marked == q.abandoned)
     if q.owners is not None:
         where.append(owned(dialect, u.c.user_id, u.c.key_id, tenant_id, q.owners, q.owner_lineage,
                            u.c.team_id, q.owner_team))
