@@ -251,6 +251,10 @@ class RequestContext:
     # Anthropic Files API source: http/anthropic/content.py); each attempt judges it for its own
     # deployment (pipeline/native.py). None: none.
     account_object: str | None = None
+    # Where each canonical message came from in the caller's body (http/sources.py), recorded by
+    # an inbound API that translates messages and keeps them here (Anthropic's), read only to
+    # name a refusal of a message by the caller's field. None: not recorded.
+    message_sources: list[Any] | None = None
     outcome: Outcome = field(default_factory=Outcome)
     # Named moments of the request (perf_counter()), e.g. "upstream_headers"; created on first use.
     timings: dict[str, float] | None = None
@@ -608,7 +612,10 @@ class InboundAPI(Protocol):
         own events (StreamReply.native), relayed as they are."""
         ...
 
-    def encode_error(self, error: GatewayError) -> bytes: ...
+    def encode_error(self, error: GatewayError, ctx: RequestContext | None = None) -> bytes:
+        """The error's wire bytes; ``ctx``: the failed request, for an API that names a refused
+        message by what its caller sent (http/sources.py)."""
+        ...
 
     def encode_stream_error(self, error: GatewayError, ctx: RequestContext | None = None) -> bytes:
         """The error event that ends a stream already under way (e.g. cut at shutdown); ``ctx``:

@@ -235,7 +235,7 @@ class Responder:
 
     async def error(self, err: GatewayError) -> None:
         self.ctx.outcome.failed(err)
-        body = self.ctx.inbound.encode_error(err)
+        body = self.ctx.inbound.encode_error(err, self.ctx)
         await self.body(err.status, body, {**self.ctx.response_headers, **retry_hint(err.headers)})
 
     # The stream writes return the ASGI send's awaitable instead of being coroutines themselves:

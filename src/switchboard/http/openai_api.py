@@ -88,7 +88,7 @@ class OpenAIInbound:
             return
         yield _DONE
 
-    def encode_error(self, error: GatewayError) -> bytes:
+    def encode_error(self, error: GatewayError, ctx: RequestContext | None = None) -> bytes:
         return orjson.dumps(error.to_openai())
 
     def encode_stream_error(self, error: GatewayError, ctx: RequestContext | None = None) -> bytes:
@@ -116,7 +116,7 @@ class OpenAIJson:
         raise TypeError(f"{self.operation} does not stream")
         yield b""  # pragma: no cover - makes this an async generator
 
-    def encode_error(self, error: GatewayError) -> bytes:
+    def encode_error(self, error: GatewayError, ctx: RequestContext | None = None) -> bytes:
         return orjson.dumps(error.to_openai())
 
     def encode_stream_error(self, error: GatewayError, ctx: RequestContext | None = None) -> bytes:

@@ -18,6 +18,8 @@ Directives (header ``x-mock-<name>`` or text ``mock:<name>=<value>``):
                          a proxy in front of Google may add one
     error_code=CODE      the error body's code (e.g. context_length_exceeded); Responses API
                          streams: also the code of the fail_after error event
+    error_param=NAME     OpenAI chat: the error body's param (set as a header, x-mock-error-param: a
+                         name such as messages[3].content does not fit a text directive)
     fail_after=N         in a stream, after N chunks send the provider's error event and end
     failed_event=1       Responses API streams: the fail_after failure is a response.failed event
                          (the response, status failed, with its error), as OpenAI ends a stream
@@ -77,6 +79,7 @@ class Controls:
     retry_after_ms: str = ""
     retry_header: str = ""
     error_code: str = ""
+    error_param: str = ""
     fail_after: int = -1
     failed_event: int = 0
     disconnect_after: int = -1

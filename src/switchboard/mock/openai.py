@@ -77,8 +77,8 @@ def injected(c: Controls) -> Response | None:
         return None
     retry = c.retry_after or ("1" if c.status == 429 else "")
     code = c.error_code or ("rate_limit_exceeded" if c.status == 429 else None)
-    return error(c.status, f"mock: injected error {c.status}", code, retry_after=retry,
-                 retry_after_ms=c.retry_after_ms)
+    return error(c.status, f"mock: injected error {c.status}", code, c.error_param or None,
+                 retry_after=retry, retry_after_ms=c.retry_after_ms)
 
 
 def check_key(request: Request) -> Response | None:

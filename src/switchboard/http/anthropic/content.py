@@ -55,6 +55,7 @@ import orjson
 
 from switchboard.errors import InvalidRequest
 from switchboard.http.anthropic import tool_ids
+from switchboard.http.sources import Source
 
 JSON = dict[str, Any]
 Blocks = list[tuple[str, Any]]  # a message's content blocks, each with its path
@@ -326,9 +327,11 @@ def _tool_call(block: JSON, path: str) -> JSON:
     return call
 
 
-def _user_turn(blocks: Blocks, found: list[str]) -> tuple[list[JSON], list[tuple[str, str]]]:
-    """Canonical messages for one user message (its blocks, each with its path), and the tool_use
-    ids its tool_results answer, each with the path of the message's content."""
+def _user_turn(blocks: Blocks, found: list[str], path: str,
+               sources: list[Source] | None) -> tuple[list[JSON], list[tuple[str, str]]]:
+    """Canonical messages for one user message (its blocks, each with its path; the message's at
+    ``path``), and the tool_use ids its tool_results answer, each with the path of the message's
+    content. Where each message came from is added to ``sources`` (sources.py)."""
     tools: list[JSON] = []
     parts: list[JSON] = []
     answered: list[tuple[str, str]] = []
@@ -343,6 +346,8 @@ def _user_turn(blocks: Blocks, found: list[str]) -> tuple[list[JSON], list[tuple
         elif kind == "tool_result":
             message, images = _tool_result(block, bpath, found)
             tools.append(message)
+            if sources is not None:
+                sources.append((message, bpath, block, None))
             answered.append((message["tool_call_id"], bpath.rpartition(".")[0]))
             parts.extend(images)
         elif kind == "tool_use":
@@ -351,7 +356,10 @@ def _user_turn(blocks: Blocks, found: list[str]) -> tuple[list[JSON], list[tuple
             raise fail(f"{bpath}.type", f"content block type '{kind[:50]}' is not supported by this gateway")
     if not parts:
         return tools, answered
-    return [*tools, {"role": "user", "content": _content(parts)}], answered
+    user = {"role": "user", "content": _content(parts)}
+    if sources is not None:
+        sources.append((user, path, blocks, None))
+    return [*tools, user], answered
 
 
 def _content(parts: list[JSON]) -> str | list[JSON]:
@@ -475,34 +483,61 @@ def _turns(value: list[Any]) -> list[tuple[str, int, list[Blocks]]]:
     return turns
 
 
-def _user_messages(turn: list[Blocks], found: list[str]) -> tuple[list[JSON], list[tuple[str, str]]]:
-    """A user turn's canonical messages: the tool messages of all its messages first (they must
-    directly follow the assistant's calls), then one user message per message, as written."""
+def part_paths(blocks: Blocks, role: str) -> list[str]:
+    """The path of the block each content part of the canonical message made from ``blocks``
+    came from, in order (read on the error path only, sources.py): a user message's text, image
+    and document blocks, and where a tool_result stood, the images and documents it moved there
+    (_tool_result_text); an assistant message's text blocks (its content is parts only when one
+    carries a cache breakpoint)."""
+    if role == "assistant":
+        return [path for path, block in blocks if block.get("type") == "text"]
+    paths = []
+    for path, block in blocks:
+        kind = block.get("type")
+        if kind in ("text", "image", "document"):
+            paths.append(path)
+        elif kind == "tool_result" and isinstance(block.get("content"), list):
+            paths.extend(f"{path}.content.{k}" for k, inner in enumerate(block["content"])
+                         if inner.get("type") == "image"
+                         or (inner.get("type") == "document" and not _text_source(inner)))
+    return paths
+
+
+def _user_messages(turn: list[Blocks], found: list[str], first: int,
+                   sources: list[Source] | None) -> tuple[list[JSON], list[tuple[str, str]]]:
+    """A user turn's canonical messages (the turn's first message is ``messages.<first>``): the
+    tool messages of all its messages first (they must directly follow the assistant's calls),
+    then one user message per message, as written."""
     tools: list[JSON] = []
     users: list[JSON] = []
     answered: list[tuple[str, str]] = []
-    for blocks in turn:
-        messages, ids = _user_turn(blocks, found)
+    for n, blocks in enumerate(turn):
+        messages, ids = _user_turn(blocks, found, f"messages.{first + n}", sources)
         tools.extend(m for m in messages if m["role"] == "tool")
         users.extend(m for m in messages if m["role"] != "tool")
         answered.extend(ids)
     return [*tools, *users], answered
 
 
-def _assistant_messages(turn: list[Blocks]) -> list[JSON]:
-    """An assistant turn's canonical messages: one per message, as written, unless calls come
-    before its last message; then the turn is one message, so that every call of the turn
-    directly precedes the tool messages answering it."""
+def _assistant_messages(turn: list[Blocks], first: int, sources: list[Source] | None) -> list[JSON]:
+    """An assistant turn's canonical messages (the turn's first message is ``messages.<first>``):
+    one per message, as written, unless calls come before its last message; then the turn is one
+    message, so that every call of the turn directly precedes the tool messages answering it."""
     messages = [_assistant_turn(blocks) for blocks in turn]
     if any("tool_calls" in m for m in messages[:-1]):
-        return [_assistant_turn([block for blocks in turn for block in blocks])]
+        joined = [block for blocks in turn for block in blocks]
+        messages, turn = [_assistant_turn(joined)], [joined]
+    if sources is not None:
+        sources.extend((m, f"messages.{first + n}", blocks, None)
+                       for n, (m, blocks) in enumerate(zip(messages, turn, strict=True)))
     return messages
 
 
-def messages(value: Any, found: list[str]) -> list[JSON]:
+def messages(value: Any, found: list[str], sources: list[Source] | None = None) -> list[JSON]:
     """Validate Anthropic ``messages`` and return the canonical message list (without system),
     one canonical turn per Anthropic turn; the paths of Files API sources are added to
-    ``found``."""
+    ``found``, where each canonical message came from to ``sources`` (sources.py: a message's
+    path and blocks, a tool message's tool_result block)."""
     if value is None:
         raise fail("messages", "Field required")
     if not isinstance(value, list):
@@ -513,12 +548,12 @@ def messages(value: Any, found: list[str]) -> list[JSON]:
     pending: list[str] = []
     for role, i, turn in _turns(value):
         if role == "user":
-            messages, answered = _user_messages(turn, found)
+            messages, answered = _user_messages(turn, found, i, sources)
             _check_answers(pending, answered, i)
             out.extend(messages)
             pending = []
         else:
-            messages = _assistant_messages(turn)
+            messages = _assistant_messages(turn, i, sources)
             out.extend(messages)
             pending = [c["id"] for m in messages for c in m.get("tool_calls", ())]
     return out

@@ -35,7 +35,7 @@ class AnthropicCountTokens:
         raise TypeError("count_tokens does not stream")
         yield b""  # pragma: no cover - makes this an async generator
 
-    def encode_error(self, error: GatewayError) -> bytes:
+    def encode_error(self, error: GatewayError, ctx: RequestContext | None = None) -> bytes:
         return orjson.dumps(error_body(error))
 
     def encode_stream_error(self, error: GatewayError, ctx: RequestContext | None = None) -> bytes:

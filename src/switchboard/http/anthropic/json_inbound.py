@@ -15,7 +15,7 @@ from switchboard.http.openai_api import OpenAIJson
 class AnthropicJson(OpenAIJson):
     dialect = "anthropic"
 
-    def encode_error(self, error: GatewayError) -> bytes:
+    def encode_error(self, error: GatewayError, ctx: RequestContext | None = None) -> bytes:
         return orjson.dumps(error_body(error))
 
     def encode_stream_error(self, error: GatewayError, ctx: RequestContext | None = None) -> bytes:

@@ -19,6 +19,7 @@ from switchboard.errors import GatewayError, name_as_sent
 from switchboard.http.anthropic import passthrough, prompt, response
 from switchboard.http.anthropic.errors import error_body
 from switchboard.http.anthropic.request import check_headers, messages_request
+from switchboard.http.anthropic.sources import name_messages
 from switchboard.http.anthropic.stream import StreamEncoder, event
 
 # Canonical parameters an error may name, as this API calls them (request.py maps them in): a
@@ -67,7 +68,8 @@ class AnthropicMessages:
     def decode(self, ctx: RequestContext) -> None:
         check_headers(ctx.headers)
         found: list[str] = []  # Files API sources (content.py)
-        ctx.request = messages_request(ctx.body, found)
+        ctx.message_sources = []  # where each message came from, for a refusal (sources.py)
+        ctx.request = messages_request(ctx.body, found, ctx.message_sources)
         ctx.account_object = found[0] if found else None
         _note_metadata(ctx)
         ctx.stream = bool(ctx.request.get("stream"))
@@ -106,20 +108,28 @@ class AnthropicMessages:
         except GatewayError as err:
             if encoder is None:
                 yield StreamEncoder(answered_model(ctx)).start()
-            yield self.encode_stream_error(err)
+            yield self.encode_stream_error(err, ctx)
             return
         if encoder is None:
             encoder = StreamEncoder(answered_model(ctx))
             yield encoder.start()
         yield encoder.end()
 
-    def encode_error(self, error: GatewayError) -> bytes:
-        name_as_sent(error, caller_param)
+    def encode_error(self, error: GatewayError, ctx: RequestContext | None = None) -> bytes:
+        _name(error, ctx)
         return orjson.dumps(error_body(error))
 
     def encode_stream_error(self, error: GatewayError, ctx: RequestContext | None = None) -> bytes:
-        name_as_sent(error, caller_param)
+        _name(error, ctx)
         return event("error", error=error_body(error)["error"])
+
+
+def _name(error: GatewayError, ctx: RequestContext | None) -> None:
+    """``error``'s param as this API's caller spells it: a refused message (an adapter's, an
+    upstream's) by the Messages field it came from, other canonical names by CALLER_PARAMS."""
+    if ctx is not None and ctx.message_sources and isinstance(ctx.request.get("messages"), list):
+        name_messages(error, ctx.request["messages"], ctx.message_sources)
+    name_as_sent(error, caller_param)
 
 
 MESSAGES = AnthropicMessages()

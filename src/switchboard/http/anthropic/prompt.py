@@ -92,5 +92,6 @@ def with_prompt(ctx: RequestContext, rendered: list[dict[str, Any]], model: str,
             body[key] = value
     ctx.body = orjson.dumps(body)
     found: list[str] = []
-    ctx.request = messages_request(ctx.body, found)
+    ctx.message_sources = []  # the merged body's: a refusal names its messages as validation does
+    ctx.request = messages_request(ctx.body, found, ctx.message_sources)
     ctx.account_object = found[0] if found else None

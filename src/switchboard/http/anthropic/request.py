@@ -55,6 +55,7 @@ from switchboard.http.anthropic.content import (
     text_part,
 )
 from switchboard.http.openai_api import parse_object
+from switchboard.http.sources import Source
 from switchboard.prompts.reference import parse_reference
 
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
@@ -408,16 +409,19 @@ def check_headers(headers: dict[str, str]) -> None:
             raise fail(name, f"header not supported by this gateway ({reason})", "unsupported_parameter")
 
 
-def _translate(body: JSON, fields: dict[str, Apply], found: list[str]) -> JSON:
+def _translate(body: JSON, fields: dict[str, Apply], found: list[str],
+               sources: list[Source] | None = None) -> JSON:
     model = _model(body)
     for key in body:
         if key not in fields and key not in _REQUIRED:
             reason = REFUSED.get(key, "not supported by this gateway's Anthropic Messages API")
             raise fail(str(key)[:60], f"Extra inputs are not permitted ({reason})")
-    msgs = messages(body.get("messages"), found)
+    msgs = messages(body.get("messages"), found, sources)
     system = _system(body["system"]) if body.get("system") is not None else ""
     if system:  # an empty system prompt is no prompt; some upstreams reject empty ones
         msgs.insert(0, {"role": "system", "content": system})
+        if sources is not None:
+            sources.append((msgs[0], "system", body["system"], None))
     out: JSON = {"model": model, "messages": msgs}
     for key, apply in fields.items():
         if body.get(key) is not None:
@@ -430,15 +434,17 @@ def _translate(body: JSON, fields: dict[str, Apply], found: list[str]) -> JSON:
     return out
 
 
-def messages_request(raw: bytes, found: list[str] | None = None) -> JSON:
+def messages_request(raw: bytes, found: list[str] | None = None,
+                     sources: list[Source] | None = None) -> JSON:
     """The canonical chat request for a ``POST /v1/messages`` body; the paths of its Files API
-    sources are added to ``found`` (content.py)."""
+    sources are added to ``found`` (content.py), where each message came from to ``sources``
+    (sources.py)."""
     body = parse_object(raw)
     if body.get("prompt") is not None:
         return _prompted(body)
     _model(body)
     max_tokens = _max_tokens(body)
-    out = _translate(body, _MESSAGES, [] if found is None else found)
+    out = _translate(body, _MESSAGES, [] if found is None else found, sources)
     # OpenAI's current name for the output limit: its reasoning models refuse ``max_tokens``; the
     # adapters of servers that only know ``max_tokens`` rename it (openai-compatible presets, Azure
     # before 2024-09-01, Mistral), the translating ones read either.

@@ -126,7 +126,7 @@ class ApiInbound:
             return
         yield _sse({"done": True, **self._head(ctx, model), "usage": ctx.usage or {}})
 
-    def encode_error(self, error: GatewayError) -> bytes:
+    def encode_error(self, error: GatewayError, ctx: RequestContext | None = None) -> bytes:
         return orjson.dumps(error.to_openai())
 
     def encode_stream_error(self, error: GatewayError, ctx: RequestContext | None = None) -> bytes:

@@ -107,7 +107,7 @@ class _GoogleErrors:
     # every attempt is translated, so ``native`` replies never reach these encoders.
     dialect = "gemini"
 
-    def encode_error(self, error: GatewayError) -> bytes:
+    def encode_error(self, error: GatewayError, ctx: RequestContext | None = None) -> bytes:
         if error.param:  # the gateway's own refusal of a value: told in the caller's names
             error.message = _UNQUOTED.sub(lambda m: CALLER_PARAMS[m.group(1)], error.message)
         name_as_sent(error, CALLER_PARAMS)

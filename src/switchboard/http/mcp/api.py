@@ -159,7 +159,7 @@ class McpAPI:
             for message in batch:
                 yield b"event: message\ndata: " + orjson.dumps(message) + b"\n\n"
 
-    def encode_error(self, error: GatewayError) -> bytes:
+    def encode_error(self, error: GatewayError, ctx: RequestContext | None = None) -> bytes:
         return orjson.dumps(rpc_error(getattr(error, "rid", None), error))
 
     def encode_stream_error(self, error: GatewayError, ctx: RequestContext | None = None) -> bytes:

@@ -459,7 +459,7 @@ class CohereRerankInbound(MediaInbound):
     """``/v2/rerank``, Cohere's own path: errors in Cohere's shape (``{"message"}``, with the
     gateway's code and param beside it), which Cohere's SDK reads."""
 
-    def encode_error(self, error: GatewayError) -> bytes:
+    def encode_error(self, error: GatewayError, ctx: RequestContext | None = None) -> bytes:
         return orjson.dumps({"message": error.message, "code": error.code, "param": error.param})
 
 

@@ -163,7 +163,7 @@ class ResponsesAPI:
             waits, ctx.reply_waits = ctx.reply_waits, None
             await waits()
 
-    def encode_error(self, error: GatewayError) -> bytes:
+    def encode_error(self, error: GatewayError, ctx: RequestContext | None = None) -> bytes:
         # An adapter's refusal names the chat parameter: name the Responses field instead.
         name_as_sent(error, responses_param)
         return orjson.dumps(error.to_openai())

@@ -21,35 +21,28 @@ translates, which input item each message (and each tool call) came from; on the
     a message of the continued conversation -> previous_response_id
 
 Anything else (a message the request did not come with, such as the tool loop's) keeps its
-chat name. Identity, not position, finds a message: stages insert the continued conversation
-and drop answers of cut calls in place.
+chat name. The records and the lookup are those of every translating inbound API
+(http/sources.py).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
 from switchboard.errors import GatewayError, name_as_sent
+from switchboard.http.sources import PART, Source, named_call, named_message, source_of
 
 JSON = dict[str, Any]
 
-_MESSAGE = re.compile(r"messages\[(\d+)\]")
-_CALL = re.compile(r"\.tool_calls\[(\d+)\]")
-_PART = re.compile(r"\.content\[(\d+)\]")
 # A tool call's chat keys -> the function_call item's (mcp_call: id is its own key).
 _CALL_KEYS = {".function.name": ".name", ".function.arguments": ".arguments", ".id": ".call_id"}
 _MCP_CALL_KEYS = {".function.name": ".name", ".function.arguments": ".arguments", ".id": ".id"}
 # An image_url part's chat keys -> the input_image part's.
 _IMAGE_KEYS = {".image_url.url": ".image_url", ".image_url.detail": ".detail"}
-
-
-# What a canonical message (or tool call) was translated from, recorded as translate builds it:
-# (the message or call, the path it is named by, the input item (None: the path names it as a
-# whole), each chat part's path (the tool outputs' images) or None). A plain tuple: one is made
-# per message of every request, and only a refused one is ever read.
-Source = tuple[Any, str, Any, tuple[str, ...] | None]
+# Here a Source's item is the input item (None: the path names it as a whole), its parts each
+# chat part's path (the tool outputs' images) or None.
+__all__ = ["Source", "input_param", "name_input"]
 
 
 def name_input(error: GatewayError, messages: Sequence[Any], sources: Sequence[Source],
@@ -62,23 +55,21 @@ def name_input(error: GatewayError, messages: Sequence[Any], sources: Sequence[S
 def input_param(param: str, messages: Sequence[Any], sources: Sequence[Source],
                 history: Sequence[JSON]) -> str | None:
     """``param`` (``messages[k]...``) as the Responses field it came from, or None."""
-    found = _MESSAGE.match(param)
-    if found is None or int(found[1]) >= len(messages):
+    found = named_message(param, messages)
+    if found is None:
         return None
-    message, rest = messages[int(found[1])], param[found.end():]
+    message, rest = found
     if any(message is m for m in history):
         return "previous_response_id"
-    call = _CALL.match(rest)
+    call = named_call(message, rest)
     if call is not None:
-        calls = message.get("tool_calls") if isinstance(message, dict) else None
-        index = int(call[1])
-        source = _source(calls[index], sources) if isinstance(calls, list) and index < len(calls) else None
+        _, called, rest = call
+        source = None if called is None else source_of(called, sources)
         if source is None:
             return None
-        rest = rest[call.end():]
         keys = _MCP_CALL_KEYS if _kind(source[2]) == "mcp_call" else _CALL_KEYS
         return source[1] + next((v for k, v in keys.items() if rest.startswith(k)), "")
-    source = _source(message, sources)
+    source = source_of(message, sources)
     if source is None:
         return None
     _, path, item, parts = source
@@ -90,7 +81,7 @@ def input_param(param: str, messages: Sequence[Any], sources: Sequence[Source],
         return path + (".id" if kind == "mcp_call" else ".call_id")
     if rest == ".role" and content == "content":
         return path + rest
-    part = _PART.match(rest)
+    part = PART.match(rest)
     if part is not None:
         return _part_param(path, content, item, parts, int(part[1]), rest[part.end():])
     if rest.startswith(".content"):
@@ -121,7 +112,3 @@ def _part_param(path: str, content: str, item: Any, parts: tuple[str, ...] | Non
         rest = ".refusal"
     rest = next((v for k, v in _IMAGE_KEYS.items() if rest.startswith(k)), rest)
     return f"{whole}[{index}]{rest}"
-
-
-def _source(obj: Any, sources: Sequence[Source]) -> Source | None:
-    return next((s for s in sources if s[0] is obj), None)

@@ -1,0 +1,55 @@
+"""Where each canonical message of a translated request came from, and the message a refusal's
+``param`` names: the one mechanism the inbound APIs that translate messages name refusals by
+(responses/sources.py, anthropic/sources.py).
+
+A provider adapter (or an OpenAI-shaped upstream) refuses the chat form it was given, naming
+``messages[k]...``; k also counts what the caller did not send as a message of its own (the
+system prompt or instructions, a continued conversation, tool results split out of a turn). The
+inbound API's translation records a :data:`Source` per canonical message (and, where it needs
+them, per tool call); on the error path only, the param is split here into the message (and
+call) it names and the rest, which the inbound API spells as its caller did. Identity, not
+position, finds a message: stages insert messages and drop some in place.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+# What a canonical message (or tool call) was translated from, recorded as the translation builds
+# it: (the message or call, the caller's path naming it, what it was made from (the inbound API's
+# own: an input item, content blocks), each chat part's path where the API keeps them, or None). A
+# plain tuple: one is made per message of every request, and only a refused one is ever read.
+Source = tuple[Any, str, Any, tuple[str, ...] | None]
+
+_MESSAGE = re.compile(r"messages\[(\d+)\]")
+_CALL = re.compile(r"\.tool_calls\[(\d+)\]")
+# A chat content part, after the message: ``.content[j]``.
+PART = re.compile(r"\.content\[(\d+)\]")
+
+
+def named_message(param: str, messages: Sequence[Any]) -> tuple[Any, str] | None:
+    """The message ``param`` (``messages[k]...``) names and the rest of the param after it, or
+    None when it names none of ``messages``."""
+    found = _MESSAGE.match(param)
+    if found is None or int(found[1]) >= len(messages):
+        return None
+    return messages[int(found[1])], param[found.end():]
+
+
+def named_call(message: Any, rest: str) -> tuple[int, Any, str] | None:
+    """When ``rest`` (after the message) names a tool call (``.tool_calls[c]...``): its index, the
+    call (None when the message has no such call) and the rest after it; None otherwise."""
+    found = _CALL.match(rest)
+    if found is None:
+        return None
+    index = int(found[1])
+    calls = message.get("tool_calls") if isinstance(message, dict) else None
+    call = calls[index] if isinstance(calls, list) and index < len(calls) else None
+    return index, call, rest[found.end():]
+
+
+def source_of(obj: Any, sources: Sequence[Source]) -> Source | None:
+    """The source recorded for the message or call ``obj``, found by identity."""
+    return next((s for s in sources if s[0] is obj), None)
