@@ -355,6 +355,8 @@ def _credential_problems(provider: ProviderConfig, env: Mapping[str, str] | None
     for key, value in given:
         try:
             secret = refs.resolve(value.get_secret_value(), env)
+        except refs.BlankRef:
+            secret = ""  # said below, as any blank credential
         except refs.RefError as exc:
             problems.append(f"{key}: {exc}")
             continue
