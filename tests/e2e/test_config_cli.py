@@ -522,7 +522,8 @@ def test_a_server_secret_file_that_is_no_usable_secret_is_refused(
     secret_file = data / "secret_key"
     secret_file.write_bytes(content)
     monkeypatch.delenv("SWITCHBOARD_MASTER_KEY", raising=False)  # serve's embedded default: its own
-    env = {"SWITCHBOARD_DATA_DIR": str(data), "SWITCHBOARD_SECRET_KEY": ""}
+    monkeypatch.delenv("SWITCHBOARD_SECRET_KEY", raising=False)  # the file's secret is the one read
+    env = {"SWITCHBOARD_DATA_DIR": str(data)}
     config = _config(tmp_path, MINIMAL.format(api_base="http://127.0.0.1:9/v1", log_level="info"))
     runs = (["config", "check", str(config)], ["serve", "--config", str(config)], ["serve"])
     for args in runs:

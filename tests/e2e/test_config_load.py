@@ -183,6 +183,41 @@ def test_an_empty_master_key_variable_is_refused_in_one_line(tmp_path: Path, val
     assert not (data / "master_key").exists()
 
 
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_secret_key_variable_is_refused_in_one_line(tmp_path: Path, value: str) -> None:
+    """Before, an empty SWITCHBOARD_SECRET_KEY counted as unset: a secret was generated into the
+    data directory and sealed the credentials instead of the one the deployment meant to give."""
+    data = tmp_path / "data"
+    path = tmp_path / "switchboard.yaml"
+    path.write_text(MINIMAL)
+    env = {"HOME": str(tmp_path), "SWITCHBOARD_DATA_DIR": str(data), "SWITCHBOARD_MASTER_KEY": MASTER_KEY,
+           "SWITCHBOARD_SECRET_KEY": value}
+    runs = (["serve", "--port", str(free_port())],
+            ["serve", "--config", str(path), "--port", str(free_port())], ["config", "check", str(path)])
+    for args in runs:
+        proc = spawn(args, env=env, inherit=False)
+        assert proc.wait_exit(60) == 1, (args, proc.output)
+        assert proc.output.strip() == ("error: SWITCHBOARD_SECRET_KEY: empty or only whitespace; set it, or "
+                                       "unset it for the secret kept in the data directory's secret_key file")
+    assert not (data / "secret_key").exists()
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("short", "must be at least 8 characters"),
+    (f" {MASTER_KEY}\n", "it has surrounding whitespace or a line break, which no request can send "
+                         "(a trailing newline in the variable?)"),
+])
+def test_an_unusable_master_key_variable_is_named(tmp_path: Path, value: str, expected: str) -> None:
+    """Before, it was reported as the embedded default's auth.master_key, which the user never wrote."""
+    env = {"HOME": str(tmp_path), "SWITCHBOARD_DATA_DIR": str(tmp_path / "data"),
+           "SWITCHBOARD_MASTER_KEY": value}
+    for args in (["serve", "--port", str(free_port())], ["secrets", "rotate"]):
+        proc = spawn(args, env=env, inherit=False)
+        assert proc.wait_exit(60) == 2, (args, proc.output)
+        assert f"(embedded default): SWITCHBOARD_MASTER_KEY: {expected}" in proc.output, (args, proc.output)
+        assert "auth.master_key" not in proc.output and "Traceback" not in proc.output
+
+
 def test_a_metrics_port_that_cannot_be_listened_on_is_one_line(tmp_path: Path) -> None:
     """A metrics.port in use (or a metrics.host naming no address of this machine) was a
     traceback once the gateway had started; now one line before anything starts, exit 1, as

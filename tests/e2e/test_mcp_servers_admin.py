@@ -235,10 +235,32 @@ def test_a_blank_client_secret_is_refused_naming_it(gateway: Gateway) -> None:
     owner.ok("DELETE", f"{SERVERS}/blank")
 
 
+def test_a_blank_static_header_is_refused_naming_it(gateway: Gateway) -> None:
+    """Before, a header of only spaces was sealed and sent with every call to the server: now a
+    400 naming the header, on create and on change, the stored headers kept."""
+    admin = Admin(gateway.url)
+    _, owner, _ = tenant_with_roles(admin)
+    body = {"name": "blank-header", "url": "https://wiki.example/mcp"}
+    for blank in ("   ", "\t \t"):
+        headers = {"X-Team": "blue", "X-Api-Key": blank}
+        err = error(owner.call("POST", SERVERS, {**body, "headers": headers}), 400)
+        assert (err["code"], err["param"], err["type"]) == ("invalid_value", "headers.X-Api-Key",
+                                                            "invalid_request_error")
+        assert err["message"] == "headers.X-Api-Key: empty or only whitespace, which is no credential"
+    assert error(owner.call("GET", f"{SERVERS}/blank-header"), 404)["code"] == "mcp_server_not_found"
+    owner.ok("POST", SERVERS, {**body, "headers": {"X-Api-Key": SECRET_HEADER}}, status=201)
+    err = error(owner.call("PATCH", f"{SERVERS}/blank-header", {"headers": {"X-Api-Key": " "}}), 400)
+    assert (err["code"], err["param"]) == ("invalid_value", "headers.X-Api-Key")
+    assert owner.ok("GET", f"{SERVERS}/blank-header")["headers"] == ["X-Api-Key"]
+    owner.ok("DELETE", f"{SERVERS}/blank-header")
+
+
 def test_config_check_refuses_a_blank_client_secret(tmp_path: Path) -> None:
-    """As a provider's blank api_key: an empty or blank ${VAR} is no client secret."""
+    """As a provider's blank api_key: an empty or blank ${VAR} is no client secret, nor a static
+    header's value (accepted before, and sent with every call)."""
     path = tmp_path / "config.yaml"
     server = {"name": "wiki", "url": "https://wiki.example/mcp",
+              "headers": {"X-Api-Key": "${WIKI_CLIENT_SECRET}"},
               "oauth": {"client_id": "switchboard", "client_secret": "${WIKI_CLIENT_SECRET}"}}
     path.write_text(yaml.safe_dump({"auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
                                     "mcp_servers": [server]}))
@@ -248,6 +270,9 @@ def test_config_check_refuses_a_blank_client_secret(tmp_path: Path) -> None:
         assert proc.wait_exit(60) == 2, proc.output
         assert (f"{path}: mcp_servers[0].oauth.client_secret: empty or only whitespace, which is no "
                 "credential") in proc.output, proc.output
+        blank_header = (f"{path}: mcp_servers[0].headers.X-Api-Key: empty or only whitespace, which is "
+                        "no credential (an empty ${VAR}?); leave the header out to send none")
+        assert blank_header in proc.output, proc.output
     proc = spawn(["config", "check", str(path)], env={"SWITCHBOARD_MASTER_KEY": MASTER_KEY,
                                                       "WIKI_CLIENT_SECRET": CLIENT_SECRET})
     assert proc.wait_exit(60) == 0, proc.output

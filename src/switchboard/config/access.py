@@ -122,6 +122,19 @@ class OidcIssuerConfig(Strict):
         return self
 
 
+def master_key_problem(master_key: str) -> str | None:
+    """Why ``master_key`` cannot be the master key (None when it can); also said of the
+    embedded default's variable, under its own name."""
+    if len(master_key) < 8:
+        return "must be at least 8 characters"
+    if master_key != master_key.strip() or any(c in master_key for c in "\r\n\x00"):
+        # No Authorization header carries it (HTTP strips a value's surrounding whitespace and
+        # refuses line breaks): every admin call would be refused, with nothing saying why.
+        return ("it has surrounding whitespace or a line break, which no request can send "
+                "(a trailing newline in the variable?)")
+    return None
+
+
 class AuthConfig(Strict):
     master_key: SecretStr
     # Keys the hashes of the gateway's API keys (and, later, the encryption of stored provider
@@ -148,14 +161,9 @@ class AuthConfig(Strict):
     @field_validator("master_key")
     @classmethod
     def _sendable(cls, value: SecretStr) -> SecretStr:
-        master_key = value.get_secret_value()
-        if len(master_key) < 8:
-            raise ValueError("must be at least 8 characters")
-        if master_key != master_key.strip() or any(c in master_key for c in "\r\n\x00"):
-            # No Authorization header carries it (HTTP strips a value's surrounding whitespace and
-            # refuses line breaks): every admin call would be refused, with nothing saying why.
-            raise ValueError("it has surrounding whitespace or a line break, which no request can send "
-                             "(a trailing newline in the variable?)")
+        problem = master_key_problem(value.get_secret_value())
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @field_validator("secret_key")

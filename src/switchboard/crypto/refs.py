@@ -17,6 +17,10 @@ class RefError(Exception):
     """A reference that cannot be resolved; the message names it, never a secret."""
 
 
+class BlankRef(RefError):
+    """A reference that resolves, but to nothing or only whitespace: no credential to send."""
+
+
 def is_ref(value: str) -> bool:
     return value.startswith(("env:", "file:"))
 
@@ -43,8 +47,10 @@ def resolve(value: str, env: Mapping[str, str] | None = None) -> str:
     if value.startswith("env:"):
         name = value[4:]
         found = (os.environ if env is None else env).get(name)
-        if not found:
-            raise RefError(f"environment variable {name} is {'empty' if found == '' else 'not set'}")
+        if found is None:
+            raise RefError(f"environment variable {name} is not set")
+        if not found.strip():
+            raise BlankRef(f"environment variable {name} is empty or only whitespace")
         return found
     path = Path(value[5:])
     try:
@@ -56,7 +62,7 @@ def resolve(value: str, env: Mapping[str, str] | None = None) -> str:
         raise RefError(f"{path} is larger than {MAX_FILE_BYTES} bytes")
     text = data.decode("utf-8", "replace").strip()
     if not text:
-        raise RefError(f"{path} is empty")
+        raise BlankRef(f"{path} is empty or only whitespace")
     return text
 
 

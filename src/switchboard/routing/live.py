@@ -302,7 +302,8 @@ class LiveRouting:
             except (ValidationError, ValueError) as exc:
                 log.warning("stored provider %r is not valid and is skipped: %s", record.name, _reason(exc))
                 continue
-            client = make_client(resolved, self._keys(record.name, mine))
+            keys = self._keys(record.name, mine)
+            client = make_client(resolved, keys, missing=bool(mine) and not keys)
             await client.start()
             built[record.name] = _Built(fingerprint, resolved, client)
         return built

@@ -17,7 +17,7 @@ from switchboard.providers.base import ProviderAdapter
 from switchboard.providers.registry import ResolvedProvider
 from switchboard.providers.target import Target
 from switchboard.upstream import outbound
-from switchboard.upstream.auth import RotatingAuth
+from switchboard.upstream.auth import MissingCredentialAuth, RotatingAuth, UpstreamAuth
 from switchboard.upstream.client import UpstreamClient
 from switchboard.upstream.google_auth import ServiceAccountAuth
 
@@ -52,8 +52,16 @@ def credential_values(p: ProviderConfig) -> list[str]:
     return [refs.resolve(v.get_secret_value()) for v in given]
 
 
-def make_client(resolved: ResolvedProvider, keys: list[str]) -> UpstreamClient:
-    """The pooled client of one provider; several keys are used in turn, one per request."""
+def make_client(resolved: ResolvedProvider, keys: list[str], *, missing: bool = False) -> UpstreamClient:
+    """The pooled client of one provider; several keys are used in turn, one per request.
+    ``missing``: it was given credentials, none usable (``keys`` empty): every call is refused."""
+    p = resolved.config
+    auth = MissingCredentialAuth(p.name) if missing else _key_auth(resolved, keys)
+    return UpstreamClient(p.name, auth, p.max_connections, dict(p.headers), p.timeouts, p.max_response_bytes,
+                          resolved.url_credential, resolved.outbound)
+
+
+def _key_auth(resolved: ResolvedProvider, keys: list[str]) -> UpstreamAuth:
     p = resolved.config
 
     def with_key(key: str | None) -> ProviderConfig:
@@ -66,9 +74,7 @@ def make_client(resolved: ResolvedProvider, keys: list[str]) -> UpstreamClient:
             if isinstance(scheme, ServiceAccountAuth):
                 scheme.route(resolved.outbound)
     # One key, the common case: fixed headers folded into the session.
-    auth = schemes[0] if len(schemes) == 1 else RotatingAuth(schemes)
-    return UpstreamClient(p.name, auth, p.max_connections, dict(p.headers), p.timeouts, p.max_response_bytes,
-                          resolved.url_credential, resolved.outbound)
+    return schemes[0] if len(schemes) == 1 else RotatingAuth(schemes)
 
 
 def build_clients(

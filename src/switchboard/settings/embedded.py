@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from switchboard.config.access import master_key_problem
 from switchboard.config.paths import data_dir, ensure_dir, unusable
 from switchboard.config.schema import Settings
 from switchboard.config.urls import bind_host_problem
@@ -41,6 +42,9 @@ def master_key(env: dict[str, str] | None = None) -> MasterKey:
     env = dict(os.environ) if env is None else env
     given = set_value(env, MASTER_KEY_ENV, f"the key kept in the data directory's {KEY_FILE} file")
     if given is not None:
+        if (problem := master_key_problem(given)) is not None:
+            # Named as given: the embedded default's auth.master_key is nothing the user wrote.
+            raise ConfigError(SOURCE, [f"{MASTER_KEY_ENV}: {problem}"])
         return MasterKey(given, "environment")
     directory = ensure_dir(data_dir(env))
     try:

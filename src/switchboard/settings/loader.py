@@ -280,13 +280,17 @@ def _provider_problems(settings: Settings, env: Mapping[str, str] | None) -> lis
 
 
 def _one_server_problems(i: int, server: McpServerConfig) -> list[str]:
-    """A blank OAuth client secret, which every token request would send. Checked here, not by
-    McpOAuthConfig: that model also rebuilds the stored servers (mcp/stored.py), and one stored
-    before this check must not drop out of the tools on reload."""
+    """A blank OAuth client secret or static header, which every token request or call would
+    send. Checked here, not by McpServerConfig or McpOAuthConfig: they also rebuild the stored
+    servers (mcp/stored.py), and one stored before this check must not drop out of the tools on
+    reload."""
+    at = f"mcp_servers[{i}]"
+    problems = [f"{at}.headers.{name}: {BLANK_CREDENTIAL}; leave the header out to send none"
+                for name, value in server.headers.items() if not value.get_secret_value().strip()]
     secret = server.oauth.client_secret if server.oauth is not None else None
     if secret is not None and not secret.get_secret_value().strip():
-        return [f"mcp_servers[{i}].oauth.client_secret: {BLANK_CREDENTIAL}; leave the key out to send none"]
-    return []
+        problems.append(f"{at}.oauth.client_secret: {BLANK_CREDENTIAL}; leave the key out to send none")
+    return problems
 
 
 def _one_provider_problems(i: int, provider: ProviderConfig, env: Mapping[str, str] | None) -> list[str]:
@@ -355,6 +359,8 @@ def _credential_problems(provider: ProviderConfig, env: Mapping[str, str] | None
     for key, value in given:
         try:
             secret = refs.resolve(value.get_secret_value(), env)
+        except refs.BlankRef:
+            secret = ""  # said below, as any blank credential
         except refs.RefError as exc:
             problems.append(f"{key}: {exc}")
             continue

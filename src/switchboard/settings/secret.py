@@ -16,6 +16,7 @@ from pydantic import SecretStr
 
 from switchboard.config.paths import data_dir, ensure_dir, unusable
 from switchboard.config.schema import Settings
+from switchboard.settings.variables import set_value
 
 SECRET_FILE = "secret_key"
 ENV = "SWITCHBOARD_SECRET_KEY"
@@ -64,8 +65,8 @@ def secret_problem(settings: Settings, env: Mapping[str, str]) -> str | None:
     """Why the secret cannot be had (None when it is configured, in ``env``, or may be generated)."""
     if settings.auth.secret_key is not None:
         return None
-    value = env.get(ENV)
-    if value:
+    value = _env_secret(settings, env)
+    if value is not None:
         return None if len(value) >= MIN_LENGTH else f"{ENV} must be at least {MIN_LENGTH} characters"
     if _shared_database(settings):
         return (
@@ -73,6 +74,14 @@ def secret_problem(settings: Settings, env: Mapping[str, str]) -> str | None:
             "every instance hashes the gateway's API keys alike"
         )
     return _file_problem(_secret_file(settings, env))
+
+
+def _env_secret(settings: Settings, env: Mapping[str, str]) -> str | None:
+    """``$SWITCHBOARD_SECRET_KEY``; set but blank is a VariableError (one line, exit 1), as for
+    the master key's variable, rather than a secret silently generated or demanded instead."""
+    otherwise = ("auth.secret_key (required with a shared database)" if _shared_database(settings)
+                 else f"the secret kept in the data directory's {SECRET_FILE} file")
+    return set_value(env, ENV, otherwise)
 
 
 def _secret_file(settings: Settings, env: Mapping[str, str]) -> Path:
@@ -110,6 +119,6 @@ def with_secret_key(settings: Settings, env: dict[str, str] | None = None) -> Se
     problem = secret_problem(settings, env)
     if problem:
         raise SecretKeyMissing(problem)
-    value = env.get(ENV) or read_or_create(_secret_file(settings, env))
+    value = _env_secret(settings, env) or read_or_create(_secret_file(settings, env))
     auth = settings.auth.model_copy(update={"secret_key": SecretStr(value)})
     return settings.model_copy(update={"auth": auth})

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from switchboard.errors import UpstreamError
 from switchboard.upstream.request import UpstreamRequest
 from switchboard.upstream.scrub import header_secrets
 
@@ -77,3 +78,28 @@ class RotatingAuth:
 
     def __repr__(self) -> str:
         return f"RotatingAuth({len(self._schemes)} credentials)"
+
+
+class MissingCredentialAuth:
+    """A stored provider given credentials of which none resolves here (an ``env:`` variable
+    unset or blank, a file gone): each call is refused, naming the provider, rather than sent
+    upstream without a key to fail there. Which credential and why is in the server log."""
+
+    __slots__ = ("_provider",)
+
+    def __init__(self, provider: str) -> None:
+        self._provider = provider
+
+    async def apply(self, request: UpstreamRequest) -> None:
+        raise UpstreamError(f"provider '{self._provider}' has no usable credential on this gateway "
+                            "(a reference that does not resolve; see the server log)",
+                            status=503, code="upstream_credential_missing")
+
+    async def close(self) -> None:
+        return None
+
+    def secrets(self) -> list[str]:
+        return []
+
+    def __repr__(self) -> str:
+        return "MissingCredentialAuth()"

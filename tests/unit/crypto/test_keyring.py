@@ -46,8 +46,12 @@ def test_references_and_masks(tmp_path: Path) -> None:
     assert refs.resolve("env:MY_KEY", {"MY_KEY": "sk-from-env"}) == "sk-from-env"
     with pytest.raises(refs.RefError, match="MY_KEY is not set"):
         refs.resolve("env:MY_KEY", {})
-    with pytest.raises(refs.RefError, match="MY_KEY is empty"):
-        refs.resolve("env:MY_KEY", {"MY_KEY": ""})
+    for blank in ("", " \t "):  # never a credential to send: refused as the file's own values are
+        with pytest.raises(refs.BlankRef, match="MY_KEY is empty or only whitespace"):
+            refs.resolve("env:MY_KEY", {"MY_KEY": blank})
+    (tmp_path / "blank").write_text("  \n")
+    with pytest.raises(refs.BlankRef, match="is empty or only whitespace"):
+        refs.resolve(f"file:{tmp_path / 'blank'}")
     key_file = tmp_path / "key"
     key_file.write_text("sk-from-file\n")
     assert refs.resolve(f"file:{key_file}") == "sk-from-file"

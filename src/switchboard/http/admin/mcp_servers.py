@@ -73,8 +73,9 @@ def _server_name(value: str) -> str:
 Name = Annotated[str, StringConstraints(pattern=SERVER_NAME), AfterValidator(_server_name)]
 Url = Annotated[str, StringConstraints(min_length=1, max_length=2048)]
 HeaderName = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9-]+$")]
-HeaderValue = Annotated[str, StringConstraints(min_length=1, max_length=8192, pattern=r"^[^\r\n\x00]+$")]
-# Blank is refused here, not in McpOAuthConfig: that model also rebuilds the stored servers.
+# Blank is refused here, not in McpServerConfig or McpOAuthConfig: they also rebuild the stored servers.
+HeaderValue = Annotated[str, StringConstraints(min_length=1, max_length=8192, pattern=r"^[^\r\n\x00]+$"),
+                        AfterValidator(filled_text)]
 ClientSecret = Annotated[str, StringConstraints(min_length=1, max_length=8192, pattern=r"^[^\r\n\x00]+$"),
                          AfterValidator(filled_text)]
 ToolName = Annotated[str, StringConstraints(min_length=1, max_length=256)]

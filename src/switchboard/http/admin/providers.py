@@ -349,12 +349,12 @@ def check_option_types(type_name: str, options: Mapping[str, Any]) -> None:
 
 
 def seal_credential(request: Request, provider: str, api_key: str | None, ref: str | None,
-                    label: str | None) -> CredentialRecord:
+                    label: str | None, ref_param: str = "ref") -> CredentialRecord:
     cid = "cred_" + secrets.token_hex(8)
     if ref is not None:
-        problem = refs.check_ref(ref)
+        problem = refs.check_ref(ref) or _blank_ref(ref)
         if problem:
-            raise InvalidRequest(f"ref: {problem}", param="ref", code="invalid_value")
+            raise InvalidRequest(f"{ref_param}: {problem}", param=ref_param, code="invalid_value")
         return CredentialRecord(id=cid, provider=provider, mask=ref, ref=ref, label=label)
     assert api_key is not None
     keyring = routing_of(request).keyring
@@ -362,6 +362,19 @@ def seal_credential(request: Request, provider: str, api_key: str | None, ref: s
         raise GatewayError("credentials cannot be stored: no server secret (auth.secret_key)", status=503)
     return CredentialRecord(id=cid, provider=provider, mask=refs.mask(api_key), label=label,
                             ciphertext=keyring.encrypt(api_key, credential_aad(provider, cid)))
+
+
+def _blank_ref(ref: str) -> str | None:
+    """Why ``ref`` is refused now: it resolves here, to a blank value. One that does not resolve
+    yet is kept (the variable or file may be given before the provider is used, and on every
+    instance); its use is refused then (routing/live.py)."""
+    try:
+        refs.resolve(ref)
+    except refs.BlankRef as exc:
+        return f"{exc}, which is no credential"
+    except refs.RefError:
+        pass
+    return None
 
 
 async def stored_or_404(request: Request, name: str) -> ProviderRecord:
@@ -423,7 +436,7 @@ async def create_provider(
         raise Conflict(f"a provider named '{body.name}' is declared in the configuration file")
     cred = None
     if body.api_key is not None or body.api_key_ref is not None:
-        cred = seal_credential(request, body.name, body.api_key, body.api_key_ref, None)
+        cred = seal_credential(request, body.name, body.api_key, body.api_key_ref, None, "api_key_ref")
     store = store_of(request)
     # The provider and its credential in one transaction: a delete at that moment either finds
     # nothing (404) or the provider as created, and so always follows a create that is audited.
