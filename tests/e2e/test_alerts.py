@@ -62,6 +62,9 @@ def _config(mock: Mock, hooks: WebhookReceiver) -> dict[str, Any]:
         # A short total timeout: with Redis, a half-open probe's claim lasts 5 s plus that.
         {"name": "tripping", "deployment": "one", "provider": P, "model": "gpt-4o-mini", **SHORT},
         {"name": "tripping", "deployment": "two", "provider": P, "model": "gpt-4o", **SHORT},
+        # The breaker test's during a database outage (a lone deployment is never taken out).
+        {"name": "dark", "deployment": "one", "provider": P, "model": "gpt-4o-mini", **SHORT},
+        {"name": "dark", "deployment": "two", "provider": P, "model": "gpt-4o", **SHORT},
         {"name": PRICED, "provider": P, "model": "gpt-4o-mini",
          "info": {"input_cost_per_mtok": 0, "output_cost_per_mtok": 2000}},
     ]
@@ -83,6 +86,7 @@ def _config(mock: Mock, hooks: WebhookReceiver) -> dict[str, Any]:
             {"name": "cursored-errors", "kind": "error_rate", "group": "cursored", "threshold": 0.5,
              "window_seconds": 60, "min_requests": 2, "webhooks": []},
             {"name": "breakers", "kind": "breaker", "group": "tripping"},
+            {"name": "dark-breaker", "kind": "breaker", "group": "dark", "webhooks": []},
             {"name": "budget-full", "kind": "budget", "thresholds": [100], "scopes": ["key"]},
             # The tenant-deletion test's own, delivered nowhere.
             {"name": "budget-tenant", "kind": "budget", "thresholds": [100], "scopes": ["tenant"],
@@ -569,6 +573,22 @@ def test_a_budget_alert_the_incident_store_refused_is_written_once_it_takes_it(p
     incident = _budget_incident(pair, f"key:{key['id']}")
     assert _states(pair)[incident] == "open"
     assert len(_incidents_of(pair, f"key:{key['id']}")) == 1
+
+
+def test_a_breaker_trip_the_incident_store_refused_is_written_once_it_takes_it(pair: Pair) -> None:
+    # Before, a trip whose incident write failed (a database outage) was lost: its cooldown tells
+    # of it once, and the deployment stays out until a probe answers.
+    pair.sql("ALTER TABLE alert_incidents RENAME TO alert_incidents_away")
+    try:
+        until(lambda: chat(pair.first, "dark", "mock:status=500 failing").status_code == 503,
+              "'dark' never cooled down")
+        pair.first.process.wait_for_all("alert dark-breaker for dark/", "the incident store failed")
+    finally:
+        pair.sql("ALTER TABLE alert_incidents_away RENAME TO alert_incidents")
+    listed = until(lambda: len(got := pair.alerts(rule="dark-breaker")) == 2 and got,
+                   "the trips' incidents never written")
+    assert sorted((i["kind"], i["subject"], i["state"]) for i in listed) == [
+        ("breaker", "dark/one", "open"), ("breaker", "dark/two", "open")]
 
 
 @pytest.mark.parametrize("change", ["deleted", "raised"])

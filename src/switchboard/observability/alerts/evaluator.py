@@ -14,6 +14,9 @@
   cooldown was lost (a restart, the deployment removed): each evaluation also resolves an open
   breaker incident, settled for two evaluations, whose deployment is no longer out
   (``tripped``). A trip whose incident is open already keeps that one (moving its last_seen_at).
+  A trip whose incident the store did not take is written again as a budget's is (below), while
+  the deployment is still out: no second notice of that trip comes. A recovery's is not (the
+  sweep above resolves what it left open).
 - ``budget``: the budget book tells of a threshold's first crossing in a period at the budget's
   amount (claimed once across instances already); an incident the store did not take (a
   database outage) is written again in the background until it does, as the claim is not made
@@ -49,7 +52,8 @@ from switchboard.stores.protocols import Incident, IncidentStore
 log = logging.getLogger("switchboard.alerts")
 
 MAX_TASKS = 1000  # breaker and budget notices under way at once; beyond, dropped and logged
-# Budget incidents the store did not take, written again until it does (background.Retries).
+# Breaker and budget incidents the store did not take, written again until it does
+# (background.Retries).
 PENDING_MAX = 10_000
 PENDING_MAX_AGE = 86_400.0
 
@@ -103,7 +107,7 @@ class Alerts:
         self.key_live: KeyLive | None = None
         # Set with key_live; None: a budget incident written again is not checked first.
         self.budget_alerting: BudgetAlerting | None = None
-        self.pending = Retries("budget alert incidents", PENDING_MAX, PENDING_MAX_AGE)
+        self.pending = Retries("alert incidents", PENDING_MAX, PENDING_MAX_AGE)
 
     @property
     def watches_breakers(self) -> bool:
@@ -128,7 +132,7 @@ class Alerts:
         """``also``: other senders (the budget webhook's) closed at once with the alerts'."""
         await stop_task(self._loop_task)
         self._loop_task = None
-        await self.pending.close()  # one last try for the budget incidents still waiting
+        await self.pending.close()  # one last try for the incidents still waiting
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5.0)
             for task in list(self._tasks):
@@ -305,7 +309,7 @@ class Alerts:
         subject = f"{group}/{deployment}"
         try:
             if tripped:
-                await self._open(rule, subject, 1.0, details={"group": group, "deployment": deployment})
+                await self._trip(rule, subject, group, deployment)
             elif self.tripped is not None and await self.tripped(group, deployment):
                 # Out again (this recovery heard late, after a new trip elsewhere): the open
                 # incident is that trip's; its own recovery, or the sweep, resolves it.
@@ -313,8 +317,28 @@ class Alerts:
             else:
                 await self._resolve(rule, subject, 0.0)
         except Exception as exc:
-            self._complain("alert %s for %s: the incident store failed (%s)", rule.name, subject,
-                           type(exc).__name__)
+            if not tripped:  # a recovery left unwritten: the sweep resolves its incident
+                self._complain("alert %s for %s: the incident store failed (%s)", rule.name, subject,
+                               type(exc).__name__)
+                return
+            # The cooldown tells of its trip once: nothing would bring this one again.
+            self._complain("alert %s for %s: the incident store failed (%s); the trip tried again",
+                           rule.name, subject, type(exc).__name__)
+            if self._store is not None:
+                self.pending.add(lambda: self._trip_again(rule, subject, group, deployment),
+                                 f"alert {rule.name} for {subject}")
+
+    async def _trip(self, rule: Rule, subject: str, group: str, deployment: str) -> None:
+        await self._open(rule, subject, 1.0, details={"group": group, "deployment": deployment})
+
+    async def _trip_again(self, rule: Rule, subject: str, group: str, deployment: str) -> None:
+        """A trip's incident written again after the store failed: only while the deployment is
+        still out. Back in traffic meanwhile, one opened now would page for an outage over
+        already (the sweep resolving it two evaluations later). Raising: tried again."""
+        if self.tripped is None or await self.tripped(group, deployment):
+            await self._trip(rule, subject, group, deployment)
+            return
+        log.info("alert %s for %s: the deployment is back in traffic; no incident opened", rule.name, subject)
 
     async def _budget(self, rule: Rule, data: Mapping[str, Any]) -> None:
         budget = data["budget"]
