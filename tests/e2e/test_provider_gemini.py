@@ -457,6 +457,26 @@ def test_a_missing_thought_signature_finish_is_the_requests_fault(
         assert info.value.param == "messages"
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_missing_thought_signature_after_text_is_still_the_requests_fault(
+    client: openai.OpenAI, stream: bool
+) -> None:
+    """Text came first (in a stream, already sent): the turn still failed for the request's fault,
+    so not a "stop" that reads as a whole answer: non-streamed the same 400 as with nothing said,
+    streamed the stream's error event after the text."""
+    received: list[str] = []
+    with pytest.raises(openai.APIError) as info:
+        reply = ask(client, "hello mock:text_finish_reason=MISSING_THOUGHT_SIGNATURE", stream=stream)
+        for chunk in reply if stream else ():
+            received.extend(c.delta.content or "" for c in chunk.choices if c.finish_reason is None)
+            assert all(c.finish_reason is None for c in chunk.choices)
+    assert "MISSING_THOUGHT_SIGNATURE" in str(info.value) and "thought_signature" in str(info.value)
+    if stream:
+        assert "".join(received).startswith("Hello from the Switchboard mock")
+    else:
+        assert isinstance(info.value, openai.BadRequestError) and info.value.param == "messages"
+
+
 def test_blocked_prompt_is_content_filter_in_stream(client: openai.OpenAI) -> None:
     chunks = list(client.chat.completions.create(
         model="gemini-flash", messages=[{"role": "user", "content": "mock:block_prompt=1"}], stream=True))
