@@ -195,6 +195,8 @@ def test_the_callers_own_gemini_key_may_name_its_own_files(
     ))
     parts = upstream_body(mock_upstream, marker)["contents"][0]["parts"]
     assert [p["fileData"]["fileUri"] for p in parts[1:]] == [FILES_URI, "gs://callers-bucket/cat.png"]
+    # The uploaded file has its type at Google; nothing guessed from an URI without an extension.
+    assert "mimeType" not in parts[1]["fileData"]
 
 
 def test_the_refusal_says_when_an_own_credential_would_do(

@@ -431,6 +431,23 @@ def test_json_mode_emulated_with_a_tool_refuses_a_forced_tool_choice(claude: ope
     assert json.loads(resp.choices[0].message.content or "") == {"city": "Paris"}
 
 
+def test_forced_tool_choice_without_tools_is_the_gateways_400(claude: openai.OpenAI) -> None:
+    # Nothing to call: the gateway's own 400 naming tool_choice, the same Bedrock gives, not
+    # Anthropic's refusal in its words; also beside a natively sent response_format.
+    strict: Any = {"type": "json_schema",
+                   "json_schema": {"name": "city", "strict": True, "schema": CITY_SCHEMA}}
+    for extra in ({}, {"response_format": strict}):
+        for choice in ("required", {"type": "function", "function": {"name": "get_weather"}}):
+            with pytest.raises(openai.BadRequestError) as exc:
+                claude.chat.completions.create(model="claude", messages=ask("weather?"),
+                                               tool_choice=choice, **extra)  # type: ignore[arg-type]
+            assert exc.value.body["param"] == "tool_choice"  # type: ignore[index]
+            assert exc.value.type == "invalid_request_error"
+            assert "has no tools" in exc.value.message and "'anthropic'" in exc.value.message
+    assert claude.chat.completions.create(model="claude", messages=ask("hi"), tool_choice="auto").choices
+    assert claude.chat.completions.create(model="claude", messages=ask("hi"), tool_choice="none").choices
+
+
 def test_json_object(claude: openai.OpenAI) -> None:
     resp = claude.chat.completions.create(
         model="claude", messages=ask("Reply in JSON"), response_format={"type": "json_object"}

@@ -299,6 +299,32 @@ def test_pdf_file_part_with_its_filename(client: openai.OpenAI, mock_upstream: M
     assert parts[1] == {"inlineData": {"mimeType": "application/pdf", "data": pdf}}
 
 
+def test_a_file_url_of_no_known_extension_needs_its_media_type(
+    client: openai.OpenAI, mock_upstream: Mock
+) -> None:
+    """Google does not sniff a fileData URL and Vertex AI needs its mimeType: a file URL whose type
+    its path does not tell is a 400 naming the part, not sent as a guessed image/jpeg; the part's
+    ``format`` gives the type; a known extension still tells it."""
+    url = "https://example.com/report?id=3"
+    with pytest.raises(openai.BadRequestError) as exc:
+        client.chat.completions.create(model="gemini-flash", messages=[{"role": "user", "content": [
+            {"type": "text", "text": "Summarise"}, {"type": "file", "file": {"file_data": url}}]}])
+    assert exc.value.param == "messages[0].content[1].file.file_data"
+    assert exc.value.type == "invalid_request_error"
+    assert "data URL" in exc.value.message and "extension" in exc.value.message
+    marker = new_marker()
+    given: list[Any] = [{"type": "file", "file": {"file_data": url, "format": "application/PDF"}},
+                        {"type": "file", "file": {"file_data": "https://example.com/notes.txt?v=2"}}]
+    client.chat.completions.create(model="gemini-flash", messages=[
+        {"role": "user", "content": [{"type": "text", "text": f"Summarise mock:capture={marker}"}, *given]}])
+    sent = captured(mock_upstream, marker)[-1]["body"]["contents"][0]["parts"][1:]
+    assert [p["fileData"]["mimeType"] for p in sent] == ["application/pdf", "text/plain"]
+    bad: Any = {"type": "file", "file": {"file_data": url, "format": "pdf"}}
+    with pytest.raises(openai.BadRequestError) as exc:
+        client.chat.completions.create(model="gemini-flash", messages=[{"role": "user", "content": [bad]}])
+    assert exc.value.param == "messages[0].content[0].file.format"
+
+
 def test_json_object_response_format(client: openai.OpenAI) -> None:
     reply = client.chat.completions.create(
         model="gemini-flash", messages=[{"role": "user", "content": "give json"}],
@@ -455,6 +481,26 @@ def test_a_missing_thought_signature_finish_is_the_requests_fault(
         assert isinstance(info.value, openai.BadRequestError)
         assert info.value.type == "invalid_request_error"
         assert info.value.param == "messages"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_missing_thought_signature_after_text_is_still_the_requests_fault(
+    client: openai.OpenAI, stream: bool
+) -> None:
+    """Text came first (in a stream, already sent): the turn still failed for the request's fault,
+    so not a "stop" that reads as a whole answer: non-streamed the same 400 as with nothing said,
+    streamed the stream's error event after the text."""
+    received: list[str] = []
+    with pytest.raises(openai.APIError) as info:
+        reply = ask(client, "hello mock:text_finish_reason=MISSING_THOUGHT_SIGNATURE", stream=stream)
+        for chunk in reply if stream else ():
+            received.extend(c.delta.content or "" for c in chunk.choices if c.finish_reason is None)
+            assert all(c.finish_reason is None for c in chunk.choices)
+    assert "MISSING_THOUGHT_SIGNATURE" in str(info.value) and "thought_signature" in str(info.value)
+    if stream:
+        assert "".join(received).startswith("Hello from the Switchboard mock")
+    else:
+        assert isinstance(info.value, openai.BadRequestError) and info.value.param == "messages"
 
 
 def test_blocked_prompt_is_content_filter_in_stream(client: openai.OpenAI) -> None:

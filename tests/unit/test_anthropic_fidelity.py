@@ -312,9 +312,12 @@ def test_a_forced_tool_with_thinking_is_a_clear_400() -> None:
     assert build(reasoning_effort="low", tools=[TOOL], tool_choice="auto")["thinking"]["type"] == "enabled"
 
 
-def test_a_forced_tool_choice_without_tools_is_not_dropped() -> None:
-    # Sent, so the upstream refuses it as OpenAI would; auto and none without tools ask for nothing.
-    assert build(tool_choice="required")["tool_choice"] == {"type": "any"}
+def test_a_forced_tool_choice_without_tools_is_refused_not_dropped() -> None:
+    # The gateway's 400, as Bedrock's; auto and none without tools ask for nothing.
+    for choice in ("required", {"type": "function", "function": {"name": "f"}}):
+        with pytest.raises(InvalidRequest) as err:
+            build(tool_choice=choice)
+        assert err.value.param == "tool_choice"
     assert "tool_choice" not in build(tool_choice="none")
 
 

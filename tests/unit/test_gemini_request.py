@@ -562,6 +562,20 @@ def test_strict_tools_and_response_format_reach_the_check() -> None:
     assert caught.value.param == "response_format.json_schema.schema.properties.n.multipleOf"
 
 
+def test_a_url_media_type_is_the_parts_format_else_its_extension() -> None:
+    # An image_url the gateway does not fetch (gs://, the caller's own account): the same rule as
+    # a file URL (tests/e2e/test_provider_gemini.py).
+    own = replace(target(), own_account=True)
+    image: Any = {"url": "gs://b/scan"}
+    with pytest.raises(InvalidRequest) as caught:
+        body_of({"model": "m", "messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": image}]}]}, own)
+    assert caught.value.param == "messages[0].content[0].image_url.url"
+    sent = body_of({"model": "m", "messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {**image, "format": "image/jpg"}}]}]}, own)
+    assert sent["contents"][0]["parts"] == [{"fileData": {"mimeType": "image/jpeg", "fileUri": "gs://b/scan"}}]
+
+
 def test_media_part_schemes() -> None:
     own = replace(target(), own_account=True)  # gs:// names an object of the account: the caller's own
     assert media_part("gs://b/x.png", "p", own) == {"fileData": {"mimeType": "image/png", "fileUri": "gs://b/x.png"}}

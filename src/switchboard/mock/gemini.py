@@ -23,7 +23,8 @@ before the answer. AI Studio paths check the
 need a token this mock issued. Directives of ``mock/controls.py`` work, plus ``mock:safety=1``
 (a candidate stopped with SAFETY), ``mock:malformed_call=1`` (a candidate stopped with
 MALFORMED_FUNCTION_CALL, nothing in it), ``mock:finish_reason=NAME`` (a candidate stopped with
-that finishReason, nothing in it), ``mock:block_prompt=1`` (promptFeedback.blockReason),
+that finishReason, nothing in it), ``mock:text_finish_reason=NAME`` (the usual text, then that
+finishReason), ``mock:block_prompt=1`` (promptFeedback.blockReason),
 ``mock:cached_tokens=N`` and ``mock:thoughts_tokens=N`` (usage fields), ``mock:image_tokens=N``,
 ``mock:audio_tokens=N`` (image and audio units added to the prompt, listed by modality in
 ``promptTokensDetails``), ``mock:image_output_tokens=N`` and ``mock:audio_output_tokens=N`` (added
@@ -83,6 +84,7 @@ _FUNCTION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$")
 _EXTRA = re.compile(r"mock:(safety|malformed_call|block_prompt|cached_tokens|thoughts_tokens|image_tokens"
                     r"|audio_tokens|image_output_tokens|audio_output_tokens)=(\d+)")
 _FINISH = re.compile(r"mock:finish_reason=([A-Z_]+)")
+_TEXT_FINISH = re.compile(r"mock:text_finish_reason=([A-Z_]+)")
 SKIP_SIGNATURE = "skip_thought_signature_validator"
 _THINKING = {"thinkingBudget", "thinkingLevel", "includeThoughts"}
 _RESOLUTIONS = {"MEDIA_RESOLUTION_UNSPECIFIED", "MEDIA_RESOLUTION_LOW", "MEDIA_RESOLUTION_MEDIUM",
@@ -551,6 +553,8 @@ def _candidates(body: JSON, c: Controls, extra: dict[str, int], model: str) -> t
         text, cut = T.truncate(text, config.get("maxOutputTokens"))
         candidate = {"index": i, "content": {"role": "model", "parts": [*thought, {"text": text}]},
                      "finishReason": "MAX_TOKENS" if cut else "STOP"}
+        if (said_finish := _TEXT_FINISH.search(text_of(body))) is not None:
+            candidate["finishReason"] = said_finish.group(1)
         if config.get("responseLogprobs"):
             words = enumerate(T.words(text))
             chosen = [{"token": w, "tokenId": n, "logProbability": -0.01} for n, w in words]

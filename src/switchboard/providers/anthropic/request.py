@@ -20,7 +20,7 @@ import re
 from typing import Any
 
 from switchboard.errors import InvalidRequest
-from switchboard.providers import account, allowed_tools, capabilities, stop_sequences
+from switchboard.providers import account, allowed_tools, capabilities, forced_choice, stop_sequences
 from switchboard.providers.anthropic import thinking
 from switchboard.providers.anthropic.options import AnthropicOptions
 from switchboard.providers.base import JSON
@@ -89,6 +89,8 @@ def build_body(request: JSON, target: Target) -> JSON:
     _sampling(request, body, target)
     _tools(request, body)
     _response_format(request, body, options)
+    if "tools" not in body:  # neither the caller's tools nor the JSON mode's own
+        forced_choice.refuse_without_tools(request.get("tool_choice"), target)
     if (effort := thinking.effort_level(request)) is not None:
         body.setdefault("output_config", {})["effort"] = effort
     if think is not None and think["type"] != "disabled":
@@ -387,8 +389,8 @@ def _tool_result(msg: JSON, param: str, target: Target) -> JSON:
 def _tools(request: JSON, body: JSON) -> None:
     tools = request.get("tools")
     if not tools:
-        # Nothing to choose among: auto and none mean no call anyway; a forced choice is sent so the
-        # upstream refuses it, as OpenAI refuses tool_choice without tools.
+        # Nothing to choose among: auto and none mean no call anyway; a forced choice is kept for
+        # _response_format's check, then refused (build_body) if no JSON tool came to need it.
         if request.get("tool_choice") not in (None, "auto", "none"):
             body["tool_choice"] = _tool_choice(request["tool_choice"], None)
         return

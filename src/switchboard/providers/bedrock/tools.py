@@ -9,7 +9,7 @@
   (its ``type`` matches ``toolConfig.toolChoice``); for other families nothing is sent and the
   gateway keeps the first tool call of the reply (``providers/tool_calls.py``).
 - a forced ``tool_choice`` (``required``, a function) without ``tools`` is a 400: it could not be
-  sent, and the model would answer in text instead.
+  sent, and the model would answer in text instead (``providers/forced_choice.py``).
 - ``allowed_tools`` (no Converse form) arrives narrowed (``providers/allowed_tools.py``): only the
   allowed tools, with ``auto`` or ``required`` (``any``) by its mode; the history's tool blocks
   are sent as they are.
@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from switchboard.errors import InvalidRequest, UnsupportedParameter
-from switchboard.providers import tool_names
+from switchboard.providers import forced_choice, tool_names
 from switchboard.providers.base import JSON
 from switchboard.providers.bedrock.messages import cache_point
 from switchboard.providers.bedrock.models import is_claude
@@ -34,7 +34,7 @@ from switchboard.providers.target import Target
 def tool_config(request: JSON, turns: list[JSON], target: Target) -> JSON | None:
     tools = request.get("tools") or []
     if not tools:
-        _unchosen(request.get("tool_choice"), target)
+        forced_choice.refuse_without_tools(request.get("tool_choice"), target)
         return _history_tools(turns)
     tool_names.check(tools, tool_names.CONVERSE, target)
     config: JSON = {"tools": [b for i, t in enumerate(tools) for b in _tool_spec(t, i, target)]}
@@ -60,18 +60,6 @@ def _choice(choice: Any, target: Target) -> JSON | None:
             )
         return {"tool": {"name": name}}
     return None
-
-
-def _unchosen(choice: Any, target: Target) -> None:
-    """A forced tool_choice without tools: Converse's toolChoice lives in a toolConfig that needs
-    tools, so it could not be sent; a 400, as OpenAI gives, rather than an answer in text the
-    caller did not ask for. (auto and none mean no call here anyway.)"""
-    if choice not in (None, "auto", "none"):
-        raise InvalidRequest(
-            f"tool_choice forces a tool call, but the request has no tools (provider type 'bedrock', "
-            f"model '{target.name}'): send tools with it, or leave tool_choice out",
-            param="tool_choice",
-        )
 
 
 def _history_tools(turns: list[JSON]) -> JSON | None:

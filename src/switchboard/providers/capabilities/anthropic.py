@@ -65,6 +65,11 @@ TABLE: Table = seed(
     refusal=translated("choices.0.finish_reason", "stop_reason refusal → content_filter"),
 )
 
+# A forced tool_choice is sent only with the tools it chooses among (without them: a 400,
+# providers/forced_choice.py).
+_TOOLS = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+EXAMPLES: dict[str, dict[str, Any]] = {"tool_choice": {"tools": _TOOLS, "tool_choice": "required"}}
+
 
 def _reply(*content: dict[str, Any], stop: str = "end_turn", **usage: int) -> dict[str, Any]:
     return {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",

@@ -50,6 +50,7 @@ _STORAGE_HOSTS = ("storage.googleapis.com", "storage.cloud.google.com")
 _MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY"}
 _AUDIO_TYPES = {"wav": "audio/wav", "mp3": "audio/mp3"}
 _MIME_ALIASES = {"image/jpg": "image/jpeg"}
+_MEDIA_TYPE = re.compile(r"^[\w.+-]+/[\w.+-]+$")
 
 
 def generate_content_body(request: JSON, target: Target) -> JSON:
@@ -195,8 +196,9 @@ def _user_part(part: JSON, where: str, target: Target) -> JSON | None:
         return {"text": text} if isinstance(text, str) and text else None
     if kind == "image_url":
         image = part.get("image_url")
-        url = image.get("url") if isinstance(image, dict) else image
-        return media_part(url, where, target, "image_url.url")
+        if not isinstance(image, dict):
+            return media_part(image, where, target, "image_url.url")
+        return media_part(image.get("url"), where, target, "image_url.url", image.get("format"))
     if kind == "document":
         return _document_part(part, where)
     if kind == "input_audio":
@@ -215,7 +217,7 @@ def _file_part(file: JSON, where: str, target: Target) -> JSON:
     data = file.get("file_data")
     if not isinstance(data, str):
         raise InvalidRequest(f"{where}: only inline files (file_data data URLs) work", param=where)
-    part = media_part(data, where, target, "file.file_data")
+    part = media_part(data, where, target, "file.file_data", file.get("format"))
     filename = file.get("filename")
     if target.provider_type == "vertex" and isinstance(filename, str) and filename and "inlineData" in part:
         part["inlineData"]["displayName"] = filename
@@ -230,11 +232,12 @@ def _document_part(part: JSON, where: str) -> JSON | None:
     return {"text": text} if text else None
 
 
-def media_part(url: Any, where: str, target: Target, field: str = "image_url.url") -> JSON:
+def media_part(url: Any, where: str, target: Target, field: str = "image_url.url", given: Any = None) -> JSON:
     """A data URL -> inlineData; an http(s) or gs:// URL -> fileData (the provider fetches it).
     Any other scheme (file:, gopher:, ...) is refused; schemes are case-insensitive. A URI of the
     provider account (a gs:// object, a file of Gemini's Files API) is read with the gateway's
-    credential: refused unless the caller's own is used (providers/account.py)."""
+    credential: refused unless the caller's own is used (providers/account.py). ``given`` is the
+    part's ``format`` (LiteLLM's field for the media type of a URL), the fileData's type."""
     if not isinstance(url, str) or not url:
         raise InvalidRequest(f"{where}: an image URL is required", param=where)
     scheme = url.split(":", 1)[0].lower() if ":" in url else ""
@@ -254,8 +257,32 @@ def media_part(url: Any, where: str, target: Target, field: str = "image_url.url
         )
     if not target.own_account:
         _account_uri(url, scheme, f"{where}.{field}", target)
-    mime = mimetypes.guess_type(url.split("?", 1)[0])[0] or "image/jpeg"
-    return {"fileData": {"mimeType": mime, "fileUri": url}}
+    typed = _url_type(url, given, where, field)
+    return {"fileData": {"mimeType": typed, "fileUri": url} if typed else {"fileUri": url}}
+
+
+def _url_type(url: str, given: Any, where: str, field: str) -> str | None:
+    """The media type of a fileData URL: the part's ``format``, else its path's extension. Google
+    needs one (Vertex AI refuses fileData without it) and does not sniff: a guess (image/jpeg for a
+    PDF behind ``/report?id=3``) would misread the file, so with neither it is a 400. A file of
+    the Gemini Files API (only here with the caller's own key) has the type it was uploaded with:
+    None, sent without one (the Gemini API's mimeType is optional)."""
+    owner = field.rpartition(".")[0]  # image_url or file
+    if given is not None:
+        if not isinstance(given, str) or _MEDIA_TYPE.match(given) is None:
+            raise InvalidRequest(f"{where}.{owner}.format must be a media type such as 'image/png'",
+                                 param=f"{where}.{owner}.format")
+        return _mime(given)
+    guessed = mimetypes.guess_type(url.split("?", 1)[0].split("#", 1)[0])[0]
+    if guessed is None and _GEMINI_API_HOST in url.lower():
+        return None
+    if guessed is None:
+        raise InvalidRequest(
+            f"{where}.{field}: the media type of this URL cannot be told from its extension; send a "
+            f"data URL, a URL with a known extension (.png, .pdf, ...), or the type as {owner}.format",
+            param=f"{where}.{field}",
+        )
+    return guessed
 
 
 def _mime(media_type: str) -> str:

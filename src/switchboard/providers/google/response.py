@@ -49,7 +49,8 @@ MISSING_SIGNATURE = "MISSING_THOUGHT_SIGNATURE"
 # silent empty answer. When the candidate said nothing (no text, no call) it is the upstream's
 # failure, as a 5xx is: a 502 upstream_error, retried and fallen back from (in a stream, the
 # mid-stream error event); MISSING_THOUGHT_SIGNATURE, the request's fault, a 400 instead. With
-# text or calls given, the turn ended as with STOP.
+# text or calls given, the turn ended as with STOP, except MISSING_THOUGHT_SIGNATURE: the request
+# was refused whatever came before, so an error there too (in a stream, after the text sent).
 FAILED_GENERATION = {
     "MALFORMED_FUNCTION_CALL": "the model tried a function call it could not form",
     "UNEXPECTED_TOOL_CALL": "the model called a tool when no tools were enabled",
@@ -66,8 +67,10 @@ _FINISH_MESSAGE_CHARS = 300  # finishMessage may quote the model's whole broken 
 
 
 def failed_generation(candidate: JSON, said: bool) -> bool:
-    """Whether the candidate ended with a FAILED_GENERATION reason and nothing in it."""
-    return not said and candidate.get("finishReason") in FAILED_GENERATION
+    """Whether the candidate ended with a FAILED_GENERATION reason and nothing in it, or with
+    MISSING_THOUGHT_SIGNATURE at all."""
+    reason = candidate.get("finishReason")
+    return reason == MISSING_SIGNATURE or (not said and reason in FAILED_GENERATION)
 
 
 def failed_generation_error(candidate: JSON, target: Target) -> GatewayError:
