@@ -117,7 +117,8 @@ def cutting_app() -> object:
     credential it was sent in a JSON-RPC error, ``leaky_result`` in a tool error result;
     ``protocol`` answers the MCP-Protocol-Version header it was sent; ``null_error`` refuses with a
     JSON-RPC error of id null in an SSE answer, ``bool_code`` with an error whose code is
-    ``true``. It answers initialize with the older revision 2025-03-26, whatever the client asked."""
+    ``true``; ``odd_error`` answers a result whose ``isError`` is ``1``, not a boolean. It
+    answers initialize with the older revision 2025-03-26, whatever the client asked."""
     from collections.abc import AsyncIterator
 
     from starlette.applications import Starlette
@@ -126,7 +127,8 @@ def cutting_app() -> object:
     from starlette.routing import Route
 
     tools = [{"name": name, "description": name, "inputSchema": {"type": "object"}}
-             for name in ("midclose", "echo", "leaky", "leaky_result", "protocol", "null_error", "bool_code")]
+             for name in ("midclose", "echo", "leaky", "leaky_result", "protocol", "null_error", "bool_code",
+                                  "odd_error")]
 
     async def cut() -> AsyncIterator[bytes]:
         yield b'event: message\ndata: {"jsonrpc": "2.0", "id": '
@@ -163,6 +165,8 @@ def cutting_app() -> object:
             sent = request.headers.get("authorization", "")
             result = {"content": [{"type": "text", "text": f"the API refused {sent}"}],
                       "structuredContent": {"received": sent, "tail": sent[-14:]}, "isError": True}
+        elif method == "tools/call" and message["params"]["name"] == "odd_error":
+            result = {"content": [{"type": "text", "text": "failed, or not"}], "isError": 1}
         elif method == "tools/call" and message["params"]["name"] == "protocol":
             sent = request.headers.get("mcp-protocol-version", "(none)")
             result = {"content": [{"type": "text", "text": sent}], "isError": False}

@@ -441,6 +441,19 @@ def test_a_servers_error_whose_code_is_a_boolean_is_malformed(deployment: Deploy
     run(scenario())
 
 
+def test_a_tool_result_whose_is_error_is_not_a_boolean_is_malformed(deployment: Deployment) -> None:
+    """MCP's ``isError`` is a boolean: ``1`` is neither taken for a failure nor for a success."""
+    key, _ = deployment.key()
+
+    async def scenario() -> None:
+        async with session(deployment, key) as client:
+            odd = await refusal(client, "cutting__odd_error", {})
+            assert odd.error.data["code"] == "mcp_malformed_reply", odd.error  # type: ignore[index]
+            assert "isError" in odd.error.message
+
+    run(scenario())
+
+
 def test_an_http_sse_servers_replies_to_no_request_are_ignored(deployment: Deployment) -> None:
     """``stray``'s event stream carries replies whose ids (an array, an object) name no request
     of the gateway's: they are ignored, the stream stays open and the calls get their answers."""

@@ -71,6 +71,14 @@ def notes_server() -> Iterator[McpUpstream]:
     server.process.stop()
 
 
+@pytest.fixture(scope="module")
+def cutting_server() -> Iterator[McpUpstream]:
+    """tests/mcp_servers.py ``cutting``: hand-written replies (a tool result whose isError is 1)."""
+    server = start_mcp_server("cutting")
+    yield server
+    server.process.stop()
+
+
 def _serve_extras(transport: str) -> Iterator[str]:
     """tests/mcp_stdio_server.py over HTTP (``http``: streamable HTTP, ``sse``: HTTP+SSE); its URL."""
     port = free_port()
@@ -139,7 +147,7 @@ class Deployment:
 
 @pytest.fixture(scope="module", params=["embedded", "cluster"])
 def deployment(request: pytest.FixtureRequest, mock_upstream: Mock, notes_server: McpUpstream,
-               extras_server: str, legacy_extras_server: str,
+               extras_server: str, legacy_extras_server: str, cutting_server: McpUpstream,
                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     config = openai_config(mock_upstream)
     # Claude through the Anthropic adapter: extended thinking across the loop's model calls.
@@ -155,6 +163,7 @@ def deployment(request: pytest.FixtureRequest, mock_upstream: Mock, notes_server
         {"name": "extras", "url": extras_server, "headers": {"Authorization": f"Bearer {EXTRAS_SECRET}"}},
         {"name": "oldextras", "url": legacy_extras_server, "transport": "sse"},
         {"name": "paid", "url": notes_server.url, "price_per_call": 0.01},
+        {"name": "cutting", "url": cutting_server.url},
         # Frozen by a test (a hung process): its calls must still end at timeout_seconds.
         {"name": "frozen", "transport": "stdio", "command": [sys.executable, STDIO_SCRIPT],
          "env": {"PYTHONPATH": os.environ.get("PYTHONPATH", "")}, "connect_timeout_seconds": 60,
@@ -377,6 +386,20 @@ def test_chat_completions_run_the_loop_with_the_calls_listed(deployment: Deploym
     items = [i for c in streamed for i in (c.model_extra or {}).get("mcp_output", [])]
     assert [i["type"] for i in items] == ["mcp_list_tools", "mcp_call"]
 
+
+
+def test_a_tool_result_whose_is_error_is_not_a_boolean_is_a_failed_call(deployment: Deployment) -> None:
+    """``isError: 1`` is not MCP (a boolean): the call fails as a malformed reply, as on /mcp,
+    rather than its content being given to the model either as a failure or as a success."""
+    client = deployment.sdk(deployment.key()[0])
+    tool: Any = {"type": "mcp", "server_label": "cutting", "require_approval": "never",
+                 "allowed_tools": ["odd_error"]}
+    response = client.responses.create(model=MODEL, input="go", tools=[tool])
+    call = response.output[1]
+    assert (call.type, call.name, call.status) == ("mcp_call", "odd_error", "failed"), call  # type: ignore[union-attr]
+    error = call.error.model_dump()  # type: ignore[union-attr]
+    assert (error["type"], error["code"]) == ("http_error", 502) and "isError" in error["message"], error
+    assert call.output is None  # type: ignore[union-attr]
 
 
 def test_the_loops_usage_adds_up_every_model_calls_with_its_details(deployment: Deployment) -> None:

@@ -16,6 +16,7 @@ from switchboard.config.mcp import SEPARATOR
 from switchboard.errors import GatewayError
 from switchboard.mcp.interfaces import Listing
 from switchboard.mcp.tool_spec import ServerTool
+from switchboard.mcp.upstream import tool_failed
 
 JSON = dict[str, Any]
 
@@ -211,7 +212,7 @@ async def call_tool(run: CallTool, offered: Offered, call: JSON) -> tuple[JSON, 
         return item, f"Error: {item['error']['message']}"
     text = result_text(result)
     item["output"] = text
-    if result.get("isError"):
+    if tool_failed(offered.label, result):
         content = result.get("content")
         item.update(
             status="failed",

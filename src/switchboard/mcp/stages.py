@@ -28,6 +28,7 @@ from switchboard.context import Reply, RequestContext, Result, Spent
 from switchboard.errors import GatewayError, InvalidRequest
 from switchboard.mcp.relay import CALLS, RELAY
 from switchboard.mcp.toolbox import McpToolbox, Tool
+from switchboard.mcp.upstream import tool_failed
 from switchboard.pipeline.budgets import BudgetExceeded, BudgetUnavailable
 from switchboard.pipeline.chain import Handler
 from switchboard.pipeline.settle import Settlement
@@ -123,7 +124,8 @@ class ToolRecordStage:
             raise
         body = result.body if isinstance(result, Reply) else {}
         outcome = body.get("result") if isinstance(body, dict) else None
-        failed = isinstance(outcome, dict) and outcome.get("isError") is True
+        # Checked by the transport already (a non-boolean isError is no result): this cannot raise.
+        failed = isinstance(outcome, dict) and tool_failed(tool.upstream.name, outcome)
         nano = price_nano(tool)
         ctx.spent = Spent(nano, 0)
         self._record(ctx, tool, 200, TOOL_ERROR if failed else None, nano)

@@ -60,6 +60,7 @@ from switchboard.mcp.upstream import (
     _scrubbing,
     server_request_reply,
     too_large,
+    tool_failed,
 )
 
 log = logging.getLogger("switchboard.mcp.stdio")
@@ -337,7 +338,7 @@ class StdioUpstream(Upstream):
                                           _scrubbing(notify, self.server.env))
             except RpcError as exc:
                 raise _scrubbed(exc, self.server.env) from None
-        if result.get("isError") is True:
+        if tool_failed(self.name, result):
             return _scrubbed_result(result, self.server.env)
         return result
 

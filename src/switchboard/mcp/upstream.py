@@ -298,7 +298,7 @@ class Upstream:
                     raise
                 raise AuthorizationNeeded(await refused(self.server, principal)) from None
         self._succeeded()
-        if result.get("isError") is True:  # a tool's own failure, which may quote what it was sent
+        if tool_failed(self.name, result):  # a tool's own failure, which may quote what it was sent
             return _scrubbed_result(result, headers)
         return result
 
@@ -811,6 +811,17 @@ def _status_error(name: str, status: int) -> GatewayError:
         return UpstreamBadGateway(f"the MCP server '{name}' refused the gateway's credentials ({status})",
                                   code="mcp_server_auth_failed")
     return UpstreamBadGateway(f"the MCP server '{name}' answered HTTP {status}", code="mcp_server_error")
+
+
+def tool_failed(name: str, result: Mapping[str, Any]) -> bool:
+    """Whether a tool's result reports its failure (``isError``), by the one rule of every path
+    (the transports, /mcp's record, the tool loop). MCP's schema makes it a boolean, absent or
+    null meaning false; any other value (``1``, ``"true"``) is a malformed reply, not guessed at
+    either way: taken for success, what the server meant as an error would go out unscrubbed."""
+    failed = result.get("isError")
+    if failed is None or type(failed) is bool:
+        return failed is True
+    raise Malformed(f"the MCP server '{name}' sent a tool result whose isError is not a boolean")
 
 
 def _result(name: str, reply: Any, rid: int | None = None) -> dict[str, Any]:
