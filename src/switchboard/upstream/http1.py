@@ -461,6 +461,7 @@ class _Conn(asyncio.Protocol):
         self.media = media
         # Negative until the end of this read (see data_received).
         self._framing = -_CHUNKED if chunked else -_LENGTH if length is not None else -_CLOSE
+        self._came = 0  # this answer's own (a reused connection's earlier ones made it larger)
         coding = b"identity" if encoding is None else encoding.strip().lower()
         if coding in (b"gzip", b"x-gzip"):
             self._inflate = _GZIP  # the decoder made at the first byte: an empty body is not cut
