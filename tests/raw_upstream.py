@@ -16,8 +16,6 @@ It runs its own event loop in a thread. The request's ``model`` picks the behavi
 - ``trailer-with-end``: a chunked answer whose last body bytes, last chunk and 80 KiB of trailer
   lines (past the client's 64 KiB bound) go out in one write, the trailer section then left
   open until the gateway closes the connection;
-- ``bighead``, ``bighead-chunked``: a 70 KiB head (past the client's 64 KiB bound) and the
-  whole body, delimited by its length or chunked, in one write (keep-alive);
 - ``te-gzip``: an answer in the transfer coding gzip (not chunked), delimited by the connection's
   end;
 - ``interleaved``: a stream of two parallel tool calls whose argument deltas alternate between
@@ -257,15 +255,6 @@ class RawUpstream(ThreadedServer):
             while await reader.read(65536):  # the section never ends: until the gateway closes
                 pass
             return False
-        if model in ("bighead", "bighead-chunked"):
-            body = _answer(f"echo:{text}").partition(b"\r\n\r\n")[2]
-            filler = b"".join(b"X-Filler-%d: %s\r\n" % (i, b"f" * 1000) for i in range(70))
-            framing = (b"Transfer-Encoding: chunked\r\n\r\n" + _chunk(body) + b"0\r\n\r\n"
-                       if model == "bighead-chunked"
-                       else b"Content-Length: %d\r\n\r\n" % len(body) + body)
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n" + filler + framing)
-            await writer.drain()
-            return True
         if model == "te-gzip":
             body = gzip.compress(_answer(f"echo:{text}").partition(b"\r\n\r\n")[2])
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"

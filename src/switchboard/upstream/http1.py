@@ -65,11 +65,6 @@ MAX_HEAD_BYTES = 64 * 1024
 # size line and CRLF) counts them all towards the bound after the body, rather than look for
 # where the body ends: the count is then at most this much too large, never too small.
 _FEW_PAST = 512
-# How an answer's body is delimited (_Conn._framing): negative from the head's end to the end of
-# the read that brought it, so that read alone takes the path counting the head's bytes in it.
-_CHUNKED = 1
-_LENGTH = 2
-_CLOSE = 3  # by the connection's end
 # A request body at least this large is written apart from its head (writelines): joining them
 # copies the body, and writing the joined copy cost as much again; for 30 MiB (a message batch,
 # base64 images) the two took 150 ms on the event loop, apart a few ms, as uvloop takes the body
@@ -272,7 +267,7 @@ class _Conn(asyncio.Protocol):
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         # One name for the loop: CPython shares the keys of instance dicts up to 30 names, and a
-        # connection's attributes are read many times a request (30 now: no more).
+        # connection's attributes are read many times a request (29 now).
         self.loop = loop
         self.transport: asyncio.Transport | None = None
         self.closed = False
@@ -299,8 +294,7 @@ class _Conn(asyncio.Protocol):
         # The last body piece of the read in progress, as it came (before inflating); None: none.
         self._piece: bytes | None = None
         self.keep_alive = False
-        self._framing = 0  # _CHUNKED, _LENGTH or _CLOSE once the head is in (see there)
-        self._came = 0  # the compressed body's bytes as they came (the head's read counts them)
+        self._until_close = False
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
         self.done = False
@@ -353,18 +347,20 @@ class _Conn(asyncio.Protocol):
         piece = self._piece
         if piece is None:
             self._head_bytes += len(data)
-            if self._framing < 0:  # the head ended in this read, its body has not begun
-                self._framing = -self._framing
-        elif self._framing == _CHUNKED:
+        elif self.length is None and not self._until_close:
             # Chunked: what the read holds past its last body piece (the answer's last chunk, its
             # trailers) counts from here, so the bound holds however the reads fall.
             body = self._buffered - buffered if self._inflate is None else 0  # as it came
-            self._head_bytes = self._past(data, piece, body)
-        elif self._framing > 0:  # a body delimited by its length or by the connection's end
+            past = len(data) - body
+            if past > _FEW_PAST:
+                # Many bytes besides the body: those past its last piece. The piece is looked for
+                # from where it starts at the earliest (after the read's other body bytes): a
+                # copy of it before its place can only make the count larger.
+                start = body - len(piece) if body else 0
+                past = len(data) - data.find(piece, start) - len(piece)
+            self._head_bytes = past
+        else:  # a body delimited by its length or by the connection's end: nothing follows it
             self._head_bytes = 0
-        else:
-            self._head_read(data, piece, buffered)
-            return
         if self._head_bytes > MAX_HEAD_BYTES:
             self.done = False  # an answer that ended in this read is not taken whole either
             if self.answered:
@@ -373,41 +369,9 @@ class _Conn(asyncio.Protocol):
             else:
                 self._fail(BadResponse(f"the upstream's answer headers exceed {MAX_HEAD_BYTES} bytes"))
 
-    @staticmethod
-    def _past(data: bytes, piece: bytes, body: int) -> int:
-        """The bytes of a chunked answer's read past its last body piece (``piece``; ``body``: the
-        read's body bytes as they came, 0 if not known): never too few."""
-        past = len(data) - body
-        if past > _FEW_PAST:
-            # Many bytes besides the body: those past its last piece. The piece is looked for
-            # from where it starts at the earliest (after the read's other body bytes): a
-            # copy of it before its place can only make the count larger.
-            start = body - len(piece) if body else 0
-            past = len(data) - data.find(piece, start) - len(piece)
-        return past
-
-    def _head_read(self, data: bytes, piece: bytes, buffered: int) -> None:
-        """The read in which the head ended and the body began (once an answer): its bytes
-        before the body count with the head's earlier ones, then, chunked, those past its last
-        piece as any read's."""
-        framing = self._framing = -self._framing
-        body = self._buffered - buffered if self._inflate is None else self._came  # as it came
-        # The last piece is where it is or later (a copy of it in trailers), and the bytes before
-        # it that are not body are the head and the chunk size lines: never counted too few.
-        self._head_bytes += data.rfind(piece) - (body - len(piece))
-        if self._head_bytes > MAX_HEAD_BYTES:
-            self.done = False  # an answer that ended in this read is not taken whole either
-            self._fail(BadResponse(f"the upstream's answer headers exceed {MAX_HEAD_BYTES} bytes"))
-            return
-        self._head_bytes = self._past(data, piece, body) if framing == _CHUNKED else 0
-        if self._head_bytes > MAX_HEAD_BYTES:
-            self.done = False
-            self._fail(BadResponse(f"the upstream sent over {MAX_HEAD_BYTES} bytes of chunk "
-                                   "framing or trailers after its body"))
-
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self._framing == _CLOSE and self.answered and not self.done and exc is None:
+        if self._until_close and self.answered and not self.done and exc is None:
             try:
                 self.on_message_complete()  # a body delimited by the connection's end: complete
             except BadResponse as bad:  # its compressed content was cut short
@@ -459,9 +423,7 @@ class _Conn(asyncio.Protocol):
                 media = value if media is None else media
         self.length = length
         self.media = media
-        # Negative until the end of this read (see data_received).
-        self._framing = -_CHUNKED if chunked else -_LENGTH if length is not None else -_CLOSE
-        self._came = 0  # this answer's own (a reused connection's earlier ones made it larger)
+        self._until_close = length is None and not chunked
         coding = b"identity" if encoding is None else encoding.strip().lower()
         if coding in (b"gzip", b"x-gzip"):
             self._inflate = _GZIP  # the decoder made at the first byte: an empty body is not cut
@@ -499,7 +461,6 @@ class _Conn(asyncio.Protocol):
         self._wake()
 
     def _inflated(self, body: bytes) -> bytes:
-        self._came += len(body)  # beside decompressing it, nothing
         if self._inflate is _DEFLATE or type(self._inflate) is bytes:
             if self._inflate is not _DEFLATE:
                 body = self._inflate + body
