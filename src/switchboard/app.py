@@ -72,6 +72,8 @@ class SwitchboardApp:
     def __init__(self, settings: Settings, gateway: Gateway | None = None) -> None:
         self.settings = settings
         self.gateway = gateway or Gateway(settings)
+        # Called once the gateway has closed at shutdown; a server process sets it (server.py).
+        self.on_closed: Callable[[], None] | None = None
         # With metrics on, what the edge refuses before a chain runs is counted too.
         metrics = self.gateway.metrics
         self.state = ServerState(metrics.observe_unserved if metrics is not None else None)
@@ -314,6 +316,7 @@ class SwitchboardApp:
                 # instead: release what the gateway holds and end quietly.
                 self.state.restore_signal_handlers()
                 await self.gateway.close()
+                self._closed()
                 return
             if message["type"] == "lifespan.startup":
                 try:
@@ -332,8 +335,13 @@ class SwitchboardApp:
             elif message["type"] == "lifespan.shutdown":
                 self.state.restore_signal_handlers()
                 await self.gateway.close()
+                self._closed()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    def _closed(self) -> None:
+        if self.on_closed is not None:
+            self.on_closed()
 
     # -- outside the chain: health probes and unrouted requests ------------------------------
 

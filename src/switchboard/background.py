@@ -9,9 +9,11 @@ import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 log = logging.getLogger("switchboard.background")
+
+T = TypeVar("T")
 
 # At most one warning per this many seconds about work that keeps failing.
 _WARN_SECONDS = 60.0
@@ -32,26 +34,48 @@ LAST_WRITE_SECONDS = 5.0
 WRITE_SECONDS = 15.0
 
 
-async def stop_task(task: asyncio.Task[Any] | None) -> None:
-    """Cancel ``task`` and wait until it has ended.
+async def stop_task(task: asyncio.Task[Any] | None, within: float | None = None) -> bool:
+    """Cancel ``task`` and wait until it has ended; True once it has.
 
     The task's own cancellation is swallowed; a cancellation of the caller (a close that is
     itself cancelled while it waits) still propagates, which a bare ``suppress(CancelledError)``
     would hide.
     An error the task had already ended with is raised, as awaiting it raises it.
+    With ``within``, waits at most that long and returns False if the task has not ended: a
+    database writer cut mid-statement does not end before its driver has closed the connection,
+    and that close waits behind the statement (a SQLite file another process holds locked: up to
+    its busy timeout). The task is left to end on its own.
     """
     if task is None:
-        return
+        return True
     current = asyncio.current_task()
     # Requests to cancel the caller made before this call (a close run from an except
     # CancelledError block, on purpose) are not ours to re-raise; only one made while waiting.
     before = current.cancelling() if current is not None else 0
     task.cancel()
+    if within is not None:
+        await asyncio.wait((task,), timeout=within)  # a cancellation of the caller propagates
+        if not task.done():
+            return False
     try:
         await task
     except asyncio.CancelledError:
         if current is not None and current.cancelling() > before:
             raise
+    return True
+
+
+async def finish_within(seconds: float, work: Awaitable[T]) -> T:
+    """``work``'s result if it ends within ``seconds``, else TimeoutError, and the work is left
+    to end on its own rather than cancelled: a database statement cut mid-way is not bounded by
+    the cut (SQLAlchemy then closes the connection gracefully, behind the statement: on a SQLite
+    file another process holds locked, up to the busy timeout), and at shutdown such a cut left
+    a task the event loop's teardown waited on forever."""
+    task = asyncio.ensure_future(work)
+    await asyncio.wait((task,), timeout=seconds)  # a cancellation of the caller propagates
+    if not task.done():
+        raise TimeoutError
+    return task.result()
 
 
 class Retries:

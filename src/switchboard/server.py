@@ -39,6 +39,8 @@ _ENV = "SWITCHBOARD_SERVE"
 WORKER_READY_SECONDS = 30
 # How often a worker checks that uvicorn's parent is still there (see _watch_parent).
 PARENT_POLL_SECONDS = 1.0
+# How long the event loop's own teardown may take once the gateway has closed (see exit_after_close).
+EXIT_GRACE_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,32 @@ def app_factory() -> SwitchboardApp:
     configure_logs(settings.server.log_level, settings.server.log_format)
     configure_edge(settings)
     _watch_parent(os.getppid())
-    return create_app(settings)
+    app = create_app(settings)
+    app.on_closed = exit_after_close
+    return app
+
+
+def exit_after_close(seconds: float = EXIT_GRACE_SECONDS) -> None:
+    """End the process if it has not ended ``seconds`` after the gateway closed.
+
+    By then what the gateway held is stored or spooled; only the event loop's teardown is left,
+    and a database driver can leave a task there that never ends: a SQLite write cut at its
+    shutdown bound (a file locked by another process, a disk that stalls) makes aiosqlite's worker
+    stop before the connection's close is answered, and asyncio.run waits on it forever. A daemon
+    timer, so a process that ends in time is not held by it."""
+
+    def force() -> None:
+        log = logging.getLogger("switchboard")
+        log.warning("the event loop did not end within %g s after the gateway closed (a database "
+                    "connection still waiting); exiting now", seconds)
+        for handler in (*logging.getLogger().handlers, *log.handlers):
+            handler.flush()
+        os._exit(0)
+
+    timer = threading.Timer(seconds, force)
+    timer.name = "switchboard-exit-watch"
+    timer.daemon = True
+    timer.start()
 
 
 def _watch_parent(parent: int) -> None:
@@ -259,4 +286,6 @@ def serve(settings: Settings) -> None:
             if metrics is not None:  # the workers are gone: uvicorn joined them
                 metrics.remove()
     else:
-        uvicorn.run(create_app(settings), **options)
+        app = create_app(settings)
+        app.on_closed = exit_after_close
+        uvicorn.run(app, **options)

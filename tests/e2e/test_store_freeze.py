@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 import uuid
@@ -362,3 +363,43 @@ def test_a_prompt_read_while_the_database_never_answers_is_a_503_within_the_read
         assert "Traceback" not in gw.process.output, gw.process.output
     finally:
         pg.stop()
+
+
+def test_a_sqlite_file_another_process_holds_locked_at_shutdown_ends_the_process_and_keeps_the_spool(
+    mock_upstream: Mock, tmp_path: Path
+) -> None:
+    """The embedded database's file write-locked by another process (a backup, an open sqlite3
+    shell) as the gateway stops: its last write is cut at its bound, and the process ends all the
+    same (a write cut mid-way used to leave the event loop's teardown waiting forever), exit 0, the
+    records kept in the spool and stored once at the next start."""
+    config = openai_config(mock_upstream)
+    gw = start_gateway(config, tmp_path)
+    created = _key(gw)
+    client = _sdk(gw, created["key"])
+    assert _timed(client)[0].http_response.status_code == 200
+    _until(lambda: _ledger_count(gw, created["id"]) == 1, "the first call never reached the ledger")
+    holder = sqlite3.connect(tmp_path / "data" / "switchboard.db", isolation_level=None)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")  # the file's write lock, held until the rollback below
+        for _ in range(2):
+            assert _timed(client)[0].http_response.status_code == 200
+        started = time.monotonic()
+        code = gw.process.stop(timeout=60)
+        took = time.monotonic() - started
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        gw.process.stop()
+    output = gw.process.output
+    assert code == 0, output
+    # Bounded by the last writes' and the connections' close (5 s each) and the loop's teardown
+    # (5 s), not by SQLite's 30 s wait for the lock, nor forever.
+    assert took < 30, output
+    assert "the records not stored stay in the spool for the next start" in output, output
+    assert "Traceback" not in output, output
+
+    again = start_gateway(config, tmp_path)  # the same data directory: replays the spool
+    try:
+        _until(lambda: _ledger_count(again, created["id"]) == 3, "the kept spool never arrived")
+    finally:
+        again.process.stop()

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from switchboard.background import Retries, stop_task
+from switchboard.background import Retries, finish_within, stop_task
 
 
 async def test_a_running_task_is_cancelled_and_has_ended() -> None:
@@ -115,6 +115,48 @@ async def _until(condition: Callable[[], bool], what: str, deadline: float = 5.0
     while not condition():
         assert time.monotonic() < end, what
         await asyncio.sleep(0.01)
+
+
+async def test_a_task_that_does_not_end_when_cancelled_is_left_after_the_bound() -> None:
+    """As a writer cut mid-statement, whose driver closes the connection behind the statement."""
+    started, released = asyncio.Event(), asyncio.Event()
+
+    async def absorbs_one_cancel() -> str:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await released.wait()  # the driver's graceful close, not cancelled again
+        return "ended"
+
+    task = asyncio.create_task(absorbs_one_cancel())
+    await started.wait()
+    assert await stop_task(task, within=0.05) is False
+    assert not task.done()
+    released.set()
+    assert await task == "ended"
+
+
+async def test_a_task_that_ends_within_the_bound_is_stopped() -> None:
+    task = asyncio.create_task(asyncio.Event().wait())
+    assert await stop_task(task, within=5) is True
+    assert task.cancelled()
+
+
+async def test_work_not_finished_within_its_bound_is_a_timeout_and_not_cut() -> None:
+    release = asyncio.Event()
+
+    async def write() -> int:
+        await release.wait()
+        return 7
+
+    work = asyncio.ensure_future(write())
+    with pytest.raises(TimeoutError):
+        await finish_within(0.05, work)
+    assert not work.done()  # left to end on its own
+    release.set()
+    assert await work == 7
+    assert await finish_within(5, asyncio.sleep(0, result="done")) == "done"
 
 
 async def test_waiting_work_is_done_once_its_store_answers_again() -> None:

@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from switchboard.background import LAST_WRITE_SECONDS, WRITE_SECONDS, stop_task
+from switchboard.background import LAST_WRITE_SECONDS, WRITE_SECONDS, finish_within, stop_task
 from switchboard.stores.protocols import KeyStore
 from switchboard.stores.refused import isolate, kind
 from switchboard.stores.unavailable import OutageLog
@@ -90,11 +90,12 @@ class LastUsed:
             await self.flush()
 
     async def close(self) -> None:
-        await stop_task(self._task)
+        stopped = await stop_task(self._task, within=LAST_WRITE_SECONDS)
         self._task = None
         try:
-            async with asyncio.timeout(LAST_WRITE_SECONDS):
-                await self.flush()
+            if not stopped:  # still in a write the database has not answered: no second one
+                raise TimeoutError
+            await finish_within(LAST_WRITE_SECONDS, self.flush())
         except TimeoutError:  # the database never answered: lost, as in a crash (see above)
             log.warning("recording the keys' last-used times at shutdown: no answer from the database "
                         "within %g s; %d key(s) not recorded", LAST_WRITE_SECONDS, len(self._noted))

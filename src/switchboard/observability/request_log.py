@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from typing import NamedTuple
 
-from switchboard.background import LAST_WRITE_SECONDS, WRITE_SECONDS, stop_task
+from switchboard.background import LAST_WRITE_SECONDS, WRITE_SECONDS, finish_within, stop_task
 from switchboard.config.schema import BodyPolicy, RetentionConfig
 from switchboard.stores.protocols import RequestBody, RequestLogStore
 from switchboard.stores.refused import isolate, kind
@@ -189,13 +189,12 @@ class BodyWriter:
             await self.flush()
 
     async def close(self) -> None:
-        await stop_task(self._task)
+        stopped = await stop_task(self._task, within=LAST_WRITE_SECONDS)
         self._task = None
-        try:
-            async with asyncio.timeout(LAST_WRITE_SECONDS):  # a database that never answers
-                stored = await self.flush()
-        except TimeoutError:
-            stored = False
+        stored = False
+        if stopped:  # else still in a write the database has not answered: no second one
+            with contextlib.suppress(TimeoutError):  # a database that never answers
+                stored = await finish_within(LAST_WRITE_SECONDS, self.flush())
         if not stored and self._queue:
             self._drop(len(self._queue), "database_failed", "the database failed at shutdown")
             self._queue.clear()
@@ -236,5 +235,5 @@ class Maintenance:
             await self.run_once()
 
     async def close(self) -> None:
-        await stop_task(self._task)
+        await stop_task(self._task, within=LAST_WRITE_SECONDS)  # a retention delete under way
         self._task = None

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import orjson
 
-from switchboard.background import LAST_WRITE_SECONDS, WRITE_SECONDS, stop_task
+from switchboard.background import LAST_WRITE_SECONDS, WRITE_SECONDS, finish_within, stop_task
 from switchboard.stores.protocols import (
     USAGE_ROW,
     UsageLedger,
@@ -336,13 +336,14 @@ class LedgerWriter:
         self._task = self._loop.create_task(self._run(), name="usage-ledger")
 
     async def close(self) -> None:
-        await stop_task(self._task)
+        stopped = await stop_task(self._task, within=LAST_WRITE_SECONDS)
         self._task = None
         self._retry_at = 0.0
         self.write_spooled()
         try:
-            async with asyncio.timeout(LAST_WRITE_SECONDS):
-                await self.flush()
+            if not stopped:  # still in a write the database has not answered: no second one
+                raise TimeoutError
+            await finish_within(LAST_WRITE_SECONDS, self.flush())
         except TimeoutError:
             log.warning("usage ledger: no answer from the database within %g s at shutdown; the records "
                         "not stored stay in the spool for the next start", LAST_WRITE_SECONDS)

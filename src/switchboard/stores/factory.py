@@ -18,6 +18,7 @@ from pathlib import Path
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from switchboard.background import LAST_WRITE_SECONDS, finish_within
 from switchboard.config.paths import data_dir as default_data_dir
 from switchboard.config.schema import Settings
 from switchboard.stores.checks import Probe, StoreChecks
@@ -208,7 +209,7 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
     ``clock`` replaces the time source of the in-memory stores and of the Redis counters;
     ``publish_timeout`` bounds a change-feed publish on Redis (its default when None)."""
     engine, revision = await open_database(database)
-    closers: list[Callable[[], Awaitable[None]]] = [engine.dispose]
+    closers: list[Callable[[], Awaitable[None]]] = [partial(close_engine, engine)]
     keys, ledger, audit = SqlKeyStore(engine), SqlUsageLedger(engine), SqlAuditLog(engine)
     cache: SharedCache
     sessions: SharedCache
@@ -296,6 +297,17 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
         checks=checks,
         _closers=closers,
     )
+
+
+async def close_engine(engine: AsyncEngine) -> None:
+    """Close the pool's connections, within the bound of a last write: on SQLite a connection's
+    close waits behind a statement still waiting for the file's write lock (held by another
+    process), up to the busy timeout (30 s). What is left then ends with the process."""
+    try:
+        await finish_within(LAST_WRITE_SECONDS, engine.dispose())
+    except TimeoutError:
+        log.warning("closing the database connections: no answer within %g s at shutdown",
+                    LAST_WRITE_SECONDS)
 
 
 async def upgrade_database(settings: Settings | None) -> tuple[str, str]:
