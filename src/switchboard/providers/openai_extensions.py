@@ -169,6 +169,8 @@ def _signed(calls: Any) -> bool:
     return isinstance(calls, list) and any(isinstance(c, dict) and "extra_content" in c for c in calls)
 
 
+# Part types that may need rewriting: a text part costs one look here, not two calls.
+_REWRITTEN_PARTS = frozenset({"document", "image_url", "file"})
 # A set: a message's few keys are looked up in it in C (isdisjoint), not by a generator.
 _MESSAGE_EXTENSIONS = frozenset({"reasoning_content", "thinking_blocks", "is_error"})
 
@@ -187,7 +189,8 @@ def _plain(request: JSON) -> bool:
             return False
         content = msg.get("content")
         if isinstance(content, list) and any(
-            isinstance(p, dict) and ("cache_control" in p or documents.is_document(p) or _formatted(p))
+            isinstance(p, dict) and ("cache_control" in p or (
+                p.get("type") in _REWRITTEN_PARTS and (documents.is_document(p) or _formatted(p))))
             for p in content
         ):
             return False
