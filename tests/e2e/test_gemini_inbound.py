@@ -177,6 +177,57 @@ def test_sampling_fields_arrive_translated(client: genai.Client, gw: Gateway, mo
     )
 
 
+# fileData URLs whose type only mimeType tells (no extension), or that are not images.
+FILE_URIS = [
+    ("https://files.example.com/report?id=3", "application/pdf"),
+    ("https://files.example.com/talk.mp3", "audio/mpeg"),
+]
+
+
+def test_file_data_keeps_its_mime_type_to_a_gemini_upstream(
+    client: genai.Client, mock_upstream: Mock
+) -> None:
+    """fileData of any type reaches a Gemini upstream as fileData with the caller's mimeType."""
+    marker = new_marker()
+    parts = [types.Part.from_uri(file_uri=uri, mime_type=mime) for uri, mime in FILE_URIS]
+    parts.append(types.Part.from_text(text=f"sum up mock:capture={marker}"))
+    response = client.models.generate_content(
+        model="gem-via-gemini", contents=[types.Content(role="user", parts=parts)]
+    )
+    assert "files.example.com/report?id=3" in (response.text or "")
+    [record] = captured(mock_upstream, marker)
+    sent = [p["fileData"] for p in record["body"]["contents"][0]["parts"] if "fileData" in p]
+    assert sent == [{"mimeType": mime, "fileUri": uri} for uri, mime in FILE_URIS]
+
+
+def test_a_pdf_by_url_reaches_anthropic_as_a_document_url(client: genai.Client, mock_upstream: Mock) -> None:
+    """Anthropic fetches PDFs by URL: the fileData's type makes it a document url source."""
+    marker = new_marker()
+    part = types.Part.from_uri(file_uri=FILE_URIS[0][0], mime_type=FILE_URIS[0][1])
+    asked = types.Part.from_text(text=f"mock:capture={marker}")
+    client.models.generate_content(
+        model="gem-via-anthropic", contents=[types.Content(role="user", parts=[part, asked])]
+    )
+    [record] = captured(mock_upstream, marker)
+    [message] = record["body"]["messages"]
+    assert message["content"][0] == {"type": "document", "source": {"type": "url", "url": FILE_URIS[0][0]}}
+
+
+@pytest.mark.parametrize(("model", "provider_type"), [
+    ("gem-via-openai", "openai"), ("gem-via-anthropic", "anthropic"), ("gem-via-bedrock", "bedrock"),
+])
+def test_file_data_a_provider_cannot_fetch_is_a_400_naming_it(
+    client: genai.Client, model: str, provider_type: str
+) -> None:
+    """Audio by URL: providers that take it only as bytes (or not at all) refuse it before
+    anything is sent, naming themselves, instead of getting an image URL or a file without a type."""
+    part = types.Part.from_uri(file_uri=FILE_URIS[1][0], mime_type=FILE_URIS[1][1])
+    with pytest.raises(errors.ClientError) as info:
+        client.models.generate_content(model=model, contents=[types.Content(role="user", parts=[part])])
+    assert info.value.code == 400
+    assert f"provider type '{provider_type}'" in str(info.value.message)
+
+
 _HARM, _BLOCK = types.HarmCategory, types.HarmBlockThreshold
 SAFETY = [
     types.SafetySetting(category=_HARM.HARM_CATEGORY_HARASSMENT, threshold=_BLOCK.BLOCK_ONLY_HIGH),

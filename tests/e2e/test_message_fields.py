@@ -29,6 +29,7 @@ def gw(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             {"name": "oa", "type": "openai", "api_base": f"{mock_upstream.url}/v1", **stored,
              "allow_account_objects": True},
             {"name": "claude", "type": "anthropic", "api_base": mock_upstream.url, **stored},
+            {"name": "az", "type": "azure", "api_base": mock_upstream.url, **stored},
             {"name": "studio", "type": "gemini", "api_base": mock_upstream.url, **stored},
             {"name": "co", "type": "cohere", "api_base": mock_upstream.url, **stored},
             {"name": "mi", "type": "mistral", "api_base": f"{mock_upstream.url}/mistral/v1", **stored},
@@ -38,6 +39,7 @@ def gw(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         "models": [
             {"name": "gpt", "provider": "oa", "model": "gpt-4o-audio-preview"},
             {"name": "claude", "provider": "claude", "model": "claude-sonnet-4-5"},
+            {"name": "azure", "provider": "az", "model": "my-gpt4o-deployment"},
             {"name": "claude-lenient", "provider": "claude", "model": "claude-sonnet-4-5",
              "drop_params": True},
             {"name": "gemini", "provider": "studio", "model": "gemini-2.5-flash"},
@@ -320,3 +322,38 @@ def test_a_file_name_is_not_sent_to_the_gemini_api(client: openai.OpenAI, mock_u
         {"type": "text", "text": f"summarise mock:capture={marker}"}, FILE_PART]}])
     parts = upstream_body(mock_upstream, marker)["contents"][0]["parts"]
     assert set(parts[1]["inlineData"]) == {"mimeType", "data"}
+
+
+# LiteLLM's field for the media type of a URL; OpenAI's image_url has only url and detail.
+TYPED_IMAGE = {"type": "image_url",
+               "image_url": {"url": "https://img.example.com/cat?id=1", "format": "image/png"}}
+PDF_BY_URL = {"type": "file", "file": {"file_data": "https://files.example.com/report?id=3",
+                                      "format": "application/pdf"}}
+
+
+@pytest.mark.parametrize("model", ["gpt", "azure"])
+def test_an_image_urls_format_is_not_sent_to_openai(
+    client: openai.OpenAI, mock_upstream: Mock, model: str
+) -> None:
+    marker = new_marker()
+    client.chat.completions.create(model=model, messages=[{"role": "user", "content": [
+        {"type": "text", "text": f"what is it? mock:capture={marker}"}, TYPED_IMAGE]}])
+    image = upstream_body(mock_upstream, marker)["messages"][0]["content"][1]
+    assert image == {"type": "image_url", "image_url": {"url": TYPED_IMAGE["image_url"]["url"]}}
+
+
+def test_a_files_format_reaches_gemini_as_the_mime_type(client: openai.OpenAI, mock_upstream: Mock) -> None:
+    marker = new_marker()
+    client.chat.completions.create(model="gemini", messages=[{"role": "user", "content": [
+        {"type": "text", "text": f"summarise mock:capture={marker}"}, PDF_BY_URL]}])
+    parts = upstream_body(mock_upstream, marker)["contents"][0]["parts"]
+    url = PDF_BY_URL["file"]["file_data"]
+    assert parts[1] == {"fileData": {"mimeType": "application/pdf", "fileUri": url}}
+
+
+@pytest.mark.parametrize("model", ["gpt", "azure"])
+def test_a_file_by_url_is_refused_for_openai_naming_the_field(client: openai.OpenAI, model: str) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model=model, messages=[{"role": "user", "content": [PDF_BY_URL]}])
+    assert info.value.param == "messages[0].content[0].file.file_data"
+    assert "not by URL" in info.value.message

@@ -503,6 +503,23 @@ def test_a_missing_thought_signature_after_text_is_still_the_requests_fault(
         assert isinstance(info.value, openai.BadRequestError) and info.value.param == "messages"
 
 
+@pytest.mark.parametrize("reply", ["Sorry", "the_whole_answer_here"])
+def test_text_in_the_event_that_ends_with_missing_thought_signature_reaches_the_client(
+    client: openai.OpenAI, reply: str
+) -> None:
+    """The text of the event carrying MISSING_THOUGHT_SIGNATURE (a one-word reply: the whole
+    answer) goes out before the stream's error event, not dropped with it."""
+    received: list[str] = []
+    with pytest.raises(openai.APIError) as info:
+        stream = ask(client, f"hi mock:reply={reply} mock:text_finish_reason=MISSING_THOUGHT_SIGNATURE",
+                     stream=True)
+        for chunk in stream:
+            received.extend(c.delta.content or "" for c in chunk.choices)
+            assert all(c.finish_reason is None for c in chunk.choices)
+    assert "".join(received) == reply.replace("_", " ")
+    assert "MISSING_THOUGHT_SIGNATURE" in str(info.value)
+
+
 def test_blocked_prompt_is_content_filter_in_stream(client: openai.OpenAI) -> None:
     chunks = list(client.chat.completions.create(
         model="gemini-flash", messages=[{"role": "user", "content": "mock:block_prompt=1"}], stream=True))

@@ -86,6 +86,8 @@ def test_media_parts() -> None:
                     {"inlineData": {"mimeType": "text/plain", "data": note}},
                     {"fileData": {"fileUri": "https://example.com/cat.png"}},
                     {"fileData": {"fileUri": "https://example.com/photo", "mimeType": "image/jpeg"}},
+                    {"fileData": {"fileUri": "https://example.com/report.pdf"}},
+                    {"fileData": {"fileUri": "https://example.com/talk?id=3", "mimeType": "Audio/MPEG"}},
                 )
             ]
         }
@@ -95,7 +97,10 @@ def test_media_parts() -> None:
         {"type": "file", "file": {"filename": "a.pdf", "file_data": f"data:application/pdf;base64,{pdf}"}},
         {"type": "text", "text": "héllo"},
         {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}},
-        {"type": "image_url", "image_url": {"url": "https://example.com/photo"}},
+        {"type": "image_url", "image_url": {"url": "https://example.com/photo", "format": "image/jpeg"}},
+        {"type": "file", "file": {"file_data": "https://example.com/report.pdf",
+                                  "format": "application/pdf"}},
+        {"type": "file", "file": {"file_data": "https://example.com/talk?id=3", "format": "audio/mpeg"}},
     ]
 
 
@@ -110,7 +115,8 @@ def test_media_parts() -> None:
             {"fileData": {"fileUri": "https://generativelanguage.googleapis.com/v1beta/files/abc"}},
             "Files API",
         ),
-        ({"fileData": {"fileUri": "https://example.com/report.pdf"}}, "only image URLs"),
+        ({"fileData": {"fileUri": "https://example.com/report?id=3"}}, "mimeType': is required"),
+        ({"fileData": {"fileUri": "https://example.com/report.pdf", "mimeType": "pdf"}}, "not a media type"),
         ({"executableCode": {"language": "PYTHON", "code": "1"}}, "code execution"),
         ({"text": "a", "inlineData": {"mimeType": "image/png", "data": PNG}}, "exactly one of"),
         ({}, "is empty"),

@@ -12,6 +12,8 @@ own API takes, so none reaches it raw (OpenAI rejects fields it does not know):
   reasoning; OpenAI's Chat API takes no reasoning back (its own stays server-side).
 - assistant ``tool_calls[].extra_content`` (a Gemini call's thought signature, Google's
   OpenAI-compatible extension): removed, for the same reason.
+- ``image_url.format`` and ``file.format`` (the media type of a URL, LiteLLM's field; Gemini's
+  fileData needs it): removed. A ``file`` part whose ``file_data`` is a URL is a 400.
 - tool ``is_error: true``: the content is prefixed "Error: " (OpenAI has no such flag).
 - ``document`` parts: base64 sources (PDF) become ``file`` parts (``file_data`` as a data URL),
   plain-text ones (text, content, base64 text/*) text parts (title first); URL sources are a 400.
@@ -69,6 +71,39 @@ def _document(part: JSON, where: str, provider_type: str) -> JSON:
                                      "filename": doc.title or "document.pdf"}}
 
 
+def _by_url(file: JSON) -> bool:
+    """``file_data`` naming a URL (https://, gs://...), not a data URL (nor bare base64, which
+    holds no colon)."""
+    data = file.get("file_data")
+    return isinstance(data, str) and "://" in data[:40]
+
+
+def _formatted(part: Any) -> bool:
+    """An ``image_url`` or ``file`` part carrying ``format`` (the media type of a URL), or a
+    ``file`` part naming a URL."""
+    if not isinstance(part, dict):
+        return False
+    kind = part.get("type")
+    inner = part.get(kind) if kind in ("image_url", "file") else None
+    return isinstance(inner, dict) and ("format" in inner or (kind == "file" and _by_url(inner)))
+
+
+def _unformatted(part: JSON, where: str, provider_type: str) -> JSON:
+    """``part`` without ``format``: OpenAI's image_url has only url and detail, its file part
+    file_data, file_id and filename, and it refuses other fields. The type is the data URL's,
+    or what the server of an image URL says. A file by URL (OpenAI takes data URLs or file ids)
+    is a 400 here, naming the field, rather than OpenAI's."""
+    kind = part["type"]
+    inner = {k: v for k, v in part[kind].items() if k != "format"}
+    if kind == "file" and _by_url(inner):
+        raise InvalidRequest(
+            f"{where}.file.file_data: provider type '{provider_type}' takes files only inline (a data "
+            "URL) or by file_id, not by URL; send the file's bytes",
+            param=f"{where}.file.file_data",
+        )
+    return {**part, kind: inner}
+
+
 def _parts(content: Any, where: str, provider_type: str, own: bool) -> Any:
     if not isinstance(content, list):
         return content
@@ -76,6 +111,8 @@ def _parts(content: Any, where: str, provider_type: str, own: bool) -> Any:
     for j, part in enumerate(content):
         if own:
             part = _without_cache(part)
+            if _formatted(part):
+                part = _unformatted(part, f"{where}[{j}]", provider_type)
         if documents.is_document(part):
             part = _document(part, f"{where}[{j}]", provider_type)
         out.append(part)
@@ -132,6 +169,8 @@ def _signed(calls: Any) -> bool:
     return isinstance(calls, list) and any(isinstance(c, dict) and "extra_content" in c for c in calls)
 
 
+# Part types that may need rewriting: a text part costs one look here, not two calls.
+_REWRITTEN_PARTS = frozenset({"document", "image_url", "file"})
 # A set: a message's few keys are looked up in it in C (isdisjoint), not by a generator.
 _MESSAGE_EXTENSIONS = frozenset({"reasoning_content", "thinking_blocks", "is_error"})
 
@@ -150,7 +189,9 @@ def _plain(request: JSON) -> bool:
             return False
         content = msg.get("content")
         if isinstance(content, list) and any(
-            isinstance(p, dict) and ("cache_control" in p or documents.is_document(p)) for p in content
+            isinstance(p, dict) and ("cache_control" in p or (
+                p.get("type") in _REWRITTEN_PARTS and (documents.is_document(p) or _formatted(p))))
+            for p in content
         ):
             return False
     return True

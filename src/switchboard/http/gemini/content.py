@@ -9,14 +9,15 @@ Reference: https://ai.google.dev/api/caching#Content and #Part.
     inlineData audio/wav, audio/mp3   -> input_audio part
     inlineData application/pdf        -> file part (file_data data: URL)
     inlineData text/*                 -> text part (the bytes decoded as UTF-8)
-    fileData http(s) URL of an image  -> image_url part with that URL
+    fileData http(s) URL of an image  -> image_url part with that URL (mimeType as image_url.format)
+    fileData http(s) URL, other types -> file part, the URL as file_data, the type as file.format
     functionCall (model)              -> assistant tool_calls; its id, else call_<content>_<part>;
                                          a thoughtSignature rides in extra_content.google
     functionResponse (user)           -> a role tool message each, placed before the rest of that
                                          user turn; paired with its call by id, else by name
     thought parts                     -> dropped: no upstream can continue another model's thinking;
                                          a content of only thoughts is no turn (none at all: 400)
-Everything else (code execution, Files API and gs:// URIs, video) is a 400 naming the part.
+Everything else (code execution, Files API and gs:// URIs, inline video) is a 400 naming the part.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from switchboard.http.gemini.fields import (
     string,
     unsupported,
 )
+from switchboard.providers.google.request import MEDIA_TYPE
 
 _CONTENT = frozenset({"role", "parts"})
 _PART = frozenset({
@@ -127,14 +129,20 @@ def _file(value: Any, path: str) -> JSON:
     if parts.hostname in _GOOGLE_FILES:
         raise unsupported(f"{path}.fileUri", "files uploaded to Google's Files API belong to a Google "
                           "account; send the bytes as inlineData")
-    mime = ref.get("mimeType")
-    if mime is not None:
-        kind: str | None = string(mime, f"{path}.mimeType").lower()
-    else:
-        kind = mimetypes.guess_type(parts.path)[0]
-    if kind is None or not kind.startswith("image/"):
-        raise unsupported(f"{path}.fileUri", "only image URLs are translated; send other files as inlineData")
-    return {"type": "image_url", "image_url": {"url": uri}}
+    given = ref.get("mimeType")
+    mime = string(given, f"{path}.mimeType").lower() if given is not None else None
+    if mime is not None and MEDIA_TYPE.match(mime) is None:
+        raise fail(f"{path}.mimeType", f"'{mime[:60]}' is not a media type such as 'application/pdf'")
+    kind = mime or mimetypes.guess_type(parts.path)[0]
+    if kind is None:
+        raise fail(f"{path}.mimeType", "is required when the fileUri's extension does not tell the type")
+    # The caller's mimeType rides as the part's ``format`` (the canonical media type of a URL):
+    # a Gemini upstream sends it back as fileData.mimeType; a guess from the extension is made
+    # again there, so it is not added.
+    if kind.startswith("image/"):
+        image: JSON = {"url": uri, "format": mime} if mime else {"url": uri}
+        return {"type": "image_url", "image_url": image}
+    return {"type": "file", "file": {"file_data": uri, "format": kind}}
 
 
 def _arguments(value: Any, path: str) -> str:

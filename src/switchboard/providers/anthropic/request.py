@@ -16,6 +16,7 @@ Which fields are translated and which refused is the capability table
 
 from __future__ import annotations
 
+import mimetypes
 import re
 from typing import Any
 
@@ -281,6 +282,18 @@ def with_cache_control(block: JSON, source: JSON, param: str) -> JSON:
     return block
 
 
+def _pdf_url(url: str, given: Any, param: str) -> JSON:
+    """A file by URL (``file.format`` its type, else the URL path's extension): Anthropic fetches
+    PDFs by URL (a document ``url`` source), nothing else; other files must come inline."""
+    media_type = given if isinstance(given, str) else mimetypes.guess_type(url.split("?", 1)[0])[0]
+    if (media_type or "").lower() != "application/pdf":
+        raise InvalidRequest(
+            f"provider type 'anthropic' takes a file by URL only as a PDF, not as "
+            f"'{str(media_type)[:60]}'; send the file inline (a data URL)", param=param,
+        )
+    return {"type": "url", "url": url}
+
+
 def _document_part(document: Any, param: str, target: Target) -> JSON:
     """A canonical document part is an Anthropic document block carried as written, but for its
     source: a ``file`` source names a file of the Files API of the account the request is sent
@@ -326,13 +339,17 @@ def _image_source(url: str, param: str) -> JSON:
 def _document(file: Any, param: str) -> JSON:
     data_url = file.get("file_data") if isinstance(file, dict) else None
     if not isinstance(data_url, str):
-        raise InvalidRequest("only inline files ('file_data' data URLs) are supported by provider type "
-                             "'anthropic'", param=param)
-    media_type, data = _data_url(data_url, f"{param}.file_data")
-    if media_type != "application/pdf":
-        raise InvalidRequest(f"file type '{media_type}' is not supported (only application/pdf)",
-                             param=f"{param}.file_data")
-    block: JSON = {"type": "document", "source": {"type": "base64", "media_type": media_type, "data": data}}
+        raise InvalidRequest("a file needs 'file_data' (a data URL, or a PDF's http(s) URL) for provider "
+                             "type 'anthropic'", param=param)
+    if data_url[:8].lower().startswith(("http://", "https://")):
+        source = _pdf_url(data_url, file.get("format"), f"{param}.file_data")
+        block: JSON = {"type": "document", "source": source}
+    else:
+        media_type, data = _data_url(data_url, f"{param}.file_data")
+        if media_type != "application/pdf":
+            raise InvalidRequest(f"file type '{media_type}' is not supported (only application/pdf)",
+                                 param=f"{param}.file_data")
+        block = {"type": "document", "source": {"type": "base64", "media_type": media_type, "data": data}}
     if isinstance(file.get("filename"), str) and file["filename"]:
         block["title"] = file["filename"]
     return block

@@ -50,7 +50,7 @@ _STORAGE_HOSTS = ("storage.googleapis.com", "storage.cloud.google.com")
 _MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY"}
 _AUDIO_TYPES = {"wav": "audio/wav", "mp3": "audio/mp3"}
 _MIME_ALIASES = {"image/jpg": "image/jpeg"}
-_MEDIA_TYPE = re.compile(r"^[\w.+-]+/[\w.+-]+$")
+MEDIA_TYPE = re.compile(r"^[\w.+-]+/[\w.+-]+$")
 
 
 def generate_content_body(request: JSON, target: Target) -> JSON:
@@ -269,7 +269,7 @@ def _url_type(url: str, given: Any, where: str, field: str) -> str | None:
     None, sent without one (the Gemini API's mimeType is optional)."""
     owner = field.rpartition(".")[0]  # image_url or file
     if given is not None:
-        if not isinstance(given, str) or _MEDIA_TYPE.match(given) is None:
+        if not isinstance(given, str) or MEDIA_TYPE.match(given) is None:
             raise InvalidRequest(f"{where}.{owner}.format must be a media type such as 'image/png'",
                                  param=f"{where}.{owner}.format")
         return _mime(given)

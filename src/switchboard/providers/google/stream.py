@@ -85,7 +85,7 @@ class GoogleStreamDecoder(DeferredError):
         chunks: list[JSON] = []
         for event in events:
             try:
-                chunks.extend(self._event(event.data))
+                self._event(event.data, chunks)
             except GatewayError as exc:
                 if not chunks:
                     raise
@@ -95,11 +95,13 @@ class GoogleStreamDecoder(DeferredError):
 
     # -- one event ---------------------------------------------------------------------------
 
-    def _event(self, data: str) -> list[JSON]:
+    def _event(self, data: str, out: list[JSON]) -> None:
+        """Appends the event's chunks to ``out`` as they are made: an error part-way through an
+        event (a failed candidate) leaves those before it in ``out``, sent before the error."""
         obj = loads_object(data.encode())
         if obj is None:
             if empty_data(data):
-                return []  # dispatched, but carries nothing (providers/sse.py)
+                return  # dispatched, but carries nothing (providers/sse.py)
             raise invalid_body(self._target, "stream event")
         if isinstance(obj.get("error"), dict):
             raise from_error_object(obj["error"], 0, {}, self._target)
@@ -110,24 +112,21 @@ class GoogleStreamDecoder(DeferredError):
             self._usage = usage(obj["usageMetadata"])
         candidates = candidates_of(obj)
         if not candidates and prompt_blocked(obj):
-            return self._blocked()
-        chunks: list[JSON] = []
+            out.extend(self._blocked())
+            return
         for position, candidate in enumerate(candidates):
             index = candidate.get("index")
             if index.__class__ is not int or index < 0:  # the usual index costs no call
                 index = index_of(index)  # 1.0 is 1; of the wrong type: its place in the list
                 index = position if index is None else index
-            chunks.extend(self._candidate(index, candidate))
-        return chunks
+            self._candidate(index, candidate, out)
 
-    def _candidate(self, index: int, candidate: JSON) -> list[JSON]:
+    def _candidate(self, index: int, candidate: JSON, out: list[JSON]) -> None:
         state = self._candidates.setdefault(index, _Candidate())
         if state.finished:
-            return []
+            return
         text, thoughts, calls = split_parts(parts_of(candidate))
         state.said = state.said or bool(text or calls)
-        if failed_generation(candidate, state.said):
-            raise failed_generation_error(candidate, self._target)
         delta: JSON = {}
         if not state.started:
             delta["role"] = "assistant"
@@ -138,15 +137,20 @@ class GoogleStreamDecoder(DeferredError):
             delta["reasoning_content"] = thoughts
         if calls:
             delta["tool_calls"] = [self._tool_delta(state, part) for part in calls]
-        chunks = []
+        if failed_generation(candidate, state.said):
+            # Answer text or calls in the failing event (MISSING_THOUGHT_SIGNATURE) go out before
+            # the error, as earlier events' did. Thoughts alone do not: a first event failing so
+            # stays an error before the stream starts, still retried or fallen back from.
+            if text or calls:
+                out.append(self._chunk(index, delta, None, logprobs(candidate)))
+            raise failed_generation_error(candidate, self._target)
         reason = finish_reason(candidate.get("finishReason"), state.tool_calls > 0)
         if text or thoughts or calls or (reason is None and delta):
-            chunks.append(self._chunk(index, delta, None, logprobs(candidate)))
+            out.append(self._chunk(index, delta, None, logprobs(candidate)))
             delta = {}
         if reason is not None:
             state.finished = True
-            chunks.append(self._chunk(index, delta, reason, None))
-        return chunks
+            out.append(self._chunk(index, delta, reason, None))
 
     def _tool_delta(self, state: _Candidate, part: JSON) -> JSON:
         call = {"index": state.tool_calls, **tool_call(part, new_call_id())}
