@@ -765,6 +765,62 @@ def test_a_breaker_incident_outlives_no_restart_and_a_later_trip_fires_again(
             gw.process.stop()
 
 
+def test_a_rule_changed_to_breaker_ends_its_former_kinds_incidents_and_a_trip_opens_its_own(
+    pair: Pair, mock_upstream: Mock, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """A rule given another kind under its name: its open incidents of the former kind (same
+    rule, same subjects) no longer stand in for the new kind's. A breaker trip, told once,
+    resolves them and opens its own breaker incidents, with their events."""
+    with WebhookReceiver() as hooks:
+        config = openai_config(mock_upstream)
+        config["models"] += [{"name": "shifty", "deployment": name, "provider": P, "model": "gpt-4o-mini",
+                              **SHORT} for name in ("one", "two")]
+        config["router"] = {"num_retries": 0, "cooldown": {"failures": 1000, "seconds": 30}}
+        config["alerts"] = {"evaluate_seconds": 0.2,
+                            "webhooks": {"oncall": {"url": hooks.url, "secret": HOOK_SECRET}},
+                            "rules": [{"name": "shifty", "kind": "error_rate", "group": "shifty",
+                                       "threshold": 0.5, "window_seconds": 60, "min_requests": 2}]}
+        if pair.kind == "cluster":
+            postgres, redis = request.getfixturevalue("postgres"), request.getfixturevalue("redis_server")
+            config["database"] = {"url": postgres.create_database(f"alerts_{uuid.uuid4().hex[:8]}")}
+            config["redis"] = {"url": redis.url}
+        gw = start_gateway(config, tmp_path)
+        watched = Pair(pair.kind, gw, gw, hooks, config)
+        try:
+            def both_failing() -> list[dict[str, Any]] | None:
+                assert chat(gw, "shifty", "mock:status=500 failing").status_code == 502
+                found = watched.alerts(rule="shifty", state="open")
+                return found if len(found) == 2 else None
+
+            before = until(both_failing, "no error_rate incident on both deployments")
+            assert {i["kind"] for i in before} == {"error_rate"}
+            gw.process.stop()
+            # The same rule as a breaker rule; evaluations far apart, so only the trip can end
+            # the error_rate incidents within this test.
+            config["router"]["cooldown"]["failures"] = 2
+            config["alerts"]["evaluate_seconds"] = 60
+            config["alerts"]["rules"] = [{"name": "shifty", "kind": "breaker", "group": "shifty"}]
+            gw = watched.first = watched.second = start_gateway(config, tmp_path)
+            until(lambda: chat(gw, "shifty", "mock:status=500 failing").status_code == 503,
+                  "'shifty' never cooled down")
+
+            def replaced() -> list[dict[str, Any]] | None:
+                found = watched.alerts(rule="shifty", state="open")
+                return found if len(found) == 2 and all(i["kind"] == "breaker" for i in found) else None
+
+            after = until(replaced, "no breaker incidents opened in place of the error_rate ones")
+            assert sorted(i["subject"] for i in after) == ["shifty/one", "shifty/two"]
+            old = {i["id"]: i for i in watched.alerts(rule="shifty", state="resolved")}
+            assert set(old) == {i["id"] for i in before}
+            assert all(i["kind"] == "error_rate" and i["resolved_value"] is None for i in old.values())
+            firing = delivered(watched, "shifty", "alert.firing", count=4)
+            assert {e["data"]["incident_id"] for e in firing.values()} == set(old) | {i["id"] for i in after}
+            resolved = delivered(watched, "shifty", "alert.resolved", count=2)
+            assert {e["data"]["incident_id"] for e in resolved.values()} == set(old)
+        finally:
+            gw.process.stop()
+
+
 def test_shutdown_gives_hanging_budget_and_alert_receivers_their_grace_once(
     pair: Pair, mock_upstream: Mock, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
