@@ -59,6 +59,10 @@ def _config(mock: Mock, hooks: WebhookReceiver) -> dict[str, Any]:
         # Incidents of the listing and cursor tests' own: "wobbly" is test_error_rate_fires_once's.
         *({"name": f"paged-{x}", "provider": P, "model": "gpt-4o-mini"} for x in "abc"),
         {"name": "cursored", "provider": P, "model": "gpt-4o-mini"},
+        # The gateway's credential for this provider is wrong: every call is refused upstream.
+        {"name": "locked-out", "provider": "bad-key", "model": "gpt-4o-mini"},
+        # Callers may send their own credential for it.
+        {"name": "own-account", "provider": "own-account", "model": "gpt-4o-mini"},
         # A short total timeout: with Redis, a half-open probe's claim lasts 5 s plus that.
         {"name": "tripping", "deployment": "one", "provider": P, "model": "gpt-4o-mini", **SHORT},
         {"name": "tripping", "deployment": "two", "provider": P, "model": "gpt-4o", **SHORT},
@@ -68,6 +72,9 @@ def _config(mock: Mock, hooks: WebhookReceiver) -> dict[str, Any]:
         {"name": PRICED, "provider": P, "model": "gpt-4o-mini",
          "info": {"input_cost_per_mtok": 0, "output_cost_per_mtok": 2000}},
     ]
+    config["providers"].append({"name": "own-account", "type": "openai", "api_base": f"{mock.url}/v1",
+                                "api_key": "${UPSTREAM_KEY}", "allow_caller_credentials": True})
+    config["auth"]["caller_credentials"] = {"enabled": True}
     config["router"] = {"num_retries": 0, "cooldown": {"failures": 3, "seconds": 1.0}}
     config["alerts"] = {
         "evaluate_seconds": 0.2,
@@ -84,6 +91,10 @@ def _config(mock: Mock, hooks: WebhookReceiver) -> dict[str, Any]:
             {"name": "paged-errors", "kind": "error_rate", "group": "paged-*", "threshold": 0.5,
              "window_seconds": 60, "min_requests": 2, "webhooks": []},
             {"name": "cursored-errors", "kind": "error_rate", "group": "cursored", "threshold": 0.5,
+             "window_seconds": 60, "min_requests": 2, "webhooks": []},
+            {"name": "locked-out-errors", "kind": "error_rate", "group": "locked-out", "threshold": 0.5,
+             "window_seconds": 60, "min_requests": 2, "webhooks": []},
+            {"name": "own-account-errors", "kind": "error_rate", "group": "own-account", "threshold": 0.25,
              "window_seconds": 60, "min_requests": 2, "webhooks": []},
             {"name": "breakers", "kind": "breaker", "group": "tripping"},
             {"name": "dark-breaker", "kind": "breaker", "group": "dark", "webhooks": []},
@@ -292,6 +303,40 @@ def test_streams_failing_after_their_first_byte_count_as_failures(pair: Pair) ->
     (event,) = delivered(pair, "streamy-errors", "alert.firing").values()
     assert event["data"]["subject"] == "streamy/local-openai/gpt-4o-mini"
     assert event["data"]["value"] == 1.0 and event["data"]["details"]["failures"] >= 3
+
+
+def test_a_provider_refusing_the_gateways_credential_raises_an_error_rate_incident(pair: Pair) -> None:
+    """An upstream 401 is the gateway's broken credential, not the caller's bad request: every
+    caller gets a 502, and the deployment's error rate says so."""
+    for i in range(2):
+        for gw in pair.both:
+            resp = chat(gw, "locked-out", f"hello {i}")
+            assert resp.status_code == 502, resp.text
+            assert resp.json()["error"]["code"] == "upstream_authentication_failed"
+    (incident,) = until(lambda: pair.alerts(rule="locked-out-errors", state="open"), "no error_rate incident")
+    assert incident["kind"] == "error_rate" and incident["subject"] == "locked-out/bad-key/gpt-4o-mini"
+    assert incident["value"] == 1.0 and incident["details"]["failures"] >= 2
+
+
+def test_the_provider_accounts_credit_and_limits_count_on_the_gateways_credential_only(pair: Pair) -> None:
+    """Out of credit (402) on the gateway's credential: every caller is refused, the deployment
+    failed. On a caller's own credential, its 402s and 429s are its own account's (the breakers
+    do not count them either)."""
+    own = {"x-provider-authorization": UPSTREAM_KEY}
+    for status in ("402", "429"):
+        for i in range(2):
+            text = f"mock:status={status} {i}"
+            body = {"model": "own-account", "messages": [{"role": "user", "content": text}]}
+            resp = httpx.post(f"{pair.first.base_url}/chat/completions", json=body, timeout=30,
+                              headers={**ADMIN, **own})
+            assert resp.status_code == int(status), resp.text
+    for i in range(2):
+        resp = chat(pair.first, "own-account", f"mock:status=402 out of credit {i}")
+        assert resp.status_code == 402 and resp.json()["error"]["code"] == "insufficient_quota", resp.text
+    (incident,) = until(lambda: pair.alerts(rule="own-account-errors", state="open"), "no incident")
+    # Fired at the gateway's second 402 only: 2 failures among 6 attempts.
+    assert (incident["details"]["failures"], incident["details"]["requests"]) == (2, 6)
+    assert incident["value"] == round(2 / 6, 4)
 
 
 def test_a_breaker_trip_fires_and_its_recovery_resolves(pair: Pair) -> None:
