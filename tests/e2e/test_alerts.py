@@ -59,6 +59,10 @@ def _config(mock: Mock, hooks: WebhookReceiver) -> dict[str, Any]:
         # Incidents of the listing and cursor tests' own: "wobbly" is test_error_rate_fires_once's.
         *({"name": f"paged-{x}", "provider": P, "model": "gpt-4o-mini"} for x in "abc"),
         {"name": "cursored", "provider": P, "model": "gpt-4o-mini"},
+        # The gateway's credential for this provider is wrong: every call is refused upstream.
+        {"name": "locked-out", "provider": "bad-key", "model": "gpt-4o-mini"},
+        # Callers may send their own credential for it.
+        {"name": "own-account", "provider": "own-account", "model": "gpt-4o-mini"},
         # A short total timeout: with Redis, a half-open probe's claim lasts 5 s plus that.
         {"name": "tripping", "deployment": "one", "provider": P, "model": "gpt-4o-mini", **SHORT},
         {"name": "tripping", "deployment": "two", "provider": P, "model": "gpt-4o", **SHORT},
@@ -68,6 +72,9 @@ def _config(mock: Mock, hooks: WebhookReceiver) -> dict[str, Any]:
         {"name": PRICED, "provider": P, "model": "gpt-4o-mini",
          "info": {"input_cost_per_mtok": 0, "output_cost_per_mtok": 2000}},
     ]
+    config["providers"].append({"name": "own-account", "type": "openai", "api_base": f"{mock.url}/v1",
+                                "api_key": "${UPSTREAM_KEY}", "allow_caller_credentials": True})
+    config["auth"]["caller_credentials"] = {"enabled": True}
     config["router"] = {"num_retries": 0, "cooldown": {"failures": 3, "seconds": 1.0}}
     config["alerts"] = {
         "evaluate_seconds": 0.2,
@@ -84,6 +91,10 @@ def _config(mock: Mock, hooks: WebhookReceiver) -> dict[str, Any]:
             {"name": "paged-errors", "kind": "error_rate", "group": "paged-*", "threshold": 0.5,
              "window_seconds": 60, "min_requests": 2, "webhooks": []},
             {"name": "cursored-errors", "kind": "error_rate", "group": "cursored", "threshold": 0.5,
+             "window_seconds": 60, "min_requests": 2, "webhooks": []},
+            {"name": "locked-out-errors", "kind": "error_rate", "group": "locked-out", "threshold": 0.5,
+             "window_seconds": 60, "min_requests": 2, "webhooks": []},
+            {"name": "own-account-errors", "kind": "error_rate", "group": "own-account", "threshold": 0.25,
              "window_seconds": 60, "min_requests": 2, "webhooks": []},
             {"name": "breakers", "kind": "breaker", "group": "tripping"},
             {"name": "dark-breaker", "kind": "breaker", "group": "dark", "webhooks": []},
@@ -292,6 +303,40 @@ def test_streams_failing_after_their_first_byte_count_as_failures(pair: Pair) ->
     (event,) = delivered(pair, "streamy-errors", "alert.firing").values()
     assert event["data"]["subject"] == "streamy/local-openai/gpt-4o-mini"
     assert event["data"]["value"] == 1.0 and event["data"]["details"]["failures"] >= 3
+
+
+def test_a_provider_refusing_the_gateways_credential_raises_an_error_rate_incident(pair: Pair) -> None:
+    """An upstream 401 is the gateway's broken credential, not the caller's bad request: every
+    caller gets a 502, and the deployment's error rate says so."""
+    for i in range(2):
+        for gw in pair.both:
+            resp = chat(gw, "locked-out", f"hello {i}")
+            assert resp.status_code == 502, resp.text
+            assert resp.json()["error"]["code"] == "upstream_authentication_failed"
+    (incident,) = until(lambda: pair.alerts(rule="locked-out-errors", state="open"), "no error_rate incident")
+    assert incident["kind"] == "error_rate" and incident["subject"] == "locked-out/bad-key/gpt-4o-mini"
+    assert incident["value"] == 1.0 and incident["details"]["failures"] >= 2
+
+
+def test_the_provider_accounts_credit_and_limits_count_on_the_gateways_credential_only(pair: Pair) -> None:
+    """Out of credit (402) on the gateway's credential: every caller is refused, the deployment
+    failed. On a caller's own credential, its 402s and 429s are its own account's (the breakers
+    do not count them either)."""
+    own = {"x-provider-authorization": UPSTREAM_KEY}
+    for status in ("402", "429"):
+        for i in range(2):
+            text = f"mock:status={status} {i}"
+            body = {"model": "own-account", "messages": [{"role": "user", "content": text}]}
+            resp = httpx.post(f"{pair.first.base_url}/chat/completions", json=body, timeout=30,
+                              headers={**ADMIN, **own})
+            assert resp.status_code == int(status), resp.text
+    for i in range(2):
+        resp = chat(pair.first, "own-account", f"mock:status=402 out of credit {i}")
+        assert resp.status_code == 402 and resp.json()["error"]["code"] == "insufficient_quota", resp.text
+    (incident,) = until(lambda: pair.alerts(rule="own-account-errors", state="open"), "no incident")
+    # Fired at the gateway's second 402 only: 2 failures among 6 attempts.
+    assert (incident["details"]["failures"], incident["details"]["requests"]) == (2, 6)
+    assert incident["value"] == round(2 / 6, 4)
 
 
 def test_a_breaker_trip_fires_and_its_recovery_resolves(pair: Pair) -> None:
@@ -656,6 +701,34 @@ def test_a_cursor_outside_the_callers_list_is_a_400(pair: Pair) -> None:
         "type": "invalid_request_error", "param": "before", "code": "invalid_cursor"}
 
 
+def test_a_cursor_outside_the_lists_filters_is_a_400_but_its_state_may_have_changed(pair: Pair) -> None:
+    for i in range(2):
+        for gw in pair.both:
+            chat(gw, "cursored", f"mock:status=500 failing for the filtered cursor {i}")
+    cursor = until(lambda: pair.alerts(rule="cursored-errors", state="open"), "no open cursored incident")[0]
+    later = (datetime.fromisoformat(cursor["started_at"]) + timedelta(seconds=1)).isoformat()
+    # Another list's last_id: a kind, rule or time range it is not in.
+    for params in ({"kind": "budget"}, {"rule": "paged-errors"}, {"since": later}):
+        resp = pair.admin("GET", "/admin/v1/alerts", params={**params, "before": cursor["id"]})
+        assert resp.status_code == 400, (params, resp.text)
+        error = resp.json()["error"]
+        assert (error["code"], error["param"]) == ("invalid_cursor", "before"), params
+    for params in ({"kind": "error_rate"}, {"rule": "cursored-errors"}, {"since": cursor["started_at"]}):
+        resp = pair.admin("GET", "/admin/v1/alerts", params={**params, "before": cursor["id"]})
+        assert resp.status_code == 200, (params, resp.text)
+    # Its state is another matter: the last open incident of a page may be resolved before the
+    # next page is asked for. The page starts right after it, in the list's order.
+    everything = pair.alerts(limit=1000)
+    after = everything[[i["id"] for i in everything].index(cursor["id"]) + 1:]
+    page = pair.alerts(limit=1000, state="resolved", before=cursor["id"])
+    assert all(i["state"] == "resolved" for i in page)
+    assert all(i["started_at"] <= cursor["started_at"] and i["id"] != cursor["id"] for i in page)
+    # Resolved by the time of the page's read: every one listed after the cursor then, and
+    # resolved already, is on it.
+    listed = {i["id"] for i in page}
+    assert {i["id"] for i in after if i["state"] == "resolved"} <= listed
+
+
 @pytest.mark.parametrize(("params", "code", "param"), [
     ({"state": "bogus"}, "invalid_value", "state"),
     ({"kind": "weather"}, "invalid_value", "kind"),
@@ -761,6 +834,62 @@ def test_a_breaker_incident_outlives_no_restart_and_a_later_trip_fires_again(
                 ("open", "fragile/one"), ("open", "fragile/two"),
                 ("resolved", "fragile/one"), ("resolved", "fragile/two")]
             assert {i["id"] for i in listed if i["state"] == "open"} == again
+        finally:
+            gw.process.stop()
+
+
+def test_a_rule_changed_to_breaker_ends_its_former_kinds_incidents_and_a_trip_opens_its_own(
+    pair: Pair, mock_upstream: Mock, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """A rule given another kind under its name: its open incidents of the former kind (same
+    rule, same subjects) no longer stand in for the new kind's. A breaker trip, told once,
+    resolves them and opens its own breaker incidents, with their events."""
+    with WebhookReceiver() as hooks:
+        config = openai_config(mock_upstream)
+        config["models"] += [{"name": "shifty", "deployment": name, "provider": P, "model": "gpt-4o-mini",
+                              **SHORT} for name in ("one", "two")]
+        config["router"] = {"num_retries": 0, "cooldown": {"failures": 1000, "seconds": 30}}
+        config["alerts"] = {"evaluate_seconds": 0.2,
+                            "webhooks": {"oncall": {"url": hooks.url, "secret": HOOK_SECRET}},
+                            "rules": [{"name": "shifty", "kind": "error_rate", "group": "shifty",
+                                       "threshold": 0.5, "window_seconds": 60, "min_requests": 2}]}
+        if pair.kind == "cluster":
+            postgres, redis = request.getfixturevalue("postgres"), request.getfixturevalue("redis_server")
+            config["database"] = {"url": postgres.create_database(f"alerts_{uuid.uuid4().hex[:8]}")}
+            config["redis"] = {"url": redis.url}
+        gw = start_gateway(config, tmp_path)
+        watched = Pair(pair.kind, gw, gw, hooks, config)
+        try:
+            def both_failing() -> list[dict[str, Any]] | None:
+                assert chat(gw, "shifty", "mock:status=500 failing").status_code == 502
+                found = watched.alerts(rule="shifty", state="open")
+                return found if len(found) == 2 else None
+
+            before = until(both_failing, "no error_rate incident on both deployments")
+            assert {i["kind"] for i in before} == {"error_rate"}
+            gw.process.stop()
+            # The same rule as a breaker rule; evaluations far apart, so only the trip can end
+            # the error_rate incidents within this test.
+            config["router"]["cooldown"]["failures"] = 2
+            config["alerts"]["evaluate_seconds"] = 60
+            config["alerts"]["rules"] = [{"name": "shifty", "kind": "breaker", "group": "shifty"}]
+            gw = watched.first = watched.second = start_gateway(config, tmp_path)
+            until(lambda: chat(gw, "shifty", "mock:status=500 failing").status_code == 503,
+                  "'shifty' never cooled down")
+
+            def replaced() -> list[dict[str, Any]] | None:
+                found = watched.alerts(rule="shifty", state="open")
+                return found if len(found) == 2 and all(i["kind"] == "breaker" for i in found) else None
+
+            after = until(replaced, "no breaker incidents opened in place of the error_rate ones")
+            assert sorted(i["subject"] for i in after) == ["shifty/one", "shifty/two"]
+            old = {i["id"]: i for i in watched.alerts(rule="shifty", state="resolved")}
+            assert set(old) == {i["id"] for i in before}
+            assert all(i["kind"] == "error_rate" and i["resolved_value"] is None for i in old.values())
+            firing = delivered(watched, "shifty", "alert.firing", count=4)
+            assert {e["data"]["incident_id"] for e in firing.values()} == set(old) | {i["id"] for i in after}
+            resolved = delivered(watched, "shifty", "alert.resolved", count=2)
+            assert {e["data"]["incident_id"] for e in resolved.values()} == set(old)
         finally:
             gw.process.stop()
 

@@ -61,6 +61,11 @@ def test_percentiles_and_what_counts_as_a_failure() -> None:
     assert (percentile(values, 0.5), percentile(values, 0.95), percentile(values, 0.99)) == (50, 95, 99)
     assert [failed(s) for s in (200, 400, 404, 408, 429, 500, 503, 0)] == [
         False, False, False, True, True, True, True, True]
+    # The provider account's credit is the deployment's trouble on the gateway's credential,
+    # the caller's on its own (as its rate limit); a server error is the deployment's on either.
+    assert failed(402) and failed(400, "billing_hard_limit_reached") and not failed(400, "invalid_value")
+    assert not failed(402, own_account=True) and not failed(429, own_account=True)
+    assert failed(502, "upstream_authentication_failed") and failed(503, own_account=True)
 
 
 def test_windows_keep_only_watched_deployments_and_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -19,7 +19,7 @@ from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.query import digits_only, query_params
 from switchboard.http.admin.scoping import UtcTime
 from switchboard.observability.alerts.incidents import public
-from switchboard.stores.protocols import IncidentQuery
+from switchboard.stores.protocols import Incident, IncidentQuery
 
 router = APIRouter(prefix="/admin/v1/alerts", tags=["alerts"])
 
@@ -39,6 +39,16 @@ class AlertsQuery(BaseModel):
 
 
 ALLOWED = frozenset(AlertsQuery.model_fields)
+
+
+def _listed(cursor: Incident, params: AlertsQuery, tenant: str | None) -> bool:
+    """Whether the cursor could be on a page of this list. Its state is not checked: an incident
+    resolved between two pages of open ones still marks where the next page starts (the order,
+    started_at then id, never changes), so paging on through a changing list keeps working."""
+    return ((tenant is None or cursor.tenant_id == tenant)
+            and (params.kind is None or cursor.kind == params.kind)
+            and (params.rule is None or cursor.rule == params.rule)
+            and (params.since is None or cursor.started_at >= params.since))
 
 
 @router.get("", summary="Alert incidents, open and recent, newest first")
@@ -62,9 +72,10 @@ async def list_incidents(
             raise NotFound(f"no tenant '{tenant[:64]}'", code="tenant_not_found")
     if params.before is not None:
         # A cursor names an incident of this list: an unknown one (or one outside the caller's
-        # reach, never said to exist) would silently read as "no more incidents".
+        # reach, never said to exist) would silently read as "no more incidents", and one the
+        # filters leave out is another list's last_id.
         cursor = await store.get(params.before)
-        if cursor is None or (tenant is not None and cursor.tenant_id != tenant):
+        if cursor is None or not _listed(cursor, params, tenant):
             raise InvalidRequest("before: not an incident of this list (pass the last_id of the "
                                  "previous page)", param="before", code="invalid_cursor")
     query = IncidentQuery(tenant_id=tenant, state=params.state, kind=params.kind, rule=params.rule,

@@ -13,7 +13,8 @@
   instance hears both; the store lets one open and one resolve. The recovery notice never comes when the
   cooldown was lost (a restart, the deployment removed): each evaluation also resolves an open
   breaker incident, settled for two evaluations, whose deployment is no longer out
-  (``tripped``). A trip whose incident is open already keeps that one (moving its last_seen_at).
+  (``tripped``). A trip whose incident is open already keeps that one (moving its last_seen_at);
+  one open of the rule's former kind (its kind changed under its name) is resolved and replaced.
   A trip whose incident the store did not take is written again as a budget's is (below), while
   the deployment is still out: no second notice of that trip comes. A recovery's is not (the
   sweep above resolves what it left open).
@@ -240,6 +241,8 @@ class Alerts:
             details={**rule.public(), **(details or {})}, last_seen_at=now, resolves_at=resolves_at,
         )
         opened = await self._store.open(incident)
+        if opened is None and await self._displaced(rule, subject, now):
+            opened = await self._store.open(incident)
         if opened is None:
             # Open already (another instance, an earlier tick, a trip before a restart): that
             # incident is the current one, its event sent; the condition was seen holding now.
@@ -271,14 +274,34 @@ class Alerts:
         settled yet."""
         if not self._settled(incident, at):
             return False
+        await self._retire(incident, at, "the rule is no longer configured")
+        return True
+
+    async def _retire(self, incident: Incident, at: datetime, why: str) -> None:
+        """Resolve an incident of a rule gone (or of its former kind), ``resolved_value`` null;
+        its event to every alert webhook."""
         assert self._store is not None
         resolved = await self._store.resolve(incident.rule, incident.subject, at, None,
                                              incident_id=incident.id)
         if resolved is not None:  # None: resolved elsewhere meanwhile
-            log.info("alert %s resolved for %s: the rule is no longer configured", incident.rule,
-                     incident.subject)
+            log.info("alert %s resolved for %s: %s", incident.rule, incident.subject, why)
             self._send(tuple(self.senders), resolved)
-        return True
+
+    async def _displaced(self, rule: Rule, subject: str, at: datetime) -> bool:
+        """Whether to try opening ``rule``'s incident for ``subject`` again: the one open was of
+        another kind (the rule's kind changed under its name) and is resolved now, or none is open
+        any more. A breaker trip
+        or a budget crossing is told once: it cannot wait for that incident to settle as a
+        removed rule's does, and touching it would keep the former kind's incident alive.
+        Read only when an open conflicts (rare: a trip heard by several instances)."""
+        assert self._store is not None
+        for incident in await self._store.open_incidents():
+            if incident.rule == rule.name and incident.subject == subject:
+                if incident.kind == rule.kind:
+                    return False
+                await self._retire(incident, at, f"the rule is a {rule.kind} rule now")
+                return True
+        return True  # resolved meanwhile
 
     async def _sweep(self) -> None:
         """With no rule configured: the open incidents (all of rules no longer configured)

@@ -9,15 +9,22 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from switchboard.config.schema import AlertRule, AlertsConfig
+from switchboard.providers.errors import BILLING_CODES
 
 PERCENTILES = {"p50": 0.50, "p95": 0.95, "p99": 0.99}
-# Attempts that say the deployment failed: a server error, a timeout, a rate limit. A caller's
-# bad request (another 4xx) says nothing about the deployment.
-FAILED_4XX = frozenset({408, 429})
 
 
-def failed(status: int) -> bool:
-    return status >= 500 or status in FAILED_4XX or status <= 0
+def failed(status: int, code: str | None = None, own_account: bool = False) -> bool:
+    """Whether an attempt says the deployment failed: a server error (the provider refusing the
+    gateway's own credential among them: 502 upstream_authentication_failed), a timeout, no
+    answer, or the provider account's rate limit or credit (429; 402, or a billing code on
+    another 4xx). A caller's bad request (another 4xx) says nothing about the deployment, nor do
+    the limits and credit of a caller's own provider credential (``own_account``): the breakers
+    count the same (routing/router.py, ACCOUNT_CLASSES)."""
+    if status >= 500 or status <= 0 or status == 408:
+        return True
+    account = status in (402, 429) or (400 <= status < 500 and code in BILLING_CODES)
+    return account and not own_account
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,7 +52,8 @@ class Windows:
             watched = self._watched[key] = any(r.watches(*key) for r in self._rules)
         return watched
 
-    def add(self, group: str, deployment: str, status: int, ms: int, at: float | None = None) -> None:
+    def add(self, group: str, deployment: str, status: int, ms: int, at: float | None = None,
+            code: str | None = None, own_account: bool = False) -> None:
         key = (group, deployment)
         if not self._is_watched(key):
             return
@@ -61,7 +62,7 @@ class Windows:
             if len(self._samples) >= MAX_DEPLOYMENTS:
                 return
             samples = self._samples[key] = deque(maxlen=MAX_SAMPLES)
-        samples.append(Sample(self._clock() if at is None else at, failed(status), ms))
+        samples.append(Sample(self._clock() if at is None else at, failed(status, code, own_account), ms))
 
     def now(self) -> float:
         return self._clock()
@@ -96,5 +97,8 @@ class AttemptObserver:
         if not attempts:
             return
         now = self.windows.now()
+        # Every attempt of a request carries the caller's own credential, or none does.
+        own = ctx.caller_credential is not None
         for attempt in attempts:
-            self.windows.add(attempt.group, attempt.deployment, attempt.status, attempt.ms, now)
+            self.windows.add(attempt.group, attempt.deployment, attempt.status, attempt.ms, now,
+                             attempt.code, own)
