@@ -1394,3 +1394,33 @@ def test_gs_urls_are_refused_on_the_gateways_credential(gemini: openai.OpenAI) -
     assert isinstance(error, dict)
     assert error["code"] == "unsupported_parameter"
     assert error["param"] == "messages[0].content[1].image_url.url"
+
+
+@pytest.mark.parametrize(("garbage", "status", "code", "message"), [
+    (b"\x00\x01 not HTTP at all\r\n\r\n", 400, "malformed_http_request", "malformed HTTP request"),
+    (b"\r\n\r\nGARBAGE / HTTP/1.1\r\n\r\n", 400, "malformed_http_request", "malformed HTTP request"),
+    # Blank lines before a request line are skipped (RFC 9112 2.2) and start no request.
+    (b"\r\n" * (40 * 1024), 431, "request_header_fields_too_large",
+     "the request line and headers exceed the limit of 65536 bytes"),
+], ids=["garbage", "garbage-after-blank-lines", "endless-blank-lines"])
+def test_what_follows_an_anthropic_request_on_the_same_connection_gets_openais_shape(
+    edge: Gateway, garbage: bytes, status: int, code: str, message: str,
+) -> None:
+    """What follows a finished request on a kept-alive connection is a new request whose path
+    is not known yet: the connection's answer to it has the default (OpenAI) shape, not the
+    shape of the request before it."""
+    body = b'{"model":"gpt-4o-mini","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}'
+    sock = connect(edge)
+    sock.sendall(request_head("POST", "/v1/messages", length=len(body),
+                              extra="anthropic-version: 2023-06-01\r\n") + body)
+    got, _, answer = split_response(read_response(sock))
+    assert got == 200, answer
+    assert orjson.loads(answer)["type"] == "message"
+    sock.sendall(garbage)
+    got, headers, answer = split_response(read_until_closed(sock, deadline=10 * TICK))
+    sock.close()
+    assert got == status
+    assert headers["connection"] == "close"
+    assert orjson.loads(answer) == {"error": {"message": message, "type": "invalid_request_error",
+                                              "param": None, "code": code}}
+    assert_healthy(edge)

@@ -700,6 +700,66 @@ def test_secrets_rotate(
     works({"SWITCHBOARD_SECRET_KEY": NEW_SECRET}, rotations=1)  # the old secret is no longer needed
 
 
+PADDED_SECRET = f"  {NEW_SECRET}\n"  # as read from a file or a secret mount
+
+
+def test_a_secret_key_with_whitespace_around_it_is_the_same_secret_without(
+    mock_upstream: Mock, tmp_path: Path
+) -> None:
+    """``SWITCHBOARD_SECRET_KEY`` is used without the whitespace around it: instances given it
+    with and without a trailing newline share one database, each one's API keys and sealed
+    provider credentials working on the other; the padded one's start-up warns, naming the
+    variable, never its value."""
+    config = openai_config(mock_upstream)
+
+    def start(secret: str) -> Deployment:
+        return Deployment("embedded", start_gateway(config, tmp_path, env={"SWITCHBOARD_SECRET_KEY": secret}),
+                          mock_upstream, tmp_path)
+
+    padded = start(PADDED_SECRET)
+    warnings = [line for line in padded.gateway.process.lines if "SWITCHBOARD_SECRET_KEY" in line]
+    assert len(warnings) == 1 and "whitespace" in warnings[0], padded.gateway.process.output
+    assert NEW_SECRET not in padded.gateway.process.output
+    first_key = padded.admin("POST", "/keys", {"models": ["*"]}).json()["key"]
+    model = padded.model(padded.provider(api_key=UPSTREAM_KEY)["name"])["name"]  # its key sealed
+    padded.gateway.process.stop()
+
+    trimmed = start(NEW_SECRET)
+    assert not any("SWITCHBOARD_SECRET_KEY" in line for line in trimmed.gateway.process.lines)
+    reply = trimmed.sdk(first_key).chat.completions.create(model=model, messages=ask("trimmed"))
+    assert reply.choices[0].message.content.endswith("You said: trimmed")
+    second_key = trimmed.admin("POST", "/keys", {"models": ["*"]}).json()["key"]
+    trimmed.gateway.process.stop()
+
+    again = start(PADDED_SECRET)
+    try:
+        for key in (first_key, second_key):
+            reply = again.sdk(key).chat.completions.create(model=model, messages=ask("padded"))
+            assert reply.choices[0].message.content.endswith("You said: padded")
+    finally:
+        again.gateway.process.stop()
+
+
+def test_what_a_padded_secret_sealed_as_given_still_opens(mock_upstream: Mock, tmp_path: Path) -> None:
+    """A deployment that ran with a padded ``SWITCHBOARD_SECRET_KEY`` sealed its data under the
+    value as given (``auth.secret_key`` stands in for it here, taken as written): started with
+    the same padded variable, the trimmed secret is in use and the padded one still opens it."""
+    sealed_as_given = {**openai_config(mock_upstream), "auth": {
+        "master_key": "${SWITCHBOARD_MASTER_KEY}", "secret_key": PADDED_SECRET}}
+    before = Deployment("embedded", start_gateway(sealed_as_given, tmp_path), mock_upstream, tmp_path)
+    api_key = before.admin("POST", "/keys", {"models": ["*"]}).json()["key"]
+    model = before.model(before.provider(api_key=UPSTREAM_KEY)["name"])["name"]
+    before.gateway.process.stop()
+    now = Deployment("embedded", start_gateway(openai_config(mock_upstream), tmp_path,
+                                               env={"SWITCHBOARD_SECRET_KEY": PADDED_SECRET}),
+                     mock_upstream, tmp_path)
+    try:
+        reply = now.sdk(api_key).chat.completions.create(model=model, messages=ask("still"))
+        assert reply.choices[0].message.content.endswith("You said: still")
+    finally:
+        now.gateway.process.stop()
+
+
 def test_stored_entries_take_part_in_approval_and_caller_credentials(deployment: Deployment) -> None:
     # A stored model that requires approval: a team's key is held back until subscribed.
     provider = deployment.provider(api_key=UPSTREAM_KEY)

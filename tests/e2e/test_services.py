@@ -1120,3 +1120,62 @@ def test_the_operator_lets_tenants_reach_the_hosts_it_names(
         assert literal.status_code == 400 and literal.json()["error"]["code"] == "upstream_address_refused"
     finally:
         gw.process.stop()
+
+
+@pytest.mark.parametrize("key", ["sk-not-a-key", None], ids=["bad-key", "no-key"])
+def test_a_refused_key_with_expect_100_continue_gets_401_before_the_body_is_sent(
+        world: World, key: str | None) -> None:
+    """As on /v1/*: a client holding its body back until ``100 Continue`` is answered 401 at once,
+    never told to send a body that would be sent for nothing, and the service is not called."""
+    body = b'{"upload": "' + b"x" * 4096 + b'"}'
+    mark = f"call={uuid.uuid4().hex}"
+    auth = f"Authorization: Bearer {key}\r\n" if key is not None else ""
+    head = (f"POST /services/echo/upload?{mark} HTTP/1.1\r\nHost: gateway\r\n{auth}"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", world.gateway.port), timeout=10) as sock:
+        sock.sendall(head.encode())
+        reply = b""
+        while chunk := sock.recv(65536):  # the gateway ends its answer without waiting for the body
+            reply += chunk
+    assert not reply.startswith(b"HTTP/1.1 100"), reply
+    head_bytes, _, answer = reply.partition(b"\r\n\r\n")
+    assert head_bytes.startswith(b"HTTP/1.1 401 "), reply
+    assert b"\r\nconnection: close" in head_bytes.lower()
+    assert json.loads(answer)["error"]["type"] == "authentication_error"
+    assert all(seen["query"] != mark for seen in world.upstream.seen())
+    # The same request with a good key is told to send its body, and served.
+    with socket.create_connection(("127.0.0.1", world.gateway.port), timeout=10) as sock:
+        good = f"Host: gateway\r\nAuthorization: Bearer {MASTER_KEY}\r\n"
+        sock.sendall(head.replace(f"Host: gateway\r\n{auth}", good).encode())
+        interim = b""
+        while b"\r\n\r\n" not in interim:
+            interim += sock.recv(65536)
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(body)
+        served = b""
+        while b"\r\n\r\n" not in served:
+            served += sock.recv(65536)
+    assert served.startswith(b"HTTP/1.1 200 "), served
+
+
+def test_a_service_response_the_client_left_part_way_is_abandoned(world: World) -> None:
+    """A service's answer is relayed as it arrives: a client that leaves after its status was
+    sent left it part-way, as a client leaves a model-call stream. The record keeps the status
+    sent, says ``abandoned``, and ``?abandoned=true`` finds it; one read to its end is not."""
+    key = world.key(new_team())
+    rid = f"svc-abandoned-{uuid.uuid4().hex}"
+    with httpx.stream("GET", f"{world.url}/services/echo/stream?n=100&delay=0.1", timeout=30,
+                      headers={"Authorization": f"Bearer {key}", "x-request-id": rid}) as resp:
+        assert next(resp.iter_lines()) == "line 0"
+    record = _logged(world, rid)
+    assert record["status"] == 200
+    assert record["abandoned"] is True and record["metadata"]["client_disconnected"] is True
+    found = httpx.get(f"{world.url}/admin/v1/logs", params={"abandoned": "true", "model": "service:echo"},
+                      headers=ADMIN, timeout=30)
+    assert rid in [r["request_id"] for r in found.json()["data"]]
+    whole = f"svc-whole-{uuid.uuid4().hex}"
+    read = world.call("GET", "/services/echo/stream?n=3&delay=0.05", key, headers={"x-request-id": whole})
+    assert read.status_code == 200 and read.text.count("line") == 3
+    record = _logged(world, whole)
+    assert record["status"] == 200 and "client_disconnected" not in record["metadata"]
+    assert record["abandoned"] is False and "abandoned" not in record["metadata"]

@@ -670,6 +670,11 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         """Whether the request answered by the connection itself is an Anthropic client's, by
         as much of its path and headers as arrived: its SDK reads only Anthropic's error shape.
         Refusals only: nothing here runs for a request that is served."""
+        cycle = self.cycle
+        if self._phase == _HEADERS and cycle is not None and cycle.scope is self.scope:
+            # No new request has begun (only blank lines since the last one's end, RFC 9112
+            # 2.2): the path and headers still held are the previous request's, not this one's.
+            return False
         url = getattr(self, "url", None) or b""  # none before a request line began
         path = url.partition(b"?")[0].decode("latin-1")
         return from_anthropic_client(path, self.headers or ())

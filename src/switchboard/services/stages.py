@@ -152,6 +152,8 @@ class ServiceUsageStage:
         metadata: dict[str, Any] = {"operation": "service", "method": ctx.method, "service": service.name}
         if outcome.client_disconnected:
             metadata["client_disconnected"] = True
+            if outcome.status:  # left an answer relayed as it arrives, after its status was sent
+                metadata["abandoned"] = True
         first = outcome.first_byte_at
         record = UsageRecord(
             request_id=ctx.request_id,

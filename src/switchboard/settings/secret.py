@@ -77,11 +77,32 @@ def secret_problem(settings: Settings, env: Mapping[str, str]) -> str | None:
 
 
 def _env_secret(settings: Settings, env: Mapping[str, str]) -> str | None:
-    """``$SWITCHBOARD_SECRET_KEY``; set but blank is a VariableError (one line, exit 1), as for
-    the master key's variable, rather than a secret silently generated or demanded instead."""
+    """``$SWITCHBOARD_SECRET_KEY`` without the whitespace around it (a trailing newline from a
+    file or a secret mount), so that instances given the same secret with and without it agree;
+    set but blank is a VariableError (one line, exit 1), as for the master key's variable,
+    rather than a secret silently generated or demanded instead."""
     otherwise = ("auth.secret_key (required with a shared database)" if _shared_database(settings)
                  else f"the secret kept in the data directory's {SECRET_FILE} file")
-    return set_value(env, ENV, otherwise)
+    value = set_value(env, ENV, otherwise)
+    return None if value is None else value.strip()
+
+
+def padded_env_secret(settings: Settings, env: Mapping[str, str]) -> str | None:
+    """The raw ``$SWITCHBOARD_SECRET_KEY`` when it has whitespace around it and is the server
+    secret in use (None otherwise): earlier versions used it as given, so what they sealed under
+    it is opened with it as a previous secret, and start-up warns (serve)."""
+    raw = env.get(ENV)
+    if raw is None or raw == raw.strip():
+        return None
+    current = settings.auth.secret_key
+    return raw if current is not None and current.get_secret_value() == raw.strip() else None
+
+
+PADDED_WARNING = (
+    f"{ENV} has whitespace around it (a trailing newline from a file or a secret mount?); it is "
+    "used without it. What was sealed under it as given still opens; run `switchboard secrets "
+    f"rotate` to re-seal under the trimmed secret, and remove the whitespace from {ENV}"
+)
 
 
 def _secret_file(settings: Settings, env: Mapping[str, str]) -> Path:
@@ -121,4 +142,9 @@ def with_secret_key(settings: Settings, env: dict[str, str] | None = None) -> Se
         raise SecretKeyMissing(problem)
     value = _env_secret(settings, env) or read_or_create(_secret_file(settings, env))
     auth = settings.auth.model_copy(update={"secret_key": SecretStr(value)})
-    return settings.model_copy(update={"auth": auth})
+    settings = settings.model_copy(update={"auth": auth})
+    if (padded := padded_env_secret(settings, env)) is not None:
+        extra = [*settings.auth.previous_secret_keys, SecretStr(padded)]
+        auth = settings.auth.model_copy(update={"previous_secret_keys": extra})
+        settings = settings.model_copy(update={"auth": auth})
+    return settings

@@ -95,3 +95,17 @@ def test_auth_references_that_do_not_resolve_are_config_errors(tmp_path: Path) -
         f"auth.secret_key: cannot read {tmp_path / 'missing'}: No such file or directory",
         "auth.previous_secret_keys[0]: file: references need an absolute path",
     ]
+
+
+def test_the_environment_secret_is_used_without_the_whitespace_around_it(tmp_path: Path) -> None:
+    secret = "e" * 40
+    padded = with_secret_key(settings(tmp_path), env={"SWITCHBOARD_SECRET_KEY": f" {secret}\n"})
+    assert padded.auth.secret_key.get_secret_value() == secret  # type: ignore[union-attr]
+    # What earlier versions sealed under the value as given still opens.
+    assert [s.get_secret_value() for s in padded.auth.previous_secret_keys] == [f" {secret}\n"]
+    trimmed = with_secret_key(settings(tmp_path), env={"SWITCHBOARD_SECRET_KEY": secret})
+    assert trimmed.auth.previous_secret_keys == []
+    # The length is the trimmed secret's: whitespace does not make a short one long enough.
+    with pytest.raises(SecretKeyMissing, match="at least 32"):
+        with_secret_key(settings(tmp_path, database={"url": "postgresql://u@db.internal/sb"}),
+                        env={"SWITCHBOARD_SECRET_KEY": "s" * 31 + "\n"})
