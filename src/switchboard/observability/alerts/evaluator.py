@@ -18,9 +18,10 @@
   the deployment is still out: no second notice of that trip comes. A recovery's is not (the
   sweep above resolves what it left open).
 - ``budget``: the budget book tells of a threshold's first crossing in a period at the budget's
-  amount (claimed once across instances already); an incident the store did not take (a
-  database outage) is written again in the background until it does, as the claim is not made
-  twice. The incident is resolved when the period ends, when the admin API deletes the budget
+  amount (claimed once across instances already); its incident is written only while the budget
+  is still set as it crossed (deleted or changed since the claim: none), and one the store did
+  not take (a database outage) is written again in the background until it does, as the claim is
+  not made twice. The incident is resolved when the period ends, when the admin API deletes the budget
   (or the tenant, or revokes the key it is on), changes its amount or drops the incident's
   threshold (``budget_ended``, ``budgets_deleted``), and, for a key's budget, by the evaluation
   that finds no key of its rotation chain left to spend it (revoked or expired: ``key_live``).
@@ -53,7 +54,8 @@ log = logging.getLogger("switchboard.alerts")
 
 MAX_TASKS = 1000  # breaker and budget notices under way at once; beyond, dropped and logged
 # Breaker and budget incidents the store did not take, written again until it does
-# (background.Retries).
+# (background.Retries): at most this many of each kind, so a flood of trips during an outage
+# never pushes out a budget's crossing, which nothing would bring again.
 PENDING_MAX = 10_000
 PENDING_MAX_AGE = 86_400.0
 
@@ -107,7 +109,8 @@ class Alerts:
         self.key_live: KeyLive | None = None
         # Set with key_live; None: a budget incident written again is not checked first.
         self.budget_alerting: BudgetAlerting | None = None
-        self.pending = Retries("alert incidents", PENDING_MAX, PENDING_MAX_AGE)
+        self.pending_trips = Retries("breaker incidents", PENDING_MAX, PENDING_MAX_AGE)
+        self.pending_budgets = Retries("budget incidents", PENDING_MAX, PENDING_MAX_AGE)
 
     @property
     def watches_breakers(self) -> bool:
@@ -132,7 +135,8 @@ class Alerts:
         """``also``: other senders (the budget webhook's) closed at once with the alerts'."""
         await stop_task(self._loop_task)
         self._loop_task = None
-        await self.pending.close()  # one last try for the incidents still waiting
+        # One last try for the incidents still waiting, both kinds at once.
+        await asyncio.gather(self.pending_trips.close(), self.pending_budgets.close())
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5.0)
             for task in list(self._tasks):
@@ -325,7 +329,7 @@ class Alerts:
             self._complain("alert %s for %s: the incident store failed (%s); the trip tried again",
                            rule.name, subject, type(exc).__name__)
             if self._store is not None:
-                self.pending.add(lambda: self._trip_again(rule, subject, group, deployment),
+                self.pending_trips.add(lambda: self._trip_again(rule, subject, group, deployment),
                                  f"alert {rule.name} for {subject}")
 
     async def _trip(self, rule: Rule, subject: str, group: str, deployment: str) -> None:
@@ -363,21 +367,24 @@ class Alerts:
             await self._open(rule, subject, round(used, 2), tenant=str(budget.get("tenant") or "") or None,
                              details=details, resolves_at=resolves_at, threshold=float(percent))
 
+        async def checked() -> None:
+            await self._budget_write(rule, subject, budget, percent, write)
+
         try:
-            await write()
+            await checked()
         except Exception as exc:
             # The threshold is claimed (once across instances): no later settlement would bring
             # this crossing again, so the incident is written again until the store takes it.
             self._complain("alert %s for %s: the incident store failed (%s); tried again", rule.name,
                            subject, type(exc).__name__)
             if self._store is not None:
-                self.pending.add(lambda: self._budget_again(rule, subject, budget, percent, write),
-                                 f"alert {rule.name} for {subject}")
+                self.pending_budgets.add(checked, f"alert {rule.name} for {subject}")
 
-    async def _budget_again(self, rule: Rule, subject: str, budget: Mapping[str, Any], percent: int,
+    async def _budget_write(self, rule: Rule, subject: str, budget: Mapping[str, Any], percent: int,
                             write: Callable[[], Awaitable[None]]) -> None:
-        """A budget incident written again after the store failed: only while the budget is set
-        as it crossed. Deleted or changed during the outage, its incidents were resolved then and
+        """A budget incident written (the first time, or again after the store failed) only
+        while the budget is set as it crossed: deleted or changed since its claim (during an
+        outage, or in the moment between claim and write), its incidents were resolved then and
         one opened now would stay open for good; a change landing while it is written is seen by
         the check after, which resolves it (raising anywhere: all tried again)."""
         if await self._budget_alerts(budget, percent):
