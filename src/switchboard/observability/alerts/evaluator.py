@@ -113,7 +113,8 @@ class Alerts:
         self.key_live: KeyLive | None = None
         # Set with key_live; None: a budget incident written again is not checked first.
         self.budget_alerting: BudgetAlerting | None = None
-        # Set with key_live; None: a dead key chain's budget incidents are only resolved.
+        # Set by the gateway when budgets run; None: a dead key chain's budget incidents are only
+        # resolved, the budgets set on it left stored.
         self.end_chains: EndChains | None = None
         self.pending_trips = Retries("breaker incidents", PENDING_MAX, PENDING_MAX_AGE)
         self.pending_budgets = Retries("budget incidents", PENDING_MAX, PENDING_MAX_AGE)
@@ -336,7 +337,7 @@ class Alerts:
                            rule.name, subject, type(exc).__name__)
             if self._store is not None:
                 self.pending_trips.add(lambda: self._trip_again(rule, subject, group, deployment),
-                                 f"alert {rule.name} for {subject}")
+                                       f"alert {rule.name} for {subject}")
 
     async def _trip(self, rule: Rule, subject: str, group: str, deployment: str) -> None:
         await self._open(rule, subject, 1.0, details={"group": group, "deployment": deployment})

@@ -189,6 +189,7 @@ class BudgetBook:
         chain's own budget once no key of the chain can spend, its incidents resolved): a chain
         that comes back (its ``expires_at`` pushed back) alerts again as it spends."""
         await self._store.release_alerts(budget_id)
+        await self._on_released(CLAIMS_TOPIC, budget_id)  # here at once, before the feed's echo
         await self._feed.publish(CLAIMS_TOPIC, budget_id)
 
     async def _on_released(self, _topic: str, budget_id: str) -> None:
