@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +28,7 @@ from switchboard.context import RequestContext
 from switchboard.crypto import keyring as crypto_keyring
 from switchboard.crypto.server import SecretsUnavailable, hashing_key
 from switchboard.http import cork
+from switchboard.http.admin.budgets import end_chain
 from switchboard.http.apis import ApiCalls, ApiStage, OutputStage
 from switchboard.http.apis.docs import DocumentCache
 from switchboard.http.apis.sessions import SessionStage
@@ -558,6 +559,8 @@ class Gateway:
                 stale_if_error=stale,
             )
             await self.budgets.start()
+            if self.alerts is not None:
+                self.alerts.end_chains = self._end_chains
             if self.alerts is not None and self.alerts.watches_budgets:
                 self.budgets.listeners.append(self.alerts.budget_crossed)
                 self.alerts.key_live = self._key_live
@@ -646,6 +649,15 @@ class Gateway:
         """Whether a key of the rotation chain may still spend (the alerts' key budget sweep)."""
         assert self.stores is not None
         return await self.stores.keys.lineage_live(tenant, lineage, datetime.now(UTC))
+
+    async def _end_chains(self, found: Collection[tuple[str, str]]) -> None:
+        """The alerts' evaluation: the key chains (tenant, lineage) it found by their incidents
+        unable to spend, and those the budgets table holds budgets of with no key left to spend
+        them, have their budgets ended as a revoke of their last key ends them."""
+        assert self.stores is not None and self.stores.budgets is not None
+        chains = {*found, *await self.stores.budgets.ended_key_chains(datetime.now(UTC))}
+        for tenant, lineage in chains:
+            await end_chain(self.stores, self.budgets, self.alerts, tenant, lineage)
 
     async def _residency(self, tenant: str | None, team: str | None) -> frozenset[str] | None:
         """A token caller's residency policy: its tenant's and team's allowed regions (keys

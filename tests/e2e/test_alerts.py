@@ -102,8 +102,12 @@ def _config(mock: Mock, hooks: WebhookReceiver) -> dict[str, Any]:
             # The tenant-deletion test's own, delivered nowhere.
             {"name": "budget-tenant", "kind": "budget", "thresholds": [100], "scopes": ["tenant"],
              "webhooks": []},
+            # The revived key's test's own (30 %: a threshold no other test's budget lists).
+            {"name": "budget-revived", "kind": "budget", "thresholds": [30], "scopes": ["key"],
+             "webhooks": []},
         ],
     }
+    config["budgets"] = {"thresholds": [30, 50, 80, 100]}
     return config
 
 
@@ -546,6 +550,59 @@ def test_an_expired_keys_own_budget_incident_is_resolved(pair: Pair) -> None:
     until(lambda: _states(pair)[incident] == "resolved", "the expired key's incident left open")
     assert datetime.now(UTC) >= expires
     _resolved_event(pair, incident)
+
+
+def test_an_expired_key_chains_budgets_are_deleted_as_a_revoke_deletes_them(pair: Pair) -> None:
+    # Before, a chain whose last key expired (rotated, its successor revoked, the old key's grace
+    # over) had its incidents resolved but kept the budgets set on it: only a revoke deleted them.
+    key = pair.ok("POST", "/admin/v1/keys", {"models": ["*"]}, status=201)
+    set_on = pair.ok("PUT", "/admin/v1/budgets", {"scope": "key", "subject": key["id"], "max_amount": 0.01,
+                                                  "period": "total", "thresholds": [100]})
+    assert chat(pair.both[0], PRICED, LONG, key=key["key"], max_tokens=5).status_code == 200
+    incident = _budget_incident(pair, set_on["id"])
+    successor = pair.ok("POST", f"/admin/v1/keys/{key['id']}/rotate", {"grace_seconds": 3}, status=201)
+    pair.ok("DELETE", f"/admin/v1/keys/{successor['id']}")
+    ends = datetime.fromisoformat(successor["previous_expires_at"])
+    assert pair.admin("GET", f"/admin/v1/budgets/{set_on['id']}").status_code == 200 \
+        or datetime.now(UTC) >= ends  # the old key spends on in its grace period
+    until(lambda: pair.admin("GET", f"/admin/v1/budgets/{set_on['id']}").status_code == 404,
+          "the expired chain's budget left stored")
+    assert datetime.now(UTC) >= ends
+    assert _states(pair)[incident] == "resolved"
+    _resolved_event(pair, incident)
+    for gw in pair.both:
+        resp = httpx.get(f"{gw.url}/admin/v1/budgets/{set_on['id']}", headers=ADMIN, timeout=10)
+        assert resp.status_code == 404 and resp.json()["error"]["code"] == "budget_not_found"
+        listed = httpx.get(f"{gw.url}/admin/v1/budgets", params={"scope": "key"}, headers=ADMIN, timeout=10)
+        assert set_on["id"] not in {b["id"] for b in listed.json()["data"]}
+    audit = pair.ok("GET", "/admin/v1/audit", params={"resource_id": set_on["id"]})["data"]
+    deleted = [e for e in audit if e["action"] == "budget.delete"]
+    assert sorted(e["action"] for e in audit) == ["budget.delete", "budget.set"]
+    assert (deleted[0]["actor"], deleted[0]["actor_role"]) == ("system", "system")
+    assert deleted[0]["before"]["id"] == set_on["id"]
+
+
+def test_an_expired_key_brought_back_alerts_again_as_it_spends(pair: Pair) -> None:
+    # Before, the claim of the threshold its incident was at outlived the incident the sweep
+    # resolved for the expiry: the key, its expires_at pushed back, crossed it again silently.
+    expires = datetime.now(UTC) + timedelta(seconds=3)
+    key = pair.ok("POST", "/admin/v1/keys", {"models": ["*"], "max_budget_usd": 0.03,
+                                             "expires_at": expires.isoformat()}, status=201)
+    own = f"key:{key['id']}"
+    assert chat(pair.both[0], PRICED, LONG, key=key["key"], max_tokens=5).status_code == 200  # 33 %
+    (first,) = until(lambda: _incidents_of(pair, own, "budget-revived"), "no alert at 30 %")
+    until(lambda: _incidents_of(pair, own, "budget-revived")[0]["state"] == "resolved",
+          "the expired key's incident left open")
+    assert datetime.now(UTC) >= expires
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    pair.ok("PATCH", f"/admin/v1/keys/{key['id']}", {"expires_at": later})
+    # 67 %: past 30 % again, in a chain that can spend again; on the instance that settled the
+    # first crossing (and remembered its claim), once told of the change.
+    until(lambda: chat(pair.first, PRICED, LONG, key=key["key"], max_tokens=5).status_code == 200,
+          "the key brought back is refused")
+    again = until(lambda: [i for i in _incidents_of(pair, own, "budget-revived") if i["state"] == "open"],
+                  "brought back past its threshold, no alert")
+    assert [i["id"] for i in again] != [first["id"]]
 
 
 def test_a_deleted_tenants_budgets_go_with_it_and_their_incidents_resolve(pair: Pair) -> None:

@@ -389,10 +389,12 @@ def test_a_stream_longer_than_the_request_timeout_holds_its_reservation_to_the_e
         mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> None:
     """A stream is bounded by its provider's total timeout, not by the request's deadline: its
     reservation holds until it ends, however long past that deadline (plus the lapse margin,
-    a minute) it streams, so a budget it fills admits nothing else meanwhile."""
+    ``budgets.hold_margin_seconds``, lowered to 2 s here) it streams, so a budget it fills admits
+    nothing else meanwhile."""
     with WebhookReceiver() as hooks:
         config = _config(mock_upstream, hooks)
         config["server"] = {"request_timeout_seconds": 1}
+        config.setdefault("budgets", {})["hold_margin_seconds"] = 2
         config["providers"].append({"name": "patient", "type": "openai", "api_key": "${UPSTREAM_KEY}",
                                     "api_base": f"{mock_upstream.url}/v1", "timeouts": {"total": 300}})
         config["models"].append({"name": "budget-patient", "provider": "patient", "model": "gpt-4o-mini",
@@ -403,10 +405,10 @@ def test_a_stream_longer_than_the_request_timeout_holds_its_reservation_to_the_e
             key = pair.key()
             pair.budget(scope="key", subject=key["id"], max_amount=0.01, period="total")  # one call's worth
             client = pair.sdk(key["key"])
-            # One word ($0.002): four chunks 22 s apart, past the request's deadline (1 s) and the
-            # minute after it; the next call's estimate ($0.01) then fits only if this one's lapsed.
+            # One word ($0.002): four chunks 2.5 s apart, past the request's deadline (1 s) and the
+            # margin after it; the next call's estimate ($0.01) then fits only if this one's lapsed.
             stream = client.chat.completions.create(
-                model="budget-patient", messages=ask(f"{LONG} mock:chunk_delay_ms=22000"), max_tokens=1,
+                model="budget-patient", messages=ask(f"{LONG} mock:chunk_delay_ms=2500"), max_tokens=1,
                 stream=True, stream_options={"include_usage": True})
             admitted = 0
             chunks = 0
@@ -418,7 +420,7 @@ def test_a_stream_longer_than_the_request_timeout_holds_its_reservation_to_the_e
                 except openai.RateLimitError as exc:
                     body: Any = exc.body
                     assert body["code"] == "budget_exceeded"
-            assert chunks == 4  # the last 66 s after the first
+            assert chunks == 4  # the last 7.5 s after the first
             assert admitted == 0
             row = until(lambda: (r := pair.ledger(key["id"]))["requests"] == 1 + chunks and r)
             assert Decimal(row["cost_usd"]) == Decimal("0.002")

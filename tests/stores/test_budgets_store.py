@@ -187,6 +187,39 @@ async def test_a_key_chain_is_live_while_one_of_its_keys_may_authenticate(backen
     assert not await keys.lineage_live("t1", "key_c1", now)  # revoked
 
 
+async def test_key_chains_with_budgets_and_no_key_left_to_spend_are_found(backend: Backend) -> None:
+    store, keys = _store(backend), backend.stores.keys
+    now = datetime.now(UTC)
+    await keys.put(KeyRecord("key_e1", "hash-e1", "sk-sb-e1", "t_end", expires_at=now - timedelta(seconds=1)))
+    await keys.put(KeyRecord("key_e2", "hash-e2", "sk-sb-e2", "t_end", expires_at=now + timedelta(hours=1)))
+    await keys.put(KeyRecord("key_e3", "hash-e3", "sk-sb-e3", "t_end", lineage_id="key_e2",
+                             expires_at=now - timedelta(seconds=1)))  # the successor expired, not its chain
+    for record in (BudgetRecord("bud_e1", "t_end", "key", "key_e1", Decimal(1)),
+                   BudgetRecord("bud_e1d", "t_end", "key", "key_e1", Decimal(1), period="daily"),
+                   BudgetRecord("bud_e2", "t_end", "key", "key_e2", Decimal(1)),
+                   BudgetRecord("bud_et", "t_end", "tenant", "t_end", Decimal(1))):
+        await store.put(record)
+
+    async def ended(at: datetime) -> list[tuple[str, str]]:
+        return sorted(c for c in await store.ended_key_chains(at) if c[0] == "t_end")
+
+    assert await ended(now) == [("t_end", "key_e1")]  # once, however many budgets it has
+    assert await ended(now + timedelta(hours=2)) == [("t_end", "key_e1"), ("t_end", "key_e2")]
+    assert await keys.disable("t_end", "key_e2")
+    assert await ended(now) == [("t_end", "key_e1"), ("t_end", "key_e2")]
+
+
+async def test_releasing_a_budgets_alerts_forgets_every_claim_of_it(backend: Backend) -> None:
+    store = _store(backend)
+    for percent in (50, 80):
+        assert await store.claim_alert("key:key_r1", MONTH, percent, ONE)
+    assert await store.claim_alert("key:key_r2", MONTH, 50, ONE)
+    await store.release_alerts("key:key_r1")
+    assert await store.claim_alert("key:key_r1", MONTH, 50, ONE)
+    assert await store.claim_alert("key:key_r1", MONTH, 80, ONE)
+    assert not await store.claim_alert("key:key_r2", MONTH, 50, ONE)  # another budget's: kept
+
+
 async def test_a_keys_own_budget_round_trips(backend: Backend) -> None:
     keys = backend.stores.keys
     record = KeyRecord("key_b1", "hash-b1", "sk-sb-b1", "t1", max_budget_usd=Decimal("1.000000001"),

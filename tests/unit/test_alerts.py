@@ -10,12 +10,13 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from switchboard.config.schema import AlertsConfig, CooldownConfig
+from switchboard.config.schema import AlertsConfig, BudgetsConfig, CooldownConfig
 from switchboard.errors import UpstreamUnavailable
 from switchboard.observability.alerts import signals
 from switchboard.observability.alerts.evaluator import Alerts
@@ -24,9 +25,11 @@ from switchboard.observability.alerts.rules import compile_rules, failed, percen
 from switchboard.observability.alerts.signals import Windows
 from switchboard.observability.webhooks import verify
 from switchboard.routing.health import Health
+from switchboard.spend.budgets.book import BudgetBook
+from switchboard.spend.budgets.webhooks import WebhookSender
 from switchboard.stores import Stores
 from switchboard.stores.factory import open_at
-from switchboard.stores.protocols import Incident, IncidentQuery, IncidentStore
+from switchboard.stores.protocols import BudgetRecord, Incident, IncidentQuery, IncidentStore
 from tests.schemas import copy_sqlite
 from tests.unit.routing.health_world import Clock, route, router
 from tests.webhook_receiver import HANG, WebhookReceiver
@@ -613,3 +616,82 @@ async def test_with_no_rule_left_a_store_that_fails_at_the_start_is_tried_again(
         assert await _store(stores).open_incidents() == [], "left open: the sweep gave up after one failure"
     finally:
         await fresh.close()
+
+
+class _Refusing:
+    """The real incident store, refusing to open incidents while ``down`` (a database outage
+    for writes); every other call is the store's own."""
+
+    def __init__(self, store: IncidentStore) -> None:
+        self._store, self.down = store, True
+
+    async def open(self, incident: Incident) -> Incident | None:
+        if self.down:
+            raise ConnectionRefusedError("the database is down")
+        return await self._store.open(incident)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+def _crossing(budget_id: str, tenant: str = "t1", amount: str = "10") -> dict[str, Any]:
+    return {"id": "evt_x", "type": "budget.threshold", "data": {
+        "budget": {"id": budget_id, "tenant": tenant, "scope": "team", "subject": "team_1", "unit": "usd",
+                   "max_amount": amount, "period": "total", "timezone": "UTC"},
+        "threshold_percent": 100, "spent": amount, "period_start": "2026-12-01T00:00:00+00:00",
+        "period_end": None}}
+
+
+async def test_a_flood_of_unwritten_trips_does_not_push_out_an_unwritten_budget_incident(
+        stores: Stores, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Before, both kinds waited in one queue dropping its oldest: trips failing during an outage
+    # pushed out a budget's crossing, which nothing brings again (its threshold is claimed).
+    monkeypatch.setattr("switchboard.observability.alerts.evaluator.PENDING_MAX", 2)
+    store = _Refusing(_store(stores))
+    alerts = Alerts(_config("http://127.0.0.1:9/hook", {"name": "b", "kind": "budget", "webhooks": []},
+                            {"name": "trips", "kind": "breaker", "webhooks": []}))
+    await alerts.start(store)  # type: ignore[arg-type]
+    try:
+        alerts.budget_crossed(_crossing("bud_flooded"))
+        await asyncio.gather(*alerts._tasks)
+        for n in range(5):
+            alerts.breaker("g", f"d{n}", True)
+        await asyncio.gather(*alerts._tasks)
+        assert (len(alerts.pending_budgets), len(alerts.pending_trips)) == (1, 2)
+        store.down = False
+        deadline = time.monotonic() + 10.0
+        while len(await _store(stores).open_incidents()) < 3 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        subjects = sorted(i.subject for i in await _store(stores).open_incidents())
+        assert subjects == ["budget bud_flooded 100% of 10 from 2026-12-01T00:00:00+00:00",
+                            "g/d3", "g/d4"]
+    finally:
+        await alerts.close()
+
+
+async def test_a_budget_deleted_between_its_claim_and_its_first_write_gets_no_incident(
+        stores: Stores) -> None:
+    # Before, only a write tried again checked that the budget was still set: a budget deleted
+    # (its incidents resolved) after its threshold was claimed, and before the first write of
+    # the incident, kept that incident open for good (a total budget's period never ends).
+    assert stores.budgets is not None
+    book = BudgetBook(BudgetsConfig(), stores.budgets, stores.budget_counters, stores.ledger, stores.feed,
+                      WebhookSender(None))
+    kept, gone = (BudgetRecord(id=f"bud_{x}", tenant_id="t1", scope="team", subject="team_1",
+                               max_amount=Decimal(10), period=p)
+                  for x, p in (("kept", "total"), ("gone", "monthly")))
+    for record in (kept, gone):
+        await stores.budgets.put(record)
+    alerts = Alerts(_config("http://127.0.0.1:9/hook", {"name": "b", "kind": "budget", "webhooks": []}))
+    alerts.budget_alerting = book.alerts_at
+    await alerts.start(_store(stores))
+    try:
+        # Both claimed; then one is deleted (the admin API resolves its incidents: none yet).
+        assert await stores.budgets.delete("t1", gone.id)
+        alerts.budget_crossed(_crossing(kept.id))
+        alerts.budget_crossed(_crossing(gone.id))
+        await asyncio.gather(*alerts._tasks)
+        opened = await _store(stores).open_incidents()
+        assert [i.details["budget"]["id"] for i in opened] == [kept.id]
+    finally:
+        await alerts.close()

@@ -118,6 +118,9 @@ class BudgetsConfig(Strict):
     # a budget check (open) or refuse it with 503 budget_unavailable (closed, the default: a
     # hard budget is a promise about money).
     on_store_error: Literal["open", "closed"] = "closed"
+    # Seconds a reservation outlives the last attempt it may be waiting for (the request's
+    # deadline plus the longest total timeout) before it lapses unsettled (its process killed).
+    hold_margin_seconds: Annotated[float, Field(ge=0, le=3600)] = 60.0
     webhook: BudgetWebhookConfig | None = None
 
     @field_validator("timezone")

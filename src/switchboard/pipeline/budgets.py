@@ -59,7 +59,6 @@ DOWNGRADE_HEADER = "x-switchboard-budget-downgrade"
 SCOPE_HEADER = "x-switchboard-budget-scope"
 # The output reserved per choice for a call that neither the request nor the catalog bounds.
 UNBOUNDED_OUTPUT_TOKENS = 4096
-_HOLD_MARGIN = 60.0  # seconds a reservation outlives the last attempt it may be waiting for
 _HOLD_UNBOUNDED = 3600.0
 _WARN_EVERY = 10.0
 
@@ -141,6 +140,8 @@ class BudgetStage:
         ``UsageStage.refused``), so no downgrade goes to it; None: none is. ``subscriptions``:
         the teams' approvals, for a cheaper model that needs one (None: not open yet)."""
         self._config = config
+        # Seconds a reservation outlives the last attempt it may be waiting for.
+        self._hold_margin = config.hold_margin_seconds
         self._subscriptions = subscriptions
         self._router = router
         self._refused = refused
@@ -308,9 +309,9 @@ class BudgetStage:
         # and runs for up to its deployment's total timeout (a stream included), then a margin.
         remaining = ctx.deadline - clock
         if math.isinf(remaining):
-            hold = max(_HOLD_UNBOUNDED, longest + _HOLD_MARGIN)
+            hold = max(_HOLD_UNBOUNDED, longest + self._hold_margin)
         else:
-            hold = max(0.0, remaining) + longest + _HOLD_MARGIN
+            hold = max(0.0, remaining) + longest + self._hold_margin
         return charges, hold
 
     def _uniform(self, group: Group) -> float | None:

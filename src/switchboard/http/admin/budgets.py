@@ -41,6 +41,9 @@ from switchboard.http.admin.scoping import (
     scoped_subject,
     tenant_in_reach,
 )
+from switchboard.observability.alerts.evaluator import Alerts
+from switchboard.spend.budgets.plan import KEY_BUDGET_PREFIX
+from switchboard.spend.budgets.service import BudgetService
 from switchboard.stores import Stores
 from switchboard.stores.protocols import BUDGET_PERIODS, BUDGET_SCOPES, BUDGET_UNITS, BudgetRecord
 
@@ -214,16 +217,40 @@ async def delete_with(request: Request, tenant: str, scope: str | None = None, s
     """Delete the budgets of a tenant being deleted (or of a key chain being revoked: ``scope``
     ``key``, ``subject`` its lineage), each audited as ``budget.delete``, and resolve their open
     alert incidents and those of the budgets ``also`` names (a key's own)."""
-    store = request.app.state.services.stores().budgets
-    deleted = [] if store is None else await store.delete_budgets(tenant, scope, subject)
-    if deleted:
-        await _changed(request, tenant)
-    alerts = request.app.state.services.alerts()
-    if alerts is not None:
-        await alerts.budgets_deleted((*also, *(r.id for r in deleted)))
+    services = request.app.state.services
+    deleted = await _deleted(services.stores(), services.budgets(), services.alerts(), tenant, scope, subject,
+                             also)
     for record in deleted:
         await audit.record(request, "budget.delete", "budget", record.id, before=public(record),
                            tenant=tenant)
+
+
+async def _deleted(stores: Stores, service: BudgetService | None, alerts: Alerts | None, tenant: str,
+                   scope: str | None, subject: str | None, also: tuple[str, ...]) -> list[BudgetRecord]:
+    """``delete_with`` but the audit: the budgets deleted, every instance told, their incidents
+    (and those of the budgets ``also`` names) resolved."""
+    deleted = [] if stores.budgets is None else await stores.budgets.delete_budgets(tenant, scope, subject)
+    if deleted and service is not None:
+        await service.changed(tenant)
+    if alerts is not None:
+        await alerts.budgets_deleted((*also, *(r.id for r in deleted)))
+    return deleted
+
+
+async def end_chain(stores: Stores, service: BudgetService | None, alerts: Alerts | None, tenant: str,
+                    lineage: str) -> None:
+    """What revoking a key chain's last key does to its budgets, for a chain whose keys all
+    expired (the alerts' sweep finds it): those set on it deleted, each audited as
+    ``budget.delete`` by the system, their incidents and its own budget's resolved. Its own
+    budget's claims are released too: a chain brought back (an ``expires_at`` pushed back) alerts
+    again as it spends."""
+    own = KEY_BUDGET_PREFIX + lineage
+    deleted = await _deleted(stores, service, alerts, tenant, "key", lineage, (own,))
+    for record in deleted:
+        await audit.record_system(stores, "budget.delete", "budget", record.id, before=public(record),
+                                  tenant=tenant)
+    if service is not None:
+        await service.release_alerts(own)
 
 
 def _amount(body: BudgetSet) -> Decimal:

@@ -19,12 +19,14 @@
   the deployment is still out: no second notice of that trip comes. A recovery's is not (the
   sweep above resolves what it left open).
 - ``budget``: the budget book tells of a threshold's first crossing in a period at the budget's
-  amount (claimed once across instances already); an incident the store did not take (a
-  database outage) is written again in the background until it does, as the claim is not made
-  twice. The incident is resolved when the period ends, when the admin API deletes the budget
+  amount (claimed once across instances already); its incident is written only while the budget
+  is still set as it crossed (deleted or changed since the claim: none), and one the store did
+  not take (a database outage) is written again in the background until it does, as the claim is
+  not made twice. The incident is resolved when the period ends, when the admin API deletes the budget
   (or the tenant, or revokes the key it is on), changes its amount or drops the incident's
   threshold (``budget_ended``, ``budgets_deleted``), and, for a key's budget, by the evaluation
-  that finds no key of its rotation chain left to spend it (revoked or expired: ``key_live``).
+  that finds no key of its rotation chain left to spend it (revoked or expired: ``key_live``),
+  which ends the chain's budgets as a revoke of its last key would (``end_chains``).
 
 Only the caller that opened (or resolved) an incident in the store sends its event, to the
 rule's webhooks: one ``alert.firing`` and one ``alert.resolved`` per incident however many
@@ -54,7 +56,8 @@ log = logging.getLogger("switchboard.alerts")
 
 MAX_TASKS = 1000  # breaker and budget notices under way at once; beyond, dropped and logged
 # Breaker and budget incidents the store did not take, written again until it does
-# (background.Retries).
+# (background.Retries): at most this many of each kind, so a flood of trips during an outage
+# never pushes out a budget's crossing, which nothing would bring again.
 PENDING_MAX = 10_000
 PENDING_MAX_AGE = 86_400.0
 
@@ -66,6 +69,9 @@ KeyLive = Callable[[str, str], Awaitable[bool]]
 # Whether the budget of a threshold event (its fields) is still set as it crossed that percent
 # (BudgetBook.alerts_at).
 BudgetAlerting = Callable[[Mapping[str, Any], int], Awaitable[bool]]
+# End the budgets of key chains no key of which may spend any more (tenant, lineage): those
+# the evaluation found by their open incidents, and any other the hook finds (gateway.py).
+EndChains = Callable[[Collection[tuple[str, str]]], Awaitable[None]]
 
 
 def _utc(ts: float) -> datetime:
@@ -108,7 +114,11 @@ class Alerts:
         self.key_live: KeyLive | None = None
         # Set with key_live; None: a budget incident written again is not checked first.
         self.budget_alerting: BudgetAlerting | None = None
-        self.pending = Retries("alert incidents", PENDING_MAX, PENDING_MAX_AGE)
+        # Set by the gateway when budgets run; None: a dead key chain's budget incidents are only
+        # resolved, the budgets set on it left stored.
+        self.end_chains: EndChains | None = None
+        self.pending_trips = Retries("breaker incidents", PENDING_MAX, PENDING_MAX_AGE)
+        self.pending_budgets = Retries("budget incidents", PENDING_MAX, PENDING_MAX_AGE)
 
     @property
     def watches_breakers(self) -> bool:
@@ -133,7 +143,8 @@ class Alerts:
         """``also``: other senders (the budget webhook's) closed at once with the alerts'."""
         await stop_task(self._loop_task)
         self._loop_task = None
-        await self.pending.close()  # one last try for the incidents still waiting
+        # One last try for the incidents still waiting, both kinds at once.
+        await asyncio.gather(self.pending_trips.close(), self.pending_budgets.close())
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5.0)
             for task in list(self._tasks):
@@ -348,8 +359,8 @@ class Alerts:
             self._complain("alert %s for %s: the incident store failed (%s); the trip tried again",
                            rule.name, subject, type(exc).__name__)
             if self._store is not None:
-                self.pending.add(lambda: self._trip_again(rule, subject, group, deployment),
-                                 f"alert {rule.name} for {subject}")
+                self.pending_trips.add(lambda: self._trip_again(rule, subject, group, deployment),
+                                       f"alert {rule.name} for {subject}")
 
     async def _trip(self, rule: Rule, subject: str, group: str, deployment: str) -> None:
         await self._open(rule, subject, 1.0, details={"group": group, "deployment": deployment})
@@ -386,21 +397,24 @@ class Alerts:
             await self._open(rule, subject, round(used, 2), tenant=str(budget.get("tenant") or "") or None,
                              details=details, resolves_at=resolves_at, threshold=float(percent))
 
+        async def checked() -> None:
+            await self._budget_write(rule, subject, budget, percent, write)
+
         try:
-            await write()
+            await checked()
         except Exception as exc:
             # The threshold is claimed (once across instances): no later settlement would bring
             # this crossing again, so the incident is written again until the store takes it.
             self._complain("alert %s for %s: the incident store failed (%s); tried again", rule.name,
                            subject, type(exc).__name__)
             if self._store is not None:
-                self.pending.add(lambda: self._budget_again(rule, subject, budget, percent, write),
-                                 f"alert {rule.name} for {subject}")
+                self.pending_budgets.add(checked, f"alert {rule.name} for {subject}")
 
-    async def _budget_again(self, rule: Rule, subject: str, budget: Mapping[str, Any], percent: int,
+    async def _budget_write(self, rule: Rule, subject: str, budget: Mapping[str, Any], percent: int,
                             write: Callable[[], Awaitable[None]]) -> None:
-        """A budget incident written again after the store failed: only while the budget is set
-        as it crossed. Deleted or changed during the outage, its incidents were resolved then and
+        """A budget incident written (the first time, or again after the store failed) only
+        while the budget is set as it crossed: deleted or changed since its claim (during an
+        outage, or in the moment between claim and write), its incidents were resolved then and
         one opened now would stay open for good; a change landing while it is written is seen by
         the check after, which resolves it (raising anywhere: all tried again)."""
         if await self._budget_alerts(budget, percent):
@@ -460,6 +474,7 @@ class Alerts:
                 elif known is not None and rule.clear(seen.requests, value) and self._settled(known, at):
                     await self._resolve(rule, subject, round(value, 4), known)
         rules = {r.name: r for r in self.rules}
+        ended: set[tuple[str, str]] = set()  # key chains no key of which may spend
         for (name, subject), incident in open_now.items():
             configured = rules.get(name)
             if configured is None or configured.kind != incident.kind:
@@ -480,8 +495,22 @@ class Alerts:
             elif (configured.kind == "breaker" and self._settled(incident, at)
                   and not await self._out(incident)):
                 await self._resolve(configured, subject, 0.0, incident)  # its recovery notice was lost
-            elif configured.kind == "budget" and not await self._spendable(incident):
-                await self._resolve(configured, subject, None, incident)  # its key expired or is gone
+            elif configured.kind == "budget" and (chain := await self._dead_chain(incident)) is not None:
+                if self.end_chains is None:
+                    await self._resolve(configured, subject, None, incident)  # its key expired or is gone
+                else:
+                    ended.add(chain)  # ended below, with its budgets: as a revoke would
+        await self._end_chains(ended)
+
+    async def _end_chains(self, found: Collection[tuple[str, str]]) -> None:
+        """The budgets of the key chains that can no longer spend ended as a revoke of their last
+        key ends them (those set on them deleted, their incidents resolved). Logged, not raised."""
+        if self.end_chains is None:
+            return
+        try:
+            await self.end_chains(found)
+        except Exception as exc:
+            self._complain("budgets of expired key chains not ended: %s", type(exc).__name__)
 
     async def _out(self, incident: Incident) -> bool:
         """Whether a breaker incident's deployment is still out of traffic (True when unknown)."""
@@ -491,16 +520,19 @@ class Alerts:
             return True
         return await self.tripped(group, deployment)
 
-    async def _spendable(self, incident: Incident) -> bool:
-        """Whether a key budget incident's key chain may still spend (True for other budgets, and
-        when unknown): one indexed lookup per open key budget incident and evaluation."""
+    async def _dead_chain(self, incident: Incident) -> tuple[str, str] | None:
+        """(tenant, lineage) of a key budget incident's key chain when no key of it may spend
+        any more; None while one may, for other budgets, and when unknown: one indexed lookup per
+        open key budget incident and evaluation."""
         budget = (incident.details or {}).get("budget")
         if self.key_live is None or not isinstance(budget, dict) or budget.get("scope") != "key":
-            return True
+            return None
         tenant, lineage = budget.get("tenant"), budget.get("subject")
         if not isinstance(tenant, str) or not isinstance(lineage, str):
-            return True
-        return await self.key_live(tenant, lineage)
+            return None
+        if await self.key_live(tenant, lineage):
+            return None
+        return tenant, lineage
 
     def _settled(self, incident: Incident, at: datetime) -> bool:
         """No instance saw the condition hold in its last two evaluations: an instance whose own

@@ -49,6 +49,7 @@ from switchboard.spend.budgets.webhooks import WebhookSender
 from switchboard.spend.ledger import LedgerWriter
 from switchboard.stores.feedcache import STORE_READ_SECONDS, FeedCache
 from switchboard.stores.protocols import (
+    EVERYTHING,
     Again,
     BudgetCounters,
     BudgetRecord,
@@ -56,12 +57,16 @@ from switchboard.stores.protocols import (
     ChangeFeed,
     Charge,
     Reserved,
+    Subscription,
     UsageLedger,
 )
 
 log = logging.getLogger("switchboard.budgets")
 
 TOPIC = "budgets"
+# Budget ids whose threshold claims were released (``release_alerts``): every instance forgets
+# its memory of them.
+CLAIMS_TOPIC = "budget_claims"
 _LOAD_ATTEMPTS = 3
 _IN_FORCE_MAX = 10_000  # callers whose budgets are kept; cleared when full
 _NONE: Stored = {}
@@ -106,6 +111,8 @@ class BudgetBook:
         self._ledger_ready = ledger_ready
         self._writer = writer
         self._clock = clock
+        self._feed = feed
+        self._released: Subscription | None = None
         self._cache: FeedCache[str, Stored] = FeedCache(
             TOPIC, self._load_tenant, feed, encode=str, decode=str, ttl=cache_seconds,
             stale_if_error=stale_if_error, read_timeout=STORE_READ_SECONDS)
@@ -128,6 +135,7 @@ class BudgetBook:
 
     async def start(self) -> None:
         await self._cache.start()
+        self._released = await self._feed.subscribe(CLAIMS_TOPIC, self._on_released)
         await self.webhooks.start()
 
     async def close(self, *, webhooks: bool = True) -> None:
@@ -139,6 +147,9 @@ class BudgetBook:
         for task in [*self._alerts, *self._loading.values()]:
             task.cancel()
         await self._cache.close()
+        if self._released is not None:
+            await self._released.close()
+            self._released = None
         if webhooks:
             await self.webhooks.close()
 
@@ -172,6 +183,21 @@ class BudgetBook:
         self._alerting[budget.id] = (budget.limit, budget.thresholds)
         self._forget_claims(budget)
         await self._store.forget_alerts(budget.id, budget.limit, budget.thresholds)
+
+    async def release_alerts(self, budget_id: str) -> None:
+        """Every claim of the budget is forgotten, in the database and by every instance (a key
+        chain's own budget once no key of the chain can spend, its incidents resolved): a chain
+        that comes back (its ``expires_at`` pushed back) alerts again as it spends."""
+        await self._store.release_alerts(budget_id)
+        await self._on_released(CLAIMS_TOPIC, budget_id)  # here at once, before the feed's echo
+        await self._feed.publish(CLAIMS_TOPIC, budget_id)
+
+    async def _on_released(self, _topic: str, budget_id: str) -> None:
+        if budget_id == EVERYTHING:  # the feed may have lost messages: ask the database again
+            self._claimed.clear()
+            return
+        prefix = budget_id + ":"
+        self._claimed = {c for c in self._claimed if not c[0].startswith(prefix)}
 
     async def alerts_at(self, fields: Mapping[str, Any], percent: int) -> bool:
         """Whether the budget a threshold event names (``budget_fields``) is still stored at the

@@ -22,3 +22,7 @@ class BudgetService(Protocol):
     async def forget_alerts(self, record: BudgetRecord) -> None:
         """The budget's amount or thresholds changed: the thresholds claimed at another amount,
         or no longer listed, are forgotten, so they alert again if the budget is set back."""
+
+    async def release_alerts(self, budget_id: str) -> None:
+        """Every threshold claim of the budget is forgotten, here and on every instance: a key
+        chain's own budget, once no key of the chain can spend (its incidents resolved)."""

@@ -64,6 +64,14 @@ class BudgetStore(Protocol):
         ``thresholds``: their incidents were resolved with the change, so the budget set back
         to that amount (or threshold) alerts again when its spend is past it."""
 
+    async def release_alerts(self, budget_id: str) -> None:
+        """Forget every claim of the budget (a key chain's own budget, once no key of the chain
+        can spend: its incidents were resolved), so a chain that comes back alerts again."""
+
+    async def ended_key_chains(self, now: datetime) -> list[tuple[str, str]]:
+        """(tenant, lineage) of the key chains that have budgets set on them (``scope`` key) and
+        no key left that may spend at ``now`` (each revoked or past its ``expires_at``)."""
+
     async def delete_budgets(self, tenant_id: str, scope: str | None = None, subject: str | None = None
                              ) -> list[BudgetRecord]:
         """Delete the tenant's budgets (those of ``scope`` and ``subject`` when given) and their

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from switchboard.stores.protocols import BudgetRecord
 from switchboard.stores.sql.dialect import insert
+from switchboard.stores.sql.tables import api_keys as keys
 from switchboard.stores.sql.tables import budget_alerts as alerts
 from switchboard.stores.sql.tables import budgets as t
 from switchboard.stores.sql.times import from_db, to_db
@@ -147,6 +148,19 @@ class SqlBudgetStore:
         other = sa.or_(alerts.c.max_units != limit, alerts.c.threshold.not_in(list(thresholds)))
         async with self._engine.begin() as conn:
             await conn.execute(sa.delete(alerts).where(alerts.c.budget_id == budget_id, other))
+
+    async def release_alerts(self, budget_id: str) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(sa.delete(alerts).where(alerts.c.budget_id == budget_id))
+
+    async def ended_key_chains(self, now: datetime) -> list[tuple[str, str]]:
+        live = (sa.select(keys.c.id)
+                .where(keys.c.tenant_id == t.c.tenant_id, keys.c.lineage_id == t.c.subject,
+                       keys.c.enabled.is_(True),
+                       sa.or_(keys.c.expires_at.is_(None), keys.c.expires_at > to_db(now))))
+        query = sa.select(t.c.tenant_id, t.c.subject).where(t.c.scope == "key", ~live.exists()).distinct()
+        async with self._engine.connect() as conn:
+            return [(row.tenant_id, row.subject) for row in await conn.execute(query)]
 
     async def claim_alert(self, budget_id: str, period_start: datetime, threshold: int, limit: int) -> bool:
         stmt = insert(self._engine, alerts).values(
