@@ -132,6 +132,7 @@ class Outcome:
     error_code: str | None = None
     error_type: str | None = None
     error_message: str | None = None  # the error's message as sent (a stream's last event)
+    error_param: str | None = None  # its param, as the caller's API names it
     stream: bool = False
     bytes_sent: int = 0
     chunks_sent: int = 0  # canonical chunks written (streams)
@@ -144,6 +145,7 @@ class Outcome:
         self.error_code = error.code
         self.error_type = error.type
         self.error_message = error.message
+        self.error_param = error.param
 
     def recorded_status(self) -> int:
         """The status the ledger, the metrics and the failure log record: what was sent, or 499
@@ -612,12 +614,28 @@ class InboundAPI(Protocol):
         own events (StreamReply.native), relayed as they are."""
         ...
 
+    def name_error(self, error: GatewayError, ctx: RequestContext) -> None:
+        """Name ``error``'s param (and its mentions in the message) as this API's caller spells
+        it, in place: a refused message by what the caller sent (http/sources.py), a canonical
+        parameter by the API's own field. The edge calls it once per error, on the error path,
+        before it records and encodes the error, so what is recorded is what the client is told."""
+        ...
+
     def encode_error(self, error: GatewayError, ctx: RequestContext | None = None) -> bytes:
-        """The error's wire bytes; ``ctx``: the failed request, for an API that names a refused
-        message by what its caller sent (http/sources.py)."""
+        """The error's wire bytes (named by :meth:`name_error` already)."""
         ...
 
     def encode_stream_error(self, error: GatewayError, ctx: RequestContext | None = None) -> bytes:
         """The error event that ends a stream already under way (e.g. cut at shutdown); ``ctx``:
         the stream's request, for an API whose events continue the stream's numbering."""
         ...
+
+
+class CanonicalNames:
+    """The :meth:`InboundAPI.name_error` of an API whose callers spell parameters the canonical
+    (OpenAI) way: errors keep their names."""
+
+    __slots__ = ()
+
+    def name_error(self, error: GatewayError, ctx: RequestContext) -> None:
+        return None

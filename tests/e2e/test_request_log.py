@@ -263,7 +263,8 @@ def test_a_stream_that_fails_midway_is_logged_with_its_error(logged: Logged) -> 
     response = json.loads(logged.body(rid).response or "")
     assert response["object"] == "chat.completion"
     assert response["choices"][0]["message"]["content"] == "".join(relayed)
-    assert response["error"] == {"type": seen["type"], "code": seen["code"], "message": seen["message"]}
+    assert response["error"] == {"type": seen["type"], "code": seen["code"], "message": seen["message"],
+                                 "param": seen["param"]}
 
 
 def test_a_refused_request_is_logged_with_its_error(logged: Logged) -> None:

@@ -46,6 +46,13 @@ BODY: dict[str, Any] = {
     ("messages[5].content[0].image_url.url", "messages.2.content.1.content.1.source"),
     ("messages[5].content[1].text", "messages.2.content.2.text"),
     ("messages[6]", None),  # a message the request did not come with (the tool loop's)
+    # An OpenAI-type upstream's forms: OpenAI's own, vLLM's (its validation error's location).
+    ("messages.[1].content", "messages.0.content"),
+    ("messages.[2].tool_calls.[1].function.arguments", "messages.1.content.2.input"),
+    ("messages.[5].content.[0].image_url.url", "messages.2.content.1.content.1.source"),
+    ("messages.3.tool_call_id", "messages.2.content.0.tool_use_id"),
+    ("messages.5.content.1.text", "messages.2.content.2.text"),
+    ("messages.6", None),
     ("tools[0].function.name", None),
 ])
 def test_a_chat_param_is_named_by_the_block_it_came_from(param: str, named: str | None) -> None:

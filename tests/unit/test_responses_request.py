@@ -305,5 +305,13 @@ def test_a_refused_message_is_named_by_the_input_item_it_came_from() -> None:
         "messages[10].tool_call_id": "input[6].id",
         "messages[11]": None,  # not one of the request's
         "messages": None,  # the whole input: api.py's RESPONSES_PARAMS
+        # An OpenAI-type upstream's forms of the same paths: OpenAI's, vLLM's.
+        "messages.[4].tool_calls.[1].function.arguments": "input[2].arguments",
+        "messages.[7].content.[1].image_url.detail": "input[4].content[1].detail",
+        "messages.[8].role": "input[5].role",
+        "messages.5.tool_call_id": "input[3].call_id",
+        "messages.8.content.1.text": "input[5].content[1].refusal",
+        "messages.11": None,
+        "messages.3x": None,  # no index
     }
     assert {p: input_param(p, messages, translated.sources, history) for p in expected} == expected

@@ -134,6 +134,14 @@ async def finish(ctx: RequestContext, scope: Scope, unserved: Unserved | None = 
         log_failure(ctx)
 
 
+def record_failure(ctx: RequestContext, err: GatewayError) -> None:
+    """Record ``err`` in ``ctx.outcome`` once named as the request's caller spells it (its inbound
+    API's name_error, the one renaming): the ledger and the request log keep what the client is
+    then sent. Error path only."""
+    ctx.inbound.name_error(err, ctx)
+    ctx.outcome.failed(err)
+
+
 def count_refused(state: ServerState, scope: Scope, started: float, err: GatewayError) -> None:
     """Count a request refused before any endpoint took it (an unknown URL, a method the path
     does not answer) as the endpoints count theirs: no operation, no model, the error's status
@@ -234,7 +242,7 @@ class Responder:
         return None
 
     async def error(self, err: GatewayError) -> None:
-        self.ctx.outcome.failed(err)
+        record_failure(self.ctx, err)
         body = self.ctx.inbound.encode_error(err, self.ctx)
         await self.body(err.status, body, {**self.ctx.response_headers, **retry_hint(err.headers)})
 
@@ -385,7 +393,7 @@ class Endpoint:
             if not out.started:
                 await out.error(err)
             elif ctx.outcome.stream:
-                ctx.outcome.failed(err)
+                record_failure(ctx, err)
                 await out.stream_data(self.inbound.encode_stream_error(err, ctx))
                 await out.stream_end()
         except Exception:  # the connection may already be gone; nothing more to tell
@@ -420,7 +428,7 @@ class _Counted:
         except StopAsyncIteration:
             raise
         except GatewayError as err:
-            ctx.outcome.failed(err)
+            record_failure(ctx, err)  # the encoder's error event tells the client the same
             raise
         except asyncio.CancelledError as cancel:
             if not self._state.draining or CLIENT_LEFT in cancel.args:

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from switchboard.context import RequestContext
+from switchboard.context import CanonicalNames, RequestContext
 from switchboard.errors import GatewayError, InvalidRequest
 from switchboard.http import validate
 from switchboard.jsonio import MAX_DEPTH, too_deep
@@ -48,7 +48,7 @@ def sse(data: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(data) + b"\n\n"
 
 
-class OpenAIInbound:
+class OpenAIInbound(CanonicalNames):
     # The canonical form is OpenAI's: a native (pass-through) reply is written as any other.
     dialect = "openai"
 
@@ -95,7 +95,7 @@ class OpenAIInbound:
         return sse(error.to_openai())
 
 
-class OpenAIJson:
+class OpenAIJson(CanonicalNames):
     """Bodiless OpenAI-style endpoints (``/v1/models``, ``/admin/*``): JSON out, OpenAI errors.
     The media endpoints add their decoding (http/media)."""
 

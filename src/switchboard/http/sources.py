@@ -3,8 +3,9 @@
 (responses/sources.py, anthropic/sources.py).
 
 A provider adapter (or an OpenAI-shaped upstream) refuses the chat form it was given, naming
-``messages[k]...``; k also counts what the caller did not send as a message of its own (the
-system prompt or instructions, a continued conversation, tool results split out of a turn). The
+``messages[k]...`` (an upstream may write ``messages.[k]...`` or ``messages.k...``); k also
+counts what the caller did not send as a message of its own (the system prompt or instructions,
+a continued conversation, tool results split out of a turn). The
 inbound API's translation records a :data:`Source` per canonical message (and, where it needs
 them, per tool call); on the error path only, the param is split here into the message (and
 call) it names and the rest, which the inbound API spells as its caller did. Identity, not
@@ -23,19 +24,27 @@ from typing import Any
 # plain tuple: one is made per message of every request, and only a refused one is ever read.
 Source = tuple[Any, str, Any, tuple[str, ...] | None]
 
-_MESSAGE = re.compile(r"messages\[(\d+)\]")
+# A message as the chat form names it, ``messages[k]``, and as OpenAI-type upstreams name it in
+# their errors: OpenAI ``messages.[k].role``, vLLM (a validation error's location) ``messages.k``.
+_MESSAGE = re.compile(r"messages(?:\[(\d+)\]|\.\[(\d+)\]|\.(\d+)(?!\w))")
+# An index further on in the upstream forms (``.content.[0]``, ``.tool_calls.0``): read as ``[j]``.
+_INDEX = re.compile(r"\.\[(\d+)\]|\.(\d+)(?!\w)")
 _CALL = re.compile(r"\.tool_calls\[(\d+)\]")
 # A chat content part, after the message: ``.content[j]``.
 PART = re.compile(r"\.content\[(\d+)\]")
 
 
 def named_message(param: str, messages: Sequence[Any]) -> tuple[Any, str] | None:
-    """The message ``param`` (``messages[k]...``) names and the rest of the param after it, or
+    """The message ``param`` (``messages[k]...``, or an upstream's ``messages.[k]...`` or
+    ``messages.k...``) names and the rest of the param after it, its indices written ``[j]``, or
     None when it names none of ``messages``."""
     found = _MESSAGE.match(param)
-    if found is None or int(found[1]) >= len(messages):
+    if found is None:
         return None
-    return messages[int(found[1])], param[found.end():]
+    index = int(found[1] or found[2] or found[3])
+    if index >= len(messages):
+        return None
+    return messages[index], _INDEX.sub(lambda m: f"[{m[1] or m[2]}]", param[found.end():])
 
 
 def named_call(message: Any, rest: str) -> tuple[int, Any, str] | None:

@@ -18,8 +18,9 @@ Directives (header ``x-mock-<name>`` or text ``mock:<name>=<value>``):
                          a proxy in front of Google may add one
     error_code=CODE      the error body's code (e.g. context_length_exceeded); Responses API
                          streams: also the code of the fail_after error event
-    error_param=NAME     OpenAI chat: the error body's param (set as a header, x-mock-error-param: a
-                         name such as messages[3].content does not fit a text directive)
+    error_param=NAME     OpenAI chat: the error body's param, percent-decoded: a text directive
+                         writes brackets as %5B and %5D (messages.%5B3%5D.content), a header
+                         (x-mock-error-param) may write them as they are
     fail_after=N         in a stream, after N chunks send the provider's error event and end
     failed_event=1       Responses API streams: the fail_after failure is a response.failed event
                          (the response, status failed, with its error), as OpenAI ends a stream
@@ -65,6 +66,7 @@ import asyncio
 import re
 from dataclasses import dataclass, fields, replace
 from typing import Any
+from urllib.parse import unquote
 
 _DIRECTIVE = re.compile(r"mock:([a-z_]+)=([^\s\]\"'<>]+)")
 
@@ -112,6 +114,8 @@ class Controls:
         for spaced in ("reply", "retry_after", "retry_header"):
             if spaced in changes:
                 changes[spaced] = changes[spaced].replace("_", " ")
+        if "error_param" in changes:  # the text form takes no brackets
+            changes["error_param"] = unquote(changes["error_param"])
         return replace(self, **changes) if changes else self
 
     async def sleep(self, ms: float) -> None:

@@ -232,8 +232,8 @@ class _Capture:
         self.reply: dict[str, Any] | None = None
         self.stream: Assembled | None = None
         self.raw: Relayed | None = None  # a media answer relayed as bytes
-        # The error as the log shows it, not the exception: its traceback holds the frames
-        # that hold this object (a reference cycle per failed request).
+        # The error as it passed, not the exception: its traceback holds the frames that hold
+        # this object (a reference cycle per failed request). The log shows the one sent.
         self.error: dict[str, Any] | None = None
 
 
@@ -277,13 +277,22 @@ class BodyCapture:
 
     @staticmethod
     def shown_error(error: GatewayError) -> dict[str, Any]:
-        return {"error": {"type": error.type, "code": error.code, "message": str(error)}}
+        return {"error": {"type": error.type, "code": error.code, "message": error.message,
+                          "param": error.param}}
 
     @staticmethod
     def outcome_error(ctx: RequestContext) -> dict[str, Any]:
         """The error the edge sent (ctx.outcome), in the form of :meth:`shown_error`'s."""
         o = ctx.outcome
-        return {"type": o.error_type, "code": o.error_code, "message": o.error_message}
+        return {"type": o.error_type, "code": o.error_code, "message": o.error_message,
+                "param": o.error_param}
+
+    @classmethod
+    def sent_error(cls, ctx: RequestContext, raised: dict[str, Any]) -> dict[str, Any]:
+        """The error of a request that failed through this stage (``raised``: as it passed) as its
+        client was told it: the edge names it as the caller's API spells it (``name_error``)
+        after the stages, and records that; ``raised`` when nothing was sent."""
+        return {"error": cls.outcome_error(ctx)} if ctx.outcome.error_type is not None else raised
 
 
 class CaptureStage(BodyCapture):
@@ -339,7 +348,7 @@ class CaptureStage(BodyCapture):
         if keep.response:
             shown: Any = None
             if capture.error is not None:
-                shown = capture.error
+                shown = self.sent_error(ctx, capture.error)
             elif capture.stream is not None:
                 shown = capture.stream.reply()
                 truncated |= capture.stream.truncated

@@ -74,7 +74,7 @@ class ServiceCaptureStage(BodyCapture):
             truncated |= cut_request or ctx.request_capture.truncated
         if keep.response:
             if capture.error is not None:
-                response = orjson.dumps(redact.json(capture.error)).decode()
+                response = orjson.dumps(redact.json(self.sent_error(ctx, capture.error))).decode()
             elif capture.response is not None:
                 response, cut_response = cut(self.json_text(bytes(capture.response.data)), self._limit)
                 truncated |= cut_response or capture.response.truncated

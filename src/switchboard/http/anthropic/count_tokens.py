@@ -11,14 +11,14 @@ from typing import Any
 
 import orjson
 
-from switchboard.context import RequestContext
+from switchboard.context import CanonicalNames, RequestContext
 from switchboard.errors import GatewayError
 from switchboard.http.anthropic.errors import error_body
 from switchboard.http.anthropic.request import check_headers, count_tokens_request
 from switchboard.http.anthropic.stream import event
 
 
-class AnthropicCountTokens:
+class AnthropicCountTokens(CanonicalNames):
     operation = "count_tokens"
     dialect = "anthropic"
 

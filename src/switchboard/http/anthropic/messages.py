@@ -115,21 +115,18 @@ class AnthropicMessages:
             yield encoder.start()
         yield encoder.end()
 
+    def name_error(self, error: GatewayError, ctx: RequestContext) -> None:
+        """``error``'s param as this API's caller spells it: a refused message (an adapter's, an
+        upstream's) by the Messages field it came from, other canonical names by CALLER_PARAMS."""
+        if ctx.message_sources and isinstance(ctx.request.get("messages"), list):
+            name_messages(error, ctx.request["messages"], ctx.message_sources)
+        name_as_sent(error, caller_param)
+
     def encode_error(self, error: GatewayError, ctx: RequestContext | None = None) -> bytes:
-        _name(error, ctx)
         return orjson.dumps(error_body(error))
 
     def encode_stream_error(self, error: GatewayError, ctx: RequestContext | None = None) -> bytes:
-        _name(error, ctx)
         return event("error", error=error_body(error)["error"])
-
-
-def _name(error: GatewayError, ctx: RequestContext | None) -> None:
-    """``error``'s param as this API's caller spells it: a refused message (an adapter's, an
-    upstream's) by the Messages field it came from, other canonical names by CALLER_PARAMS."""
-    if ctx is not None and ctx.message_sources and isinstance(ctx.request.get("messages"), list):
-        name_messages(error, ctx.request["messages"], ctx.message_sources)
-    name_as_sent(error, caller_param)
 
 
 MESSAGES = AnthropicMessages()

@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from switchboard.context import RequestContext, answered_model
+from switchboard.context import CanonicalNames, RequestContext, answered_model
 from switchboard.errors import GatewayError
 from switchboard.stores.protocols import ApiRecord, PromptVersion
 
@@ -80,7 +80,7 @@ def _sse(data: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(data) + b"\n\n"
 
 
-class ApiInbound:
+class ApiInbound(CanonicalNames):
     operation = "chat"
     # No provider speaks it: never a pass-through.
     dialect = "prompt-api"

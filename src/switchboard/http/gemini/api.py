@@ -107,12 +107,14 @@ class _GoogleErrors:
     # every attempt is translated, so ``native`` replies never reach these encoders.
     dialect = "gemini"
 
-    def encode_error(self, error: GatewayError, ctx: RequestContext | None = None) -> bytes:
+    def name_error(self, error: GatewayError, ctx: RequestContext) -> None:
         if error.param:  # the gateway's own refusal of a value: told in the caller's names
             error.message = _UNQUOTED.sub(lambda m: CALLER_PARAMS[m.group(1)], error.message)
         name_as_sent(error, CALLER_PARAMS)
         if error.code == "missing_api_key":  # the hint in the way Gemini clients send a key
             error.message = "missing API key: send it as 'x-goog-api-key: <key>' (or '?key=<key>' in the URL)"
+
+    def encode_error(self, error: GatewayError, ctx: RequestContext | None = None) -> bytes:
         return errors.encode_error(error)
 
     def encode_stream_error(self, error: GatewayError, ctx: RequestContext | None = None) -> bytes:

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from switchboard.context import RawReply, Reply, RequestContext, Result, StreamReply
+from switchboard.context import CanonicalNames, RawReply, Reply, RequestContext, Result, StreamReply
 from switchboard.errors import GatewayError, retry_hint
 from switchboard.http.endpoint import Endpoint, Responder
 from switchboard.http.errors import UNEXPECTED, StoreUnavailable
@@ -104,7 +104,7 @@ def _event(message: dict[str, Any]) -> bytes:
     return b"event: message\ndata: " + orjson.dumps(message) + b"\n\n"
 
 
-class McpAPI:
+class McpAPI(CanonicalNames):
     operation = "mcp"
     dialect = "mcp"
 

@@ -28,6 +28,7 @@ from switchboard.http.responses.request import (
     without_unsupported,
 )
 from switchboard.http.responses.response import JSON, from_chat, skeleton
+from switchboard.http.responses.sources import name_input
 from switchboard.http.responses.state import Responses
 from switchboard.http.responses.stream import StreamEncoder
 
@@ -163,13 +164,19 @@ class ResponsesAPI:
             waits, ctx.reply_waits = ctx.reply_waits, None
             await waits()
 
-    def encode_error(self, error: GatewayError, ctx: RequestContext | None = None) -> bytes:
-        # An adapter's refusal names the chat parameter: name the Responses field instead.
+    def name_error(self, error: GatewayError, ctx: RequestContext) -> None:
+        # A refusal names the chat form the request became (an adapter's, an upstream's, in the
+        # tool loop's model calls too): a message by the input item it came from, another
+        # parameter by its Responses field.
+        call = self.responses.found(ctx)
+        if call is not None and isinstance(ctx.request.get("messages"), list):
+            name_input(error, ctx.request["messages"], call.translated.sources, call.history)
         name_as_sent(error, responses_param)
+
+    def encode_error(self, error: GatewayError, ctx: RequestContext | None = None) -> bytes:
         return orjson.dumps(error.to_openai())
 
     def encode_stream_error(self, error: GatewayError, ctx: RequestContext | None = None) -> bytes:
-        name_as_sent(error, responses_param)
         # Written apart from the encoder (a stream cut at shutdown while a send waits on its
         # client): numbered after the events it sent.
         call = None if ctx is None else self.responses.found(ctx)

@@ -5,7 +5,7 @@ A provider adapter (or an OpenAI-shaped upstream) refuses the chat form it was g
 ``messages[k].tool_call_id`` or ``messages[k].content[j].type``; the caller sent ``input``, and
 ``k`` also counts the instructions and the continued conversation. request.py records, as it
 translates, which input item each message (and each tool call) came from; on the error path
-(state.py) the param is named as the caller spelt it:
+(api.py's name_error) the param is named as the caller spelt it:
 
     messages[k]                       -> input[i] (the item the message came from)
     messages[k].role                  -> input[i].role

@@ -35,7 +35,6 @@ from switchboard.context import Principal, Reply, RequestContext, Result
 from switchboard.errors import GatewayError, InvalidRequest, NotFound, unraised
 from switchboard.http.responses.request import Translated
 from switchboard.http.responses.response import JSON, assistant_messages, new_id
-from switchboard.http.responses.sources import name_input
 from switchboard.pipeline.access import refuse_unless_allowed
 from switchboard.pipeline.chain import Handler
 from switchboard.pipeline.invoke import invoke as chat_invoke
@@ -429,15 +428,7 @@ class HistoryStage:
 
     async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
         await self._responses.history(ctx)
-        try:
-            return await call_next(ctx)
-        except GatewayError as err:
-            # A refusal of a translated message (an adapter's, an upstream's, in the tool loop's
-            # model calls too) names the input item it came from.
-            call = self._responses.found(ctx)
-            if call is not None and isinstance(ctx.request.get("messages"), list):
-                name_input(err, ctx.request["messages"], call.translated.sources, call.history)
-            raise
+        return await call_next(ctx)
 
 
 def _without_outputs(messages: list[JSON], calls: set[str]) -> list[JSON]:

@@ -1,0 +1,117 @@
+"""A refusal of a translated request is named in its caller's spelling, and recorded as sent.
+
+A ``/v1/responses`` or ``/v1/messages`` request is served in the chat form, so an adapter or an
+OpenAI-type upstream refuses ``messages[k]...``; the client is told the field it sent
+(``input[1].call_id``, ``messages.0.content``). The request log keeps the error its client got:
+read through ``GET /admin/v1/logs``, its ``param`` and ``message`` are what the SDK raised. An
+upstream's param is read in every form OpenAI-type servers write it: ``messages[1].content``,
+OpenAI's own ``messages.[1].content`` and vLLM's ``messages.1.content``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from tests.servers import MASTER_KEY, Gateway, Mock, start_gateway
+
+ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
+WEATHER = {"type": "function", "name": "get_weather", "parameters": {"type": "object"}}
+# The text directive of a mock upstream answering 400 with this param: percent-encoded, as the
+# text form takes no brackets (a header would do, but one of 20 characters is scrubbed from
+# upstream errors as a credential would be).
+REFUSE = "mock:status=400 mock:error_param={}"
+# An OpenAI-type upstream's names of the first message after the system prompt's.
+FORMS = {"openai": "messages.%5B1%5D.content", "vllm": "messages.1.content",
+         "brackets": "messages%5B1%5D.content"}
+
+
+@pytest.fixture(scope="module")
+def gw(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    key = "${UPSTREAM_KEY}"
+    providers = [
+        {"name": "up-openai", "type": "openai", "api_base": f"{mock_upstream.url}/v1", "api_key": key},
+        {"name": "up-anthropic", "type": "anthropic", "api_base": mock_upstream.url, "api_key": key},
+    ]
+    models = [
+        {"name": "via-openai", "provider": "up-openai", "model": "gpt-4o-mini"},
+        {"name": "via-anthropic", "provider": "up-anthropic", "model": "claude-3-5-haiku-latest"},
+    ]
+    config = {"providers": providers, "models": models, "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
+              "request_log": {"bodies": [{"model": "via-*"}], "flush_seconds": 0.1}}
+    gateway = start_gateway(config, tmp_path_factory.mktemp("refusal-names"))
+    yield gateway
+    gateway.process.stop()
+
+
+def logged_error(gw: Gateway, rid: str, timeout: float = 20.0) -> dict[str, Any]:
+    """The error the request log kept for a request (its body is written behind the response)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        resp = httpx.get(f"{gw.url}/admin/v1/logs", params={"request_id": rid, "include_bodies": "true"},
+                         headers=ADMIN, timeout=10)
+        assert resp.status_code == 200, resp.text
+        found = [r for r in resp.json()["data"] if "response" in r]
+        if found:
+            return dict(json.loads(found[0]["response"])["error"])
+        assert time.monotonic() < deadline, f"no body logged for {rid}"
+        time.sleep(0.1)
+
+
+def refused_response(gw: Gateway, model: str, given: list[Any]) -> tuple[openai.BadRequestError, str]:
+    client = openai.OpenAI(base_url=gw.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+    rid = f"names-{uuid.uuid4().hex}"
+    with pytest.raises(openai.BadRequestError) as err:
+        client.responses.create(model=model, instructions="Be brief.", input=given,  # type: ignore[arg-type]
+                                tools=[WEATHER], extra_headers={"x-request-id": rid})  # type: ignore[list-item]
+    return err.value, rid
+
+
+def refused_message(gw: Gateway, text: str) -> tuple[anthropic.BadRequestError, str]:
+    client = anthropic.Anthropic(base_url=gw.url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+    rid = f"names-{uuid.uuid4().hex}"
+    with pytest.raises(anthropic.BadRequestError) as err:
+        client.messages.create(model="via-openai", max_tokens=64, system="Be brief.",
+                               messages=[{"role": "user", "content": text}],
+                               extra_headers={"x-request-id": rid})
+    return err.value, rid
+
+
+def test_an_adapters_refusal_of_an_input_item_is_logged_as_its_client_was_told(gw: Gateway) -> None:
+    # An answer to no call: the adapter refuses chat messages[2].tool_call_id (the instructions
+    # are messages[0]), the caller's second input item.
+    err, rid = refused_response(gw, "via-anthropic", [
+        {"role": "user", "content": "x"}, {"type": "function_call_output", "call_id": "nope", "output": "r"}])
+    assert err.param == "input[1].call_id"
+    assert isinstance(err.body, dict) and "messages[" not in err.body["message"]
+    logged = logged_error(gw, rid)
+    assert (logged["param"], logged["message"]) == (err.param, err.body["message"])
+    assert (logged["type"], logged["code"]) == (err.body["type"], err.body["code"])
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_an_openai_type_upstreams_refusal_names_the_input_item(gw: Gateway, form: str) -> None:
+    err, rid = refused_response(gw, "via-openai", [{"role": "user", "content": REFUSE.format(FORMS[form])}])
+    assert err.param == "input[0].content"
+    assert isinstance(err.body, dict)
+    logged = logged_error(gw, rid)
+    assert (logged["param"], logged["message"]) == (err.param, err.body["message"])
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_an_openai_type_upstreams_refusal_names_the_messages_field(gw: Gateway, form: str) -> None:
+    # Anthropic's error body has no param: the message starts with the field, as Anthropic's own do.
+    err, rid = refused_message(gw, REFUSE.format(FORMS[form]))
+    assert isinstance(err.body, dict)
+    told = err.body["error"]["message"]
+    assert told == "messages.0.content: mock: injected error 400"
+    logged = logged_error(gw, rid)
+    assert (logged["param"], logged["message"]) == ("messages.0.content", told)
