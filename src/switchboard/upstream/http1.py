@@ -370,7 +370,7 @@ class _Conn(asyncio.Protocol):
         else:  # a body delimited by its length or by the connection's end: nothing follows it
             self._head_bytes = 0
         if self._head_bytes > MAX_HEAD_BYTES:
-            if self.answered:
+            if answered or piece is not None:  # not: a head that ended in this read, no body after it
                 self.done = False  # an answer that ended in this read is not taken whole either
                 self._fail(BadResponse(f"the upstream sent over {MAX_HEAD_BYTES} bytes of chunk "
                                        "framing or trailers after its body"))

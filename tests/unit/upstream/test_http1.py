@@ -1158,6 +1158,17 @@ async def test_headers_without_end_past_the_bound_are_a_bad_gateway_at_once() ->
         assert (await client.send(post(up), None)).status == 200
 
 
+async def test_a_whole_head_past_the_bound_before_its_body_is_named_as_headers() -> None:
+    """A head over the bound that ends before any body byte came: the 502 names the headers,
+    not a chunked body's framing (there is none yet)."""
+    line = b"X-Filler: " + b"f" * 1000 + b"\r\n"
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n" + line * 70 + b"\r\n"  # the body never comes
+
+    async with Upstream(once_then_ok(head)) as up, upstream_client(first_byte=60) as client:
+        with pytest.raises(UpstreamBadGateway, match=f"headers exceed {http1.MAX_HEAD_BYTES} bytes"):
+            await asyncio.wait_for(client.send(post(up), None), SOON)  # not at the 60 s timeout
+
+
 @pytest.mark.parametrize("lines", [60, 70], ids=["under the bound", "over the bound"])
 @pytest.mark.parametrize("coding", ["identity", "gzip", "deflate"])
 @pytest.mark.parametrize("framing", ["length", "chunked"])
