@@ -16,6 +16,10 @@ It runs its own event loop in a thread. The request's ``model`` picks the behavi
 - ``trailer-with-end``: a chunked answer whose last body bytes, last chunk and 80 KiB of trailer
   lines (past the client's 64 KiB bound) go out in one write, the trailer section then left
   open until the gateway closes the connection;
+- ``bighead``, ``bighead-chunked``: a 70 KiB head (past the client's 64 KiB bound) and the
+  whole body, delimited by its length or chunked, in one write (keep-alive);
+- ``bighead-under``, ``bighead-under-chunked``: the same with a head 16 bytes short of the bound
+  (head and body together past it);
 - ``te-gzip``: an answer in the transfer coding gzip (not chunked), delimited by the connection's
   end;
 - ``interleaved``: a stream of two parallel tool calls whose argument deltas alternate between
@@ -54,6 +58,7 @@ from tests.threaded_server import ThreadedServer
 
 _PIECE = b"A" * 65536
 _MAX_ENDLESS = 1024  # pieces (64 MiB): the gateway should have closed long before
+_HEAD_BOUND = 64 * 1024  # the gateway's bound on an answer's head (upstream/http1.py MAX_HEAD_BYTES)
 
 
 def _answer(text: str, status: str = "200 OK") -> bytes:
@@ -255,6 +260,19 @@ class RawUpstream(ThreadedServer):
             while await reader.read(65536):  # the section never ends: until the gateway closes
                 pass
             return False
+        if model.startswith("bighead"):
+            body = _answer(f"echo:{text}").partition(b"\r\n\r\n")[2]
+            chunked = model.endswith("-chunked")
+            start = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            end = (b"Transfer-Encoding: chunked\r\n\r\n" if chunked
+                   else b"Content-Length: %d\r\n\r\n" % len(body))
+            if model.startswith("bighead-under"):  # the head 16 bytes short of the bound
+                filler = b"X-Filler: " + b"f" * (_HEAD_BOUND - 16 - len(start) - len(end) - 12) + b"\r\n"
+            else:
+                filler = b"".join(b"X-Filler-%d: %s\r\n" % (i, b"f" * 1000) for i in range(70))
+            writer.write(start + filler + end + (_chunk(body) + b"0\r\n\r\n" if chunked else body))
+            await writer.drain()
+            return True
         if model == "te-gzip":
             body = gzip.compress(_answer(f"echo:{text}").partition(b"\r\n\r\n")[2])
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"

@@ -67,7 +67,9 @@ def gateway(raw: RawUpstream, tmp_path_factory: pytest.TempPathFactory) -> Itera
         "models": [
             *({"name": name, "provider": "raw", "model": name}
               for name in ("echo", "stray", "408", "headhang", "endless", "interleaved", "trailers",
-                           "trailer-with-end", "te-gzip", "named-keepalive", "empty-data")),
+                           "trailer-with-end", "te-gzip",
+                           "bighead", "bighead-chunked", "bighead-under", "bighead-under-chunked",
+                           "named-keepalive", "empty-data")),
             {"name": "compat-empty-data", "provider": "raw-llamacpp", "model": "empty-data"},
             *({"name": f"{host}-too-long{alone}", "provider": f"raw-{host}", "model": f"toolong-{host}"}
               for host in TOO_LONG_HOSTS for alone in ("", "-alone")),
@@ -124,6 +126,9 @@ def test_an_answer_nobody_asked_for_never_reaches_a_caller(
     # The trailers that came in the read of the body's last bytes count as well.
     ("trailer-with-end", "chunk framing or trailers after its body"),
     ("te-gzip", "a transfer coding the gateway does not read: gzip"),
+    # A head over the bound that came in one read with the body, whole or chunked.
+    ("bighead", "answer headers exceed 65536 bytes"),
+    ("bighead-chunked", "answer headers exceed 65536 bytes"),
 ])
 def test_an_answer_the_upstream_client_cannot_take_is_a_502_saying_why(
     client: openai.OpenAI, model: str, says: str
@@ -134,6 +139,14 @@ def test_an_answer_the_upstream_client_cannot_take_is_a_502_saying_why(
     assert says in exc.value.response.json()["error"]["message"]
     assert "sk-raw-upstream-key" not in exc.value.response.text
     assert ask(client, "echo", "still there?") == "echo:still there?"
+
+
+@pytest.mark.parametrize("model", ["bighead-under", "bighead-under-chunked"])
+def test_a_head_just_under_the_bound_that_came_with_its_body_is_taken(
+    client: openai.OpenAI, model: str
+) -> None:
+    """Head and body in one write, together past the 64 KiB bound: only the head counts."""
+    assert ask(client, model, "hi") == "echo:hi"
 
 
 def test_a_head_trickled_line_by_line_times_out_after_first_byte(client: openai.OpenAI) -> None:

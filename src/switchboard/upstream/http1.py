@@ -267,7 +267,8 @@ class _Conn(asyncio.Protocol):
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         # One name for the loop: CPython shares the keys of instance dicts up to 30 names, and a
-        # connection's attributes are read many times a request (29 now).
+        # connection's attributes are read many times a request (30 now, with a compressed
+        # answer's _came: no more).
         self.loop = loop
         self.transport: asyncio.Transport | None = None
         self.closed = False
@@ -326,6 +327,7 @@ class _Conn(asyncio.Protocol):
         self.received = True
         self._last_read = self.loop.time()
         buffered = self._buffered
+        answered = self.answered  # False: the head may end in this read (see below)
         self._piece = None
         try:
             self._parser.feed_data(data)
@@ -347,6 +349,12 @@ class _Conn(asyncio.Protocol):
         piece = self._piece
         if piece is None:
             self._head_bytes += len(data)
+        elif (not answered and len(data) > MAX_HEAD_BYTES - self._head_bytes
+              and self._head_over(data, piece, buffered)):
+            # The head ended in this read and its body began: a read no larger than what is left
+            # of the bound cannot take the head past it, so only a larger one is looked into.
+            self._refuse_head()
+            return
         elif self.length is None and not self._until_close:
             # Chunked: what the read holds past its last body piece (the answer's last chunk, its
             # trailers) counts from here, so the bound holds however the reads fall.
@@ -362,12 +370,33 @@ class _Conn(asyncio.Protocol):
         else:  # a body delimited by its length or by the connection's end: nothing follows it
             self._head_bytes = 0
         if self._head_bytes > MAX_HEAD_BYTES:
-            self.done = False  # an answer that ended in this read is not taken whole either
-            if self.answered:
+            if answered or piece is not None:  # not: a head that ended in this read, no body after it
+                self.done = False  # an answer that ended in this read is not taken whole either
                 self._fail(BadResponse(f"the upstream sent over {MAX_HEAD_BYTES} bytes of chunk "
                                        "framing or trailers after its body"))
             else:
-                self._fail(BadResponse(f"the upstream's answer headers exceed {MAX_HEAD_BYTES} bytes"))
+                self._refuse_head()
+
+    def _head_over(self, data: bytes, piece: bytes, buffered: int) -> bool:
+        """Whether the head, with its bytes in this read (the one it ended in, its body's first
+        bytes in it too; ``piece``: the read's last body piece as it came, ``buffered``: what was
+        buffered before it), is over MAX_HEAD_BYTES. Counted never too few: where the body
+        begins is not told, only its pieces."""
+        if self.length is not None or self._until_close:
+            # The body runs to the read's end (a message after it is refused while parsing) and
+            # comes in one piece.
+            before = len(data) - len(piece)
+        else:
+            # Chunked: the last piece is where rfind finds it or earlier (a copy of it in the
+            # trailers); the bytes before it that are not body are the head's and the chunk
+            # size lines'.
+            body = self._buffered - buffered if self._inflate is None else self._came  # as it came
+            before = data.rfind(piece) - (body - len(piece))
+        return self._head_bytes + before > MAX_HEAD_BYTES
+
+    def _refuse_head(self) -> None:
+        self.done = False  # an answer that ended in this read is not taken whole either
+        self._fail(BadResponse(f"the upstream's answer headers exceed {MAX_HEAD_BYTES} bytes"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -427,8 +456,10 @@ class _Conn(asyncio.Protocol):
         coding = b"identity" if encoding is None else encoding.strip().lower()
         if coding in (b"gzip", b"x-gzip"):
             self._inflate = _GZIP  # the decoder made at the first byte: an empty body is not cut
+            self._came = 0  # this answer's own (a reused connection's earlier ones are not)
         elif coding == b"deflate":
             self._inflate = _DEFLATE  # zlib-wrapped or raw: told by the first bytes
+            self._came = 0
         elif coding not in (b"identity", b""):
             shown = coding[:40].decode("ascii", "replace")  # the caller sees it: a few words at most
             raise BadResponse(f"upstream sent an encoding the gateway does not read: {shown}")
@@ -461,6 +492,9 @@ class _Conn(asyncio.Protocol):
         self._wake()
 
     def _inflated(self, body: bytes) -> bytes:
+        # The body's bytes as they came, for the count of a head that came with them
+        # (_head_over): beside decompressing it, nothing.
+        self._came += len(body)
         if self._inflate is _DEFLATE or type(self._inflate) is bytes:
             if self._inflate is not _DEFLATE:
                 body = self._inflate + body

@@ -1158,6 +1158,74 @@ async def test_headers_without_end_past_the_bound_are_a_bad_gateway_at_once() ->
         assert (await client.send(post(up), None)).status == 200
 
 
+async def test_a_whole_head_past_the_bound_before_its_body_is_named_as_headers() -> None:
+    """A head over the bound that ends before any body byte came: the 502 names the headers,
+    not a chunked body's framing (there is none yet)."""
+    line = b"X-Filler: " + b"f" * 1000 + b"\r\n"
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n" + line * 70 + b"\r\n"  # the body never comes
+
+    async with Upstream(once_then_ok(head)) as up, upstream_client(first_byte=60) as client:
+        with pytest.raises(UpstreamBadGateway, match=f"headers exceed {http1.MAX_HEAD_BYTES} bytes"):
+            await asyncio.wait_for(client.send(post(up), None), SOON)  # not at the 60 s timeout
+
+
+@pytest.mark.parametrize("lines", [60, 70], ids=["under the bound", "over the bound"])
+@pytest.mark.parametrize("coding", ["identity", "gzip", "deflate"])
+@pytest.mark.parametrize("framing", ["length", "chunked"])
+async def test_a_head_sent_with_its_body_in_one_write_counts_against_the_bound(
+    lines: int, coding: str, framing: str,
+) -> None:
+    """The head's bytes that arrive in the read of the body's first bytes count, and only they:
+    a large body (here 256 KiB that do not compress, in 8 KiB chunks) in that read does not."""
+    plain = hashlib.shake_256(b"body").digest(256 * 1024)
+    body = {"gzip": gzip.compress, "deflate": zlib.compress}.get(coding, bytes)(plain)
+    fillers = [(f"X-Filler-{i}", "f" * 1000) for i in range(lines)]
+    headers = [*fillers, ("Content-Encoding", coding)]
+    if framing == "chunked":
+        pieces = (chunk(body[at:at + 8192]) for at in range(0, len(body), 8192))
+        answer = chunked_head(headers=headers) + b"".join(pieces) + LAST_CHUNK
+    else:
+        answer = response(body, headers=headers)
+
+    async def handler(conn: Conn) -> None:
+        if not conn.index:
+            await conn.request()
+            await conn.send(answer)  # one write
+        await keep_alive()(conn)  # then OK to each request, until the client closes
+
+    async with Upstream(handler) as up, upstream_client(first_byte=60) as client:
+        if lines * 1000 < http1.MAX_HEAD_BYTES:
+            assert (await client.send(post(up), None)).body == plain
+        else:
+            with pytest.raises(UpstreamBadGateway, match=f"headers exceed {http1.MAX_HEAD_BYTES} bytes"):
+                await asyncio.wait_for(client.send(post(up), None), SOON)
+        assert (await client.send(post(up), None)).status == 200
+
+
+async def test_a_compressed_answer_on_a_reused_connection_counts_only_its_own_body() -> None:
+    """The second gzip answer of a connection: the first one's body bytes are not taken for its
+    own, which would make its head count short (and an oversized head pass)."""
+    plain = hashlib.shake_256(b"body").digest(256 * 1024)
+    body = gzip.compress(plain)
+    fillers = [(f"X-Filler-{i}", "f" * 1000) for i in range(70)]
+    first = response(body, headers=[("Content-Encoding", "gzip")])
+    second = response(body, headers=[*fillers, ("Content-Encoding", "gzip")])
+
+    async def handler(conn: Conn) -> None:
+        if not conn.index:
+            await conn.request()
+            await conn.send(first)
+            await conn.request()
+            await conn.send(second)  # one write
+        await keep_alive()(conn)
+
+    async with Upstream(handler) as up, upstream_client(first_byte=60) as client:
+        assert (await client.send(post(up), None)).body == plain
+        with pytest.raises(UpstreamBadGateway, match=f"headers exceed {http1.MAX_HEAD_BYTES} bytes"):
+            await asyncio.wait_for(client.send(post(up), None), SOON)
+        assert (await client.send(post(up), None)).status == 200
+
+
 async def test_headers_under_the_bound_are_read_and_looked_up_in_any_case() -> None:
     fillers = [(f"X-Filler-{i}", "f" * 1000) for i in range(http1.MAX_HEAD_BYTES // 1100)]
     handler = once_then_ok(response(b"{}", headers=[*fillers, ("X-Two", "a"), ("x-two", "b")]))
