@@ -847,6 +847,10 @@ class _Tunnel(asyncio.Protocol):
             if len(self._buffer) > MAX_HEAD_BYTES:
                 self.answer.set_exception(BadResponse("its answer to CONNECT never ended"))
             return False
+        if end > MAX_HEAD_BYTES:  # whole, but past the bound an answer's head is held to
+            self.answer.set_exception(
+                BadResponse(f"its answer to CONNECT has a head over {MAX_HEAD_BYTES} bytes"))
+            return True
         line = self._buffer[:end].split(b"\r\n", 1)[0].decode("latin-1")
         parts = line.split(" ", 2)
         # A status is three ASCII digits (RFC 9112): str.isdigit alone takes "²", which int()

@@ -1810,6 +1810,20 @@ async def test_a_proxy_that_never_gets_past_interim_heads_is_refused() -> None:
         tunnel.answer.result()
 
 
+@pytest.mark.parametrize("interim", [False, True])
+async def test_a_connect_answer_whose_whole_head_is_over_the_bound_is_refused(interim: bool) -> None:
+    """A head over 64 KiB that arrives whole in one read is refused as one still unended is."""
+    big = b"HTTP/1.1 200 Connection established\r\nX-Pad: " + b"a" * http1.MAX_HEAD_BYTES + b"\r\n\r\n"
+    tunnel = http1._Tunnel(asyncio.get_running_loop())
+    tunnel.data_received((b"HTTP/1.1 100 Continue\r\n\r\n" if interim else b"") + big)
+    with pytest.raises(http1.BadResponse, match="head over 65536 bytes"):
+        tunnel.answer.result()
+    just_under = b"HTTP/1.1 200 OK\r\nX-Pad: " + b"a" * (http1.MAX_HEAD_BYTES - 40) + b"\r\n\r\n"
+    tunnel = http1._Tunnel(asyncio.get_running_loop())
+    tunnel.data_received(just_under)
+    assert tunnel.answer.result() == (200, "OK")
+
+
 @pytest.mark.parametrize("status", [b"\xb200", b"2" * 4400, b"2000", b"20"],
                          ids=["superscript-two", "4400-digits", "four-digits", "two-digits"])
 async def test_a_connect_answer_whose_status_is_not_three_digits_is_not_http(status: bytes) -> None:
