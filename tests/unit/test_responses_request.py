@@ -314,4 +314,7 @@ def test_a_refused_message_is_named_by_the_input_item_it_came_from() -> None:
         "messages.11": None,
         "messages.3x": None,  # no index
     }
-    assert {p: input_param(p, messages, translated.sources, history) for p in expected} == expected
+    # The upstream forms are read in an upstream's error only (GatewayError.from_upstream).
+    assert {p: input_param(p, messages, translated.sources, history, upstream=not p.startswith("messages["))
+            for p in expected} == expected
+    assert input_param("messages.5.tool_call_id", messages, translated.sources, history) is None

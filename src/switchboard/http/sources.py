@@ -26,7 +26,10 @@ Source = tuple[Any, str, Any, tuple[str, ...] | None]
 
 # A message as the chat form names it, ``messages[k]``, and as OpenAI-type upstreams name it in
 # their errors: OpenAI ``messages.[k].role``, vLLM (a validation error's location) ``messages.k``.
-_MESSAGE = re.compile(r"messages(?:\[(\d+)\]|\.\[(\d+)\]|\.(\d+)(?!\w))")
+_UPSTREAM_MESSAGE = re.compile(r"messages(?:\[(\d+)\]|\.\[(\d+)\]|\.(\d+)(?!\w))")
+# The chat form alone: the gateway's own refusals (an adapter's) name messages so; one already
+# named as the Messages API's caller spells it (``messages.2.content.0``) is not read again.
+_MESSAGE = re.compile(r"messages\[(\d+)\]")
 # An index further on in the upstream forms (``.content.[0]``, ``.tool_calls.0``): read as ``[j]``.
 _INDEX = re.compile(r"\.\[(\d+)\]|\.(\d+)(?!\w)")
 _CALL = re.compile(r"\.tool_calls\[(\d+)\]")
@@ -34,17 +37,18 @@ _CALL = re.compile(r"\.tool_calls\[(\d+)\]")
 PART = re.compile(r"\.content\[(\d+)\]")
 
 
-def named_message(param: str, messages: Sequence[Any]) -> tuple[Any, str] | None:
-    """The message ``param`` (``messages[k]...``, or an upstream's ``messages.[k]...`` or
-    ``messages.k...``) names and the rest of the param after it, its indices written ``[j]``, or
-    None when it names none of ``messages``."""
-    found = _MESSAGE.match(param)
+def named_message(param: str, messages: Sequence[Any], *, upstream: bool = False) -> tuple[Any, str] | None:
+    """The message ``param`` (``messages[k]...``; from an ``upstream``, also ``messages.[k]...``
+    or ``messages.k...``) names and the rest of the param after it, its indices written ``[j]``,
+    or None when it names none of ``messages``."""
+    found = (_UPSTREAM_MESSAGE if upstream else _MESSAGE).match(param)
     if found is None:
         return None
-    index = int(found[1] or found[2] or found[3])
+    index = int(next(group for group in found.groups() if group))
     if index >= len(messages):
         return None
-    return messages[index], _INDEX.sub(lambda m: f"[{m[1] or m[2]}]", param[found.end():])
+    rest = param[found.end():]
+    return messages[index], _INDEX.sub(lambda m: f"[{m[1] or m[2]}]", rest) if upstream else rest
 
 
 def named_call(message: Any, rest: str) -> tuple[int, Any, str] | None:

@@ -47,7 +47,7 @@ def name_messages(error: GatewayError, messages: Sequence[Any], sources: Sequenc
     message that does not say the field starts with it, as Anthropic's own refusals do
     (``messages.1.content.0: ...``). Runs on the error path only."""
     refused = error.param
-    given = message_param(refused, messages, sources) if refused else None
+    given = message_param(refused, messages, sources, upstream=error.from_upstream) if refused else None
     if refused is None or given is None:
         return
     name_as_sent(error, {refused: given})
@@ -55,9 +55,11 @@ def name_messages(error: GatewayError, messages: Sequence[Any], sources: Sequenc
         error.message = f"{given}: {error.message}"
 
 
-def message_param(param: str, messages: Sequence[Any], sources: Sequence[Source]) -> str | None:
-    """``param`` (``messages[k]...``) as the Messages field it came from, or None."""
-    found = named_message(param, messages)
+def message_param(param: str, messages: Sequence[Any], sources: Sequence[Source], *,
+                  upstream: bool = False) -> str | None:
+    """``param`` (``messages[k]...``, an ``upstream``'s forms too) as the Messages field it came
+    from, or None."""
+    found = named_message(param, messages, upstream=upstream)
     source = None if found is None else source_of(found[0], sources)
     if found is None or source is None:
         return None

@@ -49,13 +49,15 @@ def name_input(error: GatewayError, messages: Sequence[Any], sources: Sequence[S
                history: Sequence[JSON]) -> None:
     """``error``'s param (and its mentions in the message, quoted or not: name_as_sent) named as
     the Responses field it came from, when it names a message. Runs on the error path only."""
-    name_as_sent(error, lambda param: input_param(param, messages, sources, history))
+    name_as_sent(error, lambda param: input_param(param, messages, sources, history,
+                                                  upstream=error.from_upstream))
 
 
 def input_param(param: str, messages: Sequence[Any], sources: Sequence[Source],
-                history: Sequence[JSON]) -> str | None:
-    """``param`` (``messages[k]...``) as the Responses field it came from, or None."""
-    found = named_message(param, messages)
+                history: Sequence[JSON], *, upstream: bool = False) -> str | None:
+    """``param`` (``messages[k]...``, an ``upstream``'s forms too) as the Responses field it came
+    from, or None."""
+    found = named_message(param, messages, upstream=upstream)
     if found is None:
         return None
     message, rest = found
