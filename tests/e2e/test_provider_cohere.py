@@ -239,11 +239,13 @@ def test_unreachable_image_url_is_refused_by_cohere(co: openai.OpenAI, mock_upst
     assert "could not fetch an image" in exc.value.message
 
 
-def test_malformed_image_data_url_is_refused_by_cohere(co: openai.OpenAI) -> None:
+def test_malformed_image_data_url_is_the_gateways_400_naming_the_part(co: openai.OpenAI) -> None:
+    # Refused before the call (tests/e2e/test_image_urls.py has every provider), not by Cohere.
     content = [{"type": "image_url", "image_url": {"url": "data:image/png;base64,@@not-base64@@"}}]
     with pytest.raises(openai.BadRequestError) as exc:
         co.chat.completions.create(model="command-a", messages=[{"role": "user", "content": content}])
     assert "not valid base64" in exc.value.message
+    assert exc.value.param == "messages[0].content[0].image_url.url"
 
 
 def test_json_schema_response_format(co: openai.OpenAI) -> None:

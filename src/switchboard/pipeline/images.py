@@ -18,6 +18,7 @@ from switchboard.config.schema import ImagesConfig
 from switchboard.context import RequestContext, Result
 from switchboard.errors import InvalidRequest
 from switchboard.pipeline.chain import Handler
+from switchboard.providers import media_urls
 from switchboard.upstream.egress import Egress, EgressRefused
 
 _TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp"}
@@ -31,7 +32,7 @@ def remote_image_parts(request: dict[str, Any]) -> list[dict[str, Any]]:
             for part in content:
                 if isinstance(part, dict) and part.get("type") == "image_url":
                     url = (part.get("image_url") or {}).get("url", "")
-                    if isinstance(url, str) and url[:8].lower().startswith(("http://", "https://")):
+                    if isinstance(url, str) and media_urls.scheme(url) in ("http", "https"):
                         parts.append(part)
     return parts
 

@@ -57,7 +57,7 @@ from pydantic import BaseModel
 
 from switchboard.config.schema import ProviderConfig
 from switchboard.errors import GatewayError, InvalidRequest, UpstreamBadGateway
-from switchboard.providers import allowed_tools, capabilities, documents, tool_names
+from switchboard.providers import allowed_tools, capabilities, documents, media_urls, tool_names
 from switchboard.providers.base import JSON, ProviderAdapter
 from switchboard.providers.capabilities.rows import REQUEST_ROWS
 from switchboard.providers.counts import position
@@ -146,9 +146,11 @@ def _user_part(part: Any, param: str) -> JSON:
         return {"type": "text", "text": part.get("text", "")}
     if kind == "image_url":
         image = part.get("image_url")
-        if not isinstance(image, dict):
-            return {"type": "image_url", "image_url": {"url": image}}
-        out: JSON = {"url": image.get("url")}  # data: and http(s) URLs alike
+        if not isinstance(image, dict):  # Mistral's shorthand: the URL itself
+            url = media_urls.canonical(image, f"{param}.image_url")
+            return {"type": "image_url", "image_url": {"url": url}}
+        # data: and http(s) URLs alike, in the form Mistral takes
+        out: JSON = {"url": media_urls.canonical(image.get("url"), f"{param}.image_url.url")}
         if image.get("detail") in ("auto", "low", "high"):
             out["detail"] = image["detail"]
         return {"type": "image_url", "image_url": out}

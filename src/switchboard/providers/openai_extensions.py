@@ -19,8 +19,10 @@ own API takes, so none reaches it raw (OpenAI rejects fields it does not know):
   plain-text ones (text, content, base64 text/*) text parts (title first); URL sources are a 400.
 - ``safety_settings`` (Gemini's safety thresholds): removed (:func:`without_safety_settings`).
   OpenAI has no per-request thresholds; its own policies apply.
+- ``image_url`` URLs: the scheme in lower case, data URLs checked (a 400 naming the part when
+  they are not base64) and sent in canonical form (providers/media_urls.py).
 
-OpenAI-compatible servers get only the last three (:func:`documents_and_errors` and
+OpenAI-compatible servers get only the last four (:func:`documents_and_errors` and
 :func:`without_safety_settings`).
 
 ``top_k`` has no OpenAI equivalent and is refused through the capability table.
@@ -31,7 +33,7 @@ from __future__ import annotations
 from typing import Any
 
 from switchboard.errors import InvalidRequest
-from switchboard.providers import documents
+from switchboard.providers import documents, media_urls
 from switchboard.providers.base import JSON
 
 _EFFORTS = ((1024, "low"), (8192, "medium"))
@@ -104,6 +106,20 @@ def _unformatted(part: JSON, where: str, provider_type: str) -> JSON:
     return {**part, kind: inner}
 
 
+def _unread_image(part: Any) -> bool:
+    """An ``image_url`` part whose URL is a data URL or has a scheme not in lower case: read
+    before it is sent (providers/media_urls.py)."""
+    if not isinstance(part, dict) or part.get("type") != "image_url":
+        return False
+    image = part.get("image_url")
+    return isinstance(image, dict) and media_urls.needs_reading(image.get("url"))
+
+
+def _read_image(part: JSON, where: str) -> JSON:
+    url = media_urls.canonical(part["image_url"]["url"], f"{where}.image_url.url")
+    return {**part, "image_url": {**part["image_url"], "url": url}}
+
+
 def _parts(content: Any, where: str, provider_type: str, own: bool) -> Any:
     if not isinstance(content, list):
         return content
@@ -115,6 +131,8 @@ def _parts(content: Any, where: str, provider_type: str, own: bool) -> Any:
                 part = _unformatted(part, f"{where}[{j}]", provider_type)
         if documents.is_document(part):
             part = _document(part, f"{where}[{j}]", provider_type)
+        elif _unread_image(part):
+            part = _read_image(part, f"{where}[{j}]")
         out.append(part)
     return out
 
@@ -190,7 +208,8 @@ def _plain(request: JSON) -> bool:
         content = msg.get("content")
         if isinstance(content, list) and any(
             isinstance(p, dict) and ("cache_control" in p or (
-                p.get("type") in _REWRITTEN_PARTS and (documents.is_document(p) or _formatted(p))))
+                p.get("type") in _REWRITTEN_PARTS
+                and (documents.is_document(p) or _formatted(p) or _unread_image(p))))
             for p in content
         ):
             return False
@@ -210,7 +229,7 @@ def to_openai(request: JSON, provider_type: str = "openai") -> JSON:
 
 
 def documents_and_errors(request: JSON, provider_type: str) -> JSON:
-    """``request`` with only ``document`` parts and tool ``is_error`` turned into OpenAI's form
+    """``request`` with only ``document`` parts, image URLs and tool ``is_error`` in OpenAI's form
     (for OpenAI-compatible servers, which may take the other extensions: cache breakpoints,
     history reasoning). No such server reads either field, and an ignored ``is_error`` would make
     a failed call read as a success."""
@@ -224,4 +243,10 @@ def _has_extension(msg: Any) -> bool:
     if not isinstance(msg, dict):
         return False
     content = msg.get("content")
-    return "is_error" in msg or (isinstance(content, list) and any(documents.is_document(p) for p in content))
+    return "is_error" in msg or (isinstance(content, list) and any(_compat_rewritten(p) for p in content))
+
+
+def _compat_rewritten(part: Any) -> bool:
+    """A part an OpenAI-compatible server gets rewritten: a document, or an image to read."""
+    kind = part.get("type") if isinstance(part, dict) else None
+    return kind == "document" or (kind == "image_url" and _unread_image(part))

@@ -56,6 +56,7 @@ import orjson
 from switchboard.errors import InvalidRequest
 from switchboard.http.anthropic import tool_ids
 from switchboard.http.sources import Source
+from switchboard.providers import media_urls
 
 JSON = dict[str, Any]
 Blocks = list[tuple[str, Any]]  # a message's content blocks, each with its path
@@ -175,9 +176,9 @@ def image_part(block: JSON, path: str, found: list[str]) -> JSON:
         url = f"data:{media};base64,{_base64_data(source, spath)}"
     elif kind == "url":
         given = source.get("url")
-        if not isinstance(given, str) or not given.startswith(("http://", "https://")):
+        if not isinstance(given, str) or media_urls.scheme(given) not in ("http", "https"):
             raise fail(f"{spath}.url", "Input should be an http(s) URL")
-        url = given
+        url = media_urls.lowered(given)
     elif kind == "file":
         part = {"type": "image_file", "image_file": {"file_id": _file_id(source, spath, found)}}
         return cached(part, block, path)
@@ -203,7 +204,7 @@ def document_part(block: JSON, path: str, found: list[str]) -> JSON:
         raise fail(f"{spath}.data", "Input should be a valid string")
     elif kind == "content":
         _content_source_text(source.get("content"), f"{spath}.content")
-    elif kind == "url" and not str(source.get("url")).startswith(("http://", "https://")):
+    elif kind == "url" and media_urls.scheme(str(source.get("url"))) not in ("http", "https"):
         raise fail(f"{spath}.url", "Input should be an http(s) URL")
     document = {k: v for k, v in block.items() if k not in ("type", "cache_control")}
     return cached({"type": "document", "document": document}, block, path)

@@ -21,7 +21,14 @@ import re
 from typing import Any
 
 from switchboard.errors import InvalidRequest
-from switchboard.providers import account, allowed_tools, capabilities, forced_choice, stop_sequences
+from switchboard.providers import (
+    account,
+    allowed_tools,
+    capabilities,
+    forced_choice,
+    media_urls,
+    stop_sequences,
+)
 from switchboard.providers.anthropic import thinking
 from switchboard.providers.anthropic.options import AnthropicOptions
 from switchboard.providers.base import JSON
@@ -53,7 +60,6 @@ _IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 _CACHE_TTLS = ("5m", "1h")
 # Document sources that carry their content (or a public URL Anthropic fetches as anyone would).
 _DOCUMENT_SOURCES = frozenset({"base64", "text", "content", "url"})
-_DATA_URL = re.compile(r"^data:([\w.+/-]+)((?:;[\w.+-]+=[\w.+-]+)*);base64,(.*)$", re.DOTALL)
 
 
 def options_of(target: Target) -> AnthropicOptions:
@@ -312,44 +318,40 @@ def _document_part(document: Any, param: str, target: Target) -> JSON:
     return {"type": "document", **document}
 
 
-def _data_url(url: str, param: str) -> tuple[str, str]:
-    match = _DATA_URL.match(url)
-    if match is None:
-        raise InvalidRequest("data URLs must be base64-encoded ('data:<type>;base64,<data>')", param=param)
-    media_type = match.group(1).lower()
-    return ("image/jpeg" if media_type == "image/jpg" else media_type), match.group(3)
-
-
 def _image_source(url: str, param: str) -> JSON:
-    if url.startswith("data:"):
-        media_type, data = _data_url(url, param)
-        media_type = sniffed(data) or media_type  # clients often label every image image/jpeg
+    scheme = media_urls.scheme(url)
+    if scheme == "data":
+        image = media_urls.data_url(url, param)
+        media_type = sniffed(image.data) or image.media_type  # clients often label every image image/jpeg
         if media_type not in _IMAGE_TYPES:
             raise InvalidRequest(
                 f"image type '{media_type}' is not supported by provider type 'anthropic' "
                 f"(supported: {', '.join(sorted(_IMAGE_TYPES))})",
                 param=param,
             )
-        return {"type": "base64", "media_type": media_type, "data": data}
-    if url.startswith(("https://", "http://")):
-        return {"type": "url", "url": url}
+        return {"type": "base64", "media_type": media_type, "data": image.data}
+    if scheme in ("https", "http"):
+        return {"type": "url", "url": media_urls.lowered(url)}
     raise InvalidRequest("image URLs must be http(s) or data URLs", param=param)
 
 
 def _document(file: Any, param: str) -> JSON:
-    data_url = file.get("file_data") if isinstance(file, dict) else None
-    if not isinstance(data_url, str):
-        raise InvalidRequest("a file needs 'file_data' (a data URL, or a PDF's http(s) URL) for provider "
-                             "type 'anthropic'", param=param)
-    if data_url[:8].lower().startswith(("http://", "https://")):
-        source = _pdf_url(data_url, file.get("format"), f"{param}.file_data")
+    url = file.get("file_data") if isinstance(file, dict) else None
+    if not isinstance(url, str) or (scheme := media_urls.scheme(url)) not in ("data", "http", "https"):
+        raise InvalidRequest(
+            "a file needs 'file_data' (a data URL, or a PDF's http(s) URL) for provider type 'anthropic'",
+            param=f"{param}.file_data" if isinstance(url, str) else param,
+        )
+    if scheme != "data":
+        source = _pdf_url(media_urls.lowered(url), file.get("format"), f"{param}.file_data")
         block: JSON = {"type": "document", "source": source}
     else:
-        media_type, data = _data_url(data_url, f"{param}.file_data")
-        if media_type != "application/pdf":
-            raise InvalidRequest(f"file type '{media_type}' is not supported (only application/pdf)",
+        document = media_urls.data_url(url, f"{param}.file_data")
+        if document.media_type != "application/pdf":
+            raise InvalidRequest(f"file type '{document.media_type}' is not supported (only application/pdf)",
                                  param=f"{param}.file_data")
-        block = {"type": "document", "source": {"type": "base64", "media_type": media_type, "data": data}}
+        block = {"type": "document",
+                 "source": {"type": "base64", "media_type": document.media_type, "data": document.data}}
     if isinstance(file.get("filename"), str) and file["filename"]:
         block["title"] = file["filename"]
     return block

@@ -27,8 +27,6 @@ content and blank text, and has a system prompt only at the top. So:
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import re
 from typing import Any
@@ -36,7 +34,7 @@ from typing import Any
 import orjson
 
 from switchboard.errors import InvalidRequest
-from switchboard.providers import documents
+from switchboard.providers import documents, media_urls
 from switchboard.providers.anthropic.thinking import gathered
 from switchboard.providers.base import JSON
 from switchboard.providers.image_types import sniffed
@@ -51,7 +49,7 @@ from switchboard.providers.turns import (
 )
 
 # Image media types Converse accepts, by the ImageBlock "format" value.
-IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/jpg": "jpeg", "image/gif": "gif",
+IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/gif": "gif",
                  "image/webp": "webp"}
 _TTLS = ("5m", "1h")
 # Document media types Converse accepts as bytes, by the DocumentBlock "format" value (text/* ones
@@ -226,24 +224,20 @@ def _user_blocks(content: Any, i: int) -> list[JSON]:
 def image_block(url: str, where: str) -> JSON:
     """A ``data:`` URL -> ImageBlock with the bytes inline (JSON blobs are base64 strings)."""
     param = f"{where}.image_url.url"
-    if not url.startswith("data:"):
+    if not media_urls.is_data(url):
         # The gateway inlines http(s) images before the adapter runs (inline_images); anything
         # else reaching here cannot be sent.
         raise InvalidRequest("provider type 'bedrock' accepts images only as data: URLs", param=param)
-    header, sep, data = url[5:].partition(",")
-    media, _, encoding = header.partition(";")
+    image = media_urls.data_url(url, param)
     # The type the bytes are, whatever the label says (clients often label every image jpeg):
     # Bedrock refuses an image whose bytes are not its format.
-    fmt = IMAGE_FORMATS.get(sniffed(data) or media.lower()) if encoding == "base64" else None
-    if not sep or encoding != "base64" or fmt is None:
+    fmt = IMAGE_FORMATS.get(sniffed(image.data) or image.media_type)
+    if fmt is None:
         raise InvalidRequest(
-            "image data URLs must be base64 'data:image/(png|jpeg|gif|webp);base64,...'", param=param
+            f"image type '{image.media_type[:60]}' is not supported by provider type 'bedrock' "
+            "(supported: png, jpeg, gif, webp)", param=param,
         )
-    try:
-        base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidRequest("image data URL is not valid base64", param=param) from None
-    return {"image": {"format": fmt, "source": {"bytes": data}}}
+    return {"image": {"format": fmt, "source": {"bytes": image.data}}}
 
 
 def document_block(part: JSON, where: str) -> JSON:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from switchboard.errors import InvalidRequest, UnsupportedParameter
-from switchboard.providers import allowed_tools, capabilities, documents, tool_names
+from switchboard.providers import allowed_tools, capabilities, documents, media_urls, tool_names
 from switchboard.providers.base import JSON
 from switchboard.providers.cohere.input_type import input_type
 from switchboard.providers.embedding_inputs import text_inputs
@@ -60,7 +60,7 @@ def _text_blocks(content: list[Any], param: str, allowed: tuple[str, ...] = ("te
         elif kind == "refusal" and "text" in allowed:
             blocks.append({"type": "text", "text": part.get("refusal", "")})
         elif kind == "image_url" and "image_url" in allowed:
-            blocks.append({"type": "image_url", "image_url": _image_url(part["image_url"])})
+            blocks.append({"type": "image_url", "image_url": _image_url(part["image_url"], f"{param}[{j}]")})
         elif kind == "document" and "document" in allowed:  # plain text only: Cohere has no file part
             blocks.append({"type": "text", "text": documents.text_of(part, f"{param}[{j}]", "cohere")})
         else:
@@ -69,9 +69,9 @@ def _text_blocks(content: list[Any], param: str, allowed: tuple[str, ...] = ("te
     return blocks
 
 
-def _image_url(image: JSON) -> JSON:
+def _image_url(image: JSON, where: str) -> JSON:
     # Cohere takes data URIs and web URLs alike (ImageUrl.url), plus the same ``detail`` levels.
-    out: JSON = {"url": image["url"]}
+    out: JSON = {"url": media_urls.canonical(image["url"], f"{where}.image_url.url")}
     if image.get("detail") in ("auto", "low", "high"):
         out["detail"] = image["detail"]
     return out

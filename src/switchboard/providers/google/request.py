@@ -22,7 +22,7 @@ from urllib.parse import unquote
 import orjson
 
 from switchboard.errors import InvalidRequest, UnsupportedParameter
-from switchboard.providers import account, allowed_tools, capabilities, documents, tool_names
+from switchboard.providers import account, allowed_tools, capabilities, documents, media_urls, tool_names
 from switchboard.providers.google.schema import clean_schema, has_properties
 from switchboard.providers.google.thinking import budget_model, thinking_config
 from switchboard.providers.image_types import sniffed
@@ -38,7 +38,6 @@ JSON = dict[str, Any]
 # never had one (another model wrote them, or the client dropped the field) Google documents this
 # value as the way to skip the check.
 SKIP_SIGNATURE = "skip_thought_signature_validator"
-_DATA_URL = re.compile(r"^data:([\w.+-]+/[\w.+-]+)((?:;[\w.+-]+=[^;,]*)*);base64,(.*)$", re.DOTALL)
 _FILE_SCHEMES = frozenset({"http", "https", "gs"})
 # The Gemini API's host: its Files API URIs (``https://generativelanguage.googleapis.com/v1beta/
 # files/...``) name files of the account the key opens.
@@ -49,7 +48,6 @@ _GEMINI_API_HOST = "generativelanguage.googleapis.com"
 _STORAGE_HOSTS = ("storage.googleapis.com", "storage.cloud.google.com")
 _MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY"}
 _AUDIO_TYPES = {"wav": "audio/wav", "mp3": "audio/mp3"}
-_MIME_ALIASES = {"image/jpg": "image/jpeg"}
 MEDIA_TYPE = re.compile(r"^[\w.+-]+/[\w.+-]+$")
 
 
@@ -240,16 +238,14 @@ def media_part(url: Any, where: str, target: Target, field: str = "image_url.url
     part's ``format`` (LiteLLM's field for the media type of a URL), the fileData's type."""
     if not isinstance(url, str) or not url:
         raise InvalidRequest(f"{where}: an image URL is required", param=where)
-    scheme = url.split(":", 1)[0].lower() if ":" in url else ""
-    url = scheme + url[len(scheme):]  # the scheme in lower case: HTTP:// is http://
+    scheme = media_urls.scheme(url)
     if scheme == "data":
-        match = _DATA_URL.match(url)
-        if match is None:
-            raise InvalidRequest(f"{where}: data URLs must be base64 (data:<type>;base64,...)", param=where)
-        mime, data = _mime(match.group(1)), match.group(3)
+        inline = media_urls.data_url(url, f"{where}.{field}")
+        mime = inline.media_type
         if mime.startswith("image/"):  # Google refuses image bytes of another type than the label
-            mime = sniffed(data) or mime
-        return {"inlineData": {"mimeType": mime, "data": data}}
+            mime = sniffed(inline.data) or mime
+        return {"inlineData": {"mimeType": mime, "data": inline.data}}
+    url = media_urls.lowered(url)
     if scheme not in _FILE_SCHEMES:
         what = f"URL scheme '{scheme[:20]}:'" if scheme else "a URL without a scheme"
         raise InvalidRequest(
@@ -272,7 +268,7 @@ def _url_type(url: str, given: Any, where: str, field: str) -> str | None:
         if not isinstance(given, str) or MEDIA_TYPE.match(given) is None:
             raise InvalidRequest(f"{where}.{owner}.format must be a media type such as 'image/png'",
                                  param=f"{where}.{owner}.format")
-        return _mime(given)
+        return media_urls.media_type(given)  # Google refuses "image/jpg": "Unsupported MIME type"
     guessed = mimetypes.guess_type(url.split("?", 1)[0].split("#", 1)[0])[0]
     if guessed is None and _GEMINI_API_HOST in url.lower():
         return None
@@ -283,14 +279,6 @@ def _url_type(url: str, given: Any, where: str, field: str) -> str | None:
             param=f"{where}.{field}",
         )
     return guessed
-
-
-def _mime(media_type: str) -> str:
-    """A data URL's media type as Google takes it: in lower case (media types are case-insensitive),
-    and "image/jpg", which OpenAI accepts, as the registered "image/jpeg" (Google refuses it:
-    "Unsupported MIME type: image/jpg")."""
-    media_type = media_type.lower()
-    return _MIME_ALIASES.get(media_type, media_type)
 
 
 def _account_uri(url: str, scheme: str, where: str, target: Target) -> None:

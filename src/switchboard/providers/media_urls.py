@@ -1,0 +1,104 @@
+"""The URLs of images and files in content parts, read one way for every provider and inbound API.
+
+- A scheme is compared in lower case (RFC 3986 section 3.1: schemes are case-insensitive), so
+  ``HTTPS://`` is ``https://`` and ``DATA:`` is ``data:``; a URL goes upstream with its scheme
+  in lower case, the form every provider takes.
+- A ``data:`` URL (RFC 2397) must be base64 of a media type:
+  ``data:<type>/<subtype>[;<attribute>=<value>...];base64,<data>``. The media type and the
+  ``;base64`` token are case-insensitive too; the type is read in lower case, ``image/jpg`` (which
+  OpenAI accepts) as the registered ``image/jpeg``. The data must be standard, padded base64 and
+  not empty: anything else is a 400 naming the part, not the provider's error after a round trip
+  (or an image silently dropped by it).
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from dataclasses import dataclass
+from typing import Any
+
+from switchboard.errors import InvalidRequest
+
+_HEADER = re.compile(r"([\w.+-]+/[\w.+-]+)((?:;[\w.+-]+=[^;,]*)*);base64", re.IGNORECASE)
+_ALIASES = {"image/jpg": "image/jpeg"}
+_ALPHABET = (string.ascii_letters + string.digits + "+/").encode()
+_DATA = "data:"
+
+
+@dataclass(frozen=True, slots=True)
+class DataURL:
+    media_type: str  # in lower case, aliases resolved
+    parameters: str  # ";name=value..." as written, or ""
+    data: str  # base64, checked
+
+
+def scheme(url: str) -> str:
+    """The scheme of ``url`` in lower case; "" when it has none."""
+    colon = url.find(":")
+    return url[:colon].lower() if colon > 0 else ""
+
+
+def lowered(url: str) -> str:
+    """``url`` with its scheme in lower case (``HTTPS://host/x`` -> ``https://host/x``)."""
+    name = scheme(url)
+    return url if url.startswith(name) else name + url[len(name):]
+
+
+def is_data(url: str) -> bool:
+    return url[:5].lower() == _DATA
+
+
+def data_url(url: str, param: str) -> DataURL:
+    """The parts of a ``data:`` URL; a 400 naming ``param`` when it is not base64 of a media type."""
+    comma = url.find(",")
+    header = _HEADER.fullmatch(url, 5, comma) if comma > 0 and is_data(url) else None
+    if header is None:
+        raise InvalidRequest("data URLs must be base64-encoded: 'data:<media type>;base64,<data>'",
+                             param=param, code="invalid_value")
+    data = url[comma + 1:]
+    if not _base64(data):
+        raise InvalidRequest("the data URL's data is not valid base64 (the standard alphabet, padded)"
+                             if data else "the data URL holds no data", param=param, code="invalid_value")
+    return DataURL(media_type(header.group(1)), header.group(2), data)
+
+
+def media_type(value: str) -> str:
+    """A media type in lower case (media types are case-insensitive), ``image/jpg`` as ``image/jpeg``."""
+    value = value.lower()
+    return _ALIASES.get(value, value)
+
+
+def canonical(url: Any, param: str) -> Any:
+    """``url`` as it goes to a provider that takes image URLs as written (OpenAI's form): its scheme
+    in lower case, a data URL checked and in canonical form. The same string (not a copy) when it
+    already is, as nearly every URL is; anything but a string as it is (the provider judges it)."""
+    if not isinstance(url, str):
+        return url
+    if not is_data(url):
+        return lowered(url)
+    parsed = data_url(url, param)
+    head = f"data:{parsed.media_type}{parsed.parameters};base64,"
+    return url if url.startswith(head) else head + parsed.data
+
+
+def needs_reading(url: object) -> bool:
+    """Whether :func:`canonical` may change or refuse ``url``: a data URL, or a scheme not in lower
+    case. A cheap look, for the adapters that otherwise pass a part on untouched."""
+    if not isinstance(url, str):
+        return False
+    name = scheme(url)
+    return name == "data" or not url.startswith(name)
+
+
+def _base64(data: str) -> bool:
+    """Whether ``data`` is standard base64 with its padding: what is left once the alphabet is
+    taken out is at most two '=' at the end. (A translate in C: several times faster than a
+    decode of data that is often megabytes, and nothing is kept.)"""
+    try:
+        raw = data.encode("ascii")
+    except UnicodeEncodeError:
+        return False
+    left = raw.translate(None, _ALPHABET)
+    padded = len(left) <= 2 and left == b"=" * len(left) and raw.endswith(left)
+    return bool(raw) and len(raw) % 4 == 0 and padded

@@ -1,0 +1,177 @@
+"""Image URLs read one way on every provider: the openai SDK -> gateway -> each provider's mock.
+
+URL schemes are case-insensitive (RFC 3986), and so are a data URL's media type and its
+``;base64`` token: ``HTTPS://`` and ``DATA:IMAGE/PNG;BASE64,`` are accepted and go upstream in
+the provider's own form, the scheme in lower case. A data URL whose data is not base64 is a 400
+naming the part, before anything is sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import anthropic
+import openai
+import pytest
+
+from tests.servers import MASTER_KEY, Gateway, Mock, captured, new_marker, start_gateway
+
+PIXEL_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+WEB_IMAGE = "https://images.example/cat.png"
+BEDROCK_MODEL = "anthropic.claude-3-5-sonnet-20240620-v1:0"
+
+
+def image_urls_config(mock: Mock) -> dict[str, Any]:
+    key = "${UPSTREAM_KEY}"
+    return {
+        "providers": [
+            {"name": "oa", "type": "openai", "api_base": f"{mock.url}/v1", "api_key": key},
+            {"name": "az", "type": "azure", "api_base": mock.url, "api_key": key},
+            {"name": "vllm", "type": "openai-compatible", "preset": "vllm", "api_base": f"{mock.url}/v1",
+             "api_key": key},
+            {"name": "mi", "type": "mistral", "api_base": f"{mock.url}/mistral/v1", "api_key": key},
+            {"name": "co", "type": "cohere", "api_base": mock.url, "api_key": key},
+            {"name": "an", "type": "anthropic", "api_base": mock.url, "api_key": key},
+            {"name": "br", "type": "bedrock", "api_base": mock.url, "aws_access_key_id": "AKIDTEST",
+             "aws_secret_access_key": key, "aws_region": "us-east-1"},
+            {"name": "ge", "type": "gemini", "api_base": mock.url, "api_key": key},
+        ],
+        "models": [
+            {"name": "openai", "provider": "oa", "model": "gpt-4o-mini"},
+            {"name": "azure", "provider": "az", "model": "my-gpt4o-deployment"},
+            {"name": "vllm", "provider": "vllm", "model": "mock-gpt"},
+            {"name": "mistral", "provider": "mi", "model": "mistral-small-latest"},
+            {"name": "cohere", "provider": "co", "model": "command-a-03-2025"},
+            {"name": "anthropic", "provider": "an", "model": "claude-sonnet-4-5"},
+            {"name": "bedrock", "provider": "br", "model": BEDROCK_MODEL},
+            {"name": "gemini", "provider": "ge", "model": "gemini-2.5-flash"},
+        ],
+        "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
+        "images": {"allow_private_networks": True},
+    }
+
+
+@pytest.fixture(scope="module")
+def image_gateway(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    gw = start_gateway(image_urls_config(mock_upstream), tmp_path_factory.mktemp("image-urls"))
+    yield gw
+    gw.process.stop()
+
+
+@pytest.fixture
+def sdk(image_gateway: Gateway) -> openai.OpenAI:
+    return openai.OpenAI(base_url=image_gateway.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+
+
+# The image part (the message's second part) as each provider's request carries it.
+def _chat_image(body: dict[str, Any]) -> Any:
+    return body["messages"][0]["content"][1]["image_url"]["url"]
+
+
+def _anthropic_image(body: dict[str, Any]) -> Any:
+    return body["messages"][0]["content"][1]["source"]
+
+
+def _bedrock_image(body: dict[str, Any]) -> Any:
+    return body["messages"][0]["content"][1]["image"]
+
+
+def _gemini_image(body: dict[str, Any]) -> Any:
+    return body["contents"][0]["parts"][1]["inlineData"]
+
+
+SENT: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "openai": _chat_image, "azure": _chat_image, "vllm": _chat_image, "mistral": _chat_image,
+    "cohere": _chat_image, "anthropic": _anthropic_image, "bedrock": _bedrock_image, "gemini": _gemini_image,
+}
+# What the pixel (a data URL, in whatever case) becomes upstream.
+INLINE_PIXEL: dict[str, Any] = {
+    **dict.fromkeys(("openai", "azure", "vllm", "mistral", "cohere"), f"data:image/png;base64,{PIXEL_PNG}"),
+    "anthropic": {"type": "base64", "media_type": "image/png", "data": PIXEL_PNG},
+    "bedrock": {"format": "png", "source": {"bytes": PIXEL_PNG}},
+    "gemini": {"mimeType": "image/png", "data": PIXEL_PNG},
+}
+# Providers whose upstream takes the URL and fetches it itself (so the mock may fetch it too).
+BY_URL = ("openai", "azure", "vllm", "mistral", "anthropic")
+
+
+def sent_image(mock: Mock, sdk: openai.OpenAI, model: str, url: str) -> Any:
+    """The image part the provider received for a user message holding ``url``."""
+    marker = new_marker()
+    sdk.chat.completions.create(model=model, max_tokens=16, messages=[{"role": "user", "content": [
+        {"type": "text", "text": f"What is this? mock:capture={marker}"},
+        {"type": "image_url", "image_url": {"url": url}},
+    ]}])
+    (seen,) = captured(mock, marker)
+    return SENT[model](seen["body"])
+
+
+CASES = ["DATA:image/png;base64,", "data:IMAGE/PNG;base64,", "Data:Image/Png;BASE64,"]
+
+
+@pytest.mark.parametrize("model", SENT)
+@pytest.mark.parametrize("head", CASES)
+def test_a_data_url_is_read_whatever_its_case(
+    sdk: openai.OpenAI, mock_upstream: Mock, model: str, head: str
+) -> None:
+    assert sent_image(mock_upstream, sdk, model, head + PIXEL_PNG) == INLINE_PIXEL[model]
+
+
+@pytest.mark.parametrize("model", BY_URL)
+def test_an_upper_case_https_url_is_sent_as_a_url(
+    sdk: openai.OpenAI, mock_upstream: Mock, model: str
+) -> None:
+    sent = sent_image(mock_upstream, sdk, model, "HTTPS://images.example/cat.png")
+    assert sent == ({"type": "url", "url": WEB_IMAGE} if model == "anthropic" else WEB_IMAGE)
+
+
+@pytest.mark.parametrize("model", ["cohere", "bedrock", "gemini"])
+def test_an_upper_case_http_url_is_fetched_where_the_provider_needs_it(
+    sdk: openai.OpenAI, mock_upstream: Mock, model: str
+) -> None:
+    # Bedrock and Gemini get the bytes (the gateway fetches them); Cohere fetches the URL itself.
+    url = f"HTTP://127.0.0.1:{mock_upstream.port}/images/pixel.png"
+    sent = sent_image(mock_upstream, sdk, model, url)
+    if model == "cohere":
+        assert sent == url.replace("HTTP://", "http://")
+    else:
+        assert set(sent) == set(INLINE_PIXEL[model])
+
+
+BAD_DATA_URLS = {
+    "not base64": "data:image/png;base64,not base64!",
+    "bad padding": "data:image/png;base64,iVBORw0KGgo",
+    "no data": "data:image/png;base64,",
+    "not base64-encoded": "data:image/png,rawbytes",
+}
+
+
+@pytest.mark.parametrize("model", SENT)
+@pytest.mark.parametrize("url", BAD_DATA_URLS.values(), ids=list(BAD_DATA_URLS))
+def test_a_data_url_that_is_not_base64_is_a_400_naming_the_part(
+    sdk: openai.OpenAI, mock_upstream: Mock, model: str, url: str
+) -> None:
+    marker = new_marker()
+    with pytest.raises(openai.BadRequestError) as exc:
+        sdk.chat.completions.create(model=model, messages=[{"role": "user", "content": [
+            {"type": "text", "text": f"What is this? mock:capture={marker}"},
+            {"type": "image_url", "image_url": {"url": url}},
+        ]}])
+    assert exc.value.status_code == 400
+    assert exc.value.param == "messages[0].content[1].image_url.url"
+    assert "data URL" in exc.value.message
+    assert captured(mock_upstream, marker, timeout=0.2) == []
+
+
+def test_an_upper_case_url_source_on_the_anthropic_api_reaches_another_provider(
+    image_gateway: Gateway, mock_upstream: Mock
+) -> None:
+    client = anthropic.Anthropic(base_url=image_gateway.url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+    marker = new_marker()
+    client.messages.create(model="openai", max_tokens=16, messages=[{"role": "user", "content": [
+        {"type": "text", "text": f"What is this? mock:capture={marker}"},
+        {"type": "image", "source": {"type": "url", "url": "HTTPS://images.example/cat.png"}},
+    ]}])
+    (seen,) = captured(mock_upstream, marker)
+    assert _chat_image(seen["body"]) == WEB_IMAGE
