@@ -1179,3 +1179,22 @@ def test_a_service_response_the_client_left_part_way_is_abandoned(world: World) 
     record = _logged(world, whole)
     assert record["status"] == 200 and "client_disconnected" not in record["metadata"]
     assert record["abandoned"] is False and "abandoned" not in record["metadata"]
+
+
+def test_a_client_that_gives_up_before_the_service_answers_is_499_and_the_call_is_cancelled(
+        world: World) -> None:
+    """As on /v1/*: a client that closes while the service is still working is noticed, the
+    service call is cancelled (the gateway neither waits for the answer nor writes it to a gone
+    connection), and the record says 499 ``client_disconnected``."""
+    key = world.key(new_team())
+    rid = f"svc-gave-up-{uuid.uuid4().hex}"
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.get(f"{world.url}/services/echo/slow?seconds=1", timeout=0.3,
+                  headers={"Authorization": f"Bearer {key}", "x-request-id": rid})
+    record = _logged(world, rid)
+    assert record["status"] == 499 and record["metadata"]["client_disconnected"] is True
+    assert record["abandoned"] is False and "abandoned" not in record["metadata"]
+    assert record["latency_ms"] < 1000  # recorded when the client left, not once the service answered
+    line = world.gateway.process.wait_for_all(rid, "client disconnected", timeout=20)
+    assert "upstream call cancelled" in line, line
+
