@@ -102,6 +102,9 @@ class ServicesEndpoint:
         outcome = ctx.outcome
         try:
             outcome.status = ctx.reply_status
+            # Relayed as it arrives: a stream, as a model call's, so a client leaving it part-way
+            # keeps the status sent (Outcome.recorded_status) and ends it in the streams gauge.
+            outcome.stream = True
             out.started = True
             replied, own = ctx.reply_headers or [], ctx.response_headers
             if own:  # a header the gateway answers (its limits) is its own, not also the service's
