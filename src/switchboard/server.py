@@ -28,7 +28,7 @@ from switchboard.observability.metrics import MULTIPROC_ENV
 from switchboard.observability.metrics_dir import InstanceMetricsDir
 from switchboard.settings.embedded import embedded_settings
 from switchboard.settings.loader import ConfigError, load, serving_problems
-from switchboard.settings.secret import PADDED_WARNING, SecretKeyMissing, padded_env_secret, with_secret_key
+from switchboard.settings.secret import SecretKeyMissing, padded_secret, padded_warning, with_secret_key
 from switchboard.stores.factory import data_dir
 
 _ENV = "SWITCHBOARD_SERVE"
@@ -257,8 +257,8 @@ def _exit_cleanly(signum: int, frame: object) -> None:
 
 def serve(settings: Settings) -> None:
     configure_logs(settings.server.log_level, settings.server.log_format)
-    if padded_env_secret(settings, os.environ) is not None:  # named, never shown
-        logging.getLogger("switchboard").warning(PADDED_WARNING)
+    if (padded := padded_secret(settings, os.environ)) is not None:  # named, never shown
+        logging.getLogger("switchboard").warning(padded_warning(padded))
     configure_edge(settings)
     # uvicorn re-raises SIGTERM once its graceful shutdown is done; exiting 0 then tells process
     # managers the shutdown was clean.

@@ -740,18 +740,25 @@ def test_a_secret_key_with_whitespace_around_it_is_the_same_secret_without(
         again.gateway.process.stop()
 
 
-def test_what_a_padded_secret_sealed_as_given_still_opens(mock_upstream: Mock, tmp_path: Path) -> None:
-    """A deployment that ran with a padded ``SWITCHBOARD_SECRET_KEY`` sealed its data under the
-    value as given (``auth.secret_key`` stands in for it here, taken as written): started with
-    the same padded variable, the trimmed secret is in use and the padded one still opens it."""
-    sealed_as_given = {**openai_config(mock_upstream), "auth": {
-        "master_key": "${SWITCHBOARD_MASTER_KEY}", "secret_key": PADDED_SECRET}}
-    before = Deployment("embedded", start_gateway(sealed_as_given, tmp_path), mock_upstream, tmp_path)
+def test_a_secret_key_referencing_a_padded_variable_is_the_same_secret_without(
+        mock_upstream: Mock, tmp_path: Path) -> None:
+    """``auth.secret_key: env:SWITCHBOARD_SECRET_KEY`` (a reference in the file) follows the
+    variable's own rule: a value with whitespace around it is used without it, so what an
+    instance so configured issued and sealed works on one given the trimmed variable directly;
+    its start-up warns, naming the variable, never its value. (That the value as given still
+    opens what it sealed: tests/unit/config/test_secret.py.)"""
+    referenced = {**openai_config(mock_upstream), "auth": {
+        "master_key": "${SWITCHBOARD_MASTER_KEY}", "secret_key": "env:SWITCHBOARD_SECRET_KEY"}}
+    padded = {"SWITCHBOARD_SECRET_KEY": PADDED_SECRET}
+    before = Deployment("embedded", start_gateway(referenced, tmp_path, env=padded), mock_upstream, tmp_path)
+    warnings = [line for line in before.gateway.process.lines if "SWITCHBOARD_SECRET_KEY" in line]
+    assert len(warnings) == 1 and "whitespace" in warnings[0], before.gateway.process.output
+    assert NEW_SECRET not in before.gateway.process.output
     api_key = before.admin("POST", "/keys", {"models": ["*"]}).json()["key"]
     model = before.model(before.provider(api_key=UPSTREAM_KEY)["name"])["name"]
     before.gateway.process.stop()
     now = Deployment("embedded", start_gateway(openai_config(mock_upstream), tmp_path,
-                                               env={"SWITCHBOARD_SECRET_KEY": PADDED_SECRET}),
+                                               env={"SWITCHBOARD_SECRET_KEY": NEW_SECRET}),
                      mock_upstream, tmp_path)
     try:
         reply = now.sdk(api_key).chat.completions.create(model=model, messages=ask("still"))

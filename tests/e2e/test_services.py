@@ -1179,3 +1179,52 @@ def test_a_service_response_the_client_left_part_way_is_abandoned(world: World) 
     record = _logged(world, whole)
     assert record["status"] == 200 and "client_disconnected" not in record["metadata"]
     assert record["abandoned"] is False and "abandoned" not in record["metadata"]
+
+
+def test_a_client_that_gives_up_before_the_service_answers_is_499_and_the_call_is_cancelled(
+        world: World) -> None:
+    """As on /v1/*: a client that closes while the service is still working is noticed, the
+    service call is cancelled (the gateway neither waits for the answer nor writes it to a gone
+    connection), and the record says 499 ``client_disconnected``."""
+    key = world.key(new_team())
+    rid = f"svc-gave-up-{uuid.uuid4().hex}"
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.get(f"{world.url}/services/echo/slow?seconds=1", timeout=0.3,
+                  headers={"Authorization": f"Bearer {key}", "x-request-id": rid})
+    record = _logged(world, rid)
+    assert record["status"] == 499 and record["metadata"]["client_disconnected"] is True
+    assert record["abandoned"] is False and "abandoned" not in record["metadata"]
+    assert record["latency_ms"] < 1000  # recorded when the client left, not once the service answered
+    line = world.gateway.process.wait_for_all(rid, "client disconnected", timeout=20)
+    assert "upstream call cancelled" in line, line
+
+
+def test_a_service_answer_left_part_way_is_one_status_in_ledger_log_and_metrics(world: World) -> None:
+    """A client that leaves a service's answer after its status was sent keeps that status (200)
+    everywhere, as a model-call stream it left does: the usage record, the request log and
+    ``switchboard_requests_total`` (not a 499 there), and the stream is no longer in flight."""
+    key = world.key(new_team())
+    metrics = f"{world.url}/metrics"
+
+    def counted() -> tuple[float, float]:
+        samples = parse(httpx.get(metrics, headers=ADMIN, timeout=10).text)
+        return tuple(total(samples, "switchboard_requests_total", operation="service", status=s)  # type: ignore[return-value]
+                     for s in ("200", "499"))
+
+    ok_before, gone_before = counted()
+    rid = f"svc-left-{uuid.uuid4().hex}"
+    with httpx.stream("GET", f"{world.url}/services/echo/stream?n=100&delay=0.1", timeout=30,
+                      headers={"Authorization": f"Bearer {key}", "x-request-id": rid}) as resp:
+        assert next(resp.iter_lines()) == "line 0"
+    logged = _logged(world, rid)
+    assert logged["status"] == 200 and logged["abandoned"] is True and logged["stream"] is True
+    assert world.tmp is not None
+    usage = ledger.wait_for(ledger.database_of(world.config, world.tmp), {rid})[rid]
+    assert usage.status == 200 and usage.metadata["abandoned"] is True
+    deadline = time.monotonic() + 20
+    while (now := counted())[0] < ok_before + 1:
+        assert time.monotonic() < deadline, now
+        time.sleep(0.2)
+    assert now == (ok_before + 1, gone_before)
+    samples = parse(httpx.get(metrics, headers=ADMIN, timeout=10).text)
+    assert total(samples, "switchboard_streams_in_flight") == 0

@@ -7,9 +7,12 @@ each request's body is sent once the application has started, so it arrives in a
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
+
+import pytest
 
 from switchboard.http.protocol import GatewayHttpProtocol
 from tests.unit.test_protocol_cycles import SOON, Server, request, serving
@@ -98,3 +101,53 @@ async def test_a_body_timer_left_by_an_earlier_request_waits_for_the_current_bod
     assert first.startswith(b"HTTP/1.1 200 OK\r\n") and first.endswith(b"first")
     assert second.startswith(b"HTTP/1.1 200 OK\r\n") and second.endswith(b"second..ok")
 
+
+
+class _Kept(Server):
+    """The echo server, keeping each request's cycle (``receive`` is its method)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kept: list[Any] = []
+
+    async def app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        self.kept.append(receive.__self__)
+        await super().app(scope, receive, send)
+
+
+@pytest.mark.parametrize("before", [b"POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n\r\nhello", b""],
+                         ids=["after-an-answer", "fresh-connection"])
+async def test_blank_lines_alone_time_out_as_an_idle_connection(
+        before: bytes, caplog: pytest.LogCaptureFixture) -> None:
+    """Blank lines before a request line begin no request (RFC 9112 2.2): when the header
+    timeout passes with nothing else sent, the connection closes quietly, as one that sent
+    nothing does (no 408, no "did not arrive in time" line), and the request answered before
+    on the connection is left as it was, not marked as a client that left."""
+    limits = GatewayHttpProtocol.limits
+    GatewayHttpProtocol.limits = replace(limits, header_timeout=0.3)
+    try:
+        served = _Kept()
+        async with serving(served) as (_, port):
+            # uvicorn's loggers do not reach the root logger: the capture listens on its own.
+            logger = logging.getLogger("uvicorn.error")
+            logger.addHandler(caplog.handler)
+            caplog.set_level(logging.INFO, logger="uvicorn.error")
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            if before:
+                writer.write(before)
+                answer = await asyncio.wait_for(reader.readuntil(b"hello"), SOON)
+                assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+            served.lost.clear()
+            writer.write(b"\r\n\r\n")
+            await writer.drain()
+            after = await asyncio.wait_for(reader.read(), SOON)  # until the server closes
+            await asyncio.wait_for(served.lost.wait(), SOON)
+            writer.close()
+            await writer.wait_closed()
+    finally:
+        logging.getLogger("uvicorn.error").removeHandler(caplog.handler)
+        GatewayHttpProtocol.limits = limits
+
+    assert after == b""
+    assert "did not arrive in time" not in caplog.text
+    assert [cycle.disconnected for cycle in served.kept] == ([False] if before else [])

@@ -169,6 +169,7 @@ class AuthConfig(Strict):
     @field_validator("secret_key")
     @classmethod
     def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and len(value.get_secret_value()) < 32:
+        # Counted without the whitespace around it, which is not used (settings/secret.py).
+        if value is not None and len(value.get_secret_value().strip()) < 32:
             raise ValueError("must be at least 32 characters")
         return value

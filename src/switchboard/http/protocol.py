@@ -594,10 +594,18 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             # closes after that reply.
             cycle.keep_alive = False
             return
-        if not self._header_bytes:
-            self._close_now()  # nothing was asked: nothing to answer
+        if not self._header_bytes or not self._request_begun():
+            # Nothing was asked (blank lines alone begin no request, RFC 9112 2.2): nothing to
+            # answer, and an answered request is left alone. Closed as an idle connection is.
+            self._close_now()
             return
         self._time_out("the request headers did not arrive in time")
+
+    def _request_begun(self) -> bool:
+        """Whether a request line began since the last request (the parser then made a new
+        scope): until it does, the scope held is the answered request's, or none."""
+        cycle = self.cycle
+        return self.scope is not None and (cycle is None or cycle.scope is not self.scope)
 
     # The body timer, like the keep-alive timer, is one per connection rather than one set and
     # cancelled per request whose body spans reads (as an SDK's body, written after its headers,
@@ -670,8 +678,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         """Whether the request answered by the connection itself is an Anthropic client's, by
         as much of its path and headers as arrived: its SDK reads only Anthropic's error shape.
         Refusals only: nothing here runs for a request that is served."""
-        cycle = self.cycle
-        if self._phase == _HEADERS and cycle is not None and cycle.scope is self.scope:
+        if self._phase == _HEADERS and not self._request_begun():
             # No new request has begun (only blank lines since the last one's end, RFC 9112
             # 2.2): the path and headers still held are the previous request's, not this one's.
             return False

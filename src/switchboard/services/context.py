@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -31,7 +32,28 @@ class ServiceContext(RequestContext):
     service: Service | None = None
     reply_status: int = 0
     reply_headers: list[tuple[bytes, bytes]] | None = None
-    # True while the proxy is still reading the client's body (nobody else may read receive).
-    body_open: bool = False
+    # True once the proxy has read the client's body to its end: until then it alone reads
+    # ``receive`` (and sees a disconnect itself), then the edge's disconnect watcher may.
+    body_read: bool = False
+    body_waiter: asyncio.Future[None] | None = None
     # The request body as forwarded, kept for the request log when a policy asks (capture.py).
     request_capture: Collected | None = None
+
+    def body_done(self) -> None:
+        """The client's body has been read to its end (services/proxy.py)."""
+        self.body_read = True
+        waiter = self.body_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def receive_after_body(self) -> MutableMapping[str, Any]:
+        """``receive`` for the edge's disconnect watcher: it waits until the proxy has read the
+        body (two readers would split the body's parts between them)."""
+        if not self.body_read:
+            waiter = self.body_waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                self.body_waiter = None
+        assert self.receive is not None, "set by the edge"
+        return await self.receive()

@@ -88,19 +88,15 @@ class _Body:
     async def chunks(self) -> AsyncIterator[bytes]:
         receive = self._ctx.receive
         assert receive is not None
-        self._ctx.body_open = True
         kept = self._ctx.request_capture
-        try:
-            if self._first:
-                if kept is not None:
-                    kept.add(self._first)
-                yield self._first
-            async for chunk in self._rest(receive):
-                if kept is not None and not kept.truncated:
-                    kept.add(chunk)
-                yield chunk
-        finally:
-            self._ctx.body_open = False
+        if self._first:
+            if kept is not None:
+                kept.add(self._first)
+            yield self._first
+        async for chunk in self._rest(receive):
+            if kept is not None and not kept.truncated:
+                kept.add(chunk)
+            yield chunk
 
     async def _rest(self, receive: Receive) -> AsyncIterator[bytes]:
         while True:
@@ -113,9 +109,12 @@ class _Body:
             if self.total > self._limit:
                 self.too_large = True
                 raise RequestTooLarge(f"request body exceeds the service's limit of {self._limit} bytes")
+            last = not message.get("more_body")
+            if last:  # read to its end: receive is the edge's disconnect watcher's from here
+                self._ctx.body_done()
             if chunk:
                 yield chunk
-            if not message.get("more_body"):
+            if last:
                 return
 
 
@@ -218,6 +217,7 @@ class ServiceProxy:
             if declared is not None:
                 headers["content-length"] = declared
         else:
+            ctx.body_done()
             data = piece if piece or ctx.method not in _METHODS_WITHOUT_BODY else None
             if ctx.request_capture is not None:
                 ctx.request_capture.add(piece)

@@ -29,7 +29,6 @@ from switchboard.stores.protocols import RateLimiter, UsageRecord
 log = logging.getLogger("switchboard.services")
 
 DEFAULT_TENANT = "default"
-CLIENT_CLOSED = 499
 SERVICE_SCOPE = "service"
 
 
@@ -143,16 +142,14 @@ class ServiceUsageStage:
         if writer is None or service is None:
             return
         outcome = ctx.outcome
-        status = outcome.status or CLIENT_CLOSED
-        if outcome.client_disconnected and outcome.status == 0:
-            status = CLIENT_CLOSED
+        status = outcome.recorded_status()  # as the metrics, the traces and the failure log
         elapsed = time.perf_counter() - ctx.started
         overhead, upstream = ctx.split_time()
         p = ctx.principal
         metadata: dict[str, Any] = {"operation": "service", "method": ctx.method, "service": service.name}
         if outcome.client_disconnected:
             metadata["client_disconnected"] = True
-            if outcome.status:  # left an answer relayed as it arrives, after its status was sent
+            if outcome.stream:  # left the answer relayed as it arrives: its status stays the one sent
                 metadata["abandoned"] = True
         first = outcome.first_byte_at
         record = UsageRecord(
@@ -164,6 +161,7 @@ class ServiceUsageStage:
             user_id=p.user_id if p is not None else None,
             provider="service",
             status=status,
+            stream=outcome.stream,
             latency_ms=round(elapsed * 1000),
             created_at=datetime.now(UTC) - timedelta(seconds=elapsed),
             metadata=metadata,

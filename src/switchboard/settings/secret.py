@@ -87,22 +87,37 @@ def _env_secret(settings: Settings, env: Mapping[str, str]) -> str | None:
     return None if value is None else value.strip()
 
 
-def padded_env_secret(settings: Settings, env: Mapping[str, str]) -> str | None:
-    """The raw ``$SWITCHBOARD_SECRET_KEY`` when it has whitespace around it and is the server
-    secret in use (None otherwise): earlier versions used it as given, so what they sealed under
-    it is opened with it as a previous secret, and start-up warns (serve)."""
-    raw = env.get(ENV)
-    if raw is None or raw == raw.strip():
-        return None
+def _settled(settings: Settings, given: str) -> Settings:
+    """``settings`` with ``given`` as the server secret, however it was given (``auth.secret_key``
+    written out, through ``env:NAME`` or ``${NAME}``, or ``$SWITCHBOARD_SECRET_KEY``): without the
+    whitespace around it (a trailing newline from a file or a secret mount), so instances given
+    it with and without agree. Earlier versions used it as given, so the value as given is kept
+    as a previous secret (what they sealed under it still opens) and start-up warns (serve)."""
+    value = given.strip()
+    update: dict[str, object] = {"secret_key": SecretStr(value)}
+    if value != given:
+        update["previous_secret_keys"] = [*settings.auth.previous_secret_keys, SecretStr(given)]
+    return settings.model_copy(update={"auth": settings.auth.model_copy(update=update)})
+
+
+def padded_secret(settings: Settings, env: Mapping[str, str]) -> str | None:
+    """Where the server secret in use was given with whitespace around it (None: it was not):
+    the name start-up warns with, never the value."""
     current = settings.auth.secret_key
-    return raw if current is not None and current.get_secret_value() == raw.strip() else None
+    if current is None:
+        return None
+    value = current.get_secret_value()
+    padded = {given for p in settings.auth.previous_secret_keys
+              if (given := p.get_secret_value()) != value and given.strip() == value}
+    if not padded:
+        return None
+    return ENV if env.get(ENV) in padded else "auth.secret_key (or the variable it reads)"
 
 
-PADDED_WARNING = (
-    f"{ENV} has whitespace around it (a trailing newline from a file or a secret mount?); it is "
-    "used without it. What was sealed under it as given still opens; run `switchboard secrets "
-    f"rotate` to re-seal under the trimmed secret, and remove the whitespace from {ENV}"
-)
+def padded_warning(name: str) -> str:
+    return (f"{name} has whitespace around it (a trailing newline from a file or a secret mount?); "
+            "it is used without it. What was sealed under it as given still opens; run `switchboard "
+            f"secrets rotate` to re-seal under the trimmed secret, and remove the whitespace from {name}")
 
 
 def _secret_file(settings: Settings, env: Mapping[str, str]) -> Path:
@@ -135,16 +150,11 @@ def with_secret_key(settings: Settings, env: dict[str, str] | None = None) -> Se
             update={"previous_secret_keys": [*settings.auth.previous_secret_keys, *extra]}
         )
         settings = settings.model_copy(update={"auth": auth})
-    if settings.auth.secret_key is not None:
-        return settings
+    if (configured := settings.auth.secret_key) is not None:
+        return _settled(settings, configured.get_secret_value())
     problem = secret_problem(settings, env)
     if problem:
         raise SecretKeyMissing(problem)
-    value = _env_secret(settings, env) or read_or_create(_secret_file(settings, env))
-    auth = settings.auth.model_copy(update={"secret_key": SecretStr(value)})
-    settings = settings.model_copy(update={"auth": auth})
-    if (padded := padded_env_secret(settings, env)) is not None:
-        extra = [*settings.auth.previous_secret_keys, SecretStr(padded)]
-        auth = settings.auth.model_copy(update={"previous_secret_keys": extra})
-        settings = settings.model_copy(update={"auth": auth})
-    return settings
+    if _env_secret(settings, env) is not None:
+        return _settled(settings, env[ENV])
+    return _settled(settings, read_or_create(_secret_file(settings, env)))

@@ -9,8 +9,15 @@ from pathlib import Path
 import pytest
 
 from switchboard.config.schema import Settings
+from switchboard.crypto.keyring import Keyring, from_settings
 from switchboard.settings.loader import ConfigError, serving_problems, validate
-from switchboard.settings.secret import SECRET_FILE, SecretKeyMissing, read_or_create, with_secret_key
+from switchboard.settings.secret import (
+    SECRET_FILE,
+    SecretKeyMissing,
+    padded_secret,
+    read_or_create,
+    with_secret_key,
+)
 
 BASE = {"auth": {"master_key": "sk-master-key-for-tests"}}
 
@@ -109,3 +116,39 @@ def test_the_environment_secret_is_used_without_the_whitespace_around_it(tmp_pat
     with pytest.raises(SecretKeyMissing, match="at least 32"):
         with_secret_key(settings(tmp_path, database={"url": "postgresql://u@db.internal/sb"}),
                         env={"SWITCHBOARD_SECRET_KEY": "s" * 31 + "\n"})
+
+
+@pytest.mark.parametrize("written",
+                         ["env:SWITCHBOARD_SECRET_KEY", "${SWITCHBOARD_SECRET_KEY}", "env:MY_SECRET"])
+def test_a_configured_secret_is_used_without_the_whitespace_around_it_as_the_variable_is(
+        tmp_path: Path, written: str) -> None:
+    """One rule whichever way the secret is given: ``auth.secret_key`` naming a variable
+    (``env:NAME`` or ``${NAME}``) whose value has a trailing newline is the same secret as
+    ``$SWITCHBOARD_SECRET_KEY`` read directly, the value as given kept to open what it sealed,
+    and start-up's warning names where it came from."""
+    secret = "e" * 40
+    padded_value = f" {secret}\n"
+    env = {"MY_SECRET" if "MY_SECRET" in written else "SWITCHBOARD_SECRET_KEY": padded_value}
+    loaded = validate({**BASE, "server": {"data_dir": str(tmp_path)},
+                       "auth": {**BASE["auth"], "secret_key": written}}, "test.yaml", env=env)
+    sealed_as_given = Keyring.from_secrets(padded_value).encrypt("sk-upstream", "aad")
+    resolved = with_secret_key(loaded, env=env)
+    direct = with_secret_key(settings(tmp_path), env={"SWITCHBOARD_SECRET_KEY": padded_value})
+
+    assert resolved.auth.secret_key == direct.auth.secret_key
+    assert resolved.auth.secret_key.get_secret_value() == secret  # type: ignore[union-attr]
+    assert [s.get_secret_value() for s in resolved.auth.previous_secret_keys] == [padded_value]
+    keyring = from_settings(resolved.auth)
+    assert keyring is not None and keyring.decrypt(sealed_as_given, "aad") == "sk-upstream"
+    named = padded_secret(resolved, env)
+    assert named == ("auth.secret_key (or the variable it reads)" if "MY_SECRET" in written
+                     else "SWITCHBOARD_SECRET_KEY")
+    assert with_secret_key(resolved, env=env) == resolved  # settled once: nothing added again
+    unpadded = with_secret_key(settings(tmp_path, auth={**BASE["auth"], "secret_key": secret}), env={})
+    assert unpadded.auth.previous_secret_keys == [] and padded_secret(unpadded, {}) is None
+
+
+def test_a_configured_secret_is_long_enough_only_without_its_whitespace(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="at least 32"):
+        validate({**BASE, "auth": {**BASE["auth"], "secret_key": "env:MY_SECRET"}}, "test.yaml",
+                 env={"MY_SECRET": "s" * 31 + "\n"})

@@ -74,10 +74,15 @@ class ServicesEndpoint:
             if failure is not None:
                 await out.error(failure)
             else:
-                await self._serve(ctx, out)
-        except ConnectionAbortedError:
+                # A client that leaves while the service works cancels the call (recorded as 499),
+                # as on /v1/*: its disconnect is watched once the proxy has read its body.
+                await until_disconnect(ctx.receive_after_body, self._serve(ctx, out))
+        except ConnectionAbortedError:  # seen by the proxy while it read the body
             ctx.outcome.client_disconnected = True
             log.info("request %s: client disconnected", rid)
+        except ClientGone:  # the watcher cancelled the service call or the relay
+            ctx.outcome.client_disconnected = True
+            log.info("request %s: client disconnected; upstream call cancelled", rid)
         except asyncio.CancelledError:
             if not self._state.draining:
                 raise
@@ -97,6 +102,9 @@ class ServicesEndpoint:
         outcome = ctx.outcome
         try:
             outcome.status = ctx.reply_status
+            # Relayed as it arrives: a stream, as a model call's, so a client leaving it part-way
+            # keeps the status sent (Outcome.recorded_status) and ends it in the streams gauge.
+            outcome.stream = True
             out.started = True
             replied, own = ctx.reply_headers or [], ctx.response_headers
             if own:  # a header the gateway answers (its limits) is its own, not also the service's
@@ -113,14 +121,11 @@ class ServicesEndpoint:
                            and not (limits and h[0].startswith(b"x-ratelimit-"))]
             headers = [*replied, *out.headers(own)]
             await out.send({"type": "http.response.start", "status": ctx.reply_status, "headers": headers})
-            if ctx.body_open or ctx.receive is None:  # the proxy still reads the client's body
-                await self._body(result, out)
-            else:  # a client that leaves mid-body stops the relay (and the upstream response)
-                await until_disconnect(ctx.receive, self._body(result, out))
+            await self._body(result, out)
         except GatewayError as err:
             outcome.failed(err)
             log.warning("request %s: service response cut: %s", ctx.request_id, err.message)
-        except ClientGone:
+        except ClientGone:  # a send found the connection gone
             outcome.client_disconnected = True
             log.info("request %s: client disconnected; service response dropped", ctx.request_id)
         finally:
