@@ -2,8 +2,9 @@
 
 URL schemes are case-insensitive (RFC 3986), and so are a data URL's media type and its
 ``;base64`` token: ``HTTPS://`` and ``DATA:IMAGE/PNG;BASE64,`` are accepted and go upstream in
-the provider's own form, the scheme in lower case. A data URL whose data is not base64 is a 400
-naming the part, before anything is sent.
+the provider's own form, the scheme in lower case, and the token count sizes such an image as it
+does a ``data:`` one. A data URL whose data is not base64 is a 400 naming the part, before
+anything is sent.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import openai
 import pytest
 
 from tests.servers import MASTER_KEY, Gateway, Mock, captured, new_marker, start_gateway
+from tests.unit.tokens.cases import data_url, png
 
 PIXEL_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
 WEB_IMAGE = "https://images.example/cat.png"
@@ -175,3 +177,20 @@ def test_an_upper_case_url_source_on_the_anthropic_api_reaches_another_provider(
     ]}])
     (seen,) = captured(mock_upstream, marker)
     assert _chat_image(seen["body"]) == WEB_IMAGE
+
+
+# -- the token count reads a data URL in any case ----------------------------------------------------
+
+
+def test_an_upper_case_data_url_is_counted_at_its_real_size(sdk: openai.OpenAI) -> None:
+    # 1000 x 500 is 2 tiles at high detail; a size not read from the image is assumed 1024 x 1024 (4).
+    image = data_url("image/png", png(1000, 500))
+
+    def counted(url: str) -> int:
+        return sdk.responses.input_tokens.count(model="openai", input=[{"role": "user", "content": [
+            {"type": "input_image", "image_url": url, "detail": "high"}]}]).input_tokens
+
+    lower = counted(image)
+    assert counted("DATA:" + image.removeprefix("data:")) == lower
+    assert counted("Data:IMAGE/PNG;BASE64," + image.split(",", 1)[1]) == lower
+    assert counted(WEB_IMAGE) == lower + 2 * 5667  # gpt-4o-mini's tile cost, 2 more tiles

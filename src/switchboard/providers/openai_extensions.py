@@ -20,7 +20,7 @@ own API takes, so none reaches it raw (OpenAI rejects fields it does not know):
 - ``safety_settings`` (Gemini's safety thresholds): removed (:func:`without_safety_settings`).
   OpenAI has no per-request thresholds; its own policies apply.
 - ``image_url`` URLs: the scheme in lower case, data URLs checked (a 400 naming the part when
-  they are not base64) and sent in canonical form (providers/media_urls.py).
+  they are not base64) and sent in canonical form (media_urls.py).
 
 OpenAI-compatible servers get only the last four (:func:`documents_and_errors` and
 :func:`without_safety_settings`).
@@ -32,8 +32,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from switchboard import media_urls
 from switchboard.errors import InvalidRequest
-from switchboard.providers import documents, media_urls
+from switchboard.providers import documents
 from switchboard.providers.base import JSON
 
 _EFFORTS = ((1024, "low"), (8192, "medium"))
@@ -108,7 +109,7 @@ def _unformatted(part: JSON, where: str, provider_type: str) -> JSON:
 
 def _unread_image(part: Any) -> bool:
     """An ``image_url`` part whose URL is a data URL or has a scheme not in lower case: read
-    before it is sent (providers/media_urls.py)."""
+    before it is sent (media_urls.py)."""
     if not isinstance(part, dict) or part.get("type") != "image_url":
         return False
     image = part.get("image_url")

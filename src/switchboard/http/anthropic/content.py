@@ -53,10 +53,10 @@ from typing import Any
 
 import orjson
 
+from switchboard import media_urls
 from switchboard.errors import InvalidRequest
 from switchboard.http.anthropic import tool_ids
 from switchboard.http.sources import Source
-from switchboard.providers import media_urls
 
 JSON = dict[str, Any]
 Blocks = list[tuple[str, Any]]  # a message's content blocks, each with its path

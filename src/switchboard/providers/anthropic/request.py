@@ -20,13 +20,13 @@ import mimetypes
 import re
 from typing import Any
 
+from switchboard import media_urls
 from switchboard.errors import InvalidRequest
 from switchboard.providers import (
     account,
     allowed_tools,
     capabilities,
     forced_choice,
-    media_urls,
     stop_sequences,
 )
 from switchboard.providers.anthropic import thinking

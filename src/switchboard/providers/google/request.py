@@ -21,8 +21,9 @@ from urllib.parse import unquote
 
 import orjson
 
+from switchboard import media_urls
 from switchboard.errors import InvalidRequest, UnsupportedParameter
-from switchboard.providers import account, allowed_tools, capabilities, documents, media_urls, tool_names
+from switchboard.providers import account, allowed_tools, capabilities, documents, tool_names
 from switchboard.providers.google.schema import clean_schema, has_properties
 from switchboard.providers.google.thinking import budget_model, thinking_config
 from switchboard.providers.image_types import sniffed
