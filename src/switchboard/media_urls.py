@@ -10,6 +10,7 @@ and the token counter (which sits below the providers, so this module sits below
   OpenAI accepts) as the registered ``image/jpeg``. The data must be standard, padded base64 and
   not empty: anything else is a 400 naming the part, not the provider's error after a round trip
   (or an image silently dropped by it).
+- Bare base64 (``input_audio.data``) is held to the same rule (:func:`base64_data`).
 """
 
 from __future__ import annotations

@@ -82,3 +82,13 @@ def test_the_token_counter_finds_the_data_in_any_case_and_refuses_nothing() -> N
         assert media_urls.data_start(head + PNG) == len(head)
     for url in ["https://images.example/cat.png", "data:image/png,abcd", "data:;base64,abcd", "DATA:abc"]:
         assert media_urls.data_start(url) == -1
+
+
+@pytest.mark.parametrize(("data", "says"), [("", "holds no data"), ("ab-_", "not valid base64"),
+                                            (None, "a string of base64")])
+def test_bare_base64_is_held_to_the_same_rule(data: object, says: str) -> None:
+    with pytest.raises(InvalidRequest) as exc:
+        media_urls.base64_data(data, "messages[0].content[1].input_audio.data", "the audio data")
+    assert exc.value.param == "messages[0].content[1].input_audio.data"
+    assert str(exc.value).startswith("the audio data") and says in str(exc.value)
+    assert media_urls.base64_data(PNG, "p") == PNG

@@ -203,7 +203,8 @@ def _user_part(part: JSON, where: str, target: Target) -> JSON | None:
     if kind == "input_audio":
         audio = part.get("input_audio") or {}
         mime = _AUDIO_TYPES.get(str(audio.get("format")), f"audio/{audio.get('format')}")
-        return {"inlineData": {"mimeType": mime, "data": audio.get("data", "")}}
+        data = media_urls.base64_data(audio.get("data"), f"{where}.input_audio.data", "the audio data")
+        return {"inlineData": {"mimeType": mime, "data": data}}
     if kind == "file":
         return _file_part(part.get("file") or {}, where, target)
     raise InvalidRequest(f"{where}: content part type '{kind}' is not supported here", param=where)
