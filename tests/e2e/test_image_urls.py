@@ -282,3 +282,36 @@ def test_a_file_data_url_that_is_not_base64_is_a_400_naming_the_part(
     assert exc.value.param == "messages[0].content[1].file.file_data"
     assert "data URL" in exc.value.message
     assert captured(mock_upstream, marker, timeout=0.2) == []
+
+
+# -- document URLs (the Anthropic-format API's url sources) --------------------------------------------
+
+
+DOCUMENT_URL = {"type": "url", "url": "HTTPS://docs.example/Report.pdf"}
+SENT_DOCUMENT_URL = {"type": "url", "url": "https://docs.example/Report.pdf"}
+
+
+def test_upper_case_url_sources_reach_anthropic_in_lower_case(
+    image_gateway: Gateway, mock_upstream: Mock
+) -> None:
+    # The Messages API to an anthropic deployment: the body passed through, its URLs' schemes lowered.
+    client = anthropic.Anthropic(base_url=image_gateway.url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+    marker = new_marker()
+    client.messages.create(model="anthropic", max_tokens=16, messages=[{"role": "user", "content": [
+        {"type": "text", "text": f"Summarise. mock:capture={marker}"},
+        {"type": "document", "source": DOCUMENT_URL},  # type: ignore[list-item, typeddict-item]
+        {"type": "image", "source": {"type": "url", "url": "Https://images.example/cat.png"}},
+    ]}])
+    (seen,) = captured(mock_upstream, marker)
+    content = seen["body"]["messages"][0]["content"]
+    assert content[1]["source"] == SENT_DOCUMENT_URL
+    assert content[2]["source"] == {"type": "url", "url": WEB_IMAGE}
+
+
+def test_an_upper_case_document_url_of_a_chat_request_reaches_anthropic_in_lower_case(
+    sdk: openai.OpenAI, mock_upstream: Mock
+) -> None:
+    marker = new_marker()
+    _ask(sdk, "anthropic", {"type": "document", "document": {"source": DOCUMENT_URL}}, marker)
+    (seen,) = captured(mock_upstream, marker)
+    assert seen["body"]["messages"][0]["content"][1]["source"] == SENT_DOCUMENT_URL
