@@ -1,13 +1,16 @@
-"""Image URLs read one way on every provider: the openai SDK -> gateway -> each provider's mock.
+"""Image and file URLs read one way on every provider: the openai SDK -> gateway -> each
+provider's mock (and the anthropic SDK for the Anthropic-format API's url sources).
 
 URL schemes are case-insensitive (RFC 3986), and so are a data URL's media type and its
 ``;base64`` token: ``HTTPS://`` and ``DATA:IMAGE/PNG;BASE64,`` are accepted and go upstream in
-the provider's own form, the scheme in lower case. A data URL whose data is not base64 is a 400
+the provider's own form, the scheme in lower case, and the token count sizes such an image as it
+does a ``data:`` one. A data URL (an image's, a file's) or audio data that is not base64 is a 400
 naming the part, before anything is sent.
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -16,6 +19,7 @@ import openai
 import pytest
 
 from tests.servers import MASTER_KEY, Gateway, Mock, captured, new_marker, start_gateway
+from tests.unit.tokens.cases import data_url, png
 
 PIXEL_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
 WEB_IMAGE = "https://images.example/cat.png"
@@ -175,3 +179,139 @@ def test_an_upper_case_url_source_on_the_anthropic_api_reaches_another_provider(
     ]}])
     (seen,) = captured(mock_upstream, marker)
     assert _chat_image(seen["body"]) == WEB_IMAGE
+
+
+# -- the token count reads a data URL in any case ----------------------------------------------------
+
+
+def test_an_upper_case_data_url_is_counted_at_its_real_size(sdk: openai.OpenAI) -> None:
+    # 1000 x 500 is 2 tiles at high detail; a size not read from the image is assumed 1024 x 1024 (4).
+    image = data_url("image/png", png(1000, 500))
+
+    def counted(url: str) -> int:
+        return sdk.responses.input_tokens.count(model="openai", input=[{"role": "user", "content": [
+            {"type": "input_image", "image_url": url, "detail": "high"}]}]).input_tokens
+
+    lower = counted(image)
+    assert counted("DATA:" + image.removeprefix("data:")) == lower
+    assert counted("Data:IMAGE/PNG;BASE64," + image.split(",", 1)[1]) == lower
+    assert counted(WEB_IMAGE) == lower + 2 * 5667  # gpt-4o-mini's tile cost, 2 more tiles
+
+
+# -- audio and file data: base64 checked before the call -------------------------------------------------
+
+WAV = base64.b64encode(b"RIFF\x24\x00\x00\x00WAVEfmt ").decode()
+PDF = base64.b64encode(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n").decode()
+# The providers that take input_audio parts, and what each sends upstream for one.
+AUDIO_SENT: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "openai": lambda body: body["messages"][0]["content"][1]["input_audio"],
+    "azure": lambda body: body["messages"][0]["content"][1]["input_audio"],
+    "vllm": lambda body: body["messages"][0]["content"][1]["input_audio"],
+    "gemini": lambda body: body["contents"][0]["parts"][1]["inlineData"],
+}
+AUDIO_UPSTREAM: dict[str, Any] = {
+    **{model: {"data": WAV, "format": "wav"} for model in ("openai", "azure", "vllm")},
+    "gemini": {"mimeType": "audio/wav", "data": WAV},
+}
+# The providers that take file parts with a data URL, and what each sends upstream for one.
+FILE_SENT: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "openai": lambda body: body["messages"][0]["content"][1]["file"]["file_data"],
+    "azure": lambda body: body["messages"][0]["content"][1]["file"]["file_data"],
+    "vllm": lambda body: body["messages"][0]["content"][1]["file"]["file_data"],
+    "anthropic": lambda body: body["messages"][0]["content"][1]["source"],
+    "gemini": lambda body: body["contents"][0]["parts"][1]["inlineData"],
+}
+FILE_UPSTREAM: dict[str, Any] = {
+    **dict.fromkeys(("openai", "azure", "vllm"), f"data:application/pdf;base64,{PDF}"),
+    "anthropic": {"type": "base64", "media_type": "application/pdf", "data": PDF},
+    "gemini": {"mimeType": "application/pdf", "data": PDF},
+}
+
+
+def _ask(sdk: openai.OpenAI, model: str, part: dict[str, Any], marker: str) -> None:
+    sdk.chat.completions.create(model=model, max_tokens=16, messages=[{"role": "user", "content": [
+        {"type": "text", "text": f"What is this? mock:capture={marker}"}, part]}])  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize("model", AUDIO_SENT)
+def test_audio_data_goes_upstream(sdk: openai.OpenAI, mock_upstream: Mock, model: str) -> None:
+    marker = new_marker()
+    _ask(sdk, model, {"type": "input_audio", "input_audio": {"data": WAV, "format": "wav"}}, marker)
+    (seen,) = captured(mock_upstream, marker)
+    assert AUDIO_SENT[model](seen["body"]) == AUDIO_UPSTREAM[model]
+
+
+@pytest.mark.parametrize("model", FILE_SENT)
+def test_an_upper_case_file_data_url_goes_upstream_in_the_providers_form(
+    sdk: openai.OpenAI, mock_upstream: Mock, model: str
+) -> None:
+    marker = new_marker()
+    file = {"file_data": f"DATA:Application/PDF;BASE64,{PDF}", "filename": "a.pdf"}
+    _ask(sdk, model, {"type": "file", "file": file}, marker)
+    (seen,) = captured(mock_upstream, marker)
+    assert FILE_SENT[model](seen["body"]) == FILE_UPSTREAM[model]
+
+
+BAD_BASE64 = {"not base64": "not base64!", "bad padding": "UklGRg", "url-safe": "ab-_", "empty": ""}
+
+
+@pytest.mark.parametrize("model", AUDIO_SENT)
+@pytest.mark.parametrize("data", BAD_BASE64.values(), ids=list(BAD_BASE64))
+def test_audio_data_that_is_not_base64_is_a_400_naming_the_part(
+    sdk: openai.OpenAI, mock_upstream: Mock, model: str, data: str
+) -> None:
+    marker = new_marker()
+    with pytest.raises(openai.BadRequestError) as exc:
+        _ask(sdk, model, {"type": "input_audio", "input_audio": {"data": data, "format": "wav"}}, marker)
+    assert exc.value.status_code == 400 and exc.value.code == "invalid_value"
+    assert exc.value.param == "messages[0].content[1].input_audio.data"
+    assert "base64" in exc.value.message or "no data" in exc.value.message
+    assert captured(mock_upstream, marker, timeout=0.2) == []
+
+
+@pytest.mark.parametrize("model", FILE_SENT)
+@pytest.mark.parametrize("url", BAD_DATA_URLS.values(), ids=list(BAD_DATA_URLS))
+def test_a_file_data_url_that_is_not_base64_is_a_400_naming_the_part(
+    sdk: openai.OpenAI, mock_upstream: Mock, model: str, url: str
+) -> None:
+    marker = new_marker()
+    with pytest.raises(openai.BadRequestError) as exc:
+        _ask(sdk, model, {"type": "file", "file": {"file_data": url.replace("image/png", "application/pdf"),
+                                                   "filename": "a.pdf"}}, marker)
+    assert exc.value.status_code == 400 and exc.value.code == "invalid_value"
+    assert exc.value.param == "messages[0].content[1].file.file_data"
+    assert "data URL" in exc.value.message
+    assert captured(mock_upstream, marker, timeout=0.2) == []
+
+
+# -- document URLs (the Anthropic-format API's url sources) --------------------------------------------
+
+
+DOCUMENT_URL = {"type": "url", "url": "HTTPS://docs.example/Report.pdf"}
+SENT_DOCUMENT_URL = {"type": "url", "url": "https://docs.example/Report.pdf"}
+
+
+def test_upper_case_url_sources_reach_anthropic_in_lower_case(
+    image_gateway: Gateway, mock_upstream: Mock
+) -> None:
+    # The Messages API to an anthropic deployment: the body passed through, its URLs' schemes lowered.
+    client = anthropic.Anthropic(base_url=image_gateway.url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+    marker = new_marker()
+    client.messages.create(model="anthropic", max_tokens=16, messages=[{"role": "user", "content": [
+        {"type": "text", "text": f"Summarise. mock:capture={marker}"},
+        {"type": "document", "source": DOCUMENT_URL},  # type: ignore[list-item, typeddict-item]
+        {"type": "image", "source": {"type": "url", "url": "Https://images.example/cat.png"}},
+    ]}])
+    (seen,) = captured(mock_upstream, marker)
+    content = seen["body"]["messages"][0]["content"]
+    assert content[1]["source"] == SENT_DOCUMENT_URL
+    assert content[2]["source"] == {"type": "url", "url": WEB_IMAGE}
+
+
+def test_an_upper_case_document_url_of_a_chat_request_reaches_anthropic_in_lower_case(
+    sdk: openai.OpenAI, mock_upstream: Mock
+) -> None:
+    marker = new_marker()
+    _ask(sdk, "anthropic", {"type": "document", "document": {"source": DOCUMENT_URL}}, marker)
+    (seen,) = captured(mock_upstream, marker)
+    assert seen["body"]["messages"][0]["content"][1]["source"] == SENT_DOCUMENT_URL

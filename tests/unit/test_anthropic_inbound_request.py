@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from switchboard.errors import InvalidRequest
+from switchboard.http.anthropic.content import Noted
 from switchboard.http.anthropic.request import count_tokens_request, messages_request
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * 16).decode()
@@ -303,7 +304,7 @@ def test_files_api_sources_are_carried_and_their_paths_noted() -> None:
     document = {"type": "document", "title": "Q3", "source": {"type": "file", "file_id": "file_2"}}
     result = {"type": "tool_result", "tool_use_id": "t1",
               "content": [{"type": "image", "source": {"type": "file", "file_id": "file_3"}}]}
-    found: list[str] = []
+    found = Noted()
     out = messages_request(orjson.dumps({"model": "claude-x", "max_tokens": 64, "messages": [
         {"role": "user", "content": [image, document]},
         {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "f", "input": {}}]},
@@ -314,12 +315,33 @@ def test_files_api_sources_are_carried_and_their_paths_noted() -> None:
         {"type": "document", "document": {"title": "Q3", "source": {"type": "file", "file_id": "file_2"}}},
     ]
     assert out["messages"][-1]["content"] == [{"type": "image_file", "image_file": {"file_id": "file_3"}}]
-    assert found == ["messages.0.content.0.source.file_id", "messages.0.content.1.source.file_id",
-                     "messages.2.content.0.content.0.source.file_id"]
-    plain: list[str] = []
+    assert found.files == ["messages.0.content.0.source.file_id", "messages.0.content.1.source.file_id",
+                           "messages.2.content.0.content.0.source.file_id"]
+    plain = Noted()
     messages_request(orjson.dumps({"model": "claude-x", "max_tokens": 64, "messages": _user(
         {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "x"}})}), plain)
-    assert plain == []
+    assert plain == Noted()
+
+
+def test_url_sources_go_with_their_scheme_in_lower_case_in_the_body_too() -> None:
+    """The canonical parts and the body a pass-through sends alike; a body with nothing to
+    rewrite is not written again."""
+    image = {"type": "image", "source": {"type": "url", "url": "HTTPS://x.example/A.png"}}
+    document = {"type": "document", "source": {"type": "url", "url": "Http://x.example/B.pdf"}}
+    found = Noted()
+    out = messages_request(orjson.dumps({"model": "claude-x", "max_tokens": 64,
+                                         "messages": _user(image, document)}), found)
+    assert out["messages"][0]["content"] == [
+        {"type": "image_url", "image_url": {"url": "https://x.example/A.png"}},
+        {"type": "document", "document": {"source": {"type": "url", "url": "http://x.example/B.pdf"}}},
+    ]
+    assert found.rewritten and found.body is not None
+    assert [b["source"]["url"] for b in orjson.loads(found.body)["messages"][0]["content"]] == [
+        "https://x.example/A.png", "http://x.example/B.pdf"]
+    lower = Noted()
+    messages_request(orjson.dumps({"model": "claude-x", "max_tokens": 64, "messages": _user(
+        {"type": "image", "source": {"type": "url", "url": "https://x.example/A.png"}})}), lower)
+    assert lower == Noted()
 
 
 def _user(*blocks: Any) -> list[dict[str, Any]]:

@@ -57,7 +57,7 @@ BODY: dict[str, Any] = {
 ])
 def test_a_chat_param_is_named_by_the_block_it_came_from(param: str, named: str | None) -> None:
     sources: list[Any] = []
-    request = messages_request(orjson.dumps(BODY), [], sources)
+    request = messages_request(orjson.dumps(BODY), None, sources)
     assert [m["role"] for m in request["messages"]] == ["system", "user", "assistant", "tool", "tool", "user"]
     # The upstream forms are read in an upstream's error only: the gateway's own refusals name a
     # message in the chat form, or already as the Messages API's caller spells it.

@@ -49,7 +49,7 @@ def test_the_replayed_call_and_its_result_map_to_the_plain_id_with_the_signature
         {"role": "assistant", "content": [{"type": "tool_use", "id": block_id, "name": "f", "input": {}}]},
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": block_id, "content": "ok"}]},
     ]
-    messages = content.messages(history, [])
+    messages = content.messages(history, content.Noted())
     assert messages[1]["tool_calls"] == [signed_call()]
     assert messages[2] == {"role": "tool", "tool_call_id": "call_1", "content": "ok"}
 

@@ -1,4 +1,4 @@
-"""providers/media_urls.py: one reading of image and file URLs (the end-to-end view, per
+"""media_urls.py: one reading of image and file URLs (the end-to-end view, per
 provider: tests/e2e/test_image_urls.py)."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import base64
 
 import pytest
 
+from switchboard import media_urls
 from switchboard.errors import InvalidRequest
-from switchboard.providers import media_urls
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(range(40))).decode()
 PARAM = "messages[0].content[1].image_url.url"
@@ -75,3 +75,20 @@ def test_a_data_url_that_is_not_base64_of_a_media_type_is_a_400(url: str) -> Non
 @pytest.mark.parametrize("data", ["abcd", "ab==", "abc=", PNG])
 def test_padded_standard_base64_passes(data: str) -> None:
     assert media_urls.data_url(f"data:image/png;base64,{data}", PARAM).data == data
+
+
+def test_the_token_counter_finds_the_data_in_any_case_and_refuses_nothing() -> None:
+    for head in CASES:
+        assert media_urls.data_start(head + PNG) == len(head)
+    for url in ["https://images.example/cat.png", "data:image/png,abcd", "data:;base64,abcd", "DATA:abc"]:
+        assert media_urls.data_start(url) == -1
+
+
+@pytest.mark.parametrize(("data", "says"), [("", "holds no data"), ("ab-_", "not valid base64"),
+                                            (None, "a string of base64")])
+def test_bare_base64_is_held_to_the_same_rule(data: object, says: str) -> None:
+    with pytest.raises(InvalidRequest) as exc:
+        media_urls.base64_data(data, "messages[0].content[1].input_audio.data", "the audio data")
+    assert exc.value.param == "messages[0].content[1].input_audio.data"
+    assert str(exc.value).startswith("the audio data") and says in str(exc.value)
+    assert media_urls.base64_data(PNG, "p") == PNG

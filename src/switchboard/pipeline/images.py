@@ -14,11 +14,11 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from switchboard import media_urls
 from switchboard.config.schema import ImagesConfig
 from switchboard.context import RequestContext, Result
 from switchboard.errors import InvalidRequest
 from switchboard.pipeline.chain import Handler
-from switchboard.providers import media_urls
 from switchboard.upstream.egress import Egress, EgressRefused
 
 _TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp"}

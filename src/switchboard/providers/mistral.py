@@ -55,9 +55,10 @@ from typing import Any
 import orjson
 from pydantic import BaseModel
 
+from switchboard import media_urls
 from switchboard.config.schema import ProviderConfig
 from switchboard.errors import GatewayError, InvalidRequest, UpstreamBadGateway
-from switchboard.providers import allowed_tools, capabilities, documents, media_urls, tool_names
+from switchboard.providers import allowed_tools, capabilities, documents, tool_names
 from switchboard.providers.base import JSON, ProviderAdapter
 from switchboard.providers.capabilities.rows import REQUEST_ROWS
 from switchboard.providers.counts import position

@@ -19,8 +19,9 @@ own API takes, so none reaches it raw (OpenAI rejects fields it does not know):
   plain-text ones (text, content, base64 text/*) text parts (title first); URL sources are a 400.
 - ``safety_settings`` (Gemini's safety thresholds): removed (:func:`without_safety_settings`).
   OpenAI has no per-request thresholds; its own policies apply.
-- ``image_url`` URLs: the scheme in lower case, data URLs checked (a 400 naming the part when
-  they are not base64) and sent in canonical form (providers/media_urls.py).
+- ``image_url`` URLs and ``file`` parts' ``file_data`` data URLs: the scheme in lower case, data
+  URLs checked (a 400 naming the part when they are not base64) and sent in canonical form
+  (media_urls.py); ``input_audio`` data checked as base64 the same way, sent as written.
 
 OpenAI-compatible servers get only the last four (:func:`documents_and_errors` and
 :func:`without_safety_settings`).
@@ -32,8 +33,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from switchboard import media_urls
 from switchboard.errors import InvalidRequest
-from switchboard.providers import documents, media_urls
+from switchboard.providers import documents
 from switchboard.providers.base import JSON
 
 _EFFORTS = ((1024, "low"), (8192, "medium"))
@@ -106,18 +108,32 @@ def _unformatted(part: JSON, where: str, provider_type: str) -> JSON:
     return {**part, kind: inner}
 
 
-def _unread_image(part: Any) -> bool:
-    """An ``image_url`` part whose URL is a data URL or has a scheme not in lower case: read
-    before it is sent (providers/media_urls.py)."""
-    if not isinstance(part, dict) or part.get("type") != "image_url":
-        return False
-    image = part.get("image_url")
-    return isinstance(image, dict) and media_urls.needs_reading(image.get("url"))
+# The part types whose media the gateway reads before they are sent: the field holding a URL.
+_URL_FIELDS = {"image_url": "url", "file": "file_data"}
 
 
-def _read_image(part: JSON, where: str) -> JSON:
-    url = media_urls.canonical(part["image_url"]["url"], f"{where}.image_url.url")
-    return {**part, "image_url": {**part["image_url"], "url": url}}
+def _unread_media(part: Any) -> bool:
+    """A part whose media is read before it is sent (media_urls.py): ``input_audio`` (its data
+    checked as base64), or an ``image_url`` or ``file`` part whose URL is a data URL or has a
+    scheme not in lower case."""
+    kind = part.get("type") if isinstance(part, dict) else None
+    if kind == "input_audio":
+        return True
+    field = _URL_FIELDS.get(kind) if isinstance(kind, str) else None
+    inner = part.get(kind) if field is not None else None
+    return isinstance(inner, dict) and media_urls.needs_reading(inner.get(field))
+
+
+def _read_media(part: JSON, where: str) -> JSON:
+    kind = part["type"]
+    inner = part[kind]
+    if kind == "input_audio":
+        data = inner.get("data") if isinstance(inner, dict) else None
+        media_urls.base64_data(data, f"{where}.input_audio.data", "the audio data")
+        return part
+    field = _URL_FIELDS[kind]
+    url = media_urls.canonical(inner[field], f"{where}.{kind}.{field}")
+    return {**part, kind: {**inner, field: url}}
 
 
 def _parts(content: Any, where: str, provider_type: str, own: bool) -> Any:
@@ -131,8 +147,8 @@ def _parts(content: Any, where: str, provider_type: str, own: bool) -> Any:
                 part = _unformatted(part, f"{where}[{j}]", provider_type)
         if documents.is_document(part):
             part = _document(part, f"{where}[{j}]", provider_type)
-        elif _unread_image(part):
-            part = _read_image(part, f"{where}[{j}]")
+        elif _unread_media(part):
+            part = _read_media(part, f"{where}[{j}]")
         out.append(part)
     return out
 
@@ -188,7 +204,8 @@ def _signed(calls: Any) -> bool:
 
 
 # Part types that may need rewriting: a text part costs one look here, not two calls.
-_REWRITTEN_PARTS = frozenset({"document", "image_url", "file"})
+_REWRITTEN_PARTS = frozenset({"document", "image_url", "file", "input_audio"})
+_MEDIA_PARTS = frozenset({"image_url", "file", "input_audio"})
 # A set: a message's few keys are looked up in it in C (isdisjoint), not by a generator.
 _MESSAGE_EXTENSIONS = frozenset({"reasoning_content", "thinking_blocks", "is_error"})
 
@@ -209,7 +226,7 @@ def _plain(request: JSON) -> bool:
         if isinstance(content, list) and any(
             isinstance(p, dict) and ("cache_control" in p or (
                 p.get("type") in _REWRITTEN_PARTS
-                and (documents.is_document(p) or _formatted(p) or _unread_image(p))))
+                and (documents.is_document(p) or _formatted(p) or _unread_media(p))))
             for p in content
         ):
             return False
@@ -229,10 +246,10 @@ def to_openai(request: JSON, provider_type: str = "openai") -> JSON:
 
 
 def documents_and_errors(request: JSON, provider_type: str) -> JSON:
-    """``request`` with only ``document`` parts, image URLs and tool ``is_error`` in OpenAI's form
-    (for OpenAI-compatible servers, which may take the other extensions: cache breakpoints,
-    history reasoning). No such server reads either field, and an ignored ``is_error`` would make
-    a failed call read as a success."""
+    """``request`` with only ``document`` parts, media (image and file URLs, audio data) and tool
+    ``is_error`` in OpenAI's form (for OpenAI-compatible servers, which may take the other
+    extensions: cache breakpoints, history reasoning). No such server reads the extensions, and
+    an ignored ``is_error`` would make a failed call read as a success."""
     messages = request.get("messages")
     if not isinstance(messages, list) or not any(_has_extension(m) for m in messages):
         return request
@@ -247,6 +264,6 @@ def _has_extension(msg: Any) -> bool:
 
 
 def _compat_rewritten(part: Any) -> bool:
-    """A part an OpenAI-compatible server gets rewritten: a document, or an image to read."""
+    """A part an OpenAI-compatible server gets rewritten or checked: a document, or media to read."""
     kind = part.get("type") if isinstance(part, dict) else None
-    return kind == "document" or (kind == "image_url" and _unread_image(part))
+    return kind == "document" or (kind in _MEDIA_PARTS and _unread_media(part))

@@ -9,7 +9,8 @@ guide), from the image's size when the request carries it.
 Base and tile costs: 85 and 170 tokens, except the ``gpt-4o-mini`` family (2833 and 5667).
 
 The size is read from the image itself when it is inline (a ``data:`` URL of PNG, GIF, JPEG or
-WebP; only the header bytes are decoded). A remote URL is never fetched for counting: its size is
+WebP, read as every provider reads it (media_urls.py): ``DATA:`` is ``data:``; only the header
+bytes are decoded). A remote URL is never fetched for counting: its size is
 assumed to be 1024 x 1024 (:data:`ASSUMED_SIZE`), which costs 765 tokens at high detail. That is
 what a typical photo costs; a very wide or tall image can cost up to 1,445.
 """
@@ -20,6 +21,8 @@ import base64
 import binascii
 import math
 import struct
+
+from switchboard import media_urls
 
 ASSUMED_SIZE = (1024, 1024)
 # How much of a data URL's base64 is decoded looking for the size (JPEG headers can follow EXIF).
@@ -55,12 +58,10 @@ def image_tokens(size: tuple[int, int] | None, detail: str, model: str) -> int:
 
 def size_of_url(url: str) -> tuple[int, int] | None:
     """(width, height) of an inline ``data:`` image, None for a remote URL or unknown bytes."""
-    if not url.startswith("data:"):
+    start = media_urls.data_start(url)
+    if start < 0:
         return None
-    comma = url.find(",")
-    if comma < 0 or ";base64" not in url[:comma]:
-        return None
-    encoded = url[comma + 1 : comma + 1 + _HEADER_CHARS]
+    encoded = url[start : start + _HEADER_CHARS]
     encoded = encoded[: len(encoded) - len(encoded) % 4]
     try:
         head = base64.b64decode(encoded, validate=False)

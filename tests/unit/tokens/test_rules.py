@@ -87,6 +87,9 @@ def test_image_sizes_from_headers() -> None:
     assert images.size_of_bytes(b"\xff\xd8\xff") is None  # a JPEG cut short
     assert images.size_of_bytes(b"GIF89a\x00\x00\x05\x00") is None  # zero width
     assert images.size_of_url("https://example.com/x.png") is None
+    # The scheme, media type and ;base64 in any case, as every provider reads them.
+    inline = data_url("image/png", png(31, 7)).split(",", 1)[1]
+    assert images.size_of_url(f"DATA:IMAGE/PNG;BASE64,{inline}") == (31, 7)
 
 
 def test_embeddings_and_completions_inputs() -> None:

@@ -14,8 +14,10 @@ Mapping (the canonical extensions are in docs/providers.md, "Canonical extension
     image block, url source     -> image_url part with the http(s) URL
     document block              -> document part ``{type: document, document: {source, title,
                                    context, citations}}`` carried as written
+    url source (image, document) -> its scheme in lower case (``HTTPS://`` -> ``https://``; the
+                                   body too, so a pass-through sends it so: ``found.rewritten``)
     file source (Files API)     -> image: an ``image_file`` part ``{file_id}``; document: as
-                                   written. Its path is noted (``found``): the file lives in the
+                                   written. Its path is noted (``found.files``): the file lives in the
                                    Anthropic account the request is sent with, so only a pass-
                                    through on the caller's own account (or one that allows
                                    account objects) may send it (pipeline/native.py)
@@ -28,7 +30,7 @@ Mapping (the canonical extensions are in docs/providers.md, "Canonical extension
                                    assistant's tool calls;
                                    ``is_error`` -> ``is_error: true``; plain-text documents in
                                    a result become text; images, and the other documents (PDF
-                                   or other base64, URL, Files API: noted in ``found``), move
+                                   or other base64, URL, Files API: noted in ``found.files``), move
                                    to the user message that follows as document parts (tool
                                    messages carry text only), where each provider's adapter
                                    translates or refuses them as any document part
@@ -49,16 +51,29 @@ from __future__ import annotations
 
 import base64
 import binascii
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from switchboard import media_urls
 from switchboard.errors import InvalidRequest
 from switchboard.http.anthropic import tool_ids
 from switchboard.http.sources import Source
-from switchboard.providers import media_urls
 
 JSON = dict[str, Any]
+
+
+@dataclass(slots=True)
+class Noted:
+    """What decoding notes beside the canonical request: the paths of Files API sources (the
+    file lives in the account the request is sent with, judged per attempt: pipeline/native.py),
+    and whether a URL source's scheme was written in lower case in the parsed body (the body a
+    pass-through sends is then that one: request.py)."""
+
+    files: list[str] = field(default_factory=list)
+    rewritten: bool = False
+    body: bytes | None = None  # the body so rewritten (request.py)
 Blocks = list[tuple[str, Any]]  # a message's content blocks, each with its path
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 _THINKING_BLOCKS = frozenset({"thinking", "redacted_thinking"})
@@ -152,16 +167,29 @@ def _base64_data(source: JSON, path: str) -> str:
     return data
 
 
-def _file_id(source: JSON, spath: str, found: list[str]) -> str:
-    """A Files API source's id, its path noted in ``found`` for the attempt to judge."""
+def _file_id(source: JSON, spath: str, found: Noted) -> str:
+    """A Files API source's id, its path noted in ``found.files`` for the attempt to judge."""
     file_id = source.get("file_id")
     if not isinstance(file_id, str) or not file_id:
         raise fail(f"{spath}.file_id", "Input should be a non-empty string")
-    found.append(f"{spath}.file_id")
+    found.files.append(f"{spath}.file_id")
     return file_id
 
 
-def image_part(block: JSON, path: str, found: list[str]) -> JSON:
+def _url(source: JSON, spath: str, found: Noted) -> str:
+    """A url source's http(s) URL, its scheme put in lower case in ``source`` itself (schemes are
+    case-insensitive; every provider takes them so), noted in ``found`` when that changed it."""
+    given = source.get("url")
+    if not isinstance(given, str) or media_urls.scheme(given) not in ("http", "https"):
+        raise fail(f"{spath}.url", "Input should be an http(s) URL")
+    url = media_urls.lowered(given)
+    if url is not given:
+        source["url"] = url
+        found.rewritten = True
+    return url
+
+
+def image_part(block: JSON, path: str, found: Noted) -> JSON:
     _default_only(block, "transformations", path, {}, "images are sent to the model as given")
     source = block.get("source")
     spath = f"{path}.source"
@@ -175,10 +203,7 @@ def image_part(block: JSON, path: str, found: list[str]) -> JSON:
             raise fail(f"{spath}.media_type", f"Input should be one of {allowed}")
         url = f"data:{media};base64,{_base64_data(source, spath)}"
     elif kind == "url":
-        given = source.get("url")
-        if not isinstance(given, str) or media_urls.scheme(given) not in ("http", "https"):
-            raise fail(f"{spath}.url", "Input should be an http(s) URL")
-        url = media_urls.lowered(given)
+        url = _url(source, spath, found)
     elif kind == "file":
         part = {"type": "image_file", "image_file": {"file_id": _file_id(source, spath, found)}}
         return cached(part, block, path)
@@ -187,8 +212,9 @@ def image_part(block: JSON, path: str, found: list[str]) -> JSON:
     return cached({"type": "image_url", "image_url": {"url": url}}, block, path)
 
 
-def document_part(block: JSON, path: str, found: list[str]) -> JSON:
-    """A document block as the canonical document part, checked and carried as written."""
+def document_part(block: JSON, path: str, found: Noted) -> JSON:
+    """A document block as the canonical document part, checked and carried as written (a url
+    source's scheme in lower case)."""
     source = block.get("source")
     spath = f"{path}.source"
     if not isinstance(source, dict):
@@ -204,8 +230,8 @@ def document_part(block: JSON, path: str, found: list[str]) -> JSON:
         raise fail(f"{spath}.data", "Input should be a valid string")
     elif kind == "content":
         _content_source_text(source.get("content"), f"{spath}.content")
-    elif kind == "url" and media_urls.scheme(str(source.get("url"))) not in ("http", "https"):
-        raise fail(f"{spath}.url", "Input should be an http(s) URL")
+    elif kind == "url":
+        _url(source, spath, found)
     document = {k: v for k, v in block.items() if k not in ("type", "cache_control")}
     return cached({"type": "document", "document": document}, block, path)
 
@@ -243,7 +269,7 @@ def _content_source_text(content: Any, path: str) -> str:
     return "\n".join(texts)
 
 
-def _tool_result(block: JSON, path: str, found: list[str]) -> tuple[JSON, list[JSON]]:
+def _tool_result(block: JSON, path: str, found: Noted) -> tuple[JSON, list[JSON]]:
     """The tool message for one tool_result block, and any images (and Files API documents) it
     carried."""
     tool_use_id = block.get("tool_use_id")
@@ -280,7 +306,7 @@ def _breakpoint(block: JSON, content: Any) -> tuple[JSON, str] | None:
     return marked[-1] if marked else None
 
 
-def _tool_result_text(content: Any, path: str, images: list[JSON], found: list[str]) -> str:
+def _tool_result_text(content: Any, path: str, images: list[JSON], found: Noted) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
@@ -299,7 +325,7 @@ def _tool_result_text(content: Any, path: str, images: list[JSON], found: list[s
                 # written, as Anthropic takes them. Carried as a document part next to the images,
                 # since the tool message holds text, so a translated attempt translates or refuses
                 # it as any document part (providers/documents.py). A Files API source is noted
-                # in ``found`` and judged per attempt like any other.
+                # in ``found.files`` and judged per attempt like any other.
                 images.append(document_part(inner, ipath, found))
             else:
                 raise fail(f"{ipath}.type", "Input should be 'text', 'image' or 'document'")
@@ -328,7 +354,7 @@ def _tool_call(block: JSON, path: str) -> JSON:
     return call
 
 
-def _user_turn(blocks: Blocks, found: list[str], path: str,
+def _user_turn(blocks: Blocks, found: Noted, path: str,
                sources: list[Source] | None) -> tuple[list[JSON], list[tuple[str, str]]]:
     """Canonical messages for one user message (its blocks, each with its path; the message's at
     ``path``), and the tool_use ids its tool_results answer, each with the path of the message's
@@ -504,7 +530,7 @@ def part_paths(blocks: Blocks, role: str) -> list[str]:
     return paths
 
 
-def _user_messages(turn: list[Blocks], found: list[str], first: int,
+def _user_messages(turn: list[Blocks], found: Noted, first: int,
                    sources: list[Source] | None) -> tuple[list[JSON], list[tuple[str, str]]]:
     """A user turn's canonical messages (the turn's first message is ``messages.<first>``): the
     tool messages of all its messages first (they must directly follow the assistant's calls),
@@ -534,11 +560,11 @@ def _assistant_messages(turn: list[Blocks], first: int, sources: list[Source] | 
     return messages
 
 
-def messages(value: Any, found: list[str], sources: list[Source] | None = None) -> list[JSON]:
+def messages(value: Any, found: Noted, sources: list[Source] | None = None) -> list[JSON]:
     """Validate Anthropic ``messages`` and return the canonical message list (without system),
-    one canonical turn per Anthropic turn; the paths of Files API sources are added to
-    ``found``, where each canonical message came from to ``sources`` (sources.py: a message's
-    path and blocks, a tool message's tool_result block)."""
+    one canonical turn per Anthropic turn; what decoding notes (Files API sources, a URL
+    rewritten in ``value``) to ``found``, where each canonical message came from to ``sources``
+    (sources.py: a message's path and blocks, a tool message's tool_result block)."""
     if value is None:
         raise fail("messages", "Field required")
     if not isinstance(value, list):

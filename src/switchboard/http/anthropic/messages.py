@@ -18,7 +18,7 @@ from switchboard.context import RequestContext, answered_model
 from switchboard.errors import GatewayError, name_as_sent
 from switchboard.http.anthropic import passthrough, prompt, response
 from switchboard.http.anthropic.errors import error_body
-from switchboard.http.anthropic.request import check_headers, messages_request
+from switchboard.http.anthropic.request import check_headers, decode_into
 from switchboard.http.anthropic.sources import name_messages
 from switchboard.http.anthropic.stream import StreamEncoder, event
 
@@ -67,10 +67,7 @@ class AnthropicMessages:
 
     def decode(self, ctx: RequestContext) -> None:
         check_headers(ctx.headers)
-        found: list[str] = []  # Files API sources (content.py)
-        ctx.message_sources = []  # where each message came from, for a refusal (sources.py)
-        ctx.request = messages_request(ctx.body, found, ctx.message_sources)
-        ctx.account_object = found[0] if found else None
+        decode_into(ctx)
         _note_metadata(ctx)
         ctx.stream = bool(ctx.request.get("stream"))
         # Anthropic streams always carry usage (message_start / message_delta).

@@ -17,7 +17,7 @@ import orjson
 
 from switchboard.context import RequestContext
 from switchboard.http.anthropic.content import JSON
-from switchboard.http.anthropic.request import messages_request
+from switchboard.http.anthropic.request import decode_into
 
 
 def _tool(tool: Mapping[str, Any]) -> JSON | None:
@@ -91,7 +91,4 @@ def with_prompt(ctx: RequestContext, rendered: list[dict[str, Any]], model: str,
         if body.get(key) is None:
             body[key] = value
     ctx.body = orjson.dumps(body)
-    found: list[str] = []
-    ctx.message_sources = []  # the merged body's: a refusal names its messages as validation does
-    ctx.request = messages_request(ctx.body, found, ctx.message_sources)
-    ctx.account_object = found[0] if found else None
+    decode_into(ctx)  # the merged body's sources: a refusal names its messages as validation does

@@ -45,8 +45,12 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+
+from switchboard.context import RequestContext
 from switchboard.http.anthropic.content import (
     JSON,
+    Noted,
     cached,
     check_cache_control,
     check_keys,
@@ -409,7 +413,7 @@ def check_headers(headers: dict[str, str]) -> None:
             raise fail(name, f"header not supported by this gateway ({reason})", "unsupported_parameter")
 
 
-def _translate(body: JSON, fields: dict[str, Apply], found: list[str],
+def _translate(body: JSON, fields: dict[str, Apply], found: Noted,
                sources: list[Source] | None = None) -> JSON:
     model = _model(body)
     for key in body:
@@ -434,17 +438,33 @@ def _translate(body: JSON, fields: dict[str, Apply], found: list[str],
     return out
 
 
-def messages_request(raw: bytes, found: list[str] | None = None,
+def decode_into(ctx: RequestContext) -> None:
+    """``ctx.request`` from ``ctx.body`` (a Messages body), with what decoding notes: the Files
+    API source an attempt judges, where each message came from; ``ctx.body`` rewritten when
+    decoding put a URL's scheme in lower case, so that a pass-through sends what a translated
+    attempt does (pipeline/native.py)."""
+    found = Noted()
+    ctx.message_sources = []  # where each message came from, for a refusal (sources.py)
+    ctx.request = messages_request(ctx.body, found, ctx.message_sources)
+    ctx.account_object = found.files[0] if found.files else None
+    if found.body is not None:
+        ctx.body = found.body
+
+
+def messages_request(raw: bytes, found: Noted | None = None,
                      sources: list[Source] | None = None) -> JSON:
-    """The canonical chat request for a ``POST /v1/messages`` body; the paths of its Files API
-    sources are added to ``found`` (content.py), where each message came from to ``sources``
-    (sources.py)."""
+    """The canonical chat request for a ``POST /v1/messages`` body; what decoding notes (the
+    paths of its Files API sources, a URL rewritten) is added to ``found`` (content.py), where
+    each message came from to ``sources`` (sources.py)."""
     body = parse_object(raw)
     if body.get("prompt") is not None:
         return _prompted(body)
     _model(body)
     max_tokens = _max_tokens(body)
-    out = _translate(body, _MESSAGES, [] if found is None else found, sources)
+    noted = Noted() if found is None else found
+    out = _translate(body, _MESSAGES, noted, sources)
+    if noted.rewritten:  # a URL's scheme put in lower case: a pass-through sends it so too
+        noted.body = orjson.dumps(body)
     # OpenAI's current name for the output limit: its reasoning models refuse ``max_tokens``; the
     # adapters of servers that only know ``max_tokens`` rename it (openai-compatible presets, Azure
     # before 2024-09-01, Mistral), the translating ones read either.
@@ -466,4 +486,4 @@ def _prompted(body: JSON) -> JSON:
 
 def count_tokens_request(raw: bytes) -> JSON:
     """The canonical chat request for a ``POST /v1/messages/count_tokens`` body (no max_tokens)."""
-    return _translate(parse_object(raw), _COMMON, [])  # counted here: never sent on
+    return _translate(parse_object(raw), _COMMON, Noted())  # counted here: never sent on

@@ -20,13 +20,13 @@ import mimetypes
 import re
 from typing import Any
 
+from switchboard import media_urls
 from switchboard.errors import InvalidRequest
 from switchboard.providers import (
     account,
     allowed_tools,
     capabilities,
     forced_choice,
-    media_urls,
     stop_sequences,
 )
 from switchboard.providers.anthropic import thinking
@@ -315,6 +315,10 @@ def _document_part(document: Any, param: str, target: Target) -> JSON:
         raise InvalidRequest(f"document source type {str(kind)[:40]!r} is not supported by provider type "
                              "'anthropic' (send base64, text, content or url sources)",
                              param=f"{param}.source.type")
+    elif kind == "url" and isinstance(given := source.get("url"), str):
+        url = media_urls.lowered(given)  # the scheme in lower case, as an image URL's
+        if url is not given:
+            return {"type": "document", **document, "source": {**source, "url": url}}
     return {"type": "document", **document}
 
 

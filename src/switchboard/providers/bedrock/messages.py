@@ -33,8 +33,9 @@ from typing import Any
 
 import orjson
 
+from switchboard import media_urls
 from switchboard.errors import InvalidRequest
-from switchboard.providers import documents, media_urls
+from switchboard.providers import documents
 from switchboard.providers.anthropic.thinking import gathered
 from switchboard.providers.base import JSON
 from switchboard.providers.image_types import sniffed

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from switchboard import media_urls
 from switchboard.errors import InvalidRequest, UnsupportedParameter
-from switchboard.providers import allowed_tools, capabilities, documents, media_urls, tool_names
+from switchboard.providers import allowed_tools, capabilities, documents, tool_names
 from switchboard.providers.base import JSON
 from switchboard.providers.cohere.input_type import input_type
 from switchboard.providers.embedding_inputs import text_inputs

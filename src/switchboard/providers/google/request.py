@@ -21,8 +21,9 @@ from urllib.parse import unquote
 
 import orjson
 
+from switchboard import media_urls
 from switchboard.errors import InvalidRequest, UnsupportedParameter
-from switchboard.providers import account, allowed_tools, capabilities, documents, media_urls, tool_names
+from switchboard.providers import account, allowed_tools, capabilities, documents, tool_names
 from switchboard.providers.google.schema import clean_schema, has_properties
 from switchboard.providers.google.thinking import budget_model, thinking_config
 from switchboard.providers.image_types import sniffed
@@ -202,7 +203,8 @@ def _user_part(part: JSON, where: str, target: Target) -> JSON | None:
     if kind == "input_audio":
         audio = part.get("input_audio") or {}
         mime = _AUDIO_TYPES.get(str(audio.get("format")), f"audio/{audio.get('format')}")
-        return {"inlineData": {"mimeType": mime, "data": audio.get("data", "")}}
+        data = media_urls.base64_data(audio.get("data"), f"{where}.input_audio.data", "the audio data")
+        return {"inlineData": {"mimeType": mime, "data": data}}
     if kind == "file":
         return _file_part(part.get("file") or {}, where, target)
     raise InvalidRequest(f"{where}: content part type '{kind}' is not supported here", param=where)

@@ -1,4 +1,5 @@
-"""The URLs of images and files in content parts, read one way for every provider and inbound API.
+"""The URLs of images and files in content parts, read one way for every provider, inbound API
+and the token counter (which sits below the providers, so this module sits below both).
 
 - A scheme is compared in lower case (RFC 3986 section 3.1: schemes are case-insensitive), so
   ``HTTPS://`` is ``https://`` and ``DATA:`` is ``data:``; a URL goes upstream with its scheme
@@ -9,6 +10,7 @@
   OpenAI accepts) as the registered ``image/jpeg``. The data must be standard, padded base64 and
   not empty: anything else is a 400 naming the part, not the provider's error after a round trip
   (or an image silently dropped by it).
+- Bare base64 (``input_audio.data``) is held to the same rule (:func:`base64_data`).
 """
 
 from __future__ import annotations
@@ -49,18 +51,40 @@ def is_data(url: str) -> bool:
     return url[:5].lower() == _DATA
 
 
+def _header(url: str) -> re.Match[str] | None:
+    """The media type and parameters of a data URL of base64 (its match ends at the comma)."""
+    if not is_data(url):
+        return None
+    comma = url.find(",")
+    return _HEADER.fullmatch(url, 5, comma) if comma > 0 else None
+
+
 def data_url(url: str, param: str) -> DataURL:
     """The parts of a ``data:`` URL; a 400 naming ``param`` when it is not base64 of a media type."""
-    comma = url.find(",")
-    header = _HEADER.fullmatch(url, 5, comma) if comma > 0 and is_data(url) else None
+    header = _header(url)
     if header is None:
         raise InvalidRequest("data URLs must be base64-encoded: 'data:<media type>;base64,<data>'",
                              param=param, code="invalid_value")
-    data = url[comma + 1:]
-    if not _base64(data):
-        raise InvalidRequest("the data URL's data is not valid base64 (the standard alphabet, padded)"
-                             if data else "the data URL holds no data", param=param, code="invalid_value")
+    data = base64_data(url[header.end() + 1:], param, "the data URL's data")
     return DataURL(media_type(header.group(1)), header.group(2), data)
+
+
+def data_start(url: str) -> int:
+    """Where the data of a ``data:`` URL of base64 of a media type begins, the data unchecked
+    (for the token counter, which reads only its first bytes and refuses nothing); -1 when
+    ``url`` is no such URL."""
+    header = _header(url)
+    return -1 if header is None else header.end() + 1
+
+
+def base64_data(data: Any, param: str, what: str = "the data") -> str:
+    """``data`` when it is standard, padded base64 and not empty; else a 400 naming ``param``."""
+    if not isinstance(data, str):
+        raise InvalidRequest(f"{what} must be a string of base64", param=param, code="invalid_value")
+    if not _base64(data):
+        raise InvalidRequest(f"{what} is not valid base64 (the standard alphabet, padded)"
+                             if data else f"{what} holds no data", param=param, code="invalid_value")
+    return data
 
 
 def media_type(value: str) -> str:
