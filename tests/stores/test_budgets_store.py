@@ -209,6 +209,24 @@ async def test_key_chains_with_budgets_and_no_key_left_to_spend_are_found(backen
     assert await ended(now) == [("t_end", "key_e1"), ("t_end", "key_e2")]
 
 
+async def test_budgets_two_callers_delete_at_once_are_returned_to_one_of_them(backend: Backend) -> None:
+    # Before, both got every budget (SQLite read them outside the transaction that deleted them):
+    # a revoke racing the look for expired key chains audited each budget.delete twice.
+    store, peer = _store(backend), (await backend.peer()).budgets
+    assert peer is not None
+    for chain in ("key_twice1", "key_twice2", "key_twice3"):  # the later ones on pooled connections
+        ids = []
+        for period in ("daily", "weekly", "monthly", "total"):
+            ids.append(f"bud_{chain}_{period}")
+            await store.put(BudgetRecord(ids[-1], "t_twice", "key", chain, Decimal(1), period=period))
+            assert await store.claim_alert(ids[-1], MONTH, 50, ONE)
+        first, second = await asyncio.gather(store.delete_budgets("t_twice", "key", chain),
+                                             peer.delete_budgets("t_twice", "key", chain))
+        assert sorted(r.id for r in [*first, *second]) == sorted(ids)
+        assert await store.claim_alert(ids[0], MONTH, 50, ONE)  # its claims went with it
+    assert await store.list_budgets("t_twice") == []
+
+
 async def test_releasing_a_budgets_alerts_forgets_every_claim_of_it(backend: Backend) -> None:
     store = _store(backend)
     for percent in (50, 80):

@@ -137,11 +137,13 @@ class SqlBudgetStore:
         if subject is not None:
             where.append(t.c.subject == subject)
         async with self._engine.begin() as conn:
-            found = [_record(row) for row in await conn.execute(sa.select(t).where(*where).with_for_update())]
+            # RETURNING (PostgreSQL, SQLite 3.35+): what this statement deleted. Two callers deleting
+            # the same budgets at once (a revoke and the look for expired key chains, or every
+            # instance's look) each get only their own, so each budget's delete is audited once; a
+            # SELECT first returned them to both on SQLite, which reads outside the transaction.
+            found = [_record(row) for row in await conn.execute(sa.delete(t).where(*where).returning(*t.c))]
             if found:
-                ids = [r.id for r in found]
-                await conn.execute(sa.delete(t).where(t.c.id.in_(ids)))
-                await conn.execute(sa.delete(alerts).where(alerts.c.budget_id.in_(ids)))
+                await conn.execute(sa.delete(alerts).where(alerts.c.budget_id.in_([r.id for r in found])))
         return found
 
     async def forget_alerts(self, budget_id: str, limit: int, thresholds: Sequence[int]) -> None:
