@@ -1130,6 +1130,54 @@ def test_a_budget_lowered_below_its_spend_alerts_at_its_thresholds_of_the_new_am
     assert all(len(ids) == 1 for ids in alerts.values()), alerts
 
 
+def _refused_as_expired(gw: Gateway, key: str) -> bool:
+    resp = httpx.get(f"{gw.url}/v1/models", headers={"Authorization": f"Bearer {key}"}, timeout=10)
+    return resp.status_code == 401 and resp.json()["error"]["code"] == "key_expired"
+
+
+def test_a_key_brought_back_after_expiring_sends_its_threshold_webhook_again(pair: Pair) -> None:
+    # Before, an expired chain's own budget forgot its thresholds only when an alert rule had
+    # opened an incident on it: with budgets.webhook alone, a key whose expires_at was pushed
+    # back crossed its 50 % again without a webhook.
+    expires = datetime.now(UTC) + timedelta(seconds=3)
+    key = pair.key(max_budget_usd=0.04, expires_at=expires.isoformat())
+    own = f"key:{key['id']}"
+    client = pair.sdk(key["key"])
+    for _ in range(2):  # $0.02: 50 %
+        client.chat.completions.create(messages=ask(LONG), **CALL)
+    until(lambda: (50, "0.04") in _alerts_of(pair, own))
+    until(lambda: _refused_as_expired(pair.first, key["key"]))
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    resp = pair.admin("PATCH", f"/admin/v1/keys/{key['id']}", {"expires_at": later})
+    assert resp.status_code == 200, resp.text
+    # $0.03, 75 %: past 50 % again, on the instance that sent the first webhook.
+    client.chat.completions.create(messages=ask(LONG), **CALL)
+    alerts = until(lambda: (got := _alerts_of(pair, own)) and len(got.get((50, "0.04"), ())) == 2 and got)
+    assert set(alerts) == {(50, "0.04")}
+    events = {r.json()["id"]: r.json() for r in pair.hooks.requests if r.json()["id"] in alerts[(50, "0.04")]}
+    assert sorted(e["data"]["spent"] for e in events.values()) == ["0.02", "0.03"]
+
+
+def test_a_key_whose_chain_still_spends_is_not_alerted_again_when_its_expiry_moves(pair: Pair) -> None:
+    # Pushing back the expiry of a key that has not expired brings nothing back: its thresholds
+    # stay alerted for the period.
+    key = pair.key(max_budget_usd=0.04, expires_at=(datetime.now(UTC) + timedelta(hours=1)).isoformat())
+    own = f"key:{key['id']}"
+    client = pair.sdk(key["key"])
+    for _ in range(2):
+        client.chat.completions.create(messages=ask(LONG), **CALL)
+    until(lambda: (50, "0.04") in _alerts_of(pair, own))
+    later = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
+    assert pair.admin("PATCH", f"/admin/v1/keys/{key['id']}", {"expires_at": later}).status_code == 200
+    client.chat.completions.create(messages=ask(LONG), **CALL)
+    until(lambda: Decimal(pair.ledger(key["id"])["cost_usd"]) == Decimal("0.03"))
+    marker = pair.key(max_budget_usd=0.02)  # a later crossing, delivered after any of the key's
+    for _ in range(2):
+        pair.sdk(marker["key"]).chat.completions.create(messages=ask(LONG), **CALL)
+    until(lambda: (100, "0.02") in _alerts_of(pair, f"key:{marker['id']}"))
+    assert {at: len(ids) for at, ids in _alerts_of(pair, own).items()} == {(50, "0.04"): 1}
+
+
 def test_when_redis_is_down_the_budget_policy_decides(
     pair: Pair, request: pytest.FixtureRequest, mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
