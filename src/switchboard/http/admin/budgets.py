@@ -240,7 +240,7 @@ async def _deleted(stores: Stores, service: BudgetService | None, alerts: Alerts
 async def end_chain(stores: Stores, service: BudgetService | None, alerts: Alerts | None, tenant: str,
                     lineage: str) -> None:
     """What revoking a key chain's last key does to its budgets, for a chain whose keys all
-    expired (the alerts' sweep finds it): those set on it deleted, each audited as
+    expired (spend/budgets/chains.py finds it): those set on it deleted, each audited as
     ``budget.delete`` by the system, their incidents and its own budget's resolved."""
     own = KEY_BUDGET_PREFIX + lineage
     deleted = await _deleted(stores, service, alerts, tenant, "key", lineage, (own,))
