@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -89,6 +89,7 @@ from switchboard.services import (
     ServiceUsageStage,
 )
 from switchboard.spend.budgets.book import BudgetBook
+from switchboard.spend.budgets.chains import ExpiredChains
 from switchboard.spend.budgets.webhooks import WebhookSender
 from switchboard.spend.cost import Prices
 from switchboard.spend.ledger import LedgerWriter
@@ -192,6 +193,7 @@ class Gateway:
         # Anthropic's Message Batches (/v1/messages/batches): the same records, costing and poller.
         self.message_batches = MessageBatches(self.files, self.routing, self.router)
         self.budgets: BudgetBook | None = None  # opened in start()
+        self.expired_chains: ExpiredChains | None = None  # started with the budgets
         # The key that hashes API keys, read from the database at start (None: no secret).
         self.hashing: bytes | None = None
         # Terminal handlers, named so the app can pair them with their endpoints.
@@ -559,14 +561,18 @@ class Gateway:
                 stale_if_error=stale,
             )
             await self.budgets.start()
-            if self.alerts is not None:
-                self.alerts.end_chains = self._end_chains
             if self.alerts is not None and self.alerts.watches_budgets:
                 self.budgets.listeners.append(self.alerts.budget_crossed)
                 self.alerts.key_live = self._key_live
                 self.alerts.budget_alerting = self.budgets.alerts_at
         if self.alerts is not None:
             await self.alerts.start(self.stores.incidents)
+        if self.stores.budgets is not None:
+            # Alert rules or not, a key chain whose keys all expired has its budgets ended (after
+            # the alerts' start: ending them resolves their incidents).
+            self.expired_chains = ExpiredChains(self.stores.budgets, self._end_chain,
+                                                self.settings.budgets.expired_keys_seconds)
+            self.expired_chains.start()
         self.authenticator.attach(self.key_cache, self.last_used, self.unchecked_keys)
         if self.oidc is not None:
             self.oidc.regions = self._residency
@@ -650,14 +656,11 @@ class Gateway:
         assert self.stores is not None
         return await self.stores.keys.lineage_live(tenant, lineage, datetime.now(UTC))
 
-    async def _end_chains(self, found: Collection[tuple[str, str]]) -> None:
-        """The alerts' evaluation: the key chains (tenant, lineage) it found by their incidents
-        unable to spend, and those the budgets table holds budgets of with no key left to spend
-        them, have their budgets ended as a revoke of their last key ends them."""
-        assert self.stores is not None and self.stores.budgets is not None
-        chains = {*found, *await self.stores.budgets.ended_key_chains(datetime.now(UTC))}
-        for tenant, lineage in chains:
-            await end_chain(self.stores, self.budgets, self.alerts, tenant, lineage)
+    async def _end_chain(self, tenant: str, lineage: str) -> None:
+        """A key chain whose keys all expired (``ExpiredChains``): its budgets ended as a revoke
+        of its last key ends them."""
+        assert self.stores is not None
+        await end_chain(self.stores, self.budgets, self.alerts, tenant, lineage)
 
     async def _residency(self, tenant: str | None, team: str | None) -> frozenset[str] | None:
         """A token caller's residency policy: its tenant's and team's allowed regions (keys
@@ -703,6 +706,9 @@ class Gateway:
         if self.last_used is not None:
             await self.last_used.close()  # the last batch, before the stores close
             self.last_used = None
+        if self.expired_chains is not None:
+            await self.expired_chains.close()
+            self.expired_chains = None
         budget_hook = None
         if self.budgets is not None:
             # With alerts, its webhook is closed with theirs: receivers that hang (often one host

@@ -107,7 +107,8 @@ def _config(mock: Mock, hooks: WebhookReceiver) -> dict[str, Any]:
              "webhooks": []},
         ],
     }
-    config["budgets"] = {"thresholds": [30, 50, 80, 100]}
+    # Expired key chains looked for as often as the alerts are evaluated.
+    config["budgets"] = {"thresholds": [30, 50, 80, 100], "expired_keys_seconds": 0.2}
     return config
 
 

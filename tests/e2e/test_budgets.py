@@ -63,7 +63,9 @@ LONG = "tell me a long story about budgets please"  # the mock's reply is longer
 def _config(mock: Mock, hooks: WebhookReceiver) -> dict[str, Any]:
     config = openai_config(mock)
     # Up to three attempts per event (the threshold test makes the first fail: retried).
-    config["budgets"] = {"webhook": {"url": hooks.url, "secret": HOOK_SECRET, "max_attempts": 3}}
+    config["budgets"] = {"webhook": {"url": hooks.url, "secret": HOOK_SECRET, "max_attempts": 3},
+                         # The expired key chains' tests wait for it (no alert rule configured here).
+                         "expired_keys_seconds": 0.2}
     config["models"] += [
         {"name": PRICED, "provider": "local-openai", "model": "gpt-4o-mini",
          "info": {"input_cost_per_mtok": 0, "output_cost_per_mtok": 2000}},
@@ -1128,6 +1130,77 @@ def test_a_budget_lowered_below_its_spend_alerts_at_its_thresholds_of_the_new_am
     event = next(r.json() for r in pair.hooks.requests if r.json()["id"] in alerts[(100, "0.05")])
     assert event["data"]["spent"] == "0.06"
     assert all(len(ids) == 1 for ids in alerts.values()), alerts
+
+
+def _refused_as_expired(gw: Gateway, key: str) -> bool:
+    resp = httpx.get(f"{gw.url}/v1/models", headers={"Authorization": f"Bearer {key}"}, timeout=10)
+    return resp.status_code == 401 and resp.json()["error"]["code"] == "key_expired"
+
+
+def test_an_expired_key_chains_budgets_are_deleted_without_alert_rules(pair: Pair) -> None:
+    # Before, only the alerts' evaluation ended an expired key chain's budgets, and it runs only
+    # with alert rules: here (none) a budget set on a key whose chain had expired stayed stored,
+    # listed and shown, until its last key was revoked.
+    expires = datetime.now(UTC) + timedelta(seconds=2)
+    key = pair.key(expires_at=expires.isoformat())
+    budget = pair.budget(scope="key", subject=key["id"], max_amount=1, period="total")
+    kept = pair.budget(scope="tenant", max_amount=1000, period="total")  # the tenant's: not the chain's
+    until(lambda: _refused_as_expired(pair.first, key["key"]))
+    until(lambda: pair.admin("GET", f"/admin/v1/budgets/{budget['id']}").status_code == 404)
+    for gw in (pair.first, pair.second):
+        resp = httpx.get(f"{gw.url}/admin/v1/budgets/{budget['id']}", headers=ADMIN, timeout=10)
+        assert resp.status_code == 404 and resp.json()["error"]["code"] == "budget_not_found"
+        listed = httpx.get(f"{gw.url}/admin/v1/budgets", params={"scope": "key"}, headers=ADMIN, timeout=10)
+        assert budget["id"] not in {b["id"] for b in listed.json()["data"]}
+    assert pair.admin("GET", f"/admin/v1/budgets/{kept['id']}").status_code == 200
+    # Audited once, by the system, however many instances looked.
+    resp = pair.admin("GET", f"/admin/v1/audit?resource_id={budget['id']}")
+    deleted = [e for e in resp.json()["data"] if e["action"] == "budget.delete"]
+    assert [(e["actor"], e["actor_role"], e["before"]["id"]) for e in deleted] == [
+        ("system", "system", budget["id"])]
+
+
+def test_a_key_brought_back_after_expiring_sends_its_threshold_webhook_again(pair: Pair) -> None:
+    # Before, an expired chain's own budget forgot its thresholds only when an alert rule had
+    # opened an incident on it: with budgets.webhook alone, a key whose expires_at was pushed
+    # back crossed its 50 % again without a webhook.
+    expires = datetime.now(UTC) + timedelta(seconds=3)
+    key = pair.key(max_budget_usd=0.04, expires_at=expires.isoformat())
+    own = f"key:{key['id']}"
+    client = pair.sdk(key["key"])
+    for _ in range(2):  # $0.02: 50 %
+        client.chat.completions.create(messages=ask(LONG), **CALL)
+    until(lambda: (50, "0.04") in _alerts_of(pair, own))
+    until(lambda: _refused_as_expired(pair.first, key["key"]))
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    resp = pair.admin("PATCH", f"/admin/v1/keys/{key['id']}", {"expires_at": later})
+    assert resp.status_code == 200, resp.text
+    # $0.03, 75 %: past 50 % again, on the instance that sent the first webhook.
+    client.chat.completions.create(messages=ask(LONG), **CALL)
+    alerts = until(lambda: (got := _alerts_of(pair, own)) and len(got.get((50, "0.04"), ())) == 2 and got)
+    assert set(alerts) == {(50, "0.04")}
+    events = {r.json()["id"]: r.json() for r in pair.hooks.requests if r.json()["id"] in alerts[(50, "0.04")]}
+    assert sorted(e["data"]["spent"] for e in events.values()) == ["0.02", "0.03"]
+
+
+def test_a_key_whose_chain_still_spends_is_not_alerted_again_when_its_expiry_moves(pair: Pair) -> None:
+    # Pushing back the expiry of a key that has not expired brings nothing back: its thresholds
+    # stay alerted for the period.
+    key = pair.key(max_budget_usd=0.04, expires_at=(datetime.now(UTC) + timedelta(hours=1)).isoformat())
+    own = f"key:{key['id']}"
+    client = pair.sdk(key["key"])
+    for _ in range(2):
+        client.chat.completions.create(messages=ask(LONG), **CALL)
+    until(lambda: (50, "0.04") in _alerts_of(pair, own))
+    later = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
+    assert pair.admin("PATCH", f"/admin/v1/keys/{key['id']}", {"expires_at": later}).status_code == 200
+    client.chat.completions.create(messages=ask(LONG), **CALL)
+    until(lambda: Decimal(pair.ledger(key["id"])["cost_usd"]) == Decimal("0.03"))
+    marker = pair.key(max_budget_usd=0.02)  # a later crossing, delivered after any of the key's
+    for _ in range(2):
+        pair.sdk(marker["key"]).chat.completions.create(messages=ask(LONG), **CALL)
+    until(lambda: (100, "0.02") in _alerts_of(pair, f"key:{marker['id']}"))
+    assert {at: len(ids) for at, ids in _alerts_of(pair, own).items()} == {(50, "0.04"): 1}
 
 
 def test_when_redis_is_down_the_budget_policy_decides(

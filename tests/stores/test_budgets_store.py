@@ -5,9 +5,11 @@ claimed exactly once across instances; a key's own budget round-trips; revision 
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -15,6 +17,7 @@ from alembic import command
 
 from switchboard.stores.factory import open_database
 from switchboard.stores.protocols import BudgetRecord, BudgetStore, KeyRecord
+from switchboard.stores.sql.budgets import ended_chains_statement
 from switchboard.stores.sql.migrate import _config
 from tests.stores.conftest import Backend
 
@@ -209,6 +212,24 @@ async def test_key_chains_with_budgets_and_no_key_left_to_spend_are_found(backen
     assert await ended(now) == [("t_end", "key_e1"), ("t_end", "key_e2")]
 
 
+async def test_budgets_two_callers_delete_at_once_are_returned_to_one_of_them(backend: Backend) -> None:
+    # Before, both got every budget (SQLite read them outside the transaction that deleted them):
+    # a revoke racing the look for expired key chains audited each budget.delete twice.
+    store, peer = _store(backend), (await backend.peer()).budgets
+    assert peer is not None
+    for chain in ("key_twice1", "key_twice2", "key_twice3"):  # the later ones on pooled connections
+        ids = []
+        for period in ("daily", "weekly", "monthly", "total"):
+            ids.append(f"bud_{chain}_{period}")
+            await store.put(BudgetRecord(ids[-1], "t_twice", "key", chain, Decimal(1), period=period))
+            assert await store.claim_alert(ids[-1], MONTH, 50, ONE)
+        first, second = await asyncio.gather(store.delete_budgets("t_twice", "key", chain),
+                                             peer.delete_budgets("t_twice", "key", chain))
+        assert sorted(r.id for r in [*first, *second]) == sorted(ids)
+        assert await store.claim_alert(ids[0], MONTH, 50, ONE)  # its claims went with it
+    assert await store.list_budgets("t_twice") == []
+
+
 async def test_releasing_a_budgets_alerts_forgets_every_claim_of_it(backend: Backend) -> None:
     store = _store(backend)
     for percent in (50, 80):
@@ -292,3 +313,31 @@ async def test_revision_0038_keeps_each_claimed_alert_with_its_budgets_amount(fr
             assert [tuple(r) for r in rows] == [("bud_gone", 80, 0), ("bud_m", 50, 5_000_000_000)]
     finally:
         await engine.dispose()
+
+
+async def _plan(conn: Any, stmt: sa.Select[Any]) -> str:
+    sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+    if conn.dialect.name == "postgresql":
+        # The tables are empty: without this the planner rightly reads them whole. With it, it
+        # shows the cheapest plan an index allows, which is what a big table gets.
+        await conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+        return "\n".join(row[0] for row in await conn.exec_driver_sql("EXPLAIN " + sql))
+    return "\n".join(row[3] for row in await conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql))
+
+
+async def test_the_search_for_ended_key_chains_reads_key_budgets_through_an_index(fresh_url: str) -> None:
+    # Before, no index led with budgets.scope: every instance read the whole budgets table
+    # (every tenant's, team's and user's budget) at each search for expired key chains.
+    engine, _ = await open_database(fresh_url)
+    try:
+        async with engine.begin() as conn:
+            plan = await _plan(conn, ended_chains_statement(datetime.now(UTC)))
+    finally:
+        await engine.dispose()
+    assert "ix_budgets_scope" in plan, plan
+    # A search of the index by scope, not a walk through all of it.
+    searched = r"Index Cond: \(scope = 'key'|SEARCH budgets USING COVERING INDEX ix_budgets_scope \(scope="
+    assert re.search(searched, plan), plan
+    # Nor are the keys read whole: each chain's are looked up through an index.
+    read_whole = r"Seq Scan on (budgets|api_keys)|^SCAN (budgets|api_keys)\b"
+    assert not re.search(read_whole, plan, re.MULTILINE), plan

@@ -121,6 +121,9 @@ class BudgetsConfig(Strict):
     # Seconds a reservation outlives the last attempt it may be waiting for (the request's
     # deadline plus the longest total timeout) before it lapses unsettled (its process killed).
     hold_margin_seconds: Annotated[float, Field(ge=0, le=3600)] = 60.0
+    # How often each instance looks for key chains whose keys all expired, to end the budgets
+    # set on them as a revoke of the chain's last key would (spend/budgets/chains.py).
+    expired_keys_seconds: Annotated[float, Field(ge=0.1, le=3600)] = 10.0
     webhook: BudgetWebhookConfig | None = None
 
     @field_validator("timezone")

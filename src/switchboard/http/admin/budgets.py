@@ -240,17 +240,28 @@ async def _deleted(stores: Stores, service: BudgetService | None, alerts: Alerts
 async def end_chain(stores: Stores, service: BudgetService | None, alerts: Alerts | None, tenant: str,
                     lineage: str) -> None:
     """What revoking a key chain's last key does to its budgets, for a chain whose keys all
-    expired (the alerts' sweep finds it): those set on it deleted, each audited as
-    ``budget.delete`` by the system, their incidents and its own budget's resolved. Its own
-    budget's claims are released too: a chain brought back (an ``expires_at`` pushed back) alerts
-    again as it spends."""
+    expired (spend/budgets/chains.py finds it): those set on it deleted, each audited as
+    ``budget.delete`` by the system, their incidents and its own budget's resolved."""
     own = KEY_BUDGET_PREFIX + lineage
     deleted = await _deleted(stores, service, alerts, tenant, "key", lineage, (own,))
     for record in deleted:
         await audit.record_system(stores, "budget.delete", "budget", record.id, before=public(record),
                                   tenant=tenant)
-    if service is not None:
-        await service.release_alerts(own)
+
+
+async def chain_back(request: Request, lineage: str) -> None:
+    """A key chain no key of which could spend was brought back (an expired key's ``expires_at``
+    pushed back): its own budget's threshold claims are forgotten, here and on every instance,
+    whatever sent them (the budgets webhook, an alert rule), so it alerts again at each threshold
+    its spend is past as it spends. Logged, not raised, on failure: the key is changed already."""
+    service = request.app.state.services.budgets()
+    if service is None:
+        return
+    try:
+        await service.release_alerts(KEY_BUDGET_PREFIX + lineage)
+    except Exception as exc:
+        log.warning("key chain %s brought back: its own budget's past alerts not forgotten (%s)", lineage,
+                    type(exc).__name__)
 
 
 def _amount(body: BudgetSet) -> Decimal:

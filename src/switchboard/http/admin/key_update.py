@@ -38,6 +38,7 @@ from switchboard.errors import Conflict, InvalidRequest
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import AdminBody
+from switchboard.http.admin.budgets import chain_back
 from switchboard.http.admin.keys import (
     EXPIRY_DOC,
     MCP_TOOLS_DOC,
@@ -63,6 +64,7 @@ from switchboard.http.admin.keys import (
 )
 from switchboard.http.admin.one_writer import one_writer
 from switchboard.http.admin.scoping import Regions
+from switchboard.stores import Stores
 from switchboard.stores.protocols import KeyRecord
 from switchboard.stores.protocols.access import ROTATED_TO
 
@@ -209,6 +211,7 @@ async def update_key(
             after, fields = _changed(access, before, body)
             if not fields:
                 return public(before)  # nothing to change: nothing written, nothing audited
+            revives = await _revives(stores, before, after, fields)
             if await stores.keys.update(after, fields):
                 break
         else:
@@ -218,4 +221,18 @@ async def update_key(
     await request.app.state.services.key_cache().changed(before.key_hash)
     await audit.record(request, "key.update", "api_key", before.id, before=public(before),
                        after=public(after), tenant=before.tenant_id)
+    if revives:
+        await chain_back(request, before.lineage)
     return public(after)
+
+
+async def _revives(stores: Stores, before: KeyRecord, after: KeyRecord, fields: set[str]) -> bool:
+    """Whether the change brings back a key chain no key of which could spend: the key had
+    expired and no longer has, and no other key of its chain could spend. Read only for a
+    change of an expired key's expiry."""
+    now = datetime.now(UTC)
+    if "expires_at" not in fields or before.expires_at is None or before.expires_at > now:
+        return False
+    if after.expires_at is not None and after.expires_at <= now:
+        return False
+    return not await stores.keys.lineage_live(before.tenant_id, before.lineage, now)

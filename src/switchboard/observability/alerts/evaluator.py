@@ -25,8 +25,9 @@
   not made twice. The incident is resolved when the period ends, when the admin API deletes the budget
   (or the tenant, or revokes the key it is on), changes its amount or drops the incident's
   threshold (``budget_ended``, ``budgets_deleted``), and, for a key's budget, by the evaluation
-  that finds no key of its rotation chain left to spend it (revoked or expired: ``key_live``),
-  which ends the chain's budgets as a revoke of its last key would (``end_chains``).
+  that finds no key of its rotation chain left to spend it (revoked or expired: ``key_live``).
+  The budgets of a chain whose keys all expired are ended by the budgets' own sweep
+  (spend/budgets/chains.py), alert rules or not, which resolves their incidents too.
 
 Only the caller that opened (or resolved) an incident in the store sends its event, to the
 rule's webhooks: one ``alert.firing`` and one ``alert.resolved`` per incident however many
@@ -69,9 +70,6 @@ KeyLive = Callable[[str, str], Awaitable[bool]]
 # Whether the budget of a threshold event (its fields) is still set as it crossed that percent
 # (BudgetBook.alerts_at).
 BudgetAlerting = Callable[[Mapping[str, Any], int], Awaitable[bool]]
-# End the budgets of key chains no key of which may spend any more (tenant, lineage): those
-# the evaluation found by their open incidents, and any other the hook finds (gateway.py).
-EndChains = Callable[[Collection[tuple[str, str]]], Awaitable[None]]
 
 
 def _utc(ts: float) -> datetime:
@@ -114,9 +112,6 @@ class Alerts:
         self.key_live: KeyLive | None = None
         # Set with key_live; None: a budget incident written again is not checked first.
         self.budget_alerting: BudgetAlerting | None = None
-        # Set by the gateway when budgets run; None: a dead key chain's budget incidents are only
-        # resolved, the budgets set on it left stored.
-        self.end_chains: EndChains | None = None
         self.pending_trips = Retries("breaker incidents", PENDING_MAX, PENDING_MAX_AGE)
         self.pending_budgets = Retries("budget incidents", PENDING_MAX, PENDING_MAX_AGE)
 
@@ -474,7 +469,6 @@ class Alerts:
                 elif known is not None and rule.clear(seen.requests, value) and self._settled(known, at):
                     await self._resolve(rule, subject, round(value, 4), known)
         rules = {r.name: r for r in self.rules}
-        ended: set[tuple[str, str]] = set()  # key chains no key of which may spend
         for (name, subject), incident in open_now.items():
             configured = rules.get(name)
             if configured is None or configured.kind != incident.kind:
@@ -495,22 +489,8 @@ class Alerts:
             elif (configured.kind == "breaker" and self._settled(incident, at)
                   and not await self._out(incident)):
                 await self._resolve(configured, subject, 0.0, incident)  # its recovery notice was lost
-            elif configured.kind == "budget" and (chain := await self._dead_chain(incident)) is not None:
-                if self.end_chains is None:
-                    await self._resolve(configured, subject, None, incident)  # its key expired or is gone
-                else:
-                    ended.add(chain)  # ended below, with its budgets: as a revoke would
-        await self._end_chains(ended)
-
-    async def _end_chains(self, found: Collection[tuple[str, str]]) -> None:
-        """The budgets of the key chains that can no longer spend ended as a revoke of their last
-        key ends them (those set on them deleted, their incidents resolved). Logged, not raised."""
-        if self.end_chains is None:
-            return
-        try:
-            await self.end_chains(found)
-        except Exception as exc:
-            self._complain("budgets of expired key chains not ended: %s", type(exc).__name__)
+            elif configured.kind == "budget" and not await self._spendable(incident):
+                await self._resolve(configured, subject, None, incident)  # its key expired or is gone
 
     async def _out(self, incident: Incident) -> bool:
         """Whether a breaker incident's deployment is still out of traffic (True when unknown)."""
@@ -520,19 +500,16 @@ class Alerts:
             return True
         return await self.tripped(group, deployment)
 
-    async def _dead_chain(self, incident: Incident) -> tuple[str, str] | None:
-        """(tenant, lineage) of a key budget incident's key chain when no key of it may spend
-        any more; None while one may, for other budgets, and when unknown: one indexed lookup per
-        open key budget incident and evaluation."""
+    async def _spendable(self, incident: Incident) -> bool:
+        """Whether a key budget incident's key chain may still spend (True for other budgets, and
+        when unknown): one indexed lookup per open key budget incident and evaluation."""
         budget = (incident.details or {}).get("budget")
         if self.key_live is None or not isinstance(budget, dict) or budget.get("scope") != "key":
-            return None
+            return True
         tenant, lineage = budget.get("tenant"), budget.get("subject")
         if not isinstance(tenant, str) or not isinstance(lineage, str):
-            return None
-        if await self.key_live(tenant, lineage):
-            return None
-        return tenant, lineage
+            return True
+        return await self.key_live(tenant, lineage)
 
     def _settled(self, incident: Incident, at: datetime) -> bool:
         """No instance saw the condition hold in its last two evaluations: an instance whose own

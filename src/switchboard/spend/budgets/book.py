@@ -185,9 +185,9 @@ class BudgetBook:
         await self._store.forget_alerts(budget.id, budget.limit, budget.thresholds)
 
     async def release_alerts(self, budget_id: str) -> None:
-        """Every claim of the budget is forgotten, in the database and by every instance (a key
-        chain's own budget once no key of the chain can spend, its incidents resolved): a chain
-        that comes back (its ``expires_at`` pushed back) alerts again as it spends."""
+        """Every claim of the budget is forgotten, in the database and by every instance: a key
+        chain's own budget, when the chain comes back after no key of it could spend (an expired
+        key's ``expires_at`` pushed back), so it alerts again as it spends."""
         await self._store.release_alerts(budget_id)
         await self._on_released(CLAIMS_TOPIC, budget_id)  # here at once, before the feed's echo
         await self._feed.publish(CLAIMS_TOPIC, budget_id)

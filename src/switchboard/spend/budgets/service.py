@@ -25,4 +25,4 @@ class BudgetService(Protocol):
 
     async def release_alerts(self, budget_id: str) -> None:
         """Every threshold claim of the budget is forgotten, here and on every instance: a key
-        chain's own budget, once no key of the chain can spend (its incidents resolved)."""
+        chain's own budget, once the chain is brought back after no key of it could spend."""

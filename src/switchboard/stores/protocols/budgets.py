@@ -65,8 +65,8 @@ class BudgetStore(Protocol):
         to that amount (or threshold) alerts again when its spend is past it."""
 
     async def release_alerts(self, budget_id: str) -> None:
-        """Forget every claim of the budget (a key chain's own budget, once no key of the chain
-        can spend: its incidents were resolved), so a chain that comes back alerts again."""
+        """Forget every claim of the budget (a key chain's own budget, when the chain comes back
+        after no key of it could spend), so it alerts again."""
 
     async def ended_key_chains(self, now: datetime) -> list[tuple[str, str]]:
         """(tenant, lineage) of the key chains that have budgets set on them (``scope`` key) and

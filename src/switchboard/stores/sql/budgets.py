@@ -71,6 +71,17 @@ def _record(row: sa.Row[Any]) -> BudgetRecord:
     )
 
 
+def ended_chains_statement(now: datetime) -> sa.Select[Any]:
+    """(tenant, lineage) of the key chains with budgets set on them and no key that may spend at
+    ``now``: the key budgets through ``ix_budgets_scope`` (never the others), each chain's keys
+    through an index on the keys' tenant."""
+    live = (sa.select(keys.c.id)
+            .where(keys.c.tenant_id == t.c.tenant_id, keys.c.lineage_id == t.c.subject,
+                   keys.c.enabled.is_(True),
+                   sa.or_(keys.c.expires_at.is_(None), keys.c.expires_at > to_db(now))))
+    return sa.select(t.c.tenant_id, t.c.subject).where(t.c.scope == "key", ~live.exists()).distinct()
+
+
 class SqlBudgetStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -137,11 +148,13 @@ class SqlBudgetStore:
         if subject is not None:
             where.append(t.c.subject == subject)
         async with self._engine.begin() as conn:
-            found = [_record(row) for row in await conn.execute(sa.select(t).where(*where).with_for_update())]
+            # RETURNING (PostgreSQL, SQLite 3.35+): what this statement deleted. Two callers deleting
+            # the same budgets at once (a revoke and the look for expired key chains, or every
+            # instance's look) each get only their own, so each budget's delete is audited once; a
+            # SELECT first returned them to both on SQLite, which reads outside the transaction.
+            found = [_record(row) for row in await conn.execute(sa.delete(t).where(*where).returning(*t.c))]
             if found:
-                ids = [r.id for r in found]
-                await conn.execute(sa.delete(t).where(t.c.id.in_(ids)))
-                await conn.execute(sa.delete(alerts).where(alerts.c.budget_id.in_(ids)))
+                await conn.execute(sa.delete(alerts).where(alerts.c.budget_id.in_([r.id for r in found])))
         return found
 
     async def forget_alerts(self, budget_id: str, limit: int, thresholds: Sequence[int]) -> None:
@@ -154,13 +167,8 @@ class SqlBudgetStore:
             await conn.execute(sa.delete(alerts).where(alerts.c.budget_id == budget_id))
 
     async def ended_key_chains(self, now: datetime) -> list[tuple[str, str]]:
-        live = (sa.select(keys.c.id)
-                .where(keys.c.tenant_id == t.c.tenant_id, keys.c.lineage_id == t.c.subject,
-                       keys.c.enabled.is_(True),
-                       sa.or_(keys.c.expires_at.is_(None), keys.c.expires_at > to_db(now))))
-        query = sa.select(t.c.tenant_id, t.c.subject).where(t.c.scope == "key", ~live.exists()).distinct()
         async with self._engine.connect() as conn:
-            return [(row.tenant_id, row.subject) for row in await conn.execute(query)]
+            return [(row.tenant_id, row.subject) for row in await conn.execute(ended_chains_statement(now))]
 
     async def claim_alert(self, budget_id: str, period_start: datetime, threshold: int, limit: int) -> bool:
         stmt = insert(self._engine, alerts).values(

@@ -265,6 +265,9 @@ budgets = sa.Table(
     sa.Column("created_by", sa.String(64)),
     sa.UniqueConstraint("tenant_id", "scope", "subject", "unit", "period",
                         name="uq_budgets_tenant_scope_subject_unit_period"),
+    # The key budgets alone, without reading the others (revision 0040): the search for key
+    # chains whose keys all expired (stores/sql/budgets.py, ended_key_chains).
+    sa.Index("ix_budgets_scope", "scope", "tenant_id", "subject"),
 )
 
 budget_alerts = sa.Table(
