@@ -9,7 +9,6 @@ import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -20,6 +19,7 @@ from switchboard.stores.protocols import BudgetRecord, BudgetStore, KeyRecord
 from switchboard.stores.sql.budgets import ended_chains_statement
 from switchboard.stores.sql.migrate import _config
 from tests.stores.conftest import Backend
+from tests.stores.plans import query_plan
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -315,23 +315,13 @@ async def test_revision_0038_keeps_each_claimed_alert_with_its_budgets_amount(fr
         await engine.dispose()
 
 
-async def _plan(conn: Any, stmt: sa.Select[Any]) -> str:
-    sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
-    if conn.dialect.name == "postgresql":
-        # The tables are empty: without this the planner rightly reads them whole. With it, it
-        # shows the cheapest plan an index allows, which is what a big table gets.
-        await conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
-        return "\n".join(row[0] for row in await conn.exec_driver_sql("EXPLAIN " + sql))
-    return "\n".join(row[3] for row in await conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql))
-
-
 async def test_the_search_for_ended_key_chains_reads_key_budgets_through_an_index(fresh_url: str) -> None:
     # Before, no index led with budgets.scope: every instance read the whole budgets table
     # (every tenant's, team's and user's budget) at each search for expired key chains.
     engine, _ = await open_database(fresh_url)
     try:
         async with engine.begin() as conn:
-            plan = await _plan(conn, ended_chains_statement(datetime.now(UTC)))
+            plan = await query_plan(conn, ended_chains_statement(datetime.now(UTC)))
     finally:
         await engine.dispose()
     assert "ix_budgets_scope" in plan, plan

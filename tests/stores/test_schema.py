@@ -27,6 +27,7 @@ from switchboard.stores.sql.audit import query_statement
 from switchboard.stores.sql.files import list_statement
 from switchboard.stores.sql.keys import page_statement
 from switchboard.stores.sql.ledger import report_statement, total_statement
+from tests.stores.plans import query_plan
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -163,22 +164,12 @@ _LATER_PAGES = {
 }
 
 
-async def _plan(conn: Any, stmt: sa.Select[Any]) -> str:
-    sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
-    if conn.dialect.name == "postgresql":
-        # The tables are empty: without this the planner rightly reads them whole. With it, it
-        # shows the cheapest plan that an index allows, which is what a big table gets.
-        await conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
-        return "\n".join(row[0] for row in await conn.exec_driver_sql("EXPLAIN " + sql))
-    return "\n".join(row[3] for row in await conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql))
-
-
 async def test_admin_lists_read_a_page_through_an_index(fresh_url: str) -> None:
     engine, _ = await open_database(fresh_url)
     try:
         async with engine.begin() as conn:
             lists = _lists()
-            plans = {name: (await _plan(conn, stmt), index) for name, (stmt, index) in lists.items()}
+            plans = {name: (await query_plan(conn, stmt), index) for name, (stmt, index) in lists.items()}
     finally:
         await engine.dispose()
     for name, (plan, index) in plans.items():
