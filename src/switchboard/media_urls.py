@@ -10,7 +10,8 @@ and the token counter (which sits below the providers, so this module sits below
   OpenAI accepts) as the registered ``image/jpeg``. The data must be standard, padded base64 and
   not empty: anything else is a 400 naming the part, not the provider's error after a round trip
   (or an image silently dropped by it).
-- Bare base64 (``input_audio.data``) is held to the same rule (:func:`base64_data`).
+- Bare base64 (``input_audio.data``) is held to the same rule (:func:`base64_data`), and an
+  ``input_audio`` part needs its ``format`` too (:func:`input_audio`).
 """
 
 from __future__ import annotations
@@ -81,10 +82,30 @@ def base64_data(data: Any, param: str, what: str = "the data") -> str:
     """``data`` when it is standard, padded base64 and not empty; else a 400 naming ``param``."""
     if not isinstance(data, str):
         raise InvalidRequest(f"{what} must be a string of base64", param=param, code="invalid_value")
-    if not _base64(data):
+    if not is_base64(data):
         raise InvalidRequest(f"{what} is not valid base64 (the standard alphabet, padded)"
                              if data else f"{what} holds no data", param=param, code="invalid_value")
     return data
+
+
+def input_audio(audio: Any, where: str) -> tuple[str, str]:
+    """The base64 data and the format of the ``input_audio`` object of the part at ``where``.
+    OpenAI requires both: a format left out is a 400 naming it, not audio labelled
+    ``audio/None`` (Gemini) or left for the server to guess. Its value is the provider's to judge
+    (OpenAI takes ``wav`` and ``mp3``, Gemini more)."""
+    param = f"{where}.input_audio"
+    if not isinstance(audio, dict):
+        raise InvalidRequest("input_audio must be an object with 'data' and 'format'", param=param,
+                             code="invalid_value")
+    data = base64_data(audio.get("data"), f"{param}.data", "the audio data")
+    given = audio.get("format")
+    if given is None:
+        raise InvalidRequest("the audio's format is required ('wav' or 'mp3')", param=f"{param}.format",
+                             code="missing_required_parameter")
+    if not isinstance(given, str) or not given:
+        raise InvalidRequest("the audio's format must be a non-empty string ('wav' or 'mp3')",
+                             param=f"{param}.format", code="invalid_value")
+    return data, given
 
 
 def media_type(value: str) -> str:
@@ -115,7 +136,7 @@ def needs_reading(url: object) -> bool:
     return name == "data" or not url.startswith(name)
 
 
-def _base64(data: str) -> bool:
+def is_base64(data: str) -> bool:
     """Whether ``data`` is standard base64 with its padding: what is left once the alphabet is
     taken out is at most two '=' at the end. (A translate in C: several times faster than a
     decode of data that is often megabytes, and nothing is kept.)"""

@@ -269,6 +269,27 @@ def test_audio_data_that_is_not_base64_is_a_400_naming_the_part(
     assert captured(mock_upstream, marker, timeout=0.2) == []
 
 
+MISSING_FORMAT = {"left out": ({"data": WAV}, "missing_required_parameter"),
+                  "null": ({"data": WAV, "format": None}, "missing_required_parameter"),
+                  "empty": ({"data": WAV, "format": ""}, "invalid_value"),
+                  "a number": ({"data": WAV, "format": 3}, "invalid_value")}
+
+
+@pytest.mark.parametrize("model", AUDIO_SENT)
+@pytest.mark.parametrize(("audio", "code"), MISSING_FORMAT.values(), ids=list(MISSING_FORMAT))
+def test_audio_without_a_format_is_a_400_naming_the_format(
+    sdk: openai.OpenAI, mock_upstream: Mock, model: str, audio: dict[str, Any], code: str
+) -> None:
+    # OpenAI requires input_audio.format; without one Gemini was sent mimeType "audio/None".
+    marker = new_marker()
+    with pytest.raises(openai.BadRequestError) as exc:
+        _ask(sdk, model, {"type": "input_audio", "input_audio": audio}, marker)
+    assert exc.value.status_code == 400 and exc.value.code == code
+    assert exc.value.param == "messages[0].content[1].input_audio.format"
+    assert "format" in exc.value.message
+    assert captured(mock_upstream, marker, timeout=0.2) == []
+
+
 @pytest.mark.parametrize("model", FILE_SENT)
 @pytest.mark.parametrize("url", BAD_DATA_URLS.values(), ids=list(BAD_DATA_URLS))
 def test_a_file_data_url_that_is_not_base64_is_a_400_naming_the_part(

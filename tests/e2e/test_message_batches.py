@@ -332,6 +332,50 @@ def test_models_are_checked_as_for_a_chat_request(world: World) -> None:
     assert own.messages.batches.create(requests=[named, in_container]).id.startswith("msgbatch_")
 
 
+def test_url_sources_go_upstream_with_their_scheme_in_lower_case(world: World) -> None:
+    # As on /v1/messages: schemes are case-insensitive, and go upstream in lower case.
+    client = world.sdk(world.key(["*"])["key"])
+    marker = new_marker()
+    written = request("upper")
+    written["params"]["messages"][0]["content"] = [
+        {"type": "text", "text": f"compare mock:capture={marker}"},
+        {"type": "image", "source": {"type": "url", "url": "HTTPS://images.example/Cat.png"}},
+        {"type": "document", "source": {"type": "url", "url": "Http://docs.example/Report.pdf"}}]
+    batch = client.messages.batches.create(requests=[request("plain"), written])  # type: ignore[list-item]
+    (seen,) = [r for r in captured(world.mock, marker, outcome="completed") if r["method"] == "POST"]
+    content = seen["body"]["requests"][1]["params"]["messages"][0]["content"]
+    assert [block["source"]["url"] for block in content[1:]] == [
+        "https://images.example/Cat.png", "http://docs.example/Report.pdf"]
+    client.messages.batches.cancel(batch.id)
+
+
+BAD_SOURCES = {
+    "image not base64": ({"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                                      "data": "not base64!"}}, "source.data", "base64"),
+    "document unpadded": ({"type": "document", "source": {"type": "base64", "media_type": "application/pdf",
+                                                          "data": "JVBERi0xLjQ"}}, "source.data", "base64"),
+    "image ftp url": ({"type": "image", "source": {"type": "url", "url": "ftp://images.example/cat.png"}},
+                      "source.url", "http(s) URL"),
+}
+
+
+@pytest.mark.parametrize(("block", "field", "said"), BAD_SOURCES.values(), ids=list(BAD_SOURCES))
+def test_a_source_a_single_request_refuses_is_refused_naming_the_request(
+    world: World, block: dict[str, Any], field: str, said: str
+) -> None:
+    client = world.sdk(world.key(["*"])["key"])
+    marker = new_marker()
+    bad = request("the-bad-one")
+    bad["params"]["messages"][0]["content"] = [{"type": "text", "text": "what is this?"}, block]
+    with pytest.raises(anthropic.BadRequestError) as exc:
+        client.messages.batches.create(requests=[request("fine", f"hi mock:capture={marker}"), bad])  # type: ignore[list-item]
+    message = exc.value.message
+    assert f"requests.1.params.messages.0.content.1.{field}" in message, message
+    assert "custom_id 'the-bad-one'" in message and said in message, message
+    assert list(client.messages.batches.list()) == []  # nothing was created
+    assert captured(world.mock, marker, timeout=0.2) == []
+
+
 def _post(world: World, body: bytes, key: str | None = MASTER_KEY) -> httpx.Response:
     headers = {"content-type": "application/json", "anthropic-version": "2023-06-01"}
     if key is not None:

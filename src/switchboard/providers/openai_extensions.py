@@ -21,7 +21,8 @@ own API takes, so none reaches it raw (OpenAI rejects fields it does not know):
   OpenAI has no per-request thresholds; its own policies apply.
 - ``image_url`` URLs and ``file`` parts' ``file_data`` data URLs: the scheme in lower case, data
   URLs checked (a 400 naming the part when they are not base64) and sent in canonical form
-  (media_urls.py); ``input_audio`` data checked as base64 the same way, sent as written.
+  (media_urls.py); ``input_audio`` data checked as base64 the same way and its ``format``
+  required, sent as written.
 
 OpenAI-compatible servers get only the last four (:func:`documents_and_errors` and
 :func:`without_safety_settings`).
@@ -114,8 +115,8 @@ _URL_FIELDS = {"image_url": "url", "file": "file_data"}
 
 def _unread_media(part: Any) -> bool:
     """A part whose media is read before it is sent (media_urls.py): ``input_audio`` (its data
-    checked as base64), or an ``image_url`` or ``file`` part whose URL is a data URL or has a
-    scheme not in lower case."""
+    checked as base64, its format required), or an ``image_url`` or ``file`` part whose URL is a
+    data URL or has a scheme not in lower case."""
     kind = part.get("type") if isinstance(part, dict) else None
     if kind == "input_audio":
         return True
@@ -128,8 +129,7 @@ def _read_media(part: JSON, where: str) -> JSON:
     kind = part["type"]
     inner = part[kind]
     if kind == "input_audio":
-        data = inner.get("data") if isinstance(inner, dict) else None
-        media_urls.base64_data(data, f"{where}.input_audio.data", "the audio data")
+        media_urls.input_audio(inner, where)  # checked, sent as written
         return part
     field = _URL_FIELDS[kind]
     url = media_urls.canonical(inner[field], f"{where}.{kind}.{field}")

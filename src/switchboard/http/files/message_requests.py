@@ -11,6 +11,12 @@ A batch runs on the gateway's credential, in the provider account every caller s
 naming an object of that account (a Files API ``file`` source, a ``container``) is refused, as
 the OpenAI batch path refuses such lines (batch_access.py), unless the provider entry opted in
 (``allow_account_objects``).
+
+Each request's ``messages`` are read as a ``POST /v1/messages`` body's are (http/anthropic/
+content.py), before anything is sent: what that refuses (base64 that is not, a url source that
+is not http(s), a malformed block) is refused here, naming the request's path and custom_id, and
+a url source's scheme goes upstream in lower case (``HTTPS://`` -> ``https://``), as a single
+request's does.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from switchboard.errors import (
     UnsupportedParameter,
     unraised,
 )
+from switchboard.http.anthropic.content import Noted, messages
 from switchboard.http.files.message_costing import sent_models
 from switchboard.http.files.message_upstream import ANTHROPIC
 from switchboard.http.openai_api import parse_object
@@ -186,6 +193,7 @@ def _checked(requests: list[Any], routes: dict[str, Route | GatewayError]) -> Ch
         if isinstance(route, GatewayError):  # refused at its first request, this one
             # A copy: the frames its traceback holds hold the map that keeps it.
             raise unraised(route)
+        _read_messages(params, f"requests.{i}.params", custom_id)
         if not route.target.own_account:  # providers[].allow_account_objects lifts it
             _check_account_objects(params, f"requests.{i}.params")
         # In place (the parsed body is the batch's own): no copy of up to 100,000 requests.
@@ -222,6 +230,19 @@ def _request(request: Any, i: int, seen: set[str]) -> tuple[str, dict[str, Any]]
                              else f"{where}.params.model: Input should be a non-empty string",
                              param=f"{where}.params.model")
     return custom_id, params
+
+
+def _read_messages(params: dict[str, Any], where: str, custom_id: str) -> None:
+    """``params.messages`` read as a /v1/messages body's (the canonical messages are not kept):
+    url sources lowered in place, so the batch is sent so; a refusal named under ``where``."""
+    try:
+        messages(params.get("messages"), Noted())
+    except InvalidRequest as exc:
+        # The reading names paths within the body (messages.0.content.1.source.data): here that
+        # body is the request's params, and a batch's results are matched by custom_id.
+        param = f"{where}.{exc.param}" if exc.param else where
+        shown = f"{where}.{exc.message}" if exc.param else f"{where}: {exc.message}"
+        raise InvalidRequest(f"{shown} (custom_id '{custom_id}')", param=param, code=exc.code) from None
 
 
 def _check_account_objects(params: dict[str, Any], where: str) -> None:

@@ -48,7 +48,6 @@ _GEMINI_API_HOST = "generativelanguage.googleapis.com"
 # the caller's identity (the service account), as it reads gs:// (_account_uri).
 _STORAGE_HOSTS = ("storage.googleapis.com", "storage.cloud.google.com")
 _MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY"}
-_AUDIO_TYPES = {"wav": "audio/wav", "mp3": "audio/mp3"}
 MEDIA_TYPE = re.compile(r"^[\w.+-]+/[\w.+-]+$")
 
 
@@ -201,10 +200,8 @@ def _user_part(part: JSON, where: str, target: Target) -> JSON | None:
     if kind == "document":
         return _document_part(part, where)
     if kind == "input_audio":
-        audio = part.get("input_audio") or {}
-        mime = _AUDIO_TYPES.get(str(audio.get("format")), f"audio/{audio.get('format')}")
-        data = media_urls.base64_data(audio.get("data"), f"{where}.input_audio.data", "the audio data")
-        return {"inlineData": {"mimeType": mime, "data": data}}
+        data, given = media_urls.input_audio(part.get("input_audio"), where)
+        return {"inlineData": {"mimeType": f"audio/{given}", "data": data}}
     if kind == "file":
         return _file_part(part.get("file") or {}, where, target)
     raise InvalidRequest(f"{where}: content part type '{kind}' is not supported here", param=where)
