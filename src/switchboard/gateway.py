@@ -571,7 +571,8 @@ class Gateway:
             # Alert rules or not, a key chain whose keys all expired has its budgets ended (after
             # the alerts' start: ending them resolves their incidents).
             self.expired_chains = ExpiredChains(self.stores.budgets, self._end_chain,
-                                                self.settings.budgets.expired_keys_seconds)
+                                                self.settings.budgets.expired_keys_seconds,
+                                                self.settings.budgets.timezone)
             self.expired_chains.start()
         self.authenticator.attach(self.key_cache, self.last_used, self.unchecked_keys)
         if self.oidc is not None:

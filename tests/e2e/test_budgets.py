@@ -24,8 +24,12 @@ import httpx
 import openai
 import pytest
 import redis as sync_redis
+import sqlalchemy as sa
 
 from switchboard.spend.budgets.webhooks import SIGNATURE_HEADER, verify
+from switchboard.stores.sql.engine import create_engine
+from switchboard.stores.sql.tables import budget_alerts
+from switchboard.stores.sql.urls import async_url
 from tests.e2e.periods import zone_far_from_period_end
 from tests.e2e.sdk import ask
 from tests.servers import MASTER_KEY, Gateway, Mock, openai_config, start_gateway
@@ -121,6 +125,7 @@ class Pair:
     second: Gateway
     hooks: WebhookReceiver
     redis: RedisServer | None = None
+    database: str | None = None  # cluster: PostgreSQL's URL; embedded: the data directory's SQLite file
 
     def admin(self, method: str, path: str, json: Any = None) -> httpx.Response:
         return httpx.request(method, f"{self.first.url}{path}", json=json, headers=ADMIN, timeout=10)
@@ -154,6 +159,21 @@ class Pair:
         assert resp.status_code == 200, resp.text
         rows = resp.json()["data"]
         return rows[0] if rows else {"requests": 0, "errors": 0, "cost_usd": "0.000000"}
+
+    def claims(self, budget_id: str) -> int:
+        """The budget's threshold claims (``budget_alerts`` rows), read past the gateway."""
+        url = async_url(self.database, self.first.config_path.parent / "data")
+
+        async def count() -> int:
+            engine = create_engine(url)
+            try:
+                async with engine.connect() as conn:
+                    query = sa.select(sa.func.count()).where(budget_alerts.c.budget_id == budget_id)
+                    return int((await conn.execute(query)).scalar_one())
+            finally:
+                await engine.dispose()
+
+        return asyncio.run(count())
 
     def answered(self, key_id: str) -> int:
         """The key's requests in the ledger that were answered (refusals are recorded too)."""
@@ -189,7 +209,7 @@ def pair(request: pytest.FixtureRequest, mock_upstream: Mock, tmp_path_factory: 
         config["redis"] = {"url": redis.url}
         first = start_gateway(config, tmp_path_factory.mktemp("budgets-a"))
         second = start_gateway(config, tmp_path_factory.mktemp("budgets-b"))
-        yield Pair("cluster", first, second, hooks, redis)
+        yield Pair("cluster", first, second, hooks, redis, config["database"]["url"])
         first.process.stop()
         second.process.stop()
 
@@ -1135,6 +1155,21 @@ def test_a_budget_lowered_below_its_spend_alerts_at_its_thresholds_of_the_new_am
 def _refused_as_expired(gw: Gateway, key: str) -> bool:
     resp = httpx.get(f"{gw.url}/v1/models", headers={"Authorization": f"Bearer {key}"}, timeout=10)
     return resp.status_code == 401 and resp.json()["error"]["code"] == "key_expired"
+
+
+def test_revoking_a_chains_last_key_forgets_its_own_budgets_threshold_claims(pair: Pair) -> None:
+    # Before, a revoked chain's own budget kept its threshold claims for ever (a total budget's
+    # period never ends): the claims table only grew.
+    key = pair.key(max_budget_usd=0.04)
+    own = f"key:{key['id']}"
+    client = pair.sdk(key["key"])
+    for _ in range(2):  # $0.02: 50 %
+        client.chat.completions.create(messages=ask(LONG), **CALL)
+    until(lambda: (50, "0.04") in _alerts_of(pair, own))
+    assert pair.claims(own) == 1
+    resp = pair.admin("DELETE", f"/admin/v1/keys/{key['id']}")
+    assert resp.status_code == 200, resp.text
+    assert pair.claims(own) == 0
 
 
 def test_an_expired_key_chains_budgets_are_deleted_without_alert_rules(pair: Pair) -> None:

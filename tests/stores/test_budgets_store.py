@@ -14,8 +14,9 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 
+from switchboard.spend.budgets.chains import claims_cutoff
 from switchboard.stores.factory import open_database
-from switchboard.stores.protocols import BudgetRecord, BudgetStore, KeyRecord
+from switchboard.stores.protocols import AuditEntry, AuditQuery, BudgetRecord, BudgetStore, KeyRecord
 from switchboard.stores.sql.budgets import ended_chains_statement
 from switchboard.stores.sql.migrate import _config
 from tests.stores.conftest import Backend
@@ -24,6 +25,7 @@ from tests.stores.plans import query_plan
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 MONTH = datetime(2026, 12, 1, tzinfo=UTC)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _store(backend: Backend) -> BudgetStore:
@@ -239,6 +241,58 @@ async def test_releasing_a_budgets_alerts_forgets_every_claim_of_it(backend: Bac
     assert await store.claim_alert("key:key_r1", MONTH, 50, ONE)
     assert await store.claim_alert("key:key_r1", MONTH, 80, ONE)
     assert not await store.claim_alert("key:key_r2", MONTH, 50, ONE)  # another budget's: kept
+
+
+async def test_claims_of_ended_periods_are_purged_and_the_current_periods_kept(backend: Backend) -> None:
+    store, keys = _store(backend), backend.stores.keys
+    peer = (await backend.peer()).budgets
+    assert peer is not None
+    now = datetime(2026, 12, 15, 12, tzinfo=UTC)
+    day, month = datetime(2026, 12, 15, tzinfo=UTC), datetime(2026, 11, 30, 15, tzinfo=UTC)  # Tokyo's
+    await store.put(BudgetRecord("bud_pd", "t_pg", "team", "team-p", Decimal(1), period="daily"))
+    await store.put(BudgetRecord("bud_pm", "t_pg", "team", "team-p", Decimal(1), timezone="Asia/Tokyo"))
+    await store.put(BudgetRecord("bud_pt", "t_pg", "tenant", "t_pg", Decimal(1), period="total"))
+    await keys.put(KeyRecord("key_pd", "hash-pd", "sk-sb-pd", "t_pg", max_budget_usd=Decimal(1),
+                             budget_period="daily"))
+    await keys.put(KeyRecord("key_pt", "hash-pt", "sk-sb-pt", "t_pg", max_budget_usd=Decimal(1)))
+    old = {"bud_pd": day - timedelta(days=5), "bud_pm": month.replace(month=10, day=31),
+           "key:key_pd": day - timedelta(days=3)}
+    current = {"bud_pd": day, "bud_pm": month, "key:key_pd": day, "bud_pt": EPOCH, "key:key_pt": EPOCH}
+    # The day before: its counter lives two days past its end, and a late settlement may claim in it.
+    recent = {"bud_pd": day - timedelta(days=1)}
+    for budget_id, start in [*old.items(), *current.items(), *recent.items()]:
+        assert await store.claim_alert(budget_id, start, 50, ONE)
+    # Two instances at once: each claim is deleted once, by one of them.
+    counts = await asyncio.gather(store.purge_alerts(claims_cutoff("UTC", now)),
+                                  peer.purge_alerts(claims_cutoff("UTC", now)))
+    assert sum(counts) >= len(old)
+    for budget_id, start in old.items():  # forgotten: the table does not keep every period's
+        assert await store.claim_alert(budget_id, start, 50, ONE), budget_id
+    for budget_id, start in [*current.items(), *recent.items()]:  # still alerted
+        assert not await store.claim_alert(budget_id, start, 50, ONE), budget_id
+    assert await store.purge_alerts(claims_cutoff("UTC", now)) >= len(old)  # the old ones again
+
+
+async def test_deleted_budgets_and_their_audit_entries_are_written_both_or_neither(backend: Backend) -> None:
+    store, log = _store(backend), backend.stores.audit
+    for record in (BudgetRecord("bud_x1", "t_ax", "key", "key_ax", Decimal(1)),
+                   BudgetRecord("bud_x2", "t_ax", "key", "key_ax", Decimal(1), period="daily")):
+        await store.put(record)
+
+    def entry(record: BudgetRecord, actor: str | None) -> AuditEntry:
+        return AuditEntry("t_ax", actor, "system", "budget.delete", "budget", record.id,  # type: ignore[arg-type]
+                          before={"id": record.id})
+
+    # The second entry cannot be written (no actor: the log refuses it): no budget is deleted.
+    with pytest.raises(sa.exc.IntegrityError):
+        await store.delete_budgets("t_ax", "key", "key_ax",
+                                   audited=lambda r: entry(r, None if r.id == "bud_x2" else "system"))
+    assert sorted(r.id for r in await store.list_budgets("t_ax")) == ["bud_x1", "bud_x2"]
+    assert await log.query("t_ax", AuditQuery(action="budget.delete")) == []
+    deleted = await store.delete_budgets("t_ax", "key", "key_ax", audited=lambda r: entry(r, "system"))
+    assert sorted(r.id for r in deleted) == ["bud_x1", "bud_x2"] and await store.list_budgets("t_ax") == []
+    entries = await log.query("t_ax", AuditQuery(action="budget.delete"))
+    assert sorted((e.resource_id, e.actor) for e in entries) == [("bud_x1", "system"), ("bud_x2", "system")]
 
 
 async def test_a_keys_own_budget_round_trips(backend: Backend) -> None:

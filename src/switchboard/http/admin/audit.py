@@ -14,7 +14,6 @@ from switchboard.context import Principal
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.query import MAX_BIGINT, digits_only, query_params
 from switchboard.http.admin.scoping import UtcTime
-from switchboard.stores import Stores
 from switchboard.stores.protocols import AuditEntry, AuditQuery
 
 router = APIRouter(prefix="/admin/v1/audit", tags=["audit"])
@@ -41,20 +40,26 @@ async def record(
     """Append one entry for the change this request made. ``before``/``after`` are the public
     forms of the resource, which never hold a secret. ``tenant``: the tenant the changed record
     belongs to (default: the caller's), whose admins read the entry."""
-    principal: Principal = request.state.principal
     await request.app.state.services.stores().audit.append(
-        AuditEntry(
-            tenant_id=tenant or principal.tenant_id or DEFAULT_TENANT,
-            actor=principal.id,
-            actor_role=principal.role,
-            action=action,
-            resource_type=resource_type,
-            resource_id=resource_id,
-            before=before,
-            after=after,
-            client=request.client.host if request.client else None,
-            request_id=request.state.request_id,
-        )
+        entry(request, action, resource_type, resource_id, before=before, after=after, tenant=tenant))
+
+
+def entry(request: Request, action: str, resource_type: str, resource_id: str, *,
+          before: dict[str, Any] | None = None, after: dict[str, Any] | None = None,
+          tenant: str | None = None) -> AuditEntry:
+    """``record``'s entry, for a store that writes it with the change, in its transaction."""
+    principal: Principal = request.state.principal
+    return AuditEntry(
+        tenant_id=tenant or principal.tenant_id or DEFAULT_TENANT,
+        actor=principal.id,
+        actor_role=principal.role,
+        action=action,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        before=before,
+        after=after,
+        client=request.client.host if request.client else None,
+        request_id=request.state.request_id,
     )
 
 
@@ -62,13 +67,13 @@ async def record(
 SYSTEM_ACTOR = "system"
 
 
-async def record_system(stores: Stores, action: str, resource_type: str, resource_id: str, *, tenant: str,
-                        before: dict[str, Any] | None = None, after: dict[str, Any] | None = None) -> None:
-    """Append one entry for a change the gateway made on its own, no request behind it: actor
-    and role ``system``, no client or request id."""
-    await stores.audit.append(AuditEntry(
+def system_entry(action: str, resource_type: str, resource_id: str, *, tenant: str,
+                 before: dict[str, Any] | None = None, after: dict[str, Any] | None = None) -> AuditEntry:
+    """The entry of a change the gateway made on its own, no request behind it: actor and role
+    ``system``, no client or request id."""
+    return AuditEntry(
         tenant_id=tenant, actor=SYSTEM_ACTOR, actor_role=SYSTEM_ACTOR, action=action,
-        resource_type=resource_type, resource_id=resource_id, before=before, after=after))
+        resource_type=resource_type, resource_id=resource_id, before=before, after=after)
 
 
 def _public(entry: AuditEntry) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Annotated, Any, Literal
@@ -45,7 +46,13 @@ from switchboard.observability.alerts.evaluator import Alerts
 from switchboard.spend.budgets.plan import KEY_BUDGET_PREFIX
 from switchboard.spend.budgets.service import BudgetService
 from switchboard.stores import Stores
-from switchboard.stores.protocols import BUDGET_PERIODS, BUDGET_SCOPES, BUDGET_UNITS, BudgetRecord
+from switchboard.stores.protocols import (
+    BUDGET_PERIODS,
+    BUDGET_SCOPES,
+    BUDGET_UNITS,
+    AuditEntry,
+    BudgetRecord,
+)
 
 router = APIRouter(prefix="/admin/v1/budgets", tags=["budgets"])
 log = logging.getLogger("switchboard.admin")
@@ -215,38 +222,54 @@ async def _forget_alerts(request: Request, record: BudgetRecord) -> None:
 async def delete_with(request: Request, tenant: str, scope: str | None = None, subject: str | None = None,
                       *, also: tuple[str, ...] = ()) -> None:
     """Delete the budgets of a tenant being deleted (or of a key chain being revoked: ``scope``
-    ``key``, ``subject`` its lineage), each audited as ``budget.delete``, and resolve their open
-    alert incidents and those of the budgets ``also`` names (a key's own)."""
+    ``key``, ``subject`` its lineage), each audited as ``budget.delete``, and end the budgets
+    ``also`` names (a key's own): their claims forgotten, their open alert incidents resolved."""
     services = request.app.state.services
-    deleted = await _deleted(services.stores(), services.budgets(), services.alerts(), tenant, scope, subject,
-                             also)
-    for record in deleted:
-        await audit.record(request, "budget.delete", "budget", record.id, before=public(record),
+
+    def audited(record: BudgetRecord) -> AuditEntry:
+        return audit.entry(request, "budget.delete", "budget", record.id, before=public(record),
                            tenant=tenant)
+
+    await _deleted(services.stores(), services.budgets(), services.alerts(), tenant, scope, subject, also,
+                   audited)
 
 
 async def _deleted(stores: Stores, service: BudgetService | None, alerts: Alerts | None, tenant: str,
-                   scope: str | None, subject: str | None, also: tuple[str, ...]) -> list[BudgetRecord]:
-    """``delete_with`` but the audit: the budgets deleted, every instance told, their incidents
-    (and those of the budgets ``also`` names) resolved."""
-    deleted = [] if stores.budgets is None else await stores.budgets.delete_budgets(tenant, scope, subject)
+                   scope: str | None, subject: str | None, also: tuple[str, ...],
+                   audited: Callable[[BudgetRecord], AuditEntry]) -> None:
+    """The budgets deleted with their audit entries (one transaction: both or neither), every
+    instance told, the claims of those ``also`` names forgotten (nothing would forget a total
+    budget's), and the incidents of all of them resolved."""
+    deleted = [] if stores.budgets is None else await stores.budgets.delete_budgets(
+        tenant, scope, subject, audited=audited)
     if deleted and service is not None:
         await service.changed(tenant)
+    for budget_id in also:
+        await _release(stores, service, budget_id)
     if alerts is not None:
         await alerts.budgets_deleted((*also, *(r.id for r in deleted)))
-    return deleted
+
+
+async def _release(stores: Stores, service: BudgetService | None, budget_id: str) -> None:
+    """Forget every threshold claim of ``budget_id``: through the running budgets, which tell
+    every instance; in the database alone when budgets are not running here."""
+    if service is not None:
+        await service.release_alerts(budget_id)
+    elif stores.budgets is not None:
+        await stores.budgets.release_alerts(budget_id)
 
 
 async def end_chain(stores: Stores, service: BudgetService | None, alerts: Alerts | None, tenant: str,
                     lineage: str) -> None:
     """What revoking a key chain's last key does to its budgets, for a chain whose keys all
     expired (spend/budgets/chains.py finds it): those set on it deleted, each audited as
-    ``budget.delete`` by the system, their incidents and its own budget's resolved."""
-    own = KEY_BUDGET_PREFIX + lineage
-    deleted = await _deleted(stores, service, alerts, tenant, "key", lineage, (own,))
-    for record in deleted:
-        await audit.record_system(stores, "budget.delete", "budget", record.id, before=public(record),
-                                  tenant=tenant)
+    ``budget.delete`` by the system, its own budget's claims forgotten, their incidents and its
+    own budget's resolved."""
+
+    def audited(record: BudgetRecord) -> AuditEntry:
+        return audit.system_entry("budget.delete", "budget", record.id, before=public(record), tenant=tenant)
+
+    await _deleted(stores, service, alerts, tenant, "key", lineage, (KEY_BUDGET_PREFIX + lineage,), audited)
 
 
 async def chain_back(request: Request, lineage: str) -> None:

@@ -22,9 +22,9 @@ from switchboard.config.schema import BudgetsConfig
 from switchboard.context import Principal
 from switchboard.spend.budgets.periods import zone
 from switchboard.stores.protocols import BudgetRecord
+from switchboard.stores.protocols.budgets import KEY_BUDGET_PREFIX
 
 NANO = Decimal(10**9)
-KEY_BUDGET_PREFIX = "key:"  # the id of a key's own budget: key:<key lineage>
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,18 +3,23 @@ counters that reserve and settle spend against them."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import NamedTuple, Protocol
 
+from switchboard.stores.protocols.access import AuditEntry
 from switchboard.stores.protocols.clock import utcnow
 from switchboard.stores.protocols.limits import Acquired, Bucket
 
 BUDGET_SCOPES = ("tenant", "team", "user", "key")
 BUDGET_PERIODS = ("daily", "weekly", "monthly", "total")
 BUDGET_UNITS = ("usd", "tokens")
+KEY_BUDGET_PREFIX = "key:"  # the id of a key's own budget: key:<key lineage>
+# The first instant of the period before which a (period, timezone) budget's claims are past:
+# None for a period that never ends (total). timezone None: the config's budgets.timezone.
+AlertsCutoff = Callable[[str, str | None], datetime | None]
 
 
 @dataclass(frozen=True)
@@ -68,14 +73,22 @@ class BudgetStore(Protocol):
         """Forget every claim of the budget (a key chain's own budget, when the chain comes back
         after no key of it could spend), so it alerts again."""
 
+    async def purge_alerts(self, cutoff: AlertsCutoff) -> int:
+        """Forget the claims of periods that ended (those starting before ``cutoff`` of their
+        budget's period and time zone; a key's own budget's by its keys' ``budget_period``, in
+        the config's time zone): a later period claims its own. How many were forgotten; safe
+        to run on several instances at once."""
+
     async def ended_key_chains(self, now: datetime) -> list[tuple[str, str]]:
         """(tenant, lineage) of the key chains that have budgets set on them (``scope`` key) and
         no key left that may spend at ``now`` (each revoked or past its ``expires_at``)."""
 
-    async def delete_budgets(self, tenant_id: str, scope: str | None = None, subject: str | None = None
+    async def delete_budgets(self, tenant_id: str, scope: str | None = None, subject: str | None = None,
+                             *, audited: Callable[[BudgetRecord], AuditEntry] | None = None
                              ) -> list[BudgetRecord]:
         """Delete the tenant's budgets (those of ``scope`` and ``subject`` when given) and their
-        claims, in one transaction; returns those deleted."""
+        claims, and append ``audited``'s entry for each to the audit log, in one transaction:
+        all of it or none; returns those deleted."""
 
 
 class Charge(NamedTuple):

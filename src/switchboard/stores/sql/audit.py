@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from switchboard.stores.protocols import AuditEntry, AuditQuery
 from switchboard.stores.sql.tables import audit_log as t
@@ -32,27 +32,32 @@ def _entry(row: sa.Row[Any]) -> AuditEntry:
     )
 
 
+async def append_in(conn: AsyncConnection, entry: AuditEntry) -> int:
+    """Append ``entry`` in ``conn``'s transaction (a change and its entry: both or neither); its id."""
+    row = {
+        "tenant_id": entry.tenant_id,
+        "at": to_db(entry.at),
+        "actor": entry.actor,
+        "actor_role": entry.actor_role,
+        "action": entry.action,
+        "resource_type": entry.resource_type,
+        "resource_id": entry.resource_id,
+        "before": None if entry.before is None else dict(entry.before),
+        "after": None if entry.after is None else dict(entry.after),
+        "client": entry.client,
+        "request_id": entry.request_id,
+    }
+    result = await conn.execute(sa.insert(t).values(row).returning(t.c.id))
+    return int(result.scalar_one())
+
+
 class SqlAuditLog:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
     async def append(self, entry: AuditEntry) -> int:
-        row = {
-            "tenant_id": entry.tenant_id,
-            "at": to_db(entry.at),
-            "actor": entry.actor,
-            "actor_role": entry.actor_role,
-            "action": entry.action,
-            "resource_type": entry.resource_type,
-            "resource_id": entry.resource_id,
-            "before": None if entry.before is None else dict(entry.before),
-            "after": None if entry.after is None else dict(entry.after),
-            "client": entry.client,
-            "request_id": entry.request_id,
-        }
         async with self._engine.begin() as conn:
-            result = await conn.execute(sa.insert(t).values(row).returning(t.c.id))
-            return int(result.scalar_one())
+            return await append_in(conn, entry)
 
     async def query(self, tenant_id: str, query: AuditQuery) -> list[AuditEntry]:
         async with self._engine.connect() as conn:

@@ -7,7 +7,7 @@ this table: the running budgets keep each tenant's rows in memory, told of chang
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -17,7 +17,9 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from switchboard.stores.protocols import BudgetRecord
+from switchboard.stores.protocols import AuditEntry, BudgetRecord
+from switchboard.stores.protocols.budgets import KEY_BUDGET_PREFIX, AlertsCutoff
+from switchboard.stores.sql.audit import append_in
 from switchboard.stores.sql.dialect import insert
 from switchboard.stores.sql.tables import api_keys as keys
 from switchboard.stores.sql.tables import budget_alerts as alerts
@@ -82,6 +84,20 @@ def ended_chains_statement(now: datetime) -> sa.Select[Any]:
     return sa.select(t.c.tenant_id, t.c.subject).where(t.c.scope == "key", ~live.exists()).distinct()
 
 
+# A key's own budget (its id: the prefix and the chain's lineage), of its keys' budget_period.
+_own_id = sa.literal(KEY_BUDGET_PREFIX) + keys.c.lineage_id
+_own_period = sa.func.coalesce(keys.c.budget_period, "total")
+# The periods and zones of the budgets with claims, and of the keys' own budgets with claims.
+_set_kinds = (sa.select(t.c.period, t.c.timezone)
+              .where(t.c.id.in_(sa.select(alerts.c.budget_id))).distinct())
+_own_kinds = (sa.select(_own_period, sa.null())
+              .where(_own_id.in_(sa.select(alerts.c.budget_id))).distinct())
+
+
+def _zone_is(timezone: str | None) -> sa.ColumnElement[bool]:
+    return t.c.timezone.is_(None) if timezone is None else t.c.timezone == timezone
+
+
 class SqlBudgetStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -140,7 +156,8 @@ class SqlBudgetStore:
             await conn.execute(sa.delete(alerts).where(alerts.c.budget_id == budget_id))
         return True
 
-    async def delete_budgets(self, tenant_id: str, scope: str | None = None, subject: str | None = None
+    async def delete_budgets(self, tenant_id: str, scope: str | None = None, subject: str | None = None,
+                             *, audited: Callable[[BudgetRecord], AuditEntry] | None = None
                              ) -> list[BudgetRecord]:
         where = [t.c.tenant_id == tenant_id]
         if scope is not None:
@@ -155,6 +172,9 @@ class SqlBudgetStore:
             found = [_record(row) for row in await conn.execute(sa.delete(t).where(*where).returning(*t.c))]
             if found:
                 await conn.execute(sa.delete(alerts).where(alerts.c.budget_id.in_([r.id for r in found])))
+            if audited is not None:
+                for record in found:
+                    await append_in(conn, audited(record))  # a failing entry undoes the delete
         return found
 
     async def forget_alerts(self, budget_id: str, limit: int, thresholds: Sequence[int]) -> None:
@@ -165,6 +185,26 @@ class SqlBudgetStore:
     async def release_alerts(self, budget_id: str) -> None:
         async with self._engine.begin() as conn:
             await conn.execute(sa.delete(alerts).where(alerts.c.budget_id == budget_id))
+
+    async def purge_alerts(self, cutoff: AlertsCutoff) -> int:
+        async with self._engine.connect() as conn:
+            kinds = [*(await conn.execute(_set_kinds)), *(await conn.execute(_own_kinds))]
+        purged = 0
+        for period, timezone in {(row[0], row[1]) for row in kinds}:
+            before = cutoff(period, timezone)
+            if before is None:
+                continue
+            # Each budget's claims by the period and zone it has now: a statement per kind, and
+            # deleting what another instance deleted meanwhile deletes nothing.
+            owners = [sa.select(t.c.id).where(t.c.period == period, _zone_is(timezone))]
+            if timezone is None:
+                owners.append(sa.select(_own_id).where(_own_period == period))
+            gone = alerts.c.budget_id.in_(sa.union(*owners))
+            async with self._engine.begin() as conn:
+                result = await conn.execute(
+                    sa.delete(alerts).where(gone, alerts.c.period_start < to_db(before)))
+            purged += result.rowcount
+        return purged
 
     async def ended_key_chains(self, now: datetime) -> list[tuple[str, str]]:
         async with self._engine.connect() as conn:
