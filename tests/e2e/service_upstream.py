@@ -4,6 +4,9 @@ lists them, oldest first) and answers:
 
 - ``/stream?n=N&delay=S``: N lines, one every S seconds (chunked);
 - ``/slow?seconds=S``: after S seconds;
+- ``/hold?every=S``: its status and a first line at once, the request body left unread, then a
+  line every S seconds (30 by default) for at most a minute; a call whose caller (the gateway)
+  closes the connection ends at once, its query listed by GET /_ended;
 - ``/big?bytes=N``: N bytes with their length declared; ``/bigchunked?bytes=N``: chunked;
 - ``/redirect?to=URL``: 302 to URL;
 - ``/binary?word=W``: bytes that are not text (NULs, invalid UTF-8) around the word W;
@@ -24,6 +27,7 @@ import asyncio
 import gzip
 import hashlib
 import json
+import socket
 import sys
 from typing import Any
 from urllib.parse import parse_qs
@@ -32,6 +36,7 @@ import uvicorn
 import zstandard
 
 SEEN: list[dict[str, Any]] = []
+ENDED: list[str] = []  # the queries of /hold calls whose connection was closed
 
 
 async def _body(receive: Any) -> bytes:
@@ -58,6 +63,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if path == "/_seen":
         await _reply(send, 200, json.dumps(SEEN).encode())
         return
+    if path == "/_ended":
+        await _reply(send, 200, json.dumps(ENDED).encode())
+        return
     headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
     SEEN.append({"method": scope["method"], "path": path,
                  "raw_path": scope.get("raw_path", b"").decode("latin-1"), "query": query,
@@ -69,6 +77,10 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             await send({"type": "http.response.body", "body": f"line {i}\n".encode(), "more_body": True})
             await asyncio.sleep(float(params.get("delay", "0.05")))
         await send({"type": "http.response.body", "body": b""})
+        return
+    if path.endswith("/hold"):
+        await _hold(receive, send, float(params.get("every", "30")))
+        ENDED.append(query)
         return
     if path.endswith("/slow"):
         await asyncio.sleep(float(params.get("seconds", "5")))
@@ -126,6 +138,33 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         data = _zstd(data, params.get("window_log")) if params["encoding"] == "zstd" else gzip.compress(data)
         extra.append((b"content-encoding", params["encoding"].encode()))
     await _reply(send, status, data, extra=extra)
+
+
+async def _hold(receive: Any, send: Any, every: float) -> None:
+    """Answers without reading the body (its sender's writes back up), then streams slowly until
+    the connection is closed. uvicorn tells an application of a closed connection only through
+    ``receive``, which would read the body, and does not see it while it holds back reading (the
+    unread body): the socket's TCP state is looked at instead (Linux)."""
+    sock = receive.__self__.transport.get_extra_info("socket")  # uvicorn's request cycle's
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": b"ready\n", "more_body": True})
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 60
+    next_line = loop.time() + every
+    while _established(sock) and loop.time() < end:
+        await asyncio.sleep(0.02)
+        if loop.time() >= next_line:
+            next_line += every
+            await send({"type": "http.response.body", "body": b"line\n", "more_body": True})
+
+
+def _established(sock: Any) -> bool:
+    """The connection is still open both ways: TCP_INFO's first byte, the state, is ESTABLISHED
+    (a peer's close makes it CLOSE_WAIT, a reset CLOSE; a socket already closed is not)."""
+    try:
+        return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0] == 1
+    except OSError:
+        return False
 
 
 def _zstd(data: bytes, window_log: str | None) -> bytes:

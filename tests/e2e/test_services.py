@@ -1228,3 +1228,32 @@ def test_a_service_answer_left_part_way_is_one_status_in_ledger_log_and_metrics(
     assert now == (ok_before + 1, gone_before)
     samples = parse(httpx.get(metrics, headers=ADMIN, timeout=10).text)
     assert total(samples, "switchboard_streams_in_flight") == 0
+
+
+def test_a_client_leaving_an_answer_given_before_its_body_was_read_cancels_the_call_at_once(
+        world: World) -> None:
+    """A service may answer before it reads the request's body, and then never read it: the
+    client's leaving is still noticed at once (not at the next line, half a minute on), the
+    service's connection is closed, and the record says the answer was abandoned."""
+    key = world.key(new_team())
+    mark = f"hold={uuid.uuid4().hex}"
+    rid = f"svc-early-{uuid.uuid4().hex}"
+    declared = 8 * 1024 * 1024  # more than is ever sent: the body stays open
+    head = (f"POST /services/limited/hold?{mark} HTTP/1.1\r\nHost: gateway\r\n"
+            f"Authorization: Bearer {key}\r\nx-request-id: {rid}\r\n"
+            f"Content-Type: application/octet-stream\r\nContent-Length: {declared}\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", world.gateway.port), timeout=10) as sock:
+        sock.sendall(head.encode() + b"x" * (1024 * 1024))
+        reply = b""
+        while b"ready\n" not in reply:  # the status and the first line, relayed
+            chunk = sock.recv(65536)
+            assert chunk, reply
+            reply += chunk
+        assert reply.startswith(b"HTTP/1.1 200 "), reply
+    record = _logged(world, rid, timeout=10)  # noticed when the client left, not at the next line
+    assert record["status"] == 200, record
+    assert record["abandoned"] is True and record["metadata"]["client_disconnected"] is True
+    deadline = time.monotonic() + 10
+    while mark not in httpx.get(f"{world.upstream.url}/_ended", timeout=10).json():
+        assert time.monotonic() < deadline, "the service's connection was never closed"
+        time.sleep(0.05)

@@ -14,7 +14,10 @@ compressed data that does not decompress) is replaced by a generic error: it is 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
+import struct
 import time
 import zlib
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
@@ -36,7 +39,7 @@ from switchboard.errors import (
     untraced,
 )
 from switchboard.pipeline.auth import KEY_HEADERS
-from switchboard.services.context import Receive, ServiceContext
+from switchboard.services.context import Inbox, ServiceContext
 from switchboard.services.table import Service
 from switchboard.upstream import scrub
 from switchboard.upstream.client import MAX_ERROR_BYTES, read_bounded
@@ -84,23 +87,25 @@ class _Body:
         self._limit = limit
         self.too_large = False
         self.gone = False
+        assert ctx.receive is not None
+        # Shared with the edge's disconnect watcher once the service has answered.
+        self._inbox = ctx.inbox = Inbox(ctx.receive, limit)
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        receive = self._ctx.receive
-        assert receive is not None
+        inbox = self._inbox
         kept = self._ctx.request_capture
         if self._first:
             if kept is not None:
                 kept.add(self._first)
             yield self._first
-        async for chunk in self._rest(receive):
+        async for chunk in self._rest(inbox):
             if kept is not None and not kept.truncated:
                 kept.add(chunk)
             yield chunk
 
-    async def _rest(self, receive: Receive) -> AsyncIterator[bytes]:
+    async def _rest(self, inbox: Inbox) -> AsyncIterator[bytes]:
         while True:
-            message = await receive()
+            message = await inbox.for_body()
             if message["type"] == "http.disconnect":
                 self.gone = True
                 raise ConnectionAbortedError("client disconnected while sending the body")
@@ -239,12 +244,13 @@ class ServiceProxy:
             raise _translate(service, exc) from None
         finally:
             ctx.upstream_seconds += time.perf_counter() - began
+        ctx.status_received()
         if body is not None and body.too_large:
-            resp.close()
+            _close(resp)
             raise RequestTooLarge(f"request body exceeds the service's limit of {limit} bytes")
         length = resp.content_length if ctx.method != "HEAD" else None  # a HEAD answer has no body
         if length is not None and length > settings.max_response_bytes:
-            resp.close()
+            _close(resp)
             raise UpstreamResponseTooLarge(
                 f"service '{service.name}' sent a response of {length} bytes, over its limit of "
                 f"{settings.max_response_bytes} bytes")
@@ -258,7 +264,7 @@ class ServiceProxy:
             return StreamReply(_whole(error), _closer(resp))
         ctx.reply_status = resp.status
         ctx.reply_headers = _relayed(service, resp.raw_headers)
-        return StreamReply(_relay(service, resp), _closer(resp))
+        return StreamReply(_relay(service, resp, body), _closer(resp))
 
 
 def _translate(service: Service, exc: BaseException) -> GatewayError:
@@ -305,7 +311,7 @@ async def _scrubbed_error(service: Service, resp: aiohttp.ClientResponse
     try:
         body, _ = await read_bounded(resp, limit, cut=True)
     except (TimeoutError, aiohttp.ClientError) as exc:
-        resp.close()
+        _close(resp)
         raise _translate(service, exc) from None
     secrets = list(service.secrets)
     # Every Content-Encoding line counts: "gzip" then "br" is a br body, not a gzip one.
@@ -359,12 +365,34 @@ async def _whole(body: bytes) -> AsyncGenerator[list[Chunk], None]:
 
 def _closer(resp: aiohttp.ClientResponse) -> Callable[[], Awaitable[None]]:
     async def close() -> None:
-        resp.close()
+        _close(resp)
     return close
 
 
-async def _relay(service: Service, resp: aiohttp.ClientResponse) -> AsyncGenerator[list[Chunk], None]:
-    """The body as it arrives, in chunks ``{"data": bytes}``; past the limit, cut with a 502."""
+def _close(resp: aiohttp.ClientResponse) -> None:
+    """Ends the service's response. A connection still held (its answer not read to the end,
+    the request's body perhaps still being sent) is reset: closed, it would keep the call open
+    while the body queued for it waits for a service that may never read it (the kernel sends
+    queued bytes before the FIN; a zero linger resets at once)."""
+    connection = resp.connection
+    transport = connection.transport if connection is not None else None
+    if transport is not None:
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):  # already gone: nothing left to reset
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
+        transport.abort()
+    resp.close()
+
+
+_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s
+
+
+async def _relay(service: Service, resp: aiohttp.ClientResponse, body: _Body | None
+                 ) -> AsyncGenerator[list[Chunk], None]:
+    """The body as it arrives, in chunks ``{"data": bytes}``; past the limit, cut with a 502. A
+    client that left while its body was still being forwarded ends it as gone, not as a failure
+    of the service's (aiohttp reports the body's abort as a broken connection)."""
     limit = service.settings.max_response_bytes
     total = 0
     try:
@@ -375,6 +403,8 @@ async def _relay(service: Service, resp: aiohttp.ClientResponse) -> AsyncGenerat
                     f"service '{service.name}' sent more than its limit of {limit} bytes: response cut")
             yield [{"data": data}]
     except (TimeoutError, aiohttp.ClientError) as exc:
+        if body is not None and body.gone:
+            raise ConnectionAbortedError("client disconnected while sending the body") from None
         raise _translate(service, exc) from None
     finally:
-        resp.close()
+        _close(resp)

@@ -75,9 +75,10 @@ class ServicesEndpoint:
                 await out.error(failure)
             else:
                 # A client that leaves while the service works cancels the call (recorded as 499),
-                # as on /v1/*: its disconnect is watched once the proxy has read its body.
+                # as on /v1/*: its disconnect is watched once the proxy has read its body or the
+                # service has answered (then the relay stops at once, a stream abandoned).
                 await until_disconnect(ctx.receive_after_body, self._serve(ctx, out))
-        except ConnectionAbortedError:  # seen by the proxy while it read the body
+        except ConnectionAbortedError:  # seen by the proxy while it read the body (or relayed)
             ctx.outcome.client_disconnected = True
             log.info("request %s: client disconnected", rid)
         except ClientGone:  # the watcher cancelled the service call or the relay
