@@ -957,6 +957,18 @@ def test_sdk_sees_a_client_error_without_key(gw: Gateway) -> None:
             400,
             "base64",
         ),
+        (  # padding past the data, and data of only spaces: refused at the part, not downstream
+            "/v1beta/models/gem-via-openai:generateContent",
+            {"contents": [{"parts": [{"inlineData": {"mimeType": "image/png", "data": "AAAA="}}]}]},
+            400,
+            "'contents[0].parts[0].inlineData.data': is not valid base64",
+        ),
+        (
+            "/v1beta/models/gem-via-openai:generateContent",
+            {"contents": [{"parts": [{"inlineData": {"mimeType": "text/plain", "data": "  "}}]}]},
+            400,
+            "'contents[0].parts[0].inlineData.data': is not valid base64",
+        ),
         (
             "/v1beta/models/gem-via-openai:generateContent",
             {"contents": [{"parts": [{"fileData": {"fileUri": "gs://bucket/cat.png"}}]}]},

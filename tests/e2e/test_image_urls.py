@@ -305,6 +305,39 @@ def test_a_file_data_url_that_is_not_base64_is_a_400_naming_the_part(
     assert captured(mock_upstream, marker, timeout=0.2) == []
 
 
+# The providers that send a binary document part in a file block of their own (providers/documents.py).
+DOCUMENT_SENT = ("gemini", "bedrock")
+BAD_DOCUMENTS = {"not base64": "not base64!", "padding past the data": PDF + "=", "url-safe": "ab-_"}
+
+
+@pytest.mark.parametrize("model", DOCUMENT_SENT)
+@pytest.mark.parametrize("data", BAD_DOCUMENTS.values(), ids=list(BAD_DOCUMENTS))
+def test_a_binary_document_that_is_not_base64_is_a_400_naming_its_data(
+    sdk: openai.OpenAI, mock_upstream: Mock, model: str, data: str
+) -> None:
+    marker = new_marker()
+    source = {"type": "base64", "media_type": "application/pdf", "data": data}
+    with pytest.raises(openai.BadRequestError) as exc:
+        _ask(sdk, model, {"type": "document", "document": {"source": source}}, marker)
+    assert exc.value.status_code == 400
+    assert exc.value.param == "messages[0].content[1].document.source.data"
+    assert "document data is not valid base64" in exc.value.message
+    assert captured(mock_upstream, marker, timeout=0.2) == []
+
+
+@pytest.mark.parametrize("model", DOCUMENT_SENT)
+def test_a_binary_document_goes_upstream_as_written(
+    sdk: openai.OpenAI, mock_upstream: Mock, model: str
+) -> None:
+    marker = new_marker()
+    source = {"type": "base64", "media_type": "application/pdf", "data": PDF}
+    _ask(sdk, model, {"type": "document", "document": {"source": source, "title": "Report"}}, marker)
+    (seen,) = captured(mock_upstream, marker)
+    sent = (seen["body"]["contents"][0]["parts"][1]["inlineData"]["data"] if model == "gemini"
+            else seen["body"]["messages"][0]["content"][1]["document"]["source"]["bytes"])
+    assert sent == PDF
+
+
 # -- document URLs (the Anthropic-format API's url sources) --------------------------------------------
 
 

@@ -332,6 +332,25 @@ def test_models_are_checked_as_for_a_chat_request(world: World) -> None:
     assert own.messages.batches.create(requests=[named, in_container]).id.startswith("msgbatch_")
 
 
+def test_a_files_api_source_inside_a_tool_result_is_refused_naming_it(world: World) -> None:
+    client = world.sdk(world.key(["*"])["key"])
+    marker = new_marker()
+    named = request("in-result")
+    named["params"]["messages"] = [
+        {"role": "user", "content": "look at the chart"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "chart",
+                                           "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": [
+            {"type": "text", "text": "here"},
+            {"type": "image", "source": {"type": "file", "file_id": "file_011someoneelse"}}]}]}]
+    with pytest.raises(anthropic.BadRequestError) as shared:
+        client.messages.batches.create(requests=[request("fine", f"hi mock:capture={marker}"), named])  # type: ignore[list-item]
+    message = shared.value.message
+    assert "requests.1.params.messages.2.content.0.content.1.source: a Files API file" in message, message
+    assert list(client.messages.batches.list()) == []  # nothing was created
+    assert captured(world.mock, marker, timeout=0.2) == []
+
+
 def test_url_sources_go_upstream_with_their_scheme_in_lower_case(world: World) -> None:
     # As on /v1/messages: schemes are case-insensitive, and go upstream in lower case.
     client = world.sdk(world.key(["*"])["key"])

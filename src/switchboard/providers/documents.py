@@ -12,10 +12,10 @@ no equivalent outside Anthropic: the text is sent without them (documented per p
 from __future__ import annotations
 
 import base64
-import binascii
 from dataclasses import dataclass
 from typing import Any
 
+from switchboard import media_urls
 from switchboard.errors import InvalidRequest
 from switchboard.providers.base import JSON
 
@@ -83,13 +83,12 @@ def _content_text(content: Any, param: str) -> str:
 def _base64(title: str | None, source: JSON, data: str, param: str) -> Document:
     given = source.get("media_type")
     media = given if isinstance(given, str) and given else "application/pdf"  # Anthropic's one binary type
-    try:
-        raw = base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidRequest("document data is not valid base64", param=f"{param}.data") from None
+    # The rule every provider's media is held to, read without decoding: only text is decoded.
+    if not media_urls.is_base64(data):
+        raise InvalidRequest("document data is not valid base64", param=f"{param}.data")
     if media.startswith("text/"):
         try:
-            return Document(title, text=raw.decode("utf-8"))
+            return Document(title, text=base64.b64decode(data).decode("utf-8"))
         except UnicodeDecodeError:
             raise InvalidRequest(f"a {media} document must be UTF-8 text", param=f"{param}.data") from None
     return Document(title, media_type=media, data=data)

@@ -193,9 +193,9 @@ def _checked(requests: list[Any], routes: dict[str, Route | GatewayError]) -> Ch
         if isinstance(route, GatewayError):  # refused at its first request, this one
             # A copy: the frames its traceback holds hold the map that keeps it.
             raise unraised(route)
-        _read_messages(params, f"requests.{i}.params", custom_id)
+        files = _read_messages(params, f"requests.{i}.params", custom_id)
         if not route.target.own_account:  # providers[].allow_account_objects lifts it
-            _check_account_objects(params, f"requests.{i}.params")
+            _check_account_objects(params, f"requests.{i}.params", files)
         # In place (the parsed body is the batch's own): no copy of up to 100,000 requests.
         params["model"] = route.target.model
         sent.append((custom_id, route))
@@ -232,40 +232,31 @@ def _request(request: Any, i: int, seen: set[str]) -> tuple[str, dict[str, Any]]
     return custom_id, params
 
 
-def _read_messages(params: dict[str, Any], where: str, custom_id: str) -> None:
+def _read_messages(params: dict[str, Any], where: str, custom_id: str) -> list[str]:
     """``params.messages`` read as a /v1/messages body's (the canonical messages are not kept):
-    url sources lowered in place, so the batch is sent so; a refusal named under ``where``."""
+    url sources lowered in place, so the batch is sent so; a refusal named under ``where``.
+    The paths of its Files API sources (``messages.0.content.1.source.file_id``), in order."""
+    found = Noted()
     try:
-        messages(params.get("messages"), Noted())
+        messages(params.get("messages"), found)
     except InvalidRequest as exc:
         # The reading names paths within the body (messages.0.content.1.source.data): here that
         # body is the request's params, and a batch's results are matched by custom_id.
         param = f"{where}.{exc.param}" if exc.param else where
         shown = f"{where}.{exc.message}" if exc.param else f"{where}: {exc.message}"
         raise InvalidRequest(f"{shown} (custom_id '{custom_id}')", param=param, code=exc.code) from None
+    return found.files
 
 
-def _check_account_objects(params: dict[str, Any], where: str) -> None:
-    """Refuse what names an object of the provider account the gateway shares: a ``container``
-    and a Files API ``file`` source in a content block (or inside a tool result)."""
+def _check_account_objects(params: dict[str, Any], where: str, files: list[str]) -> None:
+    """Refuse what names an object of the provider account the gateway shares: a ``container``,
+    and a Files API ``file`` source in a content block or inside a tool result (``files``: their
+    paths, as the reading of the messages noted them)."""
     if params.get("container") is not None:
         raise UnsupportedParameter(f"{where}.container: a batch runs on the gateway's credential, in the "
                                    "provider account all its callers share; it may not name a container",
                                    param=f"{where}.container")
-    messages = params.get("messages")
-    for m, message in enumerate(messages if isinstance(messages, list) else ()):
-        content = message.get("content") if isinstance(message, dict) else None
-        for b, block in enumerate(content if isinstance(content, list) else ()):
-            path = f"{where}.messages.{m}.content.{b}"
-            _check_source(block, path)
-            inner = block.get("content") if isinstance(block, dict) else None
-            for k, nested in enumerate(inner if isinstance(inner, list) else ()):
-                _check_source(nested, f"{path}.content.{k}")
-
-
-def _check_source(block: Any, path: str) -> None:
-    source = block.get("source") if isinstance(block, dict) else None
-    if isinstance(source, dict) and source.get("type") == "file":
-        raise UnsupportedParameter(f"{path}.source: a Files API file lives in the provider account the "
-                                   "gateway shares among all its callers; a batch may not name one",
-                                   param=f"{path}.source")
+    if files:  # the error names the source (a noted path goes on to its file_id)
+        path = f"{where}.{files[0].removesuffix('.file_id')}"
+        raise UnsupportedParameter(f"{path}: a Files API file lives in the provider account the gateway "
+                                   "shares among all its callers; a batch may not name one", param=path)
