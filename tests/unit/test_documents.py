@@ -77,13 +77,20 @@ def test_text_only_providers_refuse_a_pdf_naming_it(key: str) -> None:
     assert err.value.param == "messages[0].content[0].document.source"
 
 
+_DATA = "messages[0].content[0].document.source.data"
+
+
 @pytest.mark.parametrize("key", TEXT_KEYS)
 @pytest.mark.parametrize(("source", "param"), [
     ({"type": "url", "url": "https://example.com/a.pdf"}, "messages[0].content[0].document.source.type"),
     ({"type": "base64", "media_type": "application/pdf", "data": "not base64!"},
      "messages[0].content[0].document.source.data"),
     ({"type": "content", "content": [{"type": "image"}]}, "messages[0].content[0].document.source.content"),
-], ids=["url", "bad-base64", "image-content"])
+    # The data, not the source's type, is what is wrong (the type was named).
+    ({"type": "base64", "media_type": "application/pdf", "data": ""}, _DATA),
+    ({"type": "base64", "media_type": "application/pdf", "data": 7}, _DATA),
+    ({"type": "text", "data": ["x"]}, _DATA),
+], ids=["url", "bad-base64", "image-content", "empty-base64", "base64-number", "text-list"])
 def test_a_document_no_adapter_can_send_is_a_400_naming_it(
     key: str, source: dict[str, Any], param: str
 ) -> None:

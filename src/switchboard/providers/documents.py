@@ -41,11 +41,16 @@ def read(part: JSON, where: str, provider_type: str) -> Document:
         raise InvalidRequest("a document part needs 'document': {'source': {...}}", param=f"{where}.document")
     title = doc.get("title") if isinstance(doc.get("title"), str) and doc.get("title") else None
     kind, data, param = source.get("type"), source.get("data"), f"{where}.document.source"
-    if kind == "text" and isinstance(data, str):
+    if kind == "text":
+        if not isinstance(data, str):
+            raise InvalidRequest("a text document's data must be a string", param=f"{param}.data")
         return Document(title, text=data)
     if kind == "content":
         return Document(title, text=_content_text(source.get("content"), f"{param}.content"))
-    if kind == "base64" and isinstance(data, str) and data:
+    if kind == "base64":
+        if not isinstance(data, str) or not data:
+            raise InvalidRequest("a base64 document's data must be a non-empty string of base64",
+                                 param=f"{param}.data")
         return _base64(title, source, data, param)
     raise InvalidRequest(
         f"document source type {kind!r} is not supported by provider type '{provider_type}' "
