@@ -188,9 +188,10 @@ class BudgetBook:
         """Every claim of the budget is forgotten, in the database and by every instance: a key
         chain's own budget, when the chain comes back after no key of it could spend (an expired
         key's ``expires_at`` pushed back), so it alerts again as it spends."""
-        await self._store.release_alerts(budget_id)
+        released = await self._store.release_alerts(budget_id)
         await self._on_released(CLAIMS_TOPIC, budget_id)  # here at once, before the feed's echo
-        await self._feed.publish(CLAIMS_TOPIC, budget_id)
+        if released:  # none stored (most revokes): no instance holds one to forget
+            await self._feed.publish(CLAIMS_TOPIC, budget_id)
 
     async def _on_released(self, _topic: str, budget_id: str) -> None:
         if budget_id == EVERYTHING:  # the feed may have lost messages: ask the database again

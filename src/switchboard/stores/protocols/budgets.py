@@ -69,9 +69,9 @@ class BudgetStore(Protocol):
         ``thresholds``: their incidents were resolved with the change, so the budget set back
         to that amount (or threshold) alerts again when its spend is past it."""
 
-    async def release_alerts(self, budget_id: str) -> None:
+    async def release_alerts(self, budget_id: str) -> int:
         """Forget every claim of the budget (a key chain's own budget, when the chain comes back
-        after no key of it could spend), so it alerts again."""
+        after no key of it could spend), so it alerts again; how many there were."""
 
     async def purge_alerts(self, cutoff: AlertsCutoff) -> int:
         """Forget the claims of periods that ended (those starting before ``cutoff`` of their

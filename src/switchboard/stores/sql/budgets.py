@@ -182,9 +182,10 @@ class SqlBudgetStore:
         async with self._engine.begin() as conn:
             await conn.execute(sa.delete(alerts).where(alerts.c.budget_id == budget_id, other))
 
-    async def release_alerts(self, budget_id: str) -> None:
+    async def release_alerts(self, budget_id: str) -> int:
         async with self._engine.begin() as conn:
-            await conn.execute(sa.delete(alerts).where(alerts.c.budget_id == budget_id))
+            result = await conn.execute(sa.delete(alerts).where(alerts.c.budget_id == budget_id))
+        return result.rowcount
 
     async def purge_alerts(self, cutoff: AlertsCutoff) -> int:
         async with self._engine.connect() as conn:
