@@ -21,6 +21,7 @@ import openai
 
 from switchboard.background import WRITE_SECONDS
 from switchboard.stores.feedcache import STORE_READ_SECONDS
+from switchboard.stores.sql.engine import SQLITE_BUSY_SECONDS
 from tests.servers import MASTER_KEY, Gateway, Mock, openai_config, start_gateway
 from tests.services import Postgres, RedisServer, start_postgres, start_redis
 
@@ -393,7 +394,7 @@ def test_a_sqlite_file_another_process_holds_locked_at_shutdown_ends_the_process
     output = gw.process.output
     assert code == 0, output
     # Bounded by the last writes' and the connections' close (5 s each) and the loop's teardown
-    # (5 s), not by SQLite's 30 s wait for the lock, nor forever.
+    # (5 s), not by SQLite's wait for the lock, nor forever.
     assert took < 30, output
     assert "the records not stored stay in the spool for the next start" in output, output
     assert "Traceback" not in output, output
@@ -403,3 +404,37 @@ def test_a_sqlite_file_another_process_holds_locked_at_shutdown_ends_the_process
         _until(lambda: _ledger_count(again, created["id"]) == 3, "the kept spool never arrived")
     finally:
         again.process.stop()
+
+
+def test_an_admin_write_on_a_sqlite_file_another_process_holds_locked_is_a_503_within_the_busy_bound(
+    mock_upstream: Mock, tmp_path: Path
+) -> None:
+    """While another process holds the embedded database's write lock, an admin write waits
+    SQLite's busy timeout (SQLITE_BUSY_SECONDS, 10 s: below the background writers' 15 s bound,
+    so their writes end as "locked" rather than cut mid-statement) and answers 503 in the OpenAI
+    shape, not after half a minute; model calls are served meanwhile, and once the lock is
+    released the same write succeeds."""
+    gw = start_gateway(openai_config(mock_upstream), tmp_path)
+    try:
+        created = _key(gw)
+        client = _sdk(gw, created["key"])
+        holder = sqlite3.connect(tmp_path / "data" / "switchboard.db", isolation_level=None)
+        try:
+            holder.execute("BEGIN EXCLUSIVE")  # the file's write lock, held until the rollback below
+            started = time.monotonic()
+            refused = httpx.post(f"{gw.url}/admin/v1/keys", json={"models": ["*"]}, headers=ADMIN,
+                                 timeout=60)
+            took = time.monotonic() - started
+            assert refused.status_code == 503, refused.text
+            error = refused.json()["error"]
+            assert error["code"] == "store_unavailable" and error["type"]
+            assert SQLITE_BUSY_SECONDS - 1 < took < SQLITE_BUSY_SECONDS + 8
+            assert _timed(client)[0].http_response.status_code == 200
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert _key(gw)["key"]
+    finally:
+        gw.process.stop()
+    gw.process.wait_exit()
+    assert "Traceback" not in gw.process.output, gw.process.output

@@ -302,7 +302,7 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
 async def close_engine(engine: AsyncEngine) -> None:
     """Close the pool's connections, within the bound of a last write: on SQLite a connection's
     close waits behind a statement still waiting for the file's write lock (held by another
-    process), up to the busy timeout (30 s). What is left then ends with the process."""
+    process), up to the busy timeout (10 s). What is left then ends with the process."""
     try:
         await finish_within(LAST_WRITE_SECONDS, engine.dispose())
     except TimeoutError:

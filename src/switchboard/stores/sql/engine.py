@@ -10,11 +10,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from switchboard.config.urls import redact
 
 CONNECT_TIMEOUT = 10.0
+# How long a SQLite statement waits for a write lock another connection or process holds. Below
+# the background writers' 15 s bound (background.WRITE_SECONDS) so their writes end with SQLite's
+# "database is locked" (kept and retried) rather than cut mid-statement by the bound; an admin
+# write answers 503 store_unavailable after it.
+SQLITE_BUSY_SECONDS = 10.0
 
 
 def create_engine(url: str) -> AsyncEngine:
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS})
 
         @sa.event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -22,7 +27,7 @@ def create_engine(url: str) -> AsyncEngine:
             # WAL: readers never wait for the writer; several processes can share the file.
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_SECONDS * 1000)}")
             # No ANALYZE and no PRAGMA optimize, on purpose (measured on 50k rows, SQLite 3.40):
             # before 3.46 optimize only looks at tables this connection's queries used, so at
             # start it does nothing; and statistics (ANALYZE, whether bounded by analysis_limit
