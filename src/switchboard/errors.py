@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, NamedTuple
@@ -326,7 +326,8 @@ ANTHROPIC_TYPE_BY_STATUS: dict[int, str] = {
 _COMPOUND = re.compile(r"[._\[]")
 
 
-def name_as_sent(error: GatewayError, names: Mapping[str, str] | Callable[[str], str | None]) -> None:
+def name_as_sent(error: GatewayError, names: Mapping[str, str] | Callable[[str], str | None],
+                 spellings: Callable[[str], Sequence[str]] | None = None) -> None:
     """Name ``error``'s parameter the way the caller's API spells it (``names``: canonical name ->
     the inbound API's, or a function giving it, None to keep the name). Requests are checked, and
     OpenAI-shaped upstreams answer, in the canonical (OpenAI) form, so a refusal names ``'stop'``
@@ -334,7 +335,8 @@ def name_as_sent(error: GatewayError, names: Mapping[str, str] | Callable[[str],
     quoted, and bare when it is a path or has an underscore (adapters write "messages[2].x must
     be ..."; a bare word such as ``stop`` is ordinary English), where it stands as a whole name or
     starts a longer path of the same field (``messages[2]`` in ``messages[2].content``, not in
-    ``messages[20]`` or ``xmessages[2]``). Runs on the error path only."""
+    ``messages[20]`` or ``xmessages[2]``); so is each of the path's other ``spellings`` (an
+    upstream's message may write it otherwise than its param). Runs on the error path only."""
     if not error.param:
         return
     given = names(error.param) if callable(names) else names.get(error.param)
@@ -342,8 +344,10 @@ def name_as_sent(error: GatewayError, names: Mapping[str, str] | Callable[[str],
         return
     if _COMPOUND.search(error.param):
         # Double quotes hold what the caller wrote ('Unknown name "max_tokens"'): left alone.
-        bare = rf'(?<![\w.\["]){re.escape(error.param)}(?![\w"])'
-        error.message = re.sub(bare, lambda _: given, error.message)
+        written = (error.param, *spellings(error.param)) if spellings is not None else (error.param,)
+        for name in written:
+            bare = rf'(?<![\w.\["]){re.escape(name)}(?![\w"])'
+            error.message = re.sub(bare, lambda _: given, error.message)
     else:
         error.message = error.message.replace(f"'{error.param}'", f"'{given}'")
     error.param = given

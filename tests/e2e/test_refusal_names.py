@@ -5,7 +5,9 @@ OpenAI-type upstream refuses ``messages[k]...``; the client is told the field it
 (``input[1].call_id``, ``messages.0.content``). The request log keeps the error its client got:
 read through ``GET /admin/v1/logs``, its ``param`` and ``message`` are what the SDK raised. An
 upstream's param is read in every form OpenAI-type servers write it: ``messages[1].content``,
-OpenAI's own ``messages.[1].content`` and vLLM's ``messages.1.content``.
+OpenAI's own ``messages.[1].content`` and vLLM's ``messages.1.content``; the message's mentions
+of it are renamed in any of those forms, and an older refusal's path at the end of its message
+(it has no param) is read as its param.
 """
 
 from __future__ import annotations
@@ -115,3 +117,58 @@ def test_an_openai_type_upstreams_refusal_names_the_messages_field(gw: Gateway, 
     assert told == "messages.0.content: mock: injected error 400"
     logged = logged_error(gw, rid)
     assert (logged["param"], logged["message"]) == ("messages.0.content", told)
+
+
+# OpenAI's refusal names the message one way in param and another in its text:
+# param "messages.[1].content", message "Invalid type for 'messages[1].content': ...".
+INVALID_TYPE = ("mock:status=400 mock:error_param=messages.%5B1%5D.content mock:error_message="
+                "Invalid%20type%20for%20%27messages%5B1%5D.content%27:%20expected%20a%20string")
+# Older OpenAI and Azure refusals carry no param: the path ends the message, as jsonschema writes it.
+REQUIRED = ("mock:status=400 mock:error_message="
+            "%27content%27%20is%20a%20required%20property%20-%20%27messages.1%27")
+
+
+def test_an_upstreams_message_quoting_the_chat_path_names_the_input_item(gw: Gateway) -> None:
+    err, rid = refused_response(gw, "via-openai", [{"role": "user", "content": INVALID_TYPE}])
+    assert isinstance(err.body, dict)
+    assert (err.param, err.body["message"]) == ("input[0].content",
+                                                "Invalid type for 'input[0].content': expected a string")
+    logged = logged_error(gw, rid)
+    assert (logged["param"], logged["message"]) == (err.param, err.body["message"])
+
+
+def test_an_upstreams_message_quoting_the_chat_path_names_the_messages_field(gw: Gateway) -> None:
+    err, rid = refused_message(gw, INVALID_TYPE)
+    assert isinstance(err.body, dict)
+    told = err.body["error"]["message"]
+    assert told == "Invalid type for 'messages.0.content': expected a string"
+    logged = logged_error(gw, rid)
+    assert (logged["param"], logged["message"]) == ("messages.0.content", told)
+
+
+def test_an_upstreams_path_at_the_end_of_its_message_names_the_input_item(gw: Gateway) -> None:
+    err, rid = refused_response(gw, "via-openai", [{"role": "user", "content": REQUIRED}])
+    assert isinstance(err.body, dict)
+    assert (err.param, err.body["message"]) == ("input[0]", "'content' is a required property - 'input[0]'")
+    logged = logged_error(gw, rid)
+    assert (logged["param"], logged["message"]) == (err.param, err.body["message"])
+
+
+def test_an_upstreams_path_at_the_end_of_its_message_names_the_messages_field(gw: Gateway) -> None:
+    err, rid = refused_message(gw, REQUIRED)
+    assert isinstance(err.body, dict)
+    told = err.body["error"]["message"]
+    assert told == "'content' is a required property - 'messages.0'"
+    logged = logged_error(gw, rid)
+    assert (logged["param"], logged["message"]) == ("messages.0", told)
+
+
+def test_an_upstreams_path_at_the_end_of_its_message_is_the_chat_callers_param(gw: Gateway) -> None:
+    # The chat caller sent the chat form: the path is told as the upstream wrote it, now as param too.
+    client = openai.OpenAI(base_url=gw.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(model="via-openai", messages=[
+            {"role": "system", "content": "Be brief."}, {"role": "user", "content": REQUIRED}])
+    assert isinstance(err.value.body, dict)
+    assert (err.value.param, err.value.body["message"]) == (
+        "messages.1", "'content' is a required property - 'messages.1'")

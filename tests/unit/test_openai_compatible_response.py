@@ -315,6 +315,23 @@ def test_openai_shaped_error() -> None:
     assert err.status == 404 and err.type == "api_error" and "llama9" in err.message
 
 
+@pytest.mark.parametrize(("message", "given", "param"), [
+    # Older OpenAI and Azure refusals: no param, the path at the end of the message.
+    ("'content' is a required property - 'messages.2'", None, "messages.2"),
+    ("None is not of type 'string' - 'messages.1.content'", None, "messages.1.content"),
+    ("[] is too short - 'messages'", None, "messages"),
+    # A param given is the upstream's own; other paths, or one inside the text, are not read.
+    ("'content' is a required property - 'messages.2'", "messages.[2]", "messages.[2]"),
+    ("'x' is not valid under any of the given schemas - 'tools.0'", None, None),
+    ("'messages.2' lacks 'content'", None, None),
+])
+def test_the_path_ending_an_openai_shaped_message_is_its_param(
+        message: str, given: str | None, param: str | None) -> None:
+    err = error(400, {"error": {"message": message, "type": "invalid_request_error", "param": given,
+                                "code": None}})
+    assert (err.param, err.message) == (param, message)
+
+
 def test_vllm_context_length() -> None:
     err = error(
         400,

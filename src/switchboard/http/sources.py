@@ -32,6 +32,8 @@ _UPSTREAM_MESSAGE = re.compile(r"messages(?:\[(\d+)\]|\.\[(\d+)\]|\.(\d+)(?!\w))
 _MESSAGE = re.compile(r"messages\[(\d+)\]")
 # An index further on in the upstream forms (``.content.[0]``, ``.tool_calls.0``): read as ``[j]``.
 _INDEX = re.compile(r"\.\[(\d+)\]|\.(\d+)(?!\w)")
+# An index in the chat form (``[j]``), to be written in the upstream forms.
+_BRACKETED = re.compile(r"\[(\d+)\]")
 _CALL = re.compile(r"\.tool_calls\[(\d+)\]")
 # A chat content part, after the message: ``.content[j]``.
 PART = re.compile(r"\.content\[(\d+)\]")
@@ -49,6 +51,21 @@ def named_message(param: str, messages: Sequence[Any], *, upstream: bool = False
         return None
     rest = param[found.end():]
     return messages[index], _INDEX.sub(lambda m: f"[{m[1] or m[2]}]", rest) if upstream else rest
+
+
+def spellings(param: str) -> tuple[str, ...]:
+    """The other ways the message path ``param`` (an upstream's, in one of the forms above) is
+    written, for an upstream's message that names it otherwise than its param: OpenAI's param
+    says ``messages.[1].content`` where its text quotes ``'messages[1].content'``. Empty when
+    ``param`` names no message."""
+    found = _UPSTREAM_MESSAGE.match(param)
+    if found is None:
+        return ()
+    index = next(group for group in found.groups() if group)
+    rest = _INDEX.sub(lambda m: f"[{m[1] or m[2]}]", param[found.end():])
+    forms = (f"messages[{index}]{rest}", f"messages.[{index}]" + _BRACKETED.sub(r".[\1]", rest),
+             f"messages.{index}" + _BRACKETED.sub(r".\1", rest))
+    return tuple(form for form in forms if form != param)
 
 
 def named_call(message: Any, rest: str) -> tuple[int, Any, str] | None:

@@ -21,6 +21,8 @@ Directives (header ``x-mock-<name>`` or text ``mock:<name>=<value>``):
     error_param=NAME     OpenAI chat: the error body's param, percent-decoded: a text directive
                          writes brackets as %5B and %5D (messages.%5B3%5D.content), a header
                          (x-mock-error-param) may write them as they are
+    error_message=TEXT   OpenAI chat: the error body's message, percent-decoded (%20 a space,
+                         %27 a quote), in place of "mock: injected error N"
     fail_after=N         in a stream, after N chunks send the provider's error event and end
     failed_event=1       Responses API streams: the fail_after failure is a response.failed event
                          (the response, status failed, with its error), as OpenAI ends a stream
@@ -82,6 +84,7 @@ class Controls:
     retry_header: str = ""
     error_code: str = ""
     error_param: str = ""
+    error_message: str = ""
     fail_after: int = -1
     failed_event: int = 0
     disconnect_after: int = -1
@@ -114,8 +117,9 @@ class Controls:
         for spaced in ("reply", "retry_after", "retry_header"):
             if spaced in changes:
                 changes[spaced] = changes[spaced].replace("_", " ")
-        if "error_param" in changes:  # the text form takes no brackets
-            changes["error_param"] = unquote(changes["error_param"])
+        for encoded in ("error_param", "error_message"):  # the text form takes no brackets, quotes or spaces
+            if encoded in changes:
+                changes[encoded] = unquote(changes[encoded])
         return replace(self, **changes) if changes else self
 
     async def sleep(self, ms: float) -> None:

@@ -77,7 +77,8 @@ def injected(c: Controls) -> Response | None:
         return None
     retry = c.retry_after or ("1" if c.status == 429 else "")
     code = c.error_code or ("rate_limit_exceeded" if c.status == 429 else None)
-    return error(c.status, f"mock: injected error {c.status}", code, c.error_param or None,
+    message = c.error_message or f"mock: injected error {c.status}"
+    return error(c.status, message, code, c.error_param or None,
                  retry_after=retry, retry_after_ms=c.retry_after_ms)
 
 

@@ -185,5 +185,19 @@ def error_status(err: dict[str, Any]) -> int:
     return 502
 
 
+# The path an older OpenAI or Azure validation error ends its message with, as jsonschema writes
+# one, when it carries no param: "'content' is a required property - 'messages.2'".
+_TRAILING_PATH = re.compile(r" - '(messages(?:\.\w+)*)'\.?$")
+
+
+def openai_param(param: str | None, message: str | None) -> str | None:
+    """An OpenAI-type error's param: its own, else the message path its message ends with (named
+    then as any upstream's param is, in the caller's spelling). Error path only."""
+    if param is not None or message is None:
+        return param
+    found = _TRAILING_PATH.search(message)
+    return None if found is None else found[1]
+
+
 def invalid_body(target: Target, what: str = "response") -> UpstreamBadGateway:
     return UpstreamBadGateway(f"provider '{target.provider}' sent an invalid {what}")

@@ -17,7 +17,7 @@ from switchboard.errors import GatewayError, UpstreamBadGateway
 from switchboard.providers import account, capabilities, openai_media
 from switchboard.providers.base import JSON, DeferredError, ProviderAdapter
 from switchboard.providers.embedding_task import without_hints
-from switchboard.providers.errors import invalid_body, loads_object, upstream_error
+from switchboard.providers.errors import invalid_body, loads_object, openai_param, upstream_error
 from switchboard.providers.media import MediaReply, MediaStreamUsage
 from switchboard.providers.openai_extensions import to_openai
 from switchboard.providers.params import THOUGHTS
@@ -217,14 +217,15 @@ class OpenAIAdapter(ProviderAdapter):
         obj = loads_object(body) or {}
         err = obj.get("error")
         if isinstance(err, dict):
+            message = _str(err.get("message"))
             return upstream_error(
                 status,
                 headers,
                 target,
-                _str(err.get("message")),
+                message,
                 type=_str(err.get("type")),
                 code=_str(err.get("code")),
-                param=_str(err.get("param")),
+                param=openai_param(_str(err.get("param")), message),
             )
         return upstream_error(status, headers, target, _str(err) or _str(obj.get("message")))
 

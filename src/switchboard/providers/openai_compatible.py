@@ -42,7 +42,7 @@ from switchboard.errors import GatewayError, UnsupportedParameter, UpstreamBadGa
 from switchboard.providers import capabilities, openai_media
 from switchboard.providers.base import JSON
 from switchboard.providers.counts import count, position
-from switchboard.providers.errors import invalid_body, loads_object, upstream_error
+from switchboard.providers.errors import invalid_body, loads_object, openai_param, upstream_error
 from switchboard.providers.openai import OpenAIAdapter, OpenAIStreamDecoder
 from switchboard.providers.openai_extensions import documents_and_errors, with_effort, without_safety_settings
 from switchboard.providers.params import drops
@@ -227,14 +227,15 @@ def openai_shaped_error(status: int, headers: Mapping[str, str], body: bytes, ta
     obj = loads_object(body) or {}
     err = obj.get("error")
     if isinstance(err, dict):
+        message = _text(err.get("message"))
         return error_from_fields(
             status,
             headers,
             target,
-            _text(err.get("message")),
+            message,
             type=_text(err.get("type")),
             code=_code(err.get("code")),
-            param=_text(err.get("param")),
+            param=openai_param(_text(err.get("param")), message),
         )
     message = _text(err) or _text(obj.get("message")) or _text(obj.get("detail"))
     if status == 424:

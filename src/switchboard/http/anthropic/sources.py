@@ -31,7 +31,7 @@ from typing import Any
 
 from switchboard.errors import GatewayError, name_as_sent
 from switchboard.http.anthropic.content import part_paths
-from switchboard.http.sources import PART, Source, named_call, named_message, source_of
+from switchboard.http.sources import PART, Source, named_call, named_message, source_of, spellings
 
 # A tool call's chat keys -> the tool_use block's.
 _CALL_KEYS = {".function.name": ".name", ".function.arguments": ".input", ".id": ".id"}
@@ -50,7 +50,8 @@ def name_messages(error: GatewayError, messages: Sequence[Any], sources: Sequenc
     given = message_param(refused, messages, sources, upstream=error.from_upstream) if refused else None
     if refused is None or given is None:
         return
-    name_as_sent(error, {refused: given})
+    # An upstream's message may write the path otherwise than its param: each form is renamed.
+    name_as_sent(error, {refused: given}, spellings if error.from_upstream else None)
     if given not in error.message:
         error.message = f"{given}: {error.message}"
 

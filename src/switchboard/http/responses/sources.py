@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from switchboard.errors import GatewayError, name_as_sent
-from switchboard.http.sources import PART, Source, named_call, named_message, source_of
+from switchboard.http.sources import PART, Source, named_call, named_message, source_of, spellings
 
 JSON = dict[str, Any]
 
@@ -49,8 +49,10 @@ def name_input(error: GatewayError, messages: Sequence[Any], sources: Sequence[S
                history: Sequence[JSON]) -> None:
     """``error``'s param (and its mentions in the message, quoted or not: name_as_sent) named as
     the Responses field it came from, when it names a message. Runs on the error path only."""
+    # An upstream's message may write the path otherwise than its param: each form is renamed.
     name_as_sent(error, lambda param: input_param(param, messages, sources, history,
-                                                  upstream=error.from_upstream))
+                                                  upstream=error.from_upstream),
+                 spellings if error.from_upstream else None)
 
 
 def input_param(param: str, messages: Sequence[Any], sources: Sequence[Source],
