@@ -18,7 +18,11 @@ ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
 BAD = (({"allow": [1, 1.5]}, "mcp_tools.allow[0]"),
        ({"allow": ["notes__*", 2.5]}, "mcp_tools.allow[1]"),
        ({"deny": ["notes__x", 7]}, "mcp_tools.deny[1]"),
-       ({"deny": [False]}, "mcp_tools.deny[0]"))
+       ({"deny": [False]}, "mcp_tools.deny[0]"),
+       # Nor is anything else that is not text: null, an object, a list.
+       ({"allow": ["a__*", None]}, "mcp_tools.allow[1]"),
+       ({"deny": [{"name": "a__x"}]}, "mcp_tools.deny[0]"),
+       ({"allow": [["a__x"]]}, "mcp_tools.allow[0]"))
 
 
 def _call(gateway: Gateway, method: str, path: str, body: dict[str, Any]) -> httpx.Response:

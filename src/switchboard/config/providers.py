@@ -15,6 +15,9 @@ from switchboard.config.catalog import ModelEntryInfo
 from switchboard.config.server import checked_proxy
 from switchboard.config.urls import check_http_url
 
+# A provider's ``timeouts.total`` when its entry gives none.
+DEFAULT_TOTAL = 600.0
+
 
 class Timeouts(Strict):
     """Seconds. ``first_byte`` bounds the wait for the response headers and every gap between
@@ -22,7 +25,7 @@ class Timeouts(Strict):
 
     connect: Annotated[float, Field(gt=0, le=MAX_SECONDS)] = 10.0
     first_byte: Annotated[float, Field(gt=0, le=MAX_SECONDS)] = 120.0
-    total: Annotated[float, Field(gt=0, le=MAX_SECONDS)] = 600.0
+    total: Annotated[float, Field(gt=0, le=MAX_SECONDS)] = DEFAULT_TOTAL
 
 
 class TimeoutsOverride(Strict):
@@ -32,6 +35,21 @@ class TimeoutsOverride(Strict):
 
     def over(self, base: Timeouts) -> Timeouts:
         return base.model_copy(update={k: v for k, v in self.model_dump().items() if v is not None})
+
+
+def connect_past_total(
+    connect: float | None, total: float | None, inherited: float, whose: str
+) -> str | None:
+    """Why a ``timeouts.connect`` given with ``total`` (None: the ``inherited`` one, ``whose``)
+    cannot be, or None. ``total`` bounds the whole exchange, the connect included: a longer
+    connect would never apply, and reads as a setting that does. Checked where a value comes in
+    (the configuration file, the admin API), not on the models: a stored record still loads."""
+    limit = total if total is not None else inherited
+    if connect is None or connect <= limit:
+        return None
+    source = "" if total is not None else f", {whose}"
+    return (f"{connect:g} s is longer than timeouts.total ({limit:g} s{source}), which bounds the whole "
+            "exchange, connect included: lower it, or raise timeouts.total")
 
 
 Path = Annotated[str, Field(min_length=1, max_length=4096)]

@@ -57,11 +57,13 @@ from switchboard.config.observability import (  # noqa: F401 (re-exported)
 )
 from switchboard.config.prompts import ApisConfig, PromptsConfig
 from switchboard.config.providers import (  # noqa: F401 (re-exported)
+    DEFAULT_TOTAL,
     ModelConfig,
     ProviderConfig,
     ProviderTls,
     Timeouts,
     TimeoutsOverride,
+    connect_past_total,
     deployment_names,
 )
 from switchboard.config.routing import (  # noqa: F401 (re-exported)
@@ -193,12 +195,31 @@ class Settings(Strict):
                 deployments.add((m.name, m.deployment))
         self._check_router({m.name for m in self.models})
         self._check_header_names()
+        self._check_timeouts()
         services = [s.name for s in self.services]
         if len(services) != len(set(services)):  # REST services (docs/services.md)
             twice = sorted({n for n in services if services.count(n) > 1})
             raise ValueError(f"services: duplicate service name {twice[0]!r}")
         check_stdio(self.mcp_servers, self.mcp)  # stdio MCP servers only where allowed (config/mcp.py)
         return self
+
+    def _check_timeouts(self) -> None:
+        """A ``timeouts.connect`` written out is within the total that bounds it: the entry's own,
+        else (a model's) its provider's, else the default."""
+        totals = {p.name: p.timeouts.total for p in self.providers}
+        for i, p in enumerate(self.providers):
+            given = p.timeouts.model_fields_set
+            problem = connect_past_total(p.timeouts.connect if "connect" in given else None,
+                                         p.timeouts.total if "total" in given else None, DEFAULT_TOTAL,
+                                         "the default")
+            if problem:
+                raise ValueError(f"providers[{i}].timeouts.connect: {problem}")
+        for i, m in enumerate(self.models):
+            if m.timeouts is not None:
+                problem = connect_past_total(m.timeouts.connect, m.timeouts.total, totals[m.provider],
+                                             f"from provider {m.provider!r}")
+                if problem:
+                    raise ValueError(f"models[{i}].timeouts.connect: {problem}")
 
     def _check_header_names(self) -> None:
         """Names an answer carries in its x-switchboard-* headers hold no control character: a

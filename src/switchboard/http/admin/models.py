@@ -18,14 +18,14 @@ from pydantic import ConfigDict, Field, StringConstraints, ValidationError
 
 from switchboard.access.rules import model_allowed
 from switchboard.config.catalog import ModelEntryInfo
-from switchboard.config.schema import ModelConfig
+from switchboard.config.schema import DEFAULT_TOTAL, ModelConfig
 from switchboard.errors import Conflict, InvalidRequest, NotFound
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import LINE, AdminBody
 from switchboard.http.admin.errors import param_of
 from switchboard.http.admin.one_writer import one_writer
-from switchboard.http.admin.providers import TimeoutsBody, read_only, routing_of, store_of
+from switchboard.http.admin.providers import TimeoutsBody, check_connect, read_only, routing_of, store_of
 from switchboard.http.admin.query import Limit, query_params
 from switchboard.http.admin.scoping import CHANGE_ATTEMPTS
 from switchboard.http.admin.subscriptions import revoked_with
@@ -123,6 +123,26 @@ async def _check_provider(request: Request, provider: str) -> None:
                              code="provider_not_found")
 
 
+async def _check_connect(request: Request, record: ModelRecord) -> None:
+    """The model's ``timeouts.connect`` within the total that bounds it: its own, else its
+    provider's (looked up only then)."""
+    timeouts = record.timeouts or {}
+    if timeouts.get("connect") is None:
+        return
+    # Its own total bounds it when given: the provider's is read only when it is not.
+    inherited = DEFAULT_TOTAL if "total" in timeouts else await _provider_total(request, record.provider)
+    check_connect(timeouts, inherited, f"from provider '{record.provider}'")
+
+
+async def _provider_total(request: Request, provider: str) -> float:
+    """A provider's ``timeouts.total``, from either source."""
+    config = next((p for p in routing_of(request).settings.providers if p.name == provider), None)
+    if config is not None:
+        return config.timeouts.total
+    stored = await store_of(request).get_provider(provider)
+    return ((stored.timeouts if stored else None) or {}).get("total", DEFAULT_TOTAL)
+
+
 def _missing(name: str) -> NotFound:
     return NotFound(f"no model named '{name[:256]}'", code="model_not_found")
 
@@ -182,6 +202,7 @@ async def create_model(
                          timeouts=_timeouts(body.timeouts), drop_params=bool(body.drop_params),
                          info=_info(body.info), require_approval=bool(body.require_approval))
     _validate(record)
+    await _check_connect(request, record)
     store = store_of(request)
     # A stored provider must still be there as the model is written (a delete of it may be
     # under way): the store checks, so no model is left pointing at a deleted provider.
@@ -252,6 +273,8 @@ async def update_model(
                 await _check_provider(request, body.provider)
             new = _updated(old, body)
             _validate(new)
+            if body.model_fields_set & {"timeouts", "provider"}:  # a model stored before is left as it is
+                await _check_connect(request, new)
             if replace(new, updated_at=old.updated_at) == old:
                 return stored_public(old)  # nothing to change: nothing written, nothing audited
             # Written only while the model is still the version read: another admin's change made

@@ -23,7 +23,7 @@ from switchboard.apis import openapi
 from switchboard.config.services import METHODS
 from switchboard.errors import InvalidRequest
 from switchboard.http.admin.authz import Access, allow
-from switchboard.http.admin.query import Limit, known_only
+from switchboard.http.admin.query import Limit, query_params
 from switchboard.http.admin.scoping import TenantQuery, tenant_in_reach
 from switchboard.http.apis.docs import serving
 from switchboard.portal import (
@@ -96,7 +96,9 @@ def _catalog(request: Request) -> PortalCatalog:
 
 
 Text = Annotated[str | None, Query(max_length=200, description="Text in the name, description or owner")]
-After = Annotated[str | None, Query(max_length=300, description="Last id of the previous page")]
+# An entry's id is "<kind>:<name>", and a model's name may be 256 characters.
+MAX_AFTER = 300
+After = Annotated[str | None, Query(max_length=MAX_AFTER, description="Last id of the previous page")]
 
 
 @router.get("", summary="What the caller's tenant may discover, with the team's subscription state")
@@ -109,7 +111,7 @@ async def list_catalog(
     limit: Limit = 100,
     tenant: TenantQuery = None,
 ) -> dict[str, Any]:
-    known_only(request, ("kind", "q", "after", "limit", "tenant"))
+    query_params(request, ("kind", "q", "after", "limit", "tenant"), longer={"after": MAX_AFTER})
     catalog = _catalog(request)
     if kind is not None and kind not in catalog.kinds:
         raise InvalidRequest(f"kind: expected one of {', '.join(catalog.kinds)}", param="kind",
@@ -128,7 +130,7 @@ async def catalog_openapi(
     access: Annotated[Access, Depends(allow("catalog", "read"))],
     tenant: TenantQuery = None,
 ) -> dict[str, Any]:
-    known_only(request, ("tenant",))
+    query_params(request, ("tenant",))
     catalog = _catalog(request)
     scope = await tenant_in_reach(access, request.app.state.services.stores(), tenant)
     entries = await catalog.entries(scope, access.principal)

@@ -34,7 +34,7 @@ from pydantic import (
 )
 
 from switchboard.config.base import MAX_CONNECTIONS, filled_text, refusing_text
-from switchboard.config.schema import ProviderConfig
+from switchboard.config.schema import DEFAULT_TOTAL, ProviderConfig, connect_past_total
 from switchboard.crypto import refs
 from switchboard.crypto.keyring import credential_aad
 from switchboard.errors import Conflict, GatewayError, InvalidRequest, NotFound
@@ -393,6 +393,15 @@ def _timeouts(body: TimeoutsBody | None) -> dict[str, float] | None:
     return {k: v for k, v in body.model_dump().items() if v is not None}
 
 
+def check_connect(timeouts: Mapping[str, float] | None, inherited: float, whose: str) -> None:
+    """400 naming ``timeouts.connect`` when it is longer than the total that bounds it (the
+    body's, else ``inherited``), as the configuration file refuses it."""
+    given = timeouts or {}
+    problem = connect_past_total(given.get("connect"), given.get("total"), inherited, whose)
+    if problem:
+        raise InvalidRequest(f"timeouts.connect: {problem}", param="timeouts.connect", code="invalid_value")
+
+
 @router.get("", summary="Providers: the configuration file's (read-only) and the stored ones")
 async def list_providers(
     request: Request,
@@ -432,6 +441,7 @@ async def create_provider(
                             rpm=body.rpm, tpm=body.tpm)
     validate_record(record, body.api_key is not None or body.api_key_ref is not None)
     check_option_types(record.type, record.options)
+    check_connect(record.timeouts, DEFAULT_TOTAL, "the default")
     if routing.is_static_provider(body.name):
         raise Conflict(f"a provider named '{body.name}' is declared in the configuration file")
     cred = None
@@ -484,6 +494,8 @@ async def update_provider(
     access: Annotated[Access, Depends(allow("provider", "update"))],
 ) -> dict[str, Any]:
     _check_fields(body)
+    if "timeouts" in body.model_fields_set:  # replaced whole: checked on its own
+        check_connect(_timeouts(body.timeouts), DEFAULT_TOTAL, "the default")
     store = store_of(request)
     async with one_writer("provider", name):
         for _ in range(CHANGE_ATTEMPTS):

@@ -5,7 +5,7 @@ a NUL, is refused before any route runs, for every admin route: text_input.py.)"
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -85,17 +85,21 @@ def _true_or_false(value: object) -> object:
 TrueOrFalse = BeforeValidator(_true_or_false)
 
 
-def query_params(request: Request, allowed: Collection[str], *, nonblank: bool = False) -> dict[str, str]:
+def query_params(request: Request, allowed: Collection[str], *, nonblank: bool = False,
+                 longer: Mapping[str, int] | None = None) -> dict[str, str]:
     """The query string as a dict: an unknown, repeated or oversized (or, with ``nonblank``,
-    blank) parameter is a 400."""
+    blank) parameter is a 400. Oversized: past MAX_VALUE characters, or past the bound
+    ``longer`` gives a parameter whose values may be longer (an id or a claim the API issues or
+    takes at that length)."""
     found: dict[str, str] = {}
     for name, value in request.query_params.multi_items():
         if name not in allowed:
             raise InvalidRequest(f"{name[:64]}: unknown parameter", param=name[:64], code="unknown_parameter")
         if name in found:
             raise InvalidRequest(f"{name}: given more than once", param=name, code="duplicate_parameter")
-        if len(value) > MAX_VALUE or (nonblank and not value.strip()):
-            expected = f"1 to {MAX_VALUE} characters" if nonblank else f"at most {MAX_VALUE} characters"
+        bound = longer.get(name, MAX_VALUE) if longer else MAX_VALUE
+        if len(value) > bound or (nonblank and not value.strip()):
+            expected = f"1 to {bound} characters" if nonblank else f"at most {bound} characters"
             raise InvalidRequest(f"{name}: expected {expected}", param=name, code="invalid_value")
         found[name] = value
     return found
