@@ -42,7 +42,7 @@ from switchboard.errors import GatewayError, UnsupportedParameter, UpstreamBadGa
 from switchboard.providers import capabilities, openai_media
 from switchboard.providers.base import JSON
 from switchboard.providers.counts import count, position
-from switchboard.providers.errors import invalid_body, loads_object, upstream_error
+from switchboard.providers.errors import invalid_body, loads_object, text_message, upstream_error
 from switchboard.providers.openai import OpenAIAdapter, OpenAIStreamDecoder
 from switchboard.providers.openai_extensions import documents_and_errors, with_effort, without_safety_settings
 from switchboard.providers.params import drops
@@ -223,8 +223,11 @@ def error_from_fields(
 
 
 def openai_shaped_error(status: int, headers: Mapping[str, str], body: bytes, target: Target) -> GatewayError:
-    """``{"error": {...}}`` (OpenAI, Azure, vLLM), ``{"error": "..."}`` (TGI) or ``{"message": ...}``."""
-    obj = loads_object(body) or {}
+    """``{"error": {...}}`` (OpenAI, Azure, vLLM), ``{"error": "..."}`` (TGI), ``{"message": ...}``,
+    or plain text (TGI's and Ollama's routers, a proxy's page), which is the message itself."""
+    found = loads_object(body)
+    text = text_message(body) if found is None else None
+    obj = found or {}
     err = obj.get("error")
     if isinstance(err, dict):
         return error_from_fields(
@@ -236,7 +239,7 @@ def openai_shaped_error(status: int, headers: Mapping[str, str], body: bytes, ta
             code=_code(err.get("code")),
             param=_text(err.get("param")),
         )
-    message = _text(err) or _text(obj.get("message")) or _text(obj.get("detail"))
+    message = text or _text(err) or _text(obj.get("message")) or _text(obj.get("detail"))
     if status == 424:
         # TGI's generation error (Failed Dependency: a model shard failed, out of memory, ...) is
         # the server's failure, not the caller's: retried and fallen back from as any other.
