@@ -5,6 +5,10 @@ server answering as they do where they stray from OpenAI's wire format.
   ..." 422), Ollama's "404 page not found" (Go's mux), an nginx page in front of a server. The
   client gets the server's text as the error message (one line, bounded, credentials never
   echoed), at the status the server gave, not a bare "returned HTTP 422".
+- vLLM's finish reasons "abort" and "error" (vllm/v1/engine FinishReason: the engine aborted the
+  request, e.g. paused for a weight update or a failed KV transfer; a request-level internal
+  error): the answer was cut by the server, so a 502 (a stream: its error event after the text
+  sent), never a finish reason no OpenAI client knows.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import pytest
 from tests.servers import MASTER_KEY, UPSTREAM_KEY, Gateway, Mock, free_port, start_gateway
 
 # What the last user message asks the server for.
+ABORT = "abort"
+ERROR = "error"  # vLLM's FinishReason.ERROR, a request-level internal error
 # TGI (axum) refusing a body it cannot read: 422, text/plain, the serde error (which quotes the
 # request: here the key the gateway sent, which must not reach the client).
 TGI_422 = "tgi-422"
@@ -36,7 +42,7 @@ SAID = "Hello from the Switchboard mock. You said: "
 
 
 class _Server(BaseHTTPRequestHandler):
-    """An OpenAI-compatible server answering what the last message names."""
+    """An OpenAI-compatible server answering ``one two``, or what the last message names."""
 
     protocol_version = "HTTP/1.1"
 
@@ -55,8 +61,28 @@ class _Server(BaseHTTPRequestHandler):
             self._send(413, "text/html", NGINX_413_PAGE.encode())
         elif ask == LONG_400:
             self._send(400, "text/plain", ("bad request " * 1000).encode())
+        elif ask in (ABORT, ERROR):
+            self._abort(bool(body.get("stream")), ask)
         else:
             self._send(500, "text/plain", b"unexpected request")
+
+    def _abort(self, stream: bool, reason: str) -> None:
+        """vLLM's answer to a request its engine aborted: what was generated, finish ``reason``."""
+        head = {"id": "chatcmpl-1", "created": 1, "model": "m"}
+        if not stream:
+            self._send(200, "application/json", json.dumps({**head, "object": "chat.completion", "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": "one"}, "logprobs": None,
+                 "finish_reason": reason}],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}).encode())
+            return
+        chunk = {**head, "object": "chat.completion.chunk"}
+        events = [{**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": word},
+                                         "logprobs": None, "finish_reason": None}]}
+                  for word in ("one", " two")]
+        events.append({**chunk, "choices": [{"index": 0, "delta": {"content": ""}, "logprobs": None,
+                                             "finish_reason": reason}]})
+        data = "".join(f"data: {json.dumps(e)}\n\n" for e in events).encode() + b"data: [DONE]\n\n"
+        self._send(200, "text/event-stream", data)
 
     def _send(self, status: int, content_type: str, data: bytes) -> None:
         self.send_response(status)
@@ -149,3 +175,28 @@ def test_a_long_plain_text_error_is_cut(oc: openai.OpenAI) -> None:
     message = _message(info.value)
     assert message.startswith("bad request bad request")
     assert len(message) <= 501 and message.endswith("…")
+
+
+@pytest.mark.parametrize("reason", [ABORT, ERROR])
+def test_an_aborted_answer_is_the_servers_failure(oc: openai.OpenAI, reason: str) -> None:
+    with pytest.raises(openai.InternalServerError) as info:
+        _ask(oc, "vllm", reason, False)
+    assert info.value.status_code == 502
+    assert info.value.code == "upstream_error"
+    assert f"finish_reason '{reason}'" in _message(info.value)
+    # The server's failure, not the caller's: fallen back from.
+    answer = _ask(oc, "vllm-or-backup", ABORT, False)
+    assert answer.choices[0].message.content == SAID + ABORT
+
+
+@pytest.mark.parametrize("reason", [ABORT, ERROR])
+def test_an_aborted_stream_ends_with_an_error_event(oc: openai.OpenAI, reason: str) -> None:
+    received: list[str] = []
+    with pytest.raises(openai.APIError) as info:
+        for chunk in oc.chat.completions.create(model="vllm", messages=[{"role": "user", "content": reason}],
+                                                stream=True):
+            for choice in chunk.choices:
+                assert choice.finish_reason is None
+                received.append(choice.delta.content or "")
+    assert f"finish_reason '{reason}'" in str(info.value)
+    assert "".join(received) == "one two"

@@ -140,17 +140,29 @@ def unique_call_ids(calls: Any, used: set[str]) -> None:
 # sequence as "stop_sequence" (and, before 2.0, the end-of-sequence token as "eos_token"), which no
 # OpenAI client knows: both are OpenAI's "stop", and a stop sequence's stop says so on the choice.
 _TGI_STOPS = {"eos_token": False, "stop_sequence": True}
+# vLLM's finish reasons for an answer its engine gave up on (vllm/v1/engine ``FinishReason``):
+# "abort" (the engine aborted the request: generation paused for a weight update, a failed KV
+# transfer, a scheduler's abort) and "error" (a request-level internal error). The answer was cut
+# by the server, so it is the server's failure, as a 5xx is: a 502, retried and fallen back from
+# (in a stream, the error event), never a finish reason no OpenAI client knows.
+_CUT_BY_SERVER = frozenset({"abort", "error"})
 
 
-def canonical_finish(choice: JSON) -> None:
+def canonical_finish(choice: JSON, target: Target) -> None:
     """``choice``'s finish_reason in OpenAI's words, with ``stop_sequence`` marked on the choice
-    (null: TGI does not say which; the request's only one names it, providers/stop_sequences.py)."""
+    (null: TGI does not say which; the request's only one names it, providers/stop_sequences.py);
+    raises for an answer the server cut."""
     reason = choice.get("finish_reason")
-    at_sequence = _TGI_STOPS.get(reason) if reason.__class__ is str else None
+    if reason.__class__ is not str:
+        return
+    at_sequence = _TGI_STOPS.get(reason)
     if at_sequence is not None:
         choice["finish_reason"] = "stop"
         if at_sequence:
             choice["stop_sequence"] = None
+    elif reason in _CUT_BY_SERVER:
+        raise UpstreamBadGateway(f"provider '{target.provider}' stopped the answer before it was complete "
+                                 f"(finish_reason '{reason}')")
 
 
 def normalise_completion(obj: JSON, target: Target) -> JSON:
@@ -161,7 +173,7 @@ def normalise_completion(obj: JSON, target: Target) -> JSON:
     for choice in obj["choices"]:
         if isinstance(choice, dict):
             canonical_reasoning(message := choice.get("message"))
-            canonical_finish(choice)
+            canonical_finish(choice, target)
             if isinstance(message, dict):
                 string_arguments(message.get("tool_calls"))
                 unique_call_ids(message.get("tool_calls"), call_ids)
@@ -377,7 +389,7 @@ class NormalisingStreamDecoder(OpenAIStreamDecoder):
                         choice["finish_reason"] = None
                     elif reason:
                         self._finished = True
-                        canonical_finish(choice)
+                        canonical_finish(choice, self._target)
                 delta = choice.get("delta")
                 canonical_reasoning(delta)
                 if isinstance(delta, dict) and isinstance(delta.get("tool_calls"), list):
