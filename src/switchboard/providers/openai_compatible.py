@@ -119,19 +119,23 @@ def string_arguments(calls: Any) -> None:
             fn["arguments"] = "" if fn["arguments"] is None else orjson.dumps(fn["arguments"]).decode()
 
 
-# TGI names every tool call "0" (router/src/chat.rs): two parallel calls share one id, so a client
-# cannot pair its results with them, and over several turns an Anthropic client sees tool_use "0"
-# again and again. Such an id is replaced by one of the gateway's own; unique ids are kept.
-_PLACEHOLDER_CALL_ID = "0"
+def _bare_index(call_id: str) -> bool:
+    """Whether a tool call's id is a bare index, none a client can pair results with. TGI names
+    every call "0" (router/src/chat.rs), other servers number their calls "0", "1", ...: parallel
+    calls may share one, and the same ids come again on every turn, so an Anthropic client sees
+    tool_use "0" again and again. Such an id, or none, is replaced by one of the gateway's own
+    (``call_…``, OpenAI's form), which the client sends back with the results and the server
+    takes as any other; a real id is kept."""
+    return call_id.isascii() and call_id.isdigit()
 
 
 def unique_call_ids(calls: Any, used: set[str]) -> None:
-    """Gives each call in ``calls`` a generated id when its own is TGI's "0" or is already in
+    """Gives each call in ``calls`` a generated id when it has none, a bare index, or one already in
     ``used`` (the ids seen so far in the reply), and adds the ids to ``used``."""
     for call in calls if isinstance(calls, list) else ():
-        call_id = call.get("id") if isinstance(call, dict) else None
-        if isinstance(call_id, str):
-            if call_id == _PLACEHOLDER_CALL_ID or call_id in used:
+        if isinstance(call, dict):
+            call_id = call.get("id")
+            if not isinstance(call_id, str) or not call_id or _bare_index(call_id) or call_id in used:
                 call["id"] = call_id = new_call_id()
             used.add(call_id)
 
@@ -408,9 +412,10 @@ class ToolCallIndices:
     correctly keep their numbers (calls start in order); Ollama's all-0 parallel calls and index-less
     deltas get 0, 1, ... by id.
 
-    Ids are made unique first (as :func:`unique_call_ids` does for a whole reply): TGI's "0", and
-    an id another server index already started, become a generated id, the same one for every
-    delta of that call (by the server's index)."""
+    Ids are made unique first (as :func:`unique_call_ids` does for a whole reply): a bare index
+    (TGI's "0"), and an id another server index already started, become a generated id, the same
+    one for every delta of that call (by the server's index); a call whose first delta has no id
+    gets one there."""
 
     __slots__ = ("_choices",)
 
@@ -432,8 +437,9 @@ class ToolCallIndices:
                 index = by_server[server]
             elif server is None and ids:
                 index = len(ids) - 1
-            else:  # a server that sends no ids at all: its own numbering
+            else:  # a server that sends no ids at all: its own numbering, and an id of ours
                 index = server if server.__class__ is int else 0
+                call["id"] = new_call_id()
             by_server[server] = index
             call["index"] = index
 
@@ -455,7 +461,7 @@ class _ChoiceCalls:
         if key in self.renamed:
             return self.renamed[key]
         started = self.owners.setdefault(call_id, server)
-        if call_id == _PLACEHOLDER_CALL_ID or started != server:
+        if _bare_index(call_id) or started != server:
             self.renamed[key] = new_id = new_call_id()
             return new_id
         return call_id
