@@ -628,6 +628,28 @@ def test_streamed_function_call_comes_whole(client: genai.Client, model: str) ->
     assert chunks[-1].candidates and chunks[-1].candidates[0].finish_reason == types.FinishReason.STOP
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_gemini_upstreams_malformed_function_call_is_an_error_not_an_empty_answer(
+    client: genai.Client, stream: bool
+) -> None:
+    """Gemini's MALFORMED_FUNCTION_CALL with nothing in the candidate reaches a Gemini client as
+    the upstream's failure naming it (a 502, in Google's shape; a stream's error event), not as
+    an empty candidate finished with STOP."""
+    config = types.GenerateContentConfig(
+        tools=[types.Tool(function_declarations=[WEATHER])], automatic_function_calling=NO_AUTO_CALLS
+    )
+    ask: Any = {"model": "gem-via-gemini", "config": config,
+                "contents": "Weather in Paris? mock:malformed_call=1"}
+    with pytest.raises(errors.APIError) as info:
+        if stream:
+            list(client.models.generate_content_stream(**ask))
+        else:
+            client.models.generate_content(**ask)
+    assert "MALFORMED_FUNCTION_CALL" in str(info.value.message)
+    if not stream:
+        assert info.value.code == 502
+
+
 def test_thought_signatures_survive_the_round_trip(client: genai.Client, mock_upstream: Mock) -> None:
     """Gemini 3 refuses a replayed function call without its thought signature: the signature the
     upstream gave comes back to the client, and from the client's replay to the upstream."""

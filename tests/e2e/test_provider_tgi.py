@@ -6,7 +6,8 @@
   ``stop_sequence``.
 - Tool calls: TGI before 2.2 gave a call's arguments as a JSON object; clients get OpenAI's text.
   TGI names every call "0" (router/src/chat.rs): clients get unique ids, so parallel calls stay
-  apart and their results pair with them.
+  apart and their results pair with them; so do calls named by another bare index ("1") or by
+  none, and the ids they send back with the results are the ones TGI gets.
 - Errors: a generation error (a shard failed: out of memory, ...) is TGI's 424 Failed Dependency
   (router/src/server.rs), the server's failure: a 502 to the client, and fallen back from.
 """
@@ -27,6 +28,11 @@ from tests.servers import MASTER_KEY, Gateway, Mock, free_port, start_gateway
 
 TEXT = "one two"
 TWO_CALLS = "two-calls"
+# Two parallel calls whose ids are their indices ("0", "1", again on every turn), or that have none.
+INDEXED_CALLS = "indexed-calls"
+NO_ID_CALLS = "no-id-calls"
+CALL_IDS: dict[str, tuple[str | None, ...]] = {
+    TWO_CALLS: ("0", "0"), INDEXED_CALLS: ("0", "1"), NO_ID_CALLS: (None, None)}
 GENERATION_ERROR = "generation-error"
 SAID = "Hello from the Switchboard mock. You said: "
 
@@ -36,12 +42,14 @@ class _TGI(BaseHTTPRequestHandler):
     (or its generation error)."""
 
     protocol_version = "HTTP/1.1"
+    received: list[dict[str, Any]] = []  # every request body, in order
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)))
+        self.received.append(body)
         reason = str(body["messages"][-1]["content"])
         if reason == GENERATION_ERROR:
             self._send(424, "application/json", json.dumps({
@@ -72,8 +80,14 @@ class _TGI(BaseHTTPRequestHandler):
     def _tool_call(self, body: dict[str, Any], head: dict[str, Any]) -> None:
         """A call with its arguments as a JSON object and id "0", as TGI before 2.2 answered (or,
         asked for ``two-calls``, two parallel calls both named "0")."""
-        if body["messages"][-1]["content"] == TWO_CALLS:
-            self._two_calls(body, head)
+        last = body["messages"][-1]
+        if last["role"] == "tool":  # the results came back: a text answer
+            self._send(200, "application/json", json.dumps({**head, "object": "chat.completion", "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": TEXT}, "logprobs": None,
+                 "finish_reason": "eos_token"}]}).encode())
+            return
+        if last["content"] in CALL_IDS:
+            self._two_calls(body, head, CALL_IDS[last["content"]])
             return
         call = {"id": "0", "type": "function",
                 "function": {"description": None, "name": "get_weather", "arguments": {"city": "Paris"}}}
@@ -88,12 +102,15 @@ class _TGI(BaseHTTPRequestHandler):
         data = "".join(f"data: {json.dumps(e)}\n\n" for e in events).encode() + b"data: [DONE]\n\n"
         self._send(200, "text/event-stream", data)
 
-    def _two_calls(self, body: dict[str, Any], head: dict[str, Any]) -> None:
-        """Two parallel calls, both id "0" as TGI names them; streamed with the id in the first
-        delta of each call and its arguments in the next ones."""
-        calls = [{"id": "0", "type": "function",
+    def _two_calls(self, body: dict[str, Any], head: dict[str, Any], ids: tuple[str | None, ...]) -> None:
+        """Two parallel calls with the ``ids`` given (both "0" as TGI names them; None: no id);
+        streamed with the id in the first delta of each call and its arguments in the next ones."""
+        calls = [{"id": call_id, "type": "function",
                   "function": {"name": "get_weather", "arguments": json.dumps({"city": city})}}
-                 for city in ("Paris", "Rome")]
+                 for call_id, city in zip(ids, ("Paris", "Rome"), strict=True)]
+        for call in calls:
+            if call["id"] is None:
+                del call["id"]
         if not body.get("stream"):
             self._send(200, "application/json", json.dumps({**head, "object": "chat.completion", "choices": [
                 {"index": 0, "message": {"role": "assistant", "tool_calls": calls}, "logprobs": None,
@@ -102,7 +119,7 @@ class _TGI(BaseHTTPRequestHandler):
         deltas: list[dict[str, Any]] = []
         for i, call in enumerate(calls):
             arguments = call["function"]["arguments"]
-            deltas.append({"index": i, "id": "0", "type": "function",
+            deltas.append({"index": i, **({"id": call["id"]} if "id" in call else {}), "type": "function",
                            "function": {"name": "get_weather", "arguments": ""}})
             deltas += [{"index": i, "function": {"arguments": part}}
                        for part in (arguments[:5], arguments[5:])]
@@ -210,12 +227,13 @@ def _assert_unique_calls(calls: list[tuple[str, str]]) -> None:
     assert len(set(ids)) == 2 and all(i.startswith("call_") for i in ids), ids
 
 
-def test_parallel_calls_all_named_0_reach_openai_clients_with_ids_of_their_own(tgi_gateway: Gateway) -> None:
-    oc = openai.OpenAI(base_url=tgi_gateway.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
-    ask: list[Any] = [{"role": "user", "content": TWO_CALLS}]
-    whole = oc.chat.completions.create(model="tgi", messages=ask, tools=[WEATHER])
-    _assert_unique_calls([(c.id, c.function.arguments) for c in whole.choices[0].message.tool_calls or []
-                          if c.type == "function"])
+def _calls(oc: openai.OpenAI, text: str, stream: bool) -> list[tuple[str, str]]:
+    """(id, arguments) of the calls the reply to ``text`` makes, as an OpenAI client gathers them."""
+    ask: list[Any] = [{"role": "user", "content": text}]
+    if not stream:
+        whole = oc.chat.completions.create(model="tgi", messages=ask, tools=[WEATHER])
+        return [(c.id, c.function.arguments) for c in whole.choices[0].message.tool_calls or []
+                if c.type == "function"]
     chunks = list(oc.chat.completions.create(model="tgi", messages=ask, tools=[WEATHER], stream=True))
     ids: dict[int, str] = {}
     arguments: dict[int, str] = {}
@@ -223,8 +241,50 @@ def test_parallel_calls_all_named_0_reach_openai_clients_with_ids_of_their_own(t
         if d.id:
             assert ids.setdefault(d.index, d.id) == d.id
         arguments[d.index] = arguments.get(d.index, "") + (d.function.arguments or "" if d.function else "")
-    assert sorted(ids) == sorted(arguments) == [0, 1]
-    _assert_unique_calls([(ids[i], arguments[i]) for i in (0, 1)])
+    assert sorted(ids) == sorted(arguments), (ids, arguments)
+    return [(ids[i], arguments[i]) for i in sorted(ids)]
+
+
+def test_parallel_calls_all_named_0_reach_openai_clients_with_ids_of_their_own(tgi_gateway: Gateway) -> None:
+    oc = openai.OpenAI(base_url=tgi_gateway.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+    _assert_unique_calls(_calls(oc, TWO_CALLS, stream=False))
+    _assert_unique_calls(_calls(oc, TWO_CALLS, stream=True))
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("text", [INDEXED_CALLS, NO_ID_CALLS])
+def test_calls_named_by_their_index_or_not_at_all_get_ids_of_their_own(
+    tgi_gateway: Gateway, text: str, stream: bool
+) -> None:
+    """Ids "0", "1" come again on every turn (a client pairing results by id would mix the turns
+    up), and a call without an id cannot be answered at all: each gets a ``call_…`` id, new on
+    every turn."""
+    oc = openai.OpenAI(base_url=tgi_gateway.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+    turns = [_calls(oc, text, stream) for _ in range(2)]
+    for calls in turns:
+        _assert_unique_calls(calls)
+    assert len({call_id for calls in turns for call_id, _ in calls}) == 4
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("text", [TWO_CALLS, INDEXED_CALLS, NO_ID_CALLS])
+def test_results_reach_tgi_paired_with_their_calls(tgi_gateway: Gateway, text: str, stream: bool) -> None:
+    """The ids the client got are the ones TGI sees on the calls and their results next turn."""
+    oc = openai.OpenAI(base_url=tgi_gateway.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+    calls = _calls(oc, text, stream)
+    results = [(call_id, f"sunny in {json.loads(arguments)['city']}") for call_id, arguments in calls]
+    messages: list[Any] = [
+        {"role": "user", "content": text},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": call_id, "type": "function", "function": {"name": "get_weather", "arguments": arguments}}
+            for call_id, arguments in calls]},
+        *({"role": "tool", "tool_call_id": call_id, "content": result} for call_id, result in results),
+    ]
+    answer = oc.chat.completions.create(model="tgi", messages=messages, tools=[WEATHER])
+    assert answer.choices[0].message.content == TEXT
+    sent = _TGI.received[-1]["messages"]
+    assert [c["id"] for c in sent[1]["tool_calls"]] == [call_id for call_id, _ in calls]
+    assert [(m["tool_call_id"], m["content"]) for m in sent[2:]] == results
 
 
 @pytest.mark.parametrize("stream", [False, True])

@@ -59,6 +59,10 @@ _DELAY = re.compile(r"[0-9]{1,20}(?:\.[0-9]{1,20})?")
 # (OpenRouter: "Insufficient credits").
 BILLING_CODES = frozenset({"insufficient_quota", "billing_error", "billing_not_active",
                            "billing_hard_limit_reached"})
+# How much of an error body in plain text is shown to the caller: its first line or two (a server
+# may answer with a whole page, or quote the request back).
+MAX_TEXT_MESSAGE_CHARS = 500
+_TAG = re.compile(r"<[^<>]*>")
 
 
 def retry_after_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -154,6 +158,19 @@ _STATUS_BY_NAME = {
     "rate_limit_exceeded": 429, "insufficient_quota": 429, "requests": 429, "tokens": 429,
     "server_error": 500, "api_error": 500, "timeout_error": 504, "overloaded_error": 529,
 }
+
+
+def text_message(body: bytes) -> str | None:
+    """An error body that is not JSON (TGI's and Ollama's plain text, a proxy's HTML page) as one
+    line of its words, cut at MAX_TEXT_MESSAGE_CHARS; None when it holds none. The body reached
+    the adapter with its credentials scrubbed already (upstream/client.py)."""
+    text = body[: MAX_TEXT_MESSAGE_CHARS * 8].decode("utf-8", "replace").removeprefix("\ufeff")
+    if text.lstrip().startswith("<"):
+        text = _TAG.sub(" ", text)
+    words = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    if len(words) > MAX_TEXT_MESSAGE_CHARS:
+        words = words[:MAX_TEXT_MESSAGE_CHARS].rstrip() + "…"
+    return words or None
 
 
 def error_object(body: bytes) -> dict[str, Any] | None:

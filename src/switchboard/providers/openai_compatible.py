@@ -42,7 +42,13 @@ from switchboard.errors import GatewayError, UnsupportedParameter, UpstreamBadGa
 from switchboard.providers import capabilities, openai_media
 from switchboard.providers.base import JSON
 from switchboard.providers.counts import count, position
-from switchboard.providers.errors import invalid_body, loads_object, openai_param, upstream_error
+from switchboard.providers.errors import (
+    invalid_body,
+    loads_object,
+    openai_param,
+    text_message,
+    upstream_error,
+)
 from switchboard.providers.openai import OpenAIAdapter, OpenAIStreamDecoder
 from switchboard.providers.openai_extensions import documents_and_errors, with_effort, without_safety_settings
 from switchboard.providers.params import drops
@@ -119,19 +125,23 @@ def string_arguments(calls: Any) -> None:
             fn["arguments"] = "" if fn["arguments"] is None else orjson.dumps(fn["arguments"]).decode()
 
 
-# TGI names every tool call "0" (router/src/chat.rs): two parallel calls share one id, so a client
-# cannot pair its results with them, and over several turns an Anthropic client sees tool_use "0"
-# again and again. Such an id is replaced by one of the gateway's own; unique ids are kept.
-_PLACEHOLDER_CALL_ID = "0"
+def _bare_index(call_id: str) -> bool:
+    """Whether a tool call's id is a bare index, none a client can pair results with. TGI names
+    every call "0" (router/src/chat.rs), other servers number their calls "0", "1", ...: parallel
+    calls may share one, and the same ids come again on every turn, so an Anthropic client sees
+    tool_use "0" again and again. Such an id, or none, is replaced by one of the gateway's own
+    (``call_…``, OpenAI's form), which the client sends back with the results and the server
+    takes as any other; a real id is kept."""
+    return call_id.isascii() and call_id.isdigit()
 
 
 def unique_call_ids(calls: Any, used: set[str]) -> None:
-    """Gives each call in ``calls`` a generated id when its own is TGI's "0" or is already in
+    """Gives each call in ``calls`` a generated id when it has none, a bare index, or one already in
     ``used`` (the ids seen so far in the reply), and adds the ids to ``used``."""
     for call in calls if isinstance(calls, list) else ():
-        call_id = call.get("id") if isinstance(call, dict) else None
-        if isinstance(call_id, str):
-            if call_id == _PLACEHOLDER_CALL_ID or call_id in used:
+        if isinstance(call, dict):
+            call_id = call.get("id")
+            if not isinstance(call_id, str) or not call_id or _bare_index(call_id) or call_id in used:
                 call["id"] = call_id = new_call_id()
             used.add(call_id)
 
@@ -140,17 +150,29 @@ def unique_call_ids(calls: Any, used: set[str]) -> None:
 # sequence as "stop_sequence" (and, before 2.0, the end-of-sequence token as "eos_token"), which no
 # OpenAI client knows: both are OpenAI's "stop", and a stop sequence's stop says so on the choice.
 _TGI_STOPS = {"eos_token": False, "stop_sequence": True}
+# vLLM's finish reasons for an answer its engine gave up on (vllm/v1/engine ``FinishReason``):
+# "abort" (the engine aborted the request: generation paused for a weight update, a failed KV
+# transfer, a scheduler's abort) and "error" (a request-level internal error). The answer was cut
+# by the server, so it is the server's failure, as a 5xx is: a 502, retried and fallen back from
+# (in a stream, the error event), never a finish reason no OpenAI client knows.
+_CUT_BY_SERVER = frozenset({"abort", "error"})
 
 
-def canonical_finish(choice: JSON) -> None:
+def canonical_finish(choice: JSON, target: Target) -> None:
     """``choice``'s finish_reason in OpenAI's words, with ``stop_sequence`` marked on the choice
-    (null: TGI does not say which; the request's only one names it, providers/stop_sequences.py)."""
+    (null: TGI does not say which; the request's only one names it, providers/stop_sequences.py);
+    raises for an answer the server cut."""
     reason = choice.get("finish_reason")
-    at_sequence = _TGI_STOPS.get(reason) if reason.__class__ is str else None
+    if reason.__class__ is not str:
+        return
+    at_sequence = _TGI_STOPS.get(reason)
     if at_sequence is not None:
         choice["finish_reason"] = "stop"
         if at_sequence:
             choice["stop_sequence"] = None
+    elif reason in _CUT_BY_SERVER:
+        raise UpstreamBadGateway(f"provider '{target.provider}' stopped the answer before it was complete "
+                                 f"(finish_reason '{reason}')")
 
 
 def normalise_completion(obj: JSON, target: Target) -> JSON:
@@ -161,7 +183,7 @@ def normalise_completion(obj: JSON, target: Target) -> JSON:
     for choice in obj["choices"]:
         if isinstance(choice, dict):
             canonical_reasoning(message := choice.get("message"))
-            canonical_finish(choice)
+            canonical_finish(choice, target)
             if isinstance(message, dict):
                 string_arguments(message.get("tool_calls"))
                 unique_call_ids(message.get("tool_calls"), call_ids)
@@ -223,8 +245,11 @@ def error_from_fields(
 
 
 def openai_shaped_error(status: int, headers: Mapping[str, str], body: bytes, target: Target) -> GatewayError:
-    """``{"error": {...}}`` (OpenAI, Azure, vLLM), ``{"error": "..."}`` (TGI) or ``{"message": ...}``."""
-    obj = loads_object(body) or {}
+    """``{"error": {...}}`` (OpenAI, Azure, vLLM), ``{"error": "..."}`` (TGI), ``{"message": ...}``,
+    or plain text (TGI's and Ollama's routers, a proxy's page), which is the message itself."""
+    found = loads_object(body)
+    text = text_message(body) if found is None else None
+    obj = found or {}
     err = obj.get("error")
     if isinstance(err, dict):
         message = _text(err.get("message"))
@@ -237,7 +262,7 @@ def openai_shaped_error(status: int, headers: Mapping[str, str], body: bytes, ta
             code=_code(err.get("code")),
             param=openai_param(_text(err.get("param")), message),
         )
-    message = _text(err) or _text(obj.get("message")) or _text(obj.get("detail"))
+    message = text or _text(err) or _text(obj.get("message")) or _text(obj.get("detail"))
     if status == 424:
         # TGI's generation error (Failed Dependency: a model shard failed, out of memory, ...) is
         # the server's failure, not the caller's: retried and fallen back from as any other.
@@ -375,7 +400,7 @@ class NormalisingStreamDecoder(OpenAIStreamDecoder):
                         choice["finish_reason"] = None
                     elif reason:
                         self._finished = True
-                        canonical_finish(choice)
+                        canonical_finish(choice, self._target)
                 delta = choice.get("delta")
                 canonical_reasoning(delta)
                 if isinstance(delta, dict) and isinstance(delta.get("tool_calls"), list):
@@ -394,9 +419,10 @@ class ToolCallIndices:
     correctly keep their numbers (calls start in order); Ollama's all-0 parallel calls and index-less
     deltas get 0, 1, ... by id.
 
-    Ids are made unique first (as :func:`unique_call_ids` does for a whole reply): TGI's "0", and
-    an id another server index already started, become a generated id, the same one for every
-    delta of that call (by the server's index)."""
+    Ids are made unique first (as :func:`unique_call_ids` does for a whole reply): a bare index
+    (TGI's "0"), and an id another server index already started, become a generated id, the same
+    one for every delta of that call (by the server's index); a call whose first delta has no id
+    gets one there."""
 
     __slots__ = ("_choices",)
 
@@ -418,8 +444,9 @@ class ToolCallIndices:
                 index = by_server[server]
             elif server is None and ids:
                 index = len(ids) - 1
-            else:  # a server that sends no ids at all: its own numbering
+            else:  # a server that sends no ids at all: its own numbering, and an id of ours
                 index = server if server.__class__ is int else 0
+                call["id"] = new_call_id()
             by_server[server] = index
             call["index"] = index
 
@@ -441,7 +468,7 @@ class _ChoiceCalls:
         if key in self.renamed:
             return self.renamed[key]
         started = self.owners.setdefault(call_id, server)
-        if call_id == _PLACEHOLDER_CALL_ID or started != server:
+        if _bare_index(call_id) or started != server:
             self.renamed[key] = new_id = new_call_id()
             return new_id
         return call_id

@@ -1,0 +1,202 @@
+"""Self-hosted servers (vLLM, TGI, Ollama, any OpenAI-compatible one) through the gateway, from a
+server answering as they do where they stray from OpenAI's wire format.
+
+- Errors in plain text: TGI's request validation (axum's "Failed to deserialize the JSON body
+  ..." 422), Ollama's "404 page not found" (Go's mux), an nginx page in front of a server. The
+  client gets the server's text as the error message (one line, bounded, credentials never
+  echoed), at the status the server gave, not a bare "returned HTTP 422".
+- vLLM's finish reasons "abort" and "error" (vllm/v1/engine FinishReason: the engine aborted the
+  request, e.g. paused for a weight update or a failed KV transfer; a request-level internal
+  error): the answer was cut by the server, so a 502 (a stream: its error event after the text
+  sent), never a finish reason no OpenAI client knows.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import openai
+import pytest
+
+from tests.servers import MASTER_KEY, UPSTREAM_KEY, Gateway, Mock, free_port, start_gateway
+
+# What the last user message asks the server for.
+ABORT = "abort"
+ERROR = "error"  # vLLM's FinishReason.ERROR, a request-level internal error
+# TGI (axum) refusing a body it cannot read: 422, text/plain, the serde error (which quotes the
+# request: here the key the gateway sent, which must not reach the client).
+TGI_422 = "tgi-422"
+TGI_422_TEXT = ("Failed to deserialize the JSON body into the target type: messages[0]: missing field "
+                "`content`\n at line 1 column 20")
+OLLAMA_404 = "ollama-404"
+NGINX_413 = "nginx-413"
+NGINX_413_PAGE = ("<html>\r\n<head><title>413 Request Entity Too Large</title></head>\r\n<body>\r\n"
+                  "<center><h1>413 Request Entity Too Large</h1></center>\r\n<hr><center>nginx</center>\r\n"
+                  "</body>\r\n</html>\r\n")
+LONG_400 = "long-400"
+SAID = "Hello from the Switchboard mock. You said: "
+
+
+class _Server(BaseHTTPRequestHandler):
+    """An OpenAI-compatible server answering ``one two``, or what the last message names."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)))
+        ask = str(body["messages"][-1]["content"])
+        key = self.headers.get("authorization", "")
+        if ask == TGI_422:
+            self._send(422, "text/plain; charset=utf-8", f"{TGI_422_TEXT} ({key})".encode())
+        elif ask == OLLAMA_404:
+            self._send(404, "text/plain; charset=utf-8", b"404 page not found")
+        elif ask == NGINX_413:
+            self._send(413, "text/html", NGINX_413_PAGE.encode())
+        elif ask == LONG_400:
+            self._send(400, "text/plain", ("bad request " * 1000).encode())
+        elif ask in (ABORT, ERROR):
+            self._abort(bool(body.get("stream")), ask)
+        else:
+            self._send(500, "text/plain", b"unexpected request")
+
+    def _abort(self, stream: bool, reason: str) -> None:
+        """vLLM's answer to a request its engine aborted: what was generated, finish ``reason``."""
+        head = {"id": "chatcmpl-1", "created": 1, "model": "m"}
+        if not stream:
+            self._send(200, "application/json", json.dumps({**head, "object": "chat.completion", "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": "one"}, "logprobs": None,
+                 "finish_reason": reason}],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}).encode())
+            return
+        chunk = {**head, "object": "chat.completion.chunk"}
+        events = [{**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": word},
+                                         "logprobs": None, "finish_reason": None}]}
+                  for word in ("one", " two")]
+        events.append({**chunk, "choices": [{"index": 0, "delta": {"content": ""}, "logprobs": None,
+                                             "finish_reason": reason}]})
+        data = "".join(f"data: {json.dumps(e)}\n\n" for e in events).encode() + b"data: [DONE]\n\n"
+        self._send(200, "text/event-stream", data)
+
+    def _send(self, status: int, content_type: str, data: bytes) -> None:
+        self.send_response(status)
+        self.send_header("content-type", content_type)
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+PRESETS = ("vllm", "tgi", "ollama", "custom")
+
+
+@pytest.fixture(scope="module")
+def gateway(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), _Server)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    config: dict[str, Any] = {
+        "providers": [
+            *({"name": preset, "type": "openai-compatible", "preset": preset, "api_base": base,
+               "api_key": "${UPSTREAM_KEY}"} for preset in PRESETS),
+            {"name": "backup", "type": "openai-compatible", "preset": "vllm",
+             "api_base": f"{mock_upstream.url}/v1", "api_key": "${UPSTREAM_KEY}"},
+        ],
+        "models": [*({"name": preset, "provider": preset, "model": "m"} for preset in PRESETS),
+                   {"name": "vllm-or-backup", "provider": "vllm", "model": "m"},
+                   {"name": "backup", "provider": "backup", "model": "mock-gpt"}],
+        "router": {"num_retries": 0, "fallbacks": {"vllm-or-backup": ["backup"]}},
+        "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
+    }
+    gw = start_gateway(config, tmp_path_factory.mktemp("self-hosted"))
+    yield gw
+    gw.process.stop()
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def oc(gateway: Gateway) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gateway.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+
+
+def _message(error: openai.APIStatusError) -> str:
+    """The error's own message (the SDK's ``message`` prefixes the status)."""
+    assert isinstance(error.body, dict)
+    return str(error.body["message"])
+
+
+def _ask(oc: openai.OpenAI, model: str, text: str, stream: bool) -> Any:
+    messages: Any = [{"role": "user", "content": text}]
+    reply = oc.chat.completions.create(model=model, messages=messages, stream=stream)
+    return list(reply) if stream else reply
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("preset", PRESETS)
+def test_a_plain_text_error_reaches_the_client_as_its_message(
+    oc: openai.OpenAI, preset: str, stream: bool
+) -> None:
+    with pytest.raises(openai.APIStatusError) as info:
+        _ask(oc, preset, TGI_422, stream)
+    assert info.value.status_code == 422
+    assert info.value.type == "invalid_request_error"
+    message = _message(info.value)
+    assert message.startswith(" ".join(TGI_422_TEXT.split())), message
+    assert "\n" not in message and UPSTREAM_KEY not in message and "[redacted]" in message
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_plain_text_not_found_keeps_its_status(oc: openai.OpenAI, stream: bool) -> None:
+    with pytest.raises(openai.NotFoundError) as info:
+        _ask(oc, "ollama", OLLAMA_404, stream)
+    assert _message(info.value) == "404 page not found"
+
+
+def test_an_html_error_page_is_read_as_its_text(oc: openai.OpenAI) -> None:
+    """A proxy's error page (nginx in front of the server) gives its words, not its markup."""
+    with pytest.raises(openai.APIStatusError) as info:
+        _ask(oc, "vllm", NGINX_413, False)
+    assert info.value.status_code == 413
+    assert info.value.code == "request_too_large"
+    message = _message(info.value)
+    assert message.startswith("413 Request Entity Too Large"), message
+    assert "<" not in message and "\n" not in message
+
+
+def test_a_long_plain_text_error_is_cut(oc: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        _ask(oc, "custom", LONG_400, False)
+    message = _message(info.value)
+    assert message.startswith("bad request bad request")
+    assert len(message) <= 501 and message.endswith("…")
+
+
+@pytest.mark.parametrize("reason", [ABORT, ERROR])
+def test_an_aborted_answer_is_the_servers_failure(oc: openai.OpenAI, reason: str) -> None:
+    with pytest.raises(openai.InternalServerError) as info:
+        _ask(oc, "vllm", reason, False)
+    assert info.value.status_code == 502
+    assert info.value.code == "upstream_error"
+    assert f"finish_reason '{reason}'" in _message(info.value)
+    # The server's failure, not the caller's: fallen back from.
+    answer = _ask(oc, "vllm-or-backup", ABORT, False)
+    assert answer.choices[0].message.content == SAID + ABORT
+
+
+@pytest.mark.parametrize("reason", [ABORT, ERROR])
+def test_an_aborted_stream_ends_with_an_error_event(oc: openai.OpenAI, reason: str) -> None:
+    received: list[str] = []
+    with pytest.raises(openai.APIError) as info:
+        for chunk in oc.chat.completions.create(model="vllm", messages=[{"role": "user", "content": reason}],
+                                                stream=True):
+            for choice in chunk.choices:
+                assert choice.finish_reason is None
+                received.append(choice.delta.content or "")
+    assert f"finish_reason '{reason}'" in str(info.value)
+    assert "".join(received) == "one two"
