@@ -21,7 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.held_upstream import READY, HeldUpstream
+from tests.e2e.test_metrics import parse, total
+from tests.held_upstream import FILE_ID, READY, HeldUpstream
 from tests.servers import MASTER_KEY, Gateway, start_gateway
 
 ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
@@ -127,3 +128,37 @@ def test_a_streamed_transcription_left_while_its_upload_is_queued_ends_the_upstr
     record = logged(gateway, rid)
     assert record["status"] == 200 and record["abandoned"] is True, record
     assert record["metadata"]["client_disconnected"] is True
+
+
+def test_a_file_content_left_part_way_ends_the_upstream_call_at_once(
+        gateway: Gateway, held: HeldUpstream) -> None:
+    """A file's content left after its first bytes, the upstream sending nothing more: noticed
+    at once (not at a next write that may never come), the upstream's connection ended, and the
+    request recorded with the status sent (200) in the failure log and the metrics, not as a
+    499, and no longer counted as a stream in flight."""
+    metrics = f"{gateway.url}/metrics"
+    uploaded = httpx.post(f"{gateway.url}/v1/files", headers=ADMIN, data={"purpose": "batch"},
+                          files={"file": ("a.jsonl", b"{}\n")}, timeout=30)
+    assert uploaded.status_code == 200 and uploaded.json()["id"] == FILE_ID, uploaded.text
+    ok_before, gone_before = files_counted(metrics)
+    rid = f"content-held-{uuid.uuid4().hex[:8]}"
+    path = f"/v1/files/{FILE_ID}/content"
+    got = leave_after_first_piece(gateway, head("GET", path, rid).encode(), READY)
+    assert got.startswith(b"HTTP/1.1 200 "), got[:300]
+    assert held.wait_ended(path, ENDED_WITHIN), "the upstream's connection stayed open"
+    line = gateway.process.wait_for_all(f"request_id={rid}", "request failed", timeout=20)
+    assert "status=200" in line and "client_disconnected=true" in line, line
+    deadline = time.monotonic() + 20
+    while (now := files_counted(metrics))[0] < ok_before + 1:
+        assert time.monotonic() < deadline, now
+        time.sleep(0.1)
+    assert now == (ok_before + 1, gone_before)
+    samples = parse(httpx.get(metrics, headers=ADMIN, timeout=10).text)
+    assert total(samples, "switchboard_streams_in_flight") == 0
+
+
+def files_counted(metrics: str) -> tuple[float, float]:
+    """``switchboard_requests_total`` of the files operation answered 200, and recorded 499."""
+    samples = parse(httpx.get(metrics, headers=ADMIN, timeout=10).text)
+    return (total(samples, "switchboard_requests_total", operation="files", status="200"),
+            total(samples, "switchboard_requests_total", operation="files", status="499"))
