@@ -7,6 +7,9 @@ lists them, oldest first) and answers:
 - ``/hold?every=S``: its status and a first line at once, the request body left unread, then a
   line every S seconds (30 by default) for at most a minute; a call whose caller (the gateway)
   closes the connection ends at once, its query listed by GET /_ended;
+- ``/drain?every=S``: its status and a first line at once, then a line every S seconds (30 by
+  default) while it reads the request body as it arrives, until the connection is closed (for at
+  most a minute); such a call's query is listed by GET /_ended too;
 - ``/big?bytes=N``: N bytes with their length declared; ``/bigchunked?bytes=N``: chunked;
 - ``/redirect?to=URL``: 302 to URL;
 - ``/binary?word=W``: bytes that are not text (NULs, invalid UTF-8) around the word W;
@@ -80,6 +83,10 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         return
     if path.endswith("/hold"):
         await _hold(receive, send, float(params.get("every", "30")))
+        ENDED.append(query)
+        return
+    if path.endswith("/drain"):
+        await _drain(receive, send, float(params.get("every", "30")))
         ENDED.append(query)
         return
     if path.endswith("/slow"):
@@ -156,6 +163,26 @@ async def _hold(receive: Any, send: Any, every: float) -> None:
         if loop.time() >= next_line:
             next_line += every
             await send({"type": "http.response.body", "body": b"line\n", "more_body": True})
+
+
+async def _drain(receive: Any, send: Any, every: float) -> None:
+    """Answers at once, then reads the body as it comes (and waits on, once it is whole) until the
+    connection is closed, a line every ``every`` seconds meanwhile."""
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": b"ready\n", "more_body": True})
+
+    async def lines() -> None:
+        while True:
+            await asyncio.sleep(every)
+            await send({"type": "http.response.body", "body": b"line\n", "more_body": True})
+
+    writer = asyncio.create_task(lines())
+    try:
+        async with asyncio.timeout(60):
+            while (await receive())["type"] != "http.disconnect":
+                pass
+    finally:
+        writer.cancel()
 
 
 def _established(sock: Any) -> bool:

@@ -1257,3 +1257,41 @@ def test_a_client_leaving_an_answer_given_before_its_body_was_read_cancels_the_c
     while mark not in httpx.get(f"{world.upstream.url}/_ended", timeout=10).json():
         assert time.monotonic() < deadline, "the service's connection was never closed"
         time.sleep(0.05)
+
+
+@pytest.mark.parametrize("lines", [1, 3], ids=["before-the-watcher", "with-the-watcher-waiting"])
+def test_a_client_leaving_while_the_service_still_reads_its_body_is_recorded_as_gone(
+        world: World, lines: int) -> None:
+    """A service that answered and goes on reading the request's body: the client leaving
+    mid-answer is seen first by the proxy's own reader of that body, whether the disconnect
+    watcher has not started yet (the client leaves at the first line) or waits behind that reader
+    (at the third, half a second apart). It is recorded as the client leaving (the answer
+    abandoned with its 200), never as a 502 of the service's, and the service's connection is
+    closed at once."""
+    key = world.key(new_team())
+    mark = f"drain={uuid.uuid4().hex}"
+    rid = f"svc-drain-{uuid.uuid4().hex}"
+    declared = 8 * 1024 * 1024  # more than is ever sent: the body stays open
+    every = 0.5 if lines > 1 else 30
+    head = (f"POST /services/limited/drain?{mark}&every={every} HTTP/1.1\r\nHost: gateway\r\n"
+            f"Authorization: Bearer {key}\r\nx-request-id: {rid}\r\n"
+            f"Content-Type: application/octet-stream\r\nContent-Length: {declared}\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", world.gateway.port), timeout=10) as sock:
+        sock.sendall(head.encode() + b"x" * 65536)
+        reply = b""
+        while (b"ready\n" in reply) + reply.count(b"line\n") < lines:  # the lines relayed so far
+            chunk = sock.recv(65536)
+            assert chunk, reply
+            reply += chunk
+        assert reply.startswith(b"HTTP/1.1 200 ") and b"ready\n" in reply, reply
+        left = time.monotonic()
+    deadline = left + 10
+    while not any(mark in query for query in httpx.get(f"{world.upstream.url}/_ended", timeout=10).json()):
+        assert time.monotonic() < deadline, "the service's connection was never closed"
+        time.sleep(0.05)
+    assert time.monotonic() - left < 5, "the service's connection was closed late"
+    record = _logged(world, rid, timeout=10)
+    assert record["status"] == 200 and record["error_code"] is None, record
+    assert record["abandoned"] is True and record["metadata"]["client_disconnected"] is True
+    line = world.gateway.process.wait_for_all(rid, "client disconnected", timeout=10)
+    assert "service response cut" not in world.gateway.process.output.split(rid, 1)[1], line

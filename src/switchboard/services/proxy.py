@@ -14,10 +14,7 @@ compressed data that does not decompress) is replaced by a generic error: it is 
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import socket
-import struct
 import time
 import zlib
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
@@ -46,6 +43,7 @@ from switchboard.upstream.client import MAX_ERROR_BYTES, read_bounded
 from switchboard.upstream.egress import ONLY_PUBLIC, Egress, EgressPolicy, refusal
 from switchboard.upstream.gunzip import Gunzip
 from switchboard.upstream.request import relayed_header
+from switchboard.upstream.reset import drop
 from switchboard.upstream.zstd import head as unzstd_head
 
 log = logging.getLogger("switchboard.services")
@@ -246,11 +244,11 @@ class ServiceProxy:
             ctx.upstream_seconds += time.perf_counter() - began
         ctx.status_received()
         if body is not None and body.too_large:
-            _close(resp)
+            drop(resp)
             raise RequestTooLarge(f"request body exceeds the service's limit of {limit} bytes")
         length = resp.content_length if ctx.method != "HEAD" else None  # a HEAD answer has no body
         if length is not None and length > settings.max_response_bytes:
-            _close(resp)
+            drop(resp)
             raise UpstreamResponseTooLarge(
                 f"service '{service.name}' sent a response of {length} bytes, over its limit of "
                 f"{settings.max_response_bytes} bytes")
@@ -311,7 +309,7 @@ async def _scrubbed_error(service: Service, resp: aiohttp.ClientResponse
     try:
         body, _ = await read_bounded(resp, limit, cut=True)
     except (TimeoutError, aiohttp.ClientError) as exc:
-        _close(resp)
+        drop(resp)
         raise _translate(service, exc) from None
     secrets = list(service.secrets)
     # Every Content-Encoding line counts: "gzip" then "br" is a br body, not a gzip one.
@@ -364,28 +362,12 @@ async def _whole(body: bytes) -> AsyncGenerator[list[Chunk], None]:
 
 
 def _closer(resp: aiohttp.ClientResponse) -> Callable[[], Awaitable[None]]:
+    """Ends the service's response: a connection still held is reset (upstream/reset.py), or the
+    call would stay open while a body queued for it waits for a service that never reads it."""
+
     async def close() -> None:
-        _close(resp)
+        drop(resp)
     return close
-
-
-def _close(resp: aiohttp.ClientResponse) -> None:
-    """Ends the service's response. A connection still held (its answer not read to the end,
-    the request's body perhaps still being sent) is reset: closed, it would keep the call open
-    while the body queued for it waits for a service that may never read it (the kernel sends
-    queued bytes before the FIN; a zero linger resets at once)."""
-    connection = resp.connection
-    transport = connection.transport if connection is not None else None
-    if transport is not None:
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):  # already gone: nothing left to reset
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
-        transport.abort()
-    resp.close()
-
-
-_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s
 
 
 async def _relay(service: Service, resp: aiohttp.ClientResponse, body: _Body | None
@@ -407,4 +389,4 @@ async def _relay(service: Service, resp: aiohttp.ClientResponse, body: _Body | N
             raise ConnectionAbortedError("client disconnected while sending the body") from None
         raise _translate(service, exc) from None
     finally:
-        _close(resp)
+        drop(resp)

@@ -39,6 +39,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from switchboard.upstream.gunzip import Gunzip
+from switchboard.upstream.reset import reset
 
 if TYPE_CHECKING:
     from switchboard.upstream.outbound import Proxy
@@ -553,10 +554,14 @@ class _Conn(asyncio.Protocol):
         self.close()
 
     def close(self) -> None:
+        midway = self._timed  # an exchange in progress: its answer not complete
         self.closed = True
         self._cancel_timer()
         if self.transport is not None:
-            self.transport.close()
+            if midway:  # reset: a close would wait for a request body the upstream may never read
+                reset(self.transport)
+            else:
+                self.transport.close()
 
     # -- timeouts --------------------------------------------------------------------------
 

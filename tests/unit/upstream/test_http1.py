@@ -115,8 +115,12 @@ class Conn:
         return seen
 
     async def send(self, data: bytes) -> None:
-        self.writer.write(data)
-        await self.writer.drain()
+        try:
+            self.writer.write(data)
+            await self.writer.drain()
+        except ConnectionError:  # the client reset it, dropping an answer it had not read whole
+            self.eof.set()
+            raise
 
     async def until_eof(self) -> None:
         """Read (and drop) until the client closes the connection."""
@@ -623,9 +627,16 @@ class FakeTransport:
 
     def __init__(self) -> None:
         self.closed = False
+        self.reset = False  # dropped mid-exchange (upstream/reset.py), not closed
 
     def close(self) -> None:
         self.closed = True
+
+    def abort(self) -> None:
+        self.closed = self.reset = True
+
+    def get_extra_info(self, name: str) -> None:
+        return None  # no socket to set a linger on
 
     def is_closing(self) -> bool:
         return self.closed
@@ -682,6 +693,22 @@ async def test_bytes_on_an_idle_connection_break_it() -> None:
 
     assert conn.closed and transport.closed and not conn.answered
     assert not conn.reusable()
+
+
+async def test_a_connection_dropped_mid_exchange_is_reset_an_idle_one_closed() -> None:
+    """Dropped before its answer is complete, a connection is reset (a close would wait for a
+    request body the upstream may never read); one whose answer is whole closes as usual."""
+    midway, reset = open_conn()
+    midway.start_timer(30, 10)  # the request is written
+    midway.data_received(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nready\r\n")
+    midway.close()
+    assert reset.reset and midway.closed
+
+    whole, closed = open_conn()
+    whole.start_timer(30, 10)
+    whole.data_received(response(b"done"))
+    whole.close()
+    assert closed.closed and not closed.reset
 
 
 async def test_a_second_answer_in_the_read_that_ends_the_first_breaks_the_connection() -> None:

@@ -220,7 +220,9 @@ class FilesEndpoint:
         """A file's bytes as the upstream sends them (chunks ``{"data": bytes}``)."""
         outcome = ctx.outcome
         try:
-            outcome.status = 200
+            # Relayed as it arrives: a stream, as a model call's, so a client leaving it part-way
+            # keeps the status sent (Outcome.recorded_status) and ends it in the streams gauge.
+            outcome.status, outcome.stream = 200, True
             out.started = True
             await out.send({"type": "http.response.start", "status": 200,
                             "headers": out.headers(ctx.response_headers)})
