@@ -172,3 +172,29 @@ def test_an_upstreams_path_at_the_end_of_its_message_is_the_chat_callers_param(g
     assert isinstance(err.value.body, dict)
     assert (err.value.param, err.value.body["message"]) == (
         "messages.1", "'content' is a required property - 'messages.1'")
+
+
+# Some OpenAI-compatible hosts wrap the param in quotes: "param": "'messages.[1].content'".
+QUOTED = REFUSE.format("%27messages.%5B1%5D.content%27")
+
+
+def test_an_upstreams_quoted_param_names_the_input_item(gw: Gateway) -> None:
+    err, rid = refused_response(gw, "via-openai", [{"role": "user", "content": QUOTED}])
+    assert err.param == "input[0].content"
+    assert isinstance(err.body, dict)
+    logged = logged_error(gw, rid)
+    assert (logged["param"], logged["message"]) == (err.param, err.body["message"])
+
+
+def test_an_upstreams_quoted_param_names_the_messages_field(gw: Gateway) -> None:
+    err, _ = refused_message(gw, QUOTED)
+    assert isinstance(err.body, dict)
+    assert err.body["error"]["message"] == "messages.0.content: mock: injected error 400"
+
+
+def test_an_upstreams_quoted_param_reaches_a_chat_caller_unquoted(gw: Gateway) -> None:
+    client = openai.OpenAI(base_url=gw.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(model="via-openai", messages=[
+            {"role": "system", "content": "Be brief."}, {"role": "user", "content": QUOTED}])
+    assert err.value.param == "messages.[1].content"
