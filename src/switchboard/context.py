@@ -254,7 +254,7 @@ class RequestContext:
     # deployment (pipeline/native.py). None: none.
     account_object: str | None = None
     # Where each canonical message came from in the caller's body (http/sources.py), recorded by
-    # an inbound API that translates messages and keeps them here (Anthropic's), read only to
+    # an inbound API that translates messages and keeps them here (Anthropic's, Gemini's), read only to
     # name a refusal of a message by the caller's field. None: not recorded.
     message_sources: list[Any] | None = None
     outcome: Outcome = field(default_factory=Outcome)

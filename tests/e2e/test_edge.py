@@ -113,6 +113,10 @@ def split_response(raw: bytes) -> tuple[int, dict[str, str], bytes]:
     return status, headers, body
 
 
+# A request id the gateway made (context.unique_id), or a caller's it echoes (endpoint.request_id).
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
 def error_code(body: bytes) -> str:
     return str(orjson.loads(body)["error"]["code"])
 
@@ -200,11 +204,23 @@ def test_partial_headers_get_408(edge: Gateway) -> None:
     sock = connect(edge)
     started = time.monotonic()
     sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: gateway\r\nContent-Ty")
-    status, _, body = split_response(read_until_closed(sock, deadline=10 * TICK))
+    status, headers, body = split_response(read_until_closed(sock, deadline=10 * TICK))
     assert time.monotonic() - started < 10 * TICK
     assert status == 408
     assert error_code(body) == "request_timeout"
+    # A request id of its own, as every answer has one.
+    assert REQUEST_ID.fullmatch(headers["x-request-id"]), headers
     assert_healthy(edge)
+
+
+def test_a_408_echoes_the_callers_request_id(edge: Gateway) -> None:
+    """The caller's x-request-id, when it arrived before the head stopped, as other answers echo it."""
+    request_id, traced = _traced()
+    sock = connect(edge)
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: gateway\r\n" + traced.encode() + b"Content-Ty")
+    status, headers, _ = split_response(read_until_closed(sock, deadline=10 * TICK))
+    assert status == 408
+    assert headers["x-request-id"] == request_id
 
 
 def test_headers_trickled_byte_by_byte_still_time_out(edge: Gateway) -> None:
@@ -231,13 +247,18 @@ def test_headers_trickled_byte_by_byte_still_time_out(edge: Gateway) -> None:
 
 
 def test_a_body_shorter_than_content_length_gets_408(edge: Gateway) -> None:
+    seen = len(edge.process.lines)
     sock = connect(edge)
     started = time.monotonic()
     sock.sendall(request_head("POST", "/v1/chat/completions", length=len(CHAT) + 100) + CHAT)
-    status, _, body = split_response(read_until_closed(sock, deadline=10 * TICK))
+    status, headers, body = split_response(read_until_closed(sock, deadline=10 * TICK))
     assert time.monotonic() - started < 10 * TICK
     assert status == 408
     assert error_code(body) == "request_timeout"
+    # The id the caller is told is the one its request is logged under.
+    assert REQUEST_ID.fullmatch(headers["x-request-id"]), headers
+    [line] = _failure_lines(edge, "/v1/chat/completions", seen, headers["x-request-id"])
+    assert "status=408 code=request_timeout" in line
     assert_healthy(edge)
 
 
@@ -300,10 +321,12 @@ def test_what_the_connection_refuses_of_an_anthropic_client_has_anthropics_shape
     by the Anthropic SDK as they are for any other /v1/messages error."""
     sock = connect(edge)
     sock.sendall(request_bytes)
-    got, _, answer = split_response(read_until_closed(sock, deadline=10 * TICK))
+    got, headers, answer = split_response(read_until_closed(sock, deadline=10 * TICK))
     assert got == status
     assert orjson.loads(answer) == {"type": "error", "error": {
         "type": "invalid_request_error", "message": message}}
+    # The request id in both headers the Anthropic SDKs and others read it from.
+    assert REQUEST_ID.fullmatch(headers["request-id"]) and headers["x-request-id"] == headers["request-id"]
     assert_healthy(edge)
 
 

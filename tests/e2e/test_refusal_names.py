@@ -7,7 +7,9 @@ read through ``GET /admin/v1/logs``, its ``param`` and ``message`` are what the 
 upstream's param is read in every form OpenAI-type servers write it: ``messages[1].content``,
 OpenAI's own ``messages.[1].content`` and vLLM's ``messages.1.content``; the message's mentions
 of it are renamed in any of those forms, and an older refusal's path at the end of its message
-(it has no param) is read as its param.
+(it has no param) is read as its param. A Gemini API caller (``/v1beta``) is told the content and
+part it sent (``contents[0].parts[1].inlineData``), at the head of the message when the refusal
+did not name it there: Google's error has no param.
 """
 
 from __future__ import annotations
@@ -172,3 +174,84 @@ def test_an_upstreams_path_at_the_end_of_its_message_is_the_chat_callers_param(g
     assert isinstance(err.value.body, dict)
     assert (err.value.param, err.value.body["message"]) == (
         "messages.1", "'content' is a required property - 'messages.1'")
+
+
+# Some OpenAI-compatible hosts wrap the param in quotes: "param": "'messages.[1].content'".
+QUOTED = REFUSE.format("%27messages.%5B1%5D.content%27")
+
+
+def test_an_upstreams_quoted_param_names_the_input_item(gw: Gateway) -> None:
+    err, rid = refused_response(gw, "via-openai", [{"role": "user", "content": QUOTED}])
+    assert err.param == "input[0].content"
+    assert isinstance(err.body, dict)
+    logged = logged_error(gw, rid)
+    assert (logged["param"], logged["message"]) == (err.param, err.body["message"])
+
+
+def test_an_upstreams_quoted_param_names_the_messages_field(gw: Gateway) -> None:
+    err, _ = refused_message(gw, QUOTED)
+    assert isinstance(err.body, dict)
+    assert err.body["error"]["message"] == "messages.0.content: mock: injected error 400"
+
+
+def test_an_upstreams_quoted_param_reaches_a_chat_caller_unquoted(gw: Gateway) -> None:
+    client = openai.OpenAI(base_url=gw.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(model="via-openai", messages=[
+            {"role": "system", "content": "Be brief."}, {"role": "user", "content": QUOTED}])
+    assert err.value.param == "messages.[1].content"
+
+
+def refused_gemini(gw: Gateway, model: str, parts: list[dict[str, Any]],
+                   method: str = "generateContent") -> tuple[dict[str, Any], str]:
+    """A generateContent (or ``method``) request, after a system instruction and a model turn,
+    refused: Google's error object, and the request id."""
+    rid = f"names-{uuid.uuid4().hex}"
+    body = {"systemInstruction": {"parts": [{"text": "Be brief."}]},
+            "contents": [{"role": "user", "parts": [{"text": "hello"}]},
+                         {"role": "model", "parts": [{"text": "hi"}]}, {"role": "user", "parts": parts}]}
+    resp = httpx.post(f"{gw.url}/v1beta/models/{model}:{method}?alt=sse", json=body,
+                      headers={"x-goog-api-key": MASTER_KEY, "x-request-id": rid}, timeout=30)
+    assert resp.status_code == 400, resp.text
+    return dict(resp.json()["error"]), rid
+
+
+@pytest.mark.parametrize(("model", "part", "told"), [
+    # The adapter refuses the data URL made of this inlineData: messages[3].content[1].image_url.url.
+    ("via-openai", {"inlineData": {"mimeType": "image/p ng", "data": "aGk="}},
+     "contents[2].parts[1].inlineData: data URLs must be base64-encoded"),
+    # A part the provider cannot take: messages[3].content[1].
+    ("via-anthropic", {"inlineData": {"mimeType": "image/bmp", "data": "aGk="}},
+     "contents[2].parts[1].inlineData: image type 'image/bmp' is not supported by provider type 'anthropic'"),
+    ("via-openai", {"fileData": {"fileUri": "https://example.com/a.wav", "mimeType": "audio/wav"}},
+     "contents[2].parts[1].fileData.fileUri: provider type 'openai' takes files only inline"),
+])
+def test_a_gateway_refusal_of_a_part_names_the_gemini_part(
+    gw: Gateway, model: str, part: dict[str, Any], told: str,
+) -> None:
+    error, rid = refused_gemini(gw, model, [{"text": "look"}, part])
+    assert error["message"].startswith(told), error["message"]
+    assert "messages[" not in error["message"]
+    logged = logged_error(gw, rid)
+    assert logged["message"] == error["message"]
+
+
+@pytest.mark.parametrize("method", ["generateContent", "streamGenerateContent"])
+def test_an_openai_type_upstreams_refusal_names_the_gemini_part(gw: Gateway, method: str) -> None:
+    # messages.[3].content: the third content's lone text part.
+    parts = [{"text": REFUSE.format("messages.%5B3%5D.content")}]
+    error, rid = refused_gemini(gw, "via-openai", parts, method)
+    assert error["message"] == "contents[2].parts[0].text: mock: injected error 400"
+    logged = logged_error(gw, rid)
+    assert (logged["param"], logged["message"]) == ("contents[2].parts[0].text", error["message"])
+
+
+def test_an_upstreams_message_quoting_the_chat_path_names_the_gemini_part(gw: Gateway) -> None:
+    text = INVALID_TYPE.replace("%5B1%5D", "%5B3%5D")
+    error, _ = refused_gemini(gw, "via-openai", [{"text": "look"}, {"text": text}])
+    assert error["message"] == "Invalid type for 'contents[2].parts': expected a string"
+
+
+def test_a_refused_system_instruction_names_it(gw: Gateway) -> None:
+    error, _ = refused_gemini(gw, "via-openai", [{"text": REFUSE.format("messages.0.content")}])
+    assert error["message"] == "systemInstruction: mock: injected error 400"

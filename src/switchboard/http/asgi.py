@@ -26,8 +26,9 @@ JSON_CT = (b"content-type", b"application/json")
 ABORT = "switchboard.http.abort"
 # Put on a request's scope by the connection (http/protocol.py) when it answered the request
 # itself while its body was being read (408 for a body too slow, 431 for endless trailers, 400
-# for a malformed chunk): (status, type, code, message) of that answer. The application's next
-# receive() reports a disconnect, which the endpoint then records as that answer, not as a 499.
+# for a malformed chunk): (status, type, code, message, request id) of that answer. The
+# application's next receive() reports a disconnect, which the endpoint then records as that
+# answer (under that request id), not as a 499.
 EDGE_ANSWERED = "switchboard.edge_answered"
 SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),

@@ -44,7 +44,7 @@ from switchboard.http.disconnect import CLIENT_LEFT, ClientGone, until_disconnec
 from switchboard.http.errors import UNEXPECTED, ServerShuttingDown
 from switchboard.http.openai_api import OpenAIJson
 from switchboard.http.state import ServerState, Unserved
-from switchboard.observability.logs import CURRENT
+from switchboard.observability.logs import CURRENT, request_fields
 from switchboard.observability.requests import log_failure
 from switchboard.pipeline.chain import Handler
 
@@ -119,9 +119,13 @@ async def finish(ctx: RequestContext, scope: Scope, unserved: Unserved | None = 
     outcome.finished_at = time.perf_counter()
     if outcome.client_disconnected and (answered := scope.get(EDGE_ANSWERED)) is not None:
         # Not a client that left: the connection answered the request itself while reading its
-        # body (http/protocol.py), and the ledger, the metrics and the log record that answer.
+        # body (http/protocol.py), and the ledger, the metrics and the log record that answer,
+        # under the request id it gave (one of its own when the caller sent none).
         outcome.client_disconnected = False
-        outcome.status, outcome.error_type, outcome.error_code, outcome.error_message = answered
+        outcome.status, outcome.error_type, outcome.error_code, outcome.error_message, rid = answered
+        if rid != ctx.request_id:
+            ctx.request_id = rid
+            CURRENT.set((rid, request_fields()[1]))
     if ctx.post_response is not None:
         await ctx.run_after_response()
     elif unserved is not None:

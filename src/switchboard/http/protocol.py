@@ -26,7 +26,8 @@ uvicorn does not do by itself:
   connection, since HTTP/1.0 has no chunked encoding.
 
 Every refusal is an OpenAI-shaped JSON error, or Anthropic's for an Anthropic client's request
-(its path under ``/v1/messages`` or an ``anthropic-version`` header, as far as they arrived).
+(its path under ``/v1/messages`` or an ``anthropic-version`` header, as far as they arrived),
+with a request id as every answer has one.
 Relies on these uvicorn internals (0.55), to be rechecked on every uvicorn upgrade: the
 ``HttpToolsProtocol`` methods ``connection_made``, ``connection_lost``, ``data_received``,
 ``on_body``, ``pause_writing``, ``resume_writing`` and ``send_400_response`` (overridden, each
@@ -56,6 +57,7 @@ import fcntl
 import struct
 import sys
 import termios
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import MethodType
 from typing import Any
@@ -69,6 +71,7 @@ from switchboard.http.anthropic.errors import from_anthropic_client, status_body
 from switchboard.http.asgi import ABORT, EDGE_ANSWERED
 from switchboard.http.cork import CorkedTransport
 from switchboard.http.cycle import abort, gone, new_cycle
+from switchboard.http.endpoint import request_id, request_id_headers
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -102,15 +105,18 @@ class EdgeLimits:
 
 
 def error_response(status: int, reason: str, message: str, type_: str, code: str,
-                   anthropic: bool = False) -> bytes:
+                   anthropic: bool = False, rid: str | None = None) -> bytes:
     """A complete ``connection: close`` response with an OpenAI-shaped error body, or
-    Anthropic's for an Anthropic client's request (``anthropic``)."""
+    Anthropic's for an Anthropic client's request (``anthropic``), with the request id ``rid``
+    in the headers every answer carries it in."""
     body = orjson.dumps(status_body(status, message) if anthropic else
                         {"error": {"message": message, "type": type_, "param": None, "code": code}})
+    ids = b"" if rid is None else b"".join(
+        b"%s: %s\r\n" % pair for pair in request_id_headers(rid, "anthropic" if anthropic else "openai"))
     return (
         f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
-        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
-    ).encode() + body
+        f"content-length: {len(body)}\r\nconnection: close\r\n"
+    ).encode() + ids + b"\r\n" + body
 
 
 class _CloseGuard:
@@ -666,25 +672,28 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     def _answer(self, status: int, reason: str, message: str, type_: str, code: str) -> None:
         """Write the connection's own error answer: as much of the request's path and headers as
-        arrived tells an Anthropic client, which reads only Anthropic's error shape. A request
-        whose application runs (its body was being read) sees a disconnect; this answer is put
-        on its scope for the endpoint to record as what was sent, not as a client that left."""
+        arrived tells an Anthropic client, which reads only Anthropic's error shape, and the
+        request id (the caller's ``x-request-id`` if it arrived, as the endpoints take it). A
+        request whose application runs (its body was being read) sees a disconnect; this answer
+        and its id are put on its scope for the endpoint to record as what was sent, not as a
+        client that left. Refusals only: nothing here runs for a request that is served."""
+        begun = self._phase != _HEADERS or self._request_begun()
+        # No new request has begun (only blank lines since the last one's end, RFC 9112 2.2):
+        # the path and headers still held are the previous request's, not this one's.
+        headers = (self.headers or ()) if begun else ()
+        rid = request_id({name.decode("latin-1"): value.decode("latin-1") for name, value in headers})
         cycle = self.cycle
         if cycle is not None and cycle.scope is self.scope and not cycle.response_started:
-            self.scope[EDGE_ANSWERED] = (status, type_, code, message)  # type: ignore[literal-required]
-        self.transport.write(error_response(status, reason, message, type_, code, self._anthropic()))
+            self.scope[EDGE_ANSWERED] = (status, type_, code, message, rid)  # type: ignore[literal-required]
+        anthropic = begun and self._anthropic(headers)
+        self.transport.write(error_response(status, reason, message, type_, code, anthropic, rid))
 
-    def _anthropic(self) -> bool:
+    def _anthropic(self, headers: Sequence[tuple[bytes, bytes]]) -> bool:
         """Whether the request answered by the connection itself is an Anthropic client's, by
-        as much of its path and headers as arrived: its SDK reads only Anthropic's error shape.
-        Refusals only: nothing here runs for a request that is served."""
-        if self._phase == _HEADERS and not self._request_begun():
-            # No new request has begun (only blank lines since the last one's end, RFC 9112
-            # 2.2): the path and headers still held are the previous request's, not this one's.
-            return False
+        as much of its path and ``headers`` as arrived: its SDK reads only Anthropic's error shape."""
         url = getattr(self, "url", None) or b""  # none before a request line began
         path = url.partition(b"?")[0].decode("latin-1")
-        return from_anthropic_client(path, self.headers or ())
+        return from_anthropic_client(path, headers)
 
     def _linger(self, seconds: float) -> None:
         """Stop answering; read and discard what the client still sends, for at most ``seconds``

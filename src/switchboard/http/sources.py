@@ -1,6 +1,6 @@
 """Where each canonical message of a translated request came from, and the message a refusal's
 ``param`` names: the one mechanism the inbound APIs that translate messages name refusals by
-(responses/sources.py, anthropic/sources.py).
+(responses/sources.py, anthropic/sources.py, gemini/sources.py).
 
 A provider adapter (or an OpenAI-shaped upstream) refuses the chat form it was given, naming
 ``messages[k]...`` (an upstream may write ``messages.[k]...`` or ``messages.k...``); k also
@@ -15,8 +15,10 @@ position, finds a message: stages insert messages and drop some in place.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
+
+from switchboard.errors import GatewayError, name_as_sent
 
 # What a canonical message (or tool call) was translated from, recorded as the translation builds
 # it: (the message or call, the caller's path naming it, what it was made from (the inbound API's
@@ -83,3 +85,17 @@ def named_call(message: Any, rest: str) -> tuple[int, Any, str] | None:
 def source_of(obj: Any, sources: Sequence[Source]) -> Source | None:
     """The source recorded for the message or call ``obj``, found by identity."""
     return next((s for s in sources if s[0] is obj), None)
+
+
+def name_told(error: GatewayError, caller_param: Callable[[str], str | None]) -> None:
+    """``error``'s param, when ``caller_param`` finds it a message path, named as the caller sent
+    it (and its mentions in the message: name_as_sent; an upstream's in each of its spellings),
+    for an API whose error body has no ``param`` (Anthropic's, Google's): a message that does not
+    say the field starts with it, as those providers' own refusals name theirs. Error path only."""
+    refused = error.param
+    given = caller_param(refused) if refused else None
+    if refused is None or given is None:
+        return
+    name_as_sent(error, {refused: given}, spellings if error.from_upstream else None)
+    if given not in error.message:
+        error.message = f"{given}: {error.message}"

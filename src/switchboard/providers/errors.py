@@ -208,10 +208,14 @@ _TRAILING_PATH = re.compile(r" - '(messages(?:\.\w+)*)'\.?$")
 
 
 def openai_param(param: str | None, message: str | None) -> str | None:
-    """An OpenAI-type error's param: its own, else the message path its message ends with (named
-    then as any upstream's param is, in the caller's spelling). Error path only."""
-    if param is not None or message is None:
-        return param
+    """An OpenAI-type error's param: its own (without the quotes some hosts wrap it in,
+    ``"'messages.[0].content'"``), else the message path its message ends with (named then as
+    any upstream's param is, in the caller's spelling). Error path only."""
+    if param is not None:
+        quoted = len(param) > 2 and param[0] == param[-1] and param[0] in "'\""
+        return param[1:-1] if quoted else param
+    if message is None:
+        return None
     found = _TRAILING_PATH.search(message)
     return None if found is None else found[1]
 

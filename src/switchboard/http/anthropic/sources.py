@@ -29,9 +29,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from switchboard.errors import GatewayError, name_as_sent
+from switchboard.errors import GatewayError
 from switchboard.http.anthropic.content import part_paths
-from switchboard.http.sources import PART, Source, named_call, named_message, source_of, spellings
+from switchboard.http.sources import PART, Source, name_told, named_call, named_message, source_of
 
 # A tool call's chat keys -> the tool_use block's.
 _CALL_KEYS = {".function.name": ".name", ".function.arguments": ".input", ".id": ".id"}
@@ -42,18 +42,11 @@ _TOOL_KEYS = {".tool_call_id": ".tool_use_id", ".content": ".content", ".is_erro
 
 
 def name_messages(error: GatewayError, messages: Sequence[Any], sources: Sequence[Source]) -> None:
-    """``error``'s param (and its mentions in the message: name_as_sent) named as the Messages
-    field it came from, when it names a message. Anthropic's error body has no ``param``: a
-    message that does not say the field starts with it, as Anthropic's own refusals do
-    (``messages.1.content.0: ...``). Runs on the error path only."""
-    refused = error.param
-    given = message_param(refused, messages, sources, upstream=error.from_upstream) if refused else None
-    if refused is None or given is None:
-        return
-    # An upstream's message may write the path otherwise than its param: each form is renamed.
-    name_as_sent(error, {refused: given}, spellings if error.from_upstream else None)
-    if given not in error.message:
-        error.message = f"{given}: {error.message}"
+    """``error``'s param (and its mentions in the message) named as the Messages field it came
+    from, when it names a message; Anthropic's error body has no ``param``, so a message that does
+    not say the field starts with it (``messages.1.content.0: ...``: name_told). Runs on the error
+    path only."""
+    name_told(error, lambda param: message_param(param, messages, sources, upstream=error.from_upstream))
 
 
 def message_param(param: str, messages: Sequence[Any], sources: Sequence[Source], *,

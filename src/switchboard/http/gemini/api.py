@@ -18,6 +18,7 @@ from switchboard.errors import GatewayError, InvalidRequest, name_as_sent
 from switchboard.http.gemini import embeddings, errors
 from switchboard.http.gemini.request import count_tokens_request, generate_request
 from switchboard.http.gemini.response import count_tokens_response, generate_content_response
+from switchboard.http.gemini.sources import name_contents
 from switchboard.http.gemini.stream import StreamEncoder
 
 JSON = dict[str, Any]
@@ -108,6 +109,9 @@ class _GoogleErrors:
     dialect = "gemini"
 
     def name_error(self, error: GatewayError, ctx: RequestContext) -> None:
+        # A refused message (an adapter's, an upstream's) by the content or part it came from.
+        if ctx.message_sources and isinstance(ctx.request.get("messages"), list):
+            name_contents(error, ctx.request["messages"], ctx.message_sources)
         if error.param:  # the gateway's own refusal of a value: told in the caller's names
             error.message = _UNQUOTED.sub(lambda m: CALLER_PARAMS[m.group(1)], error.message)
         name_as_sent(error, CALLER_PARAMS)
@@ -140,6 +144,7 @@ class GeminiGenerate(_GoogleErrors):
             refused(ctx, model)
             raise
         ctx.request = decoded.request
+        ctx.message_sources = decoded.sources
         ctx.stream = self._stream
         ctx.client_wants_usage = self._stream
         if decoded.include_thoughts:

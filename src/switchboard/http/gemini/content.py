@@ -43,6 +43,7 @@ from switchboard.http.gemini.fields import (
     string,
     unsupported,
 )
+from switchboard.http.sources import Source
 from switchboard.providers.google.request import MEDIA_TYPE
 
 _CONTENT = frozenset({"role", "parts"})
@@ -154,11 +155,17 @@ def _arguments(value: Any, path: str) -> str:
 
 
 class Contents:
-    """The conversion of one ``contents`` list; calls are paired with their responses."""
+    """The conversion of one ``contents`` list; calls are paired with their responses. Where each
+    message and tool call came from is added to ``sources`` when given (sources.py)."""
 
-    def __init__(self) -> None:
+    def __init__(self, sources: list[Source] | None = None) -> None:
         self.messages: list[JSON] = []
         self._pending: list[tuple[str, str]] = []  # (id, name) of the last model turn's open calls
+        self._sources = sources
+
+    def _note(self, made: JSON, path: str, given: Any = None, parts: tuple[str, ...] | None = None) -> None:
+        if self._sources is not None:
+            self._sources.append((made, path, given, parts))
 
     def add(self, value: Any, i: int) -> None:
         path = f"contents[{i}]"
@@ -198,6 +205,7 @@ class Contents:
     def _user(self, parts: list[Any], i: int) -> None:
         tools: list[JSON] = []
         out: list[JSON] = []
+        paths: list[str] = []  # the data field each part of out came from (sources.py)
         thoughts = 0
         for j, value in enumerate(parts):
             path = f"contents[{i}].parts[{j}]"
@@ -207,9 +215,11 @@ class Contents:
                 text = string(part["text"], f"{path}.text")
                 if text and not part.get("thought"):
                     out.append({"type": "text", "text": text})
+                    paths.append(f"{path}.text")
             elif kind in ("inlineData", "fileData"):
                 media = (_inline if kind == "inlineData" else _file)(part[kind], f"{path}.{kind}")
                 out.append(low_detail(media) if part.get("mediaResolution") == _LOW else media)
+                paths.append(f"{path}.{kind}")
             elif kind == "functionResponse":
                 tools.append(self._response(part["functionResponse"], f"{path}.functionResponse"))
             else:
@@ -220,6 +230,9 @@ class Contents:
             self.messages.append({"role": "user", "content": content})
         elif not tools and thoughts < len(parts):
             self.messages.append({"role": "user", "content": ""})
+        else:
+            return
+        self._note(self.messages[-1], f"contents[{i}]", None, tuple(paths))
         # Only thoughts: no turn to send, as for a model content of only thoughts (an empty user
         # message would be refused by some upstreams, or read as a turn the caller never wrote).
 
@@ -244,10 +257,13 @@ class Contents:
             raise fail(path, f"this functionResponse ('{name[:64]}') answers no functionCall of the "
                        "preceding model content")
         self._pending = [p for p in self._pending if p[0] != call_id]
-        return {"role": "tool", "tool_call_id": call_id, "content": orjson.dumps(body).decode()}
+        message = {"role": "tool", "tool_call_id": call_id, "content": orjson.dumps(body).decode()}
+        self._note(message, path, response)
+        return message
 
     def _model(self, parts: list[Any], i: int) -> None:
         texts: list[str] = []
+        paths: list[str] = []  # the text parts joined into the content (sources.py)
         calls: list[JSON] = []
         for j, value in enumerate(parts):
             path = f"contents[{i}].parts[{j}]"
@@ -256,6 +272,7 @@ class Contents:
                 text = string(part["text"], f"{path}.text")
                 if not part.get("thought"):
                     texts.append(text)
+                    paths.append(f"{path}.text")
             elif kind == "functionCall":
                 calls.append(self._call(part, f"{path}.functionCall", i, j))
             else:
@@ -268,6 +285,7 @@ class Contents:
         if calls:
             message["tool_calls"] = calls
         self.messages.append(message)
+        self._note(message, f"contents[{i}]", None, tuple(paths))
 
     def _call(self, part: JSON, path: str, i: int, j: int) -> JSON:
         call = fields(part["functionCall"], path, _CALL, "FunctionCall")
@@ -281,16 +299,19 @@ class Contents:
         signature = part.get("thoughtSignature")
         if isinstance(signature, str) and signature:
             out["extra_content"] = {"google": {"thought_signature": signature}}
+        self._note(out, path, call)
         return out
 
 
-def contents(value: Any, path: str = "contents") -> list[JSON]:
+def contents(value: Any, path: str = "contents", sources: list[Source] | None = None) -> list[JSON]:
+    """The canonical messages of ``contents``; where each came from is added to ``sources``
+    (sources.py) when given."""
     if value is None:
         raise InvalidRequest("* GenerateContentRequest.contents: contents is not specified", param=path)
     items = array(value, path)
     if not items:
         raise InvalidRequest("* GenerateContentRequest.contents: contents is not specified", param=path)
-    converter = Contents()
+    converter = Contents(sources)
     for i, item in enumerate(items):
         converter.add(item, i)
     if not converter.messages:  # every content held only thought parts, which are not sent

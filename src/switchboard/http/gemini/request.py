@@ -64,7 +64,9 @@ from switchboard.http.gemini.fields import (
     wrong_type,
 )
 from switchboard.http.gemini.schema import json_schema, plain_json_schema
+from switchboard.http.gemini.sources import SYSTEM
 from switchboard.http.openai_api import parse_object
+from switchboard.http.sources import Source
 from switchboard.providers.params import THOUGHTS
 
 _REQUEST = frozenset({
@@ -128,6 +130,8 @@ NOT_SENT: dict[str, str] = {
 class Decoded:
     request: JSON  # the canonical chat request
     include_thoughts: bool  # thinkingConfig.includeThoughts: reasoning is returned as thought parts
+    # Where each message came from, read only to name a refusal of one (sources.py).
+    sources: list[Source]
 
 
 # -- tools ---------------------------------------------------------------------------------
@@ -368,17 +372,19 @@ def _labels(value: Any) -> None:
 
 
 def _translate(body: Any, model: str) -> Decoded:
+    sources: list[Source] = []
     request = fields(body, "", _REQUEST, "GenerateContentRequest")
     if request.get("model") is not None:
         string(request["model"], "model")  # the path names the model; the body's is informative
     for key in ("cachedContent", "continuationToken"):
         if request.get(key) is not None:
             raise unsupported(key, "context caches and continuations are Google's own state")
-    messages = contents(request.get("contents"))
+    messages = contents(request.get("contents"), sources=sources)
     if request.get("systemInstruction") is not None:
         system = system_text(request["systemInstruction"])
         if system:  # an empty system prompt is no prompt; some upstreams reject empty ones
             messages.insert(0, {"role": "system", "content": system})
+            sources.append((messages[0], SYSTEM, None, None))
     out: JSON = {"model": model, "messages": messages}
     tools = _tools(request["tools"]) if request.get("tools") is not None else []
     if tools:
@@ -401,7 +407,7 @@ def _translate(body: Any, model: str) -> Decoded:
         enum(tier.lower() if isinstance(tier, str) else tier, "serviceTier", SERVICE_TIERS)
     if request.get("store") is not None:
         boolean(request["store"], "store")
-    return Decoded(out, include)
+    return Decoded(out, include, sources)
 
 
 def generate_request(raw: bytes, model: str, stream: bool) -> Decoded:
