@@ -160,20 +160,55 @@ class Pair:
         rows = resp.json()["data"]
         return rows[0] if rows else {"requests": 0, "errors": 0, "cost_usd": "0.000000"}
 
-    def claims(self, budget_id: str) -> int:
-        """The budget's threshold claims (``budget_alerts`` rows), read past the gateway."""
+    def sql(self, *statements: Any) -> Any:
+        """Run ``statements`` in one transaction on the gateways' database, past the gateway; the
+        last one's scalar result (None for a statement that returns no rows)."""
         url = async_url(self.database, self.first.config_path.parent / "data")
 
-        async def count() -> int:
+        async def run() -> Any:
             engine = create_engine(url)
             try:
-                async with engine.connect() as conn:
-                    query = sa.select(sa.func.count()).where(budget_alerts.c.budget_id == budget_id)
-                    return int((await conn.execute(query)).scalar_one())
+                async with engine.begin() as conn:
+                    for statement in statements:
+                        result = await conn.execute(statement)
+                    return result.scalar_one() if result.returns_rows else None
             finally:
                 await engine.dispose()
 
-        return asyncio.run(count())
+        return asyncio.run(run())
+
+    def claims(self, budget_id: str) -> int:
+        """The budget's threshold claims (``budget_alerts`` rows), read past the gateway."""
+        return int(self.sql(sa.select(sa.func.count()).where(budget_alerts.c.budget_id == budget_id)))
+
+    @contextmanager
+    def audit_refused(self) -> Iterator[str]:
+        """A new tenant whose ``budget.delete`` audit entries the database refuses while inside
+        (a CHECK constraint on PostgreSQL, a trigger on SQLite): an audit write that fails."""
+        tenant = f"refuse-audit-{uuid.uuid4().hex[:8]}"
+        assert self.admin("POST", "/admin/v1/tenants", {"id": tenant}).status_code == 201
+        name = tenant.replace("-", "_")
+
+        def refused(row: str) -> str:
+            return f"{row}tenant_id = '{tenant}' AND {row}action = 'budget.delete'"
+
+        if self.kind == "cluster":
+            self.sql(sa.text(f"ALTER TABLE audit_log ADD CONSTRAINT {name} CHECK (NOT ({refused('')}))"))
+        else:
+            self.sql(sa.text(f"CREATE TRIGGER {name} BEFORE INSERT ON audit_log WHEN {refused('NEW.')} "
+                             "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"))
+        try:
+            yield tenant
+        finally:
+            self.sql(sa.text(f"ALTER TABLE audit_log DROP CONSTRAINT {name}" if self.kind == "cluster"
+                             else f"DROP TRIGGER {name}"))
+
+    def deletes_audited(self, tenant: str, resource_id: str) -> list[str]:
+        """The actors of the ``budget.delete`` entries of ``resource_id`` in ``tenant``'s log."""
+        resp = self.admin("GET", f"/admin/v1/audit?tenant={tenant}&resource_id={resource_id}"
+                                 "&action=budget.delete")
+        assert resp.status_code == 200, resp.text
+        return [e["actor"] for e in resp.json()["data"]]
 
     def answered(self, key_id: str) -> int:
         """The key's requests in the ledger that were answered (refusals are recorded too)."""
@@ -1170,6 +1205,23 @@ def test_revoking_a_chains_last_key_forgets_its_own_budgets_threshold_claims(pai
     resp = pair.admin("DELETE", f"/admin/v1/keys/{key['id']}")
     assert resp.status_code == 200, resp.text
     assert pair.claims(own) == 0
+
+
+def test_a_deleted_budget_and_its_audit_entry_are_written_both_or_neither(pair: Pair) -> None:
+    # Before, the budget was deleted, then audited in a transaction of its own: an audit entry the
+    # database refused left the budget deleted, unaudited, and the caller told it failed.
+    with pair.audit_refused() as tenant:
+        budget = pair.budget(scope="tenant", tenant=tenant, max_amount=5, period="total")
+        resp = pair.admin("DELETE", f"/admin/v1/budgets/{budget['id']}")
+        assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+        assert pair.admin("GET", f"/admin/v1/budgets/{budget['id']}").status_code == 200  # still in force
+        assert pair.deletes_audited(tenant, budget["id"]) == []
+    resp = pair.admin("DELETE", f"/admin/v1/budgets/{budget['id']}")
+    assert resp.status_code == 200, resp.text
+    assert resp.json() == {"id": budget["id"], "object": "budget", "deleted": True}
+    gone = pair.admin("GET", f"/admin/v1/budgets/{budget['id']}")
+    assert gone.status_code == 404 and gone.json()["error"]["code"] == "budget_not_found"
+    assert pair.deletes_audited(tenant, budget["id"]) == ["master"]
 
 
 def test_an_expired_key_chains_budgets_are_deleted_without_alert_rules(pair: Pair) -> None:

@@ -178,6 +178,25 @@ async def test_a_tenants_or_a_keys_budgets_are_deleted_at_once_with_their_claims
     assert [r.id for r in await store.list_budgets("t8")] == ["bud_o9"]  # another tenant's
 
 
+async def test_one_budget_is_deleted_by_its_id_with_its_claims_and_audit_entry(backend: Backend) -> None:
+    store, log = _store(backend), backend.stores.audit
+    for record in (BudgetRecord("bud_i1", "t_id", "team", "team-i", Decimal(1)),
+                   BudgetRecord("bud_i2", "t_id", "team", "team-i", Decimal(1), period="daily")):
+        await store.put(record)
+    assert await store.claim_alert("bud_i1", MONTH, 50, ONE)
+
+    def entry(record: BudgetRecord) -> AuditEntry:
+        return AuditEntry("t_id", "admin-1", "tenant_admin", "budget.delete", "budget", record.id)
+
+    assert await store.delete_budgets("t_other", budget_id="bud_i1", audited=entry) == []  # not its tenant's
+    assert [r.id for r in await store.delete_budgets("t_id", budget_id="bud_i1", audited=entry)] == ["bud_i1"]
+    assert await store.delete_budgets("t_id", budget_id="bud_i1", audited=entry) == []  # gone already
+    assert [r.id for r in await store.list_budgets("t_id")] == ["bud_i2"]
+    assert await store.claim_alert("bud_i1", MONTH, 50, ONE)  # its claims went with it
+    entries = await log.query("t_id", AuditQuery(action="budget.delete"))
+    assert [(e.resource_id, e.actor) for e in entries] == [("bud_i1", "admin-1")]
+
+
 async def test_a_key_chain_is_live_while_one_of_its_keys_may_authenticate(backend: Backend) -> None:
     keys = backend.stores.keys
     now = datetime.now(UTC)

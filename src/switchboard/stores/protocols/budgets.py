@@ -84,11 +84,12 @@ class BudgetStore(Protocol):
         no key left that may spend at ``now`` (each revoked or past its ``expires_at``)."""
 
     async def delete_budgets(self, tenant_id: str, scope: str | None = None, subject: str | None = None,
-                             *, audited: Callable[[BudgetRecord], AuditEntry] | None = None
+                             *, budget_id: str | None = None,
+                             audited: Callable[[BudgetRecord], AuditEntry] | None = None
                              ) -> list[BudgetRecord]:
-        """Delete the tenant's budgets (those of ``scope`` and ``subject`` when given) and their
-        claims, and append ``audited``'s entry for each to the audit log, in one transaction:
-        all of it or none; returns those deleted."""
+        """Delete the tenant's budgets (those of ``scope`` and ``subject``, or the one ``budget_id``
+        names, when given) and their claims, and append ``audited``'s entry for each to the audit
+        log, in one transaction: all of it or none; returns those deleted."""
 
 
 class Charge(NamedTuple):

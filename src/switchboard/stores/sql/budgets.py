@@ -157,9 +157,12 @@ class SqlBudgetStore:
         return True
 
     async def delete_budgets(self, tenant_id: str, scope: str | None = None, subject: str | None = None,
-                             *, audited: Callable[[BudgetRecord], AuditEntry] | None = None
+                             *, budget_id: str | None = None,
+                             audited: Callable[[BudgetRecord], AuditEntry] | None = None
                              ) -> list[BudgetRecord]:
         where = [t.c.tenant_id == tenant_id]
+        if budget_id is not None:
+            where.append(t.c.id == budget_id)
         if scope is not None:
             where.append(t.c.scope == scope)
         if subject is not None:
