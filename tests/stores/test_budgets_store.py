@@ -17,7 +17,7 @@ from alembic import command
 from switchboard.spend.budgets.chains import claims_cutoff
 from switchboard.stores.factory import open_database
 from switchboard.stores.protocols import AuditEntry, AuditQuery, BudgetRecord, BudgetStore, KeyRecord
-from switchboard.stores.sql.budgets import ended_chains_statement
+from switchboard.stores.sql.budgets import ended_chains_statement, own_kinds, purge_statement
 from switchboard.stores.sql.migrate import _config
 from tests.stores.conftest import Backend
 from tests.stores.plans import query_plan
@@ -404,3 +404,21 @@ async def test_the_search_for_ended_key_chains_reads_key_budgets_through_an_inde
     # Nor are the keys read whole: each chain's are looked up through an index.
     read_whole = r"Seq Scan on (budgets|api_keys)|^SCAN (budgets|api_keys)\b"
     assert not re.search(read_whole, plan, re.MULTILINE), plan
+
+
+async def test_the_purge_of_claims_finds_keys_own_budgets_through_an_index(fresh_url: str) -> None:
+    # Before, the hourly purge read the whole api_keys table (twice) to find the keys' own budgets
+    # among the claims: the only index on lineage_id led with the tenant, which a claim has not.
+    engine, _ = await open_database(fresh_url)
+    try:
+        async with engine.begin() as conn:
+            plans = [await query_plan(conn, own_kinds),
+                     await query_plan(conn, purge_statement("daily", None, datetime.now(UTC)))]
+    finally:
+        await engine.dispose()
+    for plan in plans:
+        # Each claim's keys looked up by its lineage, not every key read.
+        searched = (r"Index Cond: \(\(?lineage_id\)?(::text)? = substr"
+                    r"|SEARCH api_keys USING (COVERING )?INDEX ix_api_keys_lineage \(lineage_id=\?\)")
+        assert re.search(searched, plan), plan
+        assert not re.search(r"Seq Scan on api_keys|^SCAN api_keys\b", plan, re.MULTILINE), plan

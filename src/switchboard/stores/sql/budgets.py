@@ -84,18 +84,35 @@ def ended_chains_statement(now: datetime) -> sa.Select[Any]:
     return sa.select(t.c.tenant_id, t.c.subject).where(t.c.scope == "key", ~live.exists()).distinct()
 
 
-# A key's own budget (its id: the prefix and the chain's lineage), of its keys' budget_period.
-_own_id = sa.literal(KEY_BUDGET_PREFIX) + keys.c.lineage_id
+# A key's own budget: its id is the prefix and the chain's lineage, its period its keys'
+# budget_period. Its claims are those whose id starts with the prefix (compared as equal, not as a
+# range, which a database collation may order punctuation in otherwise), its keys those of the
+# lineage the id ends with, through ix_api_keys_lineage: the claims are read, never every key.
+_own_claim = sa.func.substr(alerts.c.budget_id, 1, len(KEY_BUDGET_PREFIX)) == KEY_BUDGET_PREFIX
+_claim_lineage = sa.func.substr(alerts.c.budget_id, len(KEY_BUDGET_PREFIX) + 1)
 _own_period = sa.func.coalesce(keys.c.budget_period, "total")
 # The periods and zones of the budgets with claims, and of the keys' own budgets with claims.
 _set_kinds = (sa.select(t.c.period, t.c.timezone)
               .where(t.c.id.in_(sa.select(alerts.c.budget_id))).distinct())
-_own_kinds = (sa.select(_own_period, sa.null())
-              .where(_own_id.in_(sa.select(alerts.c.budget_id))).distinct())
+own_kinds = (sa.select(_own_period, sa.null())
+             .select_from(alerts.join(keys, keys.c.lineage_id == _claim_lineage))
+             .where(_own_claim).distinct())
 
 
 def _zone_is(timezone: str | None) -> sa.ColumnElement[bool]:
     return t.c.timezone.is_(None) if timezone is None else t.c.timezone == timezone
+
+
+def purge_statement(period: str, timezone: str | None, before: datetime) -> sa.Delete:
+    """Delete the claims of periods starting before ``before`` of the budgets of ``period`` and
+    ``timezone`` (None: the config's; the keys' own budgets are in it), by the period and zone
+    each budget has now."""
+    owned: list[sa.ColumnElement[bool]] = [
+        alerts.c.budget_id.in_(sa.select(t.c.id).where(t.c.period == period, _zone_is(timezone)))]
+    if timezone is None:
+        of_period = sa.select(keys.c.id).where(keys.c.lineage_id == _claim_lineage, _own_period == period)
+        owned.append(sa.and_(_own_claim, of_period.exists()))
+    return sa.delete(alerts).where(sa.or_(*owned), alerts.c.period_start < to_db(before))
 
 
 class SqlBudgetStore:
@@ -192,7 +209,7 @@ class SqlBudgetStore:
 
     async def purge_alerts(self, cutoff: AlertsCutoff) -> int:
         async with self._engine.connect() as conn:
-            kinds = [*(await conn.execute(_set_kinds)), *(await conn.execute(_own_kinds))]
+            kinds = [*(await conn.execute(_set_kinds)), *(await conn.execute(own_kinds))]
         purged = 0
         for period, timezone in {(row[0], row[1]) for row in kinds}:
             before = cutoff(period, timezone)
@@ -200,13 +217,8 @@ class SqlBudgetStore:
                 continue
             # Each budget's claims by the period and zone it has now: a statement per kind, and
             # deleting what another instance deleted meanwhile deletes nothing.
-            owners = [sa.select(t.c.id).where(t.c.period == period, _zone_is(timezone))]
-            if timezone is None:
-                owners.append(sa.select(_own_id).where(_own_period == period))
-            gone = alerts.c.budget_id.in_(sa.union(*owners))
             async with self._engine.begin() as conn:
-                result = await conn.execute(
-                    sa.delete(alerts).where(gone, alerts.c.period_start < to_db(before)))
+                result = await conn.execute(purge_statement(period, timezone, before))
             purged += result.rowcount
         return purged
 
