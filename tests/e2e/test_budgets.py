@@ -1247,6 +1247,22 @@ def test_an_expired_key_chains_budgets_are_deleted_without_alert_rules(pair: Pai
         ("system", "system", budget["id"])]
 
 
+def test_an_expired_key_chain_with_only_its_own_budget_forgets_its_threshold_claims(pair: Pair) -> None:
+    # Before, the look for expired key chains found only chains with budgets set on them: a key
+    # whose only budget was its own (max_budget_usd) kept its claims until it was brought back
+    # or revoked; those of a total budget, whose period never ends, for ever.
+    expires = datetime.now(UTC) + timedelta(seconds=3)
+    key = pair.key(max_budget_usd=0.04, expires_at=expires.isoformat())
+    own = f"key:{key['id']}"
+    client = pair.sdk(key["key"])
+    for _ in range(2):  # $0.02: 50 %
+        client.chat.completions.create(messages=ask(LONG), **CALL)
+    until(lambda: (50, "0.04") in _alerts_of(pair, own))
+    assert pair.claims(own) == 1
+    until(lambda: _refused_as_expired(pair.first, key["key"]))
+    until(lambda: pair.claims(own) == 0)
+
+
 def test_a_key_brought_back_after_expiring_sends_its_threshold_webhook_again(pair: Pair) -> None:
     # Before, an expired chain's own budget forgot its thresholds only when an alert rule had
     # opened an incident on it: with budgets.webhook alone, a key whose expires_at was pushed

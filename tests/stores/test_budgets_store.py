@@ -231,6 +231,19 @@ async def test_key_chains_with_budgets_and_no_key_left_to_spend_are_found(backen
     assert await ended(now + timedelta(hours=2)) == [("t_end", "key_e1"), ("t_end", "key_e2")]
     assert await keys.disable("t_end", "key_e2")
     assert await ended(now) == [("t_end", "key_e1"), ("t_end", "key_e2")]
+    # A chain with no budget set on it, whose own budget (max_budget_usd) alerted: found by its
+    # claims once no key of it can spend, once however many claims and keys it has.
+    await keys.put(KeyRecord("key_e4", "hash-e4", "sk-sb-e4", "t_end", max_budget_usd=Decimal(1),
+                             expires_at=now + timedelta(hours=1)))
+    await keys.put(KeyRecord("key_e5", "hash-e5", "sk-sb-e5", "t_end", lineage_id="key_e4",
+                             max_budget_usd=Decimal(1), expires_at=now + timedelta(minutes=30)))
+    for percent in (50, 80):
+        assert await store.claim_alert("key:key_e4", MONTH, percent, ONE)
+    before = [("t_end", "key_e1"), ("t_end", "key_e2")]
+    assert await ended(now) == before
+    assert await ended(now + timedelta(hours=2)) == [*before, ("t_end", "key_e4")]
+    await store.release_alerts("key:key_e4")  # as ending it does: not found again
+    assert await ended(now + timedelta(hours=2)) == before
 
 
 async def test_budgets_two_callers_delete_at_once_are_returned_to_one_of_them(backend: Backend) -> None:
@@ -401,9 +414,13 @@ async def test_the_search_for_ended_key_chains_reads_key_budgets_through_an_inde
     # A search of the index by scope, not a walk through all of it.
     searched = r"Index Cond: \(scope = 'key'|SEARCH budgets USING COVERING INDEX ix_budgets_scope \(scope="
     assert re.search(searched, plan), plan
-    # Nor are the keys read whole: each chain's are looked up through an index.
-    read_whole = r"Seq Scan on (budgets|api_keys)|^SCAN (budgets|api_keys)\b"
+    # Nor are the keys read whole: each chain's are looked up through an index, those of a chain
+    # known by its own budget's claims by the lineage alone.
+    read_whole = r"Seq Scan on (budgets|api_keys|chain)|^SCAN (budgets|api_keys|chain)\b"
     assert not re.search(read_whole, plan, re.MULTILINE), plan
+    by_lineage = (r"Index Scan using ix_api_keys_lineage on api_keys chain"
+                  r"|SEARCH chain USING (COVERING )?INDEX ix_api_keys_lineage \(lineage_id=\?\)")
+    assert re.search(by_lineage, plan), plan
 
 
 async def test_the_purge_of_claims_finds_keys_own_budgets_through_an_index(fresh_url: str) -> None:

@@ -80,8 +80,9 @@ class BudgetStore(Protocol):
         to run on several instances at once."""
 
     async def ended_key_chains(self, now: datetime) -> list[tuple[str, str]]:
-        """(tenant, lineage) of the key chains that have budgets set on them (``scope`` key) and
-        no key left that may spend at ``now`` (each revoked or past its ``expires_at``)."""
+        """(tenant, lineage) of the key chains that have budgets set on them (``scope`` key) or
+        claims of their own budget (``key:<lineage>``), and no key left that may spend at ``now``
+        (each revoked or past its ``expires_at``); each chain once."""
 
     async def delete_budgets(self, tenant_id: str, scope: str | None = None, subject: str | None = None,
                              *, budget_id: str | None = None,

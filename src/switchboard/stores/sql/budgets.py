@@ -73,17 +73,6 @@ def _record(row: sa.Row[Any]) -> BudgetRecord:
     )
 
 
-def ended_chains_statement(now: datetime) -> sa.Select[Any]:
-    """(tenant, lineage) of the key chains with budgets set on them and no key that may spend at
-    ``now``: the key budgets through ``ix_budgets_scope`` (never the others), each chain's keys
-    through an index on the keys' tenant."""
-    live = (sa.select(keys.c.id)
-            .where(keys.c.tenant_id == t.c.tenant_id, keys.c.lineage_id == t.c.subject,
-                   keys.c.enabled.is_(True),
-                   sa.or_(keys.c.expires_at.is_(None), keys.c.expires_at > to_db(now))))
-    return sa.select(t.c.tenant_id, t.c.subject).where(t.c.scope == "key", ~live.exists()).distinct()
-
-
 # A key's own budget: its id is the prefix and the chain's lineage, its period its keys'
 # budget_period. Its claims are those whose id starts with the prefix (compared as equal, not as a
 # range, which a database collation may order punctuation in otherwise), its keys those of the
@@ -91,6 +80,28 @@ def ended_chains_statement(now: datetime) -> sa.Select[Any]:
 _own_claim = sa.func.substr(alerts.c.budget_id, 1, len(KEY_BUDGET_PREFIX)) == KEY_BUDGET_PREFIX
 _claim_lineage = sa.func.substr(alerts.c.budget_id, len(KEY_BUDGET_PREFIX) + 1)
 _own_period = sa.func.coalesce(keys.c.budget_period, "total")
+
+
+def _spends(tenant: sa.ColumnElement[str], lineage: sa.ColumnElement[str], now: datetime) -> sa.Exists:
+    """Whether a key of the chain (tenant, lineage) may spend at ``now``."""
+    return (sa.select(keys.c.id)
+            .where(keys.c.tenant_id == tenant, keys.c.lineage_id == lineage, keys.c.enabled.is_(True),
+                   sa.or_(keys.c.expires_at.is_(None), keys.c.expires_at > to_db(now)))
+            .exists())
+
+
+def ended_chains_statement(now: datetime) -> sa.CompoundSelect:
+    """(tenant, lineage) of the key chains with no key that may spend at ``now`` and budgets set
+    on them (the key budgets through ``ix_budgets_scope``, never the others) or claims of their
+    own budget (the keys of each claim's lineage through ``ix_api_keys_lineage``); each chain's
+    keys through an index."""
+    chain = keys.alias("chain")
+    with_budgets = sa.select(t.c.tenant_id, t.c.subject).where(t.c.scope == "key",
+                                                                ~_spends(t.c.tenant_id, t.c.subject, now))
+    with_claims = (sa.select(chain.c.tenant_id, chain.c.lineage_id)
+                   .select_from(alerts.join(chain, chain.c.lineage_id == _claim_lineage))
+                   .where(_own_claim, ~_spends(chain.c.tenant_id, chain.c.lineage_id, now)))
+    return sa.union(with_budgets, with_claims)  # each chain once
 # The periods and zones of the budgets with claims, and of the keys' own budgets with claims.
 _set_kinds = (sa.select(t.c.period, t.c.timezone)
               .where(t.c.id.in_(sa.select(alerts.c.budget_id))).distinct())
