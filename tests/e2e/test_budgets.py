@@ -203,10 +203,9 @@ class Pair:
             self.sql(sa.text(f"ALTER TABLE audit_log DROP CONSTRAINT {name}" if self.kind == "cluster"
                              else f"DROP TRIGGER {name}"))
 
-    def deletes_audited(self, tenant: str, resource_id: str) -> list[str]:
-        """The actors of the ``budget.delete`` entries of ``resource_id`` in ``tenant``'s log."""
-        resp = self.admin("GET", f"/admin/v1/audit?tenant={tenant}&resource_id={resource_id}"
-                                 "&action=budget.delete")
+    def audited(self, tenant: str, resource_id: str, action: str = "budget.delete") -> list[str]:
+        """The actors of the ``action`` entries of ``resource_id`` in ``tenant``'s audit log."""
+        resp = self.admin("GET", f"/admin/v1/audit?tenant={tenant}&resource_id={resource_id}&action={action}")
         assert resp.status_code == 200, resp.text
         return [e["actor"] for e in resp.json()["data"]]
 
@@ -1215,13 +1214,38 @@ def test_a_deleted_budget_and_its_audit_entry_are_written_both_or_neither(pair: 
         resp = pair.admin("DELETE", f"/admin/v1/budgets/{budget['id']}")
         assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
         assert pair.admin("GET", f"/admin/v1/budgets/{budget['id']}").status_code == 200  # still in force
-        assert pair.deletes_audited(tenant, budget["id"]) == []
+        assert pair.audited(tenant, budget["id"]) == []
     resp = pair.admin("DELETE", f"/admin/v1/budgets/{budget['id']}")
     assert resp.status_code == 200, resp.text
     assert resp.json() == {"id": budget["id"], "object": "budget", "deleted": True}
     gone = pair.admin("GET", f"/admin/v1/budgets/{budget['id']}")
     assert gone.status_code == 404 and gone.json()["error"]["code"] == "budget_not_found"
-    assert pair.deletes_audited(tenant, budget["id"]) == ["master"]
+    assert pair.audited(tenant, budget["id"]) == ["master"]
+
+
+def test_a_revoke_whose_budget_delete_cannot_be_audited_changes_nothing(pair: Pair) -> None:
+    # Before, the key was revoked (and the revoke audited) before its chain's budgets were deleted
+    # in a transaction of their own: an audit entry the database refused answered the caller an
+    # error for a key that was revoked all the same.
+    with pair.audit_refused() as tenant:
+        key = pair.key(tenant=tenant, max_budget_usd=1)
+        budget = pair.budget(scope="key", subject=key["id"], tenant=tenant, max_amount=1, period="total")
+        resp = pair.admin("DELETE", f"/admin/v1/keys/{key['id']}")
+        assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+        # Nothing changed: the key still works, its budget is in force, nothing is audited.
+        for gw in (pair.first, pair.second):
+            assert pair.sdk(key["key"], on=gw).chat.completions.create(messages=ask(LONG), **CALL).choices
+        assert pair.admin("GET", f"/admin/v1/keys/{key['id']}").json()["revoked"] is False
+        assert pair.admin("GET", f"/admin/v1/budgets/{budget['id']}").status_code == 200
+        assert pair.audited(tenant, key["id"], "key.revoke") == []
+        assert pair.audited(tenant, budget["id"]) == []
+    resp = pair.admin("DELETE", f"/admin/v1/keys/{key['id']}")
+    assert resp.status_code == 200, resp.text
+    with pytest.raises(openai.AuthenticationError):
+        pair.sdk(key["key"]).chat.completions.create(messages=ask(LONG), **CALL)
+    assert pair.admin("GET", f"/admin/v1/budgets/{budget['id']}").status_code == 404
+    assert pair.audited(tenant, key["id"], "key.revoke") == ["master"]
+    assert pair.audited(tenant, budget["id"]) == ["master"]
 
 
 def test_an_expired_key_chains_budgets_are_deleted_without_alert_rules(pair: Pair) -> None:

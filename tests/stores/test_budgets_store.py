@@ -327,6 +327,64 @@ async def test_deleted_budgets_and_their_audit_entries_are_written_both_or_neith
     assert sorted((e.resource_id, e.actor) for e in entries) == [("bud_x1", "system"), ("bud_x2", "system")]
 
 
+async def test_a_revoke_and_the_end_of_its_chains_budgets_are_all_or_nothing(backend: Backend) -> None:
+    store, keys, log = _store(backend), backend.stores.keys, backend.stores.audit
+    now = datetime.now(UTC)
+    await keys.put(KeyRecord("key_rv1", "hash-rv1", "sk-sb-rv1", "t_rv"))
+    await keys.put(KeyRecord("key_rv2", "hash-rv2", "sk-sb-rv2", "t_rv", lineage_id="key_rv1"))
+    await store.put(BudgetRecord("bud_rv", "t_rv", "key", "key_rv1", Decimal(1)))
+    assert await store.claim_alert("bud_rv", MONTH, 50, ONE)
+
+    def revoked(key: KeyRecord) -> AuditEntry:
+        return AuditEntry("t_rv", "admin-1", "tenant_admin", "key.revoke", "api_key", key.id)
+
+    def deleted(record: BudgetRecord, actor: str | None = "admin-1") -> AuditEntry:
+        return AuditEntry("t_rv", actor, "tenant_admin", "budget.delete", "budget", record.id)  # type: ignore[arg-type]
+
+    # The successor still spends: the chain goes on, its budgets kept.
+    first = await keys.revoke("t_rv", "key_rv1", now, audited=revoked, budget_audited=deleted)
+    assert first is not None and first.key.id == "key_rv1" and not first.key.enabled
+    assert (first.chain_ended, first.deleted) == (False, [])
+    assert await keys.revoke("t_rv", "key_rv1", now, audited=revoked, budget_audited=deleted) is None
+    # The chain's last key, its budget's audit entry refused (no actor): nothing is written.
+    with pytest.raises(sa.exc.IntegrityError):
+        await keys.revoke("t_rv", "key_rv2", now, audited=revoked, budget_audited=lambda r: deleted(r, None))
+    still = await keys.get("t_rv", "key_rv2")
+    assert still is not None and still.enabled
+    assert [r.id for r in await store.list_budgets("t_rv")] == ["bud_rv"]
+    assert [e.resource_id for e in await log.query("t_rv", AuditQuery())] == ["key_rv1"]
+    last = await keys.revoke("t_rv", "key_rv2", now, audited=revoked, budget_audited=deleted)
+    assert last is not None and last.chain_ended and [r.id for r in last.deleted] == ["bud_rv"]
+    assert await store.list_budgets("t_rv") == []
+    assert await store.claim_alert("bud_rv", MONTH, 50, ONE)  # its claims went with it
+    entries = await log.query("t_rv", AuditQuery())
+    assert sorted((e.action, e.resource_id) for e in entries) == [
+        ("budget.delete", "bud_rv"), ("key.revoke", "key_rv1"), ("key.revoke", "key_rv2")]
+
+
+async def test_the_last_two_keys_of_a_chain_revoked_at_once_end_it(backend: Backend) -> None:
+    store, keys = _store(backend), backend.stores.keys
+    peer = (await backend.peer()).keys
+    now = datetime.now(UTC)
+
+    def entry(record: KeyRecord | BudgetRecord) -> AuditEntry:
+        return AuditEntry("t_rw", "admin-1", "tenant_admin", "revoke", "x", record.id)
+
+    for chain in ("key_rw1", "key_rw3", "key_rw5"):
+        successor = chain[:-1] + str(int(chain[-1]) + 1)
+        await keys.put(KeyRecord(chain, f"hash-{chain}", f"sk-sb-{chain}", "t_rw"))
+        await keys.put(KeyRecord(successor, f"hash-{successor}", f"sk-sb-{successor}", "t_rw",
+                                 lineage_id=chain))
+        await store.put(BudgetRecord(f"bud_{chain}", "t_rw", "key", chain, Decimal(1)))
+        both = await asyncio.gather(
+            keys.revoke("t_rw", chain, now, audited=entry, budget_audited=entry),
+            peer.revoke("t_rw", successor, now, audited=entry, budget_audited=entry))
+        # One of them saw the other's revoke and ended the chain, once.
+        assert [r is not None and r.chain_ended for r in both].count(True) == 1, both
+        assert [b.id for r in both if r is not None for b in r.deleted] == [f"bud_{chain}"]
+    assert await store.list_budgets("t_rw") == []
+
+
 async def test_a_keys_own_budget_round_trips(backend: Backend) -> None:
     keys = backend.stores.keys
     record = KeyRecord("key_b1", "hash-b1", "sk-sb-b1", "t1", max_budget_usd=Decimal("1.000000001"),

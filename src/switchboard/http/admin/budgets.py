@@ -52,6 +52,7 @@ from switchboard.stores.protocols import (
     BUDGET_UNITS,
     AuditEntry,
     BudgetRecord,
+    KeyRecord,
 )
 
 router = APIRouter(prefix="/admin/v1/budgets", tags=["budgets"])
@@ -215,37 +216,66 @@ async def _forget_alerts(request: Request, record: BudgetRecord) -> None:
         log.warning("budget %s: its past alerts not forgotten (%s)", record.id, type(exc).__name__)
 
 
-async def delete_with(request: Request, tenant: str, scope: str | None = None, subject: str | None = None,
-                      *, budget_id: str | None = None, also: tuple[str, ...] = ()) -> list[BudgetRecord]:
-    """Delete the budgets of a tenant being deleted (or of a key chain being revoked: ``scope``
-    ``key``, ``subject`` its lineage; or the one ``budget_id`` names), each audited as
-    ``budget.delete`` by the caller, and end the budgets ``also`` names (a key's own): their
-    claims forgotten, their open alert incidents resolved. Returns those deleted."""
-    services = request.app.state.services
+def _deletes_audited(request: Request, tenant: str) -> Callable[[BudgetRecord], AuditEntry]:
+    """The ``budget.delete`` entry of a budget the caller's request deletes."""
 
     def audited(record: BudgetRecord) -> AuditEntry:
         return audit.entry(request, "budget.delete", "budget", record.id, before=public(record),
                            tenant=tenant)
 
-    return await _deleted(services.stores(), services.budgets(), services.alerts(), tenant, scope, subject,
-                          budget_id, also, audited)
+    return audited
+
+
+async def delete_with(request: Request, tenant: str, *, budget_id: str | None = None) -> list[BudgetRecord]:
+    """Delete the budgets of a tenant being deleted (or the one ``budget_id`` names), each audited
+    as ``budget.delete`` by the caller in the delete's transaction, their open alert incidents
+    resolved. Returns those deleted."""
+    services = request.app.state.services
+    return await _deleted(services.stores(), services.budgets(), services.alerts(), tenant, None, None,
+                          budget_id, (), _deletes_audited(request, tenant))
 
 
 async def _deleted(stores: Stores, service: BudgetService | None, alerts: Alerts | None, tenant: str,
                    scope: str | None, subject: str | None, budget_id: str | None, also: tuple[str, ...],
                    audited: Callable[[BudgetRecord], AuditEntry]) -> list[BudgetRecord]:
-    """The budgets deleted with their audit entries (one transaction: both or neither), every
-    instance told, the claims of those ``also`` names forgotten (nothing would forget a total
-    budget's), and the incidents of all of them resolved."""
+    """The budgets deleted with their audit entries (one transaction: both or neither), then
+    ``_gone``."""
     deleted = [] if stores.budgets is None else await stores.budgets.delete_budgets(
         tenant, scope, subject, budget_id=budget_id, audited=audited)
+    await _gone(stores, service, alerts, tenant, deleted, also)
+    return deleted
+
+
+async def _gone(stores: Stores, service: BudgetService | None, alerts: Alerts | None, tenant: str,
+                deleted: list[BudgetRecord], also: tuple[str, ...]) -> None:
+    """Budgets deleted: every instance told, the claims of those ``also`` names forgotten
+    (nothing would forget a total budget's), and the incidents of all of them resolved."""
     if deleted and service is not None:
         await service.changed(tenant)
     for own in also:
         await _release(stores, service, own)
     if alerts is not None:
         await alerts.budgets_deleted((*also, *(r.id for r in deleted)))
-    return deleted
+
+
+async def revoke_with(request: Request, record: KeyRecord, audited: Callable[[KeyRecord], AuditEntry]
+                      ) -> KeyRecord | None:
+    """Revoke the key, audited by ``audited``; when it was its rotation chain's last key that
+    could spend (a rotated key's successor, or its predecessor in its grace period, carries them
+    on otherwise), the chain's budgets end with it: those set on it deleted, each audited as
+    ``budget.delete``, in the revoke's transaction (an audit entry the database does not take
+    leaves the key and its budgets as they were); then its own budget's claims forgotten and the
+    incidents of all of them resolved. The key as revoked; None when it was revoked already."""
+    services = request.app.state.services
+    stores, tenant = services.stores(), record.tenant_id
+    revoked = await stores.keys.revoke(tenant, record.id, datetime.now(UTC), audited=audited,
+                                       budget_audited=_deletes_audited(request, tenant))
+    if revoked is None:
+        return None
+    if revoked.chain_ended:
+        await _gone(stores, services.budgets(), services.alerts(), tenant, revoked.deleted,
+                    (KEY_BUDGET_PREFIX + revoked.key.lineage,))
+    return revoked.key
 
 
 async def _release(stores: Stores, service: BudgetService | None, budget_id: str) -> None:

@@ -9,7 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import NamedTuple, Protocol
 
-from switchboard.stores.protocols.access import AuditEntry
+from switchboard.stores.protocols.audit import AuditEntry
 from switchboard.stores.protocols.clock import utcnow
 from switchboard.stores.protocols.limits import Acquired, Bucket
 

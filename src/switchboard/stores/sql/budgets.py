@@ -15,7 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from switchboard.stores.protocols import AuditEntry, BudgetRecord
 from switchboard.stores.protocols.budgets import KEY_BUDGET_PREFIX, AlertsCutoff
@@ -126,6 +126,31 @@ def purge_statement(period: str, timezone: str | None, before: datetime) -> sa.D
     return sa.delete(alerts).where(sa.or_(*owned), alerts.c.period_start < to_db(before))
 
 
+async def delete_in(conn: AsyncConnection, tenant_id: str, scope: str | None = None,
+                    subject: str | None = None, *, budget_id: str | None = None,
+                    audited: Callable[[BudgetRecord], AuditEntry] | None = None) -> list[BudgetRecord]:
+    """``BudgetStore.delete_budgets`` in ``conn``'s transaction (a key's revoke ends its chain's
+    budgets in its own: stores/sql/keys.py)."""
+    where = [t.c.tenant_id == tenant_id]
+    if budget_id is not None:
+        where.append(t.c.id == budget_id)
+    if scope is not None:
+        where.append(t.c.scope == scope)
+    if subject is not None:
+        where.append(t.c.subject == subject)
+    # RETURNING (PostgreSQL, SQLite 3.35+): what this statement deleted. Two callers deleting the
+    # same budgets at once (a revoke and the look for expired key chains, or every instance's
+    # look) each get only their own, so each budget's delete is audited once; a SELECT first
+    # returned them to both on SQLite, which reads outside the transaction.
+    found = [_record(row) for row in await conn.execute(sa.delete(t).where(*where).returning(*t.c))]
+    if found:
+        await conn.execute(sa.delete(alerts).where(alerts.c.budget_id.in_([r.id for r in found])))
+    if audited is not None:
+        for record in found:
+            await append_in(conn, audited(record))  # a failing entry undoes the delete
+    return found
+
+
 class SqlBudgetStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -188,25 +213,8 @@ class SqlBudgetStore:
                              *, budget_id: str | None = None,
                              audited: Callable[[BudgetRecord], AuditEntry] | None = None
                              ) -> list[BudgetRecord]:
-        where = [t.c.tenant_id == tenant_id]
-        if budget_id is not None:
-            where.append(t.c.id == budget_id)
-        if scope is not None:
-            where.append(t.c.scope == scope)
-        if subject is not None:
-            where.append(t.c.subject == subject)
         async with self._engine.begin() as conn:
-            # RETURNING (PostgreSQL, SQLite 3.35+): what this statement deleted. Two callers deleting
-            # the same budgets at once (a revoke and the look for expired key chains, or every
-            # instance's look) each get only their own, so each budget's delete is audited once; a
-            # SELECT first returned them to both on SQLite, which reads outside the transaction.
-            found = [_record(row) for row in await conn.execute(sa.delete(t).where(*where).returning(*t.c))]
-            if found:
-                await conn.execute(sa.delete(alerts).where(alerts.c.budget_id.in_([r.id for r in found])))
-            if audited is not None:
-                for record in found:
-                    await append_in(conn, audited(record))  # a failing entry undoes the delete
-        return found
+            return await delete_in(conn, tenant_id, scope, subject, budget_id=budget_id, audited=audited)
 
     async def forget_alerts(self, budget_id: str, limit: int, thresholds: Sequence[int]) -> None:
         other = sa.or_(alerts.c.max_units != limit, alerts.c.threshold.not_in(list(thresholds)))
