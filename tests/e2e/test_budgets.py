@@ -160,20 +160,54 @@ class Pair:
         rows = resp.json()["data"]
         return rows[0] if rows else {"requests": 0, "errors": 0, "cost_usd": "0.000000"}
 
-    def claims(self, budget_id: str) -> int:
-        """The budget's threshold claims (``budget_alerts`` rows), read past the gateway."""
+    def sql(self, *statements: Any) -> Any:
+        """Run ``statements`` in one transaction on the gateways' database, past the gateway; the
+        last one's scalar result (None for a statement that returns no rows)."""
         url = async_url(self.database, self.first.config_path.parent / "data")
 
-        async def count() -> int:
+        async def run() -> Any:
             engine = create_engine(url)
             try:
-                async with engine.connect() as conn:
-                    query = sa.select(sa.func.count()).where(budget_alerts.c.budget_id == budget_id)
-                    return int((await conn.execute(query)).scalar_one())
+                async with engine.begin() as conn:
+                    for statement in statements:
+                        result = await conn.execute(statement)
+                    return result.scalar_one() if result.returns_rows else None
             finally:
                 await engine.dispose()
 
-        return asyncio.run(count())
+        return asyncio.run(run())
+
+    def claims(self, budget_id: str) -> int:
+        """The budget's threshold claims (``budget_alerts`` rows), read past the gateway."""
+        return int(self.sql(sa.select(sa.func.count()).where(budget_alerts.c.budget_id == budget_id)))
+
+    @contextmanager
+    def audit_refused(self) -> Iterator[str]:
+        """A new tenant whose ``budget.delete`` audit entries the database refuses while inside
+        (a CHECK constraint on PostgreSQL, a trigger on SQLite): an audit write that fails."""
+        tenant = f"refuse-audit-{uuid.uuid4().hex[:8]}"
+        assert self.admin("POST", "/admin/v1/tenants", {"id": tenant}).status_code == 201
+        name = tenant.replace("-", "_")
+
+        def refused(row: str) -> str:
+            return f"{row}tenant_id = '{tenant}' AND {row}action = 'budget.delete'"
+
+        if self.kind == "cluster":
+            self.sql(sa.text(f"ALTER TABLE audit_log ADD CONSTRAINT {name} CHECK (NOT ({refused('')}))"))
+        else:
+            self.sql(sa.text(f"CREATE TRIGGER {name} BEFORE INSERT ON audit_log WHEN {refused('NEW.')} "
+                             "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"))
+        try:
+            yield tenant
+        finally:
+            self.sql(sa.text(f"ALTER TABLE audit_log DROP CONSTRAINT {name}" if self.kind == "cluster"
+                             else f"DROP TRIGGER {name}"))
+
+    def audited(self, tenant: str, resource_id: str, action: str = "budget.delete") -> list[str]:
+        """The actors of the ``action`` entries of ``resource_id`` in ``tenant``'s audit log."""
+        resp = self.admin("GET", f"/admin/v1/audit?tenant={tenant}&resource_id={resource_id}&action={action}")
+        assert resp.status_code == 200, resp.text
+        return [e["actor"] for e in resp.json()["data"]]
 
     def answered(self, key_id: str) -> int:
         """The key's requests in the ledger that were answered (refusals are recorded too)."""
@@ -1172,6 +1206,48 @@ def test_revoking_a_chains_last_key_forgets_its_own_budgets_threshold_claims(pai
     assert pair.claims(own) == 0
 
 
+def test_a_deleted_budget_and_its_audit_entry_are_written_both_or_neither(pair: Pair) -> None:
+    # Before, the budget was deleted, then audited in a transaction of its own: an audit entry the
+    # database refused left the budget deleted, unaudited, and the caller told it failed.
+    with pair.audit_refused() as tenant:
+        budget = pair.budget(scope="tenant", tenant=tenant, max_amount=5, period="total")
+        resp = pair.admin("DELETE", f"/admin/v1/budgets/{budget['id']}")
+        assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+        assert pair.admin("GET", f"/admin/v1/budgets/{budget['id']}").status_code == 200  # still in force
+        assert pair.audited(tenant, budget["id"]) == []
+    resp = pair.admin("DELETE", f"/admin/v1/budgets/{budget['id']}")
+    assert resp.status_code == 200, resp.text
+    assert resp.json() == {"id": budget["id"], "object": "budget", "deleted": True}
+    gone = pair.admin("GET", f"/admin/v1/budgets/{budget['id']}")
+    assert gone.status_code == 404 and gone.json()["error"]["code"] == "budget_not_found"
+    assert pair.audited(tenant, budget["id"]) == ["master"]
+
+
+def test_a_revoke_whose_budget_delete_cannot_be_audited_changes_nothing(pair: Pair) -> None:
+    # Before, the key was revoked (and the revoke audited) before its chain's budgets were deleted
+    # in a transaction of their own: an audit entry the database refused answered the caller an
+    # error for a key that was revoked all the same.
+    with pair.audit_refused() as tenant:
+        key = pair.key(tenant=tenant, max_budget_usd=1)
+        budget = pair.budget(scope="key", subject=key["id"], tenant=tenant, max_amount=1, period="total")
+        resp = pair.admin("DELETE", f"/admin/v1/keys/{key['id']}")
+        assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+        # Nothing changed: the key still works, its budget is in force, nothing is audited.
+        for gw in (pair.first, pair.second):
+            assert pair.sdk(key["key"], on=gw).chat.completions.create(messages=ask(LONG), **CALL).choices
+        assert pair.admin("GET", f"/admin/v1/keys/{key['id']}").json()["revoked"] is False
+        assert pair.admin("GET", f"/admin/v1/budgets/{budget['id']}").status_code == 200
+        assert pair.audited(tenant, key["id"], "key.revoke") == []
+        assert pair.audited(tenant, budget["id"]) == []
+    resp = pair.admin("DELETE", f"/admin/v1/keys/{key['id']}")
+    assert resp.status_code == 200, resp.text
+    with pytest.raises(openai.AuthenticationError):
+        pair.sdk(key["key"]).chat.completions.create(messages=ask(LONG), **CALL)
+    assert pair.admin("GET", f"/admin/v1/budgets/{budget['id']}").status_code == 404
+    assert pair.audited(tenant, key["id"], "key.revoke") == ["master"]
+    assert pair.audited(tenant, budget["id"]) == ["master"]
+
+
 def test_an_expired_key_chains_budgets_are_deleted_without_alert_rules(pair: Pair) -> None:
     # Before, only the alerts' evaluation ended an expired key chain's budgets, and it runs only
     # with alert rules: here (none) a budget set on a key whose chain had expired stayed stored,
@@ -1193,6 +1269,22 @@ def test_an_expired_key_chains_budgets_are_deleted_without_alert_rules(pair: Pai
     deleted = [e for e in resp.json()["data"] if e["action"] == "budget.delete"]
     assert [(e["actor"], e["actor_role"], e["before"]["id"]) for e in deleted] == [
         ("system", "system", budget["id"])]
+
+
+def test_an_expired_key_chain_with_only_its_own_budget_forgets_its_threshold_claims(pair: Pair) -> None:
+    # Before, the look for expired key chains found only chains with budgets set on them: a key
+    # whose only budget was its own (max_budget_usd) kept its claims until it was brought back
+    # or revoked; those of a total budget, whose period never ends, for ever.
+    expires = datetime.now(UTC) + timedelta(seconds=3)
+    key = pair.key(max_budget_usd=0.04, expires_at=expires.isoformat())
+    own = f"key:{key['id']}"
+    client = pair.sdk(key["key"])
+    for _ in range(2):  # $0.02: 50 %
+        client.chat.completions.create(messages=ask(LONG), **CALL)
+    until(lambda: (50, "0.04") in _alerts_of(pair, own))
+    assert pair.claims(own) == 1
+    until(lambda: _refused_as_expired(pair.first, key["key"]))
+    until(lambda: pair.claims(own) == 0)
 
 
 def test_a_key_brought_back_after_expiring_sends_its_threshold_webhook_again(pair: Pair) -> None:

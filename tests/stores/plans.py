@@ -7,7 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 
 
-async def query_plan(conn: Any, stmt: sa.Select[Any]) -> str:
+async def query_plan(conn: Any, stmt: sa.Select[Any] | sa.CompoundSelect | sa.Delete) -> str:
     sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
     if conn.dialect.name == "postgresql":
         # The tables are empty: without this the planner rightly reads them whole. With it, it

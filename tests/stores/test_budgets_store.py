@@ -17,7 +17,7 @@ from alembic import command
 from switchboard.spend.budgets.chains import claims_cutoff
 from switchboard.stores.factory import open_database
 from switchboard.stores.protocols import AuditEntry, AuditQuery, BudgetRecord, BudgetStore, KeyRecord
-from switchboard.stores.sql.budgets import ended_chains_statement
+from switchboard.stores.sql.budgets import ended_chains_statement, own_kinds, purge_statement
 from switchboard.stores.sql.migrate import _config
 from tests.stores.conftest import Backend
 from tests.stores.plans import query_plan
@@ -178,6 +178,25 @@ async def test_a_tenants_or_a_keys_budgets_are_deleted_at_once_with_their_claims
     assert [r.id for r in await store.list_budgets("t8")] == ["bud_o9"]  # another tenant's
 
 
+async def test_one_budget_is_deleted_by_its_id_with_its_claims_and_audit_entry(backend: Backend) -> None:
+    store, log = _store(backend), backend.stores.audit
+    for record in (BudgetRecord("bud_i1", "t_id", "team", "team-i", Decimal(1)),
+                   BudgetRecord("bud_i2", "t_id", "team", "team-i", Decimal(1), period="daily")):
+        await store.put(record)
+    assert await store.claim_alert("bud_i1", MONTH, 50, ONE)
+
+    def entry(record: BudgetRecord) -> AuditEntry:
+        return AuditEntry("t_id", "admin-1", "tenant_admin", "budget.delete", "budget", record.id)
+
+    assert await store.delete_budgets("t_other", budget_id="bud_i1", audited=entry) == []  # not its tenant's
+    assert [r.id for r in await store.delete_budgets("t_id", budget_id="bud_i1", audited=entry)] == ["bud_i1"]
+    assert await store.delete_budgets("t_id", budget_id="bud_i1", audited=entry) == []  # gone already
+    assert [r.id for r in await store.list_budgets("t_id")] == ["bud_i2"]
+    assert await store.claim_alert("bud_i1", MONTH, 50, ONE)  # its claims went with it
+    entries = await log.query("t_id", AuditQuery(action="budget.delete"))
+    assert [(e.resource_id, e.actor) for e in entries] == [("bud_i1", "admin-1")]
+
+
 async def test_a_key_chain_is_live_while_one_of_its_keys_may_authenticate(backend: Backend) -> None:
     keys = backend.stores.keys
     now = datetime.now(UTC)
@@ -212,6 +231,19 @@ async def test_key_chains_with_budgets_and_no_key_left_to_spend_are_found(backen
     assert await ended(now + timedelta(hours=2)) == [("t_end", "key_e1"), ("t_end", "key_e2")]
     assert await keys.disable("t_end", "key_e2")
     assert await ended(now) == [("t_end", "key_e1"), ("t_end", "key_e2")]
+    # A chain with no budget set on it, whose own budget (max_budget_usd) alerted: found by its
+    # claims once no key of it can spend, once however many claims and keys it has.
+    await keys.put(KeyRecord("key_e4", "hash-e4", "sk-sb-e4", "t_end", max_budget_usd=Decimal(1),
+                             expires_at=now + timedelta(hours=1)))
+    await keys.put(KeyRecord("key_e5", "hash-e5", "sk-sb-e5", "t_end", lineage_id="key_e4",
+                             max_budget_usd=Decimal(1), expires_at=now + timedelta(minutes=30)))
+    for percent in (50, 80):
+        assert await store.claim_alert("key:key_e4", MONTH, percent, ONE)
+    before = [("t_end", "key_e1"), ("t_end", "key_e2")]
+    assert await ended(now) == before
+    assert await ended(now + timedelta(hours=2)) == [*before, ("t_end", "key_e4")]
+    await store.release_alerts("key:key_e4")  # as ending it does: not found again
+    assert await ended(now + timedelta(hours=2)) == before
 
 
 async def test_budgets_two_callers_delete_at_once_are_returned_to_one_of_them(backend: Backend) -> None:
@@ -293,6 +325,64 @@ async def test_deleted_budgets_and_their_audit_entries_are_written_both_or_neith
     assert sorted(r.id for r in deleted) == ["bud_x1", "bud_x2"] and await store.list_budgets("t_ax") == []
     entries = await log.query("t_ax", AuditQuery(action="budget.delete"))
     assert sorted((e.resource_id, e.actor) for e in entries) == [("bud_x1", "system"), ("bud_x2", "system")]
+
+
+async def test_a_revoke_and_the_end_of_its_chains_budgets_are_all_or_nothing(backend: Backend) -> None:
+    store, keys, log = _store(backend), backend.stores.keys, backend.stores.audit
+    now = datetime.now(UTC)
+    await keys.put(KeyRecord("key_rv1", "hash-rv1", "sk-sb-rv1", "t_rv"))
+    await keys.put(KeyRecord("key_rv2", "hash-rv2", "sk-sb-rv2", "t_rv", lineage_id="key_rv1"))
+    await store.put(BudgetRecord("bud_rv", "t_rv", "key", "key_rv1", Decimal(1)))
+    assert await store.claim_alert("bud_rv", MONTH, 50, ONE)
+
+    def revoked(key: KeyRecord) -> AuditEntry:
+        return AuditEntry("t_rv", "admin-1", "tenant_admin", "key.revoke", "api_key", key.id)
+
+    def deleted(record: BudgetRecord, actor: str | None = "admin-1") -> AuditEntry:
+        return AuditEntry("t_rv", actor, "tenant_admin", "budget.delete", "budget", record.id)  # type: ignore[arg-type]
+
+    # The successor still spends: the chain goes on, its budgets kept.
+    first = await keys.revoke("t_rv", "key_rv1", now, audited=revoked, budget_audited=deleted)
+    assert first is not None and first.key.id == "key_rv1" and not first.key.enabled
+    assert (first.chain_ended, first.deleted) == (False, [])
+    assert await keys.revoke("t_rv", "key_rv1", now, audited=revoked, budget_audited=deleted) is None
+    # The chain's last key, its budget's audit entry refused (no actor): nothing is written.
+    with pytest.raises(sa.exc.IntegrityError):
+        await keys.revoke("t_rv", "key_rv2", now, audited=revoked, budget_audited=lambda r: deleted(r, None))
+    still = await keys.get("t_rv", "key_rv2")
+    assert still is not None and still.enabled
+    assert [r.id for r in await store.list_budgets("t_rv")] == ["bud_rv"]
+    assert [e.resource_id for e in await log.query("t_rv", AuditQuery())] == ["key_rv1"]
+    last = await keys.revoke("t_rv", "key_rv2", now, audited=revoked, budget_audited=deleted)
+    assert last is not None and last.chain_ended and [r.id for r in last.deleted] == ["bud_rv"]
+    assert await store.list_budgets("t_rv") == []
+    assert await store.claim_alert("bud_rv", MONTH, 50, ONE)  # its claims went with it
+    entries = await log.query("t_rv", AuditQuery())
+    assert sorted((e.action, e.resource_id) for e in entries) == [
+        ("budget.delete", "bud_rv"), ("key.revoke", "key_rv1"), ("key.revoke", "key_rv2")]
+
+
+async def test_the_last_two_keys_of_a_chain_revoked_at_once_end_it(backend: Backend) -> None:
+    store, keys = _store(backend), backend.stores.keys
+    peer = (await backend.peer()).keys
+    now = datetime.now(UTC)
+
+    def entry(record: KeyRecord | BudgetRecord) -> AuditEntry:
+        return AuditEntry("t_rw", "admin-1", "tenant_admin", "revoke", "x", record.id)
+
+    for chain in ("key_rw1", "key_rw3", "key_rw5"):
+        successor = chain[:-1] + str(int(chain[-1]) + 1)
+        await keys.put(KeyRecord(chain, f"hash-{chain}", f"sk-sb-{chain}", "t_rw"))
+        await keys.put(KeyRecord(successor, f"hash-{successor}", f"sk-sb-{successor}", "t_rw",
+                                 lineage_id=chain))
+        await store.put(BudgetRecord(f"bud_{chain}", "t_rw", "key", chain, Decimal(1)))
+        both = await asyncio.gather(
+            keys.revoke("t_rw", chain, now, audited=entry, budget_audited=entry),
+            peer.revoke("t_rw", successor, now, audited=entry, budget_audited=entry))
+        # One of them saw the other's revoke and ended the chain, once.
+        assert [r is not None and r.chain_ended for r in both].count(True) == 1, both
+        assert [b.id for r in both if r is not None for b in r.deleted] == [f"bud_{chain}"]
+    assert await store.list_budgets("t_rw") == []
 
 
 async def test_a_keys_own_budget_round_trips(backend: Backend) -> None:
@@ -382,6 +472,28 @@ async def test_the_search_for_ended_key_chains_reads_key_budgets_through_an_inde
     # A search of the index by scope, not a walk through all of it.
     searched = r"Index Cond: \(scope = 'key'|SEARCH budgets USING COVERING INDEX ix_budgets_scope \(scope="
     assert re.search(searched, plan), plan
-    # Nor are the keys read whole: each chain's are looked up through an index.
-    read_whole = r"Seq Scan on (budgets|api_keys)|^SCAN (budgets|api_keys)\b"
+    # Nor are the keys read whole: each chain's are looked up through an index, those of a chain
+    # known by its own budget's claims by the lineage alone.
+    read_whole = r"Seq Scan on (budgets|api_keys|chain)|^SCAN (budgets|api_keys|chain)\b"
     assert not re.search(read_whole, plan, re.MULTILINE), plan
+    by_lineage = (r"Index Scan using ix_api_keys_lineage on api_keys chain"
+                  r"|SEARCH chain USING (COVERING )?INDEX ix_api_keys_lineage \(lineage_id=\?\)")
+    assert re.search(by_lineage, plan), plan
+
+
+async def test_the_purge_of_claims_finds_keys_own_budgets_through_an_index(fresh_url: str) -> None:
+    # Before, the hourly purge read the whole api_keys table (twice) to find the keys' own budgets
+    # among the claims: the only index on lineage_id led with the tenant, which a claim has not.
+    engine, _ = await open_database(fresh_url)
+    try:
+        async with engine.begin() as conn:
+            plans = [await query_plan(conn, own_kinds),
+                     await query_plan(conn, purge_statement("daily", None, datetime.now(UTC)))]
+    finally:
+        await engine.dispose()
+    for plan in plans:
+        # Each claim's keys looked up by its lineage, not every key read.
+        searched = (r"Index Cond: \(\(?lineage_id\)?(::text)? = substr"
+                    r"|SEARCH api_keys USING (COVERING )?INDEX ix_api_keys_lineage \(lineage_id=\?\)")
+        assert re.search(searched, plan), plan
+        assert not re.search(r"Seq Scan on api_keys|^SCAN api_keys\b", plan, re.MULTILINE), plan

@@ -52,6 +52,7 @@ from switchboard.stores.protocols import (
     BUDGET_UNITS,
     AuditEntry,
     BudgetRecord,
+    KeyRecord,
 )
 
 router = APIRouter(prefix="/admin/v1/budgets", tags=["budgets"])
@@ -194,16 +195,12 @@ def _thresholds(request: Request, record: BudgetRecord) -> tuple[int, ...]:
     return tuple(request.app.state.services.settings.budgets.thresholds)
 
 
-async def _ended(request: Request, record: BudgetRecord, *, deleted: bool) -> None:
-    """The budget's open alert incidents at an amount or a threshold no longer in force resolved
-    (all of them when ``deleted``): no period's end would resolve a total budget's, nor a
-    deleted one's, and no crossing would at a threshold dropped."""
+async def _ended(request: Request, record: BudgetRecord) -> None:
+    """The budget's open alert incidents at an amount or a threshold no longer in force resolved:
+    no period's end would resolve a total budget's, and no crossing would at a threshold dropped.
+    (A deleted budget's all are, by ``_deleted``.)"""
     alerts = request.app.state.services.alerts()
-    if alerts is None:
-        return
-    if deleted:
-        await alerts.budget_ended(record.id)
-    else:
+    if alerts is not None:
         await alerts.budget_ended(record.id, record.unit, record.max_amount, _thresholds(request, record))
 
 
@@ -219,35 +216,66 @@ async def _forget_alerts(request: Request, record: BudgetRecord) -> None:
         log.warning("budget %s: its past alerts not forgotten (%s)", record.id, type(exc).__name__)
 
 
-async def delete_with(request: Request, tenant: str, scope: str | None = None, subject: str | None = None,
-                      *, also: tuple[str, ...] = ()) -> None:
-    """Delete the budgets of a tenant being deleted (or of a key chain being revoked: ``scope``
-    ``key``, ``subject`` its lineage), each audited as ``budget.delete``, and end the budgets
-    ``also`` names (a key's own): their claims forgotten, their open alert incidents resolved."""
-    services = request.app.state.services
+def _deletes_audited(request: Request, tenant: str) -> Callable[[BudgetRecord], AuditEntry]:
+    """The ``budget.delete`` entry of a budget the caller's request deletes."""
 
     def audited(record: BudgetRecord) -> AuditEntry:
         return audit.entry(request, "budget.delete", "budget", record.id, before=public(record),
                            tenant=tenant)
 
-    await _deleted(services.stores(), services.budgets(), services.alerts(), tenant, scope, subject, also,
-                   audited)
+    return audited
+
+
+async def delete_with(request: Request, tenant: str, *, budget_id: str | None = None) -> list[BudgetRecord]:
+    """Delete the budgets of a tenant being deleted (or the one ``budget_id`` names), each audited
+    as ``budget.delete`` by the caller in the delete's transaction, their open alert incidents
+    resolved. Returns those deleted."""
+    services = request.app.state.services
+    return await _deleted(services.stores(), services.budgets(), services.alerts(), tenant, None, None,
+                          budget_id, (), _deletes_audited(request, tenant))
 
 
 async def _deleted(stores: Stores, service: BudgetService | None, alerts: Alerts | None, tenant: str,
-                   scope: str | None, subject: str | None, also: tuple[str, ...],
-                   audited: Callable[[BudgetRecord], AuditEntry]) -> None:
-    """The budgets deleted with their audit entries (one transaction: both or neither), every
-    instance told, the claims of those ``also`` names forgotten (nothing would forget a total
-    budget's), and the incidents of all of them resolved."""
+                   scope: str | None, subject: str | None, budget_id: str | None, also: tuple[str, ...],
+                   audited: Callable[[BudgetRecord], AuditEntry]) -> list[BudgetRecord]:
+    """The budgets deleted with their audit entries (one transaction: both or neither), then
+    ``_gone``."""
     deleted = [] if stores.budgets is None else await stores.budgets.delete_budgets(
-        tenant, scope, subject, audited=audited)
+        tenant, scope, subject, budget_id=budget_id, audited=audited)
+    await _gone(stores, service, alerts, tenant, deleted, also)
+    return deleted
+
+
+async def _gone(stores: Stores, service: BudgetService | None, alerts: Alerts | None, tenant: str,
+                deleted: list[BudgetRecord], also: tuple[str, ...]) -> None:
+    """Budgets deleted: every instance told, the claims of those ``also`` names forgotten
+    (nothing would forget a total budget's), and the incidents of all of them resolved."""
     if deleted and service is not None:
         await service.changed(tenant)
-    for budget_id in also:
-        await _release(stores, service, budget_id)
+    for own in also:
+        await _release(stores, service, own)
     if alerts is not None:
         await alerts.budgets_deleted((*also, *(r.id for r in deleted)))
+
+
+async def revoke_with(request: Request, record: KeyRecord, audited: Callable[[KeyRecord], AuditEntry]
+                      ) -> KeyRecord | None:
+    """Revoke the key, audited by ``audited``; when it was its rotation chain's last key that
+    could spend (a rotated key's successor, or its predecessor in its grace period, carries them
+    on otherwise), the chain's budgets end with it: those set on it deleted, each audited as
+    ``budget.delete``, in the revoke's transaction (an audit entry the database does not take
+    leaves the key and its budgets as they were); then its own budget's claims forgotten and the
+    incidents of all of them resolved. The key as revoked; None when it was revoked already."""
+    services = request.app.state.services
+    stores, tenant = services.stores(), record.tenant_id
+    revoked = await stores.keys.revoke(tenant, record.id, datetime.now(UTC), audited=audited,
+                                       budget_audited=_deletes_audited(request, tenant))
+    if revoked is None:
+        return None
+    if revoked.chain_ended:
+        await _gone(stores, services.budgets(), services.alerts(), tenant, revoked.deleted,
+                    (KEY_BUDGET_PREFIX + revoked.key.lineage,))
+    return revoked.key
 
 
 async def _release(stores: Stores, service: BudgetService | None, budget_id: str) -> None:
@@ -269,7 +297,8 @@ async def end_chain(stores: Stores, service: BudgetService | None, alerts: Alert
     def audited(record: BudgetRecord) -> AuditEntry:
         return audit.system_entry("budget.delete", "budget", record.id, before=public(record), tenant=tenant)
 
-    await _deleted(stores, service, alerts, tenant, "key", lineage, (KEY_BUDGET_PREFIX + lineage,), audited)
+    await _deleted(stores, service, alerts, tenant, "key", lineage, None, (KEY_BUDGET_PREFIX + lineage,),
+                   audited)
 
 
 async def chain_back(request: Request, lineage: str) -> None:
@@ -359,7 +388,7 @@ async def set_budget(
     await _changed(request, tenant)
     if before is not None and ((before.max_amount, before.unit) != (stored.max_amount, stored.unit)
                                or not set(_thresholds(request, stored)) >= set(_thresholds(request, before))):
-        await _ended(request, stored, deleted=False)
+        await _ended(request, stored)
         await _forget_alerts(request, stored)
     await audit.record(request, "budget.set", "budget", stored.id,
                        before=None if before is None else public(before), after=public(stored), tenant=tenant)
@@ -406,12 +435,10 @@ async def delete_budget(
     record = await _in_reach(access, stores, budget_id)
     if record.scope == "key":  # subject: the key's lineage, the id of the first key of its chain
         key_not_above(access, await stores.keys.get(record.tenant_id, record.subject))
-    if not await stores.budgets.delete(record.tenant_id, budget_id):
+    # Deleted and audited in one transaction, as with a revoked key chain or a deleted tenant:
+    # an audit entry the database does not take leaves the budget in place.
+    if not await delete_with(request, record.tenant_id, budget_id=budget_id):
         raise NotFound(f"no budget with id '{budget_id[:64]}'", code="budget_not_found")
-    await _changed(request, record.tenant_id)
-    await _ended(request, record, deleted=True)
-    await audit.record(request, "budget.delete", "budget", budget_id, before=public(record),
-                       tenant=record.tenant_id)
     return {"id": budget_id, "object": "budget", "deleted": True}
 
 

@@ -45,7 +45,7 @@ from switchboard.errors import Conflict, GatewayError, InvalidRequest, NotFound,
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import LINE, AdminBody
-from switchboard.http.admin.budgets import Period, UsdAmount, delete_with, quantize_usd
+from switchboard.http.admin.budgets import Period, UsdAmount, quantize_usd, revoke_with
 from switchboard.http.admin.limits import RpmLimit, TokenLimit
 from switchboard.http.admin.one_writer import one_writer
 from switchboard.http.admin.query import Limit, TrueOrFalse, query_params
@@ -57,9 +57,8 @@ from switchboard.http.admin.scoping import (
     made_here,
     tenant_in_reach,
 )
-from switchboard.spend.budgets.plan import KEY_BUDGET_PREFIX
 from switchboard.stores import SERVICE_ACCOUNT, Stores, User
-from switchboard.stores.protocols import KeyQuery, KeyRecord
+from switchboard.stores.protocols import AuditEntry, KeyQuery, KeyRecord
 from switchboard.stores.protocols.access import NO_TEAM, ROTATED_TO
 
 router = APIRouter(prefix="/admin/v1/keys", tags=["keys"])
@@ -630,19 +629,16 @@ async def revoke_key(
     outranks(access, record)
     tenant = record.tenant_id
     answer = {"id": key_id, "object": "api_key", "deleted": True}
-    if not await store.disable(tenant, key_id):
+
+    def audited(revoked: KeyRecord) -> AuditEntry:
+        return audit.entry(request, "key.revoke", "api_key", key_id, before=public(record),
+                           after=public(revoked), tenant=tenant)
+
+    # The revoke, its audit entry and the end of its chain's budgets are one transaction: an
+    # error answered means nothing changed.
+    if await revoke_with(request, record, audited) is None:
         if await store.get(tenant, key_id) is not None:  # revoked already (maybe just now): no change
             return answer
         raise NotFound(f"no key with id '{key_id[:64]}'", code="key_not_found")
     await services.key_cache().changed(record.key_hash)
-    revoked = await store.get(tenant, key_id)
-    after = public(revoked) if revoked else None
-    await audit.record(request, "key.revoke", "api_key", key_id, before=public(record), after=after,
-                       tenant=tenant)
-    if not await store.lineage_live(tenant, record.lineage, datetime.now(UTC)):
-        # The chain's last key that could spend: its budgets end with it (while a rotated key's
-        # successor, or its predecessor in its grace period, works they carry on). Those set on
-        # it are deleted; its own budget's incidents, and theirs, which no period's end would
-        # resolve on a total budget, are resolved.
-        await delete_with(request, tenant, "key", record.lineage, also=(KEY_BUDGET_PREFIX + record.lineage,))
     return answer

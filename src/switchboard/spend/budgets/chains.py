@@ -4,10 +4,12 @@ chain's own budget's resolved: ``http/admin/budgets.end_chain``, which the gatew
 
 A revoke ends a chain at once; an expiry happens with no request behind it, so every instance
 looks, every ``budgets.expired_keys_seconds``, whether alert rules are configured or not: one
-query over the key budgets (``BudgetStore.ended_key_chains``). Every instance may find the same
-chain at the same moment (and a revoke may end it meanwhile): ending it is safe to repeat (the
-delete returns only what it deleted, so each budget is audited once, and the store resolves each
-incident once), and a chain whose budgets are gone is not found again.
+query over the key budgets and the claims of keys' own budgets (``BudgetStore.ended_key_chains``;
+a chain whose only budget is its own, ``max_budget_usd``, has only its claims to be found by).
+Every instance may find the same chain at the same moment (and a revoke may end it meanwhile):
+ending it is safe to repeat (the delete returns only what it deleted, so each budget is audited
+once, and the store resolves each incident once), and a chain whose budgets and claims are gone
+is not found again.
 
 The same task forgets, once an hour, the threshold claims of periods that ended
 (``BudgetStore.purge_alerts``), which would otherwise pile up for ever: a claim is past once its

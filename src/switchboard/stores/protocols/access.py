@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
+from switchboard.stores.protocols.audit import AuditEntry
 from switchboard.stores.protocols.clock import utcnow
+
+if TYPE_CHECKING:
+    from switchboard.stores.protocols.budgets import BudgetRecord
 
 
 @dataclass(frozen=True)
@@ -72,25 +76,6 @@ class KeyRecord:
     @property
     def blocked(self) -> bool:
         return self.blocked_by_role is not None
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    """One admin change: who did what to which resource, from where, before and after (secrets
-    never included). ``id`` is assigned by the store and orders entries."""
-
-    tenant_id: str
-    actor: str  # the principal id
-    actor_role: str
-    action: str  # e.g. key.create, key.revoke, key.rotate
-    resource_type: str
-    resource_id: str
-    before: Mapping[str, Any] | None = None
-    after: Mapping[str, Any] | None = None
-    client: str | None = None  # the caller's address
-    request_id: str | None = None
-    at: datetime = field(default_factory=utcnow)
-    id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -208,6 +193,15 @@ MUTABLE_KEY_FIELDS = frozenset({"name", "allowed_models", "expires_at", "metadat
                                 "allowed_regions", "mcp_tools"})
 
 
+class Revoked(NamedTuple):
+    """A key revoked (``KeyStore.revoke``): the key as it is now, and whether its rotation chain
+    ended with it (no key of it may spend any more), with the budgets set on the chain deleted."""
+
+    key: KeyRecord
+    chain_ended: bool
+    deleted: list[BudgetRecord]
+
+
 class KeyStore(Protocol):
     async def put(self, record: KeyRecord) -> None:
         """Insert the key, or replace the record with the same id (within its tenant)."""
@@ -242,6 +236,14 @@ class KeyStore(Protocol):
     async def disable(self, tenant_id: str, key_id: str) -> bool:
         """Revoke the key, for good; False when the tenant has no such key or it is revoked
         already (then nothing is written)."""
+
+    async def revoke(self, tenant_id: str, key_id: str, now: datetime, *,
+                     audited: Callable[[KeyRecord], AuditEntry],
+                     budget_audited: Callable[[BudgetRecord], AuditEntry]) -> Revoked | None:
+        """``disable``, with ``audited``'s entry for the key as revoked; and, when no key of its
+        rotation chain may spend at ``now`` any more, the budgets set on the chain (``scope``
+        key) deleted with their claims, each with ``budget_audited``'s entry: one transaction,
+        all of it or none. None when the tenant has no such key or it is revoked already."""
 
     async def update(self, record: KeyRecord, fields: Collection[str]) -> bool:
         """Write ``fields`` (of MUTABLE_KEY_FIELDS) of ``record``, with its ``updated_at``, to the

@@ -9,7 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import NamedTuple, Protocol
 
-from switchboard.stores.protocols.access import AuditEntry
+from switchboard.stores.protocols.audit import AuditEntry
 from switchboard.stores.protocols.clock import utcnow
 from switchboard.stores.protocols.limits import Acquired, Bucket
 
@@ -80,15 +80,17 @@ class BudgetStore(Protocol):
         to run on several instances at once."""
 
     async def ended_key_chains(self, now: datetime) -> list[tuple[str, str]]:
-        """(tenant, lineage) of the key chains that have budgets set on them (``scope`` key) and
-        no key left that may spend at ``now`` (each revoked or past its ``expires_at``)."""
+        """(tenant, lineage) of the key chains that have budgets set on them (``scope`` key) or
+        claims of their own budget (``key:<lineage>``), and no key left that may spend at ``now``
+        (each revoked or past its ``expires_at``); each chain once."""
 
     async def delete_budgets(self, tenant_id: str, scope: str | None = None, subject: str | None = None,
-                             *, audited: Callable[[BudgetRecord], AuditEntry] | None = None
+                             *, budget_id: str | None = None,
+                             audited: Callable[[BudgetRecord], AuditEntry] | None = None
                              ) -> list[BudgetRecord]:
-        """Delete the tenant's budgets (those of ``scope`` and ``subject`` when given) and their
-        claims, and append ``audited``'s entry for each to the audit log, in one transaction:
-        all of it or none; returns those deleted."""
+        """Delete the tenant's budgets (those of ``scope`` and ``subject``, or the one ``budget_id``
+        names, when given) and their claims, and append ``audited``'s entry for each to the audit
+        log, in one transaction: all of it or none; returns those deleted."""
 
 
 class Charge(NamedTuple):

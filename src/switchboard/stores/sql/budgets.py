@@ -15,7 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from switchboard.stores.protocols import AuditEntry, BudgetRecord
 from switchboard.stores.protocols.budgets import KEY_BUDGET_PREFIX, AlertsCutoff
@@ -73,29 +73,82 @@ def _record(row: sa.Row[Any]) -> BudgetRecord:
     )
 
 
-def ended_chains_statement(now: datetime) -> sa.Select[Any]:
-    """(tenant, lineage) of the key chains with budgets set on them and no key that may spend at
-    ``now``: the key budgets through ``ix_budgets_scope`` (never the others), each chain's keys
-    through an index on the keys' tenant."""
-    live = (sa.select(keys.c.id)
-            .where(keys.c.tenant_id == t.c.tenant_id, keys.c.lineage_id == t.c.subject,
-                   keys.c.enabled.is_(True),
-                   sa.or_(keys.c.expires_at.is_(None), keys.c.expires_at > to_db(now))))
-    return sa.select(t.c.tenant_id, t.c.subject).where(t.c.scope == "key", ~live.exists()).distinct()
-
-
-# A key's own budget (its id: the prefix and the chain's lineage), of its keys' budget_period.
-_own_id = sa.literal(KEY_BUDGET_PREFIX) + keys.c.lineage_id
+# A key's own budget: its id is the prefix and the chain's lineage, its period its keys'
+# budget_period. Its claims are those whose id starts with the prefix (compared as equal, not as a
+# range, which a database collation may order punctuation in otherwise), its keys those of the
+# lineage the id ends with, through ix_api_keys_lineage: the claims are read, never every key.
+_own_claim = sa.func.substr(alerts.c.budget_id, 1, len(KEY_BUDGET_PREFIX)) == KEY_BUDGET_PREFIX
+_claim_lineage = sa.func.substr(alerts.c.budget_id, len(KEY_BUDGET_PREFIX) + 1)
 _own_period = sa.func.coalesce(keys.c.budget_period, "total")
+
+
+def _spends(tenant: sa.ColumnElement[str], lineage: sa.ColumnElement[str], now: datetime) -> sa.Exists:
+    """Whether a key of the chain (tenant, lineage) may spend at ``now``."""
+    return (sa.select(keys.c.id)
+            .where(keys.c.tenant_id == tenant, keys.c.lineage_id == lineage, keys.c.enabled.is_(True),
+                   sa.or_(keys.c.expires_at.is_(None), keys.c.expires_at > to_db(now)))
+            .exists())
+
+
+def ended_chains_statement(now: datetime) -> sa.CompoundSelect:
+    """(tenant, lineage) of the key chains with no key that may spend at ``now`` and budgets set
+    on them (the key budgets through ``ix_budgets_scope``, never the others) or claims of their
+    own budget (the keys of each claim's lineage through ``ix_api_keys_lineage``); each chain's
+    keys through an index."""
+    chain = keys.alias("chain")
+    with_budgets = sa.select(t.c.tenant_id, t.c.subject).where(t.c.scope == "key",
+                                                                ~_spends(t.c.tenant_id, t.c.subject, now))
+    with_claims = (sa.select(chain.c.tenant_id, chain.c.lineage_id)
+                   .select_from(alerts.join(chain, chain.c.lineage_id == _claim_lineage))
+                   .where(_own_claim, ~_spends(chain.c.tenant_id, chain.c.lineage_id, now)))
+    return sa.union(with_budgets, with_claims)  # each chain once
 # The periods and zones of the budgets with claims, and of the keys' own budgets with claims.
 _set_kinds = (sa.select(t.c.period, t.c.timezone)
               .where(t.c.id.in_(sa.select(alerts.c.budget_id))).distinct())
-_own_kinds = (sa.select(_own_period, sa.null())
-              .where(_own_id.in_(sa.select(alerts.c.budget_id))).distinct())
+own_kinds = (sa.select(_own_period, sa.null())
+             .select_from(alerts.join(keys, keys.c.lineage_id == _claim_lineage))
+             .where(_own_claim).distinct())
 
 
 def _zone_is(timezone: str | None) -> sa.ColumnElement[bool]:
     return t.c.timezone.is_(None) if timezone is None else t.c.timezone == timezone
+
+
+def purge_statement(period: str, timezone: str | None, before: datetime) -> sa.Delete:
+    """Delete the claims of periods starting before ``before`` of the budgets of ``period`` and
+    ``timezone`` (None: the config's; the keys' own budgets are in it), by the period and zone
+    each budget has now."""
+    owned: list[sa.ColumnElement[bool]] = [
+        alerts.c.budget_id.in_(sa.select(t.c.id).where(t.c.period == period, _zone_is(timezone)))]
+    if timezone is None:
+        of_period = sa.select(keys.c.id).where(keys.c.lineage_id == _claim_lineage, _own_period == period)
+        owned.append(sa.and_(_own_claim, of_period.exists()))
+    return sa.delete(alerts).where(sa.or_(*owned), alerts.c.period_start < to_db(before))
+
+
+async def delete_in(conn: AsyncConnection, tenant_id: str, scope: str | None = None,
+                    subject: str | None = None, *, budget_id: str | None = None,
+                    audited: Callable[[BudgetRecord], AuditEntry] | None = None) -> list[BudgetRecord]:
+    """``BudgetStore.delete_budgets`` in ``conn``'s transaction (a key's revoke ends its chain's
+    budgets in its own: stores/sql/keys.py)."""
+    where = [t.c.tenant_id == tenant_id]
+    if budget_id is not None:
+        where.append(t.c.id == budget_id)
+    if scope is not None:
+        where.append(t.c.scope == scope)
+    if subject is not None:
+        where.append(t.c.subject == subject)
+    # RETURNING (PostgreSQL, SQLite 3.35+): what this statement deleted. Two callers deleting the
+    # same budgets at once (a revoke and the look for expired key chains, or every instance's
+    # look) each get only their own, so each budget's delete is audited once; a SELECT first
+    # returned them to both on SQLite, which reads outside the transaction.
+    found = [_record(row) for row in await conn.execute(sa.delete(t).where(*where).returning(*t.c))]
+    if found:
+        await conn.execute(sa.delete(alerts).where(alerts.c.budget_id.in_([r.id for r in found])))
+    if audited is not None:
+        for record in found:
+            await append_in(conn, audited(record))  # a failing entry undoes the delete
+    return found
 
 
 class SqlBudgetStore:
@@ -157,25 +210,11 @@ class SqlBudgetStore:
         return True
 
     async def delete_budgets(self, tenant_id: str, scope: str | None = None, subject: str | None = None,
-                             *, audited: Callable[[BudgetRecord], AuditEntry] | None = None
+                             *, budget_id: str | None = None,
+                             audited: Callable[[BudgetRecord], AuditEntry] | None = None
                              ) -> list[BudgetRecord]:
-        where = [t.c.tenant_id == tenant_id]
-        if scope is not None:
-            where.append(t.c.scope == scope)
-        if subject is not None:
-            where.append(t.c.subject == subject)
         async with self._engine.begin() as conn:
-            # RETURNING (PostgreSQL, SQLite 3.35+): what this statement deleted. Two callers deleting
-            # the same budgets at once (a revoke and the look for expired key chains, or every
-            # instance's look) each get only their own, so each budget's delete is audited once; a
-            # SELECT first returned them to both on SQLite, which reads outside the transaction.
-            found = [_record(row) for row in await conn.execute(sa.delete(t).where(*where).returning(*t.c))]
-            if found:
-                await conn.execute(sa.delete(alerts).where(alerts.c.budget_id.in_([r.id for r in found])))
-            if audited is not None:
-                for record in found:
-                    await append_in(conn, audited(record))  # a failing entry undoes the delete
-        return found
+            return await delete_in(conn, tenant_id, scope, subject, budget_id=budget_id, audited=audited)
 
     async def forget_alerts(self, budget_id: str, limit: int, thresholds: Sequence[int]) -> None:
         other = sa.or_(alerts.c.max_units != limit, alerts.c.threshold.not_in(list(thresholds)))
@@ -189,7 +228,7 @@ class SqlBudgetStore:
 
     async def purge_alerts(self, cutoff: AlertsCutoff) -> int:
         async with self._engine.connect() as conn:
-            kinds = [*(await conn.execute(_set_kinds)), *(await conn.execute(_own_kinds))]
+            kinds = [*(await conn.execute(_set_kinds)), *(await conn.execute(own_kinds))]
         purged = 0
         for period, timezone in {(row[0], row[1]) for row in kinds}:
             before = cutoff(period, timezone)
@@ -197,13 +236,8 @@ class SqlBudgetStore:
                 continue
             # Each budget's claims by the period and zone it has now: a statement per kind, and
             # deleting what another instance deleted meanwhile deletes nothing.
-            owners = [sa.select(t.c.id).where(t.c.period == period, _zone_is(timezone))]
-            if timezone is None:
-                owners.append(sa.select(_own_id).where(_own_period == period))
-            gone = alerts.c.budget_id.in_(sa.union(*owners))
             async with self._engine.begin() as conn:
-                result = await conn.execute(
-                    sa.delete(alerts).where(gone, alerts.c.period_start < to_db(before)))
+                result = await conn.execute(purge_statement(period, timezone, before))
             purged += result.rowcount
         return purged
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
@@ -12,10 +12,11 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from switchboard.stores.protocols import KeyQuery, KeyRecord
-from switchboard.stores.protocols.access import MUTABLE_KEY_FIELDS, ROTATED_TO
+from switchboard.stores.protocols import AuditEntry, BudgetRecord, KeyQuery, KeyRecord
+from switchboard.stores.protocols.access import MUTABLE_KEY_FIELDS, ROTATED_TO, Revoked
 from switchboard.stores.protocols.clock import utcnow
-from switchboard.stores.sql.budgets import from_units, to_units
+from switchboard.stores.sql.audit import append_in
+from switchboard.stores.sql.budgets import delete_in, from_units, to_units
 from switchboard.stores.sql.dialect import insert
 from switchboard.stores.sql.owners import of_team
 from switchboard.stores.sql.tables import api_keys as t
@@ -113,6 +114,20 @@ def _record(row: sa.Row[Any]) -> KeyRecord:
 # Every write to a key's settings counts a revision (KeyRecord.revision): a write made from an
 # older read compares it and fails.
 _NEXT = {"revision": t.c.revision + 1}
+
+
+def _live(tenant_id: str, lineage: str, now: datetime) -> sa.Select[Any]:
+    """A key of the chain that may still authenticate at ``now`` (a blocked key counts)."""
+    live = sa.or_(t.c.expires_at.is_(None), t.c.expires_at > to_db(now))
+    return (sa.select(t.c.id).where(t.c.tenant_id == tenant_id, t.c.lineage_id == lineage,
+                                    t.c.enabled.is_(True), live).limit(1))
+
+
+def _disable(tenant_id: str, key_id: str) -> sa.Update:
+    """Revoke the key: only one not revoked yet, so revoking it again writes nothing (its revoke
+    time stays)."""
+    return (sa.update(t).where(t.c.tenant_id == tenant_id, t.c.id == key_id, t.c.enabled.is_(True))
+            .values(enabled=False, updated_at=to_db(utcnow()), **_NEXT))
 
 
 class _OwnerGone(Exception):
@@ -256,19 +271,34 @@ class SqlKeyStore:
             await conn.execute(stmt, rows)
 
     async def lineage_live(self, tenant_id: str, lineage: str, now: datetime) -> bool:
-        live = sa.or_(t.c.expires_at.is_(None), t.c.expires_at > to_db(now))
-        query = (sa.select(t.c.id).where(t.c.tenant_id == tenant_id, t.c.lineage_id == lineage,
-                                         t.c.enabled.is_(True), live).limit(1))
         async with self._engine.connect() as conn:
-            return (await conn.execute(query)).first() is not None
+            return (await conn.execute(_live(tenant_id, lineage, now))).first() is not None
 
     async def disable(self, tenant_id: str, key_id: str) -> bool:
-        # Only a key not revoked yet: revoking one again writes nothing (its revoke time stays).
-        stmt = (sa.update(t).where(t.c.tenant_id == tenant_id, t.c.id == key_id, t.c.enabled.is_(True))
-                .values(enabled=False, updated_at=to_db(utcnow()), **_NEXT))
         async with self._engine.begin() as conn:
-            result = await conn.execute(stmt)
+            result = await conn.execute(_disable(tenant_id, key_id))
         return bool(result.rowcount)
+
+    async def revoke(self, tenant_id: str, key_id: str, now: datetime, *,
+                     audited: Callable[[KeyRecord], AuditEntry],
+                     budget_audited: Callable[[BudgetRecord], AuditEntry]) -> Revoked | None:
+        lineage = (sa.select(t.c.lineage_id).where(t.c.tenant_id == tenant_id, t.c.id == key_id)
+                   .scalar_subquery())
+        async with self._engine.begin() as conn:
+            # The chain's keys locked first, in one order (PostgreSQL): revokes of its last two
+            # keys at once run one after the other, so the second sees the first and ends the chain.
+            await conn.execute(sa.select(t.c.id).where(t.c.tenant_id == tenant_id, t.c.lineage_id == lineage)
+                               .order_by(t.c.id).with_for_update())
+            row = (await conn.execute(_disable(tenant_id, key_id).returning(*t.c))).first()
+            if row is None:
+                return None
+            key = _record(row)
+            await append_in(conn, audited(key))
+            if (await conn.execute(_live(tenant_id, key.lineage, now))).first() is not None:
+                return Revoked(key, False, [])
+            # The chain's last key that could spend: the budgets set on it end with it.
+            deleted = await delete_in(conn, tenant_id, "key", key.lineage, audited=budget_audited)
+        return Revoked(key, True, deleted)
 
     async def update(self, record: KeyRecord, fields: Collection[str]) -> bool:
         unknown = set(fields) - MUTABLE_KEY_FIELDS

@@ -622,6 +622,9 @@ for _table in (teams, api_keys):
 # spend and rate limits are held under (itself for a key never rotated).
 api_keys.append_column(sa.Column("lineage_id", sa.String(64)))
 sa.Index("ix_api_keys_tenant_lineage", api_keys.c.tenant_id, api_keys.c.lineage_id)
+# A chain's keys by its lineage alone (revision 0041): a key's own budget is known by its lineage
+# only (``key:<lineage>``), looked up from its threshold claims (stores/sql/budgets.py).
+sa.Index("ix_api_keys_lineage", api_keys.c.lineage_id)
 
 # Keys changed in place (revision 0024): a reversible block (the blocker's role; NULL: not
 # blocked; ``enabled`` false is a revoke, final), and a revision for compare-and-set writes.
