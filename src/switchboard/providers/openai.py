@@ -17,7 +17,13 @@ from switchboard.errors import GatewayError, UpstreamBadGateway
 from switchboard.providers import account, capabilities, openai_media
 from switchboard.providers.base import JSON, DeferredError, ProviderAdapter
 from switchboard.providers.embedding_task import without_hints
-from switchboard.providers.errors import invalid_body, loads_object, openai_param, upstream_error
+from switchboard.providers.errors import (
+    invalid_body,
+    loads_object,
+    openai_param,
+    text_message,
+    upstream_error,
+)
 from switchboard.providers.media import MediaReply, MediaStreamUsage
 from switchboard.providers.openai_extensions import to_openai
 from switchboard.providers.params import THOUGHTS
@@ -214,7 +220,9 @@ class OpenAIAdapter(ProviderAdapter):
         return openai_media.StreamUsage(request, target)
 
     def error(self, status: int, headers: Mapping[str, str], body: bytes, target: Target) -> GatewayError:
-        obj = loads_object(body) or {}
+        obj = loads_object(body)
+        if obj is None:  # a proxy's or load balancer's page in front of the API: its text
+            return upstream_error(status, headers, target, text_message(body))
         err = obj.get("error")
         if isinstance(err, dict):
             message = _str(err.get("message"))
