@@ -9,6 +9,9 @@ server answering as they do where they stray from OpenAI's wire format.
   request, e.g. paused for a weight update or a failed KV transfer; a request-level internal
   error): the answer was cut by the server, so a 502 (a stream: its error event after the text
   sent), never a finish reason no OpenAI client knows.
+- vLLM's finish reason "repetition" (the request's ``repetition_detection`` found the output
+  repeating a pattern, and the server stopped there): OpenAI's "stop", with vLLM's
+  ``stop_reason: "repetition_detected"`` kept on the choice.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from tests.servers import MASTER_KEY, UPSTREAM_KEY, Gateway, Mock, free_port, st
 # What the last user message asks the server for.
 ABORT = "abort"
 ERROR = "error"  # vLLM's FinishReason.ERROR, a request-level internal error
+REPETITION = "repetition"  # vLLM's FinishReason.REPETITION (stop_reason "repetition_detected")
 # TGI (axum) refusing a body it cannot read: 422, text/plain, the serde error (which quotes the
 # request: here the key the gateway sent, which must not reach the client).
 TGI_422 = "tgi-422"
@@ -61,18 +65,20 @@ class _Server(BaseHTTPRequestHandler):
             self._send(413, "text/html", NGINX_413_PAGE.encode())
         elif ask == LONG_400:
             self._send(400, "text/plain", ("bad request " * 1000).encode())
-        elif ask in (ABORT, ERROR):
-            self._abort(bool(body.get("stream")), ask)
+        elif ask in (ABORT, ERROR, REPETITION):
+            self._finishing(bool(body.get("stream")), ask)
         else:
             self._send(500, "text/plain", b"unexpected request")
 
-    def _abort(self, stream: bool, reason: str) -> None:
-        """vLLM's answer to a request its engine aborted: what was generated, finish ``reason``."""
+    def _finishing(self, stream: bool, reason: str) -> None:
+        """vLLM's answer ending with finish ``reason`` (a request its engine aborted, one it
+        stopped at a repetition): what was generated, then the reason."""
+        stop_reason = "repetition_detected" if reason == REPETITION else None
         head = {"id": "chatcmpl-1", "created": 1, "model": "m"}
         if not stream:
             self._send(200, "application/json", json.dumps({**head, "object": "chat.completion", "choices": [
                 {"index": 0, "message": {"role": "assistant", "content": "one"}, "logprobs": None,
-                 "finish_reason": reason}],
+                 "finish_reason": reason, "stop_reason": stop_reason}],
                 "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}).encode())
             return
         chunk = {**head, "object": "chat.completion.chunk"}
@@ -80,7 +86,7 @@ class _Server(BaseHTTPRequestHandler):
                                          "logprobs": None, "finish_reason": None}]}
                   for word in ("one", " two")]
         events.append({**chunk, "choices": [{"index": 0, "delta": {"content": ""}, "logprobs": None,
-                                             "finish_reason": reason}]})
+                                             "finish_reason": reason, "stop_reason": stop_reason}]})
         data = "".join(f"data: {json.dumps(e)}\n\n" for e in events).encode() + b"data: [DONE]\n\n"
         self._send(200, "text/event-stream", data)
 
@@ -200,3 +206,18 @@ def test_an_aborted_stream_ends_with_an_error_event(oc: openai.OpenAI, reason: s
                 received.append(choice.delta.content or "")
     assert f"finish_reason '{reason}'" in str(info.value)
     assert "".join(received) == "one two"
+
+
+def test_a_repetition_stop_is_openais_stop(oc: openai.OpenAI) -> None:
+    reply = _ask(oc, "vllm", REPETITION, False)
+    choice = reply.choices[0]
+    assert choice.finish_reason == "stop"
+    assert choice.message.content == "one"
+    assert (choice.model_extra or {}).get("stop_reason") == "repetition_detected"
+
+
+def test_a_repetition_stop_ends_a_stream_with_openais_stop(oc: openai.OpenAI) -> None:
+    chunks = _ask(oc, "vllm", REPETITION, True)
+    finishes = [c.finish_reason for chunk in chunks for c in chunk.choices if c.finish_reason]
+    assert finishes == ["stop"]
+    assert "".join(c.delta.content or "" for chunk in chunks for c in chunk.choices) == "one two"
