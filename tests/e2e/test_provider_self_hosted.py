@@ -12,6 +12,9 @@ server answering as they do where they stray from OpenAI's wire format.
 - vLLM's finish reason "repetition" (the request's ``repetition_detection`` found the output
   repeating a pattern, and the server stopped there): OpenAI's "stop", with vLLM's
   ``stop_reason: "repetition_detected"`` kept on the choice.
+- A stream that ends without a chunk (``data: [DONE]`` alone, or nothing at all): no answer, not
+  an empty one; a 502 before anything was sent, retried and fallen back from, on the
+  ``openai``, ``azure`` and ``openai-compatible`` types alike.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from tests.servers import MASTER_KEY, UPSTREAM_KEY, Gateway, Mock, free_port, st
 ABORT = "abort"
 ERROR = "error"  # vLLM's FinishReason.ERROR, a request-level internal error
 REPETITION = "repetition"  # vLLM's FinishReason.REPETITION (stop_reason "repetition_detected")
+DONE_ONLY = "done-only"  # a stream of ``data: [DONE]`` alone
+NOTHING = "nothing"  # a stream of a keep-alive comment alone
 # TGI (axum) refusing a body it cannot read: 422, text/plain, the serde error (which quotes the
 # request: here the key the gateway sent, which must not reach the client).
 TGI_422 = "tgi-422"
@@ -65,6 +70,10 @@ class _Server(BaseHTTPRequestHandler):
             self._send(413, "text/html", NGINX_413_PAGE.encode())
         elif ask == LONG_400:
             self._send(400, "text/plain", ("bad request " * 1000).encode())
+        elif ask == DONE_ONLY:
+            self._send(200, "text/event-stream", b"data: [DONE]\n\n")
+        elif ask == NOTHING:
+            self._send(200, "text/event-stream", b": keep-alive\n\n")
         elif ask in (ABORT, ERROR, REPETITION):
             self._finishing(bool(body.get("stream")), ask)
         else:
@@ -112,10 +121,16 @@ def gateway(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> It
                "api_key": "${UPSTREAM_KEY}"} for preset in PRESETS),
             {"name": "backup", "type": "openai-compatible", "preset": "vllm",
              "api_base": f"{mock_upstream.url}/v1", "api_key": "${UPSTREAM_KEY}"},
+            # OpenAI and Azure OpenAI types in front of the same server (a proxy answering for them).
+            {"name": "openai", "type": "openai", "api_base": base, "api_key": "${UPSTREAM_KEY}"},
+            {"name": "azure", "type": "azure", "api_base": base.removesuffix("/v1"),
+             "api_key": "${UPSTREAM_KEY}"},
         ],
         "models": [*({"name": preset, "provider": preset, "model": "m"} for preset in PRESETS),
                    {"name": "vllm-or-backup", "provider": "vllm", "model": "m"},
-                   {"name": "backup", "provider": "backup", "model": "mock-gpt"}],
+                   {"name": "backup", "provider": "backup", "model": "mock-gpt"},
+                   {"name": "openai", "provider": "openai", "model": "m"},
+                   {"name": "azure", "provider": "azure", "model": "m"}],
         "router": {"num_retries": 0, "fallbacks": {"vllm-or-backup": ["backup"]}},
         "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
     }
@@ -221,3 +236,21 @@ def test_a_repetition_stop_ends_a_stream_with_openais_stop(oc: openai.OpenAI) ->
     finishes = [c.finish_reason for chunk in chunks for c in chunk.choices if c.finish_reason]
     assert finishes == ["stop"]
     assert "".join(c.delta.content or "" for chunk in chunks for c in chunk.choices) == "one two"
+
+
+@pytest.mark.parametrize("ending", [DONE_ONLY, NOTHING])
+@pytest.mark.parametrize("model", ["openai", "azure", "vllm", "ollama"])
+def test_a_stream_that_ends_without_a_chunk_is_the_servers_failure(
+    oc: openai.OpenAI, model: str, ending: str
+) -> None:
+    with pytest.raises(openai.InternalServerError) as info:
+        _ask(oc, model, ending, True)
+    assert info.value.status_code == 502
+    assert info.value.code == "upstream_error"
+    said = "without sending any of the answer" if ending == DONE_ONLY else "before it was complete"
+    assert _message(info.value) == f"provider '{model}' ended the stream {said}"
+
+
+def test_a_stream_that_ends_without_a_chunk_is_fallen_back_from(oc: openai.OpenAI) -> None:
+    chunks = _ask(oc, "vllm-or-backup", DONE_ONLY, True)
+    assert "".join(c.delta.content or "" for chunk in chunks for c in chunk.choices) == SAID + DONE_ONLY

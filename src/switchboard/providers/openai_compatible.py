@@ -286,7 +286,8 @@ class NormalisingStreamDecoder(OpenAIStreamDecoder):
     - chunks with no choices and no usage (Azure's prompt-filter results) are dropped;
     - an error object in the stream raises (after the chunks that preceded it in the same read
       were returned: the error is raised by the next call); a stream that ends with neither
-      ``[DONE]`` nor a finish_reason raises, so a truncated answer is never passed off as complete;
+      ``[DONE]`` nor a finish_reason raises, so a truncated answer is never passed off as complete,
+      and so does one that ends with ``[DONE]`` having given no chunk (an empty answer);
     - tool call deltas get OpenAI's indices (0, 1, ... per choice, in order of their ids): Ollama
       numbers every parallel call 0, and older servers leave ``index`` out, which would merge the
       calls (and their arguments) into one in every client (:class:`ToolCallIndices`); and unique
@@ -305,7 +306,12 @@ class NormalisingStreamDecoder(OpenAIStreamDecoder):
         self._indices: ToolCallIndices | None = None  # made at the first tool call delta
 
     def feed(self, data: bytes) -> list[JSON]:
-        return self._events(self._parser.feed(data))
+        out = self._events(self._parser.feed(data))
+        if out:
+            self._said = True
+        elif self._done and not (self._said or self._finished):
+            raise self._empty()
+        return out
 
     def close(self) -> list[JSON]:
         if self._deferred is not None:
@@ -317,6 +323,8 @@ class NormalisingStreamDecoder(OpenAIStreamDecoder):
             raise self._truncated()
         out = self._events(events, defer=False)  # no later call would raise a deferred error
         if self._done:
+            if not (out or self._said or self._finished):
+                raise self._empty()
             return out
         if not self._finished:
             raise self._truncated()
