@@ -9,6 +9,12 @@ server answering as they do where they stray from OpenAI's wire format.
   request, e.g. paused for a weight update or a failed KV transfer; a request-level internal
   error): the answer was cut by the server, so a 502 (a stream: its error event after the text
   sent), never a finish reason no OpenAI client knows.
+- vLLM's finish reason "repetition" (the request's ``repetition_detection`` found the output
+  repeating a pattern, and the server stopped there): OpenAI's "stop", with vLLM's
+  ``stop_reason: "repetition_detected"`` kept on the choice.
+- A stream that ends without a chunk (``data: [DONE]`` alone, or nothing at all): no answer, not
+  an empty one; a 502 before anything was sent, retried and fallen back from, on the
+  ``openai``, ``azure`` and ``openai-compatible`` types alike.
 """
 
 from __future__ import annotations
@@ -27,6 +33,9 @@ from tests.servers import MASTER_KEY, UPSTREAM_KEY, Gateway, Mock, free_port, st
 # What the last user message asks the server for.
 ABORT = "abort"
 ERROR = "error"  # vLLM's FinishReason.ERROR, a request-level internal error
+REPETITION = "repetition"  # vLLM's FinishReason.REPETITION (stop_reason "repetition_detected")
+DONE_ONLY = "done-only"  # a stream of ``data: [DONE]`` alone
+NOTHING = "nothing"  # a stream of a keep-alive comment alone
 # TGI (axum) refusing a body it cannot read: 422, text/plain, the serde error (which quotes the
 # request: here the key the gateway sent, which must not reach the client).
 TGI_422 = "tgi-422"
@@ -61,18 +70,24 @@ class _Server(BaseHTTPRequestHandler):
             self._send(413, "text/html", NGINX_413_PAGE.encode())
         elif ask == LONG_400:
             self._send(400, "text/plain", ("bad request " * 1000).encode())
-        elif ask in (ABORT, ERROR):
-            self._abort(bool(body.get("stream")), ask)
+        elif ask == DONE_ONLY:
+            self._send(200, "text/event-stream", b"data: [DONE]\n\n")
+        elif ask == NOTHING:
+            self._send(200, "text/event-stream", b": keep-alive\n\n")
+        elif ask in (ABORT, ERROR, REPETITION):
+            self._finishing(bool(body.get("stream")), ask)
         else:
             self._send(500, "text/plain", b"unexpected request")
 
-    def _abort(self, stream: bool, reason: str) -> None:
-        """vLLM's answer to a request its engine aborted: what was generated, finish ``reason``."""
+    def _finishing(self, stream: bool, reason: str) -> None:
+        """vLLM's answer ending with finish ``reason`` (a request its engine aborted, one it
+        stopped at a repetition): what was generated, then the reason."""
+        stop_reason = "repetition_detected" if reason == REPETITION else None
         head = {"id": "chatcmpl-1", "created": 1, "model": "m"}
         if not stream:
             self._send(200, "application/json", json.dumps({**head, "object": "chat.completion", "choices": [
                 {"index": 0, "message": {"role": "assistant", "content": "one"}, "logprobs": None,
-                 "finish_reason": reason}],
+                 "finish_reason": reason, "stop_reason": stop_reason}],
                 "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}).encode())
             return
         chunk = {**head, "object": "chat.completion.chunk"}
@@ -80,7 +95,7 @@ class _Server(BaseHTTPRequestHandler):
                                          "logprobs": None, "finish_reason": None}]}
                   for word in ("one", " two")]
         events.append({**chunk, "choices": [{"index": 0, "delta": {"content": ""}, "logprobs": None,
-                                             "finish_reason": reason}]})
+                                             "finish_reason": reason, "stop_reason": stop_reason}]})
         data = "".join(f"data: {json.dumps(e)}\n\n" for e in events).encode() + b"data: [DONE]\n\n"
         self._send(200, "text/event-stream", data)
 
@@ -106,10 +121,16 @@ def gateway(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> It
                "api_key": "${UPSTREAM_KEY}"} for preset in PRESETS),
             {"name": "backup", "type": "openai-compatible", "preset": "vllm",
              "api_base": f"{mock_upstream.url}/v1", "api_key": "${UPSTREAM_KEY}"},
+            # OpenAI and Azure OpenAI types in front of the same server (a proxy answering for them).
+            {"name": "openai", "type": "openai", "api_base": base, "api_key": "${UPSTREAM_KEY}"},
+            {"name": "azure", "type": "azure", "api_base": base.removesuffix("/v1"),
+             "api_key": "${UPSTREAM_KEY}"},
         ],
         "models": [*({"name": preset, "provider": preset, "model": "m"} for preset in PRESETS),
                    {"name": "vllm-or-backup", "provider": "vllm", "model": "m"},
-                   {"name": "backup", "provider": "backup", "model": "mock-gpt"}],
+                   {"name": "backup", "provider": "backup", "model": "mock-gpt"},
+                   {"name": "openai", "provider": "openai", "model": "m"},
+                   {"name": "azure", "provider": "azure", "model": "m"}],
         "router": {"num_retries": 0, "fallbacks": {"vllm-or-backup": ["backup"]}},
         "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
     }
@@ -200,3 +221,36 @@ def test_an_aborted_stream_ends_with_an_error_event(oc: openai.OpenAI, reason: s
                 received.append(choice.delta.content or "")
     assert f"finish_reason '{reason}'" in str(info.value)
     assert "".join(received) == "one two"
+
+
+def test_a_repetition_stop_is_openais_stop(oc: openai.OpenAI) -> None:
+    reply = _ask(oc, "vllm", REPETITION, False)
+    choice = reply.choices[0]
+    assert choice.finish_reason == "stop"
+    assert choice.message.content == "one"
+    assert (choice.model_extra or {}).get("stop_reason") == "repetition_detected"
+
+
+def test_a_repetition_stop_ends_a_stream_with_openais_stop(oc: openai.OpenAI) -> None:
+    chunks = _ask(oc, "vllm", REPETITION, True)
+    finishes = [c.finish_reason for chunk in chunks for c in chunk.choices if c.finish_reason]
+    assert finishes == ["stop"]
+    assert "".join(c.delta.content or "" for chunk in chunks for c in chunk.choices) == "one two"
+
+
+@pytest.mark.parametrize("ending", [DONE_ONLY, NOTHING])
+@pytest.mark.parametrize("model", ["openai", "azure", "vllm", "ollama"])
+def test_a_stream_that_ends_without_a_chunk_is_the_servers_failure(
+    oc: openai.OpenAI, model: str, ending: str
+) -> None:
+    with pytest.raises(openai.InternalServerError) as info:
+        _ask(oc, model, ending, True)
+    assert info.value.status_code == 502
+    assert info.value.code == "upstream_error"
+    said = "without sending any of the answer" if ending == DONE_ONLY else "before it was complete"
+    assert _message(info.value) == f"provider '{model}' ended the stream {said}"
+
+
+def test_a_stream_that_ends_without_a_chunk_is_fallen_back_from(oc: openai.OpenAI) -> None:
+    chunks = _ask(oc, "vllm-or-backup", DONE_ONLY, True)
+    assert "".join(c.delta.content or "" for chunk in chunks for c in chunk.choices) == SAID + DONE_ONLY

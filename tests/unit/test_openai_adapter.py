@@ -56,6 +56,26 @@ def test_stream_cut_short_is_an_error() -> None:
         dec.close()
 
 
+def test_stream_of_done_alone_is_an_error_not_an_empty_answer() -> None:
+    dec = OpenAIStreamDecoder(TARGET)
+    assert dec.feed(b": keep-alive\n\n") == []
+    with pytest.raises(UpstreamBadGateway, match="without sending any of the answer"):
+        dec.feed(b"data: [DONE]\n\n")
+    # [DONE] without its blank line, read at the end
+    dec = OpenAIStreamDecoder(TARGET)
+    assert dec.feed(b"data: [DONE]") == []
+    with pytest.raises(UpstreamBadGateway, match="without sending any of the answer"):
+        dec.close()
+
+
+def test_done_in_a_later_read_than_the_chunks_is_complete() -> None:
+    """A chunk in one read, [DONE] alone in the next: an answer (even with no finish_reason)."""
+    dec = OpenAIStreamDecoder(TARGET)
+    assert len(dec.feed(event(chunk("a")))) == 1
+    assert dec.feed(b"data: [DONE]\n\n") == []
+    assert dec.close() == []
+
+
 def test_error_event_after_chunks_in_one_read_keeps_the_chunks() -> None:
     dec = OpenAIStreamDecoder(TARGET)
     out = dec.feed(event(chunk("a")) + event(chunk("b")) + event({"error": {"message": "boom"}}))

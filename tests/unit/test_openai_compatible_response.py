@@ -190,6 +190,27 @@ def test_openrouter_comments_and_error_chunk() -> None:
     assert "Provider disconnected" in exc.value.message
 
 
+@pytest.mark.parametrize("object_name", ["chat", "completions"])
+def test_stream_of_done_alone_is_an_error_not_an_empty_answer(object_name: str) -> None:
+    with pytest.raises(UpstreamBadGateway, match="without sending any of the answer"):
+        decode(b": ping\n\n", sse("[DONE]"), object_name=object_name)
+    with pytest.raises(UpstreamBadGateway, match="without sending any of the answer"):
+        decode(b"data: [DONE]", object_name=object_name)  # read at the end, without its blank line
+    # Azure's leading prompt filter results carry no choices: no answer either.
+    filtered = sse({"id": "", "object": "", "created": 0, "model": "", "choices": [],
+                    "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": {}}]})
+    with pytest.raises(UpstreamBadGateway, match="without sending any of the answer"):
+        decode(filtered, sse("[DONE]"), object_name=object_name)
+
+
+def test_done_in_a_later_read_than_the_chunks_is_complete() -> None:
+    """A chunk in one read, [DONE] alone in the next: an answer (even with no finish_reason)."""
+    chunks = decode(chunk({"content": "a"}), sse("[DONE]"))
+    assert [c["choices"][0]["delta"]["content"] for c in chunks] == ["a"]
+    # A usage chunk alone is a chunk too (re-emitted at the end).
+    assert decode(sse({"id": "c1", "choices": [], "usage": USAGE}), sse("[DONE]"))[-1]["usage"] == CANONICAL
+
+
 def test_tgi_error_event() -> None:
     with pytest.raises(UpstreamBadGateway) as exc:
         decode(

@@ -23,6 +23,7 @@ Adapters extract (message, type, code, param) from their provider's error body a
 
 from __future__ import annotations
 
+import html
 import math
 import re
 from collections.abc import Mapping
@@ -63,6 +64,9 @@ BILLING_CODES = frozenset({"insufficient_quota", "billing_error", "billing_not_a
 # may answer with a whole page, or quote the request back).
 MAX_TEXT_MESSAGE_CHARS = 500
 _TAG = re.compile(r"<[^<>]*>")
+# What a page holds that is not its words: comments, and scripts and style sheets (Google's front
+# end error page starts with a kilobyte of CSS), to the end of the text when cut short.
+_NOT_WORDS = re.compile(r"<!--.*?(?:-->|$)|<(script|style)\b.*?(?:</\1\s*>|$)", re.IGNORECASE | re.DOTALL)
 
 
 def retry_after_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -161,12 +165,12 @@ _STATUS_BY_NAME = {
 
 
 def text_message(body: bytes) -> str | None:
-    """An error body that is not JSON (TGI's and Ollama's plain text, a proxy's HTML page) as one
-    line of its words, cut at MAX_TEXT_MESSAGE_CHARS; None when it holds none. The body reached
-    the adapter with its credentials scrubbed already (upstream/client.py)."""
+    """An error body that is not JSON (TGI's and Ollama's plain text, a proxy's or load balancer's
+    HTML page) as one line of its words, cut at MAX_TEXT_MESSAGE_CHARS; None when it holds none.
+    The body reached the adapter with its credentials scrubbed already (upstream/client.py)."""
     text = body[: MAX_TEXT_MESSAGE_CHARS * 8].decode("utf-8", "replace").removeprefix("\ufeff")
     if text.lstrip().startswith("<"):
-        text = _TAG.sub(" ", text)
+        text = html.unescape(_TAG.sub(" ", _NOT_WORDS.sub(" ", text)))
     words = " ".join("".join(c if c.isprintable() else " " for c in text).split())
     if len(words) > MAX_TEXT_MESSAGE_CHARS:
         words = words[:MAX_TEXT_MESSAGE_CHARS].rstrip() + "…"

@@ -63,7 +63,7 @@ from switchboard.providers.base import JSON, ProviderAdapter
 from switchboard.providers.capabilities.rows import REQUEST_ROWS
 from switchboard.providers.counts import position
 from switchboard.providers.embedding_inputs import text_inputs
-from switchboard.providers.errors import invalid_body, loads_object
+from switchboard.providers.errors import invalid_body, loads_object, text_message
 from switchboard.providers.openai_compatible import (
     NormalisingStreamDecoder,
     error_from_fields,
@@ -530,8 +530,11 @@ def _param(obj: JSON) -> str | None:
 
 
 def mistral_error(status: int, headers: Mapping[str, str], body: bytes, target: Target) -> GatewayError:
-    obj = loads_object(body) or {}
+    found = loads_object(body)
+    obj = found or {}
     message = error_message(obj.get("message")) or error_message(obj.get("detail"))
+    if found is None:  # a page in plain text or HTML (a proxy's in front of the API): its text
+        message = text_message(body)
     code = obj.get("code")
     return error_from_fields(
         status,

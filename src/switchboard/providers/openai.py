@@ -17,7 +17,13 @@ from switchboard.errors import GatewayError, UpstreamBadGateway
 from switchboard.providers import account, capabilities, openai_media
 from switchboard.providers.base import JSON, DeferredError, ProviderAdapter
 from switchboard.providers.embedding_task import without_hints
-from switchboard.providers.errors import invalid_body, loads_object, openai_param, upstream_error
+from switchboard.providers.errors import (
+    invalid_body,
+    loads_object,
+    openai_param,
+    text_message,
+    upstream_error,
+)
 from switchboard.providers.media import MediaReply, MediaStreamUsage
 from switchboard.providers.openai_extensions import to_openai
 from switchboard.providers.params import THOUGHTS
@@ -43,22 +49,37 @@ class OpenAIStreamDecoder(DeferredError):
     so the client receives everything the provider sent before failing.
     """
 
-    __slots__ = ("_done", "_finished", "_parser", "_target")
+    __slots__ = ("_done", "_finished", "_parser", "_said", "_target")
 
     def __init__(self, target: Target) -> None:
         self._parser = SSEParser(target.provider, target.max_event_bytes)
         self._target = target
         self._done = False
         self._finished = False  # a finish_reason was seen
+        self._said = False  # a read gave chunks (noted per read, not per chunk)
         self._deferred: GatewayError | None = None
 
     def feed(self, data: bytes) -> list[JSON]:
         # The events' data as the read holds them (SSEParser.feed_data): an event object and a
         # decoded text per event cost more than the JSON parse of a small chunk.
-        return self._chunks(self._parser.feed_data(data))
+        out = self._chunks(self._parser.feed_data(data))
+        if out:
+            self._said = True
+        elif self._done and not (self._said or self._finished):
+            raise self._empty()
+        return out
+
+    def _empty(self) -> UpstreamBadGateway:
+        """The error for a stream that ended with [DONE] having sent no chunk at all (a server or
+        proxy that gave up before answering): never passed off as an empty answer. Without [DONE]
+        such a stream is a cut one (close)."""
+        return UpstreamBadGateway(f"provider '{self._target.provider}' ended the stream without sending "
+                                  "any of the answer")
 
     def close(self) -> list[JSON]:
         out = self._chunks([event.data.encode() for event in self._parser.flush()])
+        if self._done and not (out or self._said or self._finished):
+            raise self._empty()
         if not (self._done or self._finished):
             # Neither [DONE] nor a finish_reason: the answer was cut short; never pass it off as whole.
             where = f"provider '{self._target.provider}'"
@@ -214,7 +235,9 @@ class OpenAIAdapter(ProviderAdapter):
         return openai_media.StreamUsage(request, target)
 
     def error(self, status: int, headers: Mapping[str, str], body: bytes, target: Target) -> GatewayError:
-        obj = loads_object(body) or {}
+        obj = loads_object(body)
+        if obj is None:  # a proxy's or load balancer's page in front of the API: its text
+            return upstream_error(status, headers, target, text_message(body))
         err = obj.get("error")
         if isinstance(err, dict):
             message = _str(err.get("message"))

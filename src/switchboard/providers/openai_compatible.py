@@ -146,10 +146,14 @@ def unique_call_ids(calls: Any, used: set[str]) -> None:
             used.add(call_id)
 
 
-# TGI's own finish reasons (router/src/lib.rs ``FinishReason``): its Messages API reports a stop
-# sequence as "stop_sequence" (and, before 2.0, the end-of-sequence token as "eos_token"), which no
-# OpenAI client knows: both are OpenAI's "stop", and a stop sequence's stop says so on the choice.
-_TGI_STOPS = {"eos_token": False, "stop_sequence": True}
+# Servers' own finish reasons that are OpenAI's "stop" (True: a stop sequence's, which says so on
+# the choice), as no OpenAI client knows them. TGI's (router/src/lib.rs ``FinishReason``): its
+# Messages API reports a stop sequence as "stop_sequence" (and, before 2.0, the end-of-sequence
+# token as "eos_token"). vLLM's "repetition" (vllm/v1/core/sched/utils.py ``check_stop``): the
+# caller's ``repetition_detection`` found the output repeating a pattern and the server stopped
+# there, as it stops at a stop condition the caller set; not "length", which would have clients
+# ask for more of the same loop. vLLM's ``stop_reason: "repetition_detected"`` stays on the choice.
+_STOPS = {"eos_token": False, "stop_sequence": True, "repetition": False}
 # vLLM's finish reasons for an answer its engine gave up on (vllm/v1/engine ``FinishReason``):
 # "abort" (the engine aborted the request: generation paused for a weight update, a failed KV
 # transfer, a scheduler's abort) and "error" (a request-level internal error). The answer was cut
@@ -165,7 +169,7 @@ def canonical_finish(choice: JSON, target: Target) -> None:
     reason = choice.get("finish_reason")
     if reason.__class__ is not str:
         return
-    at_sequence = _TGI_STOPS.get(reason)
+    at_sequence = _STOPS.get(reason)
     if at_sequence is not None:
         choice["finish_reason"] = "stop"
         if at_sequence:
@@ -282,7 +286,8 @@ class NormalisingStreamDecoder(OpenAIStreamDecoder):
     - chunks with no choices and no usage (Azure's prompt-filter results) are dropped;
     - an error object in the stream raises (after the chunks that preceded it in the same read
       were returned: the error is raised by the next call); a stream that ends with neither
-      ``[DONE]`` nor a finish_reason raises, so a truncated answer is never passed off as complete;
+      ``[DONE]`` nor a finish_reason raises, so a truncated answer is never passed off as complete,
+      and so does one that ends with ``[DONE]`` having given no chunk (an empty answer);
     - tool call deltas get OpenAI's indices (0, 1, ... per choice, in order of their ids): Ollama
       numbers every parallel call 0, and older servers leave ``index`` out, which would merge the
       calls (and their arguments) into one in every client (:class:`ToolCallIndices`); and unique
@@ -301,7 +306,12 @@ class NormalisingStreamDecoder(OpenAIStreamDecoder):
         self._indices: ToolCallIndices | None = None  # made at the first tool call delta
 
     def feed(self, data: bytes) -> list[JSON]:
-        return self._events(self._parser.feed(data))
+        out = self._events(self._parser.feed(data))
+        if out:
+            self._said = True
+        elif self._done and not (self._said or self._finished):
+            raise self._empty()
+        return out
 
     def close(self) -> list[JSON]:
         if self._deferred is not None:
@@ -313,6 +323,8 @@ class NormalisingStreamDecoder(OpenAIStreamDecoder):
             raise self._truncated()
         out = self._events(events, defer=False)  # no later call would raise a deferred error
         if self._done:
+            if not (out or self._said or self._finished):
+                raise self._empty()
             return out
         if not self._finished:
             raise self._truncated()

@@ -17,7 +17,7 @@ from switchboard.errors import GatewayError
 from switchboard.providers.anthropic.request import JSON_TOOL
 from switchboard.providers.base import JSON
 from switchboard.providers.counts import count
-from switchboard.providers.errors import invalid_body, loads_object, upstream_error
+from switchboard.providers.errors import invalid_body, loads_object, text_message, upstream_error
 from switchboard.providers.target import Target
 
 FINISH_REASONS = {
@@ -192,8 +192,12 @@ def _gateway_error(
 
 
 def error(status: int, headers: Mapping[str, str], body: bytes, target: Target) -> GatewayError:
-    """An error answer: ``{"type": "error", "error": {"type", "message"}, "request_id"}``."""
-    kind, message = _error_fields(loads_object(body))
+    """An error answer: ``{"type": "error", "error": {"type", "message"}, "request_id"}``, or a
+    page in plain text or HTML (a proxy's, Cloudflare's in front of the API), whose text it is."""
+    obj = loads_object(body)
+    if obj is None:
+        return _gateway_error(status, headers, None, text_message(body), target)
+    kind, message = _error_fields(obj)
     return _gateway_error(status, headers, kind, message, target)
 
 

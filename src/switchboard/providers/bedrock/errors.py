@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 
 from switchboard.errors import GatewayError, UpstreamBadGateway
-from switchboard.providers.errors import loads_object, upstream_error
+from switchboard.providers.errors import loads_object, text_message, upstream_error
 from switchboard.providers.target import Target
 
 # Exception name -> HTTP status, for exception frames (which carry no status) and bodies without one.
@@ -80,7 +80,9 @@ def bedrock_error(
 
 def http_error(status: int, headers: Mapping[str, str], body: bytes, target: Target) -> GatewayError:
     obj = loads_object(body)
-    return bedrock_error(status, headers, error_type(headers, obj), error_message(obj), target)
+    # A body that is not JSON (a proxy's page, a load balancer's text) is the message itself.
+    message = error_message(obj) if obj is not None else text_message(body)
+    return bedrock_error(status, headers, error_type(headers, obj), message, target)
 
 
 def frame_error(
@@ -90,5 +92,5 @@ def frame_error(
     kind = exception_type[:1].upper() + exception_type[1:] if exception_type else None  # throttlingException
     if payload is not None:
         obj = loads_object(payload)
-        message = error_message(obj) or (payload.decode(errors="replace")[:500] if obj is None else None)
+        message = error_message(obj) or (text_message(payload) if obj is None else None)
     return bedrock_error(0, {}, kind, message, target)

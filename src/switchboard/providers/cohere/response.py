@@ -16,7 +16,7 @@ from switchboard.errors import GatewayError, UpstreamBadGateway, UpstreamTimeout
 from switchboard.providers.base import JSON
 from switchboard.providers.cohere.request import EMBEDDING_TYPES
 from switchboard.providers.counts import count
-from switchboard.providers.errors import invalid_body, loads_object, upstream_error
+from switchboard.providers.errors import invalid_body, loads_object, text_message, upstream_error
 from switchboard.providers.target import Target
 
 # ERROR and TIMEOUT are failures, raised by finish_error() instead of being mapped.
@@ -201,8 +201,11 @@ def is_context_length(message: str | None, error_type: Any) -> bool:
 
 
 def error(status: int, headers: Mapping[str, str], body: bytes, target: Target) -> GatewayError:
-    obj = loads_object(body) or {}
+    found = loads_object(body)
+    obj = found or {}
     message = obj.get("message") if isinstance(obj.get("message"), str) and obj.get("message") else None
+    if found is None:  # a page in plain text or HTML (a proxy's in front of the API): its text
+        message = text_message(body)
     if status in (400, 422) and is_context_length(message, obj.get("error_type")):
         return upstream_error(400, headers, target, message, type="invalid_request_error",
                               code="context_length_exceeded", param="messages")

@@ -25,7 +25,13 @@ from typing import Any
 import orjson
 
 from switchboard.errors import GatewayError
-from switchboard.providers.errors import loads, retry_after_headers, upstream_error
+from switchboard.providers.errors import (
+    loads,
+    loads_object,
+    retry_after_headers,
+    text_message,
+    upstream_error,
+)
 from switchboard.providers.target import Target
 
 JSON = dict[str, Any]
@@ -61,7 +67,10 @@ def error_object(body: bytes) -> JSON | None:
 def google_error(status: int, headers: Mapping[str, str], body: bytes, target: Target) -> GatewayError:
     err = error_object(body)
     if err is None:
-        return upstream_error(status, headers, target, None)
+        # Google's front end answers some failures with an HTML page of its own (a 404 for an
+        # unknown path, a 502), as a proxy in front of the API may: its words are the message.
+        text = text_message(body) if loads_object(body) is None else None
+        return upstream_error(status, headers, target, text)
     return from_error_object(err, status, headers, target)
 
 
