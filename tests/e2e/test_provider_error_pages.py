@@ -13,9 +13,7 @@ credential headers it was sent, ``/google404/…`` Google's front end's page.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +21,8 @@ import openai
 import pytest
 
 from tests.e2e.test_provider_vertex import write_service_account
-from tests.servers import MASTER_KEY, UPSTREAM_KEY, Gateway, Mock, free_port, start_gateway
+from tests.fake_http import QuietHandler, serving
+from tests.servers import MASTER_KEY, UPSTREAM_KEY, Gateway, Mock, start_gateway
 
 NGINX_502 = ("<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
              "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
@@ -45,12 +44,7 @@ GOOGLE_404_WORDS = ("Error 404 (Not Found)!!1 404. That's an error. The requeste
 BEDROCK_SECRET = "bedrock-secret-key-for-error-pages"
 
 
-class _Proxy(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet
-        pass
-
+class _Proxy(QuietHandler):
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("content-length") or 0))
         page = self.path.split("/")[1]
@@ -98,9 +92,11 @@ def _model(kind: str) -> str:
 
 @pytest.fixture(scope="module")
 def gateway(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), _Proxy)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    root = f"http://127.0.0.1:{server.server_address[1]}"
+    with serving(_Proxy) as root:
+        yield from _gateway(root, mock_upstream, tmp_path_factory)
+
+
+def _gateway(root: str, mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     folder = tmp_path_factory.mktemp("error-pages")
     key_file = folder / "sa.json"
     write_service_account(key_file, mock_upstream, "pages@mock-project.iam.gserviceaccount.com", publish=True)
@@ -116,8 +112,6 @@ def gateway(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> It
     gw = start_gateway(config, folder)
     yield gw
     gw.process.stop()
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.fixture

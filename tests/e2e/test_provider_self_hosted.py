@@ -20,15 +20,14 @@ server answering as they do where they stray from OpenAI's wire format.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import openai
 import pytest
 
-from tests.servers import MASTER_KEY, UPSTREAM_KEY, Gateway, Mock, free_port, start_gateway
+from tests.fake_http import QuietHandler, serving
+from tests.servers import MASTER_KEY, UPSTREAM_KEY, Gateway, Mock, start_gateway
 
 # What the last user message asks the server for.
 ABORT = "abort"
@@ -50,13 +49,8 @@ LONG_400 = "long-400"
 SAID = "Hello from the Switchboard mock. You said: "
 
 
-class _Server(BaseHTTPRequestHandler):
+class _Server(QuietHandler):
     """An OpenAI-compatible server answering ``one two``, or what the last message names."""
-
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet
-        pass
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)))
@@ -112,9 +106,11 @@ PRESETS = ("vllm", "tgi", "ollama", "custom")
 
 @pytest.fixture(scope="module")
 def gateway(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), _Server)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    with serving(_Server) as root:
+        yield from _gateway(f"{root}/v1", mock_upstream, tmp_path_factory)
+
+
+def _gateway(base: str, mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     config: dict[str, Any] = {
         "providers": [
             *({"name": preset, "type": "openai-compatible", "preset": preset, "api_base": base,
@@ -137,8 +133,6 @@ def gateway(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> It
     gw = start_gateway(config, tmp_path_factory.mktemp("self-hosted"))
     yield gw
     gw.process.stop()
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.fixture

@@ -15,16 +15,15 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import anthropic
 import openai
 import pytest
 
-from tests.servers import MASTER_KEY, Gateway, Mock, free_port, start_gateway
+from tests.fake_http import QuietHandler, serving
+from tests.servers import MASTER_KEY, Gateway, Mock, start_gateway
 
 TEXT = "one two"
 TWO_CALLS = "two-calls"
@@ -37,15 +36,11 @@ GENERATION_ERROR = "generation-error"
 SAID = "Hello from the Switchboard mock. You said: "
 
 
-class _TGI(BaseHTTPRequestHandler):
+class _TGI(QuietHandler):
     """A TGI Messages API answering ``one two``, finished with the reason the last message names
     (or its generation error)."""
 
-    protocol_version = "HTTP/1.1"
     received: list[dict[str, Any]] = []  # every request body, in order
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet
-        pass
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)))
@@ -140,11 +135,14 @@ class _TGI(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def tgi_gateway(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), _TGI)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    with serving(_TGI) as root:
+        yield from _tgi_gateway(f"{root}/v1", mock_upstream, tmp_path_factory)
+
+
+def _tgi_gateway(base: str, mock_upstream: Mock,
+                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     config: dict[str, Any] = {
-        "providers": [{"name": "tgi", "type": "openai-compatible", "preset": "tgi",
-                       "api_base": f"http://127.0.0.1:{server.server_address[1]}/v1"},
+        "providers": [{"name": "tgi", "type": "openai-compatible", "preset": "tgi", "api_base": base},
                       {"name": "backup", "type": "openai-compatible", "preset": "vllm",
                        "api_base": f"{mock_upstream.url}/v1", "api_key": "${UPSTREAM_KEY}"}],
         "models": [{"name": "tgi", "provider": "tgi", "model": "tgi"},
@@ -156,8 +154,6 @@ def tgi_gateway(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -
     gw = start_gateway(config, tmp_path_factory.mktemp("tgi"))
     yield gw
     gw.process.stop()
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.mark.parametrize("reason", ["stop_sequence", "eos_token"])
