@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+import html
 from urllib.parse import quote
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from switchboard.config.schema import Timeouts
+from switchboard.providers.errors import text_message
 from switchboard.upstream.auth import StaticHeaderAuth
 from switchboard.upstream.client import UpstreamClient
 from switchboard.upstream.google_auth import ServiceAccountAuth, service_account_from_info
@@ -113,3 +115,15 @@ def test_user_info_leaves_the_url_and_is_scrubbed_in_every_form() -> None:
     echoed = f"sent Basic {token}, i.e. proxy@corp:p:ss-0123456789 (password p:ss-0123456789), key {KEY}"
     assert client.scrub(echoed.encode()) == (
         b"sent Basic [redacted], i.e. [redacted] (password [redacted]), key [redacted]")
+
+
+def test_a_key_echoed_html_escaped_in_an_error_page_is_replaced_before_the_page_is_read() -> None:
+    """An HTML error page (a proxy's) echoes what it was sent with ``&``, ``<``, ``"`` escaped;
+    the page's words become the client's message only after its entities are decoded, so the
+    escaped forms are scrubbed too."""
+    secret = 'pa&ss<word>"0123456789-abcdef'
+    page = f"<html><body><p>Bad credential: {html.escape(secret)}</p></body></html>".encode()
+    message = text_message(redact(page, forms([secret])))
+    assert message == "Bad credential: [redacted]"
+    unquoted = f"<p>Bad credential: {html.escape(secret, quote=False)}</p>".encode()
+    assert text_message(redact(unquoted, forms([secret]))) == "Bad credential: [redacted]"

@@ -3,12 +3,14 @@
 A provider may echo what it was sent ("Incorrect API key provided: Bearer sk-…"). Before any
 adapter parses an upstream error body, every credential the gateway holds for that provider is
 replaced by :data:`MARKER`, in its common forms: as is (with or without its ``Bearer`` scheme),
-URL-encoded, JSON-escaped, and any run of at least :data:`ANCHOR` characters from its start or
-its end (a provider that shortens the key it echoes).
+URL-encoded, JSON-escaped, HTML-escaped (a proxy's error page, whose entities are decoded when
+its words become the message: providers/errors.py), and any run of at least :data:`ANCHOR`
+characters from its start or its end (a provider that shortens the key it echoes).
 """
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Iterable, Mapping
 from urllib.parse import quote, quote_plus
@@ -50,6 +52,8 @@ def forms(secrets: Iterable[str]) -> list[bytes]:
                 quote_plus(secret).encode(),
                 orjson.dumps(secret)[1:-1],
                 secret.replace("/", "\\/").encode(),
+                html.escape(secret).encode(),
+                html.escape(secret, quote=False).encode(),
             }
         )
     return sorted(out, key=len, reverse=True)
