@@ -153,7 +153,8 @@ class BudgetStage:
         self._warned = -math.inf
         # By catalog record (its identity; the entry keeps it alive): prices per token.
         self._quotes: dict[int, _Quote] = {}
-        self._uniform_groups: dict[int, tuple[Group, float | None]] = {}  # _uniform, by group
+        # _uniform, by group: the group, its answer, and its deployments' identities.
+        self._uniform_groups: dict[int, tuple[Group, float | None, frozenset[int]]] = {}
 
     async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
         ride = ctx.ahead
@@ -286,7 +287,7 @@ class BudgetStage:
             info = tiered(info, "priority")
         route, group = ctx.route, ctx.group
         amounts = self._amounts(ctx, info, budgets, route)
-        uniform = self._uniform(group) if group is not None and route in group.deployments else None
+        uniform = self._uniform(group, route) if group is not None else None
         if uniform is not None:  # every deployment it may reach costs it the same: nothing to add
             longest = uniform
         else:
@@ -314,14 +315,23 @@ class BudgetStage:
             hold = max(0.0, remaining) + longest + self._hold_margin
         return charges, hold
 
-    def _uniform(self, group: Group) -> float | None:
+    def _uniform(self, group: Group, route: Route | None) -> float | None:
         """For a group whose deployments, and its fallbacks' (whatever a key may use of them),
         all cost a request the same (the usual group of one model's deployments): the longest
-        total timeout among them; None otherwise. Worked out once per group object (a new
-        routing table, a change of models or prices, makes new ones)."""
+        total timeout among them; None otherwise, or when ``route`` is not one of the group's
+        deployments. Worked out once per group object (a new routing table, a change of models
+        or prices, makes new ones)."""
         known = self._uniform_groups.get(id(group))
-        if known is not None and known[0] is group:
+        if known is None or known[0] is not group:
+            known = self._uniform_of(group)
+        # The route is one of the group's own objects: found by identity, where ``in`` on the
+        # tuple compared it field by field (the dataclasses' ``__eq__``) with each before it.
+        if id(route) in known[2] or route in group.deployments:
             return known[1]
+        return None
+
+    def _uniform_of(self, group: Group) -> tuple[Group, float | None, frozenset[int]]:
+        """``_uniform``'s entry for ``group``, worked out and kept."""
         groups = self._table.current.groups
         routes = list(group.deployments)
         for name in (*group.fallbacks, *group.context_window_fallbacks):
@@ -335,8 +345,9 @@ class BudgetStage:
         longest = max((r.target.timeouts.total for r in routes), default=0.0) if same and routes else None
         if len(self._uniform_groups) >= _QUOTES_MAX:
             self._uniform_groups.clear()
-        self._uniform_groups[id(group)] = (group, longest)
-        return longest
+        # The group (kept in the entry) keeps its routes alive: their ids are not reused.
+        known = self._uniform_groups[id(group)] = (group, longest, frozenset(map(id, group.deployments)))
+        return known
 
     def _elsewhere(self, ctx: RequestContext) -> list[Route]:
         """The deployments, other than the route's, the attempts stage may send this request
