@@ -291,20 +291,7 @@ class BudgetStage:
         if uniform is not None:  # every deployment it may reach costs it the same: nothing to add
             longest = uniform
         else:
-            longest = route.target.timeouts.total if route is not None else 0.0
-            priced = [(info, route)]
-            for other in self._elsewhere(ctx):  # deployments it may be sent to instead: the dearest
-                longest = max(longest, other.target.timeouts.total)
-                dearer = self._prices.of_route(other)
-                if priority and dearer is not None:
-                    dearer = tiered(dearer, "priority")
-                if all(dearer is not seen or via is None or not _same_bound(via, other)
-                       for seen, via in priced):
-                    priced.append((dearer, other))
-                    if route is not None and _same_bound(route, other) and self._same_terms(info, dearer):
-                        continue
-                    more = self._amounts(ctx, dearer, budgets, other, False)
-                    amounts = [max(a, b) for a, b in zip(amounts, more, strict=True)]
+            amounts, longest = self._dearest(ctx, info, budgets, amounts, priority)
         charges = book.charges(budgets, amounts, clock - ctx.started)
         # Held while the request may still be answered: an attempt starts before the deadline
         # and runs for up to its deployment's total timeout (a stream included), then a margin.
@@ -314,6 +301,28 @@ class BudgetStage:
         else:
             hold = max(0.0, remaining) + longest + self._hold_margin
         return charges, hold
+
+    def _dearest(self, ctx: RequestContext, info: ModelInfo | None, budgets: Sequence[Budget],
+                 amounts: list[int], priority: bool) -> tuple[list[int], float]:
+        """``_charges``'s amounts raised to the dearest deployment the request may be sent to
+        instead of its route (retries, fallbacks), and the longest total timeout among them.
+        A method of its own: its generator's variables would be made cells on every request."""
+        route = ctx.route
+        longest = route.target.timeouts.total if route is not None else 0.0
+        priced = [(info, route)]
+        for other in self._elsewhere(ctx):  # deployments it may be sent to instead: the dearest
+            longest = max(longest, other.target.timeouts.total)
+            dearer = self._prices.of_route(other)
+            if priority and dearer is not None:
+                dearer = tiered(dearer, "priority")
+            if all(dearer is not seen or via is None or not _same_bound(via, other)
+                   for seen, via in priced):
+                priced.append((dearer, other))
+                if route is not None and _same_bound(route, other) and self._same_terms(info, dearer):
+                    continue
+                more = self._amounts(ctx, dearer, budgets, other, False)
+                amounts = [max(a, b) for a, b in zip(amounts, more, strict=True)]
+        return amounts, longest
 
     def _uniform(self, group: Group, route: Route | None) -> float | None:
         """For a group whose deployments, and its fallbacks' (whatever a key may use of them),
@@ -400,7 +409,7 @@ class BudgetStage:
                 usd += units_estimate(ctx.operation, ctx.request, info)
         if len(budgets) == 1:
             return [usd if budgets[0].unit == "usd" else prompt + output]
-        return [usd if b.unit == "usd" else prompt + output for b in budgets]
+        return _per_budget(budgets, usd, prompt + output)
 
     def _quoted(self, info: ModelInfo) -> _Quote:
         quote = self._quotes.get(id(info))
@@ -522,6 +531,12 @@ def _sent(refused: GatewayError) -> GatewayError:
     limits keep what they took (``spares_limits`` would give it back)."""
     refused.spares_limits = False
     return refused
+
+
+def _per_budget(budgets: Sequence[Budget], usd: int, tokens: int) -> list[int]:
+    """Each budget's amount, nano-USD or tokens. Out of ``_amounts``: a comprehension there
+    would make its variables cells on every request, for the few with several budgets."""
+    return [usd if b.unit == "usd" else tokens for b in budgets]
 
 
 def _same_bound(route: Route, other: Route) -> bool:
