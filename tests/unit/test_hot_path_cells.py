@@ -3,7 +3,8 @@
 A variable that a nested function, lambda, generator or comprehension reads becomes a cell,
 made when the enclosing function is entered, whether or not the nested code then runs: some
 250 instructions each, with its release. The rarely taken parts of these functions are
-functions of their own (docs/benchmarks.md, "Closure cells on the request path").
+functions of their own (docs/benchmarks.md, "The full path's cost, stage by stage, a fourth
+time").
 """
 
 from __future__ import annotations
