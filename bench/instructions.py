@@ -30,8 +30,9 @@ switchboard-full-cluster's. Only measurement settings are added. Its caches of k
 budgets are filled in the warm-up and not read again inside the window
 (``database.cache_seconds: 3600``, which the periodic re-reads of the model table, of the count
 of keys without a check and of the stored MCP servers follow too: reloads every 10 s of
-wall-clock time made a count follow the machine's load), the batch poller's round is an hour
-apart (``files.poll_seconds``), and the periodic work each window still holds (database calls,
+wall-clock time made a count follow the machine's load), the batch poller's round and the
+look for expired key chains are an hour apart (``files.poll_seconds``,
+``budgets.expired_keys_seconds``), and the periodic work each window still holds (database calls,
 SQLite schema loads, read from callgrind's output) is printed with the counts. The usage
 ledger's database writes are counted too, but sequential requests slowed some fifty-fold leave
 only a handful of records per 0.5 s flush, so the flush's fixed cost weighs far more per request
@@ -138,13 +139,17 @@ PERIODIC = {
 # The batch poller's first round (files.poll_seconds, 60 s after the start) an hour away: three
 # database calls that fell in a window or not depending on how long the start under callgrind took.
 QUIET_POLLER = f"files:\n  poll_seconds: {CACHE_SECONDS}\n"
+# The look for key chains whose keys all expired (budgets.expired_keys_seconds, every 10 s by
+# default, one database call each) an hour apart too: a loaded machine's longer window held up
+# to seven of them, some 30,000 instructions a request on both paths.
+QUIET_CHAINS = f"budgets:\n  expired_keys_seconds: {CACHE_SECONDS}\n"
 
 
-def _accepts(src: Path, config: str, key: str) -> bool:
-    """Whether the tree's configuration class ``config`` (switchboard.config.server) takes ``key``
-    (trees from before ``database.cache_seconds`` refuse it, and their caches reload every 10 s
-    inside the window)."""
-    probe = (f"from switchboard.config.server import {config} as C;"
+def _accepts(src: Path, config: str, key: str, module: str = "server") -> bool:
+    """Whether the tree's configuration class ``config`` (switchboard.config.``module``) takes
+    ``key`` (trees from before ``database.cache_seconds`` refuse it, and their caches reload every
+    10 s inside the window)."""
+    probe = (f"from switchboard.config.{module} import {config} as C;"
              f"print({key!r} in C.model_fields)")
     found = subprocess.run([sys.executable, "-c", probe], env={**os.environ, "PYTHONPATH": str(src)},
                            capture_output=True, text=True, check=False)
@@ -180,7 +185,7 @@ DEFERRED_TOUCH = "auth:\n  last_used_interval_seconds: 3600\n"
 def measure(
     src: Path, mode: str, requests: int, root: Path, base: str, *, api_key: bool = False, full: bool = False,
     defer_flush: bool = False, group: bool = False, metrics: bool = True, keep: Path | None = None,
-    cluster: tuple[str, str] | None = None, cache: bool = True, poller: bool = True,
+    cluster: tuple[str, str] | None = None, cache: bool = True, poller: bool = True, chains: bool = True,
 ) -> tuple[float, dict[str, int]]:
     """Instructions per request; ``api_key``: a plain issued key; ``full``: the full path,
     bench/run.py's switchboard-full (``run.full_config``: its key with RPM/TPM limits and a budget,
@@ -188,7 +193,8 @@ def measure(
     Redis URL) switchboard-full-cluster; ``group``: the bare path with each model a group of two
     deployments on the same upstream (weighted strategy); ``metrics``: Prometheus metrics on;
     ``cache``: the tree takes ``database.cache_seconds``; ``poller``: it takes
-    ``files.poll_seconds``. Also how many times ``PERIODIC``'s work ran in the window."""
+    ``files.poll_seconds``; ``chains``: it takes ``budgets.expired_keys_seconds``. Also how many
+    times ``PERIODIC``'s work ran in the window."""
     who = "full" if full else "key" if api_key else "master"
     tag = (f"{mode}-{who}{'-group' if group and not full else ''}"
            f"{'' if metrics else '-nometrics'}{'-cluster' if cluster else ''}")
@@ -200,6 +206,8 @@ def measure(
         text = harness.switchboard_config(base, group, metrics, "database:\n" + caches if caches else "")
     if poller:
         text += QUIET_POLLER
+    if chains:
+        text += QUIET_CHAINS
     if defer_flush:
         text = text.replace("auth:\n", DEFERRED_TOUCH, 1) + DEFERRED_FLUSH
     config.write_text(text)
@@ -282,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     src = args.src.resolve()
     cache = _accepts(src, "DatabaseConfig", "cache_seconds")
     poller = _accepts(src, "FilesConfig", "poll_seconds")
+    chains = _accepts(src, "BudgetsConfig", "expired_keys_seconds", "spend")
     if not cache:
         print(f"note: {src} has no database.cache_seconds: its caches reload every 10 s inside the "
               "measured windows, and its counts vary with the machine's load", flush=True)
@@ -296,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
             kind.setdefault("metrics", args.metrics == "on")
             count, periodic = measure(src, mode, args.requests, root, base, defer_flush=args.defer_flush,
                                       keep=args.keep, cluster=cluster if clustered else None, cache=cache,
-                                      poller=poller, **kind)
+                                      poller=poller, chains=chains, **kind)
             label = _label(mode, clustered=clustered, **kind)
             counts[label] = count
             print(f"  {label}: in the window {', '.join(f'{n} {what}' for what, n in periodic.items())}",

@@ -20,7 +20,13 @@ def model_allowed(model: str, allowed: tuple[str, ...] | None) -> bool:
     if model in exact:
         return True
     # Most lists have no pattern: no generator for them.
-    return bool(patterns) and any(fnmatchcase(model, pattern) for pattern in patterns)
+    return bool(patterns) and _matches(model, patterns)
+
+
+def _matches(model: str, patterns: tuple[str, ...]) -> bool:
+    """Whether ``model`` matches one of ``patterns``. A function of its own: the generator made
+    ``model`` a cell of ``model_allowed`` on every call."""
+    return any(fnmatchcase(model, pattern) for pattern in patterns)
 
 
 def within(entry: str, allowed: tuple[str, ...] | None) -> bool:

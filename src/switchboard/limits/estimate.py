@@ -42,6 +42,12 @@ def used_tokens(usage: dict[str, Any] | None) -> int | None:
     total = usage.get("total_tokens")
     if isinstance(total, int) and total >= 0:
         return min(total, _USED_MAX)
+    return _parts_used(usage)
+
+
+def _parts_used(usage: dict[str, Any]) -> int | None:
+    """``used_tokens`` of a usage without a total: its prompt and completion counts. A function
+    of its own: its comprehension made ``usage`` a cell of ``used_tokens`` on every request."""
     parts = [usage.get(k) for k in ("prompt_tokens", "completion_tokens")]
     if not any(isinstance(p, int) for p in parts):
         return None

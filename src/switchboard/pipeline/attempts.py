@@ -200,7 +200,7 @@ class AttemptStage:
         if group is None or candidates is None:  # not routed (nothing to try but the route)
             return await call_next(ctx)
         if self._refused is not None:
-            candidates = [c for c in candidates if not self._refused(c)]
+            candidates = _not_refused(candidates, self._refused)
         if not candidates:
             if ctx.refusal is not None:  # a pin its deployment may never serve: no fallback
                 raise _unsent(unraised(ctx.refusal))  # a copy: the context keeps the refusal
@@ -454,7 +454,7 @@ class AttemptStage:
                     await claims  # a half-open deployment of it may be this request's probe
                 plan = caller_credentials.usable(ctx, self._router.plan(fallback, needs))
                 if self._refused is not None:
-                    plan = [r for r in plan if not self._refused(r)]
+                    plan = _not_refused(plan, self._refused)
                 if not plan:
                     continue
                 if time.perf_counter() >= ctx.deadline:
@@ -566,6 +566,12 @@ class AttemptStage:
             return 0.0
         ceiling = min(self._max_backoff, self._backoff * (2 ** (retry - 1)))
         return ceiling * self._random()
+
+
+def _not_refused(routes: list[Route], refused: Callable[[Route], bool]) -> list[Route]:
+    """``routes`` but those never sent to. A function of its own: a comprehension in
+    ``AttemptStage.__call__`` made ``self`` a cell there on every request."""
+    return [r for r in routes if not refused(r)]
 
 
 def _tried(ctx: RequestContext, group: str) -> bool:

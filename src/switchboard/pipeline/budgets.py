@@ -153,7 +153,8 @@ class BudgetStage:
         self._warned = -math.inf
         # By catalog record (its identity; the entry keeps it alive): prices per token.
         self._quotes: dict[int, _Quote] = {}
-        self._uniform_groups: dict[int, tuple[Group, float | None]] = {}  # _uniform, by group
+        # _uniform, by group: the group, its answer, and its deployments' identities.
+        self._uniform_groups: dict[int, tuple[Group, float | None, frozenset[int]]] = {}
 
     async def __call__(self, ctx: RequestContext, call_next: Handler) -> Result:
         ride = ctx.ahead
@@ -286,24 +287,11 @@ class BudgetStage:
             info = tiered(info, "priority")
         route, group = ctx.route, ctx.group
         amounts = self._amounts(ctx, info, budgets, route)
-        uniform = self._uniform(group) if group is not None and route in group.deployments else None
+        uniform = self._uniform(group, route) if group is not None else None
         if uniform is not None:  # every deployment it may reach costs it the same: nothing to add
             longest = uniform
         else:
-            longest = route.target.timeouts.total if route is not None else 0.0
-            priced = [(info, route)]
-            for other in self._elsewhere(ctx):  # deployments it may be sent to instead: the dearest
-                longest = max(longest, other.target.timeouts.total)
-                dearer = self._prices.of_route(other)
-                if priority and dearer is not None:
-                    dearer = tiered(dearer, "priority")
-                if all(dearer is not seen or via is None or not _same_bound(via, other)
-                       for seen, via in priced):
-                    priced.append((dearer, other))
-                    if route is not None and _same_bound(route, other) and self._same_terms(info, dearer):
-                        continue
-                    more = self._amounts(ctx, dearer, budgets, other, False)
-                    amounts = [max(a, b) for a, b in zip(amounts, more, strict=True)]
+            amounts, longest = self._dearest(ctx, info, budgets, amounts, priority)
         charges = book.charges(budgets, amounts, clock - ctx.started)
         # Held while the request may still be answered: an attempt starts before the deadline
         # and runs for up to its deployment's total timeout (a stream included), then a margin.
@@ -314,14 +302,45 @@ class BudgetStage:
             hold = max(0.0, remaining) + longest + self._hold_margin
         return charges, hold
 
-    def _uniform(self, group: Group) -> float | None:
+    def _dearest(self, ctx: RequestContext, info: ModelInfo | None, budgets: Sequence[Budget],
+                 amounts: list[int], priority: bool) -> tuple[list[int], float]:
+        """``_charges``'s amounts raised to the dearest deployment the request may be sent to
+        instead of its route (retries, fallbacks), and the longest total timeout among them.
+        A method of its own: its generator's variables would be made cells on every request."""
+        route = ctx.route
+        longest = route.target.timeouts.total if route is not None else 0.0
+        priced = [(info, route)]
+        for other in self._elsewhere(ctx):  # deployments it may be sent to instead: the dearest
+            longest = max(longest, other.target.timeouts.total)
+            dearer = self._prices.of_route(other)
+            if priority and dearer is not None:
+                dearer = tiered(dearer, "priority")
+            if all(dearer is not seen or via is None or not _same_bound(via, other)
+                   for seen, via in priced):
+                priced.append((dearer, other))
+                if route is not None and _same_bound(route, other) and self._same_terms(info, dearer):
+                    continue
+                more = self._amounts(ctx, dearer, budgets, other, False)
+                amounts = [max(a, b) for a, b in zip(amounts, more, strict=True)]
+        return amounts, longest
+
+    def _uniform(self, group: Group, route: Route | None) -> float | None:
         """For a group whose deployments, and its fallbacks' (whatever a key may use of them),
         all cost a request the same (the usual group of one model's deployments): the longest
-        total timeout among them; None otherwise. Worked out once per group object (a new
-        routing table, a change of models or prices, makes new ones)."""
+        total timeout among them; None otherwise, or when ``route`` is not one of the group's
+        deployments. Worked out once per group object (a new routing table, a change of models
+        or prices, makes new ones)."""
         known = self._uniform_groups.get(id(group))
-        if known is not None and known[0] is group:
+        if known is None or known[0] is not group:
+            known = self._uniform_of(group)
+        # The route is one of the group's own objects: found by identity, where ``in`` on the
+        # tuple compared it field by field (the dataclasses' ``__eq__``) with each before it.
+        if id(route) in known[2] or route in group.deployments:
             return known[1]
+        return None
+
+    def _uniform_of(self, group: Group) -> tuple[Group, float | None, frozenset[int]]:
+        """``_uniform``'s entry for ``group``, worked out and kept."""
         groups = self._table.current.groups
         routes = list(group.deployments)
         for name in (*group.fallbacks, *group.context_window_fallbacks):
@@ -335,8 +354,9 @@ class BudgetStage:
         longest = max((r.target.timeouts.total for r in routes), default=0.0) if same and routes else None
         if len(self._uniform_groups) >= _QUOTES_MAX:
             self._uniform_groups.clear()
-        self._uniform_groups[id(group)] = (group, longest)
-        return longest
+        # The group (kept in the entry) keeps its routes alive: their ids are not reused.
+        known = self._uniform_groups[id(group)] = (group, longest, frozenset(map(id, group.deployments)))
+        return known
 
     def _elsewhere(self, ctx: RequestContext) -> list[Route]:
         """The deployments, other than the route's, the attempts stage may send this request
@@ -389,7 +409,7 @@ class BudgetStage:
                 usd += units_estimate(ctx.operation, ctx.request, info)
         if len(budgets) == 1:
             return [usd if budgets[0].unit == "usd" else prompt + output]
-        return [usd if b.unit == "usd" else prompt + output for b in budgets]
+        return _per_budget(budgets, usd, prompt + output)
 
     def _quoted(self, info: ModelInfo) -> _Quote:
         quote = self._quotes.get(id(info))
@@ -511,6 +531,12 @@ def _sent(refused: GatewayError) -> GatewayError:
     limits keep what they took (``spares_limits`` would give it back)."""
     refused.spares_limits = False
     return refused
+
+
+def _per_budget(budgets: Sequence[Budget], usd: int, tokens: int) -> list[int]:
+    """Each budget's amount, nano-USD or tokens. Out of ``_amounts``: a comprehension there
+    would make its variables cells on every request, for the few with several budgets."""
+    return [usd if b.unit == "usd" else tokens for b in budgets]
 
 
 def _same_bound(route: Route, other: Route) -> bool:

@@ -112,9 +112,14 @@ class InlineImagesStage:
                     f"model '{route.target.name}' needs inline images and fetching remote images is disabled",
                     param="messages",
                 )
-            urls = [p["image_url"]["url"] for p in parts]
-            fetched = await asyncio.gather(*(self._fetcher.fetch(u) for u in dict.fromkeys(urls)))
-            by_url = dict(zip(dict.fromkeys(urls), fetched, strict=True))
-            for part in parts:
-                part["image_url"] = {**part["image_url"], "url": by_url[part["image_url"]["url"]]}
+            await self._inline(parts)
         return await call_next(ctx)
+
+    async def _inline(self, parts: list[dict[str, Any]]) -> None:
+        """Each part's image fetched (each URL once) and put in its place as a data URL. A method
+        of its own: its generator made ``self`` a cell of ``__call__`` on every request."""
+        urls = [p["image_url"]["url"] for p in parts]
+        fetched = await asyncio.gather(*(self._fetcher.fetch(u) for u in dict.fromkeys(urls)))
+        by_url = dict(zip(dict.fromkeys(urls), fetched, strict=True))
+        for part in parts:
+            part["image_url"] = {**part["image_url"], "url": by_url[part["image_url"]["url"]]}

@@ -278,25 +278,32 @@ class UsageStage:
             self._spool(ctx, call, result.status, counted, price, estimated=estimated, nano=nano)
             return result
         if isinstance(result, StreamReply):
-            collect = _relayed_output if result.native else _relayed_text
-
-            def relayed(batch: list[Chunk]) -> list[Chunk]:
-                call.collect(batch, collect)
-                return batch
-
-            def ended(error: BaseException | None) -> None:
-                if error is None:
-                    # Ended without its final usage, with a usage so far (Anthropic's
-                    # message_stop with no message_delta) or none at all (a host that reports
-                    # none in a stream): estimated, as a cut stream is.
-                    cut = ctx.usage is None and (ctx.partial_usage is not None
-                                                 or _unreported_usage(ctx, result, call))
-                    done = _cut_short(ctx, call) if cut else split(ctx.usage)
-                    price = with_units(cost(info, done, ctx.service_tier), info, done, ctx.usage)
-                    self._spool(ctx, call, 200, done, price, estimated=cut)
-
-            return map_result(result, batch=relayed, done=ended)
+            return self._streamed(ctx, call, info, result)
         return result
+
+    def _streamed(self, ctx: RequestContext, call: _Call, info: ModelInfo | None,
+                  result: StreamReply) -> Result:
+        """A stream's text collected as it is relayed, and its record spooled when it ends. A
+        method of its own: its closures made their variables cells of ``__call__`` on every
+        request, streamed or not."""
+        collect = _relayed_output if result.native else _relayed_text
+
+        def relayed(batch: list[Chunk]) -> list[Chunk]:
+            call.collect(batch, collect)
+            return batch
+
+        def ended(error: BaseException | None) -> None:
+            if error is None:
+                # Ended without its final usage, with a usage so far (Anthropic's
+                # message_stop with no message_delta) or none at all (a host that reports
+                # none in a stream): estimated, as a cut stream is.
+                cut = ctx.usage is None and (ctx.partial_usage is not None
+                                             or _unreported_usage(ctx, result, call))
+                done = _cut_short(ctx, call) if cut else split(ctx.usage)
+                price = with_units(cost(info, done, ctx.service_tier), info, done, ctx.usage)
+                self._spool(ctx, call, 200, done, price, estimated=cut)
+
+        return map_result(result, batch=relayed, done=ended)
 
     def refused(self, route: Route) -> bool:
         """Whether ``route`` may not be sent to: it has no price and ``spend.refuse_unpriced`` is

@@ -237,6 +237,12 @@ def to_openai(request: JSON, provider_type: str = "openai") -> JSON:
     """``request`` (a canonical chat request) with the extensions turned into OpenAI's fields."""
     if _plain(request):
         return request
+    return _translated(request, provider_type)
+
+
+def _translated(request: JSON, provider_type: str) -> JSON:
+    """``to_openai`` of a request carrying extensions. A function of its own: its comprehension
+    made ``provider_type`` a cell of ``to_openai`` on every call, most of which return at once."""
     body = dict(without_safety_settings(with_effort(request)))  # a copy: the caller's stays as it was
     if isinstance(body.get("messages"), list):
         body["messages"] = [_message(m, i, provider_type, own=True) for i, m in enumerate(body["messages"])]

@@ -41,6 +41,13 @@ def eligible(deployments: tuple[Route, ...], regions: frozenset[str] | None, nee
     ``needed_tokens`` (None: unchecked), in their order."""
     if regions is None and needed_tokens is None:
         return list(deployments)
+    return _eligible(deployments, regions, needed_tokens, window)
+
+
+def _eligible(deployments: tuple[Route, ...], regions: frozenset[str] | None, needed_tokens: int | None,
+              window: Window | None) -> list[Route]:
+    """``eligible``'s filter. A function of its own: its comprehension made the arguments cells
+    of ``eligible`` on every call, most of which need no filter."""
     return [r for r in deployments if in_regions(r, regions) and fits(r, needed_tokens, window)]
 
 
@@ -99,6 +106,11 @@ class Windows:
         memo = self._groups.get(group.name)
         if memo is not None and memo[0] is group:
             return memo[1]
+        return self._smallest(group)
+
+    def _smallest(self, group: Group) -> int | None:
+        """``smallest`` worked out, and kept. A method of its own: its comprehension made
+        variables of ``smallest`` cells on every call, most of which read the memo."""
         sizes = [size for r in group.deployments if (size := self(r)) is not None]
         smallest = min(sizes) if sizes else None
         self._groups[group.name] = (group, smallest)

@@ -112,7 +112,12 @@ class Router:
         if single is not None and needs is ANYWHERE and self.health.eligible(single, now):
             return [single]
         fitting = prerouting.eligible(group.deployments, needs.regions, needs.tokens, self.windows)
-        eligible = [r for r in fitting if self.health.eligible(r, now)]
+        # A loop, not a comprehension: that made ``self`` and ``now`` cells on every request.
+        healthy = self.health.eligible
+        eligible = []
+        for r in fitting:
+            if healthy(r, now):
+                eligible.append(r)
         ordered = strategies.order(group, eligible, self.stats, strategy or group.strategy,
                                    needs.prompt_tokens, needs.output_tokens)
         if not fitting and needs.tokens is not None and group.context_window_fallbacks:

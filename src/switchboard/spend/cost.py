@@ -22,6 +22,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, NamedTuple
 
 from switchboard.catalog import Catalog, ModelInfo
+from switchboard.config.schema import ModelConfig
 from switchboard.providers.counts import count as _count
 from switchboard.routing.live import LiveRouting, Snapshot
 from switchboard.routing.table import Route
@@ -186,6 +187,12 @@ def _int_prices(info: ModelInfo) -> _Prices:
     hit = _INT_PRICES.get(id(info))
     if hit is not None and hit[0] is info:
         return hit[1]
+    return _convert(info)
+
+
+def _convert(info: ModelInfo) -> _Prices:
+    """``_int_prices`` worked out, and kept. A function of its own: its comprehension made
+    ``scale`` a cell of ``_int_prices`` on every call, most of which read the cache."""
     inp = _price(info.input_cost_per_mtok)
     out = _price(info.output_cost_per_mtok)
 
@@ -336,6 +343,12 @@ class Prices:
         memo = self._memo.get(name)
         if memo is not None and memo[0] is entry:
             return memo[1], memo[2]
+        return self._resolve(route, name, entry)
+
+    def _resolve(self, route: Route, name: tuple[str, str], entry: ModelConfig | None
+                 ) -> tuple[ModelInfo | None, bool]:
+        """``priced`` for a deployment not kept yet: resolved, and kept. A method of its own:
+        its generator made ``route`` a cell of ``priced`` on every call."""
         info: ModelInfo | None = None
         if entry is not None:
             match = self._catalog.resolve_entry(route.target.provider_type, entry.model, entry.info)

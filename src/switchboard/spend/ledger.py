@@ -228,7 +228,10 @@ class LedgerWriter:
         self._flush_seconds = flush_seconds
         self._batch = batch
         self._pending: list[UsageRow] = []  # in the spool, not yet in the database
-        self._unwritten: list[tuple[UsageRow, bytes]] = []  # spooled this loop pass, not yet written
+        # Spooled this loop pass, not yet written: the rows and their lines, in two lists (joined
+        # and handed on without a generator each).
+        self._unwritten: list[UsageRow] = []
+        self._unwritten_lines: list[bytes] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._current: Segment | None = None
         self._backlog: list[Segment] = []  # spooled, not yet in the database, oldest first
@@ -285,7 +288,8 @@ class LedgerWriter:
         if not unwritten:
             assert self._loop is not None
             self._loop.call_soon(self.write_spooled)
-        unwritten.append((row, line))
+        unwritten.append(row)
+        self._unwritten_lines.append(line)
         return True
 
     def write_spooled(self) -> None:
@@ -293,8 +297,8 @@ class LedgerWriter:
         unwritten = self._unwritten
         if not unwritten:
             return
-        self._unwritten = []
-        data = b"".join(line for _, line in unwritten)
+        data = b"".join(self._unwritten_lines)
+        self._unwritten, self._unwritten_lines = [], []
         size = len(data)
         segment = self._current
         if segment is None:  # closed since they were spooled
@@ -302,7 +306,7 @@ class LedgerWriter:
             self.dropped_closed += len(unwritten)
             self._spooled_bytes -= size
             log.error("usage spool closed: %d usage record(s) dropped (request %s, ...)",
-                      len(unwritten), unwritten[0][0][0])
+                      len(unwritten), unwritten[0][0])
             return
         try:
             written = os.write(segment.fd, data)
@@ -316,14 +320,14 @@ class LedgerWriter:
             self.dropped += len(unwritten)
             self._spooled_bytes -= size
             log.error("usage spool write failed (%s): %d usage record(s) dropped (request %s, ...)",
-                      exc.strerror or type(exc).__name__, len(unwritten), unwritten[0][0][0])
+                      exc.strerror or type(exc).__name__, len(unwritten), unwritten[0][0])
             return
         segment.size += size
         if not segment.records:
             segment.first_at = time.time()
         segment.records += len(unwritten)
         pending = self._pending
-        pending.extend(row for row, _ in unwritten)
+        pending.extend(unwritten)
         if len(pending) >= self._batch:
             self._wake.set()
 

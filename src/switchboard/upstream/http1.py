@@ -640,7 +640,7 @@ class _Conn(asyncio.Protocol):
             data = chunks.popleft()
         elif len(first) > limit:  # a read larger than a piece: cut into pieces, each copied once
             chunks.popleft()
-            chunks.extendleft(reversed([first[i:i + limit] for i in range(limit, len(first), limit)]))
+            chunks.extendleft(reversed(_pieces(first, limit)))
             data = first[:limit]
         else:
             parts = [chunks.popleft()]
@@ -736,6 +736,12 @@ class AnswerHeaders(Mapping[str, str]):
 
     def __repr__(self) -> str:
         return f"<AnswerHeaders({list(self.items())!r})>"
+
+
+def _pieces(data: bytes, limit: int) -> list[bytes]:
+    """``data`` after its first ``limit`` bytes, in pieces of at most ``limit``. A function of its
+    own: the comprehension in ``_Conn.take`` made its variables cells on every read taken."""
+    return [data[i:i + limit] for i in range(limit, len(data), limit)]
 
 
 def _declared(length: bytes | None) -> int | None:

@@ -409,6 +409,14 @@ class BudgetBook:
         else:
             self._crossed(budgets, charges, pairs, totals)
             return
+        self._settle_later(reservation, budgets, charges, spent, reserved_at, hold)
+
+    def _settle_later(
+        self, reservation: str, budgets: Sequence[Budget], charges: Sequence[Charge], spent: Spent | None,
+        reserved_at: float, hold: float,
+    ) -> None:
+        """``settle_surely``'s tries after a failed one, in the background. A method of its own:
+        the closure's variables, in ``settle_surely``, were cells made on every request."""
 
         async def again() -> None:
             age = time.monotonic() - reserved_at
