@@ -214,6 +214,9 @@ def test_a_responses_stream_cut_at_shutdown_while_its_client_reads_nothing_ends_
     assert b"response.failed" not in got and b"event: error" not in got and b'"type":"error"' not in got
     assert b"response.completed" not in got and not got.endswith(b"0\r\n\r\n")  # cut, not ended
     assert gw.process.output.count("cut short by server shutdown") == 1
+    assert "Traceback" not in gw.process.output
+    record = ledger.records(ledger.database_of(config, tmp_path))["cut-unread"]
+    assert record.status == 503 and record.error_code == "server_shutting_down"
 
 
 def test_a_client_that_leaves_a_stream_while_draining_is_a_disconnect_not_a_shutdown_cut(
