@@ -281,6 +281,21 @@ def test_image_input(client: genai.Client, model: str) -> None:
     assert response.text
 
 
+@pytest.mark.parametrize("mime", ["image/p ng", "image/png; charset=binary", "image/png\n", "text/"])
+def test_an_inline_mime_type_that_is_not_a_media_type_is_a_400_naming_it(
+    client: genai.Client, model: str, mime: str
+) -> None:
+    """Refused at the part, as fileData's mimeType is, instead of going on into a data URL that
+    the caller never sent and is then told is malformed."""
+    part = types.Part.from_bytes(data=base64.b64decode(PIXEL), mime_type=mime)
+    with pytest.raises(errors.ClientError) as info:
+        client.models.generate_content(model=model, contents=[types.Content(role="user", parts=[part])])
+    assert info.value.code == 400
+    message = str(info.value.message)
+    assert "'contents[0].parts[0].inlineData.mimeType': " in message and "is not a media type" in message
+    assert "data URL" not in message
+
+
 def _ask_low_resolution(client: genai.Client, model: str, marker: str) -> None:
     client.models.generate_content(
         model=model,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import openai
+import orjson
 import pytest
 
 from tests import ledger
@@ -172,6 +174,49 @@ def test_a_responses_stream_cut_at_shutdown_ends_with_response_failed_in_sequenc
     record = ledger.records(ledger.database_of(config, tmp_path))["cut-at-shutdown"]
     assert record.status == 503 and record.error_code == "server_shutting_down"
     assert record.completion_tokens > 0
+
+
+def test_a_responses_stream_cut_at_shutdown_while_its_client_reads_nothing_ends_cut_without_an_event(
+        mock_upstream: Mock, tmp_path: Path) -> None:
+    """A client that stopped reading (its socket full) has nothing more written to it: when the
+    shutdown cuts its Responses stream, what it reads afterwards ends cut, with neither
+    ``response.failed`` nor an ``error`` event; the cut is still logged."""
+    config = openai_config(mock_upstream, drain_seconds=0, graceful_shutdown_seconds=1)
+    # Its window set past the long prompt the mock is told the reply in.
+    config["models"].append({"name": "gpt-4o-mini-wide", "provider": "local-openai", "model": "gpt-4o-mini",
+                             "info": {"context_window": 2**31 - 1}})
+    gw = start_gateway(config, tmp_path)
+    # Some 8 MB of deltas: more than every buffer between the gateway and a client that reads
+    # nothing (its own small receive buffer, the gateway's socket and transport) can hold.
+    word = "-".join(["abcd"] * 3200)
+    body = orjson.dumps({"model": "gpt-4o-mini-wide", "stream": True,
+                         "input": "mock:reply=" + "_".join([word] * 500)})
+    head = (f"POST /v1/responses HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer {MASTER_KEY}\r\n"
+            f"X-Request-Id: cut-unread\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(30)
+        sock.connect(("127.0.0.1", gw.port))
+        sock.sendall(head + body)
+        got = b""
+        while b"response.created" not in got:
+            piece = sock.recv(4096)
+            assert piece, got[:300]
+            got += piece
+        # The client reads no more: the gateway fills what lies between and waits on it.
+        gw.process.proc.send_signal(signal.SIGTERM)
+        assert gw.process.wait_exit(30) == 0
+        while piece := sock.recv(1 << 20):  # what reached the client's side before the exit
+            got += piece
+    assert got.startswith(b"HTTP/1.1 200 "), got[:300]
+    assert b"response.output_text.delta" in got
+    assert b"response.failed" not in got and b"event: error" not in got and b'"type":"error"' not in got
+    assert b"response.completed" not in got and not got.endswith(b"0\r\n\r\n")  # cut, not ended
+    assert gw.process.output.count("cut short by server shutdown") == 1
+    assert "Traceback" not in gw.process.output
+    record = ledger.records(ledger.database_of(config, tmp_path))["cut-unread"]
+    assert record.status == 503 and record.error_code == "server_shutting_down"
 
 
 def test_a_client_that_leaves_a_stream_while_draining_is_a_disconnect_not_a_shutdown_cut(

@@ -394,13 +394,16 @@ class Endpoint:
     async def _cut_at_shutdown(self, ctx: RequestContext, out: Responder) -> None:
         err = _shutting_down(ctx)
         try:
-            if not out.started:
-                await out.error(err)
-            elif ctx.outcome.stream:
-                record_failure(ctx, err)
-                await out.stream_data(self.inbound.encode_stream_error(err, ctx))
-                await out.stream_end()
-        except Exception:  # the connection may already be gone; nothing more to tell
+            # Only what can be written at once: a client that takes nothing (its socket full)
+            # would hold the request past the process' own end, its record never written.
+            async with asyncio.timeout(0):
+                if not out.started:
+                    await out.error(err)
+                elif ctx.outcome.stream:
+                    record_failure(ctx, err)
+                    await out.stream_data(self.inbound.encode_stream_error(err, ctx))
+                    await out.stream_end()
+        except Exception:  # the connection may already be gone, or full; nothing more to tell
             log.debug("request %s: could not send the shutdown notice", ctx.request_id)
 
 

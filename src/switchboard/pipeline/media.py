@@ -15,7 +15,8 @@ import asyncio
 import time
 from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import IO, TYPE_CHECKING, Any
 
 from switchboard.catalog import ModelInfo
 from switchboard.context import LARGE_BODY_BYTES, RawReply, Reply, RequestContext, Result, StreamReply
@@ -118,6 +119,7 @@ class MediaTerminal:
         route = ctx.route
         assert route is not None
         whole = None
+        relayed = False
         try:
             stream = await route.client.open_stream(upstream, route.timeout)
             failed = await stream.read_all() if stream.status >= 400 else None
@@ -125,9 +127,13 @@ class MediaTerminal:
                 # JSON where events were asked for: an upstream that ignored "stream": true
                 # (whisper-1 does) gave its whole answer, whose usage (the seconds) is the bill.
                 whole = await stream.json_answer()
+            relayed = failed is None and whole is None
         finally:
             ctx.upstream_seconds += time.perf_counter() - began
-            if upstream.upload is not None:
+            # An upstream may answer before it has read the whole upload (a transcription that
+            # starts streaming early), which is still being sent from this file: a relayed
+            # answer closes it when the exchange ends, any other now (the answer was read whole).
+            if upstream.upload is not None and not relayed:
                 upstream.upload.close()
         if failed is not None:
             error = route.adapter.error(stream.status, stream.headers, failed, route.target)
@@ -148,7 +154,18 @@ class MediaTerminal:
         else:
             content_type = stream.headers.get("content-type") or "text/event-stream"
         ctx.response_headers["content-type"] = content_type
-        return StreamReply(_relay(ctx, stream, watcher), close=stream.close)
+        upload = upstream.upload
+        close = stream.close if upload is None else partial(_close_with_upload, stream, upload)
+        return StreamReply(_relay(ctx, stream, watcher), close=close)
+
+
+async def _close_with_upload(stream: UpstreamStream, upload: IO[bytes]) -> None:
+    """End a relayed exchange whose upload may still be being sent: the response first (which
+    stops the sending), then the upload's file."""
+    try:
+        await stream.close()
+    finally:
+        upload.close()
 
 
 async def _read(ctx: RequestContext, route: Route, body: bytes, headers: Mapping[str, str]) -> Result:

@@ -25,7 +25,8 @@ from switchboard.jsonio import BOM
 from switchboard.upstream import http1, scrub
 from switchboard.upstream.auth import StaticHeaderAuth, UpstreamAuth
 from switchboard.upstream.outbound import Outbound
-from switchboard.upstream.request import UpstreamRequest
+from switchboard.upstream.request import UpstreamRequest, file_pieces
+from switchboard.upstream.reset import drop
 from switchboard.upstream.userinfo import UrlCredential
 
 _MAX_CACHED_URLS = 4096
@@ -269,7 +270,10 @@ class UpstreamClient:
                 await self.auth.apply(request)
             headers = request.headers or None  # None: just the session's headers, nothing to merge
         url = self._url(request.url)
-        data = request.body if request.upload is None else request.upload  # a file: streamed
+        # A file is sent as its pieces, not handed to aiohttp, which closes a file body as soon
+        # as the answer's head arrives: an upstream that answers before it has read the whole
+        # upload (a transcription streaming early) would get only what was sent by then.
+        data = request.body if request.upload is None else file_pieces(request.upload)
         if limits is None:  # the provider's own timeouts, set on the session
             resp = await session.request(request.method, url, data=data, headers=headers)
         else:
@@ -478,7 +482,16 @@ class UpstreamStream:
     async def close(self) -> None:
         """Drop the response (and its connection) now; idempotent. Used when the stream is
         abandoned before or while it is read."""
-        self.response.close()
+        self._drop()
+
+    def _drop(self) -> None:
+        """Close the response. aiohttp's (streamed uploads) may still hold its connection, with
+        part of the upload queued for an upstream that answered first and reads it no more:
+        that connection is reset rather than closed, which would wait for the queue to drain."""
+        if isinstance(self.response, aiohttp.ClientResponse):
+            drop(self.response)
+        else:
+            self.response.close()
 
     async def read(self) -> bytes:
         """The next piece of the body as it arrives; b"" at its end. The reader closes the
@@ -498,7 +511,7 @@ class UpstreamStream:
                 yield data
         finally:
             # Closing (not releasing) drops a connection whose body was not read to the end.
-            self.response.close()
+            self._drop()
 
 
 def _over(base: dict[str, str], headers: Mapping[str, str]) -> dict[str, str]:

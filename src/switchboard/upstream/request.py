@@ -3,6 +3,8 @@ relayed in it."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -18,11 +20,19 @@ class UpstreamRequest:
     # credential (none of the client's auth headers go with them), and scrubbed from errors.
     credentials: dict[str, str] | None = None
     # A body sent from a file as it is read (multipart uploads, providers/media.py): sent
-    # instead of ``body``, never loaded whole into memory.
+    # instead of ``body``, never loaded whole into memory. Its owner closes it once the
+    # exchange is over (pipeline/media.py).
     upload: IO[bytes] | None = None
 
     def __repr__(self) -> str:  # headers may hold credentials once signed: never print them
         return f"UpstreamRequest({self.method} {self.url}, {len(self.body or b'')} bytes)"
+
+
+async def file_pieces(file: IO[bytes]) -> AsyncIterator[bytes]:
+    """A file's content from where it stands, read in pieces off the event loop (spooled
+    uploads are on disk beyond 1 MiB)."""
+    while piece := await asyncio.to_thread(file.read, 256 * 1024):
+        yield piece
 
 
 def relayed_header(raw: bytes) -> str:

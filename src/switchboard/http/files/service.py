@@ -55,6 +55,7 @@ from switchboard.stores.protocols import (
     UsageRecord,
     utcnow,
 )
+from switchboard.upstream.request import file_pieces
 
 log = logging.getLogger("switchboard.files")
 
@@ -224,7 +225,7 @@ class FileService:
             sent += [(k, v) for k, v in fields.items() if k.startswith("expires_after")]
             boundary_out = multipart.new_boundary()
             failure: list[BaseException] = []
-            data = _from_file(spooled) if spooled is not None else _rest(reader, limit, set(fields))
+            data = file_pieces(spooled) if spooled is not None else _rest(reader, limit, set(fields))
             form = multipart.encode(boundary_out, sent, multipart.safe_filename(file_part.filename),
                                     multipart.safe_content_type(file_part.content_type), data)
             body = _watched(form, failure)
@@ -709,11 +710,6 @@ async def _spool(data: AsyncIterator[bytes], limit: int) -> IO[bytes]:
         raise
     spooled.seek(0)
     return spooled
-
-
-async def _from_file(spooled: IO[bytes]) -> AsyncIterator[bytes]:
-    while piece := await asyncio.to_thread(spooled.read, 256 * 1024):
-        yield piece
 
 
 async def _rest(reader: multipart.MultipartReader, limit: int, given: set[str]) -> AsyncIterator[bytes]:

@@ -99,9 +99,19 @@ def _base64(value: Any, path: str) -> str:
     return data
 
 
+def _media_type(value: Any, path: str) -> str:
+    """A part's mimeType, lower-cased: a media type (``type/subtype``, no parameters), else a 400
+    naming it here; it becomes part of a data URL or a URL's format, which would otherwise be
+    refused downstream under a name the caller never wrote."""
+    mime = string(value, path, non_empty=True).lower()
+    if MEDIA_TYPE.match(mime) is None:
+        raise fail(path, f"'{mime[:60]}' is not a media type such as 'image/png'")
+    return mime
+
+
 def _inline(value: Any, path: str) -> JSON:
     blob = fields(value, path, _BLOB, "Blob")
-    mime = string(blob.get("mimeType"), f"{path}.mimeType", non_empty=True).lower()
+    mime = _media_type(blob.get("mimeType"), f"{path}.mimeType")
     data = _base64(blob.get("data"), f"{path}.data")
     if mime.startswith("image/"):
         return {"type": "image_url", "image_url": {"url": f"data:{mime};base64,{data}"}}
@@ -131,9 +141,7 @@ def _file(value: Any, path: str) -> JSON:
         raise unsupported(f"{path}.fileUri", "files uploaded to Google's Files API belong to a Google "
                           "account; send the bytes as inlineData")
     given = ref.get("mimeType")
-    mime = string(given, f"{path}.mimeType").lower() if given is not None else None
-    if mime is not None and MEDIA_TYPE.match(mime) is None:
-        raise fail(f"{path}.mimeType", f"'{mime[:60]}' is not a media type such as 'application/pdf'")
+    mime = _media_type(given, f"{path}.mimeType") if given is not None else None
     kind = mime or mimetypes.guess_type(parts.path)[0]
     if kind is None:
         raise fail(f"{path}.mimeType", "is required when the fileUri's extension does not tell the type")

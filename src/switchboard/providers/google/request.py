@@ -48,7 +48,8 @@ _GEMINI_API_HOST = "generativelanguage.googleapis.com"
 # the caller's identity (the service account), as it reads gs:// (_account_uri).
 _STORAGE_HOSTS = ("storage.googleapis.com", "storage.cloud.google.com")
 _MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY"}
-MEDIA_TYPE = re.compile(r"^[\w.+-]+/[\w.+-]+$")
+# A media type without parameters; \Z, not $, which would let a trailing line break through.
+MEDIA_TYPE = re.compile(r"^[\w.+-]+/[\w.+-]+\Z")
 
 
 def generate_content_body(request: JSON, target: Target) -> JSON:
