@@ -182,18 +182,23 @@ class Pair:
         return int(self.sql(sa.select(sa.func.count()).where(budget_alerts.c.budget_id == budget_id)))
 
     @contextmanager
-    def audit_refused(self) -> Iterator[str]:
-        """A new tenant whose ``budget.delete`` audit entries the database refuses while inside
-        (a CHECK constraint on PostgreSQL, a trigger on SQLite): an audit write that fails."""
-        tenant = f"refuse-audit-{uuid.uuid4().hex[:8]}"
-        assert self.admin("POST", "/admin/v1/tenants", {"id": tenant}).status_code == 201
-        name = tenant.replace("-", "_")
+    def audit_refused(self, *actions: str, tenant: str | None = None) -> Iterator[str]:
+        """A tenant (a new one unless given) whose audit entries of ``actions`` (default
+        ``budget.delete``) the database refuses while inside (a CHECK constraint on PostgreSQL, a
+        trigger on SQLite): an audit write that fails."""
+        if tenant is None:
+            tenant = f"refuse-audit-{uuid.uuid4().hex[:8]}"
+            assert self.admin("POST", "/admin/v1/tenants", {"id": tenant}).status_code == 201
+        name = f"refuse_{uuid.uuid4().hex[:8]}"
+        listed = ", ".join(f"'{action}'" for action in actions or ("budget.delete",))
 
         def refused(row: str) -> str:
-            return f"{row}tenant_id = '{tenant}' AND {row}action = 'budget.delete'"
+            return f"{row}tenant_id = '{tenant}' AND {row}action IN ({listed})"
 
         if self.kind == "cluster":
-            self.sql(sa.text(f"ALTER TABLE audit_log ADD CONSTRAINT {name} CHECK (NOT ({refused('')}))"))
+            # NOT VALID: the entries written before are not checked, only those to come.
+            self.sql(sa.text(f"ALTER TABLE audit_log ADD CONSTRAINT {name} CHECK (NOT ({refused('')})) "
+                             "NOT VALID"))
         else:
             self.sql(sa.text(f"CREATE TRIGGER {name} BEFORE INSERT ON audit_log WHEN {refused('NEW.')} "
                              "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"))
@@ -1246,6 +1251,49 @@ def test_a_revoke_whose_budget_delete_cannot_be_audited_changes_nothing(pair: Pa
     assert pair.admin("GET", f"/admin/v1/budgets/{budget['id']}").status_code == 404
     assert pair.audited(tenant, key["id"], "key.revoke") == ["master"]
     assert pair.audited(tenant, budget["id"]) == ["master"]
+
+
+@pytest.mark.parametrize("refused", ["tenant.delete", "budget.delete"])
+def test_a_tenant_delete_whose_audit_entry_is_refused_changes_nothing(pair: Pair, refused: str) -> None:
+    # Before, the tenant was deleted, then audited, then its budgets deleted, each on its own: a
+    # refused entry answered an error for a tenant gone all the same (its budgets left behind,
+    # or its delete unaudited).
+    with pair.audit_refused(refused) as tenant:
+        budget = pair.budget(scope="tenant", tenant=tenant, max_amount=5, period="total")
+        resp = pair.admin("DELETE", f"/admin/v1/tenants/{tenant}")
+        assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+        # Nothing changed: the tenant and its budget are there, nothing is audited.
+        assert pair.admin("GET", f"/admin/v1/tenants/{tenant}").status_code == 200
+        assert pair.admin("GET", f"/admin/v1/budgets/{budget['id']}").status_code == 200
+        assert pair.audited(tenant, tenant, "tenant.delete") == []
+        assert pair.audited(tenant, budget["id"]) == []
+    resp = pair.admin("DELETE", f"/admin/v1/tenants/{tenant}")
+    assert resp.status_code == 200 and resp.json()["deleted"] is True, resp.text
+    assert pair.admin("GET", f"/admin/v1/tenants/{tenant}").status_code == 404
+    assert pair.admin("GET", f"/admin/v1/budgets/{budget['id']}").status_code == 404
+    assert pair.audited(tenant, tenant, "tenant.delete") == ["master"]
+    assert pair.audited(tenant, budget["id"]) == ["master"]
+
+
+def test_a_budget_set_whose_audit_entry_is_refused_changes_nothing(pair: Pair) -> None:
+    # Before, the budget was written, then audited on its own: a refused entry answered an error
+    # for a budget in force all the same, its change unaudited.
+    with pair.audit_refused("budget.set") as tenant:
+        resp = pair.admin("PUT", "/admin/v1/budgets", {"scope": "tenant", "tenant": tenant, "max_amount": 5,
+                                                      "period": "total"})
+        assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+        listed = pair.admin("GET", f"/admin/v1/budgets?tenant={tenant}")
+        assert listed.status_code == 200 and listed.json()["data"] == [], listed.text
+    budget = pair.budget(scope="tenant", tenant=tenant, max_amount=5, period="total")
+    with pair.audit_refused("budget.set", tenant=tenant):
+        resp = pair.admin("PUT", "/admin/v1/budgets", {"scope": "tenant", "tenant": tenant, "max_amount": 7,
+                                                      "period": "total"})
+        assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+        kept = pair.admin("GET", f"/admin/v1/budgets/{budget['id']}").json()
+        assert kept["max_amount"] == budget["max_amount"]
+    entries = pair.admin("GET", f"/admin/v1/audit?tenant={tenant}&action=budget.set").json()["data"]
+    assert [(e["resource_id"], e["after"]["max_amount"]) for e in entries] == [
+        (budget["id"], budget["max_amount"])]
 
 
 def test_an_expired_key_chains_budgets_are_deleted_without_alert_rules(pair: Pair) -> None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from switchboard.stores.protocols.audit import AuditEntry
 from switchboard.stores.protocols.clock import utcnow
+
+if TYPE_CHECKING:
+    from switchboard.stores.protocols.budgets import BudgetRecord
 
 USER = "user"
 SERVICE_ACCOUNT = "service_account"
@@ -82,10 +86,15 @@ class TenancyStore(Protocol):
         """Write the tenant's ``fields`` (all its changeable ones when None), leaving the others
         as they are now; the tenant as stored after it, None when there is no such tenant."""
 
-    async def delete_tenant(self, tenant_id: str) -> bool:
+    async def delete_tenant(self, tenant_id: str, *, audited: AuditEntry | None = None,
+                            budget_audited: Callable[[BudgetRecord], AuditEntry] | None = None
+                            ) -> list[BudgetRecord] | None:
         """Delete the tenant if it has no teams, users or enabled keys, checked by the delete
-        itself (one added meanwhile keeps it); False when it is not there or not empty. The id
-        is retired with it: no tenant is ever created with it again."""
+        itself (one added meanwhile keeps it), with its budgets and their claims; None when it is
+        not there or not empty, else the budgets deleted. The id is retired with it: no tenant is
+        ever created with it again. ``audited`` (the tenant's entry) and ``budget_audited``'s
+        entry for each budget are appended to the audit log in the same transaction: all of it
+        or none."""
 
     async def create_team(self, team: Team) -> None: ...
 

@@ -6,7 +6,7 @@ and are for the platform admin only. Lists are ordered by id and paged by the la
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import asdict
 from typing import Any
 
@@ -14,9 +14,11 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from switchboard.stores.protocols import Team, Tenant, User, UserQuery
+from switchboard.stores.protocols import AuditEntry, BudgetRecord, Team, Tenant, User, UserQuery
 from switchboard.stores.protocols.clock import utcnow
 from switchboard.stores.protocols.tenancy import TenantIdRetired
+from switchboard.stores.sql.audit import append_in
+from switchboard.stores.sql.budgets import delete_in
 from switchboard.stores.sql.tables import api_keys, retired_tenants, teams, tenants, users
 from switchboard.stores.sql.times import from_db, to_db
 
@@ -131,17 +133,21 @@ class SqlTenancyStore:
         found = await self._update(tenants, tenant, fields)
         return None if found is None else Tenant(**found)
 
-    async def delete_tenant(self, tenant_id: str) -> bool:
+    async def delete_tenant(self, tenant_id: str, *, audited: AuditEntry | None = None,
+                            budget_audited: Callable[[BudgetRecord], AuditEntry] | None = None
+                            ) -> list[BudgetRecord] | None:
         # Emptiness is checked by the delete itself: a team, user or key added meanwhile keeps it.
-        # The id is retired in the same transaction.
+        # The id is retired, its budgets deleted and all of it audited in the same transaction.
         delete = sa.delete(tenants).where(tenants.c.id == tenant_id, *_no_members(tenant_id))
         async with self._engine.begin() as conn:
             await _lock(conn, tenants, tenants.c.id == tenant_id, *_no_members(tenant_id))
             if not (await conn.execute(delete)).rowcount:
-                return False
+                return None
             retire = sa.insert(retired_tenants).values(id=tenant_id, deleted_at=to_db(utcnow()))
             await conn.execute(retire)
-        return True
+            if audited is not None:
+                await append_in(conn, audited)  # a failing entry undoes the delete
+            return await delete_in(conn, tenant_id, audited=budget_audited)
 
     # teams
 
