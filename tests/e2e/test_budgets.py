@@ -1296,6 +1296,100 @@ def test_a_budget_set_whose_audit_entry_is_refused_changes_nothing(pair: Pair) -
         (budget["id"], budget["max_amount"])]
 
 
+def test_a_key_create_whose_audit_entry_is_refused_issues_no_key(pair: Pair) -> None:
+    # Before, the key was stored, then audited on its own: a refused entry answered an error for a
+    # key that existed all the same (unaudited, and its secret never shown to anyone).
+    with pair.audit_refused("key.create") as tenant:
+        resp = pair.admin("POST", "/admin/v1/keys", {"models": ["*"], "tenant": tenant})
+        assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+        listed = pair.admin("GET", f"/admin/v1/keys?tenant={tenant}")
+        assert listed.status_code == 200 and listed.json()["data"] == [], listed.text
+    key = pair.key(tenant=tenant)
+    assert pair.audited(tenant, key["id"], "key.create") == ["master"]
+
+
+@pytest.mark.parametrize("refused", ["key.rotate", "key.create"])
+def test_a_rotation_whose_audit_entry_is_refused_changes_nothing(pair: Pair, refused: str) -> None:
+    # Before, the key was rotated, then each entry written on its own: a refused one answered an
+    # error for a key retired all the same (its successor's secret never shown).
+    with pair.audit_refused() as tenant:
+        key = pair.key(tenant=tenant)
+    with pair.audit_refused(refused, tenant=tenant):
+        resp = pair.admin("POST", f"/admin/v1/keys/{key['id']}/rotate", {"grace_seconds": 0})
+        assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+        # Nothing changed: the key still works, unretired, and has no successor.
+        assert pair.sdk(key["key"]).chat.completions.create(messages=ask(LONG), **CALL).choices
+        assert pair.admin("GET", f"/admin/v1/keys/{key['id']}").json()["expires_at"] is None
+        listed = pair.admin("GET", f"/admin/v1/keys?tenant={tenant}").json()["data"]
+        assert [k["id"] for k in listed] == [key["id"]]
+        assert pair.audited(tenant, key["id"], "key.rotate") == []
+    resp = pair.admin("POST", f"/admin/v1/keys/{key['id']}/rotate", {"grace_seconds": 0})
+    assert resp.status_code == 201, resp.text
+    assert pair.audited(tenant, key["id"], "key.rotate") == ["master"]
+    assert pair.audited(tenant, resp.json()["id"], "key.create") == ["master"]
+
+
+def test_provider_changes_whose_audit_entries_are_refused_change_nothing(pair: Pair, mock_upstream: Mock
+                                                                         ) -> None:
+    # Before, each change was stored, then audited on its own: a refused entry answered an error
+    # for a provider or credential created, changed or deleted all the same, unaudited.
+    name = f"stored-{uuid.uuid4().hex[:8]}"
+    path = f"/admin/v1/providers/{name}"
+
+    def shown() -> dict[str, Any]:
+        resp = pair.admin("GET", path)
+        assert resp.status_code == 200, resp.text
+        return dict(resp.json())
+
+    def refused(action: str, method: str, at: str, body: Any = None) -> None:
+        with pair.audit_refused(action, tenant="default"):
+            resp = pair.admin(method, at, body)
+            assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+
+    body = {"name": name, "type": "openai", "api_base": f"{mock_upstream.url}/v1",
+            "api_key": "sk-upstream-one"}
+    refused("provider.create", "POST", "/admin/v1/providers", body)
+    assert pair.admin("GET", path).status_code == 404
+    assert pair.admin("POST", "/admin/v1/providers", body).status_code == 201
+    first = shown()
+    refused("provider.credential.create", "POST", f"{path}/credentials", {"api_key": "sk-upstream-two"})
+    assert shown()["credentials"] == first["credentials"]
+    added = pair.admin("POST", f"{path}/credentials", {"api_key": "sk-upstream-two"})
+    assert added.status_code == 201, added.text
+    both = shown()
+    refused("provider.credential.delete", "DELETE", f"{path}/credentials/{added.json()['id']}")
+    refused("provider.update", "PATCH", path, {"rpm": 5})
+    refused("provider.delete", "DELETE", path)
+    assert shown() == both  # every change refused left it as it was
+    assert pair.admin("DELETE", path).status_code == 200
+    resp = pair.admin("GET", f"/admin/v1/audit?resource_id={name}")
+    assert [e["action"] for e in resp.json()["data"]] == ["provider.delete", "provider.create"]
+    resp = pair.admin("GET", f"/admin/v1/audit?resource_id={added.json()['id']}")
+    assert [e["action"] for e in resp.json()["data"]] == ["provider.credential.create"]
+
+
+def test_subscription_changes_whose_audit_entries_are_refused_change_nothing(pair: Pair) -> None:
+    # Before, a subscription was requested or decided, then audited on its own: a refused entry
+    # answered an error for an approval (or a revoke) in force all the same, unaudited.
+    with pair.audit_refused("subscription.request") as tenant:
+        ask_for = {"model": GATED, "team": "crew", "tenant": tenant}
+        resp = pair.admin("POST", "/admin/v1/subscriptions", ask_for)
+        assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+        assert pair.admin("GET", f"/admin/v1/subscriptions?tenant={tenant}").json()["data"] == []
+    asked = pair.admin("POST", "/admin/v1/subscriptions", ask_for)
+    assert asked.status_code == 201, asked.text
+    sub = f"/admin/v1/subscriptions/{asked.json()['id']}"
+    for action, status in (("approve", "pending"), ("revoke", "approved")):
+        with pair.audit_refused(f"subscription.{action}", tenant=tenant):
+            resp = pair.admin("POST", f"{sub}/{action}?tenant={tenant}")
+            assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+            assert pair.admin("GET", f"{sub}?tenant={tenant}").json()["status"] == status  # as it was
+        assert pair.admin("POST", f"{sub}/{action}?tenant={tenant}").status_code == 200
+    entries = pair.admin("GET", f"/admin/v1/audit?tenant={tenant}&resource_id={asked.json()['id']}").json()
+    assert [e["action"] for e in entries["data"]] == [
+        "subscription.revoke", "subscription.approve", "subscription.request"]
+
+
 def test_an_expired_key_chains_budgets_are_deleted_without_alert_rules(pair: Pair) -> None:
     # Before, only the alerts' evaluation ended an expired key chain's budgets, and it runs only
     # with alert rules: here (none) a budget set on a key whose chain had expired stayed stored,
