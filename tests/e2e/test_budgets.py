@@ -1390,6 +1390,28 @@ def test_subscription_changes_whose_audit_entries_are_refused_change_nothing(pai
         "subscription.revoke", "subscription.approve", "subscription.request"]
 
 
+def test_team_changes_whose_audit_entries_are_refused_change_nothing(pair: Pair) -> None:
+    # Before, a team was created, changed or deleted, then audited on its own: a refused entry
+    # answered an error for a change made all the same, unaudited.
+    with pair.audit_refused("team.create") as tenant:
+        resp = pair.admin("POST", "/admin/v1/teams", {"name": "crew", "tenant": tenant})
+        assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+        assert pair.admin("GET", f"/admin/v1/teams?tenant={tenant}").json()["data"] == []
+    created = pair.admin("POST", "/admin/v1/teams", {"name": "crew", "tenant": tenant})
+    assert created.status_code == 201, created.text
+    team = f"/admin/v1/teams/{created.json()['id']}"
+    changes: list[tuple[str, str, Any]] = [("team.update", "PATCH", {"name": "renamed"}),
+                                           ("team.delete", "DELETE", None)]
+    for action, method, body in changes:
+        with pair.audit_refused(action, tenant=tenant):
+            resp = pair.admin(method, team, body)
+            assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+            assert pair.admin("GET", team).json() == created.json()  # as it was
+    assert pair.admin("DELETE", team).status_code == 200
+    entries = pair.admin("GET", f"/admin/v1/audit?tenant={tenant}&resource_id={created.json()['id']}").json()
+    assert [e["action"] for e in entries["data"]] == ["team.delete", "team.create"]
+
+
 def test_an_expired_key_chains_budgets_are_deleted_without_alert_rules(pair: Pair) -> None:
     # Before, only the alerts' evaluation ended an expired key chain's budgets, and it runs only
     # with alert rules: here (none) a budget set on a key whose chain had expired stayed stored,

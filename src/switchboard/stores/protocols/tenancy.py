@@ -96,7 +96,10 @@ class TenancyStore(Protocol):
         entry for each budget are appended to the audit log in the same transaction: all of it
         or none."""
 
-    async def create_team(self, team: Team) -> None: ...
+    # ``audited``, where a write takes it: its audit entry (or what makes it from the record as
+    # written), appended in the write's transaction (both or neither), none when nothing is written.
+
+    async def create_team(self, team: Team, *, audited: AuditEntry | None = None) -> None: ...
 
     async def get_team(self, tenant_id: str, team_id: str) -> Team | None: ...
 
@@ -106,10 +109,11 @@ class TenancyStore(Protocol):
         self, tenant_id: str, *, after: str | None = None, limit: int = 100
     ) -> list[Team]: ...
 
-    async def update_team(self, team: Team, fields: Collection[str] | None = None) -> Team | None:
+    async def update_team(self, team: Team, fields: Collection[str] | None = None, *,
+                          audited: Callable[[Team], AuditEntry] | None = None) -> Team | None:
         """As :meth:`update_tenant`; None too when the team is another tenant's."""
 
-    async def delete_team(self, tenant_id: str, team_id: str) -> bool:
+    async def delete_team(self, tenant_id: str, team_id: str, *, audited: AuditEntry | None = None) -> bool:
         """Delete the team if it has no users or enabled keys (as :meth:`delete_tenant`)."""
 
     async def count_members(self, tenant_id: str, *, team_id: str | None = None) -> tuple[int, int, int]:

@@ -37,21 +37,30 @@ def _values(row: sa.Row[Any]) -> dict[str, Any]:
     return values
 
 
+async def _append(conn: AsyncConnection, audited: AuditEntry | None) -> None:
+    """The change's audit entry, in its transaction: a failing entry undoes the change."""
+    if audited is not None:
+        await append_in(conn, audited)
+
+
 class SqlTenancyStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
     async def _insert(self, table: sa.Table, record: Tenant | Team | User, *,
-                      owner: sa.Select[Any] | None = None) -> bool:
+                      owner: sa.Select[Any] | None = None, audited: AuditEntry | None = None) -> bool:
         """Insert the record; with ``owner`` (a row it belongs to, read FOR SHARE after the
-        insert), nothing is stored and False returned when that row is gone (:func:`_owner_held`)."""
+        insert), nothing is stored and False returned when that row is gone (:func:`_owner_held`).
+        ``audited`` is appended in the same transaction."""
         try:
             async with self._engine.begin() as conn:
-                await conn.execute(sa.insert(table).values(_row(record)))
+                try:
+                    await conn.execute(sa.insert(table).values(_row(record)))
+                except IntegrityError:
+                    raise ValueError(f"the id {record.id!r} is taken") from None
                 if owner is not None and (await conn.execute(owner)).first() is None:
                     raise _OwnerGone  # rolls the insert back
-        except IntegrityError:
-            raise ValueError(f"the id {record.id!r} is taken") from None
+                await _append(conn, audited)
         except _OwnerGone:
             return False
         return True
@@ -67,13 +76,15 @@ class SqlTenancyStore:
 
     async def _update(self, table: sa.Table, record: Tenant | Team | User, fields: Collection[str] | None,
                       *where: Any, owner: sa.Select[Any] | None = None,
-                      then: Collection[sa.Update] = ()) -> dict[str, Any] | None:
+                      then: Collection[sa.Update] = (),
+                      audited: Callable[[dict[str, Any]], AuditEntry] | None = None) -> dict[str, Any] | None:
         """Write only ``fields`` (every changeable column when None) and return the row as it
         is now: two admins changing different fields at once both keep their change, where
         writing the whole record read before would put back the other's old value. With
         ``owner`` (a row the record now belongs to, read FOR SHARE), nothing is written and None
         returned when that row is gone: see :func:`_owner_held`. ``then``: statements run in the
-        same transaction once the row is written (a user's keys following it)."""
+        same transaction once the row is written (a user's keys following it); ``audited``'s entry,
+        from the row as written, too."""
         row = _row(record)
         names = set(row) - _FIXED if fields is None else set(fields)
         if names & _FIXED or names - set(row):
@@ -88,14 +99,19 @@ class SqlTenancyStore:
                 if found is not None:
                     for follow in then:
                         await conn.execute(follow)
+                    if audited is not None:
+                        await _append(conn, audited(_values(found)))
         except _OwnerGone:
             return None
         return None if found is None else _values(found)
 
-    async def _delete(self, table: sa.Table, *where: Any) -> bool:
+    async def _delete(self, table: sa.Table, *where: Any, audited: AuditEntry | None = None) -> bool:
         async with self._engine.begin() as conn:
             await _lock(conn, table, *where)
-            return bool((await conn.execute(sa.delete(table).where(*where))).rowcount)
+            if not (await conn.execute(sa.delete(table).where(*where))).rowcount:
+                return False
+            await _append(conn, audited)
+        return True
 
     @staticmethod
     def _page(query: sa.Select[Any], table: sa.Table, after: str | None, limit: int) -> sa.Select[Any]:
@@ -145,14 +161,13 @@ class SqlTenancyStore:
                 return None
             retire = sa.insert(retired_tenants).values(id=tenant_id, deleted_at=to_db(utcnow()))
             await conn.execute(retire)
-            if audited is not None:
-                await append_in(conn, audited)  # a failing entry undoes the delete
+            await _append(conn, audited)
             return await delete_in(conn, tenant_id, audited=budget_audited)
 
     # teams
 
-    async def create_team(self, team: Team) -> None:
-        await self._insert(teams, team)
+    async def create_team(self, team: Team, *, audited: AuditEntry | None = None) -> None:
+        await self._insert(teams, team, audited=audited)
 
     async def get_team(self, tenant_id: str, team_id: str) -> Team | None:
         found = await self._one(sa.select(teams).where(teams.c.tenant_id == tenant_id, teams.c.id == team_id))
@@ -166,13 +181,15 @@ class SqlTenancyStore:
         query = self._page(sa.select(teams).where(teams.c.tenant_id == tenant_id), teams, after, limit)
         return [Team(**found) for found in await self._many(query)]
 
-    async def update_team(self, team: Team, fields: Collection[str] | None = None) -> Team | None:
-        found = await self._update(teams, team, fields, teams.c.tenant_id == team.tenant_id)
+    async def update_team(self, team: Team, fields: Collection[str] | None = None, *,
+                          audited: Callable[[Team], AuditEntry] | None = None) -> Team | None:
+        found = await self._update(teams, team, fields, teams.c.tenant_id == team.tenant_id,
+                                   audited=None if audited is None else lambda row: audited(Team(**row)))
         return None if found is None else Team(**found)
 
-    async def delete_team(self, tenant_id: str, team_id: str) -> bool:
+    async def delete_team(self, tenant_id: str, team_id: str, *, audited: AuditEntry | None = None) -> bool:
         return await self._delete(teams, teams.c.tenant_id == tenant_id, teams.c.id == team_id,
-                                  *_no_members(tenant_id, team_id))
+                                  *_no_members(tenant_id, team_id), audited=audited)
 
     async def count_members(self, tenant_id: str, *, team_id: str | None = None) -> tuple[int, int, int]:
         count = sa.func.count()
