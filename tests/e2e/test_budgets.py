@@ -1412,6 +1412,32 @@ def test_team_changes_whose_audit_entries_are_refused_change_nothing(pair: Pair)
     assert [e["action"] for e in entries["data"]] == ["team.delete", "team.create"]
 
 
+@pytest.mark.parametrize("path", ["users", "service-accounts"])
+def test_user_changes_whose_audit_entries_are_refused_change_nothing(pair: Pair, path: str) -> None:
+    # Before, a user (or service account) was created, changed or deleted, then audited on its
+    # own: a refused entry answered an error for a change made all the same, unaudited.
+    kind = "user" if path == "users" else "service_account"
+    with pair.audit_refused(f"{kind}.create") as tenant:
+        body = {"role": "developer", "name": "pat", "tenant": tenant}
+        resp = pair.admin("POST", f"/admin/v1/{path}", body)
+        assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+        assert pair.admin("GET", f"/admin/v1/{path}?tenant={tenant}").json()["data"] == []
+    created = pair.admin("POST", f"/admin/v1/{path}", body)
+    assert created.status_code == 201, created.text
+    one = f"/admin/v1/{path}/{created.json()['id']}"
+    changes: list[tuple[str, str, Any]] = [(f"{kind}.update", "PATCH", {"name": "sam"}),
+                                           (f"{kind}.delete", "DELETE", None)]
+    for action, method, change in changes:
+        with pair.audit_refused(action, tenant=tenant):
+            resp = pair.admin(method, one, change)
+            assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+            assert pair.admin("GET", one).json() == created.json()  # as it was
+    assert pair.admin("PATCH", one, {"name": "sam"}).status_code == 200
+    assert pair.admin("DELETE", one).status_code == 200
+    entries = pair.admin("GET", f"/admin/v1/audit?tenant={tenant}&resource_id={created.json()['id']}").json()
+    assert [e["action"] for e in entries["data"]] == [f"{kind}.delete", f"{kind}.update", f"{kind}.create"]
+
+
 def test_an_expired_key_chains_budgets_are_deleted_without_alert_rules(pair: Pair) -> None:
     # Before, only the alerts' evaluation ended an expired key chain's budgets, and it runs only
     # with alert rules: here (none) a budget set on a key whose chain had expired stayed stored,

@@ -120,7 +120,8 @@ class TenancyStore(Protocol):
         """How many teams, users and enabled keys the tenant has (with ``team_id``: 0, and that
         team's users and enabled keys)."""
 
-    async def create_user(self, user: User, *, team_held: bool = False) -> bool:
+    async def create_user(self, user: User, *, team_held: bool = False,
+                          audited: AuditEntry | None = None) -> bool:
         """Store a new user (ValueError when the id is taken). With ``team_held`` (its team was
         read as a record), nothing is stored and False returned when that team is gone, deleted
         meanwhile: a team delete and a user created into it never both succeed."""
@@ -132,13 +133,14 @@ class TenancyStore(Protocol):
     async def list_users(self, tenant_id: str, query: UserQuery) -> list[User]: ...
 
     async def update_user(self, user: User, fields: Collection[str] | None = None, *,
-                          read: User | None = None, keys_above: Collection[str] = ()) -> User | None:
+                          read: User | None = None, keys_above: Collection[str] = (),
+                          audited: Callable[[User], AuditEntry] | None = None) -> User | None:
         """As :meth:`update_team`. With ``read``, written only while the user's role and team
         are still ``read``'s (None otherwise, as when it is gone), and its keys follow in the same
         transaction: those of ``read``'s team move to the new one, those of a role in
         ``keys_above`` take the new role. None too (nothing written) when the team it is put in
         is gone, deleted meanwhile."""
 
-    async def delete_user(self, tenant_id: str, user_id: str) -> bool:
+    async def delete_user(self, tenant_id: str, user_id: str, *, audited: AuditEntry | None = None) -> bool:
         """Delete the user or service account if it holds no enabled key (as :meth:`delete_team`);
         False when it is not there or holds one."""

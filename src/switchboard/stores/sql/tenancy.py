@@ -210,11 +210,12 @@ class SqlTenancyStore:
 
     # users and service accounts
 
-    async def create_user(self, user: User, *, team_held: bool = False) -> bool:
+    async def create_user(self, user: User, *, team_held: bool = False,
+                          audited: AuditEntry | None = None) -> bool:
         owner = None
         if team_held and user.team_id is not None:
             owner = _owner_held(teams, teams.c.tenant_id == user.tenant_id, teams.c.id == user.team_id)
-        return await self._insert(users, user, owner=owner)
+        return await self._insert(users, user, owner=owner, audited=audited)
 
     async def get_user(self, tenant_id: str, user_id: str) -> User | None:
         found = await self._one(sa.select(users).where(users.c.tenant_id == tenant_id, users.c.id == user_id))
@@ -236,7 +237,8 @@ class SqlTenancyStore:
         return [User(**found) for found in await self._many(stmt)]
 
     async def update_user(self, user: User, fields: Collection[str] | None = None, *,
-                          read: User | None = None, keys_above: Collection[str] = ()) -> User | None:
+                          read: User | None = None, keys_above: Collection[str] = (),
+                          audited: Callable[[User], AuditEntry] | None = None) -> User | None:
         where = [users.c.tenant_id == user.tenant_id]
         then: list[sa.Update] = []
         if read is not None:
@@ -248,16 +250,17 @@ class SqlTenancyStore:
         owner = None
         if user.team_id is not None and (fields is None or "team_id" in fields):
             owner = _owner_held(teams, teams.c.tenant_id == user.tenant_id, teams.c.id == user.team_id)
-        found = await self._update(users, user, fields, *where, owner=owner, then=then)
+        found = await self._update(users, user, fields, *where, owner=owner, then=then,
+                                   audited=None if audited is None else lambda row: audited(User(**row)))
         return None if found is None else User(**found)
 
-    async def delete_user(self, tenant_id: str, user_id: str) -> bool:
+    async def delete_user(self, tenant_id: str, user_id: str, *, audited: AuditEntry | None = None) -> bool:
         # Unrevoked keys are checked by the delete itself, as for a team: a key issued to the
         # user (or service account) after the admin API looked keeps it.
         held = sa.and_(api_keys.c.tenant_id == tenant_id, api_keys.c.enabled.is_(True),
                        sa.or_(api_keys.c.user_id == user_id, api_keys.c.service_account_id == user_id))
         return await self._delete(users, users.c.tenant_id == tenant_id, users.c.id == user_id,
-                                  ~sa.exists().where(held))
+                                  ~sa.exists().where(held), audited=audited)
 
 
 def _keys_follow(read: User, user: User, keys_above: Collection[str]) -> list[sa.Update]:
