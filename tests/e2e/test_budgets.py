@@ -182,18 +182,23 @@ class Pair:
         return int(self.sql(sa.select(sa.func.count()).where(budget_alerts.c.budget_id == budget_id)))
 
     @contextmanager
-    def audit_refused(self) -> Iterator[str]:
-        """A new tenant whose ``budget.delete`` audit entries the database refuses while inside
-        (a CHECK constraint on PostgreSQL, a trigger on SQLite): an audit write that fails."""
-        tenant = f"refuse-audit-{uuid.uuid4().hex[:8]}"
-        assert self.admin("POST", "/admin/v1/tenants", {"id": tenant}).status_code == 201
-        name = tenant.replace("-", "_")
+    def audit_refused(self, *actions: str, tenant: str | None = None) -> Iterator[str]:
+        """A tenant (a new one unless given) whose audit entries of ``actions`` (default
+        ``budget.delete``) the database refuses while inside (a CHECK constraint on PostgreSQL, a
+        trigger on SQLite): an audit write that fails."""
+        if tenant is None:
+            tenant = f"refuse-audit-{uuid.uuid4().hex[:8]}"
+            assert self.admin("POST", "/admin/v1/tenants", {"id": tenant}).status_code == 201
+        name = f"refuse_{uuid.uuid4().hex[:8]}"
+        listed = ", ".join(f"'{action}'" for action in actions or ("budget.delete",))
 
         def refused(row: str) -> str:
-            return f"{row}tenant_id = '{tenant}' AND {row}action = 'budget.delete'"
+            return f"{row}tenant_id = '{tenant}' AND {row}action IN ({listed})"
 
         if self.kind == "cluster":
-            self.sql(sa.text(f"ALTER TABLE audit_log ADD CONSTRAINT {name} CHECK (NOT ({refused('')}))"))
+            # NOT VALID: the entries written before are not checked, only those to come.
+            self.sql(sa.text(f"ALTER TABLE audit_log ADD CONSTRAINT {name} CHECK (NOT ({refused('')})) "
+                             "NOT VALID"))
         else:
             self.sql(sa.text(f"CREATE TRIGGER {name} BEFORE INSERT ON audit_log WHEN {refused('NEW.')} "
                              "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"))
@@ -1246,6 +1251,191 @@ def test_a_revoke_whose_budget_delete_cannot_be_audited_changes_nothing(pair: Pa
     assert pair.admin("GET", f"/admin/v1/budgets/{budget['id']}").status_code == 404
     assert pair.audited(tenant, key["id"], "key.revoke") == ["master"]
     assert pair.audited(tenant, budget["id"]) == ["master"]
+
+
+@pytest.mark.parametrize("refused", ["tenant.delete", "budget.delete"])
+def test_a_tenant_delete_whose_audit_entry_is_refused_changes_nothing(pair: Pair, refused: str) -> None:
+    # Before, the tenant was deleted, then audited, then its budgets deleted, each on its own: a
+    # refused entry answered an error for a tenant gone all the same (its budgets left behind,
+    # or its delete unaudited).
+    with pair.audit_refused(refused) as tenant:
+        budget = pair.budget(scope="tenant", tenant=tenant, max_amount=5, period="total")
+        resp = pair.admin("DELETE", f"/admin/v1/tenants/{tenant}")
+        assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+        # Nothing changed: the tenant and its budget are there, nothing is audited.
+        assert pair.admin("GET", f"/admin/v1/tenants/{tenant}").status_code == 200
+        assert pair.admin("GET", f"/admin/v1/budgets/{budget['id']}").status_code == 200
+        assert pair.audited(tenant, tenant, "tenant.delete") == []
+        assert pair.audited(tenant, budget["id"]) == []
+    resp = pair.admin("DELETE", f"/admin/v1/tenants/{tenant}")
+    assert resp.status_code == 200 and resp.json()["deleted"] is True, resp.text
+    assert pair.admin("GET", f"/admin/v1/tenants/{tenant}").status_code == 404
+    assert pair.admin("GET", f"/admin/v1/budgets/{budget['id']}").status_code == 404
+    assert pair.audited(tenant, tenant, "tenant.delete") == ["master"]
+    assert pair.audited(tenant, budget["id"]) == ["master"]
+
+
+def test_a_budget_set_whose_audit_entry_is_refused_changes_nothing(pair: Pair) -> None:
+    # Before, the budget was written, then audited on its own: a refused entry answered an error
+    # for a budget in force all the same, its change unaudited.
+    with pair.audit_refused("budget.set") as tenant:
+        resp = pair.admin("PUT", "/admin/v1/budgets", {"scope": "tenant", "tenant": tenant, "max_amount": 5,
+                                                      "period": "total"})
+        assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+        listed = pair.admin("GET", f"/admin/v1/budgets?tenant={tenant}")
+        assert listed.status_code == 200 and listed.json()["data"] == [], listed.text
+    budget = pair.budget(scope="tenant", tenant=tenant, max_amount=5, period="total")
+    with pair.audit_refused("budget.set", tenant=tenant):
+        resp = pair.admin("PUT", "/admin/v1/budgets", {"scope": "tenant", "tenant": tenant, "max_amount": 7,
+                                                      "period": "total"})
+        assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+        kept = pair.admin("GET", f"/admin/v1/budgets/{budget['id']}").json()
+        assert kept["max_amount"] == budget["max_amount"]
+    entries = pair.admin("GET", f"/admin/v1/audit?tenant={tenant}&action=budget.set").json()["data"]
+    assert [(e["resource_id"], e["after"]["max_amount"]) for e in entries] == [
+        (budget["id"], budget["max_amount"])]
+
+
+def test_a_key_create_whose_audit_entry_is_refused_issues_no_key(pair: Pair) -> None:
+    # Before, the key was stored, then audited on its own: a refused entry answered an error for a
+    # key that existed all the same (unaudited, and its secret never shown to anyone).
+    with pair.audit_refused("key.create") as tenant:
+        resp = pair.admin("POST", "/admin/v1/keys", {"models": ["*"], "tenant": tenant})
+        assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+        listed = pair.admin("GET", f"/admin/v1/keys?tenant={tenant}")
+        assert listed.status_code == 200 and listed.json()["data"] == [], listed.text
+    key = pair.key(tenant=tenant)
+    assert pair.audited(tenant, key["id"], "key.create") == ["master"]
+
+
+@pytest.mark.parametrize("refused", ["key.rotate", "key.create"])
+def test_a_rotation_whose_audit_entry_is_refused_changes_nothing(pair: Pair, refused: str) -> None:
+    # Before, the key was rotated, then each entry written on its own: a refused one answered an
+    # error for a key retired all the same (its successor's secret never shown).
+    with pair.audit_refused() as tenant:
+        key = pair.key(tenant=tenant)
+    with pair.audit_refused(refused, tenant=tenant):
+        resp = pair.admin("POST", f"/admin/v1/keys/{key['id']}/rotate", {"grace_seconds": 0})
+        assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+        # Nothing changed: the key still works, unretired, and has no successor.
+        assert pair.sdk(key["key"]).chat.completions.create(messages=ask(LONG), **CALL).choices
+        assert pair.admin("GET", f"/admin/v1/keys/{key['id']}").json()["expires_at"] is None
+        listed = pair.admin("GET", f"/admin/v1/keys?tenant={tenant}").json()["data"]
+        assert [k["id"] for k in listed] == [key["id"]]
+        assert pair.audited(tenant, key["id"], "key.rotate") == []
+    resp = pair.admin("POST", f"/admin/v1/keys/{key['id']}/rotate", {"grace_seconds": 0})
+    assert resp.status_code == 201, resp.text
+    assert pair.audited(tenant, key["id"], "key.rotate") == ["master"]
+    assert pair.audited(tenant, resp.json()["id"], "key.create") == ["master"]
+
+
+def test_provider_changes_whose_audit_entries_are_refused_change_nothing(pair: Pair, mock_upstream: Mock
+                                                                         ) -> None:
+    # Before, each change was stored, then audited on its own: a refused entry answered an error
+    # for a provider or credential created, changed or deleted all the same, unaudited.
+    name = f"stored-{uuid.uuid4().hex[:8]}"
+    path = f"/admin/v1/providers/{name}"
+
+    def shown() -> dict[str, Any]:
+        resp = pair.admin("GET", path)
+        assert resp.status_code == 200, resp.text
+        return dict(resp.json())
+
+    def refused(action: str, method: str, at: str, body: Any = None) -> None:
+        with pair.audit_refused(action, tenant="default"):
+            resp = pair.admin(method, at, body)
+            assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+
+    body = {"name": name, "type": "openai", "api_base": f"{mock_upstream.url}/v1",
+            "api_key": "sk-upstream-one"}
+    refused("provider.create", "POST", "/admin/v1/providers", body)
+    assert pair.admin("GET", path).status_code == 404
+    assert pair.admin("POST", "/admin/v1/providers", body).status_code == 201
+    first = shown()
+    refused("provider.credential.create", "POST", f"{path}/credentials", {"api_key": "sk-upstream-two"})
+    assert shown()["credentials"] == first["credentials"]
+    added = pair.admin("POST", f"{path}/credentials", {"api_key": "sk-upstream-two"})
+    assert added.status_code == 201, added.text
+    both = shown()
+    refused("provider.credential.delete", "DELETE", f"{path}/credentials/{added.json()['id']}")
+    refused("provider.update", "PATCH", path, {"rpm": 5})
+    refused("provider.delete", "DELETE", path)
+    assert shown() == both  # every change refused left it as it was
+    assert pair.admin("DELETE", path).status_code == 200
+    resp = pair.admin("GET", f"/admin/v1/audit?resource_id={name}")
+    assert [e["action"] for e in resp.json()["data"]] == ["provider.delete", "provider.create"]
+    resp = pair.admin("GET", f"/admin/v1/audit?resource_id={added.json()['id']}")
+    assert [e["action"] for e in resp.json()["data"]] == ["provider.credential.create"]
+
+
+def test_subscription_changes_whose_audit_entries_are_refused_change_nothing(pair: Pair) -> None:
+    # Before, a subscription was requested or decided, then audited on its own: a refused entry
+    # answered an error for an approval (or a revoke) in force all the same, unaudited.
+    with pair.audit_refused("subscription.request") as tenant:
+        ask_for = {"model": GATED, "team": "crew", "tenant": tenant}
+        resp = pair.admin("POST", "/admin/v1/subscriptions", ask_for)
+        assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+        assert pair.admin("GET", f"/admin/v1/subscriptions?tenant={tenant}").json()["data"] == []
+    asked = pair.admin("POST", "/admin/v1/subscriptions", ask_for)
+    assert asked.status_code == 201, asked.text
+    sub = f"/admin/v1/subscriptions/{asked.json()['id']}"
+    for action, status in (("approve", "pending"), ("revoke", "approved")):
+        with pair.audit_refused(f"subscription.{action}", tenant=tenant):
+            resp = pair.admin("POST", f"{sub}/{action}?tenant={tenant}")
+            assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+            assert pair.admin("GET", f"{sub}?tenant={tenant}").json()["status"] == status  # as it was
+        assert pair.admin("POST", f"{sub}/{action}?tenant={tenant}").status_code == 200
+    entries = pair.admin("GET", f"/admin/v1/audit?tenant={tenant}&resource_id={asked.json()['id']}").json()
+    assert [e["action"] for e in entries["data"]] == [
+        "subscription.revoke", "subscription.approve", "subscription.request"]
+
+
+def test_team_changes_whose_audit_entries_are_refused_change_nothing(pair: Pair) -> None:
+    # Before, a team was created, changed or deleted, then audited on its own: a refused entry
+    # answered an error for a change made all the same, unaudited.
+    with pair.audit_refused("team.create") as tenant:
+        resp = pair.admin("POST", "/admin/v1/teams", {"name": "crew", "tenant": tenant})
+        assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+        assert pair.admin("GET", f"/admin/v1/teams?tenant={tenant}").json()["data"] == []
+    created = pair.admin("POST", "/admin/v1/teams", {"name": "crew", "tenant": tenant})
+    assert created.status_code == 201, created.text
+    team = f"/admin/v1/teams/{created.json()['id']}"
+    changes: list[tuple[str, str, Any]] = [("team.update", "PATCH", {"name": "renamed"}),
+                                           ("team.delete", "DELETE", None)]
+    for action, method, body in changes:
+        with pair.audit_refused(action, tenant=tenant):
+            resp = pair.admin(method, team, body)
+            assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+            assert pair.admin("GET", team).json() == created.json()  # as it was
+    assert pair.admin("DELETE", team).status_code == 200
+    entries = pair.admin("GET", f"/admin/v1/audit?tenant={tenant}&resource_id={created.json()['id']}").json()
+    assert [e["action"] for e in entries["data"]] == ["team.delete", "team.create"]
+
+
+@pytest.mark.parametrize("path", ["users", "service-accounts"])
+def test_user_changes_whose_audit_entries_are_refused_change_nothing(pair: Pair, path: str) -> None:
+    # Before, a user (or service account) was created, changed or deleted, then audited on its
+    # own: a refused entry answered an error for a change made all the same, unaudited.
+    kind = "user" if path == "users" else "service_account"
+    with pair.audit_refused(f"{kind}.create") as tenant:
+        body = {"role": "developer", "name": "pat", "tenant": tenant}
+        resp = pair.admin("POST", f"/admin/v1/{path}", body)
+        assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+        assert pair.admin("GET", f"/admin/v1/{path}?tenant={tenant}").json()["data"] == []
+    created = pair.admin("POST", f"/admin/v1/{path}", body)
+    assert created.status_code == 201, created.text
+    one = f"/admin/v1/{path}/{created.json()['id']}"
+    changes: list[tuple[str, str, Any]] = [(f"{kind}.update", "PATCH", {"name": "sam"}),
+                                           (f"{kind}.delete", "DELETE", None)]
+    for action, method, change in changes:
+        with pair.audit_refused(action, tenant=tenant):
+            resp = pair.admin(method, one, change)
+            assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+            assert pair.admin("GET", one).json() == created.json()  # as it was
+    assert pair.admin("PATCH", one, {"name": "sam"}).status_code == 200
+    assert pair.admin("DELETE", one).status_code == 200
+    entries = pair.admin("GET", f"/admin/v1/audit?tenant={tenant}&resource_id={created.json()['id']}").json()
+    assert [e["action"] for e in entries["data"]] == [f"{kind}.delete", f"{kind}.update", f"{kind}.create"]
 
 
 def test_an_expired_key_chains_budgets_are_deleted_without_alert_rules(pair: Pair) -> None:

@@ -226,13 +226,27 @@ def _deletes_audited(request: Request, tenant: str) -> Callable[[BudgetRecord], 
     return audited
 
 
-async def delete_with(request: Request, tenant: str, *, budget_id: str | None = None) -> list[BudgetRecord]:
-    """Delete the budgets of a tenant being deleted (or the one ``budget_id`` names), each audited
-    as ``budget.delete`` by the caller in the delete's transaction, their open alert incidents
-    resolved. Returns those deleted."""
+async def delete_with(request: Request, tenant: str, budget_id: str) -> list[BudgetRecord]:
+    """Delete the budget ``budget_id`` names, audited as ``budget.delete`` by the caller in the
+    delete's transaction, its open alert incidents resolved. Returns it (none: not there)."""
     services = request.app.state.services
     return await _deleted(services.stores(), services.budgets(), services.alerts(), tenant, None, None,
                           budget_id, (), _deletes_audited(request, tenant))
+
+
+async def delete_tenant_with(request: Request, tenant: str, audited: AuditEntry) -> bool:
+    """Delete the (empty) tenant, audited by ``audited``, and its budgets, each audited as
+    ``budget.delete``, in one transaction (an audit entry the database does not take leaves all
+    of them as they were); then their open alert incidents resolved. False: not deleted (gone,
+    or not empty)."""
+    services = request.app.state.services
+    stores = services.stores()
+    deleted = await stores.tenancy.delete_tenant(tenant, audited=audited,
+                                                 budget_audited=_deletes_audited(request, tenant))
+    if deleted is None:
+        return False
+    await _gone(stores, services.budgets(), services.alerts(), tenant, deleted, ())
+    return True
 
 
 async def _deleted(stores: Stores, service: BudgetService | None, alerts: Alerts | None, tenant: str,
@@ -382,7 +396,12 @@ async def set_budget(
         downgrade_at=None if body.downgrade is None else body.downgrade.at_percent,
         created_at=now, updated_at=now, created_by=access.principal.id,
     )
-    stored, before = await stores.budgets.put(record)
+    def audited(stored: BudgetRecord, before: BudgetRecord | None) -> AuditEntry:
+        return audit.entry(request, "budget.set", "budget", stored.id, after=public(stored), tenant=tenant,
+                           before=None if before is None else public(before))
+
+    # Written and audited in one transaction: an error answered means nothing changed.
+    stored, before = await stores.budgets.put(record, audited=audited)
     if stored is before:  # the budget as it is already: nothing written, published or audited
         return await shown(request, stored)
     await _changed(request, tenant)
@@ -390,8 +409,6 @@ async def set_budget(
                                or not set(_thresholds(request, stored)) >= set(_thresholds(request, before))):
         await _ended(request, stored)
         await _forget_alerts(request, stored)
-    await audit.record(request, "budget.set", "budget", stored.id,
-                       before=None if before is None else public(before), after=public(stored), tenant=tenant)
     return await shown(request, stored, alert=True)
 
 
@@ -437,7 +454,7 @@ async def delete_budget(
         key_not_above(access, await stores.keys.get(record.tenant_id, record.subject))
     # Deleted and audited in one transaction, as with a revoked key chain or a deleted tenant:
     # an audit entry the database does not take leaves the budget in place.
-    if not await delete_with(request, record.tenant_id, budget_id=budget_id):
+    if not await delete_with(request, record.tenant_id, budget_id):
         raise NotFound(f"no budget with id '{budget_id[:64]}'", code="budget_not_found")
     return {"id": budget_id, "object": "budget", "deleted": True}
 

@@ -467,13 +467,14 @@ async def create_key(
         mcp_tools=mcp_tools,
         checked=True,
     )
-    # Stored only while its owners are (a delete of one may be under way): the store checks.
-    if not await stores.keys.issue(record, owner.records):
+    # Stored only while its owners are (a delete of one may be under way): the store checks. Its
+    # audit entry is written with it: an error answered means no key.
+    created = audit.entry(request, "key.create", "api_key", record.id, after=public(record),
+                          tenant=record.tenant_id)
+    if not await stores.keys.issue(record, owner.records, audited=(created,)):
         raise NotFound("the key's tenant, team, user or service account was deleted meanwhile",
                        code="owner_not_found")
     await services.key_cache().changed(record.key_hash)  # forget a cached "no such key" anywhere
-    await audit.record(request, "key.create", "api_key", record.id, after=public(record),
-                       tenant=record.tenant_id)
     return JSONResponse({**public(record), "key": key}, status_code=201)
 
 
@@ -565,15 +566,17 @@ async def rotate_key(
             _rotatable(old, now)
             key, new, retired = _successor(request, access, old, now, grace)
             assert retired.expires_at is not None
-            if await store.rotate(old, new, retired.expires_at):
+            # The rotation and its two entries are one transaction: an error answered changed nothing.
+            audited = (audit.entry(request, "key.rotate", "api_key", old.id, before=public(old),
+                                   after=public(retired), tenant=old.tenant_id),
+                       audit.entry(request, "key.create", "api_key", new.id, after=public(new),
+                                   tenant=new.tenant_id))
+            if await store.rotate(old, new, retired.expires_at, audited=audited):
                 break
         else:
             raise Conflict("the key kept changing while it was being rotated: try again", code="key_changed")
     await services.key_cache().changed(old.key_hash)
     await services.key_cache().changed(new.key_hash)
-    await audit.record(request, "key.rotate", "api_key", old.id, before=public(old), after=public(retired),
-                       tenant=old.tenant_id)
-    await audit.record(request, "key.create", "api_key", new.id, after=public(new), tenant=new.tenant_id)
     answer = {**public(new), "key": key, "rotated_from": old.id}
     answer["previous_expires_at"] = public(retired)["expires_at"]
     return JSONResponse(answer, status_code=201)

@@ -448,12 +448,13 @@ async def create_provider(
     if body.api_key is not None or body.api_key_ref is not None:
         cred = seal_credential(request, body.name, body.api_key, body.api_key_ref, None, "api_key_ref")
     store = store_of(request)
-    # The provider and its credential in one transaction: a delete at that moment either finds
-    # nothing (404) or the provider as created, and so always follows a create that is audited.
-    if not await store.create_provider(record, cred):
-        raise Conflict(f"a provider named '{body.name}' exists")
     public = stored_public(record, [cred] if cred else [])
-    await audit.record(request, "provider.create", "provider", record.name, after=public)
+    # The provider, its credential and its audit entry in one transaction: a delete at that moment
+    # either finds nothing (404) or the provider as created, and so always follows a create that
+    # is audited; an error answered means nothing was created.
+    created = audit.entry(request, "provider.create", "provider", record.name, after=public)
+    if not await store.create_provider(record, cred, audited=created):
+        raise Conflict(f"a provider named '{body.name}' exists")
     await routing.changed()
     return JSONResponse(public, status_code=201)
 
@@ -507,17 +508,17 @@ async def update_provider(
                 check_option_types(new.type, new.options)
             if replace(new, updated_at=old.updated_at) == old:
                 return stored_public(old, creds)  # nothing to change: nothing written, nothing audited
-            # Written only while the provider is still the version read: another admin's change
-            # made meanwhile is read and kept, not overwritten with what this one read.
-            if await store.update_provider(new, old.updated_at):
+            before, after = stored_public(old, creds), stored_public(new, creds)
+            changed = headers_changed(old.headers, new.headers)
+            updated = audit.entry(request, "provider.update", "provider", name, before=before,
+                                  after={**after, "headers_changed": changed} if changed else after)
+            # Written (with its audit entry) only while the provider is still the version read:
+            # another admin's change made meanwhile is read and kept, not overwritten.
+            if await store.update_provider(new, old.updated_at, audited=updated):
                 break
         else:
             raise Conflict("the provider kept changing while it was being updated: try again",
                            code="provider_changed")
-    before, after = stored_public(old, creds), stored_public(new, creds)
-    changed = headers_changed(old.headers, new.headers)
-    await audit.record(request, "provider.update", "provider", name, before=before,
-                       after={**after, "headers_changed": changed} if changed else after)
     await routing_of(request).changed()
     return after
 
@@ -529,7 +530,8 @@ async def delete_provider(
     old = await stored_or_404(request, name)
     store = store_of(request)
     creds = await store.credentials(name)
-    outcome = await store.delete_provider(name)
+    deleted = audit.entry(request, "provider.delete", "provider", name, before=stored_public(old, creds))
+    outcome = await store.delete_provider(name, audited=deleted)
     if outcome == "missing":
         raise provider_missing(name)
     if outcome == "in_use":
@@ -537,7 +539,6 @@ async def delete_provider(
             f"the provider '{name}' is used by stored models; remove or move them first",
             code="provider_in_use",
         )
-    await audit.record(request, "provider.delete", "provider", name, before=stored_public(old, creds))
     await routing_of(request).changed()
     return {"name": name, "object": "provider", "deleted": True}
 
@@ -552,11 +553,11 @@ async def add_credential(
         validate_record(record, True)  # the key may clash with the user info, sent in Authorization
     cred = seal_credential(request, name, body.api_key, body.ref, body.label)
     store = store_of(request)
-    if not await store.add_credential(cred):  # the provider was deleted meanwhile
-        raise provider_missing(name)
     public = _credential_public(cred)
-    await audit.record(request, "provider.credential.create", "provider_credential", cred.id,
-                       after={**public, "provider": record.name})
+    created = audit.entry(request, "provider.credential.create", "provider_credential", cred.id,
+                          after={**public, "provider": record.name})
+    if not await store.add_credential(cred, audited=created):  # the provider was deleted meanwhile
+        raise provider_missing(name)
     await routing_of(request).changed()
     return JSONResponse(public, status_code=201)
 
@@ -569,11 +570,12 @@ async def delete_credential(
     await stored_or_404(request, name)
     store = store_of(request)
     found = [c for c in await store.credentials(name) if c.id == credential_id]
-    if not found or not await store.delete_credential(name, credential_id):
+    deleted = None if not found else audit.entry(
+        request, "provider.credential.delete", "provider_credential", credential_id,
+        before={**_credential_public(found[0]), "provider": name})
+    if deleted is None or not await store.delete_credential(name, credential_id, audited=deleted):
         raise NotFound(f"provider '{name[:128]}' has no credential '{credential_id[:64]}'",
                        code="credential_not_found")
-    await audit.record(request, "provider.credential.delete", "provider_credential", credential_id,
-                       before={**_credential_public(found[0]), "provider": name})
     await routing_of(request).changed()
     return {"id": credential_id, "object": "provider_credential", "deleted": True}
 

@@ -27,6 +27,7 @@ from switchboard.http.admin.body import PROSE, AdminBody
 from switchboard.http.admin.query import Limit, query_params
 from switchboard.http.admin.scoping import tenant_in_reach
 from switchboard.stores.protocols import (
+    AuditEntry,
     SubscriptionExists,
     SubscriptionQuery,
     SubscriptionRecord,
@@ -216,8 +217,16 @@ async def create_subscription(
         id=_new_id(), tenant_id=tenant, team_id=team, model=subject,
         requested_by=access.principal.id, reason=body.reason,
     )
-    try:
-        stored, reopened = await services.stores().subscriptions.request_over(record)
+
+    def audited(stored: SubscriptionRecord, reopened: SubscriptionRecord | None) -> AuditEntry:
+        # A rejected or revoked subscription asked for again is the same one reopened: its entry
+        # shows it as it was.
+        return audit.entry(request, "subscription.request", "subscription", stored.id,
+                           before=None if reopened is None else _public(reopened), after=_public(stored),
+                           tenant=stored.tenant_id)
+
+    try:  # stored with its audit entry: an error answered means nothing was asked for
+        stored, _ = await services.stores().subscriptions.request_over(record, audited=audited)
     except SubscriptionExists as exc:
         raise Conflict(
             f"team '{team}' already has a {exc.existing.status} subscription to '{name}' "
@@ -226,11 +235,6 @@ async def create_subscription(
             code="subscription_exists",
         ) from None
     await services.subscriptions().changed((tenant, team, subject))
-    # A rejected or revoked subscription asked for again is the same one reopened: its entry
-    # shows it as it was.
-    await audit.record(request, "subscription.request", "subscription", stored.id,
-                       before=None if reopened is None else _public(reopened), after=_public(stored),
-                       tenant=stored.tenant_id)
     return JSONResponse(_public(stored), status_code=201)
 
 
@@ -299,9 +303,15 @@ async def _decide(
         if await _approval(request, kind, before.tenant_id, name, before.team_id) is None:
             raise Conflict(f"{kind}: no {kind} '{name[:200]}' any more; reject the subscription instead",
                            param=kind, code=f"{kind}_not_found")
+
+    def audited(after: SubscriptionRecord) -> AuditEntry:
+        return audit.entry(request, f"subscription.{action}", "subscription", after.id,
+                           before=_public(before), after=_public(after), tenant=after.tenant_id)
+
+    # Decided with its audit entry in one transaction: an error answered means nothing changed.
     after = await services.stores().subscriptions.decide(
         before.tenant_id, before.id, expect=(expect,), status=status,
-        decided_by=access.principal.id, reason=reason,
+        decided_by=access.principal.id, reason=reason, audited=audited,
     )
     if after is None:
         current = await _visible(request, access, subscription_id, tenant)
@@ -310,10 +320,6 @@ async def _decide(
             code=f"subscription_not_{expect}",
         )
     await services.subscriptions().changed((after.tenant_id, after.team_id, after.model))
-    await audit.record(
-        request, f"subscription.{action}", "subscription", after.id,
-        before=_public(before), after=_public(after), tenant=after.tenant_id,
-    )
     return _public(after)
 
 

@@ -34,6 +34,7 @@ from switchboard.http.admin.scoping import (
     unchanged,
 )
 from switchboard.stores import Stores, Team
+from switchboard.stores.protocols import AuditEntry
 
 router = APIRouter(prefix="/admin/v1/teams", tags=["teams"])
 
@@ -91,8 +92,9 @@ async def create_team(
     team = Team(id=new_id("team"), tenant_id=tenant, name=body.name, created_by=access.principal.id,
                 allowed_regions=regions_of(body.allowed_regions),
                 mcp_tools=None if body.mcp_tools is None else body.mcp_tools.model_dump())
-    await stores.tenancy.create_team(team)
-    await audit.record(request, "team.create", "team", team.id, after=public(team), tenant=tenant)
+    # Stored with its audit entry: an error answered means no team.
+    await stores.tenancy.create_team(team, audited=audit.entry(request, "team.create", "team", team.id,
+                                                               after=public(team), tenant=tenant))
     return public(team)
 
 
@@ -147,14 +149,18 @@ async def update_team(
             changes["mcp_tools"] = None if body.mcp_tools is None else body.mcp_tools.model_dump()
         if unchanged(before, changes):
             return public(before)  # nothing to change: nothing written, nothing audited
+
+        def audited(after: Team) -> AuditEntry:
+            return audit.entry(request, "team.update", "team", team_id, before=public(before),
+                               after=public(after), tenant=before.tenant_id)
+
         # Only the fields given are written: an admin changing another field meanwhile keeps it.
-        after = await stores.tenancy.update_team(replace(before, **changes), changes)
+        # Written with its audit entry: an error answered means nothing changed.
+        after = await stores.tenancy.update_team(replace(before, **changes), changes, audited=audited)
         if after is None:  # deleted since it was read
             raise NotFound(f"no team '{team_id[:64]}'", code="team_not_found")
     if after.allowed_regions != before.allowed_regions or after.mcp_tools != before.mcp_tools:
         await request.app.state.services.key_cache().changed(ALL)  # keys hold the policy
-    await audit.record(request, "team.update", "team", team_id, before=public(before), after=public(after),
-                       tenant=before.tenant_id)
     return public(after)
 
 
@@ -168,7 +174,9 @@ async def delete_team(
     if users or keys:
         raise conflict(f"the team still has {users} member(s) and {keys} unrevoked key(s): "
                        "move or delete them and revoke the keys first")
-    if not await stores.tenancy.delete_team(team.tenant_id, team.id):  # checked again as it goes
+    deleted = audit.entry(request, "team.delete", "team", team.id, before=public(team), tenant=team.tenant_id)
+    # Emptiness checked again as it goes; deleted with its audit entry (an error: nothing changed).
+    if not await stores.tenancy.delete_team(team.tenant_id, team.id, audited=deleted):
         # Read again: another delete that came first leaves nothing to delete (404, as for any
         # team that is gone); a team still there gained a member or a key meanwhile.
         await team_in_reach(access, stores, team_id)
@@ -176,5 +184,4 @@ async def delete_team(
     # Token callers' tenancy is cached as "every key": dropped, a token naming the deleted team is
     # refused from its next verification (access/residency.py).
     await request.app.state.services.key_cache().changed(ALL)
-    await audit.record(request, "team.delete", "team", team.id, before=public(team), tenant=team.tenant_id)
     return {"id": team.id, "object": "team", "deleted": True}

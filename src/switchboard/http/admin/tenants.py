@@ -15,7 +15,7 @@ from switchboard.errors import Conflict, NotFound, PermissionDenied
 from switchboard.http.admin import audit
 from switchboard.http.admin.authz import DEFAULT_TENANT, Access, allow
 from switchboard.http.admin.body import AdminBody
-from switchboard.http.admin.budgets import delete_with
+from switchboard.http.admin.budgets import delete_tenant_with
 from switchboard.http.admin.one_writer import one_writer
 from switchboard.http.admin.query import query_params
 from switchboard.http.admin.scoping import (
@@ -160,7 +160,11 @@ async def delete_tenant(
     if teams or users or keys:
         raise conflict(f"the tenant still has {teams} team(s), {users} user(s) and {keys} "
                        "unrevoked key(s): delete or revoke them first")
-    if not await stores.tenancy.delete_tenant(tenant.id):  # checked again as it goes
+    # The tenant, its budgets (out of reach once it is gone: its lists answer 404) and all their
+    # audit entries go in one transaction: an error answered means nothing changed.
+    audited = audit.entry(request, "tenant.delete", "tenant", tenant.id, before=public(tenant),
+                          tenant=tenant.id)
+    if not await delete_tenant_with(request, tenant.id, audited):  # emptiness checked again as it goes
         # Read again: another delete that came first leaves nothing to delete (404, as for any
         # tenant that is gone); a tenant still there gained a team, a user or a key meanwhile.
         await _get(access, stores, tenant_id)
@@ -168,8 +172,4 @@ async def delete_tenant(
     # Token callers' tenancy is cached as "every key": dropped, a token naming the deleted tenant
     # is refused from its next verification (access/residency.py).
     await request.app.state.services.key_cache().changed(ALL)
-    await audit.record(request, "tenant.delete", "tenant", tenant.id, before=public(tenant), tenant=tenant.id)
-    # Out of reach once the tenant is gone (its lists answer 404): its budgets are deleted with
-    # it, their open incidents resolved.
-    await delete_with(request, tenant.id)
     return {"id": tenant.id, "object": "tenant", "deleted": True}

@@ -39,6 +39,7 @@ from switchboard.http.admin.scoping import (
     user_in_reach,
 )
 from switchboard.stores import SERVICE_ACCOUNT, USER, KeyQuery, KeyRecord, Stores, User, UserQuery
+from switchboard.stores.protocols import AuditEntry
 
 Role = Literal["tenant_admin", "team_admin", "developer", "viewer"]
 assert set(Role.__args__) == set(ROLES) - {PLATFORM_ADMIN}  # type: ignore[attr-defined]
@@ -143,9 +144,10 @@ def make_router(kind: str) -> APIRouter:
                     name=body.name, email=body.email, created_by=access.principal.id)
         # A team read as a record is held by the insert: one deleted meanwhile keeps no member.
         held = team is not None and access.reach > Reach.TEAM
-        if not await stores.tenancy.create_user(user, team_held=held):
+        # Stored with its audit entry: an error answered means no user.
+        created = audit.entry(request, f"{kind}.create", kind, user.id, after=public(user), tenant=tenant)
+        if not await stores.tenancy.create_user(user, team_held=held, audited=created):
             raise NotFound(f"no team '{team}'", code="team_not_found")
-        await audit.record(request, f"{kind}.create", kind, user.id, after=public(user), tenant=tenant)
         return public(user)
 
     @router.get("", summary=f"List {what}s within reach")
@@ -209,17 +211,21 @@ def make_router(kind: str) -> APIRouter:
                 demoted = RANK[wanted.role] < RANK[before.role]
                 above = [role for role in ROLES if RANK[role] > RANK[wanted.role]] if demoted else []
                 held = await _keys_of(stores, before) if demoted or wanted.team_id != before.team_id else []
+                def audited(after: User, before: User = before) -> AuditEntry:
+                    return audit.entry(request, f"{before.kind}.update", before.kind, user_id,
+                                       before=public(before), after=public(after), tenant=before.tenant_id)
+
                 # Only the fields given are written, so a concurrent change of another field stays;
-                # the role and team, checked together, only while they are still the ones read.
-                stored = await stores.tenancy.update_user(wanted, changes, read=before, keys_above=above)
+                # the role and team, checked together, only while they are still the ones read. Its
+                # audit entry is written with it (an error answered: nothing changed).
+                stored = await stores.tenancy.update_user(wanted, changes, read=before, keys_above=above,
+                                                          audited=audited)
                 if stored is not None:
                     after = stored
                     break
             else:
                 raise Conflict(f"the {what} kept changing while it was being updated: try again",
                                code="user_changed")
-        await audit.record(request, f"{before.kind}.update", before.kind, user_id, before=public(before),
-                           after=public(after), tenant=before.tenant_id)
         await _keys_followed(request, stores, held, after)
         return public(after)
 
@@ -233,12 +239,13 @@ def make_router(kind: str) -> APIRouter:
         held = [k for k in await _keys_of(stores, user) if k.enabled]
         if held:
             raise conflict(f"the {what} still holds {len(held)} unrevoked key(s): revoke them first")
-        if not await stores.tenancy.delete_user(user.tenant_id, user.id):  # checked again as it goes
+        # Keys checked again as it goes; deleted with its audit entry (an error: nothing changed).
+        deleted = audit.entry(request, f"{user.kind}.delete", user.kind, user.id, before=public(user),
+                              tenant=user.tenant_id)
+        if not await stores.tenancy.delete_user(user.tenant_id, user.id, audited=deleted):
             if await stores.tenancy.get_user(user.tenant_id, user.id) is None:  # another delete was first
                 raise NotFound(f"no {what} '{user_id[:64]}'", code=f"{what.replace(' ', '_')}_not_found")
             raise conflict(f"the {what} was given a key while it was being deleted: revoke it first")
-        await audit.record(request, f"{user.kind}.delete", user.kind, user.id, before=public(user),
-                           tenant=user.tenant_id)
         return {"id": user.id, "object": user.kind, "deleted": True}
 
     return router

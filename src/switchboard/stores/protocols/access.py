@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -128,16 +128,21 @@ class SubscriptionExists(Exception):
         self.existing = existing
 
 
+# The audit entry of a subscription requested: from it as stored and as it was (None: new).
+RequestAudited = Callable[["SubscriptionRecord", "SubscriptionRecord | None"], AuditEntry]
+
+
 class SubscriptionStore(Protocol):
     async def request(self, record: SubscriptionRecord) -> SubscriptionRecord:
         """Store ``record`` as pending. A rejected or revoked subscription of the same tenant,
         team and model is reopened instead (its id kept, the rest from ``record``); a pending
         or approved one raises :class:`SubscriptionExists`."""
 
-    async def request_over(self, record: SubscriptionRecord
+    async def request_over(self, record: SubscriptionRecord, *, audited: RequestAudited | None = None
                            ) -> tuple[SubscriptionRecord, SubscriptionRecord | None]:
         """As :meth:`request`, also returning the rejected or revoked subscription it reopened
-        as it was (None: a new one), for the audit entry's ``before``."""
+        as it was (None: a new one); ``audited``'s entry (from both) is appended to the audit log
+        in the same transaction (both or neither)."""
 
     async def get(self, tenant_id: str, subscription_id: str) -> SubscriptionRecord | None: ...
 
@@ -156,9 +161,12 @@ class SubscriptionStore(Protocol):
         status: str,
         decided_by: str,
         reason: str | None,
+        audited: Callable[[SubscriptionRecord], AuditEntry] | None = None,
     ) -> SubscriptionRecord | None:
         """Move the subscription to ``status`` if its status is one of ``expect`` (atomically);
-        the updated record, or None when there is no such subscription in that state."""
+        the updated record, or None when there is no such subscription in that state.
+        ``audited``'s entry (from the updated record) is appended to the audit log in the same
+        transaction (both or neither)."""
 
 
 # ``owner_team`` of a key that belongs to no team (no team id is empty).
@@ -206,10 +214,12 @@ class KeyStore(Protocol):
     async def put(self, record: KeyRecord) -> None:
         """Insert the key, or replace the record with the same id (within its tenant)."""
 
-    async def issue(self, record: KeyRecord, owners: Collection[str] = ("tenant", "team", "user")) -> bool:
+    async def issue(self, record: KeyRecord, owners: Collection[str] = ("tenant", "team", "user"), *,
+                    audited: Sequence[AuditEntry] = ()) -> bool:
         """Insert a new key only while its ``owners`` (of "tenant", "team", "user": its tenant,
         team, and user or service account, those it names) exist, checked as it is written;
-        False (nothing stored) when one does not."""
+        False (nothing stored) when one does not. ``audited`` is appended to the audit log in the
+        same transaction (both or neither)."""
 
     async def get_by_hash(self, key_hash: str) -> KeyRecord | None:
         """The authentication lookup. Returns disabled and expired keys too: the caller decides."""
@@ -251,12 +261,14 @@ class KeyStore(Protocol):
         the stored key is still at ``record.revision``, not revoked and not rotated: a change
         made since the read (a revoke above all) stands. False (nothing written) otherwise."""
 
-    async def rotate(self, old: KeyRecord, successor: KeyRecord, expires_at: datetime) -> bool:
+    async def rotate(self, old: KeyRecord, successor: KeyRecord, expires_at: datetime, *,
+                     audited: Sequence[AuditEntry] = ()) -> bool:
         """Retire ``old`` (its expiry brought to ``expires_at``, ``rotated_to`` set in its
         metadata) and insert ``successor``, at once and only if ``old`` is still as read (its
         ``revision``), enabled, not blocked and not rotated: of concurrent rotations one wins, a
         revoke that landed first stands, and an update that landed first is not lost on the
-        successor. False (nothing written) when the key is no longer rotatable or changed."""
+        successor. False (nothing written) when the key is no longer rotatable or changed.
+        ``audited`` is appended to the audit log in the same transaction (all or nothing)."""
 
     async def reassign(self, tenant_id: str, key_id: str, team_id: str | None, role: str) -> bool:
         """Set only the key's team and role (the rest of the record, ``enabled`` included, as

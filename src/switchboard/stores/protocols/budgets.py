@@ -43,11 +43,18 @@ class BudgetRecord:
     created_by: str | None = None
 
 
+# The audit entry of a budget written: from the budget as stored and as it was (None: new).
+SetAudited = Callable[[BudgetRecord, "BudgetRecord | None"], AuditEntry]
+
+
 class BudgetStore(Protocol):
-    async def put(self, record: BudgetRecord) -> tuple[BudgetRecord, BudgetRecord | None]:
+    async def put(self, record: BudgetRecord, *, audited: SetAudited | None = None
+                  ) -> tuple[BudgetRecord, BudgetRecord | None]:
         """Insert, or replace the budget of the same (tenant, scope, subject, unit, period),
         keeping its id and creation time. Returns what is stored now and what was before; a
-        budget the same as stored already is not written, and both are then the same record."""
+        budget the same as stored already is not written, and both are then the same record.
+        ``audited``'s entry is appended to the audit log in the write's transaction (both or
+        neither); none for a budget not written."""
 
     async def get(self, tenant_id: str, budget_id: str) -> BudgetRecord | None: ...
 

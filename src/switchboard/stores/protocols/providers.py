@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from switchboard.stores.protocols.access import SubscriptionRecord
+from switchboard.stores.protocols.audit import AuditEntry
 from switchboard.stores.protocols.clock import utcnow
 
 
@@ -79,27 +80,32 @@ class ProviderStore(Protocol):
 
     async def get_provider(self, name: str) -> ProviderRecord | None: ...
 
-    async def create_provider(self, record: ProviderRecord,
-                              credential: CredentialRecord | None = None) -> bool:
+    # ``audited``, where a write takes it: its audit entry, appended in the write's transaction
+    # (both or neither), none when nothing is written.
+
+    async def create_provider(self, record: ProviderRecord, credential: CredentialRecord | None = None,
+                              *, audited: AuditEntry | None = None) -> bool:
         """False (nothing stored) when a provider of that name exists. With ``credential``, both in
         one transaction: no delete sees the provider without it (nor undoes the create between
         the two, unaudited)."""
 
-    async def update_provider(self, record: ProviderRecord, read: datetime | None = None) -> bool:
+    async def update_provider(self, record: ProviderRecord, read: datetime | None = None, *,
+                              audited: AuditEntry | None = None) -> bool:
         """False when there is no such provider, or (given ``read``, the ``updated_at`` of the
         record the change was made from) when it changed since: read it again and retry."""
 
-    async def delete_provider(self, name: str) -> str:
+    async def delete_provider(self, name: str, *, audited: AuditEntry | None = None) -> str:
         """``deleted`` (with its credentials), ``missing``, or ``in_use`` (a stored model uses
         it; nothing is deleted). Checked and done in one transaction."""
 
     async def credentials(self, provider: str) -> list[CredentialRecord]:
         """Oldest first."""
 
-    async def add_credential(self, record: CredentialRecord) -> bool:
+    async def add_credential(self, record: CredentialRecord, *, audited: AuditEntry | None = None) -> bool:
         """False (nothing stored) when its provider is not stored, or was deleted meanwhile."""
 
-    async def delete_credential(self, provider: str, credential_id: str) -> bool: ...
+    async def delete_credential(self, provider: str, credential_id: str, *,
+                                audited: AuditEntry | None = None) -> bool: ...
 
     async def get_model(self, name: str) -> ModelRecord | None: ...
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from switchboard.stores.protocols.audit import AuditEntry
 from switchboard.stores.protocols.clock import utcnow
+
+if TYPE_CHECKING:
+    from switchboard.stores.protocols.budgets import BudgetRecord
 
 USER = "user"
 SERVICE_ACCOUNT = "service_account"
@@ -82,12 +86,20 @@ class TenancyStore(Protocol):
         """Write the tenant's ``fields`` (all its changeable ones when None), leaving the others
         as they are now; the tenant as stored after it, None when there is no such tenant."""
 
-    async def delete_tenant(self, tenant_id: str) -> bool:
+    async def delete_tenant(self, tenant_id: str, *, audited: AuditEntry | None = None,
+                            budget_audited: Callable[[BudgetRecord], AuditEntry] | None = None
+                            ) -> list[BudgetRecord] | None:
         """Delete the tenant if it has no teams, users or enabled keys, checked by the delete
-        itself (one added meanwhile keeps it); False when it is not there or not empty. The id
-        is retired with it: no tenant is ever created with it again."""
+        itself (one added meanwhile keeps it), with its budgets and their claims; None when it is
+        not there or not empty, else the budgets deleted. The id is retired with it: no tenant is
+        ever created with it again. ``audited`` (the tenant's entry) and ``budget_audited``'s
+        entry for each budget are appended to the audit log in the same transaction: all of it
+        or none."""
 
-    async def create_team(self, team: Team) -> None: ...
+    # ``audited``, where a write takes it: its audit entry (or what makes it from the record as
+    # written), appended in the write's transaction (both or neither), none when nothing is written.
+
+    async def create_team(self, team: Team, *, audited: AuditEntry | None = None) -> None: ...
 
     async def get_team(self, tenant_id: str, team_id: str) -> Team | None: ...
 
@@ -97,17 +109,19 @@ class TenancyStore(Protocol):
         self, tenant_id: str, *, after: str | None = None, limit: int = 100
     ) -> list[Team]: ...
 
-    async def update_team(self, team: Team, fields: Collection[str] | None = None) -> Team | None:
+    async def update_team(self, team: Team, fields: Collection[str] | None = None, *,
+                          audited: Callable[[Team], AuditEntry] | None = None) -> Team | None:
         """As :meth:`update_tenant`; None too when the team is another tenant's."""
 
-    async def delete_team(self, tenant_id: str, team_id: str) -> bool:
+    async def delete_team(self, tenant_id: str, team_id: str, *, audited: AuditEntry | None = None) -> bool:
         """Delete the team if it has no users or enabled keys (as :meth:`delete_tenant`)."""
 
     async def count_members(self, tenant_id: str, *, team_id: str | None = None) -> tuple[int, int, int]:
         """How many teams, users and enabled keys the tenant has (with ``team_id``: 0, and that
         team's users and enabled keys)."""
 
-    async def create_user(self, user: User, *, team_held: bool = False) -> bool:
+    async def create_user(self, user: User, *, team_held: bool = False,
+                          audited: AuditEntry | None = None) -> bool:
         """Store a new user (ValueError when the id is taken). With ``team_held`` (its team was
         read as a record), nothing is stored and False returned when that team is gone, deleted
         meanwhile: a team delete and a user created into it never both succeed."""
@@ -119,13 +133,14 @@ class TenancyStore(Protocol):
     async def list_users(self, tenant_id: str, query: UserQuery) -> list[User]: ...
 
     async def update_user(self, user: User, fields: Collection[str] | None = None, *,
-                          read: User | None = None, keys_above: Collection[str] = ()) -> User | None:
+                          read: User | None = None, keys_above: Collection[str] = (),
+                          audited: Callable[[User], AuditEntry] | None = None) -> User | None:
         """As :meth:`update_team`. With ``read``, written only while the user's role and team
         are still ``read``'s (None otherwise, as when it is gone), and its keys follow in the same
         transaction: those of ``read``'s team move to the new one, those of a role in
         ``keys_above`` take the new role. None too (nothing written) when the team it is put in
         is gone, deleted meanwhile."""
 
-    async def delete_user(self, tenant_id: str, user_id: str) -> bool:
+    async def delete_user(self, tenant_id: str, user_id: str, *, audited: AuditEntry | None = None) -> bool:
         """Delete the user or service account if it holds no enabled key (as :meth:`delete_team`);
         False when it is not there or holds one."""

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from switchboard.stores.protocols import AuditEntry, BudgetRecord
-from switchboard.stores.protocols.budgets import KEY_BUDGET_PREFIX, AlertsCutoff
+from switchboard.stores.protocols.budgets import KEY_BUDGET_PREFIX, AlertsCutoff, SetAudited
 from switchboard.stores.sql.audit import append_in
 from switchboard.stores.sql.dialect import insert
 from switchboard.stores.sql.tables import api_keys as keys
@@ -155,15 +155,19 @@ class SqlBudgetStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def put(self, record: BudgetRecord) -> tuple[BudgetRecord, BudgetRecord | None]:
+    async def put(self, record: BudgetRecord, *, audited: SetAudited | None = None
+                  ) -> tuple[BudgetRecord, BudgetRecord | None]:
         try:
-            return await self._put(record)
+            return await self._put(record, audited)
         except IntegrityError:  # created by someone else meanwhile: now it is an update
-            return await self._put(record)
+            return await self._put(record, audited)
 
-    async def _put(self, record: BudgetRecord) -> tuple[BudgetRecord, BudgetRecord | None]:
+    async def _put(self, record: BudgetRecord, audited: SetAudited | None
+                   ) -> tuple[BudgetRecord, BudgetRecord | None]:
         where = (t.c.tenant_id == record.tenant_id, t.c.scope == record.scope, t.c.subject == record.subject,
                  t.c.unit == record.unit, t.c.period == record.period)
+        # What is stored, as it reads back (the amount rounded to whole units).
+        amount = from_units(to_units(record.max_amount, record.unit), record.unit)
         async with self._engine.begin() as conn:
             row = (await conn.execute(sa.select(t).where(*where).with_for_update())).first()
             before = None if row is None else _record(row)
@@ -180,9 +184,10 @@ class SqlBudgetStore:
                 stored = replace(record, id=before.id, created_at=before.created_at,
                                  created_by=before.created_by)
                 await conn.execute(sa.update(t).where(t.c.id == before.id).values(**_values(record)))
-        # What is stored, as it reads back (the amount rounded to whole units).
-        amount = from_units(to_units(record.max_amount, record.unit), record.unit)
-        return replace(stored, max_amount=amount), before
+            stored = replace(stored, max_amount=amount)
+            if audited is not None:
+                await append_in(conn, audited(stored, before))  # a failing entry undoes the write
+        return stored, before
 
     async def get(self, tenant_id: str, budget_id: str) -> BudgetRecord | None:
         query = sa.select(t).where(t.c.tenant_id == tenant_id, t.c.id == budget_id)

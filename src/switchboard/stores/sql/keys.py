@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
@@ -156,7 +156,8 @@ class SqlKeyStore:
         if result.rowcount == 0:
             raise ValueError(f"key id {record.id!r} belongs to another tenant")
 
-    async def issue(self, record: KeyRecord, owners: Collection[str] = ("tenant", "team", "user")) -> bool:
+    async def issue(self, record: KeyRecord, owners: Collection[str] = ("tenant", "team", "user"), *,
+                    audited: Sequence[AuditEntry] = ()) -> bool:
         """Insert a new key only while its ``owners`` exist (of "tenant", "team", "user": its
         tenant, team, user or service account, where it names one); False, nothing stored, when
         one does not. The row is written first, then each
@@ -177,14 +178,17 @@ class SqlKeyStore:
                                                         users.c.tenant_id == record.tenant_id))
         try:
             async with self._engine.begin() as conn:
-                await conn.execute(sa.insert(t).values(_row(record)))
+                try:
+                    await conn.execute(sa.insert(t).values(_row(record)))
+                except IntegrityError:
+                    raise ValueError(f"key {record.id!r} or its hash is already another key's") from None
                 for row in rows:
                     if (await conn.execute(row.with_for_update(read=True))).first() is None:
                         raise _OwnerGone
+                for entry in audited:
+                    await append_in(conn, entry)  # a failing entry undoes the key
         except _OwnerGone:
             return False
-        except IntegrityError:
-            raise ValueError(f"key {record.id!r} or its hash is already another key's") from None
         return True
 
     async def get_by_hash(self, key_hash: str) -> KeyRecord | None:
@@ -318,7 +322,8 @@ class SqlKeyStore:
             result = await conn.execute(stmt)
         return result.rowcount == 1
 
-    async def rotate(self, old: KeyRecord, successor: KeyRecord, expires_at: datetime) -> bool:
+    async def rotate(self, old: KeyRecord, successor: KeyRecord, expires_at: datetime, *,
+                     audited: Sequence[AuditEntry] = ()) -> bool:
         # Compare-and-set: the row is retired only while enabled and not rotated (a concurrent
         # revoke or rotation fails this WHERE, PostgreSQL re-checking it once the row is
         # free), and only the columns the rotation owns are written.
@@ -334,6 +339,8 @@ class SqlKeyStore:
             if (await conn.execute(retire)).rowcount != 1:
                 return False
             await conn.execute(sa.insert(t).values(_row(successor)))
+            for entry in audited:
+                await append_in(conn, entry)  # a failing entry undoes the rotation
         return True
 
     async def reassign(self, tenant_id: str, key_id: str, team_id: str | None, role: str) -> bool:

@@ -8,9 +8,10 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from switchboard.stores.protocols import (
+    AuditEntry,
     CredentialRecord,
     ModelRecord,
     ProviderRecord,
@@ -18,6 +19,7 @@ from switchboard.stores.protocols import (
     SubscriptionRecord,
     utcnow,
 )
+from switchboard.stores.sql.audit import append_in
 from switchboard.stores.sql.routing import OVERRIDES, SPLITS, override_of, split_of
 from switchboard.stores.sql.subscriptions import revoke_approved
 from switchboard.stores.sql.tables import models as mt
@@ -117,11 +119,22 @@ def _unchanged(table: sa.Table, read: datetime | None) -> list[sa.ColumnElement[
     return [] if read is None else [table.c.updated_at == to_db(read)]
 
 
+class _Taken(Exception):
+    """Rolls back a provider created under a name that is taken."""
+
+
 class _ProviderGone(Exception):
     """Rolls back a row written for a provider that was deleted meanwhile."""
 
 
-async def _under_provider(engine: AsyncEngine, write: sa.Insert | sa.Update, provider: str) -> bool:
+async def _append(conn: AsyncConnection, audited: AuditEntry | None) -> None:
+    """The change's audit entry, in its transaction: a failing entry undoes the change."""
+    if audited is not None:
+        await append_in(conn, audited)
+
+
+async def _under_provider(engine: AsyncEngine, write: sa.Insert | sa.Update, provider: str,
+                          audited: AuditEntry | None = None) -> bool:
     """Write a row that belongs to a stored provider (a credential, a model, a model re-pointed
     at it) only while the provider exists; False (nothing written) when it does not, or when the
     write changed no row (an update's compare-and-set lost). The row is written first, then
@@ -130,7 +143,8 @@ async def _under_provider(engine: AsyncEngine, write: sa.Insert | sa.Update, pro
     that comes after waits for this transaction and then sees the row (a model keeps the
     provider; a credential goes with it). SQLite runs one writer at a time: holding the write
     lock, the read sees every delete committed before. Either way no row is left behind for a
-    deleted provider, to come back with a new provider of the same name."""
+    deleted provider, to come back with a new provider of the same name. ``audited`` is appended
+    in the same transaction."""
     held = sa.select(pt.c.name).where(pt.c.name == provider).with_for_update(read=True)
     try:
         async with engine.begin() as conn:
@@ -138,6 +152,7 @@ async def _under_provider(engine: AsyncEngine, write: sa.Insert | sa.Update, pro
                 return False
             if (await conn.execute(held)).first() is None:
                 raise _ProviderGone
+            await _append(conn, audited)
     except _ProviderGone:
         return False
     return True
@@ -167,26 +182,33 @@ class SqlProviderStore:
             row = (await conn.execute(sa.select(pt).where(pt.c.name == name))).first()
         return None if row is None else _provider(row)
 
-    async def create_provider(self, record: ProviderRecord,
-                              credential: CredentialRecord | None = None) -> bool:
+    async def create_provider(self, record: ProviderRecord, credential: CredentialRecord | None = None,
+                              *, audited: AuditEntry | None = None) -> bool:
         try:
             async with self._engine.begin() as conn:
-                await conn.execute(sa.insert(pt).values(_provider_row(record)))
+                try:
+                    await conn.execute(sa.insert(pt).values(_provider_row(record)))
+                except IntegrityError:
+                    raise _Taken from None  # rolls back; an audit entry refused is no name taken
                 if credential is not None:
                     await conn.execute(_credential_insert(credential))
-        except IntegrityError:
+                await _append(conn, audited)
+        except _Taken:
             return False
         return True
 
-    async def update_provider(self, record: ProviderRecord, read: datetime | None = None) -> bool:
+    async def update_provider(self, record: ProviderRecord, read: datetime | None = None, *,
+                              audited: AuditEntry | None = None) -> bool:
         row = _provider_row(record)
         del row["created_at"]
         stmt = sa.update(pt).where(pt.c.name == record.name, *_unchanged(pt, read)).values(row)
         async with self._engine.begin() as conn:
-            result = await conn.execute(stmt)
-        return bool(result.rowcount)
+            if not (await conn.execute(stmt)).rowcount:
+                return False
+            await _append(conn, audited)
+        return True
 
-    async def delete_provider(self, name: str) -> str:
+    async def delete_provider(self, name: str, *, audited: AuditEntry | None = None) -> str:
         async with self._engine.begin() as conn:
             if dialect_is_pg(conn.dialect.name):
                 # Serialise with a model being added for this provider meanwhile.
@@ -200,6 +222,7 @@ class SqlProviderStore:
                 found = await conn.execute(sa.select(pt.c.name).where(pt.c.name == name))
                 return "missing" if found.first() is None else "in_use"
             await conn.execute(sa.delete(ct).where(ct.c.provider == name))
+            await _append(conn, audited)
         return "deleted"
 
     async def credentials(self, provider: str) -> list[CredentialRecord]:
@@ -207,13 +230,17 @@ class SqlProviderStore:
         async with self._engine.connect() as conn:
             return [_credential(r) for r in await conn.execute(stmt)]
 
-    async def add_credential(self, record: CredentialRecord) -> bool:
-        return await _under_provider(self._engine, _credential_insert(record), record.provider)
+    async def add_credential(self, record: CredentialRecord, *, audited: AuditEntry | None = None) -> bool:
+        return await _under_provider(self._engine, _credential_insert(record), record.provider, audited)
 
-    async def delete_credential(self, provider: str, credential_id: str) -> bool:
+    async def delete_credential(self, provider: str, credential_id: str, *,
+                                audited: AuditEntry | None = None) -> bool:
         stmt = sa.delete(ct).where(ct.c.provider == provider, ct.c.id == credential_id)
         async with self._engine.begin() as conn:
-            return bool((await conn.execute(stmt)).rowcount)
+            if not (await conn.execute(stmt)).rowcount:
+                return False
+            await _append(conn, audited)
+        return True
 
     async def get_model(self, name: str) -> ModelRecord | None:
         async with self._engine.connect() as conn:

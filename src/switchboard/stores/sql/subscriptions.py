@@ -3,6 +3,7 @@ compare-and-set updates so two admins deciding at once cannot both win."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -11,11 +12,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from switchboard.stores.protocols import (
+    AuditEntry,
     SubscriptionExists,
     SubscriptionQuery,
     SubscriptionRecord,
     utcnow,
 )
+from switchboard.stores.protocols.access import RequestAudited
+from switchboard.stores.sql.audit import append_in
 from switchboard.stores.sql.tables import subscriptions as t
 from switchboard.stores.sql.times import from_db, to_db
 
@@ -77,6 +81,10 @@ async def revoke_approved(
             for r in before]
 
 
+class _Raced(Exception):
+    """Rolls back a new subscription whose team and model another request took meanwhile."""
+
+
 class SqlSubscriptionStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -91,7 +99,7 @@ class SqlSubscriptionStore:
     async def request(self, record: SubscriptionRecord) -> SubscriptionRecord:
         return (await self.request_over(record))[0]
 
-    async def request_over(self, record: SubscriptionRecord
+    async def request_over(self, record: SubscriptionRecord, *, audited: RequestAudited | None = None
                            ) -> tuple[SubscriptionRecord, SubscriptionRecord | None]:
         fresh = SubscriptionRecord(
             id=record.id, tenant_id=record.tenant_id, team_id=record.team_id, model=record.model,
@@ -103,9 +111,14 @@ class SqlSubscriptionStore:
         if existing is None:
             try:
                 async with self._engine.begin() as conn:
-                    await conn.execute(sa.insert(t).values(_row(fresh)))
+                    try:
+                        await conn.execute(sa.insert(t).values(_row(fresh)))
+                    except IntegrityError:
+                        raise _Raced from None
+                    if audited is not None:
+                        await append_in(conn, audited(fresh, None))  # a failing entry undoes the request
                 return fresh, None
-            except IntegrityError:  # another request for the same team and model won the race
+            except _Raced:  # another request for the same team and model won the race
                 async with self._engine.connect() as conn:
                     existing = await self._find(conn, record.tenant_id, record.team_id, record.model)
                 if existing is None:
@@ -120,8 +133,10 @@ class SqlSubscriptionStore:
             .values(values)
         )
         async with self._engine.begin() as conn:
-            result = await conn.execute(stmt)
-        if result.rowcount == 0:  # decided or re-requested meanwhile
+            written = bool((await conn.execute(stmt)).rowcount)
+            if written and audited is not None:
+                await append_in(conn, audited(reopened, existing))
+        if not written:  # decided or re-requested meanwhile
             current = await self.get(existing.tenant_id, existing.id)
             raise SubscriptionExists(current or existing)
         return reopened, existing
@@ -159,14 +174,19 @@ class SqlSubscriptionStore:
         status: str,
         decided_by: str,
         reason: str | None,
+        audited: Callable[[SubscriptionRecord], AuditEntry] | None = None,
     ) -> SubscriptionRecord | None:
         stmt = (
             sa.update(t)
             .where(t.c.tenant_id == tenant_id, t.c.id == subscription_id, t.c.status.in_(expect))
             .values(status=status, decided_by=decided_by, reason=reason, decided_at=to_db(utcnow()))
+            .returning(*t.c)
         )
         async with self._engine.begin() as conn:
-            result = await conn.execute(stmt)
-        if result.rowcount == 0:
-            return None
-        return await self.get(tenant_id, subscription_id)
+            row = (await conn.execute(stmt)).first()
+            if row is None:
+                return None
+            after = _record(row)
+            if audited is not None:
+                await append_in(conn, audited(after))  # a failing entry undoes the decision
+        return after

@@ -6,7 +6,7 @@ and are for the platform admin only. Lists are ordered by id and paged by the la
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import asdict
 from typing import Any
 
@@ -14,9 +14,11 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from switchboard.stores.protocols import Team, Tenant, User, UserQuery
+from switchboard.stores.protocols import AuditEntry, BudgetRecord, Team, Tenant, User, UserQuery
 from switchboard.stores.protocols.clock import utcnow
 from switchboard.stores.protocols.tenancy import TenantIdRetired
+from switchboard.stores.sql.audit import append_in
+from switchboard.stores.sql.budgets import delete_in
 from switchboard.stores.sql.tables import api_keys, retired_tenants, teams, tenants, users
 from switchboard.stores.sql.times import from_db, to_db
 
@@ -35,21 +37,30 @@ def _values(row: sa.Row[Any]) -> dict[str, Any]:
     return values
 
 
+async def _append(conn: AsyncConnection, audited: AuditEntry | None) -> None:
+    """The change's audit entry, in its transaction: a failing entry undoes the change."""
+    if audited is not None:
+        await append_in(conn, audited)
+
+
 class SqlTenancyStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
     async def _insert(self, table: sa.Table, record: Tenant | Team | User, *,
-                      owner: sa.Select[Any] | None = None) -> bool:
+                      owner: sa.Select[Any] | None = None, audited: AuditEntry | None = None) -> bool:
         """Insert the record; with ``owner`` (a row it belongs to, read FOR SHARE after the
-        insert), nothing is stored and False returned when that row is gone (:func:`_owner_held`)."""
+        insert), nothing is stored and False returned when that row is gone (:func:`_owner_held`).
+        ``audited`` is appended in the same transaction."""
         try:
             async with self._engine.begin() as conn:
-                await conn.execute(sa.insert(table).values(_row(record)))
+                try:
+                    await conn.execute(sa.insert(table).values(_row(record)))
+                except IntegrityError:
+                    raise ValueError(f"the id {record.id!r} is taken") from None
                 if owner is not None and (await conn.execute(owner)).first() is None:
                     raise _OwnerGone  # rolls the insert back
-        except IntegrityError:
-            raise ValueError(f"the id {record.id!r} is taken") from None
+                await _append(conn, audited)
         except _OwnerGone:
             return False
         return True
@@ -65,13 +76,15 @@ class SqlTenancyStore:
 
     async def _update(self, table: sa.Table, record: Tenant | Team | User, fields: Collection[str] | None,
                       *where: Any, owner: sa.Select[Any] | None = None,
-                      then: Collection[sa.Update] = ()) -> dict[str, Any] | None:
+                      then: Collection[sa.Update] = (),
+                      audited: Callable[[dict[str, Any]], AuditEntry] | None = None) -> dict[str, Any] | None:
         """Write only ``fields`` (every changeable column when None) and return the row as it
         is now: two admins changing different fields at once both keep their change, where
         writing the whole record read before would put back the other's old value. With
         ``owner`` (a row the record now belongs to, read FOR SHARE), nothing is written and None
         returned when that row is gone: see :func:`_owner_held`. ``then``: statements run in the
-        same transaction once the row is written (a user's keys following it)."""
+        same transaction once the row is written (a user's keys following it); ``audited``'s entry,
+        from the row as written, too."""
         row = _row(record)
         names = set(row) - _FIXED if fields is None else set(fields)
         if names & _FIXED or names - set(row):
@@ -86,14 +99,19 @@ class SqlTenancyStore:
                 if found is not None:
                     for follow in then:
                         await conn.execute(follow)
+                    if audited is not None:
+                        await _append(conn, audited(_values(found)))
         except _OwnerGone:
             return None
         return None if found is None else _values(found)
 
-    async def _delete(self, table: sa.Table, *where: Any) -> bool:
+    async def _delete(self, table: sa.Table, *where: Any, audited: AuditEntry | None = None) -> bool:
         async with self._engine.begin() as conn:
             await _lock(conn, table, *where)
-            return bool((await conn.execute(sa.delete(table).where(*where))).rowcount)
+            if not (await conn.execute(sa.delete(table).where(*where))).rowcount:
+                return False
+            await _append(conn, audited)
+        return True
 
     @staticmethod
     def _page(query: sa.Select[Any], table: sa.Table, after: str | None, limit: int) -> sa.Select[Any]:
@@ -131,22 +149,25 @@ class SqlTenancyStore:
         found = await self._update(tenants, tenant, fields)
         return None if found is None else Tenant(**found)
 
-    async def delete_tenant(self, tenant_id: str) -> bool:
+    async def delete_tenant(self, tenant_id: str, *, audited: AuditEntry | None = None,
+                            budget_audited: Callable[[BudgetRecord], AuditEntry] | None = None
+                            ) -> list[BudgetRecord] | None:
         # Emptiness is checked by the delete itself: a team, user or key added meanwhile keeps it.
-        # The id is retired in the same transaction.
+        # The id is retired, its budgets deleted and all of it audited in the same transaction.
         delete = sa.delete(tenants).where(tenants.c.id == tenant_id, *_no_members(tenant_id))
         async with self._engine.begin() as conn:
             await _lock(conn, tenants, tenants.c.id == tenant_id, *_no_members(tenant_id))
             if not (await conn.execute(delete)).rowcount:
-                return False
+                return None
             retire = sa.insert(retired_tenants).values(id=tenant_id, deleted_at=to_db(utcnow()))
             await conn.execute(retire)
-        return True
+            await _append(conn, audited)
+            return await delete_in(conn, tenant_id, audited=budget_audited)
 
     # teams
 
-    async def create_team(self, team: Team) -> None:
-        await self._insert(teams, team)
+    async def create_team(self, team: Team, *, audited: AuditEntry | None = None) -> None:
+        await self._insert(teams, team, audited=audited)
 
     async def get_team(self, tenant_id: str, team_id: str) -> Team | None:
         found = await self._one(sa.select(teams).where(teams.c.tenant_id == tenant_id, teams.c.id == team_id))
@@ -160,13 +181,15 @@ class SqlTenancyStore:
         query = self._page(sa.select(teams).where(teams.c.tenant_id == tenant_id), teams, after, limit)
         return [Team(**found) for found in await self._many(query)]
 
-    async def update_team(self, team: Team, fields: Collection[str] | None = None) -> Team | None:
-        found = await self._update(teams, team, fields, teams.c.tenant_id == team.tenant_id)
+    async def update_team(self, team: Team, fields: Collection[str] | None = None, *,
+                          audited: Callable[[Team], AuditEntry] | None = None) -> Team | None:
+        found = await self._update(teams, team, fields, teams.c.tenant_id == team.tenant_id,
+                                   audited=None if audited is None else lambda row: audited(Team(**row)))
         return None if found is None else Team(**found)
 
-    async def delete_team(self, tenant_id: str, team_id: str) -> bool:
+    async def delete_team(self, tenant_id: str, team_id: str, *, audited: AuditEntry | None = None) -> bool:
         return await self._delete(teams, teams.c.tenant_id == tenant_id, teams.c.id == team_id,
-                                  *_no_members(tenant_id, team_id))
+                                  *_no_members(tenant_id, team_id), audited=audited)
 
     async def count_members(self, tenant_id: str, *, team_id: str | None = None) -> tuple[int, int, int]:
         count = sa.func.count()
@@ -187,11 +210,12 @@ class SqlTenancyStore:
 
     # users and service accounts
 
-    async def create_user(self, user: User, *, team_held: bool = False) -> bool:
+    async def create_user(self, user: User, *, team_held: bool = False,
+                          audited: AuditEntry | None = None) -> bool:
         owner = None
         if team_held and user.team_id is not None:
             owner = _owner_held(teams, teams.c.tenant_id == user.tenant_id, teams.c.id == user.team_id)
-        return await self._insert(users, user, owner=owner)
+        return await self._insert(users, user, owner=owner, audited=audited)
 
     async def get_user(self, tenant_id: str, user_id: str) -> User | None:
         found = await self._one(sa.select(users).where(users.c.tenant_id == tenant_id, users.c.id == user_id))
@@ -213,7 +237,8 @@ class SqlTenancyStore:
         return [User(**found) for found in await self._many(stmt)]
 
     async def update_user(self, user: User, fields: Collection[str] | None = None, *,
-                          read: User | None = None, keys_above: Collection[str] = ()) -> User | None:
+                          read: User | None = None, keys_above: Collection[str] = (),
+                          audited: Callable[[User], AuditEntry] | None = None) -> User | None:
         where = [users.c.tenant_id == user.tenant_id]
         then: list[sa.Update] = []
         if read is not None:
@@ -225,16 +250,17 @@ class SqlTenancyStore:
         owner = None
         if user.team_id is not None and (fields is None or "team_id" in fields):
             owner = _owner_held(teams, teams.c.tenant_id == user.tenant_id, teams.c.id == user.team_id)
-        found = await self._update(users, user, fields, *where, owner=owner, then=then)
+        found = await self._update(users, user, fields, *where, owner=owner, then=then,
+                                   audited=None if audited is None else lambda row: audited(User(**row)))
         return None if found is None else User(**found)
 
-    async def delete_user(self, tenant_id: str, user_id: str) -> bool:
+    async def delete_user(self, tenant_id: str, user_id: str, *, audited: AuditEntry | None = None) -> bool:
         # Unrevoked keys are checked by the delete itself, as for a team: a key issued to the
         # user (or service account) after the admin API looked keeps it.
         held = sa.and_(api_keys.c.tenant_id == tenant_id, api_keys.c.enabled.is_(True),
                        sa.or_(api_keys.c.user_id == user_id, api_keys.c.service_account_id == user_id))
         return await self._delete(users, users.c.tenant_id == tenant_id, users.c.id == user_id,
-                                  ~sa.exists().where(held))
+                                  ~sa.exists().where(held), audited=audited)
 
 
 def _keys_follow(read: User, user: User, keys_above: Collection[str]) -> list[sa.Update]:
