@@ -97,11 +97,15 @@ def test_a_filter_is_as_long_as_the_value_it_finds(gateway: Gateway) -> None:
     name = "m" * 256
     made = post("/admin/v1/models", {"name": name, "provider": "local-openai", "model": "x"})
     assert made.status_code == 201, made.text
-    ids = [e["id"] for e in get("/admin/v1/catalog", {"limit": 1000}).json()["data"]]
-    at = ids.index(f"model:{name}")
-    page = get("/admin/v1/catalog", {"after": ids[at], "limit": 1000})
-    assert page.status_code == 200 and [e["id"] for e in page.json()["data"]] == ids[at + 1:], page.text
-    _error(get("/admin/v1/catalog", {"after": "x" * 301}), "invalid_value", "after")
+    try:
+        ids = [e["id"] for e in get("/admin/v1/catalog", {"limit": 1000}).json()["data"]]
+        at = ids.index(f"model:{name}")
+        page = get("/admin/v1/catalog", {"after": ids[at], "limit": 1000})
+        assert page.status_code == 200 and [e["id"] for e in page.json()["data"]] == ids[at + 1:], page.text
+        _error(get("/admin/v1/catalog", {"after": "x" * 301}), "invalid_value", "after")
+    finally:  # the gateway is shared: other tests list its models
+        gone = httpx.delete(f"{gateway.url}/admin/v1/models/{name}", headers=ADMIN, timeout=10)
+        assert gone.status_code == 200, gone.text
 
 
 def test_a_prompt_version_given_twice_is_not_the_last_one(gateway: Gateway) -> None:

@@ -231,9 +231,14 @@ def test_cost_prices_the_requests_own_tokens_where_no_context_window_is_known(de
 def test_headroom_counts_what_it_sent_where_no_context_window_is_known(deployment: Deployment) -> None:
     # tpm 50 and 40, about 35 tokens a request: the first goes to tight-a, which then has less
     # room left than tight-b. Uncounted, tight-a took every request.
-    served = [served_by(deployment.sdk, "tight", "word " * 30) for _ in range(4)]
+    # The counts are per clock minute: a run that crossed into the next one is made again.
+    for _ in range(2):
+        minute = int(time.time() // 60)
+        served = [served_by(deployment.sdk, "tight", "word " * 30) for _ in range(4)]
+        state = deployment.admin("GET", f"{GROUPS}/tight").json()
+        if int(time.time() // 60) == minute:
+            break
     assert set(served) == {"tight-a", "tight-b"}, served
-    state = deployment.admin("GET", f"{GROUPS}/tight").json()
     assert sum(d["state"]["tokens_this_minute"] for d in state["deployments"]) > 0
 
 

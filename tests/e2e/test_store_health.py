@@ -86,7 +86,11 @@ def test_admin_changes_answer_within_the_publish_bound_while_redis_hangs(cluster
     deleted, took = _timed("DELETE", f"{keys}/{key_id}")
     assert deleted.status_code == 200, deleted.text
     assert took < BOUND
-    # Stored all the same, and each change logged one warning naming the bound.
+    # Stored all the same, and each change logged one warning naming the bound (read as the
+    # test's reader thread gets to it: a line may follow its answer by a moment).
+    for answer in (created, changed, deleted):
+        cluster.gateway.process.wait_for_all("change feed: redis did not answer a publish",
+                                             f"request_id={answer.headers['x-request-id']}", timeout=10)
     warnings = [line for line in cluster.gateway.process.lines
                 if "change feed: redis did not answer a publish" in line]
     assert len(warnings) == 3, warnings
