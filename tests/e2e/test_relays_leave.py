@@ -46,12 +46,16 @@ def held() -> Iterator[HeldUpstream]:
 @pytest.fixture(scope="module")
 def gateway(held: HeldUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     config: dict[str, Any] = {
-        "providers": [{"name": "held", "type": "openai", "api_base": f"{held.url}/v1", "api_key": "sk-held"}],
+        "providers": [{"name": "held", "type": "openai", "api_base": f"{held.url}/v1", "api_key": "sk-held"},
+                      {"name": "early413", "type": "openai", "api_base": f"{held.url}/early413/v1",
+                       "api_key": "sk-held"}],
         "models": [
             {"name": "held-tts", "provider": "held", "model": "tts-1",
              "info": {"mode": "audio_speech", "input_cost_per_mchar": 15}},
             {"name": "held-transcribe", "provider": "held", "model": "gpt-4o-transcribe",
              "info": {"mode": "audio_transcription", "input_cost_per_mtok": 2.5, "output_cost_per_mtok": 10}},
+            {"name": "early413-transcribe", "provider": "early413", "model": "gpt-4o-transcribe",
+             "info": {"mode": "audio_transcription"}},
         ],
         "files": {"provider": "held"},
         "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
@@ -162,3 +166,17 @@ def files_counted(metrics: str) -> tuple[float, float]:
     samples = parse(httpx.get(metrics, headers=ADMIN, timeout=10).text)
     return (total(samples, "switchboard_requests_total", operation="files", status="200"),
             total(samples, "switchboard_requests_total", operation="files", status="499"))
+
+
+def test_an_upload_refused_by_the_upstream_before_it_read_it_ends_the_upstream_connection_at_once(
+        gateway: Gateway, held: HeldUpstream) -> None:
+    """A transcription whose upstream answers a whole 413 before reading the 20 MiB upload: the
+    client gets the error, and the upstream's connection, with most of the upload still queued
+    for it, ends at once rather than waiting (in vain) for the upstream to read the rest."""
+    audio = b"\0" * (20 * MIB)
+    resp = httpx.post(f"{gateway.url}/v1/audio/transcriptions", headers=ADMIN, timeout=30,
+                      data={"model": "early413-transcribe"}, files={"file": ("a.mp3", audio, "audio/mpeg")})
+    assert resp.status_code == 413, resp.text
+    assert resp.json()["error"]["message"], resp.text
+    path = "/early413/v1/audio/transcriptions"
+    assert held.wait_ended(path, ENDED_WITHIN), "the upstream's connection stayed open"

@@ -26,7 +26,7 @@ from switchboard.upstream import http1, scrub
 from switchboard.upstream.auth import StaticHeaderAuth, UpstreamAuth
 from switchboard.upstream.outbound import Outbound
 from switchboard.upstream.request import UpstreamRequest, file_pieces
-from switchboard.upstream.reset import drop
+from switchboard.upstream.reset import answered_upload, drop, end_upload
 from switchboard.upstream.userinfo import UrlCredential
 
 _MAX_CACHED_URLS = 4096
@@ -340,6 +340,9 @@ class UpstreamClient:
     async def send(self, request: UpstreamRequest, limits: Timeouts | None) -> UpstreamReply:
         try:
             resp = await self._open(request, limits)
+            # An upload's connection (always aiohttp's): its queued rest must not hold it open.
+            upload = resp if request.upload is not None and isinstance(resp, aiohttp.ClientResponse) else None
+            sending = answered_upload(upload) if upload is not None else None
             try:
                 if resp.status >= 400:  # an error: its start is enough, never a credential
                     raw = (await read_bounded(resp, MAX_ERROR_BYTES, cut=True))[0]
@@ -349,7 +352,10 @@ class UpstreamClient:
                     if not whole:
                         raise self.too_large()
             finally:
-                resp.release()
+                if upload is not None:
+                    end_upload(upload, sending)
+                else:
+                    resp.release()
         except FAILURES as exc:
             raise self.translate(exc) from None
         return UpstreamReply(resp.status, resp.headers, body)
