@@ -168,15 +168,21 @@ def files_counted(metrics: str) -> tuple[float, float]:
             total(samples, "switchboard_requests_total", operation="files", status="499"))
 
 
+@pytest.mark.parametrize("stream", [False, True])
 def test_an_upload_refused_by_the_upstream_before_it_read_it_ends_the_upstream_connection_at_once(
-        gateway: Gateway, held: HeldUpstream) -> None:
-    """A transcription whose upstream answers a whole 413 before reading the 20 MiB upload: the
-    client gets the error, and the upstream's connection, with most of the upload still queued
-    for it, ends at once rather than waiting (in vain) for the upstream to read the rest."""
+        gateway: Gateway, held: HeldUpstream, stream: bool) -> None:
+    """A transcription (streamed or not) whose upstream answers a whole 413 before reading the
+    20 MiB upload: the client gets the error, and the upstream's connection, with most of the
+    upload still queued for it, ends at once rather than waiting (in vain) for the upstream to
+    read the rest."""
+    path = "/early413/v1/audio/transcriptions"
+    before = held.ended.count(path)
     audio = b"\0" * (20 * MIB)
+    fields = {"model": "early413-transcribe", "stream": "true" if stream else "false"}
     resp = httpx.post(f"{gateway.url}/v1/audio/transcriptions", headers=ADMIN, timeout=30,
-                      data={"model": "early413-transcribe"}, files={"file": ("a.mp3", audio, "audio/mpeg")})
+                      data=fields, files={"file": ("a.mp3", audio, "audio/mpeg")})
     assert resp.status_code == 413, resp.text
     assert resp.json()["error"]["message"], resp.text
-    path = "/early413/v1/audio/transcriptions"
-    assert held.wait_ended(path, ENDED_WITHIN), "the upstream's connection stayed open"
+    with held.changed:
+        ended = held.changed.wait_for(lambda: held.ended.count(path) > before, ENDED_WITHIN)
+    assert ended, "the upstream's connection stayed open"
