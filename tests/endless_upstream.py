@@ -1,5 +1,6 @@
-"""An upstream that writes without end, as fast as it is read: chat events, speech audio, a
-file's content and a service's body. For the edge tests of clients that stall or leave.
+"""An upstream that writes without end, as fast as it is read: chat events, speech audio, image
+events (partial images), a file's content and a service's body. For the edge tests of clients
+that stall or leave.
 
 It counts what it wrote (``written``), the answers it started and finished (a finished one: its
 connection was dropped by the gateway), and sets ``ended`` each time one finishes. Each answer
@@ -28,6 +29,12 @@ CHUNK = ("data: " + json.dumps({
     "choices": [{"index": 0, "delta": {"content": "words of text " * 30}, "finish_reason": None}],
 }) + "\n\n").encode()
 SSE_BLOCK = CHUNK * 32
+# OpenAI's streamed image generation: partial image events, each with its base64 image.
+IMAGE_EVENT = ("event: image_generation.partial_image\ndata: " + json.dumps({
+    "type": "image_generation.partial_image", "b64_json": "A" * 8192, "partial_image_index": 0,
+    "created_at": 1, "size": "1024x1024", "quality": "low", "background": "opaque", "output_format": "png",
+}) + "\n\n").encode()
+IMAGE_BLOCK = IMAGE_EVENT * 8
 RAW_BLOCK = b"\0" * 65536
 ENDLESS = 16 * 1024 * MIB  # what one answer writes at most: far more than any test's bound
 
@@ -82,6 +89,8 @@ class EndlessUpstream:
                 {"name": "fast-chat", "provider": "fast", "model": "endless"},
                 {"name": "fast-tts", "provider": "fast", "model": "tts-1",
                  "info": {"mode": "audio_speech", "input_cost_per_mchar": 15}},
+                {"name": "fast-image", "provider": "fast", "model": "gpt-image-1",
+                 "info": {"mode": "image_generation"}},
             ],
             "files": {"provider": "fast"},
             "services": [{"name": "bulk", "url": f"{self.url}/svc", "max_response_bytes": 1024 * MIB,
@@ -95,6 +104,7 @@ class EndlessUpstream:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/audio/speech", self._speech)
+        app.router.add_post("/v1/images/generations", self._images)
         app.router.add_post("/v1/files", self._upload)
         app.router.add_get("/v1/files/{id}/content", self._content)
         app.router.add_get("/svc/{tail:.*}", self._service)
@@ -150,6 +160,9 @@ class EndlessUpstream:
 
     async def _speech(self, request: web.Request) -> web.StreamResponse:
         return await self._endless(request, "audio/mpeg", RAW_BLOCK)
+
+    async def _images(self, request: web.Request) -> web.StreamResponse:
+        return await self._endless(request, "text/event-stream", IMAGE_BLOCK)
 
     async def _content(self, request: web.Request) -> web.StreamResponse:
         return await self._endless(request, "application/octet-stream", RAW_BLOCK)

@@ -11,6 +11,9 @@ the end from a read: the socket's TCP state is looked at instead (Linux), as the
 ``/services`` tests does. Each path whose connection ended is appended to ``ended``, in the order
 they ended.
 
+A path under ``/early413/`` is answered with a whole 413 error before its body is read, and
+then held as above.
+
 ``POST .../files`` (an upload) is read to its end and answered with a file object, so that a
 file's content can then be asked for through the gateway.
 """
@@ -28,6 +31,7 @@ from tests.threaded_server import ThreadedServer
 HOLD_SECONDS = 60.0
 FILE_ID = "file-held1"
 READY = b"ready\n"
+_TOO_LARGE = b'{"error": {"message": "request too large", "type": "invalid_request_error"}}'
 _EVENT = b'data: {"type": "transcript.text.delta", "delta": "ready"}\n\n'
 
 
@@ -35,7 +39,9 @@ class HeldUpstream(ThreadedServer):
     def __init__(self) -> None:
         self.ended: list[str] = []  # appended in the server's thread
         self.changed = threading.Condition()
-        super().__init__(self._serve, name="held upstream")
+        # A small receive buffer: a body not read backs up in the gateway, as over a real network
+        # (where more is in flight than loopback's large buffers would take in).
+        super().__init__(self._serve, name="held upstream", receive_buffer=4096)
 
     @property
     def url(self) -> str:
@@ -52,6 +58,13 @@ class HeldUpstream(ThreadedServer):
             method, path = head.split(" ", 2)[:2]
             if method == "POST" and path.endswith("/files"):
                 await _upload(head, reader, writer)
+                return
+            if path.startswith("/early413/"):  # refused whole before a byte of the body is read
+                await reader.readexactly(1)  # the upload started: its rest backs up in the gateway
+                writer.write(b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: %d\r\n\r\n%b" % (len(_TOO_LARGE), _TOO_LARGE))
+                await self._hold(writer.get_extra_info("socket"))
+                self._end(path)
                 return
             event = "/audio/transcriptions" in path
             first = _EVENT if event else READY

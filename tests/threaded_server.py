@@ -5,6 +5,7 @@ else a test needs in front of or instead of a real server."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import threading
 from collections.abc import Callable, Coroutine
@@ -17,10 +18,12 @@ Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Coroutine[Any, 
 
 class ThreadedServer:
     """Serves ``handler`` on 127.0.0.1:``port`` (a free one) until :meth:`stop`. ``quiet``: the
-    loop's unhandled errors are not printed (a refused TLS handshake is an outcome, not noise)."""
+    loop's unhandled errors are not printed (a refused TLS handshake is an outcome, not noise).
+    ``receive_buffer``: each connection's socket receive buffer, set before the handshake (so
+    its window is small from the start)."""
 
     def __init__(self, handler: Handler, context: ssl.SSLContext | None = None, quiet: bool = False,
-                 name: str = "test server") -> None:
+                 name: str = "test server", receive_buffer: int | None = None) -> None:
         self.port = free_port()
         self._loop = asyncio.new_event_loop()
         if quiet:
@@ -30,8 +33,14 @@ class ThreadedServer:
 
         def run() -> None:
             asyncio.set_event_loop(self._loop)
-            self._server = self._loop.run_until_complete(
-                asyncio.start_server(handler, "127.0.0.1", self.port, ssl=context))
+            if receive_buffer is None:
+                serving = asyncio.start_server(handler, "127.0.0.1", self.port, ssl=context)
+            else:
+                sock = socket.socket()
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+                sock.bind(("127.0.0.1", self.port))
+                serving = asyncio.start_server(handler, sock=sock, ssl=context)
+            self._server = self._loop.run_until_complete(serving)
             started.set()
             self._loop.run_forever()
 

@@ -46,12 +46,16 @@ def held() -> Iterator[HeldUpstream]:
 @pytest.fixture(scope="module")
 def gateway(held: HeldUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     config: dict[str, Any] = {
-        "providers": [{"name": "held", "type": "openai", "api_base": f"{held.url}/v1", "api_key": "sk-held"}],
+        "providers": [{"name": "held", "type": "openai", "api_base": f"{held.url}/v1", "api_key": "sk-held"},
+                      {"name": "early413", "type": "openai", "api_base": f"{held.url}/early413/v1",
+                       "api_key": "sk-held"}],
         "models": [
             {"name": "held-tts", "provider": "held", "model": "tts-1",
              "info": {"mode": "audio_speech", "input_cost_per_mchar": 15}},
             {"name": "held-transcribe", "provider": "held", "model": "gpt-4o-transcribe",
              "info": {"mode": "audio_transcription", "input_cost_per_mtok": 2.5, "output_cost_per_mtok": 10}},
+            {"name": "early413-transcribe", "provider": "early413", "model": "gpt-4o-transcribe",
+             "info": {"mode": "audio_transcription"}},
         ],
         "files": {"provider": "held"},
         "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
@@ -162,3 +166,23 @@ def files_counted(metrics: str) -> tuple[float, float]:
     samples = parse(httpx.get(metrics, headers=ADMIN, timeout=10).text)
     return (total(samples, "switchboard_requests_total", operation="files", status="200"),
             total(samples, "switchboard_requests_total", operation="files", status="499"))
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_upload_refused_by_the_upstream_before_it_read_it_ends_the_upstream_connection_at_once(
+        gateway: Gateway, held: HeldUpstream, stream: bool) -> None:
+    """A transcription (streamed or not) whose upstream answers a whole 413 before reading the
+    20 MiB upload: the client gets the error, and the upstream's connection, with most of the
+    upload still queued for it, ends at once rather than waiting (in vain) for the upstream to
+    read the rest."""
+    path = "/early413/v1/audio/transcriptions"
+    before = held.ended.count(path)
+    audio = b"\0" * (20 * MIB)
+    fields = {"model": "early413-transcribe", "stream": "true" if stream else "false"}
+    resp = httpx.post(f"{gateway.url}/v1/audio/transcriptions", headers=ADMIN, timeout=30,
+                      data=fields, files={"file": ("a.mp3", audio, "audio/mpeg")})
+    assert resp.status_code == 413, resp.text
+    assert resp.json()["error"]["message"], resp.text
+    with held.changed:
+        ended = held.changed.wait_for(lambda: held.ended.count(path) > before, ENDED_WITHIN)
+    assert ended, "the upstream's connection stayed open"

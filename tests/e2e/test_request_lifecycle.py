@@ -19,6 +19,7 @@ import pytest
 
 from tests import ledger
 from tests.e2e.sdk import ask
+from tests.endless_upstream import EndlessUpstream
 from tests.servers import MASTER_KEY, UPSTREAM_KEY, Gateway, Mock, openai_config, start_gateway
 from tests.services import RedisServer
 
@@ -326,6 +327,49 @@ def test_sigterm_drops_a_speech_stream_so_a_cut_file_is_never_passed_off_as_whol
     assert gw.process.wait_exit(30) == 0
     assert gw.process.output.count("cut short by server shutdown") == 1
     assert "Traceback" not in gw.process.output
+
+
+@pytest.fixture(scope="module")
+def endless() -> Iterator[EndlessUpstream]:
+    server = EndlessUpstream()
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize(("path", "body", "first"), [
+    ("/v1/images/generations", {"model": "fast-image", "prompt": "a cat", "stream": True,
+                                "partial_images": 3}, b"image_generation.partial_image"),
+    ("/v1/audio/speech", {"model": "fast-tts", "voice": "alloy", "input": "hi"}, b"\0" * 1024),
+], ids=["image-stream", "speech"])
+def test_a_media_relay_cut_at_shutdown_while_its_client_reads_nothing_ends_at_once_and_is_recorded(
+        endless: EndlessUpstream, tmp_path: Path, path: str, body: dict[str, object], first: bytes) -> None:
+    """A relayed media answer (an image event stream, speech audio) whose client stopped reading
+    (its socket full) is ended at shutdown without waiting on that client: the process exits
+    without a traceback and the cut answer's usage is recorded."""
+    config = endless.config(server={"drain_seconds": 0, "graceful_shutdown_seconds": 1})
+    gw = start_gateway(config, tmp_path)
+    data = orjson.dumps(body)
+    head = (f"POST {path} HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer {MASTER_KEY}\r\n"
+            f"X-Request-Id: media-unread\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(data)}\r\n\r\n").encode()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(30)
+        sock.connect(("127.0.0.1", gw.port))
+        sock.sendall(head + data)
+        got = b""
+        while first not in got:
+            piece = sock.recv(4096)
+            assert piece, got[:300]
+            got += piece
+        # The client reads no more; the endless upstream fills what lies between.
+        gw.process.proc.send_signal(signal.SIGTERM)
+        assert gw.process.wait_exit(30) == 0
+    assert got.startswith(b"HTTP/1.1 200 "), got[:300]
+    assert gw.process.output.count("cut short by server shutdown") == 1
+    assert "Traceback" not in gw.process.output
+    record = ledger.records(ledger.database_of(config, tmp_path))["media-unread"]
+    assert record.status == 503 and record.error_code == "server_shutting_down"
 
 
 def _logged(gw: Gateway, request_id: str, timeout: float = 20.0) -> dict[str, object]:

@@ -7,6 +7,7 @@ measurements behind both choices. Foreign exceptions are translated to gateway e
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 
@@ -26,7 +27,7 @@ from switchboard.upstream import http1, scrub
 from switchboard.upstream.auth import StaticHeaderAuth, UpstreamAuth
 from switchboard.upstream.outbound import Outbound
 from switchboard.upstream.request import UpstreamRequest, file_pieces
-from switchboard.upstream.reset import drop
+from switchboard.upstream.reset import answered_upload, drop, end_upload
 from switchboard.upstream.userinfo import UrlCredential
 
 _MAX_CACHED_URLS = 4096
@@ -340,6 +341,7 @@ class UpstreamClient:
     async def send(self, request: UpstreamRequest, limits: Timeouts | None) -> UpstreamReply:
         try:
             resp = await self._open(request, limits)
+            sending = _sending(request, resp)
             try:
                 if resp.status >= 400:  # an error: its start is enough, never a credential
                     raw = (await read_bounded(resp, MAX_ERROR_BYTES, cut=True))[0]
@@ -349,7 +351,7 @@ class UpstreamClient:
                     if not whole:
                         raise self.too_large()
             finally:
-                resp.release()
+                _release(resp, sending)
         except FAILURES as exc:
             raise self.translate(exc) from None
         return UpstreamReply(resp.status, resp.headers, body)
@@ -364,7 +366,23 @@ class UpstreamClient:
             resp = await self._open(request, limits)
         except FAILURES as exc:
             raise self.translate(exc) from None
-        return UpstreamStream(self, resp, request.credentials)
+        return UpstreamStream(self, resp, request.credentials, _sending(request, resp))
+
+
+def _sending(request: UpstreamRequest, resp: Answer) -> asyncio.Transport | None:
+    """An upload's connection (always aiohttp's), set to be reset when it ends: an upstream that
+    answered first (an early 413) may leave the rest of the upload queued, holding it open."""
+    if request.upload is None or not isinstance(resp, aiohttp.ClientResponse):
+        return None
+    return answered_upload(resp)
+
+
+def _release(resp: Answer, sending: asyncio.Transport | None) -> None:
+    """Release a response read to its end (or cut); an upload's, see :func:`_sending`."""
+    if sending is not None and isinstance(resp, aiohttp.ClientResponse):
+        end_upload(resp, sending)
+    else:
+        resp.release()
 
 
 async def read_bounded(resp: Answer, limit: int, *, cut: bool = False) -> tuple[bytes, bool]:
@@ -397,9 +415,11 @@ class UpstreamStream:
         client: UpstreamClient,
         response: Answer,
         credentials: dict[str, str] | None = None,
+        sending: asyncio.Transport | None = None,
     ) -> None:
         self._client = client
         self._credentials = credentials
+        self._sending = sending  # an upload's connection (_sending)
         self.response = response
         self.status = response.status
         self.headers: Mapping[str, str] = response.headers
@@ -413,7 +433,7 @@ class UpstreamStream:
         except FAILURES as exc:
             raise self._client.translate(exc) from None
         finally:
-            self.response.release()
+            _release(self.response, self._sending)
 
     @property
     def is_json(self) -> bool:
@@ -447,7 +467,7 @@ class UpstreamStream:
         except FAILURES as exc:
             raise self._client.translate(exc) from None
         finally:
-            self.response.release()
+            _release(self.response, self._sending)
         return start + rest, whole
 
     async def json_body(self) -> bytes | None:
@@ -488,7 +508,9 @@ class UpstreamStream:
         """Close the response. aiohttp's (streamed uploads) may still hold its connection, with
         part of the upload queued for an upstream that answered first and reads it no more:
         that connection is reset rather than closed, which would wait for the queue to drain."""
-        if isinstance(self.response, aiohttp.ClientResponse):
+        if self._sending is not None and isinstance(self.response, aiohttp.ClientResponse):
+            end_upload(self.response, self._sending)
+        elif isinstance(self.response, aiohttp.ClientResponse):
             drop(self.response)
         else:
             self.response.close()

@@ -18,22 +18,51 @@ if TYPE_CHECKING:
     import aiohttp
 
 _RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s
+_GRACEFUL = struct.pack("ii", 0, 0)  # SO_LINGER off: the system's default close
+
+
+def _linger(transport: asyncio.Transport, value: bytes) -> None:
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        # Already gone (uvloop's stand-in socket raises ValueError then): nothing left to set.
+        with contextlib.suppress(OSError, ValueError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, value)
 
 
 def reset(transport: asyncio.Transport) -> None:
     """Drop ``transport``'s connection now, whatever is still queued for the peer."""
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):  # already gone: nothing left to reset
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
+    _linger(transport, _RESET)
     transport.abort()
 
 
 def drop(resp: aiohttp.ClientResponse) -> None:
     """End an aiohttp response: a connection still held (its answer not read to the end, its
     request's body perhaps still being sent) is reset; one already released is left alone."""
-    connection = resp.connection
-    transport = connection.transport if connection is not None else None
+    transport = transport_of(resp)
     if transport is not None:
         reset(transport)
     resp.close()
+
+
+def transport_of(resp: aiohttp.ClientResponse) -> asyncio.Transport | None:
+    """The connection ``resp`` still holds, if any."""
+    connection = resp.connection
+    return connection.transport if connection is not None else None
+
+
+def answered_upload(resp: aiohttp.ClientResponse) -> asyncio.Transport | None:
+    """The connection of an upload whose answer has begun, set to be reset when it closes:
+    aiohttp closes it itself, gracefully, when the answer ends before the upload was all sent
+    (an early 413), and that close would wait for the queued rest of the upload."""
+    transport = transport_of(resp)
+    if transport is not None:
+        _linger(transport, _RESET)
+    return transport
+
+
+def end_upload(resp: aiohttp.ClientResponse, transport: asyncio.Transport | None) -> None:
+    """End the exchange of :func:`answered_upload`: a connection still held is reset; one that
+    went back to the pool (the upload all sent, the answer read) is closed as any other, later."""
+    drop(resp)
+    if transport is not None and not transport.is_closing():
+        _linger(transport, _GRACEFUL)

@@ -13,6 +13,7 @@ the upstream sends them by :class:`RelayEndpoint`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import re
@@ -440,13 +441,16 @@ class RelayEndpoint(Endpoint):
         log.warning("request %s: cut short by server shutdown", ctx.request_id)
         ctx.outcome.failed(err)
         try:
-            if not ctx.response_headers.get("content-type", "").startswith("text/event-stream"):
-                await out.abort()
-                return
-            await out.stream_data(_error_event(err))
-            await out.stream_end()
-        except Exception:  # the connection may already be gone
-            return
+            # Only what can be written at once, as Endpoint._cut_at_shutdown: a client that takes
+            # nothing would hold the request past the process' own end, its record never written.
+            async with asyncio.timeout(0):
+                if not ctx.response_headers.get("content-type", "").startswith("text/event-stream"):
+                    await out.abort()
+                    return
+                await out.stream_data(_error_event(err))
+                await out.stream_end()
+        except Exception:  # the connection may already be gone, or full; nothing more to tell
+            log.debug("request %s: could not send the shutdown notice", ctx.request_id)
 
 
 def _error_event(err: GatewayError) -> bytes:
