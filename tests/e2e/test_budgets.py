@@ -1438,6 +1438,46 @@ def test_user_changes_whose_audit_entries_are_refused_change_nothing(pair: Pair,
     assert [e["action"] for e in entries["data"]] == [f"{kind}.delete", f"{kind}.update", f"{kind}.create"]
 
 
+def test_a_key_update_whose_audit_entry_is_refused_changes_nothing(pair: Pair) -> None:
+    # Before, the key was changed (here blocked), then audited on its own: a refused entry
+    # answered an error for a key blocked all the same, unaudited.
+    with pair.audit_refused("key.update") as tenant:
+        key = pair.key(tenant=tenant)
+        one = f"/admin/v1/keys/{key['id']}"
+        resp = pair.admin("PATCH", one, {"enabled": False, "name": "blocked"})
+        assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+        shown = pair.admin("GET", one).json()
+        assert shown["name"] is None and shown["enabled"] is True, shown  # as it was
+        for gw in (pair.first, pair.second):  # and still serves
+            assert pair.sdk(key["key"], on=gw).chat.completions.create(messages=ask(LONG), **CALL).choices
+    assert pair.admin("PATCH", one, {"name": "renamed"}).status_code == 200
+    entries = pair.admin("GET", f"/admin/v1/audit?tenant={tenant}&resource_id={key['id']}").json()
+    assert [e["action"] for e in entries["data"]] == ["key.update", "key.create"]
+
+
+def test_limit_changes_whose_audit_entries_are_refused_change_nothing(pair: Pair) -> None:
+    # Before, a rate limit was set or deleted, then audited on its own: a refused entry answered
+    # an error for limits changed all the same, unaudited.
+    with pair.audit_refused("limit.set") as tenant:
+        body = {"scope": "tenant", "rpm": 5, "tenant": tenant}
+        resp = pair.admin("PUT", "/admin/v1/limits", body)
+        assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+        assert pair.admin("GET", f"/admin/v1/limits?tenant={tenant}").json()["data"] == []
+    set_ = pair.admin("PUT", "/admin/v1/limits", body)
+    assert set_.status_code == 200, set_.text
+    with pair.audit_refused("limit.set", tenant=tenant):  # a change of the limits refused too
+        resp = pair.admin("PUT", "/admin/v1/limits", {**body, "rpm": 7})
+        assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+    one = f"/admin/v1/limits/{set_.json()['id']}"
+    with pair.audit_refused("limit.delete", tenant=tenant):
+        resp = pair.admin("DELETE", one)
+        assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+        assert pair.admin("GET", one).json() == set_.json()  # as it was, through both refusals
+    assert pair.admin("DELETE", one).status_code == 200
+    entries = pair.admin("GET", f"/admin/v1/audit?tenant={tenant}&resource_id={set_.json()['id']}").json()
+    assert [e["action"] for e in entries["data"]] == ["limit.delete", "limit.set"]
+
+
 def test_an_expired_key_chains_budgets_are_deleted_without_alert_rules(pair: Pair) -> None:
     # Before, only the alerts' evaluation ended an expired key chain's budgets, and it runs only
     # with alert rules: here (none) a budget set on a key whose chain had expired stayed stored,
