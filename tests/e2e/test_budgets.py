@@ -1478,6 +1478,36 @@ def test_limit_changes_whose_audit_entries_are_refused_change_nothing(pair: Pair
     assert [e["action"] for e in entries["data"]] == ["limit.delete", "limit.set"]
 
 
+def test_model_changes_whose_audit_entries_are_refused_change_nothing(pair: Pair, mock_upstream: Mock
+                                                                      ) -> None:
+    # Before, a stored model was created, changed or deleted, then audited on its own: a refused
+    # entry answered an error for a model changed all the same, unaudited.
+    provider = f"stored-{uuid.uuid4().hex[:8]}"
+    made = pair.admin("POST", "/admin/v1/providers", {
+        "name": provider, "type": "openai", "api_base": f"{mock_upstream.url}/v1", "api_key": "sk-up"})
+    assert made.status_code == 201, made.text
+    name = f"stored-model-{uuid.uuid4().hex[:8]}"
+    one = f"/admin/v1/models/{name}"
+    body = {"name": name, "provider": provider, "model": "gpt-4o-mini"}
+    with pair.audit_refused("model.create", tenant="default"):
+        resp = pair.admin("POST", "/admin/v1/models", body)
+        assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+        assert pair.admin("GET", one).status_code == 404
+    created = pair.admin("POST", "/admin/v1/models", body)
+    assert created.status_code == 201, created.text
+    changes: list[tuple[str, str, Any]] = [("model.update", "PATCH", {"model": "gpt-4o"}),
+                                           ("model.delete", "DELETE", None)]
+    for action, method, change in changes:
+        with pair.audit_refused(action, tenant="default"):
+            resp = pair.admin(method, one, change)
+            assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+            assert pair.admin("GET", one).json() == created.json()  # as it was
+    assert pair.admin("DELETE", one).status_code == 200
+    assert pair.admin("DELETE", f"/admin/v1/providers/{provider}").status_code == 200
+    entries = pair.admin("GET", f"/admin/v1/audit?resource_id={name}").json()
+    assert [e["action"] for e in entries["data"]] == ["model.delete", "model.create"]
+
+
 def test_an_expired_key_chains_budgets_are_deleted_without_alert_rules(pair: Pair) -> None:
     # Before, only the alerts' evaluation ended an expired key chain's budgets, and it runs only
     # with alert rules: here (none) a budget set on a key whose chain had expired stayed stored,
