@@ -1508,6 +1508,26 @@ def test_model_changes_whose_audit_entries_are_refused_change_nothing(pair: Pair
     assert [e["action"] for e in entries["data"]] == ["model.delete", "model.create"]
 
 
+def test_tenant_changes_whose_audit_entries_are_refused_change_nothing(pair: Pair) -> None:
+    # Before, a tenant was created or changed, then audited on its own: a refused entry answered
+    # an error for a tenant created or renamed all the same, unaudited.
+    tenant = f"refused-tenant-{uuid.uuid4().hex[:8]}"
+    one = f"/admin/v1/tenants/{tenant}"
+    with pair.audit_refused("tenant.create", tenant=tenant):
+        resp = pair.admin("POST", "/admin/v1/tenants", {"id": tenant, "name": "acme"})
+        assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+        assert pair.admin("GET", one).status_code == 404
+    created = pair.admin("POST", "/admin/v1/tenants", {"id": tenant, "name": "acme"})
+    assert created.status_code == 201, created.text
+    with pair.audit_refused("tenant.update", tenant=tenant):
+        resp = pair.admin("PATCH", one, {"name": "renamed"})
+        assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+        assert pair.admin("GET", one).json() == created.json()  # as it was
+    assert pair.admin("PATCH", one, {"name": "renamed"}).status_code == 200
+    entries = pair.admin("GET", f"/admin/v1/audit?tenant={tenant}&resource_id={tenant}").json()
+    assert [e["action"] for e in entries["data"]] == ["tenant.update", "tenant.create"]
+
+
 def test_an_expired_key_chains_budgets_are_deleted_without_alert_rules(pair: Pair) -> None:
     # Before, only the alerts' evaluation ended an expired key chain's budgets, and it runs only
     # with alert rules: here (none) a budget set on a key whose chain had expired stayed stored,
