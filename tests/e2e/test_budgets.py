@@ -1528,6 +1528,31 @@ def test_tenant_changes_whose_audit_entries_are_refused_change_nothing(pair: Pai
     assert [e["action"] for e in entries["data"]] == ["tenant.update", "tenant.create"]
 
 
+def test_token_revocation_changes_whose_audit_entries_are_refused_change_nothing(pair: Pair) -> None:
+    # Before, a token revocation was made, replaced or lifted, then audited on its own: a refused
+    # entry answered an error for a JWT caller cut off (or let back in) all the same, unaudited.
+    path = "/admin/v1/token-revocations"
+    with pair.audit_refused("token_revocation.create") as tenant:
+        body = {"user": "bob", "block": True, "tenant": tenant}
+        resp = pair.admin("POST", path, body)
+        assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+        assert pair.admin("GET", f"{path}?tenant={tenant}").json()["data"] == []
+    made = pair.admin("POST", path, body)
+    assert made.status_code == 201, made.text
+    one = f"{path}/{made.json()['id']}"
+    changes: list[tuple[str, str, str, Any]] = [
+        ("token_revocation.update", "POST", path, {**body, "block": False}),
+        ("token_revocation.delete", "DELETE", one, None)]
+    for action, method, at, change in changes:
+        with pair.audit_refused(action, tenant=tenant):
+            resp = pair.admin(method, at, change)
+            assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+            assert pair.admin("GET", one).json() == made.json()  # as it was: still blocking
+    assert pair.admin("DELETE", one).status_code == 200
+    entries = pair.admin("GET", f"/admin/v1/audit?tenant={tenant}&resource_id={made.json()['id']}").json()
+    assert [e["action"] for e in entries["data"]] == ["token_revocation.delete", "token_revocation.create"]
+
+
 def test_an_expired_key_chains_budgets_are_deleted_without_alert_rules(pair: Pair) -> None:
     # Before, only the alerts' evaluation ended an expired key chain's budgets, and it runs only
     # with alert rules: here (none) a budget set on a key whose chain had expired stayed stored,
