@@ -1553,6 +1553,30 @@ def test_token_revocation_changes_whose_audit_entries_are_refused_change_nothing
     assert [e["action"] for e in entries["data"]] == ["token_revocation.delete", "token_revocation.create"]
 
 
+def test_service_changes_whose_audit_entries_are_refused_change_nothing(pair: Pair) -> None:
+    # Before, a stored service was created, changed or deleted, then audited on its own: a
+    # refused entry answered an error for a service changed all the same, unaudited.
+    with pair.audit_refused("service.create") as tenant:
+        body = {"name": "svc", "url": "http://svc.example.invalid:9/", "tenant": tenant}
+        resp = pair.admin("POST", "/admin/v1/services", body)
+        assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+        assert pair.admin("GET", f"/admin/v1/services?tenant={tenant}").json()["data"] == []
+    created = pair.admin("POST", "/admin/v1/services", body)
+    assert created.status_code == 201, created.text
+    one = f"/admin/v1/services/svc?tenant={tenant}"
+    shown = pair.admin("GET", one).json()
+    changes: list[tuple[str, str, Any]] = [("service.update", "PATCH", {"url": "http://other.example.invalid:9/"}),
+                                           ("service.delete", "DELETE", None)]
+    for action, method, change in changes:
+        with pair.audit_refused(action, tenant=tenant):
+            resp = pair.admin(method, one, change)
+            assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+            assert pair.admin("GET", one).json() == shown  # as it was
+    assert pair.admin("DELETE", one).status_code == 204
+    entries = pair.admin("GET", f"/admin/v1/audit?tenant={tenant}&resource_id=svc").json()
+    assert [e["action"] for e in entries["data"]] == ["service.delete", "service.create"]
+
+
 def test_an_expired_key_chains_budgets_are_deleted_without_alert_rules(pair: Pair) -> None:
     # Before, only the alerts' evaluation ended an expired key chain's budgets, and it runs only
     # with alert rules: here (none) a budget set on a key whose chain had expired stayed stored,
