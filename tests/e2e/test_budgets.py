@@ -1577,6 +1577,29 @@ def test_service_changes_whose_audit_entries_are_refused_change_nothing(pair: Pa
     assert [e["action"] for e in entries["data"]] == ["service.delete", "service.create"]
 
 
+def test_api_changes_whose_audit_entries_are_refused_change_nothing(pair: Pair) -> None:
+    # Before, an API was created or changed, then audited on its own: a refused entry answered
+    # an error for an API created or changed all the same, unaudited.
+    with pair.audit_refused("api.create") as tenant:
+        prompt = {"tenant": tenant, "name": "greeter", "model": "gpt-4o-mini",
+                  "messages": [{"role": "user", "content": "hi"}]}
+        assert pair.admin("POST", "/admin/v1/prompts", prompt).status_code == 201
+        body = {"name": "greet", "prompt": "greeter", "version": 1, "tenant": tenant}
+        resp = pair.admin("POST", "/admin/v1/apis", body)
+        assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+        assert pair.admin("GET", f"/admin/v1/apis?tenant={tenant}").json()["data"] == []
+    created = pair.admin("POST", "/admin/v1/apis", body)
+    assert created.status_code == 201, created.text
+    one = f"/admin/v1/apis/greet?tenant={tenant}"
+    with pair.audit_refused("api.update", tenant=tenant):
+        resp = pair.admin("PATCH", one, {"description": "says hello"})
+        assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+        assert pair.admin("GET", one).json() == created.json()  # as it was
+    assert pair.admin("PATCH", one, {"description": "says hello"}).status_code == 200
+    entries = pair.admin("GET", f"/admin/v1/audit?tenant={tenant}&resource_id=greet").json()
+    assert [e["action"] for e in entries["data"]] == ["api.update", "api.create"]
+
+
 def test_an_expired_key_chains_budgets_are_deleted_without_alert_rules(pair: Pair) -> None:
     # Before, only the alerts' evaluation ended an expired key chain's budgets, and it runs only
     # with alert rules: here (none) a budget set on a key whose chain had expired stayed stored,
