@@ -1438,6 +1438,168 @@ def test_user_changes_whose_audit_entries_are_refused_change_nothing(pair: Pair,
     assert [e["action"] for e in entries["data"]] == [f"{kind}.delete", f"{kind}.update", f"{kind}.create"]
 
 
+def test_a_key_update_whose_audit_entry_is_refused_changes_nothing(pair: Pair) -> None:
+    # Before, the key was changed (here blocked), then audited on its own: a refused entry
+    # answered an error for a key blocked all the same, unaudited.
+    with pair.audit_refused("key.update") as tenant:
+        key = pair.key(tenant=tenant)
+        one = f"/admin/v1/keys/{key['id']}"
+        resp = pair.admin("PATCH", one, {"enabled": False, "name": "blocked"})
+        assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+        shown = pair.admin("GET", one).json()
+        assert shown["name"] is None and shown["enabled"] is True, shown  # as it was
+        for gw in (pair.first, pair.second):  # and still serves
+            assert pair.sdk(key["key"], on=gw).chat.completions.create(messages=ask(LONG), **CALL).choices
+    assert pair.admin("PATCH", one, {"name": "renamed"}).status_code == 200
+    entries = pair.admin("GET", f"/admin/v1/audit?tenant={tenant}&resource_id={key['id']}").json()
+    assert [e["action"] for e in entries["data"]] == ["key.update", "key.create"]
+
+
+def test_limit_changes_whose_audit_entries_are_refused_change_nothing(pair: Pair) -> None:
+    # Before, a rate limit was set or deleted, then audited on its own: a refused entry answered
+    # an error for limits changed all the same, unaudited.
+    with pair.audit_refused("limit.set") as tenant:
+        body = {"scope": "tenant", "rpm": 5, "tenant": tenant}
+        resp = pair.admin("PUT", "/admin/v1/limits", body)
+        assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+        assert pair.admin("GET", f"/admin/v1/limits?tenant={tenant}").json()["data"] == []
+    set_ = pair.admin("PUT", "/admin/v1/limits", body)
+    assert set_.status_code == 200, set_.text
+    with pair.audit_refused("limit.set", tenant=tenant):  # a change of the limits refused too
+        resp = pair.admin("PUT", "/admin/v1/limits", {**body, "rpm": 7})
+        assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+    one = f"/admin/v1/limits/{set_.json()['id']}"
+    with pair.audit_refused("limit.delete", tenant=tenant):
+        resp = pair.admin("DELETE", one)
+        assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+        assert pair.admin("GET", one).json() == set_.json()  # as it was, through both refusals
+    assert pair.admin("DELETE", one).status_code == 200
+    entries = pair.admin("GET", f"/admin/v1/audit?tenant={tenant}&resource_id={set_.json()['id']}").json()
+    assert [e["action"] for e in entries["data"]] == ["limit.delete", "limit.set"]
+
+
+def test_model_changes_whose_audit_entries_are_refused_change_nothing(pair: Pair, mock_upstream: Mock
+                                                                      ) -> None:
+    # Before, a stored model was created, changed or deleted, then audited on its own: a refused
+    # entry answered an error for a model changed all the same, unaudited.
+    provider = f"stored-{uuid.uuid4().hex[:8]}"
+    made = pair.admin("POST", "/admin/v1/providers", {
+        "name": provider, "type": "openai", "api_base": f"{mock_upstream.url}/v1", "api_key": "sk-up"})
+    assert made.status_code == 201, made.text
+    name = f"stored-model-{uuid.uuid4().hex[:8]}"
+    one = f"/admin/v1/models/{name}"
+    body = {"name": name, "provider": provider, "model": "gpt-4o-mini"}
+    with pair.audit_refused("model.create", tenant="default"):
+        resp = pair.admin("POST", "/admin/v1/models", body)
+        assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+        assert pair.admin("GET", one).status_code == 404
+    created = pair.admin("POST", "/admin/v1/models", body)
+    assert created.status_code == 201, created.text
+    changes: list[tuple[str, str, Any]] = [("model.update", "PATCH", {"model": "gpt-4o"}),
+                                           ("model.delete", "DELETE", None)]
+    for action, method, change in changes:
+        with pair.audit_refused(action, tenant="default"):
+            resp = pair.admin(method, one, change)
+            assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+            assert pair.admin("GET", one).json() == created.json()  # as it was
+    assert pair.admin("DELETE", one).status_code == 200
+    assert pair.admin("DELETE", f"/admin/v1/providers/{provider}").status_code == 200
+    entries = pair.admin("GET", f"/admin/v1/audit?resource_id={name}").json()
+    assert [e["action"] for e in entries["data"]] == ["model.delete", "model.create"]
+
+
+def test_tenant_changes_whose_audit_entries_are_refused_change_nothing(pair: Pair) -> None:
+    # Before, a tenant was created or changed, then audited on its own: a refused entry answered
+    # an error for a tenant created or renamed all the same, unaudited.
+    tenant = f"refused-tenant-{uuid.uuid4().hex[:8]}"
+    one = f"/admin/v1/tenants/{tenant}"
+    with pair.audit_refused("tenant.create", tenant=tenant):
+        resp = pair.admin("POST", "/admin/v1/tenants", {"id": tenant, "name": "acme"})
+        assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+        assert pair.admin("GET", one).status_code == 404
+    created = pair.admin("POST", "/admin/v1/tenants", {"id": tenant, "name": "acme"})
+    assert created.status_code == 201, created.text
+    with pair.audit_refused("tenant.update", tenant=tenant):
+        resp = pair.admin("PATCH", one, {"name": "renamed"})
+        assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+        assert pair.admin("GET", one).json() == created.json()  # as it was
+    assert pair.admin("PATCH", one, {"name": "renamed"}).status_code == 200
+    entries = pair.admin("GET", f"/admin/v1/audit?tenant={tenant}&resource_id={tenant}").json()
+    assert [e["action"] for e in entries["data"]] == ["tenant.update", "tenant.create"]
+
+
+def test_token_revocation_changes_whose_audit_entries_are_refused_change_nothing(pair: Pair) -> None:
+    # Before, a token revocation was made, replaced or lifted, then audited on its own: a refused
+    # entry answered an error for a JWT caller cut off (or let back in) all the same, unaudited.
+    path = "/admin/v1/token-revocations"
+    with pair.audit_refused("token_revocation.create") as tenant:
+        body = {"user": "bob", "block": True, "tenant": tenant}
+        resp = pair.admin("POST", path, body)
+        assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+        assert pair.admin("GET", f"{path}?tenant={tenant}").json()["data"] == []
+    made = pair.admin("POST", path, body)
+    assert made.status_code == 201, made.text
+    one = f"{path}/{made.json()['id']}"
+    changes: list[tuple[str, str, str, Any]] = [
+        ("token_revocation.update", "POST", path, {**body, "block": False}),
+        ("token_revocation.delete", "DELETE", one, None)]
+    for action, method, at, change in changes:
+        with pair.audit_refused(action, tenant=tenant):
+            resp = pair.admin(method, at, change)
+            assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+            assert pair.admin("GET", one).json() == made.json()  # as it was: still blocking
+    assert pair.admin("DELETE", one).status_code == 200
+    entries = pair.admin("GET", f"/admin/v1/audit?tenant={tenant}&resource_id={made.json()['id']}").json()
+    assert [e["action"] for e in entries["data"]] == ["token_revocation.delete", "token_revocation.create"]
+
+
+def test_service_changes_whose_audit_entries_are_refused_change_nothing(pair: Pair) -> None:
+    # Before, a stored service was created, changed or deleted, then audited on its own: a
+    # refused entry answered an error for a service changed all the same, unaudited.
+    with pair.audit_refused("service.create") as tenant:
+        body = {"name": "svc", "url": "http://svc.example.invalid:9/", "tenant": tenant}
+        resp = pair.admin("POST", "/admin/v1/services", body)
+        assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+        assert pair.admin("GET", f"/admin/v1/services?tenant={tenant}").json()["data"] == []
+    created = pair.admin("POST", "/admin/v1/services", body)
+    assert created.status_code == 201, created.text
+    one = f"/admin/v1/services/svc?tenant={tenant}"
+    shown = pair.admin("GET", one).json()
+    changes: list[tuple[str, str, Any]] = [("service.update", "PATCH", {"url": "http://other.example.invalid:9/"}),
+                                           ("service.delete", "DELETE", None)]
+    for action, method, change in changes:
+        with pair.audit_refused(action, tenant=tenant):
+            resp = pair.admin(method, one, change)
+            assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+            assert pair.admin("GET", one).json() == shown  # as it was
+    assert pair.admin("DELETE", one).status_code == 204
+    entries = pair.admin("GET", f"/admin/v1/audit?tenant={tenant}&resource_id=svc").json()
+    assert [e["action"] for e in entries["data"]] == ["service.delete", "service.create"]
+
+
+def test_api_changes_whose_audit_entries_are_refused_change_nothing(pair: Pair) -> None:
+    # Before, an API was created or changed, then audited on its own: a refused entry answered
+    # an error for an API created or changed all the same, unaudited.
+    with pair.audit_refused("api.create") as tenant:
+        prompt = {"tenant": tenant, "name": "greeter", "model": "gpt-4o-mini",
+                  "messages": [{"role": "user", "content": "hi"}]}
+        assert pair.admin("POST", "/admin/v1/prompts", prompt).status_code == 201
+        body = {"name": "greet", "prompt": "greeter", "version": 1, "tenant": tenant}
+        resp = pair.admin("POST", "/admin/v1/apis", body)
+        assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+        assert pair.admin("GET", f"/admin/v1/apis?tenant={tenant}").json()["data"] == []
+    created = pair.admin("POST", "/admin/v1/apis", body)
+    assert created.status_code == 201, created.text
+    one = f"/admin/v1/apis/greet?tenant={tenant}"
+    with pair.audit_refused("api.update", tenant=tenant):
+        resp = pair.admin("PATCH", one, {"description": "says hello"})
+        assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+        assert pair.admin("GET", one).json() == created.json()  # as it was
+    assert pair.admin("PATCH", one, {"description": "says hello"}).status_code == 200
+    entries = pair.admin("GET", f"/admin/v1/audit?tenant={tenant}&resource_id=greet").json()
+    assert [e["action"] for e in entries["data"]] == ["api.update", "api.create"]
+
+
 def test_an_expired_key_chains_budgets_are_deleted_without_alert_rules(pair: Pair) -> None:
     # Before, only the alerts' evaluation ended an expired key chain's budgets, and it runs only
     # with alert rules: here (none) a budget set on a key whose chain had expired stayed stored,

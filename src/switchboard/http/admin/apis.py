@@ -40,7 +40,7 @@ from switchboard.http.admin.scoping import (
 )
 from switchboard.http.admin.subscriptions import register_subject
 from switchboard.stores import Stores
-from switchboard.stores.protocols import ApiExists, ApiRecord, ApiStore, utcnow
+from switchboard.stores.protocols import ApiExists, ApiRecord, ApiStore, AuditEntry, utcnow
 
 router = APIRouter(prefix="/admin/v1/apis", tags=["apis"])
 
@@ -228,13 +228,14 @@ async def create_api(
         sessions=body.sessions.model_dump() if body.sessions is not None else None,
         created_by=access.principal.id,
     )
+    # Stored with its audit entry: an error answered means no API.
+    created = audit.entry(request, "api.create", "api", record.name, after=public(record), tenant=tenant)
     try:
-        stored = await _apis(request).create(record)
+        stored = await _apis(request).create(record, audited=created)
     except ApiExists:
         raise Conflict(f"an API named '{body.name}' exists; PATCH it, or pick another name",
                        param="name", code="api_exists") from None
     await publish_change(_stores(request).feed, stored.tenant_id, stored.name)  # a cached "no such API"
-    await audit.record(request, "api.create", "api", stored.name, after=public(stored), tenant=tenant)
     return JSONResponse(public(stored), status_code=201)
 
 
@@ -322,10 +323,17 @@ async def update_api(
                 await _check_prompt(request, after.tenant_id, after.prompt, after.version, after.label,
                                     body.split if "split" in changes else None)
                 await _check_models(request, access, after.tenant_id, after.prompt)
+            action = f"api.{changes['status']}" if "status" in changes else "api.update"
+
+            def audited(stored: ApiRecord, action: str = action, before: ApiRecord = before) -> AuditEntry:
+                return audit.entry(request, action, "api", stored.name, before=public(before),
+                                   after=public(stored), tenant=stored.tenant_id)
+
             try:
                 # Written only while the API is still the version read: a change another admin
-                # made meanwhile (a retirement, say) is read and checked again, never undone.
-                stored = await _apis(request).update(after, before.updated_at)
+                # made meanwhile (a retirement, say) is read and checked again, never undone. Its
+                # audit entry is written with it: an error answered means nothing changed.
+                stored = await _apis(request).update(after, before.updated_at, audited=audited)
                 break
             except KeyError:
                 continue
@@ -333,9 +341,6 @@ async def update_api(
             raise Conflict(f"the API '{name}' kept changing while it was being updated: try again",
                            code="api_changed")
     await publish_change(_stores(request).feed, stored.tenant_id, stored.name)  # every instance's cache
-    action = f"api.{changes['status']}" if "status" in changes else "api.update"
-    await audit.record(request, action, "api", stored.name, before=public(before), after=public(stored),
-                       tenant=stored.tenant_id)
     return public(stored)
 
 

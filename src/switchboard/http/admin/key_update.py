@@ -212,15 +212,16 @@ async def update_key(
             if not fields:
                 return public(before)  # nothing to change: nothing written, nothing audited
             revives = await _revives(stores, before, after, fields)
-            if await stores.keys.update(after, fields):
+            # Written with its audit entry: an error answered means nothing changed.
+            updated = audit.entry(request, "key.update", "api_key", before.id, before=public(before),
+                                  after=public(after), tenant=before.tenant_id)
+            if await stores.keys.update(after, fields, audited=updated):
                 break
         else:
             raise Conflict("the key kept changing while it was being updated: try again", code="key_changed")
     after = replace(after, revision=before.revision + 1)
     # The same path as a revoke: every instance drops the cached key and reads the new settings.
     await request.app.state.services.key_cache().changed(before.key_hash)
-    await audit.record(request, "key.update", "api_key", before.id, before=public(before),
-                       after=public(after), tenant=before.tenant_id)
     if revives:
         await chain_back(request, before.lineage)
     return public(after)

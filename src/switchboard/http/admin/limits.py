@@ -31,7 +31,7 @@ from switchboard.http.admin.scoping import (
     tenant_in_reach,
 )
 from switchboard.stores import Stores
-from switchboard.stores.protocols import LIMIT_SCOPES, LimitRecord
+from switchboard.stores.protocols import LIMIT_SCOPES, AuditEntry, LimitRecord
 
 router = APIRouter(prefix="/admin/v1/limits", tags=["limits"])
 
@@ -143,12 +143,17 @@ async def set_limits(
         rpm=body.rpm, tpm=body.tpm, tpd=body.tpd, created_at=now, updated_at=now,
         created_by=access.principal.id,
     )
-    stored, before = await stores.limits.put(record)
+
+    def audited(stored: LimitRecord, before: LimitRecord | None) -> AuditEntry:
+        return audit.entry(request, "limit.set", "rate_limit", stored.id,
+                           before=None if before is None else public(before), after=public(stored),
+                           tenant=tenant)
+
+    # Written with its audit entry: an error answered means the limits are as they were.
+    stored, before = await stores.limits.put(record, audited=audited)
     if stored is before:  # the limits it has already: nothing written, published or audited
         return public(stored)
     await _changed(request, tenant)
-    await audit.record(request, "limit.set", "rate_limit", stored.id,
-                       before=None if before is None else public(before), after=public(stored), tenant=tenant)
     return public(stored)
 
 
@@ -183,11 +188,12 @@ async def delete_limits(
     record = await _in_reach(access, stores, limit_id)
     if record.scope == "key_model":  # subject: "<key lineage>:<model>", the lineage a key id
         key_not_above(access, await stores.keys.get(record.tenant_id, record.subject.split(":", 1)[0]))
-    if not await stores.limits.delete(record.tenant_id, limit_id):
+    # Deleted with its audit entry: an error answered means the limit still applies.
+    deleted = audit.entry(request, "limit.delete", "rate_limit", limit_id, before=public(record),
+                          tenant=record.tenant_id)
+    if not await stores.limits.delete(record.tenant_id, limit_id, audited=deleted):
         raise NotFound(f"no rate limit with id '{limit_id[:64]}'", code="limit_not_found")
     await _changed(request, record.tenant_id)
-    await audit.record(request, "limit.delete", "rate_limit", limit_id, before=public(record),
-                       tenant=record.tenant_id)
     return {"id": limit_id, "object": "rate_limit", "deleted": True}
 
 

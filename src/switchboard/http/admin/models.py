@@ -204,15 +204,17 @@ async def create_model(
     _validate(record)
     await _check_connect(request, record)
     store = store_of(request)
+    public = stored_public(record)
     # A stored provider must still be there as the model is written (a delete of it may be
-    # under way): the store checks, so no model is left pointing at a deleted provider.
-    if not await store.create_model(record, provider_stored=not routing.is_static_provider(body.provider)):
+    # under way): the store checks, so no model is left pointing at a deleted provider. Its audit
+    # entry is written with it: an error answered means no model.
+    created = audit.entry(request, "model.create", "model", record.name, after=public)
+    if not await store.create_model(record, provider_stored=not routing.is_static_provider(body.provider),
+                                    audited=created):
         if await store.get_model(body.name) is None:
             raise InvalidRequest(f"provider: no provider named '{body.provider}'", param="provider",
                                  code="provider_not_found")
         raise Conflict(f"a model named '{body.name}' exists")
-    public = stored_public(record)
-    await audit.record(request, "model.create", "model", record.name, after=public)
     await routing.changed()
     return JSONResponse(public, status_code=201)
 
@@ -282,13 +284,16 @@ async def update_model(
             # stored provider, only while that provider is there (a delete of it may be under
             # way): the next try's check then finds it gone.
             moved = new.provider != old.provider and not routing_of(request).is_static_provider(new.provider)
-            if await store_of(request).update_model(new, old.updated_at, provider_stored=moved):
+            after = stored_public(new)
+            # Written with its audit entry: an error answered means nothing changed.
+            updated = audit.entry(request, "model.update", "model", name, before=stored_public(old),
+                                  after=after)
+            if await store_of(request).update_model(new, old.updated_at, provider_stored=moved,
+                                                    audited=updated):
                 break
         else:
             raise Conflict(f"the model '{name}' kept changing while it was being updated: try again",
                            code="model_changed")
-    after = stored_public(new)
-    await audit.record(request, "model.update", "model", name, before=stored_public(old), after=after)
     await routing_of(request).changed()
     return after
 
@@ -298,10 +303,11 @@ async def delete_model(
     name: str, request: Request, access: Annotated[Access, Depends(allow("model", "delete"))]
 ) -> dict[str, Any]:
     old = await _stored(request, name)
-    revoked = await store_of(request).delete_model(name, access.principal.id)
+    # Deleted with its audit entry: an error answered means the model is still served.
+    deleted = audit.entry(request, "model.delete", "model", name, before=stored_public(old))
+    revoked = await store_of(request).delete_model(name, access.principal.id, audited=deleted)
     if revoked is None:
         raise _missing(name)
-    await audit.record(request, "model.delete", "model", name, before=stored_public(old))
     await routing_of(request).changed()
     await revoked_with(request, revoked)
     return {"name": name, "object": "model_entry", "deleted": True}

@@ -193,14 +193,15 @@ async def create_service(
     record = ServiceRecord(tenant_id=tenant, name=body.name, spec=_spec(settings),
                            headers=_sealed(request, tenant, body.name, headers),
                            created_by=access.principal.id, by_platform_admin=by_platform_admin)
+    public = _of_record(record)
+    # Stored with its audit entry: an error answered means no service.
+    created = audit.entry(request, "service.create", "service", body.name, after=public, tenant=tenant)
     try:
-        await _store(request).create(record)
+        await _store(request).create(record, audited=created)
     except ServiceExists:
         raise Conflict(f"a service '{body.name}' exists already", param="name",
                        code="service_exists") from None
     await _table(request).changed(tenant, body.name)
-    public = _of_record(record)
-    await audit.record(request, "service.create", "service", body.name, after=public, tenant=tenant)
     return public
 
 
@@ -339,19 +340,20 @@ async def update_service(
             updated = await _patched(request, access, record, body)
             if _unchanged(request, record, updated, body):
                 return _of_record(record)  # nothing to change: nothing written, nothing audited
+            before, after = _of_record(record), _of_record(updated)
+            changed = _headers_changed(request, record, body)
+            entry = audit.entry(request, "service.update", "service", name, before=before,
+                                after={**after, "headers_changed": changed} if changed else after,
+                                tenant=record.tenant_id)
             # Written only while the service is still the version read: a change another admin made
-            # meanwhile is read and kept, not overwritten with what this one read.
-            if await _store(request).update(updated, record.updated_at) is not None:
+            # meanwhile is read and kept, not overwritten with what this one read. Its audit entry
+            # is written with it: an error answered means nothing changed.
+            if await _store(request).update(updated, record.updated_at, audited=entry) is not None:
                 break
         else:
             raise Conflict(f"the service '{name}' kept changing while it was being updated: try again",
                            code="service_changed")
     await _table(request).changed(record.tenant_id, name)
-    before, after = _of_record(record), _of_record(updated)
-    changed = _headers_changed(request, record, body)
-    await audit.record(request, "service.update", "service", name, before=before,
-                       after={**after, "headers_changed": changed} if changed else after,
-                       tenant=record.tenant_id)
     return after
 
 
@@ -363,10 +365,11 @@ async def delete_service(
     tenant: TenantQuery = None,
 ) -> Response:
     record = await _stored(request, access, name, tenant)
-    revoked = await _store(request).delete(record.tenant_id, name, access.principal.id)
+    # Deleted with its audit entry: an error answered means the service is still there.
+    deleted = audit.entry(request, "service.delete", "service", name, before=_of_record(record),
+                          tenant=record.tenant_id)
+    revoked = await _store(request).delete(record.tenant_id, name, access.principal.id, audited=deleted)
     await _table(request).changed(record.tenant_id, name)
-    await audit.record(request, "service.delete", "service", name, before=_of_record(record),
-                       tenant=record.tenant_id)
     await revoked_with(request, revoked or [])
     return Response(status_code=204)
 

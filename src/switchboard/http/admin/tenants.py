@@ -30,6 +30,7 @@ from switchboard.http.admin.scoping import (
     unchanged,
 )
 from switchboard.stores import Stores, Tenant
+from switchboard.stores.protocols import AuditEntry
 from switchboard.stores.protocols.tenancy import TenantIdRetired
 
 router = APIRouter(prefix="/admin/v1/tenants", tags=["tenants"])
@@ -80,14 +81,16 @@ async def create_tenant(
 ) -> dict[str, Any]:
     tenant = Tenant(id=body.id, name=body.name, created_by=access.principal.id,
                     allowed_regions=regions_of(body.allowed_regions))
+    # Stored with its audit entry: an error answered means no tenant.
+    created = audit.entry(request, "tenant.create", "tenant", tenant.id, after=public(tenant),
+                          tenant=tenant.id)
     try:
-        await _stores(request).tenancy.create_tenant(tenant)
+        await _stores(request).tenancy.create_tenant(tenant, audited=created)
     except TenantIdRetired:
         raise Conflict(f"the id '{body.id}' was a deleted tenant's and is not reused (its data is "
                        "still filed under it): choose another", code="tenant_id_retired") from None
     except ValueError:
         raise conflict(f"the tenant '{body.id}' exists already") from None
-    await audit.record(request, "tenant.create", "tenant", tenant.id, after=public(tenant), tenant=tenant.id)
     return public(tenant)
 
 
@@ -136,15 +139,19 @@ async def update_tenant(
             changes["allowed_regions"] = regions_of(body.allowed_regions)
         if unchanged(before, changes):
             return public(before)  # nothing to change: nothing written, nothing audited
+
+        def audited(after: Tenant) -> AuditEntry:
+            return audit.entry(request, "tenant.update", "tenant", tenant_id, before=public(before),
+                               after=public(after), tenant=tenant_id)
+
         # Only the fields given are written: an admin changing another field meanwhile keeps it.
-        stored = await stores.tenancy.update_tenant(replace(before, **changes), changes)
+        # Written with its audit entry: an error answered means nothing changed.
+        stored = await stores.tenancy.update_tenant(replace(before, **changes), changes, audited=audited)
         if stored is None:  # deleted since it was read
             raise NotFound(f"no tenant '{tenant_id[:64]}'", code="tenant_not_found")
     after = stored
     if after.allowed_regions != before.allowed_regions:
         await request.app.state.services.key_cache().changed(ALL)  # keys hold the policy
-    await audit.record(request, "tenant.update", "tenant", tenant_id, before=public(before),
-                       after=public(after), tenant=tenant_id)
     return public(after)
 
 

@@ -31,6 +31,7 @@ from switchboard.http.admin.query import query_params
 from switchboard.http.admin.scoping import After, Ident, Limit, TenantQuery, UtcTime, new_id, page
 from switchboard.stores import Stores
 from switchboard.stores.protocols import (
+    AuditEntry,
     RevocationOutranked,
     TokenRevocation,
     TokenRevocationStore,
@@ -158,8 +159,17 @@ async def create_revocation(
         block=body.block, reason=body.reason, expires_at=body.expires_at, created_at=now,
         created_by=access.principal.id, created_by_role=access.principal.role,
     )
+
+    def audited(stored: TokenRevocation, before: TokenRevocation | None) -> AuditEntry:
+        action = "token_revocation.create" if before is None else "token_revocation.update"
+        return audit.entry(request, action, "token_revocation", stored.id,
+                           before=None if before is None else public(before), after=public(stored),
+                           tenant=tenant)
+
     try:
-        stored, before = await store.put(record, cap=MAX_PER_TENANT, overrides=_overrides(access))
+        # Written with its audit entry: an error answered means nothing changed.
+        stored, before = await store.put(record, cap=MAX_PER_TENANT, overrides=_overrides(access),
+                                         audited=audited)
     except RevocationOutranked as error:
         raise _outranked(access, error, "replace") from None
     except TooManyRevocations:
@@ -174,9 +184,6 @@ async def create_revocation(
     await _changed(request)
     if before is not None:  # replaced: the record existed already, as a budget set again is 200
         response.status_code = 200
-    action = "token_revocation.create" if before is None else "token_revocation.update"
-    await audit.record(request, action, "token_revocation", stored.id,
-                       before=None if before is None else public(before), after=public(stored), tenant=tenant)
     return public(stored)
 
 
@@ -214,13 +221,15 @@ async def delete_revocation(
 ) -> dict[str, Any]:
     store = _store(request)
     record = await _in_reach(access, store, revocation_id)
+    # Deleted with its audit entry: an error answered means the revocation still applies.
+    lifted = audit.entry(request, "token_revocation.delete", "token_revocation", revocation_id,
+                         before=public(record), tenant=record.tenant_id)
     try:
-        deleted = await store.delete(record.tenant_id, revocation_id, overrides=_overrides(access))
+        deleted = await store.delete(record.tenant_id, revocation_id, overrides=_overrides(access),
+                                     audited=lifted)
     except RevocationOutranked as error:
         raise _outranked(access, error, "lift") from None
     if not deleted:
         raise _not_found(revocation_id)
     await _changed(request)
-    await audit.record(request, "token_revocation.delete", "token_revocation", revocation_id,
-                       before=public(record), tenant=record.tenant_id)
     return {"id": revocation_id, "object": "token_revocation", "deleted": True}

@@ -255,11 +255,13 @@ class KeyStore(Protocol):
         key) deleted with their claims, each with ``budget_audited``'s entry: one transaction,
         all of it or none. None when the tenant has no such key or it is revoked already."""
 
-    async def update(self, record: KeyRecord, fields: Collection[str]) -> bool:
+    async def update(self, record: KeyRecord, fields: Collection[str], *,
+                     audited: AuditEntry | None = None) -> bool:
         """Write ``fields`` (of MUTABLE_KEY_FIELDS) of ``record``, with its ``updated_at``, to the
         stored key of its tenant and id, the rest as stored, and count one more revision. Only if
         the stored key is still at ``record.revision``, not revoked and not rotated: a change
-        made since the read (a revoke above all) stands. False (nothing written) otherwise."""
+        made since the read (a revoke above all) stands. False (nothing written) otherwise.
+        ``audited`` is appended to the audit log in the same transaction (both or neither)."""
 
     async def rotate(self, old: KeyRecord, successor: KeyRecord, expires_at: datetime, *,
                      audited: Sequence[AuditEntry] = ()) -> bool:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple, Protocol
 
+from switchboard.stores.protocols.audit import AuditEntry
 from switchboard.stores.protocols.clock import utcnow
 
 # -- token buckets and the limits set at run time -------------------------------------------------
@@ -75,11 +76,18 @@ class LimitRecord:
     created_by: str | None = None
 
 
+# The audit entry of a limit set: from it as stored and as it was (None: new).
+LimitAudited = Callable[[LimitRecord, "LimitRecord | None"], AuditEntry]
+
+
 class LimitStore(Protocol):
-    async def put(self, record: LimitRecord) -> tuple[LimitRecord, LimitRecord | None]:
+    async def put(self, record: LimitRecord, *, audited: LimitAudited | None = None
+                  ) -> tuple[LimitRecord, LimitRecord | None]:
         """Insert, or replace the limits of the same (tenant, scope, subject), keeping its id
         and creation time. Returns what is stored now and what was before (None: new); limits
-        the same as stored already are not written, and both are then the same record."""
+        the same as stored already are not written, and both are then the same record.
+        ``audited``'s entry (from both) is appended to the audit log in the same transaction
+        (both or neither; none when nothing is written)."""
 
     async def get(self, tenant_id: str, limit_id: str) -> LimitRecord | None: ...
 
@@ -89,4 +97,6 @@ class LimitStore(Protocol):
     async def list_limits(self, tenant_id: str) -> list[LimitRecord]:
         """The tenant's records, by scope and subject."""
 
-    async def delete(self, tenant_id: str, limit_id: str) -> bool: ...
+    async def delete(self, tenant_id: str, limit_id: str, *, audited: AuditEntry | None = None) -> bool:
+        """Delete the record; False when it is not there. ``audited`` is appended to the audit
+        log in the same transaction (both or neither)."""

@@ -3,11 +3,12 @@ of multi-turn ones."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from switchboard.stores.protocols.audit import AuditEntry
 from switchboard.stores.protocols.clock import utcnow
 
 
@@ -112,7 +113,10 @@ class ApiExists(Exception):
 
 
 class ApiStore(Protocol):
-    async def create(self, record: ApiRecord) -> ApiRecord:
+    # ``audited``, where a write takes it: its audit entry (or what makes it from the record as
+    # written), appended in the write's transaction (both or neither), none when nothing is written.
+
+    async def create(self, record: ApiRecord, *, audited: AuditEntry | None = None) -> ApiRecord:
         """Store a new API; ApiExists when the tenant has one of that name."""
         ...
 
@@ -120,7 +124,8 @@ class ApiStore(Protocol):
 
     async def list_apis(self, tenant_id: str) -> list[ApiRecord]: ...
 
-    async def update(self, record: ApiRecord, read: datetime | None = None) -> ApiRecord:
+    async def update(self, record: ApiRecord, read: datetime | None = None, *,
+                     audited: Callable[[ApiRecord], AuditEntry] | None = None) -> ApiRecord:
         """Replace the stored API of that (tenant, name) (``updated_at`` set now); KeyError if
         none, or (given ``read``, the ``updated_at`` of the record the change was made from) if
         it changed since: read it again and retry."""

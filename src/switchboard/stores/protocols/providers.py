@@ -109,16 +109,18 @@ class ProviderStore(Protocol):
 
     async def get_model(self, name: str) -> ModelRecord | None: ...
 
-    async def create_model(self, record: ModelRecord, *, provider_stored: bool = False) -> bool:
+    async def create_model(self, record: ModelRecord, *, provider_stored: bool = False,
+                           audited: AuditEntry | None = None) -> bool:
         """False when a stored model of that name exists, or (``provider_stored``: its provider
         is a stored one) when that provider is not stored, or was deleted meanwhile."""
 
     async def update_model(self, record: ModelRecord, read: datetime | None = None, *,
-                           provider_stored: bool = False) -> bool:
+                           provider_stored: bool = False, audited: AuditEntry | None = None) -> bool:
         """As :meth:`update_provider`; False too (nothing written) when ``provider_stored`` (its
         provider is a stored one) and that provider is not stored, or was deleted meanwhile."""
 
-    async def delete_model(self, name: str, deleted_by: str | None = None
+    async def delete_model(self, name: str, deleted_by: str | None = None, *,
+                           audited: AuditEntry | None = None
                            ) -> list[tuple[SubscriptionRecord, SubscriptionRecord]] | None:
         """Remove the stored model and, in the same transaction, revoke every tenant's approved
         subscriptions to it (a model added again under the name needs new approvals); (before,

@@ -5,11 +5,12 @@ table: ``access/revocations.py`` keeps every record in memory."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from switchboard.stores.protocols.audit import AuditEntry
 from switchboard.stores.protocols.clock import utcnow
 
 
@@ -33,6 +34,10 @@ class TokenRevocation:
     created_by_role: str = "platform_admin"
 
 
+# The audit entry of a revocation put: from it as stored and as it was (None: new).
+RevocationAudited = Callable[[TokenRevocation, "TokenRevocation | None"], AuditEntry]
+
+
 class TooManyRevocations(Exception):
     """A new record would take the tenant past the cap ``put`` was given."""
 
@@ -48,7 +53,8 @@ class RevocationOutranked(Exception):
 
 class TokenRevocationStore(Protocol):
     async def put(self, record: TokenRevocation, *, cap: int | None = None,
-                  overrides: Collection[str] | None = None) -> tuple[TokenRevocation, TokenRevocation | None]:
+                  overrides: Collection[str] | None = None, audited: RevocationAudited | None = None
+                  ) -> tuple[TokenRevocation, TokenRevocation | None]:
         """Insert, or replace the revocation of the same (tenant, user), keeping its id and
         ``created_at`` (the rest, ``created_by`` and its role included, is the new one's). Returns
         what is stored now and what was before (None: new); ``(before, before)``, nothing written,
@@ -57,7 +63,8 @@ class TokenRevocationStore(Protocol):
         ``cap`` already raises TooManyRevocations; checked with the insert, so creations at once
         cannot pass it together (a replacement always may). A record to replace whose
         ``created_by_role`` is not in ``overrides`` (None: any) raises RevocationOutranked, checked
-        on the row as locked for the replacement."""
+        on the row as locked for the replacement. ``audited``'s entry (from both) is appended to
+        the audit log in the same transaction (both or neither; none when nothing is written)."""
 
     async def get(self, tenant_id: str, revocation_id: str) -> TokenRevocation | None: ...
 
@@ -76,8 +83,9 @@ class TokenRevocationStore(Protocol):
     async def purge_expired(self, now: datetime) -> int:
         """Delete the records whose ``expires_at`` has passed; how many were."""
 
-    async def delete(self, tenant_id: str, revocation_id: str, *, overrides: Collection[str] | None = None
-                     ) -> bool:
+    async def delete(self, tenant_id: str, revocation_id: str, *, overrides: Collection[str] | None = None,
+                     audited: AuditEntry | None = None) -> bool:
         """Whether the record was there and is deleted; one whose ``created_by_role`` is not in
         ``overrides`` (None: any) is kept and raises RevocationOutranked (checked by the delete
-        statement itself, so a replacement by a higher role meanwhile is never deleted)."""
+        statement itself, so a replacement by a higher role meanwhile is never deleted).
+        ``audited`` is appended to the audit log in the delete's transaction (both or neither)."""

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from switchboard.stores.protocols.access import SubscriptionRecord
+from switchboard.stores.protocols.audit import AuditEntry
 from switchboard.stores.protocols.clock import utcnow
 
 
@@ -35,7 +36,10 @@ class ServiceExists(Exception):
 
 
 class ServiceStore(Protocol):
-    async def create(self, record: ServiceRecord) -> ServiceRecord:
+    # ``audited``, where a write takes it: its audit entry, appended in the write's transaction
+    # (both or neither), none when nothing is written.
+
+    async def create(self, record: ServiceRecord, *, audited: AuditEntry | None = None) -> ServiceRecord:
         """Store a new service; ServiceExists when the (tenant, name) is taken."""
         ...
 
@@ -45,13 +49,15 @@ class ServiceStore(Protocol):
         """A tenant's services by name (None: every tenant's)."""
         ...
 
-    async def update(self, record: ServiceRecord, read: datetime | None = None) -> ServiceRecord | None:
+    async def update(self, record: ServiceRecord, read: datetime | None = None, *,
+                     audited: AuditEntry | None = None) -> ServiceRecord | None:
         """Replace the spec, headers and ``by_platform_admin`` of an existing service; None when
         there is none, or (given ``read``, the ``updated_at`` of the record the change was made
         from) when it changed since: read it again and retry."""
         ...
 
-    async def delete(self, tenant_id: str, name: str, deleted_by: str | None = None
+    async def delete(self, tenant_id: str, name: str, deleted_by: str | None = None, *,
+                     audited: AuditEntry | None = None
                      ) -> list[tuple[SubscriptionRecord, SubscriptionRecord]] | None:
         """Remove the service and, in the same transaction, revoke its approved subscriptions
         (a service registered again under the name needs new approvals); (before, after) of

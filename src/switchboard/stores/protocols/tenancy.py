@@ -72,7 +72,10 @@ class TenancyStore(Protocol):
     admin only. Lists are ordered by id, paged with ``after`` (the last id seen). ``create_*``
     raise ``ValueError`` when the id is taken."""
 
-    async def create_tenant(self, tenant: Tenant) -> None:
+    # ``audited``, where a write takes it: its audit entry (or what makes it from the record as
+    # written), appended in the write's transaction (both or neither), none when nothing is written.
+
+    async def create_tenant(self, tenant: Tenant, *, audited: AuditEntry | None = None) -> None:
         """ValueError when the id is taken; TenantIdRetired when a deleted tenant had it."""
 
     async def get_tenant(self, tenant_id: str) -> Tenant | None: ...
@@ -82,7 +85,8 @@ class TenancyStore(Protocol):
 
     async def list_tenants(self, *, after: str | None = None, limit: int = 100) -> list[Tenant]: ...
 
-    async def update_tenant(self, tenant: Tenant, fields: Collection[str] | None = None) -> Tenant | None:
+    async def update_tenant(self, tenant: Tenant, fields: Collection[str] | None = None, *,
+                            audited: Callable[[Tenant], AuditEntry] | None = None) -> Tenant | None:
         """Write the tenant's ``fields`` (all its changeable ones when None), leaving the others
         as they are now; the tenant as stored after it, None when there is no such tenant."""
 
@@ -95,9 +99,6 @@ class TenancyStore(Protocol):
         ever created with it again. ``audited`` (the tenant's entry) and ``budget_audited``'s
         entry for each budget are appended to the audit log in the same transaction: all of it
         or none."""
-
-    # ``audited``, where a write takes it: its audit entry (or what makes it from the record as
-    # written), appended in the write's transaction (both or neither), none when nothing is written.
 
     async def create_team(self, team: Team, *, audited: AuditEntry | None = None) -> None: ...
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -10,7 +11,8 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from switchboard.stores.protocols import ApiExists, ApiRecord, utcnow
+from switchboard.stores.protocols import ApiExists, ApiRecord, AuditEntry, utcnow
+from switchboard.stores.sql.audit import append_in
 from switchboard.stores.sql.tables import apis as t
 from switchboard.stores.sql.times import from_db, to_db
 
@@ -47,12 +49,14 @@ class SqlApiStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def create(self, record: ApiRecord) -> ApiRecord:
-        try:
-            async with self._engine.begin() as conn:
+    async def create(self, record: ApiRecord, *, audited: AuditEntry | None = None) -> ApiRecord:
+        async with self._engine.begin() as conn:
+            try:
                 await conn.execute(sa.insert(t).values(_values(record)))
-        except IntegrityError:
-            raise ApiExists(record.name) from None
+            except IntegrityError:
+                raise ApiExists(record.name) from None  # only the insert's: not a refused entry
+            if audited is not None:
+                await append_in(conn, audited)  # a failing entry undoes the create
         return record
 
     async def get(self, tenant_id: str, name: str) -> ApiRecord | None:
@@ -66,7 +70,8 @@ class SqlApiStore:
         async with self._engine.connect() as conn:
             return [_record(row) for row in await conn.execute(query)]
 
-    async def update(self, record: ApiRecord, read: datetime | None = None) -> ApiRecord:
+    async def update(self, record: ApiRecord, read: datetime | None = None, *,
+                     audited: Callable[[ApiRecord], AuditEntry] | None = None) -> ApiRecord:
         stored = replace(record, updated_at=utcnow())
         values = _values(stored)
         del values["tenant_id"], values["name"], values["created_at"], values["created_by"]
@@ -75,7 +80,8 @@ class SqlApiStore:
         unchanged = [] if read is None else [t.c.updated_at == to_db(read)]
         query = sa.update(t).where(t.c.tenant_id == record.tenant_id, t.c.name == record.name, *unchanged)
         async with self._engine.begin() as conn:
-            result = await conn.execute(query.values(values))
-        if not result.rowcount:
-            raise KeyError(record.name)
+            if not (await conn.execute(query.values(values))).rowcount:
+                raise KeyError(record.name)
+            if audited is not None:
+                await append_in(conn, audited(stored))  # a failing entry undoes the change
         return stored

@@ -304,7 +304,8 @@ class SqlKeyStore:
             deleted = await delete_in(conn, tenant_id, "key", key.lineage, audited=budget_audited)
         return Revoked(key, True, deleted)
 
-    async def update(self, record: KeyRecord, fields: Collection[str]) -> bool:
+    async def update(self, record: KeyRecord, fields: Collection[str], *,
+                     audited: AuditEntry | None = None) -> bool:
         unknown = set(fields) - MUTABLE_KEY_FIELDS
         if unknown:
             raise ValueError(f"not changeable on a key: {sorted(unknown)}")
@@ -319,8 +320,11 @@ class SqlKeyStore:
             .values({**{name: row[name] for name in fields}, "updated_at": row["updated_at"], **_NEXT})
         )
         async with self._engine.begin() as conn:
-            result = await conn.execute(stmt)
-        return result.rowcount == 1
+            if (await conn.execute(stmt)).rowcount != 1:
+                return False
+            if audited is not None:
+                await append_in(conn, audited)  # a failing entry undoes the change
+        return True
 
     async def rotate(self, old: KeyRecord, successor: KeyRecord, expires_at: datetime, *,
                      audited: Sequence[AuditEntry] = ()) -> bool:

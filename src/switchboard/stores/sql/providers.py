@@ -144,16 +144,19 @@ async def _under_provider(engine: AsyncEngine, write: sa.Insert | sa.Update, pro
     provider; a credential goes with it). SQLite runs one writer at a time: holding the write
     lock, the read sees every delete committed before. Either way no row is left behind for a
     deleted provider, to come back with a new provider of the same name. ``audited`` is appended
-    in the same transaction."""
+    in the same transaction. False too when the write breaks a constraint (a name taken)."""
     held = sa.select(pt.c.name).where(pt.c.name == provider).with_for_update(read=True)
     try:
         async with engine.begin() as conn:
-            if not (await conn.execute(write)).rowcount:
-                return False
+            try:
+                if not (await conn.execute(write)).rowcount:
+                    return False
+            except IntegrityError:
+                raise _Taken from None  # rolls back; an audit entry refused is no name taken
             if (await conn.execute(held)).first() is None:
                 raise _ProviderGone
             await _append(conn, audited)
-    except _ProviderGone:
+    except (_Taken, _ProviderGone):
         return False
     return True
 
@@ -247,33 +250,42 @@ class SqlProviderStore:
             row = (await conn.execute(sa.select(mt).where(mt.c.name == name))).first()
         return None if row is None else _model(row)
 
-    async def create_model(self, record: ModelRecord, *, provider_stored: bool = False) -> bool:
+    async def create_model(self, record: ModelRecord, *, provider_stored: bool = False,
+                           audited: AuditEntry | None = None) -> bool:
         insert = sa.insert(mt).values(_model_row(record))
+        if provider_stored:
+            return await _under_provider(self._engine, insert, record.provider, audited)
         try:
-            if provider_stored:
-                return await _under_provider(self._engine, insert, record.provider)
             async with self._engine.begin() as conn:
-                await conn.execute(insert)
-        except IntegrityError:
+                try:
+                    await conn.execute(insert)
+                except IntegrityError:
+                    raise _Taken from None  # rolls back; an audit entry refused is no name taken
+                await _append(conn, audited)
+        except _Taken:
             return False
         return True
 
     async def update_model(self, record: ModelRecord, read: datetime | None = None, *,
-                           provider_stored: bool = False) -> bool:
+                           provider_stored: bool = False, audited: AuditEntry | None = None) -> bool:
         row = _model_row(record)
         del row["created_at"]
         stmt = sa.update(mt).where(mt.c.name == record.name, *_unchanged(mt, read)).values(row)
         if provider_stored:  # re-pointed at a stored provider: only while it is there, as a new model
-            return await _under_provider(self._engine, stmt, record.provider)
+            return await _under_provider(self._engine, stmt, record.provider, audited)
         async with self._engine.begin() as conn:
-            result = await conn.execute(stmt)
-        return bool(result.rowcount)
+            if not (await conn.execute(stmt)).rowcount:
+                return False
+            await _append(conn, audited)
+        return True
 
-    async def delete_model(self, name: str, deleted_by: str | None = None
+    async def delete_model(self, name: str, deleted_by: str | None = None, *,
+                           audited: AuditEntry | None = None
                            ) -> list[tuple[SubscriptionRecord, SubscriptionRecord]] | None:
         async with self._engine.begin() as conn:
             if not (await conn.execute(sa.delete(mt).where(mt.c.name == name))).rowcount:
                 return None
+            await _append(conn, audited)
             return await revoke_approved(conn, None, name, deleted_by, "the model was removed")
 
     async def server_secret(self, name: str) -> str | None:

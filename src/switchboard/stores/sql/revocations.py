@@ -13,7 +13,9 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from switchboard.stores.protocols import RevocationOutranked, TokenRevocation, TooManyRevocations
+from switchboard.stores.protocols import AuditEntry, RevocationOutranked, TokenRevocation, TooManyRevocations
+from switchboard.stores.protocols.revocations import RevocationAudited
+from switchboard.stores.sql.audit import append_in
 from switchboard.stores.sql.tables import token_revocations as t
 from switchboard.stores.sql.times import from_db, to_db
 
@@ -55,19 +57,31 @@ async def _insert(conn: AsyncConnection, values: dict[str, Any], cap: int | None
         raise TooManyRevocations(values["tenant_id"])
 
 
+class _Raced(Exception):
+    """The record was created by another writer between the read and the insert."""
+
+
+async def _append(conn: AsyncConnection, audited: RevocationAudited | None, stored: TokenRevocation,
+                  before: TokenRevocation | None) -> None:
+    """The put's audit entry, in its transaction: a failing entry undoes the put."""
+    if audited is not None:
+        await append_in(conn, audited(stored, before))
+
+
 class SqlTokenRevocationStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
     async def put(self, record: TokenRevocation, *, cap: int | None = None,
-                  overrides: Collection[str] | None = None) -> tuple[TokenRevocation, TokenRevocation | None]:
+                  overrides: Collection[str] | None = None, audited: RevocationAudited | None = None
+                  ) -> tuple[TokenRevocation, TokenRevocation | None]:
         try:
-            return await self._put(record, cap, overrides)
-        except IntegrityError:  # created by someone else meanwhile: now it is a replacement
-            return await self._put(record, cap, overrides)
+            return await self._put(record, cap, overrides, audited)
+        except _Raced:  # created by someone else meanwhile: now it is a replacement
+            return await self._put(record, cap, overrides, audited)
 
-    async def _put(self, record: TokenRevocation, cap: int | None, overrides: Collection[str] | None
-                   ) -> tuple[TokenRevocation, TokenRevocation | None]:
+    async def _put(self, record: TokenRevocation, cap: int | None, overrides: Collection[str] | None,
+                   audited: RevocationAudited | None) -> tuple[TokenRevocation, TokenRevocation | None]:
         values = {
             "not_before": to_db(record.not_before), "block": record.block, "reason": record.reason,
             "expires_at": to_db(record.expires_at), "created_at": to_db(record.created_at),
@@ -84,8 +98,12 @@ class SqlTokenRevocationStore:
             row = (await conn.execute(sa.select(t).where(*where).with_for_update())).first()
             before = None if row is None else _record(row)
             if before is None:
-                await _insert(conn, {"id": record.id, "tenant_id": record.tenant_id,
-                                     "user_id": record.user_id, **values}, cap)
+                try:
+                    await _insert(conn, {"id": record.id, "tenant_id": record.tenant_id,
+                                         "user_id": record.user_id, **values}, cap)
+                except IntegrityError:
+                    raise _Raced from None  # only the insert's: a refused audit entry is not a race
+                await _append(conn, audited, record, None)
                 return record, None
             if overrides is not None and before.created_by_role not in overrides:
                 # Made by a role above the caller's: replacing it would narrow whose tokens it
@@ -96,7 +114,9 @@ class SqlTokenRevocationStore:
             # A replacement: the record (its id, when it was created) stays, as a budget's does.
             del values["created_at"]
             await conn.execute(sa.update(t).where(t.c.id == before.id).values(**values))
-        return replace(record, id=before.id, created_at=before.created_at), before
+            stored = replace(record, id=before.id, created_at=before.created_at)
+            await _append(conn, audited, stored, before)
+        return stored, before
 
     async def get(self, tenant_id: str, revocation_id: str) -> TokenRevocation | None:
         return await self._one(sa.select(t).where(t.c.tenant_id == tenant_id, t.c.id == revocation_id))
@@ -135,8 +155,8 @@ class SqlTokenRevocationStore:
             result = await conn.execute(stmt)
         return int(result.rowcount or 0)
 
-    async def delete(self, tenant_id: str, revocation_id: str, *, overrides: Collection[str] | None = None
-                     ) -> bool:
+    async def delete(self, tenant_id: str, revocation_id: str, *, overrides: Collection[str] | None = None,
+                     audited: AuditEntry | None = None) -> bool:
         where = (t.c.tenant_id == tenant_id, t.c.id == revocation_id)
         stmt = sa.delete(t).where(*where)
         if overrides is not None:
@@ -146,6 +166,8 @@ class SqlTokenRevocationStore:
         for _ in range(3):  # a record replaced by a role within reach meanwhile: delete it again
             async with self._engine.begin() as conn:
                 if (await conn.execute(stmt)).rowcount:
+                    if audited is not None:
+                        await append_in(conn, audited)  # a failing entry undoes the delete
                     return True
                 if overrides is None:
                     return False

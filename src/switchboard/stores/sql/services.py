@@ -8,9 +8,10 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from switchboard.stores.protocols import ServiceExists, ServiceRecord, SubscriptionRecord, utcnow
+from switchboard.stores.protocols import AuditEntry, ServiceExists, ServiceRecord, SubscriptionRecord, utcnow
+from switchboard.stores.sql.audit import append_in
 from switchboard.stores.sql.subscriptions import revoke_approved
 from switchboard.stores.sql.tables import services as t
 from switchboard.stores.sql.times import from_db, to_db
@@ -30,21 +31,28 @@ def _record(row: sa.Row[Any]) -> ServiceRecord:
     )
 
 
+async def _append(conn: AsyncConnection, audited: AuditEntry | None) -> None:
+    """The change's audit entry, in its transaction: a failing entry undoes the change."""
+    if audited is not None:
+        await append_in(conn, audited)
+
+
 class SqlServiceStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def create(self, record: ServiceRecord) -> ServiceRecord:
-        try:
-            async with self._engine.begin() as conn:
+    async def create(self, record: ServiceRecord, *, audited: AuditEntry | None = None) -> ServiceRecord:
+        async with self._engine.begin() as conn:
+            try:
                 await conn.execute(sa.insert(t).values(
                     tenant_id=record.tenant_id, name=record.name, spec=dict(record.spec),
                     headers=dict(record.headers), created_by=record.created_by,
                     created_at=to_db(record.created_at), updated_at=to_db(record.updated_at),
                     by_platform_admin=record.by_platform_admin,
                 ))
-        except IntegrityError:
-            raise ServiceExists(record.name) from None
+            except IntegrityError:
+                raise ServiceExists(record.name) from None  # only the insert's: not a refused entry
+            await _append(conn, audited)
         return record
 
     async def get(self, tenant_id: str, name: str) -> ServiceRecord | None:
@@ -61,7 +69,8 @@ class SqlServiceStore:
             rows = (await conn.execute(query)).fetchall()
         return [_record(r) for r in rows]
 
-    async def update(self, record: ServiceRecord, read: datetime | None = None) -> ServiceRecord | None:
+    async def update(self, record: ServiceRecord, read: datetime | None = None, *,
+                     audited: AuditEntry | None = None) -> ServiceRecord | None:
         # Compare-and-set on updated_at (every write sets a new one): a change made from a
         # version another change has overtaken is not written over it.
         unchanged = [] if read is None else [t.c.updated_at == to_db(read)]
@@ -69,16 +78,20 @@ class SqlServiceStore:
                  .values(spec=dict(record.spec), headers=dict(record.headers),
                          updated_at=to_db(record.updated_at), by_platform_admin=record.by_platform_admin))
         async with self._engine.begin() as conn:
-            result = await conn.execute(query)
-        return record if result.rowcount else None
+            if not (await conn.execute(query)).rowcount:
+                return None
+            await _append(conn, audited)
+        return record
 
-    async def delete(self, tenant_id: str, name: str, deleted_by: str | None = None
+    async def delete(self, tenant_id: str, name: str, deleted_by: str | None = None, *,
+                     audited: AuditEntry | None = None
                      ) -> list[tuple[SubscriptionRecord, SubscriptionRecord]] | None:
         query = sa.delete(t).where(t.c.tenant_id == tenant_id, t.c.name == name)
         async with self._engine.begin() as conn:
             result = await conn.execute(query)
             if not result.rowcount:
                 return None
+            await _append(conn, audited)
             return await revoke_approved(conn, tenant_id, f"service:{name}", deleted_by,
                                          "the service was deleted")
 

@@ -121,16 +121,17 @@ class SqlTenancyStore:
 
     # tenants
 
-    async def create_tenant(self, tenant: Tenant) -> None:
+    async def create_tenant(self, tenant: Tenant, *, audited: AuditEntry | None = None) -> None:
         # A deleted tenant's id is never reused: its data is still filed under it.
         retired = sa.select(retired_tenants.c.id).where(retired_tenants.c.id == tenant.id)
-        try:
-            async with self._engine.begin() as conn:
-                if (await conn.execute(retired)).first() is not None:
-                    raise TenantIdRetired(tenant.id)
+        async with self._engine.begin() as conn:
+            if (await conn.execute(retired)).first() is not None:
+                raise TenantIdRetired(tenant.id)
+            try:
                 await conn.execute(sa.insert(tenants).values(_row(tenant)))
-        except IntegrityError:
-            raise ValueError(f"the id {tenant.id!r} is taken") from None
+            except IntegrityError:
+                raise ValueError(f"the id {tenant.id!r} is taken") from None
+            await _append(conn, audited)
 
     async def get_tenant(self, tenant_id: str) -> Tenant | None:
         found = await self._one(sa.select(tenants).where(tenants.c.id == tenant_id))
@@ -145,8 +146,10 @@ class SqlTenancyStore:
         query = self._page(sa.select(tenants), tenants, after, limit)
         return [Tenant(**found) for found in await self._many(query)]
 
-    async def update_tenant(self, tenant: Tenant, fields: Collection[str] | None = None) -> Tenant | None:
-        found = await self._update(tenants, tenant, fields)
+    async def update_tenant(self, tenant: Tenant, fields: Collection[str] | None = None, *,
+                            audited: Callable[[Tenant], AuditEntry] | None = None) -> Tenant | None:
+        found = await self._update(tenants, tenant, fields,
+                                   audited=None if audited is None else lambda row: audited(Tenant(**row)))
         return None if found is None else Tenant(**found)
 
     async def delete_tenant(self, tenant_id: str, *, audited: AuditEntry | None = None,
