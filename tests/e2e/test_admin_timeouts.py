@@ -9,6 +9,7 @@ a connect not written out is not checked (a short total then simply cuts it)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,17 @@ def _refused(resp: httpx.Response, within: str) -> None:
     assert (error["type"], error["code"], error["param"]) == (
         "invalid_request_error", "invalid_value", "timeouts.connect"), resp.text
     assert error["message"].startswith("timeouts.connect: ") and within in error["message"], error
+
+
+@pytest.fixture(autouse=True)
+def _forgotten(request: pytest.FixtureRequest) -> Iterator[None]:
+    """What a test stores in the shared gateway is removed after it: other tests list its
+    models and providers."""
+    yield
+    if "gateway" in request.fixturenames:
+        gateway = request.getfixturevalue("gateway")
+        for path in ("/models/to-model", "/providers/to-short", "/providers/to-ok"):
+            assert _call(gateway, "DELETE", path).status_code in (200, 204, 404)
 
 
 def test_a_provider_s_connect_past_its_total_is_400(gateway: Gateway, mock_upstream: Mock) -> None:

@@ -98,7 +98,8 @@ async def test_output_lines_and_usage() -> None:
 
 
 async def test_a_file_before_its_fields_is_kept_on_disk_whole() -> None:
-    from switchboard.http.files.service import _from_file, _spool
+    from switchboard.http.files.service import _spool
+    from switchboard.upstream.request import file_pieces
 
     blob = bytes(range(256)) * 12_000  # 3 MB: past the 1 MiB kept in memory
 
@@ -108,7 +109,7 @@ async def test_a_file_before_its_fields_is_kept_on_disk_whole() -> None:
 
     spooled = await _spool(pieces(), len(blob))
     try:
-        assert b"".join([p async for p in _from_file(spooled)]) == blob
+        assert b"".join([p async for p in file_pieces(spooled)]) == blob
     finally:
         spooled.close()
     with pytest.raises(PayloadTooLarge):
