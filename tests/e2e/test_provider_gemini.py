@@ -693,6 +693,27 @@ def test_invalid_upstream_key_is_502_without_the_key(client: openai.OpenAI) -> N
     assert UPSTREAM_KEY not in info.value.response.text
 
 
+@pytest.mark.parametrize("shape", ["list", "bare"])
+def test_an_error_body_in_another_of_googles_shapes_gives_its_message(
+        client: openai.OpenAI, shape: str) -> None:
+    """Google's error as a one-element array, or as a bare google.rpc.Status (gRPC code number,
+    no ``error`` member, as its API proxies answer): the caller reads Google's words, not
+    "returned HTTP 400"."""
+    with pytest.raises(openai.BadRequestError) as info:
+        ask(client, f"mock:status=400 mock:error_shape={shape} mock:error_code=context_length_exceeded")
+    assert info.value.code == "context_length_exceeded"
+    assert "exceeds the maximum number of tokens" in info.value.message
+
+
+@pytest.mark.parametrize("shape", ["list", "bare"])
+def test_a_rate_limit_in_another_of_googles_shapes_keeps_its_retry_info(
+        client: openai.OpenAI, shape: str) -> None:
+    with pytest.raises(openai.RateLimitError) as info:
+        ask(client, f"mock:status=429 mock:retry_after=9 mock:error_shape={shape}")
+    assert "Resource has been exhausted" in info.value.message
+    assert info.value.response.headers["retry-after"] == "9"
+
+
 def test_mid_stream_failure_raises(client: openai.OpenAI) -> None:
     stream = ask(client, "mock:fail_after=2 long answer", stream=True)
     received = []

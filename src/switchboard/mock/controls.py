@@ -18,6 +18,8 @@ Directives (header ``x-mock-<name>`` or text ``mock:<name>=<value>``):
                          a proxy in front of Google may add one
     error_code=CODE      the error body's code (e.g. context_length_exceeded); Responses API
                          streams: also the code of the fail_after error event
+    error_shape=SHAPE    Gemini: the error body's shape, list ([{"error": {...}}]) or bare (the
+                         google.rpc.Status with its gRPC code number, no error member)
     error_param=NAME     OpenAI chat: the error body's param, percent-decoded: a text directive
                          writes brackets as %5B and %5D (messages.%5B3%5D.content), a header
                          (x-mock-error-param) may write them as they are
@@ -83,6 +85,7 @@ class Controls:
     retry_after_ms: str = ""
     retry_header: str = ""
     error_code: str = ""
+    error_shape: str = ""
     error_param: str = ""
     error_message: str = ""
     fail_after: int = -1

@@ -25,7 +25,9 @@ need a token this mock issued. Directives of ``mock/controls.py`` work, plus ``m
 MALFORMED_FUNCTION_CALL, nothing in it), ``mock:finish_reason=NAME`` (a candidate stopped with
 that finishReason, nothing in it), ``mock:text_finish_reason=NAME`` (the usual text, then that
 finishReason), ``mock:block_prompt=1`` (promptFeedback.blockReason),
-``mock:cached_tokens=N`` and ``mock:thoughts_tokens=N`` (usage fields), ``mock:image_tokens=N``,
+``mock:error_shape=list|bare`` (an injected error as a one-element array, or as a bare
+``google.rpc.Status`` without the ``error`` member), ``mock:cached_tokens=N`` and
+``mock:thoughts_tokens=N`` (usage fields), ``mock:image_tokens=N``,
 ``mock:audio_tokens=N`` (image and audio units added to the prompt, listed by modality in
 ``promptTokensDetails``), ``mock:image_output_tokens=N`` and ``mock:audio_output_tokens=N`` (added
 to the candidates, listed in ``candidatesTokensDetails``).
@@ -64,6 +66,8 @@ from switchboard.mock.controls import Controls, text_of
 JSON = dict[str, Any]
 _STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
            429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+# google.rpc.Code numbers, which a bare google.rpc.Status carries in place of the HTTP status.
+_GRPC_CODE = {400: 3, 401: 16, 403: 7, 404: 5, 429: 8, 500: 13, 503: 14, 504: 4}
 _TOP = {"contents", "systemInstruction", "tools", "toolConfig", "generationConfig", "safetySettings",
         "cachedContent"}
 _VERTEX_TOP = _TOP | {"labels"}  # custom metadata labels exist on Vertex AI only
@@ -99,11 +103,17 @@ class Invalid(Exception):
 # -- errors ------------------------------------------------------------------------------------
 
 
-def error(status: int, message: str, details: list[JSON] | None = None) -> Response:
-    body = {"error": {"code": status, "message": message, "status": _STATUS.get(status, "UNKNOWN")}}
+def error(status: int, message: str, details: list[JSON] | None = None, shape: str = "") -> Response:
+    """Google's error body; ``shape`` ``list`` wraps it in a one-element array (the JSON-array
+    stream without ``alt=sse``), ``bare`` is the ``google.rpc.Status`` itself with its gRPC code
+    number and no ``error`` member (as Google's API proxies, ESP and API Gateway, answer)."""
+    err: JSON = {"code": status, "message": message, "status": _STATUS.get(status, "UNKNOWN")}
     if details:
-        body["error"]["details"] = details
-    return json_response(body, status)
+        err["details"] = details
+    if shape == "bare":
+        bare: JSON = {"code": _GRPC_CODE.get(status, 2), "message": message}
+        return json_response({**bare, "details": details} if details else bare, status)
+    return json_response([{"error": err}] if shape == "list" else {"error": err}, status)
 
 
 def injected(c: Controls) -> Response | None:
@@ -112,16 +122,16 @@ def injected(c: Controls) -> Response | None:
     if c.status == 429:
         delay = f"{c.retry_after or '1'}s"
         retry = {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay}
-        limited = error(429, "Resource has been exhausted (e.g. check quota).", [retry])
+        limited = error(429, "Resource has been exhausted (e.g. check quota).", [retry], c.error_shape)
         if c.retry_header:
             limited.headers["retry-after"] = c.retry_header
         return limited
     if c.error_code == "context_length_exceeded":
         return error(400, "The input token count (1234567) exceeds the maximum number of tokens allowed "
-                          "(1048576).")
+                          "(1048576).", shape=c.error_shape)
     if c.status == 503:
-        return error(503, "The model is overloaded. Please try again later.")
-    return error(c.status, f"mock: injected error {c.status}")
+        return error(503, "The model is overloaded. Please try again later.", shape=c.error_shape)
+    return error(c.status, f"mock: injected error {c.status}", shape=c.error_shape)
 
 
 def _unknown(obj: JSON, allowed: set[str], where: str) -> None:

@@ -1,8 +1,9 @@
 """Google API errors -> gateway errors.
 
 Google answers ``{"error": {"code": 429, "message": "...", "status": "RESOURCE_EXHAUSTED",
-"details": [...]}}`` (sometimes wrapped in a one-element list). Three quirks are handled here
-before the shared mapping in ``providers/errors.py``:
+"details": [...]}}``, sometimes wrapped in a one-element list, or, from the proxies in front of
+Google's APIs, the bare ``google.rpc.Status`` (``{"code": 8, "message": ..., "details": ...}``).
+Three quirks are handled here before the shared mapping in ``providers/errors.py``:
 
 * an invalid Gemini API key is reported as 400 INVALID_ARGUMENT with reason ``API_KEY_INVALID``:
   it is an upstream authentication failure, not the client's bad request;
@@ -27,7 +28,6 @@ import orjson
 from switchboard.errors import GatewayError
 from switchboard.providers.errors import (
     loads,
-    loads_object,
     retry_after_headers,
     text_message,
     upstream_error,
@@ -51,25 +51,39 @@ _CONTEXT_LENGTH = re.compile(
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
 
 
-def error_object(body: bytes) -> JSON | None:
-    """The ``error`` member of a Google error body, or None when the body is not one."""
+def _body_object(body: bytes) -> JSON | None:
+    """The JSON object of an error body: the first element when Google wrapped it in an array
+    (the JSON-array stream of ``streamGenerateContent`` without ``alt=sse``)."""
     try:
         value = loads(body)
     except orjson.JSONDecodeError:
         return None
     if isinstance(value, list) and value:
         value = value[0]
-    if isinstance(value, dict) and isinstance(value.get("error"), dict):
-        return value["error"]
-    return None
+    return value if isinstance(value, dict) else None
+
+
+def _error_member(value: JSON | None) -> JSON | None:
+    err = value.get("error") if value is not None else None
+    return err if isinstance(err, dict) else None
+
+
+def error_object(body: bytes) -> JSON | None:
+    """The ``error`` member of a Google error body, or None when the body is not one."""
+    return _error_member(_body_object(body))
 
 
 def google_error(status: int, headers: Mapping[str, str], body: bytes, target: Target) -> GatewayError:
-    err = error_object(body)
+    value = _body_object(body)
+    err = _error_member(value)
+    if err is None and value is not None and isinstance(value.get("message"), str):
+        # A bare google.rpc.Status, as Google's API proxies (ESP, API Gateway) answer: its
+        # ``code`` is a gRPC code number, never read here since the HTTP status is known.
+        err = value
     if err is None:
         # Google's front end answers some failures with an HTML page of its own (a 404 for an
         # unknown path, a 502), as a proxy in front of the API may: its words are the message.
-        text = text_message(body) if loads_object(body) is None else None
+        text = text_message(body) if value is None else None
         return upstream_error(status, headers, target, text)
     return from_error_object(err, status, headers, target)
 
