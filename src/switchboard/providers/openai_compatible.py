@@ -158,7 +158,8 @@ _STOPS = {"eos_token": False, "stop_sequence": True, "repetition": False}
 # "abort" (the engine aborted the request: generation paused for a weight update, a failed KV
 # transfer, a scheduler's abort) and "error" (a request-level internal error). The answer was cut
 # by the server, so it is the server's failure, as a 5xx is: a 502, retried and fallen back from
-# (in a stream, the error event), never a finish reason no OpenAI client knows.
+# (in a stream, the error event), never a finish reason no OpenAI client knows. ``azure`` reads
+# them too (Azure OpenAI sends none, but a resource may serve other makers' models).
 _CUT_BY_SERVER = frozenset({"abort", "error"})
 
 
