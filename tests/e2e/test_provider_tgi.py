@@ -30,8 +30,13 @@ TWO_CALLS = "two-calls"
 # Two parallel calls whose ids are their indices ("0", "1", again on every turn), or that have none.
 INDEXED_CALLS = "indexed-calls"
 NO_ID_CALLS = "no-id-calls"
+# Two calls streamed as TGI streams a call (router/src/chat.rs): id "0" on every delta, the name
+# on the first one only (null after), ``index`` 0 on every delta, or none at all.
+TGI_CALLS = "tgi-calls"
+TGI_CALLS_NO_INDEX = "tgi-calls-no-index"
 CALL_IDS: dict[str, tuple[str | None, ...]] = {
-    TWO_CALLS: ("0", "0"), INDEXED_CALLS: ("0", "1"), NO_ID_CALLS: (None, None)}
+    TWO_CALLS: ("0", "0"), INDEXED_CALLS: ("0", "1"), NO_ID_CALLS: (None, None),
+    TGI_CALLS: ("0", "0"), TGI_CALLS_NO_INDEX: ("0", "0")}
 GENERATION_ERROR = "generation-error"
 SAID = "Hello from the Switchboard mock. You said: "
 
@@ -82,7 +87,7 @@ class _TGI(QuietHandler):
                  "finish_reason": "eos_token"}]}).encode())
             return
         if last["content"] in CALL_IDS:
-            self._two_calls(body, head, CALL_IDS[last["content"]])
+            self._two_calls(body, head, last["content"])
             return
         call = {"id": "0", "type": "function",
                 "function": {"description": None, "name": "get_weather", "arguments": {"city": "Paris"}}}
@@ -97,9 +102,11 @@ class _TGI(QuietHandler):
         data = "".join(f"data: {json.dumps(e)}\n\n" for e in events).encode() + b"data: [DONE]\n\n"
         self._send(200, "text/event-stream", data)
 
-    def _two_calls(self, body: dict[str, Any], head: dict[str, Any], ids: tuple[str | None, ...]) -> None:
-        """Two parallel calls with the ``ids`` given (both "0" as TGI names them; None: no id);
-        streamed with the id in the first delta of each call and its arguments in the next ones."""
+    def _two_calls(self, body: dict[str, Any], head: dict[str, Any], text: str) -> None:
+        """Two parallel calls with the ids ``text`` names (both "0" as TGI names them; None: no
+        id); streamed with the id in the first delta of each call and its arguments in the next
+        ones, or, for the TGI_CALLS texts, with TGI's id, index and null name on every delta."""
+        ids = CALL_IDS[text]
         calls = [{"id": call_id, "type": "function",
                   "function": {"name": "get_weather", "arguments": json.dumps({"city": city})}}
                  for call_id, city in zip(ids, ("Paris", "Rome"), strict=True)]
@@ -112,7 +119,14 @@ class _TGI(QuietHandler):
                  "finish_reason": "stop"}]}).encode())
             return
         deltas: list[dict[str, Any]] = []
-        for i, call in enumerate(calls):
+        if text in (TGI_CALLS, TGI_CALLS_NO_INDEX):
+            index = {"index": 0} if text == TGI_CALLS else {}
+            for call in calls:
+                arguments = call["function"]["arguments"]
+                deltas += [{**index, "id": "0", "type": "function",
+                            "function": {"name": "get_weather" if n == 0 else None, "arguments": part}}
+                           for n, part in enumerate((arguments[:5], arguments[5:]))]
+        for i, call in enumerate(calls if not deltas else ()):
             arguments = call["function"]["arguments"]
             deltas.append({"index": i, **({"id": call["id"]} if "id" in call else {}), "type": "function",
                            "function": {"name": "get_weather", "arguments": ""}})
@@ -245,6 +259,21 @@ def test_parallel_calls_all_named_0_reach_openai_clients_with_ids_of_their_own(t
     oc = openai.OpenAI(base_url=tgi_gateway.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
     _assert_unique_calls(_calls(oc, TWO_CALLS, stream=False))
     _assert_unique_calls(_calls(oc, TWO_CALLS, stream=True))
+
+
+@pytest.mark.parametrize("text", [TGI_CALLS, TGI_CALLS_NO_INDEX])
+def test_calls_streamed_as_tgi_streams_them_stay_apart(tgi_gateway: Gateway, text: str) -> None:
+    """Every delta of both calls says id "0" (and index 0, or no index): a delta that names a
+    function starts the next call, the others continue it. Gathered by the OpenAI SDK's own
+    stream helper as well as by index."""
+    oc = openai.OpenAI(base_url=tgi_gateway.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+    _assert_unique_calls(_calls(oc, text, stream=True))
+    ask: list[Any] = [{"role": "user", "content": text}]
+    with oc.chat.completions.stream(model="tgi", messages=ask, tools=[WEATHER]) as stream:
+        final = stream.get_final_completion()
+    calls = final.choices[0].message.tool_calls or []
+    _assert_unique_calls([(c.id, c.function.arguments) for c in calls if c.type == "function"])
+    assert [c.function.name for c in calls if c.type == "function"] == ["get_weather"] * 2
 
 
 @pytest.mark.parametrize("stream", [False, True])

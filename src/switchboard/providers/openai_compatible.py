@@ -435,7 +435,9 @@ class ToolCallIndices:
     Ids are made unique first (as :func:`unique_call_ids` does for a whole reply): a bare index
     (TGI's "0"), and an id another server index already started, become a generated id, the same
     one for every delta of that call (by the server's index); a call whose first delta has no id
-    gets one there."""
+    gets one there. A bare index says nothing about which call a delta belongs to (TGI writes "0"
+    on every delta of every call), so there a delta that names a function starts the next call,
+    as only a call's first delta does in OpenAI's stream."""
 
     __slots__ = ("_choices",)
 
@@ -451,7 +453,7 @@ class ToolCallIndices:
             server = _key(call.get("index"))
             call_id = call.get("id")
             if isinstance(call_id, str) and call_id:
-                call["id"] = call_id = state.unique(server, call_id)
+                call["id"] = call_id = state.unique(server, call_id, _names_function(call))
                 index = ids.setdefault(call_id, len(ids))
             elif server in by_server:
                 index = by_server[server]
@@ -475,16 +477,22 @@ class _ChoiceCalls:
         self.owners: dict[str, int | str | None] = {}  # id -> the server's index that started it
         self.renamed: dict[tuple[int | str | None, str], str] = {}  # (server's index, id) -> generated id
 
-    def unique(self, server: int | str | None, call_id: str) -> str:
-        """The id to send for a delta under the server's index ``server`` carrying ``call_id``."""
+    def unique(self, server: int | str | None, call_id: str, named: bool) -> str:
+        """The id to send for a delta under the server's index ``server`` carrying ``call_id``;
+        ``named``: the delta names its function (a bare index with a name starts a new call)."""
         key = (server, call_id)
-        if key in self.renamed:
+        if key in self.renamed and not (named and _bare_index(call_id)):
             return self.renamed[key]
         started = self.owners.setdefault(call_id, server)
         if _bare_index(call_id) or started != server:
             self.renamed[key] = new_id = new_call_id()
             return new_id
         return call_id
+
+
+def _names_function(call: JSON) -> bool:
+    function = call.get("function")
+    return isinstance(function, dict) and isinstance(function.get("name"), str) and bool(function["name"])
 
 
 def _key(index: Any) -> int | str | None:
