@@ -404,7 +404,7 @@ def test_safety_settings_reach_the_canonical_request() -> None:
     assert "safety_settings" not in chat({"contents": [user({"text": "x"})], "safetySettings": None})
     # countTokens of a whole request carries them too (the request is the same).
     inner = {"contents": [user({"text": "x"})], "safetySettings": settings}
-    whole = count_tokens_request(orjson.dumps({"generateContentRequest": inner}), "m")
+    whole = count_tokens_request(orjson.dumps({"generateContentRequest": inner}), "m").request
     assert whole["safety_settings"] == settings
 
 
@@ -550,7 +550,7 @@ def test_stream_asks_for_usage() -> None:
 
 def test_count_tokens_requests() -> None:
     contents = [user({"text": "x"})]
-    assert count_tokens_request(orjson.dumps({"contents": contents}), "m") == {
+    assert count_tokens_request(orjson.dumps({"contents": contents}), "m").request == {
         "model": "m",
         "messages": [{"role": "user", "content": "x"}],
     }
@@ -565,7 +565,7 @@ def test_count_tokens_requests() -> None:
             }
         ),
         "m",
-    )
+    ).request
     assert whole["messages"][0] == {"role": "system", "content": "s"}
     with pytest.raises(InvalidRequest, match="mutually exclusive"):
         count_tokens_request(

@@ -16,7 +16,7 @@ import orjson
 from switchboard.context import InboundAPI, RequestContext, answered_model
 from switchboard.errors import GatewayError, InvalidRequest, name_as_sent
 from switchboard.http.gemini import embeddings, errors
-from switchboard.http.gemini.request import count_tokens_request, generate_request
+from switchboard.http.gemini.request import Decoded, count_tokens_request, generate_request
 from switchboard.http.gemini.response import count_tokens_response, generate_content_response
 from switchboard.http.gemini.sources import name_contents
 from switchboard.http.gemini.stream import StreamEncoder
@@ -175,10 +175,12 @@ class GeminiGenerate(_GoogleErrors):
 
 
 class _Json(_GoogleErrors):
-    """A method answered with one JSON body: ``decode`` and ``answer`` say how."""
+    """A method answered with one JSON body: ``decode`` and ``answer`` say how. A decoder that
+    gives a chat request with its sources (countTokens) has its refusals of a message named by
+    the contents it came from, as generateContent's are."""
 
     def __init__(
-        self, operation: str, decode: Callable[[bytes, str], JSON], answer: Callable[[JSON], JSON]
+        self, operation: str, decode: Callable[[bytes, str], JSON | Decoded], answer: Callable[[JSON], JSON]
     ) -> None:
         self.operation = operation
         self._decode = decode
@@ -187,10 +189,15 @@ class _Json(_GoogleErrors):
     def decode(self, ctx: RequestContext) -> None:
         model = path_model(ctx)
         try:
-            ctx.request = self._decode(ctx.body, model)
+            decoded = self._decode(ctx.body, model)
         except GatewayError:
             refused(ctx, model)
             raise
+        if isinstance(decoded, Decoded):
+            ctx.request = decoded.request
+            ctx.message_sources = decoded.sources
+        else:
+            ctx.request = decoded
 
     def encode(self, ctx: RequestContext, body: JSON, native: bool = False) -> bytes:
         return orjson.dumps(self._answer(body))

@@ -419,9 +419,10 @@ def generate_request(raw: bytes, model: str, stream: bool) -> Decoded:
     return decoded
 
 
-def count_tokens_request(raw: bytes, model: str) -> JSON:
+def count_tokens_request(raw: bytes, model: str) -> Decoded:
     """The canonical chat request whose prompt ``countTokens`` counts: ``contents``, or a whole
-    ``generateContentRequest`` (system instruction and tools count too)."""
+    ``generateContentRequest`` (system instruction and tools count too); with where each
+    message came from, as ``generateContent`` records it."""
     body = fields(parse_object(raw), "", _COUNT, "CountTokensRequest")
     if body.get("contents") is not None and body.get("generateContentRequest") is not None:
         raise InvalidRequest("contents and generateContentRequest are mutually exclusive", param="contents")
@@ -429,5 +430,7 @@ def count_tokens_request(raw: bytes, model: str) -> JSON:
         inner = body["generateContentRequest"]
         if not isinstance(inner, dict):
             raise fail("generateContentRequest", "expected an object")
-        return _translate(inner, model).request
-    return {"model": model, "messages": contents(body.get("contents"))}
+        return _translate(inner, model)
+    sources: list[Source] = []
+    messages = contents(body.get("contents"), sources=sources)
+    return Decoded({"model": model, "messages": messages}, False, sources)
