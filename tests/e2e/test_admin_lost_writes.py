@@ -1,11 +1,15 @@
-"""Admin writes that find nothing to write say so.
+"""Admin writes that find nothing to write, or that the database refuses, say so.
 
 A ``DELETE`` reads the record, then deletes it: when another delete of it is committed in
 between, this one removed nothing and answers the record's 404, as a model's always did (a
 service's answered 204). The moment is driven on PostgreSQL: the test deletes the row in a
 transaction of its own, holding its lock, so the gateway's read still sees it and its DELETE
 waits; once that wait shows in ``pg_stat_activity`` the test commits. SQLite shows no waiting
-writer, so the moment cannot be caught there; the handler's code is the same for both."""
+writer, so the moment cannot be caught there; the handler's code is the same for both.
+
+A credential or a model written under a provider that the database refuses for a constraint
+(the test adds one: a trigger on SQLite, a CHECK on PostgreSQL) is a 409 that stores nothing, not
+the provider's not-found while the provider is there (nor a 500)."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import asyncio
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -25,6 +30,7 @@ from tests.ledger import database_of
 from tests.servers import Gateway, Mock, openai_config, start_gateway
 
 WAIT_SECONDS = 30.0
+REFUSED = "refuse-"  # a credential label or an upstream model id the database is made to refuse
 
 
 def _start(kind: str, request: pytest.FixtureRequest, mock: Mock, tmp: Path) -> Iterator[tuple[Gateway, str]]:
@@ -44,6 +50,12 @@ def _start(kind: str, request: pytest.FixtureRequest, mock: Mock, tmp: Path) -> 
 def cluster(request: pytest.FixtureRequest, mock_upstream: Mock,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, str]]:
     yield from _start("cluster", request, mock_upstream, tmp_path_factory.mktemp("cluster"))
+
+
+@pytest.fixture(scope="module")
+def embedded(request: pytest.FixtureRequest, mock_upstream: Mock,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, str]]:
+    yield from _start("embedded", request, mock_upstream, tmp_path_factory.mktemp("embedded"))
 
 
 def _provider(admin: Admin, mock: Mock) -> str:
@@ -107,3 +119,59 @@ def test_a_delete_another_delete_beat_is_not_found(cluster: tuple[Gateway, str],
                                           "model": "gpt-4o-mini"}, status=201)
     answer = _delete_beaten(gw, database, f"/admin/v1/models/{model}", "models", {"name": model})
     assert answer.status_code == 404 and answer.json()["error"]["code"] == "model_not_found", answer.text
+
+
+async def _refuse(database: str, on: bool) -> None:
+    """Make the database refuse (or take again) credentials labelled, and models of upstream ids
+    starting with, ``refuse-``: a CHECK constraint on PostgreSQL, a trigger on SQLite."""
+    engine = create_engine(database)
+    try:
+        async with engine.begin() as conn:
+            for table, column in (("provider_credentials", "label"), ("models", "model")):
+                if conn.dialect.name == "postgresql" and on:
+                    await conn.execute(sa.text(f"ALTER TABLE {table} ADD CONSTRAINT {table}_refuse "
+                                               f"CHECK ({column} NOT LIKE '{REFUSED}%')"))
+                elif conn.dialect.name == "postgresql":
+                    await conn.execute(sa.text(f"ALTER TABLE {table} DROP CONSTRAINT {table}_refuse"))
+                elif on:
+                    await conn.execute(sa.text(
+                        f"CREATE TRIGGER {table}_refuse BEFORE INSERT ON {table} "
+                        f"WHEN NEW.{column} LIKE '{REFUSED}%' "
+                        f"BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"))
+                else:
+                    await conn.execute(sa.text(f"DROP TRIGGER {table}_refuse"))
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["embedded", "cluster"])
+def test_a_write_under_a_provider_the_database_refuses_is_a_conflict(
+        kind: str, request: pytest.FixtureRequest, mock_upstream: Mock) -> None:
+    gw, database = request.getfixturevalue(kind)
+    admin = Admin(gw.url)
+    provider = _provider(admin, mock_upstream)
+    before = admin.ok("GET", f"/admin/v1/providers/{provider}")
+    asyncio.run(_refuse(database, on=True))
+    try:
+        # Before, 404 provider_not_found for a provider that is there.
+        answer = admin.call("POST", f"/admin/v1/providers/{provider}/credentials",
+                            {"api_key": "sk-refused-1234", "label": f"{REFUSED}label"})
+        assert answer.status_code == 409 and answer.json()["error"]["code"] == "conflict", answer.text
+        assert "nothing was stored" in answer.json()["error"]["message"]
+        assert admin.ok("GET", f"/admin/v1/providers/{provider}") == before
+        # Before, 400 provider_not_found, for a stored provider and for one of the YAML alike.
+        for owner in (provider, "local-openai"):
+            name = f"refused-{uuid.uuid4().hex[:8]}"
+            answer = admin.call("POST", "/admin/v1/models", {"name": name, "provider": owner,
+                                                             "model": f"{REFUSED}model"})
+            assert answer.status_code == 409 and answer.json()["error"]["code"] == "conflict", answer.text
+            assert admin.call("GET", f"/admin/v1/models/{name}").status_code == 404
+    finally:
+        asyncio.run(_refuse(database, on=False))
+    # The same writes, taken again.
+    admin.ok("POST", f"/admin/v1/providers/{provider}/credentials",
+             {"api_key": "sk-taken-1234", "label": f"{REFUSED}label"}, status=201)
+    made: dict[str, Any] = admin.ok("POST", "/admin/v1/models", {"name": f"taken-{uuid.uuid4().hex[:8]}",
+                                                                 "provider": provider,
+                                                                 "model": f"{REFUSED}model"}, status=201)
+    assert made["provider"] == provider

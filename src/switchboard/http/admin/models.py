@@ -211,10 +211,12 @@ async def create_model(
     created = audit.entry(request, "model.create", "model", record.name, after=public)
     if not await store.create_model(record, provider_stored=not routing.is_static_provider(body.provider),
                                     audited=created):
-        if await store.get_model(body.name) is None:
-            raise InvalidRequest(f"provider: no provider named '{body.provider}'", param="provider",
-                                 code="provider_not_found")
-        raise Conflict(f"a model named '{body.name}' exists")
+        if await store.get_model(body.name) is not None:
+            raise Conflict(f"a model named '{body.name}' exists")
+        await _check_provider(request, body.provider)  # a stored provider deleted meanwhile
+        # Both there: the database refused the row itself (a constraint), nothing was stored.
+        raise Conflict(f"the model '{body.name}' could not be stored: the database refused it as "
+                       "conflicting with what it holds; nothing was stored")
     await routing.changed()
     return JSONResponse(public, status_code=201)
 

@@ -556,8 +556,11 @@ async def add_credential(
     public = _credential_public(cred)
     created = audit.entry(request, "provider.credential.create", "provider_credential", cred.id,
                           after={**public, "provider": record.name})
-    if not await store.add_credential(cred, audited=created):  # the provider was deleted meanwhile
-        raise provider_missing(name)
+    if not await store.add_credential(cred, audited=created):
+        await stored_or_404(request, name)  # the provider was deleted meanwhile
+        # It is there: the database refused the row itself (a constraint), nothing was stored.
+        raise Conflict(f"the credential could not be stored for provider '{name}': the database "
+                       "refused it as conflicting with what it holds; nothing was stored")
     await routing_of(request).changed()
     return JSONResponse(public, status_code=201)
 
