@@ -402,6 +402,23 @@ def check_connect(timeouts: Mapping[str, float] | None, inherited: float, whose:
         raise InvalidRequest(f"timeouts.connect: {problem}", param="timeouts.connect", code="invalid_value")
 
 
+async def _check_models_connect(store: ProviderStore, provider: str, total: float) -> None:
+    """400 naming the first stored model of ``provider`` whose written-out ``timeouts.connect``
+    the provider's new ``total`` would leave past the total that bounds it (the model gives none
+    of its own): as a model's create or move is refused, so is the provider's change that would
+    make it so."""
+    for model in (await store.load()).models:
+        timeouts = model.timeouts or {}
+        connect = timeouts.get("connect")
+        if model.provider != provider or "total" in timeouts or connect is None or connect <= total:
+            continue
+        raise InvalidRequest(
+            f"timeouts.total: {total:g} s is shorter than the timeouts.connect ({connect:g} s) of the "
+            f"stored model '{model.name}', which takes its total from this provider: lower that "
+            "model's connect (or give it a total of its own) first, or keep a longer total",
+            param="timeouts.total", code="invalid_value")
+
+
 @router.get("", summary="Providers: the configuration file's (read-only) and the stored ones")
 async def list_providers(
     request: Request,
@@ -502,6 +519,10 @@ async def update_provider(
         for _ in range(CHANGE_ATTEMPTS):
             old = await stored_or_404(request, name)
             new = _updated(old, body)
+            total = (new.timeouts or {}).get("total", DEFAULT_TOTAL)
+            # Only a shorter total can leave a model's connect past it (one stored so is left).
+            if total < (old.timeouts or {}).get("total", DEFAULT_TOTAL):
+                await _check_models_connect(store, name, total)
             creds = await store.credentials(name)
             validate_record(new, bool(creds))
             if "options" in body.model_fields_set:  # options stored before this check are left as they are
