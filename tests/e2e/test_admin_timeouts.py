@@ -5,7 +5,9 @@
 did. It is now a 400 ``invalid_value`` naming ``timeouts.connect`` on the admin API, nothing
 written, and a problem naming the entry's key when the configuration file is loaded. The total
 it is held to is the entry's own, else (a model's) its provider's, else the default (600 s);
-a connect not written out is not checked (a short total then simply cuts it)."""
+a connect not written out is not checked (a short total then simply cuts it). A stored provider's
+total lowered under the connect of a stored model that takes its total from it is refused too,
+naming that model."""
 
 from __future__ import annotations
 
@@ -89,6 +91,30 @@ def test_a_model_s_connect_past_the_total_that_bounds_it_is_400(gateway: Gateway
     _refused(resp, "(2 s, from provider 'to-short')")
     resp = _call(gateway, "PATCH", "/models/to-model", {"provider": "slow", "timeouts": {"connect": 3}})
     assert resp.status_code == 200 and resp.json()["provider"] == "slow", resp.text
+
+
+def test_a_provider_s_total_lowered_past_a_stored_model_s_connect_is_400(gateway: Gateway) -> None:
+    short = {"name": "to-ok", "type": "openai", "timeouts": {"total": 20}}
+    created = _call(gateway, "POST", "/providers", short)
+    assert created.status_code == 201, created.text
+    made = _call(gateway, "POST", "/models", {"name": "to-model", "provider": "to-ok", "model": "gpt-4o-mini",
+                                              "timeouts": {"connect": 10}})
+    assert made.status_code == 201, made.text
+    # Before, stored: the model's connect (10 s) then past the total bounding it (5 s).
+    resp = _call(gateway, "PATCH", "/providers/to-ok", {"timeouts": {"total": 5}})
+    assert resp.status_code == 400, resp.text
+    error = resp.json()["error"]
+    assert (error["code"], error["param"]) == ("invalid_value", "timeouts.total"), error
+    assert "stored model 'to-model'" in error["message"] and "(10 s)" in error["message"], error
+    assert _call(gateway, "GET", "/providers/to-ok").json()["timeouts"] == {"total": 20}  # nothing written
+    # Down to the model's connect, it still fits.
+    resp = _call(gateway, "PATCH", "/providers/to-ok", {"timeouts": {"total": 10}})
+    assert resp.status_code == 200 and resp.json()["timeouts"] == {"total": 10}, resp.text
+    # A model with a total of its own is bounded by that one, not the provider's.
+    resp = _call(gateway, "PATCH", "/models/to-model", {"timeouts": {"connect": 10, "total": 10}})
+    assert resp.status_code == 200, resp.text
+    resp = _call(gateway, "PATCH", "/providers/to-ok", {"timeouts": {"total": 1}})
+    assert resp.status_code == 200 and resp.json()["timeouts"] == {"total": 1}, resp.text
 
 
 @pytest.mark.parametrize(("where", "entry", "expected"), [

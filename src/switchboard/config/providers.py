@@ -75,11 +75,18 @@ class ProviderTls(Strict):
         return self
 
 
+# Names as long as the admin API takes them (and the stored records' columns hold): a name in
+# the file is listed, paged (``?after=``, the portal's ``<kind>:<name>``) and referenced as a
+# stored one is.
+PROVIDER_NAME_MAX = 128
+MODEL_NAME_MAX = 256
+
+
 class ProviderConfig(ExactScalars):
     # Extra keys are provider-type options, checked by the provider's own options model.
     model_config = ConfigDict(extra="allow", frozen=True, coerce_numbers_to_str=True)
 
-    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")]
+    name: Annotated[str, Field(min_length=1, max_length=PROVIDER_NAME_MAX, pattern=r"^[A-Za-z0-9_.:-]+$")]
     type: Annotated[str, Field(min_length=1)]
     api_base: str | None = None
     # A key, or a reference to one: ``env:NAME`` or ``file:/path`` (resolved when the client is
@@ -148,8 +155,8 @@ _DEPLOYMENT = r"^[A-Za-z0-9_.:/#@-]+$"
 
 
 class ModelConfig(Strict):
-    name: Annotated[str, Field(min_length=1)]
-    provider: Annotated[str, Field(min_length=1)]
+    name: Annotated[str, Field(min_length=1, max_length=MODEL_NAME_MAX)]
+    provider: Annotated[str, Field(min_length=1, max_length=PROVIDER_NAME_MAX)]
     model: Annotated[str, Field(min_length=1)]
     timeouts: TimeoutsOverride | None = None
     drop_params: bool = False

@@ -384,3 +384,25 @@ def test_an_unset_variable_does_not_hide_the_rest_of_the_file() -> None:
         "server.port: environment variable PORT is not set",
         "models[1].provider: unknown provider 'claud' (known: claude, openai)",
     ]
+
+
+def test_names_longer_than_the_admin_api_takes_are_refused(tmp_path: Path) -> None:
+    """A model name of any length loaded, where the admin API (and the stored models' column)
+    takes 256 characters and the catalog's ``?after=`` a name of that length: one past it is
+    refused at load, naming the key, and so is a provider name past the admin API's 128."""
+    text = """
+providers:
+  - {{name: {provider}, type: openai, api_key: k}}
+models:
+  - {{name: {model}, provider: {provider}, model: gpt-4o-mini}}
+auth: {{master_key: 12345678}}
+"""
+    with pytest.raises(ConfigError) as exc:
+        load(_write(tmp_path, text.format(provider="p" * 129, model="m" * 257)))
+    assert exc.value.problems == [
+        "providers[0].name: String should have at most 128 characters",
+        "models[0].name: String should have at most 256 characters",
+        "models[0].provider: String should have at most 128 characters",
+    ]
+    fits = load(_write(tmp_path, text.format(provider="p" * 128, model="m" * 256)))
+    assert (fits.providers[0].name, fits.models[0].name) == ("p" * 128, "m" * 256)

@@ -18,6 +18,7 @@ from pydantic import ConfigDict, Field, StringConstraints, ValidationError
 
 from switchboard.access.rules import model_allowed
 from switchboard.config.catalog import ModelEntryInfo
+from switchboard.config.providers import MODEL_NAME_MAX, PROVIDER_NAME_MAX
 from switchboard.config.schema import DEFAULT_TOTAL, ModelConfig
 from switchboard.errors import Conflict, InvalidRequest, NotFound
 from switchboard.http.admin import audit
@@ -34,8 +35,10 @@ from switchboard.stores.protocols import ModelRecord, utcnow
 
 router = APIRouter(prefix="/admin/v1/models", tags=["models"])
 
-ModelName = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9_.:/@+-]+$")]
-ProviderName = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
+ModelName = Annotated[str, StringConstraints(min_length=1, max_length=MODEL_NAME_MAX,
+                                             pattern=r"^[A-Za-z0-9_.:/@+-]+$")]
+ProviderName = Annotated[str, StringConstraints(min_length=1, max_length=PROVIDER_NAME_MAX,
+                                                pattern=r"^[A-Za-z0-9_.:-]+$")]
 # Part of the deployment's default name (<provider>/<model>), sent in x-switchboard-deployment:
 # no control character (the HTTP server refuses a header holding one), as any one-line name.
 Upstream = Annotated[str, StringConstraints(min_length=1, max_length=256), LINE]
@@ -211,10 +214,12 @@ async def create_model(
     created = audit.entry(request, "model.create", "model", record.name, after=public)
     if not await store.create_model(record, provider_stored=not routing.is_static_provider(body.provider),
                                     audited=created):
-        if await store.get_model(body.name) is None:
-            raise InvalidRequest(f"provider: no provider named '{body.provider}'", param="provider",
-                                 code="provider_not_found")
-        raise Conflict(f"a model named '{body.name}' exists")
+        if await store.get_model(body.name) is not None:
+            raise Conflict(f"a model named '{body.name}' exists")
+        await _check_provider(request, body.provider)  # a stored provider deleted meanwhile
+        # Both there: the database refused the row itself (a constraint), nothing was stored.
+        raise Conflict(f"the model '{body.name}' could not be stored: the database refused it as "
+                       "conflicting with what it holds; nothing was stored")
     await routing.changed()
     return JSONResponse(public, status_code=201)
 

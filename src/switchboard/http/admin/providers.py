@@ -34,6 +34,7 @@ from pydantic import (
 )
 
 from switchboard.config.base import MAX_CONNECTIONS, filled_text, refusing_text
+from switchboard.config.providers import PROVIDER_NAME_MAX
 from switchboard.config.schema import DEFAULT_TOTAL, ProviderConfig, connect_past_total
 from switchboard.crypto import refs
 from switchboard.crypto.keyring import credential_aad
@@ -55,7 +56,8 @@ from switchboard.upstream.userinfo import split_userinfo
 
 router = APIRouter(prefix="/admin/v1/providers", tags=["providers"])
 
-Name = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=PROVIDER_NAME_MAX,
+                                        pattern=r"^[A-Za-z0-9_.:-]+$")]
 TypeName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 Url = Annotated[str, StringConstraints(min_length=1, max_length=2048)]
 HeaderName = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9-]+$")]
@@ -402,6 +404,23 @@ def check_connect(timeouts: Mapping[str, float] | None, inherited: float, whose:
         raise InvalidRequest(f"timeouts.connect: {problem}", param="timeouts.connect", code="invalid_value")
 
 
+async def _check_models_connect(store: ProviderStore, provider: str, total: float) -> None:
+    """400 naming the first stored model of ``provider`` whose written-out ``timeouts.connect``
+    the provider's new ``total`` would leave past the total that bounds it (the model gives none
+    of its own): as a model's create or move is refused, so is the provider's change that would
+    make it so."""
+    for model in (await store.load()).models:
+        timeouts = model.timeouts or {}
+        connect = timeouts.get("connect")
+        if model.provider != provider or "total" in timeouts or connect is None or connect <= total:
+            continue
+        raise InvalidRequest(
+            f"timeouts.total: {total:g} s is shorter than the timeouts.connect ({connect:g} s) of the "
+            f"stored model '{model.name}', which takes its total from this provider: lower that "
+            "model's connect (or give it a total of its own) first, or keep a longer total",
+            param="timeouts.total", code="invalid_value")
+
+
 @router.get("", summary="Providers: the configuration file's (read-only) and the stored ones")
 async def list_providers(
     request: Request,
@@ -502,6 +521,10 @@ async def update_provider(
         for _ in range(CHANGE_ATTEMPTS):
             old = await stored_or_404(request, name)
             new = _updated(old, body)
+            total = (new.timeouts or {}).get("total", DEFAULT_TOTAL)
+            # Only a shorter total can leave a model's connect past it (one stored so is left).
+            if total < (old.timeouts or {}).get("total", DEFAULT_TOTAL):
+                await _check_models_connect(store, name, total)
             creds = await store.credentials(name)
             validate_record(new, bool(creds))
             if "options" in body.model_fields_set:  # options stored before this check are left as they are
@@ -556,8 +579,11 @@ async def add_credential(
     public = _credential_public(cred)
     created = audit.entry(request, "provider.credential.create", "provider_credential", cred.id,
                           after={**public, "provider": record.name})
-    if not await store.add_credential(cred, audited=created):  # the provider was deleted meanwhile
-        raise provider_missing(name)
+    if not await store.add_credential(cred, audited=created):
+        await stored_or_404(request, name)  # the provider was deleted meanwhile
+        # It is there: the database refused the row itself (a constraint), nothing was stored.
+        raise Conflict(f"the credential could not be stored for provider '{name}': the database "
+                       "refused it as conflicting with what it holds; nothing was stored")
     await routing_of(request).changed()
     return JSONResponse(public, status_code=201)
 

@@ -160,6 +160,10 @@ def _by_platform_admin(access: Access) -> bool:
     return access.principal.role == PLATFORM_ADMIN
 
 
+def _missing(name: str) -> NotFound:
+    return NotFound(f"no service '{name[:64]}'", code="service_not_found")
+
+
 async def _stored(request: Request, access: Access, name: str, tenant: str | None) -> ServiceRecord:
     scope = access.tenant_for(tenant)
     record = await _store(request).get(scope, name) if len(name) <= 64 else None
@@ -167,7 +171,7 @@ async def _stored(request: Request, access: Access, name: str, tenant: str | Non
         if record is None and _table(request).configured(scope, name) is not None:
             raise InvalidRequest(f"the service '{name}' is configured in the YAML and cannot be changed here",
                                  code="service_configured")
-        raise NotFound(f"no service '{name[:64]}'", code="service_not_found")
+        raise _missing(name)
     return record
 
 
@@ -233,7 +237,7 @@ async def get_service(
         return _of_config(configured)
     record = await _store(request).get(scope, name) if len(name) <= 64 else None
     if record is None:
-        raise NotFound(f"no service '{name[:64]}'", code="service_not_found")
+        raise _missing(name)
     return _of_record(record)
 
 
@@ -369,8 +373,10 @@ async def delete_service(
     deleted = audit.entry(request, "service.delete", "service", name, before=_of_record(record),
                           tenant=record.tenant_id)
     revoked = await _store(request).delete(record.tenant_id, name, access.principal.id, audited=deleted)
+    if revoked is None:  # another delete came first (after the read above): not this one's to answer
+        raise _missing(name)
     await _table(request).changed(record.tenant_id, name)
-    await revoked_with(request, revoked or [])
+    await revoked_with(request, revoked)
     return Response(status_code=204)
 
 
