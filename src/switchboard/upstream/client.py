@@ -189,6 +189,9 @@ class UpstreamClient:
         if self._context is not None and isinstance(exc, http1.Disconnected) and exc.before_answer:
             # Not a connection error for retries: the request went out and may have been run.
             return UpstreamBadGateway(self._unanswered_over_tls(where))
+        if isinstance(exc, http1.Redirected):  # its target is not shown: it may be internal
+            return UpstreamBadGateway(f"{where} answered with a redirect (HTTP {exc.status}), which the "
+                                      "gateway does not follow; check the provider's api_base")
         if isinstance(exc, http1.Http1Error):
             # What went wrong, as the lean client says it: its messages name no credential, and
             # the few words an upstream puts in one (an unknown content coding) are scrubbed.
@@ -275,12 +278,16 @@ class UpstreamClient:
         # as the answer's head arrives: an upstream that answers before it has read the whole
         # upload (a transcription streaming early) would get only what was sent by then.
         data = request.body if request.upload is None else file_pieces(request.upload)
+        # Redirects are not followed, as by the lean client (http1.Redirected).
         if limits is None:  # the provider's own timeouts, set on the session
-            resp = await session.request(request.method, url, data=data, headers=headers)
+            resp = await session.request(request.method, url, data=data, headers=headers,
+                                         allow_redirects=False)
         else:
-            resp = await session.request(
-                request.method, url, data=data, headers=headers, timeout=self._client_timeout(limits)
-            )
+            resp = await session.request(request.method, url, data=data, headers=headers,
+                                         allow_redirects=False, timeout=self._client_timeout(limits))
+        if 300 <= resp.status <= 399:
+            drop(resp)  # reset: an upload's unsent rest may be queued on it
+            raise http1.Redirected(resp.status)
         if resp.status == 407 and self._proxy is not None:
             # Plain http goes to the proxy in its forward form: its refusal comes back as an
             # answer, not as a failed tunnel. Only a proxy answers 407.
