@@ -372,7 +372,7 @@ class Upstream:
         body = orjson.dumps({"jsonrpc": "2.0", "method": method})
         url = session.post_url or self._url
         sent = self._headers(session, headers, False)
-        async with self._client().post(url, data=body, headers=sent) as resp:
+        async with self._client().post(url, data=body, headers=sent, allow_redirects=False) as resp:
             await resp.content.read(_ERROR_BYTES)
 
     @property
@@ -400,9 +400,12 @@ class Upstream:
 
     async def _post(self, session: _Session, rid: int, body: bytes, sent: dict[str, str],
                     headers: dict[str, str], initializing: bool, notify: Notify | None) -> dict[str, Any]:
-        async with self._client().post(self._url, data=body, headers=sent) as resp:
+        async with self._client().post(self._url, data=body, headers=sent,
+                                     allow_redirects=False) as resp:
             if resp.status == 404 and session.id is not None:
                 raise _SessionGone
+            if 300 <= resp.status <= 399:  # never followed: the caller's credentials go with it
+                raise _status_error(self.name, resp.status)
             if resp.status >= 400:
                 text = (await resp.content.read(_ERROR_BYTES)).decode(errors="replace")
                 reply = _parse_error_body(text)
@@ -458,7 +461,8 @@ class Upstream:
         url = session.post_url or self._url
         with contextlib.suppress(Exception):
             async with asyncio.timeout(self.server.connect_timeout_seconds), self._client().post(
-                    url, data=orjson.dumps(reply), headers=self._headers(session, headers, False)) as resp:
+                    url, data=orjson.dumps(reply), headers=self._headers(session, headers, False),
+                    allow_redirects=False) as resp:
                 await resp.content.read(_ERROR_BYTES)
 
     def _cancel_upstream(self, session: _Session, rid: int, headers: dict[str, str]) -> None:
@@ -472,7 +476,7 @@ class Upstream:
             try:
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(self.server.connect_timeout_seconds), self._client().post(
-                            url, data=orjson.dumps(message), headers=sent) as resp:
+                            url, data=orjson.dumps(message), headers=sent, allow_redirects=False) as resp:
                         await resp.content.read(_ERROR_BYTES)
             finally:
                 self._release()
@@ -485,7 +489,7 @@ class Upstream:
     async def _open_stream(self, session: _Session, headers: dict[str, str]) -> None:
         await _close_stream(session)
         sent = {**headers, "Accept": "text/event-stream"}
-        resp = await self._client().get(self._url, headers=sent)
+        resp = await self._client().get(self._url, headers=sent, allow_redirects=False)
         if resp.status != 200:
             resp.release()
             raise _status_error(self.name, resp.status)
@@ -570,8 +574,9 @@ class Upstream:
         session.pending[rid] = future
         try:
             sent = self._headers(session, headers, initializing)
-            async with self._client().post(session.post_url, data=body, headers=sent) as resp:
-                if resp.status >= 400:
+            async with self._client().post(session.post_url, data=body, headers=sent,
+                                     allow_redirects=False) as resp:
+                if resp.status >= 300:  # a redirect too: never followed
                     raise _status_error(self.name, resp.status)
                 await resp.content.read(_ERROR_BYTES)
             reply = await future
@@ -810,6 +815,9 @@ def _status_error(name: str, status: int) -> GatewayError:
     if status in (401, 403):
         return UpstreamBadGateway(f"the MCP server '{name}' refused the gateway's credentials ({status})",
                                   code="mcp_server_auth_failed")
+    if 300 <= status <= 399:  # its target is not shown: it may be an internal address
+        return UpstreamBadGateway(f"the MCP server '{name}' answered with a redirect (HTTP {status}), "
+                                  "which the gateway does not follow; check its url", code="mcp_server_error")
     return UpstreamBadGateway(f"the MCP server '{name}' answered HTTP {status}", code="mcp_server_error")
 
 

@@ -7,15 +7,16 @@ measurements behind both choices. Foreign exceptions are translated to gateway e
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, Mapping
 from dataclasses import dataclass
+from typing import cast
 
 import aiohttp
 from yarl import URL
 
 from switchboard.config.schema import MIB, Timeouts
 from switchboard.errors import (
+    InternalError,
     UpstreamBadGateway,
     UpstreamResponseTooLarge,
     UpstreamTimeout,
@@ -28,6 +29,7 @@ from switchboard.upstream.auth import StaticHeaderAuth, UpstreamAuth
 from switchboard.upstream.outbound import Outbound
 from switchboard.upstream.request import UpstreamRequest, file_pieces
 from switchboard.upstream.reset import answered_upload, drop, end_upload
+from switchboard.upstream.upload import Sending, Upload
 from switchboard.upstream.userinfo import UrlCredential
 
 _MAX_CACHED_URLS = 4096
@@ -50,6 +52,14 @@ _LIBRARY = (aiohttp.ClientError, http1.Http1Error, OSError)
 _NO_BODY = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
 # Sent unless the provider's headers or the adapter set their own.
 _DEFAULT_HEADERS = {"Accept": "*/*", "User-Agent": "switchboard"}
+
+
+class _Answer(aiohttp.ClientResponse):
+    """aiohttp's answer, with how its body is being sent when that was not in memory."""
+
+    sending: Sending | None = None
+
+
 Answer = http1.Response | aiohttp.ClientResponse
 
 
@@ -150,6 +160,7 @@ class UpstreamClient:
             timeout=self._timeout,
             raise_for_status=False,
             proxy=self._proxy.url if self._proxy is not None else None,
+            response_class=_Answer,
         )
 
     async def close(self) -> None:
@@ -164,10 +175,15 @@ class UpstreamClient:
             self._session = None
         await self.auth.close()
 
-    def translate(self, exc: Exception) -> Exception:
-        """The gateway error for an aiohttp or timeout exception (others are returned unchanged).
-        A translated error and its causes lose their tracebacks (``errors.untraced``)."""
+    def translate(self, exc: Exception, sending: Sending | None = None) -> Exception:
+        """The gateway error for an aiohttp or timeout exception (others are returned unchanged),
+        or for the failure of the body it was sent with (``sending``: upstream/upload.py). A
+        translated error and its causes lose their tracebacks (``errors.untraced``)."""
         where = f"provider '{self.provider}'"
+        if sending is not None and sending.failure is not None:
+            if isinstance(exc, FAILURES):
+                untraced(exc, _LIBRARY)
+            return self.unsent(sending)
         if isinstance(exc, FAILURES):
             untraced(exc, _LIBRARY)
         if isinstance(exc, TimeoutError):
@@ -189,6 +205,9 @@ class UpstreamClient:
         if self._context is not None and isinstance(exc, http1.Disconnected) and exc.before_answer:
             # Not a connection error for retries: the request went out and may have been run.
             return UpstreamBadGateway(self._unanswered_over_tls(where))
+        if isinstance(exc, http1.Redirected):  # its target is not shown: it may be internal
+            return UpstreamBadGateway(f"{where} answered with a redirect (HTTP {exc.status}), which the "
+                                      "gateway does not follow; check the provider's api_base")
         if isinstance(exc, http1.Http1Error):
             # What went wrong, as the lean client says it: its messages name no credential, and
             # the few words an upstream puts in one (an unknown content coding) are scrubbed.
@@ -197,6 +216,12 @@ class UpstreamClient:
         if isinstance(exc, aiohttp.ClientError):
             return UpstreamBadGateway(f"connection to {where} failed: {type(exc).__name__}")
         return exc
+
+    def unsent(self, sending: Sending) -> InternalError:
+        """The gateway's own side of the exchange failed: the body it was sending (a spooled
+        upload, a caller's body streamed on) could not be read on; the connection was reset."""
+        return InternalError(f"the request body being sent to provider '{self.provider}' failed part-way "
+                             f"({sending.failure}); the exchange was ended")
 
     def _unanswered_over_tls(self, where: str) -> str:
         """Why a provider with its own TLS settings may close without answering: under TLS 1.3 a
@@ -273,14 +298,29 @@ class UpstreamClient:
         url = self._url(request.url)
         # A file is sent as its pieces, not handed to aiohttp, which closes a file body as soon
         # as the answer's head arrives: an upstream that answers before it has read the whole
-        # upload (a transcription streaming early) would get only what was sent by then.
-        data = request.body if request.upload is None else file_pieces(request.upload)
-        if limits is None:  # the provider's own timeouts, set on the session
-            resp = await session.request(request.method, url, data=data, headers=headers)
-        else:
-            resp = await session.request(
-                request.method, url, data=data, headers=headers, timeout=self._client_timeout(limits)
-            )
+        # upload (a transcription streaming early) would get only what was sent by then. A body
+        # not in memory is watched: one failing part-way ends the exchange (upstream/upload.py).
+        data: object = request.body  # or a caller's body streamed on, as pieces (http/files)
+        sending = None
+        if request.upload is not None or not (data is None or isinstance(data, bytes)):
+            upload = Upload(file_pieces(request.upload) if request.upload is not None
+                            else cast("AsyncIterable[bytes]", data))
+            data, sending = upload, upload.sending
+        # Redirects are not followed, as by the lean client (http1.Redirected).
+        try:
+            if limits is None:  # the provider's own timeouts, set on the session
+                resp = await session.request(request.method, url, data=data, headers=headers,
+                                             allow_redirects=False)
+            else:
+                resp = await session.request(request.method, url, data=data, headers=headers,
+                                             allow_redirects=False, timeout=self._client_timeout(limits))
+        except FAILURES as exc:
+            raise self.translate(exc, sending) from None
+        if sending is not None:
+            cast(_Answer, resp).sending = sending
+        if 300 <= resp.status <= 399:
+            drop(resp)  # reset: an upload's unsent rest may be queued on it
+            raise http1.Redirected(resp.status)
         if resp.status == 407 and self._proxy is not None:
             # Plain http goes to the proxy in its forward form: its refusal comes back as an
             # answer, not as a failed tunnel. Only a proxy answers 407.
@@ -299,6 +339,7 @@ class UpstreamClient:
             timeout=self._timeout,
             raise_for_status=False,
             proxy=self._proxy.url if self._proxy is not None else None,
+            response_class=_Answer,
         )
         return self._caller_session
 
@@ -350,6 +391,8 @@ class UpstreamClient:
                     body, whole = await read_bounded(resp, self.max_response_bytes)
                     if not whole:
                         raise self.too_large()
+            except FAILURES as exc:
+                raise self.translate(exc, sending) from None
             finally:
                 _release(resp, sending)
         except FAILURES as exc:
@@ -369,18 +412,20 @@ class UpstreamClient:
         return UpstreamStream(self, resp, request.credentials, _sending(request, resp))
 
 
-def _sending(request: UpstreamRequest, resp: Answer) -> asyncio.Transport | None:
-    """An upload's connection (always aiohttp's), set to be reset when it ends: an upstream that
-    answered first (an early 413) may leave the rest of the upload queued, holding it open."""
-    if request.upload is None or not isinstance(resp, aiohttp.ClientResponse):
+def _sending(request: UpstreamRequest, resp: Answer) -> Sending | None:
+    """How an upload (always sent by aiohttp) is being sent, its connection set to be reset when
+    the exchange ends: an upstream that answered first (an early 413) may leave the rest of the
+    upload queued, holding it open. Its failure is the exchange's (:meth:`UpstreamClient.translate`)."""
+    if request.upload is None or not isinstance(resp, _Answer):
         return None
-    return answered_upload(resp)
+    answered_upload(resp)
+    return resp.sending
 
 
-def _release(resp: Answer, sending: asyncio.Transport | None) -> None:
+def _release(resp: Answer, sending: Sending | None) -> None:
     """Release a response read to its end (or cut); an upload's, see :func:`_sending`."""
     if sending is not None and isinstance(resp, aiohttp.ClientResponse):
-        end_upload(resp, sending)
+        end_upload(resp, sending.transport)
     else:
         resp.release()
 
@@ -415,11 +460,11 @@ class UpstreamStream:
         client: UpstreamClient,
         response: Answer,
         credentials: dict[str, str] | None = None,
-        sending: asyncio.Transport | None = None,
+        sending: Sending | None = None,
     ) -> None:
         self._client = client
         self._credentials = credentials
-        self._sending = sending  # an upload's connection (_sending)
+        self._sending = sending  # how an upload's body is being sent (_sending)
         self.response = response
         self.status = response.status
         self.headers: Mapping[str, str] = response.headers
@@ -431,7 +476,7 @@ class UpstreamStream:
             body, _ = await read_bounded(self.response, MAX_ERROR_BYTES, cut=True)
             return self._client.scrub(body, self._credentials)
         except FAILURES as exc:
-            raise self._client.translate(exc) from None
+            raise self._client.translate(exc, self._sending) from None
         finally:
             _release(self.response, self._sending)
 
@@ -454,7 +499,7 @@ class UpstreamStream:
                 if len(start) > MAX_ERROR_BYTES:
                     break
         except FAILURES as exc:
-            raise self._client.translate(exc) from None
+            raise self._client.translate(exc, self._sending) from None
         # A UTF-8 byte order mark may come first (providers/errors.py ``loads`` ignores it).
         if start.lstrip().removeprefix(BOM).lstrip()[:1] not in (b"{", b"[", b""):
             self._held = start
@@ -465,7 +510,7 @@ class UpstreamStream:
         try:
             rest, whole = await read_bounded(self.response, max(0, limit - len(start)), cut=cut)
         except FAILURES as exc:
-            raise self._client.translate(exc) from None
+            raise self._client.translate(exc, self._sending) from None
         finally:
             _release(self.response, self._sending)
         return start + rest, whole
@@ -509,7 +554,7 @@ class UpstreamStream:
         part of the upload queued for an upstream that answered first and reads it no more:
         that connection is reset rather than closed, which would wait for the queue to drain."""
         if self._sending is not None and isinstance(self.response, aiohttp.ClientResponse):
-            end_upload(self.response, self._sending)
+            end_upload(self.response, self._sending.transport)
         elif isinstance(self.response, aiohttp.ClientResponse):
             drop(self.response)
         else:
@@ -525,7 +570,7 @@ class UpstreamStream:
         try:
             return await self.response.content.readany()
         except FAILURES as exc:
-            raise self._client.translate(exc) from None
+            raise self._client.translate(exc, self._sending) from None
 
     async def chunks(self) -> AsyncGenerator[bytes, None]:
         try:

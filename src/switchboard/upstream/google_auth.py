@@ -204,7 +204,7 @@ class ServiceAccountAuth:
         if self._session is None:
             self._session = self._open_session()
         try:
-            async with self._session.post(self._account.token_uri, data=form) as resp:
+            async with self._session.post(self._account.token_uri, data=form, allow_redirects=False) as resp:
                 status, body = resp.status, await resp.read()
         except aiohttp.ClientProxyConnectionError:
             raise self._unreachable("cannot connect to the proxy {proxy}") from None

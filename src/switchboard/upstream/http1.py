@@ -126,6 +126,17 @@ class BadResponse(Http1Error):
     """The upstream's answer is not valid HTTP/1.1 (or not in an encoding the client reads)."""
 
 
+class Redirected(BadResponse):
+    """The upstream answered with a redirect (3xx), which is never followed: it would take the
+    provider's credentials and the request's body wherever the upstream points. Holds the status
+    only; the target (``Location``) is not shown to callers."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"upstream answered with a redirect (HTTP {status}), which the gateway does not "
+                         "follow")
+        self.status = status
+
+
 def _corrupt() -> BadResponse:
     """A compressed body that is not what its encoding says: invalid, cut short, or followed by
     bytes that are not part of it."""
@@ -427,8 +438,9 @@ class _Conn(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         parser = self._parser
         status = parser.get_status_code()
-        if status < 200 or status > 599:  # not a final answer (one compare more on the common path)
-            self._interim(status)
+        # Not a success: an interim head read past, or a redirect refused (one compare more on the
+        # common path).
+        if (status < 200 or status > 299) and self._not_final(status):
             return
         self.status = status
         self.keep_alive = parser.should_keep_alive()
@@ -465,6 +477,16 @@ class _Conn(asyncio.Protocol):
             shown = coding[:40].decode("ascii", "replace")  # the caller sees it: a few words at most
             raise BadResponse(f"upstream sent an encoding the gateway does not read: {shown}")
         self._wake()
+
+    def _not_final(self, status: int) -> bool:
+        """Whether a head that is not a success is an interim one, read past (True); an error
+        (4xx, 5xx) is the answer (False); a redirect is refused (:class:`Redirected`)."""
+        if 400 <= status <= 599:
+            return False
+        if 300 <= status <= 399:
+            raise Redirected(status)
+        self._interim(status)
+        return True
 
     def _interim(self, status: int) -> None:
         """A head that is not a final answer: a 1xx interim one (100 Continue, 103 Early Hints)
