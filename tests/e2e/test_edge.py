@@ -363,6 +363,31 @@ def test_a_body_that_stops_is_logged_and_counted_as_the_408_it_got(edge: Gateway
     assert_healthy(edge)
 
 
+def test_an_upload_that_stops_has_one_request_id_in_its_408_and_every_log_line(edge: Gateway) -> None:
+    """An upload whose body stops after its endpoint took it, with no ``X-Request-Id`` of the
+    caller's: the 408 the connection writes carries the id the endpoint gave the request, the
+    one every log line about the request (before the 408 and after) is written under."""
+    seen = len(edge.process.lines)
+    boundary = "sb-edge-one-id"
+    part = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jsonl\"\r\n"
+            f"Content-Type: application/octet-stream\r\n\r\n{{}}").encode()
+    sock = connect(edge)
+    sock.sendall(request_head("POST", "/v1/files",
+                              extra=f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+                              f"Content-Length: {len(part) + 1000}\r\n") + part)
+    status, headers, _ = split_response(read_until_closed(sock, deadline=10 * TICK))
+    assert status == 408
+    rid = headers["x-request-id"]
+    [failed] = _failure_lines(edge, "/v1/files", seen, rid)
+    assert "status=408 code=request_timeout" in failed
+    about = [line for line in edge.process.lines[seen:] if "request_id=" in line
+             and (f"request_id={rid}" in line or "path=/v1/files" in line or "client disconnected" in line)]
+    assert len(about) >= 2, about  # the failure line and what the upload's endpoint wrote before it
+    assert {found for line in about for found in re.findall(r"request_id=(\S+)", line)} == {rid}, about
+    assert_healthy(edge)
+
+
 @pytest.mark.parametrize(("start", "endless"), [
     (b"1\r\n{\r\n0\r\n", b"X-Trailer: " + b"t" * 100 + b"\r\n"),  # field after field
     (b"1\r\n{\r\n0\r\nX-Trailer: ", b"t" * 1000),  # one value without end

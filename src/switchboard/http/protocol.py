@@ -68,7 +68,7 @@ from httptools import parse_url
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle, service_unavailable
 
 from switchboard.http.anthropic.errors import from_anthropic_client, status_body
-from switchboard.http.asgi import ABORT, EDGE_ANSWERED
+from switchboard.http.asgi import ABORT, EDGE_ANSWERED, REQUEST_ID
 from switchboard.http.cork import CorkedTransport
 from switchboard.http.cycle import abort, gone, new_cycle
 from switchboard.http.endpoint import request_id, request_id_headers
@@ -673,7 +673,8 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     def _answer(self, status: int, reason: str, message: str, type_: str, code: str) -> None:
         """Write the connection's own error answer: as much of the request's path and headers as
         arrived tells an Anthropic client, which reads only Anthropic's error shape, and the
-        request id (the caller's ``x-request-id`` if it arrived, as the endpoints take it). A
+        request id (the one its endpoint gave it if one took the request, else the caller's
+        ``x-request-id`` if it arrived, as the endpoints take it, or a new one). A
         request whose application runs (its body was being read) sees a disconnect; this answer
         and its id are put on its scope for the endpoint to record as what was sent, not as a
         client that left. Refusals only: nothing here runs for a request that is served."""
@@ -681,7 +682,10 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         # No new request has begun (only blank lines since the last one's end, RFC 9112 2.2):
         # the path and headers still held are the previous request's, not this one's.
         headers = (self.headers or ()) if begun else ()
-        rid = request_id({name.decode("latin-1"): value.decode("latin-1") for name, value in headers})
+        # The id the request's endpoint gave it, once one took it, as its log lines carry it.
+        rid: str | None = self.scope.get(REQUEST_ID) if self._phase == _BODY else None  # type: ignore[assignment]
+        if rid is None:
+            rid = request_id({name.decode("latin-1"): value.decode("latin-1") for name, value in headers})
         cycle = self.cycle
         if cycle is not None and cycle.scope is self.scope and not cycle.response_started:
             self.scope[EDGE_ANSWERED] = (status, type_, code, message, rid)  # type: ignore[literal-required]
