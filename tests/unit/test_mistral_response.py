@@ -340,6 +340,9 @@ def test_a_guardrail_block_is_the_callers_content_filter_not_a_credential_refuse
                        "type": "guardrail_violation", "param": None, "code": "1920"})
     assert (bare.status, bare.code) == (400, "content_filter")
     assert bare.message == "Request blocked by guardrail policy"
+    for odd in (5, "x", {"a": 1}, [5, {"m": 5}, {"m": {"categories": [1]}}]):  # not Mistral's shape
+        odd_block = error(403, {**GUARDRAIL_BLOCK, "guardrails": odd})
+        assert odd_block.message == "Request blocked by guardrail policy"
 
 
 def test_a_403_of_another_type_is_still_the_credentials_refused() -> None:

@@ -536,19 +536,23 @@ def _param(obj: JSON) -> str | None:
 # The error type of an input a request's guardrails refused: a 403, which is not a credential
 # refused (the request's content is), answered as the caller's 400 content filter (Azure's code).
 GUARDRAIL_VIOLATION = "guardrail_violation"
+_MAX_NAMED = 20
 
 
 def _violated(obj: JSON) -> list[str]:
     """The categories a guardrail block names as violated (``guardrails[i].<moderator>
-    .categories.<name>.violated``), in order, once each."""
+    .categories.<name>.violated``), in order, once each; a few, the upstream's body being
+    anything."""
+    entries = obj.get("guardrails")
     names: list[str] = []
-    for entry in obj.get("guardrails") or ():
+    for entry in entries if isinstance(entries, list) else ():
         for moderator in entry.values() if isinstance(entry, dict) else ():
             categories = moderator.get("categories") if isinstance(moderator, dict) else None
             for name, verdict in categories.items() if isinstance(categories, dict) else ():
-                if isinstance(verdict, dict) and verdict.get("violated") is True and name not in names:
-                    names.append(str(name)[:64])
-    return names
+                shown = str(name)[:64]
+                if isinstance(verdict, dict) and verdict.get("violated") is True and shown not in names:
+                    names.append(shown)
+    return names[:_MAX_NAMED]
 
 
 def _guardrail_block(headers: Mapping[str, str], obj: JSON, target: Target) -> GatewayError:
