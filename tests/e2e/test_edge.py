@@ -389,7 +389,8 @@ def test_a_body_that_stops_is_logged_and_counted_as_the_408_it_got(edge: Gateway
 def test_an_upload_that_stops_has_one_request_id_in_its_408_and_every_log_line(edge: Gateway) -> None:
     """An upload whose body stops after its endpoint took it, with no ``X-Request-Id`` of the
     caller's: the 408 the connection writes carries the id the endpoint gave the request, the
-    one every log line about the request (before the 408 and after) is written under."""
+    one every log line about the request is written under (the endpoint's own, written under
+    that id before the request's end, and the failure line)."""
     seen = len(edge.process.lines)
     boundary = "sb-edge-one-id"
     part = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n"
@@ -406,7 +407,7 @@ def test_an_upload_that_stops_has_one_request_id_in_its_408_and_every_log_line(e
     assert "status=408 code=request_timeout" in failed
     about = [line for line in edge.process.lines[seen:] if "request_id=" in line
              and (f"request_id={rid}" in line or "path=/v1/files" in line or "client disconnected" in line)]
-    assert len(about) >= 2, about  # the failure line and what the upload's endpoint wrote before it
+    assert len(about) >= 2, about  # the failure line and what the upload's endpoint wrote
     assert {found for line in about for found in re.findall(r"request_id=(\S+)", line)} == {rid}, about
     assert_healthy(edge)
 
