@@ -330,6 +330,29 @@ def test_what_the_connection_refuses_of_an_anthropic_client_has_anthropics_shape
     assert_healthy(edge)
 
 
+@pytest.mark.parametrize(("request_bytes", "status", "message"), [
+    (b"POST /v1beta/models/gpt-4o-mini:generateContent HTTP/1.1\r\nHost: gateway\r\nx-goog-api", 408,
+     "the request headers did not arrive in time"),
+    (b"POST /v1beta/models/gpt-4o-mini:generateContent HTTP/1.1\r\nHost: gateway\r\nExpect: later\r\n"
+     b"Content-Length: 2\r\n\r\n{}", 417,
+     "the expectation 'later' cannot be met; the only one this server meets is 100-continue"),
+], ids=["408-headers", "417"])
+def test_what_the_connection_refuses_of_a_gemini_client_has_googles_shape(
+    edge: Gateway, request_bytes: bytes, status: int, message: str,
+) -> None:
+    """Under the Gemini API's own prefix, the connection's own answers are in the error shape
+    every other answer there has, which the google-genai SDKs read."""
+    sock = connect(edge)
+    sock.sendall(request_bytes)
+    got, headers, answer = split_response(read_until_closed(sock, deadline=10 * TICK))
+    assert got == status
+    # Google's status names have none for these two: a 4xx without one is FAILED_PRECONDITION.
+    assert orjson.loads(answer) == {"error": {"code": status, "message": message,
+                                              "status": "FAILED_PRECONDITION"}}
+    assert REQUEST_ID.fullmatch(headers["x-request-id"])
+    assert_healthy(edge)
+
+
 def test_a_body_that_stops_is_logged_and_counted_as_the_408_it_got(edge: Gateway) -> None:
     """The connection answers 408 when a body stops arriving; the request's log line, the
     metrics and the ledger record that 408, not a client that left (499)."""
@@ -360,6 +383,32 @@ def test_a_body_that_stops_is_logged_and_counted_as_the_408_it_got(edge: Gateway
     while _requests_counted(edge, operation="files", status="408") != before + 1:
         assert time.monotonic() < deadline, "the upload's 408 was never counted"
         time.sleep(0.05)
+    assert_healthy(edge)
+
+
+def test_an_upload_that_stops_has_one_request_id_in_its_408_and_every_log_line(edge: Gateway) -> None:
+    """An upload whose body stops after its endpoint took it, with no ``X-Request-Id`` of the
+    caller's: the 408 the connection writes carries the id the endpoint gave the request, the
+    one every log line about the request is written under (the endpoint's own, written under
+    that id before the request's end, and the failure line)."""
+    seen = len(edge.process.lines)
+    boundary = "sb-edge-one-id"
+    part = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jsonl\"\r\n"
+            f"Content-Type: application/octet-stream\r\n\r\n{{}}").encode()
+    sock = connect(edge)
+    sock.sendall(request_head("POST", "/v1/files",
+                              extra=f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+                              f"Content-Length: {len(part) + 1000}\r\n") + part)
+    status, headers, _ = split_response(read_until_closed(sock, deadline=10 * TICK))
+    assert status == 408
+    rid = headers["x-request-id"]
+    [failed] = _failure_lines(edge, "/v1/files", seen, rid)
+    assert "status=408 code=request_timeout" in failed
+    about = [line for line in edge.process.lines[seen:] if "request_id=" in line
+             and (f"request_id={rid}" in line or "path=/v1/files" in line or "client disconnected" in line)]
+    assert len(about) >= 2, about  # the failure line and what the upload's endpoint wrote
+    assert {found for line in about for found in re.findall(r"request_id=(\S+)", line)} == {rid}, about
     assert_healthy(edge)
 
 
@@ -982,8 +1031,9 @@ def test_connections_past_the_cap_get_503_and_the_server_recovers(capped: Gatewa
 
 
 def test_idle_connections_cannot_hold_the_server(capped: Gateway) -> None:
-    """Connections that never send a byte fill the cap; more of them are refused at once, and
-    the header and keep-alive timeouts free the server without any client closing anything."""
+    """Connections that never send a byte fill the cap; more of them are refused (answered when
+    their time for a request is up), and the header and keep-alive timeouts free the server
+    without any client closing anything."""
     idle = [connect(capped) for _ in range(CAP - 1)]
     idle.append(_served_keep_alive(capped))  # answered, so the others were accepted before it
     refused = [connect(capped) for _ in range(4 * CAP)]
@@ -995,6 +1045,45 @@ def test_idle_connections_cannot_hold_the_server(capped: Gateway) -> None:
     for sock in idle:
         assert read_until_closed(sock, deadline=10 * TICK) == b""  # closed by the server
     assert time.monotonic() - started < 10 * TICK
+    status, body = _chat_when_free(capped)
+    assert status == 200, body
+
+
+OVER_CAP = "the server has too many open connections; retry later"
+
+
+def test_past_the_cap_each_client_gets_the_503_in_its_own_shape_with_its_request_id(capped: Gateway) -> None:
+    """A connection past the cap is answered once its request's head is here: an Anthropic
+    client's SDK reads Anthropic's shape (``overloaded_error``), a Gemini client's Google's, any
+    other OpenAI's; each with the caller's own request id."""
+    request_id, _ = _traced()
+    held = [_served_keep_alive(capped) for _ in range(CAP)]
+    try:
+        client = anthropic.Anthropic(base_url=capped.url, api_key=MASTER_KEY, max_retries=0,
+                                     default_headers={"X-Request-Id": request_id})
+        with pytest.raises(anthropic.APIStatusError) as caught:
+            client.messages.create(model="gpt-4o-mini", max_tokens=5,
+                                   messages=[{"role": "user", "content": "hi"}])
+        assert caught.value.status_code == 503
+        assert caught.value.body == {"type": "error",
+                                     "error": {"type": "overloaded_error", "message": OVER_CAP}}
+        assert caught.value.request_id == request_id
+        gemini = httpx.post(f"{capped.url}/v1beta/models/gpt-4o-mini:generateContent", timeout=10,
+                            headers={"x-goog-api-key": MASTER_KEY, "X-Request-Id": request_id},
+                            json={"contents": [{"role": "user", "parts": [{"text": "hi"}]}]})
+        assert gemini.status_code == 503
+        assert gemini.json() == {"error": {"code": 503, "message": OVER_CAP, "status": "UNAVAILABLE"}}
+        assert gemini.headers["x-request-id"] == request_id
+        plain = httpx.post(f"{capped.base_url}/chat/completions", content=CHAT, timeout=10,
+                           headers={"Authorization": f"Bearer {MASTER_KEY}",
+                                    "Content-Type": "application/json"})
+        assert plain.status_code == 503
+        assert plain.json()["error"] == {"message": OVER_CAP, "type": "api_error", "param": None,
+                                         "code": "too_many_connections"}
+        assert REQUEST_ID.fullmatch(plain.headers["x-request-id"])
+    finally:
+        for sock in held:
+            sock.close()
     status, body = _chat_when_free(capped)
     assert status == 200, body
 

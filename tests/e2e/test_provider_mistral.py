@@ -462,6 +462,41 @@ def test_prompt_mode_reaches_mistral(mi: openai.OpenAI, mock_upstream: Mock) -> 
     assert seen["body"]["prompt_mode"] == "reasoning"
 
 
+# Mistral's own input moderation (GuardrailConfig): blocks what its categories find unsafe.
+BLOCKING_GUARDRAILS = [{"block_on_error": True, "moderation_llm_v2": {
+    "custom_category_thresholds": {"violence_and_threats": 0.2}, "action": "block"}}]
+
+
+def test_guardrails_reach_mistral_as_written(mi: openai.OpenAI, mock_upstream: Mock) -> None:
+    marker = new_marker()
+    resp = mi.chat.completions.create(model="mistral-small", messages=ask(f"hi mock:capture={marker}"),
+                                      extra_body={"guardrails": BLOCKING_GUARDRAILS})
+    assert resp.choices[0].message.content == SAID + f"hi mock:capture={marker}"
+    (seen,) = captured(mock_upstream, marker)
+    assert seen["body"]["guardrails"] == BLOCKING_GUARDRAILS
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_input_mistrals_guardrails_block_is_a_400_content_filter(mi: openai.OpenAI, stream: bool) -> None:
+    """Mistral answers a blocked input 403, as it answers a key it refuses: the caller is told
+    its input was filtered (as by Azure's content filter), not that the gateway is misconfigured."""
+    with pytest.raises(openai.BadRequestError) as exc:
+        mi.chat.completions.create(model="mistral-small", messages=ask("mock:refuse"), stream=stream,
+                                   extra_body={"guardrails": BLOCKING_GUARDRAILS})
+    assert exc.value.status_code == 400
+    assert exc.value.code == "content_filter"
+    assert exc.value.type == "invalid_request_error"
+    assert exc.value.body["message"] == "Request blocked by guardrail policy (violated: violence_and_threats)"
+
+
+def test_guardrails_mistral_refuses_are_its_422_naming_the_field(mi: openai.OpenAI) -> None:
+    with pytest.raises(openai.UnprocessableEntityError) as exc:
+        mi.chat.completions.create(model="mistral-small", messages=ask("hi"),
+                                   extra_body={"guardrails": [{"moderation_llm_v3": {}}]})
+    assert exc.value.status_code == 422
+    assert "guardrails.0.moderation_llm_v3" in exc.value.message
+
+
 # ---- errors -----------------------------------------------------------------------------------
 
 

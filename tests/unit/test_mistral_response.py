@@ -18,6 +18,7 @@ from switchboard.errors import (
     UpstreamBadGateway,
     UpstreamRateLimited,
     UpstreamUnavailable,
+    error_class,
 )
 from switchboard.providers.mistral import SPEC, Options
 from switchboard.providers.target import Target
@@ -317,6 +318,39 @@ def test_unauthorized_hides_details() -> None:
     err = error(401, {"message": "Unauthorized", "request_id": "0a1b"})
     assert isinstance(err, UpstreamAuthFailed)
     assert err.status == 502
+
+
+# As api.mistral.ai answers a request whose ``guardrails`` found its input unsafe.
+GUARDRAIL_BLOCK = {
+    "object": "error", "message": "Request blocked by guardrail policy", "type": "guardrail_violation",
+    "param": None, "code": "1920", "raw_status_code": 403,
+    "guardrails": [{"moderation_llm_v2": {"action": "block", "categories": {
+        "sexual": {"violated": True}, "hate_and_discrimination": {"violated": False},
+        "selfharm": {"violated": False}, "jailbreaking": {"violated": True}}}}],
+}
+
+
+def test_a_guardrail_block_is_the_callers_content_filter_not_a_credential_refused() -> None:
+    err = error(403, GUARDRAIL_BLOCK)
+    assert not isinstance(err, UpstreamAuthFailed)
+    assert (err.status, err.type, err.code) == (400, "invalid_request_error", "content_filter")
+    assert err.message == "Request blocked by guardrail policy (violated: sexual, jailbreaking)"
+    assert error_class(err) == "content_policy"  # not retried; falls back as other content filters
+    bare = error(403, {"object": "error", "message": "Request blocked by guardrail policy",
+                       "type": "guardrail_violation", "param": None, "code": "1920"})
+    assert (bare.status, bare.code) == (400, "content_filter")
+    assert bare.message == "Request blocked by guardrail policy"
+    for odd in (5, "x", {"a": 1}, [5, {"m": 5}, {"m": {"categories": [1]}}]):  # not Mistral's shape
+        odd_block = error(403, {**GUARDRAIL_BLOCK, "guardrails": odd})
+        assert odd_block.message == "Request blocked by guardrail policy"
+
+
+def test_a_403_of_another_type_is_still_the_credentials_refused() -> None:
+    for body in ({"message": "Forbidden"}, {"object": "error", "message": "This key cannot use this model",
+                                            "type": "authentication_error", "param": None, "code": None}):
+        err = error(403, body)
+        assert isinstance(err, UpstreamAuthFailed)
+        assert err.status == 502
 
 
 def test_overloaded() -> None:

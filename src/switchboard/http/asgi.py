@@ -30,6 +30,10 @@ ABORT = "switchboard.http.abort"
 # application's next receive() reports a disconnect, which the endpoint then records as that
 # answer (under that request id), not as a 499.
 EDGE_ANSWERED = "switchboard.edge_answered"
+# Put on a request's scope by the endpoint that took it (http/endpoint.py scope_request_id): the
+# request's id, which an answer the connection writes itself while reading the body then carries
+# too, so that one request has one id in its answer and in every log line about it.
+REQUEST_ID = "switchboard.request_id"
 SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),

@@ -32,6 +32,7 @@ from switchboard.http.asgi import (
     ABORT,
     EDGE_ANSWERED,
     JSON_CT,
+    REQUEST_ID,
     SSE_HEADERS,
     Receive,
     Scope,
@@ -44,7 +45,7 @@ from switchboard.http.disconnect import CLIENT_LEFT, ClientGone, until_disconnec
 from switchboard.http.errors import UNEXPECTED, ServerShuttingDown
 from switchboard.http.openai_api import OpenAIJson
 from switchboard.http.state import ServerState, Unserved
-from switchboard.observability.logs import CURRENT, request_fields
+from switchboard.observability.logs import CURRENT
 from switchboard.observability.requests import log_failure
 from switchboard.pipeline.chain import Handler
 
@@ -78,6 +79,14 @@ def request_id(headers: dict[str, str]) -> str:
     if given and _SAFE_REQUEST_ID.match(given):
         return given
     return unique_id()
+
+
+def scope_request_id(scope: Scope, headers: dict[str, str]) -> str:
+    """The request's id (:func:`request_id`), left on its scope for the connection: an answer it
+    writes itself while the body is read (a 408 for a body that stopped) then carries the id the
+    request's log lines so far were written under (http/protocol.py)."""
+    rid = scope[REQUEST_ID] = request_id(headers)
+    return rid
 
 
 def request_id_headers(rid: str, dialect: str) -> Headers:
@@ -119,13 +128,10 @@ async def finish(ctx: RequestContext, scope: Scope, unserved: Unserved | None = 
     outcome.finished_at = time.perf_counter()
     if outcome.client_disconnected and (answered := scope.get(EDGE_ANSWERED)) is not None:
         # Not a client that left: the connection answered the request itself while reading its
-        # body (http/protocol.py), and the ledger, the metrics and the log record that answer,
-        # under the request id it gave (one of its own when the caller sent none).
+        # body (http/protocol.py), and the ledger, the metrics and the log record that answer
+        # (under the request's id, which that answer carried too: scope_request_id).
         outcome.client_disconnected = False
-        outcome.status, outcome.error_type, outcome.error_code, outcome.error_message, rid = answered
-        if rid != ctx.request_id:
-            ctx.request_id = rid
-            CURRENT.set((rid, request_fields()[1]))
+        outcome.status, outcome.error_type, outcome.error_code, outcome.error_message, _ = answered
     if ctx.post_response is not None:
         await ctx.run_after_response()
     elif unserved is not None:
@@ -306,7 +312,7 @@ class Endpoint:
             failure: GatewayError | None = None
         except GatewayError as err:
             headers, failure = {}, err
-        rid = request_id(headers)
+        rid = scope_request_id(scope, headers)
         ctx = RequestContext(
             rid, self.inbound.operation, self.inbound, headers, b"", started,
             method=scope["method"], path=scope["path"],

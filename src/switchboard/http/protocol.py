@@ -17,7 +17,9 @@ uvicorn does not do by itself:
   the application's next send until it drains, so nothing more is buffered), a client that takes
   none of it for the send timeout is cut off (the connection aborted, its buffers dropped), so
   a reader that stopped cannot hold the connection, the upstream call and their memory forever;
-- at most ``max_connections`` connections per worker; one past the cap is answered 503 and closed;
+- at most ``max_connections`` connections per worker; one past the cap is answered 503 once its
+  request's head is read (by a parser of its own, bounded in size and time: only for the shape
+  and the id of the answer) and closed, its request reaching no application;
 - an answer sent before the request body was read (413, 431, 503) says ``connection: close`` and
   is followed by a bounded lingering close, as nginx does: the rest of the request is read and
   discarded for a few seconds and MiB, so a client still writing its body reads the answer
@@ -26,8 +28,8 @@ uvicorn does not do by itself:
   connection, since HTTP/1.0 has no chunked encoding.
 
 Every refusal is an OpenAI-shaped JSON error, or Anthropic's for an Anthropic client's request
-(its path under ``/v1/messages`` or an ``anthropic-version`` header, as far as they arrived),
-with a request id as every answer has one.
+(its path under ``/v1/messages`` or an ``anthropic-version`` header, as far as they arrived), or
+Google's under the Gemini API's own prefixes, with a request id as every answer has one.
 Relies on these uvicorn internals (0.55), to be rechecked on every uvicorn upgrade: the
 ``HttpToolsProtocol`` methods ``connection_made``, ``connection_lost``, ``data_received``,
 ``on_body``, ``pause_writing``, ``resume_writing`` and ``send_400_response`` (overridden, each
@@ -64,14 +66,17 @@ from typing import Any
 from urllib.parse import unquote
 
 import orjson
-from httptools import parse_url
+from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser, parse_url
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle, service_unavailable
 
-from switchboard.http.anthropic.errors import from_anthropic_client, status_body
-from switchboard.http.asgi import ABORT, EDGE_ANSWERED
+from switchboard.http.anthropic.errors import from_anthropic_client
+from switchboard.http.anthropic.errors import status_body as anthropic_body
+from switchboard.http.asgi import ABORT, EDGE_ANSWERED, REQUEST_ID
 from switchboard.http.cork import CorkedTransport
 from switchboard.http.cycle import abort, gone, new_cycle
 from switchboard.http.endpoint import request_id, request_id_headers
+from switchboard.http.gemini.errors import status_body as gemini_body
+from switchboard.http.gemini.routes import GEMINI_ONLY_PREFIX
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -81,7 +86,8 @@ MIB = 1024 * KIB
 LINGER_SECONDS = 5.0
 LINGER_EXTRA_BYTES = 4 * MIB
 LINGER_MAX_BYTES = 1024 * MIB
-# A connection past the cap gets its 503 at once and a short linger for its request to arrive.
+# A connection past the cap is held this long at most: its 503 is written once its request's
+# head is here (for the shape and id its client reads), or at the end with what came.
 REFUSED_LINGER_SECONDS = 2.0
 REFUSAL_LOG_INTERVAL = 10.0
 # What a chunked body may take on the wire beyond its data, per chunk (the size line and CRLFs, a
@@ -104,19 +110,61 @@ class EdgeLimits:
     max_connections: int = 10_000
 
 
+def dialect(path: str, headers: Sequence[tuple[bytes, bytes]]) -> str:
+    """The error shape the client of a request answered by the connection itself reads, by as
+    much of its path and ``headers`` as arrived: ``anthropic`` (its SDK reads only Anthropic's),
+    ``gemini`` (under the Gemini API's own prefixes) or ``openai``."""
+    if from_anthropic_client(path, headers):
+        return "anthropic"
+    return "gemini" if path.startswith(GEMINI_ONLY_PREFIX) else "openai"
+
+
 def error_response(status: int, reason: str, message: str, type_: str, code: str,
-                   anthropic: bool = False, rid: str | None = None) -> bytes:
+                   shape: str = "openai", rid: str | None = None) -> bytes:
     """A complete ``connection: close`` response with an OpenAI-shaped error body, or
-    Anthropic's for an Anthropic client's request (``anthropic``), with the request id ``rid``
-    in the headers every answer carries it in."""
-    body = orjson.dumps(status_body(status, message) if anthropic else
-                        {"error": {"message": message, "type": type_, "param": None, "code": code}})
-    ids = b"" if rid is None else b"".join(
-        b"%s: %s\r\n" % pair for pair in request_id_headers(rid, "anthropic" if anthropic else "openai"))
+    Anthropic's or Google's for such a client's request (``shape``, see :func:`dialect`), with the
+    request id ``rid`` in the headers every answer carries it in."""
+    if shape == "anthropic":
+        error = anthropic_body(status, message)
+    elif shape == "gemini":
+        error = gemini_body(status, message)
+    else:
+        error = {"error": {"message": message, "type": type_, "param": None, "code": code}}
+    body = orjson.dumps(error)
+    ids = b"" if rid is None else b"".join(b"%s: %s\r\n" % pair for pair in request_id_headers(rid, shape))
     return (
         f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
         f"content-length: {len(body)}\r\nconnection: close\r\n"
     ).encode() + ids + b"\r\n" + body
+
+
+def _path(url: bytes) -> str:
+    return url.partition(b"?")[0].decode("latin-1")
+
+
+class _RefusedHead:
+    """The head of a request on a connection past the cap, read only for the shape and the id of
+    its 503 (:meth:`GatewayHttpProtocol._read_refused`): the target and the header lines, by a
+    parser of its own, so that the connection's own parser (and every request it serves) is
+    untouched."""
+
+    __slots__ = ("complete", "headers", "parser", "size", "url")
+
+    def __init__(self) -> None:
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.size = 0
+        self.complete = False
+        self.parser = HttpRequestParser(self)
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.lower(), value.rstrip(b" \t")))
+
+    def on_headers_complete(self) -> None:
+        self.complete = True
 
 
 class _CloseGuard:
@@ -180,8 +228,9 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     # Set once per process from the settings (server.configure_edge) before serving.
     limits = EdgeLimits()
-    _refused = 0
+    _refused_count = 0
     _refusal_logged = float("-inf")
+    _refused: _RefusedHead | None = None  # a connection past the cap, until it is answered
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -221,24 +270,60 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         if over:
             self.connections.discard(self)
             self._note_refusal()
-            self._refuse(
-                503, "Service Unavailable", "the server has too many open connections; retry later",
-                "api_error", "too_many_connections", REFUSED_LINGER_SECONDS,
-            )
+            # Answered once its request's head is here (or the time is up), in the shape its
+            # client reads and with its id; meanwhile what arrives goes to _read_refused only.
+            self._refused = _RefusedHead()
+            self._lingering = True
+            self._linger_timer = self.loop.call_later(REFUSED_LINGER_SECONDS, self._refused_due)
             return
         self._header_timer = self.loop.call_later(self.limits.header_timeout, self._header_timeout)
+
+    def _read_refused(self, data: bytes) -> None:
+        """Read the head of a connection past the cap, bounded as any head is, and answer it
+        once it is whole, too large or malformed."""
+        head = self._refused
+        assert head is not None
+        head.size += len(data)
+        try:
+            head.parser.feed_data(data)
+        except (HttpParserError, HttpParserUpgrade):  # malformed, or an upgrade: answered with what arrived
+            head.complete = True
+        if head.complete or head.size > self.limits.max_header_bytes:
+            self._answer_refused()
+            self._linger_left = LINGER_EXTRA_BYTES  # the rest of the request, read and discarded
+            try:
+                self.transport.write_eof()
+            except (OSError, RuntimeError, NotImplementedError):
+                self._close_now()
+
+    def _refused_due(self) -> None:
+        """The end of a refused connection's time: answered with what arrived, if not yet, and closed."""
+        self._linger_timer = None
+        if self._refused is not None:
+            self._answer_refused()
+        self._close_now()
+
+    def _answer_refused(self) -> None:
+        head, self._refused = self._refused, None
+        assert head is not None
+        shape = dialect(_path(head.url), head.headers)
+        rid = request_id({name.decode("latin-1"): value.decode("latin-1") for name, value in head.headers})
+        self.transport.write(error_response(
+            503, "Service Unavailable", "the server has too many open connections; retry later",
+            "api_error", "too_many_connections", shape, rid,
+        ))
 
     def _note_refusal(self) -> None:
         """One warning per interval, with a count, not one per refused connection."""
         cls = GatewayHttpProtocol
-        cls._refused += 1
+        cls._refused_count += 1
         now = self.loop.time()
         if now - cls._refusal_logged >= REFUSAL_LOG_INTERVAL:
             self.logger.warning(
-                "refused %d connection(s) past server.max_connections (%d)", cls._refused,
+                "refused %d connection(s) past server.max_connections (%d)", cls._refused_count,
                 self.limits.max_connections,
             )
-            cls._refused, cls._refusal_logged = 0, now
+            cls._refused_count, cls._refusal_logged = 0, now
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timers()
@@ -256,6 +341,9 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         if self._lingering:
+            if self._refused is not None:  # past the cap, its request's head not whole yet
+                self._read_refused(data)
+                return
             self._linger_left -= len(data)
             if self._linger_left <= 0:
                 self._close_now()
@@ -673,7 +761,8 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     def _answer(self, status: int, reason: str, message: str, type_: str, code: str) -> None:
         """Write the connection's own error answer: as much of the request's path and headers as
         arrived tells an Anthropic client, which reads only Anthropic's error shape, and the
-        request id (the caller's ``x-request-id`` if it arrived, as the endpoints take it). A
+        request id (the one its endpoint gave it if one took the request, else the caller's
+        ``x-request-id`` if it arrived, as the endpoints take it, or a new one). A
         request whose application runs (its body was being read) sees a disconnect; this answer
         and its id are put on its scope for the endpoint to record as what was sent, not as a
         client that left. Refusals only: nothing here runs for a request that is served."""
@@ -681,19 +770,16 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         # No new request has begun (only blank lines since the last one's end, RFC 9112 2.2):
         # the path and headers still held are the previous request's, not this one's.
         headers = (self.headers or ()) if begun else ()
-        rid = request_id({name.decode("latin-1"): value.decode("latin-1") for name, value in headers})
+        # The id the request's endpoint gave it, once one took it, as its log lines carry it.
+        rid: str | None = self.scope.get(REQUEST_ID) if self._phase == _BODY else None  # type: ignore[assignment]
+        if rid is None:
+            rid = request_id({name.decode("latin-1"): value.decode("latin-1") for name, value in headers})
         cycle = self.cycle
         if cycle is not None and cycle.scope is self.scope and not cycle.response_started:
             self.scope[EDGE_ANSWERED] = (status, type_, code, message, rid)  # type: ignore[literal-required]
-        anthropic = begun and self._anthropic(headers)
-        self.transport.write(error_response(status, reason, message, type_, code, anthropic, rid))
-
-    def _anthropic(self, headers: Sequence[tuple[bytes, bytes]]) -> bool:
-        """Whether the request answered by the connection itself is an Anthropic client's, by
-        as much of its path and ``headers`` as arrived: its SDK reads only Anthropic's error shape."""
-        url = getattr(self, "url", None) or b""  # none before a request line began
-        path = url.partition(b"?")[0].decode("latin-1")
-        return from_anthropic_client(path, headers)
+        url = (getattr(self, "url", None) or b"") if begun else b""  # none before a request line began
+        shape = dialect(_path(url), headers)
+        self.transport.write(error_response(status, reason, message, type_, code, shape, rid))
 
     def _linger(self, seconds: float) -> None:
         """Stop answering; read and discard what the client still sends, for at most ``seconds``

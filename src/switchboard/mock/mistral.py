@@ -10,7 +10,10 @@ As strict as La Plateforme (https://docs.mistral.ai/api/, request models of mist
 - ``tool_choice`` is auto, none, any, required or ``{"type": "function", "function": {"name"}}``;
 - functions need ``parameters``; images are ``data:`` or http(s) URLs;
 - streams put ``usage`` on the last chunk (the one with the finish_reason) and tool calls whole,
-  in one delta; errors are ``{"object": "error", "message", "type", "param", "code"}``.
+  in one delta; errors are ``{"object": "error", "message", "type", "param", "code"}``;
+- ``guardrails`` (GuardrailConfig entries) are checked as Mistral's models check them, and one
+  whose moderation ``action`` is ``block`` refuses a last user text holding ``mock:refuse``
+  with Mistral's 403 ``guardrail_violation`` body (:func:`guardrail_block`).
 
 Replies say how many images the last user message carried (``[1 image]``), so tests can see
 that an image arrived.
@@ -57,6 +60,13 @@ _EMBED_FIELDS = frozenset({
 })
 _DTYPES = ("float", "int8", "uint8", "binary", "ubinary")
 _TOOL_ID = re.compile(r"[A-Za-z0-9]{9}")
+# GuardrailConfig and ModerationLlmv1Config / ModerationLlmv2Config (mistralai/client-python).
+_GUARDRAIL_FIELDS = frozenset({"block_on_error", "moderation_llm_v1", "moderation_llm_v2"})
+_MODERATION_FIELDS = frozenset({
+    "model_name", "custom_category_thresholds", "ignore_other_categories", "action",
+})
+# In the last user text of a request whose guardrails block: the input is found unsafe.
+GUARDRAIL_TRIGGER = "mock:refuse"
 _ERRORS = {
     400: ("invalid_request_error", "Invalid request"),
     404: ("invalid_request_error", "Not found"),
@@ -167,6 +177,50 @@ def _check_tools(body: dict[str, Any]) -> None:
         raise _invalid(["tool_choice", "ToolChoice"], "Input should be a valid ToolChoice", choice)
 
 
+def _check_guardrails(value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, list):
+        raise _invalid(["guardrails"], "Input should be a valid list", value)
+    for i, entry in enumerate(value):
+        if not isinstance(entry, dict):
+            raise _invalid(["guardrails", i], "Input should be a valid dictionary", entry)
+        _check_fields(entry, _GUARDRAIL_FIELDS, ["guardrails", i])
+        for name in ("moderation_llm_v1", "moderation_llm_v2"):
+            moderation = entry.get(name)
+            if moderation is None:
+                continue
+            if not isinstance(moderation, dict):
+                raise _invalid(["guardrails", i, name], "Input should be a valid dictionary", moderation)
+            _check_fields(moderation, _MODERATION_FIELDS, ["guardrails", i, name])
+            if moderation.get("action", "none") not in ("none", "block"):
+                raise _invalid(["guardrails", i, name, "action"], "Input should be 'none' or 'block'",
+                               moderation["action"])
+
+
+def guardrail_block(body: dict[str, Any]) -> Response | None:
+    """Mistral's guardrails moderate the input before the model sees it: a moderation entry
+    whose action is ``block`` refuses a last user text holding ``mock:refuse``, as Mistral
+    refuses one (403, ``type: guardrail_violation``, each moderator's categories with
+    ``violated``: the first of its thresholds, or ``dangerous``)."""
+    users = [m for m in body["messages"] if m["role"] == "user"]
+    if not users or GUARDRAIL_TRIGGER not in _text(users[-1].get("content")):
+        return None
+    verdicts = []
+    for entry in body.get("guardrails") or ():
+        for name in ("moderation_llm_v1", "moderation_llm_v2"):
+            moderation = entry.get(name)
+            if isinstance(moderation, dict) and moderation.get("action") == "block":
+                names = list(moderation.get("custom_category_thresholds") or {}) or ["dangerous"]
+                categories = {c: {"violated": i == 0} for i, c in enumerate(names)}
+                verdicts.append({name: {"action": "block", "categories": categories}})
+    if not verdicts:
+        return None
+    refusal = {**error_body("Request blocked by guardrail policy", "guardrail_violation", "1920"),
+               "raw_status_code": 403, "guardrails": verdicts}
+    return json_response(refusal, 403)
+
+
 def validate_chat(body: Any) -> None:
     if not isinstance(body, dict):
         raise Invalid(400, error_body("Invalid JSON body"))
@@ -188,6 +242,7 @@ def validate_chat(body: Any) -> None:
         _check_message(msg, i)
     _check_answers(messages)
     _check_tools(body)
+    _check_guardrails(body.get("guardrails"))
 
 
 def _check_answers(messages: list[dict[str, Any]]) -> None:
@@ -285,6 +340,8 @@ async def chat(request: Request) -> Response:
         validate_chat(body)
     except Invalid as exc:
         return json_response(exc.body, exc.status)
+    if body.get("guardrails") and (blocked := guardrail_block(body)) is not None:
+        return blocked
     c = request_controls(request, body)
     if (fault := injected(c)) is not None:
         return fault

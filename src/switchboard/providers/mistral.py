@@ -28,7 +28,7 @@ Translation (canonical -> Mistral), beyond the identical fields:
 - ``user`` (no Mistral field) is accepted and not sent: an end-user id does not change the output.
 - ``safety_settings`` (Gemini's safety thresholds) are accepted and not sent: Mistral has none.
 - Top-level fields are OpenAI's, the canonical extensions or Mistral's own ``safe_prompt``,
-  ``random_seed`` and ``prompt_mode`` (passed as written); any other is a 400
+  ``random_seed``, ``prompt_mode`` and ``guardrails`` (passed as written); any other is a 400
   ``unknown_parameter`` naming it.
 - What Mistral lacks (``safety_identifier``, logprobs, logit_bias, ``top_k``,
   ``thinking``, ...) is refused, or dropped with ``drop_params``, from the capability table
@@ -41,7 +41,9 @@ Translation (canonical -> Mistral), beyond the identical fields:
 
 Back (Mistral -> canonical): content given as chunks is joined to text, thinking chunks become
 ``reasoning_content``, tool call arguments given as objects are JSON-encoded, tool call deltas get
-OpenAI's per-choice indices, ``model_length`` -> ``length`` and ``error`` raises.
+OpenAI's per-choice indices, ``model_length`` -> ``length`` and ``error`` raises. An input the
+request's ``guardrails`` blocked (403, ``type: guardrail_violation``) is a 400 ``content_filter``
+naming the violated categories; any other 401/403 is the gateway's credentials refused.
 """
 
 from __future__ import annotations
@@ -91,8 +93,10 @@ _DROPPED = ("stream_options", "drop_params", THOUGHTS, "user", "thinking", "safe
 # extensions of the capability table, the gateway's own, and Mistral's own fields passed on as
 # written. Anything else is a 400 naming it rather than sent on unread: Mistral refuses unknown
 # fields anyway (422), and a field the gateway does not know is one it has not judged.
-# prompt_mode ("reasoning") asks for the reasoning system prompt of Mistral's reasoning models.
-_OWN_FIELDS = frozenset({"safe_prompt", "random_seed", "prompt_mode"})
+# prompt_mode ("reasoning") asks for the reasoning system prompt of Mistral's reasoning models;
+# guardrails (a list of {block_on_error, moderation_llm_v1, moderation_llm_v2}) has Mistral
+# moderate the input and refuse it (see mistral_error).
+_OWN_FIELDS = frozenset({"safe_prompt", "random_seed", "prompt_mode", "guardrails"})
 _KNOWN = CHAT_PARAMS | GATEWAY_PARAMS | {row.param for row in REQUEST_ROWS} | _OWN_FIELDS
 
 _TOOL_ID = re.compile(r"[A-Za-z0-9]{9}")
@@ -529,9 +533,41 @@ def _param(obj: JSON) -> str | None:
     return None
 
 
+# The error type of an input a request's guardrails refused: a 403, which is not a credential
+# refused (the request's content is), answered as the caller's 400 content filter (Azure's code).
+GUARDRAIL_VIOLATION = "guardrail_violation"
+_MAX_NAMED = 20
+
+
+def _violated(obj: JSON) -> list[str]:
+    """The categories a guardrail block names as violated (``guardrails[i].<moderator>
+    .categories.<name>.violated``), in order, once each; a few, the upstream's body being
+    anything."""
+    entries = obj.get("guardrails")
+    names: list[str] = []
+    for entry in entries if isinstance(entries, list) else ():
+        for moderator in entry.values() if isinstance(entry, dict) else ():
+            categories = moderator.get("categories") if isinstance(moderator, dict) else None
+            for name, verdict in categories.items() if isinstance(categories, dict) else ():
+                shown = str(name)[:64]
+                if isinstance(verdict, dict) and verdict.get("violated") is True and shown not in names:
+                    names.append(shown)
+    return names[:_MAX_NAMED]
+
+
+def _guardrail_block(headers: Mapping[str, str], obj: JSON, target: Target) -> GatewayError:
+    message = error_message(obj.get("message")) or "Request blocked by guardrail policy"
+    if violated := _violated(obj):
+        message = f"{message} (violated: {', '.join(violated)})"
+    return error_from_fields(400, headers, target, message, type="invalid_request_error",
+                             code="content_filter")
+
+
 def mistral_error(status: int, headers: Mapping[str, str], body: bytes, target: Target) -> GatewayError:
     found = loads_object(body)
     obj = found or {}
+    if obj.get("type") == GUARDRAIL_VIOLATION and 400 <= status < 500:
+        return _guardrail_block(headers, obj, target)
     message = error_message(obj.get("message")) or error_message(obj.get("detail"))
     if found is None:  # a page in plain text or HTML (a proxy's in front of the API): its text
         message = text_message(body)

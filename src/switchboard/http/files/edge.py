@@ -33,8 +33,8 @@ from switchboard.http.endpoint import (
     finish,
     key_before_continue,
     request_headers,
-    request_id,
     request_id_headers,
+    scope_request_id,
 )
 from switchboard.http.errors import MethodNotAllowed, unknown_url
 from switchboard.http.files.service import FilesContext, query_params
@@ -149,7 +149,7 @@ class FilesEndpoint:
             failure = failure or files_api_not_offered()
         else:
             inbound = MESSAGE_BATCHES if anthropic else BATCHES if operation == "batches" else FILES
-        rid = request_id(headers)
+        rid = scope_request_id(scope, headers)
         action, object_id = routed if isinstance(routed, tuple) else ("", "")
         query = scope.get("query_string") or b""
         ctx = FilesContext(

@@ -46,13 +46,19 @@ def status_name(status: int) -> str:
     return "FAILED_PRECONDITION" if 400 <= status < 500 else "INTERNAL"
 
 
+def status_body(status: int, message: str) -> dict[str, Any]:
+    """The error body of ``status`` saying ``message``."""
+    return {"error": {"code": status, "message": message, "status": status_name(status)}}
+
+
 def error_body(err: GatewayError) -> dict[str, Any]:
-    error: dict[str, Any] = {"code": err.status, "message": err.message, "status": status_name(err.status)}
+    body = status_body(err.status, err.message)
+    error = body["error"]
     retry_after = {k.lower(): v for k, v in err.headers.items()}.get("retry-after")
     # An upstream's value, read as latin-1: isdigit alone takes '\xb2' ('²'), which int() refuses.
     if retry_after is not None and retry_after.isascii() and retry_after.isdigit():
         error["details"] = [{"@type": _RETRY_INFO, "retryDelay": f"{int(retry_after)}s"}]
-    return {"error": error}
+    return body
 
 
 def encode_error(err: GatewayError) -> bytes:

@@ -19,7 +19,7 @@ from switchboard.context import StreamReply
 from switchboard.errors import GatewayError
 from switchboard.http.asgi import Receive, Scope, Send
 from switchboard.http.disconnect import ClientGone, until_disconnect
-from switchboard.http.endpoint import Responder, finish, request_headers, request_id
+from switchboard.http.endpoint import Responder, finish, request_headers, scope_request_id
 from switchboard.http.openai_api import OpenAIJson
 from switchboard.http.state import ServerState
 from switchboard.observability.logs import CURRENT
@@ -49,7 +49,7 @@ class ServicesEndpoint:
             headers = request_headers(scope)
         except GatewayError as err:
             headers, failure = {}, err
-        rid = request_id(headers)
+        rid = scope_request_id(scope, headers)
         raw = scope.get("raw_path")
         # The path as the client sent it, still percent-encoded (what is forwarded, once checked).
         raw_path = raw.decode("latin-1").split("?", 1)[0] if raw else scope["path"]
