@@ -367,3 +367,49 @@ def test_api_changes_whose_audit_entries_are_refused_change_nothing(pair: Pair) 
     assert pair.admin("PATCH", one, {"description": "says hello"}).status_code == 200
     entries = pair.admin("GET", f"/admin/v1/audit?tenant={tenant}&resource_id=greet").json()
     assert [e["action"] for e in entries["data"]] == ["api.update", "api.create"]
+
+
+def _approved(pair: Pair, tenant: str, **subject: str) -> str:
+    """The path of a team's subscription to ``subject``, requested and approved."""
+    asked = pair.admin("POST", "/admin/v1/subscriptions", {**subject, "team": "crew", "tenant": tenant})
+    assert asked.status_code == 201, asked.text
+    one = f"/admin/v1/subscriptions/{asked.json()['id']}?tenant={tenant}"
+    assert pair.admin("POST", one.replace("?", "/approve?")).status_code == 200
+    return one
+
+
+@pytest.mark.parametrize("kind", ["service", "model"])
+def test_a_removal_whose_revocations_audit_entries_are_refused_changes_nothing(
+        pair: Pair, mock_upstream: Mock, kind: str) -> None:
+    # Before, a service or model was removed with its subscriptions revoked, then each revoke was
+    # audited on its own: a refused entry answered an error for a removal made all the same.
+    with pair.audit_refused() as tenant:
+        name = f"gated-{uuid.uuid4().hex[:8]}"
+        if kind == "service":
+            made = pair.admin("POST", "/admin/v1/services", {
+                "name": name, "url": "http://svc.example.invalid:9/", "require_approval": True,
+                "tenant": tenant})
+            one = f"/admin/v1/services/{name}?tenant={tenant}"
+        else:
+            provider = f"stored-{uuid.uuid4().hex[:8]}"
+            assert pair.admin("POST", "/admin/v1/providers", {
+                "name": provider, "type": "openai", "api_base": f"{mock_upstream.url}/v1",
+                "api_key": "sk-up"}).status_code == 201
+            made = pair.admin("POST", "/admin/v1/models", {
+                "name": name, "provider": provider, "model": "gpt-4o-mini", "require_approval": True})
+            one = f"/admin/v1/models/{name}"
+        assert made.status_code == 201, made.text
+        shown = pair.admin("GET", one).json()
+    sub = _approved(pair, tenant, **{kind: name})
+    with pair.audit_refused("subscription.revoke", tenant=tenant):
+        resp = pair.admin("DELETE", one)
+        assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+        # Nothing changed: still there, the team's subscription still approved.
+        assert pair.admin("GET", one).json() == shown
+        assert pair.admin("GET", sub).json()["status"] == "approved"
+    assert pair.admin("DELETE", one).status_code in (200, 204)
+    assert pair.admin("GET", sub).json()["status"] == "revoked"
+    sub_id = sub.split("/")[-1].split("?")[0]
+    assert pair.audited(tenant, sub_id, "subscription.revoke") == ["master"]
+    if kind == "model":
+        assert pair.admin("DELETE", f"/admin/v1/providers/{provider}").status_code == 200

@@ -130,6 +130,9 @@ class SubscriptionExists(Exception):
 
 # The audit entry of a subscription requested: from it as stored and as it was (None: new).
 RequestAudited = Callable[["SubscriptionRecord", "SubscriptionRecord | None"], AuditEntry]
+# The audit entry of a subscription revoked with what it was to (a service or model removed):
+# from it as it was and as revoked.
+RevokeAudited = Callable[["SubscriptionRecord", "SubscriptionRecord"], AuditEntry]
 
 
 class SubscriptionStore(Protocol):
