@@ -413,3 +413,33 @@ def test_a_removal_whose_revocations_audit_entries_are_refused_changes_nothing(
     assert pair.audited(tenant, sub_id, "subscription.revoke") == ["master"]
     if kind == "model":
         assert pair.admin("DELETE", f"/admin/v1/providers/{provider}").status_code == 200
+
+
+def test_a_user_move_whose_keys_audit_entries_are_refused_changes_nothing(pair: Pair) -> None:
+    # Before, the user was moved (and demoted) with its keys, then each key's key.update was
+    # written on its own: a refused entry answered an error for a move made all the same, its
+    # keys in the new team and rank, unaudited.
+    with pair.audit_refused("key.update") as tenant:
+        teams = [pair.admin("POST", "/admin/v1/teams", {"name": n, "tenant": tenant}).json()["id"]
+                 for n in ("old", "new")]
+        made = pair.admin("POST", "/admin/v1/users", {"name": "sam", "role": "team_admin", "team": teams[0],
+                                                     "tenant": tenant})
+        assert made.status_code == 201, made.text
+        user = f"/admin/v1/users/{made.json()['id']}"
+        key = pair.key(tenant=tenant, user=made.json()["id"], role="team_admin")
+        one = f"/admin/v1/keys/{key['id']}"
+        shown = pair.admin("GET", one).json()
+        resp = pair.admin("PATCH", user, {"team": teams[1], "role": "developer"})
+        assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+        # Nothing changed: the user and its key where and what they were, nothing audited.
+        assert pair.admin("GET", user).json() == made.json()
+        assert pair.admin("GET", one).json() == shown
+        assert pair.audited(tenant, made.json()["id"], "user.update") == []
+    moved = pair.admin("PATCH", user, {"team": teams[1], "role": "developer"})
+    assert moved.status_code == 200, moved.text
+    after = pair.admin("GET", one).json()
+    assert (after["team"], after["role"]) == (teams[1], "developer")
+    entries = pair.admin("GET", f"/admin/v1/audit?tenant={tenant}&resource_id={key['id']}").json()["data"]
+    assert [e["action"] for e in entries] == ["key.update", "key.create"]
+    assert [(e["team"], e["role"]) for e in (entries[0]["before"], entries[0]["after"])] == [
+        (teams[0], "team_admin"), (teams[1], "developer")]
