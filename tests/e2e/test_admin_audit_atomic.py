@@ -15,11 +15,20 @@ from tests.e2e.sdk import ask
 from tests.e2e.test_budgets import CALL, GATED, LONG, Pair, started_pair
 from tests.servers import Mock
 
+GROUP, SPLIT = "audit-group", "audit-split"  # a group of two deployments, split between them
+
+
+def _with_split(config: dict[str, Any]) -> None:
+    config["models"] += [{"name": GROUP, "provider": "local-openai", "model": "gpt-4o-mini",
+                          "deployment": name} for name in ("audit-a", "audit-b")]
+    config["router"]["splits"] = [{"name": SPLIT, "model": GROUP, "sticky": "none", "arms": [
+        {"deployment": "audit-a", "percent": 50}, {"deployment": "audit-b", "percent": 50}]}]
+
 
 @pytest.fixture(scope="module", params=["embedded", "cluster"])
 def pair(request: pytest.FixtureRequest, mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory
          ) -> Iterator[Pair]:
-    yield from started_pair(request, mock_upstream, tmp_path_factory)
+    yield from started_pair(request, mock_upstream, tmp_path_factory, _with_split)
 
 
 @pytest.mark.parametrize("refused", ["tenant.delete", "budget.delete"])
@@ -443,3 +452,33 @@ def test_a_user_move_whose_keys_audit_entries_are_refused_changes_nothing(pair: 
     assert [e["action"] for e in entries] == ["key.update", "key.create"]
     assert [(e["team"], e["role"]) for e in (entries[0]["before"], entries[0]["after"])] == [
         (teams[0], "team_admin"), (teams[1], "developer")]
+
+
+def test_routing_changes_whose_audit_entries_are_refused_change_nothing(pair: Pair) -> None:
+    # Before, a deployment's weight or a split's shares were stored, then audited on their own: a
+    # refused entry answered an error for traffic moved all the same, unaudited.
+    group, split = f"/admin/v1/routing/groups/{GROUP}", f"/admin/v1/routing/splits/{SPLIT}"
+    weight = f"{group}/deployments/audit-a"
+
+    def shown() -> tuple[Any, Any]:
+        return pair.admin("GET", group).json(), pair.admin("GET", "/admin/v1/routing/splits").json()
+
+    configured = shown()
+    # Changed, then set back (to the configured weight and shares).
+    changes: list[tuple[str, str, str, Any]] = [
+        ("routing.weight", "PATCH", weight, {"weight": 3}),
+        ("routing.split", "PUT", split, {"percents": {"audit-a": 10, "audit-b": 90}}),
+        ("routing.weight", "PATCH", weight, {"weight": None}),
+        ("routing.split", "DELETE", split, None)]
+    for action, method, at, body in changes:
+        was = shown()
+        with pair.audit_refused(action, tenant="default"):
+            resp = pair.admin(method, at, body)
+            assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+            assert shown() == was  # as it was
+        assert pair.admin(method, at, body).status_code == 200
+        assert shown() != was
+    assert shown() == configured
+    for action, resource in (("routing.weight", f"{GROUP}/deployments/audit-a"), ("routing.split", SPLIT)):
+        entries = pair.admin("GET", f"/admin/v1/audit?action={action}&resource_id={resource}").json()["data"]
+        assert len(entries) == 2, entries  # the change and its reset, no more

@@ -175,13 +175,17 @@ class RoutingStore(Protocol):
     async def split_overrides(self) -> list[SplitOverride]:
         """Every split's run-time percents, by name."""
 
-    async def set_split(self, name: str, percents: Mapping[str, float] | None,
+    async def set_split(self, name: str, percents: Mapping[str, float] | None, *,
+                        audited: AuditEntry | None = None,
                         ) -> tuple[SplitOverride | None, SplitOverride | None]:
-        """Set (or with None remove) a split's percents; returns the override now stored and
-        the one before (None: none). Already so: nothing is written and both are the same."""
+        """Set (or with None remove) a split's percents, with ``audited`` in the same transaction
+        (both or neither); returns the override now stored and the one before (None: none).
+        Already so: nothing is written (``audited`` neither) and both are the same."""
 
-    async def set_weight(self, group: str, deployment: str, weight: int | None,
+    async def set_weight(self, group: str, deployment: str, weight: int | None, *,
+                         audited: AuditEntry | None = None,
                          ) -> tuple[RoutingOverride | None, RoutingOverride | None]:
-        """Set (or with None remove) the weight of one deployment; returns the override now
-        stored and the one before (None: none). Already so: nothing is written and both are
-        the same."""
+        """Set (or with None remove) the weight of one deployment, with ``audited`` in the same
+        transaction (both or neither); returns the override now stored and the one before
+        (None: none). Already so: nothing is written (``audited`` neither) and both are the
+        same."""
