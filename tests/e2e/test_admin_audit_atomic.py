@@ -482,3 +482,33 @@ def test_routing_changes_whose_audit_entries_are_refused_change_nothing(pair: Pa
     for action, resource in (("routing.weight", f"{GROUP}/deployments/audit-a"), ("routing.split", SPLIT)):
         entries = pair.admin("GET", f"/admin/v1/audit?action={action}&resource_id={resource}").json()["data"]
         assert len(entries) == 2, entries  # the change and its reset, no more
+
+
+def test_prompt_changes_whose_audit_entries_are_refused_change_nothing(pair: Pair) -> None:
+    # Before, a prompt version was saved or a label moved, then audited on its own: a refused
+    # entry answered an error for a version saved (its number taken) or a label moved all the
+    # same, unaudited.
+    with pair.audit_refused("prompt.create") as tenant:
+        body = {"tenant": tenant, "name": "greeter", "model": "gpt-4o-mini",
+                "messages": [{"role": "user", "content": "hi"}]}
+        resp = pair.admin("POST", "/admin/v1/prompts", body)
+        assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+        assert pair.admin("GET", f"/admin/v1/prompts?tenant={tenant}").json()["data"] == []
+    for _ in range(2):
+        saved = pair.admin("POST", "/admin/v1/prompts", body)
+        assert saved.status_code == 201, saved.text
+    assert saved.json()["version"] == 2  # the refused save took no number
+    label = f"/admin/v1/prompts/greeter/labels/production?tenant={tenant}"
+    assert pair.admin("PUT", label, {"version": 1}).status_code == 200
+    with pair.audit_refused("prompt.label", tenant=tenant):
+        for version in (2, 1):  # a label moved, and one set anew
+            at = label if version == 2 else label.replace("production", "staging")
+            resp = pair.admin("PUT", at, {"version": version})
+            assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+        shown = pair.admin("GET", f"/admin/v1/prompts/greeter?tenant={tenant}").json()
+        assert shown["prompt_labels"] == {"production": 1}, shown  # as it was
+    assert pair.admin("PUT", label, {"version": 2}).status_code == 200
+    entries = pair.admin("GET", f"/admin/v1/audit?tenant={tenant}&action=prompt.label").json()["data"]
+    assert [(e["before"]["version"], e["after"]["version"]) for e in entries] == [(1, 2), (None, 1)]
+    entries = pair.admin("GET", f"/admin/v1/audit?tenant={tenant}&action=prompt.create").json()["data"]
+    assert [e["resource_id"] for e in entries] == ["greeter@2", "greeter@1"]
