@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
+from switchboard.stores.sql.tables import mcp_oauth_tokens
 from tests.e2e.sdk import ask
 from tests.e2e.test_budgets import CALL, GATED, LONG, Pair, started_pair
 from tests.servers import Mock
@@ -512,3 +515,40 @@ def test_prompt_changes_whose_audit_entries_are_refused_change_nothing(pair: Pai
     assert [(e["before"]["version"], e["after"]["version"]) for e in entries] == [(1, 2), (None, 1)]
     entries = pair.admin("GET", f"/admin/v1/audit?tenant={tenant}&action=prompt.create").json()["data"]
     assert [e["resource_id"] for e in entries] == ["greeter@2", "greeter@1"]
+
+
+def test_mcp_server_changes_whose_audit_entries_are_refused_change_nothing(pair: Pair) -> None:
+    # Before, an MCP server was registered, changed or removed (its users' OAuth tokens deleted
+    # with a move or a removal), then audited on its own: a refused entry answered an error for a
+    # change made all the same, unaudited; a removal's tokens were even deleted apart, first.
+    servers = "/admin/v1/mcp/servers"
+    with pair.audit_refused("mcp_server.create") as tenant:
+        body = {"name": "wiki", "url": "https://wiki.example/mcp", "tenant": tenant,
+                "oauth": {"client_id": "switchboard"}}
+        resp = pair.admin("POST", servers, body)
+        assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+        assert pair.admin("GET", f"{servers}?tenant={tenant}").json()["data"] == []
+    created = pair.admin("POST", servers, body)
+    assert created.status_code == 201, created.text
+    one = f"{servers}/wiki?tenant={tenant}"
+    shown = pair.admin("GET", one).json()
+    # A user's tokens for it, which a new URL or the removal deletes.
+    pair.sql(sa.insert(mcp_oauth_tokens).values(tenant_id=tenant, user_id="pat", server="wiki",
+                                                sealed="sealed-token", updated_at=datetime.now(UTC)))
+    tokens = sa.select(sa.func.count()).select_from(mcp_oauth_tokens).where(
+        mcp_oauth_tokens.c.tenant_id == tenant)
+    moved = {"url": "https://other.example/mcp"}
+    changes: list[tuple[str, str, Any]] = [
+        ("mcp_server.update", "PATCH", {"description": "the wiki"}), ("mcp_server.update", "PATCH", moved),
+        ("mcp_server.tokens_deleted", "PATCH", moved), ("mcp_server.delete", "DELETE", None),
+        ("mcp_server.tokens_deleted", "DELETE", None)]
+    for action, method, change in changes:
+        with pair.audit_refused(action, tenant=tenant):
+            resp = pair.admin(method, one, change)
+            assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+            assert pair.admin("GET", one).json() == shown  # as it was, its user's tokens kept
+            assert pair.sql(tokens) == 1
+    pair.sql(sa.delete(mcp_oauth_tokens).where(mcp_oauth_tokens.c.tenant_id == tenant))  # none to revoke
+    assert pair.admin("DELETE", one).status_code == 200
+    entries = pair.admin("GET", f"/admin/v1/audit?tenant={tenant}&resource_id={created.json()['id']}").json()
+    assert [e["action"] for e in entries["data"]] == ["mcp_server.delete", "mcp_server.create"]
