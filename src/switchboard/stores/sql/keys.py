@@ -313,11 +313,6 @@ class SqlKeyStore:
         async with self._engine.connect() as conn:
             return (await conn.execute(_live(tenant_id, lineage, now))).first() is not None
 
-    async def disable(self, tenant_id: str, key_id: str) -> bool:
-        async with self._engine.begin() as conn:
-            result = await conn.execute(_disable(tenant_id, key_id))
-        return bool(result.rowcount)
-
     async def revoke(self, tenant_id: str, key_id: str, now: datetime, *,
                      audited: Callable[[KeyRecord], AuditEntry],
                      budget_audited: Callable[[BudgetRecord], AuditEntry]) -> Revoked | None:
