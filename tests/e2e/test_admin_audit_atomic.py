@@ -7,19 +7,31 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
+from switchboard.stores.sql.tables import mcp_oauth_tokens
 from tests.e2e.sdk import ask
 from tests.e2e.test_budgets import CALL, GATED, LONG, Pair, started_pair
 from tests.servers import Mock
+
+GROUP, SPLIT = "audit-group", "audit-split"  # a group of two deployments, split between them
+
+
+def _with_split(config: dict[str, Any]) -> None:
+    config["models"] += [{"name": GROUP, "provider": "local-openai", "model": "gpt-4o-mini",
+                          "deployment": name} for name in ("audit-a", "audit-b")]
+    config["router"]["splits"] = [{"name": SPLIT, "model": GROUP, "sticky": "none", "arms": [
+        {"deployment": "audit-a", "percent": 50}, {"deployment": "audit-b", "percent": 50}]}]
 
 
 @pytest.fixture(scope="module", params=["embedded", "cluster"])
 def pair(request: pytest.FixtureRequest, mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory
          ) -> Iterator[Pair]:
-    yield from started_pair(request, mock_upstream, tmp_path_factory)
+    yield from started_pair(request, mock_upstream, tmp_path_factory, _with_split)
 
 
 @pytest.mark.parametrize("refused", ["tenant.delete", "budget.delete"])
@@ -367,3 +379,176 @@ def test_api_changes_whose_audit_entries_are_refused_change_nothing(pair: Pair) 
     assert pair.admin("PATCH", one, {"description": "says hello"}).status_code == 200
     entries = pair.admin("GET", f"/admin/v1/audit?tenant={tenant}&resource_id=greet").json()
     assert [e["action"] for e in entries["data"]] == ["api.update", "api.create"]
+
+
+def _approved(pair: Pair, tenant: str, **subject: str) -> str:
+    """The path of a team's subscription to ``subject``, requested and approved."""
+    asked = pair.admin("POST", "/admin/v1/subscriptions", {**subject, "team": "crew", "tenant": tenant})
+    assert asked.status_code == 201, asked.text
+    one = f"/admin/v1/subscriptions/{asked.json()['id']}?tenant={tenant}"
+    assert pair.admin("POST", one.replace("?", "/approve?")).status_code == 200
+    return one
+
+
+@pytest.mark.parametrize("kind", ["service", "model"])
+def test_a_removal_whose_revocations_audit_entries_are_refused_changes_nothing(
+        pair: Pair, mock_upstream: Mock, kind: str) -> None:
+    # Before, a service or model was removed with its subscriptions revoked, then each revoke was
+    # audited on its own: a refused entry answered an error for a removal made all the same.
+    with pair.audit_refused() as tenant:
+        name = f"gated-{uuid.uuid4().hex[:8]}"
+        if kind == "service":
+            made = pair.admin("POST", "/admin/v1/services", {
+                "name": name, "url": "http://svc.example.invalid:9/", "require_approval": True,
+                "tenant": tenant})
+            one = f"/admin/v1/services/{name}?tenant={tenant}"
+        else:
+            provider = f"stored-{uuid.uuid4().hex[:8]}"
+            assert pair.admin("POST", "/admin/v1/providers", {
+                "name": provider, "type": "openai", "api_base": f"{mock_upstream.url}/v1",
+                "api_key": "sk-up"}).status_code == 201
+            made = pair.admin("POST", "/admin/v1/models", {
+                "name": name, "provider": provider, "model": "gpt-4o-mini", "require_approval": True})
+            one = f"/admin/v1/models/{name}"
+        assert made.status_code == 201, made.text
+        shown = pair.admin("GET", one).json()
+    sub = _approved(pair, tenant, **{kind: name})
+    with pair.audit_refused("subscription.revoke", tenant=tenant):
+        resp = pair.admin("DELETE", one)
+        assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+        # Nothing changed: still there, the team's subscription still approved.
+        assert pair.admin("GET", one).json() == shown
+        assert pair.admin("GET", sub).json()["status"] == "approved"
+    assert pair.admin("DELETE", one).status_code in (200, 204)
+    assert pair.admin("GET", sub).json()["status"] == "revoked"
+    sub_id = sub.split("/")[-1].split("?")[0]
+    assert pair.audited(tenant, sub_id, "subscription.revoke") == ["master"]
+    if kind == "model":
+        assert pair.admin("DELETE", f"/admin/v1/providers/{provider}").status_code == 200
+
+
+def test_a_user_move_whose_keys_audit_entries_are_refused_changes_nothing(pair: Pair) -> None:
+    # Before, the user was moved (and demoted) with its keys, then each key's key.update was
+    # written on its own: a refused entry answered an error for a move made all the same, its
+    # keys in the new team and rank, unaudited.
+    with pair.audit_refused("key.update") as tenant:
+        teams = [pair.admin("POST", "/admin/v1/teams", {"name": n, "tenant": tenant}).json()["id"]
+                 for n in ("old", "new")]
+        made = pair.admin("POST", "/admin/v1/users", {"name": "sam", "role": "team_admin", "team": teams[0],
+                                                     "tenant": tenant})
+        assert made.status_code == 201, made.text
+        user = f"/admin/v1/users/{made.json()['id']}"
+        key = pair.key(tenant=tenant, user=made.json()["id"], role="team_admin")
+        one = f"/admin/v1/keys/{key['id']}"
+        shown = pair.admin("GET", one).json()
+        resp = pair.admin("PATCH", user, {"team": teams[1], "role": "developer"})
+        assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+        # Nothing changed: the user and its key where and what they were, nothing audited.
+        assert pair.admin("GET", user).json() == made.json()
+        assert pair.admin("GET", one).json() == shown
+        assert pair.audited(tenant, made.json()["id"], "user.update") == []
+    moved = pair.admin("PATCH", user, {"team": teams[1], "role": "developer"})
+    assert moved.status_code == 200, moved.text
+    after = pair.admin("GET", one).json()
+    assert (after["team"], after["role"]) == (teams[1], "developer")
+    entries = pair.admin("GET", f"/admin/v1/audit?tenant={tenant}&resource_id={key['id']}").json()["data"]
+    assert [e["action"] for e in entries] == ["key.update", "key.create"]
+    assert [(e["team"], e["role"]) for e in (entries[0]["before"], entries[0]["after"])] == [
+        (teams[0], "team_admin"), (teams[1], "developer")]
+
+
+def test_routing_changes_whose_audit_entries_are_refused_change_nothing(pair: Pair) -> None:
+    # Before, a deployment's weight or a split's shares were stored, then audited on their own: a
+    # refused entry answered an error for traffic moved all the same, unaudited.
+    group, split = f"/admin/v1/routing/groups/{GROUP}", f"/admin/v1/routing/splits/{SPLIT}"
+    weight = f"{group}/deployments/audit-a"
+
+    def shown() -> tuple[Any, Any]:
+        return pair.admin("GET", group).json(), pair.admin("GET", "/admin/v1/routing/splits").json()
+
+    configured = shown()
+    # Changed, then set back (to the configured weight and shares).
+    changes: list[tuple[str, str, str, Any]] = [
+        ("routing.weight", "PATCH", weight, {"weight": 3}),
+        ("routing.split", "PUT", split, {"percents": {"audit-a": 10, "audit-b": 90}}),
+        ("routing.weight", "PATCH", weight, {"weight": None}),
+        ("routing.split", "DELETE", split, None)]
+    for action, method, at, body in changes:
+        was = shown()
+        with pair.audit_refused(action, tenant="default"):
+            resp = pair.admin(method, at, body)
+            assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+            assert shown() == was  # as it was
+        assert pair.admin(method, at, body).status_code == 200
+        assert shown() != was
+    assert shown() == configured
+    for action, resource in (("routing.weight", f"{GROUP}/deployments/audit-a"), ("routing.split", SPLIT)):
+        entries = pair.admin("GET", f"/admin/v1/audit?action={action}&resource_id={resource}").json()["data"]
+        assert len(entries) == 2, entries  # the change and its reset, no more
+
+
+def test_prompt_changes_whose_audit_entries_are_refused_change_nothing(pair: Pair) -> None:
+    # Before, a prompt version was saved or a label moved, then audited on its own: a refused
+    # entry answered an error for a version saved (its number taken) or a label moved all the
+    # same, unaudited.
+    with pair.audit_refused("prompt.create") as tenant:
+        body = {"tenant": tenant, "name": "greeter", "model": "gpt-4o-mini",
+                "messages": [{"role": "user", "content": "hi"}]}
+        resp = pair.admin("POST", "/admin/v1/prompts", body)
+        assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+        assert pair.admin("GET", f"/admin/v1/prompts?tenant={tenant}").json()["data"] == []
+    for _ in range(2):
+        saved = pair.admin("POST", "/admin/v1/prompts", body)
+        assert saved.status_code == 201, saved.text
+    assert saved.json()["version"] == 2  # the refused save took no number
+    label = f"/admin/v1/prompts/greeter/labels/production?tenant={tenant}"
+    assert pair.admin("PUT", label, {"version": 1}).status_code == 200
+    with pair.audit_refused("prompt.label", tenant=tenant):
+        for version in (2, 1):  # a label moved, and one set anew
+            at = label if version == 2 else label.replace("production", "staging")
+            resp = pair.admin("PUT", at, {"version": version})
+            assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+        shown = pair.admin("GET", f"/admin/v1/prompts/greeter?tenant={tenant}").json()
+        assert shown["prompt_labels"] == {"production": 1}, shown  # as it was
+    assert pair.admin("PUT", label, {"version": 2}).status_code == 200
+    entries = pair.admin("GET", f"/admin/v1/audit?tenant={tenant}&action=prompt.label").json()["data"]
+    assert [(e["before"]["version"], e["after"]["version"]) for e in entries] == [(1, 2), (None, 1)]
+    entries = pair.admin("GET", f"/admin/v1/audit?tenant={tenant}&action=prompt.create").json()["data"]
+    assert [e["resource_id"] for e in entries] == ["greeter@2", "greeter@1"]
+
+
+def test_mcp_server_changes_whose_audit_entries_are_refused_change_nothing(pair: Pair) -> None:
+    # Before, an MCP server was registered, changed or removed (its users' OAuth tokens deleted
+    # with a move or a removal), then audited on its own: a refused entry answered an error for a
+    # change made all the same, unaudited; a removal's tokens were even deleted apart, first.
+    servers = "/admin/v1/mcp/servers"
+    with pair.audit_refused("mcp_server.create") as tenant:
+        body = {"name": "wiki", "url": "https://wiki.example/mcp", "tenant": tenant,
+                "oauth": {"client_id": "switchboard"}}
+        resp = pair.admin("POST", servers, body)
+        assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+        assert pair.admin("GET", f"{servers}?tenant={tenant}").json()["data"] == []
+    created = pair.admin("POST", servers, body)
+    assert created.status_code == 201, created.text
+    one = f"{servers}/wiki?tenant={tenant}"
+    shown = pair.admin("GET", one).json()
+    # A user's tokens for it, which a new URL or the removal deletes.
+    pair.sql(sa.insert(mcp_oauth_tokens).values(tenant_id=tenant, user_id="pat", server="wiki",
+                                                sealed="sealed-token", updated_at=datetime.now(UTC)))
+    tokens = sa.select(sa.func.count()).select_from(mcp_oauth_tokens).where(
+        mcp_oauth_tokens.c.tenant_id == tenant)
+    moved = {"url": "https://other.example/mcp"}
+    changes: list[tuple[str, str, Any]] = [
+        ("mcp_server.update", "PATCH", {"description": "the wiki"}), ("mcp_server.update", "PATCH", moved),
+        ("mcp_server.tokens_deleted", "PATCH", moved), ("mcp_server.delete", "DELETE", None),
+        ("mcp_server.tokens_deleted", "DELETE", None)]
+    for action, method, change in changes:
+        with pair.audit_refused(action, tenant=tenant):
+            resp = pair.admin(method, one, change)
+            assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+            assert pair.admin("GET", one).json() == shown  # as it was, its user's tokens kept
+            assert pair.sql(tokens) == 1
+    pair.sql(sa.delete(mcp_oauth_tokens).where(mcp_oauth_tokens.c.tenant_id == tenant))  # none to revoke
+    assert pair.admin("DELETE", one).status_code == 200
+    entries = pair.admin("GET", f"/admin/v1/audit?tenant={tenant}&resource_id={created.json()['id']}").json()
+    assert [e["action"] for e in entries["data"]] == ["mcp_server.delete", "mcp_server.create"]

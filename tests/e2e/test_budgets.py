@@ -239,11 +239,15 @@ def pair(request: pytest.FixtureRequest, mock_upstream: Mock, tmp_path_factory: 
     yield from started_pair(request, mock_upstream, tmp_path_factory)
 
 
-def started_pair(request: pytest.FixtureRequest, mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory
-                 ) -> Iterator[Pair]:
-    """The gateways of a ``pair`` fixture (``request.param``: embedded or cluster), stopped after."""
+def started_pair(request: pytest.FixtureRequest, mock_upstream: Mock,
+                 tmp_path_factory: pytest.TempPathFactory,
+                 configure: Callable[[dict[str, Any]], None] | None = None) -> Iterator[Pair]:
+    """The gateways of a ``pair`` fixture (``request.param``: embedded or cluster), stopped after;
+    ``configure`` adds to their config."""
     with WebhookReceiver() as hooks:
         config = _config(mock_upstream, hooks)
+        if configure is not None:
+            configure(config)
         if request.param == "embedded":
             gw = start_gateway(config, tmp_path_factory.mktemp("budgets-embedded"))
             yield Pair("embedded", gw, gw, hooks)

@@ -23,6 +23,7 @@ import pytest_asyncio
 from switchboard.stores import Stores
 from switchboard.stores.clock import ManualClock
 from switchboard.stores.factory import open_at
+from switchboard.stores.protocols import AuditEntry, KeyStore, utcnow
 from switchboard.stores.sql.urls import async_url
 from tests.schemas import copy_sqlite
 from tests.services import RedisServer
@@ -89,3 +90,17 @@ def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return async_url(None, tmp_path / "data")
     return async_url(request.getfixturevalue("fresh_database_url"), tmp_path)
+
+
+async def revoke(keys: KeyStore, tenant_id: str, key_id: str) -> bool:
+    """Revoke the key as the admin API does (``KeyStore.revoke``, audited as the gateway's own
+    change); False when the tenant has no such key or it is revoked already."""
+
+    def entry(action: str, kind: str, resource_id: str) -> AuditEntry:
+        return AuditEntry(tenant_id=tenant_id, actor="system", actor_role="system", action=action,
+                          resource_type=kind, resource_id=resource_id)
+
+    revoked = await keys.revoke(tenant_id, key_id, utcnow(),
+                                audited=lambda key: entry("key.revoke", "api_key", key.id),
+                                budget_audited=lambda budget: entry("budget.delete", "budget", budget.id))
+    return revoked is not None

@@ -17,7 +17,7 @@ from switchboard.access.unchecked import UncheckedKeys
 from switchboard.errors import AuthenticationFailed
 from switchboard.pipeline.auth import Authenticator
 from switchboard.stores import KeyRecord, KeyStore, Stores
-from tests.stores.conftest import Backend
+from tests.stores.conftest import Backend, revoke
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -191,7 +191,7 @@ async def test_keys_from_before_the_check_are_looked_up_while_one_is_live(backen
             with pytest.raises(AuthenticationFailed):
                 await auth.authenticate(bearer(made_up()))
             assert cache.lookups == 2
-        await backend.stores.keys.disable("tenant-a", record.id)
+        await revoke(backend.stores.keys, "tenant-a", record.id)
         await here_cache.changed(record.key_hash)  # as the admin API does
         deadline = time.monotonic() + FEED_SECONDS
         while here_unchecked.live or there_unchecked.live:
@@ -220,7 +220,7 @@ async def test_a_change_reaches_every_cache_through_the_feed(backend: Backend) -
     try:
         await here.authenticate(bearer(key))
         await there.authenticate(bearer(key))
-        await backend.stores.keys.disable("tenant-a", record.id)
+        await revoke(backend.stores.keys, "tenant-a", record.id)
         await here_cache.changed(record.key_hash)
         deadline = time.monotonic() + FEED_SECONDS
         while True:

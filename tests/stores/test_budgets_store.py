@@ -19,7 +19,7 @@ from switchboard.stores.factory import open_database
 from switchboard.stores.protocols import AuditEntry, AuditQuery, BudgetRecord, BudgetStore, KeyRecord
 from switchboard.stores.sql.budgets import ended_chains_statement, own_kinds, purge_statement
 from switchboard.stores.sql.migrate import _config
-from tests.stores.conftest import Backend
+from tests.stores.conftest import Backend, revoke
 from tests.stores.plans import query_plan
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -207,7 +207,7 @@ async def test_a_key_chain_is_live_while_one_of_its_keys_may_authenticate(backen
     await keys.put(second)
     assert await keys.lineage_live("t1", "key_c1", now)
     assert not await keys.lineage_live("t2", "key_c1", now)  # another tenant's
-    assert await keys.disable("t1", "key_c2")
+    assert await revoke(keys, "t1", "key_c2")
     assert not await keys.lineage_live("t1", "key_c1", now)  # revoked
 
 
@@ -229,7 +229,10 @@ async def test_key_chains_with_budgets_and_no_key_left_to_spend_are_found(backen
 
     assert await ended(now) == [("t_end", "key_e1")]  # once, however many budgets it has
     assert await ended(now + timedelta(hours=2)) == [("t_end", "key_e1"), ("t_end", "key_e2")]
-    assert await keys.disable("t_end", "key_e2")
+    # Revoked with its chain's budgets left in place (as before KeyStore.revoke ended them with it).
+    e2 = await keys.get("t_end", "key_e2")
+    assert e2 is not None
+    await keys.put(replace(e2, enabled=False))
     assert await ended(now) == [("t_end", "key_e1"), ("t_end", "key_e2")]
     # A chain with no budget set on it, whose own budget (max_budget_usd) alerted: found by its
     # claims once no key of it can spend, once however many claims and keys it has.

@@ -18,7 +18,7 @@ from switchboard.stores.protocols import KeyStore
 from switchboard.stores.sql.keys import SqlKeyStore
 from switchboard.stores.sql.migrate import _config
 from switchboard.stores.sql.tables import api_keys
-from tests.stores.conftest import Backend
+from tests.stores.conftest import Backend, revoke
 from tests.unit.observability.test_metrics import make, total
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -84,19 +84,19 @@ async def test_rotate_retires_a_live_key_once_and_never_a_revoked_one(backend: B
     assert retired.metadata == {**old.metadata, "rotated_to": "key-s1"}
     revoked = key("key-revoked")
     await keys.put(revoked)
-    assert await keys.disable("tenant-a", "key-revoked")
+    assert await revoke(keys, "tenant-a", "key-revoked")
     assert await keys.rotate(revoked, key("key-s3"), ends) is False
     after = await keys.get("tenant-a", "key-revoked")
     assert after is not None and after.enabled is False and after.expires_at == revoked.expires_at
     # Revoked again: nothing written (the revoke time and revision stay), and the caller told.
-    assert await keys.disable("tenant-a", "key-revoked") is False
+    assert await revoke(keys, "tenant-a", "key-revoked") is False
     assert await keys.get("tenant-a", "key-revoked") == after
 
 
 async def test_reassign_changes_only_the_team_and_role(backend: Backend) -> None:
     keys = backend.stores.keys
     await keys.put(key("key-r"))
-    assert await keys.disable("tenant-a", "key-r")
+    assert await revoke(keys, "tenant-a", "key-r")
     assert await keys.reassign("tenant-a", "key-r", "team-2", "developer") is True
     got = await keys.get("tenant-a", "key-r")
     assert got is not None and (got.team_id, got.role, got.enabled) == ("team-2", "developer", False)
@@ -132,7 +132,7 @@ async def test_update_writes_only_the_fields_named_from_a_current_read(backend: 
 async def test_a_revoked_or_rotated_key_is_never_updated(backend: Backend) -> None:
     keys = backend.stores.keys
     await keys.put(key("key-gone"))
-    assert await keys.disable("tenant-a", "key-gone")
+    assert await revoke(keys, "tenant-a", "key-gone")
     revoked = await keys.get("tenant-a", "key-gone")
     assert revoked is not None and revoked.revision == 1 and revoked.updated_at is not None
     # Even from a current read, and even to unblock it: a revoke is final.
@@ -180,14 +180,14 @@ async def test_every_query_but_the_hash_lookup_is_scoped_to_the_tenant(backend: 
     assert [k.id for k in await keys.list_keys("tenant-b")] == ["b1"]
     assert await keys.list_keys("tenant-c") == []
     # Another tenant cannot disable it...
-    assert await keys.disable("tenant-b", "a1") is False
+    assert await revoke(keys, "tenant-b", "a1") is False
     got = await keys.get("tenant-a", "a1")
     assert got is not None and got.enabled
     # ...its own tenant can.
-    assert await keys.disable("tenant-a", "a1") is True
+    assert await revoke(keys, "tenant-a", "a1") is True
     disabled = await keys.get_by_hash("hash-a1")
     assert disabled is not None and disabled.enabled is False
-    assert await keys.disable("tenant-a", "missing") is False
+    assert await revoke(keys, "tenant-a", "missing") is False
 
 
 async def test_put_replaces_by_id_but_never_across_tenants(backend: Backend) -> None:

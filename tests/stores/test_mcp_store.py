@@ -64,7 +64,8 @@ async def test_tokens_per_user_and_removed_with_their_server(backend: Backend) -
     assert await store.delete_token("acme", "bob", "wiki")
     assert not await store.delete_token("acme", "bob", "wiki")
     removed = await store.delete_server("mcp_t")
-    assert removed is not None and removed.name == "wiki"
+    assert removed is not None and removed[0].name == "wiki"
+    assert [(t.user_id, t.sealed) for t in removed[1]] == [("alice", "sealed-a2")]  # to revoke
     assert await store.get_token("acme", "alice", "wiki") is None
     assert (await store.get_token("acme", "alice", "web")) is not None
     await store.delete_server("mcp_g")  # a global server: every tenant's tokens for it go
@@ -85,19 +86,22 @@ async def test_a_servers_tokens_are_deleted_while_it_stays(backend: Backend) -> 
     for tenant, user, name in (("acme", "alice", "notes"), ("acme", "bob", "notes"), ("beta", "dan", "notes"),
                                ("acme", "alice", "maps"), ("beta", "dan", "maps"), ("gamma", "eve", "maps")):
         await store.put_token(McpTokenRecord(tenant, user, name, f"sealed-{tenant}-{user}-{name}"))
-    deleted = await store.delete_tokens("acme", "notes")
+    notes, maps = await store.get_server("mcp_dt"), await store.get_server("mcp_dg")
+    assert notes is not None and maps is not None
+    deleted = await store.move_server(notes)
+    assert deleted is not None
     # The records deleted, sealed as stored: revoked at the authorization server afterwards.
     assert sorted((t.tenant_id, t.user_id, t.server, t.sealed) for t in deleted) == [
         ("acme", "alice", "notes", "sealed-acme-alice-notes"),
         ("acme", "bob", "notes", "sealed-acme-bob-notes")]
     assert await store.get_token("acme", "alice", "notes") is None
     assert await store.get_token("beta", "dan", "notes") is not None  # another tenant's server
-    assert {(t.tenant_id, t.user_id) for t in await store.delete_tokens(None, "maps")} == {
+    assert {(t.tenant_id, t.user_id) for t in await store.move_server(maps) or []} == {
         ("acme", "alice"), ("beta", "dan")}
     assert await store.get_token("acme", "alice", "maps") is None
     assert await store.get_token("beta", "dan", "maps") is None
     assert await store.get_token("gamma", "eve", "maps") is not None  # its own server's
-    assert await store.delete_tokens("acme", "notes") == []
+    assert await store.move_server(notes) == []
     assert await store.get_server("mcp_dt") is not None and await store.get_server("mcp_dg") is not None
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from switchboard.stores import KeyRecord, Team, Tenant, User, UserQuery
 from switchboard.stores.protocols.tenancy import TenantIdRetired
-from tests.stores.conftest import Backend
+from tests.stores.conftest import Backend, revoke
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -79,7 +79,7 @@ async def test_only_an_empty_team_or_tenant_is_deleted(backend: Backend) -> None
     assert not await store.delete_team("initech", "team_ops")
     assert await store.delete_user("initech", "user_pat")
     assert not await store.delete_team("initech", "team_ops")  # the enabled key still holds it
-    assert await keys.disable("initech", "key_ops")
+    assert await revoke(keys, "initech", "key_ops")
     assert await store.count_members("initech", team_id="team_ops") == (0, 0, 0)
     assert await store.delete_tenant("initech") is None  # its team is still there
     assert await store.delete_team("initech", "team_ops")
@@ -137,7 +137,7 @@ async def test_a_user_holding_an_enabled_key_is_not_deleted(backend: Backend) ->
     await keys.put(KeyRecord("key_sa_kim", "hash-sa-kim", "sk-sb-sak", "hooli", service_account_id="sa_kim"))
     assert not await store.delete_user("hooli", "user_kim")
     assert not await store.delete_user("hooli", "sa_kim")
-    assert await keys.disable("hooli", "key_kim") and await keys.disable("hooli", "key_sa_kim")
+    assert await revoke(keys, "hooli", "key_kim") and await revoke(keys, "hooli", "key_sa_kim")
     assert await store.delete_user("hooli", "user_kim") and await store.delete_user("hooli", "sa_kim")
     assert await store.get_user("hooli", "user_kim") is None
 

@@ -65,6 +65,11 @@ class Group:
         return None
 
 
+def configured_weight(route: Route) -> int:
+    """The deployment's weight as configured (1 when its entry gives none)."""
+    return route.entry.weight if route.entry else 1
+
+
 def build_groups(
     routes: Iterable[Route],
     router: RouterConfig,
@@ -84,8 +89,7 @@ def build_groups(
         groups[name] = Group(
             name=name,
             deployments=tuple(deployments),
-            weights=tuple(weights.get((name, r.deployment), r.entry.weight if r.entry else 1)
-                          for r in deployments),
+            weights=tuple(weights.get((name, r.deployment), configured_weight(r)) for r in deployments),
             strategy=(policy.strategy if policy and policy.strategy else router.strategy),
             num_retries=(policy.num_retries if policy and policy.num_retries is not None
                          else router.num_retries),

@@ -27,27 +27,13 @@ PLATFORM_TYPES = ("provider", "provider_credential", "model", "deployment", "spl
 Filter = Annotated[str, StringConstraints(max_length=128)]
 
 
-async def record(
-    request: Request,
-    action: str,
-    resource_type: str,
-    resource_id: str,
-    *,
-    before: dict[str, Any] | None = None,
-    after: dict[str, Any] | None = None,
-    tenant: str | None = None,
-) -> None:
-    """Append one entry for the change this request made. ``before``/``after`` are the public
-    forms of the resource, which never hold a secret. ``tenant``: the tenant the changed record
-    belongs to (default: the caller's), whose admins read the entry."""
-    await request.app.state.services.stores().audit.append(
-        entry(request, action, resource_type, resource_id, before=before, after=after, tenant=tenant))
-
-
 def entry(request: Request, action: str, resource_type: str, resource_id: str, *,
           before: dict[str, Any] | None = None, after: dict[str, Any] | None = None,
           tenant: str | None = None) -> AuditEntry:
-    """``record``'s entry, for a store that writes it with the change, in its transaction."""
+    """The entry of the change this request makes, for the store to write with the change, in
+    its transaction (both or neither). ``before``/``after`` are the public forms of the
+    resource, which never hold a secret. ``tenant``: the tenant the changed record belongs to
+    (default: the caller's), whose admins read the entry."""
     principal: Principal = request.state.principal
     return AuditEntry(
         tenant_id=tenant or principal.tenant_id or DEFAULT_TENANT,

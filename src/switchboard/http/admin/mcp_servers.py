@@ -56,7 +56,8 @@ from switchboard.http.admin.scoping import CHANGE_ATTEMPTS, tenant_in_reach
 from switchboard.mcp.oauth import TOKEN_TOPIC
 from switchboard.mcp.stored import Opened, clear_settings, seal, to_config, unseal, url_is_sealed
 from switchboard.stores.feedcache import ALL, publish
-from switchboard.stores.protocols import McpServerRecord, McpStore, McpTokenRecord, utcnow
+from switchboard.stores.protocols import AuditEntry, McpServerRecord, McpStore, McpTokenRecord, utcnow
+from switchboard.stores.protocols.mcp import TokensAudited
 from switchboard.upstream.egress import OPERATOR, egress_rule
 
 log = logging.getLogger("switchboard.mcp")
@@ -427,10 +428,12 @@ async def create_server(
                              by_platform_admin=by_platform_admin)
     _validated(record, opened)
     record = replace(record, sealed=seal(_keyring(request), sid, opened))
-    if await _name_taken(request, store, tenant, body.name) or not await store.create_server(record):
-        raise Conflict(f"an MCP server named '{body.name}' already exists", code="mcp_server_exists")
     public = stored_public(record, opened.client_secret is not None)
-    await audit.record(request, "mcp_server.create", "mcp_server", record.id, after=public, tenant=tenant)
+    # Stored with its audit entry: an error answered means no server.
+    created = audit.entry(request, "mcp_server.create", "mcp_server", record.id, after=public, tenant=tenant)
+    if (await _name_taken(request, store, tenant, body.name)
+            or not await store.create_server(record, audited=created)):
+        raise Conflict(f"an MCP server named '{body.name}' already exists", code="mcp_server_exists")
     await _changed(request, tenant)
     return JSONResponse(public, status_code=201)
 
@@ -531,25 +534,30 @@ async def update_server(
             uses_oauth = bool(old.config.get("oauth") or new.config.get("oauth"))
             before_audience = _token_audience(old.config, was.url)
             after_audience = _token_audience(new.config, opened.url)
+            after = stored_public(new, opened.client_secret is not None)
+            updated = audit.entry(request, "mcp_server.update", "mcp_server", old.id,
+                                  before=stored_public(old, _has_secret(old)),
+                                  after={**after, **_secrets_changed(was, opened)}, tenant=old.tenant_id)
             # Written only while the server is still the version read: a change another admin made
             # meanwhile is read and kept, not overwritten with what this one read. The users'
-            # tokens go in the same transaction when they were issued for what changes.
+            # tokens go in the same transaction when they were issued for what changes, and the
+            # audit entries with them: an error answered means nothing changed.
             deleted: list[McpTokenRecord] | None = None
             if uses_oauth and before_audience != after_audience:
-                deleted = await store_of(request).move_server(new, old.updated_at)
+                moved = before_audience[0] != after_audience[0]
+                why = _tokens_deleted(request, old, "its url changed" if moved
+                                      else "its oauth settings changed")
+                deleted = await store_of(request).move_server(new, old.updated_at, audited=updated,
+                                                              tokens_audited=why)
                 if deleted is not None:
                     break
-            elif await store_of(request).update_server(new, old.updated_at):
+            elif await store_of(request).update_server(new, old.updated_at, audited=updated):
                 break
         else:
             raise Conflict(f"the MCP server '{name}' kept changing while it was being updated: try again",
                            code="mcp_server_changed")
-    before = stored_public(old, _has_secret(old))
-    after = stored_public(new, opened.client_secret is not None)
-    await audit.record(request, "mcp_server.update", "mcp_server", old.id, before=before,
-                       after={**after, **_secrets_changed(was, opened)}, tenant=old.tenant_id)
     if deleted is not None:
-        await _forget_tokens(request, old, deleted, before_audience[0] != after_audience[0], issuer)
+        await _forget_tokens(request, old, deleted, issuer)
     await _changed(request, old.tenant_id)
     return after
 
@@ -585,26 +593,26 @@ def _token_audience(config: Mapping[str, Any], url: str | None) -> tuple[Any, ..
 
 
 async def _forget_tokens(request: Request, record: McpServerRecord, deleted: list[McpTokenRecord],
-                         moved: bool, issuer: McpServerConfig | None) -> None:
+                         issuer: McpServerConfig | None) -> None:
     """The server now lives elsewhere or answers to another authorization server or client:
     every user's tokens for it were deleted with the change (never sent to the new URL); every
     instance forgets them, and each user authorizes again. They are revoked where they were
     issued (``issuer``: the server as it was)."""
     await publish(request.app.state.services.stores().feed, TOKEN_TOPIC, ALL)
-    reason = "its url changed" if moved else "its oauth settings changed"
-    await _tokens_deleted(request, record, len(deleted), reason)
     _revoke(request, record, issuer, deleted)
 
 
-async def _tokens_deleted(request: Request, record: McpServerRecord, count: int, reason: str) -> None:
+def _tokens_deleted(request: Request, record: McpServerRecord, reason: str) -> TokensAudited:
     """The audit entry saying how many users' tokens for the server went, and why (the change
-    or removal's own entry cannot: the tokens are no field of the server). None when no user had
-    one: nothing was deleted, and the change or removal has its own entry."""
-    if count == 0:
-        return
-    await audit.record(request, "mcp_server.tokens_deleted", "mcp_server", record.id,
-                       after={"name": record.name, "tokens_deleted": count, "reason": reason},
-                       tenant=record.tenant_id)
+    or removal's own entry cannot: the tokens are no field of the server), written with the
+    change or removal when it deleted some."""
+
+    def entry(count: int) -> AuditEntry:
+        return audit.entry(request, "mcp_server.tokens_deleted", "mcp_server", record.id,
+                           after={"name": record.name, "tokens_deleted": count, "reason": reason},
+                           tenant=record.tenant_id)
+
+    return entry
 
 
 def _as_configured(record: McpServerRecord, opened: Opened) -> McpServerConfig | None:
@@ -649,18 +657,16 @@ async def delete_server(
             # (unless the URL, the tokens' resource, was sealed with it: then not at all)
             issuer = _as_configured(old, Opened({}, None, None if url_is_sealed(old.config)
                                                 else old.config.get("url")))
-    store = store_of(request)
-    # Taken first, to revoke them and to audit how many went (the removal deletes any stored
-    # meanwhile, unrevoked). Only an OAuth server has users' tokens (a PATCH that drops its OAuth
-    # deletes them).
-    uses_oauth = bool(old.config.get("oauth"))
-    tokens = await store.delete_tokens(old.tenant_id, old.name) if uses_oauth else []
-    if await store.delete_server(old.id) is None:
+    # Removed with its users' tokens (returned, to revoke them) and the audit entries, its own
+    # and, as a PATCH moving the server writes, how many users must authorize again: an error
+    # answered means nothing changed. Only an OAuth server has users' tokens (a PATCH that drops
+    # its OAuth deletes them).
+    deleted = audit.entry(request, "mcp_server.delete", "mcp_server", old.id,
+                          before=stored_public(old, _has_secret(old)), tenant=old.tenant_id)
+    why = _tokens_deleted(request, old, "the server was deleted") if old.config.get("oauth") else None
+    removed = await store_of(request).delete_server(old.id, audited=deleted, tokens_audited=why)
+    if removed is None:
         raise _missing(name)
-    _revoke(request, old, issuer, tokens)
-    await audit.record(request, "mcp_server.delete", "mcp_server", old.id,
-                       before=stored_public(old, _has_secret(old)), tenant=old.tenant_id)
-    if uses_oauth:  # as a PATCH moving the server does: how many users must authorize again
-        await _tokens_deleted(request, old, len(tokens), "the server was deleted")
+    _revoke(request, old, issuer, removed[1])
     await _changed(request, old.tenant_id)
     return {"id": old.id, "object": "mcp_server", "name": old.name, "deleted": True}

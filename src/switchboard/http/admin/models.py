@@ -29,7 +29,7 @@ from switchboard.http.admin.one_writer import one_writer
 from switchboard.http.admin.providers import TimeoutsBody, check_connect, read_only, routing_of, store_of
 from switchboard.http.admin.query import Limit, query_params
 from switchboard.http.admin.scoping import CHANGE_ATTEMPTS
-from switchboard.http.admin.subscriptions import revoked_with
+from switchboard.http.admin.subscriptions import revoke_audited, revoked_with
 from switchboard.routing.live import model_config
 from switchboard.stores.protocols import ModelRecord, utcnow
 
@@ -308,9 +308,11 @@ async def delete_model(
     name: str, request: Request, access: Annotated[Access, Depends(allow("model", "delete"))]
 ) -> dict[str, Any]:
     old = await _stored(request, name)
-    # Deleted with its audit entry: an error answered means the model is still served.
+    # Deleted with its audit entry and its subscriptions' revokes and theirs: an error answered
+    # means the model is still served, its subscriptions as they were.
     deleted = audit.entry(request, "model.delete", "model", name, before=stored_public(old))
-    revoked = await store_of(request).delete_model(name, access.principal.id, audited=deleted)
+    revoked = await store_of(request).delete_model(name, access.principal.id, audited=deleted,
+                                                   revoke_audited=revoke_audited(request))
     if revoked is None:
         raise _missing(name)
     await routing_of(request).changed()

@@ -34,7 +34,7 @@ from switchboard.pipeline.prompt import invalid_variables
 from switchboard.prompts.cache import publish_change
 from switchboard.prompts.reference import MAX_VERSION, check_variables_size
 from switchboard.prompts.sandbox import templates
-from switchboard.stores.protocols import PromptStore, PromptVersion
+from switchboard.stores.protocols import AuditEntry, PromptStore, PromptVersion
 
 router = APIRouter(prefix="/admin/v1/prompts", tags=["prompts"])
 
@@ -261,12 +261,16 @@ async def create_prompt(
         model=body.model, params=params, output_schema=body.output_schema,
         description=body.description, team_id=team, created_by=access.principal.id,
     )
-    stored = await store.create_version(draft)
+    labels = await store.labels(tenant, body.name)  # none on the new version yet: the prompt's
+
+    def created(stored: PromptVersion) -> AuditEntry:
+        return audit.entry(request, "prompt.create", "prompt", f"{stored.name}@{stored.version}",
+                           after=public(stored, labels), tenant=tenant)
+
+    # Saved with its audit entry (its number known only then): an error answered saved nothing.
+    stored = await store.create_version(draft, audited=created)
     await publish_change(request.app.state.services.stores().feed, tenant, body.name)
-    shown = public(stored, await store.labels(tenant, body.name))  # none on it yet: the prompt's
-    await audit.record(request, "prompt.create", "prompt", f"{stored.name}@{stored.version}",
-                       after=shown, tenant=tenant)
-    return JSONResponse(shown, status_code=201)
+    return JSONResponse(public(stored, labels), status_code=201)
 
 
 @router.get("", summary="The tenant's prompts: the latest version of each, with its labels")
@@ -407,13 +411,18 @@ async def set_label(
     target = await store.get(latest.tenant_id, name, version=body.version)
     if target is None:
         raise NotFound(f"no prompt '{name}' version {body.version}", code="prompt_not_found")
-    # Read in the move itself: concurrent moves each get the version they replaced.
-    previous = await store.set_label(target.tenant_id, name, label, body.version)
+    version = body.version
+
+    def moved(previous: int | None) -> AuditEntry:
+        return audit.entry(request, "prompt.label", "prompt", f"{name}:{label}",
+                           before={"label": label, "version": previous},
+                           after={"label": label, "version": version}, tenant=target.tenant_id)
+
+    # Read in the move itself: concurrent moves each get the version they replaced. Moved with
+    # its audit entry: an error answered moved nothing.
+    previous = await store.set_label(target.tenant_id, name, label, body.version, audited=moved)
     if previous != body.version:  # already there: nothing written, published or audited
         await publish_change(request.app.state.services.stores().feed, target.tenant_id, name)
-        await audit.record(request, "prompt.label", "prompt", f"{name}:{label}",
-                           before={"label": label, "version": previous},
-                           after={"label": label, "version": body.version}, tenant=target.tenant_id)
     after = await store.labels(target.tenant_id, name)
     return {"object": "prompt.labels", "name": name, "label": label, "version": body.version,
             "previous": previous, "labels": after}

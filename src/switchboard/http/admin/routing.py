@@ -30,7 +30,7 @@ from switchboard.http.admin.authz import Access, allow
 from switchboard.http.admin.body import AdminBody
 from switchboard.http.admin.providers import routing_of
 from switchboard.http.admin.query import query_params
-from switchboard.routing.groups import Group
+from switchboard.routing.groups import Group, configured_weight
 from switchboard.routing.live import LiveRouting
 from switchboard.routing.router import Router
 from switchboard.routing.splits import SplitChooser, labels
@@ -75,7 +75,6 @@ def _aliases(routing: LiveRouting) -> dict[str, list[str]]:
 
 def deployment_public(route: Route, weight: int, r: Router, routing: LiveRouting) -> dict[str, Any]:
     entry = route.entry
-    configured = entry.weight if entry is not None else 1
     return {
         "name": route.deployment,
         "object": "deployment",
@@ -83,7 +82,7 @@ def deployment_public(route: Route, weight: int, r: Router, routing: LiveRouting
         "model": route.target.model,
         "region": entry.region if entry else None,
         "weight": weight,
-        "configured_weight": configured,
+        "configured_weight": configured_weight(route),
         "weight_overridden": (route.target.name, route.deployment) in routing.weights,
         "tags": list(entry.tags) if entry else [],
         "rpm": entry.rpm if entry else None,
@@ -152,14 +151,16 @@ async def set_weight(
                        code="deployment_not_found")
     weight_before = group.weight_of.get(deployment, 1)
     before = {"group": group.name, "deployment": deployment, "weight": weight_before}
-    stored, previous = await _store_of(request).set_weight(group.name, deployment, body.weight)
+    # Stored with its audit entry: an error answered means the weight is as it was.
+    weight = body.weight if body.weight is not None else configured_weight(route)
+    entry = audit.entry(request, "routing.weight", "deployment", f"{group.name}{_SEP}{deployment}",
+                        before=before, after={**before, "weight": weight})
+    stored, previous = await _store_of(request).set_weight(group.name, deployment, body.weight, audited=entry)
     if stored is previous:  # already so: nothing written, published or audited
         return deployment_public(route, weight_before, _router_of(request), routing)
     await routing.changed()
     now = _group(routing, group.name)
     weight = now.weight_of.get(deployment, 1)
-    await audit.record(request, "routing.weight", "deployment", f"{group.name}{_SEP}{deployment}",
-                       before=before, after={**before, "weight": weight})
     fresh = now.deployment(deployment) or route
     return deployment_public(fresh, weight, _router_of(request), routing)
 
@@ -189,8 +190,13 @@ def _split(request: Request, name: str) -> tuple[Split, SplitChooser]:
                    code="split_not_found")
 
 
+def _configured(split: Split) -> dict[str, float]:
+    """The split's shares as configured, by arm label."""
+    return {label: arm.percent for label, arm in zip(labels(split), split.arms, strict=True)}
+
+
 def split_public(split: Split, chooser: SplitChooser) -> dict[str, Any]:
-    configured = {label: arm.percent for label, arm in zip(labels(split), split.arms, strict=True)}
+    configured = _configured(split)
     return {
         "name": split.name,
         "object": "split",
@@ -258,12 +264,12 @@ async def reset_split(
 async def _store_split(request: Request, split: Split, chooser: SplitChooser,
                        percents: dict[str, float] | None) -> dict[str, Any]:
     routing = routing_of(request)
-    before = dict(chooser.percents)
-    stored, previous = await _store_of(request).set_split(split.name, percents)
+    # Stored with its audit entry: an error answered means the shares are as they were.
+    after = dict(percents) if percents is not None else _configured(split)
+    entry = audit.entry(request, "routing.split", "split", split.name,
+                        before={"percents": dict(chooser.percents)}, after={"percents": after})
+    stored, previous = await _store_of(request).set_split(split.name, percents, audited=entry)
     if stored is previous:  # already so: nothing written, published or audited
         return split_public(split, routing.current.splits[split.model])
     await routing.changed()
-    now = routing.current.splits[split.model]
-    await audit.record(request, "routing.split", "split", split.name,
-                       before={"percents": before}, after={"percents": dict(now.percents)})
-    return split_public(split, now)
+    return split_public(split, routing.current.splits[split.model])

@@ -35,7 +35,7 @@ from switchboard.http.admin.body import PROSE, AdminBody
 from switchboard.http.admin.one_writer import one_writer
 from switchboard.http.admin.query import query_params
 from switchboard.http.admin.scoping import CHANGE_ATTEMPTS, tenant_in_reach
-from switchboard.http.admin.subscriptions import register_subject, revoked_with
+from switchboard.http.admin.subscriptions import register_subject, revoke_audited, revoked_with
 from switchboard.services.table import Service, ServiceTable, header_aad
 from switchboard.stores.protocols import ServiceExists, ServiceRecord, ServiceStore, utcnow
 from switchboard.upstream.egress import OPERATOR, egress_rule
@@ -369,10 +369,12 @@ async def delete_service(
     tenant: TenantQuery = None,
 ) -> Response:
     record = await _stored(request, access, name, tenant)
-    # Deleted with its audit entry: an error answered means the service is still there.
+    # Deleted with its audit entry and its subscriptions' revokes and theirs: an error answered
+    # means the service is still there, its subscriptions as they were.
     deleted = audit.entry(request, "service.delete", "service", name, before=_of_record(record),
                           tenant=record.tenant_id)
-    revoked = await _store(request).delete(record.tenant_id, name, access.principal.id, audited=deleted)
+    revoked = await _store(request).delete(record.tenant_id, name, access.principal.id, audited=deleted,
+                                           revoke_audited=revoke_audited(request))
     if revoked is None:  # another delete came first (after the read above): not this one's to answer
         raise _missing(name)
     await _table(request).changed(record.tenant_id, name)

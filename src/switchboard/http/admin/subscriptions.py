@@ -32,6 +32,7 @@ from switchboard.stores.protocols import (
     SubscriptionQuery,
     SubscriptionRecord,
 )
+from switchboard.stores.protocols.access import RevokeAudited
 
 router = APIRouter(prefix="/admin/v1/subscriptions", tags=["subscriptions"])
 
@@ -152,16 +153,25 @@ def _subject(body: SubscriptionCreate) -> tuple[str, str, str]:
     return kind, name, name if kind == "model" else subject_of(kind, name)
 
 
+def revoke_audited(request: Request) -> RevokeAudited:
+    """The ``subscription.revoke`` entry of each subscription revoked with what it was to (a
+    service deleted, a model removed), for the store to write in the removal's transaction."""
+
+    def entry(before: SubscriptionRecord, after: SubscriptionRecord) -> AuditEntry:
+        return audit.entry(request, "subscription.revoke", "subscription", after.id,
+                           before=_public(before), after=_public(after), tenant=after.tenant_id)
+
+    return entry
+
+
 async def revoked_with(
     request: Request, revoked: list[tuple[SubscriptionRecord, SubscriptionRecord]]
 ) -> None:
-    """Announce and audit the subscriptions revoked with what they were to (a service deleted,
-    an API retired), as a revoke through the API is: every instance drops its cached approval."""
-    services = request.app.state.services
-    for before, after in revoked:
-        await services.subscriptions().changed((after.tenant_id, after.team_id, after.model))
-        await audit.record(request, "subscription.revoke", "subscription", after.id,
-                           before=_public(before), after=_public(after), tenant=after.tenant_id)
+    """Announce the subscriptions revoked with what they were to (stored and audited with the
+    removal), as a revoke through the API is: every instance drops its cached approval."""
+    subscriptions = request.app.state.services.subscriptions()
+    for _, after in revoked:
+        await subscriptions.changed((after.tenant_id, after.team_id, after.model))
 
 
 async def _approval(request: Request, kind: str, tenant: str, name: str, team: str) -> bool | None:

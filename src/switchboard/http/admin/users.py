@@ -10,6 +10,7 @@ reach answers 404 ``user_not_found`` (``service_account_not_found``).
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -205,9 +206,9 @@ def make_router(kind: str) -> APIRouter:
                 _check_team_role(wanted.role, wanted.team_id)
                 if unchanged(before, changes):
                     return public(before)  # nothing to change: nothing written, nothing audited
-                # The keys follow in the user's own transaction (keys_above): a write that fails
-                # midway leaves neither changed, and the retry does both. Read first, to tell
-                # every instance and the audit log which changed.
+                # The keys follow in the user's own transaction (keys_above), each with its
+                # key.update entry: a write that fails midway leaves neither changed, and the
+                # retry does both. Read first, to tell every instance which may have changed.
                 demoted = RANK[wanted.role] < RANK[before.role]
                 above = [role for role in ROLES if RANK[role] > RANK[wanted.role]] if demoted else []
                 held = await _keys_of(stores, before) if demoted or wanted.team_id != before.team_id else []
@@ -218,15 +219,16 @@ def make_router(kind: str) -> APIRouter:
                 # Only the fields given are written, so a concurrent change of another field stays;
                 # the role and team, checked together, only while they are still the ones read. Its
                 # audit entry is written with it (an error answered: nothing changed).
-                stored = await stores.tenancy.update_user(wanted, changes, read=before, keys_above=above,
-                                                          audited=audited)
+                stored = await stores.tenancy.update_user(
+                    wanted, changes, read=before, keys_above=above, audited=audited,
+                    keys_audited=partial(_key_followed, request))
                 if stored is not None:
                     after = stored
                     break
             else:
                 raise Conflict(f"the {what} kept changing while it was being updated: try again",
                                code="user_changed")
-        await _keys_followed(request, stores, held, after)
+        await _keys_followed(request, held)
         return public(after)
 
     @router.delete("/{user_id}", summary=f"Delete a {what} that holds no unrevoked key")
@@ -271,20 +273,20 @@ async def _keys_of(stores: Stores, owner: User) -> list[KeyRecord]:
 _PAGE = 500
 
 
-async def _keys_followed(request: Request, stores: Stores, held: list[KeyRecord], owner: User) -> None:
-    """The keys ``held`` before the owner's change that followed it (moved to its new team, or
-    down to its new role: a demoted user keeps no key of its former rank): every instance drops
-    them at once, and each is audited."""
-    if not held:
-        return
-    now = {key.id: key for key in await _keys_of(stores, owner)}
+def _key_followed(request: Request, before: KeyRecord, after: KeyRecord) -> AuditEntry:
+    """The ``key.update`` entry of a key that followed its owner (moved to its new team, or down
+    to its new role: a demoted user keeps no key of its former rank), written with the owner's
+    change."""
+    return audit.entry(request, "key.update", "api_key", before.id, before=keys.public(before),
+                       after=keys.public(after), tenant=before.tenant_id)
+
+
+async def _keys_followed(request: Request, held: list[KeyRecord]) -> None:
+    """Every instance drops the keys ``held`` before the owner's change at once (those that did
+    not follow it are read again as they are)."""
+    cache = request.app.state.services.key_cache()
     for key in held:
-        changed = now.get(key.id)
-        if changed is None or (changed.team_id, changed.role) == (key.team_id, key.role):
-            continue
-        await request.app.state.services.key_cache().changed(key.key_hash)
-        await audit.record(request, "key.update", "api_key", key.id, before=keys.public(key),
-                           after=keys.public(changed), tenant=key.tenant_id)
+        await cache.changed(key.key_hash)
 
 
 def _matches(user: User, query: UserQuery) -> bool:

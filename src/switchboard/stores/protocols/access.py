@@ -130,6 +130,9 @@ class SubscriptionExists(Exception):
 
 # The audit entry of a subscription requested: from it as stored and as it was (None: new).
 RequestAudited = Callable[["SubscriptionRecord", "SubscriptionRecord | None"], AuditEntry]
+# The audit entry of a subscription revoked with what it was to (a service or model removed):
+# from it as it was and as revoked.
+RevokeAudited = Callable[["SubscriptionRecord", "SubscriptionRecord"], AuditEntry]
 
 
 class SubscriptionStore(Protocol):
@@ -243,14 +246,11 @@ class KeyStore(Protocol):
         """Whether a key of the rotation chain ``lineage`` may still authenticate at ``now``
         (not revoked, not expired; a blocked key counts: it can be unblocked)."""
 
-    async def disable(self, tenant_id: str, key_id: str) -> bool:
-        """Revoke the key, for good; False when the tenant has no such key or it is revoked
-        already (then nothing is written)."""
-
     async def revoke(self, tenant_id: str, key_id: str, now: datetime, *,
                      audited: Callable[[KeyRecord], AuditEntry],
                      budget_audited: Callable[[BudgetRecord], AuditEntry]) -> Revoked | None:
-        """``disable``, with ``audited``'s entry for the key as revoked; and, when no key of its
+        """Revoke the key, for good (a key revoked already is not written again), with
+        ``audited``'s entry for the key as revoked; and, when no key of its
         rotation chain may spend at ``now`` any more, the budgets set on the chain (``scope``
         key) deleted with their claims, each with ``budget_audited``'s entry: one transaction,
         all of it or none. None when the tenant has no such key or it is revoked already."""

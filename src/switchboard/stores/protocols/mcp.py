@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from switchboard.stores.protocols.audit import AuditEntry
 from switchboard.stores.protocols.clock import utcnow
 
 
@@ -42,9 +43,16 @@ class McpTokenRecord:
     updated_at: datetime = field(default_factory=utcnow)
 
 
+# The audit entry saying how many users' tokens for a server a change or removal deleted (written
+# only when it deleted some, in its transaction).
+TokensAudited = Callable[[int], AuditEntry]
+
+
 class McpStore(Protocol):
-    async def create_server(self, record: McpServerRecord) -> bool:
-        """False when the name is taken in the record's scope (its tenant, or the global ones)."""
+    async def create_server(self, record: McpServerRecord, *, audited: AuditEntry | None = None) -> bool:
+        """False when the name is taken in the record's scope (its tenant, or the global ones).
+        ``audited`` is written in the same transaction (both or neither), as for every change
+        below."""
         ...
 
     async def get_server(self, server_id: str) -> McpServerRecord | None: ...
@@ -59,20 +67,28 @@ class McpStore(Protocol):
         the global ones only; ``every_tenant``: all of them. Ordered by name, then id."""
         ...
 
-    async def update_server(self, record: McpServerRecord, read: datetime | None = None) -> bool:
+    async def update_server(self, record: McpServerRecord, read: datetime | None = None, *,
+                            audited: AuditEntry | None = None) -> bool:
         """False when there is no such server, or (given ``read``, the ``updated_at`` of the
         record the change was made from) when it changed since: read it again and retry."""
         ...
 
-    async def move_server(self, record: McpServerRecord, read: datetime | None = None
+    async def move_server(self, record: McpServerRecord, read: datetime | None = None, *,
+                          audited: AuditEntry | None = None, tokens_audited: TokensAudited | None = None
                           ) -> list[McpTokenRecord] | None:
         """As :meth:`update_server`, and every user's tokens for the server deleted in the same
-        transaction (its URL or authorization server changes: they were issued for the old one);
-        the tokens deleted, or None when nothing was written."""
+        transaction (its URL or authorization server changes: they were issued for the old one;
+        a global server's are those of every tenant without a server of its own of that name),
+        with ``tokens_audited``'s entry when there were some; the tokens deleted (to revoke them
+        at the authorization server), or None when nothing was written."""
         ...
 
-    async def delete_server(self, server_id: str) -> McpServerRecord | None:
-        """Remove the server and every user's tokens for it; the removed record."""
+    async def delete_server(self, server_id: str, *, audited: AuditEntry | None = None,
+                            tokens_audited: TokensAudited | None = None
+                            ) -> tuple[McpServerRecord, list[McpTokenRecord]] | None:
+        """Remove the server and every user's tokens for it (with ``tokens_audited``'s entry when
+        there were some), in one transaction; the removed record and the tokens deleted (to revoke
+        them at the authorization server), None when there was no such server."""
         ...
 
     async def get_token(self, tenant_id: str, user_id: str, server: str) -> McpTokenRecord | None: ...
@@ -82,12 +98,6 @@ class McpStore(Protocol):
         ...
 
     async def delete_token(self, tenant_id: str, user_id: str, server: str) -> bool: ...
-
-    async def delete_tokens(self, tenant_id: str | None, server: str) -> list[McpTokenRecord]:
-        """Delete every user's tokens for the server of this name in this scope (None: the global
-        one, whose tokens are those of every tenant without a server of its own of that name);
-        the records deleted (to revoke them at the authorization server)."""
-        ...
 
     async def reseal(self, server: Callable[[McpServerRecord], McpServerRecord],
                      token: Callable[[McpTokenRecord], str]) -> tuple[int, int]:

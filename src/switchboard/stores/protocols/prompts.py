@@ -37,9 +37,11 @@ class PromptVersion:
 
 
 class PromptStore(Protocol):
-    async def create_version(self, draft: PromptVersion) -> PromptVersion:
+    async def create_version(self, draft: PromptVersion, *,
+                             audited: Callable[[PromptVersion], AuditEntry] | None = None) -> PromptVersion:
         """Store ``draft`` as the next version of its (tenant, name) (``draft.version`` is
-        ignored); the stored version, its number assigned atomically."""
+        ignored); the stored version, its number assigned atomically. ``audited``'s entry (from
+        the version as stored) is written in the same transaction (both or neither)."""
         ...
 
     async def get(self, tenant_id: str, name: str, *, version: int | None = None,
@@ -56,10 +58,12 @@ class PromptStore(Protocol):
 
     async def labels(self, tenant_id: str, name: str) -> dict[str, int]: ...
 
-    async def set_label(self, tenant_id: str, name: str, label: str, version: int) -> int | None:
+    async def set_label(self, tenant_id: str, name: str, label: str, version: int, *,
+                        audited: Callable[[int | None], AuditEntry] | None = None) -> int | None:
         """Point ``label`` at ``version``; the version it pointed at just before (None: it is
         new), read atomically with the move, so concurrent moves each get the one they replaced.
-        A label already at ``version`` is not written (the answer is ``version``)."""
+        A label already at ``version`` is not written (the answer is ``version``). ``audited``'s
+        entry (from the version replaced) is written with the move (both or neither)."""
         ...
 
     async def list_prompts(self, tenant_id: str, *, team_id: str | None = None,

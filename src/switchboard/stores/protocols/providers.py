@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from switchboard.stores.protocols.access import SubscriptionRecord
+from switchboard.stores.protocols.access import RevokeAudited, SubscriptionRecord
 from switchboard.stores.protocols.audit import AuditEntry
 from switchboard.stores.protocols.clock import utcnow
 
@@ -120,11 +120,12 @@ class ProviderStore(Protocol):
         provider is a stored one) and that provider is not stored, or was deleted meanwhile."""
 
     async def delete_model(self, name: str, deleted_by: str | None = None, *,
-                           audited: AuditEntry | None = None
+                           audited: AuditEntry | None = None, revoke_audited: RevokeAudited | None = None
                            ) -> list[tuple[SubscriptionRecord, SubscriptionRecord]] | None:
         """Remove the stored model and, in the same transaction, revoke every tenant's approved
-        subscriptions to it (a model added again under the name needs new approvals); (before,
-        after) of each revoked, None when there was no such model."""
+        subscriptions to it (a model added again under the name needs new approvals), each with
+        ``revoke_audited``'s entry; (before, after) of each revoked, None when there was no such
+        model."""
         ...
 
     async def server_secret(self, name: str) -> str | None:
@@ -174,13 +175,17 @@ class RoutingStore(Protocol):
     async def split_overrides(self) -> list[SplitOverride]:
         """Every split's run-time percents, by name."""
 
-    async def set_split(self, name: str, percents: Mapping[str, float] | None,
+    async def set_split(self, name: str, percents: Mapping[str, float] | None, *,
+                        audited: AuditEntry | None = None,
                         ) -> tuple[SplitOverride | None, SplitOverride | None]:
-        """Set (or with None remove) a split's percents; returns the override now stored and
-        the one before (None: none). Already so: nothing is written and both are the same."""
+        """Set (or with None remove) a split's percents, with ``audited`` in the same transaction
+        (both or neither); returns the override now stored and the one before (None: none).
+        Already so: nothing is written (``audited`` neither) and both are the same."""
 
-    async def set_weight(self, group: str, deployment: str, weight: int | None,
+    async def set_weight(self, group: str, deployment: str, weight: int | None, *,
+                         audited: AuditEntry | None = None,
                          ) -> tuple[RoutingOverride | None, RoutingOverride | None]:
-        """Set (or with None remove) the weight of one deployment; returns the override now
-        stored and the one before (None: none). Already so: nothing is written and both are
-        the same."""
+        """Set (or with None remove) the weight of one deployment, with ``audited`` in the same
+        transaction (both or neither); returns the override now stored and the one before
+        (None: none). Already so: nothing is written (``audited`` neither) and both are the
+        same."""

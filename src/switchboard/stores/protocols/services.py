@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from switchboard.stores.protocols.access import SubscriptionRecord
+from switchboard.stores.protocols.access import RevokeAudited, SubscriptionRecord
 from switchboard.stores.protocols.audit import AuditEntry
 from switchboard.stores.protocols.clock import utcnow
 
@@ -57,11 +57,12 @@ class ServiceStore(Protocol):
         ...
 
     async def delete(self, tenant_id: str, name: str, deleted_by: str | None = None, *,
-                     audited: AuditEntry | None = None
+                     audited: AuditEntry | None = None, revoke_audited: RevokeAudited | None = None
                      ) -> list[tuple[SubscriptionRecord, SubscriptionRecord]] | None:
         """Remove the service and, in the same transaction, revoke its approved subscriptions
-        (a service registered again under the name needs new approvals); (before, after) of
-        each revoked, None when there was no such service."""
+        (a service registered again under the name needs new approvals), each with
+        ``revoke_audited``'s entry; (before, after) of each revoked, None when there was no such
+        service."""
         ...
 
     async def reseal(self, headers: Callable[[ServiceRecord], Mapping[str, str]]) -> int:

@@ -11,6 +11,7 @@ from switchboard.stores.protocols.audit import AuditEntry
 from switchboard.stores.protocols.clock import utcnow
 
 if TYPE_CHECKING:
+    from switchboard.stores.protocols.access import KeyRecord
     from switchboard.stores.protocols.budgets import BudgetRecord
 
 USER = "user"
@@ -135,12 +136,15 @@ class TenancyStore(Protocol):
 
     async def update_user(self, user: User, fields: Collection[str] | None = None, *,
                           read: User | None = None, keys_above: Collection[str] = (),
-                          audited: Callable[[User], AuditEntry] | None = None) -> User | None:
+                          audited: Callable[[User], AuditEntry] | None = None,
+                          keys_audited: Callable[[KeyRecord, KeyRecord], AuditEntry] | None = None
+                          ) -> User | None:
         """As :meth:`update_team`. With ``read``, written only while the user's role and team
         are still ``read``'s (None otherwise, as when it is gone), and its keys follow in the same
         transaction: those of ``read``'s team move to the new one, those of a role in
-        ``keys_above`` take the new role. None too (nothing written) when the team it is put in
-        is gone, deleted meanwhile."""
+        ``keys_above`` take the new role, each with ``keys_audited``'s entry (from the key as it
+        was and as it is now). None too (nothing written) when the team it is put in is gone,
+        deleted meanwhile."""
 
     async def delete_user(self, tenant_id: str, user_id: str, *, audited: AuditEntry | None = None) -> bool:
         """Delete the user or service account if it holds no enabled key (as :meth:`delete_team`);

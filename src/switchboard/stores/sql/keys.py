@@ -10,9 +10,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from switchboard.stores.protocols import AuditEntry, BudgetRecord, KeyQuery, KeyRecord
+from switchboard.stores.protocols import AuditEntry, BudgetRecord, KeyQuery, KeyRecord, User
 from switchboard.stores.protocols.access import MUTABLE_KEY_FIELDS, ROTATED_TO, Revoked
 from switchboard.stores.protocols.clock import utcnow
 from switchboard.stores.sql.audit import append_in
@@ -128,6 +128,41 @@ def _disable(tenant_id: str, key_id: str) -> sa.Update:
     time stays)."""
     return (sa.update(t).where(t.c.tenant_id == tenant_id, t.c.id == key_id, t.c.enabled.is_(True))
             .values(enabled=False, updated_at=to_db(utcnow()), **_NEXT))
+
+
+async def follow_owner(conn: AsyncConnection, read: User, user: User, keys_above: Collection[str],
+                       audited: Callable[[KeyRecord, KeyRecord], AuditEntry] | None = None) -> None:
+    """In the owner's own transaction, the keys of the user (or service account) ``read``
+    follow it to ``user``: those of its old team move to its new one, and those of a role in
+    ``keys_above`` take its new role, each with ``audited``'s entry (a failing entry undoes the
+    owner's change too). A write that fails midway leaves neither changed, and the admin's retry
+    does both (a user demoted alone would keep keys of its former rank)."""
+    follows = []
+    if user.team_id != read.team_id:
+        follows.append(t.c.team_id.is_not_distinct_from(read.team_id))
+    if keys_above:
+        follows.append(t.c.role.in_(sorted(keys_above)))
+    if not follows:
+        return
+    owned = sa.or_(t.c.user_id == read.id, t.c.service_account_id == read.id)
+    which = (t.c.tenant_id == read.tenant_id, owned, sa.or_(*follows))
+    # Locked as read (PostgreSQL), so each entry's "before" is what the move changed.
+    rows = await conn.execute(sa.select(t).where(*which).with_for_update())
+    before = {row.id: _record(row) for row in rows}
+    if not before:
+        return
+    team: sa.ColumnElement[Any] = t.c.team_id
+    if user.team_id != read.team_id:
+        team = sa.case((t.c.team_id.is_not_distinct_from(read.team_id), user.team_id), else_=t.c.team_id)
+    role: sa.ColumnElement[Any] = t.c.role
+    if keys_above:
+        role = sa.case((t.c.role.in_(sorted(keys_above)), user.role), else_=t.c.role)
+    # One write per key (one revision more), however many of its settings follow.
+    stmt = (sa.update(t).where(*which, t.c.id.in_(sorted(before)))
+            .values(team_id=team, role=role, updated_at=to_db(utcnow()), **_NEXT).returning(*t.c))
+    for row in (await conn.execute(stmt)).fetchall():
+        if audited is not None:
+            await append_in(conn, audited(before[row.id], _record(row)))
 
 
 class _OwnerGone(Exception):
@@ -277,11 +312,6 @@ class SqlKeyStore:
     async def lineage_live(self, tenant_id: str, lineage: str, now: datetime) -> bool:
         async with self._engine.connect() as conn:
             return (await conn.execute(_live(tenant_id, lineage, now))).first() is not None
-
-    async def disable(self, tenant_id: str, key_id: str) -> bool:
-        async with self._engine.begin() as conn:
-            result = await conn.execute(_disable(tenant_id, key_id))
-        return bool(result.rowcount)
 
     async def revoke(self, tenant_id: str, key_id: str, now: datetime, *,
                      audited: Callable[[KeyRecord], AuditEntry],

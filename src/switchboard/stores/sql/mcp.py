@@ -10,7 +10,9 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from switchboard.stores.protocols import McpServerRecord, McpTokenRecord, utcnow
+from switchboard.stores.protocols import AuditEntry, McpServerRecord, McpTokenRecord, utcnow
+from switchboard.stores.protocols.mcp import TokensAudited
+from switchboard.stores.sql.audit import append_in
 from switchboard.stores.sql.tables import mcp_oauth_tokens as tt
 from switchboard.stores.sql.tables import mcp_servers as st
 from switchboard.stores.sql.times import from_db, to_db
@@ -76,6 +78,24 @@ async def _update_server(conn: AsyncConnection, record: McpServerRecord, read: d
     return bool(result.rowcount)
 
 
+async def _append(conn: AsyncConnection, audited: AuditEntry | None) -> None:
+    """The change's audit entry, in its transaction: a failing entry undoes the change."""
+    if audited is not None:
+        await append_in(conn, audited)
+
+
+async def _deleted_tokens(conn: AsyncConnection, tenant_id: str | None, server: str,
+                          audited: TokensAudited | None) -> list[McpTokenRecord]:
+    """Delete the users' tokens of a server (:func:`_tokens_of`) in ``conn``'s transaction, with
+    ``audited``'s entry when there were some; those deleted."""
+    # RETURNING (PostgreSQL, SQLite 3.35+): what was deleted, in the same statement, so the
+    # caller can revoke exactly those at the authorization server.
+    deleted = [_token(row) for row in await conn.execute(_tokens_of(tenant_id, server).returning(tt))]
+    if deleted and audited is not None:
+        await append_in(conn, audited(len(deleted)))
+    return deleted
+
+
 def _tokens_of(tenant_id: str | None, server: str) -> sa.Delete:
     """Deletes the users' tokens of a server: a tenant's own, or a global one's (every tenant's,
     except those of tenants with a server of their own of that name)."""
@@ -86,15 +106,23 @@ def _tokens_of(tenant_id: str | None, server: str) -> sa.Delete:
     return tokens.where(tt.c.tenant_id.not_in(owned))
 
 
+class _Taken(Exception):
+    """Rolls back a server whose name is taken in its scope."""
+
+
 class SqlMcpStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def create_server(self, record: McpServerRecord) -> bool:
+    async def create_server(self, record: McpServerRecord, *, audited: AuditEntry | None = None) -> bool:
         try:
             async with self._engine.begin() as conn:
-                await conn.execute(sa.insert(st).values(_server_row(record)))
-        except IntegrityError:
+                try:
+                    await conn.execute(sa.insert(st).values(_server_row(record)))
+                except IntegrityError:
+                    raise _Taken from None  # rolls back; a refused entry is no name taken
+                await _append(conn, audited)
+        except _Taken:
             return False
         return True
 
@@ -118,35 +146,36 @@ class SqlMcpStore:
         async with self._engine.connect() as conn:
             return [_server(r) for r in await conn.execute(stmt)]
 
-    async def update_server(self, record: McpServerRecord, read: datetime | None = None) -> bool:
+    async def update_server(self, record: McpServerRecord, read: datetime | None = None, *,
+                            audited: AuditEntry | None = None) -> bool:
         async with self._engine.begin() as conn:
-            return await _update_server(conn, record, read)
+            if not await _update_server(conn, record, read):
+                return False
+            await _append(conn, audited)
+        return True
 
-    async def move_server(self, record: McpServerRecord, read: datetime | None = None
+    async def move_server(self, record: McpServerRecord, read: datetime | None = None, *,
+                          audited: AuditEntry | None = None, tokens_audited: TokensAudited | None = None
                           ) -> list[McpTokenRecord] | None:
         # One transaction: a change cut off midway leaves the server where its tokens were
         # issued (the retry then moves it and deletes them), never moved with them kept.
         async with self._engine.begin() as conn:
             if not await _update_server(conn, record, read):
                 return None
-            return [_token(row) for row in await conn.execute(
-                _tokens_of(record.tenant_id, record.name).returning(tt))]
+            await _append(conn, audited)
+            return await _deleted_tokens(conn, record.tenant_id, record.name, tokens_audited)
 
-    async def delete_server(self, server_id: str) -> McpServerRecord | None:
+    async def delete_server(self, server_id: str, *, audited: AuditEntry | None = None,
+                            tokens_audited: TokensAudited | None = None
+                            ) -> tuple[McpServerRecord, list[McpTokenRecord]] | None:
         async with self._engine.begin() as conn:
             row = (await conn.execute(sa.select(st).where(st.c.id == server_id))).first()
             if row is None:
                 return None
             record = _server(row)
             await conn.execute(sa.delete(st).where(st.c.id == server_id))
-            await conn.execute(_tokens_of(record.tenant_id, record.name))
-        return record
-
-    async def delete_tokens(self, tenant_id: str | None, server: str) -> list[McpTokenRecord]:
-        # RETURNING (PostgreSQL, SQLite 3.35+): what was deleted, in the same statement, so the
-        # caller can revoke exactly those at the authorization server.
-        async with self._engine.begin() as conn:
-            return [_token(row) for row in await conn.execute(_tokens_of(tenant_id, server).returning(tt))]
+            await _append(conn, audited)
+            return record, await _deleted_tokens(conn, record.tenant_id, record.name, tokens_audited)
 
     async def get_token(self, tenant_id: str, user_id: str, server: str) -> McpTokenRecord | None:
         stmt = sa.select(tt).where(*_token_key(tenant_id, user_id, server))

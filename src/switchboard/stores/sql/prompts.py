@@ -9,7 +9,8 @@ on the version read before it, so each move learns the version it replaced.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -18,7 +19,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from switchboard.stores.errors import StoreError
-from switchboard.stores.protocols import PromptVersion, utcnow
+from switchboard.stores.protocols import AuditEntry, PromptVersion, utcnow
+from switchboard.stores.sql.audit import append_in
 from switchboard.stores.sql.tables import prompt_labels as lt
 from switchboard.stores.sql.tables import prompt_versions as t
 from switchboard.stores.sql.times import from_db, to_db
@@ -57,11 +59,17 @@ def _record(row: sa.Row[Any]) -> PromptVersion:
     )
 
 
+class _Raced(Exception):
+    """Rolls back a write another one beat (a version number or a new label taken): retried.
+    Only the write's own conflict: an audit entry refused is an error, not a race."""
+
+
 class SqlPromptStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def create_version(self, draft: PromptVersion) -> PromptVersion:
+    async def create_version(self, draft: PromptVersion, *,
+                             audited: Callable[[PromptVersion], AuditEntry] | None = None) -> PromptVersion:
         latest = sa.select(sa.func.max(t.c.version)).where(
             t.c.tenant_id == draft.tenant_id, t.c.name == draft.name
         )
@@ -69,7 +77,7 @@ class SqlPromptStore:
             try:
                 async with self._engine.begin() as conn:
                     number = int((await conn.execute(latest)).scalar() or 0) + 1
-                    await conn.execute(
+                    insert = (
                         sa.insert(t).values(
                             tenant_id=draft.tenant_id,
                             name=draft.name,
@@ -85,14 +93,16 @@ class SqlPromptStore:
                             created_at=to_db(draft.created_at),
                         )
                     )
-            except IntegrityError:  # another save took this number: take the next
+                    try:
+                        await conn.execute(insert)
+                    except IntegrityError:
+                        raise _Raced from None
+                    stored = replace(draft, version=number)
+                    if audited is not None:
+                        await append_in(conn, audited(stored))  # a failing entry undoes the save
+            except _Raced:  # another save took this number: take the next
                 continue
-            return PromptVersion(
-                tenant_id=draft.tenant_id, name=draft.name, version=number, messages=draft.messages,
-                variables=draft.variables, model=draft.model, params=draft.params,
-                output_schema=draft.output_schema, description=draft.description,
-                team_id=draft.team_id, created_by=draft.created_by, created_at=draft.created_at,
-            )
+            return stored
         raise StoreError(f"prompt '{draft.name}': too many concurrent saves, try again")
 
     async def get(self, tenant_id: str, name: str, *, version: int | None = None,
@@ -139,7 +149,8 @@ class SqlPromptStore:
         async with self._engine.connect() as conn:
             return {row.label: int(row.version) for row in await conn.execute(query)}
 
-    async def set_label(self, tenant_id: str, name: str, label: str, version: int) -> int | None:
+    async def set_label(self, tenant_id: str, name: str, label: str, version: int, *,
+                        audited: Callable[[int | None], AuditEntry] | None = None) -> int | None:
         now = to_db(utcnow())
         where = (lt.c.tenant_id == tenant_id, lt.c.name == name, lt.c.label == label)
         current = sa.select(lt.c.version).where(*where)
@@ -149,11 +160,16 @@ class SqlPromptStore:
             if previous is None:
                 try:
                     async with self._engine.begin() as conn:
-                        await conn.execute(sa.insert(lt).values(
-                            tenant_id=tenant_id, name=name, label=label, version=version, updated_at=now
-                        ))
+                        try:
+                            await conn.execute(sa.insert(lt).values(
+                                tenant_id=tenant_id, name=name, label=label, version=version, updated_at=now
+                            ))
+                        except IntegrityError:
+                            raise _Raced from None
+                        if audited is not None:
+                            await append_in(conn, audited(None))  # a failing entry undoes the move
                     return None
-                except IntegrityError:  # set at the same moment by another call: read it again
+                except _Raced:  # set at the same moment by another call: read it again
                     continue
             if previous == version:
                 return int(previous)  # already there: nothing written (the caller audits nothing)
@@ -162,6 +178,8 @@ class SqlPromptStore:
                      .values(version=version, updated_at=now))
             async with self._engine.begin() as conn:
                 if (await conn.execute(moved)).rowcount:
+                    if audited is not None:
+                        await append_in(conn, audited(int(previous)))  # a failing entry undoes the move
                     return int(previous)
         raise StoreError(f"prompt '{name}': label '{label}' could not be set, try again")
 

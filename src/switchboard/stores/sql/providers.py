@@ -19,6 +19,7 @@ from switchboard.stores.protocols import (
     SubscriptionRecord,
     utcnow,
 )
+from switchboard.stores.protocols.access import RevokeAudited
 from switchboard.stores.sql.audit import append_in
 from switchboard.stores.sql.routing import OVERRIDES, SPLITS, override_of, split_of
 from switchboard.stores.sql.subscriptions import revoke_approved
@@ -280,13 +281,14 @@ class SqlProviderStore:
         return True
 
     async def delete_model(self, name: str, deleted_by: str | None = None, *,
-                           audited: AuditEntry | None = None
+                           audited: AuditEntry | None = None, revoke_audited: RevokeAudited | None = None
                            ) -> list[tuple[SubscriptionRecord, SubscriptionRecord]] | None:
         async with self._engine.begin() as conn:
             if not (await conn.execute(sa.delete(mt).where(mt.c.name == name))).rowcount:
                 return None
             await _append(conn, audited)
-            return await revoke_approved(conn, None, name, deleted_by, "the model was removed")
+            return await revoke_approved(conn, None, name, deleted_by, "the model was removed",
+                                         revoke_audited)
 
     async def server_secret(self, name: str) -> str | None:
         async with self._engine.connect() as conn:

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from switchboard.stores.protocols import AuditEntry, ServiceExists, ServiceRecord, SubscriptionRecord, utcnow
+from switchboard.stores.protocols.access import RevokeAudited
 from switchboard.stores.sql.audit import append_in
 from switchboard.stores.sql.subscriptions import revoke_approved
 from switchboard.stores.sql.tables import services as t
@@ -84,7 +85,7 @@ class SqlServiceStore:
         return record
 
     async def delete(self, tenant_id: str, name: str, deleted_by: str | None = None, *,
-                     audited: AuditEntry | None = None
+                     audited: AuditEntry | None = None, revoke_audited: RevokeAudited | None = None
                      ) -> list[tuple[SubscriptionRecord, SubscriptionRecord]] | None:
         query = sa.delete(t).where(t.c.tenant_id == tenant_id, t.c.name == name)
         async with self._engine.begin() as conn:
@@ -93,7 +94,7 @@ class SqlServiceStore:
                 return None
             await _append(conn, audited)
             return await revoke_approved(conn, tenant_id, f"service:{name}", deleted_by,
-                                         "the service was deleted")
+                                         "the service was deleted", revoke_audited)
 
     async def reseal(self, headers: Callable[[ServiceRecord], Mapping[str, str]]) -> int:
         changed = 0

@@ -18,7 +18,7 @@ from switchboard.stores.protocols import (
     SubscriptionRecord,
     utcnow,
 )
-from switchboard.stores.protocols.access import RequestAudited
+from switchboard.stores.protocols.access import RequestAudited, RevokeAudited
 from switchboard.stores.sql.audit import append_in
 from switchboard.stores.sql.tables import subscriptions as t
 from switchboard.stores.sql.times import from_db, to_db
@@ -61,11 +61,13 @@ def _record(row: sa.Row[Any]) -> SubscriptionRecord:
 
 
 async def revoke_approved(
-    conn: AsyncConnection, tenant_id: str | None, model: str, decided_by: str | None, reason: str
+    conn: AsyncConnection, tenant_id: str | None, model: str, decided_by: str | None, reason: str,
+    audited: RevokeAudited | None = None,
 ) -> list[tuple[SubscriptionRecord, SubscriptionRecord]]:
     """Revoke, within the caller's transaction, every approved subscription to ``model`` of the
     tenant (None: of every tenant, for a deployment's model) when it is deleted: an approval
-    kept would open whatever is registered again under the name. (before, after) of each."""
+    kept would open whatever is registered again under the name. Each with ``audited``'s entry,
+    in the same transaction (a failing entry undoes the whole removal). (before, after) of each."""
     tenant = [] if tenant_id is None else [t.c.tenant_id == tenant_id]
     query = sa.select(t).where(*tenant, t.c.model == model, t.c.status == "approved")
     before = [_record(row) for row in await conn.execute(query)]
@@ -77,8 +79,12 @@ async def revoke_approved(
         .where(*tenant, t.c.model == model, t.c.id.in_([r.id for r in before]), t.c.status == "approved")
         .values(status="revoked", decided_by=decided_by, reason=reason, decided_at=to_db(now))
     )
-    return [(r, replace(r, status="revoked", decided_by=decided_by, reason=reason, decided_at=now))
-            for r in before]
+    revoked = [(r, replace(r, status="revoked", decided_by=decided_by, reason=reason, decided_at=now))
+               for r in before]
+    if audited is not None:
+        for was, now_revoked in revoked:
+            await append_in(conn, audited(was, now_revoked))
+    return revoked
 
 
 class _Raced(Exception):

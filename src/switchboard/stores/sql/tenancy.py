@@ -6,19 +6,21 @@ and are for the platform admin only. Lists are ordered by id and paged by the la
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import asdict
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from switchboard.stores.protocols import AuditEntry, BudgetRecord, Team, Tenant, User, UserQuery
+from switchboard.stores.protocols import AuditEntry, BudgetRecord, KeyRecord, Team, Tenant, User, UserQuery
 from switchboard.stores.protocols.clock import utcnow
 from switchboard.stores.protocols.tenancy import TenantIdRetired
 from switchboard.stores.sql.audit import append_in
 from switchboard.stores.sql.budgets import delete_in
+from switchboard.stores.sql.keys import follow_owner
 from switchboard.stores.sql.tables import api_keys, retired_tenants, teams, tenants, users
 from switchboard.stores.sql.times import from_db, to_db
 
@@ -76,14 +78,14 @@ class SqlTenancyStore:
 
     async def _update(self, table: sa.Table, record: Tenant | Team | User, fields: Collection[str] | None,
                       *where: Any, owner: sa.Select[Any] | None = None,
-                      then: Collection[sa.Update] = (),
+                      then: Callable[[AsyncConnection], Awaitable[None]] | None = None,
                       audited: Callable[[dict[str, Any]], AuditEntry] | None = None) -> dict[str, Any] | None:
         """Write only ``fields`` (every changeable column when None) and return the row as it
         is now: two admins changing different fields at once both keep their change, where
         writing the whole record read before would put back the other's old value. With
         ``owner`` (a row the record now belongs to, read FOR SHARE), nothing is written and None
-        returned when that row is gone: see :func:`_owner_held`. ``then``: statements run in the
-        same transaction once the row is written (a user's keys following it); ``audited``'s entry,
+        returned when that row is gone: see :func:`_owner_held`. ``then``: run in the same
+        transaction once the row is written (a user's keys following it); ``audited``'s entry,
         from the row as written, too."""
         row = _row(record)
         names = set(row) - _FIXED if fields is None else set(fields)
@@ -97,8 +99,8 @@ class SqlTenancyStore:
                 if found is not None and owner is not None and (await conn.execute(owner)).first() is None:
                     raise _OwnerGone  # rolls the write back
                 if found is not None:
-                    for follow in then:
-                        await conn.execute(follow)
+                    if then is not None:
+                        await then(conn)
                     if audited is not None:
                         await _append(conn, audited(_values(found)))
         except _OwnerGone:
@@ -241,15 +243,17 @@ class SqlTenancyStore:
 
     async def update_user(self, user: User, fields: Collection[str] | None = None, *,
                           read: User | None = None, keys_above: Collection[str] = (),
-                          audited: Callable[[User], AuditEntry] | None = None) -> User | None:
+                          audited: Callable[[User], AuditEntry] | None = None,
+                          keys_audited: Callable[[KeyRecord, KeyRecord], AuditEntry] | None = None
+                          ) -> User | None:
         where = [users.c.tenant_id == user.tenant_id]
-        then: list[sa.Update] = []
+        then: Callable[[AsyncConnection], Awaitable[None]] | None = None
         if read is not None:
             # A role is checked against the team it goes with (a team admin needs one): the
             # pair must still be the one read, or a role and a team set at once by two admins
             # could make a pair neither checked.
             where += [users.c.role == read.role, users.c.team_id.is_not_distinct_from(read.team_id)]
-            then = _keys_follow(read, user, keys_above)
+            then = partial(follow_owner, read=read, user=user, keys_above=keys_above, audited=keys_audited)
         owner = None
         if user.team_id is not None and (fields is None or "team_id" in fields):
             owner = _owner_held(teams, teams.c.tenant_id == user.tenant_id, teams.c.id == user.team_id)
@@ -264,24 +268,6 @@ class SqlTenancyStore:
                        sa.or_(api_keys.c.user_id == user_id, api_keys.c.service_account_id == user_id))
         return await self._delete(users, users.c.tenant_id == tenant_id, users.c.id == user_id,
                                   ~sa.exists().where(held), audited=audited)
-
-
-def _keys_follow(read: User, user: User, keys_above: Collection[str]) -> list[sa.Update]:
-    """The keys of the user (or service account) ``read`` follow it to ``user``: those of its
-    old team move to its new one, and those of a role in ``keys_above`` take its new role. In
-    the user's own transaction: a write that fails midway leaves neither changed, and the
-    admin's retry does both (a user demoted alone would keep keys of its former rank)."""
-    owned = (api_keys.c.tenant_id == read.tenant_id,
-             sa.or_(api_keys.c.user_id == read.id, api_keys.c.service_account_id == read.id))
-    changed = {"updated_at": to_db(utcnow()), "revision": api_keys.c.revision + 1}
-    follow = []
-    if user.team_id != read.team_id:
-        follow.append(sa.update(api_keys).where(*owned, api_keys.c.team_id.is_not_distinct_from(read.team_id))
-                      .values(team_id=user.team_id, **changed))
-    if keys_above:
-        follow.append(sa.update(api_keys).where(*owned, api_keys.c.role.in_(sorted(keys_above)))
-                      .values(role=user.role, **changed))
-    return follow
 
 
 class _OwnerGone(Exception):
