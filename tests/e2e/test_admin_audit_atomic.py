@@ -166,9 +166,17 @@ def test_subscription_changes_whose_audit_entries_are_refused_change_nothing(pai
             assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
             assert pair.admin("GET", f"{sub}?tenant={tenant}").json()["status"] == status  # as it was
         assert pair.admin("POST", f"{sub}/{action}?tenant={tenant}").status_code == 200
+    # A team's withdrawal of its request again: withdrawn and audited together, or neither.
+    assert pair.admin("POST", "/admin/v1/subscriptions", ask_for).status_code == 201
+    with pair.audit_refused("subscription.withdraw", tenant=tenant):
+        resp = pair.admin("POST", f"{sub}/withdraw?tenant={tenant}")
+        assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error", resp.text
+        assert pair.admin("GET", f"{sub}?tenant={tenant}").json()["status"] == "pending"
+    assert pair.admin("POST", f"{sub}/withdraw?tenant={tenant}").status_code == 200
     entries = pair.admin("GET", f"/admin/v1/audit?tenant={tenant}&resource_id={asked.json()['id']}").json()
     assert [e["action"] for e in entries["data"]] == [
-        "subscription.revoke", "subscription.approve", "subscription.request"]
+        "subscription.withdraw", "subscription.request", "subscription.revoke", "subscription.approve",
+        "subscription.request"]
 
 
 def test_team_changes_whose_audit_entries_are_refused_change_nothing(pair: Pair) -> None:

@@ -49,6 +49,7 @@ CASES: list[tuple[str, str, dict[str, Any], str, str]] = [
     ("PATCH", "/admin/v1/services/none", {}, "description", PROSE),
     ("POST", "/admin/v1/subscriptions", {"model": "m"}, "reason", PROSE),
     ("POST", f"/admin/v1/subscriptions/{SUB}/reject", {}, "reason", PROSE),
+    ("POST", f"/admin/v1/subscriptions/{SUB}/withdraw", {}, "reason", PROSE),
     ("POST", "/admin/v1/token-revocations", {"user": "u"}, "reason", PROSE),
 ]
 

@@ -211,6 +211,97 @@ def test_decisions_need_a_tenant_admin_and_the_right_state(deployment: Deploymen
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "subscription_not_found"
 
 
+def role_key(deployment: Deployment, team: str, role: str) -> str:
+    resp = httpx.post(f"{deployment.gateway.url}/admin/v1/keys", headers=ADMIN, timeout=10,
+                      json={"models": [GATED], "team": team, "role": role})
+    assert resp.status_code == 201, resp.text
+    return str(resp.json()["key"])
+
+
+def test_a_team_withdraws_its_own_pending_request(deployment: Deployment) -> None:
+    """A team that asked by mistake takes its request back itself: a developer of the team may,
+    a viewer of it or another team may not; the call is then refused as if it never asked, and
+    the team may ask again (the same subscription, pending)."""
+    team = new_team()
+    key = deployment.team_key(team)
+    client = deployment.sdk(key)
+    sub = deployment.subscribe(key, reason="asked by mistake").json()
+    assert refusal(client) == "subscription_pending"
+
+    viewer = deployment.decide(sub["id"], "withdraw", headers=bearer(role_key(deployment, team, "viewer")))
+    assert viewer.status_code == 403 and viewer.json()["error"]["code"] == "permission_denied", viewer.text
+    stranger = deployment.decide(sub["id"], "withdraw", headers=bearer(deployment.team_key(new_team())))
+    assert stranger.status_code == 404, stranger.text
+    assert stranger.json()["error"]["code"] == "subscription_not_found"
+    untouched = httpx.get(f"{deployment.subs}/{sub['id']}", headers=ADMIN, timeout=10).json()
+    assert untouched["status"] == "pending"
+
+    withdrawn = deployment.decide(sub["id"], "withdraw", {"reason": "wrong model"}, headers=bearer(key))
+    assert withdrawn.status_code == 200, withdrawn.text
+    shown = withdrawn.json()
+    assert (shown["id"], shown["status"], shown["reason"]) == (sub["id"], "withdrawn", "wrong model")
+    assert shown["decided_by"] == sub["requested_by"] and shown["decided_at"] is not None
+    assert refusal(client) == "subscription_required"  # as if the team had never asked
+    catalog = httpx.get(f"{deployment.gateway.url}/admin/v1/catalog", params={"kind": "model"},
+                        headers=bearer(key), timeout=10).json()["data"]
+    assert [e["subscription"] for e in catalog if e["name"] == GATED] == [
+        {"status": "withdrawn", "id": sub["id"]}]
+    listed = httpx.get(deployment.subs, headers=bearer(key), params={"status": "withdrawn"}, timeout=10)
+    assert listed.status_code == 200 and [s["id"] for s in listed.json()["data"]] == [sub["id"]]
+    again = deployment.decide(sub["id"], "withdraw", headers=bearer(key))
+    assert again.status_code == 409 and again.json()["error"]["code"] == "subscription_not_pending"
+    # Only a pending request is the team's to withdraw: an approved one is a tenant admin's to revoke.
+    asked = deployment.subscribe(key)
+    assert asked.status_code == 201 and asked.json()["id"] == sub["id"], asked.text
+    assert asked.json()["status"] == "pending" and asked.json()["decided_at"] is None
+    assert deployment.decide(sub["id"], "approve").status_code == 200
+    approved = deployment.decide(sub["id"], "withdraw", headers=bearer(key))
+    assert approved.status_code == 409 and approved.json()["error"]["code"] == "subscription_not_pending"
+    assert answered(client, "still approved")
+
+    audit = httpx.get(f"{deployment.gateway.url}/admin/v1/audit", headers=ADMIN, timeout=10,
+                      params={"resource_id": sub["id"]}).json()["data"]
+    assert [e["action"] for e in audit] == [
+        "subscription.approve", "subscription.request", "subscription.withdraw", "subscription.request"]
+    entry = audit[2]
+    assert (entry["resource_type"], entry["actor"], entry["actor_role"]) == (
+        "subscription", sub["requested_by"], "developer")
+    assert (entry["before"]["status"], entry["after"]["status"], entry["after"]["reason"]) == (
+        "pending", "withdrawn", "wrong model")
+    assert audit[1]["before"]["status"] == "withdrawn"  # asked again: the same one reopened
+
+
+def test_a_tenant_admin_or_team_admin_withdraws_for_the_team(deployment: Deployment) -> None:
+    team = new_team()
+    for who in (role_key(deployment, team, "team_admin"), role_key(deployment, team, "tenant_admin")):
+        sub = deployment.subscribe(deployment.team_key(team)).json()
+        resp = deployment.decide(sub["id"], "withdraw", headers=bearer(who))
+        assert resp.status_code == 200 and resp.json()["status"] == "withdrawn", resp.text
+
+
+def test_bad_withdrawals_are_400_and_change_nothing(deployment: Deployment) -> None:
+    key = deployment.team_key(new_team())
+    sub = deployment.subscribe(key).json()
+    for body, param, code in [
+        ({"note": "oops"}, "note", "unknown_parameter"),
+        ({"reason": 7}, "reason", "invalid_value"),
+        ({"reason": ["x"]}, "reason", "invalid_value"),
+        ({"reason": ""}, "reason", "invalid_value"),
+        ({"reason": "r" * 1001}, "reason", "invalid_value"),
+    ]:
+        resp = deployment.decide(sub["id"], "withdraw", body, headers=bearer(key))
+        assert resp.status_code == 400, resp.text
+        error = resp.json()["error"]
+        assert (error["type"], error["param"], error["code"]) == ("invalid_request_error", param, code)
+    misspelt = httpx.post(f"{deployment.subs}/{sub['id']}/withdraw", params={"tenantt": "default"},
+                          headers=bearer(key), timeout=10)
+    assert misspelt.status_code == 400 and misspelt.json()["error"]["code"] == "unknown_parameter"
+    shown = httpx.get(f"{deployment.subs}/{sub['id']}", headers=bearer(key), timeout=10).json()
+    assert shown["status"] == "pending"
+    assert refusal(deployment.sdk(key)) == "subscription_pending"
+    assert deployment.decide(sub["id"], "withdraw", headers=bearer(key)).status_code == 200  # no body
+
+
 def test_teams_and_tenants_see_only_their_own(deployment: Deployment) -> None:
     team_a, team_b = new_team(), new_team()
     key_a, key_b = deployment.team_key(team_a), deployment.team_key(team_b)

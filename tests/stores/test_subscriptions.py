@@ -1,5 +1,5 @@
 """SubscriptionStore contract on both backends: one subscription per (tenant, team, model),
-compare-and-set decisions, rejected and revoked ones reopened, tenants isolated; and the
+compare-and-set decisions, rejected, revoked and withdrawn ones reopened, tenants isolated; and the
 request path's cache: no store query once seen, invalidated through the change feed."""
 
 from __future__ import annotations
@@ -101,8 +101,8 @@ async def test_two_admins_deciding_at_once_one_wins(backend: Backend) -> None:
     assert sum(r is not None for r in results) == 1
 
 
-@pytest.mark.parametrize("ending", ["rejected", "revoked"])
-async def test_a_rejected_or_revoked_team_may_ask_again(backend: Backend, ending: str) -> None:
+@pytest.mark.parametrize("ending", ["rejected", "revoked", "withdrawn"])
+async def test_a_rejected_revoked_or_withdrawn_team_may_ask_again(backend: Backend, ending: str) -> None:
     store = backend.stores.subscriptions
     await store.request(sub(1))
     if ending == "revoked":

@@ -90,6 +90,7 @@ TABLE: Final[dict[str, dict[str, tuple[Reach, Reach, Reach, Reach, Reach]]]] = {
         "approve": (A, N, _, _, _),
         "reject": (A, N, _, _, _),
         "revoke": (A, N, _, _, _),
+        "withdraw": (A, N, T, T, _),  # a team takes back its own pending request, as it may ask
     },
     "audit": {
         "read": (A, N, _, _, _),

@@ -37,6 +37,9 @@ _REFUSALS: dict[str | None, tuple[str, str]] = {
                 "needs approval: your team's subscription is waiting for a tenant admin"),
     "rejected": ("subscription_rejected", "needs approval: your team's subscription was rejected"),
     "revoked": ("subscription_revoked", "needs approval: your team's subscription was revoked"),
+    # The team took its request back: as if it had never asked.
+    "withdrawn": ("subscription_required", "needs an approved subscription: your team withdrew its "
+                  "request (subscribe again: POST /admin/v1/subscriptions)"),
 }
 
 

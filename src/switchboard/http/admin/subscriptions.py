@@ -2,7 +2,8 @@
 
 A model with ``require_approval: true`` serves a team's keys only once the team's subscription
 to it is approved (``pipeline/subscription.py``). ``POST`` asks (pending), ``/approve``,
-``/reject`` and ``/revoke`` decide; a rejected or revoked team may ask again. Every change is
+``/reject`` and ``/revoke`` decide; ``/withdraw`` is the team taking back its own pending request.
+A rejected, revoked or withdrawn team may ask again. Every change is
 audited and published on the change feed, so every instance applies it within moments.
 What each role may do is the ``subscription`` rows of the permission table (``access/roles.py``);
 a subscription outside the caller's reach is 404.
@@ -39,7 +40,7 @@ router = APIRouter(prefix="/admin/v1/subscriptions", tags=["subscriptions"])
 Ident = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:@-]+$")]
 ModelName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 Reason = Annotated[str, StringConstraints(min_length=1, max_length=1000), PROSE]
-Status = Literal["pending", "approved", "rejected", "revoked"]
+Status = Literal["pending", "approved", "rejected", "revoked", "withdrawn"]
 
 
 # What else than models a team can subscribe to: a kind ("api", "service") and a resolver
@@ -229,8 +230,8 @@ async def create_subscription(
     )
 
     def audited(stored: SubscriptionRecord, reopened: SubscriptionRecord | None) -> AuditEntry:
-        # A rejected or revoked subscription asked for again is the same one reopened: its entry
-        # shows it as it was.
+        # A rejected, revoked or withdrawn subscription asked for again is the same one
+        # reopened: its entry shows it as it was.
         return audit.entry(request, "subscription.request", "subscription", stored.id,
                            before=None if reopened is None else _public(reopened), after=_public(stored),
                            tenant=stored.tenant_id)
@@ -369,3 +370,16 @@ async def revoke_subscription(
 ) -> dict[str, Any]:
     return await _decide(request, access, subscription_id, tenant, action="revoke", expect="approved",
                          status="revoked", reason=body.reason if body else None)
+
+
+@router.post("/{subscription_id}/withdraw", summary="Withdraw the team's own pending request")
+async def withdraw_subscription(
+    subscription_id: str,
+    request: Request,
+    access: Annotated[Access, Depends(allow("subscription", "withdraw"))],
+    tenant: TenantQuery = None,
+    body: Annotated[Decision | None, Body()] = None,
+) -> dict[str, Any]:
+    # Whoever may ask for the team may take the request back; once decided it is the admins'.
+    return await _decide(request, access, subscription_id, tenant, action="withdraw", expect="pending",
+                         status="withdrawn", reason=body.reason if body else None)

@@ -90,9 +90,9 @@ class AuditQuery:
     hidden_types: tuple[str, ...] = ()
 
 
-# A subscription's life: pending -> approved | rejected; approved -> revoked; a rejected or
-# revoked subscription may be requested again (pending, same id).
-SUBSCRIPTION_STATUSES = ("pending", "approved", "rejected", "revoked")
+# A subscription's life: pending -> approved | rejected | withdrawn (by its team); approved ->
+# revoked; a rejected, revoked or withdrawn subscription may be requested again (pending, same id).
+SUBSCRIPTION_STATUSES = ("pending", "approved", "rejected", "revoked", "withdrawn")
 
 
 @dataclass(frozen=True)
@@ -137,13 +137,13 @@ RevokeAudited = Callable[["SubscriptionRecord", "SubscriptionRecord"], AuditEntr
 
 class SubscriptionStore(Protocol):
     async def request(self, record: SubscriptionRecord) -> SubscriptionRecord:
-        """Store ``record`` as pending. A rejected or revoked subscription of the same tenant,
-        team and model is reopened instead (its id kept, the rest from ``record``); a pending
+        """Store ``record`` as pending. A rejected, revoked or withdrawn subscription of the same
+        tenant, team and model is reopened instead (its id kept, the rest from ``record``); a pending
         or approved one raises :class:`SubscriptionExists`."""
 
     async def request_over(self, record: SubscriptionRecord, *, audited: RequestAudited | None = None
                            ) -> tuple[SubscriptionRecord, SubscriptionRecord | None]:
-        """As :meth:`request`, also returning the rejected or revoked subscription it reopened
+        """As :meth:`request`, also returning the rejected, revoked or withdrawn one it reopened
         as it was (None: a new one); ``audited``'s entry (from both) is appended to the audit log
         in the same transaction (both or neither)."""
 

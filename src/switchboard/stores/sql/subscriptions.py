@@ -24,7 +24,7 @@ from switchboard.stores.sql.tables import subscriptions as t
 from switchboard.stores.sql.times import from_db, to_db
 
 # States from which a team may ask again; the others make a new request a duplicate.
-REOPENABLE = ("rejected", "revoked")
+REOPENABLE = ("rejected", "revoked", "withdrawn")
 
 
 def _row(record: SubscriptionRecord) -> dict[str, Any]:
