@@ -150,6 +150,23 @@ def _missing(name: str) -> NotFound:
     return NotFound(f"no model named '{name[:256]}'", code="model_not_found")
 
 
+def _refused(name: str) -> Conflict:
+    return Conflict(f"the model '{name}' could not be stored: the database refused it as "
+                    "conflicting with what it holds; nothing was stored")
+
+
+async def _check_not_refused(request: Request, old: ModelRecord, provider: str) -> None:
+    """After an update that wrote nothing: back to the caller's loop when the model changed or
+    went meanwhile (the next try reads it again), ``400 provider_not_found`` when its new
+    provider went; else the database refused the row itself (a constraint), which no retry
+    changes: ``409 conflict``."""
+    current = await store_of(request).get_model(old.name)
+    if current is None or current.updated_at != old.updated_at:
+        return
+    await _check_provider(request, provider)
+    raise _refused(old.name)
+
+
 def _validate(record: ModelRecord) -> None:
     try:
         model_config(record)
@@ -217,9 +234,7 @@ async def create_model(
         if await store.get_model(body.name) is not None:
             raise Conflict(f"a model named '{body.name}' exists")
         await _check_provider(request, body.provider)  # a stored provider deleted meanwhile
-        # Both there: the database refused the row itself (a constraint), nothing was stored.
-        raise Conflict(f"the model '{body.name}' could not be stored: the database refused it as "
-                       "conflicting with what it holds; nothing was stored")
+        raise _refused(body.name)  # both there: the database refused the row itself
     await routing.changed()
     return JSONResponse(public, status_code=201)
 
@@ -296,6 +311,7 @@ async def update_model(
             if await store_of(request).update_model(new, old.updated_at, provider_stored=moved,
                                                     audited=updated):
                 break
+            await _check_not_refused(request, old, new.provider)
         else:
             raise Conflict(f"the model '{name}' kept changing while it was being updated: try again",
                            code="model_changed")
