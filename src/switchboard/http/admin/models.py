@@ -18,7 +18,12 @@ from pydantic import ConfigDict, Field, StringConstraints, ValidationError
 
 from switchboard.access.rules import model_allowed
 from switchboard.config.catalog import ModelEntryInfo
-from switchboard.config.providers import MODEL_NAME_MAX, PROVIDER_NAME_MAX
+from switchboard.config.providers import (
+    MODEL_NAME_MAX,
+    MODEL_NAME_PATTERN,
+    PROVIDER_NAME_MAX,
+    PROVIDER_NAME_PATTERN,
+)
 from switchboard.config.schema import DEFAULT_TOTAL, ModelConfig
 from switchboard.errors import Conflict, InvalidRequest, NotFound
 from switchboard.http.admin import audit
@@ -36,9 +41,9 @@ from switchboard.stores.protocols import ModelRecord, utcnow
 router = APIRouter(prefix="/admin/v1/models", tags=["models"])
 
 ModelName = Annotated[str, StringConstraints(min_length=1, max_length=MODEL_NAME_MAX,
-                                             pattern=r"^[A-Za-z0-9_.:/@+-]+$")]
+                                             pattern=MODEL_NAME_PATTERN)]
 ProviderName = Annotated[str, StringConstraints(min_length=1, max_length=PROVIDER_NAME_MAX,
-                                                pattern=r"^[A-Za-z0-9_.:-]+$")]
+                                                pattern=PROVIDER_NAME_PATTERN)]
 # Part of the deployment's default name (<provider>/<model>), sent in x-switchboard-deployment:
 # no control character (the HTTP server refuses a header holding one), as any one-line name.
 Upstream = Annotated[str, StringConstraints(min_length=1, max_length=256), LINE]
