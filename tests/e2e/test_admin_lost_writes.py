@@ -8,8 +8,9 @@ waits; once that wait shows in ``pg_stat_activity`` the test commits. SQLite sho
 writer, so the moment cannot be caught there; the handler's code is the same for both.
 
 A credential or a model written under a provider that the database refuses for a constraint
-(the test adds one: a trigger on SQLite, a CHECK on PostgreSQL) is a 409 that stores nothing, not
-the provider's not-found while the provider is there (nor a 500)."""
+(the test adds one: triggers on SQLite, a CHECK on PostgreSQL) is a 409 that stores nothing, not
+the provider's not-found while the provider is there (nor a 500); a model's PATCH so refused is
+the same 409, not a 500 nor ``model_changed`` after retrying a write that cannot succeed."""
 
 from __future__ import annotations
 
@@ -123,23 +124,25 @@ def test_a_delete_another_delete_beat_is_not_found(cluster: tuple[Gateway, str],
 
 async def _refuse(database: str, on: bool) -> None:
     """Make the database refuse (or take again) credentials labelled, and models of upstream ids
-    starting with, ``refuse-``: a CHECK constraint on PostgreSQL, a trigger on SQLite."""
+    starting with, ``refuse-``, as they are written: a CHECK constraint on PostgreSQL (``NOT VALID``:
+    rows such a test took again before are left alone), triggers on SQLite."""
     engine = create_engine(database)
     try:
         async with engine.begin() as conn:
             for table, column in (("provider_credentials", "label"), ("models", "model")):
                 if conn.dialect.name == "postgresql" and on:
                     await conn.execute(sa.text(f"ALTER TABLE {table} ADD CONSTRAINT {table}_refuse "
-                                               f"CHECK ({column} NOT LIKE '{REFUSED}%')"))
+                                               f"CHECK ({column} NOT LIKE '{REFUSED}%') NOT VALID"))
                 elif conn.dialect.name == "postgresql":
                     await conn.execute(sa.text(f"ALTER TABLE {table} DROP CONSTRAINT {table}_refuse"))
-                elif on:
-                    await conn.execute(sa.text(
-                        f"CREATE TRIGGER {table}_refuse BEFORE INSERT ON {table} "
-                        f"WHEN NEW.{column} LIKE '{REFUSED}%' "
-                        f"BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"))
-                else:
-                    await conn.execute(sa.text(f"DROP TRIGGER {table}_refuse"))
+                else:  # SQLite: a trigger per statement kind
+                    for event in ("INSERT", "UPDATE"):
+                        trigger = f"{table}_refuse_{event.lower()}"
+                        await conn.execute(sa.text(
+                            f"CREATE TRIGGER {trigger} BEFORE {event} ON {table} "
+                            f"WHEN NEW.{column} LIKE '{REFUSED}%' "
+                            f"BEGIN SELECT RAISE(ABORT, 'refused by the test'); END") if on
+                            else sa.text(f"DROP TRIGGER {trigger}"))
     finally:
         await engine.dispose()
 
@@ -175,3 +178,37 @@ def test_a_write_under_a_provider_the_database_refuses_is_a_conflict(
                                                                  "provider": provider,
                                                                  "model": f"{REFUSED}model"}, status=201)
     assert made["provider"] == provider
+
+
+@pytest.mark.parametrize("kind", ["embedded", "cluster"])
+def test_a_model_change_the_database_refuses_is_a_conflict(
+        kind: str, request: pytest.FixtureRequest, mock_upstream: Mock) -> None:
+    gw, database = request.getfixturevalue(kind)
+    admin = Admin(gw.url)
+    first, second = _provider(admin, mock_upstream), _provider(admin, mock_upstream)
+    name = f"kept-{uuid.uuid4().hex[:8]}"
+    admin.ok("POST", "/admin/v1/models", {"name": name, "provider": first, "model": "gpt-4o-mini"},
+             status=201)
+    before = admin.ok("GET", f"/admin/v1/models/{name}")
+    asyncio.run(_refuse(database, on=True))
+    try:
+        # Before: kept in place or moved to a YAML provider, a 500; moved to a stored provider,
+        # three tries of a write that cannot succeed and "409 model_changed, try again".
+        for change in ({}, {"provider": "local-openai"}, {"provider": second}):
+            answer = admin.call("PATCH", f"/admin/v1/models/{name}", {**change, "model": f"{REFUSED}model"})
+            assert answer.status_code == 409, (change, answer.text)
+            error = answer.json()["error"]
+            assert error["code"] == "conflict" and "nothing was stored" in error["message"], error
+            assert admin.ok("GET", f"/admin/v1/models/{name}") == before
+        # A provider that is not there is still its 400, refusal or not.
+        answer = admin.call("PATCH", f"/admin/v1/models/{name}",
+                            {"provider": "prov-absent", "model": f"{REFUSED}m"})
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"]["code"] == "provider_not_found", answer.text
+    finally:
+        asyncio.run(_refuse(database, on=False))
+    entries = admin.ok("GET", "/admin/v1/audit", params={"limit": 100})["data"]
+    assert [e for e in entries if e["action"] == "model.update" and e["resource_id"] == name] == []
+    # The same change, taken again.
+    moved = admin.ok("PATCH", f"/admin/v1/models/{name}", {"provider": second, "model": f"{REFUSED}model"})
+    assert (moved["provider"], moved["model"]) == (second, f"{REFUSED}model")

@@ -244,6 +244,7 @@ async def test_key_chains_with_budgets_and_no_key_left_to_spend_are_found(backen
         assert await store.claim_alert("key:key_e4", MONTH, percent, ONE)
     before = [("t_end", "key_e1"), ("t_end", "key_e2")]
     assert await ended(now) == before
+    assert await ended(now + timedelta(minutes=45)) == before  # one key expired, the other spends
     assert await ended(now + timedelta(hours=2)) == [*before, ("t_end", "key_e4")]
     await store.release_alerts("key:key_e4")  # as ending it does: not found again
     assert await ended(now + timedelta(hours=2)) == before
@@ -482,6 +483,22 @@ async def test_the_search_for_ended_key_chains_reads_key_budgets_through_an_inde
     by_lineage = (r"Index Scan using ix_api_keys_lineage on api_keys chain"
                   r"|SEARCH chain USING (COVERING )?INDEX ix_api_keys_lineage \(lineage_id=\?\)")
     assert re.search(by_lineage, plan), plan
+
+
+async def test_the_search_for_ended_key_chains_reads_a_claimed_chains_keys_once(fresh_url: str) -> None:
+    # Before, each claim was joined to every key of its chain and each pair looked up the chain's
+    # keys again to ask whether one may spend: a chain's keys read once per claim and key.
+    engine, _ = await open_database(fresh_url)
+    try:
+        async with engine.begin() as conn:
+            plan = await query_plan(conn, ended_chains_statement(datetime.now(UTC)))
+    finally:
+        await engine.dispose()
+    # The keys are read twice: once for the chains with budgets, once for the claimed ones (their
+    # keys looked up by lineage and judged together), never once more per pair.
+    key_reads = r"Index (Only )?Scan using ix_api_keys_\w+ on api_keys\b|^SEARCH (api_keys|chain) USING"
+    assert len(re.findall(key_reads, plan, re.MULTILINE)) == 2, plan
+    assert not re.search(r"SubPlan|Anti Join", plan.split("GroupAggregate")[-1]), plan
 
 
 async def test_the_purge_of_claims_finds_keys_own_budgets_through_an_index(fresh_url: str) -> None:

@@ -75,18 +75,20 @@ class ProviderTls(Strict):
         return self
 
 
-# Names as long as the admin API takes them (and the stored records' columns hold): a name in
-# the file is listed, paged (``?after=``, the portal's ``<kind>:<name>``) and referenced as a
-# stored one is.
+# Names as the admin API takes them (and the stored records' columns hold): a name in the file
+# is listed, paged (``?after=``, the portal's ``<kind>:<name>``), referenced and sent in URLs
+# (``/v1beta/models/{name}:generateContent``) as a stored one is.
 PROVIDER_NAME_MAX = 128
+PROVIDER_NAME_PATTERN = r"^[A-Za-z0-9_.:-]+$"
 MODEL_NAME_MAX = 256
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9_.:/@+-]+$"
 
 
 class ProviderConfig(ExactScalars):
     # Extra keys are provider-type options, checked by the provider's own options model.
     model_config = ConfigDict(extra="allow", frozen=True, coerce_numbers_to_str=True)
 
-    name: Annotated[str, Field(min_length=1, max_length=PROVIDER_NAME_MAX, pattern=r"^[A-Za-z0-9_.:-]+$")]
+    name: Annotated[str, Field(min_length=1, max_length=PROVIDER_NAME_MAX, pattern=PROVIDER_NAME_PATTERN)]
     type: Annotated[str, Field(min_length=1)]
     api_base: str | None = None
     # A key, or a reference to one: ``env:NAME`` or ``file:/path`` (resolved when the client is
@@ -155,7 +157,7 @@ _DEPLOYMENT = r"^[A-Za-z0-9_.:/#@-]+$"
 
 
 class ModelConfig(Strict):
-    name: Annotated[str, Field(min_length=1, max_length=MODEL_NAME_MAX)]
+    name: Annotated[str, Field(min_length=1, max_length=MODEL_NAME_MAX, pattern=MODEL_NAME_PATTERN)]
     provider: Annotated[str, Field(min_length=1, max_length=PROVIDER_NAME_MAX)]
     model: Annotated[str, Field(min_length=1)]
     timeouts: TimeoutsOverride | None = None

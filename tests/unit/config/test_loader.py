@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -406,3 +407,22 @@ auth: {{master_key: 12345678}}
     ]
     fits = load(_write(tmp_path, text.format(provider="p" * 128, model="m" * 256)))
     assert (fits.providers[0].name, fits.models[0].name) == ("p" * 128, "m" * 256)
+
+
+@pytest.mark.parametrize("name", ["grupo-ñ", "gpt 4o", "gpt-4o?v=2", "team#1", "a%2Fb", "x\\y"])
+def test_a_model_name_the_admin_api_would_refuse_is_refused_at_load(tmp_path: Path, name: str) -> None:
+    """One rule for model names, the file's and the stored ones': the name is sent in URLs
+    (``/v1beta/models/{name}:generateContent``), paged by (``?after=``) and shares one namespace
+    with the admin API's models, which takes letters, digits and ``_.:/@+-`` only."""
+    text = """
+providers:
+  - {{name: p, type: openai, api_key: k}}
+models:
+  - {{name: {model}, provider: p, model: gpt-4o-mini}}
+auth: {{master_key: 12345678}}
+"""
+    with pytest.raises(ConfigError) as exc:
+        load(_write(tmp_path, text.format(model=json.dumps(name))))
+    assert exc.value.problems == ["models[0].name: String should match pattern '^[A-Za-z0-9_.:/@+-]+$'"]
+    fits = "meta-llama/Llama-3.1-8B-Instruct:free@eu+v2_0.1"  # every character the rule takes
+    assert load(_write(tmp_path, text.format(model=json.dumps(fits)))).models[0].name == fits

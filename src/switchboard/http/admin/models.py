@@ -18,7 +18,12 @@ from pydantic import ConfigDict, Field, StringConstraints, ValidationError
 
 from switchboard.access.rules import model_allowed
 from switchboard.config.catalog import ModelEntryInfo
-from switchboard.config.providers import MODEL_NAME_MAX, PROVIDER_NAME_MAX
+from switchboard.config.providers import (
+    MODEL_NAME_MAX,
+    MODEL_NAME_PATTERN,
+    PROVIDER_NAME_MAX,
+    PROVIDER_NAME_PATTERN,
+)
 from switchboard.config.schema import DEFAULT_TOTAL, ModelConfig
 from switchboard.errors import Conflict, InvalidRequest, NotFound
 from switchboard.http.admin import audit
@@ -36,9 +41,9 @@ from switchboard.stores.protocols import ModelRecord, utcnow
 router = APIRouter(prefix="/admin/v1/models", tags=["models"])
 
 ModelName = Annotated[str, StringConstraints(min_length=1, max_length=MODEL_NAME_MAX,
-                                             pattern=r"^[A-Za-z0-9_.:/@+-]+$")]
+                                             pattern=MODEL_NAME_PATTERN)]
 ProviderName = Annotated[str, StringConstraints(min_length=1, max_length=PROVIDER_NAME_MAX,
-                                                pattern=r"^[A-Za-z0-9_.:-]+$")]
+                                                pattern=PROVIDER_NAME_PATTERN)]
 # Part of the deployment's default name (<provider>/<model>), sent in x-switchboard-deployment:
 # no control character (the HTTP server refuses a header holding one), as any one-line name.
 Upstream = Annotated[str, StringConstraints(min_length=1, max_length=256), LINE]
@@ -150,6 +155,23 @@ def _missing(name: str) -> NotFound:
     return NotFound(f"no model named '{name[:256]}'", code="model_not_found")
 
 
+def _refused(name: str) -> Conflict:
+    return Conflict(f"the model '{name}' could not be stored: the database refused it as "
+                    "conflicting with what it holds; nothing was stored")
+
+
+async def _check_not_refused(request: Request, old: ModelRecord, provider: str) -> None:
+    """After an update that wrote nothing: back to the caller's loop when the model changed or
+    went meanwhile (the next try reads it again), ``400 provider_not_found`` when its new
+    provider went; else the database refused the row itself (a constraint), which no retry
+    changes: ``409 conflict``."""
+    current = await store_of(request).get_model(old.name)
+    if current is None or current.updated_at != old.updated_at:
+        return
+    await _check_provider(request, provider)
+    raise _refused(old.name)
+
+
 def _validate(record: ModelRecord) -> None:
     try:
         model_config(record)
@@ -217,9 +239,7 @@ async def create_model(
         if await store.get_model(body.name) is not None:
             raise Conflict(f"a model named '{body.name}' exists")
         await _check_provider(request, body.provider)  # a stored provider deleted meanwhile
-        # Both there: the database refused the row itself (a constraint), nothing was stored.
-        raise Conflict(f"the model '{body.name}' could not be stored: the database refused it as "
-                       "conflicting with what it holds; nothing was stored")
+        raise _refused(body.name)  # both there: the database refused the row itself
     await routing.changed()
     return JSONResponse(public, status_code=201)
 
@@ -296,6 +316,7 @@ async def update_model(
             if await store_of(request).update_model(new, old.updated_at, provider_stored=moved,
                                                     audited=updated):
                 break
+            await _check_not_refused(request, old, new.provider)
         else:
             raise Conflict(f"the model '{name}' kept changing while it was being updated: try again",
                            code="model_changed")

@@ -34,7 +34,7 @@ from pydantic import (
 )
 
 from switchboard.config.base import MAX_CONNECTIONS, filled_text, refusing_text
-from switchboard.config.providers import PROVIDER_NAME_MAX
+from switchboard.config.providers import PROVIDER_NAME_MAX, PROVIDER_NAME_PATTERN
 from switchboard.config.schema import DEFAULT_TOTAL, ProviderConfig, connect_past_total
 from switchboard.crypto import refs
 from switchboard.crypto.keyring import credential_aad
@@ -57,7 +57,7 @@ from switchboard.upstream.userinfo import split_userinfo
 router = APIRouter(prefix="/admin/v1/providers", tags=["providers"])
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=PROVIDER_NAME_MAX,
-                                        pattern=r"^[A-Za-z0-9_.:-]+$")]
+                                        pattern=PROVIDER_NAME_PATTERN)]
 TypeName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 Url = Annotated[str, StringConstraints(min_length=1, max_length=2048)]
 HeaderName = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9-]+$")]

@@ -117,7 +117,8 @@ class ProviderStore(Protocol):
     async def update_model(self, record: ModelRecord, read: datetime | None = None, *,
                            provider_stored: bool = False, audited: AuditEntry | None = None) -> bool:
         """As :meth:`update_provider`; False too (nothing written) when ``provider_stored`` (its
-        provider is a stored one) and that provider is not stored, or was deleted meanwhile."""
+        provider is a stored one) and that provider is not stored, or was deleted meanwhile, and
+        when the database refuses the row for a constraint."""
 
     async def delete_model(self, name: str, deleted_by: str | None = None, *,
                            audited: AuditEntry | None = None, revoke_audited: RevokeAudited | None = None

@@ -82,25 +82,34 @@ _claim_lineage = sa.func.substr(alerts.c.budget_id, len(KEY_BUDGET_PREFIX) + 1)
 _own_period = sa.func.coalesce(keys.c.budget_period, "total")
 
 
+def _may_spend(key: sa.FromClause, now: datetime) -> sa.ColumnElement[bool]:
+    """Whether the key (a row of ``api_keys`` or of an alias of it) may spend at ``now``."""
+    return sa.and_(key.c.enabled.is_(True), sa.or_(key.c.expires_at.is_(None), key.c.expires_at > to_db(now)))
+
+
 def _spends(tenant: sa.ColumnElement[str], lineage: sa.ColumnElement[str], now: datetime) -> sa.Exists:
     """Whether a key of the chain (tenant, lineage) may spend at ``now``."""
     return (sa.select(keys.c.id)
-            .where(keys.c.tenant_id == tenant, keys.c.lineage_id == lineage, keys.c.enabled.is_(True),
-                   sa.or_(keys.c.expires_at.is_(None), keys.c.expires_at > to_db(now)))
+            .where(keys.c.tenant_id == tenant, keys.c.lineage_id == lineage, _may_spend(keys, now))
             .exists())
 
 
 def ended_chains_statement(now: datetime) -> sa.CompoundSelect:
     """(tenant, lineage) of the key chains with no key that may spend at ``now`` and budgets set
     on them (the key budgets through ``ix_budgets_scope``, never the others) or claims of their
-    own budget (the keys of each claim's lineage through ``ix_api_keys_lineage``); each chain's
+    own budget (the keys of the claims' lineages through ``ix_api_keys_lineage``); each chain's
     keys through an index."""
     chain = keys.alias("chain")
     with_budgets = sa.select(t.c.tenant_id, t.c.subject).where(t.c.scope == "key",
                                                                 ~_spends(t.c.tenant_id, t.c.subject, now))
+    # Each claimed lineage once (a chain has a claim per threshold and period), its keys read once
+    # and judged together: a join of the claims with the keys, checked per pair, read a chain's
+    # keys again for each of its claims and keys.
+    claimed = sa.select(_claim_lineage).where(_own_claim)
     with_claims = (sa.select(chain.c.tenant_id, chain.c.lineage_id)
-                   .select_from(alerts.join(chain, chain.c.lineage_id == _claim_lineage))
-                   .where(_own_claim, ~_spends(chain.c.tenant_id, chain.c.lineage_id, now)))
+                   .where(chain.c.lineage_id.in_(claimed))
+                   .group_by(chain.c.tenant_id, chain.c.lineage_id)
+                   .having(sa.func.max(sa.case((_may_spend(chain, now), 1), else_=0)) == 0))
     return sa.union(with_budgets, with_claims)  # each chain once
 # The periods and zones of the budgets with claims, and of the keys' own budgets with claims.
 _set_kinds = (sa.select(t.c.period, t.c.timezone)

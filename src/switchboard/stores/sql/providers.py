@@ -162,6 +162,22 @@ async def _under_provider(engine: AsyncEngine, write: sa.Insert | sa.Update, pro
     return True
 
 
+async def _written(engine: AsyncEngine, write: sa.Insert | sa.Update, audited: AuditEntry | None) -> bool:
+    """Write a row with its audit entry; False (nothing written) when the write changed no row
+    (an update's compare-and-set lost) or broke a constraint (a name taken, a row refused)."""
+    try:
+        async with engine.begin() as conn:
+            try:
+                if not (await conn.execute(write)).rowcount:
+                    return False
+            except IntegrityError:
+                raise _Taken from None  # rolls back; an audit entry refused is no name taken
+            await _append(conn, audited)
+    except _Taken:
+        return False
+    return True
+
+
 class SqlProviderStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -256,16 +272,7 @@ class SqlProviderStore:
         insert = sa.insert(mt).values(_model_row(record))
         if provider_stored:
             return await _under_provider(self._engine, insert, record.provider, audited)
-        try:
-            async with self._engine.begin() as conn:
-                try:
-                    await conn.execute(insert)
-                except IntegrityError:
-                    raise _Taken from None  # rolls back; an audit entry refused is no name taken
-                await _append(conn, audited)
-        except _Taken:
-            return False
-        return True
+        return await _written(self._engine, insert, audited)
 
     async def update_model(self, record: ModelRecord, read: datetime | None = None, *,
                            provider_stored: bool = False, audited: AuditEntry | None = None) -> bool:
@@ -274,11 +281,7 @@ class SqlProviderStore:
         stmt = sa.update(mt).where(mt.c.name == record.name, *_unchanged(mt, read)).values(row)
         if provider_stored:  # re-pointed at a stored provider: only while it is there, as a new model
             return await _under_provider(self._engine, stmt, record.provider, audited)
-        async with self._engine.begin() as conn:
-            if not (await conn.execute(stmt)).rowcount:
-                return False
-            await _append(conn, audited)
-        return True
+        return await _written(self._engine, stmt, audited)
 
     async def delete_model(self, name: str, deleted_by: str | None = None, *,
                            audited: AuditEntry | None = None, revoke_audited: RevokeAudited | None = None
