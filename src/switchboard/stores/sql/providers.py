@@ -149,11 +149,8 @@ async def _under_provider(engine: AsyncEngine, write: sa.Insert | sa.Update, pro
     held = sa.select(pt.c.name).where(pt.c.name == provider).with_for_update(read=True)
     try:
         async with engine.begin() as conn:
-            try:
-                if not (await conn.execute(write)).rowcount:
-                    return False
-            except IntegrityError:
-                raise _Taken from None  # rolls back; an audit entry refused is no name taken
+            if not await _row_written(conn, write):
+                return False
             if (await conn.execute(held)).first() is None:
                 raise _ProviderGone
             await _append(conn, audited)
@@ -162,16 +159,22 @@ async def _under_provider(engine: AsyncEngine, write: sa.Insert | sa.Update, pro
     return True
 
 
+async def _row_written(conn: AsyncConnection, write: sa.Insert | sa.Update) -> bool:
+    """Whether the write changed a row; a constraint it breaks raises _Taken, which rolls the
+    transaction back (raised here, so an audit entry refused later is no name taken)."""
+    try:
+        return bool((await conn.execute(write)).rowcount)
+    except IntegrityError:
+        raise _Taken from None
+
+
 async def _written(engine: AsyncEngine, write: sa.Insert | sa.Update, audited: AuditEntry | None) -> bool:
     """Write a row with its audit entry; False (nothing written) when the write changed no row
     (an update's compare-and-set lost) or broke a constraint (a name taken, a row refused)."""
     try:
         async with engine.begin() as conn:
-            try:
-                if not (await conn.execute(write)).rowcount:
-                    return False
-            except IntegrityError:
-                raise _Taken from None  # rolls back; an audit entry refused is no name taken
+            if not await _row_written(conn, write):
+                return False
             await _append(conn, audited)
     except _Taken:
         return False
