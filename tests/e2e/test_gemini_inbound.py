@@ -736,6 +736,26 @@ def test_count_tokens_of_a_whole_request(gw: Gateway, key: str) -> None:
     assert whole.json()["totalTokens"] > bare.json()["totalTokens"] > 0
 
 
+def test_count_tokens_of_an_image_whose_size_cannot_be_read(gw: Gateway, key: str) -> None:
+    # A BMP (no header the counter reads) counts as a remote image does, 1024 x 1024: on the
+    # gpt-4o-mini upstream of gem-via-openai, OpenAI's own cost for that size on that model
+    # (2,833 + 4 tiles x 5,667), not a bound of the standard costs (docs/tokens.md).
+    def count(parts: list[dict[str, Any]]) -> int:
+        resp = httpx.post(
+            f"{gw.url}/v1beta/models/gem-via-openai:countTokens",
+            json={"contents": [{"role": "user", "parts": parts}]},
+            headers={"x-goog-api-key": key},
+            timeout=10,
+        )
+        assert resp.status_code == 200, resp.text
+        return int(resp.json()["totalTokens"])
+
+    text = {"text": "what is this?"}
+    bmp = count([text, {"inlineData": {"mimeType": "image/bmp", "data": "aGk="}}])
+    remote = count([text, {"fileData": {"mimeType": "image/png", "fileUri": "https://example.com/a.png"}}])
+    assert bmp == remote == count([text]) + 2833 + 4 * 5667
+
+
 @pytest.mark.parametrize(
     ("inner", "message"),
     [
