@@ -462,6 +462,28 @@ def test_prompt_mode_reaches_mistral(mi: openai.OpenAI, mock_upstream: Mock) -> 
     assert seen["body"]["prompt_mode"] == "reasoning"
 
 
+def test_reasoning_effort_mistral_takes_reaches_it(mi: openai.OpenAI, mock_upstream: Mock) -> None:
+    marker = new_marker()
+    for effort in ("high", "none"):
+        mi.chat.completions.create(model="mistral-small", messages=ask(f"think mock:capture={marker}"),
+                                   reasoning_effort=effort)  # type: ignore[arg-type]
+    assert [seen["body"]["reasoning_effort"] for seen in captured(mock_upstream, marker)] == ["high", "none"]
+
+
+@pytest.mark.parametrize("effort", ["low", "medium", "minimal", "xhigh"])
+def test_reasoning_effort_mistral_does_not_take_is_a_400_naming_it(
+    mi: openai.OpenAI, mock_upstream: Mock, effort: str
+) -> None:
+    # Mistral's ReasoningEffort is none or high: OpenAI's other levels are refused before any call.
+    marker = new_marker()
+    with pytest.raises(openai.BadRequestError) as exc:
+        mi.chat.completions.create(model="mistral-small", messages=ask(f"think mock:capture={marker}"),
+                                   reasoning_effort=effort)  # type: ignore[arg-type]
+    assert exc.value.code == "invalid_value" and exc.value.param == "reasoning_effort"
+    assert f"'{effort}'" in exc.value.message and "'none' or 'high'" in exc.value.message
+    assert captured(mock_upstream, marker, timeout=0.2) == []
+
+
 # ---- errors -----------------------------------------------------------------------------------
 
 
