@@ -736,6 +736,68 @@ def test_count_tokens_of_a_whole_request(gw: Gateway, key: str) -> None:
     assert whole.json()["totalTokens"] > bare.json()["totalTokens"] > 0
 
 
+def test_count_tokens_of_an_image_whose_size_cannot_be_read(gw: Gateway, key: str) -> None:
+    # A BMP (no header the counter reads) counts as a remote image does, 1024 x 1024: on the
+    # gpt-4o-mini upstream of gem-via-openai, OpenAI's own cost for that size on that model
+    # (2,833 + 4 tiles x 5,667), not a bound of the standard costs (docs/tokens.md).
+    def count(parts: list[dict[str, Any]]) -> int:
+        resp = httpx.post(
+            f"{gw.url}/v1beta/models/gem-via-openai:countTokens",
+            json={"contents": [{"role": "user", "parts": parts}]},
+            headers={"x-goog-api-key": key},
+            timeout=10,
+        )
+        assert resp.status_code == 200, resp.text
+        return int(resp.json()["totalTokens"])
+
+    text = {"text": "what is this?"}
+    bmp = count([text, {"inlineData": {"mimeType": "image/bmp", "data": "aGk="}}])
+    remote = count([text, {"fileData": {"mimeType": "image/png", "fileUri": "https://example.com/a.png"}}])
+    assert bmp == remote == count([text]) + 2833 + 4 * 5667
+
+
+@pytest.mark.parametrize(
+    ("inner", "message"),
+    [
+        (
+            {"contents": [{"parts": [{"inlineData": {"mimeType": "image/png", "data": "%%"}}]}]},
+            "Invalid value at 'generateContentRequest.contents[0].parts[0].inlineData.data': "
+            "is not valid base64",
+        ),
+        (
+            {"contents": [{"parts": [{"text": "hi"}]}],
+             "systemInstruction": {"parts": [{"inlineData": {"mimeType": "image/png", "data": PIXEL}}]}},
+            "generateContentRequest.systemInstruction.parts[0]",
+        ),
+        (
+            {"contents": [{"parts": [{"text": "hi"}]}], "generationConfig": {"temperature": 3}},
+            "generateContentRequest.generationConfig.temperature",
+        ),
+        (
+            {"contents": [{"parts": [{"text": "hi"}]}], "tools": [{"googleSearch": {}}]},
+            "generateContentRequest.tools[0].googleSearch",
+        ),
+        (
+            {"contents": [{"parts": [{"text": "hi"}]}], "bogus": 1},
+            "Unknown name \"bogus\" at 'generateContentRequest'",
+        ),
+    ],
+)
+def test_count_tokens_of_a_whole_request_names_the_field_sent(
+    gw: Gateway, key: str, inner: dict[str, Any], message: str
+) -> None:
+    # A refusal inside generateContentRequest names the path the caller wrote, not the one the
+    # same field has at the top of a generateContent body.
+    resp = httpx.post(
+        f"{gw.url}/v1beta/models/gem-via-openai:countTokens",
+        json={"generateContentRequest": inner},
+        headers={"x-goog-api-key": key},
+        timeout=10,
+    )
+    assert resp.status_code == 400, resp.text
+    assert message in resp.json()["error"]["message"]
+
+
 def test_embed_content(client: genai.Client) -> None:
     result = client.models.embed_content(
         model="text-embedding-3-small",

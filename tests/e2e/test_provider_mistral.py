@@ -497,6 +497,28 @@ def test_guardrails_mistral_refuses_are_its_422_naming_the_field(mi: openai.Open
     assert "guardrails.0.moderation_llm_v3" in exc.value.message
 
 
+def test_reasoning_effort_mistral_takes_reaches_it(mi: openai.OpenAI, mock_upstream: Mock) -> None:
+    marker = new_marker()
+    for effort in ("high", "none"):
+        mi.chat.completions.create(model="mistral-small", messages=ask(f"think mock:capture={marker}"),
+                                   reasoning_effort=effort)  # type: ignore[arg-type]
+    assert [seen["body"]["reasoning_effort"] for seen in captured(mock_upstream, marker)] == ["high", "none"]
+
+
+@pytest.mark.parametrize("effort", ["low", "medium", "minimal", "xhigh"])
+def test_reasoning_effort_mistral_does_not_take_is_a_400_naming_it(
+    mi: openai.OpenAI, mock_upstream: Mock, effort: str
+) -> None:
+    # Mistral's ReasoningEffort is none or high: OpenAI's other levels are refused before any call.
+    marker = new_marker()
+    with pytest.raises(openai.BadRequestError) as exc:
+        mi.chat.completions.create(model="mistral-small", messages=ask(f"think mock:capture={marker}"),
+                                   reasoning_effort=effort)  # type: ignore[arg-type]
+    assert exc.value.code == "invalid_value" and exc.value.param == "reasoning_effort"
+    assert f"'{effort}'" in exc.value.message and "'none' or 'high'" in exc.value.message
+    assert captured(mock_upstream, marker, timeout=0.2) == []
+
+
 # ---- errors -----------------------------------------------------------------------------------
 
 

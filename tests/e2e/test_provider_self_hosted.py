@@ -193,10 +193,11 @@ def test_a_long_plain_text_error_is_cut(oc: openai.OpenAI) -> None:
 
 
 @pytest.mark.parametrize("reason", [ABORT, ERROR])
-@pytest.mark.parametrize("model", ["vllm", "azure"])
+@pytest.mark.parametrize("model", ["vllm", "azure", "openai"])
 def test_an_aborted_answer_is_the_servers_failure(oc: openai.OpenAI, model: str, reason: str) -> None:
-    """On ``azure`` too: Azure OpenAI sends neither reason, but a resource may serve other
-    makers' models through the same API (docs/providers/azure.md)."""
+    """On ``azure`` and ``openai`` too: neither OpenAI sends these reasons, but a resource may
+    serve other makers' models through the same API (docs/providers/azure.md), and an ``openai``
+    provider's api_base may be a vLLM server."""
     with pytest.raises(openai.InternalServerError) as info:
         _ask(oc, model, reason, False)
     assert info.value.status_code == 502
@@ -208,7 +209,7 @@ def test_an_aborted_answer_is_the_servers_failure(oc: openai.OpenAI, model: str,
 
 
 @pytest.mark.parametrize("reason", [ABORT, ERROR])
-@pytest.mark.parametrize("model", ["vllm", "azure"])
+@pytest.mark.parametrize("model", ["vllm", "azure", "openai"])
 def test_an_aborted_stream_ends_with_an_error_event(oc: openai.OpenAI, model: str, reason: str) -> None:
     received: list[str] = []
     with pytest.raises(openai.APIError) as info:

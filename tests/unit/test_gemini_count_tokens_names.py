@@ -54,17 +54,17 @@ async def http() -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw")
 
 
-@pytest.mark.parametrize(("method", "body"), [
-    ("generateContent", {"contents": CONTENTS}),
-    ("countTokens", {"contents": CONTENTS}),
-    ("generateContent", {"systemInstruction": SYSTEM, "contents": CONTENTS}),
-    # A whole request: its system instruction is the first chat message.
-    ("countTokens", {"generateContentRequest": {"systemInstruction": SYSTEM, "contents": CONTENTS}}),
+@pytest.mark.parametrize(("method", "body", "named"), [
+    ("generateContent", {"contents": CONTENTS}, "contents[2].parts[1]"),
+    ("countTokens", {"contents": CONTENTS}, "contents[2].parts[1]"),
+    ("generateContent", {"systemInstruction": SYSTEM, "contents": CONTENTS}, "contents[2].parts[1]"),
+    # A whole request: its system instruction is the first chat message; the path is the one sent.
+    ("countTokens", {"generateContentRequest": {"systemInstruction": SYSTEM, "contents": CONTENTS}},
+     "generateContentRequest.contents[2].parts[1]"),
 ])
 async def test_a_refused_message_names_the_gemini_part_on_every_method(
-    http: httpx.AsyncClient, method: str, body: dict[str, object]
+    http: httpx.AsyncClient, method: str, body: dict[str, object], named: str
 ) -> None:
     resp = await http.post(f"/v1beta/models/m:{method}", json=body, headers={"x-goog-api-key": MASTER})
     assert resp.status_code == 400, resp.text
-    assert resp.json()["error"]["message"] == (
-        "contents[2].parts[1]: image type 'image/png' is not taken here")
+    assert resp.json()["error"]["message"] == f"{named}: image type 'image/png' is not taken here"

@@ -112,6 +112,20 @@ class Options(ProviderOptions):
 # --------------------------------------------------------------------------- request
 
 
+# Mistral's reasoning_effort values (ReasoningEffort in its API reference and SDK; adjustable
+# reasoning of mistral-small-latest): "high" returns a thinking chunk, "none" thinks minimally.
+# OpenAI's others (minimal, low, medium, xhigh) are a 400 naming the field here, not Mistral's
+# 422 after a round trip, nor a guess at which of the two the caller meant.
+_EFFORTS = ("none", "high")
+
+
+def _effort(body: JSON) -> None:
+    effort = body.get("reasoning_effort")
+    if effort is not None and effort not in _EFFORTS:  # a tuple: an unhashable value compares too
+        raise InvalidRequest(f"reasoning_effort '{str(effort)[:20]}' is not one provider type 'mistral' "
+                             "takes: send 'none' or 'high'", param="reasoning_effort", code="invalid_value")
+
+
 def _unsupported_value(what: str, param: str, code: str | None = None) -> InvalidRequest:
     return InvalidRequest(f"{what} is not supported by provider type 'mistral'", param=param, code=code)
 
@@ -315,6 +329,7 @@ def chat_body(request: JSON, target: Target, options: Options) -> JSON:
         body["tools"] = _tools(body["tools"])
     _tool_choice(body)
     _prediction(body)
+    _effort(body)
     if options.safe_prompt:
         body.setdefault("safe_prompt", True)
     return body

@@ -37,6 +37,29 @@ from switchboard.upstream.request import UpstreamRequest
 _SSE_HEADERS = {"Accept": "text/event-stream"}
 
 
+# vLLM's finish reasons for an answer its engine gave up on (vllm/v1/engine ``FinishReason``):
+# "abort" (the engine aborted the request: generation paused for a weight update, a failed KV
+# transfer, a scheduler's abort) and "error" (a request-level internal error). The answer was cut
+# by the server, so it is the server's failure, as a 5xx is: a 502, retried and fallen back from
+# (in a stream, the error event), never a finish reason no OpenAI client knows. Every
+# OpenAI-shaped type reads them: OpenAI sends neither, but an ``openai`` provider's api_base (or
+# an Azure resource) may be a vLLM server.
+CUT_BY_SERVER = ("abort", "error")  # a tuple: a finish_reason of any JSON type is compared, not hashed
+
+
+def server_cut(reason: str, target: Target) -> UpstreamBadGateway:
+    """The error for an answer the server stopped with a :data:`CUT_BY_SERVER` finish reason."""
+    return UpstreamBadGateway(f"provider '{target.provider}' stopped the answer before it was complete "
+                              f"(finish_reason '{reason}')")
+
+
+def check_finish(choices: list[Any], target: Target) -> None:
+    """Raises when a choice of a whole reply was cut by the server (CUT_BY_SERVER)."""
+    for choice in choices:
+        if choice.__class__ is dict and choice.get("finish_reason") in CUT_BY_SERVER:
+            raise server_cut(choice["finish_reason"], target)
+
+
 class OpenAIOptions(ProviderOptions):
     organization: str | None = None
     project: str | None = None
@@ -114,8 +137,13 @@ class OpenAIStreamDecoder(DeferredError):
                     break
             elif not self._finished and isinstance(choices := obj.get("choices"), list):
                 for choice in choices:
-                    if isinstance(choice, dict) and choice.get("finish_reason"):
+                    if isinstance(choice, dict) and (reason := choice.get("finish_reason")):
                         self._finished = True
+                        if reason in CUT_BY_SERVER:  # the chunk is not sent
+                            if not out:
+                                raise server_cut(reason, self._target)
+                            self._defer(server_cut(reason, self._target))
+                            return out
             if obj is not None:
                 out.append(obj)
         return out
@@ -135,8 +163,10 @@ class OpenAIStreamDecoder(DeferredError):
             raise UpstreamBadGateway(f"provider '{self._target.provider}' failed mid-stream: {message}")
         if not self._finished and isinstance(choices := obj.get("choices"), list):
             for choice in choices:
-                if isinstance(choice, dict) and choice.get("finish_reason"):
+                if isinstance(choice, dict) and (reason := choice.get("finish_reason")):
                     self._finished = True
+                    if reason in CUT_BY_SERVER:
+                        raise server_cut(reason, self._target)
         return obj
 
 
@@ -181,6 +211,7 @@ class OpenAIAdapter(ProviderAdapter):
         obj = loads_object(body)
         if obj is None or not isinstance(obj.get("choices"), list):
             raise invalid_body(target)
+        check_finish(obj["choices"], target)
         return obj
 
     def chat_stream(self, request: JSON, target: Target) -> OpenAIStreamDecoder:
@@ -205,6 +236,7 @@ class OpenAIAdapter(ProviderAdapter):
         obj = loads_object(body)
         if obj is None or not isinstance(obj.get("choices"), list):
             raise invalid_body(target)
+        check_finish(obj["choices"], target)
         return obj
 
     def completions_stream(self, request: JSON, target: Target) -> OpenAIStreamDecoder:

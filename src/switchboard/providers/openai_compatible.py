@@ -49,7 +49,7 @@ from switchboard.providers.errors import (
     text_message,
     upstream_error,
 )
-from switchboard.providers.openai import OpenAIAdapter, OpenAIStreamDecoder
+from switchboard.providers.openai import CUT_BY_SERVER, OpenAIAdapter, OpenAIStreamDecoder, server_cut
 from switchboard.providers.openai_extensions import documents_and_errors, with_effort, without_safety_settings
 from switchboard.providers.params import drops
 from switchboard.providers.response_format import described_schema
@@ -154,19 +154,12 @@ def unique_call_ids(calls: Any, used: set[str]) -> None:
 # there, as it stops at a stop condition the caller set; not "length", which would have clients
 # ask for more of the same loop. vLLM's ``stop_reason: "repetition_detected"`` stays on the choice.
 _STOPS = {"eos_token": False, "stop_sequence": True, "repetition": False}
-# vLLM's finish reasons for an answer its engine gave up on (vllm/v1/engine ``FinishReason``):
-# "abort" (the engine aborted the request: generation paused for a weight update, a failed KV
-# transfer, a scheduler's abort) and "error" (a request-level internal error). The answer was cut
-# by the server, so it is the server's failure, as a 5xx is: a 502, retried and fallen back from
-# (in a stream, the error event), never a finish reason no OpenAI client knows. ``azure`` reads
-# them too (Azure OpenAI sends none, but a resource may serve other makers' models).
-_CUT_BY_SERVER = frozenset({"abort", "error"})
 
 
 def canonical_finish(choice: JSON, target: Target) -> None:
     """``choice``'s finish_reason in OpenAI's words, with ``stop_sequence`` marked on the choice
     (null: TGI does not say which; the request's only one names it, providers/stop_sequences.py);
-    raises for an answer the server cut."""
+    raises for an answer the server cut (CUT_BY_SERVER)."""
     reason = choice.get("finish_reason")
     if reason.__class__ is not str:
         return
@@ -175,9 +168,8 @@ def canonical_finish(choice: JSON, target: Target) -> None:
         choice["finish_reason"] = "stop"
         if at_sequence:
             choice["stop_sequence"] = None
-    elif reason in _CUT_BY_SERVER:
-        raise UpstreamBadGateway(f"provider '{target.provider}' stopped the answer before it was complete "
-                                 f"(finish_reason '{reason}')")
+    elif reason in CUT_BY_SERVER:
+        raise server_cut(reason, target)
 
 
 def normalise_completion(obj: JSON, target: Target) -> JSON:

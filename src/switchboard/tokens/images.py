@@ -12,7 +12,9 @@ The size is read from the image itself when it is inline (a ``data:`` URL of PNG
 WebP, read as every provider reads it (media_urls.py): ``DATA:`` is ``data:``; only the header
 bytes are decoded). A remote URL is never fetched for counting: its size is
 assumed to be 1024 x 1024 (:data:`ASSUMED_SIZE`), which costs 765 tokens at high detail. That is
-what a typical photo costs; a very wide or tall image can cost up to 1,445.
+what a typical photo costs; a very wide or tall image can cost up to 1,445. An inline image whose
+size cannot be read (BMP, bytes that are no image) is assumed so too, not the worst case: OpenAI
+refuses what it cannot read (docs/tokens.md).
 """
 
 from __future__ import annotations

@@ -163,10 +163,12 @@ def _arguments(value: Any, path: str) -> str:
 
 
 class Contents:
-    """The conversion of one ``contents`` list; calls are paired with their responses. Where each
-    message and tool call came from is added to ``sources`` when given (sources.py)."""
+    """The conversion of one ``contents`` list, at ``path`` in the caller's body; calls are paired
+    with their responses. Where each message and tool call came from is added to ``sources`` when
+    given (sources.py)."""
 
-    def __init__(self, sources: list[Source] | None = None) -> None:
+    def __init__(self, sources: list[Source] | None = None, path: str = "contents") -> None:
+        self._path = path
         self.messages: list[JSON] = []
         self._pending: list[tuple[str, str]] = []  # (id, name) of the last model turn's open calls
         self._sources = sources
@@ -176,7 +178,7 @@ class Contents:
             self._sources.append((made, path, given, parts))
 
     def add(self, value: Any, i: int) -> None:
-        path = f"contents[{i}]"
+        path = f"{self._path}[{i}]"
         content = fields(value, path, _CONTENT, "Content")
         role = content.get("role")
         if role is not None:
@@ -187,9 +189,9 @@ class Contents:
         if not parts:
             raise fail(f"{path}.parts", "must contain at least one part")
         if role == "model":
-            self._model(parts, i)
+            self._model(parts, i, path)
         else:
-            self._user(parts, i)
+            self._user(parts, path)
 
     def _part(self, value: Any, path: str) -> tuple[str, JSON]:
         part = fields(value, path, _PART, "Part")
@@ -210,13 +212,13 @@ class Contents:
             part["mediaResolution"] = _media_resolution(part["mediaResolution"], f"{path}.mediaResolution")
         return kind, part
 
-    def _user(self, parts: list[Any], i: int) -> None:
+    def _user(self, parts: list[Any], where: str) -> None:
         tools: list[JSON] = []
         out: list[JSON] = []
         paths: list[str] = []  # the data field each part of out came from (sources.py)
         thoughts = 0
         for j, value in enumerate(parts):
-            path = f"contents[{i}].parts[{j}]"
+            path = f"{where}.parts[{j}]"
             kind, part = self._part(value, path)
             thoughts += bool(part.get("thought"))
             if kind == "text":
@@ -240,7 +242,7 @@ class Contents:
             self.messages.append({"role": "user", "content": ""})
         else:
             return
-        self._note(self.messages[-1], f"contents[{i}]", None, tuple(paths))
+        self._note(self.messages[-1], where, None, tuple(paths))
         # Only thoughts: no turn to send, as for a model content of only thoughts (an empty user
         # message would be refused by some upstreams, or read as a turn the caller never wrote).
 
@@ -269,12 +271,12 @@ class Contents:
         self._note(message, path, response)
         return message
 
-    def _model(self, parts: list[Any], i: int) -> None:
+    def _model(self, parts: list[Any], i: int, where: str) -> None:
         texts: list[str] = []
         paths: list[str] = []  # the text parts joined into the content (sources.py)
         calls: list[JSON] = []
         for j, value in enumerate(parts):
-            path = f"contents[{i}].parts[{j}]"
+            path = f"{where}.parts[{j}]"
             kind, part = self._part(value, path)
             if kind == "text":
                 text = string(part["text"], f"{path}.text")
@@ -293,7 +295,7 @@ class Contents:
         if calls:
             message["tool_calls"] = calls
         self.messages.append(message)
-        self._note(message, f"contents[{i}]", None, tuple(paths))
+        self._note(message, where, None, tuple(paths))
 
     def _call(self, part: JSON, path: str, i: int, j: int) -> JSON:
         call = fields(part["functionCall"], path, _CALL, "FunctionCall")
@@ -319,7 +321,7 @@ def contents(value: Any, path: str = "contents", sources: list[Source] | None = 
     items = array(value, path)
     if not items:
         raise InvalidRequest("* GenerateContentRequest.contents: contents is not specified", param=path)
-    converter = Contents(sources)
+    converter = Contents(sources, path)
     for i, item in enumerate(items):
         converter.add(item, i)
     if not converter.messages:  # every content held only thought parts, which are not sent

@@ -168,10 +168,10 @@ def _declaration(value: Any, path: str) -> JSON:
     return {"type": "function", "function": function}
 
 
-def _tools(value: Any) -> list[JSON]:
+def _tools(value: Any, base: str) -> list[JSON]:
     out: list[JSON] = []
-    for i, item in enumerate(array(value, "tools")):
-        path = f"tools[{i}]"
+    for i, item in enumerate(array(value, base)):
+        path = f"{base}[{i}]"
         tool = fields(item, path, _TOOL, "Tool")
         for key in tool:
             if key != "functionDeclarations" and tool[key] is not None:
@@ -183,19 +183,19 @@ def _tools(value: Any) -> list[JSON]:
             out.extend(_declaration(d, f"{where}[{j}]") for j, d in enumerate(array(declarations, where)))
     names = [t["function"]["name"] for t in out]
     if len(set(names)) != len(names):
-        raise fail("tools", "function names must be unique")
+        raise fail(base, "function names must be unique")
     return out
 
 
-def _tool_config(value: Any, tools: list[JSON], out: JSON) -> None:
-    config = fields(value, "toolConfig", _TOOL_CONFIG, "ToolConfig")
+def _tool_config(value: Any, tools: list[JSON], out: JSON, base: str) -> None:
+    config = fields(value, base, _TOOL_CONFIG, "ToolConfig")
     if config.get("includeServerSideToolInvocations"):
-        raise unsupported("toolConfig.includeServerSideToolInvocations",
+        raise unsupported(f"{base}.includeServerSideToolInvocations",
                           "server-side tools are not translated")
     calling = config.get("functionCallingConfig")
     if calling is None:
         return
-    path = "toolConfig.functionCallingConfig"
+    path = f"{base}.functionCallingConfig"
     calling = fields(calling, path, _CALLING, "FunctionCallingConfig")
     if calling.get("streamFunctionCallArguments"):
         raise unsupported(f"{path}.streamFunctionCallArguments", "function call arguments come whole")
@@ -234,32 +234,31 @@ def _tool_config(value: Any, tools: list[JSON], out: JSON) -> None:
 # -- generationConfig ----------------------------------------------------------------------
 
 
-def _response_format(config: JSON) -> JSON | None:
+def _response_format(config: JSON, path: str) -> JSON | None:
     mime = config.get("responseMimeType")
     schema: JSON | None = None
     if config.get("responseSchema") is not None and config.get("responseJsonSchema") is not None:
-        raise fail("generationConfig", "give responseSchema or responseJsonSchema, not both")
+        raise fail(path, "give responseSchema or responseJsonSchema, not both")
     if config.get("responseSchema") is not None:
-        schema = json_schema(config["responseSchema"], "generationConfig.responseSchema")
+        schema = json_schema(config["responseSchema"], f"{path}.responseSchema")
     elif config.get("responseJsonSchema") is not None:
-        schema = plain_json_schema(config["responseJsonSchema"], "generationConfig.responseJsonSchema")
+        schema = plain_json_schema(config["responseJsonSchema"], f"{path}.responseJsonSchema")
     if mime is not None:
-        mime = string(mime, "generationConfig.responseMimeType").lower()
+        mime = string(mime, f"{path}.responseMimeType").lower()
     if mime in (None, "", "text/plain"):
         if schema is not None:
-            raise fail("generationConfig.responseMimeType", "a response schema needs responseMimeType "
+            raise fail(f"{path}.responseMimeType", "a response schema needs responseMimeType "
                        "'application/json'")
         return None
     if mime != "application/json":
-        raise unsupported("generationConfig.responseMimeType", f"'{mime[:60]}' (only text/plain and "
+        raise unsupported(f"{path}.responseMimeType", f"'{mime[:60]}' (only text/plain and "
                           "application/json are translated)")
     if schema is None:
         return {"type": "json_object"}
     return {"type": "json_schema", "json_schema": {"name": "response", "schema": schema, "strict": False}}
 
 
-def _thinking(value: Any, out: JSON) -> bool:
-    path = "generationConfig.thinkingConfig"
+def _thinking(value: Any, out: JSON, path: str) -> bool:
     config = fields(value, path, _THINKING, "ThinkingConfig")
     include = config.get("includeThoughts")
     budget = config.get("thinkingBudget")
@@ -283,9 +282,8 @@ def _thinking(value: Any, out: JSON) -> bool:
     return wanted
 
 
-def _generation(value: Any, out: JSON) -> bool:
+def _generation(value: Any, out: JSON, path: str) -> bool:
     """Writes the canonical sampling fields into ``out``; whether thoughts are to be returned."""
-    path = "generationConfig"
     config = fields(value, path, _GENERATION, "GenerationConfig")
     if config.get("temperature") is not None:
         out["temperature"] = number(config["temperature"], f"{path}.temperature", 0, 2)
@@ -312,7 +310,7 @@ def _generation(value: Any, out: JSON) -> bool:
             out[ours] = number(config[theirs], f"{path}.{theirs}", -2, 2)
     if config.get("seed") is not None:
         out["seed"] = integer(config["seed"], f"{path}.seed")
-    fmt = _response_format(config)
+    fmt = _response_format(config, path)
     if fmt is not None:
         out["response_format"] = fmt
     if config.get("responseLogprobs") or config.get("logprobs") is not None:
@@ -338,16 +336,16 @@ def _generation(value: Any, out: JSON) -> bool:
                 if isinstance(message["content"], list):
                     message["content"] = [low_detail(p) for p in message["content"]]
     if config.get("thinkingConfig") is not None:
-        return _thinking(config["thinkingConfig"], out)
+        return _thinking(config["thinkingConfig"], out, f"{path}.thinkingConfig")
     return False
 
 
-def _safety(value: Any) -> list[JSON]:
+def _safety(value: Any, base: str) -> list[JSON]:
     """Safety thresholds of Google's own filters: the canonical ``safety_settings`` (the Gemini and
     Vertex adapters send them; other providers have no such thresholds; docs/api-gemini.md)."""
     out: list[JSON] = []
-    for i, item in enumerate(array(value, "safetySettings")):
-        path = f"safetySettings[{i}]"
+    for i, item in enumerate(array(value, base)):
+        path = f"{base}[{i}]"
         setting = fields(item, path, _SAFETY, "SafetySetting")
         entry: JSON = {
             "category": enum(setting.get("category"), f"{path}.category", HARM_CATEGORIES),
@@ -359,54 +357,56 @@ def _safety(value: Any) -> list[JSON]:
     return out
 
 
-def _labels(value: Any) -> None:
+def _labels(value: Any, path: str) -> None:
     """Checked, not sent (NOT_SENT): Google's ``labels`` is a map of strings, so a value of
     another type is the 400 Google answers, not accepted because it goes nowhere."""
     if not isinstance(value, dict):
-        raise wrong_type("labels", "TYPE_MAP", value)
+        raise wrong_type(path, "TYPE_MAP", value)
     for name, label in value.items():
-        string(label, f"labels.{name[:64]}")
+        string(label, f"{path}.{name[:64]}")
 
 
 # -- the request ---------------------------------------------------------------------------
 
 
-def _translate(body: Any, model: str) -> Decoded:
+def _translate(body: Any, model: str, root: str = "") -> Decoded:
+    """The canonical request of a GenerateContentRequest; ``root`` is where the caller put it
+    (countTokens' ``generateContentRequest``), so a refusal names the path the caller sent."""
     sources: list[Source] = []
-    request = fields(body, "", _REQUEST, "GenerateContentRequest")
+    request = fields(body, root, _REQUEST, "GenerateContentRequest")
     if request.get("model") is not None:
-        string(request["model"], "model")  # the path names the model; the body's is informative
+        string(request["model"], join(root, "model"))  # the path names the model; the body's is informative
     for key in ("cachedContent", "continuationToken"):
         if request.get(key) is not None:
-            raise unsupported(key, "context caches and continuations are Google's own state")
-    messages = contents(request.get("contents"), sources=sources)
+            raise unsupported(join(root, key), "context caches and continuations are Google's own state")
+    messages = contents(request.get("contents"), join(root, "contents"), sources)
     if request.get("systemInstruction") is not None:
-        system = system_text(request["systemInstruction"])
+        system = system_text(request["systemInstruction"], join(root, SYSTEM))
         if system:  # an empty system prompt is no prompt; some upstreams reject empty ones
             messages.insert(0, {"role": "system", "content": system})
-            sources.append((messages[0], SYSTEM, None, None))
+            sources.append((messages[0], join(root, SYSTEM), None, None))
     out: JSON = {"model": model, "messages": messages}
-    tools = _tools(request["tools"]) if request.get("tools") is not None else []
+    tools = _tools(request["tools"], join(root, "tools")) if request.get("tools") is not None else []
     if tools:
         out["tools"] = tools
     if request.get("toolConfig") is not None:
-        _tool_config(request["toolConfig"], tools, out)
+        _tool_config(request["toolConfig"], tools, out, join(root, "toolConfig"))
     include = False
     if request.get("generationConfig") is not None:
-        include = _generation(request["generationConfig"], out)
+        include = _generation(request["generationConfig"], out, join(root, "generationConfig"))
     if request.get("safetySettings") is not None:
-        settings = _safety(request["safetySettings"])
+        settings = _safety(request["safetySettings"], join(root, "safetySettings"))
         if settings:
             out["safety_settings"] = settings
     if request.get("labels") is not None:
-        _labels(request["labels"])
+        _labels(request["labels"], join(root, "labels"))
     if request.get("serviceTier") is not None:
         # The SDK's enum is case-insensitive and sends lower case; Google's REST reference does
         # not pin the spelling, so any case of a known tier passes (the field is not sent on).
         tier = request["serviceTier"]
-        enum(tier.lower() if isinstance(tier, str) else tier, "serviceTier", SERVICE_TIERS)
+        enum(tier.lower() if isinstance(tier, str) else tier, join(root, "serviceTier"), SERVICE_TIERS)
     if request.get("store") is not None:
-        boolean(request["store"], "store")
+        boolean(request["store"], join(root, "store"))
     return Decoded(out, include, sources)
 
 
@@ -430,7 +430,7 @@ def count_tokens_request(raw: bytes, model: str) -> Decoded:
         inner = body["generateContentRequest"]
         if not isinstance(inner, dict):
             raise fail("generateContentRequest", "expected an object")
-        return _translate(inner, model)
+        return _translate(inner, model, "generateContentRequest")
     sources: list[Source] = []
     messages = contents(body.get("contents"), sources=sources)
     return Decoded({"model": model, "messages": messages}, False, sources)

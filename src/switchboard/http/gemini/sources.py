@@ -69,7 +69,7 @@ def contents_param(param: str, messages: Sequence[Any], sources: Sequence[Source
     if source is None:
         return None
     _, path, given, parts = source
-    if path == SYSTEM:
+    if message.get("role") == "system":  # systemInstruction, wherever the caller put it
         return path
     if message.get("role") == "tool":  # given: its FunctionResponse
         if rest.startswith(".tool_call_id"):

@@ -20,7 +20,7 @@ from switchboard.providers.capabilities import (
 _PASSED = (
     "max_tokens", "temperature", "top_p", "n", "stop", "stop:more_than_4", "stop:more_than_5", "tools",
     "parallel_tool_calls", "response_format",
-    "presence_penalty", "frequency_penalty", "prediction", "reasoning_effort", "prompt_cache_key", "metadata",
+    "presence_penalty", "frequency_penalty", "prediction", "prompt_cache_key", "metadata",
     "tool_choice:none", "parallel_tool_calls:false", "tools.strict",
     "response_format.json_schema.description",
 )
@@ -35,6 +35,7 @@ TABLE: Table = seed(
     tool_choice=translated("tool_choice", "'required' → 'any'"),
     tool_choice_is_allowed_tools=translated("tool_choice", "mode required → 'any', auto → 'auto'; only the "
                                             "allowed tools sent"),
+    reasoning_effort=passed("none and high only; other levels a 400"),
     thinking=refused("send reasoning_effort"),
     messages__tool_calls_is_custom=refused("no custom (free-form) tools"),
     cache_control=translated(note="Mistral has no breakpoints (it caches prefixes itself); removed"),
@@ -47,6 +48,9 @@ TABLE: Table = seed(
     reasoning=translated("choices.0.message.reasoning_content", "thinking chunks"),
     usage__cache_read=translated("usage.prompt_tokens_details.cached_tokens"),
 )
+
+# Mistral takes reasoning_effort "none" and "high" only (providers/mistral.py).
+EXAMPLES: dict[str, dict[str, Any]] = {"reasoning_effort": {"reasoning_effort": "high"}}
 
 _REPLY = {"id": "c", "object": "chat.completion", "created": 1, "model": "mistral-medium-latest"}
 _CHOICE = {"index": 0, "finish_reason": "stop"}
