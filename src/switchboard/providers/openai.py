@@ -211,7 +211,8 @@ class OpenAIAdapter(ProviderAdapter):
         obj = loads_object(body)
         if obj is None or not isinstance(obj.get("choices"), list):
             raise invalid_body(target)
-        check_finish(obj["choices"], target)
+        if b'"abort"' in body or b'"error"' in body:  # a byte search costs less than reading the choices
+            check_finish(obj["choices"], target)
         return obj
 
     def chat_stream(self, request: JSON, target: Target) -> OpenAIStreamDecoder:
@@ -236,7 +237,8 @@ class OpenAIAdapter(ProviderAdapter):
         obj = loads_object(body)
         if obj is None or not isinstance(obj.get("choices"), list):
             raise invalid_body(target)
-        check_finish(obj["choices"], target)
+        if b'"abort"' in body or b'"error"' in body:  # a byte search costs less than reading the choices
+            check_finish(obj["choices"], target)
         return obj
 
     def completions_stream(self, request: JSON, target: Target) -> OpenAIStreamDecoder:
