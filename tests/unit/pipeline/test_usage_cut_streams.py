@@ -172,6 +172,8 @@ def test_a_responses_stream_cut_before_its_final_event_is_estimated() -> None:
 
 
 class Limiter:
+    adjust_now = None  # a limiter that waits (Redis): the settlement awaits ``adjust``
+
     def __init__(self) -> None:
         self.adjusted: list[int] = []
 
