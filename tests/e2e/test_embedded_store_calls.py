@@ -1,8 +1,10 @@
 """On the embedded default the rate limiter and the budget counters live in this process and never
 wait, so the request path takes, reserves and settles through their plain calls: no coroutine of
 theirs, nor of the settlement's, on any request (each awaited coroutine that never suspends costs
-some 700 instructions; docs/benchmarks.md). What the caller is told is the same: the rate-limit
-headers count down, the budget's spend is settled to the calls' cost, refusals are as before.
+some 700 instructions; docs/benchmarks.md), and the post-response work (the usage record, the
+settlement, the metrics) runs without one either. What the caller is told is the same: the
+rate-limit headers count down, the budget's spend is settled to the calls' cost, refusals are as
+before.
 
 The gateway runs in this process (the stores' coroutine forms are watched there), against the
 mock upstream, with a key that has RPM/TPM limits and a budget, as the full path of the benchmark.
@@ -21,6 +23,7 @@ from typing import Any
 import openai
 import pytest
 
+from switchboard.context import RequestContext
 from switchboard.spend.budgets.book import BudgetBook
 from switchboard.stores.memory.budgets import MemoryBudgetCounters
 from switchboard.stores.memory.limits import MemoryRateLimiter
@@ -78,6 +81,15 @@ def awaited(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
 
     for cls, name in WATCHED:
         watch(cls, name)
+    after = RequestContext.run_after_response
+
+    def run_after_response(ctx: RequestContext) -> Any:
+        waits = after(ctx)
+        if waits is not None and ctx.operation == "chat":  # a model call's callbacks, not the admin API's
+            calls["a post-response callback waited"] += 1
+        return waits
+
+    monkeypatch.setattr(RequestContext, "run_after_response", run_after_response)
     return calls
 
 

@@ -127,7 +127,8 @@ async def finish(ctx: RequestContext, scope: Scope, unserved: Unserved | None = 
             ctx.request_id = rid
             CURRENT.set((rid, request_fields()[1]))
     if ctx.post_response is not None:
-        await ctx.run_after_response()
+        if (waits := ctx.run_after_response()) is not None:
+            await waits
     elif unserved is not None:
         # With metrics on, the observe stage is the first of every chain and registers a
         # callback on every way out of it: none registered means the edge refused the request

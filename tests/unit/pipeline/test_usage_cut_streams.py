@@ -120,7 +120,8 @@ async def run(decoder: Any, events: list[bytes], fail: bool = False, to_end: boo
     await result.aclose()
     ctx.outcome.status, ctx.outcome.stream = 200, True
     ctx.outcome.client_disconnected = not (fail or to_end)
-    await ctx.run_after_response()
+    if (waits := ctx.run_after_response()) is not None:  # None: no callback waited
+        await waits
     return ctx, writer
 
 
