@@ -15,10 +15,12 @@ from typing import Any
 import pytest
 
 from switchboard.access.rules import model_allowed
+from switchboard.context import RequestContext
 from switchboard.limits.estimate import used_tokens
 from switchboard.pipeline.attempts import AttemptStage
 from switchboard.pipeline.budgets import BudgetStage
 from switchboard.pipeline.images import InlineImagesStage
+from switchboard.pipeline.settle import Settlement
 from switchboard.providers.openai_extensions import to_openai
 from switchboard.routing.prerouting import Windows, eligible
 from switchboard.routing.router import Router
@@ -39,6 +41,9 @@ HOT: list[Callable[..., Any]] = [
     Windows.smallest,
     Router.plan,
     BudgetBook.settle_surely,
+    BudgetBook.settle_surely_now,
+    Settlement.__call__,
+    RequestContext.run_after_response,
     Prices.priced,
     _int_prices,
     _Conn.take,

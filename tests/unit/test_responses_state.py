@@ -53,7 +53,8 @@ async def _answered(responses: Responses, principal: Principal, body: dict[str, 
     responses.complete(ctx, {"id": call.id, "output": OUTPUT})
     held = await responses.find(call.id, principal)  # held in memory until written
     assert (held is not None) == (body.get("store") is not False)
-    await ctx.run_after_response()
+    if (waits := ctx.run_after_response()) is not None:  # None: no callback waited
+        await waits
     assert call.id not in responses.pending
     return call.id
 

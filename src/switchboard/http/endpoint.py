@@ -133,7 +133,8 @@ async def finish(ctx: RequestContext, scope: Scope, unserved: Unserved | None = 
         outcome.client_disconnected = False
         outcome.status, outcome.error_type, outcome.error_code, outcome.error_message, _ = answered
     if ctx.post_response is not None:
-        await ctx.run_after_response()
+        if (waits := ctx.run_after_response()) is not None:
+            await waits
     elif unserved is not None:
         # With metrics on, the observe stage is the first of every chain and registers a
         # callback on every way out of it: none registered means the edge refused the request

@@ -363,8 +363,8 @@ class McpLoopStage:
                 sub.outcome.client_disconnected = True
             if sub.outcome.finished_at is None:
                 sub.outcome.finished_at = time.perf_counter()
-            if sub.post_response is not None:
-                await sub.run_after_response()
+            if sub.post_response is not None and (waits := sub.run_after_response()) is not None:
+                await waits
         self._spend(ctx, steps)
 
 

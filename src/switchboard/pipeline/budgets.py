@@ -190,7 +190,9 @@ class BudgetStage:
             reserved = None
         try:
             if reserved is None:
-                reserved = await book.try_reserve(ctx.reservation_id(), charges, hold)
+                reserve_now = book.reserve_now  # counters in process: no coroutine
+                reserved = (reserve_now(ctx.reservation_id(), charges, hold) if reserve_now is not None
+                            else await book.try_reserve(ctx.reservation_id(), charges, hold))
             if reserved.missing:  # a counter not loaded yet (a new period, a restart): load it
                 reserved = await book.reserve(ctx.reservation_id(), budgets, charges, hold)
             # Refused or not: past a budget's threshold the request goes to the cheaper model,

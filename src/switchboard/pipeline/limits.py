@@ -203,8 +203,12 @@ class RateLimitStage:
                     known = _tokens(ctx)  # None: a large prompt, counted off the loop first
                     tokens = known if known is not None else await _counted(ctx)
                     buckets = _with_tokens(buckets, planned.token_indexes, tokens)
-                ride = self._rider(ctx) if self._rider is not None else None
-                acquired = await (limiter.acquire(buckets) if ride is None else ride.acquire(buckets))
+                if (acquire_now := limiter.acquire_now) is not None:
+                    # In process: no coroutine, and no rider (one rides only on a store that waits).
+                    acquired = acquire_now(buckets)
+                else:
+                    ride = self._rider(ctx) if self._rider is not None else None
+                    acquired = await (limiter.acquire(buckets) if ride is None else ride.acquire(buckets))
                 if acquired.refused is not None and planned.waits:
                     moved = None
                     if limits[acquired.refused].scope == UPSTREAM:

@@ -48,7 +48,8 @@ class ObserveStage:
             metrics.stream_began()
         return result
 
-    async def _after(self, ctx: RequestContext) -> None:
+    def _after(self, ctx: RequestContext) -> None:
+        # A plain callback: nothing here waits (an awaited coroutine would cost every request).
         for observer in self._observers:
             try:
                 observer.observe(ctx)

@@ -27,7 +27,10 @@ own: a store error is logged and the other part still settles. Neither is lost t
 does not answer for a while (Redis down as the call ends): the budget settlement waits in the
 budget book and the token correction in the limiter, each tried again until Redis answers.
 The correction is asked for before the budget settlement and awaited after it: in Redis both
-scripts leave in the same pipeline, one round trip after the response rather than two.
+scripts leave in the same pipeline, one round trip after the response rather than two. On the
+embedded default, whose limiter and counters never wait, the settlement is a plain call (the edge
+awaits what a callback returns only when it returns something): no coroutine of its own, nor of
+the book's or the stores', on every request.
 """
 
 from __future__ import annotations
@@ -89,9 +92,10 @@ class Settlement:
         """The settlement of a budget reservation (the rate-limit stage may add its part)."""
         return cls(book, budgets, charges, reserved_at, hold)
 
-    async def __call__(self, ctx: RequestContext) -> None:
+    def __call__(self, ctx: RequestContext) -> Awaitable[None] | None:
         limiter = self.limiter
-        correcting: Awaitable[None] | None = None
+        corrected: list[Bucket] = []
+        slots: list[int] = []
         if limiter is not None:
             spent = ctx.spent
             reported = used_tokens(ctx.usage)
@@ -107,8 +111,6 @@ class Settlement:
                 used = self.reserved if 0 < status < 400 else 0
             delta = used - self.reserved
             # One loop, not two comprehensions (each a function call of its own).
-            corrected: list[Bucket] = []
-            slots: list[int] = []
             if delta:
                 buckets, states = self.buckets, self.states
                 for i in self.indexes:
@@ -125,19 +127,44 @@ class Settlement:
                         key, capacity, window, _ = buckets[i]
                         corrected.append(tuple.__new__(Bucket, (key, capacity, window, delta)))
                         slots.append(states[i].slot)
-            if corrected:
-                # Asked now, awaited after the budget settlement is asked for: in Redis both
-                # scripts leave in one pipeline, one round trip (each still fails on its own).
-                correcting = limiter.adjust(corrected, slots)
+        book = self.book
+        adjust_now = limiter.adjust_now if limiter is not None else None
+        if (book is None or book.settles_now) and (limiter is None or adjust_now is not None):
+            # Every store in this process (the embedded default): settled here, in ``_settle``'s
+            # order, with no coroutine made (the edge awaits none: nothing here waits).
+            if book is not None:
+                book.settle_surely_now(ctx.reservation_id(), self.budgets, self.charges, ctx.spent,
+                                       self.reserved_at, self.hold)
+                for reservation, charges in ctx.budgets_more or ():
+                    book.settle_surely_now(reservation, self.budgets, charges, None, self.reserved_at,
+                                           self.hold)
+            if corrected and adjust_now is not None:
+                try:
+                    adjust_now(corrected, slots)
+                except Exception as exc:
+                    log.warning("rate limiter: correcting a token reservation failed (%s)",
+                                type(exc).__name__)
+            return None
+        return self._settle(ctx, book, limiter, corrected, slots)
+
+    async def _settle(self, ctx: RequestContext, book: BudgetBook | None, limiter: RateLimiter | None,
+                      corrected: list[Bucket], slots: list[int]) -> None:
+        """The settlement, on stores that wait (Redis)."""
+        correcting: Awaitable[None] | None = None
+        if corrected:
+            assert limiter is not None
+            # Asked now, awaited after the budget settlement is asked for: in Redis both
+            # scripts leave in one pipeline, one round trip (each still fails on its own).
+            correcting = limiter.adjust(corrected, slots)
         try:
-            if self.book is not None:  # tried again in the background if Redis does not answer
-                await self.book.settle_surely(ctx.reservation_id(), self.budgets, self.charges, ctx.spent,
-                                              self.reserved_at, self.hold)
+            if book is not None:  # tried again in the background if Redis does not answer
+                await book.settle_surely(ctx.reservation_id(), self.budgets, self.charges, ctx.spent,
+                                         self.reserved_at, self.hold)
                 # Further calls' reservations (a prompt API's repair tries): their cost is in the
                 # request's, settled above; they are given back.
                 for reservation, charges in ctx.budgets_more or ():
-                    await self.book.settle_surely(reservation, self.budgets, charges, None,
-                                                  self.reserved_at, self.hold)
+                    await book.settle_surely(reservation, self.budgets, charges, None,
+                                             self.reserved_at, self.hold)
         finally:
             if correcting is not None:
                 try:

@@ -344,7 +344,8 @@ class UsageStage:
                     "counted as 0 and flagged usage_invalid; later ones from it are flagged without "
                     "this warning", provider, ctx.request_id)
 
-    async def _after(self, ctx: RequestContext, call: _Call) -> None:
+    def _after(self, ctx: RequestContext, call: _Call) -> None:
+        # A plain callback: nothing here waits (an awaited coroutine would cost every request).
         if call.done:
             return
         counts.reading(call.reading)  # run after the response, maybe in another task

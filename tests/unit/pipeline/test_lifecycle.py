@@ -332,3 +332,36 @@ async def test_cancellation_outside_shutdown_propagates() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert client.sent == []
+
+
+async def test_post_response_callbacks_that_wait_for_nothing_make_no_coroutine() -> None:
+    """Plain callbacks run at once, in order, and the edge is handed nothing to await; one that
+    waits holds the rest back until it is done, and one that fails leaves the others to run."""
+    ctx = RequestContext("rid", "chat", None, {}, b"", 0.0)  # type: ignore[arg-type]
+    ran: list[str] = []
+
+    def plain(name: str) -> None:
+        ran.append(name)
+
+    def failing(_: RequestContext) -> None:
+        raise RuntimeError("boom")
+
+    async def waiting(_: RequestContext) -> None:
+        await asyncio.sleep(0)
+        ran.append("waited")
+
+    ctx.after(lambda c: plain("first"))
+    ctx.after(failing)
+    ctx.after(lambda c: plain("second"))
+    assert ctx.run_after_response() is None
+    assert ran == ["first", "second"] and ctx.post_response is None
+
+    ran.clear()
+    ctx.after(lambda c: plain("first"))
+    ctx.after(waiting)
+    ctx.after(failing)
+    ctx.after(lambda c: plain("last"))
+    waits = ctx.run_after_response()
+    assert ran == ["first"] and waits is not None
+    await waits
+    assert ran == ["first", "waited", "last"]

@@ -120,7 +120,8 @@ async def run(decoder: Any, events: list[bytes], fail: bool = False, to_end: boo
     await result.aclose()
     ctx.outcome.status, ctx.outcome.stream = 200, True
     ctx.outcome.client_disconnected = not (fail or to_end)
-    await ctx.run_after_response()
+    if (waits := ctx.run_after_response()) is not None:  # None: no callback waited
+        await waits
     return ctx, writer
 
 
@@ -172,6 +173,8 @@ def test_a_responses_stream_cut_before_its_final_event_is_estimated() -> None:
 
 
 class Limiter:
+    adjust_now = None  # a limiter that waits (Redis): the settlement awaits ``adjust``
+
     def __init__(self) -> None:
         self.adjusted: list[int] = []
 

@@ -44,8 +44,8 @@ class ToolRunner:
             ctx.outcome.finished_at = time.perf_counter()
             if ctx.outcome.status == 0:
                 ctx.outcome.status = 200
-            if ctx.post_response is not None:
-                await ctx.run_after_response()
+            if ctx.post_response is not None and (waits := ctx.run_after_response()) is not None:
+                await waits
         assert isinstance(result, Reply)
         answer: Mapping[str, Any] = result.body["result"]
         return answer

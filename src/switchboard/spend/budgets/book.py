@@ -106,6 +106,11 @@ class BudgetBook:
         self.config = config
         self._store = store
         self._counters = counters
+        # The counters' plain forms (process memory; None in Redis): ``try_reserve`` and
+        # ``settle_surely`` without a coroutine, for the request path.
+        self.reserve_now = counters.reserve_now
+        self._settle_now = counters.settle_now
+        self.settles_now = self._settle_now is not None
         self._ledger = ledger
         self.webhooks = webhooks  # read by the metrics too
         self._ledger_ready = ledger_ready
@@ -400,23 +405,38 @@ class BudgetBook:
             # ``settle``'s first try, inline: one coroutine less on every request.
             totals = await self._counters.settle(reservation, pairs)
         except Exception as exc:
-            now = time.monotonic()
-            if now - self._settle_warned >= SETTLE_WARN_SECONDS:
-                self._settle_warned = now
-                log.warning("request %s: settling its budget reservation failed (%s); it and the others "
-                            "failing meanwhile are tried again until the counters answer", reservation,
-                            type(exc).__name__)
+            self._settle_later(exc, reservation, budgets, charges, spent, reserved_at, hold)
         else:
             self._crossed(budgets, charges, pairs, totals)
-            return
-        self._settle_later(reservation, budgets, charges, spent, reserved_at, hold)
 
-    def _settle_later(
+    def settle_surely_now(
         self, reservation: str, budgets: Sequence[Budget], charges: Sequence[Charge], spent: Spent | None,
         reserved_at: float, hold: float,
     ) -> None:
-        """``settle_surely``'s tries after a failed one, in the background. A method of its own:
-        the closure's variables, in ``settle_surely``, were cells made on every request."""
+        """``settle_surely`` without a coroutine, for counters that never wait (``settles_now``:
+        process memory)."""
+        settle = self._settle_now
+        assert settle is not None, "counters that wait: settle_surely"
+        pairs = _settled(budgets, charges, spent)
+        try:
+            totals = settle(reservation, pairs)
+        except Exception as exc:
+            self._settle_later(exc, reservation, budgets, charges, spent, reserved_at, hold)
+        else:
+            self._crossed(budgets, charges, pairs, totals)
+
+    def _settle_later(
+        self, failed: Exception, reservation: str, budgets: Sequence[Budget], charges: Sequence[Charge],
+        spent: Spent | None, reserved_at: float, hold: float,
+    ) -> None:
+        """``settle_surely``'s tries after a failed one (``failed``), in the background. A method
+        of its own: the closure's variables, in ``settle_surely``, were cells made on every request."""
+        now = time.monotonic()
+        if now - self._settle_warned >= SETTLE_WARN_SECONDS:
+            self._settle_warned = now
+            log.warning("request %s: settling its budget reservation failed (%s); it and the others "
+                        "failing meanwhile are tried again until the counters answer", reservation,
+                        type(failed).__name__)
 
         async def again() -> None:
             age = time.monotonic() - reserved_at

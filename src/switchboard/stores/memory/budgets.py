@@ -52,6 +52,10 @@ class MemoryBudgetCounters:
         return counter
 
     async def reserve(self, reservation: str, charges: Sequence[Charge], hold: float) -> Reserved:
+        return self.reserve_now(reservation, charges, hold)
+
+    def reserve_now(self, reservation: str, charges: Sequence[Charge], hold: float) -> Reserved:
+        """``reserve`` without a coroutine: nothing here waits (the request path calls this)."""
         now = self._clock()
         self._calls += 1
         if self._calls % SWEEP_EVERY == 0:
@@ -102,6 +106,11 @@ class MemoryBudgetCounters:
 
     async def settle(self, reservation: str, spent: Sequence[tuple[str, int]],
                      again: Again | None = None) -> list[int]:
+        return self.settle_now(reservation, spent, again)
+
+    def settle_now(self, reservation: str, spent: Sequence[tuple[str, int]],
+                   again: Again | None = None) -> list[int]:
+        """``settle`` without a coroutine, as ``reserve_now``."""
         # A settlement here cannot fail, so is never tried again; ``again`` is honoured as in
         # Redis all the same (the contract is one).
         now = self._clock()

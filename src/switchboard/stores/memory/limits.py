@@ -90,6 +90,10 @@ class MemoryRateLimiter:
                 del self._windows[(key, g)]
 
     async def acquire(self, buckets: Sequence[Bucket]) -> Acquired:
+        return self.acquire_now(buckets)
+
+    def acquire_now(self, buckets: Sequence[Bucket]) -> Acquired:
+        """``acquire`` without a coroutine: nothing here waits (the request path calls this)."""
         now = int(self._clock() * 1000)
         self._calls += 1
         if self._calls % SWEEP_EVERY == 0:
@@ -146,6 +150,10 @@ class MemoryRateLimiter:
         return out
 
     async def adjust(self, buckets: Sequence[Bucket], slots: Sequence[int]) -> None:
+        self.adjust_now(buckets, slots)
+
+    def adjust_now(self, buckets: Sequence[Bucket], slots: Sequence[int]) -> None:
+        """``adjust`` without a coroutine, as ``acquire_now``."""
         now = int(self._clock() * 1000)
         windows = self._windows
         i = 0  # the bucket's slot, read by its position: no zip (as in acquire)

@@ -128,6 +128,14 @@ class Again(NamedTuple):
 
 
 class BudgetCounters(Protocol):
+    # ``reserve`` and ``settle`` as plain calls, for counters that never wait (process memory):
+    # the request path then makes no coroutine for them. None for counters that wait (Redis).
+    @property
+    def reserve_now(self) -> Callable[[str, Sequence[Charge], float], Reserved] | None: ...
+
+    @property
+    def settle_now(self) -> Callable[[str, Sequence[tuple[str, int]]], list[int]] | None: ...
+
     async def reserve(self, reservation: str, charges: Sequence[Charge], hold: float) -> Reserved:
         """Check every charge and reserve its amount under ``reservation`` in all of them at once,
         or in none. A reservation not settled within ``hold`` seconds lapses."""

@@ -186,6 +186,10 @@ def reserved(raw: list[int]) -> Reserved:
 
 
 class RedisBudgetCounters:
+    # Every call waits for Redis: no plain forms (``BudgetCounters.reserve_now``, ``settle_now``).
+    reserve_now = None
+    settle_now = None
+
     def __init__(self, client: Redis, clock: Clock | None = None) -> None:
         batch = batch_for(client)  # the request path's scripts: one pipeline per pass
         self._clock = clock

@@ -154,6 +154,10 @@ class _Kept(NamedTuple):
 
 
 class RedisRateLimiter:
+    # Every call waits for Redis: no plain forms (``RateLimiter.acquire_now``, ``adjust_now``).
+    acquire_now = None
+    adjust_now = None
+
     def __init__(self, client: Redis, clock: Clock | None = None) -> None:
         batch = batch_for(client)  # the request path's scripts: one pipeline per pass
         self._clock = clock
