@@ -411,6 +411,10 @@ def test_an_upload_that_stops_has_one_request_id_in_its_408_and_every_log_line(e
              and (f"request_id={rid}" in line or "path=/v1/files" in line or "client disconnected" in line)]
     assert len(about) >= 2, about  # the failure line and what the upload's endpoint wrote
     assert {found for line in about for found in re.findall(r"request_id=(\S+)", line)} == {rid}, about
+    # The endpoint's line says what happened: before, "client disconnected" for the 408 sent.
+    assert not [line for line in about if "client disconnected" in line], about
+    assert [line for line in about if "the connection answered 408" in line
+            and "the request body stopped arriving" in line], about
     assert_healthy(edge)
 
 
