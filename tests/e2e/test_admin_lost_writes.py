@@ -10,7 +10,8 @@ writer, so the moment cannot be caught there; the handler's code is the same for
 A credential or a model written under a provider that the database refuses for a constraint
 (the test adds one: triggers on SQLite, a CHECK on PostgreSQL) is a 409 that stores nothing, not
 the provider's not-found while the provider is there (nor a 500); a model's PATCH so refused is
-the same 409, not a 500 nor ``model_changed`` after retrying a write that cannot succeed."""
+the same 409, not a 500 nor ``model_changed`` after retrying a write that cannot succeed, and so
+is a provider's PATCH so refused."""
 
 from __future__ import annotations
 
@@ -124,15 +125,18 @@ def test_a_delete_another_delete_beat_is_not_found(cluster: tuple[Gateway, str],
 
 async def _refuse(database: str, on: bool) -> None:
     """Make the database refuse (or take again) credentials labelled, and models of upstream ids
-    starting with, ``refuse-``, as they are written: a CHECK constraint on PostgreSQL (``NOT VALID``:
-    rows such a test took again before are left alone), triggers on SQLite."""
+    starting with, ``refuse-``, and providers whose ``api_base`` holds it, as they are written: a
+    CHECK constraint on PostgreSQL (``NOT VALID``: rows such a test took again before are left
+    alone), triggers on SQLite."""
     engine = create_engine(database)
     try:
         async with engine.begin() as conn:
-            for table, column in (("provider_credentials", "label"), ("models", "model")):
+            for table, column, pattern in (("provider_credentials", "label", f"{REFUSED}%"),
+                                           ("models", "model", f"{REFUSED}%"),
+                                           ("providers", "api_base", f"%{REFUSED}%")):
                 if conn.dialect.name == "postgresql" and on:
                     await conn.execute(sa.text(f"ALTER TABLE {table} ADD CONSTRAINT {table}_refuse "
-                                               f"CHECK ({column} NOT LIKE '{REFUSED}%') NOT VALID"))
+                                               f"CHECK ({column} NOT LIKE '{pattern}') NOT VALID"))
                 elif conn.dialect.name == "postgresql":
                     await conn.execute(sa.text(f"ALTER TABLE {table} DROP CONSTRAINT {table}_refuse"))
                 else:  # SQLite: a trigger per statement kind
@@ -140,7 +144,7 @@ async def _refuse(database: str, on: bool) -> None:
                         trigger = f"{table}_refuse_{event.lower()}"
                         await conn.execute(sa.text(
                             f"CREATE TRIGGER {trigger} BEFORE {event} ON {table} "
-                            f"WHEN NEW.{column} LIKE '{REFUSED}%' "
+                            f"WHEN NEW.{column} LIKE '{pattern}' "
                             f"BEGIN SELECT RAISE(ABORT, 'refused by the test'); END") if on
                             else sa.text(f"DROP TRIGGER {trigger}"))
     finally:
@@ -212,3 +216,32 @@ def test_a_model_change_the_database_refuses_is_a_conflict(
     # The same change, taken again.
     moved = admin.ok("PATCH", f"/admin/v1/models/{name}", {"provider": second, "model": f"{REFUSED}model"})
     assert (moved["provider"], moved["model"]) == (second, f"{REFUSED}model")
+
+
+@pytest.mark.parametrize("kind", ["embedded", "cluster"])
+def test_a_provider_change_the_database_refuses_is_a_conflict(
+        kind: str, request: pytest.FixtureRequest, mock_upstream: Mock) -> None:
+    gw, database = request.getfixturevalue(kind)
+    admin = Admin(gw.url)
+    provider = _provider(admin, mock_upstream)
+    before = admin.ok("GET", f"/admin/v1/providers/{provider}")
+    refused = f"{mock_upstream.url}/{REFUSED}v1"
+    asyncio.run(_refuse(database, on=True))
+    try:
+        # Before, a 500.
+        answer = admin.call("PATCH", f"/admin/v1/providers/{provider}", {"api_base": refused})
+        assert answer.status_code == 409, answer.text
+        error = answer.json()["error"]
+        assert error["code"] == "conflict" and "nothing was stored" in error["message"], error
+        assert admin.ok("GET", f"/admin/v1/providers/{provider}") == before
+        # A provider that is not there is still its 404, refusal or not.
+        answer = admin.call("PATCH", "/admin/v1/providers/prov-absent", {"api_base": refused})
+        assert answer.status_code == 404, answer.text
+        assert answer.json()["error"]["code"] == "provider_not_found", answer.text
+    finally:
+        asyncio.run(_refuse(database, on=False))
+    entries = admin.ok("GET", "/admin/v1/audit", params={"limit": 100})["data"]
+    assert [e for e in entries if e["action"] == "provider.update" and e["resource_id"] == provider] == []
+    # The same change, taken again.
+    changed = admin.ok("PATCH", f"/admin/v1/providers/{provider}", {"api_base": refused})
+    assert changed["api_base"] == refused

@@ -330,25 +330,27 @@ def test_what_the_connection_refuses_of_an_anthropic_client_has_anthropics_shape
     assert_healthy(edge)
 
 
-@pytest.mark.parametrize(("request_bytes", "status", "message"), [
+@pytest.mark.parametrize(("request_bytes", "status", "name", "message"), [
     (b"POST /v1beta/models/gpt-4o-mini:generateContent HTTP/1.1\r\nHost: gateway\r\nx-goog-api", 408,
-     "the request headers did not arrive in time"),
+     "DEADLINE_EXCEEDED", "the request headers did not arrive in time"),
     (b"POST /v1beta/models/gpt-4o-mini:generateContent HTTP/1.1\r\nHost: gateway\r\nExpect: later\r\n"
-     b"Content-Length: 2\r\n\r\n{}", 417,
+     b"Content-Length: 2\r\n\r\n{}", 417, "FAILED_PRECONDITION",
      "the expectation 'later' cannot be met; the only one this server meets is 100-continue"),
-], ids=["408-headers", "417"])
+    (b"POST /v1beta/models/gpt-4o-mini:generateContent HTTP/1.1\r\nHost: gateway\r\nX-Filler: "
+     + b"a" * (70 * 1024) + b"\r\n\r\n", 431, "INVALID_ARGUMENT",
+     "the request line and headers exceed the limit of 65536 bytes"),
+], ids=["408-headers", "417", "431"])
 def test_what_the_connection_refuses_of_a_gemini_client_has_googles_shape(
-    edge: Gateway, request_bytes: bytes, status: int, message: str,
+    edge: Gateway, request_bytes: bytes, status: int, name: str, message: str,
 ) -> None:
     """Under the Gemini API's own prefix, the connection's own answers are in the error shape
-    every other answer there has, which the google-genai SDKs read."""
+    every other answer there has, which the google-genai SDKs read. Before, all three were
+    FAILED_PRECONDITION: a deadline that passed and headers too large are named as such."""
     sock = connect(edge)
     sock.sendall(request_bytes)
     got, headers, answer = split_response(read_until_closed(sock, deadline=10 * TICK))
     assert got == status
-    # Google's status names have none for these two: a 4xx without one is FAILED_PRECONDITION.
-    assert orjson.loads(answer) == {"error": {"code": status, "message": message,
-                                              "status": "FAILED_PRECONDITION"}}
+    assert orjson.loads(answer) == {"error": {"code": status, "message": message, "status": name}}
     assert REQUEST_ID.fullmatch(headers["x-request-id"])
     assert_healthy(edge)
 
@@ -409,6 +411,10 @@ def test_an_upload_that_stops_has_one_request_id_in_its_408_and_every_log_line(e
              and (f"request_id={rid}" in line or "path=/v1/files" in line or "client disconnected" in line)]
     assert len(about) >= 2, about  # the failure line and what the upload's endpoint wrote
     assert {found for line in about for found in re.findall(r"request_id=(\S+)", line)} == {rid}, about
+    # The endpoint's line says what happened: before, "client disconnected" for the 408 sent.
+    assert not [line for line in about if "client disconnected" in line], about
+    assert [line for line in about if "the connection answered 408" in line
+            and "the request body stopped arriving" in line], about
     assert_healthy(edge)
 
 

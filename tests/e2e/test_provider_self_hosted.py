@@ -9,6 +9,7 @@ server answering as they do where they stray from OpenAI's wire format.
   request, e.g. paused for a weight update or a failed KV transfer; a request-level internal
   error): the answer was cut by the server, so a 502 (a stream: its error event after the text
   sent), never a finish reason no OpenAI client knows.
+  With ``n`` > 1, a choice aborted after another one finished is caught the same way.
 - vLLM's finish reason "repetition" (the request's ``repetition_detection`` found the output
   repeating a pattern, and the server stopped there): OpenAI's "stop", with vLLM's
   ``stop_reason: "repetition_detected"`` kept on the choice.
@@ -33,6 +34,7 @@ from tests.servers import MASTER_KEY, UPSTREAM_KEY, Gateway, Mock, start_gateway
 ABORT = "abort"
 ERROR = "error"  # vLLM's FinishReason.ERROR, a request-level internal error
 REPETITION = "repetition"  # vLLM's FinishReason.REPETITION (stop_reason "repetition_detected")
+SECOND_ABORTED = "second-aborted"  # n=2: the first choice stops, the second is aborted later
 DONE_ONLY = "done-only"  # a stream of ``data: [DONE]`` alone
 NOTHING = "nothing"  # a stream of a keep-alive comment alone
 # TGI (axum) refusing a body it cannot read: 422, text/plain, the serde error (which quotes the
@@ -70,6 +72,8 @@ class _Server(QuietHandler):
             self._send(200, "text/event-stream", b": keep-alive\n\n")
         elif ask in (ABORT, ERROR, REPETITION):
             self._finishing(bool(body.get("stream")), ask)
+        elif ask == SECOND_ABORTED:
+            self._second_aborted()
         else:
             self._send(500, "text/plain", b"unexpected request")
 
@@ -90,6 +94,15 @@ class _Server(QuietHandler):
                   for word in ("one", " two")]
         events.append({**chunk, "choices": [{"index": 0, "delta": {"content": ""}, "logprobs": None,
                                              "finish_reason": reason, "stop_reason": stop_reason}]})
+        data = "".join(f"data: {json.dumps(e)}\n\n" for e in events).encode() + b"data: [DONE]\n\n"
+        self._send(200, "text/event-stream", data)
+
+    def _second_aborted(self) -> None:
+        """vLLM's stream for n=2 whose second choice its engine aborted after the first stopped."""
+        chunk = {"id": "chatcmpl-1", "created": 1, "model": "m", "object": "chat.completion.chunk"}
+        steps = [(0, "one", None), (1, "one", None), (0, "", "stop"), (1, " two", None), (1, "", ABORT)]
+        events = [{**chunk, "choices": [{"index": index, "delta": {"content": text}, "logprobs": None,
+                                         "finish_reason": reason}]} for index, text, reason in steps]
         data = "".join(f"data: {json.dumps(e)}\n\n" for e in events).encode() + b"data: [DONE]\n\n"
         self._send(200, "text/event-stream", data)
 
@@ -220,6 +233,21 @@ def test_an_aborted_stream_ends_with_an_error_event(oc: openai.OpenAI, model: st
                 received.append(choice.delta.content or "")
     assert f"finish_reason '{reason}'" in str(info.value)
     assert "".join(received) == "one two"
+
+
+@pytest.mark.parametrize("model", ["vllm", "azure", "openai"])
+def test_a_choice_aborted_after_another_finished_ends_the_stream_with_an_error(
+        oc: openai.OpenAI, model: str) -> None:
+    """Before, on ``openai``: the stream ended as if whole, the second choice's text cut short."""
+    received: dict[int, str] = {0: "", 1: ""}
+    with pytest.raises(openai.APIError) as info:
+        for chunk in oc.chat.completions.create(model=model, n=2, stream=True,
+                                                messages=[{"role": "user", "content": SECOND_ABORTED}]):
+            for choice in chunk.choices:
+                assert choice.finish_reason in (None, "stop")
+                received[choice.index] += choice.delta.content or ""
+    assert f"finish_reason '{ABORT}'" in str(info.value)
+    assert received == {0: "one", 1: "one two"}
 
 
 def test_a_repetition_stop_is_openais_stop(oc: openai.OpenAI) -> None:

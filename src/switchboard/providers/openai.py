@@ -72,13 +72,18 @@ class OpenAIStreamDecoder(DeferredError):
     so the client receives everything the provider sent before failing.
     """
 
-    __slots__ = ("_done", "_finished", "_parser", "_said", "_target")
+    __slots__ = ("_done", "_ended", "_finished", "_n", "_open", "_parser", "_said", "_target")
 
-    def __init__(self, target: Target) -> None:
+    def __init__(self, target: Target, n: Any = 1) -> None:
         self._parser = SSEParser(target.provider, target.max_event_bytes)
         self._target = target
         self._done = False
         self._finished = False  # a finish_reason was seen
+        # Finish reasons are read only while a choice is open: with n > 1 each choice's own
+        # finish may be a server's abort, in any later chunk; n = 1 stops reading at the first.
+        self._n = n if n.__class__ is int and n > 1 else 1
+        self._open = True
+        self._ended: set[Any] | None = None  # the indexes of the choices finished (n > 1)
         self._said = False  # a read gave chunks (noted per read, not per chunk)
         self._deferred: GatewayError | None = None
 
@@ -135,10 +140,10 @@ class OpenAIStreamDecoder(DeferredError):
                         raise
                     self._defer(err)
                     break
-            elif not self._finished and isinstance(choices := obj.get("choices"), list):
+            elif self._open and isinstance(choices := obj.get("choices"), list):
                 for choice in choices:
                     if isinstance(choice, dict) and (reason := choice.get("finish_reason")):
-                        self._finished = True
+                        self._ends(choice)
                         if reason in CUT_BY_SERVER:  # the chunk is not sent
                             if not out:
                                 raise server_cut(reason, self._target)
@@ -161,13 +166,23 @@ class OpenAIStreamDecoder(DeferredError):
         if error:
             message = error.get("message") if isinstance(error, dict) else str(error)
             raise UpstreamBadGateway(f"provider '{self._target.provider}' failed mid-stream: {message}")
-        if not self._finished and isinstance(choices := obj.get("choices"), list):
+        if self._open and isinstance(choices := obj.get("choices"), list):
             for choice in choices:
                 if isinstance(choice, dict) and (reason := choice.get("finish_reason")):
-                    self._finished = True
+                    self._ends(choice)
                     if reason in CUT_BY_SERVER:
                         raise server_cut(reason, self._target)
         return obj
+
+    def _ends(self, choice: JSON) -> None:
+        """Notes a choice's finish; the last of the n closes the reading of finish reasons."""
+        self._finished = True
+        if self._n > 1:
+            self._ended = self._ended or set()
+            self._ended.add(choice.get("index"))
+            self._open = len(self._ended) < self._n
+        else:
+            self._open = False
 
 
 def _dump(body: Mapping[str, Any]) -> bytes:
@@ -216,7 +231,7 @@ class OpenAIAdapter(ProviderAdapter):
         return obj
 
     def chat_stream(self, request: JSON, target: Target) -> OpenAIStreamDecoder:
-        return OpenAIStreamDecoder(target)
+        return OpenAIStreamDecoder(target, request.get("n", 1))
 
     def embeddings_request(self, request: JSON, target: Target) -> UpstreamRequest:
         # The retrieval hints (task_type, title) are Google's: OpenAI-shaped APIs have none and
@@ -242,7 +257,7 @@ class OpenAIAdapter(ProviderAdapter):
         return obj
 
     def completions_stream(self, request: JSON, target: Target) -> OpenAIStreamDecoder:
-        return OpenAIStreamDecoder(target)
+        return OpenAIStreamDecoder(target, request.get("n", 1))
 
     # media: moderations, images, audio (providers/openai_media.py); OpenAI has no rerank
     media_operations = frozenset(openai_media.PATHS) - {"rerank"}

@@ -508,6 +508,20 @@ def _updated(old: ProviderRecord, body: ProviderUpdate) -> ProviderRecord:
     return replace(old, **changes)
 
 
+async def _check_not_refused(request: Request, old: ProviderRecord) -> None:
+    """After an update that wrote nothing: back to the caller's loop when the provider changed
+    meanwhile (the next try reads it again), its 404 when it went; else the database refused the
+    row itself (a constraint), which no retry changes: ``409 conflict``."""
+    current = await stored_or_404(request, old.name)
+    if current.updated_at == old.updated_at:
+        raise _refused(f"the provider '{old.name}'")
+
+
+def _refused(what: str) -> Conflict:
+    return Conflict(f"{what} could not be stored: the database refused it as conflicting with "
+                    "what it holds; nothing was stored")
+
+
 @router.patch("/{name}", summary="Change a stored provider")
 async def update_provider(
     name: str, body: ProviderUpdate, request: Request,
@@ -539,6 +553,7 @@ async def update_provider(
             # another admin's change made meanwhile is read and kept, not overwritten.
             if await store.update_provider(new, old.updated_at, audited=updated):
                 break
+            await _check_not_refused(request, old)
         else:
             raise Conflict("the provider kept changing while it was being updated: try again",
                            code="provider_changed")
@@ -582,8 +597,7 @@ async def add_credential(
     if not await store.add_credential(cred, audited=created):
         await stored_or_404(request, name)  # the provider was deleted meanwhile
         # It is there: the database refused the row itself (a constraint), nothing was stored.
-        raise Conflict(f"the credential could not be stored for provider '{name}': the database "
-                       "refused it as conflicting with what it holds; nothing was stored")
+        raise _refused(f"the credential for provider '{name}'")
     await routing_of(request).changed()
     return JSONResponse(public, status_code=201)
 

@@ -19,6 +19,7 @@ from switchboard.context import StreamReply
 from switchboard.errors import GatewayError, NotFound
 from switchboard.http.anthropic.batches import ANTHROPIC_FILES, MESSAGE_BATCHES
 from switchboard.http.asgi import (
+    EDGE_ANSWERED,
     Receive,
     Scope,
     Send,
@@ -202,8 +203,12 @@ class FilesEndpoint:
                         return
                 await until_disconnect(receive, self._serve(ctx, out))
         except (ClientGone, ConnectionAbortedError):
-            ctx.outcome.client_disconnected = True
-            log.info("request %s: client disconnected", rid)
+            ctx.outcome.client_disconnected = True  # finish() records the connection's answer instead
+            if (answered := scope.get(EDGE_ANSWERED)) is None:
+                log.info("request %s: client disconnected", rid)
+            else:  # the connection refused the body as it arrived (a 408): not a client that left
+                log.info("request %s: the connection answered %s while the body was read: %s",
+                         rid, answered[0], answered[3])
         except asyncio.CancelledError:
             if not self._state.draining:
                 raise

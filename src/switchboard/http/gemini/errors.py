@@ -15,18 +15,24 @@ import orjson
 
 from switchboard.errors import GatewayError
 
-# HTTP status -> google.rpc.Code name. Statuses Google never sends (413, 415, 502) take the
-# name closest in meaning; the HTTP status itself is kept.
+# HTTP status -> google.rpc.Code name, as Google's HTTP <-> RPC mapping (other 4xx:
+# FAILED_PRECONDITION, as 417's unmet Expect is, the kin of 412's). Statuses Google never sends
+# (408, 413, 415, 431, 502) take the name closest in meaning: a request or its headers too large
+# is an invalid argument whatever the server's state, a request that stopped arriving a deadline
+# that passed (which Google's clients retry, as a 408 may be); the HTTP status itself is kept.
 STATUS_NAMES: dict[int, str] = {
     400: "INVALID_ARGUMENT",
     401: "UNAUTHENTICATED",
     403: "PERMISSION_DENIED",
     404: "NOT_FOUND",
     405: "NOT_FOUND",
+    408: "DEADLINE_EXCEEDED",
     409: "ABORTED",
     413: "INVALID_ARGUMENT",
     415: "INVALID_ARGUMENT",
+    417: "FAILED_PRECONDITION",
     422: "INVALID_ARGUMENT",
+    431: "INVALID_ARGUMENT",
     429: "RESOURCE_EXHAUSTED",
     499: "CANCELLED",
     500: "INTERNAL",

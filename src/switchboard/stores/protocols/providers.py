@@ -92,7 +92,8 @@ class ProviderStore(Protocol):
     async def update_provider(self, record: ProviderRecord, read: datetime | None = None, *,
                               audited: AuditEntry | None = None) -> bool:
         """False when there is no such provider, or (given ``read``, the ``updated_at`` of the
-        record the change was made from) when it changed since: read it again and retry."""
+        record the change was made from) when it changed since: read it again and retry; False
+        too (nothing written) when the database refuses the row for a constraint."""
 
     async def delete_provider(self, name: str, *, audited: AuditEntry | None = None) -> str:
         """``deleted`` (with its credentials), ``missing``, or ``in_use`` (a stored model uses
@@ -117,8 +118,7 @@ class ProviderStore(Protocol):
     async def update_model(self, record: ModelRecord, read: datetime | None = None, *,
                            provider_stored: bool = False, audited: AuditEntry | None = None) -> bool:
         """As :meth:`update_provider`; False too (nothing written) when ``provider_stored`` (its
-        provider is a stored one) and that provider is not stored, or was deleted meanwhile, and
-        when the database refuses the row for a constraint."""
+        provider is a stored one) and that provider is not stored, or was deleted meanwhile."""
 
     async def delete_model(self, name: str, deleted_by: str | None = None, *,
                            audited: AuditEntry | None = None, revoke_audited: RevokeAudited | None = None

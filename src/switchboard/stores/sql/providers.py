@@ -225,11 +225,7 @@ class SqlProviderStore:
         row = _provider_row(record)
         del row["created_at"]
         stmt = sa.update(pt).where(pt.c.name == record.name, *_unchanged(pt, read)).values(row)
-        async with self._engine.begin() as conn:
-            if not (await conn.execute(stmt)).rowcount:
-                return False
-            await _append(conn, audited)
-        return True
+        return await _written(self._engine, stmt, audited)
 
     async def delete_provider(self, name: str, *, audited: AuditEntry | None = None) -> str:
         async with self._engine.begin() as conn:
