@@ -50,6 +50,7 @@ def edge(mock_upstream: Mock, tmp_path_factory: pytest.TempPathFactory) -> Itera
     )
     config["metrics"] = {}  # what the edge's failures are counted as
     config["files"] = {"provider": "local-openai"}  # an upload's body is read by its terminal
+    config["services"] = [{"name": "sink", "url": mock_upstream.url}]  # a body relayed as it arrives
     gw = serving(start_gateway(config, tmp_path_factory.mktemp("edge")))
     yield gw
     gw.process.stop()
@@ -415,6 +416,21 @@ def test_an_upload_that_stops_has_one_request_id_in_its_408_and_every_log_line(e
     assert not [line for line in about if "client disconnected" in line], about
     assert [line for line in about if "the connection answered 408" in line
             and "the request body stopped arriving" in line], about
+    assert_healthy(edge)
+
+
+def test_a_service_call_whose_body_stops_logs_the_408_not_a_client_that_left(edge: Gateway) -> None:
+    """A REST service's body is relayed as it arrives; when it stops, the connection answers
+    408 and the services edge says so in its log line (it said "client disconnected")."""
+    seen = len(edge.process.lines)
+    sock = connect(edge)
+    sock.sendall(request_head("POST", "/services/sink/v1/anything", length=1000) + b'{"a": 1')
+    status, headers, _ = split_response(read_until_closed(sock, deadline=10 * TICK))
+    assert status == 408
+    rid = headers["x-request-id"]
+    line = edge.process.wait_for_all(rid, "the connection answered 408", timeout=10)
+    assert "the request body stopped arriving" in line, line
+    assert not [x for x in edge.process.lines[seen:] if rid in x and "client disconnected" in x]
     assert_healthy(edge)
 
 

@@ -120,6 +120,16 @@ def check_content_type(headers: dict[str, str]) -> None:
         raise UnsupportedMediaType(f"unsupported content type '{media[:100]}'; send application/json")
 
 
+def log_gone(scope: Scope, rid: str, gone: str = "client disconnected") -> None:
+    """Log the end of a request whose connection went away: the connection's own answer when it
+    refused the body as it arrived (a 408: no client that left), else ``gone``."""
+    if (answered := scope.get(EDGE_ANSWERED)) is None:
+        log.info("request %s: %s", rid, gone)
+    else:
+        log.info("request %s: the connection answered %s while the body was read: %s",
+                 rid, answered[0], answered[3])
+
+
 async def finish(ctx: RequestContext, scope: Scope, unserved: Unserved | None = None) -> None:
     """Once the answer is out: the request's end, its after-response work (usage, the log), and a
     log line when it failed or the client left. ``unserved`` (the server state's, metrics on)

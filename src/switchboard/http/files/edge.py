@@ -19,7 +19,6 @@ from switchboard.context import StreamReply
 from switchboard.errors import GatewayError, NotFound
 from switchboard.http.anthropic.batches import ANTHROPIC_FILES, MESSAGE_BATCHES
 from switchboard.http.asgi import (
-    EDGE_ANSWERED,
     Receive,
     Scope,
     Send,
@@ -33,6 +32,7 @@ from switchboard.http.endpoint import (
     check_content_type,
     finish,
     key_before_continue,
+    log_gone,
     request_headers,
     request_id_headers,
     scope_request_id,
@@ -204,11 +204,7 @@ class FilesEndpoint:
                 await until_disconnect(receive, self._serve(ctx, out))
         except (ClientGone, ConnectionAbortedError):
             ctx.outcome.client_disconnected = True  # finish() records the connection's answer instead
-            if (answered := scope.get(EDGE_ANSWERED)) is None:
-                log.info("request %s: client disconnected", rid)
-            else:  # the connection refused the body as it arrived (a 408): not a client that left
-                log.info("request %s: the connection answered %s while the body was read: %s",
-                         rid, answered[0], answered[3])
+            log_gone(scope, rid)
         except asyncio.CancelledError:
             if not self._state.draining:
                 raise

@@ -19,7 +19,7 @@ from switchboard.context import StreamReply
 from switchboard.errors import GatewayError
 from switchboard.http.asgi import Receive, Scope, Send
 from switchboard.http.disconnect import ClientGone, until_disconnect
-from switchboard.http.endpoint import Responder, finish, request_headers, scope_request_id
+from switchboard.http.endpoint import Responder, finish, log_gone, request_headers, scope_request_id
 from switchboard.http.openai_api import OpenAIJson
 from switchboard.http.state import ServerState
 from switchboard.observability.logs import CURRENT
@@ -79,11 +79,11 @@ class ServicesEndpoint:
                 # service has answered (then the relay stops at once, a stream abandoned).
                 await until_disconnect(ctx.receive_after_body, self._serve(ctx, out))
         except ConnectionAbortedError:  # seen by the proxy while it read the body (or relayed)
-            ctx.outcome.client_disconnected = True
-            log.info("request %s: client disconnected", rid)
+            ctx.outcome.client_disconnected = True  # finish() records the connection's answer instead
+            log_gone(scope, rid)
         except ClientGone:  # the watcher cancelled the service call or the relay
             ctx.outcome.client_disconnected = True
-            log.info("request %s: client disconnected; upstream call cancelled", rid)
+            log_gone(scope, rid, "client disconnected; upstream call cancelled")
         except asyncio.CancelledError:
             if not self._state.draining:
                 raise
