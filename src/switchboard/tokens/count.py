@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import orjson
 
 from switchboard.tokens import encodings
-from switchboard.tokens.images import image_tokens, size_of_url
+from switchboard.tokens.images import claude_image_tokens, image_tokens, is_claude, size_of_url
 
 # The cookbook's constants.
 TOKENS_PER_MESSAGE = 3
@@ -89,11 +89,13 @@ def _encoding_for(model: str) -> str | None:
 
 
 class Counter:
-    """Counts with one encoding; ``model`` selects the image costs."""
+    """Counts with one encoding; ``model`` selects the image costs (OpenAI's, or Anthropic's for
+    a Claude model)."""
 
     def __init__(self, encoding: str, model: str = "") -> None:
         self.encoding = encoding
         self.model = model
+        self.claude = is_claude(model)
         self._known = encodings.short_counts(encoding)
 
     def text(self, value: str) -> int:
@@ -175,6 +177,10 @@ class Counter:
                 return 0
             url, detail = image.get("url"), image.get("detail")
             size = size_of_url(url) if isinstance(url, str) else None
+            if self.claude:
+                # Already in Claude's tokens: divided here by the factor estimate() multiplies
+                # the whole count by, so the estimate carries Anthropic's figure (at most 2 more).
+                return math.ceil(claude_image_tokens(size) / OTHER_PROVIDER_FACTOR)
             return image_tokens(size, detail if isinstance(detail, str) else "auto", self.model)
         if kind == "refusal":
             text = part.get("refusal")

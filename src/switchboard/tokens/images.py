@@ -8,13 +8,16 @@ guide), from the image's size when the request carries it.
 
 Base and tile costs: 85 and 170 tokens, except the ``gpt-4o-mini`` family (2833 and 5667).
 
+Claude models follow Anthropic's rule instead (:func:`claude_image_tokens`): width x height / 750,
+rounded up, after the image is scaled to a long edge of 1568 px, and at most 1,600 tokens.
+
 The size is read from the image itself when it is inline (a ``data:`` URL of PNG, GIF, JPEG or
 WebP, read as every provider reads it (media_urls.py): ``DATA:`` is ``data:``; only the header
 bytes are decoded). A remote URL is never fetched for counting: its size is
 assumed to be 1024 x 1024 (:data:`ASSUMED_SIZE`), which costs 765 tokens at high detail. That is
 what a typical photo costs; a very wide or tall image can cost up to 1,445. An inline image whose
 size cannot be read (BMP, bytes that are no image) is assumed so too, not the worst case: OpenAI
-refuses what it cannot read (docs/tokens.md).
+refuses what it cannot read (docs/tokens.md). For a Claude model that size costs 1,399.
 """
 
 from __future__ import annotations
@@ -27,6 +30,13 @@ import struct
 from switchboard import media_urls
 
 ASSUMED_SIZE = (1024, 1024)
+# Anthropic's rule (vision guide, "Evaluate image size"): about width x height / 750 tokens, after
+# an image whose long edge is over 1568 px, or that is over ~1,600 tokens (~1.15 megapixels), is
+# scaled down. The cap is taken at 1,600, the figure the guide names (its own largest examples
+# are 1,590 and measured counts stay under it).
+CLAUDE_PIXELS_PER_TOKEN = 750
+CLAUDE_LONG_EDGE = 1568
+CLAUDE_MAX_TOKENS = 1600
 # How much of a data URL's base64 is decoded looking for the size (JPEG headers can follow EXIF).
 _HEADER_CHARS = 256 * 1024
 
@@ -56,6 +66,20 @@ def image_tokens(size: tuple[int, int] | None, detail: str, model: str) -> int:
         return base
     width, height = size or ASSUMED_SIZE
     return base + per_tile * tiles(width, height)
+
+
+def is_claude(model: str) -> bool:
+    """An Anthropic model, whoever serves it: ``claude-...`` (Anthropic, Vertex AI's
+    ``claude-...@date``), ``anthropic.claude-...`` and ``us.anthropic.claude-...`` (Bedrock)."""
+    return "claude" in model.lower()
+
+
+def claude_image_tokens(size: tuple[int, int] | None) -> int:
+    """Tokens of an image for a Claude model by Anthropic's rule; Anthropic has no detail levels."""
+    width, height = size or ASSUMED_SIZE
+    scale = min(1.0, CLAUDE_LONG_EDGE / max(width, height))
+    pixels = width * scale * height * scale
+    return min(math.ceil(pixels / CLAUDE_PIXELS_PER_TOKEN), CLAUDE_MAX_TOKENS)
 
 
 def size_of_url(url: str) -> tuple[int, int] | None:

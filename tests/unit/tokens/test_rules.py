@@ -82,6 +82,36 @@ def test_image_costs() -> None:
     assert cost("data:image/png;base64,%%%%", "high") == 765
 
 
+def test_claude_images_cost_anthropics_width_times_height_over_750() -> None:
+    """Claude models (Anthropic, and Claude on Bedrock and Vertex): Anthropic's rule, not OpenAI's
+    tiles times 1.2; the image's figure is not multiplied by the factor the text is."""
+    models = ("claude-sonnet-4-5", "anthropic.claude-3-5-haiku-20241022-v1:0",
+              "us.anthropic.claude-sonnet-4-20250514-v1:0", "claude-3-5-sonnet-v2@20241022")
+    remote = "https://example.com/a.png"
+
+    def cost(url: str, model: str, detail: str | None = None) -> int:
+        text = tokens.count({"messages": [{"role": "user", "content": []}]}, "chat", "o200k_base")
+        with_image = tokens.estimate(image_request(url, detail), "chat", model=model)
+        # The text's estimate is its count times 1.2; what is left is the image, rounded up by at
+        # most 2 (the figure is carried through the factor, docs/tokens.md).
+        return with_image - math.ceil(text * 1.2)
+
+    for model in models:
+        assert 54 <= cost(data_url("image/png", png(200, 200)), model) <= 55  # 40,000 / 750
+        assert 1399 <= cost(remote, model) <= 1400  # the assumed 1024 x 1024: 1,048,576 / 750
+        assert 1399 <= cost(data_url("image/png", png(1024, 1024)), model) <= 1400
+        assert 1399 <= cost(remote, model, "low") <= 1400  # Anthropic has no detail levels
+        # Long edge over 1568 px: scaled to 1568 x 400 first.
+        assert 837 <= cost(data_url("image/png", png(3136, 800)), model) <= 838
+        # Over ~1.15 megapixels after that: the cap, 1,600.
+        assert 1600 <= cost(data_url("image/png", png(4000, 3000)), model) <= 1601
+        assert 1600 <= cost(data_url("image/png", png(1092, 1200)), model) <= 1601
+        # Unreadable bytes: the assumed 1024 x 1024, as a remote image.
+        assert 1399 <= cost("data:image/png;base64,bm90IGFuIGltYWdl", model) <= 1400
+    # Other models keep OpenAI's tiles times 1.2 (1024 x 1024: 765 -> 918).
+    assert cost(remote, "gemini-2.5-pro") == 918
+
+
 def test_image_sizes_from_headers() -> None:
     assert images.size_of_bytes(png(31, 7)) == (31, 7)
     assert images.size_of_bytes(b"\xff\xd8\xff") is None  # a JPEG cut short
