@@ -59,8 +59,9 @@ def routing_config(mock: Mock) -> dict[str, Any]:
             dep("tokens", "tok-out-cheap", info={"input_cost_per_mtok": 50, "output_cost_per_mtok": 1}),
             dep("tight", "tight-a", tpm=50), dep("tight", "tight-b", tpm=40),
             {"name": "single", "provider": "mock", "model": "gpt-4o-mini"},
-            # A name that looks like Rich markup: the CLI (and the serve banner) print it as written.
-            {"name": MARKUP_NAME, "provider": "mock", "model": "odd-upstream"},
+            # An upstream model id that looks like Rich markup (a model name may not: the names'
+            # rule refuses brackets): the CLI prints it as written.
+            {"name": "odd", "provider": "mock", "model": MARKUP_NAME},
             dep("canary", "can-a"), dep("canary", "can-b"),
             # Unnamed twice: mock/gpt-4o-mini and mock/gpt-4o-mini#2, the names pins and splits use.
             {"name": "twin", "provider": "mock", "model": "gpt-4o-mini"},
