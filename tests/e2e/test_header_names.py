@@ -5,8 +5,8 @@ deployment's default name) passed the configuration check, and every answer rout
 was a 500: the HTTP server refuses a response header holding a control character. The file is
 now refused at load naming the field, and the admin API refuses such an upstream model id (its
 group names were already limited to a safe set). Names in other scripts stay allowed, but for a
-model group's: the file's model names now follow the admin API's rule (letters, digits and
-``_.:/@+-``), which a control character fails first."""
+model group's and an alias's: the file's model names and aliases follow the admin API's rule
+(letters, digits and ``_.:/@+-``), which a control character fails first."""
 
 from __future__ import annotations
 
@@ -62,19 +62,22 @@ def test_a_control_character_in_a_header_name_fails_the_check(tmp_path: Path, fi
     proc = _check(tmp_path, **{field: written})
     assert proc.proc.returncode == 2, proc.output
     assert where in proc.output, proc.output
-    if field == "group":  # a model name: the admin API's rule refuses it first
-        assert "models[0].name: String should match pattern '^[A-Za-z0-9_.:/@+-]+$'" in proc.output
+    if field in ("group", "alias"):  # a model name: the admin API's rule refuses it first
+        key = "" if field == "group" else ".[key]"  # the alias is a key of router.aliases
+        assert f"{key}: String should match pattern '^[A-Za-z0-9_.:/@+-]+$'" in proc.output, proc.output
         return
     assert (f"control characters are not allowed ({code}): the name is sent in x-switchboard-* "
             "response headers") in proc.output
 
 
 def test_names_in_other_scripts_pass_the_check(tmp_path: Path) -> None:
-    proc = _check(tmp_path, rule='"règle 規則"', upstream='"modèle"', alias='"álias"')
+    proc = _check(tmp_path, rule='"règle 規則"', upstream='"modèle"')
     assert proc.proc.returncode == 0, proc.output
-    proc = _check(tmp_path, group='"grupo-ñ"')  # a model name, as the admin API takes them
-    assert proc.proc.returncode == 2, proc.output
-    assert "models[0].name: String should match pattern" in proc.output, proc.output
+    # A model name, and an alias clients send as one, as the admin API takes them.
+    for field, where in (("group", "models[0].name"), ("alias", "router.aliases.álias.[key]")):
+        proc = _check(tmp_path, **{field: '"álias"' if field == "alias" else '"grupo-ñ"'})
+        assert proc.proc.returncode == 2, proc.output
+        assert f"{where}: String should match pattern" in proc.output, proc.output
 
 
 @pytest.mark.parametrize("upstream", ["m\x01x", "m\tx", "m\x85x", "m\x7fx", "m\rx"])

@@ -12,6 +12,8 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+import anthropic
+import httpx
 import openai
 import pytest
 
@@ -516,6 +518,55 @@ def test_reasoning_effort_mistral_does_not_take_is_a_400_naming_it(
                                    reasoning_effort=effort)  # type: ignore[arg-type]
     assert exc.value.code == "invalid_value" and exc.value.param == "reasoning_effort"
     assert f"'{effort}'" in exc.value.message and "'none' or 'high'" in exc.value.message
+    assert captured(mock_upstream, marker, timeout=0.2) == []
+
+
+@pytest.mark.parametrize("level", ["MINIMAL", "LOW", "MEDIUM"])
+def test_a_gemini_thinking_level_mistral_does_not_take_is_named_as_sent(
+    mistral_gateway: Gateway, mock_upstream: Mock, level: str
+) -> None:
+    # A Gemini-API caller sent thinkingLevel, not reasoning_effort: the refusal names its field.
+    marker = new_marker()
+    body = {"contents": [{"role": "user", "parts": [{"text": f"think mock:capture={marker}"}]}],
+            "generationConfig": {"thinkingConfig": {"thinkingLevel": level}}}
+    resp = httpx.post(f"{mistral_gateway.url}/v1beta/models/mistral-small:generateContent", json=body,
+                      headers={"x-goog-api-key": MASTER_KEY}, timeout=30)
+    assert resp.status_code == 400, resp.text
+    error = resp.json()["error"]
+    assert error["status"] == "INVALID_ARGUMENT", resp.text
+    assert error["message"].startswith(f"generationConfig.thinkingConfig.thinkingLevel '{level.lower()}' is "
+                                       "not one provider type 'mistral' takes"), resp.text
+    assert "reasoning_effort" not in resp.text
+    assert captured(mock_upstream, marker, timeout=0.2) == []
+
+
+@pytest.mark.parametrize("effort", ["low", "medium"])
+def test_an_anthropic_effort_mistral_does_not_take_is_named_as_sent(
+    mistral_gateway: Gateway, mock_upstream: Mock, effort: str
+) -> None:
+    marker = new_marker()
+    client = anthropic.Anthropic(base_url=mistral_gateway.url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+    with pytest.raises(anthropic.BadRequestError) as exc:
+        client.messages.create(model="mistral-small", max_tokens=64,
+                               messages=[{"role": "user", "content": f"think mock:capture={marker}"}],
+                               extra_body={"output_config": {"effort": effort}})
+    message = exc.value.body["error"]["message"]  # type: ignore[index]
+    assert message.startswith(f"output_config.effort '{effort}' is not one provider type 'mistral' takes")
+    assert "reasoning_effort" not in message
+    assert captured(mock_upstream, marker, timeout=0.2) == []
+
+
+@pytest.mark.parametrize("effort", ["minimal", "low", "medium", "xhigh"])
+def test_a_responses_effort_mistral_does_not_take_is_named_as_sent(
+    mi: openai.OpenAI, mock_upstream: Mock, effort: str
+) -> None:
+    marker = new_marker()
+    with pytest.raises(openai.BadRequestError) as exc:
+        mi.responses.create(model="mistral-small", input=f"think mock:capture={marker}",
+                            reasoning={"effort": effort})  # type: ignore[typeddict-item]
+    assert exc.value.code == "invalid_value" and exc.value.param == "reasoning.effort"
+    assert (f"reasoning.effort '{effort}' is not one provider type 'mistral' takes: send 'none' or 'high'"
+            in exc.value.message) and "reasoning_effort" not in exc.value.message
     assert captured(mock_upstream, marker, timeout=0.2) == []
 
 

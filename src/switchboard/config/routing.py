@@ -13,6 +13,7 @@ import regex
 from pydantic import Field, field_validator, model_validator
 
 from switchboard.config.base import Strict
+from switchboard.config.providers import MODEL_NAME_MAX, MODEL_NAME_PATTERN
 from switchboard.config.regexes import compile_as_re
 
 STRATEGIES = ("weighted", "round-robin", "least-busy", "latency", "cost", "headroom")
@@ -23,6 +24,8 @@ ERROR_CLASSES = ("rate_limit", "server_error", "timeout", "connection", "content
 ErrorClass = Literal["rate_limit", "server_error", "timeout", "connection", "content_policy",
                      "context_window", "auth", "billing", "bad_request"]
 _Name = Annotated[str, Field(min_length=1, max_length=256)]
+# Clients send an alias as a model name (in URLs too), so it follows the model names' rule.
+_Alias = Annotated[str, Field(min_length=1, max_length=MODEL_NAME_MAX, pattern=MODEL_NAME_PATTERN)]
 _Classes = Annotated[tuple[ErrorClass, ...], Field(max_length=len(ERROR_CLASSES))]
 _Chains = Annotated[dict[_Name, Annotated[list[_Name], Field(max_length=10)]], Field(max_length=10_000)]
 
@@ -201,7 +204,7 @@ class RouterConfig(Strict):
     # Larger groups for a request that fits none of the group's deployments' context windows.
     context_window_fallbacks: _Chains = Field(default_factory=dict)
     # Other names a group answers to: {alias: group}.
-    aliases: Annotated[dict[_Name, _Name], Field(max_length=10_000)] = Field(default_factory=dict)
+    aliases: Annotated[dict[_Alias, _Name], Field(max_length=10_000)] = Field(default_factory=dict)
     groups: Annotated[dict[_Name, GroupPolicy], Field(max_length=10_000)] = Field(default_factory=dict)
     allow_pinning: bool = False
     retry: RetryConfig = RetryConfig()

@@ -223,13 +223,13 @@ class Settings(Strict):
 
     def _check_header_names(self) -> None:
         """Names an answer carries in its x-switchboard-* headers hold no control character: a
-        group's and an alias's (x-switchboard-model, -route), an upstream model id (part of a
-        deployment's default name, x-switchboard-deployment) and a rule's (x-switchboard-route).
+        group's (x-switchboard-model, -route), an upstream model id (part of a deployment's
+        default name, x-switchboard-deployment) and a rule's (x-switchboard-route); an alias
+        follows the model names' rule, which refuses one first.
         The HTTP server refuses a header holding one (a CR, a LF), so every answer routed
         through such a name was a 500: the file is refused instead."""
         names = [*((f"models[{i}].name", m.name) for i, m in enumerate(self.models)),
                  *((f"models[{i}].model", m.model) for i, m in enumerate(self.models)),
-                 *((f"router.aliases.{alias!r}", alias) for alias in self.router.aliases),
                  *((f"router.rules[{i}].name", r.name) for i, r in enumerate(self.router.rules) if r.name)]
         for where, name in names:
             if (found := control_character(name)) is not None:

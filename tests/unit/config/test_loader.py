@@ -426,3 +426,26 @@ auth: {{master_key: 12345678}}
     assert exc.value.problems == ["models[0].name: String should match pattern '^[A-Za-z0-9_.:/@+-]+$'"]
     fits = "meta-llama/Llama-3.1-8B-Instruct:free@eu+v2_0.1"  # every character the rule takes
     assert load(_write(tmp_path, text.format(model=json.dumps(fits)))).models[0].name == fits
+
+
+@pytest.mark.parametrize("alias", ["álias", "smart model", "smart?v=2", "team#1", "a%2Fb", "x\\y", "a" * 257])
+def test_an_alias_the_model_name_rule_would_refuse_is_refused_at_load(tmp_path: Path, alias: str) -> None:
+    """A client sends an alias as a model name (in ``/v1beta/models/{name}:generateContent`` too,
+    and ``/v1/models`` lists it as one): it follows the model names' rule and length bound."""
+    text = """
+providers:
+  - {{name: p, type: openai, api_key: k}}
+models:
+  - {{name: g, provider: p, model: gpt-4o-mini}}
+router: {{aliases: {{{alias}: g}}}}
+auth: {{master_key: 12345678}}
+"""
+    with pytest.raises(ConfigError) as exc:
+        load(_write(tmp_path, text.format(alias=json.dumps(alias))))
+    problem = ("String should have at most 256 characters" if len(alias) > 256
+               else "String should match pattern '^[A-Za-z0-9_.:/@+-]+$'")
+    assert exc.value.problems == [f"router.aliases.{alias}.[key]: {problem}"]
+    fits = "meta-llama/Llama-3.1-8B-Instruct:free@eu+v2_0.1"  # every character the rule takes
+    assert load(_write(tmp_path, text.format(alias=json.dumps(fits)))).router.aliases == {fits: "g"}
+    longest = "a" * 256
+    assert load(_write(tmp_path, text.format(alias=json.dumps(longest)))).router.aliases == {longest: "g"}
