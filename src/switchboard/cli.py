@@ -265,13 +265,13 @@ def db_upgrade(
 def secrets_rotate(
     config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.")] = None,
 ) -> None:
-    """Re-seal every stored provider credential and the API-key hashing key (one transaction),
-    stored REST services' headers (another, first) and MCP secrets (a third, last), under the
-    current server secret (auth.secret_key), opening them with it or a previous one
-    (auth.previous_secret_keys, $SWITCHBOARD_PREVIOUS_SECRET_KEYS). Idempotent."""
+    """Re-seal stored REST services' headers (one transaction, first), MCP secrets (another) and
+    every stored provider credential and the API-key hashing key (a third, last, with the run's
+    audit entry) under the current server secret (auth.secret_key), opening them with it or a
+    previous one (auth.previous_secret_keys, $SWITCHBOARD_PREVIOUS_SECRET_KEYS). Idempotent."""
     import asyncio
 
-    from switchboard.crypto.keyring import from_settings
+    from switchboard.crypto.keyring import DecryptError, from_settings
     from switchboard.crypto.rotate import Stopped, audit_entry, rotate_all
     from switchboard.server import ServeOptions, resolve_settings
     from switchboard.settings.embedded import master_key
@@ -295,15 +295,14 @@ def secrets_rotate(
         stores = await open_stores(settings)
         try:
             try:
-                done = await rotate_all(stores.services, stores.providers, stores.mcp, keyring)
+                # An admin change like any other: the run's entry is in its last transaction.
+                return await rotate_all(stores.services, stores.providers, stores.mcp, keyring)
             except Stopped as stop:
-                # The steps before the one that stopped are committed: a change all the same.
-                if stop.done.changed:
+                # The steps before the one that stopped are committed: a change all the same
+                # (unless the database failed, when an entry of its own would fail as well).
+                if stop.done.changed and isinstance(stop.cause, DecryptError):
                     await stores.audit.append(audit_entry(stop.done, complete=False))
                 raise
-            if done.changed:  # an admin change like any other: in the audit log (a rerun is none)
-                await stores.audit.append(audit_entry(done))
-            return done
         finally:
             await stores.close()
 
@@ -315,11 +314,22 @@ def secrets_rotate(
     except Stopped as stop:
         head = "partly rotated:" if stop.done.changed else "nothing rotated:"
         so_far = f" {_resealed(stop.done)} before;" if stop.done.changed else ""
-        err.print(line((head, "bold red"), f"{so_far} a stored secret does not open ({stop.cause}); "
-                       "give the secret it was sealed with in auth.previous_secret_keys and run "
-                       "it again"))
+        if isinstance(stop.cause, DecryptError):
+            err.print(line((head, "bold red"), f"{so_far} a stored secret does not open ({stop.cause}); "
+                           "give the secret it was sealed with in auth.previous_secret_keys and run "
+                           "it again"))
+        else:
+            err.print(line((head, "bold red"), f"{so_far} the database did not store the provider "
+                           "credentials' re-seal with its audit entry "
+                           f"({_first_line(stop.cause)}); they stay sealed under the "
+                           "previous key: keep it in auth.previous_secret_keys and run it again"))
         raise typer.Exit(1) from None
     out.print(line(f"{_resealed(done)}; the rest already were"))
+
+
+def _first_line(exc: Exception) -> str:
+    """A database error's cause without the statement and parameters its later lines show."""
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
 
 
 def _resealed(done: Rotated) -> str:

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -163,19 +164,7 @@ class Pair:
     def sql(self, *statements: Any) -> Any:
         """Run ``statements`` in one transaction on the gateways' database, past the gateway; the
         last one's scalar result (None for a statement that returns no rows)."""
-        url = async_url(self.database, self.first.config_path.parent / "data")
-
-        async def run() -> Any:
-            engine = create_engine(url)
-            try:
-                async with engine.begin() as conn:
-                    for statement in statements:
-                        result = await conn.execute(statement)
-                    return result.scalar_one() if result.returns_rows else None
-            finally:
-                await engine.dispose()
-
-        return asyncio.run(run())
+        return run_sql(self.database, self.first.config_path.parent / "data", *statements)
 
     def claims(self, budget_id: str) -> int:
         """The budget's threshold claims (``budget_alerts`` rows), read past the gateway."""
@@ -189,24 +178,8 @@ class Pair:
         if tenant is None:
             tenant = f"refuse-audit-{uuid.uuid4().hex[:8]}"
             assert self.admin("POST", "/admin/v1/tenants", {"id": tenant}).status_code == 201
-        name = f"refuse_{uuid.uuid4().hex[:8]}"
-        listed = ", ".join(f"'{action}'" for action in actions or ("budget.delete",))
-
-        def refused(row: str) -> str:
-            return f"{row}tenant_id = '{tenant}' AND {row}action IN ({listed})"
-
-        if self.kind == "cluster":
-            # NOT VALID: the entries written before are not checked, only those to come.
-            self.sql(sa.text(f"ALTER TABLE audit_log ADD CONSTRAINT {name} CHECK (NOT ({refused('')})) "
-                             "NOT VALID"))
-        else:
-            self.sql(sa.text(f"CREATE TRIGGER {name} BEFORE INSERT ON audit_log WHEN {refused('NEW.')} "
-                             "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"))
-        try:
+        with audit_refusal(self.sql, self.kind == "cluster", tenant, actions or ("budget.delete",)):
             yield tenant
-        finally:
-            self.sql(sa.text(f"ALTER TABLE audit_log DROP CONSTRAINT {name}" if self.kind == "cluster"
-                             else f"DROP TRIGGER {name}"))
 
     def audited(self, tenant: str, resource_id: str, action: str = "budget.delete") -> list[str]:
         """The actors of the ``action`` entries of ``resource_id`` in ``tenant``'s audit log."""
@@ -218,6 +191,48 @@ class Pair:
         """The key's requests in the ledger that were answered (refusals are recorded too)."""
         row = self.ledger(key_id)
         return int(row["requests"]) - int(row["errors"])
+
+
+def run_sql(database: str | None, data_dir: Path, *statements: Any) -> Any:
+    """Run ``statements`` in one transaction on a gateway's database (``database.url``, or the
+    SQLite file in ``data_dir``), past the gateway; the last one's scalar result (None for a
+    statement that returns no rows)."""
+    url = async_url(database, data_dir)
+
+    async def run() -> Any:
+        engine = create_engine(url)
+        try:
+            async with engine.begin() as conn:
+                for statement in statements:
+                    result = await conn.execute(statement)
+                return result.scalar_one() if result.returns_rows else None
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+@contextmanager
+def audit_refusal(sql: Callable[..., Any], cluster: bool, tenant: str, actions: tuple[str, ...]
+                  ) -> Iterator[None]:
+    """While inside, the database (written to through ``sql``) refuses ``tenant``'s audit
+    entries of ``actions`` (a CHECK constraint on PostgreSQL, a trigger on SQLite)."""
+    name = f"refuse_{uuid.uuid4().hex[:8]}"
+    listed = ", ".join(f"'{action}'" for action in actions)
+
+    def refused(row: str) -> str:
+        return f"{row}tenant_id = '{tenant}' AND {row}action IN ({listed})"
+
+    if cluster:
+        # NOT VALID: the entries written before are not checked, only those to come.
+        sql(sa.text(f"ALTER TABLE audit_log ADD CONSTRAINT {name} CHECK (NOT ({refused('')})) NOT VALID"))
+    else:
+        sql(sa.text(f"CREATE TRIGGER {name} BEFORE INSERT ON audit_log WHEN {refused('NEW.')} "
+                    "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"))
+    try:
+        yield
+    finally:
+        sql(sa.text(f"ALTER TABLE audit_log DROP CONSTRAINT {name}" if cluster else f"DROP TRIGGER {name}"))
 
 
 def until(check: Callable[[], Any], timeout: float = 20.0) -> Any:

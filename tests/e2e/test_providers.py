@@ -21,9 +21,12 @@ from urllib.parse import urlencode
 import httpx
 import openai
 import pytest
+import sqlalchemy as sa
 import yaml
 
+from switchboard.stores.sql.tables import provider_credentials
 from tests.e2e.sdk import ask
+from tests.e2e.test_budgets import audit_refusal, run_sql
 from tests.servers import MASTER_KEY, UPSTREAM_KEY, Gateway, Mock, openai_config, spawn, start_gateway
 from tests.services import Postgres, RedisServer
 
@@ -698,6 +701,65 @@ def test_secrets_rotate(
     assert "1 provider credential(s), 1 server secret(s), 1 service(s)' headers" in rotate()
     assert "0 provider credential(s), 0 server secret(s), 0 service(s)' headers" in rotate()  # idempotent
     works({"SWITCHBOARD_SECRET_KEY": NEW_SECRET}, rotations=1)  # the old secret is no longer needed
+
+
+@pytest.mark.parametrize("kind", ["embedded", "cluster"])
+def test_a_rotation_whose_audit_entry_is_refused_leaves_the_credentials_under_the_old_key(
+    kind: str, request: pytest.FixtureRequest, mock_upstream: Mock, tmp_path: Path
+) -> None:
+    # Before, the credentials were re-sealed and committed, then audited on their own: a refused
+    # entry left a rotation done but not in the audit log.
+    if kind == "embedded":
+        config = openai_config(mock_upstream)
+    else:
+        config = cluster_config(mock_upstream, request.getfixturevalue("postgres"),
+                                request.getfixturevalue("redis_server"))
+    gw = start_gateway(config, tmp_path, env={"SWITCHBOARD_SECRET_KEY": OLD_SECRET})
+    first = Deployment(kind, gw, mock_upstream, tmp_path)
+    api_key = first.admin("POST", "/keys", {"models": ["*"]}).json()["key"]
+    provider = first.provider(api_key=UPSTREAM_KEY)["name"]
+    model = first.model(provider)["name"]
+    gw.process.stop()
+    database = config.get("database", {}).get("url")
+
+    def sql(*statements: Any) -> Any:
+        return run_sql(database, tmp_path / "data", *statements)
+
+    def sealed() -> str:
+        return str(sql(sa.select(provider_credentials.c.ciphertext)
+                       .where(provider_credentials.c.provider == provider)))
+
+    both = {"SWITCHBOARD_SECRET_KEY": NEW_SECRET, "SWITCHBOARD_PREVIOUS_SECRET_KEYS": OLD_SECRET}
+
+    def rotate() -> tuple[int, str]:
+        proc = spawn(["secrets", "rotate", "--config", str(gw.config_path)], env={
+            "SWITCHBOARD_MASTER_KEY": MASTER_KEY, "UPSTREAM_KEY": UPSTREAM_KEY,
+            "SWITCHBOARD_DATA_DIR": str(tmp_path / "data"), **both})
+        return proc.wait_exit(60), proc.output
+
+    before = sealed()
+    with audit_refusal(sql, kind == "cluster", "default", ("secrets.rotate",)):
+        code, output = rotate()
+    assert code == 1, output
+    assert "nothing rotated" in output and "did not store" in output and "previous key" in output, output
+    assert "Traceback" not in output and OLD_SECRET not in output and NEW_SECRET not in output, output
+    assert sealed() == before  # the credential is still sealed under the old key
+    # So is the key that hashes API keys: the new secret alone still does not open it.
+    with pytest.raises(RuntimeError, match="previous_secret_keys"):
+        start_gateway(config, tmp_path, env={"SWITCHBOARD_SECRET_KEY": NEW_SECRET})
+
+    code, output = rotate()  # the entries taken again: the same run goes through, audited once
+    assert code == 0 and "1 provider credential(s), 1 server secret(s)" in output, output
+    assert sealed() != before
+    again = Deployment(kind, start_gateway(config, tmp_path, env={"SWITCHBOARD_SECRET_KEY": NEW_SECRET}),
+                       mock_upstream, tmp_path)
+    try:
+        reply = again.sdk(api_key).chat.completions.create(model=model, messages=ask("after"))
+        assert reply.choices[0].message.content.endswith("You said: after")
+        entries = again.admin("GET", "/audit?action=secrets.rotate").json()["data"]
+        assert [(e["after"]["credentials"], e["after"]["complete"]) for e in entries] == [(1, True)], entries
+    finally:
+        again.gateway.process.stop()
 
 
 PADDED_SECRET = f"  {NEW_SECRET}\n"  # as read from a file or a secret mount

@@ -2,14 +2,16 @@
 
 Run after every instance has the new ``auth.secret_key`` with the old one in
 ``auth.previous_secret_keys``; then the previous one can be dropped. Three transactions, each all
-or nothing: REST services' headers, then provider credentials and the key-hashing key, then MCP
-secrets and tokens. A value that opens with no key of the ring stops the run at its step; the
-steps before it stay done (and are audited). Idempotent: what is already under the current key
-is left as it is.
+or nothing: REST services' headers, then MCP secrets and tokens, then provider credentials and
+the key-hashing key with the run's audit entry (last, so that an entry the database refuses
+leaves the credentials under the old key, and the run exits non-zero). A value that opens with
+no key of the ring stops the run at its step; the steps before it stay done (and are audited).
+Idempotent: what is already under the current key is left as it is.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
 from switchboard.crypto.keyring import (
@@ -55,10 +57,11 @@ CLI_ROLE = "platform_admin"
 
 
 class Stopped(Exception):
-    """A step of the run met a value no key of the ring opens (``cause``): that step wrote
+    """A step of the run met a value no key of the ring opens (``cause`` a DecryptError), or the
+    last step's transaction failed (the database refused it or its audit entry): that step wrote
     nothing, but what the steps before it re-sealed (``done``) is committed."""
 
-    def __init__(self, done: Rotated, cause: DecryptError) -> None:
+    def __init__(self, done: Rotated, cause: Exception) -> None:
         super().__init__(str(cause))
         self.done = done
         self.cause = cause
@@ -75,19 +78,27 @@ def audit_entry(done: Rotated, complete: bool = True) -> AuditEntry:
 
 async def rotate_all(services: ServiceStore | None, providers: ProviderStore, mcp: McpStore | None,
                      keyring: Keyring) -> Rotated:
-    """Every step in turn (services' headers, providers, MCP). Raises :class:`Stopped` with what
-    the steps before were committed with when one meets a value no key of the ring opens."""
+    """Every step in turn (services' headers, MCP, providers with the audit entry of a run that
+    re-sealed anything). Raises :class:`Stopped` with what the steps before were committed with
+    when one meets a value no key of the ring opens, or the last one is not stored."""
     done = Rotated(0, 0, keyring.current)
     try:
         done = replace(done, service_headers=await rotate_services(services, keyring))
-        credentials, server_secrets = await _rotate_providers(providers, keyring)
-        done = replace(done, credentials=credentials, server_secrets=server_secrets)
         if mcp is not None:
             mcp_secrets, mcp_tokens = await _rotate_mcp(mcp, keyring)
             done = replace(done, mcp_secrets=mcp_secrets, mcp_tokens=mcp_tokens)
     except DecryptError as exc:
         raise Stopped(done, exc) from exc
-    return done
+
+    def audited(credentials: int, server_secrets: int) -> AuditEntry | None:
+        whole = replace(done, credentials=credentials, server_secrets=server_secrets)
+        return audit_entry(whole) if whole.changed else None  # a rerun that changed nothing: none
+
+    try:
+        credentials, server_secrets = await _rotate_providers(providers, keyring, audited)
+    except Exception as exc:  # a value no key opens, or the database refused the step or its entry
+        raise Stopped(done, exc) from exc
+    return replace(done, credentials=credentials, server_secrets=server_secrets)
 
 
 async def rotate(store: ProviderStore, keyring: Keyring, mcp: McpStore | None = None) -> Rotated:
@@ -98,7 +109,9 @@ async def rotate(store: ProviderStore, keyring: Keyring, mcp: McpStore | None = 
     return Rotated(creds, secrets, keyring.current, mcp_secrets, mcp_tokens)
 
 
-async def _rotate_providers(store: ProviderStore, keyring: Keyring) -> tuple[int, int]:
+async def _rotate_providers(store: ProviderStore, keyring: Keyring,
+                            audited: Callable[[int, int], AuditEntry | None] | None = None
+                            ) -> tuple[int, int]:
     def credential(record: CredentialRecord) -> str:
         assert record.ciphertext is not None
         return keyring.reencrypt(record.ciphertext, credential_aad(record.provider, record.id))
@@ -106,7 +119,7 @@ async def _rotate_providers(store: ProviderStore, keyring: Keyring) -> tuple[int
     def secret(name: str, sealed: str) -> str:
         return keyring.reencrypt(sealed, server_secret_aad(name))
 
-    return await store.reseal(credential, secret)
+    return await store.reseal(credential, secret, audited)
 
 
 async def _rotate_mcp(mcp: McpStore, keyring: Keyring) -> tuple[int, int]:

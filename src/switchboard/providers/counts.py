@@ -50,10 +50,9 @@ def reading(found: Reading | None = None) -> Reading:
     return found
 
 
-def _invalid(value: Any) -> int:
-    """0 for ``value``, which is no count, and the call's reading marked; a missing count
-    (None) is no mark."""
-    if value is not None and (found := _READING.get()) is not None:
+def _invalid() -> int:
+    """0 for a value that is no count, and the call's reading marked."""
+    if (found := _READING.get()) is not None:
         found.invalid = True
     return 0
 
@@ -63,10 +62,12 @@ def count(value: Any) -> int:
     0..TOKENS_MAX; anything else (negative, fractional, NaN, infinite, a string, null, a boolean)
     counts as none, as a missing count does."""
     if type(value) is int:  # the common case; not a bool
-        return value if 0 <= value <= TOKENS_MAX else (TOKENS_MAX if value > 0 else _invalid(value))
+        return value if 0 <= value <= TOKENS_MAX else (TOKENS_MAX if value > 0 else _invalid())
     if type(value) is float and value.is_integer():  # also a JSON integer past 64 bits
-        return min(int(value), TOKENS_MAX) if value >= 0 else _invalid(value)
-    return _invalid(value)
+        return min(int(value), TOKENS_MAX) if value >= 0 else _invalid()
+    # A missing count (several in a real OpenAI usage block's details) is none and no mark: said
+    # here, without the call.
+    return 0 if value is None else _invalid()
 
 
 # The largest position read as one: a float past it may stand for an integer orjson cannot write.

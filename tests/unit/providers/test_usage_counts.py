@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from switchboard.limits.estimate import used_tokens
+from switchboard.providers import counts
 from switchboard.providers.anthropic.response import usage as anthropic_usage
 from switchboard.providers.bedrock.response import canonical_usage as bedrock_usage
 from switchboard.providers.cohere.response import usage as cohere_usage
@@ -51,6 +52,17 @@ def test_a_value_that_is_no_count_marks_the_calls_reading(value: Any, invalid: b
 
     assert contextvars.copy_context().run(read) is invalid
     assert count(value) in (0, 12, 18, TOKENS_MAX)  # outside a call: nothing to mark, no error
+
+
+def test_a_missing_count_is_none_without_the_invalid_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """None (a real OpenAI usage block's details have several) is 0 at once: the path that marks
+    a value that is no count is for those alone."""
+
+    def invalid() -> int:
+        raise AssertionError("a missing count took the invalid path")
+
+    monkeypatch.setattr(counts, "_invalid", invalid)
+    assert contextvars.copy_context().run(lambda: (reading(), count(None))[1]) == 0
 
 
 @pytest.mark.parametrize("value", [HUGE, 1e300, -5, 12.5, math.nan, "12", "many", None])

@@ -140,10 +140,13 @@ class ProviderStore(Protocol):
         self,
         credential: Callable[[CredentialRecord], str],
         secret: Callable[[str, str], str],
+        audited: Callable[[int, int], AuditEntry | None] | None = None,
     ) -> tuple[int, int]:
         """Replace every sealed credential by ``credential(record)`` and every server secret by
         ``secret(name, sealed)``, in one transaction; rows whose value does not change are not
-        written. Returns how many credentials and server secrets were rewritten."""
+        written. ``audited(credentials, secrets)``, given the counts, is the entry appended in
+        that transaction (None: none), a failing entry undoing the re-seal. Returns how many
+        credentials and server secrets were rewritten."""
 
 
 # -- routing: run-time overrides of a group's deployments (routing/live.py) ------------------

@@ -314,6 +314,7 @@ class SqlProviderStore:
         self,
         credential: Callable[[CredentialRecord], str],
         secret: Callable[[str, str], str],
+        audited: Callable[[int, int], AuditEntry | None] | None = None,
     ) -> tuple[int, int]:
         creds = secrets = 0
         now = to_db(utcnow())
@@ -331,6 +332,7 @@ class SqlProviderStore:
                         sa.update(st).where(st.c.name == name).values(ciphertext=sealed, updated_at=now)
                     )
                     secrets += 1
+            await _append(conn, None if audited is None else audited(creds, secrets))
         return creds, secrets
 
 
