@@ -28,7 +28,7 @@ from switchboard.upstream import http1, scrub
 from switchboard.upstream.auth import StaticHeaderAuth, UpstreamAuth
 from switchboard.upstream.outbound import Outbound
 from switchboard.upstream.request import UpstreamRequest, file_pieces
-from switchboard.upstream.reset import answered_upload, drop, end_upload
+from switchboard.upstream.reset import answered_upload, drop, end_upload, transport_of
 from switchboard.upstream.upload import Sending, Upload
 from switchboard.upstream.userinfo import UrlCredential
 
@@ -418,14 +418,19 @@ def _sending(request: UpstreamRequest, resp: Answer) -> Sending | None:
     upload queued, holding it open. Its failure is the exchange's (:meth:`UpstreamClient.translate`)."""
     if request.upload is None or not isinstance(resp, _Answer):
         return None
-    answered_upload(resp)
-    return resp.sending
+    sending = resp.sending
+    if sending is None:
+        return None
+    if sending.transport is None:  # the answer came before the body's first piece
+        sending.transport = transport_of(resp)
+    answered_upload(sending.transport)
+    return sending
 
 
 def _release(resp: Answer, sending: Sending | None) -> None:
     """Release a response read to its end (or cut); an upload's, see :func:`_sending`."""
     if sending is not None and isinstance(resp, aiohttp.ClientResponse):
-        end_upload(resp, sending.transport)
+        end_upload(resp, sending.transport, sending.sent)
     else:
         resp.release()
 
@@ -554,7 +559,7 @@ class UpstreamStream:
         part of the upload queued for an upstream that answered first and reads it no more:
         that connection is reset rather than closed, which would wait for the queue to drain."""
         if self._sending is not None and isinstance(self.response, aiohttp.ClientResponse):
-            end_upload(self.response, self._sending.transport)
+            end_upload(self.response, self._sending.transport, self._sending.sent)
         elif isinstance(self.response, aiohttp.ClientResponse):
             drop(self.response)
         else:

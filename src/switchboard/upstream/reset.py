@@ -50,19 +50,25 @@ def transport_of(resp: aiohttp.ClientResponse) -> asyncio.Transport | None:
     return connection.transport if connection is not None else None
 
 
-def answered_upload(resp: aiohttp.ClientResponse) -> asyncio.Transport | None:
-    """The connection of an upload whose answer has begun, set to be reset when it closes:
-    aiohttp closes it itself, gracefully, when the answer ends before the upload was all sent
-    (an early 413), and that close would wait for the queued rest of the upload."""
-    transport = transport_of(resp)
+def answered_upload(transport: asyncio.Transport | None) -> None:
+    """An upload's connection, whose answer has begun, set to be reset when it closes: aiohttp
+    closes it itself, gracefully, when the answer ends before the upload was all sent (an early
+    413), and that close would wait for the queued rest of the upload."""
     if transport is not None:
         _linger(transport, _RESET)
-    return transport
 
 
-def end_upload(resp: aiohttp.ClientResponse, transport: asyncio.Transport | None) -> None:
-    """End the exchange of :func:`answered_upload`: a connection still held is reset; one that
-    went back to the pool (the upload all sent, the answer read) is closed as any other, later."""
+def end_upload(resp: aiohttp.ClientResponse, transport: asyncio.Transport | None, sent: bool) -> None:
+    """End the exchange of :func:`answered_upload`. A connection whose upload was not all sent
+    is reset, even one aiohttp already began to close: its graceful close (the sending of the
+    upload cancelled once the answer ended) waits for the queued rest, which an upstream that
+    answered first never reads, so the socket, and its zero linger, would never be closed. One
+    that went back to the pool (the upload all sent, the answer read) is closed as any other,
+    later."""
     drop(resp)
-    if transport is not None and not transport.is_closing():
+    if transport is None:
+        return
+    if not sent:
+        reset(transport)
+    elif not transport.is_closing():
         _linger(transport, _GRACEFUL)

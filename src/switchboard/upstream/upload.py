@@ -26,10 +26,11 @@ class Sending:
     failed, what made it fail (words, not the exception, whose traceback holds the pieces'
     generator). Apart from the :class:`Upload`, which holds the generator: no reference cycle."""
 
-    __slots__ = ("failure", "transport")
+    __slots__ = ("failure", "sent", "transport")
 
     def __init__(self) -> None:
         self.failure: str | None = None
+        self.sent = False  # every piece handed to the connection
         self.transport: asyncio.Transport | None = None
 
 
@@ -50,6 +51,7 @@ async def _watched(pieces: AsyncIterable[bytes], sending: Sending) -> AsyncItera
     try:
         async for piece in pieces:
             yield piece
+        sending.sent = True
     except Exception as exc:  # the body's own failure, not the connection's (a write's)
         sending.failure = f"{type(exc).__name__}: {exc}"[:200]
         if sending.transport is not None:

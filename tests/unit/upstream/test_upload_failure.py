@@ -1,7 +1,8 @@
 """A spooled upload (transcriptions, image edits: ``UpstreamRequest.upload``) whose file fails
 while it is sent (closed under it, unreadable) ends the exchange at once: the caller gets a 500
 naming the failure, and the upstream's connection is reset, not left waiting for the rest of the
-body until the provider's timeout.
+body until the provider's timeout. So does one whose upstream answered in full before reading it
+(an early 413), whatever aiohttp did with the connection meanwhile.
 
 At the upstream client rather than end to end: the file is the gateway process's temporary file,
 out of a test's reach (the end-to-end test of a caller's body failing part-way is
@@ -12,8 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import io
+import socket
+from collections.abc import Callable, Coroutine
+from typing import Any
 
+import aiohttp
 import pytest
+import uvloop
 
 from switchboard.errors import InternalError
 from switchboard.upstream.request import UpstreamRequest
@@ -110,3 +116,81 @@ async def test_an_upload_failing_before_any_answer_is_a_500_at_once() -> None:
                 await client.send(_upload(up), None)
             assert await ended.wait() == "reset"
     assert "provider 'prov'" in caught.value.message and "closed file" in caught.value.message
+
+
+def _established(sock: Any) -> bool:
+    """TCP_INFO's first byte, the state, is ESTABLISHED: the client has neither closed nor reset
+    the connection (Linux). uvloop's stand-in socket raises ValueError once its transport has
+    closed on the reset."""
+    try:
+        return bool(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0] == 1)
+    except (OSError, ValueError):
+        return False
+
+
+async def _until_not_established(sock: Any) -> None:
+    """Looks at the socket's state, never reads it: a read would drain the queued upload and let
+    a graceful close through (bounded by the caller's timeout)."""
+    while _established(sock):
+        await asyncio.sleep(0.01)
+
+
+class Refusal:
+    """An upstream's 413 sent in two steps: its head once the upload has begun, its body when
+    ``finish`` is set; then ``ended`` once the client has ended the connection. The upload is
+    never read but for its first byte."""
+
+    def __init__(self) -> None:
+        self.finish = asyncio.Event()
+        self.ended = asyncio.Event()
+
+    async def __call__(self, conn: Conn) -> None:
+        # A small fixed receive buffer (no autotuning): the unread upload backs up in the client,
+        # as over a real network, instead of the system taking in ever more of it.
+        conn.writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        await conn.reader.readuntil(b"\r\n\r\n")
+        await conn.reader.readexactly(1)
+        body = b'{"error": {"message": "request too large"}}'
+        await conn.send(b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: %d\r\n\r\n" % len(body))
+        await self.finish.wait()
+        await conn.send(body)
+        await _until_not_established(conn.writer.get_extra_info("socket"))
+        self.ended.set()
+
+
+async def _until_queued(response: aiohttp.ClientResponse) -> None:
+    """Until part of the upload waits in the connection's own buffer, the system's being full."""
+    assert response.connection is not None and response.connection.transport is not None
+    while not response.connection.transport.get_write_buffer_size():
+        await asyncio.sleep(0.01)
+
+
+async def _refused_with_the_upload_queued() -> None:
+    refusal = Refusal()
+    # Far more than loopback's socket buffers take: most of it is still unsent when refused.
+    upload = io.BytesIO(b"a" * (64 * 1024 * 1024))
+    async with Upstream(refusal) as up, upstream_client() as client:
+        async with asyncio.timeout(PROMPTLY):
+            request = UpstreamRequest("POST", up.url("/v1/audio/transcriptions"), None,
+                                      {"Content-Type": "audio/wav"}, upload=upload)
+            stream = await client.open_stream(request, None)
+            assert stream.status == 413
+            response = stream.response
+            assert isinstance(response, aiohttp.ClientResponse)
+            await _until_queued(response)
+            refusal.finish.set()
+            # The whole answer in, aiohttp cancels the sending and closes the connection
+            # gracefully, a close that waits for the queued upload: that happens first here.
+            await response.wait_for_close()
+            await stream.close()
+            await refusal.ended.wait()
+
+
+@pytest.mark.parametrize("run", [asyncio.run, uvloop.run], ids=["asyncio", "uvloop"])
+def test_an_upload_refused_in_full_before_it_was_read_ends_the_connection_at_once(
+        run: Callable[[Coroutine[Any, Any, None]], None]) -> None:
+    """The order that left the connection open: aiohttp's graceful close of the connection
+    (the sending cancelled once the answer ended), with part of the upload still queued in it,
+    before the gateway ends the exchange."""
+    run(_refused_with_the_upload_queued())
