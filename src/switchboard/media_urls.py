@@ -78,6 +78,14 @@ def data_start(url: str) -> int:
     return -1 if header is None else header.end() + 1
 
 
+def data_type(url: str) -> tuple[str, int] | None:
+    """The media type of a ``data:`` URL of base64 (:func:`media_type`) and where its data begins,
+    the data unchecked (for the token counter, which refuses nothing); None when ``url`` is no
+    such URL."""
+    header = _header(url)
+    return None if header is None else (media_type(header.group(1)), header.end() + 1)
+
+
 def base64_data(data: Any, param: str, what: str = "the data") -> str:
     """``data`` when it is standard, padded base64 and not empty; else a 400 naming ``param``."""
     if not isinstance(data, str):

@@ -5,6 +5,7 @@ estimate for a Claude model. A count is neither billed nor held to rate limits."
 
 from __future__ import annotations
 
+import base64
 import math
 import random
 import string
@@ -24,7 +25,7 @@ import tiktoken
 from tests.ledger import database_of, wait_for
 from tests.servers import MASTER_KEY, Gateway, Mock, openai_config, start_gateway
 from tests.services import Postgres, RedisServer
-from tests.unit.tokens.cases import data_url, png
+from tests.unit.tokens.cases import data_url, pdf, png
 from tests.unit.tokens.reference import Reference, reference_encoding, seed_cache
 
 WEATHER = {
@@ -357,3 +358,62 @@ def test_a_long_stored_conversation_is_counted_off_the_event_loop(gw: Gateway) -
     # conversation is long enough (a count of about two seconds) that a loaded host's own pauses
     # (up to 0.8 s seen with four test workers on two cores) stay well under half of it.
     assert max(gaps) < (finished - started) / 2, (max(gaps), finished - started)
+
+
+# -- documents ----------------------------------------------------------------------------------
+
+ONE_PAGE = base64.b64encode(pdf(1)).decode()
+TEN_PAGES = base64.b64encode(pdf(10, packed=True)).decode()  # its pages in an object stream
+
+
+def _document(data: str) -> list[Any]:
+    return [{"role": "user", "content": [
+        {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": data}},
+        {"type": "text", "text": "Summarise this."},
+    ]}]
+
+
+def test_a_pdf_is_counted_by_its_pages(gw: Gateway) -> None:
+    """3,000 tokens a page (docs/tokens.md, "Documents"), not the few hundred of its base64 text."""
+    one = client(gw).messages.count_tokens(model="claude-haiku", messages=_document(ONE_PAGE)).input_tokens
+    ten = client(gw).messages.count_tokens(model="claude-haiku", messages=_document(TEN_PAGES)).input_tokens
+    assert 3000 < one < 3100
+    assert ten - one == 9 * 3000
+    # A plain-text document counts as its text, all of it.
+    text = "Minutes of the meeting. " * 2000
+    counted = client(gw).messages.count_tokens(model="claude-haiku", messages=[{"role": "user", "content": [
+        {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": text}},
+        {"type": "text", "text": "Summarise this."},
+    ]}]).input_tokens
+    assert counted > 5 * 2000 * 1.2
+
+
+def test_a_token_limit_refuses_a_long_pdf_and_takes_a_short_one(gw: Gateway) -> None:
+    """A key of 20,000 tokens a minute: a 10-page PDF (some 30,000 tokens) can never fit, and is
+    refused before anything is sent, with its estimate, whichever API it came through; a 1-page
+    one is served."""
+    key = new_key(gw, tpm_limit=20_000)
+    claude = anthropic.Anthropic(base_url=gw.url, api_key=key, max_retries=0, timeout=30)
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        claude.messages.create(model="claude-haiku", max_tokens=100, messages=_document(TEN_PAGES))
+    body: Any = refused.value.body
+    assert body["error"]["type"] == "invalid_request_error"
+    needs = int(body["error"]["message"].split("needs ")[1].split(" tokens")[0])
+    assert 30_000 < needs < 31_000
+    # The same PDF as an OpenAI file part, and from the Gemini API as inline data.
+    file_part = {"type": "file", "file": {"filename": "report.pdf",
+                                          "file_data": f"data:application/pdf;base64,{TEN_PAGES}"}}
+    with pytest.raises(openai.BadRequestError) as by_openai:
+        sdk(gw, key).chat.completions.create(model="claude-haiku", max_tokens=100, messages=[
+            {"role": "user", "content": [file_part, {"type": "text", "text": "Summarise this."}]}])  # type: ignore[misc, list-item]
+    assert by_openai.value.code == "request_exceeds_limit"
+    gemini = httpx.post(
+        f"{gw.url}/v1beta/models/claude-haiku:generateContent", headers={"x-goog-api-key": key},
+        json={"contents": [{"role": "user", "parts": [
+            {"inlineData": {"mimeType": "application/pdf", "data": TEN_PAGES}},
+            {"text": "Summarise this."}]}]},
+        timeout=30)
+    assert gemini.status_code == 400 and "needs 3" in gemini.text, gemini.text
+    # One page fits.
+    reply = claude.messages.create(model="claude-haiku", max_tokens=100, messages=_document(ONE_PAGE))
+    assert reply.content

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from switchboard.tokens import encodings
+from switchboard.tokens import documents, encodings
 from switchboard.tokens.images import claude_image_tokens, image_tokens, is_claude, size_of_url
 
 # The cookbook's constants.
@@ -96,6 +96,9 @@ class Counter:
         self.encoding = encoding
         self.model = model
         self.claude = is_claude(model)
+        # A figure in the provider's own tokens (a PDF page) is divided by the factor estimate()
+        # multiplies the whole count by for other providers' models.
+        self.factor = OTHER_PROVIDER_FACTOR if encoding_for(model) is None else 1.0
         self._known = encodings.short_counts(encoding)
 
     def text(self, value: str) -> int:
@@ -185,9 +188,29 @@ class Counter:
         if kind == "refusal":
             text = part.get("refusal")
             return self.text(text) if isinstance(text, str) else 0
-        # Audio, files and anything newer: the JSON of the part (an estimate, documented), inline
-        # data cut to its first INLINE_DATA_CHARS characters.
+        if kind == "document" or kind == "file":
+            counted = self.document(part, kind)
+            if counted is not None:
+                return counted
+        # Audio, files by id or URL and anything newer: the JSON of the part (an estimate,
+        # documented), inline data cut to its first INLINE_DATA_CHARS characters.
         return self.json(_cut({k: v for k, v in part.items() if k != "type"}))
+
+    def document(self, part: Mapping[str, Any], kind: str) -> int | None:
+        """A document's tokens: a text one as its text, a PDF by its pages; None when its content
+        is not in the request (a URL, a file id), or not readable."""
+        found = documents.read_document(part) if kind == "document" else documents.read_file(part)
+        if found is None:
+            return None
+        texts, pdf = found
+        n = sum(self.text(text) for text in texts)
+        return n + (self.native(documents.pdf_tokens(pdf)) if pdf is not None else 0)
+
+    def native(self, provider_tokens: int) -> int:
+        """``provider_tokens`` (already the provider's count, not o200k's) as this counter's
+        share: estimate() multiplies other providers' counts by the factor, so it is divided by it
+        here, and the estimate carries the figure (at most 2 more, from the rounding)."""
+        return math.ceil(provider_tokens / self.factor) if self.factor != 1.0 else provider_tokens
 
     # -- tools --------------------------------------------------------------------------------
 

@@ -114,6 +114,29 @@ def webp(width: int, height: int) -> bytes:
     return b"RIFF" + struct.pack("<I", 4 + len(body)) + b"WEBP" + body
 
 
+def pdf(pages: int, *, packed: bool = False, filler: int = 0) -> bytes:
+    """A PDF of ``pages`` pages: a page tree (``/Type /Pages``) and its page objects, written
+    plainly (``/Type /Page`` in the file) or, as PDF 1.5 writers do, in a compressed object
+    stream; ``filler`` bytes of an (uncompressed) content stream before them."""
+    kids = " ".join(f"{3 + i} 0 R" for i in range(pages))
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>",
+               f"<< /Type /Pages /Kids [{kids}] /Count {pages} >>".encode()]
+    page_objects = [b"<</Type/Page/Parent 2 0 R/MediaBox[0 0 612 792]>>" for _ in range(pages)]
+    out = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n"
+    if filler:
+        out += b"9 0 obj\n<< /Length %d >>\nstream\n" % filler + b"q" * filler + b"\nendstream\nendobj\n"
+    for number, body in enumerate(objects, 1):
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    if packed:
+        stream = zlib.compress(b"\n".join(page_objects))
+        out += (b"%d 0 obj\n<< /Type /ObjStm /N %d /First 0 /Filter /FlateDecode /Length %d >>\nstream\n"
+                % (3 + pages, pages, len(stream)) + stream + b"\nendstream\nendobj\n")
+    else:
+        for number, body in enumerate(page_objects, 3):
+            out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    return out + b"trailer\n<< /Root 1 0 R >>\n%%EOF\n"
+
+
 def data_url(mime: str, data: bytes) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode()}"
 

@@ -4,6 +4,7 @@ and the estimate shared through the request context."""
 
 from __future__ import annotations
 
+import base64
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -12,8 +13,8 @@ import pytest
 
 from switchboard import catalog, tokens
 from switchboard.context import RequestContext
-from switchboard.tokens import images
-from tests.unit.tokens.cases import data_url, png
+from switchboard.tokens import documents, images
+from tests.unit.tokens.cases import data_url, pdf, png
 
 
 @dataclass(frozen=True)
@@ -223,3 +224,72 @@ def test_the_catalog_record_serves_as_model_info() -> None:
     assert tokens.estimate(request, "chat", claude) == math.ceil(
         tokens.count(request, "chat", "o200k_base") * tokens.OTHER_PROVIDER_FACTOR)
     assert tokens.max_completion_tokens(request, "chat", claude) == claude.max_output_tokens
+
+
+def _pdf_request(part: dict[str, Any]) -> dict[str, Any]:
+    return {"messages": [{"role": "user", "content": [part]}]}
+
+
+def _pdf_parts(data: bytes) -> list[dict[str, Any]]:
+    """One PDF as each part that carries one: an Anthropic document block, an OpenAI file part
+    (what the Gemini API's inline PDF becomes too)."""
+    encoded = base64.b64encode(data).decode()
+    return [
+        {"type": "document", "document": {"source": {"type": "base64", "media_type": "application/pdf",
+                                                     "data": encoded}}},
+        {"type": "file", "file": {"filename": "a.pdf",
+                                  "file_data": f"data:application/pdf;base64,{encoded}"}},
+        {"type": "file", "file": {"file_data": f"DATA:Application/PDF;BASE64,{encoded}"}},
+    ]
+
+
+def test_a_pdf_costs_its_pages_times_the_documented_figure() -> None:
+    assert documents.PDF_PAGE_TOKENS == 3000
+    empty = {"messages": [{"role": "user", "content": []}]}
+    for data, pages in ((pdf(1), 1), (pdf(10), 10), (pdf(10, packed=True), 10), (pdf(3, packed=True), 3)):
+        for part in _pdf_parts(data):
+            # An OpenAI model: the figure as it is; another provider's: carried through the factor.
+            exact = tokens.estimate(_pdf_request(part), "chat", model="gpt-4o") - tokens.estimate(
+                empty, "chat", model="gpt-4o")
+            assert exact == pages * 3000
+            for model in ("claude-sonnet-4-5", "gemini-2.5-pro"):
+                other = tokens.estimate(_pdf_request(part), "chat", model=model) - math.ceil(
+                    tokens.count(empty, "chat", "o200k_base") * 1.2)
+                assert pages * 3000 <= other <= pages * 3000 + 2
+
+
+def test_pdf_pages_are_page_objects_not_the_page_tree() -> None:
+    def pages(data: bytes) -> int:
+        return documents.pdf_pages(documents.Pdf(base64.b64encode(data).decode()))
+
+    assert pages(pdf(1)) == 1 and pages(pdf(12)) == 12  # the /Type /Pages node is not a page
+    assert pages(b"%PDF-1.4\n<</Type /Page >>\n<</Type/Page>>\n<</Type /Pages>>\n<</Type /PageLabel>>") == 2
+    assert pages(b"%PDF-1.4 no pages found") == 1  # at least one
+    assert documents.pdf_pages(documents.Pdf("%%%% not base64")) == 1
+    # A file over the bytes read: its start and its end are read, the page objects found there
+    # scaled to its size (here 7 at the end of 20 MB: about 2.5 times that); object streams are
+    # all there is already.
+    assert documents.SCAN_BYTES == 8 * 1024 * 1024
+    assert pages(pdf(7, filler=20_000_000)) == 17
+    assert pages(pdf(7, filler=20_000_000, packed=True)) == 7
+
+
+def test_a_text_document_counts_as_its_text() -> None:
+    text = "Quarterly figures, region by region. " * 300
+    n = tokens.count_text(text, "o200k_base")
+    encoded = base64.b64encode(text.encode()).decode()
+    title = tokens.count_text("Q3", "o200k_base")
+    empty = tokens.estimate({"messages": [{"role": "user", "content": []}]}, "chat", model="gpt-4o")
+    sources: list[tuple[dict[str, Any], int]] = [
+        ({"source": {"type": "text", "data": text}}, n),
+        ({"title": "Q3", "source": {"type": "text", "data": text}}, n + title),
+        ({"source": {"type": "content", "content": [{"type": "text", "text": text}]}}, n),
+        ({"source": {"type": "base64", "media_type": "text/plain", "data": encoded}}, n),
+    ]
+    parts = [({"type": "document", "document": doc}, expected) for doc, expected in sources]
+    parts.append(({"type": "file", "file": {"file_data": f"data:text/plain;base64,{encoded}"}}, n))
+    for part, expected in parts:
+        assert tokens.estimate(_pdf_request(part), "chat", model="gpt-4o") - empty == expected
+    # What is not in the request (a URL, a file id) still counts as the part's JSON.
+    by_url = {"type": "document", "document": {"source": {"type": "url", "url": "https://example.com/a.pdf"}}}
+    assert 0 < tokens.estimate(_pdf_request(by_url), "chat", model="gpt-4o") - empty < 30
