@@ -129,17 +129,17 @@ def count(gw: Gateway, model: str) -> int:
 
 def claude_estimate(ref: Reference) -> tuple[int, int]:
     """The bounds of the estimate for a Claude model: the text's o200k count times 1.2, plus the
-    1000 x 500 image by Anthropic's rule (500,000 / 750, rounded up: 667), carried through the
+    1000 x 500 image by Anthropic's rule (28 px patches: 36 x 18, 648), carried through the
     factor with at most 2 tokens more (docs/tokens.md)."""
     text = expected(ref) - ref.image(1000, 500, "auto")
-    low = math.ceil(text * 1.2) + 667
+    low = math.ceil(text * 1.2) + 648
     return low, low + 2
 
 
 def test_exact_for_openai_models_and_estimated_for_others(gw: Gateway, o200k: tiktoken.Encoding) -> None:
     assert count(gw, "gpt-4o-mini") == expected(Reference(o200k, "gpt-4o-mini"))
     # Other providers: the o200k count times 1.2; a Claude model's image by Anthropic's rule, not
-    # OpenAI's 85 + 2 x 170 tiles times 1.2 (510, where Anthropic counts 667).
+    # OpenAI's 85 + 2 x 170 tiles times 1.2 (510, where Anthropic counts 648).
     low, high = claude_estimate(Reference(o200k, "claude"))
     assert low <= count(gw, "claude-haiku") <= high
     assert count(gw, "claude-haiku") > math.ceil(expected(Reference(o200k, "claude")) * 1.2)

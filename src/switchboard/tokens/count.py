@@ -17,7 +17,13 @@ from typing import Any, Protocol
 import orjson
 
 from switchboard.tokens import documents, encodings
-from switchboard.tokens.images import claude_image_tokens, image_tokens, is_claude, size_of_url
+from switchboard.tokens.images import (
+    claude_image_tokens,
+    claude_vision,
+    image_tokens,
+    is_claude,
+    size_of_url,
+)
 
 # The cookbook's constants.
 TOKENS_PER_MESSAGE = 3
@@ -95,9 +101,10 @@ class Counter:
     def __init__(self, encoding: str, model: str = "") -> None:
         self.encoding = encoding
         self.model = model
-        self.claude = is_claude(model)
-        # A figure in the provider's own tokens (a PDF page) is divided by the factor estimate()
-        # multiplies the whole count by for other providers' models.
+        # A Claude model's native image resolution; None for other models (OpenAI's image rule).
+        self.vision = claude_vision(model) if is_claude(model) else None
+        # A figure in the provider's own tokens (a Claude image, a PDF page) is divided by the
+        # factor estimate() multiplies the whole count by for other providers' models.
         self.factor = OTHER_PROVIDER_FACTOR if encoding_for(model) is None else 1.0
         self._known = encodings.short_counts(encoding)
 
@@ -180,10 +187,9 @@ class Counter:
                 return 0
             url, detail = image.get("url"), image.get("detail")
             size = size_of_url(url) if isinstance(url, str) else None
-            if self.claude:
-                # Already in Claude's tokens: divided here by the factor estimate() multiplies
-                # the whole count by, so the estimate carries Anthropic's figure (at most 2 more).
-                return math.ceil(claude_image_tokens(size) / OTHER_PROVIDER_FACTOR)
+            if self.vision is not None:
+                # Already in Claude's tokens: the estimate carries Anthropic's figure (at most 2 more).
+                return self.native(claude_image_tokens(size, self.vision))
             return image_tokens(size, detail if isinstance(detail, str) else "auto", self.model)
         if kind == "refusal":
             text = part.get("refusal")

@@ -22,7 +22,7 @@ from typing import Any
 from switchboard import media_urls
 
 # Anthropic's PDF support guide ("Estimate your costs"): a page costs its extracted text, typically
-# 1,500 to 3,000 tokens, plus the page as an image (the vision rule: up to ~1,600 at the standard
+# 1,500 to 3,000 tokens, plus the page as an image (the vision rule: up to 1,568 at the standard
 # resolution). 3,000 is the low end of the text plus a full-size page image, rounded down: above
 # what users measure for dense text pages (2,100 to 2,800), below the sum of the two upper ends
 # (4,600), which would hold a token limit twice over for most documents.

@@ -8,8 +8,9 @@ guide), from the image's size when the request carries it.
 
 Base and tile costs: 85 and 170 tokens, except the ``gpt-4o-mini`` family (2833 and 5667).
 
-Claude models follow Anthropic's rule instead (:func:`claude_image_tokens`): width x height / 750,
-rounded up, after the image is scaled to a long edge of 1568 px, and at most 1,600 tokens.
+Claude models follow Anthropic's rule instead (:func:`claude_image_tokens`): one token per 28 x 28
+px patch, after the image is scaled to the model's native resolution (:func:`claude_vision`: a long
+edge of 1568 px and 1,568 tokens, or 2576 px and 4,784 tokens for Opus 4.7 and later).
 
 The size is read from the image itself when it is inline (a ``data:`` URL of PNG, GIF, JPEG or
 WebP, read as every provider reads it (media_urls.py): ``DATA:`` is ``data:``; only the header
@@ -17,7 +18,7 @@ bytes are decoded). A remote URL is never fetched for counting: its size is
 assumed to be 1024 x 1024 (:data:`ASSUMED_SIZE`), which costs 765 tokens at high detail. That is
 what a typical photo costs; a very wide or tall image can cost up to 1,445. An inline image whose
 size cannot be read (BMP, bytes that are no image) is assumed so too, not the worst case: OpenAI
-refuses what it cannot read (docs/tokens.md). For a Claude model that size costs 1,399.
+refuses what it cannot read (docs/tokens.md). For a Claude model that size costs 1,369.
 """
 
 from __future__ import annotations
@@ -25,18 +26,33 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import re
 import struct
+from dataclasses import dataclass
 
 from switchboard import media_urls
 
 ASSUMED_SIZE = (1024, 1024)
-# Anthropic's rule (vision guide, "Evaluate image size"): about width x height / 750 tokens, after
-# an image whose long edge is over 1568 px, or that is over ~1,600 tokens (~1.15 megapixels), is
-# scaled down. The cap is taken at 1,600, the figure the guide names (its own largest examples
-# are 1,590 and measured counts stay under it).
-CLAUDE_PIXELS_PER_TOKEN = 750
-CLAUDE_LONG_EDGE = 1568
-CLAUDE_MAX_TOKENS = 1600
+
+
+@dataclass(frozen=True, slots=True)
+class ClaudeVision:
+    """A Claude model's native image resolution: larger images are scaled down to fit it."""
+
+    long_edge: int
+    max_tokens: int
+
+
+# Anthropic's rule (vision guide, "Evaluate image size"): Claude sees an image in 28 x 28 px
+# patches, one token each, ceil(width / 28) x ceil(height / 28); an image over the model's native
+# resolution is first scaled down, aspect ratio kept, to the largest size within it.
+CLAUDE_PATCH = 28
+CLAUDE_STANDARD = ClaudeVision(long_edge=1568, max_tokens=1568)
+CLAUDE_HIGH = ClaudeVision(long_edge=2576, max_tokens=4784)  # Claude Opus 4.7 and later
+# A Claude model's generation in its name: claude-opus-4-7, claude-3-5-sonnet, claude-sonnet-5,
+# anthropic.claude-opus-4-7-v1:0, claude-opus-4.7 (OpenRouter); a date after the major version
+# (claude-opus-4-20250514) is no minor version.
+_CLAUDE_VERSION = re.compile(r"claude-(?:([a-z]+)-)?(\d+)(?:[-.](\d{1,2})(?!\d))?")
 # How much of a data URL's base64 is decoded looking for the size (JPEG headers can follow EXIF).
 _HEADER_CHARS = 256 * 1024
 
@@ -74,12 +90,27 @@ def is_claude(model: str) -> bool:
     return "claude" in model.lower()
 
 
-def claude_image_tokens(size: tuple[int, int] | None) -> int:
-    """Tokens of an image for a Claude model by Anthropic's rule; Anthropic has no detail levels."""
+def claude_vision(model: str) -> ClaudeVision:
+    """The native resolution of a Claude model: Opus 4.7 and later, and every model of a later
+    generation, read larger images (2576 px) than the models before (1568 px)."""
+    found = _CLAUDE_VERSION.search(model.lower())
+    if found is None:
+        return CLAUDE_STANDARD
+    family, major, minor = found.group(1), int(found.group(2)), int(found.group(3) or 0)
+    if major >= 5 or (family == "opus" and major == 4 and minor >= 7):
+        return CLAUDE_HIGH
+    return CLAUDE_STANDARD
+
+
+def claude_image_tokens(size: tuple[int, int] | None, vision: ClaudeVision = CLAUDE_STANDARD) -> int:
+    """Tokens of an image for a Claude model by Anthropic's rule; Anthropic has no detail levels.
+    An image over the model's token budget is scaled to the largest size within it, which costs
+    the budget or a few patches less: counted as the budget, the upper bound."""
     width, height = size or ASSUMED_SIZE
-    scale = min(1.0, CLAUDE_LONG_EDGE / max(width, height))
-    pixels = width * scale * height * scale
-    return min(math.ceil(pixels / CLAUDE_PIXELS_PER_TOKEN), CLAUDE_MAX_TOKENS)
+    scale = min(1.0, vision.long_edge / max(width, height))
+    w, h = max(1, round(width * scale)), max(1, round(height * scale))
+    patches = math.ceil(w / CLAUDE_PATCH) * math.ceil(h / CLAUDE_PATCH)
+    return min(patches, vision.max_tokens)
 
 
 def size_of_url(url: str) -> tuple[int, int] | None:

@@ -83,34 +83,56 @@ def test_image_costs() -> None:
     assert cost("data:image/png;base64,%%%%", "high") == 765
 
 
-def test_claude_images_cost_anthropics_width_times_height_over_750() -> None:
+def _claude_image_cost(url: str, model: str, detail: str | None = None) -> int:
+    """The image's part of a Claude model's estimate: the text's estimate is its count times 1.2;
+    what is left is the image, rounded up by at most 2 (the figure is carried through the factor,
+    docs/tokens.md)."""
+    text = tokens.count({"messages": [{"role": "user", "content": []}]}, "chat", "o200k_base")
+    with_image = tokens.estimate(image_request(url, detail), "chat", model=model)
+    return with_image - math.ceil(text * 1.2)
+
+
+def test_claude_images_cost_a_token_per_28_px_patch() -> None:
     """Claude models (Anthropic, and Claude on Bedrock and Vertex): Anthropic's rule, not OpenAI's
-    tiles times 1.2; the image's figure is not multiplied by the factor the text is."""
-    models = ("claude-sonnet-4-5", "anthropic.claude-3-5-haiku-20241022-v1:0",
-              "us.anthropic.claude-sonnet-4-20250514-v1:0", "claude-3-5-sonnet-v2@20241022")
+    tiles times 1.2; the image's figure is not multiplied by the factor the text is. Models before
+    Opus 4.7 read at most 1568 px on the long edge and 1,568 tokens an image."""
+    models = ("claude-sonnet-4-5", "anthropic.claude-3-5-haiku-20241022-v1:0", "claude-opus-4-6",
+              "us.anthropic.claude-sonnet-4-20250514-v1:0", "claude-3-5-sonnet-v2@20241022",
+              "claude-opus-4-20250514", "claude-opus-4-1-20250805")
     remote = "https://example.com/a.png"
-
-    def cost(url: str, model: str, detail: str | None = None) -> int:
-        text = tokens.count({"messages": [{"role": "user", "content": []}]}, "chat", "o200k_base")
-        with_image = tokens.estimate(image_request(url, detail), "chat", model=model)
-        # The text's estimate is its count times 1.2; what is left is the image, rounded up by at
-        # most 2 (the figure is carried through the factor, docs/tokens.md).
-        return with_image - math.ceil(text * 1.2)
-
     for model in models:
-        assert 54 <= cost(data_url("image/png", png(200, 200)), model) <= 55  # 40,000 / 750
-        assert 1399 <= cost(remote, model) <= 1400  # the assumed 1024 x 1024: 1,048,576 / 750
-        assert 1399 <= cost(data_url("image/png", png(1024, 1024)), model) <= 1400
-        assert 1399 <= cost(remote, model, "low") <= 1400  # Anthropic has no detail levels
-        # Long edge over 1568 px: scaled to 1568 x 400 first.
-        assert 837 <= cost(data_url("image/png", png(3136, 800)), model) <= 838
-        # Over ~1.15 megapixels after that: the cap, 1,600.
-        assert 1600 <= cost(data_url("image/png", png(4000, 3000)), model) <= 1601
-        assert 1600 <= cost(data_url("image/png", png(1092, 1200)), model) <= 1601
-        # Unreadable bytes: the assumed 1024 x 1024, as a remote image.
-        assert 1399 <= cost("data:image/png;base64,bm90IGFuIGltYWdl", model) <= 1400
+        assert images.claude_vision(model) == images.CLAUDE_STANDARD
+        for url, n in (
+            (data_url("image/png", png(200, 200)), 64),  # 8 x 8 patches
+            (data_url("image/png", png(1000, 500)), 648),  # 36 x 18
+            (remote, 1369),  # the assumed 1024 x 1024: 37 x 37
+            (data_url("image/png", png(1024, 1024)), 1369),
+            (data_url("image/png", png(3136, 800)), 840),  # long edge over 1568 px: 1568 x 400, 56 x 15
+            (data_url("image/png", png(4000, 3000)), 1568),  # over the 1,568 tokens after that: the budget
+            (data_url("image/png", png(1092, 1200)), 1568),  # 39 x 43 = 1,677: over the budget
+            ("data:image/png;base64,bm90IGFuIGltYWdl", 1369),  # unreadable bytes: as a remote image
+        ):
+            assert n <= _claude_image_cost(url, model) <= n + 2, (model, n)
+        assert 1369 <= _claude_image_cost(remote, model, "low") <= 1371  # Anthropic has no detail levels
     # Other models keep OpenAI's tiles times 1.2 (1024 x 1024: 765 -> 918).
-    assert cost(remote, "gemini-2.5-pro") == 918
+    assert _claude_image_cost(remote, "gemini-2.5-pro") == 918
+
+
+def test_claude_opus_4_7_and_later_read_larger_images() -> None:
+    """Opus 4.7 and later (and a later generation) read up to 2576 px on the long edge and 4,784
+    tokens an image; a small image costs the same patches on every Claude model."""
+    for model in ("claude-opus-4-7", "claude-opus-4-8", "anthropic.claude-opus-4-7-v1:0",
+                  "claude-opus-4-7@20260416", "anthropic/claude-opus-4.8", "claude-sonnet-5",
+                  "claude-haiku-5-5"):
+        assert images.claude_vision(model) == images.CLAUDE_HIGH, model
+        for url, n in (
+            (data_url("image/png", png(200, 200)), 64),
+            (data_url("image/png", png(1024, 1024)), 1369),
+            (data_url("image/png", png(1920, 1080)), 2691),  # 69 x 39: not scaled down
+            (data_url("image/png", png(3136, 800)), 2208),  # scaled to 2576 x 657: 92 x 24
+            (data_url("image/png", png(4000, 3000)), 4784),  # over the budget
+        ):
+            assert n <= _claude_image_cost(url, model) <= n + 2, (model, n)
 
 
 def test_image_sizes_from_headers() -> None:
