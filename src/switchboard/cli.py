@@ -272,7 +272,7 @@ def secrets_rotate(
     import asyncio
 
     from switchboard.crypto.keyring import DecryptError, from_settings
-    from switchboard.crypto.rotate import Stopped, audit_entry, rotate_all
+    from switchboard.crypto.rotate import PROVIDERS_STEP, Stopped, audit_entry, rotate_all
     from switchboard.server import ServeOptions, resolve_settings
     from switchboard.settings.embedded import master_key
     from switchboard.settings.loader import ConfigError
@@ -319,10 +319,14 @@ def secrets_rotate(
                            "give the secret it was sealed with in auth.previous_secret_keys and run "
                            "it again"))
         else:
-            err.print(line((head, "bold red"), f"{so_far} the database did not store the provider "
-                           "credentials' re-seal with its audit entry "
-                           f"({_first_line(stop.cause)}); they stay sealed under the "
-                           "previous key: keep it in auth.previous_secret_keys and run it again"))
+            # The last step's transaction holds the run's audit entry: the database may have
+            # refused either.
+            last = stop.step == PROVIDERS_STEP
+            what = f"{stop.step} with the run's audit entry" if last else stop.step
+            stay = "they stay" if last else "they, and what the steps after it hold, stay"
+            err.print(line((head, "bold red"), f"{so_far} the database did not store the re-seal of the "
+                           f"{what} ({_first_line(stop.cause)}); {stay} sealed under the previous "
+                           "key: keep it in auth.previous_secret_keys and run it again"))
         raise typer.Exit(1) from None
     out.print(line(f"{_resealed(done)}; the rest already were"))
 

@@ -762,6 +762,63 @@ def test_a_rotation_whose_audit_entry_is_refused_leaves_the_credentials_under_th
         again.gateway.process.stop()
 
 
+def test_a_rotation_step_the_database_refuses_is_one_line_and_exit_1(
+    mock_upstream: Mock, tmp_path: Path
+) -> None:
+    """The database refusing the services' step or the MCP step (a trigger on the table) stops
+    the run with one line naming the step, exit 1, no traceback; that step and those after it
+    stay under the old key, and a run once the database takes them finishes the rest."""
+    config = openai_config(mock_upstream)
+    gw = start_gateway(config, tmp_path, env={"SWITCHBOARD_SECRET_KEY": OLD_SECRET})
+    first = Deployment("embedded", gw, mock_upstream, tmp_path)
+    provider = first.provider(api_key=UPSTREAM_KEY)["name"]
+    service = {"name": f"svc-{uid()}", "url": f"{mock_upstream.url}/v1", "headers": {"X-Token": UPSTREAM_KEY}}
+    assert first.admin("POST", "/services", service).status_code == 201
+    mcp = {"name": f"mcp{uid()}", "url": "http://127.0.0.1:9/mcp?token=t"}
+    assert first.admin("POST", "/mcp/servers", mcp).status_code == 201
+    gw.process.stop()
+
+    def sql(*statements: Any) -> Any:
+        return run_sql(None, tmp_path / "data", *statements)
+
+    def sealed() -> str:
+        return str(sql(sa.select(provider_credentials.c.ciphertext)
+                       .where(provider_credentials.c.provider == provider)))
+
+    def rotate() -> tuple[int, str]:
+        proc = spawn(["secrets", "rotate", "--config", str(gw.config_path)], env={
+            "SWITCHBOARD_MASTER_KEY": MASTER_KEY, "UPSTREAM_KEY": UPSTREAM_KEY,
+            "SWITCHBOARD_DATA_DIR": str(tmp_path / "data"), "SWITCHBOARD_SECRET_KEY": NEW_SECRET,
+            "SWITCHBOARD_PREVIOUS_SECRET_KEYS": OLD_SECRET})
+        return proc.wait_exit(60), proc.output
+
+    def rotate_refused_on(table: str) -> tuple[int, str]:
+        sql(sa.text(f"CREATE TRIGGER {table}_refuse BEFORE UPDATE ON {table} "
+                    "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"))
+        try:
+            return rotate()
+        finally:
+            sql(sa.text(f"DROP TRIGGER {table}_refuse"))
+
+    before = sealed()
+    for table, head, step in (("services", "nothing rotated", "REST services' headers"),
+                              ("mcp_servers", "partly rotated", "MCP")):
+        code, output = rotate_refused_on(table)
+        assert code == 1, output
+        assert "Traceback" not in output and "sqlalchemy" not in output.lower(), output
+        said = [ln for ln in output.splitlines() if "rotated:" in ln]
+        assert len(said) == 1 and said[0].startswith(f"{head}:"), output
+        assert step in said[0] and "refused by the test" in said[0] and "previous key" in said[0], output
+        assert OLD_SECRET not in output and NEW_SECRET not in output and UPSTREAM_KEY not in output
+        assert sealed() == before  # the provider credentials' step never ran
+    assert "1 service(s)' headers" in output  # the services' step was done by the second run
+
+    code, output = rotate()  # the database taking them again: the rest is done
+    assert code == 0, output
+    assert "1 provider credential(s), 1 server secret(s), 0 service(s)' headers, 1 MCP server secret(s)" in (
+        output), output
+
+
 PADDED_SECRET = f"  {NEW_SECRET}\n"  # as read from a file or a secret mount
 
 

@@ -566,6 +566,56 @@ def test_a_split_changed_on_one_instance_is_honoured_by_the_other(
     assert {served_by(on_second.sdk, "canary") for _ in range(30)} == {"can-a"}
 
 
+def audited(deployment: Deployment, action: str) -> list[dict[str, Any]]:
+    """The audit log's entries of ``action``, newest first."""
+    resp = deployment.admin("GET", "/admin/v1/audit", params={"action": action})
+    assert resp.status_code == 200, resp.text
+    return list(resp.json()["data"])
+
+
+def test_a_change_on_an_instance_not_yet_reloaded_audits_what_is_stored_as_before(
+    mock_upstream: Mock, postgres: Postgres, redis_server: RedisServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A weight or split changed on one instance, then at once on another whose table has not
+    reloaded yet: the second change's audit entry's ``before`` is the first change's ``after``
+    (read from the database), not the second instance's stale table. The second instance is
+    kept from reloading (no change feed, an hour between reloads) so that "not yet" holds."""
+    first_config = _cluster(routing_config(mock_upstream), postgres, redis_server)
+    second_config = {**first_config, "database": {**first_config["database"], "cache_seconds": 3600}}
+    del second_config["redis"]
+    first = start_gateway(first_config, tmp_path_factory.mktemp("stale-a"))
+    second = start_gateway(second_config, tmp_path_factory.mktemp("stale-b"))
+    try:
+        on_first, on_second = Deployment("cluster", first), Deployment("cluster", second)
+        path = f"{GROUPS}/grp/deployments/grp-b"
+        assert on_first.admin("PATCH", path, json={"weight": 0}).status_code == 200
+        stale = on_second.admin("GET", f"{GROUPS}/grp").json()["deployments"][1]
+        assert (stale["name"], stale["weight"]) == ("grp-b", 3)  # the second has not reloaded
+        changed = on_second.admin("PATCH", path, json={"weight": 5})
+        assert changed.status_code == 200 and changed.json()["weight"] == 5, changed.text
+        entries = audited(on_second, "routing.weight")
+        assert [(e["before"]["weight"], e["after"]["weight"]) for e in entries] == [(0, 5), (3, 0)]
+
+        assert on_first.admin("PUT", f"{SPLITS}/can", json={"percents": {"can-a": 100, "can-b": 0}}
+                              ).status_code == 200
+        assert on_second.admin("GET", SPLITS).json()["data"][0]["overridden"] is False  # not reloaded
+        changed = on_second.admin("PUT", f"{SPLITS}/can", json={"percents": {"can-a": 0, "can-b": 100}})
+        assert changed.status_code == 200, changed.text
+        entries = audited(on_second, "routing.split")
+        assert [(e["before"]["percents"], e["after"]["percents"]) for e in entries] == [
+            ({"can-a": 100, "can-b": 0}, {"can-a": 0, "can-b": 100}),
+            ({"can-a": 50, "can-b": 50}, {"can-a": 100, "can-b": 0})]
+        reset = on_second.admin("DELETE", f"{SPLITS}/can")  # back to the configured shares
+        assert reset.status_code == 200, reset.text
+        entry = audited(on_second, "routing.split")[0]
+        assert (entry["before"]["percents"], entry["after"]["percents"]) == (
+            {"can-a": 0, "can-b": 100}, {"can-a": 50, "can-b": 50})
+    finally:
+        first.process.stop()
+        second.process.stop()
+
+
 def test_a_group_mixing_providers_answers_a_parameter_where_it_exists(deployment: Deployment) -> None:
     # Round robin starts every other request on the deployment that cannot give logprobs: the
     # gateway's refusal there is not the answer, the other deployment is.

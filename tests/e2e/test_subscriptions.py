@@ -271,6 +271,32 @@ def test_a_team_withdraws_its_own_pending_request(deployment: Deployment) -> Non
     assert audit[1]["before"]["status"] == "withdrawn"  # asked again: the same one reopened
 
 
+def test_a_decision_without_a_reason_keeps_the_requests(deployment: Deployment) -> None:
+    """An approval, revocation or withdrawal without comment leaves the reason the team gave
+    (shown by GET and in the audit entry); a decision's own reason replaces it."""
+    team = new_team()
+    key = deployment.team_key(team)
+    sub = deployment.subscribe(key, reason="quarterly report").json()
+    approved = deployment.decide(sub["id"], "approve", {})
+    assert approved.status_code == 200 and approved.json()["reason"] == "quarterly report", approved.text
+    revoked = deployment.decide(sub["id"], "revoke")
+    assert revoked.status_code == 200 and revoked.json()["reason"] == "quarterly report", revoked.text
+    shown = httpx.get(f"{deployment.subs}/{sub['id']}", headers=bearer(key), timeout=10).json()
+    assert (shown["status"], shown["reason"]) == ("revoked", "quarterly report")
+    audit = httpx.get(f"{deployment.gateway.url}/admin/v1/audit", headers=ADMIN, timeout=10,
+                      params={"resource_id": sub["id"]}).json()["data"]
+    assert [(e["action"], e["after"]["reason"]) for e in audit] == [
+        ("subscription.revoke", "quarterly report"), ("subscription.approve", "quarterly report"),
+        ("subscription.request", "quarterly report")]
+
+    deployment.subscribe(key, reason="asked again")
+    withdrawn = deployment.decide(sub["id"], "withdraw", headers=bearer(key))
+    assert withdrawn.status_code == 200 and withdrawn.json()["reason"] == "asked again", withdrawn.text
+    deployment.subscribe(key, reason="third time")
+    commented = deployment.decide(sub["id"], "approve", {"reason": "until March"})
+    assert commented.status_code == 200 and commented.json()["reason"] == "until March", commented.text
+
+
 def test_a_tenant_admin_or_team_admin_withdraws_for_the_team(deployment: Deployment) -> None:
     team = new_team()
     for who in (role_key(deployment, team, "team_admin"), role_key(deployment, team, "tenant_admin")):

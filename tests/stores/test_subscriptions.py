@@ -74,6 +74,7 @@ async def test_decisions_are_compare_and_set(backend: Backend) -> None:
     approved = await store.decide("tenant-a", "sub_0001", expect=("pending",), status="approved",
                                   decided_by="admin", reason=None)
     assert approved is not None and approved.status == "approved" and approved.decided_by == "admin"
+    assert approved.reason == "we need it"  # no reason given: the request's kept
     assert approved.decided_at is not None and approved.decided_at.tzinfo is not None
     # Not pending any more: a second approval or a rejection changes nothing.
     assert await store.decide("tenant-a", "sub_0001", expect=("pending",), status="rejected",

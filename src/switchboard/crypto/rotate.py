@@ -6,6 +6,7 @@ or nothing: REST services' headers, then MCP secrets and tokens, then provider c
 the key-hashing key with the run's audit entry (last, so that an entry the database refuses
 leaves the credentials under the old key, and the run exits non-zero). A value that opens with
 no key of the ring stops the run at its step; the steps before it stay done (and are audited).
+A step the database does not store stops it too (the steps before stay done, not audited).
 Idempotent: what is already under the current key is left as it is.
 """
 
@@ -15,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
 from switchboard.crypto.keyring import (
-    DecryptError,
     Keyring,
     credential_aad,
     mcp_token_aad,
@@ -56,15 +56,23 @@ CLI_ACTOR = "cli"
 CLI_ROLE = "platform_admin"
 
 
-class Stopped(Exception):
-    """A step of the run met a value no key of the ring opens (``cause`` a DecryptError), or the
-    last step's transaction failed (the database refused it or its audit entry): that step wrote
-    nothing, but what the steps before it re-sealed (``done``) is committed."""
+# The steps, in order, as the command line names them.
+SERVICES_STEP = "REST services' headers"
+MCP_STEP = "MCP secrets and tokens"
+PROVIDERS_STEP = "provider credentials and the key-hashing key"
 
-    def __init__(self, done: Rotated, cause: Exception) -> None:
+
+class Stopped(Exception):
+    """A step of the run (``step``) met a value no key of the ring opens (``cause`` a
+    DecryptError), or its transaction failed (the database refused it, or the last step's audit
+    entry): that step wrote nothing, but what the steps before it re-sealed (``done``) is
+    committed."""
+
+    def __init__(self, done: Rotated, cause: Exception, step: str) -> None:
         super().__init__(str(cause))
         self.done = done
         self.cause = cause
+        self.step = step
 
 
 def audit_entry(done: Rotated, complete: bool = True) -> AuditEntry:
@@ -79,25 +87,25 @@ def audit_entry(done: Rotated, complete: bool = True) -> AuditEntry:
 async def rotate_all(services: ServiceStore | None, providers: ProviderStore, mcp: McpStore | None,
                      keyring: Keyring) -> Rotated:
     """Every step in turn (services' headers, MCP, providers with the audit entry of a run that
-    re-sealed anything). Raises :class:`Stopped` with what the steps before were committed with
-    when one meets a value no key of the ring opens, or the last one is not stored."""
+    re-sealed anything). Raises :class:`Stopped` with the step and what the steps before it
+    committed when one meets a value no key of the ring opens, or is not stored."""
     done = Rotated(0, 0, keyring.current)
-    try:
-        done = replace(done, service_headers=await rotate_services(services, keyring))
-        if mcp is not None:
-            mcp_secrets, mcp_tokens = await _rotate_mcp(mcp, keyring)
-            done = replace(done, mcp_secrets=mcp_secrets, mcp_tokens=mcp_tokens)
-    except DecryptError as exc:
-        raise Stopped(done, exc) from exc
 
     def audited(credentials: int, server_secrets: int) -> AuditEntry | None:
         whole = replace(done, credentials=credentials, server_secrets=server_secrets)
         return audit_entry(whole) if whole.changed else None  # a rerun that changed nothing: none
 
+    step = SERVICES_STEP
     try:
+        done = replace(done, service_headers=await rotate_services(services, keyring))
+        if mcp is not None:
+            step = MCP_STEP
+            mcp_secrets, mcp_tokens = await _rotate_mcp(mcp, keyring)
+            done = replace(done, mcp_secrets=mcp_secrets, mcp_tokens=mcp_tokens)
+        step = PROVIDERS_STEP
         credentials, server_secrets = await _rotate_providers(providers, keyring, audited)
-    except Exception as exc:  # a value no key opens, or the database refused the step or its entry
-        raise Stopped(done, exc) from exc
+    except Exception as exc:  # a value no key opens, or the database refused the step (or its entry)
+        raise Stopped(done, exc, step) from exc
     return replace(done, credentials=credentials, server_secrets=server_secrets)
 
 

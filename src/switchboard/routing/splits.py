@@ -38,12 +38,9 @@ class SplitChooser:
         self.sticky = split.sticky
         self._rng = rng or random.Random()  # traffic shares, not secrets
         arms: list[Arm] = []
-        self.percents: dict[str, float] = {}
+        self.percents = shares(split, percents)
         upto = 0.0
-        for arm in split.arms:
-            label = arm.to if arm.to is not None else str(arm.deployment)
-            share = arm.percent if percents is None else percents.get(label, 0.0)
-            self.percents[label] = share
+        for arm, (label, share) in zip(split.arms, self.percents.items(), strict=True):
             upto += share * BUCKETS / 100
             arms.append(Arm(label, arm.to, arm.deployment, round(upto)))
         self.arms = arms
@@ -79,3 +76,11 @@ class SplitChooser:
 def labels(split: Split) -> list[str]:
     """The arms' labels: their group or deployment names."""
     return [arm.to if arm.to is not None else str(arm.deployment) for arm in split.arms]
+
+
+def shares(split: Split, percents: Mapping[str, float] | None) -> dict[str, float]:
+    """Each arm's share by label, in the arms' order: the run-time ``percents`` (the admin
+    API's) when they name exactly the configured arms, else the configured ones."""
+    if percents is None or set(percents) != set(labels(split)):
+        return {label: arm.percent for label, arm in zip(labels(split), split.arms, strict=True)}
+    return {label: percents[label] for label in labels(split)}

@@ -33,9 +33,9 @@ from switchboard.http.admin.query import query_params
 from switchboard.routing.groups import Group, configured_weight
 from switchboard.routing.live import LiveRouting
 from switchboard.routing.router import Router
-from switchboard.routing.splits import SplitChooser, labels
+from switchboard.routing.splits import SplitChooser, labels, shares
 from switchboard.routing.table import Route
-from switchboard.stores.protocols import RoutingStore
+from switchboard.stores.protocols import AuditEntry, RoutingOverride, RoutingStore, SplitOverride
 
 router = APIRouter(prefix="/admin/v1/routing", tags=["routing"])
 
@@ -149,15 +149,21 @@ async def set_weight(
     if route is None:
         raise NotFound(f"the model group '{group.name}' has no deployment '{deployment[:256]}'",
                        code="deployment_not_found")
-    weight_before = group.weight_of.get(deployment, 1)
-    before = {"group": group.name, "deployment": deployment, "weight": weight_before}
+    configured = configured_weight(route)
+    weight = body.weight if body.weight is not None else configured
+
+    def entry(previous: RoutingOverride | None) -> AuditEntry:
+        # From the override as stored, not this instance's table: another instance may have
+        # changed it moments ago.
+        was = configured if previous is None or previous.weight is None else previous.weight
+        before = {"group": group.name, "deployment": deployment, "weight": was}
+        return audit.entry(request, "routing.weight", "deployment", f"{group.name}{_SEP}{deployment}",
+                           before=before, after={**before, "weight": weight})
+
     # Stored with its audit entry: an error answered means the weight is as it was.
-    weight = body.weight if body.weight is not None else configured_weight(route)
-    entry = audit.entry(request, "routing.weight", "deployment", f"{group.name}{_SEP}{deployment}",
-                        before=before, after={**before, "weight": weight})
     stored, previous = await _store_of(request).set_weight(group.name, deployment, body.weight, audited=entry)
     if stored is previous:  # already so: nothing written, published or audited
-        return deployment_public(route, weight_before, _router_of(request), routing)
+        return deployment_public(route, group.weight_of.get(deployment, 1), _router_of(request), routing)
     await routing.changed()
     now = _group(routing, group.name)
     weight = now.weight_of.get(deployment, 1)
@@ -190,13 +196,8 @@ def _split(request: Request, name: str) -> tuple[Split, SplitChooser]:
                    code="split_not_found")
 
 
-def _configured(split: Split) -> dict[str, float]:
-    """The split's shares as configured, by arm label."""
-    return {label: arm.percent for label, arm in zip(labels(split), split.arms, strict=True)}
-
-
 def split_public(split: Split, chooser: SplitChooser) -> dict[str, Any]:
-    configured = _configured(split)
+    configured = shares(split, None)
     return {
         "name": split.name,
         "object": "split",
@@ -224,7 +225,7 @@ async def set_split(
     name: str, body: SplitBody, request: Request,
     access: Annotated[Access, Depends(allow("routing", "update"))],
 ) -> dict[str, Any]:
-    split, chooser = _split(request, name)
+    split, _ = _split(request, name)
     arms = labels(split)
     if set(body.percents) != set(arms) or _repeated(await request.body()):
         raise InvalidRequest(f"percents: name every arm of the split exactly once ({', '.join(arms)})",
@@ -233,7 +234,7 @@ async def set_split(
     if abs(total - 100) > 1e-6:
         raise InvalidRequest(f"percents: the shares add up to {total:g}, not 100", param="percents",
                              code="invalid_percents")
-    return await _store_split(request, split, chooser, body.percents)
+    return await _store_split(request, split, body.percents)
 
 
 def _repeated(raw: bytes) -> bool:
@@ -257,17 +258,21 @@ def _repeated(raw: bytes) -> bool:
 async def reset_split(
     name: str, request: Request, access: Annotated[Access, Depends(allow("routing", "update"))],
 ) -> dict[str, Any]:
-    split, chooser = _split(request, name)
-    return await _store_split(request, split, chooser, None)
+    split, _ = _split(request, name)
+    return await _store_split(request, split, None)
 
 
-async def _store_split(request: Request, split: Split, chooser: SplitChooser,
-                       percents: dict[str, float] | None) -> dict[str, Any]:
+async def _store_split(request: Request, split: Split, percents: dict[str, float] | None) -> dict[str, Any]:
     routing = routing_of(request)
+    after = dict(percents) if percents is not None else shares(split, None)
+
+    def entry(previous: SplitOverride | None) -> AuditEntry:
+        # From the shares as stored, not this instance's table (see set_weight).
+        before = shares(split, None if previous is None else previous.percents)
+        return audit.entry(request, "routing.split", "split", split.name,
+                           before={"percents": before}, after={"percents": after})
+
     # Stored with its audit entry: an error answered means the shares are as they were.
-    after = dict(percents) if percents is not None else _configured(split)
-    entry = audit.entry(request, "routing.split", "split", split.name,
-                        before={"percents": dict(chooser.percents)}, after={"percents": after})
     stored, previous = await _store_of(request).set_split(split.name, percents, audited=entry)
     if stored is previous:  # already so: nothing written, published or audited
         return split_public(split, routing.current.splits[split.model])

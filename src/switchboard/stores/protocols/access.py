@@ -168,6 +168,7 @@ class SubscriptionStore(Protocol):
     ) -> SubscriptionRecord | None:
         """Move the subscription to ``status`` if its status is one of ``expect`` (atomically);
         the updated record, or None when there is no such subscription in that state.
+        ``reason`` replaces the stored one; None keeps it (the request's, or an earlier decision's).
         ``audited``'s entry (from the updated record) is appended to the audit log in the same
         transaction (both or neither)."""
 

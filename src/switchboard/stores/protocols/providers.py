@@ -180,16 +180,17 @@ class RoutingStore(Protocol):
         """Every split's run-time percents, by name."""
 
     async def set_split(self, name: str, percents: Mapping[str, float] | None, *,
-                        audited: AuditEntry | None = None,
+                        audited: Callable[[SplitOverride | None], AuditEntry] | None = None,
                         ) -> tuple[SplitOverride | None, SplitOverride | None]:
-        """Set (or with None remove) a split's percents, with ``audited`` in the same transaction
-        (both or neither); returns the override now stored and the one before (None: none).
-        Already so: nothing is written (``audited`` neither) and both are the same."""
+        """Set (or with None remove) a split's percents, with ``audited``'s entry (given the
+        override as read in that transaction, None: none) in the same transaction (both or
+        neither); returns the override now stored and the one before (None: none). Already so:
+        nothing is written (``audited`` neither) and both are the same."""
 
     async def set_weight(self, group: str, deployment: str, weight: int | None, *,
-                         audited: AuditEntry | None = None,
+                         audited: Callable[[RoutingOverride | None], AuditEntry] | None = None,
                          ) -> tuple[RoutingOverride | None, RoutingOverride | None]:
-        """Set (or with None remove) the weight of one deployment, with ``audited`` in the same
-        transaction (both or neither); returns the override now stored and the one before
-        (None: none). Already so: nothing is written (``audited`` neither) and both are the
-        same."""
+        """Set (or with None remove) the weight of one deployment, with ``audited``'s entry
+        (given the override as read in that transaction, None: none) in the same transaction
+        (both or neither); returns the override now stored and the one before (None: none).
+        Already so: nothing is written (``audited`` neither) and both are the same."""

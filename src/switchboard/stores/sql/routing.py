@@ -4,11 +4,11 @@ and whenever the change feed's ``routing`` topic says it changed."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from switchboard.stores.protocols import AuditEntry, RoutingOverride, SplitOverride, utcnow
 from switchboard.stores.sql.audit import append_in
@@ -41,7 +41,7 @@ class SqlRoutingStore:
             return [override_of(row) for row in await conn.execute(OVERRIDES)]
 
     async def set_weight(self, group: str, deployment: str, weight: int | None, *,
-                         audited: AuditEntry | None = None,
+                         audited: Callable[[RoutingOverride | None], AuditEntry] | None = None,
                          ) -> tuple[RoutingOverride | None, RoutingOverride | None]:
         where = (t.c.group_name == group, t.c.deployment == deployment)
         async with self._engine.begin() as conn:
@@ -49,7 +49,8 @@ class SqlRoutingStore:
             before = None if row is None else override_of(row)
             if (None if before is None else before.weight) == weight:
                 return before, before  # already so: nothing written (and nothing to audit)
-            await _append(conn, audited)
+            if audited is not None:
+                await append_in(conn, audited(before))  # a failing entry undoes the change
             if weight is None:
                 await conn.execute(sa.delete(t).where(*where))
                 return None, before
@@ -68,7 +69,7 @@ class SqlRoutingStore:
             return [split_of(row) for row in rows]
 
     async def set_split(self, name: str, percents: Mapping[str, float] | None, *,
-                        audited: AuditEntry | None = None,
+                        audited: Callable[[SplitOverride | None], AuditEntry] | None = None,
                         ) -> tuple[SplitOverride | None, SplitOverride | None]:
         where = splits.c.name == name
         async with self._engine.begin() as conn:
@@ -76,7 +77,8 @@ class SqlRoutingStore:
             before = None if row is None else split_of(row)
             if _percents(before) == (None if percents is None else dict(percents)):
                 return before, before  # already so: nothing written (and nothing to audit)
-            await _append(conn, audited)
+            if audited is not None:
+                await append_in(conn, audited(before))  # a failing entry undoes the change
             if percents is None:
                 await conn.execute(sa.delete(splits).where(where))
                 return None, before
@@ -85,12 +87,6 @@ class SqlRoutingStore:
             stmt = insert(self._engine, splits).values(name=name, **values)
             await conn.execute(stmt.on_conflict_do_update(index_elements=[splits.c.name], set_=values))
         return SplitOverride(name, dict(percents), now), before
-
-
-async def _append(conn: AsyncConnection, audited: AuditEntry | None) -> None:
-    """The change's audit entry, in its transaction: a failing entry undoes the change."""
-    if audited is not None:
-        await append_in(conn, audited)
 
 
 def _percents(override: SplitOverride | None) -> dict[str, float] | None:

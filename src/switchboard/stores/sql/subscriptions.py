@@ -182,10 +182,13 @@ class SqlSubscriptionStore:
         reason: str | None,
         audited: Callable[[SubscriptionRecord], AuditEntry] | None = None,
     ) -> SubscriptionRecord | None:
+        values: dict[str, Any] = {"status": status, "decided_by": decided_by, "decided_at": to_db(utcnow())}
+        if reason is not None:  # a decision without comment keeps the reason the team gave
+            values["reason"] = reason
         stmt = (
             sa.update(t)
             .where(t.c.tenant_id == tenant_id, t.c.id == subscription_id, t.c.status.in_(expect))
-            .values(status=status, decided_by=decided_by, reason=reason, decided_at=to_db(utcnow()))
+            .values(**values)
             .returning(*t.c)
         )
         async with self._engine.begin() as conn:
