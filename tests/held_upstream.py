@@ -11,10 +11,10 @@ the end from a read: the socket's TCP state is looked at instead (Linux), as the
 ``/services`` tests does. Each path whose connection ended is appended to ``ended``, in the order
 they ended.
 
-A path under ``/early413/`` is answered with a whole 413 error before its body is read, and
-then held as above.
+A path under ``/early413/`` (a file upload's too) is answered with a whole 413 error before its
+body is read, and then held as above.
 
-``POST .../files`` (an upload) is read to its end and answered with a file object, so that a
+Elsewhere, ``POST .../files`` (an upload) is read to its end and answered with a file object, so that a
 file's content can then be asked for through the gateway.
 """
 
@@ -56,15 +56,15 @@ class HeldUpstream(ThreadedServer):
         try:
             head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
             method, path = head.split(" ", 2)[:2]
-            if method == "POST" and path.endswith("/files"):
-                await _upload(head, reader, writer)
-                return
             if path.startswith("/early413/"):  # refused whole before a byte of the body is read
                 await reader.readexactly(1)  # the upload started: its rest backs up in the gateway
                 writer.write(b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\n"
                              b"Content-Length: %d\r\n\r\n%b" % (len(_TOO_LARGE), _TOO_LARGE))
                 await self._hold(writer.get_extra_info("socket"))
                 self._end(path)
+                return
+            if method == "POST" and path.endswith("/files"):
+                await _upload(head, reader, writer)
                 return
             event = "/audio/transcriptions" in path
             first = _EVENT if event else READY

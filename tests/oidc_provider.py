@@ -80,6 +80,8 @@ class IdentityProvider:
         self.hold: threading.Event | None = None
         self.jwks_body: bytes | None = None  # served instead of the keys' JWKS when set
         self.extra_jwks: list[dict[str, Any]] = []  # published before the keys, as they are
+        # "discovery" and "jwks" named here answer a 302 to the same document under /moved/.
+        self.redirected: set[str] = set()
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -105,6 +107,8 @@ class IdentityProvider:
             app = web.Application()
             app.router.add_get(f"{self._realm}/.well-known/openid-configuration", self._discovery)
             app.router.add_get(f"{self._realm}/jwks", self._jwks)
+            app.router.add_get(f"{self._realm}/moved/.well-known/openid-configuration", self._discovery)
+            app.router.add_get(f"{self._realm}/moved/jwks", self._jwks)
             self._runner = web.AppRunner(app, access_log=None)
             loop.run_until_complete(self._runner.setup())
             loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port).start())
@@ -123,9 +127,20 @@ class IdentityProvider:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
 
+    def moved(self, url: str) -> str:
+        """Where a redirected document (``redirected``) is sent to."""
+        return url.replace(self._realm, f"{self._realm}/moved", 1)
+
+    def _redirect(self, request: web.Request, document: str) -> web.Response | None:
+        if document not in self.redirected or "/moved/" in request.path:
+            return None
+        return web.Response(status=302, headers={"Location": self.moved(str(request.url))})
+
     async def _discovery(self, request: web.Request) -> web.Response:
         with self._lock:
             self.hits["discovery"] += 1
+            if (redirect := self._redirect(request, "discovery")) is not None:
+                return redirect
             if self.down:
                 return web.json_response({"error": "down"}, status=503)
         return web.json_response({
@@ -137,6 +152,8 @@ class IdentityProvider:
     async def _jwks(self, request: web.Request) -> web.Response:
         with self._lock:
             self.hits["jwks"] += 1
+            if (redirect := self._redirect(request, "jwks")) is not None:
+                return redirect
             delay, hold = self.delay, self.hold
         if delay:
             await asyncio.sleep(delay)

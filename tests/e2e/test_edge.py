@@ -1071,6 +1071,29 @@ def test_idle_connections_cannot_hold_the_server(capped: Gateway) -> None:
     assert status == 200, body
 
 
+def test_a_connection_past_the_cap_that_sends_nothing_is_answered_without_the_wait_for_a_head(
+        capped: Gateway) -> None:
+    """A refused connection whose client has sent nothing (a pre-opened pooled connection, a flood
+    of idle ones) is answered 503 soon, in OpenAI's shape, rather than held for the whole time a
+    head is waited for (2 s): it holds a connection of the worker's meanwhile."""
+    held = [_served_keep_alive(capped) for _ in range(CAP)]
+    try:
+        sock = connect(capped)
+        started = time.monotonic()
+        status, headers, body = split_response(read_until_closed(sock))
+        took = time.monotonic() - started
+        sock.close()
+    finally:
+        for other in held:
+            other.close()
+    assert status == 503 and headers["connection"] == "close"
+    assert json.loads(body)["error"] == {"message": OVER_CAP, "type": "api_error", "param": None,
+                                         "code": "too_many_connections"}
+    assert took < 1.0, took  # far from the 2 s a head is waited for once its first byte is in
+    status, body = _chat_when_free(capped)
+    assert status == 200, body
+
+
 OVER_CAP = "the server has too many open connections; retry later"
 
 

@@ -186,3 +186,21 @@ def test_an_upload_refused_by_the_upstream_before_it_read_it_ends_the_upstream_c
     with held.changed:
         ended = held.changed.wait_for(lambda: held.ended.count(path) > before, ENDED_WITHIN)
     assert ended, "the upstream's connection stayed open"
+
+
+def test_a_file_upload_refused_by_the_upstream_before_it_read_it_ends_the_upstream_connection_at_once(
+        gateway: Gateway, held: HeldUpstream) -> None:
+    """The same for ``POST /v1/files``, whose body is the caller's, streamed on as it arrives
+    rather than spooled first: the caller gets the 413, and the upstream's connection, with the
+    rest of the 20 MiB file queued for it, ends at once."""
+    path = "/early413/v1/files"
+    before = held.ended.count(path)
+    named = {**ADMIN, "x-switchboard-model": "early413-transcribe"}  # the files go to its provider
+    resp = httpx.post(f"{gateway.url}/v1/files", headers=named, timeout=30, data={"purpose": "batch"},
+                      files={"file": ("a.jsonl", b"\0" * (20 * MIB), "application/jsonl")})
+    assert resp.status_code == 413, resp.text
+    assert resp.json()["error"]["message"] == "request too large", resp.text
+    with held.changed:
+        ended = held.changed.wait_for(lambda: held.ended.count(path) > before, ENDED_WITHIN)
+    assert ended, "the upstream's connection stayed open"
+

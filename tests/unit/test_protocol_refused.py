@@ -1,6 +1,7 @@
 """A connection past ``server.max_connections`` (http/protocol.py): its request's head is read by
 a parser of its own, only for the shape and the id of its 503, which is written once the head is
-whole, too large or malformed, or once the refused connection's time is up; the application
+whole, too large or malformed, or once the refused connection's time is up (soon, when nothing at
+all came); the application
 never sees the request. uvicorn with the gateway's protocol runs in the test's loop on a real
 socket (tests/unit/test_protocol_cycles.py), with a cap of 0: every connection is past it."""
 
@@ -22,6 +23,7 @@ OVER_CAP = "the server has too many open connections; retry later"
 OPENAI = {"error": {"message": OVER_CAP, "type": "api_error", "param": None, "code": "too_many_connections"}}
 ANTHROPIC = {"type": "error", "error": {"type": "overloaded_error", "message": OVER_CAP}}
 WAIT = 0.3  # the refused connection's time, shortened
+QUIET = 0.1  # and the time after which one that sent nothing is answered
 
 
 @pytest.fixture(autouse=True)
@@ -29,6 +31,7 @@ def capped(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     limits = GatewayHttpProtocol.limits
     GatewayHttpProtocol.limits = replace(limits, max_connections=0, max_header_bytes=1024)
     monkeypatch.setattr(protocol, "REFUSED_LINGER_SECONDS", WAIT)
+    monkeypatch.setattr(protocol, "REFUSED_QUIET_SECONDS", QUIET)
     try:
         yield
     finally:
@@ -77,12 +80,15 @@ async def test_a_head_that_cannot_be_whole_is_answered_at_once(pieces: list[byte
     assert took < WAIT
 
 
-async def test_a_connection_that_sends_nothing_is_answered_when_its_time_is_up() -> None:
+async def test_a_silent_connection_is_answered_soon_and_a_head_begun_when_its_time_is_up() -> None:
     async with serving() as (_, port):
         status, headers, body, took = await _refused(port, [])
-        partial_status, _, partial, _ = await _refused(port, [b"POST /v1/messages?beta=true HTTP/1.1\r\nHo"])
+        partial_status, _, partial, partial_took = await _refused(
+            port, [b"POST /v1/messages?beta=true HTTP/1.1\r\nHo"])
+    # Nothing came: answered in OpenAI's shape once the quiet time is over, not at the end.
     assert status == b"HTTP/1.1 503 Service Unavailable" and body == OPENAI
     assert headers["x-request-id"]
-    assert took >= WAIT * 0.9
-    # As much of the head as arrived decides the shape.
+    assert QUIET * 0.9 <= took < WAIT
+    # A head begun is waited for; as much of it as arrived decides the shape.
     assert partial_status == status and partial == ANTHROPIC
+    assert partial_took >= WAIT * 0.9

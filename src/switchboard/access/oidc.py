@@ -57,6 +57,7 @@ log = logging.getLogger("switchboard.access")
 MAX_TOKEN_CHARS = 16 * 1024
 MAX_DOCUMENT_BYTES = 1024 * 1024  # a discovery document or a JWKS
 MAX_KEYS = 100
+MAX_SHOWN_URL = 300  # of a redirect's Location, in the log
 TOKEN_CACHE_ENTRIES = 10_000
 FAILURE_BACKOFF = 5.0  # at most one fetch attempt this often after a failure
 PRINCIPAL_ID_MAX = 64  # the audit log's actor column
@@ -245,9 +246,16 @@ class _Issuer:
     async def _get(self, url: str) -> dict[str, Any]:
         timeout = aiohttp.ClientTimeout(total=self.config.http_timeout_seconds)
         try:
+            # Not followed, as by every outbound call of the gateway: the keys it trusts come
+            # from the URL the operator configured, not from wherever that URL points to.
             async with self._session().get(
-                url, timeout=timeout, max_redirects=3, headers={"accept": "application/json"}
+                url, timeout=timeout, allow_redirects=False, headers={"accept": "application/json"}
             ) as resp:
+                if 300 <= resp.status <= 399:
+                    location = resp.headers.get("Location", "(no Location)")[:MAX_SHOWN_URL]
+                    raise _FetchError(f"{url} answered with a redirect (HTTP {resp.status}) to {location}, "
+                                      "which is not followed; configure the URL that serves the document "
+                                      "(the issuer, or jwks_url)")
                 if resp.status != 200:
                     raise _FetchError(f"{url} answered HTTP {resp.status}")
                 if (resp.content_length or 0) > MAX_DOCUMENT_BYTES:

@@ -382,7 +382,7 @@ class UpstreamClient:
     async def send(self, request: UpstreamRequest, limits: Timeouts | None) -> UpstreamReply:
         try:
             resp = await self._open(request, limits)
-            sending = _sending(request, resp)
+            sending = _sending(resp)
             try:
                 if resp.status >= 400:  # an error: its start is enough, never a credential
                     raw = (await read_bounded(resp, MAX_ERROR_BYTES, cut=True))[0]
@@ -409,14 +409,15 @@ class UpstreamClient:
             resp = await self._open(request, limits)
         except FAILURES as exc:
             raise self.translate(exc) from None
-        return UpstreamStream(self, resp, request.credentials, _sending(request, resp))
+        return UpstreamStream(self, resp, request.credentials, _sending(resp))
 
 
-def _sending(request: UpstreamRequest, resp: Answer) -> Sending | None:
-    """How an upload (always sent by aiohttp) is being sent, its connection set to be reset when
-    the exchange ends: an upstream that answered first (an early 413) may leave the rest of the
-    upload queued, holding it open. Its failure is the exchange's (:meth:`UpstreamClient.translate`)."""
-    if request.upload is None or not isinstance(resp, _Answer):
+def _sending(resp: Answer) -> Sending | None:
+    """How a watched body (a spooled upload, a caller's body streamed on: always sent by aiohttp)
+    is being sent, its connection set to be reset when the exchange ends: an upstream that
+    answered first (an early 413) may leave the rest of the body queued, holding it open. Its
+    failure is the exchange's (:meth:`UpstreamClient.translate`)."""
+    if not isinstance(resp, _Answer):  # the lean client's: a body in memory, never watched
         return None
     sending = resp.sending
     if sending is None:

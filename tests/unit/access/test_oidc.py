@@ -432,6 +432,27 @@ async def test_a_discovery_document_for_another_issuer_is_not_trusted(idp: Ident
         other.stop()
 
 
+@pytest.mark.parametrize("document", ["discovery", "jwks"])
+async def test_a_redirect_from_the_identity_provider_is_not_followed(
+    document: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The documents are read where the configuration says, as every other outbound call of the
+    gateway: a redirect is a failed fetch (503 to the caller), logged with where it pointed."""
+    moving = IdentityProvider(realm="/realms/moving").start()
+    moving.redirected = {document}
+    try:
+        discovery = f"{moving.issuer}/.well-known/openid-configuration"
+        url = discovery if document == "discovery" else moving.jwks_url
+        with caplog.at_level(logging.WARNING, logger="switchboard.access"):
+            async with verifier(issuer_config(moving)) as v:
+                error = await refused(v, moving.token(**person()))
+        assert (error.status, error.code) == (503, "oidc_unavailable")
+        assert (f"{url} answered with a redirect (HTTP 302) to {moving.moved(url)}, which is not followed"
+                in caplog.text), caplog.text
+    finally:
+        moving.stop()
+
+
 async def test_two_issuers_each_with_their_own_keys(idp: IdentityProvider) -> None:
     other = IdentityProvider(realm="/realms/partners", alg="ES256").start()
     try:

@@ -741,10 +741,13 @@ async def _rest(reader: multipart.MultipartReader, limit: int, given: set[str]) 
 
 
 async def _watched(body: AsyncIterator[bytes], failure: list[BaseException]) -> AsyncIterator[bytes]:
-    """``body``, keeping what made it fail (the HTTP client reports it only as a broken request)."""
+    """``body``, keeping what made it fail (the HTTP client reports it only as a broken request).
+    Its cancellation is not a failure of the body: the HTTP client cancels the sending itself
+    once an upstream that answered first (an early 413) has answered, and that answer is the one
+    the caller gets."""
     try:
         async for piece in body:
             yield piece
-    except BaseException as exc:
+    except Exception as exc:
         failure.append(exc)
         raise
