@@ -17,7 +17,7 @@ from alembic import command
 from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
 
-from switchboard.stores import StoreError
+from switchboard.stores import StoreError, UsageRecord
 from switchboard.stores.factory import open_at, open_database
 from switchboard.stores.protocols import ApiRecord, AuditQuery, usage_row
 from switchboard.stores.sql import tables
@@ -290,3 +290,30 @@ async def test_a_database_upgraded_with_the_first_0017_gets_apis_deprecated_at(f
         await stores.close()
     # Opening again is a no-op: the column is there, so 0035 leaves it be.
     assert (await schema(fresh_url))[1] == [head()]
+
+
+async def test_a_downgrade_past_0042_keeps_one_of_the_records_sharing_a_key_of_0041(fresh_url: str) -> None:
+    """At head two records may share a request id and time (their entry ids differ); going back
+    to 0041, whose key is (request_id, created_at), keeps one of them (the smallest entry id),
+    and upgrading again works."""
+    stores = await open_at(fresh_url, None)
+    try:
+        at = datetime(2026, 6, 1, 12, 0, 0, 250000, UTC)
+        await stores.ledger.append([UsageRecord(request_id="shared", tenant_id="acme", model=f"m{n}",
+                                                created_at=at, entry_id=f"e-{n}") for n in (2, 1)])
+        assert len(await stores.ledger.recent("acme")) == 2
+    finally:
+        await stores.close()
+    engine, _ = await open_database(fresh_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(lambda c: command.downgrade(_config(c), "0041"))
+            kept = (await conn.execute(sa.text("SELECT request_id, model FROM usage_records"))).all()
+            assert [tuple(row) for row in kept] == [("shared", "m1")]
+    finally:
+        await engine.dispose()
+    stores = await open_at(fresh_url, None)
+    try:
+        assert [r.entry_id for r in await stores.ledger.recent("acme")] == ["shared"]
+    finally:
+        await stores.close()
