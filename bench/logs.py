@@ -138,7 +138,7 @@ def rows(world: World, count: int, body_share: float, seed: int,
                 ["bench"], 0, 0, 0, 0, deployment,
                 [{"deployment": deployment, "group": model, "status": status, "code": error,
                   "ms": latency - 3}],
-                3, latency - 3,
+                3, latency - 3, None, request_id,  # no log id; the entry id: one record per request id
             )
             body = None
             if rnd.random() < body_share:
@@ -164,7 +164,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SEARCH_INDEXES = ("ix_usage_records_key_created", "ix_usage_records_team_created",
                   "ix_usage_records_user_created", "ix_usage_records_tenant_model_created",
                   "ix_usage_records_tenant_deployment_created", "ix_usage_records_tenant_error_created",
-                  "ix_usage_records_tenant_created", "ix_usage_records_created", "ix_request_bodies_text",
+                  "ix_usage_records_tenant_created", "ix_usage_records_created",
+                  "ix_usage_records_request_created", "ix_request_bodies_text",
                   "ix_request_bodies_tenant_created", "ix_request_bodies_created")
 
 

@@ -35,6 +35,19 @@ def records(database: str, tenant: str = "default") -> dict[str, UsageRecord]:
     return asyncio.run(_read(database, tenant))
 
 
+async def _read_all(database: str, tenant: str) -> list[UsageRecord]:
+    stores = await open_at(database, None)
+    try:
+        return await stores.ledger.recent(tenant, 1_000_000)
+    finally:
+        await stores.close()
+
+
+def records_of(database: str, request_id: str, tenant: str = "default") -> list[UsageRecord]:
+    """Every record of ``request_id`` (several requests may share a caller's id)."""
+    return [r for r in asyncio.run(_read_all(database, tenant)) if r.request_id == request_id]
+
+
 def wait_for(database: str, ids: set[str], timeout: float = 20.0, tenant: str = "default",
              ) -> dict[str, UsageRecord]:
     """The ledger's records once every id in ``ids`` is there (polled with a deadline)."""

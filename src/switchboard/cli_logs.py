@@ -119,19 +119,24 @@ def _time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
+def _key(record: dict[str, Any]) -> tuple[str, str]:
+    return record.get("entry_id") or record["request_id"], record["created_at"]
+
+
 def _follow(client: AdminClient, query: dict[str, Any], limit: int, interval: float, as_json: bool) -> None:
-    # A record is its request id and time (the ledger's key): callers who send the same
-    # X-Request-Id (a retrying proxy) have a record each, and each is printed.
+    # A record is its entry id and time (the ledger's key): callers who send the same
+    # X-Request-Id (a retrying proxy) have a record each, and each is printed, even two that
+    # started in the same microsecond (a server from before entry ids: its request id stands in).
     seen: OrderedDict[tuple[str, str], None] = OrderedDict()
     newest: datetime | None = None
     header = True
 
     def show(records: list[dict[str, Any]]) -> None:
         nonlocal newest, header
-        fresh = [r for r in reversed(records) if (r["request_id"], r["created_at"]) not in seen]
-        fresh.sort(key=lambda r: (r["created_at"], r["request_id"]))
+        fresh = [r for r in reversed(records) if _key(r) not in seen]
+        fresh.sort(key=lambda r: (r["created_at"], r["request_id"], r.get("entry_id") or ""))
         for record in fresh:
-            seen[record["request_id"], record["created_at"]] = None
+            seen[_key(record)] = None
             if len(seen) > SEEN:
                 seen.popitem(last=False)
             at = _time(record["created_at"])

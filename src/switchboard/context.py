@@ -300,6 +300,8 @@ class RequestContext:
 
     # The id of the request's budget reservation (reservation_id()); None until it is asked for.
     reservation: str | None = None
+    # The id of the request's usage record (entry_id()); None until it is asked for.
+    entry: str | None = None
     # While the call is under way, the budget stage's reservation (its book, budgets and hold),
     # for another upstream call made within the request to reserve its own most possible cost
     # (a prompt API's repair try: BudgetStage.reserve_again); None: no budget applies. Those
@@ -312,7 +314,7 @@ class RequestContext:
         a caller may send one X-Request-Id with several requests at once (under the same id the
         second reservation would replace the first, and both calls be charged against one)."""
         if self.reservation is None:
-            self.reservation = f"{self.request_id}#{unique_id()}"
+            self.reservation = f"{self.request_id}#{self.entry_id()}"  # one unique id for both
         return self.reservation
 
     def log_id(self) -> str:
@@ -321,6 +323,15 @@ class RequestContext:
         if self.record_id is None:
             self.record_id = secrets.token_hex(12)
         return self.record_id
+
+    def entry_id(self) -> str:
+        """The id of the request's usage record, the ledger's key with its start time: never the
+        caller's X-Request-Id, which requests starting in the same microsecond may share. The
+        log id when a body was captured by then, else a new one; made on first use (the record,
+        or the budget reservation, which carries it too) and kept, so a request costs one id."""
+        if self.entry is None:
+            self.entry = self.record_id or unique_id()
+        return self.entry
 
     def prompt_tokens_estimate(self, model_info: tokens.ModelInfoLike | None = None) -> int:
         """The request's prompt tokens before the call (switchboard.tokens.estimate), computed

@@ -10,11 +10,13 @@ has the request log capture a body (with a redaction) and finds it by its words.
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -23,7 +25,8 @@ import openai
 import pytest
 import sqlalchemy as sa
 
-from switchboard.stores.factory import open_database
+from switchboard.stores import UsageRecord
+from switchboard.stores.factory import open_at, open_database
 from switchboard.stores.sql.tables import request_bodies, usage_records
 from tests.e2e.sdk import ask
 from tests.e2e.test_usage import Deployment, _config, deployment  # noqa: F401 - the module's gateways
@@ -251,6 +254,42 @@ def test_the_cursor_walks_every_record_exactly_once(world: World) -> None:
     times = [rec["created_at"] for rec in world.get(tenant=world.tenants[0]).json()["data"]]
     assert times == sorted(times, reverse=True)  # newest first
 
+
+
+async def _append(database: str, records: list[UsageRecord]) -> None:
+    stores = await open_at(database, None)
+    try:
+        await stores.ledger.append(records)
+    finally:
+        await stores.close()
+
+
+def test_records_sharing_a_request_id_and_time_are_each_listed_and_paged(world: World) -> None:
+    """Requests a caller sent under one X-Request-Id that started in the same microsecond (two
+    workers) are one record each: a lookup lists them all, with their own ``entry_id``, and the
+    cursor walks them one by one; a cursor from before entry ids still reads on."""
+    tenant = f"shared-{uuid.uuid4().hex[:6]}"
+    _post(world.deployment.gateway.url, "/admin/v1/tenants", {"id": tenant, "name": tenant})
+    at = datetime.now(UTC).replace(microsecond=123456) - timedelta(minutes=5)
+    shared = f"shared-{uuid.uuid4().hex}"
+    records = [UsageRecord(request_id=shared, tenant_id=tenant, model="gpt-4o-mini", created_at=at,
+                           entry_id=f"{shared}-{n}") for n in range(3)]
+    earlier = UsageRecord(request_id="earlier", tenant_id=tenant, model="gpt-4o-mini",
+                          created_at=at - timedelta(seconds=1))
+    asyncio.run(_append(world.deployment.database, [*records, earlier]))
+    looked_up = world.get(tenant=tenant, request_id=shared).json()["data"]
+    assert sorted(rec["entry_id"] for rec in looked_up) == [r.entry_id for r in records]
+    walked: list[str] = []
+    params: dict[str, Any] = {"tenant": tenant, "limit": 1}
+    while True:
+        page = world.get(**params).json()
+        walked += [rec["entry_id"] for rec in page["data"]]
+        if not page["has_more"]:
+            break
+        params["cursor"] = page["next_cursor"]
+    assert walked == [f"{shared}-2", f"{shared}-1", f"{shared}-0", "earlier"]
+    old = base64.urlsafe_b64encode(json.dumps([at.isoformat(), shared]).encode()).decode().rstrip("=")
+    assert [rec["entry_id"] for rec in world.get(tenant=tenant, cursor=old).json()["data"]] == ["earlier"]
 
 def test_a_tenant_admin_never_reads_another_tenants_logs(world: World) -> None:
     admin_a = world.keys["admin_a"]["key"]

@@ -176,9 +176,11 @@ def test_a_record_carries_its_bodys_log_id_and_none_when_no_body_is_kept(logged:
     other = _chat(logged, logged.other_key, "not kept")
     records = ledger.wait_for(logged.database, {other, *kept.values()})
     assert records[other].log_id is None
+    assert records[other].entry_id not in (None, other)  # the record's own id all the same
     for path, rid in kept.items():
         log_id = records[rid].log_id
         assert log_id is not None and logged.body(rid).log_id == log_id, path
+        assert records[rid].entry_id == log_id, path  # one id per record: the ledger's key too
 
 
 def test_each_pattern_redacts_as_it_does_on_its_own(logged: Logged) -> None:
@@ -363,8 +365,8 @@ def test_an_embeddings_reply_is_kept_without_its_vectors(logged: Logged) -> None
 def _old_rows(now: datetime) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Records 90, 45 and 1 days old; bodies 45 and 1 days old."""
     records = [
-        {"request_id": f"old-{n}", "tenant_id": "default", "model": "gpt-4o-mini", "status": 200,
-         "prompt_tokens": 1, "completion_tokens": 2, "cost_nano_usd": 1000, "latency_ms": 5,
+        {"request_id": f"old-{n}", "entry_id": f"old-{n}", "tenant_id": "default", "model": "gpt-4o-mini",
+         "status": 200, "prompt_tokens": 1, "completion_tokens": 2, "cost_nano_usd": 1000, "latency_ms": 5,
          "created_at": now - timedelta(days=n), "metadata": {}}
         for n in (90, 45, 1)
     ]

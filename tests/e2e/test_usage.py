@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -192,6 +193,29 @@ def test_every_request_id_has_one_record_and_failures_have_their_status(deployme
     assert bad.cost_usd == 0 and bad.completion_tokens == 0
     assert records[ids[-1]].completion_tokens == 0 and records[ids[-1]].prompt_tokens > 0  # embeddings
 
+
+
+def test_requests_sharing_one_request_id_each_have_their_own_record(deployment: Deployment) -> None:
+    """A caller may send one X-Request-Id with several requests (at once, to several workers):
+    each is a record of its own under that id, keyed by an id the gateway made for it, so none
+    can be taken for a replay of another, even one that started in the same microsecond."""
+    shared = f"shared-{uuid.uuid4().hex}"
+    client = deployment.sdk()
+
+    def call(i: int) -> None:
+        client.chat.completions.create(model="gpt-4o-mini", messages=ask(f"n{i}"),
+                                       extra_headers={"x-request-id": shared})
+
+    with ThreadPoolExecutor(6) as pool:
+        list(pool.map(call, range(6)))  # a failed call raises here
+    deadline = time.monotonic() + 20
+    while len(found := ledger.records_of(deployment.database, shared)) < 6:
+        assert time.monotonic() < deadline, f"{len(found)} of 6 records"
+        time.sleep(0.1)
+    assert len(found) == 6
+    entries = {r.entry_id for r in found}
+    assert len(entries) == 6 and shared not in entries
+    assert all(r.status == 200 and r.cost_usd > 0 for r in found)
 
 def test_an_embedding_whose_provider_reports_no_tokens_is_counted_at_the_estimate(
     deployment: Deployment,

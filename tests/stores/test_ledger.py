@@ -186,3 +186,28 @@ async def test_rows_the_database_refuses_as_they_are_are_stored_made_storable(ba
     assert stored.metadata == {"k\ufffd": "v\ufffd", "n": 2**63 - 1}
     await ledger.append_rows([usage_row(odd), usage_row(huge), usage_row(plain)])  # a replay
     assert len(await ledger.recent("tenant-a")) == 4
+
+
+
+async def test_two_requests_sharing_a_request_id_and_start_are_both_kept(backend: Backend) -> None:
+    """Two callers' requests under one X-Request-Id that started in the same microsecond (two
+    instances, two workers) are two records, each with its own entry id: neither is taken for a
+    replay of the other, while a replay of either (the spool's, after an outage) is stored once."""
+    ledger = backend.stores.ledger
+    first = usage("shared", model="gpt-4o-mini", cost_usd=Decimal("0.000001"), entry_id="e-first")
+    second = usage("shared", model="gpt-4o", cost_usd=Decimal("0.000002"), user_id="user-2",
+                   entry_id="e-second")
+    await ledger.append_rows([usage_row(first)], fresh=True)
+    await ledger.append_rows([usage_row(second)], fresh=True)
+    await ledger.append_rows([usage_row(first), usage_row(second)])  # replayed
+    stored = await ledger.recent("tenant-a")
+    assert sorted(stored, key=lambda r: r.model) == [second, first]
+    assert await ledger.get("tenant-a", "shared") == first  # the first made (entry ids in order)
+    assert await ledger.total("tenant-a", "tenant", "tenant-a", T0, "usd") == Decimal("0.000003")
+    # The other path (a batch's record) the same way; a record without an entry id is keyed by
+    # its request id, so it is stored once however often it is appended.
+    third = usage("shared", entry_id="e-third")
+    assert await ledger.append([third, third, usage("batch_1"), usage("batch_1")]) == 2
+    assert await ledger.append([usage("batch_1", status=500)]) == 0
+    assert (await ledger.get("tenant-a", "batch_1")) == usage("batch_1", entry_id="batch_1")
+    assert len(await ledger.recent("tenant-a")) == 4

@@ -26,10 +26,11 @@ async def test_the_deployment_and_attempts_are_stored_by_both_paths(backend: Bac
     ledger = backend.stores.ledger
     routed = usage("routed", deployment="west", attempts=ATTEMPTS)
     await ledger.append([routed])
-    await ledger.append_rows([usage_row(replace(routed, request_id="routed-row"))])
+    await ledger.append_rows([usage_row(replace(routed, request_id="routed-row", entry_id="routed-row"))])
     await ledger.append_rows([usage_row(usage("plain-row"))])
     assert await ledger.get("tenant-a", "routed") == routed
-    assert await ledger.get("tenant-a", "routed-row") == replace(routed, request_id="routed-row")
+    assert await ledger.get("tenant-a", "routed-row") == replace(routed, request_id="routed-row",
+                                                                 entry_id="routed-row")
     plain = await ledger.get("tenant-a", "plain-row")
     assert plain is not None and plain.deployment is None and plain.attempts is None
 
@@ -39,5 +40,6 @@ async def test_a_row_spooled_before_the_routing_fields_is_read_with_them_empty()
     old = orjson.dumps(list(row[:24]))  # the first row format: 24 fields
     decoded = decode_row(old)
     assert decoded[:24] == tuple(orjson.loads(old))
-    assert decoded[24:] == (0, 0, 0, 0, None, None, None, None, None)
+    # No entry id then: the request id, the key it was stored under before revision 0042.
+    assert decoded[24:] == (0, 0, 0, 0, None, None, None, None, None, "old")
     assert decode_row(orjson.dumps(row)) == tuple(orjson.loads(orjson.dumps(row)))

@@ -205,8 +205,10 @@ async def test_a_tenant_never_sees_another_tenants_records_or_bodies(backend: Ba
 
 
 async def test_the_cursor_walks_every_record_exactly_once(backend: Backend) -> None:
-    # 23 records, many sharing one timestamp: the request id breaks the tie.
+    # 23 records, many sharing one timestamp: the request id breaks the tie; and three requests
+    # that shared a caller's request id and start, told apart by their entry ids.
     records = [usage(f"p-{i:02d}", created_at=T0 + timedelta(seconds=i // 4)) for i in range(23)]
+    records += [usage("p-05", created_at=T0 + timedelta(seconds=1), entry_id=f"p-05-{n}") for n in range(3)]
     await backend.stores.ledger.append(records)
     search = backend.stores.log_search
     assert search is not None
@@ -220,11 +222,15 @@ async def test_the_cursor_walks_every_record_exactly_once(backend: Backend) -> N
         if not page.has_more:
             break
         last = page.entries[-1].record
-        before = (last.created_at, last.request_id)
-    assert pages == 5
+        before = (last.created_at, last.request_id, last.entry_id)
+    assert pages == 6
     assert seen == sorted((r.request_id for r in records), key=lambda i: (int(i[2:]) // 4, i), reverse=True)
-    page = await search.search("tenant-a", LogQuery(limit=23, **DAY))
-    assert len(page.entries) == 23 and page.has_more is False
+    page = await search.search("tenant-a", LogQuery(limit=26, **DAY))
+    assert len(page.entries) == 26 and page.has_more is False
+    # A cursor made before entry ids (time and request id) still reads on after that request id.
+    old = (T0 + timedelta(seconds=1), "p-05")
+    page = await search.search("tenant-a", LogQuery(limit=1, before=old, **DAY))
+    assert [e.record.request_id for e in page.entries] == ["p-04"]
 
 
 async def test_text_search_takes_words_literally(backend: Backend) -> None:

@@ -17,9 +17,9 @@ from alembic import command
 from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
 
-from switchboard.stores import StoreError
+from switchboard.stores import StoreError, UsageRecord
 from switchboard.stores.factory import open_at, open_database
-from switchboard.stores.protocols import ApiRecord, AuditQuery
+from switchboard.stores.protocols import ApiRecord, AuditQuery, usage_row
 from switchboard.stores.sql import tables
 from switchboard.stores.sql.engine import create_engine
 from switchboard.stores.sql.migrate import _config, head
@@ -193,7 +193,7 @@ def _write_old_rows(conn: sa.Connection) -> None:
             conn.execute(sa.insert(table), [{k: v for k, v in row.items() if k in table.c} for row in rows])
 
 
-@pytest.mark.parametrize("revision", ["0009", "0010", "0018", "0024", "0027"])
+@pytest.mark.parametrize("revision", ["0009", "0010", "0018", "0024", "0027", "0041"])
 async def test_a_database_of_an_older_revision_upgrades_with_its_rows(fresh_url: str, revision: str) -> None:
     """A database an older Switchboard made and filled (0009: before the ledger was partitioned)
     is brought to head at start, its rows kept and read by the stores as before."""
@@ -229,8 +229,17 @@ async def test_a_database_of_an_older_revision_upgrades_with_its_rows(fresh_url:
             assert record is not None, days
             assert (record.cost_usd, record.created_at, record.deployment) == (
                 Decimal("0.000001234"), _AT - timedelta(days=days, hours=1), "oai/gpt-4o")
-        newest_first = [r.request_id for r in await stores.ledger.recent("acme")]
-        assert newest_first == [f"req_{days}" for days in _LEDGER_AGES]
+        newest_first = await stores.ledger.recent("acme")
+        assert [r.request_id for r in newest_first] == [f"req_{days}" for days in _LEDGER_AGES]
+        # Keyed by their request id as before (0042): a replay of one is stored once, and a
+        # request sharing another's id and start is a record of its own.
+        assert [r.entry_id for r in newest_first] == [f"req_{days}" for days in _LEDGER_AGES]
+        for record in newest_first:
+            await stores.ledger.append_rows([usage_row(replace(record, status=500))])
+            await stores.ledger.append_rows([usage_row(replace(record, entry_id="other"))], fresh=True)
+        again = await stores.ledger.recent("acme")
+        assert len(again) == 2 * len(_LEDGER_AGES)
+        assert sorted(r.status for r in again) == [200] * 2 * len(_LEDGER_AGES)
         entries = await stores.audit.query("acme", AuditQuery(resource_id="key_a"))
         assert [(e.action, e.after) for e in entries] == [("key.create", {"name": "ci"})]
         assert stores.request_log is not None
@@ -281,3 +290,30 @@ async def test_a_database_upgraded_with_the_first_0017_gets_apis_deprecated_at(f
         await stores.close()
     # Opening again is a no-op: the column is there, so 0035 leaves it be.
     assert (await schema(fresh_url))[1] == [head()]
+
+
+async def test_a_downgrade_past_0042_keeps_one_of_the_records_sharing_a_key_of_0041(fresh_url: str) -> None:
+    """At head two records may share a request id and time (their entry ids differ); going back
+    to 0041, whose key is (request_id, created_at), keeps one of them (the smallest entry id),
+    and upgrading again works."""
+    stores = await open_at(fresh_url, None)
+    try:
+        at = datetime(2026, 6, 1, 12, 0, 0, 250000, UTC)
+        await stores.ledger.append([UsageRecord(request_id="shared", tenant_id="acme", model=f"m{n}",
+                                                created_at=at, entry_id=f"e-{n}") for n in (2, 1)])
+        assert len(await stores.ledger.recent("acme")) == 2
+    finally:
+        await stores.close()
+    engine, _ = await open_database(fresh_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(lambda c: command.downgrade(_config(c), "0041"))
+            kept = (await conn.execute(sa.text("SELECT request_id, model FROM usage_records"))).all()
+            assert [tuple(row) for row in kept] == [("shared", "m1")]
+    finally:
+        await engine.dispose()
+    stores = await open_at(fresh_url, None)
+    try:
+        assert [r.entry_id for r in await stores.ledger.recent("acme")] == ["shared"]
+    finally:
+        await stores.close()

@@ -243,14 +243,15 @@ async def test_the_size_cap_drops_the_oldest_days_first_and_never_today(backend:
 
 
 async def test_the_migration_keeps_the_records_a_ledger_already_has(fresh_url: str) -> None:
-    from switchboard.stores.sql.tables import usage_records
-
     if fresh_url.startswith("sqlite"):
         Path(fresh_url.split("///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(fresh_url)
     try:
         async with engine.begin() as conn:
             await conn.run_sync(lambda c: command.upgrade(_config(c), "0009"))
+            # The table as revision 0009 has it (no entry_id yet).
+            usage_records = await conn.run_sync(
+                lambda c: sa.Table("usage_records", sa.MetaData(), autoload_with=c))
             await conn.execute(sa.insert(usage_records), [
                 {"request_id": f"old-{n}", "tenant_id": "tenant-a", "model": "gpt-4o-mini", "status": 200,
                  "prompt_tokens": 1, "completion_tokens": 2, "cost_nano_usd": 1000, "latency_ms": 5,

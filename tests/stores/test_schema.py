@@ -219,8 +219,9 @@ async def test_a_keys_spend_across_its_lineage_reads_only_its_keys_records(fresh
     keys = [{"id": f"key_{i}", "key_hash": f"hash_{i}", "prefix": "sk-sb-", "tenant_id": "acme",
              "role": "member", "enabled": True, "metadata": {}, "created_at": _NOW, "revision": 0,
              "lineage_id": "key_0" if i < 3 else f"key_{i}"} for i in range(200)]
-    records = [{"request_id": f"req_{i}", "tenant_id": "acme", "key_id": f"key_{i % 200}", "model": "m",
-                "status": 200, "prompt_tokens": 1, "completion_tokens": 2, "cost_nano_usd": i,
+    records = [{"request_id": f"req_{i}", "entry_id": f"req_{i}", "tenant_id": "acme",
+                "key_id": f"key_{i % 200}", "model": "m", "status": 200, "prompt_tokens": 1,
+                "completion_tokens": 2, "cost_nano_usd": i,
                 "latency_ms": 5, "created_at": _NOW - timedelta(seconds=30 * i), "metadata": {}}
                for i in range(_ROWS)]
     since = _NOW - timedelta(days=30)  # every record is in the period
@@ -256,7 +257,8 @@ async def test_what_a_developer_owns_is_read_through_the_key_and_user_indexes(fr
     keys = [{"id": f"key_{i}", "key_hash": f"hash_{i}", "prefix": "sk-sb-", "tenant_id": "acme",
              "role": "member", "enabled": True, "metadata": {}, "created_at": _NOW, "revision": 0,
              "lineage_id": "key_0" if i < 3 else f"key_{i}"} for i in range(200)]
-    records = [{"request_id": f"req_{i}", "tenant_id": "acme", "key_id": f"key_{i % 200}",
+    records = [{"request_id": f"req_{i}", "entry_id": f"req_{i}", "tenant_id": "acme",
+                "key_id": f"key_{i % 200}",
                 "user_id": f"user_{i % 101}", "model": "m", "status": 200, "prompt_tokens": 1,
                 "completion_tokens": 2, "cost_nano_usd": i, "latency_ms": 5,
                 "created_at": _NOW - timedelta(seconds=30 * i), "metadata": {}}

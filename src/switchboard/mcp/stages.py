@@ -153,7 +153,7 @@ class ToolRecordStage:
             ctx.request_id, tenant, key, team, user, tool.exposed, PROVIDER, status,
             0, 0, nano, ms, time.time_ns() // 1000 - round(elapsed * 1_000_000), metadata,
             0, 0, 0, 0, False, None, False, code if status >= 400 else None, tool.name, tags,
-            0, 0, 0, 0, tool.upstream.name, None, None, None, ctx.record_id,
+            0, 0, 0, 0, tool.upstream.name, None, None, None, ctx.record_id, ctx.entry_id(),
         )
         try:
             writer.spool(row)

@@ -440,7 +440,7 @@ def _row(
         unpriced, round_float((first - ctx.started) * 1000) if first is not None else None,
         ctx.stream, error if isinstance(error, str) else None, target.model, tags,
         *counted[6:],  # image_input, audio_input, image_output, audio_output
-        route.deployment or None, _attempts(ctx), *_timings(ctx), ctx.record_id,
+        route.deployment or None, _attempts(ctx), *_timings(ctx), ctx.record_id, ctx.entry_id(),
     )
 
 

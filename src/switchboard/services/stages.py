@@ -172,6 +172,7 @@ class ServiceUsageStage:
             overhead_ms=round(overhead * 1000),
             upstream_ms=round(upstream * 1000),
             log_id=ctx.record_id,
+            entry_id=ctx.entry_id(),
         )
         try:
             writer.record(record)

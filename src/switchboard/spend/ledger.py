@@ -10,8 +10,10 @@ with backoff, replaying the spooled segments in order once it answers again.
 
 Each segment is locked (``flock``) by the process that writes it. At start-up the writer replays
 every segment of the spool directory that no live process holds (a previous run that was killed,
-another worker that died), then deletes it. The ledger's unique ``request_id`` makes any replay
-idempotent: a record written twice is stored once.
+another worker that died), then deletes it. The ledger's key, the record's own ``entry_id``
+(made once per request, spooled with the record) and its time, makes any replay idempotent: a
+record written twice is stored once, and two requests sharing a caller's request id are two
+records.
 
 The spool is bounded (``spend.spool_max_bytes``); when it is full (the database has been down a
 long time), new records are dropped, counted and logged: the gateway keeps serving. See
@@ -72,6 +74,7 @@ _FIRST_ROW = 24
 _ADDED_DEFAULTS: dict[str, object] = {
     "image_input_tokens": 0, "audio_input_tokens": 0, "image_output_tokens": 0, "audio_output_tokens": 0,
 }
+_ENTRY = USAGE_ROW.index("entry_id")
 
 
 def encode_row(row: UsageRow) -> bytes:
@@ -90,6 +93,8 @@ def decode_row(line: bytes) -> UsageRow:
             raise ValueError("not a usage row")
         if len(data) < len(USAGE_ROW):  # spooled by an earlier version, replayed after an upgrade
             data.extend(_ADDED_DEFAULTS.get(name) for name in USAGE_ROW[len(data):])
+            # Keyed by its request id then: the same key as a copy of it stored before the upgrade.
+            data[_ENTRY] = data[0]
         return tuple(data)
     # An earlier version's line: the record's fields by name, defaults left out.
     data["cost_usd"] = Decimal(data["cost_usd"])

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import orjson
 import pytest
 import pytest_asyncio
 
@@ -23,7 +24,7 @@ from switchboard.http.cork import FLUSH_BYTES, CorkedTransport, before_send
 from switchboard.spend.ledger import LedgerWriter, decode, encode
 from switchboard.stores import Stores, UsageRecord
 from switchboard.stores.factory import open_at
-from switchboard.stores.protocols import UsageRow
+from switchboard.stores.protocols import UsageRow, usage_row
 from tests.schemas import copy_sqlite
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -415,3 +416,41 @@ async def test_pending_records_and_their_age_cover_the_spool_a_previous_run_left
         assert writer.stored == 4 and writer.held == 0 and writer.dropped == 0
     finally:
         await writer.close()
+
+
+def line_before_entry_ids(r: UsageRecord) -> bytes:
+    """A spool line as the version before entry ids wrote it: the row's first 33 fields."""
+    return orjson.dumps(list(usage_row(r)[:33])) + b"\n"
+
+
+async def test_requests_sharing_an_id_and_start_are_each_kept_through_an_outage(
+    stores: Stores, tmp_path: Path
+) -> None:
+    """Two requests under one X-Request-Id that started in the same microsecond (two workers),
+    spooled while the database is down and replayed, are two records; the replay stores neither
+    twice. A record the previous version spooled (no entry id) is keyed by its request id, as
+    its copy stored before the upgrade is: stored once."""
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    await stores.ledger.append([record("before")])  # stored, and still in a dead run's spool
+    left = line_before_entry_ids(record("before", status=500)) + line_before_entry_ids(record("prior"))
+    (spool / "usage-00000000000000000001-1.spool").write_bytes(left)
+    first = record("shared", entry_id="e-first")
+    second = record("shared", entry_id="e-second", model="gpt-4o", cost_usd=Decimal("0.0001"))
+    outage = Outage(stores)
+    writer = LedgerWriter(outage, spool, flush_seconds=60)  # type: ignore[arg-type]
+    await writer.start()
+    try:
+        await asyncio.wait_for(writer.recovered.wait(), 10)
+        assert writer.record(first) and writer.record(second)
+        await end_of_pass()
+        await writer.flush()  # fails: kept in the spool
+        outage.down = False
+        assert await writer.store_all()
+        await writer.store_all()  # nothing more to store
+    finally:
+        await writer.close()
+    found = sorted(await stores.ledger.recent("default", 100), key=lambda r: (r.request_id, r.entry_id or ""))
+    assert found == [record("before"), record("prior"), first, second]
+    assert await stores.ledger.total("default", "tenant", "default", T0, "usd") == (
+        3 * Decimal("0.0000045") + Decimal("0.0001"))

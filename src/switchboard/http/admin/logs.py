@@ -4,7 +4,8 @@ A record is the usage ledger's record of one request (every field), with the sto
 response bodies when there are some and they are asked for (``include_bodies=true``; always for a
 ``request_id`` lookup). A list without ``request_id`` covers ``from`` (inclusive) to ``to``
 (exclusive), by default the 24 hours up to now; a ``request_id`` lookup has no default range.
-Pages follow ``next_cursor`` (opaque: base64 of the last record's time and request id).
+Pages follow ``next_cursor`` (opaque: base64 of the last record's time, request id and entry id;
+records may share a caller's request id and time, never their entry id).
 
 Who sees what follows the ``log`` row of the permission table: the platform admin every tenant
 (or one, ``?tenant=``), a tenant admin its tenant, a team admin its team, a developer its own
@@ -93,21 +94,27 @@ def _bool(name: str, value: str | None) -> bool:
     return bool(_flag(name, value))
 
 
-def encode_cursor(created_at: datetime, request_id: str) -> str:
-    raw = json.dumps([created_at.astimezone(UTC).isoformat(), request_id], separators=(",", ":"))
+def encode_cursor(created_at: datetime, request_id: str, entry_id: str | None) -> str:
+    position = [created_at.astimezone(UTC).isoformat(), request_id, *([] if entry_id is None else [entry_id])]
+    raw = json.dumps(position, separators=(",", ":"))
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def decode_cursor(value: str) -> tuple[datetime, str]:
+def _id(value: object) -> bool:
+    # An id goes to the database as given: text it could not hold is not a cursor's.
+    return (isinstance(value, str) and 0 < len(value) <= MAX_REQUEST_ID
+            and problem_with(value) is None)
+
+
+def decode_cursor(value: str) -> tuple[datetime, str] | tuple[datetime, str, str]:
     try:
         raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-        at, request_id = json.loads(raw)
-        # The request id goes to the database as given: text it could not hold is not a cursor.
-        if (isinstance(at, str) and isinstance(request_id, str) and 0 < len(request_id) <= MAX_REQUEST_ID
-                and problem_with(request_id) is None):
+        # [time, request id, entry id]; a cursor from before entry ids has none.
+        at, request_id, *entry = json.loads(raw)
+        if isinstance(at, str) and _id(request_id) and (entry == [] or (len(entry) == 1 and _id(entry[0]))):
             parsed = datetime.fromisoformat(at)
             if parsed.tzinfo is not None:
-                return parsed.astimezone(UTC), request_id
+                return (parsed.astimezone(UTC), request_id, *entry)
     except (binascii.Error, ValueError, TypeError, OverflowError):
         pass
     raise InvalidRequest("cursor: not a cursor this endpoint returned", param="cursor",
@@ -130,6 +137,7 @@ def public(entry: LogEntry) -> dict[str, Any]:
     shown: dict[str, Any] = {
         "object": "log_record",
         "request_id": r.request_id,
+        "entry_id": r.entry_id,
         "created_at": _iso(r.created_at),
         "tenant": r.tenant_id,
         "team": r.team_id,
@@ -224,7 +232,8 @@ async def search(request: Request, access: Annotated[Access, Depends(allow("log"
         "object": "list",
         "data": data,
         "has_more": page.has_more,
-        "next_cursor": None if last is None else encode_cursor(last.created_at, last.request_id),
+        "next_cursor": None if last is None else encode_cursor(last.created_at, last.request_id,
+                                                               last.entry_id),
         "from": None if since is None else _iso(since),
         "to": None if until is None else _iso(until),
     }

@@ -73,7 +73,8 @@ class LogQuery:
     ``owner_lineage``, whose key is of that key lineage (rotation chain). ``text``: words that
     must all occur in the stored request or response body (PostgreSQL: full-text words;
     SQLite: substrings, case-insensitive for ASCII). ``before``: the cursor, (created_at,
-    request_id) of the last record of the previous page; only older records follow."""
+    request_id, entry_id) of the last record of the previous page; only older records follow (a
+    cursor without the entry id, made before entry ids: the records after that request id)."""
 
     since: datetime | None = None
     until: datetime | None = None
@@ -96,7 +97,7 @@ class LogQuery:
     owners: tuple[str, ...] | None = None
     owner_lineage: str | None = None
     owner_team: str | None = None  # with owners: the user's records of this team only (NO_TEAM: of none)
-    before: tuple[datetime, str] | None = None
+    before: tuple[datetime, str] | tuple[datetime, str, str] | None = None
     limit: int = 50
     include_bodies: bool = False
 

@@ -13,7 +13,9 @@ from switchboard.stores.protocols.clock import utcnow
 
 @dataclass(frozen=True)
 class UsageRecord:
-    """One request's accounting. ``request_id`` is unique: appending it twice stores it once."""
+    """One request's accounting. ``entry_id`` (with ``created_at``) is unique: appending a record
+    twice stores it once. ``request_id`` is the caller's X-Request-Id when it sent one, which
+    several requests may share."""
 
     request_id: str
     tenant_id: str
@@ -58,6 +60,15 @@ class UsageRecord:
     # The gateway's own id of the record, which the request's stored bodies carry (revision
     # 0037; RequestContext.log_id): request_id is the caller's choice, not unique to it.
     log_id: str | None = None
+    # The record's own id, the ledger's key with created_at (revision 0042): made by the gateway
+    # once per request (RequestContext.entry_id), so records sharing a caller's request id and
+    # start are all kept, while a replayed record (same id) is stored once. None: the request id,
+    # for a record made once per request id (a batch's) and for the rows stored before 0042.
+    entry_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.entry_id is None:
+            object.__setattr__(self, "entry_id", self.request_id)
 
 
 # A usage record as the usage spool carries it and ``UsageLedger.append_rows`` stores it: a
@@ -70,7 +81,7 @@ USAGE_ROW = (
     "cache_read_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens", "reasoning_tokens",
     "unpriced", "ttft_ms", "stream", "error_code", "upstream_model", "tags",
     "image_input_tokens", "audio_input_tokens", "image_output_tokens", "audio_output_tokens",
-    "deployment", "attempts", "overhead_ms", "upstream_ms", "log_id",
+    "deployment", "attempts", "overhead_ms", "upstream_ms", "log_id", "entry_id",
 )
 UsageRow = tuple[Any, ...]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -88,7 +99,7 @@ def usage_row(r: UsageRecord) -> UsageRow:
         r.unpriced, r.ttft_ms, r.stream, r.error_code, r.upstream_model, tuple(r.tags),
         r.image_input_tokens, r.audio_input_tokens, r.image_output_tokens, r.audio_output_tokens,
         r.deployment, None if r.attempts is None else [dict(a) for a in r.attempts],
-        r.overhead_ms, r.upstream_ms, r.log_id,
+        r.overhead_ms, r.upstream_ms, r.log_id, r.entry_id,
     )
 
 
@@ -96,7 +107,7 @@ def usage_record(row: Sequence[Any]) -> UsageRecord:
     (rid, tenant, key, team, user, model, provider, status, prompt, completion, nano, latency,
      created, meta, cache_read, write_5m, write_1h, reasoning, unpriced, ttft, stream, error,
      upstream, tags, image_in, audio_in, image_out, audio_out, deployment, attempts, overhead,
-     upstream_ms, log_id) = row
+     upstream_ms, log_id, entry_id) = row
     return UsageRecord(
         request_id=rid, tenant_id=tenant, model=model, key_id=key, team_id=team, user_id=user,
         provider=provider, status=status, prompt_tokens=prompt, completion_tokens=completion,
@@ -108,7 +119,7 @@ def usage_record(row: Sequence[Any]) -> UsageRecord:
         image_input_tokens=image_in, audio_input_tokens=audio_in, image_output_tokens=image_out,
         audio_output_tokens=audio_out,
         deployment=deployment, attempts=None if attempts is None else tuple(attempts),
-        overhead_ms=overhead, upstream_ms=upstream_ms, log_id=log_id,
+        overhead_ms=overhead, upstream_ms=upstream_ms, log_id=log_id, entry_id=entry_id,
     )
 
 
@@ -169,14 +180,15 @@ class TooManyGroups(Exception):
 
 class UsageLedger(Protocol):
     async def append(self, records: Sequence[UsageRecord]) -> int:
-        """Store the records whose request id is new; returns how many were new."""
+        """Store the records whose key (entry id and time) is new; returns how many were new."""
 
     async def append_rows(self, rows: Sequence[UsageRow], *, fresh: bool = False) -> None:
         """``append`` for rows (``USAGE_ROW``), the usage spool's fast path: idempotent by
-        request id the same way; how many were new is not counted. ``fresh``: the rows were
+        entry id and time the same way; how many were new is not counted. ``fresh``: the rows were
         never offered before (not a replay), so none can be stored already."""
 
-    async def get(self, tenant_id: str, request_id: str) -> UsageRecord | None: ...
+    async def get(self, tenant_id: str, request_id: str) -> UsageRecord | None:
+        """The tenant's record of ``request_id``; of several sharing it, the first made."""
 
     async def recent(self, tenant_id: str, limit: int = 100) -> list[UsageRecord]:
         """The tenant's latest records, newest first."""

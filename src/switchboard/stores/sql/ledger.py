@@ -1,5 +1,7 @@
-"""The usage ledger in SQL: idempotent appends (``ON CONFLICT (request_id, created_at) DO NOTHING``;
-a replayed record has the same time, and the key holds it for the time partitions, revision 0010).
+"""The usage ledger in SQL: idempotent appends (``ON CONFLICT (entry_id, created_at) DO NOTHING``;
+a replayed record has the same id and time, and the key holds the time for the time partitions,
+revisions 0010 and 0042). The entry id is the gateway's own per request, never the caller's
+request id, which several requests may share and start within the same microsecond with.
 
 ``append_rows`` is the usage writer's path, many records a second under load: one statement
 prepared by the driver and run over every row (``executemany``), each row converted by one small
@@ -52,8 +54,10 @@ log = logging.getLogger("switchboard.spend")
 
 # The column a budget's scope is recorded in (the tenant's is the tenant itself).
 _SCOPE_COLUMNS = {"tenant": t.c.tenant_id, "team": t.c.team_id, "user": t.c.user_id, "key": t.c.key_id}
-# The primary key: a replayed record has the same id and time (revision 0010).
-KEY = [t.c.request_id, t.c.created_at]
+# The primary key: a replayed record has the same entry id and time (revisions 0010, 0042).
+KEY = [t.c.entry_id, t.c.created_at]
+# The key's positions in a row (USAGE_ROW): entry_id and created_at.
+_ENTRY, _CREATED = USAGE_ROW.index("entry_id"), USAGE_ROW.index("created_at")
 # Rows per INSERT: well under SQLite's and asyncpg's bound-parameter limits.
 BATCH = 500
 # Rows per INSERT on SQLite within one batch's transaction (see SqlUsageLedger.__init__).
@@ -93,6 +97,10 @@ def _row(r: UsageRecord) -> dict[str, Any]:
         "audio_output_tokens": r.audio_output_tokens,
         "deployment": r.deployment,
         "attempts": None if r.attempts is None else [dict(a) for a in r.attempts],
+        "overhead_ms": r.overhead_ms,
+        "upstream_ms": r.upstream_ms,
+        "log_id": r.log_id,
+        "entry_id": r.entry_id,
     }
 
 
@@ -121,13 +129,14 @@ def _sqlite_value(row: UsageRow) -> tuple[Any, ...]:
     (rid, tenant, key, team, user, model, provider, status, prompt, completion, nano, latency,
      created, meta, cache_read, write_5m, write_1h, reasoning, unpriced, ttft, stream, error,
      upstream, tags, image_in, audio_in, image_out, audio_out, deployment, attempts, overhead,
-     upstream_ms, log_id) = row
+     upstream_ms, log_id, entry_id) = row
     return (
         rid, tenant, key, team, user, model, provider, status, prompt, completion, nano, latency,
         _sqlite_time(created), _dumps(meta).decode(), cache_read, write_5m, write_1h, reasoning,
         1 if unpriced else 0, ttft, 1 if stream else 0, error, upstream,
         _dumps(tags).decode() if tags else "[]", image_in, audio_in, image_out, audio_out,
         deployment, None if attempts is None else _dumps(attempts).decode(), overhead, upstream_ms, log_id,
+        entry_id,
     )
 
 
@@ -137,7 +146,7 @@ def _postgres_value(row: UsageRow) -> tuple[Any, ...]:
         *row[:12], _EPOCH + row[12] * _MICRO, _dumps(row[13]).decode(), *row[14:18],
         bool(row[18]), row[19], bool(row[20]), row[21], row[22],
         _dumps(row[23]).decode() if row[23] else "[]", *row[24:28],
-        row[28], None if row[29] is None else _dumps(row[29]).decode(), row[30], row[31], row[32],
+        row[28], None if row[29] is None else _dumps(row[29]).decode(), row[30], row[31], row[32], row[33],
     )
 
 
@@ -226,10 +235,10 @@ def _micros(value: datetime) -> int:
 
 
 def _add_new_rows(rollup: Rollup, seen: set[tuple[str, int]], rows: Sequence[UsageRow]) -> None:
-    """Add to the rollup the rows whose key (request id and time) is not in ``seen`` (rows stored
+    """Add to the rollup the rows whose key (entry id and time) is not in ``seen`` (rows stored
     before, or met earlier in this batch): each key once, the first row winning, as in the INSERT."""
     for row in rows:
-        key = (row[0], row[12])
+        key = (row[_ENTRY], row[_CREATED])
         if key not in seen:
             seen.add(key)
             rollup.add_row(row)
@@ -273,6 +282,7 @@ def _record(row: sa.Row[Any]) -> UsageRecord:
         overhead_ms=m["overhead_ms"],
         upstream_ms=m["upstream_ms"],
         log_id=m["log_id"],
+        entry_id=m["entry_id"],
     )
 
 
@@ -433,20 +443,21 @@ class SqlUsageLedger:
             stmt = (
                 insert(self._engine, t)
                 .on_conflict_do_nothing(index_elements=KEY)
-                .returning(t.c.request_id, t.c.created_at)
+                .returning(t.c.entry_id, t.c.created_at)
             )
             for start in range(0, len(records), BATCH):
                 # executemany: the dialect batches the rows into multi-row INSERTs itself, and
                 # the statement is compiled once rather than once per batch.
                 chunk = records[start : start + BATCH]
                 rows = [_row(r) for r in chunk]
-                new = {(rid, _micros(at)) for rid, at in (await conn.execute(stmt, rows)).all()}
+                new = {(entry, _micros(at)) for entry, at in (await conn.execute(stmt, rows)).all()}
                 inserted += len(new)
                 # The analytics rollups count what RETURNING says was inserted, each key once.
                 for record in chunk:
                     row = usage_row(record)
-                    if (row[0], row[12]) in new:
-                        new.discard((row[0], row[12]))
+                    key = (row[_ENTRY], row[_CREATED])
+                    if key in new:
+                        new.discard(key)
                         rollup.add_row(row)
             await self._rollups.write(conn, rollup)
         return inserted
@@ -484,7 +495,7 @@ class SqlUsageLedger:
             await self._rollups.write(conn, rollup)
 
     async def _stored(self, conn: AsyncConnection, rows: Sequence[UsageRow]) -> set[tuple[str, int]]:
-        """Which of the rows' keys (request id, time) the ledger holds already, asked before the
+        """Which of the rows' keys (entry id, time) the ledger holds already, asked before the
         INSERT.
 
         The analytics rollups must count only the rows this INSERT really adds: the spool replays
@@ -498,19 +509,21 @@ class SqlUsageLedger:
         and both count it (the INSERT itself still stores it once). A record is written by the
         one instance that served the request, and its spool replays sequentially, so this does
         not happen in practice; ``switchboard analytics rebuild`` recounts a range exactly."""
-        created = [row[12] for row in rows]
+        created = [row[_CREATED] for row in rows]
         since, until = _EPOCH + min(created) * _MICRO, _EPOCH + max(created) * _MICRO
-        ids = list({row[0] for row in rows})
+        ids = list({row[_ENTRY] for row in rows})
         found: set[tuple[str, int]] = set()
         for start in range(0, len(ids), BATCH):
-            query = sa.select(t.c.request_id, t.c.created_at).where(
-                t.c.request_id.in_(ids[start : start + BATCH]),
+            query = sa.select(t.c.entry_id, t.c.created_at).where(
+                t.c.entry_id.in_(ids[start : start + BATCH]),
                 t.c.created_at >= since, t.c.created_at <= until)
-            found.update((rid, _micros(at)) for rid, at in await conn.execute(query))
+            found.update((entry, _micros(at)) for entry, at in await conn.execute(query))
         return found
 
     async def get(self, tenant_id: str, request_id: str) -> UsageRecord | None:
-        query = sa.select(t).where(t.c.tenant_id == tenant_id, t.c.request_id == request_id)
+        # Several records may share a caller's request id: the first one made.
+        query = (sa.select(t).where(t.c.tenant_id == tenant_id, t.c.request_id == request_id)
+                 .order_by(t.c.created_at, t.c.entry_id).limit(1))
         async with self._engine.connect() as conn:
             row = (await conn.execute(query)).first()
         return None if row is None else _record(row)
@@ -519,7 +532,7 @@ class SqlUsageLedger:
         query = (
             sa.select(t)
             .where(t.c.tenant_id == tenant_id)
-            .order_by(t.c.created_at.desc(), t.c.request_id.desc())
+            .order_by(t.c.created_at.desc(), t.c.request_id.desc(), t.c.entry_id.desc())
             .limit(limit)
         )
         async with self._engine.connect() as conn:

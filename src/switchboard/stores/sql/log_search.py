@@ -96,10 +96,12 @@ def _conditions(dialect: str, tenant_id: str | None, q: LogQuery) -> list[sa.Col
         if q.until is not None:
             where.append(b.c.created_at < to_db(q.until + BODY_SLACK))
     if q.before is not None:
-        at, request_id = q.before[0], q.before[1]
+        at, request_id, entry_id = q.before[0], q.before[1], q.before[2] if len(q.before) > 2 else None
         at_db = to_db(at)
-        where += [u.c.created_at <= at_db,
-                  sa.or_(u.c.created_at < at_db, u.c.request_id < request_id)]
+        after: list[sa.ColumnElement[bool]] = [u.c.created_at < at_db, u.c.request_id < request_id]
+        if entry_id is not None:  # records sharing a caller's request id and time: by entry id
+            after.append(sa.and_(u.c.request_id == request_id, u.c.entry_id < entry_id))
+        where += [u.c.created_at <= at_db, sa.or_(*after)]
     return where
 
 
@@ -146,7 +148,7 @@ def search_statement(dialect: str, tenant_id: str | None, q: LogQuery) -> sa.Sel
         sa.select(*columns)
         .select_from(source)
         .where(*_conditions(dialect, tenant_id, q))
-        .order_by(u.c.created_at.desc(), u.c.request_id.desc())
+        .order_by(u.c.created_at.desc(), u.c.request_id.desc(), u.c.entry_id.desc())
         .limit(q.limit + 1)
     )
 

@@ -72,10 +72,14 @@ usage_records = sa.Table(
     # the gateway's own milliseconds and the upstream's (revision 0010)
     sa.Column("overhead_ms", sa.Integer),
     sa.Column("upstream_ms", sa.Integer),
-    # the key holds the time: PostgreSQL partitions the table by day on it (revision 0010)
-    sa.PrimaryKeyConstraint("request_id", "created_at"),
     # the gateway's own id of the record, which its stored bodies carry (revision 0037)
     sa.Column("log_id", sa.String(32)),
+    # the record's own id, made by the gateway per request (the request id of rows stored before,
+    # and of a batch's record): the key, with the time PostgreSQL partitions the table by day on
+    # (revisions 0010, 0042); the caller's request id is looked up through its own index
+    sa.Column("entry_id", sa.String(128), nullable=False),
+    sa.PrimaryKeyConstraint("entry_id", "created_at"),
+    sa.Index("ix_usage_records_request_created", "request_id", "created_at"),
 )
 
 audit_log = sa.Table(
