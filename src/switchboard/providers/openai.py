@@ -53,6 +53,13 @@ def server_cut(reason: str, target: Target) -> UpstreamBadGateway:
                               f"(finish_reason '{reason}')")
 
 
+def may_be_cut(body: bytes) -> bool:
+    """Whether a whole reply's ``body`` may hold a CUT_BY_SERVER finish reason: a byte search costs
+    less than reading the choices. JSON may spell the reason with escapes ("\\u0061bort"): any \\u
+    in the body has the choices read too (a server escaping its text's non-ASCII takes that way)."""
+    return b'"abort"' in body or b'"error"' in body or b"\\u" in body
+
+
 def check_finish(choices: list[Any], target: Target) -> None:
     """Raises when a choice of a whole reply was cut by the server (CUT_BY_SERVER)."""
     for choice in choices:
@@ -226,7 +233,7 @@ class OpenAIAdapter(ProviderAdapter):
         obj = loads_object(body)
         if obj is None or not isinstance(obj.get("choices"), list):
             raise invalid_body(target)
-        if b'"abort"' in body or b'"error"' in body:  # a byte search costs less than reading the choices
+        if may_be_cut(body):
             check_finish(obj["choices"], target)
         return obj
 
@@ -252,7 +259,7 @@ class OpenAIAdapter(ProviderAdapter):
         obj = loads_object(body)
         if obj is None or not isinstance(obj.get("choices"), list):
             raise invalid_body(target)
-        if b'"abort"' in body or b'"error"' in body:  # a byte search costs less than reading the choices
+        if may_be_cut(body):
             check_finish(obj["choices"], target)
         return obj
 
