@@ -40,6 +40,8 @@ class EffortRefused(InvalidRequest):
         """The message in the caller's values: ``spelled`` maps each value of the caller's field
         that asks for a canonical level to that level. Leaving the field out always works (no
         level is sent), and is the only advice when no level taken can be asked for."""
+        if self.param != _FIELD:  # told already, and named as sent: nothing left to retell
+            return
         shown = next((own for own, level in spelled.items() if level == self.effort), str(self.effort)[:20])
         taken = [own for own, level in spelled.items() if level in self.levels]
         leave = f"leave '{_FIELD}' out"
