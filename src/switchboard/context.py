@@ -337,11 +337,12 @@ class RequestContext:
         """The request's prompt tokens before the call (switchboard.tokens.estimate), computed
         once on first use and shared by every stage that asks (limits, budgets, count_tokens).
 
-        The model is ``model_info``'s (the catalog record) if given, else the route's upstream
-        id, else the requested name; only the first call's choice counts.
+        The model is ``model_info``'s (the catalog record) if given, else the route's (its
+        ``counted_as``: the entry's base_model, else the upstream id), else the requested name;
+        only the first call's choice counts.
         """
         if self.prompt_tokens is None:
-            model = self.route.target.model if self.route is not None else None
+            model = self.route.counted_as if self.route is not None else None
             self.prompt_tokens = tokens.estimate(self.request, self.operation, model_info, model=model)
         return self.prompt_tokens
 

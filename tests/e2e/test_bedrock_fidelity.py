@@ -221,6 +221,23 @@ def test_effort_above_high_is_claudes_adaptive_thinking_with_its_effort(
     assert err.value.param == "reasoning_effort" and err.value.status_code == 400
 
 
+@pytest.mark.parametrize("effort", ["xhigh", "max"])
+def test_an_anthropic_effort_nova_does_not_take_is_advised_in_anthropic_values(
+    claude: anthropic.Anthropic, mock_upstream: Mock, effort: str
+) -> None:
+    # Nova 2's levels in output_config.effort's values: low and medium (high, Anthropic's
+    # default, asks for none), not the chat API's none and minimal, which the caller cannot send.
+    marker = new_marker()
+    with pytest.raises(anthropic.BadRequestError) as err:
+        claude.messages.create(model="nova", max_tokens=256, extra_body={"output_config": {"effort": effort}},
+                               messages=[{"role": "user", "content": f"hi mock:capture={marker}"}])
+    error = err.value.body["error"]  # type: ignore[index]
+    assert error["message"] == (
+        f"'output_config.effort' '{effort}' has no Converse thinking budget: send 'low' or 'medium', or "
+        "leave 'output_config.effort' out (xhigh, max: Claude models only)")
+    assert captured(mock_upstream, marker, timeout=0.2) == []
+
+
 def test_thinking_streams_reasoning_content_then_the_signature(sdk: openai.OpenAI) -> None:
     chunks = list(sdk.chat.completions.create(
         model="claude", messages=ask("think it through"), stream=True,

@@ -600,6 +600,24 @@ def test_reasoning_effort_becomes_cohere_thinking_and_reasoning_comes_back(
     assert isinstance(reasoning, str) and reasoning.startswith("Thinking about")
 
 
+@pytest.mark.parametrize("effort", ["xhigh", "max"])
+def test_an_anthropic_effort_cohere_does_not_take_is_advised_in_anthropic_values(
+    cohere_gateway: Gateway, mock_upstream: Mock, effort: str
+) -> None:
+    # Cohere's budgets in output_config.effort's values: low and medium ("high", Anthropic's
+    # default, asks for none), not the chat API's none and minimal, which the caller cannot send.
+    marker = new_marker()
+    client = anthropic.Anthropic(base_url=cohere_gateway.url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+    with pytest.raises(anthropic.BadRequestError) as err:
+        client.messages.create(model="command-a", max_tokens=256,
+                               extra_body={"output_config": {"effort": effort}},
+                               messages=[{"role": "user", "content": f"think mock:capture={marker}"}])
+    assert err.value.body["error"]["message"] == (  # type: ignore[index]
+        f"'output_config.effort' '{effort}' has no Cohere thinking budget: send 'low' or 'medium', or leave "
+        "'output_config.effort' out")
+    assert captured(mock_upstream, marker, timeout=0.2) == []
+
+
 def test_canonical_thinking_budget_reaches_cohere(co: openai.OpenAI, mock_upstream: Mock) -> None:
     marker = new_marker()
     co.chat.completions.create(model="command-a", messages=ask(f"think mock:capture={marker}"),

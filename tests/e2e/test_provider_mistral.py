@@ -525,7 +525,8 @@ def test_reasoning_effort_mistral_does_not_take_is_a_400_naming_it(
 def test_a_gemini_thinking_level_mistral_does_not_take_is_named_as_sent(
     mistral_gateway: Gateway, mock_upstream: Mock, level: str
 ) -> None:
-    # A Gemini-API caller sent thinkingLevel, not reasoning_effort: the refusal names its field.
+    # A Gemini-API caller sent thinkingLevel, not reasoning_effort: the refusal names its field,
+    # the level as sent, and the advice in its values (HIGH is Mistral's high; none has no level).
     marker = new_marker()
     body = {"contents": [{"role": "user", "parts": [{"text": f"think mock:capture={marker}"}]}],
             "generationConfig": {"thinkingConfig": {"thinkingLevel": level}}}
@@ -534,13 +535,14 @@ def test_a_gemini_thinking_level_mistral_does_not_take_is_named_as_sent(
     assert resp.status_code == 400, resp.text
     error = resp.json()["error"]
     assert error["status"] == "INVALID_ARGUMENT", resp.text
-    assert error["message"].startswith(f"generationConfig.thinkingConfig.thinkingLevel '{level.lower()}' is "
-                                       "not one provider type 'mistral' takes"), resp.text
+    field = "'generationConfig.thinkingConfig.thinkingLevel'"
+    assert error["message"] == (f"{field} '{level}' is not one provider type 'mistral' takes: send 'HIGH', "
+                                f"or leave {field} out"), resp.text
     assert "reasoning_effort" not in resp.text
     assert captured(mock_upstream, marker, timeout=0.2) == []
 
 
-@pytest.mark.parametrize("effort", ["low", "medium"])
+@pytest.mark.parametrize("effort", ["low", "medium", "max"])
 def test_an_anthropic_effort_mistral_does_not_take_is_named_as_sent(
     mistral_gateway: Gateway, mock_upstream: Mock, effort: str
 ) -> None:
@@ -550,8 +552,11 @@ def test_an_anthropic_effort_mistral_does_not_take_is_named_as_sent(
         client.messages.create(model="mistral-small", max_tokens=64,
                                messages=[{"role": "user", "content": f"think mock:capture={marker}"}],
                                extra_body={"output_config": {"effort": effort}})
+    # output_config.effort asks for neither of Mistral's levels ("high", the default, asks for none):
+    # the only advice in the caller's terms is to leave it out, not to send 'none' or 'high'.
     message = exc.value.body["error"]["message"]  # type: ignore[index]
-    assert message.startswith(f"output_config.effort '{effort}' is not one provider type 'mistral' takes")
+    assert message == (f"'output_config.effort' '{effort}' is not one provider type 'mistral' takes: "
+                       "leave 'output_config.effort' out")
     assert "reasoning_effort" not in message
     assert captured(mock_upstream, marker, timeout=0.2) == []
 
@@ -565,7 +570,7 @@ def test_a_responses_effort_mistral_does_not_take_is_named_as_sent(
         mi.responses.create(model="mistral-small", input=f"think mock:capture={marker}",
                             reasoning={"effort": effort})  # type: ignore[typeddict-item]
     assert exc.value.code == "invalid_value" and exc.value.param == "reasoning.effort"
-    assert (f"reasoning.effort '{effort}' is not one provider type 'mistral' takes: send 'none' or 'high'"
+    assert (f"'reasoning.effort' '{effort}' is not one provider type 'mistral' takes: send 'none' or 'high'"
             in exc.value.message) and "reasoning_effort" not in exc.value.message
     assert captured(mock_upstream, marker, timeout=0.2) == []
 

@@ -9,7 +9,8 @@ server answering as they do where they stray from OpenAI's wire format.
   request, e.g. paused for a weight update or a failed KV transfer; a request-level internal
   error): the answer was cut by the server, so a 502 (a stream: its error event after the text
   sent), never a finish reason no OpenAI client knows.
-  With ``n`` > 1, a choice aborted after another one finished is caught the same way.
+  With ``n`` > 1, a choice aborted after another one finished is caught the same way, and so is a
+  reason the server wrote with JSON escapes (``"\u0061bort"``).
 - vLLM's finish reason "repetition" (the request's ``repetition_detection`` found the output
   repeating a pattern, and the server stopped there): OpenAI's "stop", with vLLM's
   ``stop_reason: "repetition_detected"`` kept on the choice.
@@ -35,6 +36,9 @@ ABORT = "abort"
 ERROR = "error"  # vLLM's FinishReason.ERROR, a request-level internal error
 REPETITION = "repetition"  # vLLM's FinishReason.REPETITION (stop_reason "repetition_detected")
 SECOND_ABORTED = "second-aborted"  # n=2: the first choice stops, the second is aborted later
+# The finish reason written with a JSON escape for its first letter (as a server escaping more
+# than it must may write it): "\u0061bort", "\u0065rror", "\u0073top".
+ESCAPED = {"escaped-abort": "abort", "escaped-error": "error", "escaped-stop": "stop"}
 DONE_ONLY = "done-only"  # a stream of ``data: [DONE]`` alone
 NOTHING = "nothing"  # a stream of a keep-alive comment alone
 # TGI (axum) refusing a body it cannot read: 422, text/plain, the serde error (which quotes the
@@ -72,6 +76,8 @@ class _Server(QuietHandler):
             self._send(200, "text/event-stream", b": keep-alive\n\n")
         elif ask in (ABORT, ERROR, REPETITION):
             self._finishing(bool(body.get("stream")), ask)
+        elif ask in ESCAPED:
+            self._finishing(False, ask)
         elif ask == SECOND_ABORTED:
             self._second_aborted()
         else:
@@ -83,10 +89,15 @@ class _Server(QuietHandler):
         stop_reason = "repetition_detected" if reason == REPETITION else None
         head = {"id": "chatcmpl-1", "created": 1, "model": "m"}
         if not stream:
-            self._send(200, "application/json", json.dumps({**head, "object": "chat.completion", "choices": [
+            text = json.dumps({**head, "object": "chat.completion", "choices": [
                 {"index": 0, "message": {"role": "assistant", "content": "one"}, "logprobs": None,
-                 "finish_reason": reason, "stop_reason": stop_reason}],
-                "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}).encode())
+                 "finish_reason": ESCAPED.get(reason, reason), "stop_reason": stop_reason}],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}})
+            if reason in ESCAPED:
+                plain = ESCAPED[reason]
+                text = text.replace(f'"{plain}"', f'"\\u{ord(plain[0]):04x}{plain[1:]}"')
+                assert f'"{plain}"' not in text
+            self._send(200, "application/json", text.encode())
             return
         chunk = {**head, "object": "chat.completion.chunk"}
         events = [{**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": word},
@@ -219,6 +230,19 @@ def test_an_aborted_answer_is_the_servers_failure(oc: openai.OpenAI, model: str,
     # The server's failure, not the caller's: fallen back from.
     answer = _ask(oc, "vllm-or-backup", ABORT, False)
     assert answer.choices[0].message.content == SAID + ABORT
+
+
+@pytest.mark.parametrize("model", ["vllm", "azure", "openai"])
+def test_an_aborted_answer_is_caught_when_its_reason_is_escaped(oc: openai.OpenAI, model: str) -> None:
+    """JSON may spell the reason with escapes ("\u0061bort"): still the server's failure, not a
+    success with a finish reason no client knows; an escaped "stop" is still a whole answer."""
+    for escaped in ("escaped-abort", "escaped-error"):
+        with pytest.raises(openai.InternalServerError) as info:
+            _ask(oc, model, escaped, False)
+        assert info.value.code == "upstream_error"
+        assert f"finish_reason '{ESCAPED[escaped]}'" in _message(info.value)
+    answer = _ask(oc, model, "escaped-stop", False)
+    assert answer.choices[0].finish_reason == "stop" and answer.choices[0].message.content == "one"
 
 
 @pytest.mark.parametrize("reason", [ABORT, ERROR])

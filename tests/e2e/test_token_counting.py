@@ -43,6 +43,7 @@ WEATHER = {
 SYSTEM = "You are a helpful assistant that can answer questions about the weather."
 QUESTION = "Wie ist das Wetter in Zürich? 今日の天気は"
 IMAGE = data_url("image/png", png(1000, 500))
+PROFILE_ARN = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/a1b2c3d4e5f6"
 
 
 def _config(mock: Mock) -> dict[str, Any]:
@@ -51,6 +52,12 @@ def _config(mock: Mock) -> dict[str, Any]:
                                 "api_key": "${UPSTREAM_KEY}"})
     config["models"].append(
         {"name": "claude-haiku", "provider": "up-anthropic", "model": "claude-3-5-haiku-latest"})
+    # A Bedrock application inference profile: its ARN names no model, its info.base_model does.
+    config["providers"].append({"name": "up-bedrock", "type": "bedrock", "api_base": mock.url,
+                                "aws_access_key_id": "AKIDTEST", "aws_secret_access_key": "${UPSTREAM_KEY}",
+                                "aws_region": "us-east-1"})
+    config["models"].append({"name": "claude-profile", "provider": "up-bedrock", "model": PROFILE_ARN,
+                             "info": {"base_model": "anthropic.claude-3-5-haiku-20241022-v1:0"}})
     # No known context window: a conversation of megabytes is served and stored.
     config["models"].append({"name": "house-model", "provider": "local-openai", "model": "house-model-1"})
     return config
@@ -143,6 +150,15 @@ def test_exact_for_openai_models_and_estimated_for_others(gw: Gateway, o200k: ti
     low, high = claude_estimate(Reference(o200k, "claude"))
     assert low <= count(gw, "claude-haiku") <= high
     assert count(gw, "claude-haiku") > math.ceil(expected(Reference(o200k, "claude")) * 1.2)
+
+
+def test_a_model_named_by_an_inference_profile_arn_is_counted_as_its_base_model(
+    gw: Gateway, o200k: tiktoken.Encoding
+) -> None:
+    # The ARN says no family; info.base_model says Claude: its image by Anthropic's rule, not by
+    # OpenAI's tiles (which the text's count alone would land under).
+    low, high = claude_estimate(Reference(o200k, "claude"))
+    assert low <= count(gw, "claude-profile") <= high
 
 
 def test_bad_count_tokens_bodies_get_400_and_the_server_keeps_serving(gw: Gateway) -> None:

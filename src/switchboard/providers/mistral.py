@@ -64,6 +64,7 @@ from switchboard.providers import allowed_tools, capabilities, documents, tool_n
 from switchboard.providers.base import JSON, ProviderAdapter
 from switchboard.providers.capabilities.rows import REQUEST_ROWS
 from switchboard.providers.counts import position
+from switchboard.providers.effort import EffortRefused
 from switchboard.providers.embedding_inputs import text_inputs
 from switchboard.providers.errors import invalid_body, loads_object, text_message
 from switchboard.providers.openai_compatible import (
@@ -122,8 +123,7 @@ _EFFORTS = ("none", "high")
 def _effort(body: JSON) -> None:
     effort = body.get("reasoning_effort")
     if effort is not None and effort not in _EFFORTS:  # a tuple: an unhashable value compares too
-        raise InvalidRequest(f"reasoning_effort '{str(effort)[:20]}' is not one provider type 'mistral' "
-                             "takes: send 'none' or 'high'", param="reasoning_effort", code="invalid_value")
+        raise EffortRefused(effort, "is not one provider type 'mistral' takes", _EFFORTS)
 
 
 def _unsupported_value(what: str, param: str, code: str | None = None) -> InvalidRequest:

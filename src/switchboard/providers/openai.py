@@ -54,7 +54,9 @@ def server_cut(reason: str, target: Target) -> UpstreamBadGateway:
 
 
 def check_finish(choices: list[Any], target: Target) -> None:
-    """Raises when a choice of a whole reply was cut by the server (CUT_BY_SERVER)."""
+    """Raises when a choice of a whole reply was cut by the server (CUT_BY_SERVER). Read from the
+    parsed choices, so a reason written with JSON escapes ("\\u0061bort") is caught too; for the
+    usual one or few choices this costs fewer instructions than searching the body's bytes."""
     for choice in choices:
         if choice.__class__ is dict and choice.get("finish_reason") in CUT_BY_SERVER:
             raise server_cut(choice["finish_reason"], target)
@@ -226,8 +228,7 @@ class OpenAIAdapter(ProviderAdapter):
         obj = loads_object(body)
         if obj is None or not isinstance(obj.get("choices"), list):
             raise invalid_body(target)
-        if b'"abort"' in body or b'"error"' in body:  # a byte search costs less than reading the choices
-            check_finish(obj["choices"], target)
+        check_finish(obj["choices"], target)
         return obj
 
     def chat_stream(self, request: JSON, target: Target) -> OpenAIStreamDecoder:
@@ -252,8 +253,7 @@ class OpenAIAdapter(ProviderAdapter):
         obj = loads_object(body)
         if obj is None or not isinstance(obj.get("choices"), list):
             raise invalid_body(target)
-        if b'"abort"' in body or b'"error"' in body:  # a byte search costs less than reading the choices
-            check_finish(obj["choices"], target)
+        check_finish(obj["choices"], target)
         return obj
 
     def completions_stream(self, request: JSON, target: Target) -> OpenAIStreamDecoder:

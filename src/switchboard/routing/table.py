@@ -36,6 +36,10 @@ class Route:
     # model entry it was built from (region, weight, tags, rpm/tpm, catalog overrides).
     deployment: str = ""
     entry: ModelConfig | None = None
+    # The model whose counting rules the prompt estimate follows (Claude's images, OpenAI's
+    # encodings): the entry's ``info.base_model`` when set, as a name that says no model (a
+    # Bedrock application inference profile ARN, an Azure deployment) needs it, else ``target.model``.
+    counted_as: str = ""
 
 
 def resolve_providers(settings: Settings) -> dict[str, ResolvedProvider]:
@@ -109,7 +113,8 @@ def make_route(
     adapter = resolved.spec.adapter
     override = timeouts if m.timeouts else None
     return Route(target, adapter, client, override, adapter.needs_inline_images(target),
-                 deployment or m.deployment or f"{m.provider}/{m.model}", m)
+                 deployment or m.deployment or f"{m.provider}/{m.model}", m,
+                 m.info.base_model if m.info is not None and m.info.base_model else m.model)
 
 
 def build_routes(

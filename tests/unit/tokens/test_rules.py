@@ -208,6 +208,7 @@ class _Target:
 
 class _Route:
     target = _Target()
+    counted_as = "gpt-4"
 
 
 def test_the_context_computes_the_estimate_once() -> None:

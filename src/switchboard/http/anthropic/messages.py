@@ -18,9 +18,10 @@ from switchboard.context import RequestContext, answered_model
 from switchboard.errors import GatewayError, name_as_sent
 from switchboard.http.anthropic import passthrough, prompt, response
 from switchboard.http.anthropic.errors import error_body
-from switchboard.http.anthropic.request import check_headers, decode_into
+from switchboard.http.anthropic.request import EFFORT_LEVELS, check_headers, decode_into
 from switchboard.http.anthropic.sources import name_messages
 from switchboard.http.anthropic.stream import StreamEncoder, event
+from switchboard.providers.effort import EffortRefused
 
 # Canonical parameters an error may name, as this API calls them (request.py maps them in): a
 # provider's refusal of ``user`` is one of ``metadata.user_id``.
@@ -117,6 +118,8 @@ class AnthropicMessages:
         upstream's) by the Messages field it came from, other canonical names by CALLER_PARAMS."""
         if ctx.message_sources and isinstance(ctx.request.get("messages"), list):
             name_messages(error, ctx.request["messages"], ctx.message_sources)
+        if isinstance(error, EffortRefused):  # its advice in output_config.effort's values
+            error.advise(EFFORT_LEVELS)
         name_as_sent(error, caller_param)
 
     def encode_error(self, error: GatewayError, ctx: RequestContext | None = None) -> bytes:

@@ -204,6 +204,9 @@ def _thinking(value: Any, max_tokens: int | None) -> None:
 _EFFORTS = ("low", "medium", "high", "xhigh", "max")
 # "high" is Anthropic's default: the same as sending no effort, so nothing to carry over.
 _DEFAULT_EFFORT = "high"
+# The reasoning_effort each output_config.effort asks for (high, the default, asks for none): how
+# a level an adapter refuses is told to this API's callers (providers/effort.py).
+EFFORT_LEVELS = {level: level for level in _EFFORTS if level != _DEFAULT_EFFORT}
 
 
 def _output_config(value: Any, out: JSON) -> None:

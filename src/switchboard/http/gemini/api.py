@@ -16,10 +16,11 @@ import orjson
 from switchboard.context import InboundAPI, RequestContext, answered_model
 from switchboard.errors import GatewayError, InvalidRequest, name_as_sent
 from switchboard.http.gemini import embeddings, errors
-from switchboard.http.gemini.request import Decoded, count_tokens_request, generate_request
+from switchboard.http.gemini.request import EFFORT_LEVELS, Decoded, count_tokens_request, generate_request
 from switchboard.http.gemini.response import count_tokens_response, generate_content_response
 from switchboard.http.gemini.sources import name_contents
 from switchboard.http.gemini.stream import StreamEncoder
+from switchboard.providers.effort import EffortRefused
 
 JSON = dict[str, Any]
 
@@ -112,6 +113,8 @@ class _GoogleErrors:
         # A refused message (an adapter's, an upstream's) by the content or part it came from.
         if ctx.message_sources and isinstance(ctx.request.get("messages"), list):
             name_contents(error, ctx.request["messages"], ctx.message_sources)
+        if isinstance(error, EffortRefused):  # its advice in thinkingLevel's values
+            error.advise(EFFORT_LEVELS)
         if error.param:  # the gateway's own refusal of a value: told in the caller's names
             error.message = _UNQUOTED.sub(lambda m: CALLER_PARAMS[m.group(1)], error.message)
         name_as_sent(error, CALLER_PARAMS)

@@ -91,7 +91,8 @@ _GENERATION = frozenset({
     "thinkingConfig", "imageConfig", "mediaResolution", "audioTimestamp",
 })
 _THINKING = frozenset({"includeThoughts", "thinkingBudget", "thinkingLevel"})
-_LEVELS = {"MINIMAL": "minimal", "LOW": "low", "MEDIUM": "medium", "HIGH": "high"}
+# thinkingLevel -> reasoning_effort; also how a refused level is told (providers/effort.py).
+EFFORT_LEVELS = {"MINIMAL": "minimal", "LOW": "low", "MEDIUM": "medium", "HIGH": "high"}
 _SAFETY = frozenset({"category", "threshold", "method"})
 # Gemini's own rule for function names.
 _FUNCTION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,127}$")
@@ -274,9 +275,9 @@ def _thinking(value: Any, out: JSON, path: str) -> bool:
         # -1: dynamic thinking, the model's own default: nothing to ask for.
     if level is not None:
         name = enum(string(level, f"{path}.thinkingLevel").upper(), f"{path}.thinkingLevel",
-                    {*_LEVELS, "THINKING_LEVEL_UNSPECIFIED"})
-        if name in _LEVELS:
-            out["reasoning_effort"] = _LEVELS[name]
+                    {*EFFORT_LEVELS, "THINKING_LEVEL_UNSPECIFIED"})
+        if name in EFFORT_LEVELS:
+            out["reasoning_effort"] = EFFORT_LEVELS[name]
     wanted = bool(include is not None and boolean(include, f"{path}.includeThoughts"))
     out[THOUGHTS] = wanted  # Google bills the summaries it writes: asked for only when wanted
     return wanted

@@ -13,6 +13,7 @@ from typing import Any
 
 from switchboard.errors import InvalidRequest, UnsupportedParameter
 from switchboard.providers.base import JSON
+from switchboard.providers.effort import EffortRefused
 from switchboard.providers.params import drops
 from switchboard.providers.target import Target
 
@@ -42,9 +43,7 @@ def thinking(request: JSON, max_tokens: int, explicit: bool) -> tuple[JSON | Non
     if effort is None:
         return None, max_tokens
     if effort not in _EFFORTS:
-        raise InvalidRequest(f"'reasoning_effort' '{str(effort)[:20]}' is no level of provider type "
-                             f"'anthropic': send one of {', '.join(_EFFORTS)}",
-                             param="reasoning_effort", code="invalid_value")
+        raise EffortRefused(effort, "is no level of provider type 'anthropic'", _EFFORTS)
     if effort == "none":
         return None, max_tokens
     if effort in EFFORT_LEVELS:

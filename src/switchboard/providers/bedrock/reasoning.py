@@ -30,6 +30,7 @@ from typing import Any
 from switchboard.errors import InvalidRequest, UnsupportedParameter
 from switchboard.providers.base import JSON
 from switchboard.providers.bedrock.models import is_claude, is_nova_reasoner
+from switchboard.providers.effort import EffortRefused
 from switchboard.providers.params import drops
 from switchboard.providers.target import Target
 
@@ -59,9 +60,8 @@ def _budget(request: JSON) -> tuple[int, str] | None:
     if effort in (None, "none"):
         return None
     if not isinstance(effort, str) or effort not in EFFORT_BUDGETS:  # an array cannot be looked up
-        raise InvalidRequest(f"'reasoning_effort' '{str(effort)[:20]}' has no Converse thinking budget: send "
-                             "one of none, minimal, low, medium, high (xhigh, max: Claude models only)",
-                             param="reasoning_effort", code="invalid_value")
+        raise EffortRefused(effort, "has no Converse thinking budget", ("none", *EFFORT_BUDGETS),
+                            "xhigh, max: Claude models only")
     return EFFORT_BUDGETS[effort], "reasoning_effort"
 
 

@@ -18,6 +18,7 @@ from switchboard.errors import InvalidRequest, UnsupportedParameter
 from switchboard.providers import allowed_tools, capabilities, documents, tool_names
 from switchboard.providers.base import JSON
 from switchboard.providers.cohere.input_type import input_type
+from switchboard.providers.effort import EffortRefused
 from switchboard.providers.embedding_inputs import text_inputs
 from switchboard.providers.params import drops
 from switchboard.providers.response_format import described_schema
@@ -288,9 +289,7 @@ def _thinking(request: JSON) -> JSON | None:
     if effort == "none":
         return {"type": "disabled"}
     if not isinstance(effort, str) or effort not in _EFFORT_BUDGETS:  # an array cannot be looked up
-        allowed = ", ".join(("none", *_EFFORT_BUDGETS))
-        raise _invalid(f"'reasoning_effort' '{str(effort)[:20]}' has no Cohere thinking budget: send one of "
-                       f"{allowed}", "reasoning_effort")
+        raise EffortRefused(effort, "has no Cohere thinking budget", ("none", *_EFFORT_BUDGETS))
     budget = _EFFORT_BUDGETS[effort]
     return {"type": "enabled"} if budget is None else {"type": "enabled", "token_budget": budget}
 

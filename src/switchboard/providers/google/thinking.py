@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 from switchboard.errors import InvalidRequest
+from switchboard.providers.effort import EffortRefused
 from switchboard.providers.params import THOUGHTS
 
 JSON = dict[str, Any]
@@ -91,11 +92,7 @@ def _from_effort(effort: Any, model: str) -> JSON:
     if effort in _ABOVE_HIGH:
         effort = "high"
     if effort not in EFFORTS:
-        raise InvalidRequest(
-            f"'reasoning_effort' '{str(effort)[:20]}' has no Gemini thinking level: send one of "
-            f"{', '.join((*EFFORTS, *_ABOVE_HIGH))}", param="reasoning_effort",
-            code="invalid_value",
-        )
+        raise EffortRefused(effort, "has no Gemini thinking level", (*EFFORTS, *_ABOVE_HIGH))
     if not budget_model(model):
         if effort == "none":  # the lowest level there is; Gemini 3 cannot turn thinking off
             return {"thinkingLevel": _level("minimal", model)}
