@@ -25,7 +25,7 @@ from switchboard.http.protocol import EdgeLimits, GatewayHttpProtocol
 from switchboard.observability.logs import configure as configure_logs
 from switchboard.observability.logs import uvicorn_log_config
 from switchboard.observability.metrics import MULTIPROC_ENV
-from switchboard.observability.metrics_dir import InstanceMetricsDir
+from switchboard.observability.metrics_dir import InstanceMetricsDir, hold
 from switchboard.settings.embedded import embedded_settings
 from switchboard.settings.loader import ConfigError, load, serving_problems
 from switchboard.settings.secret import SecretKeyMissing, padded_secret, padded_warning, with_secret_key
@@ -150,6 +150,8 @@ def read_handoff(path: str) -> Settings:
 
 def app_factory() -> SwitchboardApp:
     """Entry point for worker processes: the settings the parent validated and handed over."""
+    if (folder := os.environ.get(MULTIPROC_ENV)) is not None:  # this instance's metric files
+        hold(folder)  # the folder stays this instance's until this worker ends, too
     settings = read_handoff(os.environ[_ENV])
     configure_logs(settings.server.log_level, settings.server.log_format)
     configure_edge(settings)
