@@ -136,6 +136,9 @@ def _exited_pid() -> int:
     return child.pid
 
 
+# Its waits for a respawn allow for the supervisor's health checks (WORKER_READY_SECONDS each),
+# beyond the suite's 120 s; each has its own bound.
+@pytest.mark.timeout(4 * WORKER_READY_SECONDS + 150)
 def test_respawned_worker_serves_the_settings_the_parent_validated(
     mock_upstream: Mock, tmp_path: Path, redis_server: RedisServer
 ) -> None:
@@ -212,6 +215,9 @@ def test_workers_stop_when_their_parent_is_killed_outright(
         pass
 
 
+# A start, two replacements one after the other (each up to WORKER_READY_SECONDS) and a drain:
+# over the suite's 120 s on a loaded host; every wait inside has its own bound.
+@pytest.mark.timeout(2 * WORKER_READY_SECONDS + 180)
 def test_sighup_with_workers_replaces_them_with_the_same_settings(
     mock_upstream: Mock, tmp_path: Path, redis_server: RedisServer
 ) -> None:
@@ -234,10 +240,16 @@ def test_sighup_with_workers_replaces_them_with_the_same_settings(
         os.kill(parent, signal.SIGHUP)
         text = "".join(c.choices[0].delta.content or "" for c in [first, *stream] if c.choices)
         assert text == " ".join(["x"] * 20)
+
+        def replaced() -> bool:
+            # uvicorn gives up a restart whose new worker is not ready within WORKER_READY_SECONDS
+            # (it keeps the old worker): said at once, with the gateway's output.
+            assert "aborting the restart" not in gw.process.output, gw.process.output
+            return not workers_of(parent) & before and len(workers_of(parent)) == 2
+
         # One worker after the other starts and the old one drains: on a loaded machine each
         # start (imports, configuration, stores) takes several seconds.
-        _poll(lambda: not workers_of(parent) & before and len(workers_of(parent)) == 2, "replaced workers",
-              timeout=90)
+        _poll(replaced, "replaced workers", timeout=2 * WORKER_READY_SECONDS + 30)
         with httpx.Client(timeout=30) as http:
             resp = http.post(f"{gw.base_url}/chat/completions", headers=AUTH,
                              json={"model": "gpt-4o-mini", "messages": ask("after the restart")})
