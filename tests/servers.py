@@ -360,3 +360,29 @@ def openai_config(mock: Mock, **server: Any) -> dict[str, Any]:
         "auth": {"master_key": "${SWITCHBOARD_MASTER_KEY}"},
         "server": server,
     }
+
+
+def workers_of(parent: int) -> set[int]:
+    """The uvicorn worker processes under ``parent`` (multiprocessing's spawned children; the
+    resource tracker is a child too, and is left out)."""
+    pids = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (entry / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        if ppid == parent and b"spawn_main" in cmdline:
+            pids.add(int(entry.name))
+    return pids
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` is a process that has not ended (a zombie has)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"

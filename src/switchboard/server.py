@@ -25,7 +25,7 @@ from switchboard.http.protocol import EdgeLimits, GatewayHttpProtocol
 from switchboard.observability.logs import configure as configure_logs
 from switchboard.observability.logs import uvicorn_log_config
 from switchboard.observability.metrics import MULTIPROC_ENV
-from switchboard.observability.metrics_dir import InstanceMetricsDir
+from switchboard.observability.metrics_dir import InstanceMetricsDir, hold
 from switchboard.settings.embedded import embedded_settings
 from switchboard.settings.loader import ConfigError, load, serving_problems
 from switchboard.settings.secret import SecretKeyMissing, padded_secret, padded_warning, with_secret_key
@@ -33,10 +33,13 @@ from switchboard.stores.factory import data_dir
 
 _ENV = "SWITCHBOARD_SERVE"
 # How long uvicorn's parent waits for a replacement worker's start-up (opening the stores,
-# migrations under a lock) during a SIGHUP rolling restart; its default of 5 s aborts the restart
-# on a busy host. Health pings are answered by a thread of the worker, so this does not slow the
-# detection of a dead one.
-WORKER_READY_SECONDS = 30
+# migrations under a lock) during a SIGHUP rolling restart; past it the new worker is killed and
+# the restart given up. A start is some 3 s of CPU (a fresh interpreter's imports, the stores):
+# on a busy host (10 runnable processes a core) that is 30 s and more, so 30 s gave up restarts
+# there; a worker that fails exits, which is seen at once, so only a slow start waits this long.
+# Health pings are answered by a thread of the worker, so this does not slow the detection of a
+# dead one.
+WORKER_READY_SECONDS = 120
 # How often a worker checks that uvicorn's parent is still there (see _watch_parent).
 PARENT_POLL_SECONDS = 1.0
 # How long the event loop's own teardown may take once the gateway has closed (see exit_after_close).
@@ -150,6 +153,8 @@ def read_handoff(path: str) -> Settings:
 
 def app_factory() -> SwitchboardApp:
     """Entry point for worker processes: the settings the parent validated and handed over."""
+    if (folder := os.environ.get(MULTIPROC_ENV)) is not None:  # this instance's metric files
+        hold(folder)  # the folder stays this instance's until this worker ends, too
     settings = read_handoff(os.environ[_ENV])
     configure_logs(settings.server.log_level, settings.server.log_format)
     configure_edge(settings)

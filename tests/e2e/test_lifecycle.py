@@ -29,9 +29,11 @@ from tests.servers import (
     free_port,
     new_marker,
     openai_config,
+    running,
     spawn,
     start_gateway,
     start_mock,
+    workers_of,
 )
 from tests.services import RedisServer
 
@@ -120,23 +122,6 @@ def test_both_workers_serve(mock_upstream: Mock, tmp_path: Path, redis_server: R
         assert gw.process.stop() == 0
 
 
-def _workers(parent: int) -> set[int]:
-    """The uvicorn worker processes under ``parent`` (multiprocessing's spawned children; the
-    resource tracker is a child too, and is left out)."""
-    pids = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            cmdline = (entry / "cmdline").read_bytes()
-        except (OSError, IndexError, ValueError):
-            continue  # gone meanwhile
-        if ppid == parent and b"spawn_main" in cmdline:
-            pids.add(int(entry.name))
-    return pids
-
-
 def _poll(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -151,6 +136,9 @@ def _exited_pid() -> int:
     return child.pid
 
 
+# Its waits for a respawn allow for the supervisor's health checks (WORKER_READY_SECONDS each),
+# beyond the suite's 120 s; each has its own bound.
+@pytest.mark.timeout(4 * WORKER_READY_SECONDS + 150)
 def test_respawned_worker_serves_the_settings_the_parent_validated(
     mock_upstream: Mock, tmp_path: Path, redis_server: RedisServer
 ) -> None:
@@ -165,8 +153,8 @@ def test_respawned_worker_serves_the_settings_the_parent_validated(
     gw = start_gateway(config, tmp_path, args=["--workers", "2"])
     try:
         assert not any(orphan.exists() for orphan in orphans)
-        _poll(lambda: len(_workers(gw.process.proc.pid)) == 2, "two workers")
-        before = _workers(gw.process.proc.pid)
+        _poll(lambda: len(workers_of(gw.process.proc.pid)) == 2, "two workers")
+        before = workers_of(gw.process.proc.pid)
         _poll(lambda: gw.process.output.count("Application startup complete") == 2, "two started workers")
         edited = {**config, "models": [{**m, "name": f"renamed-{m['name']}"} for m in config["models"]]}
         gw.config_path.write_text(yaml.safe_dump(edited))
@@ -177,7 +165,7 @@ def test_respawned_worker_serves_the_settings_the_parent_validated(
         # The supervisor notices a death between health checks, each waiting up to
         # WORKER_READY_SECONDS for a busy worker's answer: the deadline allows for two.
         respawn = 2 * WORKER_READY_SECONDS + 15
-        _poll(lambda: len(_workers(gw.process.proc.pid) - before) >= 1, "respawned worker", respawn)
+        _poll(lambda: len(workers_of(gw.process.proc.pid) - before) >= 1, "respawned worker", respawn)
         _poll(lambda: gw.process.output.count("Application startup complete") >= 3, "respawned worker up",
               respawn)
 
@@ -208,14 +196,6 @@ def test_respawned_worker_serves_the_settings_the_parent_validated(
     assert not list((tmp_path / "data").glob(".serve-settings-*"))
 
 
-def _running(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
-
-
 def test_workers_stop_when_their_parent_is_killed_outright(
     mock_upstream: Mock, tmp_path: Path, redis_server: RedisServer
 ) -> None:
@@ -224,17 +204,20 @@ def test_workers_stop_when_their_parent_is_killed_outright(
     config = {**openai_config(mock_upstream), "redis": {"url": redis_server.url}}
     gw = start_gateway(config, tmp_path, args=["--workers", "2"])
     parent = gw.process.proc.pid
-    _poll(lambda: len(_workers(parent)) == 2, "two workers")
-    workers = _workers(parent)
+    _poll(lambda: len(workers_of(parent)) == 2, "two workers")
+    workers = workers_of(parent)
     os.kill(parent, signal.SIGKILL)
     gw.process.proc.wait(30)
-    _poll(lambda: not any(_running(pid) for pid in workers), "workers exiting")
+    _poll(lambda: not any(running(pid) for pid in workers), "workers exiting")
     gone = f"the supervising process {parent} is gone"
     _poll(lambda: gw.process.output.count(gone) == 2, "both workers saying why they stop")
     with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", gw.port), timeout=5):
         pass
 
 
+# A start, two replacements one after the other (each up to WORKER_READY_SECONDS) and a drain:
+# over the suite's 120 s on a loaded host; every wait inside has its own bound.
+@pytest.mark.timeout(2 * WORKER_READY_SECONDS + 180)
 def test_sighup_with_workers_replaces_them_with_the_same_settings(
     mock_upstream: Mock, tmp_path: Path, redis_server: RedisServer
 ) -> None:
@@ -244,8 +227,8 @@ def test_sighup_with_workers_replaces_them_with_the_same_settings(
     gw = start_gateway(config, tmp_path, args=["--workers", "2"])
     try:
         parent = gw.process.proc.pid
-        _poll(lambda: len(_workers(parent)) == 2, "two workers")
-        before = _workers(parent)
+        _poll(lambda: len(workers_of(parent)) == 2, "two workers")
+        before = workers_of(parent)
         edited = {**config, "models": [{**m, "name": f"renamed-{m['name']}"} for m in config["models"]]}
         gw.config_path.write_text(yaml.safe_dump(edited))
         client = openai.OpenAI(base_url=gw.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
@@ -257,10 +240,16 @@ def test_sighup_with_workers_replaces_them_with_the_same_settings(
         os.kill(parent, signal.SIGHUP)
         text = "".join(c.choices[0].delta.content or "" for c in [first, *stream] if c.choices)
         assert text == " ".join(["x"] * 20)
+
+        def replaced() -> bool:
+            # uvicorn gives up a restart whose new worker is not ready within WORKER_READY_SECONDS
+            # (it keeps the old worker): said at once, with the gateway's output.
+            assert "aborting the restart" not in gw.process.output, gw.process.output
+            return not workers_of(parent) & before and len(workers_of(parent)) == 2
+
         # One worker after the other starts and the old one drains: on a loaded machine each
         # start (imports, configuration, stores) takes several seconds.
-        _poll(lambda: not _workers(parent) & before and len(_workers(parent)) == 2, "replaced workers",
-              timeout=90)
+        _poll(replaced, "replaced workers", timeout=2 * WORKER_READY_SECONDS + 30)
         with httpx.Client(timeout=30) as http:
             resp = http.post(f"{gw.base_url}/chat/completions", headers=AUTH,
                              json={"model": "gpt-4o-mini", "messages": ask("after the restart")})

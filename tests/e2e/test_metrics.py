@@ -29,7 +29,16 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests import ledger
 from tests.e2e.sdk import ask, stream_text
-from tests.servers import MASTER_KEY, Gateway, Mock, free_port, openai_config, start_gateway
+from tests.servers import (
+    MASTER_KEY,
+    Gateway,
+    Mock,
+    free_port,
+    openai_config,
+    running,
+    start_gateway,
+    workers_of,
+)
 from tests.services import with_cluster
 
 METRICS_KEY = "metrics-scraper-key-0123456789"
@@ -625,6 +634,9 @@ def test_two_workers_add_up(cluster: pytest.FixtureRequest, mock_upstream: Mock,
         assert gw.process.stop() == 0
 
 
+# Three starts and two stops of a two-worker instance (each worker a fresh interpreter): 20-30 s
+# a start on a loaded 2-core host, over the suite's 120 s; every wait inside has its own bound.
+@pytest.mark.timeout(300)
 @pytest.mark.parametrize("cluster", ["cluster"], indirect=["cluster"])
 def test_instances_sharing_a_data_dir_keep_their_own_worker_metrics(
     cluster: pytest.FixtureRequest, mock_upstream: Mock, tmp_path: Path
@@ -665,11 +677,16 @@ def test_instances_sharing_a_data_dir_keep_their_own_worker_metrics(
         assert second.process.stop() == 0
         assert own(second) == [] and len(own(first)) == 1
         assert [counted(first) for _ in range(6)] == [4] * 6
-        # Killed outright: nothing removes its folder until the next start.
+        # Killed outright: nothing removes its folder until the next start after its workers,
+        # which outlive it for a while (they notice, then drain), have ended too.
+        workers = workers_of(first.process.proc.pid)
+        assert len(workers) == 2
         os.kill(first.process.proc.pid, signal.SIGKILL)
         first.process.proc.wait(30)
+        poll(lambda: not any(running(pid) for pid in workers), "the killed instance's workers never ended",
+             deadline=60)
         poll(lambda: first.process.output.count("is gone; this worker shuts down") == 2,
-             "the killed instance's workers never stopped", deadline=30)
+             "the killed instance's workers never said why they stopped")
         [left] = own(first)
         second = start_gateway(config, tmp_path, args=["--workers", "2"])
         assert not left.exists() and len(own(second)) == 1

@@ -8,11 +8,14 @@ folder of its own under ``<data_dir>/metrics/``, removed when it exits; a folder
 instance that was killed (no exit to remove it) is removed by the next start.
 
 Whether an instance is alive is told by a lock, not a process id: instances in containers sharing
-a volume have process ids of their own namespaces (both may be pid 1). Each instance holds an
-exclusive ``flock`` on its folder's ``.lock`` for as long as it runs (the kernel drops it when the
-process ends, however it ends); a folder whose lock can be taken is a dead instance's. Creating a
-folder and looking for dead ones take ``.cleaning`` in turn, so a folder is never judged between
-its creation and its lock.
+a volume have process ids of their own namespaces (both may be pid 1). The instance and each of
+its workers (:func:`hold`) hold a shared ``flock`` on its folder's ``.lock`` for as long as they
+run (the kernel drops it when a process ends, however it ends); a folder whose lock can be taken
+exclusively is a dead instance's. The workers hold it too because they outlive a supervisor
+killed outright (they notice within a second, then drain) and write their files until they
+end: a start in between must not remove the folder under them. Creating a folder and looking for
+dead ones take ``.cleaning`` in turn, so a folder is never judged between its creation and its
+lock.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ class InstanceMetricsDir:
             _remove_dead(base)
             self.path = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=base))  # 0700
             self._lock: int | None = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(self._lock, fcntl.LOCK_SH | fcntl.LOCK_NB)  # shared with the workers
         finally:
             os.close(cleaning)
 
@@ -53,8 +56,21 @@ class InstanceMetricsDir:
         self._lock = None
 
 
+def hold(folder: str) -> int | None:
+    """A worker's share of its instance's lock on ``folder``: the descriptor, left open until the
+    process ends. Taken while the supervisor holds its own, so there is no moment the folder
+    looks dead; a folder already gone (the supervisor was killed and a new start removed it
+    before this worker got here) leaves nothing to hold (None)."""
+    try:
+        fd = os.open(os.path.join(folder, LOCK), os.O_RDWR)
+    except FileNotFoundError:
+        return None
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    return fd
+
+
 def _remove_dead(base: Path) -> None:
-    """Remove the folders under ``base`` that no running instance holds."""
+    """Remove the folders under ``base`` that no running instance or worker holds."""
     for folder in base.iterdir():
         if not folder.is_dir():
             continue
