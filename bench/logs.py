@@ -196,7 +196,7 @@ async def seed_postgres(url: str, world: World, count: int, body_share: float) -
                 await conn.copy_records_to_table(
                     "request_bodies", records=body_rows,
                     columns=["request_id", "created_at", "tenant_id", "request", "response",
-                             "request_headers", "truncated"])
+                             "request_headers", "truncated", "log_id"])
             done += len(pending)
             pending.clear()
             body_rows.clear()
@@ -206,8 +206,9 @@ async def seed_postgres(url: str, world: World, count: int, body_share: float) -
         for row, body in rows(world, count, body_share, seed=11):
             pending.append(_postgres_value(row))
             if body is not None:
+                # No log id on the record: the body's is its request id, as for one stored before 0037.
                 body_rows.append((row[0], _EPOCH + timedelta(microseconds=row[12]), row[1], body["request"],
-                                  body["response"], json.dumps(body["request_headers"]), False))
+                                  body["response"], json.dumps(body["request_headers"]), False, row[0]))
             if len(pending) >= CHUNK:
                 await flush()
         if pending:
@@ -263,7 +264,7 @@ def seed_sqlite(path: Path, world: World, count: int, body_share: float) -> tupl
     columns = ", ".join(USAGE_ROW)
     insert = f"INSERT INTO usage_records ({columns}) VALUES ({', '.join('?' * len(USAGE_ROW))})"
     insert_body = ("INSERT INTO request_bodies (request_id, created_at, tenant_id, request, response, "
-                   "request_headers, truncated) VALUES (?, ?, ?, ?, ?, ?, 0)")
+                   "request_headers, truncated, log_id) VALUES (?, ?, ?, ?, ?, ?, 0, ?)")
     started = time.monotonic()
     db = sqlite3.connect(path)
     try:
@@ -274,7 +275,7 @@ def seed_sqlite(path: Path, world: World, count: int, body_share: float) -> tupl
             pending.append(_sqlite_value(row))
             if body is not None:
                 bodies.append((row[0], _sqlite_time(row[12]), row[1], body["request"], body["response"],
-                               json.dumps(body["request_headers"])))
+                               json.dumps(body["request_headers"]), row[0]))
             if len(pending) >= CHUNK:
                 with db:
                     db.executemany(insert, pending)

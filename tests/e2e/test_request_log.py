@@ -73,10 +73,15 @@ class Logged:
 
 
 async def _get_body(database: str, request_id: str) -> RequestBody | None:
+    """The body stored for the request's record, found by the record's log id (bodies are kept
+    under it, not under the caller's request id); None before the record is stored."""
     stores = await open_at(database, None)
     try:
         assert stores.request_log is not None
-        return await stores.request_log.get("default", request_id)
+        record = await stores.ledger.get("default", request_id)
+        if record is None or record.log_id is None:
+            return None
+        return await stores.request_log.get("default", record.log_id)
     finally:
         await stores.close()
 
@@ -158,9 +163,8 @@ def test_a_policy_keeps_its_keys_bodies_redacted_and_not_another_keys(logged: Lo
     everything = stored.request + stored.response + json.dumps(headers)
     for secret in (*SECRETS, logged.logged_key["key"]):
         assert secret not in everything
-    # The other key's request has its usage record, and no body (the writer keeps the order of
-    # requests, and the logged one after it is stored).
-    assert asyncio.run(_get_body(logged.database, other)) is None
+    # The other key's request has its usage record, and no body: no log id to keep one under.
+    assert ledger.wait_for(logged.database, {other})[other].log_id is None
 
 
 def test_a_record_carries_its_bodys_log_id_and_none_when_no_body_is_kept(logged: Logged) -> None:
@@ -370,8 +374,9 @@ def _old_rows(now: datetime) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
          "created_at": now - timedelta(days=n), "metadata": {}}
         for n in (90, 45, 1)
     ]
-    bodies = [{"request_id": f"old-{n}", "tenant_id": "default", "created_at": now - timedelta(days=n),
-               "request": "{}", "response": "{}", "truncated": False} for n in (45, 1)]
+    bodies = [{"request_id": f"old-{n}", "log_id": f"old-{n}", "tenant_id": "default",
+               "created_at": now - timedelta(days=n), "request": "{}", "response": "{}", "truncated": False}
+              for n in (45, 1)]
     return records, bodies
 
 

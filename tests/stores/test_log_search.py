@@ -54,12 +54,15 @@ def world() -> list[UsageRecord]:
 
 
 async def add_bodies(backend: Backend, bodies: Sequence[dict[str, Any]]) -> None:
-    """Bodies written straight into the table (capturing them is the request log's job)."""
+    """Bodies written straight into the table (capturing them is the request log's job); one
+    without a log id is stored as revision 0043 leaves a body from before log ids: its request
+    id as log id."""
     engine, _ = await open_database(backend.database)
     try:
         async with engine.begin() as conn:
             await conn.execute(sa.insert(request_bodies), [
-                {"request_headers": None, "truncated": False, "response": None, **body} for body in bodies])
+                {"request_headers": None, "truncated": False, "response": None, "log_id": body["request_id"],
+                 **body} for body in bodies])
     finally:
         await engine.dispose()
 

@@ -19,7 +19,7 @@ from alembic.runtime.migration import MigrationContext
 
 from switchboard.stores import StoreError, UsageRecord
 from switchboard.stores.factory import open_at, open_database
-from switchboard.stores.protocols import ApiRecord, AuditQuery, usage_row
+from switchboard.stores.protocols import ApiRecord, AuditQuery, LogQuery, RequestBody, usage_row
 from switchboard.stores.sql import tables
 from switchboard.stores.sql.engine import create_engine
 from switchboard.stores.sql.migrate import _config, head
@@ -170,8 +170,9 @@ _OLD_ROWS: dict[str, list[dict[str, object]]] = {
     "providers": [dict(name="oai", type="openai", api_base="http://127.0.0.1:9/v1", options={}, headers={},
                        max_connections=5, allow_caller_credentials=False, created_at=_AT, updated_at=_AT,
                        rpm=7, tpm=700)],
-    "usage_records": [dict(request_id=f"req_{days}", tenant_id="acme", key_id="key_a", team_id="team_a",
-                           user_id="user_a", model="gpt-4o", provider="oai", status=200, prompt_tokens=3,
+    "usage_records": [dict(request_id=f"req_{days}", entry_id=f"req_{days}", tenant_id="acme",
+                           key_id="key_a", team_id="team_a", user_id="user_a", model="gpt-4o", provider="oai",
+                           status=200, prompt_tokens=3,
                            completion_tokens=4, cost_nano_usd=1234, latency_ms=9, metadata={},
                            created_at=_AT - timedelta(days=days, hours=1), tags=["ci"],
                            deployment="oai/gpt-4o")
@@ -193,7 +194,7 @@ def _write_old_rows(conn: sa.Connection) -> None:
             conn.execute(sa.insert(table), [{k: v for k, v in row.items() if k in table.c} for row in rows])
 
 
-@pytest.mark.parametrize("revision", ["0009", "0010", "0018", "0024", "0027", "0041"])
+@pytest.mark.parametrize("revision", ["0009", "0010", "0018", "0024", "0027", "0041", "0042"])
 async def test_a_database_of_an_older_revision_upgrades_with_its_rows(fresh_url: str, revision: str) -> None:
     """A database an older Switchboard made and filled (0009: before the ledger was partitioned)
     is brought to head at start, its rows kept and read by the stores as before."""
@@ -246,6 +247,16 @@ async def test_a_database_of_an_older_revision_upgrades_with_its_rows(fresh_url:
         body = await stores.request_log.get("acme", "req_0")
         if revision >= "0010":  # the request log's bodies exist from 0010 on
             assert body is not None and (body.request, body.response) == ('{"q": "hello"}', '{"a": "hi"}')
+            # Keyed by its request id as its log id (0043): a replay is stored once, another
+            # request's body under the same request id and time is kept, and the old records
+            # (the one above sharing req_0's id and time too) show the old body only.
+            assert body.log_id == "req_0"
+            await stores.request_log.append([replace(body, request="again"), replace(body, log_id="new")])
+            assert await stores.request_log.get("acme", "req_0") == body
+            assert await stores.request_log.get("acme", "new") == replace(body, log_id="new")
+            assert stores.log_search is not None
+            page = await stores.log_search.search("acme", LogQuery(request_id="req_0", include_bodies=True))
+            assert {e.body.request if e.body else None for e in page.entries} == {'{"q": "hello"}'}
     finally:
         await stores.close()
 
@@ -315,5 +326,36 @@ async def test_a_downgrade_past_0042_keeps_one_of_the_records_sharing_a_key_of_0
     stores = await open_at(fresh_url, None)
     try:
         assert [r.entry_id for r in await stores.ledger.recent("acme")] == ["shared"]
+    finally:
+        await stores.close()
+
+
+async def test_a_downgrade_past_0043_keeps_one_of_the_bodies_sharing_a_key_of_0042(fresh_url: str) -> None:
+    """At head two bodies may share a request id and time (their log ids differ); going back to
+    0042, whose key is (request_id, created_at), keeps one of them (the smallest log id) and
+    clears a log id that is only the request id again, and upgrading again works."""
+    at = datetime(2026, 6, 1, 12, 0, 0, 250000, UTC)
+    stores = await open_at(fresh_url, None)
+    try:
+        assert stores.request_log is not None
+        await stores.request_log.append([RequestBody(request_id="shared", tenant_id="acme", created_at=at,
+                                                     request=f"b{n}", log_id=f"log-{n}") for n in (2, 1)]
+                                        + [RequestBody(request_id="old", tenant_id="acme", created_at=at)])
+    finally:
+        await stores.close()
+    engine, _ = await open_database(fresh_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(lambda c: command.downgrade(_config(c), "0042"))
+            kept = (await conn.execute(sa.text(
+                "SELECT request_id, request, log_id FROM request_bodies ORDER BY request_id"))).all()
+            assert [tuple(row) for row in kept] == [("old", None, None), ("shared", "b1", "log-1")]
+    finally:
+        await engine.dispose()
+    stores = await open_at(fresh_url, None)
+    try:
+        assert stores.request_log is not None
+        found = [await stores.request_log.get("acme", log_id) for log_id in ("log-1", "log-2", "old")]
+        assert [b.request if b else "missing" for b in found] == ["b1", "missing", None]
     finally:
         await stores.close()

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from switchboard.observability.request_log import BodyWriter
 from switchboard.stores import UsageRecord
 from switchboard.stores.factory import open_at, open_database
-from switchboard.stores.protocols import RequestBody
+from switchboard.stores.protocols import LogQuery, RequestBody
 from switchboard.stores.sql.engine import create_engine
 from switchboard.stores.sql.migrate import _config
 from switchboard.stores.sql.request_log import partition_name
@@ -73,6 +73,25 @@ async def test_bodies_are_stored_once_and_read_within_their_tenant(backend: Back
     assert await log.get("tenant-a", "r1") == first
     assert await log.get("tenant-b", "r1") is None
     assert (await log.get("tenant-b", "r2")) == body("r2", tenant="tenant-b")
+
+
+async def test_bodies_sharing_a_request_id_and_start_are_each_kept_under_their_records(
+    backend: Backend,
+) -> None:
+    """A caller may send one X-Request-Id with requests that start in the same microsecond (two
+    instances, two workers): each body is kept and found by its own record's log id, while a
+    replay of one body is still stored once."""
+    log, ledger, search = backend.stores.request_log, backend.stores.ledger, backend.stores.log_search
+    assert log is not None and search is not None
+    bodies = [replace(body("shared"), request=f'{{"n": {n}}}', log_id=f"log-{n}") for n in (1, 2)]
+    await ledger.append([replace(record("shared"), model=f"m{n}", entry_id=f"log-{n}", log_id=f"log-{n}")
+                         for n in (1, 2)])
+    await log.append(bodies)
+    await log.append([replace(bodies[0], request="changed")])  # a replay: kept as it was
+    page = await search.search("tenant-a", LogQuery(request_id="shared", include_bodies=True))
+    shown = {e.record.model: e.body.request if e.body else None for e in page.entries}
+    assert shown == {"m1": '{"n": 1}', "m2": '{"n": 2}'}
+    assert [await log.get("tenant-a", f"log-{n}") for n in (1, 2)] == bodies
 
 
 async def test_the_ledger_stays_idempotent_with_the_time_in_its_key(backend: Backend) -> None:

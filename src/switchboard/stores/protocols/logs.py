@@ -25,7 +25,13 @@ class RequestBody:
     response: str | None = None
     request_headers: Mapping[str, str] | None = None
     truncated: bool = False
-    log_id: str | None = None  # the usage record's (UsageRecord.log_id): what the body joins it on
+    # The usage record's (UsageRecord.log_id): what the body joins it on, and its key with
+    # created_at (revision 0043). None: the request id, as a body stored before 0037 has.
+    log_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.log_id is None:
+            object.__setattr__(self, "log_id", self.request_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,10 +47,13 @@ class RequestLogStore(Protocol):
     """The request log's bodies (table request_bodies) and its retention (time partitions)."""
 
     async def append(self, bodies: Sequence[RequestBody]) -> None:
-        """Store bodies; one already stored (same request id and time) is kept as it was."""
+        """Store bodies; one already stored (same log id and time) is kept as it was."""
         ...
 
-    async def get(self, tenant_id: str, request_id: str) -> RequestBody | None: ...
+    async def get(self, tenant_id: str, log_id: str) -> RequestBody | None:
+        """The body stored under its record's log id (``UsageRecord.log_id``), never looked up
+        by request id: several requests may share a caller's."""
+        ...
 
     async def prepare(self, now: datetime, days_ahead: int = 2) -> list[str]:
         """Make the day partitions of ``now``'s UTC day and the ``days_ahead`` after it, for the

@@ -106,33 +106,36 @@ def _conditions(dialect: str, tenant_id: str | None, q: LogQuery) -> list[sa.Col
 
 
 def _legacy(dialect: str) -> sa.ColumnElement[bool]:
-    """A body and a record written before revision 0037 (neither has a log_id): joined only when
-    no other record has the body's request id, which then cannot be another caller's, and only
-    within BODY_SLACK of the record's time (a body kept after its own record was deleted is not
-    a later record's). PostgreSQL bounds every join by that window already (search_statement);
-    on SQLite, which stores times as text, it is compared as Julian days."""
+    """A record written before revision 0037 (no log_id; its body's log_id is its request id
+    since 0043): joined only when no other record has the body's request id, which then cannot
+    be another caller's, and only within BODY_SLACK of the record's time (a body kept after its
+    own record was deleted is not a later record's). PostgreSQL bounds every join by that window
+    already (search_statement); on SQLite, which stores times as text, it is compared as Julian
+    days."""
     other = u.alias("other")
     alone = ~sa.exists().where(
         other.c.request_id == b.c.request_id, other.c.tenant_id == b.c.tenant_id,
         other.c.created_at != u.c.created_at,
     )
-    legacy = sa.and_(b.c.log_id.is_(None), u.c.log_id.is_(None), alone)
     if dialect == "postgresql":
-        return legacy
+        return alone
     days = BODY_SLACK / timedelta(days=1)
     body_at, record_at = sa.func.julianday(b.c.created_at), sa.func.julianday(u.c.created_at)
-    return sa.and_(legacy, body_at >= record_at - days, body_at <= record_at + days)
+    return sa.and_(alone, body_at >= record_at - days, body_at <= record_at + days)
 
 
 def search_statement(dialect: str, tenant_id: str | None, q: LogQuery) -> sa.Select[Any]:
     columns: list[Any] = [u]
     source: sa.FromClause = u
     # A body joins its record on the gateway's own id of the record (log_id), never on the
-    # request id alone: that is the caller's X-Request-Id, which a colleague may send too. The
-    # request id and tenant are conditions as well, for the bodies' key index; on PostgreSQL a
-    # window around the record's time lets the join skip the partitions of other days.
-    on = sa.and_(b.c.request_id == u.c.request_id, b.c.tenant_id == u.c.tenant_id,
-                 sa.or_(b.c.log_id == u.c.log_id, _legacy(dialect)))
+    # request id alone: that is the caller's X-Request-Id, which a colleague may send too. A
+    # record without a log id is an old one (or has no body), whose body carries its request id
+    # as log id (0043): one equality either way, for the bodies' key (log_id, created_at). On
+    # PostgreSQL a window around the record's time lets the join skip the partitions of other days.
+    has_log_id = u.c.log_id.is_not(None)
+    on = sa.and_(b.c.log_id == sa.func.coalesce(u.c.log_id, u.c.request_id),
+                 b.c.request_id == u.c.request_id, b.c.tenant_id == u.c.tenant_id,
+                 sa.or_(has_log_id, _legacy(dialect)))
     if dialect == "postgresql":
         seconds = int(BODY_SLACK.total_seconds())
         slack: sa.ColumnElement[Any] = sa.literal_column(f"interval '{seconds} seconds'")

@@ -73,12 +73,12 @@ class SqlRequestLog:
     async def append(self, bodies: Sequence[RequestBody]) -> None:
         if not bodies:
             return
-        stmt = insert(self._engine, b).on_conflict_do_nothing(index_elements=[b.c.request_id, b.c.created_at])
+        stmt = insert(self._engine, b).on_conflict_do_nothing(index_elements=[b.c.log_id, b.c.created_at])
         async with self._engine.begin() as conn:
             await conn.execute(stmt, [_body_row(body) for body in bodies])
 
-    async def get(self, tenant_id: str, request_id: str) -> RequestBody | None:
-        query = sa.select(b).where(b.c.tenant_id == tenant_id, b.c.request_id == request_id)
+    async def get(self, tenant_id: str, log_id: str) -> RequestBody | None:
+        query = sa.select(b).where(b.c.tenant_id == tenant_id, b.c.log_id == log_id)
         async with self._engine.connect() as conn:
             row = (await conn.execute(query)).first()
         if row is None:

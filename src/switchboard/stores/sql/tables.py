@@ -322,9 +322,11 @@ request_bodies = sa.Table(
     sa.Column("response", sa.Text),
     sa.Column("request_headers", sa.JSON),
     sa.Column("truncated", sa.Boolean, nullable=False, server_default=sa.false()),
-    sa.PrimaryKeyConstraint("request_id", "created_at"),
-    # the usage record's log_id: what a body joins its record on (revision 0037)
-    sa.Column("log_id", sa.String(32)),
+    # the usage record's log_id: what a body joins its record on (revision 0037), and the key, with
+    # the time PostgreSQL partitions the table by day on (revisions 0010, 0043); a body stored
+    # before 0037 has its request id as log id
+    sa.Column("log_id", sa.String(128), nullable=False),
+    sa.PrimaryKeyConstraint("log_id", "created_at"),
     sa.Index("ix_request_bodies_tenant_created", "tenant_id", "created_at"),
     # retention on SQLite deletes by created_at range through it (PostgreSQL drops partitions)
     sa.Index("ix_request_bodies_created", "created_at"),
