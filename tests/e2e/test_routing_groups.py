@@ -616,6 +616,38 @@ def test_a_change_on_an_instance_not_yet_reloaded_audits_what_is_stored_as_befor
         second.process.stop()
 
 
+def test_a_weight_set_on_an_instance_not_yet_reloaded_finds_a_model_just_stored(
+    mock_upstream: Mock, postgres: Postgres, redis_server: RedisServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    # Before, the second instance looked the group up in its own table only: a model stored on
+    # the first moments ago answered 404 group_not_found there until its next reload.
+    first_config = _cluster(routing_config(mock_upstream), postgres, redis_server)
+    second_config = {**first_config, "database": {**first_config["database"], "cache_seconds": 3600}}
+    del second_config["redis"]
+    first = start_gateway(first_config, tmp_path_factory.mktemp("added-a"))
+    second = start_gateway(second_config, tmp_path_factory.mktemp("added-b"))
+    try:
+        on_first, on_second = Deployment("cluster", first), Deployment("cluster", second)
+        name = f"added-{uuid.uuid4().hex[:8]}"
+        made = on_first.admin("POST", "/admin/v1/models", json={"name": name, "provider": "mock",
+                                                               "model": "gpt-4o-mini"})
+        assert made.status_code == 201, made.text
+        (stored,) = on_first.admin("GET", f"{GROUPS}/{name}").json()["deployments"]
+        assert on_second.admin("GET", f"{GROUPS}/{name}").status_code == 404  # not reloaded yet
+        path = f"{GROUPS}/{name}/deployments/{stored['name']}"
+        changed = on_second.admin("PATCH", path, json={"weight": 0})
+        assert changed.status_code == 200 and changed.json()["weight"] == 0, changed.text
+        assert on_second.admin("GET", f"{GROUPS}/{name}").json()["deployments"][0]["weight"] == 0
+        missing = on_second.admin("PATCH", f"{GROUPS}/{name}/deployments/nowhere", json={"weight": 0})
+        assert missing.status_code == 404 and missing.json()["error"]["code"] == "deployment_not_found"
+        missing = on_second.admin("PATCH", f"{GROUPS}/nowhere-{name}/deployments/x", json={"weight": 0})
+        assert missing.status_code == 404 and missing.json()["error"]["code"] == "group_not_found"
+    finally:
+        first.process.stop()
+        second.process.stop()
+
+
 def test_a_group_mixing_providers_answers_a_parameter_where_it_exists(deployment: Deployment) -> None:
     # Round robin starts every other request on the deployment that cannot give logprobs: the
     # gateway's refusal there is not the answer, the other deployment is.

@@ -113,6 +113,11 @@ def _group(routing: LiveRouting, name: str) -> Group:
     return group
 
 
+def _route(routing: LiveRouting, name: str, deployment: str) -> Route | None:
+    group = routing.current.groups.get(name)
+    return None if group is None else group.deployment(deployment)
+
+
 @router.get("/groups", summary="Model groups, their deployments and each one's state")
 async def list_groups(
     request: Request, access: Annotated[Access, Depends(allow("routing", "read"))]
@@ -144,6 +149,10 @@ async def set_weight(
     if not sep:
         raise NotFound(f"no route PATCH /admin/v1/routing/groups/{path[:256]}", code="unknown_url")
     routing = routing_of(request)
+    if _route(routing, name, deployment) is None:
+        # Perhaps a stored model added on another instance whose change has not reached this
+        # one yet: read the table as stored once rather than answer 404 for what exists.
+        await routing.reload()
     group = _group(routing, name)
     route = group.deployment(deployment)
     if route is None:
