@@ -584,6 +584,30 @@ def test_an_expired_key_chains_budgets_are_deleted_as_a_revoke_deletes_them(pair
     assert deleted[0]["before"]["id"] == set_on["id"]
 
 
+def test_an_expired_key_chains_incident_the_store_refused_to_resolve_is_resolved_later(pair: Pair) -> None:
+    # The sweep deletes the chain's budgets, then resolves their incidents: a store that refuses
+    # the resolve (a database outage) leaves the chain, its budgets gone, no longer found by the
+    # sweep; the alerts' own evaluation resolves a key budget's incident whose chain cannot spend.
+    key = pair.ok("POST", "/admin/v1/keys", {"models": ["*"]}, status=201)
+    set_on = pair.ok("PUT", "/admin/v1/budgets", {"scope": "key", "subject": key["id"], "max_amount": 0.01,
+                                                  "period": "total", "thresholds": [100]})
+    assert chat(pair.both[0], PRICED, LONG, key=key["key"], max_tokens=5).status_code == 200
+    incident = _budget_incident(pair, set_on["id"])
+    pair.sql("ALTER TABLE alert_incidents RENAME TO alert_incidents_away")
+    try:
+        pair.ok("PATCH", f"/admin/v1/keys/{key['id']}",
+                {"expires_at": (datetime.now(UTC) + timedelta(seconds=1)).isoformat()})
+        until(lambda: pair.admin("GET", f"/admin/v1/budgets/{set_on['id']}").status_code == 404,
+              "the expired chain's budget left stored")
+        until(lambda: any(f"key:{key['id']}" in x and "not resolved" in x
+                          for gw in pair.both for x in list(gw.process.lines)),
+              "the sweep's resolve not refused")
+    finally:
+        pair.sql("ALTER TABLE alert_incidents_away RENAME TO alert_incidents")
+    until(lambda: _states(pair)[incident] == "resolved", "the expired chain's incident left open")
+    _resolved_event(pair, incident)
+
+
 def test_an_expired_key_brought_back_alerts_again_as_it_spends(pair: Pair) -> None:
     # Before, the claim of the threshold its incident was at outlived the incident the sweep
     # resolved for the expiry: the key, its expires_at pushed back, crossed it again silently.

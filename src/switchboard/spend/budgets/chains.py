@@ -9,7 +9,8 @@ a chain whose only budget is its own, ``max_budget_usd``, has only its claims to
 Every instance may find the same chain at the same moment (and a revoke may end it meanwhile):
 ending it is safe to repeat (the delete returns only what it deleted, so each budget is audited
 once, and the store resolves each incident once), and a chain whose budgets and claims are gone
-is not found again.
+is not found again. An incident the store refused to resolve then is not left open: the alerts'
+evaluation resolves any key budget's incident whose chain cannot spend (``Alerts.key_live``).
 
 The same task forgets, once an hour, the threshold claims of periods that ended
 (``BudgetStore.purge_alerts``), which would otherwise pile up for ever: a claim is past once its
