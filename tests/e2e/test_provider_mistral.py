@@ -413,6 +413,67 @@ def test_logprobs_dropped_when_asked(mi: openai.OpenAI) -> None:
     assert resp.choices[0].message.content == SAID + "hi"
 
 
+# A refusal's way out, as each API's callers can take it: only OpenAI-shaped bodies carry drop_params.
+_ENTRY_ADVICE = ("set drop_params: true on the model in the gateway's config (this API's requests have "
+                 "no drop_params field), to drop it instead")
+
+
+def test_a_refusal_tells_an_openai_caller_the_request_field_too(mi: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as exc:
+        mi.chat.completions.create(model="mistral-small", messages=ask("hi"), extra_body={"top_k": 5})
+    assert exc.value.message.endswith(
+        'set drop_params: true on the model, or send "drop_params": true, to drop it instead'
+    ), exc.value.message
+
+
+def test_a_refusal_tells_an_anthropic_caller_the_model_entry_key_only(
+    mistral_gateway: Gateway, mock_upstream: Mock
+) -> None:
+    # A Messages body has no drop_params (it is the unknown field's 400): the advice is the model
+    # entry's key, which does drop it (mistral-lenient).
+    marker = new_marker()
+    client = anthropic.Anthropic(base_url=mistral_gateway.url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+    said = [{"role": "user", "content": f"hi mock:capture={marker}"}]
+    with pytest.raises(anthropic.BadRequestError) as exc:
+        client.messages.create(model="mistral-small", max_tokens=64, messages=said, extra_body={"top_k": 5})
+    message = exc.value.body["error"]["message"]  # type: ignore[index]
+    assert message == ("parameter 'top_k' is not supported by provider type 'mistral' (model "
+                       f"'mistral-small'); {_ENTRY_ADVICE}")
+    assert captured(mock_upstream, marker, timeout=0.2) == []
+    with pytest.raises(anthropic.BadRequestError) as exc:
+        client.messages.create(model="mistral-small", max_tokens=64, messages=said,
+                               extra_body={"top_k": 5, "drop_params": True})
+    assert "drop_params" in exc.value.body["error"]["message"]  # type: ignore[index]
+    reply = client.messages.create(model="mistral-lenient", max_tokens=64, messages=ask("hi"),
+                                   extra_body={"top_k": 5})
+    assert reply.content[0].text == SAID + "hi"  # type: ignore[union-attr]
+
+
+def test_a_refusal_tells_a_gemini_caller_the_model_entry_key_only(
+    mistral_gateway: Gateway, mock_upstream: Mock
+) -> None:
+    # A Gemini body has no drop_params either (Google's 400 for an unknown name).
+    marker = new_marker()
+    url = f"{mistral_gateway.url}/v1beta/models/{{}}:generateContent"
+    headers = {"x-goog-api-key": MASTER_KEY}
+
+    def generate(model: str, **extra: Any) -> httpx.Response:
+        body = {"contents": [{"role": "user", "parts": [{"text": f"hi mock:capture={marker}"}]}],
+                "generationConfig": {"topK": 5}, **extra}
+        return httpx.post(url.format(model), json=body, headers=headers, timeout=30)
+
+    resp = generate("mistral-small")
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error"]["message"] == (
+        "parameter 'generationConfig.topK' is not supported by provider type 'mistral' (model "
+        f"'mistral-small'); {_ENTRY_ADVICE}"
+    ), resp.text
+    assert captured(mock_upstream, marker, timeout=0.2) == []
+    refused = generate("mistral-small", drop_params=True)
+    assert refused.status_code == 400 and "drop_params" in refused.text, refused.text
+    assert generate("mistral-lenient").status_code == 200
+
+
 def test_unknown_fields_are_refused_before_anything_is_sent(mi: openai.OpenAI, mock_upstream: Mock) -> None:
     # A field the gateway does not know is not sent on unread: a 400 naming it, as Mistral's own
     # 422 would (after a round trip), with drop_params too (it drops known features only).

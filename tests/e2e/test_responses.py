@@ -1289,7 +1289,15 @@ def test_codex_reasoning_is_refused_clearly_where_there_is_no_equivalent(gw: Gat
     resp = httpx.post(f"{gw.base_url}/responses", json=body, headers=ADMIN, timeout=10)
     assert resp.status_code == 400
     assert resp.json()["error"]["param"] == "reasoning.effort"
-    assert "drop_params" in resp.json()["error"]["message"]
+    # A Responses body has no drop_params (the unknown parameter's 400): the advice is the model
+    # entry's key only.
+    assert resp.json()["error"]["message"].endswith(
+        "set drop_params: true on the model in the gateway's config (this API's requests have no "
+        "drop_params field), to drop it instead"
+    ), resp.text
+    resp = httpx.post(f"{gw.base_url}/responses", json={**body, "drop_params": True}, headers=ADMIN,
+                      timeout=10)
+    assert resp.status_code == 400 and resp.json()["error"]["param"] == "drop_params", resp.text
 
 
 def test_a_tool_name_the_provider_refuses_is_named_as_sent(gw: Gateway) -> None:

@@ -51,7 +51,7 @@ from switchboard.providers.errors import (
 )
 from switchboard.providers.openai import CUT_BY_SERVER, OpenAIAdapter, OpenAIStreamDecoder, server_cut
 from switchboard.providers.openai_extensions import documents_and_errors, with_effort, without_safety_settings
-from switchboard.providers.params import drops
+from switchboard.providers.params import drop_advice, drops
 from switchboard.providers.response_format import described_schema
 from switchboard.providers.spec import ProviderOptions, ProviderSpec
 from switchboard.providers.sse import SSEEvent, empty_data
@@ -593,8 +593,7 @@ def _unsupported(name: str, detail: str, target: Target) -> UnsupportedParameter
     preset = getattr(target.options, "preset", "custom")
     return UnsupportedParameter(
         f"{detail} is not supported by provider type '{target.provider_type}' with preset '{preset}' "
-        f"(model '{target.name}'); set drop_params: true on the model, or send \"drop_params\": true, "
-        "to drop it instead",
+        f"(model '{target.name}'); {drop_advice()}",
         param=name,
     )
 

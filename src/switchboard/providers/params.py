@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from switchboard.errors import UnsupportedParameter
+from switchboard.errors import GatewayError, UnsupportedParameter
 from switchboard.providers.target import Target
 
 # Every OpenAI Chat Completions request parameter, so adapters can name what they lack.
@@ -70,6 +70,23 @@ THOUGHTS = "switchboard_thoughts"
 
 GATEWAY_PARAMS = frozenset({"drop_params", HINTS, THOUGHTS})
 
+# A refusal's way out, told in the words of the OpenAI-shaped APIs, whose callers can send the
+# field. The Anthropic and Gemini APIs have no such field (an unknown one is their 400): their
+# errors say the model entry's key only (without_request_drop).
+_SEND_DROP = ', or send "drop_params": true,'
+_ENTRY_ONLY = " in the gateway's config (this API's requests have no drop_params field),"
+
+
+def drop_advice(outcome: str = "drop it instead") -> str:
+    """How a refused feature is dropped rather than refused: what follows it in the 400."""
+    return f"set drop_params: true on the model{_SEND_DROP} to {outcome}"
+
+
+def without_request_drop(error: GatewayError) -> None:
+    """``error``'s advice for a caller whose API has no ``drop_params`` field: the model entry's key
+    alone. Only error paths call it."""
+    error.message = error.message.replace(_SEND_DROP, _ENTRY_ONLY)
+
 
 def drops(request: dict[str, Any], target: Target) -> bool:
     return target.drop_params or request.get("drop_params") is True
@@ -95,7 +112,6 @@ def check_supported(
     name = offending[0]
     raise UnsupportedParameter(
         f"parameter '{name}' is not supported by provider type '{target.provider_type}' "
-        f"(model '{target.name}'); set drop_params: true on the model, or send "
-        '"drop_params": true, to drop it instead',
+        f"(model '{target.name}'); {drop_advice()}",
         param=name,
     )

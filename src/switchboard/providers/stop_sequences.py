@@ -15,7 +15,7 @@ from typing import Any
 
 from switchboard.errors import UnsupportedParameter
 from switchboard.providers.base import JSON, StreamDecoder
-from switchboard.providers.params import drops
+from switchboard.providers.params import drop_advice, drops
 from switchboard.providers.target import Target
 
 
@@ -38,8 +38,7 @@ def to_send(request: JSON, target: Target, provider_type: str, blank_refused: bo
         return [s for s in stops if s.strip()]
     raise UnsupportedParameter(
         f"stop sequences of whitespace only are not supported by provider type '{provider_type}' (model "
-        f"'{target.name}'); set drop_params: true on the model, or send \"drop_params\": true, to drop "
-        "them instead", param="stop")
+        f"'{target.name}'); {drop_advice('drop them instead')}", param="stop")
 
 
 def only_stop(request: JSON) -> str | None:

@@ -22,6 +22,7 @@ from switchboard.http.anthropic.request import EFFORT_LEVELS, check_headers, dec
 from switchboard.http.anthropic.sources import name_messages
 from switchboard.http.anthropic.stream import StreamEncoder, event
 from switchboard.providers.effort import EffortRefused
+from switchboard.providers.params import without_request_drop
 
 # Canonical parameters an error may name, as this API calls them (request.py maps them in): a
 # provider's refusal of ``user`` is one of ``metadata.user_id``.
@@ -120,6 +121,7 @@ class AnthropicMessages:
             name_messages(error, ctx.request["messages"], ctx.message_sources)
         if isinstance(error, EffortRefused):  # its advice in output_config.effort's values
             error.advise(EFFORT_LEVELS)
+        without_request_drop(error)  # a Messages body has no drop_params: the model entry's key
         name_as_sent(error, caller_param)
 
     def encode_error(self, error: GatewayError, ctx: RequestContext | None = None) -> bytes:

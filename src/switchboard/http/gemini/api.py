@@ -21,6 +21,7 @@ from switchboard.http.gemini.response import count_tokens_response, generate_con
 from switchboard.http.gemini.sources import name_contents
 from switchboard.http.gemini.stream import StreamEncoder
 from switchboard.providers.effort import EffortRefused
+from switchboard.providers.params import without_request_drop
 
 JSON = dict[str, Any]
 
@@ -115,6 +116,7 @@ class _GoogleErrors:
             name_contents(error, ctx.request["messages"], ctx.message_sources)
         if isinstance(error, EffortRefused):  # its advice in thinkingLevel's values
             error.advise(EFFORT_LEVELS)
+        without_request_drop(error)  # a Gemini body has no drop_params: the model entry's key
         if error.param:  # the gateway's own refusal of a value: told in the caller's names
             error.message = _UNQUOTED.sub(lambda m: CALLER_PARAMS[m.group(1)], error.message)
         name_as_sent(error, CALLER_PARAMS)

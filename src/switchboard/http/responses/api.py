@@ -31,6 +31,7 @@ from switchboard.http.responses.response import JSON, from_chat, skeleton
 from switchboard.http.responses.sources import name_input
 from switchboard.http.responses.state import Responses
 from switchboard.http.responses.stream import StreamEncoder
+from switchboard.providers.params import without_request_drop
 
 # Canonical (chat) parameter -> the Responses field it came from.
 RESPONSES_PARAMS = {
@@ -171,6 +172,7 @@ class ResponsesAPI:
         call = self.responses.found(ctx)
         if call is not None and isinstance(ctx.request.get("messages"), list):
             name_input(error, ctx.request["messages"], call.translated.sources, call.history)
+        without_request_drop(error)  # a Responses body has no drop_params: the model entry's key
         name_as_sent(error, responses_param)
 
     def encode_error(self, error: GatewayError, ctx: RequestContext | None = None) -> bytes:

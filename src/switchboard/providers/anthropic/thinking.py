@@ -14,7 +14,7 @@ from typing import Any
 from switchboard.errors import InvalidRequest, UnsupportedParameter
 from switchboard.providers.base import JSON
 from switchboard.providers.effort import EffortRefused
-from switchboard.providers.params import drops
+from switchboard.providers.params import drop_advice, drops
 from switchboard.providers.target import Target
 
 MIN_BUDGET = 1024
@@ -132,8 +132,8 @@ def sampling_conflicts(request: JSON, target: Target) -> JSON:
     name = conflicts[0]
     raise UnsupportedParameter(
         f"parameter '{name}' cannot be combined with thinking on provider type '{target.provider_type}' "
-        f"(model '{target.name}'): temperature must be 1 or unset, top_p 0.95-1, top_k unset; set "
-        'drop_params: true on the model, or send "drop_params": true, to drop it instead', param=name)
+        f"(model '{target.name}'): temperature must be 1 or unset, top_p 0.95-1, top_k unset; "
+        + drop_advice(), param=name)
 
 
 # A turn's blocks in either form Claude is sent: Anthropic's Messages API ({"type": "tool_result"})

@@ -31,7 +31,7 @@ from switchboard.errors import InvalidRequest, UnsupportedParameter
 from switchboard.providers.base import JSON
 from switchboard.providers.bedrock.models import is_claude, is_nova_reasoner
 from switchboard.providers.effort import EffortRefused
-from switchboard.providers.params import drops
+from switchboard.providers.params import drop_advice, drops
 from switchboard.providers.target import Target
 
 EFFORT_BUDGETS = {"minimal": 1024, "low": 1024, "medium": 4096, "high": 16384}
@@ -110,8 +110,8 @@ def _no_control(request: JSON, target: Target) -> JSON:
         return {}
     raise UnsupportedParameter(
         f"parameter '{param}' is not supported by provider type 'bedrock' for model '{target.name}' "
-        f"({target.model}): Converse has a reasoning control only for Claude and Nova 2 models; set "
-        'drop_params: true on the model, or send "drop_params": true, to drop it instead',
+        f"({target.model}): Converse has a reasoning control only for Claude and Nova 2 models; "
+        + drop_advice(),
         param=param,
     )
 

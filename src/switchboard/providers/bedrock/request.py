@@ -20,7 +20,7 @@ from switchboard.providers.bedrock.metadata import request_metadata
 from switchboard.providers.bedrock.models import is_claude, is_cohere, is_nova, reads_no_top_k
 from switchboard.providers.bedrock.reasoning import reasoning_fields
 from switchboard.providers.bedrock.tools import serial_tool_choice, tool_config
-from switchboard.providers.params import drops
+from switchboard.providers.params import drop_advice, drops
 from switchboard.providers.target import Target
 
 # Claude reports the stop sequence it matched only when asked for it by this JSON pointer.
@@ -90,8 +90,8 @@ def _add_top_k(extra: JSON, request: JSON, target: Target) -> None:
     elif not drops(request, target):
         raise UnsupportedParameter(
             f"parameter 'top_k' is not supported by provider type 'bedrock' for model '{target.name}' "
-            f"({model}): this model family has no top-k sampling control; set drop_params: true on "
-            'the model, or send "drop_params": true, to drop it instead',
+            f"({model}): this model family has no top-k sampling control; "
+            + drop_advice(),
             param="top_k",
         )
 

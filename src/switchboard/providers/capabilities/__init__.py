@@ -64,7 +64,7 @@ from typing import Any, Literal
 
 from switchboard.errors import UnsupportedParameter
 from switchboard.providers.capabilities.rows import REQUEST_ROWS, Row, message_keys
-from switchboard.providers.params import HINTS, drops
+from switchboard.providers.params import HINTS, drop_advice, drops
 from switchboard.providers.target import Target
 
 Kind = Literal["translated", "passed", "refused"]
@@ -235,8 +235,7 @@ def check(request: dict[str, Any], target: Target, key: str | None = None) -> di
         if not drops(request, target):
             raise UnsupportedParameter(
                 f"{row.what} is not supported by provider type '{target.provider_type}'{_variant(key)} "
-                f"(model '{target.name}'); set drop_params: true on the model, or send "
-                '"drop_params": true, to drop it instead',
+                f"(model '{target.name}'); {drop_advice()}",
                 param=row.param_in(request),
             )
         request = row.drop(request)

@@ -27,7 +27,7 @@ from switchboard.providers import account, allowed_tools, capabilities, document
 from switchboard.providers.google.schema import clean_schema, has_properties
 from switchboard.providers.google.thinking import budget_model, thinking_config
 from switchboard.providers.image_types import sniffed
-from switchboard.providers.params import drops
+from switchboard.providers.params import drop_advice, drops
 from switchboard.providers.response_format import described_schema
 from switchboard.providers.target import Target
 from switchboard.providers.tool_calls import object_arguments
@@ -101,8 +101,8 @@ def safety_settings(value: Any, request: JSON, target: Target) -> list[JSON]:
         i = next(i for i, item in enumerate(value) if "method" in item)
         raise UnsupportedParameter(
             f"safety_settings[{i}].method is not supported by provider type '{target.provider_type}' "
-            f"(model '{target.name}'): the Gemini API has no harm block method (Vertex AI has); set "
-            'drop_params: true on the model, or send "drop_params": true, to drop it instead',
+            f"(model '{target.name}'): the Gemini API has no harm block method (Vertex AI has); "
+            + drop_advice(),
             param=f"safety_settings[{i}].method",
         )
     return [{k: v for k, v in item.items() if k != "method"} for item in value]
@@ -403,7 +403,7 @@ def strict_tools(request: JSON, target: Target) -> bool:
     raise UnsupportedParameter(
         f"strict on some tools only is not supported by provider type '{target.provider_type}' "
         f"(model '{target.name}'): Gemini validates all function calls or none; mark every tool "
-        'strict or none, or set drop_params: true (or send "drop_params": true) to send none strict',
+        f"strict or none, or {drop_advice('send none strict')}",
         param="tools",
     )
 
@@ -509,8 +509,7 @@ def low_resolution(request: JSON, target: Target) -> bool:
     raise UnsupportedParameter(
         f"image_url.detail 'low' on some images only is not supported by provider type "
         f"'{target.provider_type}' (model '{target.name}'): Gemini sets one media resolution per "
-        'request; ask "low" for every image or none, or set drop_params: true (or send '
-        '"drop_params": true) to send the default resolution',
+        f'request; ask "low" for every image or none, or {drop_advice("send the default resolution")}',
         param="messages",
     )
 
