@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -21,6 +23,7 @@ import httpx
 import pytest
 
 from switchboard.stores.checks import MAX_AGE as CHECK_SECONDS
+from switchboard.stores.checks import TIMEOUT as CHECK_TIMEOUT
 from tests.servers import MASTER_KEY, Gateway, Mock, openai_config, start_gateway
 from tests.services import Postgres, RedisServer, start_postgres, start_redis
 
@@ -31,6 +34,8 @@ ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
 # the answers' second and far below the driver's wait, tells the two apart on a loaded machine.
 REDIS_REPLY_TIMEOUT = 60
 BOUND = 15.0
+# More admin writes than the embedded database's connection pool holds (5 + 10 overflow).
+WRITERS = 20
 
 
 def hanging_redis_url(redis: RedisServer) -> str:
@@ -289,3 +294,35 @@ def test_store_up_follows_redis_and_the_database_going_quiet_and_back(
             each.process.stop()
         redis.stop()
         postgres.stop()
+
+
+def test_the_embedded_database_slow_to_answer_is_not_down(mock_upstream: Mock, tmp_path: Path) -> None:
+    """The SQLite file's check waiting past its second (here: for a pooled connection, every one
+    held by admin writes waiting on a write lock another process holds, as a busy host's start-up
+    can) is a slow answer, not an outage: /health/ready stays 200 with the database "ok" even when
+    it requires the stores, nothing is logged down, and the writes succeed once the lock goes."""
+    gw = start_gateway(openai_config(mock_upstream, ready_requires_stores=True), tmp_path)
+    holder = sqlite3.connect(tmp_path / "data" / "switchboard.db", isolation_level=None)
+    writes: list[httpx.Response] = []
+    try:
+        holder.execute("BEGIN EXCLUSIVE")  # the file's write lock, held until the rollback below
+        with ThreadPoolExecutor(WRITERS) as pool:
+            pending = [pool.submit(httpx.post, f"{gw.url}/admin/v1/keys", json={"models": ["*"]},
+                                   headers=ADMIN, timeout=60) for _ in range(WRITERS)]
+            slow = 0
+            while slow < 2:  # until two checks waited out their whole bound, as the case under test
+                started = time.monotonic()
+                ready = _ready(gw)
+                slow += time.monotonic() - started >= CHECK_TIMEOUT
+                assert ready.status_code == 200, ready.text
+                assert ready.json()["checks"] == {"database": "ok"}
+                assert not any(done.done() for done in pending)  # still held: the lock is the cause
+            holder.execute("ROLLBACK")
+            writes = [done.result() for done in pending]
+    finally:
+        if holder.in_transaction:
+            holder.execute("ROLLBACK")
+        holder.close()
+        gw.process.stop()
+    assert [w.status_code for w in writes] == [201] * WRITERS, [w.text for w in writes]
+    assert not any("store check: database is down" in line for line in gw.process.lines)

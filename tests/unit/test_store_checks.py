@@ -127,3 +127,47 @@ async def test_latest_never_waits_and_starts_one_check_when_the_answers_are_old(
     assert await checks.results() == {"database": "down"} and calls == 2
     assert checks.latest() == {"database": "down"}
     await checks.close()
+
+
+async def test_a_local_store_slow_to_answer_keeps_its_last_answer_and_its_late_error_is_down() -> None:
+    """The embedded SQLite file: a question waiting past the bound (a busy host, a busy pool) is
+    not cut nor "down"; no second question is asked while it runs; its answer, when it comes,
+    decides: an error is down at the next check."""
+    calls = 0
+    release = asyncio.Event()
+    fail = False
+
+    async def database() -> None:
+        nonlocal calls
+        calls += 1
+        await release.wait()
+        if fail:
+            raise OSError("disk I/O error")
+
+    clock = Clock()
+    checks = StoreChecks({"database": database}, local=["database"], timeout=0.05, clock=clock)
+    assert await checks.results() == {"database": "ok"}  # slow from the start: not down
+    clock.now += 2
+    assert await checks.results() == {"database": "ok"} and calls == 1  # still the one question
+    fail = True
+    release.set()
+    clock.now += 2
+    assert await checks.results() == {"database": "down"} and calls == 1  # its late answer
+    clock.now += 2
+    assert await checks.results() == {"database": "down"} and calls == 2  # asked anew: fails at once
+    await checks.close()
+
+
+async def test_a_local_store_that_never_answers_is_down_after_its_patience() -> None:
+    """A hung disk: the local question that has not ended after ``patience`` is down."""
+    async def hangs() -> None:
+        await asyncio.Event().wait()
+
+    clock = Clock()
+    checks = StoreChecks({"database": hangs}, local=["database"], timeout=0.05, patience=10, clock=clock)
+    assert await checks.results() == {"database": "ok"}
+    clock.now += 5
+    assert await checks.results() == {"database": "ok"}
+    clock.now += 6
+    assert await checks.results() == {"database": "down"}
+    await checks.close()

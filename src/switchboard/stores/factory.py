@@ -254,7 +254,8 @@ async def open_at(database: str, redis_url: str | None, *, clock: Clock | None =
         admission = RedisAdmission(client, redis_limiter, redis_counters)
         health = RedisHealth(client, clock)
         probes["redis"] = client.ping
-    checks = StoreChecks(probes)
+    # The SQLite file is read in this process: a slow answer there is a busy host, not an outage.
+    checks = StoreChecks(probes, local=["database"] if sqlite_path(database) is not None else [])
     closers.append(checks.close)  # first: a check under way, while the stores are open
     log.info(
         "database %s at revision %s; counters, cache and change feed %s",
